@@ -1,0 +1,148 @@
+/* The replicated cluster state (DESIGN.md §3): commands, their codec, apply, snapshot, restore.
+ * Pure: no I/O, no clock. The same commands applied in the same order give the same state. */
+#ifndef RAFTPG_FSM_H
+#define RAFTPG_FSM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <raft.h>
+
+#include "raftpg/err.h"
+
+#define FSM_NAME_MAX 64
+#define FSM_ADDR_MAX 64
+#define FSM_MEMBERS_MAX 16
+
+/* Version written in every command and snapshot; decoders accept 1..FSM_VERSION. */
+#define FSM_VERSION 1
+
+enum { FSM_TAG_NOFAILOVER = 1u << 0, FSM_TAG_NOSYNC = 1u << 1 };
+
+struct fsm_member {
+    uint64_t id; /* Raft server id, unique, never reused within a cluster */
+    char name[FSM_NAME_MAX];
+    char raft_address[FSM_ADDR_MAX];
+    char api_address[FSM_ADDR_MAX];
+    char pg_address[FSM_ADDR_MAX]; /* empty until the member reports it */
+    uint32_t tags;                 /* FSM_TAG_* bits */
+    int32_t failover_priority;
+};
+
+struct fsm_state {
+    bool initialized;          /* set by the first FSM_CMD_INIT */
+    char scope[FSM_NAME_MAX];
+    uint64_t system_id;        /* PostgreSQL system identifier, 0 until bootstrap */
+    uint64_t next_id;          /* the id the next added member gets; ids are never reused */
+    unsigned n_members;
+    struct fsm_member members[FSM_MEMBERS_MAX];
+    struct {
+        char name[FSM_NAME_MAX]; /* empty: no primary recorded */
+        uint64_t term;           /* Raft term in which it was chosen */
+        uint32_t timeline;
+    } primary;
+    struct {
+        uint32_t k;
+        unsigned n_voters;
+        char voters[FSM_MEMBERS_MAX][FSM_NAME_MAX];
+    } sync;
+    bool paused;
+    uint64_t n_applied; /* commands applied (accepted or rejected) */
+    uint64_t n_rejected;
+};
+
+enum fsm_cmd_type {
+    FSM_CMD_INIT = 1,        /* scope and the initial members; ids come with the members */
+    FSM_CMD_MEMBER_ADD,      /* one member */
+    FSM_CMD_MEMBER_REMOVE,   /* by name */
+    FSM_CMD_SET_PRIMARY,     /* primary name, term, timeline */
+    FSM_CMD_SET_SYNC,        /* k and voters */
+    FSM_CMD_SET_PAUSE,       /* paused flag */
+    FSM_CMD_SET_SYSTEM_ID,   /* system identifier; only once */
+    FSM_CMD_TYPE_MAX
+};
+
+/* A decoded command. term: the Raft term in which the leader decided it (carried for audit). */
+struct fsm_cmd {
+    enum fsm_cmd_type type;
+    uint64_t term;
+    union {
+        struct {
+            char scope[FSM_NAME_MAX];
+            unsigned n_members;
+            struct fsm_member members[FSM_MEMBERS_MAX];
+        } init;
+        struct fsm_member member_add;
+        struct {
+            char name[FSM_NAME_MAX];
+        } member_remove;
+        struct {
+            char name[FSM_NAME_MAX];
+            uint64_t term;
+            uint32_t timeline;
+        } set_primary;
+        struct {
+            uint32_t k;
+            unsigned n_voters;
+            char voters[FSM_MEMBERS_MAX][FSM_NAME_MAX];
+        } set_sync;
+        struct {
+            bool paused;
+        } set_pause;
+        struct {
+            uint64_t system_id;
+        } set_system_id;
+    } u;
+};
+
+/* Name of a command type ("init", "member_add", ...), "unknown" otherwise. */
+const char *fsm_cmd_type_name(enum fsm_cmd_type type);
+
+/* Encodes cmd into out->base (raft_malloc'ed, caller or raft frees) with out->len a multiple of 8
+ * (libraft 0.15 corrupts its log otherwise). Returns 0, RPG_EINVAL (a string too long, a count
+ * out of range, unknown type) or RPG_ENOMEM. */
+int fsm_cmd_encode(const struct fsm_cmd *cmd, struct raft_buffer *out, char *errmsg);
+
+/* Decodes len bytes. Returns 0 or RPG_EPROTO with a message naming what is wrong (truncated,
+ * unknown version, unknown type, string not terminated, count out of range). Never reads past
+ * len. */
+int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errmsg);
+
+/* Resets *s to the empty state (not initialized, next_id 1). */
+void fsm_state_init(struct fsm_state *s);
+
+/* Applies cmd to s. A command that is invalid in the current state (INIT twice, duplicate
+ * member name/id/address, removing an unknown member, system id set twice, ...) leaves s
+ * unchanged except n_applied/n_rejected and returns a negative code with a message. */
+int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg);
+
+/* Finds a member by name or id; NULL if absent. */
+const struct fsm_member *fsm_state_member(const struct fsm_state *s, const char *name);
+const struct fsm_member *fsm_state_member_by_id(const struct fsm_state *s, uint64_t id);
+
+/* Serialises the whole state (snapshot). out->base is raft_malloc'ed, len a multiple of 8. */
+int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *errmsg);
+
+/* Parses a snapshot into *s; on error *s is left untouched and RPG_EPROTO returned. */
+int fsm_state_decode(const void *buf, size_t len, struct fsm_state *s, char *errmsg);
+
+/* Deep equality of two states (for tests and restore checks). */
+bool fsm_state_equal(const struct fsm_state *a, const struct fsm_state *b);
+
+/* A libraft state machine (version 1) over *state (borrowed, must outlive fsm).
+ * apply never fails towards libraft (a non-zero return would stall 0.15's apply loop): a rejected
+ * command still counts as applied, and *result carries the code as (void *)(intptr_t)rc, 0 on
+ * success; read it with fsm_result_code(). snapshot/restore use fsm_state_encode/decode. */
+struct fsm {
+    struct raft_fsm raft;     /* must be first: libraft hands back &raft */
+    struct fsm_state *state;  /* borrowed */
+    char last_error[RPG_ERRMSG_SIZE]; /* message of the last rejected command */
+};
+void fsm_init(struct fsm *f, struct fsm_state *state);
+static inline int fsm_result_code(void *result)
+{
+    return (int)(intptr_t)result;
+}
+
+#endif

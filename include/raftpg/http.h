@@ -1,0 +1,80 @@
+/* Minimal HTTP/1.1 on libuv (server) and a blocking client for the CLI, both parsing with
+ * http-parser. Requests and responses are small JSON documents; bodies are capped. */
+#ifndef RAFTPG_HTTP_H
+#define RAFTPG_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "raftpg/err.h"
+
+#define HTTP_PATH_MAX 512
+#define HTTP_BODY_MAX (64 * 1024)  /* larger request bodies get 413 */
+#define HTTP_HEADERS_MAX (16 * 1024) /* larger header blocks get 431 */
+
+enum http_method { HTTP_M_OTHER = 0, HTTP_M_GET, HTTP_M_HEAD, HTTP_M_POST, HTTP_M_PUT,
+                   HTTP_M_PATCH, HTTP_M_DELETE, HTTP_M_OPTIONS };
+
+/* A parsed request; valid only during the handler call. */
+struct http_request {
+    enum http_method method;
+    char path[HTTP_PATH_MAX];  /* URL path without the query string, percent-decoding not done */
+    char query[HTTP_PATH_MAX]; /* after '?', may be empty */
+    const char *body;          /* NUL-terminated, may be "" */
+    size_t body_len;
+    const char *authorization; /* value of the Authorization header, or NULL */
+    const char *content_type;  /* or NULL */
+};
+
+struct http_conn; /* opaque: one client connection */
+
+/* Called once per complete request. The handler must eventually call http_respond() exactly
+ * once for this conn (now or later from the same loop); until then the conn stays open. */
+typedef void (*http_handler_cb)(struct http_conn *conn, const struct http_request *req, void *data);
+
+struct http_server {
+    uv_loop_t *loop;        /* borrowed */
+    uv_tcp_t tcp;
+    http_handler_cb handler;
+    void *data;
+    unsigned n_conns;       /* open connections */
+    unsigned max_conns;     /* default 64; beyond that new connections are closed at once */
+    uint64_t idle_timeout_ms; /* default 10000: a connection with no complete request is closed */
+    int closing;
+    void (*close_cb)(struct http_server *s);
+    /* internal list of open connections */
+    struct http_conn *conns;
+};
+
+/* Binds "a.b.c.d:port" and starts listening. Returns 0 or a negative RPG_E* with errmsg
+ * (e.g. "listen 127.0.0.1:8001: address already in use"). */
+int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
+                      http_handler_cb handler, void *data, char *errmsg);
+
+/* Closes the listener and every open connection; cb (may be NULL) fires when all handles are
+ * closed. A pending request whose handler has not responded is dropped safely: http_respond on
+ * it after close is a no-op (the conn stays valid until responded or closed, whichever later). */
+void http_server_close(struct http_server *s, void (*cb)(struct http_server *s));
+
+/* Sends a response with the given status and body (copied) and Content-Type (NULL means
+ * "application/json"). Keep-alive is honoured. Safe to call once per request. */
+void http_respond(struct http_conn *conn, int status, const char *content_type, const char *body,
+                  size_t body_len);
+
+/* Peer address of the connection, "a.b.c.d" (borrowed, valid during the conn). */
+const char *http_conn_peer(const struct http_conn *conn);
+
+/* Reason phrase for a status code ("OK", "Service Unavailable", ...). */
+const char *http_status_text(int status);
+
+/* Blocking client for the CLI: one request to "a.b.c.d:port" (or "http://a.b.c.d:port"), with a
+ * total timeout. On success returns 0, sets *status, and *body (malloc'ed, NUL-terminated, caller
+ * frees) with *body_len. Errors: RPG_ECONN (refused, reset), RPG_ETIMEDOUT, RPG_EPROTO (malformed
+ * response), RPG_EINVAL (bad address), each with a message naming the address. */
+int http_request_sync(const char *addr, const char *method, const char *path,
+                      const char *body, const char *authorization, unsigned timeout_ms,
+                      int *status, char **body_out, size_t *body_len, char *errmsg);
+
+#endif

@@ -1,0 +1,55 @@
+/* The agent: one libuv loop tying the configuration, consensus, peer polling and the API. */
+#ifndef RAFTPG_AGENT_H
+#define RAFTPG_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "raftpg/conf.h"
+#include "raftpg/cons.h"
+#include "raftpg/http.h"
+#include "raftpg/peers.h"
+
+enum agent_phase {
+    AGENT_PHASE_JOINING = 0, /* waiting to learn its id from the cluster (not an initial member) */
+    AGENT_PHASE_RUNNING,
+    AGENT_PHASE_STOPPING,
+};
+
+const char *agent_phase_name(enum agent_phase phase);
+
+struct agent {
+    uv_loop_t *loop; /* borrowed, owned by main */
+    struct conf conf;
+    enum agent_phase phase;
+    struct cons cons;
+    bool cons_open;
+    struct http_server api;
+    bool api_open;
+    struct peers peers;
+    bool peers_open;
+    uv_signal_t sig_int;
+    uv_signal_t sig_term;
+    uv_timer_t join_timer;
+    int exit_code;
+    char join_status[RPG_ERRMSG_SIZE]; /* why the agent is still joining, for the API */
+};
+
+/* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and
+ * Raft (or the join procedure). Returns 0 or a negative code with errmsg; on error the caller
+ * still runs agent_stop and the loop to release what was opened. */
+int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg);
+
+/* Begins an orderly shutdown; the loop ends when every handle is closed. */
+void agent_stop(struct agent *a, int exit_code);
+
+/* The JSON document served on GET /cluster (caller frees with json_decref). */
+struct json_t;
+struct json_t *agent_cluster_json(const struct agent *a);
+
+/* The short self-status served on GET /status and read by peers. */
+struct json_t *agent_status_json(const struct agent *a);
+
+#endif

@@ -1,0 +1,62 @@
+/* Polls the other members' APIs (GET /status) off the loop thread and keeps what they said. */
+#ifndef RAFTPG_PEERS_H
+#define RAFTPG_PEERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "raftpg/err.h"
+#include "raftpg/fsm.h"
+
+#define PEERS_MAX FSM_MEMBERS_MAX
+
+struct peer_status {
+    char name[FSM_NAME_MAX];
+    char api[FSM_ADDR_MAX];
+    bool reachable;         /* the last poll got a valid answer */
+    rpg_msec last_seen;     /* loop time (ms) of the last valid answer, 0 if never */
+    char error[RPG_ERRMSG_SIZE]; /* why the last poll failed */
+    /* What the peer reported about itself. */
+    uint64_t id;
+    char raft_role[16];
+    uint64_t term;
+    char leader[FSM_NAME_MAX];
+    char phase[16];
+};
+
+struct peers {
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    uv_work_t work;
+    bool busy;
+    bool closing;
+    unsigned interval_ms;
+    unsigned timeout_ms;
+    /* Targets are set from the loop thread and copied into the work item at each round. */
+    unsigned n_targets;
+    struct peer_status targets[PEERS_MAX];
+    unsigned n_results;
+    struct peer_status results[PEERS_MAX];
+    unsigned n_round;
+    struct peer_status round[PEERS_MAX];
+    void (*close_cb)(struct peers *p);
+    void (*round_cb)(struct peers *p, void *data); /* after each completed round, may be NULL */
+    void *data;
+};
+
+/* Starts polling every interval_ms with a per-request timeout. */
+int peers_start(struct peers *p, uv_loop_t *loop, unsigned interval_ms, unsigned timeout_ms,
+                char *errmsg);
+
+/* Replaces the set of peers to poll (name and API address are copied). */
+void peers_set_targets(struct peers *p, const struct peer_status *targets, unsigned n);
+
+/* The last known status of a peer by name, or NULL. */
+const struct peer_status *peers_get(const struct peers *p, const char *name);
+
+/* Stops polling; cb fires once the timer is closed and no poll is running. */
+void peers_close(struct peers *p, void (*cb)(struct peers *p));
+
+#endif

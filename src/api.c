@@ -1,0 +1,358 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "raftpg/agent.h"
+#include "raftpg/api.h"
+#include "raftpg/log.h"
+
+int api_check_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= FSM_NAME_MAX) {
+        return RPG_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-';
+        if (!ok) {
+            return RPG_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static void respond_json(struct http_conn *conn, int status, json_t *o)
+{
+    char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (body == NULL) {
+        const char *fallback = "{\"error\":\"out of memory\"}";
+        http_respond(conn, 500, NULL, fallback, strlen(fallback));
+    } else {
+        http_respond(conn, status, NULL, body, strlen(body));
+        free(body);
+    }
+    json_decref(o);
+}
+
+static void respond_error(struct http_conn *conn, int status, const char *msg)
+{
+    respond_json(conn, status, json_pack("{s:s}", "error", msg));
+}
+
+static const char *member_name_of(const struct agent *a, uint64_t id)
+{
+    const struct fsm_member *m = fsm_state_member_by_id(&a->cons.state, id);
+    return m != NULL ? m->name : NULL;
+}
+
+static void host_of(const char *addr, char *host, size_t size)
+{
+    snprintf(host, size, "%s", addr);
+    char *colon = strrchr(host, ':');
+    if (colon != NULL) {
+        *colon = '\0';
+    }
+}
+
+json_t *agent_status_json(const struct agent *a)
+{
+    uint64_t leader_id = 0;
+    const char *leader_address = NULL;
+    if (a->cons_open) {
+        cons_leader(&a->cons, &leader_id, &leader_address);
+    }
+    const char *leader = leader_id != 0 ? member_name_of(a, leader_id) : NULL;
+    return json_pack("{s:s, s:s, s:I, s:s, s:I, s:s, s:s}", "name", a->conf.name, "scope",
+                     a->conf.scope, "id", (json_int_t)(a->cons_open ? a->cons.id : 0), "phase",
+                     agent_phase_name(a->phase), "term",
+                     (json_int_t)(a->cons_open ? a->cons.term : 0), "raft_role",
+                     cons_role_name(a->cons_open ? a->cons.role : CONS_ROLE_UNAVAILABLE),
+                     "leader", leader != NULL ? leader : "");
+}
+
+static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
+                           const char *raft_address, const char *api_address)
+{
+    char host[FSM_ADDR_MAX], url[FSM_ADDR_MAX + 16];
+    host_of(api_address, host, sizeof host);
+    snprintf(url, sizeof url, "http://%s/", api_address);
+    const char *raft_role = "unknown";
+    const char *state = "unknown";
+    uint64_t term = 0;
+    bool self = strcmp(name, a->conf.name) == 0;
+    if (self) {
+        raft_role = cons_role_name(a->cons_open ? a->cons.role : CONS_ROLE_UNAVAILABLE);
+        state = agent_phase_name(a->phase);
+        term = a->cons_open ? a->cons.term : 0;
+    } else {
+        const struct peer_status *p = peers_get(&a->peers, name);
+        if (p != NULL && p->reachable) {
+            raft_role = p->raft_role;
+            state = p->phase;
+            term = p->term;
+        } else if (p != NULL && p->last_seen != 0) {
+            state = "unreachable";
+        } else if (p != NULL && p->error[0] != '\0') {
+            state = "unreachable";
+        }
+    }
+    uint64_t leader_id = 0;
+    const char *leader_address = NULL;
+    if (a->cons_open) {
+        cons_leader(&a->cons, &leader_id, &leader_address);
+    }
+    /* The answering member's view of who leads is authoritative for "role". */
+    const char *role = id != 0 && id == leader_id ? "leader" : "follower";
+    json_t *m = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "name", name,
+                          "id", (json_int_t)id, "role", role, "state", state, "api_url", url,
+                          "host", host, "raft_address", raft_address, "raft_role", raft_role,
+                          "voting",
+                          cons_voting_name(a->cons_open ? cons_voting(&a->cons, id)
+                                                        : CONS_VOTING_NONE),
+                          "term", (json_int_t)term);
+    return m;
+}
+
+json_t *agent_cluster_json(const struct agent *a)
+{
+    json_t *members = json_array();
+    const struct fsm_state *s = &a->cons.state;
+    bool known = a->cons_open && s->initialized;
+    if (known) {
+        for (unsigned i = 0; i < s->n_members; i++) {
+            const struct fsm_member *m = &s->members[i];
+            json_array_append_new(members, member_json(a, m->id, m->name, m->raft_address,
+                                                       m->api_address));
+        }
+    } else {
+        for (unsigned i = 0; i < a->conf.raft.n_members; i++) {
+            const struct conf_member *m = &a->conf.raft.members[i];
+            json_array_append_new(members, member_json(a, 0, m->name, m->raft, m->api));
+        }
+    }
+    uint64_t leader_id = 0;
+    const char *leader_address = NULL;
+    if (a->cons_open) {
+        cons_leader(&a->cons, &leader_id, &leader_address);
+    }
+    const char *leader = leader_id != 0 ? member_name_of(a, leader_id) : NULL;
+    json_t *raft = json_pack(
+        "{s:I, s:s?, s:I, s:I, s:I, s:I, s:s, s:s, s:b}", "term",
+        (json_int_t)(a->cons_open ? a->cons.term : 0), "leader", leader, "leader_id",
+        (json_int_t)leader_id, "commit_index", (json_int_t)cons_commit_index(&a->cons),
+        "applied_index", (json_int_t)cons_applied_index(&a->cons), "last_index",
+        (json_int_t)cons_last_index(&a->cons), "member", a->conf.name, "role",
+        cons_role_name(a->cons_open ? a->cons.role : CONS_ROLE_UNAVAILABLE), "state_known",
+        known);
+    json_t *o = json_pack("{s:s, s:o, s:o}", "scope", a->conf.scope, "members", members, "raft",
+                          raft);
+    if (a->phase == AGENT_PHASE_JOINING) {
+        json_object_set_new(o, "join_status", json_string(a->join_status));
+    }
+    return o;
+}
+
+/* ---- membership changes ------------------------------------------------------------------ */
+
+struct pending_change {
+    struct http_conn *conn;
+    char name[FSM_NAME_MAX];
+    bool add;
+};
+
+static void change_committed(void *data, int rc, const char *msg)
+{
+    struct pending_change *p = data;
+    if (rc == 0) {
+        respond_json(p->conn, p->add ? 201 : 200,
+                     json_pack("{s:s, s:s}", "member", p->name, "result",
+                               p->add ? "added; joins as spare and becomes a voter once caught up"
+                                      : "removed; leaves the raft configuration next"));
+    } else {
+        int status = rc == RPG_ENOTLEADER ? 503 : rc == RPG_ERAFT ? 500 : 409;
+        respond_error(p->conn, status, msg);
+    }
+    free(p);
+}
+
+/* Mutations go through the leader: others answer 503 and name it so clients can retry there. */
+static bool require_leader(struct agent *a, struct http_conn *conn)
+{
+    if (a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready) {
+        return true;
+    }
+    uint64_t leader_id = 0;
+    const char *leader_address = NULL;
+    if (a->cons_open) {
+        cons_leader(&a->cons, &leader_id, &leader_address);
+    }
+    const struct fsm_member *m = fsm_state_member_by_id(&a->cons.state, leader_id);
+    respond_json(conn, 503,
+                 json_pack("{s:s, s:s?, s:s?}", "error", "this member is not the raft leader",
+                           "leader", m != NULL ? m->name : NULL, "leader_api",
+                           m != NULL ? m->api_address : NULL));
+    return false;
+}
+
+static void member_add(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    char msg[RPG_ERRMSG_SIZE];
+    if (!json_is_object(o)) {
+        snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
+        json_decref(o);
+        respond_error(conn, 400, msg);
+        return;
+    }
+    const char *keys[] = {"name", "raft", "api"};
+    const char *vals[3];
+    for (int i = 0; i < 3; i++) {
+        vals[i] = json_string_value(json_object_get(o, keys[i]));
+        if (vals[i] == NULL) {
+            snprintf(msg, sizeof msg, "request body: \"%s\" must be a string", keys[i]);
+            json_decref(o);
+            respond_error(conn, 400, msg);
+            return;
+        }
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v)
+    {
+        if (strcmp(key, "name") != 0 && strcmp(key, "raft") != 0 && strcmp(key, "api") != 0) {
+            snprintf(msg, sizeof msg, "request body: unknown key \"%.64s\"", key);
+            json_decref(o);
+            respond_error(conn, 400, msg);
+            return;
+        }
+    }
+    char host[16];
+    uint16_t port;
+    if (api_check_name(vals[0]) != 0) {
+        snprintf(msg, sizeof msg, "name: expected 1..63 characters of [A-Za-z0-9_.-], got \"%.64s\"",
+                 vals[0]);
+    } else if (conf_parse_addr(vals[1], host, &port) != 0) {
+        snprintf(msg, sizeof msg, "raft: expected IPv4 address:port, got \"%.64s\"", vals[1]);
+    } else if (conf_parse_addr(vals[2], host, &port) != 0) {
+        snprintf(msg, sizeof msg, "api: expected IPv4 address:port, got \"%.64s\"", vals[2]);
+    } else {
+        msg[0] = '\0';
+    }
+    if (msg[0] != '\0') {
+        json_decref(o);
+        respond_error(conn, 400, msg);
+        return;
+    }
+    if (!require_leader(a, conn)) {
+        json_decref(o);
+        return;
+    }
+    struct pending_change *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        json_decref(o);
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    p->conn = conn;
+    p->add = true;
+    snprintf(p->name, sizeof p->name, "%s", vals[0]);
+    int rv = cons_member_add(&a->cons, vals[0], vals[1], vals[2], change_committed, p, msg);
+    json_decref(o);
+    if (rv != 0) {
+        free(p);
+        respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
+        return;
+    }
+    log_info("member add requested: %s", p->name);
+}
+
+static void member_remove(struct agent *a, struct http_conn *conn, const char *name)
+{
+    char msg[RPG_ERRMSG_SIZE];
+    if (api_check_name(name) != 0) {
+        respond_error(conn, 400, "member name: expected 1..63 characters of [A-Za-z0-9_.-]");
+        return;
+    }
+    if (!require_leader(a, conn)) {
+        return;
+    }
+    if (fsm_state_member(&a->cons.state, name) == NULL) {
+        snprintf(msg, sizeof msg, "no member named \"%s\"", name);
+        respond_error(conn, 404, msg);
+        return;
+    }
+    if (a->cons.state.n_members <= 1) {
+        respond_error(conn, 409, "refusing to remove the last member");
+        return;
+    }
+    struct pending_change *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    p->conn = conn;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    int rv = cons_member_remove(&a->cons, name, change_committed, p, msg);
+    if (rv != 0) {
+        free(p);
+        respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
+        return;
+    }
+    log_info("member remove requested: %s", name);
+}
+
+/* ---- routing ----------------------------------------------------------------------------- */
+
+void api_handle(struct http_conn *conn, const struct http_request *req, void *data)
+{
+    struct agent *a = data;
+    const char *path = req->path;
+    bool get = req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
+
+    if (strcmp(path, "/cluster") == 0 || strcmp(path, "/") == 0) {
+        if (!get) {
+            respond_error(conn, 405, "method not allowed");
+            return;
+        }
+        respond_json(conn, 200, agent_cluster_json(a));
+    } else if (strcmp(path, "/status") == 0) {
+        if (!get) {
+            respond_error(conn, 405, "method not allowed");
+            return;
+        }
+        respond_json(conn, 200, agent_status_json(a));
+    } else if (strcmp(path, "/health") == 0 || strcmp(path, "/liveness") == 0) {
+        if (!get) {
+            respond_error(conn, 405, "method not allowed");
+            return;
+        }
+        bool ok = a->phase != AGENT_PHASE_STOPPING;
+        respond_json(conn, ok ? 200 : 503, json_pack("{s:s}", "state", agent_phase_name(a->phase)));
+    } else if (strcmp(path, "/leader") == 0) {
+        if (!get) {
+            respond_error(conn, 405, "method not allowed");
+            return;
+        }
+        bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
+        respond_json(conn, leader ? 200 : 503, agent_status_json(a));
+    } else if (strcmp(path, "/members") == 0) {
+        if (req->method != HTTP_M_POST) {
+            respond_error(conn, 405, "method not allowed (use POST to add a member)");
+            return;
+        }
+        member_add(a, conn, req);
+    } else if (strncmp(path, "/members/", 9) == 0) {
+        if (req->method != HTTP_M_DELETE) {
+            respond_error(conn, 405, "method not allowed (use DELETE to remove a member)");
+            return;
+        }
+        member_remove(a, conn, path + 9);
+    } else {
+        respond_error(conn, 404, "no such endpoint");
+    }
+}

@@ -1,0 +1,478 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "raftpg/api.h"
+#include "raftpg/conf.h"
+#include "raftpg/ctl.h"
+#include "raftpg/fsm.h"
+#include "raftpg/http.h"
+
+#define CTL_MAX_ENDPOINTS (CONF_MEMBERS_MAX + 2)
+
+struct ctl {
+    char endpoints[CTL_MAX_ENDPOINTS][FSM_ADDR_MAX];
+    unsigned n_endpoints;
+    unsigned timeout_ms;
+};
+
+static const char *ctl_usage =
+    "usage: raftpg ctl [-c FILE | --api HOST:PORT] [--timeout MS] COMMAND\n"
+    "\n"
+    "commands:\n"
+    "  list [--json]                                   members, roles and raft state\n"
+    "  member add NAME --raft HOST:PORT --api HOST:PORT [--no-wait]\n"
+    "                                                  add a member (spare, then voter)\n"
+    "  member remove NAME [--no-wait]                  remove a member\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE   find the API through this node's configuration file\n"
+    "  --api HOST:PORT     ask this member's API (may be given several times)\n"
+    "  --timeout MS        per-request timeout, and x30 the wait for membership changes\n"
+    "                      (default 2000)\n"
+    "  the RAFTPG_API environment variable may hold HOST:PORT as well\n";
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void add_endpoint(struct ctl *c, const char *addr)
+{
+    if (addr == NULL || addr[0] == '\0' || c->n_endpoints >= CTL_MAX_ENDPOINTS) {
+        return;
+    }
+    if (strncmp(addr, "http://", 7) == 0) {
+        addr += 7;
+    }
+    for (unsigned i = 0; i < c->n_endpoints; i++) {
+        if (strcmp(c->endpoints[i], addr) == 0) {
+            return;
+        }
+    }
+    snprintf(c->endpoints[c->n_endpoints], FSM_ADDR_MAX, "%s", addr);
+    char *slash = strchr(c->endpoints[c->n_endpoints], '/');
+    if (slash != NULL) {
+        *slash = '\0';
+    }
+    c->n_endpoints++;
+}
+
+/* GET /cluster from the first endpoint that answers. */
+static json_t *fetch_cluster(struct ctl *c, char *errmsg)
+{
+    snprintf(errmsg, RPG_ERRMSG_SIZE, "no API endpoint");
+    for (unsigned i = 0; i < c->n_endpoints; i++) {
+        int status = 0;
+        char *body = NULL;
+        size_t len = 0;
+        if (http_request_sync(c->endpoints[i], "GET", "/cluster", NULL, NULL, c->timeout_ms,
+                              &status, &body, &len, errmsg) != 0) {
+            continue;
+        }
+        json_error_t jerr;
+        json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
+        free(body);
+        if (json_is_object(o)) {
+            return o;
+        }
+        json_decref(o);
+        snprintf(errmsg, RPG_ERRMSG_SIZE, "%s: unexpected answer to GET /cluster (http %d)",
+                 c->endpoints[i], status);
+    }
+    return NULL;
+}
+
+static json_t *find_member(json_t *cluster, const char *name)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(cluster, "members"), i, m)
+    {
+        const char *n = json_string_value(json_object_get(m, "name"));
+        if (n != NULL && strcmp(n, name) == 0) {
+            return m;
+        }
+    }
+    return NULL;
+}
+
+/* The leader's API address as the cluster document names it, copied into out. */
+static int leader_api(json_t *cluster, char *out, size_t size)
+{
+    const char *leader = json_string_value(json_object_get(json_object_get(cluster, "raft"),
+                                                           "leader"));
+    json_t *m = leader != NULL ? find_member(cluster, leader) : NULL;
+    const char *url = json_string_value(json_object_get(m, "api_url"));
+    if (url == NULL) {
+        return RPG_ENOTFOUND;
+    }
+    if (strncmp(url, "http://", 7) == 0) {
+        url += 7;
+    }
+    snprintf(out, size, "%s", url);
+    char *slash = strchr(out, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+    }
+    return 0;
+}
+
+static const char *str_or(json_t *o, const char *key, const char *dflt)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v != NULL ? v : dflt;
+}
+
+static int cmd_list(struct ctl *c, bool as_json)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl list: %s\n", errmsg);
+        return 1;
+    }
+    if (as_json) {
+        char *s = json_dumps(cluster, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", s != NULL ? s : "{}");
+        free(s);
+        json_decref(cluster);
+        return 0;
+    }
+    json_t *raft = json_object_get(cluster, "raft");
+    printf("Cluster: %s (term %lld, leader %s, commit index %lld, answered by %s)\n",
+           str_or(cluster, "scope", "?"), (long long)json_integer_value(json_object_get(raft, "term")),
+           str_or(raft, "leader", "none"),
+           (long long)json_integer_value(json_object_get(raft, "commit_index")),
+           str_or(raft, "member", "?"));
+    const char *hdr[] = {"Member", "Id", "Host", "Role", "State", "Voting", "Term", "Raft"};
+    enum { NCOL = 8 };
+    size_t width[NCOL];
+    for (int i = 0; i < NCOL; i++) {
+        width[i] = strlen(hdr[i]);
+    }
+    json_t *members = json_object_get(cluster, "members");
+    size_t n = json_array_size(members);
+    char(*cells)[NCOL][80] = calloc(n > 0 ? n : 1, sizeof *cells);
+    if (cells == NULL) {
+        json_decref(cluster);
+        return 1;
+    }
+    for (size_t r = 0; r < n; r++) {
+        json_t *m = json_array_get(members, r);
+        snprintf(cells[r][0], 80, "%s", str_or(m, "name", "?"));
+        snprintf(cells[r][1], 80, "%lld", (long long)json_integer_value(json_object_get(m, "id")));
+        snprintf(cells[r][2], 80, "%s", str_or(m, "host", ""));
+        snprintf(cells[r][3], 80, "%s", str_or(m, "role", ""));
+        snprintf(cells[r][4], 80, "%s", str_or(m, "state", ""));
+        snprintf(cells[r][5], 80, "%s", str_or(m, "voting", ""));
+        snprintf(cells[r][6], 80, "%lld", (long long)json_integer_value(json_object_get(m, "term")));
+        snprintf(cells[r][7], 80, "%s", str_or(m, "raft_address", ""));
+        for (int i = 0; i < NCOL; i++) {
+            size_t l = strlen(cells[r][i]);
+            width[i] = l > width[i] ? l : width[i];
+        }
+    }
+    for (int i = 0; i < NCOL; i++) {
+        printf("%s%-*s", i ? " | " : "| ", (int)width[i], hdr[i]);
+    }
+    printf(" |\n");
+    for (int i = 0; i < NCOL; i++) {
+        printf("%s", i ? "-+-" : "+-");
+        for (size_t k = 0; k < width[i]; k++) {
+            putchar('-');
+        }
+    }
+    printf("-+\n");
+    for (size_t r = 0; r < n; r++) {
+        for (int i = 0; i < NCOL; i++) {
+            printf("%s%-*s", i ? " | " : "| ", (int)width[i], cells[r][i]);
+        }
+        printf(" |\n");
+    }
+    free(cells);
+    json_decref(cluster);
+    return 0;
+}
+
+/* Sends a mutation to the leader, following one "not the leader" redirect per attempt. */
+static int send_to_leader(struct ctl *c, const char *method, const char *path, const char *body,
+                          int *status, json_t **answer, char *errmsg)
+{
+    for (int attempt = 0; attempt < 10; attempt++) {
+        json_t *cluster = fetch_cluster(c, errmsg);
+        if (cluster == NULL) {
+            return RPG_ECONN;
+        }
+        char api[FSM_ADDR_MAX];
+        int rv = leader_api(cluster, api, sizeof api);
+        json_decref(cluster);
+        if (rv != 0) {
+            snprintf(errmsg, RPG_ERRMSG_SIZE, "the cluster has no leader right now");
+            sleep_ms(300);
+            continue;
+        }
+        char *resp = NULL;
+        size_t len = 0;
+        rv = http_request_sync(api, method, path, body, NULL, c->timeout_ms, status, &resp, &len,
+                               errmsg);
+        if (rv != 0) {
+            sleep_ms(300);
+            continue;
+        }
+        json_error_t jerr;
+        *answer = json_loadb(resp, len, 0, &jerr);
+        free(resp);
+        if (*status == 503) {
+            snprintf(errmsg, RPG_ERRMSG_SIZE, "%s: %s", api,
+                     str_or(*answer, "error", "service unavailable"));
+            json_decref(*answer);
+            *answer = NULL;
+            sleep_ms(300);
+            continue;
+        }
+        return 0;
+    }
+    return RPG_ETIMEDOUT;
+}
+
+/* Polls the cluster document until done() says so or the deadline passes. */
+static int wait_for(struct ctl *c, const char *name, bool (*done)(json_t *cluster, const char *name),
+                    const char *what)
+{
+    double deadline = now_s() + (double)c->timeout_ms * 30 / 1000.0;
+    char errmsg[RPG_ERRMSG_SIZE];
+    while (now_s() < deadline) {
+        json_t *cluster = fetch_cluster(c, errmsg);
+        bool ok = cluster != NULL && done(cluster, name);
+        json_decref(cluster);
+        if (ok) {
+            return 0;
+        }
+        sleep_ms(200);
+    }
+    fprintf(stderr, "raftpg ctl: timed out waiting for %s %s\n", name, what);
+    return 1;
+}
+
+static bool is_voter(json_t *cluster, const char *name)
+{
+    json_t *m = find_member(cluster, name);
+    return m != NULL && strcmp(str_or(m, "voting", ""), "voter") == 0;
+}
+
+static bool is_gone(json_t *cluster, const char *name)
+{
+    return find_member(cluster, name) == NULL;
+}
+
+static int cmd_member_add(struct ctl *c, const char *name, const char *raft, const char *api,
+                          bool wait)
+{
+    char host[16];
+    uint16_t port;
+    if (api_check_name(name) != 0) {
+        fprintf(stderr, "raftpg ctl member add: NAME: expected 1..63 characters of "
+                        "[A-Za-z0-9_.-], got \"%s\"\n", name);
+        return 2;
+    }
+    if (raft == NULL || conf_parse_addr(raft, host, &port) != 0) {
+        fprintf(stderr, "raftpg ctl member add: --raft: expected IPv4 address:port, got \"%s\"\n",
+                raft != NULL ? raft : "");
+        return 2;
+    }
+    if (api == NULL || conf_parse_addr(api, host, &port) != 0) {
+        fprintf(stderr, "raftpg ctl member add: --api: expected IPv4 address:port, got \"%s\"\n",
+                api != NULL ? api : "");
+        return 2;
+    }
+    json_t *req = json_pack("{s:s, s:s, s:s}", "name", name, "raft", raft, "api", api);
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    int status = 0;
+    json_t *answer = NULL;
+    char errmsg[RPG_ERRMSG_SIZE];
+    int rv = send_to_leader(c, "POST", "/members", body, &status, &answer, errmsg);
+    free(body);
+    if (rv != 0) {
+        fprintf(stderr, "raftpg ctl member add: %s\n", errmsg);
+        return 1;
+    }
+    if (status != 201) {
+        fprintf(stderr, "raftpg ctl member add: refused (http %d): %s\n", status,
+                str_or(answer, "error", "?"));
+        json_decref(answer);
+        return 1;
+    }
+    json_decref(answer);
+    printf("member %s added; ", name);
+    if (!wait) {
+        printf("it becomes a voter once it runs and has caught up\n");
+        return 0;
+    }
+    printf("waiting for it to catch up and become a voter...\n");
+    fflush(stdout);
+    rv = wait_for(c, name, is_voter, "to become a voter (is its agent running?)");
+    if (rv == 0) {
+        printf("member %s is a voter\n", name);
+    }
+    return rv;
+}
+
+static int cmd_member_remove(struct ctl *c, const char *name, bool wait)
+{
+    if (api_check_name(name) != 0) {
+        fprintf(stderr, "raftpg ctl member remove: NAME: expected 1..63 characters of "
+                        "[A-Za-z0-9_.-], got \"%s\"\n", name);
+        return 2;
+    }
+    char path[FSM_NAME_MAX + 16];
+    snprintf(path, sizeof path, "/members/%s", name);
+    int status = 0;
+    json_t *answer = NULL;
+    char errmsg[RPG_ERRMSG_SIZE];
+    int rv = send_to_leader(c, "DELETE", path, NULL, &status, &answer, errmsg);
+    if (rv != 0) {
+        fprintf(stderr, "raftpg ctl member remove: %s\n", errmsg);
+        return 1;
+    }
+    if (status != 200) {
+        fprintf(stderr, "raftpg ctl member remove: refused (http %d): %s\n", status,
+                str_or(answer, "error", "?"));
+        json_decref(answer);
+        return 1;
+    }
+    json_decref(answer);
+    printf("member %s removed from the cluster state\n", name);
+    if (!wait) {
+        return 0;
+    }
+    rv = wait_for(c, name, is_gone, "to leave");
+    if (rv == 0) {
+        printf("member %s has left\n", name);
+    }
+    return rv;
+}
+
+int ctl_main(int argc, char **argv)
+{
+    struct ctl c;
+    memset(&c, 0, sizeof c);
+    c.timeout_ms = 2000;
+    const char *config = NULL;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(ctl_usage, stdout);
+            return 0;
+        } else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strcmp(a, "--api") == 0 && i + 1 < argc) {
+            add_endpoint(&c, argv[++i]);
+        } else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
+            char *end = NULL;
+            long v = strtol(argv[++i], &end, 10);
+            if (end == argv[i] || *end != '\0' || v < 10 || v > 600000) {
+                fprintf(stderr, "raftpg ctl: --timeout: expected milliseconds 10..600000, "
+                                "got \"%s\"\n", argv[i]);
+                return 2;
+            }
+            c.timeout_ms = (unsigned)v;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "raftpg ctl: unknown or incomplete option \"%s\"\n%s", a, ctl_usage);
+            return 2;
+        } else {
+            break;
+        }
+    }
+    if (config != NULL) {
+        struct conf conf;
+        char errmsg[RPG_ERRMSG_SIZE];
+        if (conf_load(config, &conf, errmsg) != 0) {
+            fprintf(stderr, "raftpg ctl: %s\n", errmsg);
+            conf_free(&conf);
+            return 2;
+        }
+        add_endpoint(&c, conf.restapi.connect_address);
+        for (unsigned k = 0; k < conf.raft.n_members; k++) {
+            add_endpoint(&c, conf.raft.members[k].api);
+        }
+        conf_free(&conf);
+    }
+    add_endpoint(&c, getenv("RAFTPG_API"));
+    if (i >= argc) {
+        fprintf(stderr, "raftpg ctl: a command is required\n%s", ctl_usage);
+        return 2;
+    }
+    if (c.n_endpoints == 0) {
+        fprintf(stderr, "raftpg ctl: no API address: give --api HOST:PORT or -c FILE\n");
+        return 2;
+    }
+    const char *cmd = argv[i++];
+    if (strcmp(cmd, "list") == 0) {
+        bool as_json = false;
+        for (; i < argc; i++) {
+            if (strcmp(argv[i], "--json") == 0) {
+                as_json = true;
+            } else {
+                fprintf(stderr, "raftpg ctl list: unexpected argument \"%s\"\n", argv[i]);
+                return 2;
+            }
+        }
+        return cmd_list(&c, as_json);
+    }
+    if (strcmp(cmd, "member") == 0) {
+        if (i >= argc) {
+            fprintf(stderr, "raftpg ctl member: expected add or remove\n");
+            return 2;
+        }
+        const char *sub = argv[i++];
+        const char *name = NULL, *raft = NULL, *api = NULL;
+        bool wait = true;
+        for (; i < argc; i++) {
+            if (strcmp(argv[i], "--raft") == 0 && i + 1 < argc) {
+                raft = argv[++i];
+            } else if (strcmp(argv[i], "--api") == 0 && i + 1 < argc) {
+                api = argv[++i];
+            } else if (strcmp(argv[i], "--no-wait") == 0) {
+                wait = false;
+            } else if (argv[i][0] != '-' && name == NULL) {
+                name = argv[i];
+            } else {
+                fprintf(stderr, "raftpg ctl member %s: unexpected argument \"%s\"\n", sub,
+                        argv[i]);
+                return 2;
+            }
+        }
+        if (name == NULL) {
+            fprintf(stderr, "raftpg ctl member %s: NAME is required\n", sub);
+            return 2;
+        }
+        if (strcmp(sub, "add") == 0) {
+            return cmd_member_add(&c, name, raft, api, wait);
+        }
+        if (strcmp(sub, "remove") == 0) {
+            if (raft != NULL || api != NULL) {
+                fprintf(stderr, "raftpg ctl member remove: --raft/--api do not apply\n");
+                return 2;
+            }
+            return cmd_member_remove(&c, name, wait);
+        }
+        fprintf(stderr, "raftpg ctl member: expected add or remove, got \"%s\"\n", sub);
+        return 2;
+    }
+    fprintf(stderr, "raftpg ctl: unknown command \"%s\"\n%s", cmd, ctl_usage);
+    return 2;
+}

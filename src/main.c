@@ -1,0 +1,141 @@
+/* raftpg: the agent ("run"), the configuration checker and the client ("ctl"), in one binary. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "raftpg/agent.h"
+#include "raftpg/conf.h"
+#include "raftpg/ctl.h"
+#include "raftpg/log.h"
+
+static const char *usage =
+    "usage: raftpg COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  run -c FILE            run the agent with this node's configuration\n"
+    "  check-config FILE      validate a configuration file and print the derived settings\n"
+    "  ctl [OPTIONS] CMD ...  query and change the cluster through its API (ctl --help)\n"
+    "  version                print the version\n";
+
+static int cmd_check_config(int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        printf("usage: raftpg check-config FILE\n"
+               "Validates FILE; prints the derived settings and exits 0, or prints the first\n"
+               "error as FILE:LINE:COLUMN: KEY: problem and exits 1.\n");
+        return 0;
+    }
+    if (argc != 2) {
+        fprintf(stderr, "usage: raftpg check-config FILE\n");
+        return 2;
+    }
+    struct conf c;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (conf_load(argv[1], &c, errmsg) != 0) {
+        fprintf(stderr, "%s\n", errmsg);
+        conf_free(&c);
+        return 1;
+    }
+    const struct conf_member *self = conf_self(&c);
+    printf("%s: ok\n", argv[1]);
+    printf("scope=%s name=%s mode=%s\n", c.scope, c.name,
+           self != NULL ? "initial member (bootstraps on first start)"
+                        : "joining member (waits for 'ctl member add')");
+    printf("raft: listen=%s data_dir=%s election_timeout=%ums heartbeat_timeout=%ums "
+           "pre_vote=%s members=%u\n",
+           c.raft.listen, c.raft.data_dir, c.raft.election_timeout_ms,
+           c.raft.heartbeat_timeout_ms, c.raft.pre_vote ? "on" : "off", c.raft.n_members);
+    for (unsigned i = 0; i < c.raft.n_members; i++) {
+        printf("  member %s id=%u raft=%s api=%s\n", c.raft.members[i].name, i + 1,
+               c.raft.members[i].raft, c.raft.members[i].api);
+    }
+    printf("restapi: listen=%s connect_address=%s\n", c.restapi.listen,
+           c.restapi.connect_address);
+    if (c.has_postgresql) {
+        printf("postgresql: bin_dir=%s data_dir=%s listen=%s\n", c.postgresql.bin_dir,
+               c.postgresql.data_dir, c.postgresql.listen);
+    }
+    conf_free(&c);
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: raftpg run -c FILE\n"
+                   "Runs the agent in the foreground; logs go to stderr. SIGTERM or SIGINT stop\n"
+                   "it cleanly.\n");
+            return 0;
+        } else {
+            fprintf(stderr, "raftpg run: unexpected argument \"%s\"\nusage: raftpg run -c FILE\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    if (path == NULL) {
+        fprintf(stderr, "raftpg run: -c FILE is required\n");
+        return 2;
+    }
+    static struct agent a; /* large; lives for the whole process */
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (conf_load(path, &a.conf, errmsg) != 0) {
+        fprintf(stderr, "raftpg run: %s\n", errmsg);
+        conf_free(&a.conf);
+        return 1;
+    }
+    log_setup(a.conf.name, (enum log_level)a.conf.log.level, a.conf.log.format == CONF_LOG_JSON);
+    log_info("raftpg %s starting (scope=%s config=%s)", RAFTPG_VERSION, a.conf.scope, path);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int rv = agent_start(&a, &loop, errmsg);
+    if (rv != 0) {
+        log_error("cannot start: %s", errmsg);
+        agent_stop(&a, 1);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int code = a.exit_code;
+    if (uv_loop_close(&loop) != 0) {
+        log_warning("event loop closed with handles still open");
+    }
+    log_info("stopped (exit code %d)", code);
+    conf_free(&a.conf);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    /* A peer that dies mid-write must give EPIPE on that socket, not kill the agent. */
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("raftpg %s\n", RAFTPG_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0) {
+        return cmd_run(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "check-config") == 0) {
+        return cmd_check_config(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "ctl") == 0) {
+        return ctl_main(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "raftpg: unknown command \"%s\"\n%s", cmd, usage);
+    return 2;
+}

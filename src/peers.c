@@ -1,0 +1,170 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "raftpg/http.h"
+#include "raftpg/peers.h"
+
+static void copy_str(char *dst, size_t size, json_t *obj, const char *key)
+{
+    const char *v = json_string_value(json_object_get(obj, key));
+    snprintf(dst, size, "%s", v != NULL ? v : "");
+}
+
+/* Runs on a threadpool thread: blocking requests are fine here and never stall the loop. */
+static void poll_work(uv_work_t *w)
+{
+    struct peers *p = w->data;
+    for (unsigned i = 0; i < p->n_round; i++) {
+        struct peer_status *s = &p->round[i];
+        int status = 0;
+        char *body = NULL;
+        size_t len = 0;
+        char errmsg[RPG_ERRMSG_SIZE];
+        s->reachable = false;
+        int rv = http_request_sync(s->api, "GET", "/status", NULL, NULL, p->timeout_ms, &status,
+                                   &body, &len, errmsg);
+        if (rv != 0) {
+            snprintf(s->error, sizeof s->error, "%s", errmsg);
+            continue;
+        }
+        json_error_t jerr;
+        json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
+        free(body);
+        if (!json_is_object(o)) {
+            snprintf(s->error, sizeof s->error, "%s: bad /status answer (http %d)", s->api,
+                     status);
+            json_decref(o);
+            continue;
+        }
+        s->id = (uint64_t)json_integer_value(json_object_get(o, "id"));
+        s->term = (uint64_t)json_integer_value(json_object_get(o, "term"));
+        copy_str(s->raft_role, sizeof s->raft_role, o, "raft_role");
+        copy_str(s->leader, sizeof s->leader, o, "leader");
+        copy_str(s->phase, sizeof s->phase, o, "phase");
+        s->reachable = true;
+        s->error[0] = '\0';
+        json_decref(o);
+    }
+}
+
+static void poll_after(uv_work_t *w, int status)
+{
+    struct peers *p = w->data;
+    p->busy = false;
+    if (p->closing) {
+        if (!uv_is_closing((uv_handle_t *)&p->timer) || p->close_cb == NULL) {
+            return;
+        }
+        /* The timer close callback may have fired already and been waiting for this poll. */
+        if (p->timer.data == NULL) {
+            void (*cb)(struct peers *) = p->close_cb;
+            p->close_cb = NULL;
+            cb(p);
+        }
+        return;
+    }
+    if (status != 0) {
+        return;
+    }
+    rpg_msec now = uv_now(p->loop);
+    /* Keep results only for peers that are still targets; names identify them. */
+    for (unsigned i = 0; i < p->n_round; i++) {
+        struct peer_status *r = &p->round[i];
+        for (unsigned j = 0; j < p->n_targets; j++) {
+            if (strcmp(p->targets[j].name, r->name) != 0) {
+                continue;
+            }
+            struct peer_status *t = &p->targets[j];
+            rpg_msec seen = t->last_seen;
+            *t = *r;
+            t->last_seen = r->reachable ? now : seen;
+        }
+    }
+    p->n_results = p->n_targets;
+    memcpy(p->results, p->targets, sizeof p->targets);
+    if (p->round_cb != NULL) {
+        p->round_cb(p, p->data);
+    }
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct peers *p = t->data;
+    if (p->busy || p->closing || p->n_targets == 0) {
+        return;
+    }
+    p->n_round = p->n_targets;
+    memcpy(p->round, p->targets, sizeof p->targets);
+    p->work.data = p;
+    if (uv_queue_work(p->loop, &p->work, poll_work, poll_after) == 0) {
+        p->busy = true;
+    }
+}
+
+int peers_start(struct peers *p, uv_loop_t *loop, unsigned interval_ms, unsigned timeout_ms,
+                char *errmsg)
+{
+    memset(p, 0, sizeof *p);
+    p->loop = loop;
+    p->interval_ms = interval_ms;
+    p->timeout_ms = timeout_ms;
+    int rv = uv_timer_init(loop, &p->timer);
+    if (rv != 0) {
+        return rpg_err(errmsg, RPG_EIO, "peer poll timer: %s", uv_strerror(rv));
+    }
+    p->timer.data = p;
+    uv_timer_start(&p->timer, timer_cb, 0, interval_ms);
+    return 0;
+}
+
+void peers_set_targets(struct peers *p, const struct peer_status *targets, unsigned n)
+{
+    struct peer_status next[PEERS_MAX];
+    if (n > PEERS_MAX) {
+        n = PEERS_MAX;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        memset(&next[i], 0, sizeof next[i]);
+        snprintf(next[i].name, sizeof next[i].name, "%s", targets[i].name);
+        snprintf(next[i].api, sizeof next[i].api, "%s", targets[i].api);
+        const struct peer_status *old = peers_get(p, targets[i].name);
+        if (old != NULL && strcmp(old->api, targets[i].api) == 0) {
+            next[i] = *old;
+        }
+    }
+    memcpy(p->targets, next, n * sizeof next[0]);
+    p->n_targets = n;
+    memcpy(p->results, p->targets, sizeof p->targets);
+    p->n_results = n;
+}
+
+const struct peer_status *peers_get(const struct peers *p, const char *name)
+{
+    for (unsigned i = 0; i < p->n_results; i++) {
+        if (strcmp(p->results[i].name, name) == 0) {
+            return &p->results[i];
+        }
+    }
+    return NULL;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct peers *p = h->data;
+    h->data = NULL;
+    if (!p->busy && p->close_cb != NULL) {
+        void (*cb)(struct peers *) = p->close_cb;
+        p->close_cb = NULL;
+        cb(p);
+    }
+}
+
+void peers_close(struct peers *p, void (*cb)(struct peers *p))
+{
+    p->closing = true;
+    p->close_cb = cb;
+    uv_close((uv_handle_t *)&p->timer, timer_closed);
+}

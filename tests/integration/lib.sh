@@ -1,0 +1,130 @@
+# Helpers for integration tests: real agents on 127.0.0.1, started as the postgres user when
+# run as root, every process tracked by PID and cleaned up on exit.
+# shellcheck shell=bash
+set -euo pipefail
+
+T_BIN_SRC=${1:?usage: test.sh PATH_TO_RAFTPG}
+T_NAME=$(basename "$0" .sh)
+T_DIR=$(mktemp -d "/tmp/raftpg-${T_NAME}.XXXXXX")
+chmod 755 "$T_DIR"
+cp "$T_BIN_SRC" "$T_DIR/raftpg"
+T_BIN="$T_DIR/raftpg"
+declare -A T_PIDS=()
+T_FAILED=0
+T_N=0
+
+if [ "$(id -u)" -eq 0 ]; then
+  id postgres >/dev/null 2>&1 || { echo "FAIL: user postgres is missing (install postgresql-15)"; exit 1; }
+  chown postgres:postgres "$T_DIR"
+  T_RUNAS=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+else
+  T_RUNAS=()
+fi
+
+t_log() { printf '%s [%s] %s\n' "$(date +%T.%3N)" "$T_NAME" "$*"; }
+
+t_cleanup() {
+  local rc=$?
+  for n in "${!T_PIDS[@]}"; do
+    kill -KILL "${T_PIDS[$n]}" 2>/dev/null || true
+  done
+  for n in "${!T_PIDS[@]}"; do
+    wait "${T_PIDS[$n]}" 2>/dev/null || true
+  done
+  if [ $rc -ne 0 ] || [ $T_FAILED -ne 0 ]; then
+    for f in "$T_DIR"/*.log; do
+      [ -f "$f" ] || continue
+      echo "----- $f (last 40 lines)"
+      tail -n 40 "$f"
+    done
+  fi
+  rm -rf "$T_DIR"
+}
+trap t_cleanup EXIT
+
+# Picks a base port with 40 free ports above it (127.0.0.1 only).
+t_pick_ports() {
+  local tries=0
+  while [ $tries -lt 50 ]; do
+    T_BASE=$((20000 + (RANDOM % 2000) * 10))
+    if ! ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qE ":($T_BASE|$((T_BASE + 1))[0-9]|$((T_BASE + 2))[0-9]|$((T_BASE + 3))[0-9])\$"; then
+      return 0
+    fi
+    tries=$((tries + 1))
+  done
+  echo "FAIL: no free port range found"; exit 1
+}
+
+t_raft_addr() { echo "127.0.0.1:$((T_BASE + $1))"; }
+t_api_addr() { echo "127.0.0.1:$((T_BASE + 20 + $1))"; }
+
+# t_write_conf I N_INITIAL: writes node I's file; members 1..N_INITIAL are the initial members.
+t_write_conf() {
+  local i=$1 n=$2 f="$T_DIR/node$1.yaml"
+  {
+    echo "scope: itest"
+    echo "name: node$i"
+    echo "raft:"
+    echo "  listen: $(t_raft_addr "$i")"
+    echo "  data_dir: $T_DIR/node$i/raft"
+    echo "  election_timeout: ${T_ELECTION_TIMEOUT:-500}"
+    echo "  heartbeat_timeout: ${T_HEARTBEAT_TIMEOUT:-100}"
+    echo "  members:"
+    for j in $(seq 1 "$n"); do
+      echo "    - {name: node$j, raft: \"$(t_raft_addr "$j")\", api: \"$(t_api_addr "$j")\"}"
+    done
+    echo "restapi:"
+    echo "  listen: $(t_api_addr "$i")"
+  } >"$f"
+  [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$f"
+}
+
+t_start() {
+  local i=$1
+  "${T_RUNAS[@]}" "$T_BIN" run -c "$T_DIR/node$i.yaml" >>"$T_DIR/node$i.log" 2>&1 &
+  T_PIDS[$i]=$!
+}
+
+t_kill() {
+  local i=$1 sig=${2:-KILL}
+  kill "-$sig" "${T_PIDS[$i]}"
+  if [ "$sig" = KILL ] || [ "$sig" = TERM ]; then
+    wait "${T_PIDS[$i]}" 2>/dev/null || true
+    unset "T_PIDS[$i]"
+  fi
+}
+
+t_alive() { kill -0 "${T_PIDS[$1]}" 2>/dev/null; }
+
+# JSON of GET /cluster from node I, or nothing.
+t_cluster() { "$T_BIN" ctl --api "$(t_api_addr "$1")" --timeout 500 list --json 2>/dev/null || true; }
+
+t_jq() { local i=$1; shift; t_cluster "$i" | jq -r "$@" 2>/dev/null || true; }
+
+# t_wait TIMEOUT_S DESCRIPTION COMMAND...: polls COMMAND every 100 ms until it succeeds.
+t_wait() {
+  local timeout=$1 desc=$2; shift 2
+  local deadline=$((SECONDS + timeout)) n=0
+  while [ $SECONDS -lt $deadline ] && [ $n -lt $((timeout * 20 + 20)) ]; do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+    n=$((n + 1))
+  done
+  t_fail "timed out after ${timeout}s waiting for: $desc"
+  return 1
+}
+
+t_fail() { T_FAILED=1; echo "FAIL: $*"; }
+
+t_check() {
+  local desc=$1; shift
+  T_N=$((T_N + 1))
+  if "$@"; then echo "ok $T_N - $desc"; else t_fail "$desc"; fi
+}
+
+t_eq() { [ "$1" = "$2" ] || { echo "  expected [$2], got [$1]"; return 1; }; }
+
+t_done() {
+  if [ $T_FAILED -ne 0 ]; then echo "$T_NAME: FAILED"; exit 1; fi
+  echo "$T_NAME: all $T_N checks passed"
+}

@@ -203,12 +203,25 @@ int cons_identity_write(const char *dir, const char *scope, const char *name, ui
     return 0;
 }
 
+const char *cons_member_name(const struct cons *c, uint64_t id)
+{
+    const struct fsm_member *m = fsm_state_member_by_id(&c->state, id);
+    if (m != NULL) {
+        return m->name;
+    }
+    /* Before the state is initialised, bootstrap ids are positions in the configured list. */
+    if (!c->state.initialized && id >= 1 && id <= c->conf->raft.n_members) {
+        return c->conf->raft.members[id - 1].name;
+    }
+    return NULL;
+}
+
 /* ---- observation ------------------------------------------------------------------------- */
 
 static const char *member_name_by_id(const struct cons *c, uint64_t id)
 {
-    const struct fsm_member *m = fsm_state_member_by_id(&c->state, id);
-    return m != NULL ? m->name : "?";
+    const char *name = cons_member_name(c, id);
+    return name != NULL ? name : "?";
 }
 
 static void barrier_cb(struct raft_barrier *req, int status);

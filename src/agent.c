@@ -101,6 +101,7 @@ struct join_work {
     unsigned n_apis;
     char name[CONF_NAME_MAX];
     char raft[CONF_ADDR_MAX];
+    char api[CONF_ADDR_MAX];
     char scope[CONF_NAME_MAX];
     uint64_t id;
     bool fatal;
@@ -160,7 +161,7 @@ static void join_lookup(uv_work_t *w)
         }
         snprintf(j->status, sizeof j->status,
                  "not a member yet: run 'raftpg ctl member add %s --raft %s --api %s'", j->name,
-                 j->raft, "<api address>");
+                 j->raft, j->api);
         json_decref(o);
         return;
     }
@@ -177,6 +178,7 @@ static void join_done(uv_work_t *w, int status)
         free(j);
         return;
     }
+    bool changed = strcmp(a->join_status, j->status) != 0;
     snprintf(a->join_status, sizeof a->join_status, "%s", j->status);
     if (j->fatal) {
         log_error("cannot join: %s", j->status);
@@ -185,7 +187,9 @@ static void join_done(uv_work_t *w, int status)
         return;
     }
     if (j->id == 0) {
-        log_info("waiting to be added to the cluster: %s", j->status);
+        if (changed) {
+            log_info("waiting to be added to the cluster: %s", j->status);
+        }
         free(j);
         uv_timer_start(&a->join_timer, join_try, JOIN_RETRY_MS, 0);
         return;
@@ -219,6 +223,7 @@ static void join_try(uv_timer_t *t)
     j->n_apis = a->conf.raft.n_members;
     snprintf(j->name, sizeof j->name, "%s", a->conf.name);
     snprintf(j->raft, sizeof j->raft, "%s", a->conf.raft.listen);
+    snprintf(j->api, sizeof j->api, "%s", a->conf.restapi.connect_address);
     snprintf(j->scope, sizeof j->scope, "%s", a->conf.scope);
     if (uv_queue_work(a->loop, &j->work, join_lookup, join_done) != 0) {
         free(j);

@@ -45,8 +45,7 @@ static void respond_error(struct http_conn *conn, int status, const char *msg)
 
 static const char *member_name_of(const struct agent *a, uint64_t id)
 {
-    const struct fsm_member *m = fsm_state_member_by_id(&a->cons.state, id);
-    return m != NULL ? m->name : NULL;
+    return a->cons_open ? cons_member_name(&a->cons, id) : NULL;
 }
 
 static void host_of(const char *addr, char *host, size_t size)
@@ -132,6 +131,10 @@ json_t *agent_cluster_json(const struct agent *a)
         for (unsigned i = 0; i < a->conf.raft.n_members; i++) {
             const struct conf_member *m = &a->conf.raft.members[i];
             json_array_append_new(members, member_json(a, 0, m->name, m->raft, m->api));
+        }
+        if (conf_self(&a->conf) == NULL) {
+            json_array_append_new(members, member_json(a, 0, a->conf.name, a->conf.raft.listen,
+                                                       a->conf.restapi.connect_address));
         }
     }
     uint64_t leader_id = 0;

@@ -117,6 +117,9 @@ uint64_t cons_last_index(const struct cons *c);
 void cons_leader(const struct cons *c, uint64_t *id, const char **address);
 /* Raft voting role of server id in this node's current configuration, or CONS_VOTING_NONE. */
 int cons_voting(const struct cons *c, uint64_t id);
+/* Name of member id from the replicated state (or, before it is initialised, from the
+ * configured initial members); NULL if unknown. Borrowed. */
+const char *cons_member_name(const struct cons *c, uint64_t id);
 /* Number of servers in the current configuration and their ids (up to max). */
 unsigned cons_config_ids(const struct cons *c, uint64_t *ids, unsigned max);
 

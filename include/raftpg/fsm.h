@@ -114,7 +114,10 @@ void fsm_state_init(struct fsm_state *s);
 
 /* Applies cmd to s. A command that is invalid in the current state (INIT twice, duplicate
  * member name/id/address, removing an unknown member, system id set twice, ...) leaves s
- * unchanged except n_applied/n_rejected and returns a negative code with a message. */
+ * unchanged except n_applied/n_rejected and returns a negative code with a message
+ * ("member_add rejected: duplicate member name \"node2\""). MEMBER_REMOVE of a sync voter also
+ * drops it from the voters and lowers k by one (the removed voter may have held acknowledged
+ * commits the others lack); of the primary, it clears primary.name but keeps primary.term. */
 int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg);
 
 /* Finds a member by name or id; NULL if absent. */
@@ -137,7 +140,7 @@ bool fsm_state_equal(const struct fsm_state *a, const struct fsm_state *b);
 struct fsm {
     struct raft_fsm raft;     /* must be first: libraft hands back &raft */
     struct fsm_state *state;  /* borrowed */
-    char last_error[RPG_ERRMSG_SIZE]; /* message of the last rejected command */
+    char last_error[RPG_ERRMSG_SIZE]; /* last rejected command, or failed snapshot/restore */
 };
 void fsm_init(struct fsm *f, struct fsm_state *state);
 static inline int fsm_result_code(void *result)

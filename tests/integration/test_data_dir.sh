@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# A corrupt or foreign Raft data directory stops the agent with a clear message; it is never
+# silently re-bootstrapped or repaired. A clean directory restarts fine afterwards.
+source "$(dirname "$0")/lib.sh"
+t_pick_ports
+for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
+have_leader() { [ -n "$(t_jq "$1" 'select(.raft.state_known) | .raft.leader // empty')" ]; }
+t_wait 20 "a leader with a known cluster state" have_leader 1
+for i in 1 2 3; do t_kill "$i" TERM; done
+
+D="$T_DIR/node1/raft"
+cp -a "$D" "$T_DIR/backup"
+restore() { rm -rf "$D"; cp -a "$T_DIR/backup" "$D"; }
+digest() { (cd "$D" && find . -type f | sort | xargs md5sum); }
+
+# expect_refusal DESCRIPTION MESSAGE: node1 must exit 1 within 10 s, log MESSAGE, and leave
+# the directory exactly as it was.
+expect_refusal() {
+  local desc=$1 msg=$2 before rc
+  before=$(digest)
+  : >"$T_DIR/node1.log"
+  t_start 1
+  local n=0
+  while t_alive 1 && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+  if t_alive 1; then t_fail "$desc: agent still running"; t_kill 1 KILL; return; fi
+  wait "${T_PIDS[1]}" && rc=0 || rc=$?
+  unset "T_PIDS[1]"
+  t_check "$desc: exit code 1" t_eq "$rc" 1
+  t_check "$desc: says why" grep -qF -- "$msg" "$T_DIR/node1.log"
+  t_check "$desc: directory untouched" t_eq "$(digest)" "$before"
+}
+
+restore; sed -i 's/^scope=itest$/scope=othercluster/' "$D/raftpg.identity"
+expect_refusal "identity of another cluster" \
+  'belongs to member "node1" of cluster "othercluster", not to member "node1" of cluster "itest"'
+
+restore; rm "$D/raftpg.identity"
+expect_refusal "raft files without identity" "is not empty but has no raftpg.identity"
+
+restore; echo "garbage" >"$D/raftpg.identity"
+expect_refusal "garbled identity" "not a raftpg identity file"
+
+restore
+seg=$(cd "$D" && ls | grep -E '^[0-9]{16}-[0-9]{16}$|^open-[0-9]+$' | head -n 1)
+size=$(stat -c %s "$D/$seg")
+t_check "a segment file exists to corrupt" test "$size" -gt 48
+printf 'XXXXXXXX' | dd of="$D/$seg" bs=1 seek=40 conv=notrunc status=none
+expect_refusal "corrupt log segment" "checksum mismatch"
+
+restore; printf 'garbage!' | dd of="$D/metadata1" bs=1 seek=0 conv=notrunc status=none
+expect_refusal "corrupt raft metadata" "metadata1"
+
+restore
+: >"$T_DIR/node1.log"
+for i in 1 2 3; do t_start "$i"; done
+t_wait 20 "the intact directory restarts and the cluster has a leader" have_leader 1
+t_check "restarted without bootstrapping again" test -z "$(grep -h 'bootstrapped raft' "$T_DIR/node1.log" || true)"
+for i in 1 2 3; do t_kill "$i" TERM; done
+t_done

@@ -46,16 +46,27 @@ struct http_server {
     void (*close_cb)(struct http_server *s);
     /* internal list of open connections */
     struct http_conn *conns;
+    int listening;          /* internal: the listener handle is open */
+    unsigned n_rejecting;   /* internal: connections over max_conns still being closed */
 };
 
-/* Binds "a.b.c.d:port" and starts listening. Returns 0 or a negative RPG_E* with errmsg
- * (e.g. "listen 127.0.0.1:8001: address already in use"). */
+/* Binds "a.b.c.d:port" (port 0 picks a free port, see http_server_port) with SO_REUSEADDR and
+ * starts listening. max_conns and idle_timeout_ms may be set before (0 selects the default) or
+ * changed after; every other field is initialised here. Returns 0, RPG_EINVAL for a bad address,
+ * or RPG_EIO with errmsg (e.g. "listen 127.0.0.1:8001: address already in use"). On failure s
+ * may be discarded once s->listening is 0, which it is at once unless libuv refused a socket
+ * that bound and listened fine (not expected): that handle then closes on the next loop run. */
 int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
                       http_handler_cb handler, void *data, char *errmsg);
 
+/* The bound TCP port of a started server (useful after binding port 0), or a negative UV_E*. */
+int http_server_port(const struct http_server *s);
+
 /* Closes the listener and every open connection; cb (may be NULL) fires when all handles are
- * closed. A pending request whose handler has not responded is dropped safely: http_respond on
- * it after close is a no-op (the conn stays valid until responded or closed, whichever later). */
+ * closed (at once, from this call, if none was open); s may be freed from cb on. A pending request
+ * whose handler has not responded is dropped safely: http_respond on it after close is a no-op
+ * (the conn stays valid until responded or closed, whichever later), but it must still be called
+ * once, since that is what frees the conn. Calling this again while closing does nothing. */
 void http_server_close(struct http_server *s, void (*cb)(struct http_server *s));
 
 /* Sends a response with the given status and body (copied) and Content-Type (NULL means
@@ -72,7 +83,12 @@ const char *http_status_text(int status);
 /* Blocking client for the CLI: one request to "a.b.c.d:port" (or "http://a.b.c.d:port"), with a
  * total timeout. On success returns 0, sets *status, and *body (malloc'ed, NUL-terminated, caller
  * frees) with *body_len. Errors: RPG_ECONN (refused, reset), RPG_ETIMEDOUT, RPG_EPROTO (malformed
- * response), RPG_EINVAL (bad address), each with a message naming the address. */
+ * response), RPG_EINVAL (bad address), each with a message naming the address.
+ * body (NUL-terminated, borrowed) is sent as application/json; the request carries
+ * Connection: close. Response bodies may be delimited by Content-Length, chunked encoding or
+ * the close, up to 16 MiB. timeout_ms must be positive and covers connect, send and receive.
+ * Messages: "127.0.0.1:8001: connection refused", "127.0.0.1:8001: timed out after 2000 ms".
+ * On error *body is NULL. */
 int http_request_sync(const char *addr, const char *method, const char *path,
                       const char *body, const char *authorization, unsigned timeout_ms,
                       int *status, char **body_out, size_t *body_len, char *errmsg);

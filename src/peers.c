@@ -34,8 +34,9 @@ static void poll_work(uv_work_t *w)
         json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
         free(body);
         if (!json_is_object(o)) {
-            snprintf(s->error, sizeof s->error, "%s: bad /status answer (http %d)", s->api,
-                     status);
+            char api[FSM_ADDR_MAX];
+            memcpy(api, s->api, sizeof api);
+            snprintf(s->error, sizeof s->error, "%s: bad /status answer (http %d)", api, status);
             json_decref(o);
             continue;
         }

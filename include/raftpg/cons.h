@@ -67,7 +67,7 @@ struct cons {
     bool init_pending;
     bool change_pending;
     struct raft_change change_req;
-    char change_what[128];
+    char change_what[RPG_ERRMSG_SIZE];
     bool transfer_pending;
     struct raft_transfer transfer_req;
 

@@ -85,12 +85,17 @@ t_start() {
   T_PIDS[$i]=$!
 }
 
+# t_kill I [SIGNAL]: KILL and TERM also reap the process; after TERM the agent must have
+# shut down cleanly (exit 0, which also means no leak report under LeakSanitizer).
 t_kill() {
-  local i=$1 sig=${2:-KILL}
+  local i=$1 sig=${2:-KILL} rc=0
   kill "-$sig" "${T_PIDS[$i]}"
   if [ "$sig" = KILL ] || [ "$sig" = TERM ]; then
-    wait "${T_PIDS[$i]}" 2>/dev/null || true
+    wait "${T_PIDS[$i]}" 2>/dev/null || rc=$?
     unset "T_PIDS[$i]"
+    if [ "$sig" = TERM ] && [ $rc -ne 0 ]; then
+      t_fail "node$i exited with status $rc after SIGTERM"
+    fi
   fi
 }
 
@@ -125,6 +130,9 @@ t_check() {
 t_eq() { [ "$1" = "$2" ] || { echo "  expected [$2], got [$1]"; return 1; }; }
 
 t_done() {
+  if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T_DIR"/*.log 2>/dev/null; then
+    t_fail "sanitizer report in an agent log"
+  fi
   if [ $T_FAILED -ne 0 ]; then echo "$T_NAME: FAILED"; exit 1; fi
   echo "$T_NAME: all $T_N checks passed"
 }

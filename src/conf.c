@@ -1,0 +1,1051 @@
+/* Node configuration: a libyaml event parser walking static key tables into struct conf. */
+#include "raftpg/conf.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <yaml.h>
+
+/* A configuration file is a few kilobytes; the cap keeps a wrong path (a disk image, a log) from
+ * being read into memory. */
+#define CONF_FILE_MAX (1024 * 1024)
+
+/* postgresql.parameters and postgresql.pg_hba hold at most this many entries, which also bounds
+ * the quadratic duplicate-parameter check. */
+#define CONF_LIST_MAX 1000
+
+/* How a key's value is checked and stored. */
+enum key_type {
+    KEY_STRING,  /* text of min..size-1 bytes */
+    KEY_NAME,    /* [A-Za-z0-9_.-]{1,size-1} */
+    KEY_LISTEN,  /* IPv4 address:port to bind to; 0.0.0.0 allowed */
+    KEY_ADDR,    /* IPv4 address:port other nodes connect to; 0.0.0.0 refused */
+    KEY_PATH,    /* absolute path */
+    KEY_UINT,    /* unsigned, min..max */
+    KEY_INT,     /* int, min..max */
+    KEY_BOOL,    /* bool: true/false, yes/no, on/off */
+    KEY_ENUM,    /* an enum (int-sized), the index of the value in names */
+    KEY_SECTION, /* a mapping described by sub, with the same base */
+    KEY_MEMBERS, /* a sequence of min..max mappings into struct conf_member, described by sub */
+    KEY_PARAMS,  /* a mapping of scalars into a struct conf_kv array, kept as text */
+    KEY_STRLIST, /* a sequence of scalars into a char * array */
+};
+
+/* One row of a key table. Offsets are from the base the table is walked with: struct conf for
+ * the top level and its sections, struct conf_member for raft.members entries. */
+struct conf_key {
+    const char *key;
+    enum key_type type;
+    size_t off;       /* the field */
+    size_t size;      /* strings: buffer size; KEY_MEMBERS: element size */
+    size_t count_off; /* lists: the unsigned element count */
+    long min, max;    /* integers: range; KEY_STRING: minimum length; KEY_MEMBERS: entries */
+    const char *def;  /* default, written as in the file and parsed like it; NULL: none */
+    bool required;
+    const struct conf_key *sub; /* KEY_SECTION, KEY_MEMBERS */
+    const char *const *names;   /* KEY_ENUM, NULL-terminated, indexed by value */
+};
+
+#define FIELD(f) .off = offsetof(struct conf, f), .size = sizeof(((struct conf *)0)->f)
+#define MEMBER_FIELD(f)                                                                            \
+    .off = offsetof(struct conf_member, f), .size = sizeof(((struct conf_member *)0)->f)
+
+/* Enums are stored through an int; this holds for GCC and Clang on every ABI raftpg targets. */
+_Static_assert(sizeof(enum conf_log_level) == sizeof(int), "enum conf_log_level is not int-sized");
+_Static_assert(sizeof(enum conf_log_format) == sizeof(int),
+               "enum conf_log_format is not int-sized");
+
+static const char *const log_level_names[] = {"debug", "info", "warning", "error", NULL};
+static const char *const log_format_names[] = {"text", "json", NULL};
+
+static const struct conf_key member_keys[] = {
+    {"name", KEY_NAME, MEMBER_FIELD(name), .required = true},
+    {"raft", KEY_ADDR, MEMBER_FIELD(raft), .required = true},
+    {"api", KEY_ADDR, MEMBER_FIELD(api), .required = true},
+    {.key = NULL},
+};
+
+static const struct conf_key raft_keys[] = {
+    /* The default and the joiner check live in finish(): they depend on name and members. */
+    {"listen", KEY_ADDR, FIELD(raft.listen)},
+    {"data_dir", KEY_PATH, FIELD(raft.data_dir), .required = true},
+    {"election_timeout", KEY_UINT, FIELD(raft.election_timeout_ms), .min = 50, .max = 60000,
+     .def = "500"},
+    {"heartbeat_timeout", KEY_UINT, FIELD(raft.heartbeat_timeout_ms), .min = 10, .max = 10000,
+     .def = "100"},
+    {"pre_vote", KEY_BOOL, FIELD(raft.pre_vote), .def = "true"},
+    {"members", KEY_MEMBERS, .off = offsetof(struct conf, raft.members),
+     .size = sizeof(struct conf_member), .count_off = offsetof(struct conf, raft.n_members),
+     .min = 1, .max = CONF_MEMBERS_MAX, .required = true, .sub = member_keys},
+    {.key = NULL},
+};
+
+static const struct conf_key restapi_keys[] = {
+    {"listen", KEY_LISTEN, FIELD(restapi.listen)},
+    {"connect_address", KEY_ADDR, FIELD(restapi.connect_address)},
+    {.key = NULL},
+};
+
+static const struct conf_key log_keys[] = {
+    {"level", KEY_ENUM, FIELD(log.level), .def = "info", .names = log_level_names},
+    {"format", KEY_ENUM, FIELD(log.format), .def = "text", .names = log_format_names},
+    {.key = NULL},
+};
+
+static const struct conf_key superuser_keys[] = {
+    {"username", KEY_STRING, FIELD(postgresql.superuser_name), .min = 1, .def = "postgres"},
+    {"password", KEY_STRING, FIELD(postgresql.superuser_password)},
+    {.key = NULL},
+};
+
+static const struct conf_key replication_keys[] = {
+    {"username", KEY_STRING, FIELD(postgresql.replication_name), .min = 1, .def = "replicator"},
+    {"password", KEY_STRING, FIELD(postgresql.replication_password)},
+    {.key = NULL},
+};
+
+static const struct conf_key authentication_keys[] = {
+    {"superuser", KEY_SECTION, .sub = superuser_keys},
+    {"replication", KEY_SECTION, .sub = replication_keys},
+    {.key = NULL},
+};
+
+static const struct conf_key postgresql_keys[] = {
+    {"bin_dir", KEY_PATH, FIELD(postgresql.bin_dir), .def = "/usr/lib/postgresql/15/bin"},
+    {"data_dir", KEY_PATH, FIELD(postgresql.data_dir), .required = true},
+    {"listen", KEY_LISTEN, FIELD(postgresql.listen), .required = true},
+    {"connect_address", KEY_ADDR, FIELD(postgresql.connect_address)},
+    {"parameters", KEY_PARAMS, .off = offsetof(struct conf, postgresql.parameters),
+     .count_off = offsetof(struct conf, postgresql.n_parameters)},
+    {"pg_hba", KEY_STRLIST, .off = offsetof(struct conf, postgresql.pg_hba),
+     .count_off = offsetof(struct conf, postgresql.n_pg_hba)},
+    {"authentication", KEY_SECTION, .sub = authentication_keys},
+    {"passfile", KEY_PATH, FIELD(postgresql.passfile)},
+    {.key = NULL},
+};
+
+static const struct conf_key tags_keys[] = {
+    {"nofailover", KEY_BOOL, FIELD(tags.nofailover), .def = "false"},
+    {"nosync", KEY_BOOL, FIELD(tags.nosync), .def = "false"},
+    {"failover_priority", KEY_INT, FIELD(tags.failover_priority), .min = 0, .max = 1000,
+     .def = "1"},
+    {.key = NULL},
+};
+
+static const struct conf_key root_keys[] = {
+    {"scope", KEY_NAME, FIELD(scope), .required = true},
+    {"name", KEY_NAME, FIELD(name), .required = true},
+    {"raft", KEY_SECTION, .required = true, .sub = raft_keys},
+    {"restapi", KEY_SECTION, .sub = restapi_keys},
+    {"log", KEY_SECTION, .sub = log_keys},
+    {"postgresql", KEY_SECTION, .sub = postgresql_keys},
+    {"tags", KEY_SECTION, .sub = tags_keys},
+    {.key = NULL},
+};
+
+/* A position in the file, counted from 1. */
+struct mark {
+    unsigned long line, col;
+};
+
+/* Upper bound on the table keys, sections and members[i] entries one file can set (about 70
+ * today); positions past it are not kept and finish() falls back to an enclosing mapping. */
+#define WHERE_MAX 128
+
+struct parser {
+    yaml_parser_t yaml;
+    yaml_event_t ev; /* valid when have_ev */
+    bool have_ev;
+    const char *file;
+    const char *text; /* the input, to place reader errors, which libyaml gives as an offset */
+    size_t len;
+    char *errmsg;
+    struct conf *c;
+    char path[256]; /* dotted path of the key being parsed, for messages */
+    size_t path_len;
+    /* Where each table key's value (and each section) started, for checks that run after the
+     * whole file is read. */
+    struct {
+        char path[64];
+        struct mark mark;
+    } where[WHERE_MAX];
+    unsigned n_where;
+};
+
+static struct mark mark_of(yaml_mark_t m)
+{
+    return (struct mark){m.line + 1, m.column + 1};
+}
+
+static struct mark ev_mark(const struct parser *p)
+{
+    return mark_of(p->ev.start_mark);
+}
+
+__attribute__((format(printf, 4, 5))) static int fail_at(struct parser *p, struct mark m,
+                                                         const char *key, const char *fmt, ...)
+{
+    char what[RPG_ERRMSG_SIZE];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (key[0] == '\0')
+        return rpg_err(p->errmsg, RPG_ECONFIG, "%s:%lu:%lu: %s", p->file, m.line, m.col, what);
+    return rpg_err(p->errmsg, RPG_ECONFIG, "%s:%lu:%lu: %s: %s", p->file, m.line, m.col, key, what);
+}
+
+/* Fails at the current event, naming the current key. */
+#define fail(p, ...) fail_at((p), ev_mark(p), (p)->path, __VA_ARGS__)
+
+static int fail_nomem(struct parser *p)
+{
+    return rpg_err(p->errmsg, RPG_ENOMEM, "%s: out of memory", p->file);
+}
+
+/* Appends ".key" (or "key" at the top) or "[i]" to the path; returns the length to restore. */
+__attribute__((format(printf, 2, 3))) static size_t path_push(struct parser *p, const char *fmt,
+                                                              ...)
+{
+    size_t old = p->path_len;
+    size_t room = sizeof p->path - old;
+    va_list ap;
+    int n;
+
+    if (fmt[0] == '.' && old == 0)
+        fmt++;
+    va_start(ap, fmt);
+    n = vsnprintf(p->path + old, room, fmt, ap);
+    va_end(ap);
+    /* A path cut short by an absurdly long key still makes a readable message. */
+    p->path_len = n < 0 ? old : (size_t)n < room ? old + (size_t)n : sizeof p->path - 1;
+    p->path[p->path_len] = '\0';
+    return old;
+}
+
+static void path_pop(struct parser *p, size_t len)
+{
+    p->path_len = len;
+    p->path[len] = '\0';
+}
+
+static void where_add(struct parser *p, struct mark m)
+{
+    if (p->n_where == WHERE_MAX || p->path_len >= sizeof p->where[0].path)
+        return;
+    memcpy(p->where[p->n_where].path, p->path, p->path_len + 1);
+    p->where[p->n_where].mark = m;
+    p->n_where++;
+}
+
+static bool where_find(const struct parser *p, const char *path, struct mark *m)
+{
+    for (unsigned i = 0; i < p->n_where; i++) {
+        if (strcmp(p->where[i].path, path) == 0) {
+            if (m != NULL)
+                *m = p->where[i].mark;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The position of the first of the paths that was set, or 1:1. */
+static struct mark where_first(const struct parser *p, const char *a, const char *b)
+{
+    struct mark m = {1, 1};
+
+    if (!where_find(p, a, &m) && b != NULL)
+        where_find(p, b, &m);
+    return m;
+}
+
+/* Formats s for a message as "s", cut at 40 bytes (on a UTF-8 boundary) with "..." added. */
+static const char *quote(const char *s, char out[48])
+{
+    size_t n = strlen(s);
+
+    if (n <= 40) {
+        snprintf(out, 48, "\"%s\"", s);
+        return out;
+    }
+    n = 40;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    snprintf(out, 48, "\"%.*s...\"", (int)n, s);
+    return out;
+}
+
+static const char *kind(const yaml_event_t *ev)
+{
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        return "a scalar";
+    case YAML_SEQUENCE_START_EVENT:
+        return "a sequence";
+    case YAML_MAPPING_START_EVENT:
+        return "a mapping";
+    default:
+        return "no value";
+    }
+}
+
+static int syntax_error(struct parser *p)
+{
+    const char *problem = p->yaml.problem != NULL ? p->yaml.problem : "unknown error";
+    struct mark m = mark_of(p->yaml.problem_mark);
+
+    if (p->yaml.error == YAML_MEMORY_ERROR)
+        return fail_nomem(p);
+    if (p->yaml.error == YAML_READER_ERROR) {
+        /* The reader reports a byte offset only; columns count characters, as libyaml's do. */
+        size_t end = p->yaml.problem_offset < p->len ? p->yaml.problem_offset : p->len;
+        m = (struct mark){1, 1};
+        for (size_t i = 0; i < end; i++) {
+            if (p->text[i] == '\n')
+                m = (struct mark){m.line + 1, 1};
+            else if (((unsigned char)p->text[i] & 0xC0) != 0x80)
+                m.col++;
+        }
+    }
+    return fail_at(p, m, "", "invalid YAML: %s", problem);
+}
+
+/* Moves to the next event. Aliases are refused here, once for every place a value can be: the
+ * tables describe a tree, and resolving aliases would let a small file expand without bound. */
+static int next(struct parser *p)
+{
+    if (p->have_ev) {
+        yaml_event_delete(&p->ev);
+        p->have_ev = false;
+    }
+    if (!yaml_parser_parse(&p->yaml, &p->ev))
+        return syntax_error(p);
+    p->have_ev = true;
+    if (p->ev.type == YAML_ALIAS_EVENT)
+        return fail(p, "aliases are not supported");
+    return 0;
+}
+
+/* The current event as text, checked to hold no NUL or other control bytes (a tab is fine): they
+ * would silently cut a C string short or break the files other modules write from these values. */
+static int scalar_text(struct parser *p, const char **out)
+{
+    const unsigned char *s = p->ev.data.scalar.value;
+
+    for (size_t i = 0; i < p->ev.data.scalar.length; i++) {
+        if ((s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7F)
+            return fail(p, "expected text without control characters");
+    }
+    *out = (const char *)s;
+    return 0;
+}
+
+static int expect(struct parser *p, yaml_event_type_t type, const char *what)
+{
+    if (p->ev.type != type)
+        return fail(p, "expected %s, got %s", what, kind(&p->ev));
+    return 0;
+}
+
+/* Reads 1..max_digits decimal digits with no leading zero (so "010" is never read as octal, as
+ * YAML 1.1 would) and returns the end, or NULL. */
+static const char *scan_decimal(const char *s, int max_digits, unsigned long *v)
+{
+    int n = 0;
+
+    *v = 0;
+    while (s[n] >= '0' && s[n] <= '9') {
+        if (n == max_digits)
+            return NULL;
+        *v = *v * 10 + (unsigned long)(s[n] - '0');
+        n++;
+    }
+    if (n == 0 || (n > 1 && s[0] == '0'))
+        return NULL;
+    return s + n;
+}
+
+int conf_parse_addr(const char *addr, char host[16], uint16_t *port)
+{
+    const char *s = addr;
+    unsigned long v;
+
+    if (addr == NULL)
+        return RPG_EINVAL;
+    for (int i = 0; i < 4; i++) {
+        if (i > 0 && *s++ != '.')
+            return RPG_EINVAL;
+        s = scan_decimal(s, 3, &v);
+        if (s == NULL || v > 255)
+            return RPG_EINVAL;
+    }
+    if (*s != ':')
+        return RPG_EINVAL;
+    /* At most 4 * 3 digits + 3 dots, so the host fits in 16 bytes. */
+    size_t host_len = (size_t)(s - addr);
+    s = scan_decimal(s + 1, 5, &v);
+    if (s == NULL || *s != '\0' || v < 1 || v > 65535)
+        return RPG_EINVAL;
+    if (host != NULL) {
+        memcpy(host, addr, host_len);
+        host[host_len] = '\0';
+    }
+    if (port != NULL)
+        *port = (uint16_t)v;
+    return 0;
+}
+
+static bool is_wildcard(const char *addr)
+{
+    return strncmp(addr, "0.0.0.0:", 8) == 0;
+}
+
+static bool is_name(const char *s, size_t max_len)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max_len)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* A PostgreSQL setting name: plain or "extension.name" (GUC names are case-insensitive). */
+static bool is_param_name(const char *s)
+{
+    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_'))
+        return false;
+    for (s++; *s != '\0'; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '.'))
+            return false;
+    }
+    return true;
+}
+
+static bool parse_bool(const char *s, bool *v)
+{
+    static const char *const yes[] = {"true", "yes", "on"};
+    static const char *const no[] = {"false", "no", "off"};
+
+    for (int i = 0; i < 3; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *v = true;
+            return true;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *v = false;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Converts s into the field k describes at base. On failure returns false and writes what was
+ * expected into why; the caller adds the position and the key. Used for defaults too, so a
+ * default is checked exactly like a value in the file. */
+static bool convert(const struct conf_key *k, void *base, const char *s, char *why, size_t n)
+{
+    char *f = (char *)base + k->off;
+    size_t len = strlen(s);
+    char q[48];
+    unsigned long v;
+    bool b;
+
+    switch (k->type) {
+    case KEY_STRING:
+        /* The value is not echoed: it may be a password. */
+        if (len < (size_t)k->min || len >= k->size) {
+            snprintf(why, n, "expected %ld..%zu bytes, got %zu", k->min, k->size - 1, len);
+            return false;
+        }
+        memcpy(f, s, len + 1);
+        return true;
+    case KEY_NAME:
+        if (!is_name(s, k->size - 1)) {
+            snprintf(why, n, "expected a name of 1..%zu characters from [A-Za-z0-9_.-], got %s",
+                     k->size - 1, quote(s, q));
+            return false;
+        }
+        memcpy(f, s, len + 1);
+        return true;
+    case KEY_LISTEN:
+    case KEY_ADDR:
+        if (conf_parse_addr(s, NULL, NULL) != 0) {
+            snprintf(why, n, "expected IPv4 address:port, got %s", quote(s, q));
+            return false;
+        }
+        if (k->type == KEY_ADDR && is_wildcard(s)) {
+            snprintf(why, n, "expected an address other nodes can connect to, got %s", quote(s, q));
+            return false;
+        }
+        assert(len < k->size);
+        memcpy(f, s, len + 1);
+        return true;
+    case KEY_PATH:
+        if (s[0] != '/') {
+            snprintf(why, n, "expected an absolute path, got %s", quote(s, q));
+            return false;
+        }
+        if (len >= k->size) {
+            snprintf(why, n, "expected a path of at most %zu bytes, got %zu", k->size - 1, len);
+            return false;
+        }
+        memcpy(f, s, len + 1);
+        return true;
+    case KEY_UINT:
+    case KEY_INT: {
+        const char *end = scan_decimal(s, 9, &v);
+        if (end == NULL || *end != '\0' || v < (unsigned long)k->min || v > (unsigned long)k->max) {
+            snprintf(why, n, "expected an integer %ld..%ld, got %s", k->min, k->max, quote(s, q));
+            return false;
+        }
+        if (k->type == KEY_UINT)
+            *(unsigned *)f = (unsigned)v;
+        else
+            *(int *)f = (int)v;
+        return true;
+    }
+    case KEY_BOOL:
+        if (!parse_bool(s, &b)) {
+            snprintf(why, n, "expected true or false (or yes/no, on/off), got %s", quote(s, q));
+            return false;
+        }
+        *(bool *)f = b;
+        return true;
+    case KEY_ENUM: {
+        char list[96] = "";
+        for (int i = 0; k->names[i] != NULL; i++) {
+            if (strcasecmp(s, k->names[i]) == 0) {
+                memcpy(f, &i, sizeof i);
+                return true;
+            }
+            if (i > 0)
+                strncat(list, "|", sizeof list - strlen(list) - 1);
+            strncat(list, k->names[i], sizeof list - strlen(list) - 1);
+        }
+        snprintf(why, n, "expected one of %s, got %s", list, quote(s, q));
+        return false;
+    }
+    case KEY_SECTION:
+    case KEY_MEMBERS:
+    case KEY_PARAMS:
+    case KEY_STRLIST:
+        break;
+    }
+    assert(!"convert called on a container key");
+    return false;
+}
+
+static void apply_defaults(const struct conf_key *table, void *base)
+{
+    char why[RPG_ERRMSG_SIZE];
+
+    for (const struct conf_key *k = table; k->key != NULL; k++) {
+        if (k->type == KEY_SECTION) {
+            apply_defaults(k->sub, base);
+        } else if (k->def != NULL) {
+            bool ok = convert(k, base, k->def, why, sizeof why);
+            assert(ok && "a default in a key table is invalid");
+            (void)ok;
+        }
+    }
+}
+
+static int parse_mapping(struct parser *p, const struct conf_key *table, void *base);
+
+static int parse_scalar(struct parser *p, const struct conf_key *k, void *base)
+{
+    char why[RPG_ERRMSG_SIZE];
+    const char *s;
+    int rv;
+
+    if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 || (rv = scalar_text(p, &s)) != 0)
+        return rv;
+    if (!convert(k, base, s, why, sizeof why))
+        return fail(p, "%s", why);
+    return 0;
+}
+
+/* A member's name, raft address and api address must each differ from every earlier member's:
+ * libraft identifies nodes by these, and two members on one address could never both run. */
+static int check_member(struct parser *p, const struct conf_member *members, unsigned i)
+{
+    static const struct {
+        const char *key, *what;
+        size_t off;
+    } fields[] = {
+        {"name", "member name", offsetof(struct conf_member, name)},
+        {"raft", "raft address", offsetof(struct conf_member, raft)},
+        {"api", "api address", offsetof(struct conf_member, api)},
+    };
+    char q[48];
+
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
+        const char *mine = (const char *)&members[i] + fields[f].off;
+        for (unsigned j = 0; j < i; j++) {
+            if (strcmp(mine, (const char *)&members[j] + fields[f].off) != 0)
+                continue;
+            struct mark m = where_first(p, p->path, NULL); /* the entry, then the field */
+            path_push(p, ".%s", fields[f].key);
+            where_find(p, p->path, &m);
+            return fail_at(p, m, p->path, "duplicate %s %s", fields[f].what, quote(mine, q));
+        }
+    }
+    return 0;
+}
+
+static int parse_members(struct parser *p, const struct conf_key *k, void *base)
+{
+    struct conf_member *members = (struct conf_member *)((char *)base + k->off);
+    unsigned *n = (unsigned *)((char *)base + k->count_off);
+    struct mark start = ev_mark(p);
+    int rv;
+
+    assert(k->size == sizeof *members);
+    if ((rv = expect(p, YAML_SEQUENCE_START_EVENT, "a sequence")) != 0)
+        return rv;
+    for (;;) {
+        if ((rv = next(p)) != 0)
+            return rv;
+        if (p->ev.type == YAML_SEQUENCE_END_EVENT)
+            break;
+        if (*n == (unsigned)k->max)
+            return fail(p, "expected %ld..%ld members, got more", k->min, k->max);
+        size_t saved = path_push(p, "[%u]", *n);
+        where_add(p, ev_mark(p));
+        if ((rv = expect(p, YAML_MAPPING_START_EVENT, "a mapping")) != 0 ||
+            (rv = parse_mapping(p, k->sub, &members[*n])) != 0)
+            return rv;
+        (*n)++;
+        if ((rv = check_member(p, members, *n - 1)) != 0)
+            return rv;
+        path_pop(p, saved);
+    }
+    if (*n < (unsigned)k->min)
+        return fail_at(p, start, p->path, "expected %ld..%ld members, got %u", k->min, k->max, *n);
+    return 0;
+}
+
+/* postgresql.parameters: values are kept as written, so "128MB" or "on" reach PostgreSQL
+ * unchanged; YAML 1.1 typing ("on" -> true) would change them. */
+static int parse_params(struct parser *p, const struct conf_key *k, void *base)
+{
+    struct conf_kv **kv = (struct conf_kv **)((char *)base + k->off);
+    unsigned *n = (unsigned *)((char *)base + k->count_off);
+    char q[48];
+    const char *s;
+    int rv;
+
+    if ((rv = expect(p, YAML_MAPPING_START_EVENT, "a mapping")) != 0)
+        return rv;
+    for (;;) {
+        if ((rv = next(p)) != 0)
+            return rv;
+        if (p->ev.type == YAML_MAPPING_END_EVENT)
+            return 0;
+        if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar key")) != 0 ||
+            (rv = scalar_text(p, &s)) != 0)
+            return rv;
+        if (!is_param_name(s))
+            return fail(p, "expected a parameter name, got %s", quote(s, q));
+        if (*n == CONF_LIST_MAX)
+            return fail(p, "expected at most %d parameters", CONF_LIST_MAX);
+        size_t saved = path_push(p, ".%s", s);
+        for (unsigned i = 0; i < *n; i++) {
+            /* PostgreSQL reads Work_Mem and work_mem as one setting. */
+            if (strcasecmp((*kv)[i].key, s) == 0)
+                return fail(p, "duplicate key");
+        }
+        char *key = strdup(s);
+        if (key == NULL)
+            return fail_nomem(p);
+        if ((rv = next(p)) != 0 || (rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 ||
+            (rv = scalar_text(p, &s)) != 0) {
+            free(key);
+            return rv;
+        }
+        char *value = strdup(s);
+        struct conf_kv *grown = value != NULL ? realloc(*kv, (*n + 1) * sizeof **kv) : NULL;
+        if (grown == NULL) {
+            free(key);
+            free(value);
+            return fail_nomem(p);
+        }
+        *kv = grown;
+        grown[*n] = (struct conf_kv){key, value};
+        (*n)++;
+        path_pop(p, saved);
+    }
+}
+
+static int parse_strlist(struct parser *p, const struct conf_key *k, void *base)
+{
+    char ***list = (char ***)((char *)base + k->off);
+    unsigned *n = (unsigned *)((char *)base + k->count_off);
+    const char *s;
+    int rv;
+
+    if ((rv = expect(p, YAML_SEQUENCE_START_EVENT, "a sequence")) != 0)
+        return rv;
+    for (;;) {
+        if ((rv = next(p)) != 0)
+            return rv;
+        if (p->ev.type == YAML_SEQUENCE_END_EVENT)
+            return 0;
+        if (*n == CONF_LIST_MAX)
+            return fail(p, "expected at most %d entries", CONF_LIST_MAX);
+        size_t saved = path_push(p, "[%u]", *n);
+        if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 || (rv = scalar_text(p, &s)) != 0)
+            return rv;
+        char *copy = strdup(s);
+        char **grown = copy != NULL ? realloc(*list, (*n + 1) * sizeof **list) : NULL;
+        if (grown == NULL) {
+            free(copy);
+            return fail_nomem(p);
+        }
+        *list = grown;
+        grown[(*n)++] = copy;
+        path_pop(p, saved);
+    }
+}
+
+static int parse_value(struct parser *p, const struct conf_key *k, void *base)
+{
+    switch (k->type) {
+    case KEY_SECTION: {
+        int rv = expect(p, YAML_MAPPING_START_EVENT, "a mapping");
+        return rv != 0 ? rv : parse_mapping(p, k->sub, base);
+    }
+    case KEY_MEMBERS:
+        return parse_members(p, k, base);
+    case KEY_PARAMS:
+        return parse_params(p, k, base);
+    case KEY_STRLIST:
+        return parse_strlist(p, k, base);
+    default:
+        return parse_scalar(p, k, base);
+    }
+}
+
+/* Parses the mapping whose MAPPING-START is the current event, keys from table. Unknown and
+ * duplicate keys are errors; missing required keys are reported at the mapping's start. */
+static int parse_mapping(struct parser *p, const struct conf_key *table, void *base)
+{
+    struct mark start = ev_mark(p);
+    uint64_t seen = 0;
+    const char *s;
+    int rv;
+
+    for (;;) {
+        if ((rv = next(p)) != 0)
+            return rv;
+        if (p->ev.type == YAML_MAPPING_END_EVENT)
+            break;
+        if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar key")) != 0 ||
+            (rv = scalar_text(p, &s)) != 0)
+            return rv;
+        const struct conf_key *k = table;
+        while (k->key != NULL && strcmp(k->key, s) != 0)
+            k++;
+        if (k->key == NULL) {
+            path_push(p, ".%.40s", s); /* cut short: the key is whatever the file says */
+            return fail(p, "unknown key");
+        }
+        size_t bit = (size_t)(k - table);
+        assert(bit < 64 && "a key table has more than 64 rows");
+        size_t saved = path_push(p, ".%s", k->key);
+        if (seen & (UINT64_C(1) << bit))
+            return fail(p, "duplicate key");
+        seen |= UINT64_C(1) << bit;
+        if ((rv = next(p)) != 0)
+            return rv;
+        where_add(p, ev_mark(p));
+        if ((rv = parse_value(p, k, base)) != 0)
+            return rv;
+        path_pop(p, saved);
+    }
+    for (const struct conf_key *k = table; k->key != NULL; k++) {
+        if (k->required && !(seen & (UINT64_C(1) << (k - table)))) {
+            path_push(p, ".%s", k->key);
+            return fail_at(p, start, p->path, "required key is missing");
+        }
+    }
+    return 0;
+}
+
+/* A connect address defaults to the listen address, which is useless to other nodes when it is
+ * the wildcard. */
+static int default_connect(struct parser *p, char *connect, const char *listen, const char *section)
+{
+    char key[64], listen_key[64];
+
+    if (connect[0] != '\0')
+        return 0;
+    if (is_wildcard(listen)) {
+        snprintf(key, sizeof key, "%s.connect_address", section);
+        snprintf(listen_key, sizeof listen_key, "%s.listen", section);
+        return fail_at(p, where_first(p, listen_key, section), key,
+                       "required when %s is 0.0.0.0 (listen=%s)", listen_key, listen);
+    }
+    memcpy(connect, listen, CONF_ADDR_MAX);
+    return 0;
+}
+
+/* Checks that span keys, and fills the defaults that depend on other keys. */
+static int finish(struct parser *p)
+{
+    struct conf *c = p->c;
+    const struct conf_member *self = conf_self(c);
+    int rv;
+
+    c->has_postgresql = where_find(p, "postgresql", NULL);
+
+    /* A follower must hear a heartbeat within every election timeout even when one is late or
+     * lost, or it deposes a healthy leader (Raft paper §5.6: broadcast time << election
+     * timeout); raftpg asks for a margin of two heartbeats. */
+    if (2UL * c->raft.heartbeat_timeout_ms >= c->raft.election_timeout_ms)
+        return fail_at(p, where_first(p, "raft.heartbeat_timeout", "raft.election_timeout"),
+                       "raft.heartbeat_timeout",
+                       "must be less than half of raft.election_timeout "
+                       "(heartbeat_timeout=%u election_timeout=%u)",
+                       c->raft.heartbeat_timeout_ms, c->raft.election_timeout_ms);
+
+    if (self != NULL) {
+        /* libraft binds to the address it gives the other members, so the two cannot differ. */
+        if (c->raft.listen[0] == '\0')
+            memcpy(c->raft.listen, self->raft, sizeof c->raft.listen);
+        else if (strcmp(c->raft.listen, self->raft) != 0)
+            return fail_at(p, where_first(p, "raft.listen", NULL), "raft.listen",
+                           "must equal this member's address raft.members[%u].raft "
+                           "(listen=%s raft=%s)",
+                           (unsigned)(self - c->raft.members), c->raft.listen, self->raft);
+        if (c->restapi.listen[0] == '\0')
+            memcpy(c->restapi.listen, self->api, sizeof c->restapi.listen);
+        if (c->restapi.connect_address[0] == '\0')
+            memcpy(c->restapi.connect_address, self->api, sizeof c->restapi.connect_address);
+    } else {
+        if (c->raft.listen[0] == '\0')
+            return fail_at(p, where_first(p, "raft", NULL), "raft.listen",
+                           "required when name is not in raft.members (name=%s)", c->name);
+        if (c->restapi.listen[0] == '\0')
+            return fail_at(p, where_first(p, "restapi", ""), "restapi.listen",
+                           "required when name is not in raft.members (name=%s)", c->name);
+        rv = default_connect(p, c->restapi.connect_address, c->restapi.listen, "restapi");
+        if (rv != 0)
+            return rv;
+    }
+    if (c->has_postgresql)
+        return default_connect(p, c->postgresql.connect_address, c->postgresql.listen,
+                               "postgresql");
+    return 0;
+}
+
+static int parse_document(struct parser *p)
+{
+    int rv;
+
+    if ((rv = next(p)) != 0) /* STREAM-START */
+        return rv;
+    if ((rv = next(p)) != 0)
+        return rv;
+    if (p->ev.type == YAML_STREAM_END_EVENT)
+        return fail_at(p, (struct mark){1, 1}, "", "empty configuration, expected a mapping");
+    assert(p->ev.type == YAML_DOCUMENT_START_EVENT);
+    if ((rv = next(p)) != 0)
+        return rv;
+    if (p->ev.type == YAML_SCALAR_EVENT && p->ev.data.scalar.length == 0)
+        return fail_at(p, (struct mark){1, 1}, "", "empty configuration, expected a mapping");
+    if (p->ev.type != YAML_MAPPING_START_EVENT)
+        return fail(p, "expected a mapping at the top level, got %s", kind(&p->ev));
+    where_add(p, ev_mark(p));
+    if ((rv = parse_mapping(p, root_keys, p->c)) != 0)
+        return rv;
+    if ((rv = next(p)) != 0) /* DOCUMENT-END */
+        return rv;
+    if ((rv = next(p)) != 0)
+        return rv;
+    if (p->ev.type != YAML_STREAM_END_EVENT)
+        return fail(p, "expected one YAML document, got more");
+    return finish(p);
+}
+
+/* Reads the whole stream once for syntax alone. libyaml emits a scalar before it finds that the
+ * next line breaks the syntax ("scope: demo" then " name: x" reads as "demo name"), so without
+ * this pass a mangled value would be reported instead of the real mistake. */
+static int check_syntax(struct parser *p)
+{
+    yaml_event_type_t type;
+
+    do {
+        if (!yaml_parser_parse(&p->yaml, &p->ev))
+            return syntax_error(p);
+        type = p->ev.type;
+        yaml_event_delete(&p->ev);
+    } while (type != YAML_STREAM_END_EVENT);
+    return 0;
+}
+
+static void conf_init(struct conf *c, const char *path)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->path, sizeof c->path, "%s", path);
+    apply_defaults(root_keys, c);
+}
+
+/* Runs one pass over the input with a fresh libyaml parser. */
+static int run_pass(struct parser *p, int (*pass)(struct parser *))
+{
+    int rv;
+
+    if (!yaml_parser_initialize(&p->yaml))
+        return fail_nomem(p);
+    yaml_parser_set_input_string(&p->yaml, (const unsigned char *)p->text, p->len);
+    rv = pass(p);
+    if (p->have_ev) {
+        yaml_event_delete(&p->ev);
+        p->have_ev = false;
+    }
+    yaml_parser_delete(&p->yaml);
+    return rv;
+}
+
+static int load(const char *file, const char *text, size_t len, struct conf *c, char *errmsg)
+{
+    struct parser *p = calloc(1, sizeof *p);
+    int rv;
+
+    if (p == NULL) {
+        rv = rpg_err(errmsg, RPG_ENOMEM, "%s: out of memory", file);
+        goto out;
+    }
+    p->file = file;
+    p->text = text;
+    p->len = len;
+    p->errmsg = errmsg;
+    p->c = c;
+    rv = run_pass(p, check_syntax);
+    if (rv == 0)
+        rv = run_pass(p, parse_document);
+    free(p);
+out:
+    if (rv != 0)
+        conf_free(c);
+    return rv;
+}
+
+int conf_load_string(const char *name, const char *text, struct conf *c, char *errmsg)
+{
+    if (name == NULL)
+        name = "<string>";
+    conf_init(c, name);
+    if (text == NULL)
+        return rpg_err(errmsg, RPG_EINVAL, "%s: no configuration text", name);
+    return load(name, text, strlen(text), c, errmsg);
+}
+
+int conf_load(const char *path, struct conf *c, char *errmsg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ssize_t got;
+    int fd;
+    int rv;
+
+    memset(c, 0, sizeof *c);
+    if (path == NULL)
+        return rpg_err(errmsg, RPG_EINVAL, "conf_load: no path");
+    if (strlen(path) >= sizeof c->path)
+        return rpg_err(errmsg, RPG_ECONFIG, "%s: cannot read: path too long", path);
+    conf_init(c, path);
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        goto err_errno;
+    /* One byte past the cap tells a file of exactly CONF_FILE_MAX bytes from a larger one. */
+    text = malloc(CONF_FILE_MAX + 1);
+    if (text == NULL) {
+        close(fd);
+        return rpg_err(errmsg, RPG_ENOMEM, "%s: out of memory", path);
+    }
+    while (len <= CONF_FILE_MAX) {
+        got = read(fd, text + len, CONF_FILE_MAX + 1 - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            int saved = errno;
+            close(fd);
+            errno = saved;
+            goto err_errno;
+        }
+        if (got == 0)
+            break;
+        len += (size_t)got;
+    }
+    close(fd);
+    if (len > CONF_FILE_MAX) {
+        free(text);
+        memset(c, 0, sizeof *c);
+        return rpg_err(errmsg, RPG_ECONFIG, "%s: cannot read: larger than %d bytes", path,
+                       CONF_FILE_MAX);
+    }
+    rv = load(path, text, len, c, errmsg);
+    free(text);
+    return rv;
+
+err_errno:
+    rv = rpg_err(errmsg, RPG_ECONFIG, "%s: cannot read: %s", path, strerror(errno));
+    free(text);
+    memset(c, 0, sizeof *c);
+    return rv;
+}
+
+void conf_free(struct conf *c)
+{
+    for (unsigned i = 0; i < c->postgresql.n_parameters; i++) {
+        free(c->postgresql.parameters[i].key);
+        free(c->postgresql.parameters[i].value);
+    }
+    free(c->postgresql.parameters);
+    for (unsigned i = 0; i < c->postgresql.n_pg_hba; i++)
+        free(c->postgresql.pg_hba[i]);
+    free(c->postgresql.pg_hba);
+    memset(c, 0, sizeof *c);
+}
+
+const struct conf_member *conf_self(const struct conf *c)
+{
+    for (unsigned i = 0; i < c->raft.n_members && i < CONF_MEMBERS_MAX; i++) {
+        if (strcmp(c->raft.members[i].name, c->name) == 0)
+            return &c->raft.members[i];
+    }
+    return NULL;
+}
+
+const char *conf_log_level_name(enum conf_log_level level)
+{
+    if ((unsigned)level < sizeof log_level_names / sizeof log_level_names[0] - 1)
+        return log_level_names[level];
+    return "unknown";
+}
+
+const char *conf_log_format_name(enum conf_log_format format)
+{
+    if ((unsigned)format < sizeof log_format_names / sizeof log_format_names[0] - 1)
+        return log_format_names[format];
+    return "unknown";
+}

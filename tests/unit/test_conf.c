@@ -1,0 +1,1302 @@
+/* Unit tests for conf: every key type, every error kind with its exact message, the shipped
+ * example files, and robustness against truncated and mutated input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "raftpg/conf.h"
+
+/* struct conf holds several PATH_MAX buffers; one static instance keeps test frames small. */
+static struct conf c;
+static char errmsg[RPG_ERRMSG_SIZE];
+
+/* Lines 1-4 of most test files; a test adds raft keys after them, then MEMBERS. */
+#define HEAD                                                                                       \
+    "scope: demo\n"                                                                                \
+    "name: node1\n"                                                                                \
+    "raft:\n"                                                                                      \
+    "  data_dir: /var/lib/raftpg/node1\n"
+
+/* Four lines: one member, node1. */
+#define MEMBERS                                                                                    \
+    "  members:\n"                                                                                 \
+    "    - name: node1\n"                                                                          \
+    "      raft: 127.0.0.1:7001\n"                                                                 \
+    "      api: 127.0.0.1:8001\n"
+
+/* Eight lines: the smallest valid file. */
+#define MINIMAL HEAD MEMBERS
+
+static const char full[] =
+    "scope: prod-1\n"
+    "name: node2\n"
+    "raft:\n"
+    "  listen: 10.0.0.2:7001\n"
+    "  data_dir: /var/lib/raftpg/node2\n"
+    "  election_timeout: 1000\n"
+    "  heartbeat_timeout: 150\n"
+    "  pre_vote: false\n"
+    "  members:\n"
+    "    - name: node1\n"
+    "      raft: 10.0.0.1:7001\n"
+    "      api: 10.0.0.1:8008\n"
+    "    - {name: node2, raft: 10.0.0.2:7001, api: 10.0.0.2:8008}\n"
+    "    - name: node3\n"
+    "      raft: 10.0.0.3:7001\n"
+    "      api: 10.0.0.3:8008\n"
+    "restapi:\n"
+    "  listen: 0.0.0.0:8008\n"
+    "  connect_address: 10.0.0.2:8008\n"
+    "log:\n"
+    "  level: warning\n"
+    "  format: json\n"
+    "postgresql:\n"
+    "  bin_dir: /usr/lib/postgresql/16/bin\n"
+    "  data_dir: /srv/pg/data\n"
+    "  listen: 0.0.0.0:5432\n"
+    "  connect_address: 10.0.0.2:5432\n"
+    "  parameters: {max_connections: 100, shared_buffers: 128MB, hot_standby: on}\n"
+    "  pg_hba:\n"
+    "    - host replication replicator 10.0.0.0/24 scram-sha-256\n"
+    "    - \"host all all 0.0.0.0/0 scram-sha-256\"\n"
+    "  authentication:\n"
+    "    superuser: {username: admin, password: s3cret}\n"
+    "    replication:\n"
+    "      username: repl\n"
+    "      password: 'r3pl: \"quoted\"'\n"
+    "  passfile: /srv/pg/.pgpass\n"
+    "tags:\n"
+    "  nofailover: yes\n"
+    "  nosync: on\n"
+    "  failover_priority: 0\n";
+
+static int load(const char *text)
+{
+    memset(errmsg, 0, sizeof errmsg);
+    return conf_load_string("t.yaml", text, &c, errmsg);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    conf_free(&c);
+    return 0;
+}
+
+/* Loading text fails with RPG_ECONFIG and exactly the expected message. */
+#define assert_conf_error(text, expected)                                                          \
+    do {                                                                                           \
+        assert_int_equal(load(text), RPG_ECONFIG);                                                 \
+        assert_string_equal(errmsg, expected);                                                     \
+    } while (0)
+
+/* Writes text to a new temporary file and returns its path (short enough for any message). */
+static void write_temp(const char *text, size_t len, char path[64])
+{
+    strcpy(path, "/tmp/test_conf_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    assert_int_equal(close(fd), 0);
+}
+
+/* ---- valid files ------------------------------------------------------------------------- */
+
+static void test_full_file_sets_every_value(void **state)
+{
+    (void)state;
+    assert_int_equal(load(full), 0);
+    assert_string_equal(c.path, "t.yaml");
+    assert_string_equal(c.scope, "prod-1");
+    assert_string_equal(c.name, "node2");
+
+    assert_string_equal(c.raft.listen, "10.0.0.2:7001");
+    assert_string_equal(c.raft.data_dir, "/var/lib/raftpg/node2");
+    assert_int_equal(c.raft.election_timeout_ms, 1000);
+    assert_int_equal(c.raft.heartbeat_timeout_ms, 150);
+    assert_false(c.raft.pre_vote);
+    assert_int_equal(c.raft.n_members, 3);
+    assert_string_equal(c.raft.members[0].name, "node1");
+    assert_string_equal(c.raft.members[0].raft, "10.0.0.1:7001");
+    assert_string_equal(c.raft.members[0].api, "10.0.0.1:8008");
+    assert_string_equal(c.raft.members[1].name, "node2");
+    assert_string_equal(c.raft.members[1].raft, "10.0.0.2:7001");
+    assert_string_equal(c.raft.members[1].api, "10.0.0.2:8008");
+    assert_string_equal(c.raft.members[2].name, "node3");
+    assert_string_equal(c.raft.members[2].raft, "10.0.0.3:7001");
+    assert_string_equal(c.raft.members[2].api, "10.0.0.3:8008");
+
+    assert_string_equal(c.restapi.listen, "0.0.0.0:8008");
+    assert_string_equal(c.restapi.connect_address, "10.0.0.2:8008");
+    assert_int_equal(c.log.level, CONF_LOG_WARNING);
+    assert_int_equal(c.log.format, CONF_LOG_JSON);
+
+    assert_true(c.has_postgresql);
+    assert_string_equal(c.postgresql.bin_dir, "/usr/lib/postgresql/16/bin");
+    assert_string_equal(c.postgresql.data_dir, "/srv/pg/data");
+    assert_string_equal(c.postgresql.listen, "0.0.0.0:5432");
+    assert_string_equal(c.postgresql.connect_address, "10.0.0.2:5432");
+    assert_int_equal(c.postgresql.n_parameters, 3);
+    assert_string_equal(c.postgresql.parameters[0].key, "max_connections");
+    assert_string_equal(c.postgresql.parameters[0].value, "100");
+    assert_string_equal(c.postgresql.parameters[1].key, "shared_buffers");
+    assert_string_equal(c.postgresql.parameters[1].value, "128MB");
+    assert_string_equal(c.postgresql.parameters[2].key, "hot_standby");
+    assert_string_equal(c.postgresql.parameters[2].value, "on");
+    assert_int_equal(c.postgresql.n_pg_hba, 2);
+    assert_string_equal(c.postgresql.pg_hba[0],
+                        "host replication replicator 10.0.0.0/24 scram-sha-256");
+    assert_string_equal(c.postgresql.pg_hba[1], "host all all 0.0.0.0/0 scram-sha-256");
+    assert_string_equal(c.postgresql.superuser_name, "admin");
+    assert_string_equal(c.postgresql.superuser_password, "s3cret");
+    assert_string_equal(c.postgresql.replication_name, "repl");
+    assert_string_equal(c.postgresql.replication_password, "r3pl: \"quoted\"");
+    assert_string_equal(c.postgresql.passfile, "/srv/pg/.pgpass");
+
+    assert_true(c.tags.nofailover);
+    assert_true(c.tags.nosync);
+    assert_int_equal(c.tags.failover_priority, 0);
+}
+
+static void test_minimal_file_gets_defaults(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL), 0);
+    assert_string_equal(c.raft.listen, "127.0.0.1:7001");
+    assert_int_equal(c.raft.election_timeout_ms, 500);
+    assert_int_equal(c.raft.heartbeat_timeout_ms, 100);
+    assert_true(c.raft.pre_vote);
+    assert_string_equal(c.restapi.listen, "127.0.0.1:8001");
+    assert_string_equal(c.restapi.connect_address, "127.0.0.1:8001");
+    assert_int_equal(c.log.level, CONF_LOG_INFO);
+    assert_int_equal(c.log.format, CONF_LOG_TEXT);
+    assert_false(c.has_postgresql);
+    assert_false(c.tags.nofailover);
+    assert_false(c.tags.nosync);
+    assert_int_equal(c.tags.failover_priority, 1);
+}
+
+static void test_postgresql_section_gets_defaults(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "postgresql:\n"
+                                  "  data_dir: /pg\n"
+                                  "  listen: 127.0.0.1:5433\n"),
+                     0);
+    assert_true(c.has_postgresql);
+    assert_string_equal(c.postgresql.bin_dir, "/usr/lib/postgresql/15/bin");
+    assert_string_equal(c.postgresql.connect_address, "127.0.0.1:5433");
+    assert_string_equal(c.postgresql.superuser_name, "postgres");
+    assert_string_equal(c.postgresql.superuser_password, "");
+    assert_string_equal(c.postgresql.replication_name, "replicator");
+    assert_string_equal(c.postgresql.replication_password, "");
+    assert_string_equal(c.postgresql.passfile, "");
+    assert_int_equal(c.postgresql.n_parameters, 0);
+    assert_null(c.postgresql.parameters);
+    assert_int_equal(c.postgresql.n_pg_hba, 0);
+    assert_null(c.postgresql.pg_hba);
+}
+
+static void test_member_restapi_listen_keeps_api_as_connect_address(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "restapi:\n"
+                                  "  listen: 0.0.0.0:8001\n"),
+                     0);
+    assert_string_equal(c.restapi.listen, "0.0.0.0:8001");
+    assert_string_equal(c.restapi.connect_address, "127.0.0.1:8001");
+}
+
+static void test_booleans_accept_yaml_spellings(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "tags:\n"
+                                  "  nofailover: on\n"
+                                  "  nosync: True\n"),
+                     0);
+    assert_true(c.tags.nofailover);
+    assert_true(c.tags.nosync);
+    conf_free(&c);
+    static const char text[] = HEAD "  pre_vote: off\n" MEMBERS "tags:\n"
+                                    "  nofailover: no\n"
+                                    "  nosync: FALSE\n";
+    assert_int_equal(load(text), 0);
+    assert_false(c.raft.pre_vote);
+    assert_false(c.tags.nofailover);
+    assert_false(c.tags.nosync);
+}
+
+static void test_enums_are_case_insensitive(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "log:\n"
+                                  "  level: DEBUG\n"
+                                  "  format: Json\n"),
+                     0);
+    assert_int_equal(c.log.level, CONF_LOG_DEBUG);
+    assert_int_equal(c.log.format, CONF_LOG_JSON);
+}
+
+static void test_integer_range_bounds_are_inclusive(void **state)
+{
+    (void)state;
+    assert_int_equal(load(HEAD "  election_timeout: 60000\n"
+                               "  heartbeat_timeout: 10\n" MEMBERS "tags:\n"
+                               "  failover_priority: 1000\n"),
+                     0);
+    assert_int_equal(c.raft.election_timeout_ms, 60000);
+    assert_int_equal(c.raft.heartbeat_timeout_ms, 10);
+    assert_int_equal(c.tags.failover_priority, 1000);
+}
+
+static void test_parameters_keep_text_and_order(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "postgresql:\n"
+                                  "  data_dir: /pg\n"
+                                  "  listen: 127.0.0.1:5433\n"
+                                  "  parameters:\n"
+                                  "    wal_level: replica\n"
+                                  "    hot_standby: on\n"
+                                  "    work_mem: \"4MB\"\n"
+                                  "    pg_stat_statements.max: 010\n"
+                                  "    shared_preload_libraries: ''\n"),
+                     0);
+    assert_int_equal(c.postgresql.n_parameters, 5);
+    assert_string_equal(c.postgresql.parameters[0].key, "wal_level");
+    assert_string_equal(c.postgresql.parameters[0].value, "replica");
+    assert_string_equal(c.postgresql.parameters[1].key, "hot_standby");
+    assert_string_equal(c.postgresql.parameters[1].value, "on");
+    assert_string_equal(c.postgresql.parameters[2].key, "work_mem");
+    assert_string_equal(c.postgresql.parameters[2].value, "4MB");
+    assert_string_equal(c.postgresql.parameters[3].key, "pg_stat_statements.max");
+    assert_string_equal(c.postgresql.parameters[3].value, "010");
+    assert_string_equal(c.postgresql.parameters[4].key, "shared_preload_libraries");
+    assert_string_equal(c.postgresql.parameters[4].value, "");
+}
+
+static void test_nine_members_are_accepted(void **state)
+{
+    (void)state;
+    char text[2048];
+    size_t n = (size_t)snprintf(text, sizeof text, HEAD "  members:\n");
+    for (int i = 1; i <= 9; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n,
+                              "    - {name: node%d, raft: 127.0.0.1:700%d, api: 127.0.0.1:800%d}\n",
+                              i, i, i);
+    assert_int_equal(load(text), 0);
+    assert_int_equal(c.raft.n_members, 9);
+    assert_string_equal(c.raft.members[8].name, "node9");
+}
+
+/* ---- conf_self ------------------------------------------------------------------------------ */
+
+static void test_self_is_this_members_entry(void **state)
+{
+    (void)state;
+    assert_int_equal(load(full), 0);
+    const struct conf_member *self = conf_self(&c);
+    assert_non_null(self);
+    assert_ptr_equal(self, &c.raft.members[1]);
+    assert_string_equal(self->name, "node2");
+}
+
+static void test_joiner_has_no_self_and_keeps_its_listens(void **state)
+{
+    (void)state;
+    assert_int_equal(load("scope: demo\n"
+                          "name: node4\n"
+                          "raft:\n"
+                          "  listen: 127.0.0.1:7004\n"
+                          "  data_dir: /var/lib/raftpg/node4\n" MEMBERS "restapi:\n"
+                          "  listen: 127.0.0.1:8004\n"),
+                     0);
+    assert_null(conf_self(&c));
+    assert_string_equal(c.raft.listen, "127.0.0.1:7004");
+    assert_string_equal(c.restapi.listen, "127.0.0.1:8004");
+    assert_string_equal(c.restapi.connect_address, "127.0.0.1:8004");
+}
+
+static void test_self_on_zeroed_struct_is_null(void **state)
+{
+    (void)state;
+    memset(&c, 0, sizeof c);
+    assert_null(conf_self(&c));
+}
+
+/* ---- error: keys ---------------------------------------------------------------------------- */
+
+static void test_unknown_key_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  electon_timeout: 500\n" MEMBERS,
+                      "t.yaml:5:3: raft.electon_timeout: unknown key");
+}
+
+static void test_unknown_top_level_key_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  dcs: {}\n",
+                      "t.yaml:9:1: bootstrap: unknown key");
+}
+
+static void test_unknown_member_key_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members:\n"
+                           "    - name: node1\n"
+                           "      raft: 127.0.0.1:7001\n"
+                           "      api: 127.0.0.1:8001\n"
+                           "      port: 5432\n",
+                      "t.yaml:9:7: raft.members[0].port: unknown key");
+}
+
+static void test_duplicate_key_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: demo\n"
+                      "scope: other\n",
+                      "t.yaml:2:1: scope: duplicate key");
+}
+
+static void test_duplicate_key_in_section_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  data_dir: /elsewhere\n" MEMBERS,
+                      "t.yaml:5:3: raft.data_dir: duplicate key");
+}
+
+static void test_non_scalar_key_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("? [a, b]\n"
+                      ": 1\n",
+                      "t.yaml:1:3: expected a scalar key, got a sequence");
+}
+
+static void test_missing_top_level_key_is_reported_at_the_mapping(void **state)
+{
+    (void)state;
+    assert_conf_error("# comment\n"
+                      "name: node1\n"
+                      "raft:\n"
+                      "  data_dir: /d\n" MEMBERS,
+                      "t.yaml:2:1: scope: required key is missing");
+}
+
+static void test_missing_raft_section_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: demo\n"
+                      "name: node1\n",
+                      "t.yaml:1:1: raft: required key is missing");
+}
+
+static void test_missing_raft_data_dir_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: demo\n"
+                      "name: node1\n"
+                      "raft:\n" MEMBERS,
+                      "t.yaml:4:3: raft.data_dir: required key is missing");
+}
+
+static void test_missing_member_key_is_reported_at_the_member(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members:\n"
+                           "    - name: node1\n"
+                           "      raft: 127.0.0.1:7001\n"
+                           "      api: 127.0.0.1:8001\n"
+                           "    - name: node2\n"
+                           "      raft: 127.0.0.1:7002\n",
+                      "t.yaml:9:7: raft.members[1].api: required key is missing");
+}
+
+static void test_missing_postgresql_data_dir_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "postgresql:\n"
+                              "  listen: 127.0.0.1:5433\n",
+                      "t.yaml:10:3: postgresql.data_dir: required key is missing");
+}
+
+/* ---- error: types --------------------------------------------------------------------------- */
+
+static void test_word_for_integer_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  election_timeout: fast\n" MEMBERS,
+                      "t.yaml:5:21: raft.election_timeout: expected an integer 50..60000, got "
+                      "\"fast\"");
+}
+
+static void test_integer_below_range_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  election_timeout: 10\n" MEMBERS,
+                      "t.yaml:5:21: raft.election_timeout: expected an integer 50..60000, got "
+                      "\"10\"");
+}
+
+static void test_integer_above_range_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "tags:\n"
+                              "  failover_priority: 1001\n",
+                      "t.yaml:10:22: tags.failover_priority: expected an integer 0..1000, got "
+                      "\"1001\"");
+}
+
+static void test_huge_integer_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  heartbeat_timeout: 99999999999999999999999\n" MEMBERS,
+                      "t.yaml:5:22: raft.heartbeat_timeout: expected an integer 10..10000, got "
+                      "\"99999999999999999999999\"");
+}
+
+static void test_negative_integer_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "tags:\n"
+                              "  failover_priority: -1\n",
+                      "t.yaml:10:22: tags.failover_priority: expected an integer 0..1000, got "
+                      "\"-1\"");
+}
+
+static void test_integer_with_leading_zero_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  election_timeout: 0500\n" MEMBERS,
+                      "t.yaml:5:21: raft.election_timeout: expected an integer 50..60000, got "
+                      "\"0500\"");
+}
+
+static void test_mapping_for_scalar_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  election_timeout:\n"
+                           "    ms: 500\n" MEMBERS,
+                      "t.yaml:6:5: raft.election_timeout: expected a scalar, got a mapping");
+}
+
+static void test_sequence_for_scalar_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: [a, b]\n", "t.yaml:1:8: scope: expected a scalar, got a sequence");
+}
+
+static void test_scalar_for_section_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "tags: none\n", "t.yaml:9:7: tags: expected a mapping, got a scalar");
+}
+
+static void test_scalar_for_members_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members: node1\n",
+                      "t.yaml:5:12: raft.members: expected a sequence, got a scalar");
+}
+
+static void test_scalar_member_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members:\n"
+                           "    - node1\n",
+                      "t.yaml:6:7: raft.members[0]: expected a mapping, got a scalar");
+}
+
+static void test_bad_bool_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  pre_vote: maybe\n" MEMBERS,
+                      "t.yaml:5:13: raft.pre_vote: expected true or false (or yes/no, on/off), "
+                      "got \"maybe\"");
+}
+
+static void test_bad_enum_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "log:\n"
+                              "  level: verbose\n",
+                      "t.yaml:10:10: log.level: expected one of debug|info|warning|error, got "
+                      "\"verbose\"");
+}
+
+static void test_relative_path_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: demo\n"
+                      "name: node1\n"
+                      "raft:\n"
+                      "  data_dir: var/lib/raftpg\n" MEMBERS,
+                      "t.yaml:4:13: raft.data_dir: expected an absolute path, got "
+                      "\"var/lib/raftpg\"");
+}
+
+static void test_name_with_bad_character_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: demo\n"
+                      "name: node/1\n",
+                      "t.yaml:2:7: name: expected a name of 1..63 characters from "
+                      "[A-Za-z0-9_.-], got \"node/1\"");
+}
+
+static void test_empty_name_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("scope:\n", "t.yaml:1:7: scope: expected a name of 1..63 characters from "
+                                  "[A-Za-z0-9_.-], got \"\"");
+}
+
+static void test_name_of_64_characters_is_rejected(void **state)
+{
+    (void)state;
+    /* 64 characters; 63 is the limit. The echo is cut at 40. */
+    assert_conf_error("scope: abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd\n",
+                      "t.yaml:1:8: scope: expected a name of 1..63 characters from "
+                      "[A-Za-z0-9_.-], got \"abcdefghijabcdefghijabcdefghijabcdefghij...\"");
+}
+
+static void test_name_of_63_characters_is_accepted(void **state)
+{
+    (void)state;
+    assert_int_equal(load("scope: abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabc\n"
+                          "name: node1\n"
+                          "raft:\n"
+                          "  data_dir: /d\n" MEMBERS),
+                     0);
+    assert_int_equal(strlen(c.scope), 63);
+}
+
+static void test_long_password_is_rejected_without_echo(void **state)
+{
+    (void)state;
+    char text[4096];
+    char password[301];
+    memset(password, 'x', 300);
+    password[300] = '\0';
+    snprintf(text, sizeof text,
+             MINIMAL "postgresql:\n"
+                     "  data_dir: /pg\n"
+                     "  listen: 127.0.0.1:5433\n"
+                     "  authentication:\n"
+                     "    superuser:\n"
+                     "      password: %s\n",
+             password);
+    assert_conf_error(text, "t.yaml:14:17: postgresql.authentication.superuser.password: expected "
+                            "0..255 bytes, got 300");
+}
+
+static void test_empty_username_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "postgresql:\n"
+                              "  data_dir: /pg\n"
+                              "  listen: 127.0.0.1:5433\n"
+                              "  authentication:\n"
+                              "    replication: {username: ''}\n",
+                      "t.yaml:13:29: postgresql.authentication.replication.username: expected "
+                      "1..63 bytes, got 0");
+}
+
+static void test_control_character_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: demo\n"
+                      "name: \"node\\0x\"\n",
+                      "t.yaml:2:7: name: expected text without control characters");
+}
+
+static void test_alias_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: &s demo\n"
+                      "name: *s\n",
+                      "t.yaml:2:7: name: aliases are not supported");
+}
+
+/* ---- error: addresses ----------------------------------------------------------------------- */
+
+static void test_host_name_address_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "restapi:\n"
+                              "  listen: localhost:8001\n",
+                      "t.yaml:10:11: restapi.listen: expected IPv4 address:port, got "
+                      "\"localhost:8001\"");
+}
+
+static void test_ipv6_address_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members:\n"
+                           "    - name: node1\n"
+                           "      raft: \"[::1]:7001\"\n",
+                      "t.yaml:7:13: raft.members[0].raft: expected IPv4 address:port, got "
+                      "\"[::1]:7001\"");
+}
+
+static void test_wildcard_member_address_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members:\n"
+                           "    - name: node1\n"
+                           "      raft: 127.0.0.1:7001\n"
+                           "      api: 0.0.0.0:8001\n",
+                      "t.yaml:8:12: raft.members[0].api: expected an address other nodes can "
+                      "connect to, got \"0.0.0.0:8001\"");
+}
+
+static void test_wildcard_listen_needs_connect_address(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "postgresql:\n"
+                              "  data_dir: /pg\n"
+                              "  listen: 0.0.0.0:5432\n",
+                      "t.yaml:11:11: postgresql.connect_address: required when postgresql.listen "
+                      "is 0.0.0.0 (listen=0.0.0.0:5432)");
+}
+
+/* ---- error: members ------------------------------------------------------------------------- */
+
+static void test_duplicate_member_name_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members:\n"
+                           "    - {name: node1, raft: 127.0.0.1:7001, api: 127.0.0.1:8001}\n"
+                           "    - {name: node2, raft: 127.0.0.1:7002, api: 127.0.0.1:8002}\n"
+                           "    - {name: node1, raft: 127.0.0.1:7003, api: 127.0.0.1:8003}\n",
+                      "t.yaml:8:14: raft.members[2].name: duplicate member name \"node1\"");
+}
+
+static void test_duplicate_raft_address_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members:\n"
+                           "    - name: node1\n"
+                           "      raft: 127.0.0.1:7001\n"
+                           "      api: 127.0.0.1:8001\n"
+                           "    - name: node2\n"
+                           "      raft: 127.0.0.1:7001\n"
+                           "      api: 127.0.0.1:8002\n",
+                      "t.yaml:10:13: raft.members[1].raft: duplicate raft address "
+                      "\"127.0.0.1:7001\"");
+}
+
+static void test_duplicate_api_address_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members:\n"
+                           "    - name: node1\n"
+                           "      raft: 127.0.0.1:7001\n"
+                           "      api: 127.0.0.1:8001\n"
+                           "    - api: 127.0.0.1:8001\n"
+                           "      raft: 127.0.0.1:7002\n"
+                           "      name: node2\n",
+                      "t.yaml:9:12: raft.members[1].api: duplicate api address "
+                      "\"127.0.0.1:8001\"");
+}
+
+static void test_empty_members_are_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members: []\n",
+                      "t.yaml:5:12: raft.members: expected 1..9 members, got 0");
+}
+
+static void test_ten_members_are_rejected(void **state)
+{
+    (void)state;
+    char text[2048];
+    size_t n = (size_t)snprintf(text, sizeof text, HEAD "  members:\n");
+    for (int i = 1; i <= 10; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n,
+                              "    - {name: n%d, raft: 127.0.0.1:70%02d, api: 127.0.0.1:80%02d}\n",
+                              i, i, i);
+    assert_conf_error(text, "t.yaml:15:7: raft.members: expected 1..9 members, got more");
+}
+
+/* ---- error: checks across keys -------------------------------------------------------------- */
+
+static void test_heartbeat_of_half_election_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  heartbeat_timeout: 250\n"
+                           "  election_timeout: 500\n" MEMBERS,
+                      "t.yaml:5:22: raft.heartbeat_timeout: must be less than half of "
+                      "raft.election_timeout (heartbeat_timeout=250 election_timeout=500)");
+}
+
+static void test_heartbeat_just_below_half_election_is_accepted(void **state)
+{
+    (void)state;
+    assert_int_equal(load(HEAD "  heartbeat_timeout: 249\n" MEMBERS), 0);
+    assert_int_equal(c.raft.heartbeat_timeout_ms, 249);
+}
+
+static void test_default_heartbeat_against_short_election_is_reported_at_election(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  election_timeout: 200\n" MEMBERS,
+                      "t.yaml:5:21: raft.heartbeat_timeout: must be less than half of "
+                      "raft.election_timeout (heartbeat_timeout=100 election_timeout=200)");
+}
+
+static void test_raft_listen_must_equal_member_address(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  listen: 127.0.0.1:7009\n" MEMBERS,
+                      "t.yaml:5:11: raft.listen: must equal this member's address "
+                      "raft.members[0].raft (listen=127.0.0.1:7009 raft=127.0.0.1:7001)");
+}
+
+static void test_joiner_without_raft_listen_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: demo\n"
+                      "name: node4\n"
+                      "raft:\n"
+                      "  data_dir: /d\n" MEMBERS "restapi:\n"
+                      "  listen: 127.0.0.1:8004\n",
+                      "t.yaml:4:3: raft.listen: required when name is not in raft.members "
+                      "(name=node4)");
+}
+
+static void test_joiner_without_restapi_listen_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: demo\n"
+                      "name: node4\n"
+                      "raft:\n"
+                      "  listen: 127.0.0.1:7004\n"
+                      "  data_dir: /d\n" MEMBERS,
+                      "t.yaml:1:1: restapi.listen: required when name is not in raft.members "
+                      "(name=node4)");
+}
+
+static void test_joiner_wildcard_restapi_listen_needs_connect_address(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: demo\n"
+                      "name: node4\n"
+                      "raft:\n"
+                      "  listen: 127.0.0.1:7004\n"
+                      "  data_dir: /d\n" MEMBERS "restapi:\n"
+                      "  listen: 0.0.0.0:8004\n",
+                      "t.yaml:11:11: restapi.connect_address: required when restapi.listen is "
+                      "0.0.0.0 (listen=0.0.0.0:8004)");
+}
+
+/* ---- error: parameters and pg_hba ----------------------------------------------------------- */
+
+static void test_parameter_value_must_be_scalar(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "postgresql:\n"
+                              "  data_dir: /pg\n"
+                              "  listen: 127.0.0.1:5433\n"
+                              "  parameters:\n"
+                              "    shared_buffers: {size: 128MB}\n",
+                      "t.yaml:13:21: postgresql.parameters.shared_buffers: expected a scalar, "
+                      "got a mapping");
+}
+
+static void test_duplicate_parameter_ignores_case(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "postgresql:\n"
+                              "  data_dir: /pg\n"
+                              "  listen: 127.0.0.1:5433\n"
+                              "  parameters:\n"
+                              "    work_mem: 4MB\n"
+                              "    Work_Mem: 8MB\n",
+                      "t.yaml:14:5: postgresql.parameters.Work_Mem: duplicate key");
+}
+
+static void test_bad_parameter_name_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "postgresql:\n"
+                              "  data_dir: /pg\n"
+                              "  listen: 127.0.0.1:5433\n"
+                              "  parameters:\n"
+                              "    \"work mem\": 4MB\n",
+                      "t.yaml:13:5: postgresql.parameters: expected a parameter name, got "
+                      "\"work mem\"");
+}
+
+static void test_multi_line_parameter_value_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "postgresql:\n"
+                              "  data_dir: /pg\n"
+                              "  listen: 127.0.0.1:5433\n"
+                              "  parameters:\n"
+                              "    work_mem: \"4MB\\nfsync = off\"\n",
+                      "t.yaml:13:15: postgresql.parameters.work_mem: expected text without "
+                      "control characters");
+}
+
+static void test_parameters_are_capped_at_1000(void **state)
+{
+    (void)state;
+    static const char head[] = MINIMAL "postgresql:\n"
+                                       "  data_dir: /pg\n"
+                                       "  listen: 127.0.0.1:5433\n"
+                                       "  parameters:\n";
+    size_t size = sizeof head + 1001 * 16;
+    char *text = malloc(size);
+    assert_non_null(text);
+    size_t n = (size_t)snprintf(text, size, "%s", head);
+    for (int i = 0; i < 1001; i++)
+        n += (size_t)snprintf(text + n, size - n, "    p%d: %d\n", i, i);
+    int rv = load(text);
+    free(text);
+    assert_int_equal(rv, RPG_ECONFIG);
+    assert_string_equal(errmsg,
+                        "t.yaml:1013:5: postgresql.parameters: expected at most 1000 parameters");
+}
+
+static void test_pg_hba_entry_must_be_scalar(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "postgresql:\n"
+                              "  data_dir: /pg\n"
+                              "  listen: 127.0.0.1:5433\n"
+                              "  pg_hba:\n"
+                              "    - local all all trust\n"
+                              "    - [host, all]\n",
+                      "t.yaml:14:7: postgresql.pg_hba[1]: expected a scalar, got a sequence");
+}
+
+static void test_pg_hba_must_be_sequence(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "postgresql:\n"
+                              "  data_dir: /pg\n"
+                              "  listen: 127.0.0.1:5433\n"
+                              "  pg_hba: local all all trust\n",
+                      "t.yaml:12:11: postgresql.pg_hba: expected a sequence, got a scalar");
+}
+
+/* ---- error: documents and files ------------------------------------------------------------- */
+
+static void test_yaml_syntax_error_is_reported(void **state)
+{
+    (void)state;
+    /* libyaml first reads "demo name" as the scope; the syntax error must win over that. */
+    assert_conf_error("scope: demo\n"
+                      " name: node1\n",
+                      "t.yaml:2:6: invalid YAML: mapping values are not allowed in this context");
+}
+
+static void test_invalid_utf8_is_reported_with_position(void **state)
+{
+    (void)state;
+    assert_conf_error("scope: demo\n"
+                      "name: \xff\n",
+                      "t.yaml:2:7: invalid YAML: invalid leading UTF-8 octet");
+}
+
+static void test_empty_text_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("", "t.yaml:1:1: empty configuration, expected a mapping");
+}
+
+static void test_comment_only_text_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("# nothing here\n\n", "t.yaml:1:1: empty configuration, expected a mapping");
+}
+
+static void test_empty_document_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("---\n", "t.yaml:1:1: empty configuration, expected a mapping");
+}
+
+static void test_top_level_scalar_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("\nhello\n", "t.yaml:2:1: expected a mapping at the top level, got a scalar");
+}
+
+static void test_top_level_sequence_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error("- scope: demo\n",
+                      "t.yaml:1:1: expected a mapping at the top level, got a sequence");
+}
+
+static void test_second_document_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "---\n"
+                              "scope: other\n",
+                      "t.yaml:9:1: expected one YAML document, got more");
+}
+
+static void test_missing_file_is_reported(void **state)
+{
+    (void)state;
+    assert_int_equal(conf_load("/nonexistent/raftpg.yaml", &c, errmsg), RPG_ECONFIG);
+    assert_string_equal(errmsg, "/nonexistent/raftpg.yaml: cannot read: No such file or directory");
+}
+
+static void test_directory_is_reported(void **state)
+{
+    (void)state;
+    assert_int_equal(conf_load("/", &c, errmsg), RPG_ECONFIG);
+    assert_string_equal(errmsg, "/: cannot read: Is a directory");
+}
+
+static void test_file_is_loaded(void **state)
+{
+    (void)state;
+    char path[64];
+    write_temp(full, sizeof full - 1, path);
+    int rv = conf_load(path, &c, errmsg);
+    unlink(path);
+    assert_int_equal(rv, 0);
+    assert_string_equal(c.path, path);
+    assert_string_equal(c.name, "node2");
+    assert_int_equal(c.postgresql.n_parameters, 3);
+}
+
+static void test_file_error_names_the_file(void **state)
+{
+    (void)state;
+    char path[64], expected[RPG_ERRMSG_SIZE];
+    static const char text[] = HEAD "  election_timeout: fast\n" MEMBERS;
+    write_temp(text, sizeof text - 1, path);
+    int rv = conf_load(path, &c, errmsg);
+    unlink(path);
+    assert_int_equal(rv, RPG_ECONFIG);
+    snprintf(expected, sizeof expected,
+             "%s:5:21: raft.election_timeout: expected an integer 50..60000, got \"fast\"", path);
+    assert_string_equal(errmsg, expected);
+}
+
+static void test_file_with_nul_byte_is_rejected(void **state)
+{
+    (void)state;
+    char path[64], expected[RPG_ERRMSG_SIZE];
+    static const char text[] = "scope: de\0mo\n";
+    write_temp(text, sizeof text - 1, path);
+    int rv = conf_load(path, &c, errmsg);
+    unlink(path);
+    assert_int_equal(rv, RPG_ECONFIG);
+    snprintf(expected, sizeof expected, "%s:1:10: invalid YAML: control characters are not allowed",
+             path);
+    assert_string_equal(errmsg, expected);
+}
+
+static void test_oversized_file_is_rejected(void **state)
+{
+    (void)state;
+    char path[64], expected[RPG_ERRMSG_SIZE];
+    size_t len = 1024 * 1024 + 1;
+    char *text = malloc(len);
+    assert_non_null(text);
+    memset(text, '#', len);
+    write_temp(text, len, path);
+    free(text);
+    int rv = conf_load(path, &c, errmsg);
+    unlink(path);
+    assert_int_equal(rv, RPG_ECONFIG);
+    snprintf(expected, sizeof expected, "%s: cannot read: larger than 1048576 bytes", path);
+    assert_string_equal(errmsg, expected);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static void test_free_is_safe_on_zeroed_struct_and_twice(void **state)
+{
+    (void)state;
+    memset(&c, 0, sizeof c);
+    conf_free(&c);
+    assert_int_equal(load(full), 0);
+    conf_free(&c);
+    conf_free(&c);
+    assert_int_equal(c.postgresql.n_parameters, 0);
+    assert_null(c.postgresql.parameters);
+    assert_string_equal(c.name, "");
+}
+
+static void test_failed_load_frees_and_zeroes(void **state)
+{
+    (void)state;
+    /* Fails after parameters and pg_hba were allocated; LeakSanitizer checks the rest. */
+    assert_int_equal(load(MINIMAL "postgresql:\n"
+                                  "  data_dir: /pg\n"
+                                  "  listen: 127.0.0.1:5433\n"
+                                  "  parameters: {a: 1, b: 2}\n"
+                                  "  pg_hba: [x, y]\n"
+                                  "tags: {failover_priority: x}\n"),
+                     RPG_ECONFIG);
+    assert_int_equal(c.postgresql.n_parameters, 0);
+    assert_null(c.postgresql.parameters);
+    assert_int_equal(c.postgresql.n_pg_hba, 0);
+    assert_null(c.postgresql.pg_hba);
+    assert_string_equal(c.name, "");
+}
+
+/* ---- conf_parse_addr and names -------------------------------------------------------------- */
+
+static void test_parse_addr_splits_host_and_port(void **state)
+{
+    (void)state;
+    char host[16];
+    uint16_t port = 0;
+    assert_int_equal(conf_parse_addr("255.255.255.255:65535", host, &port), 0);
+    assert_string_equal(host, "255.255.255.255");
+    assert_int_equal(port, 65535);
+    assert_int_equal(conf_parse_addr("0.0.0.0:1", host, &port), 0);
+    assert_string_equal(host, "0.0.0.0");
+    assert_int_equal(port, 1);
+    assert_int_equal(conf_parse_addr("10.1.20.3:5432", NULL, NULL), 0);
+}
+
+static void test_parse_addr_rejects_malformed(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "",
+        ":5432",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:99999999999",
+        "127.0.0.1:05432",
+        "127.0.0.1:+80",
+        "127.0.0.1:80 ",
+        " 127.0.0.1:80",
+        "127.0.0.1:80x",
+        "256.0.0.1:80",
+        "1.2.3:80",
+        "1.2.3.4.5:80",
+        "01.2.3.4:80",
+        "1..3.4:80",
+        "1.2.3.-4:80",
+        "1234.2.3.4:80",
+        "localhost:80",
+        "[::1]:80",
+        "::1",
+        "127.0.0.1:80:80",
+    };
+    char host[16] = "unchanged";
+    uint16_t port = 7;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (conf_parse_addr(bad[i], host, &port) != RPG_EINVAL)
+            fail_msg("accepted \"%s\"", bad[i]);
+    }
+    assert_int_equal(conf_parse_addr(NULL, host, &port), RPG_EINVAL);
+    assert_string_equal(host, "unchanged");
+    assert_int_equal(port, 7);
+}
+
+static void test_log_names_match_the_file_spellings(void **state)
+{
+    (void)state;
+    assert_string_equal(conf_log_level_name(CONF_LOG_DEBUG), "debug");
+    assert_string_equal(conf_log_level_name(CONF_LOG_INFO), "info");
+    assert_string_equal(conf_log_level_name(CONF_LOG_WARNING), "warning");
+    assert_string_equal(conf_log_level_name(CONF_LOG_ERROR), "error");
+    assert_string_equal(conf_log_level_name((enum conf_log_level)42), "unknown");
+    assert_string_equal(conf_log_format_name(CONF_LOG_TEXT), "text");
+    assert_string_equal(conf_log_format_name(CONF_LOG_JSON), "json");
+    assert_string_equal(conf_log_format_name((enum conf_log_format)99), "unknown");
+}
+
+/* ---- shipped examples ----------------------------------------------------------------------- */
+
+static void test_shipped_examples_load(void **state)
+{
+    (void)state;
+    for (int i = 1; i <= 3; i++) {
+        char path[PATH_MAX], want[64];
+        snprintf(path, sizeof path, "%s/conf/node%d.yaml", RAFTPG_SOURCE_DIR, i);
+        if (conf_load(path, &c, errmsg) != 0)
+            fail_msg("%s", errmsg);
+        snprintf(want, sizeof want, "node%d", i);
+        assert_string_equal(c.name, want);
+        assert_string_equal(c.scope, "demo");
+        assert_int_equal(c.raft.n_members, 3);
+        assert_ptr_equal(conf_self(&c), &c.raft.members[i - 1]);
+        snprintf(want, sizeof want, "127.0.0.1:%d", 7000 + i);
+        assert_string_equal(c.raft.listen, want);
+        snprintf(want, sizeof want, "127.0.0.1:%d", 8000 + i);
+        assert_string_equal(c.restapi.listen, want);
+        assert_string_equal(c.restapi.connect_address, want);
+        snprintf(want, sizeof want, "127.0.0.1:%d", 5432 + i);
+        assert_string_equal(c.postgresql.listen, want);
+        assert_string_equal(c.postgresql.connect_address, want);
+        snprintf(want, sizeof want, "/tmp/raftpg-demo/node%d/raft", i);
+        assert_string_equal(c.raft.data_dir, want);
+        snprintf(want, sizeof want, "/tmp/raftpg-demo/node%d/pgdata", i);
+        assert_string_equal(c.postgresql.data_dir, want);
+        assert_true(c.has_postgresql);
+        conf_free(&c);
+    }
+}
+
+/* ---- robustness ----------------------------------------------------------------------------- */
+
+/* Every outcome is success or a message naming the input; the sanitizers catch the rest. */
+static void check_outcome(int rv)
+{
+    if (rv == 0) {
+        conf_free(&c);
+        return;
+    }
+    if (rv != RPG_ECONFIG)
+        fail_msg("rv=%d errmsg=%s", rv, errmsg);
+    if (strncmp(errmsg, "t.yaml:", 7) != 0)
+        fail_msg("errmsg=%s", errmsg);
+    assert_int_equal(c.postgresql.n_parameters, 0);
+    assert_null(c.postgresql.parameters);
+}
+
+static void test_every_prefix_of_a_valid_file_is_handled(void **state)
+{
+    (void)state;
+    char text[sizeof full];
+    for (size_t n = 0; n < sizeof full; n++) {
+        memcpy(text, full, n);
+        text[n] = '\0';
+        check_outcome(load(text));
+    }
+}
+
+static void test_mutated_files_are_handled(void **state)
+{
+    (void)state;
+    static const char bytes[] = ":-[]{},&*!|>'\"#%@` \t\n\\0?\xff\xc3";
+    char text[sizeof full];
+    uint32_t seed = 12345;
+    for (int iter = 0; iter < 20000; iter++) {
+        memcpy(text, full, sizeof full);
+        for (int k = 0; k < 3; k++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t at = (seed >> 8) % (sizeof full - 1);
+            seed = seed * 1103515245u + 12345u;
+            text[at] = bytes[(seed >> 8) % (sizeof bytes - 1)];
+        }
+        check_outcome(load(text));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_full_file_sets_every_value, teardown),
+        cmocka_unit_test_teardown(test_minimal_file_gets_defaults, teardown),
+        cmocka_unit_test_teardown(test_postgresql_section_gets_defaults, teardown),
+        cmocka_unit_test_teardown(test_member_restapi_listen_keeps_api_as_connect_address,
+                                  teardown),
+        cmocka_unit_test_teardown(test_booleans_accept_yaml_spellings, teardown),
+        cmocka_unit_test_teardown(test_enums_are_case_insensitive, teardown),
+        cmocka_unit_test_teardown(test_integer_range_bounds_are_inclusive, teardown),
+        cmocka_unit_test_teardown(test_parameters_keep_text_and_order, teardown),
+        cmocka_unit_test_teardown(test_nine_members_are_accepted, teardown),
+        cmocka_unit_test_teardown(test_self_is_this_members_entry, teardown),
+        cmocka_unit_test_teardown(test_joiner_has_no_self_and_keeps_its_listens, teardown),
+        cmocka_unit_test_teardown(test_self_on_zeroed_struct_is_null, teardown),
+        cmocka_unit_test_teardown(test_unknown_key_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_unknown_top_level_key_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_unknown_member_key_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_duplicate_key_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_duplicate_key_in_section_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_non_scalar_key_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_missing_top_level_key_is_reported_at_the_mapping, teardown),
+        cmocka_unit_test_teardown(test_missing_raft_section_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_missing_raft_data_dir_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_missing_member_key_is_reported_at_the_member, teardown),
+        cmocka_unit_test_teardown(test_missing_postgresql_data_dir_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_word_for_integer_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_integer_below_range_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_integer_above_range_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_huge_integer_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_negative_integer_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_integer_with_leading_zero_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_mapping_for_scalar_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_sequence_for_scalar_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_scalar_for_section_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_scalar_for_members_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_scalar_member_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_bad_bool_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_bad_enum_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_relative_path_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_name_with_bad_character_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_empty_name_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_name_of_64_characters_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_name_of_63_characters_is_accepted, teardown),
+        cmocka_unit_test_teardown(test_long_password_is_rejected_without_echo, teardown),
+        cmocka_unit_test_teardown(test_empty_username_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_control_character_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_alias_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_host_name_address_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_ipv6_address_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_wildcard_member_address_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_wildcard_listen_needs_connect_address, teardown),
+        cmocka_unit_test_teardown(test_duplicate_member_name_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_duplicate_raft_address_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_duplicate_api_address_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_empty_members_are_rejected, teardown),
+        cmocka_unit_test_teardown(test_ten_members_are_rejected, teardown),
+        cmocka_unit_test_teardown(test_heartbeat_of_half_election_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_heartbeat_just_below_half_election_is_accepted, teardown),
+        cmocka_unit_test_teardown(
+            test_default_heartbeat_against_short_election_is_reported_at_election, teardown),
+        cmocka_unit_test_teardown(test_raft_listen_must_equal_member_address, teardown),
+        cmocka_unit_test_teardown(test_joiner_without_raft_listen_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_joiner_without_restapi_listen_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_joiner_wildcard_restapi_listen_needs_connect_address,
+                                  teardown),
+        cmocka_unit_test_teardown(test_parameter_value_must_be_scalar, teardown),
+        cmocka_unit_test_teardown(test_duplicate_parameter_ignores_case, teardown),
+        cmocka_unit_test_teardown(test_bad_parameter_name_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_multi_line_parameter_value_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_parameters_are_capped_at_1000, teardown),
+        cmocka_unit_test_teardown(test_pg_hba_entry_must_be_scalar, teardown),
+        cmocka_unit_test_teardown(test_pg_hba_must_be_sequence, teardown),
+        cmocka_unit_test_teardown(test_yaml_syntax_error_is_reported, teardown),
+        cmocka_unit_test_teardown(test_invalid_utf8_is_reported_with_position, teardown),
+        cmocka_unit_test_teardown(test_empty_text_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_comment_only_text_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_empty_document_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_top_level_scalar_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_top_level_sequence_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_second_document_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_missing_file_is_reported, teardown),
+        cmocka_unit_test_teardown(test_directory_is_reported, teardown),
+        cmocka_unit_test_teardown(test_file_is_loaded, teardown),
+        cmocka_unit_test_teardown(test_file_error_names_the_file, teardown),
+        cmocka_unit_test_teardown(test_file_with_nul_byte_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_oversized_file_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_free_is_safe_on_zeroed_struct_and_twice, teardown),
+        cmocka_unit_test_teardown(test_failed_load_frees_and_zeroes, teardown),
+        cmocka_unit_test_teardown(test_parse_addr_splits_host_and_port, teardown),
+        cmocka_unit_test_teardown(test_parse_addr_rejects_malformed, teardown),
+        cmocka_unit_test_teardown(test_log_names_match_the_file_spellings, teardown),
+        cmocka_unit_test_teardown(test_shipped_examples_load, teardown),
+        cmocka_unit_test_teardown(test_every_prefix_of_a_valid_file_is_handled, teardown),
+        cmocka_unit_test_teardown(test_mutated_files_are_handled, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

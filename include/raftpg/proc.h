@@ -1,0 +1,91 @@
+/* External programs on the loop: spawned by argv (no shell) with uv_spawn, bounded by a timeout,
+ * their output kept for error messages. The exit is an event like any other (DESIGN.md §1). */
+#ifndef RAFTPG_PROC_H
+#define RAFTPG_PROC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "raftpg/err.h"
+
+/* How much of the combined stdout+stderr is kept: the last PROC_OUTPUT_MAX - 1 bytes. */
+#define PROC_OUTPUT_MAX 4096
+
+/* Time between SIGTERM and SIGKILL after a timeout, unless proc.kill_grace_ms says otherwise. */
+#define PROC_KILL_GRACE_MS 2000
+
+struct proc;
+
+/* Outcome of a finished program. exit_status is valid when term_signal is 0 (-1 after a spawn
+ * error). timed_out: the program ran past its timeout and was killed (SIGTERM, then SIGKILL
+ * after kill_grace_ms). spawn_error: uv_spawn itself failed (e.g. no such file); proc_describe
+ * then says why. output is the tail of what the program printed, NUL-terminated, trailing
+ * newlines removed (borrowed, valid during the callback only). */
+struct proc_result {
+    int exit_status;
+    int term_signal;
+    bool timed_out;
+    int spawn_error; /* 0 or a libuv error code */
+    rpg_msec elapsed_ms;
+    const char *output;
+};
+
+/* Fires exactly once per successful proc_run, from the loop, after every handle of the run is
+ * closed; p may be reused or freed inside the callback. */
+typedef void (*proc_cb)(struct proc *p, const struct proc_result *res, void *data);
+
+/* One program run at a time. Zero it before its first run; the fields are the module's except
+ * kill_grace_ms, which the caller may set (0 means PROC_KILL_GRACE_MS). */
+struct proc {
+    uv_loop_t *loop;
+    uv_process_t process;
+    uv_pipe_t out;
+    uv_timer_t timer;
+    int n_open; /* handles not closed yet */
+    bool running;
+    bool exited;
+    bool timed_out;
+    int64_t exit_status;
+    int term_signal;
+    int spawn_error;
+    uint64_t start_ms;
+    unsigned timeout_ms;
+    unsigned kill_grace_ms;
+    char output[PROC_OUTPUT_MAX];
+    size_t output_len; /* ring write position while running, text length in the callback */
+    bool output_wrapped;
+    char name[64]; /* basename of argv[0], for messages */
+    proc_cb cb;
+    void *data;
+};
+
+/* Runs argv[0] (a path; PATH is not searched unless argv[0] has no '/'), with argv and extra
+ * environment entries env ("KEY=value", NULL-terminated, may be NULL: the agent's environment is
+ * inherited and env entries are added or override). stdin is /dev/null, stdout and stderr are
+ * captured together. timeout_ms 0 means no timeout. The child runs in a new process group so a
+ * timeout kills its children too. The run ends once the program has exited and its output reached
+ * end of file, or 100 ms after the exit if a child it left behind holds the output open. argv
+ * and env are borrowed until return. Returns 0 and will call cb once; or, with errmsg and cb not
+ * called, RPG_EBUSY if p is running, RPG_EINVAL if argv is empty, RPG_ENOMEM, or RPG_EIO if the
+ * output pipe could not be created. A failed uv_spawn (missing binary) is reported through cb
+ * with spawn_error set, so callers handle one path. */
+int proc_run(struct proc *p, uv_loop_t *loop, char *const argv[], char *const env[],
+             unsigned timeout_ms, proc_cb cb, void *data, char *errmsg);
+
+/* Sends sig to the running program's process group; no-op if not running or already exited. */
+void proc_kill(struct proc *p, int sig);
+
+/* Describes a result in one line for logs and errors: "pg_ctl exited 1: <last output line>",
+ * "initdb killed by signal 9", "pg_rewind timed out after 60000 ms", "cannot run pg_ctl: ...". */
+void proc_describe(const struct proc *p, const struct proc_result *res, char *buf, size_t size);
+
+/* True when the result is a clean exit 0. */
+static inline bool proc_ok(const struct proc_result *res)
+{
+    return res->spawn_error == 0 && !res->timed_out && res->term_signal == 0 &&
+           res->exit_status == 0;
+}
+
+#endif

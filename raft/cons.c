@@ -554,6 +554,29 @@ submitted:
     }
 }
 
+int cons_transfer(struct cons *c, uint64_t id, char *errmsg)
+{
+    if (!c->started || raft_state(&c->raft) != RAFT_LEADER) {
+        return rpg_err(errmsg, RPG_ENOTLEADER, "this member is not the raft leader");
+    }
+    if (c->transfer_pending) {
+        return rpg_err(errmsg, RPG_EBUSY, "a leadership transfer is already in progress");
+    }
+    const struct raft_server *s = config_server(c, id);
+    if (s == NULL || s->role != RAFT_VOTER) {
+        return rpg_err(errmsg, RPG_EINVAL, "server id=%llu is not a voter",
+                       (unsigned long long)id);
+    }
+    c->transfer_req.data = c;
+    int rv = raft_transfer(&c->raft, &c->transfer_req, id, transfer_done);
+    if (rv != 0) {
+        return rpg_err(errmsg, RPG_ERAFT, "leadership transfer to %s: %s",
+                       member_name_by_id(c, id), raft_strerror(rv));
+    }
+    c->transfer_pending = true;
+    return 0;
+}
+
 static void reconcile_cb(uv_timer_t *t)
 {
     reconcile(t->data);
@@ -713,6 +736,17 @@ uint64_t cons_commit_index(const struct cons *c)
 uint64_t cons_applied_index(const struct cons *c)
 {
     return c->started ? raft_last_applied((struct raft *)&c->raft) : 0;
+}
+
+bool cons_state_current(const struct cons *c)
+{
+    if (!c->started || !c->state.initialized) {
+        return false;
+    }
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader((struct raft *)&c->raft, &leader, &address);
+    return leader != 0 && raft_last_applied((struct raft *)&c->raft) >= c->raft.commit_index;
 }
 
 uint64_t cons_last_index(const struct cons *c)

@@ -10,7 +10,7 @@
 #include "raftpg/api.h"
 #include "raftpg/log.h"
 
-#define PEER_POLL_INTERVAL_MS 500
+#define PEER_POLL_INTERVAL_MS 250
 #define PEER_POLL_TIMEOUT_MS 400
 #define JOIN_RETRY_MS 1000
 
@@ -64,10 +64,14 @@ static void update_peer_targets(struct agent *a)
     }
 }
 
+static void ha_schedule(struct agent *a, unsigned delay_ms);
+
 static void on_raft_change(struct cons *c, void *data)
 {
     (void)c;
     update_peer_targets(data);
+    /* Leadership changes are acted on at once, not at the next tick. */
+    ha_schedule(data, 0);
 }
 
 static void on_peers_round(struct peers *p, void *data)
@@ -231,6 +235,307 @@ static void join_try(uv_timer_t *t)
     }
 }
 
+/* ---- PostgreSQL under the HA decision function ----------------------------------------- */
+
+#define HA_TICK_MS 100
+#define HA_RETRY_MS 1000
+#define HA_TRANSFER_RETRY_MS 2000
+#define PEER_FRESH_MS 2000
+#define DEMOTE_BOUND_MS 5000
+#define SHUTDOWN_STOP_BOUND_MS 10000
+
+static enum ha_pg_state pg_state_from_name(const char *name)
+{
+    for (int s = HA_PG_UNKNOWN; s <= HA_PG_RUNNING; s++) {
+        if (strcmp(name, ha_pg_state_name((enum ha_pg_state)s)) == 0) {
+            return (enum ha_pg_state)s;
+        }
+    }
+    return HA_PG_UNKNOWN;
+}
+
+static bool am_ready_leader(const struct agent *a)
+{
+    return a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
+}
+
+/* The peers as the decision function sees them: every other member of the replicated state. */
+static unsigned collect_peers(struct agent *a, struct ha_peer *out, rpg_msec now)
+{
+    const struct fsm_state *s = &a->cons.state;
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->n_members && n < FSM_MEMBERS_MAX; i++) {
+        const struct fsm_member *m = &s->members[i];
+        if (strcmp(m->name, a->conf.name) == 0) {
+            continue;
+        }
+        struct ha_peer *h = &out[n++];
+        memset(h, 0, sizeof *h);
+        snprintf(h->name, sizeof h->name, "%s", m->name);
+        h->failover_priority = 1;
+        const struct peer_status *p = peers_get(&a->peers, m->name);
+        if (p == NULL || p->last_polled == 0) {
+            continue;
+        }
+        /* A leader trusts only reports asked for after it became leader. */
+        h->polled = a->leader_since == 0 || p->last_polled >= a->leader_since;
+        h->reachable = p->reachable && p->has_pg && now - p->last_seen <= PEER_FRESH_MS;
+        if (!h->reachable) {
+            continue;
+        }
+        h->pg_state = pg_state_from_name(p->pg_state);
+        h->in_recovery = p->pg_in_recovery;
+        h->system_id = p->pg_system_id;
+        h->timeline = p->pg_timeline;
+        h->wal_position = p->pg_wal_position;
+        h->start_failures = p->pg_start_failures;
+        h->nofailover = p->nofailover;
+        h->failover_priority = p->failover_priority;
+    }
+    return n;
+}
+
+static void ha_schedule(struct agent *a, unsigned delay_ms);
+
+static void ha_action_done(struct agent *a, int rc, const char *msg)
+{
+    const char *what = ha_action_name(a->ha_running);
+    a->ha_busy = false;
+    if (rc != 0) {
+        snprintf(a->ha_error, sizeof a->ha_error, "%s failed: %s", what, msg);
+        log_error("%s", a->ha_error);
+        a->retry_after = uv_now(a->loop) + HA_RETRY_MS;
+    } else {
+        a->ha_error[0] = '\0';
+        log_info("%s done", what);
+    }
+    if (a->phase == AGENT_PHASE_RUNNING) {
+        ha_schedule(a, 0);
+    }
+}
+
+static void on_pg_done(struct pg *p, int rc, const char *msg, void *data)
+{
+    (void)p;
+    struct agent *a = data;
+    if (a->stopping_pg) {
+        return;
+    }
+    ha_action_done(a, rc, msg);
+}
+
+static void on_record_done(void *data, int rc, const char *msg)
+{
+    ha_action_done(data, rc, msg);
+}
+
+/* RECORD_BOOTSTRAP commits the system identifier, then "primary = me". */
+static void on_system_id_done(void *data, int rc, const char *msg)
+{
+    struct agent *a = data;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (rc != 0) {
+        ha_action_done(a, rc, msg);
+        return;
+    }
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_SET_PRIMARY;
+    snprintf(cmd.u.set_primary.name, sizeof cmd.u.set_primary.name, "%s", a->conf.name);
+    cmd.u.set_primary.term = a->cons.term;
+    cmd.u.set_primary.timeline = a->pg.obs.timeline;
+    rc = cons_submit(&a->cons, &cmd, on_record_done, a, errmsg);
+    if (rc != 0) {
+        ha_action_done(a, rc, errmsg);
+    }
+}
+
+/* The upstream for following target: its PostgreSQL address as it reports it, and the slot
+ * named after this member. */
+static int upstream_of(struct agent *a, const char *target, struct pg_upstream *up, char *errmsg)
+{
+    memset(up, 0, sizeof *up);
+    const struct peer_status *p = peers_get(&a->peers, target);
+    if (p == NULL || p->pg_address[0] == '\0') {
+        return rpg_err(errmsg, RPG_ENOTFOUND, "no postgresql address known for %s", target);
+    }
+    snprintf(up->name, sizeof up->name, "%s", target);
+    snprintf(up->address, sizeof up->address, "%s", p->pg_address);
+    const struct fsm_member *self = fsm_state_member(&a->cons.state, a->conf.name);
+    up->slot_id = self != NULL ? self->id : 0;
+    return 0;
+}
+
+static int ha_execute(struct agent *a, const struct ha_decision *d, char *errmsg)
+{
+    struct pg_upstream up;
+    struct fsm_cmd cmd;
+    int rv = 0;
+    memset(&cmd, 0, sizeof cmd);
+    switch (d->action) {
+    case HA_ACT_WAIT:
+    case HA_ACT_REFUSE:
+        return 0;
+    case HA_ACT_BOOTSTRAP:
+        return pg_bootstrap(&a->pg, on_pg_done, a);
+    case HA_ACT_START_PRIMARY:
+        return pg_start(&a->pg, false, NULL, on_pg_done, a);
+    case HA_ACT_START_STANDBY:
+        if (d->target[0] == '\0') {
+            return pg_start(&a->pg, true, NULL, on_pg_done, a);
+        }
+        if ((rv = upstream_of(a, d->target, &up, errmsg)) != 0) {
+            return rv;
+        }
+        return pg_start(&a->pg, true, &up, on_pg_done, a);
+    case HA_ACT_PROMOTE:
+        return pg_promote(&a->pg, on_pg_done, a);
+    case HA_ACT_DEMOTE:
+        return pg_stop(&a->pg, DEMOTE_BOUND_MS, on_pg_done, a);
+    case HA_ACT_CLONE:
+    case HA_ACT_REINIT:
+    case HA_ACT_REWIND:
+    case HA_ACT_FOLLOW:
+        if ((rv = upstream_of(a, d->target, &up, errmsg)) != 0) {
+            return rv;
+        }
+        if (d->action == HA_ACT_CLONE) {
+            return pg_clone(&a->pg, &up, on_pg_done, a);
+        } else if (d->action == HA_ACT_REINIT) {
+            return pg_reinit(&a->pg, &up, on_pg_done, a);
+        } else if (d->action == HA_ACT_REWIND) {
+            return pg_rewind(&a->pg, &up, on_pg_done, a);
+        }
+        return pg_follow(&a->pg, &up, on_pg_done, a);
+    case HA_ACT_SYNC_SLOTS: {
+        uint64_t ids[FSM_MEMBERS_MAX];
+        unsigned n = 0;
+        const struct fsm_state *s = &a->cons.state;
+        for (unsigned i = 0; i < s->n_members; i++) {
+            if (strcmp(s->members[i].name, a->conf.name) != 0) {
+                ids[n++] = s->members[i].id;
+            }
+        }
+        return pg_sync_slots(&a->pg, ids, n, on_pg_done, a);
+    }
+    case HA_ACT_RECORD_BOOTSTRAP:
+        cmd.type = FSM_CMD_SET_SYSTEM_ID;
+        cmd.u.set_system_id.system_id = d->system_id;
+        return cons_submit(&a->cons, &cmd, on_system_id_done, a, errmsg);
+    case HA_ACT_RECORD_PRIMARY:
+        cmd.type = FSM_CMD_SET_PRIMARY;
+        snprintf(cmd.u.set_primary.name, sizeof cmd.u.set_primary.name, "%s", a->conf.name);
+        cmd.u.set_primary.term = a->cons.term;
+        cmd.u.set_primary.timeline = d->timeline;
+        return cons_submit(&a->cons, &cmd, on_record_done, a, errmsg);
+    case HA_ACT_TRANSFER: {
+        const struct fsm_member *m = fsm_state_member(&a->cons.state, d->target);
+        if (m == NULL) {
+            return rpg_err(errmsg, RPG_ENOTFOUND, "no member named %s", d->target);
+        }
+        return cons_transfer(&a->cons, m->id, errmsg);
+    }
+    }
+    return rpg_err(errmsg, RPG_EINVAL, "unknown action %d", (int)d->action);
+}
+
+static bool action_is_async(enum ha_action act)
+{
+    return act != HA_ACT_WAIT && act != HA_ACT_REFUSE && act != HA_ACT_TRANSFER;
+}
+
+static void ha_tick(struct agent *a)
+{
+    if (a->phase != AGENT_PHASE_RUNNING || !a->conf.has_postgresql || !a->pg_open ||
+        !a->cons_open || a->ha_busy || !a->pg.obs_valid || pg_busy(&a->pg) ||
+        a->pg.obs_epoch != a->pg.epoch) {
+        return;
+    }
+    rpg_msec now = uv_now(a->loop);
+    bool leader = am_ready_leader(a);
+    if (leader && a->leader_since == 0) {
+        a->leader_since = now;
+    } else if (!leader) {
+        a->leader_since = 0;
+    }
+    struct ha_peer peers[FSM_MEMBERS_MAX];
+    struct ha_input in;
+    memset(&in, 0, sizeof in);
+    in.state = &a->cons.state;
+    in.self = a->conf.name;
+    in.leader = leader;
+    in.state_current = leader || cons_state_current(&a->cons);
+    in.term = a->cons.term;
+    in.nofailover = a->conf.tags.nofailover;
+    in.failover_priority = a->conf.tags.failover_priority;
+    in.pg = a->pg.obs;
+    in.peers = peers;
+    in.n_peers = collect_peers(a, peers, now);
+
+    struct ha_decision d;
+    ha_decide(&in, &d);
+    bool changed = d.action != a->ha_last.action || strcmp(d.why, a->ha_last.why) != 0 ||
+                   strcmp(d.target, a->ha_last.target) != 0;
+    a->ha_last = d;
+    if (d.action == HA_ACT_WAIT || d.action == HA_ACT_REFUSE) {
+        if (changed) {
+            if (d.action == HA_ACT_REFUSE) {
+                log_error("refusing to act: %s", d.why);
+            } else {
+                log_info("waiting: %s", d.why);
+            }
+        }
+        return;
+    }
+    if (now < a->retry_after) {
+        return;
+    }
+    char errmsg[RPG_ERRMSG_SIZE] = "";
+    log_info("%s%s%s: %s", ha_action_name(d.action), d.target[0] ? " " : "", d.target, d.why);
+    a->ha_running = d.action;
+    a->ha_busy = action_is_async(d.action);
+    int rv = ha_execute(a, &d, errmsg);
+    if (rv != 0) {
+        a->ha_busy = false;
+        snprintf(a->ha_error, sizeof a->ha_error, "%s failed: %s", ha_action_name(d.action),
+                 errmsg);
+        log_error("%s", a->ha_error);
+        a->retry_after = now + HA_RETRY_MS;
+    } else if (d.action == HA_ACT_TRANSFER) {
+        /* The outcome shows as a new leader; try again later if none comes. */
+        a->retry_after = now + HA_TRANSFER_RETRY_MS;
+    }
+}
+
+static void on_ha_timer(uv_timer_t *t)
+{
+    ha_tick(t->data);
+}
+
+static void ha_schedule(struct agent *a, unsigned delay_ms)
+{
+    if (a->ha_timer_open && a->phase == AGENT_PHASE_RUNNING) {
+        uv_timer_start(&a->ha_timer, on_ha_timer, delay_ms, HA_TICK_MS);
+    }
+}
+
+static int start_pg(struct agent *a, char *errmsg)
+{
+    if (!a->conf.has_postgresql) {
+        return 0;
+    }
+    int rv = pg_init(&a->pg, a->loop, &a->conf, a->conf.name, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    a->pg_open = true;
+    uv_timer_init(a->loop, &a->ha_timer);
+    a->ha_timer.data = a;
+    a->ha_timer_open = true;
+    ha_schedule(a, HA_TICK_MS);
+    return 0;
+}
+
 /* ---- lifecycle --------------------------------------------------------------------------- */
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -290,6 +595,10 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
     a->peers_open = true;
     update_peer_targets(a);
     log_info("api listening on %s", a->conf.restapi.listen);
+    rv = start_pg(a, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
 
     if (fresh && self == NULL) {
         snprintf(a->join_status, sizeof a->join_status, "looking up this member");
@@ -302,7 +611,7 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
 
 static void maybe_exit(struct agent *a)
 {
-    if (a->cons_open || a->api_open || a->peers_open) {
+    if (a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open) {
         return;
     }
     uv_close((uv_handle_t *)&a->sig_int, NULL);
@@ -336,6 +645,36 @@ static void peers_closed(struct peers *p)
     maybe_exit(a);
 }
 
+static void pg_closed(struct pg *p)
+{
+    struct agent *a = (struct agent *)((char *)p - offsetof(struct agent, pg));
+    a->pg_open = false;
+    maybe_exit(a);
+}
+
+static void ha_timer_closed(uv_handle_t *h)
+{
+    struct agent *a = h->data;
+    a->ha_timer_open = false;
+    maybe_exit(a);
+}
+
+static void close_rest(struct agent *a);
+
+/* Shutdown stops PostgreSQL first: the other members promote only once Raft goes, and by then
+ * this node no longer accepts writes. */
+static void on_shutdown_pg_stopped(struct pg *p, int rc, const char *msg, void *data)
+{
+    (void)p;
+    struct agent *a = data;
+    if (rc != 0) {
+        log_error("stopping postgresql at shutdown failed: %s", msg);
+    } else {
+        log_info("postgresql stopped");
+    }
+    close_rest(a);
+}
+
 void agent_stop(struct agent *a, int exit_code)
 {
     if (a->phase == AGENT_PHASE_STOPPING) {
@@ -344,7 +683,29 @@ void agent_stop(struct agent *a, int exit_code)
     a->phase = AGENT_PHASE_STOPPING;
     a->exit_code = exit_code;
     uv_timer_stop(&a->join_timer);
-    bool any = a->cons_open || a->api_open || a->peers_open;
+    if (a->ha_timer_open) {
+        uv_timer_stop(&a->ha_timer);
+    }
+    if (a->pg_open && !pg_busy(&a->pg) &&
+        (a->pg.obs.state == HA_PG_RUNNING || a->pg.obs.state == HA_PG_STARTING)) {
+        a->stopping_pg = true;
+        log_info("stopping postgresql before shutdown");
+        if (pg_stop(&a->pg, SHUTDOWN_STOP_BOUND_MS, on_shutdown_pg_stopped, a) == 0) {
+            return;
+        }
+    }
+    close_rest(a);
+}
+
+static void close_rest(struct agent *a)
+{
+    if (a->ha_timer_open && !uv_is_closing((uv_handle_t *)&a->ha_timer)) {
+        uv_close((uv_handle_t *)&a->ha_timer, ha_timer_closed);
+    }
+    if (a->pg_open) {
+        pg_close(&a->pg, pg_closed);
+    }
+    bool any = a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open;
     if (a->cons_open) {
         cons_close(&a->cons, cons_closed);
     }

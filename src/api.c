@@ -57,6 +57,24 @@ static void host_of(const char *addr, char *host, size_t size)
     }
 }
 
+/* This member's PostgreSQL as published to peers and clients. */
+static json_t *pg_json(const struct agent *a)
+{
+    const struct ha_pg *o = &a->pg.obs;
+    char sysid[24];
+    snprintf(sysid, sizeof sysid, "%llu", (unsigned long long)o->system_id);
+    const char *detail = a->ha_last.action == HA_ACT_REFUSE ? a->ha_last.why
+                         : a->ha_error[0] != '\0'          ? a->ha_error
+                                                            : a->pg.state_detail;
+    return json_pack("{s:s, s:b, s:s, s:I, s:I, s:b, s:I, s:s, s:s, s:s, s:s, s:s}", "state",
+                     ha_pg_state_name(a->pg_open ? o->state : HA_PG_UNKNOWN), "in_recovery",
+                     o->in_recovery, "system_id", sysid, "timeline", (json_int_t)o->timeline,
+                     "wal_position", (json_int_t)o->wal_position, "streaming", o->streaming,
+                     "start_failures", (json_int_t)o->start_failures, "address",
+                     a->conf.postgresql.connect_address, "upstream", o->upstream, "detail",
+                     detail, "action", ha_action_name(a->ha_last.action), "why", a->ha_last.why);
+}
+
 json_t *agent_status_json(const struct agent *a)
 {
     uint64_t leader_id = 0;
@@ -65,12 +83,69 @@ json_t *agent_status_json(const struct agent *a)
         cons_leader(&a->cons, &leader_id, &leader_address);
     }
     const char *leader = leader_id != 0 ? member_name_of(a, leader_id) : NULL;
-    return json_pack("{s:s, s:s, s:I, s:s, s:I, s:s, s:s}", "name", a->conf.name, "scope",
-                     a->conf.scope, "id", (json_int_t)(a->cons_open ? a->cons.id : 0), "phase",
-                     agent_phase_name(a->phase), "term",
-                     (json_int_t)(a->cons_open ? a->cons.term : 0), "raft_role",
-                     cons_role_name(a->cons_open ? a->cons.role : CONS_ROLE_UNAVAILABLE),
-                     "leader", leader != NULL ? leader : "");
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:I, s:s, s:s}", "name", a->conf.name, "scope",
+                          a->conf.scope, "id", (json_int_t)(a->cons_open ? a->cons.id : 0),
+                          "phase", agent_phase_name(a->phase), "term",
+                          (json_int_t)(a->cons_open ? a->cons.term : 0), "raft_role",
+                          cons_role_name(a->cons_open ? a->cons.role : CONS_ROLE_UNAVAILABLE),
+                          "leader", leader != NULL ? leader : "");
+    if (a->conf.has_postgresql) {
+        json_object_set_new(o, "postgresql", pg_json(a));
+    }
+    json_object_set_new(o, "tags",
+                        json_pack("{s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
+                                  "nosync", a->conf.tags.nosync, "failover_priority",
+                                  a->conf.tags.failover_priority));
+    return o;
+}
+
+/* What a member's PostgreSQL looks like from here: its own report, or this agent's view. */
+struct pg_view {
+    bool known;
+    enum ha_pg_state state;
+    bool in_recovery;
+    bool streaming;
+    uint32_t timeline;
+    uint64_t wal_position;
+    const char *address;
+    const char *detail;
+};
+
+static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *v)
+{
+    memset(v, 0, sizeof *v);
+    if (strcmp(name, a->conf.name) == 0) {
+        if (!a->conf.has_postgresql || !a->pg_open) {
+            return false;
+        }
+        const struct ha_pg *o = &a->pg.obs;
+        v->known = true;
+        v->state = o->state;
+        v->in_recovery = o->in_recovery;
+        v->streaming = o->streaming;
+        v->timeline = o->timeline;
+        v->wal_position = o->wal_position;
+        v->address = a->conf.postgresql.connect_address;
+        v->detail = a->ha_error[0] != '\0' ? a->ha_error : a->pg.state_detail;
+        return true;
+    }
+    const struct peer_status *p = peers_get(&a->peers, name);
+    if (p == NULL || !p->has_pg) {
+        return false;
+    }
+    v->known = p->reachable;
+    for (int s = HA_PG_UNKNOWN; s <= HA_PG_RUNNING; s++) {
+        if (strcmp(p->pg_state, ha_pg_state_name((enum ha_pg_state)s)) == 0) {
+            v->state = (enum ha_pg_state)s;
+        }
+    }
+    v->in_recovery = p->pg_in_recovery;
+    v->streaming = p->pg_streaming;
+    v->timeline = p->pg_timeline;
+    v->wal_position = p->pg_wal_position;
+    v->address = p->pg_address;
+    v->detail = p->pg_detail;
+    return true;
 }
 
 static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
@@ -105,7 +180,9 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
         cons_leader(&a->cons, &leader_id, &leader_address);
     }
     /* The answering member's view of who leads is authoritative for "role". */
-    const char *role = id != 0 && id == leader_id ? "leader" : "follower";
+    struct pg_view pv;
+    bool has_pg = pg_view_of(a, name, &pv);
+    const char *role = id != 0 && id == leader_id ? "leader" : has_pg ? "replica" : "follower";
     json_t *m = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "name", name,
                           "id", (json_int_t)id, "role", role, "state", state, "api_url", url,
                           "host", host, "raft_address", raft_address, "raft_role", raft_role,
@@ -113,6 +190,44 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
                           cons_voting_name(a->cons_open ? cons_voting(&a->cons, id)
                                                         : CONS_VOTING_NONE),
                           "term", (json_int_t)term);
+    if (has_pg) {
+        char pghost[FSM_ADDR_MAX];
+        uint16_t port = 0;
+        conf_parse_addr(pv.address, NULL, &port);
+        host_of(pv.address, pghost, sizeof pghost);
+        const char *pg_state = !pv.known                      ? "unknown"
+                               : pv.state != HA_PG_RUNNING    ? ha_pg_state_name(pv.state)
+                               : pv.in_recovery && pv.streaming ? "streaming"
+                                                              : "running";
+        if (strcmp(state, "unreachable") != 0) {
+            json_object_set_new(m, "state", json_string(pg_state));
+        }
+        json_object_set_new(m, "host", json_string(pghost));
+        json_object_set_new(m, "port", json_integer(port));
+        json_object_set_new(m, "pg_role",
+                            json_string(!pv.known || pv.state != HA_PG_RUNNING ? "none"
+                                        : pv.in_recovery                       ? "standby"
+                                                                               : "primary"));
+        json_object_set_new(m, "timeline", pv.timeline ? json_integer(pv.timeline) : json_null());
+        /* Lag: bytes of WAL the member lacks against the recorded primary. */
+        struct pg_view prim;
+        const char *pname = a->cons.state.primary.name;
+        if (pv.known && pv.state == HA_PG_RUNNING && pv.in_recovery && pname[0] != '\0' &&
+            pg_view_of(a, pname, &prim) && prim.known && prim.state == HA_PG_RUNNING &&
+            !prim.in_recovery) {
+            json_object_set_new(m, "lag",
+                                json_integer(prim.wal_position > pv.wal_position
+                                                 ? (json_int_t)(prim.wal_position - pv.wal_position)
+                                                 : 0));
+        } else if (pv.known && pv.state == HA_PG_RUNNING && !pv.in_recovery) {
+            json_object_set_new(m, "lag", json_integer(0));
+        } else {
+            json_object_set_new(m, "lag", json_null());
+        }
+        if (pv.detail != NULL && pv.detail[0] != '\0') {
+            json_object_set_new(m, "detail", json_string(pv.detail));
+        }
+    }
     return m;
 }
 
@@ -153,6 +268,18 @@ json_t *agent_cluster_json(const struct agent *a)
         known);
     json_t *o = json_pack("{s:s, s:o, s:o}", "scope", a->conf.scope, "members", members, "raft",
                           raft);
+    if (known && s->system_id != 0) {
+        char sysid[24];
+        snprintf(sysid, sizeof sysid, "%llu", (unsigned long long)s->system_id);
+        json_object_set_new(o, "system_id", json_string(sysid));
+    }
+    if (known) {
+        json_object_set_new(o, "primary",
+                            json_pack("{s:s?, s:I, s:I}", "name",
+                                      s->primary.name[0] ? s->primary.name : NULL, "term",
+                                      (json_int_t)s->primary.term, "timeline",
+                                      (json_int_t)s->primary.timeline));
+    }
     if (a->phase == AGENT_PHASE_JOINING) {
         json_object_set_new(o, "join_status", json_string(a->join_status));
     }
@@ -309,6 +436,52 @@ static void member_remove(struct agent *a, struct http_conn *conn, const char *n
     log_info("member remove requested: %s", name);
 }
 
+/* ---- health checks (Patroni-compatible paths for haproxy and pgbouncer) ------------------- */
+
+enum health { HEALTH_NONE = 0, HEALTH_AGENT, HEALTH_PRIMARY, HEALTH_REPLICA, HEALTH_READ_ONLY,
+              HEALTH_READINESS };
+
+static enum health health_check(const char *path)
+{
+    static const struct {
+        const char *path;
+        enum health h;
+    } table[] = {
+        {"/health", HEALTH_AGENT},        {"/primary", HEALTH_PRIMARY},
+        {"/master", HEALTH_PRIMARY},      {"/read-write", HEALTH_PRIMARY},
+        {"/replica", HEALTH_REPLICA},     {"/read-only", HEALTH_READ_ONLY},
+        {"/readiness", HEALTH_READINESS},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (strcmp(path, table[i].path) == 0) {
+            return table[i].h;
+        }
+    }
+    return HEALTH_NONE;
+}
+
+/* 200 or 503 per path. Without a postgresql section only the agent itself is checked. */
+static bool health_ok(const struct agent *a, enum health h)
+{
+    bool alive = a->phase != AGENT_PHASE_STOPPING;
+    if (!a->conf.has_postgresql || !a->pg_open) {
+        return alive && (h == HEALTH_AGENT || h == HEALTH_READINESS);
+    }
+    const struct ha_pg *o = &a->pg.obs;
+    bool running = o->state == HA_PG_RUNNING;
+    bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
+    switch (h) {
+    case HEALTH_AGENT:
+    case HEALTH_READ_ONLY:
+    case HEALTH_READINESS: return alive && running;
+    /* A primary that is not the ready leader is being fenced: no writes go there. */
+    case HEALTH_PRIMARY: return alive && running && !o->in_recovery && leader;
+    case HEALTH_REPLICA: return alive && running && o->in_recovery;
+    case HEALTH_NONE: break;
+    }
+    return false;
+}
+
 /* ---- routing ----------------------------------------------------------------------------- */
 
 void api_handle(struct http_conn *conn, const struct http_request *req, void *data)
@@ -329,13 +502,19 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             return;
         }
         respond_json(conn, 200, agent_status_json(a));
-    } else if (strcmp(path, "/health") == 0 || strcmp(path, "/liveness") == 0) {
+    } else if (strcmp(path, "/liveness") == 0) {
         if (!get) {
             respond_error(conn, 405, "method not allowed");
             return;
         }
         bool ok = a->phase != AGENT_PHASE_STOPPING;
         respond_json(conn, ok ? 200 : 503, json_pack("{s:s}", "state", agent_phase_name(a->phase)));
+    } else if (health_check(path) != HEALTH_NONE) {
+        if (!get) {
+            respond_error(conn, 405, "method not allowed");
+            return;
+        }
+        respond_json(conn, health_ok(a, health_check(path)) ? 200 : 503, agent_status_json(a));
     } else if (strcmp(path, "/leader") == 0) {
         if (!get) {
             respond_error(conn, 405, "method not allowed");

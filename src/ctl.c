@@ -156,8 +156,16 @@ static int cmd_list(struct ctl *c, bool as_json)
            str_or(raft, "leader", "none"),
            (long long)json_integer_value(json_object_get(raft, "commit_index")),
            str_or(raft, "member", "?"));
-    const char *hdr[] = {"Member", "Id", "Host", "Role", "State", "Voting", "Term", "Raft"};
-    enum { NCOL = 8 };
+    json_t *primary = json_object_get(cluster, "primary");
+    if (json_object_get(cluster, "system_id") != NULL) {
+        printf("PostgreSQL: system %s, primary %s (term %lld, timeline %lld)\n",
+               str_or(cluster, "system_id", "?"), str_or(primary, "name", "none"),
+               (long long)json_integer_value(json_object_get(primary, "term")),
+               (long long)json_integer_value(json_object_get(primary, "timeline")));
+    }
+    const char *hdr[] = {"Member", "Id", "Host", "Role", "State", "TL", "Lag", "Voting", "Term",
+                         "Raft"};
+    enum { NCOL = 10 };
     size_t width[NCOL];
     for (int i = 0; i < NCOL; i++) {
         width[i] = strlen(hdr[i]);
@@ -173,12 +181,28 @@ static int cmd_list(struct ctl *c, bool as_json)
         json_t *m = json_array_get(members, r);
         snprintf(cells[r][0], 80, "%s", str_or(m, "name", "?"));
         snprintf(cells[r][1], 80, "%lld", (long long)json_integer_value(json_object_get(m, "id")));
-        snprintf(cells[r][2], 80, "%s", str_or(m, "host", ""));
+        json_t *port = json_object_get(m, "port");
+        if (json_is_integer(port)) {
+            snprintf(cells[r][2], 80, "%s:%lld", str_or(m, "host", ""),
+                     (long long)json_integer_value(port));
+        } else {
+            snprintf(cells[r][2], 80, "%s", str_or(m, "host", ""));
+        }
         snprintf(cells[r][3], 80, "%s", str_or(m, "role", ""));
         snprintf(cells[r][4], 80, "%s", str_or(m, "state", ""));
-        snprintf(cells[r][5], 80, "%s", str_or(m, "voting", ""));
-        snprintf(cells[r][6], 80, "%lld", (long long)json_integer_value(json_object_get(m, "term")));
-        snprintf(cells[r][7], 80, "%s", str_or(m, "raft_address", ""));
+        json_t *tl = json_object_get(m, "timeline");
+        json_t *lag = json_object_get(m, "lag");
+        if (json_is_integer(tl)) {
+            snprintf(cells[r][5], 80, "%lld", (long long)json_integer_value(tl));
+        }
+        if (json_is_integer(lag)) {
+            snprintf(cells[r][6], 80, "%lld", (long long)json_integer_value(lag));
+        } else if (json_object_get(m, "lag") != NULL) {
+            snprintf(cells[r][6], 80, "unknown");
+        }
+        snprintf(cells[r][7], 80, "%s", str_or(m, "voting", ""));
+        snprintf(cells[r][8], 80, "%lld", (long long)json_integer_value(json_object_get(m, "term")));
+        snprintf(cells[r][9], 80, "%s", str_or(m, "raft_address", ""));
         for (int i = 0; i < NCOL; i++) {
             size_t l = strlen(cells[r][i]);
             width[i] = l > width[i] ? l : width[i];

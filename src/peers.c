@@ -45,6 +45,27 @@ static void poll_work(uv_work_t *w)
         copy_str(s->raft_role, sizeof s->raft_role, o, "raft_role");
         copy_str(s->leader, sizeof s->leader, o, "leader");
         copy_str(s->phase, sizeof s->phase, o, "phase");
+        json_t *pg = json_object_get(o, "postgresql");
+        s->has_pg = json_is_object(pg);
+        if (s->has_pg) {
+            copy_str(s->pg_state, sizeof s->pg_state, pg, "state");
+            s->pg_in_recovery = json_is_true(json_object_get(pg, "in_recovery"));
+            s->pg_streaming = json_is_true(json_object_get(pg, "streaming"));
+            const char *sysid = json_string_value(json_object_get(pg, "system_id"));
+            s->pg_system_id = sysid != NULL ? strtoull(sysid, NULL, 10) : 0;
+            s->pg_timeline = (uint32_t)json_integer_value(json_object_get(pg, "timeline"));
+            s->pg_wal_position =
+                (uint64_t)json_integer_value(json_object_get(pg, "wal_position"));
+            s->pg_start_failures =
+                (unsigned)json_integer_value(json_object_get(pg, "start_failures"));
+            copy_str(s->pg_address, sizeof s->pg_address, pg, "address");
+            copy_str(s->pg_upstream, sizeof s->pg_upstream, pg, "upstream");
+            copy_str(s->pg_detail, sizeof s->pg_detail, pg, "detail");
+        }
+        json_t *tags = json_object_get(o, "tags");
+        s->nofailover = json_is_true(json_object_get(tags, "nofailover"));
+        json_t *prio = json_object_get(tags, "failover_priority");
+        s->failover_priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
         s->reachable = true;
         s->error[0] = '\0';
         json_decref(o);
@@ -82,6 +103,7 @@ static void poll_after(uv_work_t *w, int status)
             rpg_msec seen = t->last_seen;
             *t = *r;
             t->last_seen = r->reachable ? now : seen;
+            t->last_polled = p->round_started;
         }
     }
     p->n_results = p->n_targets;
@@ -98,6 +120,7 @@ static void timer_cb(uv_timer_t *t)
         return;
     }
     p->n_round = p->n_targets;
+    p->round_started = uv_now(p->loop);
     memcpy(p->round, p->targets, sizeof p->targets);
     p->work.data = p;
     if (uv_queue_work(p->loop, &p->work, poll_work, poll_after) == 0) {

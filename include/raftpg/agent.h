@@ -9,8 +9,10 @@
 
 #include "raftpg/conf.h"
 #include "raftpg/cons.h"
+#include "raftpg/ha.h"
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
+#include "raftpg/pg.h"
 
 enum agent_phase {
     AGENT_PHASE_JOINING = 0, /* waiting to learn its id from the cluster (not an initial member) */
@@ -35,6 +37,19 @@ struct agent {
     uv_timer_t join_timer;
     int exit_code;
     char join_status[RPG_ERRMSG_SIZE]; /* why the agent is still joining, for the API */
+
+    /* PostgreSQL under the HA decision function (only with a postgresql: section). */
+    struct pg pg;
+    bool pg_open;
+    uv_timer_t ha_timer;
+    bool ha_timer_open;
+    bool ha_busy;                 /* an action is in flight; no new decision until it ends */
+    enum ha_action ha_running;    /* the action in flight */
+    struct ha_decision ha_last;   /* the last decision, for the API and change logging */
+    rpg_msec leader_since;        /* loop time this agent became a ready leader, 0 if not */
+    rpg_msec retry_after;         /* after a failed action, no new action before this */
+    char ha_error[RPG_ERRMSG_SIZE]; /* the last failed action and why, for the API */
+    bool stopping_pg;             /* shutdown waits for PostgreSQL to stop */
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and

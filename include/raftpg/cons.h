@@ -109,10 +109,18 @@ int cons_member_add(struct cons *c, const char *name, const char *raft_address,
 int cons_member_remove(struct cons *c, const char *name, cons_submit_cb cb, void *data,
                        char *errmsg);
 
+/* Hands Raft leadership to voter id (raft_transfer). The outcome shows in the role and leader
+ * observed later; a transfer that does not happen is retried by the caller. */
+int cons_transfer(struct cons *c, uint64_t id, char *errmsg);
+
 /* Observations for the API. */
 uint64_t cons_commit_index(const struct cons *c);
 uint64_t cons_applied_index(const struct cons *c);
 uint64_t cons_last_index(const struct cons *c);
+/* True when a leader is known and everything this node knows to be committed is applied: the
+ * replicated state is as current as this node can tell. A restarted node replaying its log is
+ * not current until then. */
+bool cons_state_current(const struct cons *c);
 /* The leader's id and address (address borrowed), 0/NULL when unknown. */
 void cons_leader(const struct cons *c, uint64_t *id, const char **address);
 /* Raft voting role of server id in this node's current configuration, or CONS_VOTING_NONE. */

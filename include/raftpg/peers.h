@@ -24,6 +24,21 @@ struct peer_status {
     uint64_t term;
     char leader[FSM_NAME_MAX];
     char phase[16];
+    rpg_msec last_polled;   /* loop time (ms) the last completed poll started, answered or not */
+    /* Its PostgreSQL, when it manages one (has_pg). */
+    bool has_pg;
+    char pg_state[16];      /* ha_pg_state_name() */
+    bool pg_in_recovery;
+    bool pg_streaming;
+    uint64_t pg_system_id;
+    uint32_t pg_timeline;
+    uint64_t pg_wal_position;
+    unsigned pg_start_failures;
+    char pg_address[FSM_ADDR_MAX];
+    char pg_upstream[FSM_NAME_MAX];
+    char pg_detail[RPG_ERRMSG_SIZE];
+    bool nofailover;
+    int failover_priority;
 };
 
 struct peers {
@@ -40,6 +55,7 @@ struct peers {
     unsigned n_results;
     struct peer_status results[PEERS_MAX];
     unsigned n_round;
+    rpg_msec round_started; /* loop time the current round was queued */
     struct peer_status round[PEERS_MAX];
     void (*close_cb)(struct peers *p);
     void (*round_cb)(struct peers *p, void *data); /* after each completed round, may be NULL */

@@ -31,6 +31,7 @@ t_cleanup() {
   for n in "${!T_PIDS[@]}"; do
     wait "${T_PIDS[$n]}" 2>/dev/null || true
   done
+  t_kill_all_pg
   if [ $rc -ne 0 ] || [ $T_FAILED -ne 0 ]; then
     for f in "$T_DIR"/*.log; do
       [ -f "$f" ] || continue
@@ -56,6 +57,10 @@ t_pick_ports() {
 }
 
 t_raft_addr() { echo "127.0.0.1:$((T_BASE + $1))"; }
+t_pg_port() { echo $((T_BASE + 10 + $1)); }
+t_pg_addr() { echo "127.0.0.1:$(t_pg_port "$1")"; }
+T_PG_BIN=${T_PG_BIN:-/usr/lib/postgresql/15/bin}
+declare -A T_NOFAILOVER=()
 t_api_addr() { echo "127.0.0.1:$((T_BASE + 20 + $1))"; }
 
 # t_write_conf I N_INITIAL: writes node I's file; members 1..N_INITIAL are the initial members.
@@ -75,6 +80,19 @@ t_write_conf() {
     done
     echo "restapi:"
     echo "  listen: $(t_api_addr "$i")"
+    if [ -n "${T_PG:-}" ]; then
+      echo "postgresql:"
+      echo "  bin_dir: $T_PG_BIN"
+      echo "  data_dir: $T_DIR/node$i/pgdata"
+      echo "  listen: $(t_pg_addr "$i")"
+      echo "  parameters: {shared_buffers: 16MB, max_connections: 30, max_wal_senders: 10,"
+      echo "               max_replication_slots: 10, wal_keep_size: 64MB, fsync: \"${T_PG_FSYNC:-off}\"}"
+      echo "  pg_hba:"
+      echo "    - local all all trust"
+      echo "    - host all all 127.0.0.1/32 trust"
+      echo "    - host replication all 127.0.0.1/32 trust"
+      echo "tags: {nofailover: ${T_NOFAILOVER[$i]:-false}}"
+    fi
   } >"$f"
   [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$f"
 }
@@ -97,6 +115,41 @@ t_kill() {
       t_fail "node$i exited with status $rc after SIGTERM"
     fi
   fi
+}
+
+# The postmaster PID of node I, from its postmaster.pid, if that process is alive.
+t_pg_pid() {
+  local f="$T_DIR/node$1/pgdata/postmaster.pid" pid
+  [ -f "$f" ] || return 1
+  pid=$(head -n1 "$f" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# Kills node I's postmaster (and so its whole server) with SIGKILL and waits until it is gone.
+t_kill_pg() {
+  local pid n=0
+  pid=$(t_pg_pid "$1") || return 0
+  kill -KILL "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.05; n=$((n + 1)); done
+  # Backends of a killed postmaster exit on their own; wait for the port to be free.
+  n=0
+  while ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qx "$(t_pg_addr "$1")" && [ $n -lt 100 ]; do
+    sleep 0.05; n=$((n + 1))
+  done
+}
+
+t_kill_all_pg() {
+  local d
+  for d in "$T_DIR"/node*; do
+    [ -d "$d" ] || continue
+    t_kill_pg "${d##*/node}"
+  done
+}
+
+# psql as the superuser against node I's PostgreSQL; extra arguments go to psql.
+t_psql() {
+  local i=$1; shift
+  PGCONNECT_TIMEOUT=3 psql -X -q -A -t -h 127.0.0.1 -p "$(t_pg_port "$i")" -U postgres -d postgres "$@"
 }
 
 t_alive() { kill -0 "${T_PIDS[$1]}" 2>/dev/null; }

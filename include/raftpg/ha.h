@@ -1,0 +1,120 @@
+/* The HA decision function (DESIGN.md §2): from the replicated cluster state, the Raft role, the
+ * local PostgreSQL observation and what the peers report, choose the one next action. Pure: no
+ * I/O, no clock reads (ages come in the input), so it runs unchanged in unit tests and the
+ * simulation. The agent carries the action out and calls it again on the next event. */
+#ifndef RAFTPG_HA_H
+#define RAFTPG_HA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raftpg/err.h"
+#include "raftpg/fsm.h"
+
+#define HA_SLOTS_MAX FSM_MEMBERS_MAX
+#define HA_WHY_MAX 256
+
+/* What the local PostgreSQL is doing, as the pg module last saw it. */
+enum ha_pg_state {
+    HA_PG_UNKNOWN = 0, /* not observed yet */
+    HA_PG_ABSENT,      /* no data directory (or an empty one) */
+    HA_PG_STOPPED,     /* a data directory, no postmaster */
+    HA_PG_STARTING,    /* postmaster up, not accepting connections yet */
+    HA_PG_RUNNING,     /* accepts connections */
+};
+const char *ha_pg_state_name(enum ha_pg_state s);
+
+struct ha_pg {
+    enum ha_pg_state state;
+    bool in_recovery;      /* running as a standby */
+    uint64_t system_id;    /* 0: unknown */
+    uint32_t timeline;     /* current (running) or last checkpoint's (stopped); 0: unknown */
+    bool was_primary;      /* stopped: the control file says it last ran as a primary */
+    uint64_t wal_position; /* primary: current insert LSN; standby: max(received, replayed) */
+    bool streaming;        /* standby: the WAL receiver is streaming */
+    char upstream[FSM_NAME_MAX]; /* standby: the member it was configured to follow ("" none) */
+    unsigned n_slots;      /* primary: raftpg's replication slots present */
+    char slots[HA_SLOTS_MAX][FSM_NAME_MAX];
+    unsigned start_failures; /* consecutive failed starts (reset on a successful start) */
+    bool rewind_failed;      /* the last pg_rewind failed: re-clone instead */
+};
+
+/* What another member's agent last reported about itself. */
+struct ha_peer {
+    char name[FSM_NAME_MAX];
+    bool reachable;        /* answered a poll made after this agent became leader, or recently */
+    bool polled;           /* a poll completed (answer or failure) since this agent became leader */
+    enum ha_pg_state pg_state;
+    bool in_recovery;
+    uint64_t system_id;
+    uint32_t timeline;
+    uint64_t wal_position;
+    unsigned start_failures;
+    bool nofailover;
+    int failover_priority;
+};
+
+struct ha_input {
+    const struct fsm_state *state; /* borrowed */
+    const char *self;              /* this member's name */
+    bool leader;                   /* Raft leader with its own-term barrier committed */
+    bool state_current;            /* state is as current as this node can tell (a leader is
+                                    * known and what is committed is applied); a leader's is */
+    uint64_t term;                 /* current Raft term */
+    bool nofailover;               /* this member's tags (from the replicated state if there) */
+    int failover_priority;
+    struct ha_pg pg;
+    unsigned n_peers;
+    const struct ha_peer *peers; /* borrowed, n_peers entries: every other member */
+};
+
+enum ha_action {
+    HA_ACT_WAIT = 0,        /* nothing to do now; why says what it waits for */
+    HA_ACT_BOOTSTRAP,       /* initdb, start as primary, create the roles */
+    HA_ACT_START_PRIMARY,   /* start the existing data directory as a primary */
+    HA_ACT_RECORD_BOOTSTRAP,/* commit the system identifier, then "primary = me" */
+    HA_ACT_RECORD_PRIMARY,  /* commit "primary = me, term T, timeline" */
+    HA_ACT_PROMOTE,         /* pg_promote the local standby */
+    HA_ACT_SYNC_SLOTS,      /* create/drop replication slots to match the members */
+    HA_ACT_TRANSFER,        /* hand Raft leadership to target */
+    HA_ACT_DEMOTE,          /* stop the local PostgreSQL (fast, then immediate) */
+    HA_ACT_CLONE,           /* pg_basebackup from the primary (target), start as its standby */
+    HA_ACT_REINIT,          /* remove the local data directory, then clone */
+    HA_ACT_REWIND,          /* pg_rewind from the primary (target), start as its standby */
+    HA_ACT_START_STANDBY,   /* start as a standby of target ("" none yet) */
+    HA_ACT_FOLLOW,          /* re-point the running standby at target and reload */
+    HA_ACT_REFUSE,          /* the data directory cannot be used; why says why; no action */
+};
+const char *ha_action_name(enum ha_action a);
+
+struct ha_decision {
+    enum ha_action action;
+    char target[FSM_NAME_MAX]; /* member the action refers to, "" if none */
+    uint64_t system_id;        /* RECORD_BOOTSTRAP */
+    uint32_t timeline;         /* RECORD_BOOTSTRAP, RECORD_PRIMARY */
+    char why[HA_WHY_MAX];
+};
+
+/* Number of start failures after which a leader gives up and hands leadership over. */
+#define HA_START_FAILURES_MAX 3
+
+/* The decision. Never fails: an input it cannot act on gives WAIT or REFUSE with a reason. */
+void ha_decide(const struct ha_input *in, struct ha_decision *out);
+
+/* Candidate choice (DESIGN.md rule 6, before synchronous replication): among this member and the
+ * peers that can be promoted (reachable, a running standby of the cluster's system, so that its
+ * WAL position is known; not nofailover, priority > 0, fewer than HA_START_FAILURES_MAX start
+ * failures), the one with the highest (timeline, WAL position); ties go to the higher
+ * failover_priority, then to self, then to the lowest name. self_eligible says whether this member may be promoted. Returns the chosen
+ * member's name (borrowed from in), or NULL when no member may be promoted, and explains in
+ * why. A member of the replicated state that has not been polled since leadership began makes
+ * the choice wait (NULL, *wait = true). */
+const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, bool *wait,
+                                char *why, size_t why_size);
+
+/* The replication slot name of a member: "raftpg_" + member id. Names of members can hold
+ * characters that slot names cannot, ids cannot. */
+void ha_slot_name(uint64_t member_id, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,152 @@
+/* The local PostgreSQL: observed without blocking (async libpq on the loop, the data directory's
+ * postmaster.pid and pg_controldata) and controlled through pg_ctl, initdb, pg_basebackup and
+ * pg_rewind run by proc. It observes and acts; it never decides (that is ha's job). */
+#ifndef RAFTPG_PG_H
+#define RAFTPG_PG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include "raftpg/conf.h"
+#include "raftpg/err.h"
+#include "raftpg/ha.h"
+#include "raftpg/proc.h"
+
+/* How often the observer looks, and the bound on one connection attempt or query. */
+#define PG_OBSERVE_INTERVAL_MS 200
+#define PG_QUERY_TIMEOUT_MS 2000
+
+/* Where a standby streams from: a member's name and its PostgreSQL address. */
+struct pg_upstream {
+    char name[FSM_NAME_MAX];
+    char address[FSM_ADDR_MAX]; /* host:port */
+    uint64_t slot_id;           /* this member's id: its slot on the upstream; 0: no slot */
+};
+
+/* One standby as the primary sees it in pg_stat_replication. */
+struct pg_replica {
+    char name[FSM_NAME_MAX]; /* application_name = member name */
+    char state[16];          /* streaming, catchup, ... */
+    char sync_state[16];     /* async, sync, quorum, potential */
+    uint64_t flush_position;
+    uint64_t replay_position;
+};
+
+struct pg;
+/* Completion of a control operation: rc 0 or a negative code, msg explains failures. */
+typedef void (*pg_done_cb)(struct pg *p, int rc, const char *msg, void *data);
+
+enum pg_op {
+    PG_OP_NONE = 0,
+    PG_OP_BOOTSTRAP,
+    PG_OP_START,
+    PG_OP_STOP,
+    PG_OP_PROMOTE,
+    PG_OP_CLONE,
+    PG_OP_REWIND,
+    PG_OP_REINIT,
+    PG_OP_FOLLOW,
+    PG_OP_SYNC_SLOTS,
+};
+const char *pg_op_name(enum pg_op op);
+
+struct pg {
+    uv_loop_t *loop;         /* borrowed */
+    const struct conf *conf; /* borrowed */
+    const char *member;      /* borrowed: this member's name */
+
+    /* What the observer last saw, in the decision function's terms, plus details. */
+    struct ha_pg obs;
+    bool obs_valid;          /* one full observation completed */
+    /* Every control operation's end starts a new epoch; obs_epoch is the epoch in which the
+     * current observation began. Decisions wait until the two agree, so they never act on
+     * what PostgreSQL looked like before the last operation. */
+    uint64_t epoch;
+    uint64_t obs_epoch;
+    uint64_t query_epoch;
+    unsigned n_replicas;
+    struct pg_replica replicas[FSM_MEMBERS_MAX];
+    char state_detail[RPG_ERRMSG_SIZE]; /* why it is not running, the last failure, ... */
+    int postmaster_pid;      /* 0 when none */
+
+    /* Observer: one libpq connection, polled on the loop. */
+    uv_timer_t tick;
+    uv_timer_t deadline;
+    uv_poll_t poll;
+    bool poll_active;
+    PGconn *conn;
+    int conn_fd;
+    int conn_phase;           /* internal */
+    char *pending_sql;        /* a control statement waiting for the connection (owned) */
+    void (*pending_cb)(struct pg *p, int rc, const char *msg);
+    uv_timer_t sql_timer;     /* bounds how long a control statement waits for a connection */
+    int busy_kind;            /* internal: what the busy connection runs */
+    bool controldata_valid;   /* cached pg_controldata of the stopped data directory */
+    struct proc controldata;
+    bool controldata_running;
+
+    /* Control: one operation at a time. */
+    enum pg_op op;
+    int step;
+    struct proc proc;
+    pg_done_cb done_cb;
+    void *done_data;
+    struct pg_upstream upstream;
+    bool standby;
+    unsigned stop_bound_ms;
+    char op_error[RPG_ERRMSG_SIZE];
+    uint64_t slot_ids[FSM_MEMBERS_MAX]; /* SYNC_SLOTS: the wanted slots */
+    unsigned n_slot_ids;
+
+    int n_open;
+    bool closing;
+    void (*close_cb)(struct pg *p);
+};
+
+/* Starts observing. conf and member are borrowed and must outlive p. */
+int pg_init(struct pg *p, uv_loop_t *loop, const struct conf *conf, const char *member,
+            char *errmsg);
+
+/* Stops observing, waits for a running program (it is killed) and closes every handle; cb fires
+ * when done. It does not stop PostgreSQL (pg_stop does). */
+void pg_close(struct pg *p, void (*cb)(struct pg *p));
+
+/* True while a control operation runs. */
+bool pg_busy(const struct pg *p);
+
+/* Control operations. Each returns RPG_EBUSY when another runs, else 0 and calls cb once. */
+/* initdb (data checksums), write the configuration, start as primary, create the roles. */
+int pg_bootstrap(struct pg *p, pg_done_cb cb, void *data);
+/* Writes the configuration and starts; as a standby of up (NULL: no upstream yet) or as a
+ * primary (standby false: standby.signal removed). Completes once pg_ctl has started it. */
+int pg_start(struct pg *p, bool standby, const struct pg_upstream *up, pg_done_cb cb, void *data);
+/* Stops PostgreSQL: fast within bound_ms, then immediate. */
+int pg_stop(struct pg *p, unsigned bound_ms, pg_done_cb cb, void *data);
+/* Asks a standby to promote (pg_ctl promote, no wait); the observer sees it finish. */
+int pg_promote(struct pg *p, pg_done_cb cb, void *data);
+/* pg_basebackup from up into an absent data directory, then start as its standby. */
+int pg_clone(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data);
+/* Removes the data directory, then pg_clone. */
+int pg_reinit(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data);
+/* pg_rewind a stopped data directory from up, then start as its standby. */
+int pg_rewind(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data);
+/* Re-points a running standby at up: rewrites the configuration and reloads (no restart). */
+int pg_follow(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data);
+/* On the primary: creates the slots "raftpg_<id>" for ids and drops other inactive raftpg_
+ * slots. */
+int pg_sync_slots(struct pg *p, const uint64_t *ids, unsigned n, pg_done_cb cb, void *data);
+
+/* Quotes s as a libpq conninfo value ('...' with \ and ' escaped) into buf; false if too long. */
+bool pg_conninfo_quote(const char *s, char *buf, size_t size);
+/* Quotes s as a postgresql.conf string ('...' with ' doubled, \ escaped); false if too long. */
+bool pg_conf_quote(const char *s, char *buf, size_t size);
+
+/* Parses pg_controldata output: system identifier, timeline, whether it last ran as primary.
+ * Returns 0 or RPG_EPROTO when a field is missing. */
+int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeline,
+                         bool *was_primary, char *errmsg);
+
+#endif

@@ -1,0 +1,425 @@
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "raftpg/ha.h"
+
+const char *ha_pg_state_name(enum ha_pg_state s)
+{
+    switch (s) {
+    case HA_PG_UNKNOWN: return "unknown";
+    case HA_PG_ABSENT: return "absent";
+    case HA_PG_STOPPED: return "stopped";
+    case HA_PG_STARTING: return "starting";
+    case HA_PG_RUNNING: return "running";
+    }
+    return "invalid";
+}
+
+const char *ha_action_name(enum ha_action a)
+{
+    switch (a) {
+    case HA_ACT_WAIT: return "wait";
+    case HA_ACT_BOOTSTRAP: return "bootstrap";
+    case HA_ACT_START_PRIMARY: return "start_primary";
+    case HA_ACT_RECORD_BOOTSTRAP: return "record_bootstrap";
+    case HA_ACT_RECORD_PRIMARY: return "record_primary";
+    case HA_ACT_PROMOTE: return "promote";
+    case HA_ACT_SYNC_SLOTS: return "sync_slots";
+    case HA_ACT_TRANSFER: return "transfer";
+    case HA_ACT_DEMOTE: return "demote";
+    case HA_ACT_CLONE: return "clone";
+    case HA_ACT_REINIT: return "reinit";
+    case HA_ACT_REWIND: return "rewind";
+    case HA_ACT_START_STANDBY: return "start_standby";
+    case HA_ACT_FOLLOW: return "follow";
+    case HA_ACT_REFUSE: return "refuse";
+    }
+    return "invalid";
+}
+
+void ha_slot_name(uint64_t member_id, char *buf, size_t size)
+{
+    snprintf(buf, size, "raftpg_%" PRIu64, member_id);
+}
+
+static void set(struct ha_decision *out, enum ha_action action, const char *target,
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void set(struct ha_decision *out, enum ha_action action, const char *target,
+                const char *fmt, ...)
+{
+    out->action = action;
+    snprintf(out->target, sizeof out->target, "%s", target != NULL ? target : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out->why, sizeof out->why, fmt, ap);
+    va_end(ap);
+}
+
+static const struct ha_peer *peer_of(const struct ha_input *in, const char *name)
+{
+    for (unsigned i = 0; i < in->n_peers; i++) {
+        if (strcmp(in->peers[i].name, name) == 0) {
+            return &in->peers[i];
+        }
+    }
+    return NULL;
+}
+
+/* A peer whose PostgreSQL runs as a standby of this cluster and that may be promoted. */
+static bool peer_promotable(const struct ha_input *in, const struct ha_peer *p, const char **why)
+{
+    if (!p->reachable) {
+        *why = "unreachable";
+    } else if (p->nofailover || p->failover_priority <= 0) {
+        *why = "tagged nofailover";
+    } else if (p->start_failures >= HA_START_FAILURES_MAX) {
+        *why = "postgresql fails to start";
+    } else if (p->pg_state != HA_PG_RUNNING || !p->in_recovery) {
+        *why = "not a running standby";
+    } else if (p->system_id != in->state->system_id) {
+        *why = "data of another system";
+    } else {
+        return true;
+    }
+    return false;
+}
+
+const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, bool *wait,
+                                char *why, size_t why_size)
+{
+    const struct fsm_state *s = in->state;
+    const char *best = NULL;
+    uint32_t best_tl = 0;
+    uint64_t best_wal = 0;
+    int best_prio = 0;
+    *wait = false;
+    snprintf(why, why_size, "no member can be promoted");
+    if (self_eligible) {
+        best = in->self;
+        best_tl = in->pg.timeline;
+        best_wal = in->pg.wal_position;
+        best_prio = in->failover_priority;
+    }
+    for (unsigned i = 0; i < s->n_members; i++) {
+        const char *name = s->members[i].name;
+        if (strcmp(name, in->self) == 0) {
+            continue;
+        }
+        const struct ha_peer *p = peer_of(in, name);
+        if (p == NULL || !p->polled) {
+            /* Its WAL position could be the highest: choosing now could lose commits. */
+            *wait = true;
+            snprintf(why, why_size, "no report from %s yet", name);
+            return NULL;
+        }
+        const char *reason = NULL;
+        if (!peer_promotable(in, p, &reason)) {
+            continue;
+        }
+        /* A higher timeline wins over a higher position: WAL past a fork on an older timeline
+         * is history the newer primary never had. */
+        bool same = p->timeline == best_tl && p->wal_position == best_wal;
+        bool better = best == NULL || p->timeline > best_tl ||
+                      (p->timeline == best_tl && p->wal_position > best_wal) ||
+                      (same && p->failover_priority > best_prio) ||
+                      (same && p->failover_priority == best_prio && best != in->self &&
+                       strcmp(name, best) < 0);
+        if (better) {
+            best = name;
+            best_tl = p->timeline;
+            best_wal = p->wal_position;
+            best_prio = p->failover_priority;
+        }
+    }
+    if (best != NULL) {
+        snprintf(why, why_size,
+                 "%s is furthest ahead (timeline %u, wal position %" PRIu64 ", priority %d)", best,
+                 best_tl, best_wal, best_prio);
+    }
+    return best;
+}
+
+static bool slots_match(const struct ha_input *in)
+{
+    const struct fsm_state *s = in->state;
+    unsigned expected = 0;
+    for (unsigned i = 0; i < s->n_members; i++) {
+        if (strcmp(s->members[i].name, in->self) == 0) {
+            continue;
+        }
+        expected++;
+        char name[FSM_NAME_MAX];
+        ha_slot_name(s->members[i].id, name, sizeof name);
+        bool found = false;
+        for (unsigned j = 0; j < in->pg.n_slots && !found; j++) {
+            found = strcmp(in->pg.slots[j], name) == 0;
+        }
+        if (!found) {
+            return false;
+        }
+    }
+    return expected == in->pg.n_slots;
+}
+
+static bool self_may_promote(const struct ha_input *in)
+{
+    return !in->nofailover && in->failover_priority > 0 &&
+           in->pg.start_failures < HA_START_FAILURES_MAX;
+}
+
+/* Leadership goes to the best promotable peer, or the leader waits saying why. */
+static void hand_over(const struct ha_input *in, struct ha_decision *out, const char *reason)
+{
+    bool wait = false;
+    char why[HA_WHY_MAX];
+    const char *c = ha_choose_candidate(in, false, &wait, why, sizeof why);
+    if (c != NULL) {
+        set(out, HA_ACT_TRANSFER, c, "%s; %s", reason, why);
+    } else {
+        set(out, HA_ACT_WAIT, NULL, "%s; %s", reason, why);
+    }
+}
+
+static void decide_bootstrap(const struct ha_input *in, struct ha_decision *out)
+{
+    const struct ha_pg *pg = &in->pg;
+    if (!self_may_promote(in)) {
+        for (unsigned i = 0; i < in->n_peers; i++) {
+            const struct ha_peer *p = &in->peers[i];
+            if (p->reachable && !p->nofailover && p->failover_priority > 0 &&
+                p->start_failures < HA_START_FAILURES_MAX) {
+                set(out, HA_ACT_TRANSFER, p->name,
+                    "this member may not bootstrap the cluster (nofailover or failing)");
+                return;
+            }
+        }
+        set(out, HA_ACT_WAIT, NULL, "no member that may bootstrap the cluster is reachable");
+        return;
+    }
+    switch (pg->state) {
+    case HA_PG_ABSENT:
+        set(out, HA_ACT_BOOTSTRAP, NULL, "new cluster: initialising postgresql");
+        return;
+    case HA_PG_STOPPED:
+        set(out, HA_ACT_START_PRIMARY, NULL, "new cluster: adopting the existing data directory");
+        return;
+    case HA_PG_STARTING:
+    case HA_PG_UNKNOWN:
+        set(out, HA_ACT_WAIT, NULL, "waiting for postgresql to accept connections");
+        return;
+    case HA_PG_RUNNING:
+        break;
+    }
+    if (pg->in_recovery) {
+        set(out, HA_ACT_PROMOTE, NULL, "new cluster: the adopted data directory is a standby");
+    } else if (pg->system_id == 0) {
+        set(out, HA_ACT_WAIT, NULL, "waiting for the system identifier");
+    } else {
+        set(out, HA_ACT_RECORD_BOOTSTRAP, NULL, "new cluster: recording system %" PRIu64,
+            pg->system_id);
+        out->system_id = pg->system_id;
+        out->timeline = pg->timeline;
+    }
+}
+
+static void decide_leader(const struct ha_input *in, struct ha_decision *out)
+{
+    const struct fsm_state *s = in->state;
+    const struct ha_pg *pg = &in->pg;
+    bool recorded_me = strcmp(s->primary.name, in->self) == 0;
+    bool running_primary = pg->state == HA_PG_RUNNING && !pg->in_recovery;
+
+    if (s->system_id == 0) {
+        decide_bootstrap(in, out);
+        return;
+    }
+    if (recorded_me && s->primary.term == in->term) {
+        switch (pg->state) {
+        case HA_PG_RUNNING:
+            if (pg->in_recovery) {
+                set(out, HA_ACT_PROMOTE, NULL, "recorded as primary in term %" PRIu64, in->term);
+            } else if (pg->timeline != 0 && pg->timeline != s->primary.timeline) {
+                set(out, HA_ACT_RECORD_PRIMARY, NULL, "recording timeline %u", pg->timeline);
+                out->timeline = pg->timeline;
+            } else if (!slots_match(in)) {
+                set(out, HA_ACT_SYNC_SLOTS, NULL, "replication slots differ from the members");
+            } else {
+                set(out, HA_ACT_WAIT, NULL, "running as primary");
+            }
+            return;
+        case HA_PG_STOPPED:
+            if (pg->start_failures >= HA_START_FAILURES_MAX) {
+                hand_over(in, out, "postgresql fails to start");
+            } else {
+                set(out, HA_ACT_START_PRIMARY, NULL, "primary is stopped");
+            }
+            return;
+        case HA_PG_ABSENT:
+            hand_over(in, out, "the primary's data directory is missing");
+            return;
+        case HA_PG_STARTING:
+        case HA_PG_UNKNOWN:
+            set(out, HA_ACT_WAIT, NULL, "waiting for postgresql to accept connections");
+            return;
+        }
+    }
+
+    /* This leader must take over as primary, or hand leadership to a better member. */
+    if (running_primary) {
+        if (recorded_me) {
+            /* Nobody was recorded as primary since this member was, so it still holds every
+             * commit: it keeps the role in the new term. */
+            set(out, HA_ACT_RECORD_PRIMARY, NULL, "re-elected while primary");
+            out->timeline = pg->timeline;
+        } else {
+            set(out, HA_ACT_DEMOTE, NULL, "running as primary but %s is the recorded primary",
+                s->primary.name[0] != '\0' ? s->primary.name : "no member");
+        }
+        return;
+    }
+    if (s->primary.name[0] != '\0' && !recorded_me) {
+        const struct ha_peer *old = peer_of(in, s->primary.name);
+        if (old != NULL && old->reachable && old->pg_state == HA_PG_RUNNING && !old->in_recovery) {
+            set(out, HA_ACT_WAIT, s->primary.name,
+                "waiting for the previous primary %s to stop accepting writes", s->primary.name);
+            return;
+        }
+    }
+    bool usable = pg->state != HA_PG_ABSENT && !pg->rewind_failed && self_may_promote(in);
+    if (usable && pg->state == HA_PG_STOPPED) {
+        /* Its WAL position is known only once it runs; it replays what it has first. */
+        set(out, HA_ACT_START_STANDBY, NULL, "starting as a standby to learn the wal position");
+        return;
+    }
+    if (usable && (pg->state == HA_PG_STARTING || pg->state == HA_PG_UNKNOWN)) {
+        set(out, HA_ACT_WAIT, NULL, "waiting for postgresql to accept connections");
+        return;
+    }
+    bool self_eligible = usable && pg->state == HA_PG_RUNNING && pg->in_recovery;
+    bool wait = false;
+    char why[HA_WHY_MAX];
+    const char *c = ha_choose_candidate(in, self_eligible, &wait, why, sizeof why);
+    if (c == NULL) {
+        set(out, HA_ACT_WAIT, NULL, "cannot choose a new primary: %s", why);
+    } else if (strcmp(c, in->self) != 0) {
+        set(out, HA_ACT_TRANSFER, c, "%s", why);
+    } else {
+        set(out, HA_ACT_RECORD_PRIMARY, NULL, "taking over as primary: %s", why);
+        out->timeline = pg->timeline;
+    }
+}
+
+static void decide_follower(const struct ha_input *in, struct ha_decision *out)
+{
+    const struct fsm_state *s = in->state;
+    const struct ha_pg *pg = &in->pg;
+    if (pg->state == HA_PG_RUNNING && !pg->in_recovery) {
+        set(out, HA_ACT_DEMOTE, NULL, "running as primary but not the raft leader");
+        return;
+    }
+    if (!in->state_current) {
+        /* A node replaying its log may still see itself or a dead member as primary. */
+        set(out, HA_ACT_WAIT, NULL, "waiting for the replicated state to catch up");
+        return;
+    }
+    if (s->system_id == 0) {
+        set(out, HA_ACT_WAIT, NULL, "waiting for the leader to bootstrap the cluster");
+        return;
+    }
+    const char *primary = s->primary.name;
+    if (primary[0] == '\0' || strcmp(primary, in->self) == 0) {
+        if (pg->state == HA_PG_STOPPED && !pg->rewind_failed && !pg->was_primary) {
+            set(out, HA_ACT_START_STANDBY, NULL, "no primary yet: starting as a standby");
+        } else {
+            set(out, HA_ACT_WAIT, NULL, "waiting for a primary to be chosen");
+        }
+        return;
+    }
+    const struct ha_peer *p = peer_of(in, primary);
+    bool usable = p != NULL && p->reachable && p->pg_state == HA_PG_RUNNING && !p->in_recovery &&
+                  p->system_id == s->system_id;
+    switch (pg->state) {
+    case HA_PG_UNKNOWN:
+    case HA_PG_STARTING:
+        set(out, HA_ACT_WAIT, NULL, "waiting for postgresql to accept connections");
+        return;
+    case HA_PG_ABSENT:
+        if (usable) {
+            set(out, HA_ACT_CLONE, primary, "no data directory: cloning from %s", primary);
+        } else {
+            set(out, HA_ACT_WAIT, primary, "no data directory: waiting for primary %s", primary);
+        }
+        return;
+    case HA_PG_STOPPED: {
+        if (pg->rewind_failed) {
+            if (usable) {
+                set(out, HA_ACT_REINIT, primary, "pg_rewind failed: re-cloning from %s", primary);
+            } else {
+                set(out, HA_ACT_WAIT, primary, "pg_rewind failed: waiting for primary %s",
+                    primary);
+            }
+            return;
+        }
+        bool behind = usable && pg->timeline != 0 && p->timeline != 0 && pg->timeline < p->timeline;
+        if (pg->was_primary || behind) {
+            if (usable) {
+                set(out, HA_ACT_REWIND, primary, "%s: rewinding from %s",
+                    pg->was_primary ? "last ran as primary" : "on an older timeline", primary);
+            } else {
+                set(out, HA_ACT_WAIT, primary,
+                    "must rewind before following: waiting for primary %s", primary);
+            }
+            return;
+        }
+        set(out, HA_ACT_START_STANDBY, primary, "starting as a standby of %s", primary);
+        return;
+    }
+    case HA_PG_RUNNING:
+        break;
+    }
+    if (strcmp(pg->upstream, primary) != 0) {
+        if (usable) {
+            set(out, HA_ACT_FOLLOW, primary, "re-pointing replication to %s", primary);
+        } else {
+            set(out, HA_ACT_WAIT, primary, "waiting for primary %s to follow it", primary);
+        }
+        return;
+    }
+    set(out, HA_ACT_WAIT, primary, "%s from %s", pg->streaming ? "streaming" : "following",
+        primary);
+}
+
+void ha_decide(const struct ha_input *in, struct ha_decision *out)
+{
+    memset(out, 0, sizeof *out);
+    const struct fsm_state *s = in->state;
+    const struct ha_pg *pg = &in->pg;
+    if (s == NULL || !s->initialized) {
+        set(out, HA_ACT_WAIT, NULL, "cluster state not known yet");
+        return;
+    }
+    if (pg->state == HA_PG_UNKNOWN) {
+        set(out, HA_ACT_WAIT, NULL, "postgresql not observed yet");
+        return;
+    }
+    if (s->system_id != 0 && pg->system_id != 0 && pg->system_id != s->system_id) {
+        if (pg->state == HA_PG_RUNNING && !pg->in_recovery) {
+            set(out, HA_ACT_DEMOTE, NULL, "running as primary of another system");
+        } else if (in->leader) {
+            hand_over(in, out, "the data directory belongs to another cluster");
+        } else {
+            set(out, HA_ACT_REFUSE, NULL,
+                "data directory belongs to another cluster (system identifier %" PRIu64
+                ", the cluster's is %" PRIu64 "): move it aside to re-clone",
+                pg->system_id, s->system_id);
+        }
+        return;
+    }
+    if (in->leader) {
+        decide_leader(in, out);
+    } else {
+        decide_follower(in, out);
+    }
+}

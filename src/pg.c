@@ -1,0 +1,1391 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "raftpg/log.h"
+#include "raftpg/pg.h"
+
+/* snprintf whose truncation is accepted: messages and bounded paths may be cut short. */
+static void fmt_str(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fmt_str(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+}
+
+/* Observer connection phases. */
+enum { CONN_NONE = 0, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
+/* What the busy connection is running. */
+enum { QUERY_OBSERVE = 1, QUERY_CONTROL };
+
+#define START_TIMEOUT_S 300
+#define CLONE_TIMEOUT_MS (3600u * 1000u)
+#define REWIND_TIMEOUT_MS (1800u * 1000u)
+#define CONTROL_SQL_WAIT_MS 60000
+#define CONF_FILE "raftpg.conf"
+#define UPSTREAM_MARK "# raftpg upstream: "
+
+static const char OBSERVE_SQL[] =
+    "SELECT pg_is_in_recovery(),"
+    " (SELECT system_identifier FROM pg_control_system())::text,"
+    " CASE WHEN pg_is_in_recovery() THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver"
+    "   WHERE received_tli > 0), (SELECT timeline_id FROM pg_control_checkpoint()))"
+    "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,"
+    " CASE WHEN pg_is_in_recovery() THEN coalesce(pg_wal_lsn_diff(greatest("
+    "   pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::bigint, 0)"
+    "  ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END,"
+    " coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver LIMIT 1), false),"
+    " (SELECT coalesce(string_agg(slot_name, ',' ORDER BY slot_name), '')"
+    "   FROM pg_replication_slots WHERE slot_name LIKE 'raftpg\\_%'),"
+    " (SELECT coalesce(string_agg(concat_ws(' ', application_name, state, sync_state,"
+    "   coalesce(pg_wal_lsn_diff(flush_lsn, '0/0')::bigint, 0),"
+    "   coalesce(pg_wal_lsn_diff(replay_lsn, '0/0')::bigint, 0)), ',' ORDER BY application_name),"
+    "   '') FROM pg_stat_replication WHERE application_name <> '')";
+
+const char *pg_op_name(enum pg_op op)
+{
+    switch (op) {
+    case PG_OP_NONE: return "none";
+    case PG_OP_BOOTSTRAP: return "bootstrap";
+    case PG_OP_START: return "start";
+    case PG_OP_STOP: return "stop";
+    case PG_OP_PROMOTE: return "promote";
+    case PG_OP_CLONE: return "clone";
+    case PG_OP_REWIND: return "rewind";
+    case PG_OP_REINIT: return "reinit";
+    case PG_OP_FOLLOW: return "follow";
+    case PG_OP_SYNC_SLOTS: return "sync_slots";
+    }
+    return "unknown";
+}
+
+/* ---- quoting and parsing (pure) -------------------------------------------------------------- */
+
+static bool quote_with(const char *s, char *buf, size_t size, bool double_quote)
+{
+    size_t n = 0;
+    if (size < 3) {
+        return false;
+    }
+    buf[n++] = '\'';
+    for (; *s != '\0'; s++) {
+        bool esc = *s == '\'' || *s == '\\';
+        if (n + (esc ? 2 : 1) + 2 > size) {
+            return false;
+        }
+        if (esc) {
+            buf[n++] = (double_quote && *s == '\'') ? '\'' : '\\';
+        }
+        buf[n++] = *s;
+    }
+    buf[n++] = '\'';
+    buf[n] = '\0';
+    return true;
+}
+
+bool pg_conninfo_quote(const char *s, char *buf, size_t size)
+{
+    return quote_with(s, buf, size, false);
+}
+
+bool pg_conf_quote(const char *s, char *buf, size_t size)
+{
+    return quote_with(s, buf, size, true);
+}
+
+static const char *field_after(const char *text, const char *label)
+{
+    const char *at = strstr(text, label);
+    if (at == NULL) {
+        return NULL;
+    }
+    at += strlen(label);
+    while (*at == ' ' || *at == '\t') {
+        at++;
+    }
+    return at;
+}
+
+int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeline,
+                         bool *was_primary, char *errmsg)
+{
+    const char *v = field_after(text, "Database system identifier:");
+    if (v == NULL || *v < '0' || *v > '9') {
+        return rpg_err(errmsg, RPG_EPROTO, "pg_controldata: no database system identifier");
+    }
+    *system_id = strtoull(v, NULL, 10);
+    v = field_after(text, "Latest checkpoint's TimeLineID:");
+    if (v == NULL || *v < '0' || *v > '9') {
+        return rpg_err(errmsg, RPG_EPROTO, "pg_controldata: no latest checkpoint timeline");
+    }
+    *timeline = (uint32_t)strtoul(v, NULL, 10);
+    /* A standby's minimum recovery point can be on a newer timeline than its last restartpoint. */
+    v = field_after(text, "Min recovery ending loc's timeline:");
+    if (v != NULL && *v >= '0' && *v <= '9') {
+        uint32_t t = (uint32_t)strtoul(v, NULL, 10);
+        if (t > *timeline) {
+            *timeline = t;
+        }
+    }
+    v = field_after(text, "Database cluster state:");
+    if (v == NULL) {
+        return rpg_err(errmsg, RPG_EPROTO, "pg_controldata: no database cluster state");
+    }
+    /* "shut down" and "in production" are a primary's states; a standby's say "recovery". */
+    *was_primary = strncmp(v, "in production", 13) == 0 ||
+                   (strncmp(v, "shut down", 9) == 0 && strncmp(v, "shut down in recovery", 21) != 0);
+    return 0;
+}
+
+/* ---- small file helpers ---------------------------------------------------------------------- */
+
+static void path_in(const struct pg *p, const char *file, char *buf, size_t size)
+{
+    fmt_str(buf, size, "%s/%s", p->conf->postgresql.data_dir, file);
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Durable enough for configuration: write a temporary file and rename it over the target. */
+static int write_file(const char *path, const char *text, mode_t mode, char *errmsg)
+{
+    char tmp[PATH_MAX + 8];
+    fmt_str(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (fd < 0) {
+        return rpg_err(errmsg, RPG_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return rpg_err(errmsg, RPG_EIO, "cannot write %s: %s", tmp, strerror(e));
+        }
+        off += (size_t)n;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        unlink(tmp);
+        return rpg_err(errmsg, RPG_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return rpg_err(errmsg, RPG_EIO, "cannot rename %s: %s", tmp, strerror(e));
+    }
+    return 0;
+}
+
+/* Reads at most size-1 bytes from the end of path into buf; "" on error. */
+static void read_tail(const char *path, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long end = ftell(f);
+        long from = end > (long)size - 1 ? end - ((long)size - 1) : 0;
+        fseek(f, from, SEEK_SET);
+    }
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+/* The last line of the server log that reports a problem, for error messages. */
+static void log_reason(const struct pg *p, char *buf, size_t size)
+{
+    char path[PATH_MAX + 8], tail[4096];
+    fmt_str(path, sizeof path, "%s.log", p->conf->postgresql.data_dir);
+    read_tail(path, tail, sizeof tail);
+    buf[0] = '\0';
+    char *save = NULL;
+    for (char *line = strtok_r(tail, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strstr(line, "FATAL") != NULL || strstr(line, "ERROR") != NULL ||
+            strstr(line, "PANIC") != NULL) {
+            fmt_str(buf, size, "%s", line);
+        }
+    }
+}
+
+static int mkdir_parent(const char *path, char *errmsg)
+{
+    char dir[PATH_MAX];
+    fmt_str(dir, sizeof dir, "%s", path);
+    for (char *s = dir + 1; *s != '\0'; s++) {
+        if (*s != '/') {
+            continue;
+        }
+        *s = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            return rpg_err(errmsg, RPG_EIO, "cannot create %s: %s", dir, strerror(errno));
+        }
+        *s = '/';
+    }
+    return 0;
+}
+
+/* ---- configuration files --------------------------------------------------------------------- */
+
+static bool param_given(const struct pg *p, const char *key)
+{
+    for (unsigned i = 0; i < p->conf->postgresql.n_parameters; i++) {
+        if (strcmp(p->conf->postgresql.parameters[i].key, key) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* conninfo for a connection to up's PostgreSQL as user. */
+static void conninfo_for(const struct pg *p, const struct pg_upstream *up, bool replication,
+                         char *buf, size_t size)
+{
+    const struct conf *c = p->conf;
+    char host[16] = "";
+    uint16_t port = 0;
+    conf_parse_addr(up->address, host, &port);
+    const char *user = replication ? c->postgresql.replication_name : c->postgresql.superuser_name;
+    const char *password =
+        replication ? c->postgresql.replication_password : c->postgresql.superuser_password;
+    char quser[2 * CONF_NAME_MAX + 3], qpass[2 * 256 + 3], qapp[2 * FSM_NAME_MAX + 3];
+    char qpassfile[2 * PATH_MAX + 3];
+    pg_conninfo_quote(user, quser, sizeof quser);
+    pg_conninfo_quote(p->member, qapp, sizeof qapp);
+    int n = snprintf(buf, size, "host=%s port=%u user=%s application_name=%s connect_timeout=3",
+                     host, (unsigned)port, quser, qapp);
+    if (password[0] != '\0' && n > 0 && (size_t)n < size) {
+        pg_conninfo_quote(password, qpass, sizeof qpass);
+        n += snprintf(buf + n, size - (size_t)n, " password=%s", qpass);
+    }
+    if (c->postgresql.passfile[0] != '\0' && n > 0 && (size_t)n < size) {
+        pg_conninfo_quote(c->postgresql.passfile, qpassfile, sizeof qpassfile);
+        fmt_str(buf + n, size - (size_t)n, " passfile=%s", qpassfile);
+    }
+    if (!replication && n > 0 && (size_t)n < size) {
+        size_t l = strlen(buf);
+        fmt_str(buf + l, size - l, " dbname=postgres");
+    }
+}
+
+static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = *buf != NULL ? vsnprintf(*buf + *len, *cap - *len, fmt, ap) : -1;
+        va_end(ap);
+        if (n >= 0 && *len + (size_t)n < *cap) {
+            *len += (size_t)n;
+            return;
+        }
+        size_t ncap = *cap * 2 + (n > 0 ? (size_t)n : 0) + 1024;
+        char *nb = realloc(*buf, ncap);
+        if (nb == NULL) {
+            return; /* the caller sees a truncated file only if memory is exhausted */
+        }
+        *buf = nb;
+        *cap = ncap;
+    }
+}
+
+/* Writes raftpg.conf (included last by postgresql.conf), pg_hba.conf and the standby signal. */
+static int write_config(struct pg *p, bool standby, const struct pg_upstream *up, char *errmsg)
+{
+    const struct conf *c = p->conf;
+    char path[PATH_MAX + 32], host[16] = "", q[2 * PATH_MAX + 3];
+    uint16_t port = 0;
+    conf_parse_addr(c->postgresql.listen, host, &port);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rv = 0;
+
+    append(&buf, &len, &cap, "# written by raftpg on every start: edits are lost\n");
+    append(&buf, &len, &cap, "%s%s\n", UPSTREAM_MARK, standby && up != NULL ? up->name : "");
+    /* Defaults that the configuration may override. */
+    if (!param_given(p, "wal_retrieve_retry_interval")) {
+        /* A standby acts on a promote request only after this (DESIGN.md §9). */
+        append(&buf, &len, &cap, "wal_retrieve_retry_interval = '50ms'\n");
+    }
+    if (!param_given(p, "unix_socket_directories")) {
+        pg_conf_quote(c->postgresql.data_dir, q, sizeof q);
+        append(&buf, &len, &cap, "unix_socket_directories = %s\n", q);
+    }
+    if (!param_given(p, "hot_standby")) {
+        append(&buf, &len, &cap, "hot_standby = on\n");
+    }
+    if (!param_given(p, "wal_log_hints")) {
+        append(&buf, &len, &cap, "wal_log_hints = on\n");
+    }
+    for (unsigned i = 0; i < c->postgresql.n_parameters; i++) {
+        char qv[2048];
+        if (!pg_conf_quote(c->postgresql.parameters[i].value, qv, sizeof qv)) {
+            rv = rpg_err(errmsg, RPG_EINVAL, "postgresql.parameters.%s: value too long",
+                         c->postgresql.parameters[i].key);
+            goto out;
+        }
+        append(&buf, &len, &cap, "%s = %s\n", c->postgresql.parameters[i].key, qv);
+    }
+    /* What raftpg owns comes last, so it wins. */
+    append(&buf, &len, &cap, "listen_addresses = '%s'\nport = %u\n", host, (unsigned)port);
+    pg_conf_quote(c->scope, q, sizeof q);
+    append(&buf, &len, &cap, "cluster_name = %s\n", q);
+    append(&buf, &len, &cap, "recovery_target_timeline = 'latest'\n");
+    if (standby && up != NULL) {
+        char ci[2048], qci[4200], slot[FSM_NAME_MAX];
+        conninfo_for(p, up, true, ci, sizeof ci);
+        pg_conf_quote(ci, qci, sizeof qci);
+        append(&buf, &len, &cap, "primary_conninfo = %s\n", qci);
+        if (up->slot_id != 0) {
+            ha_slot_name(up->slot_id, slot, sizeof slot);
+            append(&buf, &len, &cap, "primary_slot_name = '%s'\n", slot);
+        } else {
+            append(&buf, &len, &cap, "primary_slot_name = ''\n");
+        }
+    } else {
+        append(&buf, &len, &cap, "primary_conninfo = ''\nprimary_slot_name = ''\n");
+    }
+    if (buf == NULL) {
+        return rpg_err(errmsg, RPG_ENOMEM, "out of memory writing %s", CONF_FILE);
+    }
+    path_in(p, CONF_FILE, path, sizeof path);
+    if ((rv = write_file(path, buf, 0600, errmsg)) != 0) {
+        goto out;
+    }
+
+    /* postgresql.conf includes raftpg.conf last; clones and rewinds copy the line along. */
+    path_in(p, "postgresql.conf", path, sizeof path);
+    {
+        char *main = NULL;
+        size_t mlen = 0, mcap = 0;
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+            char line[4096];
+            while (fgets(line, sizeof line, f) != NULL) {
+                append(&main, &mlen, &mcap, "%s", line);
+            }
+            fclose(f);
+        }
+        const char *inc = "include_if_exists = '" CONF_FILE "'";
+        if (main == NULL || strstr(main, inc) == NULL) {
+            append(&main, &mlen, &mcap, "%s%s\n", mlen > 0 && main[mlen - 1] != '\n' ? "\n" : "",
+                   inc);
+            rv = main != NULL ? write_file(path, main, 0600, errmsg)
+                              : rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+        }
+        free(main);
+        if (rv != 0) {
+            goto out;
+        }
+    }
+
+    if (c->postgresql.n_pg_hba > 0) {
+        len = 0;
+        append(&buf, &len, &cap, "# written by raftpg from postgresql.pg_hba: edits are lost\n");
+        for (unsigned i = 0; i < c->postgresql.n_pg_hba; i++) {
+            append(&buf, &len, &cap, "%s\n", c->postgresql.pg_hba[i]);
+        }
+        path_in(p, "pg_hba.conf", path, sizeof path);
+        if ((rv = write_file(path, buf, 0600, errmsg)) != 0) {
+            goto out;
+        }
+    }
+
+    path_in(p, "standby.signal", path, sizeof path);
+    if (standby) {
+        if ((rv = write_file(path, "", 0600, errmsg)) != 0) {
+            goto out;
+        }
+    } else if (unlink(path) != 0 && errno != ENOENT) {
+        rv = rpg_err(errmsg, RPG_EIO, "cannot remove %s: %s", path, strerror(errno));
+        goto out;
+    }
+    fmt_str(p->obs.upstream, sizeof p->obs.upstream, "%s", standby && up != NULL ? up->name : "");
+out:
+    free(buf);
+    return rv;
+}
+
+/* The upstream recorded in raftpg.conf by an earlier run of the agent. */
+static void read_upstream(struct pg *p)
+{
+    char path[PATH_MAX + 32], line[512];
+    path_in(p, CONF_FILE, path, sizeof path);
+    p->obs.upstream[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, UPSTREAM_MARK, strlen(UPSTREAM_MARK)) == 0) {
+            char *v = line + strlen(UPSTREAM_MARK);
+            v[strcspn(v, "\r\n")] = '\0';
+            fmt_str(p->obs.upstream, sizeof p->obs.upstream, "%s", v);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+/* ---- the observer's connection --------------------------------------------------------------- */
+
+static void observe(struct pg *p);
+static void conn_drop(struct pg *p, const char *why);
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static void poll_closed(uv_handle_t *h)
+{
+    struct pg *p = h->data;
+    p->n_open--;
+    if (p->closing && p->n_open == 0 && p->close_cb != NULL) {
+        p->close_cb(p);
+    }
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    poll_closed(h);
+}
+
+static void poll_for(struct pg *p, int events)
+{
+    int fd = PQsocket(p->conn);
+    if (p->poll_active && fd != p->conn_fd) {
+        /* libpq may switch sockets while connecting; a poll handle watches one fd. */
+        uv_poll_stop(&p->poll);
+    }
+    if (!p->poll_active || fd != p->conn_fd) {
+        if (uv_poll_init(p->loop, &p->poll, fd) != 0) {
+            conn_drop(p, "cannot watch the postgresql connection");
+            return;
+        }
+        p->poll.data = p;
+        p->n_open++;
+        p->poll_active = true;
+        p->conn_fd = fd;
+    }
+    uv_poll_start(&p->poll, events, on_poll);
+}
+
+/* Releases the connection. The poll handle is closed before the socket (libuv requires it). */
+static void conn_drop(struct pg *p, const char *why)
+{
+    uv_timer_stop(&p->deadline);
+    if (p->poll_active) {
+        uv_poll_stop(&p->poll);
+        uv_close((uv_handle_t *)&p->poll, poll_closed);
+        p->poll_active = false;
+    }
+    if (p->conn != NULL) {
+        PQfinish(p->conn);
+        p->conn = NULL;
+    }
+    p->conn_phase = CONN_NONE;
+    p->conn_fd = -1;
+    if (why != NULL && p->obs.state == HA_PG_RUNNING) {
+        p->obs.state = HA_PG_STARTING;
+        fmt_str(p->state_detail, sizeof p->state_detail, "%s", why);
+    }
+    if (p->pending_cb != NULL && p->conn_phase == CONN_NONE && why != NULL &&
+        p->pending_sql == NULL) {
+        /* A control statement was on the wire: it failed with the connection. */
+        void (*cb)(struct pg *, int, const char *) = p->pending_cb;
+        p->pending_cb = NULL;
+        cb(p, RPG_ECONN, why);
+    }
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct pg *p = t->data;
+    conn_drop(p, "postgresql did not answer in time");
+}
+
+static void conn_start(struct pg *p)
+{
+    const struct conf *c = p->conf;
+    char host[16] = "", port[8];
+    uint16_t pnum = 0;
+    conf_parse_addr(c->postgresql.connect_address, host, &pnum);
+    fmt_str(port, sizeof port, "%u", (unsigned)pnum);
+    const char *keys[10], *vals[10];
+    int n = 0;
+    keys[n] = "host", vals[n++] = host;
+    keys[n] = "port", vals[n++] = port;
+    keys[n] = "user", vals[n++] = c->postgresql.superuser_name;
+    keys[n] = "dbname", vals[n++] = "postgres";
+    keys[n] = "application_name", vals[n++] = "raftpg";
+    keys[n] = "connect_timeout", vals[n++] = "2";
+    if (c->postgresql.superuser_password[0] != '\0') {
+        keys[n] = "password", vals[n++] = c->postgresql.superuser_password;
+    }
+    if (c->postgresql.passfile[0] != '\0') {
+        keys[n] = "passfile", vals[n++] = c->postgresql.passfile;
+    }
+    keys[n] = NULL, vals[n] = NULL;
+    p->conn = PQconnectStartParams(keys, vals, 0);
+    if (p->conn == NULL || PQstatus(p->conn) == CONNECTION_BAD) {
+        conn_drop(p, "cannot connect to postgresql");
+        return;
+    }
+    PQsetnonblocking(p->conn, 1);
+    p->conn_phase = CONN_CONNECTING;
+    uv_timer_start(&p->deadline, on_deadline, PG_QUERY_TIMEOUT_MS, 0);
+    poll_for(p, UV_WRITABLE);
+}
+
+static void send_query(struct pg *p, const char *sql)
+{
+    if (PQsendQuery(p->conn, sql) != 1) {
+        char why[RPG_ERRMSG_SIZE];
+        fmt_str(why, sizeof why, "query failed: %s", PQerrorMessage(p->conn));
+        why[strcspn(why, "\n")] = '\0';
+        conn_drop(p, why);
+        return;
+    }
+    p->conn_phase = CONN_BUSY;
+    p->query_epoch = p->epoch;
+    uv_timer_start(&p->deadline, on_deadline, PG_QUERY_TIMEOUT_MS, 0);
+    poll_for(p, PQflush(p->conn) == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+}
+
+static void parse_replicas(struct pg *p, const char *list)
+{
+    p->n_replicas = 0;
+    char buf[4096];
+    fmt_str(buf, sizeof buf, "%s", list);
+    char *save = NULL;
+    for (char *item = strtok_r(buf, ",", &save); item != NULL && p->n_replicas < FSM_MEMBERS_MAX;
+         item = strtok_r(NULL, ",", &save)) {
+        struct pg_replica *r = &p->replicas[p->n_replicas];
+        unsigned long long flush = 0, replay = 0;
+        char name[FSM_NAME_MAX], state[16], sync[16];
+        if (sscanf(item, "%63s %15s %15s %llu %llu", name, state, sync, &flush, &replay) == 5) {
+            fmt_str(r->name, sizeof r->name, "%s", name);
+            fmt_str(r->state, sizeof r->state, "%s", state);
+            fmt_str(r->sync_state, sizeof r->sync_state, "%s", sync);
+            r->flush_position = flush;
+            r->replay_position = replay;
+            p->n_replicas++;
+        }
+    }
+}
+
+static void take_observation(struct pg *p, PGresult *res)
+{
+    if (PQntuples(res) != 1 || PQnfields(res) != 7) {
+        return;
+    }
+    struct ha_pg *o = &p->obs;
+    o->state = HA_PG_RUNNING;
+    o->in_recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    o->system_id = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+    o->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+    o->wal_position = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
+    o->streaming = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+    o->was_primary = !o->in_recovery;
+    o->n_slots = 0;
+    char slots[2048];
+    fmt_str(slots, sizeof slots, "%s", PQgetvalue(res, 0, 5));
+    char *save = NULL;
+    for (char *s = strtok_r(slots, ",", &save); s != NULL && o->n_slots < HA_SLOTS_MAX;
+         s = strtok_r(NULL, ",", &save)) {
+        fmt_str(o->slots[o->n_slots++], FSM_NAME_MAX, "%s", s);
+    }
+    parse_replicas(p, o->in_recovery ? "" : PQgetvalue(res, 0, 6));
+    p->state_detail[0] = '\0';
+    p->obs_valid = true;
+    p->obs_epoch = p->query_epoch;
+}
+
+static void on_result(struct pg *p, int kind)
+{
+    PGresult *res;
+    char err[RPG_ERRMSG_SIZE] = "";
+    while ((res = PQgetResult(p->conn)) != NULL) {
+        ExecStatusType st = PQresultStatus(res);
+        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && err[0] == '\0') {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            /* 42710 duplicate_object: the role or slot exists already, which is the goal. */
+            if (kind != QUERY_CONTROL || state == NULL || strcmp(state, "42710") != 0) {
+                fmt_str(err, sizeof err, "%s", PQresultErrorMessage(res));
+                err[strcspn(err, "\n")] = '\0';
+            }
+        } else if (st == PGRES_TUPLES_OK && kind == QUERY_OBSERVE) {
+            take_observation(p, res);
+        }
+        PQclear(res);
+    }
+    uv_timer_stop(&p->deadline);
+    p->conn_phase = CONN_IDLE;
+    if (p->poll_active) {
+        uv_poll_stop(&p->poll);
+    }
+    if (kind == QUERY_CONTROL && p->pending_cb != NULL) {
+        void (*cb)(struct pg *, int, const char *) = p->pending_cb;
+        p->pending_cb = NULL;
+        cb(p, err[0] != '\0' ? RPG_EIO : 0, err);
+    } else if (kind == QUERY_OBSERVE && err[0] != '\0') {
+        /* A standby that is still starting answers with an error ("starting up"). */
+        p->obs.state = HA_PG_STARTING;
+        fmt_str(p->state_detail, sizeof p->state_detail, "%s", err);
+        p->obs_epoch = p->query_epoch;
+    }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct pg *p = h->data;
+    if (status < 0) {
+        conn_drop(p, "postgresql connection error");
+        return;
+    }
+    if (p->conn_phase == CONN_CONNECTING) {
+        switch (PQconnectPoll(p->conn)) {
+        case PGRES_POLLING_READING: poll_for(p, UV_READABLE); return;
+        case PGRES_POLLING_WRITING: poll_for(p, UV_WRITABLE); return;
+        case PGRES_POLLING_OK:
+            uv_timer_stop(&p->deadline);
+            p->conn_phase = CONN_IDLE;
+            uv_poll_stop(&p->poll);
+            observe(p);
+            return;
+        default: {
+            char why[RPG_ERRMSG_SIZE];
+            fmt_str(why, sizeof why, "cannot connect to postgresql: %s", PQerrorMessage(p->conn));
+            why[strcspn(why, "\n")] = '\0';
+            if (p->obs.state != HA_PG_RUNNING) {
+                fmt_str(p->state_detail, sizeof p->state_detail, "%s", why);
+            }
+            conn_drop(p, why);
+            return;
+        }
+        }
+    }
+    if (p->conn_phase != CONN_BUSY) {
+        return;
+    }
+    if (events & UV_WRITABLE) {
+        int f = PQflush(p->conn);
+        if (f < 0) {
+            conn_drop(p, "postgresql connection lost");
+            return;
+        }
+        if (f == 0) {
+            poll_for(p, UV_READABLE);
+        }
+    }
+    if (events & UV_READABLE) {
+        if (PQconsumeInput(p->conn) != 1) {
+            char why[RPG_ERRMSG_SIZE];
+            fmt_str(why, sizeof why, "postgresql connection lost: %s", PQerrorMessage(p->conn));
+            why[strcspn(why, "\n")] = '\0';
+            conn_drop(p, why);
+            return;
+        }
+        if (!PQisBusy(p->conn)) {
+            on_result(p, p->busy_kind);
+        }
+    }
+}
+
+/* ---- observation ----------------------------------------------------------------------------- */
+
+static void on_controldata(struct proc *pr, const struct proc_result *res, void *data)
+{
+    (void)pr;
+    struct pg *p = data;
+    p->controldata_running = false;
+    if (p->closing) {
+        return;
+    }
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (!proc_ok(res)) {
+        proc_describe(&p->controldata, res, p->state_detail, sizeof p->state_detail);
+        p->obs.state = HA_PG_STOPPED;
+        p->obs.system_id = 0;
+        p->obs_valid = true;
+        p->obs_epoch = p->query_epoch;
+        return;
+    }
+    uint64_t sysid = 0;
+    uint32_t tl = 0;
+    bool was_primary = false;
+    if (pg_parse_controldata(res->output, &sysid, &tl, &was_primary, errmsg) != 0) {
+        fmt_str(p->state_detail, sizeof p->state_detail, "%s", errmsg);
+        return;
+    }
+    p->obs.system_id = sysid;
+    p->obs.timeline = tl;
+    p->obs.was_primary = was_primary;
+    p->controldata_valid = true;
+    p->obs_valid = true;
+    p->obs_epoch = p->query_epoch;
+}
+
+/* Reads postmaster.pid: the pid when that process is alive, else 0; status gets line 8. */
+static int postmaster_alive(const struct pg *p, char *status, size_t size)
+{
+    char path[PATH_MAX + 32], buf[1024];
+    path_in(p, "postmaster.pid", path, sizeof path);
+    status[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    long pid = strtol(buf, NULL, 10);
+    if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM)) {
+        return 0;
+    }
+    char *line = buf;
+    for (int i = 1; i < 8 && line != NULL; i++) {
+        line = strchr(line, '\n');
+        line = line != NULL ? line + 1 : NULL;
+    }
+    if (line != NULL) {
+        fmt_str(status, size, "%.*s", (int)strcspn(line, " \n"), line);
+    }
+    return (int)pid;
+}
+
+static void set_not_running(struct pg *p, enum ha_pg_state state)
+{
+    struct ha_pg *o = &p->obs;
+    o->state = state;
+    o->in_recovery = false;
+    o->streaming = false;
+    o->wal_position = 0;
+    o->n_slots = 0;
+    p->n_replicas = 0;
+}
+
+static void observe(struct pg *p)
+{
+    if (p->closing) {
+        return;
+    }
+    char path[PATH_MAX + 32], status[32];
+    path_in(p, "PG_VERSION", path, sizeof path);
+    if (!file_exists(path)) {
+        if (p->conn != NULL) {
+            conn_drop(p, NULL);
+        }
+        set_not_running(p, HA_PG_ABSENT);
+        p->obs.system_id = 0;
+        p->obs.timeline = 0;
+        p->obs.was_primary = false;
+        p->controldata_valid = false;
+        p->postmaster_pid = 0;
+        p->obs_valid = true;
+        p->obs_epoch = p->epoch;
+        return;
+    }
+    p->postmaster_pid = postmaster_alive(p, status, sizeof status);
+    if (p->postmaster_pid == 0) {
+        if (p->conn != NULL) {
+            conn_drop(p, NULL);
+        }
+        set_not_running(p, HA_PG_STOPPED);
+        if (p->controldata_valid) {
+            p->obs_valid = true;
+            p->obs_epoch = p->epoch;
+        } else if (!p->controldata_running && p->op == PG_OP_NONE) {
+            char bin[PATH_MAX + 32], errmsg[RPG_ERRMSG_SIZE];
+            fmt_str(bin, sizeof bin, "%s/pg_controldata", p->conf->postgresql.bin_dir);
+            char *argv[] = {bin, "-D", (char *)p->conf->postgresql.data_dir, NULL};
+            char *env[] = {"LC_ALL=C", NULL};
+            if (proc_run(&p->controldata, p->loop, argv, env, 10000, on_controldata, p,
+                         errmsg) == 0) {
+                p->controldata_running = true;
+                p->query_epoch = p->epoch;
+            }
+        }
+        return;
+    }
+    p->controldata_valid = false;
+    if (p->obs.state != HA_PG_RUNNING) {
+        /* Up but not answering yet: that much is a complete observation. */
+        p->obs.state = HA_PG_STARTING;
+        p->obs_valid = true;
+        if (p->conn_phase == CONN_NONE) {
+            p->obs_epoch = p->epoch;
+        }
+    }
+    switch (p->conn_phase) {
+    case CONN_NONE: conn_start(p); break;
+    case CONN_IDLE:
+        if (p->pending_sql != NULL) {
+            char *sql = p->pending_sql;
+            p->pending_sql = NULL;
+            p->busy_kind = QUERY_CONTROL;
+            send_query(p, sql);
+            free(sql);
+        } else {
+            p->busy_kind = QUERY_OBSERVE;
+            send_query(p, OBSERVE_SQL);
+        }
+        break;
+    default: break;
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    observe(t->data);
+}
+
+/* ---- control operations ---------------------------------------------------------------------- */
+
+static void op_step(struct pg *p, int rc, const char *msg);
+
+static void op_finish(struct pg *p, int rc, const char *msg)
+{
+    enum pg_op op = p->op;
+    p->op = PG_OP_NONE;
+    p->controldata_valid = false;
+    p->epoch++;
+    pg_done_cb cb = p->done_cb;
+    p->done_cb = NULL;
+    if (rc != 0) {
+        log_debug("%s failed: %s", pg_op_name(op), msg);
+    }
+    if (cb != NULL) {
+        cb(p, rc, msg != NULL ? msg : "", p->done_data);
+    }
+}
+
+static void on_proc(struct proc *pr, const struct proc_result *res, void *data)
+{
+    struct pg *p = data;
+    if (p->closing) {
+        op_finish(p, RPG_EIO, "agent stopping");
+        return;
+    }
+    if (proc_ok(res)) {
+        op_step(p, 0, NULL);
+        return;
+    }
+    char why[RPG_ERRMSG_SIZE];
+    proc_describe(pr, res, why, sizeof why);
+    op_step(p, res->timed_out ? RPG_ETIMEDOUT : RPG_EIO, why);
+}
+
+static int run(struct pg *p, char *const argv[], unsigned timeout_ms)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    char *env[] = {"LC_ALL=C", NULL};
+    int rv = proc_run(&p->proc, p->loop, argv, env, timeout_ms, on_proc, p, errmsg);
+    if (rv != 0) {
+        fmt_str(p->op_error, sizeof p->op_error, "%s", errmsg);
+    }
+    return rv;
+}
+
+static void bin_path(const struct pg *p, const char *prog, char *buf, size_t size)
+{
+    fmt_str(buf, size, "%s/%s", p->conf->postgresql.bin_dir, prog);
+}
+
+static void on_control_sql(struct pg *p, int rc, const char *msg)
+{
+    uv_timer_stop(&p->sql_timer);
+    op_step(p, rc, msg);
+}
+
+static void on_sql_wait(uv_timer_t *t)
+{
+    struct pg *p = t->data;
+    if (p->pending_sql != NULL) {
+        free(p->pending_sql);
+        p->pending_sql = NULL;
+        p->pending_cb = NULL;
+        op_step(p, RPG_ETIMEDOUT, "postgresql did not accept connections in time");
+    }
+}
+
+/* Queues a control statement for the observer's connection; it runs once PostgreSQL accepts
+ * connections, or fails after CONTROL_SQL_WAIT_MS. Takes ownership of sql. */
+static void control_sql(struct pg *p, char *sql)
+{
+    if (sql == NULL) {
+        op_step(p, RPG_ENOMEM, "out of memory");
+        return;
+    }
+    free(p->pending_sql);
+    p->pending_sql = sql;
+    p->pending_cb = on_control_sql;
+    uv_timer_start(&p->sql_timer, on_sql_wait, CONTROL_SQL_WAIT_MS, 0);
+    observe(p);
+}
+
+static int pg_ctl_start(struct pg *p)
+{
+    char bin[PATH_MAX + 32], logf[PATH_MAX + 8], t[16];
+    bin_path(p, "pg_ctl", bin, sizeof bin);
+    fmt_str(logf, sizeof logf, "%s.log", p->conf->postgresql.data_dir);
+    fmt_str(t, sizeof t, "%d", START_TIMEOUT_S);
+    char *argv[] = {bin, "start", "-D", (char *)p->conf->postgresql.data_dir, "-l", logf,
+                    "-w", "-t", t, "-s", NULL};
+    return run(p, argv, (START_TIMEOUT_S + 10) * 1000u);
+}
+
+static char *roles_sql(const struct pg *p)
+{
+    const struct conf *c = p->conf;
+    if (strcmp(c->postgresql.replication_name, c->postgresql.superuser_name) == 0) {
+        return strdup("SELECT 1");
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    append(&buf, &len, &cap, "CREATE ROLE \"");
+    for (const char *s = c->postgresql.replication_name; *s; s++) {
+        append(&buf, &len, &cap, *s == '"' ? "\"\"" : "%c", *s);
+    }
+    append(&buf, &len, &cap, "\" WITH REPLICATION LOGIN");
+    if (c->postgresql.replication_password[0] != '\0') {
+        append(&buf, &len, &cap, " PASSWORD '");
+        for (const char *s = c->postgresql.replication_password; *s; s++) {
+            append(&buf, &len, &cap, *s == '\'' ? "''" : "%c", *s);
+        }
+        append(&buf, &len, &cap, "'");
+    }
+    return buf;
+}
+
+static char *slots_sql(const struct pg *p)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    char name[FSM_NAME_MAX];
+    append(&buf, &len, &cap, "SELECT pg_drop_replication_slot(slot_name) FROM "
+                             "pg_replication_slots WHERE slot_name LIKE 'raftpg\\_%%' AND NOT "
+                             "active AND slot_name NOT IN (''");
+    for (unsigned i = 0; i < p->n_slot_ids; i++) {
+        ha_slot_name(p->slot_ids[i], name, sizeof name);
+        append(&buf, &len, &cap, ", '%s'", name);
+    }
+    append(&buf, &len, &cap, ");");
+    for (unsigned i = 0; i < p->n_slot_ids; i++) {
+        ha_slot_name(p->slot_ids[i], name, sizeof name);
+        append(&buf, &len, &cap,
+               " SELECT pg_create_physical_replication_slot('%s') WHERE NOT EXISTS (SELECT 1 "
+               "FROM pg_replication_slots WHERE slot_name = '%s');",
+               name, name);
+    }
+    return buf;
+}
+
+/* Removes the data directory with rm, after checking it is one (or is empty). */
+static int remove_data_dir(struct pg *p)
+{
+    const char *dir = p->conf->postgresql.data_dir;
+    if (dir[0] != '/' || strcmp(dir, "/") == 0) {
+        fmt_str(p->op_error, sizeof p->op_error, "refusing to remove data directory %s", dir);
+        return RPG_EINVAL;
+    }
+    char *argv[] = {"/bin/rm", "-rf", "--", (char *)dir, NULL};
+    return run(p, argv, 600000);
+}
+
+/* Each operation is a short sequence of steps; a step that starts something returns and the
+ * completion calls op_step again with the outcome. */
+static void op_step(struct pg *p, int rc, const char *msg)
+{
+    char errmsg[RPG_ERRMSG_SIZE], bin[PATH_MAX + 32], buf[4096];
+    const struct conf *c = p->conf;
+    char *dd = (char *)c->postgresql.data_dir;
+    int rv = 0;
+    int step = p->step++;
+
+    if (rc != 0) {
+        if (p->op == PG_OP_START || (p->op == PG_OP_BOOTSTRAP && step == 2) ||
+            ((p->op == PG_OP_CLONE || p->op == PG_OP_REINIT || p->op == PG_OP_REWIND) &&
+             p->standby && step >= 10)) {
+            char reason[RPG_ERRMSG_SIZE];
+            log_reason(p, reason, sizeof reason);
+            p->obs.start_failures++;
+            if (reason[0] != '\0') {
+                fmt_str(buf, sizeof buf, "%s (server log: %s)", msg, reason);
+                msg = buf;
+            }
+        }
+        if (p->op == PG_OP_REWIND && step == 1) {
+            p->obs.rewind_failed = true;
+        }
+        if (p->op == PG_OP_STOP && step == 1) {
+            /* Fast shutdown did not finish within its bound: escalate. */
+            bin_path(p, "pg_ctl", bin, sizeof bin);
+            char *argv[] = {bin, "stop", "-D", dd, "-m", "immediate", "-w", "-t", "30", "-s",
+                            NULL};
+            log_warning("fast shutdown failed (%s): stopping postgresql immediately", msg);
+            if (run(p, argv, 40000) == 0) {
+                return;
+            }
+            msg = p->op_error;
+        }
+        fmt_str(p->op_error, sizeof p->op_error, "%s", msg);
+        op_finish(p, rc, msg);
+        return;
+    }
+
+    switch (p->op) {
+    case PG_OP_BOOTSTRAP:
+        switch (step) {
+        case 0: {
+            if ((rv = mkdir_parent(dd, errmsg)) != 0) {
+                break;
+            }
+            char pwfile[PATH_MAX + 16];
+            fmt_str(pwfile, sizeof pwfile, "%s.pwfile", dd);
+            fmt_str(buf, sizeof buf, "%s\n", c->postgresql.superuser_password);
+            if (c->postgresql.superuser_password[0] != '\0' &&
+                (rv = write_file(pwfile, buf, 0600, errmsg)) != 0) {
+                break;
+            }
+            bin_path(p, "initdb", bin, sizeof bin);
+            char user[CONF_NAME_MAX + 16], pwarg[PATH_MAX + 16];
+            fmt_str(user, sizeof user, "--username=%s", c->postgresql.superuser_name);
+            fmt_str(pwarg, sizeof pwarg, "--pwfile=%s", pwfile);
+            char *argv[] = {bin,        "-D", dd, user, "--data-checksums", "--encoding=UTF8",
+                            "--locale=C.UTF-8", "--auth=trust",
+                            c->postgresql.superuser_password[0] != '\0' ? pwarg : NULL, NULL};
+            log_info("bootstrap: running initdb in %s", dd);
+            if (run(p, argv, 600000) == 0) {
+                return;
+            }
+            rv = RPG_EIO;
+            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            break;
+        }
+        case 1: {
+            char pwfile[PATH_MAX + 16];
+            fmt_str(pwfile, sizeof pwfile, "%s.pwfile", dd);
+            unlink(pwfile);
+            if ((rv = write_config(p, false, NULL, errmsg)) != 0) {
+                break;
+            }
+            log_info("bootstrap: starting postgresql as primary");
+            if (pg_ctl_start(p) != 0) {
+                rv = RPG_EIO;
+                fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+                break;
+            }
+            return;
+        }
+        case 2:
+            p->obs.start_failures = 0;
+            control_sql(p, roles_sql(p));
+            return;
+        default:
+            log_info("bootstrap: roles created");
+            op_finish(p, 0, NULL);
+            return;
+        }
+        break;
+    case PG_OP_START:
+        if (step == 0) {
+            if ((rv = write_config(p, p->standby, p->upstream.name[0] ? &p->upstream : NULL,
+                                   errmsg)) == 0) {
+                if (pg_ctl_start(p) == 0) {
+                    return;
+                }
+                rv = RPG_EIO;
+                fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            }
+            break;
+        }
+        p->obs.start_failures = 0;
+        op_finish(p, 0, NULL);
+        return;
+    case PG_OP_STOP:
+        if (step == 0) {
+            bin_path(p, "pg_ctl", bin, sizeof bin);
+            char t[16];
+            fmt_str(t, sizeof t, "%u", (p->stop_bound_ms + 999) / 1000);
+            char *argv[] = {bin, "stop", "-D", dd, "-m", "fast", "-w", "-t", t, "-s", NULL};
+            if (run(p, argv, p->stop_bound_ms + 2000) == 0) {
+                return;
+            }
+            rv = RPG_EIO;
+            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            break;
+        }
+        op_finish(p, 0, NULL);
+        return;
+    case PG_OP_PROMOTE:
+        if (step == 0) {
+            bin_path(p, "pg_ctl", bin, sizeof bin);
+            char *argv[] = {bin, "promote", "-D", dd, "-W", "-s", NULL};
+            if (run(p, argv, 10000) == 0) {
+                return;
+            }
+            rv = RPG_EIO;
+            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            break;
+        }
+        op_finish(p, 0, NULL);
+        return;
+    case PG_OP_REINIT:
+        if (step == 0) {
+            log_info("reinit: removing data directory %s", dd);
+            if (remove_data_dir(p) == 0) {
+                return;
+            }
+            rv = RPG_EIO;
+            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            break;
+        }
+        p->op = PG_OP_CLONE;
+        p->step = 0;
+        op_step(p, 0, NULL);
+        return;
+    case PG_OP_CLONE:
+        if (step == 0) {
+            if ((rv = mkdir_parent(dd, errmsg)) != 0) {
+                break;
+            }
+            char ci[2048], slot[FSM_NAME_MAX];
+            conninfo_for(p, &p->upstream, true, ci, sizeof ci);
+            bin_path(p, "pg_basebackup", bin, sizeof bin);
+            ha_slot_name(p->upstream.slot_id, slot, sizeof slot);
+            char *argv[] = {bin, "-D", dd, "-X", "stream", "-c", "fast", "-d", ci,
+                            p->upstream.slot_id != 0 ? "-S" : NULL, slot, NULL};
+            log_info("clone: pg_basebackup from %s (%s)", p->upstream.name, p->upstream.address);
+            if (run(p, argv, CLONE_TIMEOUT_MS) == 0) {
+                return;
+            }
+            rv = RPG_EIO;
+            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            break;
+        }
+        p->obs.rewind_failed = false;
+        p->op = PG_OP_START;
+        p->standby = true;
+        p->step = 0;
+        op_step(p, 0, NULL);
+        return;
+    case PG_OP_REWIND:
+        if (step == 0) {
+            char ci[2048], src[2100];
+            conninfo_for(p, &p->upstream, false, ci, sizeof ci);
+            fmt_str(src, sizeof src, "--source-server=%s", ci);
+            bin_path(p, "pg_rewind", bin, sizeof bin);
+            char *argv[] = {bin, "-D", dd, src, NULL};
+            log_info("rewind: pg_rewind from %s (%s)", p->upstream.name, p->upstream.address);
+            if (run(p, argv, REWIND_TIMEOUT_MS) == 0) {
+                return;
+            }
+            rv = RPG_EIO;
+            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            break;
+        }
+        log_info("rewind: done, starting as a standby of %s", p->upstream.name);
+        p->obs.rewind_failed = false;
+        p->op = PG_OP_START;
+        p->standby = true;
+        p->step = 0;
+        op_step(p, 0, NULL);
+        return;
+    case PG_OP_FOLLOW:
+        if (step == 0) {
+            if ((rv = write_config(p, true, &p->upstream, errmsg)) != 0) {
+                break;
+            }
+            bin_path(p, "pg_ctl", bin, sizeof bin);
+            char *argv[] = {bin, "reload", "-D", dd, "-s", NULL};
+            if (run(p, argv, 10000) == 0) {
+                return;
+            }
+            rv = RPG_EIO;
+            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            break;
+        }
+        op_finish(p, 0, NULL);
+        return;
+    case PG_OP_SYNC_SLOTS:
+        if (step == 0) {
+            control_sql(p, slots_sql(p));
+            return;
+        }
+        op_finish(p, 0, NULL);
+        return;
+    case PG_OP_NONE:
+        return;
+    }
+    if (rv != 0) {
+        fmt_str(p->op_error, sizeof p->op_error, "%s", errmsg);
+        op_finish(p, rv, errmsg);
+    }
+}
+
+static int op_begin(struct pg *p, enum pg_op op, const struct pg_upstream *up, pg_done_cb cb,
+                    void *data)
+{
+    if (p->op != PG_OP_NONE || p->closing) {
+        return RPG_EBUSY;
+    }
+    p->op = op;
+    p->step = 0;
+    p->done_cb = cb;
+    p->done_data = data;
+    p->op_error[0] = '\0';
+    if (up != NULL) {
+        p->upstream = *up;
+    } else {
+        memset(&p->upstream, 0, sizeof p->upstream);
+    }
+    op_step(p, 0, NULL);
+    return 0;
+}
+
+bool pg_busy(const struct pg *p)
+{
+    return p->op != PG_OP_NONE;
+}
+
+int pg_bootstrap(struct pg *p, pg_done_cb cb, void *data)
+{
+    return op_begin(p, PG_OP_BOOTSTRAP, NULL, cb, data);
+}
+
+int pg_start(struct pg *p, bool standby, const struct pg_upstream *up, pg_done_cb cb, void *data)
+{
+    if (p->op != PG_OP_NONE) {
+        return RPG_EBUSY;
+    }
+    p->standby = standby;
+    return op_begin(p, PG_OP_START, up, cb, data);
+}
+
+int pg_stop(struct pg *p, unsigned bound_ms, pg_done_cb cb, void *data)
+{
+    if (p->op != PG_OP_NONE) {
+        return RPG_EBUSY;
+    }
+    p->stop_bound_ms = bound_ms < 1000 ? 1000 : bound_ms;
+    return op_begin(p, PG_OP_STOP, NULL, cb, data);
+}
+
+int pg_promote(struct pg *p, pg_done_cb cb, void *data)
+{
+    return op_begin(p, PG_OP_PROMOTE, NULL, cb, data);
+}
+
+int pg_clone(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data)
+{
+    return op_begin(p, PG_OP_CLONE, up, cb, data);
+}
+
+int pg_reinit(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data)
+{
+    return op_begin(p, PG_OP_REINIT, up, cb, data);
+}
+
+int pg_rewind(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data)
+{
+    return op_begin(p, PG_OP_REWIND, up, cb, data);
+}
+
+int pg_follow(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data)
+{
+    return op_begin(p, PG_OP_FOLLOW, up, cb, data);
+}
+
+int pg_sync_slots(struct pg *p, const uint64_t *ids, unsigned n, pg_done_cb cb, void *data)
+{
+    if (p->op != PG_OP_NONE) {
+        return RPG_EBUSY;
+    }
+    p->n_slot_ids = n < FSM_MEMBERS_MAX ? n : FSM_MEMBERS_MAX;
+    memcpy(p->slot_ids, ids, p->n_slot_ids * sizeof *ids);
+    return op_begin(p, PG_OP_SYNC_SLOTS, NULL, cb, data);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------- */
+
+int pg_init(struct pg *p, uv_loop_t *loop, const struct conf *conf, const char *member,
+            char *errmsg)
+{
+    (void)errmsg;
+    memset(p, 0, sizeof *p);
+    p->loop = loop;
+    p->conf = conf;
+    p->member = member;
+    p->conn_fd = -1;
+    uv_timer_init(loop, &p->tick);
+    uv_timer_init(loop, &p->deadline);
+    uv_timer_init(loop, &p->sql_timer);
+    p->tick.data = p;
+    p->deadline.data = p;
+    p->sql_timer.data = p;
+    p->n_open = 3;
+    read_upstream(p);
+    uv_timer_start(&p->tick, on_tick, 0, PG_OBSERVE_INTERVAL_MS);
+    return 0;
+}
+
+static void finish_close(struct pg *p);
+
+static void on_proc_drained(uv_timer_t *t)
+{
+    struct pg *p = t->data;
+    finish_close(p);
+}
+
+/* Closing waits for running programs: their callbacks touch p. */
+static void finish_close(struct pg *p)
+{
+    if (p->op != PG_OP_NONE || p->controldata_running) {
+        uv_timer_start(&p->tick, on_proc_drained, 20, 0);
+        return;
+    }
+    conn_drop(p, NULL);
+    free(p->pending_sql);
+    p->pending_sql = NULL;
+    p->pending_cb = NULL;
+    uv_close((uv_handle_t *)&p->tick, handle_closed);
+    uv_close((uv_handle_t *)&p->deadline, handle_closed);
+    uv_close((uv_handle_t *)&p->sql_timer, handle_closed);
+}
+
+void pg_close(struct pg *p, void (*cb)(struct pg *p))
+{
+    if (p->closing) {
+        return;
+    }
+    p->closing = true;
+    p->close_cb = cb;
+    uv_timer_stop(&p->tick);
+    uv_timer_stop(&p->sql_timer);
+    if (p->op != PG_OP_NONE && p->proc.running) {
+        proc_kill(&p->proc, SIGTERM);
+    }
+    if (p->controldata_running) {
+        proc_kill(&p->controldata, SIGTERM);
+    }
+    finish_close(p);
+}

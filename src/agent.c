@@ -287,6 +287,7 @@ static unsigned collect_peers(struct agent *a, struct ha_peer *out, rpg_msec now
         h->in_recovery = p->pg_in_recovery;
         h->system_id = p->pg_system_id;
         h->timeline = p->pg_timeline;
+        h->checkpoint_timeline = p->pg_checkpoint_timeline;
         h->wal_position = p->pg_wal_position;
         h->start_failures = p->pg_start_failures;
         h->nofailover = p->nofailover;
@@ -390,6 +391,8 @@ static int ha_execute(struct agent *a, const struct ha_decision *d, char *errmsg
         return pg_start(&a->pg, true, &up, on_pg_done, a);
     case HA_ACT_PROMOTE:
         return pg_promote(&a->pg, on_pg_done, a);
+    case HA_ACT_CHECKPOINT:
+        return pg_checkpoint(&a->pg, on_pg_done, a);
     case HA_ACT_DEMOTE:
         return pg_stop(&a->pg, DEMOTE_BOUND_MS, on_pg_done, a);
     case HA_ACT_CLONE:

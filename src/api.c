@@ -66,9 +66,11 @@ static json_t *pg_json(const struct agent *a)
     const char *detail = a->ha_last.action == HA_ACT_REFUSE ? a->ha_last.why
                          : a->ha_error[0] != '\0'          ? a->ha_error
                                                             : a->pg.state_detail;
-    return json_pack("{s:s, s:b, s:s, s:I, s:I, s:b, s:I, s:s, s:s, s:s, s:s, s:s}", "state",
-                     ha_pg_state_name(a->pg_open ? o->state : HA_PG_UNKNOWN), "in_recovery",
-                     o->in_recovery, "system_id", sysid, "timeline", (json_int_t)o->timeline,
+    return json_pack("{s:s, s:b, s:s, s:I, s:I, s:I, s:b, s:I, s:s, s:s, s:s, s:s, s:s}",
+                     "state", ha_pg_state_name(a->pg_open ? o->state : HA_PG_UNKNOWN),
+                     "in_recovery", o->in_recovery, "system_id", sysid, "timeline",
+                     (json_int_t)o->timeline, "checkpoint_timeline",
+                     (json_int_t)o->checkpoint_timeline,
                      "wal_position", (json_int_t)o->wal_position, "streaming", o->streaming,
                      "start_failures", (json_int_t)o->start_failures, "address",
                      a->conf.postgresql.connect_address, "upstream", o->upstream, "detail",

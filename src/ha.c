@@ -27,6 +27,7 @@ const char *ha_action_name(enum ha_action a)
     case HA_ACT_RECORD_PRIMARY: return "record_primary";
     case HA_ACT_PROMOTE: return "promote";
     case HA_ACT_SYNC_SLOTS: return "sync_slots";
+    case HA_ACT_CHECKPOINT: return "checkpoint";
     case HA_ACT_TRANSFER: return "transfer";
     case HA_ACT_DEMOTE: return "demote";
     case HA_ACT_CLONE: return "clone";
@@ -243,6 +244,11 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
             } else if (pg->timeline != 0 && pg->timeline != s->primary.timeline) {
                 set(out, HA_ACT_RECORD_PRIMARY, NULL, "recording timeline %u", pg->timeline);
                 out->timeline = pg->timeline;
+            } else if (pg->checkpoint_timeline != 0 && pg->checkpoint_timeline < pg->timeline) {
+                /* After a promotion the server checkpoints lazily; until it does, pg_rewind
+                 * from here sees the old timeline and rewinds nothing. */
+                set(out, HA_ACT_CHECKPOINT, NULL, "timeline %u is not checkpointed yet",
+                    pg->timeline);
             } else if (!slots_match(in)) {
                 set(out, HA_ACT_SYNC_SLOTS, NULL, "replication slots differ from the members");
             } else {
@@ -364,7 +370,11 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
         }
         bool behind = usable && pg->timeline != 0 && p->timeline != 0 && pg->timeline < p->timeline;
         if (pg->was_primary || behind) {
-            if (usable) {
+            if (usable && p->checkpoint_timeline != 0 && p->checkpoint_timeline < p->timeline) {
+                set(out, HA_ACT_WAIT, primary,
+                    "must rewind: waiting for primary %s to checkpoint timeline %u", primary,
+                    p->timeline);
+            } else if (usable) {
                 set(out, HA_ACT_REWIND, primary, "%s: rewinding from %s",
                     pg->was_primary ? "last ran as primary" : "on an older timeline", primary);
             } else {
@@ -387,8 +397,14 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
         }
         return;
     }
-    set(out, HA_ACT_WAIT, primary, "%s from %s", pg->streaming ? "streaming" : "following",
-        primary);
+    if (usable && !pg->streaming && pg->not_streaming_ms >= HA_STUCK_STANDBY_MS &&
+        pg->timeline != 0 && pg->timeline < p->timeline) {
+        set(out, HA_ACT_DEMOTE, primary,
+            "cannot follow timeline %u of %s from timeline %u: stopping to rewind", p->timeline,
+            primary, pg->timeline);
+        return;
+    }
+    set(out, HA_ACT_WAIT, primary, "following %s", primary);
 }
 
 void ha_decide(const struct ha_input *in, struct ha_decision *out)

@@ -54,6 +54,8 @@ static void poll_work(uv_work_t *w)
             const char *sysid = json_string_value(json_object_get(pg, "system_id"));
             s->pg_system_id = sysid != NULL ? strtoull(sysid, NULL, 10) : 0;
             s->pg_timeline = (uint32_t)json_integer_value(json_object_get(pg, "timeline"));
+            s->pg_checkpoint_timeline =
+                (uint32_t)json_integer_value(json_object_get(pg, "checkpoint_timeline"));
             s->pg_wal_position =
                 (uint64_t)json_integer_value(json_object_get(pg, "wal_position"));
             s->pg_start_failures =

@@ -50,7 +50,8 @@ static const char OBSERVE_SQL[] =
     " (SELECT coalesce(string_agg(concat_ws(' ', application_name, state, sync_state,"
     "   coalesce(pg_wal_lsn_diff(flush_lsn, '0/0')::bigint, 0),"
     "   coalesce(pg_wal_lsn_diff(replay_lsn, '0/0')::bigint, 0)), ',' ORDER BY application_name),"
-    "   '') FROM pg_stat_replication WHERE application_name <> '')";
+    "   '') FROM pg_stat_replication WHERE application_name <> ''),"
+    " (SELECT timeline_id FROM pg_control_checkpoint())";
 
 const char *pg_op_name(enum pg_op op)
 {
@@ -65,6 +66,7 @@ const char *pg_op_name(enum pg_op op)
     case PG_OP_REINIT: return "reinit";
     case PG_OP_FOLLOW: return "follow";
     case PG_OP_SYNC_SLOTS: return "sync_slots";
+    case PG_OP_CHECKPOINT: return "checkpoint";
     }
     return "unknown";
 }
@@ -594,7 +596,7 @@ static void parse_replicas(struct pg *p, const char *list)
 
 static void take_observation(struct pg *p, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) != 7) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 8) {
         return;
     }
     struct ha_pg *o = &p->obs;
@@ -604,6 +606,17 @@ static void take_observation(struct pg *p, PGresult *res)
     o->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
     o->wal_position = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
     o->streaming = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+    o->checkpoint_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 7), NULL, 10);
+    rpg_msec now = uv_now(p->loop);
+    if (o->streaming || !o->in_recovery) {
+        p->not_streaming_since = 0;
+        o->not_streaming_ms = 0;
+    } else {
+        if (p->not_streaming_since == 0) {
+            p->not_streaming_since = now;
+        }
+        o->not_streaming_ms = now - p->not_streaming_since;
+    }
     o->was_primary = !o->in_recovery;
     o->n_slots = 0;
     char slots[2048];
@@ -775,6 +788,9 @@ static int postmaster_alive(const struct pg *p, char *status, size_t size)
 static void set_not_running(struct pg *p, enum ha_pg_state state)
 {
     struct ha_pg *o = &p->obs;
+    p->not_streaming_since = 0;
+    o->not_streaming_ms = 0;
+    o->checkpoint_timeline = 0;
     o->state = state;
     o->in_recovery = false;
     o->streaming = false;
@@ -1226,6 +1242,13 @@ static void op_step(struct pg *p, int rc, const char *msg)
         }
         op_finish(p, 0, NULL);
         return;
+    case PG_OP_CHECKPOINT:
+        if (step == 0) {
+            control_sql(p, strdup("CHECKPOINT"));
+            return;
+        }
+        op_finish(p, 0, NULL);
+        return;
     case PG_OP_SYNC_SLOTS:
         if (step == 0) {
             control_sql(p, slots_sql(p));
@@ -1313,6 +1336,11 @@ int pg_rewind(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *d
 int pg_follow(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data)
 {
     return op_begin(p, PG_OP_FOLLOW, up, cb, data);
+}
+
+int pg_checkpoint(struct pg *p, pg_done_cb cb, void *data)
+{
+    return op_begin(p, PG_OP_CHECKPOINT, NULL, cb, data);
 }
 
 int pg_sync_slots(struct pg *p, const uint64_t *ids, unsigned n, pg_done_cb cb, void *data)

@@ -33,6 +33,8 @@ struct ha_pg {
     bool was_primary;      /* stopped: the control file says it last ran as a primary */
     uint64_t wal_position; /* primary: current insert LSN; standby: max(received, replayed) */
     bool streaming;        /* standby: the WAL receiver is streaming */
+    rpg_msec not_streaming_ms; /* standby: for how long it has not been streaming (0: it is) */
+    uint32_t checkpoint_timeline; /* timeline of the last checkpoint; pg_rewind reads this one */
     char upstream[FSM_NAME_MAX]; /* standby: the member it was configured to follow ("" none) */
     unsigned n_slots;      /* primary: raftpg's replication slots present */
     char slots[HA_SLOTS_MAX][FSM_NAME_MAX];
@@ -49,6 +51,7 @@ struct ha_peer {
     bool in_recovery;
     uint64_t system_id;
     uint32_t timeline;
+    uint32_t checkpoint_timeline;
     uint64_t wal_position;
     unsigned start_failures;
     bool nofailover;
@@ -77,6 +80,7 @@ enum ha_action {
     HA_ACT_RECORD_PRIMARY,  /* commit "primary = me, term T, timeline" */
     HA_ACT_PROMOTE,         /* pg_promote the local standby */
     HA_ACT_SYNC_SLOTS,      /* create/drop replication slots to match the members */
+    HA_ACT_CHECKPOINT,      /* CHECKPOINT, so that the new timeline is in the control file */
     HA_ACT_TRANSFER,        /* hand Raft leadership to target */
     HA_ACT_DEMOTE,          /* stop the local PostgreSQL (fast, then immediate) */
     HA_ACT_CLONE,           /* pg_basebackup from the primary (target), start as its standby */
@@ -98,6 +102,10 @@ struct ha_decision {
 
 /* Number of start failures after which a leader gives up and hands leadership over. */
 #define HA_START_FAILURES_MAX 3
+
+/* A standby on an older timeline than its primary that has not streamed for this long cannot
+ * follow (its WAL went past the fork point): it is stopped and rewound. */
+#define HA_STUCK_STANDBY_MS 5000
 
 /* The decision. Never fails: an input it cannot act on gives WAIT or REFUSE with a reason. */
 void ha_decide(const struct ha_input *in, struct ha_decision *out);

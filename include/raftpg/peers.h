@@ -32,6 +32,7 @@ struct peer_status {
     bool pg_streaming;
     uint64_t pg_system_id;
     uint32_t pg_timeline;
+    uint32_t pg_checkpoint_timeline;
     uint64_t pg_wal_position;
     unsigned pg_start_failures;
     char pg_address[FSM_ADDR_MAX];

@@ -50,6 +50,7 @@ enum pg_op {
     PG_OP_REINIT,
     PG_OP_FOLLOW,
     PG_OP_SYNC_SLOTS,
+    PG_OP_CHECKPOINT,
 };
 const char *pg_op_name(enum pg_op op);
 
@@ -71,6 +72,7 @@ struct pg {
     struct pg_replica replicas[FSM_MEMBERS_MAX];
     char state_detail[RPG_ERRMSG_SIZE]; /* why it is not running, the last failure, ... */
     int postmaster_pid;      /* 0 when none */
+    rpg_msec not_streaming_since; /* loop time a running standby stopped streaming, 0: it is */
 
     /* Observer: one libpq connection, polled on the loop. */
     uv_timer_t tick;
@@ -138,6 +140,9 @@ int pg_follow(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *d
 /* On the primary: creates the slots "raftpg_<id>" for ids and drops other inactive raftpg_
  * slots. */
 int pg_sync_slots(struct pg *p, const uint64_t *ids, unsigned n, pg_done_cb cb, void *data);
+
+/* CHECKPOINT on the running server (after a promotion, so pg_rewind sees the new timeline). */
+int pg_checkpoint(struct pg *p, pg_done_cb cb, void *data);
 
 /* Quotes s as a libpq conninfo value ('...' with \ and ' escaped) into buf; false if too long. */
 bool pg_conninfo_quote(const char *s, char *buf, size_t size);

@@ -39,7 +39,7 @@ t_cleanup() {
       tail -n 40 "$f"
     done
   fi
-  rm -rf "$T_DIR"
+  if [ -n "${T_KEEP:-}" ]; then echo "kept $T_DIR"; else rm -rf "$T_DIR"; fi
 }
 trap t_cleanup EXIT
 
@@ -188,4 +188,20 @@ t_done() {
   fi
   if [ $T_FAILED -ne 0 ]; then echo "$T_NAME: FAILED"; exit 1; fi
   echo "$T_NAME: all $T_N checks passed"
+}
+
+# The member that node I reports as running primary PostgreSQL (role leader, state running).
+t_pg_primary() {
+  t_jq "$1" '[.members[] | select(.role == "leader" and .pg_role == "primary" and .state == "running")] | if length == 1 then .[0].name else empty end'
+}
+
+# Every node answers, one primary, and every other node's PostgreSQL is a streaming standby.
+t_pg_healthy() {
+  local i p
+  p=$(t_pg_primary "$1")
+  [ -n "$p" ] || return 1
+  for i in "$@"; do
+    [ "$(t_pg_primary "$i")" = "$p" ] || return 1
+    [ "$(t_jq "$1" '[.members[] | select(.state == "streaming")] | length')" = $(($# - 1)) ] || return 1
+  done
 }

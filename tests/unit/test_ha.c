@@ -762,7 +762,7 @@ static void test_follower_streaming_waits(void **state)
     world_follower(&w);
     decide(&w);
     assert_decision(&w, HA_ACT_WAIT, "node2");
-    assert_string_equal(w.out.why, "streaming from node2");
+    assert_string_equal(w.out.why, "following node2");
 }
 
 /* ---- ha_choose_candidate ---- */

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Real PostgreSQL under three agents on 127.0.0.1: bootstrap and clones, replication of rows,
+# kill -9 of the primary node (agent and PostgreSQL) -> a new primary that the other standby
+# follows, the old node rejoining as a standby through pg_rewind, and a deleted standby data
+# directory re-cloned.
+T_PG=1
+source "$(dirname "$0")/lib.sh"
+t_pick_ports
+for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
+
+t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
+P=$(t_pg_primary 1)
+t_log "primary is $P"
+Pi=${P#node}
+others=(); for i in 1 2 3; do [ "$i" = "$Pi" ] || others+=("$i"); done
+S1=${others[0]} S2=${others[1]}
+
+t_check "the primary is the raft leader" t_eq "$(t_jq 1 '.raft.leader')" "$P"
+t_check "the cluster records the system identifier" \
+  t_eq "$(t_jq 1 '.system_id')" "$(t_psql "$Pi" -c 'SELECT system_identifier FROM pg_control_system()')"
+t_check "data checksums are on (pg_rewind needs them)" t_eq "$(t_psql "$Pi" -c 'SHOW data_checksums')" on
+t_check "the standbys stream from the primary" \
+  t_eq "$(t_psql "$Pi" -c "SELECT string_agg(application_name || ':' || state, ',' ORDER BY application_name) FROM pg_stat_replication")" \
+  "node$S1:streaming,node$S2:streaming"
+t_check "each standby uses its replication slot" \
+  t_eq "$(t_psql "$Pi" -c "SELECT count(*) FROM pg_replication_slots WHERE active")" 2
+t_check "ctl list shows postgresql host, role, state and timeline" \
+  bash -c "'$T_BIN' ctl --api $(t_api_addr 1) list | grep -E '\| $P +\| [0-9]+ +\| 127.0.0.1:$(t_pg_port "$Pi") +\| leader +\| running +\| 1 '"
+
+t_psql "$Pi" -c "CREATE TABLE t (id int PRIMARY KEY)" -c "INSERT INTO t SELECT generate_series(1, 1000)"
+rows_on() { [ "$(t_psql "$1" -c 'SELECT count(*) FROM t' 2>/dev/null)" = "$2" ]; }
+t_wait 20 "rows on node$S1" rows_on "$S1" 1000
+t_wait 20 "rows on node$S2" rows_on "$S2" 1000
+t_check "rows written on the primary reach both standbys" rows_on "$S2" 1000
+t_check "a standby refuses writes" bash -c "! PGCONNECT_TIMEOUT=3 psql -X -q -h 127.0.0.1 -p $(t_pg_port "$S1") -U postgres -d postgres -c 'INSERT INTO t VALUES (0)' 2>/dev/null"
+
+# Node loss: the agent and PostgreSQL of the primary die together.
+t_log "killing node$Pi (agent and postgresql)"
+t_kill "$Pi" KILL
+t_kill_pg "$Pi"
+new_primary() {
+  local p
+  p=$(t_pg_primary "$S1")
+  [ -n "$p" ] && [ "$p" != "$P" ] && echo "$p"
+}
+t_wait 30 "a new primary" new_primary
+NP=$(new_primary); NPi=${NP#node}
+t_log "new primary is $NP"
+t_check "the new primary accepts writes" t_psql "$NPi" -c "INSERT INTO t SELECT generate_series(1001, 2000)"
+t_check "no row written before the kill is missing" rows_on "$NPi" 2000
+OS=$S1; [ "$OS" = "$NPi" ] && OS=$S2
+following() { [ "$(t_jq "$1" --arg n "node$2" '.members[] | select(.name == $n) | .state')" = streaming ] && rows_on "$2" "$3"; }
+t_wait 30 "node$OS follows the new primary" following "$NPi" "$OS" 2000
+t_check "the other standby streams from the new primary" \
+  t_eq "$(t_psql "$NPi" -c "SELECT application_name FROM pg_stat_replication")" "node$OS"
+t_check "the new timeline is recorded" t_eq "$(t_jq "$NPi" '.primary.timeline')" 2
+
+# The old primary returns: it must come back as a standby, through pg_rewind.
+t_start "$Pi"
+t_wait 60 "node$Pi rejoins as a streaming standby" following "$NPi" "$Pi" 2000
+t_check "the old primary ran pg_rewind" grep -q "rewind: pg_rewind from $NP" "$T_DIR/node$Pi.log"
+t_check "the old primary is in recovery" t_eq "$(t_psql "$Pi" -c 'SELECT pg_is_in_recovery()')" t
+t_psql "$NPi" -c "INSERT INTO t SELECT generate_series(2001, 3000)"
+t_wait 20 "new rows on the rejoined node" rows_on "$Pi" 3000
+t_check "the rejoined node receives new rows" rows_on "$Pi" 3000
+
+# A standby loses its data directory: it clones itself again.
+t_log "deleting the data directory of node$OS"
+t_kill_pg "$OS"
+rm -rf "$T_DIR/node$OS/pgdata"
+t_wait 60 "node$OS re-cloned and streaming" following "$NPi" "$OS" 3000
+t_check "the re-cloned standby has every row" rows_on "$OS" 3000
+t_check "the re-clone went through pg_basebackup" \
+  t_eq "$(grep -c "clone: pg_basebackup from $NP" "$T_DIR/node$OS.log")" 1
+
+for i in 1 2 3; do t_kill "$i" TERM; done
+t_check "agents stop their postgresql on shutdown" bash -c "! pgrep -u postgres -f 'postgres -D $T_DIR' >/dev/null"
+t_done

@@ -8,6 +8,7 @@ PACKAGES=(
   libhttp-parser-dev libsystemd-dev
   postgresql-15 postgresql-client-15
   iproute2 arping jq procps util-linux
+  nftables iputils-ping python3
 )
 
 missing=()

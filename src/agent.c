@@ -235,81 +235,16 @@ static void join_try(uv_timer_t *t)
     }
 }
 
-/* ---- PostgreSQL under the HA decision function ----------------------------------------- */
+/* ---- PostgreSQL under the core (the real I/O side of struct core_io) -------------------- */
 
 #define HA_TICK_MS 100
-#define HA_RETRY_MS 1000
-#define HA_TRANSFER_RETRY_MS 2000
-#define PEER_FRESH_MS 2000
-#define DEMOTE_BOUND_MS 5000
 #define SHUTDOWN_STOP_BOUND_MS 10000
-
-static enum ha_pg_state pg_state_from_name(const char *name)
-{
-    for (int s = HA_PG_UNKNOWN; s <= HA_PG_RUNNING; s++) {
-        if (strcmp(name, ha_pg_state_name((enum ha_pg_state)s)) == 0) {
-            return (enum ha_pg_state)s;
-        }
-    }
-    return HA_PG_UNKNOWN;
-}
-
-static bool am_ready_leader(const struct agent *a)
-{
-    return a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
-}
-
-/* The peers as the decision function sees them: every other member of the replicated state. */
-static unsigned collect_peers(struct agent *a, struct ha_peer *out, rpg_msec now)
-{
-    const struct fsm_state *s = &a->cons.state;
-    unsigned n = 0;
-    for (unsigned i = 0; i < s->n_members && n < FSM_MEMBERS_MAX; i++) {
-        const struct fsm_member *m = &s->members[i];
-        if (strcmp(m->name, a->conf.name) == 0) {
-            continue;
-        }
-        struct ha_peer *h = &out[n++];
-        memset(h, 0, sizeof *h);
-        snprintf(h->name, sizeof h->name, "%s", m->name);
-        h->failover_priority = 1;
-        const struct peer_status *p = peers_get(&a->peers, m->name);
-        if (p == NULL || p->last_polled == 0) {
-            continue;
-        }
-        /* A leader trusts only reports asked for after it became leader. */
-        h->polled = a->leader_since == 0 || p->last_polled >= a->leader_since;
-        h->reachable = p->reachable && p->has_pg && now - p->last_seen <= PEER_FRESH_MS;
-        if (!h->reachable) {
-            continue;
-        }
-        h->pg_state = pg_state_from_name(p->pg_state);
-        h->in_recovery = p->pg_in_recovery;
-        h->system_id = p->pg_system_id;
-        h->timeline = p->pg_timeline;
-        h->checkpoint_timeline = p->pg_checkpoint_timeline;
-        h->wal_position = p->pg_wal_position;
-        h->start_failures = p->pg_start_failures;
-        h->nofailover = p->nofailover;
-        h->failover_priority = p->failover_priority;
-    }
-    return n;
-}
 
 static void ha_schedule(struct agent *a, unsigned delay_ms);
 
-static void ha_action_done(struct agent *a, int rc, const char *msg)
+static void action_done(struct agent *a, int rc, const char *msg)
 {
-    const char *what = ha_action_name(a->ha_running);
-    a->ha_busy = false;
-    if (rc != 0) {
-        snprintf(a->ha_error, sizeof a->ha_error, "%s failed: %s", what, msg);
-        log_error("%s", a->ha_error);
-        a->retry_after = uv_now(a->loop) + HA_RETRY_MS;
-    } else {
-        a->ha_error[0] = '\0';
-        log_info("%s done", what);
-    }
+    core_action_done(&a->core, rc, msg, uv_now(a->loop));
     if (a->phase == AGENT_PHASE_RUNNING) {
         ha_schedule(a, 0);
     }
@@ -319,36 +254,14 @@ static void on_pg_done(struct pg *p, int rc, const char *msg, void *data)
 {
     (void)p;
     struct agent *a = data;
-    if (a->stopping_pg) {
-        return;
+    if (!a->stopping_pg) {
+        action_done(a, rc, msg);
     }
-    ha_action_done(a, rc, msg);
 }
 
-static void on_record_done(void *data, int rc, const char *msg)
+static void on_submit_done(void *data, int rc, const char *msg)
 {
-    ha_action_done(data, rc, msg);
-}
-
-/* RECORD_BOOTSTRAP commits the system identifier, then "primary = me". */
-static void on_system_id_done(void *data, int rc, const char *msg)
-{
-    struct agent *a = data;
-    char errmsg[RPG_ERRMSG_SIZE];
-    if (rc != 0) {
-        ha_action_done(a, rc, msg);
-        return;
-    }
-    struct fsm_cmd cmd;
-    memset(&cmd, 0, sizeof cmd);
-    cmd.type = FSM_CMD_SET_PRIMARY;
-    snprintf(cmd.u.set_primary.name, sizeof cmd.u.set_primary.name, "%s", a->conf.name);
-    cmd.u.set_primary.term = a->cons.term;
-    cmd.u.set_primary.timeline = a->pg.obs.timeline;
-    rc = cons_submit(&a->cons, &cmd, on_record_done, a, errmsg);
-    if (rc != 0) {
-        ha_action_done(a, rc, errmsg);
-    }
+    action_done(data, rc, msg);
 }
 
 /* The upstream for following target: its PostgreSQL address as it reports it, and the slot
@@ -367,147 +280,110 @@ static int upstream_of(struct agent *a, const char *target, struct pg_upstream *
     return 0;
 }
 
-static int ha_execute(struct agent *a, const struct ha_decision *d, char *errmsg)
+static int busy_err(int rv, char *errmsg)
 {
-    struct pg_upstream up;
-    struct fsm_cmd cmd;
-    int rv = 0;
-    memset(&cmd, 0, sizeof cmd);
-    switch (d->action) {
-    case HA_ACT_WAIT:
-    case HA_ACT_REFUSE:
-        return 0;
-    case HA_ACT_BOOTSTRAP:
-        return pg_bootstrap(&a->pg, on_pg_done, a);
-    case HA_ACT_START_PRIMARY:
-        return pg_start(&a->pg, false, NULL, on_pg_done, a);
-    case HA_ACT_START_STANDBY:
-        if (d->target[0] == '\0') {
-            return pg_start(&a->pg, true, NULL, on_pg_done, a);
-        }
-        if ((rv = upstream_of(a, d->target, &up, errmsg)) != 0) {
-            return rv;
-        }
-        return pg_start(&a->pg, true, &up, on_pg_done, a);
-    case HA_ACT_PROMOTE:
-        return pg_promote(&a->pg, on_pg_done, a);
-    case HA_ACT_CHECKPOINT:
-        return pg_checkpoint(&a->pg, on_pg_done, a);
-    case HA_ACT_DEMOTE:
-        return pg_stop(&a->pg, DEMOTE_BOUND_MS, on_pg_done, a);
-    case HA_ACT_CLONE:
-    case HA_ACT_REINIT:
-    case HA_ACT_REWIND:
-    case HA_ACT_FOLLOW:
-        if ((rv = upstream_of(a, d->target, &up, errmsg)) != 0) {
-            return rv;
-        }
-        if (d->action == HA_ACT_CLONE) {
-            return pg_clone(&a->pg, &up, on_pg_done, a);
-        } else if (d->action == HA_ACT_REINIT) {
-            return pg_reinit(&a->pg, &up, on_pg_done, a);
-        } else if (d->action == HA_ACT_REWIND) {
-            return pg_rewind(&a->pg, &up, on_pg_done, a);
-        }
-        return pg_follow(&a->pg, &up, on_pg_done, a);
-    case HA_ACT_SYNC_SLOTS: {
-        uint64_t ids[FSM_MEMBERS_MAX];
-        unsigned n = 0;
-        const struct fsm_state *s = &a->cons.state;
-        for (unsigned i = 0; i < s->n_members; i++) {
-            if (strcmp(s->members[i].name, a->conf.name) != 0) {
-                ids[n++] = s->members[i].id;
-            }
-        }
-        return pg_sync_slots(&a->pg, ids, n, on_pg_done, a);
-    }
-    case HA_ACT_RECORD_BOOTSTRAP:
-        cmd.type = FSM_CMD_SET_SYSTEM_ID;
-        cmd.u.set_system_id.system_id = d->system_id;
-        return cons_submit(&a->cons, &cmd, on_system_id_done, a, errmsg);
-    case HA_ACT_RECORD_PRIMARY:
-        cmd.type = FSM_CMD_SET_PRIMARY;
-        snprintf(cmd.u.set_primary.name, sizeof cmd.u.set_primary.name, "%s", a->conf.name);
-        cmd.u.set_primary.term = a->cons.term;
-        cmd.u.set_primary.timeline = d->timeline;
-        return cons_submit(&a->cons, &cmd, on_record_done, a, errmsg);
-    case HA_ACT_TRANSFER: {
-        const struct fsm_member *m = fsm_state_member(&a->cons.state, d->target);
-        if (m == NULL) {
-            return rpg_err(errmsg, RPG_ENOTFOUND, "no member named %s", d->target);
-        }
-        return cons_transfer(&a->cons, m->id, errmsg);
-    }
-    }
-    return rpg_err(errmsg, RPG_EINVAL, "unknown action %d", (int)d->action);
+    return rv == RPG_EBUSY ? rpg_err(errmsg, rv, "another postgresql operation is running") : rv;
 }
 
-static bool action_is_async(enum ha_action act)
+static int io_pg_bootstrap(void *data, char *errmsg)
 {
-    return act != HA_ACT_WAIT && act != HA_ACT_REFUSE && act != HA_ACT_TRANSFER;
+    struct agent *a = data;
+    return busy_err(pg_bootstrap(&a->pg, on_pg_done, a), errmsg);
+}
+
+static int io_pg_start(void *data, bool standby, const char *target, char *errmsg)
+{
+    struct agent *a = data;
+    struct pg_upstream up;
+    if (target[0] == '\0') {
+        return busy_err(pg_start(&a->pg, standby, NULL, on_pg_done, a), errmsg);
+    }
+    int rv = upstream_of(a, target, &up, errmsg);
+    return rv != 0 ? rv : busy_err(pg_start(&a->pg, standby, &up, on_pg_done, a), errmsg);
+}
+
+static int io_pg_stop(void *data, unsigned bound_ms, char *errmsg)
+{
+    struct agent *a = data;
+    return busy_err(pg_stop(&a->pg, bound_ms, on_pg_done, a), errmsg);
+}
+
+static int io_pg_promote(void *data, char *errmsg)
+{
+    struct agent *a = data;
+    return busy_err(pg_promote(&a->pg, on_pg_done, a), errmsg);
+}
+
+static int io_pg_checkpoint(void *data, char *errmsg)
+{
+    struct agent *a = data;
+    return busy_err(pg_checkpoint(&a->pg, on_pg_done, a), errmsg);
+}
+
+static int io_pg_clone(void *data, const char *target, bool remove_first, char *errmsg)
+{
+    struct agent *a = data;
+    struct pg_upstream up;
+    int rv = upstream_of(a, target, &up, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = remove_first ? pg_reinit(&a->pg, &up, on_pg_done, a) : pg_clone(&a->pg, &up, on_pg_done, a);
+    return busy_err(rv, errmsg);
+}
+
+static int io_pg_rewind(void *data, const char *target, char *errmsg)
+{
+    struct agent *a = data;
+    struct pg_upstream up;
+    int rv = upstream_of(a, target, &up, errmsg);
+    return rv != 0 ? rv : busy_err(pg_rewind(&a->pg, &up, on_pg_done, a), errmsg);
+}
+
+static int io_pg_follow(void *data, const char *target, char *errmsg)
+{
+    struct agent *a = data;
+    struct pg_upstream up;
+    int rv = upstream_of(a, target, &up, errmsg);
+    return rv != 0 ? rv : busy_err(pg_follow(&a->pg, &up, on_pg_done, a), errmsg);
+}
+
+static int io_pg_sync_slots(void *data, const uint64_t *ids, unsigned n, char *errmsg)
+{
+    struct agent *a = data;
+    return busy_err(pg_sync_slots(&a->pg, ids, n, on_pg_done, a), errmsg);
+}
+
+static int io_raft_submit(void *data, const struct fsm_cmd *cmd, char *errmsg)
+{
+    struct agent *a = data;
+    return cons_submit(&a->cons, cmd, on_submit_done, a, errmsg);
+}
+
+static int io_raft_transfer(void *data, uint64_t id, char *errmsg)
+{
+    struct agent *a = data;
+    return cons_transfer(&a->cons, id, errmsg);
 }
 
 static void ha_tick(struct agent *a)
 {
     if (a->phase != AGENT_PHASE_RUNNING || !a->conf.has_postgresql || !a->pg_open ||
-        !a->cons_open || a->ha_busy || !a->pg.obs_valid || pg_busy(&a->pg) ||
-        a->pg.obs_epoch != a->pg.epoch) {
+        !a->cons_open) {
         return;
     }
-    rpg_msec now = uv_now(a->loop);
-    bool leader = am_ready_leader(a);
-    if (leader && a->leader_since == 0) {
-        a->leader_since = now;
-    } else if (!leader) {
-        a->leader_since = 0;
-    }
-    struct ha_peer peers[FSM_MEMBERS_MAX];
-    struct ha_input in;
-    memset(&in, 0, sizeof in);
-    in.state = &a->cons.state;
-    in.self = a->conf.name;
-    in.leader = leader;
-    in.state_current = leader || cons_state_current(&a->cons);
-    in.term = a->cons.term;
-    in.nofailover = a->conf.tags.nofailover;
-    in.failover_priority = a->conf.tags.failover_priority;
-    in.pg = a->pg.obs;
-    in.peers = peers;
-    in.n_peers = collect_peers(a, peers, now);
-
-    struct ha_decision d;
-    ha_decide(&in, &d);
-    bool changed = d.action != a->ha_last.action || strcmp(d.why, a->ha_last.why) != 0 ||
-                   strcmp(d.target, a->ha_last.target) != 0;
-    a->ha_last = d;
-    if (d.action == HA_ACT_WAIT || d.action == HA_ACT_REFUSE) {
-        if (changed) {
-            if (d.action == HA_ACT_REFUSE) {
-                log_error("refusing to act: %s", d.why);
-            } else {
-                log_info("waiting: %s", d.why);
-            }
-        }
-        return;
-    }
-    if (now < a->retry_after) {
-        return;
-    }
-    char errmsg[RPG_ERRMSG_SIZE] = "";
-    log_info("%s%s%s: %s", ha_action_name(d.action), d.target[0] ? " " : "", d.target, d.why);
-    a->ha_running = d.action;
-    a->ha_busy = action_is_async(d.action);
-    int rv = ha_execute(a, &d, errmsg);
-    if (rv != 0) {
-        a->ha_busy = false;
-        snprintf(a->ha_error, sizeof a->ha_error, "%s failed: %s", ha_action_name(d.action),
-                 errmsg);
-        log_error("%s", a->ha_error);
-        a->retry_after = now + HA_RETRY_MS;
-    } else if (d.action == HA_ACT_TRANSFER) {
-        /* The outcome shows as a new leader; try again later if none comes. */
-        a->retry_after = now + HA_TRANSFER_RETRY_MS;
-    }
+    struct core_view v;
+    memset(&v, 0, sizeof v);
+    v.now = uv_now(a->loop);
+    v.state = &a->cons.state;
+    v.leader = a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
+    v.state_current = cons_state_current(&a->cons);
+    v.term = a->cons.term;
+    v.pg_ready = a->pg.obs_valid && !pg_busy(&a->pg) && a->pg.obs_epoch == a->pg.epoch;
+    v.pg = a->pg.obs;
+    v.peers = a->peers.results;
+    v.n_peers = a->peers.n_results;
+    core_tick(&a->core, &v);
 }
 
 static void on_ha_timer(uv_timer_t *t)
@@ -527,6 +403,23 @@ static int start_pg(struct agent *a, char *errmsg)
     if (!a->conf.has_postgresql) {
         return 0;
     }
+    static const struct core_io io_template = {
+        .pg_bootstrap = io_pg_bootstrap,
+        .pg_start = io_pg_start,
+        .pg_stop = io_pg_stop,
+        .pg_promote = io_pg_promote,
+        .pg_checkpoint = io_pg_checkpoint,
+        .pg_clone = io_pg_clone,
+        .pg_rewind = io_pg_rewind,
+        .pg_follow = io_pg_follow,
+        .pg_sync_slots = io_pg_sync_slots,
+        .raft_submit = io_raft_submit,
+        .raft_transfer = io_raft_transfer,
+    };
+    a->io = io_template;
+    a->io.data = a;
+    core_init(&a->core, &a->io, a->conf.name, a->conf.tags.nofailover,
+              a->conf.tags.failover_priority);
     int rv = pg_init(&a->pg, a->loop, &a->conf, a->conf.name, errmsg);
     if (rv != 0) {
         return rv;

@@ -63,8 +63,8 @@ static json_t *pg_json(const struct agent *a)
     const struct ha_pg *o = &a->pg.obs;
     char sysid[24];
     snprintf(sysid, sizeof sysid, "%llu", (unsigned long long)o->system_id);
-    const char *detail = a->ha_last.action == HA_ACT_REFUSE ? a->ha_last.why
-                         : a->ha_error[0] != '\0'          ? a->ha_error
+    const char *detail = a->core.last.action == HA_ACT_REFUSE ? a->core.last.why
+                         : a->core.error[0] != '\0'          ? a->core.error
                                                             : a->pg.state_detail;
     return json_pack("{s:s, s:b, s:s, s:I, s:I, s:I, s:b, s:I, s:s, s:s, s:s, s:s, s:s}",
                      "state", ha_pg_state_name(a->pg_open ? o->state : HA_PG_UNKNOWN),
@@ -74,7 +74,7 @@ static json_t *pg_json(const struct agent *a)
                      "wal_position", (json_int_t)o->wal_position, "streaming", o->streaming,
                      "start_failures", (json_int_t)o->start_failures, "address",
                      a->conf.postgresql.connect_address, "upstream", o->upstream, "detail",
-                     detail, "action", ha_action_name(a->ha_last.action), "why", a->ha_last.why);
+                     detail, "action", ha_action_name(a->core.last.action), "why", a->core.last.why);
 }
 
 json_t *agent_status_json(const struct agent *a)
@@ -128,7 +128,7 @@ static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *
         v->timeline = o->timeline;
         v->wal_position = o->wal_position;
         v->address = a->conf.postgresql.connect_address;
-        v->detail = a->ha_error[0] != '\0' ? a->ha_error : a->pg.state_detail;
+        v->detail = a->core.error[0] != '\0' ? a->core.error : a->pg.state_detail;
         return true;
     }
     const struct peer_status *p = peers_get(&a->peers, name);

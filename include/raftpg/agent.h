@@ -9,6 +9,7 @@
 
 #include "raftpg/conf.h"
 #include "raftpg/cons.h"
+#include "raftpg/core.h"
 #include "raftpg/ha.h"
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
@@ -43,12 +44,8 @@ struct agent {
     bool pg_open;
     uv_timer_t ha_timer;
     bool ha_timer_open;
-    bool ha_busy;                 /* an action is in flight; no new decision until it ends */
-    enum ha_action ha_running;    /* the action in flight */
-    struct ha_decision ha_last;   /* the last decision, for the API and change logging */
-    rpg_msec leader_since;        /* loop time this agent became a ready leader, 0 if not */
-    rpg_msec retry_after;         /* after a failed action, no new action before this */
-    char ha_error[RPG_ERRMSG_SIZE]; /* the last failed action and why, for the API */
+    struct core core;             /* decisions and the action in flight */
+    struct core_io io;
     bool stopping_pg;             /* shutdown waits for PostgreSQL to stop */
 };
 

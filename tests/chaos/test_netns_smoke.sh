@@ -7,8 +7,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 if [ "$(id -u)" -ne 0 ]; then
-    echo "SKIP: test_netns_smoke: testbed needs root (network namespaces)"
-    exit 77
+    echo "FAIL: test_netns_smoke: the testbed needs root (network namespaces); run the suite as root"
+    exit 1
 fi
 # shellcheck source=netns.sh
 source "$HERE/netns.sh"

@@ -1,0 +1,90 @@
+/* The agent's core: turns what the world looks like (replicated state, Raft role, the local
+ * PostgreSQL, the peers' reports, the clock) into one action at a time through the pure decision
+ * function, and hands the action to an I/O interface. The real agent plugs in libuv, libpq and
+ * processes; tests/sim plugs in a simulated clock, network and PostgreSQL. Beyond log lines, nothing
+ * here does I/O. */
+#ifndef RAFTPG_CORE_H
+#define RAFTPG_CORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "raftpg/err.h"
+#include "raftpg/fsm.h"
+#include "raftpg/ha.h"
+#include "raftpg/peers.h"
+
+/* A peer's report older than this is not trusted. */
+#define CORE_PEER_FRESH_MS 2000
+/* After a failed action, no new action for this long. */
+#define CORE_RETRY_MS 1000
+/* A leadership transfer that did not happen is retried after this. */
+#define CORE_TRANSFER_RETRY_MS 2000
+/* Bound of the fast shutdown of a demotion before it escalates to immediate. */
+#define CORE_DEMOTE_BOUND_MS 5000
+
+/* The world's side. Every function returns 0 when the action started (asynchronous ones then
+ * end with exactly one core_action_done call, possibly from inside the function) or a negative
+ * code with errmsg filled when it could not start. target names a member. */
+struct core_io {
+    void *data;
+    int (*pg_bootstrap)(void *data, char *errmsg);
+    int (*pg_start)(void *data, bool standby, const char *target, char *errmsg); /* "": none */
+    int (*pg_stop)(void *data, unsigned bound_ms, char *errmsg);
+    int (*pg_promote)(void *data, char *errmsg);
+    int (*pg_checkpoint)(void *data, char *errmsg);
+    int (*pg_clone)(void *data, const char *target, bool remove_first, char *errmsg);
+    int (*pg_rewind)(void *data, const char *target, char *errmsg);
+    int (*pg_follow)(void *data, const char *target, char *errmsg);
+    int (*pg_sync_slots)(void *data, const uint64_t *ids, unsigned n, char *errmsg);
+    int (*raft_submit)(void *data, const struct fsm_cmd *cmd, char *errmsg);
+    /* Synchronous: the outcome shows as a new leader later. */
+    int (*raft_transfer)(void *data, uint64_t id, char *errmsg);
+};
+
+/* What the world looks like now. Everything is borrowed for the duration of core_tick. */
+struct core_view {
+    rpg_msec now;                  /* monotonic loop time */
+    const struct fsm_state *state;
+    bool leader;                   /* Raft leader with its own-term barrier committed */
+    bool state_current;            /* see cons_state_current() */
+    uint64_t term;
+    bool pg_ready;                 /* pg observed since its last operation ended, and idle */
+    struct ha_pg pg;
+    unsigned n_peers;
+    const struct peer_status *peers; /* the peers' last reports */
+};
+
+struct core {
+    const struct core_io *io;   /* borrowed */
+    const char *self;           /* borrowed: this member's name */
+    bool nofailover;
+    int failover_priority;
+
+    bool busy;                  /* an asynchronous action is in flight */
+    enum ha_action running;
+    int step;                   /* of a multi-step action (record_bootstrap) */
+    struct ha_decision last;    /* the last decision */
+    bool last_changed;          /* the last tick decided something new (for logging) */
+    rpg_msec leader_since;      /* when this member became a ready leader, 0 if it is not */
+    rpg_msec retry_after;
+    uint64_t term;              /* of the tick that started the action */
+    uint32_t timeline;          /* of the tick that started the action */
+    char error[RPG_ERRMSG_SIZE]; /* the last failed action and why, "" if it succeeded */
+};
+
+void core_init(struct core *c, const struct core_io *io, const char *self, bool nofailover,
+               int failover_priority);
+
+/* Decides and, unless an action is in flight or backing off, starts the next action. Returns
+ * true when it started one. */
+bool core_tick(struct core *c, const struct core_view *v);
+
+/* Ends the asynchronous action in flight: rc 0 or a negative code with msg. now is loop time. */
+void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now);
+
+/* The decision function's view of the peers, as core_tick builds it (exposed for tests). */
+unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_peer *out,
+                    unsigned max);
+
+#endif

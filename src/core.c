@@ -1,0 +1,227 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "raftpg/core.h"
+#include "raftpg/log.h"
+
+void core_init(struct core *c, const struct core_io *io, const char *self, bool nofailover,
+               int failover_priority)
+{
+    memset(c, 0, sizeof *c);
+    c->io = io;
+    c->self = self;
+    c->nofailover = nofailover;
+    c->failover_priority = failover_priority;
+}
+
+static enum ha_pg_state pg_state_from_name(const char *name)
+{
+    for (int s = HA_PG_UNKNOWN; s <= HA_PG_RUNNING; s++) {
+        if (strcmp(name, ha_pg_state_name((enum ha_pg_state)s)) == 0) {
+            return (enum ha_pg_state)s;
+        }
+    }
+    return HA_PG_UNKNOWN;
+}
+
+static const struct peer_status *report_of(const struct core_view *v, const char *name)
+{
+    for (unsigned i = 0; i < v->n_peers; i++) {
+        if (strcmp(v->peers[i].name, name) == 0) {
+            return &v->peers[i];
+        }
+    }
+    return NULL;
+}
+
+unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_peer *out,
+                    unsigned max)
+{
+    const struct fsm_state *s = v->state;
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->n_members && n < max; i++) {
+        const struct fsm_member *m = &s->members[i];
+        if (strcmp(m->name, c->self) == 0) {
+            continue;
+        }
+        struct ha_peer *h = &out[n++];
+        memset(h, 0, sizeof *h);
+        snprintf(h->name, sizeof h->name, "%s", m->name);
+        h->failover_priority = 1;
+        const struct peer_status *p = report_of(v, m->name);
+        if (p == NULL || p->last_polled == 0) {
+            continue;
+        }
+        /* A leader trusts only reports asked for after it became leader. */
+        h->polled = c->leader_since == 0 || p->last_polled >= c->leader_since;
+        h->reachable = p->reachable && p->has_pg && v->now - p->last_seen <= CORE_PEER_FRESH_MS;
+        if (!h->reachable) {
+            continue;
+        }
+        h->pg_state = pg_state_from_name(p->pg_state);
+        h->in_recovery = p->pg_in_recovery;
+        h->system_id = p->pg_system_id;
+        h->timeline = p->pg_timeline;
+        h->checkpoint_timeline = p->pg_checkpoint_timeline;
+        h->wal_position = p->pg_wal_position;
+        h->start_failures = p->pg_start_failures;
+        h->nofailover = p->nofailover;
+        h->failover_priority = p->failover_priority;
+    }
+    return n;
+}
+
+static void set_primary_cmd(const struct core *c, struct fsm_cmd *cmd, uint64_t term,
+                            uint32_t timeline)
+{
+    memset(cmd, 0, sizeof *cmd);
+    cmd->type = FSM_CMD_SET_PRIMARY;
+    snprintf(cmd->u.set_primary.name, sizeof cmd->u.set_primary.name, "%s", c->self);
+    cmd->u.set_primary.term = term;
+    cmd->u.set_primary.timeline = timeline;
+}
+
+static int execute(struct core *c, const struct core_view *v, const struct ha_decision *d,
+                   char *errmsg)
+{
+    const struct core_io *io = c->io;
+    struct fsm_cmd cmd;
+    switch (d->action) {
+    case HA_ACT_WAIT:
+    case HA_ACT_REFUSE: return 0;
+    case HA_ACT_BOOTSTRAP: return io->pg_bootstrap(io->data, errmsg);
+    case HA_ACT_START_PRIMARY: return io->pg_start(io->data, false, "", errmsg);
+    case HA_ACT_START_STANDBY: return io->pg_start(io->data, true, d->target, errmsg);
+    case HA_ACT_PROMOTE: return io->pg_promote(io->data, errmsg);
+    case HA_ACT_CHECKPOINT: return io->pg_checkpoint(io->data, errmsg);
+    case HA_ACT_DEMOTE: return io->pg_stop(io->data, CORE_DEMOTE_BOUND_MS, errmsg);
+    case HA_ACT_CLONE: return io->pg_clone(io->data, d->target, false, errmsg);
+    case HA_ACT_REINIT: return io->pg_clone(io->data, d->target, true, errmsg);
+    case HA_ACT_REWIND: return io->pg_rewind(io->data, d->target, errmsg);
+    case HA_ACT_FOLLOW: return io->pg_follow(io->data, d->target, errmsg);
+    case HA_ACT_SYNC_SLOTS: {
+        uint64_t ids[FSM_MEMBERS_MAX];
+        unsigned n = 0;
+        for (unsigned i = 0; i < v->state->n_members; i++) {
+            if (strcmp(v->state->members[i].name, c->self) != 0) {
+                ids[n++] = v->state->members[i].id;
+            }
+        }
+        return io->pg_sync_slots(io->data, ids, n, errmsg);
+    }
+    case HA_ACT_RECORD_BOOTSTRAP:
+        memset(&cmd, 0, sizeof cmd);
+        cmd.type = FSM_CMD_SET_SYSTEM_ID;
+        cmd.u.set_system_id.system_id = d->system_id;
+        return io->raft_submit(io->data, &cmd, errmsg);
+    case HA_ACT_RECORD_PRIMARY:
+        set_primary_cmd(c, &cmd, v->term, d->timeline);
+        return io->raft_submit(io->data, &cmd, errmsg);
+    case HA_ACT_TRANSFER: {
+        const struct fsm_member *m = fsm_state_member(v->state, d->target);
+        if (m == NULL) {
+            return rpg_err(errmsg, RPG_ENOTFOUND, "no member named %s", d->target);
+        }
+        return io->raft_transfer(io->data, m->id, errmsg);
+    }
+    }
+    return rpg_err(errmsg, RPG_EINVAL, "unknown action %d", (int)d->action);
+}
+
+bool core_tick(struct core *c, const struct core_view *v)
+{
+    if (c->busy || !v->pg_ready) {
+        return false;
+    }
+    if (v->leader && c->leader_since == 0) {
+        c->leader_since = v->now;
+    } else if (!v->leader) {
+        c->leader_since = 0;
+    }
+    struct ha_peer peers[FSM_MEMBERS_MAX];
+    struct ha_input in;
+    memset(&in, 0, sizeof in);
+    in.state = v->state;
+    in.self = c->self;
+    in.leader = v->leader;
+    in.state_current = v->leader || v->state_current;
+    in.term = v->term;
+    in.nofailover = c->nofailover;
+    in.failover_priority = c->failover_priority;
+    in.pg = v->pg;
+    in.peers = peers;
+    in.n_peers = core_peers(c, v, peers, FSM_MEMBERS_MAX);
+
+    struct ha_decision d;
+    ha_decide(&in, &d);
+    c->last_changed = d.action != c->last.action || strcmp(d.why, c->last.why) != 0 ||
+                      strcmp(d.target, c->last.target) != 0;
+    c->last = d;
+    if (d.action == HA_ACT_WAIT || d.action == HA_ACT_REFUSE) {
+        if (c->last_changed) {
+            if (d.action == HA_ACT_REFUSE) {
+                log_error("refusing to act: %s", d.why);
+            } else {
+                log_info("waiting: %s", d.why);
+            }
+        }
+        return false;
+    }
+    if (v->now < c->retry_after) {
+        return false;
+    }
+    char errmsg[RPG_ERRMSG_SIZE] = "";
+    log_info("%s%s%s: %s", ha_action_name(d.action), d.target[0] ? " " : "", d.target, d.why);
+    c->running = d.action;
+    c->step = 0;
+    c->term = v->term;
+    c->timeline = v->pg.timeline;
+    c->busy = d.action != HA_ACT_TRANSFER;
+    int rv = execute(c, v, &d, errmsg);
+    if (rv != 0) {
+        c->busy = false;
+        (void)rpg_err(c->error, 0, "%s failed: %s", ha_action_name(d.action), errmsg);
+        log_error("%s", c->error);
+        c->retry_after = v->now + CORE_RETRY_MS;
+        return false;
+    }
+    if (d.action == HA_ACT_TRANSFER) {
+        /* The outcome shows as a new leader; try again later if none comes. */
+        c->retry_after = v->now + CORE_TRANSFER_RETRY_MS;
+    }
+    return true;
+}
+
+void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
+{
+    if (!c->busy) {
+        return;
+    }
+    const char *what = ha_action_name(c->running);
+    if (rc == 0 && c->running == HA_ACT_RECORD_BOOTSTRAP && c->step == 0) {
+        /* The system identifier is in; now "primary = me" in the same term. */
+        struct fsm_cmd cmd;
+        char errmsg[RPG_ERRMSG_SIZE];
+        c->step = 1;
+        set_primary_cmd(c, &cmd, c->term, c->timeline);
+        rc = c->io->raft_submit(c->io->data, &cmd, errmsg);
+        if (rc == 0) {
+            return;
+        }
+        msg = errmsg;
+        c->busy = false;
+        (void)rpg_err(c->error, 0, "%s failed: %s", what, msg);
+        log_error("%s", c->error);
+        c->retry_after = now + CORE_RETRY_MS;
+        return;
+    }
+    c->busy = false;
+    if (rc != 0) {
+        (void)rpg_err(c->error, 0, "%s failed: %s", what, msg != NULL ? msg : "");
+        log_error("%s", c->error);
+        c->retry_after = now + CORE_RETRY_MS;
+    } else {
+        c->error[0] = '\0';
+        log_info("%s done", what);
+    }
+}

@@ -57,15 +57,22 @@ static void host_of(const char *addr, char *host, size_t size)
     }
 }
 
+/* Why this member's PostgreSQL is not as it should be: a refusal, the last failed action, or
+ * what the observer last saw; "" when all is well. */
+static const char *pg_detail(const struct agent *a)
+{
+    return a->core.last.action == HA_ACT_REFUSE ? a->core.last.why
+           : a->core.error[0] != '\0'          ? a->core.error
+                                               : a->pg.state_detail;
+}
+
 /* This member's PostgreSQL as published to peers and clients. */
 static json_t *pg_json(const struct agent *a)
 {
     const struct ha_pg *o = &a->pg.obs;
     char sysid[24];
     snprintf(sysid, sizeof sysid, "%llu", (unsigned long long)o->system_id);
-    const char *detail = a->core.last.action == HA_ACT_REFUSE ? a->core.last.why
-                         : a->core.error[0] != '\0'          ? a->core.error
-                                                            : a->pg.state_detail;
+    const char *detail = pg_detail(a);
     return json_pack("{s:s, s:b, s:s, s:I, s:I, s:I, s:b, s:I, s:s, s:s, s:s, s:s, s:s}",
                      "state", ha_pg_state_name(a->pg_open ? o->state : HA_PG_UNKNOWN),
                      "in_recovery", o->in_recovery, "system_id", sysid, "timeline",
@@ -128,7 +135,7 @@ static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *
         v->timeline = o->timeline;
         v->wal_position = o->wal_position;
         v->address = a->conf.postgresql.connect_address;
-        v->detail = a->core.error[0] != '\0' ? a->core.error : a->pg.state_detail;
+        v->detail = pg_detail(a);
         return true;
     }
     const struct peer_status *p = peers_get(&a->peers, name);

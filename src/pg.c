@@ -331,7 +331,15 @@ static int write_config(struct pg *p, bool standby, const struct pg_upstream *up
         append(&buf, &len, &cap, "wal_retrieve_retry_interval = '50ms'\n");
     }
     if (!param_given(p, "unix_socket_directories")) {
-        pg_conf_quote(c->postgresql.data_dir, q, sizeof q);
+        /* Beside the data directory, not in it: pg_rewind and pg_basebackup would try to copy
+         * the socket. The distribution's default directory may not exist or be writable. */
+        char parent[PATH_MAX];
+        fmt_str(parent, sizeof parent, "%s", c->postgresql.data_dir);
+        char *slash = strrchr(parent, '/');
+        if (slash != NULL && slash != parent) {
+            *slash = '\0';
+        }
+        pg_conf_quote(parent, q, sizeof q);
         append(&buf, &len, &cap, "unix_socket_directories = %s\n", q);
     }
     if (!param_given(p, "hot_standby")) {

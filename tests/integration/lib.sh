@@ -180,6 +180,8 @@ t_check() {
   if "$@"; then echo "ok $T_N - $desc"; else t_fail "$desc"; fi
 }
 
+t_contains() { grep -qF -- "$2" <<<"$1" || { echo "  [$1] lacks [$2]"; return 1; }; }
+
 t_eq() { [ "$1" = "$2" ] || { echo "  expected [$2], got [$1]"; return 1; }; }
 
 t_done() {

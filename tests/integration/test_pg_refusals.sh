@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# What the agents refuse to do, on real PostgreSQL on 127.0.0.1: a member tagged nofailover never
+# becomes primary; a leader whose PostgreSQL will not start reports why, stays up and hands
+# leadership to a healthy member; a data directory of another cluster is refused and left as is.
+T_PG=1
+source "$(dirname "$0")/lib.sh"
+t_pick_ports
+T_NOFAILOVER[3]=true
+for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
+
+t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
+P=$(t_pg_primary 1); Pi=${P#node}
+t_log "primary is $P"
+t_check "the nofailover member is not the primary" test "$P" != node3
+t_check "the primary holds raft leadership" t_eq "$(t_jq 1 '.raft.leader')" "$P"
+t_psql "$Pi" -c "CREATE TABLE t (id int)" -c "INSERT INTO t SELECT generate_series(1, 100)"
+rows_on() { [ "$(t_psql "$1" -c 'SELECT count(*) FROM t' 2>/dev/null)" = "$2" ]; }
+
+# Leader's PostgreSQL cannot start any more: its port is taken (ALTER SYSTEM wins over the
+# agent's settings, and the port chosen is the agent's own API port, which is in use).
+O=1; [ "$O" = "$Pi" ] && O=2
+t_log "breaking the primary's port and killing its postmaster"
+t_psql "$Pi" -c "ALTER SYSTEM SET port = $((T_BASE + 20 + Pi))"
+t_kill_pg "$Pi"
+new_primary() {
+  local p; p=$(t_pg_primary "$O")
+  [ -n "$p" ] && [ "$p" != "$P" ] && echo "$p"
+}
+t_wait 60 "a new primary after the old leader gives up" new_primary
+NP=$(new_primary); NPi=${NP#node}
+t_check "the new primary is the other failover-eligible member" t_eq "$NP" "node$O"
+t_check "the agent whose postgresql failed is still running" t_alive "$Pi"
+t_check "it logged the start failures" grep -q "start_primary failed" "$T_DIR/node$Pi.log"
+t_check "it handed leadership over" grep -q "transfer node$O: postgresql fails to start" "$T_DIR/node$Pi.log"
+t_check "the failure reason names the server's error" grep -qE "could not (bind|create)" "$T_DIR/node$Pi.log"
+t_check "the new primary has every row" rows_on "$NPi" 100
+# pg_rewind brings the new primary's configuration along, so the old node recovers as a standby.
+back() { [ "$(t_jq "$NPi" --arg n "$P" '.members[] | select(.name == $n) | .state')" = streaming ]; }
+t_wait 60 "the old leader rejoins as a standby" back
+t_check "the nofailover member still is not primary" test "$(t_pg_primary 3)" != node3
+
+# A data directory of another cluster: the agent refuses it and leaves it alone.
+F=3; [ "$NPi" = 3 ] && F=$Pi
+t_log "replacing node$F's data directory with another cluster's"
+t_kill "$F" TERM
+rm -rf "$T_DIR/node$F/pgdata"
+"${T_RUNAS[@]}" "$T_PG_BIN/initdb" -D "$T_DIR/node$F/pgdata" -U postgres >/dev/null
+foreign_id=$("${T_RUNAS[@]}" "$T_PG_BIN/pg_controldata" -D "$T_DIR/node$F/pgdata" | awk -F: '/system identifier/ {gsub(/ /, "", $2); print $2}')
+t_start "$F"
+detail_of() { t_jq "$1" --arg n "node$2" '.members[] | select(.name == $n) | .detail // empty'; }
+refused() { detail_of "$F" "$F" | grep -q "belongs to another cluster"; }
+t_wait 30 "node$F reports the foreign data directory" refused
+t_check "the refusal names both system identifiers" t_contains "$(detail_of "$F" "$F")" \
+  "system identifier $foreign_id, the cluster's is $(t_jq "$NPi" '.system_id')"
+seen_by_primary() { detail_of "$NPi" "$F" | grep -q "belongs to another cluster"; }
+t_wait 10 "the primary's view of node$F shows the refusal" seen_by_primary
+t_check "other members show the refusal too" t_contains "$(detail_of "$NPi" "$F")" \
+  "belongs to another cluster"
+t_check "the foreign data directory was not started" test -z "$(t_pg_pid "$F")"
+t_check "the foreign data directory is untouched" \
+  t_eq "$("${T_RUNAS[@]}" "$T_PG_BIN/pg_controldata" -D "$T_DIR/node$F/pgdata" | awk -F: '/system identifier/ {gsub(/ /, "", $2); print $2}')" "$foreign_id"
+t_check "the refusal is in the log" grep -q "refusing to act: data directory belongs to another cluster" "$T_DIR/node$F.log"
+
+[ -z "${T_PAUSE:-}" ] || sleep "$T_PAUSE"
+for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
+t_done

@@ -12,13 +12,12 @@ ROOT=$PWD
 DEMO=${RAFTPG_DEMO_DIR:-/tmp/raftpg-demo}
 NODES=(1 2 3)
 
-runas() {
-  if [ "$(id -u)" -eq 0 ]; then
-    setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
-  else
-    "$@"
-  fi
-}
+# As root the agents run as postgres (PostgreSQL refuses to run as root). An array, not a
+# function: a backgrounded function runs in a subshell and $! would name the subshell.
+RUNAS=()
+if [ "$(id -u)" -eq 0 ]; then
+  RUNAS=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+fi
 
 ctl() { "$DEMO/bin/raftpg" ctl -c "$DEMO/node1.yaml" "$@"; }
 
@@ -32,9 +31,15 @@ do_stop() {
   done
   for i in "${NODES[@]}"; do
     local n=0
-    while running "$i" && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    # The agent stops its PostgreSQL first (fast, then immediate after 10 s).
+    while running "$i" && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
     if running "$i"; then kill -KILL "$(cat "$DEMO/node$i.pid")"; fi
     rm -f "$DEMO/node$i.pid"
+    # A postmaster left by a killed agent is stopped through its own PID file.
+    local pm="$DEMO/node$i/pgdata/postmaster.pid"
+    if [ -f "$pm" ] && kill -0 "$(head -n1 "$pm")" 2>/dev/null; then
+      kill -INT "$(head -n1 "$pm")" 2>/dev/null || true
+    fi
   done
   echo "cluster stopped (data kept in $DEMO)"
 }
@@ -50,27 +55,43 @@ do_start() {
     sed "s|/tmp/raftpg-demo|$DEMO|g" "conf/node$i.yaml" >"$DEMO/node$i.yaml"
     "$DEMO/bin/raftpg" check-config "$DEMO/node$i.yaml" >/dev/null
     api=$(grep -A1 '^restapi:' "$DEMO/node$i.yaml" | sed -n 's/.*listen: *\([0-9.:]*\).*/\1/p')
-    if ss -ltnH | awk '{print $4}' | grep -qx "$api"; then
-      echo "cannot start node$i: $api is already in use" >&2; exit 1
-    fi
+    pgaddr=$(sed -n '/^postgresql:/,/^[a-z]/ s/^  listen: *\([0-9.:]*\).*/\1/p' "$DEMO/node$i.yaml")
+    for addr in "$api" $pgaddr; do
+      if ss -ltnH | awk '{print $4}' | grep -qx "$addr"; then
+        echo "cannot start node$i: $addr is already in use" >&2; exit 1
+      fi
+    done
   done
   [ "$(id -u)" -ne 0 ] || chown -R postgres:postgres "$DEMO"
   for i in "${NODES[@]}"; do
     running "$i" && continue
-    runas setsid "$DEMO/bin/raftpg" run -c "$DEMO/node$i.yaml" >>"$DEMO/node$i.log" 2>&1 </dev/null &
+    "${RUNAS[@]}" "$DEMO/bin/raftpg" run -c "$DEMO/node$i.yaml" >>"$DEMO/node$i.log" 2>&1 </dev/null &
     echo $! >"$DEMO/node$i.pid"
   done
-  echo "waiting for the cluster to elect a leader..."
-  for _ in $(seq 1 200); do
-    if ctl list --json 2>/dev/null | jq -e '.raft.state_known and (.raft.leader != null)' >/dev/null 2>&1; then
+  echo "waiting for a primary and two streaming standbys (up to 120 s)..."
+  local healthy=0
+  for _ in $(seq 1 1200); do
+    # jq -e on empty input succeeds, so the answer is checked for a non-empty "yes".
+    if [ "$(ctl list --json 2>/dev/null | jq -r '
+          ([.members[] | select(.role == "leader" and .pg_role == "primary" and .state == "running")] | length) == 1
+          and ([.members[] | select(.state == "streaming")] | length) == 2
+          | if . then "yes" else "no" end' 2>/dev/null)" = yes ]; then
+      healthy=1
       break
     fi
     sleep 0.1
   done
-  ctl list
+  ctl list || true
   echo
-  echo "logs: $DEMO/node{1,2,3}.log"
-  echo "status: scripts/cluster.sh status    stop: scripts/cluster.sh stop"
+  if [ $healthy -eq 0 ]; then
+    echo "the cluster did not become healthy in time: see $DEMO/node{1,2,3}.log" >&2
+    exit 1
+  fi
+  local primary
+  primary=$(ctl list --json 2>/dev/null | jq -r '.members[] | select(.pg_role == "primary") | "-h \(.host) -p \(.port)"' | head -n1)
+  echo "write to the primary: psql $primary -U postgres    (standbys: ports 5433-5435)"
+  echo "logs: $DEMO/node{1,2,3}.log, postgresql logs: $DEMO/node{1,2,3}/pgdata.log"
+  echo "status: scripts/cluster.sh status    stop: scripts/cluster.sh stop    delete: scripts/cluster.sh clean"
 }
 
 case "${1:-start}" in

@@ -68,8 +68,12 @@ static void ha_schedule(struct agent *a, unsigned delay_ms);
 
 static void on_raft_change(struct cons *c, void *data)
 {
-    (void)c;
-    update_peer_targets(data);
+    struct agent *a = data;
+    update_peer_targets(a);
+    /* A new leader chooses the next primary from reports asked for after it became leader. */
+    if (c->role == CONS_ROLE_LEADER && c->leader_ready && a->peers_open) {
+        peers_poll_now(&a->peers);
+    }
     /* Leadership changes are acted on at once, not at the next tick. */
     ha_schedule(data, 0);
 }

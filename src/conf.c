@@ -36,6 +36,8 @@ enum key_type {
     KEY_MEMBERS, /* a sequence of min..max mappings into struct conf_member, described by sub */
     KEY_PARAMS,  /* a mapping of scalars into a struct conf_kv array, kept as text */
     KEY_STRLIST, /* a sequence of scalars into a char * array */
+    KEY_CIDR,    /* IPv4 unicast host address/prefix into a struct conf_cidr */
+    KEY_IFNAME,  /* a Linux network interface name */
 };
 
 /* One row of a key table. Offsets are from the base the table is walked with: struct conf for
@@ -61,9 +63,12 @@ struct conf_key {
 _Static_assert(sizeof(enum conf_log_level) == sizeof(int), "enum conf_log_level is not int-sized");
 _Static_assert(sizeof(enum conf_log_format) == sizeof(int),
                "enum conf_log_format is not int-sized");
+_Static_assert(sizeof(enum conf_watchdog_mode) == sizeof(int),
+               "enum conf_watchdog_mode is not int-sized");
 
 static const char *const log_level_names[] = {"debug", "info", "warning", "error", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
+static const char *const watchdog_mode_names[] = {"off", "automatic", "required", NULL};
 
 static const struct conf_key member_keys[] = {
     {"name", KEY_NAME, MEMBER_FIELD(name), .required = true},
@@ -139,6 +144,26 @@ static const struct conf_key tags_keys[] = {
     {.key = NULL},
 };
 
+static const struct conf_key vip_keys[] = {
+    {"address", KEY_CIDR, FIELD(vip.address), .required = true},
+    {"interface", KEY_IFNAME, FIELD(vip.interface), .required = true},
+    {"arping_count", KEY_UINT, FIELD(vip.arping_count), .min = 1, .max = 100, .def = "3"},
+    {"announce_repeats", KEY_UINT, FIELD(vip.announce_repeats), .min = 0, .max = 100, .def = "3"},
+    {"announce_interval", KEY_UINT, FIELD(vip.announce_interval_ms), .min = 10, .max = 60000,
+     .def = "1000"},
+    {"ip_bin", KEY_PATH, FIELD(vip.ip_bin), .def = "/usr/sbin/ip"},
+    {"arping_bin", KEY_PATH, FIELD(vip.arping_bin), .def = "/usr/sbin/arping"},
+    {.key = NULL},
+};
+
+static const struct conf_key watchdog_keys[] = {
+    {"mode", KEY_ENUM, FIELD(watchdog.mode), .def = "off", .names = watchdog_mode_names},
+    {"device", KEY_PATH, FIELD(watchdog.device), .def = "/dev/watchdog"},
+    {"safety_margin", KEY_UINT, FIELD(watchdog.safety_margin_ms), .min = 100, .max = 60000,
+     .def = "1000"},
+    {.key = NULL},
+};
+
 static const struct conf_key root_keys[] = {
     {"scope", KEY_NAME, FIELD(scope), .required = true},
     {"name", KEY_NAME, FIELD(name), .required = true},
@@ -147,6 +172,8 @@ static const struct conf_key root_keys[] = {
     {"log", KEY_SECTION, .sub = log_keys},
     {"postgresql", KEY_SECTION, .sub = postgresql_keys},
     {"tags", KEY_SECTION, .sub = tags_keys},
+    {"vip", KEY_SECTION, .sub = vip_keys},
+    {"watchdog", KEY_SECTION, .sub = watchdog_keys},
     {.key = NULL},
 };
 
@@ -404,6 +431,71 @@ int conf_parse_addr(const char *addr, char host[16], uint16_t *port)
     return 0;
 }
 
+/* Reads a dotted quad and returns its end, or NULL. */
+static const char *scan_ipv4(const char *s)
+{
+    unsigned long v;
+
+    for (int i = 0; i < 4; i++) {
+        if (i > 0 && *s++ != '.')
+            return NULL;
+        s = scan_decimal(s, 3, &v);
+        if (s == NULL || v > 255)
+            return NULL;
+    }
+    return s;
+}
+
+int conf_parse_cidr(const char *cidr, char host[16], unsigned *prefix)
+{
+    const char *s;
+    unsigned long v;
+
+    if (cidr == NULL || (s = scan_ipv4(cidr)) == NULL || *s != '/')
+        return RPG_EINVAL;
+    size_t host_len = (size_t)(s - cidr);
+    s = scan_decimal(s + 1, 2, &v);
+    if (s == NULL || *s != '\0' || v < 1 || v > 32)
+        return RPG_EINVAL;
+    if (host != NULL) {
+        memcpy(host, cidr, host_len);
+        host[host_len] = '\0';
+    }
+    if (prefix != NULL)
+        *prefix = (unsigned)v;
+    return 0;
+}
+
+/* The dotted quad at the start of s as a number, s being known to start with one. */
+static uint32_t ipv4_value(const char *s)
+{
+    uint32_t v = 0;
+    char *end;
+
+    for (int i = 0; i < 4; i++) {
+        v = v * 256 + (uint32_t)strtoul(s, &end, 10);
+        s = *end == '.' ? end + 1 : end;
+    }
+    return v;
+}
+
+/* Why cidr cannot be the VIP, or NULL when it can. ip addr would take a network or broadcast
+ * address, but no client could reach it, and 0/8, 127/8 and 224/4 and up are not unicast on a
+ * LAN. Prefixes 31 and 32 have no network or broadcast address (RFC 3021). */
+static const char *cidr_not_host(const char *cidr, unsigned prefix)
+{
+    uint32_t a = ipv4_value(cidr);
+    uint32_t host_mask = prefix == 32 ? 0 : UINT32_MAX >> prefix;
+
+    if ((a >> 24) == 0 || (a >> 24) == 127 || (a >> 24) >= 224)
+        return "a unicast host address";
+    if (prefix <= 30 && (a & host_mask) == 0)
+        return "a host address, not the network address of its prefix";
+    if (prefix <= 30 && (a & host_mask) == host_mask)
+        return "a host address, not the broadcast address of its prefix";
+    return NULL;
+}
+
 static bool is_wildcard(const char *addr)
 {
     return strncmp(addr, "0.0.0.0:", 8) == 0;
@@ -422,6 +514,14 @@ static bool is_name(const char *s, size_t max_len)
             return false;
     }
     return true;
+}
+
+/* A name the kernel takes for a network interface (dev_valid_name in net/core/dev.c): it refuses
+ * '/', ':' and white space; the other characters are refused here because ip and arping take the
+ * name as an argument and it ends up in messages. */
+static bool is_ifname(const char *s)
+{
+    return is_name(s, CONF_IFNAME_MAX - 1) && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
 
 /* A PostgreSQL setting name: plain or "extension.name" (GUC names are case-insensitive). */
@@ -541,6 +641,47 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
         snprintf(why, n, "expected one of %s, got %s", list, quote(s, q));
         return false;
     }
+    case KEY_CIDR: {
+        struct conf_cidr *cidr = (struct conf_cidr *)f;
+        const char *end = scan_ipv4(s);
+        const char *what;
+        unsigned prefix;
+        assert(k->size == sizeof *cidr);
+        if (conf_parse_cidr(s, cidr->host, &prefix) != 0) {
+            /* A well-formed address with a prefix length outside 1..32 gets its own message. */
+            if (end != NULL && *end == '/' && (end = scan_decimal(end + 1, 3, &v)) != NULL &&
+                *end == '\0')
+                snprintf(why, n, "expected a prefix length 1..32, got %s", quote(s, q));
+            else
+                snprintf(why, n, "expected IPv4 address/prefix, got %s", quote(s, q));
+            return false;
+        }
+        if ((what = cidr_not_host(s, prefix)) != NULL) {
+            snprintf(why, n, "expected %s, got %s", what, quote(s, q));
+            return false;
+        }
+        assert(len < sizeof cidr->text);
+        memcpy(cidr->text, s, len + 1);
+        cidr->prefix = prefix;
+        return true;
+    }
+    case KEY_IFNAME:
+        if (strchr(s, ':') != NULL) {
+            snprintf(why, n,
+                     "expected an interface name, got %s (a name with ':' is an address label, "
+                     "name the interface itself)",
+                     quote(s, q));
+            return false;
+        }
+        if (!is_ifname(s)) {
+            snprintf(why, n,
+                     "expected an interface name of 1..%zu characters from [A-Za-z0-9_.-], "
+                     "got %s",
+                     k->size - 1, quote(s, q));
+            return false;
+        }
+        memcpy(f, s, len + 1);
+        return true;
     case KEY_SECTION:
     case KEY_MEMBERS:
     case KEY_PARAMS:
@@ -806,6 +947,48 @@ static int default_connect(struct parser *p, char *connect, const char *listen, 
     return 0;
 }
 
+/* Releasing the VIP deletes its address from the interface: were it a member's own address, a
+ * fence would cut that member off the network. */
+static int check_vip(struct parser *p)
+{
+    const struct conf *c = p->c;
+    char host[16], key[64];
+
+    for (unsigned i = 0; i < c->raft.n_members; i++) {
+        const struct conf_member *m = &c->raft.members[i];
+        const char *addrs[2] = {m->raft, m->api};
+        for (int j = 0; j < 2; j++) {
+            conf_parse_addr(addrs[j], host, NULL);
+            if (strcmp(host, c->vip.address.host) != 0)
+                continue;
+            snprintf(key, sizeof key, "raft.members[%u].%s", i, j == 0 ? "raft" : "api");
+            return fail_at(p, where_first(p, "vip.address", NULL), "vip.address",
+                           "must not be a member's own address (address=%s %s=%s)",
+                           c->vip.address.text, key, addrs[j]);
+        }
+    }
+    const struct {
+        const char *key, *addr;
+    } own[] = {
+        {"restapi.listen", c->restapi.listen},
+        {"restapi.connect_address", c->restapi.connect_address},
+        {"postgresql.listen", c->postgresql.listen},
+        {"postgresql.connect_address", c->postgresql.connect_address},
+    };
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+        /* Only the primary holds the VIP: a standby could not bind it, and a fence would take
+         * the member's API or PostgreSQL off the network. */
+        if (own[i].addr[0] == '\0')
+            continue;
+        conf_parse_addr(own[i].addr, host, NULL);
+        if (strcmp(host, c->vip.address.host) == 0)
+            return fail_at(p, where_first(p, "vip.address", NULL), "vip.address",
+                           "must not be this member's own address (address=%s %s=%s)",
+                           c->vip.address.text, own[i].key, own[i].addr);
+    }
+    return 0;
+}
+
 /* Checks that span keys, and fills the defaults that depend on other keys. */
 static int finish(struct parser *p)
 {
@@ -814,6 +997,7 @@ static int finish(struct parser *p)
     int rv;
 
     c->has_postgresql = where_find(p, "postgresql", NULL);
+    c->has_vip = where_find(p, "vip", NULL);
 
     /* A follower must hear a heartbeat within every election timeout even when one is late or
      * lost, or it deposes a healthy leader (Raft paper §5.6: broadcast time << election
@@ -849,9 +1033,13 @@ static int finish(struct parser *p)
         if (rv != 0)
             return rv;
     }
-    if (c->has_postgresql)
-        return default_connect(p, c->postgresql.connect_address, c->postgresql.listen,
-                               "postgresql");
+    if (c->has_postgresql) {
+        rv = default_connect(p, c->postgresql.connect_address, c->postgresql.listen, "postgresql");
+        if (rv != 0)
+            return rv;
+    }
+    if (c->has_vip)
+        return check_vip(p);
     return 0;
 }
 
@@ -1047,5 +1235,12 @@ const char *conf_log_format_name(enum conf_log_format format)
 {
     if ((unsigned)format < sizeof log_format_names / sizeof log_format_names[0] - 1)
         return log_format_names[format];
+    return "unknown";
+}
+
+const char *conf_watchdog_mode_name(enum conf_watchdog_mode mode)
+{
+    if ((unsigned)mode < sizeof watchdog_mode_names / sizeof watchdog_mode_names[0] - 1)
+        return watchdog_mode_names[mode];
     return "unknown";
 }

@@ -74,6 +74,8 @@ static void poll_work(uv_work_t *w)
     }
 }
 
+static void timer_cb(uv_timer_t *t);
+
 static void poll_after(uv_work_t *w, int status)
 {
     struct peers *p = w->data;
@@ -110,6 +112,10 @@ static void poll_after(uv_work_t *w, int status)
     }
     p->n_results = p->n_targets;
     memcpy(p->results, p->targets, sizeof p->targets);
+    if (p->poll_again) {
+        p->poll_again = false;
+        uv_timer_start(&p->timer, timer_cb, 0, p->interval_ms);
+    }
     if (p->round_cb != NULL) {
         p->round_cb(p, p->data);
     }
@@ -127,6 +133,18 @@ static void timer_cb(uv_timer_t *t)
     p->work.data = p;
     if (uv_queue_work(p->loop, &p->work, poll_work, poll_after) == 0) {
         p->busy = true;
+    }
+}
+
+void peers_poll_now(struct peers *p)
+{
+    if (p->closing) {
+        return;
+    }
+    if (p->busy) {
+        p->poll_again = true;
+    } else {
+        uv_timer_start(&p->timer, timer_cb, 0, p->interval_ms);
     }
 }
 

@@ -11,6 +11,8 @@
 #define CONF_NAME_MAX 64   /* member and scope names, including the NUL */
 #define CONF_ADDR_MAX 24   /* "255.255.255.255:65535" plus NUL */
 #define CONF_MEMBERS_MAX 9 /* initial Raft members */
+#define CONF_CIDR_MAX 19   /* "255.255.255.255/32" plus NUL */
+#define CONF_IFNAME_MAX 16 /* IFNAMSIZ: 15 characters plus NUL */
 
 /* A member of the initial Raft configuration. Addresses are IPv4 dotted quad ":" port, never
  * 0.0.0.0. Names, raft addresses and api addresses are each unique among the members. */
@@ -27,6 +29,39 @@ struct conf_kv {
 
 enum conf_log_format { CONF_LOG_TEXT = 0, CONF_LOG_JSON };
 enum conf_log_level { CONF_LOG_DEBUG = 0, CONF_LOG_INFO, CONF_LOG_WARNING, CONF_LOG_ERROR };
+
+/* How the Linux watchdog is used (DESIGN.md rule 5), as in Patroni: off never opens the device;
+ * automatic uses it when it can be armed and runs on without it otherwise; required refuses to
+ * run as primary without it. */
+enum conf_watchdog_mode { CONF_WATCHDOG_OFF = 0, CONF_WATCHDOG_AUTOMATIC, CONF_WATCHDOG_REQUIRED };
+
+/* An IPv4 host address with its prefix length, as written: "10.0.0.100/24". */
+struct conf_cidr {
+    char text[CONF_CIDR_MAX]; /* canonical: no leading zeros, so equal addresses compare equal */
+    char host[16];            /* "10.0.0.100" */
+    unsigned prefix;          /* 1..32 */
+};
+
+/* The write VIP (DESIGN.md §8): the address the primary holds, claimed with ip and arping. */
+struct conf_vip {
+    /* Required. A unicast host address (not 0/8, 127/8, 224/4 and up, nor the network or
+     * broadcast address of its prefix when the prefix is 30 or less) that is no member's own
+     * address: releasing the VIP deletes it from the interface. */
+    struct conf_cidr address;
+    char interface[CONF_IFNAME_MAX]; /* required; a Linux interface name, no ':' aliases */
+    unsigned arping_count;           /* probes before a claim; default 3, range 1..100 */
+    unsigned announce_repeats;       /* gratuitous ARP rounds; default 3, range 0..100 */
+    unsigned announce_interval_ms;   /* between rounds, start to start; default 1000 */
+    char ip_bin[PATH_MAX];           /* default /usr/sbin/ip */
+    char arping_bin[PATH_MAX];       /* Thomas Habets' arping; default /usr/sbin/arping */
+};
+
+struct conf_watchdog {
+    enum conf_watchdog_mode mode; /* default off */
+    char device[PATH_MAX];        /* default /dev/watchdog */
+    unsigned safety_margin_ms;    /* between the watchdog firing and the lease's end;
+                                     default 1000, range 100..60000 */
+};
 
 struct conf {
     char path[PATH_MAX]; /* the file this came from */
@@ -75,6 +110,12 @@ struct conf {
         char passfile[PATH_MAX];              /* default empty */
     } postgresql;
 
+    /* vip: optional section; has_vip says whether it was given. */
+    bool has_vip;
+    struct conf_vip vip;
+
+    struct conf_watchdog watchdog; /* optional section; defaults to mode off */
+
     struct {
         bool nofailover;       /* default false */
         bool nosync;           /* default false */
@@ -105,10 +146,18 @@ const struct conf_member *conf_self(const struct conf *c);
  * names and IPv6 are refused (libraft cannot use them). host and port may be NULL to only check. */
 int conf_parse_addr(const char *addr, char host[16], uint16_t *port);
 
+/* Splits "a.b.c.d/prefix" into host (16 bytes) and prefix; returns 0 or RPG_EINVAL. Octets are
+ * 0..255 and the prefix 1..32, in decimal without leading zeros. Only the syntax is checked: the
+ * vip.address key adds the unicast and host-part checks. host and prefix may be NULL. */
+int conf_parse_cidr(const char *cidr, char host[16], unsigned *prefix);
+
 /* "debug", "info", "warning", "error"; "unknown" for other values. */
 const char *conf_log_level_name(enum conf_log_level level);
 
 /* "text", "json"; "unknown" for other values. */
 const char *conf_log_format_name(enum conf_log_format format);
+
+/* "off", "automatic", "required"; "unknown" for other values. */
+const char *conf_watchdog_mode_name(enum conf_watchdog_mode mode);
 
 #endif

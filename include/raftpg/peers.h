@@ -48,6 +48,7 @@ struct peers {
     uv_work_t work;
     bool busy;
     bool closing;
+    bool poll_again;       /* peers_poll_now during a round: start the next one at its end */
     unsigned interval_ms;
     unsigned timeout_ms;
     /* Targets are set from the loop thread and copied into the work item at each round. */
@@ -69,6 +70,9 @@ int peers_start(struct peers *p, uv_loop_t *loop, unsigned interval_ms, unsigned
 
 /* Replaces the set of peers to poll (name and API address are copied). */
 void peers_set_targets(struct peers *p, const struct peer_status *targets, unsigned n);
+
+/* Starts a round now (or as soon as the running one ends), then every interval_ms again. */
+void peers_poll_now(struct peers *p);
 
 /* The last known status of a peer by name, or NULL. */
 const struct peer_status *peers_get(const struct peers *p, const char *name);

@@ -73,22 +73,37 @@ const char *pg_op_name(enum pg_op op)
 
 /* ---- quoting and parsing (pure) -------------------------------------------------------------- */
 
-static bool quote_with(const char *s, char *buf, size_t size, bool double_quote)
+static bool quote_with(const char *s, char *buf, size_t size, bool conf)
 {
     size_t n = 0;
     if (size < 3) {
+        if (size > 0) {
+            buf[0] = '\0';
+        }
         return false;
     }
     buf[n++] = '\'';
     for (; *s != '\0'; s++) {
-        bool esc = *s == '\'' || *s == '\\';
+        char esc = 0;
+        if (*s == '\'') {
+            esc = conf ? '\'' : '\\';
+        } else if (*s == '\\') {
+            esc = '\\';
+        }
+        /* A raw line break ends a postgresql.conf line: the file would not parse. */
+        char ch = *s;
+        if (conf && (ch == '\n' || ch == '\r')) {
+            esc = '\\';
+            ch = ch == '\n' ? 'n' : 'r';
+        }
         if (n + (esc ? 2 : 1) + 2 > size) {
+            buf[0] = '\0';
             return false;
         }
         if (esc) {
-            buf[n++] = (double_quote && *s == '\'') ? '\'' : '\\';
+            buf[n++] = esc;
         }
-        buf[n++] = *s;
+        buf[n++] = ch;
     }
     buf[n++] = '\'';
     buf[n] = '\0';
@@ -143,8 +158,11 @@ int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeli
     if (v == NULL) {
         return rpg_err(errmsg, RPG_EPROTO, "pg_controldata: no database cluster state");
     }
-    /* "shut down" and "in production" are a primary's states; a standby's say "recovery". */
-    *was_primary = strncmp(v, "in production", 13) == 0 ||
+    /* A primary writes "in production", "shutting down" and "shut down"; a server started without
+     * a standby or recovery signal replays as "in crash recovery". A standby's states are "in
+     * archive recovery" and "shut down in recovery". */
+    *was_primary = strncmp(v, "in production", 13) == 0 || strncmp(v, "shutting down", 13) == 0 ||
+                   strncmp(v, "in crash recovery", 17) == 0 ||
                    (strncmp(v, "shut down", 9) == 0 && strncmp(v, "shut down in recovery", 21) != 0);
     return 0;
 }

@@ -1,0 +1,713 @@
+/* Unit tests for pg's pure helpers: pg_parse_controldata on real pg_controldata output, and the
+ * conninfo and postgresql.conf quoting functions at every buffer size around the fit.
+ *
+ * The controldata texts below were produced by PostgreSQL 15 (LC_ALL=C pg_controldata) on one
+ * cluster made with initdb --data-checksums, in each state the agent can find a data directory
+ * in. They keep the lines the parser reads and some of their neighbours, in the original order
+ * and spacing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "raftpg/pg.h"
+
+/* The system identifier initdb chose for the cluster every captured text comes from. */
+#define SYSID 7712437877340712033ULL
+
+/* initdb --data-checksums, then stopped cleanly by pg_ctl stop. */
+static const char CLEAN_PRIMARY[] =
+    "pg_control version number:            1300\n"
+    "Catalog version number:               202209061\n"
+    "Database system identifier:           7712437877340712033\n"
+    "Database cluster state:               shut down\n"
+    "pg_control last modified:             Thu Nov 26 11:17:55 2026\n"
+    "Latest checkpoint location:           0/17414D0\n"
+    "Latest checkpoint's REDO location:    0/17414D0\n"
+    "Latest checkpoint's REDO WAL file:    000000010000000000000001\n"
+    "Latest checkpoint's TimeLineID:       1\n"
+    "Latest checkpoint's PrevTimeLineID:   1\n"
+    "Latest checkpoint's full_page_writes: on\n"
+    "Time of latest checkpoint:            Thu Nov 26 11:17:55 2026\n"
+    "Fake LSN counter for unlogged rels:   0/3E8\n"
+    "Minimum recovery ending location:     0/0\n"
+    "Min recovery ending loc's timeline:   0\n"
+    "Backup start location:                0/0\n"
+    "Backup end location:                  0/0\n"
+    "Float8 argument passing:              by value\n"
+    "Data page checksum version:           1\n";
+
+/* The same cluster running as a primary. */
+static const char RUNNING_PRIMARY[] =
+    "pg_control version number:            1300\n"
+    "Catalog version number:               202209061\n"
+    "Database system identifier:           7712437877340712033\n"
+    "Database cluster state:               in production\n"
+    "pg_control last modified:             Thu Nov 26 11:17:55 2026\n"
+    "Latest checkpoint location:           0/17414D0\n"
+    "Latest checkpoint's REDO location:    0/17414D0\n"
+    "Latest checkpoint's REDO WAL file:    000000010000000000000001\n"
+    "Latest checkpoint's TimeLineID:       1\n"
+    "Latest checkpoint's PrevTimeLineID:   1\n"
+    "Latest checkpoint's full_page_writes: on\n"
+    "Time of latest checkpoint:            Thu Nov 26 11:17:55 2026\n"
+    "Fake LSN counter for unlogged rels:   0/3E8\n"
+    "Minimum recovery ending location:     0/0\n"
+    "Min recovery ending loc's timeline:   0\n"
+    "Backup start location:                0/0\n"
+    "Backup end location:                  0/0\n"
+    "Float8 argument passing:              by value\n"
+    "Data page checksum version:           1\n";
+
+/* A primary killed with SIGKILL after a write: the control file still says in production. */
+static const char KILLED_PRIMARY[] =
+    "pg_control version number:            1300\n"
+    "Catalog version number:               202209061\n"
+    "Database system identifier:           7712437877340712033\n"
+    "Database cluster state:               in production\n"
+    "pg_control last modified:             Thu Nov 26 11:17:55 2026\n"
+    "Latest checkpoint location:           0/2000060\n"
+    "Latest checkpoint's REDO location:    0/2000028\n"
+    "Latest checkpoint's REDO WAL file:    000000010000000000000002\n"
+    "Latest checkpoint's TimeLineID:       1\n"
+    "Latest checkpoint's PrevTimeLineID:   1\n"
+    "Latest checkpoint's full_page_writes: on\n"
+    "Time of latest checkpoint:            Thu Nov 26 11:17:55 2026\n"
+    "Fake LSN counter for unlogged rels:   0/3E8\n"
+    "Minimum recovery ending location:     0/0\n"
+    "Min recovery ending loc's timeline:   0\n"
+    "Backup start location:                0/0\n"
+    "Backup end location:                  0/0\n"
+    "Float8 argument passing:              by value\n"
+    "Data page checksum version:           1\n";
+
+/* pg_basebackup -R of the running primary, started as its standby. */
+static const char RUNNING_STANDBY[] =
+    "pg_control version number:            1300\n"
+    "Catalog version number:               202209061\n"
+    "Database system identifier:           7712437877340712033\n"
+    "Database cluster state:               in archive recovery\n"
+    "pg_control last modified:             Thu Nov 26 11:17:55 2026\n"
+    "Latest checkpoint location:           0/2000060\n"
+    "Latest checkpoint's REDO location:    0/2000028\n"
+    "Latest checkpoint's REDO WAL file:    000000010000000000000002\n"
+    "Latest checkpoint's TimeLineID:       1\n"
+    "Latest checkpoint's PrevTimeLineID:   1\n"
+    "Latest checkpoint's full_page_writes: on\n"
+    "Time of latest checkpoint:            Thu Nov 26 11:17:55 2026\n"
+    "Fake LSN counter for unlogged rels:   0/3E8\n"
+    "Minimum recovery ending location:     0/2000100\n"
+    "Min recovery ending loc's timeline:   1\n"
+    "Backup start location:                0/0\n"
+    "Backup end location:                  0/0\n"
+    "Float8 argument passing:              by value\n"
+    "Data page checksum version:           1\n";
+
+/* That standby stopped cleanly by pg_ctl stop -m fast. */
+static const char CLEAN_STANDBY[] =
+    "pg_control version number:            1300\n"
+    "Catalog version number:               202209061\n"
+    "Database system identifier:           7712437877340712033\n"
+    "Database cluster state:               shut down in recovery\n"
+    "pg_control last modified:             Thu Nov 26 11:17:57 2026\n"
+    "Latest checkpoint location:           0/2000060\n"
+    "Latest checkpoint's REDO location:    0/2000028\n"
+    "Latest checkpoint's REDO WAL file:    000000010000000000000002\n"
+    "Latest checkpoint's TimeLineID:       1\n"
+    "Latest checkpoint's PrevTimeLineID:   1\n"
+    "Latest checkpoint's full_page_writes: on\n"
+    "Time of latest checkpoint:            Thu Nov 26 11:17:55 2026\n"
+    "Fake LSN counter for unlogged rels:   0/3E8\n"
+    "Minimum recovery ending location:     0/3000000\n"
+    "Min recovery ending loc's timeline:   1\n"
+    "Backup start location:                0/0\n"
+    "Backup end location:                  0/0\n"
+    "Float8 argument passing:              by value\n"
+    "Data page checksum version:           1\n";
+
+/* A cascading standby whose upstream was promoted to timeline 2, after a CHECKPOINT on the
+ * standby: the restartpoint is the last checkpoint of timeline 1, but replay is past the switch. */
+static const char STANDBY_PAST_SWITCH[] =
+    "pg_control version number:            1300\n"
+    "Catalog version number:               202209061\n"
+    "Database system identifier:           7712437877340712033\n"
+    "Database cluster state:               in archive recovery\n"
+    "pg_control last modified:             Thu Nov 26 11:18:10 2026\n"
+    "Latest checkpoint location:           0/3C68C88\n"
+    "Latest checkpoint's REDO location:    0/3C68C50\n"
+    "Latest checkpoint's REDO WAL file:    000000010000000000000003\n"
+    "Latest checkpoint's TimeLineID:       1\n"
+    "Latest checkpoint's PrevTimeLineID:   1\n"
+    "Latest checkpoint's full_page_writes: on\n"
+    "Time of latest checkpoint:            Thu Nov 26 11:18:09 2026\n"
+    "Fake LSN counter for unlogged rels:   0/3E8\n"
+    "Minimum recovery ending location:     0/48A7CA0\n"
+    "Min recovery ending loc's timeline:   2\n"
+    "Backup start location:                0/0\n"
+    "Backup end location:                  0/0\n"
+    "Float8 argument passing:              by value\n"
+    "Data page checksum version:           1\n";
+
+/* A standby just after pg_ctl promote, before its first checkpoint on timeline 2. */
+static const char JUST_PROMOTED[] =
+    "pg_control version number:            1300\n"
+    "Catalog version number:               202209061\n"
+    "Database system identifier:           7712437877340712033\n"
+    "Database cluster state:               in production\n"
+    "pg_control last modified:             Thu Nov 26 11:18:09 2026\n"
+    "Latest checkpoint location:           0/3027AC0\n"
+    "Latest checkpoint's REDO location:    0/3027AC0\n"
+    "Latest checkpoint's REDO WAL file:    000000010000000000000003\n"
+    "Latest checkpoint's TimeLineID:       1\n"
+    "Latest checkpoint's PrevTimeLineID:   1\n"
+    "Latest checkpoint's full_page_writes: on\n"
+    "Time of latest checkpoint:            Thu Nov 26 11:18:08 2026\n"
+    "Fake LSN counter for unlogged rels:   0/3E8\n"
+    "Minimum recovery ending location:     0/48A7CA0\n"
+    "Min recovery ending loc's timeline:   2\n"
+    "Backup start location:                0/0\n"
+    "Backup end location:                  0/0\n"
+    "Float8 argument passing:              by value\n"
+    "Data page checksum version:           1\n";
+
+/* The promoted primary, SIGKILLed with its checkpointer while pg_ctl stop -m fast ran the
+ * shutdown checkpoint. */
+static const char KILLED_SHUTTING_DOWN[] =
+    "pg_control version number:            1300\n"
+    "Catalog version number:               202209061\n"
+    "Database system identifier:           7712437877340712033\n"
+    "Database cluster state:               shutting down\n"
+    "pg_control last modified:             Thu Nov 26 11:18:20 2026\n"
+    "Latest checkpoint location:           0/ADD21D0\n"
+    "Latest checkpoint's REDO location:    0/48A7CA0\n"
+    "Latest checkpoint's REDO WAL file:    000000020000000000000004\n"
+    "Latest checkpoint's TimeLineID:       2\n"
+    "Latest checkpoint's PrevTimeLineID:   2\n"
+    "Latest checkpoint's full_page_writes: on\n"
+    "Time of latest checkpoint:            Thu Nov 26 11:18:09 2026\n"
+    "Fake LSN counter for unlogged rels:   0/3E8\n"
+    "Minimum recovery ending location:     0/0\n"
+    "Min recovery ending loc's timeline:   0\n"
+    "Backup start location:                0/0\n"
+    "Backup end location:                  0/0\n"
+    "Float8 argument passing:              by value\n"
+    "Data page checksum version:           1\n";
+
+/* That primary restarted, SIGKILLed with its children while the startup process replayed. */
+static const char KILLED_IN_CRASH_RECOVERY[] =
+    "pg_control version number:            1300\n"
+    "Catalog version number:               202209061\n"
+    "Database system identifier:           7712437877340712033\n"
+    "Database cluster state:               in crash recovery\n"
+    "pg_control last modified:             Thu Nov 26 11:18:25 2026\n"
+    "Latest checkpoint location:           0/ADD21D0\n"
+    "Latest checkpoint's REDO location:    0/48A7CA0\n"
+    "Latest checkpoint's REDO WAL file:    000000020000000000000004\n"
+    "Latest checkpoint's TimeLineID:       2\n"
+    "Latest checkpoint's PrevTimeLineID:   2\n"
+    "Latest checkpoint's full_page_writes: on\n"
+    "Time of latest checkpoint:            Thu Nov 26 11:18:09 2026\n"
+    "Fake LSN counter for unlogged rels:   0/3E8\n"
+    "Minimum recovery ending location:     0/0\n"
+    "Min recovery ending loc's timeline:   0\n"
+    "Backup start location:                0/0\n"
+    "Backup end location:                  0/0\n"
+    "Float8 argument passing:              by value\n"
+    "Data page checksum version:           1\n";
+
+/* What pg_controldata prints when the data directory is missing (exit status 1). */
+static const char NO_DATA_DIR[] =
+    "pg_controldata: error: could not open file \"/nonexistent/global/pg_control\" for reading: "
+    "No such file or directory\n";
+
+/* ---- pg_parse_controldata -------------------------------------------------------------------- */
+
+struct parsed {
+    int rc;
+    uint64_t system_id;
+    uint32_t timeline;
+    bool was_primary;
+    char errmsg[RPG_ERRMSG_SIZE];
+};
+
+/* Outputs start as values the parser never produces, so a test sees what it wrote; it parses
+ * twice, with was_primary preset each way, so a parser that leaves it alone cannot pass. */
+static struct parsed parse(const char *text)
+{
+    struct parsed r = {.system_id = 42, .timeline = 42, .was_primary = true};
+    r.rc = pg_parse_controldata(text, &r.system_id, &r.timeline, &r.was_primary, r.errmsg);
+    bool first = r.was_primary;
+    r.was_primary = false;
+    r.rc = pg_parse_controldata(text, &r.system_id, &r.timeline, &r.was_primary, r.errmsg);
+    if (r.rc == 0) {
+        assert_int_equal(first, r.was_primary);
+    }
+    return r;
+}
+
+/* text with every line that starts with label removed, in a static buffer. */
+static const char *without_line(const char *text, const char *label)
+{
+    static char out[4096];
+    size_t n = 0, len = strlen(label);
+    while (*text != '\0') {
+        const char *eol = strchr(text, '\n');
+        size_t line = eol != NULL ? (size_t)(eol - text) + 1 : strlen(text);
+        if (strncmp(text, label, len) != 0) {
+            assert_true(n + line < sizeof out);
+            memcpy(out + n, text, line);
+            n += line;
+        }
+        text += line;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* text with the first occurrence of from replaced by to, in a static buffer. */
+static const char *replaced(const char *text, const char *from, const char *to)
+{
+    static char out[4096];
+    const char *at = strstr(text, from);
+    assert_non_null(at);
+    size_t head = (size_t)(at - text);
+    assert_true(strlen(text) - strlen(from) + strlen(to) < sizeof out);
+    snprintf(out, sizeof out, "%.*s%s%s", (int)head, text, to, at + strlen(from));
+    return out;
+}
+
+static void test_controldata_cleanly_shut_down_primary_was_primary(void **state)
+{
+    (void)state;
+    struct parsed r = parse(CLEAN_PRIMARY);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.system_id, SYSID);
+    assert_int_equal(r.timeline, 1);
+    assert_true(r.was_primary);
+}
+
+static void test_controldata_running_primary_was_primary(void **state)
+{
+    (void)state;
+    struct parsed r = parse(RUNNING_PRIMARY);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.system_id, SYSID);
+    assert_int_equal(r.timeline, 1);
+    assert_true(r.was_primary);
+}
+
+static void test_controldata_killed_primary_was_primary(void **state)
+{
+    (void)state;
+    struct parsed r = parse(KILLED_PRIMARY);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.system_id, SYSID);
+    assert_int_equal(r.timeline, 1);
+    assert_true(r.was_primary);
+}
+
+static void test_controldata_running_standby_was_not_primary(void **state)
+{
+    (void)state;
+    struct parsed r = parse(RUNNING_STANDBY);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.system_id, SYSID);
+    assert_int_equal(r.timeline, 1);
+    assert_false(r.was_primary);
+}
+
+static void test_controldata_cleanly_shut_down_standby_was_not_primary(void **state)
+{
+    (void)state;
+    struct parsed r = parse(CLEAN_STANDBY);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.system_id, SYSID);
+    assert_int_equal(r.timeline, 1);
+    assert_false(r.was_primary);
+}
+
+/* Only a primary writes "shutting down": it is set by the shutdown checkpoint, and a standby's
+ * shutdown restartpoint never sets it. */
+static void test_controldata_primary_killed_while_shutting_down_was_primary(void **state)
+{
+    (void)state;
+    struct parsed r = parse(KILLED_SHUTTING_DOWN);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.system_id, SYSID);
+    assert_int_equal(r.timeline, 2);
+    assert_true(r.was_primary);
+}
+
+/* Crash recovery is what a server started without standby.signal does after a crash: it was
+ * started as a primary, and the WAL it replays is its own. */
+static void test_controldata_primary_killed_in_crash_recovery_was_primary(void **state)
+{
+    (void)state;
+    struct parsed r = parse(KILLED_IN_CRASH_RECOVERY);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.system_id, SYSID);
+    assert_int_equal(r.timeline, 2);
+    assert_true(r.was_primary);
+}
+
+static void test_controldata_min_recovery_timeline_above_checkpoint_timeline_wins(void **state)
+{
+    (void)state;
+    struct parsed r = parse(STANDBY_PAST_SWITCH);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.system_id, SYSID);
+    assert_int_equal(r.timeline, 2);
+    assert_false(r.was_primary);
+}
+
+static void test_controldata_promoted_primary_before_checkpoint_is_on_new_timeline(void **state)
+{
+    (void)state;
+    struct parsed r = parse(JUST_PROMOTED);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.system_id, SYSID);
+    assert_int_equal(r.timeline, 2);
+    assert_true(r.was_primary);
+}
+
+static void
+test_controldata_min_recovery_timeline_below_checkpoint_timeline_is_ignored(void **state)
+{
+    (void)state;
+    const char *text = replaced(STANDBY_PAST_SWITCH, "Latest checkpoint's TimeLineID:       1",
+                                "Latest checkpoint's TimeLineID:       3");
+    struct parsed r = parse(text);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.timeline, 3);
+}
+
+static void test_controldata_without_min_recovery_timeline_uses_checkpoint_timeline(void **state)
+{
+    (void)state;
+    struct parsed r = parse(without_line(STANDBY_PAST_SWITCH, "Min recovery ending loc's"));
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.system_id, SYSID);
+    assert_int_equal(r.timeline, 1);
+    assert_false(r.was_primary);
+}
+
+/* Identifiers made after January 2038 have the top bit set. */
+static void test_controldata_system_identifier_above_int64_max_is_read_unsigned(void **state)
+{
+    (void)state;
+    const char *text = replaced(CLEAN_PRIMARY, "7712437877340712033", "18446744073709551615");
+    struct parsed r = parse(text);
+    assert_int_equal(r.rc, 0);
+    assert_true(r.system_id == UINT64_MAX);
+}
+
+static void test_controldata_without_system_identifier_is_eproto(void **state)
+{
+    (void)state;
+    struct parsed r = parse(without_line(CLEAN_PRIMARY, "Database system identifier:"));
+    assert_int_equal(r.rc, RPG_EPROTO);
+    assert_string_equal(r.errmsg, "pg_controldata: no database system identifier");
+}
+
+/* The PrevTimeLineID line that stays behind must not be taken for the timeline. */
+static void test_controldata_without_timeline_is_eproto(void **state)
+{
+    (void)state;
+    struct parsed r = parse(without_line(CLEAN_PRIMARY, "Latest checkpoint's TimeLineID:"));
+    assert_int_equal(r.rc, RPG_EPROTO);
+    assert_string_equal(r.errmsg, "pg_controldata: no latest checkpoint timeline");
+}
+
+static void test_controldata_without_cluster_state_is_eproto(void **state)
+{
+    (void)state;
+    struct parsed r = parse(without_line(CLEAN_PRIMARY, "Database cluster state:"));
+    assert_int_equal(r.rc, RPG_EPROTO);
+    assert_string_equal(r.errmsg, "pg_controldata: no database cluster state");
+}
+
+static void test_controldata_non_numeric_system_identifier_is_eproto(void **state)
+{
+    (void)state;
+    const char *text = replaced(CLEAN_PRIMARY, "7712437877340712033", "unknown");
+    struct parsed r = parse(text);
+    assert_int_equal(r.rc, RPG_EPROTO);
+    assert_string_equal(r.errmsg, "pg_controldata: no database system identifier");
+}
+
+static void test_controldata_non_numeric_timeline_is_eproto(void **state)
+{
+    (void)state;
+    const char *text = replaced(CLEAN_PRIMARY, "Latest checkpoint's TimeLineID:       1",
+                                "Latest checkpoint's TimeLineID:       -1");
+    struct parsed r = parse(text);
+    assert_int_equal(r.rc, RPG_EPROTO);
+    assert_string_equal(r.errmsg, "pg_controldata: no latest checkpoint timeline");
+}
+
+/* Output cut off right after a label, as when the program is killed mid-write. */
+static void test_controldata_cut_after_identifier_label_is_eproto(void **state)
+{
+    (void)state;
+    struct parsed r = parse("pg_control version number:            1300\n"
+                            "Catalog version number:               202209061\n"
+                            "Database system identifier:");
+    assert_int_equal(r.rc, RPG_EPROTO);
+    assert_string_equal(r.errmsg, "pg_controldata: no database system identifier");
+}
+
+static void test_controldata_error_output_is_eproto(void **state)
+{
+    (void)state;
+    struct parsed r = parse(NO_DATA_DIR);
+    assert_int_equal(r.rc, RPG_EPROTO);
+    assert_string_equal(r.errmsg, "pg_controldata: no database system identifier");
+}
+
+static void test_controldata_empty_text_is_eproto(void **state)
+{
+    (void)state;
+    struct parsed r = parse("");
+    assert_int_equal(r.rc, RPG_EPROTO);
+    assert_string_equal(r.errmsg, "pg_controldata: no database system identifier");
+}
+
+static void test_controldata_binary_garbage_is_eproto(void **state)
+{
+    (void)state;
+    struct parsed r = parse("\x7f"
+                            "ELF\x02\x01\x01\xff\xfe:::\n\t\t: 12\n");
+    assert_int_equal(r.rc, RPG_EPROTO);
+    assert_string_equal(r.errmsg, "pg_controldata: no database system identifier");
+}
+
+/* ---- pg_conninfo_quote and pg_conf_quote ----------------------------------------------------- */
+
+typedef bool (*quote_fn)(const char *s, char *buf, size_t size);
+
+#define CANARY ((char)0x5a)
+
+struct quoted {
+    bool ok;
+    char text[256]; /* the buffer's contents when ok */
+    bool canary_intact;
+};
+
+/* Quotes s into a heap buffer of exactly size bytes followed by one canary byte, so a write past
+ * the end shows as a changed canary (and under ASan as an overflow of the allocation). */
+static struct quoted quote(quote_fn fn, const char *s, size_t size)
+{
+    struct quoted q = {0};
+    char *mem = malloc(size + 1);
+    assert_non_null(mem);
+    memset(mem, 'x', size);
+    mem[size] = CANARY;
+    q.ok = fn(s, mem, size);
+    q.canary_intact = mem[size] == CANARY;
+    if (q.ok) {
+        assert_true(memchr(mem, '\0', size) != NULL);
+        snprintf(q.text, sizeof q.text, "%s", mem);
+    }
+    free(mem);
+    return q;
+}
+
+/* Every size below expected's fit fails, the exact fit and one more succeed with expected, and
+ * no size writes past the buffer. */
+static void check_every_size(quote_fn fn, const char *s, const char *expected)
+{
+    size_t fit = strlen(expected) + 1;
+    for (size_t size = 0; size < fit; size++) {
+        struct quoted q = quote(fn, s, size);
+        if (q.ok) {
+            fail_msg("size %zu: expected failure, got \"%s\"", size, q.text);
+        }
+        assert_true(q.canary_intact);
+    }
+    for (size_t size = fit; size <= fit + 1; size++) {
+        struct quoted q = quote(fn, s, size);
+        assert_true(q.ok);
+        assert_string_equal(q.text, expected);
+        assert_true(q.canary_intact);
+    }
+}
+
+static void test_conninfo_quote_plain_value(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_conninfo_quote, "node1", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "'node1'");
+}
+
+static void test_conninfo_quote_escapes_single_quote_with_backslash(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_conninfo_quote, "it's", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "'it\\'s'");
+}
+
+static void test_conninfo_quote_escapes_backslash(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_conninfo_quote, "a\\b", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "'a\\\\b'");
+}
+
+static void test_conninfo_quote_keeps_spaces_and_equals(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_conninfo_quote, "p w=x", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "'p w=x'");
+}
+
+static void test_conninfo_quote_empty_string(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_conninfo_quote, "", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "''");
+}
+
+static void test_conninfo_quote_plain_value_fits_exactly_and_not_one_byte_less(void **state)
+{
+    (void)state;
+    check_every_size(pg_conninfo_quote, "abc", "'abc'");
+}
+
+static void test_conninfo_quote_escaped_value_fits_exactly_and_not_one_byte_less(void **state)
+{
+    (void)state;
+    check_every_size(pg_conninfo_quote, "a'b\\", "'a\\'b\\\\'");
+}
+
+static void test_conninfo_quote_empty_string_fits_exactly_and_not_one_byte_less(void **state)
+{
+    (void)state;
+    check_every_size(pg_conninfo_quote, "", "''");
+}
+
+static void test_conf_quote_plain_value(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_conf_quote, "/var/run/postgresql", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "'/var/run/postgresql'");
+}
+
+static void test_conf_quote_doubles_single_quote(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_conf_quote, "it's", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "'it''s'");
+}
+
+static void test_conf_quote_escapes_backslash(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_conf_quote, "a\\b", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "'a\\\\b'");
+}
+
+/* primary_conninfo is a conninfo quoted again for postgresql.conf. */
+static void test_conf_quote_of_quoted_conninfo_escapes_both_layers(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_conf_quote, "password='it\\'s'", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "'password=''it\\\\''s'''");
+}
+
+static void test_conf_quote_empty_string(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_conf_quote, "", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "''");
+}
+
+/* PostgreSQL's configuration lexer ends a quoted string at a newline: postgres refuses to start
+ * with "syntax error in file ... near token" when one is written raw. \n is its escape for it. */
+static void test_conf_quote_escapes_newline(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_conf_quote, "a\nb", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "'a\\nb'");
+}
+
+static void test_conf_quote_plain_value_fits_exactly_and_not_one_byte_less(void **state)
+{
+    (void)state;
+    check_every_size(pg_conf_quote, "abc", "'abc'");
+}
+
+static void test_conf_quote_escaped_value_fits_exactly_and_not_one_byte_less(void **state)
+{
+    (void)state;
+    check_every_size(pg_conf_quote, "a'b\\", "'a''b\\\\'");
+}
+
+static void test_conf_quote_empty_string_fits_exactly_and_not_one_byte_less(void **state)
+{
+    (void)state;
+    check_every_size(pg_conf_quote, "", "''");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_controldata_cleanly_shut_down_primary_was_primary),
+        cmocka_unit_test(test_controldata_running_primary_was_primary),
+        cmocka_unit_test(test_controldata_killed_primary_was_primary),
+        cmocka_unit_test(test_controldata_running_standby_was_not_primary),
+        cmocka_unit_test(test_controldata_cleanly_shut_down_standby_was_not_primary),
+        cmocka_unit_test(test_controldata_primary_killed_while_shutting_down_was_primary),
+        cmocka_unit_test(test_controldata_primary_killed_in_crash_recovery_was_primary),
+        cmocka_unit_test(test_controldata_min_recovery_timeline_above_checkpoint_timeline_wins),
+        cmocka_unit_test(test_controldata_promoted_primary_before_checkpoint_is_on_new_timeline),
+        cmocka_unit_test(
+            test_controldata_min_recovery_timeline_below_checkpoint_timeline_is_ignored),
+        cmocka_unit_test(test_controldata_without_min_recovery_timeline_uses_checkpoint_timeline),
+        cmocka_unit_test(test_controldata_system_identifier_above_int64_max_is_read_unsigned),
+        cmocka_unit_test(test_controldata_without_system_identifier_is_eproto),
+        cmocka_unit_test(test_controldata_without_timeline_is_eproto),
+        cmocka_unit_test(test_controldata_without_cluster_state_is_eproto),
+        cmocka_unit_test(test_controldata_non_numeric_system_identifier_is_eproto),
+        cmocka_unit_test(test_controldata_non_numeric_timeline_is_eproto),
+        cmocka_unit_test(test_controldata_cut_after_identifier_label_is_eproto),
+        cmocka_unit_test(test_controldata_error_output_is_eproto),
+        cmocka_unit_test(test_controldata_empty_text_is_eproto),
+        cmocka_unit_test(test_controldata_binary_garbage_is_eproto),
+        cmocka_unit_test(test_conninfo_quote_plain_value),
+        cmocka_unit_test(test_conninfo_quote_escapes_single_quote_with_backslash),
+        cmocka_unit_test(test_conninfo_quote_escapes_backslash),
+        cmocka_unit_test(test_conninfo_quote_keeps_spaces_and_equals),
+        cmocka_unit_test(test_conninfo_quote_empty_string),
+        cmocka_unit_test(test_conninfo_quote_plain_value_fits_exactly_and_not_one_byte_less),
+        cmocka_unit_test(test_conninfo_quote_escaped_value_fits_exactly_and_not_one_byte_less),
+        cmocka_unit_test(test_conninfo_quote_empty_string_fits_exactly_and_not_one_byte_less),
+        cmocka_unit_test(test_conf_quote_plain_value),
+        cmocka_unit_test(test_conf_quote_doubles_single_quote),
+        cmocka_unit_test(test_conf_quote_escapes_backslash),
+        cmocka_unit_test(test_conf_quote_of_quoted_conninfo_escapes_both_layers),
+        cmocka_unit_test(test_conf_quote_empty_string),
+        cmocka_unit_test(test_conf_quote_escapes_newline),
+        cmocka_unit_test(test_conf_quote_plain_value_fits_exactly_and_not_one_byte_less),
+        cmocka_unit_test(test_conf_quote_escaped_value_fits_exactly_and_not_one_byte_less),
+        cmocka_unit_test(test_conf_quote_empty_string_fits_exactly_and_not_one_byte_less),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

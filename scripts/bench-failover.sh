@@ -20,8 +20,12 @@ for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
 has_leader() { [ -n "$(leader_of 1)" ]; }
 t_wait 20 "first leader" has_leader
 sleep 2
-rss=()
-for i in 1 2 3; do rss+=("$(awk '/VmRSS/ {print $2}' "/proc/${T_PIDS[$i]}/status")"); done
+rss=(); anon=()
+for i in 1 2 3; do
+  rss+=("$(awk '/VmRSS/ {print $2}' "/proc/${T_PIDS[$i]}/status")")
+  # Private memory; the rest of the RSS is shared library pages (libc, libpq's TLS stack).
+  anon+=("$(awk '/RssAnon/ {print $2}' "/proc/${T_PIDS[$i]}/status")")
+done
 
 times=()
 for run in $(seq 1 "$RUNS"); do
@@ -50,7 +54,7 @@ for run in $(seq 1 "$RUNS"); do
 done
 sorted=$(printf '%s\n' "${times[@]}" | sort -n)
 median=$(echo "$sorted" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')
-printf '{"runs": %d, "election_timeout_ms": %d, "leader_failover_ms": {"median": %s, "min": %s, "max": %s, "all": [%s]}, "idle_rss_kib": [%s]}\n' \
+printf '{"runs": %d, "election_timeout_ms": %d, "leader_failover_ms": {"median": %s, "min": %s, "max": %s, "all": [%s]}, "idle_rss_kib": [%s], "idle_private_kib": [%s]}\n' \
   "$RUNS" "${T_ELECTION_TIMEOUT:-500}" "$median" "$(echo "$sorted" | head -n1)" "$(echo "$sorted" | tail -n1)" \
-  "$(IFS=,; echo "${times[*]}")" "$(IFS=,; echo "${rss[*]}")"
+  "$(IFS=,; echo "${times[*]}")" "$(IFS=,; echo "${rss[*]}")" "$(IFS=,; echo "${anon[*]}")"
 for i in 1 2 3; do [ -n "${T_PIDS[$i]:-}" ] && t_kill "$i" TERM; done

@@ -180,7 +180,8 @@ static bool file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* Durable enough for configuration: write a temporary file and rename it over the target. */
+/* Configuration files: written to a temporary file renamed over the target, so a crash never
+ * leaves half a file. */
 static int write_file(const char *path, const char *text, mode_t mode, char *errmsg)
 {
     char tmp[PATH_MAX + 8];
@@ -200,7 +201,9 @@ static int write_file(const char *path, const char *text, mode_t mode, char *err
         }
         off += (size_t)n;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
+    /* No fsync: these files are rewritten before every start, and an fsync could stall the
+     * loop for as long as the disk is busy. */
+    if (close(fd) != 0) {
         unlink(tmp);
         return rpg_err(errmsg, RPG_EIO, "cannot write %s: %s", tmp, strerror(errno));
     }

@@ -37,6 +37,7 @@ t_check "the new primary has every row" rows_on "$NPi" 100
 # pg_rewind brings the new primary's configuration along, so the old node recovers as a standby.
 back() { [ "$(t_jq "$NPi" --arg n "$P" '.members[] | select(.name == $n) | .state')" = streaming ]; }
 t_wait 60 "the old leader rejoins as a standby" back
+t_check "it rejoined through pg_rewind" grep -q "rewind: done, starting as a standby of $NP" "$T_DIR/node$Pi.log"
 t_check "the nofailover member still is not primary" test "$(t_pg_primary 3)" != node3
 
 # A data directory of another cluster: the agent refuses it and leaves it alone.
@@ -60,6 +61,26 @@ t_check "the foreign data directory was not started" test -z "$(t_pg_pid "$F")"
 t_check "the foreign data directory is untouched" \
   t_eq "$("${T_RUNAS[@]}" "$T_PG_BIN/pg_controldata" -D "$T_DIR/node$F/pgdata" | awk -F: '/system identifier/ {gsub(/ /, "", $2); print $2}')" "$foreign_id"
 t_check "the refusal is in the log" grep -q "refusing to act: data directory belongs to another cluster" "$T_DIR/node$F.log"
+
+# pg_rewind cannot work without the old primary's WAL: the agent falls back to a fresh clone.
+O2=$Pi
+t_log "killing primary $NP and deleting its WAL"
+t_kill "$NPi" KILL
+t_kill_pg "$NPi"
+rm -f "$T_DIR/node$NPi/pgdata/pg_wal/"0000*
+primary_again() {
+  local p; p=$(t_pg_primary "$O2")
+  [ -n "$p" ] && [ "$p" != "$NP" ] && echo "$p"
+}
+t_wait 60 "a primary again" primary_again
+P3=$(primary_again); P3i=${P3#node}
+t_psql "$P3i" -c "INSERT INTO t SELECT generate_series(101, 200)"
+t_start "$NPi"
+recloned() { [ "$(t_jq "$P3i" --arg n "$NP" '.members[] | select(.name == $n) | .state')" = streaming ] && rows_on "$NPi" 200; }
+t_wait 90 "$NP back as a streaming standby" recloned
+t_check "pg_rewind failed on the damaged data directory" grep -q "rewind failed" "$T_DIR/node$NPi.log"
+t_check "the agent fell back to a fresh clone" grep -q "reinit: removing data directory" "$T_DIR/node$NPi.log"
+t_check "the re-cloned node has every row" rows_on "$NPi" 200
 
 [ -z "${T_PAUSE:-}" ] || sleep "$T_PAUSE"
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done

@@ -226,6 +226,12 @@ static const char *member_name_by_id(const struct cons *c, uint64_t id)
 
 static void barrier_cb(struct raft_barrier *req, int status);
 
+/* 0.8 ET: the margin covers clock-rate drift between nodes and the loop's time granularity. */
+static rpg_msec lease_length(const struct cons *c)
+{
+    return (rpg_msec)c->conf->raft.election_timeout_ms * 8 / 10;
+}
+
 static void monitor_cb(uv_check_t *h)
 {
     struct cons *c = h->data;
@@ -234,6 +240,13 @@ static void monitor_cb(uv_check_t *h)
     raft_id leader_id = 0;
     const char *leader_address = NULL;
     raft_leader(&c->raft, &leader_id, &leader_address);
+    if (role == CONS_ROLE_FOLLOWER && leader_id != 0 && leader_id != c->id) {
+        /* libraft restarts a follower's election timer on every message from its leader. */
+        c->last_heard_leader = (rpg_msec)c->raft.election_timer_start;
+    }
+    if (role != CONS_ROLE_LEADER || term != c->lease_term) {
+        c->lease_until = 0;
+    }
 
     if (role == c->role && term == c->term && leader_id == c->leader_id) {
         return;
@@ -262,6 +275,8 @@ static void monitor_cb(uv_check_t *h)
     if (role == CONS_ROLE_LEADER && !c->leader_ready && !c->barrier_pending) {
         c->barrier_term = term;
         c->barrier_req.data = c;
+        uv_update_time(c->loop);
+        c->barrier_submitted = uv_now(c->loop);
         int rv = raft_barrier(&c->raft, &c->barrier_req, barrier_cb);
         if (rv == 0) {
             c->barrier_pending = true;
@@ -285,6 +300,8 @@ static void barrier_cb(struct raft_barrier *req, int status)
     }
     if (raft_state(&c->raft) == RAFT_LEADER && c->raft.current_term == c->barrier_term) {
         c->leader_ready = true;
+        c->lease_term = c->barrier_term;
+        c->lease_until = c->barrier_submitted + lease_length(c);
         log_info("leader ready: own-term barrier committed (term=%llu index=%llu)",
                  (unsigned long long)c->barrier_term,
                  (unsigned long long)c->raft.commit_index);
@@ -582,6 +599,63 @@ static void reconcile_cb(uv_timer_t *t)
     reconcile(t->data);
 }
 
+static void lease_cb(struct raft_barrier *req, int status)
+{
+    struct cons *c = req->data;
+    c->lease_pending = false;
+    if (status != 0 || !c->running || raft_state(&c->raft) != RAFT_LEADER ||
+        c->raft.current_term != c->lease_term) {
+        return;
+    }
+    rpg_msec until = c->lease_submitted + lease_length(c);
+    if (until > c->lease_until) {
+        c->lease_until = until;
+    }
+}
+
+static void lease_timer_cb(uv_timer_t *t)
+{
+    struct cons *c = t->data;
+    if (!c->running || raft_state(&c->raft) != RAFT_LEADER || !c->leader_ready ||
+        c->lease_pending) {
+        return;
+    }
+    c->lease_req.data = c;
+    uv_update_time(c->loop);
+    c->lease_submitted = uv_now(c->loop);
+    c->lease_term = c->raft.current_term;
+    if (raft_barrier(&c->raft, &c->lease_req, lease_cb) == 0) {
+        c->lease_pending = true;
+    }
+}
+
+rpg_msec cons_lease_until(const struct cons *c)
+{
+    return c->running && c->role == CONS_ROLE_LEADER && c->leader_ready ? c->lease_until : 0;
+}
+
+static void start_timer_cb(uv_timer_t *t)
+{
+    struct cons *c = t->data;
+    int rv = raft_start(&c->raft);
+    if (rv != 0) {
+        c->failed = true;
+        rpg_err(c->error, rv == RAFT_CORRUPT ? RPG_ECORRUPT : RPG_ERAFT,
+                "raft start (data directory %s): %s", c->conf->raft.data_dir,
+                raft_errmsg(&c->raft));
+        if (c->on_change != NULL) {
+            c->on_change(c, c->on_change_data);
+        }
+        return;
+    }
+    c->running = true;
+    uv_check_start(&c->monitor, monitor_cb);
+    uv_timer_start(&c->reconcile_timer, reconcile_cb, RECONCILE_INTERVAL_MS,
+                   RECONCILE_INTERVAL_MS);
+    unsigned every = c->conf->raft.election_timeout_ms / 4;
+    uv_timer_start(&c->lease_timer, lease_timer_cb, every, every > 0 ? every : 1);
+}
+
 static void raft_closed(struct raft *r);
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
@@ -659,22 +733,19 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
             goto err_close;
         }
     }
-    rv = raft_start(&c->raft);
-    if (rv != 0) {
-        code = rv == RAFT_CORRUPT ? RPG_ECORRUPT : RPG_ERAFT;
-        rpg_err(errmsg, code, "raft start (data directory %s): %s", dir, raft_errmsg(&c->raft));
-        goto err_close;
-    }
     c->started = true;
+    c->started_at = uv_now(loop);
 
     uv_check_init(loop, &c->monitor);
     c->monitor.data = c;
-    uv_check_start(&c->monitor, monitor_cb);
     uv_timer_init(loop, &c->reconcile_timer);
     c->reconcile_timer.data = c;
-    uv_timer_start(&c->reconcile_timer, reconcile_cb, RECONCILE_INTERVAL_MS,
-                   RECONCILE_INTERVAL_MS);
-    c->n_handles_open = 2;
+    uv_timer_init(loop, &c->lease_timer);
+    c->lease_timer.data = c;
+    uv_timer_init(loop, &c->start_timer);
+    c->start_timer.data = c;
+    c->n_handles_open = 4;
+    uv_timer_start(&c->start_timer, start_timer_cb, conf->raft.election_timeout_ms, 0);
     return 0;
 
 err_close:
@@ -718,6 +789,8 @@ void cons_close(struct cons *c, void (*cb)(struct cons *c))
     if (c->n_handles_open > 0) {
         uv_close((uv_handle_t *)&c->monitor, handle_closed);
         uv_close((uv_handle_t *)&c->reconcile_timer, handle_closed);
+        uv_close((uv_handle_t *)&c->lease_timer, handle_closed);
+        uv_close((uv_handle_t *)&c->start_timer, handle_closed);
     }
     if (c->started) {
         raft_close(&c->raft, raft_closed);

@@ -69,6 +69,11 @@ static void ha_schedule(struct agent *a, unsigned delay_ms);
 static void on_raft_change(struct cons *c, void *data)
 {
     struct agent *a = data;
+    if (c->failed) {
+        log_error("%s", c->error);
+        agent_stop(a, 1);
+        return;
+    }
     update_peer_targets(a);
     /* A new leader chooses the next primary from reports asked for after it became leader. */
     if (c->role == CONS_ROLE_LEADER && c->leader_ready && a->peers_open) {

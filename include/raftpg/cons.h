@@ -71,6 +71,29 @@ struct cons {
     bool transfer_pending;
     struct raft_transfer transfer_req;
 
+    /* Leader lease (RAFT-NOTES): a barrier submitted at t that commits proves a majority reset
+     * its election timer at or after t, so no other leader can exist before t + ET. The lease
+     * ends at t + 0.8 ET (drift margin). Renewed every ET/4 while leader. */
+    uv_timer_t lease_timer;
+    bool lease_pending;
+    raft_term lease_term;
+    rpg_msec lease_submitted;
+    rpg_msec lease_until; /* loop time; 0: no lease */
+    struct raft_barrier lease_req;
+    rpg_msec barrier_submitted; /* of the own-term barrier, which also grants a lease */
+
+    /* Follower side: loop time this node last heard from a leader (0: never since start). */
+    rpg_msec last_heard_leader;
+    rpg_msec started_at;        /* loop time cons_start ran */
+
+    /* raft_start runs ET after the process starts: a restarted node could otherwise vote at once
+     * for a candidate while the leader it acknowledged just before the restart still holds its
+     * lease (RAFT-NOTES, "Holes to close"). */
+    uv_timer_t start_timer;
+    bool running;               /* raft_start succeeded */
+    bool failed;                /* raft_start failed; error says why; on_change fires */
+    char error[RPG_ERRMSG_SIZE];
+
     int n_handles_open;
     void (*close_cb)(struct cons *c);
 };
@@ -87,7 +110,9 @@ int cons_identity_write(const char *dir, const char *scope, const char *name, ui
 
 /* Starts Raft as server id. When the node is one of the configured initial members, bootstraps
  * the configured members as voters first unless the directory already holds Raft state (never
- * bootstraps twice). Returns 0 or a negative code; on error nothing is left open. */
+ * bootstraps twice). Returns 0 or a negative code; on error nothing is left open. Raft itself
+ * starts one election timeout later; if that fails (a corrupt log, say), failed and error are set
+ * and on_change fires. */
 int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_t id,
                cons_change_cb on_change, void *data, char *errmsg);
 
@@ -112,6 +137,10 @@ int cons_member_remove(struct cons *c, const char *name, cons_submit_cb cb, void
 /* Hands Raft leadership to voter id (raft_transfer). The outcome shows in the role and leader
  * observed later; a transfer that does not happen is retried by the caller. */
 int cons_transfer(struct cons *c, uint64_t id, char *errmsg);
+
+/* The end of this leader's lease in loop time, 0 when it holds none (not leader, or no majority
+ * confirmed it recently). */
+rpg_msec cons_lease_until(const struct cons *c);
 
 /* Observations for the API. */
 uint64_t cons_commit_index(const struct cons *c);

@@ -517,11 +517,12 @@ static bool is_name(const char *s, size_t max_len)
 }
 
 /* A name the kernel takes for a network interface (dev_valid_name in net/core/dev.c): it refuses
- * '/', ':' and white space; the other characters are refused here because ip and arping take the
- * name as an argument and it ends up in messages. */
+ * "." and "..", '/', ':' and white space. The other characters, and a leading '-', are refused
+ * here because ip and arping take the name as an argument, where "-x" would read as an option. */
 static bool is_ifname(const char *s)
 {
-    return is_name(s, CONF_IFNAME_MAX - 1) && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+    return is_name(s, CONF_IFNAME_MAX - 1) && s[0] != '-' && strcmp(s, ".") != 0 &&
+           strcmp(s, "..") != 0;
 }
 
 /* A PostgreSQL setting name: plain or "extension.name" (GUC names are case-insensitive). */
@@ -675,8 +676,8 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
         }
         if (!is_ifname(s)) {
             snprintf(why, n,
-                     "expected an interface name of 1..%zu characters from [A-Za-z0-9_.-], "
-                     "got %s",
+                     "expected an interface name of 1..%zu characters from [A-Za-z0-9_.-] not "
+                     "starting with '-', got %s",
                      k->size - 1, quote(s, q));
             return false;
         }

@@ -301,7 +301,10 @@ static void step_announce(struct vip *v)
 
     fmt_seconds(deadline, sizeof deadline, VIP_ANNOUNCE_WAIT_MS);
     /* -S sets the sender address to the VIP: without it arping sends the interface's own
-     * address, and no host would learn where the VIP now is. */
+     * address, and no host would learn where the VIP now is. A request, not a reply (-P):
+     * Linux overrides a fresh neighbour entry only for a gratuitous request, or a reply whose
+     * target MAC equals its sender's, which Habets' arping does not send (arp_is_garp in
+     * net/ipv4/arp.c). */
     char *argv[] = {v->conf.arping_bin,
                     "-q",
                     "-U",
@@ -487,6 +490,8 @@ static void after_delete(struct vip *v, const struct proc_result *res)
     if (proc_ok(res)) {
         v->deleted = true;
         v->step_error[0] = '\0';
+        if (strcmp(v->target, v->conf.address.text) == 0)
+            v->held = false;
     } else {
         char desc[RPG_ERRMSG_SIZE];
         proc_describe(&v->proc, res, desc, sizeof desc);

@@ -56,8 +56,7 @@ static int device_open(void *impl, const char *device, char *errmsg)
         if (e == ENOENT || e == ENOTDIR)
             return rpg_err(errmsg, RPG_ENOTFOUND, "watchdog device %s does not exist", device);
         /* One opener at a time: systemd (RuntimeWatchdogSec=) or a watchdog daemon may hold it. */
-        return rpg_err(errmsg, RPG_EIO, "cannot open watchdog device %s: %s%s", device,
-                       strerror(e),
+        return rpg_err(errmsg, RPG_EIO, "cannot open watchdog device %s: %s%s", device, strerror(e),
                        e == EBUSY ? " (another process, such as systemd with "
                                     "RuntimeWatchdogSec= or a watchdog daemon, holds it)"
                                   : "");

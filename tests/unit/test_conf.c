@@ -76,7 +76,12 @@ static const char full[] =
     "tags:\n"
     "  nofailover: yes\n"
     "  nosync: on\n"
-    "  failover_priority: 0\n";
+    "  failover_priority: 0\n"
+    "vip:\n"
+    "  address: 10.0.0.100/24\n"
+    "  interface: eth0\n"
+    "  arping_count: 2\n"
+    "watchdog: {mode: automatic, safety_margin: 500}\n";
 
 static int load(const char *text)
 {
@@ -164,6 +169,14 @@ static void test_full_file_sets_every_value(void **state)
     assert_true(c.tags.nofailover);
     assert_true(c.tags.nosync);
     assert_int_equal(c.tags.failover_priority, 0);
+
+    assert_true(c.has_vip);
+    assert_string_equal(c.vip.address.text, "10.0.0.100/24");
+    assert_string_equal(c.vip.interface, "eth0");
+    assert_int_equal(c.vip.arping_count, 2);
+    assert_int_equal(c.vip.announce_repeats, 3);
+    assert_int_equal(c.watchdog.mode, CONF_WATCHDOG_AUTOMATIC);
+    assert_int_equal(c.watchdog.safety_margin_ms, 500);
 }
 
 static void test_minimal_file_gets_defaults(void **state)
@@ -182,6 +195,10 @@ static void test_minimal_file_gets_defaults(void **state)
     assert_false(c.tags.nofailover);
     assert_false(c.tags.nosync);
     assert_int_equal(c.tags.failover_priority, 1);
+    assert_false(c.has_vip);
+    assert_int_equal(c.watchdog.mode, CONF_WATCHDOG_OFF);
+    assert_string_equal(c.watchdog.device, "/dev/watchdog");
+    assert_int_equal(c.watchdog.safety_margin_ms, 1000);
 }
 
 static void test_postgresql_section_gets_defaults(void **state)
@@ -332,6 +349,103 @@ static void test_self_on_zeroed_struct_is_null(void **state)
     assert_null(conf_self(&c));
 }
 
+/* Lines 9-11 after MINIMAL: a vip section with only its required keys. */
+#define VIP                                                                                        \
+    "vip:\n"                                                                                       \
+    "  address: 10.231.0.100/24\n"                                                                 \
+    "  interface: eth0\n"
+
+static void test_vip_and_watchdog_set_every_value(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "vip:\n"
+                                  "  address: 192.168.7.9/23\n"
+                                  "  interface: br-lan.42\n"
+                                  "  arping_count: 5\n"
+                                  "  announce_repeats: 0\n"
+                                  "  announce_interval: 250\n"
+                                  "  ip_bin: /sbin/ip\n"
+                                  "  arping_bin: /opt/arping/bin/arping\n"
+                                  "watchdog:\n"
+                                  "  mode: required\n"
+                                  "  device: /dev/watchdog1\n"
+                                  "  safety_margin: 2500\n"),
+                     0);
+    assert_true(c.has_vip);
+    assert_string_equal(c.vip.address.text, "192.168.7.9/23");
+    assert_string_equal(c.vip.address.host, "192.168.7.9");
+    assert_int_equal(c.vip.address.prefix, 23);
+    assert_string_equal(c.vip.interface, "br-lan.42");
+    assert_int_equal(c.vip.arping_count, 5);
+    assert_int_equal(c.vip.announce_repeats, 0);
+    assert_int_equal(c.vip.announce_interval_ms, 250);
+    assert_string_equal(c.vip.ip_bin, "/sbin/ip");
+    assert_string_equal(c.vip.arping_bin, "/opt/arping/bin/arping");
+    assert_int_equal(c.watchdog.mode, CONF_WATCHDOG_REQUIRED);
+    assert_string_equal(c.watchdog.device, "/dev/watchdog1");
+    assert_int_equal(c.watchdog.safety_margin_ms, 2500);
+}
+
+static void test_vip_section_gets_defaults(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL VIP), 0);
+    assert_true(c.has_vip);
+    assert_string_equal(c.vip.address.text, "10.231.0.100/24");
+    assert_string_equal(c.vip.address.host, "10.231.0.100");
+    assert_int_equal(c.vip.address.prefix, 24);
+    assert_string_equal(c.vip.interface, "eth0");
+    assert_int_equal(c.vip.arping_count, 3);
+    assert_int_equal(c.vip.announce_repeats, 3);
+    assert_int_equal(c.vip.announce_interval_ms, 1000);
+    assert_string_equal(c.vip.ip_bin, "/usr/sbin/ip");
+    assert_string_equal(c.vip.arping_bin, "/usr/sbin/arping");
+}
+
+static void test_watchdog_modes_are_read(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        enum conf_watchdog_mode mode;
+    } cases[] = {
+        {"off", CONF_WATCHDOG_OFF},
+        {"automatic", CONF_WATCHDOG_AUTOMATIC},
+        {"required", CONF_WATCHDOG_REQUIRED},
+        {"Required", CONF_WATCHDOG_REQUIRED},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, MINIMAL "watchdog: {mode: %s}\n", cases[i].text);
+        assert_int_equal(load(text), 0);
+        assert_int_equal(c.watchdog.mode, cases[i].mode);
+        assert_string_equal(c.watchdog.device, "/dev/watchdog");
+        conf_free(&c);
+    }
+}
+
+/* /31 and /32 have no network or broadcast address (RFC 3021), so any host is one. */
+static void test_vip_prefix_31_and_32_take_any_host(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "vip: {address: 10.231.0.0/31, interface: eth0}\n"), 0);
+    assert_int_equal(c.vip.address.prefix, 31);
+    conf_free(&c);
+    assert_int_equal(load(MINIMAL "vip: {address: 10.231.0.255/32, interface: eth0}\n"), 0);
+    assert_int_equal(c.vip.address.prefix, 32);
+    conf_free(&c);
+    assert_int_equal(load(MINIMAL "vip: {address: 10.231.0.1/1, interface: eth0}\n"), 0);
+    assert_int_equal(c.vip.address.prefix, 1);
+}
+
+static void test_vip_interface_of_15_characters_is_accepted(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "vip: {address: 10.231.0.100/24, interface: abcdefghij.1234}\n"),
+                     0);
+    assert_string_equal(c.vip.interface, "abcdefghij.1234");
+}
+
 /* ---- error: keys ---------------------------------------------------------------------------- */
 
 static void test_unknown_key_is_rejected(void **state)
@@ -428,6 +542,220 @@ static void test_missing_postgresql_data_dir_is_rejected(void **state)
     assert_conf_error(MINIMAL "postgresql:\n"
                               "  listen: 127.0.0.1:5433\n",
                       "t.yaml:10:3: postgresql.data_dir: required key is missing");
+}
+
+/* ---- error: vip and watchdog ---------------------------------------------------------------- */
+
+static void test_vip_address_without_prefix_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "vip:\n"
+                              "  address: 10.231.0.100\n"
+                              "  interface: eth0\n",
+                      "t.yaml:10:12: vip.address: expected IPv4 address/prefix, got "
+                      "\"10.231.0.100\"");
+}
+
+static void test_vip_address_malformed_is_rejected(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "vip.example.com/24",
+        "10.231.0/24",
+        "10.231.0.256/24",
+        "10.231.0.100/",
+        "10.231.0.100/x",
+        "10.231.0.100/024",
+        "/24",
+        "::1/128",
+        "10.231.0.100/24 ",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512], want[256];
+        snprintf(text, sizeof text, MINIMAL "vip: {interface: eth0, address: '%s'}\n", bad[i]);
+        snprintf(want, sizeof want,
+                 "t.yaml:9:33: vip.address: expected IPv4 address/prefix, got \"%s\"", bad[i]);
+        assert_conf_error(text, want);
+    }
+}
+
+static void test_vip_prefix_out_of_range_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "vip:\n"
+                              "  address: 10.231.0.100/33\n"
+                              "  interface: eth0\n",
+                      "t.yaml:10:12: vip.address: expected a prefix length 1..32, got "
+                      "\"10.231.0.100/33\"");
+    assert_conf_error(MINIMAL "vip:\n"
+                              "  address: 10.231.0.100/0\n"
+                              "  interface: eth0\n",
+                      "t.yaml:10:12: vip.address: expected a prefix length 1..32, got "
+                      "\"10.231.0.100/0\"");
+}
+
+static void test_vip_address_must_be_unicast(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"0.0.0.0/24", "0.1.2.3/8", "127.0.0.5/8", "224.0.0.1/24",
+                                      "255.255.255.255/32"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512], want[256];
+        snprintf(text, sizeof text, MINIMAL "vip: {interface: eth0, address: %s}\n", bad[i]);
+        snprintf(want, sizeof want,
+                 "t.yaml:9:33: vip.address: expected a unicast host address, got \"%s\"", bad[i]);
+        assert_conf_error(text, want);
+    }
+}
+
+static void test_vip_network_address_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "vip: {address: 10.231.0.0/24, interface: eth0}\n",
+                      "t.yaml:9:16: vip.address: expected a host address, not the network "
+                      "address of its prefix, got \"10.231.0.0/24\"");
+}
+
+static void test_vip_broadcast_address_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "vip: {address: 10.231.1.255/23, interface: eth0}\n",
+                      "t.yaml:9:16: vip.address: expected a host address, not the broadcast "
+                      "address of its prefix, got \"10.231.1.255/23\"");
+}
+
+static void test_vip_member_address_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members:\n"
+                           "    - {name: node1, raft: 10.0.0.1:7001, api: 10.0.0.1:8001}\n"
+                           "    - {name: node2, raft: 10.0.0.2:7001, api: 10.0.0.9:8001}\n"
+                           "vip:\n"
+                           "  interface: eth0\n"
+                           "  address: 10.0.0.9/24\n",
+                      "t.yaml:10:12: vip.address: must not be a member's own address "
+                      "(address=10.0.0.9/24 raft.members[1].api=10.0.0.9:8001)");
+}
+
+static void test_vip_own_postgresql_address_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  members:\n"
+                           "    - {name: node1, raft: 10.0.0.1:7001, api: 10.0.0.1:8001}\n"
+                           "postgresql:\n"
+                           "  data_dir: /pg\n"
+                           "  listen: 0.0.0.0:5432\n"
+                           "  connect_address: 10.0.0.50:5432\n"
+                           "vip: {address: 10.0.0.50/24, interface: eth0}\n",
+                      "t.yaml:11:16: vip.address: must not be this member's own address "
+                      "(address=10.0.0.50/24 postgresql.connect_address=10.0.0.50:5432)");
+}
+
+static void test_vip_bad_interface_is_rejected(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"eth 0", "",   "eth0/1",     "abcdefghij.12345",
+                                      ".",     "..", "eth\\u00e9", "-U"};
+    static const char *const echo[] = {"eth 0", "",   "eth0/1",      "abcdefghij.12345",
+                                       ".",     "..", "eth\xc3\xa9", "-U"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512], want[256];
+        snprintf(text, sizeof text, MINIMAL "vip: {address: 10.231.0.100/24, interface: \"%s\"}\n",
+                 bad[i]);
+        snprintf(want, sizeof want,
+                 "t.yaml:9:44: vip.interface: expected an interface name of 1..15 characters "
+                 "from [A-Za-z0-9_.-] not starting with '-', got \"%s\"",
+                 echo[i]);
+        assert_conf_error(text, want);
+    }
+}
+
+static void test_vip_alias_interface_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "vip:\n"
+                              "  address: 10.231.0.100/24\n"
+                              "  interface: eth0:1\n",
+                      "t.yaml:11:14: vip.interface: expected an interface name, got \"eth0:1\" "
+                      "(a name with ':' is an address label, name the interface itself)");
+}
+
+static void test_vip_unknown_key_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL VIP "  arping_timeout: 5\n",
+                      "t.yaml:12:3: vip.arping_timeout: unknown key");
+}
+
+static void test_vip_missing_address_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "vip:\n"
+                              "  interface: eth0\n",
+                      "t.yaml:10:3: vip.address: required key is missing");
+}
+
+static void test_vip_missing_interface_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "vip: {address: 10.231.0.100/24}\n",
+                      "t.yaml:9:6: vip.interface: required key is missing");
+}
+
+static void test_vip_counts_out_of_range_are_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL VIP "  arping_count: 0\n",
+                      "t.yaml:12:17: vip.arping_count: expected an integer 1..100, got \"0\"");
+    assert_conf_error(MINIMAL VIP "  arping_count: 101\n",
+                      "t.yaml:12:17: vip.arping_count: expected an integer 1..100, got \"101\"");
+    assert_conf_error(MINIMAL VIP "  announce_repeats: 101\n",
+                      "t.yaml:12:21: vip.announce_repeats: expected an integer 0..100, got "
+                      "\"101\"");
+    assert_conf_error(MINIMAL VIP "  announce_interval: 9\n",
+                      "t.yaml:12:22: vip.announce_interval: expected an integer 10..60000, got "
+                      "\"9\"");
+}
+
+static void test_vip_relative_binary_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL VIP "  arping_bin: arping\n",
+                      "t.yaml:12:15: vip.arping_bin: expected an absolute path, got \"arping\"");
+}
+
+static void test_watchdog_wrong_mode_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "watchdog:\n"
+                              "  mode: on\n",
+                      "t.yaml:10:9: watchdog.mode: expected one of off|automatic|required, got "
+                      "\"on\"");
+}
+
+static void test_watchdog_unknown_key_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "watchdog:\n"
+                              "  mode: automatic\n"
+                              "  timeout: 10\n",
+                      "t.yaml:11:3: watchdog.timeout: unknown key");
+}
+
+static void test_watchdog_small_safety_margin_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "watchdog: {safety_margin: 99}\n",
+                      "t.yaml:9:27: watchdog.safety_margin: expected an integer 100..60000, got "
+                      "\"99\"");
+}
+
+static void test_watchdog_relative_device_is_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "watchdog: {mode: automatic, device: watchdog0}\n",
+                      "t.yaml:9:37: watchdog.device: expected an absolute path, got "
+                      "\"watchdog0\"");
 }
 
 /* ---- error: types --------------------------------------------------------------------------- */
@@ -1110,6 +1438,52 @@ static void test_parse_addr_rejects_malformed(void **state)
     assert_int_equal(port, 7);
 }
 
+static void test_parse_cidr_splits_host_and_prefix(void **state)
+{
+    (void)state;
+    char host[16];
+    unsigned prefix = 0;
+    assert_int_equal(conf_parse_cidr("255.255.255.255/32", host, &prefix), 0);
+    assert_string_equal(host, "255.255.255.255");
+    assert_int_equal(prefix, 32);
+    assert_int_equal(conf_parse_cidr("10.231.0.100/1", host, &prefix), 0);
+    assert_string_equal(host, "10.231.0.100");
+    assert_int_equal(prefix, 1);
+    assert_int_equal(conf_parse_cidr("0.0.0.0/8", NULL, NULL), 0);
+}
+
+static void test_parse_cidr_rejects_malformed(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "",
+        "/24",
+        "10.0.0.1",
+        "10.0.0.1/",
+        "10.0.0.1/0",
+        "10.0.0.1/33",
+        "10.0.0.1/08",
+        "10.0.0.1/+8",
+        "10.0.0.1/8 ",
+        " 10.0.0.1/8",
+        "10.0.0.1:80",
+        "10.0.0/8",
+        "256.0.0.1/8",
+        "01.0.0.1/8",
+        "10.0.0.1/8/8",
+        "::1/128",
+    };
+    char host[16] = "unchanged";
+    unsigned prefix = 7;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (conf_parse_cidr(bad[i], host, &prefix) != RPG_EINVAL)
+            fail_msg("accepted \"%s\"", bad[i]);
+    }
+    assert_int_equal(conf_parse_cidr(NULL, host, &prefix), RPG_EINVAL);
+    assert_string_equal(host, "unchanged");
+    assert_int_equal(prefix, 7);
+}
+
 static void test_log_names_match_the_file_spellings(void **state)
 {
     (void)state;
@@ -1121,6 +1495,10 @@ static void test_log_names_match_the_file_spellings(void **state)
     assert_string_equal(conf_log_format_name(CONF_LOG_TEXT), "text");
     assert_string_equal(conf_log_format_name(CONF_LOG_JSON), "json");
     assert_string_equal(conf_log_format_name((enum conf_log_format)99), "unknown");
+    assert_string_equal(conf_watchdog_mode_name(CONF_WATCHDOG_OFF), "off");
+    assert_string_equal(conf_watchdog_mode_name(CONF_WATCHDOG_AUTOMATIC), "automatic");
+    assert_string_equal(conf_watchdog_mode_name(CONF_WATCHDOG_REQUIRED), "required");
+    assert_string_equal(conf_watchdog_mode_name((enum conf_watchdog_mode)3), "unknown");
 }
 
 /* ---- shipped examples ----------------------------------------------------------------------- */
@@ -1151,6 +1529,8 @@ static void test_shipped_examples_load(void **state)
         snprintf(want, sizeof want, "/tmp/raftpg-demo/node%d/pgdata", i);
         assert_string_equal(c.postgresql.data_dir, want);
         assert_true(c.has_postgresql);
+        assert_false(c.has_vip);
+        assert_int_equal(c.watchdog.mode, CONF_WATCHDOG_OFF);
         conf_free(&c);
     }
 }
@@ -1217,6 +1597,11 @@ int main(void)
         cmocka_unit_test_teardown(test_self_is_this_members_entry, teardown),
         cmocka_unit_test_teardown(test_joiner_has_no_self_and_keeps_its_listens, teardown),
         cmocka_unit_test_teardown(test_self_on_zeroed_struct_is_null, teardown),
+        cmocka_unit_test_teardown(test_vip_and_watchdog_set_every_value, teardown),
+        cmocka_unit_test_teardown(test_vip_section_gets_defaults, teardown),
+        cmocka_unit_test_teardown(test_watchdog_modes_are_read, teardown),
+        cmocka_unit_test_teardown(test_vip_prefix_31_and_32_take_any_host, teardown),
+        cmocka_unit_test_teardown(test_vip_interface_of_15_characters_is_accepted, teardown),
         cmocka_unit_test_teardown(test_unknown_key_is_rejected, teardown),
         cmocka_unit_test_teardown(test_unknown_top_level_key_is_rejected, teardown),
         cmocka_unit_test_teardown(test_unknown_member_key_is_rejected, teardown),
@@ -1228,6 +1613,25 @@ int main(void)
         cmocka_unit_test_teardown(test_missing_raft_data_dir_is_rejected, teardown),
         cmocka_unit_test_teardown(test_missing_member_key_is_reported_at_the_member, teardown),
         cmocka_unit_test_teardown(test_missing_postgresql_data_dir_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_address_without_prefix_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_address_malformed_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_prefix_out_of_range_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_address_must_be_unicast, teardown),
+        cmocka_unit_test_teardown(test_vip_network_address_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_broadcast_address_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_member_address_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_own_postgresql_address_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_bad_interface_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_alias_interface_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_unknown_key_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_missing_address_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_missing_interface_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_counts_out_of_range_are_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_relative_binary_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_watchdog_wrong_mode_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_watchdog_unknown_key_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_watchdog_small_safety_margin_is_rejected, teardown),
+        cmocka_unit_test_teardown(test_watchdog_relative_device_is_rejected, teardown),
         cmocka_unit_test_teardown(test_word_for_integer_is_rejected, teardown),
         cmocka_unit_test_teardown(test_integer_below_range_is_rejected, teardown),
         cmocka_unit_test_teardown(test_integer_above_range_is_rejected, teardown),
@@ -1293,6 +1697,8 @@ int main(void)
         cmocka_unit_test_teardown(test_failed_load_frees_and_zeroes, teardown),
         cmocka_unit_test_teardown(test_parse_addr_splits_host_and_port, teardown),
         cmocka_unit_test_teardown(test_parse_addr_rejects_malformed, teardown),
+        cmocka_unit_test_teardown(test_parse_cidr_splits_host_and_prefix, teardown),
+        cmocka_unit_test_teardown(test_parse_cidr_rejects_malformed, teardown),
         cmocka_unit_test_teardown(test_log_names_match_the_file_spellings, teardown),
         cmocka_unit_test_teardown(test_shipped_examples_load, teardown),
         cmocka_unit_test_teardown(test_every_prefix_of_a_valid_file_is_handled, teardown),

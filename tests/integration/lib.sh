@@ -44,10 +44,13 @@ t_cleanup() {
 trap t_cleanup EXIT
 
 # Picks a base port with 40 free ports above it (127.0.0.1 only).
+# Concurrent runs can still race for a range; CI runs the integration tests one at a time.
 t_pick_ports() {
   local tries=0
   while [ $tries -lt 50 ]; do
-    T_BASE=$((20000 + (RANDOM % 2000) * 10))
+    # Below the kernel's ephemeral range (32768 and up by default), so no outgoing connection
+    # can hold one of these ports when an agent binds it.
+    T_BASE=$((20000 + (RANDOM % 1200) * 10))
     if ! ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qE ":($T_BASE|$((T_BASE + 1))[0-9]|$((T_BASE + 2))[0-9]|$((T_BASE + 3))[0-9])\$"; then
       return 0
     fi

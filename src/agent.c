@@ -244,6 +244,171 @@ static void join_try(uv_timer_t *t)
     }
 }
 
+/* ---- fencing, the write VIP and the watchdog (DESIGN.md rules 2, 3, 5) ------------------- */
+
+#define FENCE_TICK_MS 10
+
+static void fence_tick(struct agent *a);
+
+static void on_vip_done(struct vip *v, int rc, const char *msg, void *data)
+{
+    (void)v;
+    struct agent *a = data;
+    if (rc != 0 && rc != RPG_EBUSY) {
+        snprintf(a->vip_error, sizeof a->vip_error, "%s", msg);
+        log_error("vip: %s", msg);
+    } else if (rc == 0) {
+        a->vip_error[0] = '\0';
+        log_info("vip %s %s", a->conf.vip.address.text, vip_is_held(&a->vip) ? "held" : "released");
+    }
+    if (a->phase == AGENT_PHASE_RUNNING) {
+        fence_tick(a);
+    }
+}
+
+/* Arms the watchdog while this node may accept writes, feeds it on every tick, disarms after. */
+static void watchdog_tick(struct agent *a, bool primary)
+{
+    if (a->conf.watchdog.mode == CONF_WATCHDOG_OFF) {
+        a->watchdog_ok = true;
+        return;
+    }
+    char errmsg[RPG_ERRMSG_SIZE] = "";
+    if (primary && !watchdog_is_armed(&a->watchdog)) {
+        unsigned timeout_s = 0;
+        int rv = watchdog_timeout_for_lease(a->fence.lease_ms + a->fence.margin_ms,
+                                            a->conf.watchdog.safety_margin_ms, &timeout_s, errmsg);
+        if (rv != 0) {
+            timeout_s = 1; /* the shortest a watchdog offers; the new side waits for it */
+        }
+        rv = watchdog_arm(&a->watchdog, timeout_s, errmsg);
+        a->watchdog_ok = rv == 0 && (watchdog_is_armed(&a->watchdog) ||
+                                     a->conf.watchdog.mode != CONF_WATCHDOG_REQUIRED);
+        if (errmsg[0] != '\0' && strcmp(errmsg, a->watchdog_error) != 0) {
+            log_warning("watchdog: %s", errmsg);
+        }
+        snprintf(a->watchdog_error, sizeof a->watchdog_error, "%s", errmsg);
+    } else if (primary) {
+        if (watchdog_keepalive(&a->watchdog, errmsg) != 0) {
+            log_error("watchdog: %s", errmsg);
+        }
+    } else if (watchdog_is_armed(&a->watchdog)) {
+        if (watchdog_disarm(&a->watchdog, errmsg) != 0) {
+            log_error("watchdog: %s", errmsg);
+        }
+    }
+}
+
+/* The old side of the lease: a node whose PostgreSQL may accept writes without a valid lease
+ * fences at once. The postmaster is told to stop (SIGINT refuses new sessions and terminates
+ * every session), then killed (SIGQUIT) after escalate_ms; the VIP goes at the same moment. The
+ * core then restarts it as a standby. */
+static void fence_tick(struct agent *a)
+{
+    if (!a->conf.has_postgresql || !a->pg_open || a->phase == AGENT_PHASE_STOPPING) {
+        return;
+    }
+    uv_update_time(a->loop);
+    rpg_msec now = uv_now(a->loop);
+    bool ready = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
+    bool lease_ok = fence_lease_ok(&a->fence, ready, cons_lease_until(&a->cons), now);
+    if (lease_ok != a->lease_ok) {
+        log_info("lease %s (until=%llu now=%llu)", lease_ok ? "held" : "lost",
+                 (unsigned long long)cons_lease_until(&a->cons), (unsigned long long)now);
+        a->lease_ok = lease_ok;
+    }
+    bool writable = pg_may_accept_writes(&a->pg);
+    if (writable && !lease_ok && !a->fencing && !pg_busy(&a->pg)) {
+        int pid = pg_postmaster_pid(&a->pg);
+        if (pid > 0) {
+            log_warning("fencing: postgresql may accept writes without a lease: stopping it "
+                        "(pid=%d)", pid);
+            a->fencing = true;
+            a->fence_started = now;
+            a->fence_pid = pid;
+            a->fence_escalated = false;
+            a->n_fences++;
+            kill(pid, SIGINT);
+        }
+    } else if (writable && !lease_ok && !a->fencing && pg_busy(&a->pg)) {
+        /* An operation (a start, a promotion) is under way: kill the server outright. */
+        int pid = pg_postmaster_pid(&a->pg);
+        if (pid > 0) {
+            log_warning("fencing during %s: killing postgresql (pid=%d)", pg_op_name(a->pg.op),
+                        pid);
+            a->fencing = true;
+            a->fence_started = now;
+            a->fence_pid = pid;
+            a->fence_escalated = true;
+            a->n_fences++;
+            kill(pid, SIGQUIT);
+        }
+    }
+    if (a->fencing) {
+        if (kill(a->fence_pid, 0) != 0) {
+            log_info("fenced: postgresql stopped %llu ms after the fence began",
+                     (unsigned long long)(now - a->fence_started));
+            a->fencing = false;
+        } else if (!a->fence_escalated && now - a->fence_started >= a->fence.escalate_ms) {
+            log_warning("fencing: fast stop not done after %llu ms: immediate stop (pid=%d)",
+                        (unsigned long long)(now - a->fence_started), a->fence_pid);
+            kill(a->fence_pid, SIGQUIT);
+            a->fence_escalated = true;
+        }
+    }
+    watchdog_tick(a, writable && lease_ok);
+
+    if (!a->vip_open || vip_busy(&a->vip)) {
+        return;
+    }
+    char errmsg[RPG_ERRMSG_SIZE];
+    const struct ha_pg *o = &a->pg.obs;
+    bool want = lease_ok && !a->fencing && o->state == HA_PG_RUNNING && !o->in_recovery &&
+                strcmp(a->cons.state.primary.name, a->conf.name) == 0;
+    if (!a->vip_startup_done || (!want && vip_is_held(&a->vip))) {
+        /* At start-up a VIP left by a crash is removed: no role holds it yet. */
+        a->vip_startup_done = true;
+        if (vip_release(&a->vip, on_vip_done, a, errmsg) != 0) {
+            log_error("vip: %s", errmsg);
+        }
+    } else if (want && !vip_is_held(&a->vip) && a->vip_error[0] == '\0') {
+        if (vip_claim(&a->vip, on_vip_done, a, errmsg) != 0) {
+            log_error("vip: %s", errmsg);
+        }
+    } else if (want && !vip_is_held(&a->vip) && now - a->fence_started > 2000) {
+        /* After a refusal (another host answered the probe), try again now and then. */
+        a->vip_error[0] = '\0';
+    }
+}
+
+static void on_fence_timer(uv_timer_t *t)
+{
+    fence_tick(t->data);
+}
+
+static int start_fencing(struct agent *a, char *errmsg)
+{
+    fence_timing_init(&a->fence, a->conf.raft.election_timeout_ms);
+    watchdog_init(&a->watchdog, &a->conf.watchdog);
+    a->watchdog_ok = true;
+    if (a->conf.watchdog.mode == CONF_WATCHDOG_REQUIRED &&
+        watchdog_check(&a->watchdog, errmsg) != 0) {
+        return RPG_ECONFIG;
+    }
+    if (a->conf.has_vip) {
+        int rv = vip_init(&a->vip, a->loop, &a->conf.vip, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        a->vip_open = true;
+    }
+    uv_timer_init(a->loop, &a->fence_timer);
+    a->fence_timer.data = a;
+    a->fence_timer_open = true;
+    uv_timer_start(&a->fence_timer, on_fence_timer, FENCE_TICK_MS, FENCE_TICK_MS);
+    return 0;
+}
+
 /* ---- PostgreSQL under the core (the real I/O side of struct core_io) -------------------- */
 
 #define HA_TICK_MS 100
@@ -385,7 +550,12 @@ static void ha_tick(struct agent *a)
     memset(&v, 0, sizeof v);
     v.now = uv_now(a->loop);
     v.state = &a->cons.state;
-    v.leader = a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
+    /* Acting as primary needs the lease, and a new leader also waits until the previous one
+     * has surely fenced (DESIGN.md rule 3). */
+    bool ready = a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
+    rpg_msec not_before = fence_promote_not_before(&a->fence, a->cons.last_heard_leader,
+                                                   a->cons.started_at);
+    v.leader = ready && a->lease_ok && v.now >= not_before && a->watchdog_ok;
     v.state_current = cons_state_current(&a->cons);
     v.term = a->cons.term;
     v.pg_ready = a->pg.obs_valid && !pg_busy(&a->pg) && a->pg.obs_epoch == a->pg.epoch;
@@ -434,6 +604,10 @@ static int start_pg(struct agent *a, char *errmsg)
         return rv;
     }
     a->pg_open = true;
+    rv = start_fencing(a, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
     uv_timer_init(a->loop, &a->ha_timer);
     a->ha_timer.data = a;
     a->ha_timer_open = true;
@@ -516,7 +690,8 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
 
 static void maybe_exit(struct agent *a)
 {
-    if (a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open) {
+    if (a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
+        a->fence_timer_open || a->vip_open) {
         return;
     }
     uv_close((uv_handle_t *)&a->sig_int, NULL);
@@ -591,6 +766,9 @@ void agent_stop(struct agent *a, int exit_code)
     if (a->ha_timer_open) {
         uv_timer_stop(&a->ha_timer);
     }
+    if (a->fence_timer_open) {
+        uv_timer_stop(&a->fence_timer);
+    }
     if (a->pg_open && !pg_busy(&a->pg) &&
         (a->pg.obs.state == HA_PG_RUNNING || a->pg.obs.state == HA_PG_STARTING)) {
         a->stopping_pg = true;
@@ -602,15 +780,42 @@ void agent_stop(struct agent *a, int exit_code)
     close_rest(a);
 }
 
+static void fence_timer_closed(uv_handle_t *h)
+{
+    struct agent *a = h->data;
+    a->fence_timer_open = false;
+    maybe_exit(a);
+}
+
+static void vip_closed(struct vip *v)
+{
+    struct agent *a = (struct agent *)((char *)v - offsetof(struct agent, vip));
+    a->vip_open = false;
+    maybe_exit(a);
+}
+
 static void close_rest(struct agent *a)
 {
+    if (a->fence_timer_open && !uv_is_closing((uv_handle_t *)&a->fence_timer)) {
+        uv_close((uv_handle_t *)&a->fence_timer, fence_timer_closed);
+    }
+    if (watchdog_is_armed(&a->watchdog)) {
+        char errmsg[RPG_ERRMSG_SIZE];
+        if (watchdog_disarm(&a->watchdog, errmsg) != 0) {
+            log_error("watchdog: %s", errmsg);
+        }
+    }
+    if (a->vip_open) {
+        vip_close(&a->vip, vip_closed);
+    }
     if (a->ha_timer_open && !uv_is_closing((uv_handle_t *)&a->ha_timer)) {
         uv_close((uv_handle_t *)&a->ha_timer, ha_timer_closed);
     }
     if (a->pg_open) {
         pg_close(&a->pg, pg_closed);
     }
-    bool any = a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open;
+    bool any = a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
+               a->fence_timer_open || a->vip_open;
     if (a->cons_open) {
         cons_close(&a->cons, cons_closed);
     }

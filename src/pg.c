@@ -814,6 +814,27 @@ static int postmaster_alive(const struct pg *p, char *status, size_t size)
     return (int)pid;
 }
 
+int pg_postmaster_pid(const struct pg *p)
+{
+    char status[32];
+    return postmaster_alive(p, status, sizeof status);
+}
+
+bool pg_may_accept_writes(const struct pg *p)
+{
+    if (pg_postmaster_pid(p) == 0) {
+        return false;
+    }
+    if (p->obs.state == HA_PG_RUNNING) {
+        return !p->obs.in_recovery;
+    }
+    /* Up but not observed yet: a server started with standby.signal is a standby until promoted,
+     * and promotion is only ever asked of a running, observed server. */
+    char path[PATH_MAX + 32];
+    path_in(p, "standby.signal", path, sizeof path);
+    return !file_exists(path);
+}
+
 static void set_not_running(struct pg *p, enum ha_pg_state state)
 {
     struct ha_pg *o = &p->obs;

@@ -10,10 +10,13 @@
 #include "raftpg/conf.h"
 #include "raftpg/cons.h"
 #include "raftpg/core.h"
+#include "raftpg/fence.h"
 #include "raftpg/ha.h"
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
 #include "raftpg/pg.h"
+#include "raftpg/vip.h"
+#include "raftpg/watchdog.h"
 
 enum agent_phase {
     AGENT_PHASE_JOINING = 0, /* waiting to learn its id from the cluster (not an initial member) */
@@ -46,7 +49,25 @@ struct agent {
     bool ha_timer_open;
     struct core core;             /* decisions and the action in flight */
     struct core_io io;
-    bool stopping_pg;             /* shutdown waits for PostgreSQL to stop */
+    bool stopping_pg;
+
+    /* Fencing (DESIGN.md rules 2, 3, 5): checked on every loop turn and every few ms. */
+    struct fence_timing fence;
+    uv_timer_t fence_timer;
+    bool fence_timer_open;
+    bool lease_ok;             /* may act as primary now */
+    bool fencing;              /* a fence is under way: the postmaster was told to stop */
+    rpg_msec fence_started;
+    int fence_pid;
+    bool fence_escalated;
+    unsigned n_fences;         /* for the API and metrics */
+    struct vip vip;
+    bool vip_open;
+    bool vip_startup_done;     /* the stale-VIP removal at start-up ran */
+    char vip_error[RPG_ERRMSG_SIZE];
+    struct watchdog watchdog;
+    bool watchdog_ok;          /* armed when it must be, or not required */
+    char watchdog_error[RPG_ERRMSG_SIZE];             /* shutdown waits for PostgreSQL to stop */
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and

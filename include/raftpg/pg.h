@@ -141,6 +141,14 @@ int pg_follow(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *d
  * slots. */
 int pg_sync_slots(struct pg *p, const uint64_t *ids, unsigned n, pg_done_cb cb, void *data);
 
+/* The postmaster's PID read from postmaster.pid now, if that process is alive; else 0. */
+int pg_postmaster_pid(const struct pg *p);
+
+/* Whether the local server might accept writes right now: a postmaster is alive and it is not
+ * known to be a standby (observed in recovery, or started with standby.signal and not observed
+ * since). Errs on the side of true, as fencing depends on it. */
+bool pg_may_accept_writes(const struct pg *p);
+
 /* CHECKPOINT on the running server (after a promotion, so pg_rewind sees the new timeline). */
 int pg_checkpoint(struct pg *p, pg_done_cb cb, void *data);
 

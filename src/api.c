@@ -101,6 +101,30 @@ json_t *agent_status_json(const struct agent *a)
     if (a->conf.has_postgresql) {
         json_object_set_new(o, "postgresql", pg_json(a));
     }
+    if (a->conf.has_postgresql) {
+        rpg_msec until = a->cons_open ? cons_lease_until(&a->cons) : 0;
+        rpg_msec now = uv_now(a->loop);
+        json_object_set_new(
+            o, "fencing",
+            json_pack("{s:b, s:I, s:I, s:I, s:I, s:b, s:I}", "lease_held", a->lease_ok,
+                      "lease_left_ms", (json_int_t)(until > now ? until - now : 0), "lease_ms",
+                      (json_int_t)a->fence.lease_ms, "renew_ms", (json_int_t)a->fence.renew_ms,
+                      "margin_ms", (json_int_t)a->fence.margin_ms, "fencing", a->fencing,
+                      "fences", (json_int_t)a->n_fences));
+        if (a->conf.has_vip) {
+            json_object_set_new(o, "vip",
+                                json_pack("{s:s, s:s, s:b, s:s}", "address",
+                                          a->conf.vip.address.text, "interface",
+                                          a->conf.vip.interface, "held",
+                                          a->vip_open && vip_is_held(&a->vip), "error",
+                                          a->vip_error));
+        }
+        json_object_set_new(o, "watchdog",
+                            json_pack("{s:s, s:b, s:s}", "mode",
+                                      conf_watchdog_mode_name(a->conf.watchdog.mode), "armed",
+                                      watchdog_is_armed(&a->watchdog), "error",
+                                      a->watchdog_error));
+    }
     json_object_set_new(o, "tags",
                         json_pack("{s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
                                   "nosync", a->conf.tags.nosync, "failover_priority",

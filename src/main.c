@@ -9,6 +9,7 @@
 #include "raftpg/agent.h"
 #include "raftpg/conf.h"
 #include "raftpg/ctl.h"
+#include "raftpg/fence.h"
 #include "raftpg/log.h"
 
 static const char *usage =
@@ -55,9 +56,30 @@ static int cmd_check_config(int argc, char **argv)
     printf("restapi: listen=%s connect_address=%s\n", c.restapi.listen,
            c.restapi.connect_address);
     if (c.has_postgresql) {
-        printf("postgresql: bin_dir=%s data_dir=%s listen=%s\n", c.postgresql.bin_dir,
-               c.postgresql.data_dir, c.postgresql.listen);
+        printf("postgresql: bin_dir=%s data_dir=%s listen=%s connect_address=%s\n",
+               c.postgresql.bin_dir, c.postgresql.data_dir, c.postgresql.listen,
+               c.postgresql.connect_address);
+        printf("tags: nofailover=%s nosync=%s failover_priority=%d\n",
+               c.tags.nofailover ? "true" : "false", c.tags.nosync ? "true" : "false",
+               c.tags.failover_priority);
     }
+    struct fence_timing ft;
+    fence_timing_init(&ft, c.raft.election_timeout_ms);
+    printf("fencing: lease=%llums renewed every %llums, fence starts %llums before the lease "
+           "ends, immediate stop after %llums, a new leader promotes no earlier than %llums "
+           "after it last heard from the previous one\n",
+           (unsigned long long)ft.lease_ms, (unsigned long long)ft.renew_ms,
+           (unsigned long long)ft.margin_ms, (unsigned long long)ft.escalate_ms,
+           (unsigned long long)(ft.lease_ms + ft.margin_ms));
+    if (c.has_vip) {
+        printf("vip: address=%s interface=%s arping_count=%u announce_repeats=%u "
+               "announce_interval=%ums\n",
+               c.vip.address.text, c.vip.interface, c.vip.arping_count, c.vip.announce_repeats,
+               c.vip.announce_interval_ms);
+    }
+    printf("watchdog: mode=%s device=%s safety_margin=%ums\n",
+           conf_watchdog_mode_name(c.watchdog.mode), c.watchdog.device,
+           c.watchdog.safety_margin_ms);
     conf_free(&c);
     return 0;
 }

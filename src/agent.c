@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <systemd/sd-daemon.h>
 
 #include "raftpg/agent.h"
 #include "raftpg/api.h"
@@ -546,6 +547,9 @@ static void ha_tick(struct agent *a)
         !a->cons_open) {
         return;
     }
+    /* The lease is judged afresh before any decision: after a pause (SIGSTOP, a stalled VM) the
+     * first thing this agent does is fence, never act on a lease it no longer holds. */
+    fence_tick(a);
     struct core_view v;
     memset(&v, 0, sizeof v);
     v.now = uv_now(a->loop);
@@ -613,6 +617,28 @@ static int start_pg(struct agent *a, char *errmsg)
     a->ha_timer_open = true;
     ha_schedule(a, HA_TICK_MS);
     return 0;
+}
+
+/* ---- systemd (Type=notify, WatchdogSec=) -------------------------------------------------- */
+
+static void on_notify_timer(uv_timer_t *t)
+{
+    (void)t;
+    sd_notify(0, "WATCHDOG=1");
+}
+
+/* Tells systemd the agent is up, and pings its watchdog at half the interval when one is set.
+ * Without NOTIFY_SOCKET both are no-ops. */
+static void notify_start(struct agent *a)
+{
+    sd_notify(0, "READY=1");
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
+        uv_timer_init(a->loop, &a->notify_timer);
+        a->notify_timer.data = a;
+        a->notify_timer_open = true;
+        uv_timer_start(&a->notify_timer, on_notify_timer, 0, usec / 2000);
+    }
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
@@ -683,15 +709,20 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
         snprintf(a->join_status, sizeof a->join_status, "looking up this member");
         log_info("not an initial member and no raft state: joining an existing cluster");
         uv_timer_start(&a->join_timer, join_try, 0, 0);
+        notify_start(a);
         return 0;
     }
-    return start_raft(a, id, errmsg);
+    rv = start_raft(a, id, errmsg);
+    if (rv == 0) {
+        notify_start(a);
+    }
+    return rv;
 }
 
 static void maybe_exit(struct agent *a)
 {
     if (a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
-        a->fence_timer_open || a->vip_open) {
+        a->fence_timer_open || a->vip_open || a->notify_timer_open) {
         return;
     }
     uv_close((uv_handle_t *)&a->sig_int, NULL);
@@ -762,6 +793,7 @@ void agent_stop(struct agent *a, int exit_code)
     }
     a->phase = AGENT_PHASE_STOPPING;
     a->exit_code = exit_code;
+    sd_notify(0, "STOPPING=1");
     uv_timer_stop(&a->join_timer);
     if (a->ha_timer_open) {
         uv_timer_stop(&a->ha_timer);
@@ -780,6 +812,13 @@ void agent_stop(struct agent *a, int exit_code)
     close_rest(a);
 }
 
+static void notify_timer_closed(uv_handle_t *h)
+{
+    struct agent *a = h->data;
+    a->notify_timer_open = false;
+    maybe_exit(a);
+}
+
 static void fence_timer_closed(uv_handle_t *h)
 {
     struct agent *a = h->data;
@@ -796,6 +835,9 @@ static void vip_closed(struct vip *v)
 
 static void close_rest(struct agent *a)
 {
+    if (a->notify_timer_open && !uv_is_closing((uv_handle_t *)&a->notify_timer)) {
+        uv_close((uv_handle_t *)&a->notify_timer, notify_timer_closed);
+    }
     if (a->fence_timer_open && !uv_is_closing((uv_handle_t *)&a->fence_timer)) {
         uv_close((uv_handle_t *)&a->fence_timer, fence_timer_closed);
     }
@@ -815,7 +857,7 @@ static void close_rest(struct agent *a)
         pg_close(&a->pg, pg_closed);
     }
     bool any = a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
-               a->fence_timer_open || a->vip_open;
+               a->fence_timer_open || a->vip_open || a->notify_timer_open;
     if (a->cons_open) {
         cons_close(&a->cons, cons_closed);
     }

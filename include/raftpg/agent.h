@@ -50,6 +50,8 @@ struct agent {
     struct core core;             /* decisions and the action in flight */
     struct core_io io;
     bool stopping_pg;
+    uv_timer_t notify_timer;      /* systemd watchdog pings */
+    bool notify_timer_open;
 
     /* Fencing (DESIGN.md rules 2, 3, 5): checked on every loop turn and every few ms. */
     struct fence_timing fence;

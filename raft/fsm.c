@@ -327,6 +327,10 @@ const char *fsm_cmd_type_name(enum fsm_cmd_type type)
         return "set_pause";
     case FSM_CMD_SET_SYSTEM_ID:
         return "set_system_id";
+    case FSM_CMD_SET_CONFIG:
+        return "set_config";
+    case FSM_CMD_SET_WAL_BOUND:
+        return "set_wal_bound";
     case FSM_CMD_TYPE_MAX:
         break;
     }
@@ -336,6 +340,22 @@ const char *fsm_cmd_type_name(enum fsm_cmd_type type)
 static bool cmd_type_known(unsigned type)
 {
     return type >= FSM_CMD_INIT && type < FSM_CMD_TYPE_MAX;
+}
+
+static int config_check(unsigned mode, uint32_t count, unsigned commit, char *errmsg)
+{
+    if (mode > FSM_SYNC_MODE_STRICT) {
+        return rpg_err(errmsg, RPG_EINVAL, "set_config: sync mode %u out of range 0..2", mode);
+    }
+    if (count < 1 || count > FSM_MEMBERS_MAX) {
+        return rpg_err(errmsg, RPG_EINVAL, "set_config: synchronous_node_count %u out of range 1..%d",
+                       (unsigned)count, FSM_MEMBERS_MAX);
+    }
+    if (commit > FSM_SYNC_COMMIT_LOCAL) {
+        return rpg_err(errmsg, RPG_EINVAL, "set_config: synchronous_commit %u out of range 0..3",
+                       commit);
+    }
+    return 0;
 }
 
 /* Checks that cmd can be encoded: known type, counts in range, every string terminated. */
@@ -388,7 +408,11 @@ static int cmd_check(const struct fsm_cmd *cmd, char *errmsg)
         return 0;
     case FSM_CMD_SET_PAUSE:
     case FSM_CMD_SET_SYSTEM_ID:
+    case FSM_CMD_SET_WAL_BOUND:
         return 0;
+    case FSM_CMD_SET_CONFIG:
+        return config_check(cmd->u.set_config.sync_mode, cmd->u.set_config.sync_node_count,
+                            cmd->u.set_config.sync_commit, errmsg);
     case FSM_CMD_TYPE_MAX:
         break;
     }
@@ -430,6 +454,15 @@ static void cmd_put(struct enc *e, const struct fsm_cmd *cmd)
         break;
     case FSM_CMD_SET_SYSTEM_ID:
         put_u64(e, cmd->u.set_system_id.system_id);
+        break;
+    case FSM_CMD_SET_CONFIG:
+        put_u8(e, cmd->u.set_config.sync_mode);
+        put_u8(e, cmd->u.set_config.sync_commit);
+        put_u32(e, cmd->u.set_config.sync_node_count);
+        break;
+    case FSM_CMD_SET_WAL_BOUND:
+        put_u64(e, cmd->u.set_wal_bound.position);
+        put_u32(e, cmd->u.set_wal_bound.timeline);
         break;
     case FSM_CMD_TYPE_MAX:
         assert(false);
@@ -544,6 +577,15 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
         break;
     case FSM_CMD_SET_SYSTEM_ID:
         c.u.set_system_id.system_id = get_u64(&d);
+        break;
+    case FSM_CMD_SET_CONFIG:
+        c.u.set_config.sync_mode = get_u8(&d);
+        c.u.set_config.sync_commit = get_u8(&d);
+        c.u.set_config.sync_node_count = get_u32(&d);
+        break;
+    case FSM_CMD_SET_WAL_BOUND:
+        c.u.set_wal_bound.position = get_u64(&d);
+        c.u.set_wal_bound.timeline = get_u32(&d);
         break;
     case FSM_CMD_TYPE_MAX:
         assert(false);
@@ -864,6 +906,20 @@ static int apply_set_system_id(struct fsm_state *s, const struct fsm_cmd *cmd, c
     return 0;
 }
 
+/* WAL positions only grow, across timelines too, so a bound never moves back: a smaller one is a
+ * stale command from an earlier leader. */
+static int apply_set_wal_bound(struct fsm_state *s, const struct fsm_cmd *cmd, char *msg)
+{
+    uint64_t pos = cmd->u.set_wal_bound.position;
+    if (pos < s->wal_bound) {
+        return rpg_err(msg, RPG_EINVAL, "position %llu is below the recorded bound %llu",
+                       (unsigned long long)pos, (unsigned long long)s->wal_bound);
+    }
+    s->wal_bound = pos;
+    s->wal_bound_timeline = cmd->u.set_wal_bound.timeline;
+    return 0;
+}
+
 int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg)
 {
     char msg[RPG_ERRMSG_SIZE] = "";
@@ -897,6 +953,19 @@ int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg
             break;
         case FSM_CMD_SET_SYSTEM_ID:
             rc = apply_set_system_id(s, cmd, msg);
+            break;
+        case FSM_CMD_SET_CONFIG:
+            rc = config_check(cmd->u.set_config.sync_mode, cmd->u.set_config.sync_node_count,
+                              cmd->u.set_config.sync_commit, msg);
+            if (rc == 0) {
+                s->config.set = true;
+                s->config.sync_mode = cmd->u.set_config.sync_mode;
+                s->config.sync_node_count = cmd->u.set_config.sync_node_count;
+                s->config.sync_commit = cmd->u.set_config.sync_commit;
+            }
+            break;
+        case FSM_CMD_SET_WAL_BOUND:
+            rc = apply_set_wal_bound(s, cmd, msg);
             break;
         default:
             rc = RPG_EINVAL;
@@ -988,6 +1057,13 @@ static void state_put(struct enc *e, const struct fsm_state *s)
     for (unsigned i = 0; i < s->sync.n_voters; i++) {
         put_str(e, s->sync.voters[i]);
     }
+    /* Version 2. */
+    put_u8(e, s->config.set ? 1 : 0);
+    put_u8(e, s->config.sync_mode);
+    put_u8(e, s->config.sync_commit);
+    put_u32(e, s->config.sync_node_count);
+    put_u64(e, s->wal_bound);
+    put_u32(e, s->wal_bound_timeline);
 }
 
 int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *errmsg)
@@ -1094,6 +1170,14 @@ int fsm_state_decode(const void *buf, size_t len, struct fsm_state *s, char *err
     for (unsigned i = 0; i < t.sync.n_voters && d.rc == 0; i++) {
         get_str(&d, t.sync.voters[i], FSM_NAME_MAX, "sync.voters");
     }
+    if (version >= 2) {
+        t.config.set = get_bool(&d, "config.set");
+        t.config.sync_mode = get_u8(&d);
+        t.config.sync_commit = get_u8(&d);
+        t.config.sync_node_count = get_u32(&d);
+        t.wal_bound = get_u64(&d);
+        t.wal_bound_timeline = get_u32(&d);
+    }
     dec_finish(&d, total);
     if (d.rc != 0) {
         return d.rc;
@@ -1117,7 +1201,11 @@ bool fsm_state_equal(const struct fsm_state *a, const struct fsm_state *b)
         a->n_rejected != b->n_rejected || a->n_members != b->n_members ||
         strncmp(a->primary.name, b->primary.name, FSM_NAME_MAX) != 0 ||
         a->primary.term != b->primary.term || a->primary.timeline != b->primary.timeline ||
-        a->sync.k != b->sync.k || a->sync.n_voters != b->sync.n_voters) {
+        a->sync.k != b->sync.k || a->sync.n_voters != b->sync.n_voters ||
+        a->config.set != b->config.set || a->config.sync_mode != b->config.sync_mode ||
+        a->config.sync_commit != b->config.sync_commit ||
+        a->config.sync_node_count != b->config.sync_node_count || a->wal_bound != b->wal_bound ||
+        a->wal_bound_timeline != b->wal_bound_timeline) {
         return false;
     }
     if (a->n_members > FSM_MEMBERS_MAX || a->sync.n_voters > FSM_MEMBERS_MAX) {

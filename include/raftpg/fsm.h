@@ -15,10 +15,16 @@
 #define FSM_ADDR_MAX 64
 #define FSM_MEMBERS_MAX 16
 
-/* Version written in every command and snapshot; decoders accept 1..FSM_VERSION. */
-#define FSM_VERSION 1
+/* Version written in every command and snapshot; decoders accept 1..FSM_VERSION. Version 2 adds
+ * the dynamic configuration and the acknowledged-WAL bound; a version-1 snapshot reads with their
+ * defaults. */
+#define FSM_VERSION 2
 
 enum { FSM_TAG_NOFAILOVER = 1u << 0, FSM_TAG_NOSYNC = 1u << 1 };
+
+enum { FSM_SYNC_MODE_OFF = 0, FSM_SYNC_MODE_QUORUM = 1, FSM_SYNC_MODE_STRICT = 2 };
+enum { FSM_SYNC_COMMIT_ON = 0, FSM_SYNC_COMMIT_REMOTE_WRITE = 1, FSM_SYNC_COMMIT_REMOTE_APPLY = 2,
+       FSM_SYNC_COMMIT_LOCAL = 3 };
 
 struct fsm_member {
     uint64_t id; /* Raft server id, unique, never reused within a cluster */
@@ -48,6 +54,17 @@ struct fsm_state {
         char voters[FSM_MEMBERS_MAX][FSM_NAME_MAX];
     } sync;
     bool paused;
+    /* Dynamic configuration (SET_CONFIG); until set, each agent uses its file's values. */
+    struct {
+        bool set;
+        uint8_t sync_mode;         /* FSM_SYNC_MODE_* */
+        uint32_t sync_node_count;  /* k wanted, 1..FSM_MEMBERS_MAX */
+        uint8_t sync_commit;       /* FSM_SYNC_COMMIT_* */
+    } config;
+    /* The WAL position that the synchronous quorum confirmed (SET_WAL_BOUND): every commit
+     * acknowledged up to there is on a quorum standby; a new primary must have reached it. */
+    uint64_t wal_bound;
+    uint32_t wal_bound_timeline;
     uint64_t n_applied; /* commands applied (accepted or rejected) */
     uint64_t n_rejected;
 };
@@ -60,6 +77,8 @@ enum fsm_cmd_type {
     FSM_CMD_SET_SYNC,        /* k and voters */
     FSM_CMD_SET_PAUSE,       /* paused flag */
     FSM_CMD_SET_SYSTEM_ID,   /* system identifier; only once */
+    FSM_CMD_SET_CONFIG,      /* dynamic configuration (version 2) */
+    FSM_CMD_SET_WAL_BOUND,   /* acknowledged-WAL bound; never moves back (version 2) */
     FSM_CMD_TYPE_MAX
 };
 
@@ -93,6 +112,15 @@ struct fsm_cmd {
         struct {
             uint64_t system_id;
         } set_system_id;
+        struct {
+            uint8_t sync_mode;
+            uint32_t sync_node_count;
+            uint8_t sync_commit;
+        } set_config;
+        struct {
+            uint64_t position;
+            uint32_t timeline;
+        } set_wal_bound;
     } u;
 };
 

@@ -315,7 +315,7 @@ static void test_cmd_encoding_exact_bytes(void **state)
 {
     (void)state;
     static const uint8_t expected[24] = {
-        1,    7,    0,    0,    16,   0,    0,    0,    /* version, type, reserved, payload */
+        2,    7,    0,    0,    16,   0,    0,    0,    /* version, type, reserved, payload */
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, /* term */
         0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* system id */
     };
@@ -334,7 +334,7 @@ static void test_cmd_encoding_pads_with_zeros(void **state)
 {
     (void)state;
     static const uint8_t expected[24] = {
-        1, 3, 0,   0,   12, 0, 0, 0, /* payload: term 8 + string 2 + 2 */
+        2, 3, 0,   0,   12, 0, 0, 0, /* payload: term 8 + string 2 + 2 */
         5, 0, 0,   0,   0,  0, 0, 0, /* term */
         2, 0, 'n', '1',              /* name */
         0, 0, 0,   0,                /* padding */
@@ -417,7 +417,7 @@ static void test_cmd_decode_rejects_version_0(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = 0;
-    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..1)");
+    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..2)");
     test_free(buf);
 }
 
@@ -429,7 +429,7 @@ static void test_cmd_decode_rejects_future_version(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = FSM_VERSION + 1;
-    assert_decode_fails(buf, len, "unsupported command version 2 (supported=1..1)");
+    assert_decode_fails(buf, len, "unsupported command version 3 (supported=1..2)");
     test_free(buf);
 }
 
@@ -443,7 +443,7 @@ static void test_cmd_decode_rejects_unknown_type(void **state)
     buf[1] = 0;
     assert_decode_fails(buf, len, "unknown command type 0");
     buf[1] = FSM_CMD_TYPE_MAX;
-    assert_decode_fails(buf, len, "unknown command type 8");
+    assert_decode_fails(buf, len, "unknown command type 10");
     buf[1] = 255;
     assert_decode_fails(buf, len, "unknown command type 255");
     test_free(buf);
@@ -645,7 +645,7 @@ static void test_cmd_encode_rejects_unknown_type(void **state)
     make_set_pause(&c, true);
     c.type = FSM_CMD_TYPE_MAX;
     assert_int_equal(fsm_cmd_encode(&c, &buf, errmsg), RPG_EINVAL);
-    assert_string_equal(errmsg, "unknown command type 8");
+    assert_string_equal(errmsg, "unknown command type 10");
     assert_null(buf.base);
 }
 
@@ -1391,10 +1391,10 @@ static void test_snapshot_decode_rejects_future_version(void **state)
     ((uint8_t *)buf.base)[4] = FSM_VERSION + 1;
     fsm_state_init(&b);
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 2 (supported=1..1)");
+    assert_string_equal(errmsg, "unsupported snapshot version 3 (supported=1..2)");
     ((uint8_t *)buf.base)[4] = 0;
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..1)");
+    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..2)");
     raft_free(buf.base);
 }
 
@@ -1407,12 +1407,12 @@ static void test_snapshot_decode_rejects_nonzero_padding(void **state)
     fsm_state_init(&a);
     assert_int_equal(fsm_state_encode(&a, &buf, errmsg), 0);
     /* Empty state: 16 header + 2 flags + 2 scope + 32 counters + 2 + 2 + 8 + 4 + 4 + 2 = 74,
-     * padded to 80. */
-    assert_int_equal(buf.len, 80);
-    ((uint8_t *)buf.base)[79] = 1;
+     * then version 2's config (1 + 1 + 1 + 4) and bound (8 + 4): 93, padded to 96. */
+    assert_int_equal(buf.len, 96);
+    ((uint8_t *)buf.base)[95] = 1;
     fsm_state_init(&b);
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "snapshot padding byte 79 is not zero");
+    assert_string_equal(errmsg, "snapshot padding byte 95 is not zero");
     raft_free(buf.base);
 }
 
@@ -1514,7 +1514,7 @@ static void test_raft_apply_malformed_counts_as_rejected(void **state)
     struct raft_buffer buf = {bytes, sizeof bytes};
     assert_int_equal(f.raft.apply(&f.raft, &buf, &result), 0);
     assert_int_equal(fsm_result_code(result), RPG_EPROTO);
-    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..1)");
+    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..2)");
     assert_int_equal(s.n_applied, 2);
     assert_int_equal(s.n_rejected, 1);
 }
@@ -1560,9 +1560,158 @@ static void test_raft_restore_failure_keeps_state_and_buffer(void **state)
     raft_free(buf.base);
 }
 
+/* ---- Version 2: dynamic configuration and the acknowledged-WAL bound ---- */
+
+static void init_state3(struct fsm_state *s)
+{
+    struct fsm_cmd c;
+    char errmsg[RPG_ERRMSG_SIZE];
+    fsm_state_init(s);
+    make_init(&c, 3);
+    assert_int_equal(fsm_state_apply(s, &c, errmsg), 0);
+}
+
+static void make_set_config(struct fsm_cmd *c, unsigned mode, uint32_t k, unsigned commit)
+{
+    memset(c, 0, sizeof *c);
+    c->type = FSM_CMD_SET_CONFIG;
+    c->term = 3;
+    c->u.set_config.sync_mode = (uint8_t)mode;
+    c->u.set_config.sync_node_count = k;
+    c->u.set_config.sync_commit = (uint8_t)commit;
+}
+
+static void make_set_wal_bound(struct fsm_cmd *c, uint64_t pos, uint32_t tl)
+{
+    memset(c, 0, sizeof *c);
+    c->type = FSM_CMD_SET_WAL_BOUND;
+    c->term = 3;
+    c->u.set_wal_bound.position = pos;
+    c->u.set_wal_bound.timeline = tl;
+}
+
+static void test_set_config_roundtrip_and_apply(void **state)
+{
+    (void)state;
+    struct fsm_cmd in, out;
+    struct fsm_state s;
+    char errmsg[RPG_ERRMSG_SIZE];
+    make_set_config(&in, FSM_SYNC_MODE_STRICT, 2, FSM_SYNC_COMMIT_REMOTE_APPLY);
+    roundtrip(&in, &out);
+    assert_int_equal(out.u.set_config.sync_mode, FSM_SYNC_MODE_STRICT);
+    assert_int_equal(out.u.set_config.sync_node_count, 2);
+    assert_int_equal(out.u.set_config.sync_commit, FSM_SYNC_COMMIT_REMOTE_APPLY);
+    init_state3(&s);
+    assert_false(s.config.set);
+    assert_int_equal(fsm_state_apply(&s, &out, errmsg), 0);
+    assert_true(s.config.set);
+    assert_int_equal(s.config.sync_mode, FSM_SYNC_MODE_STRICT);
+    assert_int_equal(s.config.sync_node_count, 2);
+    assert_int_equal(s.config.sync_commit, FSM_SYNC_COMMIT_REMOTE_APPLY);
+}
+
+static void test_set_config_rejects_out_of_range(void **state)
+{
+    (void)state;
+    struct fsm_cmd c;
+    struct raft_buffer buf;
+    struct fsm_state s;
+    char errmsg[RPG_ERRMSG_SIZE];
+    make_set_config(&c, 3, 1, 0);
+    assert_int_equal(fsm_cmd_encode(&c, &buf, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "set_config: sync mode 3 out of range 0..2");
+    make_set_config(&c, 1, 0, 0);
+    assert_int_equal(fsm_cmd_encode(&c, &buf, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "set_config: synchronous_node_count 0 out of range 1..16");
+    make_set_config(&c, 1, 1, 4);
+    init_state3(&s);
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg,
+                        "set_config rejected: set_config: synchronous_commit 4 out of range 0..3");
+    assert_false(s.config.set);
+}
+
+static void test_wal_bound_only_moves_forward(void **state)
+{
+    (void)state;
+    struct fsm_cmd c, out;
+    struct fsm_state s;
+    char errmsg[RPG_ERRMSG_SIZE];
+    init_state3(&s);
+    make_set_wal_bound(&c, 5000, 1);
+    roundtrip(&c, &out);
+    assert_int_equal(out.u.set_wal_bound.position, 5000);
+    assert_int_equal(out.u.set_wal_bound.timeline, 1);
+    assert_int_equal(fsm_state_apply(&s, &out, errmsg), 0);
+    assert_int_equal(s.wal_bound, 5000);
+    make_set_wal_bound(&c, 6000, 2);
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), 0);
+    assert_int_equal(s.wal_bound, 6000);
+    assert_int_equal(s.wal_bound_timeline, 2);
+    make_set_wal_bound(&c, 5999, 2);
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg,
+                        "set_wal_bound rejected: position 5999 is below the recorded bound 6000");
+    assert_int_equal(s.wal_bound, 6000);
+}
+
+static void test_snapshot_v2_roundtrip_keeps_config_and_bound(void **state)
+{
+    (void)state;
+    struct fsm_cmd c;
+    struct fsm_state a, b;
+    struct raft_buffer buf;
+    char errmsg[RPG_ERRMSG_SIZE];
+    init_state3(&a);
+    make_set_config(&c, FSM_SYNC_MODE_QUORUM, 1, FSM_SYNC_COMMIT_ON);
+    assert_int_equal(fsm_state_apply(&a, &c, errmsg), 0);
+    make_set_wal_bound(&c, 123456, 3);
+    assert_int_equal(fsm_state_apply(&a, &c, errmsg), 0);
+    assert_int_equal(fsm_state_encode(&a, &buf, errmsg), 0);
+    fsm_state_init(&b);
+    assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), 0);
+    assert_true(fsm_state_equal(&a, &b));
+    assert_int_equal(b.wal_bound, 123456);
+    raft_free(buf.base);
+}
+
+/* A version-1 snapshot (written before the configuration and bound existed) still restores. */
+static void test_snapshot_v1_restores_with_defaults(void **state)
+{
+    (void)state;
+    struct fsm_state a, b;
+    struct raft_buffer buf;
+    char errmsg[RPG_ERRMSG_SIZE];
+    init_state3(&a);
+    assert_int_equal(fsm_state_encode(&a, &buf, errmsg), 0);
+    uint8_t *p = buf.base;
+    size_t payload = (size_t)p[8] | ((size_t)p[9] << 8) | ((size_t)p[10] << 16);
+    size_t v1_payload = payload - 19;
+    size_t v1_len = (16 + v1_payload + 7) / 8 * 8;
+    uint8_t v1[1024];
+    assert_true(v1_len <= sizeof v1);
+    memset(v1, 0, sizeof v1);
+    memcpy(v1, p, 16 + v1_payload);
+    v1[4] = 1;
+    v1[8] = (uint8_t)v1_payload;
+    v1[9] = (uint8_t)(v1_payload >> 8);
+    v1[10] = (uint8_t)(v1_payload >> 16);
+    fsm_state_init(&b);
+    assert_int_equal(fsm_state_decode(v1, v1_len, &b, errmsg), 0);
+    assert_true(fsm_state_equal(&a, &b));
+    assert_false(b.config.set);
+    assert_int_equal(b.wal_bound, 0);
+    raft_free(buf.base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_set_config_roundtrip_and_apply),
+        cmocka_unit_test(test_set_config_rejects_out_of_range),
+        cmocka_unit_test(test_wal_bound_only_moves_forward),
+        cmocka_unit_test(test_snapshot_v2_roundtrip_keeps_config_and_bound),
+        cmocka_unit_test(test_snapshot_v1_restores_with_defaults),
         cmocka_unit_test(test_cmd_roundtrip_init),
         cmocka_unit_test(test_cmd_roundtrip_member_add),
         cmocka_unit_test(test_cmd_roundtrip_member_remove),

@@ -164,6 +164,11 @@ static const struct conf_key watchdog_keys[] = {
     {.key = NULL},
 };
 
+/* Indexed like FSM_SYNC_MODE_* and FSM_SYNC_COMMIT_*. */
+static const char *const sync_mode_names[] = {"off", "quorum", "strict", NULL};
+static const char *const sync_commit_names[] = {"on", "remote_write", "remote_apply", "local",
+                                                NULL};
+
 static const struct conf_key root_keys[] = {
     {"scope", KEY_NAME, FIELD(scope), .required = true},
     {"name", KEY_NAME, FIELD(name), .required = true},
@@ -174,6 +179,11 @@ static const struct conf_key root_keys[] = {
     {"tags", KEY_SECTION, .sub = tags_keys},
     {"vip", KEY_SECTION, .sub = vip_keys},
     {"watchdog", KEY_SECTION, .sub = watchdog_keys},
+    {"synchronous_mode", KEY_ENUM, FIELD(sync.mode), .def = "quorum", .names = sync_mode_names},
+    {"synchronous_node_count", KEY_UINT, FIELD(sync.node_count), .min = 1, .max = 16,
+     .def = "1"},
+    {"synchronous_commit", KEY_ENUM, FIELD(sync.commit), .def = "on",
+     .names = sync_commit_names},
     {.key = NULL},
 };
 
@@ -1237,6 +1247,16 @@ const char *conf_log_format_name(enum conf_log_format format)
     if ((unsigned)format < sizeof log_format_names / sizeof log_format_names[0] - 1)
         return log_format_names[format];
     return "unknown";
+}
+
+const char *conf_sync_mode_name(int mode)
+{
+    return mode >= 0 && mode <= 2 ? sync_mode_names[mode] : "unknown";
+}
+
+const char *conf_sync_commit_name(int commit)
+{
+    return commit >= 0 && commit <= 3 ? sync_commit_names[commit] : "unknown";
 }
 
 const char *conf_watchdog_mode_name(enum conf_watchdog_mode mode)

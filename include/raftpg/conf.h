@@ -116,6 +116,14 @@ struct conf {
 
     struct conf_watchdog watchdog; /* optional section; defaults to mode off */
 
+    /* Synchronous replication: defaults for the cluster-wide settings kept in the replicated
+     * state (the first leader records them; `ctl edit-config` changes them later). */
+    struct {
+        int mode;            /* FSM_SYNC_MODE_*: off, quorum (default), strict */
+        unsigned node_count; /* k of ANY k (...); default 1, range 1..16 */
+        int commit;          /* FSM_SYNC_COMMIT_*: on (default), remote_write, remote_apply, local */
+    } sync;
+
     struct {
         bool nofailover;       /* default false */
         bool nosync;           /* default false */
@@ -158,6 +166,10 @@ const char *conf_log_level_name(enum conf_log_level level);
 const char *conf_log_format_name(enum conf_log_format format);
 
 /* "off", "automatic", "required"; "unknown" for other values. */
+/* "off", "quorum", "strict" / "on", "remote_write", "remote_apply", "local"; "unknown" else. */
+const char *conf_sync_mode_name(int mode);
+const char *conf_sync_commit_name(int commit);
+
 const char *conf_watchdog_mode_name(enum conf_watchdog_mode mode);
 
 #endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "raftpg/conf.h"
+#include "raftpg/fsm.h"
 
 /* struct conf holds several PATH_MAX buffers; one static instance keeps test frames small. */
 static struct conf c;
@@ -722,6 +723,39 @@ static void test_vip_relative_binary_is_rejected(void **state)
     (void)state;
     assert_conf_error(MINIMAL VIP "  arping_bin: arping\n",
                       "t.yaml:12:15: vip.arping_bin: expected an absolute path, got \"arping\"");
+}
+
+static void test_sync_settings_default_to_quorum_one_on(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL), 0);
+    assert_int_equal(c.sync.mode, FSM_SYNC_MODE_QUORUM);
+    assert_int_equal(c.sync.node_count, 1);
+    assert_int_equal(c.sync.commit, FSM_SYNC_COMMIT_ON);
+}
+
+static void test_sync_settings_are_read(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "synchronous_mode: strict\nsynchronous_node_count: 2\n"
+                                  "synchronous_commit: remote_apply\n"),
+                     0);
+    assert_int_equal(c.sync.mode, FSM_SYNC_MODE_STRICT);
+    assert_int_equal(c.sync.node_count, 2);
+    assert_int_equal(c.sync.commit, FSM_SYNC_COMMIT_REMOTE_APPLY);
+}
+
+static void test_sync_wrong_values_are_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "synchronous_mode: strictly\n",
+                      "t.yaml:9:19: synchronous_mode: expected one of off|quorum|strict, got "
+                      "\"strictly\"");
+    assert_conf_error(MINIMAL "synchronous_node_count: 0\n",
+                      "t.yaml:9:25: synchronous_node_count: expected an integer 1..16, got \"0\"");
+    assert_conf_error(MINIMAL "synchronous_commit: off\n",
+                      "t.yaml:9:21: synchronous_commit: expected one of "
+                      "on|remote_write|remote_apply|local, got \"off\"");
 }
 
 static void test_watchdog_wrong_mode_is_rejected(void **state)
@@ -1600,6 +1634,9 @@ int main(void)
         cmocka_unit_test_teardown(test_vip_and_watchdog_set_every_value, teardown),
         cmocka_unit_test_teardown(test_vip_section_gets_defaults, teardown),
         cmocka_unit_test_teardown(test_watchdog_modes_are_read, teardown),
+        cmocka_unit_test_teardown(test_sync_settings_default_to_quorum_one_on, teardown),
+        cmocka_unit_test_teardown(test_sync_settings_are_read, teardown),
+        cmocka_unit_test_teardown(test_sync_wrong_values_are_rejected, teardown),
         cmocka_unit_test_teardown(test_vip_prefix_31_and_32_take_any_host, teardown),
         cmocka_unit_test_teardown(test_vip_interface_of_15_characters_is_accepted, teardown),
         cmocka_unit_test_teardown(test_unknown_key_is_rejected, teardown),

@@ -51,7 +51,8 @@ static const char OBSERVE_SQL[] =
     "   coalesce(pg_wal_lsn_diff(flush_lsn, '0/0')::bigint, 0),"
     "   coalesce(pg_wal_lsn_diff(replay_lsn, '0/0')::bigint, 0)), ',' ORDER BY application_name),"
     "   '') FROM pg_stat_replication WHERE application_name <> ''),"
-    " (SELECT timeline_id FROM pg_control_checkpoint())";
+    " (SELECT timeline_id FROM pg_control_checkpoint()),"
+    " current_setting('synchronous_standby_names')";
 
 const char *pg_op_name(enum pg_op op)
 {
@@ -67,6 +68,7 @@ const char *pg_op_name(enum pg_op op)
     case PG_OP_FOLLOW: return "follow";
     case PG_OP_SYNC_SLOTS: return "sync_slots";
     case PG_OP_CHECKPOINT: return "checkpoint";
+    case PG_OP_SET_SYNC: return "set_sync";
     }
     return "unknown";
 }
@@ -383,6 +385,19 @@ static int write_config(struct pg *p, bool standby, const struct pg_upstream *up
     pg_conf_quote(c->scope, q, sizeof q);
     append(&buf, &len, &cap, "cluster_name = %s\n", q);
     append(&buf, &len, &cap, "recovery_target_timeline = 'latest'\n");
+    {
+        /* Only the primary waits for acknowledgements; a standby keeps it set harmlessly and
+         * has it right the moment it is promoted. */
+        char qs[2 * sizeof p->sync_names + 3];
+        if (!pg_conf_quote(p->sync_names, qs, sizeof qs)) {
+            rv = rpg_err(errmsg, RPG_EINVAL, "synchronous_standby_names too long");
+            goto out;
+        }
+        append(&buf, &len, &cap, "synchronous_standby_names = %s\n", qs);
+        if (p->sync_commit[0] != '\0') {
+            append(&buf, &len, &cap, "synchronous_commit = '%s'\n", p->sync_commit);
+        }
+    }
     if (standby && up != NULL) {
         char ci[2048], qci[4200], slot[FSM_NAME_MAX];
         conninfo_for(p, up, true, ci, sizeof ci);
@@ -453,6 +468,13 @@ static int write_config(struct pg *p, bool standby, const struct pg_upstream *up
         goto out;
     }
     fmt_str(p->obs.upstream, sizeof p->obs.upstream, "%s", standby && up != NULL ? up->name : "");
+    p->conf_standby = standby;
+    p->conf_known = true;
+    if (standby && up != NULL) {
+        p->conf_upstream = *up;
+    } else {
+        memset(&p->conf_upstream, 0, sizeof p->conf_upstream);
+    }
 out:
     free(buf);
     return rv;
@@ -625,7 +647,7 @@ static void parse_replicas(struct pg *p, const char *list)
 
 static void take_observation(struct pg *p, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) != 8) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 9) {
         return;
     }
     struct ha_pg *o = &p->obs;
@@ -636,6 +658,7 @@ static void take_observation(struct pg *p, PGresult *res)
     o->wal_position = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
     o->streaming = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
     o->checkpoint_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 7), NULL, 10);
+    fmt_str(p->sync_seen, sizeof p->sync_seen, "%s", PQgetvalue(res, 0, 8));
     rpg_msec now = uv_now(p->loop);
     if (o->streaming || !o->in_recovery) {
         p->not_streaming_since = 0;
@@ -1292,6 +1315,39 @@ static void op_step(struct pg *p, int rc, const char *msg)
         }
         op_finish(p, 0, NULL);
         return;
+    case PG_OP_SET_SYNC:
+        if (step == 0) {
+            if (!p->conf_known) {
+                /* Written by an earlier run of the agent: a running primary's is known to have
+                 * no upstream; a standby's would need its upstream's address. */
+                if (p->obs.state != HA_PG_RUNNING || p->obs.in_recovery) {
+                    rv = rpg_err(errmsg, RPG_EBUSY,
+                                 "configuration of this standby not rewritten yet by this agent");
+                    break;
+                }
+                p->conf_standby = false;
+                memset(&p->conf_upstream, 0, sizeof p->conf_upstream);
+            }
+            if ((rv = write_config(p, p->conf_standby,
+                                   p->conf_upstream.name[0] ? &p->conf_upstream : NULL,
+                                   errmsg)) != 0) {
+                break;
+            }
+            if (pg_postmaster_pid(p) == 0) {
+                op_finish(p, 0, NULL); /* read at the next start */
+                return;
+            }
+            bin_path(p, "pg_ctl", bin, sizeof bin);
+            char *argv[] = {bin, "reload", "-D", dd, "-s", NULL};
+            if (run(p, argv, 10000) == 0) {
+                return;
+            }
+            rv = RPG_EIO;
+            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            break;
+        }
+        op_finish(p, 0, NULL);
+        return;
     case PG_OP_CHECKPOINT:
         if (step == 0) {
             control_sql(p, strdup("CHECKPOINT"));
@@ -1386,6 +1442,16 @@ int pg_rewind(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *d
 int pg_follow(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data)
 {
     return op_begin(p, PG_OP_FOLLOW, up, cb, data);
+}
+
+int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb cb, void *data)
+{
+    if (p->op != PG_OP_NONE) {
+        return RPG_EBUSY;
+    }
+    fmt_str(p->sync_names, sizeof p->sync_names, "%s", names);
+    fmt_str(p->sync_commit, sizeof p->sync_commit, "%s", commit != NULL ? commit : "");
+    return op_begin(p, PG_OP_SET_SYNC, NULL, cb, data);
 }
 
 int pg_checkpoint(struct pg *p, pg_done_cb cb, void *data)

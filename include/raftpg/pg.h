@@ -51,6 +51,7 @@ enum pg_op {
     PG_OP_FOLLOW,
     PG_OP_SYNC_SLOTS,
     PG_OP_CHECKPOINT,
+    PG_OP_SET_SYNC,
 };
 const char *pg_op_name(enum pg_op op);
 
@@ -100,6 +101,13 @@ struct pg {
     bool standby;
     unsigned stop_bound_ms;
     char op_error[RPG_ERRMSG_SIZE];
+    /* What raftpg.conf says now (rewritten by every start, follow and set_sync). */
+    bool conf_known;            /* written by this process, so the two fields below hold */
+    bool conf_standby;
+    struct pg_upstream conf_upstream;
+    char sync_names[1024];      /* synchronous_standby_names to write; "" = asynchronous */
+    char sync_commit[16];       /* synchronous_commit to write; "" = PostgreSQL's default */
+    char sync_seen[1024];       /* the server's current synchronous_standby_names (observed) */
     uint64_t slot_ids[FSM_MEMBERS_MAX]; /* SYNC_SLOTS: the wanted slots */
     unsigned n_slot_ids;
 
@@ -148,6 +156,10 @@ int pg_postmaster_pid(const struct pg *p);
  * known to be a standby (observed in recovery, or started with standby.signal and not observed
  * since). Errs on the side of true, as fencing depends on it. */
 bool pg_may_accept_writes(const struct pg *p);
+
+/* Sets synchronous_standby_names (and synchronous_commit) in raftpg.conf and reloads; a running
+ * server applies it at once, a later start reads it. names is PostgreSQL's syntax, "" for none. */
+int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb cb, void *data);
 
 /* CHECKPOINT on the running server (after a promotion, so pg_rewind sees the new timeline). */
 int pg_checkpoint(struct pg *p, pg_done_cb cb, void *data);

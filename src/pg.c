@@ -788,10 +788,17 @@ static void on_controldata(struct proc *pr, const struct proc_result *res, void 
     char errmsg[RPG_ERRMSG_SIZE];
     if (!proc_ok(res)) {
         proc_describe(&p->controldata, res, p->state_detail, sizeof p->state_detail);
-        p->obs.state = HA_PG_STOPPED;
-        p->obs.system_id = 0;
-        p->obs_valid = true;
-        p->obs_epoch = p->query_epoch;
+        /* Only a control file that pg_controldata ran and could not read makes the directory
+         * "unreadable" (a copy cut short): the decision function re-clones it. A program that
+         * did not run (wrong bin_dir, time-out) says nothing about the data, and must never
+         * lead to its removal: the observation stays incomplete and nothing is decided. */
+        bool ran = res->spawn_error == 0 && !res->timed_out && res->term_signal == 0;
+        if (ran && strstr(res->output, "pg_control") != NULL) {
+            p->obs.state = HA_PG_STOPPED;
+            p->obs.system_id = 0;
+            p->obs_valid = true;
+            p->obs_epoch = p->query_epoch;
+        }
         return;
     }
     uint64_t sysid = 0;

@@ -469,6 +469,38 @@ static void submit_init(struct cons *c)
     }
 }
 
+static void config_done(void *data, int rc, const char *msg)
+{
+    struct cons *c = data;
+    c->config_pending = false;
+    if (rc != 0) {
+        log_warning("recording the dynamic configuration failed: %s", msg);
+    } else {
+        log_info("dynamic configuration recorded from this member's file: synchronous_mode=%s "
+                 "synchronous_node_count=%u synchronous_commit=%s",
+                 conf_sync_mode_name(c->state.config.sync_mode), c->state.config.sync_node_count,
+                 conf_sync_commit_name(c->state.config.sync_commit));
+    }
+}
+
+/* The first ready leader records its file's defaults of the cluster-wide settings; from then on
+ * the replicated values rule, and change only through the API. */
+static void submit_config(struct cons *c)
+{
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_SET_CONFIG;
+    cmd.u.set_config.sync_mode = (uint8_t)c->conf->sync.mode;
+    cmd.u.set_config.sync_node_count = c->conf->sync.node_count;
+    cmd.u.set_config.sync_commit = (uint8_t)c->conf->sync.commit;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (cons_submit(c, &cmd, config_done, c, errmsg) == 0) {
+        c->config_pending = true;
+    } else {
+        log_warning("dynamic configuration not submitted: %s", errmsg);
+    }
+}
+
 static void change_done(struct raft_change *req, int status)
 {
     struct cons *c = req->data;
@@ -512,6 +544,9 @@ static void reconcile(struct cons *c)
             submit_init(c);
         }
         return;
+    }
+    if (!c->state.config.set && !c->config_pending) {
+        submit_config(c);
     }
     if (c->change_pending || c->transfer_pending) {
         return;

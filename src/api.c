@@ -469,6 +469,138 @@ static void member_remove(struct agent *a, struct http_conn *conn, const char *n
     log_info("member remove requested: %s", name);
 }
 
+/* ---- dynamic configuration (GET /config, PATCH /config) ---------------------------------- */
+
+/* The cluster-wide settings in force: the replicated ones, or this member's file defaults until
+ * the first leader has recorded them. */
+static void config_in_force(const struct agent *a, int *mode, unsigned *k, int *commit,
+                            bool *recorded)
+{
+    const struct fsm_state *s = &a->cons.state;
+    *recorded = a->cons_open && s->config.set;
+    *mode = *recorded ? s->config.sync_mode : a->conf.sync.mode;
+    *k = *recorded ? s->config.sync_node_count : a->conf.sync.node_count;
+    *commit = *recorded ? s->config.sync_commit : a->conf.sync.commit;
+}
+
+static json_t *config_json(const struct agent *a)
+{
+    int mode, commit;
+    unsigned k;
+    bool recorded;
+    config_in_force(a, &mode, &k, &commit, &recorded);
+    return json_pack("{s:s, s:I, s:s, s:b}", "synchronous_mode", conf_sync_mode_name(mode),
+                     "synchronous_node_count", (json_int_t)k, "synchronous_commit",
+                     conf_sync_commit_name(commit), "recorded", recorded);
+}
+
+struct pending_config {
+    struct http_conn *conn;
+    struct agent *a;
+};
+
+static void config_committed(void *data, int rc, const char *msg)
+{
+    struct pending_config *p = data;
+    if (rc == 0) {
+        respond_json(p->conn, 200, config_json(p->a));
+    } else {
+        respond_error(p->conn, rc == RPG_ENOTLEADER ? 503 : rc == RPG_ERAFT ? 500 : 409, msg);
+    }
+    free(p);
+}
+
+static int name_index(const char *v, const char *(*name_of)(int), int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(v, name_of(i)) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void config_patch(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    char msg[RPG_ERRMSG_SIZE];
+    if (!json_is_object(o)) {
+        snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
+        json_decref(o);
+        respond_error(conn, 400, msg);
+        return;
+    }
+    int mode, commit;
+    unsigned k;
+    bool recorded;
+    config_in_force(a, &mode, &k, &commit, &recorded);
+    const char *key;
+    json_t *v;
+    msg[0] = '\0';
+    json_object_foreach(o, key, v)
+    {
+        if (strcmp(key, "synchronous_mode") == 0) {
+            mode = json_is_string(v) ? name_index(json_string_value(v), conf_sync_mode_name, 3)
+                                     : -1;
+            if (mode < 0) {
+                snprintf(msg, sizeof msg, "synchronous_mode: expected off, quorum or strict");
+            }
+        } else if (strcmp(key, "synchronous_node_count") == 0) {
+            json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+            if (n < 1 || n > FSM_MEMBERS_MAX) {
+                snprintf(msg, sizeof msg, "synchronous_node_count: expected an integer 1..%d",
+                         FSM_MEMBERS_MAX);
+            }
+            k = (unsigned)n;
+        } else if (strcmp(key, "synchronous_commit") == 0) {
+            commit = json_is_string(v) ? name_index(json_string_value(v), conf_sync_commit_name, 4)
+                                       : -1;
+            if (commit < 0) {
+                snprintf(msg, sizeof msg,
+                         "synchronous_commit: expected on, remote_write, remote_apply or local");
+            }
+        } else {
+            snprintf(msg, sizeof msg, "unknown key \"%.64s\" (settable: synchronous_mode, "
+                                      "synchronous_node_count, synchronous_commit)",
+                     key);
+        }
+        if (msg[0] != '\0') {
+            break;
+        }
+    }
+    json_decref(o);
+    if (msg[0] != '\0') {
+        respond_error(conn, 400, msg);
+        return;
+    }
+    if (!require_leader(a, conn)) {
+        return;
+    }
+    struct pending_config *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    p->conn = conn;
+    p->a = a;
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_SET_CONFIG;
+    cmd.u.set_config.sync_mode = (uint8_t)mode;
+    cmd.u.set_config.sync_node_count = k;
+    cmd.u.set_config.sync_commit = (uint8_t)commit;
+    int rv = cons_submit(&a->cons, &cmd, config_committed, p, msg);
+    if (rv != 0) {
+        free(p);
+        respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
+        return;
+    }
+    log_info("configuration change requested: synchronous_mode=%s synchronous_node_count=%u "
+             "synchronous_commit=%s",
+             conf_sync_mode_name(mode), k, conf_sync_commit_name(commit));
+}
+
 /* ---- health checks (Patroni-compatible paths for haproxy and pgbouncer) ------------------- */
 
 enum health { HEALTH_NONE = 0, HEALTH_AGENT, HEALTH_PRIMARY, HEALTH_REPLICA, HEALTH_READ_ONLY,
@@ -555,6 +687,14 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         }
         bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
         respond_json(conn, leader ? 200 : 503, agent_status_json(a));
+    } else if (strcmp(path, "/config") == 0) {
+        if (get) {
+            respond_json(conn, 200, config_json(a));
+        } else if (req->method == HTTP_M_PATCH) {
+            config_patch(a, conn, req);
+        } else {
+            respond_error(conn, 405, "method not allowed (GET, or PATCH to change)");
+        }
     } else if (strcmp(path, "/members") == 0) {
         if (req->method != HTTP_M_POST) {
             respond_error(conn, 405, "method not allowed (use POST to add a member)");

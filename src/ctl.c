@@ -27,6 +27,10 @@ static const char *ctl_usage =
     "  member add NAME --raft HOST:PORT --api HOST:PORT [--no-wait]\n"
     "                                                  add a member (spare, then voter)\n"
     "  member remove NAME [--no-wait]                  remove a member\n"
+    "  show-config                                     the cluster-wide settings\n"
+    "  edit-config -s KEY=VALUE [-s KEY=VALUE ...]     change them (synchronous_mode,\n"
+    "                                                  synchronous_node_count,\n"
+    "                                                  synchronous_commit)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   find the API through this node's configuration file\n"
@@ -389,6 +393,79 @@ static int cmd_member_remove(struct ctl *c, const char *name, bool wait)
     return rv;
 }
 
+static void print_config(json_t *o)
+{
+    printf("synchronous_mode: %s\nsynchronous_node_count: %lld\nsynchronous_commit: %s\n",
+           str_or(o, "synchronous_mode", "?"),
+           (long long)json_integer_value(json_object_get(o, "synchronous_node_count")),
+           str_or(o, "synchronous_commit", "?"));
+}
+
+static int cmd_show_config(struct ctl *c)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    for (unsigned i = 0; i < c->n_endpoints; i++) {
+        int status = 0;
+        char *body = NULL;
+        size_t len = 0;
+        if (http_request_sync(c->endpoints[i], "GET", "/config", NULL, NULL, c->timeout_ms,
+                              &status, &body, &len, errmsg) != 0) {
+            continue;
+        }
+        json_error_t jerr;
+        json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
+        free(body);
+        if (o != NULL) {
+            print_config(o);
+            json_decref(o);
+            return 0;
+        }
+    }
+    fprintf(stderr, "raftpg ctl show-config: no member answered: %s\n", errmsg);
+    return 1;
+}
+
+/* KEY=VALUE pairs become one JSON object; numbers stay numbers. */
+static int cmd_edit_config(struct ctl *c, char **pairs, int n)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(pairs[i], '=');
+        if (eq == NULL || eq == pairs[i]) {
+            fprintf(stderr, "raftpg ctl edit-config: expected KEY=VALUE, got \"%s\"\n", pairs[i]);
+            json_decref(o);
+            return 2;
+        }
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - pairs[i]), pairs[i]);
+        char *end = NULL;
+        long long v = strtoll(eq + 1, &end, 10);
+        json_object_set_new(o, key, eq[1] != '\0' && *end == '\0' ? json_integer(v)
+                                                                    : json_string(eq + 1));
+    }
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    int status = 0;
+    json_t *answer = NULL;
+    char errmsg[RPG_ERRMSG_SIZE];
+    int rv = body != NULL ? send_to_leader(c, "PATCH", "/config", body, &status, &answer, errmsg)
+                          : RPG_ENOMEM;
+    free(body);
+    if (rv != 0) {
+        fprintf(stderr, "raftpg ctl edit-config: %s\n", errmsg);
+        return 1;
+    }
+    if (status != 200) {
+        fprintf(stderr, "raftpg ctl edit-config: refused (http %d): %s\n", status,
+                str_or(answer, "error", "?"));
+        json_decref(answer);
+        return 1;
+    }
+    print_config(answer);
+    json_decref(answer);
+    return 0;
+}
+
 int ctl_main(int argc, char **argv)
 {
     struct ctl c;
@@ -456,6 +533,31 @@ int ctl_main(int argc, char **argv)
             }
         }
         return cmd_list(&c, as_json);
+    }
+    if (strcmp(cmd, "show-config") == 0) {
+        if (i < argc) {
+            fprintf(stderr, "raftpg ctl show-config: unexpected argument \"%s\"\n", argv[i]);
+            return 2;
+        }
+        return cmd_show_config(&c);
+    }
+    if (strcmp(cmd, "edit-config") == 0) {
+        char *pairs[16];
+        int n = 0;
+        for (; i < argc; i++) {
+            if ((strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--set") == 0) && i + 1 < argc &&
+                n < 16) {
+                pairs[n++] = argv[++i];
+            } else {
+                fprintf(stderr, "raftpg ctl edit-config: unexpected argument \"%s\"\n", argv[i]);
+                return 2;
+            }
+        }
+        if (n == 0) {
+            fprintf(stderr, "raftpg ctl edit-config: give at least one -s KEY=VALUE\n");
+            return 2;
+        }
+        return cmd_edit_config(&c, pairs, n);
     }
     if (strcmp(cmd, "member") == 0) {
         if (i >= argc) {

@@ -65,6 +65,7 @@ struct cons {
      * replicated state, one change at a time. */
     uv_timer_t reconcile_timer;
     bool init_pending;
+    bool config_pending;
     bool change_pending;
     struct raft_change change_req;
     char change_what[RPG_ERRMSG_SIZE];

@@ -1,0 +1,226 @@
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "raftpg/quorum.h"
+
+const char *quorum_action_name(enum quorum_action a)
+{
+    switch (a) {
+    case QUORUM_NONE: return "none";
+    case QUORUM_RECORD: return "record";
+    case QUORUM_CONFIGURE: return "configure";
+    case QUORUM_RECORD_BOUND: return "record_bound";
+    case QUORUM_WAIT: return "wait";
+    }
+    return "invalid";
+}
+
+const char *quorum_commit_name(int commit)
+{
+    static const char *const names[] = {"on", "remote_write", "remote_apply", "local"};
+    return commit >= 0 && commit <= 3 ? names[commit] : "on";
+}
+
+static bool is_nosync(const struct quorum_view *v, const char *name)
+{
+    for (unsigned i = 0; i < v->n_nosync; i++) {
+        if (strcmp(v->nosync[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const struct quorum_replica *replica_of(const struct quorum_view *v, const char *name)
+{
+    for (unsigned i = 0; i < v->n_replicas; i++) {
+        if (strcmp(v->replicas[i].name, name) == 0) {
+            return &v->replicas[i];
+        }
+    }
+    return NULL;
+}
+
+static enum sync_mode mode_of(int mode)
+{
+    return mode == FSM_SYNC_MODE_STRICT   ? SYNC_MODE_STRICT
+           : mode == FSM_SYNC_MODE_QUORUM ? SYNC_MODE_QUORUM
+                                          : SYNC_MODE_OFF;
+}
+
+/* Every other member, as a standby of this primary. */
+static unsigned standbys_of(const struct quorum_view *v, struct sync_standby *out)
+{
+    unsigned n = 0;
+    const struct fsm_state *s = v->state;
+    for (unsigned i = 0; i < s->n_members && n < FSM_MEMBERS_MAX; i++) {
+        const char *name = s->members[i].name;
+        if (strcmp(name, v->self) == 0 || (v->removing != NULL && strcmp(name, v->removing) == 0)) {
+            continue;
+        }
+        struct sync_standby *sb = &out[n++];
+        memset(sb, 0, sizeof *sb);
+        snprintf(sb->name, sizeof sb->name, "%s", name);
+        const struct quorum_replica *r = replica_of(v, name);
+        sb->streaming = r != NULL && r->streaming;
+        sb->flush_position = r != NULL ? r->flush_position : 0;
+        sb->nosync = is_nosync(v, name);
+    }
+    return n;
+}
+
+static void fill_input(const struct quorum_view *v, struct sync_input *in,
+                       struct sync_standby *standbys)
+{
+    memset(in, 0, sizeof *in);
+    in->mode = mode_of(v->mode);
+    in->k_wanted = v->k_wanted;
+    in->max_lag_bytes = QUORUM_MAX_LAG_BYTES;
+    in->primary = v->self;
+    in->primary_flush_position = v->primary_flush;
+    in->standbys = standbys;
+    in->n_standbys = standbys_of(v, standbys);
+}
+
+int quorum_initial_value(const struct quorum_view *v, char *value, size_t size, char *errmsg)
+{
+    struct sync_set set;
+    sync_set_init(&set, 0);
+    value[0] = '\0';
+    if (v->mode == FSM_SYNC_MODE_OFF) {
+        return 0;
+    }
+    struct sync_standby standbys[FSM_MEMBERS_MAX];
+    struct sync_input in;
+    fill_input(v, &in, standbys);
+    for (unsigned i = 0; i < in.n_standbys; i++) {
+        if (!standbys[i].nosync) {
+            int rv = sync_set_add(&set, standbys[i].name, errmsg);
+            if (rv != 0) {
+                return rv;
+            }
+        }
+    }
+    if (set.n == 0) {
+        /* Nothing may acknowledge: in strict mode the primary's own name keeps writes blocked
+         * (it never streams from itself); in quorum mode the driver degrades in rule-7 order. */
+        if (v->mode != FSM_SYNC_MODE_STRICT) {
+            return 0;
+        }
+        int rv = sync_set_add(&set, v->self, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    set.k = v->k_wanted < set.n || v->mode == FSM_SYNC_MODE_STRICT ? v->k_wanted : set.n;
+    return sync_set_format(&set, value, size, errmsg);
+}
+
+/* The k-th highest flush position among the recorded voters: every commit at or below it is on
+ * k voters, so a new primary below it could lack acknowledged commits. 0 when not provable. */
+static uint64_t quorum_bound(const struct quorum_view *v, const struct sync_set *recorded)
+{
+    if (recorded->k == 0 || recorded->k > recorded->n) {
+        return 0;
+    }
+    uint64_t pos[FSM_MEMBERS_MAX];
+    unsigned n = 0;
+    for (unsigned i = 0; i < recorded->n; i++) {
+        const struct quorum_replica *r = replica_of(v, recorded->names[i]);
+        if (strcmp(recorded->names[i], v->self) == 0) {
+            pos[n++] = v->primary_flush;
+        } else if (r != NULL) {
+            pos[n++] = r->flush_position;
+        }
+    }
+    if (n < recorded->k) {
+        return 0;
+    }
+    /* Sorted high to low; n is at most 16. */
+    for (unsigned i = 0; i < n; i++) {
+        for (unsigned j = i + 1; j < n; j++) {
+            if (pos[j] > pos[i]) {
+                uint64_t t = pos[i];
+                pos[i] = pos[j];
+                pos[j] = t;
+            }
+        }
+    }
+    return pos[recorded->k - 1];
+}
+
+int quorum_decide(const struct quorum_view *v, struct quorum_tracker *t,
+                  struct quorum_decision *out, char *errmsg)
+{
+    memset(out, 0, sizeof *out);
+    out->commit = quorum_commit_name(v->commit);
+    if (!v->configured_known) {
+        out->action = QUORUM_WAIT;
+        snprintf(out->why, sizeof out->why, "waiting to observe postgresql as primary");
+        return 0;
+    }
+    struct sync_set recorded, configured, desired;
+    int rv = sync_set_from_state(v->state, &recorded, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (sync_set_parse(v->configured_value, &configured, errmsg) != 0) {
+        /* Not a value this driver writes: assume the weakest, asynchronous. */
+        sync_set_init(&configured, 0);
+    }
+    if (!t->seen || strcmp(t->seen_value, v->configured_value) != 0) {
+        snprintf(t->seen_value, sizeof t->seen_value, "%s", v->configured_value);
+        t->seen = true;
+        t->seen_since = v->primary_flush;
+    }
+    struct sync_standby standbys[FSM_MEMBERS_MAX];
+    struct sync_input in;
+    fill_input(v, &in, standbys);
+    bool degraded = false;
+    if ((rv = sync_desired(&in, &desired, &degraded, errmsg)) != 0) {
+        return rv;
+    }
+    out->degraded = degraded;
+    struct sync_decision d;
+    if ((rv = sync_decide(&in, &recorded, &configured, t->seen_since, &desired, &d, errmsg)) != 0) {
+        return rv;
+    }
+    snprintf(out->why, sizeof out->why, "%s", d.why);
+    switch (d.step) {
+    case SYNC_STEP_RECORD:
+        out->action = QUORUM_RECORD;
+        sync_set_to_cmd(&d.set, 0, &out->cmd);
+        return 0;
+    case SYNC_STEP_CONFIGURE:
+        out->action = QUORUM_CONFIGURE;
+        return sync_set_format(&d.set, out->value, sizeof out->value, errmsg);
+    case SYNC_STEP_WAIT:
+        out->action = QUORUM_WAIT;
+        return 0;
+    case SYNC_STEP_NONE:
+        break;
+    }
+    /* The set is settled; synchronous_commit may still differ from the setting in force. */
+    if (strcmp(v->configured_commit, out->commit) != 0) {
+        out->action = QUORUM_CONFIGURE;
+        snprintf(out->value, sizeof out->value, "%s", v->configured_value);
+        snprintf(out->why, sizeof out->why, "synchronous_commit %s -> %s",
+                 v->configured_commit[0] ? v->configured_commit : "(default)", out->commit);
+        return 0;
+    }
+    uint64_t bound = quorum_bound(v, &recorded);
+    if (bound > v->state->wal_bound &&
+        (t->bound_recorded_at == 0 || v->now - t->bound_recorded_at >= QUORUM_BOUND_INTERVAL_MS)) {
+        out->action = QUORUM_RECORD_BOUND;
+        memset(&out->cmd, 0, sizeof out->cmd);
+        out->cmd.type = FSM_CMD_SET_WAL_BOUND;
+        out->cmd.u.set_wal_bound.position = bound;
+        out->cmd.u.set_wal_bound.timeline = v->state->primary.timeline;
+        t->bound_recorded_at = v->now;
+        snprintf(out->why, sizeof out->why, "the quorum has flushed up to %" PRIu64, bound);
+        return 0;
+    }
+    out->action = QUORUM_NONE;
+    return 0;
+}

@@ -42,8 +42,12 @@ static const struct quorum_replica *replica_of(const struct quorum_view *v, cons
     return NULL;
 }
 
-static enum sync_mode mode_of(int mode)
+/* synchronous_commit = local acknowledges without any standby: for the record it is async. */
+static enum sync_mode mode_of(int mode, int commit)
 {
+    if (commit == FSM_SYNC_COMMIT_LOCAL) {
+        return SYNC_MODE_OFF;
+    }
     return mode == FSM_SYNC_MODE_STRICT   ? SYNC_MODE_STRICT
            : mode == FSM_SYNC_MODE_QUORUM ? SYNC_MODE_QUORUM
                                           : SYNC_MODE_OFF;
@@ -74,7 +78,7 @@ static void fill_input(const struct quorum_view *v, struct sync_input *in,
                        struct sync_standby *standbys)
 {
     memset(in, 0, sizeof *in);
-    in->mode = mode_of(v->mode);
+    in->mode = mode_of(v->mode, v->commit);
     in->k_wanted = v->k_wanted;
     in->max_lag_bytes = QUORUM_MAX_LAG_BYTES;
     in->primary = v->self;
@@ -85,35 +89,37 @@ static void fill_input(const struct quorum_view *v, struct sync_input *in,
 
 int quorum_initial_value(const struct quorum_view *v, char *value, size_t size, char *errmsg)
 {
-    struct sync_set set;
-    sync_set_init(&set, 0);
     value[0] = '\0';
-    if (v->mode == FSM_SYNC_MODE_OFF) {
+    if (v->mode == FSM_SYNC_MODE_OFF || v->commit == FSM_SYNC_COMMIT_LOCAL) {
         return 0;
     }
-    struct sync_standby standbys[FSM_MEMBERS_MAX];
-    struct sync_input in;
-    fill_input(v, &in, standbys);
-    for (unsigned i = 0; i < in.n_standbys; i++) {
-        if (!standbys[i].nosync) {
-            int rv = sync_set_add(&set, standbys[i].name, errmsg);
-            if (rv != 0) {
-                return rv;
-            }
-        }
+    /* Only recorded voters: a commit acknowledged before the driver's first record must be on k
+     * of the voters a later leader will ask (invariant (I) of sync.h). */
+    struct sync_set recorded, set;
+    int rv = sync_set_from_state(v->state, &recorded, errmsg);
+    if (rv != 0) {
+        return rv;
     }
-    if (set.n == 0) {
-        /* Nothing may acknowledge: in strict mode the primary's own name keeps writes blocked
-         * (it never streams from itself); in quorum mode the driver degrades in rule-7 order. */
-        if (v->mode != FSM_SYNC_MODE_STRICT) {
-            return 0;
-        }
-        int rv = sync_set_add(&set, v->self, errmsg);
-        if (rv != 0) {
+    sync_set_init(&set, 0);
+    for (unsigned i = 0; i < recorded.n; i++) {
+        if (strcmp(recorded.names[i], v->self) != 0 &&
+            (rv = sync_set_add(&set, recorded.names[i], errmsg)) != 0) {
             return rv;
         }
     }
-    set.k = v->k_wanted < set.n || v->mode == FSM_SYNC_MODE_STRICT ? v->k_wanted : set.n;
+    uint32_t k = recorded.k;
+    if (v->mode == FSM_SYNC_MODE_STRICT) {
+        /* Strict never acknowledges alone: with no other voter the primary's own name keeps
+         * writes blocked, as it never streams from itself. */
+        if (set.n == 0 && (rv = sync_set_add(&set, v->self, errmsg)) != 0) {
+            return rv;
+        }
+        k = k > 0 ? k : v->k_wanted;
+    } else if (set.n == 0 || k == 0) {
+        /* Quorum mode with nothing provable recorded: the record already says k = 0. */
+        return 0;
+    }
+    set.k = k;
     return sync_set_format(&set, value, size, errmsg);
 }
 
@@ -165,9 +171,15 @@ int quorum_decide(const struct quorum_view *v, struct quorum_tracker *t,
     if (rv != 0) {
         return rv;
     }
+    bool unparsable = false;
     if (sync_set_parse(v->configured_value, &configured, errmsg) != 0) {
-        /* Not a value this driver writes: assume the weakest, asynchronous. */
+        /* Not a value this driver writes: assume the weakest, asynchronous, until replaced. */
         sync_set_init(&configured, 0);
+        unparsable = true;
+    }
+    if (strcmp(v->configured_commit, "local") == 0) {
+        /* Running with synchronous_commit = local acknowledges without standbys. */
+        configured.k = 0;
     }
     if (!t->seen || strcmp(t->seen_value, v->configured_value) != 0) {
         snprintf(t->seen_value, sizeof t->seen_value, "%s", v->configured_value);
@@ -201,23 +213,32 @@ int quorum_decide(const struct quorum_view *v, struct quorum_tracker *t,
     case SYNC_STEP_NONE:
         break;
     }
-    /* The set is settled; synchronous_commit may still differ from the setting in force. */
-    if (strcmp(v->configured_commit, out->commit) != 0) {
+    /* The set is settled; a value this driver did not write, or synchronous_commit, may still
+     * differ from what is in force. */
+    if (unparsable || strcmp(v->configured_commit, out->commit) != 0) {
         out->action = QUORUM_CONFIGURE;
-        snprintf(out->value, sizeof out->value, "%s", v->configured_value);
+        if ((rv = sync_set_format(&desired, out->value, sizeof out->value, errmsg)) != 0) {
+            return rv;
+        }
+        if (unparsable) {
+            snprintf(out->why, sizeof out->why, "replacing synchronous_standby_names \"%.64s\"",
+                     v->configured_value);
+            return 0;
+        }
         snprintf(out->why, sizeof out->why, "synchronous_commit %s -> %s",
                  v->configured_commit[0] ? v->configured_commit : "(default)", out->commit);
         return 0;
     }
     uint64_t bound = quorum_bound(v, &recorded);
     if (bound > v->state->wal_bound &&
-        (t->bound_recorded_at == 0 || v->now - t->bound_recorded_at >= QUORUM_BOUND_INTERVAL_MS)) {
+        (!t->bound_recorded || v->now - t->bound_recorded_at >= QUORUM_BOUND_INTERVAL_MS)) {
         out->action = QUORUM_RECORD_BOUND;
         memset(&out->cmd, 0, sizeof out->cmd);
         out->cmd.type = FSM_CMD_SET_WAL_BOUND;
         out->cmd.u.set_wal_bound.position = bound;
         out->cmd.u.set_wal_bound.timeline = v->state->primary.timeline;
         t->bound_recorded_at = v->now;
+        t->bound_recorded = true;
         snprintf(out->why, sizeof out->why, "the quorum has flushed up to %" PRIu64, bound);
         return 0;
     }

@@ -48,6 +48,7 @@ struct quorum_tracker {
     bool seen;
     uint64_t seen_since;       /* the primary's position when that value was first seen */
     rpg_msec bound_recorded_at;
+    bool bound_recorded;
 };
 
 enum quorum_action {
@@ -63,7 +64,8 @@ struct quorum_decision {
     enum quorum_action action;
     struct fsm_cmd cmd;             /* RECORD, RECORD_BOUND */
     char value[SYNC_VALUE_MAX];     /* CONFIGURE: synchronous_standby_names */
-    const char *commit;             /* CONFIGURE: synchronous_commit */
+    const char *commit;             /* CONFIGURE: synchronous_commit (synchronous_commit = local
+                                     * counts as asynchronous for the record) */
     bool degraded;                  /* fewer healthy standbys than wanted */
     char why[SYNC_WHY_MAX];
 };
@@ -73,9 +75,11 @@ struct quorum_decision {
 int quorum_decide(const struct quorum_view *v, struct quorum_tracker *t,
                   struct quorum_decision *out, char *errmsg);
 
-/* What a standby about to be promoted configures before it promotes, so that it never
- * acknowledges a commit asynchronously in between: k_wanted over every other member that is
- * not nosync (off: "" ). The driver then narrows it to the healthy ones in rule-7 order. */
+/* What a standby about to be promoted configures before it promotes, so that nothing it
+ * acknowledges before the driver's first step falls outside the record: the recorded k over the
+ * recorded voters other than itself. Strict mode with no other voter names the primary itself
+ * (writes block); quorum mode with nothing provable recorded, mode off and synchronous_commit =
+ * local give "" (the record already says k = 0, or no promise is made). */
 int quorum_initial_value(const struct quorum_view *v, char *value, size_t size, char *errmsg);
 
 /* "on", "remote_write", "remote_apply", "local". */

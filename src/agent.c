@@ -529,6 +529,12 @@ static int io_pg_sync_slots(void *data, const uint64_t *ids, unsigned n, char *e
     return busy_err(pg_sync_slots(&a->pg, ids, n, on_pg_done, a), errmsg);
 }
 
+static int io_pg_set_sync(void *data, const char *names, const char *commit, char *errmsg)
+{
+    struct agent *a = data;
+    return busy_err(pg_set_sync(&a->pg, names, commit, on_pg_done, a), errmsg);
+}
+
 static int io_raft_submit(void *data, const struct fsm_cmd *cmd, char *errmsg)
 {
     struct agent *a = data;
@@ -566,6 +572,37 @@ static void ha_tick(struct agent *a)
     v.pg = a->pg.obs;
     v.peers = a->peers.results;
     v.n_peers = a->peers.n_results;
+
+    /* Synchronous replication: the settings in force, what the server runs with, its standbys
+     * and who is tagged nosync. */
+    const struct fsm_state *s = &a->cons.state;
+    v.sync_mode = s->config.set ? s->config.sync_mode : a->conf.sync.mode;
+    v.sync_k = s->config.set ? s->config.sync_node_count : a->conf.sync.node_count;
+    v.sync_commit = s->config.set ? s->config.sync_commit : a->conf.sync.commit;
+    bool observed = a->pg.obs.state == HA_PG_RUNNING && !a->pg.obs.in_recovery;
+    v.sync_configured = observed ? a->pg.sync_seen : NULL;
+    v.sync_commit_written = a->pg.sync_commit;
+    struct quorum_replica replicas[FSM_MEMBERS_MAX];
+    for (unsigned i = 0; i < a->pg.n_replicas && i < FSM_MEMBERS_MAX; i++) {
+        snprintf(replicas[i].name, sizeof replicas[i].name, "%s", a->pg.replicas[i].name);
+        replicas[i].streaming = strcmp(a->pg.replicas[i].state, "streaming") == 0;
+        replicas[i].flush_position = a->pg.replicas[i].flush_position;
+    }
+    v.replicas = replicas;
+    v.n_replicas = a->pg.n_replicas < FSM_MEMBERS_MAX ? a->pg.n_replicas : FSM_MEMBERS_MAX;
+    const char *nosync[FSM_MEMBERS_MAX];
+    unsigned n_nosync = 0;
+    if (a->conf.tags.nosync) {
+        nosync[n_nosync++] = a->conf.name;
+    }
+    for (unsigned i = 0; i < a->peers.n_results && n_nosync < FSM_MEMBERS_MAX; i++) {
+        if (a->peers.results[i].nosync) {
+            nosync[n_nosync++] = a->peers.results[i].name;
+        }
+    }
+    v.nosync = nosync;
+    v.n_nosync = n_nosync;
+    v.removing = a->removing[0] != '\0' ? a->removing : NULL;
     core_tick(&a->core, &v);
 }
 
@@ -596,6 +633,7 @@ static int start_pg(struct agent *a, char *errmsg)
         .pg_rewind = io_pg_rewind,
         .pg_follow = io_pg_follow,
         .pg_sync_slots = io_pg_sync_slots,
+        .pg_set_sync = io_pg_set_sync,
         .raft_submit = io_raft_submit,
         .raft_transfer = io_raft_transfer,
     };

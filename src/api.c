@@ -8,6 +8,10 @@
 #include "raftpg/api.h"
 #include "raftpg/log.h"
 
+static bool is_sync_voter(const struct agent *a, const char *name);
+static void config_in_force(const struct agent *a, int *mode, unsigned *k, int *commit,
+                            bool *recorded);
+
 int api_check_name(const char *name)
 {
     size_t n = strlen(name);
@@ -73,7 +77,7 @@ static json_t *pg_json(const struct agent *a)
     char sysid[24];
     snprintf(sysid, sizeof sysid, "%llu", (unsigned long long)o->system_id);
     const char *detail = pg_detail(a);
-    return json_pack("{s:s, s:b, s:s, s:I, s:I, s:I, s:b, s:I, s:s, s:s, s:s, s:s, s:s}",
+    json_t *o_json = json_pack("{s:s, s:b, s:s, s:I, s:I, s:I, s:b, s:I, s:s, s:s, s:s, s:s, s:s}",
                      "state", ha_pg_state_name(a->pg_open ? o->state : HA_PG_UNKNOWN),
                      "in_recovery", o->in_recovery, "system_id", sysid, "timeline",
                      (json_int_t)o->timeline, "checkpoint_timeline",
@@ -82,6 +86,10 @@ static json_t *pg_json(const struct agent *a)
                      "start_failures", (json_int_t)o->start_failures, "address",
                      a->conf.postgresql.connect_address, "upstream", o->upstream, "detail",
                      detail, "action", ha_action_name(a->core.last.action), "why", a->core.last.why);
+    if (o_json != NULL) {
+        json_object_set_new(o_json, "synchronous_standby_names", json_string(a->pg.sync_seen));
+    }
+    return o_json;
 }
 
 json_t *agent_status_json(const struct agent *a)
@@ -216,6 +224,11 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
     struct pg_view pv;
     bool has_pg = pg_view_of(a, name, &pv);
     const char *role = id != 0 && id == leader_id ? "leader" : has_pg ? "replica" : "follower";
+    const struct fsm_state *st = &a->cons.state;
+    if (has_pg && strcmp(role, "replica") == 0 && st->sync.k > 0 && is_sync_voter(a, name)) {
+        /* Patroni's names: every voter needed (k = n) is a sync standby, else a quorum one. */
+        role = st->sync.k >= st->sync.n_voters ? "sync_standby" : "quorum_standby";
+    }
     json_t *m = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "name", name,
                           "id", (json_int_t)id, "role", role, "state", state, "api_url", url,
                           "host", host, "raft_address", raft_address, "raft_role", raft_role,
@@ -305,6 +318,24 @@ json_t *agent_cluster_json(const struct agent *a)
         char sysid[24];
         snprintf(sysid, sizeof sysid, "%llu", (unsigned long long)s->system_id);
         json_object_set_new(o, "system_id", json_string(sysid));
+    }
+    if (known && a->conf.has_postgresql) {
+        json_t *voters = json_array();
+        for (unsigned i = 0; i < s->sync.n_voters; i++) {
+            json_array_append_new(voters, json_string(s->sync.voters[i]));
+        }
+        int mode, commit;
+        unsigned k;
+        bool recorded;
+        config_in_force(a, &mode, &k, &commit, &recorded);
+        char bound[24];
+        snprintf(bound, sizeof bound, "%llu", (unsigned long long)s->wal_bound);
+        json_object_set_new(
+            o, "sync",
+            json_pack("{s:s, s:I, s:o, s:b, s:I, s:s, s:s}", "mode", conf_sync_mode_name(mode), "k",
+                      (json_int_t)s->sync.k, "voters", voters, "degraded",
+                      mode != FSM_SYNC_MODE_OFF && s->sync.k == 0, "wanted", (json_int_t)k,
+                      "commit", conf_sync_commit_name(commit), "wal_bound", bound));
     }
     if (known) {
         json_object_set_new(o, "primary",
@@ -434,6 +465,76 @@ static void member_add(struct agent *a, struct http_conn *conn, const struct htt
     log_info("member add requested: %s", p->name);
 }
 
+/* In the recorded synchronous voters, or in what the primary's PostgreSQL waits for. */
+static bool in_sync_sets(const struct agent *a, const char *name)
+{
+    char quoted[FSM_NAME_MAX + 3];
+    snprintf(quoted, sizeof quoted, "\"%s\"", name);
+    return is_sync_voter(a, name) || strstr(a->pg.sync_seen, quoted) != NULL;
+}
+
+/* A removal waits until the member is out of the synchronous set, PostgreSQL first, then the
+ * record (rule 7: narrow PostgreSQL before the log forgets a voter). */
+#define REMOVE_WAIT_TICKS 300
+#define REMOVE_TICK_MS 100
+
+struct pending_remove {
+    uv_timer_t timer;
+    struct agent *a;
+    struct http_conn *conn;
+    char name[FSM_NAME_MAX];
+    unsigned ticks;
+};
+
+static void pending_remove_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void submit_remove(struct agent *a, struct http_conn *conn, const char *name)
+{
+    char msg[RPG_ERRMSG_SIZE];
+    struct pending_change *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    p->conn = conn;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    int rv = cons_member_remove(&a->cons, name, change_committed, p, msg);
+    if (rv != 0) {
+        free(p);
+        respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
+        return;
+    }
+    log_info("member remove requested: %s", name);
+}
+
+static void pending_remove_tick(uv_timer_t *t)
+{
+    struct pending_remove *p = t->data;
+    struct agent *a = p->a;
+    bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
+    bool done = false;
+    if (!leader || a->phase != AGENT_PHASE_RUNNING) {
+        respond_error(p->conn, 503, "leadership changed while the member left the synchronous set");
+        done = true;
+    } else if (!in_sync_sets(a, p->name)) {
+        submit_remove(a, p->conn, p->name);
+        done = true;
+    } else if (++p->ticks >= REMOVE_WAIT_TICKS) {
+        respond_error(p->conn, 503, "the member is still in the synchronous set: try again");
+        done = true;
+    }
+    if (done) {
+        if (strcmp(a->removing, p->name) == 0) {
+            a->removing[0] = '\0';
+        }
+        uv_timer_stop(t);
+        uv_close((uv_handle_t *)t, pending_remove_closed);
+    }
+}
+
 static void member_remove(struct agent *a, struct http_conn *conn, const char *name)
 {
     char msg[RPG_ERRMSG_SIZE];
@@ -453,20 +554,39 @@ static void member_remove(struct agent *a, struct http_conn *conn, const char *n
         respond_error(conn, 409, "refusing to remove the last member");
         return;
     }
-    struct pending_change *p = calloc(1, sizeof *p);
+    if (!a->conf.has_postgresql || !in_sync_sets(a, name)) {
+        submit_remove(a, conn, name);
+        return;
+    }
+    if (a->removing[0] != '\0' && strcmp(a->removing, name) != 0) {
+        snprintf(msg, sizeof msg, "member %s is being removed: one removal at a time", a->removing);
+        respond_error(conn, 409, msg);
+        return;
+    }
+    struct pending_remove *p = calloc(1, sizeof *p);
     if (p == NULL) {
         respond_error(conn, 500, "out of memory");
         return;
     }
+    p->a = a;
     p->conn = conn;
     snprintf(p->name, sizeof p->name, "%s", name);
-    int rv = cons_member_remove(&a->cons, name, change_committed, p, msg);
-    if (rv != 0) {
-        free(p);
-        respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
-        return;
+    snprintf(a->removing, sizeof a->removing, "%s", name);
+    uv_timer_init(a->loop, &p->timer);
+    p->timer.data = p;
+    uv_timer_start(&p->timer, pending_remove_tick, REMOVE_TICK_MS, REMOVE_TICK_MS);
+    log_info("member remove requested: %s leaves the synchronous set first", name);
+}
+
+static bool is_sync_voter(const struct agent *a, const char *name)
+{
+    const struct fsm_state *s = &a->cons.state;
+    for (unsigned i = 0; i < s->sync.n_voters; i++) {
+        if (strcmp(s->sync.voters[i], name) == 0) {
+            return true;
+        }
     }
-    log_info("member remove requested: %s", name);
+    return false;
 }
 
 /* ---- dynamic configuration (GET /config, PATCH /config) ---------------------------------- */
@@ -604,7 +724,7 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
 /* ---- health checks (Patroni-compatible paths for haproxy and pgbouncer) ------------------- */
 
 enum health { HEALTH_NONE = 0, HEALTH_AGENT, HEALTH_PRIMARY, HEALTH_REPLICA, HEALTH_READ_ONLY,
-              HEALTH_READINESS };
+              HEALTH_READINESS, HEALTH_SYNC, HEALTH_ASYNC };
 
 static enum health health_check(const char *path)
 {
@@ -615,7 +735,9 @@ static enum health health_check(const char *path)
         {"/health", HEALTH_AGENT},        {"/primary", HEALTH_PRIMARY},
         {"/master", HEALTH_PRIMARY},      {"/read-write", HEALTH_PRIMARY},
         {"/replica", HEALTH_REPLICA},     {"/read-only", HEALTH_READ_ONLY},
-        {"/readiness", HEALTH_READINESS},
+        {"/readiness", HEALTH_READINESS}, {"/sync", HEALTH_SYNC},
+        {"/synchronous", HEALTH_SYNC},    {"/async", HEALTH_ASYNC},
+        {"/asynchronous", HEALTH_ASYNC},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         if (strcmp(path, table[i].path) == 0) {
@@ -642,6 +764,13 @@ static bool health_ok(const struct agent *a, enum health h)
     /* A primary that is not the ready leader is being fenced: no writes go there. */
     case HEALTH_PRIMARY: return alive && running && !o->in_recovery && leader;
     case HEALTH_REPLICA: return alive && running && o->in_recovery;
+    /* A standby in the recorded synchronous set (k > 0), or any other standby. */
+    case HEALTH_SYNC:
+        return alive && running && o->in_recovery && a->cons.state.sync.k > 0 &&
+               is_sync_voter(a, a->conf.name);
+    case HEALTH_ASYNC:
+        return alive && running && o->in_recovery &&
+               !(a->cons.state.sync.k > 0 && is_sync_voter(a, a->conf.name));
     case HEALTH_NONE: break;
     }
     return false;

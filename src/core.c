@@ -3,6 +3,7 @@
 
 #include "raftpg/core.h"
 #include "raftpg/log.h"
+#include "raftpg/quorum.h"
 
 void core_init(struct core *c, const struct core_io *io, const char *self, bool nofailover,
                int failover_priority)
@@ -81,6 +82,8 @@ static void set_primary_cmd(const struct core *c, struct fsm_cmd *cmd, uint64_t 
     cmd->u.set_primary.timeline = timeline;
 }
 
+static void quorum_view_of(const struct core *c, const struct core_view *v, struct quorum_view *q);
+
 static int execute(struct core *c, const struct core_view *v, const struct ha_decision *d,
                    char *errmsg)
 {
@@ -90,9 +93,25 @@ static int execute(struct core *c, const struct core_view *v, const struct ha_de
     case HA_ACT_WAIT:
     case HA_ACT_REFUSE: return 0;
     case HA_ACT_BOOTSTRAP: return io->pg_bootstrap(io->data, errmsg);
-    case HA_ACT_START_PRIMARY: return io->pg_start(io->data, false, "", errmsg);
     case HA_ACT_START_STANDBY: return io->pg_start(io->data, true, d->target, errmsg);
-    case HA_ACT_PROMOTE: return io->pg_promote(io->data, errmsg);
+    case HA_ACT_START_PRIMARY:
+    case HA_ACT_PROMOTE: {
+        if (io->pg_set_sync == NULL) {
+            return d->action == HA_ACT_PROMOTE ? io->pg_promote(io->data, errmsg)
+                                               : io->pg_start(io->data, false, "", errmsg);
+        }
+        /* Synchronous before it is a primary: it never acknowledges a commit the record does
+         * not cover (quorum_initial_value), then the driver narrows in rule-7 order. */
+        struct quorum_view q;
+        char value[SYNC_VALUE_MAX];
+        quorum_view_of(c, v, &q);
+        int rv = quorum_initial_value(&q, value, sizeof value, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        log_info("%s: synchronous_standby_names = '%s' first", ha_action_name(d->action), value);
+        return io->pg_set_sync(io->data, value, quorum_commit_name(v->sync_commit), errmsg);
+    }
     case HA_ACT_CHECKPOINT: return io->pg_checkpoint(io->data, errmsg);
     case HA_ACT_DEMOTE: return io->pg_stop(io->data, CORE_DEMOTE_BOUND_MS, errmsg);
     case HA_ACT_CLONE: return io->pg_clone(io->data, d->target, false, errmsg);
@@ -128,6 +147,83 @@ static int execute(struct core *c, const struct core_view *v, const struct ha_de
     return rpg_err(errmsg, RPG_EINVAL, "unknown action %d", (int)d->action);
 }
 
+/* The quorum driver's view: the primary in its own term, observed running as primary. */
+static bool quorum_applies(const struct core *c, const struct core_view *v)
+{
+    return v->leader && v->pg.state == HA_PG_RUNNING && !v->pg.in_recovery &&
+           v->sync_configured != NULL && strcmp(v->state->primary.name, c->self) == 0 &&
+           v->state->primary.term == v->term && c->io->pg_set_sync != NULL;
+}
+
+static void quorum_view_of(const struct core *c, const struct core_view *v, struct quorum_view *q)
+{
+    memset(q, 0, sizeof *q);
+    q->now = v->now;
+    q->state = v->state;
+    q->self = c->self;
+    q->mode = v->sync_mode;
+    q->k_wanted = v->sync_k;
+    q->commit = v->sync_commit;
+    q->configured_known = v->sync_configured != NULL;
+    q->configured_value = v->sync_configured != NULL ? v->sync_configured : "";
+    q->configured_commit = v->sync_commit_written != NULL ? v->sync_commit_written : "";
+    q->primary_flush = v->pg.wal_position;
+    q->n_replicas = v->n_replicas;
+    q->replicas = v->replicas;
+    q->n_nosync = v->n_nosync;
+    q->nosync = v->nosync;
+    q->removing = v->removing;
+}
+
+/* One step of the primary's synchronous quorum (rule 7). Returns true when it started one. */
+static bool quorum_tick(struct core *c, const struct core_view *v)
+{
+    struct quorum_view q;
+    struct quorum_decision d;
+    char errmsg[RPG_ERRMSG_SIZE] = "";
+    quorum_view_of(c, v, &q);
+    if (quorum_decide(&q, &c->quorum, &d, errmsg) != 0) {
+        log_error("synchronous quorum: %s", errmsg);
+        return false;
+    }
+    bool changed = d.action != c->quorum_last.action || strcmp(d.why, c->quorum_last.why) != 0;
+    c->quorum_last = d;
+    if (d.action == QUORUM_NONE || d.action == QUORUM_WAIT) {
+        if (changed && d.action == QUORUM_WAIT) {
+            log_info("synchronous quorum: waiting: %s", d.why);
+        }
+        return false;
+    }
+    if (v->now < c->retry_after) {
+        return false;
+    }
+    int rv;
+    c->busy = true;
+    c->quorum_running = true;
+    if (d.action == QUORUM_CONFIGURE) {
+        log_info("synchronous quorum: synchronous_standby_names = '%s' synchronous_commit = %s "
+                 "(%s)",
+                 d.value, d.commit, d.why);
+        rv = c->io->pg_set_sync(c->io->data, d.value, d.commit, errmsg);
+    } else {
+        if (d.action == QUORUM_RECORD) {
+            log_info("synchronous quorum: recording k=%u over %u voters (%s)",
+                     (unsigned)d.cmd.u.set_sync.k, d.cmd.u.set_sync.n_voters, d.why);
+        }
+        rv = c->io->raft_submit(c->io->data, &d.cmd, errmsg);
+    }
+    if (rv != 0) {
+        c->busy = false;
+        c->quorum_running = false;
+        (void)rpg_err(c->error, 0, "synchronous quorum %s failed: %s",
+                      quorum_action_name(d.action), errmsg);
+        log_error("%s", c->error);
+        c->retry_after = v->now + CORE_RETRY_MS;
+        return false;
+    }
+    return true;
+}
+
 bool core_tick(struct core *c, const struct core_view *v)
 {
     if (c->busy || !v->pg_ready) {
@@ -151,12 +247,16 @@ bool core_tick(struct core *c, const struct core_view *v)
     in.pg = v->pg;
     in.peers = peers;
     in.n_peers = core_peers(c, v, peers, FSM_MEMBERS_MAX);
+    in.sync_mode = v->sync_mode;
 
     struct ha_decision d;
     ha_decide(&in, &d);
     c->last_changed = d.action != c->last.action || strcmp(d.why, c->last.why) != 0 ||
                       strcmp(d.target, c->last.target) != 0;
     c->last = d;
+    if (d.action == HA_ACT_WAIT && quorum_applies(c, v) && quorum_tick(c, v)) {
+        return true;
+    }
     if (d.action == HA_ACT_WAIT || d.action == HA_ACT_REFUSE) {
         if (c->last_changed) {
             if (d.action == HA_ACT_REFUSE) {
@@ -167,7 +267,11 @@ bool core_tick(struct core *c, const struct core_view *v)
         }
         return false;
     }
-    if (v->now < c->retry_after) {
+    /* The backoff keeps the core from repeating what just failed (or from a new transfer before
+     * the last one shows). A demotion is never held back by another action's backoff: a primary
+     * that must stop writing stops now, whatever failed before it (a second promote request
+     * made on an observation older than the promotion, say). */
+    if (v->now < c->retry_after && !(d.action == HA_ACT_DEMOTE && c->backoff != HA_ACT_DEMOTE)) {
         return false;
     }
     char errmsg[RPG_ERRMSG_SIZE] = "";
@@ -183,11 +287,13 @@ bool core_tick(struct core *c, const struct core_view *v)
         (void)rpg_err(c->error, 0, "%s failed: %s", ha_action_name(d.action), errmsg);
         log_error("%s", c->error);
         c->retry_after = v->now + CORE_RETRY_MS;
+        c->backoff = d.action;
         return false;
     }
     if (d.action == HA_ACT_TRANSFER) {
         /* The outcome shows as a new leader; try again later if none comes. */
         c->retry_after = v->now + CORE_TRANSFER_RETRY_MS;
+        c->backoff = d.action;
     }
     return true;
 }
@@ -195,6 +301,34 @@ bool core_tick(struct core *c, const struct core_view *v)
 void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
 {
     if (!c->busy) {
+        return;
+    }
+    if (c->quorum_running) {
+        c->busy = false;
+        c->quorum_running = false;
+        if (rc != 0) {
+            (void)rpg_err(c->error, 0, "synchronous quorum %s failed: %s",
+                          quorum_action_name(c->quorum_last.action), msg != NULL ? msg : "");
+            log_error("%s", c->error);
+            c->retry_after = now + CORE_RETRY_MS;
+        } else {
+            c->error[0] = '\0';
+        }
+        return;
+    }
+    if (rc == 0 && (c->running == HA_ACT_PROMOTE || c->running == HA_ACT_START_PRIMARY) &&
+        c->step == 0 && c->io->pg_set_sync != NULL) {
+        char errmsg[RPG_ERRMSG_SIZE];
+        c->step = 1;
+        rc = c->running == HA_ACT_PROMOTE ? c->io->pg_promote(c->io->data, errmsg)
+                                          : c->io->pg_start(c->io->data, false, "", errmsg);
+        if (rc == 0) {
+            return;
+        }
+        c->busy = false;
+        (void)rpg_err(c->error, 0, "%s failed: %s", ha_action_name(c->running), errmsg);
+        log_error("%s", c->error);
+        c->retry_after = now + CORE_RETRY_MS;
         return;
     }
     const char *what = ha_action_name(c->running);
@@ -213,6 +347,7 @@ void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
         (void)rpg_err(c->error, 0, "%s failed: %s", what, msg);
         log_error("%s", c->error);
         c->retry_after = now + CORE_RETRY_MS;
+        c->backoff = c->running;
         return;
     }
     c->busy = false;
@@ -220,6 +355,7 @@ void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
         (void)rpg_err(c->error, 0, "%s failed: %s", what, msg != NULL ? msg : "");
         log_error("%s", c->error);
         c->retry_after = now + CORE_RETRY_MS;
+        c->backoff = c->running;
     } else {
         c->error[0] = '\0';
         log_info("%s done", what);

@@ -161,11 +161,29 @@ static int cmd_list(struct ctl *c, bool as_json)
            (long long)json_integer_value(json_object_get(raft, "commit_index")),
            str_or(raft, "member", "?"));
     json_t *primary = json_object_get(cluster, "primary");
+    json_t *sync = json_object_get(cluster, "sync");
     if (json_object_get(cluster, "system_id") != NULL) {
         printf("PostgreSQL: system %s, primary %s (term %lld, timeline %lld)\n",
                str_or(cluster, "system_id", "?"), str_or(primary, "name", "none"),
                (long long)json_integer_value(json_object_get(primary, "term")),
                (long long)json_integer_value(json_object_get(primary, "timeline")));
+    }
+    if (json_is_object(sync)) {
+        json_t *voters = json_object_get(sync, "voters");
+        long long k = (long long)json_integer_value(json_object_get(sync, "k"));
+        printf("Synchronous: mode %s, node count %lld, commit %s: ", str_or(sync, "mode", "?"),
+               (long long)json_integer_value(json_object_get(sync, "wanted")),
+               str_or(sync, "commit", "?"));
+        if (k == 0) {
+            printf("asynchronous%s\n",
+                   json_is_true(json_object_get(sync, "degraded")) ? " (degraded: too few healthy standbys)" : "");
+        } else {
+            printf("ANY %lld (", k);
+            for (size_t v = 0; v < json_array_size(voters); v++) {
+                printf("%s\"%s\"", v ? ", " : "", json_string_value(json_array_get(voters, v)));
+            }
+            printf(")\n");
+        }
     }
     const char *hdr[] = {"Member", "Id", "Host", "Role", "State", "TL", "Lag", "Voting", "Term",
                          "Raft"};
@@ -370,7 +388,12 @@ static int cmd_member_remove(struct ctl *c, const char *name, bool wait)
     int status = 0;
     json_t *answer = NULL;
     char errmsg[RPG_ERRMSG_SIZE];
+    /* The leader answers once the member has left the synchronous set and its removal is
+     * committed, which can take a few seconds. */
+    unsigned saved = c->timeout_ms;
+    c->timeout_ms = saved > 35000 ? saved : 35000;
     int rv = send_to_leader(c, "DELETE", path, NULL, &status, &answer, errmsg);
+    c->timeout_ms = saved;
     if (rv != 0) {
         fprintf(stderr, "raftpg ctl member remove: %s\n", errmsg);
         return 1;

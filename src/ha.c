@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "raftpg/ha.h"
+#include "raftpg/sync.h"
 
 const char *ha_pg_state_name(enum ha_pg_state s)
 {
@@ -81,10 +82,43 @@ static bool peer_promotable(const struct ha_input *in, const struct ha_peer *p, 
         *why = "not a running standby";
     } else if (p->system_id != in->state->system_id) {
         *why = "data of another system";
+    } else if (p->wal_position < in->state->wal_bound) {
+        /* The synchronous quorum confirmed WAL up to the bound: below it, acknowledged commits
+         * may be missing (DESIGN.md §8). */
+        *why = "behind the acknowledged-WAL bound";
     } else {
         return true;
     }
     return false;
+}
+
+/* Rule 6: before promoting, a new leader must have heard from |V| - k + 1 of the recorded
+ * synchronous voters (itself included), so that one of them holds every acknowledged commit.
+ * A record that proves nothing (k = 0: degraded, or never synchronous) allows a failover only in
+ * mode off; otherwise the old primary alone may hold acknowledged commits. */
+static bool sync_quorum_heard(const struct ha_input *in, char *why, size_t why_size)
+{
+    struct sync_set recorded;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (sync_set_from_state(in->state, &recorded, errmsg) != 0) {
+        snprintf(why, why_size, "%s", errmsg);
+        return false;
+    }
+    if (recorded.k == 0 && recorded.n == 0 && in->sync_mode == FSM_SYNC_MODE_OFF) {
+        return true;
+    }
+    const char *heard[FSM_MEMBERS_MAX + 1];
+    unsigned n = 0;
+    heard[n++] = in->self;
+    for (unsigned i = 0; i < in->n_peers && n <= FSM_MEMBERS_MAX; i++) {
+        if (in->peers[i].reachable && in->peers[i].polled) {
+            heard[n++] = in->peers[i].name;
+        }
+    }
+    if (sync_candidate_ok(&recorded, heard, n, why, why_size)) {
+        return true;
+    }
+    return recorded.k == 0 && in->sync_mode == FSM_SYNC_MODE_OFF;
 }
 
 const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, bool *wait,
@@ -162,6 +196,14 @@ static bool slots_match(const struct ha_input *in)
         }
     }
     return expected == in->pg.n_slots;
+}
+
+/* A stopped data directory whose control file cannot be read (pg_controldata failed, so no
+ * system identifier): a copy cut short, as pg_basebackup sends pg_control last. It never starts;
+ * only a new copy helps. */
+static bool unreadable(const struct ha_pg *pg)
+{
+    return pg->state == HA_PG_STOPPED && pg->system_id == 0;
 }
 
 static bool self_may_promote(const struct ha_input *in)
@@ -258,6 +300,15 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         case HA_PG_STOPPED:
             if (pg->start_failures >= HA_START_FAILURES_MAX) {
                 hand_over(in, out, "postgresql fails to start");
+            } else if (!pg->was_primary) {
+                /* Recorded, but stopped before its promotion took effect: the data directory is
+                 * still a standby's. Started without standby.signal it would come up as a
+                 * primary on the old timeline, and a standby that had received more of that
+                 * timeline would take the new writes for its own history. It starts as a standby
+                 * and is promoted, to a timeline of its own. */
+                set(out, HA_ACT_START_STANDBY, NULL,
+                    "recorded as primary but stopped before its promotion: starting as a standby "
+                    "to promote it");
             } else {
                 set(out, HA_ACT_START_PRIMARY, NULL, "primary is stopped");
             }
@@ -293,7 +344,8 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
             return;
         }
     }
-    bool usable = pg->state != HA_PG_ABSENT && !pg->rewind_failed && self_may_promote(in);
+    bool usable = pg->state != HA_PG_ABSENT && !pg->rewind_failed && self_may_promote(in) &&
+                  !unreadable(pg);
     if (usable && pg->state == HA_PG_STOPPED) {
         /* Its WAL position is known only once it runs; it replays what it has first. */
         set(out, HA_ACT_START_STANDBY, NULL, "starting as a standby to learn the wal position");
@@ -303,17 +355,54 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         set(out, HA_ACT_WAIT, NULL, "waiting for postgresql to accept connections");
         return;
     }
-    bool self_eligible = usable && pg->state == HA_PG_RUNNING && pg->in_recovery;
+    bool self_eligible = usable && pg->state == HA_PG_RUNNING && pg->in_recovery &&
+                         pg->wal_position >= s->wal_bound;
     bool wait = false;
     char why[HA_WHY_MAX];
+    char qwhy[HA_WHY_MAX];
+    if (!sync_quorum_heard(in, qwhy, sizeof qwhy)) {
+        set(out, HA_ACT_WAIT, NULL, "cannot promote without risking acknowledged commits: %s",
+            qwhy);
+        return;
+    }
     const char *c = ha_choose_candidate(in, self_eligible, &wait, why, sizeof why);
-    if (c == NULL) {
+    /* The timeline the chosen member will be on: its own, or once promoted the next one. */
+    uint32_t chosen_tl = 0;
+    if (c != NULL) {
+        const struct ha_peer *p = strcmp(c, in->self) == 0 ? NULL : peer_of(in, c);
+        chosen_tl = p != NULL ? p->timeline : pg->timeline;
+    }
+    const struct ha_peer *rec = recorded_me ? NULL : peer_of(in, s->primary.name);
+    bool rec_startable = !wait && rec != NULL && rec->reachable &&
+                         rec->pg_state == HA_PG_STOPPED && rec->system_id == s->system_id &&
+                         !rec->nofailover && rec->failover_priority > 0 &&
+                         rec->start_failures < HA_START_FAILURES_MAX;
+    if (rec_startable && c == NULL) {
+        /* The recorded primary's data holds every commit recorded so far, but stopped it is no
+         * candidate, and as a follower it never starts its former primary's data on its own:
+         * without this the cluster waits for ever. As leader it starts and takes over. */
+        set(out, HA_ACT_TRANSFER, rec->name,
+            "%s; the recorded primary %s is stopped: handing over so that it starts again", why,
+            rec->name);
+    } else if (rec_startable && chosen_tl < s->primary.timeline) {
+        /* The recorded primary may have written on its timeline (it is recorded before the
+         * promotion that creates it) and the member chosen does not know that timeline:
+         * promoted, it would create the same timeline id again, and PostgreSQL, which tells
+         * histories apart by timeline ids only, would later stream one over the other. */
+        set(out, HA_ACT_TRANSFER, rec->name,
+            "%s is on timeline %u but the recorded primary %s is on timeline %u and stopped: "
+            "handing over so that it starts again",
+            c, chosen_tl, rec->name, s->primary.timeline);
+    } else if (c == NULL) {
         set(out, HA_ACT_WAIT, NULL, "cannot choose a new primary: %s", why);
     } else if (strcmp(c, in->self) != 0) {
         set(out, HA_ACT_TRANSFER, c, "%s", why);
     } else {
+        /* Recorded with the timeline its promotion is about to create, before it exists: a
+         * primary that writes on it and dies before it could record it again must not leave the
+         * next leader unaware of it (see above). */
         set(out, HA_ACT_RECORD_PRIMARY, NULL, "taking over as primary: %s", why);
-        out->timeline = pg->timeline;
+        out->timeline = pg->timeline + 1;
     }
 }
 
@@ -336,7 +425,11 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
     }
     const char *primary = s->primary.name;
     if (primary[0] == '\0' || strcmp(primary, in->self) == 0) {
-        if (pg->state == HA_PG_STOPPED && !pg->rewind_failed && !pg->was_primary) {
+        /* A former primary never starts without a primary to rewind from, even when the state
+         * names it: a follower's state can be older than the leader's (it may have been deposed
+         * since), and its WAL may have gone past the new primary's fork point. */
+        if (pg->state == HA_PG_STOPPED && !pg->rewind_failed && !pg->was_primary &&
+            !unreadable(pg)) {
             set(out, HA_ACT_START_STANDBY, NULL, "no primary yet: starting as a standby");
         } else {
             set(out, HA_ACT_WAIT, NULL, "waiting for a primary to be chosen");
@@ -359,6 +452,17 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
         }
         return;
     case HA_PG_STOPPED: {
+        if (unreadable(pg)) {
+            if (usable) {
+                set(out, HA_ACT_REINIT, primary,
+                    "no readable control file (an interrupted copy): re-cloning from %s",
+                    primary);
+            } else {
+                set(out, HA_ACT_WAIT, primary,
+                    "no readable control file: waiting for primary %s to re-clone", primary);
+            }
+            return;
+        }
         if (pg->rewind_failed) {
             if (usable) {
                 set(out, HA_ACT_REINIT, primary, "pg_rewind failed: re-cloning from %s", primary);

@@ -66,6 +66,7 @@ static void poll_work(uv_work_t *w)
         }
         json_t *tags = json_object_get(o, "tags");
         s->nofailover = json_is_true(json_object_get(tags, "nofailover"));
+        s->nosync = json_is_true(json_object_get(tags, "nosync"));
         json_t *prio = json_object_get(tags, "failover_priority");
         s->failover_priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
         s->reachable = true;

@@ -1324,6 +1324,11 @@ static void op_step(struct pg *p, int rc, const char *msg)
         return;
     case PG_OP_SET_SYNC:
         if (step == 0) {
+            if (pg_postmaster_pid(p) == 0) {
+                /* Not running: the next start writes it. */
+                op_finish(p, 0, NULL);
+                return;
+            }
             if (!p->conf_known) {
                 /* Written by an earlier run of the agent: a running primary's is known to have
                  * no upstream; a standby's would need its upstream's address. */

@@ -13,6 +13,7 @@
 #include "raftpg/fsm.h"
 #include "raftpg/ha.h"
 #include "raftpg/peers.h"
+#include "raftpg/quorum.h"
 
 /* A peer's report older than this is not trusted. */
 #define CORE_PEER_FRESH_MS 2000
@@ -37,6 +38,8 @@ struct core_io {
     int (*pg_rewind)(void *data, const char *target, char *errmsg);
     int (*pg_follow)(void *data, const char *target, char *errmsg);
     int (*pg_sync_slots)(void *data, const uint64_t *ids, unsigned n, char *errmsg);
+    /* synchronous_standby_names and synchronous_commit, written and reloaded. */
+    int (*pg_set_sync)(void *data, const char *names, const char *commit, char *errmsg);
     int (*raft_submit)(void *data, const struct fsm_cmd *cmd, char *errmsg);
     /* Synchronous: the outcome shows as a new leader later. */
     int (*raft_transfer)(void *data, uint64_t id, char *errmsg);
@@ -53,6 +56,18 @@ struct core_view {
     struct ha_pg pg;
     unsigned n_peers;
     const struct peer_status *peers; /* the peers' last reports */
+
+    /* Synchronous replication, for the primary's quorum driver (quorum.h). */
+    int sync_mode;                   /* in force: FSM_SYNC_MODE_* */
+    unsigned sync_k;
+    int sync_commit;                 /* FSM_SYNC_COMMIT_* */
+    const char *sync_configured;     /* the server's synchronous_standby_names; NULL: unknown */
+    const char *sync_commit_written; /* synchronous_commit the agent last wrote ("" none) */
+    unsigned n_replicas;             /* the primary's pg_stat_replication */
+    const struct quorum_replica *replicas;
+    unsigned n_nosync;               /* members tagged nosync */
+    const char *const *nosync;
+    const char *removing;            /* a member on its way out of the cluster, or NULL */
 };
 
 struct core {
@@ -68,9 +83,15 @@ struct core {
     bool last_changed;          /* the last tick decided something new (for logging) */
     rpg_msec leader_since;      /* when this member became a ready leader, 0 if it is not */
     rpg_msec retry_after;
+    enum ha_action backoff;     /* the action retry_after holds back */
     uint64_t term;              /* of the tick that started the action */
     uint32_t timeline;          /* of the tick that started the action */
     char error[RPG_ERRMSG_SIZE]; /* the last failed action and why, "" if it succeeded */
+
+    /* The quorum driver: runs while this member is the primary in its own term. */
+    struct quorum_tracker quorum;
+    bool quorum_running;         /* the action in flight is the driver's, not the decision's */
+    struct quorum_decision quorum_last;
 };
 
 void core_init(struct core *c, const struct core_io *io, const char *self, bool nofailover,

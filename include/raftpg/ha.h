@@ -70,6 +70,8 @@ struct ha_input {
     struct ha_pg pg;
     unsigned n_peers;
     const struct ha_peer *peers; /* borrowed, n_peers entries: every other member */
+    int sync_mode;               /* FSM_SYNC_MODE_* in force: with it off, a record that proves
+                                  * nothing (k = 0) does not stop a failover */
 };
 
 enum ha_action {
@@ -77,7 +79,8 @@ enum ha_action {
     HA_ACT_BOOTSTRAP,       /* initdb, start as primary, create the roles */
     HA_ACT_START_PRIMARY,   /* start the existing data directory as a primary */
     HA_ACT_RECORD_BOOTSTRAP,/* commit the system identifier, then "primary = me" */
-    HA_ACT_RECORD_PRIMARY,  /* commit "primary = me, term T, timeline" */
+    HA_ACT_RECORD_PRIMARY,  /* commit "primary = me, term T, timeline"; on taking over, the
+                             * timeline its promotion will create */
     HA_ACT_PROMOTE,         /* pg_promote the local standby */
     HA_ACT_SYNC_SLOTS,      /* create/drop replication slots to match the members */
     HA_ACT_CHECKPOINT,      /* CHECKPOINT, so that the new timeline is in the control file */

@@ -39,6 +39,7 @@ struct peer_status {
     char pg_upstream[FSM_NAME_MAX];
     char pg_detail[RPG_ERRMSG_SIZE];
     bool nofailover;
+    bool nosync;
     int failover_priority;
 };
 

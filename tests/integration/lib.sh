@@ -209,4 +209,7 @@ t_pg_healthy() {
     [ "$(t_pg_primary "$i")" = "$p" ] || return 1
     [ "$(t_jq "$1" '[.members[] | select(.state == "streaming")] | length')" = $(($# - 1)) ] || return 1
   done
+  # With synchronous replication on, healthy also means the quorum is recorded: until then no
+  # member provably holds every acknowledged commit and a failover would wait (rule 6).
+  [ "$(t_jq "$1" 'if (.sync.mode // "off") == "off" or .sync.k > 0 then "yes" else "no" end')" = yes ]
 }

@@ -1,4 +1,5 @@
-/* Unit tests of the HA decision function: ha_decide, ha_choose_candidate, ha_slot_name. */
+/* Unit tests of the HA decision function (ha_decide, ha_choose_candidate, ha_slot_name) and of
+ * the core's backoff (core_tick). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +9,9 @@
 
 #include <cmocka.h>
 
+#include "raftpg/core.h"
 #include "raftpg/ha.h"
+#include "raftpg/log.h"
 
 /* ---- Helpers ---- */
 
@@ -510,9 +513,27 @@ static void test_primary_stopped_starts_primary(void **state)
     struct world w;
     world_primary(&w);
     w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.was_primary = true;
     w.in.pg.start_failures = HA_START_FAILURES_MAX - 1;
     decide(&w);
     assert_decision(&w, HA_ACT_START_PRIMARY, "");
+}
+
+/* Recorded as primary, then its server crashed before the promotion took effect: its data is a
+ * standby's. Started as a primary it would stay on the old timeline, where a standby that had
+ * received more of it streams the new writes over its own (seed 571 of raftpg_sim with
+ * --faults crash-in-action,node-crash,pg-crash). */
+static void test_recorded_primary_with_standby_data_starts_as_standby(void **state)
+{
+    (void)state;
+    struct world w;
+    world_primary(&w);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.was_primary = false;
+    w.in.pg.n_slots = 0;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_STANDBY, "");
+    assert_why(&w, "stopped before its promotion");
 }
 
 static void test_primary_failing_to_start_transfers_leadership(void **state)
@@ -630,7 +651,8 @@ static void test_takeover_records_self_when_best(void **state)
     w.in.pg.timeline = 1;
     decide(&w);
     assert_decision(&w, HA_ACT_RECORD_PRIMARY, "");
-    assert_int_equal(w.out.timeline, 1);
+    /* The timeline its promotion will create, recorded before it exists. */
+    assert_int_equal(w.out.timeline, 2);
 }
 
 static void test_takeover_waits_for_unpolled_member(void **state)
@@ -1022,6 +1044,382 @@ static void test_candidate_stopped_peer_is_not_chosen(void **state)
     assert_text(c.why, "no member can be promoted");
 }
 
+/* ---- the new timeline is checkpointed before others rewind from it ---- */
+
+static void test_primary_checkpoints_recorded_new_timeline(void **state)
+{
+    (void)state;
+    struct world w;
+    world_primary(&w);
+    record_primary(&w, "node1", TERM, 2);
+    w.in.pg.timeline = 2;
+    w.in.pg.checkpoint_timeline = 1;
+    decide(&w);
+    assert_decision(&w, HA_ACT_CHECKPOINT, "");
+    assert_why(&w, "timeline 2 is not checkpointed");
+}
+
+static void test_primary_records_new_timeline_before_checkpointing(void **state)
+{
+    (void)state;
+    struct world w;
+    world_primary(&w);
+    w.in.pg.timeline = 2;
+    w.in.pg.checkpoint_timeline = 1;
+    decide(&w);
+    assert_decision(&w, HA_ACT_RECORD_PRIMARY, "");
+    assert_int_equal(w.out.timeline, 2);
+}
+
+static void test_primary_with_checkpointed_timeline_does_not_checkpoint(void **state)
+{
+    (void)state;
+    struct world w;
+    world_primary(&w);
+    record_primary(&w, "node1", TERM, 2);
+    w.in.pg.timeline = 2;
+    w.in.pg.checkpoint_timeline = 2;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_string_equal(w.out.why, "running as primary");
+}
+
+/* node1 stopped after running as primary on timeline 1; node2 is the primary on timeline 2. */
+static void world_rejoin(struct world *w, uint32_t primary_checkpoint_timeline)
+{
+    world_follower(w);
+    w->in.pg.state = HA_PG_STOPPED;
+    w->in.pg.in_recovery = false;
+    w->in.pg.was_primary = true;
+    w->in.pg.timeline = 1;
+    peer(w, "node2")->timeline = 2;
+    peer(w, "node2")->checkpoint_timeline = primary_checkpoint_timeline;
+}
+
+static void test_follower_rewind_waits_for_primary_checkpoint(void **state)
+{
+    (void)state;
+    struct world w;
+    world_rejoin(&w, 1);
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node2");
+    assert_why(&w, "waiting for primary node2 to checkpoint timeline 2");
+}
+
+static void test_follower_rewinds_once_primary_checkpointed(void **state)
+{
+    (void)state;
+    struct world w;
+    world_rejoin(&w, 2);
+    decide(&w);
+    assert_decision(&w, HA_ACT_REWIND, "node2");
+}
+
+/* ---- a standby that cannot follow the primary's new timeline ---- */
+
+/* node1 a running standby of node2 on timeline 1, not streaming for ms; node2 on timeline 2. */
+static void world_stuck(struct world *w, rpg_msec ms)
+{
+    world_follower(w);
+    peer(w, "node2")->timeline = 2;
+    w->in.pg.timeline = 1;
+    w->in.pg.streaming = false;
+    w->in.pg.not_streaming_ms = ms;
+}
+
+static void test_stuck_standby_on_older_timeline_is_demoted(void **state)
+{
+    (void)state;
+    struct world w;
+    world_stuck(&w, HA_STUCK_STANDBY_MS);
+    decide(&w);
+    assert_decision(&w, HA_ACT_DEMOTE, "node2");
+    assert_why(&w, "cannot follow timeline 2 of node2 from timeline 1");
+}
+
+static void test_stuck_standby_is_not_demoted_before_the_bound(void **state)
+{
+    (void)state;
+    struct world w;
+    world_stuck(&w, HA_STUCK_STANDBY_MS - 1);
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node2");
+    assert_string_equal(w.out.why, "following node2");
+}
+
+static void test_standby_on_primary_timeline_not_streaming_is_not_demoted(void **state)
+{
+    (void)state;
+    struct world w;
+    world_stuck(&w, 10 * HA_STUCK_STANDBY_MS);
+    w.in.pg.timeline = 2;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node2");
+    assert_string_equal(w.out.why, "following node2");
+}
+
+/* ---- rules the simulation (tests/sim) showed missing ---- */
+
+/* A node crash during pg_basebackup leaves PG_VERSION but no pg_control: the directory can never
+ * start, so starting it again and again never ends (seed 293 of raftpg_sim). */
+static void test_follower_with_unreadable_control_file_reclones(void **state)
+{
+    (void)state;
+    struct world w;
+    world_follower(&w);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.system_id = 0;
+    decide(&w);
+    assert_decision(&w, HA_ACT_REINIT, "node2");
+    assert_why(&w, "no readable control file");
+}
+
+static void test_follower_with_unreadable_control_file_waits_for_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    world_follower(&w);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.system_id = 0;
+    peer(&w, "node2")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node2");
+    assert_why(&w, "no readable control file");
+}
+
+static void test_leader_with_unreadable_control_file_hands_over(void **state)
+{
+    (void)state;
+    struct world w;
+    world_takeover(&w);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.system_id = 0;
+    peer(&w, "node3")->wal_position = 1001;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node3");
+}
+
+/* The recorded primary whose node lost leadership while its PostgreSQL was down holds every
+ * commit, but stopped it is no candidate, and as a follower it does not start a former primary's
+ * data: with nobody else to promote, the leader waited for ever (seed 1859 of raftpg_sim). It
+ * hands leadership to it instead; as leader it starts and takes over. */
+static void world_recorded_primary_stopped(struct world *w)
+{
+    world_takeover(w);
+    w->in.pg.state = HA_PG_ABSENT;
+    w->in.pg.in_recovery = false;
+    w->in.pg.system_id = 0;
+    peer(w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(w, "node2")->in_recovery = false;
+    peer(w, "node3")->reachable = false;
+}
+
+static void test_takeover_hands_over_to_stopped_recorded_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_primary_stopped(&w);
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+    assert_why(&w, "the recorded primary node2 is stopped");
+}
+
+static void test_takeover_prefers_a_standby_to_a_stopped_recorded_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_primary_stopped(&w);
+    peer(&w, "node3")->reachable = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node3");
+    assert_why(&w, "node3 is furthest ahead");
+}
+
+static void test_takeover_waits_for_failing_recorded_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_primary_stopped(&w);
+    peer(&w, "node2")->start_failures = HA_START_FAILURES_MAX;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "no member can be promoted");
+}
+
+/* node2 was recorded as primary on timeline 2 (recorded before its promotion) and is now
+ * stopped; node1 and node3 are standbys still on timeline 1. Promoting one of them would create
+ * timeline 2 again, and pg_rewind takes equal timeline ids for one history (seed 1158 of
+ * raftpg_sim --nodes 5): the leader hands the role back to node2 instead. */
+static void world_behind_recorded_timeline(struct world *w)
+{
+    world_takeover(w);
+    record_primary(w, "node2", TERM, 2);
+    peer(w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(w, "node2")->in_recovery = false;
+    peer(w, "node2")->timeline = 2;
+    w->in.pg.wal_position = 1001;
+}
+
+static void test_takeover_hands_over_to_recorded_primary_on_newer_timeline(void **state)
+{
+    (void)state;
+    struct world w;
+    world_behind_recorded_timeline(&w);
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+    assert_why(&w, "node1 is on timeline 1 but the recorded primary node2 is on timeline 2");
+}
+
+static void test_takeover_proceeds_when_recorded_primary_on_newer_timeline_unreachable(void **state)
+{
+    (void)state;
+    struct world w;
+    world_behind_recorded_timeline(&w);
+    peer(&w, "node2")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_RECORD_PRIMARY, "");
+    assert_int_equal(w.out.timeline, 2);
+}
+
+static void test_takeover_of_candidate_on_recorded_timeline_does_not_hand_back(void **state)
+{
+    (void)state;
+    struct world w;
+    world_behind_recorded_timeline(&w);
+    peer(&w, "node3")->timeline = 2;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node3");
+    assert_why(&w, "node3 is furthest ahead (timeline 2");
+}
+
+/* A follower's state can lag the leader's: one that still names it as primary may have been
+ * deposed, its WAL past the new primary's fork point. It waits rather than start that WAL. */
+static void test_follower_named_primary_does_not_start_former_primary_data(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w, "node1", SYSID);
+    record_primary(&w, "node1", TERM, 1);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.was_primary = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "waiting for a primary to be chosen");
+}
+
+/* ---- core_tick: the backoff after a failed action ---- */
+
+struct fake_io {
+    unsigned promotes;
+    unsigned stops;
+};
+
+static int fake_promote(void *data, char *errmsg)
+{
+    (void)errmsg;
+    ((struct fake_io *)data)->promotes++;
+    return 0;
+}
+
+static int fake_stop(void *data, unsigned bound_ms, char *errmsg)
+{
+    (void)bound_ms;
+    (void)errmsg;
+    ((struct fake_io *)data)->stops++;
+    return 0;
+}
+
+/* node1, ready leader recorded as primary in TERM, its server still a standby: the core asks for
+ * a promotion, which then fails. */
+static void core_after_failed_promote(struct world *w, struct fake_io *f, struct core_io *io,
+                                      struct core *c, struct core_view *v)
+{
+    world_primary(w);
+    w->in.pg.in_recovery = true;
+    memset(f, 0, sizeof *f);
+    memset(io, 0, sizeof *io);
+    io->data = f;
+    io->pg_promote = fake_promote;
+    io->pg_stop = fake_stop;
+    core_init(c, io, "node1", false, 100);
+    /* The failures below are expected: keep the core's error lines out of the test output. */
+    log_setup("node1", (enum log_level)(LOG_ERROR + 1), 0);
+    memset(v, 0, sizeof *v);
+    v->now = 1000;
+    v->state = &w->state;
+    v->leader = true;
+    v->state_current = true;
+    v->term = TERM;
+    v->pg_ready = true;
+    v->pg = w->in.pg;
+    assert_true(core_tick(c, v));
+    assert_int_equal(f->promotes, 1);
+    core_action_done(c, RPG_EIO, "pg_ctl promote: server is not in standby mode", 1010);
+}
+
+static void test_core_backoff_holds_the_failed_action(void **state)
+{
+    (void)state;
+    struct world w;
+    struct fake_io f;
+    struct core_io io;
+    struct core c;
+    struct core_view v;
+    core_after_failed_promote(&w, &f, &io, &c, &v);
+    v.now = 1010 + CORE_RETRY_MS - 1;
+    assert_false(core_tick(&c, &v));
+    assert_int_equal(f.promotes, 1);
+    v.now = 1010 + CORE_RETRY_MS;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(f.promotes, 2);
+}
+
+/* A promote request made on an observation older than the promotion fails; if leadership is
+ * lost meanwhile, the demotion must not wait out that failure's backoff: until it runs, two
+ * servers accept writes (seed 1982 of raftpg_sim --nodes 5). */
+static void test_core_demotes_at_once_after_another_action_failed(void **state)
+{
+    (void)state;
+    struct world w;
+    struct fake_io f;
+    struct core_io io;
+    struct core c;
+    struct core_view v;
+    core_after_failed_promote(&w, &f, &io, &c, &v);
+    v.now = 1100;
+    v.leader = false;
+    v.pg.in_recovery = false;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(c.running, HA_ACT_DEMOTE);
+    assert_int_equal(f.stops, 1);
+}
+
+static void test_core_failed_demotion_backs_off(void **state)
+{
+    (void)state;
+    struct world w;
+    struct fake_io f;
+    struct core_io io;
+    struct core c;
+    struct core_view v;
+    core_after_failed_promote(&w, &f, &io, &c, &v);
+    v.now = 1100;
+    v.leader = false;
+    v.pg.in_recovery = false;
+    assert_true(core_tick(&c, &v));
+    core_action_done(&c, RPG_EIO, "pg_ctl stop: timed out", 1200);
+    v.now = 1300;
+    assert_false(core_tick(&c, &v));
+    assert_int_equal(f.stops, 1);
+    v.now = 1200 + CORE_RETRY_MS;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(f.stops, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1050,6 +1448,7 @@ int main(void)
         cmocka_unit_test(test_primary_waits_when_all_is_in_place),
         cmocka_unit_test(test_primary_slots_in_any_order_match),
         cmocka_unit_test(test_primary_stopped_starts_primary),
+        cmocka_unit_test(test_recorded_primary_with_standby_data_starts_as_standby),
         cmocka_unit_test(test_primary_failing_to_start_transfers_leadership),
         cmocka_unit_test(test_primary_without_data_transfers_leadership),
         cmocka_unit_test(test_primary_starting_waits),
@@ -1089,6 +1488,27 @@ int main(void)
         cmocka_unit_test(test_candidate_stopped_peer_is_not_chosen),
         cmocka_unit_test(test_follower_waits_until_state_is_current),
         cmocka_unit_test(test_follower_former_primary_waits_when_no_primary_recorded),
+        cmocka_unit_test(test_primary_checkpoints_recorded_new_timeline),
+        cmocka_unit_test(test_primary_records_new_timeline_before_checkpointing),
+        cmocka_unit_test(test_primary_with_checkpointed_timeline_does_not_checkpoint),
+        cmocka_unit_test(test_follower_rewind_waits_for_primary_checkpoint),
+        cmocka_unit_test(test_follower_rewinds_once_primary_checkpointed),
+        cmocka_unit_test(test_stuck_standby_on_older_timeline_is_demoted),
+        cmocka_unit_test(test_stuck_standby_is_not_demoted_before_the_bound),
+        cmocka_unit_test(test_standby_on_primary_timeline_not_streaming_is_not_demoted),
+        cmocka_unit_test(test_follower_with_unreadable_control_file_reclones),
+        cmocka_unit_test(test_follower_with_unreadable_control_file_waits_for_primary),
+        cmocka_unit_test(test_leader_with_unreadable_control_file_hands_over),
+        cmocka_unit_test(test_takeover_hands_over_to_stopped_recorded_primary),
+        cmocka_unit_test(test_takeover_prefers_a_standby_to_a_stopped_recorded_primary),
+        cmocka_unit_test(test_takeover_waits_for_failing_recorded_primary),
+        cmocka_unit_test(test_follower_named_primary_does_not_start_former_primary_data),
+        cmocka_unit_test(test_takeover_hands_over_to_recorded_primary_on_newer_timeline),
+        cmocka_unit_test(test_takeover_proceeds_when_recorded_primary_on_newer_timeline_unreachable),
+        cmocka_unit_test(test_takeover_of_candidate_on_recorded_timeline_does_not_hand_back),
+        cmocka_unit_test(test_core_backoff_holds_the_failed_action),
+        cmocka_unit_test(test_core_demotes_at_once_after_another_action_failed),
+        cmocka_unit_test(test_core_failed_demotion_backs_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
 # Benchmark (prints JSON, asserts nothing): on loopback, RUNS times (default 10), kill -9 the
 # primary node (its agent and its PostgreSQL), then measure the time until the first write
 # commits on the new primary, and count the rows acknowledged before the kill that are missing
-# afterwards (asynchronous replication: a loss is possible and is what this measures).
+# afterwards (with synchronous_mode quorum, the default, none may be missing; with it off a loss
+# is possible and is what this measures).
 # Usage: scripts/bench-pg-failover.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,8 +54,9 @@ for run in $(seq 1 "$RUNS"); do
   echo "run $run: killed $P, first commit on node$NPi after $((done_ms - t0)) ms, lost $lost of ${#acked[@]} acknowledged rows" >&2
   t_start "$Pi"
 done
+mode=$(t_jq "${NPi:-1}" '.sync.mode // "off"')
 sorted=$(printf '%s\n' "${times[@]}" | sort -n)
 median=$(echo "$sorted" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')
-printf '{"runs": %d, "kill_to_first_commit_ms": {"median": %s, "min": %s, "max": %s, "all": [%s]}, "acknowledged_rows_lost": %d, "synchronous_replication": false}\n' \
-  "$RUNS" "$median" "$(echo "$sorted" | head -n1)" "$(echo "$sorted" | tail -n1)" "$(IFS=,; echo "${times[*]}")" "$lost_total"
+printf '{"runs": %d, "kill_to_first_commit_ms": {"median": %s, "min": %s, "max": %s, "all": [%s]}, "acknowledged_rows_lost": %d, "synchronous_mode": "%s"}\n' \
+  "$RUNS" "$median" "$(echo "$sorted" | head -n1)" "$(echo "$sorted" | tail -n1)" "$(IFS=,; echo "${times[*]}")" "$lost_total" "$mode"
 for i in 1 2 3; do [ -n "${T_PIDS[$i]:-}" ] && t_kill "$i" TERM; done

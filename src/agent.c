@@ -251,12 +251,21 @@ static void join_try(uv_timer_t *t)
 
 static void fence_tick(struct agent *a);
 
+
 static void on_vip_done(struct vip *v, int rc, const char *msg, void *data)
 {
     (void)v;
     struct agent *a = data;
+    /* A cancelled claim reports RPG_EBUSY before the release that cancelled it ends. */
+    if (rc != RPG_EBUSY || !a->vip_releasing) {
+        a->vip_claiming = false;
+    }
+    if (rc != RPG_EBUSY && !vip_busy(&a->vip)) {
+        a->vip_releasing = false;
+    }
     if (rc != 0 && rc != RPG_EBUSY) {
         snprintf(a->vip_error, sizeof a->vip_error, "%s", msg);
+        a->vip_failed_at = uv_now(a->loop);
         log_error("vip: %s", msg);
     } else if (rc == 0) {
         a->vip_error[0] = '\0';
@@ -346,7 +355,7 @@ static void fence_tick(struct agent *a)
         }
     }
     if (a->fencing) {
-        if (kill(a->fence_pid, 0) != 0) {
+        if (!proc_alive(a->fence_pid)) {
             log_info("fenced: postgresql stopped %llu ms after the fence began",
                      (unsigned long long)(now - a->fence_started));
             a->fencing = false;
@@ -359,25 +368,42 @@ static void fence_tick(struct agent *a)
     }
     watchdog_tick(a, writable && lease_ok);
 
-    if (!a->vip_open || vip_busy(&a->vip)) {
+    if (!a->vip_open) {
         return;
     }
     char errmsg[RPG_ERRMSG_SIZE];
     const struct ha_pg *o = &a->pg.obs;
     bool want = lease_ok && !a->fencing && o->state == HA_PG_RUNNING && !o->in_recovery &&
                 strcmp(a->cons.state.primary.name, a->conf.name) == 0;
-    if (!a->vip_startup_done || (!want && vip_is_held(&a->vip))) {
+    if (!want && (vip_is_held(&a->vip) || a->vip_claiming) && !a->vip_releasing) {
+        /* A release cuts a claim short (vip.h): a fence never waits for a claim to finish. */
+        a->vip_releasing = true;
+        a->vip_claiming = false;
+        if (vip_release(&a->vip, on_vip_done, a, errmsg) != 0) {
+            a->vip_releasing = false;
+            log_error("vip: %s", errmsg);
+        }
+        return;
+    }
+    if (vip_busy(&a->vip)) {
+        return;
+    }
+    if (!a->vip_startup_done) {
         /* At start-up a VIP left by a crash is removed: no role holds it yet. */
         a->vip_startup_done = true;
+        a->vip_releasing = true;
         if (vip_release(&a->vip, on_vip_done, a, errmsg) != 0) {
+            a->vip_releasing = false;
             log_error("vip: %s", errmsg);
         }
     } else if (want && !vip_is_held(&a->vip) && a->vip_error[0] == '\0') {
+        a->vip_claiming = true;
         if (vip_claim(&a->vip, on_vip_done, a, errmsg) != 0) {
+            a->vip_claiming = false;
             log_error("vip: %s", errmsg);
         }
-    } else if (want && !vip_is_held(&a->vip) && now - a->fence_started > 2000) {
-        /* After a refusal (another host answered the probe), try again now and then. */
+    } else if (want && !vip_is_held(&a->vip) && now - a->vip_failed_at > 2000) {
+        /* After a refusal (another host answered the probe), try again every 2 s. */
         a->vip_error[0] = '\0';
     }
 }

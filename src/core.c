@@ -64,6 +64,8 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         h->system_id = p->pg_system_id;
         h->timeline = p->pg_timeline;
         h->checkpoint_timeline = p->pg_checkpoint_timeline;
+        h->streaming = p->pg_streaming;
+        snprintf(h->upstream, sizeof h->upstream, "%s", p->pg_upstream);
         h->wal_position = p->pg_wal_position;
         h->start_failures = p->pg_start_failures;
         h->nofailover = p->nofailover;
@@ -219,6 +221,7 @@ static bool quorum_tick(struct core *c, const struct core_view *v)
                       quorum_action_name(d.action), errmsg);
         log_error("%s", c->error);
         c->retry_after = v->now + CORE_RETRY_MS;
+        c->backoff = HA_ACT_WAIT; /* the driver's step, not a decision's */
         return false;
     }
     return true;
@@ -248,6 +251,7 @@ bool core_tick(struct core *c, const struct core_view *v)
     in.peers = peers;
     in.n_peers = core_peers(c, v, peers, FSM_MEMBERS_MAX);
     in.sync_mode = v->sync_mode;
+    in.leader_ms = c->leader_since != 0 ? v->now - c->leader_since : 0;
 
     struct ha_decision d;
     ha_decide(&in, &d);
@@ -300,6 +304,7 @@ bool core_tick(struct core *c, const struct core_view *v)
 
 void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
 {
+    char stop_err[RPG_ERRMSG_SIZE];
     if (!c->busy) {
         return;
     }
@@ -311,6 +316,7 @@ void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
                           quorum_action_name(c->quorum_last.action), msg != NULL ? msg : "");
             log_error("%s", c->error);
             c->retry_after = now + CORE_RETRY_MS;
+            c->backoff = HA_ACT_WAIT; /* the driver's step, not a decision's */
         } else {
             c->error[0] = '\0';
         }
@@ -329,7 +335,23 @@ void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
         (void)rpg_err(c->error, 0, "%s failed: %s", ha_action_name(c->running), errmsg);
         log_error("%s", c->error);
         c->retry_after = now + CORE_RETRY_MS;
+        c->backoff = c->running;
         return;
+    }
+    if (rc == RPG_EBUSY && c->running == HA_ACT_PROMOTE && c->step == 0 &&
+        c->io->pg_set_sync != NULL) {
+        /* The standby's configuration was written by an earlier run of the agent, which left
+         * no upstream address to write it again with, so synchronous_standby_names cannot be
+         * set while it runs. Promoting without it could acknowledge commits the record does not
+         * cover; asking again fails the same way forever. Stopped, it starts as a standby with
+         * a configuration of this run and is promoted then. */
+        log_info("promote: stopping the standby first: %s", msg != NULL ? msg : "");
+        c->step = 2;
+        rc = c->io->pg_stop(c->io->data, CORE_DEMOTE_BOUND_MS, stop_err);
+        if (rc == 0) {
+            return;
+        }
+        msg = stop_err;
     }
     const char *what = ha_action_name(c->running);
     if (rc == 0 && c->running == HA_ACT_RECORD_BOOTSTRAP && c->step == 0) {
@@ -356,6 +378,9 @@ void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
         log_error("%s", c->error);
         c->retry_after = now + CORE_RETRY_MS;
         c->backoff = c->running;
+    } else if (c->running == HA_ACT_PROMOTE && c->step == 2) {
+        c->error[0] = '\0';
+        log_info("%s: standby stopped, to start again before its promotion", what);
     } else {
         c->error[0] = '\0';
         log_info("%s done", what);

@@ -282,6 +282,19 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         switch (pg->state) {
         case HA_PG_RUNNING:
             if (pg->in_recovery) {
+                /* A standby still streaming from the previous primary would acknowledge its
+                 * commits (the second fence, rule 4, needs it to have moved): promote once the
+                 * others follow this member, or after HA_REPOINT_WAIT_MS. */
+                for (unsigned i = 0; i < in->n_peers && in->leader_ms < HA_REPOINT_WAIT_MS; i++) {
+                    const struct ha_peer *p = &in->peers[i];
+                    if (p->reachable && p->pg_state == HA_PG_RUNNING && p->in_recovery &&
+                        p->streaming && strcmp(p->upstream, in->self) != 0) {
+                        set(out, HA_ACT_WAIT, p->name,
+                            "waiting for %s to stop following %s before promoting", p->name,
+                            p->upstream[0] ? p->upstream : "the previous primary");
+                        return;
+                    }
+                }
                 set(out, HA_ACT_PROMOTE, NULL, "recorded as primary in term %" PRIu64, in->term);
             } else if (pg->timeline != 0 && pg->timeline != s->primary.timeline) {
                 set(out, HA_ACT_RECORD_PRIMARY, NULL, "recording timeline %u", pg->timeline);
@@ -360,9 +373,31 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
     bool wait = false;
     char why[HA_WHY_MAX];
     char qwhy[HA_WHY_MAX];
+    const struct ha_peer *rec = recorded_me ? NULL : peer_of(in, s->primary.name);
+    bool rec_stopped = rec != NULL && rec->reachable && rec->polled &&
+                       rec->pg_state == HA_PG_STOPPED && rec->system_id == s->system_id &&
+                       !rec->nofailover && rec->failover_priority > 0 &&
+                       rec->start_failures < HA_START_FAILURES_MAX;
     if (!sync_quorum_heard(in, qwhy, sizeof qwhy)) {
-        set(out, HA_ACT_WAIT, NULL, "cannot promote without risking acknowledged commits: %s",
-            qwhy);
+        /* The recorded primary holds every acknowledged commit: it acknowledged them, or was
+         * recorded only once it was proven to hold them. It needs no synchronous voter to vouch
+         * for it; without this, a switchover while a voter is away leaves the majority with no
+         * primary for as long as that voter stays away. */
+        if (recorded_me && self_eligible) {
+            set(out, HA_ACT_RECORD_PRIMARY, NULL,
+                "taking over as primary: the recorded primary holds every acknowledged commit "
+                "(%s)",
+                qwhy);
+            out->timeline = pg->timeline + 1;
+        } else if (rec_stopped) {
+            set(out, HA_ACT_TRANSFER, rec->name,
+                "cannot promote without risking acknowledged commits: %s; the recorded primary "
+                "%s holds them and is stopped: handing over so that it starts again",
+                qwhy, rec->name);
+        } else {
+            set(out, HA_ACT_WAIT, NULL, "cannot promote without risking acknowledged commits: %s",
+                qwhy);
+        }
         return;
     }
     const char *c = ha_choose_candidate(in, self_eligible, &wait, why, sizeof why);
@@ -372,11 +407,7 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         const struct ha_peer *p = strcmp(c, in->self) == 0 ? NULL : peer_of(in, c);
         chosen_tl = p != NULL ? p->timeline : pg->timeline;
     }
-    const struct ha_peer *rec = recorded_me ? NULL : peer_of(in, s->primary.name);
-    bool rec_startable = !wait && rec != NULL && rec->reachable &&
-                         rec->pg_state == HA_PG_STOPPED && rec->system_id == s->system_id &&
-                         !rec->nofailover && rec->failover_priority > 0 &&
-                         rec->start_failures < HA_START_FAILURES_MAX;
+    bool rec_startable = !wait && rec_stopped;
     if (rec_startable && c == NULL) {
         /* The recorded primary's data holds every commit recorded so far, but stopped it is no
          * candidate, and as a follower it never starts its former primary's data on its own:
@@ -493,8 +524,12 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
     case HA_PG_RUNNING:
         break;
     }
+    /* The recorded primary may still be a standby about to promote: streaming from it already
+     * (cascading) stops this standby from acknowledging the previous primary's commits. */
+    bool followable = p != NULL && p->reachable && p->pg_state == HA_PG_RUNNING &&
+                      p->system_id == s->system_id;
     if (strcmp(pg->upstream, primary) != 0) {
-        if (usable) {
+        if (usable || followable) {
             set(out, HA_ACT_FOLLOW, primary, "re-pointing replication to %s", primary);
         } else {
             set(out, HA_ACT_WAIT, primary, "waiting for primary %s to follow it", primary);

@@ -830,7 +830,7 @@ static int postmaster_alive(const struct pg *p, char *status, size_t size)
     fclose(f);
     buf[n] = '\0';
     long pid = strtol(buf, NULL, 10);
-    if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM)) {
+    if (pid <= 0 || pid > INT32_MAX || !proc_alive((int)pid)) {
         return 0;
     }
     char *line = buf;

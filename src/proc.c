@@ -1,3 +1,4 @@
+#include <errno.h>
 /* External programs on the loop: uv_spawn, a timeout with SIGTERM then SIGKILL to the process
  * group, and the tail of the output kept in a ring. */
 #include <assert.h>
@@ -343,4 +344,23 @@ void proc_describe(const struct proc *p, const struct proc_result *res, char *bu
         snprintf(buf, size, "%s: %.*s", what, len, line);
     else
         snprintf(buf, size, "%s", what);
+}
+
+bool proc_alive(int pid)
+{
+    if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) {
+        return false;
+    }
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return true;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The state follows the command name, which is in parentheses and may hold spaces. */
+    const char *paren = strrchr(buf, ')');
+    return paren == NULL || paren[1] != ' ' || (paren[2] != 'Z' && paren[2] != 'X');
 }

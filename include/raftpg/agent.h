@@ -67,6 +67,9 @@ struct agent {
     struct vip vip;
     bool vip_open;
     bool vip_startup_done;     /* the stale-VIP removal at start-up ran */
+    bool vip_claiming;         /* a claim is under way */
+    bool vip_releasing;        /* a release is under way */
+    rpg_msec vip_failed_at;    /* when the last VIP operation failed */
     char vip_error[RPG_ERRMSG_SIZE];
     struct watchdog watchdog;
     bool watchdog_ok;          /* armed when it must be, or not required */

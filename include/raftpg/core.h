@@ -38,7 +38,8 @@ struct core_io {
     int (*pg_rewind)(void *data, const char *target, char *errmsg);
     int (*pg_follow)(void *data, const char *target, char *errmsg);
     int (*pg_sync_slots)(void *data, const uint64_t *ids, unsigned n, char *errmsg);
-    /* synchronous_standby_names and synchronous_commit, written and reloaded. */
+    /* synchronous_standby_names and synchronous_commit, written and reloaded. Completes with
+     * RPG_EBUSY on a running standby whose configuration an earlier run of the agent wrote. */
     int (*pg_set_sync)(void *data, const char *names, const char *commit, char *errmsg);
     int (*raft_submit)(void *data, const struct fsm_cmd *cmd, char *errmsg);
     /* Synchronous: the outcome shows as a new leader later. */
@@ -78,7 +79,7 @@ struct core {
 
     bool busy;                  /* an asynchronous action is in flight */
     enum ha_action running;
-    int step;                   /* of a multi-step action (record_bootstrap) */
+    int step;                   /* of a multi-step action (record_bootstrap, promote) */
     struct ha_decision last;    /* the last decision */
     bool last_changed;          /* the last tick decided something new (for logging) */
     rpg_msec leader_since;      /* when this member became a ready leader, 0 if it is not */

@@ -53,6 +53,8 @@ struct ha_peer {
     uint32_t timeline;
     uint32_t checkpoint_timeline;
     uint64_t wal_position;
+    bool streaming;                /* its WAL receiver streams */
+    char upstream[FSM_NAME_MAX];   /* the member it is configured to follow */
     unsigned start_failures;
     bool nofailover;
     int failover_priority;
@@ -70,6 +72,7 @@ struct ha_input {
     struct ha_pg pg;
     unsigned n_peers;
     const struct ha_peer *peers; /* borrowed, n_peers entries: every other member */
+    rpg_msec leader_ms;          /* how long this member has been the ready leader */
     int sync_mode;               /* FSM_SYNC_MODE_* in force: with it off, a record that proves
                                   * nothing (k = 0) does not stop a failover */
 };
@@ -105,6 +108,10 @@ struct ha_decision {
 
 /* Number of start failures after which a leader gives up and hands leadership over. */
 #define HA_START_FAILURES_MAX 3
+
+/* How long a new primary waits, at most, for the other standbys to stop following the previous
+ * primary before it promotes. */
+#define HA_REPOINT_WAIT_MS 3000
 
 /* A standby on an older timeline than its primary that has not streamed for this long cannot
  * follow (its WAL went past the fork point): it is stopped and rewound. */

@@ -81,6 +81,10 @@ void proc_kill(struct proc *p, int sig);
  * "initdb killed by signal 9", "pg_rewind timed out after 60000 ms", "cannot run pg_ctl: ...". */
 void proc_describe(const struct proc *p, const struct proc_result *res, char *buf, size_t size);
 
+/* Whether process pid runs: it exists and is not a zombie. A daemon that is not our child (the
+ * postmaster after pg_ctl) stays a zombie until init reaps it, which can take a while. */
+bool proc_alive(int pid);
+
 /* True when the result is a clean exit 0. */
 static inline bool proc_ok(const struct proc_result *res)
 {

@@ -1316,7 +1316,17 @@ static void test_follower_named_primary_does_not_start_former_primary_data(void 
 struct fake_io {
     unsigned promotes;
     unsigned stops;
+    unsigned set_syncs;
 };
+
+static int fake_set_sync(void *data, const char *names, const char *commit, char *errmsg)
+{
+    (void)names;
+    (void)commit;
+    (void)errmsg;
+    ((struct fake_io *)data)->set_syncs++;
+    return 0;
+}
 
 static int fake_promote(void *data, char *errmsg)
 {
@@ -1420,6 +1430,171 @@ static void test_core_failed_demotion_backs_off(void **state)
     assert_int_equal(f.stops, 2);
 }
 
+/* Quorum mode, with k over the NULL-terminated voters recorded. */
+static void record_sync(struct world *w, uint32_t k, const char *const *voters)
+{
+    struct fsm_cmd c;
+    memset(&c, 0, sizeof c);
+    c.type = FSM_CMD_SET_SYNC;
+    c.term = w->in.term;
+    c.u.set_sync.k = k;
+    for (unsigned i = 0; voters[i] != NULL; i++) {
+        set_str(c.u.set_sync.voters[i], FSM_NAME_MAX, voters[i]);
+        c.u.set_sync.n_voters++;
+    }
+    apply_ok(&w->state, &c);
+    w->in.sync_mode = FSM_SYNC_MODE_QUORUM;
+}
+
+/* node1 took leadership from node2 in a switchover while node3, the other synchronous voter, was
+ * away: node1 cannot prove it holds every acknowledged commit, node2 can (seed 2181 of
+ * raftpg_sim: no primary for as long as node3 stayed away). */
+static void world_switchover_with_voter_away(struct world *w)
+{
+    static const char *const voters[] = {"node1", "node3", NULL};
+    world_takeover(w);
+    record_sync(w, 1, voters);
+    peer(w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(w, "node2")->in_recovery = false;
+    peer(w, "node3")->reachable = false;
+}
+
+static void test_takeover_without_voters_hands_back_to_recorded_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    world_switchover_with_voter_away(&w);
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+    assert_why(&w, "cannot promote without risking acknowledged commits");
+    assert_why(&w, "the recorded primary node2 holds them");
+}
+
+static void test_takeover_without_voters_waits_for_unreachable_recorded_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    world_switchover_with_voter_away(&w);
+    peer(&w, "node2")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "cannot promote without risking acknowledged commits");
+}
+
+/* Degraded (k = 0) proves nothing about the standbys; the recorded primary still holds all. */
+static void test_degraded_takeover_hands_back_to_recorded_primary(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {NULL};
+    struct world w;
+    world_takeover(&w);
+    record_sync(&w, 0, voters);
+    peer(&w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node2")->in_recovery = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+}
+
+/* The recorded primary, leader again in a later term and running as a standby of its own data,
+ * takes over without hearing the voters. */
+static void test_recorded_primary_takes_over_without_voters(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {"node2", "node3", NULL};
+    struct world w;
+    world_init(&w, "node1", SYSID);
+    w.in.leader = true;
+    w.in.term = TERM + 1;
+    record_primary(&w, "node1", TERM, 2);
+    record_sync(&w, 1, voters);
+    w.in.pg.timeline = 2;
+    w.in.pg.streaming = false;
+    peer(&w, "node2")->reachable = false;
+    peer(&w, "node3")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_RECORD_PRIMARY, "");
+    assert_why(&w, "the recorded primary holds every acknowledged commit");
+    assert_int_equal(w.out.timeline, 3);
+}
+
+/* Another member in the same place still waits for the voters. */
+static void test_other_member_does_not_take_over_without_voters(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {"node2", "node3", NULL};
+    struct world w;
+    world_init(&w, "node1", SYSID);
+    w.in.leader = true;
+    w.in.term = TERM + 1;
+    record_primary(&w, "node2", TERM, 1);
+    record_sync(&w, 1, voters);
+    peer(&w, "node2")->reachable = false;
+    peer(&w, "node3")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "cannot promote without risking acknowledged commits");
+}
+
+/* An agent restarted while its server ran as a standby has no upstream address to rewrite that
+ * server's configuration with, so the synchronous setting that must precede a promotion is
+ * refused. Asking again fails the same way: the core stops the standby, which then starts with a
+ * configuration of this run (seed 737 of raftpg_sim: no primary after a switchover to it). */
+static void test_core_stops_standby_whose_sync_setting_is_refused(void **state)
+{
+    (void)state;
+    struct world w;
+    struct fake_io f;
+    struct core_io io;
+    struct core c;
+    struct core_view v;
+    core_after_failed_promote(&w, &f, &io, &c, &v);
+    io.pg_set_sync = fake_set_sync;
+    core_init(&c, &io, "node1", false, 100);
+    v.now = 5000;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(c.running, HA_ACT_PROMOTE);
+    assert_int_equal(f.set_syncs, 1);
+    assert_int_equal(f.promotes, 1);
+    core_action_done(&c, RPG_EBUSY, "configuration of this standby not rewritten yet by this agent",
+                     5010);
+    assert_true(c.busy);
+    assert_int_equal(f.stops, 1);
+    assert_int_equal(f.promotes, 1);
+    core_action_done(&c, 0, NULL, 5100);
+    assert_false(c.busy);
+    assert_string_equal(c.error, "");
+
+    /* Stopped before its promotion: it starts as a standby, to be promoted then. */
+    v.now = 5200;
+    v.pg.state = HA_PG_STOPPED;
+    v.pg.in_recovery = false;
+    v.pg.was_primary = false;
+    w.in.pg = v.pg;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_STANDBY, "");
+}
+
+/* Any other failure of the synchronous setting is an ordinary failure: backed off, not a stop. */
+static void test_core_other_sync_setting_failure_backs_off(void **state)
+{
+    (void)state;
+    struct world w;
+    struct fake_io f;
+    struct core_io io;
+    struct core c;
+    struct core_view v;
+    core_after_failed_promote(&w, &f, &io, &c, &v);
+    io.pg_set_sync = fake_set_sync;
+    core_init(&c, &io, "node1", false, 100);
+    v.now = 5000;
+    assert_true(core_tick(&c, &v));
+    core_action_done(&c, RPG_EIO, "pg_ctl reload: failed", 5010);
+    assert_false(c.busy);
+    assert_int_equal(f.stops, 0);
+    v.now = 5100;
+    assert_false(core_tick(&c, &v));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1509,6 +1684,13 @@ int main(void)
         cmocka_unit_test(test_core_backoff_holds_the_failed_action),
         cmocka_unit_test(test_core_demotes_at_once_after_another_action_failed),
         cmocka_unit_test(test_core_failed_demotion_backs_off),
+        cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary),
+        cmocka_unit_test(test_takeover_without_voters_waits_for_unreachable_recorded_primary),
+        cmocka_unit_test(test_degraded_takeover_hands_back_to_recorded_primary),
+        cmocka_unit_test(test_recorded_primary_takes_over_without_voters),
+        cmocka_unit_test(test_other_member_does_not_take_over_without_voters),
+        cmocka_unit_test(test_core_stops_standby_whose_sync_setting_is_refused),
+        cmocka_unit_test(test_core_other_sync_setting_failure_backs_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -374,10 +374,11 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
     char why[HA_WHY_MAX];
     char qwhy[HA_WHY_MAX];
     const struct ha_peer *rec = recorded_me ? NULL : peer_of(in, s->primary.name);
-    bool rec_stopped = rec != NULL && rec->reachable && rec->polled &&
-                       rec->pg_state == HA_PG_STOPPED && rec->system_id == s->system_id &&
-                       !rec->nofailover && rec->failover_priority > 0 &&
-                       rec->start_failures < HA_START_FAILURES_MAX;
+    bool rec_usable = rec != NULL && rec->reachable && rec->polled &&
+                      rec->system_id == s->system_id && !rec->nofailover &&
+                      rec->failover_priority > 0 && rec->start_failures < HA_START_FAILURES_MAX;
+    bool rec_stopped = rec_usable && rec->pg_state == HA_PG_STOPPED;
+    bool rec_standby = rec_usable && rec->pg_state == HA_PG_RUNNING && rec->in_recovery;
     if (!sync_quorum_heard(in, qwhy, sizeof qwhy)) {
         /* The recorded primary holds every acknowledged commit: it acknowledged them, or was
          * recorded only once it was proven to hold them. It needs no synchronous voter to vouch
@@ -389,10 +390,12 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
                 "(%s)",
                 qwhy);
             out->timeline = pg->timeline + 1;
-        } else if (rec_stopped) {
+        } else if (rec_stopped || rec_standby) {
+            /* Stopped, or started again as a standby of its own data to learn its position
+             * (by a leadership it lost since): either way its data is the primary's. */
             set(out, HA_ACT_TRANSFER, rec->name,
                 "cannot promote without risking acknowledged commits: %s; the recorded primary "
-                "%s holds them and is stopped: handing over so that it starts again",
+                "%s holds them: handing over so that it takes over again",
                 qwhy, rec->name);
         } else {
             set(out, HA_ACT_WAIT, NULL, "cannot promote without risking acknowledged commits: %s",

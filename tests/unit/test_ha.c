@@ -1470,6 +1470,19 @@ static void test_takeover_without_voters_hands_back_to_recorded_primary(void **s
     assert_why(&w, "the recorded primary node2 holds them");
 }
 
+/* Started again as a standby of its own data by a leadership it lost since, it still holds all
+ * (seed 83 of raftpg_sim --faults timeline). */
+static void test_takeover_without_voters_hands_back_to_recorded_primary_as_standby(void **state)
+{
+    (void)state;
+    struct world w;
+    world_switchover_with_voter_away(&w);
+    peer(&w, "node2")->pg_state = HA_PG_RUNNING;
+    peer(&w, "node2")->in_recovery = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+}
+
 static void test_takeover_without_voters_waits_for_unreachable_recorded_primary(void **state)
 {
     (void)state;
@@ -1595,9 +1608,140 @@ static void test_core_other_sync_setting_failure_backs_off(void **state)
     assert_false(core_tick(&c, &v));
 }
 
+/* ---- Synchronous quorum, the acknowledged-WAL bound, re-pointing before promotion ---- */
+
+/* ANY 1 (node1, node3) with node3 and the old primary unreachable: node3 alone may hold an
+ * acknowledged commit. */
+static void test_takeover_waits_for_the_recorded_quorum(void **state)
+{
+    (void)state;
+    struct world w;
+    world_takeover(&w);
+    w.in.sync_mode = FSM_SYNC_MODE_QUORUM;
+    record_sync(&w, 1, (const char *const[]){"node1", "node3", NULL});
+    peer(&w, "node2")->reachable = false;
+    peer(&w, "node3")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "cannot promote without risking acknowledged commits");
+}
+
+static void test_takeover_proceeds_when_the_quorum_is_heard(void **state)
+{
+    (void)state;
+    struct world w;
+    world_takeover(&w);
+    w.in.sync_mode = FSM_SYNC_MODE_QUORUM;
+    record_sync(&w, 1, (const char *const[]){"node1", "node3", NULL});
+    peer(&w, "node2")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_RECORD_PRIMARY, "");
+}
+
+/* Degraded (k = 0) in quorum mode: only the old primary provably has every commit, and it is
+ * unreachable (reachable, it gets leadership back: see the tests of the hand-back). */
+static void test_takeover_waits_when_degraded_in_quorum_mode(void **state)
+{
+    (void)state;
+    struct world w;
+    world_takeover(&w);
+    w.in.sync_mode = FSM_SYNC_MODE_QUORUM;
+    record_sync(&w, 0, (const char *const[]){"node1", "node3", NULL});
+    peer(&w, "node2")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+}
+
+static void test_takeover_in_mode_off_ignores_an_empty_record(void **state)
+{
+    (void)state;
+    struct world w;
+    world_takeover(&w);
+    w.in.sync_mode = FSM_SYNC_MODE_OFF;
+    decide(&w);
+    assert_decision(&w, HA_ACT_RECORD_PRIMARY, "");
+}
+
+static void test_candidate_below_the_wal_bound_is_not_chosen(void **state)
+{
+    (void)state;
+    struct world w;
+    struct fsm_cmd c;
+    world_takeover(&w);
+    memset(&c, 0, sizeof c);
+    c.type = FSM_CMD_SET_WAL_BOUND;
+    c.term = TERM;
+    c.u.set_wal_bound.position = 1500;
+    c.u.set_wal_bound.timeline = 1;
+    apply_ok(&w.state, &c);
+    peer(&w, "node2")->reachable = false;
+    peer(&w, "node3")->wal_position = 1400;
+    w.in.pg.wal_position = 1200;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "no member can be promoted");
+    peer(&w, "node3")->wal_position = 1600;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node3");
+}
+
+/* Recorded primary, still a standby: another standby still streams from the old primary. */
+static void test_promotion_waits_for_standbys_to_follow(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w, "node1", SYSID);
+    w.in.leader = true;
+    record_primary(&w, "node1", TERM, 1);
+    peer(&w, "node2")->reachable = false;
+    peer(&w, "node3")->streaming = true;
+    set_str(peer(&w, "node3")->upstream, FSM_NAME_MAX, "node2");
+    w.in.leader_ms = 100;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node3");
+    assert_why(&w, "waiting for node3 to stop following node2 before promoting");
+    set_str(peer(&w, "node3")->upstream, FSM_NAME_MAX, "node1");
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+}
+
+static void test_promotion_stops_waiting_after_the_bound(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w, "node1", SYSID);
+    w.in.leader = true;
+    record_primary(&w, "node1", TERM, 1);
+    peer(&w, "node3")->streaming = true;
+    set_str(peer(&w, "node3")->upstream, FSM_NAME_MAX, "node2");
+    w.in.leader_ms = HA_REPOINT_WAIT_MS;
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+}
+
+/* A follower re-points to the recorded primary even before it is promoted (cascading). */
+static void test_follower_follows_a_recorded_primary_still_in_recovery(void **state)
+{
+    (void)state;
+    struct world w;
+    world_follower(&w);
+    peer(&w, "node2")->in_recovery = true;
+    set_str(w.in.pg.upstream, FSM_NAME_MAX, "node3");
+    decide(&w);
+    assert_decision(&w, HA_ACT_FOLLOW, "node2");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_takeover_waits_for_the_recorded_quorum),
+        cmocka_unit_test(test_takeover_proceeds_when_the_quorum_is_heard),
+        cmocka_unit_test(test_takeover_waits_when_degraded_in_quorum_mode),
+        cmocka_unit_test(test_takeover_in_mode_off_ignores_an_empty_record),
+        cmocka_unit_test(test_candidate_below_the_wal_bound_is_not_chosen),
+        cmocka_unit_test(test_promotion_waits_for_standbys_to_follow),
+        cmocka_unit_test(test_promotion_stops_waiting_after_the_bound),
+        cmocka_unit_test(test_follower_follows_a_recorded_primary_still_in_recovery),
         cmocka_unit_test(test_slot_name_is_raftpg_and_member_id),
         cmocka_unit_test(test_slot_name_of_largest_id),
         cmocka_unit_test(test_decide_waits_when_state_not_initialised),
@@ -1685,6 +1829,7 @@ int main(void)
         cmocka_unit_test(test_core_demotes_at_once_after_another_action_failed),
         cmocka_unit_test(test_core_failed_demotion_backs_off),
         cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary),
+        cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary_as_standby),
         cmocka_unit_test(test_takeover_without_voters_waits_for_unreachable_recorded_primary),
         cmocka_unit_test(test_degraded_takeover_hands_back_to_recorded_primary),
         cmocka_unit_test(test_recorded_primary_takes_over_without_voters),

@@ -66,10 +66,13 @@ t_check "the rejoined node receives new rows" rows_on "$Pi" 3000
 
 # A standby loses its data directory: it clones itself again.
 t_log "deleting the data directory of node$OS"
+# The agent is paused meanwhile, so that it sees the directory gone, not a crashed server it
+# would first try to rewind (which is also handled, but is not what this step is about).
+kill -STOP "${T_PIDS[$OS]}"
 t_kill_pg "$OS"
-# Renamed away first, so the agent never sees a half-deleted directory.
 mv "$T_DIR/node$OS/pgdata" "$T_DIR/node$OS/pgdata.gone"
 rm -rf "$T_DIR/node$OS/pgdata.gone"
+kill -CONT "${T_PIDS[$OS]}"
 t_wait 60 "node$OS re-cloned and streaming" following "$NPi" "$OS" 3000
 t_check "the re-cloned standby has every row" rows_on "$OS" 3000
 t_check "the re-clone went through pg_basebackup" \

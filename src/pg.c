@@ -1107,6 +1107,19 @@ static int remove_data_dir(struct pg *p)
     return run(p, argv, 600000);
 }
 
+/* pg_ctl reload: the server rereads its configuration; the completion calls op_step. */
+static int reload(struct pg *p, char *errmsg)
+{
+    char bin[PATH_MAX + 32];
+    bin_path(p, "pg_ctl", bin, sizeof bin);
+    char *argv[] = {bin, "reload", "-D", (char *)p->conf->postgresql.data_dir, "-s", NULL};
+    if (run(p, argv, 10000) != 0) {
+        fmt_str(errmsg, RPG_ERRMSG_SIZE, "%s", p->op_error);
+        return RPG_EIO;
+    }
+    return 0;
+}
+
 /* Each operation is a short sequence of steps; a step that starts something returns and the
  * completion calls op_step again with the outcome. */
 static void op_step(struct pg *p, int rc, const char *msg)
@@ -1308,17 +1321,11 @@ static void op_step(struct pg *p, int rc, const char *msg)
         return;
     case PG_OP_FOLLOW:
         if (step == 0) {
-            if ((rv = write_config(p, true, &p->upstream, errmsg)) != 0) {
+            if ((rv = write_config(p, true, &p->upstream, errmsg)) != 0 ||
+                (rv = reload(p, errmsg)) != 0) {
                 break;
             }
-            bin_path(p, "pg_ctl", bin, sizeof bin);
-            char *argv[] = {bin, "reload", "-D", dd, "-s", NULL};
-            if (run(p, argv, 10000) == 0) {
-                return;
-            }
-            rv = RPG_EIO;
-            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
-            break;
+            return;
         }
         op_finish(p, 0, NULL);
         return;
@@ -1342,21 +1349,11 @@ static void op_step(struct pg *p, int rc, const char *msg)
             }
             if ((rv = write_config(p, p->conf_standby,
                                    p->conf_upstream.name[0] ? &p->conf_upstream : NULL,
-                                   errmsg)) != 0) {
+                                   errmsg)) != 0 ||
+                (rv = reload(p, errmsg)) != 0) {
                 break;
             }
-            if (pg_postmaster_pid(p) == 0) {
-                op_finish(p, 0, NULL); /* read at the next start */
-                return;
-            }
-            bin_path(p, "pg_ctl", bin, sizeof bin);
-            char *argv[] = {bin, "reload", "-D", dd, "-s", NULL};
-            if (run(p, argv, 10000) == 0) {
-                return;
-            }
-            rv = RPG_EIO;
-            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
-            break;
+            return;
         }
         op_finish(p, 0, NULL);
         return;

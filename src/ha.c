@@ -107,11 +107,18 @@ static bool sync_quorum_heard(const struct ha_input *in, char *why, size_t why_s
     if (recorded.k == 0 && recorded.n == 0 && in->sync_mode == FSM_SYNC_MODE_OFF) {
         return true;
     }
+    /* Heard means its WAL position is known: its server runs. A voter that answers while its
+     * server is stopped (crashed, being fenced) may hold the only copy of a commit, and the
+     * candidate choice passes over it: counting it would let a member without that commit be
+     * promoted (raftpg_sim --seed 203 --faults watchdog). Stopped, it starts again on its own. */
     const char *heard[FSM_MEMBERS_MAX + 1];
     unsigned n = 0;
-    heard[n++] = in->self;
+    if (in->pg.state == HA_PG_RUNNING) {
+        heard[n++] = in->self;
+    }
     for (unsigned i = 0; i < in->n_peers && n <= FSM_MEMBERS_MAX; i++) {
-        if (in->peers[i].reachable && in->peers[i].polled) {
+        if (in->peers[i].reachable && in->peers[i].polled &&
+            in->peers[i].pg_state == HA_PG_RUNNING) {
             heard[n++] = in->peers[i].name;
         }
     }
@@ -210,6 +217,17 @@ static bool self_may_promote(const struct ha_input *in)
 {
     return !in->nofailover && in->failover_priority > 0 &&
            in->pg.start_failures < HA_START_FAILURES_MAX;
+}
+
+static bool sync_quorum_heard(const struct ha_input *in, char *why, size_t why_size);
+
+/* Rule 6 lets no member but the recorded primary take over: the record proves nothing (k = 0
+ * in quorum or strict mode) or too few of its voters are heard. Handing leadership over then
+ * only moves the wait elsewhere. */
+static bool sole_holder(const struct ha_input *in)
+{
+    char why[HA_WHY_MAX];
+    return !sync_quorum_heard(in, why, sizeof why);
 }
 
 /* Leadership goes to the best promotable peer, or the leader waits saying why. */
@@ -311,7 +329,7 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
             }
             return;
         case HA_PG_STOPPED:
-            if (pg->start_failures >= HA_START_FAILURES_MAX) {
+            if (pg->start_failures >= HA_START_FAILURES_MAX && !sole_holder(in)) {
                 hand_over(in, out, "postgresql fails to start");
             } else if (!pg->was_primary) {
                 /* Recorded, but stopped before its promotion took effect: the data directory is
@@ -357,7 +375,12 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
             return;
         }
     }
-    bool usable = pg->state != HA_PG_ABSENT && !pg->rewind_failed && self_may_promote(in) &&
+    /* Start failures do not disqualify the only member that can prove it holds every
+     * acknowledged commit: nobody else may take over, so it keeps trying. */
+    bool may_promote = self_may_promote(in) ||
+                       (recorded_me && !in->nofailover && in->failover_priority > 0 &&
+                        sole_holder(in));
+    bool usable = pg->state != HA_PG_ABSENT && !pg->rewind_failed && may_promote &&
                   !unreadable(pg);
     if (usable && pg->state == HA_PG_STOPPED) {
         /* Its WAL position is known only once it runs; it replays what it has first. */
@@ -376,10 +399,14 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
     const struct ha_peer *rec = recorded_me ? NULL : peer_of(in, s->primary.name);
     bool rec_usable = rec != NULL && rec->reachable && rec->polled &&
                       rec->system_id == s->system_id && !rec->nofailover &&
-                      rec->failover_priority > 0 && rec->start_failures < HA_START_FAILURES_MAX;
-    bool rec_stopped = rec_usable && rec->pg_state == HA_PG_STOPPED;
+                      rec->failover_priority > 0;
+    bool rec_stopped = rec_usable && rec->pg_state == HA_PG_STOPPED &&
+                       rec->start_failures < HA_START_FAILURES_MAX;
     bool rec_standby = rec_usable && rec->pg_state == HA_PG_RUNNING && rec->in_recovery;
     if (!sync_quorum_heard(in, qwhy, sizeof qwhy)) {
+        /* Failed starts (a fence that killed a start under way counts as one) do not stop the
+         * hand-back here: the recorded primary is the only member that may take over. */
+        rec_stopped = rec_usable && rec->pg_state == HA_PG_STOPPED;
         /* The recorded primary holds every acknowledged commit: it acknowledged them, or was
          * recorded only once it was proven to hold them. It needs no synchronous voter to vouch
          * for it; without this, a switchover while a voter is away leaves the majority with no

@@ -1494,6 +1494,30 @@ static void test_takeover_without_voters_waits_for_unreachable_recorded_primary(
     assert_why(&w, "cannot promote without risking acknowledged commits");
 }
 
+/* A voter that answers while its server is stopped may hold the only copy of a commit, and
+ * stopped it is no candidate: it is not heard until its server runs and reports its position
+ * (raftpg_sim --seed 203 --faults watchdog lost acknowledged commits). */
+static void test_stopped_voter_is_not_heard(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {"node1", "node3", NULL};
+    struct world w;
+    world_takeover(&w);
+    record_sync(&w, 1, voters);
+    peer(&w, "node2")->reachable = false;
+    peer(&w, "node3")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node3")->in_recovery = false;
+    peer(&w, "node3")->wal_position = 0;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "heard from 1 of the synchronous voters");
+    peer(&w, "node3")->pg_state = HA_PG_RUNNING;
+    peer(&w, "node3")->in_recovery = true;
+    peer(&w, "node3")->wal_position = 900;
+    decide(&w);
+    assert_decision(&w, HA_ACT_RECORD_PRIMARY, "");
+}
+
 /* Degraded (k = 0) proves nothing about the standbys; the recorded primary still holds all. */
 static void test_degraded_takeover_hands_back_to_recorded_primary(void **state)
 {
@@ -1546,6 +1570,76 @@ static void test_other_member_does_not_take_over_without_voters(void **state)
     decide(&w);
     assert_decision(&w, HA_ACT_WAIT, "");
     assert_why(&w, "cannot promote without risking acknowledged commits");
+}
+
+/* Degraded: nobody but the recorded primary may take over, so failed starts (a fence that
+ * killed each start under a flapping lease, in raftpg_sim --seed 381 --faults timeline) do not
+ * make it hand leadership to a member that can only wait. It keeps trying. */
+static void test_sole_holder_failing_to_start_keeps_trying(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {NULL};
+    struct world w;
+    world_primary(&w);
+    record_sync(&w, 0, voters);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.was_primary = true;
+    w.in.pg.start_failures = HA_START_FAILURES_MAX;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_PRIMARY, "");
+}
+
+/* With the voters heard, another member may take over: the failing primary hands over. */
+static void test_primary_failing_to_start_hands_over_when_voters_are_heard(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {"node2", "node3", NULL};
+    struct world w;
+    world_primary(&w);
+    record_sync(&w, 1, voters);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.was_primary = true;
+    w.in.pg.start_failures = HA_START_FAILURES_MAX;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+}
+
+static void test_takeover_hands_back_to_failing_sole_holder(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {NULL};
+    struct world w;
+    world_takeover(&w);
+    record_sync(&w, 0, voters);
+    peer(&w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node2")->in_recovery = false;
+    peer(&w, "node2")->start_failures = HA_START_FAILURES_MAX;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+}
+
+/* Leader again in a later term, the failing sole holder starts to take over. */
+static void test_failing_sole_holder_starts_in_a_later_term(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {NULL};
+    struct world w;
+    world_init(&w, "node1", SYSID);
+    w.in.leader = true;
+    w.in.term = TERM + 1;
+    record_primary(&w, "node1", TERM, 1);
+    record_sync(&w, 0, voters);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.was_primary = true;
+    w.in.pg.start_failures = HA_START_FAILURES_MAX;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_STANDBY, "");
+    /* Another member with failed starts is no candidate, sole holder or not. */
+    record_primary(&w, "node2", TERM, 1);
+    peer(&w, "node2")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
 }
 
 /* An agent restarted while its server ran as a standby has no upstream address to rewrite that
@@ -1832,8 +1926,13 @@ int main(void)
         cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary_as_standby),
         cmocka_unit_test(test_takeover_without_voters_waits_for_unreachable_recorded_primary),
         cmocka_unit_test(test_degraded_takeover_hands_back_to_recorded_primary),
+        cmocka_unit_test(test_stopped_voter_is_not_heard),
         cmocka_unit_test(test_recorded_primary_takes_over_without_voters),
         cmocka_unit_test(test_other_member_does_not_take_over_without_voters),
+        cmocka_unit_test(test_sole_holder_failing_to_start_keeps_trying),
+        cmocka_unit_test(test_primary_failing_to_start_hands_over_when_voters_are_heard),
+        cmocka_unit_test(test_takeover_hands_back_to_failing_sole_holder),
+        cmocka_unit_test(test_failing_sole_holder_starts_in_a_later_term),
         cmocka_unit_test(test_core_stops_standby_whose_sync_setting_is_refused),
         cmocka_unit_test(test_core_other_sync_setting_failure_backs_off),
     };

@@ -1,0 +1,610 @@
+/* The deterministic simulation tier (tests/sim): three or five agents, each running the agent's
+ * real core (struct core, ha_decide, struct fsm on libraft's raft_fixture) over a simulated clock,
+ * network and PostgreSQL, driven through a seeded fault schedule and checked after every step
+ * against the rules of DESIGN.md §4. What is simulated and what is shared is described in
+ * tests/sim/README.md. */
+#ifndef RAFTPG_SIM_H
+#define RAFTPG_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <raft.h>
+#include <raft/fixture.h>
+
+#include "raftpg/core.h"
+#include "raftpg/fsm.h"
+#include "raftpg/ha.h"
+#include "raftpg/peers.h"
+#include "raftpg/quorum.h"
+#include "raftpg/sync.h"
+
+/* raft_fixture holds RAFT_FIXTURE_MAX_SERVERS servers; server 0 is the clock (below). */
+#define SIM_NODES_MAX (RAFT_FIXTURE_MAX_SERVERS - 1)
+#define SIM_FAULTS_MAX 32
+#define SIM_OPS_MAX 4
+#define SIM_VIOLATIONS_MAX 8
+
+/* The agent's defaults and periods. They mirror conf.c (election and heartbeat timeouts, pre-vote),
+ * agent.c (HA_TICK_MS, PEER_POLL_INTERVAL_MS, PEER_POLL_TIMEOUT_MS), pg.c (PG_OBSERVE_INTERVAL_MS)
+ * and cons.c (RECONCILE_INTERVAL_MS), which keep them private. */
+#define SIM_ELECTION_TIMEOUT_MS 500
+#define SIM_HEARTBEAT_MS 100
+#define SIM_HA_TICK_MS 100
+#define SIM_OBSERVE_MS 200
+#define SIM_POLL_MS 250
+#define SIM_POLL_TIMEOUT_MS 400
+#define SIM_RECONCILE_MS 100
+/* One-way latency of every message on a healthy link. */
+#define SIM_BASE_LATENCY_MS 5
+/* Period of the checks that are not made after every event (I4, decommissioning). */
+#define SIM_CHECK_MS 100
+
+/* Resolution of virtual time: raft_fixture advances only from one of its own events to the next,
+ * so an idle server that ticks this often (the clock) bounds how late a simulated event runs. */
+#define SIM_CLOCK_TICK_MS 20
+
+/* Copies the string src into dst (size bytes, truncated, zero-padded). src may lie in the same
+ * object as dst, which snprintf must not be given. */
+static inline void sim_copy(char *dst, size_t size, const char *src)
+{
+    size_t n = 0;
+    while (n + 1 < size && src[n] != '\0') {
+        n++;
+    }
+    memmove(dst, src, n);
+    memset(dst + n, 0, size - n);
+}
+
+/* ---- deterministic randomness -------------------------------------------------------------- */
+
+struct sim_rng {
+    uint64_t s[4];
+};
+void sim_rng_seed(struct sim_rng *r, uint64_t seed);
+uint64_t sim_rng_next(struct sim_rng *r);
+/* Uniform in [0, n); 0 when n is 0. */
+unsigned sim_rng_below(struct sim_rng *r, unsigned n);
+/* Uniform in [lo, hi]. */
+unsigned sim_rng_range(struct sim_rng *r, unsigned lo, unsigned hi);
+bool sim_rng_chance(struct sim_rng *r, unsigned per_mille);
+
+/* ---- the event queue ------------------------------------------------------------------------- */
+
+enum sim_ev_type {
+    EV_AGENT_START = 1, /* an agent process starts (boot, restart after a crash) */
+    EV_TICK,            /* the agent's HA timer (sub: timer generation) */
+    EV_OBSERVE,         /* the agent's PostgreSQL observer */
+    EV_POLL,            /* the agent's peer poll timer */
+    EV_POLL_STEP,       /* one request of a poll round answered or timed out */
+    EV_RECONCILE,       /* the agent's membership reconciliation timer */
+    EV_OP_STEP,         /* a step of a PostgreSQL control operation ends (gen: op id) */
+    EV_PG_UP,           /* the postmaster accepts connections (gen: process incarnation) */
+    EV_PG_PROMOTED,     /* the promotion requested earlier takes effect */
+    EV_PG_CHECKPOINT,   /* the lazy checkpoint after a promotion ends */
+    EV_CRASH_ARMED,     /* a crash triggered by an action fires */
+    EV_FENCE,           /* the agent's fence timer (agent.c FENCE_TICK_MS) */
+    EV_LEASE,           /* the agent's lease renewal timer (cons.c, every ET / 4) */
+    EV_RAFT_START,      /* the agent starts Raft, one election timeout after it started */
+    EV_PG_SHUTDOWN,     /* a fast shutdown ends (gen: process incarnation) */
+    EV_VIP_DONE,        /* ip addr add/del and arping finished (sub: 1 claim, 0 release) */
+    EV_WATCHDOG,        /* the watchdog's deadline (gen: arm generation) */
+    EV_NODE_BACK,       /* a node reset by its watchdog is up again */
+    EV_REMOVE_TICK,     /* api.c: a removal waits for the member to leave the synchronous set */
+    EV_REPL,            /* WAL streaming and synchronous acknowledgements, every node */
+    EV_CLIENT,          /* the client writes to every node that accepts writes */
+    EV_CHECK,           /* periodic checks (I4, end of warm-up) */
+    EV_FAULT,           /* a fault of the schedule begins (node: fault index) */
+    EV_FAULT_END,       /* a fault with a duration ends */
+    EV_FLAP,            /* a lossy link changes state */
+    EV_HEAL,            /* every fault ends */
+    EV_END,
+};
+
+struct sim_event {
+    rpg_msec at;
+    uint64_t seq; /* ties at the same time run in scheduling order */
+    enum sim_ev_type type;
+    int node;
+    uint64_t gen; /* generation the event belongs to (agent, process, op), checked on delivery */
+    uint64_t sub;
+};
+
+struct sim_queue {
+    struct sim_event *v;
+    size_t n, cap;
+    uint64_t seq;
+};
+
+/* ---- simulated PostgreSQL -------------------------------------------------------------------- */
+
+/* WAL content from lsn begin on, up to the next segment: the records one primary process wrote
+ * (uid) on timeline tl. A new uid starts whenever a process starts writing, even on the same
+ * timeline, so content that PostgreSQL cannot tell apart (it compares timeline ids and switch
+ * points only) is still told apart by the checks. */
+struct sim_seg {
+    uint32_t tl;
+    uint32_t uid;
+    uint64_t begin;
+};
+
+enum sim_proc { SIM_PROC_DOWN = 0, SIM_PROC_STARTING, SIM_PROC_RUNNING, SIM_PROC_STOPPING };
+
+struct sim_pg {
+    /* The data directory. */
+    bool data;           /* PG_VERSION present */
+    bool broken;         /* a copy interrupted midway: no usable control file, cannot start */
+    uint64_t system_id;
+    struct sim_seg *segs;
+    unsigned n_segs, cap_segs;
+    uint64_t end;        /* WAL end: one record (one client commit) per lsn below it */
+    uint32_t ckpt_tl;    /* timeline of the last checkpoint (pg_control) */
+    uint32_t hist_tl;    /* highest timeline with a history file in pg_wal: a promotion picks
+                          * the next id above it and the segments' */
+    bool was_primary;    /* pg_control says in production or shut down (not in recovery) */
+    bool standby_signal;
+    char conf_upstream[FSM_NAME_MAX]; /* raftpg.conf: the member primary_conninfo points at */
+    uint64_t slot_id;                 /* primary_slot_name raftpg_<id>, 0: none */
+    char conf_sync_names[SYNC_VALUE_MAX]; /* raftpg.conf: synchronous_standby_names */
+    char conf_sync_commit[16];            /* raftpg.conf: synchronous_commit ("" not set) */
+    unsigned n_slots;
+    uint64_t slots[FSM_MEMBERS_MAX];  /* replication slots on this server */
+    /* The server process. */
+    enum sim_proc proc;
+    uint64_t inc;        /* process incarnation: bumped by every start, stop and crash */
+    bool in_recovery;
+    bool promote_pending;
+    bool streaming;
+    int streaming_from;  /* node index, -1 */
+    uint64_t mark;       /* end at the previous replication round: what a standby may have */
+    uint64_t acked;      /* primary: records below it are acknowledged or not this process's */
+    char sync_names[SYNC_VALUE_MAX]; /* in force: loaded at start and at every reload */
+    char sync_commit[16];
+    uint64_t diverged_inc; /* incarnation for which a divergence was reported */
+};
+
+/* ---- the agent ------------------------------------------------------------------------------- */
+
+enum sim_op_kind {
+    SOP_NONE = 0, SOP_BOOTSTRAP, SOP_START, SOP_STOP, SOP_PROMOTE, SOP_CHECKPOINT, SOP_CLONE,
+    SOP_REWIND, SOP_FOLLOW, SOP_SLOTS, SOP_SET_SYNC,
+};
+enum sim_step {
+    ST_INITDB = 0, ST_START, ST_ROLES, ST_STOP, ST_PROMOTE, ST_CHECKPOINT, ST_REMOVE,
+    ST_BASEBACKUP, ST_REWIND, ST_FOLLOW, ST_SLOTS, ST_SET_SYNC,
+};
+
+/* A control operation as pg.c runs it: a sequence of programs or statements. Programs are
+ * detached (proc.c), so one that is running when the agent dies still finishes; what the agent
+ * would have done next does not happen. */
+struct sim_op {
+    uint64_t id;         /* 0: free slot */
+    uint64_t owner;      /* agent generation that started it */
+    enum sim_op_kind kind;
+    enum sim_step step;
+    bool standby;
+    bool remove_first;
+    char target[FSM_NAME_MAX];
+    uint64_t slot_id;
+    unsigned n_ids;
+    uint64_t ids[FSM_MEMBERS_MAX];
+    uint64_t pg_inc;     /* process incarnation the step acts on */
+    bool refused;        /* the step was refused when it began */
+};
+
+struct sim_agent {
+    struct sim_world *w; /* the io data pointer is the agent: these find the rest */
+    unsigned idx;
+    bool alive;
+    uint64_t gen;        /* bumped at every start and crash: stale events are dropped */
+    struct core core;
+    struct core_io io;
+    /* The observer, as src/pg.c keeps it. */
+    struct ha_pg obs;
+    bool obs_valid;
+    uint64_t epoch, obs_epoch;
+    rpg_msec not_streaming_since;
+    uint64_t op_id;      /* the control operation in flight, 0: none */
+    /* Synchronous replication, as pg.c keeps it: what this agent writes into raftpg.conf on every
+     * start, follow and set_sync, what the server was last seen running with, its standbys. */
+    char sync_names[SYNC_VALUE_MAX];
+    char sync_commit[16];
+    bool conf_known;     /* raftpg.conf was written by this agent run */
+    char sync_seen[SYNC_VALUE_MAX];
+    unsigned n_replicas;
+    struct quorum_replica replicas[FSM_MEMBERS_MAX];
+    char removing[FSM_NAME_MAX]; /* api.c: a member leaving the synchronous set before removal */
+    unsigned remove_ticks;
+    bool config_pending;
+    uint64_t tick_gen;
+    uint64_t poll_gen;
+    bool poll_again;     /* a poll was asked for during a round: the next starts at its end */
+    /* The lease, the fence and the VIP, as raft/cons.c and src/agent.c keep them. They are not
+     * part of struct core: the simulation mirrors them here (README.md). */
+    rpg_msec started_at;
+    bool raft_running;   /* Raft starts one election timeout after the agent */
+    rpg_msec barrier_submitted;
+    rpg_msec lease_until;
+    uint64_t lease_term;
+    bool lease_pending;
+    rpg_msec lease_submitted;
+    rpg_msec last_heard_leader;
+    bool lease_ok;
+    bool fencing;
+    bool fence_escalated;
+    rpg_msec fence_started;
+    uint64_t fence_inc;  /* the process the fence signalled */
+    unsigned n_fences;
+    bool vip_startup_done;
+    bool vip_busy;
+    bool vip_refused;    /* the last claim found the address in use */
+    bool vip_claiming;
+    bool vip_releasing;
+    unsigned vip_seq;    /* of the last claim or release started */
+    unsigned vip_cancelled; /* a claim cut short by a release: its end changes nothing */
+    rpg_msec vip_failed_at;
+    /* Raft, as raft/cons.c keeps it (the sim's small equivalent runs on raft_fixture). */
+    int role;            /* RAFT_UNAVAILABLE.. RAFT_LEADER, as last observed */
+    uint64_t term;
+    uint64_t leader_id;
+    bool leader_ready;
+    bool barrier_pending;
+    uint64_t barrier_term;
+    bool transfer_pending;
+    bool change_pending;
+    bool init_pending;
+    unsigned recv_mark;  /* AppendEntries received when the agent started */
+    /* The peers' reports, as src/peers.c keeps them. */
+    unsigned n_peers;
+    struct peer_status peers[PEERS_MAX];
+    bool poll_busy;
+    unsigned poll_k, n_round;
+    rpg_msec round_started;
+    struct peer_status round[PEERS_MAX];
+};
+
+/* A crash armed by a crash-in-action fault: it fires when the agent starts the action. */
+struct sim_trigger {
+    bool armed;
+    enum ha_action action;
+    unsigned what;       /* 0: PostgreSQL, 1: the node, 2: the agent */
+    unsigned delay_ms;
+    rpg_msec until;
+    int fault;
+    bool unguarded;      /* fire even where the CI constraints would skip it */
+};
+
+struct sim_node {
+    char name[FSM_NAME_MAX];
+    unsigned fx;         /* raft_fixture index; the raft id and member id are fx + 1 */
+    bool exists;
+    bool member;         /* has been in the replicated member list */
+    bool removed;        /* decommissioned after a membership change */
+    struct fsm fsm;
+    struct fsm_state state;
+    struct sim_pg pg;
+    struct sim_agent agent;
+    bool up;             /* the machine runs (a node crash takes it down) */
+    bool frozen;         /* paused: nothing on the node runs */
+    rpg_msec frozen_until;
+    bool raft_killed;
+    int64_t clock_offset; /* the node's monotonic clock: global time + offset, drift applied */
+    int32_t drift_ppm;
+    unsigned latency;    /* ms, for everything the node sends */
+    bool vip_held;       /* the write VIP is on this machine's interface */
+    bool wd_armed;       /* the watchdog device is open and armed (the kernel's, not the agent's) */
+    uint64_t wd_gen;
+    rpg_msec wd_deadline; /* global time the node resets unless fed */
+    rpg_msec reset_until; /* a reset node is down until then */
+    struct sim_op ops[SIM_OPS_MAX];
+    struct sim_trigger trigger;
+};
+
+/* ---- faults and schedules -------------------------------------------------------------------- */
+
+enum sim_fault_kind {
+    F_PG_CRASH = 0,      /* kill -9 of PostgreSQL; the agent restarts it */
+    F_NODE_CRASH,        /* agent and PostgreSQL die together; the node restarts after dur */
+    F_AGENT_CRASH,       /* the agent of a node whose PostgreSQL is not primary dies */
+    F_PAUSE,             /* a node that is not the primary's freezes (SIGSTOP of everything) */
+    F_PARTITION,         /* cut links; the primary and the leader keep a majority */
+    F_LOSS,              /* links drop and recover at random; same constraint */
+    F_DELAY,             /* a node's messages take 20-60 ms */
+    F_CLOCK,             /* a node's monotonic clock jumps forward, its rate drifts */
+    F_SWITCHOVER,        /* the leader of a healthy cluster hands leadership to a standby */
+    F_CRASH_IN_ACTION,   /* PostgreSQL, node or agent crash when the agent starts an action */
+    F_MEMBER,            /* a new member is added, then a standby member removed */
+    F_SWITCHOVER_ANY,    /* raft_transfer at any moment, even while a promotion is under way */
+    F_AGENT_CRASH_PRIMARY, /* the agent of the primary's node dies, PostgreSQL runs on */
+    F_PAUSE_PRIMARY,     /* the primary's node freezes */
+    F_PARTITION_PRIMARY, /* the primary's node (or the leader) is cut off from the majority */
+    F_LOSS_PRIMARY,      /* the primary's links become lossy */
+    F_CRASH_NEW_PRIMARY, /* the next promoted node crashes before any other knows its timeline */
+    F_SLOW_LINK,         /* a node's messages take 100-150 ms */
+    F_KIND_N,
+};
+const char *sim_fault_name(enum sim_fault_kind k);
+/* Parses "ci", "watchdog", "timeline", "slow", "known", "all" or a comma-separated list of kinds
+ * into a mask; 0 on error. */
+uint32_t sim_fault_mask(const char *list);
+/* Kinds that break a rule with the agent as it is, each group for one reason (README.md):
+ * without a watchdog nothing stops the PostgreSQL of a primary whose agent is gone or frozen,
+ * and with one the new side does not wait for it (I1); a new primary can reuse the timeline id of
+ * a primary that wrote and was then cut off (D); the lease is not renewed when a barrier takes
+ * longer than its renewal period (I4). */
+#define SIM_FAULTS_WATCHDOG ((1u << F_AGENT_CRASH_PRIMARY) | (1u << F_PAUSE_PRIMARY))
+#define SIM_FAULTS_TIMELINE                                                                     \
+    ((1u << F_CRASH_NEW_PRIMARY) | (1u << F_PARTITION_PRIMARY) | (1u << F_LOSS_PRIMARY))
+#define SIM_FAULTS_SLOW (1u << F_SLOW_LINK)
+#define SIM_FAULTS_KNOWN (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW)
+#define SIM_FAULTS_ALL ((1u << F_KIND_N) - 1)
+#define SIM_FAULTS_CI (SIM_FAULTS_ALL & ~SIM_FAULTS_KNOWN)
+
+struct sim_fault {
+    enum sim_fault_kind kind;
+    rpg_msec at;         /* offset from the start of the fault window */
+    rpg_msec dur;
+    uint64_t r;          /* the fault's own randomness: targets and shapes are drawn at run time */
+};
+
+/* What an applied fault changed, to undo it. */
+struct sim_fault_state {
+    bool active;
+    int node;
+    unsigned crashed;   /* nodes a triggered crash took down, restarted when the fault ends */
+    bool links[SIM_NODES_MAX][SIM_NODES_MAX]; /* directed links it cuts or makes lossy */
+    bool dropping;      /* loss: the links drop right now */
+    struct sim_rng rng; /* draws made while the fault runs */
+};
+
+struct sim_schedule {
+    unsigned n;
+    struct sim_fault f[SIM_FAULTS_MAX];
+    bool keep[SIM_FAULTS_MAX]; /* faults removed by shrinking are not applied */
+};
+
+/* ---- raft_fixture's log ordering --------------------------------------------------------- */
+
+/* raft_fixture 0.15 applies a truncation at once, to the entries its earlier appends have
+ * already stored: when raft truncates entries that are still being appended, the fixture reads
+ * past the end of its array (AddressSanitizer: ioMethodTruncate). A real raft_io orders the
+ * truncation after the earlier appends; this shim around each fixture server's raft_io does the
+ * same. */
+struct sim_shim_append {
+    struct raft_io_append *req;
+    raft_io_append_cb cb;
+};
+struct sim_shim_truncate {
+    raft_index index;
+    unsigned ahead; /* earlier appends still to complete */
+};
+struct sim_shim {
+    struct raft_io *io;
+    int (*append)(struct raft_io *io, struct raft_io_append *req,
+                  const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+    int (*truncate)(struct raft_io *io, raft_index index);
+    struct sim_shim_append *pending;
+    unsigned n_pending, cap_pending;
+    struct sim_shim_truncate deferred[16];
+    unsigned n_deferred;
+};
+
+/* ---- options, results ------------------------------------------------------------------------ */
+
+struct sim_options {
+    unsigned nodes;
+    int sync_mode;       /* synchronous_mode (FSM_SYNC_MODE_*): the agent's default is quorum */
+    unsigned sync_k;     /* synchronous_node_count */
+    uint32_t faults;     /* mask of enum sim_fault_kind */
+    unsigned max_faults;
+    rpg_msec window;     /* faults start within this long after warm-up */
+    rpg_msec quiet;      /* after every fault healed, how long the cluster runs */
+    rpg_msec budget;     /* I4: a primary within this long after a majority is healthy */
+    bool no_lease;       /* run the core without the agent's lease, fence and start delay */
+    bool watchdog;       /* watchdog.mode automatic with a device (the agent's default is off) */
+    bool verbose;
+};
+
+enum sim_check {
+    CHK_I1 = 0,  /* one writer */
+    CHK_I2,      /* no acknowledged commit lost (synchronous mode only) */
+    CHK_I3,      /* one VIP holder */
+    CHK_I4,      /* a primary within the budget once a majority is healthy */
+    CHK_REJOIN,  /* rule 9: every member is a streaming standby of the primary at the end */
+    CHK_DIVERGE, /* rule 9: no standby streams WAL that diverged from its upstream's */
+    CHK_N,
+};
+const char *sim_check_name(enum sim_check c);
+
+struct sim_violation {
+    enum sim_check check;
+    rpg_msec at;
+    char what[320];
+};
+
+struct sim_result {
+    unsigned counts[CHK_N];
+    unsigned n_violations;
+    struct sim_violation v[SIM_VIOLATIONS_MAX];
+    rpg_msec virtual_ms;
+    unsigned faults_applied, faults_skipped;
+    unsigned failovers;       /* promotions after the warm-up */
+    rpg_msec max_gap;         /* longest time without a primary while a majority was healthy */
+    unsigned n_gaps;
+    rpg_msec gaps[64];        /* each such time, when it ended (failover times) */
+    uint64_t acked;           /* commits acknowledged to the client */
+    uint64_t lost_unchecked;  /* acknowledged commits missing at the end with synchronous mode
+                               * off (not covered by I2) */
+    uint64_t acked_async;     /* commits acknowledged asynchronously */
+    rpg_msec waived_ms;       /* time a healthy majority had no primary because none of its
+                               * members could prove it held every acknowledged commit (rule 6) */
+    char fault_log[SIM_FAULTS_MAX][96]; /* what each applied fault did, for the report */
+};
+
+/* ---- the world ------------------------------------------------------------------------------- */
+
+struct sim_commit {
+    uint64_t lsn;
+    uint32_t uid;
+};
+
+enum sim_phase { SIM_WARMUP = 0, SIM_FAULTS, SIM_QUIET };
+
+struct sim_world {
+    struct raft_fixture fx; /* first: the fixture hook finds the world from it */
+    const struct sim_options *opt;
+    const struct sim_schedule *sched;
+    uint64_t seed;
+    struct sim_rng rng;
+    struct sim_queue q;
+    unsigned n;             /* nodes created so far */
+    unsigned n_initial;
+    struct sim_node nodes[SIM_NODES_MAX];
+    bool cut[SIM_NODES_MAX][SIM_NODES_MAX]; /* messages from i to j are dropped */
+    bool lossy[SIM_NODES_MAX][SIM_NODES_MAX]; /* a lossy link: counted as cut by the checks */
+    struct sim_fault_state fs[SIM_FAULTS_MAX];
+    struct sim_shim shims[RAFT_FIXTURE_MAX_SERVERS];
+    uint32_t next_uid;
+    uint64_t next_op;
+    enum sim_phase phase;
+    rpg_msec t0, t_heal, t_end;
+    bool done;
+    bool closing;
+    /* Acknowledged commits. */
+    struct sim_commit *acked;
+    size_t n_acked, cap_acked;
+    /* Check state. */
+    bool i1_open, i3_open;
+    rpg_msec gap_start;
+    bool i4_reported;
+    bool waived_open;           /* I4 is waived by rule 6 right now */
+    int last_primary;
+    int crash_new_primary; /* fault index of an armed crash-new-primary, -1 */
+    rpg_msec crash_new_primary_until;
+    /* Outstanding libraft requests (freed by their callbacks or at the end). */
+    struct sim_req *reqs;
+    struct sim_result *res;
+};
+
+/* A libraft request of one agent generation; a callback for a dead generation only frees it. */
+enum sim_req_kind { REQ_APPLY, REQ_BARRIER, REQ_TRANSFER, REQ_CHANGE, REQ_INIT, REQ_MEMBER, REQ_CONFIG };
+struct sim_req {
+    struct sim_req *next, *prev;
+    struct sim_world *w;
+    int node;
+    uint64_t gen;
+    enum sim_req_kind kind;
+    enum fsm_cmd_type cmd_type;
+    uint64_t term;
+    union {
+        struct raft_apply apply;
+        struct raft_barrier barrier;
+        struct raft_transfer transfer;
+        struct raft_change change;
+    } u;
+};
+
+/* sim_world.c */
+int sim_run(const struct sim_options *opt, uint64_t seed, const struct sim_schedule *sched,
+            struct sim_result *res);
+void sim_push(struct sim_world *w, rpg_msec at, enum sim_ev_type type, int node, uint64_t gen,
+              uint64_t sub);
+rpg_msec sim_now(const struct sim_world *w);
+rpg_msec sim_local_now(const struct sim_world *w, unsigned i);
+/* Node i's monotonic clock at global time t. */
+rpg_msec sim_local_at(const struct sim_world *w, unsigned i, rpg_msec t);
+void sim_trace(struct sim_world *w, int node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* snprintf for messages, where cutting a long one short is accepted. */
+void sim_fmt(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool sim_link(const struct sim_world *w, unsigned i, unsigned j); /* both directions work */
+void sim_net_sync(struct sim_world *w);
+void sim_raft_kill(struct sim_world *w, unsigned i);
+void sim_raft_revive(struct sim_world *w, unsigned i);
+int sim_node_by_name(const struct sim_world *w, const char *name);
+unsigned sim_voters(const struct sim_world *w);
+uint32_t sim_new_uid(struct sim_world *w);
+void sim_req_link(struct sim_world *w, struct sim_req *r);
+void sim_req_free(struct sim_world *w, struct sim_req *r);
+int sim_node_create(struct sim_world *w, unsigned i);
+int sim_node_start_raft(struct sim_world *w, unsigned i);
+
+/* sim_pg.c */
+void sim_pg_init(struct sim_pg *p);
+void sim_pg_free(struct sim_pg *p);
+uint32_t sim_pg_tl(const struct sim_pg *p);
+uint32_t sim_pg_max_tl(const struct sim_pg *p);
+uint32_t sim_pg_uid_at(const struct sim_pg *p, uint64_t lsn);
+void sim_pg_push(struct sim_pg *p, uint32_t tl, uint32_t uid, uint64_t begin);
+void sim_pg_copy_data(struct sim_pg *dst, const struct sim_pg *src);
+void sim_pg_clear_data(struct sim_pg *p);
+bool sim_pg_writable(const struct sim_pg *p);
+bool sim_pg_prefix_of(const struct sim_pg *s, const struct sim_pg *p, uint64_t *diverge_at);
+int sim_pg_stream_check(const struct sim_pg *s, const struct sim_pg *u, char *why, size_t size);
+void sim_pg_stream(struct sim_pg *s, const struct sim_pg *u, uint64_t upto);
+int sim_pg_rewind(struct sim_pg *target, const struct sim_pg *source, bool *changed, char *why,
+                  size_t size);
+uint32_t sim_pg_stopped_tl(const struct sim_pg *p);
+
+/* sim_agent.c */
+void sim_agent_start(struct sim_world *w, unsigned i);
+void sim_agent_crash(struct sim_world *w, unsigned i);
+void sim_agent_event(struct sim_world *w, const struct sim_event *e);
+void sim_agent_schedule(struct sim_world *w, unsigned i, rpg_msec delay);
+void sim_raft_monitor(struct sim_world *w, unsigned i);
+void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id);
+void sim_ops_kill(struct sim_world *w, unsigned i);
+bool sim_agent_leader(const struct sim_world *w, unsigned i);
+int sim_transfer(struct sim_world *w, unsigned i, uint64_t id, char *errmsg);
+int sim_member_add(struct sim_world *w, unsigned leader, unsigned newcomer, char *errmsg);
+int sim_member_remove(struct sim_world *w, unsigned leader, const char *name, char *errmsg);
+/* api.c member_remove: a member in the synchronous set leaves it first. */
+int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *name,
+                              char *errmsg);
+void sim_remove_tick(struct sim_world *w, unsigned leader);
+
+/* sim_pgctl.c: PostgreSQL-level events and faults. */
+void sim_pg_event(struct sim_world *w, const struct sim_event *e);
+void sim_pg_crash(struct sim_world *w, unsigned i);
+void sim_pg_begin_start(struct sim_world *w, unsigned i, bool standby, rpg_msec dur);
+/* Fast shutdown: sessions end and writes stop at once, the server is down after dur. */
+void sim_pg_begin_shutdown(struct sim_world *w, unsigned i, rpg_msec dur);
+void sim_repl_round(struct sim_world *w);
+void sim_client_round(struct sim_world *w);
+void sim_pg_became_primary(struct sim_world *w, unsigned i);
+
+/* sim_fence.c: the lease's old side, the new side's wait and the VIP (agent.c, cons.c). */
+void sim_fence_start(struct sim_world *w, unsigned i);
+void sim_fence_tick(struct sim_world *w, unsigned i);
+void sim_fence_event(struct sim_world *w, const struct sim_event *e);
+bool sim_fence_may_lead(struct sim_world *w, unsigned i);
+void sim_lease_monitor(struct sim_world *w, unsigned i, int role, uint64_t term, uint64_t leader);
+void sim_lease_ready(struct sim_world *w, unsigned i, uint64_t term);
+
+/* sim_faults.c */
+void sim_schedule_generate(const struct sim_options *opt, uint64_t seed, struct sim_schedule *s);
+void sim_fault_begin(struct sim_world *w, unsigned k);
+void sim_fault_end(struct sim_world *w, unsigned k);
+void sim_fault_flap(struct sim_world *w, unsigned k);
+void sim_heal_all(struct sim_world *w);
+void sim_node_restart(struct sim_world *w, unsigned i);
+/* The node goes down now (power loss, a watchdog reset) and comes back after down_ms. */
+void sim_node_reset(struct sim_world *w, unsigned i, rpg_msec down_ms);
+void sim_unfreeze(struct sim_world *w, unsigned i);
+void sim_trigger_action(struct sim_world *w, unsigned i, enum ha_action a);
+void sim_trigger_fire(struct sim_world *w, unsigned i);
+void sim_new_primary(struct sim_world *w, unsigned i);
+void sim_decommission(struct sim_world *w, const char *name);
+
+/* sim_check.c */
+void sim_violation(struct sim_world *w, enum sim_check c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sim_check_instant(struct sim_world *w);
+void sim_check_periodic(struct sim_world *w);
+void sim_check_commits(struct sim_world *w, unsigned i, const char *when);
+void sim_check_end(struct sim_world *w);
+bool sim_cluster_healthy(struct sim_world *w, int *primary);
+
+#endif

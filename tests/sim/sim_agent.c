@@ -1,0 +1,1400 @@
+/* One simulated agent: the real struct core behind a simulated struct core_io, and mirrors of
+ * what surrounds the core in the agent: the observer of src/pg.c, the peer poller of src/peers.c,
+ * and raft/cons.c's leadership monitor with the own-term barrier, command submission, transfer,
+ * cluster initialisation and membership reconciliation, on a raft_fixture server (the lease is in
+ * sim_fence.c). cons.c cannot run here as it stands: it owns a raft_uv instance and uv handles. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+/* The io data pointer is the agent; it knows its world and index. */
+static struct sim_world *world_of_agent(void *data, unsigned *idx)
+{
+    struct sim_agent *a = data;
+    *idx = a->idx;
+    return a->w;
+}
+
+static const char *role_name(int role)
+{
+    switch (role) {
+    case RAFT_FOLLOWER: return "follower";
+    case RAFT_CANDIDATE: return "candidate";
+    case RAFT_LEADER: return "leader";
+    }
+    return "unavailable";
+}
+
+static struct raft *raft_of(struct sim_world *w, unsigned i)
+{
+    return raft_fixture_get(&w->fx, w->nodes[i].fx);
+}
+
+bool sim_agent_leader(const struct sim_world *w, unsigned i)
+{
+    const struct sim_agent *a = &w->nodes[i].agent;
+    return a->alive && a->role == RAFT_LEADER && a->leader_ready;
+}
+
+/* ---- what a node reports on GET /status ------------------------------------------------------ */
+
+static void report_of(struct sim_world *w, unsigned j, struct peer_status *s)
+{
+    const struct sim_node *n = &w->nodes[j];
+    const struct sim_agent *a = &n->agent;
+    s->id = n->fx + 1;
+    sim_copy(s->raft_role, sizeof s->raft_role, role_name(a->role));
+    s->term = a->term;
+    /* Raft ids are fixture indexes + 1, and node i is fixture server i + 1 (0 is the clock). */
+    int l = a->leader_id >= 2 ? (int)a->leader_id - 2 : -1;
+    snprintf(s->leader, sizeof s->leader, "%s",
+             l >= 0 && (unsigned)l < w->n ? w->nodes[l].name : "");
+    snprintf(s->phase, sizeof s->phase, "running");
+    s->has_pg = true;
+    sim_copy(s->pg_state, sizeof s->pg_state, ha_pg_state_name(a->obs.state));
+    s->pg_in_recovery = a->obs.in_recovery;
+    s->pg_streaming = a->obs.streaming;
+    s->pg_system_id = a->obs.system_id;
+    s->pg_timeline = a->obs.timeline;
+    s->pg_checkpoint_timeline = a->obs.checkpoint_timeline;
+    s->pg_wal_position = a->obs.wal_position;
+    s->pg_start_failures = a->obs.start_failures;
+    snprintf(s->pg_address, sizeof s->pg_address, "10.0.0.%u:5432", j + 1);
+    sim_copy(s->pg_upstream, sizeof s->pg_upstream, a->obs.upstream);
+    s->nofailover = false;
+    s->failover_priority = 1;
+}
+
+/* ---- the peer poller (src/peers.c, agent.c update_peer_targets) ------------------------------- */
+
+static void update_peer_targets(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    char names[PEERS_MAX][FSM_NAME_MAX];
+    unsigned k = 0;
+    if (n->state.initialized) {
+        for (unsigned m = 0; m < n->state.n_members && k < PEERS_MAX; m++) {
+            if (strcmp(n->state.members[m].name, n->name) != 0) {
+                sim_copy(names[k++], FSM_NAME_MAX, n->state.members[m].name);
+            }
+        }
+    } else {
+        for (unsigned m = 0; m < w->n_initial && k < PEERS_MAX; m++) {
+            if (m != i) {
+                sim_copy(names[k++], FSM_NAME_MAX, w->nodes[m].name);
+            }
+        }
+    }
+    bool same = k == a->n_peers;
+    for (unsigned m = 0; same && m < k; m++) {
+        same = strcmp(names[m], a->peers[m].name) == 0;
+    }
+    if (same) {
+        return;
+    }
+    struct peer_status next[PEERS_MAX];
+    for (unsigned m = 0; m < k; m++) {
+        memset(&next[m], 0, sizeof next[m]);
+        sim_copy(next[m].name, sizeof next[m].name, names[m]);
+        for (unsigned o = 0; o < a->n_peers; o++) {
+            if (strcmp(a->peers[o].name, names[m]) == 0) {
+                next[m] = a->peers[o];
+            }
+        }
+    }
+    memcpy(a->peers, next, k * sizeof next[0]);
+    a->n_peers = k;
+}
+
+static void poll_now(struct sim_world *w, unsigned i);
+
+static void poll_request(struct sim_world *w, unsigned i, unsigned k)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    struct peer_status *s = &a->round[k];
+    int j = sim_node_by_name(w, s->name);
+    rpg_msec cost = SIM_POLL_TIMEOUT_MS;
+    s->reachable = false;
+    if (j < 0 || !w->nodes[j].up || w->nodes[j].removed) {
+        snprintf(s->error, sizeof s->error, "timed out");
+    } else if (!w->nodes[j].agent.alive) {
+        snprintf(s->error, sizeof s->error, "connection refused");
+        cost = 1;
+    } else if (w->nodes[j].frozen || !sim_link(w, i, (unsigned)j)) {
+        snprintf(s->error, sizeof s->error, "timed out");
+    } else {
+        report_of(w, (unsigned)j, s);
+        s->reachable = true;
+        s->error[0] = '\0';
+        cost = w->nodes[i].latency + w->nodes[j].latency + 1;
+    }
+    sim_push(w, sim_now(w) + cost, EV_POLL_STEP, (int)i, a->gen, k + 1);
+}
+
+static void poll_round_done(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    rpg_msec now = sim_local_now(w, i);
+    for (unsigned k = 0; k < a->n_round; k++) {
+        const struct peer_status *r = &a->round[k];
+        for (unsigned t = 0; t < a->n_peers; t++) {
+            struct peer_status *p = &a->peers[t];
+            if (strcmp(p->name, r->name) != 0) {
+                continue;
+            }
+            rpg_msec seen = p->last_seen;
+            *p = *r;
+            p->last_seen = r->reachable ? now : seen;
+            p->last_polled = a->round_started;
+        }
+    }
+    a->poll_busy = false;
+    update_peer_targets(w, i);
+    if (a->poll_again) {
+        a->poll_again = false;
+        poll_now(w, i);
+    }
+}
+
+static void poll_start(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    if (a->poll_busy || a->n_peers == 0) {
+        return;
+    }
+    a->poll_busy = true;
+    a->n_round = a->n_peers;
+    memcpy(a->round, a->peers, a->n_peers * sizeof a->peers[0]);
+    a->round_started = sim_local_now(w, i);
+    poll_request(w, i, 0);
+}
+
+/* peers.c peers_poll_now: a round now (or at the end of the running one), then every
+ * interval again. */
+static void poll_now(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    if (a->poll_busy) {
+        a->poll_again = true;
+        return;
+    }
+    a->poll_gen++;
+    sim_push(w, sim_now(w), EV_POLL, (int)i, a->gen, a->poll_gen);
+}
+
+/* ---- the observer (src/pg.c observe) ------------------------------------------------------- */
+
+static void set_not_running(struct sim_agent *a, enum ha_pg_state state)
+{
+    struct ha_pg *o = &a->obs;
+    a->not_streaming_since = 0;
+    o->not_streaming_ms = 0;
+    o->checkpoint_timeline = 0;
+    o->state = state;
+    o->in_recovery = false;
+    o->streaming = false;
+    o->wal_position = 0;
+    o->n_slots = 0;
+    a->n_replicas = 0;
+}
+
+static void observe(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    const struct sim_pg *p = &n->pg;
+    struct ha_pg *o = &a->obs;
+    if (!p->data) {
+        set_not_running(a, HA_PG_ABSENT);
+        o->system_id = 0;
+        o->timeline = 0;
+        o->was_primary = false;
+    } else if (p->proc == SIM_PROC_DOWN) {
+        set_not_running(a, HA_PG_STOPPED);
+        if (p->broken) {
+            /* pg_controldata fails: pg.c keeps the last timeline and clears the identifier. */
+            o->system_id = 0;
+        } else {
+            o->system_id = p->system_id;
+            o->timeline = sim_pg_stopped_tl(p);
+            o->was_primary = p->was_primary;
+        }
+    } else if (p->proc != SIM_PROC_RUNNING) {
+        /* Up but refusing connections (starting, shutting down). */
+        o->state = HA_PG_STARTING;
+    } else {
+        rpg_msec now = sim_local_now(w, i);
+        o->state = HA_PG_RUNNING;
+        o->in_recovery = p->in_recovery;
+        o->system_id = p->system_id;
+        o->timeline = sim_pg_tl(p);
+        o->wal_position = p->end;
+        o->streaming = p->in_recovery && p->streaming;
+        o->checkpoint_timeline = p->ckpt_tl;
+        if (o->streaming || !o->in_recovery) {
+            a->not_streaming_since = 0;
+            o->not_streaming_ms = 0;
+        } else {
+            if (a->not_streaming_since == 0) {
+                a->not_streaming_since = now;
+            }
+            o->not_streaming_ms = now - a->not_streaming_since;
+        }
+        o->was_primary = !o->in_recovery;
+        o->n_slots = 0;
+        for (unsigned s = 0; s < p->n_slots && o->n_slots < HA_SLOTS_MAX; s++) {
+            ha_slot_name(p->slots[s], o->slots[o->n_slots++], FSM_NAME_MAX);
+        }
+        /* current_setting('synchronous_standby_names'), and pg_stat_replication on a primary. */
+        sim_copy(a->sync_seen, sizeof a->sync_seen, p->sync_names);
+        a->n_replicas = 0;
+        for (unsigned j = 0; j < w->n && !o->in_recovery; j++) {
+            const struct sim_pg *s = &w->nodes[j].pg;
+            if (j != i && s->proc == SIM_PROC_RUNNING && s->streaming && s->streaming_from == (int)i &&
+                a->n_replicas < FSM_MEMBERS_MAX) {
+                struct quorum_replica *r = &a->replicas[a->n_replicas++];
+                sim_copy(r->name, sizeof r->name, w->nodes[j].name);
+                r->streaming = true;
+                r->flush_position = s->end;
+            }
+        }
+    }
+    a->obs_valid = true;
+    a->obs_epoch = a->epoch;
+}
+
+/* ---- Raft (raft/cons.c's monitor, barrier, submit, transfer, reconcile) --------------------- */
+
+static struct sim_req *req_new(struct sim_world *w, unsigned i, enum sim_req_kind kind)
+{
+    struct sim_req *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        abort();
+    }
+    r->w = w;
+    r->node = (int)i;
+    r->gen = w->nodes[i].agent.gen;
+    r->kind = kind;
+    sim_req_link(w, r);
+    return r;
+}
+
+/* True when the request's agent generation is still the running one. */
+static bool req_current(struct sim_req *r)
+{
+    struct sim_world *w = r->w;
+    return !w->closing && w->nodes[r->node].agent.alive && w->nodes[r->node].agent.gen == r->gen;
+}
+
+/* agent.c on_raft_change. */
+static void on_raft_change(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    update_peer_targets(w, i);
+    /* A new leader chooses the next primary from reports asked for after it became leader. */
+    if (a->role == RAFT_LEADER && a->leader_ready) {
+        poll_now(w, i);
+    }
+    sim_agent_schedule(w, i, 0);
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct sim_req *r = req->data;
+    struct sim_world *w = r->w;
+    unsigned i = (unsigned)r->node;
+    if (req_current(r)) {
+        struct sim_agent *a = &w->nodes[i].agent;
+        struct raft *raft = raft_of(w, i);
+        a->barrier_pending = false;
+        if (status == 0 && raft_state(raft) == RAFT_LEADER && raft->current_term == r->term) {
+            a->leader_ready = true;
+            sim_lease_ready(w, i, r->term);
+            sim_trace(w, (int)i, "leader ready: own-term barrier committed (term=%" PRIu64 ")",
+                      r->term);
+            on_raft_change(w, i);
+        }
+    }
+    sim_req_free(w, r);
+}
+
+void sim_raft_monitor(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    if (!a->alive || !a->raft_running || n->raft_killed || w->closing) {
+        return;
+    }
+    struct raft *r = raft_of(w, i);
+    int role = raft_state(r);
+    uint64_t term = r->current_term;
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader(r, &leader, &address);
+    sim_lease_monitor(w, i, role, term, leader);
+    if (role == a->role && term == a->term && leader == a->leader_id) {
+        return;
+    }
+    if (role != a->role) {
+        sim_trace(w, (int)i, "raft role %s -> %s (term=%" PRIu64 ")", role_name(a->role),
+                  role_name(role), term);
+    }
+    if (role != RAFT_LEADER || term != a->term) {
+        a->leader_ready = false;
+    }
+    a->role = role;
+    a->term = term;
+    a->leader_id = leader;
+    if (role == RAFT_LEADER && !a->leader_ready && !a->barrier_pending) {
+        struct sim_req *q = req_new(w, i, REQ_BARRIER);
+        q->term = term;
+        q->u.barrier.data = q;
+        a->barrier_submitted = sim_local_now(w, i);
+        if (raft_barrier(r, &q->u.barrier, barrier_cb) == 0) {
+            a->barrier_pending = true;
+        } else {
+            sim_req_free(w, q);
+        }
+    }
+    on_raft_change(w, i);
+}
+
+static bool state_current(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct raft *r = raft_of(w, i);
+    if (!n->state.initialized || n->raft_killed || !n->agent.raft_running) {
+        return false;
+    }
+    /* A restarted agent knows no leader until it hears from one, or leads with its own barrier
+     * committed (raft_fixture revives a server with the state it had, even as a leader of an old
+     * term; a real restart reloads from disk and knows nobody). */
+    if (!n->agent.leader_ready &&
+        raft_fixture_n_recv(&w->fx, n->fx, RAFT_IO_APPEND_ENTRIES) <= n->agent.recv_mark) {
+        return false;
+    }
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader(r, &leader, &address);
+    return leader != 0 && raft_last_applied(r) >= r->commit_index;
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct sim_req *r = req->data;
+    struct sim_world *w = r->w;
+    unsigned i = (unsigned)r->node;
+    if (req_current(r)) {
+        struct sim_agent *a = &w->nodes[i].agent;
+        int rc = 0;
+        char msg[RPG_ERRMSG_SIZE] = "";
+        if (status != 0) {
+            rc = status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST ? RPG_ENOTLEADER
+                                                                           : RPG_ERAFT;
+            snprintf(msg, sizeof msg, "%s not committed: %s", fsm_cmd_type_name(r->cmd_type),
+                     raft_strerror(status));
+        } else {
+            rc = fsm_result_code(result);
+            if (rc != 0) {
+                sim_copy(msg, sizeof msg, w->nodes[i].fsm.last_error);
+            }
+        }
+        switch (r->kind) {
+        case REQ_APPLY:
+            sim_trace(w, (int)i, "%s %s %s%s%s",
+                      a->core.quorum_running ? "quorum" : ha_action_name(a->core.running),
+                      fsm_cmd_type_name(r->cmd_type), rc == 0 ? "done" : "failed",
+                      rc == 0 ? "" : ": ", msg);
+            core_action_done(&a->core, rc, msg, sim_local_now(w, i));
+            sim_agent_schedule(w, i, 0);
+            break;
+        case REQ_INIT:
+            a->init_pending = false;
+            break;
+        case REQ_CONFIG:
+            a->config_pending = false;
+            break;
+        default: break;
+        }
+    }
+    sim_req_free(w, r);
+}
+
+/* cons.c cons_submit. */
+static int submit(struct sim_world *w, unsigned i, const struct fsm_cmd *cmd,
+                  enum sim_req_kind kind, char *errmsg)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    struct raft *r = raft_of(w, i);
+    if (w->nodes[i].raft_killed || raft_state(r) != RAFT_LEADER || !a->leader_ready) {
+        return rpg_err(errmsg, RPG_ENOTLEADER, "this member is not the ready raft leader");
+    }
+    struct fsm_cmd copy = *cmd;
+    copy.term = r->current_term;
+    struct raft_buffer buf;
+    int rv = fsm_cmd_encode(&copy, &buf, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    struct sim_req *q = req_new(w, i, kind);
+    q->cmd_type = cmd->type;
+    q->u.apply.data = q;
+    rv = raft_apply(r, &q->u.apply, &buf, 1, apply_cb);
+    if (rv != 0) {
+        raft_free(buf.base);
+        sim_req_free(w, q);
+        return rpg_err(errmsg, rv == RAFT_NOTLEADER ? RPG_ENOTLEADER : RPG_ERAFT,
+                       "raft apply: %s", raft_strerror(rv));
+    }
+    return 0;
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+    struct sim_req *r = req->data;
+    struct sim_world *w = r->w;
+    if (req_current(r)) {
+        w->nodes[r->node].agent.transfer_pending = false;
+    }
+    sim_req_free(w, r);
+}
+
+static const struct raft_server *config_server(struct raft *r, uint64_t id)
+{
+    for (unsigned k = 0; k < r->configuration.n; k++) {
+        if (r->configuration.servers[k].id == id) {
+            return &r->configuration.servers[k];
+        }
+    }
+    return NULL;
+}
+
+int sim_transfer(struct sim_world *w, unsigned i, uint64_t id, char *errmsg)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    struct raft *r = raft_of(w, i);
+    if (w->nodes[i].raft_killed || raft_state(r) != RAFT_LEADER) {
+        return rpg_err(errmsg, RPG_ENOTLEADER, "this member is not the raft leader");
+    }
+    if (a->transfer_pending) {
+        return rpg_err(errmsg, RPG_EBUSY, "a leadership transfer is already in progress");
+    }
+    const struct raft_server *s = config_server(r, id);
+    if (s == NULL || s->role != RAFT_VOTER) {
+        return rpg_err(errmsg, RPG_EINVAL, "server id=%" PRIu64 " is not a voter", id);
+    }
+    struct sim_req *q = req_new(w, i, REQ_TRANSFER);
+    q->u.transfer.data = q;
+    int rv = raft_transfer(r, &q->u.transfer, id, transfer_cb);
+    if (rv != 0) {
+        sim_req_free(w, q);
+        return rpg_err(errmsg, RPG_ERAFT, "leadership transfer: %s", raft_strerror(rv));
+    }
+    a->transfer_pending = true;
+    return 0;
+}
+
+static void change_cb(struct raft_change *req, int status)
+{
+    struct sim_req *r = req->data;
+    struct sim_world *w = r->w;
+    if (req_current(r)) {
+        w->nodes[r->node].agent.change_pending = false;
+        sim_trace(w, r->node, "membership change %s", status == 0 ? "done" : raft_strerror(status));
+    }
+    sim_req_free(w, r);
+}
+
+static void member_of(const struct sim_world *w, unsigned j, struct fsm_member *m)
+{
+    memset(m, 0, sizeof *m);
+    m->id = w->nodes[j].fx + 1;
+    sim_copy(m->name, sizeof m->name, w->nodes[j].name);
+    snprintf(m->raft_address, sizeof m->raft_address, "10.0.0.%u:7000", j + 1);
+    snprintf(m->api_address, sizeof m->api_address, "10.0.0.%u:8008", j + 1);
+    m->failover_priority = 1;
+}
+
+int sim_member_add(struct sim_world *w, unsigned leader, unsigned newcomer, char *errmsg)
+{
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_MEMBER_ADD;
+    member_of(w, newcomer, &cmd.u.member_add);
+    return submit(w, leader, &cmd, REQ_MEMBER, errmsg);
+}
+
+/* api.c in_sync_sets: a recorded voter, or named in what the primary runs with. */
+static bool in_sync_sets(const struct sim_world *w, unsigned leader, const char *name)
+{
+    const struct fsm_state *s = &w->nodes[leader].state;
+    char quoted[FSM_NAME_MAX + 3];
+    snprintf(quoted, sizeof quoted, "\"%s\"", name);
+    for (unsigned k = 0; k < s->sync.n_voters; k++) {
+        if (strcmp(s->sync.voters[k], name) == 0) {
+            return true;
+        }
+    }
+    return strstr(w->nodes[leader].agent.sync_seen, quoted) != NULL;
+}
+
+#define REMOVE_TICK_MS 100   /* api.c */
+#define REMOVE_WAIT_TICKS 300
+
+int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *name,
+                              char *errmsg)
+{
+    struct sim_agent *a = &w->nodes[leader].agent;
+    if (!in_sync_sets(w, leader, name)) {
+        return sim_member_remove(w, leader, name, errmsg);
+    }
+    if (a->removing[0] != '\0') {
+        return rpg_err(errmsg, RPG_EBUSY, "member %s is being removed: one removal at a time",
+                       a->removing);
+    }
+    sim_copy(a->removing, sizeof a->removing, name);
+    a->remove_ticks = 0;
+    sim_push(w, sim_now(w) + REMOVE_TICK_MS, EV_REMOVE_TICK, (int)leader, a->gen, 0);
+    sim_trace(w, (int)leader, "member remove requested: %s leaves the synchronous set first",
+              name);
+    return 0;
+}
+
+/* api.c pending_remove_tick. */
+void sim_remove_tick(struct sim_world *w, unsigned leader)
+{
+    struct sim_agent *a = &w->nodes[leader].agent;
+    char errmsg[RPG_ERRMSG_SIZE];
+    bool done = false;
+    if (!sim_agent_leader(w, leader)) {
+        sim_trace(w, (int)leader, "member remove: leadership changed");
+        done = true;
+    } else if (!in_sync_sets(w, leader, a->removing)) {
+        if (sim_member_remove(w, leader, a->removing, errmsg) != 0) {
+            sim_trace(w, (int)leader, "member remove: %s", errmsg);
+        }
+        done = true;
+    } else if (++a->remove_ticks >= REMOVE_WAIT_TICKS) {
+        sim_trace(w, (int)leader, "member remove: still in the synchronous set");
+        done = true;
+    }
+    if (done) {
+        a->removing[0] = '\0';
+    } else {
+        sim_push(w, sim_now(w) + REMOVE_TICK_MS, EV_REMOVE_TICK, (int)leader, a->gen, 0);
+    }
+}
+
+int sim_member_remove(struct sim_world *w, unsigned leader, const char *name, char *errmsg)
+{
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_MEMBER_REMOVE;
+    sim_copy(cmd.u.member_remove.name, sizeof cmd.u.member_remove.name, name);
+    return submit(w, leader, &cmd, REQ_MEMBER, errmsg);
+}
+
+/* cons.c reconcile: the first ready leader records the initial members; afterwards the leader
+ * drives the Raft configuration towards the member list, one change at a time. */
+static void reconcile(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    struct raft *r = raft_of(w, i);
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (n->raft_killed || raft_state(r) != RAFT_LEADER || !a->leader_ready) {
+        return;
+    }
+    if (!n->state.initialized) {
+        if (!a->init_pending && i < w->n_initial) {
+            struct fsm_cmd cmd;
+            memset(&cmd, 0, sizeof cmd);
+            cmd.type = FSM_CMD_INIT;
+            snprintf(cmd.u.init.scope, sizeof cmd.u.init.scope, "sim");
+            for (unsigned j = 0; j < w->n_initial; j++) {
+                member_of(w, j, &cmd.u.init.members[j]);
+            }
+            cmd.u.init.n_members = w->n_initial;
+            if (submit(w, i, &cmd, REQ_INIT, errmsg) == 0) {
+                a->init_pending = true;
+            }
+        }
+        return;
+    }
+    if (!n->state.config.set && !a->config_pending) {
+        /* cons.c submit_config: the first ready leader records its file's synchronous settings. */
+        struct fsm_cmd cmd;
+        memset(&cmd, 0, sizeof cmd);
+        cmd.type = FSM_CMD_SET_CONFIG;
+        cmd.u.set_config.sync_mode = (uint8_t)w->opt->sync_mode;
+        cmd.u.set_config.sync_node_count = w->opt->sync_k;
+        cmd.u.set_config.sync_commit = FSM_SYNC_COMMIT_ON;
+        if (submit(w, i, &cmd, REQ_CONFIG, errmsg) == 0) {
+            a->config_pending = true;
+        }
+    }
+    if (a->change_pending || a->transfer_pending) {
+        return;
+    }
+    struct sim_req *q = req_new(w, i, REQ_CHANGE);
+    q->u.change.data = q;
+    int rv = -1;
+    const struct fsm_state *s = &n->state;
+    for (unsigned m = 0; m < s->n_members && rv == -1; m++) {
+        const struct raft_server *srv = config_server(r, s->members[m].id);
+        if (srv == NULL) {
+            char address[16];
+            snprintf(address, sizeof address, "%" PRIu64, s->members[m].id);
+            sim_trace(w, (int)i, "membership: add %s as spare", s->members[m].name);
+            rv = raft_add(r, &q->u.change, s->members[m].id, address, change_cb);
+        } else if (srv->role != RAFT_VOTER) {
+            sim_trace(w, (int)i, "membership: promote %s to voter", s->members[m].name);
+            rv = raft_assign(r, &q->u.change, s->members[m].id, RAFT_VOTER, change_cb);
+        }
+    }
+    for (unsigned k = 0; k < r->configuration.n && rv == -1; k++) {
+        raft_id id = r->configuration.servers[k].id;
+        if (fsm_state_member_by_id(s, id) != NULL) {
+            continue;
+        }
+        if (id == n->fx + 1) {
+            sim_req_free(w, q);
+            q = req_new(w, i, REQ_TRANSFER);
+            q->u.transfer.data = q;
+            if (raft_transfer(r, &q->u.transfer, 0, transfer_cb) == 0) {
+                a->transfer_pending = true;
+            } else {
+                sim_req_free(w, q);
+            }
+            return;
+        }
+        sim_trace(w, (int)i, "membership: remove server id=%" PRIu64, (uint64_t)id);
+        rv = raft_remove(r, &q->u.change, id, change_cb);
+    }
+    if (rv == 0) {
+        a->change_pending = true;
+    } else {
+        sim_req_free(w, q);
+    }
+}
+
+/* ---- PostgreSQL control operations (src/pg.c, as the sim's PostgreSQL runs them) ------------ */
+
+static struct sim_op *op_find(struct sim_node *n, uint64_t id)
+{
+    for (unsigned k = 0; k < SIM_OPS_MAX; k++) {
+        if (n->ops[k].id == id && id != 0) {
+            return &n->ops[k];
+        }
+    }
+    return NULL;
+}
+
+/* The member target names, as a running PostgreSQL the agent can reach. */
+static int target_node(struct sim_world *w, unsigned i, const char *target)
+{
+    int t = sim_node_by_name(w, target);
+    if (t < 0) {
+        return -1;
+    }
+    const struct sim_node *n = &w->nodes[t];
+    if (!n->up || n->frozen || !sim_link(w, i, (unsigned)t) || n->pg.proc != SIM_PROC_RUNNING) {
+        return -1;
+    }
+    return t;
+}
+
+static void op_schedule(struct sim_world *w, unsigned i, struct sim_op *op, rpg_msec dur)
+{
+    sim_push(w, sim_now(w) + dur, EV_OP_STEP, (int)i, op->id, op->step);
+}
+
+static unsigned dur(struct sim_world *w, unsigned lo, unsigned hi)
+{
+    return sim_rng_range(&w->rng, lo, hi);
+}
+
+/* pg.c write_config, the part the simulation keeps: the synchronous settings this agent holds
+ * go into raftpg.conf with every start, follow and set_sync. */
+static void write_config(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    sim_copy(n->pg.conf_sync_names, sizeof n->pg.conf_sync_names, n->agent.sync_names);
+    sim_copy(n->pg.conf_sync_commit, sizeof n->pg.conf_sync_commit, n->agent.sync_commit);
+    n->agent.conf_known = true;
+}
+
+/* pg_ctl reload: the server takes on what raftpg.conf says now. */
+static void reload(struct sim_pg *p)
+{
+    sim_copy(p->sync_names, sizeof p->sync_names, p->conf_sync_names);
+    sim_copy(p->sync_commit, sizeof p->sync_commit, p->conf_sync_commit);
+}
+
+/* Starts the step op->step: the program or statement begins now. */
+static void op_begin_step(struct sim_world *w, unsigned i, struct sim_op *op)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_pg *p = &n->pg;
+    switch (op->step) {
+    case ST_INITDB: op_schedule(w, i, op, dur(w, 300, 800)); return;
+    case ST_START: {
+        if (!p->data || p->broken || p->proc != SIM_PROC_DOWN) {
+            op_schedule(w, i, op, dur(w, 20, 60));
+            return;
+        }
+        /* write_config: the upstream mark, standby.signal, primary_slot_name. */
+        int t = op->standby && op->target[0] ? sim_node_by_name(w, op->target) : -1;
+        sim_copy(p->conf_upstream, sizeof p->conf_upstream, t >= 0 ? op->target : "");
+        p->standby_signal = op->standby;
+        p->slot_id = t >= 0 ? op->slot_id : 0;
+        write_config(w, i);
+        rpg_msec up = dur(w, 100, 500);
+        sim_pg_begin_start(w, i, op->standby, up);
+        op->pg_inc = p->inc;
+        /* pg_ctl -w looks every 100 ms (DESIGN.md §9). */
+        op_schedule(w, i, op, up + dur(w, 1, 100));
+        return;
+    }
+    case ST_ROLES: op_schedule(w, i, op, dur(w, 5, 20)); return;
+    case ST_STOP: {
+        if (p->proc == SIM_PROC_DOWN) {
+            op_schedule(w, i, op, dur(w, 5, 20));
+            return;
+        }
+        /* Fast shutdown: sessions are dropped at once, nothing more is written. */
+        rpg_msec d = dur(w, 30, 300);
+        sim_pg_begin_shutdown(w, i, d);
+        op->pg_inc = p->inc;
+        op_schedule(w, i, op, d + dur(w, 1, 100));
+        return;
+    }
+    case ST_PROMOTE: op_schedule(w, i, op, dur(w, 5, 15)); return;
+    case ST_CHECKPOINT: op_schedule(w, i, op, dur(w, 20, 200)); return;
+    case ST_REMOVE: op_schedule(w, i, op, dur(w, 20, 100)); return;
+    case ST_BASEBACKUP: {
+        int t = target_node(w, i, op->target);
+        if (p->data || t < 0) {
+            op_schedule(w, i, op, t < 0 ? dur(w, 5, 50) : dur(w, 5, 20));
+            return;
+        }
+        /* pg_basebackup fills the directory as it goes; the control file comes last. */
+        p->data = true;
+        p->broken = true;
+        op_schedule(w, i, op, dur(w, 400, 2500));
+        return;
+    }
+    case ST_REWIND: op_schedule(w, i, op, dur(w, 200, 1500)); return;
+    case ST_FOLLOW:
+        if (p->proc == SIM_PROC_RUNNING) {
+            write_config(w, i);
+        }
+        op_schedule(w, i, op, dur(w, 20, 60));
+        return;
+    case ST_SET_SYNC: {
+        const struct ha_pg *o = &n->agent.obs;
+        op->refused = false;
+        if (p->proc == SIM_PROC_DOWN) {
+            /* Not running: the next start writes it. */
+            op_schedule(w, i, op, dur(w, 1, 5));
+            return;
+        }
+        if (!n->agent.conf_known && (o->state != HA_PG_RUNNING || o->in_recovery)) {
+            /* pg.c: a standby's configuration needs its upstream's address, which only a
+             * start or a follow by this agent run gives. */
+            op->refused = true;
+            op_schedule(w, i, op, dur(w, 1, 5));
+            return;
+        }
+        write_config(w, i);
+        op_schedule(w, i, op, dur(w, 10, 40));
+        return;
+    }
+    case ST_SLOTS: op_schedule(w, i, op, dur(w, 10, 50)); return;
+    }
+}
+
+static void op_next(struct sim_world *w, unsigned i, struct sim_op *op, enum sim_step step)
+{
+    op->step = step;
+    op_begin_step(w, i, op);
+}
+
+/* The step that just ended: its effect on PostgreSQL, then 0 or a failure with msg. *next says
+ * which step follows (or stays op->step when the operation is complete). */
+static int op_end_step(struct sim_world *w, unsigned i, struct sim_op *op, enum sim_step *next,
+                       char *msg, size_t size)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_pg *p = &n->pg;
+    *next = op->step;
+    switch (op->step) {
+    case ST_INITDB:
+        if (p->data) {
+            snprintf(msg, size, "initdb: directory exists but is not empty");
+            return RPG_EIO;
+        }
+        sim_pg_clear_data(p);
+        p->data = true;
+        p->system_id = sim_rng_next(&w->rng) | 1;
+        sim_pg_push(p, 1, sim_new_uid(w), 0);
+        p->end = 0;
+        p->ckpt_tl = 1;
+        p->hist_tl = 1;
+        p->was_primary = true;
+        op->standby = false;
+        op->target[0] = '\0';
+        *next = ST_START;
+        return 0;
+    case ST_START:
+        if (p->proc == SIM_PROC_RUNNING && p->inc == op->pg_inc) {
+            if (op->kind == SOP_BOOTSTRAP) {
+                *next = ST_ROLES;
+            }
+            return 0;
+        }
+        if (!p->data || p->broken) {
+            snprintf(msg, size, "pg_ctl start: no usable data directory");
+        } else if (op->pg_inc == 0 || p->inc != op->pg_inc) {
+            snprintf(msg, size, "pg_ctl start: another server might be running, or it exited");
+        } else {
+            snprintf(msg, size, "pg_ctl start: server did not start");
+        }
+        return RPG_EIO;
+    case ST_ROLES:
+        if (p->proc != SIM_PROC_RUNNING) {
+            snprintf(msg, size, "create roles: postgresql is not running");
+            return RPG_ECONN;
+        }
+        return 0;
+    case ST_STOP:
+        if (op->pg_inc == 0 && p->proc == SIM_PROC_DOWN) {
+            snprintf(msg, size, "pg_ctl stop: no server running");
+            return RPG_EIO;
+        }
+        if (p->proc == SIM_PROC_STOPPING) {
+            /* pg_ctl -w looks again a little later. */
+            *next = ST_STOP;
+            return RPG_EBUSY;
+        }
+        return 0;
+    case ST_PROMOTE:
+        if (p->proc != SIM_PROC_RUNNING || !p->in_recovery) {
+            snprintf(msg, size, "pg_ctl promote: server is not in standby mode");
+            return RPG_EIO;
+        }
+        if (!p->promote_pending) {
+            p->promote_pending = true;
+            /* A standby acts on the request after up to wal_retrieve_retry_interval (50 ms). */
+            sim_push(w, sim_now(w) + dur(w, 15, 60), EV_PG_PROMOTED, (int)i, p->inc, 0);
+        }
+        return 0;
+    case ST_CHECKPOINT:
+        if (p->proc != SIM_PROC_RUNNING) {
+            snprintf(msg, size, "checkpoint: postgresql is not running");
+            return RPG_ECONN;
+        }
+        p->ckpt_tl = sim_pg_tl(p);
+        return 0;
+    case ST_REMOVE:
+        if (p->proc != SIM_PROC_DOWN) {
+            sim_pg_crash(w, i);
+        }
+        sim_pg_clear_data(p);
+        *next = ST_BASEBACKUP;
+        return 0;
+    case ST_BASEBACKUP: {
+        int t = target_node(w, i, op->target);
+        if (!p->broken) {
+            snprintf(msg, size, "pg_basebackup: %s",
+                     p->data ? "directory exists but is not empty" : "could not connect");
+            return RPG_EIO;
+        }
+        if (t < 0) {
+            sim_pg_clear_data(p); /* pg_basebackup removes what it created */
+            snprintf(msg, size, "pg_basebackup: connection to %s lost", op->target);
+            return RPG_EIO;
+        }
+        struct sim_pg *src = &w->nodes[t].pg;
+        bool slot = op->slot_id == 0;
+        for (unsigned s = 0; s < src->n_slots && !slot; s++) {
+            slot = src->slots[s] == op->slot_id;
+        }
+        if (!slot) {
+            sim_pg_clear_data(p);
+            snprintf(msg, size, "pg_basebackup: replication slot \"raftpg_%" PRIu64
+                                "\" does not exist",
+                     op->slot_id);
+            return RPG_EIO;
+        }
+        if (!src->in_recovery) {
+            src->ckpt_tl = sim_pg_tl(src); /* -c fast: the backup starts with a checkpoint */
+        }
+        sim_pg_copy_data(p, src);
+        p->was_primary = !src->in_recovery; /* pg_control is copied as it was */
+        p->standby_signal = false;
+        p->n_slots = 0;
+        n->agent.obs.rewind_failed = false;
+        op->standby = true;
+        *next = ST_START;
+        return 0;
+    }
+    case ST_REWIND: {
+        int t = target_node(w, i, op->target);
+        bool changed = false;
+        if (!p->data || p->broken || p->proc != SIM_PROC_DOWN) {
+            snprintf(msg, size, "pg_rewind: target server must be shut down cleanly");
+        } else if (t < 0) {
+            snprintf(msg, size, "pg_rewind: could not connect to %s", op->target);
+        } else if (sim_rng_chance(&w->rng, 30)) {
+            snprintf(msg, size, "pg_rewind: could not fetch file (simulated failure)");
+        } else if (sim_pg_rewind(p, &w->nodes[t].pg, &changed, msg, size) == 0) {
+            if (changed) {
+                p->was_primary = false;
+            }
+            n->agent.obs.rewind_failed = false;
+            op->standby = true;
+            *next = ST_START;
+            return 0;
+        }
+        n->agent.obs.rewind_failed = true;
+        return RPG_EIO;
+    }
+    case ST_FOLLOW:
+        if (p->proc != SIM_PROC_RUNNING) {
+            snprintf(msg, size, "pg_ctl reload: no server running");
+            return RPG_EIO;
+        }
+        sim_copy(p->conf_upstream, sizeof p->conf_upstream, op->target);
+        p->standby_signal = true;
+        p->slot_id = op->slot_id;
+        reload(p);
+        p->streaming = false; /* the walreceiver restarts with the new primary_conninfo */
+        p->streaming_from = -1;
+        return 0;
+    case ST_SET_SYNC:
+        if (op->refused) {
+            snprintf(msg, size, "configuration of this standby not rewritten yet by this agent");
+            return RPG_EBUSY;
+        }
+        if (p->proc != SIM_PROC_DOWN) {
+            reload(p);
+        }
+        return 0;
+    case ST_SLOTS:
+        if (p->proc != SIM_PROC_RUNNING) {
+            snprintf(msg, size, "replication slots: postgresql is not running");
+            return RPG_ECONN;
+        }
+        p->n_slots = op->n_ids;
+        memcpy(p->slots, op->ids, op->n_ids * sizeof op->ids[0]);
+        return 0;
+    }
+    return 0;
+}
+
+static void op_free(struct sim_node *n, struct sim_op *op)
+{
+    if (n->agent.op_id == op->id) {
+        n->agent.op_id = 0;
+    }
+    memset(op, 0, sizeof *op);
+}
+
+void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    struct sim_op *op = op_find(n, op_id);
+    if (op == NULL) {
+        return;
+    }
+    bool owned = a->alive && a->gen == op->owner;
+    enum sim_step next;
+    char msg[RPG_ERRMSG_SIZE] = "";
+    int rc = op_end_step(w, i, op, &next, msg, sizeof msg);
+    if (rc == RPG_EBUSY && op->step == ST_STOP) {
+        op_schedule(w, i, op, 20);
+        return;
+    }
+    bool starting = op->step == ST_START;
+    if (owned && starting) {
+        /* pg.c counts failed starts and resets the count on a successful one. */
+        if (rc != 0) {
+            a->obs.start_failures++;
+        } else {
+            a->obs.start_failures = 0;
+        }
+    }
+    if (owned && starting && op->standby) {
+        sim_copy(a->obs.upstream, sizeof a->obs.upstream, n->pg.conf_upstream);
+    } else if (owned && starting) {
+        a->obs.upstream[0] = '\0';
+    }
+    if (owned && op->step == ST_FOLLOW && rc == 0) {
+        sim_copy(a->obs.upstream, sizeof a->obs.upstream, op->target);
+    }
+    if (!owned) {
+        /* The program finished after its agent died: nothing follows it. */
+        op_free(n, op);
+        return;
+    }
+    if (rc == 0 && next != op->step) {
+        op_next(w, i, op, next);
+        return;
+    }
+    op_free(n, op);
+    a->epoch++;
+    sim_trace(w, (int)i, "%s %s%s%s", a->core.quorum_running ? "quorum step" : ha_action_name(a->core.running),
+              rc == 0 ? "done" : "failed", rc == 0 ? "" : ": ", msg);
+    core_action_done(&a->core, rc, msg, sim_local_now(w, i));
+    sim_agent_schedule(w, i, 0);
+}
+
+/* A node crash kills the programs too; a copy cut short leaves a directory that cannot start. */
+void sim_ops_kill(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    for (unsigned k = 0; k < SIM_OPS_MAX; k++) {
+        struct sim_op *op = &n->ops[k];
+        if (op->id == 0) {
+            continue;
+        }
+        if ((op->step == ST_BASEBACKUP && n->pg.broken) ||
+            (op->step == ST_REWIND && n->pg.data && n->pg.proc == SIM_PROC_DOWN)) {
+            n->pg.data = true;
+            n->pg.broken = true;
+        }
+        op_free(n, op);
+    }
+}
+
+/* Claims an operation slot like pg.c op_begin (one operation at a time). The caller fills the
+ * parameters and calls op_go. */
+static struct sim_op *op_prepare(struct sim_world *w, unsigned i, enum sim_op_kind kind,
+                                 enum sim_step step, const char *target, char *errmsg)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    if (a->op_id != 0) {
+        (void)rpg_err(errmsg, RPG_EBUSY, "another postgresql operation is running");
+        return NULL;
+    }
+    struct sim_op *op = NULL;
+    for (unsigned k = 0; k < SIM_OPS_MAX && op == NULL; k++) {
+        op = n->ops[k].id == 0 ? &n->ops[k] : NULL;
+    }
+    if (op == NULL) {
+        (void)rpg_err(errmsg, RPG_EBUSY, "too many postgresql programs running");
+        return NULL;
+    }
+    memset(op, 0, sizeof *op);
+    op->id = ++w->next_op;
+    op->owner = a->gen;
+    op->kind = kind;
+    op->step = step;
+    sim_copy(op->target, sizeof op->target, target != NULL ? target : "");
+    const struct fsm_member *self = fsm_state_member(&n->state, n->name);
+    op->slot_id = self != NULL ? self->id : 0;
+    return op;
+}
+
+static int op_go(struct sim_world *w, unsigned i, struct sim_op *op)
+{
+    w->nodes[i].agent.op_id = op->id;
+    op_begin_step(w, i, op);
+    return 0;
+}
+
+static int op_start(struct sim_world *w, unsigned i, enum sim_op_kind kind, enum sim_step step,
+                    const char *target, char *errmsg)
+{
+    struct sim_op *op = op_prepare(w, i, kind, step, target, errmsg);
+    return op == NULL ? RPG_EBUSY : op_go(w, i, op);
+}
+
+/* agent.c upstream_of: following a member needs its PostgreSQL address from its report. */
+static int upstream_known(struct sim_world *w, unsigned i, const char *target, char *errmsg)
+{
+    const struct sim_agent *a = &w->nodes[i].agent;
+    for (unsigned k = 0; k < a->n_peers; k++) {
+        if (strcmp(a->peers[k].name, target) == 0 && a->peers[k].pg_address[0] != '\0') {
+            return 0;
+        }
+    }
+    return rpg_err(errmsg, RPG_ENOTFOUND, "no postgresql address known for %s", target);
+}
+
+static int io_pg_bootstrap(void *data, char *errmsg)
+{
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    return op_start(w, i, SOP_BOOTSTRAP, ST_INITDB, NULL, errmsg);
+}
+
+static int io_pg_start(void *data, bool standby, const char *target, char *errmsg)
+{
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    if (target[0] != '\0' && upstream_known(w, i, target, errmsg) != 0) {
+        return RPG_ENOTFOUND;
+    }
+    struct sim_op *op = op_prepare(w, i, SOP_START, ST_START, target, errmsg);
+    if (op == NULL) {
+        return RPG_EBUSY;
+    }
+    op->standby = standby;
+    return op_go(w, i, op);
+}
+
+static int io_pg_stop(void *data, unsigned bound_ms, char *errmsg)
+{
+    (void)bound_ms;
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    return op_start(w, i, SOP_STOP, ST_STOP, NULL, errmsg);
+}
+
+static int io_pg_promote(void *data, char *errmsg)
+{
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    return op_start(w, i, SOP_PROMOTE, ST_PROMOTE, NULL, errmsg);
+}
+
+static int io_pg_checkpoint(void *data, char *errmsg)
+{
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    return op_start(w, i, SOP_CHECKPOINT, ST_CHECKPOINT, NULL, errmsg);
+}
+
+static int io_pg_clone(void *data, const char *target, bool remove_first, char *errmsg)
+{
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    if (upstream_known(w, i, target, errmsg) != 0) {
+        return RPG_ENOTFOUND;
+    }
+    return op_start(w, i, SOP_CLONE, remove_first ? ST_REMOVE : ST_BASEBACKUP, target, errmsg);
+}
+
+static int io_pg_rewind(void *data, const char *target, char *errmsg)
+{
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    if (upstream_known(w, i, target, errmsg) != 0) {
+        return RPG_ENOTFOUND;
+    }
+    return op_start(w, i, SOP_REWIND, ST_REWIND, target, errmsg);
+}
+
+static int io_pg_follow(void *data, const char *target, char *errmsg)
+{
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    if (upstream_known(w, i, target, errmsg) != 0) {
+        return RPG_ENOTFOUND;
+    }
+    return op_start(w, i, SOP_FOLLOW, ST_FOLLOW, target, errmsg);
+}
+
+static int io_pg_sync_slots(void *data, const uint64_t *ids, unsigned n, char *errmsg)
+{
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    struct sim_op *op = op_prepare(w, i, SOP_SLOTS, ST_SLOTS, NULL, errmsg);
+    if (op == NULL) {
+        return RPG_EBUSY;
+    }
+    op->n_ids = n < FSM_MEMBERS_MAX ? n : FSM_MEMBERS_MAX;
+    memcpy(op->ids, ids, op->n_ids * sizeof *ids);
+    return op_go(w, i, op);
+}
+
+static int io_pg_set_sync(void *data, const char *names, const char *commit, char *errmsg)
+{
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    struct sim_op *op = op_prepare(w, i, SOP_SET_SYNC, ST_SET_SYNC, NULL, errmsg);
+    if (op == NULL) {
+        return RPG_EBUSY;
+    }
+    struct sim_agent *a = &w->nodes[i].agent;
+    sim_trace(w, (int)i, "set synchronous_standby_names '%s' synchronous_commit '%s'", names,
+              commit != NULL ? commit : "");
+    sim_copy(a->sync_names, sizeof a->sync_names, names);
+    sim_copy(a->sync_commit, sizeof a->sync_commit, commit != NULL ? commit : "");
+    return op_go(w, i, op);
+}
+
+static int io_raft_submit(void *data, const struct fsm_cmd *cmd, char *errmsg)
+{
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    return submit(w, i, cmd, REQ_APPLY, errmsg);
+}
+
+static int io_raft_transfer(void *data, uint64_t id, char *errmsg)
+{
+    unsigned i;
+    struct sim_world *w = world_of_agent(data, &i);
+    return sim_transfer(w, i, id, errmsg);
+}
+
+/* ---- lifecycle and timers -------------------------------------------------------------------- */
+
+void sim_agent_schedule(struct sim_world *w, unsigned i, rpg_msec delay)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    if (!a->alive) {
+        return;
+    }
+    a->tick_gen++;
+    sim_push(w, sim_now(w) + delay, EV_TICK, (int)i, a->gen, a->tick_gen);
+}
+
+static void tick(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    /* agent.c ha_tick: the lease is judged afresh before any decision. */
+    sim_fence_tick(w, i);
+    struct core_view v;
+    memset(&v, 0, sizeof v);
+    v.now = sim_local_now(w, i);
+    v.state = &n->state;
+    v.leader = sim_agent_leader(w, i) && !n->raft_killed &&
+               (w->opt->no_lease || sim_fence_may_lead(w, i));
+    v.state_current = state_current(w, i);
+    v.term = a->term;
+    v.pg_ready = a->obs_valid && a->op_id == 0 && a->obs_epoch == a->epoch;
+    v.pg = a->obs;
+    v.peers = a->peers;
+    v.n_peers = a->n_peers;
+    /* agent.c ha_tick: the synchronous settings in force (replicated, or this member's file until
+     * the first leader records them), what the server runs with, its standbys. */
+    const struct fsm_state *s = &n->state;
+    v.sync_mode = s->config.set ? s->config.sync_mode : w->opt->sync_mode;
+    v.sync_k = s->config.set ? s->config.sync_node_count : w->opt->sync_k;
+    v.sync_commit = s->config.set ? s->config.sync_commit : FSM_SYNC_COMMIT_ON;
+    bool observed = a->obs.state == HA_PG_RUNNING && !a->obs.in_recovery;
+    v.sync_configured = observed ? a->sync_seen : NULL;
+    v.sync_commit_written = a->sync_commit;
+    v.replicas = a->replicas;
+    v.n_replicas = a->n_replicas;
+    v.nosync = NULL;
+    v.n_nosync = 0;
+    v.removing = a->removing[0] != '\0' ? a->removing : NULL;
+    bool decides = !a->core.busy && v.pg_ready;
+    bool started = core_tick(&a->core, &v);
+    if (decides && (a->core.last_changed || started)) {
+        sim_trace(w, (int)i, "%s%s%s: %s", ha_action_name(a->core.last.action),
+                  a->core.last.target[0] ? " " : "", a->core.last.target, a->core.last.why);
+    }
+    if (started) {
+        sim_trigger_action(w, i, a->core.running);
+    }
+}
+
+void sim_agent_event(struct sim_world *w, const struct sim_event *e)
+{
+    unsigned i = (unsigned)e->node;
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    if (!a->alive || a->gen != e->gen) {
+        return;
+    }
+    switch (e->type) {
+    case EV_TICK:
+        if (e->sub != a->tick_gen) {
+            return;
+        }
+        tick(w, i);
+        sim_push(w, sim_now(w) + SIM_HA_TICK_MS, EV_TICK, (int)i, a->gen, a->tick_gen);
+        return;
+    case EV_OBSERVE:
+        observe(w, i);
+        sim_push(w, sim_now(w) + SIM_OBSERVE_MS, EV_OBSERVE, (int)i, a->gen, 0);
+        return;
+    case EV_POLL:
+        if (e->sub != a->poll_gen) {
+            return;
+        }
+        poll_start(w, i);
+        sim_push(w, sim_now(w) + SIM_POLL_MS, EV_POLL, (int)i, a->gen, a->poll_gen);
+        return;
+    case EV_POLL_STEP:
+        if (e->sub < a->n_round) {
+            poll_request(w, i, (unsigned)e->sub);
+        } else {
+            poll_round_done(w, i);
+        }
+        return;
+    case EV_REMOVE_TICK:
+        sim_remove_tick(w, i);
+        return;
+    case EV_RECONCILE:
+        reconcile(w, i);
+        sim_push(w, sim_now(w) + SIM_RECONCILE_MS, EV_RECONCILE, (int)i, a->gen, 0);
+        return;
+    default: return;
+    }
+}
+
+void sim_agent_start(struct sim_world *w, unsigned i)
+{
+    static const struct core_io io_template = {
+        .pg_bootstrap = io_pg_bootstrap,
+        .pg_start = io_pg_start,
+        .pg_stop = io_pg_stop,
+        .pg_promote = io_pg_promote,
+        .pg_checkpoint = io_pg_checkpoint,
+        .pg_clone = io_pg_clone,
+        .pg_rewind = io_pg_rewind,
+        .pg_follow = io_pg_follow,
+        .pg_sync_slots = io_pg_sync_slots,
+        .pg_set_sync = io_pg_set_sync,
+        .raft_submit = io_raft_submit,
+        .raft_transfer = io_raft_transfer,
+    };
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    uint64_t gen = a->gen + 1;
+    memset(a, 0, sizeof *a);
+    a->w = w;
+    a->idx = i;
+    a->alive = true;
+    a->gen = gen;
+    a->io = io_template;
+    a->io.data = a;
+    core_init(&a->core, &a->io, n->name, false, 1);
+    a->role = RAFT_UNAVAILABLE;
+    /* pg_init reads the upstream back from raftpg.conf. */
+    sim_copy(a->obs.upstream, sizeof a->obs.upstream, n->pg.data ? n->pg.conf_upstream : "");
+    update_peer_targets(w, i);
+    rpg_msec now = sim_now(w);
+    sim_push(w, now, EV_OBSERVE, (int)i, a->gen, 0);
+    sim_push(w, now, EV_POLL, (int)i, a->gen, 0);
+    sim_push(w, now + SIM_RECONCILE_MS, EV_RECONCILE, (int)i, a->gen, 0);
+    sim_agent_schedule(w, i, SIM_HA_TICK_MS);
+    sim_fence_start(w, i);
+    sim_trace(w, (int)i, "agent started");
+}
+
+void sim_agent_crash(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    if (!a->alive) {
+        return;
+    }
+    a->alive = false;
+    a->gen++;
+    a->op_id = 0; /* its programs finish on their own (sim_op_step_done) */
+    sim_raft_kill(w, i);
+    sim_trace(w, (int)i, "agent died");
+}

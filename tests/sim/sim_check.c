@@ -1,0 +1,450 @@
+/* The rules of DESIGN.md §4, checked after every simulated event (I1, I3), periodically (I4),
+ * whenever a server starts accepting writes (I2) and at the end (I2, rejoin). */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sim.h"
+
+/* Warm-up: the cluster must be healthy this long after the agents start. */
+#define WARMUP_MAX_MS 30000
+/* Faults begin this long after the cluster is first healthy. */
+#define FAULTS_AFTER_MS 1000
+/* Every fault's duration is at most this (sim_faults.c draws within it). */
+#define FAULT_DUR_MAX_MS 6000
+
+const char *sim_check_name(enum sim_check c)
+{
+    switch (c) {
+    case CHK_I1: return "I1 one writer";
+    case CHK_I2: return "I2 no lost commit";
+    case CHK_I3: return "I3 one VIP holder";
+    case CHK_I4: return "I4 liveness";
+    case CHK_REJOIN: return "R rejoin";
+    case CHK_DIVERGE: return "D divergent WAL";
+    case CHK_N: break;
+    }
+    return "?";
+}
+
+void sim_violation(struct sim_world *w, enum sim_check c, const char *fmt, ...)
+{
+    struct sim_result *res = w->res;
+    res->counts[c]++;
+    if (res->n_violations < SIM_VIOLATIONS_MAX) {
+        struct sim_violation *v = &res->v[res->n_violations];
+        v->check = c;
+        v->at = sim_now(w);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(v->what, sizeof v->what, fmt, ap);
+        va_end(ap);
+        sim_trace(w, -1, "VIOLATION %s: %s", sim_check_name(c), v->what);
+    }
+    res->n_violations++;
+}
+
+static bool accepts_writes(const struct sim_world *w, unsigned i)
+{
+    const struct sim_node *n = &w->nodes[i];
+    return n->exists && n->up && !n->frozen && sim_pg_writable(&n->pg);
+}
+
+/* I3: the VIP is held by at most one node, and not by one node while another node's server
+ * accepts writes (a holder whose own server is being fenced releases it a moment later). */
+static void check_vip(struct sim_world *w)
+{
+    unsigned holders = 0;
+    int holder = -1;
+    int writer = -1;
+    char names[128] = "";
+    for (unsigned i = 0; i < w->n; i++) {
+        const struct sim_node *n = &w->nodes[i];
+        if (n->exists && n->up && n->vip_held) {
+            size_t l = strlen(names);
+            snprintf(names + l, sizeof names - l, "%s%s", holders > 0 ? " and " : "", n->name);
+            holders++;
+            holder = (int)i;
+        }
+        if (accepts_writes(w, i)) {
+            writer = (int)i;
+        }
+    }
+    bool wrong = holders == 1 && writer >= 0 && writer != holder;
+    if ((holders >= 2 || wrong) && !w->i3_open) {
+        w->i3_open = true;
+        if (wrong) {
+            sim_violation(w, CHK_I3, "the VIP is held by %s while %s accepts writes", names,
+                          w->nodes[writer].name);
+        } else {
+            sim_violation(w, CHK_I3, "the VIP is held by %s", names);
+        }
+    } else if (holders < 2 && !wrong) {
+        w->i3_open = false;
+    }
+}
+
+/* I1: at no instant do two servers accept writes. */
+void sim_check_instant(struct sim_world *w)
+{
+    check_vip(w);
+    unsigned n = 0;
+    char names[128] = "";
+    for (unsigned i = 0; i < w->n; i++) {
+        if (accepts_writes(w, i)) {
+            size_t l = strlen(names);
+            snprintf(names + l, sizeof names - l, "%s%s", n > 0 ? " and " : "", w->nodes[i].name);
+            n++;
+        }
+    }
+    if (n >= 2 && !w->i1_open) {
+        w->i1_open = true;
+        sim_violation(w, CHK_I1, "%s accept writes at the same time", names);
+    } else if (n < 2) {
+        w->i1_open = false;
+    }
+}
+
+/* I2: every acknowledged commit is in the WAL of server i, which now accepts writes. */
+void sim_check_commits(struct sim_world *w, unsigned i, const char *when)
+{
+    const struct sim_pg *p = &w->nodes[i].pg;
+    uint64_t missing = 0;
+    const struct sim_commit *first = NULL;
+    for (size_t k = 0; k < w->n_acked; k++) {
+        const struct sim_commit *c = &w->acked[k];
+        /* Every acknowledged commit, also those of a primary that ran asynchronously: quorum
+         * mode degrades only after recording k = 0, and a record that proves nothing allows no
+         * failover but to the recorded primary (rule 6), so none may be lost either. */
+        if (p->end <= c->lsn || sim_pg_uid_at(p, c->lsn) != c->uid) {
+            missing++;
+            first = first == NULL ? c : first;
+        }
+    }
+    if (missing == 0 || w->opt->sync_mode == FSM_SYNC_MODE_OFF) {
+        return;
+    }
+    sim_violation(w, CHK_I2,
+                  "%s %s without %" PRIu64 " acknowledged commit(s), the first at lsn %" PRIu64
+                  " (its wal ends at %" PRIu64 ", timeline %u)",
+                  w->nodes[i].name, when, missing, first->lsn, p->end, sim_pg_tl(p));
+}
+
+static bool is_voter(const struct sim_world *w, unsigned i)
+{
+    for (unsigned j = 0; j < w->n; j++) {
+        if (!w->nodes[j].exists || w->nodes[j].raft_killed) {
+            continue;
+        }
+        struct raft *r = raft_fixture_get((struct raft_fixture *)&w->fx, w->nodes[j].fx);
+        for (unsigned k = 0; k < r->configuration.n; k++) {
+            if (r->configuration.servers[k].id == w->nodes[i].fx + 1 &&
+                r->configuration.servers[k].role == RAFT_VOTER) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static bool node_healthy(const struct sim_world *w, unsigned i)
+{
+    const struct sim_node *n = &w->nodes[i];
+    return n->exists && !n->removed && n->up && !n->frozen && n->agent.alive && is_voter(w, i);
+}
+
+static bool linked(const struct sim_world *w, unsigned i, unsigned j)
+{
+    return sim_link(w, i, j) && !w->lossy[i][j] && !w->lossy[j][i];
+}
+
+/* The replicated state as far as it is applied anywhere: the record rule 6 reads. */
+static const struct fsm_state *committed_state(const struct sim_world *w)
+{
+    const struct fsm_state *best = NULL;
+    raft_index applied = 0;
+    for (unsigned i = 0; i < w->n; i++) {
+        const struct sim_node *n = &w->nodes[i];
+        if (!n->exists || !n->state.initialized) {
+            continue;
+        }
+        struct raft *r = raft_fixture_get((struct raft_fixture *)&w->fx, n->fx);
+        if (best == NULL || r->last_applied > applied) {
+            best = &n->state;
+            applied = r->last_applied;
+        }
+    }
+    return best;
+}
+
+/* DESIGN.md rule 6, read on the facts: the members of set can prove that one of them holds every
+ * acknowledged commit, so a failover among them loses none. The recorded primary holds them all;
+ * otherwise |V| - k + 1 of the recorded voters must be there (sync.h). Rule 7 lets quorum mode
+ * degrade to k = 0 "so that no failover silently loses data": then only the recorded primary
+ * (or an operator) can end the outage, and I2 takes precedence over I4 (sync.h says so). */
+static bool set_may_fail_over(const struct sim_world *w, unsigned set, const struct fsm_state *st)
+{
+    if (st == NULL) {
+        return true;
+    }
+    struct sync_set recorded;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (sync_set_from_state(st, &recorded, errmsg) != 0) {
+        return false;
+    }
+    const char *heard[SIM_NODES_MAX];
+    unsigned n = 0;
+    for (unsigned i = 0; i < w->n; i++) {
+        if (set >> i & 1) {
+            if (strcmp(w->nodes[i].name, st->primary.name) == 0 && w->nodes[i].pg.data &&
+                !w->nodes[i].pg.broken) {
+                return true;
+            }
+            heard[n++] = w->nodes[i].name;
+        }
+    }
+    char why[HA_WHY_MAX];
+    if (sync_candidate_ok(&recorded, heard, n, why, sizeof why)) {
+        return true;
+    }
+    return recorded.k == 0 && w->opt->sync_mode == FSM_SYNC_MODE_OFF;
+}
+
+/* Whether some majority of the voters is healthy (up, running an agent, not paused) with every
+ * pair connected by links that work (not cut, not lossy), and able to fail over under rule 6
+ * (*waived: such majorities exist, but none is); and whether a server accepts writes on a
+ * healthy node that reaches a majority itself (an old primary cut off from the majority does not
+ * count). */
+static void healthy_majority(const struct sim_world *w, unsigned majority, bool *found,
+                             bool *waived, bool *primary)
+{
+    unsigned healthy = 0;
+    for (unsigned i = 0; i < w->n; i++) {
+        healthy |= node_healthy(w, i) ? 1u << i : 0;
+    }
+    const struct fsm_state *st = committed_state(w);
+    *found = false;
+    *waived = false;
+    for (unsigned s = healthy; s != 0 && !*found; s = (s - 1) & healthy) {
+        if ((unsigned)__builtin_popcount(s) < majority) {
+            continue;
+        }
+        bool ok = true;
+        for (unsigned i = 0; i < w->n && ok; i++) {
+            for (unsigned j = i + 1; j < w->n && ok; j++) {
+                ok = !(s >> i & 1) || !(s >> j & 1) || linked(w, i, j);
+            }
+        }
+        if (ok && !set_may_fail_over(w, s, st)) {
+            *waived = true;
+            ok = false;
+        }
+        *found = ok;
+    }
+    *waived = *waived && !*found;
+    *primary = false;
+    for (unsigned x = 0; x < w->n && !*primary; x++) {
+        if (!(healthy >> x & 1) || !accepts_writes(w, x)) {
+            continue;
+        }
+        /* A lossy link that delivers right now counts: the primary serves through it. */
+        unsigned reach = 1;
+        for (unsigned y = 0; y < w->n; y++) {
+            reach += y != x && (healthy >> y & 1) && sim_link(w, x, y);
+        }
+        *primary = reach >= majority;
+    }
+}
+
+bool sim_cluster_healthy(struct sim_world *w, int *primary)
+{
+    int p = -1;
+    for (unsigned i = 0; i < w->n; i++) {
+        if (accepts_writes(w, i)) {
+            if (p >= 0) {
+                return false;
+            }
+            p = (int)i;
+        }
+    }
+    *primary = p;
+    if (p < 0) {
+        return false;
+    }
+    for (unsigned i = 0; i < w->n; i++) {
+        const struct sim_node *n = &w->nodes[i];
+        uint64_t at;
+        if (!n->exists || n->removed || (int)i == p) {
+            continue;
+        }
+        if (!n->agent.alive || n->pg.proc != SIM_PROC_RUNNING || !n->pg.in_recovery ||
+            !n->pg.streaming || n->pg.streaming_from != p ||
+            !sim_pg_prefix_of(&n->pg, &w->nodes[p].pg, &at)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void start_faults(struct sim_world *w)
+{
+    const struct sim_schedule *s = w->sched;
+    w->phase = SIM_FAULTS;
+    w->t0 = sim_now(w) + FAULTS_AFTER_MS;
+    for (unsigned k = 0; k < s->n; k++) {
+        if (s->keep[k]) {
+            sim_push(w, w->t0 + s->f[k].at, EV_FAULT, (int)k, 0, 0);
+        }
+    }
+    w->t_heal = w->t0 + w->opt->window + FAULT_DUR_MAX_MS;
+    w->t_end = w->t_heal + w->opt->quiet;
+    sim_push(w, w->t_heal, EV_HEAL, -1, 0, 0);
+    sim_push(w, w->t_end, EV_END, -1, 0, 0);
+    sim_trace(w, -1, "cluster healthy: faults from %.3f, healed at %.3f, end at %.3f",
+              (double)w->t0 / 1000.0, (double)w->t_heal / 1000.0, (double)w->t_end / 1000.0);
+}
+
+/* I4: whenever a majority of voters is up and connected, a server in it accepts writes again
+ * within the budget. */
+void sim_check_periodic(struct sim_world *w)
+{
+    rpg_msec now = sim_now(w);
+    if (w->phase == SIM_WARMUP) {
+        int p;
+        if (sim_cluster_healthy(w, &p)) {
+            start_faults(w);
+        } else if (now > WARMUP_MAX_MS) {
+            sim_violation(w, CHK_I4, "the cluster is not healthy %d s after the agents started",
+                          WARMUP_MAX_MS / 1000);
+            w->done = true;
+        }
+        return;
+    }
+    /* The operator stops a member once its removal is committed (the leader's state no longer
+     * lists it), whoever submitted the removal. */
+    for (unsigned l = 0; l < w->n; l++) {
+        if (!sim_agent_leader(w, l)) {
+            continue;
+        }
+        const struct fsm_state *st = &w->nodes[l].state;
+        for (unsigned i = 0; i < w->n; i++) {
+            struct sim_node *n = &w->nodes[i];
+            bool listed = fsm_state_member(st, n->name) != NULL;
+            if (listed) {
+                n->member = true;
+            } else if (n->member && !n->removed && st->initialized) {
+                sim_decommission(w, n->name);
+            }
+        }
+    }
+    unsigned voters = sim_voters(w);
+    bool majority = false, waived = false, primary = false;
+    if (voters > 0) {
+        healthy_majority(w, voters / 2 + 1, &majority, &waived, &primary);
+    }
+    if (waived && !primary) {
+        if (!w->waived_open) {
+            sim_trace(w, -1, "I4 waived: no healthy majority can prove it holds every "
+                             "acknowledged commit (rule 6)");
+        }
+        w->waived_open = true;
+        w->res->waived_ms += SIM_CHECK_MS;
+    } else {
+        w->waived_open = false;
+    }
+    if (!majority || primary) {
+        if (w->gap_start != 0 && primary) {
+            rpg_msec gap = now - w->gap_start;
+            w->res->max_gap = gap > w->res->max_gap ? gap : w->res->max_gap;
+            if (w->res->n_gaps < 64) {
+                w->res->gaps[w->res->n_gaps++] = gap;
+            }
+        }
+        w->gap_start = 0;
+        w->i4_reported = false;
+        return;
+    }
+    if (w->gap_start == 0) {
+        w->gap_start = now;
+    }
+    rpg_msec gap = now - w->gap_start;
+    if (gap > w->res->max_gap) {
+        w->res->max_gap = gap;
+    }
+    if (gap > w->opt->budget && !w->i4_reported) {
+        w->i4_reported = true;
+        char why[200] = "";
+        for (unsigned i = 0; i < w->n; i++) {
+            const struct sim_agent *a = &w->nodes[i].agent;
+            if (a->alive && a->role == RAFT_LEADER) {
+                sim_fmt(why, sizeof why, "; leader %s: %s %s: %s", w->nodes[i].name,
+                         ha_action_name(a->core.last.action), a->core.last.target,
+                         a->core.last.why);
+            }
+        }
+        sim_violation(w, CHK_I4,
+                      "a majority of the %u voters has been healthy for %" PRIu64
+                      " ms without a primary%s",
+                      voters, gap, why);
+    }
+}
+
+static void describe(const struct sim_world *w, unsigned i, char *buf, size_t size)
+{
+    const struct sim_node *n = &w->nodes[i];
+    const struct sim_pg *p = &n->pg;
+    static const char *const procs[] = {"down", "starting", "running", "stopping"};
+    sim_fmt(buf, size,
+             "%s: postgresql %s%s%s tl=%u end=%" PRIu64 " upstream=%s streaming=%d; agent %s: "
+             "%s %s: %s%s%s",
+             n->name, p->data ? (p->broken ? "broken " : "") : "absent ", procs[p->proc],
+             p->in_recovery ? " standby" : "", sim_pg_tl(p), p->end,
+             p->conf_upstream[0] ? p->conf_upstream : "-", p->streaming,
+             n->agent.alive ? "up" : "down", ha_action_name(n->agent.core.last.action),
+             n->agent.core.last.target, n->agent.core.last.why,
+             n->agent.core.error[0] ? "; last error: " : "", n->agent.core.error);
+}
+
+void sim_check_end(struct sim_world *w)
+{
+    int p = -1;
+    unsigned writers = 0;
+    for (unsigned i = 0; i < w->n; i++) {
+        if (accepts_writes(w, i)) {
+            p = (int)i;
+            writers++;
+        }
+    }
+    if (writers != 1) {
+        if (!w->i4_reported) {
+            sim_violation(w, CHK_I4, "%u servers accept writes at the end", writers);
+        }
+        return;
+    }
+    sim_check_commits(w, (unsigned)p, "is the primary at the end");
+    const struct sim_pg *pg = &w->nodes[p].pg;
+    for (size_t k = 0; k < w->n_acked; k++) {
+        const struct sim_commit *c = &w->acked[k];
+        bool lost = pg->end <= c->lsn || sim_pg_uid_at(pg, c->lsn) != c->uid;
+        w->res->lost_unchecked += lost && w->opt->sync_mode == FSM_SYNC_MODE_OFF;
+    }
+    /* DESIGN.md rule 9: every member rejoined as a streaming standby of the primary. A node whose
+     * addition never committed (its leader died with it) is no member: it waits to be added. */
+    for (unsigned i = 0; i < w->n; i++) {
+        const struct sim_node *n = &w->nodes[i];
+        uint64_t at;
+        if (!n->exists || n->removed || (int)i == p ||
+            fsm_state_member(&w->nodes[p].state, n->name) == NULL) {
+            continue;
+        }
+        if (n->pg.proc == SIM_PROC_RUNNING && n->pg.in_recovery && n->pg.streaming &&
+            n->pg.streaming_from == p && sim_pg_prefix_of(&n->pg, &w->nodes[p].pg, &at)) {
+            continue;
+        }
+        char what[300];
+        describe(w, i, what, sizeof what);
+        sim_violation(w, CHK_REJOIN, "not a streaming standby of %s %" PRIu64 " s after healing: %s",
+                      w->nodes[p].name, w->opt->quiet / 1000, what);
+    }
+}

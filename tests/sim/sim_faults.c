@@ -1,0 +1,1016 @@
+/* Fault schedules: generation from a seed, application at run time, and the constraints that
+ * keep the CI set within what the agent handles today. The kinds outside it each expose a known
+ * gap (sim.h, README.md): a primary whose agent dies or freezes goes on writing unless a watchdog
+ * resets it in time; a primary cut off after writing on a new timeline can see that timeline id
+ * reused by the next promotion; a slow link starves the lease. The CI kinds keep every node that
+ * writes or leads connected to a live majority by working links, do not take down a node whose
+ * new timeline some member has not learnt yet, and skip a fault (saying so) that would. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sim.h"
+
+#define DUR_MIN_MS 200
+#define DUR_MAX_MS 6000 /* sim_check.c FAULT_DUR_MAX_MS */
+#define TRIES 24
+
+static const char *const kind_names[F_KIND_N] = {
+    [F_PG_CRASH] = "pg-crash",
+    [F_NODE_CRASH] = "node-crash",
+    [F_AGENT_CRASH] = "agent-crash",
+    [F_PAUSE] = "pause",
+    [F_PARTITION] = "partition",
+    [F_LOSS] = "loss",
+    [F_DELAY] = "delay",
+    [F_CLOCK] = "clock",
+    [F_SWITCHOVER] = "switchover",
+    [F_CRASH_IN_ACTION] = "crash-in-action",
+    [F_MEMBER] = "member",
+    [F_SWITCHOVER_ANY] = "switchover-any",
+    [F_AGENT_CRASH_PRIMARY] = "agent-crash-primary",
+    [F_PAUSE_PRIMARY] = "pause-primary",
+    [F_PARTITION_PRIMARY] = "partition-primary",
+    [F_LOSS_PRIMARY] = "loss-primary",
+    [F_CRASH_NEW_PRIMARY] = "crash-new-primary",
+    [F_SLOW_LINK] = "slow-link",
+};
+
+const char *sim_fault_name(enum sim_fault_kind k)
+{
+    return k < F_KIND_N ? kind_names[k] : "?";
+}
+
+uint32_t sim_fault_mask(const char *list)
+{
+    uint32_t mask = 0;
+    char buf[512];
+    sim_copy(buf, sizeof buf, list);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+        uint32_t m = 0;
+        if (strcmp(t, "ci") == 0) {
+            m = SIM_FAULTS_CI;
+        } else if (strcmp(t, "watchdog") == 0) {
+            m = SIM_FAULTS_WATCHDOG;
+        } else if (strcmp(t, "timeline") == 0) {
+            m = SIM_FAULTS_TIMELINE;
+        } else if (strcmp(t, "slow") == 0) {
+            m = SIM_FAULTS_SLOW;
+        } else if (strcmp(t, "known") == 0) {
+            m = SIM_FAULTS_KNOWN;
+        } else if (strcmp(t, "all") == 0) {
+            m = SIM_FAULTS_ALL;        } else {
+            for (unsigned k = 0; k < F_KIND_N; k++) {
+                if (strcmp(t, kind_names[k]) == 0) {
+                    m = 1u << k;
+                }
+            }
+        }
+        if (m == 0) {
+            return 0;
+        }
+        mask |= m;
+    }
+    return mask;
+}
+
+static bool has_duration(enum sim_fault_kind k)
+{
+    return k != F_PG_CRASH && k != F_CLOCK && k != F_SWITCHOVER && k != F_SWITCHOVER_ANY;
+}
+
+void sim_schedule_generate(const struct sim_options *opt, uint64_t seed, struct sim_schedule *s)
+{
+    struct sim_rng rng;
+    sim_rng_seed(&rng, seed ^ 0xfa017fa017fa017full);
+    enum sim_fault_kind kinds[F_KIND_N];
+    unsigned n_kinds = 0;
+    for (unsigned k = 0; k < F_KIND_N; k++) {
+        if (opt->faults & (1u << k)) {
+            kinds[n_kinds++] = (enum sim_fault_kind)k;
+        }
+    }
+    memset(s, 0, sizeof *s);
+    if (n_kinds == 0 || opt->max_faults == 0) {
+        return;
+    }
+    s->n = 1 + sim_rng_below(&rng, opt->max_faults < SIM_FAULTS_MAX ? opt->max_faults
+                                                                     : SIM_FAULTS_MAX);
+    for (unsigned k = 0; k < s->n; k++) {
+        struct sim_fault *f = &s->f[k];
+        f->kind = kinds[sim_rng_below(&rng, n_kinds)];
+        f->at = sim_rng_below(&rng, (unsigned)opt->window);
+        f->dur = has_duration(f->kind) ? sim_rng_range(&rng, DUR_MIN_MS, DUR_MAX_MS) : 0;
+        f->r = sim_rng_next(&rng);
+        s->keep[k] = true;
+    }
+    /* In time order, so that the printed schedule reads as it runs. */
+    for (unsigned a = 0; a < s->n; a++) {
+        for (unsigned b = a + 1; b < s->n; b++) {
+            if (s->f[b].at < s->f[a].at) {
+                struct sim_fault t = s->f[a];
+                s->f[a] = s->f[b];
+                s->f[b] = t;
+            }
+        }
+    }
+}
+
+/* ---- the state the faults act on ------------------------------------------------------------- */
+
+static void recompute_links(struct sim_world *w)
+{
+    memset(w->cut, 0, sizeof w->cut);
+    memset(w->lossy, 0, sizeof w->lossy);
+    for (unsigned k = 0; k < w->sched->n; k++) {
+        const struct sim_fault_state *fs = &w->fs[k];
+        if (!fs->active) {
+            continue;
+        }
+        enum sim_fault_kind kind = w->sched->f[k].kind;
+        bool loss = kind == F_LOSS || kind == F_LOSS_PRIMARY;
+        for (unsigned i = 0; i < w->n; i++) {
+            for (unsigned j = 0; j < w->n; j++) {
+                if (!fs->links[i][j]) {
+                    continue;
+                }
+                if (loss) {
+                    w->lossy[i][j] = true;
+                    w->cut[i][j] = w->cut[i][j] || fs->dropping;
+                } else {
+                    w->cut[i][j] = true;
+                }
+            }
+        }
+    }
+    sim_net_sync(w);
+}
+
+static bool usable(const struct sim_world *w, unsigned i)
+{
+    const struct sim_node *n = &w->nodes[i];
+    return n->exists && !n->removed && n->up;
+}
+
+static bool voter(const struct sim_world *w, unsigned i)
+{
+    for (unsigned j = 0; j < w->n; j++) {
+        if (!w->nodes[j].exists) {
+            continue;
+        }
+        struct raft *r = raft_fixture_get((struct raft_fixture *)&w->fx, w->nodes[j].fx);
+        for (unsigned k = 0; k < r->configuration.n; k++) {
+            if (r->configuration.servers[k].id == w->nodes[i].fx + 1) {
+                return r->configuration.servers[k].role == RAFT_VOTER;
+            }
+        }
+    }
+    return false;
+}
+
+/* The primary's node: its PostgreSQL accepts writes, is being promoted or is starting as a
+ * primary, or it holds the VIP. */
+static bool pg_protected(const struct sim_world *w, unsigned i)
+{
+    const struct sim_node *n = &w->nodes[i];
+    const struct sim_pg *p = &n->pg;
+    /* The VIP only its agent removes: a node holding it counts as the primary's. */
+    if (sim_pg_writable(p) || p->promote_pending ||
+        (p->proc == SIM_PROC_STARTING && !p->standby_signal) || n->vip_held) {
+        return true;
+    }
+    /* A program already running finishes without its agent: pg_ctl promote, or a start as a
+     * primary. */
+    for (unsigned k = 0; k < SIM_OPS_MAX; k++) {
+        const struct sim_op *op = &n->ops[k];
+        if (op->id != 0 && (op->kind == SOP_PROMOTE || op->kind == SOP_BOOTSTRAP ||
+                            (op->kind == SOP_START && !op->standby))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int primary_node(const struct sim_world *w)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        if (usable(w, i) && pg_protected(w, i)) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static int leader_node(const struct sim_world *w)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        if (usable(w, i) && w->nodes[i].agent.alive && !w->nodes[i].raft_killed &&
+            w->nodes[i].agent.role == RAFT_LEADER) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* A hypothetical change: agents stopped (down), PostgreSQL servers killed (pg_dead), links cut
+ * in both directions (cut). */
+struct change {
+    unsigned down;
+    unsigned pg_dead;
+    bool cut[SIM_NODES_MAX][SIM_NODES_MAX];
+};
+
+/* Node x, itself a voter, and the live voters it has working links with (after change c) make a
+ * majority. */
+static bool reaches_majority(const struct sim_world *w, unsigned x, const struct change *c)
+{
+    unsigned majority = sim_voters(w) / 2 + 1;
+    unsigned reach = voter(w, x) ? 1 : 0;
+    for (unsigned y = 0; y < w->n; y++) {
+        if (y == x || !usable(w, y) || !voter(w, y) || (c->down >> y & 1) ||
+            !w->nodes[y].agent.alive || w->nodes[y].frozen || w->nodes[y].raft_killed) {
+            continue;
+        }
+        reach += sim_link(w, x, y) && !w->lossy[x][y] && !w->lossy[y][x] && !c->cut[x][y] &&
+                 !c->cut[y][x];
+    }
+    return reach >= majority;
+}
+
+/* Without the lease, a node that writes or leads is safe only while it reaches a live majority:
+ * that is what the agent handles today. */
+static bool safe_after(const struct sim_world *w, const struct change *c)
+{
+    for (unsigned x = 0; x < w->n; x++) {
+        if (!usable(w, x)) {
+            continue;
+        }
+        bool down = (c->down >> x & 1) || !w->nodes[x].agent.alive || w->nodes[x].frozen ||
+                    w->nodes[x].raft_killed;
+        bool writes = pg_protected(w, x) && !(c->pg_dead >> x & 1);
+        bool leads = !down && w->nodes[x].agent.role == RAFT_LEADER;
+        if (!writes && !leads) {
+            continue;
+        }
+        if (down || !reaches_majority(w, x, c)) {
+            return false;
+        }
+    }
+    /* A majority of live voters that holds together only through cut or lossy links can still
+     * elect leaders, and lose them again at any moment: a primary then goes on writing after
+     * its leadership is gone. Either the live voters are too few to elect anyone, or a majority
+     * of them is fully connected by working links. */
+    unsigned live = 0;
+    for (unsigned y = 0; y < w->n; y++) {
+        if (usable(w, y) && voter(w, y) && !(c->down >> y & 1) && w->nodes[y].agent.alive &&
+            !w->nodes[y].frozen && !w->nodes[y].raft_killed) {
+            live |= 1u << y;
+        }
+    }
+    unsigned majority = sim_voters(w) / 2 + 1;
+    if ((unsigned)__builtin_popcount(live) < majority) {
+        return true;
+    }
+    for (unsigned set = live; set != 0; set = (set - 1) & live) {
+        if ((unsigned)__builtin_popcount(set) < majority) {
+            continue;
+        }
+        bool clique = true;
+        for (unsigned a = 0; a < w->n && clique; a++) {
+            for (unsigned b = a + 1; b < w->n && clique; b++) {
+                clique = !(set >> a & 1) || !(set >> b & 1) ||
+                         (sim_link(w, a, b) && !w->lossy[a][b] && !w->lossy[b][a] &&
+                          !c->cut[a][b] && !c->cut[b][a]);
+            }
+        }
+        if (clique) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void note(struct sim_world *w, unsigned k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void note(struct sim_world *w, unsigned k, const char *fmt, ...)
+{
+    char msg[96];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sim_copy(w->res->fault_log[k], sizeof w->res->fault_log[k], msg);
+    sim_trace(w, -1, "fault %u %s: %s", k, sim_fault_name(w->sched->f[k].kind), msg);
+}
+
+static void skip(struct sim_world *w, unsigned k, const char *why)
+{
+    w->res->faults_skipped++;
+    note(w, k, "skipped: %s", why);
+}
+
+/* A random usable node for which accept() holds, or -1. */
+static int pick(struct sim_world *w, struct sim_rng *rng, bool (*accept)(struct sim_world *w,
+                                                                            unsigned i,
+                                                                            void *arg),
+                void *arg)
+{
+    unsigned cand[SIM_NODES_MAX], n = 0;
+    for (unsigned i = 0; i < w->n; i++) {
+        if (usable(w, i) && (accept == NULL || accept(w, i, arg))) {
+            cand[n++] = i;
+        }
+    }
+    return n == 0 ? -1 : (int)cand[sim_rng_below(rng, n)];
+}
+
+/* After nodes in down go away (agent dead, paused or node down), would no node on the newest
+ * timeline stay while one that has not even its history file does? Candidate choice prefers the
+ * highest timeline, so a node on it would be chosen; among the others it goes by position, and
+ * one without the history file, promoted, picks that timeline id again. pg_rewind later takes the
+ * two histories for one ("same timeline", no rewind): the rejoining node streams WAL that diverged
+ * (check D). The agent cannot prevent that until a promotion reserves its timeline id beyond any a
+ * previous primary may have used (README.md); crash-new-primary and the -primary kinds let it
+ * happen on purpose. */
+static bool timeline_at_risk(const struct sim_world *w, unsigned down)
+{
+    uint32_t newest = 0;
+    for (unsigned j = 0; j < w->n; j++) {
+        const struct sim_node *n = &w->nodes[j];
+        if (n->exists && !n->removed && n->pg.data && !n->pg.broken) {
+            uint32_t tl = sim_pg_max_tl(&n->pg);
+            newest = tl > newest ? tl : newest;
+        }
+    }
+    bool knower = false, unaware = false;
+    for (unsigned j = 0; j < w->n; j++) {
+        const struct sim_node *n = &w->nodes[j];
+        if (!n->exists || n->removed || !n->up || !n->pg.data || n->pg.broken || n->frozen ||
+            !n->agent.alive || (down >> j & 1)) {
+            continue;
+        }
+        if (sim_pg_tl(&n->pg) >= newest) {
+            knower = true;
+        } else if (sim_pg_max_tl(&n->pg) < newest) {
+            unaware = true;
+        }
+    }
+    return unaware && !knower;
+}
+
+static bool lone_timeline(const struct sim_world *w, unsigned i)
+{
+    return timeline_at_risk(w, 1u << i);
+}
+
+static bool accept_agent_down(struct sim_world *w, unsigned i, void *arg)
+{
+    bool pg_too = *(bool *)arg;
+    struct change c;
+    memset(&c, 0, sizeof c);
+    c.down = 1u << i;
+    c.pg_dead = pg_too ? 1u << i : 0;
+    return w->nodes[i].agent.alive && !w->nodes[i].frozen && safe_after(w, &c) &&
+           !lone_timeline(w, i);
+}
+
+static bool accept_any_up(struct sim_world *w, unsigned i, void *arg)
+{
+    (void)arg;
+    return w->nodes[i].agent.alive && !w->nodes[i].frozen;
+}
+
+static bool accept_pg_running(struct sim_world *w, unsigned i, void *arg)
+{
+    (void)arg;
+    return w->nodes[i].pg.proc != SIM_PROC_DOWN && !w->nodes[i].frozen;
+}
+
+/* ---- node-level faults ----------------------------------------------------------------------- */
+
+static void node_crash(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    sim_agent_crash(w, i);
+    sim_ops_kill(w, i);
+    sim_pg_crash(w, i);
+    n->up = false;
+    n->frozen = false;
+    n->vip_held = false; /* the address goes with the machine */
+    n->wd_armed = false;
+    n->wd_gen++;
+    sim_trace(w, (int)i, "node down");
+}
+
+/* The restart goes through the fault that took the node down when there is one (it restarts it
+ * when it ends); a watchdog reset schedules its own. */
+void sim_node_reset(struct sim_world *w, unsigned i, rpg_msec down_ms)
+{
+    node_crash(w, i);
+    w->nodes[i].reset_until = sim_now(w) + down_ms;
+    sim_push(w, w->nodes[i].reset_until, EV_NODE_BACK, (int)i, 0, 0);
+}
+
+void sim_node_restart(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    if (n->removed || sim_now(w) < n->reset_until) {
+        return;
+    }
+    if (!n->up) {
+        n->up = true;
+        sim_trace(w, (int)i, "node up");
+    }
+    if (!n->agent.alive) {
+        sim_push(w, sim_now(w), EV_AGENT_START, (int)i, 0, 0);
+    }
+}
+
+static void freeze(struct sim_world *w, unsigned i, rpg_msec dur)
+{
+    struct sim_node *n = &w->nodes[i];
+    n->frozen = true;
+    n->frozen_until = sim_now(w) + dur;
+    sim_raft_kill(w, i);
+    sim_trace(w, (int)i, "node paused");
+}
+
+void sim_unfreeze(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    if (!n->frozen) {
+        return;
+    }
+    n->frozen = false;
+    n->frozen_until = sim_now(w);
+    if (n->agent.alive) {
+        sim_raft_revive(w, i);
+    }
+    sim_trace(w, (int)i, "node resumed");
+}
+
+void sim_decommission(struct sim_world *w, const char *name)
+{
+    int i = sim_node_by_name(w, name);
+    if (i < 0 || w->nodes[i].removed) {
+        return;
+    }
+    struct sim_node *n = &w->nodes[i];
+    sim_agent_crash(w, (unsigned)i);
+    sim_ops_kill(w, (unsigned)i);
+    if (n->pg.proc != SIM_PROC_DOWN) {
+        n->pg.proc = SIM_PROC_DOWN;
+        n->pg.inc++;
+        n->pg.in_recovery = false;
+        n->pg.streaming = false;
+        n->pg.streaming_from = -1;
+    }
+    n->removed = true;
+    sim_trace(w, i, "decommissioned after its removal");
+}
+
+/* ---- crash-in-action ------------------------------------------------------------------------- */
+
+static const enum ha_action trigger_actions[] = {
+    HA_ACT_PROMOTE,       HA_ACT_START_PRIMARY, HA_ACT_START_STANDBY, HA_ACT_REWIND,
+    HA_ACT_CLONE,         HA_ACT_REINIT,        HA_ACT_FOLLOW,        HA_ACT_DEMOTE,
+    HA_ACT_CHECKPOINT,    HA_ACT_RECORD_PRIMARY, HA_ACT_SYNC_SLOTS,
+};
+
+void sim_trigger_action(struct sim_world *w, unsigned i, enum ha_action a)
+{
+    struct sim_trigger *t = &w->nodes[i].trigger;
+    if (!t->armed || t->action != a || sim_now(w) > t->until) {
+        return;
+    }
+    t->armed = false;
+    sim_push(w, sim_now(w) + t->delay_ms, EV_CRASH_ARMED, (int)i, 0, (uint64_t)t->fault);
+}
+
+void sim_new_primary(struct sim_world *w, unsigned i)
+{
+    int k = w->crash_new_primary;
+    if (k < 0 || sim_now(w) > w->crash_new_primary_until) {
+        return;
+    }
+    struct sim_fault_state *fs = &w->fs[k];
+    struct sim_trigger *t = &w->nodes[i].trigger;
+    w->crash_new_primary = -1;
+    t->armed = false;
+    t->action = HA_ACT_PROMOTE;
+    t->what = 1;
+    t->delay_ms = sim_rng_below(&fs->rng, 1000);
+    t->fault = k;
+    t->unguarded = true;
+    sim_push(w, sim_now(w) + t->delay_ms, EV_CRASH_ARMED, (int)i, 0, (uint64_t)k);
+}
+
+void sim_trigger_fire(struct sim_world *w, unsigned i)
+{
+    struct sim_trigger *t = &w->nodes[i].trigger;
+    unsigned k = (unsigned)t->fault;
+    struct sim_fault_state *fs = &w->fs[k];
+    if (!usable(w, i)) {
+        return;
+    }
+    if (t->what == 0) {
+        sim_pg_crash(w, i);
+        note(w, k, "postgresql of %s crashed %u ms into %s", w->nodes[i].name, t->delay_ms,
+             ha_action_name(t->action));
+        return;
+    }
+    bool pg_too = t->what == 1;
+    if (!t->unguarded && !accept_agent_down(w, i, &pg_too)) {
+        skip(w, k, lone_timeline(w, i)
+                       ? "the others would not know the newest timeline (see crash-new-primary)"
+                       : "would leave the primary without a majority");
+        return;
+    }
+    rpg_msec down = sim_rng_range(&fs->rng, 200, 4000);
+    if (pg_too) {
+        node_crash(w, i);
+    } else {
+        sim_agent_crash(w, i);
+    }
+    note(w, k, "%s of %s crashed %u ms into %s, back after %" PRIu64 " ms",
+         pg_too ? "node" : "agent", w->nodes[i].name, t->delay_ms,
+         t->unguarded ? "its promotion" : ha_action_name(t->action), down);
+    fs->crashed |= 1u << i;
+    sim_push(w, sim_now(w) + down, EV_FAULT_END, (int)k, 0, 0);
+}
+
+/* ---- links ----------------------------------------------------------------------------------- */
+
+/* Draws a partition shape into links: isolate a node, split in two groups, cut random links, or
+ * cut one direction of one link. */
+static void draw_shape(struct sim_world *w, struct sim_rng *rng, int must_isolate,
+                       bool links[SIM_NODES_MAX][SIM_NODES_MAX])
+{
+    memset(links, 0, sizeof(bool) * SIM_NODES_MAX * SIM_NODES_MAX);
+    unsigned nodes[SIM_NODES_MAX], n = 0;
+    for (unsigned i = 0; i < w->n; i++) {
+        if (w->nodes[i].exists && !w->nodes[i].removed) {
+            nodes[n++] = i;
+        }
+    }
+    unsigned shape = must_isolate >= 0 ? sim_rng_below(rng, 2) : sim_rng_below(rng, 4);
+    if (shape == 0) {
+        unsigned x = must_isolate >= 0 ? (unsigned)must_isolate : nodes[sim_rng_below(rng, n)];
+        for (unsigned k = 0; k < n; k++) {
+            if (nodes[k] != x) {
+                links[x][nodes[k]] = links[nodes[k]][x] = true;
+            }
+        }
+    } else if (shape == 1) {
+        /* Two groups; an isolated primary lands in the smaller one. */
+        bool side[SIM_NODES_MAX] = {false};
+        unsigned small = 0;
+        for (unsigned k = 0; k < n; k++) {
+            side[nodes[k]] = sim_rng_below(rng, 2) == 1;
+        }
+        if (must_isolate >= 0) {
+            for (unsigned k = 0; k < n; k++) {
+                small += side[nodes[k]] == side[must_isolate];
+            }
+            if (2 * small > n) {
+                for (unsigned k = 0; k < n; k++) {
+                    side[nodes[k]] = nodes[k] == (unsigned)must_isolate ||
+                                     (side[nodes[k]] != side[must_isolate] ? false
+                                                                             : sim_rng_below(rng, 3) == 0);
+                }
+                side[must_isolate] = true;
+            }
+        }
+        for (unsigned a = 0; a < n; a++) {
+            for (unsigned b = 0; b < n; b++) {
+                links[nodes[a]][nodes[b]] = a != b && side[nodes[a]] != side[nodes[b]];
+            }
+        }
+    } else if (shape == 2) {
+        for (unsigned a = 0; a < n; a++) {
+            for (unsigned b = a + 1; b < n; b++) {
+                if (sim_rng_below(rng, 3) == 0) {
+                    links[nodes[a]][nodes[b]] = links[nodes[b]][nodes[a]] = true;
+                }
+            }
+        }
+    } else {
+        unsigned a = nodes[sim_rng_below(rng, n)];
+        unsigned b = nodes[sim_rng_below(rng, n)];
+        if (a != b) {
+            links[a][b] = true;
+        }
+    }
+}
+
+static void describe_links(const struct sim_world *w, bool links[SIM_NODES_MAX][SIM_NODES_MAX],
+                           char *buf, size_t size)
+{
+    buf[0] = '\0';
+    for (unsigned i = 0; i < w->n; i++) {
+        for (unsigned j = 0; j < w->n; j++) {
+            if (!links[i][j] || (links[j][i] && j < i)) {
+                continue;
+            }
+            size_t l = strlen(buf);
+            snprintf(buf + l, size - l, "%s%s%s%s", l ? " " : "", w->nodes[i].name,
+                     links[j][i] ? "-" : ">", w->nodes[j].name);
+        }
+    }
+}
+
+static bool shape_safe(const struct sim_world *w, bool links[SIM_NODES_MAX][SIM_NODES_MAX])
+{
+    struct change c;
+    memset(&c, 0, sizeof c);
+    memcpy(c.cut, links, sizeof c.cut);
+    /* A node cut off from the majority is out of reach, as good as down for the timeline. */
+    unsigned cut_off = 0;
+    for (unsigned i = 0; i < w->n; i++) {
+        if (usable(w, i) && !reaches_majority(w, i, &c)) {
+            cut_off |= 1u << i;
+        }
+    }
+    return safe_after(w, &c) && !timeline_at_risk(w, cut_off);
+}
+
+static bool any_link(const struct sim_world *w, bool links[SIM_NODES_MAX][SIM_NODES_MAX])
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        for (unsigned j = 0; j < w->n; j++) {
+            if (links[i][j]) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static void begin_links(struct sim_world *w, unsigned k, bool loss, bool on_primary)
+{
+    struct sim_fault_state *fs = &w->fs[k];
+    const struct sim_fault *f = &w->sched->f[k];
+    int target = -1;
+    if (on_primary) {
+        target = primary_node(w);
+        target = target >= 0 ? target : leader_node(w);
+        if (target < 0) {
+            skip(w, k, "no primary or leader to cut off");
+            return;
+        }
+    }
+    bool found = false;
+    for (unsigned t = 0; t < TRIES && !found; t++) {
+        if (loss && on_primary) {
+            memset(fs->links, 0, sizeof fs->links);
+            for (unsigned j = 0; j < w->n; j++) {
+                if ((int)j != target) {
+                    fs->links[target][j] = fs->links[j][target] = true;
+                }
+            }
+        } else {
+            draw_shape(w, &fs->rng, target, fs->links);
+        }
+        found = any_link(w, fs->links) && (on_primary || shape_safe(w, fs->links));
+    }
+    if (!found) {
+        skip(w, k, "every shape drawn would leave the primary without a majority");
+        return;
+    }
+    char desc[80];
+    describe_links(w, fs->links, desc, sizeof desc);
+    fs->active = true;
+    fs->dropping = loss;
+    note(w, k, "%s %s for %" PRIu64 " ms", loss ? "lossy" : "cut", desc, f->dur);
+    recompute_links(w);
+    if (loss) {
+        sim_push(w, sim_now(w) + sim_rng_range(&fs->rng, 30, 300), EV_FLAP, (int)k, 0, 0);
+    }
+    sim_push(w, sim_now(w) + f->dur, EV_FAULT_END, (int)k, 0, 0);
+    w->res->faults_applied++;
+}
+
+void sim_fault_flap(struct sim_world *w, unsigned k)
+{
+    struct sim_fault_state *fs = &w->fs[k];
+    if (!fs->active) {
+        return;
+    }
+    fs->dropping = sim_rng_below(&fs->rng, 2) == 1;
+    recompute_links(w);
+    sim_push(w, sim_now(w) + sim_rng_range(&fs->rng, 30, 300), EV_FLAP, (int)k, 0, 0);
+}
+
+/* ---- applying and ending faults -------------------------------------------------------------- */
+
+void sim_fault_begin(struct sim_world *w, unsigned k)
+{
+    const struct sim_fault *f = &w->sched->f[k];
+    struct sim_fault_state *fs = &w->fs[k];
+    memset(fs, 0, sizeof *fs);
+    sim_rng_seed(&fs->rng, f->r);
+    fs->node = -1;
+    char errmsg[RPG_ERRMSG_SIZE];
+    int i = -1;
+    bool pg_too;
+    switch (f->kind) {
+    case F_PG_CRASH:
+        i = pick(w, &fs->rng, accept_pg_running, NULL);
+        if (i < 0) {
+            skip(w, k, "no postgresql runs");
+            return;
+        }
+        note(w, k, "postgresql of %s killed", w->nodes[i].name);
+        sim_pg_crash(w, (unsigned)i);
+        break;
+    case F_NODE_CRASH:
+    case F_AGENT_CRASH:
+        pg_too = f->kind == F_NODE_CRASH;
+        i = pick(w, &fs->rng, accept_agent_down, &pg_too);
+        if (i < 0) {
+            skip(w, k, "every node's loss would leave the primary without a majority");
+            return;
+        }
+        note(w, k, "%s of %s down for %" PRIu64 " ms", pg_too ? "node" : "agent",
+             w->nodes[i].name, f->dur);
+        if (pg_too) {
+            node_crash(w, (unsigned)i);
+        } else {
+            sim_agent_crash(w, (unsigned)i);
+        }
+        break;
+    case F_AGENT_CRASH_PRIMARY:
+    case F_PAUSE_PRIMARY:
+        i = primary_node(w);
+        i = i >= 0 ? i : leader_node(w);
+        if (i < 0 || !w->nodes[i].agent.alive || w->nodes[i].frozen) {
+            skip(w, k, "no primary with a running agent");
+            return;
+        }
+        note(w, k, "%s of the primary %s for %" PRIu64 " ms",
+             f->kind == F_PAUSE_PRIMARY ? "pause" : "agent crash", w->nodes[i].name, f->dur);
+        if (f->kind == F_PAUSE_PRIMARY) {
+            freeze(w, (unsigned)i, f->dur);
+        } else {
+            sim_agent_crash(w, (unsigned)i);
+        }
+        break;
+    case F_PAUSE:
+        pg_too = false;
+        i = pick(w, &fs->rng, accept_agent_down, &pg_too);
+        if (i < 0 || pg_protected(w, (unsigned)i)) {
+            skip(w, k, "every node's pause would leave the primary without a majority");
+            return;
+        }
+        note(w, k, "%s paused for %" PRIu64 " ms", w->nodes[i].name, f->dur);
+        freeze(w, (unsigned)i, f->dur);
+        break;
+    case F_PARTITION:
+    case F_PARTITION_PRIMARY:
+        begin_links(w, k, false, f->kind == F_PARTITION_PRIMARY);
+        return;
+    case F_LOSS:
+    case F_LOSS_PRIMARY:
+        begin_links(w, k, true, f->kind == F_LOSS_PRIMARY);
+        return;
+    case F_DELAY:
+    case F_SLOW_LINK:
+        i = pick(w, &fs->rng, NULL, NULL);
+        if (i < 0) {
+            skip(w, k, "no node");
+            return;
+        }
+        w->nodes[i].latency = f->kind == F_DELAY ? sim_rng_range(&fs->rng, 20, 60)
+                                                 : sim_rng_range(&fs->rng, 100, 150);
+        note(w, k, "%s's messages take %u ms for %" PRIu64 " ms", w->nodes[i].name,
+             w->nodes[i].latency, f->dur);
+        sim_net_sync(w);
+        break;
+    case F_CLOCK: {
+        i = pick(w, &fs->rng, NULL, NULL);
+        if (i < 0) {
+            skip(w, k, "no node");
+            return;
+        }
+        unsigned step = sim_rng_range(&fs->rng, 1, 250);
+        w->nodes[i].clock_offset += step;
+        w->nodes[i].drift_ppm = (int32_t)sim_rng_below(&fs->rng, 1001) - 500;
+        note(w, k, "%s's monotonic clock jumps %u ms, drift now %d ppm", w->nodes[i].name, step,
+             w->nodes[i].drift_ppm);
+        w->res->faults_applied++;
+        return;
+    }
+    case F_SWITCHOVER:
+    case F_SWITCHOVER_ANY: {
+        /* A bare raft_transfer: there is no switchover command yet (DESIGN.md rule 8 has the old
+         * primary stop writes first). From a healthy cluster the new leader sees the old primary
+         * writing and waits for it to stop; while a promotion is under way its report can still
+         * say "standby", and only the lease closes that window. */
+        int l = leader_node(w);
+        int p;
+        if (l < 0 || !sim_agent_leader(w, (unsigned)l) || !sim_pg_writable(&w->nodes[l].pg)) {
+            skip(w, k, "no ready leader running the primary");
+            return;
+        }
+        if (f->kind == F_SWITCHOVER && !sim_cluster_healthy(w, &p)) {
+            skip(w, k, "the cluster is not healthy (a switchover would be refused)");
+            return;
+        }
+        i = pick(w, &fs->rng, accept_any_up, NULL);
+        if (i < 0 || i == l || !voter(w, (unsigned)i)) {
+            skip(w, k, "no other voter to hand over to");
+            return;
+        }
+        struct change none;
+        memset(&none, 0, sizeof none);
+        if (f->kind == F_SWITCHOVER && !reaches_majority(w, (unsigned)i, &none)) {
+            skip(w, k, "the target does not reach a majority (a switchover would be refused)");
+            return;
+        }
+        if (sim_transfer(w, (unsigned)l, w->nodes[i].fx + 1, errmsg) != 0) {
+            skip(w, k, errmsg);
+            return;
+        }
+        note(w, k, "%s hands leadership to %s", w->nodes[l].name, w->nodes[i].name);
+        w->res->faults_applied++;
+        return;
+    }
+    case F_CRASH_IN_ACTION: {
+        i = pick(w, &fs->rng, NULL, NULL);
+        if (i < 0) {
+            skip(w, k, "no node");
+            return;
+        }
+        struct sim_trigger *t = &w->nodes[i].trigger;
+        t->armed = true;
+        t->action = trigger_actions[sim_rng_below(
+            &fs->rng, (unsigned)(sizeof trigger_actions / sizeof trigger_actions[0]))];
+        unsigned r = sim_rng_below(&fs->rng, 100);
+        t->what = r < 60 ? 0 : r < 85 ? 1 : 2;
+        t->delay_ms = sim_rng_below(&fs->rng, 120);
+        t->until = sim_now(w) + f->dur;
+        t->fault = (int)k;
+        t->unguarded = false;
+        static const char *const whats[] = {"postgresql", "node", "agent"};
+        note(w, k, "armed: %s of %s crashes %u ms into its next %s (within %" PRIu64 " ms)",
+             whats[t->what], w->nodes[i].name, t->delay_ms, ha_action_name(t->action), f->dur);
+        fs->active = true;
+        fs->node = -1;
+        w->res->faults_applied++;
+        return;
+    }
+    case F_CRASH_NEW_PRIMARY:
+        /* The primary's node goes down (a failover), then the node promoted next goes down too
+         * before everybody knows its new timeline. */
+        i = primary_node(w);
+        if (i < 0 || !w->nodes[i].agent.alive) {
+            skip(w, k, "no primary");
+            return;
+        }
+        node_crash(w, (unsigned)i);
+        fs->crashed |= 1u << i;
+        w->crash_new_primary = (int)k;
+        w->crash_new_primary_until = sim_now(w) + f->dur;
+        note(w, k, "node of the primary %s down; the next node promoted goes down within 1 s",
+             w->nodes[i].name);
+        fs->active = true;
+        w->res->faults_applied++;
+        sim_push(w, sim_now(w) + f->dur, EV_FAULT_END, (int)k, 0, 0);
+        return;
+    case F_MEMBER: {
+        int l = leader_node(w);
+        if (w->n >= SIM_NODES_MAX || l < 0 || !sim_agent_leader(w, (unsigned)l)) {
+            skip(w, k, w->n >= SIM_NODES_MAX ? "no room for another server in raft_fixture"
+                                             : "no ready leader");
+            return;
+        }
+        unsigned j = w->n;
+        if (sim_node_create(w, j) != 0 || sim_node_start_raft(w, j) != 0) {
+            skip(w, k, "cannot grow raft_fixture");
+            return;
+        }
+        if (sim_member_add(w, (unsigned)l, j, errmsg) != 0) {
+            /* The server exists but is in no configuration: it stays idle. */
+            w->nodes[j].removed = true;
+            skip(w, k, errmsg);
+            return;
+        }
+        sim_push(w, sim_now(w), EV_AGENT_START, (int)j, 0, 0);
+        note(w, k, "%s added through %s; a standby is removed after %" PRIu64 " ms",
+             w->nodes[j].name, w->nodes[l].name, f->dur);
+        fs->node = (int)j;
+        break;
+    }
+    case F_KIND_N: return;
+    }
+    fs->active = true;
+    if (fs->node < 0) {
+        fs->node = i;
+    }
+    w->res->faults_applied++;
+    if (has_duration(f->kind)) {
+        sim_push(w, sim_now(w) + f->dur, EV_FAULT_END, (int)k, 0, 0);
+    }
+}
+
+static bool accept_removable(struct sim_world *w, unsigned i, void *arg)
+{
+    int newcomer = *(int *)arg;
+    struct change c;
+    memset(&c, 0, sizeof c);
+    c.down = 1u << i;
+    c.pg_dead = 1u << i;
+    return (int)i != newcomer && !pg_protected(w, i) && w->nodes[i].agent.role != RAFT_LEADER &&
+           voter(w, i) && safe_after(w, &c) && !lone_timeline(w, i);
+}
+
+void sim_fault_end(struct sim_world *w, unsigned k)
+{
+    const struct sim_fault *f = &w->sched->f[k];
+    struct sim_fault_state *fs = &w->fs[k];
+    if (!fs->active && f->kind != F_CRASH_IN_ACTION && f->kind != F_CRASH_NEW_PRIMARY) {
+        return;
+    }
+    int i = fs->node;
+    char errmsg[RPG_ERRMSG_SIZE];
+    switch (f->kind) {
+    case F_NODE_CRASH:
+    case F_AGENT_CRASH:
+    case F_AGENT_CRASH_PRIMARY: sim_node_restart(w, (unsigned)i); break;
+    case F_CRASH_IN_ACTION:
+    case F_CRASH_NEW_PRIMARY:
+        for (unsigned j = 0; j < w->n; j++) {
+            if (w->nodes[j].trigger.fault == (int)k) {
+                w->nodes[j].trigger.armed = false;
+            }
+            if (fs->crashed >> j & 1) {
+                sim_node_restart(w, j);
+            }
+        }
+        fs->crashed = 0;
+        if (w->crash_new_primary == (int)k && sim_now(w) >= w->crash_new_primary_until) {
+            w->crash_new_primary = -1;
+        }
+        break;
+    case F_PAUSE:
+    case F_PAUSE_PRIMARY: sim_unfreeze(w, (unsigned)i); break;
+    case F_PARTITION:
+    case F_PARTITION_PRIMARY:
+    case F_LOSS:
+    case F_LOSS_PRIMARY:
+        fs->active = false;
+        recompute_links(w);
+        return;
+    case F_DELAY:
+    case F_SLOW_LINK:
+        w->nodes[i].latency = SIM_BASE_LATENCY_MS;
+        sim_net_sync(w);
+        break;
+    case F_MEMBER: {
+        int l = leader_node(w);
+        int newcomer = i;
+        int victim = pick(w, &fs->rng, accept_removable, &newcomer);
+        if (l < 0 || !sim_agent_leader(w, (unsigned)l) || victim < 0) {
+            sim_trace(w, -1, "fault %u member: no standby can be removed now", k);
+        } else if (sim_member_remove_request(w, (unsigned)l, w->nodes[victim].name, errmsg) !=
+                   0) {
+            sim_trace(w, -1, "fault %u member: remove %s: %s", k, w->nodes[victim].name, errmsg);
+        } else {
+            size_t len = strlen(w->res->fault_log[k]);
+            snprintf(w->res->fault_log[k] + len, sizeof w->res->fault_log[k] - len, "; %s removed",
+                     w->nodes[victim].name);
+        }
+        break;
+    }
+    default: break;
+    }
+    fs->active = false;
+}
+
+/* Everything ends: nodes restart and resume, links heal, delays go. */
+void sim_heal_all(struct sim_world *w)
+{
+    for (unsigned k = 0; k < w->sched->n; k++) {
+        if (w->fs[k].active) {
+            sim_fault_end(w, k);
+        }
+        w->fs[k].active = false;
+    }
+    for (unsigned i = 0; i < w->n; i++) {
+        struct sim_node *n = &w->nodes[i];
+        n->trigger.armed = false;
+        if (!n->exists || n->removed) {
+            continue;
+        }
+        sim_unfreeze(w, i);
+        sim_node_restart(w, i);
+        n->latency = SIM_BASE_LATENCY_MS;
+    }
+    recompute_links(w);
+    w->phase = SIM_QUIET;
+    w->gap_start = 0;
+    w->i4_reported = false;
+    sim_trace(w, -1, "every fault healed");
+}

@@ -1,0 +1,346 @@
+/* The lease (DESIGN.md rules 2 and 3) as the agent runs it: the leader renews a lease with
+ * barriers (raft/cons.c lease_timer_cb, barrier_cb), the old side fences its PostgreSQL the moment
+ * it may accept writes without a lease (src/agent.c fence_tick), a new leader waits until the
+ * previous lease has surely run out (fence_promote_not_before), Raft starts one election timeout
+ * after the agent, and the write VIP follows the lease. The arithmetic is the agent's own
+ * (raftpg/fence.h); the glue around it lives in agent.c and cons.c, outside struct core, so the
+ * simulation mirrors it here. README.md says what would let it be shared instead. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "raftpg/fence.h"
+#include "raftpg/watchdog.h"
+#include "sim.h"
+
+#define FENCE_TICK_MS 10       /* agent.c */
+#define VIP_RETRY_MS 2000      /* agent.c: a refused claim is tried again after this */
+#define WATCHDOG_SAFETY_MS 1000 /* conf.c: watchdog.safety_margin */
+#define REBOOT_MIN_MS 3000     /* a node reset by its watchdog is back after this long */
+#define REBOOT_MAX_MS 8000
+
+static struct fence_timing timing(void)
+{
+    struct fence_timing t;
+    fence_timing_init(&t, SIM_ELECTION_TIMEOUT_MS);
+    return t;
+}
+
+/* cons.c cons_lease_until: only a ready leader holds a lease. */
+static rpg_msec lease_until(const struct sim_agent *a)
+{
+    return a->raft_running && a->role == RAFT_LEADER && a->leader_ready ? a->lease_until : 0;
+}
+
+void sim_fence_start(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    struct fence_timing t = timing();
+    a->started_at = sim_local_now(w, i);
+    sim_push(w, sim_now(w) + FENCE_TICK_MS, EV_FENCE, (int)i, a->gen, 0);
+    sim_push(w, sim_now(w) + t.renew_ms, EV_LEASE, (int)i, a->gen, 0);
+    /* cons.c: raft_start one election timeout after the agent started, so that a restarted
+     * member cannot vote for a new leader while the old one may still hold a lease it granted. */
+    sim_push(w, sim_now(w) + (w->opt->no_lease ? 0 : SIM_ELECTION_TIMEOUT_MS), EV_RAFT_START,
+             (int)i, a->gen, 0);
+}
+
+/* cons.c monitor_cb, the lease's part: a follower remembers when it last heard its leader
+ * (libraft restarts the election timer on every message from it); a lease ends with the role or
+ * the term it was taken in. */
+void sim_lease_monitor(struct sim_world *w, unsigned i, int role, uint64_t term, uint64_t leader)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    struct raft *r = raft_fixture_get(&w->fx, w->nodes[i].fx);
+    if (role == RAFT_FOLLOWER && leader != 0 && leader != w->nodes[i].fx + 1) {
+        a->last_heard_leader = sim_local_at(w, i, (rpg_msec)r->election_timer_start);
+    }
+    if (role != RAFT_LEADER || term != a->lease_term) {
+        a->lease_until = 0;
+    }
+}
+
+/* cons.c barrier_cb: the readiness barrier is also the first lease. */
+void sim_lease_ready(struct sim_world *w, unsigned i, uint64_t term)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    struct fence_timing t = timing();
+    a->lease_term = term;
+    a->lease_until = a->barrier_submitted + t.lease_ms;
+}
+
+static void lease_cb(struct raft_barrier *req, int status)
+{
+    struct sim_req *q = req->data;
+    struct sim_world *w = q->w;
+    unsigned i = (unsigned)q->node;
+    struct sim_agent *a = &w->nodes[i].agent;
+    if (!w->closing && a->alive && a->gen == q->gen) {
+        struct raft *r = raft_fixture_get(&w->fx, w->nodes[i].fx);
+        struct fence_timing t = timing();
+        a->lease_pending = false;
+        if (status == 0 && a->raft_running && raft_state(r) == RAFT_LEADER &&
+            r->current_term == a->lease_term) {
+            rpg_msec until = a->lease_submitted + t.lease_ms;
+            a->lease_until = until > a->lease_until ? until : a->lease_until;
+        }
+    }
+    sim_req_free(w, q);
+}
+
+/* cons.c lease_timer_cb. */
+static void renew(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    struct raft *r = raft_fixture_get(&w->fx, n->fx);
+    if (!a->raft_running || n->raft_killed || raft_state(r) != RAFT_LEADER || !a->leader_ready ||
+        a->lease_pending) {
+        return;
+    }
+    struct sim_req *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        abort();
+    }
+    q->w = w;
+    q->node = (int)i;
+    q->gen = a->gen;
+    q->kind = REQ_BARRIER;
+    sim_req_link(w, q);
+    q->u.barrier.data = q;
+    a->lease_submitted = sim_local_now(w, i);
+    a->lease_term = r->current_term;
+    if (raft_barrier(r, &q->u.barrier, lease_cb) == 0) {
+        a->lease_pending = true;
+    } else {
+        sim_req_free(w, q);
+    }
+}
+
+/* agent.c ha_tick: acting as leader needs the lease, and a new leader waits until the previous
+ * one has surely fenced. */
+bool sim_fence_may_lead(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    struct fence_timing t = timing();
+    bool ready = a->raft_running && a->role == RAFT_LEADER && a->leader_ready;
+    rpg_msec not_before = fence_promote_not_before(&t, a->last_heard_leader, a->started_at);
+    return ready && a->lease_ok && sim_local_now(w, i) >= not_before;
+}
+
+/* pg.c pg_may_accept_writes: a postmaster runs, and it is observed as a primary or, not observed
+ * yet, was started without standby.signal. */
+static bool may_accept_writes(const struct sim_node *n)
+{
+    if (n->pg.proc == SIM_PROC_DOWN) {
+        return false;
+    }
+    if (n->agent.obs.state == HA_PG_RUNNING) {
+        return !n->agent.obs.in_recovery;
+    }
+    return !n->pg.standby_signal;
+}
+
+/* agent.c watchdog_tick: armed while this node may accept writes under a lease, fed on every
+ * fence tick, disarmed (magic close) otherwise. The device keeps counting whatever happens to the
+ * agent: a crash or a SIGSTOP of the agent leaves it armed and unfed. */
+static void watchdog_tick(struct sim_world *w, unsigned i, bool primary)
+{
+    struct sim_node *n = &w->nodes[i];
+    if (!w->opt->watchdog) {
+        return;
+    }
+    struct fence_timing t = timing();
+    unsigned timeout_s = 0;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (watchdog_timeout_for_lease(t.lease_ms + t.margin_ms, WATCHDOG_SAFETY_MS, &timeout_s,
+                                   errmsg) != 0) {
+        timeout_s = 1; /* agent.c: the shortest a watchdog offers */
+    }
+    if (primary) {
+        if (!n->wd_armed) {
+            sim_trace(w, (int)i, "watchdog armed (%u s)", timeout_s);
+        }
+        n->wd_armed = true;
+        n->wd_gen++;
+        n->wd_deadline = sim_now(w) + timeout_s * 1000u;
+        sim_push(w, n->wd_deadline, EV_WATCHDOG, (int)i, n->wd_gen, 0);
+    } else if (n->wd_armed) {
+        n->wd_armed = false;
+        n->wd_gen++;
+        sim_trace(w, (int)i, "watchdog disarmed");
+    }
+}
+
+/* The event's sub: the operation's sequence number, and whether it claims. */
+static void vip_op(struct sim_world *w, unsigned i, bool claim)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    a->vip_busy = true;
+    a->vip_seq++;
+    /* ip addr del is quick; a claim probes with arping -D first, then adds and announces. */
+    rpg_msec dur = claim ? sim_rng_range(&w->rng, 60, 200) : sim_rng_range(&w->rng, 2, 15);
+    sim_push(w, sim_now(w) + dur, EV_VIP_DONE, (int)i, a->gen, (int)(a->vip_seq << 1 | claim));
+}
+
+/* agent.c fence_tick. */
+void sim_fence_tick(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    if (!a->alive || n->frozen) {
+        return;
+    }
+    struct fence_timing t = timing();
+    rpg_msec now = sim_local_now(w, i);
+    bool ready = a->raft_running && a->role == RAFT_LEADER && a->leader_ready;
+    /* Without the lease (--no-lease) the core alone decides: nothing fences, the VIP follows
+     * leadership. */
+    bool lease_ok = w->opt->no_lease ? ready : fence_lease_ok(&t, ready, lease_until(a), now);
+    if (lease_ok != a->lease_ok) {
+        sim_trace(w, (int)i, "lease %s", lease_ok ? "held" : "lost");
+        a->lease_ok = lease_ok;
+    }
+    bool writable = may_accept_writes(n);
+    if (writable && !lease_ok && !a->fencing && !w->opt->no_lease) {
+        /* SIGINT (fast shutdown: no new sessions, every session ends), or SIGQUIT at once while
+         * an operation runs. */
+        a->fencing = true;
+        a->fence_started = now;
+        a->n_fences++;
+        if (a->op_id == 0) {
+            sim_trace(w, (int)i, "fencing: postgresql may accept writes without a lease");
+            a->fence_escalated = false;
+            sim_pg_begin_shutdown(w, i, sim_rng_range(&w->rng, 10, 120));
+        } else {
+            sim_trace(w, (int)i, "fencing during an operation: killing postgresql");
+            a->fence_escalated = true;
+            sim_pg_crash(w, i);
+        }
+        a->fence_inc = n->pg.inc;
+    }
+    if (a->fencing) {
+        if (n->pg.proc == SIM_PROC_DOWN || n->pg.inc != a->fence_inc) {
+            sim_trace(w, (int)i, "fenced: postgresql stopped %" PRIu64 " ms after the fence began",
+                      now - a->fence_started);
+            a->fencing = false;
+        } else if (!a->fence_escalated && now - a->fence_started >= t.escalate_ms) {
+            sim_trace(w, (int)i, "fencing: fast stop not done: immediate stop");
+            sim_pg_crash(w, i);
+            a->fence_escalated = true;
+        }
+    }
+    watchdog_tick(w, i, writable && lease_ok);
+    if (a->vip_busy) {
+        return;
+    }
+    const struct ha_pg *o = &a->obs;
+    bool want = lease_ok && !a->fencing && o->state == HA_PG_RUNNING && !o->in_recovery &&
+                strcmp(n->state.primary.name, n->name) == 0;
+    if (!want && (n->vip_held || a->vip_claiming) && !a->vip_releasing) {
+        /* A release cuts a claim short (vip.h): a fence never waits for a claim to finish. */
+        if (a->vip_claiming) {
+            a->vip_cancelled = a->vip_seq;
+            a->vip_claiming = false;
+        }
+        a->vip_releasing = true;
+        vip_op(w, i, false);
+        return;
+    }
+    if (a->vip_busy) {
+        return;
+    }
+    if (!a->vip_startup_done) {
+        /* At start-up a VIP left by a crash is removed: no role holds it yet. */
+        a->vip_startup_done = true;
+        a->vip_releasing = true;
+        vip_op(w, i, false);
+    } else if (want && !n->vip_held && !a->vip_refused) {
+        a->vip_claiming = true;
+        vip_op(w, i, true);
+    } else if (want && !n->vip_held && now - a->vip_failed_at > VIP_RETRY_MS) {
+        /* After a refusal (another host answered the probe), try again every 2 s. */
+        a->vip_refused = false;
+    }
+}
+
+static void vip_done(struct sim_world *w, unsigned i, bool claim)
+{
+    struct sim_node *n = &w->nodes[i];
+    if (!claim) {
+        if (n->vip_held) {
+            sim_trace(w, (int)i, "vip released");
+        }
+        n->vip_held = false;
+        return;
+    }
+    /* arping -D: another host that answers for the address makes the claim fail. Its kernel
+     * answers even while its processes are stopped. */
+    for (unsigned j = 0; j < w->n; j++) {
+        if (j != i && w->nodes[j].exists && w->nodes[j].up && w->nodes[j].vip_held) {
+            n->agent.vip_refused = true;
+            n->agent.vip_failed_at = sim_local_now(w, i);
+            sim_trace(w, (int)i, "vip claim refused: %s answers for it", w->nodes[j].name);
+            return;
+        }
+    }
+    n->vip_held = true;
+    sim_trace(w, (int)i, "vip held");
+}
+
+void sim_fence_event(struct sim_world *w, const struct sim_event *e)
+{
+    unsigned i = (unsigned)e->node;
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    struct fence_timing t = timing();
+    if (e->type == EV_WATCHDOG) {
+        /* The kernel's timer, not the agent's: it fires on a paused or agentless node too. */
+        if (n->up && n->wd_armed && n->wd_gen == e->gen) {
+            sim_trace(w, (int)i, "watchdog expired: node reset");
+            sim_node_reset(w, i, sim_rng_range(&w->rng, REBOOT_MIN_MS, REBOOT_MAX_MS));
+        }
+        return;
+    }
+    if (e->type == EV_VIP_DONE) {
+        unsigned seq = (unsigned)e->sub >> 1;
+        bool claim = e->sub & 1;
+        bool mine = a->alive && a->gen == e->gen;
+        if (claim && mine && seq == a->vip_cancelled) {
+            return; /* cut short: the release that cancelled it ends the operation */
+        }
+        /* ip and arping run on their own: the address changes even if the agent died. */
+        if (n->up) {
+            vip_done(w, i, claim);
+        }
+        if (mine) {
+            a->vip_busy = false;
+            a->vip_claiming = false;
+            a->vip_releasing = false;
+            sim_fence_tick(w, i);
+        }
+        return;
+    }
+    if (!a->alive || a->gen != e->gen) {
+        return;
+    }
+    switch (e->type) {
+    case EV_FENCE:
+        sim_fence_tick(w, i);
+        sim_push(w, sim_now(w) + FENCE_TICK_MS, EV_FENCE, (int)i, a->gen, 0);
+        return;
+    case EV_LEASE:
+        renew(w, i);
+        sim_push(w, sim_now(w) + t.renew_ms, EV_LEASE, (int)i, a->gen, 0);
+        return;
+    case EV_RAFT_START:
+        a->raft_running = true;
+        sim_raft_revive(w, i);
+        a->recv_mark = raft_fixture_n_recv(&w->fx, n->fx, RAFT_IO_APPEND_ENTRIES);
+        sim_trace(w, (int)i, "raft started");
+        sim_raft_monitor(w, i);
+        return;
+    default: return;
+    }
+}

@@ -1,0 +1,320 @@
+/* The simulated PostgreSQL servers at run time: process start and crash, promotion, streaming
+ * replication with synchronous acknowledgement, and the client that writes to every server that
+ * accepts writes. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+/* A postmaster that fails to come up, per mille of starts (a transient failure: the agent's
+ * start-failure accounting and retries are exercised). */
+#define START_FAILURE_PER_MILLE 20
+/* The lazy checkpoint a promotion requests ends this long after it. */
+#define LAZY_CHECKPOINT_MIN_MS 1000
+#define LAZY_CHECKPOINT_MAX_MS 5000
+
+void sim_pg_crash(struct sim_world *w, unsigned i)
+{
+    struct sim_pg *p = &w->nodes[i].pg;
+    if (p->proc == SIM_PROC_DOWN) {
+        return;
+    }
+    /* pg_control keeps the state it had: a primary crashes "in production". */
+    p->was_primary = !p->in_recovery && p->proc != SIM_PROC_STARTING ? true : p->was_primary;
+    p->proc = SIM_PROC_DOWN;
+    p->inc++;
+    p->in_recovery = false;
+    p->promote_pending = false;
+    p->streaming = false;
+    p->streaming_from = -1;
+    sim_trace(w, (int)i, "postgresql crashed");
+}
+
+void sim_pg_begin_start(struct sim_world *w, unsigned i, bool standby, rpg_msec dur)
+{
+    struct sim_pg *p = &w->nodes[i].pg;
+    (void)standby;
+    p->proc = SIM_PROC_STARTING;
+    p->inc++;
+    p->in_recovery = false;
+    p->streaming = false;
+    p->streaming_from = -1;
+    sim_push(w, sim_now(w) + dur, EV_PG_UP, (int)i, p->inc, 0);
+}
+
+void sim_pg_begin_shutdown(struct sim_world *w, unsigned i, rpg_msec dur)
+{
+    struct sim_pg *p = &w->nodes[i].pg;
+    if (p->proc == SIM_PROC_DOWN || p->proc == SIM_PROC_STOPPING) {
+        return;
+    }
+    p->proc = SIM_PROC_STOPPING;
+    p->inc++;
+    p->promote_pending = false;
+    sim_push(w, sim_now(w) + dur, EV_PG_SHUTDOWN, (int)i, p->inc, 0);
+}
+
+/* The shutdown checkpoint is written once the walsenders have sent everything to the standbys
+ * that stream from this server. */
+static void finish_shutdown(struct sim_world *w, unsigned i)
+{
+    struct sim_pg *p = &w->nodes[i].pg;
+    for (unsigned j = 0; j < w->n; j++) {
+        struct sim_pg *s = &w->nodes[j].pg;
+        if (s->proc == SIM_PROC_RUNNING && s->streaming && s->streaming_from == (int)i &&
+            !w->nodes[j].frozen) {
+            sim_pg_stream(s, p, p->end);
+        }
+    }
+    p->proc = SIM_PROC_DOWN;
+    p->inc++;
+    p->ckpt_tl = sim_pg_tl(p);
+    p->was_primary = !p->in_recovery;
+    p->in_recovery = false;
+    p->streaming = false;
+    p->streaming_from = -1;
+    sim_trace(w, (int)i, "postgresql stopped");
+}
+
+/* A server starts accepting writes (promotion or start as a primary): every acknowledged commit
+ * must be in its WAL (I2), and it writes from now on under a new uid. */
+void sim_pg_became_primary(struct sim_world *w, unsigned i)
+{
+    struct sim_pg *p = &w->nodes[i].pg;
+    p->acked = p->end;
+    if (w->phase != SIM_WARMUP) {
+        w->res->failovers += w->last_primary != (int)i;
+    }
+    w->last_primary = (int)i;
+    sim_check_commits(w, i, "became primary");
+    sim_new_primary(w, i);
+}
+
+void sim_pg_event(struct sim_world *w, const struct sim_event *e)
+{
+    unsigned i = (unsigned)e->node;
+    struct sim_pg *p = &w->nodes[i].pg;
+    if (e->gen != p->inc) {
+        return;
+    }
+    switch (e->type) {
+    case EV_PG_UP:
+        if (p->proc != SIM_PROC_STARTING) {
+            return;
+        }
+        if (sim_rng_chance(&w->rng, START_FAILURE_PER_MILLE)) {
+            p->proc = SIM_PROC_DOWN;
+            p->inc++;
+            sim_trace(w, (int)i, "postgresql failed to start");
+            return;
+        }
+        p->proc = SIM_PROC_RUNNING;
+        p->in_recovery = p->standby_signal;
+        sim_copy(p->sync_names, sizeof p->sync_names, p->conf_sync_names);
+        sim_copy(p->sync_commit, sizeof p->sync_commit, p->conf_sync_commit);
+        if (p->in_recovery) {
+            p->was_primary = false;
+            sim_trace(w, (int)i, "postgresql up as a standby of %s",
+                      p->conf_upstream[0] ? p->conf_upstream : "nobody");
+        } else {
+            /* Without standby.signal a standby's data directory comes up as a primary on the
+             * same timeline: no new timeline is chosen (only promotion does that). */
+            sim_pg_push(p, sim_pg_tl(p), sim_new_uid(w), p->end);
+            p->was_primary = true;
+            sim_trace(w, (int)i, "postgresql up as a primary on timeline %u", sim_pg_tl(p));
+            sim_pg_became_primary(w, i);
+        }
+        return;
+    case EV_PG_PROMOTED:
+        if (p->proc != SIM_PROC_RUNNING || !p->in_recovery || !p->promote_pending) {
+            return;
+        }
+        p->promote_pending = false;
+        sim_pg_push(p, sim_pg_max_tl(p) + 1, sim_new_uid(w), p->end);
+        p->hist_tl = sim_pg_tl(p);
+        p->in_recovery = false;
+        p->standby_signal = false;
+        p->streaming = false;
+        p->streaming_from = -1;
+        p->was_primary = true;
+        sim_trace(w, (int)i, "postgresql promoted to timeline %u at %" PRIu64, sim_pg_tl(p),
+                  p->end);
+        sim_push(w,
+                 sim_now(w) + sim_rng_range(&w->rng, LAZY_CHECKPOINT_MIN_MS, LAZY_CHECKPOINT_MAX_MS),
+                 EV_PG_CHECKPOINT, (int)i, p->inc, 0);
+        sim_pg_became_primary(w, i);
+        return;
+    case EV_PG_CHECKPOINT:
+        if (p->proc == SIM_PROC_RUNNING) {
+            p->ckpt_tl = sim_pg_tl(p);
+        }
+        return;
+    case EV_PG_SHUTDOWN:
+        if (p->proc == SIM_PROC_STOPPING) {
+            finish_shutdown(w, i);
+        }
+        return;
+    default: return;
+    }
+}
+
+/* ---- streaming replication ------------------------------------------------------------------- */
+
+static bool has_slot(const struct sim_pg *u, uint64_t id)
+{
+    for (unsigned k = 0; k < u->n_slots; k++) {
+        if (u->slots[k] == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* One standby's walreceiver for this round: connect, check, receive. */
+static void stream_one(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_pg *s = &n->pg;
+    int u = sim_node_by_name(w, s->conf_upstream);
+    char why[RPG_ERRMSG_SIZE];
+    bool ok = u >= 0 && (unsigned)u != i && w->nodes[u].up && !w->nodes[u].frozen &&
+              sim_link(w, i, (unsigned)u) && w->nodes[u].pg.proc == SIM_PROC_RUNNING &&
+              w->nodes[u].pg.system_id == s->system_id &&
+              (s->slot_id == 0 || has_slot(&w->nodes[u].pg, s->slot_id));
+    if (u >= 0 && (unsigned)u != i && w->nodes[u].up && !w->nodes[u].frozen &&
+        sim_link(w, i, (unsigned)u) && w->nodes[u].pg.proc == SIM_PROC_RUNNING &&
+        w->nodes[u].pg.system_id == s->system_id && sim_pg_tl(&w->nodes[u].pg) >= sim_pg_tl(s)) {
+        /* The walreceiver fetches the upstream's missing history files before it asks to
+         * stream (and before a missing slot makes that fail). */
+        uint32_t tl = sim_pg_tl(&w->nodes[u].pg);
+        s->hist_tl = tl > s->hist_tl ? tl : s->hist_tl;
+    }
+    if (ok && sim_pg_stream_check(s, &w->nodes[u].pg, why, sizeof why) != 0) {
+        ok = false;
+    }
+    if (!ok) {
+        s->streaming = false;
+        s->streaming_from = -1;
+        return;
+    }
+    struct sim_pg *up = &w->nodes[u].pg;
+    bool fresh = !s->streaming || s->streaming_from != u;
+    s->streaming = true;
+    s->streaming_from = u;
+    uint64_t before = s->end;
+    /* A slow link delivers later: the standby gets what the upstream had a round earlier. */
+    uint64_t upto = w->nodes[u].latency + n->latency > 40 && !fresh ? up->mark : up->end;
+    if (upto > s->end) {
+        sim_pg_stream(s, up, upto);
+    }
+    uint64_t at;
+    if (!sim_pg_prefix_of(s, up, &at) && s->diverged_inc != s->inc) {
+        s->diverged_inc = s->inc;
+        sim_violation(w, CHK_DIVERGE,
+                      "%s streams from %s but their WAL differs from lsn %" PRIu64
+                      " (timeline %u on both sides, received from %" PRIu64 ")",
+                      n->name, w->nodes[u].name, at, sim_pg_tl(s), before);
+    }
+}
+
+/* The k of the synchronous_standby_names in force, and its names; 0 when the server runs
+ * asynchronously ('' or synchronous_commit = local). A value the agent never writes counts as
+ * asynchronous, as sync.h says PostgreSQL should be assumed to be. */
+static unsigned sync_in_force(const struct sim_pg *p, struct sync_set *set)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (strcmp(p->sync_commit, "local") == 0 || p->sync_names[0] == '\0' ||
+        sync_set_parse(p->sync_names, set, errmsg) != 0) {
+        return 0;
+    }
+    return set->k;
+}
+
+/* Synchronous replication: with synchronous_standby_names = 'ANY k (names)' the primary
+ * acknowledges a commit once k of the named standbys streaming from it have received it;
+ * asynchronous, once it has it itself. */
+static void acknowledge(struct sim_world *w, unsigned i)
+{
+    struct sim_pg *p = &w->nodes[i].pg;
+    struct sync_set set;
+    unsigned k = sync_in_force(p, &set);
+    uint64_t upto = p->end;
+    if (k > 0) {
+        uint64_t pos[SIM_NODES_MAX];
+        unsigned n = 0;
+        for (unsigned j = 0; j < w->n; j++) {
+            const struct sim_pg *s = &w->nodes[j].pg;
+            if (j != i && s->proc == SIM_PROC_RUNNING && s->in_recovery && s->streaming &&
+                s->streaming_from == (int)i && !w->nodes[j].frozen &&
+                sync_set_contains(&set, w->nodes[j].name)) {
+                pos[n++] = s->end;
+            }
+        }
+        if (n < k) {
+            return;
+        }
+        /* The k-th highest position. */
+        for (unsigned a = 0; a < n; a++) {
+            for (unsigned b = a + 1; b < n; b++) {
+                if (pos[b] > pos[a]) {
+                    uint64_t t = pos[a];
+                    pos[a] = pos[b];
+                    pos[b] = t;
+                }
+            }
+        }
+        upto = pos[k - 1] < p->end ? pos[k - 1] : p->end;
+    }
+    for (uint64_t lsn = p->acked; lsn < upto; lsn++) {
+        if (w->n_acked == w->cap_acked) {
+            size_t cap = w->cap_acked ? 2 * w->cap_acked : 256;
+            struct sim_commit *c = realloc(w->acked, cap * sizeof *c);
+            if (c == NULL) {
+                abort();
+            }
+            w->acked = c;
+            w->cap_acked = cap;
+        }
+        w->acked[w->n_acked++] =
+            (struct sim_commit){.lsn = lsn, .uid = sim_pg_uid_at(p, lsn)};
+        w->res->acked++;
+        w->res->acked_async += k == 0;
+    }
+    if (upto > p->acked) {
+        p->acked = upto;
+    }
+}
+
+void sim_repl_round(struct sim_world *w)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        const struct sim_node *n = &w->nodes[i];
+        if (n->exists && n->up && !n->frozen && n->pg.proc == SIM_PROC_RUNNING &&
+            n->pg.in_recovery) {
+            stream_one(w, i);
+        }
+    }
+    for (unsigned i = 0; i < w->n; i++) {
+        struct sim_node *n = &w->nodes[i];
+        if (n->exists && n->up && !n->frozen && sim_pg_writable(&n->pg)) {
+            acknowledge(w, i);
+        }
+        n->pg.mark = n->pg.end;
+    }
+}
+
+/* The client writes one row to every server that accepts writes (DESIGN.md §7: through the VIP
+ * and directly to every node). */
+void sim_client_round(struct sim_world *w)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        struct sim_node *n = &w->nodes[i];
+        if (!n->exists || !n->up || n->frozen || !sim_pg_writable(&n->pg)) {
+            continue;
+        }
+        n->pg.end++;
+        acknowledge(w, i);
+    }
+}

@@ -451,12 +451,18 @@ static void action_done(struct agent *a, int rc, const char *msg)
     }
 }
 
+static void shutdown_stop_pg(struct agent *a);
+
 static void on_pg_done(struct pg *p, int rc, const char *msg, void *data)
 {
     (void)p;
     struct agent *a = data;
     if (!a->stopping_pg) {
         action_done(a, rc, msg);
+    }
+    if (a->stop_pg_when_idle) {
+        a->stop_pg_when_idle = false;
+        shutdown_stop_pg(a);
     }
 }
 
@@ -865,8 +871,21 @@ void agent_stop(struct agent *a, int exit_code)
     if (a->fence_timer_open) {
         uv_timer_stop(&a->fence_timer);
     }
-    if (a->pg_open && !pg_busy(&a->pg) &&
-        (a->pg.obs.state == HA_PG_RUNNING || a->pg.obs.state == HA_PG_STARTING)) {
+    if (a->pg_open && pg_busy(&a->pg)) {
+        /* The operation may be starting the server or changing its settings: let it end (cut
+         * short), then stop whatever runs, so no server outlives its agent. */
+        log_info("shutdown: waiting for %s to end before stopping postgresql",
+                 pg_op_name(a->pg.op));
+        a->stop_pg_when_idle = true;
+        pg_cancel(&a->pg);
+        return;
+    }
+    shutdown_stop_pg(a);
+}
+
+static void shutdown_stop_pg(struct agent *a)
+{
+    if (a->pg_open && pg_postmaster_pid(&a->pg) > 0) {
         a->stopping_pg = true;
         log_info("stopping postgresql before shutdown");
         if (pg_stop(&a->pg, SHUTDOWN_STOP_BOUND_MS, on_shutdown_pg_stopped, a) == 0) {

@@ -994,6 +994,7 @@ static int run(struct pg *p, char *const argv[], unsigned timeout_ms)
 {
     char errmsg[RPG_ERRMSG_SIZE];
     char *env[] = {"LC_ALL=C", NULL};
+    p->proc_launches = false;
     int rv = proc_run(&p->proc, p->loop, argv, env, timeout_ms, on_proc, p, errmsg);
     if (rv != 0) {
         fmt_str(p->op_error, sizeof p->op_error, "%s", errmsg);
@@ -1038,15 +1039,59 @@ static void control_sql(struct pg *p, char *sql)
     observe(p);
 }
 
+/* A postmaster killed while its parent does not reap it (a container whose init never calls
+ * wait) stays a zombie, and PostgreSQL takes the zombie's pid in its lock files for a live
+ * server. A zombie runs nothing, so such a lock is stale; PostgreSQL still checks on its own
+ * that no backend remains attached to the old shared memory. */
+static void drop_if_zombie(const char *path)
+{
+    char buf[32];
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    long pid = strtol(buf, NULL, 10);
+    if (pid > 0 && pid <= INT32_MAX && kill((pid_t)pid, 0) == 0 && !proc_alive((int)pid)) {
+        log_info("start: %s names pid %ld, which has exited (a zombie): removing it", path, pid);
+        unlink(path);
+    }
+}
+
+static void drop_zombie_locks(struct pg *p)
+{
+    char path[PATH_MAX + 32];
+    path_in(p, "postmaster.pid", path, sizeof path);
+    drop_if_zombie(path);
+    /* The socket lock stays beside the data directory even when that directory is gone. */
+    uint16_t port = 0;
+    if (!param_given(p, "unix_socket_directories") &&
+        conf_parse_addr(p->conf->postgresql.listen, NULL, &port) == 0) {
+        char parent[PATH_MAX];
+        fmt_str(parent, sizeof parent, "%s", p->conf->postgresql.data_dir);
+        char *slash = strrchr(parent, '/');
+        if (slash != NULL && slash != parent) {
+            *slash = '\0';
+        }
+        fmt_str(path, sizeof path, "%s/.s.PGSQL.%u.lock", parent, (unsigned)port);
+        drop_if_zombie(path);
+    }
+}
+
 static int pg_ctl_start(struct pg *p)
 {
+    drop_zombie_locks(p);
     char bin[PATH_MAX + 32], logf[PATH_MAX + 8], t[16];
     bin_path(p, "pg_ctl", bin, sizeof bin);
     fmt_str(logf, sizeof logf, "%s.log", p->conf->postgresql.data_dir);
     fmt_str(t, sizeof t, "%d", START_TIMEOUT_S);
     char *argv[] = {bin, "start", "-D", (char *)p->conf->postgresql.data_dir, "-l", logf,
                     "-w", "-t", t, "-s", NULL};
-    return run(p, argv, (START_TIMEOUT_S + 10) * 1000u);
+    int rv = run(p, argv, (START_TIMEOUT_S + 10) * 1000u);
+    p->proc_launches = rv == 0;
+    return rv;
 }
 
 static char *roles_sql(const struct pg *p)
@@ -1403,6 +1448,13 @@ static int op_begin(struct pg *p, enum pg_op op, const struct pg_upstream *up, p
 bool pg_busy(const struct pg *p)
 {
     return p->op != PG_OP_NONE;
+}
+
+void pg_cancel(struct pg *p)
+{
+    if (p->op != PG_OP_NONE && p->op != PG_OP_STOP && p->proc.running && !p->proc_launches) {
+        proc_kill(&p->proc, SIGTERM);
+    }
 }
 
 int pg_bootstrap(struct pg *p, pg_done_cb cb, void *data)

@@ -50,6 +50,7 @@ struct agent {
     struct core core;             /* decisions and the action in flight */
     struct core_io io;
     bool stopping_pg;
+    bool stop_pg_when_idle;       /* shutdown came while an operation ran: stop once it ends */
     char removing[FSM_NAME_MAX]; /* a member whose removal waits for the synchronous set */
     uv_timer_t notify_timer;      /* systemd watchdog pings */
     bool notify_timer_open;

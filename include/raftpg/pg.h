@@ -95,6 +95,7 @@ struct pg {
     enum pg_op op;
     int step;
     struct proc proc;
+    bool proc_launches;           /* proc is pg_ctl start: killing it would orphan a server */
     pg_done_cb done_cb;
     void *done_data;
     struct pg_upstream upstream;
@@ -126,6 +127,11 @@ void pg_close(struct pg *p, void (*cb)(struct pg *p));
 
 /* True while a control operation runs. */
 bool pg_busy(const struct pg *p);
+
+/* Cuts the running operation short where that is safe: a program that only copies or prepares
+ * files (pg_basebackup, pg_rewind, initdb) gets SIGTERM and the callback fires with an error. A
+ * start or a stop is left to finish, since killing pg_ctl would leave its server unaccounted for. */
+void pg_cancel(struct pg *p);
 
 /* Control operations. Each returns RPG_EBUSY when another runs, else 0 and calls cb once. */
 /* initdb (data checksums), write the configuration, start as primary, create the roles. */

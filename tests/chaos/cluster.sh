@@ -316,12 +316,15 @@ cl_kill_agent() {
     fi
 }
 
-# The postmaster PID of NODE from postmaster.pid, if that process lives.
+# The postmaster PID of NODE from postmaster.pid, if that process runs (not a zombie: a killed
+# postmaster whose parent has not reaped it yet).
 cl_pg_pid() {
-    local f=$CL_DIR/$1/pgdata/postmaster.pid pid
+    local f=$CL_DIR/$1/pgdata/postmaster.pid pid st
     [ -f "$f" ] || return 1
     pid=$(head -n1 "$f" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    st=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1) || return 1
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ] && echo "$pid"
 }
 
 # Kills NODE's PostgreSQL with SIGKILL, the postmaster and every child at once: each child of a

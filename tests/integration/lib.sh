@@ -120,12 +120,20 @@ t_kill() {
   fi
 }
 
+# True while PID runs: a zombie (killed, not yet reaped by its parent) does not.
+t_pid_running() {
+  local st
+  kill -0 "$1" 2>/dev/null || return 1
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
+  [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
 # The postmaster PID of node I, from its postmaster.pid, if that process is alive.
 t_pg_pid() {
   local f="$T_DIR/node$1/pgdata/postmaster.pid" pid
   [ -f "$f" ] || return 1
   pid=$(head -n1 "$f" 2>/dev/null) || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  [ -n "$pid" ] && t_pid_running "$pid" && echo "$pid"
 }
 
 # Kills node I's postmaster (and so its whole server) with SIGKILL and waits until it is gone.
@@ -133,7 +141,7 @@ t_kill_pg() {
   local pid n=0
   pid=$(t_pg_pid "$1") || return 0
   kill -KILL "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.05; n=$((n + 1)); done
+  while t_pid_running "$pid" && [ $n -lt 100 ]; do sleep 0.05; n=$((n + 1)); done
   # Backends of a killed postmaster exit on their own; wait for the port to be free.
   n=0
   while ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qx "$(t_pg_addr "$1")" && [ $n -lt 100 ]; do

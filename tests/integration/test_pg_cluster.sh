@@ -78,6 +78,19 @@ t_check "the re-cloned standby has every row" rows_on "$OS" 3000
 t_check "the re-clone went through pg_basebackup" \
   t_eq "$(grep -c "clone: pg_basebackup from $NP" "$T_DIR/node$OS.log")" 1
 
-for i in 1 2 3; do t_kill "$i" TERM; done
+no_server() { ! t_pg_pid "$1" >/dev/null; }
+
+# SIGTERM while the agent is starting its server again: the start is cut short and the agent
+# still stops whatever it started before it exits.
+n_starts=$(grep -c "start_standby" "$T_DIR/node$OS.log" || true)
+t_kill_pg "$OS"
+for _ in $(seq 1 400); do
+  [ "$(grep -c "start_standby" "$T_DIR/node$OS.log" || true)" -gt "$n_starts" ] && break
+  sleep 0.01
+done
+t_kill "$OS" TERM
+t_check "an agent stopped during a start leaves no server behind" no_server "$OS"
+
+for i in 1 2 3; do [ -z "${T_PIDS[$i]:-}" ] || t_kill "$i" TERM; done
 t_check "agents stop their postgresql on shutdown" bash -c "! pgrep -u postgres -f 'postgres -D $T_DIR' >/dev/null"
 t_done

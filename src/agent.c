@@ -269,6 +269,9 @@ static void on_vip_done(struct vip *v, int rc, const char *msg, void *data)
         log_error("vip: %s", msg);
     } else if (rc == 0) {
         a->vip_error[0] = '\0';
+        if (vip_is_held(&a->vip)) {
+            a->vip_renewed_at = uv_now(a->loop);
+        }
         log_info("vip %s %s", a->conf.vip.address.text, vip_is_held(&a->vip) ? "held" : "released");
     }
     if (a->phase == AGENT_PHASE_RUNNING) {
@@ -276,8 +279,27 @@ static void on_vip_done(struct vip *v, int rc, const char *msg, void *data)
     }
 }
 
-/* Arms the watchdog while this node may accept writes, feeds it on every tick, disarms after. */
-static void watchdog_tick(struct agent *a, bool primary)
+/* A renewal is routine: only its failures and a vanished address are worth a line. */
+static void on_vip_renewed(struct vip *v, int rc, const char *msg, void *data)
+{
+    struct agent *a = data;
+    if (rc == 0 && vip_is_held(v)) {
+        a->vip_renewed_at = uv_now(a->loop);
+    } else if (rc == 0) {
+        log_warning("vip: %s", msg);
+    } else if (rc != RPG_EBUSY) {
+        log_error("vip: %s", msg);
+    }
+    if (a->phase == AGENT_PHASE_RUNNING) {
+        fence_tick(a);
+    }
+}
+
+/* Arms the watchdog while this node may accept writes under its lease and feeds it on every tick.
+ * Without the lease it stops feeding but stays armed until the fence is complete (no server that
+ * may accept writes, no VIP): an agent that hangs halfway through a fence still gets its node
+ * reset. Disarmed after that. */
+static void watchdog_tick(struct agent *a, bool primary, bool unfenced)
 {
     if (a->conf.watchdog.mode == CONF_WATCHDOG_OFF) {
         a->watchdog_ok = true;
@@ -285,13 +307,9 @@ static void watchdog_tick(struct agent *a, bool primary)
     }
     char errmsg[RPG_ERRMSG_SIZE] = "";
     if (primary && !watchdog_is_armed(&a->watchdog)) {
-        unsigned timeout_s = 0;
-        int rv = watchdog_timeout_for_lease(a->fence.lease_ms + a->fence.margin_ms,
-                                            a->conf.watchdog.safety_margin_ms, &timeout_s, errmsg);
-        if (rv != 0) {
-            timeout_s = 1; /* the shortest a watchdog offers; the new side waits for it */
-        }
-        rv = watchdog_arm(&a->watchdog, timeout_s, errmsg);
+        unsigned timeout_s =
+            watchdog_lease_timeout_s(&a->conf.watchdog, a->fence.lease_ms + a->fence.margin_ms);
+        int rv = watchdog_arm(&a->watchdog, timeout_s, errmsg);
         a->watchdog_ok = rv == 0 && (watchdog_is_armed(&a->watchdog) ||
                                      a->conf.watchdog.mode != CONF_WATCHDOG_REQUIRED);
         if (errmsg[0] != '\0' && strcmp(errmsg, a->watchdog_error) != 0) {
@@ -302,7 +320,7 @@ static void watchdog_tick(struct agent *a, bool primary)
         if (watchdog_keepalive(&a->watchdog, errmsg) != 0) {
             log_error("watchdog: %s", errmsg);
         }
-    } else if (watchdog_is_armed(&a->watchdog)) {
+    } else if (watchdog_is_armed(&a->watchdog) && !unfenced) {
         if (watchdog_disarm(&a->watchdog, errmsg) != 0) {
             log_error("watchdog: %s", errmsg);
         }
@@ -366,7 +384,8 @@ static void fence_tick(struct agent *a)
             a->fence_escalated = true;
         }
     }
-    watchdog_tick(a, writable && lease_ok);
+    watchdog_tick(a, writable && lease_ok,
+                  writable || (a->vip_open && (vip_is_held(&a->vip) || vip_busy(&a->vip))));
 
     if (!a->vip_open) {
         return;
@@ -405,6 +424,14 @@ static void fence_tick(struct agent *a)
     } else if (want && !vip_is_held(&a->vip) && now - a->vip_failed_at > 2000) {
         /* After a refusal (another host answered the probe), try again every 2 s. */
         a->vip_error[0] = '\0';
+    } else if (want && vip_is_held(&a->vip) &&
+               now - a->vip_renewed_at >= vip_renew_interval_ms(&a->conf.vip)) {
+        /* Only under a valid lease (want): an agent that dies or hangs stops renewing, and the
+         * kernel drops the address within its lifetime. */
+        a->vip_renewed_at = now;
+        if (vip_renew(&a->vip, on_vip_renewed, a, errmsg) != 0) {
+            log_error("vip: %s", errmsg);
+        }
     }
 }
 
@@ -595,8 +622,12 @@ static void ha_tick(struct agent *a)
     /* Acting as primary needs the lease, and a new leader also waits until the previous one
      * has surely fenced (DESIGN.md rule 3). */
     bool ready = a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
+    /* Every member runs the same watchdog mode: with one, the old primary's node may still be
+     * counting down to its reset. */
+    rpg_msec wd_ms =
+        watchdog_promote_wait_ms(&a->conf.watchdog, a->fence.lease_ms + a->fence.margin_ms);
     rpg_msec not_before = fence_promote_not_before(&a->fence, a->cons.last_heard_leader,
-                                                   a->cons.started_at);
+                                                   a->cons.started_at, wd_ms);
     v.leader = ready && a->lease_ok && v.now >= not_before && a->watchdog_ok;
     v.state_current = cons_state_current(&a->cons);
     v.term = a->cons.term;

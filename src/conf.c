@@ -151,6 +151,7 @@ static const struct conf_key vip_keys[] = {
     {"announce_repeats", KEY_UINT, FIELD(vip.announce_repeats), .min = 0, .max = 100, .def = "3"},
     {"announce_interval", KEY_UINT, FIELD(vip.announce_interval_ms), .min = 10, .max = 60000,
      .def = "1000"},
+    {"lifetime", KEY_UINT, FIELD(vip.lifetime_s), .min = 1, .max = 3600, .def = "2"},
     {"ip_bin", KEY_PATH, FIELD(vip.ip_bin), .def = "/usr/sbin/ip"},
     {"arping_bin", KEY_PATH, FIELD(vip.arping_bin), .def = "/usr/sbin/arping"},
     {.key = NULL},
@@ -1019,6 +1020,15 @@ static int finish(struct parser *p)
                        "must be less than half of raft.election_timeout "
                        "(heartbeat_timeout=%u election_timeout=%u)",
                        c->raft.heartbeat_timeout_ms, c->raft.election_timeout_ms);
+
+    /* A claim refreshes the address's lifetime once an announcement round: rounds further apart
+     * than the lifetime would let it lapse in between. */
+    if (c->has_vip && c->vip.announce_repeats > 1 &&
+        c->vip.announce_interval_ms >= c->vip.lifetime_s * 1000UL)
+        return fail_at(p, where_first(p, "vip.announce_interval", "vip.lifetime"),
+                       "vip.announce_interval",
+                       "must be shorter than vip.lifetime (announce_interval=%u ms lifetime=%u s)",
+                       c->vip.announce_interval_ms, c->vip.lifetime_s);
 
     if (self != NULL) {
         /* libraft binds to the address it gives the other members, so the two cannot differ. */

@@ -16,8 +16,8 @@ bool fence_lease_ok(const struct fence_timing *t, bool leader_ready, rpg_msec le
 }
 
 rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_heard_leader,
-                                  rpg_msec started_at)
+                                  rpg_msec started_at, rpg_msec watchdog_ms)
 {
     rpg_msec from = last_heard_leader != 0 ? last_heard_leader : started_at;
-    return from + t->lease_ms + t->margin_ms;
+    return from + t->lease_ms + t->margin_ms + watchdog_ms;
 }

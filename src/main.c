@@ -11,6 +11,8 @@
 #include "raftpg/ctl.h"
 #include "raftpg/fence.h"
 #include "raftpg/log.h"
+#include "raftpg/vip.h"
+#include "raftpg/watchdog.h"
 
 static const char *usage =
     "usage: raftpg COMMAND [ARGS]\n"
@@ -65,17 +67,19 @@ static int cmd_check_config(int argc, char **argv)
     }
     struct fence_timing ft;
     fence_timing_init(&ft, c.raft.election_timeout_ms);
+    rpg_msec wd_wait = watchdog_promote_wait_ms(&c.watchdog, ft.lease_ms + ft.margin_ms);
     printf("fencing: lease=%llums renewed every %llums, fence starts %llums before the lease "
            "ends, immediate stop after %llums, a new leader promotes no earlier than %llums "
-           "after it last heard from the previous one\n",
+           "after it last heard from the previous one%s\n",
            (unsigned long long)ft.lease_ms, (unsigned long long)ft.renew_ms,
            (unsigned long long)ft.margin_ms, (unsigned long long)ft.escalate_ms,
-           (unsigned long long)(ft.lease_ms + ft.margin_ms));
+           (unsigned long long)fence_promote_not_before(&ft, 0, 0, wd_wait),
+           wd_wait > 0 ? " (its watchdog timeout included)" : "");
     if (c.has_vip) {
         printf("vip: address=%s interface=%s arping_count=%u announce_repeats=%u "
-               "announce_interval=%ums\n",
+               "announce_interval=%ums lifetime=%us (renewed every %ums)\n",
                c.vip.address.text, c.vip.interface, c.vip.arping_count, c.vip.announce_repeats,
-               c.vip.announce_interval_ms);
+               c.vip.announce_interval_ms, c.vip.lifetime_s, vip_renew_interval_ms(&c.vip));
     }
     printf("watchdog: mode=%s device=%s safety_margin=%ums\n",
            conf_watchdog_mode_name(c.watchdog.mode), c.watchdog.device,

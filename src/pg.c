@@ -653,6 +653,9 @@ static void take_observation(struct pg *p, PGresult *res)
     struct ha_pg *o = &p->obs;
     o->state = HA_PG_RUNNING;
     o->in_recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    if (!o->in_recovery) {
+        p->promote_pending = false;
+    }
     o->system_id = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
     o->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
     o->wal_position = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
@@ -855,11 +858,15 @@ bool pg_may_accept_writes(const struct pg *p)
     if (pg_postmaster_pid(p) == 0) {
         return false;
     }
-    if (p->obs.state == HA_PG_RUNNING) {
-        return !p->obs.in_recovery;
+    if (p->op == PG_OP_PROMOTE || p->promote_pending) {
+        return true; /* the promotion may take effect at any moment */
     }
-    /* Up but not observed yet: a server started with standby.signal is a standby until promoted,
-     * and promotion is only ever asked of a running, observed server. */
+    if (p->obs.state == HA_PG_RUNNING && !p->obs.in_recovery) {
+        return true;
+    }
+    /* In recovery when last observed, or not observed yet: standby.signal keeps a server a
+     * standby, and PostgreSQL removes it when a promotion completes, up to an observation
+     * interval before the observer notices. */
     char path[PATH_MAX + 32];
     path_in(p, "standby.signal", path, sizeof path);
     return !file_exists(path);
@@ -868,6 +875,7 @@ bool pg_may_accept_writes(const struct pg *p)
 static void set_not_running(struct pg *p, enum ha_pg_state state)
 {
     struct ha_pg *o = &p->obs;
+    p->promote_pending = false;
     p->not_streaming_since = 0;
     o->not_streaming_ms = 0;
     o->checkpoint_timeline = 0;
@@ -962,6 +970,10 @@ static void op_finish(struct pg *p, int rc, const char *msg)
 {
     enum pg_op op = p->op;
     p->op = PG_OP_NONE;
+    if (op == PG_OP_PROMOTE) {
+        /* pg_ctl promote -W returns before the server is out of recovery. */
+        p->promote_pending = rc == 0;
+    }
     p->controldata_valid = false;
     p->epoch++;
     pg_done_cb cb = p->done_cb;

@@ -20,6 +20,8 @@ enum vip_step {
     STEP_ANNOUNCE_WAIT, /* claim: the timer until the next round */
     STEP_DELETE,        /* release: ip addr del */
     STEP_DELETE_LOOKUP, /* release: is the address still there, under any prefix? */
+    STEP_RENEW,         /* renew: ip addr change with a fresh lifetime */
+    STEP_REFRESH,       /* claim: the same between announcement rounds */
 };
 
 static char *const env_c[] = {"LC_ALL=C", NULL};
@@ -50,8 +52,15 @@ const char *vip_op_name(enum vip_op op)
         return "release";
     case VIP_OP_CHECK:
         return "check";
+    case VIP_OP_RENEW:
+        return "renew";
     }
     return "unknown";
+}
+
+unsigned vip_renew_interval_ms(const struct conf_vip *conf)
+{
+    return conf->lifetime_s * 1000u / 4u;
 }
 
 /* Seconds with three decimals, as arping's -W and -w take them. */
@@ -160,11 +169,11 @@ static void close_maybe_done(struct vip *v)
         cb(v);
 }
 
-/* A claim stops at the first step boundary after a release was asked for: the release matters
- * more (DESIGN.md rule 2). Returns true when it did. */
+/* A claim or a renewal stops at the first step boundary after a release was asked for: the
+ * release matters more (DESIGN.md rule 2). Returns true when it did. */
 static bool claim_cancelled(struct vip *v)
 {
-    if (v->op != VIP_OP_CLAIM || !v->release_pending)
+    if ((v->op != VIP_OP_CLAIM && v->op != VIP_OP_RENEW) || !v->release_pending)
         return false;
     op_fail(v, RPG_EBUSY, "cancelled by a release");
     return true;
@@ -288,11 +297,30 @@ static void step_lookup(struct vip *v, enum vip_step step)
     run(v, step, argv, VIP_IP_TIMEOUT_MS);
 }
 
+/* add and change with the lifetime: the kernel drops the address unless it is renewed. */
+static void step_set(struct vip *v, enum vip_step step, char *verb)
+{
+    char lft[16];
+
+    snprintf(lft, sizeof lft, "%u", v->conf.lifetime_s);
+    char *argv[] = {v->conf.ip_bin,
+                    "-4",
+                    "addr",
+                    verb,
+                    v->conf.address.text,
+                    "dev",
+                    v->conf.interface,
+                    "valid_lft",
+                    lft,
+                    "preferred_lft",
+                    lft,
+                    NULL};
+    run(v, step, argv, VIP_IP_TIMEOUT_MS);
+}
+
 static void step_add(struct vip *v)
 {
-    char *argv[] = {v->conf.ip_bin,    "-4", "addr", "add", v->conf.address.text, "dev",
-                    v->conf.interface, NULL};
-    run(v, STEP_ADD, argv, VIP_IP_TIMEOUT_MS);
+    step_set(v, STEP_ADD, "add");
 }
 
 static void step_announce(struct vip *v)
@@ -458,6 +486,18 @@ static void after_announce(struct vip *v, const struct proc_result *res)
         claim_done(v);
         return;
     }
+    /* The rounds may outlast the lifetime given by the add: renew it before waiting. */
+    step_set(v, STEP_REFRESH, "change");
+}
+
+static void after_refresh(struct vip *v, const struct proc_result *res)
+{
+    if (claim_cancelled(v))
+        return;
+    if (!proc_ok(res)) {
+        op_fail_proc(v, "ip addr change", res);
+        return;
+    }
     uv_update_time(v->loop);
     uint64_t spent = uv_now(v->loop) - v->round_start;
     uint64_t interval = v->conf.announce_interval_ms;
@@ -482,6 +522,41 @@ static void after_check_lookup(struct vip *v, const struct proc_result *res)
                 v->conf.interface, v->found);
     else
         fmt_msg(msg, sizeof msg, "vip %s is not on %s", v->conf.address.text, v->conf.interface);
+    op_done(v, 0, msg);
+}
+
+static void after_renew_lookup(struct vip *v, const struct proc_result *res)
+{
+    char msg[RPG_ERRMSG_SIZE];
+
+    if (!proc_ok(res)) {
+        if (!claim_cancelled(v))
+            op_fail_proc(v, "ip addr show", res);
+        return;
+    }
+    parse_lookup(v, res->output);
+    v->held = found_exact(v);
+    if (claim_cancelled(v))
+        return;
+    if (!v->held) {
+        fmt_msg(msg, sizeof msg, "vip %s is no longer on %s: not renewed", v->conf.address.text,
+                v->conf.interface);
+        op_done(v, 0, msg);
+        return;
+    }
+    step_set(v, STEP_RENEW, "change");
+}
+
+static void after_renew(struct vip *v, const struct proc_result *res)
+{
+    char msg[RPG_ERRMSG_SIZE];
+
+    if (!proc_ok(res)) {
+        op_fail_proc(v, "ip addr change", res);
+        return;
+    }
+    fmt_msg(msg, sizeof msg, "renewed vip %s on %s for %u s", v->conf.address.text,
+            v->conf.interface, v->conf.lifetime_s);
     op_done(v, 0, msg);
 }
 
@@ -552,8 +627,16 @@ static void on_proc(struct proc *p, const struct proc_result *res, void *data)
     case STEP_LOOKUP:
         if (v->op == VIP_OP_CHECK)
             after_check_lookup(v, res);
+        else if (v->op == VIP_OP_RENEW)
+            after_renew_lookup(v, res);
         else
             after_claim_lookup(v, res);
+        return;
+    case STEP_RENEW:
+        after_renew(v, res);
+        return;
+    case STEP_REFRESH:
+        after_refresh(v, res);
         return;
     case STEP_ADD:
         after_add(v, res);
@@ -594,6 +677,7 @@ static void on_timer(uv_timer_t *t)
         step_probe(v);
         return;
     case VIP_OP_CHECK:
+    case VIP_OP_RENEW:
         step_lookup(v, STEP_LOOKUP);
         return;
     case VIP_OP_RELEASE:
@@ -623,6 +707,8 @@ int vip_init(struct vip *v, uv_loop_t *loop, const struct conf_vip *conf, char *
         return rpg_err(errmsg, RPG_EINVAL,
                        "vip: incomplete configuration (address=%s interface=%s)",
                        conf->address.text, conf->interface);
+    if (conf->lifetime_s == 0)
+        return rpg_err(errmsg, RPG_EINVAL, "vip: lifetime must be at least 1 s");
     v->loop = loop;
     v->conf = *conf;
     int rc = uv_timer_init(loop, &v->timer);
@@ -672,6 +758,15 @@ int vip_check(struct vip *v, vip_cb cb, void *data, char *errmsg)
     return 0;
 }
 
+int vip_renew(struct vip *v, vip_cb cb, void *data, char *errmsg)
+{
+    if (v->closing || v->op != VIP_OP_NONE || v->release_pending)
+        return refuse_busy(v, "renew", errmsg);
+    op_start(v, VIP_OP_RENEW, cb, data);
+    defer_start(v);
+    return 0;
+}
+
 int vip_release(struct vip *v, vip_cb cb, void *data, char *errmsg)
 {
     if (v->closing || v->op == VIP_OP_RELEASE || v->release_pending)
@@ -684,7 +779,7 @@ int vip_release(struct vip *v, vip_cb cb, void *data, char *errmsg)
         return 0;
     }
     if (v->op != VIP_OP_CLAIM)
-        return 0; /* a check ends soon on its own */
+        return 0; /* a check ends soon on its own; a renewal stops at its next step */
     switch ((enum vip_step)v->step) {
     case STEP_PROBE:
     case STEP_ANNOUNCE:

@@ -245,6 +245,22 @@ int watchdog_timeout_for_lease(rpg_msec lease_ms, unsigned safety_margin_ms, uns
     return 0;
 }
 
+unsigned watchdog_lease_timeout_s(const struct conf_watchdog *conf, rpg_msec lease_ms)
+{
+    unsigned timeout_s = 0;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (watchdog_timeout_for_lease(lease_ms, conf->safety_margin_ms, &timeout_s, errmsg) != 0)
+        timeout_s = 1;
+    return timeout_s;
+}
+
+rpg_msec watchdog_promote_wait_ms(const struct conf_watchdog *conf, rpg_msec lease_ms)
+{
+    if (conf->mode == CONF_WATCHDOG_OFF)
+        return 0;
+    return (rpg_msec)watchdog_lease_timeout_s(conf, lease_ms) * 1000u;
+}
+
 /* ---- the recorder --------------------------------------------------------------------------- */
 
 const char *watchdog_event_kind_name(enum watchdog_event_kind kind)

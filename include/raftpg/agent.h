@@ -71,6 +71,7 @@ struct agent {
     bool vip_claiming;         /* a claim is under way */
     bool vip_releasing;        /* a release is under way */
     rpg_msec vip_failed_at;    /* when the last VIP operation failed */
+    rpg_msec vip_renewed_at;   /* when the address last got a fresh lifetime (claim or renewal) */
     char vip_error[RPG_ERRMSG_SIZE];
     struct watchdog watchdog;
     bool watchdog_ok;          /* armed when it must be, or not required */

@@ -52,6 +52,9 @@ struct conf_vip {
     unsigned arping_count;           /* probes before a claim; default 3, range 1..100 */
     unsigned announce_repeats;       /* gratuitous ARP rounds; default 3, range 0..100 */
     unsigned announce_interval_ms;   /* between rounds, start to start; default 1000 */
+    /* Seconds the kernel keeps the address without a renewal (valid_lft): a VIP whose agent
+     * died goes away by itself. Default 2, range 1..3600. */
+    unsigned lifetime_s;
     char ip_bin[PATH_MAX];           /* default /usr/sbin/ip */
     char arping_bin[PATH_MAX];       /* Thomas Habets' arping; default /usr/sbin/arping */
 };

@@ -34,8 +34,10 @@ bool fence_lease_ok(const struct fence_timing *t, bool leader_ready, rpg_msec le
 
 /* The earliest loop time a new leader may promote: last contact with the previous leader (0: none
  * since this process started, then its start counts, as the previous leader may have been heard
- * just before a restart) + lease + margin. */
+ * just before a restart) + lease + margin, + watchdog_ms when the nodes run a watchdog: an old
+ * primary whose agent died or hung feeds its device at the latest until its lease ends, and the
+ * device resets the node watchdog_ms (its timeout) after the last feed. */
 rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_heard_leader,
-                                  rpg_msec started_at);
+                                  rpg_msec started_at, rpg_msec watchdog_ms);
 
 #endif

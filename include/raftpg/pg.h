@@ -90,6 +90,7 @@ struct pg {
     bool controldata_valid;   /* cached pg_controldata of the stopped data directory */
     struct proc controldata;
     bool controldata_running;
+    bool promote_pending;         /* promotion asked for, not yet observed done (or failed) */
 
     /* Control: one operation at a time. */
     enum pg_op op;

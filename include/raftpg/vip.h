@@ -8,7 +8,11 @@
  *             sender 0.0.0.0 (RFC 5227 probe); exit 0 = a host answered, its MAC printed;
  *             exit 1 with no output = nobody answered; anything else = the probe failed
  *   lookup    ip -4 -o addr show dev IF to ADDR/32
- *   add       ip -4 addr add ADDR/PREFIX dev IF
+ *   add       ip -4 addr add ADDR/PREFIX dev IF valid_lft L preferred_lft L
+ *   renew     ip -4 addr change ADDR/PREFIX dev IF valid_lft L preferred_lft L
+ *             L is the configured lifetime: the kernel deletes an address that nobody renews
+ *             within L seconds (checked about once a second), so a VIP whose agent was killed
+ *             does not outlive it by more than L + 1 s.
  *   announce  arping -q -U -S ADDR -c 1 -w 0.200 -i IF ADDR
  *             a broadcast ARP request with sender and target ADDR, which updates the caches of
  *             the hosts that have an entry for ADDR; exit 0 or 1 with no output = sent
@@ -39,10 +43,14 @@
 /* Release deletes the address under every prefix it is found with, at most this many times. */
 #define VIP_DELETE_ROUNDS_MAX 4
 
-enum vip_op { VIP_OP_NONE = 0, VIP_OP_CLAIM, VIP_OP_RELEASE, VIP_OP_CHECK };
+enum vip_op { VIP_OP_NONE = 0, VIP_OP_CLAIM, VIP_OP_RELEASE, VIP_OP_CHECK, VIP_OP_RENEW };
 
-/* "none", "claim", "release", "check"; "unknown" for other values. */
+/* "none", "claim", "release", "check", "renew"; "unknown" for other values. */
 const char *vip_op_name(enum vip_op op);
+
+/* How often the holder renews the address: a quarter of its lifetime, so that three renewals in
+ * a row may fail before it lapses. */
+unsigned vip_renew_interval_ms(const struct conf_vip *conf);
 
 struct vip;
 
@@ -112,6 +120,13 @@ int vip_release(struct vip *v, vip_cb cb, void *data, char *errmsg);
 /* Looks whether the address is on the interface with its prefix: rc 0 when ip answered, and
  * vip_is_held() tells. Returns 0, or RPG_EBUSY with errmsg when another operation runs. */
 int vip_check(struct vip *v, vip_cb cb, void *data, char *errmsg);
+
+/* Renews the address's lifetime when it is on the interface with its prefix (a lookup first: a
+ * renewal never adds an address that is gone, which only a claim, with its probe, may do). rc 0
+ * when ip answered; vip_is_held() then tells whether it was there and renewed. A release asked
+ * for meanwhile cancels the renewal at its next step (cb gets RPG_EBUSY). Returns 0, or
+ * RPG_EBUSY with errmsg when another operation runs or a release waits. */
+int vip_renew(struct vip *v, vip_cb cb, void *data, char *errmsg);
 
 /* Whether the address was on the interface with its prefix when last seen or changed. */
 bool vip_is_held(const struct vip *v);

@@ -101,6 +101,14 @@ unsigned watchdog_timeout_s(const struct watchdog *w);
 int watchdog_timeout_for_lease(rpg_msec lease_ms, unsigned safety_margin_ms, unsigned *timeout_s,
                                char *errmsg);
 
+/* The timeout a primary arms its device with for a lease of lease_ms: watchdog_timeout_for_lease,
+ * or 1 s (the shortest a device offers) when the lease is shorter than that. */
+unsigned watchdog_lease_timeout_s(const struct conf_watchdog *conf, rpg_msec lease_ms);
+
+/* How much longer a new leader waits before it promotes, so that an old primary whose agent died
+ * or hung has been reset by its watchdog: the device's timeout, or 0 when mode is off. */
+rpg_msec watchdog_promote_wait_ms(const struct conf_watchdog *conf, rpg_msec lease_ms);
+
 /* ---- the recorder: a stand-in device for tests ------------------------------------------- */
 
 enum watchdog_event_kind {

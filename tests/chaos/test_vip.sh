@@ -94,9 +94,10 @@ t_eventually() {
     "$@"
 }
 
-# A configuration for NODE: the testbed's three members and the VIP on its interface.
+# A configuration for NODE: the testbed's three members and the VIP on its interface, with
+# LIFETIME seconds (default: an hour, so that only the lifetime checks see an address expire).
 t_conf() {
-    local node=$1
+    local node=$1 lifetime=${2:-3600}
     cat >"$T_DIR/$node.yaml" <<EOF
 scope: vip-test
 name: $node
@@ -112,6 +113,7 @@ vip:
   arping_count: 3
   announce_repeats: 3
   announce_interval: 300
+  lifetime: $lifetime
 EOF
 }
 
@@ -194,6 +196,38 @@ nb_exec node2 ip -4 addr add "$NB_VIP/32" dev "$NB_IF"
 t_check "node2: release removes the VIP under every prefix" t_vip node2 release 0
 t_check "node2 has no VIP address left" t_not t_has_vip_any_prefix node2
 t_check "nobody holds the VIP: the client cannot ping it" t_not t_ping client "$NB_VIP"
+
+# --- the lifetime: a VIP nobody renews goes away by itself (an agent killed with kill -9)
+# The kernel's lifetime of the address, in seconds, as ip prints it ("valid_lft 2sec").
+t_valid_lft() {
+    nb_exec "$1" ip -4 -o addr show dev "$NB_IF" to "$NB_VIP/32" |
+        sed -n 's/.*valid_lft \([0-9]*\)sec.*/\1/p' | head -1
+}
+t_conf node1 2
+t_check "node1: claim with a 2 s lifetime succeeds" t_vip node1 claim 0
+t_check "the kernel counts the lifetime down from 2 s" bash -c "[ \"\$1\" -ge 1 ] && [ \"\$1\" -le 2 ]" \
+    _ "$(t_valid_lft node1)"
+t_check "node1: renew succeeds" t_vip node1 renew 0
+t_check "node1: the renewal says it renewed" grep -qF \
+    "renew: rc=ok held=yes: renewed vip $NB_VIP/$NB_VIP_PREFIX on $NB_IF for 2 s" \
+    "$T_DIR/node1.renew.out"
+t0=$(date +%s%N)
+gone_after() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        t_has_vip node1 || { echo $((($(date +%s%N) - t0) / 1000000)); return 0; }
+        sleep 0.05
+    done
+    echo never
+}
+ms=$(gone_after)
+echo "# without renewal the address went away after $ms ms"
+t_check "without renewal the kernel removes the address within its lifetime + 1.5 s" \
+    bash -c "[ \"\$1\" != never ] && [ \"\$1\" -ge 1500 ] && [ \"\$1\" -le 3500 ]" _ "$ms"
+t_check "node1: renew of an expired address succeeds" t_vip node1 renew 0
+t_check "node1: ... says it was not renewed" grep -qF "held=no: vip $NB_VIP/$NB_VIP_PREFIX is no longer on" \
+    "$T_DIR/node1.renew.out"
+t_check "a renewal never adds the address back (only a claim, after its probe)" t_not t_has_vip node1
 
 if [ $T_FAILED -eq 0 ]; then
     echo "$NAME: all $T_N checks passed"

@@ -29,7 +29,7 @@ static void on_done(struct vip *v, int rc, const char *msg, void *data)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: raftpg_vip_probe CONFIG claim|release|check\n");
+    fprintf(stderr, "usage: raftpg_vip_probe CONFIG claim|release|check|renew\n");
     return 2;
 }
 
@@ -64,6 +64,8 @@ int main(int argc, char **argv)
         rc = vip_release(&v, on_done, &r, errmsg);
     else if (strcmp(argv[2], "check") == 0)
         rc = vip_check(&v, on_done, &r, errmsg);
+    else if (strcmp(argv[2], "renew") == 0)
+        rc = vip_renew(&v, on_done, &r, errmsg);
     else
         rc = usage();
     if (rc == 0) {

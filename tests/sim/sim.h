@@ -91,6 +91,7 @@ enum sim_ev_type {
     EV_PG_SHUTDOWN,     /* a fast shutdown ends (gen: process incarnation) */
     EV_VIP_DONE,        /* ip addr add/del and arping finished (sub: 1 claim, 0 release) */
     EV_WATCHDOG,        /* the watchdog's deadline (gen: arm generation) */
+    EV_VIP_EXPIRE,      /* the kernel drops a VIP nobody renewed (gen: lifetime generation) */
     EV_NODE_BACK,       /* a node reset by its watchdog is up again */
     EV_REMOVE_TICK,     /* api.c: a removal waits for the member to leave the synchronous set */
     EV_REPL,            /* WAL streaming and synchronous acknowledgements, every node */
@@ -245,6 +246,9 @@ struct sim_agent {
     unsigned vip_seq;    /* of the last claim or release started */
     unsigned vip_cancelled; /* a claim cut short by a release: its end changes nothing */
     rpg_msec vip_failed_at;
+    rpg_msec vip_renewed_at; /* local time of the last claim or renewal (agent.c) */
+    bool wd_mine;        /* this agent process armed the device (only it can disarm it) */
+    bool promote_pending; /* pg.c: promotion asked for, not yet observed done */
     /* Raft, as raft/cons.c keeps it (the sim's small equivalent runs on raft_fixture). */
     int role;            /* RAFT_UNAVAILABLE.. RAFT_LEADER, as last observed */
     uint64_t term;
@@ -294,6 +298,7 @@ struct sim_node {
     int32_t drift_ppm;
     unsigned latency;    /* ms, for everything the node sends */
     bool vip_held;       /* the write VIP is on this machine's interface */
+    uint64_t vip_gen;    /* bumped by every add or renewal: an older expiry event is void */
     bool wd_armed;       /* the watchdog device is open and armed (the kernel's, not the agent's) */
     uint64_t wd_gen;
     rpg_msec wd_deadline; /* global time the node resets unless fed */

@@ -191,6 +191,7 @@ static void poll_now(struct sim_world *w, unsigned i)
 static void set_not_running(struct sim_agent *a, enum ha_pg_state state)
 {
     struct ha_pg *o = &a->obs;
+    a->promote_pending = false;
     a->not_streaming_since = 0;
     o->not_streaming_ms = 0;
     o->checkpoint_timeline = 0;
@@ -230,6 +231,9 @@ static void observe(struct sim_world *w, unsigned i)
         rpg_msec now = sim_local_now(w, i);
         o->state = HA_PG_RUNNING;
         o->in_recovery = p->in_recovery;
+        if (!o->in_recovery) {
+            a->promote_pending = false;
+        }
         o->system_id = p->system_id;
         o->timeline = sim_pg_tl(p);
         o->wal_position = p->end;
@@ -1046,6 +1050,9 @@ void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id)
     if (rc == 0 && next != op->step) {
         op_next(w, i, op, next);
         return;
+    }
+    if (op->kind == SOP_PROMOTE) {
+        a->promote_pending = rc == 0; /* pg.c op_finish: pg_ctl promote -W does not wait */
     }
     op_free(n, op);
     a->epoch++;

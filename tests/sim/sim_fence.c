@@ -16,6 +16,7 @@
 
 #define FENCE_TICK_MS 10       /* agent.c */
 #define VIP_RETRY_MS 2000      /* agent.c: a refused claim is tried again after this */
+#define VIP_LIFETIME_MS 2000   /* conf.c: vip.lifetime; vip.c renews every quarter of it */
 #define WATCHDOG_SAFETY_MS 1000 /* conf.c: watchdog.safety_margin */
 #define REBOOT_MIN_MS 3000     /* a node reset by its watchdog is back after this long */
 #define REBOOT_MAX_MS 8000
@@ -118,6 +119,15 @@ static void renew(struct sim_world *w, unsigned i)
     }
 }
 
+/* The agent's watchdog section under --watchdog: mode automatic, the default safety margin. */
+static const struct conf_watchdog sim_watchdog = {.mode = CONF_WATCHDOG_AUTOMATIC,
+                                                  .safety_margin_ms = WATCHDOG_SAFETY_MS};
+
+static rpg_msec watchdog_ms(const struct fence_timing *t)
+{
+    return watchdog_promote_wait_ms(&sim_watchdog, t->lease_ms + t->margin_ms);
+}
+
 /* agent.c ha_tick: acting as leader needs the lease, and a new leader waits until the previous
  * one has surely fenced. */
 bool sim_fence_may_lead(struct sim_world *w, unsigned i)
@@ -125,49 +135,57 @@ bool sim_fence_may_lead(struct sim_world *w, unsigned i)
     struct sim_agent *a = &w->nodes[i].agent;
     struct fence_timing t = timing();
     bool ready = a->raft_running && a->role == RAFT_LEADER && a->leader_ready;
-    rpg_msec not_before = fence_promote_not_before(&t, a->last_heard_leader, a->started_at);
+    rpg_msec not_before = fence_promote_not_before(&t, a->last_heard_leader, a->started_at,
+                                                   w->opt->watchdog ? watchdog_ms(&t) : 0);
     return ready && a->lease_ok && sim_local_now(w, i) >= not_before;
 }
 
-/* pg.c pg_may_accept_writes: a postmaster runs, and it is observed as a primary or, not observed
- * yet, was started without standby.signal. */
+/* pg.c pg_may_accept_writes: a postmaster runs, and a promotion is under way, or it is observed
+ * as a primary, or it has no standby.signal (not observed yet, or promoted since). */
 static bool may_accept_writes(const struct sim_node *n)
 {
     if (n->pg.proc == SIM_PROC_DOWN) {
         return false;
     }
-    if (n->agent.obs.state == HA_PG_RUNNING) {
-        return !n->agent.obs.in_recovery;
+    for (unsigned k = 0; k < SIM_OPS_MAX; k++) {
+        if (n->ops[k].id != 0 && n->ops[k].id == n->agent.op_id && n->ops[k].kind == SOP_PROMOTE) {
+            return true;
+        }
+    }
+    if (n->agent.obs.state == HA_PG_RUNNING && !n->agent.obs.in_recovery) {
+        return true;
+    }
+    /* pg.c promote_pending: asked for, not yet observed done. */
+    if (n->agent.promote_pending) {
+        return true;
     }
     return !n->pg.standby_signal;
 }
 
 /* agent.c watchdog_tick: armed while this node may accept writes under a lease, fed on every
- * fence tick, disarmed (magic close) otherwise. The device keeps counting whatever happens to the
+ * fence tick, left armed and unfed while a fence is unfinished, disarmed (magic close) after, and
+ * only by the agent process that armed it. The device keeps counting whatever happens to the
  * agent: a crash or a SIGSTOP of the agent leaves it armed and unfed. */
-static void watchdog_tick(struct sim_world *w, unsigned i, bool primary)
+static void watchdog_tick(struct sim_world *w, unsigned i, bool primary, bool unfenced)
 {
     struct sim_node *n = &w->nodes[i];
     if (!w->opt->watchdog) {
         return;
     }
     struct fence_timing t = timing();
-    unsigned timeout_s = 0;
-    char errmsg[RPG_ERRMSG_SIZE];
-    if (watchdog_timeout_for_lease(t.lease_ms + t.margin_ms, WATCHDOG_SAFETY_MS, &timeout_s,
-                                   errmsg) != 0) {
-        timeout_s = 1; /* agent.c: the shortest a watchdog offers */
-    }
+    unsigned timeout_s = (unsigned)(watchdog_ms(&t) / 1000u);
     if (primary) {
         if (!n->wd_armed) {
             sim_trace(w, (int)i, "watchdog armed (%u s)", timeout_s);
         }
         n->wd_armed = true;
+        n->agent.wd_mine = true;
         n->wd_gen++;
         n->wd_deadline = sim_now(w) + timeout_s * 1000u;
         sim_push(w, n->wd_deadline, EV_WATCHDOG, (int)i, n->wd_gen, 0);
-    } else if (n->wd_armed) {
+    } else if (n->wd_armed && n->agent.wd_mine && !unfenced) {
         n->wd_armed = false;
+        n->agent.wd_mine = false;
         n->wd_gen++;
         sim_trace(w, (int)i, "watchdog disarmed");
     }
@@ -182,6 +200,16 @@ static void vip_op(struct sim_world *w, unsigned i, bool claim)
     /* ip addr del is quick; a claim probes with arping -D first, then adds and announces. */
     rpg_msec dur = claim ? sim_rng_range(&w->rng, 60, 200) : sim_rng_range(&w->rng, 2, 15);
     sim_push(w, sim_now(w) + dur, EV_VIP_DONE, (int)i, a->gen, (int)(a->vip_seq << 1 | claim));
+}
+
+/* ip addr add / change with valid_lft: the kernel drops the address unless renewed, checking
+ * lifetimes about once a second. */
+static void vip_set_lifetime(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    n->vip_gen++;
+    sim_push(w, sim_now(w) + VIP_LIFETIME_MS + sim_rng_range(&w->rng, 0, 1000), EV_VIP_EXPIRE,
+             (int)i, n->vip_gen, 0);
 }
 
 /* agent.c fence_tick. */
@@ -231,7 +259,7 @@ void sim_fence_tick(struct sim_world *w, unsigned i)
             a->fence_escalated = true;
         }
     }
-    watchdog_tick(w, i, writable && lease_ok);
+    watchdog_tick(w, i, writable && lease_ok, writable || n->vip_held || a->vip_busy);
     if (a->vip_busy) {
         return;
     }
@@ -262,6 +290,10 @@ void sim_fence_tick(struct sim_world *w, unsigned i)
     } else if (want && !n->vip_held && now - a->vip_failed_at > VIP_RETRY_MS) {
         /* After a refusal (another host answered the probe), try again every 2 s. */
         a->vip_refused = false;
+    } else if (want && n->vip_held && now - a->vip_renewed_at >= VIP_LIFETIME_MS / 4) {
+        /* vip_renew: a lookup, then ip addr change; quick enough to count as instant. */
+        a->vip_renewed_at = now;
+        vip_set_lifetime(w, i);
     }
 }
 
@@ -286,6 +318,8 @@ static void vip_done(struct sim_world *w, unsigned i, bool claim)
         }
     }
     n->vip_held = true;
+    n->agent.vip_renewed_at = sim_local_now(w, i);
+    vip_set_lifetime(w, i);
     sim_trace(w, (int)i, "vip held");
 }
 
@@ -300,6 +334,13 @@ void sim_fence_event(struct sim_world *w, const struct sim_event *e)
         if (n->up && n->wd_armed && n->wd_gen == e->gen) {
             sim_trace(w, (int)i, "watchdog expired: node reset");
             sim_node_reset(w, i, sim_rng_range(&w->rng, REBOOT_MIN_MS, REBOOT_MAX_MS));
+        }
+        return;
+    }
+    if (e->type == EV_VIP_EXPIRE) {
+        if (n->up && n->vip_held && n->vip_gen == e->gen) {
+            sim_trace(w, (int)i, "vip expired: nobody renewed it");
+            n->vip_held = false;
         }
         return;
     }

@@ -528,6 +528,7 @@ static bool node_event(enum sim_ev_type t)
     case EV_RAFT_START:
     case EV_VIP_DONE: return true;
     case EV_WATCHDOG: return false; /* the kernel's: it fires on a paused node */
+    case EV_VIP_EXPIRE: return false; /* the kernel's too */
     default: return false;
     }
 }
@@ -562,6 +563,7 @@ static void dispatch(struct sim_world *w, const struct sim_event *e)
     case EV_LEASE:
     case EV_RAFT_START:
     case EV_VIP_DONE:
+    case EV_VIP_EXPIRE:
     case EV_WATCHDOG: sim_fence_event(w, e); return;
     case EV_CRASH_ARMED: sim_trigger_fire(w, (unsigned)e->node); return;
     case EV_REPL:

@@ -365,6 +365,7 @@ static void test_vip_and_watchdog_set_every_value(void **state)
                                   "  arping_count: 5\n"
                                   "  announce_repeats: 0\n"
                                   "  announce_interval: 250\n"
+                                  "  lifetime: 9\n"
                                   "  ip_bin: /sbin/ip\n"
                                   "  arping_bin: /opt/arping/bin/arping\n"
                                   "watchdog:\n"
@@ -380,6 +381,7 @@ static void test_vip_and_watchdog_set_every_value(void **state)
     assert_int_equal(c.vip.arping_count, 5);
     assert_int_equal(c.vip.announce_repeats, 0);
     assert_int_equal(c.vip.announce_interval_ms, 250);
+    assert_int_equal(c.vip.lifetime_s, 9);
     assert_string_equal(c.vip.ip_bin, "/sbin/ip");
     assert_string_equal(c.vip.arping_bin, "/opt/arping/bin/arping");
     assert_int_equal(c.watchdog.mode, CONF_WATCHDOG_REQUIRED);
@@ -399,6 +401,7 @@ static void test_vip_section_gets_defaults(void **state)
     assert_int_equal(c.vip.arping_count, 3);
     assert_int_equal(c.vip.announce_repeats, 3);
     assert_int_equal(c.vip.announce_interval_ms, 1000);
+    assert_int_equal(c.vip.lifetime_s, 2);
     assert_string_equal(c.vip.ip_bin, "/usr/sbin/ip");
     assert_string_equal(c.vip.arping_bin, "/usr/sbin/arping");
 }
@@ -716,6 +719,19 @@ static void test_vip_counts_out_of_range_are_rejected(void **state)
     assert_conf_error(MINIMAL VIP "  announce_interval: 9\n",
                       "t.yaml:12:22: vip.announce_interval: expected an integer 10..60000, got "
                       "\"9\"");
+    assert_conf_error(MINIMAL VIP "  lifetime: 0\n",
+                      "t.yaml:12:13: vip.lifetime: expected an integer 1..3600, got \"0\"");
+}
+
+static void test_vip_announcements_must_fit_in_the_lifetime(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL VIP "  announce_interval: 2000\n",
+                      "t.yaml:12:22: vip.announce_interval: must be shorter than vip.lifetime "
+                      "(announce_interval=2000 ms lifetime=2 s)");
+    assert_int_equal(load(MINIMAL VIP "  announce_interval: 2000\n  lifetime: 3\n"), 0);
+    /* One round only: nothing waits between rounds. */
+    assert_int_equal(load(MINIMAL VIP "  announce_interval: 5000\n  announce_repeats: 1\n"), 0);
 }
 
 static void test_vip_relative_binary_is_rejected(void **state)
@@ -1664,6 +1680,7 @@ int main(void)
         cmocka_unit_test_teardown(test_vip_missing_address_is_rejected, teardown),
         cmocka_unit_test_teardown(test_vip_missing_interface_is_rejected, teardown),
         cmocka_unit_test_teardown(test_vip_counts_out_of_range_are_rejected, teardown),
+        cmocka_unit_test_teardown(test_vip_announcements_must_fit_in_the_lifetime, teardown),
         cmocka_unit_test_teardown(test_vip_relative_binary_is_rejected, teardown),
         cmocka_unit_test_teardown(test_watchdog_wrong_mode_is_rejected, teardown),
         cmocka_unit_test_teardown(test_watchdog_unknown_key_is_rejected, teardown),

@@ -46,6 +46,9 @@ static const char ip_script[] =
     "        echo \"Error: ipv4: Address already assigned.\"; exit 2\n"
     "    fi\n"
     "    echo \"$4\" >>\"$d/addrs\"; exit 0;;\n"
+    "\"-4 addr change \"*)\n"
+    "    if [ -f \"$d/ip.fail.change\" ]; then cat \"$d/ip.fail.change\"; exit 2; fi\n"
+    "    grep -qxF \"$4\" \"$d/addrs\" || echo \"$4\" >>\"$d/addrs\"; exit 0;;\n"
     "\"-4 addr del \"*)\n"
     "    if [ -f \"$d/ip.fail.del\" ]; then cat \"$d/ip.fail.del\"; exit 2; fi\n"
     "    if ! grep -qxF \"$4\" \"$d/addrs\"; then echo \"Error: ipv4: Address not found.\"; exit "
@@ -76,7 +79,8 @@ static const char arping_script[] =
 
 #define PROBE "arping -r -0 -C 1 -c 3 -W 0.200 -w 1.600 -i eth0 10.231.0.100\n"
 #define LOOKUP "ip -4 -o addr show dev eth0 to 10.231.0.100/32\n"
-#define ADD "ip -4 addr add 10.231.0.100/24 dev eth0\n"
+#define ADD "ip -4 addr add 10.231.0.100/24 dev eth0 valid_lft 2 preferred_lft 2\n"
+#define CHANGE "ip -4 addr change 10.231.0.100/24 dev eth0 valid_lft 2 preferred_lft 2\n"
 #define ANNOUNCE "arping -q -U -S 10.231.0.100 -c 1 -w 0.200 -i eth0 10.231.0.100\n"
 #define DEL "ip -4 addr del 10.231.0.100/24 dev eth0\n"
 
@@ -97,7 +101,7 @@ struct fx {
     bool closed;
     char dir[64];
     int seq;
-    struct outcome claim, release, check;
+    struct outcome claim, release, check, renew;
 };
 
 static void on_op(struct vip *v, int rc, const char *msg, void *data);
@@ -152,6 +156,7 @@ static int fx_setup(void **state)
     f->conf.arping_count = 3;
     f->conf.announce_repeats = 3;
     f->conf.announce_interval_ms = 10;
+    f->conf.lifetime_s = 2;
     snprintf(f->conf.ip_bin, sizeof f->conf.ip_bin, "%s/ip", f->dir);
     snprintf(f->conf.arping_bin, sizeof f->conf.arping_bin, "%s/arping", f->dir);
     *state = f;
@@ -232,6 +237,12 @@ static void check(struct fx *f)
     assert_int_equal(vip_check(&f->vip, on_op, &f->check, errmsg), 0);
 }
 
+static void renew(struct fx *f)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(vip_renew(&f->vip, on_op, &f->renew, errmsg), 0);
+}
+
 /* Runs the loop until nothing but the vip's idle timer is left, i.e. every operation ended. */
 static void run_ops(struct fx *f)
 {
@@ -269,7 +280,9 @@ static void test_claim_runs_probe_lookup_add_and_announces(void **state)
     assert_int_equal(f->claim.rc, 0);
     assert_string_equal(f->claim.msg, "claimed vip 10.231.0.100/24 on eth0 (announced=3)");
     assert_true(f->claim.held);
-    assert_string_equal(contents(f, "log"), PROBE LOOKUP ADD ANNOUNCE ANNOUNCE ANNOUNCE);
+    /* The lifetime is renewed between rounds: they may outlast the one the add gave. */
+    assert_string_equal(contents(f, "log"),
+                        PROBE LOOKUP ADD ANNOUNCE CHANGE ANNOUNCE CHANGE ANNOUNCE);
     assert_string_equal(contents(f, "addrs"), "10.231.0.100/24\n");
 }
 
@@ -313,7 +326,7 @@ static void test_claim_when_already_present_adds_nothing(void **state)
     assert_string_equal(f->claim.msg,
                         "claimed vip 10.231.0.100/24 on eth0 (already present, announced=3)");
     assert_true(f->claim.held);
-    assert_string_equal(contents(f, "log"), PROBE LOOKUP ANNOUNCE ANNOUNCE ANNOUNCE);
+    assert_string_equal(contents(f, "log"), PROBE LOOKUP ANNOUNCE CHANGE ANNOUNCE CHANGE ANNOUNCE);
     assert_string_equal(contents(f, "addrs"), "10.231.0.100/24\n");
 }
 
@@ -659,7 +672,7 @@ static void test_release_during_announce_wait_cancels_at_once(void **state)
     assert_string_equal(f->release.msg, "released vip 10.231.0.100/24 from eth0");
     assert_false(f->release.held);
     assert_true(f->claim.seq < f->release.seq);
-    assert_string_equal(contents(f, "log"), PROBE LOOKUP ADD ANNOUNCE DEL LOOKUP);
+    assert_string_equal(contents(f, "log"), PROBE LOOKUP ADD ANNOUNCE CHANGE DEL LOOKUP);
     assert_string_equal(contents(f, "addrs"), "");
 }
 
@@ -782,6 +795,85 @@ static void test_init_rejects_an_incomplete_config(void **state)
                         "vip: incomplete configuration (address=10.231.0.100/24 interface=)");
 }
 
+static void test_init_rejects_a_zero_lifetime(void **state)
+{
+    struct fx *f = *state;
+    char errmsg[RPG_ERRMSG_SIZE];
+    struct vip v;
+    f->conf.lifetime_s = 0;
+    assert_int_equal(vip_init(&v, &f->loop, &f->conf, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "vip: lifetime must be at least 1 s");
+}
+
+/* ---- renew ---------------------------------------------------------------------------------- */
+
+static void test_renew_sets_a_fresh_lifetime_on_a_held_address(void **state)
+{
+    struct fx *f = *state;
+    set(f, "addrs", "10.231.0.100/24\n");
+    start(f);
+    renew(f);
+    run_ops(f);
+    assert_int_equal(f->renew.calls, 1);
+    assert_int_equal(f->renew.rc, 0);
+    assert_true(f->renew.held);
+    assert_string_equal(f->renew.msg, "renewed vip 10.231.0.100/24 on eth0 for 2 s");
+    assert_string_equal(contents(f, "log"), LOOKUP CHANGE);
+}
+
+static void test_renew_never_adds_an_address_that_is_gone(void **state)
+{
+    struct fx *f = *state;
+    start(f);
+    renew(f);
+    run_ops(f);
+    assert_int_equal(f->renew.rc, 0);
+    assert_false(f->renew.held);
+    assert_string_equal(f->renew.msg, "vip 10.231.0.100/24 is no longer on eth0: not renewed");
+    /* ip addr change would add it (IPv4 does), skipping the probe that a claim runs. */
+    assert_string_equal(contents(f, "log"), LOOKUP);
+    assert_string_equal(contents(f, "addrs"), "");
+}
+
+static void test_failing_renewal_names_the_command(void **state)
+{
+    struct fx *f = *state;
+    set(f, "addrs", "10.231.0.100/24\n");
+    set(f, "ip.fail.change", "RTNETLINK answers: Operation not permitted\n");
+    start(f);
+    renew(f);
+    run_ops(f);
+    assert_int_equal(f->renew.rc, RPG_EIO);
+    assert_string_equal(f->renew.msg, "renew vip 10.231.0.100/24 on eth0: ip addr change: ip "
+                                      "exited 2: RTNETLINK answers: Operation not permitted");
+}
+
+static void test_release_cancels_a_renewal(void **state)
+{
+    struct fx *f = *state;
+    set(f, "addrs", "10.231.0.100/24\n");
+    start(f);
+    renew(f);
+    release(f);
+    run_ops(f);
+    assert_int_equal(f->renew.calls, 1);
+    assert_int_equal(f->renew.rc, RPG_EBUSY);
+    assert_int_equal(f->release.calls, 1);
+    assert_int_equal(f->release.rc, 0);
+    assert_true(f->renew.seq < f->release.seq);
+    assert_false(f->release.held);
+    assert_string_equal(contents(f, "log"), DEL LOOKUP);
+    assert_string_equal(contents(f, "addrs"), "");
+}
+
+static void test_renew_interval_is_a_quarter_of_the_lifetime(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(vip_renew_interval_ms(&f->conf), 500);
+    f->conf.lifetime_s = 1;
+    assert_int_equal(vip_renew_interval_ms(&f->conf), 250);
+}
+
 static void test_op_names(void **state)
 {
     (void)state;
@@ -789,6 +881,7 @@ static void test_op_names(void **state)
     assert_string_equal(vip_op_name(VIP_OP_CLAIM), "claim");
     assert_string_equal(vip_op_name(VIP_OP_RELEASE), "release");
     assert_string_equal(vip_op_name(VIP_OP_CHECK), "check");
+    assert_string_equal(vip_op_name(VIP_OP_RENEW), "renew");
     assert_string_equal(vip_op_name((enum vip_op)42), "unknown");
 }
 
@@ -829,6 +922,12 @@ int main(void)
         T(test_close_cancels_a_waiting_release),
         T(test_close_when_idle),
         T(test_init_rejects_an_incomplete_config),
+        T(test_init_rejects_a_zero_lifetime),
+        T(test_renew_sets_a_fresh_lifetime_on_a_held_address),
+        T(test_renew_never_adds_an_address_that_is_gone),
+        T(test_failing_renewal_names_the_command),
+        T(test_release_cancels_a_renewal),
+        T(test_renew_interval_is_a_quarter_of_the_lifetime),
         T(test_op_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

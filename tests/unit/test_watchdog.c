@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "raftpg/fence.h"
 #include "raftpg/watchdog.h"
 
 #define DEVICE "/dev/raftpg-test-watchdog"
@@ -312,6 +313,28 @@ static void test_timeout_for_lease_rounds_down_below_the_margin(void **state)
     assert_int_equal(t, 77);
 }
 
+static void test_a_new_leader_waits_for_the_old_primarys_watchdog(void **state)
+{
+    (void)state;
+    struct conf_watchdog wd = {.mode = CONF_WATCHDOG_OFF, .safety_margin_ms = 1000};
+    assert_int_equal(watchdog_promote_wait_ms(&wd, 500), 0);
+    wd.mode = CONF_WATCHDOG_AUTOMATIC;
+    /* A lease under the device's resolution still arms it for 1 s, and 1 s is waited for. */
+    assert_int_equal(watchdog_lease_timeout_s(&wd, 500), 1);
+    assert_int_equal(watchdog_promote_wait_ms(&wd, 500), 1000);
+    wd.mode = CONF_WATCHDOG_REQUIRED;
+    assert_int_equal(watchdog_lease_timeout_s(&wd, 10000), 9);
+    assert_int_equal(watchdog_promote_wait_ms(&wd, 10000), 9000);
+
+    /* ET 500 ms: lease 400 + margin 100, then the device's second. */
+    struct fence_timing ft;
+    fence_timing_init(&ft, 500);
+    assert_int_equal(fence_promote_not_before(&ft, 7000, 1, 0), 7500);
+    assert_int_equal(fence_promote_not_before(&ft, 7000, 1, 1000), 8500);
+    /* Nobody heard since the start: the start counts. */
+    assert_int_equal(fence_promote_not_before(&ft, 0, 3000, 1000), 4500);
+}
+
 /* ---- the real backend, on files that are not watchdogs -------------------------------------- */
 
 static void test_real_check_of_a_missing_device(void **state)
@@ -402,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_failed_feed_is_reported),
         cmocka_unit_test(test_zero_timeout_is_refused),
         cmocka_unit_test(test_timeout_for_lease_rounds_down_below_the_margin),
+        cmocka_unit_test(test_a_new_leader_waits_for_the_old_primarys_watchdog),
         cmocka_unit_test(test_real_check_of_a_missing_device),
         cmocka_unit_test(test_real_check_of_a_regular_file),
         cmocka_unit_test(test_real_device_without_watchdog_ioctls_is_refused_and_closed),

@@ -250,6 +250,7 @@ static void join_try(uv_timer_t *t)
 #define FENCE_TICK_MS 10
 
 static void fence_tick(struct agent *a);
+static bool unfenced(struct agent *a);
 
 
 static void on_vip_done(struct vip *v, int rc, const char *msg, void *data)
@@ -331,7 +332,7 @@ static void watchdog_tick(struct agent *a, bool primary, bool unfenced)
  * fences at once. The postmaster is told to stop (SIGINT refuses new sessions and terminates
  * every session), then killed (SIGQUIT) after escalate_ms; the VIP goes at the same moment. The
  * core then restarts it as a standby. */
-static void fence_tick(struct agent *a)
+static void fence_tick_inner(struct agent *a)
 {
     if (!a->conf.has_postgresql || !a->pg_open || a->phase == AGENT_PHASE_STOPPING) {
         return;
@@ -384,8 +385,7 @@ static void fence_tick(struct agent *a)
             a->fence_escalated = true;
         }
     }
-    watchdog_tick(a, writable && lease_ok,
-                  writable || (a->vip_open && (vip_is_held(&a->vip) || vip_busy(&a->vip))));
+    watchdog_tick(a, writable && lease_ok, unfenced(a));
 
     if (!a->vip_open) {
         return;
@@ -435,6 +435,22 @@ static void fence_tick(struct agent *a)
     }
 }
 
+/* Whether anything on this node may still need fencing: a server that may accept writes, or the
+ * VIP on the interface (or an operation on it under way). */
+static bool unfenced(struct agent *a)
+{
+    return pg_may_accept_writes(&a->pg) ||
+           (a->vip_open && (vip_is_held(&a->vip) || vip_busy(&a->vip)));
+}
+
+static void fence_tick(struct agent *a)
+{
+    fence_tick_inner(a);
+    if (a->guard_open && a->pg_open && a->phase != AGENT_PHASE_STOPPING) {
+        guard_set(&a->guard, unfenced(a));
+    }
+}
+
 static void on_fence_timer(uv_timer_t *t)
 {
     fence_tick(t->data);
@@ -455,6 +471,13 @@ static int start_fencing(struct agent *a, char *errmsg)
             return rv;
         }
         a->vip_open = true;
+    }
+    if (a->conf.has_postgresql) {
+        int rv = guard_start(&a->guard, a->loop, a->conf.path, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        a->guard_open = true;
     }
     uv_timer_init(a->loop, &a->fence_timer);
     a->fence_timer.data = a;
@@ -522,6 +545,10 @@ static int busy_err(int rv, char *errmsg)
 static int io_pg_bootstrap(void *data, char *errmsg)
 {
     struct agent *a = data;
+    /* The guard hears of a server that may accept writes before it exists. */
+    if (a->guard_open) {
+        guard_set(&a->guard, true);
+    }
     return busy_err(pg_bootstrap(&a->pg, on_pg_done, a), errmsg);
 }
 
@@ -529,6 +556,9 @@ static int io_pg_start(void *data, bool standby, const char *target, char *errms
 {
     struct agent *a = data;
     struct pg_upstream up;
+    if (!standby && a->guard_open) {
+        guard_set(&a->guard, true);
+    }
     if (target[0] == '\0') {
         return busy_err(pg_start(&a->pg, standby, NULL, on_pg_done, a), errmsg);
     }
@@ -545,6 +575,9 @@ static int io_pg_stop(void *data, unsigned bound_ms, char *errmsg)
 static int io_pg_promote(void *data, char *errmsg)
 {
     struct agent *a = data;
+    if (a->guard_open) {
+        guard_set(&a->guard, true);
+    }
     return busy_err(pg_promote(&a->pg, on_pg_done, a), errmsg);
 }
 
@@ -823,7 +856,7 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
 static void maybe_exit(struct agent *a)
 {
     if (a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
-        a->fence_timer_open || a->vip_open || a->notify_timer_open) {
+        a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open) {
         return;
     }
     uv_close((uv_handle_t *)&a->sig_int, NULL);
@@ -940,6 +973,13 @@ static void fence_timer_closed(uv_handle_t *h)
     maybe_exit(a);
 }
 
+static void guard_closed(struct guard *g)
+{
+    struct agent *a = (struct agent *)((char *)g - offsetof(struct agent, guard));
+    a->guard_open = false;
+    maybe_exit(a);
+}
+
 static void vip_closed(struct vip *v)
 {
     struct agent *a = (struct agent *)((char *)v - offsetof(struct agent, vip));
@@ -964,6 +1004,10 @@ static void close_rest(struct agent *a)
     if (a->vip_open) {
         vip_close(&a->vip, vip_closed);
     }
+    if (a->guard_open) {
+        /* The guard reads the end of its pipe: unless the last word was "fenced", it fences. */
+        guard_close(&a->guard, guard_closed);
+    }
     if (a->ha_timer_open && !uv_is_closing((uv_handle_t *)&a->ha_timer)) {
         uv_close((uv_handle_t *)&a->ha_timer, ha_timer_closed);
     }
@@ -971,7 +1015,7 @@ static void close_rest(struct agent *a)
         pg_close(&a->pg, pg_closed);
     }
     bool any = a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
-               a->fence_timer_open || a->vip_open || a->notify_timer_open;
+               a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open;
     if (a->cons_open) {
         cons_close(&a->cons, cons_closed);
     }

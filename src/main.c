@@ -10,6 +10,7 @@
 #include "raftpg/conf.h"
 #include "raftpg/ctl.h"
 #include "raftpg/fence.h"
+#include "raftpg/guard.h"
 #include "raftpg/log.h"
 #include "raftpg/vip.h"
 #include "raftpg/watchdog.h"
@@ -21,6 +22,7 @@ static const char *usage =
     "  run -c FILE            run the agent with this node's configuration\n"
     "  check-config FILE      validate a configuration file and print the derived settings\n"
     "  ctl [OPTIONS] CMD ...  query and change the cluster through its API (ctl --help)\n"
+    "  guard -c FILE          started by the agent: fences the node if the agent dies\n"
     "  version                print the version\n";
 
 static int cmd_check_config(int argc, char **argv)
@@ -158,6 +160,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "check-config") == 0) {
         return cmd_check_config(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "guard") == 0) {
+        return guard_main(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "ctl") == 0) {
         return ctl_main(argc - 1, argv + 1);

@@ -11,6 +11,7 @@
 #include "raftpg/cons.h"
 #include "raftpg/core.h"
 #include "raftpg/fence.h"
+#include "raftpg/guard.h"
 #include "raftpg/ha.h"
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
@@ -67,6 +68,8 @@ struct agent {
     unsigned n_fences;         /* for the API and metrics */
     struct vip vip;
     bool vip_open;
+    struct guard guard;        /* fences the node if this process dies unfenced (guard.h) */
+    bool guard_open;
     bool vip_startup_done;     /* the stale-VIP removal at start-up ran */
     bool vip_claiming;         /* a claim is under way */
     bool vip_releasing;        /* a release is under way */

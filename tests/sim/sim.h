@@ -92,6 +92,7 @@ enum sim_ev_type {
     EV_VIP_DONE,        /* ip addr add/del and arping finished (sub: 1 claim, 0 release) */
     EV_WATCHDOG,        /* the watchdog's deadline (gen: arm generation) */
     EV_VIP_EXPIRE,      /* the kernel drops a VIP nobody renewed (gen: lifetime generation) */
+    EV_GUARD,           /* the guard of a dead agent fences (sub: 0 begin, 1 escalate) */
     EV_NODE_BACK,       /* a node reset by its watchdog is up again */
     EV_REMOVE_TICK,     /* api.c: a removal waits for the member to leave the synchronous set */
     EV_REPL,            /* WAL streaming and synchronous acknowledgements, every node */
@@ -299,6 +300,8 @@ struct sim_node {
     unsigned latency;    /* ms, for everything the node sends */
     bool vip_held;       /* the write VIP is on this machine's interface */
     uint64_t vip_gen;    /* bumped by every add or renewal: an older expiry event is void */
+    bool guard_unfenced; /* the last word the agent gave its guard (guard.h) */
+    uint64_t guard_pg_inc; /* the server incarnation the guard is fencing */
     bool wd_armed;       /* the watchdog device is open and armed (the kernel's, not the agent's) */
     uint64_t wd_gen;
     rpg_msec wd_deadline; /* global time the node resets unless fed */
@@ -339,7 +342,7 @@ uint32_t sim_fault_mask(const char *list);
  * and with one the new side does not wait for it (I1); a new primary can reuse the timeline id of
  * a primary that wrote and was then cut off (D); the lease is not renewed when a barrier takes
  * longer than its renewal period (I4). */
-#define SIM_FAULTS_WATCHDOG ((1u << F_AGENT_CRASH_PRIMARY) | (1u << F_PAUSE_PRIMARY))
+#define SIM_FAULTS_WATCHDOG (1u << F_PAUSE_PRIMARY)
 #define SIM_FAULTS_TIMELINE                                                                     \
     ((1u << F_CRASH_NEW_PRIMARY) | (1u << F_PARTITION_PRIMARY) | (1u << F_LOSS_PRIMARY))
 #define SIM_FAULTS_SLOW (1u << F_SLOW_LINK)
@@ -556,6 +559,10 @@ uint32_t sim_pg_stopped_tl(const struct sim_pg *p);
 /* sim_agent.c */
 void sim_agent_start(struct sim_world *w, unsigned i);
 void sim_agent_crash(struct sim_world *w, unsigned i);
+/* The agent process alone died (its guard lives on): the guard fences if it was told so. */
+void sim_guard_wake(struct sim_world *w, unsigned i);
+/* What the agent tells its guard before it starts a server that may accept writes. */
+void sim_guard_unfenced(struct sim_world *w, unsigned i);
 void sim_agent_event(struct sim_world *w, const struct sim_event *e);
 void sim_agent_schedule(struct sim_world *w, unsigned i, rpg_msec delay);
 void sim_raft_monitor(struct sim_world *w, unsigned i);

@@ -1140,6 +1140,7 @@ static int io_pg_bootstrap(void *data, char *errmsg)
 {
     unsigned i;
     struct sim_world *w = world_of_agent(data, &i);
+    sim_guard_unfenced(w, i);
     return op_start(w, i, SOP_BOOTSTRAP, ST_INITDB, NULL, errmsg);
 }
 
@@ -1149,6 +1150,9 @@ static int io_pg_start(void *data, bool standby, const char *target, char *errms
     struct sim_world *w = world_of_agent(data, &i);
     if (target[0] != '\0' && upstream_known(w, i, target, errmsg) != 0) {
         return RPG_ENOTFOUND;
+    }
+    if (!standby) {
+        sim_guard_unfenced(w, i);
     }
     struct sim_op *op = op_prepare(w, i, SOP_START, ST_START, target, errmsg);
     if (op == NULL) {
@@ -1170,6 +1174,7 @@ static int io_pg_promote(void *data, char *errmsg)
 {
     unsigned i;
     struct sim_world *w = world_of_agent(data, &i);
+    sim_guard_unfenced(w, i);
     return op_start(w, i, SOP_PROMOTE, ST_PROMOTE, NULL, errmsg);
 }
 

@@ -399,6 +399,7 @@ static void node_crash(struct sim_world *w, unsigned i)
     n->up = false;
     n->frozen = false;
     n->vip_held = false; /* the address goes with the machine */
+    n->guard_unfenced = false; /* and so does the guard */
     n->wd_armed = false;
     n->wd_gen++;
     sim_trace(w, (int)i, "node down");
@@ -533,6 +534,7 @@ void sim_trigger_fire(struct sim_world *w, unsigned i)
         node_crash(w, i);
     } else {
         sim_agent_crash(w, i);
+        sim_guard_wake(w, i);
     }
     note(w, k, "%s of %s crashed %u ms into %s, back after %" PRIu64 " ms",
          pg_too ? "node" : "agent", w->nodes[i].name, t->delay_ms,
@@ -739,6 +741,7 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
             node_crash(w, (unsigned)i);
         } else {
             sim_agent_crash(w, (unsigned)i);
+            sim_guard_wake(w, (unsigned)i);
         }
         break;
     case F_AGENT_CRASH_PRIMARY:
@@ -755,6 +758,7 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
             freeze(w, (unsigned)i, f->dur);
         } else {
             sim_agent_crash(w, (unsigned)i);
+            sim_guard_wake(w, (unsigned)i);
         }
         break;
     case F_PAUSE:

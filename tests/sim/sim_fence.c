@@ -162,6 +162,11 @@ static bool may_accept_writes(const struct sim_node *n)
     return !n->pg.standby_signal;
 }
 
+static bool unfenced(const struct sim_node *n)
+{
+    return may_accept_writes(n) || n->vip_held || n->agent.vip_busy;
+}
+
 /* agent.c watchdog_tick: armed while this node may accept writes under a lease, fed on every
  * fence tick, left armed and unfed while a fence is unfinished, disarmed (magic close) after, and
  * only by the agent process that armed it. The device keeps counting whatever happens to the
@@ -212,8 +217,52 @@ static void vip_set_lifetime(struct sim_world *w, unsigned i)
              (int)i, n->vip_gen, 0);
 }
 
-/* agent.c fence_tick. */
-void sim_fence_tick(struct sim_world *w, unsigned i)
+/* agent.c unfenced(): a server that may accept writes, or the VIP on the interface or changing. */
+static bool unfenced(const struct sim_node *n);
+
+void sim_guard_unfenced(struct sim_world *w, unsigned i)
+{
+    w->nodes[i].guard_unfenced = true;
+}
+
+/* guard.c guard_main: the pipe ends when the agent dies; if the last word was "unfenced", SIGINT
+ * to the postmaster, SIGQUIT after the escalation bound, and ip addr del of the VIP. */
+void sim_guard_wake(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    if (!n->guard_unfenced) {
+        return;
+    }
+    n->guard_unfenced = false;
+    /* Reading the end of the pipe and reading postmaster.pid take a few milliseconds. */
+    sim_push(w, sim_now(w) + sim_rng_range(&w->rng, 1, 10), EV_GUARD, (int)i, 0, 0);
+}
+
+static void guard_event(struct sim_world *w, unsigned i, uint64_t step)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct fence_timing t = timing();
+    if (step == 0) {
+        if (n->pg.proc != SIM_PROC_DOWN) {
+            sim_trace(w, (int)i, "guard: the agent is gone: stopping postgresql");
+            n->guard_pg_inc = n->pg.inc;
+            sim_pg_begin_shutdown(w, i, sim_rng_range(&w->rng, 10, 120));
+            sim_push(w, sim_now(w) + t.escalate_ms, EV_GUARD, (int)i, 0, 1);
+        }
+        if (n->vip_held) {
+            n->vip_held = false;
+            sim_trace(w, (int)i, "guard: vip released");
+        }
+        return;
+    }
+    if (n->pg.proc != SIM_PROC_DOWN && n->pg.inc == n->guard_pg_inc) {
+        sim_trace(w, (int)i, "guard: fast stop not done: immediate stop");
+        sim_pg_crash(w, i);
+    }
+}
+
+/* agent.c fence_tick_inner. */
+static void fence_tick_inner(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
     struct sim_agent *a = &n->agent;
@@ -259,7 +308,7 @@ void sim_fence_tick(struct sim_world *w, unsigned i)
             a->fence_escalated = true;
         }
     }
-    watchdog_tick(w, i, writable && lease_ok, writable || n->vip_held || a->vip_busy);
+    watchdog_tick(w, i, writable && lease_ok, unfenced(n));
     if (a->vip_busy) {
         return;
     }
@@ -294,6 +343,16 @@ void sim_fence_tick(struct sim_world *w, unsigned i)
         /* vip_renew: a lookup, then ip addr change; quick enough to count as instant. */
         a->vip_renewed_at = now;
         vip_set_lifetime(w, i);
+    }
+}
+
+/* agent.c fence_tick: then the guard hears whether anything needs fencing. */
+void sim_fence_tick(struct sim_world *w, unsigned i)
+{
+    fence_tick_inner(w, i);
+    struct sim_node *n = &w->nodes[i];
+    if (n->agent.alive && !n->frozen) {
+        n->guard_unfenced = unfenced(n);
     }
 }
 
@@ -337,6 +396,12 @@ void sim_fence_event(struct sim_world *w, const struct sim_event *e)
         }
         return;
     }
+    if (e->type == EV_GUARD) {
+        if (n->up) {
+            guard_event(w, i, e->sub);
+        }
+        return;
+    }
     if (e->type == EV_VIP_EXPIRE) {
         if (n->up && n->vip_held && n->vip_gen == e->gen) {
             sim_trace(w, (int)i, "vip expired: nobody renewed it");
@@ -351,8 +416,11 @@ void sim_fence_event(struct sim_world *w, const struct sim_event *e)
         if (claim && mine && seq == a->vip_cancelled) {
             return; /* cut short: the release that cancelled it ends the operation */
         }
-        /* ip and arping run on their own: the address changes even if the agent died. */
-        if (n->up) {
+        /* ip and arping run on their own: a release in flight still happens if the agent died.
+         * A claim's add does not: it follows a probe of about a second, and a dead agent starts
+         * no next step (an add already running lasts milliseconds, and the guard's deletion
+         * comes after its fence of PostgreSQL, later still). */
+        if (n->up && (mine || !claim)) {
             vip_done(w, i, claim);
         }
         if (mine) {

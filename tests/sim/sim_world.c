@@ -526,7 +526,8 @@ static bool node_event(enum sim_ev_type t)
     case EV_FENCE:
     case EV_LEASE:
     case EV_RAFT_START:
-    case EV_VIP_DONE: return true;
+    case EV_VIP_DONE:
+    case EV_GUARD: return true;
     case EV_WATCHDOG: return false; /* the kernel's: it fires on a paused node */
     case EV_VIP_EXPIRE: return false; /* the kernel's too */
     default: return false;
@@ -564,6 +565,7 @@ static void dispatch(struct sim_world *w, const struct sim_event *e)
     case EV_RAFT_START:
     case EV_VIP_DONE:
     case EV_VIP_EXPIRE:
+    case EV_GUARD:
     case EV_WATCHDOG: sim_fence_event(w, e); return;
     case EV_CRASH_ARMED: sim_trigger_fire(w, (unsigned)e->node); return;
     case EV_REPL:

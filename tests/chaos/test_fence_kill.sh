@@ -12,11 +12,10 @@
 # another node becomes primary and claims the VIP, the client through the VIP goes on, no write of
 # the old primary is acknowledged after the new one's first (I1), never two nodes with the VIP or
 # answering ARP for it (I3), and after the heal the old primary is a standby without VIP.
-# Prints a FIGURES line (JSON) per fault. usage: fence_kill.sh PATH_TO_RAFTPG
-# Not in the CI suite (no test_ prefix): with the node up and its agent killed, nothing removes the
-# VIP until the agent is back, so the VIP checks of the "kill" fault fail today (the old node keeps
-# the VIP and the new primary's probe is answered). The fix is a VIP that expires by itself unless
-# renewed under the lease; until then this is a documented, failing command.
+# Prints a FIGURES line (JSON) per fault. usage: test_fence_kill.sh PATH_TO_RAFTPG
+# With the agent killed and the node up, the guard (include/raftpg/guard.h) fences: it sees the
+# agent's pipe end, stops what PostgreSQL is left and deletes the VIP; the VIP's lifetime is the
+# backstop when the guard is gone too.
 set -euo pipefail
 NAME=test_fence_kill
 HERE=$(cd "$(dirname "$0")" && pwd)

@@ -1,0 +1,291 @@
+/* The guard (guard.h): the agent's side starts it and keeps it told; guard_main is the process. */
+#include "raftpg/guard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "raftpg/fence.h"
+#include "raftpg/log.h"
+#include "raftpg/proc.h"
+
+#define GUARD_IP_TIMEOUT_MS 5000
+#define GUARD_POLL_MS 5
+
+/* ---- the agent's side ------------------------------------------------------------------------ */
+
+static void maybe_closed(struct guard *g)
+{
+    if (g->n_open == 0 && g->close_cb != NULL) {
+        void (*cb)(struct guard *) = g->close_cb;
+        g->close_cb = NULL;
+        cb(g);
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct guard *g = h->data;
+    g->n_open--;
+    maybe_closed(g);
+}
+
+static void on_guard_exit(uv_process_t *p, int64_t status, int signal)
+{
+    struct guard *g = p->data;
+    g->exited = true;
+    if (g->close_cb == NULL) {
+        log_error("guard exited (status %lld, signal %d): nothing fences this node if the agent "
+                  "dies now",
+                  (long long)status, signal);
+    }
+}
+
+int guard_start(struct guard *g, uv_loop_t *loop, const char *config_path, char *errmsg)
+{
+    memset(g, 0, sizeof *g);
+    g->loop = loop;
+    char exe[PATH_MAX];
+    size_t size = sizeof exe;
+    int rc = uv_exepath(exe, &size);
+    if (rc != 0) {
+        return rpg_err(errmsg, RPG_EIO, "guard: cannot find this executable: %s", uv_strerror(rc));
+    }
+    rc = uv_pipe_init(loop, &g->pipe, 0);
+    if (rc != 0) {
+        return rpg_err(errmsg, RPG_EIO, "guard: pipe: %s", uv_strerror(rc));
+    }
+    g->pipe.data = g;
+    g->pipe_open = true;
+    g->n_open = 1;
+
+    char *args[] = {exe, "guard", "-c", (char *)config_path, NULL};
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+    stdio[0].data.stream = (uv_stream_t *)&g->pipe;
+    stdio[1].flags = UV_INHERIT_FD;
+    stdio[1].data.fd = 1;
+    stdio[2].flags = UV_INHERIT_FD;
+    stdio[2].data.fd = 2;
+    uv_process_options_t opt;
+    memset(&opt, 0, sizeof opt);
+    opt.file = exe;
+    opt.args = args;
+    opt.exit_cb = on_guard_exit;
+    opt.stdio_count = 3;
+    opt.stdio = stdio;
+    /* Its own session: a terminal's Ctrl-C goes to the agent, which fences on its own. */
+    opt.flags = UV_PROCESS_DETACHED;
+    g->process.data = g;
+    rc = uv_spawn(loop, &g->process, &opt);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&g->process, NULL);
+        g->pipe_open = false;
+        uv_close((uv_handle_t *)&g->pipe, on_handle_closed);
+        return rpg_err(errmsg, RPG_EIO, "guard: cannot start %s: %s", exe, uv_strerror(rc));
+    }
+    g->running = true;
+    g->n_open = 2;
+    log_info("guard started (pid=%d)", g->process.pid);
+    return 0;
+}
+
+bool guard_set(struct guard *g, bool unfenced)
+{
+    if (!g->running || g->exited || !g->pipe_open) {
+        return false;
+    }
+    char c = unfenced ? 'U' : 'F';
+    if (c == g->last) {
+        return true;
+    }
+    uv_buf_t b = uv_buf_init(&c, 1);
+    int rc = uv_try_write((uv_stream_t *)&g->pipe, &b, 1);
+    if (rc == 1) {
+        g->last = c;
+        return true;
+    }
+    /* A full pipe (EAGAIN) only delays: the next tick sends again. */
+    return rc == UV_EAGAIN;
+}
+
+void guard_close(struct guard *g, void (*cb)(struct guard *g))
+{
+    g->close_cb = cb;
+    if (g->n_open == 0) {
+        maybe_closed(g);
+        return;
+    }
+    if (g->pipe_open) {
+        g->pipe_open = false;
+        uv_close((uv_handle_t *)&g->pipe, on_handle_closed);
+    }
+    if (g->running) {
+        g->running = false;
+        /* The process lives on until it has read the end of the pipe; only the handle goes. */
+        uv_close((uv_handle_t *)&g->process, on_handle_closed);
+    }
+}
+
+/* ---- the guard process ----------------------------------------------------------------------- */
+
+static rpg_msec mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (rpg_msec)ts.tv_sec * 1000u + (rpg_msec)(ts.tv_nsec / 1000000);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int postmaster_pid(const char *data_dir)
+{
+    char path[PATH_MAX + 32], buf[32];
+    snprintf(path, sizeof path, "%s/postmaster.pid", data_dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    long pid = strtol(buf, NULL, 10);
+    return pid > 0 && pid <= INT_MAX && proc_alive((int)pid) ? (int)pid : 0;
+}
+
+/* What the agent's fence does: SIGINT (no new sessions, every session ends), SIGQUIT after the
+ * escalation bound. */
+static void fence_postgresql(const struct conf *c)
+{
+    int pid = postmaster_pid(c->postgresql.data_dir);
+    if (pid == 0) {
+        log_info("guard: no postgresql running in %s", c->postgresql.data_dir);
+        return;
+    }
+    struct fence_timing t;
+    fence_timing_init(&t, c->raft.election_timeout_ms);
+    rpg_msec start = mono_ms();
+    log_warning("guard: the agent is gone while postgresql may accept writes: stopping it "
+                "(pid=%d)",
+                pid);
+    kill(pid, SIGINT);
+    bool escalated = false;
+    for (int i = 0; i < 2000 && proc_alive(pid); i++) {
+        if (!escalated && mono_ms() - start >= t.escalate_ms) {
+            log_warning("guard: fast stop not done after %llu ms: immediate stop (pid=%d)",
+                        (unsigned long long)(mono_ms() - start), pid);
+            kill(pid, SIGQUIT);
+            escalated = true;
+        }
+        sleep_ms(GUARD_POLL_MS);
+    }
+    log_info("guard: postgresql %s %llu ms after the fence began",
+             proc_alive(pid) ? "still runs" : "stopped", (unsigned long long)(mono_ms() - start));
+}
+
+static void release_vip(const struct conf *c)
+{
+    char *argv[] = {(char *)c->vip.ip_bin, "-4", "addr", "del", (char *)c->vip.address.text,
+                    "dev", (char *)c->vip.interface, NULL};
+    char *env[] = {"LC_ALL=C", NULL};
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("guard: cannot release the vip: fork: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execve(argv[0], argv, env);
+        _exit(127);
+    }
+    rpg_msec start = mono_ms();
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (mono_ms() - start > GUARD_IP_TIMEOUT_MS) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            log_error("guard: ip addr del %s timed out", c->vip.address.text);
+            return;
+        }
+        sleep_ms(GUARD_POLL_MS);
+    }
+    /* "Address not found" (exit 2) means it was already gone. */
+    log_info("guard: vip %s %s", c->vip.address.text,
+             WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "released" : "was not on the interface");
+}
+
+int guard_main(int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: raftpg guard -c FILE\n"
+                   "Started by the agent, never by hand: fences the node when the agent dies\n"
+                   "while PostgreSQL may accept writes or the VIP may be on this node.\n");
+            return 0;
+        } else {
+            fprintf(stderr, "raftpg guard: unexpected argument \"%s\"\n", argv[i]);
+            return 2;
+        }
+    }
+    if (path == NULL) {
+        fprintf(stderr, "raftpg guard: -c FILE is required\n");
+        return 2;
+    }
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    static struct conf c;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (conf_load(path, &c, errmsg) != 0) {
+        fprintf(stderr, "raftpg guard: %s\n", errmsg);
+        conf_free(&c);
+        return 1;
+    }
+    log_setup(c.name, (enum log_level)c.log.level, c.log.format == CONF_LOG_JSON);
+
+    char last = 'F';
+    char buf[64];
+    for (;;) {
+        ssize_t n = read(0, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        for (ssize_t k = 0; k < n; k++) {
+            if (buf[k] == 'U' || buf[k] == 'F') {
+                last = buf[k];
+            }
+        }
+    }
+    if (last == 'U') {
+        if (c.has_postgresql) {
+            fence_postgresql(&c);
+        }
+        if (c.has_vip) {
+            release_vip(&c);
+        }
+    }
+    conf_free(&c);
+    return 0;
+}

@@ -572,13 +572,13 @@ static int io_pg_stop(void *data, unsigned bound_ms, char *errmsg)
     return busy_err(pg_stop(&a->pg, bound_ms, on_pg_done, a), errmsg);
 }
 
-static int io_pg_promote(void *data, char *errmsg)
+static int io_pg_promote(void *data, uint32_t timeline, char *errmsg)
 {
     struct agent *a = data;
     if (a->guard_open) {
         guard_set(&a->guard, true);
     }
-    return busy_err(pg_promote(&a->pg, on_pg_done, a), errmsg);
+    return busy_err(pg_promote(&a->pg, timeline, on_pg_done, a), errmsg);
 }
 
 static int io_pg_checkpoint(void *data, char *errmsg)

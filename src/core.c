@@ -98,8 +98,9 @@ static int execute(struct core *c, const struct core_view *v, const struct ha_de
     case HA_ACT_START_STANDBY: return io->pg_start(io->data, true, d->target, errmsg);
     case HA_ACT_START_PRIMARY:
     case HA_ACT_PROMOTE: {
+        c->promote_timeline = d->action == HA_ACT_PROMOTE ? d->timeline : 0;
         if (io->pg_set_sync == NULL) {
-            return d->action == HA_ACT_PROMOTE ? io->pg_promote(io->data, errmsg)
+            return d->action == HA_ACT_PROMOTE ? io->pg_promote(io->data, d->timeline, errmsg)
                                                : io->pg_start(io->data, false, "", errmsg);
         }
         /* Synchronous before it is a primary: it never acknowledges a commit the record does
@@ -326,7 +327,8 @@ void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
         c->step == 0 && c->io->pg_set_sync != NULL) {
         char errmsg[RPG_ERRMSG_SIZE];
         c->step = 1;
-        rc = c->running == HA_ACT_PROMOTE ? c->io->pg_promote(c->io->data, errmsg)
+        rc = c->running == HA_ACT_PROMOTE
+                 ? c->io->pg_promote(c->io->data, c->promote_timeline, errmsg)
                                           : c->io->pg_start(c->io->data, false, "", errmsg);
         if (rc == 0) {
             return;

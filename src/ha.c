@@ -285,6 +285,19 @@ static void decide_bootstrap(const struct ha_input *in, struct ha_decision *out)
     }
 }
 
+/* The timeline a promotion of this member creates: past its own and past every one recorded so
+ * far. A recorded primary may have written on its timeline and been lost before anyone else saw
+ * that timeline's history; PostgreSQL tells histories apart by timeline ids only, so the id must
+ * not come again (pg.c reserves the ids in between before it promotes). */
+static uint32_t next_timeline(const struct ha_input *in)
+{
+    uint32_t tl = in->pg.timeline;
+    if (in->state->primary.timeline > tl) {
+        tl = in->state->primary.timeline;
+    }
+    return tl + 1;
+}
+
 static void decide_leader(const struct ha_input *in, struct ha_decision *out)
 {
     const struct fsm_state *s = in->state;
@@ -314,6 +327,7 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
                     }
                 }
                 set(out, HA_ACT_PROMOTE, NULL, "recorded as primary in term %" PRIu64, in->term);
+                out->timeline = s->primary.timeline;
             } else if (pg->timeline != 0 && pg->timeline != s->primary.timeline) {
                 set(out, HA_ACT_RECORD_PRIMARY, NULL, "recording timeline %u", pg->timeline);
                 out->timeline = pg->timeline;
@@ -416,7 +430,7 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
                 "taking over as primary: the recorded primary holds every acknowledged commit "
                 "(%s)",
                 qwhy);
-            out->timeline = pg->timeline + 1;
+            out->timeline = next_timeline(in);
         } else if (rec_stopped || rec_standby) {
             /* Stopped, or started again as a standby of its own data to learn its position
              * (by a leadership it lost since): either way its data is the primary's. */
@@ -463,7 +477,7 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
          * primary that writes on it and dies before it could record it again must not leave the
          * next leader unaware of it (see above). */
         set(out, HA_ACT_RECORD_PRIMARY, NULL, "taking over as primary: %s", why);
-        out->timeline = pg->timeline + 1;
+        out->timeline = next_timeline(in);
     }
 }
 

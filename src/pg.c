@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -1092,9 +1093,72 @@ static void drop_zombie_locks(struct pg *p)
     }
 }
 
+static bool is_reservation(const char *path)
+{
+    char head[64] = "";
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    size_t n = fread(head, 1, sizeof head - 1, f);
+    fclose(f);
+    head[n] = '\0';
+    return strncmp(head, PG_RESERVED_TIMELINE_MARK, strlen(PG_RESERVED_TIMELINE_MARK)) == 0;
+}
+
+int pg_reserve_timelines(const char *data_dir, uint32_t current, uint32_t target, char *errmsg)
+{
+    if (current == 0 || target <= current + 1) {
+        return 0;
+    }
+    for (uint32_t tli = current + 1; tli < target; tli++) {
+        char path[PATH_MAX + 64];
+        fmt_str(path, sizeof path, "%s/pg_wal/%08X.history", data_dir, (unsigned)tli);
+        if (file_exists(path)) {
+            continue;
+        }
+        char text[256];
+        fmt_str(text, sizeof text,
+                "%s: a primary that was lost may have created timeline %u, so it is never "
+                "created again\n",
+                PG_RESERVED_TIMELINE_MARK, (unsigned)tli);
+        int rv = write_file(path, text, 0600, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        log_info("promote: timeline %u reserved (recorded before; this server never saw it)",
+                 (unsigned)tli);
+    }
+    return 0;
+}
+
+void pg_drop_reservations(const char *data_dir)
+{
+    char dir[PATH_MAX + 16];
+    fmt_str(dir, sizeof dir, "%s/pg_wal", data_dir);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n != 16 || strcmp(e->d_name + 8, ".history") != 0) {
+            continue;
+        }
+        char path[PATH_MAX + 64];
+        fmt_str(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (is_reservation(path)) {
+            unlink(path);
+        }
+    }
+    closedir(d);
+}
+
 static int pg_ctl_start(struct pg *p)
 {
     drop_zombie_locks(p);
+    pg_drop_reservations(p->conf->postgresql.data_dir);
     char bin[PATH_MAX + 32], logf[PATH_MAX + 8], t[16];
     bin_path(p, "pg_ctl", bin, sizeof bin);
     fmt_str(logf, sizeof logf, "%s.log", p->conf->postgresql.data_dir);
@@ -1304,6 +1368,10 @@ static void op_step(struct pg *p, int rc, const char *msg)
         return;
     case PG_OP_PROMOTE:
         if (step == 0) {
+            if ((rv = pg_reserve_timelines(dd, p->obs.timeline, p->promote_timeline, errmsg)) !=
+                0) {
+                break;
+            }
             bin_path(p, "pg_ctl", bin, sizeof bin);
             char *argv[] = {bin, "promote", "-D", dd, "-W", "-s", NULL};
             if (run(p, argv, 10000) == 0) {
@@ -1492,8 +1560,12 @@ int pg_stop(struct pg *p, unsigned bound_ms, pg_done_cb cb, void *data)
     return op_begin(p, PG_OP_STOP, NULL, cb, data);
 }
 
-int pg_promote(struct pg *p, pg_done_cb cb, void *data)
+int pg_promote(struct pg *p, uint32_t timeline, pg_done_cb cb, void *data)
 {
+    if (p->op != PG_OP_NONE) {
+        return RPG_EBUSY;
+    }
+    p->promote_timeline = timeline;
     return op_begin(p, PG_OP_PROMOTE, NULL, cb, data);
 }
 

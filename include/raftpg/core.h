@@ -32,7 +32,9 @@ struct core_io {
     int (*pg_bootstrap)(void *data, char *errmsg);
     int (*pg_start)(void *data, bool standby, const char *target, char *errmsg); /* "": none */
     int (*pg_stop)(void *data, unsigned bound_ms, char *errmsg);
-    int (*pg_promote)(void *data, char *errmsg);
+    /* timeline: the id the promotion must create (ids below it that this server does not know
+     * are reserved first); 0: whatever PostgreSQL picks. */
+    int (*pg_promote)(void *data, uint32_t timeline, char *errmsg);
     int (*pg_checkpoint)(void *data, char *errmsg);
     int (*pg_clone)(void *data, const char *target, bool remove_first, char *errmsg);
     int (*pg_rewind)(void *data, const char *target, char *errmsg);
@@ -87,6 +89,7 @@ struct core {
     enum ha_action backoff;     /* the action retry_after holds back */
     uint64_t term;              /* of the tick that started the action */
     uint32_t timeline;          /* of the tick that started the action */
+    uint32_t promote_timeline;  /* the timeline a promotion in flight creates */
     char error[RPG_ERRMSG_SIZE]; /* the last failed action and why, "" if it succeeded */
 
     /* The quorum driver: runs while this member is the primary in its own term. */

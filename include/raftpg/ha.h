@@ -102,7 +102,7 @@ struct ha_decision {
     enum ha_action action;
     char target[FSM_NAME_MAX]; /* member the action refers to, "" if none */
     uint64_t system_id;        /* RECORD_BOOTSTRAP */
-    uint32_t timeline;         /* RECORD_BOOTSTRAP, RECORD_PRIMARY */
+    uint32_t timeline;         /* RECORD_BOOTSTRAP, RECORD_PRIMARY; PROMOTE: the one to create */
     char why[HA_WHY_MAX];
 };
 

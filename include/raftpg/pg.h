@@ -91,6 +91,7 @@ struct pg {
     struct proc controldata;
     bool controldata_running;
     bool promote_pending;         /* promotion asked for, not yet observed done (or failed) */
+    uint32_t promote_timeline;    /* the id the promotion in flight must create, 0: any */
 
     /* Control: one operation at a time. */
     enum pg_op op;
@@ -142,8 +143,25 @@ int pg_bootstrap(struct pg *p, pg_done_cb cb, void *data);
 int pg_start(struct pg *p, bool standby, const struct pg_upstream *up, pg_done_cb cb, void *data);
 /* Stops PostgreSQL: fast within bound_ms, then immediate. */
 int pg_stop(struct pg *p, unsigned bound_ms, pg_done_cb cb, void *data);
-/* Asks a standby to promote (pg_ctl promote, no wait); the observer sees it finish. */
-int pg_promote(struct pg *p, pg_done_cb cb, void *data);
+/* Asks a standby to promote (pg_ctl promote, no wait); the observer sees it finish. timeline
+ * (0: any) is the id the promotion must create: PostgreSQL takes the first id after its own
+ * timeline that has no history file, so the ids in between that this server does not know get a
+ * reservation (a history file of comments only, never a valid parent; removed at the next start). */
+int pg_promote(struct pg *p, uint32_t timeline, pg_done_cb cb, void *data);
+
+/* The reservation's first line; pg_reserve_timelines writes it, starts remove such files. */
+#define PG_RESERVED_TIMELINE_MARK "# raftpg: timeline id reserved"
+
+/* Before a promotion from timeline current to target: every id in between without a history
+ * file in DATA_DIR/pg_wal gets one, since PostgreSQL creates the first id after its own that has
+ * none. The file holds comments only: as a history it names no parent, so a standby that rescans
+ * for a newer timeline finds it "not a child" and ignores it, and the new timeline's history,
+ * written from current's, never lists it. Returns 0 or RPG_EIO with errmsg. */
+int pg_reserve_timelines(const char *data_dir, uint32_t current, uint32_t target, char *errmsg);
+
+/* Removes reservations (and only them): left over, a start with recovery_target_timeline
+ * 'latest' would take one for the newest timeline and refuse to start ("not a child"). */
+void pg_drop_reservations(const char *data_dir);
 /* pg_basebackup from up into an absent data directory, then start as its standby. */
 int pg_clone(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data);
 /* Removes the data directory, then pg_clone. */

@@ -158,6 +158,7 @@ struct sim_pg {
     uint64_t inc;        /* process incarnation: bumped by every start, stop and crash */
     bool in_recovery;
     bool promote_pending;
+    uint32_t reserved_tl; /* pg.c reserve_timelines: the highest id reserved, 0: none */
     bool streaming;
     int streaming_from;  /* node index, -1 */
     uint64_t mark;       /* end at the previous replication round: what a standby may have */
@@ -190,6 +191,7 @@ struct sim_op {
     bool remove_first;
     char target[FSM_NAME_MAX];
     uint64_t slot_id;
+    uint32_t timeline;   /* promote: the id it must create, 0: any */
     unsigned n_ids;
     uint64_t ids[FSM_MEMBERS_MAX];
     uint64_t pg_inc;     /* process incarnation the step acts on */

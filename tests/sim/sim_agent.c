@@ -892,6 +892,10 @@ static int op_end_step(struct sim_world *w, unsigned i, struct sim_op *op, enum 
             return RPG_EIO;
         }
         if (!p->promote_pending) {
+            /* pg.c reserve_timelines, just before pg_ctl promote. */
+            if (op->timeline > sim_pg_tl(p) + 1 && op->timeline - 1 > p->reserved_tl) {
+                p->reserved_tl = op->timeline - 1;
+            }
             p->promote_pending = true;
             /* A standby acts on the request after up to wal_retrieve_retry_interval (50 ms). */
             sim_push(w, sim_now(w) + dur(w, 15, 60), EV_PG_PROMOTED, (int)i, p->inc, 0);
@@ -1170,12 +1174,17 @@ static int io_pg_stop(void *data, unsigned bound_ms, char *errmsg)
     return op_start(w, i, SOP_STOP, ST_STOP, NULL, errmsg);
 }
 
-static int io_pg_promote(void *data, char *errmsg)
+static int io_pg_promote(void *data, uint32_t timeline, char *errmsg)
 {
     unsigned i;
     struct sim_world *w = world_of_agent(data, &i);
     sim_guard_unfenced(w, i);
-    return op_start(w, i, SOP_PROMOTE, ST_PROMOTE, NULL, errmsg);
+    struct sim_op *op = op_prepare(w, i, SOP_PROMOTE, ST_PROMOTE, NULL, errmsg);
+    if (op == NULL) {
+        return RPG_EBUSY;
+    }
+    op->timeline = timeline;
+    return op_go(w, i, op);
 }
 
 static int io_pg_checkpoint(void *data, char *errmsg)

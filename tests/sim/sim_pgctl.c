@@ -38,6 +38,7 @@ void sim_pg_begin_start(struct sim_world *w, unsigned i, bool standby, rpg_msec 
     (void)standby;
     p->proc = SIM_PROC_STARTING;
     p->inc++;
+    p->reserved_tl = 0; /* pg.c drop_reservations */
     p->in_recovery = false;
     p->streaming = false;
     p->streaming_from = -1;
@@ -132,7 +133,9 @@ void sim_pg_event(struct sim_world *w, const struct sim_event *e)
             return;
         }
         p->promote_pending = false;
-        sim_pg_push(p, sim_pg_max_tl(p) + 1, sim_new_uid(w), p->end);
+        /* The first id past its own with no history file: reservations included. */
+        uint32_t newest = sim_pg_max_tl(p) > p->reserved_tl ? sim_pg_max_tl(p) : p->reserved_tl;
+        sim_pg_push(p, newest + 1, sim_new_uid(w), p->end);
         p->hist_tl = sim_pg_tl(p);
         p->in_recovery = false;
         p->standby_signal = false;

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "raftpg/pg.h"
 
@@ -666,10 +668,96 @@ static void test_conf_quote_empty_string_fits_exactly_and_not_one_byte_less(void
     check_every_size(pg_conf_quote, "", "''");
 }
 
+/* ---- timeline reservations ---------------------------------------------------------------- */
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static bool readable(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return true;
+}
+
+static void test_reservations_fill_the_ids_between_and_go_at_the_next_start(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_pg_XXXXXX", wal[64], path[128], buf[512], errmsg[RPG_ERRMSG_SIZE];
+    assert_non_null(mkdtemp(dir));
+    snprintf(wal, sizeof wal, "%s/pg_wal", dir);
+    assert_int_equal(mkdir(wal, 0700), 0);
+    /* Timeline 3 is a real history this server has; 2, 4 and 5 it never saw. */
+    snprintf(path, sizeof path, "%s/00000003.history", wal);
+    write_text(path, "1\t0/3000000\tno recovery target specified\n");
+
+    /* Promoting from timeline 1 to 6: 2, 4 and 5 are reserved, 3 left alone. */
+    assert_int_equal(pg_reserve_timelines(dir, 1, 6, errmsg), 0);
+    snprintf(path, sizeof path, "%s/00000002.history", wal);
+    assert_true(readable(path, buf, sizeof buf));
+    assert_non_null(strstr(buf, PG_RESERVED_TIMELINE_MARK));
+    assert_non_null(strstr(buf, "timeline 2"));
+    /* Comments only: PostgreSQL reads no parent from it. */
+    for (const char *line = buf; *line != '\0'; line = strchr(line, '\n') + 1) {
+        assert_int_equal(line[0], '#');
+        if (strchr(line, '\n') == NULL) {
+            break;
+        }
+    }
+    snprintf(path, sizeof path, "%s/00000004.history", wal);
+    assert_true(readable(path, buf, sizeof buf));
+    snprintf(path, sizeof path, "%s/00000005.history", wal);
+    assert_true(readable(path, buf, sizeof buf));
+    snprintf(path, sizeof path, "%s/00000006.history", wal);
+    assert_false(readable(path, buf, sizeof buf));
+    snprintf(path, sizeof path, "%s/00000003.history", wal);
+    assert_true(readable(path, buf, sizeof buf));
+    assert_string_equal(buf, "1\t0/3000000\tno recovery target specified\n");
+
+    /* Nothing to reserve: the next id is the one asked for, or no id was asked for. */
+    assert_int_equal(pg_reserve_timelines(dir, 5, 6, errmsg), 0);
+    assert_int_equal(pg_reserve_timelines(dir, 7, 0, errmsg), 0);
+    assert_int_equal(pg_reserve_timelines(dir, 0, 9, errmsg), 0);
+    snprintf(path, sizeof path, "%s/00000008.history", wal);
+    assert_false(readable(path, buf, sizeof buf));
+
+    /* A start removes the reservations and nothing else. */
+    pg_drop_reservations(dir);
+    for (unsigned tli = 2; tli <= 5; tli++) {
+        snprintf(path, sizeof path, "%s/%08X.history", wal, tli);
+        assert_int_equal(readable(path, buf, sizeof buf), tli == 3);
+    }
+    snprintf(path, sizeof path, "%s/00000003.history", wal);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(wal), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_reservation_in_a_missing_directory_says_where(void **state)
+{
+    (void)state;
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(pg_reserve_timelines("/nonexistent/raftpg", 1, 3, errmsg), RPG_EIO);
+    assert_non_null(strstr(errmsg, "/nonexistent/raftpg/pg_wal/00000002.history"));
+    pg_drop_reservations("/nonexistent/raftpg"); /* nothing to do, and no crash */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_controldata_cleanly_shut_down_primary_was_primary),
+        cmocka_unit_test(test_reservations_fill_the_ids_between_and_go_at_the_next_start),
+        cmocka_unit_test(test_reservation_in_a_missing_directory_says_where),
         cmocka_unit_test(test_controldata_running_primary_was_primary),
         cmocka_unit_test(test_controldata_killed_primary_was_primary),
         cmocka_unit_test(test_controldata_running_standby_was_not_primary),

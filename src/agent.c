@@ -346,92 +346,101 @@ static void fence_tick_inner(struct agent *a)
                  (unsigned long long)cons_lease_until(&a->cons), (unsigned long long)now);
         a->lease_ok = lease_ok;
     }
-    bool writable = pg_may_accept_writes(&a->pg);
-    if (writable && !lease_ok && !a->fencing && !pg_busy(&a->pg)) {
-        int pid = pg_postmaster_pid(&a->pg);
-        if (pid > 0) {
+    int pid = pg_postmaster_pid(&a->pg);
+    const struct ha_pg *o = &a->pg.obs;
+    struct fence_in in = {
+        .now = now,
+        .lease_ok = lease_ok,
+        .writable = pg_may_accept_writes(&a->pg),
+        .pg_busy = pg_busy(&a->pg),
+        .postmaster = pid > 0,
+        .primary_running = o->state == HA_PG_RUNNING && !o->in_recovery,
+        .recorded_primary = strcmp(a->cons.state.primary.name, a->conf.name) == 0,
+        .fencing = a->fencing,
+        .target_gone = a->fencing && !proc_alive(a->fence_pid),
+        .escalated = a->fence_escalated,
+        .fence_started = a->fence_started,
+    };
+    if (a->vip_open) {
+        in.vip = (struct fence_vip){
+            .open = true,
+            .held = vip_is_held(&a->vip),
+            .busy = vip_busy(&a->vip),
+            .claiming = a->vip_claiming,
+            .releasing = a->vip_releasing,
+            .startup_done = a->vip_startup_done,
+            .refused = a->vip_error[0] != '\0',
+            .failed_at = a->vip_failed_at,
+            .renewed_at = a->vip_renewed_at,
+            .renew_ms = vip_renew_interval_ms(&a->conf.vip),
+        };
+    }
+    struct fence_out out;
+    fence_plan(&a->fence, &in, &out);
+
+    switch (out.pg) {
+    case FENCE_PG_STOP:
+    case FENCE_PG_KILL:
+        if (out.pg == FENCE_PG_STOP) {
             log_warning("fencing: postgresql may accept writes without a lease: stopping it "
-                        "(pid=%d)", pid);
-            a->fencing = true;
-            a->fence_started = now;
-            a->fence_pid = pid;
-            a->fence_escalated = false;
-            a->n_fences++;
-            kill(pid, SIGINT);
-        }
-    } else if (writable && !lease_ok && !a->fencing && pg_busy(&a->pg)) {
-        /* An operation (a start, a promotion) is under way: kill the server outright. */
-        int pid = pg_postmaster_pid(&a->pg);
-        if (pid > 0) {
+                        "(pid=%d)",
+                        pid);
+        } else {
             log_warning("fencing during %s: killing postgresql (pid=%d)", pg_op_name(a->pg.op),
                         pid);
-            a->fencing = true;
-            a->fence_started = now;
-            a->fence_pid = pid;
-            a->fence_escalated = true;
-            a->n_fences++;
-            kill(pid, SIGQUIT);
         }
+        a->fencing = true;
+        a->fence_started = now;
+        a->fence_pid = pid;
+        a->fence_escalated = out.pg == FENCE_PG_KILL;
+        a->n_fences++;
+        kill(pid, out.pg == FENCE_PG_STOP ? SIGINT : SIGQUIT);
+        break;
+    case FENCE_PG_ESCALATE:
+        log_warning("fencing: fast stop not done after %llu ms: immediate stop (pid=%d)",
+                    (unsigned long long)(now - a->fence_started), a->fence_pid);
+        kill(a->fence_pid, SIGQUIT);
+        a->fence_escalated = true;
+        break;
+    case FENCE_PG_DONE:
+        log_info("fenced: postgresql stopped %llu ms after the fence began",
+                 (unsigned long long)(now - a->fence_started));
+        a->fencing = false;
+        break;
+    case FENCE_PG_NONE: break;
     }
-    if (a->fencing) {
-        if (!proc_alive(a->fence_pid)) {
-            log_info("fenced: postgresql stopped %llu ms after the fence began",
-                     (unsigned long long)(now - a->fence_started));
-            a->fencing = false;
-        } else if (!a->fence_escalated && now - a->fence_started >= a->fence.escalate_ms) {
-            log_warning("fencing: fast stop not done after %llu ms: immediate stop (pid=%d)",
-                        (unsigned long long)(now - a->fence_started), a->fence_pid);
-            kill(a->fence_pid, SIGQUIT);
-            a->fence_escalated = true;
-        }
-    }
-    watchdog_tick(a, writable && lease_ok, unfenced(a));
+    watchdog_tick(a, out.feed_watchdog, out.unfenced);
 
-    if (!a->vip_open) {
-        return;
-    }
     char errmsg[RPG_ERRMSG_SIZE];
-    const struct ha_pg *o = &a->pg.obs;
-    bool want = lease_ok && !a->fencing && o->state == HA_PG_RUNNING && !o->in_recovery &&
-                strcmp(a->cons.state.primary.name, a->conf.name) == 0;
-    if (!want && (vip_is_held(&a->vip) || a->vip_claiming) && !a->vip_releasing) {
-        /* A release cuts a claim short (vip.h): a fence never waits for a claim to finish. */
+    switch (out.vip) {
+    case FENCE_VIP_RELEASE:
+    case FENCE_VIP_STARTUP_RELEASE:
+        /* A release cuts a claim short (vip.h). */
+        a->vip_startup_done = true;
         a->vip_releasing = true;
         a->vip_claiming = false;
         if (vip_release(&a->vip, on_vip_done, a, errmsg) != 0) {
             a->vip_releasing = false;
             log_error("vip: %s", errmsg);
         }
-        return;
-    }
-    if (vip_busy(&a->vip)) {
-        return;
-    }
-    if (!a->vip_startup_done) {
-        /* At start-up a VIP left by a crash is removed: no role holds it yet. */
-        a->vip_startup_done = true;
-        a->vip_releasing = true;
-        if (vip_release(&a->vip, on_vip_done, a, errmsg) != 0) {
-            a->vip_releasing = false;
-            log_error("vip: %s", errmsg);
-        }
-    } else if (want && !vip_is_held(&a->vip) && a->vip_error[0] == '\0') {
+        break;
+    case FENCE_VIP_CLAIM:
         a->vip_claiming = true;
         if (vip_claim(&a->vip, on_vip_done, a, errmsg) != 0) {
             a->vip_claiming = false;
             log_error("vip: %s", errmsg);
         }
-    } else if (want && !vip_is_held(&a->vip) && now - a->vip_failed_at > 2000) {
-        /* After a refusal (another host answered the probe), try again every 2 s. */
+        break;
+    case FENCE_VIP_RETRY:
         a->vip_error[0] = '\0';
-    } else if (want && vip_is_held(&a->vip) &&
-               now - a->vip_renewed_at >= vip_renew_interval_ms(&a->conf.vip)) {
-        /* Only under a valid lease (want): an agent that dies or hangs stops renewing, and the
-         * kernel drops the address within its lifetime. */
+        break;
+    case FENCE_VIP_RENEW:
         a->vip_renewed_at = now;
         if (vip_renew(&a->vip, on_vip_renewed, a, errmsg) != 0) {
             log_error("vip: %s", errmsg);
         }
+        break;
+    case FENCE_VIP_NONE: break;
     }
 }
 
@@ -439,8 +448,8 @@ static void fence_tick_inner(struct agent *a)
  * VIP on the interface (or an operation on it under way). */
 static bool unfenced(struct agent *a)
 {
-    return pg_may_accept_writes(&a->pg) ||
-           (a->vip_open && (vip_is_held(&a->vip) || vip_busy(&a->vip)));
+    return fence_unfenced(pg_may_accept_writes(&a->pg), a->vip_open && vip_is_held(&a->vip),
+                          a->vip_open && vip_busy(&a->vip));
 }
 
 static void fence_tick(struct agent *a)

@@ -15,6 +15,50 @@ bool fence_lease_ok(const struct fence_timing *t, bool leader_ready, rpg_msec le
     return leader_ready && lease_until > now + t->margin_ms;
 }
 
+bool fence_unfenced(bool writable, bool vip_held, bool vip_busy)
+{
+    return writable || vip_held || vip_busy;
+}
+
+void fence_plan(const struct fence_timing *t, const struct fence_in *in, struct fence_out *out)
+{
+    out->pg = FENCE_PG_NONE;
+    out->vip = FENCE_VIP_NONE;
+    bool fencing = in->fencing;
+    if (in->writable && !in->lease_ok && !fencing && in->postmaster) {
+        out->pg = in->pg_busy ? FENCE_PG_KILL : FENCE_PG_STOP;
+        fencing = true;
+    } else if (fencing && in->target_gone) {
+        out->pg = FENCE_PG_DONE;
+        fencing = false;
+    } else if (fencing && !in->escalated && in->now - in->fence_started >= t->escalate_ms) {
+        out->pg = FENCE_PG_ESCALATE;
+    }
+    out->feed_watchdog = in->writable && in->lease_ok;
+    const struct fence_vip *v = &in->vip;
+    out->unfenced = fence_unfenced(in->writable, v->open && v->held, v->open && v->busy);
+    out->want_vip = in->lease_ok && !fencing && in->primary_running && in->recorded_primary;
+    if (!v->open) {
+        return;
+    }
+    bool want = out->want_vip;
+    if (!want && (v->held || v->claiming) && !v->releasing) {
+        out->vip = FENCE_VIP_RELEASE; /* a fence never waits for a claim to finish */
+    } else if (v->busy) {
+        return;
+    } else if (!v->startup_done) {
+        out->vip = FENCE_VIP_STARTUP_RELEASE;
+    } else if (want && !v->held && !v->refused) {
+        out->vip = FENCE_VIP_CLAIM;
+    } else if (want && !v->held && in->now - v->failed_at > FENCE_VIP_RETRY_MS) {
+        out->vip = FENCE_VIP_RETRY;
+    } else if (want && v->held && in->now - v->renewed_at >= v->renew_ms) {
+        /* Only under a valid lease: an agent that dies or hangs stops renewing, and the kernel
+         * drops the address within its lifetime. */
+        out->vip = FENCE_VIP_RENEW;
+    }
+}
+
 rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_heard_leader,
                                   rpg_msec started_at, rpg_msec watchdog_ms)
 {

@@ -40,4 +40,71 @@ bool fence_lease_ok(const struct fence_timing *t, bool leader_ready, rpg_msec le
 rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_heard_leader,
                                   rpg_msec started_at, rpg_msec watchdog_ms);
 
+/* ---- one fence tick: what the old side does, decided without I/O --------------------------
+ * The agent (src/agent.c) runs it every 10 ms and before every decision, the simulation
+ * (tests/sim) on its own clock; each then does what it says. */
+
+/* The VIP's bookkeeping, kept by the caller between ticks. */
+struct fence_vip {
+    bool open;          /* a vip section is configured */
+    bool held;          /* the address was on the interface when last seen */
+    bool busy;          /* an operation runs or a release waits */
+    bool claiming;      /* the operation is a claim */
+    bool releasing;     /* the operation is a release */
+    bool startup_done;  /* the start-up release of a stale VIP ran */
+    bool refused;       /* the last claim failed (another host answered, or an error) */
+    rpg_msec failed_at; /* when it failed */
+    rpg_msec renewed_at;
+    rpg_msec renew_ms;  /* vip_renew_interval_ms */
+};
+
+struct fence_in {
+    rpg_msec now;
+    bool lease_ok;          /* fence_lease_ok, judged by the caller this tick */
+    bool writable;          /* pg_may_accept_writes */
+    bool pg_busy;           /* a control operation runs */
+    bool postmaster;        /* a postmaster runs: the fence has a target */
+    bool primary_running;   /* observed running and out of recovery */
+    bool recorded_primary;  /* the replicated state names this member as primary */
+    bool fencing;           /* a fence began and its postmaster is still there */
+    bool target_gone;       /* ... no longer: that postmaster has exited */
+    bool escalated;         /* the fence sent SIGQUIT already */
+    rpg_msec fence_started;
+    struct fence_vip vip;
+};
+
+enum fence_pg_act {
+    FENCE_PG_NONE = 0,
+    FENCE_PG_STOP,     /* begin: SIGINT (no new sessions, every session ends) */
+    FENCE_PG_KILL,     /* begin during an operation (a start, a promotion): SIGQUIT at once */
+    FENCE_PG_ESCALATE, /* the fast stop took escalate_ms: SIGQUIT */
+    FENCE_PG_DONE,     /* the fenced postmaster is gone */
+};
+
+enum fence_vip_act {
+    FENCE_VIP_NONE = 0,
+    FENCE_VIP_RELEASE,         /* not wanted: release (cutting a claim short) */
+    FENCE_VIP_STARTUP_RELEASE, /* the first tick: remove a VIP a crash left */
+    FENCE_VIP_CLAIM,
+    FENCE_VIP_RETRY,           /* a refusal is old enough: forget it, claim next tick */
+    FENCE_VIP_RENEW,
+};
+
+#define FENCE_VIP_RETRY_MS 2000
+
+struct fence_out {
+    enum fence_pg_act pg;
+    enum fence_vip_act vip;
+    bool feed_watchdog; /* may accept writes under the lease: arm and feed */
+    bool unfenced;      /* something may still need fencing: keep the watchdog armed */
+    bool want_vip;
+};
+
+void fence_plan(const struct fence_timing *t, const struct fence_in *in, struct fence_out *out);
+
+/* Whether anything on the node may still need fencing: a server that may accept writes, or the
+ * VIP on the interface or an operation on it under way (the watchdog stays armed, the guard is
+ * told "unfenced"). */
+bool fence_unfenced(bool writable, bool vip_held, bool vip_busy);
+
 #endif

@@ -15,7 +15,6 @@
 #include "sim.h"
 
 #define FENCE_TICK_MS 10       /* agent.c */
-#define VIP_RETRY_MS 2000      /* agent.c: a refused claim is tried again after this */
 #define VIP_LIFETIME_MS 2000   /* conf.c: vip.lifetime; vip.c renews every quarter of it */
 #define WATCHDOG_SAFETY_MS 1000 /* conf.c: watchdog.safety_margin */
 #define REBOOT_MIN_MS 3000     /* a node reset by its watchdog is back after this long */
@@ -164,7 +163,7 @@ static bool may_accept_writes(const struct sim_node *n)
 
 static bool unfenced(const struct sim_node *n)
 {
-    return may_accept_writes(n) || n->vip_held || n->agent.vip_busy;
+    return fence_unfenced(may_accept_writes(n), n->vip_held, n->agent.vip_busy);
 }
 
 /* agent.c watchdog_tick: armed while this node may accept writes under a lease, fed on every
@@ -279,70 +278,90 @@ static void fence_tick_inner(struct sim_world *w, unsigned i)
         sim_trace(w, (int)i, "lease %s", lease_ok ? "held" : "lost");
         a->lease_ok = lease_ok;
     }
-    bool writable = may_accept_writes(n);
-    if (writable && !lease_ok && !a->fencing && !w->opt->no_lease) {
-        /* SIGINT (fast shutdown: no new sessions, every session ends), or SIGQUIT at once while
-         * an operation runs. */
+    const struct ha_pg *o = &a->obs;
+    struct fence_in in = {
+        .now = now,
+        .lease_ok = lease_ok,
+        .writable = may_accept_writes(n),
+        .pg_busy = a->op_id != 0,
+        .postmaster = n->pg.proc != SIM_PROC_DOWN,
+        .primary_running = o->state == HA_PG_RUNNING && !o->in_recovery,
+        .recorded_primary = strcmp(n->state.primary.name, n->name) == 0,
+        .fencing = a->fencing,
+        .target_gone = a->fencing && (n->pg.proc == SIM_PROC_DOWN || n->pg.inc != a->fence_inc),
+        .escalated = a->fence_escalated,
+        .fence_started = a->fence_started,
+        .vip =
+            {
+                .open = true,
+                .held = n->vip_held,
+                .busy = a->vip_busy,
+                .claiming = a->vip_claiming,
+                .releasing = a->vip_releasing,
+                .startup_done = a->vip_startup_done,
+                .refused = a->vip_refused,
+                .failed_at = a->vip_failed_at,
+                .renewed_at = a->vip_renewed_at,
+                .renew_ms = VIP_LIFETIME_MS / 4,
+            },
+    };
+    struct fence_out out;
+    fence_plan(&t, &in, &out);
+    if (w->opt->no_lease && (out.pg == FENCE_PG_STOP || out.pg == FENCE_PG_KILL)) {
+        out.pg = FENCE_PG_NONE;
+    }
+    switch (out.pg) {
+    case FENCE_PG_STOP:
+    case FENCE_PG_KILL:
         a->fencing = true;
         a->fence_started = now;
         a->n_fences++;
-        if (a->op_id == 0) {
+        a->fence_escalated = out.pg == FENCE_PG_KILL;
+        if (out.pg == FENCE_PG_STOP) {
             sim_trace(w, (int)i, "fencing: postgresql may accept writes without a lease");
-            a->fence_escalated = false;
             sim_pg_begin_shutdown(w, i, sim_rng_range(&w->rng, 10, 120));
         } else {
             sim_trace(w, (int)i, "fencing during an operation: killing postgresql");
-            a->fence_escalated = true;
             sim_pg_crash(w, i);
         }
         a->fence_inc = n->pg.inc;
+        break;
+    case FENCE_PG_ESCALATE:
+        sim_trace(w, (int)i, "fencing: fast stop not done: immediate stop");
+        sim_pg_crash(w, i);
+        a->fence_escalated = true;
+        break;
+    case FENCE_PG_DONE:
+        sim_trace(w, (int)i, "fenced: postgresql stopped %" PRIu64 " ms after the fence began",
+                  now - a->fence_started);
+        a->fencing = false;
+        break;
+    case FENCE_PG_NONE: break;
     }
-    if (a->fencing) {
-        if (n->pg.proc == SIM_PROC_DOWN || n->pg.inc != a->fence_inc) {
-            sim_trace(w, (int)i, "fenced: postgresql stopped %" PRIu64 " ms after the fence began",
-                      now - a->fence_started);
-            a->fencing = false;
-        } else if (!a->fence_escalated && now - a->fence_started >= t.escalate_ms) {
-            sim_trace(w, (int)i, "fencing: fast stop not done: immediate stop");
-            sim_pg_crash(w, i);
-            a->fence_escalated = true;
-        }
-    }
-    watchdog_tick(w, i, writable && lease_ok, unfenced(n));
-    if (a->vip_busy) {
-        return;
-    }
-    const struct ha_pg *o = &a->obs;
-    bool want = lease_ok && !a->fencing && o->state == HA_PG_RUNNING && !o->in_recovery &&
-                strcmp(n->state.primary.name, n->name) == 0;
-    if (!want && (n->vip_held || a->vip_claiming) && !a->vip_releasing) {
-        /* A release cuts a claim short (vip.h): a fence never waits for a claim to finish. */
+    watchdog_tick(w, i, out.feed_watchdog, out.unfenced);
+    switch (out.vip) {
+    case FENCE_VIP_RELEASE:
+    case FENCE_VIP_STARTUP_RELEASE:
+        /* A release cuts a claim short (vip.h): the claim's end then changes nothing. */
         if (a->vip_claiming) {
             a->vip_cancelled = a->vip_seq;
             a->vip_claiming = false;
         }
-        a->vip_releasing = true;
-        vip_op(w, i, false);
-        return;
-    }
-    if (a->vip_busy) {
-        return;
-    }
-    if (!a->vip_startup_done) {
-        /* At start-up a VIP left by a crash is removed: no role holds it yet. */
         a->vip_startup_done = true;
         a->vip_releasing = true;
         vip_op(w, i, false);
-    } else if (want && !n->vip_held && !a->vip_refused) {
+        break;
+    case FENCE_VIP_CLAIM:
         a->vip_claiming = true;
         vip_op(w, i, true);
-    } else if (want && !n->vip_held && now - a->vip_failed_at > VIP_RETRY_MS) {
-        /* After a refusal (another host answered the probe), try again every 2 s. */
-        a->vip_refused = false;
-    } else if (want && n->vip_held && now - a->vip_renewed_at >= VIP_LIFETIME_MS / 4) {
+        break;
+    case FENCE_VIP_RETRY: a->vip_refused = false; break;
+    case FENCE_VIP_RENEW:
         /* vip_renew: a lookup, then ip addr change; quick enough to count as instant. */
         a->vip_renewed_at = now;
         vip_set_lifetime(w, i);
+        break;
+    case FENCE_VIP_NONE: break;
     }
 }
 

@@ -1,0 +1,203 @@
+/* fence_plan: one tick of the old side's fence, the VIP and the watchdog (src/fence.c), the same
+ * function the agent and the simulation run. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "raftpg/fence.h"
+
+static struct fence_timing t;
+
+/* A primary under its lease, the VIP held and freshly renewed, nothing under way. */
+static struct fence_in primary(void)
+{
+    fence_timing_init(&t, 500);
+    struct fence_in in;
+    memset(&in, 0, sizeof in);
+    in.now = 10000;
+    in.lease_ok = true;
+    in.writable = true;
+    in.postmaster = true;
+    in.primary_running = true;
+    in.recorded_primary = true;
+    in.vip.open = true;
+    in.vip.held = true;
+    in.vip.startup_done = true;
+    in.vip.renewed_at = 9900;
+    in.vip.renew_ms = 500;
+    return in;
+}
+
+static struct fence_out plan(const struct fence_in *in)
+{
+    struct fence_out out;
+    memset(&out, 0xa5, sizeof out);
+    fence_plan(&t, in, &out);
+    return out;
+}
+
+static void test_a_primary_under_its_lease_keeps_everything(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    struct fence_out out = plan(&in);
+    assert_int_equal(out.pg, FENCE_PG_NONE);
+    assert_int_equal(out.vip, FENCE_VIP_NONE);
+    assert_true(out.feed_watchdog);
+    assert_true(out.unfenced);
+    assert_true(out.want_vip);
+}
+
+static void test_losing_the_lease_stops_the_server_and_releases_the_vip_at_once(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.lease_ok = false;
+    struct fence_out out = plan(&in);
+    assert_int_equal(out.pg, FENCE_PG_STOP);
+    assert_int_equal(out.vip, FENCE_VIP_RELEASE);
+    assert_false(out.feed_watchdog);
+    /* Not fenced yet: the watchdog stays armed, the guard is told so. */
+    assert_true(out.unfenced);
+}
+
+static void test_a_fence_during_an_operation_kills_at_once(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.lease_ok = false;
+    in.pg_busy = true;
+    assert_int_equal(plan(&in).pg, FENCE_PG_KILL);
+}
+
+static void test_no_postmaster_nothing_to_fence(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.lease_ok = false;
+    in.postmaster = false;
+    in.writable = false;
+    assert_int_equal(plan(&in).pg, FENCE_PG_NONE);
+}
+
+static void test_the_fast_stop_escalates_after_its_bound_and_ends_when_the_server_is_gone(
+    void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.lease_ok = false;
+    in.fencing = true;
+    in.fence_started = in.now - t.escalate_ms + 1;
+    assert_int_equal(plan(&in).pg, FENCE_PG_NONE);
+    in.fence_started = in.now - t.escalate_ms;
+    assert_int_equal(plan(&in).pg, FENCE_PG_ESCALATE);
+    in.escalated = true;
+    assert_int_equal(plan(&in).pg, FENCE_PG_NONE);
+    in.target_gone = true;
+    in.writable = false;
+    in.postmaster = false;
+    assert_int_equal(plan(&in).pg, FENCE_PG_DONE);
+}
+
+static void test_a_fence_in_progress_never_claims(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.fencing = true;
+    in.vip.held = false;
+    struct fence_out out = plan(&in);
+    assert_false(out.want_vip);
+    assert_int_equal(out.vip, FENCE_VIP_NONE);
+}
+
+static void test_a_release_cuts_a_claim_short(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.vip.held = false;
+    in.vip.busy = true;
+    in.vip.claiming = true;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE); /* still wanted: let it finish */
+    in.lease_ok = false;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_RELEASE);
+    in.vip.releasing = true;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE); /* asked once */
+}
+
+static void test_claim_retry_and_renewal(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.vip.held = false;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_CLAIM);
+    in.vip.refused = true;
+    in.vip.failed_at = in.now - FENCE_VIP_RETRY_MS;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE);
+    in.vip.failed_at = in.now - FENCE_VIP_RETRY_MS - 1;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_RETRY);
+    in = primary();
+    in.vip.renewed_at = in.now - in.vip.renew_ms;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_RENEW);
+    /* Never renewed without the lease: a hung agent's VIP must lapse. */
+    in.lease_ok = false;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_RELEASE);
+}
+
+static void test_a_standby_releases_a_stale_vip_once_at_start_up(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.lease_ok = false;
+    in.writable = false;
+    in.primary_running = false;
+    in.recorded_primary = false;
+    in.vip.held = false;
+    in.vip.startup_done = false;
+    struct fence_out out = plan(&in);
+    assert_int_equal(out.vip, FENCE_VIP_STARTUP_RELEASE);
+    assert_false(out.unfenced);
+    in.vip.startup_done = true;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE);
+    /* Only the recorded primary claims. */
+    in.lease_ok = true;
+    in.primary_running = true;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE);
+}
+
+static void test_without_a_vip_section_only_the_server_counts(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    memset(&in.vip, 0, sizeof in.vip);
+    in.vip.held = true; /* ignored when not open */
+    struct fence_out out = plan(&in);
+    assert_int_equal(out.vip, FENCE_VIP_NONE);
+    in.writable = false;
+    assert_false(plan(&in).unfenced);
+    assert_true(fence_unfenced(false, false, true));
+    assert_true(fence_unfenced(false, true, false));
+    assert_false(fence_unfenced(false, false, false));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_primary_under_its_lease_keeps_everything),
+        cmocka_unit_test(test_losing_the_lease_stops_the_server_and_releases_the_vip_at_once),
+        cmocka_unit_test(test_a_fence_during_an_operation_kills_at_once),
+        cmocka_unit_test(test_no_postmaster_nothing_to_fence),
+        cmocka_unit_test(
+            test_the_fast_stop_escalates_after_its_bound_and_ends_when_the_server_is_gone),
+        cmocka_unit_test(test_a_fence_in_progress_never_claims),
+        cmocka_unit_test(test_a_release_cuts_a_claim_short),
+        cmocka_unit_test(test_claim_retry_and_renewal),
+        cmocka_unit_test(test_a_standby_releases_a_stale_vip_once_at_start_up),
+        cmocka_unit_test(test_without_a_vip_section_only_the_server_counts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

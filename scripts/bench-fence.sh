@@ -6,7 +6,8 @@
 #   gap_ms            from the old primary's last acknowledged write to the new primary's first
 #   vip_gap_ms        the same, through the VIP only
 # and how many runs failed a check, as one JSON object. The raw FIGURES lines are kept in
-# RAFTPG_BENCH_OUT (default: a temporary file, named at the end).
+# RAFTPG_BENCH_OUT (default: a temporary file, named at the end); RAFTPG_BENCH_TESTS picks the
+# tests (default: test_fence_isolate test_fence_pause test_fence_kill).
 # usage: scripts/bench-fence.sh [RUNS]   (after scripts/build.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +17,7 @@ BIN=$ROOT/build/raftpg
 [ "$(id -u)" -eq 0 ] || { echo "bench-fence: needs root (network namespaces)" >&2; exit 1; }
 OUT=${RAFTPG_BENCH_OUT:-$(mktemp /tmp/raftpg-bench-fence.XXXXXX)}
 : >"$OUT"
-for t in test_fence_isolate test_fence_pause test_fence_kill; do
+for t in ${RAFTPG_BENCH_TESTS:-test_fence_isolate test_fence_pause test_fence_kill}; do
     for ((r = 1; r <= RUNS; r++)); do
         log=$(mktemp /tmp/raftpg-bench-fence-run.XXXXXX)
         rc=0

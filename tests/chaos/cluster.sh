@@ -334,7 +334,8 @@ cl_kill_pg() {
     local pid kids
     pid=$(cl_pg_pid "$1") || return 0
     kill -STOP "$pid" 2>/dev/null || true
-    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null | tr -d ' ' | tr '\n' ' ')
+    # The postmaster may be gone already (the node's guard stops it when the agent dies).
+    kids=$( (ps -o pid= --ppid "$pid" 2>/dev/null || true) | tr -d ' ' | tr '\n' ' ')
     # shellcheck disable=SC2086
     [ -z "$kids" ] || kill -STOP $kids 2>/dev/null || true
     # shellcheck disable=SC2086

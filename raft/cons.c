@@ -553,25 +553,10 @@ static void reconcile(struct cons *c)
     }
     int rv = 0;
     c->change_req.data = c;
-    /* Add what the member list has and the configuration lacks; promote spares. */
-    for (unsigned i = 0; i < c->state.n_members; i++) {
-        const struct fsm_member *m = &c->state.members[i];
-        const struct raft_server *s = config_server(c, m->id);
-        if (s == NULL) {
-            snprintf(c->change_what, sizeof c->change_what, "add %s (id=%llu raft=%s) as spare",
-                     m->name, (unsigned long long)m->id, m->raft_address);
-            rv = raft_add(&c->raft, &c->change_req, m->id, m->raft_address, change_done);
-        } else if (s->role != RAFT_VOTER) {
-            snprintf(c->change_what, sizeof c->change_what,
-                     "promote %s (id=%llu) to voter after catch-up", m->name,
-                     (unsigned long long)m->id);
-            rv = raft_assign(&c->raft, &c->change_req, m->id, RAFT_VOTER, change_done);
-        } else {
-            continue;
-        }
-        goto submitted;
-    }
-    /* Remove what the configuration has and the member list no longer does. */
+    /* Remove what the configuration has and the member list no longer does, before any
+     * addition: a removed member is stopped by its operator once the member list drops it, and
+     * a promotion that cannot finish (a spare that is down never catches up) must not keep
+     * those departed voters in the configuration, where they count against the majority. */
     const struct raft_configuration *rc = &c->raft.configuration;
     for (unsigned i = 0; i < rc->n; i++) {
         raft_id id = rc->servers[i].id;
@@ -593,6 +578,24 @@ static void reconcile(struct cons *c)
         snprintf(c->change_what, sizeof c->change_what, "remove server id=%llu address=%s",
                  (unsigned long long)id, rc->servers[i].address);
         rv = raft_remove(&c->raft, &c->change_req, id, change_done);
+        goto submitted;
+    }
+    /* Add what the member list has and the configuration lacks; promote spares. */
+    for (unsigned i = 0; i < c->state.n_members; i++) {
+        const struct fsm_member *m = &c->state.members[i];
+        const struct raft_server *s = config_server(c, m->id);
+        if (s == NULL) {
+            snprintf(c->change_what, sizeof c->change_what, "add %s (id=%llu raft=%s) as spare",
+                     m->name, (unsigned long long)m->id, m->raft_address);
+            rv = raft_add(&c->raft, &c->change_req, m->id, m->raft_address, change_done);
+        } else if (s->role != RAFT_VOTER) {
+            snprintf(c->change_what, sizeof c->change_what,
+                     "promote %s (id=%llu) to voter after catch-up", m->name,
+                     (unsigned long long)m->id);
+            rv = raft_assign(&c->raft, &c->change_req, m->id, RAFT_VOTER, change_done);
+        } else {
+            continue;
+        }
         goto submitted;
     }
     return;

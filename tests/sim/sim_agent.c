@@ -648,18 +648,7 @@ static void reconcile(struct sim_world *w, unsigned i)
     q->u.change.data = q;
     int rv = -1;
     const struct fsm_state *s = &n->state;
-    for (unsigned m = 0; m < s->n_members && rv == -1; m++) {
-        const struct raft_server *srv = config_server(r, s->members[m].id);
-        if (srv == NULL) {
-            char address[16];
-            snprintf(address, sizeof address, "%" PRIu64, s->members[m].id);
-            sim_trace(w, (int)i, "membership: add %s as spare", s->members[m].name);
-            rv = raft_add(r, &q->u.change, s->members[m].id, address, change_cb);
-        } else if (srv->role != RAFT_VOTER) {
-            sim_trace(w, (int)i, "membership: promote %s to voter", s->members[m].name);
-            rv = raft_assign(r, &q->u.change, s->members[m].id, RAFT_VOTER, change_cb);
-        }
-    }
+    /* Removals first (cons.c reconcile). */
     for (unsigned k = 0; k < r->configuration.n && rv == -1; k++) {
         raft_id id = r->configuration.servers[k].id;
         if (fsm_state_member_by_id(s, id) != NULL) {
@@ -678,6 +667,18 @@ static void reconcile(struct sim_world *w, unsigned i)
         }
         sim_trace(w, (int)i, "membership: remove server id=%" PRIu64, (uint64_t)id);
         rv = raft_remove(r, &q->u.change, id, change_cb);
+    }
+    for (unsigned m = 0; m < s->n_members && rv == -1; m++) {
+        const struct raft_server *srv = config_server(r, s->members[m].id);
+        if (srv == NULL) {
+            char address[16];
+            snprintf(address, sizeof address, "%" PRIu64, s->members[m].id);
+            sim_trace(w, (int)i, "membership: add %s as spare", s->members[m].name);
+            rv = raft_add(r, &q->u.change, s->members[m].id, address, change_cb);
+        } else if (srv->role != RAFT_VOTER) {
+            sim_trace(w, (int)i, "membership: promote %s to voter", s->members[m].name);
+            rv = raft_assign(r, &q->u.change, s->members[m].id, RAFT_VOTER, change_cb);
+        }
     }
     if (rv == 0) {
         a->change_pending = true;

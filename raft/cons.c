@@ -865,6 +865,11 @@ uint64_t cons_last_index(const struct cons *c)
     return c->started ? raft_last_index((struct raft *)&c->raft) : 0;
 }
 
+bool cons_config_has(const struct cons *c, uint64_t id)
+{
+    return c->running && config_server(c, id) != NULL;
+}
+
 void cons_leader(const struct cons *c, uint64_t *id, const char **address)
 {
     *id = 0;

@@ -356,11 +356,63 @@ struct pending_change {
     struct http_conn *conn;
     char name[FSM_NAME_MAX];
     bool add;
+    /* A removal: the member's server id, and the wait for the Raft configuration to drop it. */
+    uint64_t id;
+    struct agent *a;
+    uv_timer_t timer;
+    unsigned ticks;
 };
+
+/* A removal is answered once the Raft configuration no longer has the member: an operator who
+ * stops it earlier, while it still counts as a voter, takes a vote from the majority. */
+#define LEAVE_WAIT_TICKS 150
+#define LEAVE_TICK_MS 100
+
+static void pending_change_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void leave_tick(uv_timer_t *t)
+{
+    struct pending_change *p = t->data;
+    struct agent *a = p->a;
+    bool gone = a->cons_open && !cons_config_has(&a->cons, p->id);
+    if (a->cons_open && p->id == a->cons.id && a->cons.role != CONS_ROLE_LEADER) {
+        /* This member removed itself: it handed leadership over, and the next leader drops it
+         * from the configuration first thing (a configuration without it is never sent here). */
+        uint64_t leader = 0;
+        const char *address = NULL;
+        cons_leader(&a->cons, &leader, &address);
+        gone = leader != 0 && leader != p->id;
+    }
+    if (a->phase != AGENT_PHASE_RUNNING) {
+        /* Stopping: the connection goes with the server; nothing to answer on. */
+    } else if (gone) {
+        respond_json(p->conn, 200,
+                     json_pack("{s:s, s:s}", "member", p->name, "result",
+                               "removed from the member list and the raft configuration"));
+    } else if (++p->ticks >= LEAVE_WAIT_TICKS) {
+        respond_json(p->conn, 202,
+                     json_pack("{s:s, s:s}", "member", p->name, "result",
+                               "removed from the member list; the raft configuration still has "
+                               "it (it still counts as a voter): do not stop it yet"));
+    } else {
+        return;
+    }
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, pending_change_closed);
+}
 
 static void change_committed(void *data, int rc, const char *msg)
 {
     struct pending_change *p = data;
+    if (rc == 0 && !p->add && p->a != NULL) {
+        uv_timer_init(p->a->loop, &p->timer);
+        p->timer.data = p;
+        uv_timer_start(&p->timer, leave_tick, 0, LEAVE_TICK_MS);
+        return;
+    }
     if (rc == 0) {
         respond_json(p->conn, p->add ? 201 : 200,
                      json_pack("{s:s, s:s}", "member", p->name, "result",
@@ -501,6 +553,9 @@ static void submit_remove(struct agent *a, struct http_conn *conn, const char *n
     }
     p->conn = conn;
     snprintf(p->name, sizeof p->name, "%s", name);
+    const struct fsm_member *m = fsm_state_member(&a->cons.state, name);
+    p->id = m != NULL ? m->id : 0;
+    p->a = a;
     int rv = cons_member_remove(&a->cons, name, change_committed, p, msg);
     if (rv != 0) {
         free(p);

@@ -398,6 +398,11 @@ static int cmd_member_remove(struct ctl *c, const char *name, bool wait)
         fprintf(stderr, "raftpg ctl member remove: %s\n", errmsg);
         return 1;
     }
+    if (status == 202) {
+        fprintf(stderr, "raftpg ctl member remove: %s: %s\n", name, str_or(answer, "result", "?"));
+        json_decref(answer);
+        return 1;
+    }
     if (status != 200) {
         fprintf(stderr, "raftpg ctl member remove: refused (http %d): %s\n", status,
                 str_or(answer, "error", "?"));
@@ -405,7 +410,7 @@ static int cmd_member_remove(struct ctl *c, const char *name, bool wait)
         return 1;
     }
     json_decref(answer);
-    printf("member %s removed from the cluster state\n", name);
+    printf("member %s removed from the cluster state and the raft configuration\n", name);
     if (!wait) {
         return 0;
     }

@@ -153,6 +153,10 @@ uint64_t cons_last_index(const struct cons *c);
 bool cons_state_current(const struct cons *c);
 /* The leader's id and address (address borrowed), 0/NULL when unknown. */
 void cons_leader(const struct cons *c, uint64_t *id, const char **address);
+
+/* Whether this node's view of the Raft configuration has server id (as a voter, standby or
+ * spare). Followers see configuration changes as they replicate. */
+bool cons_config_has(const struct cons *c, uint64_t id);
 /* Raft voting role of server id in this node's current configuration, or CONS_VOTING_NONE. */
 int cons_voting(const struct cons *c, uint64_t id);
 /* Name of member id from the replicated state (or, before it is initialised, from the

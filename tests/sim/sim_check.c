@@ -321,19 +321,25 @@ void sim_check_periodic(struct sim_world *w)
         }
         return;
     }
-    /* The operator stops a member once its removal is committed (the leader's state no longer
-     * lists it), whoever submitted the removal. */
+    /* The operator stops a member once its removal is done: the leader's state no longer lists
+     * it and its Raft configuration no longer has it (api.c answers `member remove` only then),
+     * whoever submitted the removal. */
     for (unsigned l = 0; l < w->n; l++) {
         if (!sim_agent_leader(w, l)) {
             continue;
         }
         const struct fsm_state *st = &w->nodes[l].state;
+        const struct raft *r = raft_fixture_get((struct raft_fixture *)&w->fx, w->nodes[l].fx);
         for (unsigned i = 0; i < w->n; i++) {
             struct sim_node *n = &w->nodes[i];
             bool listed = fsm_state_member(st, n->name) != NULL;
+            bool configured = false;
+            for (unsigned k = 0; k < r->configuration.n; k++) {
+                configured = configured || r->configuration.servers[k].id == n->fx + 1;
+            }
             if (listed) {
                 n->member = true;
-            } else if (n->member && !n->removed && st->initialized) {
+            } else if (n->member && !n->removed && st->initialized && !configured) {
                 sim_decommission(w, n->name);
             }
         }

@@ -345,8 +345,7 @@ uint32_t sim_fault_mask(const char *list);
  * a primary that wrote and was then cut off (D); the lease is not renewed when a barrier takes
  * longer than its renewal period (I4). */
 #define SIM_FAULTS_WATCHDOG (1u << F_PAUSE_PRIMARY)
-#define SIM_FAULTS_TIMELINE                                                                     \
-    ((1u << F_CRASH_NEW_PRIMARY) | (1u << F_PARTITION_PRIMARY) | (1u << F_LOSS_PRIMARY))
+#define SIM_FAULTS_TIMELINE (1u << F_LOSS_PRIMARY)
 #define SIM_FAULTS_SLOW (1u << F_SLOW_LINK)
 #define SIM_FAULTS_KNOWN (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW)
 #define SIM_FAULTS_ALL ((1u << F_KIND_N) - 1)

@@ -263,7 +263,14 @@ int sim_pg_rewind(struct sim_pg *target, const struct sim_pg *source, bool *chan
     uint64_t end_s = i + 1 < ns ? hs[i + 1].begin : UINT64_MAX;
     uint64_t end_t = i + 1 < nt ? ht[i + 1].begin : UINT64_MAX;
     uint64_t divergerec = end_s < end_t ? end_s : end_t;
-    if (target->end <= divergerec) {
+    /* A promotion writes an end-of-recovery record on its new timeline, past the switch point,
+     * which this model does not store: a target on a timeline the source's history lacks always
+     * has WAL past the fork, as far as pg_rewind is concerned. */
+    bool own_timeline = true;
+    for (unsigned a = 0; a < ns; a++) {
+        own_timeline = own_timeline && hs[a].tl != sim_pg_tl(target);
+    }
+    if (target->end <= divergerec && !(own_timeline && sim_pg_tl(target) > ht[i].tl)) {
         return 0; /* the target is an ancestor of the source: nothing diverged */
     }
     sim_pg_copy_data(target, source);

@@ -250,7 +250,6 @@ static void join_try(uv_timer_t *t)
 #define FENCE_TICK_MS 10
 
 static void fence_tick(struct agent *a);
-static bool unfenced(struct agent *a);
 
 
 static void on_vip_done(struct vip *v, int rc, const char *msg, void *data)
@@ -332,10 +331,12 @@ static void watchdog_tick(struct agent *a, bool primary, bool unfenced)
  * fences at once. The postmaster is told to stop (SIGINT refuses new sessions and terminates
  * every session), then killed (SIGQUIT) after escalate_ms; the VIP goes at the same moment. The
  * core then restarts it as a standby. */
-static void fence_tick_inner(struct agent *a)
+/* One fence tick (fence_plan); false when it did not run. *unfenced: whether anything on the
+ * node may still need fencing, for the guard. */
+static bool fence_tick_inner(struct agent *a, bool *unfenced)
 {
     if (!a->conf.has_postgresql || !a->pg_open || a->phase == AGENT_PHASE_STOPPING) {
-        return;
+        return false;
     }
     uv_update_time(a->loop);
     rpg_msec now = uv_now(a->loop);
@@ -410,6 +411,7 @@ static void fence_tick_inner(struct agent *a)
     case FENCE_PG_NONE: break;
     }
     watchdog_tick(a, out.feed_watchdog, out.unfenced);
+    *unfenced = out.unfenced;
 
     char errmsg[RPG_ERRMSG_SIZE];
     switch (out.vip) {
@@ -442,21 +444,14 @@ static void fence_tick_inner(struct agent *a)
         break;
     case FENCE_VIP_NONE: break;
     }
-}
-
-/* Whether anything on this node may still need fencing: a server that may accept writes, or the
- * VIP on the interface (or an operation on it under way). */
-static bool unfenced(struct agent *a)
-{
-    return fence_unfenced(pg_may_accept_writes(&a->pg), a->vip_open && vip_is_held(&a->vip),
-                          a->vip_open && vip_busy(&a->vip));
+    return true;
 }
 
 static void fence_tick(struct agent *a)
 {
-    fence_tick_inner(a);
-    if (a->guard_open && a->pg_open && a->phase != AGENT_PHASE_STOPPING) {
-        guard_set(&a->guard, unfenced(a));
+    bool unfenced = false;
+    if (fence_tick_inner(a, &unfenced) && a->guard_open) {
+        guard_set(&a->guard, unfenced);
     }
 }
 

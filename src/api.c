@@ -387,7 +387,9 @@ static void leave_tick(uv_timer_t *t)
         gone = leader != 0 && leader != p->id;
     }
     if (a->phase != AGENT_PHASE_RUNNING) {
-        /* Stopping: the connection goes with the server; nothing to answer on. */
+        /* Answered even when the server is closing: answering is what frees the connection. */
+        respond_error(p->conn, 503, "agent stopping before the raft configuration dropped the "
+                                    "member: it may still count as a voter");
     } else if (gone) {
         respond_json(p->conn, 200,
                      json_pack("{s:s, s:s}", "member", p->name, "result",

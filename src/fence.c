@@ -15,11 +15,6 @@ bool fence_lease_ok(const struct fence_timing *t, bool leader_ready, rpg_msec le
     return leader_ready && lease_until > now + t->margin_ms;
 }
 
-bool fence_unfenced(bool writable, bool vip_held, bool vip_busy)
-{
-    return writable || vip_held || vip_busy;
-}
-
 void fence_plan(const struct fence_timing *t, const struct fence_in *in, struct fence_out *out)
 {
     out->pg = FENCE_PG_NONE;
@@ -36,7 +31,7 @@ void fence_plan(const struct fence_timing *t, const struct fence_in *in, struct 
     }
     out->feed_watchdog = in->writable && in->lease_ok;
     const struct fence_vip *v = &in->vip;
-    out->unfenced = fence_unfenced(in->writable, v->open && v->held, v->open && v->busy);
+    out->unfenced = in->writable || (v->open && (v->held || v->busy));
     out->want_vip = in->lease_ok && !fencing && in->primary_running && in->recorded_primary;
     if (!v->open) {
         return;

@@ -14,6 +14,7 @@
 
 #include "raftpg/fence.h"
 #include "raftpg/log.h"
+#include "raftpg/pg.h"
 #include "raftpg/proc.h"
 
 #define GUARD_IP_TIMEOUT_MS 5000
@@ -150,26 +151,11 @@ static void sleep_ms(unsigned ms)
     }
 }
 
-static int postmaster_pid(const char *data_dir)
-{
-    char path[PATH_MAX + 32], buf[32];
-    snprintf(path, sizeof path, "%s/postmaster.pid", data_dir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return 0;
-    }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    long pid = strtol(buf, NULL, 10);
-    return pid > 0 && pid <= INT_MAX && proc_alive((int)pid) ? (int)pid : 0;
-}
-
 /* What the agent's fence does: SIGINT (no new sessions, every session ends), SIGQUIT after the
  * escalation bound. */
 static void fence_postgresql(const struct conf *c)
 {
-    int pid = postmaster_pid(c->postgresql.data_dir);
+    int pid = pg_postmaster_pid_in(c->postgresql.data_dir, NULL, 0);
     if (pid == 0) {
         log_info("guard: no postgresql running in %s", c->postgresql.data_dir);
         return;

@@ -336,6 +336,18 @@ static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
     }
 }
 
+/* The socket directory raftpg sets: beside the data directory, not in it (pg_rewind and
+ * pg_basebackup would try to copy the socket; the distribution's default directory may not
+ * exist or be writable). */
+static void socket_dir(const struct pg *p, char *buf, size_t size)
+{
+    fmt_str(buf, size, "%s", p->conf->postgresql.data_dir);
+    char *slash = strrchr(buf, '/');
+    if (slash != NULL && slash != buf) {
+        *slash = '\0';
+    }
+}
+
 /* Writes raftpg.conf (included last by postgresql.conf), pg_hba.conf and the standby signal. */
 static int write_config(struct pg *p, bool standby, const struct pg_upstream *up, char *errmsg)
 {
@@ -355,14 +367,8 @@ static int write_config(struct pg *p, bool standby, const struct pg_upstream *up
         append(&buf, &len, &cap, "wal_retrieve_retry_interval = '50ms'\n");
     }
     if (!param_given(p, "unix_socket_directories")) {
-        /* Beside the data directory, not in it: pg_rewind and pg_basebackup would try to copy
-         * the socket. The distribution's default directory may not exist or be writable. */
         char parent[PATH_MAX];
-        fmt_str(parent, sizeof parent, "%s", c->postgresql.data_dir);
-        char *slash = strrchr(parent, '/');
-        if (slash != NULL && slash != parent) {
-            *slash = '\0';
-        }
+        socket_dir(p, parent, sizeof parent);
         pg_conf_quote(parent, q, sizeof q);
         append(&buf, &len, &cap, "unix_socket_directories = %s\n", q);
     }
@@ -820,12 +826,13 @@ static void on_controldata(struct proc *pr, const struct proc_result *res, void 
     p->obs_epoch = p->query_epoch;
 }
 
-/* Reads postmaster.pid: the pid when that process is alive, else 0; status gets line 8. */
-static int postmaster_alive(const struct pg *p, char *status, size_t size)
+int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size)
 {
     char path[PATH_MAX + 32], buf[1024];
-    path_in(p, "postmaster.pid", path, sizeof path);
-    status[0] = '\0';
+    fmt_str(path, sizeof path, "%s/postmaster.pid", data_dir);
+    if (size > 0) {
+        status[0] = '\0';
+    }
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         return 0;
@@ -842,10 +849,15 @@ static int postmaster_alive(const struct pg *p, char *status, size_t size)
         line = strchr(line, '\n');
         line = line != NULL ? line + 1 : NULL;
     }
-    if (line != NULL) {
+    if (line != NULL && size > 0) {
         fmt_str(status, size, "%.*s", (int)strcspn(line, " \n"), line);
     }
     return (int)pid;
+}
+
+static int postmaster_alive(const struct pg *p, char *status, size_t size)
+{
+    return pg_postmaster_pid_in(p->conf->postgresql.data_dir, status, size);
 }
 
 int pg_postmaster_pid(const struct pg *p)
@@ -1083,11 +1095,7 @@ static void drop_zombie_locks(struct pg *p)
     if (!param_given(p, "unix_socket_directories") &&
         conf_parse_addr(p->conf->postgresql.listen, NULL, &port) == 0) {
         char parent[PATH_MAX];
-        fmt_str(parent, sizeof parent, "%s", p->conf->postgresql.data_dir);
-        char *slash = strrchr(parent, '/');
-        if (slash != NULL && slash != parent) {
-            *slash = '\0';
-        }
+        socket_dir(p, parent, sizeof parent);
         fmt_str(path, sizeof path, "%s/.s.PGSQL.%u.lock", parent, (unsigned)port);
         drop_if_zombie(path);
     }

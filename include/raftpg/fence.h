@@ -96,15 +96,11 @@ struct fence_out {
     enum fence_pg_act pg;
     enum fence_vip_act vip;
     bool feed_watchdog; /* may accept writes under the lease: arm and feed */
-    bool unfenced;      /* something may still need fencing: keep the watchdog armed */
+    bool unfenced;      /* a server that may accept writes, or the VIP on the interface or an
+                           operation on it: the watchdog stays armed, the guard is told so */
     bool want_vip;
 };
 
 void fence_plan(const struct fence_timing *t, const struct fence_in *in, struct fence_out *out);
-
-/* Whether anything on the node may still need fencing: a server that may accept writes, or the
- * VIP on the interface or an operation on it under way (the watchdog stays armed, the guard is
- * told "unfenced"). */
-bool fence_unfenced(bool writable, bool vip_held, bool vip_busy);
 
 #endif

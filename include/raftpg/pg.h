@@ -177,6 +177,10 @@ int pg_sync_slots(struct pg *p, const uint64_t *ids, unsigned n, pg_done_cb cb, 
 /* The postmaster's PID read from postmaster.pid now, if that process is alive; else 0. */
 int pg_postmaster_pid(const struct pg *p);
 
+/* Reads DATA_DIR/postmaster.pid: the pid when that process runs (not a zombie), else 0; status
+ * (may be NULL with size 0) gets its state line ("ready", "starting", ...). */
+int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size);
+
 /* Whether the local server might accept writes right now: a postmaster is alive and it is not
  * known to be a standby (observed in recovery, or started with standby.signal and not observed
  * since). Errs on the side of true, as fencing depends on it. */

@@ -161,10 +161,6 @@ static bool may_accept_writes(const struct sim_node *n)
     return !n->pg.standby_signal;
 }
 
-static bool unfenced(const struct sim_node *n)
-{
-    return fence_unfenced(may_accept_writes(n), n->vip_held, n->agent.vip_busy);
-}
 
 /* agent.c watchdog_tick: armed while this node may accept writes under a lease, fed on every
  * fence tick, left armed and unfed while a fence is unfinished, disarmed (magic close) after, and
@@ -216,8 +212,6 @@ static void vip_set_lifetime(struct sim_world *w, unsigned i)
              (int)i, n->vip_gen, 0);
 }
 
-/* agent.c unfenced(): a server that may accept writes, or the VIP on the interface or changing. */
-static bool unfenced(const struct sim_node *n);
 
 void sim_guard_unfenced(struct sim_world *w, unsigned i)
 {
@@ -260,13 +254,13 @@ static void guard_event(struct sim_world *w, unsigned i, uint64_t step)
     }
 }
 
-/* agent.c fence_tick_inner. */
-static void fence_tick_inner(struct sim_world *w, unsigned i)
+/* agent.c fence_tick_inner: false when it did not run; *unfenced for the guard. */
+static bool fence_tick_inner(struct sim_world *w, unsigned i, bool *unfenced)
 {
     struct sim_node *n = &w->nodes[i];
     struct sim_agent *a = &n->agent;
     if (!a->alive || n->frozen) {
-        return;
+        return false;
     }
     struct fence_timing t = timing();
     rpg_msec now = sim_local_now(w, i);
@@ -339,6 +333,7 @@ static void fence_tick_inner(struct sim_world *w, unsigned i)
     case FENCE_PG_NONE: break;
     }
     watchdog_tick(w, i, out.feed_watchdog, out.unfenced);
+    *unfenced = out.unfenced;
     switch (out.vip) {
     case FENCE_VIP_RELEASE:
     case FENCE_VIP_STARTUP_RELEASE:
@@ -363,15 +358,15 @@ static void fence_tick_inner(struct sim_world *w, unsigned i)
         break;
     case FENCE_VIP_NONE: break;
     }
+    return true;
 }
 
 /* agent.c fence_tick: then the guard hears whether anything needs fencing. */
 void sim_fence_tick(struct sim_world *w, unsigned i)
 {
-    fence_tick_inner(w, i);
-    struct sim_node *n = &w->nodes[i];
-    if (n->agent.alive && !n->frozen) {
-        n->guard_unfenced = unfenced(n);
+    bool unfenced = false;
+    if (fence_tick_inner(w, i, &unfenced)) {
+        w->nodes[i].guard_unfenced = unfenced;
     }
 }
 

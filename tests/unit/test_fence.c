@@ -179,9 +179,14 @@ static void test_without_a_vip_section_only_the_server_counts(void **state)
     assert_int_equal(out.vip, FENCE_VIP_NONE);
     in.writable = false;
     assert_false(plan(&in).unfenced);
-    assert_true(fence_unfenced(false, false, true));
-    assert_true(fence_unfenced(false, true, false));
-    assert_false(fence_unfenced(false, false, false));
+    /* With a section, a VIP held or changing keeps the node unfenced. */
+    in.vip.open = true;
+    assert_true(plan(&in).unfenced);
+    in.vip.held = false;
+    in.vip.busy = true;
+    assert_true(plan(&in).unfenced);
+    in.vip.busy = false;
+    assert_false(plan(&in).unfenced);
 }
 
 int main(void)

@@ -924,6 +924,29 @@ static void on_shutdown_pg_stopped(struct pg *p, int rc, const char *msg, void *
     close_rest(a);
 }
 
+#define STOP_SLOW_MS 15000
+
+static void log_active_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (uv_is_active(h) && !uv_is_closing(h)) {
+        log_warning("shutdown: still active: %s handle %p", uv_handle_type_name(h->type),
+                    (void *)h);
+    }
+}
+
+/* A shutdown that does not finish says what it waits for (it never forces the exit). */
+static void on_stop_slow(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+    log_warning("shutdown: not done after %d ms: open: cons=%d api=%d peers=%d pg=%d (op=%s) "
+                "ha_timer=%d fence_timer=%d vip=%d notify=%d guard=%d",
+                STOP_SLOW_MS, a->cons_open, a->api_open, a->peers_open, a->pg_open,
+                a->pg_open ? pg_op_name(a->pg.op) : "-", a->ha_timer_open, a->fence_timer_open,
+                a->vip_open, a->notify_timer_open, a->guard_open);
+    uv_walk(a->loop, log_active_handle, NULL);
+}
+
 void agent_stop(struct agent *a, int exit_code)
 {
     if (a->phase == AGENT_PHASE_STOPPING) {
@@ -933,6 +956,10 @@ void agent_stop(struct agent *a, int exit_code)
     a->exit_code = exit_code;
     sd_notify(0, "STOPPING=1");
     uv_timer_stop(&a->join_timer);
+    /* Unreferenced: it never keeps the loop alive, only reports a shutdown that hangs. */
+    a->join_timer.data = a;
+    uv_timer_start(&a->join_timer, on_stop_slow, STOP_SLOW_MS, 0);
+    uv_unref((uv_handle_t *)&a->join_timer);
     if (a->ha_timer_open) {
         uv_timer_stop(&a->ha_timer);
     }

@@ -8,7 +8,7 @@
 #include <uv.h>
 
 #include "raftpg/conf.h"
-#include "raftpg/cons.h"
+#include "raftpg/cons_uv.h"
 #include "raftpg/core.h"
 #include "raftpg/fence.h"
 #include "raftpg/guard.h"

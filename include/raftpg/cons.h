@@ -1,23 +1,19 @@
-/* Consensus: libraft + raft_uv lifecycle, node identity, bootstrap, membership reconciliation
- * and leadership observation. Every libraft call and read of a struct raft field lives here
- * (RAFT-NOTES.md), so a libraft upgrade touches this file only. */
+/* Consensus logic on a libraft server: leadership observation with the own-term barrier, the
+ * leader lease, command submission, leadership transfer, cluster-state initialisation and
+ * membership reconciliation. It owns no I/O: the agent runs it on its raft_uv instance
+ * (cons_uv.h) and the simulation on raft_fixture servers (tests/sim), each calling the tick
+ * functions below from its own loop and supplying the node's clock. Every libraft call and read
+ * of a struct raft field lives in raft/ (RAFT-NOTES.md), so a libraft upgrade touches raft/ only. */
 #ifndef RAFTPG_CONS_H
 #define RAFTPG_CONS_H
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <raft.h>
-#include <raft/uv.h>
-#include <uv.h>
 
-#include "raftpg/conf.h"
 #include "raftpg/err.h"
 #include "raftpg/fsm.h"
-
-/* Name of the identity file kept in the Raft data directory. */
-#define CONS_IDENTITY_FILE "raftpg.identity"
 
 enum cons_role { CONS_ROLE_UNAVAILABLE = 0, CONS_ROLE_FOLLOWER, CONS_ROLE_CANDIDATE,
                  CONS_ROLE_LEADER };
@@ -30,100 +26,126 @@ const char *cons_voting_name(int voting);
 #define CONS_VOTING_NONE (-1)
 
 struct cons;
+struct cons_req;
+struct cons_uv;
 /* Completion of a submitted command: rc is 0 when committed and applied, the fsm's rejection
  * code, or RPG_ENOTLEADER/RPG_ERAFT when it could not be committed; msg explains non-zero rc. */
 typedef void (*cons_submit_cb)(void *data, int rc, const char *msg);
-/* Fires from the loop after the Raft role, term or leader changed. */
+/* Fires after the Raft role, term or leader changed, or the leader became ready. */
 typedef void (*cons_change_cb)(struct cons *c, void *data);
 
+/* What the logic needs to know of the cluster it belongs to (copied at attach). */
+struct cons_params {
+    char scope[FSM_NAME_MAX];
+    unsigned election_timeout_ms;
+    /* The members bootstrapped as the initial Raft configuration, with their Raft ids. The
+     * first ready leader records them, if this node is one of them (initial_self). */
+    unsigned n_initial;
+    struct fsm_member initial[FSM_MEMBERS_MAX];
+    bool initial_self;
+    /* This node's defaults of the cluster-wide settings (recorded once, by the first leader). */
+    uint8_t sync_mode;
+    unsigned sync_node_count;
+    uint8_t sync_commit;
+};
+
+/* The node's side: its monotonic clock, and libraft's io time converted to it (the same clock
+ * on raft_uv; the simulation's nodes each run their own clock over the fixture's). */
+struct cons_host {
+    rpg_msec (*now)(struct cons *c);
+    rpg_msec (*raft_time)(struct cons *c, raft_time t);
+    cons_change_cb on_change;
+    void *data; /* passed to on_change; the hooks may read it through c->host */
+};
+
 struct cons {
-    uv_loop_t *loop;         /* borrowed */
-    const struct conf *conf; /* borrowed */
+    struct raft *raft; /* borrowed: the agent's raft_uv server or a raft_fixture server */
     raft_id id;
-    bool started;
-    struct raft_uv_transport transport;
-    struct raft_io io;
-    struct raft raft;
+    bool attached;     /* between cons_attach and cons_detach */
+    bool running;      /* raft_start succeeded (cons_set_running) */
+    uint64_t gen;      /* bumped at attach and detach: older requests complete silently */
     struct fsm fsm;
     struct fsm_state state; /* the replicated cluster state, read-only outside fsm */
+    struct cons_params params;
+    struct cons_host host;
+    struct cons_req *reqs;  /* requests libraft still holds */
 
-    /* Observed on every loop iteration (0.15 has no state callback). */
-    uv_check_t monitor;
+    /* Observed after every step of the host's loop (0.15 has no state callback). */
     enum cons_role role;
     raft_term term;
     raft_id leader_id;
-    cons_change_cb on_change;
-    void *on_change_data;
 
     /* A leader acts only once a barrier of its own term has committed (RAFT-NOTES). */
     bool leader_ready;
     bool barrier_pending;
     raft_term barrier_term;
-    struct raft_barrier barrier_req;
+    rpg_msec barrier_submitted; /* of the own-term barrier, which also grants a lease */
 
     /* Membership: the leader drives the Raft configuration towards the member list of the
      * replicated state, one change at a time. */
-    uv_timer_t reconcile_timer;
     bool init_pending;
     bool config_pending;
     bool change_pending;
-    struct raft_change change_req;
     char change_what[RPG_ERRMSG_SIZE];
     bool transfer_pending;
-    struct raft_transfer transfer_req;
 
     /* Leader lease (RAFT-NOTES): a barrier submitted at t that commits proves a majority reset
      * its election timer at or after t, so no other leader can exist before t + ET. The lease
-     * ends at t + 0.8 ET (drift margin). Renewed every ET/4 while leader. */
-    uv_timer_t lease_timer;
+     * ends at t + 0.8 ET (drift margin). Renewed every ET/4 while leader (cons_lease_renew). */
     bool lease_pending;
     raft_term lease_term;
     rpg_msec lease_submitted;
-    rpg_msec lease_until; /* loop time; 0: no lease */
-    struct raft_barrier lease_req;
-    rpg_msec barrier_submitted; /* of the own-term barrier, which also grants a lease */
+    rpg_msec lease_until; /* node clock; 0: no lease */
 
-    /* Follower side: loop time this node last heard from a leader (0: never since start). */
+    /* Follower side: when this node last heard from a leader (0: never since attach). */
     rpg_msec last_heard_leader;
-    rpg_msec started_at;        /* loop time cons_start ran */
+    rpg_msec started_at; /* node clock at attach */
 
-    /* raft_start runs ET after the process starts: a restarted node could otherwise vote at once
-     * for a candidate while the leader it acknowledged just before the restart still holds its
-     * lease (RAFT-NOTES, "Holes to close"). */
-    uv_timer_t start_timer;
-    bool running;               /* raft_start succeeded */
-    bool failed;                /* raft_start failed; error says why; on_change fires */
+    /* Set by the host when Raft cannot start (a corrupt log, say); on_change then fires. */
+    bool failed;
     char error[RPG_ERRMSG_SIZE];
 
-    int n_handles_open;
-    void (*close_cb)(struct cons *c);
+    struct cons_uv *uv; /* the agent's raft_uv instance and handles; NULL in the simulation */
 };
 
-/* Reads the identity file of dir. Returns 0 with *id set; RPG_ENOTFOUND when dir is empty or
- * absent (a fresh node); RPG_ECORRUPT when dir holds Raft files without an identity, the identity
- * is unreadable, or it names another cluster or member (the message says which). */
-int cons_identity_read(const char *dir, const char *scope, const char *name, uint64_t *id,
-                       char *errmsg);
+/* Prepares c and its state machine; c->fsm.raft is then what raft_init or raft_fixture_grow
+ * takes. Once per libraft server: the state lives as long as the server does. */
+void cons_setup(struct cons *c);
 
-/* Creates dir (0700) if needed and durably writes the identity (write, fsync, rename). */
-int cons_identity_write(const char *dir, const char *scope, const char *name, uint64_t id,
-                        char *errmsg);
+/* Binds the logic to server id on raft (borrowed): a fresh agent process, with nothing observed
+ * and nothing pending, over a server that keeps its log and state. */
+void cons_attach(struct cons *c, struct raft *raft, raft_id id, const struct cons_params *params,
+                 const struct cons_host *host);
 
-/* Starts Raft as server id. When the node is one of the configured initial members, bootstraps
- * the configured members as voters first unless the directory already holds Raft state (never
- * bootstraps twice). Returns 0 or a negative code; on error nothing is left open. Raft itself
- * starts one election timeout later; if that fails (a corrupt log, say), failed and error are set
- * and on_change fires. */
-int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_t id,
-               cons_change_cb on_change, void *data, char *errmsg);
+/* Raft has started on the server: observation, the lease and reconciliation begin. */
+void cons_set_running(struct cons *c);
 
-/* Stops Raft and closes every handle; cb fires when done. Safe if cons_start never succeeded. */
-void cons_close(struct cons *c, void (*cb)(struct cons *c));
+/* The agent is gone: nothing more is observed or submitted, and callbacks of requests still
+ * pending are dropped when libraft completes them. */
+void cons_detach(struct cons *c);
+
+/* Frees the requests libraft never completed. Only after the server is closed. */
+void cons_free_requests(struct cons *c);
+
+/* Observes role, term and leader; starts the own-term barrier of a new leader; ends a lease
+ * with the leadership. Call after every step of the loop. */
+void cons_observe(struct cons *c);
+
+/* Leader only: records the initial members and settings, then makes one step of the Raft
+ * configuration towards the member list (removals first). Call every 100 ms. */
+void cons_reconcile(struct cons *c);
+
+/* Leader only: submits the barrier that renews the lease. Call every ET/4. */
+void cons_lease_renew(struct cons *c);
 
 /* Submits a command through the leader. RPG_ENOTLEADER if this node is not a ready leader. The
- * callback fires exactly once unless submit itself fails. */
+ * callback fires exactly once unless submit itself fails or the logic is detached first. */
 int cons_submit(struct cons *c, const struct fsm_cmd *cmd, cons_submit_cb cb, void *data,
                 char *errmsg);
+
+/* Builds the MEMBER_ADD for a new member with the next free id. */
+int cons_member_add_cmd(const struct cons *c, const char *name, const char *raft_address,
+                        const char *api_address, struct fsm_cmd *cmd, char *errmsg);
 
 /* Commits a MEMBER_ADD for a new member with the next free id; the leader then adds it to the
  * Raft configuration as spare and promotes it to voter after catch-up. */
@@ -139,8 +161,8 @@ int cons_member_remove(struct cons *c, const char *name, cons_submit_cb cb, void
  * observed later; a transfer that does not happen is retried by the caller. */
 int cons_transfer(struct cons *c, uint64_t id, char *errmsg);
 
-/* The end of this leader's lease in loop time, 0 when it holds none (not leader, or no majority
- * confirmed it recently). */
+/* The end of this leader's lease on the node clock, 0 when it holds none (not leader, or no
+ * majority confirmed it recently). */
 rpg_msec cons_lease_until(const struct cons *c);
 
 /* Observations for the API. */
@@ -159,8 +181,8 @@ void cons_leader(const struct cons *c, uint64_t *id, const char **address);
 bool cons_config_has(const struct cons *c, uint64_t id);
 /* Raft voting role of server id in this node's current configuration, or CONS_VOTING_NONE. */
 int cons_voting(const struct cons *c, uint64_t id);
-/* Name of member id from the replicated state (or, before it is initialised, from the
- * configured initial members); NULL if unknown. Borrowed. */
+/* Name of member id from the replicated state (or, before it is initialised, from the initial
+ * members); NULL if unknown. Borrowed. */
 const char *cons_member_name(const struct cons *c, uint64_t id);
 /* Number of servers in the current configuration and their ids (up to max). */
 unsigned cons_config_ids(const struct cons *c, uint64_t *ids, unsigned max);

@@ -1,0 +1,38 @@
+/* The agent's Raft server: raft_uv storage and TCP transport, node identity, bootstrap, and the
+ * loop handles that run the consensus logic of cons.h (observation after every loop iteration,
+ * reconciliation, lease renewal, and Raft's delayed start). */
+#ifndef RAFTPG_CONS_UV_H
+#define RAFTPG_CONS_UV_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "raftpg/conf.h"
+#include "raftpg/cons.h"
+
+/* Name of the identity file kept in the Raft data directory. */
+#define CONS_IDENTITY_FILE "raftpg.identity"
+
+/* Reads the identity file of dir. Returns 0 with *id set; RPG_ENOTFOUND when dir is empty or
+ * absent (a fresh node); RPG_ECORRUPT when dir holds Raft files without an identity, the identity
+ * is unreadable, or it names another cluster or member (the message says which). */
+int cons_identity_read(const char *dir, const char *scope, const char *name, uint64_t *id,
+                       char *errmsg);
+
+/* Creates dir (0700) if needed and durably writes the identity (write, fsync, rename). */
+int cons_identity_write(const char *dir, const char *scope, const char *name, uint64_t id,
+                        char *errmsg);
+
+/* Starts Raft as server id. When the node is one of the configured initial members, bootstraps
+ * the configured members as voters first unless the directory already holds Raft state (never
+ * bootstraps twice). Returns 0 or a negative code; on error nothing is left open. Raft itself
+ * starts one election timeout later; if that fails (a corrupt log, say), failed and error are set
+ * and on_change fires. conf is borrowed until cons_close's callback. */
+int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_t id,
+               cons_change_cb on_change, void *data, char *errmsg);
+
+/* Stops Raft and closes every handle; cb fires when done. Safe if cons_start never succeeded. */
+void cons_close(struct cons *c, void (*cb)(struct cons *c));
+
+#endif

@@ -1,0 +1,445 @@
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <raft/uv.h>
+
+#include "raftpg/cons_uv.h"
+#include "raftpg/log.h"
+
+#define IDENTITY_MAGIC "raftpg-identity 1"
+#define RECONCILE_INTERVAL_MS 100
+
+/* ---- identity ---------------------------------------------------------------------------- */
+
+static int mkdir_p(const char *dir, char *errmsg)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) {
+        return rpg_err(errmsg, RPG_EINVAL, "data directory path too long: %s", dir);
+    }
+    for (char *p = tmp + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+                return rpg_err(errmsg, RPG_EIO, "create directory %s: %s", tmp, strerror(errno));
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+        return rpg_err(errmsg, RPG_EIO, "create directory %s: %s", tmp, strerror(errno));
+    }
+    return 0;
+}
+
+/* True when dir has entries other than "." and ".." (raft_uv probe files are removed by it). */
+static int dir_has_entries(const char *dir, bool *has, char *errmsg)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        if (errno == ENOENT) {
+            *has = false;
+            return 0;
+        }
+        return rpg_err(errmsg, RPG_EIO, "open data directory %s: %s", dir, strerror(errno));
+    }
+    *has = false;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            *has = true;
+            break;
+        }
+    }
+    closedir(d);
+    return 0;
+}
+
+int cons_identity_read(const char *dir, const char *scope, const char *name, uint64_t *id,
+                       char *errmsg)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s", dir, CONS_IDENTITY_FILE);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        if (errno != ENOENT) {
+            return rpg_err(errmsg, RPG_ECORRUPT, "cannot read %s: %s", path, strerror(errno));
+        }
+        bool has = false;
+        int rv = dir_has_entries(dir, &has, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        if (has) {
+            return rpg_err(errmsg, RPG_ECORRUPT,
+                           "data directory %s is not empty but has no %s: it is foreign or "
+                           "damaged; refusing to bootstrap over it (move it aside to start "
+                           "afresh)",
+                           dir, CONS_IDENTITY_FILE);
+        }
+        return rpg_err(errmsg, RPG_ENOTFOUND, "data directory %s is empty", dir);
+    }
+    char line[256];
+    char got_scope[CONF_NAME_MAX] = "";
+    char got_name[CONF_NAME_MAX] = "";
+    uint64_t got_id = 0;
+    bool magic = false;
+    int lineno = 0;
+    int rv = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        lineno++;
+        size_t n = strlen(line);
+        if (n > 0 && line[n - 1] == '\n') {
+            line[--n] = '\0';
+        }
+        if (lineno == 1) {
+            magic = strcmp(line, IDENTITY_MAGIC) == 0;
+            if (!magic) {
+                break;
+            }
+            continue;
+        }
+        if (strncmp(line, "scope=", 6) == 0 && n - 6 < sizeof got_scope) {
+            memcpy(got_scope, line + 6, n - 6 + 1);
+        } else if (strncmp(line, "name=", 5) == 0 && n - 5 < sizeof got_name) {
+            memcpy(got_name, line + 5, n - 5 + 1);
+        } else if (strncmp(line, "id=", 3) == 0) {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long v = strtoull(line + 3, &end, 10);
+            if (errno != 0 || end == line + 3 || *end != '\0' || v == 0) {
+                rv = rpg_err(errmsg, RPG_ECORRUPT, "%s:%d: invalid id \"%s\"", path, lineno,
+                             line + 3);
+                break;
+            }
+            got_id = v;
+        } else {
+            rv = rpg_err(errmsg, RPG_ECORRUPT, "%s:%d: unexpected line \"%.64s\"", path, lineno,
+                         line);
+            break;
+        }
+    }
+    fclose(f);
+    if (rv != 0) {
+        return rv;
+    }
+    if (!magic) {
+        return rpg_err(errmsg, RPG_ECORRUPT, "%s: not a raftpg identity file", path);
+    }
+    if (got_scope[0] == '\0' || got_name[0] == '\0' || got_id == 0) {
+        return rpg_err(errmsg, RPG_ECORRUPT, "%s: incomplete identity (scope, name and id needed)",
+                       path);
+    }
+    if (strcmp(got_scope, scope) != 0 || strcmp(got_name, name) != 0) {
+        return rpg_err(errmsg, RPG_ECORRUPT,
+                       "data directory %s belongs to member \"%s\" of cluster \"%s\", not to "
+                       "member \"%s\" of cluster \"%s\"",
+                       dir, got_name, got_scope, name, scope);
+    }
+    *id = got_id;
+    return 0;
+}
+
+int cons_identity_write(const char *dir, const char *scope, const char *name, uint64_t id,
+                        char *errmsg)
+{
+    int rv = mkdir_p(dir, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    char path[PATH_MAX + 32], tmp[PATH_MAX + 40];
+    snprintf(path, sizeof path, "%s/%s", dir, CONS_IDENTITY_FILE);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) {
+        return rpg_err(errmsg, RPG_EIO, "create %s: %s", tmp, strerror(errno));
+    }
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "%s\nscope=%s\nname=%s\nid=%" PRIu64 "\n", IDENTITY_MAGIC,
+                     scope, name, id);
+    if (write(fd, buf, (size_t)n) != n || fsync(fd) != 0) {
+        rv = rpg_err(errmsg, RPG_EIO, "write %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return rv;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        rv = rpg_err(errmsg, RPG_EIO, "rename %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return rv;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+/* ---- the agent's raft_uv server ---------------------------------------------------------- */
+
+struct cons_uv {
+    struct cons *c;
+    uv_loop_t *loop;          /* borrowed */
+    const struct conf *conf;  /* borrowed */
+    struct raft_uv_transport transport;
+    struct raft_io io;
+    struct raft raft;
+    bool raft_open;           /* raft_init succeeded and raft_close has not finished */
+    uv_check_t monitor;       /* observes after every loop iteration */
+    uv_timer_t reconcile_timer;
+    uv_timer_t lease_timer;
+    uv_timer_t start_timer;
+    int n_handles_open;
+    void (*close_cb)(struct cons *c);
+};
+
+static rpg_msec uv_clock(struct cons *c)
+{
+    uv_update_time(c->uv->loop);
+    return uv_now(c->uv->loop);
+}
+
+/* raft_uv's io time is the loop's. */
+static rpg_msec uv_raft_time(struct cons *c, raft_time t)
+{
+    (void)c;
+    return (rpg_msec)t;
+}
+
+static void monitor_cb(uv_check_t *h)
+{
+    cons_observe(h->data);
+}
+
+static void reconcile_cb(uv_timer_t *t)
+{
+    cons_reconcile(t->data);
+}
+
+static void lease_timer_cb(uv_timer_t *t)
+{
+    cons_lease_renew(t->data);
+}
+
+static void start_timer_cb(uv_timer_t *t)
+{
+    struct cons *c = t->data;
+    struct cons_uv *u = c->uv;
+    int rv = raft_start(&u->raft);
+    if (rv != 0) {
+        c->failed = true;
+        rpg_err(c->error, rv == RAFT_CORRUPT ? RPG_ECORRUPT : RPG_ERAFT,
+                "raft start (data directory %s): %s", u->conf->raft.data_dir,
+                raft_errmsg(&u->raft));
+        if (c->host.on_change != NULL) {
+            c->host.on_change(c, c->host.data);
+        }
+        return;
+    }
+    cons_set_running(c);
+    uv_check_start(&u->monitor, monitor_cb);
+    uv_timer_start(&u->reconcile_timer, reconcile_cb, RECONCILE_INTERVAL_MS,
+                   RECONCILE_INTERVAL_MS);
+    unsigned every = u->conf->raft.election_timeout_ms / 4;
+    uv_timer_start(&u->lease_timer, lease_timer_cb, every, every > 0 ? every : 1);
+}
+
+static void params_of(const struct conf *conf, struct cons_params *p)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->scope, sizeof p->scope, "%s", conf->scope);
+    p->election_timeout_ms = conf->raft.election_timeout_ms;
+    /* Bootstrap ids are positions in the configured list. */
+    for (unsigned i = 0; i < conf->raft.n_members && i < FSM_MEMBERS_MAX; i++) {
+        const struct conf_member *cm = &conf->raft.members[i];
+        struct fsm_member *m = &p->initial[i];
+        m->id = i + 1;
+        snprintf(m->name, sizeof m->name, "%s", cm->name);
+        snprintf(m->raft_address, sizeof m->raft_address, "%s", cm->raft);
+        snprintf(m->api_address, sizeof m->api_address, "%s", cm->api);
+        m->failover_priority = 1;
+        p->n_initial++;
+    }
+    p->initial_self = conf_self(conf) != NULL;
+    p->sync_mode = (uint8_t)conf->sync.mode;
+    p->sync_node_count = conf->sync.node_count;
+    p->sync_commit = (uint8_t)conf->sync.commit;
+}
+
+static void raft_closed(struct raft *r);
+
+int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_t id,
+               cons_change_cb on_change, void *data, char *errmsg)
+{
+    cons_setup(c);
+    const char *dir = conf->raft.data_dir;
+    int rv = mkdir_p(dir, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    struct cons_uv *u = calloc(1, sizeof *u);
+    if (u == NULL) {
+        return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+    }
+    u->c = c;
+    u->loop = loop;
+    u->conf = conf;
+    rv = raft_uv_tcp_init(&u->transport, loop);
+    if (rv != 0) {
+        free(u);
+        return rpg_err(errmsg, RPG_ERAFT, "raft transport: %s", raft_strerror(rv));
+    }
+    rv = raft_uv_init(&u->io, loop, dir, &u->transport);
+    if (rv != 0) {
+        rpg_err(errmsg, RPG_ERAFT, "raft storage %s: %s%s", dir, u->io.errmsg,
+                strstr(u->io.errmsg, "probe") != NULL
+                    ? " (the file system must support direct/async I/O; check "
+                      "/proc/sys/fs/aio-max-nr)"
+                    : "");
+        raft_uv_tcp_close(&u->transport);
+        free(u);
+        return RPG_ERAFT;
+    }
+    /* A corrupt segment must stop the agent, not be renamed aside silently (RAFT-NOTES). */
+    raft_uv_set_auto_recovery(&u->io, false);
+
+    rv = raft_init(&u->raft, &u->io, &c->fsm.raft, id, conf->raft.listen);
+    if (rv != 0) {
+        rpg_err(errmsg, RPG_ERAFT, "raft init: %s", raft_errmsg(&u->raft));
+        raft_uv_close(&u->io);
+        raft_uv_tcp_close(&u->transport);
+        free(u);
+        return RPG_ERAFT;
+    }
+    u->raft_open = true;
+    u->raft.data = c;
+    c->uv = u;
+    raft_set_election_timeout(&u->raft, conf->raft.election_timeout_ms);
+    raft_set_heartbeat_timeout(&u->raft, conf->raft.heartbeat_timeout_ms);
+    raft_set_pre_vote(&u->raft, conf->raft.pre_vote);
+    raft_set_snapshot_threshold(&u->raft, 1024);
+    raft_set_snapshot_trailing(&u->raft, 256);
+    raft_set_max_catch_up_rounds(&u->raft, 10);
+    raft_set_max_catch_up_round_duration(&u->raft, 5 * conf->raft.election_timeout_ms);
+
+    struct cons_params params;
+    params_of(conf, &params);
+    if (params.initial_self) {
+        struct raft_configuration configuration;
+        raft_configuration_init(&configuration);
+        for (unsigned i = 0; i < params.n_initial && rv == 0; i++) {
+            rv = raft_configuration_add(&configuration, params.initial[i].id,
+                                        params.initial[i].raft_address, RAFT_VOTER);
+        }
+        if (rv == 0) {
+            rv = raft_bootstrap(&u->raft, &configuration);
+            if (rv == 0) {
+                log_info("bootstrapped raft with %u initial members", params.n_initial);
+            } else if (rv == RAFT_CANTBOOTSTRAP) {
+                rv = 0; /* state already present: a restart, never bootstrap twice */
+            }
+        }
+        raft_configuration_close(&configuration);
+        if (rv != 0) {
+            rpg_err(errmsg, RPG_ERAFT, "raft bootstrap: %s", raft_strerror(rv));
+            goto err_close;
+        }
+    }
+    struct cons_host host = {
+        .now = uv_clock,
+        .raft_time = uv_raft_time,
+        .on_change = on_change,
+        .data = data,
+    };
+    cons_attach(c, &u->raft, id, &params, &host);
+
+    uv_check_init(loop, &u->monitor);
+    u->monitor.data = c;
+    uv_timer_init(loop, &u->reconcile_timer);
+    u->reconcile_timer.data = c;
+    uv_timer_init(loop, &u->lease_timer);
+    u->lease_timer.data = c;
+    uv_timer_init(loop, &u->start_timer);
+    u->start_timer.data = c;
+    u->n_handles_open = 4;
+    /* raft_start runs ET after the process starts: a restarted node could otherwise vote at once
+     * for a candidate while the leader it acknowledged just before the restart still holds its
+     * lease (RAFT-NOTES, "Holes to close"). */
+    uv_timer_start(&u->start_timer, start_timer_cb, conf->raft.election_timeout_ms, 0);
+    return 0;
+
+err_close:
+    /* raft_init succeeded, so raft must be closed through the loop before io is released. */
+    raft_close(&u->raft, raft_closed);
+    for (int i = 0; i < 1000 && u->raft_open; i++) {
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    cons_free_requests(c);
+    c->uv = NULL;
+    free(u);
+    return RPG_ERAFT;
+}
+
+static void cons_finish(struct cons *c)
+{
+    struct cons_uv *u = c->uv;
+    if (u->n_handles_open == 0 && !u->raft_open && u->close_cb != NULL) {
+        void (*cb)(struct cons *) = u->close_cb;
+        cons_free_requests(c);
+        c->uv = NULL;
+        free(u);
+        cb(c);
+    }
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct cons *c = h->data;
+    c->uv->n_handles_open--;
+    cons_finish(c);
+}
+
+static void raft_closed(struct raft *r)
+{
+    struct cons *c = r->data;
+    struct cons_uv *u = c->uv;
+    raft_uv_close(&u->io);
+    raft_uv_tcp_close(&u->transport);
+    u->raft_open = false;
+    /* raft_close completed every pending request first, so nothing is left to drop. */
+    cons_detach(c);
+    if (u->close_cb != NULL) {
+        cons_finish(c);
+    }
+}
+
+void cons_close(struct cons *c, void (*cb)(struct cons *c))
+{
+    struct cons_uv *u = c->uv;
+    if (u == NULL) {
+        cb(c);
+        return;
+    }
+    u->close_cb = cb;
+    if (u->n_handles_open > 0) {
+        uv_close((uv_handle_t *)&u->monitor, handle_closed);
+        uv_close((uv_handle_t *)&u->reconcile_timer, handle_closed);
+        uv_close((uv_handle_t *)&u->lease_timer, handle_closed);
+        uv_close((uv_handle_t *)&u->start_timer, handle_closed);
+    }
+    if (u->raft_open) {
+        raft_close(&u->raft, raft_closed);
+    } else {
+        cons_finish(c);
+    }
+}

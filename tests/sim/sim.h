@@ -14,6 +14,7 @@
 #include <raft.h>
 #include <raft/fixture.h>
 
+#include "raftpg/cons.h"
 #include "raftpg/core.h"
 #include "raftpg/fsm.h"
 #include "raftpg/ha.h"
@@ -221,20 +222,11 @@ struct sim_agent {
     struct quorum_replica replicas[FSM_MEMBERS_MAX];
     char removing[FSM_NAME_MAX]; /* api.c: a member leaving the synchronous set before removal */
     unsigned remove_ticks;
-    bool config_pending;
     uint64_t tick_gen;
     uint64_t poll_gen;
     bool poll_again;     /* a poll was asked for during a round: the next starts at its end */
-    /* The lease, the fence and the VIP, as raft/cons.c and src/agent.c keep them. They are not
-     * part of struct core: the simulation mirrors them here (README.md). */
-    rpg_msec started_at;
-    bool raft_running;   /* Raft starts one election timeout after the agent */
-    rpg_msec barrier_submitted;
-    rpg_msec lease_until;
-    uint64_t lease_term;
-    bool lease_pending;
-    rpg_msec lease_submitted;
-    rpg_msec last_heard_leader;
+    /* The fence and the VIP, as src/agent.c keeps them. They are not part of struct core: the
+     * simulation mirrors them here (README.md). The lease is raft/cons.c's (node->cons). */
     bool lease_ok;
     bool fencing;
     bool fence_escalated;
@@ -252,17 +244,10 @@ struct sim_agent {
     rpg_msec vip_renewed_at; /* local time of the last claim or renewal (agent.c) */
     bool wd_mine;        /* this agent process armed the device (only it can disarm it) */
     bool promote_pending; /* pg.c: promotion asked for, not yet observed done */
-    /* Raft, as raft/cons.c keeps it (the sim's small equivalent runs on raft_fixture). */
-    int role;            /* RAFT_UNAVAILABLE.. RAFT_LEADER, as last observed */
-    uint64_t term;
-    uint64_t leader_id;
-    bool leader_ready;
-    bool barrier_pending;
-    uint64_t barrier_term;
-    bool transfer_pending;
-    bool change_pending;
-    bool init_pending;
-    unsigned recv_mark;  /* AppendEntries received when the agent started */
+    /* What the trace last said of Raft (--verbose). */
+    int traced_role;
+    bool traced_ready;
+    unsigned recv_mark;  /* AppendEntries received when the agent started Raft */
     /* The peers' reports, as src/peers.c keeps them. */
     unsigned n_peers;
     struct peer_status peers[PEERS_MAX];
@@ -289,8 +274,8 @@ struct sim_node {
     bool exists;
     bool member;         /* has been in the replicated member list */
     bool removed;        /* decommissioned after a membership change */
-    struct fsm fsm;
-    struct fsm_state state;
+    struct cons cons;    /* raft/cons.c on this node's fixture server: its fsm and state live as
+                          * long as the server, the logic is attached per agent run */
     struct sim_pg pg;
     struct sim_agent agent;
     bool up;             /* the machine runs (a node crash takes it down) */
@@ -492,27 +477,7 @@ struct sim_world {
     int last_primary;
     int crash_new_primary; /* fault index of an armed crash-new-primary, -1 */
     rpg_msec crash_new_primary_until;
-    /* Outstanding libraft requests (freed by their callbacks or at the end). */
-    struct sim_req *reqs;
     struct sim_result *res;
-};
-
-/* A libraft request of one agent generation; a callback for a dead generation only frees it. */
-enum sim_req_kind { REQ_APPLY, REQ_BARRIER, REQ_TRANSFER, REQ_CHANGE, REQ_INIT, REQ_MEMBER, REQ_CONFIG };
-struct sim_req {
-    struct sim_req *next, *prev;
-    struct sim_world *w;
-    int node;
-    uint64_t gen;
-    enum sim_req_kind kind;
-    enum fsm_cmd_type cmd_type;
-    uint64_t term;
-    union {
-        struct raft_apply apply;
-        struct raft_barrier barrier;
-        struct raft_transfer transfer;
-        struct raft_change change;
-    } u;
 };
 
 /* sim_world.c */
@@ -535,8 +500,6 @@ void sim_raft_revive(struct sim_world *w, unsigned i);
 int sim_node_by_name(const struct sim_world *w, const char *name);
 unsigned sim_voters(const struct sim_world *w);
 uint32_t sim_new_uid(struct sim_world *w);
-void sim_req_link(struct sim_world *w, struct sim_req *r);
-void sim_req_free(struct sim_world *w, struct sim_req *r);
 int sim_node_create(struct sim_world *w, unsigned i);
 int sim_node_start_raft(struct sim_world *w, unsigned i);
 
@@ -567,6 +530,10 @@ void sim_guard_unfenced(struct sim_world *w, unsigned i);
 void sim_agent_event(struct sim_world *w, const struct sim_event *e);
 void sim_agent_schedule(struct sim_world *w, unsigned i, rpg_msec delay);
 void sim_raft_monitor(struct sim_world *w, unsigned i);
+/* EV_RAFT_START: Raft starts one election timeout after the agent (cons_uv.c). */
+void sim_raft_started(struct sim_world *w, unsigned i);
+/* EV_LEASE: the lease renewal, every ET/4 (cons_uv.c). */
+void sim_lease_renew(struct sim_world *w, unsigned i);
 void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id);
 void sim_ops_kill(struct sim_world *w, unsigned i);
 bool sim_agent_leader(const struct sim_world *w, unsigned i);
@@ -593,8 +560,6 @@ void sim_fence_start(struct sim_world *w, unsigned i);
 void sim_fence_tick(struct sim_world *w, unsigned i);
 void sim_fence_event(struct sim_world *w, const struct sim_event *e);
 bool sim_fence_may_lead(struct sim_world *w, unsigned i);
-void sim_lease_monitor(struct sim_world *w, unsigned i, int role, uint64_t term, uint64_t leader);
-void sim_lease_ready(struct sim_world *w, unsigned i, uint64_t term);
 
 /* sim_faults.c */
 void sim_schedule_generate(const struct sim_options *opt, uint64_t seed, struct sim_schedule *s);

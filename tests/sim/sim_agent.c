@@ -35,8 +35,8 @@ static struct raft *raft_of(struct sim_world *w, unsigned i)
 
 bool sim_agent_leader(const struct sim_world *w, unsigned i)
 {
-    const struct sim_agent *a = &w->nodes[i].agent;
-    return a->alive && a->role == RAFT_LEADER && a->leader_ready;
+    const struct sim_node *n = &w->nodes[i];
+    return n->agent.alive && n->cons.role == CONS_ROLE_LEADER && n->cons.leader_ready;
 }
 
 /* ---- what a node reports on GET /status ------------------------------------------------------ */
@@ -46,10 +46,11 @@ static void report_of(struct sim_world *w, unsigned j, struct peer_status *s)
     const struct sim_node *n = &w->nodes[j];
     const struct sim_agent *a = &n->agent;
     s->id = n->fx + 1;
-    sim_copy(s->raft_role, sizeof s->raft_role, role_name(a->role));
-    s->term = a->term;
+    const struct cons *c = &n->cons;
+    sim_copy(s->raft_role, sizeof s->raft_role, role_name((int)c->role));
+    s->term = c->term;
     /* Raft ids are fixture indexes + 1, and node i is fixture server i + 1 (0 is the clock). */
-    int l = a->leader_id >= 2 ? (int)a->leader_id - 2 : -1;
+    int l = c->leader_id >= 2 ? (int)c->leader_id - 2 : -1;
     snprintf(s->leader, sizeof s->leader, "%s",
              l >= 0 && (unsigned)l < w->n ? w->nodes[l].name : "");
     snprintf(s->phase, sizeof s->phase, "running");
@@ -76,10 +77,10 @@ static void update_peer_targets(struct sim_world *w, unsigned i)
     struct sim_agent *a = &n->agent;
     char names[PEERS_MAX][FSM_NAME_MAX];
     unsigned k = 0;
-    if (n->state.initialized) {
-        for (unsigned m = 0; m < n->state.n_members && k < PEERS_MAX; m++) {
-            if (strcmp(n->state.members[m].name, n->name) != 0) {
-                sim_copy(names[k++], FSM_NAME_MAX, n->state.members[m].name);
+    if (n->cons.state.initialized) {
+        for (unsigned m = 0; m < n->cons.state.n_members && k < PEERS_MAX; m++) {
+            if (strcmp(n->cons.state.members[m].name, n->name) != 0) {
+                sim_copy(names[k++], FSM_NAME_MAX, n->cons.state.members[m].name);
             }
         }
     } else {
@@ -271,271 +272,185 @@ static void observe(struct sim_world *w, unsigned i)
     a->obs_epoch = a->epoch;
 }
 
-/* ---- Raft (raft/cons.c's monitor, barrier, submit, transfer, reconcile) --------------------- */
+/* ---- Raft: raft/cons.c itself, on this node's fixture server ---------------------------------- */
 
-static struct sim_req *req_new(struct sim_world *w, unsigned i, enum sim_req_kind kind)
+static struct cons *cons_of(struct sim_world *w, unsigned i)
 {
-    struct sim_req *r = calloc(1, sizeof *r);
-    if (r == NULL) {
-        abort();
-    }
-    r->w = w;
-    r->node = (int)i;
-    r->gen = w->nodes[i].agent.gen;
-    r->kind = kind;
-    sim_req_link(w, r);
-    return r;
+    return &w->nodes[i].cons;
 }
 
-/* True when the request's agent generation is still the running one. */
-static bool req_current(struct sim_req *r)
+/* The simulation's nodes each run their own monotonic clock over the fixture's time. */
+static rpg_msec cons_now(struct cons *c)
 {
-    struct sim_world *w = r->w;
-    return !w->closing && w->nodes[r->node].agent.alive && w->nodes[r->node].agent.gen == r->gen;
+    struct sim_agent *a = c->host.data;
+    return sim_local_now(a->w, a->idx);
+}
+
+static rpg_msec cons_raft_time(struct cons *c, raft_time t)
+{
+    struct sim_agent *a = c->host.data;
+    return sim_local_at(a->w, a->idx, (rpg_msec)t);
 }
 
 /* agent.c on_raft_change. */
-static void on_raft_change(struct sim_world *w, unsigned i)
+static void on_raft_change(struct cons *c, void *data)
 {
-    struct sim_agent *a = &w->nodes[i].agent;
+    struct sim_agent *a = data;
+    struct sim_world *w = a->w;
+    unsigned i = a->idx;
+    if ((int)c->role != a->traced_role) {
+        sim_trace(w, (int)i, "raft role %s -> %s (term=%" PRIu64 ")", role_name(a->traced_role),
+                  role_name((int)c->role), (uint64_t)c->term);
+        a->traced_role = (int)c->role;
+    }
+    if (c->leader_ready != a->traced_ready) {
+        if (c->leader_ready) {
+            sim_trace(w, (int)i, "leader ready: own-term barrier committed (term=%" PRIu64 ")",
+                      (uint64_t)c->term);
+        }
+        a->traced_ready = c->leader_ready;
+    }
     update_peer_targets(w, i);
     /* A new leader chooses the next primary from reports asked for after it became leader. */
-    if (a->role == RAFT_LEADER && a->leader_ready) {
+    if (c->role == CONS_ROLE_LEADER && c->leader_ready) {
         poll_now(w, i);
     }
     sim_agent_schedule(w, i, 0);
 }
 
-static void barrier_cb(struct raft_barrier *req, int status)
+/* What the agent's conf gives cons_start (cons_uv.c params_of), with the fixture's ids and
+ * addresses: node j is fixture server fx, Raft id fx + 1. */
+static void member_of(const struct sim_world *w, unsigned j, struct fsm_member *m)
 {
-    struct sim_req *r = req->data;
-    struct sim_world *w = r->w;
-    unsigned i = (unsigned)r->node;
-    if (req_current(r)) {
-        struct sim_agent *a = &w->nodes[i].agent;
-        struct raft *raft = raft_of(w, i);
-        a->barrier_pending = false;
-        if (status == 0 && raft_state(raft) == RAFT_LEADER && raft->current_term == r->term) {
-            a->leader_ready = true;
-            sim_lease_ready(w, i, r->term);
-            sim_trace(w, (int)i, "leader ready: own-term barrier committed (term=%" PRIu64 ")",
-                      r->term);
-            on_raft_change(w, i);
-        }
+    struct raft *r = raft_fixture_get((struct raft_fixture *)&w->fx, w->nodes[j].fx);
+    memset(m, 0, sizeof *m);
+    m->id = w->nodes[j].fx + 1;
+    sim_copy(m->name, sizeof m->name, w->nodes[j].name);
+    sim_copy(m->raft_address, sizeof m->raft_address, r->address);
+    snprintf(m->api_address, sizeof m->api_address, "10.0.0.%u:8008", j + 1);
+    m->failover_priority = 1;
+}
+
+static void attach_cons(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    struct cons_params p;
+    memset(&p, 0, sizeof p);
+    sim_copy(p.scope, sizeof p.scope, "sim");
+    p.election_timeout_ms = SIM_ELECTION_TIMEOUT_MS;
+    for (unsigned j = 0; j < w->n_initial; j++) {
+        member_of(w, j, &p.initial[j]);
     }
-    sim_req_free(w, r);
+    p.n_initial = w->n_initial;
+    p.initial_self = i < w->n_initial;
+    p.sync_mode = (uint8_t)w->opt->sync_mode;
+    p.sync_node_count = w->opt->sync_k;
+    p.sync_commit = FSM_SYNC_COMMIT_ON;
+    struct cons_host host = {
+        .now = cons_now,
+        .raft_time = cons_raft_time,
+        .on_change = on_raft_change,
+        .data = a,
+    };
+    cons_attach(cons_of(w, i), raft_of(w, i), w->nodes[i].fx + 1, &p, &host);
+}
+
+/* Raft runs on the node: the agent started it and the fixture server is not killed (a frozen or
+ * downed node's server is). */
+static bool raft_up(struct sim_world *w, unsigned i)
+{
+    const struct sim_node *n = &w->nodes[i];
+    return n->agent.alive && !n->raft_killed && !w->closing;
 }
 
 void sim_raft_monitor(struct sim_world *w, unsigned i)
 {
+    if (raft_up(w, i)) {
+        cons_observe(cons_of(w, i));
+    }
+}
+
+void sim_raft_started(struct sim_world *w, unsigned i)
+{
     struct sim_node *n = &w->nodes[i];
-    struct sim_agent *a = &n->agent;
-    if (!a->alive || !a->raft_running || n->raft_killed || w->closing) {
-        return;
+    cons_set_running(cons_of(w, i));
+    sim_raft_revive(w, i);
+    n->agent.recv_mark = raft_fixture_n_recv(&w->fx, n->fx, RAFT_IO_APPEND_ENTRIES);
+    sim_trace(w, (int)i, "raft started");
+    sim_raft_monitor(w, i);
+}
+
+void sim_lease_renew(struct sim_world *w, unsigned i)
+{
+    if (raft_up(w, i)) {
+        cons_lease_renew(cons_of(w, i));
     }
-    struct raft *r = raft_of(w, i);
-    int role = raft_state(r);
-    uint64_t term = r->current_term;
-    raft_id leader = 0;
-    const char *address = NULL;
-    raft_leader(r, &leader, &address);
-    sim_lease_monitor(w, i, role, term, leader);
-    if (role == a->role && term == a->term && leader == a->leader_id) {
-        return;
-    }
-    if (role != a->role) {
-        sim_trace(w, (int)i, "raft role %s -> %s (term=%" PRIu64 ")", role_name(a->role),
-                  role_name(role), term);
-    }
-    if (role != RAFT_LEADER || term != a->term) {
-        a->leader_ready = false;
-    }
-    a->role = role;
-    a->term = term;
-    a->leader_id = leader;
-    if (role == RAFT_LEADER && !a->leader_ready && !a->barrier_pending) {
-        struct sim_req *q = req_new(w, i, REQ_BARRIER);
-        q->term = term;
-        q->u.barrier.data = q;
-        a->barrier_submitted = sim_local_now(w, i);
-        if (raft_barrier(r, &q->u.barrier, barrier_cb) == 0) {
-            a->barrier_pending = true;
-        } else {
-            sim_req_free(w, q);
-        }
-    }
-    on_raft_change(w, i);
 }
 
 static bool state_current(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
-    struct raft *r = raft_of(w, i);
-    if (!n->state.initialized || n->raft_killed || !n->agent.raft_running) {
+    if (!raft_up(w, i) || !n->cons.running) {
         return false;
     }
     /* A restarted agent knows no leader until it hears from one, or leads with its own barrier
-     * committed (raft_fixture revives a server with the state it had, even as a leader of an old
-     * term; a real restart reloads from disk and knows nobody). */
-    if (!n->agent.leader_ready &&
+     * committed: raft_fixture revives a server with the volatile state it had (even as a leader
+     * of an old term), where a real restart reloads from disk and knows nobody. */
+    if (!n->cons.leader_ready &&
         raft_fixture_n_recv(&w->fx, n->fx, RAFT_IO_APPEND_ENTRIES) <= n->agent.recv_mark) {
         return false;
     }
-    raft_id leader = 0;
-    const char *address = NULL;
-    raft_leader(r, &leader, &address);
-    return leader != 0 && raft_last_applied(r) >= r->commit_index;
+    return cons_state_current(&n->cons);
 }
 
-static void apply_cb(struct raft_apply *req, int status, void *result)
+/* agent.c on_submit_done: the core's action completes. */
+static void action_done(void *data, int rc, const char *msg)
 {
-    struct sim_req *r = req->data;
-    struct sim_world *w = r->w;
-    unsigned i = (unsigned)r->node;
-    if (req_current(r)) {
-        struct sim_agent *a = &w->nodes[i].agent;
-        int rc = 0;
-        char msg[RPG_ERRMSG_SIZE] = "";
-        if (status != 0) {
-            rc = status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST ? RPG_ENOTLEADER
-                                                                           : RPG_ERAFT;
-            snprintf(msg, sizeof msg, "%s not committed: %s", fsm_cmd_type_name(r->cmd_type),
-                     raft_strerror(status));
-        } else {
-            rc = fsm_result_code(result);
-            if (rc != 0) {
-                sim_copy(msg, sizeof msg, w->nodes[i].fsm.last_error);
-            }
-        }
-        switch (r->kind) {
-        case REQ_APPLY:
-            sim_trace(w, (int)i, "%s %s %s%s%s",
-                      a->core.quorum_running ? "quorum" : ha_action_name(a->core.running),
-                      fsm_cmd_type_name(r->cmd_type), rc == 0 ? "done" : "failed",
-                      rc == 0 ? "" : ": ", msg);
-            core_action_done(&a->core, rc, msg, sim_local_now(w, i));
-            sim_agent_schedule(w, i, 0);
-            break;
-        case REQ_INIT:
-            a->init_pending = false;
-            break;
-        case REQ_CONFIG:
-            a->config_pending = false;
-            break;
-        default: break;
-        }
-    }
-    sim_req_free(w, r);
+    struct sim_agent *a = data;
+    struct sim_world *w = a->w;
+    unsigned i = a->idx;
+    sim_trace(w, (int)i, "%s %s%s%s", a->core.quorum_running ? "quorum" : ha_action_name(a->core.running),
+              rc == 0 ? "done" : "failed", rc == 0 ? "" : ": ", msg);
+    core_action_done(&a->core, rc, msg, sim_local_now(w, i));
+    sim_agent_schedule(w, i, 0);
 }
 
-/* cons.c cons_submit. */
-static int submit(struct sim_world *w, unsigned i, const struct fsm_cmd *cmd,
-                  enum sim_req_kind kind, char *errmsg)
+static int submit(struct sim_world *w, unsigned i, const struct fsm_cmd *cmd, cons_submit_cb cb,
+                  void *data, char *errmsg)
 {
-    struct sim_agent *a = &w->nodes[i].agent;
-    struct raft *r = raft_of(w, i);
-    if (w->nodes[i].raft_killed || raft_state(r) != RAFT_LEADER || !a->leader_ready) {
+    if (!raft_up(w, i)) {
         return rpg_err(errmsg, RPG_ENOTLEADER, "this member is not the ready raft leader");
     }
-    struct fsm_cmd copy = *cmd;
-    copy.term = r->current_term;
-    struct raft_buffer buf;
-    int rv = fsm_cmd_encode(&copy, &buf, errmsg);
-    if (rv != 0) {
-        return rv;
-    }
-    struct sim_req *q = req_new(w, i, kind);
-    q->cmd_type = cmd->type;
-    q->u.apply.data = q;
-    rv = raft_apply(r, &q->u.apply, &buf, 1, apply_cb);
-    if (rv != 0) {
-        raft_free(buf.base);
-        sim_req_free(w, q);
-        return rpg_err(errmsg, rv == RAFT_NOTLEADER ? RPG_ENOTLEADER : RPG_ERAFT,
-                       "raft apply: %s", raft_strerror(rv));
-    }
-    return 0;
-}
-
-static void transfer_cb(struct raft_transfer *req)
-{
-    struct sim_req *r = req->data;
-    struct sim_world *w = r->w;
-    if (req_current(r)) {
-        w->nodes[r->node].agent.transfer_pending = false;
-    }
-    sim_req_free(w, r);
-}
-
-static const struct raft_server *config_server(struct raft *r, uint64_t id)
-{
-    for (unsigned k = 0; k < r->configuration.n; k++) {
-        if (r->configuration.servers[k].id == id) {
-            return &r->configuration.servers[k];
-        }
-    }
-    return NULL;
+    return cons_submit(cons_of(w, i), cmd, cb, data, errmsg);
 }
 
 int sim_transfer(struct sim_world *w, unsigned i, uint64_t id, char *errmsg)
 {
-    struct sim_agent *a = &w->nodes[i].agent;
-    struct raft *r = raft_of(w, i);
-    if (w->nodes[i].raft_killed || raft_state(r) != RAFT_LEADER) {
+    if (!raft_up(w, i)) {
         return rpg_err(errmsg, RPG_ENOTLEADER, "this member is not the raft leader");
     }
-    if (a->transfer_pending) {
-        return rpg_err(errmsg, RPG_EBUSY, "a leadership transfer is already in progress");
-    }
-    const struct raft_server *s = config_server(r, id);
-    if (s == NULL || s->role != RAFT_VOTER) {
-        return rpg_err(errmsg, RPG_EINVAL, "server id=%" PRIu64 " is not a voter", id);
-    }
-    struct sim_req *q = req_new(w, i, REQ_TRANSFER);
-    q->u.transfer.data = q;
-    int rv = raft_transfer(r, &q->u.transfer, id, transfer_cb);
-    if (rv != 0) {
-        sim_req_free(w, q);
-        return rpg_err(errmsg, RPG_ERAFT, "leadership transfer: %s", raft_strerror(rv));
-    }
-    a->transfer_pending = true;
-    return 0;
-}
-
-static void change_cb(struct raft_change *req, int status)
-{
-    struct sim_req *r = req->data;
-    struct sim_world *w = r->w;
-    if (req_current(r)) {
-        w->nodes[r->node].agent.change_pending = false;
-        sim_trace(w, r->node, "membership change %s", status == 0 ? "done" : raft_strerror(status));
-    }
-    sim_req_free(w, r);
-}
-
-static void member_of(const struct sim_world *w, unsigned j, struct fsm_member *m)
-{
-    memset(m, 0, sizeof *m);
-    m->id = w->nodes[j].fx + 1;
-    sim_copy(m->name, sizeof m->name, w->nodes[j].name);
-    snprintf(m->raft_address, sizeof m->raft_address, "10.0.0.%u:7000", j + 1);
-    snprintf(m->api_address, sizeof m->api_address, "10.0.0.%u:8008", j + 1);
-    m->failover_priority = 1;
+    return cons_transfer(cons_of(w, i), id, errmsg);
 }
 
 int sim_member_add(struct sim_world *w, unsigned leader, unsigned newcomer, char *errmsg)
 {
+    struct fsm_member m;
+    member_of(w, newcomer, &m);
     struct fsm_cmd cmd;
-    memset(&cmd, 0, sizeof cmd);
-    cmd.type = FSM_CMD_MEMBER_ADD;
-    member_of(w, newcomer, &cmd.u.member_add);
-    return submit(w, leader, &cmd, REQ_MEMBER, errmsg);
+    int rv = cons_member_add_cmd(cons_of(w, leader), m.name, m.raft_address, m.api_address, &cmd,
+                                 errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    /* raft_fixture numbers its servers itself; the id is the one it gave the newcomer. */
+    cmd.u.member_add.id = m.id;
+    return submit(w, leader, &cmd, NULL, NULL, errmsg);
 }
 
 /* api.c in_sync_sets: a recorded voter, or named in what the primary runs with. */
 static bool in_sync_sets(const struct sim_world *w, unsigned leader, const char *name)
 {
-    const struct fsm_state *s = &w->nodes[leader].state;
+    const struct fsm_state *s = &w->nodes[leader].cons.state;
     char quoted[FSM_NAME_MAX + 3];
     snprintf(quoted, sizeof quoted, "\"%s\"", name);
     for (unsigned k = 0; k < s->sync.n_voters; k++) {
@@ -595,96 +510,10 @@ void sim_remove_tick(struct sim_world *w, unsigned leader)
 
 int sim_member_remove(struct sim_world *w, unsigned leader, const char *name, char *errmsg)
 {
-    struct fsm_cmd cmd;
-    memset(&cmd, 0, sizeof cmd);
-    cmd.type = FSM_CMD_MEMBER_REMOVE;
-    sim_copy(cmd.u.member_remove.name, sizeof cmd.u.member_remove.name, name);
-    return submit(w, leader, &cmd, REQ_MEMBER, errmsg);
-}
-
-/* cons.c reconcile: the first ready leader records the initial members; afterwards the leader
- * drives the Raft configuration towards the member list, one change at a time. */
-static void reconcile(struct sim_world *w, unsigned i)
-{
-    struct sim_node *n = &w->nodes[i];
-    struct sim_agent *a = &n->agent;
-    struct raft *r = raft_of(w, i);
-    char errmsg[RPG_ERRMSG_SIZE];
-    if (n->raft_killed || raft_state(r) != RAFT_LEADER || !a->leader_ready) {
-        return;
+    if (!raft_up(w, leader)) {
+        return rpg_err(errmsg, RPG_ENOTLEADER, "this member is not the ready raft leader");
     }
-    if (!n->state.initialized) {
-        if (!a->init_pending && i < w->n_initial) {
-            struct fsm_cmd cmd;
-            memset(&cmd, 0, sizeof cmd);
-            cmd.type = FSM_CMD_INIT;
-            snprintf(cmd.u.init.scope, sizeof cmd.u.init.scope, "sim");
-            for (unsigned j = 0; j < w->n_initial; j++) {
-                member_of(w, j, &cmd.u.init.members[j]);
-            }
-            cmd.u.init.n_members = w->n_initial;
-            if (submit(w, i, &cmd, REQ_INIT, errmsg) == 0) {
-                a->init_pending = true;
-            }
-        }
-        return;
-    }
-    if (!n->state.config.set && !a->config_pending) {
-        /* cons.c submit_config: the first ready leader records its file's synchronous settings. */
-        struct fsm_cmd cmd;
-        memset(&cmd, 0, sizeof cmd);
-        cmd.type = FSM_CMD_SET_CONFIG;
-        cmd.u.set_config.sync_mode = (uint8_t)w->opt->sync_mode;
-        cmd.u.set_config.sync_node_count = w->opt->sync_k;
-        cmd.u.set_config.sync_commit = FSM_SYNC_COMMIT_ON;
-        if (submit(w, i, &cmd, REQ_CONFIG, errmsg) == 0) {
-            a->config_pending = true;
-        }
-    }
-    if (a->change_pending || a->transfer_pending) {
-        return;
-    }
-    struct sim_req *q = req_new(w, i, REQ_CHANGE);
-    q->u.change.data = q;
-    int rv = -1;
-    const struct fsm_state *s = &n->state;
-    /* Removals first (cons.c reconcile). */
-    for (unsigned k = 0; k < r->configuration.n && rv == -1; k++) {
-        raft_id id = r->configuration.servers[k].id;
-        if (fsm_state_member_by_id(s, id) != NULL) {
-            continue;
-        }
-        if (id == n->fx + 1) {
-            sim_req_free(w, q);
-            q = req_new(w, i, REQ_TRANSFER);
-            q->u.transfer.data = q;
-            if (raft_transfer(r, &q->u.transfer, 0, transfer_cb) == 0) {
-                a->transfer_pending = true;
-            } else {
-                sim_req_free(w, q);
-            }
-            return;
-        }
-        sim_trace(w, (int)i, "membership: remove server id=%" PRIu64, (uint64_t)id);
-        rv = raft_remove(r, &q->u.change, id, change_cb);
-    }
-    for (unsigned m = 0; m < s->n_members && rv == -1; m++) {
-        const struct raft_server *srv = config_server(r, s->members[m].id);
-        if (srv == NULL) {
-            char address[16];
-            snprintf(address, sizeof address, "%" PRIu64, s->members[m].id);
-            sim_trace(w, (int)i, "membership: add %s as spare", s->members[m].name);
-            rv = raft_add(r, &q->u.change, s->members[m].id, address, change_cb);
-        } else if (srv->role != RAFT_VOTER) {
-            sim_trace(w, (int)i, "membership: promote %s to voter", s->members[m].name);
-            rv = raft_assign(r, &q->u.change, s->members[m].id, RAFT_VOTER, change_cb);
-        }
-    }
-    if (rv == 0) {
-        a->change_pending = true;
-    } else {
-        sim_req_free(w, q);
-    }
+    return cons_member_remove(cons_of(w, leader), name, NULL, NULL, errmsg);
 }
 
 /* ---- PostgreSQL control operations (src/pg.c, as the sim's PostgreSQL runs them) ------------ */
@@ -1110,7 +939,7 @@ static struct sim_op *op_prepare(struct sim_world *w, unsigned i, enum sim_op_ki
     op->kind = kind;
     op->step = step;
     sim_copy(op->target, sizeof op->target, target != NULL ? target : "");
-    const struct fsm_member *self = fsm_state_member(&n->state, n->name);
+    const struct fsm_member *self = fsm_state_member(&n->cons.state, n->name);
     op->slot_id = self != NULL ? self->id : 0;
     return op;
 }
@@ -1258,7 +1087,7 @@ static int io_raft_submit(void *data, const struct fsm_cmd *cmd, char *errmsg)
 {
     unsigned i;
     struct sim_world *w = world_of_agent(data, &i);
-    return submit(w, i, cmd, REQ_APPLY, errmsg);
+    return submit(w, i, cmd, action_done, data, errmsg);
 }
 
 static int io_raft_transfer(void *data, uint64_t id, char *errmsg)
@@ -1289,18 +1118,18 @@ static void tick(struct sim_world *w, unsigned i)
     struct core_view v;
     memset(&v, 0, sizeof v);
     v.now = sim_local_now(w, i);
-    v.state = &n->state;
+    v.state = &n->cons.state;
     v.leader = sim_agent_leader(w, i) && !n->raft_killed &&
                (w->opt->no_lease || sim_fence_may_lead(w, i));
     v.state_current = state_current(w, i);
-    v.term = a->term;
+    v.term = n->cons.term;
     v.pg_ready = a->obs_valid && a->op_id == 0 && a->obs_epoch == a->epoch;
     v.pg = a->obs;
     v.peers = a->peers;
     v.n_peers = a->n_peers;
     /* agent.c ha_tick: the synchronous settings in force (replicated, or this member's file until
      * the first leader records them), what the server runs with, its standbys. */
-    const struct fsm_state *s = &n->state;
+    const struct fsm_state *s = &n->cons.state;
     v.sync_mode = s->config.set ? s->config.sync_mode : w->opt->sync_mode;
     v.sync_k = s->config.set ? s->config.sync_node_count : w->opt->sync_k;
     v.sync_commit = s->config.set ? s->config.sync_commit : FSM_SYNC_COMMIT_ON;
@@ -1361,7 +1190,9 @@ void sim_agent_event(struct sim_world *w, const struct sim_event *e)
         sim_remove_tick(w, i);
         return;
     case EV_RECONCILE:
-        reconcile(w, i);
+        if (raft_up(w, i)) {
+            cons_reconcile(cons_of(w, i));
+        }
         sim_push(w, sim_now(w) + SIM_RECONCILE_MS, EV_RECONCILE, (int)i, a->gen, 0);
         return;
     default: return;
@@ -1395,7 +1226,8 @@ void sim_agent_start(struct sim_world *w, unsigned i)
     a->io = io_template;
     a->io.data = a;
     core_init(&a->core, &a->io, n->name, false, 1);
-    a->role = RAFT_UNAVAILABLE;
+    a->traced_role = RAFT_UNAVAILABLE;
+    attach_cons(w, i);
     /* pg_init reads the upstream back from raftpg.conf. */
     sim_copy(a->obs.upstream, sizeof a->obs.upstream, n->pg.data ? n->pg.conf_upstream : "");
     update_peer_targets(w, i);
@@ -1417,6 +1249,7 @@ void sim_agent_crash(struct sim_world *w, unsigned i)
     a->alive = false;
     a->gen++;
     a->op_id = 0; /* its programs finish on their own (sim_op_step_done) */
+    cons_detach(cons_of(w, i));
     sim_raft_kill(w, i);
     sim_trace(w, (int)i, "agent died");
 }

@@ -166,12 +166,12 @@ static const struct fsm_state *committed_state(const struct sim_world *w)
     raft_index applied = 0;
     for (unsigned i = 0; i < w->n; i++) {
         const struct sim_node *n = &w->nodes[i];
-        if (!n->exists || !n->state.initialized) {
+        if (!n->exists || !n->cons.state.initialized) {
             continue;
         }
         struct raft *r = raft_fixture_get((struct raft_fixture *)&w->fx, n->fx);
         if (best == NULL || r->last_applied > applied) {
-            best = &n->state;
+            best = &n->cons.state;
             applied = r->last_applied;
         }
     }
@@ -328,7 +328,7 @@ void sim_check_periodic(struct sim_world *w)
         if (!sim_agent_leader(w, l)) {
             continue;
         }
-        const struct fsm_state *st = &w->nodes[l].state;
+        const struct fsm_state *st = &w->nodes[l].cons.state;
         const struct raft *r = raft_fixture_get((struct raft_fixture *)&w->fx, w->nodes[l].fx);
         for (unsigned i = 0; i < w->n; i++) {
             struct sim_node *n = &w->nodes[i];
@@ -383,7 +383,7 @@ void sim_check_periodic(struct sim_world *w)
         char why[200] = "";
         for (unsigned i = 0; i < w->n; i++) {
             const struct sim_agent *a = &w->nodes[i].agent;
-            if (a->alive && a->role == RAFT_LEADER) {
+            if (a->alive && w->nodes[i].cons.role == CONS_ROLE_LEADER) {
                 sim_fmt(why, sizeof why, "; leader %s: %s %s: %s", w->nodes[i].name,
                          ha_action_name(a->core.last.action), a->core.last.target,
                          a->core.last.why);
@@ -441,7 +441,7 @@ void sim_check_end(struct sim_world *w)
         const struct sim_node *n = &w->nodes[i];
         uint64_t at;
         if (!n->exists || n->removed || (int)i == p ||
-            fsm_state_member(&w->nodes[p].state, n->name) == NULL) {
+            fsm_state_member(&w->nodes[p].cons.state, n->name) == NULL) {
             continue;
         }
         if (n->pg.proc == SIM_PROC_RUNNING && n->pg.in_recovery && n->pg.streaming &&

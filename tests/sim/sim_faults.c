@@ -207,7 +207,7 @@ static int leader_node(const struct sim_world *w)
 {
     for (unsigned i = 0; i < w->n; i++) {
         if (usable(w, i) && w->nodes[i].agent.alive && !w->nodes[i].raft_killed &&
-            w->nodes[i].agent.role == RAFT_LEADER) {
+            w->nodes[i].cons.role == CONS_ROLE_LEADER) {
             return (int)i;
         }
     }
@@ -250,7 +250,7 @@ static bool safe_after(const struct sim_world *w, const struct change *c)
         bool down = (c->down >> x & 1) || !w->nodes[x].agent.alive || w->nodes[x].frozen ||
                     w->nodes[x].raft_killed;
         bool writes = pg_protected(w, x) && !(c->pg_dead >> x & 1);
-        bool leads = !down && w->nodes[x].agent.role == RAFT_LEADER;
+        bool leads = !down && w->nodes[x].cons.role == CONS_ROLE_LEADER;
         if (!writes && !leads) {
             continue;
         }
@@ -926,7 +926,7 @@ static bool accept_removable(struct sim_world *w, unsigned i, void *arg)
     memset(&c, 0, sizeof c);
     c.down = 1u << i;
     c.pg_dead = 1u << i;
-    return (int)i != newcomer && !pg_protected(w, i) && w->nodes[i].agent.role != RAFT_LEADER &&
+    return (int)i != newcomer && !pg_protected(w, i) && w->nodes[i].cons.role != CONS_ROLE_LEADER &&
            voter(w, i) && safe_after(w, &c) && !lone_timeline(w, i);
 }
 

@@ -1,10 +1,9 @@
-/* The lease (DESIGN.md rules 2 and 3) as the agent runs it: the leader renews a lease with
- * barriers (raft/cons.c lease_timer_cb, barrier_cb), the old side fences its PostgreSQL the moment
- * it may accept writes without a lease (src/agent.c fence_tick), a new leader waits until the
- * previous lease has surely run out (fence_promote_not_before), Raft starts one election timeout
- * after the agent, and the write VIP follows the lease. The arithmetic is the agent's own
- * (raftpg/fence.h); the glue around it lives in agent.c and cons.c, outside struct core, so the
- * simulation mirrors it here. README.md says what would let it be shared instead. */
+/* The fence and the write VIP (DESIGN.md rules 2 and 3) as the agent runs them: the old side
+ * fences its PostgreSQL the moment it may accept writes without a lease (src/agent.c fence_tick),
+ * a new leader waits until the previous lease has surely run out (fence_promote_not_before), and
+ * the write VIP follows the lease. The lease itself is raft/cons.c's, ticked as cons_uv.c ticks
+ * it; the fence decisions are fence_plan's (raftpg/fence.h). What remains here is agent.c's glue
+ * around them, outside struct core, which the simulation mirrors (README.md). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,95 +26,16 @@ static struct fence_timing timing(void)
     return t;
 }
 
-/* cons.c cons_lease_until: only a ready leader holds a lease. */
-static rpg_msec lease_until(const struct sim_agent *a)
-{
-    return a->raft_running && a->role == RAFT_LEADER && a->leader_ready ? a->lease_until : 0;
-}
-
 void sim_fence_start(struct sim_world *w, unsigned i)
 {
     struct sim_agent *a = &w->nodes[i].agent;
     struct fence_timing t = timing();
-    a->started_at = sim_local_now(w, i);
     sim_push(w, sim_now(w) + FENCE_TICK_MS, EV_FENCE, (int)i, a->gen, 0);
     sim_push(w, sim_now(w) + t.renew_ms, EV_LEASE, (int)i, a->gen, 0);
     /* cons.c: raft_start one election timeout after the agent started, so that a restarted
      * member cannot vote for a new leader while the old one may still hold a lease it granted. */
     sim_push(w, sim_now(w) + (w->opt->no_lease ? 0 : SIM_ELECTION_TIMEOUT_MS), EV_RAFT_START,
              (int)i, a->gen, 0);
-}
-
-/* cons.c monitor_cb, the lease's part: a follower remembers when it last heard its leader
- * (libraft restarts the election timer on every message from it); a lease ends with the role or
- * the term it was taken in. */
-void sim_lease_monitor(struct sim_world *w, unsigned i, int role, uint64_t term, uint64_t leader)
-{
-    struct sim_agent *a = &w->nodes[i].agent;
-    struct raft *r = raft_fixture_get(&w->fx, w->nodes[i].fx);
-    if (role == RAFT_FOLLOWER && leader != 0 && leader != w->nodes[i].fx + 1) {
-        a->last_heard_leader = sim_local_at(w, i, (rpg_msec)r->election_timer_start);
-    }
-    if (role != RAFT_LEADER || term != a->lease_term) {
-        a->lease_until = 0;
-    }
-}
-
-/* cons.c barrier_cb: the readiness barrier is also the first lease. */
-void sim_lease_ready(struct sim_world *w, unsigned i, uint64_t term)
-{
-    struct sim_agent *a = &w->nodes[i].agent;
-    struct fence_timing t = timing();
-    a->lease_term = term;
-    a->lease_until = a->barrier_submitted + t.lease_ms;
-}
-
-static void lease_cb(struct raft_barrier *req, int status)
-{
-    struct sim_req *q = req->data;
-    struct sim_world *w = q->w;
-    unsigned i = (unsigned)q->node;
-    struct sim_agent *a = &w->nodes[i].agent;
-    if (!w->closing && a->alive && a->gen == q->gen) {
-        struct raft *r = raft_fixture_get(&w->fx, w->nodes[i].fx);
-        struct fence_timing t = timing();
-        a->lease_pending = false;
-        if (status == 0 && a->raft_running && raft_state(r) == RAFT_LEADER &&
-            r->current_term == a->lease_term) {
-            rpg_msec until = a->lease_submitted + t.lease_ms;
-            a->lease_until = until > a->lease_until ? until : a->lease_until;
-        }
-    }
-    sim_req_free(w, q);
-}
-
-/* cons.c lease_timer_cb. */
-static void renew(struct sim_world *w, unsigned i)
-{
-    struct sim_node *n = &w->nodes[i];
-    struct sim_agent *a = &n->agent;
-    struct raft *r = raft_fixture_get(&w->fx, n->fx);
-    if (!a->raft_running || n->raft_killed || raft_state(r) != RAFT_LEADER || !a->leader_ready ||
-        a->lease_pending) {
-        return;
-    }
-    struct sim_req *q = calloc(1, sizeof *q);
-    if (q == NULL) {
-        abort();
-    }
-    q->w = w;
-    q->node = (int)i;
-    q->gen = a->gen;
-    q->kind = REQ_BARRIER;
-    sim_req_link(w, q);
-    q->u.barrier.data = q;
-    a->lease_submitted = sim_local_now(w, i);
-    a->lease_term = r->current_term;
-    if (raft_barrier(r, &q->u.barrier, lease_cb) == 0) {
-        a->lease_pending = true;
-    } else {
-        sim_req_free(w, q);
-    }
 }
 
 /* The agent's watchdog section under --watchdog: mode automatic, the default safety margin. */
@@ -132,9 +52,10 @@ static rpg_msec watchdog_ms(const struct fence_timing *t)
 bool sim_fence_may_lead(struct sim_world *w, unsigned i)
 {
     struct sim_agent *a = &w->nodes[i].agent;
+    const struct cons *c = &w->nodes[i].cons;
     struct fence_timing t = timing();
-    bool ready = a->raft_running && a->role == RAFT_LEADER && a->leader_ready;
-    rpg_msec not_before = fence_promote_not_before(&t, a->last_heard_leader, a->started_at,
+    bool ready = c->attached && c->role == CONS_ROLE_LEADER && c->leader_ready;
+    rpg_msec not_before = fence_promote_not_before(&t, c->last_heard_leader, c->started_at,
                                                    w->opt->watchdog ? watchdog_ms(&t) : 0);
     return ready && a->lease_ok && sim_local_now(w, i) >= not_before;
 }
@@ -264,10 +185,11 @@ static bool fence_tick_inner(struct sim_world *w, unsigned i, bool *unfenced)
     }
     struct fence_timing t = timing();
     rpg_msec now = sim_local_now(w, i);
-    bool ready = a->raft_running && a->role == RAFT_LEADER && a->leader_ready;
+    const struct cons *c = &n->cons;
+    bool ready = c->attached && c->role == CONS_ROLE_LEADER && c->leader_ready;
     /* Without the lease (--no-lease) the core alone decides: nothing fences, the VIP follows
      * leadership. */
-    bool lease_ok = w->opt->no_lease ? ready : fence_lease_ok(&t, ready, lease_until(a), now);
+    bool lease_ok = w->opt->no_lease ? ready : fence_lease_ok(&t, ready, cons_lease_until(c), now);
     if (lease_ok != a->lease_ok) {
         sim_trace(w, (int)i, "lease %s", lease_ok ? "held" : "lost");
         a->lease_ok = lease_ok;
@@ -280,7 +202,7 @@ static bool fence_tick_inner(struct sim_world *w, unsigned i, bool *unfenced)
         .pg_busy = a->op_id != 0,
         .postmaster = n->pg.proc != SIM_PROC_DOWN,
         .primary_running = o->state == HA_PG_RUNNING && !o->in_recovery,
-        .recorded_primary = strcmp(n->state.primary.name, n->name) == 0,
+        .recorded_primary = strcmp(n->cons.state.primary.name, n->name) == 0,
         .fencing = a->fencing,
         .target_gone = a->fencing && (n->pg.proc == SIM_PROC_DOWN || n->pg.inc != a->fence_inc),
         .escalated = a->fence_escalated,
@@ -454,15 +376,11 @@ void sim_fence_event(struct sim_world *w, const struct sim_event *e)
         sim_push(w, sim_now(w) + FENCE_TICK_MS, EV_FENCE, (int)i, a->gen, 0);
         return;
     case EV_LEASE:
-        renew(w, i);
+        sim_lease_renew(w, i);
         sim_push(w, sim_now(w) + t.renew_ms, EV_LEASE, (int)i, a->gen, 0);
         return;
     case EV_RAFT_START:
-        a->raft_running = true;
-        sim_raft_revive(w, i);
-        a->recv_mark = raft_fixture_n_recv(&w->fx, n->fx, RAFT_IO_APPEND_ENTRIES);
-        sim_trace(w, (int)i, "raft started");
-        sim_raft_monitor(w, i);
+        sim_raft_started(w, i);
         return;
     default: return;
     }

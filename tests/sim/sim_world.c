@@ -241,35 +241,12 @@ void sim_raft_kill(struct sim_world *w, unsigned i)
 void sim_raft_revive(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
-    if (n->raft_killed && n->up && !n->frozen && n->agent.alive && n->agent.raft_running) {
+    if (n->raft_killed && n->up && !n->frozen && n->agent.alive && n->cons.running) {
         raft_fixture_revive(&w->fx, n->fx);
         n->raft_killed = false;
         /* Revival reconnects every link: cut again what the network cuts. */
         sim_net_sync(w);
     }
-}
-
-void sim_req_link(struct sim_world *w, struct sim_req *r)
-{
-    r->prev = NULL;
-    r->next = w->reqs;
-    if (w->reqs != NULL) {
-        w->reqs->prev = r;
-    }
-    w->reqs = r;
-}
-
-void sim_req_free(struct sim_world *w, struct sim_req *r)
-{
-    if (r->prev != NULL) {
-        r->prev->next = r->next;
-    } else {
-        w->reqs = r->next;
-    }
-    if (r->next != NULL) {
-        r->next->prev = r->prev;
-    }
-    free(r);
 }
 
 /* ---- the fixture ----------------------------------------------------------------------------- */
@@ -414,9 +391,8 @@ int sim_node_create(struct sim_world *w, unsigned i)
     memset(n, 0, sizeof *n);
     snprintf(n->name, sizeof n->name, "node%u", i + 1);
     n->fx = raft_fixture_n(&w->fx);
-    fsm_state_init(&n->state);
-    fsm_init(&n->fsm, &n->state);
-    if (raft_fixture_grow(&w->fx, &n->fsm.raft) != 0) {
+    cons_setup(&n->cons);
+    if (raft_fixture_grow(&w->fx, &n->cons.fsm.raft) != 0) {
         return -1;
     }
     shim_install(w, n->fx);
@@ -597,9 +573,13 @@ static void dispatch(struct sim_world *w, const struct sim_event *e)
 static void teardown(struct sim_world *w)
 {
     w->closing = true;
+    /* The agents go first: libraft completes their pending requests as it closes, silently. */
+    for (unsigned i = 0; i < w->n; i++) {
+        cons_detach(&w->nodes[i].cons);
+    }
     raft_fixture_close(&w->fx);
-    while (w->reqs != NULL) {
-        sim_req_free(w, w->reqs);
+    for (unsigned i = 0; i < w->n; i++) {
+        cons_free_requests(&w->nodes[i].cons);
     }
     for (unsigned i = 0; i < w->n; i++) {
         sim_pg_free(&w->nodes[i].pg);

@@ -1,0 +1,440 @@
+/* raft/cons.c on three (and four) raft_fixture servers in virtual time, ticked as cons_uv.c ticks
+ * it: observation after every step, the lease every ET/4, reconciliation every 100 ms. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <raft.h>
+#include <raft/fixture.h>
+
+#include "raftpg/cons.h"
+#include "raftpg/err.h"
+
+#define N_INITIAL 3
+#define N_MAX 4
+#define ET_MS 500
+#define HEARTBEAT_MS 100
+#define LEASE_MS (ET_MS * 8 / 10)
+#define RECONCILE_MS 100
+#define WAIT_MS 20000
+
+struct cluster {
+    struct raft_fixture f;
+    unsigned n;
+    struct cons cons[N_MAX];
+    rpg_msec next_lease, next_reconcile;
+    /* Lease safety, checked after every step: two nodes never hold a lease at the same time. */
+    unsigned overlaps;
+    unsigned changes[N_MAX]; /* on_change calls */
+};
+
+static struct cluster *cluster_of(struct cons *c, unsigned *idx)
+{
+    struct cluster *cl = c->host.data;
+    *idx = (unsigned)(c - cl->cons);
+    return cl;
+}
+
+static rpg_msec fx_now(struct cons *c)
+{
+    unsigned i;
+    return (rpg_msec)cluster_of(c, &i)->f.time;
+}
+
+static rpg_msec fx_raft_time(struct cons *c, raft_time t)
+{
+    (void)c;
+    return (rpg_msec)t;
+}
+
+static void on_change(struct cons *c, void *data)
+{
+    struct cluster *cl = data;
+    cl->changes[c - cl->cons]++;
+}
+
+static void params_of(struct cluster *cl, struct cons_params *p)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->scope, sizeof p->scope, "fixture");
+    p->election_timeout_ms = ET_MS;
+    for (unsigned i = 0; i < N_INITIAL; i++) {
+        struct fsm_member *m = &p->initial[i];
+        m->id = i + 1;
+        snprintf(m->name, sizeof m->name, "node%u", i + 1);
+        snprintf(m->raft_address, sizeof m->raft_address, "%s",
+                 raft_fixture_get(&cl->f, i)->address);
+        snprintf(m->api_address, sizeof m->api_address, "127.0.0.1:%u", 8001 + i);
+        m->failover_priority = 1;
+    }
+    p->n_initial = N_INITIAL;
+    p->initial_self = true;
+    p->sync_mode = FSM_SYNC_MODE_QUORUM;
+    p->sync_node_count = 1;
+    p->sync_commit = FSM_SYNC_COMMIT_ON;
+}
+
+static void attach(struct cluster *cl, unsigned i)
+{
+    struct cons_params p;
+    params_of(cl, &p);
+    p.initial_self = i < N_INITIAL;
+    struct cons_host host = {.now = fx_now, .raft_time = fx_raft_time, .on_change = on_change,
+                             .data = cl};
+    cons_attach(&cl->cons[i], raft_fixture_get(&cl->f, i), i + 1, &p, &host);
+    cons_set_running(&cl->cons[i]);
+}
+
+static void configure(struct cluster *cl, unsigned i)
+{
+    struct raft *r = raft_fixture_get(&cl->f, i);
+    raft_set_election_timeout(r, ET_MS);
+    raft_set_heartbeat_timeout(r, HEARTBEAT_MS);
+    raft_set_pre_vote(r, true);
+    raft_fixture_set_randomized_election_timeout(&cl->f, i, ET_MS + 150 * i);
+}
+
+static int setup(void **state)
+{
+    struct cluster *cl = test_calloc(1, sizeof *cl);
+    assert_int_equal(raft_fixture_initialize(&cl->f), 0);
+    for (unsigned i = 0; i < N_INITIAL; i++) {
+        cons_setup(&cl->cons[i]);
+        assert_int_equal(raft_fixture_grow(&cl->f, &cl->cons[i].fsm.raft), 0);
+        configure(cl, i);
+    }
+    cl->n = N_INITIAL;
+    struct raft_configuration conf;
+    assert_int_equal(raft_fixture_configuration(&cl->f, N_INITIAL, &conf), 0);
+    assert_int_equal(raft_fixture_bootstrap(&cl->f, &conf), 0);
+    raft_configuration_close(&conf);
+    assert_int_equal(raft_fixture_start(&cl->f), 0);
+    for (unsigned i = 0; i < N_INITIAL; i++) {
+        attach(cl, i);
+    }
+    *state = cl;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct cluster *cl = *state;
+    for (unsigned i = 0; i < cl->n; i++) {
+        cons_detach(&cl->cons[i]);
+    }
+    raft_fixture_close(&cl->f);
+    for (unsigned i = 0; i < cl->n; i++) {
+        cons_free_requests(&cl->cons[i]);
+    }
+    test_free(cl);
+    return 0;
+}
+
+/* One fixture step, then what cons_uv.c's handles would run by now. */
+static void step(struct cluster *cl)
+{
+    raft_fixture_step(&cl->f);
+    rpg_msec now = (rpg_msec)cl->f.time;
+    for (unsigned i = 0; i < cl->n; i++) {
+        cons_observe(&cl->cons[i]);
+    }
+    if (now >= cl->next_lease) {
+        for (unsigned i = 0; i < cl->n; i++) {
+            cons_lease_renew(&cl->cons[i]);
+        }
+        cl->next_lease = now + ET_MS / 4;
+    }
+    if (now >= cl->next_reconcile) {
+        for (unsigned i = 0; i < cl->n; i++) {
+            cons_reconcile(&cl->cons[i]);
+        }
+        cl->next_reconcile = now + RECONCILE_MS;
+    }
+    unsigned holders = 0;
+    for (unsigned i = 0; i < cl->n; i++) {
+        holders += cons_lease_until(&cl->cons[i]) > now;
+    }
+    cl->overlaps += holders > 1;
+}
+
+typedef bool (*cond_fn)(struct cluster *cl, void *arg);
+
+static bool run_until(struct cluster *cl, cond_fn cond, void *arg, unsigned max_ms)
+{
+    rpg_msec end = (rpg_msec)cl->f.time + max_ms;
+    while ((rpg_msec)cl->f.time < end) {
+        if (cond(cl, arg)) {
+            return true;
+        }
+        step(cl);
+    }
+    return cond(cl, arg);
+}
+
+static void run_for(struct cluster *cl, unsigned ms)
+{
+    rpg_msec end = (rpg_msec)cl->f.time + ms;
+    while ((rpg_msec)cl->f.time < end) {
+        step(cl);
+    }
+}
+
+static int ready_leader(struct cluster *cl)
+{
+    for (unsigned i = 0; i < cl->n; i++) {
+        const struct cons *c = &cl->cons[i];
+        if (c->attached && c->role == CONS_ROLE_LEADER && c->leader_ready) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static bool has_ready_leader_other_than(struct cluster *cl, void *arg)
+{
+    int l = ready_leader(cl);
+    return l >= 0 && l != *(int *)arg;
+}
+
+static bool initialised_with_config(struct cluster *cl, void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; i < N_INITIAL; i++) {
+        if (!cl->cons[i].state.initialized || !cl->cons[i].state.config.set) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A new leader is ready only once a barrier of its own term committed; that barrier is its first
+ * lease, which runs from its submission. Followers know when they last heard it. */
+static void test_leader_ready_after_own_term_barrier(void **state)
+{
+    struct cluster *cl = *state;
+    while (cl->f.time < WAIT_MS) {
+        step(cl);
+        for (unsigned i = 0; i < cl->n; i++) {
+            struct cons *c = &cl->cons[i];
+            if (c->role == CONS_ROLE_LEADER && !c->leader_ready) {
+                /* Not ready: nothing may be submitted and no lease is held. */
+                char errmsg[RPG_ERRMSG_SIZE];
+                struct fsm_cmd cmd;
+                memset(&cmd, 0, sizeof cmd);
+                cmd.type = FSM_CMD_SET_PAUSE;
+                assert_int_equal(cons_submit(c, &cmd, NULL, NULL, errmsg), RPG_ENOTLEADER);
+                assert_int_equal(cons_lease_until(c), 0);
+                assert_true(c->barrier_pending);
+            }
+        }
+        if (ready_leader(cl) >= 0) {
+            break;
+        }
+    }
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    struct cons *c = &cl->cons[l];
+    assert_int_equal(c->term, raft_fixture_get(&cl->f, (unsigned)l)->current_term);
+    assert_int_equal(c->barrier_term, c->term);
+    assert_int_equal(cons_lease_until(c), c->barrier_submitted + LEASE_MS);
+    assert_true(cons_lease_until(c) > (rpg_msec)cl->f.time);
+    assert_true(cl->changes[l] >= 2); /* became leader, then ready */
+
+    run_for(cl, 2 * HEARTBEAT_MS);
+    for (unsigned i = 0; i < cl->n; i++) {
+        if ((int)i == l) {
+            continue;
+        }
+        assert_int_equal(cl->cons[i].role, CONS_ROLE_FOLLOWER);
+        assert_int_equal(cl->cons[i].leader_id, (uint64_t)l + 1);
+        assert_true(cl->cons[i].last_heard_leader > 0);
+        assert_true((rpg_msec)cl->f.time - cl->cons[i].last_heard_leader <= HEARTBEAT_MS + 50);
+        assert_int_equal(cons_lease_until(&cl->cons[i]), 0);
+    }
+    assert_int_equal(cl->overlaps, 0);
+}
+
+/* The first ready leader records the initial members, then its file's synchronous settings. */
+static void test_first_leader_records_members_and_settings(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    for (unsigned i = 0; i < N_INITIAL; i++) {
+        const struct fsm_state *s = &cl->cons[i].state;
+        assert_string_equal(s->scope, "fixture");
+        assert_int_equal(s->n_members, N_INITIAL);
+        assert_int_equal(s->next_id, N_INITIAL + 1);
+        assert_string_equal(cons_member_name(&cl->cons[i], 2), "node2");
+        assert_int_equal(s->config.sync_mode, FSM_SYNC_MODE_QUORUM);
+        assert_int_equal(s->config.sync_node_count, 1);
+    }
+}
+
+/* While the leader renews, its lease stays ahead of the clock. Cut off from both followers it
+ * loses the lease within one lease length, before any other node leads, and never two hold one. */
+static void test_lease_renewed_then_lost_when_cut_off(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    for (unsigned k = 0; k < 20; k++) {
+        run_for(cl, 50);
+        assert_int_equal(ready_leader(cl), l);
+        assert_true(cons_lease_until(&cl->cons[l]) > (rpg_msec)cl->f.time);
+    }
+    rpg_msec cut = (rpg_msec)cl->f.time;
+    for (unsigned i = 0; i < cl->n; i++) {
+        if ((int)i != l) {
+            raft_fixture_saturate(&cl->f, (unsigned)l, i);
+            raft_fixture_saturate(&cl->f, i, (unsigned)l);
+        }
+    }
+    rpg_msec lost = 0;
+    while ((rpg_msec)cl->f.time < cut + 10 * ET_MS) {
+        step(cl);
+        if (lost == 0 && cons_lease_until(&cl->cons[l]) <= (rpg_msec)cl->f.time) {
+            lost = (rpg_msec)cl->f.time;
+        }
+        if (has_ready_leader_other_than(cl, &l)) {
+            break;
+        }
+    }
+    assert_true(lost > 0);
+    assert_true(lost - cut <= LEASE_MS + HEARTBEAT_MS);
+    assert_true(has_ready_leader_other_than(cl, &l));
+    assert_true(lost <= (rpg_msec)cl->f.time);
+    assert_int_equal(cl->overlaps, 0);
+}
+
+static bool voter4(struct cluster *cl, void *arg)
+{
+    (void)arg;
+    int l = ready_leader(cl);
+    return l >= 0 && cons_voting(&cl->cons[l], 4) == RAFT_VOTER;
+}
+
+struct done {
+    unsigned calls;
+    int rc;
+};
+
+static void submit_done(void *data, int rc, const char *msg)
+{
+    (void)msg;
+    struct done *d = data;
+    d->calls++;
+    d->rc = rc;
+}
+
+static bool done_once(struct cluster *cl, void *arg)
+{
+    (void)cl;
+    return ((struct done *)arg)->calls > 0;
+}
+
+/* A committed MEMBER_ADD makes the leader add the server as a spare, then promote it. */
+static void test_member_added_as_spare_then_voter(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    cons_setup(&cl->cons[3]);
+    assert_int_equal(raft_fixture_grow(&cl->f, &cl->cons[3].fsm.raft), 0);
+    configure(cl, 3);
+    assert_int_equal(raft_start(raft_fixture_get(&cl->f, 3)), 0);
+    cl->n = 4;
+    attach(cl, 3);
+
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    struct done d = {0, -1};
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(cons_member_add(&cl->cons[l], "node4", raft_fixture_get(&cl->f, 3)->address,
+                                     "127.0.0.1:8004", submit_done, &d, errmsg),
+                     0);
+    assert_true(run_until(cl, done_once, &d, WAIT_MS));
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.rc, 0);
+    assert_int_equal(cl->cons[l].state.n_members, 4);
+    assert_true(run_until(cl, voter4, NULL, WAIT_MS));
+    run_for(cl, 500);
+    assert_int_equal(d.calls, 1); /* exactly once */
+    assert_true(cons_config_has(&cl->cons[3], 4));
+    assert_int_equal(cl->overlaps, 0);
+}
+
+struct removal {
+    int old;
+};
+
+static bool old_leader_gone(struct cluster *cl, void *arg)
+{
+    struct removal *r = arg;
+    int l = ready_leader(cl);
+    return l >= 0 && l != r->old && !cons_config_has(&cl->cons[l], (uint64_t)r->old + 1);
+}
+
+/* A leader removed from the member list hands leadership over; the next one removes it. */
+static void test_removed_leader_hands_over(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    char name[16];
+    snprintf(name, sizeof name, "node%d", l + 1);
+    struct done d = {0, -1};
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(cons_member_remove(&cl->cons[l], name, submit_done, &d, errmsg), 0);
+    struct removal r = {l};
+    assert_true(run_until(cl, old_leader_gone, &r, WAIT_MS));
+    assert_int_equal(d.rc, 0);
+    int nl = ready_leader(cl);
+    assert_int_equal(cl->cons[nl].state.n_members, 2);
+    assert_int_equal(cons_voting(&cl->cons[nl], (uint64_t)l + 1), CONS_VOTING_NONE);
+    assert_int_equal(cl->overlaps, 0);
+}
+
+/* Requests of a detached agent complete silently: a callback never reaches a later agent. */
+static void test_detached_request_completes_silently(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_SET_PAUSE;
+    cmd.u.set_pause.paused = true;
+    struct done d = {0, -1};
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(cons_submit(&cl->cons[l], &cmd, submit_done, &d, errmsg), 0);
+    assert_non_null(cl->cons[l].reqs);
+    cons_detach(&cl->cons[l]);
+    attach(cl, (unsigned)l); /* the next agent on the same server */
+    run_for(cl, 2000);
+    assert_int_equal(d.calls, 0);
+    assert_true(cl->cons[l].state.paused); /* it committed all the same */
+    assert_int_equal(cons_submit(&cl->cons[l], &cmd, submit_done, &d, errmsg),
+                     ready_leader(cl) == l ? 0 : RPG_ENOTLEADER);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_leader_ready_after_own_term_barrier, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_leader_records_members_and_settings, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lease_renewed_then_lost_when_cut_off, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_member_added_as_spare_then_voter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_removed_leader_hands_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detached_request_completes_silently, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

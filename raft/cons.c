@@ -5,6 +5,7 @@
 
 #include "raftpg/conf.h"
 #include "raftpg/cons.h"
+#include "raftpg/fence.h"
 #include "raftpg/log.h"
 
 const char *cons_role_name(enum cons_role role)
@@ -192,10 +193,12 @@ static const char *member_name_by_id(const struct cons *c, uint64_t id)
 
 static void barrier_cb(struct raft_barrier *req, int status);
 
-/* 0.8 ET: the margin covers clock-rate drift between nodes and the loop's time granularity. */
+/* fence.h's lease_ms: 0.8 ET, the margin covering clock-rate drift and the loop's granularity. */
 static rpg_msec lease_length(const struct cons *c)
 {
-    return (rpg_msec)c->params.election_timeout_ms * 8 / 10;
+    struct fence_timing t;
+    fence_timing_init(&t, c->params.election_timeout_ms);
+    return t.lease_ms;
 }
 
 void cons_observe(struct cons *c)

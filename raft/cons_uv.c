@@ -12,6 +12,7 @@
 #include <raft/uv.h>
 
 #include "raftpg/cons_uv.h"
+#include "raftpg/fence.h"
 #include "raftpg/log.h"
 
 #define IDENTITY_MAGIC "raftpg-identity 1"
@@ -250,8 +251,9 @@ static void start_timer_cb(uv_timer_t *t)
     uv_check_start(&u->monitor, monitor_cb);
     uv_timer_start(&u->reconcile_timer, reconcile_cb, RECONCILE_INTERVAL_MS,
                    RECONCILE_INTERVAL_MS);
-    unsigned every = u->conf->raft.election_timeout_ms / 4;
-    uv_timer_start(&u->lease_timer, lease_timer_cb, every, every > 0 ? every : 1);
+    struct fence_timing timing;
+    fence_timing_init(&timing, u->conf->raft.election_timeout_ms);
+    uv_timer_start(&u->lease_timer, lease_timer_cb, timing.renew_ms, timing.renew_ms);
 }
 
 static void params_of(const struct conf *conf, struct cons_params *p)

@@ -306,7 +306,8 @@ static void watchdog_tick(struct agent *a, bool primary, bool unfenced)
         return;
     }
     char errmsg[RPG_ERRMSG_SIZE] = "";
-    if (primary && !watchdog_is_armed(&a->watchdog)) {
+    switch (watchdog_plan(primary, watchdog_is_armed(&a->watchdog), unfenced)) {
+    case WATCHDOG_STEP_ARM: {
         unsigned timeout_s =
             watchdog_lease_timeout_s(&a->conf.watchdog, a->fence.lease_ms + a->fence.margin_ms);
         int rv = watchdog_arm(&a->watchdog, timeout_s, errmsg);
@@ -316,14 +317,19 @@ static void watchdog_tick(struct agent *a, bool primary, bool unfenced)
             log_warning("watchdog: %s", errmsg);
         }
         snprintf(a->watchdog_error, sizeof a->watchdog_error, "%s", errmsg);
-    } else if (primary) {
+        break;
+    }
+    case WATCHDOG_STEP_FEED:
         if (watchdog_keepalive(&a->watchdog, errmsg) != 0) {
             log_error("watchdog: %s", errmsg);
         }
-    } else if (watchdog_is_armed(&a->watchdog) && !unfenced) {
+        break;
+    case WATCHDOG_STEP_DISARM:
         if (watchdog_disarm(&a->watchdog, errmsg) != 0) {
             log_error("watchdog: %s", errmsg);
         }
+        break;
+    case WATCHDOG_STEP_NONE: break;
     }
 }
 
@@ -663,9 +669,9 @@ static void ha_tick(struct agent *a)
      * counting down to its reset. */
     rpg_msec wd_ms =
         watchdog_promote_wait_ms(&a->conf.watchdog, a->fence.lease_ms + a->fence.margin_ms);
-    rpg_msec not_before = fence_promote_not_before(&a->fence, a->cons.last_heard_leader,
-                                                   a->cons.started_at, wd_ms);
-    v.leader = ready && a->lease_ok && v.now >= not_before && a->watchdog_ok;
+    v.leader = fence_may_lead(&a->fence, ready, a->lease_ok, a->cons.last_heard_leader,
+                              a->cons.started_at, wd_ms, v.now) &&
+               a->watchdog_ok;
     v.state_current = cons_state_current(&a->cons);
     v.term = a->cons.term;
     v.pg_ready = a->pg.obs_valid && !pg_busy(&a->pg) && a->pg.obs_epoch == a->pg.epoch;
@@ -676,9 +682,12 @@ static void ha_tick(struct agent *a)
     /* Synchronous replication: the settings in force, what the server runs with, its standbys
      * and who is tagged nosync. */
     const struct fsm_state *s = &a->cons.state;
-    v.sync_mode = s->config.set ? s->config.sync_mode : a->conf.sync.mode;
-    v.sync_k = s->config.set ? s->config.sync_node_count : a->conf.sync.node_count;
-    v.sync_commit = s->config.set ? s->config.sync_commit : a->conf.sync.commit;
+    struct sync_settings in_force;
+    sync_settings_in_force(s, a->conf.sync.mode, a->conf.sync.node_count, a->conf.sync.commit,
+                           &in_force);
+    v.sync_mode = in_force.mode;
+    v.sync_k = in_force.k;
+    v.sync_commit = in_force.commit;
     bool observed = a->pg.obs.state == HA_PG_RUNNING && !a->pg.obs.in_recovery;
     v.sync_configured = observed ? a->pg.sync_seen : NULL;
     v.sync_commit_written = a->pg.sync_commit;

@@ -522,15 +522,8 @@ static void member_add(struct agent *a, struct http_conn *conn, const struct htt
 /* In the recorded synchronous voters, or in what the primary's PostgreSQL waits for. */
 static bool in_sync_sets(const struct agent *a, const char *name)
 {
-    char quoted[FSM_NAME_MAX + 3];
-    snprintf(quoted, sizeof quoted, "\"%s\"", name);
-    return is_sync_voter(a, name) || strstr(a->pg.sync_seen, quoted) != NULL;
+    return sync_member_in_sets(&a->cons.state, a->pg.sync_seen, name);
 }
-
-/* A removal waits until the member is out of the synchronous set, PostgreSQL first, then the
- * record (rule 7: narrow PostgreSQL before the log forgets a voter). */
-#define REMOVE_WAIT_TICKS 300
-#define REMOVE_TICK_MS 100
 
 struct pending_remove {
     uv_timer_t timer;
@@ -571,19 +564,20 @@ static void pending_remove_tick(uv_timer_t *t)
 {
     struct pending_remove *p = t->data;
     struct agent *a = p->a;
-    bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
-    bool done = false;
-    if (!leader || a->phase != AGENT_PHASE_RUNNING) {
+    bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready &&
+                  a->phase == AGENT_PHASE_RUNNING;
+    enum sync_leave step = sync_leave_tick(leader, in_sync_sets(a, p->name), &p->ticks);
+    switch (step) {
+    case SYNC_LEAVE_NOT_LEADER:
         respond_error(p->conn, 503, "leadership changed while the member left the synchronous set");
-        done = true;
-    } else if (!in_sync_sets(a, p->name)) {
-        submit_remove(a, p->conn, p->name);
-        done = true;
-    } else if (++p->ticks >= REMOVE_WAIT_TICKS) {
+        break;
+    case SYNC_LEAVE_REMOVE: submit_remove(a, p->conn, p->name); break;
+    case SYNC_LEAVE_TIMEOUT:
         respond_error(p->conn, 503, "the member is still in the synchronous set: try again");
-        done = true;
+        break;
+    case SYNC_LEAVE_WAIT: break;
     }
-    if (done) {
+    if (step != SYNC_LEAVE_WAIT) {
         if (strcmp(a->removing, p->name) == 0) {
             a->removing[0] = '\0';
         }
@@ -631,7 +625,7 @@ static void member_remove(struct agent *a, struct http_conn *conn, const char *n
     snprintf(a->removing, sizeof a->removing, "%s", name);
     uv_timer_init(a->loop, &p->timer);
     p->timer.data = p;
-    uv_timer_start(&p->timer, pending_remove_tick, REMOVE_TICK_MS, REMOVE_TICK_MS);
+    uv_timer_start(&p->timer, pending_remove_tick, SYNC_LEAVE_TICK_MS, SYNC_LEAVE_TICK_MS);
     log_info("member remove requested: %s leaves the synchronous set first", name);
 }
 
@@ -653,11 +647,13 @@ static bool is_sync_voter(const struct agent *a, const char *name)
 static void config_in_force(const struct agent *a, int *mode, unsigned *k, int *commit,
                             bool *recorded)
 {
-    const struct fsm_state *s = &a->cons.state;
-    *recorded = a->cons_open && s->config.set;
-    *mode = *recorded ? s->config.sync_mode : a->conf.sync.mode;
-    *k = *recorded ? s->config.sync_node_count : a->conf.sync.node_count;
-    *commit = *recorded ? s->config.sync_commit : a->conf.sync.commit;
+    struct sync_settings s;
+    sync_settings_in_force(a->cons_open ? &a->cons.state : NULL, a->conf.sync.mode,
+                           a->conf.sync.node_count, a->conf.sync.commit, &s);
+    *mode = s.mode;
+    *k = s.k;
+    *commit = s.commit;
+    *recorded = s.recorded;
 }
 
 static json_t *config_json(const struct agent *a)

@@ -60,3 +60,20 @@ rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_he
     rpg_msec from = last_heard_leader != 0 ? last_heard_leader : started_at;
     return from + t->lease_ms + t->margin_ms + watchdog_ms;
 }
+
+bool fence_may_lead(const struct fence_timing *t, bool leader_ready, bool lease_ok,
+                    rpg_msec last_heard_leader, rpg_msec started_at, rpg_msec watchdog_ms,
+                    rpg_msec now)
+{
+    return leader_ready && lease_ok &&
+           now >= fence_promote_not_before(t, last_heard_leader, started_at, watchdog_ms);
+}
+
+bool fence_pg_writable(bool postmaster, bool promoting, bool observed_primary,
+                       bool standby_signal)
+{
+    if (!postmaster) {
+        return false;
+    }
+    return promoting || observed_primary || !standby_signal;
+}

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "raftpg/fence.h"
 #include "raftpg/log.h"
 #include "raftpg/pg.h"
 
@@ -868,21 +869,12 @@ int pg_postmaster_pid(const struct pg *p)
 
 bool pg_may_accept_writes(const struct pg *p)
 {
-    if (pg_postmaster_pid(p) == 0) {
-        return false;
-    }
-    if (p->op == PG_OP_PROMOTE || p->promote_pending) {
-        return true; /* the promotion may take effect at any moment */
-    }
-    if (p->obs.state == HA_PG_RUNNING && !p->obs.in_recovery) {
-        return true;
-    }
-    /* In recovery when last observed, or not observed yet: standby.signal keeps a server a
-     * standby, and PostgreSQL removes it when a promotion completes, up to an observation
-     * interval before the observer notices. */
     char path[PATH_MAX + 32];
     path_in(p, "standby.signal", path, sizeof path);
-    return !file_exists(path);
+    return fence_pg_writable(pg_postmaster_pid(p) != 0,
+                             p->op == PG_OP_PROMOTE || p->promote_pending,
+                             p->obs.state == HA_PG_RUNNING && !p->obs.in_recovery,
+                             file_exists(path));
 }
 
 static void set_not_running(struct pg *p, enum ha_pg_state state)

@@ -651,3 +651,45 @@ bool sync_candidate_ok(const struct sync_set *recorded, const char *const *heard
              names, recorded->k, needed);
     return count >= needed;
 }
+
+void sync_settings_in_force(const struct fsm_state *state, int file_mode, unsigned file_k,
+                            int file_commit, struct sync_settings *out)
+{
+    out->recorded = state != NULL && state->config.set;
+    out->mode = out->recorded ? state->config.sync_mode : file_mode;
+    out->k = out->recorded ? state->config.sync_node_count : file_k;
+    out->commit = out->recorded ? state->config.sync_commit : file_commit;
+}
+
+bool sync_member_in_sets(const struct fsm_state *state, const char *configured,
+                         const char *name)
+{
+    for (unsigned i = 0; i < state->sync.n_voters; i++) {
+        if (strcmp(state->sync.voters[i], name) == 0) {
+            return true;
+        }
+    }
+    if (configured == NULL || configured[0] == '\0') {
+        return false;
+    }
+    struct sync_set set;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (sync_set_parse(configured, &set, errmsg) == 0) {
+        return sync_set_contains(&set, name);
+    }
+    /* A value this module did not write: the name quoted anywhere in it counts. */
+    char quoted[FSM_NAME_MAX + 3];
+    snprintf(quoted, sizeof quoted, "\"%s\"", name);
+    return strstr(configured, quoted) != NULL;
+}
+
+enum sync_leave sync_leave_tick(bool leader, bool in_sets, unsigned *ticks)
+{
+    if (!leader) {
+        return SYNC_LEAVE_NOT_LEADER;
+    }
+    if (!in_sets) {
+        return SYNC_LEAVE_REMOVE;
+    }
+    return ++*ticks >= SYNC_LEAVE_MAX_TICKS ? SYNC_LEAVE_TIMEOUT : SYNC_LEAVE_WAIT;
+}

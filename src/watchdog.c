@@ -376,3 +376,22 @@ const struct watchdog_ops watchdog_recorder_ops = {
     .keepalive = recorder_keepalive,
     .disarm = recorder_disarm,
 };
+
+const char *watchdog_step_name(enum watchdog_step step)
+{
+    switch (step) {
+    case WATCHDOG_STEP_NONE: return "none";
+    case WATCHDOG_STEP_ARM: return "arm";
+    case WATCHDOG_STEP_FEED: return "feed";
+    case WATCHDOG_STEP_DISARM: return "disarm";
+    }
+    return "invalid";
+}
+
+enum watchdog_step watchdog_plan(bool primary, bool armed, bool unfenced)
+{
+    if (primary) {
+        return armed ? WATCHDOG_STEP_FEED : WATCHDOG_STEP_ARM;
+    }
+    return armed && !unfenced ? WATCHDOG_STEP_DISARM : WATCHDOG_STEP_NONE;
+}

@@ -40,6 +40,20 @@ bool fence_lease_ok(const struct fence_timing *t, bool leader_ready, rpg_msec le
 rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_heard_leader,
                                   rpg_msec started_at, rpg_msec watchdog_ms);
 
+/* Whether a leader may act as the cluster's leader towards PostgreSQL at now (the core's
+ * view.leader): it is the ready leader, it holds the lease (fence_lease_ok), and the previous
+ * leader has surely fenced (fence_promote_not_before). */
+bool fence_may_lead(const struct fence_timing *t, bool leader_ready, bool lease_ok,
+                    rpg_msec last_heard_leader, rpg_msec started_at, rpg_msec watchdog_ms,
+                    rpg_msec now);
+
+/* Whether PostgreSQL may accept writes, the fence's trigger: a postmaster runs, and a promotion
+ * was asked for and not yet observed done (it may take effect at any moment), or the server was
+ * last observed as a primary, or it has no standby.signal (not observed yet, or promoted since:
+ * PostgreSQL removes the file when a promotion completes, before the observer notices). */
+bool fence_pg_writable(bool postmaster, bool promoting, bool observed_primary,
+                       bool standby_signal);
+
 /* ---- one fence tick: what the old side does, decided without I/O --------------------------
  * The agent (src/agent.c) runs it every 10 ms and before every decision, the simulation
  * (tests/sim) on its own clock; each then does what it says. */

@@ -222,4 +222,35 @@ unsigned sync_quorum_needed(const struct sync_set *recorded, bool *provable);
 bool sync_candidate_ok(const struct sync_set *recorded, const char *const *heard, unsigned n_heard,
                        char *why, size_t why_size);
 
+/* The cluster-wide synchronous settings in force: the replicated ones once a leader recorded
+ * them (recorded), this member's file defaults (file_*) until then. Modes and commit levels are
+ * FSM_SYNC_MODE_* and FSM_SYNC_COMMIT_*. */
+struct sync_settings {
+    int mode;
+    unsigned k;
+    int commit;
+    bool recorded;
+};
+void sync_settings_in_force(const struct fsm_state *state, int file_mode, unsigned file_k,
+                            int file_commit, struct sync_settings *out);
+
+/* Whether member name is still in a synchronous set: a recorded voter, or named in configured,
+ * the synchronous_standby_names the primary runs with (NULL: unknown). A member leaves both
+ * before its removal is committed (rule 7). */
+bool sync_member_in_sets(const struct fsm_state *state, const char *configured,
+                         const char *name);
+
+/* The wait of a member removal for the member to leave the synchronous sets: one tick every
+ * SYNC_LEAVE_TICK_MS, at most SYNC_LEAVE_MAX_TICKS (30 s). */
+#define SYNC_LEAVE_TICK_MS 100
+#define SYNC_LEAVE_MAX_TICKS 300
+enum sync_leave {
+    SYNC_LEAVE_WAIT = 0,     /* still in a set: tick again */
+    SYNC_LEAVE_REMOVE,       /* out of every set: commit the removal now */
+    SYNC_LEAVE_NOT_LEADER,   /* leadership changed: give up (the caller answers 503) */
+    SYNC_LEAVE_TIMEOUT,      /* still in a set after the last tick: give up */
+};
+/* One tick; *ticks counts them (start at 0). */
+enum sync_leave sync_leave_tick(bool leader, bool in_sets, unsigned *ticks);
+
 #endif

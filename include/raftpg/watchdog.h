@@ -109,6 +109,23 @@ unsigned watchdog_lease_timeout_s(const struct conf_watchdog *conf, rpg_msec lea
  * or hung has been reset by its watchdog: the device's timeout, or 0 when mode is off. */
 rpg_msec watchdog_promote_wait_ms(const struct conf_watchdog *conf, rpg_msec lease_ms);
 
+/* What the fence tick does with the device (DESIGN.md rule 5). */
+enum watchdog_step {
+    WATCHDOG_STEP_NONE = 0,
+    WATCHDOG_STEP_ARM,    /* PostgreSQL may accept writes under a lease: open and arm */
+    WATCHDOG_STEP_FEED,   /* ... and this process armed it already: feed it */
+    WATCHDOG_STEP_DISARM, /* nothing is unfenced any more: magic close */
+};
+
+/* "none", "arm", "feed", "disarm". */
+const char *watchdog_step_name(enum watchdog_step step);
+
+/* One tick: primary is the fence's feed_watchdog (may accept writes, lease held), armed whether
+ * this agent process armed the device, unfenced whether anything may still need fencing. The
+ * device stays armed and unfed while a fence is unfinished, and only the process that armed it
+ * disarms it: another process (a restarted agent) never disarms a predecessor's device. */
+enum watchdog_step watchdog_plan(bool primary, bool armed, bool unfenced);
+
 /* ---- the recorder: a stand-in device for tests ------------------------------------------- */
 
 enum watchdog_event_kind {

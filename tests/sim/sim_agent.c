@@ -447,22 +447,12 @@ int sim_member_add(struct sim_world *w, unsigned leader, unsigned newcomer, char
     return submit(w, leader, &cmd, NULL, NULL, errmsg);
 }
 
-/* api.c in_sync_sets: a recorded voter, or named in what the primary runs with. */
+/* api.c in_sync_sets. */
 static bool in_sync_sets(const struct sim_world *w, unsigned leader, const char *name)
 {
-    const struct fsm_state *s = &w->nodes[leader].cons.state;
-    char quoted[FSM_NAME_MAX + 3];
-    snprintf(quoted, sizeof quoted, "\"%s\"", name);
-    for (unsigned k = 0; k < s->sync.n_voters; k++) {
-        if (strcmp(s->sync.voters[k], name) == 0) {
-            return true;
-        }
-    }
-    return strstr(w->nodes[leader].agent.sync_seen, quoted) != NULL;
+    return sync_member_in_sets(&w->nodes[leader].cons.state, w->nodes[leader].agent.sync_seen,
+                               name);
 }
-
-#define REMOVE_TICK_MS 100   /* api.c */
-#define REMOVE_WAIT_TICKS 300
 
 int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *name,
                               char *errmsg)
@@ -477,7 +467,7 @@ int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *
     }
     sim_copy(a->removing, sizeof a->removing, name);
     a->remove_ticks = 0;
-    sim_push(w, sim_now(w) + REMOVE_TICK_MS, EV_REMOVE_TICK, (int)leader, a->gen, 0);
+    sim_push(w, sim_now(w) + SYNC_LEAVE_TICK_MS, EV_REMOVE_TICK, (int)leader, a->gen, 0);
     sim_trace(w, (int)leader, "member remove requested: %s leaves the synchronous set first",
               name);
     return 0;
@@ -488,23 +478,24 @@ void sim_remove_tick(struct sim_world *w, unsigned leader)
 {
     struct sim_agent *a = &w->nodes[leader].agent;
     char errmsg[RPG_ERRMSG_SIZE];
-    bool done = false;
-    if (!sim_agent_leader(w, leader)) {
-        sim_trace(w, (int)leader, "member remove: leadership changed");
-        done = true;
-    } else if (!in_sync_sets(w, leader, a->removing)) {
+    enum sync_leave step = sync_leave_tick(sim_agent_leader(w, leader),
+                                           in_sync_sets(w, leader, a->removing), &a->remove_ticks);
+    switch (step) {
+    case SYNC_LEAVE_NOT_LEADER: sim_trace(w, (int)leader, "member remove: leadership changed"); break;
+    case SYNC_LEAVE_REMOVE:
         if (sim_member_remove(w, leader, a->removing, errmsg) != 0) {
             sim_trace(w, (int)leader, "member remove: %s", errmsg);
         }
-        done = true;
-    } else if (++a->remove_ticks >= REMOVE_WAIT_TICKS) {
+        break;
+    case SYNC_LEAVE_TIMEOUT:
         sim_trace(w, (int)leader, "member remove: still in the synchronous set");
-        done = true;
+        break;
+    case SYNC_LEAVE_WAIT: break;
     }
-    if (done) {
+    if (step != SYNC_LEAVE_WAIT) {
         a->removing[0] = '\0';
     } else {
-        sim_push(w, sim_now(w) + REMOVE_TICK_MS, EV_REMOVE_TICK, (int)leader, a->gen, 0);
+        sim_push(w, sim_now(w) + SYNC_LEAVE_TICK_MS, EV_REMOVE_TICK, (int)leader, a->gen, 0);
     }
 }
 
@@ -1130,9 +1121,11 @@ static void tick(struct sim_world *w, unsigned i)
     /* agent.c ha_tick: the synchronous settings in force (replicated, or this member's file until
      * the first leader records them), what the server runs with, its standbys. */
     const struct fsm_state *s = &n->cons.state;
-    v.sync_mode = s->config.set ? s->config.sync_mode : w->opt->sync_mode;
-    v.sync_k = s->config.set ? s->config.sync_node_count : w->opt->sync_k;
-    v.sync_commit = s->config.set ? s->config.sync_commit : FSM_SYNC_COMMIT_ON;
+    struct sync_settings in_force;
+    sync_settings_in_force(s, w->opt->sync_mode, w->opt->sync_k, FSM_SYNC_COMMIT_ON, &in_force);
+    v.sync_mode = in_force.mode;
+    v.sync_k = in_force.k;
+    v.sync_commit = in_force.commit;
     bool observed = a->obs.state == HA_PG_RUNNING && !a->obs.in_recovery;
     v.sync_configured = observed ? a->sync_seen : NULL;
     v.sync_commit_written = a->sync_commit;

@@ -55,33 +55,23 @@ bool sim_fence_may_lead(struct sim_world *w, unsigned i)
     const struct cons *c = &w->nodes[i].cons;
     struct fence_timing t = timing();
     bool ready = c->attached && c->role == CONS_ROLE_LEADER && c->leader_ready;
-    rpg_msec not_before = fence_promote_not_before(&t, c->last_heard_leader, c->started_at,
-                                                   w->opt->watchdog ? watchdog_ms(&t) : 0);
-    return ready && a->lease_ok && sim_local_now(w, i) >= not_before;
+    return fence_may_lead(&t, ready, a->lease_ok, c->last_heard_leader, c->started_at,
+                          w->opt->watchdog ? watchdog_ms(&t) : 0, sim_local_now(w, i));
 }
 
-/* pg.c pg_may_accept_writes: a postmaster runs, and a promotion is under way, or it is observed
- * as a primary, or it has no standby.signal (not observed yet, or promoted since). */
+/* pg.c pg_may_accept_writes, on what the simulated node shows. */
 static bool may_accept_writes(const struct sim_node *n)
 {
-    if (n->pg.proc == SIM_PROC_DOWN) {
-        return false;
-    }
+    bool promoting = n->agent.promote_pending;
     for (unsigned k = 0; k < SIM_OPS_MAX; k++) {
         if (n->ops[k].id != 0 && n->ops[k].id == n->agent.op_id && n->ops[k].kind == SOP_PROMOTE) {
-            return true;
+            promoting = true;
         }
     }
-    if (n->agent.obs.state == HA_PG_RUNNING && !n->agent.obs.in_recovery) {
-        return true;
-    }
-    /* pg.c promote_pending: asked for, not yet observed done. */
-    if (n->agent.promote_pending) {
-        return true;
-    }
-    return !n->pg.standby_signal;
+    return fence_pg_writable(n->pg.proc != SIM_PROC_DOWN, promoting,
+                             n->agent.obs.state == HA_PG_RUNNING && !n->agent.obs.in_recovery,
+                             n->pg.standby_signal);
 }
-
 
 /* agent.c watchdog_tick: armed while this node may accept writes under a lease, fed on every
  * fence tick, left armed and unfed while a fence is unfinished, disarmed (magic close) after, and
@@ -95,7 +85,9 @@ static void watchdog_tick(struct sim_world *w, unsigned i, bool primary, bool un
     }
     struct fence_timing t = timing();
     unsigned timeout_s = (unsigned)(watchdog_ms(&t) / 1000u);
-    if (primary) {
+    switch (watchdog_plan(primary, n->agent.wd_mine, unfenced)) {
+    case WATCHDOG_STEP_ARM:
+    case WATCHDOG_STEP_FEED:
         if (!n->wd_armed) {
             sim_trace(w, (int)i, "watchdog armed (%u s)", timeout_s);
         }
@@ -104,11 +96,14 @@ static void watchdog_tick(struct sim_world *w, unsigned i, bool primary, bool un
         n->wd_gen++;
         n->wd_deadline = sim_now(w) + timeout_s * 1000u;
         sim_push(w, n->wd_deadline, EV_WATCHDOG, (int)i, n->wd_gen, 0);
-    } else if (n->wd_armed && n->agent.wd_mine && !unfenced) {
+        break;
+    case WATCHDOG_STEP_DISARM:
         n->wd_armed = false;
         n->agent.wd_mine = false;
         n->wd_gen++;
         sim_trace(w, (int)i, "watchdog disarmed");
+        break;
+    case WATCHDOG_STEP_NONE: break;
     }
 }
 

@@ -189,6 +189,35 @@ static void test_without_a_vip_section_only_the_server_counts(void **state)
     assert_false(plan(&in).unfenced);
 }
 
+/* A ready leader with the lease acts once the previous leader has surely fenced: last contact +
+ * lease + margin (400 + 100 with ET 500), plus the watchdog's timeout when nodes run one. */
+static void test_a_new_leader_waits_for_the_previous_lease_and_watchdog(void **state)
+{
+    (void)state;
+    struct fence_timing ft;
+    fence_timing_init(&ft, 500);
+    assert_false(fence_may_lead(&ft, true, true, 10000, 1000, 0, 10499));
+    assert_true(fence_may_lead(&ft, true, true, 10000, 1000, 0, 10500));
+    assert_false(fence_may_lead(&ft, true, true, 10000, 1000, 1000, 11499));
+    assert_true(fence_may_lead(&ft, true, true, 10000, 1000, 1000, 11500));
+    /* Never heard a leader since the start: the start counts. */
+    assert_false(fence_may_lead(&ft, true, true, 0, 1000, 0, 1499));
+    assert_true(fence_may_lead(&ft, true, true, 0, 1000, 0, 1500));
+    assert_false(fence_may_lead(&ft, false, true, 0, 1000, 0, 99999));
+    assert_false(fence_may_lead(&ft, true, false, 0, 1000, 0, 99999));
+}
+
+static void test_what_may_accept_writes(void **state)
+{
+    (void)state;
+    /* postmaster, promoting, observed primary, standby.signal */
+    assert_false(fence_pg_writable(false, true, true, false));
+    assert_true(fence_pg_writable(true, true, false, true));
+    assert_true(fence_pg_writable(true, false, true, true));
+    assert_true(fence_pg_writable(true, false, false, false));
+    assert_false(fence_pg_writable(true, false, false, true));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +232,8 @@ int main(void)
         cmocka_unit_test(test_claim_retry_and_renewal),
         cmocka_unit_test(test_a_standby_releases_a_stale_vip_once_at_start_up),
         cmocka_unit_test(test_without_a_vip_section_only_the_server_counts),
+        cmocka_unit_test(test_a_new_leader_waits_for_the_previous_lease_and_watchdog),
+        cmocka_unit_test(test_what_may_accept_writes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

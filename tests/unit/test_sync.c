@@ -1415,6 +1415,59 @@ static void test_candidate_primary_only_record_needs_the_old_primary(void **stat
     assert_true(sync_candidate_ok(&s, with, 2, why, sizeof why));
 }
 
+static void test_settings_in_force_file_until_recorded(void **state)
+{
+    (void)state;
+    struct fsm_state s;
+    fsm_state_init(&s);
+    struct sync_settings in;
+    sync_settings_in_force(&s, FSM_SYNC_MODE_STRICT, 2, FSM_SYNC_COMMIT_ON, &in);
+    assert_false(in.recorded);
+    assert_int_equal(in.mode, FSM_SYNC_MODE_STRICT);
+    assert_int_equal(in.k, 2);
+    sync_settings_in_force(NULL, FSM_SYNC_MODE_OFF, 1, FSM_SYNC_COMMIT_ON, &in);
+    assert_false(in.recorded);
+    assert_int_equal(in.mode, FSM_SYNC_MODE_OFF);
+    s.config.set = true;
+    s.config.sync_mode = FSM_SYNC_MODE_QUORUM;
+    s.config.sync_node_count = 1;
+    s.config.sync_commit = FSM_SYNC_COMMIT_ON;
+    sync_settings_in_force(&s, FSM_SYNC_MODE_STRICT, 2, FSM_SYNC_COMMIT_ON, &in);
+    assert_true(in.recorded);
+    assert_int_equal(in.mode, FSM_SYNC_MODE_QUORUM);
+    assert_int_equal(in.k, 1);
+}
+
+static void test_member_in_sets_recorded_or_configured(void **state)
+{
+    (void)state;
+    struct fsm_state s;
+    fsm_state_init(&s);
+    s.sync.n_voters = 1;
+    snprintf(s.sync.voters[0], sizeof s.sync.voters[0], "node2");
+    assert_true(sync_member_in_sets(&s, NULL, "node2"));
+    assert_false(sync_member_in_sets(&s, NULL, "node3"));
+    assert_true(sync_member_in_sets(&s, "ANY 1 (\"node3\", \"node4\")", "node3"));
+    assert_false(sync_member_in_sets(&s, "ANY 1 (\"node3\", \"node4\")", "node"));
+    assert_false(sync_member_in_sets(&s, "", "node3"));
+    /* A value not written by raftpg: the quoted name anywhere in it counts. */
+    assert_true(sync_member_in_sets(&s, "FIRST 1 (\"node5\")", "node5"));
+}
+
+static void test_leave_waits_then_removes_or_gives_up(void **state)
+{
+    (void)state;
+    unsigned ticks = 0;
+    assert_int_equal(sync_leave_tick(true, true, &ticks), SYNC_LEAVE_WAIT);
+    assert_int_equal(sync_leave_tick(true, false, &ticks), SYNC_LEAVE_REMOVE);
+    assert_int_equal(sync_leave_tick(false, false, &ticks), SYNC_LEAVE_NOT_LEADER);
+    ticks = 0;
+    for (unsigned k = 1; k < SYNC_LEAVE_MAX_TICKS; k++) {
+        assert_int_equal(sync_leave_tick(true, true, &ticks), SYNC_LEAVE_WAIT);
+    }
+    assert_int_equal(sync_leave_tick(true, true, &ticks), SYNC_LEAVE_TIMEOUT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1500,6 +1553,9 @@ int main(void)
         cmocka_unit_test(test_candidate_counts_a_voter_heard_twice_once),
         cmocka_unit_test(test_candidate_refused_after_asynchronous_record),
         cmocka_unit_test(test_candidate_primary_only_record_needs_the_old_primary),
+        cmocka_unit_test(test_settings_in_force_file_until_recorded),
+        cmocka_unit_test(test_member_in_sets_recorded_or_configured),
+        cmocka_unit_test(test_leave_waits_then_removes_or_gives_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -404,6 +404,20 @@ static void test_event_kind_names(void **state)
     assert_string_equal(watchdog_event_kind_name((enum watchdog_event_kind)9), "unknown");
 }
 
+/* Armed and fed while primary; disarmed only once nothing is unfenced, and only by the process
+ * that armed it. */
+static void test_plan(void **state)
+{
+    (void)state;
+    assert_int_equal(watchdog_plan(true, false, true), WATCHDOG_STEP_ARM);
+    assert_int_equal(watchdog_plan(true, true, true), WATCHDOG_STEP_FEED);
+    assert_int_equal(watchdog_plan(false, true, true), WATCHDOG_STEP_NONE);
+    assert_int_equal(watchdog_plan(false, true, false), WATCHDOG_STEP_DISARM);
+    assert_int_equal(watchdog_plan(false, false, false), WATCHDOG_STEP_NONE);
+    assert_int_equal(watchdog_plan(false, false, true), WATCHDOG_STEP_NONE);
+    assert_string_equal(watchdog_step_name(WATCHDOG_STEP_DISARM), "disarm");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -430,6 +444,7 @@ int main(void)
         cmocka_unit_test(test_real_check_of_a_regular_file),
         cmocka_unit_test(test_real_device_without_watchdog_ioctls_is_refused_and_closed),
         cmocka_unit_test(test_event_kind_names),
+        cmocka_unit_test(test_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,7 @@
-/* One simulated agent: the real struct core behind a simulated struct core_io, and mirrors of
- * what surrounds the core in the agent: the observer of src/pg.c, the peer poller of src/peers.c,
- * and raft/cons.c's leadership monitor with the own-term barrier, command submission, transfer,
- * cluster initialisation and membership reconciliation, on a raft_fixture server (the lease is in
- * sim_fence.c). cons.c cannot run here as it stands: it owns a raft_uv instance and uv handles. */
+/* One simulated agent: the real struct core behind a simulated struct core_io, raft/cons.c
+ * itself attached to the node's raft_fixture server, and what surrounds them in the agent,
+ * written for the simulated world: the observer of src/pg.c, the peer poller of src/peers.c, the
+ * glue of src/agent.c that fills the core's view, and PostgreSQL's control operations. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

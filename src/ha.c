@@ -41,6 +41,31 @@ const char *ha_action_name(enum ha_action a)
     return "invalid";
 }
 
+void ha_pg_set_not_running(struct ha_pg *o, enum ha_pg_state state, rpg_msec *not_streaming_since)
+{
+    *not_streaming_since = 0;
+    o->not_streaming_ms = 0;
+    o->checkpoint_timeline = 0;
+    o->state = state;
+    o->in_recovery = false;
+    o->streaming = false;
+    o->wal_position = 0;
+    o->n_slots = 0;
+}
+
+void ha_pg_track_streaming(struct ha_pg *o, rpg_msec *since, rpg_msec now)
+{
+    if (o->streaming || !o->in_recovery) {
+        *since = 0;
+        o->not_streaming_ms = 0;
+        return;
+    }
+    if (*since == 0) {
+        *since = now;
+    }
+    o->not_streaming_ms = now - *since;
+}
+
 void ha_slot_name(uint64_t member_id, char *buf, size_t size)
 {
     snprintf(buf, size, "raftpg_%" PRIu64, member_id);

@@ -670,16 +670,7 @@ static void take_observation(struct pg *p, PGresult *res)
     o->streaming = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
     o->checkpoint_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 7), NULL, 10);
     fmt_str(p->sync_seen, sizeof p->sync_seen, "%s", PQgetvalue(res, 0, 8));
-    rpg_msec now = uv_now(p->loop);
-    if (o->streaming || !o->in_recovery) {
-        p->not_streaming_since = 0;
-        o->not_streaming_ms = 0;
-    } else {
-        if (p->not_streaming_since == 0) {
-            p->not_streaming_since = now;
-        }
-        o->not_streaming_ms = now - p->not_streaming_since;
-    }
+    ha_pg_track_streaming(o, &p->not_streaming_since, uv_now(p->loop));
     o->was_primary = !o->in_recovery;
     o->n_slots = 0;
     char slots[2048];
@@ -879,16 +870,8 @@ bool pg_may_accept_writes(const struct pg *p)
 
 static void set_not_running(struct pg *p, enum ha_pg_state state)
 {
-    struct ha_pg *o = &p->obs;
     p->promote_pending = false;
-    p->not_streaming_since = 0;
-    o->not_streaming_ms = 0;
-    o->checkpoint_timeline = 0;
-    o->state = state;
-    o->in_recovery = false;
-    o->streaming = false;
-    o->wal_position = 0;
-    o->n_slots = 0;
+    ha_pg_set_not_running(&p->obs, state, &p->not_streaming_since);
     p->n_replicas = 0;
 }
 

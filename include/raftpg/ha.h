@@ -131,6 +131,14 @@ void ha_decide(const struct ha_input *in, struct ha_decision *out);
 const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, bool *wait,
                                 char *why, size_t why_size);
 
+/* The observer's part of an observation: a server that is not running (state) knows no recovery,
+ * streaming, position, slots or checkpoint timeline; *not_streaming_since restarts. */
+void ha_pg_set_not_running(struct ha_pg *o, enum ha_pg_state state, rpg_msec *not_streaming_since);
+
+/* For a running server: how long a standby has not been streaming, from *since (the first
+ * observation without streaming, 0 while it streams or is a primary). */
+void ha_pg_track_streaming(struct ha_pg *o, rpg_msec *since, rpg_msec now);
+
 /* The replication slot name of a member: "raftpg_" + member id. Names of members can hold
  * characters that slot names cannot, ids cannot. */
 void ha_slot_name(uint64_t member_id, char *buf, size_t size);

@@ -190,16 +190,8 @@ static void poll_now(struct sim_world *w, unsigned i)
 
 static void set_not_running(struct sim_agent *a, enum ha_pg_state state)
 {
-    struct ha_pg *o = &a->obs;
     a->promote_pending = false;
-    a->not_streaming_since = 0;
-    o->not_streaming_ms = 0;
-    o->checkpoint_timeline = 0;
-    o->state = state;
-    o->in_recovery = false;
-    o->streaming = false;
-    o->wal_position = 0;
-    o->n_slots = 0;
+    ha_pg_set_not_running(&a->obs, state, &a->not_streaming_since);
     a->n_replicas = 0;
 }
 
@@ -239,15 +231,7 @@ static void observe(struct sim_world *w, unsigned i)
         o->wal_position = p->end;
         o->streaming = p->in_recovery && p->streaming;
         o->checkpoint_timeline = p->ckpt_tl;
-        if (o->streaming || !o->in_recovery) {
-            a->not_streaming_since = 0;
-            o->not_streaming_ms = 0;
-        } else {
-            if (a->not_streaming_since == 0) {
-                a->not_streaming_since = now;
-            }
-            o->not_streaming_ms = now - a->not_streaming_since;
-        }
+        ha_pg_track_streaming(o, &a->not_streaming_since, now);
         o->was_primary = !o->in_recovery;
         o->n_slots = 0;
         for (unsigned s = 0; s < p->n_slots && o->n_slots < HA_SLOTS_MAX; s++) {

@@ -1841,6 +1841,36 @@ static void test_follower_follows_a_recorded_primary_still_in_recovery(void **st
     assert_decision(&w, HA_ACT_FOLLOW, "node2");
 }
 
+static void test_observer_tracks_how_long_a_standby_has_not_streamed(void **state)
+{
+    (void)state;
+    struct ha_pg o;
+    memset(&o, 0, sizeof o);
+    rpg_msec since = 0;
+    o.state = HA_PG_RUNNING;
+    o.in_recovery = true;
+    o.streaming = false;
+    ha_pg_track_streaming(&o, &since, 1000);
+    assert_int_equal(since, 1000);
+    assert_int_equal(o.not_streaming_ms, 0);
+    ha_pg_track_streaming(&o, &since, 1750);
+    assert_int_equal(o.not_streaming_ms, 750);
+    o.streaming = true;
+    ha_pg_track_streaming(&o, &since, 1800);
+    assert_int_equal(since, 0);
+    assert_int_equal(o.not_streaming_ms, 0);
+    o.streaming = false;
+    ha_pg_track_streaming(&o, &since, 1900);
+    o.wal_position = 42;
+    o.n_slots = 1;
+    ha_pg_set_not_running(&o, HA_PG_STOPPED, &since);
+    assert_int_equal(since, 0);
+    assert_int_equal(o.state, HA_PG_STOPPED);
+    assert_false(o.in_recovery);
+    assert_int_equal(o.wal_position, 0);
+    assert_int_equal(o.n_slots, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1952,6 +1982,7 @@ int main(void)
         cmocka_unit_test(test_failing_sole_holder_starts_in_a_later_term),
         cmocka_unit_test(test_core_stops_standby_whose_sync_setting_is_refused),
         cmocka_unit_test(test_core_other_sync_setting_failure_backs_off),
+        cmocka_unit_test(test_observer_tracks_how_long_a_standby_has_not_streamed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

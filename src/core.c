@@ -53,6 +53,7 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         if (p == NULL || p->last_polled == 0) {
             continue;
         }
+        h->pg_address_known = p->pg_address[0] != '\0';
         /* A leader trusts only reports asked for after it became leader. */
         h->polled = c->leader_since == 0 || p->last_polled >= c->leader_since;
         h->reachable = p->reachable && p->has_pg && v->now - p->last_seen <= CORE_PEER_FRESH_MS;

@@ -587,6 +587,14 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
             }
             return;
         }
+        if (p == NULL || !p->pg_address_known) {
+            /* Its address comes with its first report. A standby of nobody until then, rather
+             * than a start that fails and backs off: a new leader counts a voter as heard only
+             * while its server runs (rule 6), and it follows once the primary is back. */
+            set(out, HA_ACT_START_STANDBY, NULL,
+                "starting as a standby: no address known for primary %s yet", primary);
+            return;
+        }
         set(out, HA_ACT_START_STANDBY, primary, "starting as a standby of %s", primary);
         return;
     }

@@ -47,6 +47,7 @@ struct ha_peer {
     char name[FSM_NAME_MAX];
     bool reachable;        /* answered a poll made after this agent became leader, or recently */
     bool polled;           /* a poll completed (answer or failure) since this agent became leader */
+    bool pg_address_known; /* some report gave its PostgreSQL address (a standby can point at it) */
     enum ha_pg_state pg_state;
     bool in_recovery;
     uint64_t system_id;

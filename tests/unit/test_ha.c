@@ -100,6 +100,7 @@ static void world_init(struct world *w, const char *self, uint64_t system_id)
         set_str(p->name, sizeof p->name, name);
         p->reachable = true;
         p->polled = true;
+        p->pg_address_known = true;
         p->pg_state = HA_PG_RUNNING;
         p->in_recovery = true;
         p->system_id = system_id;
@@ -778,6 +779,40 @@ static void test_follower_stopped_starts_standby_of_primary(void **state)
     w.in.pg.in_recovery = false;
     decide(&w);
     assert_decision(&w, HA_ACT_START_STANDBY, "node2");
+}
+
+/* A restarted agent has no report from a primary that is down: it starts as a standby of nobody
+ * rather than fail the start and back off, and follows once the primary reports. */
+static void test_follower_stopped_without_primary_address_starts_standby_of_nobody(void **state)
+{
+    (void)state;
+    struct world w;
+    world_follower(&w);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    struct ha_peer *p = peer(&w, "node2");
+    memset(p, 0, sizeof *p);
+    set_str(p->name, sizeof p->name, "node2");
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_STANDBY, "");
+    assert_why(&w, "no address known for primary node2");
+
+    /* Up, upstream none, the primary still silent: it waits. */
+    w.in.pg.state = HA_PG_RUNNING;
+    w.in.pg.in_recovery = true;
+    w.in.pg.streaming = false;
+    w.in.pg.upstream[0] = '\0';
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node2");
+    /* The primary reports: follow it. */
+    p->reachable = true;
+    p->polled = true;
+    p->pg_address_known = true;
+    p->pg_state = HA_PG_RUNNING;
+    p->system_id = SYSID;
+    p->timeline = 1;
+    decide(&w);
+    assert_decision(&w, HA_ACT_FOLLOW, "node2");
 }
 
 static void test_follower_with_other_upstream_follows_primary(void **state)
@@ -1927,6 +1962,7 @@ int main(void)
         cmocka_unit_test(test_follower_stopped_former_primary_rewinds),
         cmocka_unit_test(test_follower_stopped_on_older_timeline_rewinds),
         cmocka_unit_test(test_follower_failed_rewind_reinitialises),
+        cmocka_unit_test(test_follower_stopped_without_primary_address_starts_standby_of_nobody),
         cmocka_unit_test(test_follower_stopped_starts_standby_of_primary),
         cmocka_unit_test(test_follower_with_other_upstream_follows_primary),
         cmocka_unit_test(test_follower_streaming_waits),

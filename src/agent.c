@@ -66,6 +66,7 @@ static void update_peer_targets(struct agent *a)
 }
 
 static void ha_schedule(struct agent *a, unsigned delay_ms);
+static void maybe_exit(struct agent *a);
 
 static void on_raft_change(struct cons *c, void *data)
 {
@@ -248,6 +249,7 @@ static void join_try(uv_timer_t *t)
 /* ---- fencing, the write VIP and the watchdog (DESIGN.md rules 2, 3, 5) ------------------- */
 
 #define FENCE_TICK_MS 10
+#define GUARD_RESTART_MS 1000
 
 static void fence_tick(struct agent *a);
 
@@ -453,11 +455,43 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
     return true;
 }
 
+static void guard_restart_closed(struct guard *g)
+{
+    struct agent *a = (struct agent *)((char *)g - offsetof(struct agent, guard));
+    a->guard_restarting = false;
+    a->guard_open = false;
+    if (a->phase == AGENT_PHASE_STOPPING) {
+        maybe_exit(a);
+        return;
+    }
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (guard_start(&a->guard, a->loop, a->conf.path, errmsg) != 0) {
+        log_error("guard not restarted: %s", errmsg);
+        return;
+    }
+    a->guard_open = true;
+    log_info("guard restarted");
+}
+
+/* A guard that died is replaced, at most once a second: until then nothing fences this node if
+ * the agent dies too. */
+static void guard_replace(struct agent *a, rpg_msec now)
+{
+    if (a->guard_restarting || a->phase != AGENT_PHASE_RUNNING ||
+        (a->guard_restarted_at != 0 && now - a->guard_restarted_at < GUARD_RESTART_MS)) {
+        return;
+    }
+    a->guard_restarting = true;
+    a->guard_restarted_at = now;
+    guard_close(&a->guard, guard_restart_closed);
+}
+
 static void fence_tick(struct agent *a)
 {
     bool unfenced = false;
-    if (fence_tick_inner(a, &unfenced) && a->guard_open) {
-        guard_set(&a->guard, unfenced);
+    if (fence_tick_inner(a, &unfenced) && a->guard_open && !a->guard_restarting &&
+        !guard_set(&a->guard, unfenced)) {
+        guard_replace(a, uv_now(a->loop));
     }
 }
 
@@ -1044,7 +1078,7 @@ static void close_rest(struct agent *a)
     if (a->vip_open) {
         vip_close(&a->vip, vip_closed);
     }
-    if (a->guard_open) {
+    if (a->guard_open && !a->guard_restarting) {
         /* The guard reads the end of its pipe: unless the last word was "fenced", it fences. */
         guard_close(&a->guard, guard_closed);
     }

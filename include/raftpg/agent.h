@@ -70,6 +70,8 @@ struct agent {
     bool vip_open;
     struct guard guard;        /* fences the node if this process dies unfenced (guard.h) */
     bool guard_open;
+    bool guard_restarting;     /* a guard that died is being closed, to start another */
+    rpg_msec guard_restarted_at;
     bool vip_startup_done;     /* the stale-VIP removal at start-up ran */
     bool vip_claiming;         /* a claim is under way */
     bool vip_releasing;        /* a release is under way */

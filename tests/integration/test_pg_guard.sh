@@ -65,6 +65,19 @@ t_start "$Pi"
 t_wait 60 "the old primary back as a standby" t_pg_healthy 1 2 3
 t_check "the old primary is a standby now" t_eq "$(t_psql "$Pi" -c 'SELECT pg_is_in_recovery()')" t
 
+# A guard that dies is replaced while its agent runs.
+OG=$(guard_pid "$S1")
+kill -KILL "$OG"
+NG=""
+for _ in $(seq 1 50); do
+  NG=$(guard_pid "$S1")
+  [ -n "$NG" ] && [ "$NG" != "$OG" ] && break
+  sleep 0.1
+done
+t_check "a guard killed with kill -9 is replaced" \
+  bash -c "[ -n \"\$1\" ] && [ \"\$1\" != \"\$2\" ]" _ "$NG" "$OG"
+t_check "the agent says it restarted its guard" grep -q "guard restarted" "$T_DIR/node$S1.log"
+
 mapfile -t guards < <(for i in 1 2 3; do guard_pid "$i"; done)
 t_check "three guards before the shutdown" t_eq "${#guards[@]}" 3
 for i in 1 2 3; do t_kill "$i" TERM; done

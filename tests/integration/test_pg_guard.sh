@@ -70,7 +70,7 @@ OG=$(guard_pid "$S1")
 kill -KILL "$OG"
 NG=""
 for _ in $(seq 1 50); do
-  NG=$(guard_pid "$S1")
+  NG=$(guard_pid "$S1" || true) # none for a moment: pgrep finds nothing
   [ -n "$NG" ] && [ "$NG" != "$OG" ] && break
   sleep 0.1
 done

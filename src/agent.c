@@ -841,6 +841,12 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
     a->sig_term.data = a;
     uv_signal_start(&a->sig_int, on_signal, SIGINT);
     uv_signal_start(&a->sig_term, on_signal, SIGTERM);
+    /* main blocks both until now; one that came meanwhile is delivered to the handlers. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &stop_signals, NULL);
     uv_timer_init(loop, &a->join_timer);
     a->join_timer.data = a;
 

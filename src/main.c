@@ -111,6 +111,13 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "raftpg run: -c FILE is required\n");
         return 2;
     }
+    /* A SIGTERM or SIGINT that comes before the loop's handlers exist is held, not fatal: the
+     * agent acts on it, cleanly, once agent_start has installed them (it unblocks both). */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    sigprocmask(SIG_BLOCK, &stop_signals, NULL);
     static struct agent a; /* large; lives for the whole process */
     char errmsg[RPG_ERRMSG_SIZE];
     if (conf_load(path, &a.conf, errmsg) != 0) {

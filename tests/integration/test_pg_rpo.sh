@@ -59,6 +59,7 @@ for run in $(seq 1 "$RUNS"); do
   t_start "$Pi"
 done
 stop_writer
+t_wait 90 "the last killed node back as a standby" t_pg_healthy 1 2 3
 t_check "acknowledged rows lost over $RUNS failovers" t_eq "$lost_total" 0
 t_check "the writer made progress" test "$(wc -l <"$ACKED")" -gt "$RUNS"
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done

@@ -128,6 +128,7 @@ void cons_attach(struct cons *c, struct raft *raft, raft_id id, const struct con
     c->barrier_submitted = 0;
     c->init_pending = false;
     c->config_pending = false;
+    c->seen_pending = false;
     c->change_pending = false;
     c->change_what[0] = '\0';
     c->transfer_pending = false;
@@ -532,6 +533,55 @@ static void submit_config(struct cons *c)
     }
 }
 
+static void seen_done(void *data, int rc, const char *msg)
+{
+    struct cons *c = data;
+    c->seen_pending = false;
+    if (rc != 0) {
+        log_warning("recording a member's raft state failed: %s", msg);
+    }
+}
+
+/* Whether server id's log holds entries past the bootstrap configuration (index 1), as far as
+ * this leader knows: it could have counted towards a commit. */
+static bool holds_entries(const struct cons *c, raft_id id)
+{
+    if (id == c->id) {
+        return raft_last_index(c->raft) >= 2;
+    }
+    const struct raft_configuration *rc = &c->raft->configuration;
+    for (unsigned i = 0; i < rc->n; i++) {
+        if (rc->servers[i].id == id) {
+            return c->raft->leader_state.progress[i].match_index >= 2;
+        }
+    }
+    return false;
+}
+
+/* Records, one member at a time, that a member's Raft log holds replicated entries: should it
+ * come back with an empty data directory, it has lost its log and vote and is refused (agent.c). */
+static void submit_seen(struct cons *c)
+{
+    for (unsigned i = 0; i < c->state.n_members; i++) {
+        const struct fsm_member *m = &c->state.members[i];
+        if ((m->tags & FSM_TAG_RAFT_STATE) != 0 || !holds_entries(c, m->id)) {
+            continue;
+        }
+        struct fsm_cmd cmd;
+        memset(&cmd, 0, sizeof cmd);
+        cmd.type = FSM_CMD_MEMBER_SEEN;
+        cmd.u.member_seen.id = m->id;
+        char errmsg[RPG_ERRMSG_SIZE];
+        if (cons_submit(c, &cmd, seen_done, c, errmsg) == 0) {
+            c->seen_pending = true;
+            log_info("recording that %s holds raft state", m->name);
+        } else {
+            log_warning("raft state of %s not recorded: %s", m->name, errmsg);
+        }
+        return;
+    }
+}
+
 static void change_done(struct raft_change *req, int status)
 {
     struct cons_req *q = req->data;
@@ -594,6 +644,9 @@ void cons_reconcile(struct cons *c)
     }
     if (!c->state.config.set && !c->config_pending) {
         submit_config(c);
+    }
+    if (!c->seen_pending) {
+        submit_seen(c);
     }
     if (c->change_pending || c->transfer_pending) {
         return;

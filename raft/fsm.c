@@ -331,6 +331,8 @@ const char *fsm_cmd_type_name(enum fsm_cmd_type type)
         return "set_config";
     case FSM_CMD_SET_WAL_BOUND:
         return "set_wal_bound";
+    case FSM_CMD_MEMBER_SEEN:
+        return "member_seen";
     case FSM_CMD_TYPE_MAX:
         break;
     }
@@ -409,6 +411,7 @@ static int cmd_check(const struct fsm_cmd *cmd, char *errmsg)
     case FSM_CMD_SET_PAUSE:
     case FSM_CMD_SET_SYSTEM_ID:
     case FSM_CMD_SET_WAL_BOUND:
+    case FSM_CMD_MEMBER_SEEN:
         return 0;
     case FSM_CMD_SET_CONFIG:
         return config_check(cmd->u.set_config.sync_mode, cmd->u.set_config.sync_node_count,
@@ -463,6 +466,9 @@ static void cmd_put(struct enc *e, const struct fsm_cmd *cmd)
     case FSM_CMD_SET_WAL_BOUND:
         put_u64(e, cmd->u.set_wal_bound.position);
         put_u32(e, cmd->u.set_wal_bound.timeline);
+        break;
+    case FSM_CMD_MEMBER_SEEN:
+        put_u64(e, cmd->u.member_seen.id);
         break;
     case FSM_CMD_TYPE_MAX:
         assert(false);
@@ -586,6 +592,9 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
     case FSM_CMD_SET_WAL_BOUND:
         c.u.set_wal_bound.position = get_u64(&d);
         c.u.set_wal_bound.timeline = get_u32(&d);
+        break;
+    case FSM_CMD_MEMBER_SEEN:
+        c.u.member_seen.id = get_u64(&d);
         break;
     case FSM_CMD_TYPE_MAX:
         assert(false);
@@ -920,6 +929,20 @@ static int apply_set_wal_bound(struct fsm_state *s, const struct fsm_cmd *cmd, c
     return 0;
 }
 
+/* Marks a member whose Raft log held replicated entries. Idempotent: a leader that lost the reply
+ * may submit it again. */
+static int apply_member_seen(struct fsm_state *s, const struct fsm_cmd *cmd, char *msg)
+{
+    uint64_t id = cmd->u.member_seen.id;
+    for (unsigned i = 0; i < s->n_members; i++) {
+        if (s->members[i].id == id) {
+            s->members[i].tags |= FSM_TAG_RAFT_STATE;
+            return 0;
+        }
+    }
+    return rpg_err(msg, RPG_ENOTFOUND, "no member with id %llu", (unsigned long long)id);
+}
+
 int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg)
 {
     char msg[RPG_ERRMSG_SIZE] = "";
@@ -966,6 +989,9 @@ int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg
             break;
         case FSM_CMD_SET_WAL_BOUND:
             rc = apply_set_wal_bound(s, cmd, msg);
+            break;
+        case FSM_CMD_MEMBER_SEEN:
+            rc = apply_member_seen(s, cmd, msg);
             break;
         default:
             rc = RPG_EINVAL;

@@ -85,6 +85,7 @@ struct cons {
      * replicated state, one change at a time. */
     bool init_pending;
     bool config_pending;
+    bool seen_pending;
     bool change_pending;
     char change_what[RPG_ERRMSG_SIZE];
     bool transfer_pending;
@@ -131,8 +132,9 @@ void cons_free_requests(struct cons *c);
  * with the leadership. Call after every step of the loop. */
 void cons_observe(struct cons *c);
 
-/* Leader only: records the initial members and settings, then makes one step of the Raft
- * configuration towards the member list (removals first). Call every 100 ms. */
+/* Leader only: records the initial members and settings, marks members whose Raft log holds
+ * replicated entries (FSM_TAG_RAFT_STATE), then makes one step of the Raft configuration towards
+ * the member list (removals first). Call every 100 ms. */
 void cons_reconcile(struct cons *c);
 
 /* Leader only: submits the barrier that renews the lease. Call every ET/4. */

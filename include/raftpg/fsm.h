@@ -17,10 +17,13 @@
 
 /* Version written in every command and snapshot; decoders accept 1..FSM_VERSION. Version 2 adds
  * the dynamic configuration and the acknowledged-WAL bound; a version-1 snapshot reads with their
- * defaults. */
-#define FSM_VERSION 2
+ * defaults. Version 3 adds MEMBER_SEEN (the RAFT_STATE tag). */
+#define FSM_VERSION 3
 
-enum { FSM_TAG_NOFAILOVER = 1u << 0, FSM_TAG_NOSYNC = 1u << 1 };
+/* FSM_TAG_RAFT_STATE: the member's Raft log has held replicated entries (MEMBER_SEEN). A member
+ * so marked that comes back with an empty Raft data directory has lost its log and its vote, and
+ * may not rejoin under the same id. */
+enum { FSM_TAG_NOFAILOVER = 1u << 0, FSM_TAG_NOSYNC = 1u << 1, FSM_TAG_RAFT_STATE = 1u << 2 };
 
 enum { FSM_SYNC_MODE_OFF = 0, FSM_SYNC_MODE_QUORUM = 1, FSM_SYNC_MODE_STRICT = 2 };
 enum { FSM_SYNC_COMMIT_ON = 0, FSM_SYNC_COMMIT_REMOTE_WRITE = 1, FSM_SYNC_COMMIT_REMOTE_APPLY = 2,
@@ -79,6 +82,7 @@ enum fsm_cmd_type {
     FSM_CMD_SET_SYSTEM_ID,   /* system identifier; only once */
     FSM_CMD_SET_CONFIG,      /* dynamic configuration (version 2) */
     FSM_CMD_SET_WAL_BOUND,   /* acknowledged-WAL bound; never moves back (version 2) */
+    FSM_CMD_MEMBER_SEEN,     /* member id: its Raft log holds replicated entries (version 3) */
     FSM_CMD_TYPE_MAX
 };
 
@@ -121,6 +125,9 @@ struct fsm_cmd {
             uint64_t position;
             uint32_t timeline;
         } set_wal_bound;
+        struct {
+            uint64_t id;
+        } member_seen;
     } u;
 };
 

@@ -423,6 +423,36 @@ static void test_detached_request_completes_silently(void **state)
                      ready_leader(cl) == l ? 0 : RPG_ENOTLEADER);
 }
 
+static bool tagged(struct cluster *cl, void *arg)
+{
+    uint64_t id = *(uint64_t *)arg;
+    int l = ready_leader(cl);
+    if (l < 0) {
+        return false;
+    }
+    const struct fsm_member *m = fsm_state_member_by_id(&cl->cons[l].state, id);
+    return m != NULL && (m->tags & FSM_TAG_RAFT_STATE) != 0;
+}
+
+/* The leader records which members' logs hold replicated entries; one that never ran is not
+ * recorded until it has caught up. */
+static void test_members_holding_entries_are_recorded(void **state)
+{
+    struct cluster *cl = *state;
+    raft_fixture_kill(&cl->f, 2);
+    cons_detach(&cl->cons[2]);
+    uint64_t id = 1, other = 2, third = 3;
+    assert_true(run_until(cl, tagged, &id, WAIT_MS));
+    assert_true(run_until(cl, tagged, &other, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l == 0 || l == 1);
+    run_for(cl, 2000);
+    assert_false(tagged(cl, &third));
+    raft_fixture_revive(&cl->f, 2);
+    attach(cl, 2);
+    assert_true(run_until(cl, tagged, &third, WAIT_MS));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +464,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_member_added_as_spare_then_voter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_removed_leader_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detached_request_completes_silently, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_members_holding_entries_are_recorded, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -315,7 +315,7 @@ static void test_cmd_encoding_exact_bytes(void **state)
 {
     (void)state;
     static const uint8_t expected[24] = {
-        2,    7,    0,    0,    16,   0,    0,    0,    /* version, type, reserved, payload */
+        3,    7,    0,    0,    16,   0,    0,    0,    /* version, type, reserved, payload */
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, /* term */
         0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* system id */
     };
@@ -334,7 +334,7 @@ static void test_cmd_encoding_pads_with_zeros(void **state)
 {
     (void)state;
     static const uint8_t expected[24] = {
-        2, 3, 0,   0,   12, 0, 0, 0, /* payload: term 8 + string 2 + 2 */
+        3, 3, 0,   0,   12, 0, 0, 0, /* payload: term 8 + string 2 + 2 */
         5, 0, 0,   0,   0,  0, 0, 0, /* term */
         2, 0, 'n', '1',              /* name */
         0, 0, 0,   0,                /* padding */
@@ -417,7 +417,7 @@ static void test_cmd_decode_rejects_version_0(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = 0;
-    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..2)");
+    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..3)");
     test_free(buf);
 }
 
@@ -429,7 +429,7 @@ static void test_cmd_decode_rejects_future_version(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = FSM_VERSION + 1;
-    assert_decode_fails(buf, len, "unsupported command version 3 (supported=1..2)");
+    assert_decode_fails(buf, len, "unsupported command version 4 (supported=1..3)");
     test_free(buf);
 }
 
@@ -443,7 +443,7 @@ static void test_cmd_decode_rejects_unknown_type(void **state)
     buf[1] = 0;
     assert_decode_fails(buf, len, "unknown command type 0");
     buf[1] = FSM_CMD_TYPE_MAX;
-    assert_decode_fails(buf, len, "unknown command type 10");
+    assert_decode_fails(buf, len, "unknown command type 11");
     buf[1] = 255;
     assert_decode_fails(buf, len, "unknown command type 255");
     test_free(buf);
@@ -645,7 +645,7 @@ static void test_cmd_encode_rejects_unknown_type(void **state)
     make_set_pause(&c, true);
     c.type = FSM_CMD_TYPE_MAX;
     assert_int_equal(fsm_cmd_encode(&c, &buf, errmsg), RPG_EINVAL);
-    assert_string_equal(errmsg, "unknown command type 10");
+    assert_string_equal(errmsg, "unknown command type 11");
     assert_null(buf.base);
 }
 
@@ -659,6 +659,7 @@ static void test_cmd_type_name(void **state)
     assert_string_equal(fsm_cmd_type_name(FSM_CMD_SET_SYNC), "set_sync");
     assert_string_equal(fsm_cmd_type_name(FSM_CMD_SET_PAUSE), "set_pause");
     assert_string_equal(fsm_cmd_type_name(FSM_CMD_SET_SYSTEM_ID), "set_system_id");
+    assert_string_equal(fsm_cmd_type_name(FSM_CMD_MEMBER_SEEN), "member_seen");
     assert_string_equal(fsm_cmd_type_name(FSM_CMD_TYPE_MAX), "unknown");
     assert_string_equal(fsm_cmd_type_name((enum fsm_cmd_type)0), "unknown");
 }
@@ -1391,10 +1392,10 @@ static void test_snapshot_decode_rejects_future_version(void **state)
     ((uint8_t *)buf.base)[4] = FSM_VERSION + 1;
     fsm_state_init(&b);
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 3 (supported=1..2)");
+    assert_string_equal(errmsg, "unsupported snapshot version 4 (supported=1..3)");
     ((uint8_t *)buf.base)[4] = 0;
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..2)");
+    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..3)");
     raft_free(buf.base);
 }
 
@@ -1514,7 +1515,7 @@ static void test_raft_apply_malformed_counts_as_rejected(void **state)
     struct raft_buffer buf = {bytes, sizeof bytes};
     assert_int_equal(f.raft.apply(&f.raft, &buf, &result), 0);
     assert_int_equal(fsm_result_code(result), RPG_EPROTO);
-    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..2)");
+    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..3)");
     assert_int_equal(s.n_applied, 2);
     assert_int_equal(s.n_rejected, 1);
 }
@@ -1704,6 +1705,41 @@ static void test_snapshot_v1_restores_with_defaults(void **state)
     raft_free(buf.base);
 }
 
+static void test_cmd_roundtrip_member_seen(void **state)
+{
+    (void)state;
+    struct fsm_cmd in, out;
+    memset(&in, 0, sizeof in);
+    in.type = FSM_CMD_MEMBER_SEEN;
+    in.term = 9;
+    in.u.member_seen.id = 0x0102030405060708ull;
+    roundtrip(&in, &out);
+    assert_int_equal(out.u.member_seen.id, in.u.member_seen.id);
+}
+
+/* MEMBER_SEEN marks the member's Raft state; again is harmless; an unknown id is refused. */
+static void test_apply_member_seen_sets_the_tag(void **state)
+{
+    (void)state;
+    struct fsm_state s;
+    struct fsm_cmd c;
+    state_three(&s);
+    memset(&c, 0, sizeof c);
+    c.type = FSM_CMD_MEMBER_SEEN;
+    c.u.member_seen.id = 2;
+    apply_ok(&s, &c);
+    const struct fsm_member *m = fsm_state_member_by_id(&s, 2);
+    assert_non_null(m);
+    assert_true(m->tags & FSM_TAG_RAFT_STATE);
+    assert_false(fsm_state_member_by_id(&s, 1)->tags & FSM_TAG_RAFT_STATE);
+    apply_ok(&s, &c);
+    assert_true(fsm_state_member_by_id(&s, 2)->tags & FSM_TAG_RAFT_STATE);
+    c.u.member_seen.id = 99;
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_ENOTFOUND);
+    assert_string_equal(errmsg, "member_seen rejected: no member with id 99");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1803,6 +1839,8 @@ int main(void)
         cmocka_unit_test(test_raft_apply_malformed_counts_as_rejected),
         cmocka_unit_test(test_raft_snapshot_then_restore_gives_equal_state),
         cmocka_unit_test(test_raft_restore_failure_keeps_state_and_buffer),
+        cmocka_unit_test(test_cmd_roundtrip_member_seen),
+        cmocka_unit_test(test_apply_member_seen_sets_the_tag),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -280,8 +280,32 @@ static void params_of(const struct conf *conf, struct cons_params *p)
 
 static void raft_closed(struct raft *r);
 
+int cons_has_raft_state(const char *dir, bool *has, char *errmsg)
+{
+    *has = false;
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        return rpg_err(errmsg, RPG_EIO, "open data directory %s: %s", dir, strerror(errno));
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, CONS_IDENTITY_FILE) == 0 ||
+            strcmp(n, CONS_IDENTITY_FILE ".tmp") == 0) {
+            continue;
+        }
+        *has = true;
+        break;
+    }
+    closedir(d);
+    return 0;
+}
+
 int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_t id,
-               cons_change_cb on_change, void *data, char *errmsg)
+               bool bootstrap, cons_change_cb on_change, void *data, char *errmsg)
 {
     cons_setup(c);
     const char *dir = conf->raft.data_dir;
@@ -336,7 +360,7 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
 
     struct cons_params params;
     params_of(conf, &params);
-    if (params.initial_self) {
+    if (bootstrap && params.initial_self) {
         struct raft_configuration configuration;
         raft_configuration_init(&configuration);
         for (unsigned i = 0; i < params.n_initial && rv == 0; i++) {

@@ -94,9 +94,9 @@ static void on_peers_round(struct peers *p, void *data)
     }
 }
 
-static int start_raft(struct agent *a, uint64_t id, char *errmsg)
+static int start_raft(struct agent *a, uint64_t id, bool bootstrap, char *errmsg)
 {
-    int rv = cons_start(&a->cons, a->loop, &a->conf, id, on_raft_change, a, errmsg);
+    int rv = cons_start(&a->cons, a->loop, &a->conf, id, bootstrap, on_raft_change, a, errmsg);
     if (rv != 0) {
         return rv;
     }
@@ -118,16 +118,25 @@ struct join_work {
     char raft[CONF_ADDR_MAX];
     char api[CONF_ADDR_MAX];
     char scope[CONF_NAME_MAX];
-    uint64_t id;
+    bool initial;        /* a configured initial member: it may bootstrap a cluster not yet there */
+    uint64_t id;         /* the id the cluster lists this member under */
+    bool bootstrap;      /* no cluster exists yet: bootstrap it (initial members only) */
     bool fatal;
-    char status[RPG_ERRMSG_SIZE];
+    char status[2 * RPG_ERRMSG_SIZE];
 };
 
-/* Threadpool side: asks the initial members for the cluster state and looks for this member. */
+/* Threadpool side: asks the other initial members for the cluster state and looks for this
+ * member. A member whose Raft log held replicated entries (raft_state) and that comes back
+ * without Raft state has lost its log and its vote: it may not rejoin under that id, since it
+ * could have been one of the majority that committed an entry and would now vote for a leader
+ * lacking it. An initial member bootstraps only once another initial member has answered that
+ * no cluster state exists yet. */
 static void join_lookup(uv_work_t *w)
 {
     struct join_work *j = w->data;
-    snprintf(j->status, sizeof j->status, "no initial member answered");
+    /* A cluster of one has nobody to ask, and nothing to lose that another member holds. */
+    bool uninitialised = j->n_apis == 0;
+    snprintf(j->status, sizeof j->status, "no other initial member answered");
     for (unsigned i = 0; i < j->n_apis; i++) {
         int status = 0;
         char *body = NULL;
@@ -135,7 +144,9 @@ static void join_lookup(uv_work_t *w)
         char errmsg[RPG_ERRMSG_SIZE];
         if (http_request_sync(j->apis[i], "GET", "/cluster", NULL, NULL, 1000, &status, &body,
                               &len, errmsg) != 0) {
-            snprintf(j->status, sizeof j->status, "%s", errmsg);
+            if (!uninitialised) {
+                snprintf(j->status, sizeof j->status, "%s", errmsg);
+            }
             continue;
         }
         json_error_t jerr;
@@ -154,6 +165,12 @@ static void join_lookup(uv_work_t *w)
             json_decref(o);
             return;
         }
+        if (!json_is_true(json_object_get(json_object_get(o, "raft"), "state_known"))) {
+            uninitialised = true;
+            snprintf(j->status, sizeof j->status, "%s knows no cluster state yet", j->apis[i]);
+            json_decref(o);
+            continue;
+        }
         size_t k;
         json_t *m;
         json_array_foreach(members, k, m)
@@ -163,13 +180,23 @@ static void join_lookup(uv_work_t *w)
             if (name == NULL || strcmp(name, j->name) != 0) {
                 continue;
             }
+            uint64_t id = (uint64_t)json_integer_value(json_object_get(m, "id"));
             if (raft == NULL || strcmp(raft, j->raft) != 0) {
                 snprintf(j->status, sizeof j->status,
                          "member %s is registered with raft address %s but raft.listen is %s",
                          j->name, raft != NULL ? raft : "?", j->raft);
                 j->fatal = true;
+            } else if (json_is_true(json_object_get(m, "raft_state"))) {
+                snprintf(j->status, sizeof j->status,
+                         "this member (id=%llu) has lost its raft state: its log held "
+                         "replicated entries and its data directory has none; rejoining under "
+                         "the same id could lose committed entries. Remove it and add it again: "
+                         "raftpg ctl member remove %s; raftpg ctl member add %s --raft %s --api "
+                         "%s; then start it",
+                         (unsigned long long)id, j->name, j->name, j->raft, j->api);
+                j->fatal = true;
             } else {
-                j->id = (uint64_t)json_integer_value(json_object_get(m, "id"));
+                j->id = id;
             }
             json_decref(o);
             return;
@@ -180,9 +207,22 @@ static void join_lookup(uv_work_t *w)
         json_decref(o);
         return;
     }
+    j->bootstrap = j->initial && uninitialised;
 }
 
 static void join_try(uv_timer_t *t);
+
+/* A configured initial member's bootstrap id: its position in raft.members, from 1. */
+static uint64_t initial_id(const struct agent *a)
+{
+    const struct conf_member *self = conf_self(&a->conf);
+    for (unsigned i = 0; i < a->conf.raft.n_members; i++) {
+        if (&a->conf.raft.members[i] == self) {
+            return i + 1;
+        }
+    }
+    return 0;
+}
 
 static void join_done(uv_work_t *w, int status)
 {
@@ -201,7 +241,9 @@ static void join_done(uv_work_t *w, int status)
         agent_stop(a, 1);
         return;
     }
-    if (j->id == 0) {
+    bool bootstrap = j->bootstrap;
+    uint64_t id = bootstrap ? initial_id(a) : j->id;
+    if (id == 0) {
         if (changed) {
             log_info("waiting to be added to the cluster: %s", j->status);
         }
@@ -209,12 +251,19 @@ static void join_done(uv_work_t *w, int status)
         uv_timer_start(&a->join_timer, join_try, JOIN_RETRY_MS, 0);
         return;
     }
-    uint64_t id = j->id;
     free(j);
-    log_info("this member was added to the cluster with id=%llu", (unsigned long long)id);
+    if (bootstrap) {
+        log_info("no cluster state exists yet: bootstrapping as initial member id=%llu",
+                 (unsigned long long)id);
+    } else {
+        log_info("this member is in the cluster with id=%llu: joining without bootstrapping",
+                 (unsigned long long)id);
+    }
+    /* Identity first: a crash before Raft writes anything leaves a directory that the next
+     * start looks up again (libraft also refuses a second bootstrap of non-empty state). */
     int rv = cons_identity_write(a->conf.raft.data_dir, a->conf.scope, a->conf.name, id, errmsg);
     if (rv == 0) {
-        rv = start_raft(a, id, errmsg);
+        rv = start_raft(a, id, bootstrap, errmsg);
     }
     if (rv != 0) {
         log_error("%s", errmsg);
@@ -232,10 +281,14 @@ static void join_try(uv_timer_t *t)
     }
     j->a = a;
     j->work.data = j;
+    const struct conf_member *self = conf_self(&a->conf);
+    j->n_apis = 0;
     for (unsigned i = 0; i < a->conf.raft.n_members; i++) {
-        snprintf(j->apis[i], sizeof j->apis[i], "%s", a->conf.raft.members[i].api);
+        if (&a->conf.raft.members[i] != self) {
+            snprintf(j->apis[j->n_apis++], sizeof j->apis[0], "%s", a->conf.raft.members[i].api);
+        }
     }
-    j->n_apis = a->conf.raft.n_members;
+    j->initial = self != NULL;
     snprintf(j->name, sizeof j->name, "%s", a->conf.name);
     snprintf(j->raft, sizeof j->raft, "%s", a->conf.raft.listen);
     snprintf(j->api, sizeof j->api, "%s", a->conf.restapi.connect_address);
@@ -856,18 +909,9 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
     if (rv != 0 && rv != RPG_ENOTFOUND) {
         return rv;
     }
-    bool fresh = rv == RPG_ENOTFOUND;
-    const struct conf_member *self = conf_self(&a->conf);
-    if (fresh && self != NULL) {
-        id = 0;
-        for (unsigned i = 0; i < a->conf.raft.n_members; i++) {
-            if (&a->conf.raft.members[i] == self) {
-                id = i + 1;
-            }
-        }
-        /* Identity first: a crash before the bootstrap leaves a directory that the next start
-         * recognises and bootstraps (libraft refuses a second bootstrap of non-empty state). */
-        rv = cons_identity_write(a->conf.raft.data_dir, a->conf.scope, a->conf.name, id, errmsg);
+    bool has_state = false;
+    if (rv == 0) {
+        rv = cons_has_raft_state(a->conf.raft.data_dir, &has_state, errmsg);
         if (rv != 0) {
             return rv;
         }
@@ -892,14 +936,17 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
         return rv;
     }
 
-    if (fresh && self == NULL) {
+    if (!has_state) {
+        /* No Raft state: the other members say whether to bootstrap a new cluster, to join one
+         * (and under which id), or that this member lost its state. */
         snprintf(a->join_status, sizeof a->join_status, "looking up this member");
-        log_info("not an initial member and no raft state: joining an existing cluster");
+        log_info("no raft state: asking the other members whether the cluster exists (%s)",
+                 conf_self(&a->conf) != NULL ? "initial member" : "joining");
         uv_timer_start(&a->join_timer, join_try, 0, 0);
         notify_start(a);
         return 0;
     }
-    rv = start_raft(a, id, errmsg);
+    rv = start_raft(a, id, false, errmsg);
     if (rv == 0) {
         notify_start(a);
     }

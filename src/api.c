@@ -236,6 +236,12 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
                           cons_voting_name(a->cons_open ? cons_voting(&a->cons, id)
                                                         : CONS_VOTING_NONE),
                           "term", (json_int_t)term);
+    /* Whether its Raft log has held replicated entries: such a member that comes back empty has
+     * lost its log and vote (agent.c refuses to start it under this id). */
+    const struct fsm_member *fm =
+        a->cons_open && st->initialized && id != 0 ? fsm_state_member_by_id(st, id) : NULL;
+    json_object_set_new(m, "raft_state",
+                        json_boolean(fm != NULL && (fm->tags & FSM_TAG_RAFT_STATE) != 0));
     if (has_pg) {
         char pghost[FSM_ADDR_MAX];
         uint16_t port = 0;

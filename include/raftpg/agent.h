@@ -41,7 +41,7 @@ struct agent {
     uv_signal_t sig_term;
     uv_timer_t join_timer;
     int exit_code;
-    char join_status[RPG_ERRMSG_SIZE]; /* why the agent is still joining, for the API */
+    char join_status[2 * RPG_ERRMSG_SIZE]; /* why the agent is still joining, for the API */
 
     /* PostgreSQL under the HA decision function (only with a postgresql: section). */
     struct pg pg;

@@ -4,6 +4,7 @@
 #ifndef RAFTPG_CONS_UV_H
 #define RAFTPG_CONS_UV_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -24,13 +25,17 @@ int cons_identity_read(const char *dir, const char *scope, const char *name, uin
 int cons_identity_write(const char *dir, const char *scope, const char *name, uint64_t id,
                         char *errmsg);
 
-/* Starts Raft as server id. When the node is one of the configured initial members, bootstraps
- * the configured members as voters first unless the directory already holds Raft state (never
- * bootstraps twice). Returns 0 or a negative code; on error nothing is left open. Raft itself
- * starts one election timeout later; if that fails (a corrupt log, say), failed and error are set
- * and on_change fires. conf is borrowed until cons_close's callback. */
+/* Whether dir holds Raft state: any file besides the identity file (a crash between writing the
+ * identity and the bootstrap leaves only that). Absent or empty: false. */
+int cons_has_raft_state(const char *dir, bool *has, char *errmsg);
+
+/* Starts Raft as server id. With bootstrap (a configured initial member of a cluster that does
+ * not exist yet), bootstraps the configured members as voters first unless the directory already
+ * holds Raft state (never bootstraps twice). Returns 0 or a negative code; on error nothing is
+ * left open. Raft itself starts one election timeout later; if that fails (a corrupt log, say),
+ * failed and error are set and on_change fires. conf is borrowed until cons_close's callback. */
 int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_t id,
-               cons_change_cb on_change, void *data, char *errmsg);
+               bool bootstrap, cons_change_cb on_change, void *data, char *errmsg);
 
 /* Stops Raft and closes every handle; cb fires when done. Safe if cons_start never succeeded. */
 void cons_close(struct cons *c, void (*cb)(struct cons *c));

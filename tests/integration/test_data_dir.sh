@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A corrupt or foreign Raft data directory stops the agent with a clear message; it is never
-# silently re-bootstrapped or repaired. A clean directory restarts fine afterwards.
+# silently re-bootstrapped or repaired. A clean directory restarts fine afterwards. A lost one is
+# refused too, until the member is removed and added again under a new id.
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
@@ -55,5 +56,40 @@ restore
 for i in 1 2 3; do t_start "$i"; done
 t_wait 20 "the intact directory restarts and the cluster has a leader" have_leader 1
 t_check "restarted without bootstrapping again" test -z "$(grep -h 'bootstrapped raft' "$T_DIR/node1.log" || true)"
+
+# node1's Raft directory is lost while the cluster runs on. Its log held replicated entries (the
+# cluster records that), so it may not come back under its id: it could have been one of the
+# majority that committed an entry, and empty it would vote for a leader lacking it.
+holds_state() { [ "$(t_jq 2 '.members[] | select(.name == "node1") | .raft_state')" = true ]; }
+t_wait 20 "the cluster records that node1's log holds entries" holds_state
+t_kill 1 TERM
+rm -rf "$D"
+: >"$T_DIR/node1.log"
+t_start 1
+n=0
+while t_alive 1 && [ $n -lt 150 ]; do sleep 0.1; n=$((n + 1)); done
+if t_alive 1; then t_fail "node1 with a lost directory still running"; t_kill 1 KILL; rc=running
+else wait "${T_PIDS[1]}" && rc=0 || rc=$?; unset "T_PIDS[1]"; fi
+t_check "a member that lost its raft state is refused: exit code 1" t_eq "$rc" 1
+t_check "it says so and how to recover" grep -q "has lost its raft state.*ctl member remove node1" \
+  "$T_DIR/node1.log"
+t_check "it did not bootstrap" test -z "$(grep -h 'bootstrapped raft' "$T_DIR/node1.log" || true)"
+
+# The way back: remove it, start it (it waits to be added), add it again under a new id.
+"$T_BIN" ctl --api "$(t_api_addr 2)" --timeout 1000 member remove node1 && rc=0 || rc=$?
+t_check "ctl member remove node1 exits 0" t_eq "$rc" 0
+t_start 1
+waiting() { grep -q "not a member yet" "$T_DIR/node1.log"; }
+t_wait 15 "node1 waits to be added" waiting
+out=$("$T_BIN" ctl --api "$(t_api_addr 2)" --timeout 1000 member add node1 \
+      --raft "$(t_raft_addr 1)" --api "$(t_api_addr 1)" 2>&1) && rc=0 || rc=$?
+echo "$out"
+t_check "ctl member add node1 exits 0" t_eq "$rc" 0
+three_voters() { [ "$(t_jq 2 '[.members[] | select(.voting == "voter")] | length')" = 3 ]; }
+t_wait 20 "three voters again" three_voters
+t_check "node1 is back under a new id" t_eq "$(t_jq 2 '.members[] | select(.name == "node1") | .id')" 4
+t_check "node1 joined without bootstrapping" \
+  test -z "$(grep -h 'bootstrapped raft' "$T_DIR/node1.log" || true)"
+t_check "node1 follows the leader" t_eq "$(t_jq 1 '.raft.role')" follower
 for i in 1 2 3; do t_kill "$i" TERM; done
 t_done

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Three real agents on 127.0.0.1: one leader; kill -9 of the leader elects a new one that both
 # survivors report; the killed agent restarts from its data directory and rejoins as follower
-# with the same replicated state.
+# with the same replicated state. node3 starts late, once node1 and node2 have formed the
+# cluster: it joins without bootstrapping.
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
-for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
+for i in 1 2 3; do t_write_conf "$i" 3; done
+t_start 1; t_start 2
 
 leader_count() {
   local n=0
@@ -27,7 +29,14 @@ agreed_leader() {
   echo "$first"
 }
 
+t_wait 20 "one leader agreed by node1 and node2" agreed_leader 1 2
+t_start 3
 t_wait 20 "one leader agreed by all three" agreed_leader 1 2 3
+t_check "the late initial member joined without bootstrapping" \
+  grep -q "joining without bootstrapping" "$T_DIR/node3.log"
+t_check "node1 and node2 bootstrapped" \
+  bash -c "grep -q 'bootstrapped raft' \"\$1\" && grep -q 'bootstrapped raft' \"\$2\"" _ \
+  "$T_DIR/node1.log" "$T_DIR/node2.log"
 L=$(agreed_leader 1 2 3)
 t_log "leader is $L"
 t_check "exactly one leader among three agents" t_eq "$(leader_count 1 2 3)" 1

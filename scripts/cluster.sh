@@ -68,13 +68,15 @@ do_start() {
     "${RUNAS[@]}" "$DEMO/bin/raftpg" run -c "$DEMO/node$i.yaml" >>"$DEMO/node$i.log" 2>&1 </dev/null &
     echo $! >"$DEMO/node$i.pid"
   done
-  echo "waiting for a primary and two streaming standbys (up to 120 s)..."
+  echo "waiting for a primary and two streaming standbys in its synchronous set (up to 120 s)..."
   local healthy=0
   for _ in $(seq 1 1200); do
-    # jq -e on empty input succeeds, so the answer is checked for a non-empty "yes".
+    # jq -e on empty input succeeds, so the answer is checked for a non-empty "yes". With
+    # synchronous mode on, the standbys count once the primary waits for them (not degraded).
     if [ "$(ctl list --json 2>/dev/null | jq -r '
           ([.members[] | select(.role == "leader" and .pg_role == "primary" and .state == "running")] | length) == 1
           and ([.members[] | select(.state == "streaming")] | length) == 2
+          and ((.sync.mode // "off") == "off" or (.sync.degraded == false and (.sync.voters | length) == 2))
           | if . then "yes" else "no" end' 2>/dev/null)" = yes ]; then
       healthy=1
       break

@@ -582,13 +582,18 @@ static void submit_seen(struct cons *c)
     }
 }
 
+/* Frees a completed request; its cons when the agent that made it is still attached, else NULL. */
+static struct cons *req_end(struct cons_req *q)
+{
+    struct cons *c = req_current(q) ? q->c : NULL;
+    req_free(q);
+    return c;
+}
+
 static void change_done(struct raft_change *req, int status)
 {
-    struct cons_req *q = req->data;
-    struct cons *c = q->c;
-    bool current = req_current(q);
-    req_free(q);
-    if (!current) {
+    struct cons *c = req_end(req->data);
+    if (c == NULL) {
         return;
     }
     c->change_pending = false;
@@ -601,11 +606,8 @@ static void change_done(struct raft_change *req, int status)
 
 static void transfer_done(struct raft_transfer *req)
 {
-    struct cons_req *q = req->data;
-    struct cons *c = q->c;
-    bool current = req_current(q);
-    req_free(q);
-    if (!current) {
+    struct cons *c = req_end(req->data);
+    if (c == NULL) {
         return;
     }
     c->transfer_pending = false;

@@ -41,24 +41,28 @@ static int mkdir_p(const char *dir, char *errmsg)
     return 0;
 }
 
-/* True when dir has entries other than "." and ".." (raft_uv probe files are removed by it). */
-static int dir_has_entries(const char *dir, bool *has, char *errmsg)
+/* True when dir has entries other than "." and ".." (raft_uv probe files are removed by it),
+ * not counting the identity file (and its temporary) with skip_identity. Absent: false. */
+static int dir_has_entries(const char *dir, bool skip_identity, bool *has, char *errmsg)
 {
+    *has = false;
     DIR *d = opendir(dir);
     if (d == NULL) {
         if (errno == ENOENT) {
-            *has = false;
             return 0;
         }
         return rpg_err(errmsg, RPG_EIO, "open data directory %s: %s", dir, strerror(errno));
     }
-    *has = false;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            *has = true;
-            break;
+        const char *n = e->d_name;
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 ||
+            (skip_identity && (strcmp(n, CONS_IDENTITY_FILE) == 0 ||
+                               strcmp(n, CONS_IDENTITY_FILE ".tmp") == 0))) {
+            continue;
         }
+        *has = true;
+        break;
     }
     closedir(d);
     return 0;
@@ -75,7 +79,7 @@ int cons_identity_read(const char *dir, const char *scope, const char *name, uin
             return rpg_err(errmsg, RPG_ECORRUPT, "cannot read %s: %s", path, strerror(errno));
         }
         bool has = false;
-        int rv = dir_has_entries(dir, &has, errmsg);
+        int rv = dir_has_entries(dir, false, &has, errmsg);
         if (rv != 0) {
             return rv;
         }
@@ -282,26 +286,7 @@ static void raft_closed(struct raft *r);
 
 int cons_has_raft_state(const char *dir, bool *has, char *errmsg)
 {
-    *has = false;
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        if (errno == ENOENT) {
-            return 0;
-        }
-        return rpg_err(errmsg, RPG_EIO, "open data directory %s: %s", dir, strerror(errno));
-    }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        const char *n = e->d_name;
-        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, CONS_IDENTITY_FILE) == 0 ||
-            strcmp(n, CONS_IDENTITY_FILE ".tmp") == 0) {
-            continue;
-        }
-        *has = true;
-        break;
-    }
-    closedir(d);
-    return 0;
+    return dir_has_entries(dir, true, has, errmsg);
 }
 
 int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_t id,

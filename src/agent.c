@@ -508,6 +508,8 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
     return true;
 }
 
+static void guard_restart(struct agent *a);
+
 static void guard_restart_closed(struct guard *g)
 {
     struct agent *a = (struct agent *)((char *)g - offsetof(struct agent, guard));
@@ -517,11 +519,19 @@ static void guard_restart_closed(struct guard *g)
         maybe_exit(a);
         return;
     }
+    guard_restart(a);
+}
+
+/* Starts the replacement; on failure the fence tick tries again a second later. */
+static void guard_restart(struct agent *a)
+{
     char errmsg[RPG_ERRMSG_SIZE];
     if (guard_start(&a->guard, a->loop, a->conf.path, errmsg) != 0) {
-        log_error("guard not restarted: %s", errmsg);
+        log_error("guard not restarted (trying again): %s", errmsg);
+        a->guard_lost = true;
         return;
     }
+    a->guard_lost = false;
     a->guard_open = true;
     log_info("guard restarted");
 }
@@ -542,9 +552,16 @@ static void guard_replace(struct agent *a, rpg_msec now)
 static void fence_tick(struct agent *a)
 {
     bool unfenced = false;
-    if (fence_tick_inner(a, &unfenced) && a->guard_open && !a->guard_restarting &&
-        !guard_set(&a->guard, unfenced)) {
-        guard_replace(a, uv_now(a->loop));
+    if (!fence_tick_inner(a, &unfenced)) {
+        return;
+    }
+    rpg_msec now = uv_now(a->loop);
+    if (a->guard_open && !a->guard_restarting && !guard_set(&a->guard, unfenced)) {
+        guard_replace(a, now);
+    } else if (a->guard_lost && a->phase == AGENT_PHASE_RUNNING &&
+               now - a->guard_restarted_at >= GUARD_RESTART_MS) {
+        a->guard_restarted_at = now;
+        guard_restart(a);
     }
 }
 

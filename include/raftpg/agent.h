@@ -71,6 +71,7 @@ struct agent {
     struct guard guard;        /* fences the node if this process dies unfenced (guard.h) */
     bool guard_open;
     bool guard_restarting;     /* a guard that died is being closed, to start another */
+    bool guard_lost;           /* its replacement could not be started: tried again */
     rpg_msec guard_restarted_at;
     bool vip_startup_done;     /* the stale-VIP removal at start-up ran */
     bool vip_claiming;         /* a claim is under way */

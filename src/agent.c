@@ -96,6 +96,7 @@ static void on_peers_round(struct peers *p, void *data)
 
 static int start_raft(struct agent *a, uint64_t id, bool bootstrap, char *errmsg)
 {
+    a->raft_fresh = false; /* from here on the directory holds Raft state (or is refused) */
     int rv = cons_start(&a->cons, a->loop, &a->conf, id, bootstrap, on_raft_change, a, errmsg);
     if (rv != 0) {
         return rv;
@@ -130,12 +131,12 @@ struct join_work {
  * without Raft state has lost its log and its vote: it may not rejoin under that id, since it
  * could have been one of the majority that committed an entry and would now vote for a leader
  * lacking it. An initial member bootstraps only once another initial member has answered that
- * no cluster state exists yet. */
+ * it has no cluster history either and none has answered with the cluster state. */
 static void join_lookup(uv_work_t *w)
 {
     struct join_work *j = w->data;
     /* A cluster of one has nobody to ask, and nothing to lose that another member holds. */
-    bool uninitialised = j->n_apis == 0;
+    bool fresh_peer = j->n_apis == 0;
     snprintf(j->status, sizeof j->status, "no other initial member answered");
     for (unsigned i = 0; i < j->n_apis; i++) {
         int status = 0;
@@ -144,7 +145,7 @@ static void join_lookup(uv_work_t *w)
         char errmsg[RPG_ERRMSG_SIZE];
         if (http_request_sync(j->apis[i], "GET", "/cluster", NULL, NULL, 1000, &status, &body,
                               &len, errmsg) != 0) {
-            if (!uninitialised) {
+            if (!fresh_peer) {
                 snprintf(j->status, sizeof j->status, "%s", errmsg);
             }
             continue;
@@ -165,9 +166,17 @@ static void join_lookup(uv_work_t *w)
             json_decref(o);
             return;
         }
-        if (!json_is_true(json_object_get(json_object_get(o, "raft"), "state_known"))) {
-            uninitialised = true;
-            snprintf(j->status, sizeof j->status, "%s knows no cluster state yet", j->apis[i]);
+        json_t *raft_o = json_object_get(o, "raft");
+        if (!json_is_true(json_object_get(raft_o, "state_known"))) {
+            /* Only a member without cluster history (api.c "fresh") says the cluster does not
+             * exist yet: one restarting from its directory knows nothing until a leader is back. */
+            if (json_is_true(json_object_get(raft_o, "fresh"))) {
+                fresh_peer = true;
+                snprintf(j->status, sizeof j->status, "%s has no raft state either", j->apis[i]);
+            } else if (!fresh_peer) {
+                snprintf(j->status, sizeof j->status,
+                         "%s has raft state but knows no cluster state yet", j->apis[i]);
+            }
             json_decref(o);
             continue;
         }
@@ -207,7 +216,7 @@ static void join_lookup(uv_work_t *w)
         json_decref(o);
         return;
     }
-    j->bootstrap = j->initial && uninitialised;
+    j->bootstrap = j->initial && fresh_peer;
 }
 
 static void join_try(uv_timer_t *t);
@@ -933,6 +942,7 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
             return rv;
         }
     }
+    a->raft_fresh = !has_state; /* answered on the API, which starts next */
 
     rv = http_server_start(&a->api, loop, a->conf.restapi.listen, api_handle, a, errmsg);
     if (rv != 0) {

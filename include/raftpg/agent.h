@@ -42,6 +42,7 @@ struct agent {
     uv_timer_t join_timer;
     int exit_code;
     char join_status[2 * RPG_ERRMSG_SIZE]; /* why the agent is still joining, for the API */
+    bool raft_fresh; /* started without Raft state and has not started Raft yet */
 
     /* PostgreSQL under the HA decision function (only with a postgresql: section). */
     struct pg pg;

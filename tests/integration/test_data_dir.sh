@@ -62,10 +62,20 @@ t_check "restarted without bootstrapping again" test -z "$(grep -h 'bootstrapped
 # majority that committed an entry, and empty it would vote for a leader lacking it.
 holds_state() { [ "$(t_jq 2 '.members[] | select(.name == "node1") | .raft_state')" = true ]; }
 t_wait 20 "the cluster records that node1's log holds entries" holds_state
-t_kill 1 TERM
+for i in 1 2 3; do t_kill "$i" TERM; done
 rm -rf "$D"
 : >"$T_DIR/node1.log"
+# Only node3 runs, restarted from its directory: it knows no cluster state until a leader
+# exists, and that is not "no cluster yet". node1 must wait, not bootstrap.
+t_start 3
 t_start 1
+sleep 3
+t_check "without the cluster state node1 waits instead of bootstrapping" t_alive 1
+t_check "it bootstrapped nothing" \
+  test -z "$(grep -hE 'bootstrapped raft|bootstrapping' "$T_DIR/node1.log" || true)"
+t_check "it says why it waits" grep -q "has raft state but knows no cluster state yet" \
+  "$T_DIR/node1.log"
+t_start 2
 n=0
 while t_alive 1 && [ $n -lt 150 ]; do sleep 0.1; n=$((n + 1)); done
 if t_alive 1; then t_fail "node1 with a lost directory still running"; t_kill 1 KILL; rc=running

@@ -860,12 +860,17 @@ int pg_postmaster_pid(const struct pg *p)
 
 bool pg_may_accept_writes(const struct pg *p)
 {
-    char path[PATH_MAX + 32];
-    path_in(p, "standby.signal", path, sizeof path);
-    return fence_pg_writable(pg_postmaster_pid(p) != 0,
-                             p->op == PG_OP_PROMOTE || p->promote_pending,
-                             p->obs.state == HA_PG_RUNNING && !p->obs.in_recovery,
-                             file_exists(path));
+    bool postmaster = pg_postmaster_pid(p) != 0;
+    bool promoting = p->op == PG_OP_PROMOTE || p->promote_pending;
+    bool primary = p->obs.state == HA_PG_RUNNING && !p->obs.in_recovery;
+    /* The file is looked at only when it decides (every fence tick runs this). */
+    bool signal = true;
+    if (postmaster && !promoting && !primary) {
+        char path[PATH_MAX + 32];
+        path_in(p, "standby.signal", path, sizeof path);
+        signal = file_exists(path);
+    }
+    return fence_pg_writable(postmaster, promoting, primary, signal);
 }
 
 static void set_not_running(struct pg *p, enum ha_pg_state state)

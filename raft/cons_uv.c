@@ -14,6 +14,7 @@
 #include "raftpg/cons_uv.h"
 #include "raftpg/fence.h"
 #include "raftpg/log.h"
+#include "raftpg/transport.h"
 
 #define IDENTITY_MAGIC "raftpg-identity 1"
 #define RECONCILE_INTERVAL_MS 100
@@ -197,6 +198,7 @@ struct cons_uv {
     uv_loop_t *loop;          /* borrowed */
     const struct conf *conf;  /* borrowed */
     struct raft_uv_transport transport;
+    bool authenticated;       /* transport.h's transport, else libraft's plain TCP one */
     struct raft_io io;
     struct raft raft;
     bool raft_open;           /* raft_init succeeded and raft_close has not finished */
@@ -284,6 +286,58 @@ static void params_of(const struct conf *conf, struct cons_params *p)
 
 static void raft_closed(struct raft *r);
 
+/* The Raft transport: authenticated and encrypted when raft.secret_file is set, libraft's plain
+ * TCP transport otherwise (with a warning: anyone who reaches the port is a peer, and libraft
+ * 0.15 crashes on some malformed messages, README "Security"). */
+static int transport_start(struct cons_uv *u, char *errmsg)
+{
+    struct transport_secrets secrets;
+    memset(&secrets, 0, sizeof secrets);
+    int rv = conf_secret_read(u->conf, false, secrets.primary, errmsg);
+    if (rv == RPG_ENOTFOUND) {
+        log_warning("raft transport: UNAUTHENTICATED and UNENCRYPTED: raft.secret_file is not "
+                    "set, so anyone who reaches %s can take part in the Raft group or crash this "
+                    "agent; create a secret with 'raftpg gen-secret FILE' and set "
+                    "raft.secret_file on every member",
+                    u->conf->raft.listen);
+        rv = raft_uv_tcp_init(&u->transport, u->loop);
+        if (rv != 0) {
+            return rpg_err(errmsg, RPG_ERAFT, "raft transport: %s", raft_strerror(rv));
+        }
+        u->authenticated = false;
+        return 0;
+    }
+    if (rv == 0) {
+        rv = conf_secret_read(u->conf, true, secrets.previous, errmsg);
+        secrets.has_previous = rv == 0;
+        if (rv == RPG_ENOTFOUND) {
+            rv = 0;
+        }
+    }
+    if (rv == 0) {
+        rv = transport_init(&u->transport, u->loop, u->conf->scope, &secrets, errmsg);
+    }
+    bool previous = secrets.has_previous;
+    sodium_memzero(&secrets, sizeof secrets);
+    if (rv != 0) {
+        return rv;
+    }
+    u->authenticated = true;
+    log_info("raft transport: authenticated and encrypted (secret_file=%s%s%s)",
+             u->conf->raft.secret_file, previous ? " secret_file_previous=" : "",
+             previous ? u->conf->raft.secret_file_previous : "");
+    return 0;
+}
+
+static void transport_release(struct cons_uv *u)
+{
+    if (u->authenticated) {
+        transport_close(&u->transport);
+    } else {
+        raft_uv_tcp_close(&u->transport);
+    }
+}
+
 int cons_has_raft_state(const char *dir, bool *has, char *errmsg)
 {
     return dir_has_entries(dir, true, has, errmsg);
@@ -305,10 +359,10 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     u->c = c;
     u->loop = loop;
     u->conf = conf;
-    rv = raft_uv_tcp_init(&u->transport, loop);
+    rv = transport_start(u, errmsg);
     if (rv != 0) {
         free(u);
-        return rpg_err(errmsg, RPG_ERAFT, "raft transport: %s", raft_strerror(rv));
+        return rv;
     }
     rv = raft_uv_init(&u->io, loop, dir, &u->transport);
     if (rv != 0) {
@@ -317,7 +371,7 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
                     ? " (the file system must support direct/async I/O; check "
                       "/proc/sys/fs/aio-max-nr)"
                     : "");
-        raft_uv_tcp_close(&u->transport);
+        transport_release(u);
         free(u);
         return RPG_ERAFT;
     }
@@ -328,7 +382,7 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     if (rv != 0) {
         rpg_err(errmsg, RPG_ERAFT, "raft init: %s", raft_errmsg(&u->raft));
         raft_uv_close(&u->io);
-        raft_uv_tcp_close(&u->transport);
+        transport_release(u);
         free(u);
         return RPG_ERAFT;
     }
@@ -425,7 +479,7 @@ static void raft_closed(struct raft *r)
     struct cons *c = r->data;
     struct cons_uv *u = c->uv;
     raft_uv_close(&u->io);
-    raft_uv_tcp_close(&u->transport);
+    transport_release(u);
     u->raft_open = false;
     /* raft_close completed every pending request first, so nothing is left to drop. */
     cons_detach(c);

@@ -5,7 +5,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   libuv1-dev libraft-dev libpq-dev libyaml-dev libjansson-dev libcmocka-dev
-  libhttp-parser-dev libsystemd-dev
+  libhttp-parser-dev libsystemd-dev libsodium-dev
   postgresql-15 postgresql-client-15
   iproute2 arping jq procps util-linux
   nftables iputils-ping python3

@@ -10,8 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
+
+#include <sodium.h>
 
 /* A configuration file is a few kilobytes; the cap keeps a wrong path (a disk image, a log) from
  * being read into memory. */
@@ -86,6 +89,8 @@ static const struct conf_key raft_keys[] = {
     {"heartbeat_timeout", KEY_UINT, FIELD(raft.heartbeat_timeout_ms), .min = 10, .max = 10000,
      .def = "100"},
     {"pre_vote", KEY_BOOL, FIELD(raft.pre_vote), .def = "true"},
+    {"secret_file", KEY_PATH, FIELD(raft.secret_file)},
+    {"secret_file_previous", KEY_PATH, FIELD(raft.secret_file_previous)},
     {"members", KEY_MEMBERS, .off = offsetof(struct conf, raft.members),
      .size = sizeof(struct conf_member), .count_off = offsetof(struct conf, raft.n_members),
      .min = 1, .max = CONF_MEMBERS_MAX, .required = true, .sub = member_keys},
@@ -1030,6 +1035,21 @@ static int finish(struct parser *p)
                        "must be shorter than vip.lifetime (announce_interval=%u ms lifetime=%u s)",
                        c->vip.announce_interval_ms, c->vip.lifetime_s);
 
+    struct mark m;
+    if (where_find(p, "raft.secret_file", &m))
+        c->raft.secret_file_pos = (struct conf_pos){(unsigned)m.line, (unsigned)m.col};
+    if (where_find(p, "raft.secret_file_previous", &m)) {
+        c->raft.secret_file_previous_pos = (struct conf_pos){(unsigned)m.line, (unsigned)m.col};
+        /* Peers are always asked to prove the primary secret first: a previous one alone would
+         * leave nothing to rotate to. */
+        if (c->raft.secret_file[0] == '\0')
+            return fail_at(p, m, "raft.secret_file_previous", "requires raft.secret_file");
+        if (strcmp(c->raft.secret_file, c->raft.secret_file_previous) == 0)
+            return fail_at(p, m, "raft.secret_file_previous",
+                           "must name another file than raft.secret_file (file=%s)",
+                           c->raft.secret_file);
+    }
+
     if (self != NULL) {
         /* libraft binds to the address it gives the other members, so the two cannot differ. */
         if (c->raft.listen[0] == '\0')
@@ -1274,4 +1294,129 @@ const char *conf_watchdog_mode_name(enum conf_watchdog_mode mode)
     if ((unsigned)mode < sizeof watchdog_mode_names / sizeof watchdog_mode_names[0] - 1)
         return watchdog_mode_names[mode];
     return "unknown";
+}
+
+/* ---- cluster secrets ------------------------------------------------------------------------ */
+
+#define SECRET_FILE_MAX 1024 /* 64 hex digits and some white space; anything longer is wrong */
+
+static int hex_value(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Why the secret file text cannot be a key, or NULL after writing the key. */
+static const char *secret_parse(const char *text, size_t len, uint8_t key[CONF_SECRET_SIZE])
+{
+    size_t i = 0, n = 0;
+
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+        i++;
+    for (; i + 1 < len && n < CONF_SECRET_SIZE; i += 2, n++) {
+        int hi = hex_value((unsigned char)text[i]), lo = hex_value((unsigned char)text[i + 1]);
+        if (hi < 0 || lo < 0)
+            break;
+        key[n] = (uint8_t)(hi * 16 + lo);
+    }
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+        i++;
+    if (n != CONF_SECRET_SIZE || i != len) {
+        sodium_memzero(key, CONF_SECRET_SIZE);
+        return "expected exactly 64 hex digits (raftpg gen-secret FILE writes one)";
+    }
+    return NULL;
+}
+
+int conf_secret_read(const struct conf *c, bool previous, uint8_t key[CONF_SECRET_SIZE],
+                     char *errmsg)
+{
+    const char *path = previous ? c->raft.secret_file_previous : c->raft.secret_file;
+    struct conf_pos pos = previous ? c->raft.secret_file_previous_pos : c->raft.secret_file_pos;
+    const char *name = previous ? "raft.secret_file_previous" : "raft.secret_file";
+    char text[SECRET_FILE_MAX];
+    const char *why = NULL;
+    struct stat st;
+    ssize_t got;
+    int rv = RPG_ECONFIG;
+
+    if (path[0] == '\0')
+        return RPG_ENOTFOUND;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: cannot read %s: %s", c->path, pos.line,
+                       pos.col, name, path, strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: cannot stat %s: %s", c->path, pos.line,
+                pos.col, name, path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: %s is not a regular file", c->path, pos.line,
+                pos.col, name, path);
+        goto out;
+    }
+    if (st.st_uid != geteuid()) {
+        rpg_err(errmsg, RPG_ECONFIG,
+                "%s:%u:%u: %s: %s must be owned by the agent's user (owner uid=%u, agent uid=%u)",
+                c->path, pos.line, pos.col, name, path, (unsigned)st.st_uid, (unsigned)geteuid());
+        goto out;
+    }
+    if ((st.st_mode & 077) != 0) {
+        rpg_err(errmsg, RPG_ECONFIG,
+                "%s:%u:%u: %s: %s is accessible to its group or to others (mode %04o); "
+                "chmod 600 it",
+                c->path, pos.line, pos.col, name, path, (unsigned)(st.st_mode & 07777));
+        goto out;
+    }
+    got = read(fd, text, sizeof text);
+    if (got < 0) {
+        rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: cannot read %s: %s", c->path, pos.line,
+                pos.col, name, path, strerror(errno));
+        goto out;
+    }
+    why = (size_t)got == sizeof text ? "expected exactly 64 hex digits, the file is too long"
+                                     : secret_parse(text, (size_t)got, key);
+    if (why != NULL) {
+        rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: %s: %s", c->path, pos.line, pos.col, name,
+                path, why);
+        goto out;
+    }
+    rv = 0;
+out:
+    sodium_memzero(text, sizeof text);
+    close(fd);
+    return rv;
+}
+
+int conf_secret_generate(const char *path, char *errmsg)
+{
+    uint8_t key[CONF_SECRET_SIZE];
+    char hex[2 * CONF_SECRET_SIZE + 2];
+    int rv = 0;
+
+    if (sodium_init() < 0)
+        return rpg_err(errmsg, RPG_EIO, "cannot initialise libsodium");
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return rpg_err(errmsg, errno == EEXIST ? RPG_EEXIST : RPG_EIO, "create %s: %s%s", path,
+                       strerror(errno), errno == EEXIST ? " (refusing to overwrite a secret)" : "");
+    randombytes_buf(key, sizeof key);
+    sodium_bin2hex(hex, sizeof hex, key, sizeof key);
+    size_t n = strlen(hex);
+    hex[n++] = '\n';
+    /* The umask may have narrowed the mode further, never widened it; fchmod makes it exact. */
+    if (fchmod(fd, 0600) != 0 || write(fd, hex, n) != (ssize_t)n || fsync(fd) != 0) {
+        rv = rpg_err(errmsg, RPG_EIO, "write %s: %s", path, strerror(errno));
+        unlink(path);
+    }
+    close(fd);
+    sodium_memzero(key, sizeof key);
+    sodium_memzero(hex, sizeof hex);
+    return rv;
 }

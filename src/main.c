@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
 #include <uv.h>
 
 #include "raftpg/agent.h"
@@ -23,6 +24,7 @@ static const char *usage =
     "  check-config FILE      validate a configuration file and print the derived settings\n"
     "  ctl [OPTIONS] CMD ...  query and change the cluster through its API (ctl --help)\n"
     "  guard -c FILE          started by the agent: fences the node if the agent dies\n"
+    "  gen-secret FILE        write a new cluster secret (raft.secret_file) to FILE, mode 0600\n"
     "  version                print the version\n";
 
 static int cmd_check_config(int argc, char **argv)
@@ -57,6 +59,24 @@ static int cmd_check_config(int argc, char **argv)
         printf("  member %s id=%u raft=%s api=%s\n", c.raft.members[i].name, i + 1,
                c.raft.members[i].raft, c.raft.members[i].api);
     }
+    uint8_t key[CONF_SECRET_SIZE];
+    int rv = conf_secret_read(&c, false, key, errmsg);
+    if (rv == 0) {
+        rv = conf_secret_read(&c, true, key, errmsg);
+    }
+    sodium_memzero(key, sizeof key);
+    if (rv != 0 && rv != RPG_ENOTFOUND) {
+        fprintf(stderr, "%s\n", errmsg);
+        conf_free(&c);
+        return 1;
+    }
+    if (c.raft.secret_file[0] != '\0') {
+        printf("raft transport: authenticated and encrypted, secret_file=%s%s%s\n",
+               c.raft.secret_file, c.raft.secret_file_previous[0] != '\0' ? " previous=" : "",
+               c.raft.secret_file_previous);
+    } else {
+        printf("raft transport: UNAUTHENTICATED (raft.secret_file is not set)\n");
+    }
     printf("restapi: listen=%s connect_address=%s\n", c.restapi.listen,
            c.restapi.connect_address);
     if (c.has_postgresql) {
@@ -87,6 +107,25 @@ static int cmd_check_config(int argc, char **argv)
            conf_watchdog_mode_name(c.watchdog.mode), c.watchdog.device,
            c.watchdog.safety_margin_ms);
     conf_free(&c);
+    return 0;
+}
+
+static int cmd_gen_secret(int argc, char **argv)
+{
+    if (argc != 2 || argv[1][0] == '-') {
+        bool help = argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0);
+        fprintf(help ? stdout : stderr,
+                "usage: raftpg gen-secret FILE\n"
+                "Writes a new random cluster secret (32 bytes as 64 hex digits) to FILE with mode\n"
+                "0600; refuses to overwrite an existing file. Give the same file to every member\n"
+                "(raft.secret_file), owned by the user the agent runs as.\n");
+        return help ? 0 : 2;
+    }
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (conf_secret_generate(argv[1], errmsg) != 0) {
+        fprintf(stderr, "raftpg gen-secret: %s\n", errmsg);
+        return 1;
+    }
     return 0;
 }
 
@@ -167,6 +206,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "check-config") == 0) {
         return cmd_check_config(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "gen-secret") == 0) {
+        return cmd_gen_secret(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "guard") == 0) {
         return guard_main(argc - 1, argv + 1);

@@ -13,6 +13,13 @@
 #define CONF_MEMBERS_MAX 9 /* initial Raft members */
 #define CONF_CIDR_MAX 19   /* "255.255.255.255/32" plus NUL */
 #define CONF_IFNAME_MAX 16 /* IFNAMSIZ: 15 characters plus NUL */
+#define CONF_SECRET_SIZE 32 /* bytes of a cluster secret; its file holds them as 64 hex digits */
+
+/* Where a value was written in the file (line and column from 1; 0 when not given), for checks
+ * made after loading, such as the mode of a secret file, which only the agent's user can read. */
+struct conf_pos {
+    unsigned line, col;
+};
 
 /* A member of the initial Raft configuration. Addresses are IPv4 dotted quad ":" port, never
  * 0.0.0.0. Names, raft addresses and api addresses are each unique among the members. */
@@ -79,6 +86,13 @@ struct conf {
         unsigned election_timeout_ms;  /* default 500, range 50..60000 */
         unsigned heartbeat_timeout_ms; /* default 100, range 10..10000, must be < election/2 */
         bool pre_vote;                 /* default true */
+        /* The cluster secret that authenticates and encrypts Raft traffic (transport.h); empty:
+         * the unauthenticated libraft TCP transport, with a warning. */
+        char secret_file[PATH_MAX];
+        struct conf_pos secret_file_pos;
+        /* A second secret accepted from peers during a rotation; requires secret_file. */
+        char secret_file_previous[PATH_MAX];
+        struct conf_pos secret_file_previous_pos;
         struct conf_member members[CONF_MEMBERS_MAX];
         unsigned n_members; /* 1..CONF_MEMBERS_MAX, required */
     } raft;
@@ -161,6 +175,18 @@ int conf_parse_addr(const char *addr, char host[16], uint16_t *port);
  * 0..255 and the prefix 1..32, in decimal without leading zeros. Only the syntax is checked: the
  * vip.address key adds the unicast and host-part checks. host and prefix may be NULL. */
 int conf_parse_cidr(const char *cidr, char host[16], unsigned *prefix);
+
+/* Reads the cluster secret named by raft.secret_file (with previous, raft.secret_file_previous)
+ * into key. Returns 0; RPG_ENOTFOUND when that key is not set; RPG_ECONFIG with
+ * "FILE:LINE:COL: raft.secret_file: ..." when the file cannot be read, is not a regular file, is
+ * not owned by the effective user, is accessible to its group or to others, or does not hold
+ * exactly 64 hex digits (white space around them allowed). The key is never put in a message. */
+int conf_secret_read(const struct conf *c, bool previous, uint8_t key[CONF_SECRET_SIZE],
+                     char *errmsg);
+
+/* Writes a new random secret (64 hex digits and a newline) to path, created with mode 0600 and
+ * synced; refuses an existing path (RPG_EEXIST). Returns 0 or a negative code with errmsg. */
+int conf_secret_generate(const char *path, char *errmsg);
 
 /* "debug", "info", "warning", "error"; "unknown" for other values. */
 const char *conf_log_level_name(enum conf_log_level level);

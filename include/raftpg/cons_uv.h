@@ -1,6 +1,7 @@
-/* The agent's Raft server: raft_uv storage and TCP transport, node identity, bootstrap, and the
- * loop handles that run the consensus logic of cons.h (observation after every loop iteration,
- * reconciliation, lease renewal, and Raft's delayed start). */
+/* The agent's Raft server: raft_uv storage and the transport (transport.h when raft.secret_file
+ * is set, libraft's plain TCP otherwise), node identity, bootstrap, and the loop handles that run
+ * the consensus logic of cons.h (observation after every loop iteration, reconciliation, lease
+ * renewal, and Raft's delayed start). */
 #ifndef RAFTPG_CONS_UV_H
 #define RAFTPG_CONS_UV_H
 

@@ -66,9 +66,17 @@ T_PG_BIN=${T_PG_BIN:-/usr/lib/postgresql/15/bin}
 declare -A T_NOFAILOVER=()
 t_api_addr() { echo "127.0.0.1:$((T_BASE + 20 + $1))"; }
 
+# The cluster secret every node's Raft transport uses (raft.secret_file), created once, owned by
+# the agents' user with mode 0600. T_NO_SECRET=1 leaves it out (the plain libraft transport);
+# T_SECRET_FILE[I] and T_SECRET_PREVIOUS[I] override node I's files.
+T_SECRET="$T_DIR/raft.secret"
+declare -A T_SECRET_FILE=() T_SECRET_PREVIOUS=()
+t_gen_secret() { "${T_RUNAS[@]}" "$T_BIN" gen-secret "$1"; }
+
 # t_write_conf I N_INITIAL: writes node I's file; members 1..N_INITIAL are the initial members.
 t_write_conf() {
   local i=$1 n=$2 f="$T_DIR/node$1.yaml"
+  if [ -z "${T_NO_SECRET:-}" ] && [ ! -e "$T_SECRET" ]; then t_gen_secret "$T_SECRET"; fi
   {
     echo "scope: itest"
     echo "name: node$i"
@@ -77,6 +85,10 @@ t_write_conf() {
     echo "  data_dir: $T_DIR/node$i/raft"
     echo "  election_timeout: ${T_ELECTION_TIMEOUT:-500}"
     echo "  heartbeat_timeout: ${T_HEARTBEAT_TIMEOUT:-100}"
+    if [ -z "${T_NO_SECRET:-}" ]; then
+      echo "  secret_file: ${T_SECRET_FILE[$i]:-$T_SECRET}"
+      [ -z "${T_SECRET_PREVIOUS[$i]:-}" ] || echo "  secret_file_previous: ${T_SECRET_PREVIOUS[$i]}"
+    fi
     echo "  members:"
     for j in $(seq 1 "$n"); do
       echo "    - {name: node$j, raft: \"$(t_raft_addr "$j")\", api: \"$(t_api_addr "$j")\"}"

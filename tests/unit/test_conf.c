@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "raftpg/conf.h"
@@ -115,6 +116,119 @@ static void write_temp(const char *text, size_t len, char path[64])
 }
 
 /* ---- valid files ------------------------------------------------------------------------- */
+
+/* Writes text to a new temporary file with mode; the path goes into path (64 bytes). */
+static void secret_file(char *path, const char *text, mode_t mode)
+{
+    snprintf(path, 64, "/tmp/raftpg-test-secret.XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+#define SECRET_HEX "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
+
+static void test_secret_file_is_read_when_private(void **state)
+{
+    (void)state;
+    char path[64], text[512];
+    uint8_t key[CONF_SECRET_SIZE];
+    secret_file(path, "\n" SECRET_HEX "\n", 0600);
+    snprintf(text, sizeof text, HEAD "  secret_file: %s\n" MEMBERS, path);
+    assert_int_equal(load(text), 0);
+    assert_string_equal(c.raft.secret_file, path);
+    assert_int_equal(c.raft.secret_file_pos.line, 5);
+    assert_int_equal(c.raft.secret_file_pos.col, 16);
+    assert_int_equal(conf_secret_read(&c, false, key, errmsg), 0);
+    assert_int_equal(key[0], 0x00);
+    assert_int_equal(key[1], 0x11);
+    assert_int_equal(key[31], 0xff);
+    assert_int_equal(conf_secret_read(&c, true, key, errmsg), RPG_ENOTFOUND);
+    unlink(path);
+}
+
+static void test_secret_file_readable_by_others_is_refused(void **state)
+{
+    (void)state;
+    char path[64], text[512], expected[512];
+    uint8_t key[CONF_SECRET_SIZE];
+    secret_file(path, SECRET_HEX, 0640);
+    snprintf(text, sizeof text, HEAD "  secret_file: %s\n" MEMBERS, path);
+    assert_int_equal(load(text), 0);
+    assert_int_equal(conf_secret_read(&c, false, key, errmsg), RPG_ECONFIG);
+    snprintf(expected, sizeof expected,
+             "t.yaml:5:16: raft.secret_file: %s is accessible to its group or to others (mode "
+             "0640); chmod 600 it",
+             path);
+    assert_string_equal(errmsg, expected);
+    unlink(path);
+}
+
+static void test_secret_file_must_hold_64_hex_digits(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"", "abc", SECRET_HEX "0", SECRET_HEX "00",
+                                      "x" SECRET_HEX, SECRET_HEX " x"};
+    char path[64], text[512], expected[512];
+    uint8_t key[CONF_SECRET_SIZE];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        secret_file(path, bad[i], 0600);
+        snprintf(text, sizeof text, HEAD "  secret_file: %s\n" MEMBERS, path);
+        assert_int_equal(load(text), 0);
+        assert_int_equal(conf_secret_read(&c, false, key, errmsg), RPG_ECONFIG);
+        snprintf(expected, sizeof expected,
+                 "t.yaml:5:16: raft.secret_file: %s: expected exactly 64 hex digits (raftpg "
+                 "gen-secret FILE writes one)",
+                 path);
+        assert_string_equal(errmsg, expected);
+        conf_free(&c);
+        unlink(path);
+    }
+}
+
+static void test_missing_secret_file_is_an_error_at_its_key(void **state)
+{
+    (void)state;
+    uint8_t key[CONF_SECRET_SIZE];
+    assert_int_equal(load(HEAD "  secret_file: /nonexistent/secret\n"
+                               "  secret_file_previous: /nonexistent/old\n" MEMBERS),
+                     0);
+    assert_int_equal(conf_secret_read(&c, true, key, errmsg), RPG_ECONFIG);
+    assert_string_equal(errmsg, "t.yaml:6:25: raft.secret_file_previous: cannot read "
+                                "/nonexistent/old: No such file or directory");
+}
+
+static void test_previous_secret_needs_a_primary_one(void **state)
+{
+    (void)state;
+    assert_conf_error(HEAD "  secret_file_previous: /etc/raftpg/old\n" MEMBERS,
+                      "t.yaml:5:25: raft.secret_file_previous: requires raft.secret_file");
+    assert_conf_error(HEAD "  secret_file: /etc/raftpg/s\n  secret_file_previous: /etc/raftpg/s\n"
+                           MEMBERS,
+                      "t.yaml:6:25: raft.secret_file_previous: must name another file than "
+                      "raft.secret_file (file=/etc/raftpg/s)");
+}
+
+static void test_generated_secret_is_private_and_never_overwritten(void **state)
+{
+    (void)state;
+    char path[64], text[512];
+    uint8_t key[CONF_SECRET_SIZE];
+    struct stat st;
+    snprintf(path, sizeof path, "/tmp/raftpg-test-gen.%d", (int)getpid());
+    unlink(path);
+    assert_int_equal(conf_secret_generate(path, errmsg), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(st.st_size, 65);
+    assert_int_equal(conf_secret_generate(path, errmsg), RPG_EEXIST);
+    snprintf(text, sizeof text, HEAD "  secret_file: %s\n" MEMBERS, path);
+    assert_int_equal(load(text), 0);
+    assert_int_equal(conf_secret_read(&c, false, key, errmsg), 0);
+    unlink(path);
+}
 
 static void test_full_file_sets_every_value(void **state)
 {
@@ -1636,6 +1750,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_full_file_sets_every_value, teardown),
         cmocka_unit_test_teardown(test_minimal_file_gets_defaults, teardown),
+        cmocka_unit_test_teardown(test_secret_file_is_read_when_private, teardown),
+        cmocka_unit_test_teardown(test_secret_file_readable_by_others_is_refused, teardown),
+        cmocka_unit_test_teardown(test_secret_file_must_hold_64_hex_digits, teardown),
+        cmocka_unit_test_teardown(test_missing_secret_file_is_an_error_at_its_key, teardown),
+        cmocka_unit_test_teardown(test_previous_secret_needs_a_primary_one, teardown),
+        cmocka_unit_test_teardown(test_generated_secret_is_private_and_never_overwritten,
+                                  teardown),
         cmocka_unit_test_teardown(test_postgresql_section_gets_defaults, teardown),
         cmocka_unit_test_teardown(test_member_restapi_listen_keeps_api_as_connect_address,
                                   teardown),

@@ -863,6 +863,8 @@ static int start_pg(struct agent *a, char *errmsg)
     a->io.data = a;
     core_init(&a->core, &a->io, a->conf.name, a->conf.tags.nofailover,
               a->conf.tags.failover_priority);
+    snprintf(a->core.pg_address, sizeof a->core.pg_address, "%s",
+             a->conf.postgresql.connect_address);
     int rv = pg_init(&a->pg, a->loop, &a->conf, a->conf.name, errmsg);
     if (rv != 0) {
         return rv;

@@ -88,6 +88,7 @@ static json_t *pg_json(const struct agent *a)
                      detail, "action", ha_action_name(a->core.last.action), "why", a->core.last.why);
     if (o_json != NULL) {
         json_object_set_new(o_json, "synchronous_standby_names", json_string(a->pg.sync_seen));
+        json_object_set_new(o_json, "receiver", json_string(o->receiver));
     }
     return o_json;
 }

@@ -54,6 +54,7 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
             continue;
         }
         h->pg_address_known = p->pg_address[0] != '\0';
+        snprintf(h->pg_address, sizeof h->pg_address, "%s", p->pg_address);
         /* A leader trusts only reports asked for after it became leader. */
         h->polled = c->leader_since == 0 || p->last_polled >= c->leader_since;
         h->reachable = p->reachable && p->has_pg && v->now - p->last_seen <= CORE_PEER_FRESH_MS;
@@ -67,6 +68,7 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         h->checkpoint_timeline = p->pg_checkpoint_timeline;
         h->streaming = p->pg_streaming;
         snprintf(h->upstream, sizeof h->upstream, "%s", p->pg_upstream);
+        snprintf(h->receiver, sizeof h->receiver, "%s", p->pg_receiver);
         h->wal_position = p->pg_wal_position;
         h->start_failures = p->pg_start_failures;
         h->nofailover = p->nofailover;
@@ -244,6 +246,7 @@ bool core_tick(struct core *c, const struct core_view *v)
     memset(&in, 0, sizeof in);
     in.state = v->state;
     in.self = c->self;
+    in.pg_address = c->pg_address;
     in.leader = v->leader;
     in.state_current = v->leader || v->state_current;
     in.term = v->term;
@@ -306,7 +309,6 @@ bool core_tick(struct core *c, const struct core_view *v)
 
 void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
 {
-    char stop_err[RPG_ERRMSG_SIZE];
     if (!c->busy) {
         return;
     }
@@ -341,21 +343,6 @@ void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
         c->backoff = c->running;
         return;
     }
-    if (rc == RPG_EBUSY && c->running == HA_ACT_PROMOTE && c->step == 0 &&
-        c->io->pg_set_sync != NULL) {
-        /* The standby's configuration was written by an earlier run of the agent, which left
-         * no upstream address to write it again with, so synchronous_standby_names cannot be
-         * set while it runs. Promoting without it could acknowledge commits the record does not
-         * cover; asking again fails the same way forever. Stopped, it starts as a standby with
-         * a configuration of this run and is promoted then. */
-        log_info("promote: stopping the standby first: %s", msg != NULL ? msg : "");
-        c->step = 2;
-        rc = c->io->pg_stop(c->io->data, CORE_DEMOTE_BOUND_MS, stop_err);
-        if (rc == 0) {
-            return;
-        }
-        msg = stop_err;
-    }
     const char *what = ha_action_name(c->running);
     if (rc == 0 && c->running == HA_ACT_RECORD_BOOTSTRAP && c->step == 0) {
         /* The system identifier is in; now "primary = me" in the same term. */
@@ -381,9 +368,6 @@ void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
         log_error("%s", c->error);
         c->retry_after = now + CORE_RETRY_MS;
         c->backoff = c->running;
-    } else if (c->running == HA_ACT_PROMOTE && c->step == 2) {
-        c->error[0] = '\0';
-        log_info("%s: standby stopped, to start again before its promotion", what);
     } else {
         c->error[0] = '\0';
         log_info("%s done", what);

@@ -87,7 +87,9 @@ int guard_start(struct guard *g, uv_loop_t *loop, const char *config_path, char 
     g->process.data = g;
     rc = uv_spawn(loop, &g->process, &opt);
     if (rc != 0) {
-        uv_close((uv_handle_t *)&g->process, NULL);
+        /* Both handles are counted until closed: g is reused only once n_open is 0. */
+        g->n_open = 2;
+        uv_close((uv_handle_t *)&g->process, on_handle_closed);
         g->pipe_open = false;
         uv_close((uv_handle_t *)&g->pipe, on_handle_closed);
         return rpg_err(errmsg, RPG_EIO, "guard: cannot start %s: %s", exe, uv_strerror(rc));

@@ -51,6 +51,18 @@ void ha_pg_set_not_running(struct ha_pg *o, enum ha_pg_state state, rpg_msec *no
     o->streaming = false;
     o->wal_position = 0;
     o->n_slots = 0;
+    o->receiver[0] = '\0';
+    o->receiver_ms = 0;
+    o->promoting = false;
+}
+
+void ha_pg_track_receiver(struct ha_pg *o, const char *receiver, rpg_msec *since, rpg_msec now)
+{
+    if (*since == 0 || strcmp(o->receiver, receiver) != 0) {
+        *since = now;
+        snprintf(o->receiver, sizeof o->receiver, "%s", receiver);
+    }
+    o->receiver_ms = now - *since;
 }
 
 void ha_pg_track_streaming(struct ha_pg *o, rpg_msec *since, rpg_msec now)
@@ -323,6 +335,105 @@ static uint32_t next_timeline(const struct ha_input *in)
     return tl + 1;
 }
 
+/* Whether peer p verifiably cannot acknowledge another primary's commits (rule 4): its server is
+ * stopped, or runs without a WAL receiver, or its receiver streams from self_addr, as its
+ * PostgreSQL reported after this member became leader. What it was told to follow counts for
+ * nothing. */
+static bool peer_detached(const struct ha_peer *p, const char *self_addr, char *why,
+                          size_t why_size)
+{
+    if (!p->reachable || !p->polled) {
+        snprintf(why, why_size, "no report from %s since this member became leader", p->name);
+        return false;
+    }
+    switch (p->pg_state) {
+    case HA_PG_STOPPED:
+    case HA_PG_ABSENT:
+        return true;
+    case HA_PG_STARTING:
+    case HA_PG_UNKNOWN:
+        snprintf(why, why_size, "postgresql of %s is starting: where it will stream from is not "
+                 "known", p->name);
+        return false;
+    case HA_PG_RUNNING:
+        break;
+    }
+    if (!p->in_recovery || p->receiver[0] == '\0' ||
+        (self_addr[0] != '\0' && strcmp(p->receiver, self_addr) == 0)) {
+        return true;
+    }
+    if (strcmp(p->receiver, HA_RECEIVER_UNKNOWN) == 0) {
+        snprintf(why, why_size, "the WAL receiver of %s is connecting to an unknown sender",
+                 p->name);
+    } else {
+        snprintf(why, why_size, "the WAL receiver of %s still streams from %s", p->name,
+                 p->receiver);
+    }
+    return false;
+}
+
+/* Rule 4 before a promotion: the previous primary waits for k acknowledgements from the
+ * recorded voters V. Promoting is safe once at most k - 1 voters besides this member and the
+ * previous primary could still send them: the others are verifiably detached. This member's own
+ * receiver may stream until the promotion ends it; what it acknowledged, it holds. Returns false
+ * and names the member waited for otherwise. */
+static bool voters_detached(const struct ha_input *in, char *target, size_t target_size,
+                            char *why, size_t why_size)
+{
+    const struct fsm_state *s = in->state;
+    struct sync_set recorded;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (sync_set_from_state(s, &recorded, errmsg) != 0) {
+        snprintf(why, why_size, "%s", errmsg);
+        return false;
+    }
+    if (recorded.k == 0) {
+        return true; /* no commit waits for a standby: there is no second fence to hold */
+    }
+    const char *self_addr = in->pg_address != NULL ? in->pg_address : "";
+    unsigned attached = 0;
+    for (unsigned i = 0; i < recorded.n; i++) {
+        const char *name = recorded.names[i];
+        if (strcmp(name, in->self) == 0 || strcmp(name, s->primary.name) == 0) {
+            continue;
+        }
+        const struct ha_peer *p = peer_of(in, name);
+        char reason[HA_WHY_MAX];
+        if (p == NULL) {
+            snprintf(reason, sizeof reason, "no report from %s", name);
+        } else if (peer_detached(p, self_addr, reason, sizeof reason)) {
+            continue;
+        }
+        if (attached++ == 0) {
+            snprintf(target, target_size, "%s", name);
+            snprintf(why, why_size, "%s", reason);
+        }
+    }
+    return attached < recorded.k;
+}
+
+/* Rule 6 checked again just before pg_ctl promote: a promotable member that has received more WAL
+ * (or a later timeline) than this one since the candidate was chosen. */
+static const struct ha_peer *peer_ahead(const struct ha_input *in)
+{
+    const struct ha_peer *best = NULL;
+    uint32_t tl = in->pg.timeline;
+    uint64_t wal = in->pg.wal_position;
+    for (unsigned i = 0; i < in->n_peers; i++) {
+        const struct ha_peer *p = &in->peers[i];
+        const char *reason = NULL;
+        if (!p->polled || !peer_promotable(in, p, &reason)) {
+            continue;
+        }
+        if (p->timeline > tl || (p->timeline == tl && p->wal_position > wal)) {
+            best = p;
+            tl = p->timeline;
+            wal = p->wal_position;
+        }
+    }
+    return best;
+}
+
 static void decide_leader(const struct ha_input *in, struct ha_decision *out)
 {
     const struct fsm_state *s = in->state;
@@ -338,18 +449,25 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         switch (pg->state) {
         case HA_PG_RUNNING:
             if (pg->in_recovery) {
+                char target[FSM_NAME_MAX] = "", why[HA_WHY_MAX] = "";
+                const struct ha_peer *ahead;
+                if (pg->promoting) {
+                    set(out, HA_ACT_WAIT, NULL, "waiting for the promotion to complete");
+                    return;
+                }
                 /* A standby still streaming from the previous primary would acknowledge its
-                 * commits (the second fence, rule 4, needs it to have moved): promote once the
-                 * others follow this member, or after HA_REPOINT_WAIT_MS. */
-                for (unsigned i = 0; i < in->n_peers && in->leader_ms < HA_REPOINT_WAIT_MS; i++) {
-                    const struct ha_peer *p = &in->peers[i];
-                    if (p->reachable && p->pg_state == HA_PG_RUNNING && p->in_recovery &&
-                        p->streaming && strcmp(p->upstream, in->self) != 0) {
-                        set(out, HA_ACT_WAIT, p->name,
-                            "waiting for %s to stop following %s before promoting", p->name,
-                            p->upstream[0] ? p->upstream : "the previous primary");
-                        return;
-                    }
+                 * commits: the second fence (rule 4) holds only once enough voters detached. */
+                if (!voters_detached(in, target, sizeof target, why, sizeof why)) {
+                    set(out, HA_ACT_WAIT, target, "waiting before promoting: %s", why);
+                    return;
+                }
+                if ((ahead = peer_ahead(in)) != NULL) {
+                    set(out, HA_ACT_TRANSFER, ahead->name,
+                        "%s received more WAL than this member (timeline %u position %" PRIu64
+                        " against timeline %u position %" PRIu64 "): it becomes the primary",
+                        ahead->name, ahead->timeline, ahead->wal_position, pg->timeline,
+                        pg->wal_position);
+                    return;
                 }
                 set(out, HA_ACT_PROMOTE, NULL, "recorded as primary in term %" PRIu64, in->term);
                 out->timeline = s->primary.timeline;
@@ -611,6 +729,18 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
         } else {
             set(out, HA_ACT_WAIT, primary, "waiting for primary %s to follow it", primary);
         }
+        return;
+    }
+    const char *primary_addr = p != NULL ? p->pg_address : "";
+    if (pg->in_recovery && pg->receiver[0] != '\0' && primary_addr[0] != '\0' &&
+        strcmp(pg->receiver, primary_addr) != 0 && pg->receiver_ms >= HA_DETACH_BOUND_MS) {
+        /* Reloaded, but the receiver restarts only when replay asks for WAL: until then this
+         * server could acknowledge the previous primary's commits (rule 4). */
+        set(out, HA_ACT_DEMOTE, primary,
+            "the WAL receiver still streams from %s %" PRIu64 " ms after re-pointing to %s: "
+            "stopping to start as its standby",
+            strcmp(pg->receiver, HA_RECEIVER_UNKNOWN) == 0 ? "an unknown sender" : pg->receiver,
+            (uint64_t)pg->receiver_ms, primary);
         return;
     }
     if (usable && !pg->streaming && pg->not_streaming_ms >= HA_STUCK_STANDBY_MS &&

@@ -62,6 +62,7 @@ static void poll_work(uv_work_t *w)
                 (unsigned)json_integer_value(json_object_get(pg, "start_failures"));
             copy_str(s->pg_address, sizeof s->pg_address, pg, "address");
             copy_str(s->pg_upstream, sizeof s->pg_upstream, pg, "upstream");
+            copy_str(s->pg_receiver, sizeof s->pg_receiver, pg, "receiver");
             copy_str(s->pg_detail, sizeof s->pg_detail, pg, "detail");
         }
         json_t *tags = json_object_get(o, "tags");

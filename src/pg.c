@@ -54,7 +54,10 @@ static const char OBSERVE_SQL[] =
     "   coalesce(pg_wal_lsn_diff(replay_lsn, '0/0')::bigint, 0)), ',' ORDER BY application_name),"
     "   '') FROM pg_stat_replication WHERE application_name <> ''),"
     " (SELECT timeline_id FROM pg_control_checkpoint()),"
-    " current_setting('synchronous_standby_names')";
+    " current_setting('synchronous_standby_names'),"
+    /* Where the WAL receiver really streams from (rule 4); no row when none runs. */
+    " (SELECT CASE WHEN sender_host IS NULL OR sender_port IS NULL THEN '" HA_RECEIVER_UNKNOWN "'"
+    "   ELSE sender_host || ':' || sender_port END FROM pg_stat_wal_receiver LIMIT 1)";
 
 const char *pg_op_name(enum pg_op op)
 {
@@ -349,7 +352,65 @@ static void socket_dir(const struct pg *p, char *buf, size_t size)
     }
 }
 
-/* Writes raftpg.conf (included last by postgresql.conf), pg_hba.conf and the standby signal. */
+#define SYNC_BLOCK_BEGIN "# raftpg synchronous settings\n"
+#define SYNC_BLOCK_END "# end of raftpg synchronous settings\n"
+
+/* The synchronous settings as one block of raftpg.conf, so that a change rewrites them alone. */
+static int append_sync_block(struct pg *p, char **buf, size_t *len, size_t *cap, char *errmsg)
+{
+    /* Only the primary waits for acknowledgements; a standby keeps it set harmlessly and has it
+     * right the moment it is promoted. */
+    char qs[2 * sizeof p->sync_names + 3];
+    if (!pg_conf_quote(p->sync_names, qs, sizeof qs)) {
+        return rpg_err(errmsg, RPG_EINVAL, "synchronous_standby_names too long");
+    }
+    append(buf, len, cap, SYNC_BLOCK_BEGIN "synchronous_standby_names = %s\n", qs);
+    if (p->sync_commit[0] != '\0') {
+        append(buf, len, cap, "synchronous_commit = '%s'\n", p->sync_commit);
+    }
+    append(buf, len, cap, SYNC_BLOCK_END);
+    return 0;
+}
+
+/* Replaces the synchronous settings of raftpg.conf and leaves every other line as it is: what a
+ * running server streams from and whether it is a standby are its own to say (rule 10), not
+ * this process's memory of what it wrote. A file without the block gets it at the end (the last
+ * setting wins). */
+static int write_sync_settings(struct pg *p, char *errmsg)
+{
+    char path[PATH_MAX + 32], line[8192];
+    path_in(p, CONF_FILE, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return rpg_err(errmsg, RPG_EIO, "cannot read %s: %s", path, strerror(errno));
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    bool in_block = false;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strcmp(line, SYNC_BLOCK_BEGIN) == 0) {
+            in_block = true;
+        } else if (in_block) {
+            in_block = strcmp(line, SYNC_BLOCK_END) != 0;
+        } else {
+            append(&buf, &len, &cap, "%s", line);
+        }
+    }
+    bool failed = ferror(f) != 0;
+    fclose(f);
+    int rv = failed ? rpg_err(errmsg, RPG_EIO, "cannot read %s", path)
+                    : append_sync_block(p, &buf, &len, &cap, errmsg);
+    if (rv == 0) {
+        rv = buf != NULL ? write_file(path, buf, 0600, errmsg)
+                         : rpg_err(errmsg, RPG_ENOMEM, "out of memory writing %s", CONF_FILE);
+    }
+    free(buf);
+    return rv;
+}
+
+/* Writes raftpg.conf (included last by postgresql.conf), pg_hba.conf and, for a server that is
+ * not running, the standby signal: a running server read it at its start, and a running primary
+ * must never get one (rule 10). */
 static int write_config(struct pg *p, bool standby, const struct pg_upstream *up, char *errmsg)
 {
     const struct conf *c = p->conf;
@@ -393,18 +454,8 @@ static int write_config(struct pg *p, bool standby, const struct pg_upstream *up
     pg_conf_quote(c->scope, q, sizeof q);
     append(&buf, &len, &cap, "cluster_name = %s\n", q);
     append(&buf, &len, &cap, "recovery_target_timeline = 'latest'\n");
-    {
-        /* Only the primary waits for acknowledgements; a standby keeps it set harmlessly and
-         * has it right the moment it is promoted. */
-        char qs[2 * sizeof p->sync_names + 3];
-        if (!pg_conf_quote(p->sync_names, qs, sizeof qs)) {
-            rv = rpg_err(errmsg, RPG_EINVAL, "synchronous_standby_names too long");
-            goto out;
-        }
-        append(&buf, &len, &cap, "synchronous_standby_names = %s\n", qs);
-        if (p->sync_commit[0] != '\0') {
-            append(&buf, &len, &cap, "synchronous_commit = '%s'\n", p->sync_commit);
-        }
+    if ((rv = append_sync_block(p, &buf, &len, &cap, errmsg)) != 0) {
+        goto out;
     }
     if (standby && up != NULL) {
         char ci[2048], qci[4200], slot[FSM_NAME_MAX];
@@ -467,7 +518,9 @@ static int write_config(struct pg *p, bool standby, const struct pg_upstream *up
     }
 
     path_in(p, "standby.signal", path, sizeof path);
-    if (standby) {
+    if (pg_postmaster_pid(p) != 0) {
+        /* Running: the file is read only at a start; left as it is. */
+    } else if (standby) {
         if ((rv = write_file(path, "", 0600, errmsg)) != 0) {
             goto out;
         }
@@ -476,13 +529,6 @@ static int write_config(struct pg *p, bool standby, const struct pg_upstream *up
         goto out;
     }
     fmt_str(p->obs.upstream, sizeof p->obs.upstream, "%s", standby && up != NULL ? up->name : "");
-    p->conf_standby = standby;
-    p->conf_known = true;
-    if (standby && up != NULL) {
-        p->conf_upstream = *up;
-    } else {
-        memset(&p->conf_upstream, 0, sizeof p->conf_upstream);
-    }
 out:
     free(buf);
     return rv;
@@ -518,6 +564,7 @@ static void on_poll(uv_poll_t *h, int status, int events);
 static void poll_closed(uv_handle_t *h)
 {
     struct pg *p = h->data;
+    free(h);
     p->n_open--;
     if (p->closing && p->n_open == 0 && p->close_cb != NULL) {
         p->close_cb(p);
@@ -526,38 +573,51 @@ static void poll_closed(uv_handle_t *h)
 
 static void handle_closed(uv_handle_t *h)
 {
-    poll_closed(h);
+    struct pg *p = h->data;
+    p->n_open--;
+    if (p->closing && p->n_open == 0 && p->close_cb != NULL) {
+        p->close_cb(p);
+    }
+}
+
+/* Each poll handle watches one socket and lives on the heap until its close callback: a new
+ * connection (or libpq switching sockets while connecting) gets a new handle, never a handle that
+ * is still closing (libuv asserts on that). */
+static void poll_release(struct pg *p)
+{
+    if (p->poll != NULL) {
+        uv_poll_stop(p->poll);
+        uv_close((uv_handle_t *)p->poll, poll_closed);
+        p->poll = NULL;
+    }
 }
 
 static void poll_for(struct pg *p, int events)
 {
     int fd = PQsocket(p->conn);
-    if (p->poll_active && fd != p->conn_fd) {
-        /* libpq may switch sockets while connecting; a poll handle watches one fd. */
-        uv_poll_stop(&p->poll);
+    if (p->poll != NULL && fd != p->conn_fd) {
+        poll_release(p);
     }
-    if (!p->poll_active || fd != p->conn_fd) {
-        if (uv_poll_init(p->loop, &p->poll, fd) != 0) {
+    if (p->poll == NULL) {
+        uv_poll_t *h = malloc(sizeof *h);
+        if (h == NULL || fd < 0 || uv_poll_init(p->loop, h, fd) != 0) {
+            free(h);
             conn_drop(p, "cannot watch the postgresql connection");
             return;
         }
-        p->poll.data = p;
+        h->data = p;
         p->n_open++;
-        p->poll_active = true;
+        p->poll = h;
         p->conn_fd = fd;
     }
-    uv_poll_start(&p->poll, events, on_poll);
+    uv_poll_start(p->poll, events, on_poll);
 }
 
 /* Releases the connection. The poll handle is closed before the socket (libuv requires it). */
 static void conn_drop(struct pg *p, const char *why)
 {
     uv_timer_stop(&p->deadline);
-    if (p->poll_active) {
-        uv_poll_stop(&p->poll);
-        uv_close((uv_handle_t *)&p->poll, poll_closed);
-        p->poll_active = false;
-    }
+    poll_release(p);
     if (p->conn != NULL) {
         PQfinish(p->conn);
         p->conn = NULL;
@@ -655,22 +715,27 @@ static void parse_replicas(struct pg *p, const char *list)
 
 static void take_observation(struct pg *p, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) != 9) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 10) {
         return;
     }
     struct ha_pg *o = &p->obs;
     o->state = HA_PG_RUNNING;
     o->in_recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    if (!o->in_recovery) {
+    rpg_msec now = uv_now(p->loop);
+    if (!o->in_recovery ||
+        (p->promote_pending && now - p->promote_asked_at >= PG_PROMOTE_BOUND_MS)) {
+        /* Done; or not taken up at all (the request file is gone): it may be asked again. */
         p->promote_pending = false;
     }
+    o->promoting = p->promote_pending;
     o->system_id = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
     o->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
     o->wal_position = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
     o->streaming = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
     o->checkpoint_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 7), NULL, 10);
     fmt_str(p->sync_seen, sizeof p->sync_seen, "%s", PQgetvalue(res, 0, 8));
-    ha_pg_track_streaming(o, &p->not_streaming_since, uv_now(p->loop));
+    ha_pg_track_streaming(o, &p->not_streaming_since, now);
+    ha_pg_track_receiver(o, o->in_recovery ? PQgetvalue(res, 0, 9) : "", &p->receiver_since, now);
     o->was_primary = !o->in_recovery;
     o->n_slots = 0;
     char slots[2048];
@@ -706,8 +771,8 @@ static void on_result(struct pg *p, int kind)
     }
     uv_timer_stop(&p->deadline);
     p->conn_phase = CONN_IDLE;
-    if (p->poll_active) {
-        uv_poll_stop(&p->poll);
+    if (p->poll != NULL) {
+        uv_poll_stop(p->poll);
     }
     if (kind == QUERY_CONTROL && p->pending_cb != NULL) {
         void (*cb)(struct pg *, int, const char *) = p->pending_cb;
@@ -735,7 +800,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
         case PGRES_POLLING_OK:
             uv_timer_stop(&p->deadline);
             p->conn_phase = CONN_IDLE;
-            uv_poll_stop(&p->poll);
+            uv_poll_stop(p->poll);
             observe(p);
             return;
         default: {
@@ -876,6 +941,7 @@ bool pg_may_accept_writes(const struct pg *p)
 static void set_not_running(struct pg *p, enum ha_pg_state state)
 {
     p->promote_pending = false;
+    p->receiver_since = 0;
     ha_pg_set_not_running(&p->obs, state, &p->not_streaming_since);
     p->n_replicas = 0;
 }
@@ -966,6 +1032,12 @@ static void op_finish(struct pg *p, int rc, const char *msg)
     if (op == PG_OP_PROMOTE) {
         /* pg_ctl promote -W returns before the server is out of recovery. */
         p->promote_pending = rc == 0;
+        p->promote_asked_at = uv_now(p->loop);
+        p->obs.promoting = p->promote_pending;
+    }
+    if (op == PG_OP_FOLLOW || op == PG_OP_START) {
+        /* The detach bound counts from the re-point. */
+        p->receiver_since = 0;
     }
     p->controldata_valid = false;
     p->epoch++;
@@ -1326,6 +1398,12 @@ static void op_step(struct pg *p, int rc, const char *msg)
         break;
     case PG_OP_START:
         if (step == 0) {
+            int running = pg_postmaster_pid(p);
+            if (running != 0) {
+                /* Nothing is started or written over a running server (rule 10). */
+                rv = rpg_err(errmsg, RPG_EBUSY, "a postmaster runs already (pid=%d)", running);
+                break;
+            }
             if ((rv = write_config(p, p->standby, p->upstream.name[0] ? &p->upstream : NULL,
                                    errmsg)) == 0) {
                 if (pg_ctl_start(p) == 0) {
@@ -1449,21 +1527,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 op_finish(p, 0, NULL);
                 return;
             }
-            if (!p->conf_known) {
-                /* Written by an earlier run of the agent: a running primary's is known to have
-                 * no upstream; a standby's would need its upstream's address. */
-                if (p->obs.state != HA_PG_RUNNING || p->obs.in_recovery) {
-                    rv = rpg_err(errmsg, RPG_EBUSY,
-                                 "configuration of this standby not rewritten yet by this agent");
-                    break;
-                }
-                p->conf_standby = false;
-                memset(&p->conf_upstream, 0, sizeof p->conf_upstream);
-            }
-            if ((rv = write_config(p, p->conf_standby,
-                                   p->conf_upstream.name[0] ? &p->conf_upstream : NULL,
-                                   errmsg)) != 0 ||
-                (rv = reload(p, errmsg)) != 0) {
+            if ((rv = write_sync_settings(p, errmsg)) != 0 || (rv = reload(p, errmsg)) != 0) {
                 break;
             }
             return;

@@ -76,6 +76,8 @@ struct core_view {
 struct core {
     const struct core_io *io;   /* borrowed */
     const char *self;           /* borrowed: this member's name */
+    char pg_address[FSM_ADDR_MAX]; /* this member's PostgreSQL address as standbys stream from it
+                                      (set by the caller after core_init) */
     bool nofailover;
     int failover_priority;
 

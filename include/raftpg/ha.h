@@ -36,6 +36,14 @@ struct ha_pg {
     rpg_msec not_streaming_ms; /* standby: for how long it has not been streaming (0: it is) */
     uint32_t checkpoint_timeline; /* timeline of the last checkpoint; pg_rewind reads this one */
     char upstream[FSM_NAME_MAX]; /* standby: the member it was configured to follow ("" none) */
+    /* standby: where its WAL receiver streams from, as pg_stat_wal_receiver says
+     * (sender_host:sender_port); "" when no receiver runs, HA_RECEIVER_UNKNOWN while one runs
+     * without a known sender yet. The configuration (upstream) says where it should stream;
+     * only this says where it does (DESIGN.md rules 4 and 10). */
+    char receiver[FSM_ADDR_MAX];
+    rpg_msec receiver_ms;  /* how long receiver has been what it is now, counted afresh from
+                              every re-point (so a follow gets the full bound to take effect) */
+    bool promoting;        /* a promotion was asked for and is not observed done yet */
     unsigned n_slots;      /* primary: raftpg's replication slots present */
     char slots[HA_SLOTS_MAX][FSM_NAME_MAX];
     unsigned start_failures; /* consecutive failed starts (reset on a successful start) */
@@ -56,6 +64,8 @@ struct ha_peer {
     uint64_t wal_position;
     bool streaming;                /* its WAL receiver streams */
     char upstream[FSM_NAME_MAX];   /* the member it is configured to follow */
+    char receiver[FSM_ADDR_MAX];   /* where its WAL receiver streams from (struct ha_pg) */
+    char pg_address[FSM_ADDR_MAX]; /* its PostgreSQL address as it reports it ("" unknown) */
     unsigned start_failures;
     bool nofailover;
     int failover_priority;
@@ -64,6 +74,7 @@ struct ha_peer {
 struct ha_input {
     const struct fsm_state *state; /* borrowed */
     const char *self;              /* this member's name */
+    const char *pg_address;        /* this member's PostgreSQL address (NULL or "": unknown) */
     bool leader;                   /* Raft leader with its own-term barrier committed */
     bool state_current;            /* state is as current as this node can tell (a leader is
                                     * known and what is committed is applied); a leader's is */
@@ -110,9 +121,16 @@ struct ha_decision {
 /* Number of start failures after which a leader gives up and hands leadership over. */
 #define HA_START_FAILURES_MAX 3
 
-/* How long a new primary waits, at most, for the other standbys to stop following the previous
- * primary before it promotes. */
-#define HA_REPOINT_WAIT_MS 3000
+/* ha_pg.receiver of a WAL receiver whose sender is not known yet (it is connecting). */
+#define HA_RECEIVER_UNKNOWN "?"
+
+/* The detach bound (DESIGN.md rule 4). A standby told to follow a new primary whose WAL receiver
+ * still streams from another server this long after the re-point (PostgreSQL restarts the
+ * receiver only when replay next asks for WAL: paused replay, a recovery conflict or a backlog
+ * delay it) is stopped and started again as a standby of the new primary. The new primary never
+ * promotes on a timer: it waits until the voters it relies on are detached, which this bound
+ * (plus a fast stop and a start) keeps short. */
+#define HA_DETACH_BOUND_MS 1500
 
 /* A standby on an older timeline than its primary that has not streamed for this long cannot
  * follow (its WAL went past the fork point): it is stopped and rewound. */
@@ -139,6 +157,11 @@ void ha_pg_set_not_running(struct ha_pg *o, enum ha_pg_state state, rpg_msec *no
 /* For a running server: how long a standby has not been streaming, from *since (the first
  * observation without streaming, 0 while it streams or is a primary). */
 void ha_pg_track_streaming(struct ha_pg *o, rpg_msec *since, rpg_msec now);
+
+/* For a running standby: records where its WAL receiver streams from now (receiver, "" none) and
+ * for how long it has (o->receiver_ms); *since is when that began, 0 to count afresh from now
+ * (after a re-point). */
+void ha_pg_track_receiver(struct ha_pg *o, const char *receiver, rpg_msec *since, rpg_msec now);
 
 /* The replication slot name of a member: "raftpg_" + member id. Names of members can hold
  * characters that slot names cannot, ids cannot. */

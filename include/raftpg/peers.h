@@ -37,6 +37,7 @@ struct peer_status {
     unsigned pg_start_failures;
     char pg_address[FSM_ADDR_MAX];
     char pg_upstream[FSM_NAME_MAX];
+    char pg_receiver[FSM_ADDR_MAX]; /* where its WAL receiver streams from (ha_pg.receiver) */
     char pg_detail[RPG_ERRMSG_SIZE];
     bool nofailover;
     bool nosync;

@@ -18,6 +18,8 @@
 /* How often the observer looks, and the bound on one connection attempt or query. */
 #define PG_OBSERVE_INTERVAL_MS 200
 #define PG_QUERY_TIMEOUT_MS 2000
+/* A promotion asked for and still not observed done after this may be asked for again. */
+#define PG_PROMOTE_BOUND_MS 10000
 
 /* Where a standby streams from: a member's name and its PostgreSQL address. */
 struct pg_upstream {
@@ -78,8 +80,7 @@ struct pg {
     /* Observer: one libpq connection, polled on the loop. */
     uv_timer_t tick;
     uv_timer_t deadline;
-    uv_poll_t poll;
-    bool poll_active;
+    uv_poll_t *poll;         /* the connection's socket watch, NULL: none (heap: see pg.c) */
     PGconn *conn;
     int conn_fd;
     int conn_phase;           /* internal */
@@ -91,6 +92,8 @@ struct pg {
     struct proc controldata;
     bool controldata_running;
     bool promote_pending;         /* promotion asked for, not yet observed done (or failed) */
+    rpg_msec promote_asked_at;    /* when pg_ctl promote returned */
+    rpg_msec receiver_since;      /* ha_pg_track_receiver's bookkeeping */
     uint32_t promote_timeline;    /* the id the promotion in flight must create, 0: any */
 
     /* Control: one operation at a time. */
@@ -104,10 +107,7 @@ struct pg {
     bool standby;
     unsigned stop_bound_ms;
     char op_error[RPG_ERRMSG_SIZE];
-    /* What raftpg.conf says now (rewritten by every start, follow and set_sync). */
-    bool conf_known;            /* written by this process, so the two fields below hold */
-    bool conf_standby;
-    struct pg_upstream conf_upstream;
+    /* The synchronous settings raftpg.conf gets (every start, follow and set_sync). */
     char sync_names[1024];      /* synchronous_standby_names to write; "" = asynchronous */
     char sync_commit[16];       /* synchronous_commit to write; "" = PostgreSQL's default */
     char sync_seen[1024];       /* the server's current synchronous_standby_names (observed) */

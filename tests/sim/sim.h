@@ -196,7 +196,6 @@ struct sim_op {
     unsigned n_ids;
     uint64_t ids[FSM_MEMBERS_MAX];
     uint64_t pg_inc;     /* process incarnation the step acts on */
-    bool refused;        /* the step was refused when it began */
 };
 
 struct sim_agent {
@@ -211,12 +210,12 @@ struct sim_agent {
     bool obs_valid;
     uint64_t epoch, obs_epoch;
     rpg_msec not_streaming_since;
+    rpg_msec receiver_since;
     uint64_t op_id;      /* the control operation in flight, 0: none */
     /* Synchronous replication, as pg.c keeps it: what this agent writes into raftpg.conf on every
      * start, follow and set_sync, what the server was last seen running with, its standbys. */
     char sync_names[SYNC_VALUE_MAX];
     char sync_commit[16];
-    bool conf_known;     /* raftpg.conf was written by this agent run */
     char sync_seen[SYNC_VALUE_MAX];
     unsigned n_replicas;
     struct quorum_replica replicas[FSM_MEMBERS_MAX];

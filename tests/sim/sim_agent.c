@@ -64,6 +64,7 @@ static void report_of(struct sim_world *w, unsigned j, struct peer_status *s)
     s->pg_start_failures = a->obs.start_failures;
     snprintf(s->pg_address, sizeof s->pg_address, "10.0.0.%u:5432", j + 1);
     sim_copy(s->pg_upstream, sizeof s->pg_upstream, a->obs.upstream);
+    sim_copy(s->pg_receiver, sizeof s->pg_receiver, a->obs.receiver);
     s->nofailover = false;
     s->failover_priority = 1;
 }
@@ -191,6 +192,7 @@ static void poll_now(struct sim_world *w, unsigned i)
 static void set_not_running(struct sim_agent *a, enum ha_pg_state state)
 {
     a->promote_pending = false;
+    a->receiver_since = 0;
     ha_pg_set_not_running(&a->obs, state, &a->not_streaming_since);
     a->n_replicas = 0;
 }
@@ -226,12 +228,19 @@ static void observe(struct sim_world *w, unsigned i)
         if (!o->in_recovery) {
             a->promote_pending = false;
         }
+        o->promoting = a->promote_pending;
         o->system_id = p->system_id;
         o->timeline = sim_pg_tl(p);
         o->wal_position = p->end;
         o->streaming = p->in_recovery && p->streaming;
         o->checkpoint_timeline = p->ckpt_tl;
         ha_pg_track_streaming(o, &a->not_streaming_since, now);
+        /* pg_stat_wal_receiver: its sender, as the address of the node it streams from. */
+        char receiver[FSM_ADDR_MAX] = "";
+        if (p->in_recovery && p->streaming && p->streaming_from >= 0) {
+            snprintf(receiver, sizeof receiver, "10.0.0.%d:5432", p->streaming_from + 1);
+        }
+        ha_pg_track_receiver(o, receiver, &a->receiver_since, now);
         o->was_primary = !o->in_recovery;
         o->n_slots = 0;
         for (unsigned s = 0; s < p->n_slots && o->n_slots < HA_SLOTS_MAX; s++) {
@@ -533,7 +542,6 @@ static void write_config(struct sim_world *w, unsigned i)
     struct sim_node *n = &w->nodes[i];
     sim_copy(n->pg.conf_sync_names, sizeof n->pg.conf_sync_names, n->agent.sync_names);
     sim_copy(n->pg.conf_sync_commit, sizeof n->pg.conf_sync_commit, n->agent.sync_commit);
-    n->agent.conf_known = true;
 }
 
 /* pg_ctl reload: the server takes on what raftpg.conf says now. */
@@ -604,17 +612,8 @@ static void op_begin_step(struct sim_world *w, unsigned i, struct sim_op *op)
         op_schedule(w, i, op, dur(w, 20, 60));
         return;
     case ST_SET_SYNC: {
-        const struct ha_pg *o = &n->agent.obs;
-        op->refused = false;
         if (p->proc == SIM_PROC_DOWN) {
             /* Not running: the next start writes it. */
-            op_schedule(w, i, op, dur(w, 1, 5));
-            return;
-        }
-        if (!n->agent.conf_known && (o->state != HA_PG_RUNNING || o->in_recovery)) {
-            /* pg.c: a standby's configuration needs its upstream's address, which only a
-             * start or a follow by this agent run gives. */
-            op->refused = true;
             op_schedule(w, i, op, dur(w, 1, 5));
             return;
         }
@@ -782,17 +781,12 @@ static int op_end_step(struct sim_world *w, unsigned i, struct sim_op *op, enum 
             return RPG_EIO;
         }
         sim_copy(p->conf_upstream, sizeof p->conf_upstream, op->target);
-        p->standby_signal = true;
         p->slot_id = op->slot_id;
         reload(p);
         p->streaming = false; /* the walreceiver restarts with the new primary_conninfo */
         p->streaming_from = -1;
         return 0;
     case ST_SET_SYNC:
-        if (op->refused) {
-            snprintf(msg, size, "configuration of this standby not rewritten yet by this agent");
-            return RPG_EBUSY;
-        }
         if (p->proc != SIM_PROC_DOWN) {
             reload(p);
         }
@@ -861,6 +855,10 @@ void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id)
     }
     if (op->kind == SOP_PROMOTE) {
         a->promote_pending = rc == 0; /* pg.c op_finish: pg_ctl promote -W does not wait */
+        a->obs.promoting = a->promote_pending;
+    }
+    if (op->kind == SOP_FOLLOW || op->kind == SOP_START) {
+        a->receiver_since = 0; /* pg.c op_finish: the detach bound counts from the re-point */
     }
     op_free(n, op);
     a->epoch++;
@@ -1202,6 +1200,7 @@ void sim_agent_start(struct sim_world *w, unsigned i)
     a->io = io_template;
     a->io.data = a;
     core_init(&a->core, &a->io, n->name, false, 1);
+    snprintf(a->core.pg_address, sizeof a->core.pg_address, "10.0.0.%u:5432", i + 1);
     a->traced_role = RAFT_UNAVAILABLE;
     attach_cons(w, i);
     /* pg_init reads the upstream back from raftpg.conf. */

@@ -1693,45 +1693,6 @@ static void test_failing_sole_holder_starts_in_a_later_term(void **state)
     assert_decision(&w, HA_ACT_WAIT, "");
 }
 
-/* An agent restarted while its server ran as a standby has no upstream address to rewrite that
- * server's configuration with, so the synchronous setting that must precede a promotion is
- * refused. Asking again fails the same way: the core stops the standby, which then starts with a
- * configuration of this run (seed 737 of raftpg_sim: no primary after a switchover to it). */
-static void test_core_stops_standby_whose_sync_setting_is_refused(void **state)
-{
-    (void)state;
-    struct world w;
-    struct fake_io f;
-    struct core_io io;
-    struct core c;
-    struct core_view v;
-    core_after_failed_promote(&w, &f, &io, &c, &v);
-    io.pg_set_sync = fake_set_sync;
-    core_init(&c, &io, "node1", false, 100);
-    v.now = 5000;
-    assert_true(core_tick(&c, &v));
-    assert_int_equal(c.running, HA_ACT_PROMOTE);
-    assert_int_equal(f.set_syncs, 1);
-    assert_int_equal(f.promotes, 1);
-    core_action_done(&c, RPG_EBUSY, "configuration of this standby not rewritten yet by this agent",
-                     5010);
-    assert_true(c.busy);
-    assert_int_equal(f.stops, 1);
-    assert_int_equal(f.promotes, 1);
-    core_action_done(&c, 0, NULL, 5100);
-    assert_false(c.busy);
-    assert_string_equal(c.error, "");
-
-    /* Stopped before its promotion: it starts as a standby, to be promoted then. */
-    v.now = 5200;
-    v.pg.state = HA_PG_STOPPED;
-    v.pg.in_recovery = false;
-    v.pg.was_primary = false;
-    w.in.pg = v.pg;
-    decide(&w);
-    assert_decision(&w, HA_ACT_START_STANDBY, "");
-}
-
 /* Any other failure of the synchronous setting is an ordinary failure: backed off, not a stop. */
 static void test_core_other_sync_setting_failure_backs_off(void **state)
 {
@@ -1830,38 +1791,161 @@ static void test_candidate_below_the_wal_bound_is_not_chosen(void **state)
     assert_decision(&w, HA_ACT_TRANSFER, "node3");
 }
 
-/* Recorded primary, still a standby: another standby still streams from the old primary. */
-static void test_promotion_waits_for_standbys_to_follow(void **state)
+/* node1 recorded as primary in the current term and still a standby; node2 was the primary
+ * with ANY 1 (node1, node3); node3 is told to follow node1. */
+static void world_recorded_standby(struct world *w)
+{
+    static const char *const voters[] = {"node1", "node3", NULL};
+    world_init(w, "node1", SYSID);
+    w->in.leader = true;
+    w->in.pg_address = "10.0.0.1:5432";
+    record_sync(w, 1, voters);
+    record_primary(w, "node1", TERM, 1);
+    peer(w, "node2")->reachable = false;
+    peer(w, "node3")->streaming = true;
+    set_str(peer(w, "node3")->upstream, FSM_NAME_MAX, "node1");
+}
+
+/* Told to follow node1 (its configuration says so), but its WAL receiver still streams from
+ * node2 and could acknowledge node2's commits: node1 waits, however long it has led. */
+static void test_promotion_waits_while_a_voter_still_streams_from_the_old_primary(void **state)
 {
     (void)state;
     struct world w;
-    world_init(&w, "node1", SYSID);
-    w.in.leader = true;
-    record_primary(&w, "node1", TERM, 1);
-    peer(&w, "node2")->reachable = false;
-    peer(&w, "node3")->streaming = true;
-    set_str(peer(&w, "node3")->upstream, FSM_NAME_MAX, "node2");
-    w.in.leader_ms = 100;
+    world_recorded_standby(&w);
+    set_str(peer(&w, "node3")->receiver, FSM_ADDR_MAX, "10.0.0.2:5432");
+    w.in.leader_ms = 60000;
     decide(&w);
     assert_decision(&w, HA_ACT_WAIT, "node3");
-    assert_why(&w, "waiting for node3 to stop following node2 before promoting");
-    set_str(peer(&w, "node3")->upstream, FSM_NAME_MAX, "node1");
+    assert_why(&w, "waiting before promoting: the WAL receiver of node3 still streams from "
+                   "10.0.0.2:5432");
+    set_str(peer(&w, "node3")->receiver, FSM_ADDR_MAX, HA_RECEIVER_UNKNOWN);
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node3");
+    assert_why(&w, "waiting before promoting: the WAL receiver of node3 is connecting to an "
+                   "unknown sender");
+}
+
+static void test_promotion_goes_ahead_once_the_voter_streams_from_the_candidate(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_standby(&w);
+    set_str(peer(&w, "node3")->receiver, FSM_ADDR_MAX, "10.0.0.1:5432");
     decide(&w);
     assert_decision(&w, HA_ACT_PROMOTE, "");
 }
 
-static void test_promotion_stops_waiting_after_the_bound(void **state)
+static void test_promotion_goes_ahead_when_the_voter_has_no_receiver_or_is_stopped(void **state)
 {
     (void)state;
     struct world w;
-    world_init(&w, "node1", SYSID);
-    w.in.leader = true;
-    record_primary(&w, "node1", TERM, 1);
-    peer(&w, "node3")->streaming = true;
-    set_str(peer(&w, "node3")->upstream, FSM_NAME_MAX, "node2");
-    w.in.leader_ms = HA_REPOINT_WAIT_MS;
+    world_recorded_standby(&w);
+    peer(&w, "node3")->streaming = false;
     decide(&w);
     assert_decision(&w, HA_ACT_PROMOTE, "");
+    world_recorded_standby(&w);
+    set_str(peer(&w, "node3")->receiver, FSM_ADDR_MAX, "10.0.0.2:5432");
+    peer(&w, "node3")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node3")->in_recovery = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+}
+
+/* An unreachable voter cannot be shown detached: with k = 1 every other voter must be. */
+static void test_promotion_waits_for_an_unreachable_voter(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_standby(&w);
+    peer(&w, "node3")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node3");
+    assert_why(&w, "waiting before promoting: no report from node3 since this member became "
+                   "leader");
+}
+
+/* A voter whose server is starting may come up streaming from anywhere. */
+static void test_promotion_waits_for_a_starting_voter(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_standby(&w);
+    peer(&w, "node3")->pg_state = HA_PG_STARTING;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node3");
+}
+
+/* A promotion asked for and not observed done is not asked for again. */
+static void test_promotion_is_asked_for_once(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_standby(&w);
+    set_str(peer(&w, "node3")->receiver, FSM_ADDR_MAX, "10.0.0.1:5432");
+    w.in.pg.promoting = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "waiting for the promotion to complete");
+}
+
+/* Just before promoting, a voter that received more WAL since the choice takes over. */
+static void test_promotion_hands_over_to_a_standby_that_got_ahead(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_standby(&w);
+    set_str(peer(&w, "node3")->receiver, FSM_ADDR_MAX, "10.0.0.1:5432");
+    peer(&w, "node3")->wal_position = 1200;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node3");
+    assert_why(&w, "node3 received more WAL than this member (timeline 1 position 1200 against "
+                   "timeline 1 position 1000): it becomes the primary");
+    peer(&w, "node3")->nofailover = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+}
+
+/* A standby re-pointed at node2 whose WAL receiver still streams from node3 after the bound is
+ * stopped (it starts again as node2's standby); before the bound it is left to restart alone. */
+static void test_follower_restarts_when_its_receiver_stays_on_the_old_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    world_follower(&w);
+    set_str(peer(&w, "node2")->pg_address, FSM_ADDR_MAX, "10.0.0.2:5432");
+    set_str(w.in.pg.receiver, FSM_ADDR_MAX, "10.0.0.3:5432");
+    w.in.pg.receiver_ms = HA_DETACH_BOUND_MS - 1;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node2");
+    w.in.pg.receiver_ms = HA_DETACH_BOUND_MS;
+    decide(&w);
+    assert_decision(&w, HA_ACT_DEMOTE, "node2");
+    assert_why(&w, "the WAL receiver still streams from 10.0.0.3:5432 1500 ms after re-pointing "
+                   "to node2: stopping to start as its standby");
+    set_str(w.in.pg.receiver, FSM_ADDR_MAX, "10.0.0.2:5432");
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node2");
+}
+
+static void test_observer_counts_the_receiver_afresh_from_a_repoint(void **state)
+{
+    (void)state;
+    struct ha_pg o;
+    rpg_msec since = 0;
+    memset(&o, 0, sizeof o);
+    ha_pg_track_receiver(&o, "10.0.0.2:5432", &since, 1000);
+    assert_int_equal(o.receiver_ms, 0);
+    ha_pg_track_receiver(&o, "10.0.0.2:5432", &since, 3000);
+    assert_int_equal(o.receiver_ms, 2000);
+    since = 0; /* a re-point */
+    ha_pg_track_receiver(&o, "10.0.0.2:5432", &since, 3500);
+    assert_int_equal(o.receiver_ms, 0);
+    ha_pg_track_receiver(&o, "10.0.0.3:5432", &since, 3600);
+    assert_string_equal(o.receiver, "10.0.0.3:5432");
+    assert_int_equal(o.receiver_ms, 0);
+    ha_pg_track_receiver(&o, "10.0.0.3:5432", &since, 3700);
+    assert_int_equal(o.receiver_ms, 100);
 }
 
 /* A follower re-points to the recorded primary even before it is promoted (cascading). */
@@ -1914,8 +1998,15 @@ int main(void)
         cmocka_unit_test(test_takeover_waits_when_degraded_in_quorum_mode),
         cmocka_unit_test(test_takeover_in_mode_off_ignores_an_empty_record),
         cmocka_unit_test(test_candidate_below_the_wal_bound_is_not_chosen),
-        cmocka_unit_test(test_promotion_waits_for_standbys_to_follow),
-        cmocka_unit_test(test_promotion_stops_waiting_after_the_bound),
+        cmocka_unit_test(test_promotion_waits_while_a_voter_still_streams_from_the_old_primary),
+        cmocka_unit_test(test_promotion_goes_ahead_once_the_voter_streams_from_the_candidate),
+        cmocka_unit_test(test_promotion_goes_ahead_when_the_voter_has_no_receiver_or_is_stopped),
+        cmocka_unit_test(test_promotion_waits_for_an_unreachable_voter),
+        cmocka_unit_test(test_promotion_waits_for_a_starting_voter),
+        cmocka_unit_test(test_promotion_is_asked_for_once),
+        cmocka_unit_test(test_promotion_hands_over_to_a_standby_that_got_ahead),
+        cmocka_unit_test(test_follower_restarts_when_its_receiver_stays_on_the_old_primary),
+        cmocka_unit_test(test_observer_counts_the_receiver_afresh_from_a_repoint),
         cmocka_unit_test(test_follower_follows_a_recorded_primary_still_in_recovery),
         cmocka_unit_test(test_slot_name_is_raftpg_and_member_id),
         cmocka_unit_test(test_slot_name_of_largest_id),
@@ -2016,7 +2107,6 @@ int main(void)
         cmocka_unit_test(test_primary_failing_to_start_hands_over_when_voters_are_heard),
         cmocka_unit_test(test_takeover_hands_back_to_failing_sole_holder),
         cmocka_unit_test(test_failing_sole_holder_starts_in_a_later_term),
-        cmocka_unit_test(test_core_stops_standby_whose_sync_setting_is_refused),
         cmocka_unit_test(test_core_other_sync_setting_failure_backs_off),
         cmocka_unit_test(test_observer_tracks_how_long_a_standby_has_not_streamed),
     };

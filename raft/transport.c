@@ -513,7 +513,8 @@ static uint64_t now_ms(struct tp *tp)
     return uv_now(tp->loop);
 }
 
-/* Logs a refusal from host (an address without port), rate-limited per host and overall. */
+/* Logs a refusal, rate-limited per source (a host address, or "to ADDRESS" for a member this
+ * member connects to) and overall. */
 __attribute__((format(printf, 3, 4))) static void tp_log_refusal(struct tp *tp, const char *host,
                                                                  const char *fmt, ...)
 {
@@ -554,8 +555,8 @@ __attribute__((format(printf, 3, 4))) static void tp_log_refusal(struct tp *tp, 
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    log_warning("raft transport: %s (%" PRIu64 " more from this host suppressed since the last "
-                "report; at most one report a minute)",
+    log_warning("raft transport: %s (suppressed=%" PRIu64 " since the last report; one report "
+                "a minute per source)",
                 what, tp->sources[slot].suppressed);
     tp->sources[slot].last_ms = now == 0 ? 1 : now;
     tp->sources[slot].suppressed = 0;
@@ -727,8 +728,11 @@ static void conn_refuse(struct tp_conn *c, enum transport_fail why)
     } else if (why == TRANSPORT_FAIL_REJECTED && !c->use_previous && tp->secrets.has_previous) {
         c->retry = true;
     } else {
+        /* Keyed by the member's address: a host can be both a refused client and a peer. */
+        char key[64];
+        snprintf(key, sizeof key, "to %s", c->target);
         stats.connect_failed++;
-        tp_log_refusal(tp, host, "cannot authenticate to member id=%" PRIu64 " at %s: %s%s",
+        tp_log_refusal(tp, key, "cannot authenticate to member id=%" PRIu64 " at %s: %s%s",
                        c->peer_id, c->target, transport_fail_name(why),
                        why == TRANSPORT_FAIL_REJECTED ? " (does it have our secret?)" : "");
     }

@@ -50,6 +50,8 @@ do_start() {
   mkdir -p "$DEMO/bin"
   cp "$bin" "$DEMO/bin/raftpg"
   chmod 755 "$DEMO" "$DEMO/bin" "$DEMO/bin/raftpg"
+  # The Raft transport's secret (raft.secret_file in conf/node*.yaml), one for the three members.
+  [ -e "$DEMO/raft.secret" ] || "$DEMO/bin/raftpg" gen-secret "$DEMO/raft.secret"
   for i in "${NODES[@]}"; do
     if running "$i"; then echo "node$i is already running (pid $(cat "$DEMO/node$i.pid"))"; continue; fi
     sed "s|/tmp/raftpg-demo|$DEMO|g" "conf/node$i.yaml" >"$DEMO/node$i.yaml"

@@ -53,8 +53,31 @@ static enum sync_mode mode_of(int mode, int commit)
                                           : SYNC_MODE_OFF;
 }
 
-/* Every other member, as a standby of this primary. */
-static unsigned standbys_of(const struct quorum_view *v, struct sync_standby *out)
+/* When name last streamed in this primary's term (0: never), updated from what is seen now. */
+static rpg_msec last_streamed(struct quorum_tracker *t, const char *name, bool streaming,
+                              rpg_msec now)
+{
+    for (unsigned i = 0; i < t->n_streamed; i++) {
+        if (strcmp(t->streamed[i], name) == 0) {
+            if (streaming) {
+                t->streamed_at[i] = now;
+            }
+            return t->streamed_at[i];
+        }
+    }
+    if (streaming && t->n_streamed < FSM_MEMBERS_MAX) {
+        snprintf(t->streamed[t->n_streamed], FSM_NAME_MAX, "%s", name);
+        t->streamed_at[t->n_streamed++] = now;
+        return now;
+    }
+    return 0;
+}
+
+/* Every other member, as a standby of this primary. recorded (may be NULL) is the recorded set:
+ * its voters are expected to stream from the first moment of a term, others only once they have
+ * (a new member is never waited for before it streamed). */
+static unsigned standbys_of(const struct quorum_view *v, struct quorum_tracker *t,
+                            const struct sync_set *recorded, struct sync_standby *out)
 {
     unsigned n = 0;
     const struct fsm_state *s = v->state;
@@ -69,12 +92,20 @@ static unsigned standbys_of(const struct quorum_view *v, struct sync_standby *ou
         const struct quorum_replica *r = replica_of(v, name);
         sb->streaming = r != NULL && r->streaming;
         sb->flush_position = r != NULL ? r->flush_position : 0;
+        if (t != NULL) {
+            rpg_msec since = last_streamed(t, name, sb->streaming, v->now);
+            if (since == 0 && recorded != NULL && sync_set_contains(recorded, name)) {
+                since = t->term_seen_at;
+            }
+            sb->expected = !sb->streaming && since != 0 && v->now - since < QUORUM_DEGRADE_GRACE_MS;
+        }
         sb->nosync = is_nosync(v, name);
     }
     return n;
 }
 
-static void fill_input(const struct quorum_view *v, struct sync_input *in,
+static void fill_input(const struct quorum_view *v, struct quorum_tracker *t,
+                       const struct sync_set *recorded, struct sync_input *in,
                        struct sync_standby *standbys)
 {
     memset(in, 0, sizeof *in);
@@ -84,7 +115,7 @@ static void fill_input(const struct quorum_view *v, struct sync_input *in,
     in->primary = v->self;
     in->primary_flush_position = v->primary_flush;
     in->standbys = standbys;
-    in->n_standbys = standbys_of(v, standbys);
+    in->n_standbys = standbys_of(v, t, recorded, standbys);
 }
 
 int quorum_initial_value(const struct quorum_view *v, char *value, size_t size, char *errmsg)
@@ -186,9 +217,14 @@ int quorum_decide(const struct quorum_view *v, struct quorum_tracker *t,
         t->seen = true;
         t->seen_since = v->primary_flush;
     }
+    if (t->term != v->state->primary.term || t->term_seen_at == 0) {
+        t->term = v->state->primary.term;
+        t->term_seen_at = v->now != 0 ? v->now : 1;
+        t->n_streamed = 0;
+    }
     struct sync_standby standbys[FSM_MEMBERS_MAX];
     struct sync_input in;
-    fill_input(v, &in, standbys);
+    fill_input(v, t, &recorded, &in, standbys);
     bool degraded = false;
     if ((rv = sync_desired(&in, &desired, &degraded, errmsg)) != 0) {
         return rv;

@@ -418,7 +418,8 @@ int sync_desired(const struct sync_input *in, struct sync_set *out, bool *degrad
             continue;
         }
         sync_set_add(&candidates, sb->name, NULL);
-        if (sb->streaming && caught_up(in, sb)) {
+        if ((sb->streaming && caught_up(in, sb)) ||
+            (in->mode == SYNC_MODE_QUORUM && !sb->streaming && sb->expected)) {
             sync_set_add(&eligible, sb->name, NULL);
         }
     }

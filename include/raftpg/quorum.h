@@ -16,6 +16,11 @@
 #define QUORUM_MAX_LAG_BYTES (16u * 1024 * 1024)
 /* The bound is recorded at most this often, and only when it moved. */
 #define QUORUM_BOUND_INTERVAL_MS 1000
+/* Quorum mode degrades only for a standby gone this long: one that stopped streaming less than
+ * this ago, or any standby in the first this-long of a primary's term (after a failover the
+ * survivors re-point within HA_DETACH_BOUND_MS plus a restart), stays in the set and writes
+ * wait for it rather than be acknowledged by the primary alone. */
+#define QUORUM_DEGRADE_GRACE_MS 5000
 
 /* A standby as pg_stat_replication shows it (application_name = member name). */
 struct quorum_replica {
@@ -44,6 +49,11 @@ struct quorum_view {
 
 /* What the driver remembers between calls: when PostgreSQL took on its current value. */
 struct quorum_tracker {
+    uint64_t term;             /* the primary's term these facts belong to (reset on change) */
+    rpg_msec term_seen_at;     /* when this driver first ran in that term */
+    char streamed[FSM_MEMBERS_MAX][FSM_NAME_MAX];
+    rpg_msec streamed_at[FSM_MEMBERS_MAX]; /* when each last streamed */
+    unsigned n_streamed;
     char seen_value[SYNC_VALUE_MAX];
     bool seen;
     uint64_t seen_since;       /* the primary's position when that value was first seen */

@@ -134,6 +134,9 @@ struct sync_standby {
     char name[FSM_NAME_MAX];
     bool streaming;          /* its WAL receiver is connected to the primary */
     bool nosync;             /* tagged nosync: never a synchronous standby */
+    bool expected;           /* not streaming, but not known to be gone either (it streamed, or
+                              * this primary began, less than the degrade grace ago): quorum mode
+                              * keeps it in the set rather than degrade (quorum.h) */
     uint64_t flush_position; /* WAL it has flushed, as the primary last heard
                               * (pg_stat_replication.flush_lsn); a lower bound, 0 if unknown */
 };
@@ -154,7 +157,8 @@ struct sync_input {
 /* The set the primary should wait for now, into *out, and whether that falls short of
  * k_wanted healthy standbys (*degraded). A standby is eligible when it is streaming, not
  * nosync, and caught up (primary_flush_position - flush_position <= max_lag_bytes; a standby
- * ahead of the primary is caught up). By mode:
+ * ahead of the primary is caught up); in quorum mode an expected standby is eligible too. By
+ * mode:
  *   off     k = 0, no name: asynchronous, not degraded.
  *   quorum  every eligible standby, k = min(k_wanted, eligible). Degraded when fewer than
  *           k_wanted are eligible; k = 0 (asynchronous) when none is.

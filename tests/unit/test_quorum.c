@@ -247,7 +247,73 @@ static void assert_action(const struct fixture *f, enum quorum_action a)
     assert_string_equal(quorum_action_name(f->d.action), quorum_action_name(a));
 }
 
+/* name stops streaming: within the degrade grace the set keeps it; past it, the next step. */
+static void lose(struct fixture *f, const char *name)
+{
+    decide(f);
+    replica(f, name)->streaming = false;
+    f->v.now += QUORUM_DEGRADE_GRACE_MS - 1;
+    decide(f);
+    assert_action(f, QUORUM_NONE);
+    f->v.now += 1;
+    decide(f);
+}
+
 /* ---- quorum_decide: the steps ---- */
+
+/* After a failover the survivors have not re-pointed yet: the new primary keeps them in its set
+ * (writes wait) instead of acknowledging alone, for the grace; then it degrades. */
+static void test_decide_new_primary_waits_for_standbys_that_have_not_streamed_yet(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_settled(&f);
+    replica(&f, "node2")->streaming = false;
+    replica(&f, "node3")->streaming = false;
+    decide(&f);
+    assert_false(f.d.degraded);
+    assert_action(&f, QUORUM_NONE);
+    f.v.now += QUORUM_DEGRADE_GRACE_MS - 1;
+    decide(&f);
+    assert_action(&f, QUORUM_NONE);
+    replica(&f, "node2")->streaming = true;
+    f.v.now += QUORUM_DEGRADE_GRACE_MS;
+    decide(&f);
+    assert_configure(&f, "ANY 1 (\"node2\")", "on");
+}
+
+/* Quorum mode degrades to asynchronous only once no standby streamed for the grace. */
+static void test_decide_degrades_only_after_the_grace(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_settled(&f);
+    decide(&f);
+    replica(&f, "node2")->streaming = false;
+    replica(&f, "node3")->streaming = false;
+    f.v.now += 1000;
+    decide(&f);
+    assert_action(&f, QUORUM_NONE);
+    assert_false(f.d.degraded);
+    f.v.now += QUORUM_DEGRADE_GRACE_MS;
+    decide(&f);
+    assert_true(f.d.degraded);
+    assert_action(&f, QUORUM_RECORD); /* k = 0 is recorded before PostgreSQL stops waiting */
+}
+
+/* A new term starts the grace afresh: what streamed in an earlier term says nothing now. */
+static void test_decide_grace_restarts_with_the_primary_term(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_settled(&f);
+    decide(&f);
+    f.state.primary.term++;
+    f.v.now += 10 * QUORUM_DEGRADE_GRACE_MS;
+    replica(&f, "node3")->streaming = false;
+    decide(&f);
+    assert_action(&f, QUORUM_NONE);
+}
 
 static void test_decide_waits_until_postgresql_is_seen_as_primary(void **state)
 {
@@ -293,9 +359,7 @@ static void test_decide_lost_standby_configures_narrower_set_before_recording(vo
     (void)state;
     struct fixture f;
     fixture_settled(&f);
-    replica(&f, "node3")->streaming = false;
-
-    decide(&f);
+    lose(&f, "node3");
 
     assert_configure(&f, "ANY 1 (\"node2\")", "on");
     assert_string_equal(recorded(&f.state), "k=1 (node2 node3)");
@@ -306,8 +370,7 @@ static void test_decide_lost_standby_records_narrower_set_after_flush(void **sta
     (void)state;
     struct fixture f;
     fixture_settled(&f);
-    replica(&f, "node3")->streaming = false;
-    decide(&f);
+    lose(&f, "node3");
     effect(&f);
     /* Commits went on while PostgreSQL took on the narrower value. */
     f.v.primary_flush = FLUSH + 4096;
@@ -1025,6 +1088,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decide_waits_until_postgresql_is_seen_as_primary),
         cmocka_unit_test(test_decide_from_asynchronous_records_union_configures_then_records_k),
+        cmocka_unit_test(test_decide_new_primary_waits_for_standbys_that_have_not_streamed_yet),
+        cmocka_unit_test(test_decide_degrades_only_after_the_grace),
+        cmocka_unit_test(test_decide_grace_restarts_with_the_primary_term),
         cmocka_unit_test(test_decide_lost_standby_configures_narrower_set_before_recording),
         cmocka_unit_test(test_decide_lost_standby_records_narrower_set_after_flush),
         cmocka_unit_test(test_decide_mode_off_records_k0_configures_empty_then_drops_voters),

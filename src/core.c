@@ -89,6 +89,19 @@ static void set_primary_cmd(const struct core *c, struct fsm_cmd *cmd, uint64_t 
 
 static void quorum_view_of(const struct core *c, const struct core_view *v, struct quorum_view *q);
 
+/* One replication slot for every other member. */
+static int sync_slots(struct core *c, const struct fsm_state *s, char *errmsg)
+{
+    uint64_t ids[FSM_MEMBERS_MAX];
+    unsigned n = 0;
+    for (unsigned i = 0; i < s->n_members; i++) {
+        if (strcmp(s->members[i].name, c->self) != 0) {
+            ids[n++] = s->members[i].id;
+        }
+    }
+    return c->io->pg_sync_slots(c->io->data, ids, n, errmsg);
+}
+
 static int execute(struct core *c, const struct core_view *v, const struct ha_decision *d,
                    char *errmsg)
 {
@@ -124,16 +137,7 @@ static int execute(struct core *c, const struct core_view *v, const struct ha_de
     case HA_ACT_REINIT: return io->pg_clone(io->data, d->target, true, errmsg);
     case HA_ACT_REWIND: return io->pg_rewind(io->data, d->target, errmsg);
     case HA_ACT_FOLLOW: return io->pg_follow(io->data, d->target, errmsg);
-    case HA_ACT_SYNC_SLOTS: {
-        uint64_t ids[FSM_MEMBERS_MAX];
-        unsigned n = 0;
-        for (unsigned i = 0; i < v->state->n_members; i++) {
-            if (strcmp(v->state->members[i].name, c->self) != 0) {
-                ids[n++] = v->state->members[i].id;
-            }
-        }
-        return io->pg_sync_slots(io->data, ids, n, errmsg);
-    }
+    case HA_ACT_SYNC_SLOTS: return sync_slots(c, v->state, errmsg);
     case HA_ACT_RECORD_BOOTSTRAP:
         memset(&cmd, 0, sizeof cmd);
         cmd.type = FSM_CMD_SET_SYSTEM_ID;
@@ -289,6 +293,7 @@ bool core_tick(struct core *c, const struct core_view *v)
     c->step = 0;
     c->term = v->term;
     c->timeline = v->pg.timeline;
+    c->state = v->state;
     c->busy = d.action != HA_ACT_TRANSFER;
     int rv = execute(c, v, &d, errmsg);
     if (rv != 0) {
@@ -326,10 +331,25 @@ void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
         }
         return;
     }
-    if (rc == 0 && (c->running == HA_ACT_PROMOTE || c->running == HA_ACT_START_PRIMARY) &&
-        c->step == 0 && c->io->pg_set_sync != NULL) {
+    if (c->running == HA_ACT_PROMOTE && c->step == 0 && rc == 0 && c->io->pg_set_sync != NULL &&
+        c->io->pg_sync_slots != NULL) {
+        /* The other members' slots exist before the first write, so that the standbys that
+         * re-point find theirs at once (a standby may create physical slots; they survive the
+         * promotion). A failure here delays nothing: the primary's own slot step comes later. */
         char errmsg[RPG_ERRMSG_SIZE];
         c->step = 1;
+        if (sync_slots(c, c->state, errmsg) == 0) {
+            return;
+        }
+        log_warning("promote: replication slots not created first: %s", errmsg);
+    } else if (c->running == HA_ACT_PROMOTE && c->step == 1 && rc != 0) {
+        log_warning("promote: replication slots not created first: %s", msg != NULL ? msg : "");
+        rc = 0;
+    }
+    if (rc == 0 && (c->running == HA_ACT_PROMOTE || c->running == HA_ACT_START_PRIMARY) &&
+        c->step <= 1 && c->io->pg_set_sync != NULL) {
+        char errmsg[RPG_ERRMSG_SIZE];
+        c->step = 2;
         rc = c->running == HA_ACT_PROMOTE
                  ? c->io->pg_promote(c->io->data, c->promote_timeline, errmsg)
                                           : c->io->pg_start(c->io->data, false, "", errmsg);

@@ -84,6 +84,8 @@ struct core {
     bool busy;                  /* an asynchronous action is in flight */
     enum ha_action running;
     int step;                   /* of a multi-step action (record_bootstrap, promote) */
+    const struct fsm_state *state; /* borrowed from the view of the tick that began the action;
+                                      the caller keeps it alive (it is the replicated state) */
     struct ha_decision last;    /* the last decision */
     bool last_changed;          /* the last tick decided something new (for logging) */
     rpg_msec leader_since;      /* when this member became a ready leader, 0 if it is not */

@@ -1367,7 +1367,30 @@ struct fake_io {
     unsigned promotes;
     unsigned stops;
     unsigned set_syncs;
+    unsigned slot_calls;
+    unsigned n_slots;
+    char order[16]; /* s: set_sync, l: slots, p: promote */
 };
+
+static void fake_note(struct fake_io *f, char what)
+{
+    size_t n = strlen(f->order);
+    if (n + 1 < sizeof f->order) {
+        f->order[n] = what;
+        f->order[n + 1] = '\0';
+    }
+}
+
+static int fake_sync_slots(void *data, const uint64_t *ids, unsigned n, char *errmsg)
+{
+    (void)ids;
+    (void)errmsg;
+    struct fake_io *f = data;
+    f->slot_calls++;
+    f->n_slots = n;
+    fake_note(f, 'l');
+    return 0;
+}
 
 static int fake_set_sync(void *data, const char *names, const char *commit, char *errmsg)
 {
@@ -1375,6 +1398,7 @@ static int fake_set_sync(void *data, const char *names, const char *commit, char
     (void)commit;
     (void)errmsg;
     ((struct fake_io *)data)->set_syncs++;
+    fake_note(data, 's');
     return 0;
 }
 
@@ -1383,6 +1407,7 @@ static int fake_promote(void *data, uint32_t timeline, char *errmsg)
     (void)errmsg;
     (void)timeline;
     ((struct fake_io *)data)->promotes++;
+    fake_note(data, 'p');
     return 0;
 }
 
@@ -1420,6 +1445,50 @@ static void core_after_failed_promote(struct world *w, struct fake_io *f, struct
     assert_true(core_tick(c, v));
     assert_int_equal(f->promotes, 1);
     core_action_done(c, RPG_EIO, "pg_ctl promote: server is not in standby mode", 1010);
+}
+
+/* A promotion sets the synchronous setting, then creates the other members' replication slots
+ * (the standbys that re-point find theirs before the first write), then promotes; a failure to
+ * create the slots does not hold the promotion back. */
+static void test_core_promotion_creates_slots_before_promoting(void **state)
+{
+    (void)state;
+    for (int fail = 0; fail < 2; fail++) {
+        struct world w;
+        struct fake_io f;
+        struct core_io io;
+        struct core c;
+        struct core_view v;
+        world_primary(&w);
+        w.in.pg.in_recovery = true;
+        memset(&f, 0, sizeof f);
+        memset(&io, 0, sizeof io);
+        io.data = &f;
+        io.pg_promote = fake_promote;
+        io.pg_stop = fake_stop;
+        io.pg_set_sync = fake_set_sync;
+        io.pg_sync_slots = fake_sync_slots;
+        core_init(&c, &io, "node1", false, 100);
+        log_setup("node1", (enum log_level)(LOG_ERROR + 1), 0);
+        memset(&v, 0, sizeof v);
+        v.now = 1000;
+        v.state = &w.state;
+        v.leader = true;
+        v.state_current = true;
+        v.term = TERM;
+        v.pg_ready = true;
+        v.pg = w.in.pg;
+        assert_true(core_tick(&c, &v));
+        assert_string_equal(f.order, "s");
+        core_action_done(&c, 0, NULL, 1010);
+        assert_string_equal(f.order, "sl");
+        assert_int_equal(f.n_slots, 2);
+        core_action_done(&c, fail ? RPG_EIO : 0, fail ? "slot error" : NULL, 1020);
+        assert_string_equal(f.order, "slp");
+        core_action_done(&c, 0, NULL, 1030);
+        assert_false(c.busy);
+        assert_string_equal(c.error, "");
+    }
 }
 
 static void test_core_backoff_holds_the_failed_action(void **state)
@@ -2093,6 +2162,7 @@ int main(void)
         cmocka_unit_test(test_takeover_hands_over_to_recorded_primary_on_newer_timeline),
         cmocka_unit_test(test_takeover_proceeds_when_recorded_primary_on_newer_timeline_unreachable),
         cmocka_unit_test(test_takeover_of_candidate_on_recorded_timeline_does_not_hand_back),
+        cmocka_unit_test(test_core_promotion_creates_slots_before_promoting),
         cmocka_unit_test(test_core_backoff_holds_the_failed_action),
         cmocka_unit_test(test_core_demotes_at_once_after_another_action_failed),
         cmocka_unit_test(test_core_failed_demotion_backs_off),

@@ -1127,6 +1127,9 @@ static int tp_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
         snprintf(t->errmsg, sizeof t->errmsg, "listen on %s: %s", tp->address, uv_strerror(rv));
         return RAFT_IOERR;
     }
+    /* The sweep serves the connections, which keep the loop alive themselves. */
+    uv_timer_start(&tp->sweep, sweep_cb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    uv_unref((uv_handle_t *)&tp->sweep);
     return 0;
 }
 
@@ -1146,7 +1149,6 @@ static int tp_init(struct raft_uv_transport *t, raft_id id, const char *address)
     uv_timer_init(tp->loop, &tp->sweep);
     tp->sweep.data = tp;
     tp->n_open = 2;
-    uv_timer_start(&tp->sweep, sweep_cb, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     return 0;
 }
 

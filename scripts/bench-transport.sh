@@ -25,7 +25,7 @@ for size in 4096 65536; do
     for mode in plain secret; do
       d=$(mktemp -d "$T_DIR/bench.XXXXXX")
       timeout 300 "$BENCH" "$mode" "$d" $((T_BASE + 30)) "$COUNT" "$size" |
-        sed "s/^{/{\"round\": $round, /"
+        sed "s/^{/{\"round\": $round, /" || echo "{\"round\": $round, \"mode\": \"$mode\", \"error\": \"the benchmark failed\"}"
       rm -rf "$d"
     done
   done

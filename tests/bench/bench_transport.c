@@ -93,13 +93,23 @@ static void closed_cb(struct raft *r)
     }
 }
 
+static void close_all(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, NULL);
+    for (int i = 0; i < N; i++)
+        raft_close(&servers[i].raft, closed_cb);
+}
+
 static void finish(void)
 {
     printf("{\"transport\": \"%s\", \"entry_bytes\": %zu, \"barrier\": %s, \"apply\": %s}\n",
            secured ? "authenticated+encrypted" : "plain libraft tcp", size, report[0], report[1]);
     fflush(stdout);
-    for (int i = 0; i < N; i++)
-        raft_close(&servers[i].raft, closed_cb);
+    /* Closing while followers still append can trip libraft 0.15's segment writer (it stops a
+     * closing poll handle): let the last appends finish first. */
+    static uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    uv_timer_start(&t, close_all, 500, 0);
 }
 
 static void op_done(int status)

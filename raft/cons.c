@@ -226,14 +226,31 @@ void cons_observe(struct cons *c)
     if (role != c->role || term != c->term) {
         log_set_context(term, cons_role_name(role));
     }
+    if (role == CONS_ROLE_CANDIDATE && c->role == CONS_ROLE_FOLLOWER) {
+        /* Why an election starts: the operator's first question after a failover. */
+        rpg_msec now = c->host.now(c);
+        if (c->leader_id != 0 && c->last_heard_leader != 0) {
+            log_warning("no message from leader %s for %llu ms (election timeout %u ms): "
+                        "starting an election",
+                        member_name_by_id(c, c->leader_id),
+                        (unsigned long long)(now - c->last_heard_leader),
+                        c->params.election_timeout_ms);
+        } else {
+            /* Again, without a leader since the last attempt: once is said above. */
+            log_debug("no leader heard within the election timeout (%u ms): starting an "
+                      "election",
+                      c->params.election_timeout_ms);
+        }
+    }
     if (role != c->role) {
         log_info("raft role %s -> %s (term=%llu leader=%s)", cons_role_name(c->role),
                  cons_role_name(role), (unsigned long long)term,
                  leader_id != 0 ? member_name_by_id(c, leader_id) : "none");
     } else if (leader_id != c->leader_id) {
-        log_info("raft leader is now %s (term=%llu)",
+        log_info("raft leader is now %s (term=%llu, was %s)",
                  leader_id != 0 ? member_name_by_id(c, leader_id) : "none",
-                 (unsigned long long)term);
+                 (unsigned long long)term,
+                 c->leader_id != 0 ? member_name_by_id(c, c->leader_id) : "none");
     }
     if (role != CONS_ROLE_LEADER || term != c->term) {
         c->leader_ready = false;

@@ -422,6 +422,8 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
     struct fence_in in = {
         .now = now,
         .lease_ok = lease_ok,
+        .lease_lapsed = fence_lease_lapsed(cons_lease_until(&a->cons), now),
+        .frozen = a->pg_frozen,
         .writable = pg_may_accept_writes(&a->pg),
         .pg_busy = pg_busy(&a->pg),
         .postmaster = pid > 0,
@@ -450,6 +452,23 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
     fence_plan(&a->fence, &in, &out);
 
     switch (out.pg) {
+    case FENCE_PG_FREEZE:
+        a->pg_frozen = true;
+        a->frozen_pid = pid;
+        a->frozen_at = now;
+        a->n_freezes++;
+        log_warning("lease ending (until=%llu now=%llu): postgresql paused, its sessions kept, "
+                    "until the lease is renewed or ends (pid=%d processes=%d)",
+                    (unsigned long long)cons_lease_until(&a->cons), (unsigned long long)now, pid,
+                    pg_signal_server(pid, SIGSTOP));
+        break;
+    case FENCE_PG_THAW:
+        pg_signal_server(a->frozen_pid, SIGCONT);
+        a->pg_frozen = false;
+        log_info("%s: postgresql resumed after %llu ms (pid=%d)",
+                 lease_ok ? "lease renewed" : "postgresql gone",
+                 (unsigned long long)(now - a->frozen_at), a->frozen_pid);
+        break;
     case FENCE_PG_STOP:
     case FENCE_PG_KILL:
         if (out.pg == FENCE_PG_STOP) {
@@ -466,11 +485,16 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
         a->fence_escalated = out.pg == FENCE_PG_KILL;
         a->n_fences++;
         kill(pid, out.pg == FENCE_PG_STOP ? SIGINT : SIGQUIT);
+        /* A stopped process acts on no signal until it is continued; this agent's soft layer,
+         * or an earlier agent's that died, may have stopped it. */
+        pg_signal_server(pid, SIGCONT);
+        a->pg_frozen = false;
         break;
     case FENCE_PG_ESCALATE:
         log_warning("fencing: fast stop not done after %llu ms: immediate stop (pid=%d)",
                     (unsigned long long)(now - a->fence_started), a->fence_pid);
         kill(a->fence_pid, SIGQUIT);
+        pg_signal_server(a->fence_pid, SIGCONT);
         a->fence_escalated = true;
         break;
     case FENCE_PG_DONE:
@@ -771,6 +795,11 @@ static void ha_tick(struct agent *a)
     /* The lease is judged afresh before any decision: after a pause (SIGSTOP, a stalled VM) the
      * first thing this agent does is fence, never act on a lease it no longer holds. */
     fence_tick(a);
+    if (a->pg_frozen) {
+        /* The soft layer holds: the lease comes back (resume, nothing to decide) or ends (the
+         * hard layer stops the server); a decision now would act on a server that cannot. */
+        return;
+    }
     struct core_view v;
     memset(&v, 0, sizeof v);
     v.now = uv_now(a->loop);
@@ -785,6 +814,16 @@ static void ha_tick(struct agent *a)
     v.leader = fence_may_lead(&a->fence, ready, a->lease_ok, a->cons.last_heard_leader,
                               a->cons.started_at, wd_ms, v.now) &&
                a->watchdog_ok;
+    if (ready && !v.leader && a->lead_wait_term != a->cons.term) {
+        rpg_msec from = fence_promote_not_before(&a->fence, a->cons.last_heard_leader,
+                                                 a->cons.started_at, wd_ms);
+        a->lead_wait_term = a->cons.term;
+        log_info("leader in term %llu: acting as leader in %llu ms, once the previous leader's "
+                 "lease and fence have surely ended%s",
+                 (unsigned long long)a->cons.term,
+                 (unsigned long long)(from > v.now ? from - v.now : 0),
+                 a->watchdog_ok ? "" : " and the watchdog works");
+    }
     v.state_current = cons_state_current(&a->cons);
     v.term = a->cons.term;
     v.pg_ready = a->pg.obs_valid && !pg_busy(&a->pg) && a->pg.obs_epoch == a->pg.epoch;
@@ -1090,6 +1129,10 @@ void agent_stop(struct agent *a, int exit_code)
     }
     if (a->fence_timer_open) {
         uv_timer_stop(&a->fence_timer);
+    }
+    if (a->pg_frozen) {
+        pg_signal_server(a->frozen_pid, SIGCONT);
+        a->pg_frozen = false;
     }
     if (a->pg_open && pg_busy(&a->pg)) {
         /* The operation may be starting the server or changing its settings: let it end (cut

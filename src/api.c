@@ -115,11 +115,12 @@ json_t *agent_status_json(const struct agent *a)
         rpg_msec now = uv_now(a->loop);
         json_object_set_new(
             o, "fencing",
-            json_pack("{s:b, s:I, s:I, s:I, s:I, s:b, s:I}", "lease_held", a->lease_ok,
+            json_pack("{s:b, s:I, s:I, s:I, s:I, s:b, s:I, s:b, s:I}", "lease_held", a->lease_ok,
                       "lease_left_ms", (json_int_t)(until > now ? until - now : 0), "lease_ms",
                       (json_int_t)a->fence.lease_ms, "renew_ms", (json_int_t)a->fence.renew_ms,
                       "margin_ms", (json_int_t)a->fence.margin_ms, "fencing", a->fencing,
-                      "fences", (json_int_t)a->n_fences));
+                      "fences", (json_int_t)a->n_fences, "paused", a->pg_frozen, "pauses",
+                      (json_int_t)a->n_freezes));
         if (a->conf.has_vip) {
             json_object_set_new(o, "vip",
                                 json_pack("{s:s, s:s, s:b, s:s}", "address",

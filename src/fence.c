@@ -6,6 +6,7 @@ void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms)
     t->lease_ms = et * 8 / 10;
     t->renew_ms = et / 4 > 0 ? et / 4 : 1;
     t->margin_ms = et * 2 / 10 > 0 ? et * 2 / 10 : 1;
+    t->hard_ms = et / 4 > 0 ? et / 4 : 1;
     t->escalate_ms = t->margin_ms / 2 > 0 ? t->margin_ms / 2 : 1;
 }
 
@@ -15,14 +16,28 @@ bool fence_lease_ok(const struct fence_timing *t, bool leader_ready, rpg_msec le
     return leader_ready && lease_until > now + t->margin_ms;
 }
 
+bool fence_lease_lapsed(rpg_msec lease_until, rpg_msec now)
+{
+    return now >= lease_until;
+}
+
 void fence_plan(const struct fence_timing *t, const struct fence_in *in, struct fence_out *out)
 {
     out->pg = FENCE_PG_NONE;
     out->vip = FENCE_VIP_NONE;
     bool fencing = in->fencing;
-    if (in->writable && !in->lease_ok && !fencing && in->postmaster) {
-        out->pg = in->pg_busy ? FENCE_PG_KILL : FENCE_PG_STOP;
-        fencing = true;
+    /* Between the soft and the hard layer no other node can lead yet: a stall of this agent or of
+     * the network that ends here costs the clients a pause, never their sessions. */
+    bool soft = !in->lease_ok && !in->lease_lapsed;
+    if (in->frozen && (in->lease_ok || !in->postmaster)) {
+        out->pg = FENCE_PG_THAW;
+    } else if (in->writable && !in->lease_ok && !fencing && in->postmaster) {
+        if (!soft) {
+            out->pg = in->pg_busy ? FENCE_PG_KILL : FENCE_PG_STOP;
+            fencing = true;
+        } else if (!in->frozen) {
+            out->pg = FENCE_PG_FREEZE;
+        }
     } else if (fencing && in->target_gone) {
         out->pg = FENCE_PG_DONE;
         fencing = false;
@@ -37,7 +52,9 @@ void fence_plan(const struct fence_timing *t, const struct fence_in *in, struct 
         return;
     }
     bool want = out->want_vip;
-    if (!want && (v->held || v->claiming) && !v->releasing) {
+    /* The soft layer keeps the address (no successor can claim it yet), without renewing it. */
+    bool keep = want || (soft && !fencing && in->primary_running && in->recorded_primary);
+    if (!keep && (v->held || v->claiming) && !v->releasing) {
         out->vip = FENCE_VIP_RELEASE; /* a fence never waits for a claim to finish */
     } else if (v->busy) {
         return;
@@ -58,7 +75,7 @@ rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_he
                                   rpg_msec started_at, rpg_msec watchdog_ms)
 {
     rpg_msec from = last_heard_leader != 0 ? last_heard_leader : started_at;
-    return from + t->lease_ms + t->margin_ms + watchdog_ms;
+    return from + t->lease_ms + t->margin_ms + t->hard_ms + watchdog_ms;
 }
 
 bool fence_may_lead(const struct fence_timing *t, bool leader_ready, bool lease_ok,

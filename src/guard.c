@@ -154,7 +154,8 @@ static void sleep_ms(unsigned ms)
 }
 
 /* What the agent's fence does: SIGINT (no new sessions, every session ends), SIGQUIT after the
- * escalation bound. */
+ * escalation bound; each followed by SIGCONT, as the agent may have died while its soft layer
+ * held the server stopped. */
 static void fence_postgresql(const struct conf *c)
 {
     int pid = pg_postmaster_pid_in(c->postgresql.data_dir, NULL, 0);
@@ -169,12 +170,14 @@ static void fence_postgresql(const struct conf *c)
                 "(pid=%d)",
                 pid);
     kill(pid, SIGINT);
+    pg_signal_server(pid, SIGCONT);
     bool escalated = false;
     for (int i = 0; i < 2000 && proc_alive(pid); i++) {
         if (!escalated && mono_ms() - start >= t.escalate_ms) {
             log_warning("guard: fast stop not done after %llu ms: immediate stop (pid=%d)",
                         (unsigned long long)(mono_ms() - start), pid);
             kill(pid, SIGQUIT);
+            pg_signal_server(pid, SIGCONT);
             escalated = true;
         }
         sleep_ms(GUARD_POLL_MS);

@@ -883,6 +883,45 @@ static void on_controldata(struct proc *pr, const struct proc_result *res, void 
     p->obs_epoch = p->query_epoch;
 }
 
+int pg_signal_server(int postmaster_pid, int sig)
+{
+    if (postmaster_pid <= 0 || kill(postmaster_pid, sig) != 0) {
+        return 0;
+    }
+    int n = 1;
+    DIR *d = opendir("/proc");
+    if (d == NULL) {
+        return n;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end = NULL;
+        long pid = strtol(e->d_name, &end, 10);
+        if (pid <= 0 || *end != '\0' || pid == postmaster_pid) {
+            continue;
+        }
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+            continue;
+        }
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        /* pid (comm) state ppid ...: comm may hold spaces and parentheses, so from the last ')'. */
+        const char *rp = strrchr(buf, ')');
+        int ppid = 0;
+        char state = 0;
+        if (rp != NULL && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == postmaster_pid &&
+            kill((pid_t)pid, sig) == 0) {
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
 int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size)
 {
     char path[PATH_MAX + 32], buf[1024];

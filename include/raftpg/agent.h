@@ -62,11 +62,16 @@ struct agent {
     uv_timer_t fence_timer;
     bool fence_timer_open;
     bool lease_ok;             /* may act as primary now */
+    uint64_t lead_wait_term;  /* the term whose wait to act as leader was logged */
+    bool pg_frozen;            /* the fence's soft layer stopped the server (SIGSTOP) */
+    int frozen_pid;            /* ... that postmaster */
+    rpg_msec frozen_at;
     bool fencing;              /* a fence is under way: the postmaster was told to stop */
     rpg_msec fence_started;
     int fence_pid;
     bool fence_escalated;
     unsigned n_fences;         /* for the API and metrics */
+    unsigned n_freezes;        /* soft-layer pauses, for the API */
     struct vip vip;
     bool vip_open;
     struct guard guard;        /* fences the node if this process dies unfenced (guard.h) */

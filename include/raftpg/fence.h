@@ -13,15 +13,22 @@
  *   t; they refuse votes until ET after that, so no new leader exists before t + ET.
  * - The lease ends at t + lease_ms, lease_ms = 0.8 ET: the 0.2 ET left covers clock-rate drift
  *   between nodes (up to 20 % over one ET) and the loop's millisecond granularity.
- * - The old side starts to fence margin_ms before its lease ends and is done within margin_ms:
- *   the postmaster is told to stop (SIGINT: no new sessions, every session terminated), and after
- *   escalate_ms it is killed outright (SIGQUIT). The VIP is released at the same moment.
+ * - The old side fences in two layers (DESIGN.md rule 2). Soft, from margin_ms before its lease
+ *   ends: every process of its PostgreSQL is stopped (SIGSTOP), so that no commit completes and no
+ *   session is accepted, but no session is lost either; a lease renewed in time resumes them
+ *   (SIGCONT) and clients see a pause, not an error. Hard, from the end of the lease (the first
+ *   moment a successor could exist, as far as this node's clock can tell) or as soon as it is no
+ *   longer the leader of its term: the postmaster is told to stop (SIGINT, with SIGCONT: no new
+ *   sessions, every session terminated), and after escalate_ms it is killed (SIGQUIT); the VIP
+ *   goes at the same moment.
  * - The new side promotes only after its own barrier and after last contact + lease_ms +
- *   margin_ms, so even a leader whose lease it helped renew has finished fencing by then. */
+ *   margin_ms + hard_ms: 1.25 ET on its clock, which under 20 % drift is at least ET on the old
+ *   side's, so the hard layer, begun at 0.8 ET, has 0.2 ET (twice escalate_ms) to be done. */
 struct fence_timing {
     rpg_msec lease_ms;    /* 0.8 ET */
     rpg_msec renew_ms;    /* ET / 4: how often the leader renews */
-    rpg_msec margin_ms;   /* 0.2 ET: fencing starts this long before the lease ends */
+    rpg_msec margin_ms;   /* 0.2 ET: the soft layer starts this long before the lease ends */
+    rpg_msec hard_ms;     /* ET / 4: what a new leader waits for the old side's hard layer */
     rpg_msec escalate_ms; /* margin / 2: fast stop, then immediate */
 };
 
@@ -32,9 +39,13 @@ void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms);
 bool fence_lease_ok(const struct fence_timing *t, bool leader_ready, rpg_msec lease_until,
                     rpg_msec now);
 
+/* True when a successor could exist, as far as this node can tell: it holds no lease of its term
+ * any more (lease_until 0: not the ready leader) or the lease has ended. The hard layer's trigger. */
+bool fence_lease_lapsed(rpg_msec lease_until, rpg_msec now);
+
 /* The earliest loop time a new leader may promote: last contact with the previous leader (0: none
  * since this process started, then its start counts, as the previous leader may have been heard
- * just before a restart) + lease + margin, + watchdog_ms when the nodes run a watchdog: an old
+ * just before a restart) + lease + margin + hard, + watchdog_ms when the nodes run a watchdog: an old
  * primary whose agent died or hung feeds its device at the latest until its lease ends, and the
  * device resets the node watchdog_ms (its timeout) after the last feed. */
 rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_heard_leader,
@@ -75,6 +86,8 @@ struct fence_vip {
 struct fence_in {
     rpg_msec now;
     bool lease_ok;          /* fence_lease_ok, judged by the caller this tick */
+    bool lease_lapsed;      /* fence_lease_lapsed: a successor could exist */
+    bool frozen;            /* the soft layer stopped the server's processes (SIGSTOP) */
     bool writable;          /* pg_may_accept_writes */
     bool pg_busy;           /* a control operation runs */
     bool postmaster;        /* a postmaster runs: the fence has a target */
@@ -89,7 +102,9 @@ struct fence_in {
 
 enum fence_pg_act {
     FENCE_PG_NONE = 0,
-    FENCE_PG_STOP,     /* begin: SIGINT (no new sessions, every session ends) */
+    FENCE_PG_FREEZE,   /* soft layer: SIGSTOP to the postmaster and its children */
+    FENCE_PG_THAW,     /* the lease is back (or the server gone): SIGCONT to them */
+    FENCE_PG_STOP,     /* begin: SIGINT (no new sessions, every session ends); SIGCONT if frozen */
     FENCE_PG_KILL,     /* begin during an operation (a start, a promotion): SIGQUIT at once */
     FENCE_PG_ESCALATE, /* the fast stop took escalate_ms: SIGQUIT */
     FENCE_PG_DONE,     /* the fenced postmaster is gone */

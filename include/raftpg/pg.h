@@ -174,6 +174,12 @@ int pg_follow(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *d
  * slots. */
 int pg_sync_slots(struct pg *p, const uint64_t *ids, unsigned n, pg_done_cb cb, void *data);
 
+/* Sends sig to the postmaster postmaster_pid and to each of its children (the backends, the
+ * walsenders, the auxiliary processes), found in /proc: the fence's soft layer stops them all
+ * (SIGSTOP) and resumes them (SIGCONT). The postmaster comes first, so that with SIGSTOP it forks
+ * no child the scan could miss. Returns how many processes were signalled. */
+int pg_signal_server(int postmaster_pid, int sig);
+
 /* The postmaster's PID read from postmaster.pid now, if that process is alive; else 0. */
 int pg_postmaster_pid(const struct pg *p);
 

@@ -143,6 +143,7 @@ struct sim_pg {
     struct sim_seg *segs;
     unsigned n_segs, cap_segs;
     uint64_t end;        /* WAL end: one record (one client commit) per lsn below it */
+    bool sigstopped;     /* the fence's soft layer stopped its processes (SIGSTOP) */
     uint32_t ckpt_tl;    /* timeline of the last checkpoint (pg_control) */
     uint32_t hist_tl;    /* highest timeline with a history file in pg_wal: a promotion picks
                           * the next id above it and the segments' */
@@ -231,6 +232,8 @@ struct sim_agent {
     bool fence_escalated;
     rpg_msec fence_started;
     uint64_t fence_inc;  /* the process the fence signalled */
+    bool pg_frozen;      /* agent.c pg_frozen: the soft layer holds the server stopped */
+    uint64_t frozen_inc; /* ... that process */
     unsigned n_fences;
     bool vip_startup_done;
     bool vip_busy;
@@ -512,6 +515,8 @@ void sim_pg_push(struct sim_pg *p, uint32_t tl, uint32_t uid, uint64_t begin);
 void sim_pg_copy_data(struct sim_pg *dst, const struct sim_pg *src);
 void sim_pg_clear_data(struct sim_pg *p);
 bool sim_pg_writable(const struct sim_pg *p);
+/* Nothing of node n's PostgreSQL runs: the node is paused, or the fence stopped the server. */
+bool sim_pg_halted(const struct sim_node *n);
 bool sim_pg_prefix_of(const struct sim_pg *s, const struct sim_pg *p, uint64_t *diverge_at);
 int sim_pg_stream_check(const struct sim_pg *s, const struct sim_pg *u, char *why, size_t size);
 void sim_pg_stream(struct sim_pg *s, const struct sim_pg *u, uint64_t upto);

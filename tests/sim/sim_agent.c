@@ -519,7 +519,7 @@ static int target_node(struct sim_world *w, unsigned i, const char *target)
         return -1;
     }
     const struct sim_node *n = &w->nodes[t];
-    if (!n->up || n->frozen || !sim_link(w, i, (unsigned)t) || n->pg.proc != SIM_PROC_RUNNING) {
+    if (!n->up || sim_pg_halted(n) || !sim_link(w, i, (unsigned)t) || n->pg.proc != SIM_PROC_RUNNING) {
         return -1;
     }
     return t;
@@ -1085,8 +1085,12 @@ static void tick(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
     struct sim_agent *a = &n->agent;
-    /* agent.c ha_tick: the lease is judged afresh before any decision. */
+    /* agent.c ha_tick: the lease is judged afresh before any decision; the soft layer holds
+     * decisions back. */
     sim_fence_tick(w, i);
+    if (a->pg_frozen) {
+        return;
+    }
     struct core_view v;
     memset(&v, 0, sizeof v);
     v.now = sim_local_now(w, i);

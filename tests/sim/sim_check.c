@@ -48,7 +48,7 @@ void sim_violation(struct sim_world *w, enum sim_check c, const char *fmt, ...)
 static bool accepts_writes(const struct sim_world *w, unsigned i)
 {
     const struct sim_node *n = &w->nodes[i];
-    return n->exists && n->up && !n->frozen && sim_pg_writable(&n->pg);
+    return n->exists && n->up && !sim_pg_halted(n) && sim_pg_writable(&n->pg);
 }
 
 /* I3: the VIP is held by at most one node, and not by one node while another node's server

@@ -152,6 +152,7 @@ static void guard_event(struct sim_world *w, unsigned i, uint64_t step)
     struct sim_node *n = &w->nodes[i];
     struct fence_timing t = timing();
     if (step == 0) {
+        n->pg.sigstopped = false; /* guard.c: SIGCONT with each signal */
         if (n->pg.proc != SIM_PROC_DOWN) {
             sim_trace(w, (int)i, "guard: the agent is gone: stopping postgresql");
             n->guard_pg_inc = n->pg.inc;
@@ -193,6 +194,8 @@ static bool fence_tick_inner(struct sim_world *w, unsigned i, bool *unfenced)
     struct fence_in in = {
         .now = now,
         .lease_ok = lease_ok,
+        .lease_lapsed = w->opt->no_lease ? !ready : fence_lease_lapsed(cons_lease_until(c), now),
+        .frozen = a->pg_frozen,
         .writable = may_accept_writes(n),
         .pg_busy = a->op_id != 0,
         .postmaster = n->pg.proc != SIM_PROC_DOWN,
@@ -218,16 +221,32 @@ static bool fence_tick_inner(struct sim_world *w, unsigned i, bool *unfenced)
     };
     struct fence_out out;
     fence_plan(&t, &in, &out);
-    if (w->opt->no_lease && (out.pg == FENCE_PG_STOP || out.pg == FENCE_PG_KILL)) {
+    if (w->opt->no_lease && (out.pg == FENCE_PG_STOP || out.pg == FENCE_PG_KILL ||
+                              out.pg == FENCE_PG_FREEZE)) {
         out.pg = FENCE_PG_NONE;
     }
     switch (out.pg) {
+    case FENCE_PG_FREEZE:
+        sim_trace(w, (int)i, "lease ending: postgresql paused");
+        a->pg_frozen = true;
+        a->frozen_inc = n->pg.inc;
+        n->pg.sigstopped = true;
+        break;
+    case FENCE_PG_THAW:
+        sim_trace(w, (int)i, "postgresql resumed");
+        a->pg_frozen = false;
+        if (n->pg.inc == a->frozen_inc) {
+            n->pg.sigstopped = false;
+        }
+        break;
     case FENCE_PG_STOP:
     case FENCE_PG_KILL:
         a->fencing = true;
         a->fence_started = now;
         a->n_fences++;
         a->fence_escalated = out.pg == FENCE_PG_KILL;
+        a->pg_frozen = false;
+        n->pg.sigstopped = false; /* agent.c: SIGCONT with the signal */
         if (out.pg == FENCE_PG_STOP) {
             sim_trace(w, (int)i, "fencing: postgresql may accept writes without a lease");
             sim_pg_begin_shutdown(w, i, sim_rng_range(&w->rng, 10, 120));

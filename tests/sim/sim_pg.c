@@ -113,6 +113,11 @@ void sim_pg_copy_data(struct sim_pg *dst, const struct sim_pg *src)
     memcpy(dst->conf_sync_commit, src->conf_sync_commit, sizeof dst->conf_sync_commit);
 }
 
+bool sim_pg_halted(const struct sim_node *n)
+{
+    return n->frozen || n->pg.sigstopped;
+}
+
 bool sim_pg_writable(const struct sim_pg *p)
 {
     return p->proc == SIM_PROC_RUNNING && !p->in_recovery;

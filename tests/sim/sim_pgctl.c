@@ -25,6 +25,7 @@ void sim_pg_crash(struct sim_world *w, unsigned i)
     p->was_primary = !p->in_recovery && p->proc != SIM_PROC_STARTING ? true : p->was_primary;
     p->proc = SIM_PROC_DOWN;
     p->inc++;
+    p->sigstopped = false;
     p->in_recovery = false;
     p->promote_pending = false;
     p->streaming = false;
@@ -65,7 +66,7 @@ static void finish_shutdown(struct sim_world *w, unsigned i)
     for (unsigned j = 0; j < w->n; j++) {
         struct sim_pg *s = &w->nodes[j].pg;
         if (s->proc == SIM_PROC_RUNNING && s->streaming && s->streaming_from == (int)i &&
-            !w->nodes[j].frozen) {
+            !sim_pg_halted(&w->nodes[j])) {
             sim_pg_stream(s, p, p->end);
         }
     }
@@ -182,11 +183,11 @@ static void stream_one(struct sim_world *w, unsigned i)
     struct sim_pg *s = &n->pg;
     int u = sim_node_by_name(w, s->conf_upstream);
     char why[RPG_ERRMSG_SIZE];
-    bool ok = u >= 0 && (unsigned)u != i && w->nodes[u].up && !w->nodes[u].frozen &&
+    bool ok = u >= 0 && (unsigned)u != i && w->nodes[u].up && !sim_pg_halted(&w->nodes[u]) &&
               sim_link(w, i, (unsigned)u) && w->nodes[u].pg.proc == SIM_PROC_RUNNING &&
               w->nodes[u].pg.system_id == s->system_id &&
               (s->slot_id == 0 || has_slot(&w->nodes[u].pg, s->slot_id));
-    if (u >= 0 && (unsigned)u != i && w->nodes[u].up && !w->nodes[u].frozen &&
+    if (u >= 0 && (unsigned)u != i && w->nodes[u].up && !sim_pg_halted(&w->nodes[u]) &&
         sim_link(w, i, (unsigned)u) && w->nodes[u].pg.proc == SIM_PROC_RUNNING &&
         w->nodes[u].pg.system_id == s->system_id && sim_pg_tl(&w->nodes[u].pg) >= sim_pg_tl(s)) {
         /* The walreceiver fetches the upstream's missing history files before it asks to
@@ -250,7 +251,7 @@ static void acknowledge(struct sim_world *w, unsigned i)
         for (unsigned j = 0; j < w->n; j++) {
             const struct sim_pg *s = &w->nodes[j].pg;
             if (j != i && s->proc == SIM_PROC_RUNNING && s->in_recovery && s->streaming &&
-                s->streaming_from == (int)i && !w->nodes[j].frozen &&
+                s->streaming_from == (int)i && !sim_pg_halted(&w->nodes[j]) &&
                 sync_set_contains(&set, w->nodes[j].name)) {
                 pos[n++] = s->end;
             }
@@ -294,14 +295,14 @@ void sim_repl_round(struct sim_world *w)
 {
     for (unsigned i = 0; i < w->n; i++) {
         const struct sim_node *n = &w->nodes[i];
-        if (n->exists && n->up && !n->frozen && n->pg.proc == SIM_PROC_RUNNING &&
+        if (n->exists && n->up && !sim_pg_halted(n) && n->pg.proc == SIM_PROC_RUNNING &&
             n->pg.in_recovery) {
             stream_one(w, i);
         }
     }
     for (unsigned i = 0; i < w->n; i++) {
         struct sim_node *n = &w->nodes[i];
-        if (n->exists && n->up && !n->frozen && sim_pg_writable(&n->pg)) {
+        if (n->exists && n->up && !sim_pg_halted(n) && sim_pg_writable(&n->pg)) {
             acknowledge(w, i);
         }
         n->pg.mark = n->pg.end;
@@ -314,7 +315,7 @@ void sim_client_round(struct sim_world *w)
 {
     for (unsigned i = 0; i < w->n; i++) {
         struct sim_node *n = &w->nodes[i];
-        if (!n->exists || !n->up || n->frozen || !sim_pg_writable(&n->pg)) {
+        if (!n->exists || !n->up || sim_pg_halted(n) || !sim_pg_writable(&n->pg)) {
             continue;
         }
         n->pg.end++;

@@ -517,6 +517,13 @@ static void dispatch(struct sim_world *w, const struct sim_event *e)
         sim_push(w, w->nodes[e->node].frozen_until, e->type, e->node, e->gen, e->sub);
         return;
     }
+    if ((e->type == EV_PG_UP || e->type == EV_PG_PROMOTED || e->type == EV_PG_CHECKPOINT ||
+         e->type == EV_PG_SHUTDOWN) &&
+        w->nodes[e->node].pg.sigstopped) {
+        /* A stopped server does nothing until continued (the fence's soft layer is short). */
+        sim_push(w, sim_now(w) + 10, e->type, e->node, e->gen, e->sub);
+        return;
+    }
     rpg_msec now = sim_now(w);
     switch (e->type) {
     case EV_AGENT_START:

@@ -53,11 +53,14 @@ static void test_a_primary_under_its_lease_keeps_everything(void **state)
     assert_true(out.want_vip);
 }
 
+/* The hard layer: the lease has ended (or this node no longer leads its term), so a successor
+ * could exist. */
 static void test_losing_the_lease_stops_the_server_and_releases_the_vip_at_once(void **state)
 {
     (void)state;
     struct fence_in in = primary();
     in.lease_ok = false;
+    in.lease_lapsed = true;
     struct fence_out out = plan(&in);
     assert_int_equal(out.pg, FENCE_PG_STOP);
     assert_int_equal(out.vip, FENCE_VIP_RELEASE);
@@ -71,8 +74,70 @@ static void test_a_fence_during_an_operation_kills_at_once(void **state)
     (void)state;
     struct fence_in in = primary();
     in.lease_ok = false;
+    in.lease_lapsed = true;
     in.pg_busy = true;
     assert_int_equal(plan(&in).pg, FENCE_PG_KILL);
+    in.frozen = true; /* stopped by the soft layer: killed the same way (and continued) */
+    assert_int_equal(plan(&in).pg, FENCE_PG_KILL);
+}
+
+/* The soft layer: the lease is ending but has not ended, so no successor can exist yet. The
+ * server is paused with its sessions, the VIP kept but not renewed, the watchdog not fed. */
+static void test_a_lease_about_to_end_pauses_the_server_and_keeps_the_vip(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.lease_ok = false;
+    in.vip.renewed_at = in.now - in.vip.renew_ms;
+    struct fence_out out = plan(&in);
+    assert_int_equal(out.pg, FENCE_PG_FREEZE);
+    assert_int_equal(out.vip, FENCE_VIP_NONE);
+    assert_false(out.feed_watchdog);
+    assert_true(out.unfenced);
+    assert_false(out.want_vip);
+    in.frozen = true;
+    out = plan(&in);
+    assert_int_equal(out.pg, FENCE_PG_NONE);
+    assert_int_equal(out.vip, FENCE_VIP_NONE);
+    in.pg_busy = true; /* an operation changes nothing: a stopped process runs nothing */
+    assert_int_equal(plan(&in).pg, FENCE_PG_NONE);
+}
+
+/* A stall that ends while the lease still holds costs a pause: the lease renewed resumes it. */
+static void test_a_renewed_lease_resumes_the_paused_server(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.frozen = true;
+    struct fence_out out = plan(&in);
+    assert_int_equal(out.pg, FENCE_PG_THAW);
+    assert_true(out.want_vip);
+    /* Or its postmaster is gone (killed, crashed): nothing is left paused. */
+    in.lease_ok = false;
+    in.postmaster = false;
+    in.writable = false;
+    assert_int_equal(plan(&in).pg, FENCE_PG_THAW);
+}
+
+/* The lease ends while the server is paused: the hard layer, and the VIP goes. */
+static void test_a_paused_server_is_stopped_when_the_lease_ends(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.lease_ok = false;
+    in.frozen = true;
+    in.lease_lapsed = true;
+    struct fence_out out = plan(&in);
+    assert_int_equal(out.pg, FENCE_PG_STOP);
+    assert_int_equal(out.vip, FENCE_VIP_RELEASE);
+}
+
+static void test_the_lease_lapses_at_its_end(void **state)
+{
+    (void)state;
+    assert_false(fence_lease_lapsed(10400, 10399));
+    assert_true(fence_lease_lapsed(10400, 10400));
+    assert_true(fence_lease_lapsed(0, 1)); /* no lease: not the ready leader */
 }
 
 static void test_no_postmaster_nothing_to_fence(void **state)
@@ -124,6 +189,7 @@ static void test_a_release_cuts_a_claim_short(void **state)
     in.vip.claiming = true;
     assert_int_equal(plan(&in).vip, FENCE_VIP_NONE); /* still wanted: let it finish */
     in.lease_ok = false;
+    in.lease_lapsed = true;
     assert_int_equal(plan(&in).vip, FENCE_VIP_RELEASE);
     in.vip.releasing = true;
     assert_int_equal(plan(&in).vip, FENCE_VIP_NONE); /* asked once */
@@ -145,6 +211,8 @@ static void test_claim_retry_and_renewal(void **state)
     assert_int_equal(plan(&in).vip, FENCE_VIP_RENEW);
     /* Never renewed without the lease: a hung agent's VIP must lapse. */
     in.lease_ok = false;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE);
+    in.lease_lapsed = true;
     assert_int_equal(plan(&in).vip, FENCE_VIP_RELEASE);
 }
 
@@ -190,19 +258,20 @@ static void test_without_a_vip_section_only_the_server_counts(void **state)
 }
 
 /* A ready leader with the lease acts once the previous leader has surely fenced: last contact +
- * lease + margin (400 + 100 with ET 500), plus the watchdog's timeout when nodes run one. */
+ * lease + margin + the hard layer's time (400 + 100 + 125 with ET 500), plus the watchdog's
+ * timeout when nodes run one. */
 static void test_a_new_leader_waits_for_the_previous_lease_and_watchdog(void **state)
 {
     (void)state;
     struct fence_timing ft;
     fence_timing_init(&ft, 500);
-    assert_false(fence_may_lead(&ft, true, true, 10000, 1000, 0, 10499));
-    assert_true(fence_may_lead(&ft, true, true, 10000, 1000, 0, 10500));
-    assert_false(fence_may_lead(&ft, true, true, 10000, 1000, 1000, 11499));
-    assert_true(fence_may_lead(&ft, true, true, 10000, 1000, 1000, 11500));
+    assert_false(fence_may_lead(&ft, true, true, 10000, 1000, 0, 10624));
+    assert_true(fence_may_lead(&ft, true, true, 10000, 1000, 0, 10625));
+    assert_false(fence_may_lead(&ft, true, true, 10000, 1000, 1000, 11624));
+    assert_true(fence_may_lead(&ft, true, true, 10000, 1000, 1000, 11625));
     /* Never heard a leader since the start: the start counts. */
-    assert_false(fence_may_lead(&ft, true, true, 0, 1000, 0, 1499));
-    assert_true(fence_may_lead(&ft, true, true, 0, 1000, 0, 1500));
+    assert_false(fence_may_lead(&ft, true, true, 0, 1000, 0, 1624));
+    assert_true(fence_may_lead(&ft, true, true, 0, 1000, 0, 1625));
     assert_false(fence_may_lead(&ft, false, true, 0, 1000, 0, 99999));
     assert_false(fence_may_lead(&ft, true, false, 0, 1000, 0, 99999));
 }
@@ -224,6 +293,10 @@ int main(void)
         cmocka_unit_test(test_a_primary_under_its_lease_keeps_everything),
         cmocka_unit_test(test_losing_the_lease_stops_the_server_and_releases_the_vip_at_once),
         cmocka_unit_test(test_a_fence_during_an_operation_kills_at_once),
+        cmocka_unit_test(test_a_lease_about_to_end_pauses_the_server_and_keeps_the_vip),
+        cmocka_unit_test(test_a_renewed_lease_resumes_the_paused_server),
+        cmocka_unit_test(test_a_paused_server_is_stopped_when_the_lease_ends),
+        cmocka_unit_test(test_the_lease_lapses_at_its_end),
         cmocka_unit_test(test_no_postmaster_nothing_to_fence),
         cmocka_unit_test(
             test_the_fast_stop_escalates_after_its_bound_and_ends_when_the_server_is_gone),

@@ -326,13 +326,13 @@ static void test_a_new_leader_waits_for_the_old_primarys_watchdog(void **state)
     assert_int_equal(watchdog_lease_timeout_s(&wd, 10000), 9);
     assert_int_equal(watchdog_promote_wait_ms(&wd, 10000), 9000);
 
-    /* ET 500 ms: lease 400 + margin 100, then the device's second. */
+    /* ET 500 ms: lease 400 + margin 100 + hard layer 125, then the device's second. */
     struct fence_timing ft;
     fence_timing_init(&ft, 500);
-    assert_int_equal(fence_promote_not_before(&ft, 7000, 1, 0), 7500);
-    assert_int_equal(fence_promote_not_before(&ft, 7000, 1, 1000), 8500);
+    assert_int_equal(fence_promote_not_before(&ft, 7000, 1, 0), 7625);
+    assert_int_equal(fence_promote_not_before(&ft, 7000, 1, 1000), 8625);
     /* Nobody heard since the start: the start counts. */
-    assert_int_equal(fence_promote_not_before(&ft, 0, 3000, 1000), 4500);
+    assert_int_equal(fence_promote_not_before(&ft, 0, 3000, 1000), 4625);
 }
 
 /* ---- the real backend, on files that are not watchdogs -------------------------------------- */

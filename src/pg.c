@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "raftpg/fence.h"
@@ -922,6 +923,108 @@ int pg_signal_server(int postmaster_pid, int sig)
     return n;
 }
 
+/* Whether process pid is a PostgreSQL server process (its command name; a shell that changed to
+ * the data directory is not). */
+static bool is_postgres(long pid)
+{
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    bool ok = fgets(comm, sizeof comm, f) != NULL && strcmp(comm, "postgres\n") == 0;
+    fclose(f);
+    return ok;
+}
+
+/* Whether process pid works in directory dir (a resolved path): PostgreSQL's postmaster and every
+ * child of it change to the data directory. */
+static bool works_in(long pid, const char *dir)
+{
+    char link[64], cwd[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/%ld/cwd", pid);
+    ssize_t n = readlink(link, cwd, sizeof cwd - 1);
+    if (n <= 0) {
+        return false;
+    }
+    cwd[n] = '\0';
+    return strcmp(cwd, dir) == 0;
+}
+
+static long parent_of(long pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    const char *rp = strrchr(buf, ')');
+    char state = 0;
+    long ppid = 0;
+    if (rp == NULL || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2 || state == 'Z' ||
+        state == 'X') {
+        return 0;
+    }
+    return ppid;
+}
+
+/* How often the process table is searched for a postmaster whose postmaster.pid is gone. */
+#define PG_SCAN_INTERVAL_MS 250
+
+/* The postmaster of data_dir from the process table, for a server whose postmaster.pid was
+ * removed or overwritten (rule 10: the process table knows, the file may not): a process working
+ * in the data directory whose parent does not. 0 when there is none. A search that found nothing
+ * is not repeated for PG_SCAN_INTERVAL_MS (the fence asks every 10 ms). */
+static int find_postmaster(const char *data_dir)
+{
+    static char last_dir[PATH_MAX];
+    static int last_pid;
+    static rpg_msec last_scan;
+    char dir[PATH_MAX];
+    if (realpath(data_dir, dir) == NULL) {
+        return 0;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    rpg_msec now = (rpg_msec)ts.tv_sec * 1000 + (rpg_msec)(ts.tv_nsec / 1000000);
+    bool same = strcmp(dir, last_dir) == 0;
+    if (same && last_pid > 0 && parent_of(last_pid) > 0 && works_in(last_pid, dir) &&
+        is_postgres(last_pid)) {
+        return last_pid;
+    }
+    if (same && last_pid == 0 && now - last_scan < PG_SCAN_INTERVAL_MS) {
+        return 0;
+    }
+    fmt_str(last_dir, sizeof last_dir, "%s", dir);
+    last_scan = now;
+    last_pid = 0;
+    DIR *d = opendir("/proc");
+    if (d == NULL) {
+        return 0;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end = NULL;
+        long pid = strtol(e->d_name, &end, 10);
+        if (pid <= 0 || pid > INT32_MAX || *end != '\0' || !works_in(pid, dir) ||
+            !is_postgres(pid)) {
+            continue;
+        }
+        long ppid = parent_of(pid);
+        if (ppid > 0 && !(works_in(ppid, dir) && is_postgres(ppid))) {
+            last_pid = (int)pid;
+            break;
+        }
+    }
+    closedir(d);
+    return last_pid;
+}
+
 int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size)
 {
     char path[PATH_MAX + 32], buf[1024];
@@ -931,14 +1034,14 @@ int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size)
     }
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        return 0;
+        return find_postmaster(data_dir);
     }
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
     long pid = strtol(buf, NULL, 10);
     if (pid <= 0 || pid > INT32_MAX || !proc_alive((int)pid)) {
-        return 0;
+        return find_postmaster(data_dir);
     }
     char *line = buf;
     for (int i = 1; i < 8 && line != NULL; i++) {
@@ -1322,6 +1425,14 @@ static int remove_data_dir(struct pg *p)
     if (dir[0] != '/' || strcmp(dir, "/") == 0) {
         fmt_str(p->op_error, sizeof p->op_error, "refusing to remove data directory %s", dir);
         return RPG_EINVAL;
+    }
+    int running = pg_postmaster_pid(p);
+    if (running != 0) {
+        /* Nothing is deleted under a running server (rule 10). */
+        fmt_str(p->op_error, sizeof p->op_error,
+                "refusing to remove data directory %s: a postmaster runs in it (pid=%d)", dir,
+                running);
+        return RPG_EBUSY;
     }
     char *argv[] = {"/bin/rm", "-rf", "--", (char *)dir, NULL};
     return run(p, argv, 600000);

@@ -293,7 +293,7 @@ static int transport_start(struct cons_uv *u, char *errmsg)
 {
     struct transport_secrets secrets;
     memset(&secrets, 0, sizeof secrets);
-    int rv = conf_secret_read(u->conf, false, secrets.primary, errmsg);
+    int rv = conf_secret_read(u->conf, false, false, secrets.primary, errmsg);
     if (rv == RPG_ENOTFOUND) {
         log_warning("raft transport: UNAUTHENTICATED and UNENCRYPTED: raft.secret_file is not "
                     "set, so anyone who reaches %s can take part in the Raft group or crash this "
@@ -308,7 +308,7 @@ static int transport_start(struct cons_uv *u, char *errmsg)
         return 0;
     }
     if (rv == 0) {
-        rv = conf_secret_read(u->conf, true, secrets.previous, errmsg);
+        rv = conf_secret_read(u->conf, true, false, secrets.previous, errmsg);
         secrets.has_previous = rv == 0;
         if (rv == RPG_ENOTFOUND) {
             rv = 0;

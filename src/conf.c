@@ -1333,8 +1333,8 @@ static const char *secret_parse(const char *text, size_t len, uint8_t key[CONF_S
     return NULL;
 }
 
-int conf_secret_read(const struct conf *c, bool previous, uint8_t key[CONF_SECRET_SIZE],
-                     char *errmsg)
+int conf_secret_read(const struct conf *c, bool previous, bool any_owner,
+                     uint8_t key[CONF_SECRET_SIZE], char *errmsg)
 {
     const char *path = previous ? c->raft.secret_file_previous : c->raft.secret_file;
     struct conf_pos pos = previous ? c->raft.secret_file_previous_pos : c->raft.secret_file_pos;
@@ -1361,7 +1361,7 @@ int conf_secret_read(const struct conf *c, bool previous, uint8_t key[CONF_SECRE
                 pos.col, name, path);
         goto out;
     }
-    if (st.st_uid != geteuid()) {
+    if (!any_owner && st.st_uid != geteuid()) {
         rpg_err(errmsg, RPG_ECONFIG,
                 "%s:%u:%u: %s: %s must be owned by the agent's user (owner uid=%u, agent uid=%u)",
                 c->path, pos.line, pos.col, name, path, (unsigned)st.st_uid, (unsigned)geteuid());

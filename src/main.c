@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <uv.h>
@@ -59,10 +60,12 @@ static int cmd_check_config(int argc, char **argv)
         printf("  member %s id=%u raft=%s api=%s\n", c.raft.members[i].name, i + 1,
                c.raft.members[i].raft, c.raft.members[i].api);
     }
+    /* Run by root, the check is for the agent's user, whoever owns the file. */
+    bool any_owner = geteuid() == 0;
     uint8_t key[CONF_SECRET_SIZE];
-    int rv = conf_secret_read(&c, false, key, errmsg);
+    int rv = conf_secret_read(&c, false, any_owner, key, errmsg);
     if (rv == 0) {
-        rv = conf_secret_read(&c, true, key, errmsg);
+        rv = conf_secret_read(&c, true, any_owner, key, errmsg);
     }
     sodium_memzero(key, sizeof key);
     if (rv != 0 && rv != RPG_ENOTFOUND) {

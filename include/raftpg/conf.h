@@ -179,10 +179,11 @@ int conf_parse_cidr(const char *cidr, char host[16], unsigned *prefix);
 /* Reads the cluster secret named by raft.secret_file (with previous, raft.secret_file_previous)
  * into key. Returns 0; RPG_ENOTFOUND when that key is not set; RPG_ECONFIG with
  * "FILE:LINE:COL: raft.secret_file: ..." when the file cannot be read, is not a regular file, is
- * not owned by the effective user, is accessible to its group or to others, or does not hold
- * exactly 64 hex digits (white space around them allowed). The key is never put in a message. */
-int conf_secret_read(const struct conf *c, bool previous, uint8_t key[CONF_SECRET_SIZE],
-                     char *errmsg);
+ * not owned by the effective user (unless any_owner: root checking a file for the agent's user),
+ * is accessible to its group or to others, or does not hold exactly 64 hex digits (white space
+ * around them allowed). The key is never put in a message. */
+int conf_secret_read(const struct conf *c, bool previous, bool any_owner,
+                     uint8_t key[CONF_SECRET_SIZE], char *errmsg);
 
 /* Writes a new random secret (64 hex digits and a newline) to path, created with mode 0600 and
  * synced; refuses an existing path (RPG_EEXIST). Returns 0 or a negative code with errmsg. */

@@ -38,12 +38,12 @@
 
 #define TRANSPORT_VERSION 1
 #define TRANSPORT_KEY_SIZE CONF_SECRET_SIZE
-#define TRANSPORT_ADDR_MAX 48      /* address field of AUTH_C, NUL included */
-#define TRANSPORT_HELLO_SIZE 104   /* 4 + 1 + 1 + 2 + 32 + 32 + 32 */
-#define TRANSPORT_AUTH_C_SIZE 112  /* 8 + 48 + 32 + 24 */
-#define TRANSPORT_AUTH_S_SIZE 64   /* 8 + 32 + 24 */
-#define TRANSPORT_HS_BUF 160       /* the largest handshake message, rounded up */
-#define TRANSPORT_FRAME_MAX 65536  /* plaintext bytes of one frame */
+#define TRANSPORT_ADDR_MAX 48     /* address field of AUTH_C, NUL included */
+#define TRANSPORT_HELLO_SIZE 104  /* 4 + 1 + 1 + 2 + 32 + 32 + 32 */
+#define TRANSPORT_AUTH_C_SIZE 112 /* 8 + 48 + 32 + 24 */
+#define TRANSPORT_AUTH_S_SIZE 64  /* 8 + 32 + 24 */
+#define TRANSPORT_HS_BUF 160      /* the largest handshake message, rounded up */
+#define TRANSPORT_FRAME_MAX 65536 /* plaintext bytes of one frame */
 #define TRANSPORT_FRAME_OVERHEAD crypto_secretstream_xchacha20poly1305_ABYTES
 #define TRANSPORT_FRAME_LEN_SIZE 4
 /* A connection that has not finished its handshake within this is closed. */
@@ -105,13 +105,13 @@ struct transport_hs {
     enum transport_hs_state state;
     enum transport_fail fail;
     const struct transport_secrets *secrets; /* borrowed */
-    bool use_previous;  /* client: prove the previous secret; server: the peer proved it */
+    bool use_previous; /* client: prove the previous secret; server: the peer proved it */
     uint8_t scope_hash[32];
     uint64_t self_id;
     char self_address[TRANSPORT_ADDR_MAX];
-    uint64_t peer_id;   /* client: the member asked for; after DONE, the authenticated peer */
+    uint64_t peer_id; /* client: the member asked for; after DONE, the authenticated peer */
     char peer_address[TRANSPORT_ADDR_MAX]; /* server, after DONE: the client's Raft address */
-    uint8_t sk[32];     /* ephemeral X25519 secret key */
+    uint8_t sk[32];                        /* ephemeral X25519 secret key */
     uint8_t hello_c[TRANSPORT_HELLO_SIZE];
     uint8_t hello_s[TRANSPORT_HELLO_SIZE];
     uint8_t ident[8 + TRANSPORT_ADDR_MAX];
@@ -159,14 +159,14 @@ int transport_frame_open(struct transport_channel *ch, const uint8_t *in, size_t
 
 /* Counters of this process's transports, for the API and metrics. */
 struct transport_stats {
-    uint64_t accepted;      /* incoming TCP connections */
-    uint64_t authenticated; /* handshakes that succeeded, both directions */
-    uint64_t rejected;      /* incoming connections closed by a failed handshake or frame */
-    uint64_t timed_out;     /* of those, closed for an unfinished handshake */
-    uint64_t refused_busy;  /* closed at once: TRANSPORT_HANDSHAKES_MAX already in handshake */
-    uint64_t connect_failed;/* outgoing handshakes that failed (not counting refused TCP) */
-    unsigned handshaking;   /* connections in handshake now */
-    unsigned sessions;      /* established sessions now */
+    uint64_t accepted;       /* incoming TCP connections */
+    uint64_t authenticated;  /* handshakes that succeeded, both directions */
+    uint64_t rejected;       /* incoming connections closed by a failed handshake or frame */
+    uint64_t timed_out;      /* of those, closed for an unfinished handshake */
+    uint64_t refused_busy;   /* closed at once: TRANSPORT_HANDSHAKES_MAX already in handshake */
+    uint64_t connect_failed; /* outgoing handshakes that failed (not counting refused TCP) */
+    unsigned handshaking;    /* connections in handshake now */
+    unsigned sessions;       /* established sessions now */
 };
 
 /* Copies the counters. */

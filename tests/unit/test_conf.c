@@ -141,11 +141,11 @@ static void test_secret_file_is_read_when_private(void **state)
     assert_string_equal(c.raft.secret_file, path);
     assert_int_equal(c.raft.secret_file_pos.line, 5);
     assert_int_equal(c.raft.secret_file_pos.col, 16);
-    assert_int_equal(conf_secret_read(&c, false, key, errmsg), 0);
+    assert_int_equal(conf_secret_read(&c, false, false, key, errmsg), 0);
     assert_int_equal(key[0], 0x00);
     assert_int_equal(key[1], 0x11);
     assert_int_equal(key[31], 0xff);
-    assert_int_equal(conf_secret_read(&c, true, key, errmsg), RPG_ENOTFOUND);
+    assert_int_equal(conf_secret_read(&c, true, false, key, errmsg), RPG_ENOTFOUND);
     unlink(path);
 }
 
@@ -157,12 +157,34 @@ static void test_secret_file_readable_by_others_is_refused(void **state)
     secret_file(path, SECRET_HEX, 0640);
     snprintf(text, sizeof text, HEAD "  secret_file: %s\n" MEMBERS, path);
     assert_int_equal(load(text), 0);
-    assert_int_equal(conf_secret_read(&c, false, key, errmsg), RPG_ECONFIG);
+    assert_int_equal(conf_secret_read(&c, false, false, key, errmsg), RPG_ECONFIG);
     snprintf(expected, sizeof expected,
              "t.yaml:5:16: raft.secret_file: %s is accessible to its group or to others (mode "
              "0640); chmod 600 it",
              path);
     assert_string_equal(errmsg, expected);
+    unlink(path);
+}
+
+static void test_secret_file_of_another_user_is_refused_unless_any_owner(void **state)
+{
+    (void)state;
+    char path[64], text[512], expected[512];
+    uint8_t key[CONF_SECRET_SIZE];
+    secret_file(path, SECRET_HEX, 0600);
+    if (chown(path, 65534, 65534) != 0) {
+        unlink(path);
+        skip(); /* only root can give a file away */
+    }
+    snprintf(text, sizeof text, HEAD "  secret_file: %s\n" MEMBERS, path);
+    assert_int_equal(load(text), 0);
+    assert_int_equal(conf_secret_read(&c, false, false, key, errmsg), RPG_ECONFIG);
+    snprintf(expected, sizeof expected,
+             "t.yaml:5:16: raft.secret_file: %s must be owned by the agent's user (owner "
+             "uid=65534, agent uid=%u)",
+             path, (unsigned)geteuid());
+    assert_string_equal(errmsg, expected);
+    assert_int_equal(conf_secret_read(&c, false, true, key, errmsg), 0);
     unlink(path);
 }
 
@@ -177,7 +199,7 @@ static void test_secret_file_must_hold_64_hex_digits(void **state)
         secret_file(path, bad[i], 0600);
         snprintf(text, sizeof text, HEAD "  secret_file: %s\n" MEMBERS, path);
         assert_int_equal(load(text), 0);
-        assert_int_equal(conf_secret_read(&c, false, key, errmsg), RPG_ECONFIG);
+        assert_int_equal(conf_secret_read(&c, false, false, key, errmsg), RPG_ECONFIG);
         snprintf(expected, sizeof expected,
                  "t.yaml:5:16: raft.secret_file: %s: expected exactly 64 hex digits (raftpg "
                  "gen-secret FILE writes one)",
@@ -195,7 +217,7 @@ static void test_missing_secret_file_is_an_error_at_its_key(void **state)
     assert_int_equal(load(HEAD "  secret_file: /nonexistent/secret\n"
                                "  secret_file_previous: /nonexistent/old\n" MEMBERS),
                      0);
-    assert_int_equal(conf_secret_read(&c, true, key, errmsg), RPG_ECONFIG);
+    assert_int_equal(conf_secret_read(&c, true, false, key, errmsg), RPG_ECONFIG);
     assert_string_equal(errmsg, "t.yaml:6:25: raft.secret_file_previous: cannot read "
                                 "/nonexistent/old: No such file or directory");
 }
@@ -226,7 +248,7 @@ static void test_generated_secret_is_private_and_never_overwritten(void **state)
     assert_int_equal(conf_secret_generate(path, errmsg), RPG_EEXIST);
     snprintf(text, sizeof text, HEAD "  secret_file: %s\n" MEMBERS, path);
     assert_int_equal(load(text), 0);
-    assert_int_equal(conf_secret_read(&c, false, key, errmsg), 0);
+    assert_int_equal(conf_secret_read(&c, false, false, key, errmsg), 0);
     unlink(path);
 }
 
@@ -1753,6 +1775,8 @@ int main(void)
         cmocka_unit_test_teardown(test_secret_file_is_read_when_private, teardown),
         cmocka_unit_test_teardown(test_secret_file_readable_by_others_is_refused, teardown),
         cmocka_unit_test_teardown(test_secret_file_must_hold_64_hex_digits, teardown),
+        cmocka_unit_test_teardown(test_secret_file_of_another_user_is_refused_unless_any_owner,
+                                  teardown),
         cmocka_unit_test_teardown(test_missing_secret_file_is_an_error_at_its_key, teardown),
         cmocka_unit_test_teardown(test_previous_secret_needs_a_primary_one, teardown),
         cmocka_unit_test_teardown(test_generated_secret_is_private_and_never_overwritten,

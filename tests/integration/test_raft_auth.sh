@@ -4,7 +4,8 @@
 # to kill a member without a secret), an unterminated handshake address, a disrupting RequestVote
 # and 300 idle connections per Raft port leave the leader, its term and the primary alone, and
 # the agents' memory bounded; the unfinished handshakes are closed after their time-out. Then the
-# secret is rotated, one member at a time, with no change of primary while the standbys rotate.
+# secret is rotated, one member at a time, with no change of primary and no refused write while
+# the standbys rotate.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 ATTACK="$(dirname "$0")/raft_attack.py"
@@ -149,6 +150,23 @@ member_back() {
   [ "$(t_jq "$1" '.raft.leader')" = "$P" ] || return 1
   [ "$(t_jq "$Pi" --arg n "node$1" '.members[] | select(.name == $n) | .state')" = streaming ]
 }
+# A writer on the primary for the whole rotation of the standbys: one row every 50 ms, each
+# acknowledged id noted.
+t_psql "$Pi" -c "CREATE TABLE auth_w (id int PRIMARY KEY)"
+writer() {
+  local n=0
+  while [ ! -e "$T_DIR/writer.stop" ] && [ $n -lt 3000 ]; do
+    n=$((n + 1))
+    if t_psql "$Pi" -c "INSERT INTO auth_w VALUES ($n)" >/dev/null 2>&1; then
+      echo "$n" >>"$T_DIR/writer.acked"
+    else
+      echo "$n" >>"$T_DIR/writer.failed"
+    fi
+    sleep 0.05
+  done
+}
+writer &
+T_PIDS[writer]=$!
 for i in "${others[@]}"; do
   t_log "rotate node$i: new secret, old one as previous"
   restart_with "$i" "$T_DIR/new.secret" "$T_SECRET"
@@ -157,8 +175,15 @@ for i in "${others[@]}"; do
 done
 t_check "a rotated member reaches one that has not rotated with the previous secret" \
   grep -q "accepted only the previous secret" "$T_DIR/node${others[0]}.log"
-t_psql "$Pi" -c "INSERT INTO auth_t VALUES (2)"
-t_check "the primary takes writes during the rotation" t_eq "$(t_psql "$Pi" -c 'SELECT count(*) FROM auth_t')" 2
+touch "$T_DIR/writer.stop"
+wait "${T_PIDS[writer]}" || true
+unset "T_PIDS[writer]"
+acked=$(wc -l <"$T_DIR/writer.acked")
+t_log "writer: $acked rows acknowledged during the rotation of the standbys"
+t_check "every write during the rotation was acknowledged" test ! -s "$T_DIR/writer.failed"
+t_check "every acknowledged row is there" \
+  t_eq "$(t_psql "$Pi" -c 'SELECT count(*) FROM auth_w')" "$acked"
+t_check "the writer ran through the rotation" test "$acked" -ge 20
 
 # The leader's agent goes last: its restart is a leader change like any other.
 t_log "rotate node$Pi (the leader): new secret, old one as previous"

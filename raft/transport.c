@@ -508,6 +508,7 @@ struct tp_conn {
     bool session;    /* counted in stats.sessions */
     uint64_t deadline;
     char peer[64]; /* the TCP peer, for messages */
+    char host[48]; /* its address without the port */
     uv_tcp_t tcp;
     uv_connect_t connect_req;
     uv_pipe_t pipe; /* our end of the socketpair; libraft holds the other */
@@ -604,15 +605,6 @@ static void peer_name(uv_tcp_t *tcp, char *out, size_t size, char *host, size_t 
         uv_ip4_name(sin, ip, sizeof ip);
         snprintf(host, host_size, "%s", ip);
         snprintf(out, size, "%s:%u", ip, (unsigned)ntohs(sin->sin_port));
-    }
-}
-
-static void peer_host(const char *peer, char *host, size_t size)
-{
-    snprintf(host, size, "%s", peer);
-    char *colon = strrchr(host, ':');
-    if (colon != NULL) {
-        *colon = '\0';
     }
 }
 
@@ -746,14 +738,12 @@ static void conn_close(struct tp_conn *c)
 static void conn_refuse(struct tp_conn *c, enum transport_fail why)
 {
     struct tp *tp = c->tp;
-    char host[64];
-    peer_host(c->peer, host, sizeof host);
     if (c->role == TRANSPORT_SERVER) {
         stats.rejected++;
         if (why == TRANSPORT_FAIL_TIMEOUT) {
             stats.timed_out++;
         }
-        tp_log_refusal(tp, host, "refused connection from %s: %s", c->peer,
+        tp_log_refusal(tp, c->host, "refused connection from %s: %s", c->peer,
                        transport_fail_name(why));
     } else if (why == TRANSPORT_FAIL_REJECTED && !c->use_previous && tp->secrets.has_previous) {
         c->retry = true;
@@ -1017,8 +1007,7 @@ static void connect_cb(uv_connect_t *req, int status)
         conn_close(c); /* refused or unreachable: libraft retries, as with its TCP transport */
         return;
     }
-    char host[64];
-    peer_name(&c->tcp, c->peer, sizeof c->peer, host, sizeof host);
+    peer_name(&c->tcp, c->peer, sizeof c->peer, c->host, sizeof c->host);
     if (transport_hs_start(&c->hs, TRANSPORT_CLIENT, &tp->secrets, c->use_previous, tp->scope,
                            tp->id, tp->address, c->peer_id) != 0) {
         conn_close(c);
@@ -1102,9 +1091,18 @@ static void listen_cb(uv_stream_t *server, int status)
         return;
     }
     stats.accepted++;
-    char host[64];
-    peer_name(&c->tcp, c->peer, sizeof c->peer, host, sizeof host);
+    peer_name(&c->tcp, c->peer, sizeof c->peer, c->host, sizeof c->host);
     if (tp->n_handshaking_in >= TRANSPORT_HANDSHAKES_MAX) {
+        stats.refused_busy++;
+        conn_refuse(c, TRANSPORT_FAIL_BUSY);
+        return;
+    }
+    /* One source cannot take every handshake slot from the members. */
+    unsigned same_host = 0;
+    for (struct tp_conn *o = tp->conns; o != NULL; o = o->next) {
+        same_host += o->counted_in && strcmp(o->host, c->host) == 0;
+    }
+    if (same_host >= TRANSPORT_HANDSHAKES_PER_HOST) {
         stats.refused_busy++;
         conn_refuse(c, TRANSPORT_FAIL_BUSY);
         return;

@@ -50,6 +50,8 @@
 #define TRANSPORT_HANDSHAKE_TIMEOUT_MS 2000
 /* Incoming connections in handshake at one time; further ones are closed at once. */
 #define TRANSPORT_HANDSHAKES_MAX 64
+/* Of those, from one source address: one host cannot keep the members out. */
+#define TRANSPORT_HANDSHAKES_PER_HOST 16
 
 /* Why a handshake or a frame was refused. TRANSPORT_FAIL_NONE means no failure. */
 enum transport_fail {

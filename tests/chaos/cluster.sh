@@ -237,6 +237,11 @@ cl_ip() { nb_ip "$1"; }
 
 cl_conf() {
     local n=$1 m f=$CL_DIR/$1.yaml
+    # One Raft secret for the cluster, owned by the agents' user (raft.secret_file).
+    if [ ! -e "$CL_DIR/raft.secret" ]; then
+        "$CL_BIN" gen-secret "$CL_DIR/raft.secret"
+        chown postgres:postgres "$CL_DIR/raft.secret"
+    fi
     {
         echo "scope: chaos"
         echo "name: $n"
@@ -245,6 +250,7 @@ cl_conf() {
         echo "  data_dir: $CL_DIR/$n/raft"
         echo "  election_timeout: $CL_ET"
         echo "  heartbeat_timeout: $CL_HB"
+        echo "  secret_file: $CL_DIR/raft.secret"
         echo "  members:"
         for m in "${CL_NODES[@]}"; do
             echo "    - {name: $m, raft: \"$(cl_ip "$m"):$CL_RAFT_PORT\"," \

@@ -144,6 +144,8 @@ static int execute(struct core *c, const struct core_view *v, const struct ha_de
         cmd.u.set_system_id.system_id = d->system_id;
         return io->raft_submit(io->data, &cmd, errmsg);
     case HA_ACT_RECORD_PRIMARY:
+        snprintf(c->prev_primary, sizeof c->prev_primary, "%s", v->state->primary.name);
+        c->prev_primary_term = v->term;
         set_primary_cmd(c, &cmd, v->term, d->timeline);
         return io->raft_submit(io->data, &cmd, errmsg);
     case HA_ACT_TRANSFER: {
@@ -251,6 +253,7 @@ bool core_tick(struct core *c, const struct core_view *v)
     in.state = v->state;
     in.self = c->self;
     in.pg_address = c->pg_address;
+    in.prev_primary = c->prev_primary_term == v->term ? c->prev_primary : "";
     in.leader = v->leader;
     in.state_current = v->leader || v->state_current;
     in.term = v->term;

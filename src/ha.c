@@ -390,6 +390,18 @@ static bool voters_detached(const struct ha_input *in, char *target, size_t targ
     if (recorded.k == 0) {
         return true; /* no commit waits for a standby: there is no second fence to hold */
     }
+    /* The fence guards against the previous primary. This member, a standby now, was it; or it
+     * verifiably accepts no writes (stopped, or a standby), as its agent said since. */
+    const char *prev = in->prev_primary != NULL ? in->prev_primary : "";
+    if (strcmp(prev, in->self) == 0) {
+        return true;
+    }
+    const struct ha_peer *old = prev[0] != '\0' ? peer_of(in, prev) : NULL;
+    if (old != NULL && old->reachable && old->polled &&
+        (old->pg_state == HA_PG_STOPPED || old->pg_state == HA_PG_ABSENT ||
+         (old->pg_state == HA_PG_RUNNING && old->in_recovery))) {
+        return true;
+    }
     const char *self_addr = in->pg_address != NULL ? in->pg_address : "";
     unsigned attached = 0;
     for (unsigned i = 0; i < recorded.n; i++) {

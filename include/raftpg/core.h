@@ -78,6 +78,8 @@ struct core {
     const char *self;           /* borrowed: this member's name */
     char pg_address[FSM_ADDR_MAX]; /* this member's PostgreSQL address as standbys stream from it
                                       (set by the caller after core_init) */
+    char prev_primary[FSM_NAME_MAX]; /* whom this member's last "primary = me" replaced ... */
+    uint64_t prev_primary_term;      /* ... in this term */
     bool nofailover;
     int failover_priority;
 

@@ -75,6 +75,8 @@ struct ha_input {
     const struct fsm_state *state; /* borrowed */
     const char *self;              /* this member's name */
     const char *pg_address;        /* this member's PostgreSQL address (NULL or "": unknown) */
+    const char *prev_primary;      /* the primary recorded before this member recorded itself in
+                                    * this term (NULL or "": not known, e.g. after a restart) */
     bool leader;                   /* Raft leader with its own-term barrier committed */
     bool state_current;            /* state is as current as this node can tell (a leader is
                                     * known and what is committed is applied); a leader's is */

@@ -144,6 +144,7 @@ struct sim_pg {
     unsigned n_segs, cap_segs;
     uint64_t end;        /* WAL end: one record (one client commit) per lsn below it */
     bool sigstopped;     /* the fence's soft layer stopped its processes (SIGSTOP) */
+    bool stale_receiver; /* its WAL receiver stays with streaming_from, not conf_upstream */
     uint32_t ckpt_tl;    /* timeline of the last checkpoint (pg_control) */
     uint32_t hist_tl;    /* highest timeline with a history file in pg_wal: a promotion picks
                           * the next id above it and the segments' */
@@ -282,6 +283,7 @@ struct sim_node {
     struct sim_agent agent;
     bool up;             /* the machine runs (a node crash takes it down) */
     bool frozen;         /* paused: nothing on the node runs */
+    bool agent_frozen;   /* the agent alone is stopped: its server and the guard run */
     rpg_msec frozen_until;
     bool raft_killed;
     int64_t clock_offset; /* the node's monotonic clock: global time + offset, drift applied */
@@ -320,6 +322,11 @@ enum sim_fault_kind {
     F_LOSS_PRIMARY,      /* the primary's links become lossy */
     F_CRASH_NEW_PRIMARY, /* the next promoted node crashes before any other knows its timeline */
     F_SLOW_LINK,         /* a node's messages take 100-150 ms */
+    F_AGENT_STOP_PRIMARY, /* the primary's agent is stopped (SIGSTOP): its PostgreSQL runs on and
+                          * its guard, whose pipe stays open, does nothing */
+    F_RECEIVER_LAG,      /* while it lasts, a re-pointed standby's WAL receiver stays with its
+                          * old upstream (paused replay, a recovery conflict) until its server
+                          * restarts: the configuration says one thing, the receiver another */
     F_KIND_N,
 };
 const char *sim_fault_name(enum sim_fault_kind k);
@@ -331,7 +338,7 @@ uint32_t sim_fault_mask(const char *list);
  * and with one the new side does not wait for it (I1); a new primary can reuse the timeline id of
  * a primary that wrote and was then cut off (D); the lease is not renewed when a barrier takes
  * longer than its renewal period (I4). */
-#define SIM_FAULTS_WATCHDOG (1u << F_PAUSE_PRIMARY)
+#define SIM_FAULTS_WATCHDOG ((1u << F_PAUSE_PRIMARY) | (1u << F_AGENT_STOP_PRIMARY))
 #define SIM_FAULTS_TIMELINE (1u << F_LOSS_PRIMARY)
 #define SIM_FAULTS_SLOW (1u << F_SLOW_LINK)
 #define SIM_FAULTS_KNOWN (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW)
@@ -479,6 +486,7 @@ struct sim_world {
     int last_primary;
     int crash_new_primary; /* fault index of an armed crash-new-primary, -1 */
     rpg_msec crash_new_primary_until;
+    int receiver_lag;    /* F_RECEIVER_LAG faults in force */
     struct sim_result *res;
 };
 

@@ -125,7 +125,7 @@ static void poll_request(struct sim_world *w, unsigned i, unsigned k)
     } else if (!w->nodes[j].agent.alive) {
         snprintf(s->error, sizeof s->error, "connection refused");
         cost = 1;
-    } else if (w->nodes[j].frozen || !sim_link(w, i, (unsigned)j)) {
+    } else if (w->nodes[j].frozen || w->nodes[j].agent_frozen || !sim_link(w, i, (unsigned)j)) {
         snprintf(s->error, sizeof s->error, "timed out");
     } else {
         report_of(w, (unsigned)j, s);
@@ -783,6 +783,11 @@ static int op_end_step(struct sim_world *w, unsigned i, struct sim_op *op, enum 
         sim_copy(p->conf_upstream, sizeof p->conf_upstream, op->target);
         p->slot_id = op->slot_id;
         reload(p);
+        if (w->receiver_lag > 0 && p->streaming && p->streaming_from >= 0) {
+            /* Replay does not ask for WAL: the receiver goes on with the old upstream. */
+            p->stale_receiver = true;
+            return 0;
+        }
         p->streaming = false; /* the walreceiver restarts with the new primary_conninfo */
         p->streaming_from = -1;
         return 0;

@@ -35,6 +35,8 @@ static const char *const kind_names[F_KIND_N] = {
     [F_LOSS_PRIMARY] = "loss-primary",
     [F_CRASH_NEW_PRIMARY] = "crash-new-primary",
     [F_SLOW_LINK] = "slow-link",
+    [F_AGENT_STOP_PRIMARY] = "agent-stop-primary",
+    [F_RECEIVER_LAG] = "receiver-lag",
 };
 
 const char *sim_fault_name(enum sim_fault_kind k)
@@ -398,6 +400,7 @@ static void node_crash(struct sim_world *w, unsigned i)
     sim_pg_crash(w, i);
     n->up = false;
     n->frozen = false;
+    n->agent_frozen = false;
     n->vip_held = false; /* the address goes with the machine */
     n->guard_unfenced = false; /* and so does the guard */
     n->wd_armed = false;
@@ -907,6 +910,22 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
         fs->node = (int)j;
         break;
     }
+    case F_AGENT_STOP_PRIMARY:
+        i = primary_node(w);
+        if (i < 0 || !w->nodes[i].agent.alive || w->nodes[i].frozen || w->nodes[i].agent_frozen) {
+            skip(w, k, "no primary with a running agent");
+            return;
+        }
+        note(w, k, "agent of the primary %s stopped for %" PRIu64 " ms", w->nodes[i].name,
+             f->dur);
+        w->nodes[i].agent_frozen = true;
+        sim_raft_kill(w, (unsigned)i); /* Raft runs in the agent */
+        break;
+    case F_RECEIVER_LAG:
+        w->receiver_lag++;
+        note(w, k, "re-pointed WAL receivers stay with their old upstream for %" PRIu64 " ms",
+             f->dur);
+        break;
     case F_KIND_N: return;
     }
     fs->active = true;
@@ -971,6 +990,21 @@ void sim_fault_end(struct sim_world *w, unsigned k)
     case F_SLOW_LINK:
         w->nodes[i].latency = SIM_BASE_LATENCY_MS;
         sim_net_sync(w);
+        break;
+    case F_AGENT_STOP_PRIMARY:
+        w->nodes[i].agent_frozen = false;
+        if (w->nodes[i].agent.alive && w->nodes[i].up && !w->nodes[i].frozen) {
+            sim_raft_revive(w, (unsigned)i);
+        }
+        sim_trace(w, i, "agent continued");
+        break;
+    case F_RECEIVER_LAG:
+        if (--w->receiver_lag == 0) {
+            /* Replay resumes: each receiver restarts with what its configuration says. */
+            for (unsigned j = 0; j < w->n; j++) {
+                w->nodes[j].pg.stale_receiver = false;
+            }
+        }
         break;
     case F_MEMBER: {
         int l = leader_node(w);

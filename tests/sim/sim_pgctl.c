@@ -26,6 +26,7 @@ void sim_pg_crash(struct sim_world *w, unsigned i)
     p->proc = SIM_PROC_DOWN;
     p->inc++;
     p->sigstopped = false;
+    p->stale_receiver = false;
     p->in_recovery = false;
     p->promote_pending = false;
     p->streaming = false;
@@ -39,6 +40,7 @@ void sim_pg_begin_start(struct sim_world *w, unsigned i, bool standby, rpg_msec 
     (void)standby;
     p->proc = SIM_PROC_STARTING;
     p->inc++;
+    p->stale_receiver = false;
     p->reserved_tl = 0; /* pg.c drop_reservations */
     p->in_recovery = false;
     p->streaming = false;
@@ -181,7 +183,8 @@ static void stream_one(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
     struct sim_pg *s = &n->pg;
-    int u = sim_node_by_name(w, s->conf_upstream);
+    int u = s->stale_receiver && s->streaming_from >= 0 ? s->streaming_from
+                                                        : sim_node_by_name(w, s->conf_upstream);
     char why[RPG_ERRMSG_SIZE];
     bool ok = u >= 0 && (unsigned)u != i && w->nodes[u].up && !sim_pg_halted(&w->nodes[u]) &&
               sim_link(w, i, (unsigned)u) && w->nodes[u].pg.proc == SIM_PROC_RUNNING &&
@@ -201,6 +204,7 @@ static void stream_one(struct sim_world *w, unsigned i)
     if (!ok) {
         s->streaming = false;
         s->streaming_from = -1;
+        s->stale_receiver = false; /* a new receiver reads the configuration */
         return;
     }
     struct sim_pg *up = &w->nodes[u].pg;

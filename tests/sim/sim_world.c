@@ -241,7 +241,8 @@ void sim_raft_kill(struct sim_world *w, unsigned i)
 void sim_raft_revive(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
-    if (n->raft_killed && n->up && !n->frozen && n->agent.alive && n->cons.running) {
+    if (n->raft_killed && n->up && !n->frozen && !n->agent_frozen && n->agent.alive &&
+        n->cons.running) {
         raft_fixture_revive(&w->fx, n->fx);
         n->raft_killed = false;
         /* Revival reconnects every link: cut again what the network cuts. */
@@ -510,8 +511,34 @@ static bool node_event(enum sim_ev_type t)
     }
 }
 
+/* The agent's own events: what a stopped agent process does not do (its programs, its server,
+ * its guard and the kernel go on). */
+static bool agent_event(enum sim_ev_type t)
+{
+    switch (t) {
+    case EV_AGENT_START:
+    case EV_TICK:
+    case EV_OBSERVE:
+    case EV_POLL:
+    case EV_POLL_STEP:
+    case EV_RECONCILE:
+    case EV_REMOVE_TICK:
+    case EV_OP_STEP:
+    case EV_CRASH_ARMED:
+    case EV_FENCE:
+    case EV_LEASE:
+    case EV_RAFT_START:
+    case EV_VIP_DONE: return true;
+    default: return false;
+    }
+}
+
 static void dispatch(struct sim_world *w, const struct sim_event *e)
 {
+    if (agent_event(e->type) && e->node >= 0 && w->nodes[e->node].agent_frozen) {
+        sim_push(w, sim_now(w) + 10, e->type, e->node, e->gen, e->sub);
+        return;
+    }
     if (node_event(e->type) && w->nodes[e->node].frozen) {
         /* Nothing runs on a frozen node; its timers fire when it resumes. */
         sim_push(w, w->nodes[e->node].frozen_until, e->type, e->node, e->gen, e->sub);

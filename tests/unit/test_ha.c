@@ -1945,6 +1945,31 @@ static void test_promotion_waits_for_a_starting_voter(void **state)
     assert_decision(&w, HA_ACT_WAIT, "node3");
 }
 
+/* The second fence guards against the previous primary: when that was this member itself (it
+ * took over again, its server now a standby), or it verifiably accepts no writes, unreachable
+ * voters do not hold the promotion back. */
+static void test_promotion_needs_no_detach_when_the_previous_primary_cannot_write(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_standby(&w);
+    peer(&w, "node3")->reachable = false;
+    w.in.prev_primary = "node1";
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+    w.in.prev_primary = "node2";
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node3"); /* node2 unreachable: it may still write */
+    peer(&w, "node2")->reachable = true;
+    peer(&w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node2")->in_recovery = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+    peer(&w, "node2")->pg_state = HA_PG_RUNNING; /* a running primary: the fence is needed */
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node3");
+}
+
 /* A promotion asked for and not observed done is not asked for again. */
 static void test_promotion_is_asked_for_once(void **state)
 {
@@ -2072,6 +2097,7 @@ int main(void)
         cmocka_unit_test(test_promotion_goes_ahead_when_the_voter_has_no_receiver_or_is_stopped),
         cmocka_unit_test(test_promotion_waits_for_an_unreachable_voter),
         cmocka_unit_test(test_promotion_waits_for_a_starting_voter),
+        cmocka_unit_test(test_promotion_needs_no_detach_when_the_previous_primary_cannot_write),
         cmocka_unit_test(test_promotion_is_asked_for_once),
         cmocka_unit_test(test_promotion_hands_over_to_a_standby_that_got_ahead),
         cmocka_unit_test(test_follower_restarts_when_its_receiver_stays_on_the_old_primary),

@@ -925,8 +925,12 @@ static void conn_established(struct tp_conn *c, const uint8_t *rest, size_t rest
     c->pipe_init = true;
     c->n_open++;
     uv_pipe_init(tp->loop, raft_pipe, 0);
-    if (uv_pipe_open(&c->pipe, fds[0]) != 0 || uv_pipe_open(raft_pipe, fds[1]) != 0) {
-        close(fds[0]);
+    /* Each end belongs to its handle once opened; the ones not opened are closed here. */
+    bool ours_open = uv_pipe_open(&c->pipe, fds[0]) == 0;
+    if (!ours_open || uv_pipe_open(raft_pipe, fds[1]) != 0) {
+        if (!ours_open) {
+            close(fds[0]);
+        }
         close(fds[1]);
         uv_close((uv_handle_t *)raft_pipe, (uv_close_cb)raft_free);
         conn_close(c);

@@ -335,12 +335,25 @@ static uint32_t next_timeline(const struct ha_input *in)
     return tl + 1;
 }
 
+/* Whether the server at address addr verifiably accepts no writes: a member reporting it as a
+ * standby (a cascading upstream passes no acknowledgement on to a primary). */
+static bool address_of_standby(const struct ha_input *in, const char *addr)
+{
+    for (unsigned i = 0; i < in->n_peers; i++) {
+        const struct ha_peer *q = &in->peers[i];
+        if (q->pg_address[0] != '\0' && strcmp(q->pg_address, addr) == 0) {
+            return q->reachable && q->polled && q->pg_state == HA_PG_RUNNING && q->in_recovery;
+        }
+    }
+    return false;
+}
+
 /* Whether peer p verifiably cannot acknowledge another primary's commits (rule 4): its server is
- * stopped, or runs without a WAL receiver, or its receiver streams from self_addr, as its
- * PostgreSQL reported after this member became leader. What it was told to follow counts for
- * nothing. */
-static bool peer_detached(const struct ha_peer *p, const char *self_addr, char *why,
-                          size_t why_size)
+ * stopped, or runs without a WAL receiver, or its receiver streams from self_addr or from a
+ * standby, as the PostgreSQL servers reported after this member became leader. What it was told
+ * to follow counts for nothing. */
+static bool peer_detached(const struct ha_input *in, const struct ha_peer *p,
+                          const char *self_addr, char *why, size_t why_size)
 {
     if (!p->reachable || !p->polled) {
         snprintf(why, why_size, "no report from %s since this member became leader", p->name);
@@ -359,7 +372,8 @@ static bool peer_detached(const struct ha_peer *p, const char *self_addr, char *
         break;
     }
     if (!p->in_recovery || p->receiver[0] == '\0' ||
-        (self_addr[0] != '\0' && strcmp(p->receiver, self_addr) == 0)) {
+        (self_addr[0] != '\0' && strcmp(p->receiver, self_addr) == 0) ||
+        address_of_standby(in, p->receiver)) {
         return true;
     }
     if (strcmp(p->receiver, HA_RECEIVER_UNKNOWN) == 0) {
@@ -413,7 +427,7 @@ static bool voters_detached(const struct ha_input *in, char *target, size_t targ
         char reason[HA_WHY_MAX];
         if (p == NULL) {
             snprintf(reason, sizeof reason, "no report from %s", name);
-        } else if (peer_detached(p, self_addr, reason, sizeof reason)) {
+        } else if (peer_detached(in, p, self_addr, reason, sizeof reason)) {
             continue;
         }
         if (attached++ == 0) {

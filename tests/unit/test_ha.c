@@ -1905,6 +1905,22 @@ static void test_promotion_goes_ahead_once_the_voter_streams_from_the_candidate(
     assert_decision(&w, HA_ACT_PROMOTE, "");
 }
 
+/* A voter cascading from a standby passes no acknowledgement on to any primary. */
+static void test_promotion_goes_ahead_when_the_voter_streams_from_a_standby(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_standby(&w);
+    peer(&w, "node2")->reachable = true;
+    set_str(peer(&w, "node2")->pg_address, FSM_ADDR_MAX, "10.0.0.2:5432");
+    set_str(peer(&w, "node3")->receiver, FSM_ADDR_MAX, "10.0.0.2:5432");
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+    peer(&w, "node2")->in_recovery = false; /* a primary: its receiver acknowledges to it */
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node3");
+}
+
 static void test_promotion_goes_ahead_when_the_voter_has_no_receiver_or_is_stopped(void **state)
 {
     (void)state;
@@ -2095,6 +2111,7 @@ int main(void)
         cmocka_unit_test(test_promotion_waits_while_a_voter_still_streams_from_the_old_primary),
         cmocka_unit_test(test_promotion_goes_ahead_once_the_voter_streams_from_the_candidate),
         cmocka_unit_test(test_promotion_goes_ahead_when_the_voter_has_no_receiver_or_is_stopped),
+        cmocka_unit_test(test_promotion_goes_ahead_when_the_voter_streams_from_a_standby),
         cmocka_unit_test(test_promotion_waits_for_an_unreachable_voter),
         cmocka_unit_test(test_promotion_waits_for_a_starting_voter),
         cmocka_unit_test(test_promotion_needs_no_detach_when_the_previous_primary_cannot_write),

@@ -26,7 +26,7 @@ psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$(t_pg_port "$Pi")" -U post
 SESSION=$!
 exec 3>"$T_DIR/session.in"
 stop_session() { exec 3>&- 2>/dev/null || true; wait "$SESSION" 2>/dev/null || true; }
-trap 'kill "$SESSION" 2>/dev/null; stop_session; t_cleanup' EXIT
+trap 'kill "$SESSION" 2>/dev/null || true; stop_session; t_cleanup' EXIT
 echo "SELECT 'backend ' || pg_backend_pid();" >&3
 t_wait 10 "the session's first answer" grep -q '^backend ' "$T_DIR/session.out"
 BACKEND=$(grep '^backend ' "$T_DIR/session.out" | head -1)

@@ -78,7 +78,7 @@ writer() {
   done
 }
 writer & WPID=$!
-trap 'touch "$T_DIR/stop"; wait "$WPID" 2>/dev/null; t_cleanup' EXIT
+trap 'touch "$T_DIR/stop"; wait "$WPID" 2>/dev/null || true; t_cleanup' EXIT
 t_wait 10 "acknowledged writes" test -s "$ACKED"
 PM=$(t_pg_pid "$Pi")
 pids() { echo "$PM"; pgrep -P "$PM"; }

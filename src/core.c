@@ -87,7 +87,8 @@ static void set_primary_cmd(const struct core *c, struct fsm_cmd *cmd, uint64_t 
     cmd->u.set_primary.timeline = timeline;
 }
 
-static void quorum_view_of(const struct core *c, const struct core_view *v, struct quorum_view *q);
+static void quorum_view_of(const struct core *c, const struct core_view *v, struct quorum_view *q,
+                           const char **down);
 
 /* One replication slot for every other member. */
 static int sync_slots(struct core *c, const struct fsm_state *s, char *errmsg)
@@ -122,8 +123,9 @@ static int execute(struct core *c, const struct core_view *v, const struct ha_de
         /* Synchronous before it is a primary: it never acknowledges a commit the record does
          * not cover (quorum_initial_value), then the driver narrows in rule-7 order. */
         struct quorum_view q;
+        const char *down[FSM_MEMBERS_MAX];
         char value[SYNC_VALUE_MAX];
-        quorum_view_of(c, v, &q);
+        quorum_view_of(c, v, &q, down);
         int rv = quorum_initial_value(&q, value, sizeof value, errmsg);
         if (rv != 0) {
             return rv;
@@ -167,9 +169,23 @@ static bool quorum_applies(const struct core *c, const struct core_view *v)
            v->state->primary.term == v->term && c->io->pg_set_sync != NULL;
 }
 
-static void quorum_view_of(const struct core *c, const struct core_view *v, struct quorum_view *q)
+/* The quorum driver's view. down (FSM_MEMBERS_MAX entries, the caller's) gets the members whose
+ * agents answer, freshly, that their server is not running: known down, they get no degrade
+ * grace. */
+static void quorum_view_of(const struct core *c, const struct core_view *v, struct quorum_view *q,
+                           const char **down)
 {
     memset(q, 0, sizeof *q);
+    for (unsigned i = 0; i < v->n_peers && q->n_down < FSM_MEMBERS_MAX; i++) {
+        const struct peer_status *p = &v->peers[i];
+        enum ha_pg_state st = pg_state_from_name(p->pg_state);
+        if (p->reachable && p->has_pg && p->last_polled != 0 &&
+            v->now - p->last_seen <= CORE_PEER_FRESH_MS &&
+            (st == HA_PG_STOPPED || st == HA_PG_ABSENT)) {
+            down[q->n_down++] = p->name;
+        }
+    }
+    q->down = down;
     q->now = v->now;
     q->state = v->state;
     q->self = c->self;
@@ -192,8 +208,9 @@ static bool quorum_tick(struct core *c, const struct core_view *v)
 {
     struct quorum_view q;
     struct quorum_decision d;
+    const char *down[FSM_MEMBERS_MAX];
     char errmsg[RPG_ERRMSG_SIZE] = "";
-    quorum_view_of(c, v, &q);
+    quorum_view_of(c, v, &q, down);
     if (quorum_decide(&q, &c->quorum, &d, errmsg) != 0) {
         log_error("synchronous quorum: %s", errmsg);
         return false;

@@ -92,7 +92,11 @@ static unsigned standbys_of(const struct quorum_view *v, struct quorum_tracker *
         const struct quorum_replica *r = replica_of(v, name);
         sb->streaming = r != NULL && r->streaming;
         sb->flush_position = r != NULL ? r->flush_position : 0;
-        if (t != NULL) {
+        bool known_down = false;
+        for (unsigned d = 0; d < v->n_down; d++) {
+            known_down = known_down || strcmp(v->down[d], name) == 0;
+        }
+        if (t != NULL && !known_down) {
             rpg_msec since = last_streamed(t, name, sb->streaming, v->now);
             if (since == 0 && recorded != NULL && sync_set_contains(recorded, name)) {
                 since = t->term_seen_at;

@@ -16,10 +16,11 @@
 #define QUORUM_MAX_LAG_BYTES (16u * 1024 * 1024)
 /* The bound is recorded at most this often, and only when it moved. */
 #define QUORUM_BOUND_INTERVAL_MS 1000
-/* Quorum mode degrades only for a standby gone this long: one that stopped streaming less than
- * this ago, or any standby in the first this-long of a primary's term (after a failover the
- * survivors re-point within HA_DETACH_BOUND_MS plus a restart), stays in the set and writes
- * wait for it rather than be acknowledged by the primary alone. */
+/* Quorum mode degrades only for a standby gone this long, or known to be down (its agent says its
+ * server is not running): one that stopped streaming less than this ago, or a recorded voter in
+ * the first this-long of a primary's term (after a failover the survivors re-point within
+ * HA_DETACH_BOUND_MS plus a restart), stays in the set and writes wait for it rather than be
+ * acknowledged by the primary alone. */
 #define QUORUM_DEGRADE_GRACE_MS 5000
 
 /* A standby as pg_stat_replication shows it (application_name = member name). */
@@ -45,6 +46,9 @@ struct quorum_view {
     unsigned n_nosync;             /* members tagged nosync */
     const char *const *nosync;
     const char *removing;          /* a member on its way out, kept out of the set; or NULL */
+    unsigned n_down;               /* members known to be down (their agents say their server is
+                                    * not running): no degrade grace for them */
+    const char *const *down;
 };
 
 /* What the driver remembers between calls: when PostgreSQL took on its current value. */

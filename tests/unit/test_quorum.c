@@ -301,6 +301,22 @@ static void test_decide_degrades_only_after_the_grace(void **state)
     assert_action(&f, QUORUM_RECORD); /* k = 0 is recorded before PostgreSQL stops waiting */
 }
 
+/* A standby whose agent says its server is not running is known down: no grace. */
+static void test_decide_known_down_standby_leaves_at_once(void **state)
+{
+    (void)state;
+    struct fixture f;
+    static const char *const down[] = {"node3"};
+    fixture_settled(&f);
+    decide(&f);
+    replica(&f, "node3")->streaming = false;
+    f.v.n_down = 1;
+    f.v.down = down;
+    f.v.now += 100;
+    decide(&f);
+    assert_configure(&f, "ANY 1 (\"node2\")", "on");
+}
+
 /* A new term starts the grace afresh: what streamed in an earlier term says nothing now. */
 static void test_decide_grace_restarts_with_the_primary_term(void **state)
 {
@@ -1091,6 +1107,7 @@ int main(void)
         cmocka_unit_test(test_decide_new_primary_waits_for_standbys_that_have_not_streamed_yet),
         cmocka_unit_test(test_decide_degrades_only_after_the_grace),
         cmocka_unit_test(test_decide_grace_restarts_with_the_primary_term),
+        cmocka_unit_test(test_decide_known_down_standby_leaves_at_once),
         cmocka_unit_test(test_decide_lost_standby_configures_narrower_set_before_recording),
         cmocka_unit_test(test_decide_lost_standby_records_narrower_set_after_flush),
         cmocka_unit_test(test_decide_mode_off_records_k0_configures_empty_then_drops_voters),

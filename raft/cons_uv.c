@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <raft/uv.h>
@@ -210,17 +211,27 @@ struct cons_uv {
     void (*close_cb)(struct cons *c);
 };
 
-static rpg_msec uv_clock(struct cons *c)
+rpg_msec cons_uv_clock_ms(void)
 {
-    uv_update_time(c->uv->loop);
-    return uv_now(c->uv->loop);
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (rpg_msec)ts.tv_sec * 1000 + (rpg_msec)(ts.tv_nsec / 1000000);
 }
 
-/* raft_uv's io time is the loop's. */
+static rpg_msec uv_clock(struct cons *c)
+{
+    (void)c;
+    return cons_uv_clock_ms();
+}
+
+/* raft_uv's io time is the loop's (CLOCK_MONOTONIC): shifted by the time suspended so far. A
+ * suspension since t makes t look later, so a new leader waits longer, never shorter. */
 static rpg_msec uv_raft_time(struct cons *c, raft_time t)
 {
     (void)c;
-    return (rpg_msec)t;
+    rpg_msec mono = uv_hrtime() / 1000000;
+    rpg_msec boot = cons_uv_clock_ms();
+    return (rpg_msec)t + (boot > mono ? boot - mono : 0);
 }
 
 static void monitor_cb(uv_check_t *h)

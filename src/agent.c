@@ -329,12 +329,12 @@ static void on_vip_done(struct vip *v, int rc, const char *msg, void *data)
     }
     if (rc != 0 && rc != RPG_EBUSY) {
         snprintf(a->vip_error, sizeof a->vip_error, "%s", msg);
-        a->vip_failed_at = uv_now(a->loop);
+        a->vip_failed_at = cons_uv_clock_ms();
         log_error("vip: %s", msg);
     } else if (rc == 0) {
         a->vip_error[0] = '\0';
         if (vip_is_held(&a->vip)) {
-            a->vip_renewed_at = uv_now(a->loop);
+            a->vip_renewed_at = cons_uv_clock_ms();
         }
         log_info("vip %s %s", a->conf.vip.address.text, vip_is_held(&a->vip) ? "held" : "released");
     }
@@ -348,7 +348,7 @@ static void on_vip_renewed(struct vip *v, int rc, const char *msg, void *data)
 {
     struct agent *a = data;
     if (rc == 0 && vip_is_held(v)) {
-        a->vip_renewed_at = uv_now(a->loop);
+        a->vip_renewed_at = cons_uv_clock_ms();
     } else if (rc == 0) {
         log_warning("vip: %s", msg);
     } else if (rc != RPG_EBUSY) {
@@ -408,8 +408,7 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
     if (!a->conf.has_postgresql || !a->pg_open || a->phase == AGENT_PHASE_STOPPING) {
         return false;
     }
-    uv_update_time(a->loop);
-    rpg_msec now = uv_now(a->loop);
+    rpg_msec now = cons_uv_clock_ms();
     bool ready = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
     bool lease_ok = fence_lease_ok(&a->fence, ready, cons_lease_until(&a->cons), now);
     if (lease_ok != a->lease_ok) {
@@ -642,7 +641,7 @@ static void ha_schedule(struct agent *a, unsigned delay_ms);
 
 static void action_done(struct agent *a, int rc, const char *msg)
 {
-    core_action_done(&a->core, rc, msg, uv_now(a->loop));
+    core_action_done(&a->core, rc, msg, cons_uv_clock_ms());
     if (a->phase == AGENT_PHASE_RUNNING) {
         ha_schedule(a, 0);
     }
@@ -802,7 +801,7 @@ static void ha_tick(struct agent *a)
     }
     struct core_view v;
     memset(&v, 0, sizeof v);
-    v.now = uv_now(a->loop);
+    v.now = cons_uv_clock_ms();
     v.state = &a->cons.state;
     /* Acting as primary needs the lease, and a new leader also waits until the previous one
      * has surely fenced (DESIGN.md rule 3). */

@@ -112,7 +112,7 @@ json_t *agent_status_json(const struct agent *a)
     }
     if (a->conf.has_postgresql) {
         rpg_msec until = a->cons_open ? cons_lease_until(&a->cons) : 0;
-        rpg_msec now = uv_now(a->loop);
+        rpg_msec now = cons_uv_clock_ms();
         json_object_set_new(
             o, "fencing",
             json_pack("{s:b, s:I, s:I, s:I, s:I, s:b, s:I, s:b, s:I}", "lease_held", a->lease_ok,

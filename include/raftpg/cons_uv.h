@@ -13,6 +13,11 @@
 #include "raftpg/conf.h"
 #include "raftpg/cons.h"
 
+/* The lease's clock, in ms: CLOCK_BOOTTIME, which also counts the time the machine was suspended
+ * (CLOCK_MONOTONIC, the loop's, does not: a node resumed from a suspension would believe in a lease
+ * that ended long ago). Every time the fence and the core compare with the lease comes from it. */
+rpg_msec cons_uv_clock_ms(void);
+
 /* Name of the identity file kept in the Raft data directory. */
 #define CONS_IDENTITY_FILE "raftpg.identity"
 

@@ -705,22 +705,30 @@ void cons_reconcile(struct cons *c)
         rv = raft_remove(c->raft, &q->u.change, id, change_done);
         goto submitted;
     }
-    /* Add what the member list has and the configuration lacks; promote spares. */
+    /* Add what the member list has and the configuration lacks, all of it before any promotion:
+     * a spare that never catches up (its agent is gone) must not keep the next member out. */
     for (unsigned i = 0; i < c->state.n_members; i++) {
         const struct fsm_member *m = &c->state.members[i];
-        const struct raft_server *s = config_server(c, m->id);
-        if (s == NULL) {
+        if (config_server(c, m->id) == NULL) {
             snprintf(c->change_what, sizeof c->change_what, "add %s (id=%llu raft=%s) as spare",
                      m->name, (unsigned long long)m->id, m->raft_address);
             rv = raft_add(c->raft, &q->u.change, m->id, m->raft_address, change_done);
-        } else if (s->role != RAFT_VOTER) {
-            snprintf(c->change_what, sizeof c->change_what,
-                     "promote %s (id=%llu) to voter after catch-up", m->name,
-                     (unsigned long long)m->id);
-            rv = raft_assign(c->raft, &q->u.change, m->id, RAFT_VOTER, change_done);
-        } else {
+            goto submitted;
+        }
+    }
+    /* Promote spares, each in turn after the last one tried, so that one that cannot catch up
+     * does not hold back the others. */
+    for (unsigned n = 0; n < c->state.n_members; n++) {
+        unsigned i = (c->promote_next + n) % c->state.n_members;
+        const struct fsm_member *m = &c->state.members[i];
+        const struct raft_server *s = config_server(c, m->id);
+        if (s == NULL || s->role == RAFT_VOTER) {
             continue;
         }
+        c->promote_next = i + 1;
+        snprintf(c->change_what, sizeof c->change_what,
+                 "promote %s (id=%llu) to voter after catch-up", m->name, (unsigned long long)m->id);
+        rv = raft_assign(c->raft, &q->u.change, m->id, RAFT_VOTER, change_done);
         goto submitted;
     }
     req_free(q);

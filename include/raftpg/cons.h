@@ -87,6 +87,7 @@ struct cons {
     bool config_pending;
     bool seen_pending;
     bool change_pending;
+    unsigned promote_next;  /* the member index the next promotion of a spare starts from */
     char change_what[RPG_ERRMSG_SIZE];
     bool transfer_pending;
 

@@ -15,7 +15,7 @@
 #include "raftpg/err.h"
 
 #define N_INITIAL 3
-#define N_MAX 4
+#define N_MAX 5
 #define ET_MS 500
 #define HEARTBEAT_MS 100
 #define LEASE_MS (ET_MS * 8 / 10)
@@ -367,6 +367,52 @@ static void test_member_added_as_spare_then_voter(void **state)
     assert_int_equal(cl->overlaps, 0);
 }
 
+static bool voter5(struct cluster *cl, void *arg)
+{
+    (void)arg;
+    int l = ready_leader(cl);
+    return l >= 0 && cons_voting(&cl->cons[l], 5) == RAFT_VOTER;
+}
+
+/* A spare that never catches up (its server is gone for good, say its agent was never started)
+ * does not keep a member added after it out of the configuration, nor from becoming a voter. */
+static void test_member_added_behind_a_spare_that_never_catches_up(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    for (unsigned i = 3; i < 5; i++) {
+        cons_setup(&cl->cons[i]);
+        assert_int_equal(raft_fixture_grow(&cl->f, &cl->cons[i].fsm.raft), 0);
+        configure(cl, i);
+        assert_int_equal(raft_start(raft_fixture_get(&cl->f, i)), 0);
+    }
+    cl->n = 5;
+    attach(cl, 3);
+    attach(cl, 4);
+    raft_fixture_kill(&cl->f, 3);
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    char errmsg[RPG_ERRMSG_SIZE];
+    struct done d4 = {0, -1}, d5 = {0, -1};
+    assert_int_equal(cons_member_add(&cl->cons[l], "node4", raft_fixture_get(&cl->f, 3)->address,
+                                     "127.0.0.1:8004", submit_done, &d4, errmsg),
+                     0);
+    assert_true(run_until(cl, done_once, &d4, WAIT_MS));
+    assert_int_equal(d4.rc, 0);
+    run_for(cl, 1000); /* node4 is a spare now, and its promotion cannot finish */
+    l = ready_leader(cl);
+    assert_true(l >= 0);
+    assert_int_equal(cons_member_add(&cl->cons[l], "node5", raft_fixture_get(&cl->f, 4)->address,
+                                     "127.0.0.1:8005", submit_done, &d5, errmsg),
+                     0);
+    assert_true(run_until(cl, done_once, &d5, WAIT_MS));
+    assert_int_equal(d5.rc, 0);
+    assert_true(run_until(cl, voter5, NULL, WAIT_MS));
+    l = ready_leader(cl);
+    assert_int_not_equal(cons_voting(&cl->cons[l], 4), RAFT_VOTER);
+    assert_int_equal(cl->overlaps, 0);
+}
+
 struct removal {
     int old;
 };
@@ -462,6 +508,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lease_renewed_then_lost_when_cut_off, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_member_added_as_spare_then_voter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_member_added_behind_a_spare_that_never_catches_up,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_removed_leader_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detached_request_completes_silently, setup,
                                         teardown),

@@ -138,6 +138,8 @@ static const struct conf_key postgresql_keys[] = {
      .count_off = offsetof(struct conf, postgresql.n_pg_hba)},
     {"authentication", KEY_SECTION, .sub = authentication_keys},
     {"passfile", KEY_PATH, FIELD(postgresql.passfile)},
+    {"remove_data_directory_on_rewind_failure", KEY_BOOL,
+     FIELD(postgresql.remove_data_directory_on_rewind_failure), .def = "false"},
     {.key = NULL},
 };
 

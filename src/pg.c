@@ -141,6 +141,16 @@ static const char *field_after(const char *text, const char *label)
     return at;
 }
 
+bool pg_controldata_cut_short(const char *output)
+{
+    if (strstr(output, "pg_control") == NULL) {
+        return false;
+    }
+    /* Missing (a copy that never got that far) or shorter than it must be (cut off mid-write). */
+    return strstr(output, "No such file or directory") != NULL ||
+           (strstr(output, "could not read file") != NULL && strstr(output, ": read ") != NULL);
+}
+
 int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeline,
                          bool *was_primary, char *errmsg)
 {
@@ -861,14 +871,23 @@ static void on_controldata(struct proc *pr, const struct proc_result *res, void 
          * did not run (wrong bin_dir, time-out) says nothing about the data, and must never
          * lead to its removal: the observation stays incomplete and nothing is decided. */
         bool ran = res->spawn_error == 0 && !res->timed_out && res->term_signal == 0;
-        if (ran && strstr(res->output, "pg_control") != NULL) {
+        if (ran && pg_controldata_cut_short(res->output)) {
             p->obs.state = HA_PG_STOPPED;
             p->obs.system_id = 0;
             p->obs_valid = true;
             p->obs_epoch = p->query_epoch;
+            fmt_str(p->rejoin_error, sizeof p->rejoin_error, "%s", p->state_detail);
+        } else if (ran) {
+            /* Permission denied, an I/O error, anything else: reported (the member's detail
+             * says it), never repaired by removing the directory. */
+            if (!p->controldata_reported) {
+                log_error("pg_controldata: %s: the data directory is left as it is", p->state_detail);
+                p->controldata_reported = true;
+            }
         }
         return;
     }
+    p->controldata_reported = false;
     uint64_t sysid = 0;
     uint32_t tl = 0;
     bool was_primary = false;
@@ -1187,6 +1206,9 @@ static void op_finish(struct pg *p, int rc, const char *msg)
     p->done_cb = NULL;
     if (rc != 0) {
         log_debug("%s failed: %s", pg_op_name(op), msg);
+        if (op == PG_OP_REWIND && msg != NULL) {
+            fmt_str(p->rejoin_error, sizeof p->rejoin_error, "pg_rewind failed: %s", msg);
+        }
     }
     if (cb != NULL) {
         cb(p, rc, msg != NULL ? msg : "", p->done_data);
@@ -1206,6 +1228,18 @@ static void on_proc(struct proc *pr, const struct proc_result *res, void *data)
     }
     char why[RPG_ERRMSG_SIZE];
     proc_describe(pr, res, why, sizeof why);
+    if ((p->op == PG_OP_REWIND || p->op == PG_OP_CLONE) && res->output[0] != '\0') {
+        /* The last line rarely says why (pg_rewind's crash recovery, say): all of it, once. */
+        log_warning("%s failed; its whole output follows", pg_op_name(p->op));
+        const char *line = res->output;
+        while (*line != '\0') {
+            size_t n = strcspn(line, "\n");
+            if (n > 0) {
+                log_warning("  %s: %.*s", pr->name, (int)n, line);
+            }
+            line += n + (line[n] == '\n');
+        }
+    }
     op_step(p, res->timed_out ? RPG_ETIMEDOUT : RPG_EIO, why);
 }
 
@@ -1418,6 +1452,52 @@ static char *slots_sql(const struct pg *p)
     return buf;
 }
 
+/* Moves the data directory aside (DATA_DIR.aside, with DATA_DIR.aside.reason saying why) so that
+ * it can be cloned again without losing anything: only once, as a second one would need the
+ * operator to look at the first. Refused while a postmaster runs in it. */
+static int move_aside(struct pg *p, char *errmsg)
+{
+    const char *dir = p->conf->postgresql.data_dir;
+    char aside[PATH_MAX + 16], reason_path[PATH_MAX + 32], text[2 * RPG_ERRMSG_SIZE + 256];
+    fmt_str(aside, sizeof aside, "%s.aside", dir);
+    fmt_str(reason_path, sizeof reason_path, "%s.aside.reason", dir);
+    int running = pg_postmaster_pid(p);
+    if (running != 0) {
+        return rpg_err(errmsg, RPG_EBUSY,
+                       "not moving data directory %s aside: a postmaster runs in it (pid=%d)", dir,
+                       running);
+    }
+    struct stat st;
+    if (lstat(aside, &st) == 0) {
+        return rpg_err(errmsg, RPG_EEXIST,
+                       "data directory %s must be cloned again, but the one moved aside earlier "
+                       "is still at %s (%s): look at it and remove it, or set "
+                       "postgresql.remove_data_directory_on_rewind_failure",
+                       dir, aside, reason_path);
+    }
+    time_t now = time(NULL);
+    struct tm tm;
+    char when[64] = "";
+    if (gmtime_r(&now, &tm) != NULL) {
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    fmt_str(text, sizeof text,
+            "moved aside by raftpg at %s before cloning from %s again\nreason: %s\n", when,
+            p->upstream.name[0] ? p->upstream.name : "the primary",
+            p->rejoin_error[0] ? p->rejoin_error : "its data directory could not be used");
+    int rv = write_file(reason_path, text, 0600, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (rename(dir, aside) != 0) {
+        return rpg_err(errmsg, RPG_EIO, "cannot move data directory %s aside to %s: %s", dir,
+                       aside, strerror(errno));
+    }
+    log_warning("reinit: data directory %s moved aside to %s (reason in %s)", dir, aside,
+                reason_path);
+    return 0;
+}
+
 /* Removes the data directory with rm, after checking it is one (or is empty). */
 static int remove_data_dir(struct pg *p)
 {
@@ -1600,14 +1680,22 @@ static void op_step(struct pg *p, int rc, const char *msg)
         op_finish(p, 0, NULL);
         return;
     case PG_OP_REINIT:
-        if (step == 0) {
-            log_info("reinit: removing data directory %s", dd);
+        if (step == 0 && p->conf->postgresql.remove_data_directory_on_rewind_failure) {
+            log_info("reinit: removing data directory %s "
+                     "(postgresql.remove_data_directory_on_rewind_failure)",
+                     dd);
             if (remove_data_dir(p) == 0) {
                 return;
             }
             rv = RPG_EIO;
             fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
+        }
+        if (step == 0) {
+            /* Never deleted by default: moved aside once, with the reason beside it. */
+            if ((rv = move_aside(p, errmsg)) != 0) {
+                break;
+            }
         }
         p->op = PG_OP_CLONE;
         p->step = 0;
@@ -1640,6 +1728,24 @@ static void op_step(struct pg *p, int rc, const char *msg)
         return;
     case PG_OP_REWIND:
         if (step == 0) {
+            int running = pg_postmaster_pid(p);
+            if (running != 0) {
+                rv = rpg_err(errmsg, RPG_EBUSY, "not rewinding: a postmaster runs (pid=%d)",
+                             running);
+                break;
+            }
+            /* pg_rewind first crash-recovers an unclean directory in single-user mode, which
+             * refuses to run with a standby signal ("standby mode is not supported by
+             * single-user servers"); the start after the rewind writes it again. */
+            const char *signals[] = {"standby.signal", "recovery.signal"};
+            for (unsigned i = 0; i < 2; i++) {
+                char sig[PATH_MAX + 32];
+                path_in(p, signals[i], sig, sizeof sig);
+                if (unlink(sig) == 0) {
+                    log_info("rewind: removed %s so that pg_rewind can recover the directory",
+                             signals[i]);
+                }
+            }
             char ci[2048], src[2100];
             conninfo_for(p, &p->upstream, false, ci, sizeof ci);
             fmt_str(src, sizeof src, "--source-server=%s", ci);

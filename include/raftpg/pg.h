@@ -91,6 +91,7 @@ struct pg {
     bool controldata_valid;   /* cached pg_controldata of the stopped data directory */
     struct proc controldata;
     bool controldata_running;
+    bool controldata_reported;    /* its current error was logged once */
     bool promote_pending;         /* promotion asked for, not yet observed done (or failed) */
     rpg_msec promote_asked_at;    /* when pg_ctl promote returned */
     rpg_msec receiver_since;      /* ha_pg_track_receiver's bookkeeping */
@@ -107,6 +108,7 @@ struct pg {
     bool standby;
     unsigned stop_bound_ms;
     char op_error[RPG_ERRMSG_SIZE];
+    char rejoin_error[RPG_ERRMSG_SIZE]; /* why the data directory must be cloned again */
     /* The synchronous settings raftpg.conf gets (every start, follow and set_sync). */
     char sync_names[1024];      /* synchronous_standby_names to write; "" = asynchronous */
     char sync_commit[16];       /* synchronous_commit to write; "" = PostgreSQL's default */
@@ -203,6 +205,11 @@ int pg_checkpoint(struct pg *p, pg_done_cb cb, void *data);
 bool pg_conninfo_quote(const char *s, char *buf, size_t size);
 /* Quotes s as a postgresql.conf string ('...' with ' doubled, \ escaped); false if too long. */
 bool pg_conf_quote(const char *s, char *buf, size_t size);
+
+/* Whether a failed pg_controldata's output says the control file is missing or short: a copy cut
+ * short, which cloning again repairs. Any other error (permission denied, an I/O error) is not
+ * understood as that and must never lead to the directory's removal. */
+bool pg_controldata_cut_short(const char *output);
 
 /* Parses pg_controldata output: system identifier, timeline, whether it last ran as primary.
  * Returns 0 or RPG_EPROTO when a field is missing. */

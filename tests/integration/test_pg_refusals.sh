@@ -79,8 +79,28 @@ t_start "$NPi"
 recloned() { [ "$(t_jq "$P3i" --arg n "$NP" '.members[] | select(.name == $n) | .state')" = streaming ] && rows_on "$NPi" 200; }
 t_wait 90 "$NP back as a streaming standby" recloned
 t_check "pg_rewind failed on the damaged data directory" grep -q "rewind failed" "$T_DIR/node$NPi.log"
-t_check "the agent fell back to a fresh clone" grep -q "reinit: removing data directory" "$T_DIR/node$NPi.log"
+t_check "the agent fell back to a fresh clone" grep -q "reinit: data directory .* moved aside" "$T_DIR/node$NPi.log"
+t_check "the damaged data directory was moved aside, not deleted" test -f "$T_DIR/node$NPi/pgdata.aside/PG_VERSION"
+t_check "the reason is beside it" grep -q "reason: pg_rewind failed" "$T_DIR/node$NPi/pgdata.aside.reason"
 t_check "the re-cloned node has every row" rows_on "$NPi" 200
+
+# A control file that cannot be read for a reason not understood (permission denied) is
+# reported and the directory left alone; once readable again the member comes back.
+S=$NPi
+t_log "node$S's agent and postgresql stopped; its pg_control made unreadable"
+t_kill "$S" KILL; t_kill_pg "$S"
+chmod 000 "$T_DIR/node$S/pgdata/global/pg_control"
+LINES=$(wc -l <"$T_DIR/node$S.log")
+t_start "$S"
+reported() { tail -n +$((LINES + 1)) "$T_DIR/node$S.log" | grep -q "Permission denied: the data directory is left as it is"; }
+t_wait 20 "the permission error reported" reported
+sleep 2
+t_check "the unreadable data directory is left in place" test -f "$T_DIR/node$S/pgdata/PG_VERSION"
+t_check "nothing was moved aside or removed for it" \
+  t_eq "$(tail -n +$((LINES + 1)) "$T_DIR/node$S.log" | grep -cE 'reinit|moved aside|clone:' || true)" 0
+chmod 600 "$T_DIR/node$S/pgdata/global/pg_control"
+back() { [ "$(t_jq "$P3i" --arg n "node$S" '.members[] | select(.name == $n) | .state')" = streaming ]; }
+t_wait 60 "node$S streaming again once its control file is readable" back
 
 [ -z "${T_PAUSE:-}" ] || sleep "$T_PAUSE"
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done

@@ -40,9 +40,18 @@ trap 'stop_writer; t_cleanup' EXIT
 # Asynchronous records (k=0); the first primary makes some while its standbys first connect.
 k0_records() { cat "$T_DIR"/node*.log | grep -c 'synchronous quorum: recording k=0 ' || true; }
 K0_BEFORE=$(k0_records)
+# Rejoins after this point: every one must be a rewind, never a clone (issue: rejoin by rewind).
+rejoin_lines() { cat "$T_DIR"/node*.log | grep -cE "$1" || true; }
+CLONES_BEFORE=$(rejoin_lines 'clone: pg_basebackup|reinit:|moved aside')
+REWINDS_BEFORE=$(rejoin_lines 'rewind: done')
+REJOIN_MS=()
+rejoin_from=0
 lost_total=0
 for run in $(seq 1 "$RUNS"); do
   t_wait 90 "a healthy cluster before run $run" t_pg_healthy 1 2 3 || break
+  if [ "$rejoin_from" -gt 0 ]; then
+    REJOIN_MS+=($(( ($(date +%s%N) - rejoin_from) / 1000000 )))
+  fi
   P=$(t_pg_primary 1); Pi=${P#node}
   before=$(wc -l <"$ACKED")
   sleep "0.$((RANDOM % 9 + 1))"
@@ -62,10 +71,16 @@ for run in $(seq 1 "$RUNS"); do
   fi
   t_log "run $run: killed $P, new primary $NP, $((n_acked - before)) acks during the run, all $n_acked acknowledged rows present: $([ -z "$missing" ] && echo yes || echo no)"
   t_start "$Pi"
+  rejoin_from=$(date +%s%N)
 done
 stop_writer
 t_wait 90 "the last killed node back as a standby" t_pg_healthy 1 2 3
+REJOIN_MS+=($(( ($(date +%s%N) - rejoin_from) / 1000000 )))
 t_check "acknowledged rows lost over $RUNS failovers" t_eq "$lost_total" 0
+t_check "every old primary rejoined by pg_rewind, none by a clone" \
+  t_eq "$(( $(rejoin_lines 'clone: pg_basebackup|reinit:|moved aside') - CLONES_BEFORE ))" 0
+t_check "one rewind per failover" t_eq "$(( $(rejoin_lines 'rewind: done') - REWINDS_BEFORE ))" "$RUNS"
+t_log "restart of the old primary to a healthy cluster (ms), per run: ${REJOIN_MS[*]}; median $(printf '%s\n' "${REJOIN_MS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
 t_check "the writer made progress" test "$(wc -l <"$ACKED")" -gt "$RUNS"
 # The survivor re-points within the degrade grace: no new primary acknowledged alone.
 t_check "no primary went asynchronous after a failover" t_eq "$(k0_records)" "$K0_BEFORE"

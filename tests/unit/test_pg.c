@@ -285,6 +285,26 @@ static const char *replaced(const char *text, const char *from, const char *to)
     return out;
 }
 
+/* Failed pg_controldata runs, as PostgreSQL 15 prints them (LC_ALL=C): only a missing or short
+ * control file is a copy cut short; a permission or I/O error never leads to a re-clone. */
+static void test_controldata_failures_are_classified(void **state)
+{
+    (void)state;
+    assert_true(pg_controldata_cut_short(
+        "pg_controldata: error: could not open file \"/srv/pg/global/pg_control\" for reading: "
+        "No such file or directory\n"));
+    assert_true(pg_controldata_cut_short(
+        "pg_controldata: error: could not read file \"/srv/pg/global/pg_control\": read 100 of "
+        "296\n"));
+    assert_false(pg_controldata_cut_short(
+        "pg_controldata: error: could not open file \"/srv/pg/global/pg_control\" for reading: "
+        "Permission denied\n"));
+    assert_false(pg_controldata_cut_short(
+        "pg_controldata: error: could not read file \"/srv/pg/global/pg_control\": "
+        "Input/output error\n"));
+    assert_false(pg_controldata_cut_short("pg_controldata: error: no data directory specified\n"));
+}
+
 static void test_controldata_cleanly_shut_down_primary_was_primary(void **state)
 {
     (void)state;
@@ -755,6 +775,7 @@ static void test_reservation_in_a_missing_directory_says_where(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_controldata_failures_are_classified),
         cmocka_unit_test(test_controldata_cleanly_shut_down_primary_was_primary),
         cmocka_unit_test(test_reservations_fill_the_ids_between_and_go_at_the_next_start),
         cmocka_unit_test(test_reservation_in_a_missing_directory_says_where),

@@ -53,6 +53,11 @@ undisturbed() {
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # Lines of the leader's log about fencing its PostgreSQL (agent.c: "fencing: ...").
 fence_lines() { grep -c "fencing" "$T_DIR/node$Pi.log" || true; }
+# The leader's own view of its lease: "lease_held fences pauses" from GET /status.
+leader_fencing() {
+  curl -s --max-time 1 "http://$(t_api_addr "$Pi")/status" |
+    jq -r '.fencing | "\(.lease_held) \(.fences) \(.pauses)"' 2>/dev/null || true
+}
 
 others=(); for i in 1 2 3; do [ "$i" = "$Pi" ] || others+=("$i"); done
 S=${others[0]} O=${others[1]}
@@ -76,6 +81,8 @@ undisturbed_without() {
 
 fences0=$(fence_lines)
 t_check "the fence probe reads the leader's log" test -n "$fences0"
+read -r held0 nfences0 npauses0 <<<"$(leader_fencing)"
+t_check "the leader holds its lease before the attacks" t_eq "$held0" true
 # A member restarted with another secret runs Raft (it campaigns once it hears no leader) for
 # 10 s: nothing it sends reaches libraft on the others.
 t_gen_secret "$T_DIR/wrong.secret"
@@ -117,11 +124,16 @@ for i in 1 2 3; do
   T_PIDS[hold$i]=$!
 done
 max_growth=0
+lease_lost=0
+samples=0
 for _ in $(seq 1 40); do
   for i in 1 2 3; do
     g=$(( $(rss_kb "${T_PIDS[$i]}") - rss0[i] ))
     [ $g -le $max_growth ] || max_growth=$g
   done
+  read -r held _ _ <<<"$(leader_fencing)"
+  samples=$((samples + 1))
+  [ "$held" = true ] || lease_lost=$((lease_lost + 1))
   sleep 0.2
 done
 for i in 1 2 3; do wait "${T_PIDS[hold$i]}" || true; unset "T_PIDS[hold$i]"; done
@@ -139,6 +151,11 @@ t_check "the idle connections disturb nothing (leader $P, term $term0)" undistur
 t_check "refusals are rate-limited in the log (at most a few lines per node)" \
   test "$(grep -c "raft transport: refused" "$T_DIR/node$Pi.log")" -le 10
 t_check "the leader never fenced during the attacks" t_eq "$(fence_lines)" "$fences0"
+t_check "the leader held its lease at every sample during the idle connections ($samples)" \
+  t_eq "$lease_lost" 0
+read -r held1 nfences1 npauses1 <<<"$(leader_fencing)"
+t_log "leader's fences: $nfences0 -> $nfences1, soft pauses: $npauses0 -> $npauses1"
+t_check "the leader's fence count is unchanged" t_eq "$nfences1" "$nfences0"
 t_psql "$Pi" -c "CREATE TABLE auth_t (id int)" -c "INSERT INTO auth_t VALUES (1)"
 t_check "the primary takes writes after the attacks" t_eq "$(t_psql "$Pi" -c 'SELECT count(*) FROM auth_t')" 1
 

@@ -7,7 +7,7 @@ PACKAGES=(
   libuv1-dev libraft-dev libpq-dev libyaml-dev libjansson-dev libcmocka-dev
   libhttp-parser-dev libsystemd-dev libsodium-dev
   postgresql-15 postgresql-client-15
-  iproute2 arping jq procps util-linux
+  iproute2 arping jq procps util-linux curl
   nftables iputils-ping python3
 )
 

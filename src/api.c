@@ -89,6 +89,7 @@ static json_t *pg_json(const struct agent *a)
     if (o_json != NULL) {
         json_object_set_new(o_json, "synchronous_standby_names", json_string(a->pg.sync_seen));
         json_object_set_new(o_json, "receiver", json_string(o->receiver));
+        json_object_set_new(o_json, "conninfo", json_string(o->conninfo));
     }
     return o_json;
 }

@@ -69,6 +69,7 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         h->streaming = p->pg_streaming;
         snprintf(h->upstream, sizeof h->upstream, "%s", p->pg_upstream);
         snprintf(h->receiver, sizeof h->receiver, "%s", p->pg_receiver);
+        snprintf(h->conninfo, sizeof h->conninfo, "%s", p->pg_conninfo);
         h->wal_position = p->pg_wal_position;
         h->start_failures = p->pg_start_failures;
         h->nofailover = p->nofailover;

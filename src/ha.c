@@ -52,6 +52,7 @@ void ha_pg_set_not_running(struct ha_pg *o, enum ha_pg_state state, rpg_msec *no
     o->wal_position = 0;
     o->n_slots = 0;
     o->receiver[0] = '\0';
+    o->conninfo[0] = '\0';
     o->receiver_ms = 0;
     o->promoting = false;
 }
@@ -371,8 +372,23 @@ static bool peer_detached(const struct ha_input *in, const struct ha_peer *p,
     case HA_PG_RUNNING:
         break;
     }
-    if (!p->in_recovery || p->receiver[0] == '\0' ||
-        (self_addr[0] != '\0' && strcmp(p->receiver, self_addr) == 0) ||
+    if (!p->in_recovery) {
+        return true;
+    }
+    if (p->receiver[0] == '\0') {
+        /* No receiver now; one starts again where primary_conninfo points, which must not be a
+         * server that could still accept writes. */
+        if (p->conninfo[0] == '\0' ||
+            (self_addr[0] != '\0' && strcmp(p->conninfo, self_addr) == 0) ||
+            address_of_standby(in, p->conninfo)) {
+            return true;
+        }
+        snprintf(why, why_size,
+                 "the WAL receiver of %s is not running and would reconnect to %s", p->name,
+                 p->conninfo);
+        return false;
+    }
+    if ((self_addr[0] != '\0' && strcmp(p->receiver, self_addr) == 0) ||
         address_of_standby(in, p->receiver)) {
         return true;
     }

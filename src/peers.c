@@ -63,6 +63,7 @@ static void poll_work(uv_work_t *w)
             copy_str(s->pg_address, sizeof s->pg_address, pg, "address");
             copy_str(s->pg_upstream, sizeof s->pg_upstream, pg, "upstream");
             copy_str(s->pg_receiver, sizeof s->pg_receiver, pg, "receiver");
+            copy_str(s->pg_conninfo, sizeof s->pg_conninfo, pg, "conninfo");
             copy_str(s->pg_detail, sizeof s->pg_detail, pg, "detail");
         }
         json_t *tags = json_object_get(o, "tags");

@@ -58,7 +58,8 @@ static const char OBSERVE_SQL[] =
     " current_setting('synchronous_standby_names'),"
     /* Where the WAL receiver really streams from (rule 4); no row when none runs. */
     " (SELECT CASE WHEN sender_host IS NULL OR sender_port IS NULL THEN '" HA_RECEIVER_UNKNOWN "'"
-    "   ELSE sender_host || ':' || sender_port END FROM pg_stat_wal_receiver LIMIT 1)";
+    "   ELSE sender_host || ':' || sender_port END FROM pg_stat_wal_receiver LIMIT 1),"
+    " current_setting('primary_conninfo')";
 
 const char *pg_op_name(enum pg_op op)
 {
@@ -724,9 +725,44 @@ static void parse_replicas(struct pg *p, const char *list)
     }
 }
 
+/* host:port of a primary_conninfo ("" when it names no host). A host list is shown as given: it
+ * matches no member's address, which only makes the promotion wait. */
+static void conninfo_target(const char *conninfo, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    if (conninfo[0] == '\0') {
+        return;
+    }
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    if (opts == NULL) {
+        PQfreemem(err);
+        fmt_str(buf, size, "%s", HA_RECEIVER_UNKNOWN);
+        return;
+    }
+    const char *host = NULL, *hostaddr = NULL, *port = NULL;
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        const char *v = o->val != NULL && o->val[0] != '\0' ? o->val : NULL;
+        if (strcmp(o->keyword, "host") == 0) {
+            host = v;
+        } else if (strcmp(o->keyword, "hostaddr") == 0) {
+            hostaddr = v;
+        } else if (strcmp(o->keyword, "port") == 0) {
+            port = v;
+        }
+    }
+    host = host != NULL ? host : hostaddr;
+    if (host != NULL) {
+        fmt_str(buf, size, "%s:%s", host, port != NULL ? port : "5432");
+    } else {
+        fmt_str(buf, size, "%s", HA_RECEIVER_UNKNOWN);
+    }
+    PQconninfoFree(opts);
+}
+
 static void take_observation(struct pg *p, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) != 10) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 11) {
         return;
     }
     struct ha_pg *o = &p->obs;
@@ -747,6 +783,7 @@ static void take_observation(struct pg *p, PGresult *res)
     fmt_str(p->sync_seen, sizeof p->sync_seen, "%s", PQgetvalue(res, 0, 8));
     ha_pg_track_streaming(o, &p->not_streaming_since, now);
     ha_pg_track_receiver(o, o->in_recovery ? PQgetvalue(res, 0, 9) : "", &p->receiver_since, now);
+    conninfo_target(o->in_recovery ? PQgetvalue(res, 0, 10) : "", o->conninfo, sizeof o->conninfo);
     o->was_primary = !o->in_recovery;
     o->n_slots = 0;
     char slots[2048];

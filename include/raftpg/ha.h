@@ -41,6 +41,9 @@ struct ha_pg {
      * without a known sender yet. The configuration (upstream) says where it should stream;
      * only this says where it does (DESIGN.md rules 4 and 10). */
     char receiver[FSM_ADDR_MAX];
+    /* standby: where its primary_conninfo, as the server has loaded it, points (host:port; ""
+     * none): where a receiver that is not running now will connect when it starts again */
+    char conninfo[FSM_ADDR_MAX];
     rpg_msec receiver_ms;  /* how long receiver has been what it is now, counted afresh from
                               every re-point (so a follow gets the full bound to take effect) */
     bool promoting;        /* a promotion was asked for and is not observed done yet */
@@ -65,6 +68,7 @@ struct ha_peer {
     bool streaming;                /* its WAL receiver streams */
     char upstream[FSM_NAME_MAX];   /* the member it is configured to follow */
     char receiver[FSM_ADDR_MAX];   /* where its WAL receiver streams from (struct ha_pg) */
+    char conninfo[FSM_ADDR_MAX];   /* where its primary_conninfo points (struct ha_pg) */
     char pg_address[FSM_ADDR_MAX]; /* its PostgreSQL address as it reports it ("" unknown) */
     unsigned start_failures;
     bool nofailover;

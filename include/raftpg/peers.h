@@ -38,6 +38,7 @@ struct peer_status {
     char pg_address[FSM_ADDR_MAX];
     char pg_upstream[FSM_NAME_MAX];
     char pg_receiver[FSM_ADDR_MAX]; /* where its WAL receiver streams from (ha_pg.receiver) */
+    char pg_conninfo[FSM_ADDR_MAX]; /* where its primary_conninfo points (ha_pg.conninfo) */
     char pg_detail[RPG_ERRMSG_SIZE];
     bool nofailover;
     bool nosync;

@@ -284,6 +284,7 @@ struct sim_node {
     bool up;             /* the machine runs (a node crash takes it down) */
     bool frozen;         /* paused: nothing on the node runs */
     bool agent_frozen;   /* the agent alone is stopped: its server and the guard run */
+    bool vm_paused;      /* frozen by its hypervisor: its kernel's timers stop too */
     rpg_msec frozen_until;
     bool raft_killed;
     int64_t clock_offset; /* the node's monotonic clock: global time + offset, drift applied */
@@ -324,6 +325,8 @@ enum sim_fault_kind {
     F_SLOW_LINK,         /* a node's messages take 100-150 ms */
     F_AGENT_STOP_PRIMARY, /* the primary's agent is stopped (SIGSTOP): its PostgreSQL runs on and
                           * its guard, whose pipe stays open, does nothing */
+    F_VM_PAUSE_PRIMARY,  /* the primary's node paused by its hypervisor: its clocks stop too, so
+                          * once resumed it cannot tell that time passed */
     F_RECEIVER_LAG,      /* while it lasts, a re-pointed standby's WAL receiver stays with its
                           * old upstream (paused replay, a recovery conflict) until its server
                           * restarts: the configuration says one thing, the receiver another */
@@ -341,7 +344,8 @@ uint32_t sim_fault_mask(const char *list);
 #define SIM_FAULTS_WATCHDOG ((1u << F_PAUSE_PRIMARY) | (1u << F_AGENT_STOP_PRIMARY))
 #define SIM_FAULTS_TIMELINE (1u << F_LOSS_PRIMARY)
 #define SIM_FAULTS_SLOW (1u << F_SLOW_LINK)
-#define SIM_FAULTS_KNOWN (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW)
+#define SIM_FAULTS_VM (1u << F_VM_PAUSE_PRIMARY)
+#define SIM_FAULTS_KNOWN (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW | SIM_FAULTS_VM)
 #define SIM_FAULTS_ALL ((1u << F_KIND_N) - 1)
 #define SIM_FAULTS_CI (SIM_FAULTS_ALL & ~SIM_FAULTS_KNOWN)
 

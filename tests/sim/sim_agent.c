@@ -65,6 +65,7 @@ static void report_of(struct sim_world *w, unsigned j, struct peer_status *s)
     snprintf(s->pg_address, sizeof s->pg_address, "10.0.0.%u:5432", j + 1);
     sim_copy(s->pg_upstream, sizeof s->pg_upstream, a->obs.upstream);
     sim_copy(s->pg_receiver, sizeof s->pg_receiver, a->obs.receiver);
+    sim_copy(s->pg_conninfo, sizeof s->pg_conninfo, a->obs.conninfo);
     s->nofailover = false;
     s->failover_priority = 1;
 }
@@ -241,6 +242,13 @@ static void observe(struct sim_world *w, unsigned i)
             snprintf(receiver, sizeof receiver, "10.0.0.%d:5432", p->streaming_from + 1);
         }
         ha_pg_track_receiver(o, receiver, &a->receiver_since, now);
+        /* current_setting('primary_conninfo'): the upstream the last start or reload read. */
+        int cu = p->in_recovery ? sim_node_by_name(w, p->conf_upstream) : -1;
+        if (cu >= 0) {
+            snprintf(o->conninfo, sizeof o->conninfo, "10.0.0.%d:5432", cu + 1);
+        } else {
+            o->conninfo[0] = '\0';
+        }
         o->was_primary = !o->in_recovery;
         o->n_slots = 0;
         for (unsigned s = 0; s < p->n_slots && o->n_slots < HA_SLOTS_MAX; s++) {

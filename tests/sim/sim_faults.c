@@ -36,6 +36,7 @@ static const char *const kind_names[F_KIND_N] = {
     [F_CRASH_NEW_PRIMARY] = "crash-new-primary",
     [F_SLOW_LINK] = "slow-link",
     [F_AGENT_STOP_PRIMARY] = "agent-stop-primary",
+    [F_VM_PAUSE_PRIMARY] = "vm-pause-primary",
     [F_RECEIVER_LAG] = "receiver-lag",
 };
 
@@ -60,6 +61,8 @@ uint32_t sim_fault_mask(const char *list)
             m = SIM_FAULTS_TIMELINE;
         } else if (strcmp(t, "slow") == 0) {
             m = SIM_FAULTS_SLOW;
+        } else if (strcmp(t, "vm") == 0) {
+            m = SIM_FAULTS_VM;
         } else if (strcmp(t, "known") == 0) {
             m = SIM_FAULTS_KNOWN;
         } else if (strcmp(t, "all") == 0) {
@@ -401,6 +404,7 @@ static void node_crash(struct sim_world *w, unsigned i)
     n->up = false;
     n->frozen = false;
     n->agent_frozen = false;
+    n->vm_paused = false;
     n->vip_held = false; /* the address goes with the machine */
     n->guard_unfenced = false; /* and so does the guard */
     n->wd_armed = false;
@@ -749,6 +753,7 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
         break;
     case F_AGENT_CRASH_PRIMARY:
     case F_PAUSE_PRIMARY:
+    case F_VM_PAUSE_PRIMARY:
         i = primary_node(w);
         i = i >= 0 ? i : leader_node(w);
         if (i < 0 || !w->nodes[i].agent.alive || w->nodes[i].frozen) {
@@ -756,8 +761,14 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
             return;
         }
         note(w, k, "%s of the primary %s for %" PRIu64 " ms",
-             f->kind == F_PAUSE_PRIMARY ? "pause" : "agent crash", w->nodes[i].name, f->dur);
-        if (f->kind == F_PAUSE_PRIMARY) {
+             f->kind == F_PAUSE_PRIMARY      ? "pause"
+             : f->kind == F_VM_PAUSE_PRIMARY ? "hypervisor pause (clocks stopped)"
+                                             : "agent crash",
+             w->nodes[i].name, f->dur);
+        if (f->kind == F_VM_PAUSE_PRIMARY) {
+            w->nodes[i].vm_paused = true;
+        }
+        if (f->kind == F_PAUSE_PRIMARY || f->kind == F_VM_PAUSE_PRIMARY) {
             freeze(w, (unsigned)i, f->dur);
         } else {
             sim_agent_crash(w, (unsigned)i);
@@ -979,6 +990,14 @@ void sim_fault_end(struct sim_world *w, unsigned k)
         break;
     case F_PAUSE:
     case F_PAUSE_PRIMARY: sim_unfreeze(w, (unsigned)i); break;
+    case F_VM_PAUSE_PRIMARY:
+        w->nodes[i].vm_paused = false;
+        if (w->nodes[i].frozen) {
+            /* The guest's clocks did not count the pause. */
+            w->nodes[i].clock_offset -= (int64_t)(sim_now(w) - (w->nodes[i].frozen_until - f->dur));
+        }
+        sim_unfreeze(w, (unsigned)i);
+        break;
     case F_PARTITION:
     case F_PARTITION_PRIMARY:
     case F_LOSS:

@@ -539,6 +539,12 @@ static void dispatch(struct sim_world *w, const struct sim_event *e)
         sim_push(w, sim_now(w) + 10, e->type, e->node, e->gen, e->sub);
         return;
     }
+    if ((e->type == EV_WATCHDOG || e->type == EV_VIP_EXPIRE) && e->node >= 0 &&
+        w->nodes[e->node].vm_paused) {
+        /* A paused guest's kernel counts nothing: its watchdog and address lifetimes wait. */
+        sim_push(w, w->nodes[e->node].frozen_until, e->type, e->node, e->gen, e->sub);
+        return;
+    }
     if (node_event(e->type) && w->nodes[e->node].frozen) {
         /* Nothing runs on a frozen node; its timers fire when it resumes. */
         sim_push(w, w->nodes[e->node].frozen_until, e->type, e->node, e->gen, e->sub);

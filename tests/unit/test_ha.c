@@ -1905,6 +1905,24 @@ static void test_promotion_goes_ahead_once_the_voter_streams_from_the_candidate(
     assert_decision(&w, HA_ACT_PROMOTE, "");
 }
 
+/* A voter without a WAL receiver now (reconnecting) starts one where its primary_conninfo points:
+ * at the old primary, it could still acknowledge its commits. */
+static void test_promotion_waits_for_a_reconnecting_voter_configured_for_the_old_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_standby(&w);
+    peer(&w, "node3")->streaming = false;
+    set_str(peer(&w, "node3")->conninfo, FSM_ADDR_MAX, "10.0.0.2:5432");
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node3");
+    assert_why(&w, "waiting before promoting: the WAL receiver of node3 is not running and would "
+                   "reconnect to 10.0.0.2:5432");
+    set_str(peer(&w, "node3")->conninfo, FSM_ADDR_MAX, "10.0.0.1:5432");
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+}
+
 /* A voter cascading from a standby passes no acknowledgement on to any primary. */
 static void test_promotion_goes_ahead_when_the_voter_streams_from_a_standby(void **state)
 {
@@ -2112,6 +2130,7 @@ int main(void)
         cmocka_unit_test(test_promotion_goes_ahead_once_the_voter_streams_from_the_candidate),
         cmocka_unit_test(test_promotion_goes_ahead_when_the_voter_has_no_receiver_or_is_stopped),
         cmocka_unit_test(test_promotion_goes_ahead_when_the_voter_streams_from_a_standby),
+        cmocka_unit_test(test_promotion_waits_for_a_reconnecting_voter_configured_for_the_old_primary),
         cmocka_unit_test(test_promotion_waits_for_an_unreachable_voter),
         cmocka_unit_test(test_promotion_waits_for_a_starting_voter),
         cmocka_unit_test(test_promotion_needs_no_detach_when_the_previous_primary_cannot_write),

@@ -688,13 +688,21 @@ static int busy_err(int rv, char *errmsg)
     return rv == RPG_EBUSY ? rpg_err(errmsg, rv, "another postgresql operation is running") : rv;
 }
 
-static int io_pg_bootstrap(void *data, char *errmsg)
+/* Before a server that may accept writes exists (a bootstrap, a start as primary, a promotion):
+ * the guard hears of it and the watchdog is armed now, not at the next fence tick, so that an
+ * agent that stops in between still has its node fenced (raftpg_sim, agent-stop-primary). */
+static void may_write_soon(struct agent *a)
 {
-    struct agent *a = data;
-    /* The guard hears of a server that may accept writes before it exists. */
     if (a->guard_open) {
         guard_set(&a->guard, true);
     }
+    watchdog_tick(a, true, true);
+}
+
+static int io_pg_bootstrap(void *data, char *errmsg)
+{
+    struct agent *a = data;
+    may_write_soon(a);
     return busy_err(pg_bootstrap(&a->pg, on_pg_done, a), errmsg);
 }
 
@@ -702,8 +710,8 @@ static int io_pg_start(void *data, bool standby, const char *target, char *errms
 {
     struct agent *a = data;
     struct pg_upstream up;
-    if (!standby && a->guard_open) {
-        guard_set(&a->guard, true);
+    if (!standby) {
+        may_write_soon(a);
     }
     if (target[0] == '\0') {
         return busy_err(pg_start(&a->pg, standby, NULL, on_pg_done, a), errmsg);
@@ -721,9 +729,7 @@ static int io_pg_stop(void *data, unsigned bound_ms, char *errmsg)
 static int io_pg_promote(void *data, uint32_t timeline, char *errmsg)
 {
     struct agent *a = data;
-    if (a->guard_open) {
-        guard_set(&a->guard, true);
-    }
+    may_write_soon(a);
     return busy_err(pg_promote(&a->pg, timeline, on_pg_done, a), errmsg);
 }
 

@@ -129,9 +129,12 @@ static void vip_set_lifetime(struct sim_world *w, unsigned i)
 }
 
 
+/* agent.c may_write_soon: before a bootstrap, a start as primary or a promotion, the guard hears
+ * of it and the watchdog is armed at once. */
 void sim_guard_unfenced(struct sim_world *w, unsigned i)
 {
     w->nodes[i].guard_unfenced = true;
+    watchdog_tick(w, i, true, true);
 }
 
 /* guard.c guard_main: the pipe ends when the agent dies; if the last word was "unfenced", SIGINT

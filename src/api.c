@@ -90,6 +90,10 @@ static json_t *pg_json(const struct agent *a)
         json_object_set_new(o_json, "synchronous_standby_names", json_string(a->pg.sync_seen));
         json_object_set_new(o_json, "receiver", json_string(o->receiver));
         json_object_set_new(o_json, "conninfo", json_string(o->conninfo));
+        /* The rejoin pipeline's stage: the operation under way, and why the data directory
+         * last had to be rewound or cloned again. */
+        json_object_set_new(o_json, "operation", json_string(pg_op_name(a->pg.op)));
+        json_object_set_new(o_json, "rejoin_error", json_string(a->pg.rejoin_error));
     }
     return o_json;
 }

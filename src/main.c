@@ -28,6 +28,19 @@ static const char *usage =
     "  gen-secret FILE        write a new cluster secret (raft.secret_file) to FILE, mode 0600\n"
     "  version                print the version\n";
 
+/* Reads the configured secret files once, for their checks (conf_secret_read), and forgets
+ * them: the agent reads them again where it uses them. Returns 0 or RPG_ECONFIG with errmsg. */
+static int check_secrets(const struct conf *c, bool any_owner, char *errmsg)
+{
+    uint8_t key[CONF_SECRET_SIZE];
+    int rv = conf_secret_read(c, false, any_owner, key, errmsg);
+    if (rv == 0) {
+        rv = conf_secret_read(c, true, any_owner, key, errmsg);
+    }
+    sodium_memzero(key, sizeof key);
+    return rv == RPG_ENOTFOUND ? 0 : rv;
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
     if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
@@ -47,6 +60,12 @@ static int cmd_check_config(int argc, char **argv)
         conf_free(&c);
         return 1;
     }
+    /* Run by root, the check is for the agent's user, whoever owns the file. */
+    if (check_secrets(&c, geteuid() == 0, errmsg) != 0) {
+        fprintf(stderr, "%s\n", errmsg);
+        conf_free(&c);
+        return 1;
+    }
     const struct conf_member *self = conf_self(&c);
     printf("%s: ok\n", argv[1]);
     printf("scope=%s name=%s mode=%s\n", c.scope, c.name,
@@ -59,19 +78,6 @@ static int cmd_check_config(int argc, char **argv)
     for (unsigned i = 0; i < c.raft.n_members; i++) {
         printf("  member %s id=%u raft=%s api=%s\n", c.raft.members[i].name, i + 1,
                c.raft.members[i].raft, c.raft.members[i].api);
-    }
-    /* Run by root, the check is for the agent's user, whoever owns the file. */
-    bool any_owner = geteuid() == 0;
-    uint8_t key[CONF_SECRET_SIZE];
-    int rv = conf_secret_read(&c, false, any_owner, key, errmsg);
-    if (rv == 0) {
-        rv = conf_secret_read(&c, true, any_owner, key, errmsg);
-    }
-    sodium_memzero(key, sizeof key);
-    if (rv != 0 && rv != RPG_ENOTFOUND) {
-        fprintf(stderr, "%s\n", errmsg);
-        conf_free(&c);
-        return 1;
     }
     if (c.raft.secret_file[0] != '\0') {
         printf("raft transport: authenticated and encrypted, secret_file=%s%s%s\n",
@@ -163,6 +169,13 @@ static int cmd_run(int argc, char **argv)
     static struct agent a; /* large; lives for the whole process */
     char errmsg[RPG_ERRMSG_SIZE];
     if (conf_load(path, &a.conf, errmsg) != 0) {
+        fprintf(stderr, "raftpg run: %s\n", errmsg);
+        conf_free(&a.conf);
+        return 1;
+    }
+    /* A secret file the agent would refuse when Raft starts is refused now, not after the
+     * agent has waited to join. */
+    if (check_secrets(&a.conf, false, errmsg) != 0) {
         fprintf(stderr, "raftpg run: %s\n", errmsg);
         conf_free(&a.conf);
         return 1;

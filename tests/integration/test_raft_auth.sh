@@ -11,6 +11,23 @@ source "$(dirname "$0")/lib.sh"
 ATTACK="$(dirname "$0")/raft_attack.py"
 t_pick_ports
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
+
+# The secret file's rules, on the command line and in the agent, while the cluster starts.
+t_check "gen-secret made a private file" t_eq "$(stat -c %a "$T_SECRET")" 600
+t_check "gen-secret refuses to overwrite a secret" \
+  bash -c "! '$T_BIN' gen-secret '$T_SECRET' 2>'$T_DIR/gen.err' && grep -q 'refusing to overwrite' '$T_DIR/gen.err'"
+install -m 640 "$T_SECRET" "$T_DIR/open.secret"
+[ "$(id -u)" -ne 0 ] || chown postgres:postgres "$T_DIR/open.secret"
+T_SECRET_FILE[8]="$T_DIR/open.secret"
+t_write_conf 8 3
+t_check "check-config refuses a secret readable by its group" \
+  bash -c "! '$T_BIN' check-config '$T_DIR/node8.yaml' >'$T_DIR/cc.out' 2>&1 && grep -q 'raft.secret_file: .*open.secret is accessible to its group or to others (mode 0640); chmod 600 it' '$T_DIR/cc.out'"
+t_check "check-config prints nothing but the error then" test "$(wc -l <"$T_DIR/cc.out")" -eq 1
+timeout -s KILL 20 "${T_RUNAS[@]}" "$T_BIN" run -c "$T_DIR/node8.yaml" >"$T_DIR/node8.out" 2>&1 && rc=0 || rc=$?
+t_check "the agent refuses to start with it (exit 1)" t_eq "$rc" 1
+t_check "and says why, with the position of the key" \
+  grep -q "node8.yaml:[0-9]*:[0-9]*: raft.secret_file: .*(mode 0640); chmod 600 it" "$T_DIR/node8.out"
+
 t_wait 90 "a primary and two streaming standbys" t_pg_healthy 1 2 3
 
 # The positive control: the crash packet does kill a member that runs without a secret.

@@ -21,14 +21,16 @@ writer() {
     for i in 1 2 3; do
       # Killed, not cancelled: a cancelled synchronous-replication wait reports the local
       # commit as a success (with a warning), which is no acknowledgement by the quorum.
+      # An insert killed while it waited may still have committed: the next try takes a new id
+      # (the same one would only ever meet its own duplicate).
       if PGCONNECT_TIMEOUT=1 timeout -s KILL 4 psql -X -q -A -t -h 127.0.0.1 \
            -p "$(t_pg_port "$i")" -U postgres -d postgres \
            -c "INSERT INTO rpo VALUES ($id)" >/dev/null 2>&1; then
         echo "$id" >>"$ACKED"
-        id=$((id + 1))
         break
       fi
     done
+    id=$((id + 1))
     sleep 0.01
   done
 }
@@ -79,7 +81,8 @@ REJOIN_MS+=($(( ($(date +%s%N) - rejoin_from) / 1000000 )))
 t_check "acknowledged rows lost over $RUNS failovers" t_eq "$lost_total" 0
 t_check "every old primary rejoined by pg_rewind, none by a clone" \
   t_eq "$(( $(rejoin_lines 'clone: pg_basebackup|reinit:|moved aside') - CLONES_BEFORE ))" 0
-t_check "one rewind per failover" t_eq "$(( $(rejoin_lines 'rewind: done') - REWINDS_BEFORE ))" "$RUNS"
+# At least one per failover (a standby that went past a fork is rewound too).
+t_check "a rewind for every failover" test "$(( $(rejoin_lines 'rewind: done') - REWINDS_BEFORE ))" -ge "$RUNS"
 t_log "restart of the old primary to a healthy cluster (ms), per run: ${REJOIN_MS[*]}; median $(printf '%s\n' "${REJOIN_MS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
 t_check "the writer made progress" test "$(wc -l <"$ACKED")" -gt "$RUNS"
 # The survivor re-points within the degrade grace: no new primary acknowledged alone.

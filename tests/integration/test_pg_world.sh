@@ -71,9 +71,10 @@ writer() {
     for i in 1 2 3; do
       if PGCONNECT_TIMEOUT=1 timeout -s KILL 4 psql -X -q -A -t -h 127.0.0.1 -p "$(t_pg_port "$i")" \
            -U postgres -d postgres -c "INSERT INTO world VALUES ($id)" >/dev/null 2>&1; then
-        echo "$id" >>"$ACKED"; id=$((id + 1)); break
+        echo "$id" >>"$ACKED"; break
       fi
     done
+    id=$((id + 1)) # a killed insert may have committed: never the same id twice
     sleep 0.02
   done
 }

@@ -62,6 +62,8 @@ for run in $(seq 1 "$RUNS"); do
   np() { local p; p=$(t_pg_primary "$O"); [ -n "$p" ] && [ "$p" != "$P" ] && echo "$p"; }
   t_wait 60 "a new primary in run $run" np || break
   NP=$(np); NPi=${NP#node}
+  acked_after() { [ "$(wc -l <"$ACKED")" -gt "$1" ]; }
+  t_wait 30 "a write acknowledged after failover $run" acked_after "$(wc -l <"$ACKED")" || break
   # Everything acknowledged up to now (including writes to the old primary) must be there.
   sleep 0.5
   acked_now=$(sort -n "$ACKED" | tr '\n' ',' | sed 's/,$//')

@@ -7,6 +7,7 @@
 #include "raftpg/agent.h"
 #include "raftpg/api.h"
 #include "raftpg/log.h"
+#include "raftpg/transport.h"
 
 static bool is_sync_voter(const struct agent *a, const char *name);
 static void config_in_force(const struct agent *a, int *mode, unsigned *k, int *commit,
@@ -114,6 +115,20 @@ json_t *agent_status_json(const struct agent *a)
                           "leader", leader != NULL ? leader : "");
     if (a->conf.has_postgresql) {
         json_object_set_new(o, "postgresql", pg_json(a));
+    }
+    {
+        /* The Raft transport: whether peers must prove the secret, and what it refused. */
+        struct transport_stats ts;
+        transport_get_stats(&ts);
+        json_object_set_new(
+            o, "raft_transport",
+            json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "authenticated",
+                      a->conf.raft.secret_file[0] != '\0', "accepted", (json_int_t)ts.accepted,
+                      "handshakes_ok", (json_int_t)ts.authenticated, "refused",
+                      (json_int_t)ts.rejected, "timed_out", (json_int_t)ts.timed_out,
+                      "refused_busy", (json_int_t)ts.refused_busy, "connect_failed",
+                      (json_int_t)ts.connect_failed, "handshaking", (json_int_t)ts.handshaking,
+                      "sessions", (json_int_t)ts.sessions));
     }
     if (a->conf.has_postgresql) {
         rpg_msec until = a->cons_open ? cons_lease_until(&a->cons) : 0;

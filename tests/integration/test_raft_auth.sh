@@ -173,6 +173,12 @@ t_check "the leader held its lease at every sample during the idle connections (
 read -r held1 nfences1 npauses1 <<<"$(leader_fencing)"
 t_log "leader's fences: $nfences0 -> $nfences1, soft pauses: $npauses0 -> $npauses1"
 t_check "the leader's fence count is unchanged" t_eq "$nfences1" "$nfences0"
+refused_of() {
+  curl -s --max-time 1 "http://$(t_api_addr "$1")/status" |
+    jq -r '.raft_transport | select(.authenticated == true) | .refused' 2>/dev/null || true
+}
+t_check "the API counts the refused connections (GET /status raft_transport.refused on $P: $(refused_of "$Pi"))" \
+  test "$(refused_of "$Pi")" -gt 300
 t_psql "$Pi" -c "CREATE TABLE auth_t (id int)" -c "INSERT INTO auth_t VALUES (1)"
 t_check "the primary takes writes after the attacks" t_eq "$(t_psql "$Pi" -c 'SELECT count(*) FROM auth_t')" 1
 

@@ -152,6 +152,35 @@ bool pg_controldata_cut_short(const char *output)
            (strstr(output, "could not read file") != NULL && strstr(output, ": read ") != NULL);
 }
 
+bool pg_rewind_retryable(const char *output)
+{
+    /* Failures before pg_rewind changed anything in the target: the source was not ready or not
+     * reachable, or the single-user crash recovery met leftovers of the killed server. A failure
+     * after it began copying is not among them: that directory is no longer consistent. */
+    static const char *const before_copy[] = {
+        "could not connect to server",
+        "connection to server at",
+        "connection to server on socket",
+        "the database system is starting up",
+        "the database system is shutting down",
+        "the database system is in recovery mode",
+        "the database system is not yet accepting connections",
+        "source server must not be in recovery mode",
+        "pre-existing shared memory block",
+        "lock file \"postmaster.pid\" already exists",
+    };
+    if (strstr(output, "error running query") != NULL ||
+        strstr(output, "could not fetch") != NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < sizeof before_copy / sizeof before_copy[0]; i++) {
+        if (strstr(output, before_copy[i]) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeline,
                          bool *was_primary, char *errmsg)
 {
@@ -1081,6 +1110,62 @@ static int find_postmaster(const char *data_dir)
     return last_pid;
 }
 
+/* Any PostgreSQL process working in data_dir (a backend a killed postmaster left behind holds its
+ * shared memory until it notices, and single-user mode refuses to run beside it). 0 when none. */
+static int pid_working_in(const char *data_dir)
+{
+    char dir[PATH_MAX];
+    if (realpath(data_dir, dir) == NULL) {
+        return 0;
+    }
+    DIR *d = opendir("/proc");
+    if (d == NULL) {
+        return 0;
+    }
+    int found = 0;
+    struct dirent *e;
+    while (found == 0 && (e = readdir(d)) != NULL) {
+        char *end = NULL;
+        long pid = strtol(e->d_name, &end, 10);
+        if (pid > 0 && pid <= INT32_MAX && *end == '\0' && works_in(pid, dir) &&
+            is_postgres(pid)) {
+            found = (int)pid;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* A postmaster.pid whose process is no server working in data_dir: a killed postmaster not yet
+ * reaped (a zombie still answers kill(pid, 0)) or its number reused by another program. Both
+ * PostgreSQL and pg_rewind's single-user recovery refuse to start beside such a file, so it is
+ * removed, but only when no PostgreSQL process at all works in the directory. */
+static void remove_stale_pidfile(const char *data_dir)
+{
+    char path[PATH_MAX + 32], buf[64];
+    fmt_str(path, sizeof path, "%s/postmaster.pid", data_dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    long pid = strtol(buf, NULL, 10);
+    if (pid <= 0 || pid > INT32_MAX || pid_working_in(data_dir) != 0) {
+        return;
+    }
+    const char *what = kill((pid_t)pid, 0) != 0  ? "is gone"
+                       : parent_of(pid) == 0     ? "has exited and is not reaped yet"
+                       : !is_postgres(pid)       ? "is another program now"
+                                                 : "works in another directory";
+    if (unlink(path) == 0) {
+        log_info("removed stale %s: process %ld %s", path, pid, what);
+    } else if (errno != ENOENT) {
+        log_warning("cannot remove stale %s: %s", path, strerror(errno));
+    }
+}
+
 int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size)
 {
     char path[PATH_MAX + 32], buf[1024];
@@ -1265,6 +1350,8 @@ static void on_proc(struct proc *pr, const struct proc_result *res, void *data)
     }
     char why[RPG_ERRMSG_SIZE];
     proc_describe(pr, res, why, sizeof why);
+    p->rewind_retryable = p->op == PG_OP_REWIND && !res->timed_out &&
+                          pg_rewind_retryable(res->output != NULL ? res->output : "");
     if ((p->op == PG_OP_REWIND || p->op == PG_OP_CLONE) && res->output[0] != '\0') {
         /* The last line rarely says why (pg_rewind's crash recovery, say): all of it, once. */
         log_warning("%s failed; its whole output follows", pg_op_name(p->op));
@@ -1591,7 +1678,11 @@ static void op_step(struct pg *p, int rc, const char *msg)
             }
         }
         if (p->op == PG_OP_REWIND && step == 1) {
-            p->obs.rewind_failed = true;
+            if (p->rewind_retryable) {
+                log_warning("pg_rewind stopped before changing %s: trying again later", dd);
+            } else {
+                p->obs.rewind_failed = true;
+            }
         }
         if (p->op == PG_OP_STOP && step == 1) {
             /* Fast shutdown did not finish within its bound: escalate. */
@@ -1671,6 +1762,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 rv = rpg_err(errmsg, RPG_EBUSY, "a postmaster runs already (pid=%d)", running);
                 break;
             }
+            remove_stale_pidfile(dd);
             if ((rv = write_config(p, p->standby, p->upstream.name[0] ? &p->upstream : NULL,
                                    errmsg)) == 0) {
                 if (pg_ctl_start(p) == 0) {
@@ -1771,6 +1863,14 @@ static void op_step(struct pg *p, int rc, const char *msg)
                              running);
                 break;
             }
+            if ((running = pid_working_in(dd)) != 0) {
+                rv = rpg_err(errmsg, RPG_EBUSY,
+                             "not rewinding yet: postgres process %d still works in %s "
+                             "(left behind by a stopped server)",
+                             running, dd);
+                break;
+            }
+            remove_stale_pidfile(dd);
             /* pg_rewind first crash-recovers an unclean directory in single-user mode, which
              * refuses to run with a standby signal ("standby mode is not supported by
              * single-user servers"); the start after the rewind writes it again. */

@@ -101,6 +101,7 @@ struct pg {
     enum pg_op op;
     int step;
     struct proc proc;
+    bool rewind_retryable;        /* the last pg_rewind failed before changing the target */
     bool proc_launches;           /* proc is pg_ctl start: killing it would orphan a server */
     pg_done_cb done_cb;
     void *done_data;
@@ -210,6 +211,11 @@ bool pg_conf_quote(const char *s, char *buf, size_t size);
  * short, which cloning again repairs. Any other error (permission denied, an I/O error) is not
  * understood as that and must never lead to the directory's removal. */
 bool pg_controldata_cut_short(const char *output);
+
+/* Whether a failed pg_rewind's output shows it stopped before changing the target (source not
+ * reachable or not ready yet, leftovers of the killed server in the way): a later attempt may
+ * succeed, so it is no reason to re-clone. */
+bool pg_rewind_retryable(const char *output);
 
 /* Parses pg_controldata output: system identifier, timeline, whether it last ran as primary.
  * Returns 0 or RPG_EPROTO when a field is missing. */

@@ -2,6 +2,9 @@
 # RPO with synchronous quorum (I2): under continuous acknowledged writes, kill -9 the primary node
 # (agent and PostgreSQL) at a random moment, RPO_RUNS times in a row (default 20); after each
 # failover every acknowledged row must be on the new primary. A loss fails with the missing ids.
+# Every old primary must rejoin by pg_rewind, also when its postmaster.pid names a process that
+# still answers kill(pid, 0): in run 1 a zombie (a killed postmaster nobody has reaped yet, as under
+# a slow init), in run 2 another program that took the number.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 RUNS=${RPO_RUNS:-20}
@@ -37,7 +40,32 @@ writer() {
 writer &
 WPID=$!
 stop_writer() { touch "$T_DIR/stop"; wait "$WPID" 2>/dev/null || true; }
-trap 'stop_writer; t_cleanup' EXIT
+HOLDERS=()
+stop_holders() {
+  local h
+  for h in "${HOLDERS[@]}"; do kill -KILL "$h" 2>/dev/null || true; wait "$h" 2>/dev/null || true; done
+}
+trap 'stop_writer; stop_holders; t_cleanup' EXIT
+# Points node $1's postmaster.pid at a process that answers kill(pid, 0) but is no server there.
+stale_pidfile() {
+  local f="$T_DIR/node$1/pgdata/postmaster.pid" pid
+  if [ "$2" = zombie ]; then
+    # The child exits after 0.2 s and its parent (now sleep) never waits: a zombie until the
+    # holder is killed.
+    ( sleep 0.2 & echo $! >"$T_DIR/zombie"; exec sleep 600 ) &
+    HOLDERS+=($!)
+    sleep 0.6
+    pid=$(cat "$T_DIR/zombie")
+    grep -q '^State:.*Z' "/proc/$pid/status" || t_fail "process $pid is no zombie"
+  else
+    sleep 600 &
+    pid=$!
+    HOLDERS+=($pid)
+  fi
+  kill -0 "$pid" || t_fail "the stand-in process $pid is not there"
+  [ -f "$f" ] && sed -i "1s/.*/$pid/" "$f"
+  t_log "run $run: node$1's postmaster.pid now names $2 process $pid"
+}
 
 # Asynchronous records (k=0); the first primary makes some while its standbys first connect.
 k0_records() { cat "$T_DIR"/node*.log | grep -c 'synchronous quorum: recording k=0 ' || true; }
@@ -74,6 +102,8 @@ for run in $(seq 1 "$RUNS"); do
     t_fail "run $run: acknowledged rows missing on $NP after killing $P: $missing"
   fi
   t_log "run $run: killed $P, new primary $NP, $((n_acked - before)) acks during the run, all $n_acked acknowledged rows present: $([ -z "$missing" ] && echo yes || echo no)"
+  [ "$run" = 1 ] && stale_pidfile "$Pi" zombie
+  [ "$run" = 2 ] && stale_pidfile "$Pi" foreign
   t_start "$Pi"
   rejoin_from=$(date +%s%N)
 done
@@ -85,6 +115,10 @@ t_check "every old primary rejoined by pg_rewind, none by a clone" \
   t_eq "$(( $(rejoin_lines 'clone: pg_basebackup|reinit:|moved aside') - CLONES_BEFORE ))" 0
 # At least one per failover (a standby that went past a fork is rewound too).
 t_check "a rewind for every failover" test "$(( $(rejoin_lines 'rewind: done') - REWINDS_BEFORE ))" -ge "$RUNS"
+if [ "$(( $(rejoin_lines 'clone: pg_basebackup|reinit:|moved aside') - CLONES_BEFORE ))" -gt 0 ]; then
+  echo "why the rewinds failed:"
+  grep -hE -A14 'rewind failed; its whole output follows' "$T_DIR"/node*.log | cut -c1-400 || true
+fi
 t_log "restart of the old primary to a healthy cluster (ms), per run: ${REJOIN_MS[*]}; median $(printf '%s\n' "${REJOIN_MS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
 t_check "the writer made progress" test "$(wc -l <"$ACKED")" -gt "$RUNS"
 # The survivor re-points within the degrade grace: no new primary acknowledged alone.

@@ -305,6 +305,43 @@ static void test_controldata_failures_are_classified(void **state)
     assert_false(pg_controldata_cut_short("pg_controldata: error: no data directory specified\n"));
 }
 
+/* Failed pg_rewind runs, as PostgreSQL 15 prints them (LC_ALL=C): those that stopped before
+ * changing the target are tried again; any other is no reason to trust the directory. */
+static void test_rewind_failures_are_classified(void **state)
+{
+    (void)state;
+    assert_true(pg_rewind_retryable(
+        "pg_rewind: error: connection to server at \"127.0.0.1\", port 1 failed: Connection "
+        "refused\n\tIs the server running on that host and accepting TCP/IP connections?\n"));
+    /* A killed postmaster that is still a zombie: its pid answers, single-user mode refuses. */
+    assert_true(pg_rewind_retryable(
+        "pg_rewind: executing \"/usr/lib/postgresql/15/bin/postgres\" for target server to "
+        "complete crash recovery\n"
+        "2026-12-06 00:49:09.996 UTC [2086] FATAL:  lock file \"postmaster.pid\" already "
+        "exists\n"
+        "2026-12-06 00:49:09.996 UTC [2086] HINT:  Is another postmaster (PID 1893) running in "
+        "data directory \"/srv/pg\"?\n"
+        "pg_rewind: error: postgres single-user mode in target cluster failed\n"
+        "pg_rewind: detail: Command was: /usr/lib/postgresql/15/bin/postgres --single -F -D "
+        "/srv/pg template1 < /dev/null\n"));
+    assert_true(pg_rewind_retryable(
+        "pg_rewind: error: connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  the "
+        "database system is starting up\n"));
+    assert_true(pg_rewind_retryable("pg_rewind: error: source server must not be in recovery "
+                                    "mode\n"));
+    assert_false(pg_rewind_retryable(
+        "pg_rewind: servers diverged at WAL location 0/3000050 on timeline 2\n"
+        "pg_rewind: error: could not find previous WAL record at 0/3000050\n"));
+    /* The connection lost after copying began: the directory is no longer consistent. */
+    assert_false(pg_rewind_retryable(
+        "pg_rewind: error: error running query (SELECT path, begin) in source server: server "
+        "closed the connection unexpectedly\n"));
+    assert_false(pg_rewind_retryable("pg_rewind: error: could not fetch remote file "
+                                     "\"base/1/1259\": connection to server at \"127.0.0.1\" "
+                                     "failed\n"));
+    assert_false(pg_rewind_retryable(""));
+}
+
 static void test_controldata_cleanly_shut_down_primary_was_primary(void **state)
 {
     (void)state;
@@ -776,6 +813,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_controldata_failures_are_classified),
+        cmocka_unit_test(test_rewind_failures_are_classified),
         cmocka_unit_test(test_controldata_cleanly_shut_down_primary_was_primary),
         cmocka_unit_test(test_reservations_fill_the_ids_between_and_go_at_the_next_start),
         cmocka_unit_test(test_reservation_in_a_missing_directory_says_where),

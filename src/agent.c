@@ -131,13 +131,15 @@ struct join_work {
  * member. A member whose Raft log held replicated entries (raft_state) and that comes back
  * without Raft state has lost its log and its vote: it may not rejoin under that id, since it
  * could have been one of the majority that committed an entry and would now vote for a leader
- * lacking it. An initial member bootstraps only once another initial member has answered that
- * it has no cluster history either and none has answered with the cluster state. */
+ * lacking it. An initial member bootstraps only once every other initial member has answered
+ * that it has no cluster history either: one that does not answer may be the one holding the
+ * log (two members that lost theirs must not start a second history while it is down). */
 static void join_lookup(uv_work_t *w)
 {
     struct join_work *j = w->data;
     /* A cluster of one has nobody to ask, and nothing to lose that another member holds. */
-    bool fresh_peer = j->n_apis == 0;
+    unsigned fresh = 0;
+    char silent[2 * RPG_ERRMSG_SIZE] = "";
     snprintf(j->status, sizeof j->status, "no other initial member answered");
     for (unsigned i = 0; i < j->n_apis; i++) {
         int status = 0;
@@ -146,8 +148,8 @@ static void join_lookup(uv_work_t *w)
         char errmsg[RPG_ERRMSG_SIZE];
         if (http_request_sync(j->apis[i], "GET", "/cluster", NULL, NULL, 1000, &status, &body,
                               &len, errmsg) != 0) {
-            if (!fresh_peer) {
-                snprintf(j->status, sizeof j->status, "%s", errmsg);
+            if (silent[0] == '\0') {
+                snprintf(silent, sizeof silent, "%s did not answer: %s", j->apis[i], errmsg);
             }
             continue;
         }
@@ -172,11 +174,11 @@ static void join_lookup(uv_work_t *w)
             /* Only a member without cluster history (api.c "fresh") says the cluster does not
              * exist yet: one restarting from its directory knows nothing until a leader is back. */
             if (json_is_true(json_object_get(raft_o, "fresh"))) {
-                fresh_peer = true;
-                snprintf(j->status, sizeof j->status, "%s has no raft state either", j->apis[i]);
-            } else if (!fresh_peer) {
-                snprintf(j->status, sizeof j->status,
-                         "%s has raft state but knows no cluster state yet", j->apis[i]);
+                fresh++;
+            } else {
+                /* The stronger reason: a cluster exists, its leader is not back yet. */
+                snprintf(silent, sizeof silent, "%s has raft state but knows no cluster state yet",
+                         j->apis[i]);
             }
             json_decref(o);
             continue;
@@ -217,7 +219,17 @@ static void join_lookup(uv_work_t *w)
         json_decref(o);
         return;
     }
-    j->bootstrap = j->initial && fresh_peer;
+    j->bootstrap = j->initial && fresh == j->n_apis;
+    if (j->bootstrap) {
+        snprintf(j->status, sizeof j->status, "every other initial member has no raft state");
+    } else if (j->initial) {
+        snprintf(j->status, sizeof j->status,
+                 "%u of %u other initial members answered that they have no cluster history "
+                 "(%s)",
+                 fresh, j->n_apis, silent[0] != '\0' ? silent : "the others did not answer");
+    } else if (silent[0] != '\0') {
+        snprintf(j->status, sizeof j->status, "%s", silent);
+    }
 }
 
 static void join_try(uv_timer_t *t);
@@ -255,7 +267,10 @@ static void join_done(uv_work_t *w, int status)
     uint64_t id = bootstrap ? initial_id(a) : j->id;
     if (id == 0) {
         if (changed) {
-            log_info("waiting to be added to the cluster: %s", j->status);
+            log_info("%s: %s",
+                     j->initial ? "waiting to form the cluster"
+                                : "waiting to be added to the cluster",
+                     j->status);
         }
         free(j);
         uv_timer_start(&a->join_timer, join_try, JOIN_RETRY_MS, 0);

@@ -281,14 +281,86 @@ static void hand_over(const struct ha_input *in, struct ha_decision *out, const 
     }
 }
 
+static bool peer_may_promote(const struct ha_peer *p)
+{
+    return !p->nofailover && p->failover_priority > 0 && p->start_failures < HA_START_FAILURES_MAX;
+}
+
+/* A new cluster adopts an existing data directory only where no member can show more WAL (issue:
+ * storage faults, rule I2): every other member must have reported, a member with a data
+ * directory must run it (read-only, as a standby of nobody) so that its end of WAL is known, and
+ * the furthest one is chosen. NULL: this member may go on; otherwise *target names the member to
+ * hand over to ("" to wait) and why says why. */
+static bool bootstrap_must_yield(const struct ha_input *in, const char **target, char *why,
+                                 size_t why_size)
+{
+    const struct ha_pg *pg = &in->pg;
+    bool self_running = pg->state == HA_PG_RUNNING && pg->in_recovery;
+    *target = "";
+    for (unsigned i = 0; i < in->state->n_members; i++) {
+        const char *name = in->state->members[i].name;
+        if (strcmp(name, in->self) == 0) {
+            continue;
+        }
+        const struct ha_peer *p = peer_of(in, name);
+        /* A recent report will do: a directory is not made in the meantime by anyone but its
+         * own agent, which waits for this leader. */
+        if (p == NULL || !p->reachable) {
+            snprintf(why, why_size,
+                     "new cluster: waiting for a report from %s (its data directory may hold "
+                     "commits this one lacks)",
+                     name);
+            return true;
+        }
+        if (p->pg_state == HA_PG_ABSENT) {
+            continue;
+        }
+        if (pg->state == HA_PG_ABSENT) {
+            /* initdb here would start an empty history beside one that exists. */
+            if (peer_may_promote(p)) {
+                *target = p->name;
+            }
+            snprintf(why, why_size, "new cluster: %s has a data directory and this member none",
+                     name);
+            return true;
+        }
+        if (p->pg_state != HA_PG_RUNNING || !p->in_recovery) {
+            snprintf(why, why_size, "new cluster: waiting for %s to report how far its WAL goes",
+                     name);
+            return true;
+        }
+        if (!self_running) {
+            continue;
+        }
+        if (p->system_id != pg->system_id) {
+            snprintf(why, why_size,
+                     "new cluster: %s holds data of another system (%" PRIu64 ", this one %" PRIu64
+                     "): move one of the two data directories aside",
+                     name, p->system_id, pg->system_id);
+            return true;
+        }
+        if (p->timeline > pg->timeline ||
+            (p->timeline == pg->timeline && p->wal_position > pg->wal_position)) {
+            if (peer_may_promote(p)) {
+                *target = p->name;
+            }
+            snprintf(why, why_size,
+                     "new cluster: %s is further ahead (timeline %u, wal position %" PRIu64
+                     ") than this member (timeline %u, wal position %" PRIu64 ")",
+                     name, p->timeline, p->wal_position, pg->timeline, pg->wal_position);
+            return true;
+        }
+    }
+    return false;
+}
+
 static void decide_bootstrap(const struct ha_input *in, struct ha_decision *out)
 {
     const struct ha_pg *pg = &in->pg;
     if (!self_may_promote(in)) {
         for (unsigned i = 0; i < in->n_peers; i++) {
             const struct ha_peer *p = &in->peers[i];
-            if (p->reachable && !p->nofailover && p->failover_priority > 0 &&
-                p->start_failures < HA_START_FAILURES_MAX) {
+            if (p->reachable && peer_may_promote(p)) {
                 set(out, HA_ACT_TRANSFER, p->name,
                     "this member may not bootstrap the cluster (nofailover or failing)");
                 return;
@@ -297,29 +369,54 @@ static void decide_bootstrap(const struct ha_input *in, struct ha_decision *out)
         set(out, HA_ACT_WAIT, NULL, "no member that may bootstrap the cluster is reachable");
         return;
     }
+    if (pg->state == HA_PG_STARTING || pg->state == HA_PG_UNKNOWN) {
+        set(out, HA_ACT_WAIT, NULL, "waiting for postgresql to accept connections");
+        return;
+    }
+    if (pg->state == HA_PG_RUNNING && !pg->in_recovery && pg->system_id != 0) {
+        /* Already writable (started so before this rule, or by hand): recorded as it is. */
+        set(out, HA_ACT_RECORD_BOOTSTRAP, NULL, "new cluster: recording system %" PRIu64,
+            pg->system_id);
+        out->system_id = pg->system_id;
+        out->timeline = pg->timeline;
+        return;
+    }
+    if (unreadable(pg)) {
+        set(out, HA_ACT_WAIT, NULL,
+            "new cluster: the data directory's control file cannot be read (see the log)");
+        return;
+    }
+    char why[HA_WHY_MAX];
+    const char *target = "";
+    if (bootstrap_must_yield(in, &target, why, sizeof why)) {
+        if (target[0] != '\0') {
+            set(out, HA_ACT_TRANSFER, target, "%s: handing over", why);
+        } else {
+            set(out, HA_ACT_WAIT, NULL, "%s", why);
+        }
+        return;
+    }
     switch (pg->state) {
     case HA_PG_ABSENT:
         set(out, HA_ACT_BOOTSTRAP, NULL, "new cluster: initialising postgresql");
         return;
     case HA_PG_STOPPED:
-        set(out, HA_ACT_START_PRIMARY, NULL, "new cluster: adopting the existing data directory");
+        /* Read-only first: its end of WAL is compared with every other member's. */
+        set(out, HA_ACT_START_STANDBY, NULL,
+            "new cluster: starting the existing data directory read-only to compare its WAL");
         return;
-    case HA_PG_STARTING:
-    case HA_PG_UNKNOWN:
-        set(out, HA_ACT_WAIT, NULL, "waiting for postgresql to accept connections");
-        return;
-    case HA_PG_RUNNING:
+    default:
         break;
     }
-    if (pg->in_recovery) {
-        set(out, HA_ACT_PROMOTE, NULL, "new cluster: the adopted data directory is a standby");
-    } else if (pg->system_id == 0) {
+    if (pg->system_id == 0) {
         set(out, HA_ACT_WAIT, NULL, "waiting for the system identifier");
+    } else if (pg->promoting) {
+        set(out, HA_ACT_WAIT, NULL, "waiting for the promotion to complete");
     } else {
-        set(out, HA_ACT_RECORD_BOOTSTRAP, NULL, "new cluster: recording system %" PRIu64,
-            pg->system_id);
-        out->system_id = pg->system_id;
-        out->timeline = pg->timeline;
+        set(out, HA_ACT_PROMOTE, NULL,
+            "new cluster: the existing data directory is furthest ahead (timeline %u, wal "
+            "position %" PRIu64 ")",
+            pg->timeline, pg->wal_position);
     }
 }
 
@@ -680,7 +777,14 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
         return;
     }
     if (s->system_id == 0) {
-        set(out, HA_ACT_WAIT, NULL, "waiting for the leader to bootstrap the cluster");
+        /* A data directory from before runs read-only, so that the leader can compare how far
+         * its WAL goes before any member's is adopted. */
+        if (pg->state == HA_PG_STOPPED && !pg->rewind_failed && !unreadable(pg)) {
+            set(out, HA_ACT_START_STANDBY, NULL,
+                "new cluster: starting the existing data directory read-only to compare its WAL");
+        } else {
+            set(out, HA_ACT_WAIT, NULL, "waiting for the leader to bootstrap the cluster");
+        }
         return;
     }
     const char *primary = s->primary.name;

@@ -102,4 +102,28 @@ t_check "node1 joined without bootstrapping" \
   test -z "$(grep -h 'bootstrapped raft' "$T_DIR/node1.log" || true)"
 t_check "node1 follows the leader" t_eq "$(t_jq 1 '.raft.role')" follower
 for i in 1 2 3; do t_kill "$i" TERM; done
+
+# Two members lose their Raft directories while the third, which holds the log, is down. Each
+# hears "no cluster history" from the other: that is not every initial member, so neither may
+# bootstrap a second history; both say whom they wait for.
+rm -rf "$T_DIR/node1/raft" "$T_DIR/node2/raft"
+: >"$T_DIR/node1.log"; : >"$T_DIR/node2.log"
+t_start 1; t_start 2
+waits_for_node3() {
+  local i
+  for i in 1 2; do
+    grep -q "waiting to form the cluster: 1 of 2 other initial members .*$(t_api_addr 3) did not answer" \
+      "$T_DIR/node$i.log" || return 1
+  done
+}
+t_wait 15 "node1 and node2 waiting for node3" waits_for_node3
+sleep 2
+t_check "no second cluster while the member holding the log is down" \
+  test -z "$(grep -hE 'bootstrapped raft|bootstrapping as initial member' "$T_DIR/node1.log" "$T_DIR/node2.log" || true)"
+t_start 3
+sleep 3
+t_check "nor once it is back" \
+  test -z "$(grep -hE 'bootstrapped raft|bootstrapping as initial member' "$T_DIR/node1.log" "$T_DIR/node2.log" || true)"
+t_check "node3 kept its log" test -n "$(ls "$T_DIR/node3/raft" | grep -E '^(open|[0-9])' || true)"
+for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Three real agents on 127.0.0.1: one leader; kill -9 of the leader elects a new one that both
 # survivors report; the killed agent restarts from its data directory and rejoins as follower
-# with the same replicated state. node3 starts late, once node1 and node2 have formed the
-# cluster: it joins without bootstrapping.
+# with the same replicated state. node3 starts late: until it answers that it has no cluster
+# history either, node1 and node2 bootstrap nothing (it could be the member holding the log) and
+# say whom they wait for; then all three bootstrap the same cluster.
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
 for i in 1 2 3; do t_write_conf "$i" 3; done
@@ -29,14 +30,22 @@ agreed_leader() {
   echo "$first"
 }
 
-t_wait 20 "one leader agreed by node1 and node2" agreed_leader 1 2
+waiting_for_node3() {
+  local i
+  for i in 1 2; do
+    grep -q "waiting to form the cluster: 1 of 2 other initial members answered.*$(t_api_addr 3) did not answer" \
+      "$T_DIR/node$i.log" || return 1
+  done
+}
+t_wait 20 "node1 and node2 saying they wait for node3" waiting_for_node3
+sleep 2
+t_check "no bootstrap while an initial member is silent" \
+  test -z "$(grep -h 'bootstrapped raft' "$T_DIR/node1.log" "$T_DIR/node2.log" || true)"
 t_start 3
 t_wait 20 "one leader agreed by all three" agreed_leader 1 2 3
-t_check "the late initial member joined without bootstrapping" \
-  grep -q "joining without bootstrapping" "$T_DIR/node3.log"
-t_check "node1 and node2 bootstrapped" \
-  bash -c "grep -q 'bootstrapped raft' \"\$1\" && grep -q 'bootstrapped raft' \"\$2\"" _ \
-  "$T_DIR/node1.log" "$T_DIR/node2.log"
+t_check "all three bootstrapped the same cluster" \
+  bash -c 'for f; do grep -q "bootstrapped raft" "$f" || exit 1; done' _ \
+  "$T_DIR/node1.log" "$T_DIR/node2.log" "$T_DIR/node3.log"
 L=$(agreed_leader 1 2 3)
 t_log "leader is $L"
 t_check "exactly one leader among three agents" t_eq "$(leader_count 1 2 3)" 1

@@ -336,6 +336,13 @@ static void world_bootstrap(struct world *w)
     w->in.pg.timeline = 0;
     w->in.pg.wal_position = 0;
     w->in.pg.streaming = false;
+    /* A new cluster: no member has a data directory yet. */
+    for (unsigned i = 0; i < w->in.n_peers; i++) {
+        w->peers[i].pg_state = HA_PG_ABSENT;
+        w->peers[i].in_recovery = false;
+        w->peers[i].timeline = 0;
+        w->peers[i].wal_position = 0;
+    }
 }
 
 static void test_bootstrap_absent_initialises(void **state)
@@ -347,14 +354,21 @@ static void test_bootstrap_absent_initialises(void **state)
     assert_decision(&w, HA_ACT_BOOTSTRAP, "");
 }
 
-static void test_bootstrap_stopped_starts_primary(void **state)
+/* An existing directory runs read-only first, so that its end of WAL can be compared. */
+static void test_bootstrap_stopped_starts_read_only(void **state)
 {
     (void)state;
     struct world w;
     world_bootstrap(&w);
     w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.system_id = SYSID;
     decide(&w);
-    assert_decision(&w, HA_ACT_START_PRIMARY, "");
+    assert_decision(&w, HA_ACT_START_STANDBY, "");
+    /* No control file to read: nothing to start or compare. */
+    w.in.pg.system_id = 0;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "control file");
 }
 
 static void test_bootstrap_running_standby_promotes(void **state)
@@ -367,6 +381,119 @@ static void test_bootstrap_running_standby_promotes(void **state)
     w.in.pg.system_id = SYSID;
     decide(&w);
     assert_decision(&w, HA_ACT_PROMOTE, "");
+}
+
+static void bootstrap_with_data(struct world *w)
+{
+    world_bootstrap(w);
+    w->in.pg.state = HA_PG_RUNNING;
+    w->in.pg.in_recovery = true;
+    w->in.pg.system_id = SYSID;
+    w->in.pg.timeline = 2;
+    w->in.pg.wal_position = 5000;
+    for (unsigned i = 0; i < w->in.n_peers; i++) {
+        w->peers[i].pg_state = HA_PG_RUNNING;
+        w->peers[i].in_recovery = true;
+        w->peers[i].system_id = SYSID;
+        w->peers[i].timeline = 2;
+        w->peers[i].wal_position = 4000;
+    }
+}
+
+/* Two members that lost their Raft state must not adopt a directory behind the third's: the one
+ * further ahead bootstraps the new cluster (issue: storage faults, point 5). */
+static void test_bootstrap_hands_over_to_a_member_further_ahead(void **state)
+{
+    (void)state;
+    struct world w;
+    bootstrap_with_data(&w);
+    peer(&w, "node3")->wal_position = 6000;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node3");
+    assert_why(&w, "node3 is further ahead");
+    bootstrap_with_data(&w);
+    peer(&w, "node2")->timeline = 3;
+    peer(&w, "node2")->wal_position = 10;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+}
+
+static void test_bootstrap_furthest_ahead_promotes(void **state)
+{
+    (void)state;
+    struct world w;
+    bootstrap_with_data(&w);
+    peer(&w, "node3")->pg_state = HA_PG_ABSENT;
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+    assert_why(&w, "furthest ahead");
+}
+
+static void test_bootstrap_waits_for_every_member_report(void **state)
+{
+    (void)state;
+    struct world w;
+    bootstrap_with_data(&w);
+    peer(&w, "node2")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "waiting for a report from node2");
+    /* A stopped directory has shown no end of WAL yet. */
+    bootstrap_with_data(&w);
+    peer(&w, "node3")->pg_state = HA_PG_STOPPED;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "waiting for node3 to report how far its WAL goes");
+    /* Even with no directory of its own: initdb would start a second history. */
+    world_bootstrap(&w);
+    peer(&w, "node2")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "waiting for a report from node2");
+}
+
+static void test_bootstrap_without_data_hands_over_to_a_member_with_data(void **state)
+{
+    (void)state;
+    struct world w;
+    world_bootstrap(&w);
+    peer(&w, "node3")->pg_state = HA_PG_STOPPED;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node3");
+    assert_why(&w, "node3 has a data directory and this member none");
+    world_bootstrap(&w);
+    peer(&w, "node3")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node3")->nofailover = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+}
+
+static void test_bootstrap_data_of_two_systems_waits(void **state)
+{
+    (void)state;
+    struct world w;
+    bootstrap_with_data(&w);
+    peer(&w, "node2")->system_id = SYSID + 1;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "holds data of another system");
+}
+
+/* A follower's existing directory runs read-only while the leader compares. */
+static void test_bootstrap_follower_starts_existing_directory_read_only(void **state)
+{
+    (void)state;
+    struct world w;
+    world_bootstrap(&w);
+    w.in.leader = false;
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.system_id = SYSID;
+    w.in.pg.was_primary = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_STANDBY, "");
+    w.in.pg.state = HA_PG_ABSENT;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
 }
 
 static void test_bootstrap_running_primary_records_system_and_timeline(void **state)
@@ -2149,8 +2276,14 @@ int main(void)
         cmocka_unit_test(test_foreign_system_leader_waits_without_promotable_peer),
         cmocka_unit_test(test_foreign_system_follower_refuses_naming_both_identifiers),
         cmocka_unit_test(test_bootstrap_absent_initialises),
-        cmocka_unit_test(test_bootstrap_stopped_starts_primary),
+        cmocka_unit_test(test_bootstrap_stopped_starts_read_only),
         cmocka_unit_test(test_bootstrap_running_standby_promotes),
+        cmocka_unit_test(test_bootstrap_hands_over_to_a_member_further_ahead),
+        cmocka_unit_test(test_bootstrap_furthest_ahead_promotes),
+        cmocka_unit_test(test_bootstrap_waits_for_every_member_report),
+        cmocka_unit_test(test_bootstrap_without_data_hands_over_to_a_member_with_data),
+        cmocka_unit_test(test_bootstrap_data_of_two_systems_waits),
+        cmocka_unit_test(test_bootstrap_follower_starts_existing_directory_read_only),
         cmocka_unit_test(test_bootstrap_running_primary_records_system_and_timeline),
         cmocka_unit_test(test_bootstrap_running_primary_waits_for_system_identifier),
         cmocka_unit_test(test_bootstrap_nofailover_leader_transfers_to_eligible_peer),

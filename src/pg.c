@@ -1692,6 +1692,12 @@ static void op_step(struct pg *p, int rc, const char *msg)
         if (p->op == PG_OP_REWIND && step == 1) {
             p->obs.rewind_failed = true;
         }
+        if (p->op == PG_OP_BOOTSTRAP && step == 1) {
+            /* initdb failed: its password file goes too. */
+            char pwfile[PATH_MAX + 16];
+            fmt_str(pwfile, sizeof pwfile, "%s.pwfile", dd);
+            unlink(pwfile);
+        }
         if (p->op == PG_OP_STOP && step == 1) {
             /* Fast shutdown did not finish within its bound: escalate. */
             bin_path(p, "pg_ctl", bin, sizeof bin);

@@ -50,7 +50,7 @@ sampler() {
   done
 }
 sampler &
-T_PIDS[sampler]=$! # t_cleanup kills it if the test ends early
+T_PIDS["sampler"]=$! # t_cleanup kills it if the test ends early
 stop_sampler() {
   local pid=${T_PIDS[sampler]} n=0
   touch "$STOP"

@@ -52,9 +52,24 @@ do_start() {
   chmod 755 "$DEMO" "$DEMO/bin" "$DEMO/bin/raftpg"
   # The Raft transport's secret (raft.secret_file in conf/node*.yaml), one for the three members.
   [ -e "$DEMO/raft.secret" ] || "$DEMO/bin/raftpg" gen-secret "$DEMO/raft.secret"
+  # PostgreSQL's passwords, random, made on the first start and kept: the first initdb sets them.
+  if [ ! -e "$DEMO/pg.passwords" ]; then
+    (umask 077
+     for role in superuser replication; do
+       echo "$role $(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+     done >"$DEMO/pg.passwords")
+  fi
+  local su_pw repl_pw
+  su_pw=$(awk '$1 == "superuser" {print $2}' "$DEMO/pg.passwords")
+  repl_pw=$(awk '$1 == "replication" {print $2}' "$DEMO/pg.passwords")
   for i in "${NODES[@]}"; do
     if running "$i"; then echo "node$i is already running (pid $(cat "$DEMO/node$i.pid"))"; continue; fi
-    sed "s|/tmp/raftpg-demo|$DEMO|g" "conf/node$i.yaml" >"$DEMO/node$i.yaml"
+    # The node's directory holds PostgreSQL's socket: only the agents' user may enter it.
+    mkdir -p "$DEMO/node$i"
+    chmod 700 "$DEMO/node$i"
+    (umask 077
+     sed -e "s|/tmp/raftpg-demo|$DEMO|g" -e "s|demo-superuser-password|$su_pw|" \
+       -e "s|demo-replication-password|$repl_pw|" "conf/node$i.yaml" >"$DEMO/node$i.yaml")
     "$DEMO/bin/raftpg" check-config "$DEMO/node$i.yaml" >/dev/null
     api=$(grep -A1 '^restapi:' "$DEMO/node$i.yaml" | sed -n 's/.*listen: *\([0-9.:]*\).*/\1/p')
     pgaddr=$(sed -n '/^postgresql:/,/^[a-z]/ s/^  listen: *\([0-9.:]*\).*/\1/p' "$DEMO/node$i.yaml")
@@ -65,6 +80,9 @@ do_start() {
     done
   done
   [ "$(id -u)" -ne 0 ] || chown -R postgres:postgres "$DEMO"
+  # A password file for the operator's psql, owned by whoever runs this script.
+  (umask 077; echo "*:*:*:postgres:$su_pw" >"$DEMO/operator.pgpass")
+  chown "$(id -u):$(id -g)" "$DEMO/operator.pgpass"
   for i in "${NODES[@]}"; do
     running "$i" && continue
     "${RUNAS[@]}" "$DEMO/bin/raftpg" run -c "$DEMO/node$i.yaml" >>"$DEMO/node$i.log" 2>&1 </dev/null &
@@ -93,7 +111,7 @@ do_start() {
   fi
   local primary
   primary=$(ctl list --json 2>/dev/null | jq -r '.members[] | select(.pg_role == "primary") | "-h \(.host) -p \(.port)"' | head -n1)
-  echo "write to the primary: psql $primary -U postgres    (standbys: ports 5433-5435)"
+  echo "write to the primary: PGPASSFILE=$DEMO/operator.pgpass psql $primary -U postgres    (standbys: ports 5433-5435)"
   echo "logs: $DEMO/node{1,2,3}.log, postgresql logs: $DEMO/node{1,2,3}/pgdata.log"
   echo "status: scripts/cluster.sh status    stop: scripts/cluster.sh stop    delete: scripts/cluster.sh clean"
 }

@@ -129,6 +129,34 @@ bool pg_conf_quote(const char *s, char *buf, size_t size)
     return quote_with(s, buf, size, true);
 }
 
+bool pg_passfile_escape(const char *s, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (; *s != '\0'; s++) {
+        if (*s == '\n' || *s == '\r') {
+            goto err;
+        }
+        bool esc = *s == ':' || *s == '\\';
+        if (n + (esc ? 2 : 1) + 1 > size) {
+            goto err;
+        }
+        if (esc) {
+            buf[n++] = '\\';
+        }
+        buf[n++] = *s;
+    }
+    if (n + 1 > size) {
+        goto err;
+    }
+    buf[n] = '\0';
+    return true;
+err:
+    if (size > 0) {
+        buf[0] = '\0';
+    }
+    return false;
+}
+
 static const char *field_after(const char *text, const char *label)
 {
     const char *at = strstr(text, label);
@@ -234,7 +262,10 @@ static int write_file(const char *path, const char *text, mode_t mode, char *err
 {
     char tmp[PATH_MAX + 8];
     fmt_str(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    /* Created afresh with mode, never through a link or over a file another user prepared: some
+     * of these files hold passwords. */
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
         return rpg_err(errmsg, RPG_EIO, "cannot write %s: %s", tmp, strerror(errno));
     }
@@ -327,9 +358,69 @@ static bool param_given(const struct pg *p, const char *key)
     return false;
 }
 
-/* conninfo for a connection to up's PostgreSQL as user. */
-static void conninfo_for(const struct pg *p, const struct pg_upstream *up, bool replication,
-                         char *buf, size_t size)
+/* The password file of the agent's children and of the WAL receiver (both run as the agent's
+ * user), so that no password is ever a program's argument: beside the data directory like the
+ * server log, not in it (clones and rewinds copy the data directory), and not in the Raft
+ * directory (whose contents tell a lost Raft log from a new member). */
+static void passfile_path(const struct pg *p, char *buf, size_t size)
+{
+    fmt_str(buf, size, "%s.pgpass", p->conf->postgresql.data_dir);
+}
+
+/* One password file line for user's password; database "replication" matches the physical
+ * replication connections only. */
+static int passfile_line(const char *database, const char *user, const char *password,
+                         const char *key, char *buf, size_t size, char *errmsg)
+{
+    char euser[2 * CONF_NAME_MAX + 1], epass[2 * 256 + 1];
+    if (!pg_passfile_escape(user, euser, sizeof euser) ||
+        !pg_passfile_escape(password, epass, sizeof epass)) {
+        return rpg_err(errmsg, RPG_EINVAL,
+                       "postgresql.authentication.%s: a password file cannot hold it (a line "
+                       "break, or too long)",
+                       key);
+    }
+    size_t n = strlen(buf);
+    int w = snprintf(buf + n, size - n, "*:*:%s:%s:%s\n", database, euser, epass);
+    if (w < 0 || (size_t)w >= size - n) {
+        return rpg_err(errmsg, RPG_EINVAL, "password file too long");
+    }
+    return 0;
+}
+
+/* Writes the password file with every configured password. The replication role's line comes
+ * first and names the replication database, so that a superuser of the same name keeps its own
+ * password for other connections. */
+static int write_passfile(const struct pg *p, char *errmsg)
+{
+    const struct conf *c = p->conf;
+    char path[PATH_MAX + 16], text[2 * (2 * CONF_NAME_MAX + 2 * 256 + 32)] = "";
+    int rv = 0;
+    if (c->postgresql.replication_password[0] != '\0' &&
+        (rv = passfile_line("replication", c->postgresql.replication_name,
+                            c->postgresql.replication_password, "replication.password", text,
+                            sizeof text, errmsg)) != 0) {
+        goto out;
+    }
+    if (c->postgresql.superuser_password[0] != '\0' &&
+        (rv = passfile_line("*", c->postgresql.superuser_name, c->postgresql.superuser_password,
+                            "superuser.password", text, sizeof text, errmsg)) != 0) {
+        goto out;
+    }
+    passfile_path(p, path, sizeof path);
+    /* libpq ignores a password file that group or others may read: 0600 is required. */
+    if ((rv = mkdir_parent(path, errmsg)) == 0) {
+        rv = write_file(path, text, 0600, errmsg);
+    }
+out:
+    return rv;
+}
+
+/* conninfo for a connection to up's PostgreSQL as user. A configured password reaches libpq
+ * through the agent's password file, never in the conninfo: the conninfo becomes an argument
+ * of pg_basebackup and pg_rewind, which every local user sees. */
+static int conninfo_for(const struct pg *p, const struct pg_upstream *up, bool replication,
+                        char *buf, size_t size, char *errmsg)
 {
     const struct conf *c = p->conf;
     char host[16] = "";
@@ -338,24 +429,30 @@ static void conninfo_for(const struct pg *p, const struct pg_upstream *up, bool 
     const char *user = replication ? c->postgresql.replication_name : c->postgresql.superuser_name;
     const char *password =
         replication ? c->postgresql.replication_password : c->postgresql.superuser_password;
-    char quser[2 * CONF_NAME_MAX + 3], qpass[2 * 256 + 3], qapp[2 * FSM_NAME_MAX + 3];
-    char qpassfile[2 * PATH_MAX + 3];
+    char quser[2 * CONF_NAME_MAX + 3], qapp[2 * FSM_NAME_MAX + 3];
+    char own[PATH_MAX + 16], qpassfile[2 * (PATH_MAX + 16) + 3];
+    const char *passfile = c->postgresql.passfile;
+    if (password[0] != '\0') {
+        int rv = write_passfile(p, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        passfile_path(p, own, sizeof own);
+        passfile = own;
+    }
     pg_conninfo_quote(user, quser, sizeof quser);
     pg_conninfo_quote(p->member, qapp, sizeof qapp);
     int n = snprintf(buf, size, "host=%s port=%u user=%s application_name=%s connect_timeout=3",
                      host, (unsigned)port, quser, qapp);
-    if (password[0] != '\0' && n > 0 && (size_t)n < size) {
-        pg_conninfo_quote(password, qpass, sizeof qpass);
-        n += snprintf(buf + n, size - (size_t)n, " password=%s", qpass);
-    }
-    if (c->postgresql.passfile[0] != '\0' && n > 0 && (size_t)n < size) {
-        pg_conninfo_quote(c->postgresql.passfile, qpassfile, sizeof qpassfile);
+    if (passfile[0] != '\0' && n > 0 && (size_t)n < size) {
+        pg_conninfo_quote(passfile, qpassfile, sizeof qpassfile);
         fmt_str(buf + n, size - (size_t)n, " passfile=%s", qpassfile);
     }
     if (!replication && n > 0 && (size_t)n < size) {
         size_t l = strlen(buf);
         fmt_str(buf + l, size - l, " dbname=postgres");
     }
+    return 0;
 }
 
 static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
@@ -500,7 +597,9 @@ static int write_config(struct pg *p, bool standby, const struct pg_upstream *up
     }
     if (standby && up != NULL) {
         char ci[2048], qci[4200], slot[FSM_NAME_MAX];
-        conninfo_for(p, up, true, ci, sizeof ci);
+        if ((rv = conninfo_for(p, up, true, ci, sizeof ci, errmsg)) != 0) {
+            goto out;
+        }
         pg_conf_quote(ci, qci, sizeof qci);
         append(&buf, &len, &cap, "primary_conninfo = %s\n", qci);
         if (up->slot_id != 0) {
@@ -1684,6 +1783,12 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 p->obs.rewind_failed = true;
             }
         }
+        if (p->op == PG_OP_BOOTSTRAP && step == 1) {
+            /* initdb failed: its password file goes too. */
+            char pwfile[PATH_MAX + 16];
+            fmt_str(pwfile, sizeof pwfile, "%s.pwfile", dd);
+            unlink(pwfile);
+        }
         if (p->op == PG_OP_STOP && step == 1) {
             /* Fast shutdown did not finish within its bound: escalate. */
             bin_path(p, "pg_ctl", bin, sizeof bin);
@@ -1836,7 +1941,9 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 break;
             }
             char ci[2048], slot[FSM_NAME_MAX];
-            conninfo_for(p, &p->upstream, true, ci, sizeof ci);
+            if ((rv = conninfo_for(p, &p->upstream, true, ci, sizeof ci, errmsg)) != 0) {
+                break;
+            }
             bin_path(p, "pg_basebackup", bin, sizeof bin);
             ha_slot_name(p->upstream.slot_id, slot, sizeof slot);
             char *argv[] = {bin, "-D", dd, "-X", "stream", "-c", "fast", "-d", ci,
@@ -1884,7 +1991,9 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 }
             }
             char ci[2048], src[2100];
-            conninfo_for(p, &p->upstream, false, ci, sizeof ci);
+            if ((rv = conninfo_for(p, &p->upstream, false, ci, sizeof ci, errmsg)) != 0) {
+                break;
+            }
             fmt_str(src, sizeof src, "--source-server=%s", ci);
             bin_path(p, "pg_rewind", bin, sizeof bin);
             char *argv[] = {bin, "-D", dd, src, NULL};

@@ -206,6 +206,9 @@ int pg_checkpoint(struct pg *p, pg_done_cb cb, void *data);
 bool pg_conninfo_quote(const char *s, char *buf, size_t size);
 /* Quotes s as a postgresql.conf string ('...' with ' doubled, \ escaped); false if too long. */
 bool pg_conf_quote(const char *s, char *buf, size_t size);
+/* Escapes s as one field of a libpq password file (':' and '\' preceded by '\') into buf; false
+ * if too long or if s holds a line break, which no password file line can carry. */
+bool pg_passfile_escape(const char *s, char *buf, size_t size);
 
 /* Whether a failed pg_controldata's output says the control file is missing or short: a copy cut
  * short, which cloning again repairs. Any other error (permission denied, an I/O error) is not

@@ -21,6 +21,15 @@ else
   T_RUNAS=()
 fi
 
+# PostgreSQL passwords, random per run so that a leak check cannot pass by chance: every
+# connection but the server's own over its socket authenticates with SCRAM. The tests' own psql
+# (as root) finds them in PGPASSFILE; the agents never inherit it, so theirs come from the
+# configuration alone.
+T_PG_PASSWORD=${T_PG_PASSWORD:-su-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')}
+T_PG_REPL_PASSWORD=${T_PG_REPL_PASSWORD:-repl-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')}
+export PGPASSFILE="$T_DIR/pgpass.tests"
+(umask 077; printf '*:*:*:postgres:%s\n' "$T_PG_PASSWORD" >"$PGPASSFILE")
+
 t_log() { printf '%s [%s] %s\n' "$(date +%T.%3N)" "$T_NAME" "$*"; }
 
 t_cleanup() {
@@ -103,18 +112,22 @@ t_write_conf() {
       echo "  parameters: {shared_buffers: 16MB, max_connections: 30, max_wal_senders: 10,"
       echo "               max_replication_slots: 10, wal_keep_size: 64MB, fsync: \"${T_PG_FSYNC:-off}\"}"
       echo "  pg_hba:"
-      echo "    - local all all trust"
-      echo "    - host all all 127.0.0.1/32 trust"
-      echo "    - host replication all 127.0.0.1/32 trust"
+      echo "    - local all all scram-sha-256"
+      echo "    - host all all 127.0.0.1/32 scram-sha-256"
+      echo "    - host replication all 127.0.0.1/32 scram-sha-256"
+      echo "  authentication:"
+      echo "    superuser: {username: postgres, password: \"$T_PG_PASSWORD\"}"
+      echo "    replication: {username: replicator, password: \"$T_PG_REPL_PASSWORD\"}"
       echo "tags: {nofailover: ${T_NOFAILOVER[$i]:-false}}"
     fi
   } >"$f"
+  chmod 600 "$f"
   [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$f"
 }
 
 t_start() {
   local i=$1
-  "${T_RUNAS[@]}" "$T_BIN" run -c "$T_DIR/node$i.yaml" >>"$T_DIR/node$i.log" 2>&1 &
+  env -u PGPASSFILE "${T_RUNAS[@]}" "$T_BIN" run -c "$T_DIR/node$i.yaml" >>"$T_DIR/node$i.log" 2>&1 &
   T_PIDS[$i]=$!
 }
 

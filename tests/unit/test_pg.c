@@ -598,6 +598,60 @@ static void check_every_size(quote_fn fn, const char *s, const char *expected)
     }
 }
 
+/* ---- pg_passfile_escape ---------------------------------------------------------------------- */
+
+static void test_passfile_escape_plain_value(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_passfile_escape, "s3cret", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "s3cret");
+}
+
+static void test_passfile_escape_escapes_colon_and_backslash(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_passfile_escape, "a:b\\c", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "a\\:b\\\\c");
+}
+
+static void test_passfile_escape_keeps_quotes_spaces_and_star(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_passfile_escape, "it's *= \"x\"", 64);
+    assert_true(q.ok);
+    assert_string_equal(q.text, "it's *= \"x\"");
+}
+
+static void test_passfile_escape_refuses_newline(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_passfile_escape, "pass\nword", 64);
+    assert_false(q.ok);
+    assert_true(q.canary_intact);
+}
+
+static void test_passfile_escape_refuses_carriage_return(void **state)
+{
+    (void)state;
+    struct quoted q = quote(pg_passfile_escape, "pass\rword", 64);
+    assert_false(q.ok);
+    assert_true(q.canary_intact);
+}
+
+static void test_passfile_escape_escaped_value_fits_exactly_and_not_one_byte_less(void **state)
+{
+    (void)state;
+    check_every_size(pg_passfile_escape, "a:\\", "a\\:\\\\");
+}
+
+static void test_passfile_escape_empty_string_fits_exactly_and_not_one_byte_less(void **state)
+{
+    (void)state;
+    check_every_size(pg_passfile_escape, "", "");
+}
+
 static void test_conninfo_quote_plain_value(void **state)
 {
     (void)state;
@@ -855,6 +909,13 @@ int main(void)
         cmocka_unit_test(test_conf_quote_plain_value_fits_exactly_and_not_one_byte_less),
         cmocka_unit_test(test_conf_quote_escaped_value_fits_exactly_and_not_one_byte_less),
         cmocka_unit_test(test_conf_quote_empty_string_fits_exactly_and_not_one_byte_less),
+        cmocka_unit_test(test_passfile_escape_plain_value),
+        cmocka_unit_test(test_passfile_escape_escapes_colon_and_backslash),
+        cmocka_unit_test(test_passfile_escape_keeps_quotes_spaces_and_star),
+        cmocka_unit_test(test_passfile_escape_refuses_newline),
+        cmocka_unit_test(test_passfile_escape_refuses_carriage_return),
+        cmocka_unit_test(test_passfile_escape_escaped_value_fits_exactly_and_not_one_byte_less),
+        cmocka_unit_test(test_passfile_escape_empty_string_fits_exactly_and_not_one_byte_less),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sodium.h>
 #include <systemd/sd-daemon.h>
 
 #include "raftpg/agent.h"
 #include "raftpg/api.h"
 #include "raftpg/log.h"
+#include "raftpg/proof.h"
 
 #define PEER_POLL_INTERVAL_MS 250
 #define PEER_POLL_TIMEOUT_MS 400
@@ -125,7 +127,62 @@ struct join_work {
     bool bootstrap;      /* no cluster exists yet: bootstrap it (initial members only) */
     bool fatal;
     char status[2 * RPG_ERRMSG_SIZE];
+    /* With a cluster secret only answers proven with it count (proof.h). */
+    uint8_t secret[CONF_SECRET_SIZE];
+    uint8_t secret_previous[CONF_SECRET_SIZE];
+    bool has_secret;
+    bool has_secret_previous;
 };
+
+static void join_free(struct join_work *j)
+{
+    sodium_memzero(j, sizeof *j);
+    free(j);
+}
+
+/* GET the bootstrap answer of the member at api: with a secret, one proven with it for a fresh
+ * nonce (NULL and a reason in why when it is not); without, the plain cluster document. */
+static json_t *ask_member(const struct join_work *j, const char *api, char *why, size_t why_size)
+{
+    char nonce[PROOF_NONCE_HEX + 1], path[128], errmsg[RPG_ERRMSG_SIZE];
+    int status = 0;
+    char *body = NULL;
+    size_t len = 0;
+    json_error_t jerr;
+    if (j->has_secret) {
+        proof_nonce(nonce);
+        snprintf(path, sizeof path, "/raftpg/bootstrap?nonce=%s", nonce);
+    }
+    if (http_request_sync(api, "GET", j->has_secret ? path : "/cluster", NULL, NULL, 1000, &status,
+                          &body, &len, errmsg) != 0) {
+        snprintf(why, why_size, "%s did not answer: %s", api, errmsg);
+        return NULL;
+    }
+    json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
+    free(body);
+    if (!j->has_secret) {
+        if (o == NULL) {
+            snprintf(why, why_size, "%s gave no cluster document (HTTP %d)", api, status);
+        }
+        return o;
+    }
+    const char *answer = json_string_value(json_object_get(o, "answer"));
+    const char *proof = json_string_value(json_object_get(o, "proof"));
+    json_t *doc = NULL;
+    if (answer != NULL &&
+        (proof_check(j->secret, j->scope, nonce, answer, strlen(answer), proof) ||
+         (j->has_secret_previous && proof_check(j->secret_previous, j->scope, nonce, answer,
+                                                strlen(answer), proof)))) {
+        doc = json_loads(answer, 0, &jerr);
+    } else {
+        snprintf(why, why_size,
+                 "%s did not prove that it knows the cluster secret (HTTP %d): its answer is "
+                 "ignored",
+                 api, status);
+    }
+    json_decref(o);
+    return doc;
+}
 
 /* Threadpool side: asks the other initial members for the cluster state and looks for this
  * member. A member whose Raft log held replicated entries (raft_state) and that comes back
@@ -142,20 +199,14 @@ static void join_lookup(uv_work_t *w)
     char silent[2 * RPG_ERRMSG_SIZE] = "";
     snprintf(j->status, sizeof j->status, "no other initial member answered");
     for (unsigned i = 0; i < j->n_apis; i++) {
-        int status = 0;
-        char *body = NULL;
-        size_t len = 0;
-        char errmsg[RPG_ERRMSG_SIZE];
-        if (http_request_sync(j->apis[i], "GET", "/cluster", NULL, NULL, 1000, &status, &body,
-                              &len, errmsg) != 0) {
+        char why[2 * RPG_ERRMSG_SIZE];
+        json_t *o = ask_member(j, j->apis[i], why, sizeof why);
+        if (o == NULL) {
             if (silent[0] == '\0') {
-                snprintf(silent, sizeof silent, "%s did not answer: %s", j->apis[i], errmsg);
+                snprintf(silent, sizeof silent, "%s", why);
             }
             continue;
         }
-        json_error_t jerr;
-        json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
-        free(body);
         const char *scope = json_string_value(json_object_get(o, "scope"));
         json_t *members = json_object_get(o, "members");
         if (scope == NULL || !json_is_array(members)) {
@@ -252,14 +303,14 @@ static void join_done(uv_work_t *w, int status)
     struct agent *a = j->a;
     char errmsg[RPG_ERRMSG_SIZE];
     if (a->phase != AGENT_PHASE_JOINING || status != 0) {
-        free(j);
+        join_free(j);
         return;
     }
     bool changed = strcmp(a->join_status, j->status) != 0;
     snprintf(a->join_status, sizeof a->join_status, "%s", j->status);
     if (j->fatal) {
         log_error("cannot join: %s", j->status);
-        free(j);
+        join_free(j);
         agent_stop(a, 1);
         return;
     }
@@ -272,11 +323,11 @@ static void join_done(uv_work_t *w, int status)
                                 : "waiting to be added to the cluster",
                      j->status);
         }
-        free(j);
+        join_free(j);
         uv_timer_start(&a->join_timer, join_try, JOIN_RETRY_MS, 0);
         return;
     }
-    free(j);
+    join_free(j);
     if (bootstrap) {
         log_info("no cluster state exists yet: bootstrapping as initial member id=%llu",
                  (unsigned long long)id);
@@ -318,8 +369,12 @@ static void join_try(uv_timer_t *t)
     snprintf(j->raft, sizeof j->raft, "%s", a->conf.raft.listen);
     snprintf(j->api, sizeof j->api, "%s", a->conf.restapi.connect_address);
     snprintf(j->scope, sizeof j->scope, "%s", a->conf.scope);
+    j->has_secret = a->has_secret;
+    j->has_secret_previous = a->has_secret_previous;
+    memcpy(j->secret, a->secret, sizeof j->secret);
+    memcpy(j->secret_previous, a->secret_previous, sizeof j->secret_previous);
     if (uv_queue_work(a->loop, &j->work, join_lookup, join_done) != 0) {
-        free(j);
+        join_free(j);
         uv_timer_start(&a->join_timer, join_try, JOIN_RETRY_MS, 0);
     }
 }
@@ -1005,6 +1060,18 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
         }
     }
     a->raft_fresh = !has_state; /* answered on the API, which starts next */
+    rv = conf_secret_read(&a->conf, false, false, a->secret, errmsg);
+    a->has_secret = rv == 0;
+    if (rv == 0) {
+        rv = conf_secret_read(&a->conf, true, false, a->secret_previous, errmsg);
+        a->has_secret_previous = rv == 0;
+    }
+    if (rv != 0 && rv != RPG_ENOTFOUND) {
+        return rv;
+    }
+    if (sodium_init() < 0) {
+        return rpg_err(errmsg, RPG_EIO, "cannot initialise libsodium");
+    }
 
     rv = http_server_start(&a->api, loop, a->conf.restapi.listen, api_handle, a, errmsg);
     if (rv != 0) {

@@ -7,6 +7,7 @@
 #include "raftpg/agent.h"
 #include "raftpg/api.h"
 #include "raftpg/log.h"
+#include "raftpg/proof.h"
 #include "raftpg/transport.h"
 
 static bool is_sync_voter(const struct agent *a, const char *name);
@@ -864,6 +865,32 @@ static bool health_ok(const struct agent *a, enum health h)
     return false;
 }
 
+/* The bootstrap question from a member starting without Raft state: the cluster document,
+ * proven with the cluster secret for the asker's nonce (proof.h). */
+static void respond_bootstrap(struct agent *a, struct http_conn *conn, const char *query)
+{
+    if (!a->has_secret) {
+        respond_error(conn, 404, "no cluster secret is configured (raft.secret_file)");
+        return;
+    }
+    const char *nonce = strncmp(query, "nonce=", 6) == 0 ? query + 6 : "";
+    if (!proof_nonce_valid(nonce)) {
+        respond_error(conn, 400, "query: expected nonce= and 64 lower-case hex digits");
+        return;
+    }
+    json_t *doc = agent_cluster_json(a);
+    char *answer = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (answer == NULL) {
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    char proof[PROOF_HEX + 1];
+    proof_make(a->secret, a->conf.scope, nonce, answer, strlen(answer), proof);
+    respond_json(conn, 200, json_pack("{s:s,s:s}", "answer", answer, "proof", proof));
+    free(answer);
+}
+
 /* ---- routing ----------------------------------------------------------------------------- */
 
 void api_handle(struct http_conn *conn, const struct http_request *req, void *data)
@@ -878,6 +905,12 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             return;
         }
         respond_json(conn, 200, agent_cluster_json(a));
+    } else if (strcmp(path, "/raftpg/bootstrap") == 0) {
+        if (!get) {
+            respond_error(conn, 405, "method not allowed");
+            return;
+        }
+        respond_bootstrap(a, conn, req->query);
     } else if (strcmp(path, "/status") == 0) {
         if (!get) {
             respond_error(conn, 405, "method not allowed");

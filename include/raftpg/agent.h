@@ -43,6 +43,12 @@ struct agent {
     int exit_code;
     char join_status[2 * RPG_ERRMSG_SIZE]; /* why the agent is still joining, for the API */
     bool raft_fresh; /* started without Raft state and has not started Raft yet */
+    /* The cluster secret(s), for proving and checking answers to the bootstrap question
+     * (proof.h); none without raft.secret_file. */
+    uint8_t secret[CONF_SECRET_SIZE];
+    uint8_t secret_previous[CONF_SECRET_SIZE];
+    bool has_secret;
+    bool has_secret_previous;
 
     /* PostgreSQL under the HA decision function (only with a postgresql: section). */
     struct pg pg;

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The bootstrap question is believed only from members of the cluster. node3's listed address is
+# taken by an agent holding another secret, which answers "no cluster history" like a fresh
+# member would: node1 and node2 must not count it, must bootstrap nothing and must say why. Once
+# the real node3 (the cluster's secret) answers, all three bootstrap the same cluster.
+source "$(dirname "$0")/lib.sh"
+t_pick_ports
+for i in 1 2 3; do t_write_conf "$i" 3; done
+t_gen_secret "$T_DIR/stray.secret"
+T_SECRET_FILE[3]="$T_DIR/stray.secret"
+t_write_conf 3 3
+unset "T_SECRET_FILE[3]"
+t_start 3
+stray_up() { t_jq 3 '.raft.fresh' | grep -qx true; }
+t_wait 20 "the stray agent answering on node3's address" stray_up
+t_start 1; t_start 2
+unproven() {
+  local i
+  for i in 1 2; do
+    grep -q "waiting to form the cluster: 1 of 2 other initial members .*$(t_api_addr 3) did not prove that it knows the cluster secret" \
+      "$T_DIR/node$i.log" || return 1
+  done
+}
+t_wait 20 "node1 and node2 refusing the stray's answer" unproven
+sleep 2
+t_check "no bootstrap on the stray's word" \
+  test -z "$(grep -hE 'bootstrapped raft|bootstrapping as initial member' "$T_DIR/node1.log" "$T_DIR/node2.log" || true)"
+# The stray's own view: it heard node1 and node2 without proof either, and bootstrapped nothing.
+t_check "the stray bootstrapped nothing either" \
+  test -z "$(grep -hE 'bootstrapped raft' "$T_DIR/node3.log" || true)"
+# A wrong nonce, a missing one and a replayed answer are refused by the real members too.
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$(t_api_addr 1)/raftpg/bootstrap?nonce=xyz")
+t_check "a malformed nonce gets 400" t_eq "$code" 400
+t_kill 3 TERM
+rm -rf "$T_DIR/node3"
+t_write_conf 3 3
+t_start 3
+have_leader() { [ "$(t_jq "$1" '.raft.leader // empty')" != "" ]; }
+t_wait 30 "one cluster of three once the real node3 answers" have_leader 1
+t_check "all three bootstrapped the same cluster" \
+  bash -c 'for f; do grep -q "bootstrapped raft" "$f" || exit 1; done' _ \
+  "$T_DIR/node1.log" "$T_DIR/node2.log" "$T_DIR/node3.log"
+t_check "three voters" t_eq "$(t_jq 1 '[.members[] | select(.voting == "voter")] | length')" 3
+for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
+t_done

@@ -96,6 +96,9 @@ static json_t *pg_json(const struct agent *a)
          * last had to be rewound or cloned again. */
         json_object_set_new(o_json, "operation", json_string(pg_op_name(a->pg.op)));
         json_object_set_new(o_json, "rejoin_error", json_string(a->pg.rejoin_error));
+        /* Why the server cannot write, and since when (storage faults): "" when it can. */
+        json_object_set_new(o_json, "unwritable", json_string(o->unwritable));
+        json_object_set_new(o_json, "unwritable_ms", json_integer((json_int_t)o->unwritable_ms));
     }
     return o_json;
 }

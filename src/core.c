@@ -72,6 +72,7 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         snprintf(h->conninfo, sizeof h->conninfo, "%s", p->pg_conninfo);
         h->wal_position = p->pg_wal_position;
         h->start_failures = p->pg_start_failures;
+        h->unwritable = p->pg_unwritable;
         h->nofailover = p->nofailover;
         h->failover_priority = p->failover_priority;
     }

@@ -79,6 +79,21 @@ void ha_pg_track_streaming(struct ha_pg *o, rpg_msec *since, rpg_msec now)
     o->not_streaming_ms = now - *since;
 }
 
+void ha_pg_track_unwritable(struct ha_pg *o, const char *why, rpg_msec *since, rpg_msec now)
+{
+    if (why[0] == '\0') {
+        *since = 0;
+        o->unwritable[0] = '\0';
+        o->unwritable_ms = 0;
+        return;
+    }
+    if (*since == 0) {
+        *since = now;
+    }
+    snprintf(o->unwritable, sizeof o->unwritable, "%s", why);
+    o->unwritable_ms = now - *since;
+}
+
 void ha_slot_name(uint64_t member_id, char *buf, size_t size)
 {
     snprintf(buf, size, "raftpg_%" PRIu64, member_id);
@@ -116,6 +131,8 @@ static bool peer_promotable(const struct ha_input *in, const struct ha_peer *p, 
         *why = "tagged nofailover";
     } else if (p->start_failures >= HA_START_FAILURES_MAX) {
         *why = "postgresql fails to start";
+    } else if (p->unwritable) {
+        *why = "its server cannot write";
     } else if (p->pg_state != HA_PG_RUNNING || !p->in_recovery) {
         *why = "not a running standby";
     } else if (p->system_id != in->state->system_id) {
@@ -254,7 +271,8 @@ static bool unreadable(const struct ha_pg *pg)
 static bool self_may_promote(const struct ha_input *in)
 {
     return !in->nofailover && in->failover_priority > 0 &&
-           in->pg.start_failures < HA_START_FAILURES_MAX;
+           in->pg.start_failures < HA_START_FAILURES_MAX &&
+           in->pg.unwritable_ms < HA_UNWRITABLE_BOUND_MS;
 }
 
 static bool sync_quorum_heard(const struct ha_input *in, char *why, size_t why_size);
@@ -279,6 +297,26 @@ static void hand_over(const struct ha_input *in, struct ha_decision *out, const 
     } else {
         set(out, HA_ACT_WAIT, NULL, "%s; %s", reason, why);
     }
+}
+
+/* The recorded primary in its term whose server has not been able to write for the bound: it
+ * hands over when another member holds every acknowledged commit (rule 6), and says why. */
+static bool unwritable_primary(const struct ha_input *in, struct ha_decision *out)
+{
+    const struct ha_pg *pg = &in->pg;
+    if (pg->unwritable[0] == '\0' || pg->unwritable_ms < HA_UNWRITABLE_BOUND_MS) {
+        return false;
+    }
+    char reason[HA_WHY_MAX];
+    snprintf(reason, sizeof reason, "postgresql cannot write for %u s: %.200s",
+             (unsigned)(pg->unwritable_ms / 1000), pg->unwritable);
+    if (sole_holder(in)) {
+        set(out, HA_ACT_WAIT, NULL, "%s; no other member holds every acknowledged commit",
+            reason);
+    } else {
+        hand_over(in, out, reason);
+    }
+    return true;
 }
 
 static bool peer_may_promote(const struct ha_peer *p)
@@ -585,6 +623,9 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         return;
     }
     if (recorded_me && s->primary.term == in->term) {
+        if (pg->state != HA_PG_ABSENT && unwritable_primary(in, out)) {
+            return;
+        }
         switch (pg->state) {
         case HA_PG_RUNNING:
             if (pg->in_recovery) {

@@ -60,6 +60,8 @@ static void poll_work(uv_work_t *w)
                 (uint64_t)json_integer_value(json_object_get(pg, "wal_position"));
             s->pg_start_failures =
                 (unsigned)json_integer_value(json_object_get(pg, "start_failures"));
+            const char *unwritable = json_string_value(json_object_get(pg, "unwritable"));
+            s->pg_unwritable = unwritable != NULL && unwritable[0] != '\0';
             copy_str(s->pg_address, sizeof s->pg_address, pg, "address");
             copy_str(s->pg_upstream, sizeof s->pg_upstream, pg, "upstream");
             copy_str(s->pg_receiver, sizeof s->pg_receiver, pg, "receiver");

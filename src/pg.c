@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -256,6 +257,20 @@ static bool file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* The last failure of the agent's own writes that says the storage refuses them (full,
+ * read-only, not permitted, failing), "" after a write succeeded: one of the reasons a primary
+ * is unwritable (ha_pg.unwritable). One agent, one data directory: file scope will do. */
+static char storage_error[HA_WHY_MAX];
+
+static int write_failed(const char *what, const char *path, int e, char *errmsg)
+{
+    if (e == ENOSPC || e == EROFS || e == EACCES || e == EPERM || e == EIO || e == EDQUOT) {
+        fmt_str(storage_error, sizeof storage_error, "the agent cannot %s %s: %s", what, path,
+                strerror(e));
+    }
+    return rpg_err(errmsg, RPG_EIO, "cannot %s %s: %s", what, path, strerror(e));
+}
+
 /* Configuration files: written to a temporary file renamed over the target, so a crash never
  * leaves half a file. */
 static int write_file(const char *path, const char *text, mode_t mode, char *errmsg)
@@ -267,7 +282,7 @@ static int write_file(const char *path, const char *text, mode_t mode, char *err
     unlink(tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
-        return rpg_err(errmsg, RPG_EIO, "cannot write %s: %s", tmp, strerror(errno));
+        return write_failed("write", tmp, errno, errmsg);
     }
     size_t len = strlen(text), off = 0;
     while (off < len) {
@@ -276,21 +291,23 @@ static int write_file(const char *path, const char *text, mode_t mode, char *err
             int e = errno;
             close(fd);
             unlink(tmp);
-            return rpg_err(errmsg, RPG_EIO, "cannot write %s: %s", tmp, strerror(e));
+            return write_failed("write", tmp, e, errmsg);
         }
         off += (size_t)n;
     }
     /* No fsync: these files are rewritten before every start, and an fsync could stall the
      * loop for as long as the disk is busy. */
     if (close(fd) != 0) {
+        int e = errno;
         unlink(tmp);
-        return rpg_err(errmsg, RPG_EIO, "cannot write %s: %s", tmp, strerror(errno));
+        return write_failed("write", tmp, e, errmsg);
     }
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        return rpg_err(errmsg, RPG_EIO, "cannot rename %s: %s", tmp, strerror(e));
+        return write_failed("rename", tmp, e, errmsg);
     }
+    storage_error[0] = '\0';
     return 0;
 }
 
@@ -1328,12 +1345,58 @@ static void set_not_running(struct pg *p, enum ha_pg_state state)
     p->n_replicas = 0;
 }
 
+/* Below this many free bytes PostgreSQL cannot add a WAL segment (16 MiB by default), and a
+ * primary soon PANICs on its next one. */
+#define PG_MIN_FREE_BYTES (16ULL << 20)
+
+/* Why a server in dir cannot write, asked of the kernel ("" when it can): the file system of the
+ * data directory or of pg_wal (often a mount of its own) read-only or nearly full, the directory
+ * not writable for the agent's (the server's) user. */
+static void storage_check(const char *dir, char *why, size_t size)
+{
+    char wal[PATH_MAX + 16];
+    fmt_str(wal, sizeof wal, "%s/pg_wal", dir);
+    const char *paths[] = {dir, wal};
+    for (unsigned i = 0; i < 2; i++) {
+        struct statvfs st;
+        if (statvfs(paths[i], &st) != 0) {
+            continue; /* a directory not there yet is another observation's business */
+        }
+        unsigned long long avail = (unsigned long long)st.f_bavail * st.f_frsize;
+        if ((st.f_flag & ST_RDONLY) != 0) {
+            fmt_str(why, size, "the file system of %s is read-only", paths[i]);
+            return;
+        }
+        if (avail < PG_MIN_FREE_BYTES) {
+            fmt_str(why, size, "the file system of %s has %llu bytes free (less than one WAL "
+                    "segment)", paths[i], avail);
+            return;
+        }
+        if (access(paths[i], W_OK) != 0) {
+            fmt_str(why, size, "%s is not writable: %s", paths[i], strerror(errno));
+            return;
+        }
+    }
+    fmt_str(why, size, "%s", storage_error);
+}
+
 static void observe(struct pg *p)
 {
     if (p->closing) {
         return;
     }
     char path[PATH_MAX + 32], status[32];
+    char unwritable[HA_WHY_MAX] = "";
+    storage_check(p->conf->postgresql.data_dir, unwritable, sizeof unwritable);
+    /* Logged when it starts and ends, not for every change of the free bytes. */
+    if ((unwritable[0] == '\0') != (p->obs.unwritable[0] == '\0')) {
+        if (unwritable[0] != '\0') {
+            log_warning("postgresql cannot write: %s", unwritable);
+        } else {
+            log_info("postgresql can write again");
+        }
+    }
+    ha_pg_track_unwritable(&p->obs, unwritable, &p->unwritable_since, uv_now(p->loop));
     path_in(p, "PG_VERSION", path, sizeof path);
     if (!file_exists(path)) {
         if (p->conn != NULL) {

@@ -51,6 +51,10 @@ struct ha_pg {
     char slots[HA_SLOTS_MAX][FSM_NAME_MAX];
     unsigned start_failures; /* consecutive failed starts (reset on a successful start) */
     bool rewind_failed;      /* the last pg_rewind failed: re-clone instead */
+    /* Why this server cannot write (its file systems full or read-only, the data directory not
+     * writable, the agent's own writes there failing; "" when it can), and for how long. */
+    char unwritable[HA_WHY_MAX];
+    rpg_msec unwritable_ms;
 };
 
 /* What another member's agent last reported about itself. */
@@ -71,6 +75,7 @@ struct ha_peer {
     char conninfo[FSM_ADDR_MAX];   /* where its primary_conninfo points (struct ha_pg) */
     char pg_address[FSM_ADDR_MAX]; /* its PostgreSQL address as it reports it ("" unknown) */
     unsigned start_failures;
+    bool unwritable; /* it reports that its server cannot write */
     bool nofailover;
     int failover_priority;
 };
@@ -142,6 +147,12 @@ struct ha_decision {
  * follow (its WAL went past the fork point): it is stopped and rewound. */
 #define HA_STUCK_STANDBY_MS 5000
 
+/* A primary whose server cannot write this long (ha_pg.unwritable: a full or read-only file
+ * system, a data directory it may not write to) hands over to a standby that holds every
+ * acknowledged commit; an unwritable standby is not promoted. Long enough for a log rotation or
+ * a cleanup to free space, short against the minutes an operator needs. */
+#define HA_UNWRITABLE_BOUND_MS 10000
+
 /* The decision. Never fails: an input it cannot act on gives WAIT or REFUSE with a reason. */
 void ha_decide(const struct ha_input *in, struct ha_decision *out);
 
@@ -163,6 +174,9 @@ void ha_pg_set_not_running(struct ha_pg *o, enum ha_pg_state state, rpg_msec *no
 /* For a running server: how long a standby has not been streaming, from *since (the first
  * observation without streaming, 0 while it streams or is a primary). */
 void ha_pg_track_streaming(struct ha_pg *o, rpg_msec *since, rpg_msec now);
+/* Sets o->unwritable to why ("" when the server can write) and o->unwritable_ms to how long it
+ * has been so, *since holding when that began. */
+void ha_pg_track_unwritable(struct ha_pg *o, const char *why, rpg_msec *since, rpg_msec now);
 
 /* For a running standby: records where its WAL receiver streams from now (receiver, "" none) and
  * for how long it has (o->receiver_ms); *since is when that began, 0 to count afresh from now

@@ -35,6 +35,7 @@ struct peer_status {
     uint32_t pg_checkpoint_timeline;
     uint64_t pg_wal_position;
     unsigned pg_start_failures;
+    bool pg_unwritable; /* it says its server cannot write (ha_pg.unwritable) */
     char pg_address[FSM_ADDR_MAX];
     char pg_upstream[FSM_NAME_MAX];
     char pg_receiver[FSM_ADDR_MAX]; /* where its WAL receiver streams from (ha_pg.receiver) */

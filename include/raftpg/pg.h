@@ -95,6 +95,7 @@ struct pg {
     bool promote_pending;         /* promotion asked for, not yet observed done (or failed) */
     rpg_msec promote_asked_at;    /* when pg_ctl promote returned */
     rpg_msec receiver_since;      /* ha_pg_track_receiver's bookkeeping */
+    rpg_msec unwritable_since;    /* ha_pg_track_unwritable's bookkeeping */
     uint32_t promote_timeline;    /* the id the promotion in flight must create, 0: any */
 
     /* Control: one operation at a time. */

@@ -48,6 +48,8 @@ t_cleanup() {
       tail -n 40 "$f"
     done
   fi
+  # A test's own teardown that must come after every process is gone (unmounting, say).
+  if declare -F t_before_rm >/dev/null; then t_before_rm || true; fi
   if [ -n "${T_KEEP:-}" ]; then echo "kept $T_DIR"; else rm -rf "$T_DIR"; fi
 }
 trap t_cleanup EXIT

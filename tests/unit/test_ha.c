@@ -1851,6 +1851,88 @@ static void test_primary_failing_to_start_hands_over_when_voters_are_heard(void 
     assert_decision(&w, HA_ACT_TRANSFER, "node2");
 }
 
+/* Storage faults: a primary that cannot write hands over once the bound has passed, to a
+ * standby that holds every acknowledged commit, whatever state its server is in (a PANIC loop
+ * looks like a server starting). */
+static void test_unwritable_primary_hands_over_after_the_bound(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {"node2", "node3", NULL};
+    static const enum ha_pg_state states[] = {HA_PG_RUNNING, HA_PG_STARTING, HA_PG_STOPPED};
+    for (unsigned i = 0; i < 3; i++) {
+        struct world w;
+        world_primary(&w);
+        record_sync(&w, 1, voters);
+        w.in.pg.state = states[i];
+        w.in.pg.was_primary = true;
+        snprintf(w.in.pg.unwritable, sizeof w.in.pg.unwritable,
+                 "the file system of /srv/pg/pg_wal has 0 bytes free");
+        w.in.pg.unwritable_ms = HA_UNWRITABLE_BOUND_MS - 1;
+        decide(&w);
+        assert_int_not_equal(w.out.action, HA_ACT_TRANSFER);
+        w.in.pg.unwritable_ms = HA_UNWRITABLE_BOUND_MS;
+        decide(&w);
+        assert_decision(&w, HA_ACT_TRANSFER, "node2");
+        assert_why(&w, "postgresql cannot write for 10 s: the file system of /srv/pg/pg_wal");
+    }
+}
+
+/* Nobody else may take over (k = 0 recorded): the unwritable primary stays and says why. */
+static void test_unwritable_sole_holder_waits(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {NULL};
+    struct world w;
+    world_primary(&w);
+    record_sync(&w, 0, voters);
+    snprintf(w.in.pg.unwritable, sizeof w.in.pg.unwritable, "the agent cannot write x: EROFS");
+    w.in.pg.unwritable_ms = HA_UNWRITABLE_BOUND_MS;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "no other member holds every acknowledged commit");
+}
+
+/* A standby whose server cannot write is never the one promoted, nor a leader that cannot. */
+static void test_unwritable_members_are_not_promoted(void **state)
+{
+    (void)state;
+    struct world w;
+    world_takeover(&w);
+    peer(&w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node3")->wal_position = 2000;
+    peer(&w, "node3")->unwritable = true;
+    bool wait = false;
+    char why[HA_WHY_MAX];
+    const char *c = ha_choose_candidate(&w.in, true, &wait, why, sizeof why);
+    assert_non_null(c);
+    assert_string_equal(c, "node1");
+    w.in.pg.unwritable_ms = HA_UNWRITABLE_BOUND_MS;
+    snprintf(w.in.pg.unwritable, sizeof w.in.pg.unwritable, "x");
+    peer(&w, "node3")->unwritable = false;
+    decide(&w);
+    assert_int_not_equal(w.out.action, HA_ACT_RECORD_PRIMARY);
+}
+
+static void test_unwritable_tracking(void **state)
+{
+    (void)state;
+    struct ha_pg o;
+    memset(&o, 0, sizeof o);
+    rpg_msec since = 0;
+    ha_pg_track_unwritable(&o, "", &since, 1000);
+    assert_int_equal(o.unwritable_ms, 0);
+    ha_pg_track_unwritable(&o, "full: 10 bytes", &since, 2000);
+    assert_int_equal(o.unwritable_ms, 0);
+    ha_pg_track_unwritable(&o, "full: 9 bytes", &since, 5000);
+    assert_int_equal(o.unwritable_ms, 3000);
+    assert_string_equal(o.unwritable, "full: 9 bytes");
+    ha_pg_track_unwritable(&o, "", &since, 6000);
+    assert_int_equal(o.unwritable_ms, 0);
+    assert_string_equal(o.unwritable, "");
+    ha_pg_track_unwritable(&o, "again", &since, 7000);
+    assert_int_equal(o.unwritable_ms, 0);
+}
+
 static void test_takeover_hands_back_to_failing_sole_holder(void **state)
 {
     (void)state;
@@ -2369,6 +2451,10 @@ int main(void)
         cmocka_unit_test(test_recorded_primary_takes_over_without_voters),
         cmocka_unit_test(test_other_member_does_not_take_over_without_voters),
         cmocka_unit_test(test_sole_holder_failing_to_start_keeps_trying),
+        cmocka_unit_test(test_unwritable_primary_hands_over_after_the_bound),
+        cmocka_unit_test(test_unwritable_sole_holder_waits),
+        cmocka_unit_test(test_unwritable_members_are_not_promoted),
+        cmocka_unit_test(test_unwritable_tracking),
         cmocka_unit_test(test_primary_failing_to_start_hands_over_when_voters_are_heard),
         cmocka_unit_test(test_takeover_hands_back_to_failing_sole_holder),
         cmocka_unit_test(test_failing_sole_holder_starts_in_a_later_term),

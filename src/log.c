@@ -1,4 +1,6 @@
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,67 @@ void log_set_context(uint64_t term, const char *role)
     snprintf(g_log.role, sizeof g_log.role, "%s", role != NULL ? role : "-");
 }
 
+/* Repeats of one line: at most LOG_REPEAT_MAX identical lines (level and text) per
+ * LOG_REPEAT_WINDOW_S; the rest are counted and the next line printed after the window says how
+ * many were left out. A condition retried every tick stays visible without flooding the log. */
+#define LOG_REPEAT_MAX 10
+#define LOG_REPEAT_WINDOW_S 60
+#define LOG_REPEAT_SLOTS 32
+
+static struct repeat {
+    uint64_t hash;
+    time_t window_start;
+    time_t last_used;
+    unsigned printed;
+    unsigned suppressed;
+} g_repeats[LOG_REPEAT_SLOTS];
+
+static uint64_t line_hash(enum log_level level, const char *msg)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)level;
+    for (const unsigned char *c = (const unsigned char *)msg; *c != '\0'; c++) {
+        h = (h ^ *c) * 1099511628211ULL;
+    }
+    return h;
+}
+
+/* Whether this line is printed; *left_out is how many identical ones were not, since it last
+ * was (to say so). */
+static bool repeat_allows(enum log_level level, const char *msg, time_t now, unsigned *left_out)
+{
+    uint64_t h = line_hash(level, msg);
+    struct repeat *r = NULL, *oldest = &g_repeats[0];
+    *left_out = 0;
+    for (unsigned i = 0; i < LOG_REPEAT_SLOTS; i++) {
+        if (g_repeats[i].hash == h && g_repeats[i].last_used != 0) {
+            r = &g_repeats[i];
+            break;
+        }
+        if (g_repeats[i].last_used < oldest->last_used) {
+            oldest = &g_repeats[i];
+        }
+    }
+    if (r == NULL) {
+        r = oldest;
+        memset(r, 0, sizeof *r);
+        r->hash = h;
+        r->window_start = now;
+    }
+    r->last_used = now;
+    if (now - r->window_start >= LOG_REPEAT_WINDOW_S) {
+        *left_out = r->suppressed;
+        r->window_start = now;
+        r->printed = 0;
+        r->suppressed = 0;
+    }
+    if (r->printed >= LOG_REPEAT_MAX) {
+        r->suppressed++;
+        return false;
+    }
+    r->printed++;
+    return true;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     if (level < g_log.min_level) {
@@ -53,6 +116,17 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    unsigned left_out = 0;
+    if (!repeat_allows(level, msg, mono.tv_sec + 1, &left_out)) {
+        return;
+    }
+    if (left_out > 0) {
+        size_t len = strlen(msg);
+        snprintf(msg + len, sizeof msg - len, " (the same line %u more times in the last %d s)",
+                 left_out, LOG_REPEAT_WINDOW_S);
+    }
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     char when[64];

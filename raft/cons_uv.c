@@ -15,10 +15,12 @@
 #include "raftpg/cons_uv.h"
 #include "raftpg/fence.h"
 #include "raftpg/log.h"
+#include "raftpg/storage.h"
 #include "raftpg/transport.h"
 
 #define IDENTITY_MAGIC "raftpg-identity 1"
 #define RECONCILE_INTERVAL_MS 100
+#define STORAGE_PROBE_INTERVAL_MS 1000
 
 /* ---- identity ---------------------------------------------------------------------------- */
 
@@ -58,7 +60,7 @@ static int dir_has_entries(const char *dir, bool skip_identity, bool *has, char 
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *n = e->d_name;
-        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 ||
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, STORAGE_PROBE_FILE) == 0 ||
             (skip_identity && (strcmp(n, CONS_IDENTITY_FILE) == 0 ||
                                strcmp(n, CONS_IDENTITY_FILE ".tmp") == 0))) {
             continue;
@@ -207,6 +209,14 @@ struct cons_uv {
     uv_timer_t reconcile_timer;
     uv_timer_t lease_timer;
     uv_timer_t start_timer;
+    uv_timer_t storage_timer;
+    uv_work_t probe_work;     /* the directory probe, off the loop: a hung disk must not stall it */
+    bool probe_busy;
+    int probe_rc;
+    int probe_errno;
+    bool probe_measured;
+    uint64_t probe_free;
+    char probe_error[RPG_ERRMSG_SIZE];
     int n_handles_open;
     void (*close_cb)(struct cons *c);
 };
@@ -242,6 +252,46 @@ static void monitor_cb(uv_check_t *h)
 static void reconcile_cb(uv_timer_t *t)
 {
     cons_reconcile(t->data);
+    cons_storage_tick(t->data);
+}
+
+static void cons_finish(struct cons *c);
+
+static void probe_work_cb(uv_work_t *w)
+{
+    struct cons_uv *u = w->data;
+    const char *dir = u->conf->raft.data_dir;
+    char errmsg[RPG_ERRMSG_SIZE];
+    u->probe_measured = storage_free_bytes(dir, &u->probe_free, errmsg) == 0;
+    u->probe_rc = storage_probe(dir, &u->probe_errno, u->probe_error);
+}
+
+static void probe_after_cb(uv_work_t *w, int status)
+{
+    struct cons_uv *u = w->data;
+    struct cons *c = u->c;
+    u->probe_busy = false;
+    if (u->close_cb != NULL) {
+        cons_finish(c);
+        return;
+    }
+    if (status == 0) {
+        cons_storage_report(c, u->probe_rc, u->probe_errno, u->probe_error, u->probe_measured,
+                            u->probe_free);
+    }
+}
+
+static void storage_timer_cb(uv_timer_t *t)
+{
+    struct cons *c = t->data;
+    struct cons_uv *u = c->uv;
+    if (u->probe_busy) {
+        return; /* a probe that hangs is itself the symptom: the next one waits for it */
+    }
+    u->probe_work.data = u;
+    if (uv_queue_work(u->loop, &u->probe_work, probe_work_cb, probe_after_cb) == 0) {
+        u->probe_busy = true;
+    }
 }
 
 static void lease_timer_cb(uv_timer_t *t)
@@ -363,6 +413,27 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     if (rv != 0) {
         return rv;
     }
+    /* Leftover open segments would be loaded at the wrong indexes (storage.h). */
+    rv = storage_check_segments(dir, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    /* libraft preallocates open segments of a fixed size: one that does not fit means nothing
+     * can be persisted at all. */
+    uint64_t avail = 0;
+    size_t segment_size = 0;
+    char why[RPG_ERRMSG_SIZE];
+    rv = storage_free_bytes(dir, &avail, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (storage_segment_size(avail, &segment_size, why) != 0) {
+        return rpg_err(errmsg, RPG_EIO,
+                       "raft directory %s is too small for the raft log: %s; give it more space",
+                       dir, why);
+    }
+    log_info("raft storage: dir=%s free=%llu bytes open_segment_size=%zu bytes", dir,
+             (unsigned long long)avail, segment_size);
     struct cons_uv *u = calloc(1, sizeof *u);
     if (u == NULL) {
         return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
@@ -388,6 +459,7 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     }
     /* A corrupt segment must stop the agent, not be renamed aside silently (RAFT-NOTES). */
     raft_uv_set_auto_recovery(&u->io, false);
+    raft_uv_set_segment_size(&u->io, segment_size);
 
     rv = raft_init(&u->raft, &u->io, &c->fsm.raft, id, conf->raft.listen);
     if (rv != 0) {
@@ -437,6 +509,8 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
         .on_change = on_change,
         .data = data,
     };
+    c->storage.dir = dir;
+    c->storage.segment_size = segment_size;
     cons_attach(c, &u->raft, id, &params, &host);
 
     uv_check_init(loop, &u->monitor);
@@ -447,7 +521,10 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     u->lease_timer.data = c;
     uv_timer_init(loop, &u->start_timer);
     u->start_timer.data = c;
-    u->n_handles_open = 4;
+    uv_timer_init(loop, &u->storage_timer);
+    u->storage_timer.data = c;
+    u->n_handles_open = 5;
+    uv_timer_start(&u->storage_timer, storage_timer_cb, 0, STORAGE_PROBE_INTERVAL_MS);
     /* raft_start runs ET after the process starts: a restarted node could otherwise vote at once
      * for a candidate while the leader it acknowledged just before the restart still holds its
      * lease (RAFT-NOTES, "Holes to close"). */
@@ -469,7 +546,7 @@ err_close:
 static void cons_finish(struct cons *c)
 {
     struct cons_uv *u = c->uv;
-    if (u->n_handles_open == 0 && !u->raft_open && u->close_cb != NULL) {
+    if (u->n_handles_open == 0 && !u->raft_open && !u->probe_busy && u->close_cb != NULL) {
         void (*cb)(struct cons *) = u->close_cb;
         cons_free_requests(c);
         c->uv = NULL;
@@ -512,6 +589,7 @@ void cons_close(struct cons *c, void (*cb)(struct cons *c))
         uv_close((uv_handle_t *)&u->reconcile_timer, handle_closed);
         uv_close((uv_handle_t *)&u->lease_timer, handle_closed);
         uv_close((uv_handle_t *)&u->start_timer, handle_closed);
+        uv_close((uv_handle_t *)&u->storage_timer, handle_closed);
     }
     if (u->raft_open) {
         raft_close(&u->raft, raft_closed);

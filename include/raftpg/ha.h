@@ -73,6 +73,8 @@ struct ha_peer {
     unsigned start_failures;
     bool nofailover;
     int failover_priority;
+    bool storage_failed;           /* its Raft directory cannot persist */
+    bool diverged;                 /* its replicated state differs from the others' */
 };
 
 struct ha_input {

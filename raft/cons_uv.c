@@ -404,6 +404,31 @@ int cons_has_raft_state(const char *dir, bool *has, char *errmsg)
     return dir_has_entries(dir, true, has, errmsg);
 }
 
+int cons_storage_check(const char *dir, size_t *segment_size, char *errmsg)
+{
+    /* Leftover open segments would be loaded at the wrong indexes (storage.h). */
+    int rv = storage_check_segments(dir, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    /* libraft preallocates open segments of a fixed size: one that does not fit means nothing
+     * can be persisted at all. */
+    uint64_t avail = 0;
+    char why[RPG_ERRMSG_SIZE];
+    rv = storage_free_bytes(dir, &avail, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (storage_segment_size(avail, segment_size, why) != 0) {
+        return rpg_err(errmsg, RPG_EIO,
+                       "raft directory %s is too small for the raft log: %s; give it more space",
+                       dir, why);
+    }
+    log_info("raft storage: dir=%s free=%llu bytes open_segment_size=%zu bytes", dir,
+             (unsigned long long)avail, *segment_size);
+    return 0;
+}
+
 int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_t id,
                bool bootstrap, cons_change_cb on_change, void *data, char *errmsg)
 {
@@ -413,27 +438,11 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     if (rv != 0) {
         return rv;
     }
-    /* Leftover open segments would be loaded at the wrong indexes (storage.h). */
-    rv = storage_check_segments(dir, errmsg);
-    if (rv != 0) {
-        return rv;
-    }
-    /* libraft preallocates open segments of a fixed size: one that does not fit means nothing
-     * can be persisted at all. */
-    uint64_t avail = 0;
     size_t segment_size = 0;
-    char why[RPG_ERRMSG_SIZE];
-    rv = storage_free_bytes(dir, &avail, errmsg);
+    rv = cons_storage_check(dir, &segment_size, errmsg);
     if (rv != 0) {
         return rv;
     }
-    if (storage_segment_size(avail, &segment_size, why) != 0) {
-        return rpg_err(errmsg, RPG_EIO,
-                       "raft directory %s is too small for the raft log: %s; give it more space",
-                       dir, why);
-    }
-    log_info("raft storage: dir=%s free=%llu bytes open_segment_size=%zu bytes", dir,
-             (unsigned long long)avail, segment_size);
     struct cons_uv *u = calloc(1, sizeof *u);
     if (u == NULL) {
         return rpg_err(errmsg, RPG_ENOMEM, "out of memory");

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -1058,6 +1059,16 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
         }
     }
     a->raft_fresh = !has_state; /* answered on the API, which starts next */
+    struct stat dir_st;
+    if (stat(a->conf.raft.data_dir, &dir_st) == 0) {
+        /* Refused here, before any lookup: a directory that cannot hold the log (or would load
+         * it wrongly) is the first thing the operator must hear about. */
+        size_t segment_size = 0;
+        rv = cons_storage_check(a->conf.raft.data_dir, &segment_size, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+    }
 
     rv = http_server_start(&a->api, loop, a->conf.restapi.listen, api_handle, a, errmsg);
     if (rv != 0) {

@@ -229,6 +229,18 @@ static void storage_update(struct cons *c)
     c->storage.failed = failed;
 }
 
+static void storage_lost_writes(struct cons *c, const char *what)
+{
+    if (c->storage.lost_writes) {
+        return;
+    }
+    c->storage.lost_writes = true;
+    snprintf(c->storage.lost_what, sizeof c->storage.lost_what, "%s", what);
+    log_error("raft log may have lost entries: %s; this directory will be refused at the next "
+              "start (dir=%s)",
+              what, c->storage.dir != NULL ? c->storage.dir : "?");
+}
+
 /* A libraft callback reported status: a failed write marks the storage failing until the next
  * confirmed write. */
 static void storage_raft_result(struct cons *c, int status, const char *what)
@@ -239,6 +251,7 @@ static void storage_raft_result(struct cons *c, int status, const char *what)
                  raft_strerror(status), c->attached ? raft_errmsg(c->raft) : "");
         c->storage.raft_failing = true;
         storage_update(c);
+        storage_lost_writes(c, c->storage.raft_error);
     } else if (status == 0) {
         c->write_confirmed = c->host.now(c);
         if (c->storage.raft_failing) {
@@ -281,6 +294,24 @@ void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg,
         c->storage.low = low;
     }
     storage_update(c);
+    /* While the directory fails, entries received but not persisted across two probes are
+     * ones libraft will not write again (0.15 skips entries it already holds in memory). */
+    bool lag = false;
+    if (c->storage.failed && c->attached) {
+        uint64_t stored = c->raft->last_stored;
+        uint64_t last = raft_last_index(c->raft);
+        lag = last > stored;
+        if (lag && c->storage.lag_seen && stored == c->storage.lag_stored) {
+            char what[RPG_ERRMSG_SIZE];
+            snprintf(what, sizeof what,
+                     "entries %llu..%llu received but not persisted while: %.150s",
+                     (unsigned long long)stored + 1, (unsigned long long)last,
+                     c->storage.error);
+            storage_lost_writes(c, what);
+        }
+        c->storage.lag_stored = stored;
+    }
+    c->storage.lag_seen = lag;
 }
 
 /* ---- observation ------------------------------------------------------------------------- */

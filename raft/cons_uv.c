@@ -217,6 +217,10 @@ struct cons_uv {
     bool probe_measured;
     uint64_t probe_free;
     char probe_error[RPG_ERRMSG_SIZE];
+    bool mark_pending;        /* write STORAGE_FAULT_FILE with mark_what in this probe */
+    char mark_what[RPG_ERRMSG_SIZE];
+    int mark_rc;
+    char mark_error[RPG_ERRMSG_SIZE];
     int n_handles_open;
     void (*close_cb)(struct cons *c);
 };
@@ -264,6 +268,9 @@ static void probe_work_cb(uv_work_t *w)
     char errmsg[RPG_ERRMSG_SIZE];
     u->probe_measured = storage_free_bytes(dir, &u->probe_free, errmsg) == 0;
     u->probe_rc = storage_probe(dir, &u->probe_errno, u->probe_error);
+    if (u->mark_pending && u->probe_rc == 0) {
+        u->mark_rc = storage_mark_fault(dir, u->mark_what, u->mark_error);
+    }
 }
 
 static void probe_after_cb(uv_work_t *w, int status)
@@ -275,10 +282,22 @@ static void probe_after_cb(uv_work_t *w, int status)
         cons_finish(c);
         return;
     }
-    if (status == 0) {
-        cons_storage_report(c, u->probe_rc, u->probe_errno, u->probe_error, u->probe_measured,
-                            u->probe_free);
+    if (status != 0) {
+        return;
     }
+    if (u->mark_pending && u->probe_rc == 0) {
+        if (u->mark_rc == 0) {
+            c->storage.lost_recorded = true;
+            log_warning("raft storage: recorded in %s/%s that this log may have lost entries; "
+                        "the agent keeps running on the entries it holds in memory, and will "
+                        "refuse to start on this directory",
+                        u->conf->raft.data_dir, STORAGE_FAULT_FILE);
+        } else {
+            log_warning("raft storage: %s", u->mark_error);
+        }
+    }
+    cons_storage_report(c, u->probe_rc, u->probe_errno, u->probe_error, u->probe_measured,
+                        u->probe_free);
 }
 
 static void storage_timer_cb(uv_timer_t *t)
@@ -287,6 +306,11 @@ static void storage_timer_cb(uv_timer_t *t)
     struct cons_uv *u = c->uv;
     if (u->probe_busy) {
         return; /* a probe that hangs is itself the symptom: the next one waits for it */
+    }
+    u->mark_pending = c->storage.lost_writes && !c->storage.lost_recorded;
+    u->mark_rc = -1;
+    if (u->mark_pending) {
+        snprintf(u->mark_what, sizeof u->mark_what, "%s", c->storage.lost_what);
     }
     u->probe_work.data = u;
     if (uv_queue_work(u->loop, &u->probe_work, probe_work_cb, probe_after_cb) == 0) {
@@ -406,25 +430,35 @@ int cons_has_raft_state(const char *dir, bool *has, char *errmsg)
 
 int cons_storage_check(const char *dir, size_t *segment_size, char *errmsg)
 {
-    /* Leftover open segments would be loaded at the wrong indexes (storage.h). */
-    int rv = storage_check_segments(dir, errmsg);
+    /* A log that may have a gap, or leftover open segments, would be loaded at the wrong
+     * indexes (storage.h). */
+    int rv = storage_check_fault(dir, errmsg);
+    if (rv == 0) {
+        rv = storage_check_segments(dir, errmsg);
+    }
     if (rv != 0) {
         return rv;
     }
     /* libraft preallocates open segments of a fixed size: one that does not fit means nothing
      * can be persisted at all. */
-    uint64_t avail = 0;
+    uint64_t avail = 0, open_bytes = 0;
     char why[RPG_ERRMSG_SIZE];
     rv = storage_free_bytes(dir, &avail, errmsg);
+    if (rv == 0) {
+        rv = storage_open_bytes(dir, &open_bytes, errmsg);
+    }
     if (rv != 0) {
         return rv;
     }
+    avail += open_bytes;
     if (storage_segment_size(avail, segment_size, why) != 0) {
         return rpg_err(errmsg, RPG_EIO,
                        "raft directory %s is too small for the raft log: %s; give it more space",
                        dir, why);
     }
-    log_info("raft storage: dir=%s free=%llu bytes open_segment_size=%zu bytes", dir,
+    log_info("raft storage: dir=%s free=%llu bytes (open segments included) "
+             "open_segment_size=%zu bytes",
+             dir,
              (unsigned long long)avail, *segment_size);
     return 0;
 }

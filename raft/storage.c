@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "raftpg/storage.h"
@@ -131,15 +133,98 @@ int storage_check_segments(const char *dir, char *errmsg)
         }
     }
     rv = rpg_err(errmsg, RPG_ECORRUPT,
-                 "raft directory %s holds open segments left behind by failed writes (%s): "
-                 "libraft would load their entries at the wrong indexes; stop this agent, move "
-                 "those files out of the directory and start it again",
+                 "raft directory %s: stale open segments (%s) would load at wrong indexes; "
+                 STORAGE_REMEDY,
                  dir, names);
 out:
     free(segs);
     free(stale);
     closedir(d);
     return rv;
+}
+
+int storage_mark_fault(const char *dir, const char *what, char *errmsg)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    snprintf(path, sizeof path, "%s/%s", dir, STORAGE_FAULT_FILE);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    time_t now = time(NULL);
+    struct tm tm;
+    char when[32];
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) {
+        return rpg_err(errmsg, RPG_EIO, "create %s: %s", tmp, strerror(errno));
+    }
+    char buf[RPG_ERRMSG_SIZE + 64];
+    int n = snprintf(buf, sizeof buf, "%s %s\n", when, what);
+    if (n >= (int)sizeof buf) {
+        n = (int)sizeof buf - 1;
+        buf[n - 1] = '\n';
+    }
+    int rv = 0;
+    if (write(fd, buf, (size_t)n) != n || fsync(fd) != 0) {
+        rv = rpg_err(errmsg, RPG_EIO, "write %s: %s", tmp, strerror(errno));
+    }
+    close(fd);
+    if (rv == 0 && rename(tmp, path) != 0) {
+        rv = rpg_err(errmsg, RPG_EIO, "rename %s: %s", tmp, strerror(errno));
+    }
+    if (rv != 0) {
+        unlink(tmp);
+        return rv;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+int storage_check_fault(const char *dir, char *errmsg)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, STORAGE_FAULT_FILE);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return errno == ENOENT ? 0
+                               : rpg_err(errmsg, RPG_EIO, "read %s: %s", path, strerror(errno));
+    }
+    char line[128] = "";
+    if (fgets(line, sizeof line, f) == NULL) {
+        line[0] = '\0';
+    }
+    fclose(f);
+    line[strcspn(line, "\n")] = '\0';
+    return rpg_err(errmsg, RPG_ECORRUPT,
+                   "raft directory %s may have lost entries in a failed write (%s, %.20s); "
+                   STORAGE_REMEDY,
+                   dir, STORAGE_FAULT_FILE, line);
+}
+
+int storage_open_bytes(const char *dir, uint64_t *bytes, char *errmsg)
+{
+    *bytes = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return errno == ENOENT
+                   ? 0
+                   : rpg_err(errmsg, RPG_EIO, "open raft directory %s: %s", dir, strerror(errno));
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        unsigned long long counter = 0;
+        int consumed = 0;
+        struct stat st;
+        if (sscanf(e->d_name, "open-%llu%n", &counter, &consumed) == 1 &&
+            e->d_name[consumed] == '\0' && fstatat(dirfd(d), e->d_name, &st, 0) == 0) {
+            *bytes += (uint64_t)st.st_blocks * 512;
+        }
+    }
+    closedir(d);
+    return 0;
 }
 
 int storage_free_bytes(const char *dir, uint64_t *avail, char *errmsg)

@@ -124,6 +124,14 @@ struct cons {
         uint64_t free_bytes;
         size_t segment_size;
         const char *dir;             /* borrowed */
+        /* libraft received entries it could not persist (a failed write, or entries held in
+         * memory past last_stored while the directory fails): the log on disk may have a gap
+         * that a restart would load shifted. Recorded in STORAGE_FAULT_FILE by the host. */
+        bool lost_writes;
+        char lost_what[RPG_ERRMSG_SIZE];
+        bool lost_recorded;          /* the host wrote the record */
+        bool lag_seen;
+        uint64_t lag_stored;
     } storage;
     /* The member's state differs from the others' at the same index (set by the host from the
      * checksums members exchange): it acts no more and hands leadership away. */

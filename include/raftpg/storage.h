@@ -26,6 +26,22 @@
 /* Name of the file the agent writes and removes to prove the directory takes writes. */
 #define STORAGE_PROBE_FILE "raftpg.probe"
 
+/* Name of the file recording that the log in the directory may have lost entries: written once
+ * the directory takes writes again after libraft failed to persist entries it had received. */
+#define STORAGE_FAULT_FILE "raftpg.storage-fault"
+
+/* The remedy every refusal of a Raft directory gives: the member comes back with an empty log
+ * under a new id, so that nothing it might have lost counts towards a majority. */
+#define STORAGE_REMEDY \
+    "move the directory aside, then remove and re-add the member (README \"Storage faults\")"
+
+/* Writes STORAGE_FAULT_FILE in dir with the time and what (write, fsync, rename). */
+int storage_mark_fault(const char *dir, const char *what, char *errmsg);
+
+/* RPG_ECORRUPT, quoting the record and giving STORAGE_REMEDY, when dir holds
+ * STORAGE_FAULT_FILE; 0 otherwise. */
+int storage_check_fault(const char *dir, char *errmsg);
+
 /* The largest power-of-two segment size in [MIN, MAX] of which STORAGE_SEGMENTS_NEEDED fit in
  * avail bytes. RPG_EIO when not even the smallest fits (the message gives the sizes). */
 int storage_segment_size(uint64_t avail, size_t *size, char *errmsg);
@@ -48,6 +64,10 @@ unsigned storage_stale_segments(const struct storage_open_segment *segs, unsigne
 /* Scans dir for stale open segments (above). RPG_ECORRUPT, naming the files and the remedy,
  * when there are any; RPG_EIO when dir cannot be read; 0 otherwise (also when dir is absent). */
 int storage_check_segments(const char *dir, char *errmsg);
+
+/* Bytes held by dir's open segments: at start libraft removes the ones it only preallocated and
+ * truncates the used ones, so they count as room for the choice of the segment size. */
+int storage_open_bytes(const char *dir, uint64_t *bytes, char *errmsg);
 
 /* Free space of dir's file system for an unprivileged writer, in bytes. */
 int storage_free_bytes(const char *dir, uint64_t *avail, char *errmsg);

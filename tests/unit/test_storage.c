@@ -136,7 +136,7 @@ static void test_check_segments_names_the_files(void **state)
     assert_int_equal(storage_check_segments(dir, errmsg), RPG_ECORRUPT);
     assert_non_null(strstr(errmsg, "(open-7)"));
     assert_non_null(strstr(errmsg, dir));
-    assert_non_null(strstr(errmsg, "move those files out of the directory"));
+    assert_non_null(strstr(errmsg, "move the directory aside, then remove and re-add the member"));
     char path[512];
     snprintf(path, sizeof path, "%s/open-7", dir);
     assert_int_equal(unlink(path), 0);
@@ -144,8 +144,31 @@ static void test_check_segments_names_the_files(void **state)
     /* Only a format word of zero: preallocated, so below a gap it is harmless. */
     write_file(dir, "open-3", 0, 4096);
     assert_int_equal(storage_check_segments(dir, errmsg), 0);
+    /* The open segments' room counts for the segment size chosen at start. */
+    uint64_t bytes = 0;
+    assert_int_equal(storage_open_bytes(dir, &bytes, errmsg), 0);
+    assert_true(bytes >= 3 * 4096);
+    assert_true(bytes < 3 * 4096 + 3 * 65536);
     remove_dir(dir);
     assert_int_equal(storage_check_segments(dir, errmsg), 0);
+    assert_int_equal(storage_open_bytes(dir, &bytes, errmsg), 0);
+    assert_int_equal(bytes, 0);
+}
+
+/* A recorded fault refuses the directory until it is replaced, with the remedy. */
+static void test_fault_record_refuses_the_directory(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/raftpg-test-storage.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(storage_check_fault(dir, errmsg), 0);
+    assert_int_equal(storage_mark_fault(dir, "entries 7..9 received but not persisted", errmsg), 0);
+    assert_int_equal(storage_check_fault(dir, errmsg), RPG_ECORRUPT);
+    assert_non_null(strstr(errmsg, dir));
+    assert_non_null(strstr(errmsg, "may have lost entries in a failed write (raftpg.storage-fault, 20"));
+    assert_non_null(strstr(errmsg, "remove and re-add the member (README \"Storage faults\")"));
+    remove_dir(dir);
 }
 
 static void test_probe_writes_and_removes_its_file(void **state)
@@ -226,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_contiguous_open_segments_are_not_stale),
         cmocka_unit_test(test_unused_segment_below_a_gap_is_not_stale),
         cmocka_unit_test(test_check_segments_names_the_files),
+        cmocka_unit_test(test_fault_record_refuses_the_directory),
         cmocka_unit_test(test_probe_writes_and_removes_its_file),
         cmocka_unit_test(test_leader_stays_while_writes_confirm),
         cmocka_unit_test(test_leader_transfers_after_the_bound_or_on_failure),

@@ -132,10 +132,10 @@ int storage_check_segments(const char *dir, char *errmsg)
                                     len > 0 ? " " : "", segs[i].counter);
         }
     }
-    rv = rpg_err(errmsg, RPG_ECORRUPT,
-                 "raft directory %s: stale open segments (%s) would load at wrong indexes; "
-                 STORAGE_REMEDY,
-                 dir, names);
+    rv = rpg_err(
+        errmsg, RPG_ECORRUPT,
+        "raft directory %s: stale open segments (%s) would load at wrong indexes; " STORAGE_REMEDY,
+        dir, names);
 out:
     free(segs);
     free(stale);
@@ -189,8 +189,7 @@ int storage_check_fault(const char *dir, char *errmsg)
     snprintf(path, sizeof path, "%s/%s", dir, STORAGE_FAULT_FILE);
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        return errno == ENOENT ? 0
-                               : rpg_err(errmsg, RPG_EIO, "read %s: %s", path, strerror(errno));
+        return errno == ENOENT ? 0 : rpg_err(errmsg, RPG_EIO, "read %s: %s", path, strerror(errno));
     }
     char line[128] = "";
     if (fgets(line, sizeof line, f) == NULL) {
@@ -198,10 +197,10 @@ int storage_check_fault(const char *dir, char *errmsg)
     }
     fclose(f);
     line[strcspn(line, "\n")] = '\0';
-    return rpg_err(errmsg, RPG_ECORRUPT,
-                   "raft directory %s may have lost entries in a failed write (%s, %.20s); "
-                   STORAGE_REMEDY,
-                   dir, STORAGE_FAULT_FILE, line);
+    return rpg_err(
+        errmsg, RPG_ECORRUPT,
+        "raft directory %s may have lost entries in a failed write (%s, %.20s); " STORAGE_REMEDY,
+        dir, STORAGE_FAULT_FILE, line);
 }
 
 int storage_open_bytes(const char *dir, uint64_t *bytes, char *errmsg)

@@ -32,7 +32,7 @@
 
 /* The remedy every refusal of a Raft directory gives: the member comes back with an empty log
  * under a new id, so that nothing it might have lost counts towards a majority. */
-#define STORAGE_REMEDY \
+#define STORAGE_REMEDY                                                                             \
     "move the directory aside, then remove and re-add the member (README \"Storage faults\")"
 
 /* Writes STORAGE_FAULT_FILE in dir with the time and what (write, fsync, rename). */

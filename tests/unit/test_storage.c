@@ -166,7 +166,8 @@ static void test_fault_record_refuses_the_directory(void **state)
     assert_int_equal(storage_mark_fault(dir, "entries 7..9 received but not persisted", errmsg), 0);
     assert_int_equal(storage_check_fault(dir, errmsg), RPG_ECORRUPT);
     assert_non_null(strstr(errmsg, dir));
-    assert_non_null(strstr(errmsg, "may have lost entries in a failed write (raftpg.storage-fault, 20"));
+    assert_non_null(
+        strstr(errmsg, "may have lost entries in a failed write (raftpg.storage-fault, 20"));
     assert_non_null(strstr(errmsg, "remove and re-add the member (README \"Storage faults\")"));
     remove_dir(dir);
 }

@@ -30,7 +30,8 @@ cleanup_all() {
   for n in "${!T_PIDS[@]}"; do wait "${T_PIDS[$n]}" 2>/dev/null || true; done
   t_kill_all_pg
   for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
-  (exit $rc)
+  # t_cleanup shows the logs when the test failed; a set -e exit counts as one.
+  [ "$rc" -eq 0 ] || T_FAILED=1
   t_cleanup
 }
 trap cleanup_all EXIT

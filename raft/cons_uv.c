@@ -428,7 +428,8 @@ int cons_has_raft_state(const char *dir, bool *has, char *errmsg)
     return dir_has_entries(dir, true, has, errmsg);
 }
 
-int cons_storage_check(const char *dir, size_t *segment_size, char *errmsg)
+int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_bytes,
+                       char *errmsg)
 {
     /* A log that may have a gap, or leftover open segments, would be loaded at the wrong
      * indexes (storage.h). */
@@ -456,10 +457,7 @@ int cons_storage_check(const char *dir, size_t *segment_size, char *errmsg)
                        "raft directory %s is too small for the raft log: %s; give it more space",
                        dir, why);
     }
-    log_info("raft storage: dir=%s free=%llu bytes (open segments included) "
-             "open_segment_size=%zu bytes",
-             dir,
-             (unsigned long long)avail, *segment_size);
+    *free_bytes = avail;
     return 0;
 }
 
@@ -473,10 +471,14 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
         return rv;
     }
     size_t segment_size = 0;
-    rv = cons_storage_check(dir, &segment_size, errmsg);
+    uint64_t free_bytes = 0;
+    rv = cons_storage_check(dir, &segment_size, &free_bytes, errmsg);
     if (rv != 0) {
         return rv;
     }
+    log_info("raft storage: dir=%s free=%llu bytes (open segments included) "
+             "open_segment_size=%zu bytes",
+             dir, (unsigned long long)free_bytes, segment_size);
     struct cons_uv *u = calloc(1, sizeof *u);
     if (u == NULL) {
         return rpg_err(errmsg, RPG_ENOMEM, "out of memory");

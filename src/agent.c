@@ -1064,7 +1064,8 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
         /* Refused here, before any lookup: a directory that cannot hold the log (or would load
          * it wrongly) is the first thing the operator must hear about. */
         size_t segment_size = 0;
-        rv = cons_storage_check(a->conf.raft.data_dir, &segment_size, errmsg);
+        uint64_t free_bytes = 0;
+        rv = cons_storage_check(a->conf.raft.data_dir, &segment_size, &free_bytes, errmsg);
         if (rv != 0) {
             return rv;
         }

@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include "raftpg/cons.h"
 #include "raftpg/fence.h"
 #include "raftpg/log.h"
+#include "raftpg/storage.h"
 
 const char *cons_role_name(enum cons_role role)
 {
@@ -137,6 +139,16 @@ void cons_attach(struct cons *c, struct raft *raft, raft_id id, const struct con
     c->lease_submitted = 0;
     c->lease_until = 0;
     c->last_heard_leader = 0;
+    const char *dir = c->storage.dir;
+    size_t segment_size = c->storage.segment_size;
+    memset(&c->storage, 0, sizeof c->storage);
+    c->storage.dir = dir;
+    c->storage.segment_size = segment_size;
+    c->diverged = false;
+    c->write_confirmed = 0;
+    c->stepdown_transfer_at = 0;
+    c->n_stepdowns = 0;
+    c->fsm.server = raft;
     c->failed = false;
     c->error[0] = '\0';
     c->started_at = c->host.now(c);
@@ -190,6 +202,118 @@ static const char *member_name_by_id(const struct cons *c, uint64_t id)
     return name != NULL ? name : "?";
 }
 
+/* ---- storage health ---------------------------------------------------------------------- */
+
+/* Recomputes storage.failed and logs only its transitions (the probe runs every second). */
+static void storage_update(struct cons *c)
+{
+    bool failed = c->storage.probe_failed || c->storage.raft_failing;
+    if (failed && !c->storage.failed) {
+        c->storage.since = c->host.now(c);
+        if (c->storage.probe_failed) {
+            snprintf(c->storage.error, sizeof c->storage.error, "%s", c->storage.probe_error);
+            c->storage.err_no = c->storage.probe_errno;
+        } else {
+            snprintf(c->storage.error, sizeof c->storage.error, "%s", c->storage.raft_error);
+            c->storage.err_no = 0;
+        }
+        log_error("raft storage cannot persist: %s (dir=%s role=%s)", c->storage.error,
+                  c->storage.dir != NULL ? c->storage.dir : "?", cons_role_name(c->role));
+    } else if (!failed && c->storage.failed) {
+        log_info("raft storage persists again after %llu ms (dir=%s)",
+                 (unsigned long long)(c->host.now(c) - c->storage.since),
+                 c->storage.dir != NULL ? c->storage.dir : "?");
+        c->storage.error[0] = '\0';
+        c->storage.err_no = 0;
+    }
+    c->storage.failed = failed;
+}
+
+static void storage_lost_writes(struct cons *c, const char *what)
+{
+    if (c->storage.lost_writes) {
+        return;
+    }
+    c->storage.lost_writes = true;
+    snprintf(c->storage.lost_what, sizeof c->storage.lost_what, "%s", what);
+    log_error("raft log may have lost entries: %s; this directory will be refused at the next "
+              "start (dir=%s)",
+              what, c->storage.dir != NULL ? c->storage.dir : "?");
+}
+
+/* A libraft callback reported status: a failed write marks the storage failing until the next
+ * confirmed write. */
+static void storage_raft_result(struct cons *c, int status, const char *what)
+{
+    if (status == RAFT_IOERR || status == RAFT_NOSPACE) {
+        c->storage.n_raft_errors++;
+        snprintf(c->storage.raft_error, sizeof c->storage.raft_error, "%s failed: %s: %s", what,
+                 raft_strerror(status), c->attached ? raft_errmsg(c->raft) : "");
+        c->storage.raft_failing = true;
+        storage_update(c);
+        storage_lost_writes(c, c->storage.raft_error);
+    } else if (status == 0) {
+        c->write_confirmed = c->host.now(c);
+        if (c->storage.raft_failing) {
+            c->storage.raft_failing = false;
+            storage_update(c);
+        }
+    }
+}
+
+void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg, bool measured,
+                         uint64_t free_bytes)
+{
+    c->storage.probe_failed = rc != 0;
+    c->storage.probe_errno = rc != 0 ? err_no : 0;
+    snprintf(c->storage.probe_error, sizeof c->storage.probe_error, "%s", rc != 0 ? errmsg : "");
+    size_t seg = c->storage.segment_size;
+    if (measured && seg > 0) {
+        c->storage.measured = true;
+        c->storage.free_bytes = free_bytes;
+        if (rc == 0 && free_bytes < seg) {
+            /* libraft cannot preallocate its next open segment. */
+            c->storage.probe_failed = true;
+            c->storage.probe_errno = ENOSPC;
+            snprintf(c->storage.probe_error, sizeof c->storage.probe_error,
+                     "%s: %llu bytes free, less than one open segment (%zu bytes) (errno=%d)",
+                     c->storage.dir != NULL ? c->storage.dir : "?",
+                     (unsigned long long)free_bytes, seg, ENOSPC);
+        }
+        bool low = free_bytes < (uint64_t)seg * STORAGE_SEGMENTS_LOW;
+        if (low && !c->storage.low) {
+            log_warning("raft storage low on space: %llu bytes free in %s, below %u open "
+                        "segments of %zu bytes",
+                        (unsigned long long)free_bytes,
+                        c->storage.dir != NULL ? c->storage.dir : "?", STORAGE_SEGMENTS_LOW, seg);
+        } else if (!low && c->storage.low) {
+            log_info("raft storage space recovered: %llu bytes free in %s",
+                     (unsigned long long)free_bytes,
+                     c->storage.dir != NULL ? c->storage.dir : "?");
+        }
+        c->storage.low = low;
+    }
+    storage_update(c);
+    /* While the directory fails, entries received but not persisted across two probes are
+     * ones libraft will not write again (0.15 skips entries it already holds in memory). */
+    bool lag = false;
+    if (c->storage.failed && c->attached) {
+        uint64_t stored = c->raft->last_stored;
+        uint64_t last = raft_last_index(c->raft);
+        lag = last > stored;
+        if (lag && c->storage.lag_seen && stored == c->storage.lag_stored) {
+            char what[RPG_ERRMSG_SIZE];
+            snprintf(what, sizeof what,
+                     "entries %llu..%llu received but not persisted while: %.150s",
+                     (unsigned long long)stored + 1, (unsigned long long)last,
+                     c->storage.error);
+            storage_lost_writes(c, what);
+        }
+        c->storage.lag_stored = stored;
+    }
+    c->storage.lag_seen = lag;
+}
+
 /* ---- observation ------------------------------------------------------------------------- */
 
 static void barrier_cb(struct raft_barrier *req, int status);
@@ -218,6 +342,11 @@ void cons_observe(struct cons *c)
     }
     if (role != CONS_ROLE_LEADER || term != c->lease_term) {
         c->lease_until = 0;
+    }
+    if (c->fsm.restored) {
+        /* A snapshot was restored and libraft has now set the applied index to its own. */
+        fsm_sum_record(&c->fsm, raft_last_applied(c->raft));
+        c->fsm.restored = false;
     }
 
     if (role == c->role && term == c->term && leader_id == c->leader_id) {
@@ -254,6 +383,9 @@ void cons_observe(struct cons *c)
     }
     if (role != CONS_ROLE_LEADER || term != c->term) {
         c->leader_ready = false;
+        c->stepdown_transfer_at = 0;
+        /* A new leader has until the bound to confirm its first write. */
+        c->write_confirmed = c->host.now(c);
     }
     c->role = role;
     c->term = term;
@@ -291,6 +423,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
     raft_term term = q->term;
     req_free(q);
     c->barrier_pending = false;
+    storage_raft_result(c, status, "own-term barrier");
     if (status != 0) {
         log_info("leader barrier failed: %s (term=%llu)", raft_strerror(status),
                  (unsigned long long)term);
@@ -320,6 +453,7 @@ static void lease_cb(struct raft_barrier *req, int status)
         return;
     }
     c->lease_pending = false;
+    storage_raft_result(c, status, "lease barrier");
     if (status != 0 || !live(c) || raft_state(c->raft) != RAFT_LEADER ||
         c->raft->current_term != term || term != c->lease_term) {
         return;
@@ -351,6 +485,41 @@ void cons_lease_renew(struct cons *c)
     }
 }
 
+static int start_transfer(struct cons *c, uint64_t id);
+
+void cons_storage_tick(struct cons *c)
+{
+    if (!live(c) || raft_state(c->raft) != RAFT_LEADER) {
+        return;
+    }
+    rpg_msec now = c->host.now(c);
+    enum storage_leader_action act =
+        storage_leader_decide(c->storage.failed || c->diverged, now, c->write_confirmed,
+                              c->stepdown_transfer_at, c->params.election_timeout_ms);
+    const char *why = c->diverged ? "its replicated state differs from the other members'"
+                      : c->storage.failed ? c->storage.error
+                                          : "no write confirmed";
+    if (act == STORAGE_LEADER_TRANSFER) {
+        c->stepdown_transfer_at = now;
+        c->n_stepdowns++;
+        uint64_t id = c->host.pick_voter != NULL ? c->host.pick_voter(c, c->host.data) : 0;
+        int rv = c->transfer_pending ? 0 : start_transfer(c, id);
+        log_error("leader steps aside: %s (no write confirmed for %llu ms); handing leadership "
+                  "to %s%s%s",
+                  why, (unsigned long long)(now - c->write_confirmed),
+                  id != 0 ? member_name_by_id(c, id) : "the most up-to-date voter",
+                  rv != 0 ? ": transfer refused: " : "", rv != 0 ? raft_strerror(rv) : "");
+    } else if (act == STORAGE_LEADER_EXIT && !c->failed) {
+        c->failed = true;
+        rpg_err(c->error, RPG_EIO,
+                "leaving the raft group: still leader %llu ms after handing leadership over, "
+                "and %s; the other members elect a leader once this agent is gone (dir=%s)",
+                (unsigned long long)(now - c->stepdown_transfer_at), why,
+                c->storage.dir != NULL ? c->storage.dir : "?");
+        changed(c);
+    }
+}
+
 rpg_msec cons_lease_until(const struct cons *c)
 {
     return live(c) && c->role == CONS_ROLE_LEADER && c->leader_ready ? c->lease_until : 0;
@@ -367,7 +536,11 @@ static void submit_done(struct raft_apply *req, int status, void *result)
     void *data = q->data;
     enum fsm_cmd_type type = q->type;
     req_free(q);
-    if (!current || cb == NULL) {
+    if (!current) {
+        return;
+    }
+    storage_raft_result(c, status, fsm_cmd_type_name(type));
+    if (cb == NULL) {
         return;
     }
     int rc = 0;

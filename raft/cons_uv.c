@@ -15,10 +15,12 @@
 #include "raftpg/cons_uv.h"
 #include "raftpg/fence.h"
 #include "raftpg/log.h"
+#include "raftpg/storage.h"
 #include "raftpg/transport.h"
 
 #define IDENTITY_MAGIC "raftpg-identity 1"
 #define RECONCILE_INTERVAL_MS 100
+#define STORAGE_PROBE_INTERVAL_MS 1000
 
 /* ---- identity ---------------------------------------------------------------------------- */
 
@@ -58,7 +60,7 @@ static int dir_has_entries(const char *dir, bool skip_identity, bool *has, char 
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *n = e->d_name;
-        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 ||
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, STORAGE_PROBE_FILE) == 0 ||
             (skip_identity && (strcmp(n, CONS_IDENTITY_FILE) == 0 ||
                                strcmp(n, CONS_IDENTITY_FILE ".tmp") == 0))) {
             continue;
@@ -207,6 +209,18 @@ struct cons_uv {
     uv_timer_t reconcile_timer;
     uv_timer_t lease_timer;
     uv_timer_t start_timer;
+    uv_timer_t storage_timer;
+    uv_work_t probe_work;     /* the directory probe, off the loop: a hung disk must not stall it */
+    bool probe_busy;
+    int probe_rc;
+    int probe_errno;
+    bool probe_measured;
+    uint64_t probe_free;
+    char probe_error[RPG_ERRMSG_SIZE];
+    bool mark_pending;        /* write STORAGE_FAULT_FILE with mark_what in this probe */
+    char mark_what[RPG_ERRMSG_SIZE];
+    int mark_rc;
+    char mark_error[RPG_ERRMSG_SIZE];
     int n_handles_open;
     void (*close_cb)(struct cons *c);
 };
@@ -242,6 +256,66 @@ static void monitor_cb(uv_check_t *h)
 static void reconcile_cb(uv_timer_t *t)
 {
     cons_reconcile(t->data);
+    cons_storage_tick(t->data);
+}
+
+static void cons_finish(struct cons *c);
+
+static void probe_work_cb(uv_work_t *w)
+{
+    struct cons_uv *u = w->data;
+    const char *dir = u->conf->raft.data_dir;
+    char errmsg[RPG_ERRMSG_SIZE];
+    u->probe_measured = storage_free_bytes(dir, &u->probe_free, errmsg) == 0;
+    u->probe_rc = storage_probe(dir, &u->probe_errno, u->probe_error);
+    if (u->mark_pending && u->probe_rc == 0) {
+        u->mark_rc = storage_mark_fault(dir, u->mark_what, u->mark_error);
+    }
+}
+
+static void probe_after_cb(uv_work_t *w, int status)
+{
+    struct cons_uv *u = w->data;
+    struct cons *c = u->c;
+    u->probe_busy = false;
+    if (u->close_cb != NULL) {
+        cons_finish(c);
+        return;
+    }
+    if (status != 0) {
+        return;
+    }
+    if (u->mark_pending && u->probe_rc == 0) {
+        if (u->mark_rc == 0) {
+            c->storage.lost_recorded = true;
+            log_warning("raft storage: recorded in %s/%s that this log may have lost entries; "
+                        "the agent keeps running on the entries it holds in memory, and will "
+                        "refuse to start on this directory",
+                        u->conf->raft.data_dir, STORAGE_FAULT_FILE);
+        } else {
+            log_warning("raft storage: %s", u->mark_error);
+        }
+    }
+    cons_storage_report(c, u->probe_rc, u->probe_errno, u->probe_error, u->probe_measured,
+                        u->probe_free);
+}
+
+static void storage_timer_cb(uv_timer_t *t)
+{
+    struct cons *c = t->data;
+    struct cons_uv *u = c->uv;
+    if (u->probe_busy) {
+        return; /* a probe that hangs is itself the symptom: the next one waits for it */
+    }
+    u->mark_pending = c->storage.lost_writes && !c->storage.lost_recorded;
+    u->mark_rc = -1;
+    if (u->mark_pending) {
+        snprintf(u->mark_what, sizeof u->mark_what, "%s", c->storage.lost_what);
+    }
+    u->probe_work.data = u;
+    if (uv_queue_work(u->loop, &u->probe_work, probe_work_cb, probe_after_cb) == 0) {
+        u->probe_busy = true;
+    }
 }
 
 static void lease_timer_cb(uv_timer_t *t)
@@ -354,6 +428,39 @@ int cons_has_raft_state(const char *dir, bool *has, char *errmsg)
     return dir_has_entries(dir, true, has, errmsg);
 }
 
+int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_bytes,
+                       char *errmsg)
+{
+    /* A log that may have a gap, or leftover open segments, would be loaded at the wrong
+     * indexes (storage.h). */
+    int rv = storage_check_fault(dir, errmsg);
+    if (rv == 0) {
+        rv = storage_check_segments(dir, errmsg);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    /* libraft preallocates open segments of a fixed size: one that does not fit means nothing
+     * can be persisted at all. */
+    uint64_t avail = 0, open_bytes = 0;
+    char why[RPG_ERRMSG_SIZE];
+    rv = storage_free_bytes(dir, &avail, errmsg);
+    if (rv == 0) {
+        rv = storage_open_bytes(dir, &open_bytes, errmsg);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    avail += open_bytes;
+    if (storage_segment_size(avail, segment_size, why) != 0) {
+        return rpg_err(errmsg, RPG_EIO,
+                       "raft directory %s is too small for the raft log: %s; give it more space",
+                       dir, why);
+    }
+    *free_bytes = avail;
+    return 0;
+}
+
 int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_t id,
                bool bootstrap, cons_change_cb on_change, void *data, char *errmsg)
 {
@@ -363,6 +470,15 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     if (rv != 0) {
         return rv;
     }
+    size_t segment_size = 0;
+    uint64_t free_bytes = 0;
+    rv = cons_storage_check(dir, &segment_size, &free_bytes, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    log_info("raft storage: dir=%s free=%llu bytes (open segments included) "
+             "open_segment_size=%zu bytes",
+             dir, (unsigned long long)free_bytes, segment_size);
     struct cons_uv *u = calloc(1, sizeof *u);
     if (u == NULL) {
         return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
@@ -388,6 +504,7 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     }
     /* A corrupt segment must stop the agent, not be renamed aside silently (RAFT-NOTES). */
     raft_uv_set_auto_recovery(&u->io, false);
+    raft_uv_set_segment_size(&u->io, segment_size);
 
     rv = raft_init(&u->raft, &u->io, &c->fsm.raft, id, conf->raft.listen);
     if (rv != 0) {
@@ -437,6 +554,8 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
         .on_change = on_change,
         .data = data,
     };
+    c->storage.dir = dir;
+    c->storage.segment_size = segment_size;
     cons_attach(c, &u->raft, id, &params, &host);
 
     uv_check_init(loop, &u->monitor);
@@ -447,7 +566,10 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     u->lease_timer.data = c;
     uv_timer_init(loop, &u->start_timer);
     u->start_timer.data = c;
-    u->n_handles_open = 4;
+    uv_timer_init(loop, &u->storage_timer);
+    u->storage_timer.data = c;
+    u->n_handles_open = 5;
+    uv_timer_start(&u->storage_timer, storage_timer_cb, 0, STORAGE_PROBE_INTERVAL_MS);
     /* raft_start runs ET after the process starts: a restarted node could otherwise vote at once
      * for a candidate while the leader it acknowledged just before the restart still holds its
      * lease (RAFT-NOTES, "Holes to close"). */
@@ -469,7 +591,7 @@ err_close:
 static void cons_finish(struct cons *c)
 {
     struct cons_uv *u = c->uv;
-    if (u->n_handles_open == 0 && !u->raft_open && u->close_cb != NULL) {
+    if (u->n_handles_open == 0 && !u->raft_open && !u->probe_busy && u->close_cb != NULL) {
         void (*cb)(struct cons *) = u->close_cb;
         cons_free_requests(c);
         c->uv = NULL;
@@ -512,6 +634,7 @@ void cons_close(struct cons *c, void (*cb)(struct cons *c))
         uv_close((uv_handle_t *)&u->reconcile_timer, handle_closed);
         uv_close((uv_handle_t *)&u->lease_timer, handle_closed);
         uv_close((uv_handle_t *)&u->start_timer, handle_closed);
+        uv_close((uv_handle_t *)&u->storage_timer, handle_closed);
     }
     if (u->raft_open) {
         raft_close(&u->raft, raft_closed);

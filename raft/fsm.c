@@ -17,6 +17,7 @@
 #include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "raftpg/fsm.h"
@@ -1252,6 +1253,58 @@ bool fsm_state_equal(const struct fsm_state *a, const struct fsm_state *b)
 
 /* ---- libraft glue (struct raft_fsm version 1) ---- */
 
+uint64_t fsm_state_checksum(const struct fsm_state *s)
+{
+    struct enc count = {NULL, 0};
+    state_put(&count, s);
+    uint8_t stack[8192];
+    uint8_t *buf = count.pos <= sizeof stack ? stack : malloc(count.pos);
+    if (buf == NULL) {
+        return 0;
+    }
+    struct enc e = {buf, 0};
+    state_put(&e, s);
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < e.pos; i++) {
+        h = (h ^ buf[i]) * 1099511628211ull;
+    }
+    if (buf != stack) {
+        free(buf);
+    }
+    return h;
+}
+
+void fsm_sum_record(struct fsm *f, uint64_t index)
+{
+    struct fsm_sum *slot = &f->sums[f->next_sum];
+    slot->index = index;
+    slot->sum = fsm_state_checksum(f->state);
+    f->next_sum = (f->next_sum + 1) % FSM_SUMS_MAX;
+    if (f->n_sums < FSM_SUMS_MAX) {
+        f->n_sums++;
+    }
+}
+
+bool fsm_sum_at(const struct fsm *f, uint64_t index, uint64_t *sum)
+{
+    for (unsigned i = 0; i < f->n_sums; i++) {
+        if (f->sums[i].index == index) {
+            *sum = f->sums[i].sum;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool fsm_sum_latest(const struct fsm *f, struct fsm_sum *out)
+{
+    if (f->n_sums == 0) {
+        return false;
+    }
+    *out = f->sums[(f->next_sum + FSM_SUMS_MAX - 1) % FSM_SUMS_MAX];
+    return true;
+}
+
 static struct fsm *fsm_of(struct raft_fsm *raft_fsm)
 {
     return raft_fsm->data;
@@ -1277,6 +1330,10 @@ static int fsm_raft_apply(struct raft_fsm *raft_fsm, const struct raft_buffer *b
     }
     if (result != NULL) {
         *result = (void *)(intptr_t)rc;
+    }
+    if (f->server != NULL) {
+        fsm_sum_record(f, raft_last_applied(f->server) + 1);
+        f->restored = false;
     }
     /* Always 0: a non-zero return stalls libraft 0.15's apply loop (RAFT-NOTES.md). */
     return 0;
@@ -1317,6 +1374,10 @@ static int fsm_raft_restore(struct raft_fsm *raft_fsm, struct raft_buffer *buf)
         return RAFT_CORRUPT;
     }
     raft_free(buf->base);
+    /* Checksums of the replaced state no longer describe this one. */
+    f->n_sums = 0;
+    f->next_sum = 0;
+    f->restored = true;
     return 0;
 }
 

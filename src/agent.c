@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -13,6 +14,7 @@
 #include "raftpg/api.h"
 #include "raftpg/log.h"
 #include "raftpg/proof.h"
+#include "raftpg/storage.h"
 
 #define PEER_POLL_INTERVAL_MS 250
 #define PEER_POLL_TIMEOUT_MS 400
@@ -88,13 +90,74 @@ static void on_raft_change(struct cons *c, void *data)
     ha_schedule(data, 0);
 }
 
+/* Compares this member's state checksums with those the peers reported at indexes both have
+ * applied. Divergence is sticky: the state stays wrong until an operator repairs the member and
+ * restarts it. */
+static void state_compare(struct agent *a)
+{
+    struct cons *c = &a->cons;
+    if (!a->cons_open || c->diverged) {
+        return;
+    }
+    const char *leader = c->leader_id != 0 ? cons_member_name(c, c->leader_id) : NULL;
+    unsigned n_same = 0, n_differ = 0;
+    bool leader_differs = false;
+    char detail[RPG_ERRMSG_SIZE] = "";
+    for (unsigned i = 0; i < a->peers.n_results; i++) {
+        const struct peer_status *p = &a->peers.results[i];
+        uint64_t mine = 0;
+        if (!p->reachable || !p->state_known || p->diverged ||
+            !fsm_sum_at(&c->fsm, p->state_index, &mine)) {
+            continue;
+        }
+        if (mine == p->state_sum) {
+            n_same++;
+            continue;
+        }
+        n_differ++;
+        leader_differs = leader_differs || (leader != NULL && strcmp(leader, p->name) == 0);
+        snprintf(detail, sizeof detail,
+                 "at applied index %llu this member's state checksum is %016llx, %s's is %016llx",
+                 (unsigned long long)p->state_index, (unsigned long long)mine, p->name,
+                 (unsigned long long)p->state_sum);
+    }
+    if (!storage_state_diverged(n_same, n_differ, leader_differs)) {
+        return;
+    }
+    c->diverged = true;
+    snprintf(a->diverged_detail, sizeof a->diverged_detail, "%s", detail);
+    log_error("replicated state diverged: %s (%u member(s) differ, %u agree); this member no "
+              "longer acts and hands over leadership; repair it: stop it, move its raft "
+              "directory aside, remove it and add it again as a new member",
+              detail, n_differ, n_same);
+}
+
 static void on_peers_round(struct peers *p, void *data)
 {
     (void)p;
     struct agent *a = data;
     if (a->phase == AGENT_PHASE_RUNNING) {
         update_peer_targets(a);
+        state_compare(a);
     }
+}
+
+/* A voter to hand leadership to when this one cannot: reachable, its storage persists and its
+ * state agrees. 0 lets libraft pick the most up-to-date voter. */
+static uint64_t pick_voter(struct cons *c, void *data)
+{
+    struct agent *a = data;
+    uint64_t ids[FSM_MEMBERS_MAX];
+    unsigned n = cons_config_ids(c, ids, FSM_MEMBERS_MAX);
+    for (unsigned i = 0; i < n && i < FSM_MEMBERS_MAX; i++) {
+        const char *name = cons_member_name(c, ids[i]);
+        const struct peer_status *p = name != NULL ? peers_get(&a->peers, name) : NULL;
+        if (ids[i] != c->id && cons_voting(c, ids[i]) == RAFT_VOTER && p != NULL &&
+            p->reachable && !p->storage_failed && !p->diverged) {
+            return ids[i];
+        }
+    }
+    return 0;
 }
 
 static int start_raft(struct agent *a, uint64_t id, bool bootstrap, char *errmsg)
@@ -105,6 +168,7 @@ static int start_raft(struct agent *a, uint64_t id, bool bootstrap, char *errmsg
         return rv;
     }
     a->cons_open = true;
+    a->cons.host.pick_voter = pick_voter;
     a->phase = AGENT_PHASE_RUNNING;
     log_info("raft started (id=%llu address=%s data_dir=%s)", (unsigned long long)id,
              a->conf.raft.listen, a->conf.raft.data_dir);
@@ -871,6 +935,11 @@ static void ha_tick(struct agent *a)
     /* The lease is judged afresh before any decision: after a pause (SIGSTOP, a stalled VM) the
      * first thing this agent does is fence, never act on a lease it no longer holds. */
     fence_tick(a);
+    if (a->cons.diverged) {
+        /* Its replicated state cannot be trusted: no decision, no record; the fence still runs
+         * and leadership is handed away (cons_storage_tick). */
+        return;
+    }
     if (a->pg_frozen) {
         /* The soft layer holds: the lease comes back (resume, nothing to decide) or ends (the
          * hard layer stops the server); a decision now would act on a server that cannot. */
@@ -1071,6 +1140,17 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
     }
     if (sodium_init() < 0) {
         return rpg_err(errmsg, RPG_EIO, "cannot initialise libsodium");
+    }
+    struct stat dir_st;
+    if (stat(a->conf.raft.data_dir, &dir_st) == 0) {
+        /* Refused here, before any lookup: a directory that cannot hold the log (or would load
+         * it wrongly) is the first thing the operator must hear about. */
+        size_t segment_size = 0;
+        uint64_t free_bytes = 0;
+        rv = cons_storage_check(a->conf.raft.data_dir, &segment_size, &free_bytes, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
     }
 
     rv = http_server_start(&a->api, loop, a->conf.restapi.listen, api_handle, a, errmsg);

@@ -159,6 +159,32 @@ json_t *agent_status_json(const struct agent *a)
                                       watchdog_is_armed(&a->watchdog), "error",
                                       a->watchdog_error));
     }
+    if (a->cons_open) {
+        /* Raft storage health and the state checksum peers compare (storage.h). */
+        const struct cons *c = &a->cons;
+        rpg_msec now = cons_uv_clock_ms();
+        json_t *rs = json_pack(
+            "{s:b, s:s, s:s, s:i, s:I, s:b, s:I, s:I}", "ok", !c->storage.failed, "dir",
+            a->conf.raft.data_dir, "error", c->storage.error, "errno", c->storage.err_no,
+            "failing_ms",
+            (json_int_t)(c->storage.failed && now > c->storage.since ? now - c->storage.since : 0),
+            "low_space", c->storage.low, "segment_size", (json_int_t)c->storage.segment_size,
+            "write_errors", (json_int_t)c->storage.n_raft_errors);
+        json_object_set_new(rs, "free_bytes", c->storage.measured
+                                                  ? json_integer((json_int_t)c->storage.free_bytes)
+                                                  : json_null());
+        json_object_set_new(o, "raft_storage", rs);
+        struct fsm_sum sum;
+        char hex[24] = "";
+        bool has_sum = fsm_sum_latest(&c->fsm, &sum);
+        if (has_sum) {
+            snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sum.sum);
+        }
+        json_object_set_new(o, "state",
+                            json_pack("{s:I, s:s, s:b, s:s}", "applied_index",
+                                      (json_int_t)(has_sum ? sum.index : 0), "checksum", hex,
+                                      "diverged", c->diverged, "detail", a->diverged_detail));
+    }
     json_object_set_new(o, "tags",
                         json_pack("{s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
                                   "nosync", a->conf.tags.nosync, "failover_priority",
@@ -223,18 +249,28 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
     snprintf(url, sizeof url, "http://%s/", api_address);
     const char *raft_role = "unknown";
     const char *state = "unknown";
+    const char *storage = "unknown";
+    const char *storage_error = "";
     uint64_t term = 0;
     bool self = strcmp(name, a->conf.name) == 0;
     if (self) {
         raft_role = cons_role_name(a->cons_open ? a->cons.role : CONS_ROLE_UNAVAILABLE);
         state = agent_phase_name(a->phase);
         term = a->cons_open ? a->cons.term : 0;
+        if (a->cons_open) {
+            storage = a->cons.diverged        ? "diverged"
+                      : a->cons.storage.failed ? "failing"
+                                               : "ok";
+            storage_error = a->cons.diverged ? a->diverged_detail : a->cons.storage.error;
+        }
     } else {
         const struct peer_status *p = peers_get(&a->peers, name);
         if (p != NULL && p->reachable) {
             raft_role = p->raft_role;
             state = p->phase;
             term = p->term;
+            storage = p->diverged ? "diverged" : p->storage_failed ? "failing" : "ok";
+            storage_error = p->storage_error;
         } else if (p != NULL && p->last_seen != 0) {
             state = "unreachable";
         } else if (p != NULL && p->error[0] != '\0') {
@@ -268,6 +304,11 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
         a->cons_open && st->initialized && id != 0 ? fsm_state_member_by_id(st, id) : NULL;
     json_object_set_new(m, "raft_state",
                         json_boolean(fm != NULL && (fm->tags & FSM_TAG_RAFT_STATE) != 0));
+    /* "ok", "failing" (its Raft directory cannot persist), "diverged" or "unknown". */
+    json_object_set_new(m, "raft_storage", json_string(storage));
+    if (storage_error[0] != '\0') {
+        json_object_set_new(m, "raft_storage_error", json_string(storage_error));
+    }
     if (has_pg) {
         char pghost[FSM_ADDR_MAX];
         uint16_t port = 0;

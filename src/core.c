@@ -75,6 +75,8 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         h->unwritable = p->pg_unwritable;
         h->nofailover = p->nofailover;
         h->failover_priority = p->failover_priority;
+        h->storage_failed = p->storage_failed;
+        h->diverged = p->diverged;
     }
     return n;
 }

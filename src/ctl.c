@@ -186,8 +186,8 @@ static int cmd_list(struct ctl *c, bool as_json)
         }
     }
     const char *hdr[] = {"Member", "Id", "Host", "Role", "State", "TL", "Lag", "Voting", "Term",
-                         "Raft"};
-    enum { NCOL = 10 };
+                         "Raft", "Storage"};
+    enum { NCOL = 11 };
     size_t width[NCOL];
     for (int i = 0; i < NCOL; i++) {
         width[i] = strlen(hdr[i]);
@@ -225,6 +225,7 @@ static int cmd_list(struct ctl *c, bool as_json)
         snprintf(cells[r][7], 80, "%s", str_or(m, "voting", ""));
         snprintf(cells[r][8], 80, "%lld", (long long)json_integer_value(json_object_get(m, "term")));
         snprintf(cells[r][9], 80, "%s", str_or(m, "raft_address", ""));
+        snprintf(cells[r][10], 80, "%s", str_or(m, "raft_storage", ""));
         for (int i = 0; i < NCOL; i++) {
             size_t l = strlen(cells[r][i]);
             width[i] = l > width[i] ? l : width[i];
@@ -246,6 +247,15 @@ static int cmd_list(struct ctl *c, bool as_json)
             printf("%s%-*s", i ? " | " : "| ", (int)width[i], cells[r][i]);
         }
         printf(" |\n");
+    }
+    /* A member that cannot persist its Raft log, or whose state diverged, says why. */
+    for (size_t r = 0; r < n; r++) {
+        json_t *m = json_array_get(members, r);
+        const char *err = str_or(m, "raft_storage_error", "");
+        if (err[0] != '\0') {
+            printf("%s: raft storage %s: %s\n", str_or(m, "name", "?"),
+                   str_or(m, "raft_storage", "?"), err);
+        }
     }
     free(cells);
     json_decref(cluster);

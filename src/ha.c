@@ -133,6 +133,10 @@ static bool peer_promotable(const struct ha_input *in, const struct ha_peer *p, 
         *why = "postgresql fails to start";
     } else if (p->unwritable) {
         *why = "its server cannot write";
+    } else if (p->storage_failed) {
+        *why = "its raft storage cannot persist";
+    } else if (p->diverged) {
+        *why = "its replicated state differs from the other members'";
     } else if (p->pg_state != HA_PG_RUNNING || !p->in_recovery) {
         *why = "not a running standby";
     } else if (p->system_id != in->state->system_id) {

@@ -73,6 +73,15 @@ static void poll_work(uv_work_t *w)
         s->nosync = json_is_true(json_object_get(tags, "nosync"));
         json_t *prio = json_object_get(tags, "failover_priority");
         s->failover_priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
+        json_t *rs = json_object_get(o, "raft_storage");
+        s->storage_failed = json_is_object(rs) && json_is_false(json_object_get(rs, "ok"));
+        copy_str(s->storage_error, sizeof s->storage_error, rs, "error");
+        json_t *st = json_object_get(o, "state");
+        const char *sum = json_string_value(json_object_get(st, "checksum"));
+        s->state_known = sum != NULL && sum[0] != '\0';
+        s->state_index = (uint64_t)json_integer_value(json_object_get(st, "applied_index"));
+        s->state_sum = s->state_known ? strtoull(sum, NULL, 16) : 0;
+        s->diverged = json_is_true(json_object_get(st, "diverged"));
         s->reachable = true;
         s->error[0] = '\0';
         json_decref(o);

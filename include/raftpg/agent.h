@@ -94,6 +94,9 @@ struct agent {
     struct watchdog watchdog;
     bool watchdog_ok;          /* armed when it must be, or not required */
     char watchdog_error[RPG_ERRMSG_SIZE];             /* shutdown waits for PostgreSQL to stop */
+    /* The state-checksum comparison with the peers (storage.h): why this member is held to have
+     * diverged (cons.diverged), for the log and the API. */
+    char diverged_detail[RPG_ERRMSG_SIZE];
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and

@@ -54,6 +54,9 @@ struct cons_params {
 struct cons_host {
     rpg_msec (*now)(struct cons *c);
     rpg_msec (*raft_time)(struct cons *c, raft_time t);
+    /* A voter to hand leadership to when this leader cannot persist: one whose storage and
+     * state are healthy, 0 to let libraft pick. May be NULL. */
+    uint64_t (*pick_voter)(struct cons *c, void *data);
     cons_change_cb on_change;
     void *data; /* passed to on_change; the hooks may read it through c->host */
 };
@@ -102,6 +105,42 @@ struct cons {
     /* Follower side: when this node last heard from a leader (0: never since attach). */
     rpg_msec last_heard_leader;
     rpg_msec started_at; /* node clock at attach */
+
+    /* Raft storage health (storage.h): the host's probes of the directory and libraft's write
+     * results. failed: this node cannot persist its log now. Logged once per episode. */
+    struct {
+        bool failed;
+        char error[RPG_ERRMSG_SIZE]; /* what failed, with the path and errno */
+        int err_no;                  /* 0 when the failure came from libraft without one */
+        rpg_msec since;              /* node clock when it started failing */
+        bool probe_failed;           /* the host's write probe failed */
+        char probe_error[RPG_ERRMSG_SIZE];
+        int probe_errno;
+        bool raft_failing;           /* libraft reported a failed write since the last success */
+        char raft_error[RPG_ERRMSG_SIZE];
+        unsigned n_raft_errors;
+        bool low;                    /* free space below STORAGE_SEGMENTS_LOW segments */
+        bool measured;               /* free_bytes is known */
+        uint64_t free_bytes;
+        size_t segment_size;
+        const char *dir;             /* borrowed */
+        /* libraft received entries it could not persist (a failed write, or entries held in
+         * memory past last_stored while the directory fails): the log on disk may have a gap
+         * that a restart would load shifted. Recorded in STORAGE_FAULT_FILE by the host. */
+        bool lost_writes;
+        char lost_what[RPG_ERRMSG_SIZE];
+        bool lost_recorded;          /* the host wrote the record */
+        bool lag_seen;
+        uint64_t lag_stored;
+    } storage;
+    /* The member's state differs from the others' at the same index (set by the host from the
+     * checksums members exchange): it acts no more and hands leadership away. */
+    bool diverged;
+    /* Leader side of storage faults: when it last confirmed a write (or became leader) and
+     * when it handed leadership over because of one (0: not yet). */
+    rpg_msec write_confirmed;
+    rpg_msec stepdown_transfer_at;
+    unsigned n_stepdowns;   /* leadership handed over because of storage or divergence */
 
     /* Set by the host when Raft cannot start (a corrupt log, say); on_change then fires. */
     bool failed;
@@ -167,6 +206,18 @@ int cons_transfer(struct cons *c, uint64_t id, char *errmsg);
 /* The end of this leader's lease on the node clock, 0 when it holds none (not leader, or no
  * majority confirmed it recently). */
 rpg_msec cons_lease_until(const struct cons *c);
+
+/* The host's probe of the Raft directory: rc 0 or the failure (errmsg with the path, err_no);
+ * free_bytes of the file system (measured false when statvfs failed). Updates c->storage and
+ * logs the transitions once. */
+void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg, bool measured,
+                         uint64_t free_bytes);
+
+/* Leader only: applies storage_leader_decide to this leader (storage failing, diverged, or no
+ * write confirmed for the bound): transfers leadership to host.pick_voter's choice, and if it
+ * is still leader after the bound, sets failed with a message and fires on_change so the host
+ * leaves the group. Call every few hundred ms. */
+void cons_storage_tick(struct cons *c);
 
 /* Observations for the API. */
 uint64_t cons_commit_index(const struct cons *c);

@@ -35,6 +35,14 @@ int cons_identity_write(const char *dir, const char *scope, const char *name, ui
  * identity and the bootstrap leaves only that). Absent or empty: false. */
 int cons_has_raft_state(const char *dir, bool *has, char *errmsg);
 
+/* Checks the Raft directory (which must exist) before Raft starts: no record of lost entries
+ * (storage_check_fault), no leftover open segments (storage_check_segments) and room for the
+ * raft log, with *segment_size the open-segment size that fits (storage_segment_size) in
+ * *free_bytes (open segments included). RPG_ECORRUPT or RPG_EIO with a message naming the
+ * directory, the files or the sizes, and the remedy. */
+int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_bytes,
+                       char *errmsg);
+
 /* Starts Raft as server id. With bootstrap (a configured initial member of a cluster that does
  * not exist yet), bootstraps the configured members as voters first unless the directory already
  * holds Raft state (never bootstraps twice). Returns 0 or a negative code; on error nothing is

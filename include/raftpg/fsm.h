@@ -168,6 +168,19 @@ int fsm_state_decode(const void *buf, size_t len, struct fsm_state *s, char *err
 /* Deep equality of two states (for tests and restore checks). */
 bool fsm_state_equal(const struct fsm_state *a, const struct fsm_state *b);
 
+/* A checksum of the whole state (FNV-1a 64 over its snapshot encoding): equal states give equal
+ * checksums on every member. */
+uint64_t fsm_state_checksum(const struct fsm_state *s);
+
+/* The state's checksum after the entry at index was applied. */
+struct fsm_sum {
+    uint64_t index;
+    uint64_t sum;
+};
+/* How many recent checksums a state machine keeps, so that members polled at different moments
+ * still find an index they both applied. */
+#define FSM_SUMS_MAX 64
+
 /* A libraft state machine (version 1) over *state (borrowed, must outlive fsm).
  * apply never fails towards libraft (a non-zero return would stall 0.15's apply loop): a rejected
  * command still counts as applied, and *result carries the code as (void *)(intptr_t)rc, 0 on
@@ -176,8 +189,22 @@ struct fsm {
     struct raft_fsm raft;     /* must be first: libraft hands back &raft */
     struct fsm_state *state;  /* borrowed */
     char last_error[RPG_ERRMSG_SIZE]; /* last rejected command, or failed snapshot/restore */
+    /* The server applying entries (set by its owner, may be NULL): each apply records the
+     * checksum at the entry's index (libraft advances last_applied after apply returns). */
+    struct raft *server;
+    struct fsm_sum sums[FSM_SUMS_MAX]; /* ring of the most recent checksums */
+    unsigned n_sums;
+    unsigned next_sum;
+    bool restored; /* a snapshot was restored: its index is known once libraft sets it */
 };
 void fsm_init(struct fsm *f, struct fsm_state *state);
+/* Records the checksum of the current state at index (after a restore, the owner calls it with
+ * the snapshot's index once libraft has set it). */
+void fsm_sum_record(struct fsm *f, uint64_t index);
+/* The checksum recorded at index, if still kept. */
+bool fsm_sum_at(const struct fsm *f, uint64_t index, uint64_t *sum);
+/* The most recent checksum; false when none was recorded yet. */
+bool fsm_sum_latest(const struct fsm *f, struct fsm_sum *out);
 static inline int fsm_result_code(void *result)
 {
     return (int)(intptr_t)result;

@@ -78,6 +78,8 @@ struct ha_peer {
     bool unwritable; /* it reports that its server cannot write */
     bool nofailover;
     int failover_priority;
+    bool storage_failed;           /* its Raft directory cannot persist */
+    bool diverged;                 /* its replicated state differs from the others' */
 };
 
 struct ha_input {

@@ -44,6 +44,13 @@ struct peer_status {
     bool nofailover;
     bool nosync;
     int failover_priority;
+    /* Its Raft storage and replicated state, as it reports them. */
+    bool storage_failed;
+    char storage_error[RPG_ERRMSG_SIZE];
+    bool state_known;       /* it reported a checksum */
+    uint64_t state_index;   /* the applied index of ... */
+    uint64_t state_sum;     /* ... this checksum of its replicated state */
+    bool diverged;          /* it found its state differs from the others' */
 };
 
 struct peers {

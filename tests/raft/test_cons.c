@@ -151,6 +151,7 @@ static void step(struct cluster *cl)
     if (now >= cl->next_reconcile) {
         for (unsigned i = 0; i < cl->n; i++) {
             cons_reconcile(&cl->cons[i]);
+            cons_storage_tick(&cl->cons[i]);
         }
         cl->next_reconcile = now + RECONCILE_MS;
     }
@@ -499,6 +500,107 @@ static void test_members_holding_entries_are_recorded(void **state)
     assert_true(run_until(cl, tagged, &third, WAIT_MS));
 }
 
+/* Every member's state checksum at an index equals the leader's at that index, including a
+ * member that caught up from a snapshot (its checksum then starts at the snapshot's index). */
+static void test_state_checksums_agree_at_the_same_index(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    for (unsigned i = 0; i < cl->n; i++) {
+        raft_set_snapshot_threshold(raft_fixture_get(&cl->f, i), 8);
+        raft_set_snapshot_trailing(raft_fixture_get(&cl->f, i), 2);
+    }
+    raft_fixture_kill(&cl->f, 2);
+    cons_detach(&cl->cons[2]);
+    int l = ready_leader(cl);
+    assert_true(l == 0 || l == 1);
+    char errmsg[RPG_ERRMSG_SIZE];
+    for (unsigned k = 0; k < 30; k++) {
+        struct fsm_cmd cmd;
+        memset(&cmd, 0, sizeof cmd);
+        cmd.type = FSM_CMD_SET_WAL_BOUND;
+        cmd.u.set_wal_bound.position = 1000 + k;
+        cmd.u.set_wal_bound.timeline = 1;
+        assert_int_equal(cons_submit(&cl->cons[l], &cmd, NULL, NULL, errmsg), 0);
+        run_for(cl, 50);
+    }
+    raft_fixture_revive(&cl->f, 2);
+    attach(cl, 2);
+    run_for(cl, 3000);
+    struct fsm_sum lead, other;
+    assert_true(fsm_sum_latest(&cl->cons[l].fsm, &lead));
+    assert_int_equal(lead.sum, fsm_state_checksum(&cl->cons[l].state));
+    for (unsigned i = 0; i < cl->n; i++) {
+        assert_true(fsm_sum_latest(&cl->cons[i].fsm, &other));
+        assert_int_equal(other.index, lead.index);
+        assert_int_equal(other.sum, lead.sum);
+        assert_true(fsm_state_equal(&cl->cons[i].state, &cl->cons[l].state));
+    }
+    /* The restarted member restored a snapshot: its oldest checksum is at an index the leader
+     * also recorded, with the same value. */
+    const struct fsm *f = &cl->cons[2].fsm;
+    unsigned checked = 0;
+    for (unsigned k = 0; k < f->n_sums; k++) {
+        uint64_t sum = 0;
+        if (fsm_sum_at(&cl->cons[l].fsm, f->sums[k].index, &sum)) {
+            assert_int_equal(sum, f->sums[k].sum);
+            checked++;
+        }
+    }
+    assert_true(checked >= 1);
+    assert_true(raft_fixture_get(&cl->f, 2)->log.snapshot.last_index > 0);
+}
+
+static bool leader_is_not(struct cluster *cl, void *arg)
+{
+    int l = ready_leader(cl);
+    return l >= 0 && l != *(int *)arg && cl->cons[*(int *)arg].role != CONS_ROLE_LEADER;
+}
+
+/* A leader whose storage fails (libraft 0.15 keeps it leader) hands leadership over within the
+ * bound, to the voter the host picks. */
+static void test_leader_that_cannot_persist_hands_over(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    cons_storage_report(&cl->cons[l], RPG_EIO, 28, "write /raft/raftpg.probe: No space left "
+                        "on device (errno=28)", true, 0);
+    assert_true(cl->cons[l].storage.failed);
+    rpg_msec t0 = (rpg_msec)cl->f.time;
+    assert_true(run_until(cl, leader_is_not, &l, 3 * ET_MS));
+    assert_true((rpg_msec)cl->f.time - t0 <= 3 * ET_MS);
+    assert_int_equal(cl->cons[l].n_stepdowns, 1);
+    assert_false(cl->cons[l].failed);
+    assert_int_equal(cl->overlaps, 0);
+}
+
+/* So does a leader whose replicated state diverged. */
+static void test_diverged_leader_hands_over(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    cl->cons[l].diverged = true;
+    assert_true(run_until(cl, leader_is_not, &l, 3 * ET_MS));
+    assert_int_equal(cl->cons[l].n_stepdowns, 1);
+    assert_false(cl->cons[l].failed);
+}
+
+/* A healthy leader stays. */
+static void test_healthy_leader_stays(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    run_for(cl, 10 * ET_MS);
+    assert_int_equal(ready_leader(cl), l);
+    assert_int_equal(cl->cons[l].n_stepdowns, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -513,6 +615,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_removed_leader_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detached_request_completes_silently, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_state_checksums_agree_at_the_same_index, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_leader_that_cannot_persist_hands_over, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_diverged_leader_hands_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_healthy_leader_stays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_members_holding_entries_are_recorded, setup,
                                         teardown),
     };

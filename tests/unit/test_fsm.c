@@ -1740,6 +1740,54 @@ static void test_apply_member_seen_sets_the_tag(void **state)
     assert_string_equal(errmsg, "member_seen rejected: no member with id 99");
 }
 
+/* Equal states give equal checksums; the found divergence (wal_bound) changes it. */
+static void test_checksum_follows_the_state(void **state)
+{
+    (void)state;
+    struct fsm_state a, b;
+    fsm_state_init(&a);
+    fsm_state_init(&b);
+    assert_int_equal(fsm_state_checksum(&a), fsm_state_checksum(&b));
+    a.wal_bound = 85733096;
+    b.wal_bound = 85824168;
+    assert_int_not_equal(fsm_state_checksum(&a), fsm_state_checksum(&b));
+    b.wal_bound = 85733096;
+    assert_int_equal(fsm_state_checksum(&a), fsm_state_checksum(&b));
+    b.n_applied++;
+    assert_int_not_equal(fsm_state_checksum(&a), fsm_state_checksum(&b));
+}
+
+/* The ring keeps the last FSM_SUMS_MAX checksums, found by index; a restore forgets them. */
+static void test_checksum_ring(void **state)
+{
+    (void)state;
+    struct fsm_state s;
+    struct fsm f;
+    fsm_state_init(&s);
+    fsm_init(&f, &s);
+    struct fsm_sum latest;
+    uint64_t sum = 0;
+    assert_false(fsm_sum_latest(&f, &latest));
+    for (uint64_t i = 1; i <= FSM_SUMS_MAX + 10; i++) {
+        s.n_applied = i;
+        fsm_sum_record(&f, i + 100);
+    }
+    assert_true(fsm_sum_latest(&f, &latest));
+    assert_int_equal(latest.index, FSM_SUMS_MAX + 110);
+    assert_int_equal(latest.sum, fsm_state_checksum(&s));
+    assert_false(fsm_sum_at(&f, 110, &sum));
+    assert_true(fsm_sum_at(&f, 111, &sum));
+    s.n_applied = 11;
+    assert_int_equal(sum, fsm_state_checksum(&s));
+
+    struct raft_buffer snap;
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(fsm_state_encode(&s, &snap, errmsg), 0);
+    assert_int_equal(f.raft.restore(&f.raft, &snap), 0);
+    assert_true(f.restored);
+    assert_false(fsm_sum_latest(&f, &latest));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1841,6 +1889,8 @@ int main(void)
         cmocka_unit_test(test_raft_restore_failure_keeps_state_and_buffer),
         cmocka_unit_test(test_cmd_roundtrip_member_seen),
         cmocka_unit_test(test_apply_member_seen_sets_the_tag),
+        cmocka_unit_test(test_checksum_follows_the_state),
+        cmocka_unit_test(test_checksum_ring),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

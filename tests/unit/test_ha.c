@@ -1123,6 +1123,27 @@ static void test_candidate_failing_peer_skipped(void **state)
     assert_chosen(&c, "node1");
 }
 
+/* A peer ahead whose Raft storage cannot persist, or whose replicated state diverged, is passed
+ * over; the same peer healthy is chosen. */
+static void test_candidate_peer_with_failing_storage_skipped(void **state)
+{
+    (void)state;
+    struct world w;
+    struct choice c;
+    world_takeover(&w);
+    peer(&w, "node3")->wal_position = 5000;
+    peer(&w, "node3")->storage_failed = true;
+    choose(&w, true, &c);
+    assert_chosen(&c, "node1");
+    peer(&w, "node3")->storage_failed = false;
+    peer(&w, "node3")->diverged = true;
+    choose(&w, true, &c);
+    assert_chosen(&c, "node1");
+    peer(&w, "node3")->diverged = false;
+    choose(&w, true, &c);
+    assert_chosen(&c, "node3");
+}
+
 static void test_candidate_peer_below_failure_limit_chosen(void **state)
 {
     (void)state;
@@ -2414,6 +2435,7 @@ int main(void)
         cmocka_unit_test(test_candidate_higher_timeline_beats_higher_wal_position),
         cmocka_unit_test(test_candidate_self_higher_timeline_beats_peer_higher_wal),
         cmocka_unit_test(test_candidate_failing_peer_skipped),
+        cmocka_unit_test(test_candidate_peer_with_failing_storage_skipped),
         cmocka_unit_test(test_candidate_peer_below_failure_limit_chosen),
         cmocka_unit_test(test_candidate_self_not_eligible_gives_best_peer),
         cmocka_unit_test(test_candidate_nobody_eligible_gives_null_without_wait),

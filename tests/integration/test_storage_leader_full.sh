@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Storage faults (issue 18, item 1): the Raft leader's directory fills up under numbered writes.
+# libraft 0.15 would keep it leader with a frozen commit index; the agent must hand leadership
+# over, a new primary must accept writes within a bound, no acknowledged row may be lost, and
+# the full node must say so once in its log, on /status and in `ctl list`.
+# Each node's Raft directory is a tmpfs made here and unmounted at the end (root only).
+T_PG=1
+source "$(dirname "$0")/lib.sh"
+[ "$(id -u)" -eq 0 ] || { echo "FAIL: needs root (tmpfs mounts)"; exit 1; }
+BOUND_S=${STORAGE_BOUND_S:-30}
+t_pick_ports
+
+MOUNTS=()
+mount_tmpfs() { # DIR SIZE
+  mkdir -p "$1"
+  mount -t tmpfs -o "size=$2,mode=0700,uid=$(id -u postgres),gid=$(id -g postgres)" tmpfs "$1"
+  MOUNTS+=("$1")
+}
+for i in 1 2 3; do
+  mkdir -p "$T_DIR/node$i"; chown postgres:postgres "$T_DIR/node$i"
+  mount_tmpfs "$T_DIR/node$i/raft" 32m
+done
+
+WPID=
+stop_writer() { [ -z "$WPID" ] || { touch "$T_DIR/stop"; wait "$WPID" 2>/dev/null || true; WPID=; }; }
+cleanup_all() {
+  local rc=$? n m
+  stop_writer
+  for n in "${!T_PIDS[@]}"; do kill -KILL "${T_PIDS[$n]}" 2>/dev/null || true; done
+  for n in "${!T_PIDS[@]}"; do wait "${T_PIDS[$n]}" 2>/dev/null || true; done
+  t_kill_all_pg
+  for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+  # t_cleanup shows the logs when the test failed; a set -e exit counts as one.
+  [ "$rc" -eq 0 ] || T_FAILED=1
+  t_cleanup
+}
+trap cleanup_all EXIT
+
+for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
+t_wait 60 "a healthy cluster" t_pg_healthy 1 2 3
+P=$(t_pg_primary 1); Pi=${P#node}
+t_check "the leader chose a segment size that fits its 32 MiB directory" \
+  grep -q "open_segment_size=2097152 bytes" "$T_DIR/$P.log"
+t_psql "$Pi" -c "CREATE TABLE w (id bigint PRIMARY KEY)"
+
+ACKED="$T_DIR/acked"
+: >"$ACKED"
+# One INSERT per psql call against whichever node accepts it; an id is recorded only once its
+# commit was acknowledged. Bounded by a deadline and the stop file.
+writer() {
+  local id=1 deadline=$((SECONDS + 600)) i
+  while [ $SECONDS -lt $deadline ] && [ ! -f "$T_DIR/stop" ]; do
+    for i in 1 2 3; do
+      if PGCONNECT_TIMEOUT=1 timeout -s KILL 4 psql -X -q -A -t -h 127.0.0.1 \
+           -p "$(t_pg_port "$i")" -U postgres -d postgres \
+           -c "INSERT INTO w VALUES ($id)" >/dev/null 2>&1; then
+        echo "$id" >>"$ACKED"
+        break
+      fi
+    done
+    id=$((id + 1))
+    sleep 0.01
+  done
+}
+writer &
+WPID=$!
+acked_after() { [ "$(wc -l <"$ACKED")" -gt "$1" ]; }
+t_wait 20 "writes acknowledged before the fault" acked_after 10
+
+# Fill the leader's Raft directory: dd stops at ENOSPC.
+t_log "filling $P's raft directory"
+t0=$(date +%s%N)
+dd if=/dev/zero of="$T_DIR/$P/raft/fill" bs=64k 2>/dev/null || true
+O=1; [ "$O" = "$Pi" ] && O=2
+np() { local p; p=$(t_pg_primary "$O"); [ -n "$p" ] && [ "$p" != "$P" ] && echo "$p"; }
+t_wait "$BOUND_S" "a new primary after $P's raft directory filled" np
+NP=$(np); NPi=${NP#node}
+n0=$(wc -l <"$ACKED")
+t_wait 30 "a write acknowledged by the new primary" acked_after "$n0"
+t1=$(date +%s%N)
+t_log "raft directory of $P full: new primary $NP accepting writes after $(( (t1 - t0) / 1000000 )) ms"
+t_check "a new primary within ${BOUND_S}s" test $(( (t1 - t0) / 1000000000 )) -lt "$BOUND_S"
+
+t_check "the full node logged the failure with its path and errno" \
+  grep -qE "raft storage cannot persist: .*$T_DIR/$P/raft.*errno=28" "$T_DIR/$P.log"
+t_check "... once" t_eq "$(grep -c 'raft storage cannot persist' "$T_DIR/$P.log")" 1
+t_check "it handed leadership over" grep -q "leader steps aside" "$T_DIR/$P.log"
+if t_alive "$Pi"; then
+  st=$(curl -s "http://$(t_api_addr "$Pi")/status")
+  t_check "its /status says the storage fails" t_eq "$(jq -r '.raft_storage.ok' <<<"$st")" false
+  t_check "ctl list shows it failing" \
+    t_eq "$(t_jq "$NPi" ".members[] | select(.name == \"$P\") | .raft_storage")" failing
+  t_check "ctl list says why" \
+    t_contains "$("$T_BIN" ctl --api "$(t_api_addr "$NPi")" list)" "$P: raft storage failing:"
+else
+  t_check "the full node left with a clear message" grep -q "leaving the raft group" "$T_DIR/$P.log"
+fi
+
+sleep 1
+stop_writer
+acked_now=$(sort -n "$ACKED" | tr '\n' ',' | sed 's/,$//')
+missing=$(t_psql "$NPi" -c "SELECT string_agg(a::text, ',') FROM unnest(ARRAY[${acked_now:-0}]::bigint[]) a WHERE NOT EXISTS (SELECT 1 FROM w WHERE id = a)")
+t_log "acknowledged rows: $(wc -l <"$ACKED"), missing on $NP: ${missing:-none}"
+t_check "no acknowledged row lost" t_eq "$missing" ""
+
+# Space freed: the node persists again and says so.
+rm -f "$T_DIR/$P/raft/fill"
+if t_alive "$Pi"; then
+  t_wait 20 "$P's storage recovered" grep -q "raft storage persists again" "$T_DIR/$P.log"
+fi
+for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
+t_done

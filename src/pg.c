@@ -1252,36 +1252,6 @@ static int pid_working_in(const char *data_dir)
     return found;
 }
 
-/* A postmaster.pid whose process is no server working in data_dir: a killed postmaster not yet
- * reaped (a zombie still answers kill(pid, 0)) or its number reused by another program. Both
- * PostgreSQL and pg_rewind's single-user recovery refuse to start beside such a file, so it is
- * removed, but only when no PostgreSQL process at all works in the directory. */
-static void remove_stale_pidfile(const char *data_dir)
-{
-    char path[PATH_MAX + 32], buf[64];
-    fmt_str(path, sizeof path, "%s/postmaster.pid", data_dir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return;
-    }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    long pid = strtol(buf, NULL, 10);
-    if (pid <= 0 || pid > INT32_MAX || pid_working_in(data_dir) != 0) {
-        return;
-    }
-    const char *what = kill((pid_t)pid, 0) != 0  ? "is gone"
-                       : parent_of(pid) == 0     ? "has exited and is not reaped yet"
-                       : !is_postgres(pid)       ? "is another program now"
-                                                 : "works in another directory";
-    if (unlink(path) == 0) {
-        log_info("removed stale %s: process %ld %s", path, pid, what);
-    } else if (errno != ENOENT) {
-        log_warning("cannot remove stale %s: %s", path, strerror(errno));
-    }
-}
-
 int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size)
 {
     char path[PATH_MAX + 32], buf[1024];
@@ -1297,7 +1267,12 @@ int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size)
     fclose(f);
     buf[n] = '\0';
     long pid = strtol(buf, NULL, 10);
-    if (pid <= 0 || pid > INT32_MAX || !proc_alive((int)pid)) {
+    /* The file only names a number; whether that is this directory's postmaster the process
+     * table says (a killed server's number may belong to any program by now, and the fence
+     * signals what this returns). */
+    char dir[PATH_MAX];
+    if (pid <= 0 || pid > INT32_MAX || !proc_alive((int)pid) || realpath(data_dir, dir) == NULL ||
+        !works_in(pid, dir) || !is_postgres(pid)) {
         return find_postmaster(data_dir);
     }
     char *line = buf;
@@ -1582,9 +1557,15 @@ static void control_sql(struct pg *p, char *sql)
  * wait) stays a zombie, and PostgreSQL takes the zombie's pid in its lock files for a live
  * server. A zombie runs nothing, so such a lock is stale; PostgreSQL still checks on its own
  * that no backend remains attached to the old shared memory. */
-static void drop_if_zombie(const char *path)
+/* A lock file (postmaster.pid, the socket's .lock) naming a process that still exists but is
+ * no server of data_dir: a killed postmaster nobody has reaped yet (a zombie answers
+ * kill(pid, 0)), or its number taken by another program. PostgreSQL, and pg_rewind's
+ * single-user recovery, refuse to start beside it; so it is removed, but only while no
+ * PostgreSQL process at all works in the directory. A process that is gone is PostgreSQL's own
+ * business: it replaces such a file itself. */
+static void drop_stale_lock(const char *path, const char *data_dir)
 {
-    char buf[32];
+    char buf[32], proc[64];
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         return;
@@ -1593,17 +1574,25 @@ static void drop_if_zombie(const char *path)
     fclose(f);
     buf[n] = '\0';
     long pid = strtol(buf, NULL, 10);
-    if (pid > 0 && pid <= INT32_MAX && kill((pid_t)pid, 0) == 0 && !proc_alive((int)pid)) {
-        log_info("start: %s names pid %ld, which has exited (a zombie): removing it", path, pid);
-        unlink(path);
+    snprintf(proc, sizeof proc, "/proc/%ld", pid);
+    if (pid <= 0 || pid > INT32_MAX || !file_exists(proc) || pid_working_in(data_dir) != 0) {
+        return;
+    }
+    const char *what = parent_of(pid) == 0 ? "has exited and is not reaped yet"
+                       : !is_postgres(pid) ? "is another program now"
+                                           : "is a server of another directory";
+    if (unlink(path) == 0) {
+        log_info("removed stale %s: process %ld %s", path, pid, what);
+    } else if (errno != ENOENT) {
+        log_warning("cannot remove stale %s: %s", path, strerror(errno));
     }
 }
 
-static void drop_zombie_locks(struct pg *p)
+static void drop_stale_locks(struct pg *p)
 {
     char path[PATH_MAX + 32];
     path_in(p, "postmaster.pid", path, sizeof path);
-    drop_if_zombie(path);
+    drop_stale_lock(path, p->conf->postgresql.data_dir);
     /* The socket lock stays beside the data directory even when that directory is gone. */
     uint16_t port = 0;
     if (!param_given(p, "unix_socket_directories") &&
@@ -1611,7 +1600,7 @@ static void drop_zombie_locks(struct pg *p)
         char parent[PATH_MAX];
         socket_dir(p, parent, sizeof parent);
         fmt_str(path, sizeof path, "%s/.s.PGSQL.%u.lock", parent, (unsigned)port);
-        drop_if_zombie(path);
+        drop_stale_lock(path, p->conf->postgresql.data_dir);
     }
 }
 
@@ -1679,7 +1668,7 @@ void pg_drop_reservations(const char *data_dir)
 
 static int pg_ctl_start(struct pg *p)
 {
-    drop_zombie_locks(p);
+    drop_stale_locks(p);
     pg_drop_reservations(p->conf->postgresql.data_dir);
     char bin[PATH_MAX + 32], logf[PATH_MAX + 8], t[16];
     bin_path(p, "pg_ctl", bin, sizeof bin);
@@ -1930,7 +1919,6 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 rv = rpg_err(errmsg, RPG_EBUSY, "a postmaster runs already (pid=%d)", running);
                 break;
             }
-            remove_stale_pidfile(dd);
             if ((rv = write_config(p, p->standby, p->upstream.name[0] ? &p->upstream : NULL,
                                    errmsg)) == 0) {
                 if (pg_ctl_start(p) == 0) {
@@ -2040,7 +2028,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
                              running, dd);
                 break;
             }
-            remove_stale_pidfile(dd);
+            drop_stale_locks(p);
             /* pg_rewind first crash-recovers an unclean directory in single-user mode, which
              * refuses to run with a standby signal ("standby mode is not supported by
              * single-user servers"); the start after the rewind writes it again. */

@@ -4,7 +4,8 @@
 # failover every acknowledged row must be on the new primary. A loss fails with the missing ids.
 # Every old primary must rejoin by pg_rewind, also when its postmaster.pid names a process that
 # still answers kill(pid, 0): in run 1 a zombie (a killed postmaster nobody has reaped yet, as under
-# a slow init), in run 2 another program that took the number.
+# a slow init), in run 2 another program of the agent's user that took the number (which no
+# fence may signal).
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 RUNS=${RPO_RUNS:-20}
@@ -58,9 +59,11 @@ stale_pidfile() {
     pid=$(cat "$T_DIR/zombie")
     grep -q '^State:.*Z' "/proc/$pid/status" || t_fail "process $pid is no zombie"
   else
-    sleep 600 &
+    # The agent's own user: a fence that trusted the file would be allowed to kill it.
+    "${T_RUNAS[@]}" sleep 600 &
     pid=$!
     HOLDERS+=($pid)
+    FOREIGN=$pid
   fi
   kill -0 "$pid" || t_fail "the stand-in process $pid is not there"
   [ -f "$f" ] && sed -i "1s/.*/$pid/" "$f"
@@ -115,6 +118,9 @@ t_check "every old primary rejoined by pg_rewind, none by a clone" \
   t_eq "$(( $(rejoin_lines 'clone: pg_basebackup|reinit:|moved aside') - CLONES_BEFORE ))" 0
 # At least one per failover (a standby that went past a fork is rewound too).
 t_check "a rewind for every failover" test "$(( $(rejoin_lines 'rewind: done') - REWINDS_BEFORE ))" -ge "$RUNS"
+if [ -n "${FOREIGN:-}" ]; then
+  t_check "the program that took the killed postmaster's number was left alone" kill -0 "$FOREIGN"
+fi
 if [ "$(( $(rejoin_lines 'clone: pg_basebackup|reinit:|moved aside') - CLONES_BEFORE ))" -gt 0 ]; then
   echo "why the rewinds failed:"
   grep -hE -A14 'rewind failed; its whole output follows' "$T_DIR"/node*.log | cut -c1-400 || true

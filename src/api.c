@@ -1,8 +1,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "raftpg/agent.h"
 #include "raftpg/api.h"
@@ -935,6 +937,79 @@ static void respond_bootstrap(struct agent *a, struct http_conn *conn, const cha
     free(answer);
 }
 
+/* Nonces of accepted signed requests, kept for as long as their time stamp is acceptable, so
+ * that a captured request cannot be sent again. */
+#define SEEN_NONCES 512
+static struct {
+    char nonce[PROOF_NONCE_HEX + 1];
+    int64_t until_ms;
+} g_seen[SEEN_NONCES];
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *method_name(enum http_method m)
+{
+    switch (m) {
+    case HTTP_M_GET: return "GET";
+    case HTTP_M_HEAD: return "HEAD";
+    case HTTP_M_POST: return "POST";
+    case HTTP_M_PUT: return "PUT";
+    case HTTP_M_PATCH: return "PATCH";
+    case HTTP_M_DELETE: return "DELETE";
+    case HTTP_M_OPTIONS: return "OPTIONS";
+    case HTTP_M_OTHER: break;
+    }
+    return "OTHER";
+}
+
+/* With a cluster secret, a request that changes something must be signed with it (proof.h):
+ * false after answering 401 when it is not. */
+static bool signed_request(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    if (!a->has_secret) {
+        return true;
+    }
+    uint8_t keys[2][CONF_SECRET_SIZE];
+    memcpy(keys[0], a->secret, CONF_SECRET_SIZE);
+    memcpy(keys[1], a->secret_previous, CONF_SECRET_SIZE);
+    char path[2 * HTTP_PATH_MAX + 2], nonce[PROOF_NONCE_HEX + 1], why[160], msg[400];
+    snprintf(path, sizeof path, "%s%s%s", req->path, req->query[0] != '\0' ? "?" : "",
+             req->query);
+    int64_t now = wall_ms();
+    bool ok = proof_check_request((const uint8_t(*)[CONF_SECRET_SIZE])keys,
+                                  a->has_secret_previous ? 2 : 1, a->conf.scope,
+                                  req->authorization, method_name(req->method), path, req->body,
+                                  now, nonce, why, sizeof why);
+    sodium_memzero(keys, sizeof keys);
+    unsigned free_slot = 0;
+    for (unsigned i = 0; ok && i < SEEN_NONCES; i++) {
+        if (g_seen[i].until_ms > now && strcmp(g_seen[i].nonce, nonce) == 0) {
+            snprintf(why, sizeof why, "the request was sent before (a replay)");
+            ok = false;
+        } else if (g_seen[i].until_ms < g_seen[free_slot].until_ms) {
+            free_slot = i;
+        }
+    }
+    if (!ok) {
+        log_warning("api: refused %s %s from %s: %s", method_name(req->method), req->path,
+                    http_conn_peer(conn), why);
+        snprintf(msg, sizeof msg,
+                 "%s: a change needs the cluster secret (raftpg ctl -c CONFIG, or --secret-file "
+                 "FILE)",
+                 why);
+        respond_error(conn, 401, msg);
+        return false;
+    }
+    snprintf(g_seen[free_slot].nonce, sizeof g_seen[free_slot].nonce, "%s", nonce);
+    g_seen[free_slot].until_ms = now + 2 * PROOF_SKEW_MS;
+    return true;
+}
+
 /* ---- routing ----------------------------------------------------------------------------- */
 
 void api_handle(struct http_conn *conn, const struct http_request *req, void *data)
@@ -942,6 +1017,9 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
     struct agent *a = data;
     const char *path = req->path;
     bool get = req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
+    if (!get && req->method != HTTP_M_OPTIONS && !signed_request(a, conn, req)) {
+        return;
+    }
 
     if (strcmp(path, "/cluster") == 0 || strcmp(path, "/") == 0) {
         if (!get) {

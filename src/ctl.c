@@ -4,12 +4,14 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "raftpg/api.h"
 #include "raftpg/conf.h"
 #include "raftpg/ctl.h"
 #include "raftpg/fsm.h"
 #include "raftpg/http.h"
+#include "raftpg/proof.h"
 
 #define CTL_MAX_ENDPOINTS (CONF_MEMBERS_MAX + 2)
 
@@ -17,6 +19,9 @@ struct ctl {
     char endpoints[CTL_MAX_ENDPOINTS][FSM_ADDR_MAX];
     unsigned n_endpoints;
     unsigned timeout_ms;
+    uint8_t key[CONF_SECRET_SIZE]; /* signs changes (proof.h) when has_key */
+    bool has_key;
+    char scope[CONF_NAME_MAX];     /* the cluster's, from its document */
 };
 
 static const char *ctl_usage =
@@ -28,6 +33,8 @@ static const char *ctl_usage =
     "                                                  add a member (spare, then voter)\n"
     "  member remove NAME [--no-wait]                  remove a member\n"
     "  show-config                                     the cluster-wide settings\n"
+    "  sign METHOD PATH [BODY]                         print an Authorization value that\n"
+    "                                                  signs this request (for curl)\n"
     "  edit-config -s KEY=VALUE [-s KEY=VALUE ...]     change them (synchronous_mode,\n"
     "                                                  synchronous_node_count,\n"
     "                                                  synchronous_commit)\n"
@@ -37,6 +44,8 @@ static const char *ctl_usage =
     "  --api HOST:PORT     ask this member's API (may be given several times)\n"
     "  --timeout MS        per-request timeout, and x30 the wait for membership changes\n"
     "                      (default 2000)\n"
+    "  --secret-file FILE  the cluster secret that signs changes (with -c: raft.secret_file\n"
+    "                      of that configuration; also RAFTPG_SECRET_FILE)\n"
     "  the RAFTPG_API environment variable may hold HOST:PORT as well\n";
 
 static double now_s(void)
@@ -273,6 +282,8 @@ static int send_to_leader(struct ctl *c, const char *method, const char *path, c
         }
         char api[FSM_ADDR_MAX];
         int rv = leader_api(cluster, api, sizeof api);
+        const char *scope = json_string_value(json_object_get(cluster, "scope"));
+        snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
         json_decref(cluster);
         if (rv != 0) {
             snprintf(errmsg, RPG_ERRMSG_SIZE, "the cluster has no leader right now");
@@ -281,8 +292,16 @@ static int send_to_leader(struct ctl *c, const char *method, const char *path, c
         }
         char *resp = NULL;
         size_t len = 0;
-        rv = http_request_sync(api, method, path, body, NULL, c->timeout_ms, status, &resp, &len,
-                               errmsg);
+        char auth[PROOF_AUTH_MAX] = "";
+        if (c->has_key) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            proof_sign_request(c->key, c->scope, method, path, body != NULL ? body : "",
+                               (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth,
+                               sizeof auth);
+        }
+        rv = http_request_sync(api, method, path, body, c->has_key ? auth : NULL, c->timeout_ms,
+                               status, &resp, &len, errmsg);
         if (rv != 0) {
             sleep_ms(300);
             continue;
@@ -510,6 +529,7 @@ int ctl_main(int argc, char **argv)
     memset(&c, 0, sizeof c);
     c.timeout_ms = 2000;
     const char *config = NULL;
+    const char *secret_file = getenv("RAFTPG_SECRET_FILE");
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -520,6 +540,8 @@ int ctl_main(int argc, char **argv)
             config = argv[++i];
         } else if (strcmp(a, "--api") == 0 && i + 1 < argc) {
             add_endpoint(&c, argv[++i]);
+        } else if (strcmp(a, "--secret-file") == 0 && i + 1 < argc) {
+            secret_file = argv[++i];
         } else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
             char *end = NULL;
             long v = strtol(argv[++i], &end, 10);
@@ -548,7 +570,34 @@ int ctl_main(int argc, char **argv)
         for (unsigned k = 0; k < conf.raft.n_members; k++) {
             add_endpoint(&c, conf.raft.members[k].api);
         }
+        if (secret_file == NULL && conf.raft.secret_file[0] != '\0') {
+            if (conf_secret_read(&conf, false, true, c.key, errmsg) != 0) {
+                fprintf(stderr, "raftpg ctl: %s\n", errmsg);
+                conf_free(&conf);
+                return 2;
+            }
+            c.has_key = true;
+        }
         conf_free(&conf);
+    }
+    if (secret_file != NULL && secret_file[0] != '\0') {
+        struct conf *sc = calloc(1, sizeof *sc);
+        char errmsg[RPG_ERRMSG_SIZE];
+        if (sc == NULL) {
+            return 2;
+        }
+        snprintf(sc->raft.secret_file, sizeof sc->raft.secret_file, "%s", secret_file);
+        int rv = conf_secret_read(sc, false, true, c.key, errmsg);
+        free(sc);
+        if (rv != 0) {
+            fprintf(stderr, "raftpg ctl: --secret-file: %s\n", errmsg);
+            return 2;
+        }
+        c.has_key = true;
+    }
+    if (c.has_key && sodium_init() < 0) {
+        fprintf(stderr, "raftpg ctl: cannot initialise libsodium\n");
+        return 2;
     }
     add_endpoint(&c, getenv("RAFTPG_API"));
     if (i >= argc) {
@@ -571,6 +620,31 @@ int ctl_main(int argc, char **argv)
             }
         }
         return cmd_list(&c, as_json);
+    }
+    if (strcmp(cmd, "sign") == 0) {
+        if (i + 2 > argc || i + 3 < argc) {
+            fprintf(stderr, "raftpg ctl sign: expected METHOD PATH [BODY]\n");
+            return 2;
+        }
+        if (!c.has_key) {
+            fprintf(stderr, "raftpg ctl sign: no secret: give -c FILE or --secret-file FILE\n");
+            return 2;
+        }
+        char errmsg[RPG_ERRMSG_SIZE], auth[PROOF_AUTH_MAX];
+        json_t *cluster = fetch_cluster(&c, errmsg);
+        const char *scope = json_string_value(json_object_get(cluster, "scope"));
+        if (scope == NULL) {
+            fprintf(stderr, "raftpg ctl sign: %s\n", cluster == NULL ? errmsg : "no scope");
+            json_decref(cluster);
+            return 1;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        proof_sign_request(c.key, scope, argv[i], argv[i + 1], i + 2 < argc ? argv[i + 2] : "",
+                           (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth, sizeof auth);
+        json_decref(cluster);
+        printf("%s\n", auth);
+        return 0;
     }
     if (strcmp(cmd, "show-config") == 0) {
         if (i < argc) {

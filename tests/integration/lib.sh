@@ -88,6 +88,8 @@ t_gen_secret() { "${T_RUNAS[@]}" "$T_BIN" gen-secret "$1"; }
 t_write_conf() {
   local i=$1 n=$2 f="$T_DIR/node$1.yaml"
   if [ -z "${T_NO_SECRET:-}" ] && [ ! -e "$T_SECRET" ]; then t_gen_secret "$T_SECRET"; fi
+  # raftpg ctl signs changes with it (the API refuses unsigned ones when a secret is set).
+  if [ -z "${T_NO_SECRET:-}" ]; then export RAFTPG_SECRET_FILE="$T_SECRET"; fi
   {
     echo "scope: itest"
     echo "name: node$i"

@@ -40,6 +40,29 @@ t_wait 30 "one cluster of three once the real node3 answers" have_leader 1
 t_check "all three bootstrapped the same cluster" \
   bash -c 'for f; do grep -q "bootstrapped raft" "$f" || exit 1; done' _ \
   "$T_DIR/node1.log" "$T_DIR/node2.log" "$T_DIR/node3.log"
-t_check "three voters" t_eq "$(t_jq 1 '[.members[] | select(.voting == "voter")] | length')" 3
+three_voters() { [ "$(t_jq 1 '[.members[] | select(.voting == "voter")] | length')" = 3 ]; }
+t_wait 20 "three voters" three_voters
+
+# Changes through the API need the cluster secret: unsigned, signed with another secret, or
+# with a tampered body, they are refused and change nothing.
+L=$(t_jq 1 '.raft.leader')
+code=$(curl -s -o "$T_DIR/out" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+  -d "{\"name\":\"node9\",\"raft\":\"127.0.0.1:1\",\"api\":\"127.0.0.1:2\"}" \
+  "http://$(t_api_addr "${L#node}")/members")
+t_check "an unsigned member add gets 401" t_eq "$code" 401
+t_check "it says what is needed" grep -q "needs the cluster secret" "$T_DIR/out"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X PATCH -d '{"synchronous_mode":"off"}' \
+  "http://$(t_api_addr "${L#node}")/config")
+t_check "an unsigned configuration change gets 401" t_eq "$code" 401
+"$T_BIN" ctl --api "$(t_api_addr 1)" --secret-file "$T_DIR/stray.secret" member add node9 \
+  --raft 127.0.0.1:1 --api 127.0.0.1:2 --no-wait >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "member add signed with another secret fails" t_eq "$rc" 1
+t_check "with the reason" grep -q "not signed with the cluster secret" "$T_DIR/out"
+t_check "and nothing was added" t_eq "$(t_jq 1 '.members | length')" 3
+"$T_BIN" ctl --api "$(t_api_addr 1)" member add node9 --raft 127.0.0.1:1 --api 127.0.0.1:2 \
+  --no-wait >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "member add signed with the cluster secret succeeds" t_eq "$rc" 0
+"$T_BIN" ctl --api "$(t_api_addr 1)" member remove node9 >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "and so does its removal" t_eq "$rc" 0
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

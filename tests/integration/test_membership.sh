@@ -39,8 +39,19 @@ t_check "removing an unknown member fails" t_eq "$rc" 1
 t_check "unknown member is named" grep -q 'no member named "nosuch"' <<<"$out"
 # A raw malformed request to a member's API gets 400, and the agent keeps running.
 LA=$(t_jq 1 '.raft.leader as $l | .members[] | select(.name == $l) | .api_url' | sed 's|http://||; s|/$||')
-code=$(exec 3<>"/dev/tcp/${LA%:*}/${LA#*:}"; printf 'POST /members HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{"name":1' >&3; head -c 12 <&3 | cut -d' ' -f2)
+# Signed with the cluster secret (changes need it), so that the body is what is judged.
+AUTH=$("$T_BIN" ctl --api "$(t_api_addr 1)" sign POST /members '{"name":1')
+raw_post() {
+  exec 3<>"/dev/tcp/${LA%:*}/${LA#*:}"
+  printf 'POST /members HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nContent-Length: 9\r\n\r\n{"name":1' "$AUTH" >&3
+  head -c 12 <&3 | cut -d' ' -f2
+  exec 3<&-
+}
+code=$(raw_post)
 t_check "malformed JSON gets 400 from the leader" t_eq "$code" 400
+# The same signed request again is a replay.
+code=$(raw_post)
+t_check "a replayed signed request gets 401" t_eq "$code" 401
 
 out=$("$T_BIN" ctl --api "$(t_api_addr 3)" --timeout 1000 member remove node4 2>&1) && rc=0 || rc=$?
 echo "$out"

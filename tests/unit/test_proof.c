@@ -87,6 +87,51 @@ static void test_nonce_shape(void **state)
     assert_false(proof_nonce_valid(longer));
 }
 
+static void test_signed_requests(void **state)
+{
+    (void)state;
+    uint8_t k2[2][CONF_SECRET_SIZE];
+    keys(k2[0], k2[1]);
+    char auth[PROOF_AUTH_MAX], nonce[PROOF_NONCE_HEX + 1], why[160];
+    const char *body = "{\"name\":\"node4\"}";
+    int64_t t = 1765000000000;
+    proof_sign_request(k2[0], "demo", "POST", "/members", body, t, auth, sizeof auth);
+    assert_true(proof_check_request(k2, 1, "demo", auth, "POST", "/members", body, t + 5000,
+                                    nonce, why, sizeof why));
+    assert_true(proof_nonce_valid(nonce));
+    /* Each covered part changed: method, path, body, scope. */
+    assert_false(proof_check_request(k2, 1, "demo", auth, "DELETE", "/members", body, t, nonce,
+                                     why, sizeof why));
+    assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members/x", body, t, nonce,
+                                     why, sizeof why));
+    assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members", "{}", t, nonce,
+                                     why, sizeof why));
+    assert_false(proof_check_request(k2, 1, "other", auth, "POST", "/members", body, t, nonce,
+                                     why, sizeof why));
+    assert_string_equal(why, "the request is not signed with the cluster secret");
+    /* Too old or from the future. */
+    assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members", body,
+                                     t + PROOF_SKEW_MS + 1, nonce, why, sizeof why));
+    assert_non_null(strstr(why, "from this member's clock"));
+    assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members", body,
+                                     t - PROOF_SKEW_MS - 1, nonce, why, sizeof why));
+    /* Signed with the previous secret during a rotation: accepted only when it is offered. */
+    proof_sign_request(k2[1], "demo", "POST", "/members", body, t, auth, sizeof auth);
+    assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members", body, t, nonce,
+                                     why, sizeof why));
+    assert_true(proof_check_request(k2, 2, "demo", auth, "POST", "/members", body, t, nonce,
+                                    why, sizeof why));
+    /* Malformed values. */
+    static const char *const bad[] = {
+        NULL, "", "Basic dXNlcjpwdw==", "Raftpg-MAC ", "Raftpg-MAC t=1,n=2,m=3",
+        "Raftpg-MAC t=x,n=0000000000000000000000000000000000000000000000000000000000000000,m=00",
+    };
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_false(proof_check_request(k2, 2, "demo", bad[i], "POST", "/members", body, t,
+                                         nonce, why, sizeof why));
+    }
+}
+
 int main(void)
 {
     if (sodium_init() < 0) {
@@ -96,6 +141,7 @@ int main(void)
         cmocka_unit_test(test_proof_holds_for_the_same_inputs_only),
         cmocka_unit_test(test_malformed_proofs_fail),
         cmocka_unit_test(test_nonce_shape),
+        cmocka_unit_test(test_signed_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1153,6 +1153,28 @@ static bool works_in(long pid, const char *dir)
     return strcmp(cwd, dir) == 0;
 }
 
+/* Whether pid is a standalone backend (postgres --single, as pg_rewind runs one for crash
+ * recovery): it works in the data directory like a postmaster but accepts no connection, so
+ * it is no server to fence or to wait for. Its postmaster.pid line holds the negated pid. */
+static bool is_single_user(long pid)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
+        buf[n] = '\0';
+        if (strcmp(buf + i, "--single") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static long parent_of(long pid)
 {
     char path[64], buf[512];
@@ -1217,7 +1239,7 @@ static int find_postmaster(const char *data_dir)
             continue;
         }
         long ppid = parent_of(pid);
-        if (ppid > 0 && !(works_in(ppid, dir) && is_postgres(ppid))) {
+        if (ppid > 0 && !(works_in(ppid, dir) && is_postgres(ppid)) && !is_single_user(pid)) {
             last_pid = (int)pid;
             break;
         }

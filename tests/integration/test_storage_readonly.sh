@@ -37,12 +37,13 @@ mkdir -p "$D"
 mount -t tmpfs -o "size=640k,mode=0700,uid=$(id -u postgres),gid=$(id -g postgres)" tmpfs "$D"
 MOUNTS+=("$D")
 
-# node3 is to be a follower: nodes 1 and 2 elect a leader before it starts.
-for i in 1 2 3; do t_write_conf "$i" 3; done
-t_start 1; t_start 2
-leader12() { [ -n "$(t_jq 1 '.raft.leader // empty')" ]; }
+# node3 is to be a follower. A new cluster needs every initial member's answer, so all three
+# start together; node3's election time-out is four times the others', so node1 or node2 leads.
+for i in 1 2; do t_write_conf "$i" 3; done
+T_ELECTION_TIMEOUT=2000 t_write_conf 3 3
+t_start 1; t_start 2; t_start 3
+leader12() { local l; l=$(t_jq 1 '.raft.leader // empty'); [ -n "$l" ] && [ "$l" != node3 ]; }
 t_wait 30 "a leader among node1 and node2" leader12
-t_start 3
 t_wait 60 "a healthy cluster" t_pg_healthy 1 2 3
 P=$(t_pg_primary 1); Pi=${P#node}
 t_check "node3 is not the leader" test "$P" != node3

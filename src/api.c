@@ -306,6 +306,17 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
         a->cons_open && st->initialized && id != 0 ? fsm_state_member_by_id(st, id) : NULL;
     json_object_set_new(m, "raft_state",
                         json_boolean(fm != NULL && (fm->tags & FSM_TAG_RAFT_STATE) != 0));
+    /* Its agent answers under another Raft id than the cluster lists for its name: removed and
+     * added again while it kept running, say. It takes no part until restarted afresh. */
+    const struct peer_status *ps = self ? NULL : peers_get(&a->peers, name);
+    if (ps != NULL && ps->reachable && ps->id != 0 && id != 0 && ps->id != id) {
+        char why[256];
+        snprintf(why, sizeof why,
+                 "its agent runs as raft id %llu, the cluster lists id %llu: stop that agent, "
+                 "move its raft.data_dir aside and start it again (it joins as id %llu)",
+                 (unsigned long long)ps->id, (unsigned long long)id, (unsigned long long)id);
+        json_object_set_new(m, "identity_error", json_string(why));
+    }
     /* "ok", "failing" (its Raft directory cannot persist), "diverged" or "unknown". */
     json_object_set_new(m, "raft_storage", json_string(storage));
     if (storage_error[0] != '\0') {

@@ -73,6 +73,7 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         h->wal_position = p->pg_wal_position;
         h->start_failures = p->pg_start_failures;
         h->unwritable = p->pg_unwritable;
+        h->identity_mismatch = p->id != 0 && m->id != 0 && p->id != m->id;
         h->nofailover = p->nofailover;
         h->failover_priority = p->failover_priority;
         h->storage_failed = p->storage_failed;

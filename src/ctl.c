@@ -265,6 +265,10 @@ static int cmd_list(struct ctl *c, bool as_json)
             printf("%s: raft storage %s: %s\n", str_or(m, "name", "?"),
                    str_or(m, "raft_storage", "?"), err);
         }
+        const char *ident = str_or(m, "identity_error", "");
+        if (ident[0] != '\0') {
+            printf("%s: identity: %s\n", str_or(m, "name", "?"), ident);
+        }
     }
     free(cells);
     json_decref(cluster);
@@ -352,6 +356,60 @@ static bool is_gone(json_t *cluster, const char *name)
     return find_member(cluster, name) == NULL;
 }
 
+/* The leader's own cluster document: its state holds everything committed (a follower's may lag,
+ * an old leader's may be gone). NULL while no leader answers. */
+static json_t *leader_cluster(struct ctl *c)
+{
+    char errmsg[RPG_ERRMSG_SIZE], api[FSM_ADDR_MAX];
+    json_t *any = fetch_cluster(c, errmsg);
+    int rv = any != NULL ? leader_api(any, api, sizeof api) : RPG_ENOTFOUND;
+    json_decref(any);
+    if (rv != 0) {
+        return NULL;
+    }
+    int status = 0;
+    char *body = NULL;
+    size_t len = 0;
+    if (http_request_sync(api, "GET", "/cluster", NULL, NULL, c->timeout_ms, &status, &body, &len,
+                          errmsg) != 0) {
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
+    free(body);
+    json_t *r = json_object_get(o, "raft");
+    bool is_leader = strcmp(str_or(r, "role", ""), "leader") == 0 &&
+                     json_is_true(json_object_get(r, "state_known"));
+    if (!is_leader) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* After a request whose answer was lost (the leader died or changed under it), what did the
+ * cluster commit? 1: done() holds in a leader's state, 0: it does not, -1: no leader answered
+ * in time. */
+static int committed(struct ctl *c, const char *name, bool (*done)(json_t *cluster, const char *name))
+{
+    double deadline = now_s() + (double)c->timeout_ms * 10 / 1000.0;
+    while (now_s() < deadline) {
+        json_t *o = leader_cluster(c);
+        if (o != NULL) {
+            int r = done(o, name) ? 1 : 0;
+            json_decref(o);
+            return r;
+        }
+        sleep_ms(300);
+    }
+    return -1;
+}
+
+static bool is_listed(json_t *cluster, const char *name)
+{
+    return find_member(cluster, name) != NULL;
+}
+
 static int cmd_member_add(struct ctl *c, const char *name, const char *raft, const char *api,
                           bool wait)
 {
@@ -381,8 +439,20 @@ static int cmd_member_add(struct ctl *c, const char *name, const char *raft, con
     int rv = send_to_leader(c, "POST", "/members", body, &status, &answer, errmsg);
     free(body);
     if (rv != 0) {
-        fprintf(stderr, "raftpg ctl member add: %s\n", errmsg);
-        return 1;
+        /* The answer is lost, not necessarily the change: ask the leader's state. */
+        int r = committed(c, name, is_listed);
+        if (r == 1) {
+            printf("member %s added (no answer came: %s; the leader's state lists it)\n", name,
+                   errmsg);
+            status = 201;
+        } else {
+            fprintf(stderr, "raftpg ctl member add: %s; %s\n", errmsg,
+                    r == 0 ? "the leader's state does not list it: the addition was not "
+                             "committed, run the command again"
+                           : "no leader answered since: whether it was added is not known yet, "
+                             "see raftpg ctl list");
+            return 1;
+        }
     }
     if (status != 201) {
         fprintf(stderr, "raftpg ctl member add: refused (http %d): %s\n", status,
@@ -419,12 +489,35 @@ static int cmd_member_remove(struct ctl *c, const char *name, bool wait)
     char errmsg[RPG_ERRMSG_SIZE];
     /* The leader answers once the member has left the synchronous set and its removal is
      * committed, which can take a few seconds. */
+    /* Asked of the leader: a follower may not have applied a recent addition yet. */
+    json_t *before = leader_cluster(c);
+    if (before != NULL && json_object_get(before, "members") != NULL &&
+        find_member(before, name) == NULL) {
+        fprintf(stderr, "raftpg ctl member remove: no member named \"%s\"\n", name);
+        json_decref(before);
+        return 1;
+    }
+    json_decref(before);
     unsigned saved = c->timeout_ms;
     c->timeout_ms = saved > 35000 ? saved : 35000;
     int rv = send_to_leader(c, "DELETE", path, NULL, &status, &answer, errmsg);
     c->timeout_ms = saved;
-    if (rv != 0) {
-        fprintf(stderr, "raftpg ctl member remove: %s\n", errmsg);
+    if (rv != 0 || status == 404) {
+        /* The answer is lost, or a retry found it gone: ask the leader's state what holds. */
+        int r = committed(c, name, is_gone);
+        if (r == 1) {
+            printf("member %s removed (%s; the leader's state no longer lists it)\n", name,
+                   rv != 0 ? errmsg : "already gone when asked again");
+            json_decref(answer);
+            return 0;
+        }
+        fprintf(stderr, "raftpg ctl member remove: %s; %s\n",
+                rv != 0 ? errmsg : str_or(answer, "error", "not found"),
+                r == 0 ? "the leader's state still lists it: the removal was not committed, run "
+                         "the command again"
+                       : "no leader answered since: whether it was removed is not known yet, "
+                         "see raftpg ctl list");
+        json_decref(answer);
         return 1;
     }
     if (status == 202) {

@@ -133,6 +133,8 @@ static bool peer_promotable(const struct ha_input *in, const struct ha_peer *p, 
         *why = "postgresql fails to start";
     } else if (p->unwritable) {
         *why = "its server cannot write";
+    } else if (p->identity_mismatch) {
+        *why = "its agent runs under another raft id than the cluster lists";
     } else if (p->storage_failed) {
         *why = "its raft storage cannot persist";
     } else if (p->diverged) {

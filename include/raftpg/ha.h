@@ -76,6 +76,7 @@ struct ha_peer {
     char pg_address[FSM_ADDR_MAX]; /* its PostgreSQL address as it reports it ("" unknown) */
     unsigned start_failures;
     bool unwritable; /* it reports that its server cannot write */
+    bool identity_mismatch; /* its agent answers under another Raft id than the cluster lists */
     bool nofailover;
     int failover_priority;
     bool storage_failed;           /* its Raft directory cannot persist */

@@ -192,7 +192,7 @@ t_psql() {
   PGCONNECT_TIMEOUT=3 psql -X -q -A -t -h 127.0.0.1 -p "$(t_pg_port "$i")" -U postgres -d postgres "$@"
 }
 
-t_alive() { kill -0 "${T_PIDS[$1]}" 2>/dev/null; }
+t_alive() { [ -n "${T_PIDS[$1]:-}" ] && kill -0 "${T_PIDS[$1]}" 2>/dev/null; }
 
 # JSON of GET /cluster from node I, or nothing.
 t_cluster() { "$T_BIN" ctl --api "$(t_api_addr "$1")" --timeout 500 list --json 2>/dev/null || true; }

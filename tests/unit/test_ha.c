@@ -1934,6 +1934,24 @@ static void test_unwritable_members_are_not_promoted(void **state)
     assert_int_not_equal(w.out.action, HA_ACT_RECORD_PRIMARY);
 }
 
+/* A member whose agent answers under another Raft id than the cluster lists for its name (it
+ * kept running through a remove and add) is not promoted. */
+static void test_member_with_another_identity_is_not_promoted(void **state)
+{
+    (void)state;
+    struct world w;
+    world_takeover(&w);
+    peer(&w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node3")->wal_position = 2000;
+    bool wait = false;
+    char why[HA_WHY_MAX];
+    const char *c = ha_choose_candidate(&w.in, true, &wait, why, sizeof why);
+    assert_string_equal(c, "node3");
+    peer(&w, "node3")->identity_mismatch = true;
+    c = ha_choose_candidate(&w.in, true, &wait, why, sizeof why);
+    assert_string_equal(c, "node1");
+}
+
 static void test_unwritable_tracking(void **state)
 {
     (void)state;
@@ -2477,6 +2495,7 @@ int main(void)
         cmocka_unit_test(test_unwritable_sole_holder_waits),
         cmocka_unit_test(test_unwritable_members_are_not_promoted),
         cmocka_unit_test(test_unwritable_tracking),
+        cmocka_unit_test(test_member_with_another_identity_is_not_promoted),
         cmocka_unit_test(test_primary_failing_to_start_hands_over_when_voters_are_heard),
         cmocka_unit_test(test_takeover_hands_back_to_failing_sole_holder),
         cmocka_unit_test(test_failing_sole_holder_starts_in_a_later_term),

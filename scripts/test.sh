@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is needed, builds twice (plain, then with
-# AddressSanitizer + UndefinedBehaviorSanitizer) and runs every CTest tier in both.
+# The whole test suite: installs what is needed, checks that the Release build compiles, builds
+# twice (plain, then with AddressSanitizer + UndefinedBehaviorSanitizer) and runs every CTest
+# tier in both.
 # Usage: scripts/test.sh [ctest arguments, e.g. -L unit]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 status=0
+# The product as packagers and most users build it (-O3): GCC warns about more there, and
+# warnings are errors.
+echo "=== Release build ==="
+if ! { cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+       cmake --build build-release -j "$(nproc)" --target raftpg >/dev/null; }; then
+  echo "the Release build failed"
+  status=1
+fi
 for mode in plain sanitize; do
   if [ "$mode" = plain ]; then
     scripts/build.sh >/dev/null

@@ -466,7 +466,7 @@ static const char *scan_ipv4(const char *s)
 
 int conf_parse_cidr(const char *cidr, char host[16], unsigned *prefix)
 {
-    const char *s;
+    const char *s = NULL;
     unsigned long v;
 
     if (cidr == NULL || (s = scan_ipv4(cidr)) == NULL || *s != '/')
@@ -731,7 +731,7 @@ static int parse_mapping(struct parser *p, const struct conf_key *table, void *b
 static int parse_scalar(struct parser *p, const struct conf_key *k, void *base)
 {
     char why[RPG_ERRMSG_SIZE];
-    const char *s;
+    const char *s = NULL;
     int rv;
 
     if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 || (rv = scalar_text(p, &s)) != 0)
@@ -808,7 +808,7 @@ static int parse_params(struct parser *p, const struct conf_key *k, void *base)
     struct conf_kv **kv = (struct conf_kv **)((char *)base + k->off);
     unsigned *n = (unsigned *)((char *)base + k->count_off);
     char q[48];
-    const char *s;
+    const char *s = NULL;
     int rv;
 
     if ((rv = expect(p, YAML_MAPPING_START_EVENT, "a mapping")) != 0)
@@ -857,7 +857,7 @@ static int parse_strlist(struct parser *p, const struct conf_key *k, void *base)
 {
     char ***list = (char ***)((char *)base + k->off);
     unsigned *n = (unsigned *)((char *)base + k->count_off);
-    const char *s;
+    const char *s = NULL;
     int rv;
 
     if ((rv = expect(p, YAML_SEQUENCE_START_EVENT, "a sequence")) != 0)
@@ -908,7 +908,7 @@ static int parse_mapping(struct parser *p, const struct conf_key *table, void *b
 {
     struct mark start = ev_mark(p);
     uint64_t seen = 0;
-    const char *s;
+    const char *s = NULL;
     int rv;
 
     for (;;) {

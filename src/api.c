@@ -1,6 +1,8 @@
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -1021,6 +1023,105 @@ static bool signed_request(struct agent *a, struct http_conn *conn, const struct
     return true;
 }
 
+/* ---- metrics (Prometheus text format 0.0.4) -------------------------------------------------- */
+
+static void metric(FILE *f, const char *name, const char *type, const char *help,
+                   const char *labels, double value)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{%s} %.17g\n", name, help, name, type, name, labels,
+            value);
+}
+
+static double dir_free_bytes(const char *dir)
+{
+    struct statvfs st;
+    return statvfs(dir, &st) == 0 ? (double)st.f_bavail * (double)st.f_frsize : -1;
+}
+
+/* Patroni's names where Patroni has one (dashboards and alerts carry over), raftpg_* for the
+ * rest. Every value is this member's own view. */
+static void respond_metrics(struct agent *a, struct http_conn *conn)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL) {
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    /* Scope and name are [A-Za-z0-9_.-] by configuration: nothing to escape in a label. */
+    char labels[2 * CONF_NAME_MAX + 32];
+    snprintf(labels, sizeof labels, "scope=\"%s\",name=\"%s\"", a->conf.scope, a->conf.name);
+    const struct ha_pg *o = &a->pg.obs;
+    bool pg = a->conf.has_postgresql && a->pg_open;
+    bool running = pg && o->state == HA_PG_RUNNING;
+    bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
+    metric(f, "patroni_postgres_running", "gauge", "Value is 1 if PostgreSQL is running, 0 otherwise.",
+           labels, running);
+    metric(f, "patroni_primary", "gauge", "Value is 1 if this node is the leader and its PostgreSQL is a primary, 0 otherwise.",
+           labels, leader && running && !o->in_recovery);
+    metric(f, "patroni_replica", "gauge", "Value is 1 if PostgreSQL runs as a standby, 0 otherwise.",
+           labels, running && o->in_recovery);
+    metric(f, "patroni_sync_standby", "gauge", "Value is 1 if this node is a synchronous voter, 0 otherwise.",
+           labels, running && o->in_recovery && a->cons.state.sync.k > 0 &&
+                       is_sync_voter(a, a->conf.name));
+    metric(f, "patroni_xlog_location", "counter", "Current WAL position of the primary (bytes), 0 on a standby.",
+           labels, running && !o->in_recovery ? (double)o->wal_position : 0);
+    metric(f, "patroni_xlog_received_location", "counter", "WAL position received or replayed by a standby (bytes), 0 on a primary.",
+           labels, running && o->in_recovery ? (double)o->wal_position : 0);
+    metric(f, "patroni_postgres_timeline", "counter", "PostgreSQL timeline.", labels,
+           pg ? o->timeline : 0);
+    metric(f, "patroni_cluster_unlocked", "gauge", "Value is 1 if no member is recorded as primary, 0 otherwise.",
+           labels, a->cons_open && a->cons.state.primary.name[0] == '\0');
+    metric(f, "raftpg_raft_leader", "gauge", "Value is 1 if this member is the Raft leader.", labels,
+           leader);
+    metric(f, "raftpg_raft_term", "counter", "Current Raft term.", labels,
+           a->cons_open ? (double)a->cons.term : 0);
+    metric(f, "raftpg_raft_commit_index", "counter", "Raft commit index.", labels,
+           (double)cons_commit_index(&a->cons));
+    metric(f, "raftpg_raft_applied_index", "counter", "Raft index applied to the replicated state.",
+           labels, (double)cons_applied_index(&a->cons));
+    metric(f, "raftpg_lease_held", "gauge", "Value is 1 while this member holds the primary lease.",
+           labels, a->lease_ok);
+    metric(f, "raftpg_fences_total", "counter", "Fences of this member's PostgreSQL.", labels,
+           a->n_fences);
+    metric(f, "raftpg_fence_pauses_total", "counter", "Soft-layer pauses (SIGSTOP) of this member's PostgreSQL.",
+           labels, a->n_freezes);
+    struct transport_stats ts;
+    transport_get_stats(&ts);
+    metric(f, "raftpg_raft_transport_accepted_total", "counter", "Incoming Raft connections.",
+           labels, (double)ts.accepted);
+    metric(f, "raftpg_raft_transport_authenticated_total", "counter", "Raft handshakes that succeeded.",
+           labels, (double)ts.authenticated);
+    metric(f, "raftpg_raft_transport_refused_total", "counter", "Incoming Raft connections closed by a failed handshake or frame.",
+           labels, (double)ts.rejected);
+    metric(f, "raftpg_raft_transport_timed_out_total", "counter", "Incoming Raft connections closed for an unfinished handshake.",
+           labels, (double)ts.timed_out);
+    metric(f, "raftpg_raft_storage_failing", "gauge", "Value is 1 while the Raft directory cannot persist.",
+           labels, a->cons_open && a->cons.storage.failed);
+    metric(f, "raftpg_raft_state_diverged", "gauge", "Value is 1 when this member's replicated state differs from the others'.",
+           labels, a->cons_open && a->cons.diverged);
+    metric(f, "raftpg_raft_dir_free_bytes", "gauge", "Free bytes in the Raft directory's file system (-1 unknown).",
+           labels, dir_free_bytes(a->conf.raft.data_dir));
+    if (a->conf.has_postgresql) {
+        char wal[PATH_MAX + 16];
+        snprintf(wal, sizeof wal, "%s/pg_wal", a->conf.postgresql.data_dir);
+        metric(f, "raftpg_data_dir_free_bytes", "gauge", "Free bytes in the data directory's file system (-1 unknown).",
+               labels, dir_free_bytes(a->conf.postgresql.data_dir));
+        metric(f, "raftpg_wal_dir_free_bytes", "gauge", "Free bytes in pg_wal's file system (-1 unknown).",
+               labels, dir_free_bytes(wal));
+        metric(f, "raftpg_postgres_unwritable", "gauge", "Value is 1 while PostgreSQL cannot write (see /status unwritable).",
+               labels, pg && o->unwritable[0] != '\0');
+    }
+    fclose(f);
+    if (buf == NULL) {
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    http_respond(conn, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);
+    free(buf);
+}
+
 /* ---- routing ----------------------------------------------------------------------------- */
 
 void api_handle(struct http_conn *conn, const struct http_request *req, void *data)
@@ -1038,6 +1139,12 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             return;
         }
         respond_json(conn, 200, agent_cluster_json(a));
+    } else if (strcmp(path, "/metrics") == 0) {
+        if (!get) {
+            respond_error(conn, 405, "method not allowed");
+            return;
+        }
+        respond_metrics(a, conn);
     } else if (strcmp(path, "/raftpg/bootstrap") == 0) {
         if (!get) {
             respond_error(conn, 405, "method not allowed");

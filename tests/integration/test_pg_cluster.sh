@@ -16,6 +16,23 @@ others=(); for i in 1 2 3; do [ "$i" = "$Pi" ] || others+=("$i"); done
 S1=${others[0]} S2=${others[1]}
 
 t_check "the primary is the raft leader" t_eq "$(t_jq 1 '.raft.leader')" "$P"
+# GET /metrics through Prometheus's own parser (python3-prometheus-client), Patroni's names.
+metric_of() { /usr/bin/python3 "$(dirname "$0")/metrics.py" "$(t_api_addr "$1")" itest "node$1" |
+                awk -v m="$2" '$1 == m {print $2}'; }
+metrics_parse() {
+  local i
+  for i in 1 2 3; do
+    /usr/bin/python3 "$(dirname "$0")/metrics.py" "$(t_api_addr "$i")" itest "node$i" >/dev/null || return 1
+  done
+}
+t_check "GET /metrics parses on every member" metrics_parse
+t_check "patroni_primary is 1 on the primary only" \
+  t_eq "$(metric_of "$Pi" patroni_primary) $(metric_of "$S1" patroni_primary) $(metric_of "$S2" patroni_primary)" "1.0 0.0 0.0"
+t_check "patroni_replica is 1 on the standbys" \
+  t_eq "$(metric_of "$S1" patroni_replica) $(metric_of "$S2" patroni_replica)" "1.0 1.0"
+t_check "the primary's WAL position is exported" test "$(metric_of "$Pi" patroni_xlog_location | cut -d. -f1)" -gt 0
+t_check "free space of the data directory is exported" \
+  test "$(metric_of "$S1" raftpg_data_dir_free_bytes | cut -d. -f1)" -gt 0
 t_check "the cluster records the system identifier" \
   t_eq "$(t_jq 1 '.system_id')" "$(t_psql "$Pi" -c 'SELECT system_identifier FROM pg_control_system()')"
 t_check "data checksums are on (pg_rewind needs them)" t_eq "$(t_psql "$Pi" -c 'SHOW data_checksums')" on

@@ -340,7 +340,7 @@ static void join_lookup(uv_work_t *w)
     } else if (j->initial) {
         snprintf(j->status, sizeof j->status,
                  "%u of %u other initial members answered that they have no cluster history "
-                 "(%s)",
+                 "(%.400s)",
                  fresh, j->n_apis, silent[0] != '\0' ? silent : "the others did not answer");
     } else if (silent[0] != '\0') {
         snprintf(j->status, sizeof j->status, "%s", silent);

@@ -127,6 +127,11 @@ static const struct conf_key authentication_keys[] = {
     {.key = NULL},
 };
 
+static const struct conf_key basebackup_keys[] = {
+    {"max-rate", KEY_STRING, FIELD(postgresql.basebackup_max_rate)},
+    {.key = NULL},
+};
+
 static const struct conf_key postgresql_keys[] = {
     {"bin_dir", KEY_PATH, FIELD(postgresql.bin_dir), .def = "/usr/lib/postgresql/15/bin"},
     {"data_dir", KEY_PATH, FIELD(postgresql.data_dir), .required = true},
@@ -140,6 +145,7 @@ static const struct conf_key postgresql_keys[] = {
     {"passfile", KEY_PATH, FIELD(postgresql.passfile)},
     {"remove_data_directory_on_rewind_failure", KEY_BOOL,
      FIELD(postgresql.remove_data_directory_on_rewind_failure), .def = "false"},
+    {"basebackup", KEY_SECTION, .sub = basebackup_keys},
     {.key = NULL},
 };
 
@@ -1009,6 +1015,23 @@ static int check_vip(struct parser *p)
 }
 
 /* Checks that span keys, and fills the defaults that depend on other keys. */
+bool conf_rate_valid(const char *s)
+{
+    unsigned long long v = 0;
+    size_t i = 0;
+    for (; s[i] >= '0' && s[i] <= '9' && i < 10; i++)
+        v = v * 10 + (unsigned long long)(s[i] - '0');
+    if (i == 0)
+        return false;
+    if (s[i] == 'k' && s[i + 1] == '\0')
+        i++;
+    else if (s[i] == 'M' && s[i + 1] == '\0') {
+        v *= 1024;
+        i++;
+    }
+    return s[i] == '\0' && v >= 32 && v <= 1048576;
+}
+
 static int finish(struct parser *p)
 {
     struct conf *c = p->c;
@@ -1038,6 +1061,13 @@ static int finish(struct parser *p)
                        c->vip.announce_interval_ms, c->vip.lifetime_s);
 
     struct mark m;
+    if (c->postgresql.basebackup_max_rate[0] != '\0' &&
+        !conf_rate_valid(c->postgresql.basebackup_max_rate))
+        return fail_at(p, where_first(p, "postgresql.basebackup.max-rate", NULL),
+                       "postgresql.basebackup.max-rate",
+                       "expected 32 to 1048576 kB/s written N, Nk or NM (as pg_basebackup "
+                       "--max-rate takes it), got \"%s\"",
+                       c->postgresql.basebackup_max_rate);
     if (where_find(p, "raft.secret_file", &m))
         c->raft.secret_file_pos = (struct conf_pos){(unsigned)m.line, (unsigned)m.col};
     if (where_find(p, "raft.secret_file_previous", &m)) {

@@ -2019,9 +2019,22 @@ static void op_step(struct pg *p, int rc, const char *msg)
             }
             bin_path(p, "pg_basebackup", bin, sizeof bin);
             ha_slot_name(p->upstream.slot_id, slot, sizeof slot);
-            char *argv[] = {bin, "-D", dd, "-X", "stream", "-c", "fast", "-d", ci,
-                            p->upstream.slot_id != 0 ? "-S" : NULL, slot, NULL};
-            log_info("clone: pg_basebackup from %s (%s)", p->upstream.name, p->upstream.address);
+            char rate[48];
+            fmt_str(rate, sizeof rate, "--max-rate=%s", c->postgresql.basebackup_max_rate);
+            char *argv[16] = {bin, "-D", dd, "-X", "stream", "-c", "fast", "-d", ci};
+            unsigned argc = 9;
+            if (c->postgresql.basebackup_max_rate[0] != '\0') {
+                argv[argc++] = rate; /* a clone must not starve the primary's disk and link */
+            }
+            if (p->upstream.slot_id != 0) {
+                argv[argc++] = "-S";
+                argv[argc++] = slot;
+            }
+            argv[argc] = NULL;
+            bool throttled = c->postgresql.basebackup_max_rate[0] != '\0';
+            log_info("clone: pg_basebackup from %s (%s)%s%s", p->upstream.name,
+                     p->upstream.address, throttled ? " --max-rate=" : "",
+                     throttled ? c->postgresql.basebackup_max_rate : "");
             if (run(p, argv, CLONE_TIMEOUT_MS) == 0) {
                 return;
             }

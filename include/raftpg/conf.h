@@ -128,6 +128,9 @@ struct conf {
         /* Patroni's key: a data directory that must be re-cloned (pg_rewind failed, or a copy was
          * cut short) is deleted; false (the default): it is moved aside once, beside itself. */
         bool remove_data_directory_on_rewind_failure;
+        /* Patroni's postgresql.basebackup.max-rate: pg_basebackup --max-rate for a clone, as
+         * pg_basebackup takes it (kB/s, or with k or M); "" (the default): unthrottled. */
+        char basebackup_max_rate[16];
     } postgresql;
 
     /* vip: optional section; has_vip says whether it was given. */
@@ -187,6 +190,10 @@ int conf_parse_cidr(const char *cidr, char host[16], unsigned *prefix);
  * around them allowed). The key is never put in a message. */
 int conf_secret_read(const struct conf *c, bool previous, bool any_owner,
                      uint8_t key[CONF_SECRET_SIZE], char *errmsg);
+
+/* Whether s is a transfer rate pg_basebackup --max-rate takes: 32..1048576 kB/s, written N, Nk or
+ * NM. */
+bool conf_rate_valid(const char *s);
 
 /* Writes a new random secret (64 hex digits and a newline) to path, created with mode 0600 and
  * synced; refuses an existing path (RPG_EEXIST). Returns 0 or a negative code with errmsg. */

@@ -119,6 +119,7 @@ t_write_conf() {
       echo "    - local all all scram-sha-256"
       echo "    - host all all 127.0.0.1/32 scram-sha-256"
       echo "    - host replication all 127.0.0.1/32 scram-sha-256"
+      [ -z "${T_MAX_RATE:-}" ] || echo "  basebackup: {max-rate: $T_MAX_RATE}"
       echo "  authentication:"
       echo "    superuser: {username: postgres, password: \"$T_PG_PASSWORD\"}"
       echo "    replication: {username: replicator, password: \"$T_PG_REPL_PASSWORD\"}"

@@ -6,6 +6,8 @@
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
+# Clones throttled as configured (postgresql.basebackup.max-rate, Patroni's key).
+T_MAX_RATE=100M
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
 
 t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
@@ -16,6 +18,8 @@ others=(); for i in 1 2 3; do [ "$i" = "$Pi" ] || others+=("$i"); done
 S1=${others[0]} S2=${others[1]}
 
 t_check "the primary is the raft leader" t_eq "$(t_jq 1 '.raft.leader')" "$P"
+t_check "the standbys' clones ran with --max-rate" \
+  grep -q "clone: pg_basebackup from $P .*--max-rate=100M" "$T_DIR/node$S1.log" "$T_DIR/node$S2.log"
 # GET /metrics through Prometheus's own parser (python3-prometheus-client), Patroni's names.
 metric_of() { /usr/bin/python3 "$(dirname "$0")/metrics.py" "$(t_api_addr "$1")" itest "node$1" |
                 awk -v m="$2" '$1 == m {print $2}'; }

@@ -359,6 +359,43 @@ static void test_postgresql_section_gets_defaults(void **state)
     assert_null(c.postgresql.pg_hba);
 }
 
+/* Patroni's postgresql.basebackup.max-rate, checked as pg_basebackup checks --max-rate. */
+static void test_basebackup_max_rate(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "postgresql:\n"
+                                  "  data_dir: /pg\n"
+                                  "  listen: 127.0.0.1:5433\n"
+                                  "  basebackup:\n"
+                                  "    max-rate: 100M\n"),
+                     0);
+    assert_string_equal(c.postgresql.basebackup_max_rate, "100M");
+    conf_free(&c);
+    assert_int_equal(load(MINIMAL "postgresql:\n"
+                                  "  data_dir: /pg\n"
+                                  "  listen: 127.0.0.1:5433\n"),
+                     0);
+    assert_string_equal(c.postgresql.basebackup_max_rate, "");
+    conf_free(&c);
+    assert_int_not_equal(load(MINIMAL "postgresql:\n"
+                                      "  data_dir: /pg\n"
+                                      "  listen: 127.0.0.1:5433\n"
+                                      "  basebackup:\n"
+                                      "    max-rate: fast\n"),
+                         0);
+    assert_non_null(strstr(errmsg, "postgresql.basebackup.max-rate: expected 32 to 1048576 kB/s"));
+    assert_non_null(strstr(errmsg, "got \"fast\""));
+    static const char *const good[] = {"32", "1048576", "32k", "1024M", "500k", NULL};
+    static const char *const bad[] = {"", "31", "1048577", "1025M", "10G", "5kB", "-1", "1e3",
+                                      "k", "99999999999", NULL};
+    for (unsigned i = 0; good[i] != NULL; i++) {
+        assert_true(conf_rate_valid(good[i]));
+    }
+    for (unsigned i = 0; bad[i] != NULL; i++) {
+        assert_false(conf_rate_valid(bad[i]));
+    }
+}
+
 static void test_member_restapi_listen_keeps_api_as_connect_address(void **state)
 {
     (void)state;
@@ -1782,6 +1819,7 @@ int main(void)
         cmocka_unit_test_teardown(test_generated_secret_is_private_and_never_overwritten,
                                   teardown),
         cmocka_unit_test_teardown(test_postgresql_section_gets_defaults, teardown),
+        cmocka_unit_test_teardown(test_basebackup_max_rate, teardown),
         cmocka_unit_test_teardown(test_member_restapi_listen_keeps_api_as_connect_address,
                                   teardown),
         cmocka_unit_test_teardown(test_booleans_accept_yaml_spellings, teardown),

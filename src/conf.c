@@ -145,6 +145,8 @@ static const struct conf_key postgresql_keys[] = {
     {"passfile", KEY_PATH, FIELD(postgresql.passfile)},
     {"remove_data_directory_on_rewind_failure", KEY_BOOL,
      FIELD(postgresql.remove_data_directory_on_rewind_failure), .def = "false"},
+    {"remove_data_directory_on_diverged_timelines", KEY_BOOL,
+     FIELD(postgresql.remove_data_directory_on_diverged_timelines), .def = "false"},
     {"basebackup", KEY_SECTION, .sub = basebackup_keys},
     {.key = NULL},
 };

@@ -1987,10 +1987,16 @@ static void op_step(struct pg *p, int rc, const char *msg)
         op_finish(p, 0, NULL);
         return;
     case PG_OP_REINIT:
-        if (step == 0 && p->conf->postgresql.remove_data_directory_on_rewind_failure) {
-            log_info("reinit: removing data directory %s "
-                     "(postgresql.remove_data_directory_on_rewind_failure)",
-                     dd);
+        /* A rewind runs only on a directory that went past the primary's fork (or last ran as
+         * a primary): its failure is a divergence pg_rewind could not repair, which either of
+         * Patroni's two keys allows to delete. */
+        if (step == 0 && (p->conf->postgresql.remove_data_directory_on_rewind_failure ||
+                          (p->obs.rewind_failed &&
+                           p->conf->postgresql.remove_data_directory_on_diverged_timelines))) {
+            log_info("reinit: removing data directory %s (postgresql.%s)", dd,
+                     p->conf->postgresql.remove_data_directory_on_rewind_failure
+                         ? "remove_data_directory_on_rewind_failure"
+                         : "remove_data_directory_on_diverged_timelines");
             if (remove_data_dir(p) == 0) {
                 return;
             }

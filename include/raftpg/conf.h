@@ -128,6 +128,9 @@ struct conf {
         /* Patroni's key: a data directory that must be re-cloned (pg_rewind failed, or a copy was
          * cut short) is deleted; false (the default): it is moved aside once, beside itself. */
         bool remove_data_directory_on_rewind_failure;
+        /* Patroni's key: a data directory whose timeline diverged from the primary's and that
+         * pg_rewind could not bring back is deleted; false (the default): moved aside once. */
+        bool remove_data_directory_on_diverged_timelines;
         /* Patroni's postgresql.basebackup.max-rate: pg_basebackup --max-rate for a clone, as
          * pg_basebackup takes it (kB/s, or with k or M); "" (the default): unthrottled. */
         char basebackup_max_rate[16];

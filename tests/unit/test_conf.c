@@ -353,6 +353,8 @@ static void test_postgresql_section_gets_defaults(void **state)
     assert_string_equal(c.postgresql.replication_name, "replicator");
     assert_string_equal(c.postgresql.replication_password, "");
     assert_string_equal(c.postgresql.passfile, "");
+    assert_false(c.postgresql.remove_data_directory_on_rewind_failure);
+    assert_false(c.postgresql.remove_data_directory_on_diverged_timelines);
     assert_int_equal(c.postgresql.n_parameters, 0);
     assert_null(c.postgresql.parameters);
     assert_int_equal(c.postgresql.n_pg_hba, 0);

@@ -84,6 +84,24 @@ t_check "the damaged data directory was moved aside, not deleted" test -f "$T_DI
 t_check "the reason is beside it" grep -q "reason: pg_rewind failed" "$T_DIR/node$NPi/pgdata.aside.reason"
 t_check "the re-cloned node has every row" rows_on "$NPi" 200
 
+# The same damage with remove_data_directory_on_diverged_timelines (Patroni's key): the directory
+# pg_rewind cannot bring back is deleted, nothing is moved aside.
+t_log "killing primary $P3 and deleting its WAL; it may delete its data directory"
+t_kill "$P3i" KILL
+t_kill_pg "$P3i"
+rm -f "$T_DIR/node$P3i/pgdata/pg_wal/"0000*
+T_REMOVE_DIVERGED=1 t_write_conf "$P3i" 3
+primary_not_p3() { local p; p=$(t_pg_primary "$NPi"); [ -n "$p" ] && [ "$p" != "$P3" ] && echo "$p"; }
+t_wait 60 "a primary other than $P3" primary_not_p3
+P4=$(primary_not_p3); P4i=${P4#node}
+t_psql "$P4i" -c "INSERT INTO t SELECT generate_series(201, 300)"
+t_start "$P3i"
+recloned3() { [ "$(t_jq "$P4i" --arg n "$P3" '.members[] | select(.name == $n) | .state')" = streaming ] && rows_on "$P3i" 300; }
+t_wait 90 "$P3 back as a streaming standby" recloned3
+t_check "its directory was deleted under the key" \
+  grep -q "reinit: removing data directory .*(postgresql.remove_data_directory_on_diverged_timelines)" "$T_DIR/node$P3i.log"
+t_check "nothing was moved aside for it" test ! -e "$T_DIR/node$P3i/pgdata.aside"
+
 # A control file that cannot be read for a reason not understood (permission denied) is
 # reported and the directory left alone; once readable again the member comes back.
 S=$NPi

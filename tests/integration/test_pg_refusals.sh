@@ -86,6 +86,10 @@ t_check "the re-cloned node has every row" rows_on "$NPi" 200
 
 # The same damage with remove_data_directory_on_diverged_timelines (Patroni's key): the directory
 # pg_rewind cannot bring back is deleted, nothing is moved aside.
+# $NP must first be a recorded synchronous voter: until then only $P3 provably holds every
+# acknowledged commit and no failover may happen (rule 6).
+np_voter() { [ "$(t_jq "$P3i" --arg n "$NP" 'if .sync.k > 0 and (.sync.voters | index($n)) != null then "yes" else "no" end')" = yes ]; }
+t_wait 30 "$NP recorded as a synchronous voter" np_voter
 t_log "killing primary $P3 and deleting its WAL; it may delete its data directory"
 t_kill "$P3i" KILL
 t_kill_pg "$P3i"
@@ -103,8 +107,9 @@ t_check "its directory was deleted under the key" \
 t_check "nothing was moved aside for it" test ! -e "$T_DIR/node$P3i/pgdata.aside"
 
 # A control file that cannot be read for a reason not understood (permission denied) is
-# reported and the directory left alone; once readable again the member comes back.
-S=$NPi
+# reported and the directory left alone (also under remove_data_directory_on_diverged_timelines:
+# this is no divergence); once readable again the member comes back. $P3 is a standby of $P4 now.
+S=$P3i
 t_log "node$S's agent and postgresql stopped; its pg_control made unreadable"
 t_kill "$S" KILL; t_kill_pg "$S"
 chmod 000 "$T_DIR/node$S/pgdata/global/pg_control"
@@ -117,7 +122,7 @@ t_check "the unreadable data directory is left in place" test -f "$T_DIR/node$S/
 t_check "nothing was moved aside or removed for it" \
   t_eq "$(tail -n +$((LINES + 1)) "$T_DIR/node$S.log" | grep -cE 'reinit|moved aside|clone:' || true)" 0
 chmod 600 "$T_DIR/node$S/pgdata/global/pg_control"
-back() { [ "$(t_jq "$P3i" --arg n "node$S" '.members[] | select(.name == $n) | .state')" = streaming ]; }
+back() { [ "$(t_jq "$P4i" --arg n "node$S" '.members[] | select(.name == $n) | .state')" = streaming ]; }
 t_wait 60 "node$S streaming again once its control file is readable" back
 
 [ -z "${T_PAUSE:-}" ] || sleep "$T_PAUSE"

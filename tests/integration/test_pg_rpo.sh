@@ -133,5 +133,15 @@ t_log "restart of the old primary to a healthy cluster (ms), per run: ${REJOIN_M
 t_check "the writer made progress" test "$(wc -l <"$ACKED")" -gt "$RUNS"
 # The survivor re-points within the degrade grace: no new primary acknowledged alone.
 t_check "no primary went asynchronous after a failover" t_eq "$(k0_records)" "$K0_BEFORE"
+if [ "$(k0_records)" != "$K0_BEFORE" ]; then
+  echo "the k=0 records, with the lines each node logged just before them:"
+  for f in "$T_DIR"/node*.log; do
+    { grep -n 'synchronous quorum: recording k=0 ' "$f" || true; } | cut -d: -f1 | while read -r n; do
+      echo "--- $f line $n"
+      sed -n "$((n > 60 ? n - 60 : 1)),${n}p" "$f" | { grep -vE 'lease held|raft_transport' || true; } |
+        tail -n 25 | cut -c1-300
+    done
+  done
+fi
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

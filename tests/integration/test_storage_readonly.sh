@@ -154,13 +154,14 @@ t_check "no acknowledged row lost" t_eq "$missing" ""
 
 # All members at the same applied index must have the same state checksum.
 state_of() { curl -s "http://$(t_api_addr "$1")/status" | jq -r '"\(.state.applied_index) \(.state.checksum) \(.state.diverged)"'; }
+# The three states read in one round and compared only when at the same index (entries keep
+# being applied between rounds).
 same_index() {
-  local a b c
-  a=$(state_of 1); b=$(state_of 2); c=$(state_of 3)
-  [ "${a%% *}" = "${b%% *}" ] && [ "${a%% *}" = "${c%% *}" ] && [ "${a%% *}" != 0 ]
+  s1=$(state_of 1); s2=$(state_of 2); s3=$(state_of 3)
+  [ "${s1%% *}" = "${s2%% *}" ] && [ "${s1%% *}" = "${s3%% *}" ] && [ "${s1%% *}" != 0 ]
 }
+s1=""; s2=""; s3=""
 t_wait 30 "all members at the same applied index" same_index
-s1=$(state_of 1); s2=$(state_of 2); s3=$(state_of 3)
 t_log "states: node1 [$s1] node2 [$s2] node3 [$s3]"
 t_check "all members' state checksums equal" test "$s1" = "$s2" -a "$s1" = "$s3"
 t_check "no member reports a divergence" t_eq "${s1##* }${s2##* }${s3##* }" falsefalsefalse

@@ -132,6 +132,39 @@ static void state_compare(struct agent *a)
               detail, n_differ, n_same);
 }
 
+/* Asks the leader, not this member's own state (which stops at its removal), under which Raft
+ * id the cluster lists this member's name. Another id means it was removed and added again while
+ * this agent kept running: its Raft log and vote belong to an id the cluster no longer has. */
+static void identity_check(struct agent *a)
+{
+    const struct cons *c = &a->cons;
+    if (!a->cons_open || c->id == 0 || a->identity_error[0] != '\0') {
+        return;
+    }
+    for (unsigned i = 0; i < a->peers.n_results; i++) {
+        const struct peer_status *p = &a->peers.results[i];
+        if (!p->reachable || strcmp(p->raft_role, "leader") != 0 || p->term < c->term) {
+            continue;
+        }
+        for (unsigned j = 0; j < p->n_members; j++) {
+            if (strcmp(p->members[j].name, a->conf.name) != 0 || p->members[j].id == c->id ||
+                p->members[j].id == 0) {
+                continue;
+            }
+            snprintf(a->identity_error, sizeof a->identity_error,
+                     "this agent runs as raft id %llu, the cluster (leader %s, term %llu) lists "
+                     "%s as id %llu: stop this agent, move its raft.data_dir aside and start it "
+                     "again (it joins as id %llu)",
+                     (unsigned long long)c->id, p->name, (unsigned long long)p->term,
+                     a->conf.name, (unsigned long long)p->members[j].id,
+                     (unsigned long long)p->members[j].id);
+            log_error("identity mismatch: %s; until then this member takes no action",
+                      a->identity_error);
+            return;
+        }
+    }
+}
+
 static void on_peers_round(struct peers *p, void *data)
 {
     (void)p;
@@ -139,6 +172,7 @@ static void on_peers_round(struct peers *p, void *data)
     if (a->phase == AGENT_PHASE_RUNNING) {
         update_peer_targets(a);
         state_compare(a);
+        identity_check(a);
     }
 }
 
@@ -153,7 +187,7 @@ static uint64_t pick_voter(struct cons *c, void *data)
         const char *name = cons_member_name(c, ids[i]);
         const struct peer_status *p = name != NULL ? peers_get(&a->peers, name) : NULL;
         if (ids[i] != c->id && cons_voting(c, ids[i]) == RAFT_VOTER && p != NULL &&
-            p->reachable && !p->storage_failed && !p->diverged) {
+            p->reachable && p->id == ids[i] && !p->storage_failed && !p->diverged) {
             return ids[i];
         }
     }
@@ -938,6 +972,11 @@ static void ha_tick(struct agent *a)
     if (a->cons.diverged) {
         /* Its replicated state cannot be trusted: no decision, no record; the fence still runs
          * and leadership is handed away (cons_storage_tick). */
+        return;
+    }
+    if (a->identity_error[0] != '\0') {
+        /* Its state stopped when the cluster removed its id: acting on it would follow or
+         * promote on a history it no longer receives. The fence still runs. */
         return;
     }
     if (a->pg_frozen) {

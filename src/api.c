@@ -10,6 +10,7 @@
 
 #include "raftpg/agent.h"
 #include "raftpg/api.h"
+#include "raftpg/health.h"
 #include "raftpg/log.h"
 #include "raftpg/proof.h"
 #include "raftpg/transport.h"
@@ -94,6 +95,7 @@ static json_t *pg_json(const struct agent *a)
                      detail, "action", ha_action_name(a->core.last.action), "why", a->core.last.why);
     if (o_json != NULL) {
         json_object_set_new(o_json, "synchronous_standby_names", json_string(a->pg.sync_seen));
+        json_object_set_new(o_json, "replay_position", json_integer((json_int_t)o->replay_position));
         json_object_set_new(o_json, "receiver", json_string(o->receiver));
         json_object_set_new(o_json, "conninfo", json_string(o->conninfo));
         /* The rejoin pipeline's stage: the operation under way, and why the data directory
@@ -188,10 +190,22 @@ json_t *agent_status_json(const struct agent *a)
                             json_pack("{s:I, s:s, s:b, s:s}", "applied_index",
                                       (json_int_t)(has_sum ? sum.index : 0), "checksum", hex,
                                       "diverged", c->diverged, "detail", a->diverged_detail));
+        /* Name and Raft id of every member it lists: a member learns from the leader's list
+         * whether the cluster still knows it under its own id. */
+        if (c->state.initialized) {
+            json_t *ids = json_object();
+            for (unsigned i = 0; i < c->state.n_members; i++) {
+                json_object_set_new(ids, c->state.members[i].name,
+                                    json_integer((json_int_t)c->state.members[i].id));
+            }
+            json_object_set_new(json_object_get(o, "state"), "members", ids);
+        }
     }
+    json_object_set_new(o, "identity_error", json_string(a->identity_error));
     json_object_set_new(o, "tags",
-                        json_pack("{s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
-                                  "nosync", a->conf.tags.nosync, "failover_priority",
+                        json_pack("{s:b, s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
+                                  "nosync", a->conf.tags.nosync, "noloadbalance",
+                                  a->conf.tags.noloadbalance, "failover_priority",
                                   a->conf.tags.failover_priority));
     return o;
 }
@@ -204,6 +218,7 @@ struct pg_view {
     bool streaming;
     uint32_t timeline;
     uint64_t wal_position;
+    uint64_t replay_position;
     const char *address;
     const char *detail;
 };
@@ -222,6 +237,7 @@ static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *
         v->streaming = o->streaming;
         v->timeline = o->timeline;
         v->wal_position = o->wal_position;
+        v->replay_position = o->replay_position;
         v->address = a->conf.postgresql.connect_address;
         v->detail = pg_detail(a);
         return true;
@@ -240,6 +256,7 @@ static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *
     v->streaming = p->pg_streaming;
     v->timeline = p->pg_timeline;
     v->wal_position = p->pg_wal_position;
+    v->replay_position = p->pg_replay_position;
     v->address = p->pg_address;
     v->detail = p->pg_detail;
     return true;
@@ -343,15 +360,17 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
                                         : pv.in_recovery                       ? "standby"
                                                                                : "primary"));
         json_object_set_new(m, "timeline", pv.timeline ? json_integer(pv.timeline) : json_null());
-        /* Lag: bytes of WAL the member lacks against the recorded primary. */
+        /* Lag: bytes of WAL the member has not replayed yet (what its readers miss) against
+         * the recorded primary. */
         struct pg_view prim;
         const char *pname = a->cons.state.primary.name;
         if (pv.known && pv.state == HA_PG_RUNNING && pv.in_recovery && pname[0] != '\0' &&
             pg_view_of(a, pname, &prim) && prim.known && prim.state == HA_PG_RUNNING &&
             !prim.in_recovery) {
             json_object_set_new(m, "lag",
-                                json_integer(prim.wal_position > pv.wal_position
-                                                 ? (json_int_t)(prim.wal_position - pv.wal_position)
+                                json_integer(prim.wal_position > pv.replay_position
+                                                 ? (json_int_t)(prim.wal_position -
+                                                                pv.replay_position)
                                                  : 0));
         } else if (pv.known && pv.state == HA_PG_RUNNING && !pv.in_recovery) {
             json_object_set_new(m, "lag", json_integer(0));
@@ -869,59 +888,72 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
              conf_sync_mode_name(mode), k, conf_sync_commit_name(commit));
 }
 
-/* ---- health checks (Patroni-compatible paths for haproxy and pgbouncer) ------------------- */
+/* ---- health checks (Patroni's paths, for haproxy, probes and scripts) --------------------- */
 
-enum health { HEALTH_NONE = 0, HEALTH_AGENT, HEALTH_PRIMARY, HEALTH_REPLICA, HEALTH_READ_ONLY,
-              HEALTH_READINESS, HEALTH_SYNC, HEALTH_ASYNC };
+/* Readiness without ?lag=: Patroni's default maximum_lag_on_failover. */
+#define HEALTH_DEFAULT_LAG (1024 * 1024)
 
-static enum health health_check(const char *path)
+static int health_code(const struct agent *a, enum health_kind kind, const struct health_query *q)
 {
-    static const struct {
-        const char *path;
-        enum health h;
-    } table[] = {
-        {"/health", HEALTH_AGENT},        {"/primary", HEALTH_PRIMARY},
-        {"/master", HEALTH_PRIMARY},      {"/read-write", HEALTH_PRIMARY},
-        {"/replica", HEALTH_REPLICA},     {"/read-only", HEALTH_READ_ONLY},
-        {"/readiness", HEALTH_READINESS}, {"/sync", HEALTH_SYNC},
-        {"/synchronous", HEALTH_SYNC},    {"/async", HEALTH_ASYNC},
-        {"/asynchronous", HEALTH_ASYNC},
-    };
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
-        if (strcmp(path, table[i].path) == 0) {
-            return table[i].h;
+    struct health_input in;
+    memset(&in, 0, sizeof in);
+    in.alive = a->phase != AGENT_PHASE_STOPPING;
+    in.acting = !(a->cons_open && a->cons.diverged) && a->identity_error[0] == '\0';
+    in.raft_leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
+    in.ready_leader = in.raft_leader && a->cons.leader_ready;
+    in.has_pg = a->conf.has_postgresql && a->pg_open;
+    in.default_lag = HEALTH_DEFAULT_LAG;
+    in.noloadbalance = a->conf.tags.noloadbalance;
+    if (in.has_pg) {
+        const struct ha_pg *o = &a->pg.obs;
+        in.running = o->state == HA_PG_RUNNING;
+        in.in_recovery = o->in_recovery;
+        in.streaming = o->streaming;
+        in.received_position = o->wal_position;
+        in.replay_position = o->replay_position;
+        const struct fsm_state *st = &a->cons.state;
+        if (a->cons_open && st->sync.k > 0 && is_sync_voter(a, a->conf.name)) {
+            in.standby = st->sync.k >= st->sync.n_voters ? HEALTH_STANDBY_SYNC
+                                                         : HEALTH_STANDBY_QUORUM;
+        }
+        struct pg_view prim;
+        const char *pname = a->cons_open ? st->primary.name : "";
+        if (pname[0] != '\0' && strcmp(pname, a->conf.name) != 0 &&
+            pg_view_of(a, pname, &prim) && prim.known && prim.state == HA_PG_RUNNING &&
+            !prim.in_recovery) {
+            in.primary_position = prim.wal_position;
         }
     }
-    return HEALTH_NONE;
+    char prio[16];
+    snprintf(prio, sizeof prio, "%d", a->conf.tags.failover_priority);
+    const struct health_tag tags[] = {
+        {"nofailover", a->conf.tags.nofailover ? "true" : "false"},
+        {"nosync", a->conf.tags.nosync ? "true" : "false"},
+        {"noloadbalance", a->conf.tags.noloadbalance ? "true" : "false"},
+        {"failover_priority", prio},
+    };
+    in.tags = tags;
+    in.n_tags = sizeof tags / sizeof tags[0];
+    return health_status(kind, &in, q);
 }
 
-/* 200 or 503 per path. Without a postgresql section only the agent itself is checked. */
-static bool health_ok(const struct agent *a, enum health h)
+/* GET answers the code and this member's status; HEAD and OPTIONS (haproxy's httpchk) the code
+ * alone. */
+static void respond_health(struct agent *a, struct http_conn *conn, const struct http_request *req,
+                           enum health_kind kind)
 {
-    bool alive = a->phase != AGENT_PHASE_STOPPING;
-    if (!a->conf.has_postgresql || !a->pg_open) {
-        return alive && (h == HEALTH_AGENT || h == HEALTH_READINESS);
+    struct health_query q;
+    char err[RPG_ERRMSG_SIZE];
+    if (health_parse_query(req->query, &q, err, sizeof err) != 0) {
+        respond_error(conn, 400, err);
+        return;
     }
-    const struct ha_pg *o = &a->pg.obs;
-    bool running = o->state == HA_PG_RUNNING;
-    bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
-    switch (h) {
-    case HEALTH_AGENT:
-    case HEALTH_READ_ONLY:
-    case HEALTH_READINESS: return alive && running;
-    /* A primary that is not the ready leader is being fenced: no writes go there. */
-    case HEALTH_PRIMARY: return alive && running && !o->in_recovery && leader;
-    case HEALTH_REPLICA: return alive && running && o->in_recovery;
-    /* A standby in the recorded synchronous set (k > 0), or any other standby. */
-    case HEALTH_SYNC:
-        return alive && running && o->in_recovery && a->cons.state.sync.k > 0 &&
-               is_sync_voter(a, a->conf.name);
-    case HEALTH_ASYNC:
-        return alive && running && o->in_recovery &&
-               !(a->cons.state.sync.k > 0 && is_sync_voter(a, a->conf.name));
-    case HEALTH_NONE: break;
+    int code = health_code(a, kind, &q);
+    if (req->method == HTTP_M_OPTIONS) {
+        http_respond(conn, code, "text/plain; charset=utf-8", "", 0);
+    } else {
+        respond_json(conn, code, agent_status_json(a));
     }
-    return false;
 }
 
 /* The bootstrap question from a member starting without Raft state: the cluster document,
@@ -1069,6 +1101,8 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            labels, running && !o->in_recovery ? (double)o->wal_position : 0);
     metric(f, "patroni_xlog_received_location", "counter", "WAL position received or replayed by a standby (bytes), 0 on a primary.",
            labels, running && o->in_recovery ? (double)o->wal_position : 0);
+    metric(f, "patroni_xlog_replayed_location", "counter", "WAL position replayed by a standby (bytes), 0 on a primary.",
+           labels, running && o->in_recovery ? (double)o->replay_position : 0);
     metric(f, "patroni_postgres_timeline", "counter", "PostgreSQL timeline.", labels,
            pg ? o->timeline : 0);
     metric(f, "patroni_cluster_unlocked", "gauge", "Value is 1 if no member is recorded as primary, 0 otherwise.",
@@ -1129,11 +1163,21 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
     struct agent *a = data;
     const char *path = req->path;
     bool get = req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
+    /* Health checks change nothing: any client may ask, with the methods load balancers use. */
+    enum health_kind hk = health_kind_of(path);
+    if (hk != HEALTH_NONE) {
+        if (!get && req->method != HTTP_M_OPTIONS) {
+            respond_error(conn, 405, "method not allowed (GET, HEAD or OPTIONS)");
+        } else {
+            respond_health(a, conn, req, hk);
+        }
+        return;
+    }
     if (!get && req->method != HTTP_M_OPTIONS && !signed_request(a, conn, req)) {
         return;
     }
 
-    if (strcmp(path, "/cluster") == 0 || strcmp(path, "/") == 0) {
+    if (strcmp(path, "/cluster") == 0) {
         if (!get) {
             respond_error(conn, 405, "method not allowed");
             return;
@@ -1164,19 +1208,6 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         }
         bool ok = a->phase != AGENT_PHASE_STOPPING;
         respond_json(conn, ok ? 200 : 503, json_pack("{s:s}", "state", agent_phase_name(a->phase)));
-    } else if (health_check(path) != HEALTH_NONE) {
-        if (!get) {
-            respond_error(conn, 405, "method not allowed");
-            return;
-        }
-        respond_json(conn, health_ok(a, health_check(path)) ? 200 : 503, agent_status_json(a));
-    } else if (strcmp(path, "/leader") == 0) {
-        if (!get) {
-            respond_error(conn, 405, "method not allowed");
-            return;
-        }
-        bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
-        respond_json(conn, leader ? 200 : 503, agent_status_json(a));
     } else if (strcmp(path, "/config") == 0) {
         if (get) {
             respond_json(conn, 200, config_json(a));

@@ -154,6 +154,7 @@ static const struct conf_key postgresql_keys[] = {
 static const struct conf_key tags_keys[] = {
     {"nofailover", KEY_BOOL, FIELD(tags.nofailover), .def = "false"},
     {"nosync", KEY_BOOL, FIELD(tags.nosync), .def = "false"},
+    {"noloadbalance", KEY_BOOL, FIELD(tags.noloadbalance), .def = "false"},
     {"failover_priority", KEY_INT, FIELD(tags.failover_priority), .min = 0, .max = 1000,
      .def = "1"},
     {.key = NULL},

@@ -60,7 +60,9 @@ static const char OBSERVE_SQL[] =
     /* Where the WAL receiver really streams from (rule 4); no row when none runs. */
     " (SELECT CASE WHEN sender_host IS NULL OR sender_port IS NULL THEN '" HA_RECEIVER_UNKNOWN "'"
     "   ELSE sender_host || ':' || sender_port END FROM pg_stat_wal_receiver LIMIT 1),"
-    " current_setting('primary_conninfo')";
+    " current_setting('primary_conninfo'),"
+    " CASE WHEN pg_is_in_recovery() THEN coalesce(pg_wal_lsn_diff(pg_last_wal_replay_lsn(),"
+    "   '0/0')::bigint, 0) ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END";
 
 const char *pg_op_name(enum pg_op op)
 {
@@ -907,7 +909,7 @@ static void conninfo_target(const char *conninfo, char *buf, size_t size)
 
 static void take_observation(struct pg *p, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) != 11) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 12) {
         return;
     }
     struct ha_pg *o = &p->obs;
@@ -923,6 +925,7 @@ static void take_observation(struct pg *p, PGresult *res)
     o->system_id = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
     o->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
     o->wal_position = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
+    o->replay_position = strtoull(PQgetvalue(res, 0, 11), NULL, 10);
     o->streaming = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
     o->checkpoint_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 7), NULL, 10);
     fmt_str(p->sync_seen, sizeof p->sync_seen, "%s", PQgetvalue(res, 0, 8));

@@ -97,6 +97,9 @@ struct agent {
     /* The state-checksum comparison with the peers (storage.h): why this member is held to have
      * diverged (cons.diverged), for the log and the API. */
     char diverged_detail[RPG_ERRMSG_SIZE];
+    /* The cluster's leader lists this member's name under another Raft id: removed and added
+     * again while this agent kept running. Sticky: it does not act until restarted afresh. */
+    char identity_error[2 * RPG_ERRMSG_SIZE];
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and

@@ -153,6 +153,7 @@ struct conf {
     struct {
         bool nofailover;       /* default false */
         bool nosync;           /* default false */
+        bool noloadbalance;    /* default false: /replica and /read-only answer 503 */
         int failover_priority; /* default 1, range 0..1000; 0 means never promote */
     } tags;
 };

@@ -202,6 +202,13 @@ json_t *agent_status_json(const struct agent *a)
         }
     }
     json_object_set_new(o, "identity_error", json_string(a->identity_error));
+    if (a->callbacks_open) {
+        const struct callbacks *cb = &a->callbacks;
+        json_object_set_new(o, "callbacks",
+                            json_pack("{s:b, s:I, s:I, s:s}", "running", cb->running, "runs",
+                                      (json_int_t)cb->n_runs, "failed", (json_int_t)cb->n_failed,
+                                      "last", cb->last));
+    }
     json_object_set_new(o, "tags",
                         json_pack("{s:b, s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
                                   "nosync", a->conf.tags.nosync, "noloadbalance",

@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include "raftpg/callback.h"
 #include "raftpg/conf.h"
 #include "raftpg/cons_uv.h"
 #include "raftpg/core.h"
@@ -53,6 +54,8 @@ struct agent {
     /* PostgreSQL under the HA decision function (only with a postgresql: section). */
     struct pg pg;
     bool pg_open;
+    struct callbacks callbacks; /* postgresql.callbacks */
+    bool callbacks_open;
     uv_timer_t ha_timer;
     bool ha_timer_open;
     struct core core;             /* decisions and the action in flight */

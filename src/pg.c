@@ -62,7 +62,13 @@ static const char OBSERVE_SQL[] =
     "   ELSE sender_host || ':' || sender_port END FROM pg_stat_wal_receiver LIMIT 1),"
     " current_setting('primary_conninfo'),"
     " CASE WHEN pg_is_in_recovery() THEN coalesce(pg_wal_lsn_diff(pg_last_wal_replay_lsn(),"
-    "   '0/0')::bigint, 0) ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END";
+    "   '0/0')::bigint, 0) ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END,"
+    /* For the status document only. */
+    " current_setting('server_version_num'), pg_postmaster_start_time()::text,"
+    " EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart),"
+    " CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END,"
+    " CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_xact_replay_timestamp()::text, '')"
+    "  ELSE '' END";
 
 const char *pg_op_name(enum pg_op op)
 {
@@ -909,7 +915,7 @@ static void conninfo_target(const char *conninfo, char *buf, size_t size)
 
 static void take_observation(struct pg *p, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) != 12) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 17) {
         return;
     }
     struct ha_pg *o = &p->obs;
@@ -926,6 +932,11 @@ static void take_observation(struct pg *p, PGresult *res)
     o->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
     o->wal_position = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
     o->replay_position = strtoull(PQgetvalue(res, 0, 11), NULL, 10);
+    p->server_version = atoi(PQgetvalue(res, 0, 12));
+    fmt_str(p->start_time, sizeof p->start_time, "%s", PQgetvalue(res, 0, 13));
+    p->pending_restart = strcmp(PQgetvalue(res, 0, 14), "t") == 0;
+    p->replay_paused = strcmp(PQgetvalue(res, 0, 15), "t") == 0;
+    fmt_str(p->replay_timestamp, sizeof p->replay_timestamp, "%s", PQgetvalue(res, 0, 16));
     o->streaming = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
     o->checkpoint_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 7), NULL, 10);
     fmt_str(p->sync_seen, sizeof p->sync_seen, "%s", PQgetvalue(res, 0, 8));

@@ -120,4 +120,7 @@ struct json_t *agent_cluster_json(const struct agent *a);
 /* The short self-status served on GET /status and read by peers. */
 struct json_t *agent_status_json(const struct agent *a);
 
+/* Patroni's node status document: GET /patroni and the body of GET health checks. */
+struct json_t *agent_patroni_json(const struct agent *a);
+
 #endif

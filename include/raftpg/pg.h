@@ -74,6 +74,12 @@ struct pg {
     unsigned n_replicas;
     struct pg_replica replicas[FSM_MEMBERS_MAX];
     char state_detail[RPG_ERRMSG_SIZE]; /* why it is not running, the last failure, ... */
+    /* For the API only (Patroni's status document), from the last observation. */
+    int server_version;       /* server_version_num */
+    char start_time[48];      /* pg_postmaster_start_time() */
+    bool pending_restart;     /* a changed setting waits for a restart */
+    bool replay_paused;       /* standby: pg_is_wal_replay_paused() */
+    char replay_timestamp[48]; /* standby: pg_last_xact_replay_timestamp(), "" none */
     int postmaster_pid;      /* 0 when none */
     rpg_msec not_streaming_since; /* loop time a running standby stopped streaming, 0: it is */
 

@@ -983,6 +983,23 @@ static void ha_tick(struct agent *a)
          * promote on a history it no longer receives. The fence still runs. */
         return;
     }
+    bool paused = a->cons.state.initialized && a->cons.state.paused;
+    if (paused != a->maintenance) {
+        a->maintenance = paused;
+        log_info("maintenance mode %s: %s", paused ? "on" : "off",
+                 paused ? "no failover, no start, stop, promotion or re-point of postgresql; the "
+                          "fence still runs"
+                        : "decisions resume");
+    }
+    if (paused) {
+        /* The operator owns PostgreSQL now. Only what keeps two primaries apart still acts: the
+         * lease, the fence and the VIP (fence_tick above). */
+        memset(&a->core.last, 0, sizeof a->core.last);
+        a->core.last.action = HA_ACT_WAIT;
+        snprintf(a->core.last.why, sizeof a->core.last.why,
+                 "maintenance mode: the cluster is paused (raftpg ctl resume)");
+        return;
+    }
     if (a->pg_frozen) {
         /* The soft layer holds: the lease comes back (resume, nothing to decide) or ends (the
          * hard layer stops the server); a decision now would act on a server that cannot. */

@@ -202,6 +202,10 @@ json_t *agent_status_json(const struct agent *a)
         }
     }
     json_object_set_new(o, "identity_error", json_string(a->identity_error));
+    /* Maintenance mode as this member's replicated state has it (ctl pause --wait asks). */
+    json_object_set_new(o, "pause",
+                        json_boolean(a->cons_open && a->cons.state.initialized &&
+                                     a->cons.state.paused));
     if (a->callbacks_open) {
         const struct callbacks *cb = &a->callbacks;
         json_object_set_new(o, "callbacks",
@@ -560,6 +564,7 @@ json_t *agent_cluster_json(const struct agent *a)
                       (json_int_t)s->sync.k, "voters", voters, "degraded",
                       mode != FSM_SYNC_MODE_OFF && s->sync.k == 0, "wanted", (json_int_t)k,
                       "commit", conf_sync_commit_name(commit), "wal_bound", bound));
+        json_object_set_new(o, "pause", json_boolean(s->paused));
     }
     if (known) {
         json_object_set_new(o, "primary",
@@ -886,9 +891,10 @@ static json_t *config_json(const struct agent *a)
     unsigned k;
     bool recorded;
     config_in_force(a, &mode, &k, &commit, &recorded);
-    return json_pack("{s:s, s:I, s:s, s:b}", "synchronous_mode", conf_sync_mode_name(mode),
+    return json_pack("{s:s, s:I, s:s, s:b, s:b}", "synchronous_mode", conf_sync_mode_name(mode),
                      "synchronous_node_count", (json_int_t)k, "synchronous_commit",
-                     conf_sync_commit_name(commit), "recorded", recorded);
+                     conf_sync_commit_name(commit), "recorded", recorded, "pause",
+                     a->cons_open && a->cons.state.initialized && a->cons.state.paused);
 }
 
 struct pending_config {
@@ -935,6 +941,42 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
     const char *key;
     json_t *v;
     msg[0] = '\0';
+    /* Maintenance mode (Patroni's {"pause": true}) is its own Raft entry: changed alone. */
+    json_t *pause = json_object_get(o, "pause");
+    if (pause != NULL && (!json_is_boolean(pause) || json_object_size(o) != 1)) {
+        respond_error(conn, 400,
+                      json_is_boolean(pause)
+                          ? "pause: change it alone ({\"pause\": true} or {\"pause\": false})"
+                          : "pause: expected true or false");
+        json_decref(o);
+        return;
+    }
+    if (pause != NULL) {
+        bool on = json_is_true(pause);
+        json_decref(o);
+        if (!require_leader(a, conn)) {
+            return;
+        }
+        struct pending_config *p = calloc(1, sizeof *p);
+        if (p == NULL) {
+            respond_error(conn, 500, "out of memory");
+            return;
+        }
+        p->conn = conn;
+        p->a = a;
+        struct fsm_cmd cmd;
+        memset(&cmd, 0, sizeof cmd);
+        cmd.type = FSM_CMD_SET_PAUSE;
+        cmd.u.set_pause.paused = on;
+        int rv = cons_submit(&a->cons, &cmd, config_committed, p, msg);
+        if (rv != 0) {
+            free(p);
+            respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
+            return;
+        }
+        log_info("maintenance mode %s requested", on ? "on" : "off");
+        return;
+    }
     json_object_foreach(o, key, v)
     {
         if (strcmp(key, "synchronous_mode") == 0) {
@@ -959,7 +1001,7 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
             }
         } else {
             snprintf(msg, sizeof msg, "unknown key \"%.64s\" (settable: synchronous_mode, "
-                                      "synchronous_node_count, synchronous_commit)",
+                                      "synchronous_node_count, synchronous_commit, pause)",
                      key);
         }
         if (msg[0] != '\0') {

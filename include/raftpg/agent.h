@@ -103,6 +103,7 @@ struct agent {
     /* The cluster's leader lists this member's name under another Raft id: removed and added
      * again while this agent kept running. Sticky: it does not act until restarted afresh. */
     char identity_error[2 * RPG_ERRMSG_SIZE];
+    bool maintenance; /* the replicated state says paused, as last seen by ha_tick */
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and

@@ -991,6 +991,10 @@ static void ha_tick(struct agent *a)
                           "fence still runs"
                         : "decisions resume");
     }
+    if (switchover_holds(a)) {
+        /* Its primary is being stopped and handed over: restarting it now would undo that. */
+        return;
+    }
     if (paused) {
         /* The operator owns PostgreSQL now. Only what keeps two primaries apart still acts: the
          * lease, the fence and the VIP (fence_tick above). */
@@ -1255,7 +1259,7 @@ static void maybe_exit(struct agent *a)
 {
     if (a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
         a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open ||
-        a->callbacks_open) {
+        a->callbacks_open || a->switchover.timer_open) {
         return;
     }
     uv_close((uv_handle_t *)&a->sig_int, NULL);
@@ -1286,6 +1290,13 @@ static void peers_closed(struct peers *p)
 {
     struct agent *a = (struct agent *)((char *)p - offsetof(struct agent, peers));
     a->peers_open = false;
+    maybe_exit(a);
+}
+
+static void switchover_timer_closed(uv_handle_t *h)
+{
+    struct agent *a = (struct agent *)((char *)h - offsetof(struct agent, switchover.timer));
+    a->switchover.timer_open = false;
     maybe_exit(a);
 }
 
@@ -1465,7 +1476,8 @@ static void close_rest(struct agent *a)
     }
     bool any = a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
                a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open ||
-               a->callbacks_open;
+               a->callbacks_open || a->switchover.timer_open;
+    switchover_close(a, switchover_timer_closed);
     if (a->callbacks_open && !a->callbacks.closing) {
         callbacks_close(&a->callbacks, callbacks_closed);
     }

@@ -206,6 +206,10 @@ json_t *agent_status_json(const struct agent *a)
     json_object_set_new(o, "pause",
                         json_boolean(a->cons_open && a->cons.state.initialized &&
                                      a->cons.state.paused));
+    json_object_set_new(o, "switchover",
+                        json_pack("{s:s, s:s, s:s}", "phase",
+                                  switchover_phase_name(a->switchover.phase), "to",
+                                  a->switchover.to, "last", a->switchover.last));
     if (a->callbacks_open) {
         const struct callbacks *cb = &a->callbacks;
         json_object_set_new(o, "callbacks",
@@ -673,6 +677,52 @@ static bool require_leader(struct agent *a, struct http_conn *conn)
                            "leader", m != NULL ? m->name : NULL, "leader_api",
                            m != NULL ? m->api_address : NULL));
     return false;
+}
+
+/* POST /switchover {"leader", "candidate"} (Patroni's body; both optional here). */
+static void switchover_request(struct agent *a, struct http_conn *conn,
+                               const struct http_request *req)
+{
+    json_error_t jerr;
+    json_t *o = req->body_len > 0 ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
+                                               &jerr)
+                                  : json_object();
+    char msg[RPG_ERRMSG_SIZE] = "";
+    const char *key;
+    json_t *v;
+    if (!json_is_object(o)) {
+        snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
+    } else {
+        json_object_foreach(o, key, v)
+        {
+            if (strcmp(key, "leader") == 0 || strcmp(key, "candidate") == 0) {
+                if (!json_is_string(v) || api_check_name(json_string_value(v)) != 0) {
+                    snprintf(msg, sizeof msg, "%s: expected a member name", key);
+                    break;
+                }
+            } else if (strcmp(key, "scheduled_at") == 0) {
+                snprintf(msg, sizeof msg, "scheduled_at: scheduled switchovers are not supported "
+                                          "yet; ask again at the time");
+                break;
+            } else {
+                snprintf(msg, sizeof msg,
+                         "unknown key \"%.64s\" (leader, candidate)", key);
+                break;
+            }
+        }
+    }
+    if (msg[0] != '\0') {
+        json_decref(o);
+        respond_error(conn, 400, msg);
+        return;
+    }
+    if (!require_leader(a, conn)) {
+        json_decref(o);
+        return;
+    }
+    switchover_start(a, conn, json_string_value(json_object_get(o, "leader")),
+                     json_string_value(json_object_get(o, "candidate")));
+    json_decref(o);
 }
 
 static void member_add(struct agent *a, struct http_conn *conn, const struct http_request *req)
@@ -1439,6 +1489,12 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         } else {
             respond_error(conn, 405, "method not allowed (GET, or PATCH to change)");
         }
+    } else if (strcmp(path, "/switchover") == 0) {
+        if (req->method != HTTP_M_POST) {
+            respond_error(conn, 405, "method not allowed (use POST)");
+            return;
+        }
+        switchover_request(a, conn, req);
     } else if (strcmp(path, "/members") == 0) {
         if (req->method != HTTP_M_POST) {
             respond_error(conn, 405, "method not allowed (use POST to add a member)");

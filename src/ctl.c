@@ -38,6 +38,9 @@ static const char *ctl_usage =
     "  edit-config -s KEY=VALUE [-s KEY=VALUE ...]     change them (synchronous_mode,\n"
     "                                                  synchronous_node_count,\n"
     "                                                  synchronous_commit)\n"
+    "  switchover [--leader N] [--candidate N] [--force]\n"
+    "                                                  move the primary to a caught-up standby\n"
+    "                                                  (the best one without --candidate)\n"
     "  pause [--wait]                                  maintenance mode: no failover, no\n"
     "                                                  start, stop or promotion (--wait: until\n"
     "                                                  every member has applied it)\n"
@@ -669,6 +672,65 @@ static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
     return ok;
 }
 
+/* A planned switchover, asked of the leader once (never retried: a second request while the
+ * first runs would only be refused). */
+static int cmd_switchover(struct ctl *c, const char *leader, const char *candidate)
+{
+    json_t *o = json_object();
+    if (leader != NULL) {
+        json_object_set_new(o, "leader", json_string(leader));
+    }
+    if (candidate != NULL) {
+        json_object_set_new(o, "candidate", json_string(candidate));
+    }
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = body != NULL ? fetch_cluster(c, errmsg) : NULL;
+    char api[FSM_ADDR_MAX];
+    if (cluster == NULL || leader_api(cluster, api, sizeof api) != 0) {
+        fprintf(stderr, "raftpg ctl switchover: %s\n",
+                cluster == NULL ? errmsg : "the cluster has no leader right now");
+        json_decref(cluster);
+        free(body);
+        return 1;
+    }
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    json_decref(cluster);
+    char auth[PROOF_AUTH_MAX] = "";
+    if (c->has_key) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        proof_sign_request(c->key, c->scope, "POST", "/switchover", body,
+                           (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth, sizeof auth);
+    }
+    int status = 0;
+    char *resp = NULL;
+    size_t len = 0;
+    /* Each step has its own bound on the agent (switchover.h); their sum, and some. */
+    unsigned timeout = c->timeout_ms > 60000 ? c->timeout_ms : 60000;
+    int rv = http_request_sync(api, "POST", "/switchover", body, c->has_key ? auth : NULL,
+                               timeout, &status, &resp, &len, errmsg);
+    free(body);
+    if (rv != 0) {
+        fprintf(stderr, "raftpg ctl switchover: %s (see raftpg ctl list)\n", errmsg);
+        return 1;
+    }
+    json_error_t jerr;
+    json_t *answer = json_loadb(resp, len, 0, &jerr);
+    free(resp);
+    if (status != 200) {
+        fprintf(stderr, "raftpg ctl switchover: refused (http %d): %s\n", status,
+                str_or(answer, "error", "?"));
+        json_decref(answer);
+        return 1;
+    }
+    printf("%s\n", str_or(answer, "message", "switched over"));
+    json_decref(answer);
+    return 0;
+}
+
 /* Maintenance mode (Patroni's pause/resume): PATCH /config {"pause": ...} through the leader. */
 static int cmd_pause(struct ctl *c, bool on, bool wait)
 {
@@ -852,6 +914,26 @@ int ctl_main(int argc, char **argv)
             return 2;
         }
         return cmd_edit_config(&c, pairs, n);
+    }
+    if (strcmp(cmd, "switchover") == 0) {
+        const char *leader = NULL, *candidate = NULL;
+        for (; i < argc; i++) {
+            if ((strcmp(argv[i], "--leader") == 0 || strcmp(argv[i], "--primary") == 0) &&
+                i + 1 < argc) {
+                leader = argv[++i];
+            } else if (strcmp(argv[i], "--candidate") == 0 && i + 1 < argc) {
+                candidate = argv[++i];
+            } else if (strcmp(argv[i], "--force") == 0) {
+                /* patronictl's "do not ask": raftpg ctl never asks. */
+            } else if (strcmp(argv[i], "--scheduled") == 0) {
+                fprintf(stderr, "raftpg ctl switchover: --scheduled is not supported yet\n");
+                return 2;
+            } else {
+                fprintf(stderr, "raftpg ctl switchover: unexpected argument \"%s\"\n", argv[i]);
+                return 2;
+            }
+        }
+        return cmd_switchover(&c, leader, candidate);
     }
     if (strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0) {
         bool wait = false;

@@ -252,6 +252,21 @@ int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeli
     return 0;
 }
 
+int pg_parse_checkpoint(const char *text, uint64_t *lsn, bool *shut_down)
+{
+    const char *v = field_after(text, "Latest checkpoint location:");
+    unsigned hi = 0, lo = 0;
+    char tail = '\0';
+    if (v == NULL || sscanf(v, "%X/%X%c", &hi, &lo, &tail) < 2 || (tail != '\0' && tail != '\n')) {
+        return RPG_EPROTO;
+    }
+    *lsn = ((uint64_t)hi << 32) | lo;
+    v = field_after(text, "Database cluster state:");
+    *shut_down = v != NULL && strncmp(v, "shut down", 9) == 0 &&
+                 strncmp(v, "shut down in recovery", 21) != 0;
+    return 0;
+}
+
 /* ---- small file helpers ---------------------------------------------------------------------- */
 
 static void path_in(const struct pg *p, const char *file, char *buf, size_t size)
@@ -930,6 +945,16 @@ static void take_observation(struct pg *p, PGresult *res)
     o->promoting = p->promote_pending;
     o->system_id = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
     o->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+    /* A standby's timeline is its WAL receiver's while one runs, else its last restartpoint's,
+     * which lags: one that followed a promotion and lost its sender (the new primary stopping
+     * for a switchover, say) would look a timeline behind. Within one run of the server, the
+     * timeline it replays never goes back, so the highest it reported in this run still holds. */
+    const char *started = PQgetvalue(res, 0, 13);
+    if (o->in_recovery && strcmp(started, p->run_started) == 0 && p->run_timeline > o->timeline) {
+        o->timeline = p->run_timeline;
+    }
+    fmt_str(p->run_started, sizeof p->run_started, "%s", started);
+    p->run_timeline = o->timeline;
     o->wal_position = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
     o->replay_position = strtoull(PQgetvalue(res, 0, 11), NULL, 10);
     p->server_version = atoi(PQgetvalue(res, 0, 12));
@@ -1094,6 +1119,10 @@ static void on_controldata(struct proc *pr, const struct proc_result *res, void 
     p->obs.system_id = sysid;
     p->obs.timeline = tl;
     p->obs.was_primary = was_primary;
+    if (pg_parse_checkpoint(res->output, &p->checkpoint_lsn, &p->clean_shutdown) != 0) {
+        p->checkpoint_lsn = 0;
+        p->clean_shutdown = false;
+    }
     p->controldata_valid = true;
     p->obs_valid = true;
     p->obs_epoch = p->query_epoch;

@@ -16,6 +16,7 @@
 #include "raftpg/ha.h"
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
+#include "raftpg/switchover.h"
 #include "raftpg/pg.h"
 #include "raftpg/vip.h"
 #include "raftpg/watchdog.h"
@@ -104,6 +105,7 @@ struct agent {
      * again while this agent kept running. Sticky: it does not act until restarted afresh. */
     char identity_error[2 * RPG_ERRMSG_SIZE];
     bool maintenance; /* the replicated state says paused, as last seen by ha_tick */
+    struct switchover switchover;
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and

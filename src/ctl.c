@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <sodium.h>
@@ -12,6 +13,9 @@
 #include "raftpg/fsm.h"
 #include "raftpg/http.h"
 #include "raftpg/proof.h"
+
+/* Where ctl finds this node's configuration when given no address (patronictl's habit). */
+#define CTL_DEFAULT_CONFIG "/etc/raftpg/raftpg.yaml"
 
 #define CTL_MAX_ENDPOINTS (CONF_MEMBERS_MAX + 2)
 
@@ -28,7 +32,10 @@ static const char *ctl_usage =
     "usage: raftpg ctl [-c FILE | --api HOST:PORT] [--timeout MS] COMMAND\n"
     "\n"
     "commands:\n"
-    "  list [--json]                                   members, roles and raft state\n"
+    "  list [--format pretty|json|tsv] [--json] [-W | --watch SECONDS]\n"
+    "                                                  members, roles and raft state\n"
+    "  topology [-W | --watch SECONDS]                 the primary and who streams from it\n"
+    "  version                                         this program's and each member's version\n"
     "  member add NAME --raft HOST:PORT --api HOST:PORT [--no-wait]\n"
     "                                                  add a member (spare, then voter)\n"
     "  member remove NAME [--no-wait]                  remove a member\n"
@@ -53,7 +60,8 @@ static const char *ctl_usage =
     "                      (default 2000)\n"
     "  --secret-file FILE  the cluster secret that signs changes (with -c: raft.secret_file\n"
     "                      of that configuration; also RAFTPG_SECRET_FILE)\n"
-    "  the RAFTPG_API environment variable may hold HOST:PORT as well\n";
+    "  the RAFTPG_API environment variable may hold HOST:PORT as well; without any address,\n"
+    "  the configuration in RAFTPG_CONFIG, else " CTL_DEFAULT_CONFIG " when it exists\n";
 
 static double now_s(void)
 {
@@ -155,21 +163,9 @@ static const char *str_or(json_t *o, const char *key, const char *dflt)
     return v != NULL ? v : dflt;
 }
 
-static int cmd_list(struct ctl *c, bool as_json)
+/* The lines above the member table: cluster, leader, primary, synchronous set, maintenance. */
+static void print_summary(json_t *cluster)
 {
-    char errmsg[RPG_ERRMSG_SIZE];
-    json_t *cluster = fetch_cluster(c, errmsg);
-    if (cluster == NULL) {
-        fprintf(stderr, "raftpg ctl list: %s\n", errmsg);
-        return 1;
-    }
-    if (as_json) {
-        char *s = json_dumps(cluster, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", s != NULL ? s : "{}");
-        free(s);
-        json_decref(cluster);
-        return 0;
-    }
     json_t *raft = json_object_get(cluster, "raft");
     printf("Cluster: %s (term %lld, leader %s, commit index %lld, answered by %s)\n",
            str_or(cluster, "scope", "?"), (long long)json_integer_value(json_object_get(raft, "term")),
@@ -203,6 +199,31 @@ static int cmd_list(struct ctl *c, bool as_json)
             }
             printf(")\n");
         }
+    }
+}
+
+enum list_format { LIST_PRETTY, LIST_JSON, LIST_TSV };
+
+static int cmd_list(struct ctl *c, enum list_format format)
+{
+    bool as_json = format == LIST_JSON;
+    bool tsv = format == LIST_TSV;
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl list: %s\n", errmsg);
+        return 1;
+    }
+    if (as_json) {
+        char *s = json_dumps(cluster, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", s != NULL ? s : "{}");
+        free(s);
+        json_decref(cluster);
+        return 0;
+    }
+    if (!tsv) {
+        /* Tab-separated output is the table alone, for scripts. */
+        print_summary(cluster);
     }
     const char *hdr[] = {"Member", "Id", "Host", "Role", "State", "TL", "Lag", "Voting", "Term",
                          "Raft", "Storage"};
@@ -249,6 +270,17 @@ static int cmd_list(struct ctl *c, bool as_json)
             size_t l = strlen(cells[r][i]);
             width[i] = l > width[i] ? l : width[i];
         }
+    }
+    if (tsv) {
+        for (size_t r = 0; r <= n; r++) {
+            for (int i = 0; i < NCOL; i++) {
+                printf("%s%s", i ? "\t" : "", r == 0 ? hdr[i] : cells[r - 1][i]);
+            }
+            printf("\n");
+        }
+        free(cells);
+        json_decref(cluster);
+        return 0;
     }
     for (int i = 0; i < NCOL; i++) {
         printf("%s%-*s", i ? " | " : "| ", (int)width[i], hdr[i]);
@@ -672,6 +704,104 @@ static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
     return ok;
 }
 
+/* The member's API address from its api_url, into out. */
+static void api_of(json_t *m, char *out, size_t size)
+{
+    const char *url = str_or(m, "api_url", "");
+    snprintf(out, size, "%s", strncmp(url, "http://", 7) == 0 ? url + 7 : url);
+    char *slash = strchr(out, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+    }
+}
+
+/* patronictl version: this program's, then each member's as its /patroni document says. */
+static int cmd_version(struct ctl *c)
+{
+    printf("raftpg ctl version %s\n", RAFTPG_VERSION);
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl version: %s\n", errmsg);
+        return 1;
+    }
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(cluster, "members"), i, m)
+    {
+        char api[FSM_ADDR_MAX];
+        api_of(m, api, sizeof api);
+        int status = 0;
+        char *body = NULL;
+        size_t len = 0;
+        json_t *doc = NULL;
+        if (http_request_sync(api, "GET", "/patroni", NULL, NULL, c->timeout_ms, &status, &body,
+                              &len, errmsg) == 0) {
+            json_error_t jerr;
+            doc = json_loadb(body, len, 0, &jerr);
+        }
+        free(body);
+        json_t *p = json_object_get(doc, "patroni");
+        json_t *pg = json_object_get(doc, "server_version");
+        if (p != NULL) {
+            printf("%s: raftpg %s", str_or(m, "name", "?"), str_or(p, "version", "?"));
+            if (json_is_integer(pg)) {
+                long long v = (long long)json_integer_value(pg);
+                printf(" PostgreSQL %lld.%lld", v / 10000, v % 10000);
+            }
+            printf("\n");
+        } else {
+            printf("%s: no answer (%s)\n", str_or(m, "name", "?"), errmsg);
+        }
+        json_decref(doc);
+    }
+    json_decref(cluster);
+    return 0;
+}
+
+/* Who streams from whom: the primary, then the other members beneath it (raftpg runs no
+ * cascading replication: every standby streams from the primary). */
+static int cmd_topology(struct ctl *c)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl topology: %s\n", errmsg);
+        return 1;
+    }
+    json_t *members = json_object_get(cluster, "members");
+    const char *primary = str_or(json_object_get(cluster, "primary"), "name", "");
+    size_t i;
+    json_t *m;
+    printf("Cluster: %s\n", str_or(cluster, "scope", "?"));
+    json_array_foreach(members, i, m)
+    {
+        if (strcmp(str_or(m, "name", ""), primary) == 0) {
+            printf("%s  [%s, %s, timeline %lld]\n", primary, str_or(m, "role", "?"),
+                   str_or(m, "state", "?"),
+                   (long long)json_integer_value(json_object_get(m, "timeline")));
+        }
+    }
+    if (primary[0] == '\0') {
+        printf("(no primary recorded)\n");
+    }
+    json_array_foreach(members, i, m)
+    {
+        const char *name = str_or(m, "name", "?");
+        if (strcmp(name, primary) == 0) {
+            continue;
+        }
+        json_t *lag = json_object_get(m, "lag");
+        printf("+ %s  [%s, %s", name, str_or(m, "role", "?"), str_or(m, "state", "?"));
+        if (json_is_integer(lag)) {
+            printf(", lag %lld bytes", (long long)json_integer_value(lag));
+        }
+        printf("]\n");
+    }
+    json_decref(cluster);
+    return 0;
+}
+
 /* A planned switchover, asked of the leader once (never retried: a second request while the
  * first runs would only be refused). */
 static int cmd_switchover(struct ctl *c, const char *leader, const char *candidate)
@@ -802,6 +932,16 @@ int ctl_main(int argc, char **argv)
             break;
         }
     }
+    /* Like patronictl: without any address, this node's own configuration. */
+    const char *api_env = getenv("RAFTPG_API");
+    if (config == NULL && c.n_endpoints == 0 && (api_env == NULL || api_env[0] == '\0')) {
+        const char *env = getenv("RAFTPG_CONFIG");
+        if (env != NULL && env[0] != '\0') {
+            config = env;
+        } else if (access(CTL_DEFAULT_CONFIG, R_OK) == 0) {
+            config = CTL_DEFAULT_CONFIG;
+        }
+    }
     if (config != NULL) {
         struct conf conf;
         char errmsg[RPG_ERRMSG_SIZE];
@@ -849,21 +989,64 @@ int ctl_main(int argc, char **argv)
         return 2;
     }
     if (c.n_endpoints == 0) {
-        fprintf(stderr, "raftpg ctl: no API address: give --api HOST:PORT or -c FILE\n");
+        fprintf(stderr, "raftpg ctl: no API address: give --api HOST:PORT, -c FILE, RAFTPG_API, "
+                        "RAFTPG_CONFIG, or install " CTL_DEFAULT_CONFIG "\n");
         return 2;
     }
     const char *cmd = argv[i++];
-    if (strcmp(cmd, "list") == 0) {
-        bool as_json = false;
+    if (strcmp(cmd, "list") == 0 || strcmp(cmd, "topology") == 0) {
+        enum list_format format = LIST_PRETTY;
+        double watch = 0;
         for (; i < argc; i++) {
             if (strcmp(argv[i], "--json") == 0) {
-                as_json = true;
+                format = LIST_JSON;
+            } else if ((strcmp(argv[i], "--format") == 0 || strcmp(argv[i], "-f") == 0) &&
+                       i + 1 < argc) {
+                const char *f = argv[++i];
+                if (strcmp(f, "pretty") == 0) {
+                    format = LIST_PRETTY;
+                } else if (strcmp(f, "json") == 0) {
+                    format = LIST_JSON;
+                } else if (strcmp(f, "tsv") == 0) {
+                    format = LIST_TSV;
+                } else {
+                    fprintf(stderr, "raftpg ctl %s: --format: expected pretty, json or tsv, got "
+                                    "\"%s\"\n", cmd, f);
+                    return 2;
+                }
+            } else if ((strcmp(argv[i], "--watch") == 0 || strcmp(argv[i], "-w") == 0) &&
+                       i + 1 < argc) {
+                char *end = NULL;
+                watch = strtod(argv[++i], &end);
+                if (end == argv[i] || *end != '\0' || watch < 0.1 || watch > 3600) {
+                    fprintf(stderr, "raftpg ctl %s: --watch: expected seconds 0.1..3600, got "
+                                    "\"%s\"\n", cmd, argv[i]);
+                    return 2;
+                }
+            } else if (strcmp(argv[i], "-W") == 0) {
+                watch = 2;
             } else {
-                fprintf(stderr, "raftpg ctl list: unexpected argument \"%s\"\n", argv[i]);
+                fprintf(stderr, "raftpg ctl %s: unexpected argument \"%s\"\n", cmd, argv[i]);
                 return 2;
             }
         }
-        return cmd_list(&c, as_json);
+        bool topo = strcmp(cmd, "topology") == 0;
+        for (;;) {
+            int rv = topo ? cmd_topology(&c) : cmd_list(&c, format);
+            if (watch == 0) {
+                return rv;
+            }
+            fflush(stdout);
+            sleep_ms((unsigned)(watch * 1000));
+            printf("\n");
+        }
+    }
+    if (strcmp(cmd, "version") == 0) {
+        if (i < argc) {
+            fprintf(stderr, "raftpg ctl version: unexpected argument \"%s\"\n", argv[i]);
+            return 2;
+        }
+        return cmd_version(&c);
     }
     if (strcmp(cmd, "sign") == 0) {
         if (i + 2 > argc || i + 3 < argc) {

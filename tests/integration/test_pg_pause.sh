@@ -12,6 +12,15 @@ t_log "primary is $P"
 ctl() { "$T_BIN" ctl --api "$(t_api_addr 1)" --api "$(t_api_addr 2)" --api "$(t_api_addr 3)" "$@"; }
 t_psql "$Pi" -c "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)"
 
+# ctl's other views of the same cluster.
+ctl version >"$T_DIR/out" 2>&1
+t_check "ctl version names every member's raftpg and PostgreSQL ($(tr '\n' ';' <"$T_DIR/out"))" \
+  t_eq "$(grep -cE '^node[123]: raftpg [0-9.]+ PostgreSQL 15\.' "$T_DIR/out")" 3
+t_check "ctl list --format tsv: a header and three rows of eleven fields" \
+  t_eq "$(ctl list --format tsv | awk -F'\t' 'NF == 11' | wc -l)" 4
+t_check "ctl topology puts the primary first" t_eq "$(ctl topology | sed -n 2p | cut -d' ' -f1)" "$P"
+t_check "ctl topology lists both standbys beneath it" t_eq "$(ctl topology | grep -c '^+ node')" 2
+
 ctl pause --wait >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl pause --wait succeeds ($(cat "$T_DIR/out"))" t_eq "$rc" 0
 t_check "ctl pause says so" grep -q 'Maintenance mode: on' "$T_DIR/out"

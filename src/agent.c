@@ -991,7 +991,7 @@ static void ha_tick(struct agent *a)
                           "fence still runs"
                         : "decisions resume");
     }
-    if (switchover_holds(a)) {
+    if (switchover_holds(a) || reinit_holds(a)) {
         /* Its primary is being stopped and handed over: restarting it now would undo that. */
         return;
     }

@@ -206,6 +206,9 @@ json_t *agent_status_json(const struct agent *a)
     json_object_set_new(o, "pause",
                         json_boolean(a->cons_open && a->cons.state.initialized &&
                                      a->cons.state.paused));
+    json_object_set_new(o, "reinit",
+                        json_pack("{s:b, s:s}", "running", a->reinit.phase != REINIT_IDLE, "last",
+                                  a->reinit.last));
     json_object_set_new(o, "switchover",
                         json_pack("{s:s, s:s, s:s}", "phase",
                                   switchover_phase_name(a->switchover.phase), "to",
@@ -1489,6 +1492,12 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         } else {
             respond_error(conn, 405, "method not allowed (GET, or PATCH to change)");
         }
+    } else if (strcmp(path, "/reinitialize") == 0) {
+        if (req->method != HTTP_M_POST) {
+            respond_error(conn, 405, "method not allowed (use POST)");
+            return;
+        }
+        reinit_start(a, conn);
     } else if (strcmp(path, "/switchover") == 0) {
         if (req->method != HTTP_M_POST) {
             respond_error(conn, 405, "method not allowed (use POST)");

@@ -48,6 +48,7 @@ static const char *ctl_usage =
     "  switchover [--leader N] [--candidate N] [--force]\n"
     "                                                  move the primary to a caught-up standby\n"
     "                                                  (the best one without --candidate)\n"
+    "  reinit MEMBER [--no-wait] [--force]             clone a standby again from the primary\n"
     "  pause [--wait]                                  maintenance mode: no failover, no\n"
     "                                                  start, stop or promotion (--wait: until\n"
     "                                                  every member has applied it)\n"
@@ -802,6 +803,67 @@ static int cmd_topology(struct ctl *c)
     return 0;
 }
 
+static bool is_streaming(json_t *cluster, const char *name)
+{
+    json_t *m = find_member(cluster, name);
+    return m != NULL && strcmp(str_or(m, "state", ""), "streaming") == 0;
+}
+
+/* patronictl reinit: asked of the member itself, which clones the primary again. */
+static int cmd_reinit(struct ctl *c, const char *name, bool wait)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    json_t *m = cluster != NULL ? find_member(cluster, name) : NULL;
+    if (m == NULL) {
+        fprintf(stderr, "raftpg ctl reinit: %s\n",
+                cluster == NULL ? errmsg : "no such member in the cluster");
+        json_decref(cluster);
+        return 1;
+    }
+    char api[FSM_ADDR_MAX];
+    api_of(m, api, sizeof api);
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    json_decref(cluster);
+    char auth[PROOF_AUTH_MAX] = "";
+    if (c->has_key) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        proof_sign_request(c->key, c->scope, "POST", "/reinitialize", "",
+                           (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth, sizeof auth);
+    }
+    int status = 0;
+    char *resp = NULL;
+    size_t len = 0;
+    if (http_request_sync(api, "POST", "/reinitialize", NULL, c->has_key ? auth : NULL,
+                          c->timeout_ms, &status, &resp, &len, errmsg) != 0) {
+        fprintf(stderr, "raftpg ctl reinit: %s\n", errmsg);
+        return 1;
+    }
+    json_error_t jerr;
+    json_t *answer = json_loadb(resp, len, 0, &jerr);
+    free(resp);
+    if (status != 200) {
+        fprintf(stderr, "raftpg ctl reinit: refused (http %d): %s\n", status,
+                str_or(answer, "error", "?"));
+        json_decref(answer);
+        return 1;
+    }
+    printf("%s: %s\n", name, str_or(answer, "message", "reinitialize started"));
+    json_decref(answer);
+    if (!wait) {
+        return 0;
+    }
+    /* The member leaves streaming first (its server stops), then streams again. */
+    sleep_ms(500);
+    if (wait_for(c, name, is_streaming, "to stream again") != 0) {
+        return 1;
+    }
+    printf("%s streams again\n", name);
+    return 0;
+}
+
 /* A planned switchover, asked of the leader once (never retried: a second request while the
  * first runs would only be refused). */
 static int cmd_switchover(struct ctl *c, const char *leader, const char *candidate)
@@ -1097,6 +1159,27 @@ int ctl_main(int argc, char **argv)
             return 2;
         }
         return cmd_edit_config(&c, pairs, n);
+    }
+    if (strcmp(cmd, "reinit") == 0) {
+        const char *name = NULL;
+        bool wait = true;
+        for (; i < argc; i++) {
+            if (strcmp(argv[i], "--no-wait") == 0) {
+                wait = false;
+            } else if (strcmp(argv[i], "--force") == 0) {
+                /* patronictl's "do not ask": raftpg ctl never asks. */
+            } else if (argv[i][0] != '-' && name == NULL) {
+                name = argv[i];
+            } else {
+                fprintf(stderr, "raftpg ctl reinit: unexpected argument \"%s\"\n", argv[i]);
+                return 2;
+            }
+        }
+        if (name == NULL) {
+            fprintf(stderr, "raftpg ctl reinit: MEMBER is required\n");
+            return 2;
+        }
+        return cmd_reinit(&c, name, wait);
     }
     if (strcmp(cmd, "switchover") == 0) {
         const char *leader = NULL, *candidate = NULL;

@@ -16,6 +16,7 @@
 #include "raftpg/ha.h"
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
+#include "raftpg/reinit.h"
 #include "raftpg/switchover.h"
 #include "raftpg/pg.h"
 #include "raftpg/vip.h"
@@ -106,6 +107,7 @@ struct agent {
     char identity_error[2 * RPG_ERRMSG_SIZE];
     bool maintenance; /* the replicated state says paused, as last seen by ha_tick */
     struct switchover switchover;
+    struct reinit reinit;
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and

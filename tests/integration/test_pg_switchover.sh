@@ -84,6 +84,18 @@ t_wait 20 "$P takes writes again" back
 t_check "the old primary takes writes again after the abandoned switchover" back
 t_wait 60 "healthy again" t_pg_healthy 1 2 3
 
+# ctl reinit: refused on the primary; on a standby, its data directory is removed and cloned
+# again (a file planted in it is gone), and it streams again.
+P=$(t_pg_primary 1); Pi=${P#node}; Si=$(( Pi % 3 + 1 ))
+ctl reinit "$P" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl reinit of the primary is refused ($(cat "$T_DIR/out"))" grep -q "this member is the primary" "$T_DIR/out"
+echo planted >"$T_DIR/node$Si/pgdata/raftpg-test-marker"
+ctl reinit "node$Si" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl reinit node$Si ($(tr '\n' ';' <"$T_DIR/out"))" t_eq "$rc" 0
+t_check "node$Si's data directory was made anew" test ! -e "$T_DIR/node$Si/pgdata/raftpg-test-marker"
+t_check "node$Si logged the reinit" grep -q "reinit: cloned from $P" "$T_DIR/node$Si.log"
+t_wait 60 "healthy after the reinit" t_pg_healthy 1 2 3
+
 touch "$T_DIR/stop"; wait "$WRITER"
 N=$(t_pg_primary 1); Ni=${N#node}
 lost=$(t_psql "$Ni" -c "SELECT count(*) FROM unnest(ARRAY[$(cut -d' ' -f1 "$ACKED" | paste -sd,)]::int[]) a(id) WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.id = a.id)")

@@ -682,6 +682,55 @@ static bool require_leader(struct agent *a, struct http_conn *conn)
     return false;
 }
 
+/* POST /restart {"role", "restart_pending"} (Patroni's conditions; both optional). */
+static void restart_request(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    json_error_t jerr;
+    json_t *o = req->body_len > 0 ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
+                                               &jerr)
+                                  : json_object();
+    char msg[RPG_ERRMSG_SIZE] = "";
+    const char *key;
+    json_t *v;
+    if (!json_is_object(o)) {
+        snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
+    } else {
+        json_object_foreach(o, key, v)
+        {
+            if (strcmp(key, "role") == 0) {
+                const char *r = json_string_value(v);
+                if (r == NULL || (strcmp(r, "primary") != 0 && strcmp(r, "replica") != 0 &&
+                                  strcmp(r, "master") != 0)) {
+                    snprintf(msg, sizeof msg, "role: expected primary or replica");
+                    break;
+                }
+            } else if (strcmp(key, "restart_pending") == 0) {
+                if (!json_is_boolean(v)) {
+                    snprintf(msg, sizeof msg, "restart_pending: expected true or false");
+                    break;
+                }
+            } else if (strcmp(key, "schedule") == 0) {
+                snprintf(msg, sizeof msg, "schedule: scheduled restarts are not supported yet");
+                break;
+            } else {
+                snprintf(msg, sizeof msg, "unknown key \"%.64s\" (role, restart_pending)", key);
+                break;
+            }
+        }
+    }
+    if (msg[0] != '\0') {
+        json_decref(o);
+        respond_error(conn, 400, msg);
+        return;
+    }
+    const char *role = json_string_value(json_object_get(o, "role"));
+    if (role != NULL && strcmp(role, "master") == 0) {
+        role = "primary";
+    }
+    restart_start(a, conn, role, json_is_true(json_object_get(o, "restart_pending")));
+    json_decref(o);
+}
+
 /* POST /switchover {"leader", "candidate"} (Patroni's body; both optional here). */
 static void switchover_request(struct agent *a, struct http_conn *conn,
                                const struct http_request *req)
@@ -1492,6 +1541,12 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         } else {
             respond_error(conn, 405, "method not allowed (GET, or PATCH to change)");
         }
+    } else if (strcmp(path, "/restart") == 0) {
+        if (req->method != HTTP_M_POST) {
+            respond_error(conn, 405, "method not allowed (use POST)");
+            return;
+        }
+        restart_request(a, conn, req);
     } else if (strcmp(path, "/reinitialize") == 0) {
         if (req->method != HTTP_M_POST) {
             respond_error(conn, 405, "method not allowed (use POST)");

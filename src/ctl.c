@@ -49,6 +49,8 @@ static const char *ctl_usage =
     "                                                  move the primary to a caught-up standby\n"
     "                                                  (the best one without --candidate)\n"
     "  reinit MEMBER [--no-wait] [--force]             clone a standby again from the primary\n"
+    "  restart [MEMBER...] [--role primary|replica|any] [--pending] [--force]\n"
+    "                                                  restart postgresql, standbys first\n"
     "  pause [--wait]                                  maintenance mode: no failover, no\n"
     "                                                  start, stop or promotion (--wait: until\n"
     "                                                  every member has applied it)\n"
@@ -864,6 +866,99 @@ static int cmd_reinit(struct ctl *c, const char *name, bool wait)
     return 0;
 }
 
+/* A signed POST to one member's API; the answer's JSON in *answer. */
+static int post_member(struct ctl *c, const char *api, const char *path, const char *body,
+                       unsigned timeout_ms, int *status, json_t **answer, char *errmsg)
+{
+    char auth[PROOF_AUTH_MAX] = "";
+    if (c->has_key) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        proof_sign_request(c->key, c->scope, "POST", path, body != NULL ? body : "",
+                           (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth, sizeof auth);
+    }
+    char *resp = NULL;
+    size_t len = 0;
+    int rv = http_request_sync(api, "POST", path, body, c->has_key ? auth : NULL, timeout_ms,
+                               status, &resp, &len, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    json_error_t jerr;
+    *answer = json_loadb(resp, len, 0, &jerr);
+    free(resp);
+    return 0;
+}
+
+/* patronictl restart: one member at a time, standbys first, the primary last; each answers once
+ * its server accepts connections again. */
+static int cmd_restart(struct ctl *c, char **names, int n, const char *role, bool pending)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl restart: %s\n", errmsg);
+        return 1;
+    }
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    for (int k = 0; k < n; k++) {
+        if (find_member(cluster, names[k]) == NULL) {
+            fprintf(stderr, "raftpg ctl restart: %s is not a member of the cluster\n", names[k]);
+            json_decref(cluster);
+            return 1;
+        }
+    }
+    json_t *body = json_object();
+    if (role != NULL) {
+        json_object_set_new(body, "role", json_string(role));
+    }
+    if (pending) {
+        json_object_set_new(body, "restart_pending", json_true());
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    int failed = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(cluster, "members"), i, m)
+        {
+            const char *name = str_or(m, "name", "?");
+            bool primary = strcmp(str_or(m, "pg_role", ""), "primary") == 0;
+            if (primary != (pass == 1)) {
+                continue;
+            }
+            bool wanted = n == 0;
+            for (int k = 0; k < n && !wanted; k++) {
+                wanted = strcmp(names[k], name) == 0;
+            }
+            if (!wanted) {
+                continue;
+            }
+            char api[FSM_ADDR_MAX];
+            api_of(m, api, sizeof api);
+            int status = 0;
+            json_t *answer = NULL;
+            if (post_member(c, api, "/restart", text, 80000, &status, &answer, errmsg) != 0) {
+                printf("%s: %s\n", name, errmsg);
+                failed++;
+            } else if (status == 200) {
+                printf("%s: %s\n", name, str_or(answer, "message", "restarted"));
+            } else if (status == 412) {
+                printf("%s: skipped: %s\n", name, str_or(answer, "error", "?"));
+            } else {
+                printf("%s: failed (http %d): %s\n", name, status, str_or(answer, "error", "?"));
+                failed++;
+            }
+            json_decref(answer);
+        }
+    }
+    free(text);
+    json_decref(cluster);
+    return failed > 0 ? 1 : 0;
+}
+
 /* A planned switchover, asked of the leader once (never retried: a second request while the
  * first runs would only be refused). */
 static int cmd_switchover(struct ctl *c, const char *leader, const char *candidate)
@@ -1159,6 +1254,42 @@ int ctl_main(int argc, char **argv)
             return 2;
         }
         return cmd_edit_config(&c, pairs, n);
+    }
+    if (strcmp(cmd, "restart") == 0) {
+        char *names[CTL_MAX_ENDPOINTS];
+        int n = 0;
+        const char *role = NULL;
+        bool pending = false;
+        for (; i < argc; i++) {
+            if (strcmp(argv[i], "--role") == 0 && i + 1 < argc) {
+                role = argv[++i];
+                if (strcmp(role, "master") == 0) {
+                    role = "primary";
+                }
+                if (strcmp(role, "primary") != 0 && strcmp(role, "replica") != 0 &&
+                    strcmp(role, "any") != 0) {
+                    fprintf(stderr, "raftpg ctl restart: --role: expected primary, replica or "
+                                    "any, got \"%s\"\n", role);
+                    return 2;
+                }
+                if (strcmp(role, "any") == 0) {
+                    role = NULL;
+                }
+            } else if (strcmp(argv[i], "--pending") == 0) {
+                pending = true;
+            } else if (strcmp(argv[i], "--force") == 0) {
+                /* patronictl's "do not ask": raftpg ctl never asks. */
+            } else if (strcmp(argv[i], "--scheduled") == 0) {
+                fprintf(stderr, "raftpg ctl restart: --scheduled is not supported yet\n");
+                return 2;
+            } else if (argv[i][0] != '-' && n < CTL_MAX_ENDPOINTS) {
+                names[n++] = argv[i];
+            } else {
+                fprintf(stderr, "raftpg ctl restart: unexpected argument \"%s\"\n", argv[i]);
+                return 2;
+            }
+        }
+        return cmd_restart(&c, names, n, role, pending);
     }
     if (strcmp(cmd, "reinit") == 0) {
         const char *name = NULL;

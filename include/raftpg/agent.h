@@ -17,6 +17,7 @@
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
 #include "raftpg/reinit.h"
+#include "raftpg/restart.h"
 #include "raftpg/switchover.h"
 #include "raftpg/pg.h"
 #include "raftpg/vip.h"
@@ -108,6 +109,7 @@ struct agent {
     bool maintenance; /* the replicated state says paused, as last seen by ha_tick */
     struct switchover switchover;
     struct reinit reinit;
+    struct restart restart;
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and

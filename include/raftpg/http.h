@@ -1,5 +1,5 @@
-/* Minimal HTTP/1.1 on libuv (server) and a blocking client for the CLI, both parsing with
- * http-parser. Requests and responses are small JSON documents; bodies are capped. */
+/* HTTP/1.1 server on libmicrohttpd driven from the libuv loop, and a blocking client on libcurl
+ * for the CLI and the agent. Requests and responses are small JSON documents; bodies are capped. */
 #ifndef RAFTPG_HTTP_H
 #define RAFTPG_HTTP_H
 
@@ -34,28 +34,42 @@ struct http_conn; /* opaque: one client connection */
  * once for this conn (now or later from the same loop); until then the conn stays open. */
 typedef void (*http_handler_cb)(struct http_conn *conn, const struct http_request *req, void *data);
 
+struct http_track;
+
 struct http_server {
     uv_loop_t *loop;        /* borrowed */
-    uv_tcp_t tcp;
     http_handler_cb handler;
     void *data;
     unsigned n_conns;       /* open connections */
-    unsigned max_conns;     /* default 64; beyond that new connections are closed at once */
-    uint64_t idle_timeout_ms; /* default 10000: a connection with no complete request is closed */
+    unsigned max_conns;     /* default 1000: above it, each new connection closes the oldest one
+                             * still waiting for a complete request (lowered to fit the
+                             * process's descriptor limit, which is raised when allowed) */
+    uint64_t idle_timeout_ms; /* default 5000: a connection without a complete request that long
+                               * after its accept or its previous response is closed */
     int closing;
     void (*close_cb)(struct http_server *s);
-    /* internal list of open connections */
-    struct http_conn *conns;
-    int listening;          /* internal: the listener handle is open */
-    unsigned n_rejecting;   /* internal: connections over max_conns still being closed */
+    /* internal */
+    int listening;          /* the loop handles are open */
+    void *mhd;              /* struct MHD_Daemon */
+    int fd;                 /* listening socket */
+    uv_poll_t poll;         /* on MHD's epoll descriptor */
+    uv_timer_t mhd_timer;   /* MHD_get_timeout */
+    uv_timer_t deadline_timer;
+    int open_handles;
+    int in_run;             /* inside MHD_run: stopping MHD is deferred */
+    struct http_track *waiting_head, *waiting_tail; /* connections by request deadline */
+    struct http_conn *suspended; /* requests the handler has not answered yet */
 };
 
 /* Binds "a.b.c.d:port" (port 0 picks a free port, see http_server_port) with SO_REUSEADDR and
- * starts listening. max_conns and idle_timeout_ms may be set before (0 selects the default) or
- * changed after; every other field is initialised here. Returns 0, RPG_EINVAL for a bad address,
- * or RPG_EIO with errmsg (e.g. "listen 127.0.0.1:8001: address already in use"). On failure s
- * may be discarded once s->listening is 0, which it is at once unless libuv refused a socket
- * that bound and listened fine (not expected): that handle then closes on the next loop run. */
+ * starts listening. max_conns and idle_timeout_ms may be set before (0 selects the default);
+ * every other field is initialised here. Returns 0, RPG_EINVAL for a bad address, or RPG_EIO
+ * with errmsg (e.g. "listen 127.0.0.1:8001: address already in use"); on failure nothing is left
+ * open and s may be discarded.
+ * Requests are refused before the handler with a JSON error and the connection closed: 400
+ * (malformed, duplicate Authorization or Content-Type), 413 (body over HTTP_BODY_MAX), 414 (path
+ * or query too long), 415 (POST, PUT, PATCH or DELETE with a body whose Content-Type is not
+ * application/json), 431 (headers over HTTP_HEADERS_MAX). */
 int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
                       http_handler_cb handler, void *data, char *errmsg);
 
@@ -70,7 +84,8 @@ int http_server_port(const struct http_server *s);
 void http_server_close(struct http_server *s, void (*cb)(struct http_server *s));
 
 /* Sends a response with the given status and body (copied) and Content-Type (NULL means
- * "application/json"). Keep-alive is honoured. Safe to call once per request. */
+ * "application/json"). Keep-alive is honoured; a HEAD request gets the headers alone. Safe to
+ * call once per request. */
 void http_respond(struct http_conn *conn, int status, const char *content_type, const char *body,
                   size_t body_len);
 

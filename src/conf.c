@@ -100,6 +100,10 @@ static const struct conf_key raft_keys[] = {
 static const struct conf_key restapi_keys[] = {
     {"listen", KEY_LISTEN, FIELD(restapi.listen)},
     {"connect_address", KEY_ADDR, FIELD(restapi.connect_address)},
+    {"max_connections", KEY_UINT, FIELD(restapi.max_connections), .min = 16, .max = 100000,
+     .def = "1000"},
+    {"request_timeout", KEY_UINT, FIELD(restapi.request_timeout_s), .min = 1, .max = 3600,
+     .def = "5"},
     {.key = NULL},
 };
 

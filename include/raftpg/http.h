@@ -108,4 +108,36 @@ int http_request_sync(const char *addr, const char *method, const char *path,
                       const char *body, const char *authorization, unsigned timeout_ms,
                       int *status, char **body_out, size_t *body_len, char *errmsg);
 
+/* Requests from the loop thread, without blocking it: libcurl's multi interface, its sockets
+ * watched with uv_poll and its time-outs with a uv_timer. */
+struct http_call;
+
+/* Called on the loop once per request: rc 0 with status and body (NUL-terminated, borrowed for
+ * the call), or an error as http_request_sync reports it (body NULL). */
+typedef void (*http_done_cb)(void *data, int rc, int status, const char *body, size_t body_len,
+                             const char *errmsg);
+
+struct http_client {
+    uv_loop_t *loop;       /* borrowed */
+    void *multi;           /* CURLM */
+    uv_timer_t timer;
+    int open_handles;      /* the timer and one uv_poll per socket */
+    int closing;
+    struct http_call *calls;
+    void (*close_cb)(struct http_client *c);
+};
+
+/* Returns 0, or RPG_EIO/RPG_ENOMEM with errmsg (then nothing is open; close still allowed). */
+int http_client_init(struct http_client *c, uv_loop_t *loop, char *errmsg);
+
+/* Starts one request without a body (arguments and errors as http_request_sync); cb runs later,
+ * never from this call. */
+int http_client_request(struct http_client *c, const char *addr, const char *method,
+                        const char *path, unsigned timeout_ms, http_done_cb cb, void *data,
+                        char *errmsg);
+
+/* Drops the requests in flight (their callbacks never run) and closes; cb (may be NULL) fires
+ * once every handle is closed. */
+void http_client_close(struct http_client *c, void (*cb)(struct http_client *c));
+
 #endif

@@ -1188,6 +1188,128 @@ static void test_client_reports_truncated_response(void **state)
     assert_string_equal(errmsg, want);
 }
 
+/* ---- client on the loop ---- */
+
+struct answer {
+    int rc, status;
+    char body[256];
+    char errmsg[RPG_ERRMSG_SIZE];
+    long took_ms;
+};
+
+struct loop_fx {
+    struct fx *f;
+    struct http_client client;
+    struct answer answers[3];
+    long t0;
+    int done;
+    int client_closed;
+};
+
+static void loop_client_closed(struct http_client *c)
+{
+    struct loop_fx *l = (struct loop_fx *)((char *)c - offsetof(struct loop_fx, client));
+    l->client_closed++;
+}
+
+static void on_loop_answer(void *data, int rc, int status, const char *body, size_t len,
+                           const char *errmsg)
+{
+    struct answer *a = data;
+    a->rc = rc;
+    a->status = status;
+    snprintf(a->body, sizeof a->body, "%.*s", (int)len, body != NULL ? body : "");
+    snprintf(a->errmsg, sizeof a->errmsg, "%s", errmsg);
+    a->took_ms = now_ms();
+}
+
+static struct loop_fx *g_loop_fx;
+
+static void on_loop_answer_counted(void *data, int rc, int status, const char *body, size_t len,
+                                   const char *errmsg)
+{
+    struct loop_fx *l = g_loop_fx;
+    on_loop_answer(data, rc, status, body, len, errmsg);
+    ((struct answer *)data)->took_ms -= l->t0;
+    if (++l->done == 3) {
+        http_client_close(&l->client, loop_client_closed);
+        http_server_close(&l->f->server, on_server_closed);
+        uv_close((uv_handle_t *)&l->f->timer, NULL);
+    }
+}
+
+static void test_loop_client_answers_without_blocking(void **state)
+{
+    struct fx *f = *state;
+    struct loop_fx l = {.f = f};
+    char addr[64], refused[64], silent[64], errmsg[RPG_ERRMSG_SIZE];
+    int port_refused, port_silent;
+    close(listen_socket(&port_refused));
+    int silent_fd = listen_socket(&port_silent); /* handshake by the kernel, no answer */
+    g_loop_fx = &l;
+    fx_addr(f, addr, sizeof addr);
+    snprintf(refused, sizeof refused, "127.0.0.1:%d", port_refused);
+    snprintf(silent, sizeof silent, "127.0.0.1:%d", port_silent);
+
+    /* The server answering on the same loop proves the client never blocks it. */
+    assert_int_equal(http_client_init(&l.client, &f->loop, errmsg), 0);
+    l.t0 = now_ms();
+    assert_int_equal(http_client_request(&l.client, addr, "GET", "/s?x=1", 2000,
+                                         on_loop_answer_counted, &l.answers[0], errmsg),
+                     0);
+    assert_int_equal(http_client_request(&l.client, refused, "GET", "/", 2000,
+                                         on_loop_answer_counted, &l.answers[1], errmsg),
+                     0);
+    assert_int_equal(http_client_request(&l.client, silent, "GET", "/", 300,
+                                         on_loop_answer_counted, &l.answers[2], errmsg),
+                     0);
+    assert_int_equal(http_client_request(&l.client, "localhost:1", "GET", "/", 300,
+                                         on_loop_answer_counted, &l.answers[2], errmsg),
+                     RPG_EINVAL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    close(silent_fd);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+
+    char want[RPG_ERRMSG_SIZE];
+    assert_int_equal(l.done, 3);
+    assert_int_equal(l.client_closed, 1);
+    assert_int_equal(f->server_closed, 1);
+    assert_int_equal(l.answers[0].rc, 0);
+    assert_int_equal(l.answers[0].status, 200);
+    assert_string_equal(l.answers[0].body, "{\"path\":\"/s\",\"query\":\"x=1\",\"len\":0}");
+    assert_int_equal(l.answers[1].rc, RPG_ECONN);
+    snprintf(want, sizeof want, "127.0.0.1:%d: connection refused", port_refused);
+    assert_string_equal(l.answers[1].errmsg, want);
+    assert_int_equal(l.answers[2].rc, RPG_ETIMEDOUT);
+    snprintf(want, sizeof want, "127.0.0.1:%d: timed out after 300 ms", port_silent);
+    assert_string_equal(l.answers[2].errmsg, want);
+    assert_true(l.answers[2].took_ms >= 295);
+    assert_true(l.answers[2].took_ms < 2000);
+}
+
+static void test_loop_client_close_drops_requests(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    struct loop_fx l = {0};
+    char errmsg[RPG_ERRMSG_SIZE], silent[64];
+    int port;
+    int fd = listen_socket(&port);
+    snprintf(silent, sizeof silent, "127.0.0.1:%d", port);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(http_client_init(&l.client, &loop, errmsg), 0);
+    assert_int_equal(http_client_request(&l.client, silent, "GET", "/", 5000,
+                                         on_loop_answer_counted, &l.answers[0], errmsg),
+                     0);
+    uv_run(&loop, UV_RUN_NOWAIT); /* connected, waiting */
+    http_client_close(&l.client, loop_client_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    close(fd);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(l.client_closed, 1);
+    assert_int_equal(l.done, 0); /* dropped: no callback */
+}
+
 static void test_status_text(void **state)
 {
     (void)state;
@@ -1233,6 +1355,8 @@ int main(void)
         cmocka_unit_test(test_client_reads_chunked_body),
         cmocka_unit_test(test_client_rejects_malformed_response),
         cmocka_unit_test(test_client_reports_truncated_response),
+        FX_TEST(test_loop_client_answers_without_blocking),
+        cmocka_unit_test(test_loop_client_close_drops_requests),
         cmocka_unit_test(test_status_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

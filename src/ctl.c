@@ -22,6 +22,7 @@ struct ctl {
     uint8_t key[CONF_SECRET_SIZE]; /* signs changes (proof.h) when has_key */
     bool has_key;
     char scope[CONF_NAME_MAX];     /* the cluster's, from its document */
+    bool https;                    /* an https:// endpoint, or a configuration with TLS */
 };
 
 static const char *ctl_usage =
@@ -46,6 +47,10 @@ static const char *ctl_usage =
     "                      (default 2000)\n"
     "  --secret-file FILE  the cluster secret that signs changes (with -c: raft.secret_file\n"
     "                      of that configuration; also RAFTPG_SECRET_FILE)\n"
+    "  --cacert FILE       verify the API's certificate with this CA (with -c: restapi.cafile);\n"
+    "                      HTTPS is used for https:// addresses and with -c when the\n"
+    "                      configuration has restapi.certfile\n"
+    "  --insecure          HTTPS without verifying the API's certificate\n"
     "  the RAFTPG_API environment variable may hold HOST:PORT as well\n";
 
 static double now_s(void)
@@ -68,6 +73,9 @@ static void add_endpoint(struct ctl *c, const char *addr)
     }
     if (strncmp(addr, "http://", 7) == 0) {
         addr += 7;
+    } else if (strncmp(addr, "https://", 8) == 0) {
+        addr += 8;
+        c->https = true;
     }
     for (unsigned i = 0; i < c->n_endpoints; i++) {
         if (strcmp(c->endpoints[i], addr) == 0) {
@@ -133,6 +141,8 @@ static int leader_api(json_t *cluster, char *out, size_t size)
     }
     if (strncmp(url, "http://", 7) == 0) {
         url += 7;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        url += 8;
     }
     snprintf(out, size, "%s", url);
     char *slash = strchr(out, '/');
@@ -623,6 +633,8 @@ int ctl_main(int argc, char **argv)
     c.timeout_ms = 2000;
     const char *config = NULL;
     const char *secret_file = getenv("RAFTPG_SECRET_FILE");
+    char cacert[PATH_MAX] = "";
+    bool insecure = false;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -635,6 +647,10 @@ int ctl_main(int argc, char **argv)
             add_endpoint(&c, argv[++i]);
         } else if (strcmp(a, "--secret-file") == 0 && i + 1 < argc) {
             secret_file = argv[++i];
+        } else if (strcmp(a, "--cacert") == 0 && i + 1 < argc) {
+            snprintf(cacert, sizeof cacert, "%s", argv[++i]);
+        } else if (strcmp(a, "--insecure") == 0) {
+            insecure = true;
         } else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
             char *end = NULL;
             long v = strtol(argv[++i], &end, 10);
@@ -662,6 +678,12 @@ int ctl_main(int argc, char **argv)
         add_endpoint(&c, conf.restapi.connect_address);
         for (unsigned k = 0; k < conf.raft.n_members; k++) {
             add_endpoint(&c, conf.raft.members[k].api);
+        }
+        if (conf.restapi.certfile[0] != '\0') {
+            c.https = true;
+            if (cacert[0] == '\0') {
+                snprintf(cacert, sizeof cacert, "%s", conf.restapi.cafile);
+            }
         }
         if (secret_file == NULL && conf.raft.secret_file[0] != '\0') {
             if (conf_secret_read(&conf, false, true, c.key, errmsg) != 0) {
@@ -693,6 +715,11 @@ int ctl_main(int argc, char **argv)
         return 2;
     }
     add_endpoint(&c, getenv("RAFTPG_API"));
+    char tls_err[RPG_ERRMSG_SIZE];
+    if (http_client_set_tls(c.https, cacert, insecure, tls_err) != 0) {
+        fprintf(stderr, "raftpg ctl: --cacert: %s\n", tls_err);
+        return 2;
+    }
     if (i >= argc) {
         fprintf(stderr, "raftpg ctl: a command is required\n%s", ctl_usage);
         return 2;

@@ -17,6 +17,27 @@
 static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode g_curl_init;
 
+/* http_client_set_tls */
+static bool g_https_default;
+static bool g_insecure;
+static char g_cafile[4096];
+
+int http_client_set_tls(bool https_default, const char *cafile, bool insecure, char *errmsg)
+{
+    g_https_default = https_default;
+    g_insecure = insecure;
+    g_cafile[0] = '\0';
+    if (cafile != NULL && cafile[0] != '\0') {
+        FILE *f = fopen(cafile, "r");
+        if (f == NULL)
+            return rpg_err(errmsg, RPG_EIO, "CA file %s: %s", cafile,
+                           uv_strerror(uv_translate_sys_error(errno)));
+        fclose(f);
+        snprintf(g_cafile, sizeof g_cafile, "%s", cafile);
+    }
+    return 0;
+}
+
 /* curl_global_init is not thread-safe in every build; the agent calls us from the thread pool. */
 static void curl_init_once(void)
 {
@@ -87,6 +108,11 @@ static int client_error(CURL *h, CURLcode cc, const struct sink *k, const char *
             return rpg_err(errmsg, RPG_ECONN, "%s: %s", name,
                            uv_strerror(uv_translate_sys_error((int)os_errno)));
         return rpg_err(errmsg, RPG_ECONN, "%s: %s", name, why);
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+        return rpg_err(errmsg, RPG_ECONN, "%s: TLS: %s", name, why);
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
         return rpg_err(errmsg, RPG_ECONN, "%s: connection closed before a complete response",
@@ -143,8 +169,14 @@ static int xfer_prepare(struct xfer *x, const char *addr, const char *method, co
 {
     struct sockaddr_in sa;
     const char *a = addr;
-    if (strncmp(a, "http://", 7) == 0)
+    bool https = g_https_default;
+    if (strncmp(a, "http://", 7) == 0) {
         a += 7;
+        https = false;
+    } else if (strncmp(a, "https://", 8) == 0) {
+        a += 8;
+        https = true;
+    }
     size_t alen = strlen(a);
     if (alen > 0 && a[alen - 1] == '/')
         alen--; /* tolerate "http://host:port/" */
@@ -177,7 +209,7 @@ static int xfer_prepare(struct xfer *x, const char *addr, const char *method, co
         xfer_free(x);
         return rpg_err(errmsg, RPG_ENOMEM, "%s: out of memory", name);
     }
-    snprintf(x->url, url_len, "http://%s%s", name, path);
+    snprintf(x->url, url_len, "%s://%s%s", https ? "https" : "http", name, path);
 
     CURL *h = x->h;
     bool ok = add_header(x, "Accept: application/json") && add_header(x, "Connection: close") &&
@@ -189,7 +221,13 @@ static int xfer_prepare(struct xfer *x, const char *addr, const char *method, co
         ok = ok && add_header(x, x->auth_header);
     }
     ok = ok && curl_easy_setopt(h, CURLOPT_URL, x->url) == CURLE_OK;
-    ok = ok && curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http") == CURLE_OK;
+    ok = ok && curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, https ? "https" : "http") == CURLE_OK;
+    if (https && g_cafile[0] != '\0')
+        ok = ok && curl_easy_setopt(h, CURLOPT_CAINFO, g_cafile) == CURLE_OK;
+    if (https && g_insecure) {
+        ok = ok && curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L) == CURLE_OK;
+        ok = ok && curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L) == CURLE_OK;
+    }
     ok = ok && curl_easy_setopt(h, CURLOPT_PROXY, "") == CURLE_OK; /* never an http_proxy */
     ok = ok && curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L) == CURLE_OK;
     ok = ok && curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK;

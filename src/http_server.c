@@ -651,6 +651,57 @@ const char *http_conn_peer(const struct http_conn *conn)
     return conn->peer;
 }
 
+/* ---- TLS ---- */
+
+static char *read_pem(const char *path, const char *what, char *errmsg, int *rc)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        *rc = rpg_err(errmsg, RPG_EIO, "%s %s: %s", what, path,
+                      uv_strerror(uv_translate_sys_error(errno)));
+        return NULL;
+    }
+    char *buf = malloc(256 * 1024);
+    size_t n = buf != NULL ? fread(buf, 1, 256 * 1024 - 1, f) : 0;
+    bool err = ferror(f) != 0;
+    fclose(f);
+    if (buf == NULL || err || n == 0 || n >= 256 * 1024 - 1) {
+        free(buf);
+        *rc = rpg_err(errmsg, RPG_EINVAL, "%s %s: %s", what, path,
+                      n == 0 ? "empty or unreadable" : "larger than 256 KiB");
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+int http_server_set_tls(struct http_server *s, const char *certfile, const char *keyfile,
+                        char *errmsg)
+{
+    int rc = 0;
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return rpg_err(errmsg, RPG_EINVAL, "this libmicrohttpd has no TLS support");
+    free(s->tls_cert);
+    free(s->tls_key);
+    s->tls_cert = read_pem(certfile, "certificate file", errmsg, &rc);
+    s->tls_key = s->tls_cert != NULL ? read_pem(keyfile, "key file", errmsg, &rc) : NULL;
+    if (s->tls_key == NULL) {
+        free(s->tls_cert);
+        s->tls_cert = NULL;
+        return rc;
+    }
+    return 0;
+}
+
+static void tls_free(struct http_server *s)
+{
+    free(s->tls_cert);
+    if (s->tls_key != NULL)
+        memset(s->tls_key, 0, strlen(s->tls_key));
+    free(s->tls_key);
+    s->tls_cert = s->tls_key = NULL;
+}
+
 /* ---- driving MHD from the loop ---- */
 
 static void mhd_timer_cb(uv_timer_t *t)
@@ -660,9 +711,11 @@ static void mhd_timer_cb(uv_timer_t *t)
 
 static void poll_cb(uv_poll_t *p, int status, int events)
 {
+    struct http_server *s = p->data;
     (void)status;
     (void)events;
-    server_run(p->data);
+    s->zero_runs = 0;
+    server_run(s);
 }
 
 static void server_run(struct http_server *s)
@@ -678,10 +731,23 @@ static void server_run(struct http_server *s)
         return;
     }
     MHD_UNSIGNED_LONG_LONG ms;
-    if (MHD_get_timeout(s->mhd, &ms) == MHD_YES)
-        uv_timer_start(&s->mhd_timer, mhd_timer_cb, ms, 0);
-    else
+    if (MHD_get_timeout(s->mhd, &ms) != MHD_YES) {
         uv_timer_stop(&s->mhd_timer);
+        return;
+    }
+    /* "Run again at once" is right for input MHD already holds, but libmicrohttpd 0.9.75 also
+     * says it for every TLS handshake waiting for the client (the connection stays marked
+     * readable), which would spin. New input wakes the poll handle anyway, so repeated zero
+     * time-outs back off: at once, then 1, 2, 4 ... up to 32 ms. */
+    if (ms == 0) {
+        if (s->zero_runs > 0)
+            ms = 1u << (s->zero_runs - 1 < 5 ? s->zero_runs - 1 : 5);
+        if (s->zero_runs < 16)
+            s->zero_runs++;
+    } else {
+        s->zero_runs = 0;
+    }
+    uv_timer_start(&s->mhd_timer, mhd_timer_cb, ms, 0);
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -739,6 +805,7 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
     s->mhd = NULL;
     s->open_handles = 0;
     s->in_run = 0;
+    s->zero_runs = 0;
     s->waiting_head = s->waiting_tail = NULL;
     s->suspended = NULL;
     s->fd = -1;
@@ -763,9 +830,11 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
     /* MHD's own time-out (whole seconds, inactivity) covers a client that stops reading a
      * response; the request deadline above is ours. */
     unsigned idle_s = (unsigned)((s->idle_timeout_ms + 999) / 1000);
+    bool tls = s->tls_cert != NULL;
     s->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
-        on_request, s, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | (tls ? MHD_USE_TLS : 0), 0, NULL, NULL,
+        on_request, s, MHD_OPTION_HTTPS_MEM_CERT, tls ? s->tls_cert : NULL,
+        MHD_OPTION_HTTPS_MEM_KEY, tls ? s->tls_key : NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
         s->max_conns + HARD_LIMIT_SLACK, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
@@ -773,13 +842,16 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
         (unsigned)SOMAXCONN, MHD_OPTION_END);
     if (s->mhd == NULL) {
         close(fd);
-        return rpg_err(errmsg, RPG_EIO, "listen %s: cannot start the HTTP server", addr);
+        tls_free(s);
+        return rpg_err(errmsg, RPG_EIO, "listen %s: cannot start the HTTP server%s", addr,
+                       tls ? " (is the key the certificate's, both PEM?)" : "");
     }
     s->fd = fd;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (di == NULL || uv_poll_init(loop, &s->poll, di->epoll_fd) != 0) {
         MHD_stop_daemon(s->mhd);
         s->mhd = NULL;
+        tls_free(s);
         return rpg_err(errmsg, RPG_EIO, "listen %s: cannot watch the HTTP server", addr);
     }
     uv_timer_init(loop, &s->mhd_timer); /* cannot fail */
@@ -828,6 +900,7 @@ static void server_finish_close(struct http_server *s)
         s->mhd = NULL;
         MHD_stop_daemon(d); /* closes the listening socket too */
         s->fd = -1;
+        tls_free(s);
     }
     if (s->listening) {
         s->listening = 0;
@@ -845,6 +918,7 @@ void http_server_close(struct http_server *s, void (*cb)(struct http_server *s))
     s->close_cb = cb;
     if (s->open_handles == 0) {
         /* Never started (or failed to): nothing to close. */
+        tls_free(s);
         s->close_cb = NULL;
         if (cb != NULL)
             cb(s);

@@ -106,6 +106,11 @@ struct conf {
         unsigned max_connections;   /* default 1000 */
         /* a complete request must arrive within this of the accept or the previous response */
         unsigned request_timeout_s; /* default 5 */
+        /* TLS (both or neither): the API speaks HTTPS, and the agents ask each other over
+         * HTTPS, verifying with cafile (default: the system's CAs) */
+        char certfile[PATH_MAX];
+        char keyfile[PATH_MAX];
+        char cafile[PATH_MAX];
     } restapi;
 
     struct {

@@ -3,6 +3,7 @@
 #ifndef RAFTPG_HTTP_H
 #define RAFTPG_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,9 +58,17 @@ struct http_server {
     uv_timer_t deadline_timer;
     int open_handles;
     int in_run;             /* inside MHD_run: stopping MHD is deferred */
+    unsigned zero_runs;     /* runs in a row MHD asked to run again at once */
     struct http_track *waiting_head, *waiting_tail; /* connections by request deadline */
     struct http_conn *suspended; /* requests the handler has not answered yet */
+    char *tls_cert, *tls_key;    /* PEM, set by http_server_set_tls */
 };
+
+/* Makes the server speak HTTPS (before http_server_start) with this certificate chain and key,
+ * PEM files read now. Returns 0 or RPG_EIO/RPG_EINVAL naming the file. The memory is released by
+ * http_server_close (or by a failing http_server_start). */
+int http_server_set_tls(struct http_server *s, const char *certfile, const char *keyfile,
+                        char *errmsg);
 
 /* Binds "a.b.c.d:port" (port 0 picks a free port, see http_server_port) with SO_REUSEADDR and
  * starts listening. max_conns and idle_timeout_ms may be set before (0 selects the default);
@@ -95,10 +104,17 @@ const char *http_conn_peer(const struct http_conn *conn);
 /* Reason phrase for a status code ("OK", "Service Unavailable", ...). */
 const char *http_status_text(int status);
 
+/* How this process's clients speak to an address without a scheme ("a.b.c.d:port"): HTTPS when
+ * https_default, else HTTP; an "http://" or "https://" prefix decides alone. HTTPS verifies the
+ * server's certificate and name with cafile (NULL or "": the system's CAs) unless insecure. Call
+ * before any request (not thread-safe); returns 0 or RPG_EIO naming an unreadable cafile. */
+int http_client_set_tls(bool https_default, const char *cafile, bool insecure, char *errmsg);
+
 /* Blocking client for the CLI: one request to "a.b.c.d:port" (or "http://a.b.c.d:port"), with a
  * total timeout. On success returns 0, sets *status, and *body (malloc'ed, NUL-terminated, caller
  * frees) with *body_len. Errors: RPG_ECONN (refused, reset), RPG_ETIMEDOUT, RPG_EPROTO (malformed
- * response), RPG_EINVAL (bad address), each with a message naming the address.
+ * response), RPG_EINVAL (bad address), each with a message naming the address; a failed TLS
+ * handshake or certificate check is RPG_ECONN ("127.0.0.1:8001: TLS: ...").
  * body (NUL-terminated, borrowed) is sent as application/json; the request carries
  * Connection: close. Response bodies may be delimited by Content-Length, chunked encoding or
  * the close, up to 16 MiB. timeout_ms must be positive and covers connect, send and receive.

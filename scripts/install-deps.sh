@@ -8,7 +8,7 @@ PACKAGES=(
   libmicrohttpd-dev libcurl4-openssl-dev libsystemd-dev libsodium-dev
   postgresql-15 postgresql-client-15
   iproute2 arping jq procps util-linux curl
-  nftables iputils-ping python3 python3-prometheus-client haproxy
+  nftables iputils-ping python3 python3-prometheus-client haproxy pgbouncer
 )
 
 missing=()

@@ -969,6 +969,10 @@ static void ha_tick(struct agent *a)
     /* The lease is judged afresh before any decision: after a pause (SIGSTOP, a stalled VM) the
      * first thing this agent does is fence, never act on a lease it no longer holds. */
     fence_tick(a);
+    /* Callbacks follow the server as observed, whatever this agent decides next. */
+    const struct ha_pg *obs = &a->pg.obs;
+    callbacks_observe(&a->callbacks, obs->state != HA_PG_UNKNOWN, obs->state == HA_PG_RUNNING,
+                      obs->in_recovery);
     if (a->cons.diverged) {
         /* Its replicated state cannot be trusted: no decision, no record; the fence still runs
          * and leadership is handed away (cons_storage_tick). */
@@ -977,6 +981,27 @@ static void ha_tick(struct agent *a)
     if (a->identity_error[0] != '\0') {
         /* Its state stopped when the cluster removed its id: acting on it would follow or
          * promote on a history it no longer receives. The fence still runs. */
+        return;
+    }
+    bool paused = a->cons.state.initialized && a->cons.state.paused;
+    if (paused != a->maintenance) {
+        a->maintenance = paused;
+        log_info("maintenance mode %s: %s", paused ? "on" : "off",
+                 paused ? "no failover, no start, stop, promotion or re-point of postgresql; the "
+                          "fence still runs"
+                        : "decisions resume");
+    }
+    if (switchover_holds(a)) {
+        /* Its primary is being stopped and handed over: restarting it now would undo that. */
+        return;
+    }
+    if (paused) {
+        /* The operator owns PostgreSQL now. Only what keeps two primaries apart still acts: the
+         * lease, the fence and the VIP (fence_tick above). */
+        memset(&a->core.last, 0, sizeof a->core.last);
+        a->core.last.action = HA_ACT_WAIT;
+        snprintf(a->core.last.why, sizeof a->core.last.why,
+                 "maintenance mode: the cluster is paused (raftpg ctl resume)");
         return;
     }
     if (a->pg_frozen) {
@@ -1093,6 +1118,8 @@ static int start_pg(struct agent *a, char *errmsg)
         return rv;
     }
     a->pg_open = true;
+    callbacks_init(&a->callbacks, a->loop, &a->conf);
+    a->callbacks_open = true;
     rv = start_fencing(a, errmsg);
     if (rv != 0) {
         return rv;
@@ -1246,7 +1273,8 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
 static void maybe_exit(struct agent *a)
 {
     if (a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
-        a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open) {
+        a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open ||
+        a->callbacks_open || a->switchover.timer_open) {
         return;
     }
     uv_close((uv_handle_t *)&a->sig_int, NULL);
@@ -1277,6 +1305,20 @@ static void peers_closed(struct peers *p)
 {
     struct agent *a = (struct agent *)((char *)p - offsetof(struct agent, peers));
     a->peers_open = false;
+    maybe_exit(a);
+}
+
+static void switchover_timer_closed(uv_handle_t *h)
+{
+    struct agent *a = (struct agent *)((char *)h - offsetof(struct agent, switchover.timer));
+    a->switchover.timer_open = false;
+    maybe_exit(a);
+}
+
+static void callbacks_closed(struct callbacks *cb)
+{
+    struct agent *a = (struct agent *)((char *)cb - offsetof(struct agent, callbacks));
+    a->callbacks_open = false;
     maybe_exit(a);
 }
 
@@ -1448,7 +1490,12 @@ static void close_rest(struct agent *a)
         pg_close(&a->pg, pg_closed);
     }
     bool any = a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
-               a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open;
+               a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open ||
+               a->callbacks_open || a->switchover.timer_open;
+    switchover_close(a, switchover_timer_closed);
+    if (a->callbacks_open && !a->callbacks.closing) {
+        callbacks_close(&a->callbacks, callbacks_closed);
+    }
     if (a->cons_open) {
         cons_close(&a->cons, cons_closed);
     }

@@ -152,7 +152,7 @@ int health_parse_query(const char *query, struct health_query *q, char *errmsg, 
                 snprintf(errmsg, size, "query parameter replication_state: too long");
                 return RPG_EINVAL;
             }
-            snprintf(q->replication_state, sizeof q->replication_state, "%s", value);
+            memcpy(q->replication_state, value, strlen(value) + 1);
         } else if (strncmp(key, "tag_", 4) == 0 && key[4] != '\0') {
             if (strlen(key + 4) >= HEALTH_TAG_MAX) {
                 snprintf(errmsg, size, "query parameter %.32s...: tag name too long", key);

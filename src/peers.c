@@ -65,6 +65,7 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     json_t *tags = json_object_get(o, "tags");
     s->nofailover = json_is_true(json_object_get(tags, "nofailover"));
     s->nosync = json_is_true(json_object_get(tags, "nosync"));
+    s->noloadbalance = json_is_true(json_object_get(tags, "noloadbalance"));
     json_t *prio = json_object_get(tags, "failover_priority");
     s->failover_priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
     json_t *rs = json_object_get(o, "raft_storage");

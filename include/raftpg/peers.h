@@ -46,6 +46,7 @@ struct peer_status {
     char pg_detail[RPG_ERRMSG_SIZE];
     bool nofailover;
     bool nosync;
+    bool noloadbalance;
     int failover_priority;
     /* Its Raft storage and replicated state, as it reports them. */
     bool storage_failed;

@@ -104,6 +104,23 @@ t_check "/readiness is 503 (apply lag over 1 MB)" t_eq "$(code "$S" -XGET /readi
 t_check "/readiness?mode=write is 200 (everything received)" t_eq "$(code "$S" -XGET '/readiness?mode=write')" 200
 lag=$(t_jq "$P2i" ".members[] | select(.name == \"node$S\") | .lag")
 t_check "/cluster shows node$S's replay lag ($lag bytes) over 2 MB" test "${lag:-0}" -gt 2000000
+# Patroni's node document and /cluster's fields while replay is paused.
+doc() { curl -s -m 3 "http://$(t_api_addr "$1")/patroni"; }
+t_check "/patroni on node$S: a paused, streaming replica" \
+  t_eq "$(doc "$S" | jq -c '[.role, .state, .xlog.paused, .replication_state, (.xlog.received_location > .xlog.replayed_location), .patroni.scope]')" \
+  '["replica","running",true,"streaming",true,"itest"]'
+t_check "/patroni on the primary: role, location, two standbys, system identifier" \
+  t_eq "$(doc "$P2i" | jq -c '[.role, (.xlog.location > 0), (.replication | length), (.database_system_identifier | length > 0), .cluster_unlocked, .server_version >= 150000]')" \
+  '["primary",true,2,true,false,true]'
+t_check "GET /replica's body is the /patroni document" \
+  t_eq "$(curl -s -m 3 "http://$(t_api_addr "$S")/replica" | jq -r '.role')" replica
+m=$(t_cluster "$P2i" | jq -c ".members[] | select(.name == \"node$S\")")
+t_check "/cluster: node$S's receive_lag is below its replay_lag, tags shown" \
+  t_eq "$(jq -c '[(.receive_lag < .replay_lag), .tags.nofailover, .tags.noloadbalance]' <<<"$m")" '[true,false,false]'
+metric() { curl -s -m 3 "http://$(t_api_addr "$1")/metrics" | awk -v n="$2" '$1 ~ "^"n"[{]" { print $2; exit }'; }
+t_check "patroni_xlog_paused is 1 on node$S" t_eq "$(metric "$S" patroni_xlog_paused)" 1
+t_check "the primary reports node$S's replay lag per standby" \
+  test "$(curl -s -m 3 "http://$(t_api_addr "$P2i")/metrics" | awk -v s="standby=\"node$S\"" '$1 ~ /^raftpg_standby_replay_lag_bytes/ && index($1, s) { printf "%d", $2 }')" -gt 2000000
 t_psql "$S" -c 'SELECT pg_wal_replay_resume()' >/dev/null
 caught_up() { [ "$(code "$S" -XGET '/replica?lag=1MB')" = 200 ]; }
 t_wait 20 "node$S caught up" caught_up

@@ -652,7 +652,10 @@ static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
     {
         char api[FSM_ADDR_MAX];
         const char *url = str_or(m, "api_url", "");
-        snprintf(api, sizeof api, "%s", strncmp(url, "http://", 7) == 0 ? url + 7 : url);
+        snprintf(api, sizeof api, "%s",
+                 strncmp(url, "http://", 7) == 0    ? url + 7
+                 : strncmp(url, "https://", 8) == 0 ? url + 8
+                                                    : url);
         char *slash = strchr(api, '/');
         if (slash != NULL) {
             *slash = '\0';

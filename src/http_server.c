@@ -711,11 +711,9 @@ static void mhd_timer_cb(uv_timer_t *t)
 
 static void poll_cb(uv_poll_t *p, int status, int events)
 {
-    struct http_server *s = p->data;
     (void)status;
     (void)events;
-    s->zero_runs = 0;
-    server_run(s);
+    server_run(p->data);
 }
 
 static void server_run(struct http_server *s)
@@ -738,7 +736,9 @@ static void server_run(struct http_server *s)
     /* "Run again at once" is right for input MHD already holds, but libmicrohttpd 0.9.75 also
      * says it for every TLS handshake waiting for the client (the connection stays marked
      * readable), which would spin. New input wakes the poll handle anyway, so repeated zero
-     * time-outs back off: at once, then 1, 2, 4 ... up to 32 ms. */
+     * time-outs back off: at once, then 1, 2, 4 ... up to 32 ms, until MHD names a real
+     * time-out again (runs the poll handle starts do not reset this, or a stream of input
+     * would keep the spin going). */
     if (ms == 0) {
         if (s->zero_runs > 0)
             ms = 1u << (s->zero_runs - 1 < 5 ? s->zero_runs - 1 : 5);

@@ -1219,6 +1219,21 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
         }
     }
 
+    /* With TLS the members' APIs all speak HTTPS: the agent asks them so. */
+    bool tls = a->conf.restapi.certfile[0] != '\0';
+    rv = http_client_set_tls(tls, a->conf.restapi.cafile, false, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (tls) {
+        rv = http_server_set_tls(&a->api, a->conf.restapi.certfile, a->conf.restapi.keyfile,
+                                 errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    a->api.max_conns = a->conf.restapi.max_connections;
+    a->api.idle_timeout_ms = (uint64_t)a->conf.restapi.request_timeout_s * 1000;
     rv = http_server_start(&a->api, loop, a->conf.restapi.listen, api_handle, a, errmsg);
     if (rv != 0) {
         return rv;

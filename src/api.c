@@ -370,7 +370,8 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
 {
     char host[FSM_ADDR_MAX], url[FSM_ADDR_MAX + 16];
     host_of(api_address, host, sizeof host);
-    snprintf(url, sizeof url, "http://%s/", api_address);
+    snprintf(url, sizeof url, "%s://%s/", a->conf.restapi.certfile[0] != '\0' ? "https" : "http",
+             api_address);
     const char *raft_role = "unknown";
     const char *state = "unknown";
     const char *storage = "unknown";

@@ -100,6 +100,13 @@ static const struct conf_key raft_keys[] = {
 static const struct conf_key restapi_keys[] = {
     {"listen", KEY_LISTEN, FIELD(restapi.listen)},
     {"connect_address", KEY_ADDR, FIELD(restapi.connect_address)},
+    {"max_connections", KEY_UINT, FIELD(restapi.max_connections), .min = 16, .max = 100000,
+     .def = "1000"},
+    {"request_timeout", KEY_UINT, FIELD(restapi.request_timeout_s), .min = 1, .max = 3600,
+     .def = "5"},
+    {"certfile", KEY_PATH, FIELD(restapi.certfile)},
+    {"keyfile", KEY_PATH, FIELD(restapi.keyfile)},
+    {"cafile", KEY_PATH, FIELD(restapi.cafile)},
     {.key = NULL},
 };
 
@@ -1141,6 +1148,11 @@ static int finish(struct parser *p)
         rv = default_connect(p, c->restapi.connect_address, c->restapi.listen, "restapi");
         if (rv != 0)
             return rv;
+    }
+    if ((c->restapi.certfile[0] != '\0') != (c->restapi.keyfile[0] != '\0')) {
+        const char *given = c->restapi.certfile[0] != '\0' ? "restapi.certfile" : "restapi.keyfile";
+        const char *missing = c->restapi.certfile[0] != '\0' ? "restapi.keyfile" : "restapi.certfile";
+        return fail_at(p, where_first(p, given, NULL), missing, "required with %s", given);
     }
     if (c->has_postgresql) {
         rv = default_connect(p, c->postgresql.connect_address, c->postgresql.listen, "postgresql");

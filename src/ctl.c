@@ -26,6 +26,7 @@ struct ctl {
     uint8_t key[CONF_SECRET_SIZE]; /* signs changes (proof.h) when has_key */
     bool has_key;
     char scope[CONF_NAME_MAX];     /* the cluster's, from its document */
+    bool https;                    /* an https:// endpoint, or a configuration with TLS */
 };
 
 static const char *ctl_usage =
@@ -63,6 +64,10 @@ static const char *ctl_usage =
     "                      (default 2000)\n"
     "  --secret-file FILE  the cluster secret that signs changes (with -c: raft.secret_file\n"
     "                      of that configuration; also RAFTPG_SECRET_FILE)\n"
+    "  --cacert FILE       verify the API's certificate with this CA (with -c: restapi.cafile);\n"
+    "                      HTTPS is used for https:// addresses and with -c when the\n"
+    "                      configuration has restapi.certfile\n"
+    "  --insecure          HTTPS without verifying the API's certificate\n"
     "  the RAFTPG_API environment variable may hold HOST:PORT as well; without any address,\n"
     "  the configuration in RAFTPG_CONFIG, else " CTL_DEFAULT_CONFIG " when it exists\n";
 
@@ -86,6 +91,9 @@ static void add_endpoint(struct ctl *c, const char *addr)
     }
     if (strncmp(addr, "http://", 7) == 0) {
         addr += 7;
+    } else if (strncmp(addr, "https://", 8) == 0) {
+        addr += 8;
+        c->https = true;
     }
     for (unsigned i = 0; i < c->n_endpoints; i++) {
         if (strcmp(c->endpoints[i], addr) == 0) {
@@ -151,6 +159,8 @@ static int leader_api(json_t *cluster, char *out, size_t size)
     }
     if (strncmp(url, "http://", 7) == 0) {
         url += 7;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        url += 8;
     }
     snprintf(out, size, "%s", url);
     char *slash = strchr(out, '/');
@@ -661,6 +671,20 @@ static int cmd_edit_config(struct ctl *c, char **pairs, int n)
     return 0;
 }
 
+/* The member's API address from its api_url, into out. */
+static void api_of(json_t *m, char *out, size_t size)
+{
+    const char *url = str_or(m, "api_url", "");
+    snprintf(out, size, "%s",
+             strncmp(url, "http://", 7) == 0    ? url + 7
+             : strncmp(url, "https://", 8) == 0 ? url + 8
+                                                : url);
+    char *slash = strchr(out, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+    }
+}
+
 /* Whether every member the cluster lists answers GET /status with "pause" as wanted. */
 static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
 {
@@ -676,12 +700,7 @@ static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
     json_array_foreach(json_object_get(cluster, "members"), i, m)
     {
         char api[FSM_ADDR_MAX];
-        const char *url = str_or(m, "api_url", "");
-        snprintf(api, sizeof api, "%s", strncmp(url, "http://", 7) == 0 ? url + 7 : url);
-        char *slash = strchr(api, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-        }
+        api_of(m, api, sizeof api);
         int status = 0;
         char *body = NULL;
         size_t len = 0;
@@ -705,17 +724,6 @@ static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
     }
     json_decref(cluster);
     return ok;
-}
-
-/* The member's API address from its api_url, into out. */
-static void api_of(json_t *m, char *out, size_t size)
-{
-    const char *url = str_or(m, "api_url", "");
-    snprintf(out, size, "%s", strncmp(url, "http://", 7) == 0 ? url + 7 : url);
-    char *slash = strchr(out, '/');
-    if (slash != NULL) {
-        *slash = '\0';
-    }
 }
 
 /* patronictl version: this program's, then each member's as its /patroni document says. */
@@ -1061,6 +1069,8 @@ int ctl_main(int argc, char **argv)
     c.timeout_ms = 2000;
     const char *config = NULL;
     const char *secret_file = getenv("RAFTPG_SECRET_FILE");
+    char cacert[PATH_MAX] = "";
+    bool insecure = false;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -1073,6 +1083,10 @@ int ctl_main(int argc, char **argv)
             add_endpoint(&c, argv[++i]);
         } else if (strcmp(a, "--secret-file") == 0 && i + 1 < argc) {
             secret_file = argv[++i];
+        } else if (strcmp(a, "--cacert") == 0 && i + 1 < argc) {
+            snprintf(cacert, sizeof cacert, "%s", argv[++i]);
+        } else if (strcmp(a, "--insecure") == 0) {
+            insecure = true;
         } else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
             char *end = NULL;
             long v = strtol(argv[++i], &end, 10);
@@ -1111,6 +1125,12 @@ int ctl_main(int argc, char **argv)
         for (unsigned k = 0; k < conf.raft.n_members; k++) {
             add_endpoint(&c, conf.raft.members[k].api);
         }
+        if (conf.restapi.certfile[0] != '\0') {
+            c.https = true;
+            if (cacert[0] == '\0') {
+                snprintf(cacert, sizeof cacert, "%s", conf.restapi.cafile);
+            }
+        }
         if (secret_file == NULL && conf.raft.secret_file[0] != '\0') {
             if (conf_secret_read(&conf, false, true, c.key, errmsg) != 0) {
                 fprintf(stderr, "raftpg ctl: %s\n", errmsg);
@@ -1141,6 +1161,11 @@ int ctl_main(int argc, char **argv)
         return 2;
     }
     add_endpoint(&c, getenv("RAFTPG_API"));
+    char tls_err[RPG_ERRMSG_SIZE];
+    if (http_client_set_tls(c.https, cacert, insecure, tls_err) != 0) {
+        fprintf(stderr, "raftpg ctl: --cacert: %s\n", tls_err);
+        return 2;
+    }
     if (i >= argc) {
         fprintf(stderr, "raftpg ctl: a command is required\n%s", ctl_usage);
         return 2;

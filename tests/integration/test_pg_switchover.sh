@@ -72,8 +72,14 @@ t_check "no rejoin needed a clone (only the two initial ones)" \
 # A candidate that stops answering during the switchover: abandoned, the old primary goes on.
 t_wait 60 "the cluster settled" settled
 P=$(t_pg_primary 1); Pi=${P#node}; Ci=$(( Pi % 3 + 1 ))
+n0=$(grep -c "switchover $P -> node$Ci: stopping the primary" "$T_DIR/$P.log" || true)
 ctl switchover --candidate "node$Ci" >"$T_DIR/out" 2>&1 & CPID=$!
-sleep 0.05
+# The candidate's agent stops answering as soon as the primary begins to stop: before the
+# primary's final checkpoint exists, so no report of the candidate can show it.
+for _ in $(seq 1 2000); do
+  [ "$(grep -c "switchover $P -> node$Ci: stopping the primary" "$T_DIR/$P.log" || true)" -gt "$n0" ] && break
+  sleep 0.005
+done
 kill -STOP "${T_PIDS[$Ci]}"
 wait "$CPID" && rc=0 || rc=$?
 kill -CONT "${T_PIDS[$Ci]}"

@@ -1269,10 +1269,47 @@ static const char *method_name(enum http_method m)
 
 /* With a cluster secret, a request that changes something must be signed with it (proof.h):
  * false after answering 401 when it is not. */
+/* Whether authorization carries restapi.authentication's credentials (constant time). */
+static bool basic_ok(const struct agent *a, const char *authorization)
+{
+    const char *user = a->conf.restapi.auth_username;
+    if (user[0] == '\0' || authorization == NULL || strncmp(authorization, "Basic ", 6) != 0) {
+        return false;
+    }
+    unsigned char got[256];
+    size_t n = 0;
+    const char *b64 = authorization + 6;
+    if (sodium_base642bin(got, sizeof got - 1, b64, strlen(b64), NULL, &n, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0) {
+        return false;
+    }
+    char want[sizeof a->conf.restapi.auth_username + sizeof a->conf.restapi.auth_password + 2];
+    int wn = snprintf(want, sizeof want, "%s:%s", user, a->conf.restapi.auth_password);
+    bool ok = wn > 0 && (size_t)wn == n && sodium_memcmp(got, want, n) == 0;
+    sodium_memzero(want, sizeof want);
+    sodium_memzero(got, sizeof got);
+    return ok;
+}
+
+/* A change needs a signature with the cluster secret or restapi.authentication's credentials,
+ * when either is configured; with neither, changes are open. */
 static bool signed_request(struct agent *a, struct http_conn *conn, const struct http_request *req)
 {
-    if (!a->has_secret) {
+    bool basic = a->conf.restapi.auth_username[0] != '\0';
+    if (basic && basic_ok(a, req->authorization)) {
         return true;
+    }
+    if (!a->has_secret) {
+        if (!basic) {
+            return true;
+        }
+        log_warning("api: refused %s %s from %s: no valid credentials", method_name(req->method),
+                    req->path, http_conn_peer(conn));
+        static const char body[] =
+            "{\"error\":\"a change needs restapi.authentication's credentials (HTTP basic)\"}";
+        http_respond_header(conn, 401, NULL, body, sizeof body - 1, "WWW-Authenticate",
+                            "Basic realm=\"raftpg\"");
+        return false;
     }
     uint8_t keys[2][CONF_SECRET_SIZE];
     memcpy(keys[0], a->secret, CONF_SECRET_SIZE);
@@ -1300,9 +1337,19 @@ static bool signed_request(struct agent *a, struct http_conn *conn, const struct
                     http_conn_peer(conn), why);
         snprintf(msg, sizeof msg,
                  "%s: a change needs the cluster secret (raftpg ctl -c CONFIG, or --secret-file "
-                 "FILE)",
-                 why);
-        respond_error(conn, 401, msg);
+                 "FILE)%s",
+                 why, basic ? " or restapi.authentication's credentials" : "");
+        if (basic) {
+            json_t *o = json_pack("{s:s}", "error", msg);
+            char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+            json_decref(o);
+            http_respond_header(conn, 401, NULL, body != NULL ? body : "{}",
+                                body != NULL ? strlen(body) : 2, "WWW-Authenticate",
+                                "Basic realm=\"raftpg\"");
+            free(body);
+        } else {
+            respond_error(conn, 401, msg);
+        }
         return false;
     }
     snprintf(g_seen[free_slot].nonce, sizeof g_seen[free_slot].nonce, "%s", nonce);

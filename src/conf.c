@@ -97,6 +97,12 @@ static const struct conf_key raft_keys[] = {
     {.key = NULL},
 };
 
+static const struct conf_key restapi_auth_keys[] = {
+    {"username", KEY_STRING, FIELD(restapi.auth_username), .min = 1},
+    {"password", KEY_STRING, FIELD(restapi.auth_password), .min = 1},
+    {.key = NULL},
+};
+
 static const struct conf_key restapi_keys[] = {
     {"listen", KEY_LISTEN, FIELD(restapi.listen)},
     {"connect_address", KEY_ADDR, FIELD(restapi.connect_address)},
@@ -107,6 +113,7 @@ static const struct conf_key restapi_keys[] = {
     {"certfile", KEY_PATH, FIELD(restapi.certfile)},
     {"keyfile", KEY_PATH, FIELD(restapi.keyfile)},
     {"cafile", KEY_PATH, FIELD(restapi.cafile)},
+    {"authentication", KEY_SECTION, .sub = restapi_auth_keys},
     {.key = NULL},
 };
 
@@ -1090,6 +1097,11 @@ static int finish(struct parser *p)
                        "expected 32 to 1048576 kB/s written N, Nk or NM (as pg_basebackup "
                        "--max-rate takes it), got \"%s\"",
                        c->postgresql.basebackup_max_rate);
+    if ((c->restapi.auth_username[0] != '\0') != (c->restapi.auth_password[0] != '\0') ||
+        strchr(c->restapi.auth_username, ':') != NULL)
+        return fail_at(p, where_first(p, "restapi.authentication", NULL),
+                       "restapi.authentication",
+                       "expected both username and password, and no ':' in the username");
     static const struct {
         const char *key;
         size_t off;

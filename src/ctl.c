@@ -27,7 +27,27 @@ struct ctl {
     bool has_key;
     char scope[CONF_NAME_MAX];     /* the cluster's, from its document */
     bool https;                    /* an https:// endpoint, or a configuration with TLS */
+    char basic[512];               /* "Basic ..." for restapi.authentication, or "" */
 };
+
+/* "Basic base64(user:password)" into c->basic; false if they do not fit. */
+static bool set_basic(struct ctl *c, const char *user, const char *password)
+{
+    char pair[CONF_NAME_MAX + 130];
+    int n = snprintf(pair, sizeof pair, "%s:%s", user, password);
+    if (n < 0 || (size_t)n >= sizeof pair || sodium_init() < 0) {
+        return false;
+    }
+    char b64[sizeof c->basic - 8];
+    if (sodium_base64_ENCODED_LEN((size_t)n, sodium_base64_VARIANT_ORIGINAL) > sizeof b64) {
+        return false;
+    }
+    sodium_bin2base64(b64, sizeof b64, (const unsigned char *)pair, (size_t)n,
+                      sodium_base64_VARIANT_ORIGINAL);
+    snprintf(c->basic, sizeof c->basic, "Basic %s", b64);
+    sodium_memzero(pair, sizeof pair);
+    return true;
+}
 
 static const char *ctl_usage =
     "usage: raftpg ctl [-c FILE | --api HOST:PORT] [--timeout MS] COMMAND\n"
@@ -68,6 +88,9 @@ static const char *ctl_usage =
     "                      HTTPS is used for https:// addresses and with -c when the\n"
     "                      configuration has restapi.certfile\n"
     "  --insecure          HTTPS without verifying the API's certificate\n"
+    "  --username U        restapi.authentication's user for changes (also RAFTPG_API_USERNAME;\n"
+    "                      with -c: that configuration's), with --password-file FILE or\n"
+    "                      RAFTPG_API_PASSWORD; a cluster secret, when given, signs instead\n"
     "  the RAFTPG_API environment variable may hold HOST:PORT as well; without any address,\n"
     "  the configuration in RAFTPG_CONFIG, else " CTL_DEFAULT_CONFIG " when it exists\n";
 
@@ -174,6 +197,22 @@ static const char *str_or(json_t *o, const char *key, const char *dflt)
 {
     const char *v = json_string_value(json_object_get(o, key));
     return v != NULL ? v : dflt;
+}
+
+/* The Authorization value for a change: a signature with the cluster secret when ctl has it
+ * (it also stops replays; made into buf), else restapi.authentication's credentials (HTTP
+ * basic), else none (NULL). */
+static const char *auth_for(struct ctl *c, const char *method, const char *path,
+                            const char *body, char *buf, size_t size)
+{
+    if (c->has_key) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        proof_sign_request(c->key, c->scope, method, path, body != NULL ? body : "",
+                           (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, buf, size);
+        return buf;
+    }
+    return c->basic[0] != '\0' ? c->basic : NULL;
 }
 
 /* The lines above the member table: cluster, leader, primary, synchronous set, maintenance. */
@@ -352,14 +391,8 @@ static int send_to_leader(struct ctl *c, const char *method, const char *path, c
         char *resp = NULL;
         size_t len = 0;
         char auth[PROOF_AUTH_MAX] = "";
-        if (c->has_key) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            proof_sign_request(c->key, c->scope, method, path, body != NULL ? body : "",
-                               (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth,
-                               sizeof auth);
-        }
-        rv = http_request_sync(api, method, path, body, c->has_key ? auth : NULL, c->timeout_ms,
+        rv = http_request_sync(api, method, path, body,
+                               auth_for(c, method, path, body, auth, sizeof auth), c->timeout_ms,
                                status, &resp, &len, errmsg);
         if (rv != 0) {
             sleep_ms(300);
@@ -837,16 +870,11 @@ static int cmd_reinit(struct ctl *c, const char *name, bool wait)
     snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
     json_decref(cluster);
     char auth[PROOF_AUTH_MAX] = "";
-    if (c->has_key) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        proof_sign_request(c->key, c->scope, "POST", "/reinitialize", "",
-                           (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth, sizeof auth);
-    }
     int status = 0;
     char *resp = NULL;
     size_t len = 0;
-    if (http_request_sync(api, "POST", "/reinitialize", NULL, c->has_key ? auth : NULL,
+    if (http_request_sync(api, "POST", "/reinitialize", NULL,
+                          auth_for(c, "POST", "/reinitialize", "", auth, sizeof auth),
                           c->timeout_ms, &status, &resp, &len, errmsg) != 0) {
         fprintf(stderr, "raftpg ctl reinit: %s\n", errmsg);
         return 1;
@@ -879,15 +907,10 @@ static int post_member(struct ctl *c, const char *api, const char *path, const c
                        unsigned timeout_ms, int *status, json_t **answer, char *errmsg)
 {
     char auth[PROOF_AUTH_MAX] = "";
-    if (c->has_key) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        proof_sign_request(c->key, c->scope, "POST", path, body != NULL ? body : "",
-                           (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth, sizeof auth);
-    }
     char *resp = NULL;
     size_t len = 0;
-    int rv = http_request_sync(api, "POST", path, body, c->has_key ? auth : NULL, timeout_ms,
+    int rv = http_request_sync(api, "POST", path, body,
+                               auth_for(c, "POST", path, body, auth, sizeof auth), timeout_ms,
                                status, &resp, &len, errmsg);
     if (rv != 0) {
         return rv;
@@ -994,18 +1017,13 @@ static int cmd_switchover(struct ctl *c, const char *leader, const char *candida
     snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
     json_decref(cluster);
     char auth[PROOF_AUTH_MAX] = "";
-    if (c->has_key) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        proof_sign_request(c->key, c->scope, "POST", "/switchover", body,
-                           (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth, sizeof auth);
-    }
     int status = 0;
     char *resp = NULL;
     size_t len = 0;
     /* Each step has its own bound on the agent (switchover.h); their sum, and some. */
     unsigned timeout = c->timeout_ms > 60000 ? c->timeout_ms : 60000;
-    int rv = http_request_sync(api, "POST", "/switchover", body, c->has_key ? auth : NULL,
+    int rv = http_request_sync(api, "POST", "/switchover", body,
+                               auth_for(c, "POST", "/switchover", body, auth, sizeof auth),
                                timeout, &status, &resp, &len, errmsg);
     free(body);
     if (rv != 0) {
@@ -1069,6 +1087,7 @@ int ctl_main(int argc, char **argv)
     c.timeout_ms = 2000;
     const char *config = NULL;
     const char *secret_file = getenv("RAFTPG_SECRET_FILE");
+    const char *username = NULL, *password_file = NULL;
     char cacert[PATH_MAX] = "";
     bool insecure = false;
     int i = 1;
@@ -1083,6 +1102,10 @@ int ctl_main(int argc, char **argv)
             add_endpoint(&c, argv[++i]);
         } else if (strcmp(a, "--secret-file") == 0 && i + 1 < argc) {
             secret_file = argv[++i];
+        } else if (strcmp(a, "--username") == 0 && i + 1 < argc) {
+            username = argv[++i];
+        } else if (strcmp(a, "--password-file") == 0 && i + 1 < argc) {
+            password_file = argv[++i];
         } else if (strcmp(a, "--cacert") == 0 && i + 1 < argc) {
             snprintf(cacert, sizeof cacert, "%s", argv[++i]);
         } else if (strcmp(a, "--insecure") == 0) {
@@ -1131,6 +1154,12 @@ int ctl_main(int argc, char **argv)
                 snprintf(cacert, sizeof cacert, "%s", conf.restapi.cafile);
             }
         }
+        if (username == NULL && conf.restapi.auth_username[0] != '\0' &&
+            !set_basic(&c, conf.restapi.auth_username, conf.restapi.auth_password)) {
+            fprintf(stderr, "raftpg ctl: restapi.authentication of %s is too long\n", config);
+            conf_free(&conf);
+            return 2;
+        }
         if (secret_file == NULL && conf.raft.secret_file[0] != '\0') {
             if (conf_secret_read(&conf, false, true, c.key, errmsg) != 0) {
                 fprintf(stderr, "raftpg ctl: %s\n", errmsg);
@@ -1155,6 +1184,37 @@ int ctl_main(int argc, char **argv)
             return 2;
         }
         c.has_key = true;
+    }
+    /* Credentials never come from the command line's arguments (ps shows them). */
+    if (username == NULL) {
+        username = getenv("RAFTPG_API_USERNAME");
+    }
+    if (username != NULL && username[0] != '\0') {
+        char password[130] = "";
+        if (password_file != NULL) {
+            FILE *f = fopen(password_file, "r");
+            if (f == NULL || fgets(password, sizeof password, f) == NULL) {
+                fprintf(stderr, "raftpg ctl: --password-file %s: cannot read it\n", password_file);
+                if (f != NULL) {
+                    fclose(f);
+                }
+                return 2;
+            }
+            fclose(f);
+            password[strcspn(password, "\r\n")] = '\0';
+        } else if (getenv("RAFTPG_API_PASSWORD") != NULL) {
+            snprintf(password, sizeof password, "%s", getenv("RAFTPG_API_PASSWORD"));
+        } else {
+            fprintf(stderr, "raftpg ctl: --username needs --password-file FILE or "
+                            "RAFTPG_API_PASSWORD\n");
+            return 2;
+        }
+        bool ok = set_basic(&c, username, password);
+        sodium_memzero(password, sizeof password);
+        if (!ok) {
+            fprintf(stderr, "raftpg ctl: --username: user name or password too long\n");
+            return 2;
+        }
     }
     if (c.has_key && sodium_init() < 0) {
         fprintf(stderr, "raftpg ctl: cannot initialise libsodium\n");

@@ -618,6 +618,12 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
 void http_respond(struct http_conn *conn, int status, const char *content_type, const char *body,
                   size_t body_len)
 {
+    http_respond_header(conn, status, content_type, body, body_len, NULL, NULL);
+}
+
+void http_respond_header(struct http_conn *conn, int status, const char *content_type,
+                         const char *body, size_t body_len, const char *header, const char *value)
+{
     if (conn == NULL || !conn->response_owed)
         return;
     conn->response_owed = false;
@@ -634,6 +640,9 @@ void http_respond(struct http_conn *conn, int status, const char *content_type, 
         static const char bad[] = "{\"error\":\"invalid response content type\"}";
         conn->resp = make_response(NULL, bad, sizeof bad - 1);
         status = 500;
+    }
+    if (header != NULL && value != NULL) {
+        MHD_add_response_header(conn->resp, header, value);
     }
     conn->resp_status = (unsigned)status;
     if (conn->suspended) {

@@ -112,6 +112,10 @@ struct conf {
         char certfile[PATH_MAX];
         char keyfile[PATH_MAX];
         char cafile[PATH_MAX];
+        /* Patroni's restapi.authentication: HTTP basic credentials that authorise a change
+         * (as a cluster-secret signature does); "" none */
+        char auth_username[CONF_NAME_MAX];
+        char auth_password[128];
     } restapi;
 
     struct {

@@ -98,6 +98,10 @@ void http_server_close(struct http_server *s, void (*cb)(struct http_server *s))
 void http_respond(struct http_conn *conn, int status, const char *content_type, const char *body,
                   size_t body_len);
 
+/* http_respond with one more header (a 401's WWW-Authenticate, say). */
+void http_respond_header(struct http_conn *conn, int status, const char *content_type,
+                         const char *body, size_t body_len, const char *header, const char *value);
+
 /* Peer address of the connection, "a.b.c.d" (borrowed, valid during the conn). */
 const char *http_conn_peer(const struct http_conn *conn);
 

@@ -1026,6 +1026,28 @@ static int name_index(const char *v, const char *(*name_of)(int), int n)
     return -1;
 }
 
+/* Submits a configuration command through the leader; the request is answered with the
+ * settings in force once it is committed. */
+static void submit_config(struct agent *a, struct http_conn *conn, const struct fsm_cmd *cmd)
+{
+    char msg[RPG_ERRMSG_SIZE];
+    if (!require_leader(a, conn)) {
+        return;
+    }
+    struct pending_config *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    p->conn = conn;
+    p->a = a;
+    int rv = cons_submit(&a->cons, cmd, config_committed, p, msg);
+    if (rv != 0) {
+        free(p);
+        respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
+    }
+}
+
 static void config_patch(struct agent *a, struct http_conn *conn, const struct http_request *req)
 {
     json_error_t jerr;
@@ -1055,29 +1077,13 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
         return;
     }
     if (pause != NULL) {
-        bool on = json_is_true(pause);
-        json_decref(o);
-        if (!require_leader(a, conn)) {
-            return;
-        }
-        struct pending_config *p = calloc(1, sizeof *p);
-        if (p == NULL) {
-            respond_error(conn, 500, "out of memory");
-            return;
-        }
-        p->conn = conn;
-        p->a = a;
         struct fsm_cmd cmd;
         memset(&cmd, 0, sizeof cmd);
         cmd.type = FSM_CMD_SET_PAUSE;
-        cmd.u.set_pause.paused = on;
-        int rv = cons_submit(&a->cons, &cmd, config_committed, p, msg);
-        if (rv != 0) {
-            free(p);
-            respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
-            return;
-        }
-        log_info("maintenance mode %s requested", on ? "on" : "off");
+        cmd.u.set_pause.paused = json_is_true(pause);
+        json_decref(o);
+        log_info("maintenance mode %s requested", cmd.u.set_pause.paused ? "on" : "off");
+        submit_config(a, conn, &cmd);
         return;
     }
     json_object_foreach(o, key, v)
@@ -1116,31 +1122,16 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
         respond_error(conn, 400, msg);
         return;
     }
-    if (!require_leader(a, conn)) {
-        return;
-    }
-    struct pending_config *p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        respond_error(conn, 500, "out of memory");
-        return;
-    }
-    p->conn = conn;
-    p->a = a;
     struct fsm_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
     cmd.type = FSM_CMD_SET_CONFIG;
     cmd.u.set_config.sync_mode = (uint8_t)mode;
     cmd.u.set_config.sync_node_count = k;
     cmd.u.set_config.sync_commit = (uint8_t)commit;
-    int rv = cons_submit(&a->cons, &cmd, config_committed, p, msg);
-    if (rv != 0) {
-        free(p);
-        respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
-        return;
-    }
     log_info("configuration change requested: synchronous_mode=%s synchronous_node_count=%u "
              "synchronous_commit=%s",
              conf_sync_mode_name(mode), k, conf_sync_commit_name(commit));
+    submit_config(a, conn, &cmd);
 }
 
 /* ---- health checks (Patroni's paths, for haproxy, probes and scripts) --------------------- */

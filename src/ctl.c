@@ -718,6 +718,29 @@ static void api_of(json_t *m, char *out, size_t size)
     }
 }
 
+/* GET path from a member of the cluster document: its JSON answer (200 only), or NULL with
+ * errmsg. */
+static json_t *member_get(struct ctl *c, json_t *m, const char *path, char *errmsg)
+{
+    char api[FSM_ADDR_MAX];
+    api_of(m, api, sizeof api);
+    int status = 0;
+    char *body = NULL;
+    size_t len = 0;
+    json_t *doc = NULL;
+    if (http_request_sync(api, "GET", path, NULL, NULL, c->timeout_ms, &status, &body, &len,
+                          errmsg) == 0) {
+        json_error_t jerr;
+        doc = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
+        if (doc == NULL) {
+            snprintf(errmsg, RPG_ERRMSG_SIZE, "%s: unexpected answer to GET %s (http %d)", api,
+                     path, status);
+        }
+    }
+    free(body);
+    return doc;
+}
+
 /* Whether every member the cluster lists answers GET /status with "pause" as wanted. */
 static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
 {
@@ -732,19 +755,7 @@ static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
     json_t *m;
     json_array_foreach(json_object_get(cluster, "members"), i, m)
     {
-        char api[FSM_ADDR_MAX];
-        api_of(m, api, sizeof api);
-        int status = 0;
-        char *body = NULL;
-        size_t len = 0;
-        json_t *st = NULL;
-        if (http_request_sync(api, "GET", "/status", NULL, NULL, c->timeout_ms, &status, &body,
-                              &len, errmsg) == 0 &&
-            status == 200) {
-            json_error_t jerr;
-            st = json_loadb(body, len, 0, &jerr);
-        }
-        free(body);
+        json_t *st = member_get(c, m, "/status", errmsg);
         json_t *p = json_object_get(st, "pause");
         if (!json_is_boolean(p) || json_is_true(p) != want) {
             snprintf(lagging, size, "%s has not applied it yet", str_or(m, "name", "?"));
@@ -773,18 +784,7 @@ static int cmd_version(struct ctl *c)
     json_t *m;
     json_array_foreach(json_object_get(cluster, "members"), i, m)
     {
-        char api[FSM_ADDR_MAX];
-        api_of(m, api, sizeof api);
-        int status = 0;
-        char *body = NULL;
-        size_t len = 0;
-        json_t *doc = NULL;
-        if (http_request_sync(api, "GET", "/patroni", NULL, NULL, c->timeout_ms, &status, &body,
-                              &len, errmsg) == 0) {
-            json_error_t jerr;
-            doc = json_loadb(body, len, 0, &jerr);
-        }
-        free(body);
+        json_t *doc = member_get(c, m, "/patroni", errmsg);
         json_t *p = json_object_get(doc, "patroni");
         json_t *pg = json_object_get(doc, "server_version");
         if (p != NULL) {

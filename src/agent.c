@@ -1234,6 +1234,7 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
     }
     a->api.max_conns = a->conf.restapi.max_connections;
     a->api.idle_timeout_ms = (uint64_t)a->conf.restapi.request_timeout_s * 1000;
+    a->api.answered = api_answered;
     rv = http_server_start(&a->api, loop, a->conf.restapi.listen, api_handle, a, errmsg);
     if (rv != 0) {
         return rv;

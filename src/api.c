@@ -1363,6 +1363,65 @@ static double dir_free_bytes(const char *dir)
     return statvfs(dir, &st) == 0 ? (double)st.f_bavail * (double)st.f_frsize : -1;
 }
 
+/* ---- request counters -------------------------------------------------------------------- */
+
+/* Paths as they are counted; anything else (scanners' guesses, say) is "other", so that the
+ * label set stays bounded whatever clients send. */
+static const char *const api_endpoints[API_ENDPOINTS] = {
+    "/",           "/primary",        "/master",          "/read-write",
+    "/leader",     "/standby-leader", "/replica",         "/read-only",
+    "/sync",       "/read-only-sync", "/quorum",          "/read-only-quorum",
+    "/async",      "/health",         "/readiness",       "/liveness",
+    "/patroni",    "/cluster",        "/status",          "/metrics",
+    "/config",     "/members",        "/switchover",      "/restart",
+    "/reinitialize", "/raftpg/bootstrap", "/synchronous", "/asynchronous",
+};
+static const int api_statuses[API_STATUSES] = {200, 201, 202, 400, 401, 404, 405,
+                                               409, 412, 413, 415, 500, 503, 504};
+
+void api_answered(void *data, const struct http_request *req, int status)
+{
+    struct agent *a = data;
+    unsigned e = API_ENDPOINTS, s = API_STATUSES;
+    for (unsigned i = 0; i < API_ENDPOINTS; i++) {
+        if (strcmp(req->path, api_endpoints[i]) == 0 ||
+            (strcmp(api_endpoints[i], "/members") == 0 &&
+             strncmp(req->path, "/members/", 9) == 0)) {
+            e = i;
+            break;
+        }
+    }
+    for (unsigned i = 0; i < API_STATUSES; i++) {
+        if (api_statuses[i] == status) {
+            s = i;
+            break;
+        }
+    }
+    a->api_answers[e][s]++;
+}
+
+static void api_answers_metric(const struct agent *a, FILE *f, const char *labels)
+{
+    fprintf(f, "# HELP raftpg_api_requests_total API requests answered, by endpoint and status.\n"
+               "# TYPE raftpg_api_requests_total counter\n");
+    for (unsigned e = 0; e <= API_ENDPOINTS; e++) {
+        for (unsigned s = 0; s <= API_STATUSES; s++) {
+            if (a->api_answers[e][s] == 0) {
+                continue;
+            }
+            char status[8];
+            if (s < API_STATUSES) {
+                snprintf(status, sizeof status, "%d", api_statuses[s]);
+            } else {
+                snprintf(status, sizeof status, "other");
+            }
+            fprintf(f, "raftpg_api_requests_total{%s,endpoint=\"%s\",status=\"%s\"} %llu\n",
+                    labels, e < API_ENDPOINTS ? api_endpoints[e] : "other", status,
+                    (unsigned long long)a->api_answers[e][s]);
+        }
+    }
+}
+
 /* Patroni's names where Patroni has one (dashboards and alerts carry over), raftpg_* for the
  * rest. Every value is this member's own view. */
 static void respond_metrics(struct agent *a, struct http_conn *conn)
@@ -1495,6 +1554,7 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            labels, a->cons_open && a->cons.diverged);
     metric(f, "raftpg_raft_dir_free_bytes", "gauge", "Free bytes in the Raft directory's file system (-1 unknown).",
            labels, dir_free_bytes(a->conf.raft.data_dir));
+    api_answers_metric(a, f, labels);
     if (a->conf.has_postgresql) {
         char wal[PATH_MAX + 16];
         snprintf(wal, sizeof wal, "%s/pg_wal", a->conf.postgresql.data_dir);

@@ -645,6 +645,9 @@ void http_respond_header(struct http_conn *conn, int status, const char *content
         MHD_add_response_header(conn->resp, header, value);
     }
     conn->resp_status = (unsigned)status;
+    if (s->answered != NULL) {
+        s->answered(s->data, &conn->req, status);
+    }
     if (conn->suspended) {
         suspended_remove(s, conn);
         MHD_resume_connection(conn->mc);

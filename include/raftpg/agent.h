@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include "raftpg/api.h"
 #include "raftpg/callback.h"
 #include "raftpg/conf.h"
 #include "raftpg/cons_uv.h"
@@ -110,6 +111,8 @@ struct agent {
     struct switchover switchover;
     struct reinit reinit;
     struct restart restart;
+    /* API answers by endpoint (API_ENDPOINTS, the last for any other path) and status. */
+    uint64_t api_answers[API_ENDPOINTS + 1][API_STATUSES + 1];
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and

@@ -49,6 +49,9 @@ struct http_server {
                                * after its accept or its previous response is closed */
     int closing;
     void (*close_cb)(struct http_server *s);
+    /* Told of every answer the handler gives (for request counters); may be NULL. Set before
+     * or after http_server_start. */
+    void (*answered)(void *data, const struct http_request *req, int status);
     /* internal */
     int listening;          /* the loop handles are open */
     void *mhd;              /* struct MHD_Daemon */

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config clang
   libuv1-dev libraft-dev libpq-dev libyaml-dev libjansson-dev libcmocka-dev
   libhttp-parser-dev libsystemd-dev libsodium-dev
   postgresql-15 postgresql-client-15

@@ -67,7 +67,7 @@ t_before_rm() {
 boot() { # I: boots node I on its overlay
   local i=$1
   systemd-nspawn -D "$T_DIR/n$i/merged" --boot --register=no --keep-unit --network-bridge="$BR" \
-    --machine="node$i" -q >>"$T_DIR/console$i.log" 2>&1 &
+    --machine="rpg$$-node$i" -q >>"$T_DIR/console$i.log" 2>&1 &
   NS[$i]=$!
   INIT[$i]=""
   local n=0

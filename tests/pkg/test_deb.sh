@@ -92,7 +92,7 @@ t_check "one member of the example passes check-config" \
 
 # 4. Boot it.
 t2=$SECONDS
-systemd-nspawn -D "$root" --boot --register=no --keep-unit --private-network -q >"$T_DIR/nspawn.log" 2>&1 &
+systemd-nspawn -D "$root" --boot --register=no --keep-unit --private-network --machine="rpgdeb$$" -q >"$T_DIR/nspawn.log" 2>&1 &
 nspawn=$!
 init=""
 t_before_rm() {

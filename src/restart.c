@@ -53,12 +53,33 @@ static void stopped(struct pg *p, int rc, const char *msg, void *data)
     log_info("restart: postgresql stopped, starting it again");
 }
 
+static void stop_now(struct agent *a)
+{
+    struct restart *r = &a->restart;
+    r->phase = RESTART_STOPPING;
+    a->callbacks.restarting = true;
+    log_info("restart: stopping postgresql (%s) to start it again",
+             a->pg.obs.in_recovery ? "a standby" : "the primary");
+    if (pg_stop(&a->pg, RESTART_STOP_MS, stopped, a) != 0) {
+        end(a, 409, "error", "another operation on postgresql is under way");
+    }
+}
+
 static void tick(uv_timer_t *t)
 {
     struct agent *a = t->data;
     struct restart *r = &a->restart;
     uint64_t now = cons_uv_clock_ms();
     const struct pg *pg = &a->pg;
+    if (r->phase == RESTART_WAITING) {
+        /* The agent's decisions wait meanwhile, so no new operation starts. */
+        if (!pg_busy(pg)) {
+            stop_now(a);
+        } else if (now - r->started_ms > RESTART_BUSY_MS) {
+            end(a, 409, "error", "another operation on postgresql is still under way");
+        }
+        return;
+    }
     /* Started again (an operation ended after the stop) and observed running since. */
     if (r->phase == RESTART_STARTING && pg->epoch > r->epoch && pg->obs_epoch == pg->epoch &&
         pg->obs.state == HA_PG_RUNNING) {
@@ -83,8 +104,7 @@ void restart_start(struct agent *a, struct http_conn *conn, const char *role, bo
     const char *is = o->in_recovery ? "replica" : "primary";
     if (!running) {
         snprintf(why, sizeof why, "postgresql is not running here");
-    } else if (r->phase != RESTART_IDLE || reinit_holds(a) || switchover_holds(a) ||
-               pg_busy(&a->pg)) {
+    } else if (r->phase != RESTART_IDLE || reinit_holds(a) || switchover_holds(a)) {
         snprintf(why, sizeof why, "an operation on this member's postgresql is under way");
         status = 409;
     } else if (a->cons_open && a->cons.state.initialized && a->cons.state.paused) {
@@ -113,19 +133,18 @@ void restart_start(struct agent *a, struct http_conn *conn, const char *role, bo
     }
     r->conn = conn;
     r->started_ms = cons_uv_clock_ms();
-    r->phase = RESTART_STOPPING;
-    a->callbacks.restarting = true;
-    log_info("restart requested: stopping postgresql (%s) to start it again", is);
-    if (pg_stop(&a->pg, RESTART_STOP_MS, stopped, a) != 0) {
-        end(a, 409, "error", "another operation on postgresql is under way");
+    log_info("restart requested (%s)", is);
+    uv_timer_start(&r->timer, tick, 100, 100);
+    if (pg_busy(&a->pg)) {
+        r->phase = RESTART_WAITING;
         return;
     }
-    uv_timer_start(&r->timer, tick, 100, 100);
+    stop_now(a);
 }
 
 bool restart_holds(const struct agent *a)
 {
-    return a->restart.phase == RESTART_STOPPING;
+    return a->restart.phase == RESTART_WAITING || a->restart.phase == RESTART_STOPPING;
 }
 
 void restart_close(struct agent *a, void (*cb)(uv_handle_t *h))

@@ -13,7 +13,9 @@
 #define RESTART_STOP_MS 10000  /* fast, then immediate */
 #define RESTART_WAIT_MS 60000  /* until it accepts connections again */
 
-enum restart_phase { RESTART_IDLE = 0, RESTART_STOPPING, RESTART_STARTING };
+#define RESTART_BUSY_MS 5000  /* an operation under way (a reload of the synchronous set) ends */
+
+enum restart_phase { RESTART_IDLE = 0, RESTART_WAITING, RESTART_STOPPING, RESTART_STARTING };
 
 struct restart {
     enum restart_phase phase;
@@ -31,7 +33,8 @@ struct http_conn;
 /* role: NULL, "primary" or "replica"; pending: only if a setting waits for a restart. */
 void restart_start(struct agent *a, struct http_conn *conn, const char *role, bool pending);
 
-/* True while the stop runs: the agent's decisions wait (it starts the server after). */
+/* True while it waits for an operation to end and while the stop runs: the agent's decisions
+ * wait (they start the server again after). */
 bool restart_holds(const struct agent *a);
 
 /* Answers any pending request and closes the timer (shutdown). */

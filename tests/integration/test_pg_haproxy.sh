@@ -121,6 +121,8 @@ metric() { curl -s -m 3 "http://$(t_api_addr "$1")/metrics" | awk -v n="$2" '$1 
 t_check "patroni_xlog_paused is 1 on node$S" t_eq "$(metric "$S" patroni_xlog_paused)" 1
 t_check "the primary reports node$S's replay lag per standby" \
   test "$(curl -s -m 3 "http://$(t_api_addr "$P2i")/metrics" | awk -v s="standby=\"node$S\"" '$1 ~ /^raftpg_standby_replay_lag_bytes/ && index($1, s) { printf "%d", $2 }')" -gt 2000000
+t_check "the primary counts haproxy's checks (raftpg_api_requests_total, endpoint /, status 200)" \
+  test "$(curl -s -m 3 "http://$(t_api_addr "$P2i")/metrics" | awk '$1 ~ /^raftpg_api_requests_total[{]/ && index($1, "endpoint=\"/\",status=\"200\"") { print int($2) }')" -gt 0
 t_psql "$S" -c 'SELECT pg_wal_replay_resume()' >/dev/null
 caught_up() { [ "$(code "$S" -XGET '/replica?lag=1MB')" = 200 ]; }
 t_wait 20 "node$S caught up" caught_up

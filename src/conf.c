@@ -132,6 +132,13 @@ static const struct conf_key basebackup_keys[] = {
     {.key = NULL},
 };
 
+/* Patroni's recovery_conf holds any recovery setting; raftpg writes the recovery settings it
+ * owns itself, and takes the one that is the operator's to give. */
+static const struct conf_key recovery_conf_keys[] = {
+    {"restore_command", KEY_STRING, FIELD(postgresql.restore_command)},
+    {.key = NULL},
+};
+
 static const struct conf_key postgresql_keys[] = {
     {"bin_dir", KEY_PATH, FIELD(postgresql.bin_dir), .def = "/usr/lib/postgresql/15/bin"},
     {"data_dir", KEY_PATH, FIELD(postgresql.data_dir), .required = true},
@@ -148,6 +155,7 @@ static const struct conf_key postgresql_keys[] = {
     {"remove_data_directory_on_diverged_timelines", KEY_BOOL,
      FIELD(postgresql.remove_data_directory_on_diverged_timelines), .def = "false"},
     {"basebackup", KEY_SECTION, .sub = basebackup_keys},
+    {"recovery_conf", KEY_SECTION, .sub = recovery_conf_keys},
     {.key = NULL},
 };
 

@@ -244,6 +244,9 @@ bool pg_controldata_rewindable(const char *output)
 
 const char *pg_restore_command(const struct conf *c)
 {
+    if (c->postgresql.restore_command[0] != '\0') {
+        return c->postgresql.restore_command;
+    }
     for (unsigned i = 0; i < c->postgresql.n_parameters; i++) {
         if (strcmp(c->postgresql.parameters[i].key, "restore_command") == 0) {
             return c->postgresql.parameters[i].value;
@@ -685,6 +688,12 @@ static int write_config(struct pg *p, bool standby, const struct pg_upstream *up
             goto out;
         }
         append(&buf, &len, &cap, "%s = %s\n", c->postgresql.parameters[i].key, qv);
+    }
+    if (c->postgresql.restore_command[0] != '\0') {
+        /* postgresql.recovery_conf.restore_command: after the parameters, so it wins. */
+        char qr[2 * sizeof c->postgresql.restore_command + 3];
+        pg_conf_quote(c->postgresql.restore_command, qr, sizeof qr);
+        append(&buf, &len, &cap, "restore_command = %s\n", qr);
     }
     /* What raftpg owns comes last, so it wins. */
     append(&buf, &len, &cap, "listen_addresses = '%s'\nport = %u\n", host, (unsigned)port);

@@ -265,7 +265,8 @@ bool pg_controldata_clean(const char *output);
 /* Whether pg_controldata's output shows what pg_rewind needs: data checksums or wal_log_hints. */
 bool pg_controldata_rewindable(const char *output);
 
-/* The restore_command the server's configuration gives (postgresql.parameters), "" if none:
+/* The restore_command the server's configuration gives (postgresql.recovery_conf.restore_command,
+ * else postgresql.parameters.restore_command), "" if none:
  * with one, pg_rewind fetches WAL the target no longer has through it (--restore-target-wal). */
 const char *pg_restore_command(const struct conf *c);
 

@@ -11,6 +11,12 @@
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 RUNS=${RPO_RUNS:-20}
+# RPO_RESTORE_COMMAND=1: every node gets a restore_command (from an archive directory the test
+# makes), so that each pg_rewind runs with --restore-target-wal.
+if [ -n "${RPO_RESTORE_COMMAND:-}" ]; then
+  mkdir -p "$T_DIR/archive"; chown postgres "$T_DIR/archive"
+  T_RESTORE_COMMAND="cp $T_DIR/archive/%f %p"
+fi
 t_pick_ports
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
 t_wait 60 "a healthy cluster" t_pg_healthy 1 2 3
@@ -201,6 +207,11 @@ if [ "$(( $(rejoin_lines 'clone: pg_basebackup|reinit:|moved aside') - CLONES_BE
 fi
 t_log "restart of the old primary to a healthy cluster (ms), per run: ${REJOIN_MS[*]}; median $(printf '%s\n' "${REJOIN_MS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
 t_check "the writer made progress" test "$(wc -l <"$ACKED")" -gt "$RUNS"
+if [ -n "${RPO_RESTORE_COMMAND:-}" ]; then
+  t_check "every pg_rewind ran with --restore-target-wal" \
+    t_eq "$(cat "$T_DIR"/node*.log | grep -c 'rejoin: rewind (.*--restore-target-wal' || true)" \
+    "$(cat "$T_DIR"/node*.log | grep -c 'rejoin: rewind (' || true)"
+fi
 # The survivor re-points within the degrade grace: no new primary acknowledged alone.
 t_check "no primary went asynchronous after a failover" t_eq "$(k0_records)" "$K0_BEFORE"
 if [ "$(k0_records)" != "$K0_BEFORE" ]; then

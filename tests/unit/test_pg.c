@@ -402,6 +402,11 @@ static void test_rewind_args_restore_target_wal_only_with_restore_command(void *
     /* Set to nothing, as a configuration may do to turn it off. */
     params[1].value = "";
     assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 4);
+    /* Patroni's postgresql.recovery_conf.restore_command comes first. */
+    snprintf(c.postgresql.restore_command, sizeof c.postgresql.restore_command, "fetch %%f %%p");
+    assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 5);
+    assert_string_equal(argv[1], "--restore-target-wal");
+    assert_string_equal(pg_restore_command(&c), "fetch %f %p");
 }
 
 /* pg_basebackup --max-rate=10M --progress of a new cluster, captured from PostgreSQL 15 (stderr

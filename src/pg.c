@@ -216,6 +216,19 @@ bool pg_rewind_retryable(const char *output)
         "pre-existing shared memory block",
         "lock file \"postmaster.pid\" already exists",
     };
+    /* With --progress pg_rewind says "need to copy" right before its point of no return. */
+    if (strstr(output, "need to copy ") != NULL) {
+        return false;
+    }
+    /* Its progress lines show how far it got: still reading, the source went away (stopped by
+     * its own fence, say) before anything in the target changed. Without them (a tail cut
+     * short) nothing shows how far it got. */
+    if (strstr(output, "reading source file list") != NULL &&
+        (strstr(output, "server closed the connection unexpectedly") != NULL ||
+         strstr(output, "terminating connection due to") != NULL ||
+         strstr(output, "could not fetch file list") != NULL)) {
+        return true;
+    }
     if (strstr(output, "error running query") != NULL ||
         strstr(output, "could not fetch") != NULL) {
         return false;
@@ -265,6 +278,9 @@ unsigned pg_rewind_args(const struct conf *c, const char *bin, const char *sourc
     if (pg_restore_command(c)[0] != '\0') {
         argv[n++] = "--restore-target-wal";
     }
+    /* Its progress lines tell a failure before its point of no return from one after
+     * (pg_rewind_retryable). */
+    argv[n++] = "--progress";
     argv[n++] = "-D";
     argv[n++] = (char *)c->postgresql.data_dir;
     argv[n++] = (char *)source;

@@ -271,8 +271,8 @@ bool pg_controldata_rewindable(const char *output);
 const char *pg_restore_command(const struct conf *c);
 
 /* Fills argv (room for at least 8 entries) with the pg_rewind command line: bin, then
- * --restore-target-wal when the configuration has a restore_command, -D data_dir and the
- * --source-server argument source (all borrowed). Returns the number of arguments; argv ends with
+ * --restore-target-wal when the configuration has a restore_command, --progress, -D data_dir and
+ * the --source-server argument source (all borrowed). Returns the number of arguments; argv ends with
  * NULL. */
 unsigned pg_rewind_args(const struct conf *c, const char *bin, const char *source, char **argv);
 

@@ -340,6 +340,33 @@ static void test_rewind_failures_are_classified(void **state)
                                      "\"base/1/1259\": connection to server at \"127.0.0.1\" "
                                      "failed\n"));
     assert_false(pg_rewind_retryable(""));
+    /* With --progress: the source stopped (its own fence) while pg_rewind read its file list,
+     * before the point of no return. The failure lines were captured from PostgreSQL 15 in the
+     * chaos testbed; the progress lines are those pg_rewind.c prints with --progress. */
+    static const char SOURCE_STOPPED_READING[] =
+        "pg_rewind: servers diverged at WAL location 0/5000000 on timeline 1\n"
+        "pg_rewind: rewinding from last common checkpoint at 0/3000060 on timeline 1\n"
+        "pg_rewind: reading source file list\n"
+        "WARNING:  terminating connection due to immediate shutdown command\n"
+        "pg_rewind: error: could not fetch file list: server closed the connection "
+        "unexpectedly\n"
+        "\tThis probably means the server terminated abnormally\n"
+        "\tbefore or while processing the request.\n";
+    assert_true(pg_rewind_retryable(SOURCE_STOPPED_READING));
+    /* The same without the progress lines: nothing shows how far it got. */
+    assert_false(pg_rewind_retryable(SOURCE_STOPPED_READING + strlen(
+        "pg_rewind: servers diverged at WAL location 0/5000000 on timeline 1\n"
+        "pg_rewind: rewinding from last common checkpoint at 0/3000060 on timeline 1\n"
+        "pg_rewind: reading source file list\n")));
+    /* Past the point of no return. */
+    assert_false(pg_rewind_retryable(
+        "pg_rewind: reading source file list\n"
+        "pg_rewind: reading target file list\n"
+        "pg_rewind: reading WAL in target\n"
+        "pg_rewind: need to copy 51 MB (total source directory size is 70 MB)\n"
+        "12/52224 kB (0%) copied\n"
+        "pg_rewind: error: error running query (SELECT path, begin) in source server: server "
+        "closed the connection unexpectedly\n"));
 }
 
 /* A PostgreSQL 15 initdb without --data-checksums, running (the lines pg_rewind's check reads). */
@@ -384,27 +411,29 @@ static void test_rewind_args_restore_target_wal_only_with_restore_command(void *
     snprintf(c.postgresql.data_dir, sizeof c.postgresql.data_dir, "/var/lib/pg/data");
     c.postgresql.parameters = params;
     c.postgresql.n_parameters = 1;
-    assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 4);
-    assert_string_equal(argv[0], "/bin/pg_rewind");
-    assert_string_equal(argv[1], "-D");
-    assert_string_equal(argv[2], "/var/lib/pg/data");
-    assert_string_equal(argv[3], "--source-server=host=x");
-    assert_null(argv[4]);
-    assert_string_equal(pg_restore_command(&c), "");
-    c.postgresql.n_parameters = 2;
     assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 5);
-    assert_string_equal(argv[1], "--restore-target-wal");
+    assert_string_equal(argv[0], "/bin/pg_rewind");
+    assert_string_equal(argv[1], "--progress");
     assert_string_equal(argv[2], "-D");
     assert_string_equal(argv[3], "/var/lib/pg/data");
     assert_string_equal(argv[4], "--source-server=host=x");
     assert_null(argv[5]);
+    assert_string_equal(pg_restore_command(&c), "");
+    c.postgresql.n_parameters = 2;
+    assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 6);
+    assert_string_equal(argv[1], "--restore-target-wal");
+    assert_string_equal(argv[2], "--progress");
+    assert_string_equal(argv[3], "-D");
+    assert_string_equal(argv[4], "/var/lib/pg/data");
+    assert_string_equal(argv[5], "--source-server=host=x");
+    assert_null(argv[6]);
     assert_string_equal(pg_restore_command(&c), "cp /a/%f %p");
     /* Set to nothing, as a configuration may do to turn it off. */
     params[1].value = "";
-    assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 4);
+    assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 5);
     /* Patroni's postgresql.recovery_conf.restore_command comes first. */
     snprintf(c.postgresql.restore_command, sizeof c.postgresql.restore_command, "fetch %%f %%p");
-    assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 5);
+    assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 6);
     assert_string_equal(argv[1], "--restore-target-wal");
     assert_string_equal(pg_restore_command(&c), "fetch %f %p");
 }

@@ -8,7 +8,7 @@ PACKAGES=(
   libhttp-parser-dev libsystemd-dev libsodium-dev
   postgresql-15 postgresql-client-15
   iproute2 arping jq procps util-linux curl
-  nftables iputils-ping python3 python3-prometheus-client
+  nftables iputils-ping python3 python3-prometheus-client haproxy pgbouncer
 )
 
 missing=()

@@ -132,6 +132,39 @@ static void state_compare(struct agent *a)
               detail, n_differ, n_same);
 }
 
+/* Asks the leader, not this member's own state (which stops at its removal), under which Raft
+ * id the cluster lists this member's name. Another id means it was removed and added again while
+ * this agent kept running: its Raft log and vote belong to an id the cluster no longer has. */
+static void identity_check(struct agent *a)
+{
+    const struct cons *c = &a->cons;
+    if (!a->cons_open || c->id == 0 || a->identity_error[0] != '\0') {
+        return;
+    }
+    for (unsigned i = 0; i < a->peers.n_results; i++) {
+        const struct peer_status *p = &a->peers.results[i];
+        if (!p->reachable || strcmp(p->raft_role, "leader") != 0 || p->term < c->term) {
+            continue;
+        }
+        for (unsigned j = 0; j < p->n_members; j++) {
+            if (strcmp(p->members[j].name, a->conf.name) != 0 || p->members[j].id == c->id ||
+                p->members[j].id == 0) {
+                continue;
+            }
+            snprintf(a->identity_error, sizeof a->identity_error,
+                     "this agent runs as raft id %llu, the cluster (leader %s, term %llu) lists "
+                     "%s as id %llu: stop this agent, move its raft.data_dir aside and start it "
+                     "again (it joins as id %llu)",
+                     (unsigned long long)c->id, p->name, (unsigned long long)p->term,
+                     a->conf.name, (unsigned long long)p->members[j].id,
+                     (unsigned long long)p->members[j].id);
+            log_error("identity mismatch: %s; until then this member takes no action",
+                      a->identity_error);
+            return;
+        }
+    }
+}
+
 static void on_peers_round(struct peers *p, void *data)
 {
     (void)p;
@@ -139,6 +172,7 @@ static void on_peers_round(struct peers *p, void *data)
     if (a->phase == AGENT_PHASE_RUNNING) {
         update_peer_targets(a);
         state_compare(a);
+        identity_check(a);
     }
 }
 
@@ -153,7 +187,7 @@ static uint64_t pick_voter(struct cons *c, void *data)
         const char *name = cons_member_name(c, ids[i]);
         const struct peer_status *p = name != NULL ? peers_get(&a->peers, name) : NULL;
         if (ids[i] != c->id && cons_voting(c, ids[i]) == RAFT_VOTER && p != NULL &&
-            p->reachable && !p->storage_failed && !p->diverged) {
+            p->reachable && p->id == ids[i] && !p->storage_failed && !p->diverged) {
             return ids[i];
         }
     }
@@ -935,9 +969,39 @@ static void ha_tick(struct agent *a)
     /* The lease is judged afresh before any decision: after a pause (SIGSTOP, a stalled VM) the
      * first thing this agent does is fence, never act on a lease it no longer holds. */
     fence_tick(a);
+    /* Callbacks follow the server as observed, whatever this agent decides next. */
+    const struct ha_pg *obs = &a->pg.obs;
+    callbacks_observe(&a->callbacks, obs->state != HA_PG_UNKNOWN, obs->state == HA_PG_RUNNING,
+                      obs->in_recovery);
     if (a->cons.diverged) {
         /* Its replicated state cannot be trusted: no decision, no record; the fence still runs
          * and leadership is handed away (cons_storage_tick). */
+        return;
+    }
+    if (a->identity_error[0] != '\0') {
+        /* Its state stopped when the cluster removed its id: acting on it would follow or
+         * promote on a history it no longer receives. The fence still runs. */
+        return;
+    }
+    bool paused = a->cons.state.initialized && a->cons.state.paused;
+    if (paused != a->maintenance) {
+        a->maintenance = paused;
+        log_info("maintenance mode %s: %s", paused ? "on" : "off",
+                 paused ? "no failover, no start, stop, promotion or re-point of postgresql; the "
+                          "fence still runs"
+                        : "decisions resume");
+    }
+    if (switchover_holds(a)) {
+        /* Its primary is being stopped and handed over: restarting it now would undo that. */
+        return;
+    }
+    if (paused) {
+        /* The operator owns PostgreSQL now. Only what keeps two primaries apart still acts: the
+         * lease, the fence and the VIP (fence_tick above). */
+        memset(&a->core.last, 0, sizeof a->core.last);
+        a->core.last.action = HA_ACT_WAIT;
+        snprintf(a->core.last.why, sizeof a->core.last.why,
+                 "maintenance mode: the cluster is paused (raftpg ctl resume)");
         return;
     }
     if (a->pg_frozen) {
@@ -1054,6 +1118,8 @@ static int start_pg(struct agent *a, char *errmsg)
         return rv;
     }
     a->pg_open = true;
+    callbacks_init(&a->callbacks, a->loop, &a->conf);
+    a->callbacks_open = true;
     rv = start_fencing(a, errmsg);
     if (rv != 0) {
         return rv;
@@ -1192,7 +1258,8 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
 static void maybe_exit(struct agent *a)
 {
     if (a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
-        a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open) {
+        a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open ||
+        a->callbacks_open || a->switchover.timer_open) {
         return;
     }
     uv_close((uv_handle_t *)&a->sig_int, NULL);
@@ -1223,6 +1290,20 @@ static void peers_closed(struct peers *p)
 {
     struct agent *a = (struct agent *)((char *)p - offsetof(struct agent, peers));
     a->peers_open = false;
+    maybe_exit(a);
+}
+
+static void switchover_timer_closed(uv_handle_t *h)
+{
+    struct agent *a = (struct agent *)((char *)h - offsetof(struct agent, switchover.timer));
+    a->switchover.timer_open = false;
+    maybe_exit(a);
+}
+
+static void callbacks_closed(struct callbacks *cb)
+{
+    struct agent *a = (struct agent *)((char *)cb - offsetof(struct agent, callbacks));
+    a->callbacks_open = false;
     maybe_exit(a);
 }
 
@@ -1394,7 +1475,12 @@ static void close_rest(struct agent *a)
         pg_close(&a->pg, pg_closed);
     }
     bool any = a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
-               a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open;
+               a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open ||
+               a->callbacks_open || a->switchover.timer_open;
+    switchover_close(a, switchover_timer_closed);
+    if (a->callbacks_open && !a->callbacks.closing) {
+        callbacks_close(&a->callbacks, callbacks_closed);
+    }
     if (a->cons_open) {
         cons_close(&a->cons, cons_closed);
     }

@@ -10,6 +10,7 @@
 
 #include "raftpg/agent.h"
 #include "raftpg/api.h"
+#include "raftpg/health.h"
 #include "raftpg/log.h"
 #include "raftpg/proof.h"
 #include "raftpg/transport.h"
@@ -113,6 +114,7 @@ static json_t *pg_json(const struct agent *a)
                      detail, "action", ha_action_name(a->core.last.action), "why", a->core.last.why);
     if (o_json != NULL) {
         json_object_set_new(o_json, "synchronous_standby_names", json_string(a->pg.sync_seen));
+        json_object_set_new(o_json, "replay_position", json_integer((json_int_t)o->replay_position));
         json_object_set_new(o_json, "receiver", json_string(o->receiver));
         json_object_set_new(o_json, "conninfo", json_string(o->conninfo));
         /* The rejoin pipeline's stage: the operation under way, and why the data directory
@@ -208,11 +210,123 @@ json_t *agent_status_json(const struct agent *a)
                             json_pack("{s:I, s:s, s:b, s:s}", "applied_index",
                                       (json_int_t)(has_sum ? sum.index : 0), "checksum", hex,
                                       "diverged", c->diverged, "detail", a->diverged_detail));
+        /* Name and Raft id of every member it lists: a member learns from the leader's list
+         * whether the cluster still knows it under its own id. */
+        if (c->state.initialized) {
+            json_t *ids = json_object();
+            for (unsigned i = 0; i < c->state.n_members; i++) {
+                json_object_set_new(ids, c->state.members[i].name,
+                                    json_integer((json_int_t)c->state.members[i].id));
+            }
+            json_object_set_new(json_object_get(o, "state"), "members", ids);
+        }
+    }
+    json_object_set_new(o, "identity_error", json_string(a->identity_error));
+    /* Maintenance mode as this member's replicated state has it (ctl pause --wait asks). */
+    json_object_set_new(o, "pause",
+                        json_boolean(a->cons_open && a->cons.state.initialized &&
+                                     a->cons.state.paused));
+    json_object_set_new(o, "switchover",
+                        json_pack("{s:s, s:s, s:s}", "phase",
+                                  switchover_phase_name(a->switchover.phase), "to",
+                                  a->switchover.to, "last", a->switchover.last));
+    if (a->callbacks_open) {
+        const struct callbacks *cb = &a->callbacks;
+        json_object_set_new(o, "callbacks",
+                            json_pack("{s:b, s:I, s:I, s:s}", "running", cb->running, "runs",
+                                      (json_int_t)cb->n_runs, "failed", (json_int_t)cb->n_failed,
+                                      "last", cb->last));
     }
     json_object_set_new(o, "tags",
-                        json_pack("{s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
-                                  "nosync", a->conf.tags.nosync, "failover_priority",
+                        json_pack("{s:b, s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
+                                  "nosync", a->conf.tags.nosync, "noloadbalance",
+                                  a->conf.tags.noloadbalance, "failover_priority",
                                   a->conf.tags.failover_priority));
+    return o;
+}
+
+/* Patroni's node status document (GET /patroni, and the body of GET health checks), with the
+ * fields that have a meaning here. */
+json_t *agent_patroni_json(const struct agent *a)
+{
+    json_t *o = json_object();
+    const struct fsm_state *st = &a->cons.state;
+    bool known = a->cons_open && st->initialized;
+    json_t *p = json_pack("{s:s, s:s, s:s}", "version", RAFTPG_VERSION, "scope", a->conf.scope,
+                          "name", a->conf.name);
+    json_object_set_new(p, "product", json_string("raftpg"));
+    if (a->conf.has_postgresql && a->pg_open) {
+        const struct ha_pg *g = &a->pg.obs;
+        bool running = g->state == HA_PG_RUNNING;
+        const char *state = running                        ? "running"
+                            : g->state == HA_PG_STARTING   ? "starting"
+                            : g->state == HA_PG_UNKNOWN    ? "unknown"
+                            : a->pg.op == PG_OP_REWIND     ? "rewinding"
+                            : a->pg.op == PG_OP_CLONE      ? "creating replica"
+                                                           : "stopped";
+        json_object_set_new(o, "state", json_string(state));
+        if (running) {
+            json_object_set_new(o, "postmaster_start_time", json_string(a->pg.start_time));
+            json_object_set_new(o, "role", json_string(g->in_recovery ? "replica" : "primary"));
+            json_object_set_new(o, "server_version", json_integer(a->pg.server_version));
+            json_t *x;
+            if (g->in_recovery) {
+                x = json_pack("{s:I, s:I, s:b}", "received_location",
+                              (json_int_t)g->wal_position, "replayed_location",
+                              (json_int_t)g->replay_position, "paused", a->pg.replay_paused);
+                json_object_set_new(x, "replayed_timestamp",
+                                    a->pg.replay_timestamp[0] != '\0'
+                                        ? json_string(a->pg.replay_timestamp)
+                                        : json_null());
+                json_object_set_new(o, "replication_state",
+                                    json_string(g->streaming ? "streaming"
+                                                             : "in archive recovery"));
+            } else {
+                x = json_pack("{s:I}", "location", (json_int_t)g->wal_position);
+                json_t *reps = json_array();
+                for (unsigned i = 0; i < a->pg.n_replicas; i++) {
+                    const struct pg_replica *r = &a->pg.replicas[i];
+                    json_array_append_new(reps, json_pack("{s:s, s:s, s:s}", "application_name",
+                                                          r->name, "state", r->state,
+                                                          "sync_state", r->sync_state));
+                }
+                json_object_set_new(o, "replication", reps);
+            }
+            json_object_set_new(o, "xlog", x);
+            json_object_set_new(o, "pending_restart", json_boolean(a->pg.pending_restart));
+        }
+        if (g->timeline != 0) {
+            json_object_set_new(o, "timeline", json_integer(g->timeline));
+        }
+        if (g->system_id != 0) {
+            char sysid[24];
+            snprintf(sysid, sizeof sysid, "%llu", (unsigned long long)g->system_id);
+            json_object_set_new(o, "database_system_identifier", json_string(sysid));
+        }
+    }
+    json_object_set_new(o, "cluster_unlocked", json_boolean(!known || st->primary.name[0] == '\0'));
+    /* The last contact with the Raft leader (Patroni: with the DCS), as Unix time. */
+    if (a->cons_open) {
+        rpg_msec now = cons_uv_clock_ms();
+        time_t wall = time(NULL);
+        if (a->cons.role == CONS_ROLE_LEADER) {
+            json_object_set_new(o, "dcs_last_seen", json_integer((json_int_t)wall));
+        } else if (a->cons.last_heard_leader != 0 && now >= a->cons.last_heard_leader) {
+            json_object_set_new(o, "dcs_last_seen",
+                                json_integer((json_int_t)(wall - (time_t)((now -
+                                                                      a->cons.last_heard_leader) /
+                                                                     1000))));
+        }
+    }
+    if (known && st->paused) {
+        json_object_set_new(o, "pause", json_true());
+    }
+    json_object_set_new(o, "tags",
+                        json_pack("{s:b, s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
+                                  "nosync", a->conf.tags.nosync, "noloadbalance",
+                                  a->conf.tags.noloadbalance, "failover_priority",
+                                  a->conf.tags.failover_priority));
+    json_object_set_new(o, "patroni", p);
     return o;
 }
 
@@ -224,6 +338,7 @@ struct pg_view {
     bool streaming;
     uint32_t timeline;
     uint64_t wal_position;
+    uint64_t replay_position;
     const char *address;
     const char *detail;
     char rejoin[96]; /* "stage" or "clone 1024/4096 kB" while a rejoin runs, else "" */
@@ -258,6 +373,7 @@ static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *
         v->streaming = o->streaming;
         v->timeline = o->timeline;
         v->wal_position = o->wal_position;
+        v->replay_position = o->replay_position;
         v->address = a->conf.postgresql.connect_address;
         v->detail = pg_detail(a);
         const struct pg_rejoin *r = &a->pg.rejoin;
@@ -279,6 +395,7 @@ static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *
     v->streaming = p->pg_streaming;
     v->timeline = p->pg_timeline;
     v->wal_position = p->pg_wal_position;
+    v->replay_position = p->pg_replay_position;
     v->address = p->pg_address;
     v->detail = p->pg_detail;
     rejoin_summary(v->rejoin, sizeof v->rejoin, p->reachable && p->pg_rejoin_running,
@@ -384,16 +501,22 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
                                         : pv.in_recovery                       ? "standby"
                                                                                : "primary"));
         json_object_set_new(m, "timeline", pv.timeline ? json_integer(pv.timeline) : json_null());
-        /* Lag: bytes of WAL the member lacks against the recorded primary. */
+        /* Lag: bytes of WAL the member has not replayed yet (what its readers miss) against
+         * the recorded primary. */
         struct pg_view prim;
         const char *pname = a->cons.state.primary.name;
         if (pv.known && pv.state == HA_PG_RUNNING && pv.in_recovery && pname[0] != '\0' &&
             pg_view_of(a, pname, &prim) && prim.known && prim.state == HA_PG_RUNNING &&
             !prim.in_recovery) {
-            json_object_set_new(m, "lag",
-                                json_integer(prim.wal_position > pv.wal_position
-                                                 ? (json_int_t)(prim.wal_position - pv.wal_position)
-                                                 : 0));
+            json_int_t replay = prim.wal_position > pv.replay_position
+                                    ? (json_int_t)(prim.wal_position - pv.replay_position)
+                                    : 0;
+            json_int_t receive = prim.wal_position > pv.wal_position
+                                     ? (json_int_t)(prim.wal_position - pv.wal_position)
+                                     : 0;
+            json_object_set_new(m, "lag", json_integer(replay));
+            json_object_set_new(m, "receive_lag", json_integer(receive));
+            json_object_set_new(m, "replay_lag", json_integer(replay));
         } else if (pv.known && pv.state == HA_PG_RUNNING && !pv.in_recovery) {
             json_object_set_new(m, "lag", json_integer(0));
         } else {
@@ -405,6 +528,20 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
         if (pv.rejoin[0] != '\0') {
             json_object_set_new(m, "rejoin", json_string(pv.rejoin));
         }
+    }
+    /* Its tags, as its own configuration says (this member) or its last report (others). */
+    const struct peer_status *tp = self ? NULL : peers_get(&a->peers, name);
+    if (self) {
+        json_object_set_new(m, "tags",
+                            json_pack("{s:b, s:b, s:b, s:i}", "nofailover",
+                                      a->conf.tags.nofailover, "nosync", a->conf.tags.nosync,
+                                      "noloadbalance", a->conf.tags.noloadbalance,
+                                      "failover_priority", a->conf.tags.failover_priority));
+    } else if (tp != NULL && tp->last_seen != 0) {
+        json_object_set_new(m, "tags",
+                            json_pack("{s:b, s:b, s:b, s:i}", "nofailover", tp->nofailover,
+                                      "nosync", tp->nosync, "noloadbalance", tp->noloadbalance,
+                                      "failover_priority", tp->failover_priority));
     }
     return m;
 }
@@ -475,6 +612,7 @@ json_t *agent_cluster_json(const struct agent *a)
                       (json_int_t)s->sync.k, "voters", voters, "degraded",
                       mode != FSM_SYNC_MODE_OFF && s->sync.k == 0, "wanted", (json_int_t)k,
                       "commit", conf_sync_commit_name(commit), "wal_bound", bound));
+        json_object_set_new(o, "pause", json_boolean(s->paused));
     }
     if (known) {
         json_object_set_new(o, "primary",
@@ -583,6 +721,52 @@ static bool require_leader(struct agent *a, struct http_conn *conn)
                            "leader", m != NULL ? m->name : NULL, "leader_api",
                            m != NULL ? m->api_address : NULL));
     return false;
+}
+
+/* POST /switchover {"leader", "candidate"} (Patroni's body; both optional here). */
+static void switchover_request(struct agent *a, struct http_conn *conn,
+                               const struct http_request *req)
+{
+    json_error_t jerr;
+    json_t *o = req->body_len > 0 ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
+                                               &jerr)
+                                  : json_object();
+    char msg[RPG_ERRMSG_SIZE] = "";
+    const char *key;
+    json_t *v;
+    if (!json_is_object(o)) {
+        snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
+    } else {
+        json_object_foreach(o, key, v)
+        {
+            if (strcmp(key, "leader") == 0 || strcmp(key, "candidate") == 0) {
+                if (!json_is_string(v) || api_check_name(json_string_value(v)) != 0) {
+                    snprintf(msg, sizeof msg, "%s: expected a member name", key);
+                    break;
+                }
+            } else if (strcmp(key, "scheduled_at") == 0) {
+                snprintf(msg, sizeof msg, "scheduled_at: scheduled switchovers are not supported "
+                                          "yet; ask again at the time");
+                break;
+            } else {
+                snprintf(msg, sizeof msg,
+                         "unknown key \"%.64s\" (leader, candidate)", key);
+                break;
+            }
+        }
+    }
+    if (msg[0] != '\0') {
+        json_decref(o);
+        respond_error(conn, 400, msg);
+        return;
+    }
+    if (!require_leader(a, conn)) {
+        json_decref(o);
+        return;
+    }
+    switchover_start(a, conn, json_string_value(json_object_get(o, "leader")),
+                     json_string_value(json_object_get(o, "candidate")));
+    json_decref(o);
 }
 
 static void member_add(struct agent *a, struct http_conn *conn, const struct http_request *req)
@@ -801,9 +985,10 @@ static json_t *config_json(const struct agent *a)
     unsigned k;
     bool recorded;
     config_in_force(a, &mode, &k, &commit, &recorded);
-    return json_pack("{s:s, s:I, s:s, s:b}", "synchronous_mode", conf_sync_mode_name(mode),
+    return json_pack("{s:s, s:I, s:s, s:b, s:b}", "synchronous_mode", conf_sync_mode_name(mode),
                      "synchronous_node_count", (json_int_t)k, "synchronous_commit",
-                     conf_sync_commit_name(commit), "recorded", recorded);
+                     conf_sync_commit_name(commit), "recorded", recorded, "pause",
+                     a->cons_open && a->cons.state.initialized && a->cons.state.paused);
 }
 
 struct pending_config {
@@ -850,6 +1035,42 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
     const char *key;
     json_t *v;
     msg[0] = '\0';
+    /* Maintenance mode (Patroni's {"pause": true}) is its own Raft entry: changed alone. */
+    json_t *pause = json_object_get(o, "pause");
+    if (pause != NULL && (!json_is_boolean(pause) || json_object_size(o) != 1)) {
+        respond_error(conn, 400,
+                      json_is_boolean(pause)
+                          ? "pause: change it alone ({\"pause\": true} or {\"pause\": false})"
+                          : "pause: expected true or false");
+        json_decref(o);
+        return;
+    }
+    if (pause != NULL) {
+        bool on = json_is_true(pause);
+        json_decref(o);
+        if (!require_leader(a, conn)) {
+            return;
+        }
+        struct pending_config *p = calloc(1, sizeof *p);
+        if (p == NULL) {
+            respond_error(conn, 500, "out of memory");
+            return;
+        }
+        p->conn = conn;
+        p->a = a;
+        struct fsm_cmd cmd;
+        memset(&cmd, 0, sizeof cmd);
+        cmd.type = FSM_CMD_SET_PAUSE;
+        cmd.u.set_pause.paused = on;
+        int rv = cons_submit(&a->cons, &cmd, config_committed, p, msg);
+        if (rv != 0) {
+            free(p);
+            respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
+            return;
+        }
+        log_info("maintenance mode %s requested", on ? "on" : "off");
+        return;
+    }
     json_object_foreach(o, key, v)
     {
         if (strcmp(key, "synchronous_mode") == 0) {
@@ -874,7 +1095,7 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
             }
         } else {
             snprintf(msg, sizeof msg, "unknown key \"%.64s\" (settable: synchronous_mode, "
-                                      "synchronous_node_count, synchronous_commit)",
+                                      "synchronous_node_count, synchronous_commit, pause)",
                      key);
         }
         if (msg[0] != '\0') {
@@ -913,59 +1134,72 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
              conf_sync_mode_name(mode), k, conf_sync_commit_name(commit));
 }
 
-/* ---- health checks (Patroni-compatible paths for haproxy and pgbouncer) ------------------- */
+/* ---- health checks (Patroni's paths, for haproxy, probes and scripts) --------------------- */
 
-enum health { HEALTH_NONE = 0, HEALTH_AGENT, HEALTH_PRIMARY, HEALTH_REPLICA, HEALTH_READ_ONLY,
-              HEALTH_READINESS, HEALTH_SYNC, HEALTH_ASYNC };
+/* Readiness without ?lag=: Patroni's default maximum_lag_on_failover. */
+#define HEALTH_DEFAULT_LAG (1024 * 1024)
 
-static enum health health_check(const char *path)
+static int health_code(const struct agent *a, enum health_kind kind, const struct health_query *q)
 {
-    static const struct {
-        const char *path;
-        enum health h;
-    } table[] = {
-        {"/health", HEALTH_AGENT},        {"/primary", HEALTH_PRIMARY},
-        {"/master", HEALTH_PRIMARY},      {"/read-write", HEALTH_PRIMARY},
-        {"/replica", HEALTH_REPLICA},     {"/read-only", HEALTH_READ_ONLY},
-        {"/readiness", HEALTH_READINESS}, {"/sync", HEALTH_SYNC},
-        {"/synchronous", HEALTH_SYNC},    {"/async", HEALTH_ASYNC},
-        {"/asynchronous", HEALTH_ASYNC},
-    };
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
-        if (strcmp(path, table[i].path) == 0) {
-            return table[i].h;
+    struct health_input in;
+    memset(&in, 0, sizeof in);
+    in.alive = a->phase != AGENT_PHASE_STOPPING;
+    in.acting = !(a->cons_open && a->cons.diverged) && a->identity_error[0] == '\0';
+    in.raft_leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
+    in.ready_leader = in.raft_leader && a->cons.leader_ready;
+    in.has_pg = a->conf.has_postgresql && a->pg_open;
+    in.default_lag = HEALTH_DEFAULT_LAG;
+    in.noloadbalance = a->conf.tags.noloadbalance;
+    if (in.has_pg) {
+        const struct ha_pg *o = &a->pg.obs;
+        in.running = o->state == HA_PG_RUNNING;
+        in.in_recovery = o->in_recovery;
+        in.streaming = o->streaming;
+        in.received_position = o->wal_position;
+        in.replay_position = o->replay_position;
+        const struct fsm_state *st = &a->cons.state;
+        if (a->cons_open && st->sync.k > 0 && is_sync_voter(a, a->conf.name)) {
+            in.standby = st->sync.k >= st->sync.n_voters ? HEALTH_STANDBY_SYNC
+                                                         : HEALTH_STANDBY_QUORUM;
+        }
+        struct pg_view prim;
+        const char *pname = a->cons_open ? st->primary.name : "";
+        if (pname[0] != '\0' && strcmp(pname, a->conf.name) != 0 &&
+            pg_view_of(a, pname, &prim) && prim.known && prim.state == HA_PG_RUNNING &&
+            !prim.in_recovery) {
+            in.primary_position = prim.wal_position;
         }
     }
-    return HEALTH_NONE;
+    char prio[16];
+    snprintf(prio, sizeof prio, "%d", a->conf.tags.failover_priority);
+    const struct health_tag tags[] = {
+        {"nofailover", a->conf.tags.nofailover ? "true" : "false"},
+        {"nosync", a->conf.tags.nosync ? "true" : "false"},
+        {"noloadbalance", a->conf.tags.noloadbalance ? "true" : "false"},
+        {"failover_priority", prio},
+    };
+    in.tags = tags;
+    in.n_tags = sizeof tags / sizeof tags[0];
+    return health_status(kind, &in, q);
 }
 
-/* 200 or 503 per path. Without a postgresql section only the agent itself is checked. */
-static bool health_ok(const struct agent *a, enum health h)
+/* GET answers the code and this member's status; HEAD and OPTIONS (haproxy's httpchk) the code
+ * alone. */
+static void respond_health(struct agent *a, struct http_conn *conn, const struct http_request *req,
+                           enum health_kind kind)
 {
-    bool alive = a->phase != AGENT_PHASE_STOPPING;
-    if (!a->conf.has_postgresql || !a->pg_open) {
-        return alive && (h == HEALTH_AGENT || h == HEALTH_READINESS);
+    struct health_query q;
+    char err[RPG_ERRMSG_SIZE];
+    if (health_parse_query(req->query, &q, err, sizeof err) != 0) {
+        respond_error(conn, 400, err);
+        return;
     }
-    const struct ha_pg *o = &a->pg.obs;
-    bool running = o->state == HA_PG_RUNNING;
-    bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
-    switch (h) {
-    case HEALTH_AGENT:
-    case HEALTH_READ_ONLY:
-    case HEALTH_READINESS: return alive && running;
-    /* A primary that is not the ready leader is being fenced: no writes go there. */
-    case HEALTH_PRIMARY: return alive && running && !o->in_recovery && leader;
-    case HEALTH_REPLICA: return alive && running && o->in_recovery;
-    /* A standby in the recorded synchronous set (k > 0), or any other standby. */
-    case HEALTH_SYNC:
-        return alive && running && o->in_recovery && a->cons.state.sync.k > 0 &&
-               is_sync_voter(a, a->conf.name);
-    case HEALTH_ASYNC:
-        return alive && running && o->in_recovery &&
-               !(a->cons.state.sync.k > 0 && is_sync_voter(a, a->conf.name));
-    case HEALTH_NONE: break;
+    int code = health_code(a, kind, &q);
+    if (req->method == HTTP_M_OPTIONS) {
+        http_respond(conn, code, "text/plain; charset=utf-8", "", 0);
+    } else {
+        respond_json(conn, code, agent_patroni_json(a));
     }
-    return false;
 }
 
 /* The bootstrap question from a member starting without Raft state: the cluster document,
@@ -1106,15 +1340,82 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            labels, leader && running && !o->in_recovery);
     metric(f, "patroni_replica", "gauge", "Value is 1 if PostgreSQL runs as a standby, 0 otherwise.",
            labels, running && o->in_recovery);
-    metric(f, "patroni_sync_standby", "gauge", "Value is 1 if this node is a synchronous voter, 0 otherwise.",
-           labels, running && o->in_recovery && a->cons.state.sync.k > 0 &&
-                       is_sync_voter(a, a->conf.name));
+    /* Patroni 4's meaning, as the /sync and /quorum checks: every voter needed (k = n) makes
+     * synchronous standbys, fewer quorum standbys. */
+    const struct fsm_state *sst = &a->cons.state;
+    bool voter = a->cons_open && running && o->in_recovery && sst->sync.k > 0 &&
+                 is_sync_voter(a, a->conf.name);
+    metric(f, "patroni_sync_standby", "gauge", "Value is 1 if this node is a synchronous standby (in the recorded set, k equal to the number of voters), 0 otherwise.",
+           labels, voter && sst->sync.k >= sst->sync.n_voters);
+    metric(f, "patroni_quorum_standby", "gauge", "Value is 1 if this node is a quorum standby (in the recorded set, k below the number of voters), 0 otherwise.",
+           labels, voter && sst->sync.k < sst->sync.n_voters);
     metric(f, "patroni_xlog_location", "counter", "Current WAL position of the primary (bytes), 0 on a standby.",
            labels, running && !o->in_recovery ? (double)o->wal_position : 0);
     metric(f, "patroni_xlog_received_location", "counter", "WAL position received or replayed by a standby (bytes), 0 on a primary.",
            labels, running && o->in_recovery ? (double)o->wal_position : 0);
+    metric(f, "patroni_xlog_replayed_location", "counter", "WAL position replayed by a standby (bytes), 0 on a primary.",
+           labels, running && o->in_recovery ? (double)o->replay_position : 0);
     metric(f, "patroni_postgres_timeline", "counter", "PostgreSQL timeline.", labels,
            pg ? o->timeline : 0);
+    metric(f, "patroni_xlog_paused", "gauge", "Value is 1 if WAL replay is paused on this standby, 0 otherwise.",
+           labels, running && o->in_recovery && a->pg.replay_paused);
+    metric(f, "patroni_pending_restart", "gauge", "Value is 1 if PostgreSQL has a setting waiting for a restart, 0 otherwise.",
+           labels, running && a->pg.pending_restart);
+    metric(f, "patroni_is_paused", "gauge", "Value is 1 if the cluster is in maintenance (paused), 0 otherwise.",
+           labels, a->cons_open && sst->initialized && sst->paused);
+    {
+        /* Patroni's "last contact with the DCS": here, with the Raft leader (Unix time). */
+        rpg_msec now = cons_uv_clock_ms();
+        double seen = 0;
+        if (a->cons_open && a->cons.role == CONS_ROLE_LEADER) {
+            seen = (double)time(NULL);
+        } else if (a->cons_open && a->cons.last_heard_leader != 0 &&
+                   now >= a->cons.last_heard_leader) {
+            seen = (double)time(NULL) - (double)(now - a->cons.last_heard_leader) / 1000.0;
+        }
+        metric(f, "patroni_dcs_last_seen", "gauge", "Unix time of the last contact with the Raft leader (0 never).",
+               labels, seen);
+        rpg_msec until = a->cons_open ? cons_lease_until(&a->cons) : 0;
+        metric(f, "raftpg_lease_remaining_seconds", "gauge", "Seconds left on this member's primary lease (0 without one).",
+               labels, a->lease_ok && until > now ? (double)(until - now) / 1000.0 : 0);
+    }
+    metric(f, "raftpg_sync_k", "gauge", "Recorded synchronous quorum k (ANY k of the voters).", labels,
+           a->cons_open ? sst->sync.k : 0);
+    metric(f, "raftpg_sync_voters", "gauge", "Members in the recorded synchronous set.", labels,
+           a->cons_open ? sst->sync.n_voters : 0);
+    {
+        int mode, commit;
+        unsigned want;
+        bool recorded;
+        config_in_force(a, &mode, &want, &commit, &recorded);
+        metric(f, "raftpg_sync_degraded", "gauge", "Value is 1 while synchronous replication is wanted but recorded as k=0 (asynchronous).",
+               labels, a->cons_open && sst->initialized && mode != FSM_SYNC_MODE_OFF &&
+                           sst->sync.k == 0);
+    }
+    metric(f, "raftpg_vip_held", "gauge", "Value is 1 while this member holds the write VIP.", labels,
+           a->conf.has_vip && a->vip_open && vip_is_held(&a->vip));
+    if (a->callbacks_open) {
+        metric(f, "raftpg_callbacks_total", "counter", "postgresql.callbacks run to their end.",
+               labels, a->callbacks.n_runs);
+        metric(f, "raftpg_callbacks_failed_total", "counter", "postgresql.callbacks that failed, timed out or were killed.",
+               labels, a->callbacks.n_failed);
+    }
+    if (running && !o->in_recovery && a->pg.n_replicas > 0) {
+        /* Per standby, from pg_stat_replication on this primary: bytes not yet replayed. */
+        fprintf(f, "# HELP raftpg_standby_replay_lag_bytes WAL bytes a connected standby has not replayed yet.\n"
+                   "# TYPE raftpg_standby_replay_lag_bytes gauge\n");
+        for (unsigned i = 0; i < a->pg.n_replicas; i++) {
+            const struct pg_replica *r = &a->pg.replicas[i];
+            if (api_check_name(r->name) != 0) {
+                continue; /* application_name is the client's word: only member-like names */
+            }
+            fprintf(f, "raftpg_standby_replay_lag_bytes{%s,standby=\"%s\"} %.17g\n", labels,
+                    r->name,
+                    o->wal_position > r->replay_position
+                        ? (double)(o->wal_position - r->replay_position)
+                        : 0.0);
+        }
+    }
     metric(f, "patroni_cluster_unlocked", "gauge", "Value is 1 if no member is recorded as primary, 0 otherwise.",
            labels, a->cons_open && a->cons.state.primary.name[0] == '\0');
     metric(f, "raftpg_raft_leader", "gauge", "Value is 1 if this member is the Raft leader.", labels,
@@ -1173,16 +1474,32 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
     struct agent *a = data;
     const char *path = req->path;
     bool get = req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
+    /* Health checks change nothing: any client may ask, with the methods load balancers use. */
+    enum health_kind hk = health_kind_of(path);
+    if (hk != HEALTH_NONE) {
+        if (!get && req->method != HTTP_M_OPTIONS) {
+            respond_error(conn, 405, "method not allowed (GET, HEAD or OPTIONS)");
+        } else {
+            respond_health(a, conn, req, hk);
+        }
+        return;
+    }
     if (!get && req->method != HTTP_M_OPTIONS && !signed_request(a, conn, req)) {
         return;
     }
 
-    if (strcmp(path, "/cluster") == 0 || strcmp(path, "/") == 0) {
+    if (strcmp(path, "/cluster") == 0) {
         if (!get) {
             respond_error(conn, 405, "method not allowed");
             return;
         }
         respond_json(conn, 200, agent_cluster_json(a));
+    } else if (strcmp(path, "/patroni") == 0) {
+        if (!get) {
+            respond_error(conn, 405, "method not allowed");
+            return;
+        }
+        respond_json(conn, 200, agent_patroni_json(a));
     } else if (strcmp(path, "/metrics") == 0) {
         if (!get) {
             respond_error(conn, 405, "method not allowed");
@@ -1208,19 +1525,6 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         }
         bool ok = a->phase != AGENT_PHASE_STOPPING;
         respond_json(conn, ok ? 200 : 503, json_pack("{s:s}", "state", agent_phase_name(a->phase)));
-    } else if (health_check(path) != HEALTH_NONE) {
-        if (!get) {
-            respond_error(conn, 405, "method not allowed");
-            return;
-        }
-        respond_json(conn, health_ok(a, health_check(path)) ? 200 : 503, agent_status_json(a));
-    } else if (strcmp(path, "/leader") == 0) {
-        if (!get) {
-            respond_error(conn, 405, "method not allowed");
-            return;
-        }
-        bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
-        respond_json(conn, leader ? 200 : 503, agent_status_json(a));
     } else if (strcmp(path, "/config") == 0) {
         if (get) {
             respond_json(conn, 200, config_json(a));
@@ -1229,6 +1533,12 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         } else {
             respond_error(conn, 405, "method not allowed (GET, or PATCH to change)");
         }
+    } else if (strcmp(path, "/switchover") == 0) {
+        if (req->method != HTTP_M_POST) {
+            respond_error(conn, 405, "method not allowed (use POST)");
+            return;
+        }
+        switchover_request(a, conn, req);
     } else if (strcmp(path, "/members") == 0) {
         if (req->method != HTTP_M_POST) {
             respond_error(conn, 405, "method not allowed (use POST to add a member)");

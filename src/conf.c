@@ -139,6 +139,15 @@ static const struct conf_key recovery_conf_keys[] = {
     {.key = NULL},
 };
 
+static const struct conf_key callbacks_keys[] = {
+    {"on_start", KEY_STRING, FIELD(postgresql.callbacks.on_start)},
+    {"on_stop", KEY_STRING, FIELD(postgresql.callbacks.on_stop)},
+    {"on_restart", KEY_STRING, FIELD(postgresql.callbacks.on_restart)},
+    {"on_reload", KEY_STRING, FIELD(postgresql.callbacks.on_reload)},
+    {"on_role_change", KEY_STRING, FIELD(postgresql.callbacks.on_role_change)},
+    {.key = NULL},
+};
+
 static const struct conf_key postgresql_keys[] = {
     {"bin_dir", KEY_PATH, FIELD(postgresql.bin_dir), .def = "/usr/lib/postgresql/15/bin"},
     {"data_dir", KEY_PATH, FIELD(postgresql.data_dir), .required = true},
@@ -156,12 +165,16 @@ static const struct conf_key postgresql_keys[] = {
      FIELD(postgresql.remove_data_directory_on_diverged_timelines), .def = "false"},
     {"basebackup", KEY_SECTION, .sub = basebackup_keys},
     {"recovery_conf", KEY_SECTION, .sub = recovery_conf_keys},
+    {"callbacks", KEY_SECTION, .sub = callbacks_keys},
+    {"callback_timeout", KEY_UINT, FIELD(postgresql.callback_timeout_s), .min = 1, .max = 3600,
+     .def = "30"},
     {.key = NULL},
 };
 
 static const struct conf_key tags_keys[] = {
     {"nofailover", KEY_BOOL, FIELD(tags.nofailover), .def = "false"},
     {"nosync", KEY_BOOL, FIELD(tags.nosync), .def = "false"},
+    {"noloadbalance", KEY_BOOL, FIELD(tags.noloadbalance), .def = "false"},
     {"failover_priority", KEY_INT, FIELD(tags.failover_priority), .min = 0, .max = 1000,
      .def = "1"},
     {.key = NULL},
@@ -1078,6 +1091,27 @@ static int finish(struct parser *p)
                        "expected 32 to 1048576 kB/s written N, Nk or NM (as pg_basebackup "
                        "--max-rate takes it), got \"%s\"",
                        c->postgresql.basebackup_max_rate);
+    static const struct {
+        const char *key;
+        size_t off;
+    } callbacks[] = {
+        {"postgresql.callbacks.on_start", offsetof(struct conf, postgresql.callbacks.on_start)},
+        {"postgresql.callbacks.on_stop", offsetof(struct conf, postgresql.callbacks.on_stop)},
+        {"postgresql.callbacks.on_restart",
+         offsetof(struct conf, postgresql.callbacks.on_restart)},
+        {"postgresql.callbacks.on_reload", offsetof(struct conf, postgresql.callbacks.on_reload)},
+        {"postgresql.callbacks.on_role_change",
+         offsetof(struct conf, postgresql.callbacks.on_role_change)},
+    };
+    for (size_t i = 0; i < sizeof callbacks / sizeof callbacks[0]; i++) {
+        const char *cmd = (const char *)c + callbacks[i].off;
+        /* No shell and no PATH search: what runs is what the file names. */
+        if (cmd[0] != '\0' && cmd[0] != '/')
+            return fail_at(p, where_first(p, callbacks[i].key, NULL), callbacks[i].key,
+                           "expected an absolute path to a program, then its arguments "
+                           "(no shell), got \"%s\"",
+                           cmd);
+    }
     if (where_find(p, "raft.secret_file", &m))
         c->raft.secret_file_pos = (struct conf_pos){(unsigned)m.line, (unsigned)m.col};
     if (where_find(p, "raft.secret_file_previous", &m)) {

@@ -38,6 +38,13 @@ static const char *ctl_usage =
     "  edit-config -s KEY=VALUE [-s KEY=VALUE ...]     change them (synchronous_mode,\n"
     "                                                  synchronous_node_count,\n"
     "                                                  synchronous_commit)\n"
+    "  switchover [--leader N] [--candidate N] [--force]\n"
+    "                                                  move the primary to a caught-up standby\n"
+    "                                                  (the best one without --candidate)\n"
+    "  pause [--wait]                                  maintenance mode: no failover, no\n"
+    "                                                  start, stop or promotion (--wait: until\n"
+    "                                                  every member has applied it)\n"
+    "  resume [--wait]                                 leave maintenance mode\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   find the API through this node's configuration file\n"
@@ -176,6 +183,9 @@ static int cmd_list(struct ctl *c, bool as_json)
                str_or(cluster, "system_id", "?"), str_or(primary, "name", "none"),
                (long long)json_integer_value(json_object_get(primary, "term")),
                (long long)json_integer_value(json_object_get(primary, "timeline")));
+    }
+    if (json_is_true(json_object_get(cluster, "pause"))) {
+        printf("Maintenance mode: on\n");
     }
     if (json_is_object(sync)) {
         json_t *voters = json_object_get(sync, "voters");
@@ -621,6 +631,147 @@ static int cmd_edit_config(struct ctl *c, char **pairs, int n)
     return 0;
 }
 
+/* Whether every member the cluster lists answers GET /status with "pause" as wanted. */
+static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        snprintf(lagging, size, "no member answered: %.200s", errmsg);
+        return false;
+    }
+    bool ok = true;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(cluster, "members"), i, m)
+    {
+        char api[FSM_ADDR_MAX];
+        const char *url = str_or(m, "api_url", "");
+        snprintf(api, sizeof api, "%s", strncmp(url, "http://", 7) == 0 ? url + 7 : url);
+        char *slash = strchr(api, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+        }
+        int status = 0;
+        char *body = NULL;
+        size_t len = 0;
+        json_t *st = NULL;
+        if (http_request_sync(api, "GET", "/status", NULL, NULL, c->timeout_ms, &status, &body,
+                              &len, errmsg) == 0 &&
+            status == 200) {
+            json_error_t jerr;
+            st = json_loadb(body, len, 0, &jerr);
+        }
+        free(body);
+        json_t *p = json_object_get(st, "pause");
+        if (!json_is_boolean(p) || json_is_true(p) != want) {
+            snprintf(lagging, size, "%s has not applied it yet", str_or(m, "name", "?"));
+            ok = false;
+        }
+        json_decref(st);
+        if (!ok) {
+            break;
+        }
+    }
+    json_decref(cluster);
+    return ok;
+}
+
+/* A planned switchover, asked of the leader once (never retried: a second request while the
+ * first runs would only be refused). */
+static int cmd_switchover(struct ctl *c, const char *leader, const char *candidate)
+{
+    json_t *o = json_object();
+    if (leader != NULL) {
+        json_object_set_new(o, "leader", json_string(leader));
+    }
+    if (candidate != NULL) {
+        json_object_set_new(o, "candidate", json_string(candidate));
+    }
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = body != NULL ? fetch_cluster(c, errmsg) : NULL;
+    char api[FSM_ADDR_MAX];
+    if (cluster == NULL || leader_api(cluster, api, sizeof api) != 0) {
+        fprintf(stderr, "raftpg ctl switchover: %s\n",
+                cluster == NULL ? errmsg : "the cluster has no leader right now");
+        json_decref(cluster);
+        free(body);
+        return 1;
+    }
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    json_decref(cluster);
+    char auth[PROOF_AUTH_MAX] = "";
+    if (c->has_key) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        proof_sign_request(c->key, c->scope, "POST", "/switchover", body,
+                           (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth, sizeof auth);
+    }
+    int status = 0;
+    char *resp = NULL;
+    size_t len = 0;
+    /* Each step has its own bound on the agent (switchover.h); their sum, and some. */
+    unsigned timeout = c->timeout_ms > 60000 ? c->timeout_ms : 60000;
+    int rv = http_request_sync(api, "POST", "/switchover", body, c->has_key ? auth : NULL,
+                               timeout, &status, &resp, &len, errmsg);
+    free(body);
+    if (rv != 0) {
+        fprintf(stderr, "raftpg ctl switchover: %s (see raftpg ctl list)\n", errmsg);
+        return 1;
+    }
+    json_error_t jerr;
+    json_t *answer = json_loadb(resp, len, 0, &jerr);
+    free(resp);
+    if (status != 200) {
+        fprintf(stderr, "raftpg ctl switchover: refused (http %d): %s\n", status,
+                str_or(answer, "error", "?"));
+        json_decref(answer);
+        return 1;
+    }
+    printf("%s\n", str_or(answer, "message", "switched over"));
+    json_decref(answer);
+    return 0;
+}
+
+/* Maintenance mode (Patroni's pause/resume): PATCH /config {"pause": ...} through the leader. */
+static int cmd_pause(struct ctl *c, bool on, bool wait)
+{
+    const char *verb = on ? "pause" : "resume";
+    int status = 0;
+    json_t *answer = NULL;
+    char errmsg[RPG_ERRMSG_SIZE];
+    int rv = send_to_leader(c, "PATCH", "/config", on ? "{\"pause\":true}" : "{\"pause\":false}",
+                            &status, &answer, errmsg);
+    if (rv != 0) {
+        fprintf(stderr, "raftpg ctl %s: %s\n", verb, errmsg);
+        return 1;
+    }
+    if (status != 200) {
+        fprintf(stderr, "raftpg ctl %s: refused (http %d): %s\n", verb, status,
+                str_or(answer, "error", "?"));
+        json_decref(answer);
+        return 1;
+    }
+    json_decref(answer);
+    if (wait) {
+        double deadline = now_s() + (double)c->timeout_ms * 30 / 1000.0;
+        char lagging[RPG_ERRMSG_SIZE] = "";
+        while (!all_paused(c, on, lagging, sizeof lagging)) {
+            if (now_s() >= deadline) {
+                fprintf(stderr, "raftpg ctl %s: recorded, but %s\n", verb, lagging);
+                return 1;
+            }
+            sleep_ms(200);
+        }
+    }
+    printf(on ? "Maintenance mode: on (no failover; PostgreSQL is left to the operator)\n"
+              : "Maintenance mode: off\n");
+    return 0;
+}
+
 int ctl_main(int argc, char **argv)
 {
     struct ctl c;
@@ -768,6 +919,38 @@ int ctl_main(int argc, char **argv)
             return 2;
         }
         return cmd_edit_config(&c, pairs, n);
+    }
+    if (strcmp(cmd, "switchover") == 0) {
+        const char *leader = NULL, *candidate = NULL;
+        for (; i < argc; i++) {
+            if ((strcmp(argv[i], "--leader") == 0 || strcmp(argv[i], "--primary") == 0) &&
+                i + 1 < argc) {
+                leader = argv[++i];
+            } else if (strcmp(argv[i], "--candidate") == 0 && i + 1 < argc) {
+                candidate = argv[++i];
+            } else if (strcmp(argv[i], "--force") == 0) {
+                /* patronictl's "do not ask": raftpg ctl never asks. */
+            } else if (strcmp(argv[i], "--scheduled") == 0) {
+                fprintf(stderr, "raftpg ctl switchover: --scheduled is not supported yet\n");
+                return 2;
+            } else {
+                fprintf(stderr, "raftpg ctl switchover: unexpected argument \"%s\"\n", argv[i]);
+                return 2;
+            }
+        }
+        return cmd_switchover(&c, leader, candidate);
+    }
+    if (strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0) {
+        bool wait = false;
+        for (; i < argc; i++) {
+            if (strcmp(argv[i], "--wait") == 0) {
+                wait = true;
+            } else {
+                fprintf(stderr, "raftpg ctl %s: unexpected argument \"%s\"\n", cmd, argv[i]);
+                return 2;
+            }
+        }
+        return cmd_pause(&c, strcmp(cmd, "pause") == 0, wait);
     }
     if (strcmp(cmd, "member") == 0) {
         if (i >= argc) {

@@ -58,6 +58,8 @@ static void poll_work(uv_work_t *w)
                 (uint32_t)json_integer_value(json_object_get(pg, "checkpoint_timeline"));
             s->pg_wal_position =
                 (uint64_t)json_integer_value(json_object_get(pg, "wal_position"));
+            s->pg_replay_position =
+                (uint64_t)json_integer_value(json_object_get(pg, "replay_position"));
             s->pg_start_failures =
                 (unsigned)json_integer_value(json_object_get(pg, "start_failures"));
             const char *unwritable = json_string_value(json_object_get(pg, "unwritable"));
@@ -76,6 +78,7 @@ static void poll_work(uv_work_t *w)
         json_t *tags = json_object_get(o, "tags");
         s->nofailover = json_is_true(json_object_get(tags, "nofailover"));
         s->nosync = json_is_true(json_object_get(tags, "nosync"));
+        s->noloadbalance = json_is_true(json_object_get(tags, "noloadbalance"));
         json_t *prio = json_object_get(tags, "failover_priority");
         s->failover_priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
         json_t *rs = json_object_get(o, "raft_storage");
@@ -87,6 +90,18 @@ static void poll_work(uv_work_t *w)
         s->state_index = (uint64_t)json_integer_value(json_object_get(st, "applied_index"));
         s->state_sum = s->state_known ? strtoull(sum, NULL, 16) : 0;
         s->diverged = json_is_true(json_object_get(st, "diverged"));
+        s->n_members = 0;
+        const char *mname;
+        json_t *mid;
+        json_object_foreach(json_object_get(st, "members"), mname, mid)
+        {
+            if (s->n_members < FSM_MEMBERS_MAX && json_is_integer(mid) &&
+                strlen(mname) < FSM_NAME_MAX) {
+                snprintf(s->members[s->n_members].name, FSM_NAME_MAX, "%s", mname);
+                s->members[s->n_members].id = (uint64_t)json_integer_value(mid);
+                s->n_members++;
+            }
+        }
         s->reachable = true;
         s->error[0] = '\0';
         json_decref(o);

@@ -60,7 +60,15 @@ static const char OBSERVE_SQL[] =
     /* Where the WAL receiver really streams from (rule 4); no row when none runs. */
     " (SELECT CASE WHEN sender_host IS NULL OR sender_port IS NULL THEN '" HA_RECEIVER_UNKNOWN "'"
     "   ELSE sender_host || ':' || sender_port END FROM pg_stat_wal_receiver LIMIT 1),"
-    " current_setting('primary_conninfo')";
+    " current_setting('primary_conninfo'),"
+    " CASE WHEN pg_is_in_recovery() THEN coalesce(pg_wal_lsn_diff(pg_last_wal_replay_lsn(),"
+    "   '0/0')::bigint, 0) ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END,"
+    /* For the status document only. */
+    " current_setting('server_version_num'), pg_postmaster_start_time()::text,"
+    " EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart),"
+    " CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END,"
+    " CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_xact_replay_timestamp()::text, '')"
+    "  ELSE '' END";
 
 const char *pg_op_name(enum pg_op op)
 {
@@ -342,6 +350,21 @@ int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeli
     *was_primary = strncmp(v, "in production", 13) == 0 || strncmp(v, "shutting down", 13) == 0 ||
                    strncmp(v, "in crash recovery", 17) == 0 ||
                    (strncmp(v, "shut down", 9) == 0 && strncmp(v, "shut down in recovery", 21) != 0);
+    return 0;
+}
+
+int pg_parse_checkpoint(const char *text, uint64_t *lsn, bool *shut_down)
+{
+    const char *v = field_after(text, "Latest checkpoint location:");
+    unsigned hi = 0, lo = 0;
+    char tail = '\0';
+    if (v == NULL || sscanf(v, "%X/%X%c", &hi, &lo, &tail) < 2 || (tail != '\0' && tail != '\n')) {
+        return RPG_EPROTO;
+    }
+    *lsn = ((uint64_t)hi << 32) | lo;
+    v = field_after(text, "Database cluster state:");
+    *shut_down = v != NULL && strncmp(v, "shut down", 9) == 0 &&
+                 strncmp(v, "shut down in recovery", 21) != 0;
     return 0;
 }
 
@@ -1016,7 +1039,7 @@ static void conninfo_target(const char *conninfo, char *buf, size_t size)
 
 static void take_observation(struct pg *p, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) != 11) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 17) {
         return;
     }
     struct ha_pg *o = &p->obs;
@@ -1031,7 +1054,23 @@ static void take_observation(struct pg *p, PGresult *res)
     o->promoting = p->promote_pending;
     o->system_id = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
     o->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+    /* A standby's timeline is its WAL receiver's while one runs, else its last restartpoint's,
+     * which lags: one that followed a promotion and lost its sender (the new primary stopping
+     * for a switchover, say) would look a timeline behind. Within one run of the server, the
+     * timeline it replays never goes back, so the highest it reported in this run still holds. */
+    const char *started = PQgetvalue(res, 0, 13);
+    if (o->in_recovery && strcmp(started, p->run_started) == 0 && p->run_timeline > o->timeline) {
+        o->timeline = p->run_timeline;
+    }
+    fmt_str(p->run_started, sizeof p->run_started, "%s", started);
+    p->run_timeline = o->timeline;
     o->wal_position = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
+    o->replay_position = strtoull(PQgetvalue(res, 0, 11), NULL, 10);
+    p->server_version = atoi(PQgetvalue(res, 0, 12));
+    fmt_str(p->start_time, sizeof p->start_time, "%s", PQgetvalue(res, 0, 13));
+    p->pending_restart = strcmp(PQgetvalue(res, 0, 14), "t") == 0;
+    p->replay_paused = strcmp(PQgetvalue(res, 0, 15), "t") == 0;
+    fmt_str(p->replay_timestamp, sizeof p->replay_timestamp, "%s", PQgetvalue(res, 0, 16));
     o->streaming = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
     o->checkpoint_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 7), NULL, 10);
     fmt_str(p->sync_seen, sizeof p->sync_seen, "%s", PQgetvalue(res, 0, 8));
@@ -1194,6 +1233,10 @@ static void on_controldata(struct proc *pr, const struct proc_result *res, void 
     p->obs.system_id = sysid;
     p->obs.timeline = tl;
     p->obs.was_primary = was_primary;
+    if (pg_parse_checkpoint(res->output, &p->checkpoint_lsn, &p->clean_shutdown) != 0) {
+        p->checkpoint_lsn = 0;
+        p->clean_shutdown = false;
+    }
     p->controldata_valid = true;
     p->obs_valid = true;
     p->obs_epoch = p->query_epoch;

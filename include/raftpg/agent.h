@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include "raftpg/callback.h"
 #include "raftpg/conf.h"
 #include "raftpg/cons_uv.h"
 #include "raftpg/core.h"
@@ -15,6 +16,7 @@
 #include "raftpg/ha.h"
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
+#include "raftpg/switchover.h"
 #include "raftpg/pg.h"
 #include "raftpg/vip.h"
 #include "raftpg/watchdog.h"
@@ -53,6 +55,8 @@ struct agent {
     /* PostgreSQL under the HA decision function (only with a postgresql: section). */
     struct pg pg;
     bool pg_open;
+    struct callbacks callbacks; /* postgresql.callbacks */
+    bool callbacks_open;
     uv_timer_t ha_timer;
     bool ha_timer_open;
     struct core core;             /* decisions and the action in flight */
@@ -97,6 +101,11 @@ struct agent {
     /* The state-checksum comparison with the peers (storage.h): why this member is held to have
      * diverged (cons.diverged), for the log and the API. */
     char diverged_detail[RPG_ERRMSG_SIZE];
+    /* The cluster's leader lists this member's name under another Raft id: removed and added
+     * again while this agent kept running. Sticky: it does not act until restarted afresh. */
+    char identity_error[2 * RPG_ERRMSG_SIZE];
+    bool maintenance; /* the replicated state says paused, as last seen by ha_tick */
+    struct switchover switchover;
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and
@@ -113,5 +122,8 @@ struct json_t *agent_cluster_json(const struct agent *a);
 
 /* The short self-status served on GET /status and read by peers. */
 struct json_t *agent_status_json(const struct agent *a);
+
+/* Patroni's node status document: GET /patroni and the body of GET health checks. */
+struct json_t *agent_patroni_json(const struct agent *a);
 
 #endif

@@ -12,6 +12,7 @@
 #define CONF_ADDR_MAX 24   /* "255.255.255.255:65535" plus NUL */
 #define CONF_MEMBERS_MAX 9 /* initial Raft members */
 #define CONF_CIDR_MAX 19   /* "255.255.255.255/32" plus NUL */
+#define CONF_CALLBACK_MAX 512 /* a callback command line, including the NUL */
 #define CONF_IFNAME_MAX 16 /* IFNAMSIZ: 15 characters plus NUL */
 #define CONF_SECRET_SIZE 32 /* bytes of a cluster secret; its file holds them as 64 hex digits */
 
@@ -139,6 +140,17 @@ struct conf {
          * and pg_rewind the WAL the old primary no longer has (--restore-target-wal). "" (the
          * default): none. */
         char restore_command[1024];
+        /* Patroni's postgresql.callbacks: a command (an absolute path, then arguments split on
+         * blanks, no shell) run as COMMAND... ACTION ROLE SCOPE when this member's PostgreSQL
+         * starts, stops or changes role; "" none. */
+        struct {
+            char on_start[CONF_CALLBACK_MAX];
+            char on_stop[CONF_CALLBACK_MAX];
+            char on_restart[CONF_CALLBACK_MAX];
+            char on_reload[CONF_CALLBACK_MAX];
+            char on_role_change[CONF_CALLBACK_MAX];
+        } callbacks;
+        unsigned callback_timeout_s; /* a callback still running after this is killed; 30 */
     } postgresql;
 
     /* vip: optional section; has_vip says whether it was given. */
@@ -158,6 +170,7 @@ struct conf {
     struct {
         bool nofailover;       /* default false */
         bool nosync;           /* default false */
+        bool noloadbalance;    /* default false: /replica and /read-only answer 503 */
         int failover_priority; /* default 1, range 0..1000; 0 means never promote */
     } tags;
 };

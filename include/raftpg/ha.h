@@ -32,6 +32,7 @@ struct ha_pg {
     uint32_t timeline;     /* current (running) or last checkpoint's (stopped); 0: unknown */
     bool was_primary;      /* stopped: the control file says it last ran as a primary */
     uint64_t wal_position; /* primary: current insert LSN; standby: max(received, replayed) */
+    uint64_t replay_position; /* primary: as wal_position; standby: replayed (what reads see) */
     bool streaming;        /* standby: the WAL receiver is streaming */
     rpg_msec not_streaming_ms; /* standby: for how long it has not been streaming (0: it is) */
     uint32_t checkpoint_timeline; /* timeline of the last checkpoint; pg_rewind reads this one */

@@ -34,6 +34,7 @@ struct peer_status {
     uint32_t pg_timeline;
     uint32_t pg_checkpoint_timeline;
     uint64_t pg_wal_position;
+    uint64_t pg_replay_position;
     unsigned pg_start_failures;
     bool pg_unwritable; /* it says its server cannot write (ha_pg.unwritable) */
     char pg_address[FSM_ADDR_MAX];
@@ -47,6 +48,7 @@ struct peer_status {
     uint64_t pg_rejoin_total_kb;
     bool nofailover;
     bool nosync;
+    bool noloadbalance;
     int failover_priority;
     /* Its Raft storage and replicated state, as it reports them. */
     bool storage_failed;
@@ -55,6 +57,12 @@ struct peer_status {
     uint64_t state_index;   /* the applied index of ... */
     uint64_t state_sum;     /* ... this checksum of its replicated state */
     bool diverged;          /* it found its state differs from the others' */
+    /* The members its replicated state lists, name and Raft id (n_members 0: not reported). */
+    unsigned n_members;
+    struct {
+        char name[FSM_NAME_MAX];
+        uint64_t id;
+    } members[FSM_MEMBERS_MAX];
 };
 
 struct peers {

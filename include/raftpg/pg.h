@@ -110,6 +110,19 @@ struct pg {
     unsigned n_replicas;
     struct pg_replica replicas[FSM_MEMBERS_MAX];
     char state_detail[RPG_ERRMSG_SIZE]; /* why it is not running, the last failure, ... */
+    /* For the API only (Patroni's status document), from the last observation. */
+    int server_version;       /* server_version_num */
+    char start_time[48];      /* pg_postmaster_start_time() */
+    bool pending_restart;     /* a changed setting waits for a restart */
+    bool replay_paused;       /* standby: pg_is_wal_replay_paused() */
+    char replay_timestamp[48]; /* standby: pg_last_xact_replay_timestamp(), "" none */
+    /* Stopped: the control file's latest checkpoint and whether a primary shut down cleanly
+     * there (its WAL ends with that checkpoint's record). */
+    uint64_t checkpoint_lsn;
+    bool clean_shutdown;
+    /* The running server's start time and the highest timeline it reported in that run. */
+    char run_started[48];
+    uint32_t run_timeline;
     int postmaster_pid;      /* 0 when none */
     rpg_msec not_streaming_since; /* loop time a running standby stopped streaming, 0: it is */
 
@@ -279,6 +292,10 @@ unsigned pg_rewind_args(const struct conf *c, const char *bin, const char *sourc
 /* Parses the last progress report in pg_basebackup --progress output ("12345/67890 kB (18%), 0/1
  * tablespace"): true with done and total in kB, false if there is none yet. */
 bool pg_basebackup_progress(const char *output, uint64_t *done_kb, uint64_t *total_kb);
+
+/* From pg_controldata output: the latest checkpoint's location (as a byte position) and whether
+ * the cluster state is "shut down" (a primary's clean shutdown). 0 or RPG_EPROTO. */
+int pg_parse_checkpoint(const char *text, uint64_t *lsn, bool *shut_down);
 
 /* Parses pg_controldata output: system identifier, timeline, whether it last ran as primary.
  * Returns 0 or RPG_EPROTO when a field is missing. */

@@ -122,6 +122,9 @@ t_write_conf() {
       [ -z "${T_MAX_RATE:-}" ] || echo "  basebackup: {max-rate: $T_MAX_RATE}"
       [ -z "${T_REMOVE_DIVERGED:-}" ] || echo "  remove_data_directory_on_diverged_timelines: true"
       [ -z "${T_RESTORE_COMMAND:-}" ] || echo "  recovery_conf: {restore_command: \"$T_RESTORE_COMMAND\"}"
+      # postgresql.callbacks as a YAML flow mapping, and their time-out.
+      [ -z "${T_CALLBACKS:-}" ] || echo "  callbacks: $T_CALLBACKS"
+      [ -z "${T_CALLBACK_TIMEOUT:-}" ] || echo "  callback_timeout: $T_CALLBACK_TIMEOUT"
       echo "  authentication:"
       echo "    superuser: {username: postgres, password: \"$T_PG_PASSWORD\"}"
       echo "    replication: {username: replicator, password: \"$T_PG_REPL_PASSWORD\"}"

@@ -86,6 +86,13 @@ if [ "$listed" = 1 ]; then
   t_check "the flag names the remedy" \
     bash -c "\"\$@\" list | grep -q 'node5: identity: its agent runs as raft id $old_id.*move its raft.data_dir aside'" _ \
     "$T_BIN" ctl --api "$(t_api_addr 1)" --api "$(t_api_addr 2)" --api "$(t_api_addr 3)"
+  # The agent itself learns it from the leader, stops acting and takes no traffic.
+  self_flagged() { curl -s -m 2 "http://$(t_api_addr 5)/status" | jq -e '.identity_error | test("move its raft.data_dir aside")' >/dev/null; }
+  t_wait 10 "node5 itself says it runs under its old id" self_flagged
+  t_check "node5's own status names the remedy" self_flagged
+  t_check "node5 logs the mismatch" grep -q "identity mismatch: this agent runs as raft id $old_id" "$T_DIR/node5.log"
+  t_check "node5's /readiness is 503 while it does not act" \
+    t_eq "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$(t_api_addr 5)/readiness")" 503
 fi
 for i in 1 2 3 4 5; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

@@ -24,9 +24,13 @@ t_check "the recorded set matches" t_eq "$(recorded)" "1 node$B,node$C"
 t_check "the standbys are quorum standbys" \
   t_eq "$(t_jq "$Pi" '[.members[] | select(.role == "quorum_standby")] | length')" 2
 http_code() { curl -s -o /dev/null -w '%{http_code}' "http://$(t_api_addr "$1")$2"; }
-t_check "GET /sync is 200 on a quorum standby" t_eq "$(http_code "$B" /sync)" 200
+# Patroni's names: ANY 1 of two makes quorum standbys, not synchronous ones (k = n).
+t_check "GET /quorum is 200 on a quorum standby" t_eq "$(http_code "$B" /quorum)" 200
+t_check "GET /sync is 503 on a quorum standby" t_eq "$(http_code "$B" /sync)" 503
 t_check "GET /async is 503 on a quorum standby" t_eq "$(http_code "$B" /async)" 503
+t_check "GET /read-only-quorum is 200 on a quorum standby" t_eq "$(http_code "$B" /read-only-quorum)" 200
 t_check "GET /sync is 503 on the primary" t_eq "$(http_code "$Pi" /sync)" 503
+t_check "GET /quorum is 503 on the primary" t_eq "$(http_code "$Pi" /quorum)" 503
 t_check "ctl list shows the synchronous set" \
   bash -c "'$T_BIN' ctl --api $(t_api_addr 1) list | grep -qF 'ANY 1 (\"node$B\", \"node$C\")'"
 

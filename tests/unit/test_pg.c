@@ -285,6 +285,34 @@ static const char *replaced(const char *text, const char *from, const char *to)
     return out;
 }
 
+/* The final checkpoint a switchover waits for: only a primary's clean shutdown counts. */
+static void test_checkpoint_location(void **state)
+{
+    (void)state;
+    uint64_t lsn = 42;
+    bool down = false;
+    assert_int_equal(pg_parse_checkpoint(CLEAN_PRIMARY, &lsn, &down), 0);
+    assert_int_equal(lsn, 0x17414D0);
+    assert_true(down);
+    assert_int_equal(pg_parse_checkpoint(RUNNING_PRIMARY, &lsn, &down), 0);
+    assert_false(down);
+    assert_int_equal(pg_parse_checkpoint(KILLED_PRIMARY, &lsn, &down), 0);
+    assert_false(down);
+    assert_int_equal(pg_parse_checkpoint(CLEAN_STANDBY, &lsn, &down), 0);
+    assert_false(down); /* "shut down in recovery" */
+    assert_int_equal(pg_parse_checkpoint(replaced(CLEAN_PRIMARY, "0/17414D0\n", "1A/FFFF0028\n"),
+                                         &lsn, &down),
+                     0);
+    assert_int_equal(lsn, (0x1AULL << 32) | 0xFFFF0028ULL);
+    assert_int_equal(pg_parse_checkpoint(without_line(CLEAN_PRIMARY, "Latest checkpoint location"),
+                                         &lsn, &down),
+                     RPG_EPROTO);
+    assert_int_equal(pg_parse_checkpoint(replaced(CLEAN_PRIMARY, "0/17414D0\n", "zz\n"), &lsn,
+                                         &down),
+                     RPG_EPROTO);
+    assert_int_equal(pg_parse_checkpoint(NO_DATA_DIR, &lsn, &down), RPG_EPROTO);
+}
+
 /* Failed pg_controldata runs, as PostgreSQL 15 prints them (LC_ALL=C): only a missing or short
  * control file is a copy cut short; a permission or I/O error never leads to a re-clone. */
 static void test_controldata_failures_are_classified(void **state)
@@ -1062,6 +1090,7 @@ int main(void)
         cmocka_unit_test(test_passfile_escape_escapes_colon_and_backslash),
         cmocka_unit_test(test_passfile_escape_keeps_quotes_spaces_and_star),
         cmocka_unit_test(test_passfile_escape_refuses_newline),
+        cmocka_unit_test(test_checkpoint_location),
         cmocka_unit_test(test_passfile_escape_refuses_carriage_return),
         cmocka_unit_test(test_passfile_escape_escaped_value_fits_exactly_and_not_one_byte_less),
         cmocka_unit_test(test_passfile_escape_empty_string_fits_exactly_and_not_one_byte_less),

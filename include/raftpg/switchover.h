@@ -1,0 +1,82 @@
+/* Switchover (DESIGN.md rule 8): a planned move of the primary to a caught-up standby, asked of
+ * the leader (POST /switchover, raftpg ctl switchover). The leader stops taking writes by
+ * stopping its PostgreSQL cleanly (a fast shutdown lets the walsenders send everything first),
+ * reads the final checkpoint from its control file, waits until the candidate's own report says
+ * it received WAL past it, then hands Raft leadership to the candidate, which promotes it as in
+ * any failover (with every acknowledged commit, by construction). If any step fails in time, the
+ * old primary starts again as primary and the request gets the reason. */
+#ifndef RAFTPG_SWITCHOVER_H
+#define RAFTPG_SWITCHOVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "raftpg/err.h"
+#include "raftpg/fsm.h"
+
+/* Bounds of each step (README "Switchover"). */
+#define SWITCHOVER_STOP_MS 10000     /* the fast shutdown, then immediate */
+#define SWITCHOVER_CATCHUP_MS 5000   /* the candidate reports WAL past the final checkpoint */
+#define SWITCHOVER_TRANSFER_MS 5000  /* Raft leadership moves */
+#define SWITCHOVER_PRIMARY_MS 20000  /* the candidate runs as primary */
+
+/* What the leader knows of a possible candidate, from the candidate's own report. */
+struct switchover_peer {
+    const char *name;
+    bool reachable;       /* its report is fresh */
+    bool running_standby; /* its PostgreSQL accepts connections in recovery */
+    bool streams_from_us; /* its WAL receiver streams from this primary (pg_stat_wal_receiver) */
+    bool eligible;        /* not nofailover, priority > 0, storage, state and identity sound */
+    uint64_t wal_position;
+    int priority;
+};
+
+/* Chooses the candidate: wanted (NULL: the best) must be among peers, reachable, a running
+ * standby streaming from this primary and eligible; without wanted, the eligible streaming
+ * standby furthest ahead, then of higher priority, then first by name. Returns 0 with its name
+ * in chosen, or RPG_EINVAL (wanted unknown or unfit) / RPG_ENOTFOUND (none fit), with why. */
+int switchover_choose(const struct switchover_peer *peers, unsigned n, const char *wanted,
+                      char *chosen, size_t chosen_size, char *why, size_t why_size);
+
+enum switchover_phase {
+    SWITCHOVER_IDLE = 0,
+    SWITCHOVER_STOPPING,  /* fast shutdown of this primary */
+    SWITCHOVER_CATCHUP,   /* waiting for the candidate to report the final WAL */
+    SWITCHOVER_TRANSFER,  /* Raft leadership handed over */
+    SWITCHOVER_PROMOTING, /* waiting for the candidate to run as primary */
+};
+const char *switchover_phase_name(enum switchover_phase p);
+
+struct http_conn;
+struct agent;
+
+struct switchover {
+    enum switchover_phase phase;
+    struct http_conn *conn; /* the request to answer, NULL once answered */
+    char from[FSM_NAME_MAX];
+    char to[FSM_NAME_MAX];
+    uint64_t to_id;
+    uint64_t final_lsn;   /* the stopped primary's last checkpoint */
+    uint64_t started_ms;  /* loop time of the request */
+    uint64_t phase_ms;    /* loop time the phase began */
+    uv_timer_t timer;
+    bool timer_open;
+    char last[256];       /* the last switchover's outcome, for /status */
+};
+
+/* Starts a switchover on this (leading) agent, answering conn when it is over. leader: the
+ * member the caller believes is primary (NULL: any); candidate: NULL for the best. */
+void switchover_start(struct agent *a, struct http_conn *conn, const char *leader,
+                      const char *candidate);
+
+/* True while this agent's decisions must wait: between stopping its primary and losing
+ * leadership (or giving up). */
+bool switchover_holds(const struct agent *a);
+
+/* Ends any switchover for shutdown (answers its request) and closes the timer. */
+void switchover_close(struct agent *a, void (*cb)(uv_handle_t *h));
+
+#endif

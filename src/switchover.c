@@ -1,0 +1,361 @@
+/* Switchover (switchover.h). */
+#include "raftpg/switchover.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "raftpg/agent.h"
+#include "raftpg/log.h"
+
+const char *switchover_phase_name(enum switchover_phase p)
+{
+    switch (p) {
+    case SWITCHOVER_IDLE: return "idle";
+    case SWITCHOVER_STOPPING: return "stopping the primary";
+    case SWITCHOVER_CATCHUP: return "waiting for the candidate to receive the last WAL";
+    case SWITCHOVER_TRANSFER: return "handing over raft leadership";
+    case SWITCHOVER_PROMOTING: return "waiting for the candidate to run as primary";
+    }
+    return "unknown";
+}
+
+static bool fits(const struct switchover_peer *p, char *why, size_t why_size)
+{
+    if (!p->reachable) {
+        snprintf(why, why_size, "%s does not answer", p->name);
+    } else if (!p->running_standby) {
+        snprintf(why, why_size, "%s is not a running standby", p->name);
+    } else if (!p->streams_from_us) {
+        snprintf(why, why_size, "%s does not stream from this primary", p->name);
+    } else if (!p->eligible) {
+        snprintf(why, why_size,
+                 "%s may not be promoted (nofailover, priority 0, or its raft storage, state or "
+                 "identity is not sound)",
+                 p->name);
+    } else {
+        return true;
+    }
+    return false;
+}
+
+int switchover_choose(const struct switchover_peer *peers, unsigned n, const char *wanted,
+                      char *chosen, size_t chosen_size, char *why, size_t why_size)
+{
+    const struct switchover_peer *best = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        const struct switchover_peer *p = &peers[i];
+        if (wanted != NULL) {
+            if (strcmp(p->name, wanted) != 0) {
+                continue;
+            }
+            if (!fits(p, why, why_size)) {
+                return RPG_EINVAL;
+            }
+            best = p;
+            break;
+        }
+        char ignored[128];
+        if (!fits(p, ignored, sizeof ignored)) {
+            continue;
+        }
+        if (best == NULL || p->wal_position > best->wal_position ||
+            (p->wal_position == best->wal_position &&
+             (p->priority > best->priority ||
+              (p->priority == best->priority && strcmp(p->name, best->name) < 0)))) {
+            best = p;
+        }
+    }
+    if (best == NULL) {
+        if (wanted != NULL) {
+            snprintf(why, why_size, "%s is not another member of this cluster", wanted);
+            return RPG_EINVAL;
+        }
+        snprintf(why, why_size, "no standby can take over: none streams from this primary and may "
+                                "be promoted");
+        return RPG_ENOTFOUND;
+    }
+    snprintf(chosen, chosen_size, "%s", best->name);
+    return 0;
+}
+
+/* ---- the agent's side ------------------------------------------------------------------------ */
+
+static void answer(struct switchover *s, int status, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void answer(struct switchover *s, int status, const char *key, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(s->last, sizeof s->last, "%s", msg);
+    if (s->conn == NULL) {
+        return;
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s}", key, msg, "from", s->from, "to", s->to);
+    char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    http_respond(s->conn, body != NULL ? status : 500, NULL, body != NULL ? body : "{}",
+                 body != NULL ? strlen(body) : 2);
+    free(body);
+    s->conn = NULL;
+}
+
+static void set_phase(struct agent *a, enum switchover_phase p)
+{
+    a->switchover.phase = p;
+    a->switchover.phase_ms = cons_uv_clock_ms();
+    if (p != SWITCHOVER_IDLE) {
+        log_info("switchover %s -> %s: %s", a->switchover.from, a->switchover.to,
+                 switchover_phase_name(p));
+    }
+}
+
+/* Gives up: this primary starts again as primary (its decisions resume; it is still the recorded
+ * primary and, unless leadership moved, the leader). */
+static void give_up(struct agent *a, int status, const char *why)
+{
+    struct switchover *s = &a->switchover;
+    log_warning("switchover %s -> %s abandoned %s: %s", s->from, s->to,
+                switchover_phase_name(s->phase), why);
+    answer(s, status, "error", "switchover to %s abandoned (%s): %s", s->to,
+           switchover_phase_name(s->phase), why);
+    s->phase = SWITCHOVER_IDLE;
+    uv_timer_stop(&s->timer);
+}
+
+static void on_stopped(struct pg *p, int rc, const char *msg, void *data)
+{
+    (void)p;
+    struct agent *a = data;
+    if (a->switchover.phase != SWITCHOVER_STOPPING) {
+        return;
+    }
+    if (rc != 0) {
+        give_up(a, 503, msg != NULL ? msg : "the fast shutdown failed");
+        return;
+    }
+    set_phase(a, SWITCHOVER_CATCHUP);
+}
+
+static void tick(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+    struct switchover *s = &a->switchover;
+    rpg_msec now = cons_uv_clock_ms();
+    rpg_msec in_phase = now - s->phase_ms;
+    switch (s->phase) {
+    case SWITCHOVER_IDLE: uv_timer_stop(t); return;
+    case SWITCHOVER_STOPPING:
+        if (in_phase > SWITCHOVER_STOP_MS + 5000) {
+            give_up(a, 503, "the primary did not stop");
+        }
+        return;
+    case SWITCHOVER_CATCHUP: {
+        /* The final WAL position comes from the stopped server's own control file, observed
+         * after the stop; the candidate's from its own report. */
+        const struct pg *pg = &a->pg;
+        if (s->final_lsn == 0 && pg->obs_epoch == pg->epoch && pg->obs.state == HA_PG_STOPPED &&
+            pg->controldata_valid && pg->checkpoint_lsn != 0) {
+            if (!pg->clean_shutdown) {
+                give_up(a, 503, "the primary did not shut down cleanly");
+                return;
+            }
+            s->final_lsn = pg->checkpoint_lsn;
+            log_info("switchover %s -> %s: final checkpoint at %llu, waiting for %s to report it",
+                     s->from, s->to, (unsigned long long)s->final_lsn, s->to);
+        }
+        peers_poll_now(&a->peers);
+        const struct peer_status *p = peers_get(&a->peers, s->to);
+        if (s->final_lsn != 0 && p != NULL && p->reachable && p->pg_wal_position > s->final_lsn) {
+            char errmsg[RPG_ERRMSG_SIZE];
+            set_phase(a, SWITCHOVER_TRANSFER);
+            if (cons_transfer(&a->cons, s->to_id, errmsg) != 0) {
+                give_up(a, 503, errmsg);
+            }
+            return;
+        }
+        if (in_phase > SWITCHOVER_CATCHUP_MS) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "%s did not report WAL past the final checkpoint (%llu) within %d ms "
+                     "(last reported %llu)",
+                     s->to, (unsigned long long)s->final_lsn, SWITCHOVER_CATCHUP_MS,
+                     (unsigned long long)(p != NULL ? p->pg_wal_position : 0));
+            give_up(a, 503, why);
+        }
+        return;
+    }
+    case SWITCHOVER_TRANSFER:
+        if (a->cons.role != CONS_ROLE_LEADER) {
+            set_phase(a, SWITCHOVER_PROMOTING);
+        } else if (in_phase > SWITCHOVER_TRANSFER_MS) {
+            give_up(a, 503, "raft leadership did not move");
+        }
+        return;
+    case SWITCHOVER_PROMOTING: {
+        const struct peer_status *p = peers_get(&a->peers, s->to);
+        if (strcmp(a->cons.state.primary.name, s->to) == 0 && p != NULL && p->reachable &&
+            strcmp(p->pg_state, "running") == 0 && !p->pg_in_recovery) {
+            log_info("switchover %s -> %s done in %llu ms", s->from, s->to,
+                     (unsigned long long)(now - s->started_ms));
+            answer(s, 200, "message", "switched over from %s to %s in %llu ms", s->from, s->to,
+                   (unsigned long long)(now - s->started_ms));
+            s->phase = SWITCHOVER_IDLE;
+            uv_timer_stop(t);
+        } else if (in_phase > SWITCHOVER_PRIMARY_MS) {
+            /* Leadership moved: the cluster decides as after any leader change. */
+            answer(s, 503, "error",
+                   "raft leadership moved to %s, which does not run as primary yet: see raftpg "
+                   "ctl list",
+                   s->to);
+            s->phase = SWITCHOVER_IDLE;
+            uv_timer_stop(t);
+        }
+        return;
+    }
+    }
+}
+
+void switchover_start(struct agent *a, struct http_conn *conn, const char *leader,
+                      const char *candidate)
+{
+    struct switchover *s = &a->switchover;
+    char why[256];
+    const struct fsm_state *st = &a->cons.state;
+    const struct ha_pg *o = &a->pg.obs;
+    int status = 412;
+    if (s->phase != SWITCHOVER_IDLE) {
+        snprintf(why, sizeof why, "a switchover to %s is under way (%s)", s->to,
+                 switchover_phase_name(s->phase));
+        status = 409;
+    } else if (!a->conf.has_postgresql || !a->pg_open) {
+        snprintf(why, sizeof why, "this member manages no postgresql");
+    } else if (!st->initialized || st->paused) {
+        snprintf(why, sizeof why, st->paused ? "the cluster is in maintenance mode (ctl resume)"
+                                             : "the cluster state is not known yet");
+        status = 503;
+    } else if (a->cons.role != CONS_ROLE_LEADER || !a->cons.leader_ready || !a->lease_ok) {
+        snprintf(why, sizeof why, "this member is not the ready leader");
+        status = 503;
+    } else if (strcmp(st->primary.name, a->conf.name) != 0 || o->state != HA_PG_RUNNING ||
+               o->in_recovery || pg_busy(&a->pg)) {
+        snprintf(why, sizeof why, "this member does not run as a settled primary");
+        status = 503;
+    } else if (leader != NULL && strcmp(leader, a->conf.name) != 0) {
+        snprintf(why, sizeof why, "%s is not the primary (%s is)", leader, a->conf.name);
+    } else {
+        why[0] = '\0';
+    }
+    memset(s->from, 0, sizeof s->from);
+    snprintf(s->from, sizeof s->from, "%s", a->conf.name);
+    snprintf(s->to, sizeof s->to, "%s", candidate != NULL ? candidate : "");
+    if (why[0] == '\0') {
+        struct switchover_peer peers[FSM_MEMBERS_MAX];
+        unsigned n = 0;
+        rpg_msec now = cons_uv_clock_ms();
+        for (unsigned i = 0; i < st->n_members && n < FSM_MEMBERS_MAX; i++) {
+            const struct fsm_member *m = &st->members[i];
+            if (strcmp(m->name, a->conf.name) == 0) {
+                continue;
+            }
+            const struct peer_status *p = peers_get(&a->peers, m->name);
+            struct switchover_peer *sp = &peers[n++];
+            memset(sp, 0, sizeof *sp);
+            sp->name = m->name;
+            if (p == NULL) {
+                continue;
+            }
+            sp->reachable = p->reachable && p->last_seen != 0 && now - p->last_seen <= 2000;
+            sp->running_standby = strcmp(p->pg_state, "running") == 0 && p->pg_in_recovery;
+            sp->streams_from_us =
+                p->pg_streaming &&
+                strcmp(p->pg_receiver, a->conf.postgresql.connect_address) == 0;
+            /* On this primary's timeline already: one still crossing to it is not settled. */
+            sp->streams_from_us = sp->streams_from_us && p->pg_timeline == o->timeline;
+            sp->eligible = !p->nofailover && p->failover_priority > 0 && !p->storage_failed &&
+                           !p->diverged && (p->id == 0 || p->id == m->id) &&
+                           p->pg_system_id == st->system_id;
+            sp->wal_position = p->pg_wal_position;
+            sp->priority = p->failover_priority;
+        }
+        int rv = switchover_choose(peers, n, candidate, s->to, sizeof s->to, why, sizeof why);
+        if (rv != 0) {
+            status = 412;
+        } else if (st->sync.k > 0) {
+            /* The candidate, once leader, promotes only after hearing from |V| - k + 1 voters
+             * with their servers running (rule 6): with fewer streaming now, it would wait or
+             * hand leadership back. */
+            unsigned heard = 0;
+            for (unsigned v = 0; v < st->sync.n_voters; v++) {
+                for (unsigned j = 0; j < n; j++) {
+                    if (strcmp(peers[j].name, st->sync.voters[v]) == 0 && peers[j].reachable &&
+                        peers[j].running_standby && peers[j].streams_from_us) {
+                        heard++;
+                    }
+                }
+            }
+            unsigned need = st->sync.n_voters - st->sync.k + 1;
+            if (heard < need) {
+                snprintf(why, sizeof why,
+                         "%u of the %u synchronous standbys stream from this primary, %u needed "
+                         "for a new primary to be sure it has every commit: try again once they "
+                         "stream",
+                         heard, st->sync.n_voters, need);
+                status = 503;
+            }
+        }
+    }
+    if (why[0] != '\0') {
+        log_info("switchover refused: %s", why);
+        json_t *o2 = json_pack("{s:s}", "error", why);
+        char *body = o2 != NULL ? json_dumps(o2, JSON_COMPACT) : NULL;
+        json_decref(o2);
+        http_respond(conn, body != NULL ? status : 500, NULL, body != NULL ? body : "{}",
+                     body != NULL ? strlen(body) : 2);
+        free(body);
+        return;
+    }
+    const struct fsm_member *target = fsm_state_member(st, s->to);
+    s->to_id = target != NULL ? target->id : 0;
+    s->conn = conn;
+    s->final_lsn = 0;
+    s->started_ms = cons_uv_clock_ms();
+    if (!s->timer_open) {
+        uv_timer_init(a->loop, &s->timer);
+        s->timer.data = a;
+        s->timer_open = true;
+    }
+    set_phase(a, SWITCHOVER_STOPPING);
+    /* Fast shutdown: sessions end, walsenders send the shutdown checkpoint to the standbys. */
+    int rv = pg_stop(&a->pg, SWITCHOVER_STOP_MS, on_stopped, a);
+    if (rv != 0) {
+        give_up(a, 503, "another operation on postgresql is under way");
+        return;
+    }
+    uv_timer_start(&s->timer, tick, 50, 50);
+}
+
+bool switchover_holds(const struct agent *a)
+{
+    enum switchover_phase p = a->switchover.phase;
+    return p == SWITCHOVER_STOPPING || p == SWITCHOVER_CATCHUP || p == SWITCHOVER_TRANSFER;
+}
+
+void switchover_close(struct agent *a, void (*cb)(uv_handle_t *h))
+{
+    struct switchover *s = &a->switchover;
+    if (s->phase != SWITCHOVER_IDLE) {
+        answer(s, 503, "error", "the agent is shutting down");
+        s->phase = SWITCHOVER_IDLE;
+    }
+    if (s->timer_open && !uv_is_closing((uv_handle_t *)&s->timer)) {
+        uv_close((uv_handle_t *)&s->timer, cb);
+    }
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The health checks as load balancers use them: a real haproxy with the checks Patroni's own
+# template sends (`option httpchk` = OPTIONS /, and OPTIONS /replica) routes writes to the
+# primary and reads to the standbys, before and after a kill -9 of the primary's node, with no
+# acknowledged write lost. Then Patroni's query filters on a standby whose replay is paused:
+# ?lag= answers from replayed WAL, /cluster shows the lag, malformed queries are refused.
+T_PG=1
+source "$(dirname "$0")/lib.sh"
+command -v haproxy >/dev/null || { echo "FAIL: haproxy is not installed (scripts/install-deps.sh)"; exit 1; }
+t_pick_ports
+RW=$((T_BASE + 31)) RO=$((T_BASE + 32))
+for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
+t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
+P=$(t_pg_primary 1); Pi=${P#node}
+t_log "primary is $P"
+
+servers() {
+  local i
+  for i in 1 2 3; do
+    echo "    server node$i $(t_pg_addr "$i") maxconn 100 check port $((T_BASE + 20 + i))"
+  done
+}
+cat >"$T_DIR/haproxy.cfg" <<EOF
+global
+    maxconn 200
+defaults
+    mode tcp
+    retries 2
+    timeout client 30m
+    timeout connect 2s
+    timeout server 30m
+    timeout check 2s
+listen primary
+    bind 127.0.0.1:$RW
+    option httpchk
+    http-check expect status 200
+    default-server inter 300ms fall 2 rise 1 on-marked-down shutdown-sessions
+$(servers)
+listen replicas
+    bind 127.0.0.1:$RO
+    balance roundrobin
+    option httpchk OPTIONS /replica
+    http-check expect status 200
+    default-server inter 300ms fall 2 rise 1 on-marked-down shutdown-sessions
+$(servers)
+EOF
+haproxy -c -q -f "$T_DIR/haproxy.cfg" || { t_fail "haproxy rejects its configuration"; t_done; }
+haproxy -db -f "$T_DIR/haproxy.cfg" >"$T_DIR/haproxy.log" 2>&1 &
+HAPROXY=$!
+t_before_rm() { kill "$HAPROXY" 2>/dev/null; wait "$HAPROXY" 2>/dev/null; }
+
+via() { PGCONNECT_TIMEOUT=2 timeout -s KILL 5 psql -X -q -A -t -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2" 2>/dev/null; }
+rw_is_primary() { [ "$(via "$RW" 'SELECT pg_is_in_recovery()')" = f ]; }
+t_wait 15 "haproxy routes writes to the primary" rw_is_primary
+t_check "writes through haproxy reach the primary" rw_is_primary
+t_check "reads through haproxy reach a standby" t_eq "$(via "$RO" 'SELECT pg_is_in_recovery()')" t
+# code I OPTION PATH: the HTTP status node I's API answers.
+code() { curl -s -o /dev/null -m 3 -w '%{http_code}' "$2" "http://$(t_api_addr "$1")$3"; }
+S=$(( Pi % 3 + 1 ))
+t_check "OPTIONS / is 200 on the primary" t_eq "$(code "$Pi" -XOPTIONS /)" 200
+t_check "OPTIONS / is 503 on a standby" t_eq "$(code "$S" -XOPTIONS /)" 503
+t_check "GET / is 503 on a standby" t_eq "$(code "$S" -XGET /)" 503
+t_check "HEAD /replica is 200 on a standby" t_eq "$(code "$S" -I /replica)" 200
+
+# Numbered writes through haproxy's write port while the primary's node dies.
+via "$RW" 'CREATE TABLE t (id int PRIMARY KEY)' >/dev/null
+ACKED="$T_DIR/acked"; : >"$ACKED"
+writer() {
+  local n=0 deadline=$((SECONDS + 40))
+  while [ $n -lt 100000 ] && [ $SECONDS -lt $deadline ] && [ ! -f "$T_DIR/stop" ]; do
+    n=$((n + 1))
+    if via "$RW" "INSERT INTO t VALUES ($n)" >/dev/null; then echo "$n" >>"$ACKED"; fi
+  done
+}
+writer & WRITER=$!
+sleep 1
+t_log "kill -9 of $P's agent and PostgreSQL"
+t_kill "$Pi" KILL; t_kill_pg "$Pi"
+new_primary() { local i; for i in 1 2 3; do [ "$i" = "$Pi" ] && continue; p=$(t_pg_primary "$i"); [ -n "$p" ] && [ "$p" != "$P" ] && return 0; done; return 1; }
+t_wait 30 "a new primary" new_primary
+before=$(wc -l <"$ACKED")
+acked_after() { [ "$(wc -l <"$ACKED")" -gt $((before + 20)) ]; }
+t_wait 20 "writes acknowledged through haproxy after the failover" acked_after
+touch "$T_DIR/stop"; wait "$WRITER"
+t_check "writes go on through haproxy after the failover ($(wc -l <"$ACKED") acknowledged)" acked_after
+t_check "haproxy's write port reaches the new primary" rw_is_primary
+lost=$(via "$RW" "SELECT count(*) FROM unnest(ARRAY[$(paste -sd, "$ACKED")]::int[]) a(id) WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.id = a.id)")
+t_check "no acknowledged write lost (of $(wc -l <"$ACKED"))" t_eq "$lost" 0
+t_start "$Pi"
+t_wait 60 "the old primary back as a standby" t_pg_healthy 1 2 3
+P2=$(t_pg_primary "$Pi"); P2i=${P2#node}
+
+# Replay paused on a standby, 3 MB of WAL behind: ?lag= counts what it has not replayed.
+S=$(( P2i % 3 + 1 ))
+t_psql "$S" -c 'SELECT pg_wal_replay_pause()' >/dev/null
+via "$RW" "CREATE TABLE pad AS SELECT g, repeat('x', 200) AS f FROM generate_series(1, 15000) g" >/dev/null
+lagging() { [ "$(code "$S" -XGET '/replica?lag=1MB')" = 503 ]; }
+t_wait 10 "node$S lags 1 MB by replay" lagging ||
+  curl -s -m 3 "http://$(t_api_addr "$S")/status" | jq -c '.postgresql | {wal_position, replay_position}'
+t_check "/replica?lag=1MB is 503 with replay paused 3 MB behind" lagging
+t_check "/replica (no lag asked) is still 200" t_eq "$(code "$S" -XGET /replica)" 200
+t_check "/replica?lag=64MB is 200" t_eq "$(code "$S" -XGET '/replica?lag=64MB')" 200
+t_check "/readiness is 503 (apply lag over 1 MB)" t_eq "$(code "$S" -XGET /readiness)" 503
+t_check "/readiness?mode=write is 200 (everything received)" t_eq "$(code "$S" -XGET '/readiness?mode=write')" 200
+lag=$(t_jq "$P2i" ".members[] | select(.name == \"node$S\") | .lag")
+t_check "/cluster shows node$S's replay lag ($lag bytes) over 2 MB" test "${lag:-0}" -gt 2000000
+# Patroni's node document and /cluster's fields while replay is paused.
+doc() { curl -s -m 3 "http://$(t_api_addr "$1")/patroni"; }
+t_check "/patroni on node$S: a paused, streaming replica" \
+  t_eq "$(doc "$S" | jq -c '[.role, .state, .xlog.paused, .replication_state, (.xlog.received_location > .xlog.replayed_location), .patroni.scope]')" \
+  '["replica","running",true,"streaming",true,"itest"]'
+t_check "/patroni on the primary: role, location, two standbys, system identifier" \
+  t_eq "$(doc "$P2i" | jq -c '[.role, (.xlog.location > 0), (.replication | length), (.database_system_identifier | length > 0), .cluster_unlocked, .server_version >= 150000]')" \
+  '["primary",true,2,true,false,true]'
+t_check "GET /replica's body is the /patroni document" \
+  t_eq "$(curl -s -m 3 "http://$(t_api_addr "$S")/replica" | jq -r '.role')" replica
+m=$(t_cluster "$P2i" | jq -c ".members[] | select(.name == \"node$S\")")
+t_check "/cluster: node$S's receive_lag is below its replay_lag, tags shown" \
+  t_eq "$(jq -c '[(.receive_lag < .replay_lag), .tags.nofailover, .tags.noloadbalance]' <<<"$m")" '[true,false,false]'
+metric() { curl -s -m 3 "http://$(t_api_addr "$1")/metrics" | awk -v n="$2" '$1 ~ "^"n"[{]" { print $2; exit }'; }
+t_check "patroni_xlog_paused is 1 on node$S" t_eq "$(metric "$S" patroni_xlog_paused)" 1
+t_check "the primary reports node$S's replay lag per standby" \
+  test "$(curl -s -m 3 "http://$(t_api_addr "$P2i")/metrics" | awk -v s="standby=\"node$S\"" '$1 ~ /^raftpg_standby_replay_lag_bytes/ && index($1, s) { printf "%d", $2 }')" -gt 2000000
+t_psql "$S" -c 'SELECT pg_wal_replay_resume()' >/dev/null
+caught_up() { [ "$(code "$S" -XGET '/replica?lag=1MB')" = 200 ]; }
+t_wait 20 "node$S caught up" caught_up
+t_check "/replica?lag=1MB is 200 again once replayed" caught_up
+
+# Patroni's other filters and paths, and bad queries.
+t_check "/replica?lag=garbage is refused (400)" t_eq "$(code "$S" -XGET '/replica?lag=garbage')" 400
+t_check "the refusal names the parameter" \
+  t_contains "$(curl -s -m 3 "http://$(t_api_addr "$S")/replica?lag=garbage")" "lag=garbage"
+t_check "an unknown parameter is refused (400)" t_eq "$(code "$S" -XGET '/replica?colour=red')" 400
+t_check "/replica?tag_nosync=false is 200" t_eq "$(code "$S" -XGET '/replica?tag_nosync=false')" 200
+t_check "/replica?tag_zone=eu is 503 (no such tag)" t_eq "$(code "$S" -XGET '/replica?tag_zone=eu')" 503
+t_check "/replica?replication_state=streaming is 200" t_eq "$(code "$S" -XGET '/replica?replication_state=streaming')" 200
+t_check "/standby-leader is 503 (no standby cluster)" t_eq "$(code "$P2i" -XGET /standby-leader)" 503
+t_check "/read-only-quorum is 200 on the primary" t_eq "$(code "$P2i" -XGET /read-only-quorum)" 200
+t_check "POST /replica is refused (405)" t_eq "$(code "$S" -XPOST /replica)" 405
+for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
+t_done

@@ -1,0 +1,82 @@
+/* The switchover's candidate choice (switchover.h): a named candidate must fit, and says why not;
+ * without one, the streaming standby furthest ahead. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "raftpg/err.h"
+#include "raftpg/switchover.h"
+
+static struct switchover_peer fit(const char *name, uint64_t pos, int prio)
+{
+    struct switchover_peer p = {.name = name, .reachable = true, .running_standby = true,
+                                .streams_from_us = true, .eligible = true, .wal_position = pos,
+                                .priority = prio};
+    return p;
+}
+
+static void test_named(void **state)
+{
+    (void)state;
+    struct switchover_peer peers[] = {fit("node2", 100, 1), fit("node3", 200, 1)};
+    char chosen[FSM_NAME_MAX], why[256];
+    assert_int_equal(switchover_choose(peers, 2, "node2", chosen, sizeof chosen, why, sizeof why), 0);
+    assert_string_equal(chosen, "node2");
+    assert_int_equal(switchover_choose(peers, 2, "node9", chosen, sizeof chosen, why, sizeof why),
+                     RPG_EINVAL);
+    assert_non_null(strstr(why, "node9 is not another member"));
+    peers[0].streams_from_us = false;
+    assert_int_equal(switchover_choose(peers, 2, "node2", chosen, sizeof chosen, why, sizeof why),
+                     RPG_EINVAL);
+    assert_non_null(strstr(why, "does not stream from this primary"));
+    peers[0] = fit("node2", 100, 1);
+    peers[0].eligible = false;
+    assert_int_equal(switchover_choose(peers, 2, "node2", chosen, sizeof chosen, why, sizeof why),
+                     RPG_EINVAL);
+    assert_non_null(strstr(why, "may not be promoted"));
+    peers[0] = fit("node2", 100, 1);
+    peers[0].running_standby = false;
+    assert_int_equal(switchover_choose(peers, 2, "node2", chosen, sizeof chosen, why, sizeof why),
+                     RPG_EINVAL);
+    assert_non_null(strstr(why, "not a running standby"));
+    peers[0] = fit("node2", 100, 1);
+    peers[0].reachable = false;
+    assert_int_equal(switchover_choose(peers, 2, "node2", chosen, sizeof chosen, why, sizeof why),
+                     RPG_EINVAL);
+    assert_non_null(strstr(why, "does not answer"));
+}
+
+static void test_best(void **state)
+{
+    (void)state;
+    char chosen[FSM_NAME_MAX], why[256];
+    struct switchover_peer peers[] = {fit("node2", 100, 1), fit("node3", 200, 1),
+                                      fit("node4", 200, 5), fit("node5", 900, 1)};
+    peers[3].streams_from_us = false; /* furthest, but not from this primary */
+    assert_int_equal(switchover_choose(peers, 4, NULL, chosen, sizeof chosen, why, sizeof why), 0);
+    assert_string_equal(chosen, "node4"); /* tie on position: the higher priority */
+    peers[2].priority = 1;
+    assert_int_equal(switchover_choose(peers, 4, NULL, chosen, sizeof chosen, why, sizeof why), 0);
+    assert_string_equal(chosen, "node3"); /* full tie: first by name */
+    for (int i = 0; i < 4; i++) {
+        peers[i].eligible = false;
+    }
+    assert_int_equal(switchover_choose(peers, 4, NULL, chosen, sizeof chosen, why, sizeof why),
+                     RPG_ENOTFOUND);
+    assert_non_null(strstr(why, "no standby can take over"));
+    assert_int_equal(switchover_choose(peers, 0, NULL, chosen, sizeof chosen, why, sizeof why),
+                     RPG_ENOTFOUND);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_named),
+        cmocka_unit_test(test_best),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

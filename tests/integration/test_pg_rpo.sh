@@ -138,7 +138,11 @@ for run in $(seq 1 "$RUNS"); do
   if [ "$rejoin_from" -gt 0 ]; then
     REJOIN_MS+=($(( ($(date +%s%N) - rejoin_from) / 1000000 )))
   fi
-  P=$(t_pg_primary 1); Pi=${P#node}
+  # One ctl call may time out on a loaded machine: ask again (bounded) rather than kill nobody.
+  P=""
+  for _ in $(seq 1 50); do P=$(t_pg_primary 1); [ -n "$P" ] && break; sleep 0.2; done
+  [ -n "$P" ] || { t_fail "run $run: node1 names no primary"; break; }
+  Pi=${P#node}
   before=$(wc -l <"$ACKED")
   sleep "0.$((RANDOM % 9 + 1))"
   if [ $((run % 2)) = 1 ]; then

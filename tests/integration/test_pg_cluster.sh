@@ -107,12 +107,14 @@ watch_clone() {
       [ -n "$seen" ] || echo "$j" >>"$T_DIR/clone.status"
       seen=1
       "$T_BIN" ctl --api "$(t_api_addr "$OS")" --timeout 500 list 2>/dev/null | grep "rejoining" >>"$T_DIR/clone.list" || true
+      # The primary's view: what the member reported on its last poll (every 250 ms).
+      "$T_BIN" ctl --api "$(t_api_addr "$NPi")" --timeout 500 list 2>/dev/null | grep "rejoining" >>"$T_DIR/clone.list.primary" || true
     fi
     [ -n "$seen" ] && [ "$st" = streaming ] && return 0
     sleep 0.1
   done
 }
-: >"$T_DIR/clone.status"; : >"$T_DIR/clone.list"
+: >"$T_DIR/clone.status"; : >"$T_DIR/clone.list"; : >"$T_DIR/clone.list.primary"
 kill -CONT "${T_PIDS[$OS]}"
 watch_clone &
 WATCH=$!
@@ -122,6 +124,8 @@ wait "$WATCH" || true
 partial() { jq -s -e 'any(.[]; .stage == "clone" and .running and (.total_kb // 0) > 0 and .done_kb > 0 and .done_kb < .total_kb)' "$T_DIR/clone.status" >/dev/null; }
 t_check "/status showed the re-clone's progress part way (kB copied of the total)" partial
 t_check "ctl list showed it too" grep -qE "^node$OS: rejoining: clone [0-9]+/[0-9]+ kB \([0-9]+%\)" "$T_DIR/clone.list"
+t_check "ctl list on the primary showed it as node$OS reported it" \
+  grep -qE "^node$OS: rejoining: clone [0-9]+/[0-9]+ kB \([0-9]+%\)" "$T_DIR/clone.list.primary"
 t_check "the re-clone's stages ended in streaming" t_eq "$(tail -n 1 "$T_DIR/clone.status" | jq -r .stage)" streaming
 t_log "re-clone progress seen: $(jq -r 'select(.stage == "clone") | "\(.done_kb)/\(.total_kb)"' "$T_DIR/clone.status" | uniq | tr '\n' ' ')"
 t_check "the re-cloned standby has every row" rows_on "$OS" 3000

@@ -83,15 +83,14 @@ static json_t *rejoin_json(const struct agent *a)
 {
     const struct pg_rejoin *r = &a->pg.rejoin;
     rpg_msec now = uv_now(a->pg.loop);
-    json_t *o = json_pack("{s:s, s:b, s:I, s:s}", "stage", pg_rejoin_stage_name(r->stage),
-                          "running", r->running, "since_ms",
-                          (json_int_t)(r->stage != PG_REJOIN_NONE && now > r->since ? now - r->since
-                                                                                     : 0),
-                          "error", r->error);
+    json_t *o = json_pack(
+        "{s:s, s:b, s:I, s:s}", "stage", pg_rejoin_stage_name(r->stage), "running", r->running,
+        "since_ms", (json_int_t)(r->stage != PG_REJOIN_NONE && now > r->since ? now - r->since : 0),
+        "error", r->error);
     if (o != NULL && r->stage == PG_REJOIN_CLONE) {
         json_object_set_new(o, "done_kb", json_integer((json_int_t)r->done_kb));
-        json_object_set_new(o, "total_kb", r->total_kb != 0 ? json_integer((json_int_t)r->total_kb)
-                                                            : json_null());
+        json_object_set_new(o, "total_kb",
+                            r->total_kb != 0 ? json_integer((json_int_t)r->total_kb) : json_null());
     }
     return o;
 }
@@ -344,8 +343,8 @@ struct pg_view {
     char rejoin[96]; /* "stage" or "clone 1024/4096 kB" while a rejoin runs, else "" */
 };
 
-static void rejoin_summary(char *buf, size_t size, bool running, const char *stage, uint64_t done_kb,
-                           uint64_t total_kb)
+static void rejoin_summary(char *buf, size_t size, bool running, const char *stage,
+                           uint64_t done_kb, uint64_t total_kb)
 {
     buf[0] = '\0';
     if (!running) {

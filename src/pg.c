@@ -1725,10 +1725,9 @@ static void on_proc(struct proc *pr, const struct proc_result *res, void *data)
         /* Before pg_rewind runs nothing in the directory changed (crash recovery only replays
          * what a start would replay), so only pg_rewind's own output can rule a retry out. */
         enum pg_rejoin_stage st = p->rejoin.stage;
-        p->rewind_retryable = st == PG_REJOIN_NONE || st == PG_REJOIN_CHECK ||
-                              st == PG_REJOIN_CHECKPOINT_SOURCE ||
-                              (!res->timed_out &&
-                               pg_rewind_retryable(res->output != NULL ? res->output : ""));
+        p->rewind_retryable =
+            st == PG_REJOIN_NONE || st == PG_REJOIN_CHECK || st == PG_REJOIN_CHECKPOINT_SOURCE ||
+            (!res->timed_out && pg_rewind_retryable(res->output != NULL ? res->output : ""));
     }
     if (p->rejoin.running && res->output[0] != '\0') {
         /* The last line rarely says why (pg_rewind's crash recovery, say): all of it, once. */
@@ -2080,8 +2079,8 @@ static int run_on_source(struct pg *p, const char *sql, unsigned timeout_ms, cha
 /* The source's timeline and the timeline its control file shows: pg_rewind reads the latter, and
  * a promoted server updates it only at its next checkpoint (until then pg_rewind sees no fork). */
 #define SOURCE_TIMELINE_SQL                                                                        \
-    "SELECT CASE WHEN pg_is_in_recovery() THEN 'recovery' ELSE ('x' || substr(pg_walfile_name("   \
-    "pg_current_wal_lsn()), 1, 8))::bit(32)::int || ' ' || timeline_id END FROM "                 \
+    "SELECT CASE WHEN pg_is_in_recovery() THEN 'recovery' ELSE ('x' || substr(pg_walfile_name("    \
+    "pg_current_wal_lsn()), 1, 8))::bit(32)::int || ' ' || timeline_id END FROM "                  \
     "pg_control_checkpoint()"
 
 static int start_checkpoint_source(struct pg *p, char *errmsg)
@@ -2152,8 +2151,8 @@ static int rewind_step(struct pg *p, char *errmsg)
                 log_info("rejoin: %s's control file shows timeline %u, not %u yet: CHECKPOINT",
                          p->upstream.name, ckpt, tl);
                 p->rejoin.checkpoint_asked = true;
-                return (rv = run_on_source(p, "CHECKPOINT", REWIND_TIMEOUT_MS, errmsg)) != 0 ? rv
-                                                                                            : 1;
+                rv = run_on_source(p, "CHECKPOINT", REWIND_TIMEOUT_MS, errmsg);
+                return rv != 0 ? rv : 1;
             }
         }
         {
@@ -2214,8 +2213,7 @@ static int rewind_step(struct pg *p, char *errmsg)
         p->rewind_retryable = true;
         int running = pg_postmaster_pid(p);
         if (running != 0) {
-            return rpg_err(errmsg, RPG_EBUSY, "not rewinding: a postmaster runs (pid=%d)",
-                           running);
+            return rpg_err(errmsg, RPG_EBUSY, "not rewinding: a postmaster runs (pid=%d)", running);
         }
         if ((running = pid_working_in(dd)) != 0) {
             return rpg_err(errmsg, RPG_EBUSY,

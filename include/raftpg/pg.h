@@ -62,35 +62,35 @@ const char *pg_op_name(enum pg_op op);
  * START_STANDBY, STREAMING; a clone (the last resort, or a member without a data directory) goes
  * REMOVE or MOVE_ASIDE (only a re-clone), CLONE, START_STANDBY, STREAMING. */
 enum pg_rejoin_stage {
-    PG_REJOIN_NONE = 0,         /* no rejoin since the last plain start, stop or promotion */
-    PG_REJOIN_CHECK,            /* pg_controldata: shut down cleanly? can pg_rewind work on it? */
-    PG_REJOIN_CRASH_RECOVER,    /* postgres --single replays an unclean shutdown's WAL */
-    PG_REJOIN_CHECKPOINT_SOURCE, /* the source's control file shows its timeline (else CHECKPOINT) */
-    PG_REJOIN_REWIND,           /* pg_rewind from the source */
-    PG_REJOIN_VERIFY_TIMELINE,  /* pg_controldata: the directory is on the source's timeline */
-    PG_REJOIN_REMOVE,           /* the data directory is removed (the configuration allows it) */
-    PG_REJOIN_MOVE_ASIDE,       /* the data directory is moved aside, with the reason */
-    PG_REJOIN_CLONE,            /* pg_basebackup from the source */
-    PG_REJOIN_START_STANDBY,    /* started as a standby, not streaming yet */
-    PG_REJOIN_STREAMING,        /* streaming from the source: the rejoin is done */
+    PG_REJOIN_NONE = 0,          /* no rejoin since the last plain start, stop or promotion */
+    PG_REJOIN_CHECK,             /* pg_controldata: shut down cleanly? can pg_rewind work on it? */
+    PG_REJOIN_CRASH_RECOVER,     /* postgres --single replays an unclean shutdown's WAL */
+    PG_REJOIN_CHECKPOINT_SOURCE, /* the source checkpointed its timeline (else CHECKPOINT there) */
+    PG_REJOIN_REWIND,            /* pg_rewind from the source */
+    PG_REJOIN_VERIFY_TIMELINE,   /* pg_controldata: the directory is on the source's timeline */
+    PG_REJOIN_REMOVE,            /* the data directory is removed (the configuration allows it) */
+    PG_REJOIN_MOVE_ASIDE,        /* the data directory is moved aside, with the reason */
+    PG_REJOIN_CLONE,             /* pg_basebackup from the source */
+    PG_REJOIN_START_STANDBY,     /* started as a standby, not streaming yet */
+    PG_REJOIN_STREAMING,         /* streaming from the source: the rejoin is done */
 };
 const char *pg_rejoin_stage_name(enum pg_rejoin_stage stage);
 
 /* Where the rejoin is, for the API and the log. */
 struct pg_rejoin {
     enum pg_rejoin_stage stage;
-    bool running;               /* under way; false once streaming, or after a failed stage */
-    rpg_msec started;           /* loop time the rejoin began */
-    rpg_msec since;             /* loop time the stage began */
+    bool running;                /* under way; false once streaming, or after a failed stage */
+    rpg_msec started;            /* loop time the rejoin began */
+    rpg_msec since;              /* loop time the stage began */
     char error[RPG_ERRMSG_SIZE]; /* the failure that ended the last attempt, "" if none */
     /* A clone's progress from pg_basebackup --progress (kB as it reports them); total 0: not
      * known yet. */
     uint64_t done_kb;
     uint64_t total_kb;
-    uint32_t source_timeline;   /* the source's timeline, read at CHECKPOINT_SOURCE */
-    uint32_t target_timeline;   /* the directory's timeline, read at CHECK */
-    bool checkpoint_asked;      /* CHECKPOINT_SOURCE ran CHECKPOINT on the source */
-    bool no_rewind_needed;      /* pg_rewind found the target not past the fork point */
+    uint32_t source_timeline; /* the source's timeline, read at CHECKPOINT_SOURCE */
+    uint32_t target_timeline; /* the directory's timeline, read at CHECK */
+    bool checkpoint_asked;    /* CHECKPOINT_SOURCE ran CHECKPOINT on the source */
+    bool no_rewind_needed;    /* pg_rewind found the target not past the fork point */
 };
 
 struct pg {
@@ -285,8 +285,8 @@ const char *pg_restore_command(const struct conf *c);
 
 /* Fills argv (room for at least 8 entries) with the pg_rewind command line: bin, then
  * --restore-target-wal when the configuration has a restore_command, --progress, -D data_dir and
- * the --source-server argument source (all borrowed). Returns the number of arguments; argv ends with
- * NULL. */
+ * the --source-server argument source (all borrowed). Returns the number of arguments; argv ends
+ * with NULL. */
 unsigned pg_rewind_args(const struct conf *c, const char *bin, const char *source, char **argv);
 
 /* Parses the last progress report in pg_basebackup --progress output ("12345/67890 kB (18%), 0/1

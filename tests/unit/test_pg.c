@@ -382,10 +382,11 @@ static void test_rewind_failures_are_classified(void **state)
         "\tbefore or while processing the request.\n";
     assert_true(pg_rewind_retryable(SOURCE_STOPPED_READING));
     /* The same without the progress lines: nothing shows how far it got. */
-    assert_false(pg_rewind_retryable(SOURCE_STOPPED_READING + strlen(
-        "pg_rewind: servers diverged at WAL location 0/5000000 on timeline 1\n"
-        "pg_rewind: rewinding from last common checkpoint at 0/3000060 on timeline 1\n"
-        "pg_rewind: reading source file list\n")));
+    assert_false(pg_rewind_retryable(
+        SOURCE_STOPPED_READING +
+        strlen("pg_rewind: servers diverged at WAL location 0/5000000 on timeline 1\n"
+               "pg_rewind: rewinding from last common checkpoint at 0/3000060 on timeline 1\n"
+               "pg_rewind: reading source file list\n")));
     /* Past the point of no return. */
     assert_false(pg_rewind_retryable(
         "pg_rewind: reading source file list\n"

@@ -4,6 +4,11 @@
 #   scripts/cluster.sh status    show 'raftpg ctl list'
 #   scripts/cluster.sh stop      stop the agents (data is kept)
 #   scripts/cluster.sh clean     stop and delete the data directory
+# Drills on one node (N = 1, 2 or 3):
+#   scripts/cluster.sh start N | stop N | restart N
+#   scripts/cluster.sh kill N    kill -9 of the node's agent and PostgreSQL (a lost node)
+#   scripts/cluster.sh ctl ...   raftpg ctl against the demo cluster (switchover, pause, ...)
+# Running start again while the cluster runs is harmless: running nodes are left alone.
 # Data, logs and PID files live under $RAFTPG_DEMO_DIR (default /tmp/raftpg-demo).
 # As root, the agents run as the postgres user.
 set -euo pipefail
@@ -24,6 +29,7 @@ ctl() { "$DEMO/bin/raftpg" ctl -c "$DEMO/node1.yaml" "$@"; }
 running() { [ -f "$DEMO/node$1.pid" ] && kill -0 "$(cat "$DEMO/node$1.pid")" 2>/dev/null; }
 
 do_stop() {
+  local NODES=("${@:-${NODES[@]}}")
   for i in "${NODES[@]}"; do
     if running "$i"; then
       kill -TERM "$(cat "$DEMO/node$i.pid")"
@@ -41,14 +47,29 @@ do_stop() {
       kill -INT "$(head -n1 "$pm")" 2>/dev/null || true
     fi
   done
-  echo "cluster stopped (data kept in $DEMO)"
+  echo "stopped node${NODES[*]} (data kept in $DEMO)"
+}
+
+# kill -9 of node N's agent, then of its postmaster: what losing the machine looks like to the
+# others (the agent's guard finds its server gone and exits).
+do_kill() {
+  local i=$1 pm="$DEMO/node$1/pgdata/postmaster.pid"
+  if running "$i"; then kill -KILL "$(cat "$DEMO/node$i.pid")"; fi
+  rm -f "$DEMO/node$i.pid"
+  if [ -f "$pm" ] && kill -0 "$(head -n1 "$pm")" 2>/dev/null; then
+    kill -KILL "$(head -n1 "$pm")" 2>/dev/null || true
+  fi
+  echo "killed node$i (agent and PostgreSQL); start it again: scripts/cluster.sh start $i"
 }
 
 do_start() {
+  local NODES=("${@:-${NODES[@]}}")
   scripts/install-deps.sh
   bin=$(scripts/build.sh | tail -n 1)
   mkdir -p "$DEMO/bin"
-  cp "$bin" "$DEMO/bin/raftpg"
+  # A new file renamed over the old: running agents keep theirs ("Text file busy" otherwise).
+  cp "$bin" "$DEMO/bin/raftpg.new"
+  mv -f "$DEMO/bin/raftpg.new" "$DEMO/bin/raftpg"
   chmod 755 "$DEMO" "$DEMO/bin" "$DEMO/bin/raftpg"
   # The Raft transport's secret (raft.secret_file in conf/node*.yaml), one for the three members.
   [ -e "$DEMO/raft.secret" ] || "$DEMO/bin/raftpg" gen-secret "$DEMO/raft.secret"
@@ -116,10 +137,22 @@ do_start() {
   echo "status: scripts/cluster.sh status    stop: scripts/cluster.sh stop    delete: scripts/cluster.sh clean"
 }
 
-case "${1:-start}" in
-  start) do_start ;;
+node_arg() {
+  case "${1:-}" in
+    1|2|3) ;;
+    *) echo "scripts/cluster.sh $2: expected a node number 1, 2 or 3, got '${1:-}'" >&2; exit 2 ;;
+  esac
+}
+
+cmd=${1:-start}
+[ $# -eq 0 ] || shift
+case "$cmd" in
+  start) if [ $# -gt 0 ]; then node_arg "$1" start; fi; do_start "$@" ;;
   status) ctl list ;;
-  stop) do_stop ;;
+  stop) if [ $# -gt 0 ]; then node_arg "$1" stop; fi; do_stop "$@" ;;
+  restart) node_arg "${1:-}" restart; do_stop "$1"; do_start "$1" ;;
+  kill) node_arg "${1:-}" kill; do_kill "$1" ;;
+  ctl) ctl "$@" ;;
   clean) do_stop; rm -rf "$DEMO"; echo "removed $DEMO" ;;
-  *) echo "usage: scripts/cluster.sh [start|status|stop|clean]" >&2; exit 2 ;;
+  *) echo "usage: scripts/cluster.sh [start [N]|status|stop [N]|restart N|kill N|ctl ARGS|clean]" >&2; exit 2 ;;
 esac

@@ -3,12 +3,13 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config clang
   libuv1-dev libraft-dev libpq-dev libyaml-dev libjansson-dev libcmocka-dev
-  libhttp-parser-dev libsystemd-dev libsodium-dev
+  libmicrohttpd-dev libcurl4-openssl-dev libsystemd-dev libsodium-dev
   postgresql-15 postgresql-client-15
   iproute2 arping jq procps util-linux curl
   nftables iputils-ping python3 python3-prometheus-client haproxy pgbouncer
+  systemd systemd-container debhelper dpkg-dev fakeroot lintian mmdebstrap
 )
 
 missing=()

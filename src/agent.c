@@ -991,7 +991,7 @@ static void ha_tick(struct agent *a)
                           "fence still runs"
                         : "decisions resume");
     }
-    if (switchover_holds(a)) {
+    if (switchover_holds(a) || reinit_holds(a) || restart_holds(a)) {
         /* Its primary is being stopped and handed over: restarting it now would undo that. */
         return;
     }
@@ -1219,6 +1219,22 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
         }
     }
 
+    /* With TLS the members' APIs all speak HTTPS: the agent asks them so. */
+    bool tls = a->conf.restapi.certfile[0] != '\0';
+    rv = http_client_set_tls(tls, a->conf.restapi.cafile, false, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    if (tls) {
+        rv = http_server_set_tls(&a->api, a->conf.restapi.certfile, a->conf.restapi.keyfile,
+                                 errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    a->api.max_conns = a->conf.restapi.max_connections;
+    a->api.idle_timeout_ms = (uint64_t)a->conf.restapi.request_timeout_s * 1000;
+    a->api.answered = api_answered;
     rv = http_server_start(&a->api, loop, a->conf.restapi.listen, api_handle, a, errmsg);
     if (rv != 0) {
         return rv;
@@ -1259,7 +1275,7 @@ static void maybe_exit(struct agent *a)
 {
     if (a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
         a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open ||
-        a->callbacks_open || a->switchover.timer_open) {
+        a->callbacks_open || a->switchover.timer_open || a->restart.timer_open) {
         return;
     }
     uv_close((uv_handle_t *)&a->sig_int, NULL);
@@ -1290,6 +1306,13 @@ static void peers_closed(struct peers *p)
 {
     struct agent *a = (struct agent *)((char *)p - offsetof(struct agent, peers));
     a->peers_open = false;
+    maybe_exit(a);
+}
+
+static void restart_timer_closed(uv_handle_t *h)
+{
+    struct agent *a = (struct agent *)((char *)h - offsetof(struct agent, restart.timer));
+    a->restart.timer_open = false;
     maybe_exit(a);
 }
 
@@ -1476,8 +1499,9 @@ static void close_rest(struct agent *a)
     }
     bool any = a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
                a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open ||
-               a->callbacks_open || a->switchover.timer_open;
+               a->callbacks_open || a->switchover.timer_open || a->restart.timer_open;
     switchover_close(a, switchover_timer_closed);
+    restart_close(a, restart_timer_closed);
     if (a->callbacks_open && !a->callbacks.closing) {
         callbacks_close(&a->callbacks, callbacks_closed);
     }

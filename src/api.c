@@ -225,6 +225,9 @@ json_t *agent_status_json(const struct agent *a)
     json_object_set_new(o, "pause",
                         json_boolean(a->cons_open && a->cons.state.initialized &&
                                      a->cons.state.paused));
+    json_object_set_new(o, "reinit",
+                        json_pack("{s:b, s:s}", "running", a->reinit.phase != REINIT_IDLE, "last",
+                                  a->reinit.last));
     json_object_set_new(o, "switchover",
                         json_pack("{s:s, s:s, s:s}", "phase",
                                   switchover_phase_name(a->switchover.phase), "to",
@@ -407,7 +410,8 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
 {
     char host[FSM_ADDR_MAX], url[FSM_ADDR_MAX + 16];
     host_of(api_address, host, sizeof host);
-    snprintf(url, sizeof url, "http://%s/", api_address);
+    snprintf(url, sizeof url, "%s://%s/", a->conf.restapi.certfile[0] != '\0' ? "https" : "http",
+             api_address);
     const char *raft_role = "unknown";
     const char *state = "unknown";
     const char *storage = "unknown";
@@ -722,6 +726,55 @@ static bool require_leader(struct agent *a, struct http_conn *conn)
     return false;
 }
 
+/* POST /restart {"role", "restart_pending"} (Patroni's conditions; both optional). */
+static void restart_request(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    json_error_t jerr;
+    json_t *o = req->body_len > 0 ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
+                                               &jerr)
+                                  : json_object();
+    char msg[RPG_ERRMSG_SIZE] = "";
+    const char *key;
+    json_t *v;
+    if (!json_is_object(o)) {
+        snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
+    } else {
+        json_object_foreach(o, key, v)
+        {
+            if (strcmp(key, "role") == 0) {
+                const char *r = json_string_value(v);
+                if (r == NULL || (strcmp(r, "primary") != 0 && strcmp(r, "replica") != 0 &&
+                                  strcmp(r, "master") != 0)) {
+                    snprintf(msg, sizeof msg, "role: expected primary or replica");
+                    break;
+                }
+            } else if (strcmp(key, "restart_pending") == 0) {
+                if (!json_is_boolean(v)) {
+                    snprintf(msg, sizeof msg, "restart_pending: expected true or false");
+                    break;
+                }
+            } else if (strcmp(key, "schedule") == 0) {
+                snprintf(msg, sizeof msg, "schedule: scheduled restarts are not supported yet");
+                break;
+            } else {
+                snprintf(msg, sizeof msg, "unknown key \"%.64s\" (role, restart_pending)", key);
+                break;
+            }
+        }
+    }
+    if (msg[0] != '\0') {
+        json_decref(o);
+        respond_error(conn, 400, msg);
+        return;
+    }
+    const char *role = json_string_value(json_object_get(o, "role"));
+    if (role != NULL && strcmp(role, "master") == 0) {
+        role = "primary";
+    }
+    restart_start(a, conn, role, json_is_true(json_object_get(o, "restart_pending")));
+    json_decref(o);
+}
+
 /* POST /switchover {"leader", "candidate"} (Patroni's body; both optional here). */
 static void switchover_request(struct agent *a, struct http_conn *conn,
                                const struct http_request *req)
@@ -1016,6 +1069,28 @@ static int name_index(const char *v, const char *(*name_of)(int), int n)
     return -1;
 }
 
+/* Submits a configuration command through the leader; the request is answered with the
+ * settings in force once it is committed. */
+static void submit_config(struct agent *a, struct http_conn *conn, const struct fsm_cmd *cmd)
+{
+    char msg[RPG_ERRMSG_SIZE];
+    if (!require_leader(a, conn)) {
+        return;
+    }
+    struct pending_config *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    p->conn = conn;
+    p->a = a;
+    int rv = cons_submit(&a->cons, cmd, config_committed, p, msg);
+    if (rv != 0) {
+        free(p);
+        respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
+    }
+}
+
 static void config_patch(struct agent *a, struct http_conn *conn, const struct http_request *req)
 {
     json_error_t jerr;
@@ -1045,29 +1120,13 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
         return;
     }
     if (pause != NULL) {
-        bool on = json_is_true(pause);
-        json_decref(o);
-        if (!require_leader(a, conn)) {
-            return;
-        }
-        struct pending_config *p = calloc(1, sizeof *p);
-        if (p == NULL) {
-            respond_error(conn, 500, "out of memory");
-            return;
-        }
-        p->conn = conn;
-        p->a = a;
         struct fsm_cmd cmd;
         memset(&cmd, 0, sizeof cmd);
         cmd.type = FSM_CMD_SET_PAUSE;
-        cmd.u.set_pause.paused = on;
-        int rv = cons_submit(&a->cons, &cmd, config_committed, p, msg);
-        if (rv != 0) {
-            free(p);
-            respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
-            return;
-        }
-        log_info("maintenance mode %s requested", on ? "on" : "off");
+        cmd.u.set_pause.paused = json_is_true(pause);
+        json_decref(o);
+        log_info("maintenance mode %s requested", cmd.u.set_pause.paused ? "on" : "off");
+        submit_config(a, conn, &cmd);
         return;
     }
     json_object_foreach(o, key, v)
@@ -1106,31 +1165,16 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
         respond_error(conn, 400, msg);
         return;
     }
-    if (!require_leader(a, conn)) {
-        return;
-    }
-    struct pending_config *p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        respond_error(conn, 500, "out of memory");
-        return;
-    }
-    p->conn = conn;
-    p->a = a;
     struct fsm_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
     cmd.type = FSM_CMD_SET_CONFIG;
     cmd.u.set_config.sync_mode = (uint8_t)mode;
     cmd.u.set_config.sync_node_count = k;
     cmd.u.set_config.sync_commit = (uint8_t)commit;
-    int rv = cons_submit(&a->cons, &cmd, config_committed, p, msg);
-    if (rv != 0) {
-        free(p);
-        respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
-        return;
-    }
     log_info("configuration change requested: synchronous_mode=%s synchronous_node_count=%u "
              "synchronous_commit=%s",
              conf_sync_mode_name(mode), k, conf_sync_commit_name(commit));
+    submit_config(a, conn, &cmd);
 }
 
 /* ---- health checks (Patroni's paths, for haproxy, probes and scripts) --------------------- */
@@ -1259,10 +1303,47 @@ static const char *method_name(enum http_method m)
 
 /* With a cluster secret, a request that changes something must be signed with it (proof.h):
  * false after answering 401 when it is not. */
+/* Whether authorization carries restapi.authentication's credentials (constant time). */
+static bool basic_ok(const struct agent *a, const char *authorization)
+{
+    const char *user = a->conf.restapi.auth_username;
+    if (user[0] == '\0' || authorization == NULL || strncmp(authorization, "Basic ", 6) != 0) {
+        return false;
+    }
+    unsigned char got[256];
+    size_t n = 0;
+    const char *b64 = authorization + 6;
+    if (sodium_base642bin(got, sizeof got - 1, b64, strlen(b64), NULL, &n, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0) {
+        return false;
+    }
+    char want[sizeof a->conf.restapi.auth_username + sizeof a->conf.restapi.auth_password + 2];
+    int wn = snprintf(want, sizeof want, "%s:%s", user, a->conf.restapi.auth_password);
+    bool ok = wn > 0 && (size_t)wn == n && sodium_memcmp(got, want, n) == 0;
+    sodium_memzero(want, sizeof want);
+    sodium_memzero(got, sizeof got);
+    return ok;
+}
+
+/* A change needs a signature with the cluster secret or restapi.authentication's credentials,
+ * when either is configured; with neither, changes are open. */
 static bool signed_request(struct agent *a, struct http_conn *conn, const struct http_request *req)
 {
-    if (!a->has_secret) {
+    bool basic = a->conf.restapi.auth_username[0] != '\0';
+    if (basic && basic_ok(a, req->authorization)) {
         return true;
+    }
+    if (!a->has_secret) {
+        if (!basic) {
+            return true;
+        }
+        log_warning("api: refused %s %s from %s: no valid credentials", method_name(req->method),
+                    req->path, http_conn_peer(conn));
+        static const char body[] =
+            "{\"error\":\"a change needs restapi.authentication's credentials (HTTP basic)\"}";
+        http_respond_header(conn, 401, NULL, body, sizeof body - 1, "WWW-Authenticate",
+                            "Basic realm=\"raftpg\"");
+        return false;
     }
     uint8_t keys[2][CONF_SECRET_SIZE];
     memcpy(keys[0], a->secret, CONF_SECRET_SIZE);
@@ -1290,9 +1371,19 @@ static bool signed_request(struct agent *a, struct http_conn *conn, const struct
                     http_conn_peer(conn), why);
         snprintf(msg, sizeof msg,
                  "%s: a change needs the cluster secret (raftpg ctl -c CONFIG, or --secret-file "
-                 "FILE)",
-                 why);
-        respond_error(conn, 401, msg);
+                 "FILE)%s",
+                 why, basic ? " or restapi.authentication's credentials" : "");
+        if (basic) {
+            json_t *o = json_pack("{s:s}", "error", msg);
+            char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+            json_decref(o);
+            http_respond_header(conn, 401, NULL, body != NULL ? body : "{}",
+                                body != NULL ? strlen(body) : 2, "WWW-Authenticate",
+                                "Basic realm=\"raftpg\"");
+            free(body);
+        } else {
+            respond_error(conn, 401, msg);
+        }
         return false;
     }
     snprintf(g_seen[free_slot].nonce, sizeof g_seen[free_slot].nonce, "%s", nonce);
@@ -1313,6 +1404,65 @@ static double dir_free_bytes(const char *dir)
 {
     struct statvfs st;
     return statvfs(dir, &st) == 0 ? (double)st.f_bavail * (double)st.f_frsize : -1;
+}
+
+/* ---- request counters -------------------------------------------------------------------- */
+
+/* Paths as they are counted; anything else (scanners' guesses, say) is "other", so that the
+ * label set stays bounded whatever clients send. */
+static const char *const api_endpoints[API_ENDPOINTS] = {
+    "/",           "/primary",        "/master",          "/read-write",
+    "/leader",     "/standby-leader", "/replica",         "/read-only",
+    "/sync",       "/read-only-sync", "/quorum",          "/read-only-quorum",
+    "/async",      "/health",         "/readiness",       "/liveness",
+    "/patroni",    "/cluster",        "/status",          "/metrics",
+    "/config",     "/members",        "/switchover",      "/restart",
+    "/reinitialize", "/raftpg/bootstrap", "/synchronous", "/asynchronous",
+};
+static const int api_statuses[API_STATUSES] = {200, 201, 202, 400, 401, 404, 405,
+                                               409, 412, 413, 415, 500, 503, 504};
+
+void api_answered(void *data, const struct http_request *req, int status)
+{
+    struct agent *a = data;
+    unsigned e = API_ENDPOINTS, s = API_STATUSES;
+    for (unsigned i = 0; i < API_ENDPOINTS; i++) {
+        if (strcmp(req->path, api_endpoints[i]) == 0 ||
+            (strcmp(api_endpoints[i], "/members") == 0 &&
+             strncmp(req->path, "/members/", 9) == 0)) {
+            e = i;
+            break;
+        }
+    }
+    for (unsigned i = 0; i < API_STATUSES; i++) {
+        if (api_statuses[i] == status) {
+            s = i;
+            break;
+        }
+    }
+    a->api_answers[e][s]++;
+}
+
+static void api_answers_metric(const struct agent *a, FILE *f, const char *labels)
+{
+    fprintf(f, "# HELP raftpg_api_requests_total API requests answered, by endpoint and status.\n"
+               "# TYPE raftpg_api_requests_total counter\n");
+    for (unsigned e = 0; e <= API_ENDPOINTS; e++) {
+        for (unsigned s = 0; s <= API_STATUSES; s++) {
+            if (a->api_answers[e][s] == 0) {
+                continue;
+            }
+            char status[8];
+            if (s < API_STATUSES) {
+                snprintf(status, sizeof status, "%d", api_statuses[s]);
+            } else {
+                snprintf(status, sizeof status, "other");
+            }
+            fprintf(f, "raftpg_api_requests_total{%s,endpoint=\"%s\",status=\"%s\"} %llu\n",
+                    labels, e < API_ENDPOINTS ? api_endpoints[e] : "other", status,
+                    (unsigned long long)a->api_answers[e][s]);
+        }
+    }
 }
 
 /* Patroni's names where Patroni has one (dashboards and alerts carry over), raftpg_* for the
@@ -1447,6 +1597,7 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            labels, a->cons_open && a->cons.diverged);
     metric(f, "raftpg_raft_dir_free_bytes", "gauge", "Free bytes in the Raft directory's file system (-1 unknown).",
            labels, dir_free_bytes(a->conf.raft.data_dir));
+    api_answers_metric(a, f, labels);
     if (a->conf.has_postgresql) {
         char wal[PATH_MAX + 16];
         snprintf(wal, sizeof wal, "%s/pg_wal", a->conf.postgresql.data_dir);
@@ -1532,6 +1683,18 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         } else {
             respond_error(conn, 405, "method not allowed (GET, or PATCH to change)");
         }
+    } else if (strcmp(path, "/restart") == 0) {
+        if (req->method != HTTP_M_POST) {
+            respond_error(conn, 405, "method not allowed (use POST)");
+            return;
+        }
+        restart_request(a, conn, req);
+    } else if (strcmp(path, "/reinitialize") == 0) {
+        if (req->method != HTTP_M_POST) {
+            respond_error(conn, 405, "method not allowed (use POST)");
+            return;
+        }
+        reinit_start(a, conn);
     } else if (strcmp(path, "/switchover") == 0) {
         if (req->method != HTTP_M_POST) {
             respond_error(conn, 405, "method not allowed (use POST)");

@@ -183,6 +183,13 @@ void callbacks_observe(struct callbacks *cb, bool known, bool running, bool in_r
 {
     const char *role;
     enum callback_action ev = callback_track(&cb->tracker, known, running, in_recovery, &role);
+    if (cb->restarting && ev == CALLBACK_ON_STOP) {
+        return;
+    }
+    if (cb->restarting && (ev == CALLBACK_ON_START || ev == CALLBACK_ON_ROLE_CHANGE)) {
+        ev = CALLBACK_ON_RESTART;
+        cb->restarting = false;
+    }
     if (ev != CALLBACK_NONE) {
         callbacks_fire(cb, ev, role);
     }

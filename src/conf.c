@@ -97,9 +97,23 @@ static const struct conf_key raft_keys[] = {
     {.key = NULL},
 };
 
+static const struct conf_key restapi_auth_keys[] = {
+    {"username", KEY_STRING, FIELD(restapi.auth_username), .min = 1},
+    {"password", KEY_STRING, FIELD(restapi.auth_password), .min = 1},
+    {.key = NULL},
+};
+
 static const struct conf_key restapi_keys[] = {
     {"listen", KEY_LISTEN, FIELD(restapi.listen)},
     {"connect_address", KEY_ADDR, FIELD(restapi.connect_address)},
+    {"max_connections", KEY_UINT, FIELD(restapi.max_connections), .min = 16, .max = 100000,
+     .def = "1000"},
+    {"request_timeout", KEY_UINT, FIELD(restapi.request_timeout_s), .min = 1, .max = 3600,
+     .def = "5"},
+    {"certfile", KEY_PATH, FIELD(restapi.certfile)},
+    {"keyfile", KEY_PATH, FIELD(restapi.keyfile)},
+    {"cafile", KEY_PATH, FIELD(restapi.cafile)},
+    {"authentication", KEY_SECTION, .sub = restapi_auth_keys},
     {.key = NULL},
 };
 
@@ -1091,6 +1105,11 @@ static int finish(struct parser *p)
                        "expected 32 to 1048576 kB/s written N, Nk or NM (as pg_basebackup "
                        "--max-rate takes it), got \"%s\"",
                        c->postgresql.basebackup_max_rate);
+    if ((c->restapi.auth_username[0] != '\0') != (c->restapi.auth_password[0] != '\0') ||
+        strchr(c->restapi.auth_username, ':') != NULL)
+        return fail_at(p, where_first(p, "restapi.authentication", NULL),
+                       "restapi.authentication",
+                       "expected both username and password, and no ':' in the username");
     static const struct {
         const char *key;
         size_t off;
@@ -1149,6 +1168,11 @@ static int finish(struct parser *p)
         rv = default_connect(p, c->restapi.connect_address, c->restapi.listen, "restapi");
         if (rv != 0)
             return rv;
+    }
+    if ((c->restapi.certfile[0] != '\0') != (c->restapi.keyfile[0] != '\0')) {
+        const char *given = c->restapi.certfile[0] != '\0' ? "restapi.certfile" : "restapi.keyfile";
+        const char *missing = c->restapi.certfile[0] != '\0' ? "restapi.keyfile" : "restapi.certfile";
+        return fail_at(p, where_first(p, given, NULL), missing, "required with %s", given);
     }
     if (c->has_postgresql) {
         rv = default_connect(p, c->postgresql.connect_address, c->postgresql.listen, "postgresql");

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <sodium.h>
@@ -13,6 +14,9 @@
 #include "raftpg/http.h"
 #include "raftpg/proof.h"
 
+/* Where ctl finds this node's configuration when given no address (patronictl's habit). */
+#define CTL_DEFAULT_CONFIG "/etc/raftpg/raftpg.yaml"
+
 #define CTL_MAX_ENDPOINTS (CONF_MEMBERS_MAX + 2)
 
 struct ctl {
@@ -22,13 +26,37 @@ struct ctl {
     uint8_t key[CONF_SECRET_SIZE]; /* signs changes (proof.h) when has_key */
     bool has_key;
     char scope[CONF_NAME_MAX];     /* the cluster's, from its document */
+    bool https;                    /* an https:// endpoint, or a configuration with TLS */
+    char basic[512];               /* "Basic ..." for restapi.authentication, or "" */
 };
+
+/* "Basic base64(user:password)" into c->basic; false if they do not fit. */
+static bool set_basic(struct ctl *c, const char *user, const char *password)
+{
+    char pair[CONF_NAME_MAX + 130];
+    int n = snprintf(pair, sizeof pair, "%s:%s", user, password);
+    if (n < 0 || (size_t)n >= sizeof pair || sodium_init() < 0) {
+        return false;
+    }
+    char b64[sizeof c->basic - 8];
+    if (sodium_base64_ENCODED_LEN((size_t)n, sodium_base64_VARIANT_ORIGINAL) > sizeof b64) {
+        return false;
+    }
+    sodium_bin2base64(b64, sizeof b64, (const unsigned char *)pair, (size_t)n,
+                      sodium_base64_VARIANT_ORIGINAL);
+    snprintf(c->basic, sizeof c->basic, "Basic %s", b64);
+    sodium_memzero(pair, sizeof pair);
+    return true;
+}
 
 static const char *ctl_usage =
     "usage: raftpg ctl [-c FILE | --api HOST:PORT] [--timeout MS] COMMAND\n"
     "\n"
     "commands:\n"
-    "  list [--json]                                   members, roles and raft state\n"
+    "  list [--format pretty|json|tsv] [--json] [-W | --watch SECONDS]\n"
+    "                                                  members, roles and raft state\n"
+    "  topology [-W | --watch SECONDS]                 the primary and who streams from it\n"
+    "  version                                         this program's and each member's version\n"
     "  member add NAME --raft HOST:PORT --api HOST:PORT [--no-wait]\n"
     "                                                  add a member (spare, then voter)\n"
     "  member remove NAME [--no-wait]                  remove a member\n"
@@ -41,6 +69,9 @@ static const char *ctl_usage =
     "  switchover [--leader N] [--candidate N] [--force]\n"
     "                                                  move the primary to a caught-up standby\n"
     "                                                  (the best one without --candidate)\n"
+    "  reinit MEMBER [--no-wait] [--force]             clone a standby again from the primary\n"
+    "  restart [MEMBER...] [--role primary|replica|any] [--pending] [--force]\n"
+    "                                                  restart postgresql, standbys first\n"
     "  pause [--wait]                                  maintenance mode: no failover, no\n"
     "                                                  start, stop or promotion (--wait: until\n"
     "                                                  every member has applied it)\n"
@@ -53,7 +84,15 @@ static const char *ctl_usage =
     "                      (default 2000)\n"
     "  --secret-file FILE  the cluster secret that signs changes (with -c: raft.secret_file\n"
     "                      of that configuration; also RAFTPG_SECRET_FILE)\n"
-    "  the RAFTPG_API environment variable may hold HOST:PORT as well\n";
+    "  --cacert FILE       verify the API's certificate with this CA (with -c: restapi.cafile);\n"
+    "                      HTTPS is used for https:// addresses and with -c when the\n"
+    "                      configuration has restapi.certfile\n"
+    "  --insecure          HTTPS without verifying the API's certificate\n"
+    "  --username U        restapi.authentication's user for changes (also RAFTPG_API_USERNAME;\n"
+    "                      with -c: that configuration's), with --password-file FILE or\n"
+    "                      RAFTPG_API_PASSWORD; a cluster secret, when given, signs instead\n"
+    "  the RAFTPG_API environment variable may hold HOST:PORT as well; without any address,\n"
+    "  the configuration in RAFTPG_CONFIG, else " CTL_DEFAULT_CONFIG " when it exists\n";
 
 static double now_s(void)
 {
@@ -75,6 +114,9 @@ static void add_endpoint(struct ctl *c, const char *addr)
     }
     if (strncmp(addr, "http://", 7) == 0) {
         addr += 7;
+    } else if (strncmp(addr, "https://", 8) == 0) {
+        addr += 8;
+        c->https = true;
     }
     for (unsigned i = 0; i < c->n_endpoints; i++) {
         if (strcmp(c->endpoints[i], addr) == 0) {
@@ -140,6 +182,8 @@ static int leader_api(json_t *cluster, char *out, size_t size)
     }
     if (strncmp(url, "http://", 7) == 0) {
         url += 7;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        url += 8;
     }
     snprintf(out, size, "%s", url);
     char *slash = strchr(out, '/');
@@ -155,21 +199,25 @@ static const char *str_or(json_t *o, const char *key, const char *dflt)
     return v != NULL ? v : dflt;
 }
 
-static int cmd_list(struct ctl *c, bool as_json)
+/* The Authorization value for a change: a signature with the cluster secret when ctl has it
+ * (it also stops replays; made into buf), else restapi.authentication's credentials (HTTP
+ * basic), else none (NULL). */
+static const char *auth_for(struct ctl *c, const char *method, const char *path,
+                            const char *body, char *buf, size_t size)
 {
-    char errmsg[RPG_ERRMSG_SIZE];
-    json_t *cluster = fetch_cluster(c, errmsg);
-    if (cluster == NULL) {
-        fprintf(stderr, "raftpg ctl list: %s\n", errmsg);
-        return 1;
+    if (c->has_key) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        proof_sign_request(c->key, c->scope, method, path, body != NULL ? body : "",
+                           (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, buf, size);
+        return buf;
     }
-    if (as_json) {
-        char *s = json_dumps(cluster, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", s != NULL ? s : "{}");
-        free(s);
-        json_decref(cluster);
-        return 0;
-    }
+    return c->basic[0] != '\0' ? c->basic : NULL;
+}
+
+/* The lines above the member table: cluster, leader, primary, synchronous set, maintenance. */
+static void print_summary(json_t *cluster)
+{
     json_t *raft = json_object_get(cluster, "raft");
     printf("Cluster: %s (term %lld, leader %s, commit index %lld, answered by %s)\n",
            str_or(cluster, "scope", "?"), (long long)json_integer_value(json_object_get(raft, "term")),
@@ -203,6 +251,31 @@ static int cmd_list(struct ctl *c, bool as_json)
             }
             printf(")\n");
         }
+    }
+}
+
+enum list_format { LIST_PRETTY, LIST_JSON, LIST_TSV };
+
+static int cmd_list(struct ctl *c, enum list_format format)
+{
+    bool as_json = format == LIST_JSON;
+    bool tsv = format == LIST_TSV;
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl list: %s\n", errmsg);
+        return 1;
+    }
+    if (as_json) {
+        char *s = json_dumps(cluster, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", s != NULL ? s : "{}");
+        free(s);
+        json_decref(cluster);
+        return 0;
+    }
+    if (!tsv) {
+        /* Tab-separated output is the table alone, for scripts. */
+        print_summary(cluster);
     }
     const char *hdr[] = {"Member", "Id", "Host", "Role", "State", "TL", "Lag", "Voting", "Term",
                          "Raft", "Storage"};
@@ -249,6 +322,17 @@ static int cmd_list(struct ctl *c, bool as_json)
             size_t l = strlen(cells[r][i]);
             width[i] = l > width[i] ? l : width[i];
         }
+    }
+    if (tsv) {
+        for (size_t r = 0; r <= n; r++) {
+            for (int i = 0; i < NCOL; i++) {
+                printf("%s%s", i ? "\t" : "", r == 0 ? hdr[i] : cells[r - 1][i]);
+            }
+            printf("\n");
+        }
+        free(cells);
+        json_decref(cluster);
+        return 0;
     }
     for (int i = 0; i < NCOL; i++) {
         printf("%s%-*s", i ? " | " : "| ", (int)width[i], hdr[i]);
@@ -312,14 +396,8 @@ static int send_to_leader(struct ctl *c, const char *method, const char *path, c
         char *resp = NULL;
         size_t len = 0;
         char auth[PROOF_AUTH_MAX] = "";
-        if (c->has_key) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            proof_sign_request(c->key, c->scope, method, path, body != NULL ? body : "",
-                               (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth,
-                               sizeof auth);
-        }
-        rv = http_request_sync(api, method, path, body, c->has_key ? auth : NULL, c->timeout_ms,
+        rv = http_request_sync(api, method, path, body,
+                               auth_for(c, method, path, body, auth, sizeof auth), c->timeout_ms,
                                status, &resp, &len, errmsg);
         if (rv != 0) {
             sleep_ms(300);
@@ -631,6 +709,43 @@ static int cmd_edit_config(struct ctl *c, char **pairs, int n)
     return 0;
 }
 
+/* The member's API address from its api_url, into out. */
+static void api_of(json_t *m, char *out, size_t size)
+{
+    const char *url = str_or(m, "api_url", "");
+    snprintf(out, size, "%s",
+             strncmp(url, "http://", 7) == 0    ? url + 7
+             : strncmp(url, "https://", 8) == 0 ? url + 8
+                                                : url);
+    char *slash = strchr(out, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+    }
+}
+
+/* GET path from a member of the cluster document: its JSON answer (200 only), or NULL with
+ * errmsg. */
+static json_t *member_get(struct ctl *c, json_t *m, const char *path, char *errmsg)
+{
+    char api[FSM_ADDR_MAX];
+    api_of(m, api, sizeof api);
+    int status = 0;
+    char *body = NULL;
+    size_t len = 0;
+    json_t *doc = NULL;
+    if (http_request_sync(api, "GET", path, NULL, NULL, c->timeout_ms, &status, &body, &len,
+                          errmsg) == 0) {
+        json_error_t jerr;
+        doc = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
+        if (doc == NULL) {
+            snprintf(errmsg, RPG_ERRMSG_SIZE, "%s: unexpected answer to GET %s (http %d)", api,
+                     path, status);
+        }
+    }
+    free(body);
+    return doc;
+}
+
 /* Whether every member the cluster lists answers GET /status with "pause" as wanted. */
 static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
 {
@@ -645,24 +760,7 @@ static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
     json_t *m;
     json_array_foreach(json_object_get(cluster, "members"), i, m)
     {
-        char api[FSM_ADDR_MAX];
-        const char *url = str_or(m, "api_url", "");
-        snprintf(api, sizeof api, "%s", strncmp(url, "http://", 7) == 0 ? url + 7 : url);
-        char *slash = strchr(api, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-        }
-        int status = 0;
-        char *body = NULL;
-        size_t len = 0;
-        json_t *st = NULL;
-        if (http_request_sync(api, "GET", "/status", NULL, NULL, c->timeout_ms, &status, &body,
-                              &len, errmsg) == 0 &&
-            status == 200) {
-            json_error_t jerr;
-            st = json_loadb(body, len, 0, &jerr);
-        }
-        free(body);
+        json_t *st = member_get(c, m, "/status", errmsg);
         json_t *p = json_object_get(st, "pause");
         if (!json_is_boolean(p) || json_is_true(p) != want) {
             snprintf(lagging, size, "%s has not applied it yet", str_or(m, "name", "?"));
@@ -675,6 +773,226 @@ static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
     }
     json_decref(cluster);
     return ok;
+}
+
+/* patronictl version: this program's, then each member's as its /patroni document says. */
+static int cmd_version(struct ctl *c)
+{
+    printf("raftpg ctl version %s\n", RAFTPG_VERSION);
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl version: %s\n", errmsg);
+        return 1;
+    }
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(cluster, "members"), i, m)
+    {
+        json_t *doc = member_get(c, m, "/patroni", errmsg);
+        json_t *p = json_object_get(doc, "patroni");
+        json_t *pg = json_object_get(doc, "server_version");
+        if (p != NULL) {
+            printf("%s: raftpg %s", str_or(m, "name", "?"), str_or(p, "version", "?"));
+            if (json_is_integer(pg)) {
+                long long v = (long long)json_integer_value(pg);
+                printf(" PostgreSQL %lld.%lld", v / 10000, v % 10000);
+            }
+            printf("\n");
+        } else {
+            printf("%s: no answer (%s)\n", str_or(m, "name", "?"), errmsg);
+        }
+        json_decref(doc);
+    }
+    json_decref(cluster);
+    return 0;
+}
+
+/* Who streams from whom: the primary, then the other members beneath it (raftpg runs no
+ * cascading replication: every standby streams from the primary). */
+static int cmd_topology(struct ctl *c)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl topology: %s\n", errmsg);
+        return 1;
+    }
+    json_t *members = json_object_get(cluster, "members");
+    const char *primary = str_or(json_object_get(cluster, "primary"), "name", "");
+    size_t i;
+    json_t *m;
+    printf("Cluster: %s\n", str_or(cluster, "scope", "?"));
+    json_array_foreach(members, i, m)
+    {
+        if (strcmp(str_or(m, "name", ""), primary) == 0) {
+            printf("%s  [%s, %s, timeline %lld]\n", primary, str_or(m, "role", "?"),
+                   str_or(m, "state", "?"),
+                   (long long)json_integer_value(json_object_get(m, "timeline")));
+        }
+    }
+    if (primary[0] == '\0') {
+        printf("(no primary recorded)\n");
+    }
+    json_array_foreach(members, i, m)
+    {
+        const char *name = str_or(m, "name", "?");
+        if (strcmp(name, primary) == 0) {
+            continue;
+        }
+        json_t *lag = json_object_get(m, "lag");
+        printf("+ %s  [%s, %s", name, str_or(m, "role", "?"), str_or(m, "state", "?"));
+        if (json_is_integer(lag)) {
+            printf(", lag %lld bytes", (long long)json_integer_value(lag));
+        }
+        printf("]\n");
+    }
+    json_decref(cluster);
+    return 0;
+}
+
+static bool is_streaming(json_t *cluster, const char *name)
+{
+    json_t *m = find_member(cluster, name);
+    return m != NULL && strcmp(str_or(m, "state", ""), "streaming") == 0;
+}
+
+/* patronictl reinit: asked of the member itself, which clones the primary again. */
+static int cmd_reinit(struct ctl *c, const char *name, bool wait)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    json_t *m = cluster != NULL ? find_member(cluster, name) : NULL;
+    if (m == NULL) {
+        fprintf(stderr, "raftpg ctl reinit: %s\n",
+                cluster == NULL ? errmsg : "no such member in the cluster");
+        json_decref(cluster);
+        return 1;
+    }
+    char api[FSM_ADDR_MAX];
+    api_of(m, api, sizeof api);
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    json_decref(cluster);
+    char auth[PROOF_AUTH_MAX] = "";
+    int status = 0;
+    char *resp = NULL;
+    size_t len = 0;
+    if (http_request_sync(api, "POST", "/reinitialize", NULL,
+                          auth_for(c, "POST", "/reinitialize", "", auth, sizeof auth),
+                          c->timeout_ms, &status, &resp, &len, errmsg) != 0) {
+        fprintf(stderr, "raftpg ctl reinit: %s\n", errmsg);
+        return 1;
+    }
+    json_error_t jerr;
+    json_t *answer = json_loadb(resp, len, 0, &jerr);
+    free(resp);
+    if (status != 200) {
+        fprintf(stderr, "raftpg ctl reinit: refused (http %d): %s\n", status,
+                str_or(answer, "error", "?"));
+        json_decref(answer);
+        return 1;
+    }
+    printf("%s: %s\n", name, str_or(answer, "message", "reinitialize started"));
+    json_decref(answer);
+    if (!wait) {
+        return 0;
+    }
+    /* The member leaves streaming first (its server stops), then streams again. */
+    sleep_ms(500);
+    if (wait_for(c, name, is_streaming, "to stream again") != 0) {
+        return 1;
+    }
+    printf("%s streams again\n", name);
+    return 0;
+}
+
+/* A signed POST to one member's API; the answer's JSON in *answer. */
+static int post_member(struct ctl *c, const char *api, const char *path, const char *body,
+                       unsigned timeout_ms, int *status, json_t **answer, char *errmsg)
+{
+    char auth[PROOF_AUTH_MAX] = "";
+    char *resp = NULL;
+    size_t len = 0;
+    int rv = http_request_sync(api, "POST", path, body,
+                               auth_for(c, "POST", path, body, auth, sizeof auth), timeout_ms,
+                               status, &resp, &len, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    json_error_t jerr;
+    *answer = json_loadb(resp, len, 0, &jerr);
+    free(resp);
+    return 0;
+}
+
+/* patronictl restart: one member at a time, standbys first, the primary last; each answers once
+ * its server accepts connections again. */
+static int cmd_restart(struct ctl *c, char **names, int n, const char *role, bool pending)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl restart: %s\n", errmsg);
+        return 1;
+    }
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    for (int k = 0; k < n; k++) {
+        if (find_member(cluster, names[k]) == NULL) {
+            fprintf(stderr, "raftpg ctl restart: %s is not a member of the cluster\n", names[k]);
+            json_decref(cluster);
+            return 1;
+        }
+    }
+    json_t *body = json_object();
+    if (role != NULL) {
+        json_object_set_new(body, "role", json_string(role));
+    }
+    if (pending) {
+        json_object_set_new(body, "restart_pending", json_true());
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    int failed = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(cluster, "members"), i, m)
+        {
+            const char *name = str_or(m, "name", "?");
+            bool primary = strcmp(str_or(m, "pg_role", ""), "primary") == 0;
+            if (primary != (pass == 1)) {
+                continue;
+            }
+            bool wanted = n == 0;
+            for (int k = 0; k < n && !wanted; k++) {
+                wanted = strcmp(names[k], name) == 0;
+            }
+            if (!wanted) {
+                continue;
+            }
+            char api[FSM_ADDR_MAX];
+            api_of(m, api, sizeof api);
+            int status = 0;
+            json_t *answer = NULL;
+            if (post_member(c, api, "/restart", text, 80000, &status, &answer, errmsg) != 0) {
+                printf("%s: %s\n", name, errmsg);
+                failed++;
+            } else if (status == 200) {
+                printf("%s: %s\n", name, str_or(answer, "message", "restarted"));
+            } else if (status == 412) {
+                printf("%s: skipped: %s\n", name, str_or(answer, "error", "?"));
+            } else {
+                printf("%s: failed (http %d): %s\n", name, status, str_or(answer, "error", "?"));
+                failed++;
+            }
+            json_decref(answer);
+        }
+    }
+    free(text);
+    json_decref(cluster);
+    return failed > 0 ? 1 : 0;
 }
 
 /* A planned switchover, asked of the leader once (never retried: a second request while the
@@ -704,18 +1022,13 @@ static int cmd_switchover(struct ctl *c, const char *leader, const char *candida
     snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
     json_decref(cluster);
     char auth[PROOF_AUTH_MAX] = "";
-    if (c->has_key) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        proof_sign_request(c->key, c->scope, "POST", "/switchover", body,
-                           (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, auth, sizeof auth);
-    }
     int status = 0;
     char *resp = NULL;
     size_t len = 0;
     /* Each step has its own bound on the agent (switchover.h); their sum, and some. */
     unsigned timeout = c->timeout_ms > 60000 ? c->timeout_ms : 60000;
-    int rv = http_request_sync(api, "POST", "/switchover", body, c->has_key ? auth : NULL,
+    int rv = http_request_sync(api, "POST", "/switchover", body,
+                               auth_for(c, "POST", "/switchover", body, auth, sizeof auth),
                                timeout, &status, &resp, &len, errmsg);
     free(body);
     if (rv != 0) {
@@ -779,6 +1092,9 @@ int ctl_main(int argc, char **argv)
     c.timeout_ms = 2000;
     const char *config = NULL;
     const char *secret_file = getenv("RAFTPG_SECRET_FILE");
+    const char *username = NULL, *password_file = NULL;
+    char cacert[PATH_MAX] = "";
+    bool insecure = false;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -791,6 +1107,14 @@ int ctl_main(int argc, char **argv)
             add_endpoint(&c, argv[++i]);
         } else if (strcmp(a, "--secret-file") == 0 && i + 1 < argc) {
             secret_file = argv[++i];
+        } else if (strcmp(a, "--username") == 0 && i + 1 < argc) {
+            username = argv[++i];
+        } else if (strcmp(a, "--password-file") == 0 && i + 1 < argc) {
+            password_file = argv[++i];
+        } else if (strcmp(a, "--cacert") == 0 && i + 1 < argc) {
+            snprintf(cacert, sizeof cacert, "%s", argv[++i]);
+        } else if (strcmp(a, "--insecure") == 0) {
+            insecure = true;
         } else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
             char *end = NULL;
             long v = strtol(argv[++i], &end, 10);
@@ -807,6 +1131,16 @@ int ctl_main(int argc, char **argv)
             break;
         }
     }
+    /* Like patronictl: without any address, this node's own configuration. */
+    const char *api_env = getenv("RAFTPG_API");
+    if (config == NULL && c.n_endpoints == 0 && (api_env == NULL || api_env[0] == '\0')) {
+        const char *env = getenv("RAFTPG_CONFIG");
+        if (env != NULL && env[0] != '\0') {
+            config = env;
+        } else if (access(CTL_DEFAULT_CONFIG, R_OK) == 0) {
+            config = CTL_DEFAULT_CONFIG;
+        }
+    }
     if (config != NULL) {
         struct conf conf;
         char errmsg[RPG_ERRMSG_SIZE];
@@ -818,6 +1152,18 @@ int ctl_main(int argc, char **argv)
         add_endpoint(&c, conf.restapi.connect_address);
         for (unsigned k = 0; k < conf.raft.n_members; k++) {
             add_endpoint(&c, conf.raft.members[k].api);
+        }
+        if (conf.restapi.certfile[0] != '\0') {
+            c.https = true;
+            if (cacert[0] == '\0') {
+                snprintf(cacert, sizeof cacert, "%s", conf.restapi.cafile);
+            }
+        }
+        if (username == NULL && conf.restapi.auth_username[0] != '\0' &&
+            !set_basic(&c, conf.restapi.auth_username, conf.restapi.auth_password)) {
+            fprintf(stderr, "raftpg ctl: restapi.authentication of %s is too long\n", config);
+            conf_free(&conf);
+            return 2;
         }
         if (secret_file == NULL && conf.raft.secret_file[0] != '\0') {
             if (conf_secret_read(&conf, false, true, c.key, errmsg) != 0) {
@@ -844,31 +1190,110 @@ int ctl_main(int argc, char **argv)
         }
         c.has_key = true;
     }
+    /* Credentials never come from the command line's arguments (ps shows them). */
+    if (username == NULL) {
+        username = getenv("RAFTPG_API_USERNAME");
+    }
+    if (username != NULL && username[0] != '\0') {
+        char password[130] = "";
+        if (password_file != NULL) {
+            FILE *f = fopen(password_file, "r");
+            if (f == NULL || fgets(password, sizeof password, f) == NULL) {
+                fprintf(stderr, "raftpg ctl: --password-file %s: cannot read it\n", password_file);
+                if (f != NULL) {
+                    fclose(f);
+                }
+                return 2;
+            }
+            fclose(f);
+            password[strcspn(password, "\r\n")] = '\0';
+        } else if (getenv("RAFTPG_API_PASSWORD") != NULL) {
+            snprintf(password, sizeof password, "%s", getenv("RAFTPG_API_PASSWORD"));
+        } else {
+            fprintf(stderr, "raftpg ctl: --username needs --password-file FILE or "
+                            "RAFTPG_API_PASSWORD\n");
+            return 2;
+        }
+        bool ok = set_basic(&c, username, password);
+        sodium_memzero(password, sizeof password);
+        if (!ok) {
+            fprintf(stderr, "raftpg ctl: --username: user name or password too long\n");
+            return 2;
+        }
+    }
     if (c.has_key && sodium_init() < 0) {
         fprintf(stderr, "raftpg ctl: cannot initialise libsodium\n");
         return 2;
     }
     add_endpoint(&c, getenv("RAFTPG_API"));
+    char tls_err[RPG_ERRMSG_SIZE];
+    if (http_client_set_tls(c.https, cacert, insecure, tls_err) != 0) {
+        fprintf(stderr, "raftpg ctl: --cacert: %s\n", tls_err);
+        return 2;
+    }
     if (i >= argc) {
         fprintf(stderr, "raftpg ctl: a command is required\n%s", ctl_usage);
         return 2;
     }
     if (c.n_endpoints == 0) {
-        fprintf(stderr, "raftpg ctl: no API address: give --api HOST:PORT or -c FILE\n");
+        fprintf(stderr, "raftpg ctl: no API address: give --api HOST:PORT, -c FILE, RAFTPG_API, "
+                        "RAFTPG_CONFIG, or install " CTL_DEFAULT_CONFIG "\n");
         return 2;
     }
     const char *cmd = argv[i++];
-    if (strcmp(cmd, "list") == 0) {
-        bool as_json = false;
+    if (strcmp(cmd, "list") == 0 || strcmp(cmd, "topology") == 0) {
+        enum list_format format = LIST_PRETTY;
+        double watch = 0;
         for (; i < argc; i++) {
             if (strcmp(argv[i], "--json") == 0) {
-                as_json = true;
+                format = LIST_JSON;
+            } else if ((strcmp(argv[i], "--format") == 0 || strcmp(argv[i], "-f") == 0) &&
+                       i + 1 < argc) {
+                const char *f = argv[++i];
+                if (strcmp(f, "pretty") == 0) {
+                    format = LIST_PRETTY;
+                } else if (strcmp(f, "json") == 0) {
+                    format = LIST_JSON;
+                } else if (strcmp(f, "tsv") == 0) {
+                    format = LIST_TSV;
+                } else {
+                    fprintf(stderr, "raftpg ctl %s: --format: expected pretty, json or tsv, got "
+                                    "\"%s\"\n", cmd, f);
+                    return 2;
+                }
+            } else if ((strcmp(argv[i], "--watch") == 0 || strcmp(argv[i], "-w") == 0) &&
+                       i + 1 < argc) {
+                char *end = NULL;
+                watch = strtod(argv[++i], &end);
+                if (end == argv[i] || *end != '\0' || watch < 0.1 || watch > 3600) {
+                    fprintf(stderr, "raftpg ctl %s: --watch: expected seconds 0.1..3600, got "
+                                    "\"%s\"\n", cmd, argv[i]);
+                    return 2;
+                }
+            } else if (strcmp(argv[i], "-W") == 0) {
+                watch = 2;
             } else {
-                fprintf(stderr, "raftpg ctl list: unexpected argument \"%s\"\n", argv[i]);
+                fprintf(stderr, "raftpg ctl %s: unexpected argument \"%s\"\n", cmd, argv[i]);
                 return 2;
             }
         }
-        return cmd_list(&c, as_json);
+        bool topo = strcmp(cmd, "topology") == 0;
+        for (;;) {
+            int rv = topo ? cmd_topology(&c) : cmd_list(&c, format);
+            if (watch == 0) {
+                return rv;
+            }
+            fflush(stdout);
+            sleep_ms((unsigned)(watch * 1000));
+            printf("\n");
+        }
+    }
+    if (strcmp(cmd, "version") == 0) {
+        if (i < argc) {
+            fprintf(stderr, "raftpg ctl version: unexpected argument \"%s\"\n", argv[i]);
+            return 2;
+        }
+        return cmd_version(&c);
     }
     if (strcmp(cmd, "sign") == 0) {
         if (i + 2 > argc || i + 3 < argc) {
@@ -919,6 +1344,63 @@ int ctl_main(int argc, char **argv)
             return 2;
         }
         return cmd_edit_config(&c, pairs, n);
+    }
+    if (strcmp(cmd, "restart") == 0) {
+        char *names[CTL_MAX_ENDPOINTS];
+        int n = 0;
+        const char *role = NULL;
+        bool pending = false;
+        for (; i < argc; i++) {
+            if (strcmp(argv[i], "--role") == 0 && i + 1 < argc) {
+                role = argv[++i];
+                if (strcmp(role, "master") == 0) {
+                    role = "primary";
+                }
+                if (strcmp(role, "primary") != 0 && strcmp(role, "replica") != 0 &&
+                    strcmp(role, "any") != 0) {
+                    fprintf(stderr, "raftpg ctl restart: --role: expected primary, replica or "
+                                    "any, got \"%s\"\n", role);
+                    return 2;
+                }
+                if (strcmp(role, "any") == 0) {
+                    role = NULL;
+                }
+            } else if (strcmp(argv[i], "--pending") == 0) {
+                pending = true;
+            } else if (strcmp(argv[i], "--force") == 0) {
+                /* patronictl's "do not ask": raftpg ctl never asks. */
+            } else if (strcmp(argv[i], "--scheduled") == 0) {
+                fprintf(stderr, "raftpg ctl restart: --scheduled is not supported yet\n");
+                return 2;
+            } else if (argv[i][0] != '-' && n < CTL_MAX_ENDPOINTS) {
+                names[n++] = argv[i];
+            } else {
+                fprintf(stderr, "raftpg ctl restart: unexpected argument \"%s\"\n", argv[i]);
+                return 2;
+            }
+        }
+        return cmd_restart(&c, names, n, role, pending);
+    }
+    if (strcmp(cmd, "reinit") == 0) {
+        const char *name = NULL;
+        bool wait = true;
+        for (; i < argc; i++) {
+            if (strcmp(argv[i], "--no-wait") == 0) {
+                wait = false;
+            } else if (strcmp(argv[i], "--force") == 0) {
+                /* patronictl's "do not ask": raftpg ctl never asks. */
+            } else if (argv[i][0] != '-' && name == NULL) {
+                name = argv[i];
+            } else {
+                fprintf(stderr, "raftpg ctl reinit: unexpected argument \"%s\"\n", argv[i]);
+                return 2;
+            }
+        }
+        if (name == NULL) {
+            fprintf(stderr, "raftpg ctl reinit: MEMBER is required\n");
+            return 2;
+        }
+        return cmd_reinit(&c, name, wait);
     }
     if (strcmp(cmd, "switchover") == 0) {
         const char *leader = NULL, *candidate = NULL;

@@ -1,3 +1,4 @@
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,122 +14,97 @@ static void copy_str(char *dst, size_t size, json_t *obj, const char *key)
     snprintf(dst, size, "%s", v != NULL ? v : "");
 }
 
-/* Runs on a threadpool thread: blocking requests are fine here and never stall the loop. */
-static void poll_work(uv_work_t *w)
+/* What one peer answered to GET /status (or why it did not), into s. */
+static void read_status(struct peer_status *s, int rv, int status, const char *body, size_t len,
+                        const char *errmsg)
 {
-    struct peers *p = w->data;
-    for (unsigned i = 0; i < p->n_round; i++) {
-        struct peer_status *s = &p->round[i];
-        int status = 0;
-        char *body = NULL;
-        size_t len = 0;
-        char errmsg[RPG_ERRMSG_SIZE];
-        s->reachable = false;
-        int rv = http_request_sync(s->api, "GET", "/status", NULL, NULL, p->timeout_ms, &status,
-                                   &body, &len, errmsg);
-        if (rv != 0) {
-            snprintf(s->error, sizeof s->error, "%s", errmsg);
-            continue;
-        }
-        json_error_t jerr;
-        json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
-        free(body);
-        if (!json_is_object(o)) {
-            char api[FSM_ADDR_MAX];
-            memcpy(api, s->api, sizeof api);
-            snprintf(s->error, sizeof s->error, "%s: bad /status answer (http %d)", api, status);
-            json_decref(o);
-            continue;
-        }
-        s->id = (uint64_t)json_integer_value(json_object_get(o, "id"));
-        s->term = (uint64_t)json_integer_value(json_object_get(o, "term"));
-        copy_str(s->raft_role, sizeof s->raft_role, o, "raft_role");
-        copy_str(s->leader, sizeof s->leader, o, "leader");
-        copy_str(s->phase, sizeof s->phase, o, "phase");
-        json_t *pg = json_object_get(o, "postgresql");
-        s->has_pg = json_is_object(pg);
-        if (s->has_pg) {
-            copy_str(s->pg_state, sizeof s->pg_state, pg, "state");
-            s->pg_in_recovery = json_is_true(json_object_get(pg, "in_recovery"));
-            s->pg_streaming = json_is_true(json_object_get(pg, "streaming"));
-            const char *sysid = json_string_value(json_object_get(pg, "system_id"));
-            s->pg_system_id = sysid != NULL ? strtoull(sysid, NULL, 10) : 0;
-            s->pg_timeline = (uint32_t)json_integer_value(json_object_get(pg, "timeline"));
-            s->pg_checkpoint_timeline =
-                (uint32_t)json_integer_value(json_object_get(pg, "checkpoint_timeline"));
-            s->pg_wal_position =
-                (uint64_t)json_integer_value(json_object_get(pg, "wal_position"));
-            s->pg_replay_position =
-                (uint64_t)json_integer_value(json_object_get(pg, "replay_position"));
-            s->pg_start_failures =
-                (unsigned)json_integer_value(json_object_get(pg, "start_failures"));
-            const char *unwritable = json_string_value(json_object_get(pg, "unwritable"));
-            s->pg_unwritable = unwritable != NULL && unwritable[0] != '\0';
-            copy_str(s->pg_address, sizeof s->pg_address, pg, "address");
-            copy_str(s->pg_upstream, sizeof s->pg_upstream, pg, "upstream");
-            copy_str(s->pg_receiver, sizeof s->pg_receiver, pg, "receiver");
-            copy_str(s->pg_conninfo, sizeof s->pg_conninfo, pg, "conninfo");
-            copy_str(s->pg_detail, sizeof s->pg_detail, pg, "detail");
-            json_t *rj = json_object_get(pg, "rejoin");
-            copy_str(s->pg_rejoin_stage, sizeof s->pg_rejoin_stage, rj, "stage");
-            s->pg_rejoin_running = json_is_true(json_object_get(rj, "running"));
-            s->pg_rejoin_done_kb = (uint64_t)json_integer_value(json_object_get(rj, "done_kb"));
-            s->pg_rejoin_total_kb = (uint64_t)json_integer_value(json_object_get(rj, "total_kb"));
-        }
-        json_t *tags = json_object_get(o, "tags");
-        s->nofailover = json_is_true(json_object_get(tags, "nofailover"));
-        s->nosync = json_is_true(json_object_get(tags, "nosync"));
-        s->noloadbalance = json_is_true(json_object_get(tags, "noloadbalance"));
-        json_t *prio = json_object_get(tags, "failover_priority");
-        s->failover_priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
-        json_t *rs = json_object_get(o, "raft_storage");
-        s->storage_failed = json_is_object(rs) && json_is_false(json_object_get(rs, "ok"));
-        copy_str(s->storage_error, sizeof s->storage_error, rs, "error");
-        json_t *st = json_object_get(o, "state");
-        const char *sum = json_string_value(json_object_get(st, "checksum"));
-        s->state_known = sum != NULL && sum[0] != '\0';
-        s->state_index = (uint64_t)json_integer_value(json_object_get(st, "applied_index"));
-        s->state_sum = s->state_known ? strtoull(sum, NULL, 16) : 0;
-        s->diverged = json_is_true(json_object_get(st, "diverged"));
-        s->n_members = 0;
-        const char *mname;
-        json_t *mid;
-        json_object_foreach(json_object_get(st, "members"), mname, mid)
-        {
-            if (s->n_members < FSM_MEMBERS_MAX && json_is_integer(mid) &&
-                strlen(mname) < FSM_NAME_MAX) {
-                snprintf(s->members[s->n_members].name, FSM_NAME_MAX, "%s", mname);
-                s->members[s->n_members].id = (uint64_t)json_integer_value(mid);
-                s->n_members++;
-            }
-        }
-        s->reachable = true;
-        s->error[0] = '\0';
-        json_decref(o);
+    s->reachable = false;
+    if (rv != 0) {
+        snprintf(s->error, sizeof s->error, "%s", errmsg);
+        return;
     }
+    json_error_t jerr;
+    json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
+    if (!json_is_object(o)) {
+        char api[FSM_ADDR_MAX];
+        memcpy(api, s->api, sizeof api);
+        snprintf(s->error, sizeof s->error, "%s: bad /status answer (http %d)", api, status);
+        json_decref(o);
+        return;
+    }
+    s->id = (uint64_t)json_integer_value(json_object_get(o, "id"));
+    s->term = (uint64_t)json_integer_value(json_object_get(o, "term"));
+    copy_str(s->raft_role, sizeof s->raft_role, o, "raft_role");
+    copy_str(s->leader, sizeof s->leader, o, "leader");
+    copy_str(s->phase, sizeof s->phase, o, "phase");
+    json_t *pg = json_object_get(o, "postgresql");
+    s->has_pg = json_is_object(pg);
+    if (s->has_pg) {
+        copy_str(s->pg_state, sizeof s->pg_state, pg, "state");
+        s->pg_in_recovery = json_is_true(json_object_get(pg, "in_recovery"));
+        s->pg_streaming = json_is_true(json_object_get(pg, "streaming"));
+        const char *sysid = json_string_value(json_object_get(pg, "system_id"));
+        s->pg_system_id = sysid != NULL ? strtoull(sysid, NULL, 10) : 0;
+        s->pg_timeline = (uint32_t)json_integer_value(json_object_get(pg, "timeline"));
+        s->pg_checkpoint_timeline =
+            (uint32_t)json_integer_value(json_object_get(pg, "checkpoint_timeline"));
+        s->pg_wal_position =
+            (uint64_t)json_integer_value(json_object_get(pg, "wal_position"));
+        s->pg_replay_position =
+            (uint64_t)json_integer_value(json_object_get(pg, "replay_position"));
+        s->pg_start_failures =
+            (unsigned)json_integer_value(json_object_get(pg, "start_failures"));
+        const char *unwritable = json_string_value(json_object_get(pg, "unwritable"));
+        s->pg_unwritable = unwritable != NULL && unwritable[0] != '\0';
+        copy_str(s->pg_address, sizeof s->pg_address, pg, "address");
+        copy_str(s->pg_upstream, sizeof s->pg_upstream, pg, "upstream");
+        copy_str(s->pg_receiver, sizeof s->pg_receiver, pg, "receiver");
+        copy_str(s->pg_conninfo, sizeof s->pg_conninfo, pg, "conninfo");
+        copy_str(s->pg_detail, sizeof s->pg_detail, pg, "detail");
+        json_t *rj = json_object_get(pg, "rejoin");
+        copy_str(s->pg_rejoin_stage, sizeof s->pg_rejoin_stage, rj, "stage");
+        s->pg_rejoin_running = json_is_true(json_object_get(rj, "running"));
+        s->pg_rejoin_done_kb = (uint64_t)json_integer_value(json_object_get(rj, "done_kb"));
+        s->pg_rejoin_total_kb = (uint64_t)json_integer_value(json_object_get(rj, "total_kb"));
+    }
+    json_t *tags = json_object_get(o, "tags");
+    s->nofailover = json_is_true(json_object_get(tags, "nofailover"));
+    s->nosync = json_is_true(json_object_get(tags, "nosync"));
+    s->noloadbalance = json_is_true(json_object_get(tags, "noloadbalance"));
+    json_t *prio = json_object_get(tags, "failover_priority");
+    s->failover_priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
+    json_t *rs = json_object_get(o, "raft_storage");
+    s->storage_failed = json_is_object(rs) && json_is_false(json_object_get(rs, "ok"));
+    copy_str(s->storage_error, sizeof s->storage_error, rs, "error");
+    json_t *st = json_object_get(o, "state");
+    const char *sum = json_string_value(json_object_get(st, "checksum"));
+    s->state_known = sum != NULL && sum[0] != '\0';
+    s->state_index = (uint64_t)json_integer_value(json_object_get(st, "applied_index"));
+    s->state_sum = s->state_known ? strtoull(sum, NULL, 16) : 0;
+    s->diverged = json_is_true(json_object_get(st, "diverged"));
+    s->n_members = 0;
+    const char *mname;
+    json_t *mid;
+    json_object_foreach(json_object_get(st, "members"), mname, mid)
+    {
+        if (s->n_members < FSM_MEMBERS_MAX && json_is_integer(mid) &&
+            strlen(mname) < FSM_NAME_MAX) {
+            snprintf(s->members[s->n_members].name, FSM_NAME_MAX, "%s", mname);
+            s->members[s->n_members].id = (uint64_t)json_integer_value(mid);
+            s->n_members++;
+        }
+    }
+    s->reachable = true;
+    s->error[0] = '\0';
+    json_decref(o);
 }
 
 static void timer_cb(uv_timer_t *t);
 
-static void poll_after(uv_work_t *w, int status)
+/* Every answer of the round is in: keep them. */
+static void round_done(struct peers *p)
 {
-    struct peers *p = w->data;
     p->busy = false;
-    if (p->closing) {
-        if (!uv_is_closing((uv_handle_t *)&p->timer) || p->close_cb == NULL) {
-            return;
-        }
-        /* The timer close callback may have fired already and been waiting for this poll. */
-        if (p->timer.data == NULL) {
-            void (*cb)(struct peers *) = p->close_cb;
-            p->close_cb = NULL;
-            cb(p);
-        }
-        return;
-    }
-    if (status != 0) {
-        return;
-    }
     rpg_msec now = uv_now(p->loop);
     /* Keep results only for peers that are still targets; names identify them. */
     for (unsigned i = 0; i < p->n_round; i++) {
@@ -155,6 +131,18 @@ static void poll_after(uv_work_t *w, int status)
     }
 }
 
+static void on_answer(void *data, int rv, int status, const char *body, size_t len,
+                      const char *errmsg)
+{
+    struct peer_call *call = data;
+    struct peers *p = call->p;
+    read_status(&p->round[call->i], rv, status, body, len, errmsg);
+    if (--p->pending == 0) {
+        round_done(p);
+    }
+}
+
+/* Starts a round: every target asked at once, on the loop (http_client). */
 static void timer_cb(uv_timer_t *t)
 {
     struct peers *p = t->data;
@@ -164,9 +152,22 @@ static void timer_cb(uv_timer_t *t)
     p->n_round = p->n_targets;
     p->round_started = uv_now(p->loop);
     memcpy(p->round, p->targets, sizeof p->targets);
-    p->work.data = p;
-    if (uv_queue_work(p->loop, &p->work, poll_work, poll_after) == 0) {
-        p->busy = true;
+    p->busy = true;
+    p->pending = 1; /* held until every request is started */
+    for (unsigned i = 0; i < p->n_round; i++) {
+        char errmsg[RPG_ERRMSG_SIZE];
+        p->calls[i].p = p;
+        p->calls[i].i = i;
+        p->pending++;
+        int rv = http_client_request(&p->client, p->round[i].api, "GET", "/status",
+                                     p->timeout_ms, on_answer, &p->calls[i], errmsg);
+        if (rv != 0) {
+            read_status(&p->round[i], rv, 0, NULL, 0, errmsg);
+            p->pending--;
+        }
+    }
+    if (--p->pending == 0) {
+        round_done(p);
     }
 }
 
@@ -189,11 +190,17 @@ int peers_start(struct peers *p, uv_loop_t *loop, unsigned interval_ms, unsigned
     p->loop = loop;
     p->interval_ms = interval_ms;
     p->timeout_ms = timeout_ms;
-    int rv = uv_timer_init(loop, &p->timer);
+    int rv = http_client_init(&p->client, loop, errmsg);
     if (rv != 0) {
+        return rv;
+    }
+    rv = uv_timer_init(loop, &p->timer);
+    if (rv != 0) {
+        http_client_close(&p->client, NULL);
         return rpg_err(errmsg, RPG_EIO, "peer poll timer: %s", uv_strerror(rv));
     }
     p->timer.data = p;
+    p->open = 2;
     uv_timer_start(&p->timer, timer_cb, 0, interval_ms);
     return 0;
 }
@@ -229,20 +236,34 @@ const struct peer_status *peers_get(const struct peers *p, const char *name)
     return NULL;
 }
 
-static void timer_closed(uv_handle_t *h)
+static void one_closed(struct peers *p)
 {
-    struct peers *p = h->data;
-    h->data = NULL;
-    if (!p->busy && p->close_cb != NULL) {
-        void (*cb)(struct peers *) = p->close_cb;
-        p->close_cb = NULL;
+    if (--p->open > 0) {
+        return;
+    }
+    void (*cb)(struct peers *) = p->close_cb;
+    p->close_cb = NULL;
+    if (cb != NULL) {
         cb(p);
     }
 }
 
+static void timer_closed(uv_handle_t *h)
+{
+    one_closed(h->data);
+}
+
+static void client_closed(struct http_client *c)
+{
+    one_closed((struct peers *)((char *)c - offsetof(struct peers, client)));
+}
+
+/* A round in flight is dropped. */
 void peers_close(struct peers *p, void (*cb)(struct peers *p))
 {
     p->closing = true;
     p->close_cb = cb;
+    p->busy = false;
     uv_close((uv_handle_t *)&p->timer, timer_closed);
+    http_client_close(&p->client, client_closed);
 }

@@ -1670,6 +1670,7 @@ static void rejoin_failed(struct pg *p, const char *msg)
 
 static void op_finish(struct pg *p, int rc, const char *msg)
 {
+    p->reinit_remove = false;
     enum pg_op op = p->op;
     p->op = PG_OP_NONE;
     if (op == PG_OP_PROMOTE) {
@@ -2397,6 +2398,16 @@ static void op_step(struct pg *p, int rc, const char *msg)
         /* A rewind runs only on a directory that went past the primary's fork (or last ran as
          * a primary): its failure is a divergence pg_rewind could not repair, which either of
          * Patroni's two keys allows to delete. */
+        if (step == 0 && p->reinit_remove) {
+            /* The operator asked for it (ctl reinit): as Patroni, nothing is kept. */
+            log_info("reinit: removing data directory %s (asked by the operator)", dd);
+            if (remove_data_dir(p) == 0) {
+                return;
+            }
+            rv = RPG_EIO;
+            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            break;
+        }
         if (step == 0 && (p->conf->postgresql.remove_data_directory_on_rewind_failure ||
                           (p->obs.rewind_failed &&
                            p->conf->postgresql.remove_data_directory_on_diverged_timelines))) {
@@ -2600,6 +2611,15 @@ int pg_clone(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *da
 
 int pg_reinit(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data)
 {
+    return op_begin(p, PG_OP_REINIT, up, cb, data);
+}
+
+int pg_reinit_remove(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data)
+{
+    if (p->op != PG_OP_NONE || p->closing) {
+        return RPG_EBUSY;
+    }
+    p->reinit_remove = true; /* op_begin runs the first step at once */
     return op_begin(p, PG_OP_REINIT, up, cb, data);
 }
 

@@ -160,9 +160,27 @@ static bool env_overrides(char *const env[], const char *entry)
     return false;
 }
 
-/* The inherited environment with env's entries added or replacing; the strings are borrowed. */
+/* What systemd hands the agent alone. PostgreSQL, built with systemd support, would send its own
+ * READY=1 and STOPPING=1 to the agent's unit through NOTIFY_SOCKET. */
+static bool env_service_manager(const char *entry)
+{
+    static const char *const keys[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                       "LISTEN_FDS",    "LISTEN_PID",    "LISTEN_FDNAMES"};
+    size_t n = env_key_len(entry);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (strlen(keys[i]) == n && strncmp(keys[i], entry, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The inherited environment, less the service manager's variables, with env's entries (if any)
+ * added or replacing; the strings are borrowed. */
 static char **env_merge(char *const env[])
 {
+    static char *const none[] = {NULL};
+    if (env == NULL)
+        env = none;
     size_t n_inherited = 0, n_extra = 0;
     while (environ[n_inherited] != NULL)
         n_inherited++;
@@ -174,7 +192,7 @@ static char **env_merge(char *const env[])
         return NULL;
     size_t n = 0;
     for (size_t i = 0; i < n_inherited; i++) {
-        if (!env_overrides(env, environ[i]))
+        if (!env_overrides(env, environ[i]) && !env_service_manager(environ[i]))
             out[n++] = environ[i];
     }
     for (size_t i = 0; i < n_extra; i++)
@@ -194,12 +212,9 @@ int proc_run(struct proc *p, uv_loop_t *loop, char *const argv[], char *const en
     const char *base = strrchr(argv[0], '/');
     base = base != NULL && base[1] != '\0' ? base + 1 : argv[0];
 
-    char **envp = NULL;
-    if (env != NULL) {
-        envp = env_merge(env);
-        if (envp == NULL)
-            return rpg_err(errmsg, RPG_ENOMEM, "cannot run %s: out of memory", base);
-    }
+    char **envp = env_merge(env);
+    if (envp == NULL)
+        return rpg_err(errmsg, RPG_ENOMEM, "cannot run %s: out of memory", base);
 
     /* The write end goes to the child as both stdout and stderr; it must block there. */
     uv_file fds[2];

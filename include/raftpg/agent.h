@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include "raftpg/api.h"
 #include "raftpg/callback.h"
 #include "raftpg/conf.h"
 #include "raftpg/cons_uv.h"
@@ -16,6 +17,8 @@
 #include "raftpg/ha.h"
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
+#include "raftpg/reinit.h"
+#include "raftpg/restart.h"
 #include "raftpg/switchover.h"
 #include "raftpg/pg.h"
 #include "raftpg/vip.h"
@@ -106,6 +109,10 @@ struct agent {
     char identity_error[2 * RPG_ERRMSG_SIZE];
     bool maintenance; /* the replicated state says paused, as last seen by ha_tick */
     struct switchover switchover;
+    struct reinit reinit;
+    struct restart restart;
+    /* API answers by endpoint (API_ENDPOINTS, the last for any other path) and status. */
+    uint64_t api_answers[API_ENDPOINTS + 1][API_STATUSES + 1];
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and

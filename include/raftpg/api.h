@@ -4,8 +4,15 @@
 
 #include "raftpg/http.h"
 
+/* Endpoints and statuses the request counters tell apart (api.c). */
+#define API_ENDPOINTS 28
+#define API_STATUSES 14
+
 /* http_handler_cb for the agent's server; data is the struct agent. */
 void api_handle(struct http_conn *conn, const struct http_request *req, void *data);
+
+/* Counts an answer by endpoint and status (http_server.answered). */
+void api_answered(void *data, const struct http_request *req, int status);
 
 /* Validates a member name: 1..63 characters of [A-Za-z0-9_.-]. */
 int api_check_name(const char *name);

@@ -59,6 +59,8 @@ struct callbacks {
     unsigned n_runs, n_failed;
     char last[RPG_ERRMSG_SIZE + 64]; /* the last finished callback's outcome, for /status */
     struct callback_tracker tracker;
+    /* A restart the operator asked for runs: its stop makes no on_stop, its start on_restart. */
+    bool restarting;
 };
 
 void callbacks_init(struct callbacks *cb, uv_loop_t *loop, const struct conf *conf);

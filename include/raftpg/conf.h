@@ -103,6 +103,19 @@ struct conf {
         char listen[CONF_ADDR_MAX];
         /* default: this member's api address, else listen; never 0.0.0.0 */
         char connect_address[CONF_ADDR_MAX];
+        /* above it, a new connection closes the oldest one still waiting for its request */
+        unsigned max_connections;   /* default 1000 */
+        /* a complete request must arrive within this of the accept or the previous response */
+        unsigned request_timeout_s; /* default 5 */
+        /* TLS (both or neither): the API speaks HTTPS, and the agents ask each other over
+         * HTTPS, verifying with cafile (default: the system's CAs) */
+        char certfile[PATH_MAX];
+        char keyfile[PATH_MAX];
+        char cafile[PATH_MAX];
+        /* Patroni's restapi.authentication: HTTP basic credentials that authorise a change
+         * (as a cluster-secret signature does); "" none */
+        char auth_username[CONF_NAME_MAX];
+        char auth_password[128];
     } restapi;
 
     struct {

@@ -1,8 +1,9 @@
-/* Minimal HTTP/1.1 on libuv (server) and a blocking client for the CLI, both parsing with
- * http-parser. Requests and responses are small JSON documents; bodies are capped. */
+/* HTTP/1.1 server on libmicrohttpd driven from the libuv loop, and a blocking client on libcurl
+ * for the CLI and the agent. Requests and responses are small JSON documents; bodies are capped. */
 #ifndef RAFTPG_HTTP_H
 #define RAFTPG_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,28 +35,53 @@ struct http_conn; /* opaque: one client connection */
  * once for this conn (now or later from the same loop); until then the conn stays open. */
 typedef void (*http_handler_cb)(struct http_conn *conn, const struct http_request *req, void *data);
 
+struct http_track;
+
 struct http_server {
     uv_loop_t *loop;        /* borrowed */
-    uv_tcp_t tcp;
     http_handler_cb handler;
     void *data;
     unsigned n_conns;       /* open connections */
-    unsigned max_conns;     /* default 64; beyond that new connections are closed at once */
-    uint64_t idle_timeout_ms; /* default 10000: a connection with no complete request is closed */
+    unsigned max_conns;     /* default 1000: above it, each new connection closes the oldest one
+                             * still waiting for a complete request (lowered to fit the
+                             * process's descriptor limit, which is raised when allowed) */
+    uint64_t idle_timeout_ms; /* default 5000: a connection without a complete request that long
+                               * after its accept or its previous response is closed */
     int closing;
     void (*close_cb)(struct http_server *s);
-    /* internal list of open connections */
-    struct http_conn *conns;
-    int listening;          /* internal: the listener handle is open */
-    unsigned n_rejecting;   /* internal: connections over max_conns still being closed */
+    /* Told of every answer the handler gives (for request counters); may be NULL. Set before
+     * or after http_server_start. */
+    void (*answered)(void *data, const struct http_request *req, int status);
+    /* internal */
+    int listening;          /* the loop handles are open */
+    void *mhd;              /* struct MHD_Daemon */
+    int fd;                 /* listening socket */
+    uv_poll_t poll;         /* on MHD's epoll descriptor */
+    uv_timer_t mhd_timer;   /* MHD_get_timeout */
+    uv_timer_t deadline_timer;
+    int open_handles;
+    int in_run;             /* inside MHD_run: stopping MHD is deferred */
+    unsigned zero_runs;     /* runs in a row MHD asked to run again at once */
+    struct http_track *waiting_head, *waiting_tail; /* connections by request deadline */
+    struct http_conn *suspended; /* requests the handler has not answered yet */
+    char *tls_cert, *tls_key;    /* PEM, set by http_server_set_tls */
 };
 
+/* Makes the server speak HTTPS (before http_server_start) with this certificate chain and key,
+ * PEM files read now. Returns 0 or RPG_EIO/RPG_EINVAL naming the file. The memory is released by
+ * http_server_close (or by a failing http_server_start). */
+int http_server_set_tls(struct http_server *s, const char *certfile, const char *keyfile,
+                        char *errmsg);
+
 /* Binds "a.b.c.d:port" (port 0 picks a free port, see http_server_port) with SO_REUSEADDR and
- * starts listening. max_conns and idle_timeout_ms may be set before (0 selects the default) or
- * changed after; every other field is initialised here. Returns 0, RPG_EINVAL for a bad address,
- * or RPG_EIO with errmsg (e.g. "listen 127.0.0.1:8001: address already in use"). On failure s
- * may be discarded once s->listening is 0, which it is at once unless libuv refused a socket
- * that bound and listened fine (not expected): that handle then closes on the next loop run. */
+ * starts listening. max_conns and idle_timeout_ms may be set before (0 selects the default);
+ * every other field is initialised here. Returns 0, RPG_EINVAL for a bad address, or RPG_EIO
+ * with errmsg (e.g. "listen 127.0.0.1:8001: address already in use"); on failure nothing is left
+ * open and s may be discarded.
+ * Requests are refused before the handler with a JSON error and the connection closed: 400
+ * (malformed, duplicate Authorization or Content-Type), 413 (body over HTTP_BODY_MAX), 414 (path
+ * or query too long), 415 (POST, PUT, PATCH or DELETE with a body whose Content-Type is not
+ * application/json), 431 (headers over HTTP_HEADERS_MAX). */
 int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
                       http_handler_cb handler, void *data, char *errmsg);
 
@@ -70,9 +96,14 @@ int http_server_port(const struct http_server *s);
 void http_server_close(struct http_server *s, void (*cb)(struct http_server *s));
 
 /* Sends a response with the given status and body (copied) and Content-Type (NULL means
- * "application/json"). Keep-alive is honoured. Safe to call once per request. */
+ * "application/json"). Keep-alive is honoured; a HEAD request gets the headers alone. Safe to
+ * call once per request. */
 void http_respond(struct http_conn *conn, int status, const char *content_type, const char *body,
                   size_t body_len);
+
+/* http_respond with one more header (a 401's WWW-Authenticate, say). */
+void http_respond_header(struct http_conn *conn, int status, const char *content_type,
+                         const char *body, size_t body_len, const char *header, const char *value);
 
 /* Peer address of the connection, "a.b.c.d" (borrowed, valid during the conn). */
 const char *http_conn_peer(const struct http_conn *conn);
@@ -80,10 +111,17 @@ const char *http_conn_peer(const struct http_conn *conn);
 /* Reason phrase for a status code ("OK", "Service Unavailable", ...). */
 const char *http_status_text(int status);
 
+/* How this process's clients speak to an address without a scheme ("a.b.c.d:port"): HTTPS when
+ * https_default, else HTTP; an "http://" or "https://" prefix decides alone. HTTPS verifies the
+ * server's certificate and name with cafile (NULL or "": the system's CAs) unless insecure. Call
+ * before any request (not thread-safe); returns 0 or RPG_EIO naming an unreadable cafile. */
+int http_client_set_tls(bool https_default, const char *cafile, bool insecure, char *errmsg);
+
 /* Blocking client for the CLI: one request to "a.b.c.d:port" (or "http://a.b.c.d:port"), with a
  * total timeout. On success returns 0, sets *status, and *body (malloc'ed, NUL-terminated, caller
  * frees) with *body_len. Errors: RPG_ECONN (refused, reset), RPG_ETIMEDOUT, RPG_EPROTO (malformed
- * response), RPG_EINVAL (bad address), each with a message naming the address.
+ * response), RPG_EINVAL (bad address), each with a message naming the address; a failed TLS
+ * handshake or certificate check is RPG_ECONN ("127.0.0.1:8001: TLS: ...").
  * body (NUL-terminated, borrowed) is sent as application/json; the request carries
  * Connection: close. Response bodies may be delimited by Content-Length, chunked encoding or
  * the close, up to 16 MiB. timeout_ms must be positive and covers connect, send and receive.
@@ -92,5 +130,37 @@ const char *http_status_text(int status);
 int http_request_sync(const char *addr, const char *method, const char *path,
                       const char *body, const char *authorization, unsigned timeout_ms,
                       int *status, char **body_out, size_t *body_len, char *errmsg);
+
+/* Requests from the loop thread, without blocking it: libcurl's multi interface, its sockets
+ * watched with uv_poll and its time-outs with a uv_timer. */
+struct http_call;
+
+/* Called on the loop once per request: rc 0 with status and body (NUL-terminated, borrowed for
+ * the call), or an error as http_request_sync reports it (body NULL). */
+typedef void (*http_done_cb)(void *data, int rc, int status, const char *body, size_t body_len,
+                             const char *errmsg);
+
+struct http_client {
+    uv_loop_t *loop;       /* borrowed */
+    void *multi;           /* CURLM */
+    uv_timer_t timer;
+    int open_handles;      /* the timer and one uv_poll per socket */
+    int closing;
+    struct http_call *calls;
+    void (*close_cb)(struct http_client *c);
+};
+
+/* Returns 0, or RPG_EIO/RPG_ENOMEM with errmsg (then nothing is open; close still allowed). */
+int http_client_init(struct http_client *c, uv_loop_t *loop, char *errmsg);
+
+/* Starts one request without a body (arguments and errors as http_request_sync); cb runs later,
+ * never from this call. */
+int http_client_request(struct http_client *c, const char *addr, const char *method,
+                        const char *path, unsigned timeout_ms, http_done_cb cb, void *data,
+                        char *errmsg);
+
+/* Drops the requests in flight (their callbacks never run) and closes; cb (may be NULL) fires
+ * once every handle is closed. */
+void http_client_close(struct http_client *c, void (*cb)(struct http_client *c));
 
 #endif

@@ -1,4 +1,5 @@
-/* Polls the other members' APIs (GET /status) off the loop thread and keeps what they said. */
+/* Polls the other members' APIs (GET /status) from the loop, without blocking it (libcurl's multi
+ * interface, http_client), and keeps what they said. */
 #ifndef RAFTPG_PEERS_H
 #define RAFTPG_PEERS_H
 
@@ -9,6 +10,7 @@
 
 #include "raftpg/err.h"
 #include "raftpg/fsm.h"
+#include "raftpg/http.h"
 
 #define PEERS_MAX FSM_MEMBERS_MAX
 
@@ -68,13 +70,19 @@ struct peer_status {
 struct peers {
     uv_loop_t *loop;
     uv_timer_t timer;
-    uv_work_t work;
+    struct http_client client;
+    struct peer_call {
+        struct peers *p;
+        unsigned i;
+    } calls[PEERS_MAX];
+    unsigned pending;      /* answers the round still waits for */
+    int open;              /* the timer and the client, until closed */
     bool busy;
     bool closing;
     bool poll_again;       /* peers_poll_now during a round: start the next one at its end */
     unsigned interval_ms;
     unsigned timeout_ms;
-    /* Targets are set from the loop thread and copied into the work item at each round. */
+    /* Targets are copied into round at the start of each round. */
     unsigned n_targets;
     struct peer_status targets[PEERS_MAX];
     unsigned n_results;
@@ -100,7 +108,7 @@ void peers_poll_now(struct peers *p);
 /* The last known status of a peer by name, or NULL. */
 const struct peer_status *peers_get(const struct peers *p, const char *name);
 
-/* Stops polling; cb fires once the timer is closed and no poll is running. */
+/* Stops polling (a round in flight is dropped); cb fires once everything is closed. */
 void peers_close(struct peers *p, void (*cb)(struct peers *p));
 
 #endif

@@ -140,6 +140,7 @@ struct pg {
     bool controldata_valid;   /* cached pg_controldata of the stopped data directory */
     struct proc controldata;
     bool controldata_running;
+    bool reinit_remove;       /* the running reinit deletes the directory (operator's ctl reinit) */
     bool controldata_reported;    /* its current error was logged once */
     bool promote_pending;         /* promotion asked for, not yet observed done (or failed) */
     rpg_msec promote_asked_at;    /* when pg_ctl promote returned */
@@ -220,6 +221,9 @@ void pg_drop_reservations(const char *data_dir);
 int pg_clone(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data);
 /* Removes the data directory, then pg_clone. */
 int pg_reinit(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data);
+/* The operator's reinit (ctl reinit): removes the stopped data directory whatever the keys say,
+ * then pg_clone. */
+int pg_reinit_remove(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data);
 /* pg_rewind a stopped data directory from up, then start as its standby. */
 int pg_rewind(struct pg *p, const struct pg_upstream *up, pg_done_cb cb, void *data);
 /* Re-points a running standby at up: rewrites the configuration and reloads (no restart). */

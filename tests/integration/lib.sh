@@ -108,6 +108,8 @@ t_write_conf() {
     done
     echo "restapi:"
     echo "  listen: $(t_api_addr "$i")"
+    # restapi.authentication (HTTP basic for changes): "user:password".
+    [ -z "${T_API_AUTH:-}" ] || echo "  authentication: {username: \"${T_API_AUTH%%:*}\", password: \"${T_API_AUTH#*:}\"}"
     if [ -n "${T_PG:-}" ]; then
       echo "postgresql:"
       echo "  bin_dir: $T_PG_BIN"

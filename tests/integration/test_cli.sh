@@ -37,7 +37,15 @@ t_check "run refuses the same file" t_eq "$(run run -c "$bad")" 1
 t_check "run prints the same error" grep -qE "$bad:2:1: scop: unknown key" "$T_DIR/out"
 
 t_check "ctl without an address exits 2" t_eq "$(RAFTPG_API='' run ctl list)" 2
-t_check "ctl says how to give an address" grep -q "give --api HOST:PORT or -c FILE" "$T_DIR/out"
+t_check "ctl says how to give an address" grep -q "give --api HOST:PORT, -c FILE, RAFTPG_API, RAFTPG_CONFIG" "$T_DIR/out"
+# RAFTPG_CONFIG stands for -c (patronictl's habit): the members of that file are asked.
+t_check "ctl with RAFTPG_CONFIG asks that file's members" t_eq "$(RAFTPG_API='' RAFTPG_CONFIG="$T_DIR/node1.yaml" run ctl --timeout 200 list)" 1
+t_check "... naming them" grep -q "127.0.0.1:3002[1-3]: connection refused" "$T_DIR/out"
+t_check "ctl list --format yaml is a usage error" t_eq "$(run ctl --api 127.0.0.1:1 list --format yaml)" 2
+t_check "... naming the formats" grep -q "expected pretty, json or tsv" "$T_DIR/out"
+t_check "ctl list --watch 0 is a usage error" t_eq "$(run ctl --api 127.0.0.1:1 list --watch 0)" 2
+t_check "ctl switchover --scheduled is refused for now" t_eq "$(run ctl --api 127.0.0.1:1 switchover --scheduled 10:00)" 2
+t_check "ctl pause with an extra argument exits 2" t_eq "$(run ctl --api 127.0.0.1:1 pause now)" 2
 t_check "ctl against a closed port exits 1" t_eq "$(run ctl --api 127.0.0.1:1 list)" 1
 t_check "ctl names the refused address" grep -q "127.0.0.1:1: connection refused" "$T_DIR/out"
 t_check "ctl with a bad timeout exits 2" t_eq "$(run ctl --api 127.0.0.1:1 --timeout soon list)" 2

@@ -43,7 +43,7 @@ LA=$(t_jq 1 '.raft.leader as $l | .members[] | select(.name == $l) | .api_url' |
 AUTH=$("$T_BIN" ctl --api "$(t_api_addr 1)" sign POST /members '{"name":1')
 raw_post() {
   exec 3<>"/dev/tcp/${LA%:*}/${LA#*:}"
-  printf 'POST /members HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nContent-Length: 9\r\n\r\n{"name":1' "$AUTH" >&3
+  printf 'POST /members HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{"name":1' "$AUTH" >&3
   head -c 12 <&3 | cut -d' ' -f2
   exec 3<&-
 }

@@ -12,6 +12,15 @@ t_log "primary is $P"
 ctl() { "$T_BIN" ctl --api "$(t_api_addr 1)" --api "$(t_api_addr 2)" --api "$(t_api_addr 3)" "$@"; }
 t_psql "$Pi" -c "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)"
 
+# ctl's other views of the same cluster.
+ctl version >"$T_DIR/out" 2>&1
+t_check "ctl version names every member's raftpg and PostgreSQL ($(tr '\n' ';' <"$T_DIR/out"))" \
+  t_eq "$(grep -cE '^node[123]: raftpg [0-9.]+ PostgreSQL 15\.' "$T_DIR/out")" 3
+t_check "ctl list --format tsv: a header and three rows of eleven fields" \
+  t_eq "$(ctl list --format tsv | awk -F'\t' 'NF == 11' | wc -l)" 4
+t_check "ctl topology puts the primary first" t_eq "$(ctl topology | sed -n 2p | cut -d' ' -f1)" "$P"
+t_check "ctl topology lists both standbys beneath it" t_eq "$(ctl topology | grep -c '^+ node')" 2
+
 ctl pause --wait >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl pause --wait succeeds ($(cat "$T_DIR/out"))" t_eq "$rc" 0
 t_check "ctl pause says so" grep -q 'Maintenance mode: on' "$T_DIR/out"
@@ -45,5 +54,32 @@ t_check "the cluster acts again after resume" t_pg_healthy 1 2 3
 N=$(t_pg_primary 1); Ni=${N#node}
 t_check "no row lost" t_eq "$(t_psql "$Ni" -c 'SELECT count(*) FROM t')" 100
 t_check "ctl list no longer says maintenance" bash -c "! '$T_BIN' ctl --api $(t_api_addr 1) list | grep -q 'Maintenance mode'"
+
+# Rolling restart (ctl restart --pending): nothing waits for a restart yet, so nothing restarts;
+# then a parameter that needs one, on every member: standbys first, the primary last, each back
+# in its role, the setting in force.
+started() { t_psql "$1" -c 'SELECT pg_postmaster_start_time()' 2>/dev/null; }
+ctl restart --pending >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl restart --pending with nothing pending skips every member ($(tr '\n' ';' <"$T_DIR/out"))" \
+  t_eq "$rc:$(grep -c 'skipped: restart conditions are not satisfied' "$T_DIR/out")" 0:3
+declare -A before=()
+for i in 1 2 3; do
+  t_psql "$i" -c "ALTER SYSTEM SET max_connections = 40" -c "SELECT pg_reload_conf()" >/dev/null
+  before[$i]=$(started "$i")
+done
+pending() { [ "$(t_psql "$1" -c "SELECT pending_restart FROM pg_settings WHERE name = 'max_connections'")" = t ]; }
+t_wait 10 "max_connections pending on $N" pending "$Ni"
+ctl restart --pending >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl restart --pending restarts every member ($(tr '\n' ';' <"$T_DIR/out"))" \
+  t_eq "$rc:$(grep -c 'restarted in' "$T_DIR/out")" 0:3
+t_check "the primary was restarted last" t_eq "$(grep 'restarted in' "$T_DIR/out" | tail -n1 | cut -d: -f1)" "$N"
+for i in 1 2 3; do
+  t_check "node$i runs again with max_connections 40, started anew" \
+    t_eq "$(t_psql "$i" -c 'SHOW max_connections'):$([ "$(started "$i")" != "${before[$i]}" ] && echo new)" 40:new
+done
+t_check "the primary is still $N" t_eq "$(t_pg_primary 1)" "$N"
+t_check "the primary takes writes after its restart" t_psql "$Ni" -c "INSERT INTO t VALUES (101)"
+t_check "ctl restart --role primary of a standby is skipped" \
+  bash -c "'$T_BIN' ctl --api $(t_api_addr 1) restart node$(( Ni % 3 + 1 )) --role primary | grep -q 'skipped: restart conditions are not satisfied: this member is a replica'"
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

@@ -72,8 +72,14 @@ t_check "no rejoin needed a clone (only the two initial ones)" \
 # A candidate that stops answering during the switchover: abandoned, the old primary goes on.
 t_wait 60 "the cluster settled" settled
 P=$(t_pg_primary 1); Pi=${P#node}; Ci=$(( Pi % 3 + 1 ))
+n0=$(grep -c "switchover $P -> node$Ci: stopping the primary" "$T_DIR/$P.log" || true)
 ctl switchover --candidate "node$Ci" >"$T_DIR/out" 2>&1 & CPID=$!
-sleep 0.05
+# The candidate's agent stops answering as soon as the primary begins to stop: before the
+# primary's final checkpoint exists, so no report of the candidate can show it.
+for _ in $(seq 1 2000); do
+  [ "$(grep -c "switchover $P -> node$Ci: stopping the primary" "$T_DIR/$P.log" || true)" -gt "$n0" ] && break
+  sleep 0.005
+done
 kill -STOP "${T_PIDS[$Ci]}"
 wait "$CPID" && rc=0 || rc=$?
 kill -CONT "${T_PIDS[$Ci]}"
@@ -83,6 +89,18 @@ back() { [ "$(t_pg_primary "$Pi")" = "$P" ] && [ "$(t_psql "$Pi" -c 'SELECT pg_i
 t_wait 20 "$P takes writes again" back
 t_check "the old primary takes writes again after the abandoned switchover" back
 t_wait 60 "healthy again" t_pg_healthy 1 2 3
+
+# ctl reinit: refused on the primary; on a standby, its data directory is removed and cloned
+# again (a file planted in it is gone), and it streams again.
+P=$(t_pg_primary 1); Pi=${P#node}; Si=$(( Pi % 3 + 1 ))
+ctl reinit "$P" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl reinit of the primary is refused ($(cat "$T_DIR/out"))" grep -q "this member is the primary" "$T_DIR/out"
+echo planted >"$T_DIR/node$Si/pgdata/raftpg-test-marker"
+ctl reinit "node$Si" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl reinit node$Si ($(tr '\n' ';' <"$T_DIR/out"))" t_eq "$rc" 0
+t_check "node$Si's data directory was made anew" test ! -e "$T_DIR/node$Si/pgdata/raftpg-test-marker"
+t_check "node$Si logged the reinit" grep -q "reinit: cloned from $P" "$T_DIR/node$Si.log"
+t_wait 60 "healthy after the reinit" t_pg_healthy 1 2 3
 
 touch "$T_DIR/stop"; wait "$WRITER"
 N=$(t_pg_primary 1); Ni=${N#node}

@@ -57,6 +57,8 @@ static const char full[] =
     "restapi:\n"
     "  listen: 0.0.0.0:8008\n"
     "  connect_address: 10.0.0.2:8008\n"
+    "  max_connections: 300\n"
+    "  request_timeout: 2\n"
     "log:\n"
     "  level: warning\n"
     "  format: json\n"
@@ -278,6 +280,8 @@ static void test_full_file_sets_every_value(void **state)
 
     assert_string_equal(c.restapi.listen, "0.0.0.0:8008");
     assert_string_equal(c.restapi.connect_address, "10.0.0.2:8008");
+    assert_int_equal(c.restapi.max_connections, 300);
+    assert_int_equal(c.restapi.request_timeout_s, 2);
     assert_int_equal(c.log.level, CONF_LOG_WARNING);
     assert_int_equal(c.log.format, CONF_LOG_JSON);
 
@@ -326,6 +330,8 @@ static void test_minimal_file_gets_defaults(void **state)
     assert_true(c.raft.pre_vote);
     assert_string_equal(c.restapi.listen, "127.0.0.1:8001");
     assert_string_equal(c.restapi.connect_address, "127.0.0.1:8001");
+    assert_int_equal(c.restapi.max_connections, 1000);
+    assert_int_equal(c.restapi.request_timeout_s, 5);
     assert_int_equal(c.log.level, CONF_LOG_INFO);
     assert_int_equal(c.log.format, CONF_LOG_TEXT);
     assert_false(c.has_postgresql);

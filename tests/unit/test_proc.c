@@ -203,6 +203,31 @@ static void test_env_entry_added_and_overrides_inherited(void **state)
     assert_string_equal(f->seen[0].output, "bar kept");
 }
 
+/* PostgreSQL must not talk to the agent's systemd unit: it would report READY=1 and
+ * STOPPING=1 as if it were the agent. */
+static void test_env_drops_service_manager_variables(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1), 0);
+    assert_int_equal(setenv("WATCHDOG_USEC", "10000000", 1), 0);
+    assert_int_equal(setenv("WATCHDOG_PID", "1", 1), 0);
+    assert_int_equal(setenv("RAFTPG_TEST_KEEP", "kept", 1), 0);
+    char *const argv[] = {"/bin/sh", "-c",
+                          "echo \"${NOTIFY_SOCKET-none} ${WATCHDOG_USEC-none} ${WATCHDOG_PID-none} "
+                          "$RAFTPG_TEST_KEEP\"",
+                          NULL};
+    char *const env[] = {"LC_ALL=C", NULL};
+    run(f, argv, env, 5000);
+    run(f, argv, NULL, 5000);
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
+    unsetenv("RAFTPG_TEST_KEEP");
+    assert_int_equal(f->calls, 2);
+    assert_string_equal(f->seen[0].output, "none none none kept");
+    assert_string_equal(f->seen[1].output, "none none none kept");
+}
+
 static void test_timeout_terminates_program(void **state)
 {
     struct fx *f = *state;
@@ -378,6 +403,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nonzero_exit_status, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stderr_captured_with_stdout, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_env_entry_added_and_overrides_inherited, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_env_drops_service_manager_variables, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_timeout_terminates_program, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_timeout_kills_after_grace_when_term_ignored, fx_setup,

@@ -1,0 +1,40 @@
+/* Restart a member's PostgreSQL (POST /restart, raftpg ctl restart), as Patroni's: a fast stop,
+ * after which the agent starts it again in the role it has (the primary as primary, a standby as
+ * a standby), answering once it accepts connections. Conditions in the request (Patroni's
+ * "role" and "restart_pending") are checked against the server itself first. */
+#ifndef RAFTPG_RESTART_H
+#define RAFTPG_RESTART_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#define RESTART_STOP_MS 10000  /* fast, then immediate */
+#define RESTART_WAIT_MS 60000  /* until it accepts connections again */
+
+enum restart_phase { RESTART_IDLE = 0, RESTART_STOPPING, RESTART_STARTING };
+
+struct restart {
+    enum restart_phase phase;
+    struct http_conn *conn; /* answered when it runs again, NULL once answered */
+    uint64_t started_ms;
+    uint64_t epoch;         /* the pg epoch after the stop: a later observation counts */
+    uv_timer_t timer;
+    bool timer_open;
+    char last[256];
+};
+
+struct agent;
+struct http_conn;
+
+/* role: NULL, "primary" or "replica"; pending: only if a setting waits for a restart. */
+void restart_start(struct agent *a, struct http_conn *conn, const char *role, bool pending);
+
+/* True while the stop runs: the agent's decisions wait (it starts the server after). */
+bool restart_holds(const struct agent *a);
+
+/* Answers any pending request and closes the timer (shutdown). */
+void restart_close(struct agent *a, void (*cb)(uv_handle_t *h));
+
+#endif

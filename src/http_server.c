@@ -1,0 +1,943 @@
+/* HTTP/1.1 server on libmicrohttpd, driven from the libuv loop: MHD runs in its external epoll
+ * mode (no threads of its own); a uv_poll watches MHD's epoll descriptor and a uv_timer follows
+ * MHD_get_timeout. Requests a handler answers later are suspended (MHD_suspend_connection) and
+ * resumed by http_respond.
+ *
+ * MHD's own connection time-out only measures inactivity, so a client sending one byte a second
+ * would hold its connection for ever. Each connection therefore also gets a deadline here: a
+ * complete request must arrive within idle_timeout_ms of the accept or of the previous response,
+ * else the socket is shut down (MHD then sees the end of input and closes it). Above max_conns,
+ * each new connection shuts down the oldest one still waiting for its request, so slow or idle
+ * clients can never keep a health check out. */
+#include "raftpg/http.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "http_internal.h"
+
+#define AUTH_MAX 2048
+#define CTYPE_MAX 256
+#define DEFAULT_MAX_CONNS 1000
+#define DEFAULT_IDLE_MS 5000
+/* MHD's hard limit is above max_conns: the connection over max_conns must be accepted to evict
+ * an older one. */
+#define HARD_LIMIT_SLACK 64
+/* Descriptors kept for everything else the process opens (Raft, PostgreSQL, files). */
+#define FD_RESERVE 256
+/* Per-connection memory of MHD: the request line and headers must fit, with room to spare over
+ * HTTP_HEADERS_MAX so that a block just over it reaches our own check (and its JSON 431). */
+#define CONN_MEMORY (HTTP_HEADERS_MAX + 16 * 1024)
+
+/* One TCP connection, from MHD's STARTED to its CLOSED notification. A connection waiting for a
+ * request is on the server's list, ordered by deadline; one whose request is with the handler or
+ * whose response is being sent is not. */
+struct http_track {
+    struct http_track *prev, *next;
+    struct MHD_Connection *mc;
+    int fd;
+    uint64_t deadline; /* loop time (ms) */
+    bool listed;
+    bool evicted;
+};
+
+/* One request. Lifetime: freed once MHD is done with it (completed, or the server stopped) and no
+ * response is owed; the handler may hold it after MHD is done, so http_respond then frees it. */
+struct http_conn {
+    struct http_server *s;     /* NULL once MHD is done with the request */
+    struct MHD_Connection *mc; /* likewise */
+    struct http_conn *sprev, *snext; /* on s->suspended while suspended */
+    struct http_request req;
+    char peer[INET6_ADDRSTRLEN];
+    char auth[AUTH_MAX];
+    char ctype[CTYPE_MAX];
+    char *body;
+    size_t body_len, body_cap;
+    int reject_status;
+    char reject_msg[128];
+    bool has_auth, has_ctype;
+    bool headers_seen;
+    bool too_large;
+    bool dispatched;
+    bool response_owed;
+    bool suspended;
+    struct MHD_Response *resp; /* answer waiting for the resumed connection */
+    unsigned resp_status;
+};
+
+static void server_run(struct http_server *s);
+static void server_finish_close(struct http_server *s);
+
+/* ---- helpers ---- */
+
+int http_parse_ipv4_port(const char *addr, struct sockaddr_in *sa, bool allow_port0)
+{
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || colon == addr || colon[1] == '\0')
+        return -1;
+    size_t hlen = (size_t)(colon - addr);
+    char host[INET_ADDRSTRLEN];
+    if (hlen >= sizeof host)
+        return -1;
+    memcpy(host, addr, hlen);
+    host[hlen] = '\0';
+    unsigned long port = 0;
+    const char *p = colon + 1;
+    for (int n = 0; *p != '\0'; p++, n++) {
+        if (*p < '0' || *p > '9' || n >= 5)
+            return -1;
+        port = port * 10 + (unsigned long)(*p - '0');
+    }
+    if (port > 65535 || (port == 0 && !allow_port0))
+        return -1;
+    if (uv_ip4_addr(host, (int)port, sa) != 0)
+        return -1;
+    return 0;
+}
+
+/* Copies s into dst as the contents of a JSON string, escaped; truncates to fit cap. */
+static size_t json_escape(char *dst, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; *s != '\0' && n + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            dst[n++] = '\\';
+            dst[n++] = (char)ch;
+        } else if (ch < 0x20) {
+            n += (size_t)snprintf(dst + n, cap - n, "\\u%04x", ch);
+        } else {
+            dst[n++] = (char)ch;
+        }
+    }
+    dst[n] = '\0';
+    return n;
+}
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 423: return "Locked";
+    case 425: return "Too Early";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    }
+    return "Unknown";
+}
+
+/* ---- connection deadlines ---- */
+
+static void track_unlist(struct http_server *s, struct http_track *t)
+{
+    if (!t->listed)
+        return;
+    if (t->prev != NULL)
+        t->prev->next = t->next;
+    else
+        s->waiting_head = t->next;
+    if (t->next != NULL)
+        t->next->prev = t->prev;
+    else
+        s->waiting_tail = t->prev;
+    t->prev = t->next = NULL;
+    t->listed = false;
+}
+
+static void deadline_cb(uv_timer_t *timer);
+
+static void deadline_rearm(struct http_server *s)
+{
+    if (s->closing)
+        return;
+    if (s->waiting_head == NULL) {
+        uv_timer_stop(&s->deadline_timer);
+        return;
+    }
+    uint64_t now = uv_now(s->loop);
+    uint64_t at = s->waiting_head->deadline;
+    uv_timer_start(&s->deadline_timer, deadline_cb, at > now ? at - now : 0, 0);
+}
+
+/* A connection starts (or, after a response, starts again) waiting for a complete request. The
+ * time-out is the same for all, so appending keeps the list in deadline order. */
+static void track_wait(struct http_server *s, struct http_track *t)
+{
+    track_unlist(s, t);
+    if (t->evicted)
+        return;
+    t->deadline = uv_now(s->loop) + s->idle_timeout_ms;
+    t->prev = s->waiting_tail;
+    if (s->waiting_tail != NULL)
+        s->waiting_tail->next = t;
+    else
+        s->waiting_head = t;
+    s->waiting_tail = t;
+    t->listed = true;
+    if (t->prev == NULL)
+        deadline_rearm(s);
+}
+
+/* Ends a connection that has not delivered its request: MHD reads the end of input at its next
+ * run and closes it. */
+static void track_evict(struct http_server *s, struct http_track *t)
+{
+    track_unlist(s, t);
+    t->evicted = true;
+    shutdown(t->fd, SHUT_RDWR);
+}
+
+static void deadline_cb(uv_timer_t *timer)
+{
+    struct http_server *s = timer->data;
+    uint64_t now = uv_now(s->loop);
+    while (s->waiting_head != NULL && s->waiting_head->deadline <= now)
+        track_evict(s, s->waiting_head);
+    deadline_rearm(s);
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct http_track *t = calloc(1, sizeof *t);
+        *socket_context = t;
+        if (t == NULL) {
+            if (ci != NULL)
+                shutdown(ci->connect_fd, SHUT_RDWR);
+            return;
+        }
+        t->mc = mc;
+        t->fd = ci != NULL ? ci->connect_fd : -1;
+        s->n_conns++;
+        track_wait(s, t);
+        if (s->n_conns > s->max_conns && s->waiting_head != NULL)
+            track_evict(s, s->waiting_head);
+        return;
+    }
+    struct http_track *t = *socket_context;
+    *socket_context = NULL;
+    if (t == NULL)
+        return;
+    track_unlist(s, t);
+    s->n_conns--;
+    free(t);
+}
+
+static struct http_track *track_of(struct MHD_Connection *mc)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* ---- requests ---- */
+
+static void conn_free(struct http_conn *c)
+{
+    if (c->resp != NULL)
+        MHD_destroy_response(c->resp);
+    free(c->body);
+    free(c);
+}
+
+static void suspended_remove(struct http_server *s, struct http_conn *c)
+{
+    if (!c->suspended)
+        return;
+    c->suspended = false;
+    if (c->sprev != NULL)
+        c->sprev->snext = c->snext;
+    else
+        s->suspended = c->snext;
+    if (c->snext != NULL)
+        c->snext->sprev = c->sprev;
+    c->sprev = c->snext = NULL;
+}
+
+static int reject(struct http_conn *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int reject(struct http_conn *c, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->reject_msg, sizeof c->reject_msg, fmt, ap);
+    va_end(ap);
+    c->reject_status = status;
+    return -1;
+}
+
+/* The raw request target, before MHD decodes it: split into path and query here. */
+static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *mc)
+{
+    struct http_server *s = cls;
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->s = s;
+    c->mc = mc;
+    if (uri == NULL)
+        uri = "";
+    const char *q = strchr(uri, '?');
+    size_t plen = q != NULL ? (size_t)(q - uri) : strlen(uri);
+    if (plen == 0 || uri[0] != '/') {
+        reject(c, 400, "invalid request URI");
+    } else if (plen >= sizeof c->req.path) {
+        reject(c, 414, "request path exceeds %zu bytes", sizeof c->req.path - 1);
+    } else if (q != NULL && strlen(q + 1) >= sizeof c->req.query) {
+        reject(c, 414, "request query exceeds %zu bytes", sizeof c->req.query - 1);
+    } else {
+        memcpy(c->req.path, uri, plen);
+        c->req.path[plen] = '\0';
+        snprintf(c->req.query, sizeof c->req.query, "%s", q != NULL ? q + 1 : "");
+    }
+    return c;
+}
+
+static enum http_method method_of(const char *m)
+{
+    static const struct {
+        const char *name;
+        enum http_method m;
+    } methods[] = {
+        {"GET", HTTP_M_GET},       {"HEAD", HTTP_M_HEAD},     {"POST", HTTP_M_POST},
+        {"PUT", HTTP_M_PUT},       {"PATCH", HTTP_M_PATCH},   {"DELETE", HTTP_M_DELETE},
+        {"OPTIONS", HTTP_M_OPTIONS},
+    };
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (strcmp(m, methods[i].name) == 0)
+            return methods[i].m;
+    return HTTP_M_OTHER;
+}
+
+struct header_scan {
+    struct http_conn *c;
+    size_t bytes;
+    int n_auth, n_ctype;
+};
+
+static bool copy_trimmed(char *dst, size_t cap, const char *v)
+{
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    if (n >= cap)
+        return false;
+    memcpy(dst, v, n);
+    dst[n] = '\0';
+    return true;
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct header_scan *h = cls;
+    struct http_conn *c = h->c;
+    (void)kind;
+    if (value == NULL)
+        value = "";
+    h->bytes += strlen(key) + strlen(value) + 4;
+    if (c->reject_status != 0)
+        return MHD_YES;
+    if (strcasecmp(key, "Authorization") == 0) {
+        c->has_auth = true;
+        if (++h->n_auth > 1)
+            reject(c, 400, "duplicate Authorization header");
+        else if (!copy_trimmed(c->auth, sizeof c->auth, value))
+            reject(c, 431, "Authorization header exceeds %zu bytes", sizeof c->auth - 1);
+    } else if (strcasecmp(key, "Content-Type") == 0) {
+        c->has_ctype = true;
+        if (++h->n_ctype > 1)
+            reject(c, 400, "duplicate Content-Type header");
+        else if (!copy_trimmed(c->ctype, sizeof c->ctype, value))
+            reject(c, 431, "Content-Type header exceeds %zu bytes", sizeof c->ctype - 1);
+    }
+    return MHD_YES;
+}
+
+/* "application/json", any case, optionally with parameters ("; charset=utf-8"). */
+static bool is_json_type(const char *ct)
+{
+    static const char want[] = "application/json";
+    if (strncasecmp(ct, want, sizeof want - 1) != 0)
+        return false;
+    const char *rest = ct + sizeof want - 1;
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
+    return *rest == '\0' || *rest == ';';
+}
+
+static bool is_mutating(enum http_method m)
+{
+    return m == HTTP_M_POST || m == HTTP_M_PUT || m == HTTP_M_PATCH || m == HTTP_M_DELETE;
+}
+
+/* Checks what the headers say before any body is read. */
+static void check_headers(struct http_conn *c)
+{
+    struct header_scan h = {.c = c};
+    MHD_get_connection_values(c->mc, MHD_HEADER_KIND, scan_header, &h);
+    if (h.bytes > HTTP_HEADERS_MAX) {
+        reject(c, 431, "request header block exceeds %d bytes", HTTP_HEADERS_MAX);
+        return;
+    }
+    if (c->reject_status != 0)
+        return;
+    const char *cl = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Transfer-Encoding");
+    unsigned long long len = cl != NULL ? strtoull(cl, NULL, 10) : 0;
+    if (len > HTTP_BODY_MAX) {
+        reject(c, 413, "request body exceeds %d bytes", HTTP_BODY_MAX);
+        return;
+    }
+    /* A body that changes something must say it is JSON: a web page cannot make a browser send
+     * that to another origin without the server's consent (CORS), while text/plain it can. */
+    bool has_body = len > 0 || te != NULL;
+    if (has_body && is_mutating(c->req.method) && !is_json_type(c->ctype)) {
+        reject(c, 415, "a request body must be sent as Content-Type: application/json");
+        return;
+    }
+}
+
+static struct MHD_Response *make_response(const char *content_type, const char *body,
+                                          size_t body_len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        body != NULL ? body_len : 0, (void *)(body != NULL ? body : ""), MHD_RESPMEM_MUST_COPY);
+    if (r == NULL)
+        return NULL;
+    if (content_type == NULL)
+        content_type = "application/json";
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
+        /* Only an absurd content type gets here: answer something well-formed instead. */
+        MHD_destroy_response(r);
+        return NULL;
+    }
+    return r;
+}
+
+static enum MHD_Result queue(struct MHD_Connection *mc, unsigned status, struct MHD_Response *r)
+{
+    if (r == NULL) {
+        static const char oom[] = "{\"error\":\"cannot build the response\"}";
+        r = make_response(NULL, oom, sizeof oom - 1);
+        status = 500;
+        if (r == NULL)
+            return MHD_NO;
+    }
+    enum MHD_Result rc = MHD_queue_response(mc, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result answer_reject(struct http_conn *c)
+{
+    char body[sizeof c->reject_msg * 2 + 16];
+    size_t n = (size_t)snprintf(body, sizeof body, "{\"error\":\"");
+    n += json_escape(body + n, sizeof body - n - 3, c->reject_msg);
+    memcpy(body + n, "\"}", 3);
+    n += 2;
+    struct MHD_Response *r = make_response(NULL, body, n);
+    /* The rest of the input is not read: close after this answer. */
+    if (r != NULL)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    return queue(c->mc, (unsigned)c->reject_status, r);
+}
+
+static void peer_of(struct http_conn *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    strcpy(c->peer, "?");
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    if (ci->client_addr->sa_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)ci->client_addr, c->peer, sizeof c->peer);
+    else if (ci->client_addr->sa_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)ci->client_addr, c->peer, sizeof c->peer);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    struct http_server *s = cls;
+    struct http_conn *c = *req_cls;
+    (void)url;
+    (void)version;
+    if (c == NULL)
+        return MHD_NO; /* out of memory in uri_logger */
+    if (s->closing)
+        return MHD_NO;
+
+    if (!c->headers_seen) {
+        c->headers_seen = true;
+        c->req.method = method_of(method);
+        if (c->reject_status == 0)
+            check_headers(c);
+        if (c->reject_status != 0)
+            return answer_reject(c);
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t len = *upload_data_size;
+        *upload_data_size = 0;
+        /* An oversized chunked body is read to its end (within the request deadline) so that
+         * the 413 reaches the client instead of a reset. */
+        if (c->too_large || c->body_len + len > HTTP_BODY_MAX) {
+            c->too_large = true;
+            return MHD_YES;
+        }
+        if (c->body_len + len + 1 > c->body_cap) {
+            size_t cap = c->body_cap > 0 ? c->body_cap : 1024;
+            while (cap < c->body_len + len + 1)
+                cap *= 2;
+            char *nb = realloc(c->body, cap);
+            if (nb == NULL)
+                return MHD_NO;
+            c->body = nb;
+            c->body_cap = cap;
+        }
+        memcpy(c->body + c->body_len, upload_data, len);
+        c->body_len += len;
+        return MHD_YES;
+    }
+    if (c->resp != NULL) {
+        /* Called again after a resume: the answer is ready. */
+        struct MHD_Response *r = c->resp;
+        c->resp = NULL;
+        return queue(mc, c->resp_status, r);
+    }
+    if (c->dispatched)
+        return MHD_YES; /* a spurious call while suspended */
+    if (c->too_large) {
+        reject(c, 413, "request body exceeds %d bytes", HTTP_BODY_MAX);
+        return answer_reject(c);
+    }
+
+    /* The request is complete: no deadline while the handler has it. */
+    c->dispatched = true;
+    struct http_track *t = track_of(mc);
+    if (t != NULL)
+        track_unlist(s, t);
+    peer_of(c);
+    c->req.body = c->body != NULL ? c->body : "";
+    if (c->body != NULL)
+        c->body[c->body_len] = '\0';
+    c->req.body_len = c->body_len;
+    c->req.authorization = c->has_auth ? c->auth : NULL;
+    c->req.content_type = c->has_ctype ? c->ctype : NULL;
+    c->response_owed = true;
+    s->handler(c, &c->req, s->data);
+    if (!c->response_owed) {
+        if (c->resp == NULL)
+            return MHD_NO; /* answered while the server closes */
+        struct MHD_Response *r = c->resp;
+        c->resp = NULL;
+        return queue(mc, c->resp_status, r);
+    }
+    /* Answered later from the loop. */
+    MHD_suspend_connection(mc);
+    c->suspended = true;
+    c->snext = s->suspended;
+    c->sprev = NULL;
+    if (s->suspended != NULL)
+        s->suspended->sprev = c;
+    s->suspended = c;
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+    struct http_server *s = cls;
+    struct http_conn *c = *req_cls;
+    *req_cls = NULL;
+    if (c != NULL) {
+        suspended_remove(s, c);
+        c->s = NULL;
+        c->mc = NULL;
+        if (!c->response_owed)
+            conn_free(c);
+    }
+    /* Keep-alive: the next request has its own deadline. */
+    struct http_track *t = track_of(mc);
+    if (t != NULL && code == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        track_wait(s, t);
+}
+
+void http_respond(struct http_conn *conn, int status, const char *content_type, const char *body,
+                  size_t body_len)
+{
+    http_respond_header(conn, status, content_type, body, body_len, NULL, NULL);
+}
+
+void http_respond_header(struct http_conn *conn, int status, const char *content_type,
+                         const char *body, size_t body_len, const char *header, const char *value)
+{
+    if (conn == NULL || !conn->response_owed)
+        return;
+    conn->response_owed = false;
+    struct http_server *s = conn->s;
+    if (s == NULL) {
+        /* MHD is done with the request (the server closed): settle and free. */
+        conn_free(conn);
+        return;
+    }
+    if (s->closing)
+        return; /* dropped; freed when MHD reports the request terminated */
+    conn->resp = make_response(content_type, body, body_len);
+    if (conn->resp == NULL) {
+        static const char bad[] = "{\"error\":\"invalid response content type\"}";
+        conn->resp = make_response(NULL, bad, sizeof bad - 1);
+        status = 500;
+    }
+    if (header != NULL && value != NULL) {
+        MHD_add_response_header(conn->resp, header, value);
+    }
+    conn->resp_status = (unsigned)status;
+    if (s->answered != NULL) {
+        s->answered(s->data, &conn->req, status);
+    }
+    if (conn->suspended) {
+        suspended_remove(s, conn);
+        MHD_resume_connection(conn->mc);
+        /* MHD's wake-up descriptor is in its epoll set, so the uv_poll fires; run now anyway
+         * when not inside MHD already, to answer without an extra loop turn. */
+        if (!s->in_run)
+            server_run(s);
+    }
+}
+
+const char *http_conn_peer(const struct http_conn *conn)
+{
+    return conn->peer;
+}
+
+/* ---- TLS ---- */
+
+static char *read_pem(const char *path, const char *what, char *errmsg, int *rc)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        *rc = rpg_err(errmsg, RPG_EIO, "%s %s: %s", what, path,
+                      uv_strerror(uv_translate_sys_error(errno)));
+        return NULL;
+    }
+    char *buf = malloc(256 * 1024);
+    size_t n = buf != NULL ? fread(buf, 1, 256 * 1024 - 1, f) : 0;
+    bool err = ferror(f) != 0;
+    fclose(f);
+    if (buf == NULL || err || n == 0 || n >= 256 * 1024 - 1) {
+        free(buf);
+        *rc = rpg_err(errmsg, RPG_EINVAL, "%s %s: %s", what, path,
+                      n == 0 ? "empty or unreadable" : "larger than 256 KiB");
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+int http_server_set_tls(struct http_server *s, const char *certfile, const char *keyfile,
+                        char *errmsg)
+{
+    int rc = 0;
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return rpg_err(errmsg, RPG_EINVAL, "this libmicrohttpd has no TLS support");
+    free(s->tls_cert);
+    free(s->tls_key);
+    s->tls_cert = read_pem(certfile, "certificate file", errmsg, &rc);
+    s->tls_key = s->tls_cert != NULL ? read_pem(keyfile, "key file", errmsg, &rc) : NULL;
+    if (s->tls_key == NULL) {
+        free(s->tls_cert);
+        s->tls_cert = NULL;
+        return rc;
+    }
+    return 0;
+}
+
+static void tls_free(struct http_server *s)
+{
+    free(s->tls_cert);
+    if (s->tls_key != NULL)
+        memset(s->tls_key, 0, strlen(s->tls_key));
+    free(s->tls_key);
+    s->tls_cert = s->tls_key = NULL;
+}
+
+/* ---- driving MHD from the loop ---- */
+
+static void mhd_timer_cb(uv_timer_t *t)
+{
+    server_run(t->data);
+}
+
+static void poll_cb(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    server_run(p->data);
+}
+
+static void server_run(struct http_server *s)
+{
+    if (s->closing || s->mhd == NULL)
+        return;
+    s->in_run = 1;
+    MHD_run(s->mhd);
+    s->in_run = 0;
+    if (s->closing) {
+        /* The handler closed the server from inside MHD. */
+        server_finish_close(s);
+        return;
+    }
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (MHD_get_timeout(s->mhd, &ms) != MHD_YES) {
+        uv_timer_stop(&s->mhd_timer);
+        return;
+    }
+    /* "Run again at once" is right for input MHD already holds, but libmicrohttpd 0.9.75 also
+     * says it for every TLS handshake waiting for the client (the connection stays marked
+     * readable), which would spin. New input wakes the poll handle anyway, so repeated zero
+     * time-outs back off: at once, then 1, 2, 4 ... up to 32 ms, until MHD names a real
+     * time-out again (runs the poll handle starts do not reset this, or a stream of input
+     * would keep the spin going). */
+    if (ms == 0) {
+        if (s->zero_runs > 0)
+            ms = 1u << (s->zero_runs - 1 < 5 ? s->zero_runs - 1 : 5);
+        if (s->zero_runs < 16)
+            s->zero_runs++;
+    } else {
+        s->zero_runs = 0;
+    }
+    uv_timer_start(&s->mhd_timer, mhd_timer_cb, ms, 0);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct http_server *s = h->data;
+    if (--s->open_handles > 0)
+        return;
+    void (*cb)(struct http_server *) = s->close_cb;
+    s->close_cb = NULL;
+    /* s may be freed by cb: nothing touches it afterwards. */
+    if (cb != NULL)
+        cb(s);
+}
+
+/* Descriptors for max_conns connections: raise the soft limit towards the hard one, and take
+ * fewer connections if even that is short. */
+static unsigned fit_fd_limit(unsigned want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return want;
+    rlim_t need = (rlim_t)want + HARD_LIMIT_SLACK + FD_RESERVE;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        rlim_t cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+        struct rlimit nrl = {.rlim_cur = cur, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &nrl) == 0)
+            rl.rlim_cur = cur;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        rlim_t room = rl.rlim_cur > HARD_LIMIT_SLACK + FD_RESERVE + 16
+                          ? rl.rlim_cur - HARD_LIMIT_SLACK - FD_RESERVE
+                          : 16;
+        return (unsigned)room;
+    }
+    return want;
+}
+
+int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
+                      http_handler_cb handler, void *data, char *errmsg)
+{
+    struct sockaddr_in sa;
+    int fd = -1, rc;
+
+    if (http_parse_ipv4_port(addr, &sa, true) != 0)
+        return rpg_err(errmsg, RPG_EINVAL, "invalid listen address \"%s\": expected a.b.c.d:port",
+                       addr);
+
+    s->loop = loop;
+    s->handler = handler;
+    s->data = data;
+    s->n_conns = 0;
+    s->closing = 0;
+    s->close_cb = NULL;
+    s->listening = 0;
+    s->mhd = NULL;
+    s->open_handles = 0;
+    s->in_run = 0;
+    s->zero_runs = 0;
+    s->waiting_head = s->waiting_tail = NULL;
+    s->suspended = NULL;
+    s->fd = -1;
+    if (s->max_conns == 0)
+        s->max_conns = DEFAULT_MAX_CONNS;
+    if (s->idle_timeout_ms == 0)
+        s->idle_timeout_ms = DEFAULT_IDLE_MS;
+    s->max_conns = fit_fd_limit(s->max_conns);
+
+    /* Bound and listening before MHD sees it, for exact errors ("address already in use"). */
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto sys_err;
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0)
+        goto sys_err;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        goto sys_err;
+    if (listen(fd, SOMAXCONN) != 0)
+        goto sys_err;
+
+    /* MHD's own time-out (whole seconds, inactivity) covers a client that stops reading a
+     * response; the request deadline above is ours. */
+    unsigned idle_s = (unsigned)((s->idle_timeout_ms + 999) / 1000);
+    bool tls = s->tls_cert != NULL;
+    s->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | (tls ? MHD_USE_TLS : 0), 0, NULL, NULL,
+        on_request, s, MHD_OPTION_HTTPS_MEM_CERT, tls ? s->tls_cert : NULL,
+        MHD_OPTION_HTTPS_MEM_KEY, tls ? s->tls_key : NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+        s->max_conns + HARD_LIMIT_SLACK, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION,
+        notify_connection, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned)SOMAXCONN, MHD_OPTION_END);
+    if (s->mhd == NULL) {
+        close(fd);
+        tls_free(s);
+        return rpg_err(errmsg, RPG_EIO, "listen %s: cannot start the HTTP server%s", addr,
+                       tls ? " (is the key the certificate's, both PEM?)" : "");
+    }
+    s->fd = fd;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (di == NULL || uv_poll_init(loop, &s->poll, di->epoll_fd) != 0) {
+        MHD_stop_daemon(s->mhd);
+        s->mhd = NULL;
+        tls_free(s);
+        return rpg_err(errmsg, RPG_EIO, "listen %s: cannot watch the HTTP server", addr);
+    }
+    uv_timer_init(loop, &s->mhd_timer); /* cannot fail */
+    uv_timer_init(loop, &s->deadline_timer);
+    s->poll.data = s->mhd_timer.data = s->deadline_timer.data = s;
+    s->open_handles = 3;
+    s->listening = 1;
+    uv_poll_start(&s->poll, UV_READABLE, poll_cb);
+    server_run(s);
+    return 0;
+
+sys_err:
+    rc = uv_translate_sys_error(errno);
+    if (fd >= 0)
+        close(fd);
+    return rpg_err(errmsg, RPG_EIO, "listen %s: %s", addr, uv_strerror(rc));
+}
+
+int http_server_port(const struct http_server *s)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (s->fd < 0)
+        return UV_EBADF;
+    if (getsockname(s->fd, (struct sockaddr *)&ss, &len) != 0)
+        return uv_translate_sys_error(errno);
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return UV_EINVAL;
+}
+
+/* Stops MHD (outside MHD_run): every open request is reported terminated, every connection
+ * closed; then the loop handles close. */
+static void server_finish_close(struct http_server *s)
+{
+    if (s->mhd != NULL) {
+        /* MHD refuses to stop with suspended connections; their answers are dropped. */
+        while (s->suspended != NULL) {
+            struct http_conn *c = s->suspended;
+            suspended_remove(s, c);
+            MHD_resume_connection(c->mc);
+        }
+        struct MHD_Daemon *d = s->mhd;
+        s->mhd = NULL;
+        MHD_stop_daemon(d); /* closes the listening socket too */
+        s->fd = -1;
+        tls_free(s);
+    }
+    if (s->listening) {
+        s->listening = 0;
+        uv_close((uv_handle_t *)&s->poll, handle_closed);
+        uv_close((uv_handle_t *)&s->mhd_timer, handle_closed);
+        uv_close((uv_handle_t *)&s->deadline_timer, handle_closed);
+    }
+}
+
+void http_server_close(struct http_server *s, void (*cb)(struct http_server *s))
+{
+    if (s->closing)
+        return;
+    s->closing = 1;
+    s->close_cb = cb;
+    if (s->open_handles == 0) {
+        /* Never started (or failed to): nothing to close. */
+        tls_free(s);
+        s->close_cb = NULL;
+        if (cb != NULL)
+            cb(s);
+        return;
+    }
+    /* Stop watching now; the epoll descriptor closes with MHD. */
+    uv_poll_stop(&s->poll);
+    if (!s->in_run)
+        server_finish_close(s);
+}

@@ -1,0 +1,141 @@
+/* Restart a member's PostgreSQL (restart.h). */
+#include "raftpg/restart.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "raftpg/agent.h"
+#include "raftpg/log.h"
+
+static void respond(struct restart *r, int status, const char *key, const char *msg)
+{
+    snprintf(r->last, sizeof r->last, "%s", msg);
+    if (r->conn == NULL) {
+        return;
+    }
+    json_t *o = json_pack("{s:s}", key, msg);
+    char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    http_respond(r->conn, body != NULL ? status : 500, NULL, body != NULL ? body : "{}",
+                 body != NULL ? strlen(body) : 2);
+    free(body);
+    r->conn = NULL;
+}
+
+static void end(struct agent *a, int status, const char *key, const char *msg)
+{
+    struct restart *r = &a->restart;
+    respond(r, status, key, msg);
+    r->phase = RESTART_IDLE;
+    a->callbacks.restarting = false;
+    uv_timer_stop(&r->timer);
+}
+
+static void stopped(struct pg *p, int rc, const char *msg, void *data)
+{
+    struct agent *a = data;
+    struct restart *r = &a->restart;
+    if (r->phase != RESTART_STOPPING) {
+        return;
+    }
+    if (rc != 0) {
+        char why[256];
+        snprintf(why, sizeof why, "the stop failed: %s", msg != NULL ? msg : "?");
+        end(a, 503, "error", why);
+        return;
+    }
+    /* The agent's decisions start it again, in its role; this waits to see it run. */
+    r->phase = RESTART_STARTING;
+    r->epoch = p->epoch;
+    log_info("restart: postgresql stopped, starting it again");
+}
+
+static void tick(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+    struct restart *r = &a->restart;
+    uint64_t now = cons_uv_clock_ms();
+    const struct pg *pg = &a->pg;
+    /* Started again (an operation ended after the stop) and observed running since. */
+    if (r->phase == RESTART_STARTING && pg->epoch > r->epoch && pg->obs_epoch == pg->epoch &&
+        pg->obs.state == HA_PG_RUNNING) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "restarted in %llu ms as %s",
+                 (unsigned long long)(now - r->started_ms),
+                 pg->obs.in_recovery ? "a standby" : "the primary");
+        log_info("restart: %s", msg);
+        end(a, 200, "message", msg);
+    } else if (now - r->started_ms > RESTART_STOP_MS + RESTART_WAIT_MS) {
+        end(a, 503, "error", "postgresql does not accept connections again yet: see raftpg ctl list");
+    }
+}
+
+void restart_start(struct agent *a, struct http_conn *conn, const char *role, bool pending)
+{
+    struct restart *r = &a->restart;
+    const struct ha_pg *o = &a->pg.obs;
+    char why[256] = "";
+    int status = 503;
+    bool running = a->conf.has_postgresql && a->pg_open && o->state == HA_PG_RUNNING;
+    const char *is = o->in_recovery ? "replica" : "primary";
+    if (!running) {
+        snprintf(why, sizeof why, "postgresql is not running here");
+    } else if (r->phase != RESTART_IDLE || reinit_holds(a) || switchover_holds(a) ||
+               pg_busy(&a->pg)) {
+        snprintf(why, sizeof why, "an operation on this member's postgresql is under way");
+        status = 409;
+    } else if (a->cons_open && a->cons.state.initialized && a->cons.state.paused) {
+        snprintf(why, sizeof why, "the cluster is in maintenance mode: the agent would not start "
+                                  "postgresql again (ctl resume first)");
+    } else if (role != NULL && strcmp(role, is) != 0) {
+        snprintf(why, sizeof why, "restart conditions are not satisfied: this member is a %s, "
+                                  "not a %s", is, role);
+        status = 412;
+    } else if (pending && !a->pg.pending_restart) {
+        snprintf(why, sizeof why, "restart conditions are not satisfied: no setting waits for a "
+                                  "restart");
+        status = 412;
+    }
+    if (why[0] != '\0') {
+        struct http_conn *saved = r->conn;
+        r->conn = conn;
+        respond(r, status, "error", why);
+        r->conn = saved;
+        return;
+    }
+    if (!r->timer_open) {
+        uv_timer_init(a->loop, &r->timer);
+        r->timer.data = a;
+        r->timer_open = true;
+    }
+    r->conn = conn;
+    r->started_ms = cons_uv_clock_ms();
+    r->phase = RESTART_STOPPING;
+    a->callbacks.restarting = true;
+    log_info("restart requested: stopping postgresql (%s) to start it again", is);
+    if (pg_stop(&a->pg, RESTART_STOP_MS, stopped, a) != 0) {
+        end(a, 409, "error", "another operation on postgresql is under way");
+        return;
+    }
+    uv_timer_start(&r->timer, tick, 100, 100);
+}
+
+bool restart_holds(const struct agent *a)
+{
+    return a->restart.phase == RESTART_STOPPING;
+}
+
+void restart_close(struct agent *a, void (*cb)(uv_handle_t *h))
+{
+    struct restart *r = &a->restart;
+    if (r->phase != RESTART_IDLE) {
+        respond(r, 503, "error", "the agent is shutting down");
+        r->phase = RESTART_IDLE;
+    }
+    if (r->timer_open && !uv_is_closing((uv_handle_t *)&r->timer)) {
+        uv_close((uv_handle_t *)&r->timer, cb);
+    }
+}

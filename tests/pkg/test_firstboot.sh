@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The appliance's fast checks: image/raftpg-firstboot turns three seeds (10.231.9.x) into three
+# configurations that raftpg check-config accepts and that agree with each other, plus the
+# network file; bad seeds are refused naming the key; systemd-analyze verify accepts
+# raftpg-firstboot.service. (The image build and the three-node boot are
+# tests/image/test_appliance.sh, a documented command.)
+# Usage: test_firstboot.sh RAFTPG_BINARY
+# shellcheck source=../integration/lib.sh
+source "$(dirname "$0")/../integration/lib.sh"
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+FB="$SRC/image/raftpg-firstboot"
+secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+
+seed() { # I [extra lines]: node I's seed
+  local i=$1
+  shift
+  printf '%s\n' "# node $i" "NAME=node$i" "ADDRESS=10.231.9.1$i/24" \
+    "MEMBERS=node1:10.231.9.11,node2:10.231.9.12,node3:10.231.9.13" "SECRET=$secret" \
+    "VIP=10.231.9.100/24" "SUPERUSER_PASSWORD=su-password-1" "REPLICATION_PASSWORD=repl-password-1" "$@"
+}
+for i in 1 2 3; do
+  mkdir -p "$T_DIR/r$i"
+  seed "$i" >"$T_DIR/seed$i"
+  out=$(RAFTPG_ROOT="$T_DIR/r$i" RAFTPG_SEED="$T_DIR/seed$i" "$FB" 2>&1) || true
+  t_check "node$i's seed is accepted" t_contains "$out" "node$i (10.231.9.1$i on eth0) configured for cluster appliance"
+  conf="$T_DIR/r$i/etc/raftpg/raftpg.yaml"
+  t_check "node$i's configuration and secret are mode 0600" \
+    t_eq "$(stat -c %a "$conf" "$T_DIR/r$i/etc/raftpg/raft.secret" 2>/dev/null | tr '\n' ' ')" "600 600 "
+  t_check "node$i's secret is the seed's" t_eq "$(cat "$T_DIR/r$i/etc/raftpg/raft.secret")" "$secret"
+  # The configuration names /etc/raftpg/raft.secret, as on the node; checked against the copy here.
+  sed "s|/etc/raftpg/raft.secret|$T_DIR/r$i/etc/raftpg/raft.secret|" "$conf" >"$T_DIR/check$i.yaml"
+  c=$("$T_BIN" check-config "$T_DIR/check$i.yaml" 2>&1) || true
+  t_check "node$i's configuration passes raftpg check-config" t_contains "$c" "$T_DIR/check$i.yaml: ok"
+  t_check "node$i is an initial member with its address" t_contains "$c" "raft: listen=10.231.9.1$i:7000"
+  t_check "node$i holds the VIP on eth0" t_contains "$c" "vip: address=10.231.9.100/24 interface=eth0"
+  t_check "node$i's network file has its address" \
+    grep -qx "Address=10.231.9.1$i/24" "$T_DIR/r$i/etc/systemd/network/10-raftpg.network"
+  t_check "node$i's hostname" t_eq "$(cat "$T_DIR/r$i/etc/hostname")" "node$i"
+  t_check "node$i lets the /24 connect" grep -q "host all all 10.231.9.0/24 scram-sha-256" "$conf"
+done
+members() { grep '^    - {name:' "$1"; }
+t_check "the three member lists are identical" \
+  test "$(members "$T_DIR/r1/etc/raftpg/raftpg.yaml")" = "$(members "$T_DIR/r3/etc/raftpg/raftpg.yaml")" \
+  -a "$(members "$T_DIR/r2/etc/raftpg/raftpg.yaml")" = "$(members "$T_DIR/r3/etc/raftpg/raftpg.yaml")"
+
+refused() { # MESSAGE SEED-LINES...: the seed is refused with MESSAGE, nothing written
+  local msg=$1 rc=0 o d
+  shift
+  d=$(mktemp -d "$T_DIR/bad.XXXX")
+  printf '%s\n' "$@" >"$d/seed"
+  o=$(RAFTPG_ROOT="$d" RAFTPG_SEED="$d/seed" "$FB" 2>&1) || rc=$?
+  [ $rc -eq 1 ] || { echo "  exit $rc: $o"; return 1; }
+  [ ! -e "$d/etc/raftpg/raftpg.yaml" ] || { echo "  a configuration was written"; return 1; }
+  t_contains "$o" "$msg"
+}
+good=("NAME=node1" "ADDRESS=10.231.9.11/24" "MEMBERS=node1:10.231.9.11,node2:10.231.9.12,node3:10.231.9.13"
+      "SECRET=$secret" "SUPERUSER_PASSWORD=su-password-1" "REPLICATION_PASSWORD=repl-password-1")
+t_check "a missing SECRET is named" refused "SECRET is missing" "${good[@]:0:3}" "${good[@]:4}"
+t_check "a short SECRET is refused" refused "SECRET must be 64 lowercase hex digits" "${good[@]:0:3}" "SECRET=abc" "${good[@]:4}"
+t_check "an unknown key is named with its line" refused "seed:7: unknown key COLOUR" "${good[@]}" "COLOUR=blue"
+t_check "a line that is not KEY=VALUE is named" refused "seed:7: expected KEY=VALUE" "${good[@]}" "hello"
+t_check "NAME outside MEMBERS is refused" refused "NAME node9 is not in MEMBERS" "NAME=node9" "${good[@]:1}"
+t_check "ADDRESS and MEMBERS must agree" refused "MEMBERS gives node1 the address 10.231.9.11, ADDRESS says 10.231.9.99" \
+  "NAME=node1" "ADDRESS=10.231.9.99/24" "${good[@]:2}"
+t_check "two members are refused" refused "MEMBERS lists 2 members" "${good[@]:0:2}" \
+  "MEMBERS=node1:10.231.9.11,node2:10.231.9.12" "${good[@]:3}"
+t_check "a bad VIP is named" refused 'VIP "10.231.9.300/24" is not ADDR/PREFIX' "${good[@]}" "VIP=10.231.9.300/24"
+
+unit="$T_DIR/raftpg-firstboot.service"
+sed "s|^ExecStart=.*|ExecStart=$FB|" "$SRC/image/raftpg-firstboot.service" >"$unit"
+verify() { local o; o=$(systemd-analyze verify --man=no "$unit" 2>&1) && [ -z "$o" ] || { echo "$o"; return 1; }; }
+t_check "systemd-analyze verify accepts raftpg-firstboot.service" verify
+t_done

@@ -77,6 +77,24 @@ static const char *pg_detail(const struct agent *a)
                                                : a->pg.state_detail;
 }
 
+/* The rejoin pipeline (pg.h enum pg_rejoin_stage): the stage, whether it is under way, how long
+ * it has been in it, why the last attempt ended and, while cloning, kB copied of the total. */
+static json_t *rejoin_json(const struct agent *a)
+{
+    const struct pg_rejoin *r = &a->pg.rejoin;
+    rpg_msec now = uv_now(a->pg.loop);
+    json_t *o = json_pack(
+        "{s:s, s:b, s:I, s:s}", "stage", pg_rejoin_stage_name(r->stage), "running", r->running,
+        "since_ms", (json_int_t)(r->stage != PG_REJOIN_NONE && now > r->since ? now - r->since : 0),
+        "error", r->error);
+    if (o != NULL && r->stage == PG_REJOIN_CLONE) {
+        json_object_set_new(o, "done_kb", json_integer((json_int_t)r->done_kb));
+        json_object_set_new(o, "total_kb",
+                            r->total_kb != 0 ? json_integer((json_int_t)r->total_kb) : json_null());
+    }
+    return o;
+}
+
 /* This member's PostgreSQL as published to peers and clients. */
 static json_t *pg_json(const struct agent *a)
 {
@@ -102,6 +120,7 @@ static json_t *pg_json(const struct agent *a)
          * last had to be rewound or cloned again. */
         json_object_set_new(o_json, "operation", json_string(pg_op_name(a->pg.op)));
         json_object_set_new(o_json, "rejoin_error", json_string(a->pg.rejoin_error));
+        json_object_set_new(o_json, "rejoin", rejoin_json(a));
         /* Why the server cannot write, and since when (storage faults): "" when it can. */
         json_object_set_new(o_json, "unwritable", json_string(o->unwritable));
         json_object_set_new(o_json, "unwritable_ms", json_integer((json_int_t)o->unwritable_ms));
@@ -324,7 +343,23 @@ struct pg_view {
     uint64_t replay_position;
     const char *address;
     const char *detail;
+    char rejoin[96]; /* "stage" or "clone 1024/4096 kB" while a rejoin runs, else "" */
 };
+
+static void rejoin_summary(char *buf, size_t size, bool running, const char *stage,
+                           uint64_t done_kb, uint64_t total_kb)
+{
+    buf[0] = '\0';
+    if (!running) {
+        return;
+    }
+    if (strcmp(stage, "clone") == 0 && total_kb > 0) {
+        snprintf(buf, size, "clone %llu/%llu kB (%llu%%)", (unsigned long long)done_kb,
+                 (unsigned long long)total_kb, (unsigned long long)(done_kb * 100 / total_kb));
+    } else {
+        snprintf(buf, size, "%s", stage);
+    }
+}
 
 static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *v)
 {
@@ -343,6 +378,9 @@ static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *
         v->replay_position = o->replay_position;
         v->address = a->conf.postgresql.connect_address;
         v->detail = pg_detail(a);
+        const struct pg_rejoin *r = &a->pg.rejoin;
+        rejoin_summary(v->rejoin, sizeof v->rejoin, r->running, pg_rejoin_stage_name(r->stage),
+                       r->done_kb, r->total_kb);
         return true;
     }
     const struct peer_status *p = peers_get(&a->peers, name);
@@ -362,6 +400,8 @@ static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *
     v->replay_position = p->pg_replay_position;
     v->address = p->pg_address;
     v->detail = p->pg_detail;
+    rejoin_summary(v->rejoin, sizeof v->rejoin, p->reachable && p->pg_rejoin_running,
+                   p->pg_rejoin_stage, p->pg_rejoin_done_kb, p->pg_rejoin_total_kb);
     return true;
 }
 
@@ -487,6 +527,9 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
         }
         if (pv.detail != NULL && pv.detail[0] != '\0') {
             json_object_set_new(m, "detail", json_string(pv.detail));
+        }
+        if (pv.rejoin[0] != '\0') {
+            json_object_set_new(m, "rejoin", json_string(pv.rejoin));
         }
     }
     /* Its tags, as its own configuration says (this member) or its last report (others). */

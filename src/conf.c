@@ -146,6 +146,13 @@ static const struct conf_key basebackup_keys[] = {
     {.key = NULL},
 };
 
+/* Patroni's recovery_conf holds any recovery setting; raftpg writes the recovery settings it
+ * owns itself, and takes the one that is the operator's to give. */
+static const struct conf_key recovery_conf_keys[] = {
+    {"restore_command", KEY_STRING, FIELD(postgresql.restore_command)},
+    {.key = NULL},
+};
+
 static const struct conf_key callbacks_keys[] = {
     {"on_start", KEY_STRING, FIELD(postgresql.callbacks.on_start)},
     {"on_stop", KEY_STRING, FIELD(postgresql.callbacks.on_stop)},
@@ -171,6 +178,7 @@ static const struct conf_key postgresql_keys[] = {
     {"remove_data_directory_on_diverged_timelines", KEY_BOOL,
      FIELD(postgresql.remove_data_directory_on_diverged_timelines), .def = "false"},
     {"basebackup", KEY_SECTION, .sub = basebackup_keys},
+    {"recovery_conf", KEY_SECTION, .sub = recovery_conf_keys},
     {"callbacks", KEY_SECTION, .sub = callbacks_keys},
     {"callback_timeout", KEY_UINT, FIELD(postgresql.callback_timeout_s), .min = 1, .max = 3600,
      .def = "30"},

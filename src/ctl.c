@@ -359,6 +359,11 @@ static int cmd_list(struct ctl *c, enum list_format format)
             printf("%s: raft storage %s: %s\n", str_or(m, "name", "?"),
                    str_or(m, "raft_storage", "?"), err);
         }
+        /* A member whose PostgreSQL is rejoining: the pipeline's stage (a clone's progress). */
+        const char *rejoin = str_or(m, "rejoin", "");
+        if (rejoin[0] != '\0') {
+            printf("%s: rejoining: %s\n", str_or(m, "name", "?"), rejoin);
+        }
         const char *ident = str_or(m, "identity_error", "");
         if (ident[0] != '\0') {
             printf("%s: identity: %s\n", str_or(m, "name", "?"), ident);

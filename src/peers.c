@@ -61,6 +61,11 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
         copy_str(s->pg_receiver, sizeof s->pg_receiver, pg, "receiver");
         copy_str(s->pg_conninfo, sizeof s->pg_conninfo, pg, "conninfo");
         copy_str(s->pg_detail, sizeof s->pg_detail, pg, "detail");
+        json_t *rj = json_object_get(pg, "rejoin");
+        copy_str(s->pg_rejoin_stage, sizeof s->pg_rejoin_stage, rj, "stage");
+        s->pg_rejoin_running = json_is_true(json_object_get(rj, "running"));
+        s->pg_rejoin_done_kb = (uint64_t)json_integer_value(json_object_get(rj, "done_kb"));
+        s->pg_rejoin_total_kb = (uint64_t)json_integer_value(json_object_get(rj, "total_kb"));
     }
     json_t *tags = json_object_get(o, "tags");
     s->nofailover = json_is_true(json_object_get(tags, "nofailover"));

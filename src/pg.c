@@ -89,6 +89,24 @@ const char *pg_op_name(enum pg_op op)
     return "unknown";
 }
 
+const char *pg_rejoin_stage_name(enum pg_rejoin_stage stage)
+{
+    switch (stage) {
+    case PG_REJOIN_NONE: return "none";
+    case PG_REJOIN_CHECK: return "check";
+    case PG_REJOIN_CRASH_RECOVER: return "crash-recover";
+    case PG_REJOIN_CHECKPOINT_SOURCE: return "checkpoint-source";
+    case PG_REJOIN_REWIND: return "rewind";
+    case PG_REJOIN_VERIFY_TIMELINE: return "verify-timeline";
+    case PG_REJOIN_REMOVE: return "remove";
+    case PG_REJOIN_MOVE_ASIDE: return "move-aside";
+    case PG_REJOIN_CLONE: return "clone";
+    case PG_REJOIN_START_STANDBY: return "start-standby";
+    case PG_REJOIN_STREAMING: return "streaming";
+    }
+    return "unknown";
+}
+
 /* ---- quoting and parsing (pure) -------------------------------------------------------------- */
 
 static bool quote_with(const char *s, char *buf, size_t size, bool conf)
@@ -206,6 +224,19 @@ bool pg_rewind_retryable(const char *output)
         "pre-existing shared memory block",
         "lock file \"postmaster.pid\" already exists",
     };
+    /* With --progress pg_rewind says "need to copy" right before its point of no return. */
+    if (strstr(output, "need to copy ") != NULL) {
+        return false;
+    }
+    /* Its progress lines show how far it got: still reading, the source went away (stopped by
+     * its own fence, say) before anything in the target changed. Without them (a tail cut
+     * short) nothing shows how far it got. */
+    if (strstr(output, "reading source file list") != NULL &&
+        (strstr(output, "server closed the connection unexpectedly") != NULL ||
+         strstr(output, "terminating connection due to") != NULL ||
+         strstr(output, "could not fetch file list") != NULL)) {
+        return true;
+    }
     if (strstr(output, "error running query") != NULL ||
         strstr(output, "could not fetch") != NULL) {
         return false;
@@ -216,6 +247,76 @@ bool pg_rewind_retryable(const char *output)
         }
     }
     return false;
+}
+
+bool pg_controldata_clean(const char *output)
+{
+    const char *v = field_after(output, "Database cluster state:");
+    return v != NULL && strncmp(v, "shut down", 9) == 0;
+}
+
+bool pg_controldata_rewindable(const char *output)
+{
+    const char *hints = field_after(output, "wal_log_hints setting:");
+    const char *sums = field_after(output, "Data page checksum version:");
+    return (hints != NULL && strncmp(hints, "on", 2) == 0) ||
+           (sums != NULL && *sums >= '1' && *sums <= '9');
+}
+
+const char *pg_restore_command(const struct conf *c)
+{
+    if (c->postgresql.restore_command[0] != '\0') {
+        return c->postgresql.restore_command;
+    }
+    for (unsigned i = 0; i < c->postgresql.n_parameters; i++) {
+        if (strcmp(c->postgresql.parameters[i].key, "restore_command") == 0) {
+            return c->postgresql.parameters[i].value;
+        }
+    }
+    return "";
+}
+
+unsigned pg_rewind_args(const struct conf *c, const char *bin, const char *source, char **argv)
+{
+    unsigned n = 0;
+    argv[n++] = (char *)bin;
+    /* pg_rewind reads the target's restore_command with postgres -C, which sees raftpg.conf
+     * through postgresql.conf in the data directory: WAL the old primary recycled since the fork
+     * comes back from the archive instead of ending the rewind. */
+    if (pg_restore_command(c)[0] != '\0') {
+        argv[n++] = "--restore-target-wal";
+    }
+    /* Its progress lines tell a failure before its point of no return from one after
+     * (pg_rewind_retryable). */
+    argv[n++] = "--progress";
+    argv[n++] = "-D";
+    argv[n++] = (char *)c->postgresql.data_dir;
+    argv[n++] = (char *)source;
+    argv[n] = NULL;
+    return n;
+}
+
+bool pg_basebackup_progress(const char *output, uint64_t *done_kb, uint64_t *total_kb)
+{
+    bool found = false;
+    const char *line = output;
+    while (*line != '\0') {
+        size_t n = strcspn(line, "\r\n");
+        unsigned long long d = 0, t = 0;
+        char unit[4] = "", one[128];
+        /* Without a terminal pg_basebackup ends each report with a newline, with one with \r. */
+        fmt_str(one, sizeof one, "%.*s", (int)(n < sizeof one ? n : sizeof one - 1), line);
+        if (n > 0 && sscanf(one, " %llu/%llu %3s", &d, &t, unit) == 3 && strcmp(unit, "kB") == 0) {
+            *done_kb = d;
+            *total_kb = t;
+            found = true;
+        }
+        line += n;
+        while (*line == '\r' || *line == '\n') {
+            line++;
+        }
+    }
+    return found;
 }
 
 int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeline,
@@ -627,6 +728,12 @@ static int write_config(struct pg *p, bool standby, const struct pg_upstream *up
         }
         append(&buf, &len, &cap, "%s = %s\n", c->postgresql.parameters[i].key, qv);
     }
+    if (c->postgresql.restore_command[0] != '\0') {
+        /* postgresql.recovery_conf.restore_command: after the parameters, so it wins. */
+        char qr[2 * sizeof c->postgresql.restore_command + 3];
+        pg_conf_quote(c->postgresql.restore_command, qr, sizeof qr);
+        append(&buf, &len, &cap, "restore_command = %s\n", qr);
+    }
     /* What raftpg owns comes last, so it wins. */
     append(&buf, &len, &cap, "listen_addresses = '%s'\nport = %u\n", host, (unsigned)port);
     pg_conf_quote(c->scope, q, sizeof q);
@@ -739,6 +846,8 @@ static void read_upstream(struct pg *p)
 
 static void observe(struct pg *p);
 static void conn_drop(struct pg *p, const char *why);
+static void rejoin_stage(struct pg *p, enum pg_rejoin_stage stage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void on_poll(uv_poll_t *h, int status, int events);
 
 static void poll_closed(uv_handle_t *h)
@@ -966,6 +1075,11 @@ static void take_observation(struct pg *p, PGresult *res)
     o->checkpoint_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 7), NULL, 10);
     fmt_str(p->sync_seen, sizeof p->sync_seen, "%s", PQgetvalue(res, 0, 8));
     ha_pg_track_streaming(o, &p->not_streaming_since, now);
+    if (p->rejoin.running && p->rejoin.stage == PG_REJOIN_START_STANDBY && p->op == PG_OP_NONE &&
+        o->in_recovery && o->streaming) {
+        rejoin_stage(p, PG_REJOIN_STREAMING, "streaming from %s",
+                     o->upstream[0] ? o->upstream : "the primary");
+    }
     ha_pg_track_receiver(o, o->in_recovery ? PQgetvalue(res, 0, 9) : "", &p->receiver_since, now);
     conninfo_target(o->in_recovery ? PQgetvalue(res, 0, 10) : "", o->conninfo, sizeof o->conninfo);
     o->was_primary = !o->in_recovery;
@@ -1427,6 +1541,12 @@ static void observe(struct pg *p)
     }
     char path[PATH_MAX + 32], status[32];
     char unwritable[HA_WHY_MAX] = "";
+    if (p->rejoin.stage == PG_REJOIN_CLONE && p->proc.running) {
+        /* pg_basebackup reports at most once a second: the latest report is in the last lines. */
+        char tail[1024];
+        proc_output_peek(&p->proc, tail, sizeof tail);
+        pg_basebackup_progress(tail, &p->rejoin.done_kb, &p->rejoin.total_kb);
+    }
     storage_check(p->conf->postgresql.data_dir, unwritable, sizeof unwritable);
     /* Logged when it starts and ends, not for every change of the free bytes. */
     if ((unwritable[0] == '\0') != (p->obs.unwritable[0] == '\0')) {
@@ -1510,6 +1630,44 @@ static void on_tick(uv_timer_t *t)
 
 static void op_step(struct pg *p, int rc, const char *msg);
 
+/* ---- the rejoin pipeline's bookkeeping (pg.h enum pg_rejoin_stage) --------------------------- */
+
+static void rejoin_begin(struct pg *p)
+{
+    memset(&p->rejoin, 0, sizeof p->rejoin);
+    p->rejoin.started = uv_now(p->loop);
+    p->rejoin.since = p->rejoin.started;
+    p->rejoin.running = true;
+}
+
+/* Enters stage and logs it with why (what the stage does here). */
+static void rejoin_stage(struct pg *p, enum pg_rejoin_stage stage, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    rpg_msec now = uv_now(p->loop);
+    p->rejoin.stage = stage;
+    p->rejoin.since = now;
+    p->rejoin.running = stage != PG_REJOIN_STREAMING;
+    log_info("rejoin: %s (%s; %llu ms since the rejoin began)", pg_rejoin_stage_name(stage), why,
+             (unsigned long long)(now - p->rejoin.started));
+}
+
+/* The attempt ended at its current stage with msg. */
+static void rejoin_failed(struct pg *p, const char *msg)
+{
+    if (!p->rejoin.running) {
+        return;
+    }
+    p->rejoin.running = false;
+    fmt_str(p->rejoin.error, sizeof p->rejoin.error, "%s", msg);
+    log_warning("rejoin: %s failed after %llu ms: %s", pg_rejoin_stage_name(p->rejoin.stage),
+                (unsigned long long)(uv_now(p->loop) - p->rejoin.since), msg);
+}
+
 static void op_finish(struct pg *p, int rc, const char *msg)
 {
     p->reinit_remove = false;
@@ -1531,9 +1689,20 @@ static void op_finish(struct pg *p, int rc, const char *msg)
     p->done_cb = NULL;
     if (rc != 0) {
         log_debug("%s failed: %s", pg_op_name(op), msg);
-        if (op == PG_OP_REWIND && msg != NULL) {
-            fmt_str(p->rejoin_error, sizeof p->rejoin_error, "pg_rewind failed: %s", msg);
+        if (op == PG_OP_REWIND && p->rewind_retryable) {
+            log_warning("rejoin: stopped at %s before changing %s: trying again later",
+                        pg_rejoin_stage_name(p->rejoin.stage), p->conf->postgresql.data_dir);
+        } else if (op == PG_OP_REWIND) {
+            /* The directory cannot be brought onto the primary's timeline: a re-clone is left. */
+            p->obs.rewind_failed = true;
         }
+        if (op == PG_OP_REWIND && msg != NULL) {
+            fmt_str(p->rejoin_error, sizeof p->rejoin_error, "%s failed: %s",
+                    p->rejoin.stage == PG_REJOIN_REWIND ? "pg_rewind"
+                                                        : pg_rejoin_stage_name(p->rejoin.stage),
+                    msg);
+        }
+        rejoin_failed(p, msg != NULL ? msg : "");
     }
     if (cb != NULL) {
         cb(p, rc, msg != NULL ? msg : "", p->done_data);
@@ -1553,11 +1722,19 @@ static void on_proc(struct proc *pr, const struct proc_result *res, void *data)
     }
     char why[RPG_ERRMSG_SIZE];
     proc_describe(pr, res, why, sizeof why);
-    p->rewind_retryable = p->op == PG_OP_REWIND && !res->timed_out &&
-                          pg_rewind_retryable(res->output != NULL ? res->output : "");
-    if ((p->op == PG_OP_REWIND || p->op == PG_OP_CLONE) && res->output[0] != '\0') {
+    if (p->op == PG_OP_REWIND) {
+        /* Before pg_rewind runs nothing in the directory changed (crash recovery only replays
+         * what a start would replay), so only pg_rewind's own output can rule a retry out. */
+        enum pg_rejoin_stage st = p->rejoin.stage;
+        p->rewind_retryable =
+            st == PG_REJOIN_NONE || st == PG_REJOIN_CHECK || st == PG_REJOIN_CHECKPOINT_SOURCE ||
+            (!res->timed_out && pg_rewind_retryable(res->output != NULL ? res->output : ""));
+    }
+    if (p->rejoin.running && res->output[0] != '\0') {
         /* The last line rarely says why (pg_rewind's crash recovery, say): all of it, once. */
-        log_warning("%s failed; its whole output follows", pg_op_name(p->op));
+        log_warning("%s failed; its whole output follows (stage %s, %s)%s", pg_op_name(p->op),
+                    pg_rejoin_stage_name(p->rejoin.stage), pr->name,
+                    pr->output_wrapped ? " (only its last part was kept)" : "");
         const char *line = res->output;
         while (*line != '\0') {
             size_t n = strcspn(line, "\n");
@@ -1872,6 +2049,200 @@ static int reload(struct pg *p, char *errmsg)
     return 0;
 }
 
+/* Runs pg_controldata on the data directory (CHECK, VERIFY_TIMELINE); its output is read from
+ * p->proc.output at the next step. */
+static int run_controldata(struct pg *p)
+{
+    char bin[PATH_MAX + 32];
+    bin_path(p, "pg_controldata", bin, sizeof bin);
+    char *argv[] = {bin, "-D", (char *)p->conf->postgresql.data_dir, NULL};
+    return run(p, argv, 60000);
+}
+
+/* Runs one statement on the rejoin's source as the superuser with psql (the agent's one libpq
+ * connection is its own server's); the answer is read from p->proc.output. */
+static int run_on_source(struct pg *p, const char *sql, unsigned timeout_ms, char *errmsg)
+{
+    char ci[2048], bin[PATH_MAX + 32];
+    int rv = conninfo_for(p, &p->upstream, false, ci, sizeof ci, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    bin_path(p, "psql", bin, sizeof bin);
+    char *argv[] = {bin, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", ci, "-c",
+                    (char *)sql, NULL};
+    if (run(p, argv, timeout_ms) != 0) {
+        return rpg_err(errmsg, RPG_EIO, "%s", p->op_error);
+    }
+    return 0;
+}
+
+/* The source's timeline and the timeline its control file shows: pg_rewind reads the latter, and
+ * a promoted server updates it only at its next checkpoint (until then pg_rewind sees no fork). */
+#define SOURCE_TIMELINE_SQL                                                                        \
+    "SELECT CASE WHEN pg_is_in_recovery() THEN 'recovery' ELSE ('x' || substr(pg_walfile_name("    \
+    "pg_current_wal_lsn()), 1, 8))::bit(32)::int || ' ' || timeline_id END FROM "                  \
+    "pg_control_checkpoint()"
+
+static int start_checkpoint_source(struct pg *p, char *errmsg)
+{
+    rejoin_stage(p, PG_REJOIN_CHECKPOINT_SOURCE, "does %s's control file show its timeline?",
+                 p->upstream.name);
+    return run_on_source(p, SOURCE_TIMELINE_SQL, 30000, errmsg);
+}
+
+/* The rewind's steps, one per rejoin stage: each completion moves to the next stage. Returns 1
+ * when a program was started (its completion calls op_step), 0 when the rewind is done and the
+ * start as a standby began, or a negative code with errmsg (p->rewind_retryable says whether the
+ * directory is still as it was). */
+static int rewind_step(struct pg *p, char *errmsg)
+{
+    const struct conf *c = p->conf;
+    char *dd = (char *)c->postgresql.data_dir;
+    char bin[PATH_MAX + 32];
+    const char *out = p->proc.output;
+    int rv = 0;
+    switch (p->rejoin.stage) {
+    case PG_REJOIN_CHECK: {
+        uint64_t sysid = 0;
+        bool was_primary = false;
+        if (!pg_controldata_rewindable(out)) {
+            p->rewind_retryable = false;
+            return rpg_err(errmsg, RPG_EINVAL,
+                           "pg_rewind cannot work on %s: it has neither data checksums nor "
+                           "wal_log_hints = on",
+                           dd);
+        }
+        if ((rv = pg_parse_controldata(out, &sysid, &p->rejoin.target_timeline, &was_primary,
+                                       errmsg)) != 0) {
+            return rv;
+        }
+        if (!pg_controldata_clean(out)) {
+            /* pg_rewind would recover it itself, but with the server's own settings: the
+             * shutdown checkpoint at the end could recycle the WAL before the fork that
+             * pg_rewind must read back to the last common checkpoint. With archiving on and a
+             * command that never succeeds, every segment stays. */
+            rejoin_stage(p, PG_REJOIN_CRASH_RECOVER,
+                         "not shut down cleanly: postgres --single replays its WAL, keeping every "
+                         "segment");
+            bin_path(p, "postgres", bin, sizeof bin);
+            char *argv[] = {bin, "--single", "-D", dd, "-c", "archive_mode=on", "-c",
+                            "archive_command=false", "template1", NULL};
+            if (run(p, argv, REWIND_TIMEOUT_MS) != 0) {
+                return rpg_err(errmsg, RPG_EIO, "%s", p->op_error);
+            }
+            return 1;
+        }
+        return (rv = start_checkpoint_source(p, errmsg)) != 0 ? rv : 1;
+    }
+    case PG_REJOIN_CRASH_RECOVER:
+        return (rv = start_checkpoint_source(p, errmsg)) != 0 ? rv : 1;
+    case PG_REJOIN_CHECKPOINT_SOURCE:
+        if (!p->rejoin.checkpoint_asked) {
+            unsigned tl = 0, ckpt = 0;
+            if (strcmp(out, "recovery") == 0) {
+                return rpg_err(errmsg, RPG_EBUSY, "%s is still in recovery", p->upstream.name);
+            }
+            if (sscanf(out, "%u %u", &tl, &ckpt) != 2 || tl == 0) {
+                return rpg_err(errmsg, RPG_EPROTO, "unexpected answer from %s: \"%.80s\"",
+                               p->upstream.name, out);
+            }
+            p->rejoin.source_timeline = tl;
+            if (ckpt < tl) {
+                log_info("rejoin: %s's control file shows timeline %u, not %u yet: CHECKPOINT",
+                         p->upstream.name, ckpt, tl);
+                p->rejoin.checkpoint_asked = true;
+                rv = run_on_source(p, "CHECKPOINT", REWIND_TIMEOUT_MS, errmsg);
+                return rv != 0 ? rv : 1;
+            }
+        }
+        {
+            char ci[2048], src[2100];
+            char *argv[8];
+            if ((rv = conninfo_for(p, &p->upstream, false, ci, sizeof ci, errmsg)) != 0) {
+                return rv;
+            }
+            fmt_str(src, sizeof src, "--source-server=%s", ci);
+            bin_path(p, "pg_rewind", bin, sizeof bin);
+            pg_rewind_args(c, bin, src, argv);
+            rejoin_stage(p, PG_REJOIN_REWIND, "pg_rewind from %s (%s) on timeline %u%s",
+                         p->upstream.name, p->upstream.address, p->rejoin.source_timeline,
+                         pg_restore_command(c)[0] != '\0' ? ", --restore-target-wal" : "");
+            log_info("rewind: pg_rewind from %s (%s)", p->upstream.name, p->upstream.address);
+            if (run(p, argv, REWIND_TIMEOUT_MS) != 0) {
+                return rpg_err(errmsg, RPG_EIO, "%s", p->op_error);
+            }
+            return 1;
+        }
+    case PG_REJOIN_REWIND:
+        /* pg_rewind changed the directory: what fails from here is no reason to try again. */
+        p->rewind_retryable = false;
+        p->rejoin.no_rewind_needed = strstr(out, "no rewind required") != NULL;
+        rejoin_stage(p, PG_REJOIN_VERIFY_TIMELINE, "is %s on timeline %u now?", dd,
+                     p->rejoin.source_timeline);
+        if (run_controldata(p) != 0) {
+            return rpg_err(errmsg, RPG_EIO, "%s", p->op_error);
+        }
+        return 1;
+    case PG_REJOIN_VERIFY_TIMELINE: {
+        uint64_t sysid = 0;
+        uint32_t tl = 0;
+        bool was_primary = false;
+        if ((rv = pg_parse_controldata(out, &sysid, &tl, &was_primary, errmsg)) != 0) {
+            return rv;
+        }
+        /* Rewound, the control file names the source's timeline as the one recovery must
+         * reach; not rewound (never past the fork), an ancestor the standby follows from. */
+        if (tl != p->rejoin.source_timeline &&
+            !(p->rejoin.no_rewind_needed && tl < p->rejoin.source_timeline)) {
+            p->rewind_retryable = false;
+            return rpg_err(errmsg, RPG_EPROTO,
+                           "after pg_rewind %s is on timeline %u, %s on timeline %u", dd,
+                           (unsigned)tl, p->upstream.name, p->rejoin.source_timeline);
+        }
+        log_info("rewind: done, starting as a standby of %s", p->upstream.name);
+        p->obs.rewind_failed = false;
+        rejoin_stage(p, PG_REJOIN_START_STANDBY, "timeline %u; starting as a standby of %s",
+                     (unsigned)tl, p->upstream.name);
+        p->op = PG_OP_START;
+        p->standby = true;
+        p->step = 0;
+        op_step(p, 0, NULL);
+        return 0;
+    }
+    default: {
+        p->rewind_retryable = true;
+        int running = pg_postmaster_pid(p);
+        if (running != 0) {
+            return rpg_err(errmsg, RPG_EBUSY, "not rewinding: a postmaster runs (pid=%d)", running);
+        }
+        if ((running = pid_working_in(dd)) != 0) {
+            return rpg_err(errmsg, RPG_EBUSY,
+                           "not rewinding yet: postgres process %d still works in %s (left "
+                           "behind by a stopped server)",
+                           running, dd);
+        }
+        drop_stale_locks(p);
+        /* Crash recovery in single-user mode refuses to run with a standby signal ("standby
+         * mode is not supported by single-user servers"); the start after the rewind writes it
+         * again. */
+        const char *signals[] = {"standby.signal", "recovery.signal"};
+        for (unsigned i = 0; i < 2; i++) {
+            char sig[PATH_MAX + 32];
+            path_in(p, signals[i], sig, sizeof sig);
+            if (unlink(sig) == 0) {
+                log_info("rewind: removed %s so that the directory can be recovered", signals[i]);
+            }
+        }
+        rejoin_stage(p, PG_REJOIN_CHECK, "pg_controldata: shut down cleanly, rewind possible?");
+        if (run_controldata(p) != 0) {
+            return rpg_err(errmsg, RPG_EIO, "%s", p->op_error);
+        }
+        return 1;
+    }
+    }
+}
+
 /* Each operation is a short sequence of steps; a step that starts something returns and the
  * completion calls op_step again with the outcome. */
 static void op_step(struct pg *p, int rc, const char *msg)
@@ -1892,13 +2263,6 @@ static void op_step(struct pg *p, int rc, const char *msg)
             if (reason[0] != '\0') {
                 fmt_str(buf, sizeof buf, "%s (server log: %s)", msg, reason);
                 msg = buf;
-            }
-        }
-        if (p->op == PG_OP_REWIND && step == 1) {
-            if (p->rewind_retryable) {
-                log_warning("pg_rewind stopped before changing %s: trying again later", dd);
-            } else {
-                p->obs.rewind_failed = true;
             }
         }
         if (p->op == PG_OP_BOOTSTRAP && step == 1) {
@@ -2047,10 +2411,12 @@ static void op_step(struct pg *p, int rc, const char *msg)
         if (step == 0 && (p->conf->postgresql.remove_data_directory_on_rewind_failure ||
                           (p->obs.rewind_failed &&
                            p->conf->postgresql.remove_data_directory_on_diverged_timelines))) {
-            log_info("reinit: removing data directory %s (postgresql.%s)", dd,
-                     p->conf->postgresql.remove_data_directory_on_rewind_failure
-                         ? "remove_data_directory_on_rewind_failure"
-                         : "remove_data_directory_on_diverged_timelines");
+            const char *key = p->conf->postgresql.remove_data_directory_on_rewind_failure
+                                  ? "remove_data_directory_on_rewind_failure"
+                                  : "remove_data_directory_on_diverged_timelines";
+            rejoin_stage(p, PG_REJOIN_REMOVE, "postgresql.%s: %s", key,
+                         p->rejoin_error[0] ? p->rejoin_error : "cannot be used");
+            log_info("reinit: removing data directory %s (postgresql.%s)", dd, key);
             if (remove_data_dir(p) == 0) {
                 return;
             }
@@ -2060,6 +2426,8 @@ static void op_step(struct pg *p, int rc, const char *msg)
         }
         if (step == 0) {
             /* Never deleted by default: moved aside once, with the reason beside it. */
+            rejoin_stage(p, PG_REJOIN_MOVE_ASIDE, "%s",
+                         p->rejoin_error[0] ? p->rejoin_error : "cannot be used");
             if ((rv = move_aside(p, errmsg)) != 0) {
                 break;
             }
@@ -2081,8 +2449,9 @@ static void op_step(struct pg *p, int rc, const char *msg)
             ha_slot_name(p->upstream.slot_id, slot, sizeof slot);
             char rate[48];
             fmt_str(rate, sizeof rate, "--max-rate=%s", c->postgresql.basebackup_max_rate);
-            char *argv[16] = {bin, "-D", dd, "-X", "stream", "-c", "fast", "-d", ci};
-            unsigned argc = 9;
+            /* --progress: bytes copied and the total, read while it runs (pg_rejoin.done_kb). */
+            char *argv[16] = {bin, "-D", dd, "-X", "stream", "-c", "fast", "--progress", "-d", ci};
+            unsigned argc = 10;
             if (c->postgresql.basebackup_max_rate[0] != '\0') {
                 argv[argc++] = rate; /* a clone must not starve the primary's disk and link */
             }
@@ -2092,6 +2461,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
             }
             argv[argc] = NULL;
             bool throttled = c->postgresql.basebackup_max_rate[0] != '\0';
+            rejoin_stage(p, PG_REJOIN_CLONE, "pg_basebackup from %s", p->upstream.name);
             log_info("clone: pg_basebackup from %s (%s)%s%s", p->upstream.name,
                      p->upstream.address, throttled ? " --max-rate=" : "",
                      throttled ? c->postgresql.basebackup_max_rate : "");
@@ -2102,62 +2472,20 @@ static void op_step(struct pg *p, int rc, const char *msg)
             fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
         }
+        pg_basebackup_progress(p->proc.output, &p->rejoin.done_kb, &p->rejoin.total_kb);
+        log_info("clone: done, %llu kB copied", (unsigned long long)p->rejoin.done_kb);
         p->obs.rewind_failed = false;
+        rejoin_stage(p, PG_REJOIN_START_STANDBY, "starting as a standby of %s", p->upstream.name);
         p->op = PG_OP_START;
         p->standby = true;
         p->step = 0;
         op_step(p, 0, NULL);
         return;
     case PG_OP_REWIND:
-        if (step == 0) {
-            int running = pg_postmaster_pid(p);
-            if (running != 0) {
-                rv = rpg_err(errmsg, RPG_EBUSY, "not rewinding: a postmaster runs (pid=%d)",
-                             running);
-                break;
-            }
-            if ((running = pid_working_in(dd)) != 0) {
-                rv = rpg_err(errmsg, RPG_EBUSY,
-                             "not rewinding yet: postgres process %d still works in %s "
-                             "(left behind by a stopped server)",
-                             running, dd);
-                break;
-            }
-            drop_stale_locks(p);
-            /* pg_rewind first crash-recovers an unclean directory in single-user mode, which
-             * refuses to run with a standby signal ("standby mode is not supported by
-             * single-user servers"); the start after the rewind writes it again. */
-            const char *signals[] = {"standby.signal", "recovery.signal"};
-            for (unsigned i = 0; i < 2; i++) {
-                char sig[PATH_MAX + 32];
-                path_in(p, signals[i], sig, sizeof sig);
-                if (unlink(sig) == 0) {
-                    log_info("rewind: removed %s so that pg_rewind can recover the directory",
-                             signals[i]);
-                }
-            }
-            char ci[2048], src[2100];
-            if ((rv = conninfo_for(p, &p->upstream, false, ci, sizeof ci, errmsg)) != 0) {
-                break;
-            }
-            fmt_str(src, sizeof src, "--source-server=%s", ci);
-            bin_path(p, "pg_rewind", bin, sizeof bin);
-            char *argv[] = {bin, "-D", dd, src, NULL};
-            log_info("rewind: pg_rewind from %s (%s)", p->upstream.name, p->upstream.address);
-            if (run(p, argv, REWIND_TIMEOUT_MS) == 0) {
-                return;
-            }
-            rv = RPG_EIO;
-            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
-            break;
+        if ((rv = rewind_step(p, errmsg)) == 1) {
+            return;
         }
-        log_info("rewind: done, starting as a standby of %s", p->upstream.name);
-        p->obs.rewind_failed = false;
-        p->op = PG_OP_START;
-        p->standby = true;
-        p->step = 0;
-        op_step(p, 0, NULL);
-        return;
+        break;
     case PG_OP_FOLLOW:
         if (step == 0) {
             if ((rv = write_config(p, true, &p->upstream, errmsg)) != 0 ||
@@ -2213,6 +2541,13 @@ static int op_begin(struct pg *p, enum pg_op op, const struct pg_upstream *up, p
     }
     p->op = op;
     p->step = 0;
+    if (op == PG_OP_REWIND || op == PG_OP_CLONE || op == PG_OP_REINIT) {
+        rejoin_begin(p);
+    } else if (op == PG_OP_START || op == PG_OP_STOP || op == PG_OP_PROMOTE ||
+               op == PG_OP_BOOTSTRAP) {
+        /* What the server does from here is no longer the rejoin's doing. */
+        memset(&p->rejoin, 0, sizeof p->rejoin);
+    }
     p->done_cb = cb;
     p->done_data = data;
     p->op_error[0] = '\0';

@@ -315,6 +315,31 @@ err:
     return 0;
 }
 
+size_t proc_output_peek(const struct proc *p, char *buf, size_t size)
+{
+    if (size == 0) {
+        return 0;
+    }
+    size_t n = 0;
+    if (p->running) {
+        /* The ring: [output_len, RING) is older than [0, output_len) once it wrapped. */
+        size_t older = p->output_wrapped ? PROC_RING_SIZE - p->output_len : 0;
+        size_t total = older + p->output_len;
+        size_t skip = total > size - 1 ? total - (size - 1) : 0;
+        if (skip < older) {
+            memcpy(buf, p->output + p->output_len + skip, older - skip);
+            n = older - skip;
+            skip = 0;
+        } else {
+            skip -= older;
+        }
+        memcpy(buf + n, p->output + skip, p->output_len - skip);
+        n += p->output_len - skip;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
 void proc_kill(struct proc *p, int sig)
 {
     /* After the exit the group may hold only children the program left behind on purpose. */

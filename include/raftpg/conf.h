@@ -148,6 +148,11 @@ struct conf {
         /* Patroni's postgresql.basebackup.max-rate: pg_basebackup --max-rate for a clone, as
          * pg_basebackup takes it (kB/s, or with k or M); "" (the default): unthrottled. */
         char basebackup_max_rate[16];
+        /* Patroni's postgresql.recovery_conf.restore_command (PostgreSQL 12 and later read it from
+         * the configuration, where raftpg writes it): the standby fetches archived WAL with it,
+         * and pg_rewind the WAL the old primary no longer has (--restore-target-wal). "" (the
+         * default): none. */
+        char restore_command[1024];
         /* Patroni's postgresql.callbacks: a command (an absolute path, then arguments split on
          * blanks, no shell) run as COMMAND... ACTION ROLE SCOPE when this member's PostgreSQL
          * starts, stops or changes role; "" none. */

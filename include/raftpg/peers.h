@@ -44,6 +44,10 @@ struct peer_status {
     char pg_receiver[FSM_ADDR_MAX]; /* where its WAL receiver streams from (ha_pg.receiver) */
     char pg_conninfo[FSM_ADDR_MAX]; /* where its primary_conninfo points (ha_pg.conninfo) */
     char pg_detail[RPG_ERRMSG_SIZE];
+    char pg_rejoin_stage[24]; /* its rejoin pipeline (pg.h pg_rejoin): stage, ... */
+    bool pg_rejoin_running;   /* ... whether under way, and a clone's progress in kB */
+    uint64_t pg_rejoin_done_kb;
+    uint64_t pg_rejoin_total_kb;
     bool nofailover;
     bool nosync;
     bool noloadbalance;

@@ -57,6 +57,42 @@ enum pg_op {
 };
 const char *pg_op_name(enum pg_op op);
 
+/* The rejoin pipeline (DESIGN.md §8), in the order a rejoin runs: a rewind goes CHECK,
+ * CRASH_RECOVER (only after an unclean shutdown), CHECKPOINT_SOURCE, REWIND, VERIFY_TIMELINE,
+ * START_STANDBY, STREAMING; a clone (the last resort, or a member without a data directory) goes
+ * REMOVE or MOVE_ASIDE (only a re-clone), CLONE, START_STANDBY, STREAMING. */
+enum pg_rejoin_stage {
+    PG_REJOIN_NONE = 0,          /* no rejoin since the last plain start, stop or promotion */
+    PG_REJOIN_CHECK,             /* pg_controldata: shut down cleanly? can pg_rewind work on it? */
+    PG_REJOIN_CRASH_RECOVER,     /* postgres --single replays an unclean shutdown's WAL */
+    PG_REJOIN_CHECKPOINT_SOURCE, /* the source checkpointed its timeline (else CHECKPOINT there) */
+    PG_REJOIN_REWIND,            /* pg_rewind from the source */
+    PG_REJOIN_VERIFY_TIMELINE,   /* pg_controldata: the directory is on the source's timeline */
+    PG_REJOIN_REMOVE,            /* the data directory is removed (the configuration allows it) */
+    PG_REJOIN_MOVE_ASIDE,        /* the data directory is moved aside, with the reason */
+    PG_REJOIN_CLONE,             /* pg_basebackup from the source */
+    PG_REJOIN_START_STANDBY,     /* started as a standby, not streaming yet */
+    PG_REJOIN_STREAMING,         /* streaming from the source: the rejoin is done */
+};
+const char *pg_rejoin_stage_name(enum pg_rejoin_stage stage);
+
+/* Where the rejoin is, for the API and the log. */
+struct pg_rejoin {
+    enum pg_rejoin_stage stage;
+    bool running;                /* under way; false once streaming, or after a failed stage */
+    rpg_msec started;            /* loop time the rejoin began */
+    rpg_msec since;              /* loop time the stage began */
+    char error[RPG_ERRMSG_SIZE]; /* the failure that ended the last attempt, "" if none */
+    /* A clone's progress from pg_basebackup --progress (kB as it reports them); total 0: not
+     * known yet. */
+    uint64_t done_kb;
+    uint64_t total_kb;
+    uint32_t source_timeline; /* the source's timeline, read at CHECKPOINT_SOURCE */
+    uint32_t target_timeline; /* the directory's timeline, read at CHECK */
+    bool checkpoint_asked;    /* CHECKPOINT_SOURCE ran CHECKPOINT on the source */
+    bool no_rewind_needed;    /* pg_rewind found the target not past the fork point */
+};
+
 struct pg {
     uv_loop_t *loop;         /* borrowed */
     const struct conf *conf; /* borrowed */
@@ -125,6 +161,7 @@ struct pg {
     unsigned stop_bound_ms;
     char op_error[RPG_ERRMSG_SIZE];
     char rejoin_error[RPG_ERRMSG_SIZE]; /* why the data directory must be cloned again */
+    struct pg_rejoin rejoin;
     /* The synchronous settings raftpg.conf gets (every start, follow and set_sync). */
     char sync_names[1024];      /* synchronous_standby_names to write; "" = asynchronous */
     char sync_commit[16];       /* synchronous_commit to write; "" = PostgreSQL's default */
@@ -237,6 +274,28 @@ bool pg_controldata_cut_short(const char *output);
  * reachable or not ready yet, leftovers of the killed server in the way): a later attempt may
  * succeed, so it is no reason to re-clone. */
 bool pg_rewind_retryable(const char *output);
+
+/* Whether pg_controldata's output says the server was shut down cleanly ("shut down" or "shut
+ * down in recovery"), which pg_rewind requires; anything else needs crash recovery first. */
+bool pg_controldata_clean(const char *output);
+
+/* Whether pg_controldata's output shows what pg_rewind needs: data checksums or wal_log_hints. */
+bool pg_controldata_rewindable(const char *output);
+
+/* The restore_command the server's configuration gives (postgresql.recovery_conf.restore_command,
+ * else postgresql.parameters.restore_command), "" if none:
+ * with one, pg_rewind fetches WAL the target no longer has through it (--restore-target-wal). */
+const char *pg_restore_command(const struct conf *c);
+
+/* Fills argv (room for at least 8 entries) with the pg_rewind command line: bin, then
+ * --restore-target-wal when the configuration has a restore_command, --progress, -D data_dir and
+ * the --source-server argument source (all borrowed). Returns the number of arguments; argv ends
+ * with NULL. */
+unsigned pg_rewind_args(const struct conf *c, const char *bin, const char *source, char **argv);
+
+/* Parses the last progress report in pg_basebackup --progress output ("12345/67890 kB (18%), 0/1
+ * tablespace"): true with done and total in kB, false if there is none yet. */
+bool pg_basebackup_progress(const char *output, uint64_t *done_kb, uint64_t *total_kb);
 
 /* From pg_controldata output: the latest checkpoint's location (as a byte position) and whether
  * the cluster state is "shut down" (a primary's clean shutdown). 0 or RPG_EPROTO. */

@@ -10,8 +10,10 @@
 
 #include "raftpg/err.h"
 
-/* How much of the combined stdout+stderr is kept: the last PROC_OUTPUT_MAX - 1 bytes. */
-#define PROC_OUTPUT_MAX 4096
+/* How much of the combined stdout+stderr is kept: the last PROC_OUTPUT_MAX - 1 bytes. A failed
+ * pg_rewind (with its crash recovery) or pg_basebackup says why well within this; callers that log
+ * the output whole say when the start was cut off (output_wrapped). */
+#define PROC_OUTPUT_MAX 16384
 
 /* Time between SIGTERM and SIGKILL after a timeout, unless proc.kill_grace_ms says otherwise. */
 #define PROC_KILL_GRACE_MS 2000
@@ -73,6 +75,10 @@ struct proc {
  * with spawn_error set, so callers handle one path. */
 int proc_run(struct proc *p, uv_loop_t *loop, char *const argv[], char *const env[],
              unsigned timeout_ms, proc_cb cb, void *data, char *errmsg);
+
+/* While p runs: copies the most recent output (at most size - 1 bytes, oldest first) into buf,
+ * NUL-terminated, for progress reports; "" when nothing came yet. Returns the length copied. */
+size_t proc_output_peek(const struct proc *p, char *buf, size_t size);
 
 /* Sends sig to the running program's process group; no-op if not running or already exited. */
 void proc_kill(struct proc *p, int sig);

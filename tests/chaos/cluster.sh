@@ -569,6 +569,31 @@ cl_rejoined() {
     cl_not cl_has_vip "$old"
 }
 
+# cl_rewound_not_cloned NODE OFFSET: after byte OFFSET of NODE's log a pg_rewind finished and no
+# clone ran (issue 11: an old primary rejoins by rewind). Says which when not.
+cl_rewound_not_cloned() {
+    local after
+    after=$(tail -c +$(($2 + 1)) "$CL_DIR/$1.log")
+    if grep -E 'clone: pg_basebackup|reinit:|moved aside' <<<"$after" | head -n 3 | sed 's/^/#   /' |
+        grep -q .; then
+        echo "# $1 was cloned again; why the rewind failed:"
+        grep -E 'rejoin: [a-z-]+ failed|failed; its whole output follows' -A6 <<<"$after" |
+            head -n 20 | cut -c1-300 | sed 's/^/#   /'
+        return 1
+    fi
+    grep -q 'rewind: done' <<<"$after" || { echo "# $1 logged no finished rewind"; return 1; }
+}
+
+# cl_ms_between T0 T1: whole milliseconds from T0 to T1 (cl_now values, which have decimals).
+cl_ms_between() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%d\n", b - a}'; }
+
+# cl_rejoin_ms NODE OFFSET: how long NODE's last rejoin pipeline took, from check to streaming, as
+# its "rejoin: streaming" line after byte OFFSET says (empty if none).
+cl_rejoin_ms() {
+    tail -c +$(($2 + 1)) "$CL_DIR/$1.log" | grep -oE 'rejoin: streaming \(.*; [0-9]+ ms since' |
+        tail -n 1 | grep -oE '[0-9]+ ms since' | cut -d' ' -f1
+}
+
 # cl_wait_rejoined OLD NEW: waits (60 s) for cl_rejoined; when it does not come, prints what the
 # agents recorded about timelines and the last lines of OLD's server log.
 cl_wait_rejoined() {

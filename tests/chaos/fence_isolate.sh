@@ -11,7 +11,7 @@
 # another node becomes primary and claims the VIP; the client through the VIP goes on; no write of
 # the isolated primary is acknowledged after the new primary's first (I1); never two nodes with
 # the VIP, never two ARP answers for it (I3); after the heal the isolated primary rejoins as a
-# standby and holds no VIP. Prints a FIGURES line (JSON) per fault.
+# standby through pg_rewind (no clone) and holds no VIP. Prints a FIGURES line (JSON) per fault.
 # usage: fence_isolate.sh PATH_TO_RAFTPG; FENCE_ISOLATE_FAULTS (default "isolate claim") picks
 # the faults. The suite runs the first one (test_fence_isolate.sh). The second isolates a primary
 # right after it was promoted, while the synchronous record still names it as a voter; rule 6 then
@@ -46,6 +46,7 @@ fault_checks() {
     cl_check "$old's agent is still running" cl_agent_alive "$old"
     cl_check "$old is a streaming standby of $new" cl_rejoined "$old" "$new"
     cl_check "$old holds no VIP" cl_not cl_has_vip "$old"
+    cl_check "$old rejoined by pg_rewind, not by a clone" cl_rewound_not_cloned "$old" "$offset"
     # What the isolated agent did with its PostgreSQL and the VIP after the fault.
     tail -c +$((offset + 1)) "$CL_DIR/$old.log" |
         grep -E 'lease lost|fencing|fenced|vip ' | head -n 8 | sed 's/^/#   /'

@@ -10,7 +10,7 @@
 #     acknowledging writes, and the old node drops the VIP, within the fence margin after SIGCONT;
 #   - never two nodes with the VIP, never two ARP answers for it (I3);
 #   - the new primary claims the VIP, the client through it goes on, and the old primary rejoins
-#     as a standby without the VIP.
+#     as a standby without the VIP, through pg_rewind (no clone).
 # Known limitation this test reports rather than hides: a paused agent cannot fence its running
 # PostgreSQL, so unless synchronous replication or a watchdog stops it, that server goes on
 # acknowledging writes while a new primary does (I1); the check says how many, through which
@@ -98,4 +98,6 @@ cl_check_report "I3: never two nodes with the VIP" i3_addr
 cl_check_report "I3: never two ARP answers for the VIP" i3_arp
 cl_check_report "once $P is back as a standby only $NP has the VIP" settled_vip
 cl_check "$P is a streaming standby of $NP" cl_rejoined "$P" "$NP"
+cl_check "$P rejoined by pg_rewind, not by a clone" cl_rewound_not_cloned "$P" "$log_at_stop"
+cl_log "$P: SIGCONT to streaming $(cl_ms_between "$tr" "$ts") ms, its rejoin pipeline $(cl_rejoin_ms "$P" "$log_at_stop") ms"
 cl_done

@@ -2,12 +2,13 @@
 # Real PostgreSQL under three agents on 127.0.0.1: bootstrap and clones, replication of rows,
 # kill -9 of the primary node (agent and PostgreSQL) -> a new primary that the other standby
 # follows, the old node rejoining as a standby through pg_rewind, and a deleted standby data
-# directory re-cloned.
+# directory re-cloned, its progress (kB copied of the total) on /status and in ctl list.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
-# Clones throttled as configured (postgresql.basebackup.max-rate, Patroni's key).
-T_MAX_RATE=100M
+# Clones throttled as configured (postgresql.basebackup.max-rate, Patroni's key): slow enough
+# (a new cluster is some 23 MB) that pg_basebackup reports its progress more than once.
+T_MAX_RATE=8M
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
 
 t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
@@ -19,7 +20,7 @@ S1=${others[0]} S2=${others[1]}
 
 t_check "the primary is the raft leader" t_eq "$(t_jq 1 '.raft.leader')" "$P"
 t_check "the standbys' clones ran with --max-rate" \
-  grep -q "clone: pg_basebackup from $P .*--max-rate=100M" "$T_DIR/node$S1.log" "$T_DIR/node$S2.log"
+  grep -q "clone: pg_basebackup from $P .*--max-rate=8M" "$T_DIR/node$S1.log" "$T_DIR/node$S2.log"
 # GET /metrics through Prometheus's own parser (python3-prometheus-client), Patroni's names.
 metric_of() { /usr/bin/python3 "$(dirname "$0")/metrics.py" "$(t_api_addr "$1")" itest "node$1" |
                 awk -v m="$2" '$1 == m {print $2}'; }
@@ -93,8 +94,40 @@ kill -STOP "${T_PIDS[$OS]}"
 t_kill_pg "$OS"
 mv "$T_DIR/node$OS/pgdata" "$T_DIR/node$OS/pgdata.gone"
 rm -rf "$T_DIR/node$OS/pgdata.gone"
+# While it clones, its /status and ctl list show the progress (polled every 100 ms, bounded).
+# It ends at streaming once the clone was seen (the previous rejoin's "streaming" shows until the
+# agent notices the directory is gone).
+watch_clone() {
+  local deadline=$((SECONDS + 60)) j st seen=""
+  while [ $SECONDS -lt $deadline ]; do
+    j=$(curl -s -m 1 "http://$(t_api_addr "$OS")/status" | jq -c '.postgresql.rejoin' 2>/dev/null || true)
+    st=$(jq -r .stage <<<"$j" 2>/dev/null || true)
+    [ -n "$seen" ] && [ -n "$j" ] && echo "$j" >>"$T_DIR/clone.status"
+    if [ "$st" = clone ]; then
+      [ -n "$seen" ] || echo "$j" >>"$T_DIR/clone.status"
+      seen=1
+      "$T_BIN" ctl --api "$(t_api_addr "$OS")" --timeout 500 list 2>/dev/null | grep "rejoining" >>"$T_DIR/clone.list" || true
+      # The primary's view: what the member reported on its last poll (every 250 ms).
+      "$T_BIN" ctl --api "$(t_api_addr "$NPi")" --timeout 500 list 2>/dev/null | grep "rejoining" >>"$T_DIR/clone.list.primary" || true
+    fi
+    [ -n "$seen" ] && [ "$st" = streaming ] && return 0
+    sleep 0.1
+  done
+}
+: >"$T_DIR/clone.status"; : >"$T_DIR/clone.list"; : >"$T_DIR/clone.list.primary"
 kill -CONT "${T_PIDS[$OS]}"
+watch_clone &
+WATCH=$!
 t_wait 60 "node$OS re-cloned and streaming" following "$NPi" "$OS" 3000
+wait "$WATCH" || true
+# A report with some but not all copied: pg_basebackup --progress read while it runs.
+partial() { jq -s -e 'any(.[]; .stage == "clone" and .running and (.total_kb // 0) > 0 and .done_kb > 0 and .done_kb < .total_kb)' "$T_DIR/clone.status" >/dev/null; }
+t_check "/status showed the re-clone's progress part way (kB copied of the total)" partial
+t_check "ctl list showed it too" grep -qE "^node$OS: rejoining: clone [0-9]+/[0-9]+ kB \([0-9]+%\)" "$T_DIR/clone.list"
+t_check "ctl list on the primary showed it as node$OS reported it" \
+  grep -qE "^node$OS: rejoining: clone [0-9]+/[0-9]+ kB \([0-9]+%\)" "$T_DIR/clone.list.primary"
+t_check "the re-clone's stages ended in streaming" t_eq "$(tail -n 1 "$T_DIR/clone.status" | jq -r .stage)" streaming
+t_log "re-clone progress seen: $(jq -r 'select(.stage == "clone") | "\(.done_kb)/\(.total_kb)"' "$T_DIR/clone.status" | uniq | tr '\n' ' ')"
 t_check "the re-cloned standby has every row" rows_on "$OS" 3000
 t_check "the re-clone went through pg_basebackup" \
   t_eq "$(grep -c "clone: pg_basebackup from $NP" "$T_DIR/node$OS.log")" 1

@@ -6,9 +6,19 @@
 # still answers kill(pid, 0): in run 1 a zombie (a killed postmaster nobody has reaped yet, as under
 # a slow init), in run 2 another program of the agent's user that took the number (which no
 # fence may signal).
+# Each rejoin is watched on the restarted node's GET /status (postgresql.rejoin.stage, polled every
+# 50 ms) and in its log: the stages must come in the pipeline's order and end in streaming (a
+# rejoin that stopped before changing anything may be superseded by a plain start when the agent
+# decides afresh: counted, and at most half of the runs).
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 RUNS=${RPO_RUNS:-20}
+# RPO_RESTORE_COMMAND=1: every node gets a restore_command (from an archive directory the test
+# makes), so that each pg_rewind runs with --restore-target-wal.
+if [ -n "${RPO_RESTORE_COMMAND:-}" ]; then
+  mkdir -p "$T_DIR/archive"; chown postgres "$T_DIR/archive"
+  T_RESTORE_COMMAND="cp $T_DIR/archive/%f %p"
+fi
 t_pick_ports
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
 t_wait 60 "a healthy cluster" t_pg_healthy 1 2 3
@@ -46,7 +56,8 @@ stop_holders() {
   local h
   for h in "${HOLDERS[@]}"; do kill -KILL "$h" 2>/dev/null || true; wait "$h" 2>/dev/null || true; done
 }
-trap 'stop_writer; stop_holders; t_cleanup' EXIT
+stop_pollers() { local q; for q in "${POLLERS[@]}"; do kill "$q" 2>/dev/null || true; wait "$q" 2>/dev/null || true; done; }
+trap 'stop_writer; stop_holders; stop_pollers; t_cleanup' EXIT
 # Points node $1's postmaster.pid at a process that answers kill(pid, 0) but is no server there.
 stale_pidfile() {
   local f="$T_DIR/node$1/pgdata/postmaster.pid" pid
@@ -70,6 +81,55 @@ stale_pidfile() {
   t_log "run $run: node$1's postmaster.pid now names $2 process $pid"
 }
 
+# The rejoin pipeline of a killed primary (README "Rejoin"): every stage, in order.
+REJOIN_STAGES="check crash-recover checkpoint-source rewind verify-timeline start-standby streaming"
+REJOIN_RE="check( crash-recover)? checkpoint-source rewind verify-timeline start-standby streaming"
+stage_rank() {
+  local r=0 s
+  for s in none $REJOIN_STAGES; do [ "$s" = "$1" ] && { echo $r; return; }; r=$((r + 1)); done
+  echo 99
+}
+# Records each new stage node $1 reports on /status into file $2, until it streams (bounded).
+poll_rejoin() {
+  local deadline=$((SECONDS + 90)) s last=""
+  while [ $SECONDS -lt $deadline ]; do
+    s=$(curl -s -m 1 "http://$(t_api_addr "$1")/status" | jq -r '.postgresql.rejoin.stage // empty' 2>/dev/null || true)
+    if [ -n "$s" ] && [ "$s" != "$last" ]; then echo "$s" >>"$2"; last=$s; fi
+    [ "$s" = streaming ] && return 0
+    sleep 0.05
+  done
+}
+# The stages polled (file $1) go forward in the pipeline's order and end in streaming, with at
+# least one stage seen before it. A failed attempt (the node logged $2 of them) is tried again
+# from check, which a 50 ms poll may miss: each may go back once.
+stages_ordered() {
+  local prev=0 r s n=0 back=0
+  while read -r s; do
+    r=$(stage_rank "$s")
+    [ "$r" -lt 99 ] || { echo "  unknown stage $s"; return 1; }
+    if [ "$r" -lt "$prev" ]; then
+      back=$((back + 1))
+      [ "$back" -le "$2" ] || { echo "  $s after a later stage, with $2 failed attempts logged"; return 1; }
+    fi
+    prev=$r; n=$((n + 1))
+  done <"$1"
+  [ "$(tail -n 1 "$1")" = streaming ] || { echo "  the last stage seen is $(tail -n 1 "$1")"; return 1; }
+  [ "$n" -ge 2 ] || { echo "  only $(cat "$1") seen"; return 1; }
+}
+# The stages node $1 logged since line $2 of its log, from its last attempt (the last "check").
+logged_stages() {
+  tail -n +"$2" "$T_DIR/node$1.log" | grep -oE 'rejoin: [a-z-]+ \(' | sed -E 's/rejoin: ([a-z-]+) \(/\1/' |
+    awk '$0 == "check" {n = 0} {a[n++] = $0} END {for (i = 0; i < n; i++) printf "%s%s", i ? " " : "", a[i]}'
+}
+POLLERS=()
+BAD_POLLS=0
+BAD_LOGS=0
+SUPERSEDED=0
+# Node $1 streams as its own PostgreSQL reports it (pg_stat_wal_receiver).
+node_streams() {
+  [ "$(t_jq "$1" --arg n "node$1" '.members[] | select(.name == $n) | .state')" = streaming ]
+}
+
 # Asynchronous records (k=0); the first primary makes some while its standbys first connect.
 k0_records() { cat "$T_DIR"/node*.log | grep -c 'synchronous quorum: recording k=0 ' || true; }
 K0_BEFORE=$(k0_records)
@@ -85,10 +145,22 @@ for run in $(seq 1 "$RUNS"); do
   if [ "$rejoin_from" -gt 0 ]; then
     REJOIN_MS+=($(( ($(date +%s%N) - rejoin_from) / 1000000 )))
   fi
-  P=$(t_pg_primary 1); Pi=${P#node}
+  # One ctl call may time out on a loaded machine: ask again (bounded) rather than kill nobody.
+  P=""
+  for _ in $(seq 1 50); do P=$(t_pg_primary 1); [ -n "$P" ] && break; sleep 0.2; done
+  [ -n "$P" ] || { t_fail "run $run: node1 names no primary"; break; }
+  Pi=${P#node}
   before=$(wc -l <"$ACKED")
   sleep "0.$((RANDOM % 9 + 1))"
-  t_kill "$Pi" KILL; t_kill_pg "$Pi"
+  if [ $((run % 2)) = 1 ]; then
+    # The server first, then the agent (before its guard could stop the server cleanly): the
+    # directory is left as a crash leaves it, and the rejoin must crash-recover it.
+    pgpid=$(t_pg_pid "$Pi") || pgpid=""
+    [ -n "$pgpid" ] && kill -KILL "$pgpid"
+    t_kill "$Pi" KILL; t_kill_pg "$Pi"
+  else
+    t_kill "$Pi" KILL; t_kill_pg "$Pi"
+  fi
   O=1; [ "$O" = "$Pi" ] && O=2
   np() { local p; p=$(t_pg_primary "$O"); [ -n "$p" ] && [ "$p" != "$P" ] && echo "$p"; }
   t_wait 60 "a new primary in run $run" np || break
@@ -107,13 +179,45 @@ for run in $(seq 1 "$RUNS"); do
   t_log "run $run: killed $P, new primary $NP, $((n_acked - before)) acks during the run, all $n_acked acknowledged rows present: $([ -z "$missing" ] && echo yes || echo no)"
   [ "$run" = 1 ] && stale_pidfile "$Pi" zombie
   [ "$run" = 2 ] && stale_pidfile "$Pi" foreign
+  log_from=$(( $(wc -l <"$T_DIR/node$Pi.log") + 1 ))
   t_start "$Pi"
   rejoin_from=$(date +%s%N)
+  poll_rejoin "$Pi" "$T_DIR/stages.$run" &
+  poller=$!
+  POLLERS+=($poller)
+  t_wait 90 "node$Pi streaming again in run $run" node_streams "$Pi" || break
+  # Streaming, its rejoin reports so within an observation (200 ms) and the poller ends.
+  for _ in $(seq 1 40); do kill -0 "$poller" 2>/dev/null || break; sleep 0.05; done
+  kill "$poller" 2>/dev/null || true; wait "$poller" 2>/dev/null || true
+  final=$(curl -s -m 1 "http://$(t_api_addr "$Pi")/status" | jq -r '.postgresql.rejoin.stage // empty' 2>/dev/null || true)
+  if [ "$final" = none ]; then
+    # The rejoin stopped before its point of no return and the agent, deciding afresh, started
+    # the directory as it was (a plain start ends the rejoin): nothing of the pipeline to check.
+    SUPERSEDED=$((SUPERSEDED + 1))
+    t_log "run $run: node$Pi streams after a plain start that superseded its rejoin; /status showed: $(tr '\n' ' ' <"$T_DIR/stages.$run")"
+    continue
+  fi
+  failed_attempts=$(tail -n +"$log_from" "$T_DIR/node$Pi.log" | grep -cE 'rejoin: [a-z-]+ failed after' || true)
+  if ! stages_ordered "$T_DIR/stages.$run" "$failed_attempts"; then
+    BAD_POLLS=$((BAD_POLLS + 1)); t_log "run $run: /status showed: $(tr '\n' ' ' <"$T_DIR/stages.$run")"
+  fi
+  # The last attempt went through every stage (crash recovery only for an unclean directory);
+  # after a crash (odd runs) one attempt crash-recovered.
+  logged=$(logged_stages "$Pi" "$log_from")
+  if ! grep -qxE "$REJOIN_RE" <<<"$logged" ||
+     { [ $((run % 2)) = 1 ] && ! tail -n +"$log_from" "$T_DIR/node$Pi.log" | grep -q 'rejoin: crash-recover ('; }; then
+    BAD_LOGS=$((BAD_LOGS + 1)); t_log "run $run: node$Pi logged the stages: $logged"
+  fi
+  t_log "run $run: node$Pi rejoined; /status showed: $(tr '\n' ' ' <"$T_DIR/stages.$run")"
 done
 stop_writer
 t_wait 90 "the last killed node back as a standby" t_pg_healthy 1 2 3
 REJOIN_MS+=($(( ($(date +%s%N) - rejoin_from) / 1000000 )))
 t_check "acknowledged rows lost over $RUNS failovers" t_eq "$lost_total" 0
+t_check "every rejoin's stages on /status went in order and ended in streaming" t_eq "$BAD_POLLS" 0
+t_check "most rejoins ran to streaming ($SUPERSEDED of $RUNS superseded by a plain start)" \
+  test "$SUPERSEDED" -le $((RUNS / 2))
+t_check "every rejoin logged its stages in order (crash-recover after every crash)" t_eq "$BAD_LOGS" 0
 t_check "every old primary rejoined by pg_rewind, none by a clone" \
   t_eq "$(( $(rejoin_lines 'clone: pg_basebackup|reinit:|moved aside') - CLONES_BEFORE ))" 0
 # At least one per failover (a standby that went past a fork is rewound too).
@@ -131,6 +235,11 @@ if [ "$(( $(rejoin_lines 'clone: pg_basebackup|reinit:|moved aside') - CLONES_BE
 fi
 t_log "restart of the old primary to a healthy cluster (ms), per run: ${REJOIN_MS[*]}; median $(printf '%s\n' "${REJOIN_MS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
 t_check "the writer made progress" test "$(wc -l <"$ACKED")" -gt "$RUNS"
+if [ -n "${RPO_RESTORE_COMMAND:-}" ]; then
+  t_check "every pg_rewind ran with --restore-target-wal" \
+    t_eq "$(cat "$T_DIR"/node*.log | grep -c 'rejoin: rewind (.*--restore-target-wal' || true)" \
+    "$(cat "$T_DIR"/node*.log | grep -c 'rejoin: rewind (' || true)"
+fi
 # The survivor re-points within the degrade grace: no new primary acknowledged alone.
 t_check "no primary went asynchronous after a failover" t_eq "$(k0_records)" "$K0_BEFORE"
 if [ "$(k0_records)" != "$K0_BEFORE" ]; then

@@ -367,6 +367,33 @@ static void test_postgresql_section_gets_defaults(void **state)
     assert_null(c.postgresql.pg_hba);
 }
 
+/* Patroni's postgresql.recovery_conf.restore_command; other recovery settings are raftpg's own. */
+static void test_recovery_conf_restore_command(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "postgresql:\n"
+                                  "  data_dir: /pg\n"
+                                  "  listen: 127.0.0.1:5433\n"
+                                  "  recovery_conf:\n"
+                                  "    restore_command: cp /archive/%f %p\n"),
+                     0);
+    assert_string_equal(c.postgresql.restore_command, "cp /archive/%f %p");
+    conf_free(&c);
+    assert_int_equal(load(MINIMAL "postgresql:\n"
+                                  "  data_dir: /pg\n"
+                                  "  listen: 127.0.0.1:5433\n"),
+                     0);
+    assert_string_equal(c.postgresql.restore_command, "");
+    conf_free(&c);
+    assert_int_not_equal(load(MINIMAL "postgresql:\n"
+                                      "  data_dir: /pg\n"
+                                      "  listen: 127.0.0.1:5433\n"
+                                      "  recovery_conf:\n"
+                                      "    recovery_target_timeline: latest\n"),
+                         0);
+    assert_non_null(strstr(errmsg, "recovery_target_timeline"));
+}
+
 /* Patroni's postgresql.basebackup.max-rate, checked as pg_basebackup checks --max-rate. */
 static void test_basebackup_max_rate(void **state)
 {
@@ -1824,10 +1851,10 @@ int main(void)
                                   teardown),
         cmocka_unit_test_teardown(test_missing_secret_file_is_an_error_at_its_key, teardown),
         cmocka_unit_test_teardown(test_previous_secret_needs_a_primary_one, teardown),
-        cmocka_unit_test_teardown(test_generated_secret_is_private_and_never_overwritten,
-                                  teardown),
+        cmocka_unit_test_teardown(test_generated_secret_is_private_and_never_overwritten, teardown),
         cmocka_unit_test_teardown(test_postgresql_section_gets_defaults, teardown),
         cmocka_unit_test_teardown(test_basebackup_max_rate, teardown),
+        cmocka_unit_test_teardown(test_recovery_conf_restore_command, teardown),
         cmocka_unit_test_teardown(test_member_restapi_listen_keeps_api_as_connect_address,
                                   teardown),
         cmocka_unit_test_teardown(test_booleans_accept_yaml_spellings, teardown),

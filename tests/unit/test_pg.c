@@ -368,6 +368,151 @@ static void test_rewind_failures_are_classified(void **state)
                                      "\"base/1/1259\": connection to server at \"127.0.0.1\" "
                                      "failed\n"));
     assert_false(pg_rewind_retryable(""));
+    /* With --progress: the source stopped (its own fence) while pg_rewind read its file list,
+     * before the point of no return. The failure lines were captured from PostgreSQL 15 in the
+     * chaos testbed; the progress lines are those pg_rewind.c prints with --progress. */
+    static const char SOURCE_STOPPED_READING[] =
+        "pg_rewind: servers diverged at WAL location 0/5000000 on timeline 1\n"
+        "pg_rewind: rewinding from last common checkpoint at 0/3000060 on timeline 1\n"
+        "pg_rewind: reading source file list\n"
+        "WARNING:  terminating connection due to immediate shutdown command\n"
+        "pg_rewind: error: could not fetch file list: server closed the connection "
+        "unexpectedly\n"
+        "\tThis probably means the server terminated abnormally\n"
+        "\tbefore or while processing the request.\n";
+    assert_true(pg_rewind_retryable(SOURCE_STOPPED_READING));
+    /* The same without the progress lines: nothing shows how far it got. */
+    assert_false(pg_rewind_retryable(
+        SOURCE_STOPPED_READING +
+        strlen("pg_rewind: servers diverged at WAL location 0/5000000 on timeline 1\n"
+               "pg_rewind: rewinding from last common checkpoint at 0/3000060 on timeline 1\n"
+               "pg_rewind: reading source file list\n")));
+    /* Past the point of no return. */
+    assert_false(pg_rewind_retryable(
+        "pg_rewind: reading source file list\n"
+        "pg_rewind: reading target file list\n"
+        "pg_rewind: reading WAL in target\n"
+        "pg_rewind: need to copy 51 MB (total source directory size is 70 MB)\n"
+        "12/52224 kB (0%) copied\n"
+        "pg_rewind: error: error running query (SELECT path, begin) in source server: server "
+        "closed the connection unexpectedly\n"));
+}
+
+/* A PostgreSQL 15 initdb without --data-checksums, running (the lines pg_rewind's check reads). */
+static const char NO_CHECKSUMS_NO_HINTS[] =
+    "Database cluster state:               in production\n"
+    "wal_log_hints setting:                off\n"
+    "Data page checksum version:           0\n";
+static const char NO_CHECKSUMS_HINTS_ON[] =
+    "Database cluster state:               shut down\n"
+    "wal_log_hints setting:                on\n"
+    "Data page checksum version:           0\n";
+
+static void test_controldata_clean_shutdown_is_told_from_a_crash(void **state)
+{
+    (void)state;
+    assert_true(pg_controldata_clean(CLEAN_PRIMARY));
+    assert_true(pg_controldata_clean(CLEAN_STANDBY)); /* shut down in recovery */
+    assert_false(pg_controldata_clean(KILLED_PRIMARY));
+    assert_false(pg_controldata_clean(RUNNING_STANDBY));
+    assert_false(pg_controldata_clean(KILLED_SHUTTING_DOWN));
+    assert_false(pg_controldata_clean(KILLED_IN_CRASH_RECOVERY));
+    assert_false(pg_controldata_clean(NO_DATA_DIR));
+    assert_false(pg_controldata_clean(""));
+}
+
+static void test_controldata_rewind_prerequisites(void **state)
+{
+    (void)state;
+    assert_true(pg_controldata_rewindable(CLEAN_PRIMARY)); /* data checksums */
+    assert_true(pg_controldata_rewindable(NO_CHECKSUMS_HINTS_ON));
+    assert_false(pg_controldata_rewindable(NO_CHECKSUMS_NO_HINTS));
+    assert_false(pg_controldata_rewindable(NO_DATA_DIR));
+}
+
+static void test_rewind_args_restore_target_wal_only_with_restore_command(void **state)
+{
+    (void)state;
+    static struct conf c;
+    struct conf_kv params[2] = {{"wal_keep_size", "1GB"}, {"restore_command", "cp /a/%f %p"}};
+    char *argv[8];
+    memset(&c, 0, sizeof c);
+    snprintf(c.postgresql.data_dir, sizeof c.postgresql.data_dir, "/var/lib/pg/data");
+    c.postgresql.parameters = params;
+    c.postgresql.n_parameters = 1;
+    assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 5);
+    assert_string_equal(argv[0], "/bin/pg_rewind");
+    assert_string_equal(argv[1], "--progress");
+    assert_string_equal(argv[2], "-D");
+    assert_string_equal(argv[3], "/var/lib/pg/data");
+    assert_string_equal(argv[4], "--source-server=host=x");
+    assert_null(argv[5]);
+    assert_string_equal(pg_restore_command(&c), "");
+    c.postgresql.n_parameters = 2;
+    assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 6);
+    assert_string_equal(argv[1], "--restore-target-wal");
+    assert_string_equal(argv[2], "--progress");
+    assert_string_equal(argv[3], "-D");
+    assert_string_equal(argv[4], "/var/lib/pg/data");
+    assert_string_equal(argv[5], "--source-server=host=x");
+    assert_null(argv[6]);
+    assert_string_equal(pg_restore_command(&c), "cp /a/%f %p");
+    /* Set to nothing, as a configuration may do to turn it off. */
+    params[1].value = "";
+    assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 5);
+    /* Patroni's postgresql.recovery_conf.restore_command comes first. */
+    snprintf(c.postgresql.restore_command, sizeof c.postgresql.restore_command, "fetch %%f %%p");
+    assert_int_equal(pg_rewind_args(&c, "/bin/pg_rewind", "--source-server=host=x", argv), 6);
+    assert_string_equal(argv[1], "--restore-target-wal");
+    assert_string_equal(pg_restore_command(&c), "fetch %f %p");
+}
+
+/* pg_basebackup --max-rate=10M --progress of a new cluster, captured from PostgreSQL 15 (stderr
+ * not a terminal: one report a line). */
+static const char BASEBACKUP_PROGRESS[] =
+    "waiting for checkpoint\n"
+    "10293/22942 kB (44%), 0/1 tablespace\n"
+    "20968/22942 kB (91%), 0/1 tablespace\n"
+    "22953/22953 kB (100%), 0/1 tablespace\n"
+    "22953/22953 kB (100%), 1/1 tablespace";
+
+static void test_basebackup_progress_takes_the_last_report(void **state)
+{
+    (void)state;
+    uint64_t done = 0, total = 0;
+    assert_false(pg_basebackup_progress("", &done, &total));
+    assert_false(pg_basebackup_progress("waiting for checkpoint\n", &done, &total));
+    assert_true(pg_basebackup_progress("waiting for checkpoint\n10293/22942 kB (44%), 0/1 "
+                                       "tablespace\n",
+                                       &done, &total));
+    assert_int_equal(done, 10293);
+    assert_int_equal(total, 22942);
+    assert_true(pg_basebackup_progress(BASEBACKUP_PROGRESS, &done, &total));
+    assert_int_equal(done, 22953);
+    assert_int_equal(total, 22953);
+    /* On a terminal the reports end with \r; a tail may begin mid-line. */
+    assert_true(pg_basebackup_progress("42 kB (1%), 0/1 tablespace\r    17/900 kB (1%), 0/1 "
+                                       "tablespace\r",
+                                       &done, &total));
+    assert_int_equal(done, 17);
+    assert_int_equal(total, 900);
+    assert_false(pg_basebackup_progress("12/34 MB\n", &done, &total));
+}
+
+static void test_rejoin_stage_names(void **state)
+{
+    (void)state;
+    assert_string_equal(pg_rejoin_stage_name(PG_REJOIN_NONE), "none");
+    assert_string_equal(pg_rejoin_stage_name(PG_REJOIN_CHECK), "check");
+    assert_string_equal(pg_rejoin_stage_name(PG_REJOIN_CRASH_RECOVER), "crash-recover");
+    assert_string_equal(pg_rejoin_stage_name(PG_REJOIN_CHECKPOINT_SOURCE), "checkpoint-source");
+    assert_string_equal(pg_rejoin_stage_name(PG_REJOIN_REWIND), "rewind");
+    assert_string_equal(pg_rejoin_stage_name(PG_REJOIN_VERIFY_TIMELINE), "verify-timeline");
+    assert_string_equal(pg_rejoin_stage_name(PG_REJOIN_REMOVE), "remove");
+    assert_string_equal(pg_rejoin_stage_name(PG_REJOIN_MOVE_ASIDE), "move-aside");
+    assert_string_equal(pg_rejoin_stage_name(PG_REJOIN_CLONE), "clone");
+    assert_string_equal(pg_rejoin_stage_name(PG_REJOIN_START_STANDBY), "start-standby");
+    assert_string_equal(pg_rejoin_stage_name(PG_REJOIN_STREAMING), "streaming");
 }
 
 static void test_controldata_cleanly_shut_down_primary_was_primary(void **state)
@@ -897,6 +1042,11 @@ int main(void)
         cmocka_unit_test(test_controldata_failures_are_classified),
         cmocka_unit_test(test_rewind_failures_are_classified),
         cmocka_unit_test(test_controldata_cleanly_shut_down_primary_was_primary),
+        cmocka_unit_test(test_controldata_clean_shutdown_is_told_from_a_crash),
+        cmocka_unit_test(test_controldata_rewind_prerequisites),
+        cmocka_unit_test(test_rewind_args_restore_target_wal_only_with_restore_command),
+        cmocka_unit_test(test_basebackup_progress_takes_the_last_report),
+        cmocka_unit_test(test_rejoin_stage_names),
         cmocka_unit_test(test_reservations_fill_the_ids_between_and_go_at_the_next_start),
         cmocka_unit_test(test_reservation_in_a_missing_directory_says_where),
         cmocka_unit_test(test_controldata_running_primary_was_primary),

@@ -319,15 +319,15 @@ static void test_long_output_keeps_tail(void **state)
 {
     struct fx *f = *state;
     char *const argv[] = {
-        "/bin/sh", "-c", "i=0; while [ $i -lt 1000 ]; do echo \"line $i\"; i=$((i+1)); done", NULL};
+        "/bin/sh", "-c", "i=0; while [ $i -lt 4000 ]; do echo \"line $i\"; i=$((i+1)); done", NULL};
     run(f, argv, NULL, 10000);
     struct seen *s = &f->seen[0];
     assert_int_equal(f->calls, 1);
     assert_int_equal(s->res.exit_status, 0);
 
-    static char all[16384];
+    static char all[65536];
     size_t len = 0;
-    for (int i = 0; i < 1000; i++)
+    for (int i = 0; i < 4000; i++)
         len += (size_t)snprintf(all + len, sizeof all - len, "line %d\n", i);
     assert_true(len > PROC_OUTPUT_MAX);
     /* The last PROC_OUTPUT_MAX - 1 bytes, then without the final newline. */
@@ -335,7 +335,34 @@ static void test_long_output_keeps_tail(void **state)
     all[len - 1] = '\0';
     assert_int_equal(strlen(s->output), PROC_OUTPUT_MAX - 2);
     assert_string_equal(s->output, tail);
-    assert_string_equal(s->describe, "sh exited 0: line 999");
+    assert_string_equal(s->describe, "sh exited 0: line 3999");
+}
+
+/* The most recent output of a running program, oldest byte first, also across the ring's end. */
+static void test_output_peek(void **state)
+{
+    (void)state;
+    static struct proc p;
+    char buf[8];
+    memset(&p, 0, sizeof p);
+    assert_int_equal(proc_output_peek(&p, buf, sizeof buf), 0); /* not running */
+    assert_string_equal(buf, "");
+    p.running = true;
+    memcpy(p.output, "abc", 3);
+    p.output_len = 3;
+    assert_int_equal(proc_output_peek(&p, buf, sizeof buf), 3);
+    assert_string_equal(buf, "abc");
+    /* Wrapped: the ring's end holds "wxyz" (older), its start "abc" (newer). */
+    memcpy(p.output + PROC_OUTPUT_MAX - 1 - 4, "wxyz", 4);
+    p.output_wrapped = true;
+    assert_int_equal(proc_output_peek(&p, buf, sizeof buf), 7);
+    assert_string_equal(buf, "wxyzabc");
+    char small[5];
+    assert_int_equal(proc_output_peek(&p, small, sizeof small), 4);
+    assert_string_equal(small, "zabc");
+    char tiny[3];
+    assert_int_equal(proc_output_peek(&p, tiny, sizeof tiny), 2);
+    assert_string_equal(tiny, "bc");
 }
 
 static void test_run_while_running_is_busy(void **state)
@@ -387,6 +414,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_binary_reports_spawn_error, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_long_output_keeps_tail, fx_setup, fx_teardown),
+        cmocka_unit_test(test_output_peek),
         cmocka_unit_test_setup_teardown(test_run_while_running_is_busy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reuse_from_callback, fx_setup, fx_teardown),
     };

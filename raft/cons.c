@@ -464,12 +464,8 @@ static void lease_cb(struct raft_barrier *req, int status)
     }
 }
 
-void cons_lease_renew(struct cons *c)
+static void lease_submit(struct cons *c)
 {
-    if (!live(c) || raft_state(c->raft) != RAFT_LEADER || !c->leader_ready ||
-        c->lease_pending) {
-        return;
-    }
     struct cons_req *q = req_new(c, REQ_LEASE);
     if (q == NULL) {
         return;
@@ -483,6 +479,28 @@ void cons_lease_renew(struct cons *c)
     } else {
         req_free(q);
     }
+}
+
+void cons_lease_renew(struct cons *c)
+{
+    if (!live(c) || raft_state(c->raft) != RAFT_LEADER || !c->leader_ready ||
+        c->lease_pending) {
+        return;
+    }
+    lease_submit(c);
+}
+
+void cons_lease_renew_now(struct cons *c)
+{
+    if (!live(c) || raft_state(c->raft) != RAFT_LEADER || !c->leader_ready) {
+        return;
+    }
+    /* A barrier still pending was submitted before now and cannot vouch for the time after it;
+     * both may be in flight, each extends the lease only forward. */
+    if (c->lease_pending && c->lease_submitted >= c->host.now(c)) {
+        return;
+    }
+    lease_submit(c);
 }
 
 static int start_transfer(struct cons *c, uint64_t id);

@@ -16,6 +16,7 @@
 
 #include "raftpg/cons.h"
 #include "raftpg/core.h"
+#include "raftpg/fence.h"
 #include "raftpg/fsm.h"
 #include "raftpg/ha.h"
 #include "raftpg/peers.h"
@@ -234,6 +235,7 @@ struct sim_agent {
     rpg_msec fence_started;
     uint64_t fence_inc;  /* the process the fence signalled */
     bool pg_frozen;      /* agent.c pg_frozen: the soft layer holds the server stopped */
+    struct fence_clock fence_clock; /* agent.c: loop gaps the fence tick saw */
     uint64_t frozen_inc; /* ... that process */
     unsigned n_fences;
     bool vip_startup_done;
@@ -550,6 +552,7 @@ void sim_raft_monitor(struct sim_world *w, unsigned i);
 void sim_raft_started(struct sim_world *w, unsigned i);
 /* EV_LEASE: the lease renewal, every ET/4 (cons_uv.c). */
 void sim_lease_renew(struct sim_world *w, unsigned i);
+void sim_lease_renew_now(struct sim_world *w, unsigned i); /* cons_lease_renew_now */
 void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id);
 void sim_ops_kill(struct sim_world *w, unsigned i);
 bool sim_agent_leader(const struct sim_world *w, unsigned i);

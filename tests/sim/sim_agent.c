@@ -387,6 +387,13 @@ void sim_lease_renew(struct sim_world *w, unsigned i)
     }
 }
 
+void sim_lease_renew_now(struct sim_world *w, unsigned i)
+{
+    if (raft_up(w, i)) {
+        cons_lease_renew_now(cons_of(w, i));
+    }
+}
+
 static bool state_current(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];

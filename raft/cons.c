@@ -54,6 +54,7 @@ struct cons_req {
     enum fsm_cmd_type type;
     raft_term term;
     rpg_msec submitted;
+    bool done; /* completed; kept until cons_free_requests (transfer_done says why) */
 };
 
 static struct cons_req *req_new(struct cons *c, enum cons_req_kind kind)
@@ -814,7 +815,14 @@ static void change_done(struct raft_change *req, int status)
 
 static void transfer_done(struct raft_transfer *req)
 {
-    struct cons *c = req_end(req->data);
+    /* Not freed here: libraft completes the transfer when the new leader is known, which can be
+     * before the TimeoutNow message, sent from inside this same request (req->send), has been
+     * written; its send callback then reads the request. A finished transfer request stays on
+     * the list (a few hundred bytes per transfer) until cons_free_requests, after the server is
+     * closed and every callback has run. */
+    struct cons_req *q = req->data;
+    struct cons *c = req_current(q) ? q->c : NULL;
+    q->done = true;
     if (c == NULL) {
         return;
     }

@@ -151,7 +151,9 @@ static bool is_voter(const struct sim_world *w, unsigned i)
 static bool node_healthy(const struct sim_world *w, unsigned i)
 {
     const struct sim_node *n = &w->nodes[i];
-    return n->exists && !n->removed && n->up && !n->frozen && n->agent.alive && is_voter(w, i);
+    /* A voter whose Raft directory cannot be written is no part of a working majority. */
+    return n->exists && !n->removed && n->up && !n->frozen && n->agent.alive &&
+           n->storage_fault == 0 && is_voter(w, i);
 }
 
 static bool linked(const struct sim_world *w, unsigned i, unsigned j)

@@ -8,7 +8,7 @@ void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms)
     t->margin_ms = et * 2 / 10 > 0 ? et * 2 / 10 : 1;
     t->hard_ms = et / 4 > 0 ? et / 4 : 1;
     t->escalate_ms = t->margin_ms / 2 > 0 ? t->margin_ms / 2 : 1;
-    t->gap_ms = t->margin_ms;
+    t->gap_ms = et / 2 > 0 ? et / 2 : 1;
 }
 
 bool fence_loop_gap(const struct fence_timing *t, rpg_msec last_tick, rpg_msec now)

@@ -28,9 +28,11 @@
  *   (CLOCK_BOOTTIME) counts a process stopped or a machine suspended, but a hypervisor may stop
  *   a guest's clocks with it and let them catch up only in part, or not at all, when it resumes.
  *   So the fence tick, due every 10 ms, also measures the time since the previous tick: a gap of
- *   more than gap_ms (0.2 ET, the drift margin: a gap that large means the node lost at least the
- *   lease's slack, and its clock may not have counted all of it) makes the lease untrusted until
- *   a barrier submitted after the gap commits (fence_lease_trusted). An untrusted lease that has
+ *   more than gap_ms (ET / 2: two renewals missed, longer than the scheduling stalls of a loaded
+ *   machine, 90..130 ms seen, which must not cost a lease) makes the lease untrusted until a
+ *   barrier submitted after the gap commits (fence_lease_trusted). A lower bound was tried: under
+ *   load, gaps came one after another, each voided the barriers in flight, and the lease ran out
+ *   (test_raft_auth's leader fenced). An untrusted lease that has
  *   not lapsed is the soft layer: PostgreSQL is paused, sessions kept, and resumed when the fresh
  *   barrier commits, one round trip later; only a lease that lapses or a lost leadership is hard.
  *   A scheduling stall therefore costs clients a pause, never their sessions. What no gap shows:
@@ -41,7 +43,7 @@ struct fence_timing {
     rpg_msec margin_ms;   /* 0.2 ET: the soft layer starts this long before the lease ends */
     rpg_msec hard_ms;     /* ET / 4: what a new leader waits for the old side's hard layer */
     rpg_msec escalate_ms; /* margin / 2: fast stop, then immediate */
-    rpg_msec gap_ms;      /* 0.2 ET: a longer gap between fence ticks distrusts the lease */
+    rpg_msec gap_ms;      /* ET / 2: a longer gap between fence ticks distrusts the lease */
 };
 
 void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms);

@@ -293,11 +293,12 @@ static void test_a_loop_gap_is_a_gap_longer_than_its_bound(void **state)
 {
     (void)state;
     fence_timing_init(&t, 500);
-    assert_int_equal(t.gap_ms, 100);
+    assert_int_equal(t.gap_ms, 250);
     assert_false(fence_loop_gap(&t, 0, 5000));     /* the first tick */
     assert_false(fence_loop_gap(&t, 5000, 5010));  /* the usual 10 ms */
-    assert_false(fence_loop_gap(&t, 5000, 5100));  /* at the bound */
-    assert_true(fence_loop_gap(&t, 5000, 5101));
+    assert_false(fence_loop_gap(&t, 5000, 5130));  /* a stall of a loaded machine */
+    assert_false(fence_loop_gap(&t, 5000, 5250));  /* at the bound */
+    assert_true(fence_loop_gap(&t, 5000, 5251));
     assert_false(fence_loop_gap(&t, 5000, 4990));  /* never backwards */
 }
 
@@ -325,34 +326,35 @@ static void test_a_short_stall_keeps_the_lease_and_a_long_one_pauses_until_a_fre
     assert_true(fence_lease_check(&t, &k, true, 10400, 10000, &gap));
     assert_false(gap);
     assert_true(fence_lease_check(&t, &k, true, 10400, 10010, &gap));
-    /* A 90 ms scheduling stall: under the bound, the lease holds. */
-    assert_true(fence_lease_check(&t, &k, true, 10400, 10100, &gap));
+    /* A 130 ms scheduling stall (a loaded machine): under the bound, the lease holds. */
+    assert_true(fence_lease_check(&t, &k, true, 10400, 10140, &gap));
     assert_false(gap);
-    /* A 150 ms stall: the lease still has time on this clock, but is not trusted. */
-    assert_false(fence_lease_check(&t, &k, true, 10400, 10250, &gap));
+    /* A clock that counted only part of a pause: 260 ms seen, yet the lease, renewed at 10100
+     * (until 10500), still has time on this clock. It is not trusted. */
+    assert_false(fence_lease_check(&t, &k, true, 10500, 10400, &gap));
     assert_true(gap);
     assert_int_equal(k.n_gaps, 1);
-    assert_int_equal(k.gap_at, 10250);
+    assert_int_equal(k.gap_at, 10400);
     /* The next tick is no gap; still untrusted, and not lapsed: the soft layer, not the hard. */
-    assert_false(fence_lease_check(&t, &k, true, 10400, 10260, &gap));
+    assert_false(fence_lease_check(&t, &k, true, 10500, 10410, &gap));
     assert_false(gap);
-    assert_false(fence_lease_lapsed(10400, 10260));
+    assert_false(fence_lease_lapsed(10500, 10410));
     struct fence_in in = primary();
-    in.now = 10260;
+    in.now = 10410;
     in.lease_ok = false;
     in.lease_lapsed = false;
     assert_int_equal(plan(&in).pg, FENCE_PG_FREEZE);
-    /* A barrier submitted at 10250 commits: lease until 10650, trusted; the server resumes. */
-    assert_true(fence_lease_check(&t, &k, true, 10650, 10270, &gap));
-    in.now = 10270;
+    /* A barrier submitted at 10400 commits: lease until 10800, trusted; the server resumes. */
+    assert_true(fence_lease_check(&t, &k, true, 10800, 10420, &gap));
+    in.now = 10420;
     in.lease_ok = true;
     in.frozen = true;
     assert_int_equal(plan(&in).pg, FENCE_PG_THAW);
     /* Had the node lost its leadership instead (no lease at all), the hard layer. */
-    assert_false(fence_lease_check(&t, &k, false, 0, 10280, &gap));
-    in.now = 10280;
+    assert_false(fence_lease_check(&t, &k, false, 0, 10430, &gap));
+    in.now = 10430;
     in.lease_ok = false;
-    in.lease_lapsed = fence_lease_lapsed(0, 10280);
+    in.lease_lapsed = fence_lease_lapsed(0, 10430);
     assert_int_equal(plan(&in).pg, FENCE_PG_STOP);
 }
 

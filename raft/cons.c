@@ -242,16 +242,25 @@ static void storage_lost_writes(struct cons *c, const char *what)
               what, c->storage.dir != NULL ? c->storage.dir : "?");
 }
 
+/* A write libraft refused when it was submitted: the storage fails, but nothing was lost (the
+ * entry left libraft's log with the refusal). */
+static void storage_raft_refused(struct cons *c, int status, const char *what)
+{
+    if (status == RAFT_IOERR || status == RAFT_NOSPACE) {
+        c->storage.n_raft_errors++;
+        snprintf(c->storage.raft_error, sizeof c->storage.raft_error, "%s refused: %s: %s", what,
+                 raft_strerror(status), c->attached ? raft_errmsg(c->raft) : "");
+        c->storage.raft_failing = true;
+        storage_update(c);
+    }
+}
+
 /* A libraft callback reported status: a failed write marks the storage failing until the next
  * confirmed write. */
 static void storage_raft_result(struct cons *c, int status, const char *what)
 {
     if (status == RAFT_IOERR || status == RAFT_NOSPACE) {
-        c->storage.n_raft_errors++;
-        snprintf(c->storage.raft_error, sizeof c->storage.raft_error, "%s failed: %s: %s", what,
-                 raft_strerror(status), c->attached ? raft_errmsg(c->raft) : "");
-        c->storage.raft_failing = true;
-        storage_update(c);
+        storage_raft_refused(c, status, what);
         storage_lost_writes(c, c->storage.raft_error);
     } else if (status == 0) {
         c->write_confirmed = c->host.now(c);
@@ -474,11 +483,14 @@ static void lease_submit(struct cons *c)
     q->submitted = c->host.now(c);
     q->term = c->raft->current_term;
     c->lease_term = q->term;
-    if (raft_barrier(c->raft, &q->u.barrier, lease_cb) == 0) {
+    int rv = raft_barrier(c->raft, &q->u.barrier, lease_cb);
+    if (rv == 0) {
         c->lease_submitted = q->submitted;
         c->lease_pending = true;
     } else {
         req_free(q);
+        /* A write refused at once (raft_uv cannot prepare a segment) is a storage failure too. */
+        storage_raft_refused(c, rv, "lease barrier");
     }
 }
 
@@ -866,7 +878,12 @@ void cons_reconcile(struct cons *c)
     if (!c->seen_pending) {
         submit_seen(c);
     }
-    if (c->change_pending || c->transfer_pending) {
+    /* No configuration change from a leader that cannot persist: it hands leadership over
+     * (cons_storage_tick), and libraft 0.15 frees the new configuration it already installed when
+     * the change's own write is refused at once (clientChangeConfiguration's unfinished error
+     * path): raft_add or raft_assign would then leave a dangling configuration (raftpg_sim
+     * --soak found it: a member added while the leader's Raft directory filled up). */
+    if (c->change_pending || c->transfer_pending || c->storage.failed) {
         return;
     }
     struct cons_req *q = req_new(c, REQ_CHANGE);

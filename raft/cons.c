@@ -54,6 +54,7 @@ struct cons_req {
     enum fsm_cmd_type type;
     raft_term term;
     rpg_msec submitted;
+    bool done; /* completed; kept until cons_free_requests (transfer_done says why) */
 };
 
 static struct cons_req *req_new(struct cons *c, enum cons_req_kind kind)
@@ -241,16 +242,25 @@ static void storage_lost_writes(struct cons *c, const char *what)
               what, c->storage.dir != NULL ? c->storage.dir : "?");
 }
 
+/* A write libraft refused when it was submitted: the storage fails, but nothing was lost (the
+ * entry left libraft's log with the refusal). */
+static void storage_raft_refused(struct cons *c, int status, const char *what)
+{
+    if (status == RAFT_IOERR || status == RAFT_NOSPACE) {
+        c->storage.n_raft_errors++;
+        snprintf(c->storage.raft_error, sizeof c->storage.raft_error, "%s refused: %s: %s", what,
+                 raft_strerror(status), c->attached ? raft_errmsg(c->raft) : "");
+        c->storage.raft_failing = true;
+        storage_update(c);
+    }
+}
+
 /* A libraft callback reported status: a failed write marks the storage failing until the next
  * confirmed write. */
 static void storage_raft_result(struct cons *c, int status, const char *what)
 {
     if (status == RAFT_IOERR || status == RAFT_NOSPACE) {
-        c->storage.n_raft_errors++;
-        snprintf(c->storage.raft_error, sizeof c->storage.raft_error, "%s failed: %s: %s", what,
-                 raft_strerror(status), c->attached ? raft_errmsg(c->raft) : "");
-        c->storage.raft_failing = true;
-        storage_update(c);
+        storage_raft_refused(c, status, what);
         storage_lost_writes(c, c->storage.raft_error);
     } else if (status == 0) {
         c->write_confirmed = c->host.now(c);
@@ -464,12 +474,8 @@ static void lease_cb(struct raft_barrier *req, int status)
     }
 }
 
-void cons_lease_renew(struct cons *c)
+static void lease_submit(struct cons *c)
 {
-    if (!live(c) || raft_state(c->raft) != RAFT_LEADER || !c->leader_ready ||
-        c->lease_pending) {
-        return;
-    }
     struct cons_req *q = req_new(c, REQ_LEASE);
     if (q == NULL) {
         return;
@@ -477,12 +483,37 @@ void cons_lease_renew(struct cons *c)
     q->submitted = c->host.now(c);
     q->term = c->raft->current_term;
     c->lease_term = q->term;
-    if (raft_barrier(c->raft, &q->u.barrier, lease_cb) == 0) {
+    int rv = raft_barrier(c->raft, &q->u.barrier, lease_cb);
+    if (rv == 0) {
         c->lease_submitted = q->submitted;
         c->lease_pending = true;
     } else {
         req_free(q);
+        /* A write refused at once (raft_uv cannot prepare a segment) is a storage failure too. */
+        storage_raft_refused(c, rv, "lease barrier");
     }
+}
+
+void cons_lease_renew(struct cons *c)
+{
+    if (!live(c) || raft_state(c->raft) != RAFT_LEADER || !c->leader_ready ||
+        c->lease_pending) {
+        return;
+    }
+    lease_submit(c);
+}
+
+void cons_lease_renew_now(struct cons *c)
+{
+    if (!live(c) || raft_state(c->raft) != RAFT_LEADER || !c->leader_ready) {
+        return;
+    }
+    /* A barrier still pending was submitted before now and cannot vouch for the time after it;
+     * both may be in flight, each extends the lease only forward. */
+    if (c->lease_pending && c->lease_submitted >= c->host.now(c)) {
+        return;
+    }
+    lease_submit(c);
 }
 
 static int start_transfer(struct cons *c, uint64_t id);
@@ -796,7 +827,14 @@ static void change_done(struct raft_change *req, int status)
 
 static void transfer_done(struct raft_transfer *req)
 {
-    struct cons *c = req_end(req->data);
+    /* Not freed here: libraft completes the transfer when the new leader is known, which can be
+     * before the TimeoutNow message, sent from inside this same request (req->send), has been
+     * written; its send callback then reads the request. A finished transfer request stays on
+     * the list (a few hundred bytes per transfer) until cons_free_requests, after the server is
+     * closed and every callback has run. */
+    struct cons_req *q = req->data;
+    struct cons *c = req_current(q) ? q->c : NULL;
+    q->done = true;
     if (c == NULL) {
         return;
     }
@@ -840,7 +878,12 @@ void cons_reconcile(struct cons *c)
     if (!c->seen_pending) {
         submit_seen(c);
     }
-    if (c->change_pending || c->transfer_pending) {
+    /* No configuration change from a leader that cannot persist: it hands leadership over
+     * (cons_storage_tick), and libraft 0.15 frees the new configuration it already installed when
+     * the change's own write is refused at once (clientChangeConfiguration's unfinished error
+     * path): raft_add or raft_assign would then leave a dangling configuration (raftpg_sim
+     * --soak found it: a member added while the leader's Raft directory filled up). */
+    if (c->change_pending || c->transfer_pending || c->storage.failed) {
         return;
     }
     struct cons_req *q = req_new(c, REQ_CHANGE);

@@ -579,7 +579,22 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
     }
     rpg_msec now = cons_uv_clock_ms();
     bool ready = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
-    bool lease_ok = fence_lease_ok(&a->fence, ready, cons_lease_until(&a->cons), now);
+    rpg_msec last_tick = a->fence_clock.last_tick;
+    bool gap;
+    bool lease_ok =
+        fence_lease_check(&a->fence, &a->fence_clock, ready, cons_lease_until(&a->cons), now, &gap);
+    if (gap) {
+        /* The loop (or the machine) stood still, and the clock may not have counted all of it. */
+        if (ready) {
+            log_warning("loop gap: no fence tick for %llu ms (bound %llu ms): the lease counts "
+                        "again once a barrier submitted from now commits",
+                        (unsigned long long)(now - last_tick), (unsigned long long)a->fence.gap_ms);
+            cons_lease_renew_now(&a->cons);
+        } else {
+            log_info("loop gap: no fence tick for %llu ms (bound %llu ms)",
+                     (unsigned long long)(now - last_tick), (unsigned long long)a->fence.gap_ms);
+        }
+    }
     if (lease_ok != a->lease_ok) {
         log_info("lease %s (until=%llu now=%llu)", lease_ok ? "held" : "lost",
                  (unsigned long long)cons_lease_until(&a->cons), (unsigned long long)now);
@@ -625,8 +640,12 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
         a->frozen_pid = pid;
         a->frozen_at = now;
         a->n_freezes++;
-        log_warning("lease ending (until=%llu now=%llu): postgresql paused, its sessions kept, "
+        log_warning("%s (until=%llu now=%llu): postgresql paused, its sessions kept, "
                     "until the lease is renewed or ends (pid=%d processes=%d)",
+                    fence_lease_trusted(&a->fence, cons_lease_until(&a->cons),
+                                        a->fence_clock.gap_at)
+                        ? "lease ending"
+                        : "lease not trusted after a loop gap",
                     (unsigned long long)cons_lease_until(&a->cons), (unsigned long long)now, pid,
                     pg_signal_server(pid, SIGSTOP));
         break;

@@ -164,12 +164,12 @@ json_t *agent_status_json(const struct agent *a)
         rpg_msec now = cons_uv_clock_ms();
         json_object_set_new(
             o, "fencing",
-            json_pack("{s:b, s:I, s:I, s:I, s:I, s:b, s:I, s:b, s:I}", "lease_held", a->lease_ok,
+            json_pack("{s:b, s:I, s:I, s:I, s:I, s:b, s:I, s:b, s:I, s:I}", "lease_held", a->lease_ok,
                       "lease_left_ms", (json_int_t)(until > now ? until - now : 0), "lease_ms",
                       (json_int_t)a->fence.lease_ms, "renew_ms", (json_int_t)a->fence.renew_ms,
                       "margin_ms", (json_int_t)a->fence.margin_ms, "fencing", a->fencing,
                       "fences", (json_int_t)a->n_fences, "paused", a->pg_frozen, "pauses",
-                      (json_int_t)a->n_freezes));
+                      (json_int_t)a->n_freezes, "loop_gaps", (json_int_t)a->fence_clock.n_gaps));
         if (a->conf.has_vip) {
             json_object_set_new(o, "vip",
                                 json_pack("{s:s, s:s, s:b, s:s}", "address",
@@ -1581,6 +1581,9 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            a->n_fences);
     metric(f, "raftpg_fence_pauses_total", "counter", "Soft-layer pauses (SIGSTOP) of this member's PostgreSQL.",
            labels, a->n_freezes);
+    metric(f, "raftpg_loop_gaps_total", "counter",
+           "Gaps between fence ticks longer than the bound (the lease then waits for a fresh barrier).",
+           labels, a->fence_clock.n_gaps);
     struct transport_stats ts;
     transport_get_stats(&ts);
     metric(f, "raftpg_raft_transport_accepted_total", "counter", "Incoming Raft connections.",

@@ -8,12 +8,36 @@ void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms)
     t->margin_ms = et * 2 / 10 > 0 ? et * 2 / 10 : 1;
     t->hard_ms = et / 4 > 0 ? et / 4 : 1;
     t->escalate_ms = t->margin_ms / 2 > 0 ? t->margin_ms / 2 : 1;
+    t->gap_ms = et / 2 > 0 ? et / 2 : 1;
+}
+
+bool fence_loop_gap(const struct fence_timing *t, rpg_msec last_tick, rpg_msec now)
+{
+    return last_tick != 0 && now > last_tick && now - last_tick > t->gap_ms;
+}
+
+bool fence_lease_trusted(const struct fence_timing *t, rpg_msec lease_until, rpg_msec gap_at)
+{
+    return gap_at == 0 || lease_until >= gap_at + t->lease_ms;
 }
 
 bool fence_lease_ok(const struct fence_timing *t, bool leader_ready, rpg_msec lease_until,
                     rpg_msec now)
 {
     return leader_ready && lease_until > now + t->margin_ms;
+}
+
+bool fence_lease_check(const struct fence_timing *t, struct fence_clock *k, bool leader_ready,
+                       rpg_msec lease_until, rpg_msec now, bool *gap)
+{
+    *gap = fence_loop_gap(t, k->last_tick, now);
+    if (*gap) {
+        k->gap_at = now;
+        k->n_gaps++;
+    }
+    k->last_tick = now;
+    return fence_lease_ok(t, leader_ready, lease_until, now) &&
+           fence_lease_trusted(t, lease_until, k->gap_at);
 }
 
 bool fence_lease_lapsed(rpg_msec lease_until, rpg_msec now)

@@ -236,11 +236,39 @@ const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, b
             best_prio = p->failover_priority;
         }
     }
-    if (best != NULL) {
-        snprintf(why, why_size,
-                 "%s is furthest ahead (timeline %u, wal position %" PRIu64 ", priority %d)", best,
-                 best_tl, best_wal, best_prio);
+    if (best == NULL) {
+        return NULL;
     }
+    /* Rule 6 counts every running voter heard, promotable or not, and one of them holds every
+     * acknowledged commit. A recorded synchronous voter ahead of the member chosen that cannot
+     * be promoted itself (its Raft storage fails, it cannot write, ...) may hold commits no other
+     * member has: promoting one behind it would lose them (raftpg_sim --seed 968316409756
+     * --nodes 3 --faults all --watchdog: a voter whose Raft directory was full held 8). */
+    struct sync_set recorded;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (sync_set_from_state(s, &recorded, errmsg) == 0) {
+        for (unsigned i = 0; i < in->n_peers; i++) {
+            const struct ha_peer *p = &in->peers[i];
+            const char *reason = NULL;
+            bool ahead = p->timeline > best_tl ||
+                         (p->timeline == best_tl && p->wal_position > best_wal);
+            if (!p->reachable || !p->polled || p->pg_state != HA_PG_RUNNING ||
+                !p->in_recovery || p->system_id != s->system_id || !ahead ||
+                !sync_set_contains(&recorded, p->name) || peer_promotable(in, p, &reason)) {
+                continue;
+            }
+            *wait = true;
+            snprintf(why, why_size,
+                     "synchronous voter %s is further ahead (timeline %u, wal position %" PRIu64
+                     ") than %s but cannot be promoted (%s): promoting a member behind it could "
+                     "lose acknowledged commits",
+                     p->name, p->timeline, p->wal_position, best, reason);
+            return NULL;
+        }
+    }
+    snprintf(why, why_size,
+             "%s is furthest ahead (timeline %u, wal position %" PRIu64 ", priority %d)", best,
+             best_tl, best_wal, best_prio);
     return best;
 }
 

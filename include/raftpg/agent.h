@@ -85,6 +85,7 @@ struct agent {
     bool fence_escalated;
     unsigned n_fences;         /* for the API and metrics */
     unsigned n_freezes;        /* soft-layer pauses, for the API */
+    struct fence_clock fence_clock; /* loop gaps seen by the fence tick (fence.h) */
     struct vip vip;
     bool vip_open;
     struct guard guard;        /* fences the node if this process dies unfenced (guard.h) */

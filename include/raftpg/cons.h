@@ -180,6 +180,10 @@ void cons_reconcile(struct cons *c);
 /* Leader only: submits the barrier that renews the lease. Call every ET/4. */
 void cons_lease_renew(struct cons *c);
 
+/* Leader only: submits a lease barrier at once, even while an older one is pending (after a loop
+ * gap only a barrier submitted from now on counts: fence_lease_trusted). */
+void cons_lease_renew_now(struct cons *c);
+
 /* Submits a command through the leader. RPG_ENOTLEADER if this node is not a ready leader. The
  * callback fires exactly once unless submit itself fails or the logic is detached first. */
 int cons_submit(struct cons *c, const struct fsm_cmd *cmd, cons_submit_cb cb, void *data,

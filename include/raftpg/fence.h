@@ -23,13 +23,27 @@
  *   goes at the same moment.
  * - The new side promotes only after its own barrier and after last contact + lease_ms +
  *   margin_ms + hard_ms: 1.25 ET on its clock, which under 20 % drift is at least ET on the old
- *   side's, so the hard layer, begun at 0.8 ET, has 0.2 ET (twice escalate_ms) to be done. */
+ *   side's, so the hard layer, begun at 0.8 ET, has 0.2 ET (twice escalate_ms) to be done.
+ * - Loop gaps. The lease is only as good as the clock it is measured on. The agent's clock
+ *   (CLOCK_BOOTTIME) counts a process stopped or a machine suspended, but a hypervisor may stop
+ *   a guest's clocks with it and let them catch up only in part, or not at all, when it resumes.
+ *   So the fence tick, due every 10 ms, also measures the time since the previous tick: a gap of
+ *   more than gap_ms (ET / 2: two renewals missed, longer than the scheduling stalls of a loaded
+ *   machine, 90..130 ms seen, which must not cost a lease) makes the lease untrusted until a
+ *   barrier submitted after the gap commits (fence_lease_trusted). A lower bound was tried: under
+ *   load, gaps came one after another, each voided the barriers in flight, and the lease ran out
+ *   (test_raft_auth's leader fenced). An untrusted lease that has
+ *   not lapsed is the soft layer: PostgreSQL is paused, sessions kept, and resumed when the fresh
+ *   barrier commits, one round trip later; only a lease that lapses or a lost leadership is hard.
+ *   A scheduling stall therefore costs clients a pause, never their sessions. What no gap shows:
+ *   a pause that the guest's clocks did not count at all (README.md, "Fencing"). */
 struct fence_timing {
     rpg_msec lease_ms;    /* 0.8 ET */
     rpg_msec renew_ms;    /* ET / 4: how often the leader renews */
     rpg_msec margin_ms;   /* 0.2 ET: the soft layer starts this long before the lease ends */
     rpg_msec hard_ms;     /* ET / 4: what a new leader waits for the old side's hard layer */
     rpg_msec escalate_ms; /* margin / 2: fast stop, then immediate */
+    rpg_msec gap_ms;      /* ET / 2: a longer gap between fence ticks distrusts the lease */
 };
 
 void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms);
@@ -38,6 +52,28 @@ void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms);
  * than margin_ms left. */
 bool fence_lease_ok(const struct fence_timing *t, bool leader_ready, rpg_msec lease_until,
                     rpg_msec now);
+
+/* A gap between two fence ticks (last_tick 0: none yet) longer than gap_ms: the loop or the
+ * machine stood still, and the clock may not have counted all of it. */
+bool fence_loop_gap(const struct fence_timing *t, rpg_msec last_tick, rpg_msec now);
+
+/* Whether the lease ending at lease_until may be believed after the last loop gap, detected at
+ * gap_at (0: none): only a lease granted by a barrier submitted at or after gap_at is (every
+ * lease ends lease_ms after its barrier's submission). fence_lease_ok's callers AND it in. */
+bool fence_lease_trusted(const struct fence_timing *t, rpg_msec lease_until, rpg_msec gap_at);
+
+/* What a fence tick keeps between ticks to see loop gaps. */
+struct fence_clock {
+    rpg_msec last_tick; /* the previous tick (0: none yet) */
+    rpg_msec gap_at;    /* the last gap ended here (0: none) */
+    unsigned n_gaps;
+};
+
+/* The lease judged at a fence tick: fence_lease_ok and fence_lease_trusted after noting a gap
+ * since the previous tick in k. *gap: this tick found one (the caller then submits a fresh
+ * barrier, cons_lease_renew_now, and says so). */
+bool fence_lease_check(const struct fence_timing *t, struct fence_clock *k, bool leader_ready,
+                       rpg_msec lease_until, rpg_msec now, bool *gap);
 
 /* True when a successor could exist, as far as this node can tell: it holds no lease of its term
  * any more (lease_until 0: not the ready leader) or the lease has ended. The hard layer's trigger. */
@@ -85,7 +121,7 @@ struct fence_vip {
 
 struct fence_in {
     rpg_msec now;
-    bool lease_ok;          /* fence_lease_ok, judged by the caller this tick */
+    bool lease_ok;          /* fence_lease_ok and fence_lease_trusted, judged by the caller */
     bool lease_lapsed;      /* fence_lease_lapsed: a successor could exist */
     bool frozen;            /* the soft layer stopped the server's processes (SIGSTOP) */
     bool writable;          /* pg_may_accept_writes */

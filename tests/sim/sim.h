@@ -16,6 +16,7 @@
 
 #include "raftpg/cons.h"
 #include "raftpg/core.h"
+#include "raftpg/fence.h"
 #include "raftpg/fsm.h"
 #include "raftpg/ha.h"
 #include "raftpg/peers.h"
@@ -234,6 +235,7 @@ struct sim_agent {
     rpg_msec fence_started;
     uint64_t fence_inc;  /* the process the fence signalled */
     bool pg_frozen;      /* agent.c pg_frozen: the soft layer holds the server stopped */
+    struct fence_clock fence_clock; /* agent.c: loop gaps the fence tick saw */
     uint64_t frozen_inc; /* ... that process */
     unsigned n_fences;
     bool vip_startup_done;
@@ -285,6 +287,9 @@ struct sim_node {
     bool frozen;         /* paused: nothing on the node runs */
     bool agent_frozen;   /* the agent alone is stopped: its server and the guard run */
     bool vm_paused;      /* frozen by its hypervisor: its kernel's timers stop too */
+    int storage_fault;   /* its Raft directory fails: RAFT_NOSPACE (full), RAFT_IOERR (read-only) */
+    bool storage_exited; /* its agent left the Raft group over it (cons.failed): back at the end */
+    rpg_msec probe_at;   /* cons_uv.c's storage probe: when it last ran */
     rpg_msec frozen_until;
     bool raft_killed;
     int64_t clock_offset; /* the node's monotonic clock: global time + offset, drift applied */
@@ -330,6 +335,12 @@ enum sim_fault_kind {
     F_RECEIVER_LAG,      /* while it lasts, a re-pointed standby's WAL receiver stays with its
                           * old upstream (paused replay, a recovery conflict) until its server
                           * restarts: the configuration says one thing, the receiver another */
+    F_RAFT_DISK_FULL,    /* a node's Raft directory is full: libraft's writes fail (RAFT_NOSPACE),
+                          * the agent's probe finds no space */
+    F_RAFT_READ_ONLY,    /* a node's Raft directory is read-only: writes fail (RAFT_IOERR), the
+                          * probe gets EROFS */
+    F_VM_PAUSE,          /* a node that is not the primary's paused by its hypervisor, clocks
+                          * and all (as F_PAUSE, but its clocks do not count the pause) */
     F_KIND_N,
 };
 const char *sim_fault_name(enum sim_fault_kind k);
@@ -344,8 +355,11 @@ uint32_t sim_fault_mask(const char *list);
 #define SIM_FAULTS_WATCHDOG ((1u << F_PAUSE_PRIMARY) | (1u << F_AGENT_STOP_PRIMARY))
 #define SIM_FAULTS_TIMELINE (1u << F_LOSS_PRIMARY)
 #define SIM_FAULTS_SLOW (1u << F_SLOW_LINK)
-#define SIM_FAULTS_VM (1u << F_VM_PAUSE_PRIMARY)
-#define SIM_FAULTS_KNOWN (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW | SIM_FAULTS_VM)
+#define SIM_FAULTS_VM ((1u << F_VM_PAUSE_PRIMARY) | (1u << F_VM_PAUSE))
+#define SIM_FAULTS_STORAGE ((1u << F_RAFT_DISK_FULL) | (1u << F_RAFT_READ_ONLY))
+#define SIM_FAULTS_KNOWN                                                                           \
+    (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW | SIM_FAULTS_VM |                \
+     SIM_FAULTS_STORAGE)
 #define SIM_FAULTS_ALL ((1u << F_KIND_N) - 1)
 #define SIM_FAULTS_CI (SIM_FAULTS_ALL & ~SIM_FAULTS_KNOWN)
 
@@ -382,6 +396,7 @@ struct sim_schedule {
 struct sim_shim_append {
     struct raft_io_append *req;
     raft_io_append_cb cb;
+    int status;          /* the write failed (the node's storage fault when it was submitted) */
 };
 struct sim_shim_truncate {
     raft_index index;
@@ -396,6 +411,7 @@ struct sim_shim {
     unsigned n_pending, cap_pending;
     struct sim_shim_truncate deferred[16];
     unsigned n_deferred;
+    int fail;            /* appends submitted now fail with this status (a storage fault) */
 };
 
 /* ---- options, results ------------------------------------------------------------------------ */
@@ -550,6 +566,9 @@ void sim_raft_monitor(struct sim_world *w, unsigned i);
 void sim_raft_started(struct sim_world *w, unsigned i);
 /* EV_LEASE: the lease renewal, every ET/4 (cons_uv.c). */
 void sim_lease_renew(struct sim_world *w, unsigned i);
+void sim_lease_renew_now(struct sim_world *w, unsigned i); /* cons_lease_renew_now */
+/* A storage fault of node i begins (status RAFT_NOSPACE or RAFT_IOERR) or ends (0). */
+void sim_storage_fault(struct sim_world *w, unsigned i, int status);
 void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id);
 void sim_ops_kill(struct sim_world *w, unsigned i);
 bool sim_agent_leader(const struct sim_world *w, unsigned i);

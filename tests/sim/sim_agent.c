@@ -2,12 +2,16 @@
  * itself attached to the node's raft_fixture server, and what surrounds them in the agent,
  * written for the simulated world: the observer of src/pg.c, the peer poller of src/peers.c, the
  * glue of src/agent.c that fills the core's view, and PostgreSQL's control operations. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "raftpg/storage.h"
 #include "sim.h"
+
+static bool sim_storage_probe(struct sim_world *w, unsigned i);
 
 /* The io data pointer is the agent; it knows its world and index. */
 static struct sim_world *world_of_agent(void *data, unsigned *idx)
@@ -68,6 +72,9 @@ static void report_of(struct sim_world *w, unsigned j, struct peer_status *s)
     sim_copy(s->pg_conninfo, sizeof s->pg_conninfo, a->obs.conninfo);
     s->nofailover = false;
     s->failover_priority = 1;
+    /* api.c: raft_storage.ok, state.diverged */
+    s->storage_failed = c->storage.failed;
+    s->diverged = c->diverged;
 }
 
 /* ---- the peer poller (src/peers.c, agent.c update_peer_targets) ------------------------------- */
@@ -318,6 +325,29 @@ static void on_raft_change(struct cons *c, void *data)
     sim_agent_schedule(w, i, 0);
 }
 
+/* agent.c pick_voter: a voter to hand leadership to when this leader cannot persist: reachable,
+ * its storage persists and its state agrees, as the peers' last reports say. */
+static uint64_t pick_voter(struct cons *c, void *data)
+{
+    struct sim_agent *a = data;
+    uint64_t ids[FSM_MEMBERS_MAX];
+    unsigned n = cons_config_ids(c, ids, FSM_MEMBERS_MAX);
+    for (unsigned k = 0; k < n && k < FSM_MEMBERS_MAX; k++) {
+        const char *name = cons_member_name(c, ids[k]);
+        const struct peer_status *p = NULL;
+        for (unsigned o = 0; name != NULL && o < a->n_peers; o++) {
+            if (strcmp(a->peers[o].name, name) == 0) {
+                p = &a->peers[o];
+            }
+        }
+        if (ids[k] != c->id && cons_voting(c, ids[k]) == RAFT_VOTER && p != NULL &&
+            p->reachable && !p->storage_failed && !p->diverged) {
+            return ids[k];
+        }
+    }
+    return 0;
+}
+
 /* What the agent's conf gives cons_start (cons_uv.c params_of), with the fixture's ids and
  * addresses: node j is fixture server fx, Raft id fx + 1. */
 static void member_of(const struct sim_world *w, unsigned j, struct fsm_member *m)
@@ -349,6 +379,7 @@ static void attach_cons(struct sim_world *w, unsigned i)
     struct cons_host host = {
         .now = cons_now,
         .raft_time = cons_raft_time,
+        .pick_voter = pick_voter,
         .on_change = on_raft_change,
         .data = a,
     };
@@ -384,6 +415,13 @@ void sim_lease_renew(struct sim_world *w, unsigned i)
 {
     if (raft_up(w, i)) {
         cons_lease_renew(cons_of(w, i));
+    }
+}
+
+void sim_lease_renew_now(struct sim_world *w, unsigned i)
+{
+    if (raft_up(w, i)) {
+        cons_lease_renew_now(cons_of(w, i));
     }
 }
 
@@ -1183,10 +1221,69 @@ void sim_agent_event(struct sim_world *w, const struct sim_event *e)
     case EV_RECONCILE:
         if (raft_up(w, i)) {
             cons_reconcile(cons_of(w, i));
+            cons_storage_tick(cons_of(w, i));
+            if (sim_storage_probe(w, i)) {
+                return; /* the agent left */
+            }
         }
         sim_push(w, sim_now(w) + SIM_RECONCILE_MS, EV_RECONCILE, (int)i, a->gen, 0);
         return;
     default: return;
+    }
+}
+
+/* cons_uv.c storage_timer_cb / probe_after_cb: once a second, statvfs and a 4 KiB write probe
+ * of the Raft directory, whose answers the world gives here; then agent.c on_raft_change: a
+ * leader still leading long after it handed leadership over leaves (cons.failed: agent_stop with
+ * exit 1, which stops PostgreSQL). True when the agent left. */
+#define STORAGE_PROBE_MS 1000 /* cons_uv.c STORAGE_PROBE_INTERVAL_MS */
+#define STORAGE_FREE_BYTES (1ull << 30)
+
+static bool sim_storage_probe(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct cons *c = cons_of(w, i);
+    rpg_msec now = sim_now(w);
+    if (n->probe_at == 0 || now - n->probe_at >= STORAGE_PROBE_MS) {
+        n->probe_at = now;
+        char msg[RPG_ERRMSG_SIZE] = "";
+        int err_no = 0;
+        if (n->storage_fault == RAFT_NOSPACE) {
+            err_no = ENOSPC;
+        } else if (n->storage_fault != 0) {
+            err_no = EROFS;
+        }
+        if (err_no != 0) {
+            snprintf(msg, sizeof msg, "write raft/%s: %s (errno=%d)", STORAGE_PROBE_FILE,
+                     strerror(err_no), err_no);
+        }
+        cons_storage_report(c, err_no != 0 ? RPG_EIO : 0, err_no, msg, true,
+                            n->storage_fault == RAFT_NOSPACE ? 0 : STORAGE_FREE_BYTES);
+    }
+    if (!c->failed) {
+        return false;
+    }
+    sim_trace(w, (int)i, "agent leaves: %s", c->error);
+    if (n->pg.proc != SIM_PROC_DOWN) {
+        sim_pg_begin_shutdown(w, i, sim_rng_range(&w->rng, 10, 120));
+    }
+    n->vip_held = false;
+    n->guard_unfenced = false; /* a clean stop: the guard exits without fencing */
+    sim_agent_crash(w, i);
+    n->storage_exited = true;
+    return true;
+}
+
+void sim_storage_fault(struct sim_world *w, unsigned i, int status)
+{
+    struct sim_node *n = &w->nodes[i];
+    n->storage_fault = status;
+    w->shims[n->fx].fail = status;
+    if (status == 0 && n->storage_exited) {
+        /* systemd's Restart=on-failure brings the agent back once the directory can be written
+         * (in the agent, a log that lost entries is refused then: README.md of tests/sim). */
+        n->storage_exited = false;
+        sim_node_restart(w, i);
     }
 }
 

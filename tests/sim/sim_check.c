@@ -151,7 +151,9 @@ static bool is_voter(const struct sim_world *w, unsigned i)
 static bool node_healthy(const struct sim_world *w, unsigned i)
 {
     const struct sim_node *n = &w->nodes[i];
-    return n->exists && !n->removed && n->up && !n->frozen && n->agent.alive && is_voter(w, i);
+    /* A voter whose Raft directory cannot be written is no part of a working majority. */
+    return n->exists && !n->removed && n->up && !n->frozen && n->agent.alive &&
+           n->storage_fault == 0 && is_voter(w, i);
 }
 
 static bool linked(const struct sim_world *w, unsigned i, unsigned j)
@@ -323,9 +325,18 @@ void sim_check_periodic(struct sim_world *w)
     }
     /* The operator stops a member once its removal is done: the leader's state no longer lists
      * it and its Raft configuration no longer has it (api.c answers `member remove` only then),
-     * whoever submitted the removal. */
+     * whoever submitted the removal. The operator asks the leader of the newest term whose agent
+     * answers: a paused node still believes it leads, with a state that may lack a member added
+     * since (its list says nothing about a removal). */
+    int newest = -1;
     for (unsigned l = 0; l < w->n; l++) {
-        if (!sim_agent_leader(w, l)) {
+        if (sim_agent_leader(w, l) && !w->nodes[l].frozen && !w->nodes[l].agent_frozen &&
+            (newest < 0 || w->nodes[l].cons.term > w->nodes[newest].cons.term)) {
+            newest = (int)l;
+        }
+    }
+    for (unsigned l = 0; l < w->n; l++) {
+        if ((int)l != newest) {
             continue;
         }
         const struct fsm_state *st = &w->nodes[l].cons.state;

@@ -38,6 +38,9 @@ static const char *const kind_names[F_KIND_N] = {
     [F_AGENT_STOP_PRIMARY] = "agent-stop-primary",
     [F_VM_PAUSE_PRIMARY] = "vm-pause-primary",
     [F_RECEIVER_LAG] = "receiver-lag",
+    [F_RAFT_DISK_FULL] = "raft-disk-full",
+    [F_RAFT_READ_ONLY] = "raft-read-only",
+    [F_VM_PAUSE] = "vm-pause",
 };
 
 const char *sim_fault_name(enum sim_fault_kind k)
@@ -63,6 +66,8 @@ uint32_t sim_fault_mask(const char *list)
             m = SIM_FAULTS_SLOW;
         } else if (strcmp(t, "vm") == 0) {
             m = SIM_FAULTS_VM;
+        } else if (strcmp(t, "storage") == 0) {
+            m = SIM_FAULTS_STORAGE;
         } else if (strcmp(t, "known") == 0) {
             m = SIM_FAULTS_KNOWN;
         } else if (strcmp(t, "all") == 0) {
@@ -232,10 +237,11 @@ struct change {
 static bool reaches_majority(const struct sim_world *w, unsigned x, const struct change *c)
 {
     unsigned majority = sim_voters(w) / 2 + 1;
-    unsigned reach = voter(w, x) ? 1 : 0;
+    unsigned reach = voter(w, x) && w->nodes[x].storage_fault == 0 ? 1 : 0;
     for (unsigned y = 0; y < w->n; y++) {
         if (y == x || !usable(w, y) || !voter(w, y) || (c->down >> y & 1) ||
-            !w->nodes[y].agent.alive || w->nodes[y].frozen || w->nodes[y].raft_killed) {
+            !w->nodes[y].agent.alive || w->nodes[y].frozen || w->nodes[y].raft_killed ||
+            w->nodes[y].storage_fault != 0) {
             continue;
         }
         reach += sim_link(w, x, y) && !w->lossy[x][y] && !w->lossy[y][x] && !c->cut[x][y] &&
@@ -253,7 +259,7 @@ static bool safe_after(const struct sim_world *w, const struct change *c)
             continue;
         }
         bool down = (c->down >> x & 1) || !w->nodes[x].agent.alive || w->nodes[x].frozen ||
-                    w->nodes[x].raft_killed;
+                    w->nodes[x].raft_killed || w->nodes[x].storage_fault != 0;
         bool writes = pg_protected(w, x) && !(c->pg_dead >> x & 1);
         bool leads = !down && w->nodes[x].cons.role == CONS_ROLE_LEADER;
         if (!writes && !leads) {
@@ -270,7 +276,7 @@ static bool safe_after(const struct sim_world *w, const struct change *c)
     unsigned live = 0;
     for (unsigned y = 0; y < w->n; y++) {
         if (usable(w, y) && voter(w, y) && !(c->down >> y & 1) && w->nodes[y].agent.alive &&
-            !w->nodes[y].frozen && !w->nodes[y].raft_killed) {
+            !w->nodes[y].frozen && !w->nodes[y].raft_killed && w->nodes[y].storage_fault == 0) {
             live |= 1u << y;
         }
     }
@@ -379,6 +385,12 @@ static bool accept_agent_down(struct sim_world *w, unsigned i, void *arg)
     c.pg_dead = pg_too ? 1u << i : 0;
     return w->nodes[i].agent.alive && !w->nodes[i].frozen && safe_after(w, &c) &&
            !lone_timeline(w, i);
+}
+
+static bool accept_storage_fault(struct sim_world *w, unsigned i, void *arg)
+{
+    return w->nodes[i].storage_fault == 0 && !w->nodes[i].storage_exited &&
+           accept_agent_down(w, i, arg);
 }
 
 static bool accept_any_up(struct sim_world *w, unsigned i, void *arg)
@@ -932,6 +944,32 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
         w->nodes[i].agent_frozen = true;
         sim_raft_kill(w, (unsigned)i); /* Raft runs in the agent */
         break;
+    case F_RAFT_DISK_FULL:
+    case F_RAFT_READ_ONLY:
+        /* Any node, the leader and the primary included, whose loss the cluster survives: one
+         * that cannot persist is no part of a working majority. */
+        pg_too = true;
+        i = pick(w, &fs->rng, accept_storage_fault, &pg_too);
+        if (i < 0) {
+            skip(w, k, "no node's raft storage can fail without leaving the rest without a majority");
+            return;
+        }
+        note(w, k, "%s's raft directory %s for %" PRIu64 " ms", w->nodes[i].name,
+             f->kind == F_RAFT_DISK_FULL ? "full" : "read-only", f->dur);
+        sim_storage_fault(w, (unsigned)i, f->kind == F_RAFT_DISK_FULL ? RAFT_NOSPACE : RAFT_IOERR);
+        break;
+    case F_VM_PAUSE:
+        pg_too = false;
+        i = pick(w, &fs->rng, accept_agent_down, &pg_too);
+        if (i < 0 || pg_protected(w, (unsigned)i)) {
+            skip(w, k, "every node's pause would leave the primary without a majority");
+            return;
+        }
+        note(w, k, "%s paused by its hypervisor (clocks stopped) for %" PRIu64 " ms",
+             w->nodes[i].name, f->dur);
+        w->nodes[i].vm_paused = true;
+        freeze(w, (unsigned)i, f->dur);
+        break;
     case F_RECEIVER_LAG:
         w->receiver_lag++;
         note(w, k, "re-pointed WAL receivers stay with their old upstream for %" PRIu64 " ms",
@@ -990,6 +1028,9 @@ void sim_fault_end(struct sim_world *w, unsigned k)
         break;
     case F_PAUSE:
     case F_PAUSE_PRIMARY: sim_unfreeze(w, (unsigned)i); break;
+    case F_RAFT_DISK_FULL:
+    case F_RAFT_READ_ONLY: sim_storage_fault(w, (unsigned)i, 0); break;
+    case F_VM_PAUSE:
     case F_VM_PAUSE_PRIMARY:
         w->nodes[i].vm_paused = false;
         if (w->nodes[i].frozen) {

@@ -188,7 +188,18 @@ static bool fence_tick_inner(struct sim_world *w, unsigned i, bool *unfenced)
     bool ready = c->attached && c->role == CONS_ROLE_LEADER && c->leader_ready;
     /* Without the lease (--no-lease) the core alone decides: nothing fences, the VIP follows
      * leadership. */
-    bool lease_ok = w->opt->no_lease ? ready : fence_lease_ok(&t, ready, cons_lease_until(c), now);
+    rpg_msec last_tick = a->fence_clock.last_tick;
+    bool gap = false;
+    bool lease_ok = w->opt->no_lease
+                        ? ready
+                        : fence_lease_check(&t, &a->fence_clock, ready, cons_lease_until(c), now,
+                                            &gap);
+    if (gap) {
+        sim_trace(w, (int)i, "loop gap: no fence tick for %" PRIu64 " ms", now - last_tick);
+        if (ready) {
+            sim_lease_renew_now(w, i);
+        }
+    }
     if (lease_ok != a->lease_ok) {
         sim_trace(w, (int)i, "lease %s", lease_ok ? "held" : "lost");
         a->lease_ok = lease_ok;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "raftpg/log.h"
+#include "raftpg/storage.h"
 #include "sim.h"
 
 /* cons.c's values. A run commits far fewer entries, so no server takes a snapshot: libraft
@@ -286,6 +287,9 @@ static void shim_append_done(struct raft_io_append *req, int status)
                 continue;
             }
             raft_io_append_cb cb = s->pending[k].cb;
+            /* A storage fault: the fixture kept the entries, libraft hears the write failed (it
+             * then keeps them in memory only, as with raft_uv). */
+            status = status == 0 ? s->pending[k].status : status;
             memmove(&s->pending[k], &s->pending[k + 1], (s->n_pending - k - 1) * sizeof s->pending[0]);
             s->n_pending--;
             req->cb = cb;
@@ -319,9 +323,16 @@ static int shim_append(struct raft_io *io, struct raft_io_append *req,
         s->pending = p;
         s->cap_pending = cap;
     }
+    if (s->fail != 0 && raft_state(io->data) == RAFT_LEADER) {
+        /* raft_uv (README.md): a leader's write is refused when submitted (no open segment can be
+         * prepared, the directory refuses writes), so the leader's raft_apply and raft_barrier
+         * fail at once and nothing of it is sent; a follower's write fails when it completes,
+         * libraft then keeps the entries in memory only. */
+        return s->fail;
+    }
     int rv = s->append(io, req, entries, n, shim_append_done);
     if (rv == 0) {
-        s->pending[s->n_pending++] = (struct sim_shim_append){req, cb};
+        s->pending[s->n_pending++] = (struct sim_shim_append){req, cb, s->fail};
     }
     return rv;
 }
@@ -393,6 +404,9 @@ int sim_node_create(struct sim_world *w, unsigned i)
     snprintf(n->name, sizeof n->name, "node%u", i + 1);
     n->fx = raft_fixture_n(&w->fx);
     cons_setup(&n->cons);
+    /* cons_uv.c: the directory and the open-segment size chosen at start (storage.h). */
+    n->cons.storage.dir = "raft";
+    n->cons.storage.segment_size = STORAGE_SEGMENT_MAX;
     if (raft_fixture_grow(&w->fx, &n->cons.fsm.raft) != 0) {
         return -1;
     }

@@ -287,6 +287,77 @@ static void test_what_may_accept_writes(void **state)
     assert_false(fence_pg_writable(true, false, false, true));
 }
 
+/* Loop gaps (fence.h): a gap longer than gap_ms distrusts the lease until a barrier submitted
+ * after it commits; a shorter one changes nothing. */
+static void test_a_loop_gap_is_a_gap_longer_than_its_bound(void **state)
+{
+    (void)state;
+    fence_timing_init(&t, 500);
+    assert_int_equal(t.gap_ms, 250);
+    assert_false(fence_loop_gap(&t, 0, 5000));     /* the first tick */
+    assert_false(fence_loop_gap(&t, 5000, 5010));  /* the usual 10 ms */
+    assert_false(fence_loop_gap(&t, 5000, 5130));  /* a stall of a loaded machine */
+    assert_false(fence_loop_gap(&t, 5000, 5250));  /* at the bound */
+    assert_true(fence_loop_gap(&t, 5000, 5251));
+    assert_false(fence_loop_gap(&t, 5000, 4990));  /* never backwards */
+}
+
+static void test_after_a_gap_only_a_fresh_barrier_grants_the_lease(void **state)
+{
+    (void)state;
+    fence_timing_init(&t, 500);
+    assert_true(fence_lease_trusted(&t, 10400, 0));
+    /* Barrier submitted at 10000 (lease until 10400), gap seen at 10150: not trusted. */
+    assert_false(fence_lease_trusted(&t, 10400, 10150));
+    /* A barrier submitted at 10150 or later is. */
+    assert_true(fence_lease_trusted(&t, 10550, 10150));
+    assert_true(fence_lease_trusted(&t, 10600, 10150));
+    assert_false(fence_lease_trusted(&t, 0, 10150));
+}
+
+static void test_a_short_stall_keeps_the_lease_and_a_long_one_pauses_until_a_fresh_barrier(
+    void **state)
+{
+    (void)state;
+    fence_timing_init(&t, 500);
+    struct fence_clock k = {0};
+    bool gap;
+    /* Ticks every 10 ms under a lease from a barrier submitted at 10000 (until 10400). */
+    assert_true(fence_lease_check(&t, &k, true, 10400, 10000, &gap));
+    assert_false(gap);
+    assert_true(fence_lease_check(&t, &k, true, 10400, 10010, &gap));
+    /* A 130 ms scheduling stall (a loaded machine): under the bound, the lease holds. */
+    assert_true(fence_lease_check(&t, &k, true, 10400, 10140, &gap));
+    assert_false(gap);
+    /* A clock that counted only part of a pause: 260 ms seen, yet the lease, renewed at 10100
+     * (until 10500), still has time on this clock. It is not trusted. */
+    assert_false(fence_lease_check(&t, &k, true, 10500, 10400, &gap));
+    assert_true(gap);
+    assert_int_equal(k.n_gaps, 1);
+    assert_int_equal(k.gap_at, 10400);
+    /* The next tick is no gap; still untrusted, and not lapsed: the soft layer, not the hard. */
+    assert_false(fence_lease_check(&t, &k, true, 10500, 10410, &gap));
+    assert_false(gap);
+    assert_false(fence_lease_lapsed(10500, 10410));
+    struct fence_in in = primary();
+    in.now = 10410;
+    in.lease_ok = false;
+    in.lease_lapsed = false;
+    assert_int_equal(plan(&in).pg, FENCE_PG_FREEZE);
+    /* A barrier submitted at 10400 commits: lease until 10800, trusted; the server resumes. */
+    assert_true(fence_lease_check(&t, &k, true, 10800, 10420, &gap));
+    in.now = 10420;
+    in.lease_ok = true;
+    in.frozen = true;
+    assert_int_equal(plan(&in).pg, FENCE_PG_THAW);
+    /* Had the node lost its leadership instead (no lease at all), the hard layer. */
+    assert_false(fence_lease_check(&t, &k, false, 0, 10430, &gap));
+    in.now = 10430;
+    in.lease_ok = false;
+    in.lease_lapsed = fence_lease_lapsed(0, 10430);
+    assert_int_equal(plan(&in).pg, FENCE_PG_STOP);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +378,10 @@ int main(void)
         cmocka_unit_test(test_without_a_vip_section_only_the_server_counts),
         cmocka_unit_test(test_a_new_leader_waits_for_the_previous_lease_and_watchdog),
         cmocka_unit_test(test_what_may_accept_writes),
+        cmocka_unit_test(test_a_loop_gap_is_a_gap_longer_than_its_bound),
+        cmocka_unit_test(test_after_a_gap_only_a_fresh_barrier_grants_the_lease),
+        cmocka_unit_test(
+            test_a_short_stall_keeps_the_lease_and_a_long_one_pauses_until_a_fresh_barrier),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1144,6 +1144,46 @@ static void test_candidate_peer_with_failing_storage_skipped(void **state)
     assert_chosen(&c, "node3");
 }
 
+static void record_sync(struct world *w, uint32_t k, const char *const *voters);
+
+/* The same peer ahead, but a recorded synchronous voter: it may hold acknowledged commits no
+ * other member has, so nobody behind it is promoted until it can be (raftpg_sim --seed
+ * 968316409756 --nodes 3 --faults all --watchdog lost 8 acknowledged commits). A voter behind
+ * the member chosen blocks nothing. */
+static void test_candidate_never_behind_a_voter_that_cannot_be_promoted(void **state)
+{
+    (void)state;
+    struct world w;
+    struct choice c;
+    world_takeover(&w);
+    static const char *const voters[] = {"node1", "node3", NULL};
+    record_sync(&w, 1, voters);
+    peer(&w, "node3")->wal_position = 5000;
+    peer(&w, "node3")->storage_failed = true;
+    choose(&w, true, &c);
+    assert_null(c.chosen);
+    assert_true(c.wait);
+    assert_non_null(strstr(c.why, "synchronous voter node3 is further ahead"));
+    assert_non_null(strstr(c.why, "its raft storage cannot persist"));
+    peer(&w, "node3")->storage_failed = false;
+    peer(&w, "node3")->unwritable = true;
+    choose(&w, true, &c);
+    assert_null(c.chosen);
+    peer(&w, "node3")->unwritable = false;
+    choose(&w, true, &c);
+    assert_chosen(&c, "node3");
+    /* Behind the member chosen, or not a voter: it blocks nothing. */
+    peer(&w, "node3")->storage_failed = true;
+    peer(&w, "node3")->wal_position = 900;
+    choose(&w, true, &c);
+    assert_chosen(&c, "node1");
+    static const char *const others[] = {"node1", NULL};
+    record_sync(&w, 1, others);
+    peer(&w, "node3")->wal_position = 5000;
+    choose(&w, true, &c);
+    assert_chosen(&c, "node1");
+}
+
 static void test_candidate_peer_below_failure_limit_chosen(void **state)
 {
     (void)state;
@@ -2454,6 +2494,7 @@ int main(void)
         cmocka_unit_test(test_candidate_self_higher_timeline_beats_peer_higher_wal),
         cmocka_unit_test(test_candidate_failing_peer_skipped),
         cmocka_unit_test(test_candidate_peer_with_failing_storage_skipped),
+        cmocka_unit_test(test_candidate_never_behind_a_voter_that_cannot_be_promoted),
         cmocka_unit_test(test_candidate_peer_below_failure_limit_chosen),
         cmocka_unit_test(test_candidate_self_not_eligible_gives_best_peer),
         cmocka_unit_test(test_candidate_nobody_eligible_gives_null_without_wait),

@@ -106,10 +106,15 @@ t_before_rm() {
   fi
   wait "$nspawn" 2>/dev/null || true
 }
-find_init() { init=$(ps -o pid= --ppid "$nspawn" | head -n1 | tr -d ' '); [ -n "$init" ]; }
+# The container's init is nspawn's child named systemd (nspawn may have other children early).
+find_init() {
+  init=$(ps -o pid=,comm= --ppid "$nspawn" | awk '$2 == "systemd" { print $1; exit }')
+  [ -n "$init" ] && E=(nsenter -t "$init" -a)
+}
 t_wait 30 "the container's init" find_init
-E=(nsenter -t "$init" -a)
-booted() { [[ "$("${E[@]}" systemctl is-system-running 2>/dev/null)" =~ ^(running|degraded)$ ]]; }
+booted() {
+  find_init && [[ "$("${E[@]}" systemctl is-system-running 2>/dev/null)" =~ ^(running|degraded)$ ]]
+}
 t_wait 60 "the container to boot" booted
 t_log "container booted in $((SECONDS - t2)) s"
 

@@ -663,7 +663,9 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
                         "(pid=%d)",
                         pid);
         } else {
-            log_warning("fencing during %s: killing postgresql (pid=%d)", pg_op_name(a->pg.op),
+            log_warning("fencing during %s: killing %s (pid=%d)", pg_op_name(a->pg.op),
+                        pg_is_orphan_child(pid) ? "a process a killed postgresql left behind"
+                                                : "postgresql",
                         pid);
         }
         a->fencing = true;

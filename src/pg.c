@@ -1476,6 +1476,22 @@ int pg_postmaster_pid(const struct pg *p)
     return postmaster_alive(p, status, sizeof status);
 }
 
+bool pg_is_orphan_child(int pid)
+{
+    char path[64], buf[16] = "";
+    snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* A postmaster keeps the arguments it was started with; its children retitle themselves
+     * "postgres: ...". */
+    return strncmp(buf, "postgres: ", 10) == 0;
+}
+
 bool pg_may_accept_writes(const struct pg *p)
 {
     bool postmaster = pg_postmaster_pid(p) != 0;

@@ -250,6 +250,10 @@ int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size);
  * since). Errs on the side of true, as fencing depends on it. */
 bool pg_may_accept_writes(const struct pg *p);
 
+/* Whether pid is a child of a server (a backend, a walsender: titled "postgres: ..."), which the
+ * fence finds as a server of its own once a killed postmaster left it behind. For the log. */
+bool pg_is_orphan_child(int pid);
+
 /* Sets synchronous_standby_names (and synchronous_commit) in raftpg.conf and reloads; a running
  * server applies it at once, a later start reads it. names is PostgreSQL's syntax, "" for none. */
 int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb cb, void *data);

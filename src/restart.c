@@ -30,7 +30,11 @@ static void end(struct agent *a, int status, const char *key, const char *msg)
     struct restart *r = &a->restart;
     respond(r, status, key, msg);
     r->phase = RESTART_IDLE;
-    a->callbacks.restarting = false;
+    if (status != 200) {
+        /* Done, the callbacks turn the start they observe into on_restart and clear it; this
+         * tick may have seen the server run before they did. */
+        a->callbacks.restarting = false;
+    }
     uv_timer_stop(&r->timer);
 }
 

@@ -51,6 +51,19 @@ t_before_rm() { kill "$HAPROXY" 2>/dev/null; wait "$HAPROXY" 2>/dev/null; }
 
 via() { PGCONNECT_TIMEOUT=2 timeout -s KILL 5 psql -X -q -A -t -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2" 2>/dev/null; }
 rw_is_primary() { [ "$(via "$RW" 'SELECT pg_is_in_recovery()')" = f ]; }
+# haproxy starts every server as up and needs two failed checks (fall 2) to take one out: wait
+# until its own log says the standbys left the write listener and the primary the read one.
+checked() {
+  local i
+  for i in 1 2 3; do
+    if [ "$i" = "$Pi" ]; then
+      grep -q "Server replicas/node$i is DOWN" "$T_DIR/haproxy.log" || return 1
+    else
+      grep -q "Server primary/node$i is DOWN" "$T_DIR/haproxy.log" || return 1
+    fi
+  done
+}
+t_wait 15 "haproxy's checks took the standbys out of the write listener" checked
 t_wait 15 "haproxy routes writes to the primary" rw_is_primary
 t_check "writes through haproxy reach the primary" rw_is_primary
 t_check "reads through haproxy reach a standby" t_eq "$(via "$RO" 'SELECT pg_is_in_recovery()')" t

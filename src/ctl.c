@@ -851,6 +851,25 @@ static int cmd_topology(struct ctl *c)
     return 0;
 }
 
+/* A signed POST to one member's API; the answer's JSON in *answer. */
+static int post_member(struct ctl *c, const char *api, const char *path, const char *body,
+                       unsigned timeout_ms, int *status, json_t **answer, char *errmsg)
+{
+    char auth[PROOF_AUTH_MAX] = "";
+    char *resp = NULL;
+    size_t len = 0;
+    int rv = http_request_sync(api, "POST", path, body,
+                               auth_for(c, "POST", path, body, auth, sizeof auth), timeout_ms,
+                               status, &resp, &len, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    json_error_t jerr;
+    *answer = json_loadb(resp, len, 0, &jerr);
+    free(resp);
+    return 0;
+}
+
 static bool is_streaming(json_t *cluster, const char *name)
 {
     json_t *m = find_member(cluster, name);
@@ -874,19 +893,12 @@ static int cmd_reinit(struct ctl *c, const char *name, bool wait)
     const char *scope = json_string_value(json_object_get(cluster, "scope"));
     snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
     json_decref(cluster);
-    char auth[PROOF_AUTH_MAX] = "";
     int status = 0;
-    char *resp = NULL;
-    size_t len = 0;
-    if (http_request_sync(api, "POST", "/reinitialize", NULL,
-                          auth_for(c, "POST", "/reinitialize", "", auth, sizeof auth),
-                          c->timeout_ms, &status, &resp, &len, errmsg) != 0) {
+    json_t *answer = NULL;
+    if (post_member(c, api, "/reinitialize", NULL, c->timeout_ms, &status, &answer, errmsg) != 0) {
         fprintf(stderr, "raftpg ctl reinit: %s\n", errmsg);
         return 1;
     }
-    json_error_t jerr;
-    json_t *answer = json_loadb(resp, len, 0, &jerr);
-    free(resp);
     if (status != 200) {
         fprintf(stderr, "raftpg ctl reinit: refused (http %d): %s\n", status,
                 str_or(answer, "error", "?"));
@@ -904,25 +916,6 @@ static int cmd_reinit(struct ctl *c, const char *name, bool wait)
         return 1;
     }
     printf("%s streams again\n", name);
-    return 0;
-}
-
-/* A signed POST to one member's API; the answer's JSON in *answer. */
-static int post_member(struct ctl *c, const char *api, const char *path, const char *body,
-                       unsigned timeout_ms, int *status, json_t **answer, char *errmsg)
-{
-    char auth[PROOF_AUTH_MAX] = "";
-    char *resp = NULL;
-    size_t len = 0;
-    int rv = http_request_sync(api, "POST", path, body,
-                               auth_for(c, "POST", path, body, auth, sizeof auth), timeout_ms,
-                               status, &resp, &len, errmsg);
-    if (rv != 0) {
-        return rv;
-    }
-    json_error_t jerr;
-    *answer = json_loadb(resp, len, 0, &jerr);
-    free(resp);
     return 0;
 }
 
@@ -1021,23 +1014,16 @@ static int cmd_switchover(struct ctl *c, const char *leader, const char *candida
     const char *scope = json_string_value(json_object_get(cluster, "scope"));
     snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
     json_decref(cluster);
-    char auth[PROOF_AUTH_MAX] = "";
     int status = 0;
-    char *resp = NULL;
-    size_t len = 0;
+    json_t *answer = NULL;
     /* Each step has its own bound on the agent (switchover.h); their sum, and some. */
     unsigned timeout = c->timeout_ms > 60000 ? c->timeout_ms : 60000;
-    int rv = http_request_sync(api, "POST", "/switchover", body,
-                               auth_for(c, "POST", "/switchover", body, auth, sizeof auth),
-                               timeout, &status, &resp, &len, errmsg);
+    int rv = post_member(c, api, "/switchover", body, timeout, &status, &answer, errmsg);
     free(body);
     if (rv != 0) {
         fprintf(stderr, "raftpg ctl switchover: %s (see raftpg ctl list)\n", errmsg);
         return 1;
     }
-    json_error_t jerr;
-    json_t *answer = json_loadb(resp, len, 0, &jerr);
-    free(resp);
     if (status != 200) {
         fprintf(stderr, "raftpg ctl switchover: refused (http %d): %s\n", status,
                 str_or(answer, "error", "?"));

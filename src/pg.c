@@ -1332,6 +1332,23 @@ static bool is_single_user(long pid)
     return false;
 }
 
+/* Whether pid is on its way out: an exiting process has released its memory (its command line
+ * reads empty) while it still shows its name and working directory for a moment. A standalone
+ * backend ending its crash recovery looks like a postmaster then, and no exiting process can
+ * accept a write. */
+static bool exiting(long pid)
+{
+    char path[64], c;
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return true;
+    }
+    size_t n = fread(&c, 1, 1, f);
+    fclose(f);
+    return n == 0;
+}
+
 static long parent_of(long pid)
 {
     char path[64], buf[512];
@@ -1374,7 +1391,7 @@ static int find_postmaster(const char *data_dir)
     rpg_msec now = (rpg_msec)ts.tv_sec * 1000 + (rpg_msec)(ts.tv_nsec / 1000000);
     bool same = strcmp(dir, last_dir) == 0;
     if (same && last_pid > 0 && parent_of(last_pid) > 0 && works_in(last_pid, dir) &&
-        is_postgres(last_pid)) {
+        is_postgres(last_pid) && !exiting(last_pid)) {
         return last_pid;
     }
     if (same && last_pid == 0 && now - last_scan < PG_SCAN_INTERVAL_MS) {
@@ -1396,7 +1413,8 @@ static int find_postmaster(const char *data_dir)
             continue;
         }
         long ppid = parent_of(pid);
-        if (ppid > 0 && !(works_in(ppid, dir) && is_postgres(ppid)) && !is_single_user(pid)) {
+        if (ppid > 0 && !(works_in(ppid, dir) && is_postgres(ppid)) && !is_single_user(pid) &&
+            !exiting(pid)) {
             last_pid = (int)pid;
             break;
         }

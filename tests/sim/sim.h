@@ -80,7 +80,7 @@ enum sim_ev_type {
     EV_TICK,            /* the agent's HA timer (sub: timer generation) */
     EV_OBSERVE,         /* the agent's PostgreSQL observer */
     EV_POLL,            /* the agent's peer poll timer */
-    EV_POLL_STEP,       /* one request of a poll round answered or timed out */
+    EV_POLL_STEP,       /* a poll round ends: its slowest request answered or timed out */
     EV_RECONCILE,       /* the agent's membership reconciliation timer */
     EV_OP_STEP,         /* a step of a PostgreSQL control operation ends (gen: op id) */
     EV_PG_UP,           /* the postmaster accepts connections (gen: process incarnation) */

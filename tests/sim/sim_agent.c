@@ -121,7 +121,8 @@ static void update_peer_targets(struct sim_world *w, unsigned i)
 
 static void poll_now(struct sim_world *w, unsigned i);
 
-static void poll_request(struct sim_world *w, unsigned i, unsigned k)
+/* One GET /status of a round: fills the answer (or the error) and returns how long it takes. */
+static rpg_msec poll_request(struct sim_world *w, unsigned i, unsigned k)
 {
     struct sim_agent *a = &w->nodes[i].agent;
     struct peer_status *s = &a->round[k];
@@ -141,7 +142,7 @@ static void poll_request(struct sim_world *w, unsigned i, unsigned k)
         s->error[0] = '\0';
         cost = w->nodes[i].latency + w->nodes[j].latency + 1;
     }
-    sim_push(w, sim_now(w) + cost, EV_POLL_STEP, (int)i, a->gen, k + 1);
+    return cost;
 }
 
 static void poll_round_done(struct sim_world *w, unsigned i)
@@ -179,7 +180,14 @@ static void poll_start(struct sim_world *w, unsigned i)
     a->n_round = a->n_peers;
     memcpy(a->round, a->peers, a->n_peers * sizeof a->peers[0]);
     a->round_started = sim_local_now(w, i);
-    poll_request(w, i, 0);
+    /* peers.c timer_cb: every target is asked at once, and the round ends with its slowest
+     * answer (a time-out at worst), not after the sum of them. */
+    rpg_msec longest = 0;
+    for (unsigned k = 0; k < a->n_round; k++) {
+        rpg_msec cost = poll_request(w, i, k);
+        longest = cost > longest ? cost : longest;
+    }
+    sim_push(w, sim_now(w) + longest, EV_POLL_STEP, (int)i, a->gen, 0);
 }
 
 /* peers.c peers_poll_now: a round now (or at the end of the running one), then every
@@ -1209,11 +1217,7 @@ void sim_agent_event(struct sim_world *w, const struct sim_event *e)
         sim_push(w, sim_now(w) + SIM_POLL_MS, EV_POLL, (int)i, a->gen, a->poll_gen);
         return;
     case EV_POLL_STEP:
-        if (e->sub < a->n_round) {
-            poll_request(w, i, (unsigned)e->sub);
-        } else {
-            poll_round_done(w, i);
-        }
+        poll_round_done(w, i);
         return;
     case EV_REMOVE_TICK:
         sim_remove_tick(w, i);

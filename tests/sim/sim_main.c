@@ -383,7 +383,7 @@ static void print_nodes_faults(const struct args *a, unsigned nodes, char *buf, 
 static void report_failure(const struct args *a, const struct sim_options *opt, uint64_t seed,
                            struct sim_schedule *s, const struct sim_result *r)
 {
-    char common[160];
+    char common[640]; /* --faults takes up to 511 characters (sim_fault_mask) */
     print_nodes_faults(a, opt->nodes, common, sizeof common);
     printf("FAIL seed=%" PRIu64 " nodes=%u: %u violation(s)\n", seed, opt->nodes,
            r->n_violations);

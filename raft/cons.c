@@ -842,6 +842,9 @@ static void transfer_done(struct raft_transfer *req)
     raft_id id = 0;
     const char *address = NULL;
     raft_leader(c->raft, &id, &address);
+    if (id == c->id) {
+        c->n_transfers_failed++;
+    }
     log_info("leadership transfer finished (leader=%s)", id != 0 ? member_name_by_id(c, id)
                                                                  : "none");
 }

@@ -1094,6 +1094,7 @@ static void ha_tick(struct agent *a)
     v.nosync = nosync;
     v.n_nosync = n_nosync;
     v.removing = a->removing[0] != '\0' ? a->removing : NULL;
+    v.transfers_failed = a->cons.n_transfers_failed;
     core_tick(&a->core, &v);
 }
 

@@ -264,6 +264,14 @@ bool core_tick(struct core *c, const struct core_view *v)
     if (c->busy || !v->pg_ready) {
         return false;
     }
+    if (v->transfers_failed != c->transfers_failed) {
+        /* libraft gave the transfer up (its target never started an election) and this member
+         * still leads: nothing is in flight any more, so nothing to wait for. */
+        c->transfers_failed = v->transfers_failed;
+        if (c->backoff == HA_ACT_TRANSFER) {
+            c->retry_after = 0;
+        }
+    }
     if (v->leader && c->leader_since == 0) {
         c->leader_since = v->now;
     } else if (!v->leader) {

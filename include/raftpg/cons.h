@@ -93,6 +93,9 @@ struct cons {
     unsigned promote_next;  /* the member index the next promotion of a spare starts from */
     char change_what[RPG_ERRMSG_SIZE];
     bool transfer_pending;
+    /* Transfers that ended with this member still leader (libraft gives up after ET when the
+     * target never started its election): the core may ask again at once (core_view). */
+    unsigned n_transfers_failed;
 
     /* Leader lease (RAFT-NOTES): a barrier submitted at t that commits proves a majority reset
      * its election timer at or after t, so no other leader can exist before t + ET. The lease

@@ -71,6 +71,8 @@ struct core_view {
     unsigned n_nosync;               /* members tagged nosync */
     const char *const *nosync;
     const char *removing;            /* a member on its way out of the cluster, or NULL */
+    unsigned transfers_failed;       /* cons.h n_transfers_failed: a change ends the backoff of
+                                        the transfer it ended */
 };
 
 struct core {
@@ -93,6 +95,7 @@ struct core {
     rpg_msec leader_since;      /* when this member became a ready leader, 0 if it is not */
     rpg_msec retry_after;
     enum ha_action backoff;     /* the action retry_after holds back */
+    unsigned transfers_failed;  /* core_view's, as of the last tick */
     uint64_t term;              /* of the tick that started the action */
     uint32_t timeline;          /* of the tick that started the action */
     uint32_t promote_timeline;  /* the timeline a promotion in flight creates */

@@ -1178,6 +1178,7 @@ static void tick(struct sim_world *w, unsigned i)
     v.nosync = NULL;
     v.n_nosync = 0;
     v.removing = a->removing[0] != '\0' ? a->removing : NULL;
+    v.transfers_failed = w->nodes[i].cons.n_transfers_failed;
     bool decides = !a->core.busy && v.pg_ready;
     bool started = core_tick(&a->core, &v);
     if (decides && (a->core.last_changed || started)) {

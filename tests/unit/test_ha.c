@@ -1738,6 +1738,86 @@ static void test_core_failed_demotion_backs_off(void **state)
     assert_int_equal(f.stops, 2);
 }
 
+static unsigned fake_transfers;
+
+static int fake_transfer(void *data, uint64_t id, char *errmsg)
+{
+    (void)data;
+    (void)id;
+    (void)errmsg;
+    fake_transfers++;
+    return 0;
+}
+
+/* libraft gives a leadership transfer up after an election timeout when its target ignored the
+ * TimeoutNow (its log did not match the leader's yet): the leader asks again as soon as the
+ * transfer ended, not a whole CORE_TRANSFER_RETRY_MS after the first request (seed 942191764674
+ * of raftpg_sim --nodes 5: 2 s lost on a cascade that then missed the liveness budget). */
+static void test_core_retries_a_failed_transfer_at_once(void **state)
+{
+    (void)state;
+    struct world w;
+    struct core_io io;
+    struct core c;
+    struct core_view v;
+    struct peer_status reports[2];
+    world_takeover(&w);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.system_id = OTHER_SYSID;
+    memset(reports, 0, sizeof reports);
+    for (unsigned i = 0; i < 2; i++) {
+        struct peer_status *r = &reports[i];
+        set_str(r->name, sizeof r->name, i == 0 ? "node2" : "node3");
+        snprintf(r->pg_address, sizeof r->pg_address, "10.0.0.%u:5432", i + 2);
+        r->reachable = true;
+        r->has_pg = true;
+        r->last_seen = 1000;
+        r->last_polled = 1000;
+        set_str(r->pg_state, sizeof r->pg_state, ha_pg_state_name(HA_PG_RUNNING));
+        r->pg_in_recovery = true;
+        r->pg_system_id = SYSID;
+        r->pg_timeline = 1;
+        r->pg_wal_position = i == 0 ? 1000 : 2000;
+        r->failover_priority = 100;
+    }
+    memset(&io, 0, sizeof io);
+    io.raft_transfer = fake_transfer;
+    fake_transfers = 0;
+    core_init(&c, &io, "node1", false, 100);
+    log_setup("node1", (enum log_level)(LOG_ERROR + 1), 0);
+    memset(&v, 0, sizeof v);
+    v.now = 1000;
+    v.state = &w.state;
+    v.leader = true;
+    v.state_current = true;
+    v.term = TERM + 1;
+    v.pg_ready = true;
+    v.pg = w.in.pg;
+    v.peers = reports;
+    v.n_peers = 2;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(c.last.action, HA_ACT_TRANSFER);
+    assert_string_equal(c.last.target, "node3");
+    assert_int_equal(fake_transfers, 1);
+    /* Still in flight as far as the core knows: no second request. */
+    v.now = 1600;
+    assert_false(core_tick(&c, &v));
+    assert_int_equal(fake_transfers, 1);
+    /* libraft ended it with this member still leader. */
+    v.transfers_failed = 1;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(fake_transfers, 2);
+    /* The new one is held back as the first was. */
+    v.now = 1700;
+    assert_false(core_tick(&c, &v));
+    assert_int_equal(fake_transfers, 2);
+    v.now = 1600 + CORE_TRANSFER_RETRY_MS;
+    reports[0].last_seen = reports[1].last_seen = v.now;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(fake_transfers, 3);
+}
+
 /* Quorum mode, with k over the NULL-terminated voters recorded. */
 static void record_sync(struct world *w, uint32_t k, const char *const *voters)
 {
@@ -2524,6 +2604,7 @@ int main(void)
         cmocka_unit_test(test_core_backoff_holds_the_failed_action),
         cmocka_unit_test(test_core_demotes_at_once_after_another_action_failed),
         cmocka_unit_test(test_core_failed_demotion_backs_off),
+        cmocka_unit_test(test_core_retries_a_failed_transfer_at_once),
         cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary),
         cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary_as_standby),
         cmocka_unit_test(test_takeover_without_voters_waits_for_unreachable_recorded_primary),

@@ -645,6 +645,35 @@ static const struct ha_peer *peer_ahead(const struct ha_input *in)
     return best;
 }
 
+/* A member known to have received WAL past (tl, wal): this member's own server (unless skip_self)
+ * or a peer, by its last report even from before this leadership (WAL only grows on a
+ * timeline). Such WAL may hold commits that the previous primary acknowledged after the recorded
+ * primary was recorded and before it promoted (a previous primary that went on writing: its agent
+ * stopped, its machine frozen with its clocks), through standbys that had not detached yet. */
+static const char *member_ahead_of(const struct ha_input *in, bool skip_self, uint32_t tl,
+                                   uint64_t wal, uint32_t *ahead_tl, uint64_t *ahead_wal)
+{
+    const struct ha_pg *pg = &in->pg;
+    if (!skip_self && pg->state == HA_PG_RUNNING && pg->in_recovery &&
+        (pg->timeline > tl || (pg->timeline == tl && pg->wal_position > wal))) {
+        *ahead_tl = pg->timeline;
+        *ahead_wal = pg->wal_position;
+        return in->self;
+    }
+    for (unsigned i = 0; i < in->n_peers; i++) {
+        const struct ha_peer *p = &in->peers[i];
+        if (!p->reachable || p->system_id != in->state->system_id) {
+            continue; /* no report with its position */
+        }
+        if (p->timeline > tl || (p->timeline == tl && p->wal_position > wal)) {
+            *ahead_tl = p->timeline;
+            *ahead_wal = p->wal_position;
+            return p->name;
+        }
+    }
+    return NULL;
+}
+
 static void decide_leader(const struct ha_input *in, struct ha_decision *out)
 {
     const struct fsm_state *s = in->state;
@@ -782,7 +811,25 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
          * recorded only once it was proven to hold them. It needs no synchronous voter to vouch
          * for it; without this, a switchover while a voter is away leaves the majority with no
          * primary for as long as that voter stays away. */
+        uint32_t a_tl = 0;
+        uint64_t a_wal = 0;
+        const char *ahead = NULL;
         if (recorded_me && self_eligible) {
+            ahead = member_ahead_of(in, true, pg->timeline, pg->wal_position, &a_tl, &a_wal);
+        } else if (rec_standby) {
+            ahead = member_ahead_of(in, false, rec->timeline, rec->wal_position, &a_tl, &a_wal);
+        }
+        if (ahead != NULL) {
+            /* Recorded, it held every commit acknowledged until then; a member with more WAL
+             * shows that the previous primary went on writing, so it may lack some since. */
+            set(out, HA_ACT_WAIT, ahead,
+                "cannot promote without risking acknowledged commits: %s; the recorded primary "
+                "%s is behind %s (timeline %u position %" PRIu64 " against timeline %u position "
+                "%" PRIu64 "), which may hold commits acknowledged after its record",
+                qwhy, recorded_me ? in->self : rec->name, ahead, a_tl, a_wal,
+                recorded_me ? pg->timeline : rec->timeline,
+                recorded_me ? pg->wal_position : rec->wal_position);
+        } else if (recorded_me && self_eligible) {
             set(out, HA_ACT_RECORD_PRIMARY, NULL,
                 "taking over as primary: the recorded primary holds every acknowledged commit "
                 "(%s)",

@@ -1942,6 +1942,57 @@ static void test_recorded_primary_takes_over_without_voters(void **state)
     assert_int_equal(w.out.timeline, 3);
 }
 
+/* Recorded in TERM but never promoted (still on timeline 1, the record planned 2), the previous
+ * primary meanwhile kept writing (its machine frozen with its clocks, then resumed) and node2,
+ * whose receiver had not detached yet, received more: the record no longer proves that node1
+ * holds every acknowledged commit, even by a report node2 sent before this leadership (seed
+ * 126146216657 of raftpg_sim --nodes 5: one acknowledged commit lost). */
+static void world_recorded_primary_behind(struct world *w)
+{
+    static const char *const voters[] = {"node2", "node3", NULL};
+    world_init(w, "node1", SYSID);
+    w->in.leader = true;
+    w->in.term = TERM + 1;
+    record_primary(w, "node1", TERM, 2);
+    record_sync(w, 1, voters);
+    w->in.pg.streaming = false;
+    peer(w, "node2")->polled = false;
+    peer(w, "node2")->wal_position = 1001;
+    peer(w, "node3")->reachable = false;
+}
+
+static void test_recorded_primary_behind_a_member_does_not_take_over(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_primary_behind(&w);
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node2");
+    assert_why(&w, "the recorded primary node1 is behind node2");
+    /* Level with it, it takes over as before. */
+    peer(&w, "node2")->wal_position = 1000;
+    decide(&w);
+    assert_decision(&w, HA_ACT_RECORD_PRIMARY, "");
+}
+
+/* Nor is leadership handed back to a recorded primary that a member is known to be ahead of. */
+static void test_no_hand_back_to_a_recorded_primary_behind(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {"node1", "node3", NULL};
+    struct world w;
+    world_takeover(&w);
+    record_sync(&w, 1, voters);
+    peer(&w, "node3")->reachable = false;
+    w.in.pg.wal_position = 1001;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node1");
+    assert_why(&w, "the recorded primary node2 is behind node1");
+    w.in.pg.wal_position = 1000;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+}
+
 /* Another member in the same place still waits for the voters. */
 static void test_other_member_does_not_take_over_without_voters(void **state)
 {
@@ -2611,6 +2662,8 @@ int main(void)
         cmocka_unit_test(test_degraded_takeover_hands_back_to_recorded_primary),
         cmocka_unit_test(test_stopped_voter_is_not_heard),
         cmocka_unit_test(test_recorded_primary_takes_over_without_voters),
+        cmocka_unit_test(test_recorded_primary_behind_a_member_does_not_take_over),
+        cmocka_unit_test(test_no_hand_back_to_a_recorded_primary_behind),
         cmocka_unit_test(test_other_member_does_not_take_over_without_voters),
         cmocka_unit_test(test_sole_holder_failing_to_start_keeps_trying),
         cmocka_unit_test(test_unwritable_primary_hands_over_after_the_bound),

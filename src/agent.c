@@ -596,8 +596,19 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
         }
     }
     if (lease_ok != a->lease_ok) {
-        log_info("lease %s (until=%llu now=%llu)", lease_ok ? "held" : "lost",
-                 (unsigned long long)cons_lease_until(&a->cons), (unsigned long long)now);
+        /* Why a leader's lease ran out: a renewal that does not commit (slow followers or
+         * disks) or none submitted (a stalled loop) call for different remedies. */
+        char flight[96] = "";
+        if (!lease_ok && ready) {
+            if (a->cons.lease_pending) {
+                snprintf(flight, sizeof flight, "; the last renewal has been in flight %llu ms",
+                         (unsigned long long)(now - a->cons.lease_submitted));
+            } else {
+                snprintf(flight, sizeof flight, "; no renewal in flight");
+            }
+        }
+        log_info("lease %s (until=%llu now=%llu%s)", lease_ok ? "held" : "lost",
+                 (unsigned long long)cons_lease_until(&a->cons), (unsigned long long)now, flight);
         a->lease_ok = lease_ok;
     }
     int pid = pg_postmaster_pid(&a->pg);

@@ -1106,7 +1106,13 @@ static void ha_tick(struct agent *a)
     v.n_nosync = n_nosync;
     v.removing = a->removing[0] != '\0' ? a->removing : NULL;
     v.transfers_failed = a->cons.n_transfers_failed;
+    rpg_msec leading = a->core.leader_since;
     core_tick(&a->core, &v);
+    /* The core trusts only reports asked for once it acts as leader, after the previous lease
+     * and fence surely ended: the round asked for when Raft leadership came is too early. */
+    if (leading == 0 && a->core.leader_since != 0 && a->peers_open) {
+        peers_poll_now(&a->peers);
+    }
 }
 
 static void on_ha_timer(uv_timer_t *t)

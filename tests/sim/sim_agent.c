@@ -1180,7 +1180,12 @@ static void tick(struct sim_world *w, unsigned i)
     v.removing = a->removing[0] != '\0' ? a->removing : NULL;
     v.transfers_failed = w->nodes[i].cons.n_transfers_failed;
     bool decides = !a->core.busy && v.pg_ready;
+    rpg_msec leading = a->core.leader_since;
     bool started = core_tick(&a->core, &v);
+    /* agent.c ha_tick: a round as soon as the core acts as leader. */
+    if (leading == 0 && a->core.leader_since != 0) {
+        poll_now(w, i);
+    }
     if (decides && (a->core.last_changed || started)) {
         sim_trace(w, (int)i, "%s%s%s: %s", ha_action_name(a->core.last.action),
                   a->core.last.target[0] ? " " : "", a->core.last.target, a->core.last.why);

@@ -34,6 +34,8 @@ for fault in $FAULTS; do
         cl_wait 90 "the cluster is whole before $fault run $run" cl_ready || break
         P=$CL_PRIMARY
         offset=$(stat -c %s "$CL_DIR/$P.log")
+        declare -A offsets=()
+        for n in "${CL_NODES[@]}"; do offsets[$n]=$(stat -c %s "$CL_DIR/$n.log"); done
         if [ "$fault" = isolate ]; then
             nb_isolate "$P" --keep-client
         else
@@ -59,6 +61,11 @@ for fault in $FAULTS; do
             rewound=$((rewound + 1))
         else
             cloned=$((cloned + 1))
+            # A rewind fails when its source stops: say why the new primary stopped, if it did.
+            echo "# $NP (the rewind's source) since the fault: leadership, lease and fence lines"
+            tail -c +$((offsets[$NP] + 1)) "$CL_DIR/$NP.log" |
+                grep -E 'raft role|lease (lost|ending|not trusted)|loop gap|fencing|fenced|vip ' |
+                head -n 20 | cut -c1-300 | sed 's/^/#   /'
         fi
         pm=$(cl_rejoin_ms "$P" "$offset") || pm=""
         heal_ms+=("$(cl_ms_between "$th" "$ts")")

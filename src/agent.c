@@ -1134,6 +1134,7 @@ static int start_pg(struct agent *a, char *errmsg)
               a->conf.tags.failover_priority);
     snprintf(a->core.pg_address, sizeof a->core.pg_address, "%s",
              a->conf.postgresql.connect_address);
+    a->core.no_pg_rewind = !a->conf.postgresql.use_pg_rewind;
     int rv = pg_init(&a->pg, a->loop, &a->conf, a->conf.name, errmsg);
     if (rv != 0) {
         return rv;

@@ -87,6 +87,14 @@ static json_t *rejoin_json(const struct agent *a)
         "{s:s, s:b, s:I, s:s}", "stage", pg_rejoin_stage_name(r->stage), "running", r->running,
         "since_ms", (json_int_t)(r->stage != PG_REJOIN_NONE && now > r->since ? now - r->since : 0),
         "error", r->error);
+    if (o != NULL && a->pg.obs.rewind_retries > 0) {
+        /* Rewinds that stopped before changing anything, and the back-off before the next. */
+        json_object_set_new(o, "retries", json_integer((json_int_t)a->pg.obs.rewind_retries));
+        json_object_set_new(o, "next_retry_ms",
+                            json_integer((json_int_t)(a->pg.rewind_retry_at > now
+                                                          ? a->pg.rewind_retry_at - now
+                                                          : 0)));
+    }
     if (o != NULL && r->stage == PG_REJOIN_CLONE) {
         json_object_set_new(o, "done_kb", json_integer((json_int_t)r->done_kb));
         json_object_set_new(o, "total_kb",

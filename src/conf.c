@@ -173,6 +173,7 @@ static const struct conf_key postgresql_keys[] = {
      .count_off = offsetof(struct conf, postgresql.n_pg_hba)},
     {"authentication", KEY_SECTION, .sub = authentication_keys},
     {"passfile", KEY_PATH, FIELD(postgresql.passfile)},
+    {"use_pg_rewind", KEY_BOOL, FIELD(postgresql.use_pg_rewind), .def = "true"},
     {"remove_data_directory_on_rewind_failure", KEY_BOOL,
      FIELD(postgresql.remove_data_directory_on_rewind_failure), .def = "false"},
     {"remove_data_directory_on_diverged_timelines", KEY_BOOL,

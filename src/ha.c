@@ -912,8 +912,29 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
             return;
         }
         bool behind = usable && pg->timeline != 0 && p->timeline != 0 && pg->timeline < p->timeline;
-        if (pg->was_primary || behind) {
-            if (usable && p->checkpoint_timeline != 0 && p->checkpoint_timeline < p->timeline) {
+        if (pg->was_primary && in->no_pg_rewind) {
+            /* Without pg_rewind nothing can tell whether its WAL went past the fork. */
+            if (usable) {
+                set(out, HA_ACT_REINIT, primary,
+                    "last ran as primary and postgresql.use_pg_rewind is off: re-cloning from %s",
+                    primary);
+            } else {
+                set(out, HA_ACT_WAIT, primary,
+                    "last ran as primary and postgresql.use_pg_rewind is off: waiting for "
+                    "primary %s to re-clone",
+                    primary);
+            }
+            return;
+        }
+        if ((pg->was_primary || behind) && !in->no_pg_rewind) {
+            if (usable && pg->rewind_retry_ms > 0) {
+                set(out, HA_ACT_WAIT, primary,
+                    "pg_rewind stopped before changing anything %u time%s in a row: trying "
+                    "again in %llu ms",
+                    pg->rewind_retries, pg->rewind_retries == 1 ? "" : "s",
+                    (unsigned long long)pg->rewind_retry_ms);
+            } else if (usable && p->checkpoint_timeline != 0 &&
+                       p->checkpoint_timeline < p->timeline) {
                 set(out, HA_ACT_WAIT, primary,
                     "must rewind: waiting for primary %s to checkpoint timeline %u", primary,
                     p->timeline);

@@ -1568,11 +1568,33 @@ static void storage_check(const char *dir, char *why, size_t size)
     fmt_str(why, size, "%s", storage_error);
 }
 
+/* The back-off after a rewind that stopped before changing anything: 1 s, doubling, 30 s at
+ * most, so that a source that stays unusable (a wrong password, say) is asked twice a minute,
+ * not ten times a second; the count shows on /status until a rejoin succeeds. */
+#define REWIND_RETRY_FIRST_MS 1000
+#define REWIND_RETRY_MAX_MS 30000
+
+rpg_msec pg_rewind_retry_delay(unsigned retries)
+{
+    rpg_msec d = REWIND_RETRY_FIRST_MS;
+    for (unsigned i = 1; i < retries && d < REWIND_RETRY_MAX_MS; i++) {
+        d *= 2;
+    }
+    return d < REWIND_RETRY_MAX_MS ? d : REWIND_RETRY_MAX_MS;
+}
+
+static void rewind_retry_left(struct pg *p)
+{
+    rpg_msec now = uv_now(p->loop);
+    p->obs.rewind_retry_ms = p->rewind_retry_at > now ? p->rewind_retry_at - now : 0;
+}
+
 static void observe(struct pg *p)
 {
     if (p->closing) {
         return;
     }
+    rewind_retry_left(p);
     char path[PATH_MAX + 32], status[32];
     char unwritable[HA_WHY_MAX] = "";
     if (p->rejoin.stage == PG_REJOIN_CLONE && p->proc.running) {
@@ -1724,11 +1746,21 @@ static void op_finish(struct pg *p, int rc, const char *msg)
     if (rc != 0) {
         log_debug("%s failed: %s", pg_op_name(op), msg);
         if (op == PG_OP_REWIND && p->rewind_retryable) {
-            log_warning("rejoin: stopped at %s before changing %s: trying again later",
-                        pg_rejoin_stage_name(p->rejoin.stage), p->conf->postgresql.data_dir);
+            p->obs.rewind_retries++;
+            rpg_msec delay = pg_rewind_retry_delay(p->obs.rewind_retries);
+            p->rewind_retry_at = uv_now(p->loop) + delay;
+            rewind_retry_left(p);
+            log_warning("rejoin: stopped at %s before changing %s (%u time%s in a row): trying "
+                        "again in %llu ms",
+                        pg_rejoin_stage_name(p->rejoin.stage), p->conf->postgresql.data_dir,
+                        p->obs.rewind_retries, p->obs.rewind_retries == 1 ? "" : "s",
+                        (unsigned long long)delay);
         } else if (op == PG_OP_REWIND) {
             /* The directory cannot be brought onto the primary's timeline: a re-clone is left. */
             p->obs.rewind_failed = true;
+            p->obs.rewind_retries = 0;
+            p->rewind_retry_at = 0;
+            rewind_retry_left(p);
         }
         if (op == PG_OP_REWIND && msg != NULL) {
             fmt_str(p->rejoin_error, sizeof p->rejoin_error, "%s failed: %s",
@@ -2236,6 +2268,8 @@ static int rewind_step(struct pg *p, char *errmsg)
         }
         log_info("rewind: done, starting as a standby of %s", p->upstream.name);
         p->obs.rewind_failed = false;
+        p->obs.rewind_retries = 0;
+        p->rewind_retry_at = 0;
         rejoin_stage(p, PG_REJOIN_START_STANDBY, "timeline %u; starting as a standby of %s",
                      (unsigned)tl, p->upstream.name);
         p->op = PG_OP_START;
@@ -2442,8 +2476,15 @@ static void op_step(struct pg *p, int rc, const char *msg)
             fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
         }
+        /* Without pg_rewind a former primary is cloned again: it may have diverged, and nothing
+         * here can tell, so the diverged-timelines key decides too. */
+        bool unrewound = !p->conf->postgresql.use_pg_rewind && p->obs.was_primary;
+        if (step == 0 && unrewound && !p->obs.rewind_failed) {
+            fmt_str(p->rejoin_error, sizeof p->rejoin_error,
+                    "last ran as primary and postgresql.use_pg_rewind is off");
+        }
         if (step == 0 && (p->conf->postgresql.remove_data_directory_on_rewind_failure ||
-                          (p->obs.rewind_failed &&
+                          ((p->obs.rewind_failed || unrewound) &&
                            p->conf->postgresql.remove_data_directory_on_diverged_timelines))) {
             const char *key = p->conf->postgresql.remove_data_directory_on_rewind_failure
                                   ? "remove_data_directory_on_rewind_failure"
@@ -2509,6 +2550,8 @@ static void op_step(struct pg *p, int rc, const char *msg)
         pg_basebackup_progress(p->proc.output, &p->rejoin.done_kb, &p->rejoin.total_kb);
         log_info("clone: done, %llu kB copied", (unsigned long long)p->rejoin.done_kb);
         p->obs.rewind_failed = false;
+        p->obs.rewind_retries = 0;
+        p->rewind_retry_at = 0;
         rejoin_stage(p, PG_REJOIN_START_STANDBY, "starting as a standby of %s", p->upstream.name);
         p->op = PG_OP_START;
         p->standby = true;

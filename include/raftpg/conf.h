@@ -139,6 +139,9 @@ struct conf {
         char replication_name[CONF_NAME_MAX]; /* default "replicator" */
         char replication_password[256];       /* default empty */
         char passfile[PATH_MAX];              /* default empty */
+        /* Patroni's key, true by default here: false, a directory that last ran as primary is
+         * cloned again instead of rewound. */
+        bool use_pg_rewind;
         /* Patroni's key: a data directory that must be re-cloned (pg_rewind failed, or a copy was
          * cut short) is deleted; false (the default): it is moved aside once, beside itself. */
         bool remove_data_directory_on_rewind_failure;

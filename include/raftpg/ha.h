@@ -52,6 +52,10 @@ struct ha_pg {
     char slots[HA_SLOTS_MAX][FSM_NAME_MAX];
     unsigned start_failures; /* consecutive failed starts (reset on a successful start) */
     bool rewind_failed;      /* the last pg_rewind failed: re-clone instead */
+    /* Rewinds in a row that stopped before changing the directory (the source not ready, say),
+     * and how long until the next may start: retries back off instead of running every tick. */
+    unsigned rewind_retries;
+    rpg_msec rewind_retry_ms;
     /* Why this server cannot write (its file systems full or read-only, the data directory not
      * writable, the agent's own writes there failing; "" when it can), and for how long. */
     char unwritable[HA_WHY_MAX];
@@ -102,6 +106,8 @@ struct ha_input {
     rpg_msec leader_ms;          /* how long this member has been the ready leader */
     int sync_mode;               /* FSM_SYNC_MODE_* in force: with it off, a record that proves
                                   * nothing (k = 0) does not stop a failover */
+    bool no_pg_rewind;           /* postgresql.use_pg_rewind is off: a directory that last ran
+                                  * as a primary is cloned again, never rewound */
 };
 
 enum ha_action {

@@ -153,6 +153,7 @@ struct pg {
     int step;
     struct proc proc;
     bool rewind_retryable;        /* the last pg_rewind failed before changing the target */
+    rpg_msec rewind_retry_at;     /* loop time before which no rewind starts again (back-off) */
     bool proc_launches;           /* proc is pg_ctl start: killing it would orphan a server */
     pg_done_cb done_cb;
     void *done_data;
@@ -278,6 +279,10 @@ bool pg_controldata_cut_short(const char *output);
  * reachable or not ready yet, leftovers of the killed server in the way): a later attempt may
  * succeed, so it is no reason to re-clone. */
 bool pg_rewind_retryable(const char *output);
+
+/* How long to wait before the next rewind after `retries` in a row stopped that way: 1 s,
+ * doubling, at most 30 s. */
+rpg_msec pg_rewind_retry_delay(unsigned retries);
 
 /* Whether pg_controldata's output says the server was shut down cleanly ("shut down" or "shut
  * down in recovery"), which pg_rewind requires; anything else needs crash recovery first. */

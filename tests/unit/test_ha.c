@@ -870,6 +870,45 @@ static void test_follower_stopped_former_primary_rewinds(void **state)
     assert_decision(&w, HA_ACT_REWIND, "node2");
 }
 
+static void test_follower_rewind_backs_off_after_retryable_failure(void **state)
+{
+    (void)state;
+    struct world w;
+    world_follower(&w);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.was_primary = true;
+    w.in.pg.rewind_retries = 3;
+    w.in.pg.rewind_retry_ms = 2500;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node2");
+    assert_why(&w, "3 times in a row: trying again in 2500 ms");
+    /* The back-off over, it tries again. */
+    w.in.pg.rewind_retry_ms = 0;
+    decide(&w);
+    assert_decision(&w, HA_ACT_REWIND, "node2");
+}
+
+static void test_follower_without_pg_rewind_reclones_former_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    world_follower(&w);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.was_primary = true;
+    w.in.no_pg_rewind = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_REINIT, "node2");
+    assert_why(&w, "postgresql.use_pg_rewind is off");
+    /* A standby on an older timeline is started: PostgreSQL follows the switch if it can. */
+    w.in.pg.was_primary = false;
+    w.in.pg.timeline = 1;
+    peer(&w, "node2")->timeline = 2;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_STANDBY, "node2");
+}
+
 static void test_follower_stopped_on_older_timeline_rewinds(void **state)
 {
     (void)state;
@@ -2476,6 +2515,8 @@ int main(void)
         cmocka_unit_test(test_follower_absent_clones_from_primary),
         cmocka_unit_test(test_follower_absent_waits_for_unreachable_primary),
         cmocka_unit_test(test_follower_stopped_former_primary_rewinds),
+        cmocka_unit_test(test_follower_rewind_backs_off_after_retryable_failure),
+        cmocka_unit_test(test_follower_without_pg_rewind_reclones_former_primary),
         cmocka_unit_test(test_follower_stopped_on_older_timeline_rewinds),
         cmocka_unit_test(test_follower_failed_rewind_reinitialises),
         cmocka_unit_test(test_follower_stopped_without_primary_address_starts_standby_of_nobody),

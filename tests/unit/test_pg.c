@@ -333,6 +333,17 @@ static void test_controldata_failures_are_classified(void **state)
     assert_false(pg_controldata_cut_short("pg_controldata: error: no data directory specified\n"));
 }
 
+static void test_rewind_retries_back_off(void **state)
+{
+    (void)state;
+    assert_int_equal(pg_rewind_retry_delay(0), 1000);
+    assert_int_equal(pg_rewind_retry_delay(1), 1000);
+    assert_int_equal(pg_rewind_retry_delay(2), 2000);
+    assert_int_equal(pg_rewind_retry_delay(5), 16000);
+    assert_int_equal(pg_rewind_retry_delay(6), 30000);
+    assert_int_equal(pg_rewind_retry_delay(1000000), 30000);
+}
+
 /* Failed pg_rewind runs, as PostgreSQL 15 prints them (LC_ALL=C): those that stopped before
  * changing the target are tried again; any other is no reason to trust the directory. */
 static void test_rewind_failures_are_classified(void **state)
@@ -1041,6 +1052,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_controldata_failures_are_classified),
         cmocka_unit_test(test_rewind_failures_are_classified),
+        cmocka_unit_test(test_rewind_retries_back_off),
         cmocka_unit_test(test_controldata_cleanly_shut_down_primary_was_primary),
         cmocka_unit_test(test_controldata_clean_shutdown_is_told_from_a_crash),
         cmocka_unit_test(test_controldata_rewind_prerequisites),

@@ -79,6 +79,19 @@ void ha_pg_track_streaming(struct ha_pg *o, rpg_msec *since, rpg_msec now)
     o->not_streaming_ms = now - *since;
 }
 
+void ha_pg_track_fork(struct ha_pg *o, enum ha_fork_reading r, rpg_msec *since, rpg_msec now)
+{
+    if (r == HA_FORK_CLEAR || !o->in_recovery) {
+        *since = 0;
+        o->past_fork_ms = 0;
+        return;
+    }
+    if (r == HA_FORK_PAST && *since == 0) {
+        *since = now;
+    }
+    o->past_fork_ms = *since != 0 ? now - *since : 0;
+}
+
 void ha_pg_track_unwritable(struct ha_pg *o, const char *why, rpg_msec *since, rpg_msec now)
 {
     if (why[0] == '\0') {
@@ -983,6 +996,16 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
             "stopping to start as its standby",
             strcmp(pg->receiver, HA_RECEIVER_UNKNOWN) == 0 ? "an unknown sender" : pg->receiver,
             (uint64_t)pg->receiver_ms, primary);
+        return;
+    }
+    if (usable && pg->in_recovery && pg->past_fork_ms >= HA_PAST_FORK_MS) {
+        /* Its receiver connects, streams the old timeline up to the fork and starts again, so
+         * it looks streaming most of the time while it replays nothing (rule: ask the world). */
+        set(out, HA_ACT_DEMOTE, primary,
+            "replayed timeline %u up to %X/%X, past %X/%X where timeline %u of %s forked from "
+            "it: it cannot follow, stopping to rewind",
+            pg->timeline, (unsigned)(pg->replay_position >> 32), (unsigned)pg->replay_position,
+            (unsigned)(pg->fork_lsn >> 32), (unsigned)pg->fork_lsn, pg->fork_timeline, primary);
         return;
     }
     if (usable && !pg->streaming && pg->not_streaming_ms >= HA_STUCK_STANDBY_MS &&

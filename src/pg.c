@@ -353,6 +353,21 @@ int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeli
     return 0;
 }
 
+int pg_history_switchpoint(const char *text, uint32_t timeline, uint64_t *lsn)
+{
+    const char *line = text;
+    while (line != NULL && *line != '\0') {
+        unsigned tli = 0, hi = 0, lo = 0;
+        if (*line != '#' && sscanf(line, "%u %X/%X", &tli, &hi, &lo) == 3 && tli == timeline) {
+            *lsn = ((uint64_t)hi << 32) | lo;
+            return 0;
+        }
+        line = strchr(line, '\n');
+        line = line != NULL ? line + 1 : NULL;
+    }
+    return -1;
+}
+
 int pg_parse_checkpoint(const char *text, uint64_t *lsn, bool *shut_down)
 {
     const char *v = field_after(text, "Latest checkpoint location:");
@@ -1037,6 +1052,46 @@ static void conninfo_target(const char *conninfo, char *buf, size_t size)
     PQconninfoFree(opts);
 }
 
+/* Whether the standby replayed its timeline past the point where a newer one forked from it,
+ * as the newest timeline history file in its pg_wal (fetched by its WAL receiver from the
+ * primary) says. Only while a receiver runs is the observed timeline the one it replays. */
+static enum ha_fork_reading fork_reading(struct pg *p)
+{
+    struct ha_pg *o = &p->obs;
+    if (o->receiver[0] == '\0' || strcmp(o->receiver, HA_RECEIVER_UNKNOWN) == 0 ||
+        o->timeline == 0) {
+        return HA_FORK_UNKNOWN;
+    }
+    /* The newest history a few timelines ahead; each names every ancestor's end. */
+    for (uint32_t t = o->timeline + 32; t > o->timeline; t--) {
+        char path[PATH_MAX + 64];
+        fmt_str(path, sizeof path, "%s/pg_wal/%08X.history", p->conf->postgresql.data_dir, t);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+            continue;
+        }
+        /* A line per ancestor: 64 KiB holds a thousand timelines. */
+        size_t cap = 64 * 1024;
+        char *text = malloc(cap);
+        size_t n = text != NULL ? fread(text, 1, cap - 1, f) : 0;
+        fclose(f);
+        if (text == NULL) {
+            return HA_FORK_UNKNOWN;
+        }
+        text[n] = '\0';
+        uint64_t lsn = 0;
+        int found = pg_history_switchpoint(text, o->timeline, &lsn);
+        free(text);
+        if (found != 0) {
+            return HA_FORK_CLEAR;
+        }
+        o->fork_timeline = t;
+        o->fork_lsn = lsn;
+        return o->replay_position > lsn ? HA_FORK_PAST : HA_FORK_CLEAR;
+    }
+    return HA_FORK_CLEAR;
+}
+
 static void take_observation(struct pg *p, PGresult *res)
 {
     if (PQntuples(res) != 1 || PQnfields(res) != 17) {
@@ -1081,6 +1136,7 @@ static void take_observation(struct pg *p, PGresult *res)
                      o->upstream[0] ? o->upstream : "the primary");
     }
     ha_pg_track_receiver(o, o->in_recovery ? PQgetvalue(res, 0, 9) : "", &p->receiver_since, now);
+    ha_pg_track_fork(o, o->in_recovery ? fork_reading(p) : HA_FORK_CLEAR, &p->past_fork_since, now);
     conninfo_target(o->in_recovery ? PQgetvalue(res, 0, 10) : "", o->conninfo, sizeof o->conninfo);
     o->was_primary = !o->in_recovery;
     o->n_slots = 0;
@@ -1529,6 +1585,8 @@ static void set_not_running(struct pg *p, enum ha_pg_state state)
 {
     p->promote_pending = false;
     p->receiver_since = 0;
+    p->past_fork_since = 0;
+    p->obs.past_fork_ms = 0;
     ha_pg_set_not_running(&p->obs, state, &p->not_streaming_since);
     p->n_replicas = 0;
 }

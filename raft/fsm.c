@@ -11,7 +11,7 @@
  *   string   = u16 length, bytes (no NUL inside, length < the field's buffer size)
  *   member   = u64 id, string name, raft_address, api_address, pg_address, u32 tags,
  *              i32 failover_priority (two's complement)
- *   history  = u32 timeline, u64 lsn, u64 time_ms (two's complement), u64 term, u8 reason,
+ *   history  = u32 timeline, u32 prev_timeline, u64 lsn, u64 time_ms (two's complement), u64 term, u8 reason,
  *              string primary
  *   padding  = zero bytes up to a multiple of 8 (libraft 0.15 corrupts its log otherwise,
  *              RAFT-NOTES.md); decoders insist the padding is there and zero.
@@ -368,6 +368,7 @@ const char *fsm_history_reason_name(int reason)
 static void history_put(struct enc *e, const struct fsm_history_entry *h)
 {
     put_u32(e, h->timeline);
+    put_u32(e, h->prev_timeline);
     put_u64(e, h->lsn);
     put_u64(e, (uint64_t)h->time_ms);
     put_u64(e, h->term);
@@ -378,6 +379,7 @@ static void history_put(struct enc *e, const struct fsm_history_entry *h)
 static void history_get(struct dec *d, struct fsm_history_entry *h)
 {
     h->timeline = get_u32(d);
+    h->prev_timeline = get_u32(d);
     h->lsn = get_u64(d);
     uint64_t t = get_u64(d);
     h->time_ms = t <= INT64_MAX ? (int64_t)t : -(int64_t)(UINT64_MAX - t) - 1;
@@ -388,7 +390,7 @@ static void history_get(struct dec *d, struct fsm_history_entry *h)
 
 static bool history_equal(const struct fsm_history_entry *a, const struct fsm_history_entry *b)
 {
-    return a->timeline == b->timeline && a->lsn == b->lsn && a->time_ms == b->time_ms &&
+    return a->timeline == b->timeline && a->prev_timeline == b->prev_timeline && a->lsn == b->lsn && a->time_ms == b->time_ms &&
            a->term == b->term && a->reason == b->reason &&
            strncmp(a->primary, b->primary, FSM_NAME_MAX) == 0;
 }
@@ -1024,6 +1026,10 @@ static int history_entry_check(const struct fsm_history_entry *h,
     if (h->timeline == 0) {
         return rpg_err(msg, RPG_EINVAL, "history timeline is 0 (primary=%s)", h->primary);
     }
+    if (h->prev_timeline >= h->timeline) {
+        return rpg_err(msg, RPG_EINVAL, "history timeline %u does not follow timeline %u",
+                       h->timeline, h->prev_timeline);
+    }
     if (prev != NULL && h->timeline <= prev->timeline) {
         return rpg_err(msg, RPG_EEXIST,
                        "timeline %u is not after the last recorded one, %u (primary=%s)",
@@ -1048,6 +1054,7 @@ static int apply_add_history(struct fsm_state *s, const struct fsm_cmd *cmd, cha
     struct fsm_history_entry *dst = &s->history[s->n_history++];
     memset(dst, 0, sizeof *dst);
     dst->timeline = h->timeline;
+    dst->prev_timeline = h->prev_timeline;
     dst->lsn = h->lsn;
     dst->time_ms = h->time_ms;
     dst->term = h->term;

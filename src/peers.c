@@ -82,6 +82,10 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     s->state_index = (uint64_t)json_integer_value(json_object_get(st, "applied_index"));
     s->state_sum = s->state_known ? strtoull(sum, NULL, 16) : 0;
     s->diverged = json_is_true(json_object_get(st, "diverged"));
+    s->state_version = (unsigned)json_integer_value(json_object_get(o, "state_version"));
+    json_t *sw = json_object_get(o, "switchover");
+    copy_str(s->handed_to, sizeof s->handed_to, sw, "handed_to");
+    s->handed_term = (uint64_t)json_integer_value(json_object_get(sw, "handed_term"));
     s->n_members = 0;
     const char *mname;
     json_t *mid;

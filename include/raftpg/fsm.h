@@ -39,6 +39,7 @@ const char *fsm_history_reason_name(int reason);
 /* One promotion: the primary that began a timeline. */
 struct fsm_history_entry {
     uint32_t timeline;   /* the timeline the promotion began */
+    uint32_t prev_timeline; /* the timeline it branched from (0 for a bootstrap) */
     uint64_t lsn;        /* where the previous timeline ended; 0 for a bootstrap */
     int64_t time_ms;     /* wall-clock time of the promotion, ms since the Unix epoch */
     uint64_t term;       /* Raft term in which the new primary was chosen */

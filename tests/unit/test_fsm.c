@@ -1315,6 +1315,7 @@ static void make_add_history(struct fsm_cmd *c, uint32_t timeline, uint64_t lsn,
     c->type = FSM_CMD_ADD_HISTORY;
     c->term = 6;
     c->u.add_history.timeline = timeline;
+    c->u.add_history.prev_timeline = timeline - 1;
     c->u.add_history.lsn = lsn;
     c->u.add_history.time_ms = 1700000000123 + timeline;
     c->u.add_history.term = 6;
@@ -1409,6 +1410,7 @@ static void test_history_snapshot_versions(void **state)
     raft_free(buf.base);
     /* Decreasing timelines in a snapshot are not a state apply could reach. */
     b.history[1].timeline = 1;
+    b.history[1].prev_timeline = 0;
     assert_int_equal(fsm_state_encode(&b, &buf, errmsg), 0);
     fsm_state_init(&a);
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &a, errmsg), RPG_EPROTO);

@@ -1030,6 +1030,7 @@ static void ha_tick(struct agent *a)
          * hard layer stops the server); a decision now would act on a server that cannot. */
         return;
     }
+    history_tick(a);
     struct core_view v;
     memset(&v, 0, sizeof v);
     v.now = cons_uv_clock_ms();

@@ -10,6 +10,7 @@
 
 #include "raftpg/agent.h"
 #include "raftpg/api.h"
+#include "raftpg/failover.h"
 #include "raftpg/health.h"
 #include "raftpg/log.h"
 #include "raftpg/proof.h"
@@ -237,6 +238,7 @@ json_t *agent_status_json(const struct agent *a)
     /* The newest replicated-state version this agent reads: the leader records what older
      * agents would reject (the history) only once every member reads it. */
     json_object_set_new(o, "state_version", json_integer(FSM_VERSION));
+    json_object_set_new(o, "history_waiting", json_string(a->history.waiting));
     if (a->callbacks_open) {
         const struct callbacks *cb = &a->callbacks;
         json_object_set_new(o, "callbacks",
@@ -823,6 +825,63 @@ static void switchover_request(struct agent *a, struct http_conn *conn,
     }
     switchover_start(a, conn, json_string_value(json_object_get(o, "leader")),
                      json_string_value(json_object_get(o, "candidate")));
+    json_decref(o);
+}
+
+/* POST /failover {"candidate", "leader"} (Patroni's body: candidate required; a leader, when
+ * given, must be the member this one knows as primary). */
+static void failover_request(struct agent *a, struct http_conn *conn,
+                             const struct http_request *req)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    char msg[RPG_ERRMSG_SIZE] = "";
+    const char *key;
+    json_t *v;
+    if (!json_is_object(o)) {
+        snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
+    } else {
+        json_object_foreach(o, key, v)
+        {
+            if (strcmp(key, "leader") == 0 || strcmp(key, "candidate") == 0) {
+                if (!json_is_string(v) || api_check_name(json_string_value(v)) != 0) {
+                    snprintf(msg, sizeof msg, "%s: expected a member name", key);
+                    break;
+                }
+            } else if (strcmp(key, "scheduled_at") == 0) {
+                snprintf(msg, sizeof msg, "scheduled_at: a failover cannot be scheduled (use "
+                                          "POST /switchover)");
+                break;
+            } else {
+                snprintf(msg, sizeof msg, "unknown key \"%.64s\" (candidate, leader)", key);
+                break;
+            }
+        }
+        if (msg[0] == '\0' && json_object_get(o, "candidate") == NULL) {
+            snprintf(msg, sizeof msg, "candidate: required (the member to promote)");
+        }
+    }
+    if (msg[0] != '\0') {
+        json_decref(o);
+        respond_error(conn, 400, msg);
+        return;
+    }
+    if (!require_leader(a, conn)) {
+        json_decref(o);
+        return;
+    }
+    const char *leader = json_string_value(json_object_get(o, "leader"));
+    const char *candidate = json_string_value(json_object_get(o, "candidate"));
+    if (leader != NULL && strcmp(leader, a->cons.state.primary.name) != 0) {
+        snprintf(msg, sizeof msg, "leader: %s is not the primary (the primary is %s)", leader,
+                 a->cons.state.primary.name[0] != '\0' ? a->cons.state.primary.name : "none");
+        respond_error(conn, 412, msg);
+    } else if (leader != NULL) {
+        /* Patroni: a failover that names the leader is a switchover. */
+        switchover_start(a, conn, leader, candidate);
+    } else {
+        failover_start(a, conn, candidate);
+    }
     json_decref(o);
 }
 
@@ -1423,6 +1482,7 @@ static const char *const api_endpoints[API_ENDPOINTS] = {
     "/patroni",    "/cluster",        "/status",          "/metrics",
     "/config",     "/members",        "/switchover",      "/restart",
     "/reinitialize", "/raftpg/bootstrap", "/synchronous", "/asynchronous",
+    "/history",    "/failover",       "/reload",
 };
 static const int api_statuses[API_STATUSES] = {200, 201, 202, 400, 401, 404, 405,
                                                409, 412, 413, 415, 500, 503, 504};
@@ -1664,6 +1724,12 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             return;
         }
         respond_metrics(a, conn);
+    } else if (strcmp(path, "/history") == 0) {
+        if (!get) {
+            respond_error(conn, 405, "method not allowed");
+            return;
+        }
+        respond_json(conn, 200, history_json(&a->cons.state));
     } else if (strcmp(path, "/raftpg/bootstrap") == 0) {
         if (!get) {
             respond_error(conn, 405, "method not allowed");
@@ -1709,6 +1775,12 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             return;
         }
         switchover_request(a, conn, req);
+    } else if (strcmp(path, "/failover") == 0) {
+        if (req->method != HTTP_M_POST) {
+            respond_error(conn, 405, "method not allowed (use POST)");
+            return;
+        }
+        failover_request(a, conn, req);
     } else if (strcmp(path, "/members") == 0) {
         if (req->method != HTTP_M_POST) {
             respond_error(conn, 405, "method not allowed (use POST to add a member)");

@@ -15,6 +15,7 @@
 #include "raftpg/fence.h"
 #include "raftpg/guard.h"
 #include "raftpg/ha.h"
+#include "raftpg/history.h"
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
 #include "raftpg/reinit.h"
@@ -112,6 +113,7 @@ struct agent {
     struct switchover switchover;
     struct reinit reinit;
     struct restart restart;
+    struct history history; /* recording this member's promotions */
     /* API answers by endpoint (API_ENDPOINTS, the last for any other path) and status. */
     uint64_t api_answers[API_ENDPOINTS + 1][API_STATUSES + 1];
 };

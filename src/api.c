@@ -55,6 +55,19 @@ static void respond_error(struct http_conn *conn, int status, const char *msg)
     respond_json(conn, status, json_pack("{s:s}", "error", msg));
 }
 
+/* This member's tags: the known ones typed, user tags (conf.h) as the text written. */
+static json_t *own_tags_json(const struct agent *a)
+{
+    json_t *t = json_pack("{s:b, s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover, "nosync",
+                          a->conf.tags.nosync, "noloadbalance", a->conf.tags.noloadbalance,
+                          "failover_priority", a->conf.tags.failover_priority);
+    for (unsigned i = 0; t != NULL && i < a->conf.tags.n_user; i++) {
+        json_object_set_new(t, a->conf.tags.user[i].key,
+                            json_string(a->conf.tags.user[i].value));
+    }
+    return t;
+}
+
 static const char *member_name_of(const struct agent *a, uint64_t id)
 {
     return a->cons_open ? cons_member_name(&a->cons, id) : NULL;
@@ -246,11 +259,7 @@ json_t *agent_status_json(const struct agent *a)
                                       (json_int_t)cb->n_runs, "failed", (json_int_t)cb->n_failed,
                                       "last", cb->last));
     }
-    json_object_set_new(o, "tags",
-                        json_pack("{s:b, s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
-                                  "nosync", a->conf.tags.nosync, "noloadbalance",
-                                  a->conf.tags.noloadbalance, "failover_priority",
-                                  a->conf.tags.failover_priority));
+    json_object_set_new(o, "tags", own_tags_json(a));
     return o;
 }
 
@@ -330,11 +339,7 @@ json_t *agent_patroni_json(const struct agent *a)
     if (known && st->paused) {
         json_object_set_new(o, "pause", json_true());
     }
-    json_object_set_new(o, "tags",
-                        json_pack("{s:b, s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
-                                  "nosync", a->conf.tags.nosync, "noloadbalance",
-                                  a->conf.tags.noloadbalance, "failover_priority",
-                                  a->conf.tags.failover_priority));
+    json_object_set_new(o, "tags", own_tags_json(a));
     json_object_set_new(o, "patroni", p);
     return o;
 }
@@ -541,18 +546,20 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
     }
     /* Its tags, as its own configuration says (this member) or its last report (others). */
     const struct peer_status *tp = self ? NULL : peers_get(&a->peers, name);
+    json_t *reported = tp != NULL && tp->tags_json[0] != '\0'
+                           ? json_loads(tp->tags_json, 0, NULL)
+                           : NULL;
     if (self) {
-        json_object_set_new(m, "tags",
-                            json_pack("{s:b, s:b, s:b, s:i}", "nofailover",
-                                      a->conf.tags.nofailover, "nosync", a->conf.tags.nosync,
-                                      "noloadbalance", a->conf.tags.noloadbalance,
-                                      "failover_priority", a->conf.tags.failover_priority));
+        json_object_set_new(m, "tags", own_tags_json(a));
+    } else if (json_is_object(reported)) {
+        json_object_set_new(m, "tags", json_incref(reported));
     } else if (tp != NULL && tp->last_seen != 0) {
         json_object_set_new(m, "tags",
                             json_pack("{s:b, s:b, s:b, s:i}", "nofailover", tp->nofailover,
                                       "nosync", tp->nosync, "noloadbalance", tp->noloadbalance,
                                       "failover_priority", tp->failover_priority));
     }
+    json_decref(reported);
     return m;
 }
 
@@ -1279,14 +1286,18 @@ static int health_code(const struct agent *a, enum health_kind kind, const struc
     }
     char prio[16];
     snprintf(prio, sizeof prio, "%d", a->conf.tags.failover_priority);
-    const struct health_tag tags[] = {
+    struct health_tag tags[4 + CONF_USER_TAGS_MAX] = {
         {"nofailover", a->conf.tags.nofailover ? "true" : "false"},
         {"nosync", a->conf.tags.nosync ? "true" : "false"},
         {"noloadbalance", a->conf.tags.noloadbalance ? "true" : "false"},
         {"failover_priority", prio},
     };
+    unsigned n_tags = 4;
+    for (unsigned i = 0; i < a->conf.tags.n_user && n_tags < 4 + CONF_USER_TAGS_MAX; i++) {
+        tags[n_tags++] = (struct health_tag){a->conf.tags.user[i].key, a->conf.tags.user[i].value};
+    }
     in.tags = tags;
-    in.n_tags = sizeof tags / sizeof tags[0];
+    in.n_tags = n_tags;
     return health_status(kind, &in, q);
 }
 

@@ -68,6 +68,10 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
         s->pg_rejoin_total_kb = (uint64_t)json_integer_value(json_object_get(rj, "total_kb"));
     }
     json_t *tags = json_object_get(o, "tags");
+    char *tags_text = json_is_object(tags) ? json_dumps(tags, JSON_COMPACT) : NULL;
+    snprintf(s->tags_json, sizeof s->tags_json, "%s",
+             tags_text != NULL && strlen(tags_text) < sizeof s->tags_json ? tags_text : "");
+    free(tags_text);
     s->nofailover = json_is_true(json_object_get(tags, "nofailover"));
     s->nosync = json_is_true(json_object_get(tags, "nosync"));
     s->noloadbalance = json_is_true(json_object_get(tags, "noloadbalance"));

@@ -48,6 +48,7 @@ struct peer_status {
     bool pg_rejoin_running;   /* ... whether under way, and a clone's progress in kB */
     uint64_t pg_rejoin_done_kb;
     uint64_t pg_rejoin_total_kb;
+    char tags_json[2048]; /* its "tags" object as it reported it, user tags included */
     bool nofailover;
     bool nosync;
     bool noloadbalance;

@@ -3,8 +3,10 @@
 # (POST /failover): the bootstrap is recorded; a failover to a candidate while the primary is
 # healthy is a switchover, recorded with the LSN where the old timeline ended as PostgreSQL's
 # own timeline history file says; the loss of the primary is recorded as a failover; every
-# member shows the same history. Refusals name their reason.
+# member shows the same history. Refusals name their reason. User tags (any key under tags:)
+# show in /patroni and /cluster and filter health checks (?tag_<key>=<value>).
 T_PG=1
+declare -A T_TAGS=([1]="datacenter: west" [2]="datacenter: east, rack: 7" [3]="datacenter: east")
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
@@ -16,6 +18,22 @@ hist_len() { [ "$(hist "$1" | jq length)" = "$2" ]; }
 same_hist() { local a b; a=$(hist "$1") && b=$(hist "$2") && [ -n "$a" ] && [ "$a" = "$b" ]; }
 P=$(t_pg_primary 1); Pi=${P#node}
 t_log "primary is $P"
+
+# User tags.
+code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$(t_api_addr "$1")$2"; }
+t_check "/patroni shows node2's user tags" \
+  t_eq "$(curl -sf "http://$(t_api_addr 2)/patroni" | jq -c '.tags | {datacenter, rack}')" \
+  '{"datacenter":"east","rack":"7"}'
+t_check "/cluster on node3 shows node1's (its last report)" \
+  t_eq "$(curl -sf "http://$(t_api_addr 3)/cluster" | jq -r '.members[] | select(.name == "node1") | .tags.datacenter')" west
+for i in 1 2 3; do
+  [ "node$i" != "$P" ] || continue
+  dc=$(curl -sf "http://$(t_api_addr "$i")/patroni" | jq -r .tags.datacenter)
+  want=503; [ "$dc" != east ] || want=200
+  t_check "node$i ($dc): /replica?tag_datacenter=east is $want" t_eq "$(code "$i" '/replica?tag_datacenter=east')" "$want"
+  t_check "node$i: a known tag still filters (?tag_nofailover=false, 200)" \
+    t_eq "$(code "$i" '/replica?tag_nofailover=false&tag_datacenter='"$dc")" 200
+done
 
 t_wait 15 "the bootstrap in the history" hist_len 1 1
 h=$(hist 1)

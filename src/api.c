@@ -14,6 +14,7 @@
 #include "raftpg/health.h"
 #include "raftpg/log.h"
 #include "raftpg/proof.h"
+#include "raftpg/reload.h"
 #include "raftpg/transport.h"
 
 static bool is_sync_voter(const struct agent *a, const char *name);
@@ -1786,6 +1787,12 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             return;
         }
         switchover_request(a, conn, req);
+    } else if (strcmp(path, "/reload") == 0) {
+        if (req->method != HTTP_M_POST) {
+            respond_error(conn, 405, "method not allowed (use POST)");
+            return;
+        }
+        reload_request(a, conn);
     } else if (strcmp(path, "/failover") == 0) {
         if (req->method != HTTP_M_POST) {
             respond_error(conn, 405, "method not allowed (use POST)");

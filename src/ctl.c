@@ -73,6 +73,9 @@ static const char *ctl_usage =
     "                                                  primary is healthy; without one, only if\n"
     "                                                  N holds every acknowledged commit\n"
     "  history [--format pretty|json]                  the cluster's promotions (timelines)\n"
+    "  reload [MEMBER...]                              re-read the members' configuration files\n"
+    "                                                  (all without MEMBER); says what needs a\n"
+    "                                                  restart of the agent\n"
     "  reinit MEMBER [--no-wait] [--force]             clone a standby again from the primary\n"
     "  restart [MEMBER...] [--role primary|replica|any] [--pending] [--force]\n"
     "                                                  restart postgresql, standbys first\n"
@@ -1078,6 +1081,60 @@ static int cmd_failover(struct ctl *c, const char *candidate)
     return 0;
 }
 
+/* patronictl reload: POST /reload to each member named (every member without names). */
+static int cmd_reload(struct ctl *c, char **names, int n)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl reload: %s\n", errmsg);
+        return 1;
+    }
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    for (int k = 0; k < n; k++) {
+        if (find_member(cluster, names[k]) == NULL) {
+            fprintf(stderr, "raftpg ctl reload: %s is not a member of the cluster\n", names[k]);
+            json_decref(cluster);
+            return 1;
+        }
+    }
+    int failed = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(cluster, "members"), i, m)
+    {
+        const char *name = str_or(m, "name", "?");
+        bool wanted = n == 0;
+        for (int k = 0; k < n && !wanted; k++) {
+            wanted = strcmp(names[k], name) == 0;
+        }
+        if (!wanted) {
+            continue;
+        }
+        char api[FSM_ADDR_MAX];
+        api_of(m, api, sizeof api);
+        int status = 0;
+        json_t *answer = NULL;
+        if (post_member(c, api, "/reload", "{}", c->timeout_ms, &status, &answer, errmsg) != 0) {
+            printf("%s: %s\n", name, errmsg);
+            failed++;
+        } else if (status == 200) {
+            const char *applied = str_or(answer, "applied", "");
+            const char *restart = str_or(answer, "restart_needed", "");
+            printf("%s: reloaded; applied: %s; needs a restart of the agent: %s\n", name,
+                   applied[0] != '\0' ? applied : "nothing",
+                   restart[0] != '\0' ? restart : "nothing");
+        } else {
+            printf("%s: failed (http %d): %s\n", name, status, str_or(answer, "error", "?"));
+            failed++;
+        }
+        json_decref(answer);
+    }
+    json_decref(cluster);
+    return failed > 0 ? 1 : 0;
+}
+
 /* patronictl history: GET /history from the first member that answers, as a table. */
 static int cmd_history(struct ctl *c, bool json)
 {
@@ -1523,6 +1580,15 @@ int ctl_main(int argc, char **argv)
             return 2;
         }
         return cmd_failover(&c, candidate);
+    }
+    if (strcmp(cmd, "reload") == 0) {
+        for (int k = i; k < argc; k++) {
+            if (argv[k][0] == '-') {
+                fprintf(stderr, "raftpg ctl reload: unexpected option \"%s\"\n", argv[k]);
+                return 2;
+            }
+        }
+        return cmd_reload(&c, argv + i, argc - i);
     }
     if (strcmp(cmd, "history") == 0) {
         bool json = false;

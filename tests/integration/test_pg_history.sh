@@ -4,7 +4,8 @@
 # healthy is a switchover, recorded with the LSN where the old timeline ended as PostgreSQL's
 # own timeline history file says; the loss of the primary is recorded as a failover; every
 # member shows the same history. Refusals name their reason. User tags (any key under tags:)
-# show in /patroni and /cluster and filter health checks (?tag_<key>=<value>).
+# show in /patroni and /cluster and filter health checks (?tag_<key>=<value>). ctl reload applies
+# a changed tag at once and names a changed raft timeout as needing a restart of the agent.
 T_PG=1
 declare -A T_TAGS=([1]="datacenter: west" [2]="datacenter: east, rack: 7" [3]="datacenter: east")
 source "$(dirname "$0")/lib.sh"
@@ -93,4 +94,19 @@ t_check "ctl history --format json is /history" t_eq "$out" "$(jq -c . <<<"$h")"
 t_start "$Ci"
 t_wait 60 "$C back as a streaming standby" t_pg_healthy 1 2 3
 t_wait 15 "$C applied the same history" same_hist "$Ci" "$Ni"
+
+# Reload: node1's file gets another user tag value and another election timeout.
+T_TAGS[1]="datacenter: north"; T_ELECTION_TIMEOUT=600 t_write_conf 1 3
+out=$(ctl reload node1 2>&1) && rc=0 || rc=$?
+t_check "ctl reload node1 ($out)" t_eq "$rc" 0
+t_check "... applied the tags and names the timeout as needing a restart" \
+  t_eq "$out" "node1: reloaded; applied: tags; needs a restart of the agent: raft.election_timeout"
+t_check "node1's /patroni shows the new tag" \
+  t_eq "$(curl -sf "http://$(t_api_addr 1)/patroni" | jq -r .tags.datacenter)" north
+echo 'tags: [' >>"$T_DIR/node1.yaml"
+out=$(ctl reload node1 2>&1) && rc=0 || rc=$?
+t_check "a broken file is refused with its error, nothing changes ($out)" \
+  t_contains "$out" "node1: failed (http 400): $T_DIR/node1.yaml:"
+t_check "... node1 still runs with the tag it had" \
+  t_eq "$(curl -sf "http://$(t_api_addr 1)/patroni" | jq -r .tags.datacenter)" north
 t_done

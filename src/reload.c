@@ -133,28 +133,39 @@ void reload_apply(struct conf *cur, struct conf *next, char *applied, size_t app
     }
 }
 
-void reload_request(struct agent *a, struct http_conn *conn)
+int reload_run(struct agent *a, char *applied, size_t applied_size, char *restart,
+               size_t restart_size, char *errmsg)
 {
     struct conf next;
-    char errmsg[RPG_ERRMSG_SIZE];
+    char why[RPG_ERRMSG_SIZE];
+    applied[0] = '\0';
+    restart[0] = '\0';
+    if (conf_load(a->conf.path, &next, why) != 0) {
+        log_warning("reload refused: %s", why);
+        return rpg_err(errmsg, RPG_ECONFIG, "%s", why);
+    }
+    reload_apply(&a->conf, &next, applied, applied_size, restart, restart_size);
+    conf_free(&next);
+    /* The core keeps its own copy of the tags that decide promotion. */
+    a->core.nofailover = a->conf.tags.nofailover;
+    a->core.failover_priority = a->conf.tags.failover_priority;
+    log_setup(a->conf.name, (enum log_level)a->conf.log.level,
+              a->conf.log.format == CONF_LOG_JSON);
+    log_info("configuration reloaded from %s: applied: %s; needs a restart of the agent: %s",
+             a->conf.path, applied[0] != '\0' ? applied : "nothing",
+             restart[0] != '\0' ? restart : "nothing");
+    return 0;
+}
+
+void reload_request(struct agent *a, struct http_conn *conn)
+{
+    char errmsg[RPG_ERRMSG_SIZE], applied[512], restart[1024];
     json_t *o;
     int status = 200;
-    if (conf_load(a->conf.path, &next, errmsg) != 0) {
-        log_warning("reload refused: %s", errmsg);
+    if (reload_run(a, applied, sizeof applied, restart, sizeof restart, errmsg) != 0) {
         o = json_pack("{s:s}", "error", errmsg);
         status = 400;
     } else {
-        char applied[512], restart[1024];
-        reload_apply(&a->conf, &next, applied, sizeof applied, restart, sizeof restart);
-        conf_free(&next);
-        /* The core keeps its own copy of the tags that decide promotion. */
-        a->core.nofailover = a->conf.tags.nofailover;
-        a->core.failover_priority = a->conf.tags.failover_priority;
-        log_setup(a->conf.name, (enum log_level)a->conf.log.level,
-                  a->conf.log.format == CONF_LOG_JSON);
-        log_info("configuration reloaded from %s: applied: %s; needs a restart of the agent: %s",
-                 a->conf.path, applied[0] != '\0' ? applied : "nothing",
-                 restart[0] != '\0' ? restart : "nothing");
         o = json_pack("{s:s, s:s, s:s}", "message",
                       restart[0] != '\0' ? "reloaded; some changes need a restart of the agent"
                                          : "reloaded",

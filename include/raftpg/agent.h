@@ -45,6 +45,7 @@ struct agent {
     bool peers_open;
     uv_signal_t sig_int;
     uv_signal_t sig_term;
+    uv_signal_t sig_hup; /* reloads the configuration file (reload.h) */
     uv_timer_t join_timer;
     int exit_code;
     char join_status[2 * RPG_ERRMSG_SIZE]; /* why the agent is still joining, for the API */

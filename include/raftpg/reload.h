@@ -20,6 +20,12 @@ void reload_apply(struct conf *cur, struct conf *next, char *applied, size_t app
 struct agent;
 struct http_conn;
 
+/* Re-reads a->conf.path and applies it (reload_apply), logging what it did. Returns 0 with the
+ * two lists, or RPG_ECONFIG with the file's error in errmsg (nothing changes then). Also run on
+ * SIGHUP, as Patroni does. */
+int reload_run(struct agent *a, char *applied, size_t applied_size, char *restart,
+               size_t restart_size, char *errmsg);
+
 /* POST /reload: re-reads a->conf.path and answers conn: 200 {"applied", "restart_needed"}, or
  * 400 with the file's error (nothing changes then). */
 void reload_request(struct agent *a, struct http_conn *conn);

@@ -5,7 +5,8 @@
 # own timeline history file says; the loss of the primary is recorded as a failover; every
 # member shows the same history. Refusals name their reason. User tags (any key under tags:)
 # show in /patroni and /cluster and filter health checks (?tag_<key>=<value>). ctl reload applies
-# a changed tag at once and names a changed raft timeout as needing a restart of the agent.
+# a changed tag at once and names a changed raft timeout as needing a restart of the agent; so
+# does SIGHUP.
 T_PG=1
 declare -A T_TAGS=([1]="datacenter: west" [2]="datacenter: east, rack: 7" [3]="datacenter: east")
 source "$(dirname "$0")/lib.sh"
@@ -109,4 +110,10 @@ t_check "a broken file is refused with its error, nothing changes ($out)" \
   t_contains "$out" "node1: failed (http 400): $T_DIR/node1.yaml:"
 t_check "... node1 still runs with the tag it had" \
   t_eq "$(curl -sf "http://$(t_api_addr 1)/patroni" | jq -r .tags.datacenter)" north
+# SIGHUP reloads too, as in Patroni.
+T_TAGS[1]="datacenter: south"; t_write_conf 1 3
+kill -HUP "${T_PIDS[1]}"
+south() { [ "$(curl -sf "http://$(t_api_addr 1)/patroni" | jq -r .tags.datacenter)" = south ]; }
+t_wait 5 "node1 reloaded on SIGHUP" south
+t_check "node1's agent still runs after SIGHUP" t_alive 1
 t_done

@@ -81,15 +81,13 @@ int failover_check(const struct fsm_state *s, int sync_mode, const struct failov
     char quorum_why[RPG_ERRMSG_SIZE] = "";
     if (!sync_candidate_ok(&recorded, heard, n_heard, quorum_why, sizeof quorum_why) &&
         !(recorded.k == 0 && sync_mode == FSM_SYNC_MODE_OFF)) {
-        snprintf(why, why_size,
-                 "cannot tell whether %s holds every acknowledged commit: %s", candidate,
-                 quorum_why);
+        snprintf(why, why_size, "cannot tell whether %s holds every acknowledged commit: %s",
+                 candidate, quorum_why);
         return RPG_EINVAL;
     }
     for (unsigned i = 0; i < n; i++) {
         const struct failover_member *p = &m[i];
-        if (p == c || !p->heard || !p->running || p->system_id != s->system_id ||
-            !ahead_of(p, c)) {
+        if (p == c || !p->heard || !p->running || p->system_id != s->system_id || !ahead_of(p, c)) {
             continue;
         }
         if (sync_set_contains(&recorded, p->name)) {
@@ -97,8 +95,8 @@ int failover_check(const struct fsm_state *s, int sync_mode, const struct failov
                      "synchronous voter %s is ahead of %s (timeline %u position %" PRIu64
                      " against timeline %u position %" PRIu64
                      "): %s lacks WAL that may hold acknowledged commits",
-                     p->name, candidate, p->timeline, p->wal_position, c->timeline,
-                     c->wal_position, candidate);
+                     p->name, candidate, p->timeline, p->wal_position, c->timeline, c->wal_position,
+                     candidate);
             return RPG_EINVAL;
         }
         if (p->standby && p->promotable) {
@@ -111,8 +109,7 @@ int failover_check(const struct fsm_state *s, int sync_mode, const struct failov
             return RPG_EINVAL;
         }
     }
-    snprintf(why, why_size, "%s holds every acknowledged commit (timeline %u position %" PRIu64
-                            ")",
+    snprintf(why, why_size, "%s holds every acknowledged commit (timeline %u position %" PRIu64 ")",
              candidate, c->timeline, c->wal_position);
     return 0;
 }
@@ -179,8 +176,8 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
         f->heard = p->reachable && p->has_pg && now - p->last_seen <= CORE_PEER_FRESH_MS;
         f->running = strcmp(p->pg_state, "running") == 0;
         f->standby = p->pg_in_recovery;
-        f->promotable = !p->nofailover && p->failover_priority > 0 && !p->storage_failed &&
-                        !p->diverged;
+        f->promotable =
+            !p->nofailover && p->failover_priority > 0 && !p->storage_failed && !p->diverged;
         f->system_id = p->pg_system_id;
         f->timeline = p->pg_timeline;
         f->wal_position = p->pg_wal_position;

@@ -60,8 +60,8 @@ int history_switchpoint(const char *text, size_t len, uint32_t *prev_timeline, u
 
 /* Reads pg_wal/NNNNNNNN.history of timeline: a file of a few hundred bytes, read once per
  * promotion. */
-static int read_switchpoint(const struct agent *a, uint32_t timeline, uint32_t *prev,
-                            uint64_t *lsn, char *errmsg)
+static int read_switchpoint(const struct agent *a, uint32_t timeline, uint32_t *prev, uint64_t *lsn,
+                            char *errmsg)
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/pg_wal/%08X.history", a->conf.postgresql.data_dir, timeline);
@@ -135,8 +135,7 @@ void history_tick(struct agent *a)
         h->waiting[0] = '\0';
     }
     bool leader = a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
-    const struct fsm_history_entry *last =
-        s->n_history > 0 ? &s->history[s->n_history - 1] : NULL;
+    const struct fsm_history_entry *last = s->n_history > 0 ? &s->history[s->n_history - 1] : NULL;
     if (!leader || h->submitting || strcmp(s->primary.name, self) != 0 ||
         s->primary.timeline != o->timeline || (last != NULL && last->timeline >= o->timeline)) {
         return;
@@ -182,8 +181,8 @@ void history_tick(struct agent *a)
         }
         const struct peer_status *prev =
             h->prev_primary[0] != '\0' ? peers_get(&a->peers, h->prev_primary) : NULL;
-        bool handed = prev != NULL && strcmp(prev->handed_to, self) == 0 &&
-                      prev->handed_term == h->prev_term;
+        bool handed =
+            prev != NULL && strcmp(prev->handed_to, self) == 0 && prev->handed_term == h->prev_term;
         e->reason = handed ? FSM_HISTORY_SWITCHOVER : FSM_HISTORY_FAILOVER;
     }
     if (cons_submit(&a->cons, &cmd, on_recorded, a, errmsg) != 0) {
@@ -210,10 +209,9 @@ json_t *history_json(const struct fsm_state *s)
             strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
             snprintf(when, sizeof when, "%s.%03d+00:00", base, (int)(e->time_ms % 1000));
         }
-        json_array_append_new(list, json_pack("[I, I, s, s, s]", (json_int_t)e->prev_timeline,
-                                              (json_int_t)e->lsn,
-                                              fsm_history_reason_name(e->reason), when,
-                                              e->primary));
+        json_array_append_new(
+            list, json_pack("[I, I, s, s, s]", (json_int_t)e->prev_timeline, (json_int_t)e->lsn,
+                            fsm_history_reason_name(e->reason), when, e->primary));
     }
     return list;
 }

@@ -27,7 +27,10 @@ static void list_add(char *list, size_t size, const char *name)
 
 /* Fields compared byte for byte: conf_load zeroes the structure first, so equal text gives
  * equal bytes. Position records (where a key stood in the file) are left out. */
-#define F(key, field) {key, offsetof(struct conf, field), sizeof(((struct conf *)0)->field)}
+#define F(key, field)                                                                              \
+    {                                                                                              \
+        key, offsetof(struct conf, field), sizeof(((struct conf *)0)->field)                       \
+    }
 static const struct {
     const char *key;
     size_t off, size;
@@ -149,8 +152,7 @@ int reload_run(struct agent *a, char *applied, size_t applied_size, char *restar
     /* The core keeps its own copy of the tags that decide promotion. */
     a->core.nofailover = a->conf.tags.nofailover;
     a->core.failover_priority = a->conf.tags.failover_priority;
-    log_setup(a->conf.name, (enum log_level)a->conf.log.level,
-              a->conf.log.format == CONF_LOG_JSON);
+    log_setup(a->conf.name, (enum log_level)a->conf.log.level, a->conf.log.format == CONF_LOG_JSON);
     log_info("configuration reloaded from %s: applied: %s; needs a restart of the agent: %s",
              a->conf.path, applied[0] != '\0' ? applied : "nothing",
              restart[0] != '\0' ? restart : "nothing");

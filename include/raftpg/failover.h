@@ -14,10 +14,10 @@
 /* What the leader knows of one member when it judges a failover. */
 struct failover_member {
     char name[FSM_NAME_MAX];
-    bool heard;       /* its agent answered recently (or it is the leader itself) */
-    bool running;     /* its PostgreSQL runs ... */
-    bool standby;     /* ... in recovery */
-    bool promotable;  /* not nofailover, priority above 0, its Raft storage and state sound */
+    bool heard;      /* its agent answered recently (or it is the leader itself) */
+    bool running;    /* its PostgreSQL runs ... */
+    bool standby;    /* ... in recovery */
+    bool promotable; /* not nofailover, priority above 0, its Raft storage and state sound */
     uint64_t system_id;
     uint32_t timeline;
     uint64_t wal_position; /* received or replayed, whichever is further */

@@ -10,9 +10,9 @@
 #include "raftpg/fsm.h"
 
 struct history {
-    uint32_t timeline;   /* the timeline this member was last seen running on as primary ... */
-    int64_t at_ms;       /* ... since this wall-clock time (ms since the epoch) */
-    bool submitting;     /* an ADD_HISTORY is on its way through Raft */
+    uint32_t timeline; /* the timeline this member was last seen running on as primary ... */
+    int64_t at_ms;     /* ... since this wall-clock time (ms since the epoch) */
+    bool submitting;   /* an ADD_HISTORY is on its way through Raft */
     /* The last primary the replicated state named other than this member, and its term: the
      * promotion that replaced it was a switchover when it says it handed leadership here in
      * that term. */

@@ -40,8 +40,8 @@ static void test_switchpoint_refuses_what_does_not_parse(void **state)
     char errmsg[RPG_ERRMSG_SIZE];
     static const char bad[] = "1\t0/5000028\tok\nnot a line\n";
     assert_int_equal(history_switchpoint(bad, strlen(bad), &prev, &lsn, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg,
-                        "timeline history line 2: expected \"TIMELINE<tab>X/Y\", got \"not a line\"");
+    assert_string_equal(
+        errmsg, "timeline history line 2: expected \"TIMELINE<tab>X/Y\", got \"not a line\"");
     assert_int_equal(history_switchpoint("", 0, &prev, &lsn, errmsg), RPG_EPROTO);
     assert_string_equal(errmsg, "timeline history has no entry");
 }
@@ -52,11 +52,13 @@ static void test_json_is_patroni_shape(void **state)
     struct fsm_state s;
     fsm_state_init(&s);
     s.n_history = 2;
-    s.history[0] = (struct fsm_history_entry){.timeline = 1, .time_ms = 1700000000123,
-                                              .reason = FSM_HISTORY_BOOTSTRAP};
+    s.history[0] = (struct fsm_history_entry){
+        .timeline = 1, .time_ms = 1700000000123, .reason = FSM_HISTORY_BOOTSTRAP};
     snprintf(s.history[0].primary, FSM_NAME_MAX, "node1");
-    s.history[1] = (struct fsm_history_entry){.timeline = 2, .prev_timeline = 1,
-                                              .lsn = 83886240, .time_ms = 1700000100004,
+    s.history[1] = (struct fsm_history_entry){.timeline = 2,
+                                              .prev_timeline = 1,
+                                              .lsn = 83886240,
+                                              .time_ms = 1700000100004,
                                               .reason = FSM_HISTORY_SWITCHOVER};
     snprintf(s.history[1].primary, FSM_NAME_MAX, "node2");
     json_t *o = history_json(&s);

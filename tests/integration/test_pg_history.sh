@@ -96,6 +96,19 @@ t_start "$Ci"
 t_wait 60 "$C back as a streaming standby" t_pg_healthy 1 2 3
 t_wait 15 "$C applied the same history" same_hist "$Ci" "$Ni"
 
+# Without a healthy primary the failover path judges the candidate; while paused it refuses.
+ctl pause --wait >/dev/null
+t_kill_pg "$Ni"
+down() { [ "$(t_jq "${others[0]}" --arg n "$N" '.members[] | select(.name == $n) | .state')" != running ]; }
+t_wait 10 "$N's server seen stopped" down
+O=node$Ci
+ctl failover --candidate "$O" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "with the primary's server down and the cluster paused, a failover is refused ($(cat "$T_DIR/out"))" \
+  grep -q "refused (http 412): maintenance mode" "$T_DIR/out"
+t_check "... and nobody was promoted" t_eq "$(t_psql "$Ci" -c 'SELECT pg_is_in_recovery()')" t
+ctl resume --wait >/dev/null
+t_wait 60 "healthy again after resume" t_pg_healthy 1 2 3
+
 # Reload: node1's file gets another user tag value and another election timeout.
 T_TAGS[1]="datacenter: north"; T_ELECTION_TIMEOUT=600 t_write_conf 1 3
 out=$(ctl reload node1 2>&1) && rc=0 || rc=$?

@@ -30,6 +30,8 @@ struct conf_member {
     char api[CONF_ADDR_MAX];  /* REST API address other members and ctl use */
 };
 
+#define CONF_USER_TAGS_MAX 32
+
 struct conf_kv {
     char *key;   /* owned */
     char *value; /* owned; scalars are kept as the text written in the file */
@@ -188,6 +190,10 @@ struct conf {
         bool nosync;           /* default false */
         bool noloadbalance;    /* default false: /replica and /read-only answer 503 */
         int failover_priority; /* default 1, range 0..1000; 0 means never promote */
+        /* Any other key (Patroni's user tags): names as for PostgreSQL settings, at most 63
+         * bytes; scalar values kept as the text written; at most CONF_USER_TAGS_MAX. Owned. */
+        struct conf_kv *user;
+        unsigned n_user;
     } tags;
 };
 

@@ -131,7 +131,8 @@ t_write_conf() {
       echo "  authentication:"
       echo "    superuser: {username: postgres, password: \"$T_PG_PASSWORD\"}"
       echo "    replication: {username: replicator, password: \"$T_PG_REPL_PASSWORD\"}"
-      echo "tags: {nofailover: ${T_NOFAILOVER[$i]:-false}}"
+      # T_TAGS[i]: more tags for node i, as flow-mapping entries ("datacenter: west").
+      echo "tags: {nofailover: ${T_NOFAILOVER[$i]:-false}${T_TAGS[$i]:+, ${T_TAGS[$i]}}}"
     fi
   } >"$f"
   chmod 600 "$f"

@@ -58,6 +58,7 @@ static const struct {
     F("postgresql.authentication", postgresql.replication_name),
     F("postgresql.authentication", postgresql.replication_password),
     F("postgresql.passfile", postgresql.passfile),
+    F("postgresql.use_pg_rewind", postgresql.use_pg_rewind),
     F("postgresql.remove_data_directory_on_rewind_failure",
       postgresql.remove_data_directory_on_rewind_failure),
     F("postgresql.remove_data_directory_on_diverged_timelines",

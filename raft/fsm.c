@@ -11,6 +11,8 @@
  *   string   = u16 length, bytes (no NUL inside, length < the field's buffer size)
  *   member   = u64 id, string name, raft_address, api_address, pg_address, u32 tags,
  *              i32 failover_priority (two's complement)
+ *   history  = u32 timeline, u32 prev_timeline, u64 lsn, u64 time_ms (two's complement), u64 term, u8 reason,
+ *              string primary
  *   padding  = zero bytes up to a multiple of 8 (libraft 0.15 corrupts its log otherwise,
  *              RAFT-NOTES.md); decoders insist the padding is there and zero.
  */
@@ -334,6 +336,8 @@ const char *fsm_cmd_type_name(enum fsm_cmd_type type)
         return "set_wal_bound";
     case FSM_CMD_MEMBER_SEEN:
         return "member_seen";
+    case FSM_CMD_ADD_HISTORY:
+        return "add_history";
     case FSM_CMD_TYPE_MAX:
         break;
     }
@@ -343,6 +347,52 @@ const char *fsm_cmd_type_name(enum fsm_cmd_type type)
 static bool cmd_type_known(unsigned type)
 {
     return type >= FSM_CMD_INIT && type < FSM_CMD_TYPE_MAX;
+}
+
+/* The version a command of this type is written with (FSM_VERSION_BASE unless it needs more). */
+static unsigned cmd_version(unsigned type)
+{
+    return type == FSM_CMD_ADD_HISTORY ? 4 : FSM_VERSION_BASE;
+}
+
+const char *fsm_history_reason_name(int reason)
+{
+    switch (reason) {
+    case FSM_HISTORY_BOOTSTRAP: return "bootstrap";
+    case FSM_HISTORY_FAILOVER: return "failover";
+    case FSM_HISTORY_SWITCHOVER: return "switchover";
+    }
+    return "unknown";
+}
+
+static void history_put(struct enc *e, const struct fsm_history_entry *h)
+{
+    put_u32(e, h->timeline);
+    put_u32(e, h->prev_timeline);
+    put_u64(e, h->lsn);
+    put_u64(e, (uint64_t)h->time_ms);
+    put_u64(e, h->term);
+    put_u8(e, h->reason);
+    put_str(e, h->primary);
+}
+
+static void history_get(struct dec *d, struct fsm_history_entry *h)
+{
+    h->timeline = get_u32(d);
+    h->prev_timeline = get_u32(d);
+    h->lsn = get_u64(d);
+    uint64_t t = get_u64(d);
+    h->time_ms = t <= INT64_MAX ? (int64_t)t : -(int64_t)(UINT64_MAX - t) - 1;
+    h->term = get_u64(d);
+    h->reason = get_u8(d);
+    get_str(d, h->primary, sizeof h->primary, "history.primary");
+}
+
+static bool history_equal(const struct fsm_history_entry *a, const struct fsm_history_entry *b)
+{
+    return a->timeline == b->timeline && a->prev_timeline == b->prev_timeline && a->lsn == b->lsn && a->time_ms == b->time_ms &&
+           a->term == b->term && a->reason == b->reason &&
+           strncmp(a->primary, b->primary, FSM_NAME_MAX) == 0;
 }
 
 static int config_check(unsigned mode, uint32_t count, unsigned commit, char *errmsg)
@@ -414,6 +464,11 @@ static int cmd_check(const struct fsm_cmd *cmd, char *errmsg)
     case FSM_CMD_SET_WAL_BOUND:
     case FSM_CMD_MEMBER_SEEN:
         return 0;
+    case FSM_CMD_ADD_HISTORY:
+        if (!str_ok(cmd->u.add_history.primary, FSM_NAME_MAX)) {
+            return rpg_err(errmsg, RPG_EINVAL, "%s: primary is too long", tn);
+        }
+        return 0;
     case FSM_CMD_SET_CONFIG:
         return config_check(cmd->u.set_config.sync_mode, cmd->u.set_config.sync_node_count,
                             cmd->u.set_config.sync_commit, errmsg);
@@ -471,6 +526,9 @@ static void cmd_put(struct enc *e, const struct fsm_cmd *cmd)
     case FSM_CMD_MEMBER_SEEN:
         put_u64(e, cmd->u.member_seen.id);
         break;
+    case FSM_CMD_ADD_HISTORY:
+        history_put(e, &cmd->u.add_history);
+        break;
     case FSM_CMD_TYPE_MAX:
         assert(false);
         break;
@@ -498,7 +556,7 @@ int fsm_cmd_encode(const struct fsm_cmd *cmd, struct raft_buffer *out, char *err
     memset(base, 0, total);
 
     struct enc e = {base, 0};
-    put_u8(&e, FSM_VERSION);
+    put_u8(&e, (uint8_t)cmd_version(cmd->type));
     put_u8(&e, (uint8_t)cmd->type);
     put_u16(&e, 0);
     put_u32(&e, (uint32_t)payload);
@@ -530,6 +588,10 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
     }
     if (!cmd_type_known(type)) {
         return rpg_err(errmsg, RPG_EPROTO, "unknown command type %u", type);
+    }
+    if (type == FSM_CMD_ADD_HISTORY && version < 4) {
+        return rpg_err(errmsg, RPG_EPROTO, "command type %u needs version 4, got %u", type,
+                       version);
     }
     if (reserved != 0) {
         return rpg_err(errmsg, RPG_EPROTO, "command reserved header field is %u, expected 0",
@@ -596,6 +658,9 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
         break;
     case FSM_CMD_MEMBER_SEEN:
         c.u.member_seen.id = get_u64(&d);
+        break;
+    case FSM_CMD_ADD_HISTORY:
+        history_get(&d, &c.u.add_history);
         break;
     case FSM_CMD_TYPE_MAX:
         assert(false);
@@ -944,6 +1009,60 @@ static int apply_member_seen(struct fsm_state *s, const struct fsm_cmd *cmd, cha
     return rpg_err(msg, RPG_ENOTFOUND, "no member with id %llu", (unsigned long long)id);
 }
 
+/* Checks one history entry against the one before it (NULL: none). */
+static int history_entry_check(const struct fsm_history_entry *h,
+                               const struct fsm_history_entry *prev, char *msg)
+{
+    if (!str_ok(h->primary, FSM_NAME_MAX)) {
+        return rpg_err(msg, RPG_EINVAL, "history primary is not terminated");
+    }
+    if (h->primary[0] == '\0') {
+        return rpg_err(msg, RPG_EINVAL, "history primary is empty (timeline=%u)", h->timeline);
+    }
+    if (h->reason >= FSM_HISTORY_REASON_MAX) {
+        return rpg_err(msg, RPG_EINVAL, "history reason %u out of range 0..%d",
+                       (unsigned)h->reason, FSM_HISTORY_REASON_MAX - 1);
+    }
+    if (h->timeline == 0) {
+        return rpg_err(msg, RPG_EINVAL, "history timeline is 0 (primary=%s)", h->primary);
+    }
+    if (h->prev_timeline >= h->timeline) {
+        return rpg_err(msg, RPG_EINVAL, "history timeline %u does not follow timeline %u",
+                       h->timeline, h->prev_timeline);
+    }
+    if (prev != NULL && h->timeline <= prev->timeline) {
+        return rpg_err(msg, RPG_EEXIST,
+                       "timeline %u is not after the last recorded one, %u (primary=%s)",
+                       h->timeline, prev->timeline, h->primary);
+    }
+    return 0;
+}
+
+/* Appends a promotion; timelines only grow, so a proposal made twice is rejected the second
+ * time. The oldest entry makes room when the history is full. */
+static int apply_add_history(struct fsm_state *s, const struct fsm_cmd *cmd, char *msg)
+{
+    const struct fsm_history_entry *h = &cmd->u.add_history;
+    int rc = history_entry_check(h, s->n_history > 0 ? &s->history[s->n_history - 1] : NULL, msg);
+    if (rc != 0) {
+        return rc;
+    }
+    if (s->n_history == FSM_HISTORY_MAX) {
+        memmove(&s->history[0], &s->history[1], (FSM_HISTORY_MAX - 1) * sizeof s->history[0]);
+        s->n_history--;
+    }
+    struct fsm_history_entry *dst = &s->history[s->n_history++];
+    memset(dst, 0, sizeof *dst);
+    dst->timeline = h->timeline;
+    dst->prev_timeline = h->prev_timeline;
+    dst->lsn = h->lsn;
+    dst->time_ms = h->time_ms;
+    dst->term = h->term;
+    dst->reason = h->reason;
+    str_copy(dst->primary, h->primary, sizeof dst->primary);
+    return 0;
+}
+
 int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg)
 {
     char msg[RPG_ERRMSG_SIZE] = "";
@@ -993,6 +1112,9 @@ int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg
             break;
         case FSM_CMD_MEMBER_SEEN:
             rc = apply_member_seen(s, cmd, msg);
+            break;
+        case FSM_CMD_ADD_HISTORY:
+            rc = apply_add_history(s, cmd, msg);
             break;
         default:
             rc = RPG_EINVAL;
@@ -1056,11 +1178,24 @@ static int state_check(const struct fsm_state *s, char *errmsg)
                            s->sync.voters[i]);
         }
     }
+    for (unsigned i = 0; i < s->n_history; i++) {
+        char msg[RPG_ERRMSG_SIZE];
+        if (history_entry_check(&s->history[i], i > 0 ? &s->history[i - 1] : NULL, msg) != 0) {
+            return rpg_err(errmsg, RPG_EPROTO, "snapshot history entry %u: %s", i, msg);
+        }
+    }
     if (s->n_rejected > s->n_applied) {
         return rpg_err(errmsg, RPG_EPROTO, "snapshot n_rejected=%llu exceeds n_applied=%llu",
                        (unsigned long long)s->n_rejected, (unsigned long long)s->n_applied);
     }
     return 0;
+}
+
+/* The version a snapshot of s is written with: a state without history keeps the layout an
+ * agent of the previous release loads. */
+static unsigned state_version(const struct fsm_state *s)
+{
+    return s->n_history > 0 ? 4 : FSM_VERSION_BASE;
 }
 
 static void state_put(struct enc *e, const struct fsm_state *s)
@@ -1091,12 +1226,19 @@ static void state_put(struct enc *e, const struct fsm_state *s)
     put_u32(e, s->config.sync_node_count);
     put_u64(e, s->wal_bound);
     put_u32(e, s->wal_bound_timeline);
+    if (state_version(s) >= 4) {
+        put_u16(e, (uint16_t)s->n_history);
+        for (unsigned i = 0; i < s->n_history; i++) {
+            history_put(e, &s->history[i]);
+        }
+    }
 }
 
 int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *errmsg)
 {
     if (s->n_members > FSM_MEMBERS_MAX || s->sync.n_voters > FSM_MEMBERS_MAX ||
-        !str_ok(s->scope, sizeof s->scope) || !str_ok(s->primary.name, FSM_NAME_MAX)) {
+        !str_ok(s->scope, sizeof s->scope) || !str_ok(s->primary.name, FSM_NAME_MAX) ||
+        s->n_history > FSM_HISTORY_MAX) {
         return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: state is malformed");
     }
     for (unsigned i = 0; i < s->n_members; i++) {
@@ -1107,6 +1249,12 @@ int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *e
     for (unsigned i = 0; i < s->sync.n_voters; i++) {
         if (!str_ok(s->sync.voters[i], FSM_NAME_MAX)) {
             return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: sync voter %u is malformed", i);
+        }
+    }
+    for (unsigned i = 0; i < s->n_history; i++) {
+        if (!str_ok(s->history[i].primary, FSM_NAME_MAX)) {
+            return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: history entry %u is malformed",
+                           i);
         }
     }
 
@@ -1123,7 +1271,7 @@ int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *e
 
     struct enc e = {base, 0};
     put_u32(&e, SNAP_MAGIC);
-    put_u8(&e, FSM_VERSION);
+    put_u8(&e, (uint8_t)state_version(s));
     put_u8(&e, 0);
     put_u16(&e, 0);
     put_u64(&e, payload);
@@ -1205,6 +1353,12 @@ int fsm_state_decode(const void *buf, size_t len, struct fsm_state *s, char *err
         t.wal_bound = get_u64(&d);
         t.wal_bound_timeline = get_u32(&d);
     }
+    if (version >= 4) {
+        t.n_history = get_count(&d, FSM_HISTORY_MAX, "n_history");
+        for (unsigned i = 0; i < t.n_history && d.rc == 0; i++) {
+            history_get(&d, &t.history[i]);
+        }
+    }
     dec_finish(&d, total);
     if (d.rc != 0) {
         return d.rc;
@@ -1232,8 +1386,16 @@ bool fsm_state_equal(const struct fsm_state *a, const struct fsm_state *b)
         a->config.set != b->config.set || a->config.sync_mode != b->config.sync_mode ||
         a->config.sync_commit != b->config.sync_commit ||
         a->config.sync_node_count != b->config.sync_node_count || a->wal_bound != b->wal_bound ||
-        a->wal_bound_timeline != b->wal_bound_timeline) {
+        a->wal_bound_timeline != b->wal_bound_timeline || a->n_history != b->n_history) {
         return false;
+    }
+    if (a->n_history > FSM_HISTORY_MAX) {
+        return false;
+    }
+    for (unsigned i = 0; i < a->n_history; i++) {
+        if (!history_equal(&a->history[i], &b->history[i])) {
+            return false;
+        }
     }
     if (a->n_members > FSM_MEMBERS_MAX || a->sync.n_voters > FSM_MEMBERS_MAX) {
         return false;

@@ -11,6 +11,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "raftpg/agent.h"
+#include "raftpg/reload.h"
 #include "raftpg/api.h"
 #include "raftpg/log.h"
 #include "raftpg/proof.h"
@@ -1041,6 +1042,7 @@ static void ha_tick(struct agent *a)
          * hard layer stops the server); a decision now would act on a server that cannot. */
         return;
     }
+    history_tick(a);
     struct core_view v;
     memset(&v, 0, sizeof v);
     v.now = cons_uv_clock_ms();
@@ -1152,6 +1154,7 @@ static int start_pg(struct agent *a, char *errmsg)
               a->conf.tags.failover_priority);
     snprintf(a->core.pg_address, sizeof a->core.pg_address, "%s",
              a->conf.postgresql.connect_address);
+    a->core.no_pg_rewind = !a->conf.postgresql.use_pg_rewind;
     int rv = pg_init(&a->pg, a->loop, &a->conf, a->conf.name, errmsg);
     if (rv != 0) {
         return rv;
@@ -1201,6 +1204,14 @@ static void on_signal(uv_signal_t *s, int signum)
     agent_stop(a, 0);
 }
 
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    char applied[512], restart[1024], errmsg[RPG_ERRMSG_SIZE];
+    /* reload_run logs the outcome either way. */
+    (void)reload_run(s->data, applied, sizeof applied, restart, sizeof restart, errmsg);
+}
+
 int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
 {
     a->loop = loop;
@@ -1211,6 +1222,9 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
     a->sig_term.data = a;
     uv_signal_start(&a->sig_int, on_signal, SIGINT);
     uv_signal_start(&a->sig_term, on_signal, SIGTERM);
+    uv_signal_init(loop, &a->sig_hup);
+    a->sig_hup.data = a;
+    uv_signal_start(&a->sig_hup, on_sighup, SIGHUP);
     /* main blocks both until now; one that came meanwhile is delivered to the handlers. */
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
@@ -1319,6 +1333,7 @@ static void maybe_exit(struct agent *a)
     }
     uv_close((uv_handle_t *)&a->sig_int, NULL);
     uv_close((uv_handle_t *)&a->sig_term, NULL);
+    uv_close((uv_handle_t *)&a->sig_hup, NULL);
     uv_close((uv_handle_t *)&a->join_timer, NULL);
 }
 

@@ -10,9 +10,11 @@
 
 #include "raftpg/agent.h"
 #include "raftpg/api.h"
+#include "raftpg/failover.h"
 #include "raftpg/health.h"
 #include "raftpg/log.h"
 #include "raftpg/proof.h"
+#include "raftpg/reload.h"
 #include "raftpg/transport.h"
 
 static bool is_sync_voter(const struct agent *a, const char *name);
@@ -54,6 +56,19 @@ static void respond_error(struct http_conn *conn, int status, const char *msg)
     respond_json(conn, status, json_pack("{s:s}", "error", msg));
 }
 
+/* This member's tags: the known ones typed, user tags (conf.h) as the text written. */
+static json_t *own_tags_json(const struct agent *a)
+{
+    json_t *t = json_pack("{s:b, s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover, "nosync",
+                          a->conf.tags.nosync, "noloadbalance", a->conf.tags.noloadbalance,
+                          "failover_priority", a->conf.tags.failover_priority);
+    for (unsigned i = 0; t != NULL && i < a->conf.tags.n_user; i++) {
+        json_object_set_new(t, a->conf.tags.user[i].key,
+                            json_string(a->conf.tags.user[i].value));
+    }
+    return t;
+}
+
 static const char *member_name_of(const struct agent *a, uint64_t id)
 {
     return a->cons_open ? cons_member_name(&a->cons, id) : NULL;
@@ -87,6 +102,14 @@ static json_t *rejoin_json(const struct agent *a)
         "{s:s, s:b, s:I, s:s}", "stage", pg_rejoin_stage_name(r->stage), "running", r->running,
         "since_ms", (json_int_t)(r->stage != PG_REJOIN_NONE && now > r->since ? now - r->since : 0),
         "error", r->error);
+    if (o != NULL && a->pg.obs.rewind_retries > 0) {
+        /* Rewinds that stopped before changing anything, and the back-off before the next. */
+        json_object_set_new(o, "retries", json_integer((json_int_t)a->pg.obs.rewind_retries));
+        json_object_set_new(o, "next_retry_ms",
+                            json_integer((json_int_t)(a->pg.rewind_retry_at > now
+                                                          ? a->pg.rewind_retry_at - now
+                                                          : 0)));
+    }
     if (o != NULL && r->stage == PG_REJOIN_CLONE) {
         json_object_set_new(o, "done_kb", json_integer((json_int_t)r->done_kb));
         json_object_set_new(o, "total_kb",
@@ -229,9 +252,15 @@ json_t *agent_status_json(const struct agent *a)
                         json_pack("{s:b, s:s}", "running", a->reinit.phase != REINIT_IDLE, "last",
                                   a->reinit.last));
     json_object_set_new(o, "switchover",
-                        json_pack("{s:s, s:s, s:s}", "phase",
+                        json_pack("{s:s, s:s, s:s, s:s, s:I}", "phase",
                                   switchover_phase_name(a->switchover.phase), "to",
-                                  a->switchover.to, "last", a->switchover.last));
+                                  a->switchover.to, "last", a->switchover.last, "handed_to",
+                                  a->switchover.handed_to, "handed_term",
+                                  (json_int_t)a->switchover.handed_term));
+    /* The newest replicated-state version this agent reads: the leader records what older
+     * agents would reject (the history) only once every member reads it. */
+    json_object_set_new(o, "state_version", json_integer(FSM_VERSION));
+    json_object_set_new(o, "history_waiting", json_string(a->history.waiting));
     if (a->callbacks_open) {
         const struct callbacks *cb = &a->callbacks;
         json_object_set_new(o, "callbacks",
@@ -239,11 +268,7 @@ json_t *agent_status_json(const struct agent *a)
                                       (json_int_t)cb->n_runs, "failed", (json_int_t)cb->n_failed,
                                       "last", cb->last));
     }
-    json_object_set_new(o, "tags",
-                        json_pack("{s:b, s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
-                                  "nosync", a->conf.tags.nosync, "noloadbalance",
-                                  a->conf.tags.noloadbalance, "failover_priority",
-                                  a->conf.tags.failover_priority));
+    json_object_set_new(o, "tags", own_tags_json(a));
     return o;
 }
 
@@ -323,11 +348,7 @@ json_t *agent_patroni_json(const struct agent *a)
     if (known && st->paused) {
         json_object_set_new(o, "pause", json_true());
     }
-    json_object_set_new(o, "tags",
-                        json_pack("{s:b, s:b, s:b, s:i}", "nofailover", a->conf.tags.nofailover,
-                                  "nosync", a->conf.tags.nosync, "noloadbalance",
-                                  a->conf.tags.noloadbalance, "failover_priority",
-                                  a->conf.tags.failover_priority));
+    json_object_set_new(o, "tags", own_tags_json(a));
     json_object_set_new(o, "patroni", p);
     return o;
 }
@@ -534,18 +555,20 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
     }
     /* Its tags, as its own configuration says (this member) or its last report (others). */
     const struct peer_status *tp = self ? NULL : peers_get(&a->peers, name);
+    json_t *reported = tp != NULL && tp->tags_json[0] != '\0'
+                           ? json_loads(tp->tags_json, 0, NULL)
+                           : NULL;
     if (self) {
-        json_object_set_new(m, "tags",
-                            json_pack("{s:b, s:b, s:b, s:i}", "nofailover",
-                                      a->conf.tags.nofailover, "nosync", a->conf.tags.nosync,
-                                      "noloadbalance", a->conf.tags.noloadbalance,
-                                      "failover_priority", a->conf.tags.failover_priority));
+        json_object_set_new(m, "tags", own_tags_json(a));
+    } else if (json_is_object(reported)) {
+        json_object_set_new(m, "tags", json_incref(reported));
     } else if (tp != NULL && tp->last_seen != 0) {
         json_object_set_new(m, "tags",
                             json_pack("{s:b, s:b, s:b, s:i}", "nofailover", tp->nofailover,
                                       "nosync", tp->nosync, "noloadbalance", tp->noloadbalance,
                                       "failover_priority", tp->failover_priority));
     }
+    json_decref(reported);
     return m;
 }
 
@@ -818,6 +841,63 @@ static void switchover_request(struct agent *a, struct http_conn *conn,
     }
     switchover_start(a, conn, json_string_value(json_object_get(o, "leader")),
                      json_string_value(json_object_get(o, "candidate")));
+    json_decref(o);
+}
+
+/* POST /failover {"candidate", "leader"} (Patroni's body: candidate required; a leader, when
+ * given, must be the member this one knows as primary). */
+static void failover_request(struct agent *a, struct http_conn *conn,
+                             const struct http_request *req)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    char msg[RPG_ERRMSG_SIZE] = "";
+    const char *key;
+    json_t *v;
+    if (!json_is_object(o)) {
+        snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
+    } else {
+        json_object_foreach(o, key, v)
+        {
+            if (strcmp(key, "leader") == 0 || strcmp(key, "candidate") == 0) {
+                if (!json_is_string(v) || api_check_name(json_string_value(v)) != 0) {
+                    snprintf(msg, sizeof msg, "%s: expected a member name", key);
+                    break;
+                }
+            } else if (strcmp(key, "scheduled_at") == 0) {
+                snprintf(msg, sizeof msg, "scheduled_at: a failover cannot be scheduled (use "
+                                          "POST /switchover)");
+                break;
+            } else {
+                snprintf(msg, sizeof msg, "unknown key \"%.64s\" (candidate, leader)", key);
+                break;
+            }
+        }
+        if (msg[0] == '\0' && json_object_get(o, "candidate") == NULL) {
+            snprintf(msg, sizeof msg, "candidate: required (the member to promote)");
+        }
+    }
+    if (msg[0] != '\0') {
+        json_decref(o);
+        respond_error(conn, 400, msg);
+        return;
+    }
+    if (!require_leader(a, conn)) {
+        json_decref(o);
+        return;
+    }
+    const char *leader = json_string_value(json_object_get(o, "leader"));
+    const char *candidate = json_string_value(json_object_get(o, "candidate"));
+    if (leader != NULL && strcmp(leader, a->cons.state.primary.name) != 0) {
+        snprintf(msg, sizeof msg, "leader: %s is not the primary (the primary is %s)", leader,
+                 a->cons.state.primary.name[0] != '\0' ? a->cons.state.primary.name : "none");
+        respond_error(conn, 412, msg);
+    } else if (leader != NULL) {
+        /* Patroni: a failover that names the leader is a switchover. */
+        switchover_start(a, conn, leader, candidate);
+    } else {
+        failover_start(a, conn, candidate);
+    }
     json_decref(o);
 }
 
@@ -1215,14 +1295,18 @@ static int health_code(const struct agent *a, enum health_kind kind, const struc
     }
     char prio[16];
     snprintf(prio, sizeof prio, "%d", a->conf.tags.failover_priority);
-    const struct health_tag tags[] = {
+    struct health_tag tags[4 + CONF_USER_TAGS_MAX] = {
         {"nofailover", a->conf.tags.nofailover ? "true" : "false"},
         {"nosync", a->conf.tags.nosync ? "true" : "false"},
         {"noloadbalance", a->conf.tags.noloadbalance ? "true" : "false"},
         {"failover_priority", prio},
     };
+    unsigned n_tags = 4;
+    for (unsigned i = 0; i < a->conf.tags.n_user && n_tags < 4 + CONF_USER_TAGS_MAX; i++) {
+        tags[n_tags++] = (struct health_tag){a->conf.tags.user[i].key, a->conf.tags.user[i].value};
+    }
     in.tags = tags;
-    in.n_tags = sizeof tags / sizeof tags[0];
+    in.n_tags = n_tags;
     return health_status(kind, &in, q);
 }
 
@@ -1418,6 +1502,7 @@ static const char *const api_endpoints[API_ENDPOINTS] = {
     "/patroni",    "/cluster",        "/status",          "/metrics",
     "/config",     "/members",        "/switchover",      "/restart",
     "/reinitialize", "/raftpg/bootstrap", "/synchronous", "/asynchronous",
+    "/history",    "/failover",       "/reload",
 };
 static const int api_statuses[API_STATUSES] = {200, 201, 202, 400, 401, 404, 405,
                                                409, 412, 413, 415, 500, 503, 504};
@@ -1659,6 +1744,12 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             return;
         }
         respond_metrics(a, conn);
+    } else if (strcmp(path, "/history") == 0) {
+        if (!get) {
+            respond_error(conn, 405, "method not allowed");
+            return;
+        }
+        respond_json(conn, 200, history_json(&a->cons.state));
     } else if (strcmp(path, "/raftpg/bootstrap") == 0) {
         if (!get) {
             respond_error(conn, 405, "method not allowed");
@@ -1704,6 +1795,18 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             return;
         }
         switchover_request(a, conn, req);
+    } else if (strcmp(path, "/reload") == 0) {
+        if (req->method != HTTP_M_POST) {
+            respond_error(conn, 405, "method not allowed (use POST)");
+            return;
+        }
+        reload_request(a, conn);
+    } else if (strcmp(path, "/failover") == 0) {
+        if (req->method != HTTP_M_POST) {
+            respond_error(conn, 405, "method not allowed (use POST)");
+            return;
+        }
+        failover_request(a, conn, req);
     } else if (strcmp(path, "/members") == 0) {
         if (req->method != HTTP_M_POST) {
             respond_error(conn, 405, "method not allowed (use POST to add a member)");

@@ -41,6 +41,7 @@ enum key_type {
     KEY_STRLIST, /* a sequence of scalars into a char * array */
     KEY_CIDR,    /* IPv4 unicast host address/prefix into a struct conf_cidr */
     KEY_IFNAME,  /* a Linux network interface name */
+    KEY_OTHER,   /* key "*": any key no other row names, a scalar into a struct conf_kv array */
 };
 
 /* One row of a key table. Offsets are from the base the table is walked with: struct conf for
@@ -173,6 +174,7 @@ static const struct conf_key postgresql_keys[] = {
      .count_off = offsetof(struct conf, postgresql.n_pg_hba)},
     {"authentication", KEY_SECTION, .sub = authentication_keys},
     {"passfile", KEY_PATH, FIELD(postgresql.passfile)},
+    {"use_pg_rewind", KEY_BOOL, FIELD(postgresql.use_pg_rewind), .def = "true"},
     {"remove_data_directory_on_rewind_failure", KEY_BOOL,
      FIELD(postgresql.remove_data_directory_on_rewind_failure), .def = "false"},
     {"remove_data_directory_on_diverged_timelines", KEY_BOOL,
@@ -191,6 +193,8 @@ static const struct conf_key tags_keys[] = {
     {"noloadbalance", KEY_BOOL, FIELD(tags.noloadbalance), .def = "false"},
     {"failover_priority", KEY_INT, FIELD(tags.failover_priority), .min = 0, .max = 1000,
      .def = "1"},
+    {"*", KEY_OTHER, .off = offsetof(struct conf, tags.user),
+     .count_off = offsetof(struct conf, tags.n_user)},
     {.key = NULL},
 };
 
@@ -748,6 +752,7 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
     case KEY_MEMBERS:
     case KEY_PARAMS:
     case KEY_STRLIST:
+    case KEY_OTHER:
         break;
     }
     assert(!"convert called on a container key");
@@ -896,6 +901,32 @@ static int parse_params(struct parser *p, const struct conf_key *k, void *base)
     }
 }
 
+/* The value of one key of a "*" row (user tags; parse_mapping checked the name): a scalar,
+ * kept as text. */
+static int parse_other(struct parser *p, const struct conf_key *k, void *base, const char *name)
+{
+    struct conf_kv **kv = (struct conf_kv **)((char *)base + k->off);
+    unsigned *n = (unsigned *)((char *)base + k->count_off);
+    const char *s = NULL;
+    int rv;
+    if (*n == CONF_USER_TAGS_MAX)
+        return fail(p, "expected at most %d user tags", CONF_USER_TAGS_MAX);
+    if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar (a user tag's value)")) != 0 ||
+        (rv = scalar_text(p, &s)) != 0)
+        return rv;
+    char *key = strdup(name), *value = strdup(s);
+    struct conf_kv *grown =
+        key != NULL && value != NULL ? realloc(*kv, (*n + 1) * sizeof **kv) : NULL;
+    if (grown == NULL) {
+        free(key);
+        free(value);
+        return fail_nomem(p);
+    }
+    *kv = grown;
+    grown[(*n)++] = (struct conf_kv){key, value};
+    return 0;
+}
+
 static int parse_strlist(struct parser *p, const struct conf_key *k, void *base)
 {
     char ***list = (char ***)((char *)base + k->off);
@@ -962,9 +993,31 @@ static int parse_mapping(struct parser *p, const struct conf_key *table, void *b
         if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar key")) != 0 ||
             (rv = scalar_text(p, &s)) != 0)
             return rv;
-        const struct conf_key *k = table;
-        while (k->key != NULL && strcmp(k->key, s) != 0)
+        const struct conf_key *k = table, *other = NULL;
+        while (k->key != NULL && strcmp(k->key, s) != 0) {
+            other = strcmp(k->key, "*") == 0 ? k : other;
             k++;
+        }
+        if (k->key == NULL && other != NULL) {
+            char name[64];
+            size_t saved = path_push(p, ".%.40s", s);
+            if (!is_param_name(s) || strlen(s) >= sizeof name)
+                return fail(p, "expected a key of 1..63 characters from [A-Za-z0-9_.] (a user "
+                               "tag) or one of the known keys");
+            const struct conf_kv *kv = *(struct conf_kv **)((char *)base + other->off);
+            for (unsigned i = 0; i < *(unsigned *)((char *)base + other->count_off); i++) {
+                if (strcmp(kv[i].key, s) == 0)
+                    return fail(p, "duplicate key");
+            }
+            snprintf(name, sizeof name, "%s", s);
+            if ((rv = next(p)) != 0)
+                return rv;
+            where_add(p, ev_mark(p));
+            if ((rv = parse_other(p, other, base, name)) != 0)
+                return rv;
+            path_pop(p, saved);
+            continue;
+        }
         if (k->key == NULL) {
             path_push(p, ".%.40s", s); /* cut short: the key is whatever the file says */
             return fail(p, "unknown key");
@@ -1353,6 +1406,11 @@ void conf_free(struct conf *c)
     for (unsigned i = 0; i < c->postgresql.n_pg_hba; i++)
         free(c->postgresql.pg_hba[i]);
     free(c->postgresql.pg_hba);
+    for (unsigned i = 0; i < c->tags.n_user; i++) {
+        free(c->tags.user[i].key);
+        free(c->tags.user[i].value);
+    }
+    free(c->tags.user);
     memset(c, 0, sizeof *c);
 }
 

@@ -288,6 +288,7 @@ bool core_tick(struct core *c, const struct core_view *v)
     in.state_current = v->leader || v->state_current;
     in.term = v->term;
     in.nofailover = c->nofailover;
+    in.no_pg_rewind = c->no_pg_rewind;
     in.failover_priority = c->failover_priority;
     in.pg = v->pg;
     in.peers = peers;

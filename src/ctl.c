@@ -69,6 +69,13 @@ static const char *ctl_usage =
     "  switchover [--leader N] [--candidate N] [--force]\n"
     "                                                  move the primary to a caught-up standby\n"
     "                                                  (the best one without --candidate)\n"
+    "  failover --candidate N [--force]                promote N: a switchover to it while the\n"
+    "                                                  primary is healthy; without one, only if\n"
+    "                                                  N holds every acknowledged commit\n"
+    "  history [--format pretty|json]                  the cluster's promotions (timelines)\n"
+    "  reload [MEMBER...]                              re-read the members' configuration files\n"
+    "                                                  (all without MEMBER); says what needs a\n"
+    "                                                  restart of the agent\n"
     "  reinit MEMBER [--no-wait] [--force]             clone a standby again from the primary\n"
     "  restart [MEMBER...] [--role primary|replica|any] [--pending] [--force]\n"
     "                                                  restart postgresql, standbys first\n"
@@ -1035,6 +1042,154 @@ static int cmd_switchover(struct ctl *c, const char *leader, const char *candida
     return 0;
 }
 
+/* patronictl failover: POST /failover {"candidate"} through the leader. */
+static int cmd_failover(struct ctl *c, const char *candidate)
+{
+    json_t *o = json_pack("{s:s}", "candidate", candidate);
+    char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    char errmsg[RPG_ERRMSG_SIZE] = "out of memory";
+    json_t *cluster = body != NULL ? fetch_cluster(c, errmsg) : NULL;
+    char api[FSM_ADDR_MAX];
+    if (cluster == NULL || leader_api(cluster, api, sizeof api) != 0) {
+        fprintf(stderr, "raftpg ctl failover: %s\n",
+                cluster == NULL ? errmsg : "the cluster has no raft leader right now");
+        json_decref(cluster);
+        free(body);
+        return 1;
+    }
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    json_decref(cluster);
+    int status = 0;
+    json_t *answer = NULL;
+    unsigned timeout = c->timeout_ms > 60000 ? c->timeout_ms : 60000;
+    int rv = post_member(c, api, "/failover", body, timeout, &status, &answer, errmsg);
+    free(body);
+    if (rv != 0) {
+        fprintf(stderr, "raftpg ctl failover: %s (see raftpg ctl list)\n", errmsg);
+        return 1;
+    }
+    if (status != 200 && status != 202) {
+        fprintf(stderr, "raftpg ctl failover: refused (http %d): %s\n", status,
+                str_or(answer, "error", "?"));
+        json_decref(answer);
+        return 1;
+    }
+    printf("%s\n", str_or(answer, "message", "failed over"));
+    json_decref(answer);
+    return 0;
+}
+
+/* patronictl reload: POST /reload to each member named (every member without names). */
+static int cmd_reload(struct ctl *c, char **names, int n)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl reload: %s\n", errmsg);
+        return 1;
+    }
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    for (int k = 0; k < n; k++) {
+        if (find_member(cluster, names[k]) == NULL) {
+            fprintf(stderr, "raftpg ctl reload: %s is not a member of the cluster\n", names[k]);
+            json_decref(cluster);
+            return 1;
+        }
+    }
+    int failed = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(cluster, "members"), i, m)
+    {
+        const char *name = str_or(m, "name", "?");
+        bool wanted = n == 0;
+        for (int k = 0; k < n && !wanted; k++) {
+            wanted = strcmp(names[k], name) == 0;
+        }
+        if (!wanted) {
+            continue;
+        }
+        char api[FSM_ADDR_MAX];
+        api_of(m, api, sizeof api);
+        int status = 0;
+        json_t *answer = NULL;
+        if (post_member(c, api, "/reload", "{}", c->timeout_ms, &status, &answer, errmsg) != 0) {
+            printf("%s: %s\n", name, errmsg);
+            failed++;
+        } else if (status == 200) {
+            const char *applied = str_or(answer, "applied", "");
+            const char *restart = str_or(answer, "restart_needed", "");
+            printf("%s: reloaded; applied: %s; needs a restart of the agent: %s\n", name,
+                   applied[0] != '\0' ? applied : "nothing",
+                   restart[0] != '\0' ? restart : "nothing");
+        } else {
+            printf("%s: failed (http %d): %s\n", name, status, str_or(answer, "error", "?"));
+            failed++;
+        }
+        json_decref(answer);
+    }
+    json_decref(cluster);
+    return failed > 0 ? 1 : 0;
+}
+
+/* patronictl history: GET /history from the first member that answers, as a table. */
+static int cmd_history(struct ctl *c, bool json)
+{
+    char errmsg[RPG_ERRMSG_SIZE] = "no API endpoint";
+    for (unsigned i = 0; i < c->n_endpoints; i++) {
+        int status = 0;
+        char *body = NULL;
+        size_t len = 0;
+        if (http_request_sync(c->endpoints[i], "GET", "/history", NULL, NULL, c->timeout_ms,
+                              &status, &body, &len, errmsg) != 0) {
+            continue;
+        }
+        json_error_t jerr;
+        json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
+        free(body);
+        if (!json_is_array(o)) {
+            snprintf(errmsg, sizeof errmsg, "%s: unexpected answer to GET /history (http %d)",
+                     c->endpoints[i], status);
+            json_decref(o);
+            continue;
+        }
+        if (json) {
+            char *out = json_dumps(o, JSON_COMPACT);
+            printf("%s\n", out != NULL ? out : "[]");
+            free(out);
+            json_decref(o);
+            return 0;
+        }
+        printf("%-4s %-19s %-12s %-29s %s\n", "TL", "LSN", "Reason", "Timestamp", "New Leader");
+        size_t k;
+        json_t *e;
+        json_array_foreach(o, k, e)
+        {
+            uint64_t lsn = (uint64_t)json_integer_value(json_array_get(e, 1));
+            char lsn_text[40];
+            snprintf(lsn_text, sizeof lsn_text, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+            printf("%-4lld %-19s %-12s %-29s %s\n",
+                   (long long)json_integer_value(json_array_get(e, 0)), lsn_text,
+                   json_string_value(json_array_get(e, 2)) != NULL
+                       ? json_string_value(json_array_get(e, 2))
+                       : "?",
+                   json_string_value(json_array_get(e, 3)) != NULL
+                       ? json_string_value(json_array_get(e, 3))
+                       : "?",
+                   json_string_value(json_array_get(e, 4)) != NULL
+                       ? json_string_value(json_array_get(e, 4))
+                       : "?");
+        }
+        json_decref(o);
+        return 0;
+    }
+    fprintf(stderr, "raftpg ctl history: no member answered: %s\n", errmsg);
+    return 1;
+}
+
 /* Maintenance mode (Patroni's pause/resume): PATCH /config {"pause": ...} through the leader. */
 static int cmd_pause(struct ctl *c, bool on, bool wait)
 {
@@ -1407,6 +1562,49 @@ int ctl_main(int argc, char **argv)
             }
         }
         return cmd_switchover(&c, leader, candidate);
+    }
+    if (strcmp(cmd, "failover") == 0) {
+        const char *candidate = NULL;
+        for (; i < argc; i++) {
+            if (strcmp(argv[i], "--candidate") == 0 && i + 1 < argc) {
+                candidate = argv[++i];
+            } else if (strcmp(argv[i], "--force") == 0) {
+                /* patronictl's "do not ask": raftpg ctl never asks. */
+            } else {
+                fprintf(stderr, "raftpg ctl failover: unexpected argument \"%s\"\n", argv[i]);
+                return 2;
+            }
+        }
+        if (candidate == NULL) {
+            fprintf(stderr, "raftpg ctl failover: --candidate NAME is required\n");
+            return 2;
+        }
+        return cmd_failover(&c, candidate);
+    }
+    if (strcmp(cmd, "reload") == 0) {
+        for (int k = i; k < argc; k++) {
+            if (argv[k][0] == '-') {
+                fprintf(stderr, "raftpg ctl reload: unexpected option \"%s\"\n", argv[k]);
+                return 2;
+            }
+        }
+        return cmd_reload(&c, argv + i, argc - i);
+    }
+    if (strcmp(cmd, "history") == 0) {
+        bool json = false;
+        for (; i < argc; i++) {
+            if (strcmp(argv[i], "--format") == 0 && i + 1 < argc &&
+                (strcmp(argv[i + 1], "json") == 0 || strcmp(argv[i + 1], "pretty") == 0)) {
+                json = strcmp(argv[++i], "json") == 0;
+            } else if (strcmp(argv[i], "--json") == 0) {
+                json = true;
+            } else {
+                fprintf(stderr, "raftpg ctl history: unexpected argument \"%s\" (--format "
+                                "pretty|json)\n", argv[i]);
+                return 2;
+            }
+        }
+        return cmd_history(&c, json);
     }
     if (strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0) {
         bool wait = false;

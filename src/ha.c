@@ -79,6 +79,19 @@ void ha_pg_track_streaming(struct ha_pg *o, rpg_msec *since, rpg_msec now)
     o->not_streaming_ms = now - *since;
 }
 
+void ha_pg_track_fork(struct ha_pg *o, enum ha_fork_reading r, rpg_msec *since, rpg_msec now)
+{
+    if (r == HA_FORK_CLEAR || !o->in_recovery) {
+        *since = 0;
+        o->past_fork_ms = 0;
+        return;
+    }
+    if (r == HA_FORK_PAST && *since == 0) {
+        *since = now;
+    }
+    o->past_fork_ms = *since != 0 ? now - *since : 0;
+}
+
 void ha_pg_track_unwritable(struct ha_pg *o, const char *why, rpg_msec *since, rpg_msec now)
 {
     if (why[0] == '\0') {
@@ -959,8 +972,29 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
             return;
         }
         bool behind = usable && pg->timeline != 0 && p->timeline != 0 && pg->timeline < p->timeline;
-        if (pg->was_primary || behind) {
-            if (usable && p->checkpoint_timeline != 0 && p->checkpoint_timeline < p->timeline) {
+        if (pg->was_primary && in->no_pg_rewind) {
+            /* Without pg_rewind nothing can tell whether its WAL went past the fork. */
+            if (usable) {
+                set(out, HA_ACT_REINIT, primary,
+                    "last ran as primary and postgresql.use_pg_rewind is off: re-cloning from %s",
+                    primary);
+            } else {
+                set(out, HA_ACT_WAIT, primary,
+                    "last ran as primary and postgresql.use_pg_rewind is off: waiting for "
+                    "primary %s to re-clone",
+                    primary);
+            }
+            return;
+        }
+        if ((pg->was_primary || behind) && !in->no_pg_rewind) {
+            if (usable && pg->rewind_retry_ms > 0) {
+                set(out, HA_ACT_WAIT, primary,
+                    "pg_rewind stopped before changing anything %u time%s in a row: trying "
+                    "again in %llu ms",
+                    pg->rewind_retries, pg->rewind_retries == 1 ? "" : "s",
+                    (unsigned long long)pg->rewind_retry_ms);
+            } else if (usable && p->checkpoint_timeline != 0 &&
+                       p->checkpoint_timeline < p->timeline) {
                 set(out, HA_ACT_WAIT, primary,
                     "must rewind: waiting for primary %s to checkpoint timeline %u", primary,
                     p->timeline);
@@ -1009,6 +1043,16 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
             "stopping to start as its standby",
             strcmp(pg->receiver, HA_RECEIVER_UNKNOWN) == 0 ? "an unknown sender" : pg->receiver,
             (uint64_t)pg->receiver_ms, primary);
+        return;
+    }
+    if (usable && pg->in_recovery && pg->past_fork_ms >= HA_PAST_FORK_MS) {
+        /* Its receiver connects, streams the old timeline up to the fork and starts again, so
+         * it looks streaming most of the time while it replays nothing (rule: ask the world). */
+        set(out, HA_ACT_DEMOTE, primary,
+            "replayed timeline %u up to %X/%X, past %X/%X where timeline %u of %s forked from "
+            "it: it cannot follow, stopping to rewind",
+            pg->timeline, (unsigned)(pg->replay_position >> 32), (unsigned)pg->replay_position,
+            (unsigned)(pg->fork_lsn >> 32), (unsigned)pg->fork_lsn, pg->fork_timeline, primary);
         return;
     }
     if (usable && !pg->streaming && pg->not_streaming_ms >= HA_STUCK_STANDBY_MS &&

@@ -68,6 +68,10 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
         s->pg_rejoin_total_kb = (uint64_t)json_integer_value(json_object_get(rj, "total_kb"));
     }
     json_t *tags = json_object_get(o, "tags");
+    char *tags_text = json_is_object(tags) ? json_dumps(tags, JSON_COMPACT) : NULL;
+    snprintf(s->tags_json, sizeof s->tags_json, "%s",
+             tags_text != NULL && strlen(tags_text) < sizeof s->tags_json ? tags_text : "");
+    free(tags_text);
     s->nofailover = json_is_true(json_object_get(tags, "nofailover"));
     s->nosync = json_is_true(json_object_get(tags, "nosync"));
     s->noloadbalance = json_is_true(json_object_get(tags, "noloadbalance"));
@@ -82,6 +86,10 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     s->state_index = (uint64_t)json_integer_value(json_object_get(st, "applied_index"));
     s->state_sum = s->state_known ? strtoull(sum, NULL, 16) : 0;
     s->diverged = json_is_true(json_object_get(st, "diverged"));
+    s->state_version = (unsigned)json_integer_value(json_object_get(o, "state_version"));
+    json_t *sw = json_object_get(o, "switchover");
+    copy_str(s->handed_to, sizeof s->handed_to, sw, "handed_to");
+    s->handed_term = (uint64_t)json_integer_value(json_object_get(sw, "handed_term"));
     s->n_members = 0;
     const char *mname;
     json_t *mid;

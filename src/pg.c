@@ -353,6 +353,21 @@ int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeli
     return 0;
 }
 
+int pg_history_switchpoint(const char *text, uint32_t timeline, uint64_t *lsn)
+{
+    const char *line = text;
+    while (line != NULL && *line != '\0') {
+        unsigned tli = 0, hi = 0, lo = 0;
+        if (*line != '#' && sscanf(line, "%u %X/%X", &tli, &hi, &lo) == 3 && tli == timeline) {
+            *lsn = ((uint64_t)hi << 32) | lo;
+            return 0;
+        }
+        line = strchr(line, '\n');
+        line = line != NULL ? line + 1 : NULL;
+    }
+    return -1;
+}
+
 int pg_parse_checkpoint(const char *text, uint64_t *lsn, bool *shut_down)
 {
     const char *v = field_after(text, "Latest checkpoint location:");
@@ -1037,6 +1052,46 @@ static void conninfo_target(const char *conninfo, char *buf, size_t size)
     PQconninfoFree(opts);
 }
 
+/* Whether the standby replayed its timeline past the point where a newer one forked from it,
+ * as the newest timeline history file in its pg_wal (fetched by its WAL receiver from the
+ * primary) says. Only while a receiver runs is the observed timeline the one it replays. */
+static enum ha_fork_reading fork_reading(struct pg *p)
+{
+    struct ha_pg *o = &p->obs;
+    if (o->receiver[0] == '\0' || strcmp(o->receiver, HA_RECEIVER_UNKNOWN) == 0 ||
+        o->timeline == 0) {
+        return HA_FORK_UNKNOWN;
+    }
+    /* The newest history a few timelines ahead; each names every ancestor's end. */
+    for (uint32_t t = o->timeline + 32; t > o->timeline; t--) {
+        char path[PATH_MAX + 64];
+        fmt_str(path, sizeof path, "%s/pg_wal/%08X.history", p->conf->postgresql.data_dir, t);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+            continue;
+        }
+        /* A line per ancestor: 64 KiB holds a thousand timelines. */
+        size_t cap = 64 * 1024;
+        char *text = malloc(cap);
+        size_t n = text != NULL ? fread(text, 1, cap - 1, f) : 0;
+        fclose(f);
+        if (text == NULL) {
+            return HA_FORK_UNKNOWN;
+        }
+        text[n] = '\0';
+        uint64_t lsn = 0;
+        int found = pg_history_switchpoint(text, o->timeline, &lsn);
+        free(text);
+        if (found != 0) {
+            return HA_FORK_CLEAR;
+        }
+        o->fork_timeline = t;
+        o->fork_lsn = lsn;
+        return o->replay_position > lsn ? HA_FORK_PAST : HA_FORK_CLEAR;
+    }
+    return HA_FORK_CLEAR;
+}
+
 static void take_observation(struct pg *p, PGresult *res)
 {
     if (PQntuples(res) != 1 || PQnfields(res) != 17) {
@@ -1081,6 +1136,7 @@ static void take_observation(struct pg *p, PGresult *res)
                      o->upstream[0] ? o->upstream : "the primary");
     }
     ha_pg_track_receiver(o, o->in_recovery ? PQgetvalue(res, 0, 9) : "", &p->receiver_since, now);
+    ha_pg_track_fork(o, o->in_recovery ? fork_reading(p) : HA_FORK_CLEAR, &p->past_fork_since, now);
     conninfo_target(o->in_recovery ? PQgetvalue(res, 0, 10) : "", o->conninfo, sizeof o->conninfo);
     o->was_primary = !o->in_recovery;
     o->n_slots = 0;
@@ -1529,6 +1585,8 @@ static void set_not_running(struct pg *p, enum ha_pg_state state)
 {
     p->promote_pending = false;
     p->receiver_since = 0;
+    p->past_fork_since = 0;
+    p->obs.past_fork_ms = 0;
     ha_pg_set_not_running(&p->obs, state, &p->not_streaming_since);
     p->n_replicas = 0;
 }
@@ -1568,11 +1626,33 @@ static void storage_check(const char *dir, char *why, size_t size)
     fmt_str(why, size, "%s", storage_error);
 }
 
+/* The back-off after a rewind that stopped before changing anything: 1 s, doubling, 30 s at
+ * most, so that a source that stays unusable (a wrong password, say) is asked twice a minute,
+ * not ten times a second; the count shows on /status until a rejoin succeeds. */
+#define REWIND_RETRY_FIRST_MS 1000
+#define REWIND_RETRY_MAX_MS 30000
+
+rpg_msec pg_rewind_retry_delay(unsigned retries)
+{
+    rpg_msec d = REWIND_RETRY_FIRST_MS;
+    for (unsigned i = 1; i < retries && d < REWIND_RETRY_MAX_MS; i++) {
+        d *= 2;
+    }
+    return d < REWIND_RETRY_MAX_MS ? d : REWIND_RETRY_MAX_MS;
+}
+
+static void rewind_retry_left(struct pg *p)
+{
+    rpg_msec now = uv_now(p->loop);
+    p->obs.rewind_retry_ms = p->rewind_retry_at > now ? p->rewind_retry_at - now : 0;
+}
+
 static void observe(struct pg *p)
 {
     if (p->closing) {
         return;
     }
+    rewind_retry_left(p);
     char path[PATH_MAX + 32], status[32];
     char unwritable[HA_WHY_MAX] = "";
     if (p->rejoin.stage == PG_REJOIN_CLONE && p->proc.running) {
@@ -1724,11 +1804,21 @@ static void op_finish(struct pg *p, int rc, const char *msg)
     if (rc != 0) {
         log_debug("%s failed: %s", pg_op_name(op), msg);
         if (op == PG_OP_REWIND && p->rewind_retryable) {
-            log_warning("rejoin: stopped at %s before changing %s: trying again later",
-                        pg_rejoin_stage_name(p->rejoin.stage), p->conf->postgresql.data_dir);
+            p->obs.rewind_retries++;
+            rpg_msec delay = pg_rewind_retry_delay(p->obs.rewind_retries);
+            p->rewind_retry_at = uv_now(p->loop) + delay;
+            rewind_retry_left(p);
+            log_warning("rejoin: stopped at %s before changing %s (%u time%s in a row): trying "
+                        "again in %llu ms",
+                        pg_rejoin_stage_name(p->rejoin.stage), p->conf->postgresql.data_dir,
+                        p->obs.rewind_retries, p->obs.rewind_retries == 1 ? "" : "s",
+                        (unsigned long long)delay);
         } else if (op == PG_OP_REWIND) {
             /* The directory cannot be brought onto the primary's timeline: a re-clone is left. */
             p->obs.rewind_failed = true;
+            p->obs.rewind_retries = 0;
+            p->rewind_retry_at = 0;
+            rewind_retry_left(p);
         }
         if (op == PG_OP_REWIND && msg != NULL) {
             fmt_str(p->rejoin_error, sizeof p->rejoin_error, "%s failed: %s",
@@ -2236,6 +2326,8 @@ static int rewind_step(struct pg *p, char *errmsg)
         }
         log_info("rewind: done, starting as a standby of %s", p->upstream.name);
         p->obs.rewind_failed = false;
+        p->obs.rewind_retries = 0;
+        p->rewind_retry_at = 0;
         rejoin_stage(p, PG_REJOIN_START_STANDBY, "timeline %u; starting as a standby of %s",
                      (unsigned)tl, p->upstream.name);
         p->op = PG_OP_START;
@@ -2442,8 +2534,15 @@ static void op_step(struct pg *p, int rc, const char *msg)
             fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
         }
+        /* Without pg_rewind a former primary is cloned again: it may have diverged, and nothing
+         * here can tell, so the diverged-timelines key decides too. */
+        bool unrewound = !p->conf->postgresql.use_pg_rewind && p->obs.was_primary;
+        if (step == 0 && unrewound && !p->obs.rewind_failed) {
+            fmt_str(p->rejoin_error, sizeof p->rejoin_error,
+                    "last ran as primary and postgresql.use_pg_rewind is off");
+        }
         if (step == 0 && (p->conf->postgresql.remove_data_directory_on_rewind_failure ||
-                          (p->obs.rewind_failed &&
+                          ((p->obs.rewind_failed || unrewound) &&
                            p->conf->postgresql.remove_data_directory_on_diverged_timelines))) {
             const char *key = p->conf->postgresql.remove_data_directory_on_rewind_failure
                                   ? "remove_data_directory_on_rewind_failure"
@@ -2509,6 +2608,8 @@ static void op_step(struct pg *p, int rc, const char *msg)
         pg_basebackup_progress(p->proc.output, &p->rejoin.done_kb, &p->rejoin.total_kb);
         log_info("clone: done, %llu kB copied", (unsigned long long)p->rejoin.done_kb);
         p->obs.rewind_failed = false;
+        p->obs.rewind_retries = 0;
+        p->rewind_retry_at = 0;
         rejoin_stage(p, PG_REJOIN_START_STANDBY, "starting as a standby of %s", p->upstream.name);
         p->op = PG_OP_START;
         p->standby = true;

@@ -176,6 +176,8 @@ static void tick(uv_timer_t *t)
         if (s->final_lsn != 0 && p != NULL && p->reachable && p->pg_wal_position > s->final_lsn) {
             char errmsg[RPG_ERRMSG_SIZE];
             set_phase(a, SWITCHOVER_TRANSFER);
+            snprintf(s->handed_to, sizeof s->handed_to, "%s", s->to);
+            s->handed_term = a->cons.term;
             if (cons_transfer(&a->cons, s->to_id, errmsg) != 0) {
                 give_up(a, 503, errmsg);
             }

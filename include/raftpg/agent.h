@@ -15,6 +15,7 @@
 #include "raftpg/fence.h"
 #include "raftpg/guard.h"
 #include "raftpg/ha.h"
+#include "raftpg/history.h"
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
 #include "raftpg/reinit.h"
@@ -44,6 +45,7 @@ struct agent {
     bool peers_open;
     uv_signal_t sig_int;
     uv_signal_t sig_term;
+    uv_signal_t sig_hup; /* reloads the configuration file (reload.h) */
     uv_timer_t join_timer;
     int exit_code;
     char join_status[2 * RPG_ERRMSG_SIZE]; /* why the agent is still joining, for the API */
@@ -112,6 +114,7 @@ struct agent {
     struct switchover switchover;
     struct reinit reinit;
     struct restart restart;
+    struct history history; /* recording this member's promotions */
     /* API answers by endpoint (API_ENDPOINTS, the last for any other path) and status. */
     uint64_t api_answers[API_ENDPOINTS + 1][API_STATUSES + 1];
 };

@@ -5,7 +5,7 @@
 #include "raftpg/http.h"
 
 /* Endpoints and statuses the request counters tell apart (api.c). */
-#define API_ENDPOINTS 28
+#define API_ENDPOINTS 31
 #define API_STATUSES 14
 
 /* http_handler_cb for the agent's server; data is the struct agent. */

@@ -30,6 +30,8 @@ struct conf_member {
     char api[CONF_ADDR_MAX];  /* REST API address other members and ctl use */
 };
 
+#define CONF_USER_TAGS_MAX 32
+
 struct conf_kv {
     char *key;   /* owned */
     char *value; /* owned; scalars are kept as the text written in the file */
@@ -139,6 +141,9 @@ struct conf {
         char replication_name[CONF_NAME_MAX]; /* default "replicator" */
         char replication_password[256];       /* default empty */
         char passfile[PATH_MAX];              /* default empty */
+        /* Patroni's key, true by default here: false, a directory that last ran as primary is
+         * cloned again instead of rewound. */
+        bool use_pg_rewind;
         /* Patroni's key: a data directory that must be re-cloned (pg_rewind failed, or a copy was
          * cut short) is deleted; false (the default): it is moved aside once, beside itself. */
         bool remove_data_directory_on_rewind_failure;
@@ -185,6 +190,10 @@ struct conf {
         bool nosync;           /* default false */
         bool noloadbalance;    /* default false: /replica and /read-only answer 503 */
         int failover_priority; /* default 1, range 0..1000; 0 means never promote */
+        /* Any other key (Patroni's user tags): names as for PostgreSQL settings, at most 63
+         * bytes; scalar values kept as the text written; at most CONF_USER_TAGS_MAX. Owned. */
+        struct conf_kv *user;
+        unsigned n_user;
     } tags;
 };
 

@@ -84,6 +84,7 @@ struct core {
     uint64_t prev_primary_term;      /* ... in this term */
     bool nofailover;
     int failover_priority;
+    bool no_pg_rewind;          /* postgresql.use_pg_rewind off (set by the caller after core_init) */
 
     bool busy;                  /* an asynchronous action is in flight */
     enum ha_action running;

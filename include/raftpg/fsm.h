@@ -15,10 +15,37 @@
 #define FSM_ADDR_MAX 64
 #define FSM_MEMBERS_MAX 16
 
-/* Version written in every command and snapshot; decoders accept 1..FSM_VERSION. Version 2 adds
- * the dynamic configuration and the acknowledged-WAL bound; a version-1 snapshot reads with their
- * defaults. Version 3 adds MEMBER_SEEN (the RAFT_STATE tag). */
-#define FSM_VERSION 3
+/* Decoders accept 1..FSM_VERSION. Version 2 adds the dynamic configuration and the
+ * acknowledged-WAL bound; a version-1 snapshot reads with their defaults. Version 3 adds
+ * MEMBER_SEEN (the RAFT_STATE tag). Version 4 adds ADD_HISTORY and the history.
+ * A command or snapshot is written with the lowest version that holds it, never below
+ * FSM_VERSION_BASE: an agent of the previous release (which reads 1..3) keeps decoding every
+ * command it knows from a newer leader, and loads every snapshot without a history. */
+#define FSM_VERSION 4
+#define FSM_VERSION_BASE 3
+
+/* Promotions kept in the history (the oldest is dropped first). */
+#define FSM_HISTORY_MAX 32
+
+enum fsm_history_reason {
+    FSM_HISTORY_BOOTSTRAP = 0, /* the first primary of the cluster */
+    FSM_HISTORY_FAILOVER = 1,  /* the previous primary was lost, or an operator's failover */
+    FSM_HISTORY_SWITCHOVER = 2, /* a planned handover from a running primary */
+    FSM_HISTORY_REASON_MAX
+};
+/* "bootstrap", "failover", "switchover"; "unknown" otherwise. */
+const char *fsm_history_reason_name(int reason);
+
+/* One promotion: the primary that began a timeline. */
+struct fsm_history_entry {
+    uint32_t timeline;   /* the timeline the promotion began */
+    uint32_t prev_timeline; /* the timeline it branched from (0 for a bootstrap) */
+    uint64_t lsn;        /* where the previous timeline ended; 0 for a bootstrap */
+    int64_t time_ms;     /* wall-clock time of the promotion, ms since the Unix epoch */
+    uint64_t term;       /* Raft term in which the new primary was chosen */
+    uint8_t reason;      /* enum fsm_history_reason */
+    char primary[FSM_NAME_MAX];
+};
 
 /* FSM_TAG_RAFT_STATE: the member's Raft log has held replicated entries (MEMBER_SEEN). A member
  * so marked that comes back with an empty Raft data directory has lost its log and its vote, and
@@ -68,6 +95,9 @@ struct fsm_state {
      * acknowledged up to there is on a quorum standby; a new primary must have reached it. */
     uint64_t wal_bound;
     uint32_t wal_bound_timeline;
+    /* Promotions, oldest first, timelines increasing (ADD_HISTORY); at most FSM_HISTORY_MAX. */
+    unsigned n_history;
+    struct fsm_history_entry history[FSM_HISTORY_MAX];
     uint64_t n_applied; /* commands applied (accepted or rejected) */
     uint64_t n_rejected;
 };
@@ -83,6 +113,7 @@ enum fsm_cmd_type {
     FSM_CMD_SET_CONFIG,      /* dynamic configuration (version 2) */
     FSM_CMD_SET_WAL_BOUND,   /* acknowledged-WAL bound; never moves back (version 2) */
     FSM_CMD_MEMBER_SEEN,     /* member id: its Raft log holds replicated entries (version 3) */
+    FSM_CMD_ADD_HISTORY,     /* one promotion, appended to the history (version 4) */
     FSM_CMD_TYPE_MAX
 };
 
@@ -128,6 +159,7 @@ struct fsm_cmd {
         struct {
             uint64_t id;
         } member_seen;
+        struct fsm_history_entry add_history;
     } u;
 };
 
@@ -152,7 +184,9 @@ void fsm_state_init(struct fsm_state *s);
  * unchanged except n_applied/n_rejected and returns a negative code with a message
  * ("member_add rejected: duplicate member name \"node2\""). MEMBER_REMOVE of a sync voter also
  * drops it from the voters and lowers k by one (the removed voter may have held acknowledged
- * commits the others lack); of the primary, it clears primary.name but keeps primary.term. */
+ * commits the others lack); of the primary, it clears primary.name but keeps primary.term.
+ * ADD_HISTORY needs a known reason, a primary name and a timeline above the last entry's (so a
+ * repeated proposal is rejected); a full history drops its oldest entry. */
 int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg);
 
 /* Finds a member by name or id; NULL if absent. */

@@ -51,7 +51,19 @@ struct ha_pg {
     unsigned n_slots;      /* primary: raftpg's replication slots present */
     char slots[HA_SLOTS_MAX][FSM_NAME_MAX];
     unsigned start_failures; /* consecutive failed starts (reset on a successful start) */
+    /* standby: the newest timeline history its server holds says timeline `timeline` ended at
+     * fork_lsn, where fork_timeline began, yet it replayed past that point: PostgreSQL refuses
+     * to follow such a timeline switch ("forked off ... before current recovery point") and
+     * retries for ever, its receiver still "streaming" the old timeline now and then. For how
+     * long it has been so (0: it is not), and the fork (0: none known). */
+    rpg_msec past_fork_ms;
+    uint32_t fork_timeline;
+    uint64_t fork_lsn;
     bool rewind_failed;      /* the last pg_rewind failed: re-clone instead */
+    /* Rewinds in a row that stopped before changing the directory (the source not ready, say),
+     * and how long until the next may start: retries back off instead of running every tick. */
+    unsigned rewind_retries;
+    rpg_msec rewind_retry_ms;
     /* Why this server cannot write (its file systems full or read-only, the data directory not
      * writable, the agent's own writes there failing; "" when it can), and for how long. */
     char unwritable[HA_WHY_MAX];
@@ -102,6 +114,8 @@ struct ha_input {
     rpg_msec leader_ms;          /* how long this member has been the ready leader */
     int sync_mode;               /* FSM_SYNC_MODE_* in force: with it off, a record that proves
                                   * nothing (k = 0) does not stop a failover */
+    bool no_pg_rewind;           /* postgresql.use_pg_rewind is off: a directory that last ran
+                                  * as a primary is cloned again, never rewound */
 };
 
 enum ha_action {
@@ -186,6 +200,16 @@ void ha_pg_track_unwritable(struct ha_pg *o, const char *why, rpg_msec *since, r
  * for how long it has (o->receiver_ms); *since is when that began, 0 to count afresh from now
  * (after a re-point). */
 void ha_pg_track_receiver(struct ha_pg *o, const char *receiver, rpg_msec *since, rpg_msec now);
+
+/* How long a standby may sit past a fork before it is stopped and rewound: a few observations,
+ * so that a reading taken while the receiver switches timelines never counts. */
+#define HA_PAST_FORK_MS 2000
+
+/* From one observation: past (the replay position is past the fork), clear (it is not, or no
+ * newer timeline is known) or unknown (no WAL receiver runs, so the timeline replayed is not
+ * known for sure). Keeps o->past_fork_ms. */
+enum ha_fork_reading { HA_FORK_UNKNOWN = 0, HA_FORK_CLEAR, HA_FORK_PAST };
+void ha_pg_track_fork(struct ha_pg *o, enum ha_fork_reading r, rpg_msec *since, rpg_msec now);
 
 /* The replication slot name of a member: "raftpg_" + member id. Names of members can hold
  * characters that slot names cannot, ids cannot. */

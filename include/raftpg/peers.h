@@ -48,6 +48,7 @@ struct peer_status {
     bool pg_rejoin_running;   /* ... whether under way, and a clone's progress in kB */
     uint64_t pg_rejoin_done_kb;
     uint64_t pg_rejoin_total_kb;
+    char tags_json[2048]; /* its "tags" object as it reported it, user tags included */
     bool nofailover;
     bool nosync;
     bool noloadbalance;
@@ -59,6 +60,9 @@ struct peer_status {
     uint64_t state_index;   /* the applied index of ... */
     uint64_t state_sum;     /* ... this checksum of its replicated state */
     bool diverged;          /* it found its state differs from the others' */
+    unsigned state_version; /* the newest replicated-state version it reads (0: older agent) */
+    char handed_to[FSM_NAME_MAX]; /* its last switchover handed leadership to ... */
+    uint64_t handed_term;         /* ... in this term (switchover.h) */
     /* The members its replicated state lists, name and Raft id (n_members 0: not reported). */
     unsigned n_members;
     struct {

@@ -153,6 +153,8 @@ struct pg {
     int step;
     struct proc proc;
     bool rewind_retryable;        /* the last pg_rewind failed before changing the target */
+    rpg_msec rewind_retry_at;     /* loop time before which no rewind starts again (back-off) */
+    rpg_msec past_fork_since;     /* since when the standby has been seen past a fork (0: not) */
     bool proc_launches;           /* proc is pg_ctl start: killing it would orphan a server */
     pg_done_cb done_cb;
     void *done_data;
@@ -279,6 +281,10 @@ bool pg_controldata_cut_short(const char *output);
  * succeed, so it is no reason to re-clone. */
 bool pg_rewind_retryable(const char *output);
 
+/* How long to wait before the next rewind after `retries` in a row stopped that way: 1 s,
+ * doubling, at most 30 s. */
+rpg_msec pg_rewind_retry_delay(unsigned retries);
+
 /* Whether pg_controldata's output says the server was shut down cleanly ("shut down" or "shut
  * down in recovery"), which pg_rewind requires; anything else needs crash recovery first. */
 bool pg_controldata_clean(const char *output);
@@ -304,6 +310,11 @@ bool pg_basebackup_progress(const char *output, uint64_t *done_kb, uint64_t *tot
 /* From pg_controldata output: the latest checkpoint's location (as a byte position) and whether
  * the cluster state is "shut down" (a primary's clean shutdown). 0 or RPG_EPROTO. */
 int pg_parse_checkpoint(const char *text, uint64_t *lsn, bool *shut_down);
+
+/* From a timeline history file's text (PostgreSQL's pg_wal/TTTTTTTT.history: "parent switchpoint
+ * reason" a line): where timeline `timeline` ended, the switchpoint of its line. 0 and *lsn
+ * set when the file names it, -1 when not. */
+int pg_history_switchpoint(const char *text, uint32_t timeline, uint64_t *lsn);
 
 /* Parses pg_controldata output: system identifier, timeline, whether it last ran as primary.
  * Returns 0 or RPG_EPROTO when a field is missing. */

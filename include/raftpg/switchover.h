@@ -65,6 +65,10 @@ struct switchover {
     uv_timer_t timer;
     bool timer_open;
     char last[256];       /* the last switchover's outcome, for /status */
+    /* The last handover of Raft leadership: to whom, in which term (this member's term as
+     * leader). Peers read it to record the new primary's promotion as a switchover. */
+    char handed_to[FSM_NAME_MAX];
+    uint64_t handed_term;
 };
 
 /* Starts a switchover on this (leading) agent, answering conn when it is over. leader: the

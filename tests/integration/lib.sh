@@ -123,6 +123,7 @@ t_write_conf() {
       echo "    - host replication all 127.0.0.1/32 scram-sha-256"
       [ -z "${T_MAX_RATE:-}" ] || echo "  basebackup: {max-rate: $T_MAX_RATE}"
       [ -z "${T_REMOVE_DIVERGED:-}" ] || echo "  remove_data_directory_on_diverged_timelines: true"
+      [ -z "${T_NO_REWIND:-}" ] || echo "  use_pg_rewind: false"
       [ -z "${T_RESTORE_COMMAND:-}" ] || echo "  recovery_conf: {restore_command: \"$T_RESTORE_COMMAND\"}"
       # postgresql.callbacks as a YAML flow mapping, and their time-out.
       [ -z "${T_CALLBACKS:-}" ] || echo "  callbacks: $T_CALLBACKS"
@@ -130,7 +131,8 @@ t_write_conf() {
       echo "  authentication:"
       echo "    superuser: {username: postgres, password: \"$T_PG_PASSWORD\"}"
       echo "    replication: {username: replicator, password: \"$T_PG_REPL_PASSWORD\"}"
-      echo "tags: {nofailover: ${T_NOFAILOVER[$i]:-false}}"
+      # T_TAGS[i]: more tags for node i, as flow-mapping entries ("datacenter: west").
+      echo "tags: {nofailover: ${T_NOFAILOVER[$i]:-false}${T_TAGS[$i]:+, ${T_TAGS[$i]}}}"
     fi
   } >"$f"
   chmod 600 "$f"

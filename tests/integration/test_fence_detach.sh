@@ -8,6 +8,11 @@
 # - no write is acknowledged by the old primary after the new primary's first acknowledged write;
 # - every row the old primary acknowledged is on the new primary;
 # - the new primary's log names the member it waited for.
+# DETACH_BLOCK=conflict (test_fence_detach_conflict.sh) stops replay on node3 with a hot-standby
+# conflict instead: a query on node3 holds a lock whose exclusive form the primary then takes,
+# and max_standby_streaming_delay = -1 lets replay wait for it without end.
+DETACH_BLOCK=${DETACH_BLOCK:-pause}
+case $DETACH_BLOCK in pause | conflict) ;; *) echo "DETACH_BLOCK must be pause or conflict" >&2; exit 2 ;; esac
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 T_NOFAILOVER[3]=true
@@ -16,13 +21,29 @@ for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
 t_wait 90 "a primary and two streaming standbys" t_pg_healthy 1 2 3
 P=$(t_pg_primary 1); Pi=${P#node}
 C=1; [ "$Pi" = 1 ] && C=2
-t_log "primary is $P, candidate node$C, node3 pauses replay"
-t_psql "$Pi" -c "CREATE TABLE detach (id bigint PRIMARY KEY, node text)"
-t_wait 20 "the table on node3" t_psql 3 -c "SELECT 1 FROM detach LIMIT 0"
+t_log "primary is $P, candidate node$C, node3's replay stopped by: $DETACH_BLOCK"
+t_psql "$Pi" -c "CREATE TABLE detach (id bigint PRIMARY KEY, node text)" -c "CREATE TABLE hold (id int)"
+t_wait 20 "the table on node3" t_psql 3 -c "SELECT 1 FROM detach, hold LIMIT 0"
 
-t_psql 3 -c "SELECT pg_wal_replay_pause()" >/dev/null
-replay_paused() { [ "$(t_psql 3 -c 'SELECT pg_get_wal_replay_pause_state()')" = paused ]; }
-t_wait 10 "node3's replay paused" replay_paused
+HOLDER=
+if [ "$DETACH_BLOCK" = pause ]; then
+  t_psql 3 -c "SELECT pg_wal_replay_pause()" >/dev/null
+  replay_paused() { [ "$(t_psql 3 -c 'SELECT pg_get_wal_replay_pause_state()')" = paused ]; }
+  t_wait 10 "node3's replay paused" replay_paused
+else
+  t_psql 3 -c "ALTER SYSTEM SET max_standby_streaming_delay = -1" -c "SELECT pg_reload_conf()" >/dev/null
+  no_delay() { [ "$(t_psql 3 -c 'SHOW max_standby_streaming_delay')" = -1 ]; }
+  t_wait 10 "node3 lets replay wait for its queries" no_delay
+  timeout -s KILL 120 psql -X -q -h 127.0.0.1 -p "$(t_pg_port 3)" -U postgres -d postgres \
+    -c "BEGIN" -c "SELECT count(*) FROM hold" -c "SELECT pg_sleep(110)" -c "COMMIT" >/dev/null 2>&1 &
+  HOLDER=$!
+  trap '[ -z "$HOLDER" ] || kill -KILL "$HOLDER" 2>/dev/null; t_cleanup' EXIT
+  holding() { [ "$(t_psql 3 -c "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'hold' AND l.granted")" -ge 1 ]; }
+  t_wait 10 "a query on node3 holds a lock on hold" holding
+  t_psql "$Pi" -c "BEGIN" -c "LOCK TABLE hold IN ACCESS EXCLUSIVE MODE" -c "COMMIT" >/dev/null
+  replay_blocked() { [ "$(t_psql 3 -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'startup' AND wait_event_type = 'Lock'")" = 1 ]; }
+  t_wait 10 "node3's replay waits for the query's lock" replay_blocked
+fi
 
 # Writers: one INSERT per psql call, killed after 3 s (never a statement_timeout: a cancelled
 # synchronous-replication wait reports the local commit as success). An acknowledgement is
@@ -55,7 +76,10 @@ writer_new() {
 }
 writer_old & WOLD=$!
 writer_new & WNEW=$!
-stop_writers() { touch "$T_DIR/stop"; wait "$WOLD" "$WNEW" 2>/dev/null || true; }
+stop_writers() {
+  touch "$T_DIR/stop"; wait "$WOLD" "$WNEW" 2>/dev/null || true
+  if [ -n "$HOLDER" ]; then kill -KILL "$HOLDER" 2>/dev/null || true; wait "$HOLDER" 2>/dev/null || true; HOLDER=; fi
+}
 trap 'stop_writers; t_cleanup' EXIT
 
 t_wait 10 "writes acknowledged by $P" test -s "$ACK_OLD"

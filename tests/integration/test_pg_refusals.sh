@@ -127,6 +127,28 @@ chmod 600 "$T_DIR/node$S/pgdata/global/pg_control"
 back() { [ "$(t_jq "$P4i" --arg n "node$S" '.members[] | select(.name == $n) | .state')" = streaming ]; }
 t_wait 60 "node$S streaming again once its control file is readable" back
 
+# postgresql.use_pg_rewind: false (Patroni's key): the old primary is cloned again, never rewound;
+# with remove_data_directory_on_diverged_timelines its directory is deleted first.
+s_voter() { [ "$(t_jq "$P4i" --arg n "node$S" 'if .sync.k > 0 and (.sync.voters | index($n)) != null then "yes" else "no" end')" = yes ]; }
+t_wait 30 "node$S recorded as a synchronous voter" s_voter
+t_log "killing primary $P4 and restarting it with use_pg_rewind: false"
+t_kill "$P4i" KILL
+t_kill_pg "$P4i"
+T_NO_REWIND=1 T_REMOVE_DIVERGED=1 t_write_conf "$P4i" 3
+primary_not_p4() { local p; p=$(t_pg_primary "$S"); [ -n "$p" ] && [ "$p" != "$P4" ] && echo "$p"; }
+t_wait 60 "a primary other than $P4" primary_not_p4
+P5=$(primary_not_p4); P5i=${P5#node}
+t_psql "$P5i" -c "INSERT INTO t SELECT generate_series(301, 400)"
+LINES=$(wc -l <"$T_DIR/node$P4i.log")
+t_start "$P4i"
+recloned4() { [ "$(t_jq "$P5i" --arg n "$P4" '.members[] | select(.name == $n) | .state')" = streaming ] && rows_on "$P4i" 400; }
+t_wait 90 "$P4 back as a streaming standby" recloned4
+tail -n +$((LINES + 1)) "$T_DIR/node$P4i.log" >"$T_DIR/since4.log"
+t_check "use_pg_rewind off: the former primary is cloned again" grep -q "use_pg_rewind is off: re-cloning" "$T_DIR/since4.log"
+t_check "use_pg_rewind off: pg_rewind never ran" t_eq "$(grep -c 'rewind: pg_rewind' "$T_DIR/since4.log" || true)" 0
+t_check "its directory was deleted under the diverged-timelines key" \
+  grep -q "reinit: removing data directory .*(postgresql.remove_data_directory_on_diverged_timelines)" "$T_DIR/since4.log"
+
 [ -z "${T_PAUSE:-}" ] || sleep "$T_PAUSE"
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

@@ -1034,6 +1034,50 @@ static void test_integer_below_range_is_rejected(void **state)
                       "\"10\"");
 }
 
+/* Patroni's user tags: any other key under tags is kept as written; the known ones are still
+ * checked, whatever user tags stand beside them. */
+static void test_user_tags_are_kept(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "tags:\n"
+                                  "  datacenter: west\n"
+                                  "  nofailover: true\n"
+                                  "  clonefrom: true\n"
+                                  "  rack.row: 12\n"),
+                     0);
+    assert_true(c.tags.nofailover);
+    assert_int_equal(c.tags.n_user, 3);
+    assert_string_equal(c.tags.user[0].key, "datacenter");
+    assert_string_equal(c.tags.user[0].value, "west");
+    assert_string_equal(c.tags.user[1].key, "clonefrom");
+    assert_string_equal(c.tags.user[1].value, "true");
+    assert_string_equal(c.tags.user[2].key, "rack.row");
+    assert_string_equal(c.tags.user[2].value, "12");
+    conf_free(&c);
+    assert_conf_error(MINIMAL "tags:\n"
+                              "  datacenter: west\n"
+                              "  failover_priority: high\n",
+                      "t.yaml:11:22: tags.failover_priority: expected an integer 0..1000, got "
+                      "\"high\"");
+}
+
+static void test_bad_user_tags_are_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "tags:\n"
+                              "  datacenter: west\n"
+                              "  datacenter: east\n",
+                      "t.yaml:11:3: tags.datacenter: duplicate key");
+    assert_conf_error(MINIMAL "tags:\n"
+                              "  zone: [a, b]\n",
+                      "t.yaml:10:9: tags.zone: expected a scalar (a user tag's value), got a "
+                      "sequence");
+    assert_conf_error(MINIMAL "tags:\n"
+                              "  bad-name: x\n",
+                      "t.yaml:10:3: tags.bad-name: expected a key of 1..63 characters from "
+                      "[A-Za-z0-9_.] (a user tag) or one of the known keys");
+}
+
 static void test_integer_above_range_is_rejected(void **state)
 {
     (void)state;
@@ -1844,6 +1888,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_full_file_sets_every_value, teardown),
         cmocka_unit_test_teardown(test_minimal_file_gets_defaults, teardown),
+        cmocka_unit_test_teardown(test_user_tags_are_kept, teardown),
+        cmocka_unit_test_teardown(test_bad_user_tags_are_rejected, teardown),
         cmocka_unit_test_teardown(test_secret_file_is_read_when_private, teardown),
         cmocka_unit_test_teardown(test_secret_file_readable_by_others_is_refused, teardown),
         cmocka_unit_test_teardown(test_secret_file_must_hold_64_hex_digits, teardown),

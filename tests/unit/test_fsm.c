@@ -417,7 +417,7 @@ static void test_cmd_decode_rejects_version_0(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = 0;
-    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..3)");
+    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..4)");
     test_free(buf);
 }
 
@@ -429,7 +429,7 @@ static void test_cmd_decode_rejects_future_version(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = FSM_VERSION + 1;
-    assert_decode_fails(buf, len, "unsupported command version 4 (supported=1..3)");
+    assert_decode_fails(buf, len, "unsupported command version 5 (supported=1..4)");
     test_free(buf);
 }
 
@@ -443,7 +443,7 @@ static void test_cmd_decode_rejects_unknown_type(void **state)
     buf[1] = 0;
     assert_decode_fails(buf, len, "unknown command type 0");
     buf[1] = FSM_CMD_TYPE_MAX;
-    assert_decode_fails(buf, len, "unknown command type 11");
+    assert_decode_fails(buf, len, "unknown command type 12");
     buf[1] = 255;
     assert_decode_fails(buf, len, "unknown command type 255");
     test_free(buf);
@@ -645,7 +645,7 @@ static void test_cmd_encode_rejects_unknown_type(void **state)
     make_set_pause(&c, true);
     c.type = FSM_CMD_TYPE_MAX;
     assert_int_equal(fsm_cmd_encode(&c, &buf, errmsg), RPG_EINVAL);
-    assert_string_equal(errmsg, "unknown command type 11");
+    assert_string_equal(errmsg, "unknown command type 12");
     assert_null(buf.base);
 }
 
@@ -1305,6 +1305,121 @@ static void test_state_equal_detects_each_difference(void **state)
     assert_true(fsm_state_equal(&a, &b));
 }
 
+
+/* ---- History (version 4) ---- */
+
+static void make_add_history(struct fsm_cmd *c, uint32_t timeline, uint64_t lsn, int reason,
+                             const char *primary)
+{
+    memset(c, 0, sizeof *c);
+    c->type = FSM_CMD_ADD_HISTORY;
+    c->term = 6;
+    c->u.add_history.timeline = timeline;
+    c->u.add_history.prev_timeline = timeline - 1;
+    c->u.add_history.lsn = lsn;
+    c->u.add_history.time_ms = 1700000000123 + timeline;
+    c->u.add_history.term = 6;
+    c->u.add_history.reason = (uint8_t)reason;
+    set_str(c->u.add_history.primary, FSM_NAME_MAX, primary);
+}
+
+/* Commands an agent of the previous release knows keep its version (3): it decodes them from a
+ * newer leader. Only the history command carries version 4, which that agent rejects without
+ * harm; a version-3 header on it is malformed. */
+static void test_history_cmd_versions(void **state)
+{
+    (void)state;
+    struct fsm_cmd c, out;
+    size_t len;
+    make_set_primary(&c, "node1", 7, 2);
+    uint8_t *buf = encode_copy(&c, &len);
+    assert_int_equal(buf[0], 3);
+    test_free(buf);
+    make_add_history(&c, 2, 0x3000060, FSM_HISTORY_FAILOVER, "node2");
+    c.u.add_history.time_ms = -5;
+    buf = encode_copy(&c, &len);
+    assert_int_equal(buf[0], 4);
+    assert_int_equal(buf[1], FSM_CMD_ADD_HISTORY);
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(fsm_cmd_decode(buf, len, &out, errmsg), 0);
+    assert_int_equal(out.u.add_history.timeline, 2);
+    assert_int_equal(out.u.add_history.lsn, 0x3000060);
+    assert_int_equal(out.u.add_history.time_ms, -5);
+    assert_int_equal(out.u.add_history.reason, FSM_HISTORY_FAILOVER);
+    assert_string_equal(out.u.add_history.primary, "node2");
+    buf[0] = 3;
+    assert_decode_fails(buf, len, "command type 11 needs version 4, got 3");
+    test_free(buf);
+}
+
+static void test_history_apply_rules_and_bound(void **state)
+{
+    (void)state;
+    struct fsm_state s;
+    struct fsm_cmd c;
+    char errmsg[RPG_ERRMSG_SIZE];
+    state_three(&s);
+    make_add_history(&c, 1, 0, FSM_HISTORY_BOOTSTRAP, "node1");
+    apply_ok(&s, &c);
+    /* The same timeline again (a proposal repeated after a lost reply) is rejected. */
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EEXIST);
+    assert_string_equal(errmsg, "add_history rejected: timeline 1 is not after the last "
+                                "recorded one, 1 (primary=node1)");
+    make_add_history(&c, 3, 100, FSM_HISTORY_REASON_MAX, "node1");
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "add_history rejected: history reason 3 out of range 0..2");
+    make_add_history(&c, 3, 100, FSM_HISTORY_FAILOVER, "");
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EINVAL);
+    assert_int_equal(s.n_history, 1);
+    for (uint32_t tl = 2; tl < 2 + FSM_HISTORY_MAX; tl++) {
+        make_add_history(&c, tl, tl * 1000, FSM_HISTORY_SWITCHOVER, "node2");
+        apply_ok(&s, &c);
+    }
+    /* Bounded: the oldest entries made room. */
+    assert_int_equal(s.n_history, FSM_HISTORY_MAX);
+    assert_int_equal(s.history[0].timeline, 2);
+    assert_int_equal(s.history[FSM_HISTORY_MAX - 1].timeline, 1 + FSM_HISTORY_MAX);
+    assert_int_equal(s.history[FSM_HISTORY_MAX - 1].lsn, (1 + FSM_HISTORY_MAX) * 1000);
+}
+
+/* A state without history is written in the previous release's layout (version 3), so an agent
+ * of that release still loads it; one with history round-trips as version 4. */
+static void test_history_snapshot_versions(void **state)
+{
+    (void)state;
+    struct fsm_state a, b;
+    struct fsm_cmd c;
+    struct raft_buffer buf;
+    char errmsg[RPG_ERRMSG_SIZE];
+    state_populated(&a);
+    assert_int_equal(fsm_state_encode(&a, &buf, errmsg), 0);
+    assert_int_equal(((uint8_t *)buf.base)[4], 3);
+    raft_free(buf.base);
+    make_add_history(&c, 1, 0, FSM_HISTORY_BOOTSTRAP, "node1");
+    apply_ok(&a, &c);
+    make_add_history(&c, 2, 0x5000028, FSM_HISTORY_SWITCHOVER, "node2");
+    apply_ok(&a, &c);
+    assert_int_equal(fsm_state_encode(&a, &buf, errmsg), 0);
+    assert_int_equal(((uint8_t *)buf.base)[4], 4);
+    fsm_state_init(&b);
+    assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), 0);
+    assert_true(fsm_state_equal(&a, &b));
+    assert_int_equal(b.n_history, 2);
+    assert_string_equal(b.history[1].primary, "node2");
+    assert_int_equal(b.history[1].reason, FSM_HISTORY_SWITCHOVER);
+    raft_free(buf.base);
+    /* Decreasing timelines in a snapshot are not a state apply could reach. */
+    b.history[1].timeline = 1;
+    b.history[1].prev_timeline = 0;
+    assert_int_equal(fsm_state_encode(&b, &buf, errmsg), 0);
+    fsm_state_init(&a);
+    assert_int_equal(fsm_state_decode(buf.base, buf.len, &a, errmsg), RPG_EPROTO);
+    assert_string_equal(errmsg, "snapshot history entry 1: timeline 1 is not after the last "
+                                "recorded one, 1 (primary=node2)");
+    raft_free(buf.base);
+    assert_false(fsm_state_equal(&a, &b));
+}
+
 /* ---- Snapshot ---- */
 
 static void test_snapshot_roundtrip_populated_state(void **state)
@@ -1392,10 +1507,10 @@ static void test_snapshot_decode_rejects_future_version(void **state)
     ((uint8_t *)buf.base)[4] = FSM_VERSION + 1;
     fsm_state_init(&b);
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 4 (supported=1..3)");
+    assert_string_equal(errmsg, "unsupported snapshot version 5 (supported=1..4)");
     ((uint8_t *)buf.base)[4] = 0;
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..3)");
+    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..4)");
     raft_free(buf.base);
 }
 
@@ -1515,7 +1630,7 @@ static void test_raft_apply_malformed_counts_as_rejected(void **state)
     struct raft_buffer buf = {bytes, sizeof bytes};
     assert_int_equal(f.raft.apply(&f.raft, &buf, &result), 0);
     assert_int_equal(fsm_result_code(result), RPG_EPROTO);
-    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..3)");
+    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..4)");
     assert_int_equal(s.n_applied, 2);
     assert_int_equal(s.n_rejected, 1);
 }
@@ -1879,6 +1994,9 @@ int main(void)
         cmocka_unit_test(test_snapshot_decode_truncated_leaves_state_untouched),
         cmocka_unit_test(test_snapshot_decode_rejects_bad_magic),
         cmocka_unit_test(test_snapshot_decode_rejects_future_version),
+        cmocka_unit_test(test_history_cmd_versions),
+        cmocka_unit_test(test_history_apply_rules_and_bound),
+        cmocka_unit_test(test_history_snapshot_versions),
         cmocka_unit_test(test_snapshot_decode_rejects_nonzero_padding),
         cmocka_unit_test(test_snapshot_decode_rejects_broken_invariant),
         cmocka_unit_test(test_fsm_init_is_version_1),

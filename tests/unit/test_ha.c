@@ -870,6 +870,45 @@ static void test_follower_stopped_former_primary_rewinds(void **state)
     assert_decision(&w, HA_ACT_REWIND, "node2");
 }
 
+static void test_follower_rewind_backs_off_after_retryable_failure(void **state)
+{
+    (void)state;
+    struct world w;
+    world_follower(&w);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.was_primary = true;
+    w.in.pg.rewind_retries = 3;
+    w.in.pg.rewind_retry_ms = 2500;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node2");
+    assert_why(&w, "3 times in a row: trying again in 2500 ms");
+    /* The back-off over, it tries again. */
+    w.in.pg.rewind_retry_ms = 0;
+    decide(&w);
+    assert_decision(&w, HA_ACT_REWIND, "node2");
+}
+
+static void test_follower_without_pg_rewind_reclones_former_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    world_follower(&w);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.was_primary = true;
+    w.in.no_pg_rewind = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_REINIT, "node2");
+    assert_why(&w, "postgresql.use_pg_rewind is off");
+    /* A standby on an older timeline is started: PostgreSQL follows the switch if it can. */
+    w.in.pg.was_primary = false;
+    w.in.pg.timeline = 1;
+    peer(&w, "node2")->timeline = 2;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_STANDBY, "node2");
+}
+
 static void test_follower_stopped_on_older_timeline_rewinds(void **state)
 {
     (void)state;
@@ -1392,6 +1431,50 @@ static void test_standby_on_primary_timeline_not_streaming_is_not_demoted(void *
     decide(&w);
     assert_decision(&w, HA_ACT_WAIT, "node2");
     assert_string_equal(w.out.why, "following node2");
+}
+
+/* The stuck standby seen in the chaos suite: its receiver "streams" timeline 1 again and again
+ * (so not_streaming_ms stays 0) while it replayed past where timeline 2 forked. */
+static void test_standby_past_the_fork_is_demoted_to_rewind(void **state)
+{
+    (void)state;
+    struct world w;
+    world_stuck(&w, 0);
+    w.in.pg.streaming = true;
+    w.in.pg.replay_position = 0x8F2B058;
+    w.in.pg.fork_timeline = 2;
+    w.in.pg.fork_lsn = 0x8F2AFE0;
+    w.in.pg.past_fork_ms = HA_PAST_FORK_MS - 1;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node2");
+    w.in.pg.past_fork_ms = HA_PAST_FORK_MS;
+    decide(&w);
+    assert_decision(&w, HA_ACT_DEMOTE, "node2");
+    assert_why(&w, "past 0/8F2AFE0 where timeline 2 of node2 forked from it");
+    /* Stopped, it is behind the primary's timeline: rewound. */
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.past_fork_ms = 0;
+    decide(&w);
+    assert_decision(&w, HA_ACT_REWIND, "node2");
+}
+
+static void test_fork_tracking(void **state)
+{
+    (void)state;
+    struct ha_pg o = {.in_recovery = true};
+    rpg_msec since = 0;
+    ha_pg_track_fork(&o, HA_FORK_PAST, &since, 1000);
+    assert_int_equal(o.past_fork_ms, 0);
+    /* A reading without a receiver neither starts nor ends the count. */
+    ha_pg_track_fork(&o, HA_FORK_UNKNOWN, &since, 2500);
+    assert_int_equal(o.past_fork_ms, 1500);
+    ha_pg_track_fork(&o, HA_FORK_PAST, &since, 3000);
+    assert_int_equal(o.past_fork_ms, 2000);
+    ha_pg_track_fork(&o, HA_FORK_CLEAR, &since, 3200);
+    assert_int_equal(o.past_fork_ms, 0);
+    ha_pg_track_fork(&o, HA_FORK_UNKNOWN, &since, 9000);
+    assert_int_equal(o.past_fork_ms, 0);
 }
 
 /* ---- rules the simulation (tests/sim) showed missing ---- */
@@ -2607,6 +2690,8 @@ int main(void)
         cmocka_unit_test(test_follower_absent_clones_from_primary),
         cmocka_unit_test(test_follower_absent_waits_for_unreachable_primary),
         cmocka_unit_test(test_follower_stopped_former_primary_rewinds),
+        cmocka_unit_test(test_follower_rewind_backs_off_after_retryable_failure),
+        cmocka_unit_test(test_follower_without_pg_rewind_reclones_former_primary),
         cmocka_unit_test(test_follower_stopped_on_older_timeline_rewinds),
         cmocka_unit_test(test_follower_failed_rewind_reinitialises),
         cmocka_unit_test(test_follower_stopped_without_primary_address_starts_standby_of_nobody),
@@ -2641,6 +2726,8 @@ int main(void)
         cmocka_unit_test(test_stuck_standby_on_older_timeline_is_demoted),
         cmocka_unit_test(test_stuck_standby_is_not_demoted_before_the_bound),
         cmocka_unit_test(test_standby_on_primary_timeline_not_streaming_is_not_demoted),
+        cmocka_unit_test(test_standby_past_the_fork_is_demoted_to_rewind),
+        cmocka_unit_test(test_fork_tracking),
         cmocka_unit_test(test_follower_with_unreadable_control_file_reclones),
         cmocka_unit_test(test_follower_with_unreadable_control_file_waits_for_primary),
         cmocka_unit_test(test_leader_with_unreadable_control_file_hands_over),

@@ -333,6 +333,37 @@ static void test_controldata_failures_are_classified(void **state)
     assert_false(pg_controldata_cut_short("pg_controldata: error: no data directory specified\n"));
 }
 
+/* PostgreSQL 15's pg_wal/00000016.history as a standby fetched it in the chaos suite. */
+static void test_history_switchpoints(void **state)
+{
+    (void)state;
+    const char *h = "1\t0/3000148\tno recovery target specified\n"
+                    "\n"
+                    "# a comment\n"
+                    "20\t0/8C1F2D8\tno recovery target specified\n"
+                    "21\t0/8F2AFE0\tno recovery target specified\n";
+    uint64_t lsn = 0;
+    assert_int_equal(pg_history_switchpoint(h, 21, &lsn), 0);
+    assert_int_equal(lsn, 0x8F2AFE0);
+    assert_int_equal(pg_history_switchpoint(h, 1, &lsn), 0);
+    assert_int_equal(lsn, 0x3000148);
+    assert_int_equal(pg_history_switchpoint(h, 22, &lsn), -1);
+    assert_int_equal(pg_history_switchpoint(h, 2, &lsn), -1);
+    assert_int_equal(pg_history_switchpoint("", 1, &lsn), -1);
+    assert_int_equal(pg_history_switchpoint("garbage\n21 x/y\n", 21, &lsn), -1);
+}
+
+static void test_rewind_retries_back_off(void **state)
+{
+    (void)state;
+    assert_int_equal(pg_rewind_retry_delay(0), 1000);
+    assert_int_equal(pg_rewind_retry_delay(1), 1000);
+    assert_int_equal(pg_rewind_retry_delay(2), 2000);
+    assert_int_equal(pg_rewind_retry_delay(5), 16000);
+    assert_int_equal(pg_rewind_retry_delay(6), 30000);
+    assert_int_equal(pg_rewind_retry_delay(1000000), 30000);
+}
+
 /* Failed pg_rewind runs, as PostgreSQL 15 prints them (LC_ALL=C): those that stopped before
  * changing the target are tried again; any other is no reason to trust the directory. */
 static void test_rewind_failures_are_classified(void **state)
@@ -1041,6 +1072,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_controldata_failures_are_classified),
         cmocka_unit_test(test_rewind_failures_are_classified),
+        cmocka_unit_test(test_rewind_retries_back_off),
+        cmocka_unit_test(test_history_switchpoints),
         cmocka_unit_test(test_controldata_cleanly_shut_down_primary_was_primary),
         cmocka_unit_test(test_controldata_clean_shutdown_is_told_from_a_crash),
         cmocka_unit_test(test_controldata_rewind_prerequisites),

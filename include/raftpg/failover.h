@@ -1,0 +1,42 @@
+/* An operator's failover to a named member (POST /failover, `raftpg ctl failover`), with
+ * Patroni's meaning: while the primary is healthy it is a switchover to that member
+ * (switchover.h); without one, the member is promoted only if that loses no acknowledged commit
+ * (DESIGN.md rules 6 and 7). */
+#ifndef RAFTPG_FAILOVER_H
+#define RAFTPG_FAILOVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raftpg/fsm.h"
+
+/* What the leader knows of one member when it judges a failover. */
+struct failover_member {
+    char name[FSM_NAME_MAX];
+    bool heard;      /* its agent answered recently (or it is the leader itself) */
+    bool running;    /* its PostgreSQL runs ... */
+    bool standby;    /* ... in recovery */
+    bool promotable; /* not nofailover, priority above 0, its Raft storage and state sound */
+    uint64_t system_id;
+    uint32_t timeline;
+    uint64_t wal_position; /* received or replayed, whichever is further */
+};
+
+/* Whether candidate may be promoted without a healthy primary: it is a heard, running,
+ * promotable standby of the cluster's system at or past the acknowledged-WAL bound; enough
+ * recorded synchronous voters were heard (|V| - k + 1, sync.h sync_candidate_ok; a record that
+ * proves nothing passes only with sync_mode off) and none of the heard ones is ahead of it; and
+ * no other promotable standby is ahead of it (the automatic choice would take that one).
+ * Returns 0 with why saying so, or RPG_EINVAL with why naming the reason. */
+int failover_check(const struct fsm_state *s, int sync_mode, const struct failover_member *m,
+                   unsigned n, const char *candidate, char *why, size_t why_size);
+
+struct agent;
+struct http_conn;
+
+/* Handles POST /failover on the leader: answers conn (200 through the switchover, 202 once
+ * leadership was handed to the candidate, 412 with the reason on refusal). */
+void failover_start(struct agent *a, struct http_conn *conn, const char *candidate);
+
+#endif

@@ -394,10 +394,41 @@ static bool raft_up(struct sim_world *w, unsigned i)
     return n->agent.alive && !n->raft_killed && !w->closing;
 }
 
+static void raft_reopened(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    attach_cons(w, i);
+    sim_trace(w, (int)i, "raft reopened from its directory (restart %u)",
+              w->nodes[i].cons.wal.n_restarts);
+    sim_push(w, sim_now(w) + (w->opt->no_lease ? 0 : SIM_ELECTION_TIMEOUT_MS), EV_RAFT_START,
+             (int)i, a->gen, 0);
+}
+
 void sim_raft_monitor(struct sim_world *w, unsigned i)
 {
+    struct sim_node *n = &w->nodes[i];
+    if (n->raft_restarting && n->agent.alive && sim_raft_reopen_maybe(w, i)) {
+        raft_reopened(w, i);
+        return;
+    }
     if (raft_up(w, i)) {
         cons_observe(cons_of(w, i));
+    }
+}
+
+/* cons_uv.c restart_raft: the write fence asked for a restart from the directory. */
+void sim_raft_restart(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    if (n->raft_restarting) {
+        return;
+    }
+    sim_trace(w, (int)i, "raft restarts from its directory: %s", n->cons.wal.why);
+    n->raft_restarting = true;
+    n->cons.running = false; /* cons_uv.c stops its handles */
+    sim_raft_kill(w, i);
+    if (sim_raft_reopen_maybe(w, i)) {
+        raft_reopened(w, i);
     }
 }
 
@@ -1259,6 +1290,9 @@ static bool sim_storage_probe(struct sim_world *w, unsigned i)
         }
         cons_storage_report(c, err_no != 0 ? RPG_EIO : 0, err_no, msg, true,
                             n->storage_fault == RAFT_NOSPACE ? 0 : STORAGE_FREE_BYTES);
+        if (c->wal.restart_wanted && c->attached) {
+            sim_raft_restart(w, i);
+        }
     }
     if (!c->failed) {
         return false;
@@ -1338,6 +1372,7 @@ void sim_agent_crash(struct sim_world *w, unsigned i)
     a->alive = false;
     a->gen++;
     a->op_id = 0; /* its programs finish on their own (sim_op_step_done) */
+    w->nodes[i].raft_restarting = false; /* the next agent restarts it if still fenced */
     cons_detach(cons_of(w, i));
     sim_raft_kill(w, i);
     sim_trace(w, (int)i, "agent died");

@@ -308,7 +308,9 @@ static void wal_fence(struct cons *c, int status, const char *what)
     c->wal.ok_probes = 0;
     c->wal.stored = c->raft != NULL ? c->raft->last_stored : 0;
     raft_index last = c->raft != NULL ? raft_last_index(c->raft) : 0;
-    snprintf(c->wal.why, sizeof c->wal.why, "raft log write %s: %s", what, raft_strerror(status));
+    /* libraft 0.15's raft_strerror has no text for RAFT_NOSPACE. */
+    snprintf(c->wal.why, sizeof c->wal.why, "raft log write %s: %s", what,
+             status == RAFT_NOSPACE ? "not enough space on disk" : raft_strerror(status));
     log_error("%s: this server writes nothing more to its log until raft restarts from its "
               "directory, once that takes writes again (stored up to index %llu, held up to "
               "%llu, dir=%s)",
@@ -334,13 +336,11 @@ static void wal_append_done(struct raft_io_append *req, int status)
             memmove(&c->wal.pending[k], &c->wal.pending[k + 1],
                     (c->wal.n_pending - k - 1) * sizeof c->wal.pending[0]);
             c->wal.n_pending--;
+            /* A write queued before the fence closed may still succeed: libraft hears so (a
+             * leader told otherwise drops the entries from memory, not from the directory). If
+             * raft_uv put it where failed entries belonged, the restart's load finds out. */
             if (status != 0) {
                 wal_fence(c, status, "failed");
-            } else if (c->wal.fenced) {
-                /* Written after an earlier write failed: raft_uv may have put it where the failed
-                 * entries belonged. libraft must not count it as stored (the load checks what the
-                 * directory really holds). */
-                status = RAFT_IOERR;
             }
             req->cb = cb;
             cb(req, status);

@@ -356,7 +356,11 @@ static int shim_truncate(struct raft_io *io, raft_index index)
 {
     struct sim_shim *s = shim_of(io);
     if (s->n_pending == 0 && s->n_deferred == 0) {
-        return s->truncate(io, index);
+        if (index <= s->stored) {
+            s->stored = index - 1;
+            return s->truncate(io, index);
+        }
+        return 0; /* beyond what the directory holds */
     }
     if (s->n_deferred == sizeof s->deferred / sizeof s->deferred[0]) {
         abort();

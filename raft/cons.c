@@ -624,7 +624,7 @@ void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg,
     c->storage.lag_seen = lag;
     /* A fenced server restarts from its directory once two probes in a row wrote there: the
      * second one began after the failure. */
-    if (c->wal.fenced && !c->wal.restart_wanted && c->attached) {
+    if (c->wal.fenced && !c->wal.restart_wanted && !c->wal.config_freed && c->attached) {
         c->wal.ok_probes = c->storage.probe_failed ? 0 : c->wal.ok_probes + 1;
         if (c->wal.ok_probes >= 2) {
             c->wal.restart_wanted = true;
@@ -1269,7 +1269,14 @@ submitted:
         return;
     }
     req_free(q);
-    if (rv != RAFT_CANTCHANGE) {
+    if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
+        /* libraft 0.15 freed the configuration it had installed (above): closing this server
+         * would free it again, so Raft is not restarted in this process. */
+        c->wal.config_freed = true;
+        log_error("membership change refused by the raft log: %s: %s; libraft 0.15 keeps a "
+                  "freed configuration after this, raft will not be restarted in this process",
+                  c->change_what, raft_strerror(rv));
+    } else if (rv != RAFT_CANTCHANGE) {
         log_warning("membership change refused: %s: %s", c->change_what, raft_strerror(rv));
     }
 }

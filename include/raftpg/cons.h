@@ -157,6 +157,8 @@ struct cons {
         char why[RPG_ERRMSG_SIZE];
         unsigned ok_probes;          /* directory probes that succeeded since */
         bool restart_wanted;         /* the host restarts Raft from the directory */
+        bool config_freed;           /* libraft freed its installed configuration (cons_reconcile):
+                                      * a close would free it again, so no restart */
         /* The log held when the restart began (cons_restart_begin): the load checks the
          * directory against it. */
         bool verify;

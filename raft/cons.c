@@ -305,6 +305,7 @@ static void wal_fence(struct cons *c, int status, const char *what)
         return;
     }
     c->wal.fenced = true;
+    c->wal.fenced_at = c->host.now != NULL ? c->host.now(c) : 0;
     c->wal.ok_probes = 0;
     c->wal.stored = c->raft != NULL ? c->raft->last_stored : 0;
     raft_index last = c->raft != NULL ? raft_last_index(c->raft) : 0;
@@ -571,6 +572,20 @@ void cons_restart_reset(struct cons *c)
     fsm_init(&c->fsm, &c->state);
 }
 
+void cons_storage_probe_begin(struct cons *c)
+{
+    c->wal.probe_began = c->host.now != NULL ? c->host.now(c) : 0;
+}
+
+rpg_msec cons_restart_start_delay(struct cons *c)
+{
+    rpg_msec now = c->host.now(c);
+    rpg_msec until = c->wal.fenced_at + c->params.election_timeout_ms;
+    return c->wal.fenced_at != 0 && until > now ? until - now
+           : c->wal.fenced_at != 0                ? 0
+                                                  : c->params.election_timeout_ms;
+}
+
 void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg, bool measured,
                          uint64_t free_bytes)
 {
@@ -622,11 +637,12 @@ void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg,
         c->storage.lag_stored = stored;
     }
     c->storage.lag_seen = lag;
-    /* A fenced server restarts from its directory once two probes in a row wrote there: the
-     * second one began after the failure. */
+    /* A fenced server restarts from its directory once a probe begun after the failure wrote
+     * there (or two in a row did, the second one begun after it). */
     if (c->wal.fenced && !c->wal.restart_wanted && !c->wal.config_freed && c->attached) {
         c->wal.ok_probes = c->storage.probe_failed ? 0 : c->wal.ok_probes + 1;
-        if (c->wal.ok_probes >= 2) {
+        bool after = c->wal.probe_began != 0 && c->wal.probe_began > c->wal.fenced_at;
+        if (c->wal.ok_probes >= 2 || (c->wal.ok_probes >= 1 && after)) {
             c->wal.restart_wanted = true;
             log_info("raft storage takes writes again: raft restarts from its directory "
                      "(dir=%s)",

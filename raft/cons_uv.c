@@ -336,6 +336,7 @@ static void storage_timer_cb(uv_timer_t *t)
     u->probe_work.data = u;
     if (uv_queue_work(u->loop, &u->probe_work, probe_work_cb, probe_after_cb) == 0) {
         u->probe_busy = true;
+        cons_storage_probe_begin(c);
     }
 }
 
@@ -684,7 +685,7 @@ static void reopen_raft(struct cons *c)
     raft_settings(u);
     cons_wal_wrap(c, &u->io);
     cons_attach(c, &u->raft, c->id, &c->params, &c->host);
-    uv_timer_start(&u->start_timer, start_timer_cb, u->conf->raft.election_timeout_ms, 0);
+    uv_timer_start(&u->start_timer, start_timer_cb, cons_restart_start_delay(c), 0);
     return;
 
 err:

@@ -154,6 +154,8 @@ struct cons {
         unsigned n_pending, cap_pending;
         bool fenced;                 /* a write failed: nothing more is written */
         raft_index stored;           /* libraft's last stored index when it failed */
+        rpg_msec fenced_at;          /* node clock when it failed (kept after the restart) */
+        rpg_msec probe_began;        /* node clock when the host began its last probe */
         char why[RPG_ERRMSG_SIZE];
         unsigned ok_probes;          /* directory probes that succeeded since */
         bool restart_wanted;         /* the host restarts Raft from the directory */
@@ -252,6 +254,16 @@ rpg_msec cons_lease_until(const struct cons *c);
  * logs the transitions once. */
 void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg, bool measured,
                          uint64_t free_bytes);
+
+/* The host begins a probe of the Raft directory (its answer comes to cons_storage_report): a
+ * fenced server restarts on the first good probe begun after the failure. Without this call it
+ * waits for two good probes in a row. */
+void cons_storage_probe_begin(struct cons *c);
+
+/* How long the host waits after a restart before raft_start: an election timeout after the
+ * failure, since a fenced server acknowledged no write after it and so holds up no leader's lease
+ * (RAFT-NOTES "Holes to close" asks a restarted node to wait ET). 0 when that has passed. */
+rpg_msec cons_restart_start_delay(struct cons *c);
 
 /* Leader only: applies storage_leader_decide to this leader (storage failing, diverged, or no
  * write confirmed for the bound): transfers leadership to host.pick_voter's choice, and if it

@@ -400,8 +400,9 @@ static void raft_reopened(struct sim_world *w, unsigned i)
     attach_cons(w, i);
     sim_trace(w, (int)i, "raft reopened from its directory (restart %u)",
               w->nodes[i].cons.wal.n_restarts);
-    sim_push(w, sim_now(w) + (w->opt->no_lease ? 0 : SIM_ELECTION_TIMEOUT_MS), EV_RAFT_START,
-             (int)i, a->gen, 0);
+    /* cons_uv.c reopen_raft: Raft starts once the failure is an election timeout old. */
+    sim_push(w, sim_now(w) + (w->opt->no_lease ? 0 : cons_restart_start_delay(&w->nodes[i].cons)),
+             EV_RAFT_START, (int)i, a->gen, 0);
 }
 
 void sim_raft_monitor(struct sim_world *w, unsigned i)
@@ -1277,6 +1278,7 @@ static bool sim_storage_probe(struct sim_world *w, unsigned i)
     rpg_msec now = sim_now(w);
     if (n->probe_at == 0 || now - n->probe_at >= STORAGE_PROBE_MS) {
         n->probe_at = now;
+        cons_storage_probe_begin(c);
         char msg[RPG_ERRMSG_SIZE] = "";
         int err_no = 0;
         if (n->storage_fault == RAFT_NOSPACE) {

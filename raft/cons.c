@@ -356,8 +356,10 @@ static int wal_append(struct raft_io *io, struct raft_io_append *req,
 {
     struct cons *c = wal_of_io(io);
     if (c->wal.fenced) {
-        snprintf(io->errmsg, sizeof io->errmsg, "no write after a failed one until raft "
-                 "restarts (%.150s)", c->wal.why);
+        snprintf(io->errmsg, sizeof io->errmsg,
+                 "no write after a failed one until raft "
+                 "restarts (%.150s)",
+                 c->wal.why);
         return RAFT_IOERR;
     }
     if (c->wal.n_pending == c->wal.cap_pending) {
@@ -427,17 +429,18 @@ static void wal_free_loaded(struct raft_snapshot *snapshot, struct raft_entry *e
 /* The directory must hold every entry this server acknowledged, and each entry it holds must be
  * the one the log in memory has at that index (raft_uv's open segments do not record their first
  * index: after a lost write they would load shifted). */
-static int wal_check(struct cons *c, raft_index start, const struct raft_entry *entries,
-                     size_t n, char *why, size_t why_size)
+static int wal_check(struct cons *c, raft_index start, const struct raft_entry *entries, size_t n,
+                     char *why, size_t why_size)
 {
     raft_index last = start + n - 1;
     if (n == 0) {
         last = start - 1;
     }
     if (last < c->wal.acked) {
-        snprintf(why, why_size, "it holds entries up to index %llu, but this server "
-                 "acknowledged up to %llu", (unsigned long long)last,
-                 (unsigned long long)c->wal.acked);
+        snprintf(why, why_size,
+                 "it holds entries up to index %llu, but this server "
+                 "acknowledged up to %llu",
+                 (unsigned long long)last, (unsigned long long)c->wal.acked);
         return RAFT_CORRUPT;
     }
     for (size_t k = 0; k < n; k++) {
@@ -446,15 +449,18 @@ static int wal_check(struct cons *c, raft_index start, const struct raft_entry *
             continue; /* compacted from memory since: nothing to compare with */
         }
         if (i >= c->wal.first + c->wal.n_sums) {
-            snprintf(why, why_size, "it holds entry %llu, past the last one held in memory "
-                     "(%llu)", (unsigned long long)i,
-                     (unsigned long long)(c->wal.first + c->wal.n_sums - 1));
+            snprintf(why, why_size,
+                     "it holds entry %llu, past the last one held in memory "
+                     "(%llu)",
+                     (unsigned long long)i, (unsigned long long)(c->wal.first + c->wal.n_sums - 1));
             return RAFT_CORRUPT;
         }
         const struct cons_wal_sum *s = &c->wal.sums[i - c->wal.first];
         if (entries[k].term != s->term || wal_entry_sum(&entries[k]) != s->sum) {
-            snprintf(why, why_size, "its entry %llu (term %llu) is not the one held in memory "
-                     "(term %llu)", (unsigned long long)i, (unsigned long long)entries[k].term,
+            snprintf(why, why_size,
+                     "its entry %llu (term %llu) is not the one held in memory "
+                     "(term %llu)",
+                     (unsigned long long)i, (unsigned long long)entries[k].term,
                      (unsigned long long)s->term);
             return RAFT_CORRUPT;
         }
@@ -582,8 +588,8 @@ rpg_msec cons_restart_start_delay(struct cons *c)
     rpg_msec now = c->host.now(c);
     rpg_msec until = c->wal.fenced_at + c->params.election_timeout_ms;
     return c->wal.fenced_at != 0 && until > now ? until - now
-           : c->wal.fenced_at != 0                ? 0
-                                                  : c->params.election_timeout_ms;
+           : c->wal.fenced_at != 0              ? 0
+                                                : c->params.election_timeout_ms;
 }
 
 void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg, bool measured,

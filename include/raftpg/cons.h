@@ -143,8 +143,8 @@ struct cons {
      * entries it loads against the log held in memory. It belongs to the libraft server, not to
      * the agent attached to it: cons_attach keeps it. */
     struct {
-        struct cons *next;           /* every wrapped server (the append callback has no io) */
-        struct raft_io *io;          /* wrapped, NULL until cons_wal_wrap */
+        struct cons *next;  /* every wrapped server (the append callback has no io) */
+        struct raft_io *io; /* wrapped, NULL until cons_wal_wrap */
         int (*append)(struct raft_io *io, struct raft_io_append *req,
                       const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
         int (*load)(struct raft_io *io, raft_term *term, raft_id *voted_for,
@@ -152,23 +152,23 @@ struct cons {
                     struct raft_entry *entries[], size_t *n_entries);
         struct cons_wal_append *pending; /* appends passed down, with libraft's callbacks */
         unsigned n_pending, cap_pending;
-        bool fenced;                 /* a write failed: nothing more is written */
-        raft_index stored;           /* libraft's last stored index when it failed */
-        rpg_msec fenced_at;          /* node clock when it failed (kept after the restart) */
-        rpg_msec probe_began;        /* node clock when the host began its last probe */
+        bool fenced;          /* a write failed: nothing more is written */
+        raft_index stored;    /* libraft's last stored index when it failed */
+        rpg_msec fenced_at;   /* node clock when it failed (kept after the restart) */
+        rpg_msec probe_began; /* node clock when the host began its last probe */
         char why[RPG_ERRMSG_SIZE];
-        unsigned ok_probes;          /* directory probes that succeeded since */
-        bool restart_wanted;         /* the host restarts Raft from the directory */
-        bool config_freed;           /* libraft freed its installed configuration (cons_reconcile):
-                                      * a close would free it again, so no restart */
+        unsigned ok_probes;  /* directory probes that succeeded since */
+        bool restart_wanted; /* the host restarts Raft from the directory */
+        bool config_freed;   /* libraft freed its installed configuration (cons_reconcile):
+                              * a close would free it again, so no restart */
         /* The log held when the restart began (cons_restart_begin): the load checks the
          * directory against it. */
         bool verify;
-        raft_index acked;            /* last stored index: acknowledged to leaders */
-        raft_index first;            /* index of sums[0] */
+        raft_index acked; /* last stored index: acknowledged to leaders */
+        raft_index first; /* index of sums[0] */
         struct cons_wal_sum *sums;
         size_t n_sums;
-        bool verified;               /* the last load was checked and matched */
+        bool verified; /* the last load was checked and matched */
         unsigned n_restarts;
     } wal;
     /* The member's state differs from the others' at the same index (set by the host from the

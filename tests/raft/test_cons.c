@@ -94,8 +94,8 @@ static void attach(struct cluster *cl, unsigned i)
  * the write completes and keeps the entries in memory. */
 struct disk {
     struct raft_io *io;
-    int (*append)(struct raft_io *io, struct raft_io_append *req,
-                  const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+    int (*append)(struct raft_io *io, struct raft_io_append *req, const struct raft_entry entries[],
+                  unsigned n, raft_io_append_cb cb);
     raft_index stored;
     int fail; /* writes submitted now fail with this status */
     struct {
@@ -814,22 +814,19 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leader_ready_after_own_term_barrier, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_leader_records_members_and_settings, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_lease_renewed_then_lost_when_cut_off, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lease_renewed_then_lost_when_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_added_as_spare_then_voter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_added_behind_a_spare_that_never_catches_up,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_removed_leader_hands_over, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_detached_request_completes_silently, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_detached_request_completes_silently, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_checksums_agree_at_the_same_index, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_leader_that_cannot_persist_hands_over, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_diverged_leader_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_healthy_leader_stays, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_members_holding_entries_are_recorded, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_members_holding_entries_are_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_follower_write_fences_then_restart_catches_up,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_refuses_a_directory_that_differs, setup,

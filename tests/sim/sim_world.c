@@ -302,7 +302,8 @@ static void shim_append_done(struct raft_io_append *req, int status)
                  * only, as with raft_uv; the appends queued behind it fail too. */
                 shim_truncate_now(s, stored + 1);
                 for (unsigned q = 0; q < s->n_pending; q++) {
-                    s->pending[q].status = s->pending[q].status != 0 ? s->pending[q].status : status;
+                    s->pending[q].status =
+                        s->pending[q].status != 0 ? s->pending[q].status : status;
                 }
             } else {
                 s->stored = stored + n;
@@ -611,8 +612,8 @@ bool sim_raft_reopen_maybe(struct sim_world *w, unsigned i)
         rv = raft_start(r);
     }
     if (rv != 0) {
-        fprintf(stderr, "raftpg_sim: %s: raft restart failed: %s: %s\n", n->name,
-                raft_strerror(rv), raft_errmsg(r));
+        fprintf(stderr, "raftpg_sim: %s: raft restart failed: %s: %s\n", n->name, raft_strerror(rv),
+                raft_errmsg(r));
         abort();
     }
     return true;

@@ -607,10 +607,7 @@ bool sim_raft_reopen_maybe(struct sim_world *w, unsigned i)
     int rv = raft_init(r, &srv->io, &c->fsm.raft, srv->id, srv->address);
     if (rv == 0) {
         r->data = c;
-        configure(r);
-        raft_fixture_set_randomized_election_timeout(
-            &w->fx, n->fx,
-            SIM_ELECTION_TIMEOUT_MS + sim_rng_below(&w->rng, SIM_ELECTION_TIMEOUT_MS));
+        configure(r); /* the fixture's io keeps its randomised election timeout */
         rv = raft_start(r);
     }
     if (rv != 0) {

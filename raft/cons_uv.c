@@ -21,6 +21,8 @@
 #define IDENTITY_MAGIC "raftpg-identity 1"
 #define RECONCILE_INTERVAL_MS 100
 #define STORAGE_PROBE_INTERVAL_MS 1000
+/* While the write fence is closed (cons.h, wal): the restart follows the first good probe. */
+#define STORAGE_PROBE_FENCED_MS 250
 
 /* ---- identity ---------------------------------------------------------------------------- */
 
@@ -214,6 +216,7 @@ struct cons_uv {
     uv_timer_t storage_timer;
     uv_work_t probe_work;     /* the directory probe, off the loop: a hung disk must not stall it */
     bool probe_busy;
+    uint64_t probe_last;      /* loop time the last probe began */
     int probe_rc;
     int probe_errno;
     bool probe_measured;
@@ -328,6 +331,12 @@ static void storage_timer_cb(uv_timer_t *t)
     if (u->probe_busy) {
         return; /* a probe that hangs is itself the symptom: the next one waits for it */
     }
+    uint64_t now = uv_now(u->loop);
+    if (u->probe_last != 0 && now - u->probe_last < STORAGE_PROBE_INTERVAL_MS &&
+        !(c->wal.fenced && now - u->probe_last >= STORAGE_PROBE_FENCED_MS)) {
+        return;
+    }
+    u->probe_last = now;
     u->mark_pending = c->storage.lost_writes && !c->storage.lost_recorded;
     u->mark_rc = -1;
     if (u->mark_pending) {
@@ -611,7 +620,7 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     uv_timer_init(loop, &u->storage_timer);
     u->storage_timer.data = c;
     u->n_handles_open = 5;
-    uv_timer_start(&u->storage_timer, storage_timer_cb, 0, STORAGE_PROBE_INTERVAL_MS);
+    uv_timer_start(&u->storage_timer, storage_timer_cb, 0, STORAGE_PROBE_FENCED_MS);
     /* raft_start runs ET after the process starts: a restarted node could otherwise vote at once
      * for a candidate while the leader it acknowledged just before the restart still holds its
      * lease (RAFT-NOTES, "Holes to close"). */

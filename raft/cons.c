@@ -208,12 +208,15 @@ static const char *member_name_by_id(const struct cons *c, uint64_t id)
 /* Recomputes storage.failed and logs only its transitions (the probe runs every second). */
 static void storage_update(struct cons *c)
 {
-    bool failed = c->storage.probe_failed || c->storage.raft_failing;
+    bool failed = c->storage.probe_failed || c->storage.raft_failing || c->wal.fenced;
     if (failed && !c->storage.failed) {
         c->storage.since = c->host.now(c);
         if (c->storage.probe_failed) {
             snprintf(c->storage.error, sizeof c->storage.error, "%s", c->storage.probe_error);
             c->storage.err_no = c->storage.probe_errno;
+        } else if (c->wal.fenced && !c->storage.raft_failing) {
+            snprintf(c->storage.error, sizeof c->storage.error, "%s", c->wal.why);
+            c->storage.err_no = 0;
         } else {
             snprintf(c->storage.error, sizeof c->storage.error, "%s", c->storage.raft_error);
             c->storage.err_no = 0;
@@ -271,6 +274,324 @@ static void storage_raft_result(struct cons *c, int status, const char *what)
     }
 }
 
+/* ---- the write fence ---------------------------------------------------------------------- */
+
+struct cons_wal_append {
+    struct raft_io_append *req;
+    raft_io_append_cb cb;
+};
+
+struct cons_wal_sum {
+    raft_term term;
+    uint64_t sum;
+};
+
+/* Every server with a fence: libraft's append callback carries only its own request. */
+static struct cons *wal_servers;
+
+static struct cons *wal_of_io(struct raft_io *io)
+{
+    for (struct cons *c = wal_servers; c != NULL; c = c->wal.next) {
+        if (c->wal.io == io) {
+            return c;
+        }
+    }
+    abort(); /* an io that was never wrapped */
+}
+
+static void wal_fence(struct cons *c, int status, const char *what)
+{
+    if (c->wal.fenced) {
+        return;
+    }
+    c->wal.fenced = true;
+    c->wal.fenced_at = c->host.now != NULL ? c->host.now(c) : 0;
+    c->wal.ok_probes = 0;
+    c->wal.stored = c->raft != NULL ? c->raft->last_stored : 0;
+    raft_index last = c->raft != NULL ? raft_last_index(c->raft) : 0;
+    /* libraft 0.15's raft_strerror has no text for RAFT_NOSPACE. */
+    snprintf(c->wal.why, sizeof c->wal.why, "raft log write %s: %s", what,
+             status == RAFT_NOSPACE ? "not enough space on disk" : raft_strerror(status));
+    log_error("%s: this server writes nothing more to its log until raft restarts from its "
+              "directory, once that takes writes again (stored up to index %llu, held up to "
+              "%llu, dir=%s)",
+              c->wal.why, (unsigned long long)c->wal.stored, (unsigned long long)last,
+              c->storage.dir != NULL ? c->storage.dir : "?");
+    if (last > c->wal.stored) {
+        char lost[RPG_ERRMSG_SIZE];
+        snprintf(lost, sizeof lost, "entries %llu..%llu received but not persisted: %.150s",
+                 (unsigned long long)c->wal.stored + 1, (unsigned long long)last, c->wal.why);
+        storage_lost_writes(c, lost);
+    }
+    storage_update(c);
+}
+
+static void wal_append_done(struct raft_io_append *req, int status)
+{
+    for (struct cons *c = wal_servers; c != NULL; c = c->wal.next) {
+        for (unsigned k = 0; k < c->wal.n_pending; k++) {
+            if (c->wal.pending[k].req != req) {
+                continue;
+            }
+            raft_io_append_cb cb = c->wal.pending[k].cb;
+            memmove(&c->wal.pending[k], &c->wal.pending[k + 1],
+                    (c->wal.n_pending - k - 1) * sizeof c->wal.pending[0]);
+            c->wal.n_pending--;
+            /* A write queued before the fence closed may still succeed: libraft hears so (a
+             * leader told otherwise drops the entries from memory, not from the directory). If
+             * raft_uv put it where failed entries belonged, the restart's load finds out. */
+            if (status != 0) {
+                wal_fence(c, status, "failed");
+            }
+            req->cb = cb;
+            cb(req, status);
+            return;
+        }
+    }
+    abort(); /* an append the fence never saw */
+}
+
+static int wal_append(struct raft_io *io, struct raft_io_append *req,
+                      const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    struct cons *c = wal_of_io(io);
+    if (c->wal.fenced) {
+        snprintf(io->errmsg, sizeof io->errmsg,
+                 "no write after a failed one until raft "
+                 "restarts (%.150s)",
+                 c->wal.why);
+        return RAFT_IOERR;
+    }
+    if (c->wal.n_pending == c->wal.cap_pending) {
+        unsigned cap = c->wal.cap_pending != 0 ? 2 * c->wal.cap_pending : 16;
+        struct cons_wal_append *p = realloc(c->wal.pending, cap * sizeof *p);
+        if (p == NULL) {
+            return RAFT_NOMEM;
+        }
+        c->wal.pending = p;
+        c->wal.cap_pending = cap;
+    }
+    int rv = c->wal.append(io, req, entries, n, wal_append_done);
+    if (rv != 0) {
+        if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
+            wal_fence(c, rv, "refused");
+        }
+        return rv;
+    }
+    c->wal.pending[c->wal.n_pending++] = (struct cons_wal_append){req, cb};
+    return 0;
+}
+
+/* FNV-1a 64 of an entry's type and payload. */
+static uint64_t wal_entry_sum(const struct raft_entry *e)
+{
+    uint64_t h = 14695981039346656037ull;
+    h = (h ^ (uint8_t)e->type) * 1099511628211ull;
+    const unsigned char *p = e->buf.base;
+    for (size_t i = 0; i < e->buf.len; i++) {
+        h = (h ^ p[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
+/* The entry at index i of the in-memory log (libraft 0.15's circular buffer), NULL if absent. */
+static const struct raft_entry *log_entry(const struct raft_log *l, raft_index i)
+{
+    size_t n = l->back >= l->front ? l->back - l->front : l->size - l->front + l->back;
+    if (i <= l->offset || i > l->offset + n) {
+        return NULL;
+    }
+    return &l->entries[(l->front + (size_t)(i - l->offset - 1)) % l->size];
+}
+
+static void wal_free_loaded(struct raft_snapshot *snapshot, struct raft_entry *entries, size_t n)
+{
+    void *batch = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (entries[i].batch == NULL) {
+            raft_free(entries[i].buf.base);
+        } else if (entries[i].batch != batch) {
+            batch = entries[i].batch;
+            raft_free(batch);
+        }
+    }
+    raft_free(entries);
+    if (snapshot != NULL) {
+        raft_configuration_close(&snapshot->configuration);
+        for (unsigned i = 0; i < snapshot->n_bufs; i++) {
+            raft_free(snapshot->bufs[i].base);
+        }
+        raft_free(snapshot->bufs);
+        raft_free(snapshot);
+    }
+}
+
+/* The directory must hold every entry this server acknowledged, and each entry it holds must be
+ * the one the log in memory has at that index (raft_uv's open segments do not record their first
+ * index: after a lost write they would load shifted). */
+static int wal_check(struct cons *c, raft_index start, const struct raft_entry *entries, size_t n,
+                     char *why, size_t why_size)
+{
+    raft_index last = start + n - 1;
+    if (n == 0) {
+        last = start - 1;
+    }
+    if (last < c->wal.acked) {
+        snprintf(why, why_size,
+                 "it holds entries up to index %llu, but this server "
+                 "acknowledged up to %llu",
+                 (unsigned long long)last, (unsigned long long)c->wal.acked);
+        return RAFT_CORRUPT;
+    }
+    for (size_t k = 0; k < n; k++) {
+        raft_index i = start + k;
+        if (i < c->wal.first) {
+            continue; /* compacted from memory since: nothing to compare with */
+        }
+        if (i >= c->wal.first + c->wal.n_sums) {
+            snprintf(why, why_size,
+                     "it holds entry %llu, past the last one held in memory "
+                     "(%llu)",
+                     (unsigned long long)i, (unsigned long long)(c->wal.first + c->wal.n_sums - 1));
+            return RAFT_CORRUPT;
+        }
+        const struct cons_wal_sum *s = &c->wal.sums[i - c->wal.first];
+        if (entries[k].term != s->term || wal_entry_sum(&entries[k]) != s->sum) {
+            snprintf(why, why_size,
+                     "its entry %llu (term %llu) is not the one held in memory "
+                     "(term %llu)",
+                     (unsigned long long)i, (unsigned long long)entries[k].term,
+                     (unsigned long long)s->term);
+            return RAFT_CORRUPT;
+        }
+    }
+    return 0;
+}
+
+static int wal_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                    struct raft_snapshot **snapshot, raft_index *start_index,
+                    struct raft_entry *entries[], size_t *n_entries)
+{
+    struct cons *c = wal_of_io(io);
+    int rv = c->wal.load(io, term, voted_for, snapshot, start_index, entries, n_entries);
+    if (rv != 0 || !c->wal.verify) {
+        return rv;
+    }
+    char why[RPG_ERRMSG_SIZE];
+    rv = wal_check(c, *start_index, *entries, *n_entries, why, sizeof why);
+    c->wal.verify = false;
+    free(c->wal.sums);
+    c->wal.sums = NULL;
+    c->wal.n_sums = 0;
+    if (rv != 0) {
+        wal_free_loaded(*snapshot, *entries, *n_entries);
+        *snapshot = NULL;
+        *entries = NULL;
+        *n_entries = 0;
+        snprintf(io->errmsg, sizeof io->errmsg, "not the log held before the failed write: %.180s",
+                 why);
+        return rv;
+    }
+    c->wal.verified = true;
+    log_info("raft restarted from its directory after a failed write: the directory holds the "
+             "log up to index %llu as this server held it (dir=%s)",
+             (unsigned long long)(*start_index + *n_entries - 1),
+             c->storage.dir != NULL ? c->storage.dir : "?");
+    return 0;
+}
+
+void cons_wal_wrap(struct cons *c, struct raft_io *io)
+{
+    if (c->wal.io == NULL) {
+        c->wal.next = wal_servers;
+        wal_servers = c;
+    }
+    c->wal.io = io;
+    if (io->append != wal_append) {
+        c->wal.append = io->append;
+        c->wal.load = io->load;
+        io->append = wal_append;
+        io->load = wal_load;
+    }
+}
+
+void cons_wal_unwrap(struct cons *c)
+{
+    if (c->wal.io == NULL) {
+        return;
+    }
+    for (struct cons **p = &wal_servers; *p != NULL; p = &(*p)->wal.next) {
+        if (*p == c) {
+            *p = c->wal.next;
+            break;
+        }
+    }
+    c->wal.io = NULL;
+    free(c->wal.pending);
+    c->wal.pending = NULL;
+    c->wal.n_pending = c->wal.cap_pending = 0;
+    free(c->wal.sums);
+    c->wal.sums = NULL;
+    c->wal.n_sums = 0;
+}
+
+void cons_restart_begin(struct cons *c)
+{
+    const struct raft_log *l = &c->raft->log;
+    raft_index last = raft_last_index(c->raft);
+    raft_index first = l->offset + 1;
+    free(c->wal.sums);
+    c->wal.sums = NULL;
+    c->wal.n_sums = 0;
+    c->wal.first = first;
+    c->wal.acked = c->raft->last_stored;
+    if (last >= first) {
+        c->wal.sums = calloc((size_t)(last - first + 1), sizeof *c->wal.sums);
+    }
+    if (c->wal.sums != NULL) {
+        for (raft_index i = first; i <= last; i++) {
+            const struct raft_entry *e = log_entry(l, i);
+            if (e == NULL) {
+                break;
+            }
+            c->wal.sums[c->wal.n_sums++] = (struct cons_wal_sum){e->term, wal_entry_sum(e)};
+        }
+    }
+    c->wal.verify = true;
+    c->wal.verified = false;
+    c->wal.n_restarts++;
+    log_warning("restarting raft from its directory (%s; stored up to index %llu, held up to "
+                "%llu, dir=%s)",
+                c->wal.fenced ? c->wal.why : "requested", (unsigned long long)c->wal.acked,
+                (unsigned long long)last, c->storage.dir != NULL ? c->storage.dir : "?");
+}
+
+void cons_restart_reset(struct cons *c)
+{
+    /* The old server's appends all completed as it closed; the new one writes afresh. */
+    c->wal.fenced = false;
+    c->wal.restart_wanted = false;
+    c->wal.ok_probes = 0;
+    c->wal.why[0] = '\0';
+    c->wal.n_pending = 0;
+    fsm_state_init(&c->state);
+    fsm_init(&c->fsm, &c->state);
+}
+
+void cons_storage_probe_begin(struct cons *c)
+{
+    c->wal.probe_began = c->host.now != NULL ? c->host.now(c) : 0;
+}
+
+rpg_msec cons_restart_start_delay(struct cons *c)
+{
+    rpg_msec now = c->host.now(c);
+    rpg_msec until = c->wal.fenced_at + c->params.election_timeout_ms;
+    return c->wal.fenced_at != 0 && until > now ? until - now
+           : c->wal.fenced_at != 0              ? 0
+                                                : c->params.election_timeout_ms;
+}
+
 void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg, bool measured,
                          uint64_t free_bytes)
 {
@@ -322,6 +643,19 @@ void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg,
         c->storage.lag_stored = stored;
     }
     c->storage.lag_seen = lag;
+    /* A fenced server restarts from its directory once a probe begun after the failure wrote
+     * there (or two in a row did, the second one begun after it). */
+    if (c->wal.fenced && !c->wal.restart_wanted && !c->wal.config_freed && c->attached) {
+        c->wal.ok_probes = c->storage.probe_failed ? 0 : c->wal.ok_probes + 1;
+        bool after = c->wal.probe_began != 0 && c->wal.probe_began > c->wal.fenced_at;
+        if (c->wal.ok_probes >= 2 || (c->wal.ok_probes >= 1 && after)) {
+            c->wal.restart_wanted = true;
+            log_info("raft storage takes writes again: raft restarts from its directory "
+                     "(dir=%s)",
+                     c->storage.dir != NULL ? c->storage.dir : "?");
+            changed(c);
+        }
+    }
 }
 
 /* ---- observation ------------------------------------------------------------------------- */
@@ -960,7 +1294,14 @@ submitted:
         return;
     }
     req_free(q);
-    if (rv != RAFT_CANTCHANGE) {
+    if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
+        /* libraft 0.15 freed the configuration it had installed (above): closing this server
+         * would free it again, so Raft is not restarted in this process. */
+        c->wal.config_freed = true;
+        log_error("membership change refused by the raft log: %s: %s; libraft 0.15 keeps a "
+                  "freed configuration after this, raft will not be restarted in this process",
+                  c->change_what, raft_strerror(rv));
+    } else if (rv != RAFT_CANTCHANGE) {
         log_warning("membership change refused: %s: %s", c->change_what, raft_strerror(rv));
     }
 }

@@ -21,6 +21,8 @@
 #define IDENTITY_MAGIC "raftpg-identity 1"
 #define RECONCILE_INTERVAL_MS 100
 #define STORAGE_PROBE_INTERVAL_MS 1000
+/* While the write fence is closed (cons.h, wal): the restart follows the first good probe. */
+#define STORAGE_PROBE_FENCED_MS 250
 
 /* ---- identity ---------------------------------------------------------------------------- */
 
@@ -205,6 +207,8 @@ struct cons_uv {
     struct raft_io io;
     struct raft raft;
     bool raft_open;           /* raft_init succeeded and raft_close has not finished */
+    bool restarting;          /* Raft closes to open again on the directory (cons.h, wal) */
+    bool clear_pending;       /* remove STORAGE_FAULT_FILE: a restart found the log intact */
     uv_check_t monitor;       /* observes after every loop iteration */
     uv_timer_t reconcile_timer;
     uv_timer_t lease_timer;
@@ -212,6 +216,7 @@ struct cons_uv {
     uv_timer_t storage_timer;
     uv_work_t probe_work;     /* the directory probe, off the loop: a hung disk must not stall it */
     bool probe_busy;
+    uint64_t probe_last;      /* loop time the last probe began */
     int probe_rc;
     int probe_errno;
     bool probe_measured;
@@ -260,6 +265,7 @@ static void reconcile_cb(uv_timer_t *t)
 }
 
 static void cons_finish(struct cons *c);
+static void restart_raft(struct cons *c);
 
 static void probe_work_cb(uv_work_t *w)
 {
@@ -268,6 +274,16 @@ static void probe_work_cb(uv_work_t *w)
     char errmsg[RPG_ERRMSG_SIZE];
     u->probe_measured = storage_free_bytes(dir, &u->probe_free, errmsg) == 0;
     u->probe_rc = storage_probe(dir, &u->probe_errno, u->probe_error);
+    if (u->clear_pending && u->probe_rc == 0) {
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/%s", dir, STORAGE_FAULT_FILE);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            u->probe_rc = RPG_EIO;
+            u->probe_errno = errno;
+            snprintf(u->probe_error, sizeof u->probe_error, "remove %.180s: %s (errno=%d)", path,
+                     strerror(errno), errno);
+        }
+    }
     if (u->mark_pending && u->probe_rc == 0) {
         u->mark_rc = storage_mark_fault(dir, u->mark_what, u->mark_error);
     }
@@ -296,8 +312,16 @@ static void probe_after_cb(uv_work_t *w, int status)
             log_warning("raft storage: %s", u->mark_error);
         }
     }
+    if (u->clear_pending && u->probe_rc == 0) {
+        u->clear_pending = false;
+        log_info("raft storage: removed %s/%s: raft restarted on an intact log",
+                 u->conf->raft.data_dir, STORAGE_FAULT_FILE);
+    }
     cons_storage_report(c, u->probe_rc, u->probe_errno, u->probe_error, u->probe_measured,
                         u->probe_free);
+    if (c->wal.restart_wanted) {
+        restart_raft(c);
+    }
 }
 
 static void storage_timer_cb(uv_timer_t *t)
@@ -307,6 +331,12 @@ static void storage_timer_cb(uv_timer_t *t)
     if (u->probe_busy) {
         return; /* a probe that hangs is itself the symptom: the next one waits for it */
     }
+    uint64_t now = uv_now(u->loop);
+    if (u->probe_last != 0 && now - u->probe_last < STORAGE_PROBE_INTERVAL_MS &&
+        !(c->wal.fenced && now - u->probe_last >= STORAGE_PROBE_FENCED_MS)) {
+        return;
+    }
+    u->probe_last = now;
     u->mark_pending = c->storage.lost_writes && !c->storage.lost_recorded;
     u->mark_rc = -1;
     if (u->mark_pending) {
@@ -315,6 +345,7 @@ static void storage_timer_cb(uv_timer_t *t)
     u->probe_work.data = u;
     if (uv_queue_work(u->loop, &u->probe_work, probe_work_cb, probe_after_cb) == 0) {
         u->probe_busy = true;
+        cons_storage_probe_begin(c);
     }
 }
 
@@ -333,12 +364,25 @@ static void start_timer_cb(uv_timer_t *t)
         rpg_err(c->error, rv == RAFT_CORRUPT ? RPG_ECORRUPT : RPG_ERAFT,
                 "raft start (data directory %s): %s", u->conf->raft.data_dir,
                 raft_errmsg(&u->raft));
+        if (rv == RAFT_CORRUPT && c->wal.n_restarts > 0) {
+            /* The directory lost what this server held: refuse it at the next start too. */
+            log_error("raft directory %s does not hold the log this member wrote: %s",
+                      u->conf->raft.data_dir, STORAGE_REMEDY);
+            char errmsg[RPG_ERRMSG_SIZE];
+            if (storage_mark_fault(u->conf->raft.data_dir, c->error, errmsg) != 0) {
+                log_warning("raft storage: %s", errmsg);
+            }
+        }
         if (c->host.on_change != NULL) {
             c->host.on_change(c, c->host.data);
         }
         return;
     }
     cons_set_running(c);
+    if (c->wal.verified) {
+        c->wal.verified = false;
+        u->clear_pending = true;
+    }
     uv_check_start(&u->monitor, monitor_cb);
     uv_timer_start(&u->reconcile_timer, reconcile_cb, RECONCILE_INTERVAL_MS,
                    RECONCILE_INTERVAL_MS);
@@ -370,6 +414,18 @@ static void params_of(const struct conf *conf, struct cons_params *p)
 }
 
 static void raft_closed(struct raft *r);
+
+static void raft_settings(struct cons_uv *u)
+{
+    const struct conf *conf = u->conf;
+    raft_set_election_timeout(&u->raft, conf->raft.election_timeout_ms);
+    raft_set_heartbeat_timeout(&u->raft, conf->raft.heartbeat_timeout_ms);
+    raft_set_pre_vote(&u->raft, conf->raft.pre_vote);
+    raft_set_snapshot_threshold(&u->raft, 1024);
+    raft_set_snapshot_trailing(&u->raft, 256);
+    raft_set_max_catch_up_rounds(&u->raft, 10);
+    raft_set_max_catch_up_round_duration(&u->raft, 5 * conf->raft.election_timeout_ms);
+}
 
 /* The Raft transport: authenticated and encrypted when raft.secret_file is set, libraft's plain
  * TCP transport otherwise (with a warning: anyone who reaches the port is a peer, and libraft
@@ -517,13 +573,8 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     u->raft_open = true;
     u->raft.data = c;
     c->uv = u;
-    raft_set_election_timeout(&u->raft, conf->raft.election_timeout_ms);
-    raft_set_heartbeat_timeout(&u->raft, conf->raft.heartbeat_timeout_ms);
-    raft_set_pre_vote(&u->raft, conf->raft.pre_vote);
-    raft_set_snapshot_threshold(&u->raft, 1024);
-    raft_set_snapshot_trailing(&u->raft, 256);
-    raft_set_max_catch_up_rounds(&u->raft, 10);
-    raft_set_max_catch_up_round_duration(&u->raft, 5 * conf->raft.election_timeout_ms);
+    raft_settings(u);
+    cons_wal_wrap(c, &u->io);
 
     struct cons_params params;
     params_of(conf, &params);
@@ -569,7 +620,7 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     uv_timer_init(loop, &u->storage_timer);
     u->storage_timer.data = c;
     u->n_handles_open = 5;
-    uv_timer_start(&u->storage_timer, storage_timer_cb, 0, STORAGE_PROBE_INTERVAL_MS);
+    uv_timer_start(&u->storage_timer, storage_timer_cb, 0, STORAGE_PROBE_FENCED_MS);
     /* raft_start runs ET after the process starts: a restarted node could otherwise vote at once
      * for a candidate while the leader it acknowledged just before the restart still holds its
      * lease (RAFT-NOTES, "Holes to close"). */
@@ -583,6 +634,7 @@ err_close:
         uv_run(loop, UV_RUN_ONCE);
     }
     cons_free_requests(c);
+    cons_wal_unwrap(c);
     c->uv = NULL;
     free(u);
     return RPG_ERAFT;
@@ -594,6 +646,7 @@ static void cons_finish(struct cons *c)
     if (u->n_handles_open == 0 && !u->raft_open && !u->probe_busy && u->close_cb != NULL) {
         void (*cb)(struct cons *) = u->close_cb;
         cons_free_requests(c);
+        cons_wal_unwrap(c);
         c->uv = NULL;
         free(u);
         cb(c);
@@ -607,6 +660,68 @@ static void handle_closed(uv_handle_t *h)
     cons_finish(c);
 }
 
+/* The second half of a restart: Raft, its storage and its transport open again on the same
+ * directory, as in a new process (cons_start), and Raft starts one election timeout later. A
+ * failure ends the agent as a failed start would. */
+static void reopen_raft(struct cons *c)
+{
+    struct cons_uv *u = c->uv;
+    const char *dir = u->conf->raft.data_dir;
+    char errmsg[RPG_ERRMSG_SIZE];
+    u->restarting = false;
+    cons_restart_reset(c);
+    int rv = transport_start(u, errmsg);
+    if (rv != 0) {
+        goto err;
+    }
+    rv = raft_uv_init(&u->io, u->loop, dir, &u->transport);
+    if (rv != 0) {
+        rpg_err(errmsg, RPG_ERAFT, "raft storage %s: %s", dir, u->io.errmsg);
+        transport_release(u);
+        goto err;
+    }
+    raft_uv_set_auto_recovery(&u->io, false);
+    raft_uv_set_segment_size(&u->io, c->storage.segment_size);
+    rv = raft_init(&u->raft, &u->io, &c->fsm.raft, c->id, u->conf->raft.listen);
+    if (rv != 0) {
+        rpg_err(errmsg, RPG_ERAFT, "raft init: %s", raft_errmsg(&u->raft));
+        raft_uv_close(&u->io);
+        transport_release(u);
+        goto err;
+    }
+    u->raft_open = true;
+    u->raft.data = c;
+    raft_settings(u);
+    cons_wal_wrap(c, &u->io);
+    cons_attach(c, &u->raft, c->id, &c->params, &c->host);
+    uv_timer_start(&u->start_timer, start_timer_cb, cons_restart_start_delay(c), 0);
+    return;
+
+err:
+    c->failed = true;
+    rpg_err(c->error, RPG_ERAFT, "restarting raft from %s: %s", dir, errmsg);
+    if (c->host.on_change != NULL) {
+        c->host.on_change(c, c->host.data);
+    }
+}
+
+/* The write fence asks for it (cons.h, wal): Raft closes as at a process exit, so that raft_uv
+ * finishes its segments, then opens again (reopen_raft). */
+static void restart_raft(struct cons *c)
+{
+    struct cons_uv *u = c->uv;
+    if (u->restarting || u->close_cb != NULL || !u->raft_open || !c->attached) {
+        return;
+    }
+    u->restarting = true;
+    uv_check_stop(&u->monitor);
+    uv_timer_stop(&u->reconcile_timer);
+    uv_timer_stop(&u->lease_timer);
+    uv_timer_stop(&u->start_timer);
+    cons_restart_begin(c);
+    raft_close(&u->raft, raft_closed);
+}
+
 static void raft_closed(struct raft *r)
 {
     struct cons *c = r->data;
@@ -617,7 +732,10 @@ static void raft_closed(struct raft *r)
     /* raft_close completed every pending request first, so nothing is left to drop. */
     cons_detach(c);
     if (u->close_cb != NULL) {
+        u->restarting = false;
         cons_finish(c);
+    } else if (u->restarting) {
+        reopen_raft(c);
     }
 }
 
@@ -635,6 +753,9 @@ void cons_close(struct cons *c, void (*cb)(struct cons *c))
         uv_close((uv_handle_t *)&u->lease_timer, handle_closed);
         uv_close((uv_handle_t *)&u->start_timer, handle_closed);
         uv_close((uv_handle_t *)&u->storage_timer, handle_closed);
+    }
+    if (u->restarting) {
+        return; /* raft_closed finishes */
     }
     if (u->raft_open) {
         raft_close(&u->raft, raft_closed);

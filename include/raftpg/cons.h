@@ -27,6 +27,8 @@ const char *cons_voting_name(int voting);
 
 struct cons;
 struct cons_req;
+struct cons_wal_append;
+struct cons_wal_sum;
 struct cons_uv;
 /* Completion of a submitted command: rc is 0 when committed and applied, the fsm's rejection
  * code, or RPG_ENOTLEADER/RPG_ERAFT when it could not be committed; msg explains non-zero rc. */
@@ -136,6 +138,42 @@ struct cons {
         bool lag_seen;
         uint64_t lag_stored;
     } storage;
+    /* The write fence (cons_wal_wrap). libraft 0.15 never writes again entries whose write
+     * failed (its in-memory log says it holds them), and raft_uv writes the next ones where the
+     * failed ones belonged, so the directory would load them at the wrong indexes. After the
+     * first failed write this server writes nothing more: the directory keeps an exact prefix of
+     * the log, and once it takes writes again the host restarts Raft from it, which checks the
+     * entries it loads against the log held in memory. It belongs to the libraft server, not to
+     * the agent attached to it: cons_attach keeps it. */
+    struct {
+        struct cons *next;  /* every wrapped server (the append callback has no io) */
+        struct raft_io *io; /* wrapped, NULL until cons_wal_wrap */
+        int (*append)(struct raft_io *io, struct raft_io_append *req,
+                      const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+        int (*load)(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                    struct raft_snapshot **snapshot, raft_index *start_index,
+                    struct raft_entry *entries[], size_t *n_entries);
+        struct cons_wal_append *pending; /* appends passed down, with libraft's callbacks */
+        unsigned n_pending, cap_pending;
+        bool fenced;          /* a write failed: nothing more is written */
+        raft_index stored;    /* libraft's last stored index when it failed */
+        rpg_msec fenced_at;   /* node clock when it failed (kept after the restart) */
+        rpg_msec probe_began; /* node clock when the host began its last probe */
+        char why[RPG_ERRMSG_SIZE];
+        unsigned ok_probes;  /* directory probes that succeeded since */
+        bool restart_wanted; /* the host restarts Raft from the directory */
+        bool config_freed;   /* libraft freed its installed configuration (cons_reconcile):
+                              * a close would free it again, so no restart */
+        /* The log held when the restart began (cons_restart_begin): the load checks the
+         * directory against it. */
+        bool verify;
+        raft_index acked; /* last stored index: acknowledged to leaders */
+        raft_index first; /* index of sums[0] */
+        struct cons_wal_sum *sums;
+        size_t n_sums;
+        bool verified; /* the last load was checked and matched */
+        unsigned n_restarts;
+    } wal;
     /* The member's state differs from the others' at the same index (set by the host from the
      * checksums members exchange): it acts no more and hands leadership away. */
     bool diverged;
@@ -220,11 +258,37 @@ rpg_msec cons_lease_until(const struct cons *c);
 void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg, bool measured,
                          uint64_t free_bytes);
 
+/* The host begins a probe of the Raft directory (its answer comes to cons_storage_report): a
+ * fenced server restarts on the first good probe begun after the failure. Without this call it
+ * waits for two good probes in a row. */
+void cons_storage_probe_begin(struct cons *c);
+
+/* How long the host waits after a restart before raft_start: an election timeout after the
+ * failure, since a fenced server acknowledged no write after it and so holds up no leader's lease
+ * (RAFT-NOTES "Holes to close" asks a restarted node to wait ET). 0 when that has passed. */
+rpg_msec cons_restart_start_delay(struct cons *c);
+
 /* Leader only: applies storage_leader_decide to this leader (storage failing, diverged, or no
  * write confirmed for the bound): transfers leadership to host.pick_voter's choice, and if it
  * is still leader after the bound, sets failed with a message and fires on_change so the host
  * leaves the group. Call every few hundred ms. */
 void cons_storage_tick(struct cons *c);
+
+/* Installs the write fence (the wal struct above) on io, whose raft server must have c as its
+ * data pointer (raft->data) once raft_init ran. Once per io; idempotent. */
+void cons_wal_wrap(struct cons *c, struct raft_io *io);
+
+/* Removes c from the fence's list. Only after the server is closed. */
+void cons_wal_unwrap(struct cons *c);
+
+/* The host restarts Raft from the directory (wal.restart_wanted, or its own reason): call before
+ * raft_close. Remembers the log held in memory for the load's check, then after the close
+ * (cons_restart_reset) the state machine starts empty, as in a new process, and the host calls
+ * raft_init (with c->fsm.raft), cons_wal_wrap, cons_attach and raft_start one election timeout
+ * later. The load fails with RAFT_CORRUPT, naming the index, when the directory lacks an entry
+ * this server acknowledged or holds one that differs from the log in memory. */
+void cons_restart_begin(struct cons *c);
+void cons_restart_reset(struct cons *c);
 
 /* Observations for the API. */
 uint64_t cons_commit_index(const struct cons *c);

@@ -4,11 +4,13 @@
 # numbered writes and a stream of Raft entries (so that libraft fills its small open segments and
 # fails to write while read-only). The spell must show (log with errno, /status, ctl list).
 # libraft 0.15 then holds entries in memory it never writes, and a restart would load the later
-# ones at the wrong indexes: the member either runs with a log that agrees with the others (all
-# members' state checksums equal at the same applied index) or refuses to start saying why, in
-# which case the remedy of the message (directory aside, remove, add again) is applied and it
-# must then agree. No acknowledged row may be lost. Mounts are made here and unmounted at the end
-# (root only).
+# ones at the wrong indexes; the agent writes nothing after the first failed write and, once the
+# directory takes writes again, restarts Raft from it, checking what it loads against the log in
+# memory. The member either runs with a log that agrees with the others (all members' state
+# checksums equal at the same applied index), also after its agent is restarted, or refuses to
+# start saying why, in which case the remedy of the message (directory aside, remove, add again)
+# is applied and it must then agree. No acknowledged row may be lost. Mounts are made here and
+# unmounted at the end (root only).
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "FAIL: needs root (mounts)"; exit 1; }
@@ -100,6 +102,16 @@ sleep "$RO_S"
 t_check "... once" t_eq "$(grep -c 'raft storage cannot persist' "$T_DIR/node3.log")" 1
 mount -o remount,bind,rw "$D"
 t_wait 15 "node3's storage back" grep -q "raft storage persists again" "$T_DIR/node3.log"
+fenced=$(grep -c "writes nothing more to its log" "$T_DIR/node3.log" || true)
+restarted() { grep -qE "raft restarted from its directory after a failed write|raft start .*not the log held" "$T_DIR/node3.log"; }
+INPROC=0
+if [ "$fenced" != 0 ]; then
+  t_wait 15 "node3's raft restarted from its directory" restarted
+  if grep -q "raft restarted from its directory after a failed write" "$T_DIR/node3.log"; then
+    INPROC=1
+    grep -E "restarting raft from|raft restarted from" "$T_DIR/node3.log" | sed 's/^/  /'
+  fi
+fi
 sleep 3
 touch "$T_DIR/churn.stop"; for c in "${CPIDS[@]}"; do wait "$c" 2>/dev/null || true; done
 t_log "node3 writable again after $(grep -c . "$ACKED") acknowledged rows; killing and restarting its agent"
@@ -121,7 +133,10 @@ t_log "leftover open segments: ${stale:-none}; entries reported lost: $lost"
 t_start 3
 n=0
 while t_alive 3 && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
-if [ -n "$stale" ] || [ "$lost" != 0 ]; then
+if [ "$INPROC" = 1 ]; then
+  # Raft restarted from this directory and found it holding the log it had in memory.
+  t_check "a directory raft restarted on intact is not refused" t_alive 3
+elif [ -n "$stale" ] || [ "$lost" != 0 ]; then
   t_check "a directory with leftover open segments or lost entries is refused" bash -c "! kill -0 ${T_PIDS[3]} 2>/dev/null"
 fi
 if ! t_alive 3; then
@@ -167,6 +182,6 @@ t_check "all members' state checksums equal" test "$s1" = "$s2" -a "$s1" = "$s3"
 t_check "no member reports a divergence" t_eq "${s1##* }${s2##* }${s3##* }" falsefalsefalse
 t_check "no member logged a divergence" \
   t_eq "$(cat "$T_DIR"/node*.log | grep -c 'replicated state diverged' || true)" 0
-t_log "outcome: $([ $REFUSED = 1 ] && echo 'refused, then re-added' || echo 'restarted on its directory')"
+t_log "outcome: $([ $REFUSED = 1 ] && echo 'refused, then re-added' || echo 'restarted on its directory') (raft restarted in the agent after the spell: $INPROC)"
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

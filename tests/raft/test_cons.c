@@ -89,6 +89,89 @@ static void attach(struct cluster *cl, unsigned i)
     cons_set_running(&cl->cons[i]);
 }
 
+/* Each server's directory: below cons.c's write fence, the fixture's log, where a failed write
+ * leaves nothing (as raft_uv rolls its next index back), while libraft hears of the failure when
+ * the write completes and keeps the entries in memory. */
+struct disk {
+    struct raft_io *io;
+    int (*append)(struct raft_io *io, struct raft_io_append *req, const struct raft_entry entries[],
+                  unsigned n, raft_io_append_cb cb);
+    raft_index stored;
+    int fail; /* writes submitted now fail with this status */
+    struct {
+        struct raft_io_append *req;
+        raft_io_append_cb cb;
+        unsigned n;
+        int status;
+    } pending[64];
+    unsigned n_pending;
+};
+static struct disk disks[N_MAX];
+
+static void disk_done(struct raft_io_append *req, int status)
+{
+    for (unsigned i = 0; i < N_MAX; i++) {
+        struct disk *d = &disks[i];
+        for (unsigned k = 0; k < d->n_pending; k++) {
+            if (d->pending[k].req != req) {
+                continue;
+            }
+            raft_io_append_cb cb = d->pending[k].cb;
+            unsigned n = d->pending[k].n;
+            status = status != 0 ? status : d->pending[k].status;
+            memmove(&d->pending[k], &d->pending[k + 1],
+                    (d->n_pending - k - 1) * sizeof d->pending[0]);
+            d->n_pending--;
+            if (status != 0) {
+                assert_int_equal(d->io->truncate(d->io, d->stored + 1), 0);
+            } else {
+                d->stored += n;
+            }
+            req->cb = cb;
+            cb(req, status);
+            return;
+        }
+    }
+    fail();
+}
+
+static int disk_append(struct raft_io *io, struct raft_io_append *req,
+                       const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    for (unsigned i = 0; i < N_MAX; i++) {
+        struct disk *d = &disks[i];
+        if (d->io != io) {
+            continue;
+        }
+        assert_true(d->n_pending < 64);
+        int rv = d->append(io, req, entries, n, disk_done);
+        if (rv == 0) {
+            d->pending[d->n_pending].req = req;
+            d->pending[d->n_pending].cb = cb;
+            d->pending[d->n_pending].n = n;
+            d->pending[d->n_pending].status = d->fail;
+            d->n_pending++;
+        }
+        return rv;
+    }
+    fail();
+    return RAFT_IOERR;
+}
+
+/* The disk below, then cons.c's write fence above it (raft->data is the cons). */
+static void wrap(struct cluster *cl, unsigned i, raft_index stored)
+{
+    struct raft_io *io = &cl->f.servers[i].io;
+    struct disk *d = &disks[i];
+    memset(d, 0, sizeof *d);
+    d->io = io;
+    d->append = io->append;
+    d->stored = stored;
+    io->append = disk_append;
+    raft_fixture_get(&cl->f, i)->data = &cl->cons[i];
+    cons_wal_wrap(&cl->cons[i], io);
+}
+
 static void configure(struct cluster *cl, unsigned i)
 {
     struct raft *r = raft_fixture_get(&cl->f, i);
@@ -112,6 +195,9 @@ static int setup(void **state)
     assert_int_equal(raft_fixture_configuration(&cl->f, N_INITIAL, &conf), 0);
     assert_int_equal(raft_fixture_bootstrap(&cl->f, &conf), 0);
     raft_configuration_close(&conf);
+    for (unsigned i = 0; i < N_INITIAL; i++) {
+        wrap(cl, i, 1); /* the bootstrap configuration */
+    }
     assert_int_equal(raft_fixture_start(&cl->f), 0);
     for (unsigned i = 0; i < N_INITIAL; i++) {
         attach(cl, i);
@@ -129,6 +215,7 @@ static int teardown(void **state)
     raft_fixture_close(&cl->f);
     for (unsigned i = 0; i < cl->n; i++) {
         cons_free_requests(&cl->cons[i]);
+        cons_wal_unwrap(&cl->cons[i]);
     }
     test_free(cl);
     return 0;
@@ -589,6 +676,126 @@ static void test_diverged_leader_hands_over(void **state)
     assert_false(cl->cons[l].failed);
 }
 
+static bool fenced(struct cluster *cl, void *arg)
+{
+    return cl->cons[*(unsigned *)arg].wal.fenced;
+}
+
+static int a_follower(int l)
+{
+    return l == 0 ? 1 : 0;
+}
+
+/* What cons_uv.c restart_raft and reopen_raft do on raft_uv, on a fixture server: once nothing of
+ * it is left in flight, close it and start it again from its log, the fence's check included. */
+static int restart_from_disk(struct cluster *cl, unsigned i)
+{
+    struct cons *c = &cl->cons[i];
+    raft_fixture_kill(&cl->f, i);
+    run_for(cl, 100); /* its last sends and writes complete */
+    assert_int_equal(disks[i].n_pending, 0);
+    struct raft_fixture_server *srv = &cl->f.servers[i];
+    cons_restart_begin(c);
+    raft_close(&srv->raft, NULL);
+    cons_detach(c);
+    cons_restart_reset(c);
+    assert_int_equal(raft_init(&srv->raft, &srv->io, &c->fsm.raft, srv->id, srv->address), 0);
+    srv->raft.data = c;
+    cons_wal_wrap(c, &srv->io);
+    configure(cl, i);
+    int rv = raft_start(&srv->raft);
+    if (rv == 0) {
+        raft_fixture_revive(&cl->f, i);
+        attach(cl, i);
+    }
+    return rv;
+}
+
+static void probe_ok(struct cluster *cl, unsigned i)
+{
+    cons_storage_report(&cl->cons[i], 0, 0, "", true, 1u << 30);
+}
+
+/* A follower's failed write is noticed when it completes, with no probe needed (it used to take
+ * two failed probes a second apart, so a shorter fault went unnoticed): the server writes nothing
+ * more, shows its storage failing, and once the directory takes writes again (two good probes)
+ * asks for a restart; restarted from its directory, it acknowledges entries again, so that the
+ * leader commits with it alone. Before the fence, libraft 0.15 never wrote the failed entries
+ * again and the follower's acknowledged index stayed behind for good. */
+static void test_failed_follower_write_fences_then_restart_catches_up(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    unsigned f = (unsigned)a_follower(l);
+    unsigned o = 3 - (unsigned)l - f;
+    disks[f].fail = RAFT_IOERR;
+    assert_true(run_until(cl, fenced, &f, ET_MS));
+    disks[f].fail = 0; /* a short fault: over before any probe ran */
+    assert_true(cl->cons[f].storage.failed);
+    assert_true(cl->cons[f].storage.lost_writes);
+    run_for(cl, ET_MS); /* later writes reach the fence: none gets through */
+    struct raft *fr = raft_fixture_get(&cl->f, f);
+    assert_true(fr->last_stored <= cl->cons[f].wal.stored);
+    assert_int_equal(disks[f].stored, cl->cons[f].wal.stored);
+    probe_ok(cl, f);
+    assert_false(cl->cons[f].wal.restart_wanted);
+    probe_ok(cl, f);
+    assert_true(cl->cons[f].wal.restart_wanted);
+
+    assert_int_equal(restart_from_disk(cl, f), 0);
+    assert_false(cl->cons[f].wal.fenced);
+    assert_false(cl->cons[f].storage.failed);
+    assert_int_equal(cl->cons[f].wal.n_restarts, 1);
+
+    /* Without the third member, the leader commits only with the restarted one. */
+    raft_fixture_kill(&cl->f, o);
+    cons_detach(&cl->cons[o]);
+    run_for(cl, 2 * ET_MS);
+    l = ready_leader(cl);
+    assert_true(l >= 0 && (unsigned)l != o);
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_SET_PAUSE;
+    cmd.u.set_pause.paused = true;
+    struct done d = {0, -1};
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(cons_submit(&cl->cons[l], &cmd, submit_done, &d, errmsg), 0);
+    assert_true(run_until(cl, done_once, &d, 5 * ET_MS));
+    assert_int_equal(d.rc, 0);
+    assert_true(raft_fixture_get(&cl->f, f)->last_stored >= cons_commit_index(&cl->cons[l]));
+    assert_true(disks[f].stored >= cons_commit_index(&cl->cons[l]));
+}
+
+/* The restart's load refuses a directory that holds an entry the server never held at that index
+ * (raft_uv after a lost write, without the fence: the next entries where the failed ones
+ * belonged), naming it. */
+static void test_restart_refuses_a_directory_that_differs(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    unsigned f = (unsigned)a_follower(l);
+    disks[f].fail = RAFT_IOERR;
+    assert_true(run_until(cl, fenced, &f, ET_MS));
+    disks[f].fail = 0;
+    run_for(cl, ET_MS);
+    /* A write that got past: another entry at the first index the directory lacks. */
+    struct raft_entry e;
+    memset(&e, 0, sizeof e);
+    e.term = raft_fixture_get(&cl->f, f)->current_term;
+    e.type = RAFT_COMMAND;
+    e.buf.len = 8;
+    e.buf.base = raft_malloc(8);
+    memset(e.buf.base, 0xab, 8);
+    raft_fixture_add_entry(&cl->f, f, &e);
+    int rv = restart_from_disk(cl, f);
+    assert_int_equal(rv, RAFT_CORRUPT);
+    assert_non_null(strstr(raft_errmsg(raft_fixture_get(&cl->f, f)), "not the log held"));
+}
+
 /* A healthy leader stays. */
 static void test_healthy_leader_stays(void **state)
 {
@@ -607,21 +814,22 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leader_ready_after_own_term_barrier, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_leader_records_members_and_settings, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_lease_renewed_then_lost_when_cut_off, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lease_renewed_then_lost_when_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_added_as_spare_then_voter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_added_behind_a_spare_that_never_catches_up,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_removed_leader_hands_over, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_detached_request_completes_silently, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_detached_request_completes_silently, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_checksums_agree_at_the_same_index, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_leader_that_cannot_persist_hands_over, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_diverged_leader_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_healthy_leader_stays, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_members_holding_entries_are_recorded, setup,
+        cmocka_unit_test_setup_teardown(test_members_holding_entries_are_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_follower_write_fences_then_restart_catches_up,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_refuses_a_directory_that_differs, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -290,6 +290,7 @@ struct sim_node {
     int storage_fault;   /* its Raft directory fails: RAFT_NOSPACE (full), RAFT_IOERR (read-only) */
     bool storage_exited; /* its agent left the Raft group over it (cons.failed): back at the end */
     rpg_msec probe_at;   /* cons_uv.c's storage probe: when it last ran */
+    bool raft_restarting; /* cons_uv.c restart_raft: the server closes once its requests end */
     rpg_msec frozen_until;
     bool raft_killed;
     int64_t clock_offset; /* the node's monotonic clock: global time + offset, drift applied */
@@ -397,20 +398,35 @@ struct sim_shim_append {
     struct raft_io_append *req;
     raft_io_append_cb cb;
     int status;          /* the write failed (the node's storage fault when it was submitted) */
+    unsigned n;          /* entries */
 };
 struct sim_shim_truncate {
     raft_index index;
     unsigned ahead; /* earlier appends still to complete */
+};
+/* The fixture's io is also the node's Raft directory: an append that failed leaves nothing in
+ * it (as raft_uv rolls its next index back), and the appends queued behind a failed one fail too
+ * (raft_uv fails every pending append when it cannot prepare a segment). Sends are counted so a
+ * restart of the server (cons.h, wal) waits until libraft has no request left in the fixture. */
+struct sim_shim_send {
+    struct raft_io_send *req;
+    raft_io_send_cb cb;
 };
 struct sim_shim {
     struct raft_io *io;
     int (*append)(struct raft_io *io, struct raft_io_append *req,
                   const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
     int (*truncate)(struct raft_io *io, raft_index index);
+    int (*send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *message,
+                raft_io_send_cb cb);
+    int (*bootstrap)(struct raft_io *io, const struct raft_configuration *conf);
     struct sim_shim_append *pending;
     unsigned n_pending, cap_pending;
+    struct sim_shim_send *sends;
+    unsigned n_sends, cap_sends;
     struct sim_shim_truncate deferred[16];
     unsigned n_deferred;
+    raft_index stored;   /* entries the fixture holds: its "directory" */
     int fail;            /* appends submitted now fail with this status (a storage fault) */
 };
 
@@ -564,6 +580,11 @@ void sim_agent_schedule(struct sim_world *w, unsigned i, rpg_msec delay);
 void sim_raft_monitor(struct sim_world *w, unsigned i);
 /* EV_RAFT_START: Raft starts one election timeout after the agent (cons_uv.c). */
 void sim_raft_started(struct sim_world *w, unsigned i);
+/* cons_uv.c restart_raft / reopen_raft on the fixture: the agent's server restarts from the
+ * fixture's log (its directory) once no request of it is left in the fixture. */
+void sim_raft_restart(struct sim_world *w, unsigned i);
+bool sim_raft_reopen_maybe(struct sim_world *w, unsigned i);
+bool sim_shim_idle(struct sim_world *w, unsigned fx);
 /* EV_LEASE: the lease renewal, every ET/4 (cons_uv.c). */
 void sim_lease_renew(struct sim_world *w, unsigned i);
 void sim_lease_renew_now(struct sim_world *w, unsigned i); /* cons_lease_renew_now */

@@ -402,10 +402,42 @@ static bool raft_up(struct sim_world *w, unsigned i)
     return n->agent.alive && !n->raft_killed && !w->closing;
 }
 
+static void raft_reopened(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    attach_cons(w, i);
+    sim_trace(w, (int)i, "raft reopened from its directory (restart %u)",
+              w->nodes[i].cons.wal.n_restarts);
+    /* cons_uv.c reopen_raft: Raft starts once the failure is an election timeout old. */
+    sim_push(w, sim_now(w) + (w->opt->no_lease ? 0 : cons_restart_start_delay(&w->nodes[i].cons)),
+             EV_RAFT_START, (int)i, a->gen, 0);
+}
+
 void sim_raft_monitor(struct sim_world *w, unsigned i)
 {
+    struct sim_node *n = &w->nodes[i];
+    if (n->raft_restarting && n->agent.alive && sim_raft_reopen_maybe(w, i)) {
+        raft_reopened(w, i);
+        return;
+    }
     if (raft_up(w, i)) {
         cons_observe(cons_of(w, i));
+    }
+}
+
+/* cons_uv.c restart_raft: the write fence asked for a restart from the directory. */
+void sim_raft_restart(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    if (n->raft_restarting) {
+        return;
+    }
+    sim_trace(w, (int)i, "raft restarts from its directory: %s", n->cons.wal.why);
+    n->raft_restarting = true;
+    n->cons.running = false; /* cons_uv.c stops its handles */
+    sim_raft_kill(w, i);
+    if (sim_raft_reopen_maybe(w, i)) {
+        raft_reopened(w, i);
     }
 }
 
@@ -1247,6 +1279,7 @@ void sim_agent_event(struct sim_world *w, const struct sim_event *e)
  * leader still leading long after it handed leadership over leaves (cons.failed: agent_stop with
  * exit 1, which stops PostgreSQL). True when the agent left. */
 #define STORAGE_PROBE_MS 1000 /* cons_uv.c STORAGE_PROBE_INTERVAL_MS */
+#define STORAGE_PROBE_FENCED_MS 250 /* cons_uv.c STORAGE_PROBE_FENCED_MS */
 #define STORAGE_FREE_BYTES (1ull << 30)
 
 static bool sim_storage_probe(struct sim_world *w, unsigned i)
@@ -1254,8 +1287,10 @@ static bool sim_storage_probe(struct sim_world *w, unsigned i)
     struct sim_node *n = &w->nodes[i];
     struct cons *c = cons_of(w, i);
     rpg_msec now = sim_now(w);
-    if (n->probe_at == 0 || now - n->probe_at >= STORAGE_PROBE_MS) {
+    if (n->probe_at == 0 || now - n->probe_at >= STORAGE_PROBE_MS ||
+        (c->wal.fenced && now - n->probe_at >= STORAGE_PROBE_FENCED_MS)) {
         n->probe_at = now;
+        cons_storage_probe_begin(c);
         char msg[RPG_ERRMSG_SIZE] = "";
         int err_no = 0;
         if (n->storage_fault == RAFT_NOSPACE) {
@@ -1269,6 +1304,9 @@ static bool sim_storage_probe(struct sim_world *w, unsigned i)
         }
         cons_storage_report(c, err_no != 0 ? RPG_EIO : 0, err_no, msg, true,
                             n->storage_fault == RAFT_NOSPACE ? 0 : STORAGE_FREE_BYTES);
+        if (c->wal.restart_wanted && c->attached) {
+            sim_raft_restart(w, i);
+        }
     }
     if (!c->failed) {
         return false;
@@ -1348,6 +1386,7 @@ void sim_agent_crash(struct sim_world *w, unsigned i)
     a->alive = false;
     a->gen++;
     a->op_id = 0; /* its programs finish on their own (sim_op_step_done) */
+    w->nodes[i].raft_restarting = false; /* the next agent restarts it if still fenced */
     cons_detach(cons_of(w, i));
     sim_raft_kill(w, i);
     sim_trace(w, (int)i, "agent died");

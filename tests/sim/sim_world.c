@@ -269,6 +269,10 @@ static struct sim_shim *shim_of(struct raft_io *io)
 
 static void shim_truncate_now(struct sim_shim *s, raft_index index)
 {
+    if (index > s->stored) {
+        return; /* beyond what the directory holds (a failed write never reached it) */
+    }
+    s->stored = index - 1;
     int rv = s->truncate(s->io, index);
     if (rv != 0) {
         fprintf(stderr, "raftpg_sim: raft_fixture truncate(%llu) failed: %d\n",
@@ -287,11 +291,25 @@ static void shim_append_done(struct raft_io_append *req, int status)
                 continue;
             }
             raft_io_append_cb cb = s->pending[k].cb;
-            /* A storage fault: the fixture kept the entries, libraft hears the write failed (it
-             * then keeps them in memory only, as with raft_uv). */
+            raft_index stored = s->stored;
+            unsigned n = s->pending[k].n;
             status = status == 0 ? s->pending[k].status : status;
             memmove(&s->pending[k], &s->pending[k + 1], (s->n_pending - k - 1) * sizeof s->pending[0]);
             s->n_pending--;
+            if (status != 0) {
+                /* A storage fault: nothing of it reaches the directory (the fixture stored the
+                 * entries: drop them), libraft hears the write failed and keeps them in memory
+                 * only, as with raft_uv; the appends queued behind it fail too. */
+                if (s->truncate(s->io, stored + 1) != 0) {
+                    abort(); /* the fixture holds stored + n entries: truncation cannot fail */
+                }
+                for (unsigned q = 0; q < s->n_pending; q++) {
+                    s->pending[q].status =
+                        s->pending[q].status != 0 ? s->pending[q].status : status;
+                }
+            } else {
+                s->stored = stored + n;
+            }
             req->cb = cb;
             cb(req, status);
             /* Appends complete in order: the first deferred truncations may run now. */
@@ -332,7 +350,7 @@ static int shim_append(struct raft_io *io, struct raft_io_append *req,
     }
     int rv = s->append(io, req, entries, n, shim_append_done);
     if (rv == 0) {
-        s->pending[s->n_pending++] = (struct sim_shim_append){req, cb, s->fail};
+        s->pending[s->n_pending++] = (struct sim_shim_append){req, cb, s->fail, n};
     }
     return rv;
 }
@@ -341,13 +359,69 @@ static int shim_truncate(struct raft_io *io, raft_index index)
 {
     struct sim_shim *s = shim_of(io);
     if (s->n_pending == 0 && s->n_deferred == 0) {
-        return s->truncate(io, index);
+        if (index <= s->stored) {
+            s->stored = index - 1;
+            return s->truncate(io, index);
+        }
+        return 0; /* beyond what the directory holds */
     }
     if (s->n_deferred == sizeof s->deferred / sizeof s->deferred[0]) {
         abort();
     }
     s->deferred[s->n_deferred++] = (struct sim_shim_truncate){index, s->n_pending};
     return 0;
+}
+
+static void shim_send_done(struct raft_io_send *req, int status)
+{
+    struct sim_world *w = g_shim_world;
+    for (unsigned f = 0; f < RAFT_FIXTURE_MAX_SERVERS; f++) {
+        struct sim_shim *s = &w->shims[f];
+        for (unsigned k = 0; k < s->n_sends; k++) {
+            if (s->sends[k].req != req) {
+                continue;
+            }
+            raft_io_send_cb cb = s->sends[k].cb;
+            memmove(&s->sends[k], &s->sends[k + 1], (s->n_sends - k - 1) * sizeof s->sends[0]);
+            s->n_sends--;
+            req->cb = cb;
+            if (cb != NULL) {
+                cb(req, status);
+            }
+            return;
+        }
+    }
+    abort(); /* a send the shim never saw */
+}
+
+static int shim_send(struct raft_io *io, struct raft_io_send *req,
+                     const struct raft_message *message, raft_io_send_cb cb)
+{
+    struct sim_shim *s = shim_of(io);
+    if (s->n_sends == s->cap_sends) {
+        unsigned cap = s->cap_sends ? 2 * s->cap_sends : 16;
+        struct sim_shim_send *p = realloc(s->sends, cap * sizeof *p);
+        if (p == NULL) {
+            abort();
+        }
+        s->sends = p;
+        s->cap_sends = cap;
+    }
+    int rv = s->send(io, req, message, shim_send_done);
+    if (rv == 0) {
+        s->sends[s->n_sends++] = (struct sim_shim_send){req, cb};
+    }
+    return rv;
+}
+
+static int shim_bootstrap(struct raft_io *io, const struct raft_configuration *conf)
+{
+    struct sim_shim *s = shim_of(io);
+    int rv = s->bootstrap(io, conf);
+    if (rv == 0) {
+        s->stored = 1;
+    }
+    return rv;
 }
 
 static void shim_install(struct sim_world *w, unsigned fx)
@@ -358,8 +432,19 @@ static void shim_install(struct sim_world *w, unsigned fx)
     s->io = io;
     s->append = io->append;
     s->truncate = io->truncate;
+    s->send = io->send;
+    s->bootstrap = io->bootstrap;
     io->append = shim_append;
     io->truncate = shim_truncate;
+    io->send = shim_send;
+    io->bootstrap = shim_bootstrap;
+}
+
+/* The fixture holds no request of server fx's libraft: it may close. */
+bool sim_shim_idle(struct sim_world *w, unsigned fx)
+{
+    const struct sim_shim *s = &w->shims[fx];
+    return s->n_pending == 0 && s->n_sends == 0 && s->n_deferred == 0;
 }
 
 static void fixture_hook(struct raft_fixture *f, struct raft_fixture_event *event)
@@ -411,7 +496,11 @@ int sim_node_create(struct sim_world *w, unsigned i)
         return -1;
     }
     shim_install(w, n->fx);
-    configure(raft_fixture_get(&w->fx, n->fx));
+    /* The agent's write fence sits between libraft and the directory (cons.h, wal). */
+    struct raft *r = raft_fixture_get(&w->fx, n->fx);
+    r->data = &n->cons;
+    cons_wal_wrap(&n->cons, &w->fx.servers[n->fx].io);
+    configure(r);
     raft_fixture_set_randomized_election_timeout(
         &w->fx, n->fx, SIM_ELECTION_TIMEOUT_MS + sim_rng_below(&w->rng, SIM_ELECTION_TIMEOUT_MS));
     sim_pg_init(&n->pg);
@@ -494,6 +583,39 @@ int sim_node_start_raft(struct sim_world *w, unsigned i)
         sim_raft_kill(w, i);
     }
     return rv;
+}
+
+/* cons_uv.c restart_raft and reopen_raft on node i's fixture server, once the fixture holds no
+ * request of its libraft (raft_uv's close waits for them the same way): the server closes and
+ * starts again from the fixture's log, which holds what the node's directory would. Raft runs
+ * again one election timeout later (EV_RAFT_START), as after cons_uv.c's start timer. True when
+ * it reopened. */
+bool sim_raft_reopen_maybe(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    if (!n->raft_restarting || !sim_shim_idle(w, n->fx)) {
+        return false;
+    }
+    n->raft_restarting = false;
+    struct cons *c = &n->cons;
+    struct raft_fixture_server *srv = &w->fx.servers[n->fx];
+    struct raft *r = &srv->raft;
+    cons_restart_begin(c);
+    raft_close(r, NULL);
+    cons_detach(c);
+    cons_restart_reset(c);
+    int rv = raft_init(r, &srv->io, &c->fsm.raft, srv->id, srv->address);
+    if (rv == 0) {
+        r->data = c;
+        configure(r); /* the fixture's io keeps its randomised election timeout */
+        rv = raft_start(r);
+    }
+    if (rv != 0) {
+        fprintf(stderr, "raftpg_sim: %s: raft restart failed: %s: %s\n", n->name, raft_strerror(rv),
+                raft_errmsg(r));
+        abort();
+    }
+    return true;
 }
 
 /* ---- the loop -------------------------------------------------------------------------------- */
@@ -634,12 +756,14 @@ static void teardown(struct sim_world *w)
     raft_fixture_close(&w->fx);
     for (unsigned i = 0; i < w->n; i++) {
         cons_free_requests(&w->nodes[i].cons);
+        cons_wal_unwrap(&w->nodes[i].cons);
     }
     for (unsigned i = 0; i < w->n; i++) {
         sim_pg_free(&w->nodes[i].pg);
     }
     for (unsigned f = 0; f < RAFT_FIXTURE_MAX_SERVERS; f++) {
         free(w->shims[f].pending);
+        free(w->shims[f].sends);
     }
     free(w->q.v);
     free(w->acked);

@@ -409,7 +409,7 @@ if [ "$MODE" != nspawn ]; then
   (
     deadline=$((SECONDS + 600))
     while [ $SECONDS -lt $deadline ]; do
-      s=$(status "$pi" | jq -c '[.raft_role, .term, .postgresql.state, .postgresql.in_recovery, .fencing.lease_held, .fencing.lease_left_ms, .fencing.fencing, .vip.held, .fencing.loop_gaps]' 2>/dev/null || true)
+      s=$(status "$pi" | jq -r '"\(.raft_role) term=\(.term) pg=\(.postgresql.state) recovery=\(.postgresql.in_recovery) lease=\(.fencing.lease_held) left=\(.fencing.lease_left_ms) fencing=\(.fencing.fencing) vip=\(.vip.held) gaps=\(.fencing.loop_gaps)"' 2>/dev/null || true)
       echo "$(now_ms) ${s:-no answer}" >>"$T_DIR/agent-old"
       sleep 0.05
     done
@@ -456,7 +456,9 @@ if [ "$MODE" != nspawn ]; then
   old_mac=$(mac_of "$pi")
   awk -v t="$tc" -v m="$old_mac" '$1 >= t && index($0, m) { n++; last = $1 - t } END { printf "FROZEN: ARP answers for the VIP from %s after cont: %d, the last %s ms after cont\n", m, n, n ? last : "-" }' "$T_DIR/arp"
   awk -v t="$ts" -v m="$old_mac" '$1 >= t && $1 < t + 100000 && NF > 1 { if (!(index($0, m))) { print "FROZEN: first ARP answer for the VIP from another MAC (" $2 ") " $1 - t " ms after stop"; exit } }' "$T_DIR/arp"
-  awk -v t="$tc" '$1 >= t && $0 ~ /true/ && $0 ~ /"leader"/ { n++; last = $1 - t } $1 >= t && !first && $0 !~ /no answer/ { first = $1 - t; fl = $0 } END { printf "FROZEN: old primary agent after cont: first answer %s ms: %s; leader with a lease or the VIP in %d polls, the last %s ms after cont\n", first, fl, n, n ? last : "-" }' "$T_DIR/agent-old"
+  awk -v t="$tc" '$1 >= t && / lease=true/ { n++; last = $1 - t } $1 >= t && / vip=true/ { v++; vlast = $1 - t }
+    $1 >= t && first == "" && $0 !~ /no answer/ { first = $1 - t; fl = $0 }
+    END { printf "FROZEN: the old primary agent after cont: first answer %s ms after (%s); lease held in %d polls, the last %s ms after cont; VIP held (its own view) in %d polls, the last %s ms after\n", first, fl, n, n ? last : "-", v, v ? vlast : "-" }' "$T_DIR/agent-old"
   grep -h . "$T_DIR/agent-old" | awk -v t="$tc" '$1 >= t - 200 && $1 <= t + 3000' | sed "s/^/  agent-old /" | head -n 40
   awk -v t="$tc" '$2 >= t && /vip=true/ { n++; last = $2 - t } END { printf "FROZEN: the old primary reported the VIP among its addresses in %d direct queries after cont, the last %s ms after\n", n, n ? last : "-" }' "$T_DIR/direct$pi"
   for i in 1 2 3; do

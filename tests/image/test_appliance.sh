@@ -23,8 +23,8 @@
 #             that no acknowledged row was lost and that the old primary rejoins.
 #   --tcg     the same virtual machines under QEMU's emulator (no KVM): slow, for checking the
 #             QEMU path where KVM cannot run the image (the frozen-VM figures are then TCG's);
-#             the seeds set ELECTION_TIMEOUT=4000 (emulated guests stall for longer than the
-#             default lease allows). ELECTION_TIMEOUT=MS in the environment sets it in any mode.
+#             the seeds set ELECTION_TIMEOUT=8000 (emulated guests stall for longer than the
+#             default lease allows: with 4000 the primary still lost its lease under writes). ELECTION_TIMEOUT=MS in the environment sets it in any mode.
 #   --nspawn  containers (systemd-nspawn --boot, an overlay each over the image's root file
 #             system); the node kill is SIGKILL of the container's init. No frozen VM.
 #   (no flag) --kvm when KVM can run the image's kernel (a probe boot must reach the kernel's
@@ -96,8 +96,14 @@ if [ "$MODE" = auto ] || [ "$MODE" = kvm ]; then
     MODE=nspawn
   fi
 fi
-[ -n "$ET" ] || { [ "$MODE" != tcg ] || ET=4000; }
+[ -n "$ET" ] || { [ "$MODE" != tcg ] || ET=8000; }
 FREEZE_S=${FREEZE_S:-$(( ${ET:-500} * 2 / 1000 > 5 ? ${ET:-500} * 2 / 1000 : 5 ))}
+# Waits are SLOW times longer under TCG, where a guest boots in about 3 minutes and a base
+# backup takes minutes.
+# Writers pause PACE s between connections (each costs the guest a SCRAM authentication, heavy
+# when emulated).
+SLOW=1 PACE=0.05
+[ "$MODE" != tcg ] || SLOW=4 PACE=0.5
 t_log "mode: $MODE${ET:+, election timeout $ET ms}"
 if [ "$MODE" = nspawn ]; then
   [ -d "$IMG/rootfs" ] || { t_fail "no root file system in $IMG"; t_done; }
@@ -264,9 +270,9 @@ healthy() { # I...: the members listed agree on one primary, every other listed 
     [ "$(cluster "$1" | jq -r '.sync.k')" -ge 1 ]
 }
 api_up() { [ "$(status "$1" | jq -r .name 2>/dev/null)" = "node$1" ]; }
-t_wait 240 "the agent of node1 answering at its seed's address" api_up 1
+t_wait $((240 * SLOW)) "the agent of node1 answering at its seed's address" api_up 1
 t_log "node1's agent answered $((SECONDS - t1)) s after the boot"
-t_wait 240 "one primary and two streaming standbys from the seeds" healthy 1 2 3
+t_wait $((240 * SLOW)) "one primary and two streaming standbys from the seeds" healthy 1 2 3
 t_log "cluster up $((SECONDS - t1)) s after the first boot"
 first_conf() {
   if [ "$MODE" = nspawn ]; then
@@ -304,10 +310,10 @@ vip_only_on() {
     if [ "$i" = "$1" ]; then has_vip "$i" || return 1; else ! has_vip "$i" || return 1; fi
   done
 }
-t_wait 30 "the VIP on $old only" vip_only_on "$oi"
+t_wait $((30 * SLOW)) "the VIP on $old only" vip_only_on "$oi"
 arp_is() { ip neigh flush dev "$BR" to "$VIP" 2>/dev/null; ping -c1 -W1 "$VIP" >/dev/null 2>&1 || return 1
            [ "$(ip neigh show "$VIP" dev "$BR" | awk '{print $3}')" = "$(mac_of "$1")" ]; }
-t_wait 20 "ARP for the VIP answered by $old" arp_is "$oi"
+t_wait $((20 * SLOW)) "ARP for the VIP answered by $old" arp_is "$oi"
 
 export PGPASSWORD=$SU_PW PGCONNECT_TIMEOUT=2
 vsql() { psql -X -q -A -t -h "$VIP" -U postgres -d postgres -c "$1" 2>/dev/null; }
@@ -328,14 +334,14 @@ writer() { # FILE HOST FIRST_ID
       echo "$id ${r%%$'\n'*} $(now_ms)" >>"$out"
     fi
     id=$((id + 1))
-    sleep 0.05
+    sleep "$PACE"
   done
 }
 writer "$ACKED" "$VIP" 1 &
 BG+=($!)
 n_acked() { wc -l <"$ACKED"; }
 acked_over() { [ "$(n_acked)" -gt "$1" ]; }
-t_wait 60 "50 rows acknowledged through the VIP" acked_over 49
+t_wait $((60 * SLOW)) "50 rows acknowledged through the VIP" acked_over 49
 # Every acknowledged id of every writer's file present on node I.
 lost_on() { # I FILE...
   local i=$1; shift
@@ -349,21 +355,21 @@ node_kill "$oi"
 others=()
 for i in 1 2 3; do [ "$i" = "$oi" ] || others+=("$i"); done
 new_primary() { local p; p=$(primary_of "${others[0]}"); [ -n "$p" ] && [ "$p" != "$old" ] && [ "$(primary_of "${others[1]}")" = "$p" ]; }
-t_wait 60 "a new primary after the node loss" new_primary
+t_wait $((60 * SLOW)) "a new primary after the node loss" new_primary
 new=$(primary_of "${others[0]}")
 ni=${new#node}
 t_log "new primary $new $((SECONDS - t2)) s after the kill"
-t_wait 30 "the VIP on $new only" vip_only_on "$ni"
-t_wait 20 "ARP for the VIP answered by $new" arp_is "$ni"
+t_wait $((30 * SLOW)) "the VIP on $new only" vip_only_on "$ni"
+t_wait $((20 * SLOW)) "ARP for the VIP answered by $new" arp_is "$ni"
 acked_by() { [ "$(awk -v h="$1" -v t="$2" '$2 == h && $3 > t' "$ACKED" | wc -l)" -gt 0 ]; }
-t_wait 60 "a write through the VIP acknowledged by $new" acked_by "$new" "$(($(now_ms) - 1))"
+t_wait $((60 * SLOW)) "a write through the VIP acknowledged by $new" acked_by "$new" "$(($(now_ms) - 1))"
 t_log "writes through the VIP $((SECONDS - t2)) s after the kill"
 t_check "no row acknowledged through the VIP lost ($(n_acked) so far)" t_eq "$(lost_on "$ni" "$ACKED")" 0
 
 # The old node boots again and rejoins.
 t3=$SECONDS
 boot "$oi"
-t_wait 240 "$old back as a streaming standby" healthy 1 2 3
+t_wait $((240 * SLOW)) "$old back as a streaming standby" healthy 1 2 3
 t_check "$new is still the primary" t_eq "$(primary_of 1)" "$new"
 t_check "the VIP stayed on $new" vip_only_on "$ni"
 t_log "$old rejoined $((SECONDS - t3)) s after its boot"
@@ -396,7 +402,7 @@ if [ "$MODE" != nspawn ]; then
         echo "$s $(now_ms) ${r:-no answer}" >>"$T_DIR/direct$i"
         [[ $r != *acked* ]] || echo "$id node$i $(now_ms)" >>"$T_DIR/acked-direct$i"
         id=$((id + 1))
-        sleep 0.05
+        sleep "$PACE"
       done
     ) &
     BG+=($!)
@@ -439,7 +445,7 @@ if [ "$MODE" != nspawn ]; then
   fi
   sleep 10
   back() { healthy 1 2 3 && [ "$(primary_of 1)" != "$P" ]; }
-  t_wait 240 "$P back as a streaming standby after the pause, another member primary" back
+  t_wait $((240 * SLOW)) "$P back as a streaming standby after the pause, another member primary" back
   tb=$(now_ms)
   t_log "FROZEN: healthy again $((tb - tc)) ms after cont, primary $(primary_of 1)"
   t_wait 20 "$P's clocks read through PostgreSQL after the pause" clocks "$pi"

@@ -260,7 +260,7 @@ for i in 1 2 3; do boot "$i"; done
 
 api() { echo "$NET.1$1:8008"; }
 status() { curl -s --max-time 1 "http://$(api "$1")/status" 2>/dev/null || true; }
-cluster() { "$T_BIN" ctl --api "$(api "$1")" --timeout 1000 list --json 2>/dev/null || true; }
+cluster() { "$T_BIN" ctl --api "$(api "$1")" --timeout $((1000 * SLOW)) list --json 2>/dev/null || true; }
 primary_of() { cluster "$1" | jq -r '[.members[] | select(.role == "leader" and .pg_role == "primary" and .state == "running")] | if length == 1 then .[0].name else empty end' 2>/dev/null; }
 healthy() { # I...: the members listed agree on one primary, every other listed one streams in the set
   local p q
@@ -286,7 +286,8 @@ first_conf() {
 for i in 1 2 3; do
   t_check "node$i's first boot wrote its configuration from the seed" first_conf "$i"
 done
-old=$(primary_of 1)
+primary_known() { old=$(primary_of 1); [ -n "$old" ]; }
+t_wait $((30 * SLOW)) "node1 naming the primary" primary_known
 oi=${old#node}
 t_log "primary: $old"
 
@@ -356,7 +357,8 @@ others=()
 for i in 1 2 3; do [ "$i" = "$oi" ] || others+=("$i"); done
 new_primary() { local p; p=$(primary_of "${others[0]}"); [ -n "$p" ] && [ "$p" != "$old" ] && [ "$(primary_of "${others[1]}")" = "$p" ]; }
 t_wait $((60 * SLOW)) "a new primary after the node loss" new_primary
-new=$(primary_of "${others[0]}")
+named_new() { new=$(primary_of "${others[0]}"); [ -n "$new" ] && [ "$new" != "$old" ]; }
+t_wait $((30 * SLOW)) "${others[0]} naming the new primary" named_new
 ni=${new#node}
 t_log "new primary $new $((SECONDS - t2)) s after the kill"
 t_wait $((30 * SLOW)) "the VIP on $new only" vip_only_on "$ni"

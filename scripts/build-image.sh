@@ -4,13 +4,17 @@
 # turns a per-node seed into the node's network, secret and /etc/raftpg/raftpg.yaml.
 # Output in OUTDIR (default build-image/):
 #   rootfs/          the root file system; `systemd-nspawn -D rootfs --boot` runs it
-#   raftpg.img       an ext4 image of it for QEMU/KVM (virtio disk, root=/dev/vda)
+#   raftpg.img       an ext4 image of it for QEMU (a whole-disk file system, no partition table
+#                    or boot loader: virtio disk, root=/dev/vda)
 #   vmlinuz, initrd.img   the image's kernel and initramfs, for QEMU's direct kernel boot
-# Boot one node (the seed through fw_cfg; see image/raftpg-firstboot for its keys):
-#   qemu-system-x86_64 -enable-kvm -m 1024 -nographic -kernel vmlinuz -initrd initrd.img \
+# Boot one node (a qcow2 overlay per node on the shared image; the seed through fw_cfg, see
+# image/raftpg-firstboot for its keys; tests/image/test_appliance.sh boots three this way):
+#   qemu-img create -f qcow2 -F raw -b raftpg.img node1.qcow2
+#   qemu-system-x86_64 -accel kvm -cpu host -m 1024 -nographic -kernel vmlinuz -initrd initrd.img \
 #     -append "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
-#     -drive file=node1.img,format=raw,if=virtio -fw_cfg name=opt/raftpg/seed,file=node1.seed \
+#     -drive file=node1.qcow2,format=qcow2,if=virtio -fw_cfg name=opt/raftpg/seed,file=node1.seed \
 #     -netdev tap,id=n,ifname=tap1,script=no,downscript=no -device virtio-net-pci,netdev=n
+# The same command with -accel tcg (no KVM) boots it too, about 3 minutes to the agent.
 # Usage: scripts/build-image.sh [OUTDIR] [PACKAGE.deb]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -65,6 +65,15 @@ t_check "ADDRESS and MEMBERS must agree" refused "MEMBERS gives node1 the addres
 t_check "two members are refused" refused "MEMBERS lists 2 members" "${good[@]:0:2}" \
   "MEMBERS=node1:10.231.9.11,node2:10.231.9.12" "${good[@]:3}"
 t_check "a bad VIP is named" refused 'VIP "10.231.9.300/24" is not ADDR/PREFIX' "${good[@]}" "VIP=10.231.9.300/24"
+t_check "an ELECTION_TIMEOUT out of range is named" refused 'ELECTION_TIMEOUT "20" is not 50..60000 (ms)' "${good[@]}" "ELECTION_TIMEOUT=20"
+# A slow platform's seed: the election timeout reaches the configuration and check-config's summary.
+mkdir -p "$T_DIR/et"
+seed 1 ELECTION_TIMEOUT=4000 >"$T_DIR/et/seed"
+RAFTPG_ROOT="$T_DIR/et" RAFTPG_SEED="$T_DIR/et/seed" "$FB" >/dev/null 2>&1 || true
+sed "s|/etc/raftpg/raft.secret|$T_DIR/et/etc/raftpg/raft.secret|" "$T_DIR/et/etc/raftpg/raftpg.yaml" >"$T_DIR/et.yaml" 2>/dev/null || true
+t_check "ELECTION_TIMEOUT=4000 becomes raft.election_timeout" grep -qx "  election_timeout: 4000" "$T_DIR/et.yaml"
+et_out=$("$T_BIN" check-config "$T_DIR/et.yaml" 2>&1) || true
+t_check "that configuration passes raftpg check-config" t_contains "$et_out" "$T_DIR/et.yaml: ok"
 
 unit="$T_DIR/raftpg-firstboot.service"
 sed "s|^ExecStart=.*|ExecStart=$FB|" "$SRC/image/raftpg-firstboot.service" >"$unit"

@@ -107,75 +107,121 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     json_decref(o);
 }
 
-static void timer_cb(uv_timer_t *t);
-
-/* Every answer of the round is in: keep them. */
-static void round_done(struct peers *p)
+/* Keeps the answer of call c (or why there was none) for its peer, if that peer is still a
+ * target at the same address. */
+static void keep(struct peers *p, const struct peer_call *c, rpg_msec started)
 {
-    p->busy = false;
     rpg_msec now = uv_now(p->loop);
-    /* Keep results only for peers that are still targets; names identify them. */
-    for (unsigned i = 0; i < p->n_round; i++) {
-        struct peer_status *r = &p->round[i];
-        for (unsigned j = 0; j < p->n_targets; j++) {
-            if (strcmp(p->targets[j].name, r->name) != 0) {
-                continue;
-            }
-            struct peer_status *t = &p->targets[j];
-            rpg_msec seen = t->last_seen;
-            *t = *r;
-            t->last_seen = r->reachable ? now : seen;
-            t->last_polled = p->round_started;
+    for (unsigned j = 0; j < p->n_targets; j++) {
+        struct peer_status *t = &p->targets[j];
+        if (strcmp(t->name, c->status.name) != 0 || strcmp(t->api, c->status.api) != 0) {
+            continue;
         }
+        rpg_msec seen = t->last_seen;
+        *t = c->status;
+        t->last_seen = c->status.reachable ? now : seen;
+        /* An answer says what the peer was when asked; a failure, that it did not answer until
+         * now: a leader counts either only when it came after it began to lead, and a request
+         * that started before and timed out after is as good as a new one (which would only
+         * wait for its own time-out). */
+        t->last_polled = c->status.reachable ? started : now;
+        p->results[j] = *t;
     }
-    p->n_results = p->n_targets;
-    memcpy(p->results, p->targets, sizeof p->targets);
-    if (p->poll_again) {
-        p->poll_again = false;
-        uv_timer_start(&p->timer, timer_cb, 0, p->interval_ms);
+}
+
+static void ask(struct peers *p, const struct peer_status *target);
+
+static void on_answer(void *data, int rv, int status, const char *body, size_t len,
+                      const char *errmsg)
+{
+    struct peer_call *c = data;
+    struct peers *p = c->p;
+    c->busy = false;
+    if (p->closing) {
+        return;
+    }
+    /* last_polled carries the time the request started until the answer is kept. */
+    rpg_msec started = c->status.last_polled;
+    read_status(&c->status, rv, status, body, len, errmsg);
+    keep(p, c, started);
+    if (c->again) {
+        c->again = false;
+        for (unsigned j = 0; j < p->n_targets; j++) {
+            if (strcmp(p->targets[j].name, c->status.name) == 0) {
+                struct peer_status t = p->targets[j];
+                ask(p, &t);
+                break;
+            }
+        }
     }
     if (p->round_cb != NULL) {
         p->round_cb(p, p->data);
     }
 }
 
-static void on_answer(void *data, int rv, int status, const char *body, size_t len,
-                      const char *errmsg)
+static struct peer_call *in_flight(struct peers *p, const char *name)
 {
-    struct peer_call *call = data;
-    struct peers *p = call->p;
-    read_status(&p->round[call->i], rv, status, body, len, errmsg);
-    if (--p->pending == 0) {
-        round_done(p);
+    for (unsigned i = 0; i < sizeof p->calls / sizeof p->calls[0]; i++) {
+        if (p->calls[i].busy && strcmp(p->calls[i].status.name, name) == 0) {
+            return &p->calls[i];
+        }
+    }
+    return NULL;
+}
+
+/* Asks one peer, unless it is being asked already. */
+static void ask(struct peers *p, const struct peer_status *target)
+{
+    struct peer_call *c = in_flight(p, target->name);
+    if (c != NULL) {
+        return;
+    }
+    for (unsigned i = 0; i < sizeof p->calls / sizeof p->calls[0] && c == NULL; i++) {
+        if (!p->calls[i].busy) {
+            c = &p->calls[i];
+        }
+    }
+    if (c == NULL) {
+        return; /* every slot waits for a time-out: the next tick tries again */
+    }
+    c->p = p;
+    c->status = *target;
+    c->status.last_polled = uv_now(p->loop);
+    c->again = false;
+    c->busy = true;
+    char errmsg[RPG_ERRMSG_SIZE];
+    int rv = http_client_request(&p->client, c->status.api, "GET", "/status", p->timeout_ms,
+                                 on_answer, c, errmsg);
+    if (rv != 0) {
+        c->busy = false;
+        rpg_msec started = c->status.last_polled;
+        read_status(&c->status, rv, 0, NULL, 0, errmsg);
+        keep(p, c, started);
     }
 }
 
-/* Starts a round: every target asked at once, on the loop (http_client). */
+/* Asks every target not being asked; with again set, one being asked is asked again at its
+ * answer. Targets are copied first: an answer's callback may replace them. */
+static void ask_all(struct peers *p, bool again)
+{
+    struct peer_status t[PEERS_MAX];
+    unsigned n = p->n_targets;
+    memcpy(t, p->targets, n * sizeof t[0]);
+    for (unsigned i = 0; i < n && !p->closing; i++) {
+        struct peer_call *c = in_flight(p, t[i].name);
+        if (c != NULL) {
+            c->again = c->again || again;
+        } else {
+            ask(p, &t[i]);
+        }
+    }
+}
+
 static void timer_cb(uv_timer_t *t)
 {
     struct peers *p = t->data;
-    if (p->busy || p->closing || p->n_targets == 0) {
-        return;
-    }
-    p->n_round = p->n_targets;
-    p->round_started = uv_now(p->loop);
-    memcpy(p->round, p->targets, sizeof p->targets);
-    p->busy = true;
-    p->pending = 1; /* held until every request is started */
-    for (unsigned i = 0; i < p->n_round; i++) {
-        char errmsg[RPG_ERRMSG_SIZE];
-        p->calls[i].p = p;
-        p->calls[i].i = i;
-        p->pending++;
-        int rv = http_client_request(&p->client, p->round[i].api, "GET", "/status",
-                                     p->timeout_ms, on_answer, &p->calls[i], errmsg);
-        if (rv != 0) {
-            read_status(&p->round[i], rv, 0, NULL, 0, errmsg);
-            p->pending--;
-        }
-    }
-    if (--p->pending == 0) {
-        round_done(p);
+    if (!p->closing) {
+        ask_all(p, false);
     }
 }
 
@@ -184,11 +230,8 @@ void peers_poll_now(struct peers *p)
     if (p->closing) {
         return;
     }
-    if (p->busy) {
-        p->poll_again = true;
-    } else {
-        uv_timer_start(&p->timer, timer_cb, 0, p->interval_ms);
-    }
+    ask_all(p, true);
+    uv_timer_start(&p->timer, timer_cb, p->interval_ms, p->interval_ms);
 }
 
 int peers_start(struct peers *p, uv_loop_t *loop, unsigned interval_ms, unsigned timeout_ms,
@@ -266,12 +309,11 @@ static void client_closed(struct http_client *c)
     one_closed((struct peers *)((char *)c - offsetof(struct peers, client)));
 }
 
-/* A round in flight is dropped. */
+/* Requests in flight are dropped. */
 void peers_close(struct peers *p, void (*cb)(struct peers *p))
 {
     p->closing = true;
     p->close_cb = cb;
-    p->busy = false;
     uv_close((uv_handle_t *)&p->timer, timer_closed);
     http_client_close(&p->client, client_closed);
 }

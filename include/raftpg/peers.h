@@ -26,7 +26,8 @@ struct peer_status {
     uint64_t term;
     char leader[FSM_NAME_MAX];
     char phase[16];
-    rpg_msec last_polled;   /* loop time (ms) the last completed poll started, answered or not */
+    rpg_msec last_polled;   /* loop time (ms) the last completed poll started if answered, or
+                             * ended if not (peers.c keep()) */
     /* Its PostgreSQL, when it manages one (has_pg). */
     bool has_pg;
     char pg_state[16];      /* ha_pg_state_name() */
@@ -71,31 +72,30 @@ struct peer_status {
     } members[FSM_MEMBERS_MAX];
 };
 
+/* Each peer is asked on its own: an answer is kept as soon as it arrives, and a peer that does
+ * not answer (its node gone) delays nobody else's news by its time-out. */
 struct peers {
     uv_loop_t *loop;
     uv_timer_t timer;
     struct http_client client;
+    /* Requests in flight, one per peer at most; twice the peers, as a request to a peer that was
+     * dropped from the targets still runs until its answer or its time-out. */
     struct peer_call {
         struct peers *p;
-        unsigned i;
-    } calls[PEERS_MAX];
-    unsigned pending;      /* answers the round still waits for */
+        bool busy;
+        bool again;                /* peers_poll_now while in flight: ask again at the answer */
+        struct peer_status status; /* the target as it was when asked, then its answer */
+    } calls[2 * PEERS_MAX];
     int open;              /* the timer and the client, until closed */
-    bool busy;
     bool closing;
-    bool poll_again;       /* peers_poll_now during a round: start the next one at its end */
     unsigned interval_ms;
     unsigned timeout_ms;
-    /* Targets are copied into round at the start of each round. */
     unsigned n_targets;
     struct peer_status targets[PEERS_MAX];
     unsigned n_results;
     struct peer_status results[PEERS_MAX];
-    unsigned n_round;
-    rpg_msec round_started; /* loop time the current round was queued */
-    struct peer_status round[PEERS_MAX];
     void (*close_cb)(struct peers *p);
-    void (*round_cb)(struct peers *p, void *data); /* after each completed round, may be NULL */
+    void (*round_cb)(struct peers *p, void *data); /* after each answer kept, may be NULL */
     void *data;
 };
 
@@ -106,13 +106,13 @@ int peers_start(struct peers *p, uv_loop_t *loop, unsigned interval_ms, unsigned
 /* Replaces the set of peers to poll (name and API address are copied). */
 void peers_set_targets(struct peers *p, const struct peer_status *targets, unsigned n);
 
-/* Starts a round now (or as soon as the running one ends), then every interval_ms again. */
+/* Asks every peer now (one still being asked: again at its answer), then every interval_ms. */
 void peers_poll_now(struct peers *p);
 
 /* The last known status of a peer by name, or NULL. */
 const struct peer_status *peers_get(const struct peers *p, const char *name);
 
-/* Stops polling (a round in flight is dropped); cb fires once everything is closed. */
+/* Stops polling (requests in flight are dropped); cb fires once everything is closed. */
 void peers_close(struct peers *p, void (*cb)(struct peers *p));
 
 #endif

@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "raftpg/cons_uv.h"
 #include "raftpg/http.h"
 #include "raftpg/peers.h"
 
@@ -108,10 +109,13 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
 }
 
 /* Keeps the answer of call c (or why there was none) for its peer, if that peer is still a
- * target at the same address. */
+ * target at the same address. Times are the agent's clock (CLOCK_BOOTTIME, cons_uv_clock_ms),
+ * which the core, failover and switchover compare them with: the loop's clock stops while the
+ * machine is suspended, and after a suspend every report would look old, or asked for before
+ * a leader began to lead. */
 static void keep(struct peers *p, const struct peer_call *c, rpg_msec started)
 {
-    rpg_msec now = uv_now(p->loop);
+    rpg_msec now = cons_uv_clock_ms();
     for (unsigned j = 0; j < p->n_targets; j++) {
         struct peer_status *t = &p->targets[j];
         if (strcmp(t->name, c->status.name) != 0 || strcmp(t->api, c->status.api) != 0) {
@@ -186,7 +190,7 @@ static void ask(struct peers *p, const struct peer_status *target)
     }
     c->p = p;
     c->status = *target;
-    c->status.last_polled = uv_now(p->loop);
+    c->status.last_polled = cons_uv_clock_ms();
     c->again = false;
     c->busy = true;
     char errmsg[RPG_ERRMSG_SIZE];

@@ -177,6 +177,36 @@ static void on_peers_round(struct peers *p, void *data)
     }
 }
 
+/* fence_others_stood_down over every other member of the Raft configuration, from the reports
+ * asked for since this member became the ready leader. A member whose report names another Raft
+ * id, or none, counts as silent. */
+static bool others_stood_down(struct agent *a)
+{
+    uint64_t ids[FSM_MEMBERS_MAX];
+    struct fence_member_report r[FSM_MEMBERS_MAX];
+    unsigned n = cons_config_ids(&a->cons, ids, FSM_MEMBERS_MAX);
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && i < FSM_MEMBERS_MAX; i++) {
+        if (ids[i] == a->cons.id) {
+            continue;
+        }
+        const char *name = cons_member_name(&a->cons, ids[i]);
+        const struct peer_status *p = name != NULL ? peers_get(&a->peers, name) : NULL;
+        struct fence_member_report *m = &r[k++];
+        memset(m, 0, sizeof *m);
+        if (p == NULL || !p->reachable || p->id != ids[i] || p->last_polled < a->ready_since) {
+            continue;
+        }
+        m->fresh = true;
+        m->term = p->term;
+        m->leads = strcmp(p->raft_role, "leader") == 0;
+        m->server_quiet = !p->has_pg || strcmp(p->pg_state, "stopped") == 0 ||
+                          strcmp(p->pg_state, "absent") == 0 ||
+                          (strcmp(p->pg_state, "running") == 0 && p->pg_in_recovery);
+    }
+    return fence_others_stood_down(r, k, a->cons.term);
+}
+
 /* A voter to hand leadership to when this one cannot: reachable, its storage persists and its
  * state agrees. 0 lets libraft pick the most up-to-date voter. */
 static uint64_t pick_voter(struct cons *c, void *data)
@@ -1054,9 +1084,23 @@ static void ha_tick(struct agent *a)
      * counting down to its reset. */
     rpg_msec wd_ms =
         watchdog_promote_wait_ms(&a->conf.watchdog, a->fence.lease_ms + a->fence.margin_ms);
-    v.leader = fence_may_lead(&a->fence, ready, a->lease_ok, a->cons.last_heard_leader,
-                              a->cons.started_at, wd_ms, v.now) &&
-               a->watchdog_ok;
+    if (ready && a->ready_term != a->cons.term) {
+        a->ready_term = a->cons.term;
+        a->ready_since = v.now;
+        if (a->peers_open) {
+            peers_poll_now(&a->peers);
+        }
+    }
+    bool waited = fence_may_lead(&a->fence, ready, a->lease_ok, a->cons.last_heard_leader,
+                                 a->cons.started_at, wd_ms, v.now);
+    bool shown = !waited && ready && a->lease_ok && others_stood_down(a);
+    v.leader = (waited || shown) && a->watchdog_ok;
+    if (shown && a->watchdog_ok && a->lead_early_term != a->cons.term) {
+        a->lead_early_term = a->cons.term;
+        log_info("leader in term %llu: acting now: every other member answered that it is in this "
+                 "term or later, does not lead and its server accepts no writes",
+                 (unsigned long long)a->cons.term);
+    }
     if (ready && !v.leader && a->lead_wait_term != a->cons.term) {
         rpg_msec from = fence_promote_not_before(&a->fence, a->cons.last_heard_leader,
                                                  a->cons.started_at, wd_ms);

@@ -110,6 +110,19 @@ bool fence_may_lead(const struct fence_timing *t, bool leader_ready, bool lease_
            now >= fence_promote_not_before(t, last_heard_leader, started_at, watchdog_ms);
 }
 
+bool fence_others_stood_down(const struct fence_member_report *r, unsigned n, uint64_t term)
+{
+    if (n == 0) {
+        return false;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (!r[i].fresh || r[i].term < term || r[i].leads || !r[i].server_quiet) {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool fence_pg_writable(bool postmaster, bool promoting, bool observed_primary,
                        bool standby_signal)
 {

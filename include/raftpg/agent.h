@@ -78,6 +78,9 @@ struct agent {
     bool fence_timer_open;
     bool lease_ok;             /* may act as primary now */
     uint64_t lead_wait_term;  /* the term whose wait to act as leader was logged */
+    uint64_t ready_term;      /* the term in which this member became the ready leader ... */
+    rpg_msec ready_since;     /* ... when (agent clock): reports asked for later count */
+    uint64_t lead_early_term; /* the term in which the wait ended early (fence_others_stood_down) */
     bool pg_frozen;            /* the fence's soft layer stopped the server (SIGSTOP) */
     int frozen_pid;            /* ... that postmaster */
     rpg_msec frozen_at;

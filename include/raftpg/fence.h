@@ -87,6 +87,24 @@ bool fence_lease_lapsed(rpg_msec lease_until, rpg_msec now);
 rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_heard_leader,
                                   rpg_msec started_at, rpg_msec watchdog_ms);
 
+/* What another member of the Raft configuration said of itself, for fence_others_stood_down. */
+struct fence_member_report {
+    bool fresh;        /* it answered a poll asked for after this member became the ready leader */
+    uint64_t term;     /* its Raft term */
+    bool leads;        /* it says it is the Raft leader */
+    bool server_quiet; /* its PostgreSQL accepts no writes: none managed, stopped, no data
+                        * directory, or running in recovery */
+};
+
+/* Rule 3 shown rather than waited for: every other member answered, after this member became the
+ * ready leader of term, that it is in term or later, does not lead and its server accepts no
+ * writes. Then no other node holds a lease (a leader that sees a later term steps down and its
+ * lease goes with its term, cons.c) nor runs a writable server, and the wait of
+ * fence_promote_not_before can end at once: a switchover's handover, or a leader that stepped
+ * aside. Any member silent, stale, leading or writable keeps the wait; with no other member,
+ * false (a single node's previous leader is itself before a restart: the wait covers that). */
+bool fence_others_stood_down(const struct fence_member_report *r, unsigned n, uint64_t term);
+
 /* Whether a leader may act as the cluster's leader towards PostgreSQL at now (the core's
  * view.leader): it is the ready leader, it holds the lease (fence_lease_ok), and the previous
  * leader has surely fenced (fence_promote_not_before). */

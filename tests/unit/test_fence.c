@@ -358,6 +358,36 @@ static void test_a_short_stall_keeps_the_lease_and_a_long_one_pauses_until_a_fre
     assert_int_equal(plan(&in).pg, FENCE_PG_STOP);
 }
 
+/* fence_others_stood_down: one case per way a member keeps the wait. */
+static void test_a_new_leader_acts_at_once_only_when_every_other_member_stood_down(void **state)
+{
+    (void)state;
+    const struct fence_member_report quiet = {
+        .fresh = true, .term = 7, .leads = false, .server_quiet = true};
+    struct {
+        const char *what;
+        struct fence_member_report second; /* the first member is always quiet */
+        unsigned n;
+        bool want;
+    } cases[] = {
+        {"both quiet, in this term", quiet, 2, true},
+        {"a later term", {.fresh = true, .term = 8, .server_quiet = true}, 2, true},
+        {"no other member", quiet, 0, false},
+        {"a report asked for before the leadership", {.term = 7, .server_quiet = true}, 2, false},
+        {"an earlier term", {.fresh = true, .term = 6, .server_quiet = true}, 2, false},
+        {"it still leads", {.fresh = true, .term = 7, .leads = true, .server_quiet = true}, 2,
+         false},
+        {"its server may accept writes", {.fresh = true, .term = 7}, 2, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct fence_member_report r[2] = {quiet, cases[i].second};
+        bool got = fence_others_stood_down(cases[i].n == 0 ? NULL : r, cases[i].n, 7);
+        if (got != cases[i].want) {
+            fail_msg("%s: got %d, want %d", cases[i].what, got, cases[i].want);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -377,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_a_standby_releases_a_stale_vip_once_at_start_up),
         cmocka_unit_test(test_without_a_vip_section_only_the_server_counts),
         cmocka_unit_test(test_a_new_leader_waits_for_the_previous_lease_and_watchdog),
+        cmocka_unit_test(test_a_new_leader_acts_at_once_only_when_every_other_member_stood_down),
         cmocka_unit_test(test_what_may_accept_writes),
         cmocka_unit_test(test_a_loop_gap_is_a_gap_longer_than_its_bound),
         cmocka_unit_test(test_after_a_gap_only_a_fresh_barrier_grants_the_lease),

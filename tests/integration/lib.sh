@@ -53,6 +53,9 @@ t_cleanup() {
   if [ -n "${T_KEEP:-}" ]; then echo "kept $T_DIR"; else rm -rf "$T_DIR"; fi
 }
 trap t_cleanup EXIT
+# set -e ends a test at a failed command outside a check (an answer that had to be there, say
+# t_pg_primary after a wait): say which, so that the end is not silent.
+trap 't_fail "line $LINENO: \"$BASH_COMMAND\" failed; $T_NAME stops here"' ERR
 
 # Picks a base port with 40 free ports above it (127.0.0.1 only).
 # Concurrent runs can still race for a range; CI runs the integration tests one at a time.

@@ -75,6 +75,12 @@ for i in 1 2 3; do
 done
 pending() { [ "$(t_psql "$1" -c "SELECT pending_restart FROM pg_settings WHERE name = 'max_connections'")" = t ]; }
 t_wait 10 "max_connections pending on $N" pending "$Ni"
+# Each agent decides from its own observation, which follows the server's at its next poll:
+# wait for every agent to report the pending restart (GET /patroni), not for the servers only.
+agent_sees_pending() {
+  [ "$(curl -s -m 3 "http://$(t_api_addr "$1")/patroni" | jq -r '.pending_restart')" = true ]
+}
+for i in 1 2 3; do t_wait 10 "node$i's agent sees the pending restart" agent_sees_pending "$i"; done
 ctl restart --pending >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl restart --pending restarts every member ($(tr '\n' ';' <"$T_DIR/out"))" \
   t_eq "$rc:$(grep -c 'restarted in' "$T_DIR/out")" 0:3

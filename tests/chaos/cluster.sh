@@ -27,6 +27,10 @@ fi
 CL_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=netns.sh
 source "$CL_HERE/netns.sh"
+# shellcheck source=../assert.sh
+source "$CL_HERE/../assert.sh"
+# Every poll here goes through ip netns exec and often ctl: five a second are enough.
+T_POLL_INTERVAL=0.2
 
 CL_NODES=(node1 node2 node3)
 CL_ET=${CHAOS_ELECTION_TIMEOUT:-500}
@@ -44,13 +48,9 @@ CL_BIN=
 CL_WRITER=
 CL_VIPWATCH=
 CL_PREFIX=
-CL_TIMER=
 CL_PRIMARY=
 CL_WRITER_PID=
 CL_WATCH_PID=
-CL_N=0
-CL_FAILED=0
-CL_FIRST_FAIL=
 declare -A CL_AGENT_PID=()
 
 cl_log() { printf '# %s %s\n' "$(date +%T.%3N)" "$*"; }
@@ -90,19 +90,7 @@ cl_init() {
     chown postgres:postgres "$CL_DIR"
     trap cl_cleanup EXIT
     trap 'exit 1' INT TERM
-
-    # After the bound, a watcher makes this shell exit, so that the trap cleans up. It signals
-    # nobody if this shell is gone (its PID may have been reused).
-    (
-        sleep "${CHAOS_TEST_TIMEOUT:-300}" &
-        trap 'kill $! 2>/dev/null; exit 0' TERM
-        wait $!
-        read -r _ _ _ ppid _ </proc/$BASHPID/stat
-        [ "$ppid" = $$ ] || exit 0
-        echo "FAIL: $NAME: timed out after ${CHAOS_TEST_TIMEOUT:-300}s"
-        kill -TERM $$
-    ) </dev/null &
-    CL_TIMER=$!
+    t_time_bound "${CHAOS_TEST_TIMEOUT:-300}"
 }
 
 # Kills what this test started, by PID, then removes the testbed. On failure (or with CHAOS_KEEP
@@ -111,9 +99,8 @@ cl_init() {
 cl_cleanup() {
     local rc=$? n pid f
     trap - EXIT
-    [ "$CL_FAILED" -eq 0 ] || rc=1
-    kill -TERM "$CL_TIMER" 2>/dev/null || true
-    wait "$CL_TIMER" 2>/dev/null || true
+    [ "$T_FAILED" -eq 0 ] || rc=1
+    t_time_bound_stop
     cl_stop_writer
     cl_stop_watch
     for n in "${!CL_AGENT_PID[@]}"; do
@@ -153,22 +140,6 @@ cl_cleanup() {
 
 # ---- checks -------------------------------------------------------------------------------------
 
-cl_check() {
-    local desc=$1
-    shift
-    CL_N=$((CL_N + 1))
-    if "$@"; then
-        echo "ok $CL_N - $desc"
-    else
-        echo "not ok $CL_N - $desc"
-        CL_FAILED=$((CL_FAILED + 1))
-        [ -n "$CL_FIRST_FAIL" ] || CL_FIRST_FAIL=$desc
-    fi
-}
-
-cl_eq() { [ "$1" = "$2" ] || { echo "# got \"$1\", want \"$2\""; return 1; }; }
-cl_not() { ! "$@"; }
-
 # Stops every agent with SIGTERM, as systemd would, and checks that each exits 0 within 60 s
 # (under the sanitizers that also means no leak report). A child of this shell that has exited
 # stays a zombie until waited for, hence the state letter rather than kill -0.
@@ -189,46 +160,15 @@ cl_stop_agents() {
         rc=0
         wait "$pid" 2>/dev/null || rc=$?
         unset "CL_AGENT_PID[$n]"
-        cl_check "$n's agent exits 0 on SIGTERM" cl_eq "$rc" 0
+        t_check "$n's agent exits 0 on SIGTERM" t_eq "$rc" 0
     done
 }
 
 # Ends the test: stops the agents, then a summary line, and exit 1 when a check failed.
 cl_done() {
     cl_stop_agents
-    if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$CL_DIR"/*.log \
-        2>/dev/null; then
-        cl_check "no sanitizer report in an agent log" false
-    fi
-    if [ "$CL_FAILED" -eq 0 ]; then
-        echo "$NAME: all $CL_N checks passed"
-    else
-        echo "FAIL: $NAME: $CL_FAILED of $CL_N checks failed, first: $CL_FIRST_FAIL"
-        exit 1
-    fi
-}
-
-# cl_poll TIMEOUT_S COMMAND...: polls COMMAND every 0.2 s until it succeeds, at most TIMEOUT_S.
-cl_poll() {
-    local timeout=$1 i
-    shift
-    local deadline=$((SECONDS + timeout))
-    for ((i = 0; i < timeout * 5 + 5; i++)); do
-        "$@" >/dev/null 2>&1 && return 0
-        [ $SECONDS -lt $deadline ] || break
-        sleep 0.2
-    done
-    return 1
-}
-
-# cl_wait TIMEOUT_S DESCRIPTION COMMAND...: cl_poll, and a failed check when COMMAND never
-# succeeds.
-cl_wait() {
-    local timeout=$1 desc=$2
-    shift 2
-    cl_poll "$timeout" "$@" && return 0
-    cl_check "within ${timeout}s: $desc" false
-    return 1
+    t_check "no sanitizer report in an agent log" t_no_sanitizer_report "$CL_DIR"/*.log
+    t_summary
 }
 
 # ---- the cluster --------------------------------------------------------------------------------
@@ -373,13 +313,29 @@ cl_psql() {
 
 # The addresses NODE has on the testbed interface, "A/P" a line.
 cl_addrs() { nb_exec "$1" ip -4 -o addr show dev "$NB_IF" | awk '{print $4}'; }
-cl_has_vip() { cl_addrs "$1" | grep -qF "$NB_VIP/"; }
 
-# The nodes that hold the VIP, space-separated.
+# cl_vip_on NODE: "yes" or "no", as ip in NODE's namespace lists the interface's addresses;
+# fails, printing nothing, when that listing lacks NODE's own address (ip did not run there).
+cl_vip_on() {
+    local addrs
+    addrs=$(cl_addrs "$1" 2>/dev/null) || true
+    grep -qF "$(cl_ip "$1")/" <<<"$addrs" || return 1
+    if grep -qF "$NB_VIP/" <<<"$addrs"; then echo yes; else echo no; fi
+}
+cl_has_vip() { [ "$(cl_vip_on "$1")" = yes ]; }
+# NODE has no VIP, and ip said so.
+cl_lacks_vip() {
+    local v
+    v=$(cl_vip_on "$1") || { echo "# ip in $1's namespace did not list its addresses"; return 1; }
+    [ "$v" = no ] || { echo "# $1 holds the VIP"; return 1; }
+}
+
+# The nodes that hold the VIP, space-separated; "NODE?" for one whose addresses ip did not list.
 cl_vip_holders() {
-    local n out=
+    local n v out=
     for n in "${CL_NODES[@]}"; do
-        if cl_has_vip "$n"; then out+="$n "; fi
+        v=$(cl_vip_on "$n") || v=unknown
+        case $v in yes) out+="$n " ;; unknown) out+="$n? " ;; esac
     done
     echo "${out% }"
 }
@@ -435,11 +391,11 @@ cl_agent_identity() {
 # cl_wait_ready TIMEOUT_S: waits for cl_ready; sets CL_PRIMARY. Checks the agents' identity.
 cl_wait_ready() {
     local n
-    cl_wait "$1" "one primary holding the VIP and two streaming standbys" cl_ready || return 1
+    t_wait "$1" "one primary holding the VIP and two streaming standbys" cl_ready || return 1
     cl_ready
     cl_log "primary is $CL_PRIMARY"
     for n in "${CL_NODES[@]}"; do
-        cl_check "$n's agent runs as postgres with CAP_NET_ADMIN and CAP_NET_RAW only" \
+        t_check "$n's agent runs as postgres with CAP_NET_ADMIN and CAP_NET_RAW only" \
             cl_agent_identity "$n"
     done
 }
@@ -464,7 +420,7 @@ cl_create_table() {
     cl_psql "$NB_VIP" -c "CREATE TABLE IF NOT EXISTS chaos_acks (id bigint PRIMARY KEY,
         target text NOT NULL, node text NOT NULL)" || return 1
     for n in "${CL_NODES[@]}"; do
-        cl_wait 30 "chaos_acks replicated to $n" cl_table_on "$n" || return 1
+        t_wait 30 "chaos_acks replicated to $n" cl_table_on "$n" || return 1
     done
 }
 cl_table_on() {
@@ -533,7 +489,7 @@ cl_analyse() {
     python3 "$CL_HERE/chaos_check.py" --acks "$CL_DIR/$tag.acks" --vip "$CL_DIR/$tag.vip" \
         --fault "$fault" --old "$old" --fault-start "$t0" --fault-end "$t1" \
         --lease-ms "$CL_LEASE_MS" --report "$CL_DIR/$tag.report" "$@" >"$CL_DIR/$tag.json" ||
-        { cl_check "the checker ran on $tag" false; return 1; }
+        { t_check "the checker ran on $tag" false; return 1; }
     sed 's/^/# /' "$CL_DIR/$tag.report"
     CL_REPORT=$(cat "$CL_DIR/$tag.json")
     echo "FIGURES $(jq -c 'del(.checks)' <<<"$CL_REPORT")"
@@ -547,10 +503,10 @@ cl_rjq() { jq -r "$1" <<<"$CL_REPORT"; }
 cl_check_report() {
     local desc=$1 key=$2
     if [ "$(cl_rjq ".checks.\"$key\".ok")" = true ]; then
-        cl_check "$desc" true
+        t_check "$desc" true
     else
         cl_rjq ".checks.\"$key\".detail" | sed 's/^/# /'
-        cl_check "$desc" false
+        t_check "$desc" false
     fi
 }
 
@@ -566,7 +522,7 @@ cl_rejoined() {
         ([.members[] | select(.name == $o and .pg_role == "standby" and .state == "streaming")]
             | length) == 1' <<<"$json" >/dev/null || return 1
     [ "$(cl_psql "$(cl_ip "$old")" -c 'SELECT pg_is_in_recovery()')" = t ] || return 1
-    cl_not cl_has_vip "$old"
+    cl_lacks_vip "$old"
 }
 
 # cl_rewound_not_cloned NODE OFFSET: after byte OFFSET of NODE's log a pg_rewind finished and no
@@ -598,7 +554,7 @@ cl_rejoin_ms() {
 # agents recorded about timelines and the last lines of OLD's server log.
 cl_wait_rejoined() {
     local old=$1 new=$2 n
-    cl_wait 60 "$old rejoins as a streaming standby of $new, without the VIP" \
+    t_wait 60 "$old rejoins as a streaming standby of $new, without the VIP" \
         cl_rejoined "$old" "$new" && return 0
     echo "# timelines as the agents and the servers chose them:"
     for n in "${CL_NODES[@]}"; do

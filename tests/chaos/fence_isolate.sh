@@ -32,7 +32,7 @@ cl_create_table || exit 1
 # OLD's log when the fault began.
 fault_checks() {
     local old=$1 new=$2 offset=$3
-    cl_check "the new primary is $new" cl_eq "$(cl_rjq .new)" "$new"
+    t_check "the new primary is $new" t_eq "$(cl_rjq .new)" "$new"
     cl_check_report "$old stops acknowledging writes within its lease" old_stops_writes
     cl_check_report "$old drops the VIP within its lease" old_releases_vip
     cl_check_report "$new claims the VIP" new_claims_vip
@@ -41,12 +41,12 @@ fault_checks() {
     cl_check_report "I3: never two nodes with the VIP" i3_addr
     cl_check_report "I3: never two ARP answers for the VIP" i3_arp
     cl_check_report "once $old is back as a standby only $new has the VIP" settled_vip
-    cl_check "$old's agent logged the fence" \
+    t_check "$old's agent logged the fence" \
         bash -c "tail -c +$((offset + 1)) '$CL_DIR/$old.log' | grep -q 'fencing'"
-    cl_check "$old's agent is still running" cl_agent_alive "$old"
-    cl_check "$old is a streaming standby of $new" cl_rejoined "$old" "$new"
-    cl_check "$old holds no VIP" cl_not cl_has_vip "$old"
-    cl_check "$old rejoined by pg_rewind, not by a clone" cl_rewound_not_cloned "$old" "$offset"
+    t_check "$old's agent is still running" cl_agent_alive "$old"
+    t_check "$old is a streaming standby of $new" cl_rejoined "$old" "$new"
+    t_check "$old holds no VIP" cl_lacks_vip "$old"
+    t_check "$old rejoined by pg_rewind, not by a clone" cl_rewound_not_cloned "$old" "$offset"
     # What the isolated agent did with its PostgreSQL and the VIP after the fault.
     tail -c +$((offset + 1)) "$CL_DIR/$old.log" |
         grep -E 'lease lost|fencing|fenced|vip ' | head -n 8 | sed 's/^/#   /'
@@ -57,7 +57,7 @@ P=$CL_PRIMARY
 tag=isolate
 cl_start_watch "$tag"
 cl_start_writer "$tag" 1000000
-cl_wait 30 "the client writes through the VIP to $P" cl_acks_via_after "$tag" vip "$P" 0 50 ||
+t_wait 30 "the client writes through the VIP to $P" cl_acks_via_after "$tag" vip "$P" 0 50 ||
     exit 1
 sleep 1
 cl_log "isolating $P from the other nodes (the client still reaches it)"
@@ -65,10 +65,10 @@ log_at_fault=$(stat -c %s "$CL_DIR/$P.log")
 t0=$(cl_now)
 nb_isolate "$P" --keep-client
 t1=$(cl_now)
-cl_wait 30 "a new primary among the others" cl_new_primary "$P" || exit 1
+t_wait 30 "a new primary among the others" cl_new_primary "$P" || exit 1
 NP=$(cl_new_primary "$P")
 cl_log "new primary is $NP"
-cl_wait 30 "the client writes through the VIP to $NP" cl_acks_via_after "$tag" vip "$NP" "$t1" 20 ||
+t_wait 30 "the client writes through the VIP to $NP" cl_acks_via_after "$tag" vip "$NP" "$t1" 20 ||
     true
 sleep 1
 cl_log "healing the partition"
@@ -84,37 +84,37 @@ cl_analyse "$tag" isolate "$P" "$t0" "$t1" --heal "$th" --settled "$ts" || exit 
 fault_checks "$P" "$NP" "$log_at_fault"
 
 if [[ $FAULTS != *" claim "* ]]; then
-    cl_check "only $NP holds the VIP" cl_eq "$(cl_vip_holders)" "$NP"
+    t_check "only $NP holds the VIP" t_eq "$(cl_vip_holders)" "$NP"
     cl_done
     exit
 fi
 
 # --- claim: the partition moves onto the next primary while it announces the VIP
-cl_wait 60 "the cluster is whole again: $NP primary with the VIP, two streaming standbys" \
+t_wait 60 "the cluster is whole again: $NP primary with the VIP, two streaming standbys" \
     cl_ready || exit 1
 A=$CL_PRIMARY
 tag=claim
 cl_start_watch "$tag"
 cl_start_writer "$tag" 2000000
-cl_wait 30 "the client writes through the VIP to $A" cl_acks_via_after "$tag" vip "$A" 0 50 ||
+t_wait 30 "the client writes through the VIP to $A" cl_acks_via_after "$tag" vip "$A" 0 50 ||
     exit 1
 sleep 1
 cl_log "isolating $A from the other nodes (the client still reaches it)"
 nb_isolate "$A" --keep-client
-cl_wait 30 "a new primary among the others" cl_new_primary "$A" || exit 1
+t_wait 30 "a new primary among the others" cl_new_primary "$A" || exit 1
 B=$(cl_new_primary "$A")
 cl_log "new primary is $B; waiting for it to add the VIP"
-cl_wait 15 "$B adds the VIP" cl_has_vip "$B" || exit 1
+t_wait 15 "$B adds the VIP" cl_has_vip "$B" || exit 1
 log_at_fault=$(stat -c %s "$CL_DIR/$B.log")
 t0=$(cl_now)
 nb_heal_all
 nb_isolate "$B" --keep-client
 t1=$(cl_now)
 cl_log "$B has the VIP: $A's partition healed, $B isolated (the client still reaches it)"
-cl_wait 30 "a new primary among the others" cl_new_primary "$B" || exit 1
+t_wait 30 "a new primary among the others" cl_new_primary "$B" || exit 1
 C=$(cl_new_primary "$B")
 cl_log "new primary is $C"
-cl_wait 30 "the client writes through the VIP to $C" cl_acks_via_after "$tag" vip "$C" "$t1" 20 ||
+t_wait 30 "the client writes through the VIP to $C" cl_acks_via_after "$tag" vip "$C" "$t1" 20 ||
     true
 sleep 1
 cl_log "healing the partition"
@@ -128,5 +128,5 @@ cl_stop_watch
 cl_save_ids "$tag" "$C" || true
 cl_analyse "$tag" claim "$B" "$t0" "$t1" --heal "$th" --settled "$ts" || exit 1
 fault_checks "$B" "$C" "$log_at_fault"
-cl_check "only $C holds the VIP" cl_eq "$(cl_vip_holders)" "$C"
+t_check "only $C holds the VIP" t_eq "$(cl_vip_holders)" "$C"
 cl_done

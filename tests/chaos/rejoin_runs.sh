@@ -31,7 +31,7 @@ for fault in $FAULTS; do
     done_runs=0 rewound=0 cloned=0
     heal_ms=() pipe_ms=()
     for run in $(seq 1 "$RUNS"); do
-        cl_wait 90 "the cluster is whole before $fault run $run" cl_ready || break
+        t_wait 90 "the cluster is whole before $fault run $run" cl_ready || break
         P=$CL_PRIMARY
         offset=$(stat -c %s "$CL_DIR/$P.log")
         declare -A offsets=()
@@ -44,12 +44,12 @@ for fault in $FAULTS; do
         # Asked twice (set -e): the answer may change in between when the new primary loses
         # its lease at once.
         NP=""
-        if cl_wait 30 "a new primary in $fault run $run" cl_new_primary "$P"; then
+        if t_wait 30 "a new primary in $fault run $run" cl_new_primary "$P"; then
             NP=$(cl_new_primary "$P") || NP=""
         fi
         if [ -z "$NP" ]; then
             if [ "$fault" = isolate ]; then nb_heal_all; else cl_kill_agent "$P" CONT; fi
-            cl_check "$fault run $run: a new primary stays one while the fault lasts" false
+            t_check "$fault run $run: a new primary stays one while the fault lasts" false
             break
         fi
         th=$(cl_now)
@@ -73,9 +73,9 @@ for fault in $FAULTS; do
         cl_log "$fault run $run: $P -> $NP; end of fault to streaming ${heal_ms[-1]} ms, rejoin" \
             "pipeline ${pm:-?} ms, rewinds so far $rewound, clones $cloned"
     done
-    cl_check "$fault: $RUNS runs completed" cl_eq "$done_runs" "$RUNS"
-    cl_check "$fault: every old primary rejoined by pg_rewind ($rewound of $done_runs)" \
-        cl_eq "$cloned" 0
+    t_check "$fault: $RUNS runs completed" t_eq "$done_runs" "$RUNS"
+    t_check "$fault: every old primary rejoined by pg_rewind ($rewound of $done_runs)" \
+        t_eq "$cloned" 0
     hm=$(printf '%s\n' "${heal_ms[@]}" | median)
     pmm=$(printf '%s\n' "${pipe_ms[@]}" | median)
     cl_log "$fault: $rewound rewinds, $cloned clones in $done_runs runs; median end of fault to" \

@@ -44,7 +44,7 @@ P=$CL_PRIMARY
 tag="kill"
 cl_start_watch "$tag"
 cl_start_writer "$tag" 1000000
-cl_wait 30 "the client writes through the VIP to $P" cl_acks_via_after "$tag" vip "$P" 0 50 ||
+t_wait 30 "the client writes through the VIP to $P" cl_acks_via_after "$tag" vip "$P" 0 50 ||
     exit 1
 sleep 1
 cl_log "kill -9 of $P's agent and PostgreSQL"
@@ -52,12 +52,12 @@ t0=$(cl_now)
 cl_kill_agent "$P" KILL
 cl_kill_pg "$P"
 t1=$(cl_now)
-cl_wait 30 "a new primary among the others" cl_new_primary "$P" || exit 1
+t_wait 30 "a new primary among the others" cl_new_primary "$P" || exit 1
 NP=$(cl_new_primary "$P")
 cl_log "new primary is $NP"
-cl_wait 15 "$NP acknowledges direct writes" cl_acks_via_after "$tag" "$NP" "$NP" "$t1" 20 || true
+t_wait 15 "$NP acknowledges direct writes" cl_acks_via_after "$tag" "$NP" "$NP" "$t1" 20 || true
 # The claim is retried while refused; give it several rounds before the agent comes back.
-cl_check "$NP claims the VIP while $P's agent is down (within 8 s)" cl_poll 8 cl_vip_alone_on "$NP"
+t_check "$NP claims the VIP while $P's agent is down (within 8 s)" t_poll 8 cl_vip_alone_on "$NP"
 if ! cl_vip_alone_on "$NP"; then
     echo "# holders now: $(cl_vip_holders); $NP's agent refused its claim" \
         "$(grep -c 'refusing: another host answers' "$CL_DIR/$NP.log") times, the last:"
@@ -66,8 +66,8 @@ fi
 cl_log "restarting $P's agent (the heal)"
 th=$(cl_now)
 cl_start "$P"
-cl_wait 30 "$NP holds the VIP alone" cl_vip_alone_on "$NP" || true
-cl_wait 30 "the client writes through the VIP to $NP" \
+t_wait 30 "$NP holds the VIP alone" cl_vip_alone_on "$NP" || true
+t_wait 30 "the client writes through the VIP to $NP" \
     cl_acks_via_after "$tag" vip "$NP" "$th" 20 || true
 cl_wait_rejoined "$P" "$NP" || true
 ts=$(cl_now)
@@ -80,18 +80,18 @@ th_rel=$(cl_rjq '.heal_ms')
 claimed=$(cl_rjq '.new_vip_claimed_ms')
 echo "# $NP had the VIP alone at fault+${claimed} ms;" \
     "$P's agent was restarted at fault+${th_rel} ms"
-cl_check "the new primary is $NP" cl_eq "$(cl_rjq .new)" "$NP"
+t_check "the new primary is $NP" t_eq "$(cl_rjq .new)" "$NP"
 report_checks "$P" "$NP"
-cl_check "$P is a streaming standby of $NP" cl_rejoined "$P" "$NP"
+t_check "$P is a streaming standby of $NP" cl_rejoined "$P" "$NP"
 
 # --- node loss of the new primary: agent and PostgreSQL killed, link down
-cl_wait 60 "the cluster is whole again: $NP primary with the VIP, two streaming standbys" \
+t_wait 60 "the cluster is whole again: $NP primary with the VIP, two streaming standbys" \
     cl_ready || exit 1
 O=$CL_PRIMARY
 tag=nodeloss
 cl_start_watch "$tag"
 cl_start_writer "$tag" 2000000
-cl_wait 30 "the client writes through the VIP to $O" cl_acks_via_after "$tag" vip "$O" 0 50 ||
+t_wait 30 "the client writes through the VIP to $O" cl_acks_via_after "$tag" vip "$O" 0 50 ||
     exit 1
 sleep 1
 cl_log "node loss of $O: kill -9 of its agent and PostgreSQL, link down"
@@ -100,16 +100,16 @@ cl_kill_agent "$O" KILL
 cl_kill_pg "$O"
 nb_link_down "$O"
 t1=$(cl_now)
-cl_wait 30 "a new primary among the others" cl_new_primary "$O" || exit 1
+t_wait 30 "a new primary among the others" cl_new_primary "$O" || exit 1
 NP=$(cl_new_primary "$O")
 cl_log "new primary is $NP"
-cl_wait 30 "the client writes through the VIP to $NP" cl_acks_via_after "$tag" vip "$NP" "$t1" 20 ||
+t_wait 30 "the client writes through the VIP to $NP" cl_acks_via_after "$tag" vip "$NP" "$t1" 20 ||
     true
 sleep 1
 cl_log "restarting $O's agent with its link down, then bringing the link up (the heal)"
 th=$(cl_now)
 cl_start "$O"
-cl_wait 30 "$O's restarted agent removes the VIP it had" cl_not cl_has_vip "$O" || true
+t_wait 30 "$O's restarted agent removes the VIP it had" cl_lacks_vip "$O" || true
 tu=$(cl_now)
 nb_link_up "$O"
 cl_wait_rejoined "$O" "$NP" || true
@@ -120,8 +120,8 @@ cl_stop_watch
 cl_save_ids "$tag" "$NP" || true
 cl_analyse "$tag" nodeloss "$O" "$t0" "$t1" --heal "$th" --settled "$ts" --lost "$O" "$t0" "$tu" ||
     exit 1
-cl_check "the new primary is $NP" cl_eq "$(cl_rjq .new)" "$NP"
+t_check "the new primary is $NP" t_eq "$(cl_rjq .new)" "$NP"
 report_checks "$O" "$NP"
-cl_check "$O is a streaming standby of $NP" cl_rejoined "$O" "$NP"
-cl_check "only $NP holds the VIP" cl_eq "$(cl_vip_holders)" "$NP"
+t_check "$O is a streaming standby of $NP" cl_rejoined "$O" "$NP"
+t_check "only $NP holds the VIP" t_eq "$(cl_vip_holders)" "$NP"
 cl_done

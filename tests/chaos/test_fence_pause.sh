@@ -30,7 +30,7 @@ P=$CL_PRIMARY
 tag=pause
 cl_start_watch "$tag"
 cl_start_writer "$tag" 1000000
-cl_wait 30 "the client writes through the VIP to $P" cl_acks_via_after "$tag" vip "$P" 0 50 ||
+t_wait 30 "the client writes through the VIP to $P" cl_acks_via_after "$tag" vip "$P" 0 50 ||
     exit 1
 sleep 1
 
@@ -38,27 +38,27 @@ cl_log "SIGSTOP to $P's agent (pid ${CL_AGENT_PID[$P]})"
 t0=$(cl_now)
 cl_kill_agent "$P" STOP
 t1=$(cl_now)
-cl_check "$P's agent is stopped" cl_poll 5 cl_agent_stopped "$P"
+t_check "$P's agent is stopped" t_poll 5 cl_agent_stopped "$P"
 # Nothing is written to the log while the agent is stopped: what follows this offset is what it
 # did after SIGCONT.
 log_at_stop=$(stat -c %s "$CL_DIR/$P.log")
-cl_wait 30 "a new primary among the others while $P's agent is stopped" cl_new_primary "$P" ||
+t_wait 30 "a new primary among the others while $P's agent is stopped" cl_new_primary "$P" ||
     exit 1
 NP=$(cl_new_primary "$P")
 cl_log "new primary is $NP"
-cl_wait 15 "$NP acknowledges direct writes" cl_acks_via_after "$tag" "$NP" "$NP" "$t1" 20 || true
+t_wait 15 "$NP acknowledges direct writes" cl_acks_via_after "$tag" "$NP" "$NP" "$t1" 20 || true
 sleep 1
-cl_check "$P's agent stayed stopped until now" cl_agent_stopped "$P"
-cl_check "the log of the stopped agent did not grow" \
-    cl_eq "$(stat -c %s "$CL_DIR/$P.log")" "$log_at_stop"
+t_check "$P's agent stayed stopped until now" cl_agent_stopped "$P"
+t_check "the log of the stopped agent did not grow" \
+    t_eq "$(stat -c %s "$CL_DIR/$P.log")" "$log_at_stop"
 
 cl_log "SIGCONT to $P's agent"
 tr=$(cl_now)
 cl_kill_agent "$P" CONT
-cl_wait 15 "$P's agent logs its fence" \
+t_wait 15 "$P's agent logs its fence" \
     bash -c "tail -c +$((log_at_stop + 1)) '$CL_DIR/$P.log' | grep -q 'fencing'" || true
-cl_wait 30 "$NP holds the VIP alone" cl_vip_alone_on "$NP" || true
-cl_wait 30 "the client writes through the VIP to $NP" \
+t_wait 30 "$NP holds the VIP alone" cl_vip_alone_on "$NP" || true
+t_wait 30 "the client writes through the VIP to $NP" \
     cl_acks_via_after "$tag" vip "$NP" "$tr" 20 || true
 cl_wait_rejoined "$P" "$NP" || true
 ts=$(cl_now)
@@ -79,10 +79,10 @@ awk -v a="$first_action" '{print "#   " $0} $0 == a {exit}' "$after" | head -n 2
 fence_first() { grep -q 'fencing' <<<"$first_action"; }
 
 cl_analyse "$tag" pause "$P" "$t0" "$t1" --resume "$tr" --heal "$tr" --settled "$ts" || exit 1
-cl_check "the new primary is $NP" cl_eq "$(cl_rjq .new)" "$NP"
-cl_check "$NP acknowledged writes before $P's agent was resumed" \
-    cl_eq "$(cl_rjq '.new_first_ack_ms != null and .new_first_ack_ms < .resume_ms')" true
-cl_check "after SIGCONT, $P's agent fences before any other action" fence_first
+t_check "the new primary is $NP" t_eq "$(cl_rjq .new)" "$NP"
+t_check "$NP acknowledged writes before $P's agent was resumed" \
+    t_eq "$(cl_rjq '.new_first_ack_ms != null and .new_first_ack_ms < .resume_ms')" true
+t_check "after SIGCONT, $P's agent fences before any other action" fence_first
 cl_check_report "$P stops acknowledging writes within the fence margin after SIGCONT" \
     old_stops_writes
 cl_check_report "$P drops the VIP within the fence margin after SIGCONT" old_releases_vip
@@ -97,7 +97,7 @@ cl_check_report "I1: no ack from $P after $NP's first" i1
 cl_check_report "I3: never two nodes with the VIP" i3_addr
 cl_check_report "I3: never two ARP answers for the VIP" i3_arp
 cl_check_report "once $P is back as a standby only $NP has the VIP" settled_vip
-cl_check "$P is a streaming standby of $NP" cl_rejoined "$P" "$NP"
-cl_check "$P rejoined by pg_rewind, not by a clone" cl_rewound_not_cloned "$P" "$log_at_stop"
+t_check "$P is a streaming standby of $NP" cl_rejoined "$P" "$NP"
+t_check "$P rejoined by pg_rewind, not by a clone" cl_rewound_not_cloned "$P" "$log_at_stop"
 cl_log "$P: SIGCONT to streaming $(cl_ms_between "$tr" "$ts") ms, its rejoin pipeline $(cl_rejoin_ms "$P" "$log_at_stop") ms"
 cl_done

@@ -12,21 +12,18 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 # shellcheck source=netns.sh
 source "$HERE/netns.sh"
+# shellcheck source=../assert.sh
+source "$HERE/../assert.sh"
 
-T_N=0
-T_FAILED=0
-T_FIRST_FAIL=
 T_PREFIXES=()
 T_PIDS=()
-T_WATCHDOG=
 T_LOG=$(mktemp -d /tmp/raftpg-test_netns_smoke.XXXXXX)
 PORT=5480
 
 # Kills what this test started (by PID), then removes its testbeds, whatever happened.
 t_cleanup() {
     local rc=$? pid p
-    kill -TERM "$T_WATCHDOG" 2>/dev/null || true
-    wait "$T_WATCHDOG" 2>/dev/null || true
+    t_time_bound_stop
     for pid in "${T_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     for pid in "${T_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     for p in "${T_PREFIXES[@]}"; do nb_down "$p" || rc=1; done
@@ -36,35 +33,13 @@ t_cleanup() {
 trap t_cleanup EXIT
 trap 'exit 1' INT TERM
 
-# The whole test is bounded: a watchdog ends it (and so runs the cleanup) after NB_TEST_TIMEOUT
-# (default 180) seconds. It takes its sleep down with it when the cleanup stops it, and signals
-# nobody if this test was killed outright (its parent is then no longer this shell, whose PID
-# may be reused).
-(
-    sleep "${NB_TEST_TIMEOUT:-180}" &
-    trap 'kill $! 2>/dev/null; exit 0' TERM
-    wait $!
-    read -r _ _ _ ppid _ </proc/$BASHPID/stat
-    [ "$ppid" = $$ ] || exit 0
-    echo "FAIL: test_netns_smoke: timed out after ${NB_TEST_TIMEOUT:-180}s"
-    kill -TERM $$
-) </dev/null &
-T_WATCHDOG=$!
-
-t_check() {
-    local desc=$1
-    shift
-    T_N=$((T_N + 1))
-    if "$@"; then
-        echo "ok $T_N - $desc"
-    else
-        echo "not ok $T_N - $desc"
-        T_FAILED=$((T_FAILED + 1))
-        [ -n "$T_FIRST_FAIL" ] || T_FIRST_FAIL=$desc
-    fi
-}
+# The whole test is bounded: after NB_TEST_TIMEOUT (default 180) seconds it ends, and so runs
+# the cleanup.
+t_time_bound "${NB_TEST_TIMEOUT:-180}"
 
 t_ping() { timeout 5 ip netns exec "$(nb_ns "$1")" ping -c1 -W1 -q "$2" >/dev/null 2>&1; }
+# FROM sent a ping to ADDR and got no reply (ping's status 1; 2 and others are errors).
+t_no_ping() { t_status 1 t_ping "$@"; }
 
 # Pings every ordered pair of namespaces at once and compares with the expected reachability:
 # a pair is reachable unless "A,B" or "B,A" is among the cut pairs given. Prints the mismatches.
@@ -95,13 +70,21 @@ t_matrix() {
     fi
 }
 
-# An HTTP GET from the client to ADDR:PORT, bounded to 2 s.
-t_http() {
+# An HTTP GET from the client to ADDR:PORT, bounded to 2 s; prints "ok", or the error's text.
+t_http_result() {
     timeout 5 ip netns exec "$(nb_ns client)" python3 -c '
 import sys, urllib.request
-urllib.request.urlopen("http://%s:%s/" % (sys.argv[1], sys.argv[2]), timeout=2).read()
-' "$1" "$PORT" >/dev/null 2>&1
+try:
+    urllib.request.urlopen("http://%s:%s/" % (sys.argv[1], sys.argv[2]), timeout=2).read()
+    print("ok")
+except Exception as e:
+    print(getattr(e, "reason", e))
+' "$1" "$PORT" 2>&1
 }
+t_http() { [ "$(t_http_result "$1")" = ok ]; }
+# The GET to ADDR was sent and got no answer in time (a refused connection or an error is not a
+# cut link).
+t_http_cut() { t_contains "$(t_http_result "$1")" "timed out"; }
 
 # RFC 5227 probe (sender 0.0.0.0) from NODE for ADDR: succeeds if some host answers, i.e. the
 # address is taken. The Debian arping (Habets) has no DAD mode; -D there only changes output.
@@ -109,14 +92,27 @@ t_arp_probe() {
     timeout 5 ip netns exec "$(nb_ns "$1")" arping -q -0 -c 2 -w 2 -i "$NB_IF" "$2" >/dev/null 2>&1
 }
 
+# NODE's probe for ADDR went out and nobody answered (arping's statistics say so; its exit
+# status does not tell a lost probe from one that never left).
+t_no_arp_answer() {
+    local out
+    out=$(timeout 5 ip netns exec "$(nb_ns "$1")" arping -0 -c 2 -w 2 -i "$NB_IF" "$2" 2>&1)
+    grep -qE '^[1-9][0-9]* packets transmitted, 0 packets received' <<<"$out" ||
+        { echo "# arping from $1: $(tail -n 1 <<<"$out")"; return 1; }
+}
+
 t_arp_probe_mac() {
     timeout 5 ip netns exec "$(nb_ns "$1")" arping -r -0 -c 1 -w 2 -i "$NB_IF" "$2" 2>/dev/null |
         head -1
 }
 
-t_not() { ! "$@"; }
+# nb_up PREFIX returns 1 saying that the prefix is in use.
+t_up_refused() {
+    local rc=0 err
+    err=$(nb_up "$1" 2>&1) || rc=$?
+    t_eq "$rc" 1 && t_contains "$err" "testbed prefix $1 is in use"
+}
 t_runs_in() { [ -n "$(nb_pids "$1")" ]; }
-t_eq() { [ "$1" = "$2" ] || { echo "# got \"$1\", want \"$2\""; return 1; }; }
 
 t_gone() {
     local p=$1 left
@@ -128,14 +124,7 @@ t_gone() {
 }
 
 # Polls CMD... every 0.1 s for up to 5 s.
-t_eventually() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    return 1
-}
+t_eventually() { t_poll 5 "$@"; }
 
 # --- setup
 P=t$$
@@ -144,7 +133,7 @@ t_check "nb_up creates testbed $P" nb_up "$P"
 [ "$NB_PREFIX" = "$P" ] || { echo "FAIL: test_netns_smoke: nb_up failed, cannot go on"; exit 1; }
 t_check "state file records the run" grep -qx "owner_pid=$$" "$NB_STATE_FILE"
 t_check "four namespaces exist" t_eq "$(ip netns list | grep -c "^$P-")" 4
-t_check "nb_up refuses a prefix in use" t_not nb_up "$P" 2>/dev/null
+t_check "nb_up refuses a prefix in use" t_up_refused "$P"
 t_check "nb_ip node2 is 10.231.0.12" t_eq "$(nb_ip node2)" 10.231.0.12
 t_check "nb_exec runs in the node's namespace" \
     t_eq "$(nb_exec node3 ip -4 -o addr show dev "$NB_IF" | awk '{print $4}')" 10.231.0.13/24
@@ -195,23 +184,23 @@ ip netns exec "$(nb_ns node1)" python3 -m http.server --bind "$(nb_ip node1)" \
 T_PIDS+=($!)
 t_check "client reaches an HTTP server in node1" t_eventually t_http "$(nb_ip node1)"
 nb_isolate node1
-t_check "not after nb_isolate node1" t_not t_http "$(nb_ip node1)"
+t_check "not after nb_isolate node1" t_http_cut "$(nb_ip node1)"
 nb_heal_all
 t_check "again after nb_heal_all" t_eventually t_http "$(nb_ip node1)"
 
 # --- the VIP
-t_check "VIP unclaimed: client cannot ping it" t_not t_ping client "$NB_VIP"
-t_check "VIP unclaimed: ARP probe from node3 gets no answer" t_not t_arp_probe node3 "$NB_VIP"
+t_check "VIP unclaimed: client cannot ping it" t_no_ping client "$NB_VIP"
+t_check "VIP unclaimed: ARP probe from node3 gets no answer" t_no_arp_answer node3 "$NB_VIP"
 nb_exec node2 ip addr add "$NB_VIP/$NB_VIP_PREFIX" dev "$NB_IF"
 t_check "VIP on node2: client pings it" t_eventually t_ping client "$NB_VIP"
 t_check "VIP on node2: ARP probe from node3 detects it is taken" t_arp_probe node3 "$NB_VIP"
 t_check "the answering MAC is node2's" t_eq "$(t_arp_probe_mac node3 "$NB_VIP")" \
     "$(nb_exec node2 cat "/sys/class/net/$NB_IF/address")"
 nb_cut node2 node3
-t_check "VIP on node2 cut from node3: node3's probe sees no owner" t_not t_arp_probe node3 "$NB_VIP"
+t_check "VIP on node2 cut from node3: node3's probe sees no owner" t_no_arp_answer node3 "$NB_VIP"
 nb_heal_all
 nb_exec node2 ip addr del "$NB_VIP/$NB_VIP_PREFIX" dev "$NB_IF"
-t_check "VIP released: client cannot ping it" t_not t_ping client "$NB_VIP"
+t_check "VIP released: client cannot ping it" t_no_ping client "$NB_VIP"
 
 # --- packet loss and delay
 if nb_netem node1 "delay 50ms" 2>"$T_LOG/netem.err"; then
@@ -242,7 +231,7 @@ t_check "a process runs in node2" t_eventually t_runs_in node2
 orphan=$(nb_pids node2 | head -1)
 t_check "nb_down removes testbed $P" nb_down "$P"
 t_check "nothing of $P is left" t_gone "$P"
-t_check "the process in node2 was killed" t_eventually t_not kill -0 "$orphan" 2>/dev/null
+t_check "the process in node2 was killed" t_eventually t_status 1 kill -0 "$orphan"
 t_check "nb_down is idempotent" nb_down "$P"
 
 # A testbed whose owner is gone is removed by nb_down_all_stale; one whose owner lives is not.
@@ -268,15 +257,10 @@ t_check "nothing of $L is left" t_gone "$L"
 # An nb_up that fails half-way (node3's address is refused) removes what it had created.
 F=f$$
 T_PREFIXES+=("$F")
-t_check "nb_up failing at node3 returns 1" t_not bash -c "
+t_check "nb_up failing at node3 returns 1" t_status 1 bash -c "
     source '$HERE/netns.sh'
     ip() { [[ \" \$* \" == *' 10.231.0.13/24 '* ]] && return 1; command ip \"\$@\"; }
     nb_up $F" 2>/dev/null
 t_check "nothing of the failed $F is left" t_gone "$F"
 
-if [ $T_FAILED -eq 0 ]; then
-    echo "test_netns_smoke: all $T_N checks passed"
-else
-    echo "FAIL: test_netns_smoke: $T_FAILED of $T_N checks failed, first: $T_FIRST_FAIL"
-    exit 1
-fi
+t_summary

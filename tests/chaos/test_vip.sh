@@ -34,19 +34,16 @@ for tool in arping ping; do
 done
 # shellcheck source=netns.sh
 source "$HERE/netns.sh"
+# shellcheck source=../assert.sh
+source "$HERE/../assert.sh"
 
-T_N=0
-T_FAILED=0
-T_FIRST_FAIL=
 T_PREFIX=
-T_WATCHDOG=
 T_DIR=$(mktemp -d "/tmp/raftpg-$NAME.XXXXXX")
 
 # Stops the time bound, then removes the testbed (nb_down kills what runs in it, by PID).
 t_cleanup() {
     local rc=$?
-    kill -TERM "$T_WATCHDOG" 2>/dev/null || true
-    wait "$T_WATCHDOG" 2>/dev/null || true
+    t_time_bound_stop
     if [ -n "$T_PREFIX" ]; then nb_down "$T_PREFIX" || rc=1; fi
     rm -rf "$T_DIR"
     exit $rc
@@ -54,45 +51,15 @@ t_cleanup() {
 trap t_cleanup EXIT
 trap 'exit 1' INT TERM
 
-# The whole test is bounded: after NB_TEST_TIMEOUT (default 120) seconds a watchdog ends it, so
-# the cleanup runs. It signals nobody if this shell is gone (its PID may be reused).
-(
-    sleep "${NB_TEST_TIMEOUT:-120}" &
-    trap 'kill $! 2>/dev/null; exit 0' TERM
-    wait $!
-    read -r _ _ _ ppid _ </proc/$BASHPID/stat
-    [ "$ppid" = $$ ] || exit 0
-    echo "FAIL: $NAME: timed out after ${NB_TEST_TIMEOUT:-120}s"
-    kill -TERM $$
-) </dev/null &
-T_WATCHDOG=$!
+# The whole test is bounded (default 120 s), so that the cleanup runs.
+t_time_bound "${NB_TEST_TIMEOUT:-120}"
 
-t_check() {
-    local desc=$1
-    shift
-    T_N=$((T_N + 1))
-    if "$@"; then
-        echo "ok $T_N - $desc"
-    else
-        echo "not ok $T_N - $desc"
-        T_FAILED=$((T_FAILED + 1))
-        [ -n "$T_FIRST_FAIL" ] || T_FIRST_FAIL=$desc
-    fi
-}
-
-t_eq() { [ "$1" = "$2" ] || { echo "# got \"$1\", want \"$2\""; return 1; }; }
-t_not() { ! "$@"; }
 t_ping() { timeout 5 ip netns exec "$(nb_ns "$1")" ping -c1 -W1 -q "$2" >/dev/null 2>&1; }
+# FROM sent a ping to ADDR and got no reply (ping's status 1; 2 and others are errors).
+t_no_ping() { t_status 1 t_ping "$@"; }
 
-# Polls CMD... every 0.1 s for up to 5 s.
-t_eventually() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    "$@"
-}
+# Polls CMD... every 0.1 s for up to 5 s, then once more with its output.
+t_eventually() { t_poll 5 "$@" || "$@"; }
 
 # A configuration for NODE: the testbed's three members and the VIP on its interface, with
 # LIFETIME seconds (default: an hour, so that only the lifetime checks see an address expire).
@@ -131,8 +98,26 @@ t_mac() { nb_exec "$1" cat "/sys/class/net/$NB_IF/address"; }
 
 # The addresses NODE has on the testbed interface, "A/P" a line.
 t_addrs() { nb_exec "$1" ip -4 -o addr show dev "$NB_IF" | awk '{print $4}'; }
-t_has_vip() { t_addrs "$1" | grep -qxF "$NB_VIP/$NB_VIP_PREFIX"; }
-t_has_vip_any_prefix() { t_addrs "$1" | grep -qF "$NB_VIP/"; }
+# t_vip_on NODE [any]: "yes" or "no", as ip in NODE's namespace lists the interface's addresses
+# (the VIP with its prefix, or with any prefix); fails, printing nothing, when that listing lacks
+# NODE's own address, i.e. ip did not run there.
+t_vip_on() {
+    local addrs
+    addrs=$(t_addrs "$1" 2>/dev/null) || true
+    grep -qF "$(nb_ip "$1")/" <<<"$addrs" || return 1
+    if [ "${2:-}" = any ]; then
+        grep -qF "$NB_VIP/" <<<"$addrs" && echo yes || echo no
+    else
+        grep -qxF "$NB_VIP/$NB_VIP_PREFIX" <<<"$addrs" && echo yes || echo no
+    fi
+}
+t_has_vip() { [ "$(t_vip_on "$1")" = yes ]; }
+# NODE has no VIP (t_vip_on's second argument), and ip said so.
+t_lacks_vip() {
+    local v
+    v=$(t_vip_on "$@") || { echo "# ip in $1's namespace did not list its addresses"; return 1; }
+    [ "$v" = no ] || { echo "# $1 holds the VIP"; return 1; }
+}
 
 # The MAC the client's neighbour table gives the VIP, "" when it has no entry.
 t_client_vip_mac() {
@@ -150,7 +135,7 @@ MAC2=$(t_mac node2)
 echo "# testbed $T_PREFIX node1=$MAC1 node2=$MAC2 vip=$NB_VIP/$NB_VIP_PREFIX"
 
 # --- node1 claims
-t_check "nobody holds the VIP: the client cannot ping it" t_not t_ping client "$NB_VIP"
+t_check "nobody holds the VIP: the client cannot ping it" t_no_ping client "$NB_VIP"
 t_check "node1: check says not held" t_vip node1 check 0
 t_check "node1: claim succeeds" t_vip node1 claim 0
 t_check "node1: the claim says it added and announced" grep -qF \
@@ -170,14 +155,14 @@ t_check "node1 has the VIP once" t_eq "$(t_addrs node1 | grep -cxF "$NB_VIP/$NB_
 t_check "node2: claim is refused (exit 3)" t_vip node2 claim 3
 t_check "node2: the refusal names node1's MAC" grep -qF \
     "another host answers for $NB_VIP (mac=$MAC1)" "$T_DIR/node2.claim.out"
-t_check "node2 did not add the VIP" t_not t_has_vip node2
+t_check "node2 did not add the VIP" t_lacks_vip node2
 t_check "node1 still has the VIP" t_has_vip node1
 
 # --- node1 releases, node2 claims, the client follows through gratuitous ARP
 t_check "node1: release succeeds" t_vip node1 release 0
 t_check "node1: the release says it released" grep -qF \
     "released vip $NB_VIP/$NB_VIP_PREFIX from $NB_IF" "$T_DIR/node1.release.out"
-t_check "node1 no longer has the VIP" t_not t_has_vip node1
+t_check "node1 no longer has the VIP" t_lacks_vip node1
 t_check "node1: a second release succeeds (idempotent)" t_vip node1 release 0
 t_check "node1: ... and says it was not there" grep -qF "was not on $NB_IF" \
     "$T_DIR/node1.release.out"
@@ -194,8 +179,8 @@ t_check "node1: ... mac=$MAC2" grep -qF "(mac=$MAC2)" "$T_DIR/node1.claim.out"
 # --- release under another prefix
 nb_exec node2 ip -4 addr add "$NB_VIP/32" dev "$NB_IF"
 t_check "node2: release removes the VIP under every prefix" t_vip node2 release 0
-t_check "node2 has no VIP address left" t_not t_has_vip_any_prefix node2
-t_check "nobody holds the VIP: the client cannot ping it" t_not t_ping client "$NB_VIP"
+t_check "node2 has no VIP address left" t_lacks_vip node2 any
+t_check "nobody holds the VIP: the client cannot ping it" t_no_ping client "$NB_VIP"
 
 # --- the lifetime: a VIP nobody renews goes away by itself (an agent killed with kill -9)
 # The kernel's lifetime of the address, in seconds, as ip prints it ("valid_lft 2sec").
@@ -215,7 +200,7 @@ t0=$(date +%s%N)
 gone_after() {
     local i
     for ((i = 0; i < 100; i++)); do
-        t_has_vip node1 || { echo $((($(date +%s%N) - t0) / 1000000)); return 0; }
+        [ "$(t_vip_on node1)" != no ] || { echo $((($(date +%s%N) - t0) / 1000000)); return 0; }
         sleep 0.05
     done
     echo never
@@ -227,11 +212,6 @@ t_check "without renewal the kernel removes the address within its lifetime + 1.
 t_check "node1: renew of an expired address succeeds" t_vip node1 renew 0
 t_check "node1: ... says it was not renewed" grep -qF "held=no: vip $NB_VIP/$NB_VIP_PREFIX is no longer on" \
     "$T_DIR/node1.renew.out"
-t_check "a renewal never adds the address back (only a claim, after its probe)" t_not t_has_vip node1
+t_check "a renewal never adds the address back (only a claim, after its probe)" t_lacks_vip node1
 
-if [ $T_FAILED -eq 0 ]; then
-    echo "$NAME: all $T_N checks passed"
-else
-    echo "FAIL: $NAME: $T_FAILED of $T_N checks failed, first: $T_FIRST_FAIL"
-    exit 1
-fi
+t_summary

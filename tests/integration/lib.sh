@@ -10,8 +10,8 @@ chmod 755 "$T_DIR"
 cp "$T_BIN_SRC" "$T_DIR/raftpg"
 T_BIN="$T_DIR/raftpg"
 declare -A T_PIDS=()
-T_FAILED=0
-T_N=0
+# shellcheck source=../assert.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../assert.sh"
 
 if [ "$(id -u)" -eq 0 ]; then
   id postgres >/dev/null 2>&1 || { echo "FAIL: user postgres is missing (install postgresql-15)"; exit 1; }
@@ -53,6 +53,9 @@ t_cleanup() {
   if [ -n "${T_KEEP:-}" ]; then echo "kept $T_DIR"; else rm -rf "$T_DIR"; fi
 }
 trap t_cleanup EXIT
+# set -e ends a test at a failed command outside a check (an answer that had to be there, say
+# t_pg_primary after a wait): say which, so that the end is not silent.
+trap 't_fail "line $LINENO: \"$BASH_COMMAND\" failed; $T_NAME stops here"' ERR
 
 # Picks a base port with 40 free ports above it (127.0.0.1 only).
 # Concurrent runs can still race for a range; CI runs the integration tests one at a time.
@@ -202,44 +205,54 @@ t_psql() {
   PGCONNECT_TIMEOUT=3 psql -X -q -A -t -h 127.0.0.1 -p "$(t_pg_port "$i")" -U postgres -d postgres "$@"
 }
 
+# Nothing listens on node I's PostgreSQL port: ss ran, and does not list it.
+t_pg_port_free() {
+  local out
+  out=$(ss -ltnH 2>&1) || { echo "  ss failed: $out"; return 1; }
+  if awk '{print $4}' <<<"$out" | grep -qxF "$(t_pg_addr "$1")"; then
+    echo "  something listens on $(t_pg_addr "$1")"
+    return 1
+  fi
+}
+
 t_alive() { [ -n "${T_PIDS[$1]:-}" ] && kill -0 "${T_PIDS[$1]}" 2>/dev/null; }
 
 # JSON of GET /cluster from node I, or nothing.
 t_cluster() { "$T_BIN" ctl --api "$(t_api_addr "$1")" --timeout 500 list --json 2>/dev/null || true; }
 
-t_jq() { local i=$1; shift; t_cluster "$i" | jq -r "$@" 2>/dev/null || true; }
+# t_jq I [jq options] FILTER: FILTER over node I's GET /cluster; fails, printing nothing, when the
+# node does not answer or FILTER yields nothing (t_jqs).
+t_jq() { local i=$1; shift; t_jqs "$(t_cluster "$i")" "$@"; }
 
-# t_wait TIMEOUT_S DESCRIPTION COMMAND...: polls COMMAND every 100 ms until it succeeds.
-t_wait() {
-  local timeout=$1 desc=$2; shift 2
-  local deadline=$((SECONDS + timeout)) n=0
-  while [ $SECONDS -lt $deadline ] && [ $n -lt $((timeout * 20 + 20)) ]; do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-    n=$((n + 1))
-  done
-  t_fail "timed out after ${timeout}s waiting for: $desc"
-  return 1
+# t_api_code I METHOD PATH: the HTTP status node I's API answers (000 when none).
+t_api_code() {
+  local opt=-X$2
+  [ "$2" != HEAD ] || opt=-I
+  curl -s -o /dev/null -m 3 -w '%{http_code}' "$opt" "http://$(t_api_addr "$1")$3"
 }
 
-t_fail() { T_FAILED=1; echo "FAIL: $*"; }
-
-t_check() {
-  local desc=$1; shift
-  T_N=$((T_N + 1))
-  if "$@"; then echo "ok $T_N - $desc"; else t_fail "$desc"; fi
+# t_api_codes: one check per line of stdin, "I METHOD PATH STATUS [WHY]": node I's API answers
+# METHOD PATH with STATUS. Blank lines and lines starting with # are skipped.
+t_api_codes() {
+  local i m path want why
+  while read -r i m path want why <&3; do
+    case $i in '' | '#'*) continue ;; esac
+    t_check "$m $path is $want on node$i${why:+ ($why)}" t_eq "$(t_api_code "$i" "$m" "$path")" "$want"
+  done 3<&0
 }
 
-t_contains() { grep -qF -- "$2" <<<"$1" || { echo "  [$1] lacks [$2]"; return 1; }; }
-
-t_eq() { [ "$1" = "$2" ] || { echo "  expected [$2], got [$1]"; return 1; }; }
+# t_psql_refused I SQLSTATE SQL: node I's server took the statement and refused it with SQLSTATE
+# (a standby's 25006 for a write): a server that cannot be reached fails the check.
+t_psql_refused() {
+  local out rc=0
+  out=$(t_psql "$1" -v VERBOSITY=verbose -c "$3" 2>&1) || rc=$?
+  [ $rc -ne 0 ] || { echo "  node$1 accepted: $3"; return 1; }
+  t_contains "$out" "ERROR:  $2:"
+}
 
 t_done() {
-  if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T_DIR"/*.log 2>/dev/null; then
-    t_fail "sanitizer report in an agent log"
-  fi
-  if [ $T_FAILED -ne 0 ]; then echo "$T_NAME: FAILED"; exit 1; fi
-  echo "$T_NAME: all $T_N checks passed"
+  t_check "no sanitizer report in an agent log" t_no_sanitizer_report "$T_DIR"/*.log
+  t_summary
 }
 
 # The member that node I reports as running primary PostgreSQL (role leader, state running).

@@ -67,13 +67,13 @@ t_wait 15 "haproxy's checks took the standbys out of the write listener" checked
 t_wait 15 "haproxy routes writes to the primary" rw_is_primary
 t_check "writes through haproxy reach the primary" rw_is_primary
 t_check "reads through haproxy reach a standby" t_eq "$(via "$RO" 'SELECT pg_is_in_recovery()')" t
-# code I OPTION PATH: the HTTP status node I's API answers.
-code() { curl -s -o /dev/null -m 3 -w '%{http_code}' "$2" "http://$(t_api_addr "$1")$3"; }
 S=$(( Pi % 3 + 1 ))
-t_check "OPTIONS / is 200 on the primary" t_eq "$(code "$Pi" -XOPTIONS /)" 200
-t_check "OPTIONS / is 503 on a standby" t_eq "$(code "$S" -XOPTIONS /)" 503
-t_check "GET / is 503 on a standby" t_eq "$(code "$S" -XGET /)" 503
-t_check "HEAD /replica is 200 on a standby" t_eq "$(code "$S" -I /replica)" 200
+t_api_codes <<EOF
+$Pi OPTIONS /        200 the primary
+$S  OPTIONS /        503 a standby
+$S  GET     /        503 a standby
+$S  HEAD    /replica 200 a standby
+EOF
 
 # Numbered writes through haproxy's write port while the primary's node dies.
 via "$RW" 'CREATE TABLE t (id int PRIMARY KEY)' >/dev/null
@@ -86,7 +86,8 @@ writer() {
   done
 }
 writer & WRITER=$!
-sleep 1
+acked() { [ "$(wc -l <"$ACKED")" -ge "$1" ]; }
+t_wait 10 "writes acknowledged through haproxy before the kill" acked 20
 t_log "kill -9 of $P's agent and PostgreSQL"
 t_kill "$Pi" KILL; t_kill_pg "$Pi"
 new_primary() { local i; for i in 1 2 3; do [ "$i" = "$Pi" ] && continue; p=$(t_pg_primary "$i"); [ -n "$p" ] && [ "$p" != "$P" ] && return 0; done; return 1; }
@@ -107,14 +108,16 @@ P2=$(t_pg_primary "$Pi"); P2i=${P2#node}
 S=$(( P2i % 3 + 1 ))
 t_psql "$S" -c 'SELECT pg_wal_replay_pause()' >/dev/null
 via "$RW" "CREATE TABLE pad AS SELECT g, repeat('x', 200) AS f FROM generate_series(1, 15000) g" >/dev/null
-lagging() { [ "$(code "$S" -XGET '/replica?lag=1MB')" = 503 ]; }
+lagging() { [ "$(t_api_code "$S" GET '/replica?lag=1MB')" = 503 ]; }
 t_wait 10 "node$S lags 1 MB by replay" lagging ||
   curl -s -m 3 "http://$(t_api_addr "$S")/status" | jq -c '.postgresql | {wal_position, replay_position}'
 t_check "/replica?lag=1MB is 503 with replay paused 3 MB behind" lagging
-t_check "/replica (no lag asked) is still 200" t_eq "$(code "$S" -XGET /replica)" 200
-t_check "/replica?lag=64MB is 200" t_eq "$(code "$S" -XGET '/replica?lag=64MB')" 200
-t_check "/readiness is 503 (apply lag over 1 MB)" t_eq "$(code "$S" -XGET /readiness)" 503
-t_check "/readiness?mode=write is 200 (everything received)" t_eq "$(code "$S" -XGET '/readiness?mode=write')" 200
+t_api_codes <<EOF
+$S GET /replica                 200 no lag asked: still up
+$S GET /replica?lag=64MB        200
+$S GET /readiness               503 apply lag over 1 MB
+$S GET /readiness?mode=write    200 everything received
+EOF
 # /cluster is built from observations up to a poll old (200 ms observer, 250 ms peer polls).
 cluster_lag() { t_jq "$P2i" ".members[] | select(.name == \"node$S\") | .lag"; }
 lag_shown() { [ "$(cluster_lag)" -gt 2000000 ] 2>/dev/null; }
@@ -141,20 +144,22 @@ t_check "the primary reports node$S's replay lag per standby" \
 t_check "the primary counts haproxy's checks (raftpg_api_requests_total, endpoint /, status 200)" \
   test "$(curl -s -m 3 "http://$(t_api_addr "$P2i")/metrics" | awk '$1 ~ /^raftpg_api_requests_total[{]/ && index($1, "endpoint=\"/\",status=\"200\"") { print int($2) }')" -gt 0
 t_psql "$S" -c 'SELECT pg_wal_replay_resume()' >/dev/null
-caught_up() { [ "$(code "$S" -XGET '/replica?lag=1MB')" = 200 ]; }
+caught_up() { [ "$(t_api_code "$S" GET '/replica?lag=1MB')" = 200 ]; }
 t_wait 20 "node$S caught up" caught_up
 t_check "/replica?lag=1MB is 200 again once replayed" caught_up
 
 # Patroni's other filters and paths, and bad queries.
-t_check "/replica?lag=garbage is refused (400)" t_eq "$(code "$S" -XGET '/replica?lag=garbage')" 400
+t_api_codes <<EOF
+$S   GET  /replica?lag=garbage                  400 refused
+$S   GET  /replica?colour=red                   400 an unknown parameter is refused
+$S   GET  /replica?tag_nosync=false             200
+$S   GET  /replica?tag_zone=eu                  503 no such tag
+$S   GET  /replica?replication_state=streaming  200
+$P2i GET  /standby-leader                       503 no standby cluster
+$P2i GET  /read-only-quorum                     200 the primary
+$S   POST /replica                              405 refused
+EOF
 t_check "the refusal names the parameter" \
   t_contains "$(curl -s -m 3 "http://$(t_api_addr "$S")/replica?lag=garbage")" "lag=garbage"
-t_check "an unknown parameter is refused (400)" t_eq "$(code "$S" -XGET '/replica?colour=red')" 400
-t_check "/replica?tag_nosync=false is 200" t_eq "$(code "$S" -XGET '/replica?tag_nosync=false')" 200
-t_check "/replica?tag_zone=eu is 503 (no such tag)" t_eq "$(code "$S" -XGET '/replica?tag_zone=eu')" 503
-t_check "/replica?replication_state=streaming is 200" t_eq "$(code "$S" -XGET '/replica?replication_state=streaming')" 200
-t_check "/standby-leader is 503 (no standby cluster)" t_eq "$(code "$P2i" -XGET /standby-leader)" 503
-t_check "/read-only-quorum is 200 on the primary" t_eq "$(code "$P2i" -XGET /read-only-quorum)" 200
-t_check "POST /replica is refused (405)" t_eq "$(code "$S" -XPOST /replica)" 405
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

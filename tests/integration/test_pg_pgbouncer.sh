@@ -62,7 +62,8 @@ writer() {
   done
 }
 writer & WRITER=$!
-sleep 1
+acked() { [ "$(wc -l <"$ACKED")" -ge "$1" ]; }
+t_wait 10 "writes acknowledged through pgbouncer before the kill" acked 20
 t_log "kill -9 of $P's agent and PostgreSQL"
 t_kill "$Pi" KILL; t_kill_pg "$Pi"
 # From here no write can be acknowledged by the old primary: its server is gone.

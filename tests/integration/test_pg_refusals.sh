@@ -11,7 +11,7 @@ for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
 t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
 P=$(t_pg_primary 1); Pi=${P#node}
 t_log "primary is $P"
-t_check "the nofailover member is not the primary" test "$P" != node3
+t_check "the nofailover member is not the primary" t_ne "$P" node3
 t_check "the primary holds raft leadership" t_eq "$(t_jq 1 '.raft.leader')" "$P"
 t_psql "$Pi" -c "CREATE TABLE t (id int)" -c "INSERT INTO t SELECT generate_series(1, 100)"
 rows_on() { [ "$(t_psql "$1" -c 'SELECT count(*) FROM t' 2>/dev/null)" = "$2" ]; }
@@ -38,7 +38,7 @@ t_check "the new primary has every row" rows_on "$NPi" 100
 back() { [ "$(t_jq "$NPi" --arg n "$P" '.members[] | select(.name == $n) | .state')" = streaming ]; }
 t_wait 60 "the old leader rejoins as a standby" back
 t_check "it rejoined through pg_rewind" grep -q "rewind: done, starting as a standby of $NP" "$T_DIR/node$Pi.log"
-t_check "the nofailover member still is not primary" test "$(t_pg_primary 3)" != node3
+t_check "the nofailover member still is not primary" t_ne "$(t_pg_primary 3)" node3
 
 # A data directory of another cluster: the agent refuses it and leaves it alone.
 F=3; [ "$NPi" = 3 ] && F=$Pi
@@ -57,7 +57,8 @@ seen_by_primary() { detail_of "$NPi" "$F" | grep -q "belongs to another cluster"
 t_wait 10 "the primary's view of node$F shows the refusal" seen_by_primary
 t_check "other members show the refusal too" t_contains "$(detail_of "$NPi" "$F")" \
   "belongs to another cluster"
-t_check "the foreign data directory was not started" test -z "$(t_pg_pid "$F")"
+not_started() { t_eq "$(t_pg_pid "$1")" "" && t_pg_port_free "$1"; }
+t_check "the foreign data directory was not started" not_started "$F"
 t_check "the foreign data directory is untouched" \
   t_eq "$("${T_RUNAS[@]}" "$T_PG_BIN/pg_controldata" -D "$T_DIR/node$F/pgdata" | awk -F: '/system identifier/ {gsub(/ /, "", $2); print $2}')" "$foreign_id"
 t_check "the refusal is in the log" grep -q "refusing to act: data directory belongs to another cluster" "$T_DIR/node$F.log"

@@ -147,7 +147,7 @@ for run in $(seq 1 "$RUNS"); do
   fi
   # One ctl call may time out on a loaded machine: ask again (bounded) rather than kill nobody.
   P=""
-  for _ in $(seq 1 50); do P=$(t_pg_primary 1); [ -n "$P" ] && break; sleep 0.2; done
+  for _ in $(seq 1 50); do P=$(t_pg_primary 1) && break; sleep 0.2; done
   [ -n "$P" ] || { t_fail "run $run: node1 names no primary"; break; }
   Pi=${P#node}
   before=$(wc -l <"$ACKED")

@@ -23,14 +23,15 @@ t_wait 30 "the record follows" want_recorded "1 node$B,node$C"
 t_check "the recorded set matches" t_eq "$(recorded)" "1 node$B,node$C"
 t_check "the standbys are quorum standbys" \
   t_eq "$(t_jq "$Pi" '[.members[] | select(.role == "quorum_standby")] | length')" 2
-http_code() { curl -s -o /dev/null -w '%{http_code}' "http://$(t_api_addr "$1")$2"; }
 # Patroni's names: ANY 1 of two makes quorum standbys, not synchronous ones (k = n).
-t_check "GET /quorum is 200 on a quorum standby" t_eq "$(http_code "$B" /quorum)" 200
-t_check "GET /sync is 503 on a quorum standby" t_eq "$(http_code "$B" /sync)" 503
-t_check "GET /async is 503 on a quorum standby" t_eq "$(http_code "$B" /async)" 503
-t_check "GET /read-only-quorum is 200 on a quorum standby" t_eq "$(http_code "$B" /read-only-quorum)" 200
-t_check "GET /sync is 503 on the primary" t_eq "$(http_code "$Pi" /sync)" 503
-t_check "GET /quorum is 503 on the primary" t_eq "$(http_code "$Pi" /quorum)" 503
+t_api_codes <<EOF
+$B  GET /quorum           200 a quorum standby
+$B  GET /sync             503 a quorum standby
+$B  GET /async            503 a quorum standby
+$B  GET /read-only-quorum 200 a quorum standby
+$Pi GET /sync             503 the primary
+$Pi GET /quorum           503 the primary
+EOF
 t_check "ctl list shows the synchronous set" \
   bash -c "'$T_BIN' ctl --api $(t_api_addr 1) list | grep -qF 'ANY 1 (\"node$B\", \"node$C\")'"
 
@@ -61,8 +62,30 @@ want_mode() { [ "$(t_jq "$Pi" '.sync.mode')" = "$1" ]; }
 t_wait 10 "strict mode in force" want_mode strict
 t_log "strict mode; breaking node$C's postgresql"
 pg_break "$C"
-sleep 3
-blocked_write() { ! timeout 4 bash -c "PGCONNECT_TIMEOUT=3 psql -X -q -h 127.0.0.1 -p $(t_pg_port "$Pi") -U postgres -d postgres -c 'INSERT INTO t VALUES (3)'" >/dev/null 2>&1; }
+no_standby() { [ "$(t_psql "$Pi" -c 'SELECT count(*) FROM pg_stat_replication' 2>/dev/null)" = 0 ]; }
+t_wait 30 "the primary has no standby left" no_standby
+# The write reached the server, which holds its commit for a synchronous standby (wait event
+# SyncRep): a client that could not connect or whose INSERT failed does not count as blocked.
+in_syncrep() {
+  [ "$(t_psql "$Pi" -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'blocked_write' AND wait_event = 'SyncRep'")" = 1 ]
+}
+blocked_write() {
+  local pid rc=0
+  PGAPPNAME=blocked_write timeout 20 bash -c "PGCONNECT_TIMEOUT=3 psql -X -q -h 127.0.0.1 -p $(t_pg_port "$Pi") -U postgres -d postgres -c 'INSERT INTO t VALUES (3)'" \
+    >"$T_DIR/blocked_write.out" 2>&1 &
+  pid=$!
+  t_poll 10 in_syncrep || { echo "  the INSERT never waited for a synchronous standby: $(cat "$T_DIR/blocked_write.out")"; rc=1; }
+  # Then 3 s in which the agent could wrongly go asynchronous: the write must stay held.
+  local end=$((SECONDS + 3)) n=0
+  while [ $rc -eq 0 ] && [ $SECONDS -lt $end ] && [ $n -lt 30 ]; do
+    [ -n "$(ssn)" ] || { echo "  synchronous_standby_names went empty"; rc=1; }
+    sleep 0.2; n=$((n + 1))
+  done
+  kill -0 "$pid" 2>/dev/null || { echo "  the client returned: $(cat "$T_DIR/blocked_write.out")"; rc=1; }
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  return $rc
+}
 t_check "strict mode: a write blocks without a standby" blocked_write
 t_check "strict mode never goes asynchronous" test -n "$(ssn)"
 

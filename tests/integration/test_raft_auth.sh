@@ -116,7 +116,7 @@ deadline=$((SECONDS + WRONG_S))
 while [ $SECONDS -lt $deadline ]; do undisturbed_without || break; sleep 0.5; done
 t_check "the member with the wrong secret disturbs nothing for ${WRONG_S} s (leader $P, term $term0)" undisturbed_without
 t_check "the member with the wrong secret never learns a leader" \
-  test -z "$(t_jq "$S" '.raft.leader // empty')"
+  t_eq "$(t_jq "$S" '.raft.leader // "none"')" none
 t_check "the leader's attempts to reach it fail at authentication" \
   grep -q "cannot authenticate to member id=$S at .*peer refused our secret" "$T_DIR/node$Pi.log"
 restart_with "$S" "$T_SECRET"

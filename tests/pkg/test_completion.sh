@@ -14,25 +14,19 @@ source "$BC"
 # shellcheck source=../../conf/raftpg.bash-completion
 source "$SRC/conf/raftpg.bash-completion"
 
-failed=0 n=0
+# shellcheck source=../assert.sh
+source "$SRC/tests/assert.sh"
 # Completions offered for the last word of the given command line.
 comp() {
   COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; COMPREPLY=()
   _raftpg raftpg "${COMP_WORDS[-1]}" "${COMP_WORDS[-2]}"
   printf '%s\n' "${COMPREPLY[@]}"
 }
-# check WHAT WORD LINE...: WORD is among the completions of LINE.
-check() {
-  local what=$1 word=$2; shift 2
-  n=$((n + 1))
-  local offered
-  offered=$(comp "$@")
-  if grep -qxF -- "$word" <<<"$offered"; then
-    echo "ok $n - $what"
-  else
-    echo "FAIL: $what: \"$word\" not offered after \"$*\""
-    failed=$((failed + 1))
-  fi
+# offered WORD LINE...: WORD is among the completions of LINE.
+offered() {
+  local word=$1
+  shift
+  grep -qxF -- "$word" <<<"$(comp "$@")" || { echo "  \"$word\" not offered after \"$*\""; return 1; }
 }
 
 top=$("$BIN" --help 2>&1 | sed -n '/^commands:/,/^$/p' | awk '/^  [a-z]/ {print $1}')
@@ -40,18 +34,18 @@ top=$("$BIN" --help 2>&1 | sed -n '/^commands:/,/^$/p' | awk '/^  [a-z]/ {print 
 for c in $top; do
   # guard is started by the agent itself, never typed.
   [ "$c" = guard ] && continue
-  check "raftpg $c" "$c" raftpg ""
+  t_check "raftpg $c" offered "$c" raftpg ""
 done
 
 help=$("$BIN" ctl --help 2>&1)
 cmds=$(sed -n '/^commands:/,/^options:/p' <<<"$help" | awk '/^  [a-z]/ {print $1}' | sort -u)
 [ -n "$cmds" ] || { echo "FAIL: test_completion: no commands in raftpg ctl --help"; exit 1; }
 for c in $cmds; do
-  check "ctl $c" "$c" raftpg ctl ""
+  t_check "ctl $c" offered "$c" raftpg ctl ""
 done
 opts=$(sed -n '/^options:/,$p' <<<"$help" | grep -oE -- '--[a-z][a-z-]+' | sort -u)
 for o in $opts; do
-  check "ctl option $o" "$o" raftpg ctl -
+  t_check "ctl option $o" offered "$o" raftpg ctl -
 done
 # Each command's usage line: the flags it names, offered after the command (member: after its
 # subcommand).
@@ -64,16 +58,12 @@ while read -r c rest; do
     words+=("$sub")
   fi
   for f in $(grep -oE -- '(^| |\[)--?[a-zA-Z][a-z-]*' <<<"$line" | tr -d '[ '); do
-    check "ctl $c${sub:+ $sub}: $f" "$f" "${words[@]}" -
+    t_check "ctl $c${sub:+ $sub}: $f" offered "$f" "${words[@]}" -
   done
   sub=
 done < <(sed -n '/^commands:/,/^options:/p' <<<"$help" | grep -E '^  [a-z]')
-check "ctl list --format values" tsv raftpg ctl list --format ""
-check "ctl restart --role values" replica raftpg ctl restart --role ""
-check "ctl --cacert takes a file" "$SRC/tests/pkg/test_completion.sh" raftpg ctl --cacert "$SRC/tests/pkg/test_compl"
+t_check "ctl list --format values" offered tsv raftpg ctl list --format ""
+t_check "ctl restart --role values" offered replica raftpg ctl restart --role ""
+t_check "ctl --cacert takes a file" offered "$SRC/tests/pkg/test_completion.sh" raftpg ctl --cacert "$SRC/tests/pkg/test_compl"
 
-if [ "$failed" -ne 0 ]; then
-  echo "test_completion: $failed of $n checks failed"
-  exit 1
-fi
-echo "test_completion: all $n checks passed"
+t_summary

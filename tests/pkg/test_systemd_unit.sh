@@ -52,9 +52,10 @@ agent=${T_PIDS[1]}
 t_wait 10 "READY=1" grep -q " READY=1\$" "$T_DIR/notify.out"
 # PostgreSQL itself says it is a primary: it ran with the agent's environment.
 t_wait 90 "a primary PostgreSQL" bash -c "[ \"\$(PGCONNECT_TIMEOUT=3 psql -X -q -A -t -h 127.0.0.1 -p $(t_pg_port 1) -U postgres -d postgres -c 'select pg_is_in_recovery()')\" = f ]"
-sleep 1
+watchdog_pings() { [ "$(grep -c " WATCHDOG=1\$" "$T_DIR/notify.out")" -ge "$1" ]; }
+t_wait 10 "ten watchdog pings" watchdog_pings 10
 t_kill 1 TERM
-sleep 0.3
+t_wait 5 "STOPPING=1 received" grep -q " STOPPING=1\$" "$T_DIR/notify.out"
 kill "${T_PIDS[listener]}" 2>/dev/null || true
 wait "${T_PIDS[listener]}" 2>/dev/null || true
 unset "T_PIDS[listener]"

@@ -27,7 +27,6 @@ EVENTS = {
         ("lease_and_watchdog_waited", r"acting as leader in (\d+) ms", "new"),
         ("recorded_primary", r"record_primary done", "new"),
         ("promoted", r"promote done", "new"),
-        ("vip_held", r": vip \S+ held", "new"),
     ],
     "patroni": [
         ("leader_lock", r"acquired session lock as a leader|promoted self to leader", "new"),

@@ -47,7 +47,7 @@ mkdir -p "$CL_DIR/logs"
 : >"$CL_DIR/switchovers.jsonl"
 
 for run in $(seq 1 "$RUNS"); do
-    cl_wait 120 "the cluster is whole before run $run" cl_ready || break
+    t_wait 120 "the cluster is whole before run $run" cl_ready || break
     P=$CL_PRIMARY
     declare -A off=()
     for n in "${CL_NODES[@]}"; do off[$n]=$(stat -c %s "$CL_DIR/$n.log"); done
@@ -56,7 +56,7 @@ for run in $(seq 1 "$RUNS"); do
     bn_kill_node "$P"
     unset "CL_AGENT_PID[$P]"
     NP=""
-    if cl_wait 30 "a new primary in run $run" cl_new_primary "$P"; then
+    if t_wait 30 "a new primary in run $run" cl_new_primary "$P"; then
         NP=$(cl_new_primary "$P") || NP=""
     fi
     # The first write through each target after the kill, or 20 s.
@@ -76,7 +76,7 @@ done
 
 ctl() { cl_client "$CL_BIN" ctl --api "$(cl_ip "$1"):$CL_API_PORT" --secret-file "$CL_DIR/raft.secret" "${@:2}"; }
 for sw in $(seq 1 "$SWITCHOVERS"); do
-    cl_wait 120 "the cluster is whole before switchover $sw" cl_ready || break
+    t_wait 120 "the cluster is whole before switchover $sw" cl_ready || break
     P=$CL_PRIMARY
     sleep 1
     t0=$(cl_now)
@@ -90,7 +90,7 @@ for sw in $(seq 1 "$SWITCHOVERS"); do
     cl_log "switchover $sw: $P -> ${NP:-?} ($(head -c 200 "$CL_DIR/sw$sw.out"))"
 done
 
-cl_wait 120 "the cluster is whole at the end" cl_ready
+t_wait 120 "the cluster is whole at the end" cl_ready
 cl_stop_writer
 cl_psql "$(cl_ip "$CL_PRIMARY")" -c 'SELECT id FROM chaos_acks' >"$CL_DIR/bench.ids" ||
     cl_die "cannot read the rows back from $CL_PRIMARY"

@@ -351,6 +351,66 @@ static void wal_append_done(struct raft_io_append *req, int status)
     abort(); /* an append the fence never saw */
 }
 
+/* A leader's write that carries a configuration entry (RAFT_CHANGE) must never be refused at
+ * submission. libraft 0.15's raft_add and raft_remove copy the configuration, and
+ * clientChangeConfiguration installs the copy as r->configuration (closing the old one and
+ * resizing the progress array) before it submits the entry's write; when that submission
+ * fails it only truncates the entry from its log, and raft_add/raft_remove then close their
+ * copy, whose server array r->configuration still points to: every later read of the
+ * configuration is a use after free and raft_close frees it a second time. raft_assign's
+ * immediate path leaves r->leader_state.change pointing at the caller's request, which the
+ * caller frees, and the next stepdown calls its callback. A write that fails when it completes
+ * is safe (appendLeaderCb truncates the entry from memory and the configuration stays
+ * installed as an uncommitted one), and so is a write that never completes. So such a write is
+ * accepted and held, as a device that never answers would hold it: the entry stays in memory,
+ * is sent to the followers (which may commit it), and its write fails with RAFT_CANCELED as the
+ * io closes, when libraft only drops it from its log (raft_uv completes its pending writes the
+ * same way at close). The fence is closed all the same, so the leader hands leadership over and
+ * Raft restarts from its directory, which lacks the entry. Followers' writes are not held:
+ * libraft installs a follower's configuration only when its write completes. */
+static bool wal_hold_change(struct cons *c, struct raft_io *io, struct raft_io_append *req,
+                            const struct raft_entry entries[], unsigned n, raft_io_append_cb cb,
+                            int status)
+{
+    bool change = false;
+    for (unsigned k = 0; k < n; k++) {
+        change = change || entries[k].type == RAFT_CHANGE;
+    }
+    if (!change || io->data == NULL || raft_state(io->data) != RAFT_LEADER) {
+        return false;
+    }
+    if (c->wal.n_held == c->wal.cap_held) {
+        unsigned cap = c->wal.cap_held != 0 ? 2 * c->wal.cap_held : 4;
+        struct cons_wal_append *p = realloc(c->wal.held, cap * sizeof *p);
+        if (p == NULL) {
+            return false;
+        }
+        c->wal.held = p;
+        c->wal.cap_held = cap;
+    }
+    /* An entry never written: the ones after it must not be written either (their indexes). */
+    wal_fence(c, status, "refused");
+    req->cb = cb;
+    c->wal.held[c->wal.n_held++] = (struct cons_wal_append){req, cb};
+    c->wal.n_held_total++;
+    log_warning("raft log write of a configuration entry held unwritten until raft restarts "
+                "(%s; libraft 0.15 cannot take a refused one, dir=%s)",
+                c->wal.why, c->storage.dir != NULL ? c->storage.dir : "?");
+    return true;
+}
+
+static void wal_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct cons *c = wal_of_io(io);
+    /* libraft is unavailable by now: a failed leader write only leaves its log. */
+    while (c->wal.n_held > 0) {
+        struct cons_wal_append h = c->wal.held[--c->wal.n_held];
+        h.req->cb = h.cb;
+        h.cb(h.req, RAFT_CANCELED);
+    }
+    c->wal.close(io, cb);
+}
+
 static int wal_append(struct raft_io *io, struct raft_io_append *req,
                       const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
@@ -360,6 +420,9 @@ static int wal_append(struct raft_io *io, struct raft_io_append *req,
                  "no write after a failed one until raft "
                  "restarts (%.150s)",
                  c->wal.why);
+        if (wal_hold_change(c, io, req, entries, n, cb, RAFT_IOERR)) {
+            return 0;
+        }
         return RAFT_IOERR;
     }
     if (c->wal.n_pending == c->wal.cap_pending) {
@@ -375,6 +438,9 @@ static int wal_append(struct raft_io *io, struct raft_io_append *req,
     if (rv != 0) {
         if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
             wal_fence(c, rv, "refused");
+        }
+        if (wal_hold_change(c, io, req, entries, n, cb, rv)) {
+            return 0;
         }
         return rv;
     }
@@ -510,8 +576,10 @@ void cons_wal_wrap(struct cons *c, struct raft_io *io)
     if (io->append != wal_append) {
         c->wal.append = io->append;
         c->wal.load = io->load;
+        c->wal.close = io->close;
         io->append = wal_append;
         io->load = wal_load;
+        io->close = wal_close;
     }
 }
 
@@ -530,6 +598,9 @@ void cons_wal_unwrap(struct cons *c)
     free(c->wal.pending);
     c->wal.pending = NULL;
     c->wal.n_pending = c->wal.cap_pending = 0;
+    free(c->wal.held);
+    c->wal.held = NULL;
+    c->wal.n_held = c->wal.cap_held = 0;
     free(c->wal.sums);
     c->wal.sums = NULL;
     c->wal.n_sums = 0;
@@ -1216,10 +1287,9 @@ void cons_reconcile(struct cons *c)
         submit_seen(c);
     }
     /* No configuration change from a leader that cannot persist: it hands leadership over
-     * (cons_storage_tick), and libraft 0.15 frees the new configuration it already installed when
-     * the change's own write is refused at once (clientChangeConfiguration's unfinished error
-     * path): raft_add or raft_assign would then leave a dangling configuration (raftpg_sim
-     * --soak found it: a member added while the leader's Raft directory filled up). */
+     * (cons_storage_tick). A change submitted just before its storage is known to fail meets
+     * libraft 0.15's error path for a refused write of the change's entry (wal_hold_change:
+     * the fence holds that write rather than refuse it, so the path is not taken). */
     if (c->change_pending || c->transfer_pending || c->storage.failed) {
         return;
     }
@@ -1295,8 +1365,9 @@ submitted:
     }
     req_free(q);
     if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
-        /* libraft 0.15 freed the configuration it had installed (above): closing this server
-         * would free it again, so Raft is not restarted in this process. */
+        /* Only if the fence could not hold the write (out of memory): libraft 0.15 freed the
+         * configuration it had installed (wal_hold_change), closing this server would free it
+         * again, so Raft is not restarted in this process. */
         c->wal.config_freed = true;
         log_error("membership change refused by the raft log: %s: %s; libraft 0.15 keeps a "
                   "freed configuration after this, raft will not be restarted in this process",

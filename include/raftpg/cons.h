@@ -153,8 +153,14 @@ struct cons {
         int (*load)(struct raft_io *io, raft_term *term, raft_id *voted_for,
                     struct raft_snapshot **snapshot, raft_index *start_index,
                     struct raft_entry *entries[], size_t *n_entries);
+        void (*close)(struct raft_io *io, raft_io_close_cb cb);
         struct cons_wal_append *pending; /* appends passed down, with libraft's callbacks */
         unsigned n_pending, cap_pending;
+        /* A leader's configuration entry whose write was refused at submission: accepted and
+         * never written, it fails as the io closes (wal_append says why). */
+        struct cons_wal_append *held;
+        unsigned n_held, cap_held;
+        unsigned n_held_total; /* since the server was wrapped */
         bool fenced;          /* a write failed: nothing more is written */
         raft_index stored;    /* libraft's last stored index when it failed */
         rpg_msec fenced_at;   /* node clock when it failed (kept after the restart) */
@@ -162,8 +168,9 @@ struct cons {
         char why[RPG_ERRMSG_SIZE];
         unsigned ok_probes;  /* directory probes that succeeded since */
         bool restart_wanted; /* the host restarts Raft from the directory */
-        bool config_freed;   /* libraft freed its installed configuration (cons_reconcile):
-                              * a close would free it again, so no restart */
+        bool config_freed;   /* libraft freed its installed configuration (cons_reconcile;
+                              * no longer reachable through the fence's own writes): a close
+                              * would free it again, so no restart */
         /* The log held when the restart began (cons_restart_begin): the load checks the
          * directory against it. */
         bool verify;

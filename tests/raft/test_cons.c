@@ -97,7 +97,8 @@ struct disk {
     int (*append)(struct raft_io *io, struct raft_io_append *req, const struct raft_entry entries[],
                   unsigned n, raft_io_append_cb cb);
     raft_index stored;
-    int fail; /* writes submitted now fail with this status */
+    int fail;   /* writes submitted now fail with this status */
+    int refuse; /* writes are refused at submission with this status */
     struct {
         struct raft_io_append *req;
         raft_io_append_cb cb;
@@ -144,6 +145,9 @@ static int disk_append(struct raft_io *io, struct raft_io_append *req,
             continue;
         }
         assert_true(d->n_pending < 64);
+        if (d->refuse != 0) {
+            return d->refuse;
+        }
         int rv = d->append(io, req, entries, n, disk_done);
         if (rv == 0) {
             d->pending[d->n_pending].req = req;
@@ -796,6 +800,64 @@ static void test_restart_refuses_a_directory_that_differs(void **state)
     assert_non_null(strstr(raft_errmsg(raft_fixture_get(&cl->f, f)), "not the log held"));
 }
 
+struct change_seen {
+    struct raft_change req;
+    unsigned calls;
+    int status;
+};
+
+static void change_seen_cb(struct raft_change *req, int status)
+{
+    struct change_seen *cs = req->data;
+    cs->calls++;
+    cs->status = status;
+}
+
+/* A membership change whose entry's write the leader's disk refuses at submission (raftpg_sim
+ * seeds 543533680121, 467172258345, 122812016000): libraft 0.15's raft_add would then free the
+ * configuration it had installed (cons.c wal_hold_change), a use after free and, as the server
+ * closes, a double free. The fence holds the write instead: raft_add succeeds, the fence closes,
+ * the configuration stays readable, the leader hands over, and Raft restarts from its directory
+ * once that takes writes again, the held write dropped as the server closes. */
+static void test_refused_configuration_write_is_held(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    struct raft *r = raft_fixture_get(&cl->f, (unsigned)l);
+    raft_index last = raft_last_index(r);
+    disks[l].refuse = RAFT_NOSPACE;
+    struct change_seen *cs = test_calloc(1, sizeof *cs);
+    cs->req.data = cs;
+    assert_int_equal(raft_add(r, &cs->req, 9, "9", change_seen_cb), 0);
+    assert_true(cl->cons[l].wal.fenced);
+    assert_int_equal(cl->cons[l].wal.n_held, 1);
+    assert_int_equal(cl->cons[l].wal.n_held_total, 1);
+    /* The configuration libraft installed is the one with the new spare, and it is alive. */
+    assert_int_equal(raft_last_index(r), last + 1);
+    assert_true(cons_config_has(&cl->cons[l], 9));
+    assert_true(cl->cons[l].storage.failed);
+    assert_true(run_until(cl, leader_is_not, &l, 3 * ET_MS));
+    assert_int_equal(cs->calls, 1); /* the change ended with the leadership */
+    assert_int_not_equal(cs->status, 0);
+    disks[l].refuse = 0;
+    probe_ok(cl, (unsigned)l);
+    probe_ok(cl, (unsigned)l);
+    assert_true(cl->cons[l].wal.restart_wanted);
+    assert_int_equal(restart_from_disk(cl, (unsigned)l), 0);
+    assert_int_equal(cl->cons[l].wal.n_held, 0);
+    assert_true(cl->cons[l].wal.verified);
+    assert_false(cl->cons[l].wal.fenced);
+    /* Restarted from its directory, which lacks the held entry, it follows the new leader. */
+    run_for(cl, 3 * ET_MS);
+    int nl = ready_leader(cl);
+    assert_true(nl >= 0);
+    assert_true(raft_fixture_get(&cl->f, (unsigned)l)->last_stored >=
+                cons_commit_index(&cl->cons[nl]));
+    test_free(cs);
+}
+
 /* A healthy leader stays. */
 static void test_healthy_leader_stays(void **state)
 {
@@ -831,6 +893,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_refuses_a_directory_that_differs, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_refused_configuration_write_is_held, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

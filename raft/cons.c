@@ -299,6 +299,40 @@ static struct cons *wal_of_io(struct raft_io *io)
     abort(); /* an io that was never wrapped */
 }
 
+static uint64_t wal_entry_sum(const struct raft_entry *e);
+static const struct raft_entry *log_entry(const struct raft_log *l, raft_index i);
+
+/* The record a later run checks the directory against (cons.h, rec): the stored index and the
+ * entries held past it, which a write queued before the fence may still put in the directory. */
+static void wal_record(struct cons *c, raft_index last)
+{
+    if (c->wal.rec == NULL) {
+        c->wal.rec = malloc(sizeof *c->wal.rec);
+        if (c->wal.rec == NULL) {
+            log_error("raft storage: out of memory for the record of this failure: a start after "
+                      "this run ends cannot check the directory");
+            return;
+        }
+    }
+    struct storage_pending *p = c->wal.rec;
+    p->present = true;
+    p->acked = c->wal.stored;
+    p->first = c->wal.stored + 1;
+    p->n = 0;
+    p->overflow = last > c->wal.stored && last - c->wal.stored > STORAGE_PENDING_MAX;
+    snprintf(p->why, sizeof p->why, "%.150s", c->wal.why);
+    for (raft_index i = p->first; !p->overflow && c->raft != NULL && i <= last; i++) {
+        const struct raft_entry *e = log_entry(&c->raft->log, i);
+        if (e == NULL) {
+            break;
+        }
+        p->e[p->n].term = e->term;
+        p->e[p->n].sum = wal_entry_sum(e);
+        p->n++;
+    }
+    c->wal.rec_seq++;
+}
+
 static void wal_fence(struct cons *c, int status, const char *what)
 {
     if (c->wal.fenced) {
@@ -317,6 +351,7 @@ static void wal_fence(struct cons *c, int status, const char *what)
               "%llu, dir=%s)",
               c->wal.why, (unsigned long long)c->wal.stored, (unsigned long long)last,
               c->storage.dir != NULL ? c->storage.dir : "?");
+    wal_record(c, last);
     if (last > c->wal.stored) {
         char lost[RPG_ERRMSG_SIZE];
         snprintf(lost, sizeof lost, "entries %llu..%llu received but not persisted: %.150s",
@@ -554,15 +589,25 @@ static int wal_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
         *snapshot = NULL;
         *entries = NULL;
         *n_entries = 0;
-        snprintf(io->errmsg, sizeof io->errmsg, "not the log held before the failed write: %.180s",
+        snprintf(io->errmsg, sizeof io->errmsg, "%s: %.180s",
+                 c->wal.from_record ? "not the log its previous run held when a write failed"
+                                    : "not the log held before the failed write",
                  why);
         return rv;
     }
     c->wal.verified = true;
-    log_info("raft restarted from its directory after a failed write: the directory holds the "
-             "log up to index %llu as this server held it (dir=%s)",
-             (unsigned long long)(*start_index + *n_entries - 1),
-             c->storage.dir != NULL ? c->storage.dir : "?");
+    if (c->wal.from_record) {
+        log_info("raft directory checked against the storage failure its previous run recorded "
+                 "(%s): it holds the log up to index %llu, every entry acknowledged and none "
+                 "at a wrong index (dir=%s)",
+                 STORAGE_PENDING_FILE, (unsigned long long)(*start_index + *n_entries - 1),
+                 c->storage.dir != NULL ? c->storage.dir : "?");
+    } else {
+        log_info("raft restarted from its directory after a failed write: the directory holds "
+                 "the log up to index %llu as this server held it (dir=%s)",
+                 (unsigned long long)(*start_index + *n_entries - 1),
+                 c->storage.dir != NULL ? c->storage.dir : "?");
+    }
     return 0;
 }
 
@@ -601,6 +646,8 @@ void cons_wal_unwrap(struct cons *c)
     free(c->wal.held);
     c->wal.held = NULL;
     c->wal.n_held = c->wal.cap_held = 0;
+    free(c->wal.rec);
+    c->wal.rec = NULL;
     free(c->wal.sums);
     c->wal.sums = NULL;
     c->wal.n_sums = 0;
@@ -630,11 +677,34 @@ void cons_restart_begin(struct cons *c)
     }
     c->wal.verify = true;
     c->wal.verified = false;
+    c->wal.from_record = false;
     c->wal.n_restarts++;
     log_warning("restarting raft from its directory (%s; stored up to index %llu, held up to "
                 "%llu, dir=%s)",
                 c->wal.fenced ? c->wal.why : "requested", (unsigned long long)c->wal.acked,
                 (unsigned long long)last, c->storage.dir != NULL ? c->storage.dir : "?");
+}
+
+void cons_wal_expect(struct cons *c, const struct storage_pending *p)
+{
+    free(c->wal.sums);
+    c->wal.sums = NULL;
+    c->wal.n_sums = 0;
+    c->wal.first = p->first;
+    c->wal.acked = p->acked;
+    if (p->n > 0) {
+        c->wal.sums = calloc(p->n, sizeof *c->wal.sums);
+    }
+    for (size_t i = 0; c->wal.sums != NULL && i < p->n; i++) {
+        c->wal.sums[c->wal.n_sums++] = (struct cons_wal_sum){p->e[i].term, p->e[i].sum};
+    }
+    c->wal.verify = true;
+    c->wal.verified = false;
+    c->wal.from_record = true;
+    log_warning("raft storage: the previous run ended with a storage failure pending (%s; stored "
+                "up to index %llu, held up to %llu): the directory is checked as raft loads it",
+                p->why, (unsigned long long)p->acked,
+                (unsigned long long)(p->first + p->n - 1));
 }
 
 void cons_restart_reset(struct cons *c)

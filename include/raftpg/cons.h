@@ -14,6 +14,7 @@
 
 #include "raftpg/err.h"
 #include "raftpg/fsm.h"
+#include "raftpg/storage.h"
 
 enum cons_role { CONS_ROLE_UNAVAILABLE = 0, CONS_ROLE_FOLLOWER, CONS_ROLE_CANDIDATE,
                  CONS_ROLE_LEADER };
@@ -179,7 +180,12 @@ struct cons {
         struct cons_wal_sum *sums;
         size_t n_sums;
         bool verified; /* the last load was checked and matched */
+        bool from_record; /* the check came from the record of an earlier run (cons_wal_expect) */
         unsigned n_restarts;
+        /* What the next run checks the directory against if this one ends with the fence closed
+         * (storage.h STORAGE_PENDING_FILE): made when the fence closes, written by the host. */
+        struct storage_pending *rec;
+        unsigned rec_seq; /* bumped for each new record */
     } wal;
     /* The member's state differs from the others' at the same index (set by the host from the
      * checksums members exchange): it acts no more and hands leadership away. */
@@ -295,6 +301,10 @@ void cons_wal_unwrap(struct cons *c);
  * later. The load fails with RAFT_CORRUPT, naming the index, when the directory lacks an entry
  * this server acknowledged or holds one that differs from the log in memory. */
 void cons_restart_begin(struct cons *c);
+/* At a start: the previous run ended with a storage failure pending (storage_pending_read):
+ * the first load checks the directory against its record as a restart checks it against the log
+ * held in memory. */
+void cons_wal_expect(struct cons *c, const struct storage_pending *p);
 void cons_restart_reset(struct cons *c);
 
 /* Observations for the API. */

@@ -715,6 +715,36 @@ static int restart_from_disk(struct cluster *cl, unsigned i)
     return rv;
 }
 
+/* A new process on the same directory after this one ended with the fence closed: nothing of
+ * the log in memory survives; the start checks the directory against the record the fence made
+ * (cons_uv.c writes it to STORAGE_PENDING_FILE and reads it back at the next start). */
+static int start_from_record(struct cluster *cl, unsigned i)
+{
+    struct cons *c = &cl->cons[i];
+    assert_non_null(c->wal.rec);
+    struct storage_pending *rec = test_malloc(sizeof *rec);
+    memcpy(rec, c->wal.rec, sizeof *rec);
+    raft_fixture_kill(&cl->f, i);
+    run_for(cl, 100);
+    assert_int_equal(disks[i].n_pending, 0);
+    struct raft_fixture_server *srv = &cl->f.servers[i];
+    raft_close(&srv->raft, NULL);
+    cons_detach(c);
+    cons_restart_reset(c);
+    cons_wal_expect(c, rec);
+    test_free(rec);
+    assert_int_equal(raft_init(&srv->raft, &srv->io, &c->fsm.raft, srv->id, srv->address), 0);
+    srv->raft.data = c;
+    cons_wal_wrap(c, &srv->io);
+    configure(cl, i);
+    int rv = raft_start(&srv->raft);
+    if (rv == 0) {
+        raft_fixture_revive(&cl->f, i);
+        attach(cl, i);
+    }
+    return rv;
+}
+
 static void probe_ok(struct cluster *cl, unsigned i)
 {
     cons_storage_report(&cl->cons[i], 0, 0, "", true, 1u << 30);
@@ -858,6 +888,52 @@ static void test_refused_configuration_write_is_held(void **state)
     test_free(cs);
 }
 
+/* An agent killed between a failed write and the restart of Raft: its next start checks the
+ * directory against the record its fence made. A directory holding the exact prefix starts, and
+ * the member catches up; one holding another entry where the failed ones belonged is refused,
+ * saying it is not the log of the previous run. */
+static void test_next_start_checks_against_the_record(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    unsigned f = (unsigned)a_follower(l);
+    disks[f].fail = RAFT_IOERR;
+    assert_true(run_until(cl, fenced, &f, ET_MS));
+    disks[f].fail = 0;
+    run_for(cl, ET_MS);
+    assert_non_null(cl->cons[f].wal.rec);
+    assert_true(cl->cons[f].wal.rec_seq >= 1);
+    assert_int_equal(cl->cons[f].wal.rec->acked, cl->cons[f].wal.stored);
+    assert_true(cl->cons[f].wal.rec->n >= 1); /* the entries whose write failed */
+    assert_int_equal(start_from_record(cl, f), 0);
+    assert_true(cl->cons[f].wal.verified);
+    assert_true(cl->cons[f].wal.from_record);
+    assert_false(cl->cons[f].wal.fenced);
+    run_for(cl, 3 * ET_MS);
+    int nl = ready_leader(cl);
+    assert_true(nl >= 0);
+    assert_true(raft_fixture_get(&cl->f, f)->last_stored >= cons_commit_index(&cl->cons[nl]));
+
+    /* Again, and this time a write got past the failed one into the directory. */
+    disks[f].fail = RAFT_IOERR;
+    assert_true(run_until(cl, fenced, &f, 2 * ET_MS));
+    disks[f].fail = 0;
+    run_for(cl, ET_MS);
+    struct raft_entry e;
+    memset(&e, 0, sizeof e);
+    e.term = raft_fixture_get(&cl->f, f)->current_term;
+    e.type = RAFT_COMMAND;
+    e.buf.len = 8;
+    e.buf.base = raft_malloc(8);
+    memset(e.buf.base, 0xab, 8);
+    raft_fixture_add_entry(&cl->f, f, &e);
+    assert_int_equal(start_from_record(cl, f), RAFT_CORRUPT);
+    assert_non_null(strstr(raft_errmsg(raft_fixture_get(&cl->f, f)),
+                           "not the log its previous run held when a write failed"));
+}
+
 /* A healthy leader stays. */
 static void test_healthy_leader_stays(void **state)
 {
@@ -894,6 +970,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_refuses_a_directory_that_differs, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refused_configuration_write_is_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_next_start_checks_against_the_record, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -240,8 +240,9 @@ static void storage_lost_writes(struct cons *c, const char *what)
     }
     c->storage.lost_writes = true;
     snprintf(c->storage.lost_what, sizeof c->storage.lost_what, "%s", what);
-    log_error("raft log may have lost entries: %s; this directory will be refused at the next "
-              "start (dir=%s)",
+    log_error("raft log may have lost entries: %s; the directory is checked before raft uses it "
+              "again, in this run or the next, and refused unless it holds every acknowledged entry at "
+              "its index (dir=%s)",
               what, c->storage.dir != NULL ? c->storage.dir : "?");
 }
 
@@ -558,11 +559,16 @@ static int wal_check(struct cons *c, raft_index start, const struct raft_entry *
         }
         const struct cons_wal_sum *s = &c->wal.sums[i - c->wal.first];
         if (entries[k].term != s->term || wal_entry_sum(&entries[k]) != s->sum) {
+            /* No repair by truncation: up to acked, this server acknowledged the entries (README
+             * "Why a refused directory is not repaired"). */
             snprintf(why, why_size,
                      "its entry %llu (term %llu) is not the one held in memory "
-                     "(term %llu)",
+                     "(term %llu)%s",
                      (unsigned long long)i, (unsigned long long)entries[k].term,
-                     (unsigned long long)s->term);
+                     (unsigned long long)s->term,
+                     i <= c->wal.acked ? ", and this server acknowledged that index: cutting "
+                                         "the log there would forget acknowledged entries"
+                                       : "");
             return RAFT_CORRUPT;
         }
     }

@@ -383,6 +383,20 @@ static void wal_append_done(struct raft_io_append *req, int status)
             cb(req, status);
             return;
         }
+        /* raft_uv 0.15 can return an error from its append after it queued the request (its
+         * first write of the segment failed at submission), and completes it later. */
+        for (unsigned k = 0; k < c->wal.n_held; k++) {
+            if (c->wal.held[k].req != req) {
+                continue;
+            }
+            raft_io_append_cb cb = c->wal.held[k].cb;
+            memmove(&c->wal.held[k], &c->wal.held[k + 1],
+                    (c->wal.n_held - k - 1) * sizeof c->wal.held[0]);
+            c->wal.n_held--;
+            req->cb = cb;
+            cb(req, status);
+            return;
+        }
     }
     abort(); /* an append the fence never saw */
 }
@@ -426,7 +440,6 @@ static bool wal_hold_change(struct cons *c, struct raft_io *io, struct raft_io_a
     }
     /* An entry never written: the ones after it must not be written either (their indexes). */
     wal_fence(c, status, "refused");
-    req->cb = cb;
     c->wal.held[c->wal.n_held++] = (struct cons_wal_append){req, cb};
     c->wal.n_held_total++;
     log_warning("raft log write of a configuration entry held unwritten until raft restarts "
@@ -435,16 +448,29 @@ static bool wal_hold_change(struct cons *c, struct raft_io *io, struct raft_io_a
     return true;
 }
 
-static void wal_close(struct raft_io *io, raft_io_close_cb cb)
+/* Once the io closed (it completed every write it had queued, wal_append_done), the held ones
+ * fail, before libraft's own close callback frees its log. libraft is unavailable by now: a
+ * failed leader write only leaves its log. */
+static void wal_closed(struct raft_io *io)
 {
     struct cons *c = wal_of_io(io);
-    /* libraft is unavailable by now: a failed leader write only leaves its log. */
     while (c->wal.n_held > 0) {
         struct cons_wal_append h = c->wal.held[--c->wal.n_held];
         h.req->cb = h.cb;
         h.cb(h.req, RAFT_CANCELED);
     }
-    c->wal.close(io, cb);
+    raft_io_close_cb cb = c->wal.close_cb;
+    c->wal.close_cb = NULL;
+    if (cb != NULL) {
+        cb(io);
+    }
+}
+
+static void wal_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct cons *c = wal_of_io(io);
+    c->wal.close_cb = cb;
+    c->wal.close(io, wal_closed);
 }
 
 static int wal_append(struct raft_io *io, struct raft_io_append *req,

@@ -552,6 +552,13 @@ int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_byt
     if (rv == 0) {
         rv = storage_check_segments(dir, errmsg);
     }
+    if (rv == 0) {
+        /* A record of a pending failure that cannot be checked (cons_start reads it again). */
+        struct storage_pending *p = malloc(sizeof *p);
+        rv = p != NULL ? storage_pending_read(dir, p, errmsg)
+                       : rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+        free(p);
+    }
     if (rv != 0) {
         return rv;
     }

@@ -155,6 +155,7 @@ struct cons {
                     struct raft_snapshot **snapshot, raft_index *start_index,
                     struct raft_entry *entries[], size_t *n_entries);
         void (*close)(struct raft_io *io, raft_io_close_cb cb);
+        raft_io_close_cb close_cb; /* libraft's, while the io closes */
         struct cons_wal_append *pending; /* appends passed down, with libraft's callbacks */
         unsigned n_pending, cap_pending;
         /* A leader's configuration entry whose write was refused at submission: accepted and

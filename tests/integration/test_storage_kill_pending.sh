@@ -37,6 +37,8 @@ T_ELECTION_TIMEOUT=2000 t_write_conf 3 3
 t_start 1; t_start 2; t_start 3
 leader12() { local l; l=$(t_jq 1 '.raft.leader // empty'); [ -n "$l" ] && [ "$l" != node3 ]; }
 t_wait 30 "a leader among node1 and node2" leader12
+follows() { local l; l=$(t_jq 3 'select(.raft.state_known) | .raft.leader // empty'); [ -n "$l" ] && [ "$l" != node3 ]; }
+t_wait 30 "node3 following the leader" follows
 t_check "node3 reserved the record of a pending failure" \
   test "$(stat -c %s "$D/raftpg.storage-pending" 2>/dev/null)" = 65536
 t_check "... holding nothing" test -z "$(tr -d '\0' <"$D/raftpg.storage-pending")"

@@ -240,9 +240,9 @@ static void storage_lost_writes(struct cons *c, const char *what)
     }
     c->storage.lost_writes = true;
     snprintf(c->storage.lost_what, sizeof c->storage.lost_what, "%s", what);
-    log_error("raft log may have lost entries: %s; the directory is checked before raft uses it "
-              "again, in this run or the next, and refused unless it holds every acknowledged entry at "
-              "its index (dir=%s)",
+    log_error("raft log may have lost entries: %s; the directory is checked before raft uses "
+              "it again, in this run or the next, and refused unless it holds every "
+              "acknowledged entry at its index (dir=%s)",
               what, c->storage.dir != NULL ? c->storage.dir : "?");
 }
 

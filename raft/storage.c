@@ -424,7 +424,8 @@ int storage_pending_read(const char *dir, struct storage_pending *p, char *errms
     if (overflow) {
         rv = rpg_err(errmsg, RPG_ECORRUPT,
                      "raft directory %s: its last run ended with more than %u entries held past "
-                     "the stored index %llu after a failed write (%s), too many to check; " STORAGE_REMEDY,
+                     "the stored index %llu after a failed write (%s), too many to check; "
+                     STORAGE_REMEDY,
                      dir, STORAGE_PENDING_MAX, acked, STORAGE_PENDING_FILE);
         goto out;
     }

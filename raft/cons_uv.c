@@ -62,7 +62,10 @@ static int dir_has_entries(const char *dir, bool skip_identity, bool *has, char 
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *n = e->d_name;
+        /* The reserved record of a pending storage failure is no Raft state (cons_start makes
+         * it before Raft writes anything). */
         if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, STORAGE_PROBE_FILE) == 0 ||
+            strcmp(n, STORAGE_PENDING_FILE) == 0 ||
             (skip_identity && (strcmp(n, CONS_IDENTITY_FILE) == 0 ||
                                strcmp(n, CONS_IDENTITY_FILE ".tmp") == 0))) {
             continue;

@@ -240,8 +240,9 @@ static void storage_lost_writes(struct cons *c, const char *what)
     }
     c->storage.lost_writes = true;
     snprintf(c->storage.lost_what, sizeof c->storage.lost_what, "%s", what);
-    log_error("raft log may have lost entries: %s; this directory will be refused at the next "
-              "start (dir=%s)",
+    log_error("raft log may have lost entries: %s; the directory is checked before raft uses "
+              "it again, in this run or the next, and refused unless it holds every "
+              "acknowledged entry at its index (dir=%s)",
               what, c->storage.dir != NULL ? c->storage.dir : "?");
 }
 
@@ -299,6 +300,40 @@ static struct cons *wal_of_io(struct raft_io *io)
     abort(); /* an io that was never wrapped */
 }
 
+static uint64_t wal_entry_sum(const struct raft_entry *e);
+static const struct raft_entry *log_entry(const struct raft_log *l, raft_index i);
+
+/* The record a later run checks the directory against (cons.h, rec): the stored index and the
+ * entries held past it, which a write queued before the fence may still put in the directory. */
+static void wal_record(struct cons *c, raft_index last)
+{
+    if (c->wal.rec == NULL) {
+        c->wal.rec = malloc(sizeof *c->wal.rec);
+        if (c->wal.rec == NULL) {
+            log_error("raft storage: out of memory for the record of this failure: a start after "
+                      "this run ends cannot check the directory");
+            return;
+        }
+    }
+    struct storage_pending *p = c->wal.rec;
+    p->present = true;
+    p->acked = c->wal.stored;
+    p->first = c->wal.stored + 1;
+    p->n = 0;
+    p->overflow = last > c->wal.stored && last - c->wal.stored > STORAGE_PENDING_MAX;
+    snprintf(p->why, sizeof p->why, "%.150s", c->wal.why);
+    for (raft_index i = p->first; !p->overflow && c->raft != NULL && i <= last; i++) {
+        const struct raft_entry *e = log_entry(&c->raft->log, i);
+        if (e == NULL) {
+            break;
+        }
+        p->e[p->n].term = e->term;
+        p->e[p->n].sum = wal_entry_sum(e);
+        p->n++;
+    }
+    c->wal.rec_seq++;
+}
+
 static void wal_fence(struct cons *c, int status, const char *what)
 {
     if (c->wal.fenced) {
@@ -317,6 +352,7 @@ static void wal_fence(struct cons *c, int status, const char *what)
               "%llu, dir=%s)",
               c->wal.why, (unsigned long long)c->wal.stored, (unsigned long long)last,
               c->storage.dir != NULL ? c->storage.dir : "?");
+    wal_record(c, last);
     if (last > c->wal.stored) {
         char lost[RPG_ERRMSG_SIZE];
         snprintf(lost, sizeof lost, "entries %llu..%llu received but not persisted: %.150s",
@@ -347,8 +383,94 @@ static void wal_append_done(struct raft_io_append *req, int status)
             cb(req, status);
             return;
         }
+        /* raft_uv 0.15 can return an error from its append after it queued the request (its
+         * first write of the segment failed at submission), and completes it later. */
+        for (unsigned k = 0; k < c->wal.n_held; k++) {
+            if (c->wal.held[k].req != req) {
+                continue;
+            }
+            raft_io_append_cb cb = c->wal.held[k].cb;
+            memmove(&c->wal.held[k], &c->wal.held[k + 1],
+                    (c->wal.n_held - k - 1) * sizeof c->wal.held[0]);
+            c->wal.n_held--;
+            req->cb = cb;
+            cb(req, status);
+            return;
+        }
     }
     abort(); /* an append the fence never saw */
+}
+
+/* A leader's write that carries a configuration entry (RAFT_CHANGE) must never be refused at
+ * submission. libraft 0.15's raft_add and raft_remove copy the configuration, and
+ * clientChangeConfiguration installs the copy as r->configuration (closing the old one and
+ * resizing the progress array) before it submits the entry's write; when that submission
+ * fails it only truncates the entry from its log, and raft_add/raft_remove then close their
+ * copy, whose server array r->configuration still points to: every later read of the
+ * configuration is a use after free and raft_close frees it a second time. raft_assign's
+ * immediate path leaves r->leader_state.change pointing at the caller's request, which the
+ * caller frees, and the next stepdown calls its callback. A write that fails when it completes
+ * is safe (appendLeaderCb truncates the entry from memory and the configuration stays
+ * installed as an uncommitted one), and so is a write that never completes. So such a write is
+ * accepted and held, as a device that never answers would hold it: the entry stays in memory,
+ * is sent to the followers (which may commit it), and its write fails with RAFT_CANCELED as the
+ * io closes, when libraft only drops it from its log (raft_uv completes its pending writes the
+ * same way at close). The fence is closed all the same, so the leader hands leadership over and
+ * Raft restarts from its directory, which lacks the entry. Followers' writes are not held:
+ * libraft installs a follower's configuration only when its write completes. */
+static bool wal_hold_change(struct cons *c, struct raft_io *io, struct raft_io_append *req,
+                            const struct raft_entry entries[], unsigned n, raft_io_append_cb cb,
+                            int status)
+{
+    bool change = false;
+    for (unsigned k = 0; k < n; k++) {
+        change = change || entries[k].type == RAFT_CHANGE;
+    }
+    if (!change || io->data == NULL || raft_state(io->data) != RAFT_LEADER) {
+        return false;
+    }
+    if (c->wal.n_held == c->wal.cap_held) {
+        unsigned cap = c->wal.cap_held != 0 ? 2 * c->wal.cap_held : 4;
+        struct cons_wal_append *p = realloc(c->wal.held, cap * sizeof *p);
+        if (p == NULL) {
+            return false;
+        }
+        c->wal.held = p;
+        c->wal.cap_held = cap;
+    }
+    /* An entry never written: the ones after it must not be written either (their indexes). */
+    wal_fence(c, status, "refused");
+    c->wal.held[c->wal.n_held++] = (struct cons_wal_append){req, cb};
+    c->wal.n_held_total++;
+    log_warning("raft log write of a configuration entry held unwritten until raft restarts "
+                "(%s; libraft 0.15 cannot take a refused one, dir=%s)",
+                c->wal.why, c->storage.dir != NULL ? c->storage.dir : "?");
+    return true;
+}
+
+/* Once the io closed (it completed every write it had queued, wal_append_done), the held ones
+ * fail, before libraft's own close callback frees its log. libraft is unavailable by now: a
+ * failed leader write only leaves its log. */
+static void wal_closed(struct raft_io *io)
+{
+    struct cons *c = wal_of_io(io);
+    while (c->wal.n_held > 0) {
+        struct cons_wal_append h = c->wal.held[--c->wal.n_held];
+        h.req->cb = h.cb;
+        h.cb(h.req, RAFT_CANCELED);
+    }
+    raft_io_close_cb cb = c->wal.close_cb;
+    c->wal.close_cb = NULL;
+    if (cb != NULL) {
+        cb(io);
+    }
+}
+
+static void wal_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct cons *c = wal_of_io(io);
+    c->wal.close_cb = cb;
+    c->wal.close(io, wal_closed);
 }
 
 static int wal_append(struct raft_io *io, struct raft_io_append *req,
@@ -360,6 +482,9 @@ static int wal_append(struct raft_io *io, struct raft_io_append *req,
                  "no write after a failed one until raft "
                  "restarts (%.150s)",
                  c->wal.why);
+        if (wal_hold_change(c, io, req, entries, n, cb, RAFT_IOERR)) {
+            return 0;
+        }
         return RAFT_IOERR;
     }
     if (c->wal.n_pending == c->wal.cap_pending) {
@@ -375,6 +500,9 @@ static int wal_append(struct raft_io *io, struct raft_io_append *req,
     if (rv != 0) {
         if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
             wal_fence(c, rv, "refused");
+        }
+        if (wal_hold_change(c, io, req, entries, n, cb, rv)) {
+            return 0;
         }
         return rv;
     }
@@ -457,11 +585,16 @@ static int wal_check(struct cons *c, raft_index start, const struct raft_entry *
         }
         const struct cons_wal_sum *s = &c->wal.sums[i - c->wal.first];
         if (entries[k].term != s->term || wal_entry_sum(&entries[k]) != s->sum) {
+            /* No repair by truncation: up to acked, this server acknowledged the entries (README
+             * "Why a refused directory is not repaired"). */
             snprintf(why, why_size,
                      "its entry %llu (term %llu) is not the one held in memory "
-                     "(term %llu)",
+                     "(term %llu)%s",
                      (unsigned long long)i, (unsigned long long)entries[k].term,
-                     (unsigned long long)s->term);
+                     (unsigned long long)s->term,
+                     i <= c->wal.acked ? ", and this server acknowledged that index: cutting "
+                                         "the log there would forget acknowledged entries"
+                                       : "");
             return RAFT_CORRUPT;
         }
     }
@@ -488,15 +621,25 @@ static int wal_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
         *snapshot = NULL;
         *entries = NULL;
         *n_entries = 0;
-        snprintf(io->errmsg, sizeof io->errmsg, "not the log held before the failed write: %.180s",
+        snprintf(io->errmsg, sizeof io->errmsg, "%s: %.180s",
+                 c->wal.from_record ? "not the log its previous run held when a write failed"
+                                    : "not the log held before the failed write",
                  why);
         return rv;
     }
     c->wal.verified = true;
-    log_info("raft restarted from its directory after a failed write: the directory holds the "
-             "log up to index %llu as this server held it (dir=%s)",
-             (unsigned long long)(*start_index + *n_entries - 1),
-             c->storage.dir != NULL ? c->storage.dir : "?");
+    if (c->wal.from_record) {
+        log_info("raft directory checked against the storage failure its previous run recorded "
+                 "(%s): it holds the log up to index %llu, every entry acknowledged and none "
+                 "at a wrong index (dir=%s)",
+                 STORAGE_PENDING_FILE, (unsigned long long)(*start_index + *n_entries - 1),
+                 c->storage.dir != NULL ? c->storage.dir : "?");
+    } else {
+        log_info("raft restarted from its directory after a failed write: the directory holds "
+                 "the log up to index %llu as this server held it (dir=%s)",
+                 (unsigned long long)(*start_index + *n_entries - 1),
+                 c->storage.dir != NULL ? c->storage.dir : "?");
+    }
     return 0;
 }
 
@@ -510,8 +653,10 @@ void cons_wal_wrap(struct cons *c, struct raft_io *io)
     if (io->append != wal_append) {
         c->wal.append = io->append;
         c->wal.load = io->load;
+        c->wal.close = io->close;
         io->append = wal_append;
         io->load = wal_load;
+        io->close = wal_close;
     }
 }
 
@@ -530,6 +675,11 @@ void cons_wal_unwrap(struct cons *c)
     free(c->wal.pending);
     c->wal.pending = NULL;
     c->wal.n_pending = c->wal.cap_pending = 0;
+    free(c->wal.held);
+    c->wal.held = NULL;
+    c->wal.n_held = c->wal.cap_held = 0;
+    free(c->wal.rec);
+    c->wal.rec = NULL;
     free(c->wal.sums);
     c->wal.sums = NULL;
     c->wal.n_sums = 0;
@@ -559,11 +709,34 @@ void cons_restart_begin(struct cons *c)
     }
     c->wal.verify = true;
     c->wal.verified = false;
+    c->wal.from_record = false;
     c->wal.n_restarts++;
     log_warning("restarting raft from its directory (%s; stored up to index %llu, held up to "
                 "%llu, dir=%s)",
                 c->wal.fenced ? c->wal.why : "requested", (unsigned long long)c->wal.acked,
                 (unsigned long long)last, c->storage.dir != NULL ? c->storage.dir : "?");
+}
+
+void cons_wal_expect(struct cons *c, const struct storage_pending *p)
+{
+    free(c->wal.sums);
+    c->wal.sums = NULL;
+    c->wal.n_sums = 0;
+    c->wal.first = p->first;
+    c->wal.acked = p->acked;
+    if (p->n > 0) {
+        c->wal.sums = calloc(p->n, sizeof *c->wal.sums);
+    }
+    for (size_t i = 0; c->wal.sums != NULL && i < p->n; i++) {
+        c->wal.sums[c->wal.n_sums++] = (struct cons_wal_sum){p->e[i].term, p->e[i].sum};
+    }
+    c->wal.verify = true;
+    c->wal.verified = false;
+    c->wal.from_record = true;
+    log_warning("raft storage: the previous run ended with a storage failure pending (%s; stored "
+                "up to index %llu, held up to %llu): the directory is checked as raft loads it",
+                p->why, (unsigned long long)p->acked,
+                (unsigned long long)(p->first + p->n - 1));
 }
 
 void cons_restart_reset(struct cons *c)
@@ -1216,10 +1389,9 @@ void cons_reconcile(struct cons *c)
         submit_seen(c);
     }
     /* No configuration change from a leader that cannot persist: it hands leadership over
-     * (cons_storage_tick), and libraft 0.15 frees the new configuration it already installed when
-     * the change's own write is refused at once (clientChangeConfiguration's unfinished error
-     * path): raft_add or raft_assign would then leave a dangling configuration (raftpg_sim
-     * --soak found it: a member added while the leader's Raft directory filled up). */
+     * (cons_storage_tick). A change submitted just before its storage is known to fail meets
+     * libraft 0.15's error path for a refused write of the change's entry (wal_hold_change:
+     * the fence holds that write rather than refuse it, so the path is not taken). */
     if (c->change_pending || c->transfer_pending || c->storage.failed) {
         return;
     }
@@ -1295,8 +1467,9 @@ submitted:
     }
     req_free(q);
     if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
-        /* libraft 0.15 freed the configuration it had installed (above): closing this server
-         * would free it again, so Raft is not restarted in this process. */
+        /* Only if the fence could not hold the write (out of memory): libraft 0.15 freed the
+         * configuration it had installed (wal_hold_change), closing this server would free it
+         * again, so Raft is not restarted in this process. */
         c->wal.config_freed = true;
         log_error("membership change refused by the raft log: %s: %s; libraft 0.15 keeps a "
                   "freed configuration after this, raft will not be restarted in this process",

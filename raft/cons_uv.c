@@ -62,7 +62,10 @@ static int dir_has_entries(const char *dir, bool skip_identity, bool *has, char 
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *n = e->d_name;
+        /* The reserved record of a pending storage failure is no Raft state (cons_start makes
+         * it before Raft writes anything). */
         if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, STORAGE_PROBE_FILE) == 0 ||
+            strcmp(n, STORAGE_PENDING_FILE) == 0 ||
             (skip_identity && (strcmp(n, CONS_IDENTITY_FILE) == 0 ||
                                strcmp(n, CONS_IDENTITY_FILE ".tmp") == 0))) {
             continue;
@@ -222,6 +225,12 @@ struct cons_uv {
     bool probe_measured;
     uint64_t probe_free;
     char probe_error[RPG_ERRMSG_SIZE];
+    int pending_fd;           /* STORAGE_PENDING_FILE, reserved at start; -1 when it could not be */
+    unsigned rec_written;     /* c->wal.rec_seq last written to it */
+    bool rec_sync;            /* written since its last fsync: the next probe syncs it */
+    int rec_sync_rc;
+    char rec_sync_error[RPG_ERRMSG_SIZE];
+    bool rec_cleared;         /* zeros written: nothing pending after a verified start */
     bool mark_pending;        /* write STORAGE_FAULT_FILE with mark_what in this probe */
     char mark_what[RPG_ERRMSG_SIZE];
     int mark_rc;
@@ -253,9 +262,42 @@ static rpg_msec uv_raft_time(struct cons *c, raft_time t)
     return (rpg_msec)t + (boot > mono ? boot - mono : 0);
 }
 
+/* A closed fence is recorded at once, in the loop, over the file reserved at start: pwrite into
+ * blocks the file has needs no new space and leaves the data to the kernel if the agent is
+ * killed next; its fsync follows in the next probe, off the loop. */
+static void pending_record(struct cons *c)
+{
+    struct cons_uv *u = c->uv;
+    if (c->wal.rec_seq == u->rec_written || c->wal.rec == NULL) {
+        return;
+    }
+    u->rec_written = c->wal.rec_seq;
+    const char *dir = u->conf->raft.data_dir;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (u->pending_fd < 0) {
+        log_error("raft storage: this failure cannot be recorded (%s/%s was not reserved at "
+                  "start): if this agent ends before raft restarts, its next start cannot check "
+                  "the directory",
+                  dir, STORAGE_PENDING_FILE);
+        return;
+    }
+    if (storage_pending_write(u->pending_fd, c->wal.rec, errmsg) != 0) {
+        log_error("raft storage: recording this failure: %s: if this agent ends before raft "
+                  "restarts, its next start cannot check the directory",
+                  errmsg);
+        return;
+    }
+    u->rec_sync = true;
+    u->rec_cleared = false;
+    log_warning("raft storage: recorded in %s/%s that a write failed (stored up to index %llu): "
+                "a start after this run ends checks the directory against it",
+                dir, STORAGE_PENDING_FILE, (unsigned long long)c->wal.rec->acked);
+}
+
 static void monitor_cb(uv_check_t *h)
 {
     cons_observe(h->data);
+    pending_record(h->data);
 }
 
 static void reconcile_cb(uv_timer_t *t)
@@ -287,6 +329,9 @@ static void probe_work_cb(uv_work_t *w)
     if (u->mark_pending && u->probe_rc == 0) {
         u->mark_rc = storage_mark_fault(dir, u->mark_what, u->mark_error);
     }
+    if (u->rec_sync && u->pending_fd >= 0) {
+        u->rec_sync_rc = storage_pending_sync(u->pending_fd, u->rec_sync_error);
+    }
 }
 
 static void probe_after_cb(uv_work_t *w, int status)
@@ -311,6 +356,11 @@ static void probe_after_cb(uv_work_t *w, int status)
         } else {
             log_warning("raft storage: %s", u->mark_error);
         }
+    }
+    if (u->rec_sync && u->rec_sync_rc == 0) {
+        u->rec_sync = false;
+    } else if (u->rec_sync && u->rec_sync_rc != 0) {
+        log_warning("raft storage: %s (retried at the next probe)", u->rec_sync_error);
     }
     if (u->clear_pending && u->probe_rc == 0) {
         u->clear_pending = false;
@@ -343,6 +393,7 @@ static void storage_timer_cb(uv_timer_t *t)
         snprintf(u->mark_what, sizeof u->mark_what, "%s", c->storage.lost_what);
     }
     u->probe_work.data = u;
+    u->rec_sync_rc = -1;
     if (uv_queue_work(u->loop, &u->probe_work, probe_work_cb, probe_after_cb) == 0) {
         u->probe_busy = true;
         cons_storage_probe_begin(c);
@@ -364,7 +415,7 @@ static void start_timer_cb(uv_timer_t *t)
         rpg_err(c->error, rv == RAFT_CORRUPT ? RPG_ECORRUPT : RPG_ERAFT,
                 "raft start (data directory %s): %s", u->conf->raft.data_dir,
                 raft_errmsg(&u->raft));
-        if (rv == RAFT_CORRUPT && c->wal.n_restarts > 0) {
+        if (rv == RAFT_CORRUPT && (c->wal.n_restarts > 0 || c->wal.from_record)) {
             /* The directory lost what this server held: refuse it at the next start too. */
             log_error("raft directory %s does not hold the log this member wrote: %s",
                       u->conf->raft.data_dir, STORAGE_REMEDY);
@@ -382,6 +433,17 @@ static void start_timer_cb(uv_timer_t *t)
     if (c->wal.verified) {
         c->wal.verified = false;
         u->clear_pending = true;
+        /* Nothing pending any more: the directory holds the log this server held. In the loop,
+         * so that a record of a later failure cannot be overwritten by this clearing. */
+        char errmsg[RPG_ERRMSG_SIZE];
+        if (u->pending_fd >= 0 && c->wal.rec_seq == u->rec_written) {
+            if (storage_pending_write(u->pending_fd, NULL, errmsg) == 0) {
+                u->rec_sync = true;
+                u->rec_cleared = true;
+            } else {
+                log_warning("raft storage: clearing the record of the failure: %s", errmsg);
+            }
+        }
     }
     uv_check_start(&u->monitor, monitor_cb);
     uv_timer_start(&u->reconcile_timer, reconcile_cb, RECONCILE_INTERVAL_MS,
@@ -493,6 +555,13 @@ int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_byt
     if (rv == 0) {
         rv = storage_check_segments(dir, errmsg);
     }
+    if (rv == 0) {
+        /* A record of a pending failure that cannot be checked (cons_start reads it again). */
+        struct storage_pending *p = malloc(sizeof *p);
+        rv = p != NULL ? storage_pending_read(dir, p, errmsg)
+                       : rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+        free(p);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -535,17 +604,37 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     log_info("raft storage: dir=%s free=%llu bytes (open segments included) "
              "open_segment_size=%zu bytes",
              dir, (unsigned long long)free_bytes, segment_size);
+    /* A run that ended with a storage failure pending (killed before Raft restarted): the load
+     * checks the directory against what it recorded. */
+    struct storage_pending *pending = malloc(sizeof *pending);
+    if (pending == NULL) {
+        return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+    }
+    rv = storage_pending_read(dir, pending, errmsg);
+    if (rv != 0) {
+        free(pending);
+        return rv;
+    }
     struct cons_uv *u = calloc(1, sizeof *u);
     if (u == NULL) {
+        free(pending);
         return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+    }
+    u->pending_fd = -1;
+    {
+        char why[RPG_ERRMSG_SIZE];
+        if (storage_pending_open(dir, &u->pending_fd, why) != 0) {
+            log_warning("raft storage: %s: a storage failure of this run cannot be recorded for "
+                        "the next start",
+                        why);
+        }
     }
     u->c = c;
     u->loop = loop;
     u->conf = conf;
     rv = transport_start(u, errmsg);
     if (rv != 0) {
-        free(u);
-        return rv;
+        goto err_free;
     }
     rv = raft_uv_init(&u->io, loop, dir, &u->transport);
     if (rv != 0) {
@@ -555,8 +644,8 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
                       "/proc/sys/fs/aio-max-nr)"
                     : "");
         transport_release(u);
-        free(u);
-        return RPG_ERAFT;
+        rv = RPG_ERAFT;
+        goto err_free;
     }
     /* A corrupt segment must stop the agent, not be renamed aside silently (RAFT-NOTES). */
     raft_uv_set_auto_recovery(&u->io, false);
@@ -567,14 +656,20 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
         rpg_err(errmsg, RPG_ERAFT, "raft init: %s", raft_errmsg(&u->raft));
         raft_uv_close(&u->io);
         transport_release(u);
-        free(u);
-        return RPG_ERAFT;
+        rv = RPG_ERAFT;
+        goto err_free;
     }
     u->raft_open = true;
     u->raft.data = c;
     c->uv = u;
     raft_settings(u);
     cons_wal_wrap(c, &u->io);
+    c->storage.dir = dir;
+    if (pending->present) {
+        cons_wal_expect(c, pending);
+    }
+    free(pending);
+    pending = NULL;
 
     struct cons_params params;
     params_of(conf, &params);
@@ -636,8 +731,14 @@ err_close:
     cons_free_requests(c);
     cons_wal_unwrap(c);
     c->uv = NULL;
+    rv = RPG_ERAFT;
+err_free:
+    if (u->pending_fd >= 0) {
+        close(u->pending_fd);
+    }
     free(u);
-    return RPG_ERAFT;
+    free(pending);
+    return rv;
 }
 
 static void cons_finish(struct cons *c)
@@ -648,6 +749,9 @@ static void cons_finish(struct cons *c)
         cons_free_requests(c);
         cons_wal_unwrap(c);
         c->uv = NULL;
+        if (u->pending_fd >= 0) {
+            close(u->pending_fd);
+        }
         free(u);
         cb(c);
     }

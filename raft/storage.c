@@ -309,3 +309,131 @@ bool storage_state_diverged(unsigned n_same, unsigned n_differ, bool leader_diff
     unsigned own_side = n_same + 1;
     return n_differ > own_side || (n_differ > 0 && n_differ == own_side && leader_differs);
 }
+
+int storage_pending_open(const char *dir, int *fd, char *errmsg)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, STORAGE_PENDING_FILE);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0) {
+        return rpg_err(errmsg, RPG_EIO, "create %s: %s (errno=%d)", path, strerror(errno), errno);
+    }
+    struct stat st;
+    if (fstat(*fd, &st) != 0) {
+        goto err;
+    }
+    /* Blocks written with data (not fallocate's unwritten extents): overwriting them later
+     * needs no new space. */
+    static const char zeros[4096];
+    for (off_t off = st.st_size; off < (off_t)STORAGE_PENDING_SIZE; off += (off_t)sizeof zeros) {
+        if (pwrite(*fd, zeros, sizeof zeros, off) != (ssize_t)sizeof zeros) {
+            goto err;
+        }
+    }
+    if (fsync(*fd) != 0) {
+        goto err;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+err:;
+    int e = errno;
+    close(*fd);
+    *fd = -1;
+    return rpg_err(errmsg, RPG_EIO, "reserve %s: %s (errno=%d)", path, strerror(e), e);
+}
+
+int storage_pending_write(int fd, const struct storage_pending *p, char *errmsg)
+{
+    static char buf[STORAGE_PENDING_SIZE];
+    memset(buf, 0, sizeof buf);
+    if (p != NULL) {
+        size_t len = (size_t)snprintf(buf, sizeof buf,
+                                      "raftpg storage-pending 1 acked=%" PRIu64 " first=%" PRIu64
+                                      " n=%zu overflow=%d\n%.150s\n",
+                                      p->acked, p->first, p->overflow ? 0 : p->n,
+                                      p->overflow ? 1 : 0, p->why);
+        for (size_t i = 0; !p->overflow && i < p->n && len + 40 < sizeof buf; i++) {
+            len += (size_t)snprintf(buf + len, sizeof buf - len, "%" PRIu64 " %016" PRIx64 "\n",
+                                    p->e[i].term, p->e[i].sum);
+        }
+    }
+    if (pwrite(fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf) {
+        return rpg_err(errmsg, RPG_EIO, "write %s: %s (errno=%d)", STORAGE_PENDING_FILE,
+                       strerror(errno), errno);
+    }
+    return 0;
+}
+
+int storage_pending_sync(int fd, char *errmsg)
+{
+    if (fdatasync(fd) != 0) {
+        return rpg_err(errmsg, RPG_EIO, "fsync %s: %s (errno=%d)", STORAGE_PENDING_FILE,
+                       strerror(errno), errno);
+    }
+    return 0;
+}
+
+int storage_pending_read(const char *dir, struct storage_pending *p, char *errmsg)
+{
+    memset(p, 0, sizeof *p);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, STORAGE_PENDING_FILE);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return errno == ENOENT
+                   ? 0
+                   : rpg_err(errmsg, RPG_EIO, "read %s: %s (errno=%d)", path, strerror(errno),
+                             errno);
+    }
+    int c = fgetc(f);
+    if (c == EOF || c == 0) {
+        fclose(f);
+        return 0; /* nothing pending */
+    }
+    ungetc(c, f);
+    unsigned long long acked = 0, first = 0;
+    size_t n = 0;
+    int overflow = 0;
+    int rv = 0;
+    if (fscanf(f, "raftpg storage-pending 1 acked=%llu first=%llu n=%zu overflow=%d\n", &acked,
+               &first, &n, &overflow) != 4 ||
+        n > STORAGE_PENDING_MAX || fgets(p->why, sizeof p->why, f) == NULL) {
+        rv = rpg_err(errmsg, RPG_ECORRUPT,
+                     "raft directory %s: %s cannot be read back: the failure its last run had "
+                     "pending cannot be checked; " STORAGE_REMEDY,
+                     dir, STORAGE_PENDING_FILE);
+        goto out;
+    }
+    p->why[strcspn(p->why, "\n")] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        unsigned long long term = 0, sum = 0;
+        if (fscanf(f, "%llu %llx\n", &term, &sum) != 2) {
+            rv = rpg_err(errmsg, RPG_ECORRUPT,
+                         "raft directory %s: %s holds %zu of its %zu entries: the failure its "
+                         "last run had pending cannot be checked; " STORAGE_REMEDY,
+                         dir, STORAGE_PENDING_FILE, i, n);
+            goto out;
+        }
+        p->e[i].term = term;
+        p->e[i].sum = sum;
+    }
+    if (overflow) {
+        rv = rpg_err(errmsg, RPG_ECORRUPT,
+                     "raft directory %s: its last run ended with more than %u entries held past "
+                     "the stored index %llu after a failed write (%s), too many to check; "
+                     STORAGE_REMEDY,
+                     dir, STORAGE_PENDING_MAX, acked, STORAGE_PENDING_FILE);
+        goto out;
+    }
+    p->present = true;
+    p->acked = acked;
+    p->first = first;
+    p->n = n;
+out:
+    fclose(f);
+    return rv;
+}

@@ -14,6 +14,7 @@
 
 #include "raftpg/err.h"
 #include "raftpg/fsm.h"
+#include "raftpg/storage.h"
 
 enum cons_role { CONS_ROLE_UNAVAILABLE = 0, CONS_ROLE_FOLLOWER, CONS_ROLE_CANDIDATE,
                  CONS_ROLE_LEADER };
@@ -153,8 +154,15 @@ struct cons {
         int (*load)(struct raft_io *io, raft_term *term, raft_id *voted_for,
                     struct raft_snapshot **snapshot, raft_index *start_index,
                     struct raft_entry *entries[], size_t *n_entries);
+        void (*close)(struct raft_io *io, raft_io_close_cb cb);
+        raft_io_close_cb close_cb; /* libraft's, while the io closes */
         struct cons_wal_append *pending; /* appends passed down, with libraft's callbacks */
         unsigned n_pending, cap_pending;
+        /* A leader's configuration entry whose write was refused at submission: accepted and
+         * never written, it fails as the io closes (wal_append says why). */
+        struct cons_wal_append *held;
+        unsigned n_held, cap_held;
+        unsigned n_held_total; /* since the server was wrapped */
         bool fenced;          /* a write failed: nothing more is written */
         raft_index stored;    /* libraft's last stored index when it failed */
         rpg_msec fenced_at;   /* node clock when it failed (kept after the restart) */
@@ -162,8 +170,9 @@ struct cons {
         char why[RPG_ERRMSG_SIZE];
         unsigned ok_probes;  /* directory probes that succeeded since */
         bool restart_wanted; /* the host restarts Raft from the directory */
-        bool config_freed;   /* libraft freed its installed configuration (cons_reconcile):
-                              * a close would free it again, so no restart */
+        bool config_freed;   /* libraft freed its installed configuration (cons_reconcile;
+                              * no longer reachable through the fence's own writes): a close
+                              * would free it again, so no restart */
         /* The log held when the restart began (cons_restart_begin): the load checks the
          * directory against it. */
         bool verify;
@@ -172,7 +181,12 @@ struct cons {
         struct cons_wal_sum *sums;
         size_t n_sums;
         bool verified; /* the last load was checked and matched */
+        bool from_record; /* the check came from the record of an earlier run (cons_wal_expect) */
         unsigned n_restarts;
+        /* What the next run checks the directory against if this one ends with the fence closed
+         * (storage.h STORAGE_PENDING_FILE): made when the fence closes, written by the host. */
+        struct storage_pending *rec;
+        unsigned rec_seq; /* bumped for each new record */
     } wal;
     /* The member's state differs from the others' at the same index (set by the host from the
      * checksums members exchange): it acts no more and hands leadership away. */
@@ -288,6 +302,10 @@ void cons_wal_unwrap(struct cons *c);
  * later. The load fails with RAFT_CORRUPT, naming the index, when the directory lacks an entry
  * this server acknowledged or holds one that differs from the log in memory. */
 void cons_restart_begin(struct cons *c);
+/* At a start: the previous run ended with a storage failure pending (storage_pending_read):
+ * the first load checks the directory against its record as a restart checks it against the log
+ * held in memory. */
+void cons_wal_expect(struct cons *c, const struct storage_pending *p);
 void cons_restart_reset(struct cons *c);
 
 /* Observations for the API. */

@@ -30,6 +30,43 @@
  * the directory takes writes again after libraft failed to persist entries it had received. */
 #define STORAGE_FAULT_FILE "raftpg.storage-fault"
 
+/* Name of the file holding what the next start of the agent checks the directory against when
+ * this run ends with a storage failure pending (a closed write fence, Raft not yet restarted).
+ * Reserved at its full size (STORAGE_PENDING_SIZE) when Raft starts, so that a record written
+ * when a write fails overwrites blocks the file already has and a full directory can take it;
+ * all zeros while nothing is pending. */
+#define STORAGE_PENDING_FILE "raftpg.storage-pending"
+/* Entries of the log held in memory past the last stored one that the record can carry; a
+ * failure with more pending is recorded as too large to check (the next start refuses). */
+#define STORAGE_PENDING_MAX 1024
+#define STORAGE_PENDING_SIZE (64u << 10)
+
+/* A storage failure pending at the end of a run: the last index stored (acknowledged), and the
+ * term and checksum of each entry the log held in memory from first on. */
+struct storage_pending {
+    bool present;
+    bool overflow; /* more than STORAGE_PENDING_MAX entries were pending */
+    uint64_t acked;
+    uint64_t first;
+    size_t n;
+    struct {
+        uint64_t term;
+        uint64_t sum;
+    } e[STORAGE_PENDING_MAX];
+    char why[160];
+};
+
+/* Creates STORAGE_PENDING_FILE in dir if needed, writes it to its full size (keeping what it
+ * holds) and returns its open descriptor in *fd. */
+int storage_pending_open(const char *dir, int *fd, char *errmsg);
+/* Writes p (present) over the reserved file, or zeros when p is NULL; no fsync (the caller
+ * syncs off its loop, storage_pending_sync): a process that ends still leaves it to the kernel. */
+int storage_pending_write(int fd, const struct storage_pending *p, char *errmsg);
+int storage_pending_sync(int fd, char *errmsg);
+/* Reads dir's record: p->present false when the file is absent or all zeros; RPG_ECORRUPT,
+ * with the remedy, when it cannot be read back or was too large to check. */
+int storage_pending_read(const char *dir, struct storage_pending *p, char *errmsg);
+
 /* The remedy every refusal of a Raft directory gives: the member comes back with an empty log
  * under a new id, so that nothing it might have lost counts towards a majority. */
 #define STORAGE_REMEDY                                                                             \

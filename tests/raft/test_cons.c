@@ -97,7 +97,8 @@ struct disk {
     int (*append)(struct raft_io *io, struct raft_io_append *req, const struct raft_entry entries[],
                   unsigned n, raft_io_append_cb cb);
     raft_index stored;
-    int fail; /* writes submitted now fail with this status */
+    int fail;   /* writes submitted now fail with this status */
+    int refuse; /* writes are refused at submission with this status */
     struct {
         struct raft_io_append *req;
         raft_io_append_cb cb;
@@ -144,6 +145,9 @@ static int disk_append(struct raft_io *io, struct raft_io_append *req,
             continue;
         }
         assert_true(d->n_pending < 64);
+        if (d->refuse != 0) {
+            return d->refuse;
+        }
         int rv = d->append(io, req, entries, n, disk_done);
         if (rv == 0) {
             d->pending[d->n_pending].req = req;
@@ -711,6 +715,36 @@ static int restart_from_disk(struct cluster *cl, unsigned i)
     return rv;
 }
 
+/* A new process on the same directory after this one ended with the fence closed: nothing of
+ * the log in memory survives; the start checks the directory against the record the fence made
+ * (cons_uv.c writes it to STORAGE_PENDING_FILE and reads it back at the next start). */
+static int start_from_record(struct cluster *cl, unsigned i)
+{
+    struct cons *c = &cl->cons[i];
+    assert_non_null(c->wal.rec);
+    struct storage_pending *rec = test_malloc(sizeof *rec);
+    memcpy(rec, c->wal.rec, sizeof *rec);
+    raft_fixture_kill(&cl->f, i);
+    run_for(cl, 100);
+    assert_int_equal(disks[i].n_pending, 0);
+    struct raft_fixture_server *srv = &cl->f.servers[i];
+    raft_close(&srv->raft, NULL);
+    cons_detach(c);
+    cons_restart_reset(c);
+    cons_wal_expect(c, rec);
+    test_free(rec);
+    assert_int_equal(raft_init(&srv->raft, &srv->io, &c->fsm.raft, srv->id, srv->address), 0);
+    srv->raft.data = c;
+    cons_wal_wrap(c, &srv->io);
+    configure(cl, i);
+    int rv = raft_start(&srv->raft);
+    if (rv == 0) {
+        raft_fixture_revive(&cl->f, i);
+        attach(cl, i);
+    }
+    return rv;
+}
+
 static void probe_ok(struct cluster *cl, unsigned i)
 {
     cons_storage_report(&cl->cons[i], 0, 0, "", true, 1u << 30);
@@ -796,6 +830,110 @@ static void test_restart_refuses_a_directory_that_differs(void **state)
     assert_non_null(strstr(raft_errmsg(raft_fixture_get(&cl->f, f)), "not the log held"));
 }
 
+struct change_seen {
+    struct raft_change req;
+    unsigned calls;
+    int status;
+};
+
+static void change_seen_cb(struct raft_change *req, int status)
+{
+    struct change_seen *cs = req->data;
+    cs->calls++;
+    cs->status = status;
+}
+
+/* A membership change whose entry's write the leader's disk refuses at submission (raftpg_sim
+ * seeds 543533680121, 467172258345, 122812016000): libraft 0.15's raft_add would then free the
+ * configuration it had installed (cons.c wal_hold_change), a use after free and, as the server
+ * closes, a double free. The fence holds the write instead: raft_add succeeds, the fence closes,
+ * the configuration stays readable, the leader hands over, and Raft restarts from its directory
+ * once that takes writes again, the held write dropped as the server closes. */
+static void test_refused_configuration_write_is_held(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    struct raft *r = raft_fixture_get(&cl->f, (unsigned)l);
+    raft_index last = raft_last_index(r);
+    disks[l].refuse = RAFT_NOSPACE;
+    struct change_seen *cs = test_calloc(1, sizeof *cs);
+    cs->req.data = cs;
+    assert_int_equal(raft_add(r, &cs->req, 9, "9", change_seen_cb), 0);
+    assert_true(cl->cons[l].wal.fenced);
+    assert_int_equal(cl->cons[l].wal.n_held, 1);
+    assert_int_equal(cl->cons[l].wal.n_held_total, 1);
+    /* The configuration libraft installed is the one with the new spare, and it is alive. */
+    assert_int_equal(raft_last_index(r), last + 1);
+    assert_true(cons_config_has(&cl->cons[l], 9));
+    assert_true(cl->cons[l].storage.failed);
+    assert_true(run_until(cl, leader_is_not, &l, 3 * ET_MS));
+    assert_int_equal(cs->calls, 1); /* the change ended with the leadership */
+    assert_int_not_equal(cs->status, 0);
+    disks[l].refuse = 0;
+    probe_ok(cl, (unsigned)l);
+    probe_ok(cl, (unsigned)l);
+    assert_true(cl->cons[l].wal.restart_wanted);
+    assert_int_equal(restart_from_disk(cl, (unsigned)l), 0);
+    assert_int_equal(cl->cons[l].wal.n_held, 0);
+    assert_true(cl->cons[l].wal.verified);
+    assert_false(cl->cons[l].wal.fenced);
+    /* Restarted from its directory, which lacks the held entry, it follows the new leader. */
+    run_for(cl, 3 * ET_MS);
+    int nl = ready_leader(cl);
+    assert_true(nl >= 0);
+    assert_true(raft_fixture_get(&cl->f, (unsigned)l)->last_stored >=
+                cons_commit_index(&cl->cons[nl]));
+    test_free(cs);
+}
+
+/* An agent killed between a failed write and the restart of Raft: its next start checks the
+ * directory against the record its fence made. A directory holding the exact prefix starts, and
+ * the member catches up; one holding another entry where the failed ones belonged is refused,
+ * saying it is not the log of the previous run. */
+static void test_next_start_checks_against_the_record(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    unsigned f = (unsigned)a_follower(l);
+    disks[f].fail = RAFT_IOERR;
+    assert_true(run_until(cl, fenced, &f, ET_MS));
+    disks[f].fail = 0;
+    run_for(cl, ET_MS);
+    assert_non_null(cl->cons[f].wal.rec);
+    assert_true(cl->cons[f].wal.rec_seq >= 1);
+    assert_int_equal(cl->cons[f].wal.rec->acked, cl->cons[f].wal.stored);
+    assert_true(cl->cons[f].wal.rec->n >= 1); /* the entries whose write failed */
+    assert_int_equal(start_from_record(cl, f), 0);
+    assert_true(cl->cons[f].wal.verified);
+    assert_true(cl->cons[f].wal.from_record);
+    assert_false(cl->cons[f].wal.fenced);
+    run_for(cl, 3 * ET_MS);
+    int nl = ready_leader(cl);
+    assert_true(nl >= 0);
+    assert_true(raft_fixture_get(&cl->f, f)->last_stored >= cons_commit_index(&cl->cons[nl]));
+
+    /* Again, and this time a write got past the failed one into the directory. */
+    disks[f].fail = RAFT_IOERR;
+    assert_true(run_until(cl, fenced, &f, 2 * ET_MS));
+    disks[f].fail = 0;
+    run_for(cl, ET_MS);
+    struct raft_entry e;
+    memset(&e, 0, sizeof e);
+    e.term = raft_fixture_get(&cl->f, f)->current_term;
+    e.type = RAFT_COMMAND;
+    e.buf.len = 8;
+    e.buf.base = raft_malloc(8);
+    memset(e.buf.base, 0xab, 8);
+    raft_fixture_add_entry(&cl->f, f, &e);
+    assert_int_equal(start_from_record(cl, f), RAFT_CORRUPT);
+    assert_non_null(strstr(raft_errmsg(raft_fixture_get(&cl->f, f)),
+                           "not the log its previous run held when a write failed"));
+}
+
 /* A healthy leader stays. */
 static void test_healthy_leader_stays(void **state)
 {
@@ -830,6 +968,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_follower_write_fences_then_restart_catches_up,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_refuses_a_directory_that_differs, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refused_configuration_write_is_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_next_start_checks_against_the_record, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

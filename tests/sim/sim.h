@@ -479,6 +479,8 @@ struct sim_result {
     uint64_t acked_async;     /* commits acknowledged asynchronously */
     rpg_msec waived_ms;       /* time a healthy majority had no primary because none of its
                                * members could prove it held every acknowledged commit (rule 6) */
+    unsigned raft_restarts;   /* Raft restarted from a node's directory (the write fence) */
+    unsigned held_changes;    /* leader writes of a configuration entry the fence held */
     char fault_log[SIM_FAULTS_MAX][96]; /* what each applied fault did, for the report */
 };
 

@@ -406,8 +406,10 @@ static void raft_reopened(struct sim_world *w, unsigned i)
 {
     struct sim_agent *a = &w->nodes[i].agent;
     attach_cons(w, i);
-    sim_trace(w, (int)i, "raft reopened from its directory (restart %u)",
-              w->nodes[i].cons.wal.n_restarts);
+    sim_trace(w, (int)i,
+              "raft reopened from its directory (restart %u; configuration writes held "
+              "unwritten so far: %u)",
+              w->nodes[i].cons.wal.n_restarts, w->nodes[i].cons.wal.n_held_total);
     /* cons_uv.c reopen_raft: Raft starts once the failure is an election timeout old. */
     sim_push(w, sim_now(w) + (w->opt->no_lease ? 0 : cons_restart_start_delay(&w->nodes[i].cons)),
              EV_RAFT_START, (int)i, a->gen, 0);

@@ -425,6 +425,12 @@ static void describe(const struct sim_world *w, unsigned i, char *buf, size_t si
 
 void sim_check_end(struct sim_world *w)
 {
+    for (unsigned i = 0; i < w->n; i++) {
+        if (w->nodes[i].exists) {
+            w->res->raft_restarts += w->nodes[i].cons.wal.n_restarts;
+            w->res->held_changes += w->nodes[i].cons.wal.n_held_total;
+        }
+    }
     int p = -1;
     unsigned writers = 0;
     for (unsigned i = 0; i < w->n; i++) {

@@ -82,6 +82,7 @@ struct totals {
     unsigned faults_applied, faults_skipped, failovers;
     rpg_msec max_gap;
     uint64_t acked, lost_unchecked, acked_async;
+    unsigned raft_restarts, held_changes;
     rpg_msec waived_ms;
     unsigned waived_schedules;
     rpg_msec *gaps;
@@ -282,6 +283,8 @@ static void add(struct totals *t, const struct sim_result *r)
     t->acked += r->acked;
     t->lost_unchecked += r->lost_unchecked;
     t->acked_async += r->acked_async;
+    t->raft_restarts += r->raft_restarts;
+    t->held_changes += r->held_changes;
     t->waived_ms += r->waived_ms;
     t->waived_schedules += r->waived_ms > 0;
     for (unsigned g = 0; g < r->n_gaps; g++) {
@@ -450,6 +453,9 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
     printf("acknowledged while the primary ran asynchronously: %" PRIu64
            "; lost with synchronous mode off (not covered by I2): %" PRIu64 "\n",
            t->acked_async, t->lost_unchecked);
+    printf("raft restarts from a directory (write fence): %u; configuration writes held by the "
+           "fence: %u\n",
+           t->raft_restarts, t->held_changes);
     printf("I4 waived by rule 6 (no healthy majority could prove it held every acknowledged "
            "commit): %" PRIu64 " ms in %u schedule(s)\n",
            t->waived_ms, t->waived_schedules);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <curl/curl.h>
 
@@ -21,6 +22,8 @@ static CURLcode g_curl_init;
 static bool g_https_default;
 static bool g_insecure;
 static char g_cafile[4096];
+static char g_certfile[4096]; /* http_client_set_cert */
+static char g_keyfile[4096];
 
 int http_client_set_tls(bool https_default, const char *cafile, bool insecure, char *errmsg)
 {
@@ -35,6 +38,35 @@ int http_client_set_tls(bool https_default, const char *cafile, bool insecure, c
         fclose(f);
         snprintf(g_cafile, sizeof g_cafile, "%s", cafile);
     }
+    return 0;
+}
+
+int http_client_set_cert(const char *certfile, const char *keyfile, char *errmsg)
+{
+    g_certfile[0] = g_keyfile[0] = '\0';
+    if (certfile == NULL || certfile[0] == '\0')
+        return 0;
+    FILE *f = fopen(certfile, "r");
+    if (f == NULL)
+        return rpg_err(errmsg, RPG_EIO, "client certificate file %s: %s", certfile,
+                       uv_strerror(uv_translate_sys_error(errno)));
+    fclose(f);
+    const char *key = keyfile != NULL && keyfile[0] != '\0' ? keyfile : certfile;
+    f = fopen(key, "r");
+    if (f == NULL)
+        return rpg_err(errmsg, RPG_EIO, "client key file %s: %s", key,
+                       uv_strerror(uv_translate_sys_error(errno)));
+    struct stat st;
+    int rv = fstat(fileno(f), &st);
+    fclose(f);
+    /* As for the server's key: a group may read it, others may not touch it. */
+    if (rv != 0 || (st.st_mode & (S_IRWXO | S_IWGRP)) != 0)
+        return rpg_err(errmsg, RPG_EINVAL,
+                       "client key file %s is accessible to others (mode %04o): chmod 600 it "
+                       "(or 640 for a group)",
+                       key, rv == 0 ? (unsigned)(st.st_mode & 07777) : 0u);
+    snprintf(g_certfile, sizeof g_certfile, "%s", certfile);
+    snprintf(g_keyfile, sizeof g_keyfile, "%s", key);
     return 0;
 }
 
@@ -224,6 +256,10 @@ static int xfer_prepare(struct xfer *x, const char *addr, const char *method, co
     ok = ok && curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, https ? "https" : "http") == CURLE_OK;
     if (https && g_cafile[0] != '\0')
         ok = ok && curl_easy_setopt(h, CURLOPT_CAINFO, g_cafile) == CURLE_OK;
+    if (https && g_certfile[0] != '\0') {
+        ok = ok && curl_easy_setopt(h, CURLOPT_SSLCERT, g_certfile) == CURLE_OK;
+        ok = ok && curl_easy_setopt(h, CURLOPT_SSLKEY, g_keyfile) == CURLE_OK;
+    }
     if (https && g_insecure) {
         ok = ok && curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L) == CURLE_OK;
         ok = ok && curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L) == CURLE_OK;

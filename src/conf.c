@@ -1045,9 +1045,10 @@ static int parse_netlist(struct parser *p, const struct conf_key *k, void *base)
                             gai_strerror(gai));
             for (struct addrinfo *ai = res; ai != NULL && got < 16; ai = ai->ai_next) {
                 char text[INET6_ADDRSTRLEN];
-                const void *a = ai->ai_family == AF_INET
-                                    ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-                                    : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+                const void *a =
+                    ai->ai_family == AF_INET
+                        ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                        : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
                 if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
                     inet_ntop(ai->ai_family, a, text, sizeof text) == NULL ||
                     conf_net_parse(text, &nets[got], why, sizeof why) != 0)

@@ -45,9 +45,11 @@ primary() {
   members | jq -r '[.members[] | select(.role == "leader" and .pg_role == "primary" and .state == "running")] | if length == 1 then .[0].name else empty end' 2>/dev/null || true
 }
 # One primary, two streaming standbys: node1 polled both over HTTPS with its client certificate.
+# With synchronous replication, also the quorum recorded (as lib.sh's t_pg_healthy).
 healthy() {
   [ -n "$(primary)" ] &&
-    [ "$(members | jq '[.members[] | select(.state == "streaming")] | length' 2>/dev/null)" = 2 ]
+    [ "$(members | jq '[.members[] | select(.state == "streaming")] | length' 2>/dev/null)" = 2 ] &&
+    [ "$(members | jq -r 'if (.sync.mode // "off") == "off" or .sync.k > 0 then "yes" else "no" end' 2>/dev/null)" = yes ]
 }
 t_wait 90 "a primary and two streaming standbys, seen through ctl -c" healthy
 ctlc list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
@@ -100,10 +102,23 @@ t_check "a health check from 127.0.0.2 answers" \
 t_check "and /cluster" t_eq "$(code "${ADM[@]}" --interface 127.0.0.2 "$U/cluster")" 200
 
 # A switchover: ctl -c signs and presents ctl.certfile; the members keep polling each other.
-OLD=$(primary)
-NEW=$(members | jq -r '[.members[] | select(.state == "streaming")][0].name')
+OLD="" NEW=""
+pick() {
+  healthy || return 1
+  OLD=$(primary)
+  NEW=$(members | jq -r '[.members[] | select(.state == "streaming")][0].name // empty')
+  [ -n "$OLD" ] && [ -n "$NEW" ]
+}
+t_wait 60 "a primary and a streaming standby to switch to" pick
+pick || true
 t_log "switchover $OLD -> $NEW"
-ctlc switchover --leader "$OLD" --candidate "$NEW" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+# A primary busy with an operation of its own answers 503 ("not now"): asked again, 5 times at most.
+for try in 1 2 3 4 5; do
+  ctlc switchover --leader "$OLD" --candidate "$NEW" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+  [ "$rc" != 0 ] && grep -q "(http 503)" "$T_DIR/out" || break
+  t_log "try $try: $(cat "$T_DIR/out")"
+  sleep 2
+done
 t_check "ctl -c switchover succeeds ($(tr '\n' ' ' <"$T_DIR/out"))" t_eq "$rc" 0
 is_primary() { [ "$(primary)" = "$1" ]; }
 t_check "$NEW is the primary" t_wait 30 "$NEW primary" is_primary "$NEW"

@@ -5,7 +5,9 @@
 # known; a switchover through `ctl -c` works; curl without a certificate, with one from another
 # CA or with one not meant for clients gets no answer at all (the handshake is refused); a change
 # from 127.0.0.2 gets 403 naming the allowlist, from 127.0.0.1 it is done; health checks and
-# reads answer from either address. Keys readable by others are refused by the agent and ctl.
+# reads answer from either address. Then verify_client: optional with allowlist_include_members
+# on a member of its own: reads without a certificate, changes only with one and only from the
+# member's host. Keys readable by others are refused by the agent and ctl.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
@@ -132,6 +134,48 @@ chmod 644 "$P/open.key"
 t_check "ctl refuses a key file others can read (exit 2)" t_eq "$rc" 2
 t_check "saying so ($(cat "$T_DIR/out"))" grep -q "open.key is accessible to others" "$T_DIR/out"
 for i in 1 2 3; do t_kill "$i" TERM; done
+
+# verify_client: optional and allowlist_include_members, on a one-member cluster of its own
+# (no PostgreSQL, no secret: changes need nothing else).
+A4="127.0.0.1:$((T_BASE + 24))"
+cat >"$T_DIR/node4.yaml" <<EOF
+scope: solo
+name: node4
+raft:
+  data_dir: $T_DIR/node4/raft
+  members:
+    - {name: node4, raft: "127.0.0.1:$((T_BASE + 4))", api: "$A4"}
+restapi:
+  certfile: $P/api.pem
+  keyfile: $P/api.key
+  cafile: $P/ca.pem
+  verify_client: optional
+  allowlist_include_members: true
+EOF
+chmod 600 "$T_DIR/node4.yaml"
+[ "$(id -u)" -ne 0 ] || chown postgres:postgres "$T_DIR/node4.yaml"
+t_start 4
+U="https://$A4"
+answers() { [ "$(code "$U/liveness")" = 200 ]; }
+t_check "optional: a health check without a certificate answers" t_wait 20 "node4's API" answers
+t_check "... and /cluster" t_eq "$(code "$U/cluster")" 200
+t_check "a certificate presented must verify: another CA's gets no answer" \
+  t_eq "$(code --cert "$P/intruder.pem" --key "$P/intruder.key" "$U/liveness")" 000
+reload() {
+  curl -s -o "$T_DIR/body" -w '%{http_code}' -m 5 --cacert "$P/ca.pem" "$@" -X POST \
+    -H 'Content-Type: application/json' -d '{}' "$U/reload" || true
+}
+t_check "a change without a certificate gets 403" t_eq "$(reload)" 403
+t_check "... saying why ($(cat "$T_DIR/body"))" grep -q \
+  '"a client certificate is required for changes (restapi.verify_client)"' "$T_DIR/body"
+t_check "with one it is done (127.0.0.1 is the member's API host)" t_eq "$(reload "${ADM[@]}")" 200
+t_check "from 127.0.0.2, not a member's host, 403" \
+  t_eq "$(reload "${ADM[@]}" --interface 127.0.0.2)" 403
+t_check "... naming both keys ($(cat "$T_DIR/body"))" grep -q \
+  "\"access is denied: 127.0.0.2 is not in restapi.allowlist nor a member's API address\"" \
+  "$T_DIR/body"
+t_kill 4 TERM
+
 sed "s|keyfile: $P/api.key|keyfile: $P/open.key|" "$T_DIR/node1.yaml" >"$T_DIR/bad.yaml"
 [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$T_DIR/bad.yaml" "$P/open.key"
 timeout 20 "${T_RUNAS[@]}" "$T_BIN" run -c "$T_DIR/bad.yaml" >"$T_DIR/bad.log" 2>&1 && rc=0 ||

@@ -99,8 +99,9 @@ static const char *ctl_usage =
     "                      restapi.verify_client (with -c: ctl.certfile)\n"
     "  --key FILE          its key (PEM; default: in the --cert file; with -c: ctl.keyfile)\n"
     "  --username U        restapi.authentication's user for changes (also RAFTPG_API_USERNAME;\n"
-    "                      with -c: that configuration's), with --password-file FILE or\n"
-    "                      RAFTPG_API_PASSWORD; a cluster secret, when given, signs instead\n"
+    "                      with -c: ctl.authentication, else restapi.authentication), with\n"
+    "                      --password-file FILE or RAFTPG_API_PASSWORD; a cluster secret,\n"
+    "                      when given, signs instead\n"
     "  the RAFTPG_API environment variable may hold HOST:PORT as well; without any address,\n"
     "  the configuration in RAFTPG_CONFIG, else " CTL_DEFAULT_CONFIG " when it exists\n";
 

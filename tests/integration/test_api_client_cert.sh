@@ -31,10 +31,11 @@ cert intruder stray 'extendedKeyUsage=clientAuth\n'                          # a
 chmod 600 "$P"/*.key
 [ "$(id -u)" -ne 0 ] || chown -R postgres:postgres "$P"
 
+KEYS="  certfile: $P/api.pem\n  keyfile: $P/api.key\n  cafile: $P/ca.pem\n"
+KEYS+="  verify_client: required\n  allowlist: [127.0.0.1/32]"
 for i in 1 2 3; do
   t_write_conf "$i" 3
-  sed -i "s|^  listen: $(t_api_addr "$i")\$|&\n  certfile: $P/api.pem\n  keyfile: $P/api.key\n  cafile: $P/ca.pem\n  verify_client: required\n  allowlist: [127.0.0.1/32]|" \
-    "$T_DIR/node$i.yaml"
+  sed -i "s|^  listen: $(t_api_addr "$i")\$|&\n$KEYS|" "$T_DIR/node$i.yaml"
   printf 'ctl:\n  certfile: %s\n  keyfile: %s\n' "$P/member.pem" "$P/member.key" \
     >>"$T_DIR/node$i.yaml"
 done
@@ -43,15 +44,18 @@ for i in 1 2 3; do t_start "$i"; done
 
 ctlc() { "$T_BIN" ctl -c "$T_DIR/node1.yaml" "$@"; }
 members() { ctlc --timeout 1000 list --json 2>/dev/null || true; }
-primary() {
-  members | jq -r '[.members[] | select(.role == "leader" and .pg_role == "primary" and .state == "running")] | if length == 1 then .[0].name else empty end' 2>/dev/null || true
-}
+PRIMARY='[.members[] | select(.role == "leader" and .pg_role == "primary" and
+  .state == "running")] | if length == 1 then .[0].name else empty end'
+primary() { members | jq -r "$PRIMARY" 2>/dev/null || true; }
 # One primary, two streaming standbys: node1 polled both over HTTPS with its client certificate.
 # With synchronous replication, also the quorum recorded (as lib.sh's t_pg_healthy).
 healthy() {
-  [ -n "$(primary)" ] &&
-    [ "$(members | jq '[.members[] | select(.state == "streaming")] | length' 2>/dev/null)" = 2 ] &&
-    [ "$(members | jq -r 'if (.sync.mode // "off") == "off" or .sync.k > 0 then "yes" else "no" end' 2>/dev/null)" = yes ]
+  local m
+  m=$(members)
+  [ -n "$(jq -r "$PRIMARY" <<<"$m" 2>/dev/null)" ] &&
+    [ "$(jq '[.members[] | select(.state == "streaming")] | length' <<<"$m" 2>/dev/null)" = 2 ] &&
+    [ "$(jq -r 'if (.sync.mode // "off") == "off" or .sync.k > 0 then "yes" else "no" end' \
+      <<<"$m" 2>/dev/null)" = yes ]
 }
 t_wait 90 "a primary and two streaming standbys, seen through ctl -c" healthy
 ctlc list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
@@ -117,7 +121,7 @@ t_log "switchover $OLD -> $NEW"
 # A primary busy with an operation of its own answers 503 ("not now"): asked again, 5 times at most.
 for try in 1 2 3 4 5; do
   ctlc switchover --leader "$OLD" --candidate "$NEW" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
-  [ "$rc" != 0 ] && grep -q "(http 503)" "$T_DIR/out" || break
+  if [ "$rc" = 0 ] || ! grep -q "(http 503)" "$T_DIR/out"; then break; fi
   t_log "try $try: $(cat "$T_DIR/out")"
   sleep 2
 done
@@ -136,7 +140,9 @@ t_check "saying so ($(cat "$T_DIR/out"))" grep -q "open.key is accessible to oth
 for i in 1 2 3; do t_kill "$i" TERM; done
 
 # verify_client: optional and allowlist_include_members, on a one-member cluster of its own
-# (no PostgreSQL, no secret: changes need nothing else).
+# (no PostgreSQL, no secret: changes need restapi.authentication's credentials). ctl -c takes
+# ctl.certfile and ctl.authentication, which comes before restapi.authentication (without the
+# cluster secret lib.sh exports, which would sign instead).
 A4="127.0.0.1:$((T_BASE + 24))"
 cat >"$T_DIR/node4.yaml" <<EOF
 scope: solo
@@ -151,8 +157,14 @@ restapi:
   cafile: $P/ca.pem
   verify_client: optional
   allowlist_include_members: true
+  authentication: {username: admin, password: pw4}
+ctl:
+  certfile: $P/admin.pem
+  keyfile: $P/admin.key
+  authentication: {username: admin, password: pw4}
 EOF
-chmod 600 "$T_DIR/node4.yaml"
+sed 's/password: pw4}$/password: wrong}/' "$T_DIR/node4.yaml" >"$T_DIR/node4-wrong.yaml"
+chmod 600 "$T_DIR/node4.yaml" "$T_DIR/node4-wrong.yaml"
 [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$T_DIR/node4.yaml"
 t_start 4
 U="https://$A4"
@@ -168,12 +180,21 @@ reload() {
 t_check "a change without a certificate gets 403" t_eq "$(reload)" 403
 t_check "... saying why ($(cat "$T_DIR/body"))" grep -q \
   '"a client certificate is required for changes (restapi.verify_client)"' "$T_DIR/body"
-t_check "with one it is done (127.0.0.1 is the member's API host)" t_eq "$(reload "${ADM[@]}")" 200
+t_check "with one (and the credentials) it is done: 127.0.0.1 is the member's API host" \
+  t_eq "$(reload "${ADM[@]}" -u admin:pw4)" 200
 t_check "from 127.0.0.2, not a member's host, 403" \
-  t_eq "$(reload "${ADM[@]}" --interface 127.0.0.2)" 403
+  t_eq "$(reload "${ADM[@]}" -u admin:pw4 --interface 127.0.0.2)" 403
 t_check "... naming both keys ($(cat "$T_DIR/body"))" grep -q \
   "\"access is denied: 127.0.0.2 is not in restapi.allowlist nor a member's API address\"" \
   "$T_DIR/body"
+env -u RAFTPG_SECRET_FILE "$T_BIN" ctl -c "$T_DIR/node4.yaml" reload >"$T_DIR/out" 2>&1 &&
+  rc=0 || rc=$?
+t_check "ctl -c reload with ctl.certfile and ctl.authentication works ($(cat "$T_DIR/out"))" \
+  t_eq "$rc" 0
+env -u RAFTPG_SECRET_FILE "$T_BIN" ctl -c "$T_DIR/node4-wrong.yaml" reload >"$T_DIR/out" 2>&1 &&
+  rc=0 || rc=$?
+t_check "a wrong ctl.authentication is sent, not restapi's ($(cat "$T_DIR/out"))" t_eq "$rc" 1
+t_check "... and refused with 401" grep -q "401" "$T_DIR/out"
 t_kill 4 TERM
 
 sed "s|keyfile: $P/api.key|keyfile: $P/open.key|" "$T_DIR/node1.yaml" >"$T_DIR/bad.yaml"

@@ -1280,14 +1280,15 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
                                                            : a->conf.restapi.cafile,
                              false, errmsg);
     if (rv == 0) {
-        rv = http_client_set_cert(a->conf.ctl.certfile, a->conf.ctl.keyfile, errmsg);
+        rv = http_client_set_cert(a->conf.ctl.certfile, a->conf.ctl.keyfile,
+                                  a->conf.ctl.keyfile_password, errmsg);
     }
     if (rv != 0) {
         return rv;
     }
     if (tls) {
         rv = http_server_set_tls(&a->api, a->conf.restapi.certfile, a->conf.restapi.keyfile,
-                                 errmsg);
+                                 a->conf.restapi.keyfile_password, errmsg);
         if (rv == 0) {
             static const enum http_client_cert modes[] = {
                 [CONF_VERIFY_NONE] = HTTP_CLIENT_CERT_NONE,

@@ -121,6 +121,7 @@ static const struct conf_key restapi_keys[] = {
      .def = "5"},
     {"certfile", KEY_PATH, FIELD(restapi.certfile)},
     {"keyfile", KEY_PATH, FIELD(restapi.keyfile)},
+    {"keyfile_password", KEY_STRING, FIELD(restapi.keyfile_password), .min = 1},
     {"cafile", KEY_PATH, FIELD(restapi.cafile)},
     {"authentication", KEY_SECTION, .sub = restapi_auth_keys},
     {"verify_client", KEY_ENUM, FIELD(restapi.verify_client), .def = "none",
@@ -141,6 +142,7 @@ static const struct conf_key ctl_auth_keys[] = {
 static const struct conf_key ctl_keys[] = {
     {"certfile", KEY_PATH, FIELD(ctl.certfile)},
     {"keyfile", KEY_PATH, FIELD(ctl.keyfile)},
+    {"keyfile_password", KEY_STRING, FIELD(ctl.keyfile_password), .min = 1},
     {"cacert", KEY_PATH, FIELD(ctl.cacert)},
     {"insecure", KEY_BOOL, FIELD(ctl.insecure), .def = "false"},
     {"authentication", KEY_SECTION, .sub = ctl_auth_keys},
@@ -1348,6 +1350,12 @@ static int finish(struct parser *p)
         const char *missing = c->ctl.certfile[0] != '\0' ? "ctl.keyfile" : "ctl.certfile";
         return fail_at(p, where_first(p, given, NULL), missing, "required with %s", given);
     }
+    if (c->restapi.keyfile_password[0] != '\0' && c->restapi.keyfile[0] == '\0')
+        return fail_at(p, where_first(p, "restapi.keyfile_password", NULL),
+                       "restapi.keyfile_password", "requires restapi.keyfile");
+    if (c->ctl.keyfile_password[0] != '\0' && c->ctl.keyfile[0] == '\0')
+        return fail_at(p, where_first(p, "ctl.keyfile_password", NULL), "ctl.keyfile_password",
+                       "requires ctl.keyfile");
     if ((c->ctl.auth_username[0] != '\0') != (c->ctl.auth_password[0] != '\0') ||
         strchr(c->ctl.auth_username, ':') != NULL)
         return fail_at(p, where_first(p, "ctl.authentication", NULL), "ctl.authentication",
@@ -1557,6 +1565,8 @@ void conf_free(struct conf *c)
     free(c->tags.user);
     sodium_memzero(c->restapi.auth_password, sizeof c->restapi.auth_password);
     sodium_memzero(c->ctl.auth_password, sizeof c->ctl.auth_password);
+    sodium_memzero(c->restapi.keyfile_password, sizeof c->restapi.keyfile_password);
+    sodium_memzero(c->ctl.keyfile_password, sizeof c->ctl.keyfile_password);
     memset(c, 0, sizeof *c);
 }
 

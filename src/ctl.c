@@ -1239,6 +1239,7 @@ int ctl_main(int argc, char **argv)
     const char *secret_file = getenv("RAFTPG_SECRET_FILE");
     const char *username = NULL, *password_file = NULL;
     char cacert[PATH_MAX] = "", certfile[PATH_MAX] = "", keyfile[PATH_MAX] = "";
+    char keypass[256] = "";
     bool insecure = false;
     int i = 1;
     for (; i < argc; i++) {
@@ -1315,6 +1316,7 @@ int ctl_main(int argc, char **argv)
             snprintf(certfile, sizeof certfile, "%s", conf.ctl.certfile);
             if (keyfile[0] == '\0') {
                 snprintf(keyfile, sizeof keyfile, "%s", conf.ctl.keyfile);
+                snprintf(keypass, sizeof keypass, "%s", conf.ctl.keyfile_password);
             }
         }
         bool ctl_auth = conf.ctl.auth_username[0] != '\0';
@@ -1397,7 +1399,9 @@ int ctl_main(int argc, char **argv)
         fprintf(stderr, "raftpg ctl: --key needs --cert\n");
         return 2;
     }
-    if (http_client_set_cert(certfile, keyfile, tls_err) != 0) {
+    int cert_rv = http_client_set_cert(certfile, keyfile, keypass, tls_err);
+    sodium_memzero(keypass, sizeof keypass);
+    if (cert_rv != 0) {
         fprintf(stderr, "raftpg ctl: --cert: %s\n", tls_err);
         return 2;
     }

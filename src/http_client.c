@@ -24,6 +24,7 @@ static bool g_insecure;
 static char g_cafile[4096];
 static char g_certfile[4096]; /* http_client_set_cert */
 static char g_keyfile[4096];
+static char g_keypass[256];
 
 int http_client_set_tls(bool https_default, const char *cafile, bool insecure, char *errmsg)
 {
@@ -41,11 +42,16 @@ int http_client_set_tls(bool https_default, const char *cafile, bool insecure, c
     return 0;
 }
 
-int http_client_set_cert(const char *certfile, const char *keyfile, char *errmsg)
+int http_client_set_cert(const char *certfile, const char *keyfile, const char *key_password,
+                         char *errmsg)
 {
     g_certfile[0] = g_keyfile[0] = '\0';
+    memset(g_keypass, 0, sizeof g_keypass);
     if (certfile == NULL || certfile[0] == '\0')
         return 0;
+    if (key_password != NULL && strlen(key_password) >= sizeof g_keypass)
+        return rpg_err(errmsg, RPG_EINVAL, "the key file's password is longer than %zu bytes",
+                       sizeof g_keypass - 1);
     FILE *f = fopen(certfile, "r");
     if (f == NULL)
         return rpg_err(errmsg, RPG_EIO, "client certificate file %s: %s", certfile,
@@ -67,6 +73,8 @@ int http_client_set_cert(const char *certfile, const char *keyfile, char *errmsg
                        key, rv == 0 ? (unsigned)(st.st_mode & 07777) : 0u);
     snprintf(g_certfile, sizeof g_certfile, "%s", certfile);
     snprintf(g_keyfile, sizeof g_keyfile, "%s", key);
+    if (key_password != NULL)
+        snprintf(g_keypass, sizeof g_keypass, "%s", key_password);
     return 0;
 }
 
@@ -259,6 +267,8 @@ static int xfer_prepare(struct xfer *x, const char *addr, const char *method, co
     if (https && g_certfile[0] != '\0') {
         ok = ok && curl_easy_setopt(h, CURLOPT_SSLCERT, g_certfile) == CURLE_OK;
         ok = ok && curl_easy_setopt(h, CURLOPT_SSLKEY, g_keyfile) == CURLE_OK;
+        if (g_keypass[0] != '\0')
+            ok = ok && curl_easy_setopt(h, CURLOPT_KEYPASSWD, g_keypass) == CURLE_OK;
     }
     if (https && g_insecure) {
         ok = ok && curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L) == CURLE_OK;

@@ -756,12 +756,28 @@ static char *read_pem(const char *path, const char *what, bool private, char *er
     return buf;
 }
 
+static void free_secret(char **p)
+{
+    if (*p != NULL)
+        memset(*p, 0, strlen(*p));
+    free(*p);
+    *p = NULL;
+}
+
 int http_server_set_tls(struct http_server *s, const char *certfile, const char *keyfile,
-                        char *errmsg)
+                        const char *key_password, char *errmsg)
 {
     int rc = 0;
     if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
         return rpg_err(errmsg, RPG_EINVAL, "this libmicrohttpd has no TLS support");
+    free_secret(&s->tls_key_password);
+    if (key_password != NULL && key_password[0] != '\0') {
+        if (MHD_is_feature_supported(MHD_FEATURE_HTTPS_KEY_PASSWORD) != MHD_YES)
+            return rpg_err(errmsg, RPG_EINVAL, "this libmicrohttpd cannot decrypt a key file");
+        s->tls_key_password = strdup(key_password);
+        if (s->tls_key_password == NULL)
+            return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+    }
     free(s->tls_cert);
     free(s->tls_key);
     s->tls_cert = read_pem(certfile, "certificate file", false, errmsg, &rc);
@@ -792,6 +808,7 @@ int http_server_set_client_ca(struct http_server *s, const char *cafile,
 
 static void tls_free(struct http_server *s)
 {
+    free_secret(&s->tls_key_password);
     free(s->tls_trust);
     s->tls_trust = NULL;
     free(s->tls_cert);
@@ -933,7 +950,8 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
     s->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | (tls ? MHD_USE_TLS : 0), 0, NULL, NULL,
         on_request, s, MHD_OPTION_HTTPS_MEM_CERT, tls ? s->tls_cert : NULL,
-        MHD_OPTION_HTTPS_MEM_KEY, tls ? s->tls_key : NULL, MHD_OPTION_HTTPS_MEM_TRUST,
+        MHD_OPTION_HTTPS_MEM_KEY, tls ? s->tls_key : NULL, MHD_OPTION_HTTPS_KEY_PASSWORD,
+        tls ? s->tls_key_password : NULL, MHD_OPTION_HTTPS_MEM_TRUST,
         tls ? s->tls_trust : NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
         s->max_conns + HARD_LIMIT_SLACK, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION,
@@ -941,13 +959,16 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
         MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         (unsigned)SOMAXCONN, MHD_OPTION_END);
     if (s->mhd == NULL) {
-        bool trust = s->tls_trust != NULL;
+        bool trust = s->tls_trust != NULL, password = s->tls_key_password != NULL;
         close(fd);
         tls_free(s);
-        return rpg_err(errmsg, RPG_EIO, "listen %s: cannot start the HTTP server%s", addr,
-                       !tls    ? ""
-                       : trust ? " (is the key the certificate's, both PEM, and the CA file PEM?)"
-                               : " (is the key the certificate's, both PEM?)");
+        if (!tls)
+            return rpg_err(errmsg, RPG_EIO, "listen %s: cannot start the HTTP server", addr);
+        return rpg_err(errmsg, RPG_EIO,
+                       "listen %s: cannot start the HTTP server (is the key the certificate's, "
+                       "both PEM%s%s?)",
+                       addr, password ? ", the key's password right" : "",
+                       trust ? ", and the CA file PEM" : "");
     }
     s->fd = fd;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);

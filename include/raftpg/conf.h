@@ -128,6 +128,7 @@ struct conf {
          * HTTPS, verifying with cafile (default: the system's CAs) */
         char certfile[PATH_MAX];
         char keyfile[PATH_MAX];
+        char keyfile_password[256]; /* Patroni's key: decrypts keyfile; "" not encrypted */
         char cafile[PATH_MAX];
         /* Patroni's restapi.authentication: HTTP basic credentials that authorise a change
          * (as a cluster-secret signature does); "" none */
@@ -152,6 +153,7 @@ struct conf {
     struct {
         char certfile[PATH_MAX]; /* client certificate (PEM), with keyfile; "" none */
         char keyfile[PATH_MAX];  /* its key; must not be accessible to others */
+        char keyfile_password[256]; /* decrypts keyfile; "" not encrypted */
         char cacert[PATH_MAX];   /* verifies the members' certificates; "" restapi.cafile */
         bool insecure;           /* HTTPS without verifying the server's certificate (ctl only) */
         char auth_username[CONF_NAME_MAX]; /* basic credentials for changes; "" take restapi's */

@@ -75,16 +75,17 @@ struct http_server {
     struct http_track *waiting_head, *waiting_tail; /* connections by request deadline */
     struct http_conn *suspended; /* requests the handler has not answered yet */
     char *tls_cert, *tls_key;    /* PEM, set by http_server_set_tls */
+    char *tls_key_password;      /* set by http_server_set_tls, or NULL */
     char *tls_trust;             /* PEM, set by http_server_set_client_ca */
     enum http_client_cert client_cert;
 };
 
 /* Makes the server speak HTTPS (before http_server_start) with this certificate chain and key,
- * PEM files read now. Returns 0 or RPG_EIO/RPG_EINVAL naming the file; a key file accessible to
- * others (any "other" permission bit) is refused. The memory is released by http_server_close
- * (or by a failing http_server_start). */
+ * PEM files read now; key_password (copied; NULL or "": none) decrypts an encrypted key. Returns
+ * 0 or RPG_EIO/RPG_EINVAL naming the file; a key file others may read or its group may write is
+ * refused. The memory is released by http_server_close (or by a failing http_server_start). */
 int http_server_set_tls(struct http_server *s, const char *certfile, const char *keyfile,
-                        char *errmsg);
+                        const char *key_password, char *errmsg);
 
 /* After http_server_set_tls, before http_server_start: TLS clients are asked for a certificate
  * (mode OPTIONAL or REQUIRED), verified during the handshake against the CAs in cafile (PEM, read
@@ -137,10 +138,13 @@ const char *http_status_text(int status);
  * before any request (not thread-safe); returns 0 or RPG_EIO naming an unreadable cafile. */
 int http_client_set_tls(bool https_default, const char *cafile, bool insecure, char *errmsg);
 
-/* The client certificate (PEM, with its key) every HTTPS request of this process presents from
- * now on; NULL or "" certfile: none. Call before any request (not thread-safe). Returns 0, or
- * RPG_EIO naming a file that cannot be read, or RPG_EINVAL for a key file accessible to others. */
-int http_client_set_cert(const char *certfile, const char *keyfile, char *errmsg);
+/* The client certificate (PEM, with its key: keyfile, NULL or "" for the certificate's file, and
+ * key_password, NULL or "" for an unencrypted key; both copied) every HTTPS request of this
+ * process presents from now on; NULL or "" certfile: none. Call before any request (not
+ * thread-safe). Returns 0, or RPG_EIO naming a file that cannot be read, or RPG_EINVAL for a key
+ * file others may read or its group may write. */
+int http_client_set_cert(const char *certfile, const char *keyfile, const char *key_password,
+                         char *errmsg);
 
 /* Blocking client for the CLI: one request to "a.b.c.d:port" (or "http://a.b.c.d:port"), with a
  * total timeout. On success returns 0, sets *status, and *body (malloc'ed, NUL-terminated, caller

@@ -142,7 +142,15 @@ for i in 1 2 3; do t_kill "$i" TERM; done
 # verify_client: optional and allowlist_include_members, on a one-member cluster of its own
 # (no PostgreSQL, no secret: changes need restapi.authentication's credentials). ctl -c takes
 # ctl.certfile and ctl.authentication, which comes before restapi.authentication (without the
-# cluster secret lib.sh exports, which would sign instead).
+# cluster secret lib.sh exports, which would sign instead). Both keys are encrypted, opened with
+# restapi.keyfile_password and ctl.keyfile_password.
+printf 'key-pw-4\n' >"$P/pw"
+chmod 600 "$P/pw"
+for k in api admin; do
+  openssl pkcs8 -topk8 -v2 aes-256-cbc -in "$P/$k.key" -out "$P/$k.enc.key" -passout "file:$P/pw"
+done
+chmod 600 "$P"/*.enc.key
+[ "$(id -u)" -ne 0 ] || chown postgres:postgres "$P"/*.enc.key
 A4="127.0.0.1:$((T_BASE + 24))"
 cat >"$T_DIR/node4.yaml" <<EOF
 scope: solo
@@ -153,14 +161,16 @@ raft:
     - {name: node4, raft: "127.0.0.1:$((T_BASE + 4))", api: "$A4"}
 restapi:
   certfile: $P/api.pem
-  keyfile: $P/api.key
+  keyfile: $P/api.enc.key
+  keyfile_password: key-pw-4
   cafile: $P/ca.pem
   verify_client: optional
   allowlist_include_members: true
   authentication: {username: admin, password: pw4}
 ctl:
   certfile: $P/admin.pem
-  keyfile: $P/admin.key
+  keyfile: $P/admin.enc.key
+  keyfile_password: key-pw-4
   authentication: {username: admin, password: pw4}
 EOF
 sed 's/password: pw4}$/password: wrong}/' "$T_DIR/node4.yaml" >"$T_DIR/node4-wrong.yaml"
@@ -195,6 +205,11 @@ env -u RAFTPG_SECRET_FILE "$T_BIN" ctl -c "$T_DIR/node4-wrong.yaml" reload >"$T_
   rc=0 || rc=$?
 t_check "a wrong ctl.authentication is sent, not restapi's ($(cat "$T_DIR/out"))" t_eq "$rc" 1
 t_check "... and refused with 401" grep -q "401" "$T_DIR/out"
+sed -i 's/^  keyfile_password: key-pw-4$/  keyfile_password: wrong/' "$T_DIR/node4-wrong.yaml"
+env -u RAFTPG_SECRET_FILE "$T_BIN" ctl -c "$T_DIR/node4-wrong.yaml" list >"$T_DIR/out" 2>&1 &&
+  rc=0 || rc=$?
+t_check "ctl with a wrong ctl.keyfile_password fails ($(cat "$T_DIR/out"))" t_eq "$rc" 1
+t_check "... naming the key file" grep -q "TLS: .*admin.enc.key" "$T_DIR/out"
 t_kill 4 TERM
 
 sed "s|keyfile: $P/api.key|keyfile: $P/open.key|" "$T_DIR/node1.yaml" >"$T_DIR/bad.yaml"

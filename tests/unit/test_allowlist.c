@@ -210,6 +210,7 @@ static void test_full_access_configuration(void **state)
                                       "ctl:\n"
                                       "  certfile: /etc/raftpg/client.pem\n"
                                       "  keyfile: /etc/raftpg/client.key\n"
+                                      "  keyfile_password: \"k p\"\n"
                                       "  cacert: /etc/raftpg/ca2.pem\n"
                                       "  insecure: true\n"
                                       "  authentication: {username: admin, password: pw}\n"),
@@ -231,6 +232,7 @@ static void test_full_access_configuration(void **state)
     assert_true(resolved);
     assert_string_equal(c.ctl.certfile, "/etc/raftpg/client.pem");
     assert_string_equal(c.ctl.keyfile, "/etc/raftpg/client.key");
+    assert_string_equal(c.ctl.keyfile_password, "k p");
     assert_string_equal(c.ctl.cacert, "/etc/raftpg/ca2.pem");
     assert_true(c.ctl.insecure);
     assert_string_equal(c.ctl.auth_username, "admin");
@@ -280,6 +282,12 @@ static const struct {
              "  insecure: maybe\n",
      "t.yaml:10:13: ctl.insecure: expected true or false (or yes/no, on/off), got "
      "\"maybe\""},
+    {MINIMAL "restapi:\n"
+             "  keyfile_password: pw\n",
+     "t.yaml:10:21: restapi.keyfile_password: requires restapi.keyfile"},
+    {MINIMAL "ctl:\n"
+             "  keyfile_password: pw\n",
+     "t.yaml:10:21: ctl.keyfile_password: requires ctl.keyfile"},
     {MINIMAL "ctl:\n"
              "  cafile: /x.pem\n",
      "t.yaml:10:3: ctl.cafile: unknown key"},

@@ -734,7 +734,13 @@ static char *read_pem(const char *path, const char *what, bool private, char *er
         return NULL;
     }
     struct stat st;
-    if (private && (fstat(fileno(f), &st) != 0 || (st.st_mode & (S_IRWXO | S_IWGRP)) != 0)) {
+    if (private && fstat(fileno(f), &st) != 0) {
+        *rc = rpg_err(errmsg, RPG_EIO, "%s %s: %s", what, path,
+                      uv_strerror(uv_translate_sys_error(errno)));
+        fclose(f);
+        return NULL;
+    }
+    if (private && (st.st_mode & (S_IRWXO | S_IWGRP)) != 0) {
         *rc = rpg_err(errmsg, RPG_EINVAL,
                       "%s %s is accessible to others (mode %04o): chmod 600 it (or 640 for a "
                       "group)",
@@ -785,6 +791,7 @@ int http_server_set_tls(struct http_server *s, const char *certfile, const char 
     if (s->tls_key == NULL) {
         free(s->tls_cert);
         s->tls_cert = NULL;
+        free_secret(&s->tls_key_password);
         return rc;
     }
     return 0;

@@ -64,13 +64,17 @@ int http_client_set_cert(const char *certfile, const char *keyfile, const char *
                        uv_strerror(uv_translate_sys_error(errno)));
     struct stat st;
     int rv = fstat(fileno(f), &st);
+    int err = errno;
     fclose(f);
+    if (rv != 0)
+        return rpg_err(errmsg, RPG_EIO, "client key file %s: %s", key,
+                       uv_strerror(uv_translate_sys_error(err)));
     /* As for the server's key: a group may read it, others may not touch it. */
-    if (rv != 0 || (st.st_mode & (S_IRWXO | S_IWGRP)) != 0)
+    if ((st.st_mode & (S_IRWXO | S_IWGRP)) != 0)
         return rpg_err(errmsg, RPG_EINVAL,
                        "client key file %s is accessible to others (mode %04o): chmod 600 it "
                        "(or 640 for a group)",
-                       key, rv == 0 ? (unsigned)(st.st_mode & 07777) : 0u);
+                       key, (unsigned)(st.st_mode & 07777));
     snprintf(g_certfile, sizeof g_certfile, "%s", certfile);
     snprintf(g_keyfile, sizeof g_keyfile, "%s", key);
     if (key_password != NULL)

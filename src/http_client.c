@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <curl/curl.h>
@@ -142,6 +143,21 @@ static int client_error(CURL *h, CURLcode cc, const struct sink *k, const char *
     long os_errno = 0;
     curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
     const char *why = detail[0] != '\0' ? detail : curl_easy_strerror(cc);
+    /* A server that requires a client certificate ends the handshake without a word: during it
+     * with TLS 1.2, just after it (before any response) with TLS 1.3. */
+    char *scheme = NULL;
+    curl_off_t tls_done = 0;
+    long code = 0;
+    curl_easy_getinfo(h, CURLINFO_SCHEME, &scheme);
+    curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &tls_done);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    bool refused = cc == CURLE_SSL_CONNECT_ERROR ||
+                   (tls_done > 0 && code == 0 &&
+                    (cc == CURLE_GOT_NOTHING || cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR));
+    const char *hint = refused && scheme != NULL && strcasecmp(scheme, "https") == 0 &&
+                               g_certfile[0] == '\0'
+                           ? " (no client certificate was presented: does the API require one?)"
+                           : "";
     switch (cc) {
     case CURLE_OPERATION_TIMEDOUT:
         return rpg_err(errmsg, RPG_ETIMEDOUT, "%s: timed out after %u ms", name, timeout_ms);
@@ -149,15 +165,18 @@ static int client_error(CURL *h, CURLcode cc, const struct sink *k, const char *
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
         if (os_errno != 0)
-            return rpg_err(errmsg, RPG_ECONN, "%s: %s", name,
-                           uv_strerror(uv_translate_sys_error((int)os_errno)));
-        return rpg_err(errmsg, RPG_ECONN, "%s: %s", name, why);
+            return rpg_err(errmsg, RPG_ECONN, "%s: %s%s", name,
+                           uv_strerror(uv_translate_sys_error((int)os_errno)), hint);
+        return rpg_err(errmsg, RPG_ECONN, "%s: %s%s", name, why, hint);
     case CURLE_SSL_CONNECT_ERROR:
+        return rpg_err(errmsg, RPG_ECONN, "%s: TLS: %s%s", name, why, hint);
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CERTPROBLEM:
         return rpg_err(errmsg, RPG_ECONN, "%s: TLS: %s", name, why);
     case CURLE_GOT_NOTHING:
+        return rpg_err(errmsg, RPG_ECONN, "%s: connection closed before a complete response%s",
+                       name, hint);
     case CURLE_PARTIAL_FILE:
         return rpg_err(errmsg, RPG_ECONN, "%s: connection closed before a complete response",
                        name);

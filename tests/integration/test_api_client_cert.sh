@@ -84,6 +84,8 @@ t_check "nor with a server certificate (not for client authentication)" \
   t_eq "$(code --cert "$P/api.pem" --key "$P/api.key" "$U/liveness")" 000
 "$T_BIN" ctl --api "$U" --cacert "$P/ca.pem" list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl without --cert fails" t_eq "$rc" 1
+t_check "... suggesting why ($(cat "$T_DIR/out"))" \
+  grep -q "no client certificate was presented: does the API require one?" "$T_DIR/out"
 "$T_BIN" ctl --api "$U" --cacert "$P/ca.pem" --cert "$P/admin.pem" --key "$P/admin.key" list \
   >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl --cert --key works" t_eq "$rc" 0

@@ -5,7 +5,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config clang
   libuv1-dev libraft-dev libpq-dev libyaml-dev libjansson-dev libcmocka-dev
-  libmicrohttpd-dev libcurl4-openssl-dev libsystemd-dev libsodium-dev
+  libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libsystemd-dev libsodium-dev
   postgresql-15 postgresql-client-15
   iproute2 arping jq procps util-linux curl
   nftables iputils-ping python3 python3-prometheus-client haproxy pgbouncer

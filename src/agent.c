@@ -1316,15 +1316,32 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
         }
     }
 
-    /* With TLS the members' APIs all speak HTTPS: the agent asks them so. */
+    /* With TLS the members' APIs all speak HTTPS: the agent asks them so, verifying them with
+     * ctl.cacert or restapi.cafile and presenting ctl.certfile (Patroni's choice of keys). */
     bool tls = a->conf.restapi.certfile[0] != '\0';
-    rv = http_client_set_tls(tls, a->conf.restapi.cafile, false, errmsg);
+    rv = http_client_set_tls(tls,
+                             a->conf.ctl.cacert[0] != '\0' ? a->conf.ctl.cacert
+                                                           : a->conf.restapi.cafile,
+                             false, errmsg);
+    if (rv == 0) {
+        rv = http_client_set_cert(a->conf.ctl.certfile, a->conf.ctl.keyfile,
+                                  a->conf.ctl.keyfile_password, errmsg);
+    }
     if (rv != 0) {
         return rv;
     }
     if (tls) {
         rv = http_server_set_tls(&a->api, a->conf.restapi.certfile, a->conf.restapi.keyfile,
-                                 errmsg);
+                                 a->conf.restapi.keyfile_password, errmsg);
+        if (rv == 0) {
+            static const enum http_client_cert modes[] = {
+                [CONF_VERIFY_NONE] = HTTP_CLIENT_CERT_NONE,
+                [CONF_VERIFY_OPTIONAL] = HTTP_CLIENT_CERT_OPTIONAL,
+                [CONF_VERIFY_REQUIRED] = HTTP_CLIENT_CERT_REQUIRED,
+            };
+            rv = http_server_set_client_ca(&a->api, a->conf.restapi.cafile,
+                                           modes[a->conf.restapi.verify_client], errmsg);
+        }
         if (rv != 0) {
             return rv;
         }

@@ -1409,6 +1409,76 @@ static bool basic_ok(const struct agent *a, const char *authorization)
     return ok;
 }
 
+/* Whether host (an IPv4 "a.b.c.d", from an API address) is the client's address. */
+static bool member_host_is(const char *api_address, const struct conf_net *client)
+{
+    char host[16];
+    struct conf_net net;
+    return conf_parse_addr(api_address, host, NULL) == 0 &&
+           conf_net_parse(host, &net, NULL, 0) == 0 && conf_net_contains(&net, client);
+}
+
+/* Patroni's restapi.allowlist and allowlist_include_members: where a change may come from. */
+static bool client_allowed(const struct agent *a, const char *peer)
+{
+    struct conf_net client;
+    if (conf_net_parse(peer, &client, NULL, 0) != 0) {
+        return false;
+    }
+    for (unsigned i = 0; i < a->conf.restapi.n_allowlist; i++) {
+        if (conf_net_contains(&a->conf.restapi.allowlist[i], &client)) {
+            return true;
+        }
+    }
+    if (!a->conf.restapi.allowlist_include_members) {
+        return false;
+    }
+    /* The members the cluster state lists; before it is known, the initial ones. */
+    const struct fsm_state *st = &a->cons.state;
+    if (a->cons_open && st->initialized) {
+        for (unsigned i = 0; i < st->n_members; i++) {
+            if (member_host_is(st->members[i].api_address, &client)) {
+                return true;
+            }
+        }
+        return false;
+    }
+    for (unsigned i = 0; i < a->conf.raft.n_members; i++) {
+        if (member_host_is(a->conf.raft.members[i].api, &client)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Before any credential is looked at, as Patroni's check_access: a change from an address the
+ * allowlist does not name, or without a client certificate when restapi.verify_client asks for
+ * one, gets 403. False after answering. */
+static bool change_permitted(struct agent *a, struct http_conn *conn,
+                             const struct http_request *req)
+{
+    const char *peer = http_conn_peer(conn);
+    char msg[200];
+    if ((a->conf.restapi.n_allowlist > 0 || a->conf.restapi.allowlist_include_members) &&
+        !client_allowed(a, peer)) {
+        snprintf(msg, sizeof msg, "access is denied: %s is not in restapi.allowlist%s", peer,
+                 a->conf.restapi.allowlist_include_members ? " nor a member's API address" : "");
+        log_warning("api: refused %s %s from %s: not in restapi.allowlist",
+                    method_name(req->method), req->path, peer);
+        respond_error(conn, 403, msg);
+        return false;
+    }
+    if (a->conf.restapi.verify_client != CONF_VERIFY_NONE && a->conf.restapi.certfile[0] != '\0' &&
+        !req->client_cert) {
+        log_warning("api: refused %s %s from %s: no client certificate", method_name(req->method),
+                    req->path, peer);
+        respond_error(conn, 403,
+                      "a client certificate is required for changes (restapi.verify_client)");
+        return false;
+    }
+    return true;
+}
+
 /* A change needs a signature with the cluster secret or restapi.authentication's credentials,
  * when either is configured; with neither, changes are open. */
 static bool signed_request(struct agent *a, struct http_conn *conn, const struct http_request *req)
@@ -1722,7 +1792,8 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         }
         return;
     }
-    if (!get && req->method != HTTP_M_OPTIONS && !signed_request(a, conn, req)) {
+    if (!get && req->method != HTTP_M_OPTIONS &&
+        (!change_permitted(a, conn, req) || !signed_request(a, conn, req))) {
         return;
     }
 

@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
@@ -39,6 +43,7 @@ enum key_type {
     KEY_MEMBERS, /* a sequence of min..max mappings into struct conf_member, described by sub */
     KEY_PARAMS,  /* a mapping of scalars into a struct conf_kv array, kept as text */
     KEY_STRLIST, /* a sequence of scalars into a char * array */
+    KEY_NETLIST, /* a sequence of addresses, networks or host names into a struct conf_net array */
     KEY_CIDR,    /* IPv4 unicast host address/prefix into a struct conf_cidr */
     KEY_IFNAME,  /* a Linux network interface name */
     KEY_OTHER,   /* key "*": any key no other row names, a scalar into a struct conf_kv array */
@@ -69,10 +74,13 @@ _Static_assert(sizeof(enum conf_log_format) == sizeof(int),
                "enum conf_log_format is not int-sized");
 _Static_assert(sizeof(enum conf_watchdog_mode) == sizeof(int),
                "enum conf_watchdog_mode is not int-sized");
+_Static_assert(sizeof(enum conf_verify_client) == sizeof(int),
+               "enum conf_verify_client is not int-sized");
 
 static const char *const log_level_names[] = {"debug", "info", "warning", "error", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
 static const char *const watchdog_mode_names[] = {"off", "automatic", "required", NULL};
+static const char *const verify_client_names[] = {"none", "optional", "required", NULL};
 
 static const struct conf_key member_keys[] = {
     {"name", KEY_NAME, MEMBER_FIELD(name), .required = true},
@@ -113,8 +121,31 @@ static const struct conf_key restapi_keys[] = {
      .def = "5"},
     {"certfile", KEY_PATH, FIELD(restapi.certfile)},
     {"keyfile", KEY_PATH, FIELD(restapi.keyfile)},
+    {"keyfile_password", KEY_STRING, FIELD(restapi.keyfile_password), .min = 1},
     {"cafile", KEY_PATH, FIELD(restapi.cafile)},
     {"authentication", KEY_SECTION, .sub = restapi_auth_keys},
+    {"verify_client", KEY_ENUM, FIELD(restapi.verify_client), .def = "none",
+     .names = verify_client_names},
+    {"allowlist", KEY_NETLIST, FIELD(restapi.allowlist),
+     .count_off = offsetof(struct conf, restapi.n_allowlist)},
+    {"allowlist_include_members", KEY_BOOL, FIELD(restapi.allowlist_include_members),
+     .def = "false"},
+    {.key = NULL},
+};
+
+static const struct conf_key ctl_auth_keys[] = {
+    {"username", KEY_STRING, FIELD(ctl.auth_username), .min = 1},
+    {"password", KEY_STRING, FIELD(ctl.auth_password), .min = 1},
+    {.key = NULL},
+};
+
+static const struct conf_key ctl_keys[] = {
+    {"certfile", KEY_PATH, FIELD(ctl.certfile)},
+    {"keyfile", KEY_PATH, FIELD(ctl.keyfile)},
+    {"keyfile_password", KEY_STRING, FIELD(ctl.keyfile_password), .min = 1},
+    {"cacert", KEY_PATH, FIELD(ctl.cacert)},
+    {"insecure", KEY_BOOL, FIELD(ctl.insecure), .def = "false"},
+    {"authentication", KEY_SECTION, .sub = ctl_auth_keys},
     {.key = NULL},
 };
 
@@ -229,6 +260,7 @@ static const struct conf_key root_keys[] = {
     {"name", KEY_NAME, FIELD(name), .required = true},
     {"raft", KEY_SECTION, .required = true, .sub = raft_keys},
     {"restapi", KEY_SECTION, .sub = restapi_keys},
+    {"ctl", KEY_SECTION, .sub = ctl_keys},
     {"log", KEY_SECTION, .sub = log_keys},
     {"postgresql", KEY_SECTION, .sub = postgresql_keys},
     {"tags", KEY_SECTION, .sub = tags_keys},
@@ -752,6 +784,7 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
     case KEY_MEMBERS:
     case KEY_PARAMS:
     case KEY_STRLIST:
+    case KEY_NETLIST:
     case KEY_OTHER:
         break;
     }
@@ -958,6 +991,89 @@ static int parse_strlist(struct parser *p, const struct conf_key *k, void *base)
     }
 }
 
+/* Whether s can be a DNS host name: labels of [A-Za-z0-9-] separated by dots, 1..253 bytes. */
+static bool is_hostname(const char *s)
+{
+    size_t len = strlen(s), label = 0;
+    if (len == 0 || len > 253)
+        return false;
+    for (const char *c = s; *c != '\0'; c++) {
+        if (*c == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+        } else if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                   (*c >= '0' && *c <= '9') || *c == '-') {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A sequence of allowlist entries (Patroni's restapi.allowlist): an address, a network
+ * ADDR/PREFIX, or a host name resolved now, each of its addresses a host network. */
+static int parse_netlist(struct parser *p, const struct conf_key *k, void *base)
+{
+    struct conf_net *list = (struct conf_net *)((char *)base + k->off);
+    unsigned *n = (unsigned *)((char *)base + k->count_off);
+    char why[RPG_ERRMSG_SIZE], q[48];
+    const char *s = NULL;
+    int rv;
+
+    if ((rv = expect(p, YAML_SEQUENCE_START_EVENT, "a sequence")) != 0)
+        return rv;
+    for (unsigned entry = 0;; entry++) {
+        if ((rv = next(p)) != 0)
+            return rv;
+        if (p->ev.type == YAML_SEQUENCE_END_EVENT)
+            return 0;
+        size_t saved = path_push(p, "[%u]", entry);
+        if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 || (rv = scalar_text(p, &s)) != 0)
+            return rv;
+        struct conf_net nets[16];
+        unsigned got = 0;
+        if (conf_net_parse(s, &nets[0], why, sizeof why) == 0) {
+            got = 1;
+        } else if (strchr(s, '/') != NULL || strchr(s, ':') != NULL || !is_hostname(s)) {
+            return fail(p, "%s", why);
+        } else {
+            struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+            int gai = getaddrinfo(s, NULL, &hints, &res);
+            if (gai != 0)
+                return fail(p, "cannot resolve the host name %s: %s", quote(s, q),
+                            gai_strerror(gai));
+            for (struct addrinfo *ai = res; ai != NULL && got < 16; ai = ai->ai_next) {
+                char text[INET6_ADDRSTRLEN];
+                const void *a =
+                    ai->ai_family == AF_INET
+                        ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                        : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+                if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+                    inet_ntop(ai->ai_family, a, text, sizeof text) == NULL ||
+                    conf_net_parse(text, &nets[got], why, sizeof why) != 0)
+                    continue;
+                bool dup = false;
+                for (unsigned i = 0; i < got && !dup; i++)
+                    dup = memcmp(&nets[i], &nets[got], sizeof nets[i]) == 0;
+                got += dup ? 0 : 1;
+            }
+            freeaddrinfo(res);
+            if (got == 0)
+                return fail(p, "the host name %s has no IPv4 or IPv6 address", quote(s, q));
+        }
+        if (*n + got > CONF_ALLOWLIST_MAX)
+            return fail(p, "expected at most %d addresses and networks (host names count as many "
+                           "as they resolve to)",
+                        CONF_ALLOWLIST_MAX);
+        memcpy(list + *n, nets, got * sizeof nets[0]);
+        *n += got;
+        path_pop(p, saved);
+    }
+}
+
 static int parse_value(struct parser *p, const struct conf_key *k, void *base)
 {
     switch (k->type) {
@@ -971,6 +1087,8 @@ static int parse_value(struct parser *p, const struct conf_key *k, void *base)
         return parse_params(p, k, base);
     case KEY_STRLIST:
         return parse_strlist(p, k, base);
+    case KEY_NETLIST:
+        return parse_netlist(p, k, base);
     default:
         return parse_scalar(p, k, base);
     }
@@ -1227,6 +1345,40 @@ static int finish(struct parser *p)
         const char *missing = c->restapi.certfile[0] != '\0' ? "restapi.keyfile" : "restapi.certfile";
         return fail_at(p, where_first(p, given, NULL), missing, "required with %s", given);
     }
+    if ((c->ctl.certfile[0] != '\0') != (c->ctl.keyfile[0] != '\0')) {
+        const char *given = c->ctl.certfile[0] != '\0' ? "ctl.certfile" : "ctl.keyfile";
+        const char *missing = c->ctl.certfile[0] != '\0' ? "ctl.keyfile" : "ctl.certfile";
+        return fail_at(p, where_first(p, given, NULL), missing, "required with %s", given);
+    }
+    if (c->restapi.keyfile_password[0] != '\0' && c->restapi.keyfile[0] == '\0')
+        return fail_at(p, where_first(p, "restapi.keyfile_password", NULL),
+                       "restapi.keyfile_password", "requires restapi.keyfile");
+    if (c->ctl.keyfile_password[0] != '\0' && c->ctl.keyfile[0] == '\0')
+        return fail_at(p, where_first(p, "ctl.keyfile_password", NULL), "ctl.keyfile_password",
+                       "requires ctl.keyfile");
+    if ((c->ctl.auth_username[0] != '\0') != (c->ctl.auth_password[0] != '\0') ||
+        strchr(c->ctl.auth_username, ':') != NULL)
+        return fail_at(p, where_first(p, "ctl.authentication", NULL), "ctl.authentication",
+                       "expected both username and password, and no ':' in the username");
+    if (c->restapi.verify_client != CONF_VERIFY_NONE) {
+        struct mark vm = where_first(p, "restapi.verify_client", NULL);
+        const char *mode = verify_client_names[c->restapi.verify_client];
+        if (c->restapi.certfile[0] == '\0')
+            return fail_at(p, vm, "restapi.verify_client",
+                           "%s requires restapi.certfile and restapi.keyfile: client certificates "
+                           "exist only over TLS",
+                           mode);
+        if (c->restapi.cafile[0] == '\0')
+            return fail_at(p, vm, "restapi.verify_client",
+                           "%s requires restapi.cafile, the CA that signs the client certificates",
+                           mode);
+        /* The agents poll each other's API; refused handshakes would leave every other member
+         * unreachable to this one (Patroni's documentation asks for the same). */
+        if (c->restapi.verify_client == CONF_VERIFY_REQUIRED && c->ctl.certfile[0] == '\0')
+            return fail_at(p, vm, "restapi.verify_client",
+                           "required needs ctl.certfile and ctl.keyfile: the agents present that "
+                           "certificate when they ask the other members");
+    }
     if (c->has_postgresql) {
         rv = default_connect(p, c->postgresql.connect_address, c->postgresql.listen, "postgresql");
         if (rv != 0)
@@ -1411,7 +1563,93 @@ void conf_free(struct conf *c)
         free(c->tags.user[i].value);
     }
     free(c->tags.user);
+    sodium_memzero(c->restapi.auth_password, sizeof c->restapi.auth_password);
+    sodium_memzero(c->ctl.auth_password, sizeof c->ctl.auth_password);
+    sodium_memzero(c->restapi.keyfile_password, sizeof c->restapi.keyfile_password);
+    sodium_memzero(c->ctl.keyfile_password, sizeof c->ctl.keyfile_password);
     memset(c, 0, sizeof *c);
+}
+
+const char *conf_verify_client_name(enum conf_verify_client mode)
+{
+    if ((unsigned)mode < sizeof verify_client_names / sizeof verify_client_names[0] - 1)
+        return verify_client_names[mode];
+    return "unknown";
+}
+
+int conf_net_parse(const char *text, struct conf_net *net, char *why, size_t n)
+{
+    char addr[INET6_ADDRSTRLEN + 1], q[48];
+    struct conf_net r;
+    const char *slash = strchr(text, '/');
+    size_t alen = slash != NULL ? (size_t)(slash - text) : strlen(text);
+
+    memset(&r, 0, sizeof r);
+    if (alen == 0 || alen >= sizeof addr)
+        goto bad;
+    memcpy(addr, text, alen);
+    addr[alen] = '\0';
+    if (inet_pton(AF_INET, addr, r.addr) == 1) {
+        r.family = AF_INET;
+        r.prefix = 32;
+    } else if (inet_pton(AF_INET6, addr, r.addr) == 1) {
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        r.family = AF_INET6;
+        r.prefix = 128;
+        if (slash == NULL && memcmp(r.addr, mapped, sizeof mapped) == 0) {
+            memmove(r.addr, r.addr + 12, 4);
+            memset(r.addr + 4, 0, 12);
+            r.family = AF_INET;
+            r.prefix = 32;
+        }
+    } else {
+        goto bad;
+    }
+    if (slash != NULL) {
+        const char *d = slash + 1;
+        unsigned long v = 0;
+        size_t digits = strspn(d, "0123456789");
+        if (digits == 0 || digits > 3 || d[digits] != '\0' || (digits > 1 && d[0] == '0'))
+            goto bad_prefix;
+        v = strtoul(d, NULL, 10);
+        if (v > r.prefix)
+            goto bad_prefix;
+        r.prefix = (unsigned)v;
+    }
+    /* Clear the host bits, as Patroni's ip_network(strict=False) does. */
+    unsigned size = r.family == AF_INET ? 4 : 16;
+    for (unsigned i = 0; i < size; i++) {
+        unsigned keep = r.prefix >= 8 * (i + 1) ? 8 : r.prefix > 8 * i ? r.prefix - 8 * i : 0;
+        r.addr[i] &= (uint8_t)(0xff00u >> keep);
+    }
+    if (net != NULL)
+        *net = r;
+    return 0;
+bad_prefix:
+    if (why != NULL)
+        snprintf(why, n, "expected a prefix length 0..%u after the address, got %s",
+                 r.family == AF_INET ? 32u : 128u, quote(text, q));
+    return RPG_EINVAL;
+bad:
+    if (why != NULL)
+        snprintf(why, n,
+                 "expected an IPv4 or IPv6 address, a network ADDRESS/PREFIX or a host name, "
+                 "got %s",
+                 quote(text, q));
+    return RPG_EINVAL;
+}
+
+bool conf_net_contains(const struct conf_net *net, const struct conf_net *addr)
+{
+    if (net->family != addr->family)
+        return false;
+    unsigned full = net->prefix / 8, rest = net->prefix % 8;
+    if (memcmp(net->addr, addr->addr, full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xff00u >> rest);
+    return (net->addr[full] & mask) == (addr->addr[full] & mask);
 }
 
 const struct conf_member *conf_self(const struct conf *c)

@@ -91,13 +91,17 @@ static const char *ctl_usage =
     "                      (default 2000)\n"
     "  --secret-file FILE  the cluster secret that signs changes (with -c: raft.secret_file\n"
     "                      of that configuration; also RAFTPG_SECRET_FILE)\n"
-    "  --cacert FILE       verify the API's certificate with this CA (with -c: restapi.cafile);\n"
-    "                      HTTPS is used for https:// addresses and with -c when the\n"
-    "                      configuration has restapi.certfile\n"
-    "  --insecure          HTTPS without verifying the API's certificate\n"
+    "  --cacert FILE       verify the API's certificate with this CA (with -c: ctl.cacert, else\n"
+    "                      restapi.cafile); HTTPS is used for https:// addresses and with -c\n"
+    "                      when the configuration has restapi.certfile\n"
+    "  --insecure          HTTPS without verifying the API's certificate (with -c: ctl.insecure)\n"
+    "  --cert FILE         present this client certificate (PEM) over HTTPS, for\n"
+    "                      restapi.verify_client (with -c: ctl.certfile)\n"
+    "  --key FILE          its key (PEM; default: in the --cert file; with -c: ctl.keyfile)\n"
     "  --username U        restapi.authentication's user for changes (also RAFTPG_API_USERNAME;\n"
-    "                      with -c: that configuration's), with --password-file FILE or\n"
-    "                      RAFTPG_API_PASSWORD; a cluster secret, when given, signs instead\n"
+    "                      with -c: ctl.authentication, else restapi.authentication), with\n"
+    "                      --password-file FILE or RAFTPG_API_PASSWORD; a cluster secret,\n"
+    "                      when given, signs instead\n"
     "  the RAFTPG_API environment variable may hold HOST:PORT as well; without any address,\n"
     "  the configuration in RAFTPG_CONFIG, else " CTL_DEFAULT_CONFIG " when it exists\n";
 
@@ -1234,7 +1238,8 @@ int ctl_main(int argc, char **argv)
     const char *config = NULL;
     const char *secret_file = getenv("RAFTPG_SECRET_FILE");
     const char *username = NULL, *password_file = NULL;
-    char cacert[PATH_MAX] = "";
+    char cacert[PATH_MAX] = "", certfile[PATH_MAX] = "", keyfile[PATH_MAX] = "";
+    char keypass[256] = "";
     bool insecure = false;
     int i = 1;
     for (; i < argc; i++) {
@@ -1256,6 +1261,10 @@ int ctl_main(int argc, char **argv)
             snprintf(cacert, sizeof cacert, "%s", argv[++i]);
         } else if (strcmp(a, "--insecure") == 0) {
             insecure = true;
+        } else if (strcmp(a, "--cert") == 0 && i + 1 < argc) {
+            snprintf(certfile, sizeof certfile, "%s", argv[++i]);
+        } else if (strcmp(a, "--key") == 0 && i + 1 < argc) {
+            snprintf(keyfile, sizeof keyfile, "%s", argv[++i]);
         } else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
             char *end = NULL;
             long v = strtol(argv[++i], &end, 10);
@@ -1296,13 +1305,27 @@ int ctl_main(int argc, char **argv)
         }
         if (conf.restapi.certfile[0] != '\0') {
             c.https = true;
-            if (cacert[0] == '\0') {
-                snprintf(cacert, sizeof cacert, "%s", conf.restapi.cafile);
+        }
+        /* Patroni's ctl section first, then what the API itself is configured with. */
+        if (cacert[0] == '\0') {
+            snprintf(cacert, sizeof cacert, "%s",
+                     conf.ctl.cacert[0] != '\0' ? conf.ctl.cacert : conf.restapi.cafile);
+        }
+        insecure = insecure || conf.ctl.insecure;
+        if (certfile[0] == '\0' && conf.ctl.certfile[0] != '\0') {
+            snprintf(certfile, sizeof certfile, "%s", conf.ctl.certfile);
+            if (keyfile[0] == '\0') {
+                snprintf(keyfile, sizeof keyfile, "%s", conf.ctl.keyfile);
+                snprintf(keypass, sizeof keypass, "%s", conf.ctl.keyfile_password);
             }
         }
-        if (username == NULL && conf.restapi.auth_username[0] != '\0' &&
-            !set_basic(&c, conf.restapi.auth_username, conf.restapi.auth_password)) {
-            fprintf(stderr, "raftpg ctl: restapi.authentication of %s is too long\n", config);
+        bool ctl_auth = conf.ctl.auth_username[0] != '\0';
+        if (username == NULL &&
+            (ctl_auth || conf.restapi.auth_username[0] != '\0') &&
+            !set_basic(&c, ctl_auth ? conf.ctl.auth_username : conf.restapi.auth_username,
+                       ctl_auth ? conf.ctl.auth_password : conf.restapi.auth_password)) {
+            fprintf(stderr, "raftpg ctl: %s.authentication of %s is too long\n",
+                    ctl_auth ? "ctl" : "restapi", config);
             conf_free(&conf);
             return 2;
         }
@@ -1370,6 +1393,16 @@ int ctl_main(int argc, char **argv)
     char tls_err[RPG_ERRMSG_SIZE];
     if (http_client_set_tls(c.https, cacert, insecure, tls_err) != 0) {
         fprintf(stderr, "raftpg ctl: --cacert: %s\n", tls_err);
+        return 2;
+    }
+    if (keyfile[0] != '\0' && certfile[0] == '\0') {
+        fprintf(stderr, "raftpg ctl: --key needs --cert\n");
+        return 2;
+    }
+    int cert_rv = http_client_set_cert(certfile, keyfile, keypass, tls_err);
+    sodium_memzero(keypass, sizeof keypass);
+    if (cert_rv != 0) {
+        fprintf(stderr, "raftpg ctl: --cert: %s\n", tls_err);
         return 2;
     }
     if (i >= argc) {

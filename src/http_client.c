@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #include <curl/curl.h>
 
@@ -21,6 +23,9 @@ static CURLcode g_curl_init;
 static bool g_https_default;
 static bool g_insecure;
 static char g_cafile[4096];
+static char g_certfile[4096]; /* http_client_set_cert */
+static char g_keyfile[4096];
+static char g_keypass[256];
 
 int http_client_set_tls(bool https_default, const char *cafile, bool insecure, char *errmsg)
 {
@@ -35,6 +40,46 @@ int http_client_set_tls(bool https_default, const char *cafile, bool insecure, c
         fclose(f);
         snprintf(g_cafile, sizeof g_cafile, "%s", cafile);
     }
+    return 0;
+}
+
+int http_client_set_cert(const char *certfile, const char *keyfile, const char *key_password,
+                         char *errmsg)
+{
+    g_certfile[0] = g_keyfile[0] = '\0';
+    memset(g_keypass, 0, sizeof g_keypass);
+    if (certfile == NULL || certfile[0] == '\0')
+        return 0;
+    if (key_password != NULL && strlen(key_password) >= sizeof g_keypass)
+        return rpg_err(errmsg, RPG_EINVAL, "the key file's password is longer than %zu bytes",
+                       sizeof g_keypass - 1);
+    FILE *f = fopen(certfile, "r");
+    if (f == NULL)
+        return rpg_err(errmsg, RPG_EIO, "client certificate file %s: %s", certfile,
+                       uv_strerror(uv_translate_sys_error(errno)));
+    fclose(f);
+    const char *key = keyfile != NULL && keyfile[0] != '\0' ? keyfile : certfile;
+    f = fopen(key, "r");
+    if (f == NULL)
+        return rpg_err(errmsg, RPG_EIO, "client key file %s: %s", key,
+                       uv_strerror(uv_translate_sys_error(errno)));
+    struct stat st;
+    int rv = fstat(fileno(f), &st);
+    int err = errno;
+    fclose(f);
+    if (rv != 0)
+        return rpg_err(errmsg, RPG_EIO, "client key file %s: %s", key,
+                       uv_strerror(uv_translate_sys_error(err)));
+    /* As for the server's key: a group may read it, others may not touch it. */
+    if ((st.st_mode & (S_IRWXO | S_IWGRP)) != 0)
+        return rpg_err(errmsg, RPG_EINVAL,
+                       "client key file %s is accessible to others (mode %04o): chmod 600 it "
+                       "(or 640 for a group)",
+                       key, (unsigned)(st.st_mode & 07777));
+    snprintf(g_certfile, sizeof g_certfile, "%s", certfile);
+    snprintf(g_keyfile, sizeof g_keyfile, "%s", key);
+    if (key_password != NULL)
+        snprintf(g_keypass, sizeof g_keypass, "%s", key_password);
     return 0;
 }
 
@@ -98,6 +143,21 @@ static int client_error(CURL *h, CURLcode cc, const struct sink *k, const char *
     long os_errno = 0;
     curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
     const char *why = detail[0] != '\0' ? detail : curl_easy_strerror(cc);
+    /* A server that requires a client certificate ends the handshake without a word: during it
+     * with TLS 1.2, just after it (before any response) with TLS 1.3. */
+    char *scheme = NULL;
+    curl_off_t tls_done = 0;
+    long code = 0;
+    curl_easy_getinfo(h, CURLINFO_SCHEME, &scheme);
+    curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &tls_done);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    bool refused = cc == CURLE_SSL_CONNECT_ERROR ||
+                   (tls_done > 0 && code == 0 &&
+                    (cc == CURLE_GOT_NOTHING || cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR));
+    const char *hint = refused && scheme != NULL && strcasecmp(scheme, "https") == 0 &&
+                               g_certfile[0] == '\0'
+                           ? " (no client certificate was presented: does the API require one?)"
+                           : "";
     switch (cc) {
     case CURLE_OPERATION_TIMEDOUT:
         return rpg_err(errmsg, RPG_ETIMEDOUT, "%s: timed out after %u ms", name, timeout_ms);
@@ -105,15 +165,18 @@ static int client_error(CURL *h, CURLcode cc, const struct sink *k, const char *
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
         if (os_errno != 0)
-            return rpg_err(errmsg, RPG_ECONN, "%s: %s", name,
-                           uv_strerror(uv_translate_sys_error((int)os_errno)));
-        return rpg_err(errmsg, RPG_ECONN, "%s: %s", name, why);
+            return rpg_err(errmsg, RPG_ECONN, "%s: %s%s", name,
+                           uv_strerror(uv_translate_sys_error((int)os_errno)), hint);
+        return rpg_err(errmsg, RPG_ECONN, "%s: %s%s", name, why, hint);
     case CURLE_SSL_CONNECT_ERROR:
+        return rpg_err(errmsg, RPG_ECONN, "%s: TLS: %s%s", name, why, hint);
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CERTPROBLEM:
         return rpg_err(errmsg, RPG_ECONN, "%s: TLS: %s", name, why);
     case CURLE_GOT_NOTHING:
+        return rpg_err(errmsg, RPG_ECONN, "%s: connection closed before a complete response%s",
+                       name, hint);
     case CURLE_PARTIAL_FILE:
         return rpg_err(errmsg, RPG_ECONN, "%s: connection closed before a complete response",
                        name);
@@ -224,6 +287,12 @@ static int xfer_prepare(struct xfer *x, const char *addr, const char *method, co
     ok = ok && curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, https ? "https" : "http") == CURLE_OK;
     if (https && g_cafile[0] != '\0')
         ok = ok && curl_easy_setopt(h, CURLOPT_CAINFO, g_cafile) == CURLE_OK;
+    if (https && g_certfile[0] != '\0') {
+        ok = ok && curl_easy_setopt(h, CURLOPT_SSLCERT, g_certfile) == CURLE_OK;
+        ok = ok && curl_easy_setopt(h, CURLOPT_SSLKEY, g_keyfile) == CURLE_OK;
+        if (g_keypass[0] != '\0')
+            ok = ok && curl_easy_setopt(h, CURLOPT_KEYPASSWD, g_keypass) == CURLE_OK;
+    }
     if (https && g_insecure) {
         ok = ok && curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L) == CURLE_OK;
         ok = ok && curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L) == CURLE_OK;

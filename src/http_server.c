@@ -22,8 +22,11 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 
 #include "http_internal.h"
@@ -238,11 +241,64 @@ static void deadline_cb(uv_timer_t *timer)
     deadline_rearm(s);
 }
 
+/* Client certificates, checked inside the handshake so that a refused client gets no service at
+ * all (as Patroni's ssl.CERT_REQUIRED and CERT_OPTIONAL do): a presented certificate must chain
+ * to the configured CAs and, when it names key purposes, allow TLS client authentication. */
+static int verify_client(gnutls_session_t session, bool required)
+{
+    unsigned n = 0, status = 0;
+    if (gnutls_certificate_get_peers(session, &n) == NULL || n == 0)
+        return required ? GNUTLS_E_NO_CERTIFICATE_FOUND : 0;
+    gnutls_typed_vdata_st purpose = {.type = GNUTLS_DT_KEY_PURPOSE_OID,
+                                     .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT};
+    if (gnutls_certificate_verify_peers(session, &purpose, 1, &status) != 0 || status != 0)
+        return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
+    return 0;
+}
+
+static int verify_client_required(gnutls_session_t session)
+{
+    return verify_client(session, true);
+}
+
+static int verify_client_optional(gnutls_session_t session)
+{
+    return verify_client(session, false);
+}
+
+/* The handshake has not begun when MHD reports a new connection: ask for the certificate now. */
+static void ask_client_cert(struct http_server *s, struct MHD_Connection *mc)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ci == NULL || ci->tls_session == NULL)
+        return;
+    gnutls_session_t session = ci->tls_session;
+    bool required = s->client_cert == HTTP_CLIENT_CERT_REQUIRED;
+    gnutls_certificate_server_set_request(session,
+                                          required ? GNUTLS_CERT_REQUIRE : GNUTLS_CERT_REQUEST);
+    gnutls_session_set_verify_function(session,
+                                       required ? verify_client_required : verify_client_optional);
+}
+
+static bool has_client_cert(struct http_server *s, struct MHD_Connection *mc)
+{
+    if (s->tls_cert == NULL)
+        return false;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    unsigned n = 0;
+    return ci != NULL && ci->tls_session != NULL &&
+           gnutls_certificate_get_peers(ci->tls_session, &n) != NULL && n > 0;
+}
+
 static void notify_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
                               enum MHD_ConnectionNotificationCode code)
 {
     struct http_server *s = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        if (s->tls_cert != NULL && s->client_cert != HTTP_CLIENT_CERT_NONE)
+            ask_client_cert(s, mc);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct http_track *t = calloc(1, sizeof *t);
@@ -576,6 +632,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     c->req.body_len = c->body_len;
     c->req.authorization = c->has_auth ? c->auth : NULL;
     c->req.content_type = c->has_ctype ? c->ctype : NULL;
+    /* Only a verified certificate is ever here: without a trust list none is asked for. */
+    c->req.client_cert = s->client_cert != HTTP_CLIENT_CERT_NONE && has_client_cert(s, mc);
     c->response_owed = true;
     s->handler(c, &c->req, s->data);
     if (!c->response_owed) {
@@ -665,12 +723,29 @@ const char *http_conn_peer(const struct http_conn *conn)
 
 /* ---- TLS ---- */
 
-static char *read_pem(const char *path, const char *what, char *errmsg, int *rc)
+/* private: a key, refused when others may read or change it (like PostgreSQL's ssl_key_file,
+ * a group may read it, so that a key shared through a group such as ssl-cert works). */
+static char *read_pem(const char *path, const char *what, bool private, char *errmsg, int *rc)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         *rc = rpg_err(errmsg, RPG_EIO, "%s %s: %s", what, path,
                       uv_strerror(uv_translate_sys_error(errno)));
+        return NULL;
+    }
+    struct stat st;
+    if (private && fstat(fileno(f), &st) != 0) {
+        *rc = rpg_err(errmsg, RPG_EIO, "%s %s: %s", what, path,
+                      uv_strerror(uv_translate_sys_error(errno)));
+        fclose(f);
+        return NULL;
+    }
+    if (private && (st.st_mode & (S_IRWXO | S_IWGRP)) != 0) {
+        *rc = rpg_err(errmsg, RPG_EINVAL,
+                      "%s %s is accessible to others (mode %04o): chmod 600 it (or 640 for a "
+                      "group)",
+                      what, path, (unsigned)(st.st_mode & 07777));
+        fclose(f);
         return NULL;
     }
     char *buf = malloc(256 * 1024);
@@ -687,26 +762,62 @@ static char *read_pem(const char *path, const char *what, char *errmsg, int *rc)
     return buf;
 }
 
+static void free_secret(char **p)
+{
+    if (*p != NULL)
+        memset(*p, 0, strlen(*p));
+    free(*p);
+    *p = NULL;
+}
+
 int http_server_set_tls(struct http_server *s, const char *certfile, const char *keyfile,
-                        char *errmsg)
+                        const char *key_password, char *errmsg)
 {
     int rc = 0;
     if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
         return rpg_err(errmsg, RPG_EINVAL, "this libmicrohttpd has no TLS support");
+    free_secret(&s->tls_key_password);
+    if (key_password != NULL && key_password[0] != '\0') {
+        if (MHD_is_feature_supported(MHD_FEATURE_HTTPS_KEY_PASSWORD) != MHD_YES)
+            return rpg_err(errmsg, RPG_EINVAL, "this libmicrohttpd cannot decrypt a key file");
+        s->tls_key_password = strdup(key_password);
+        if (s->tls_key_password == NULL)
+            return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+    }
     free(s->tls_cert);
     free(s->tls_key);
-    s->tls_cert = read_pem(certfile, "certificate file", errmsg, &rc);
-    s->tls_key = s->tls_cert != NULL ? read_pem(keyfile, "key file", errmsg, &rc) : NULL;
+    s->tls_cert = read_pem(certfile, "certificate file", false, errmsg, &rc);
+    s->tls_key = s->tls_cert != NULL ? read_pem(keyfile, "key file", true, errmsg, &rc) : NULL;
     if (s->tls_key == NULL) {
         free(s->tls_cert);
         s->tls_cert = NULL;
+        free_secret(&s->tls_key_password);
         return rc;
     }
     return 0;
 }
 
+int http_server_set_client_ca(struct http_server *s, const char *cafile,
+                              enum http_client_cert mode, char *errmsg)
+{
+    int rc = 0;
+    free(s->tls_trust);
+    s->tls_trust = NULL;
+    s->client_cert = HTTP_CLIENT_CERT_NONE;
+    if (mode == HTTP_CLIENT_CERT_NONE)
+        return 0;
+    s->tls_trust = read_pem(cafile, "client CA file", false, errmsg, &rc);
+    if (s->tls_trust == NULL)
+        return rc;
+    s->client_cert = mode;
+    return 0;
+}
+
 static void tls_free(struct http_server *s)
 {
+    free_secret(&s->tls_key_password);
+    free(s->tls_trust);
+    s->tls_trust = NULL;
     free(s->tls_cert);
     if (s->tls_key != NULL)
         memset(s->tls_key, 0, strlen(s->tls_key));
@@ -846,17 +957,25 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
     s->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | (tls ? MHD_USE_TLS : 0), 0, NULL, NULL,
         on_request, s, MHD_OPTION_HTTPS_MEM_CERT, tls ? s->tls_cert : NULL,
-        MHD_OPTION_HTTPS_MEM_KEY, tls ? s->tls_key : NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+        MHD_OPTION_HTTPS_MEM_KEY, tls ? s->tls_key : NULL, MHD_OPTION_HTTPS_KEY_PASSWORD,
+        tls ? s->tls_key_password : NULL, MHD_OPTION_HTTPS_MEM_TRUST,
+        tls ? s->tls_trust : NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
         s->max_conns + HARD_LIMIT_SLACK, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s, MHD_OPTION_LISTEN_BACKLOG_SIZE,
         (unsigned)SOMAXCONN, MHD_OPTION_END);
     if (s->mhd == NULL) {
+        bool trust = s->tls_trust != NULL, password = s->tls_key_password != NULL;
         close(fd);
         tls_free(s);
-        return rpg_err(errmsg, RPG_EIO, "listen %s: cannot start the HTTP server%s", addr,
-                       tls ? " (is the key the certificate's, both PEM?)" : "");
+        if (!tls)
+            return rpg_err(errmsg, RPG_EIO, "listen %s: cannot start the HTTP server", addr);
+        return rpg_err(errmsg, RPG_EIO,
+                       "listen %s: cannot start the HTTP server (is the key the certificate's, "
+                       "both PEM%s%s?)",
+                       addr, password ? ", the key's password right" : "",
+                       trust ? ", and the CA file PEM" : "");
     }
     s->fd = fd;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);

@@ -47,6 +47,7 @@ static const struct {
     F("raft.members", raft.members),
     F("raft.members", raft.n_members),
     F("restapi", restapi),
+    F("ctl", ctl),
     F("log.format", log.format),
     F("postgresql", has_postgresql),
     F("postgresql.bin_dir", postgresql.bin_dir),

@@ -3,6 +3,7 @@
 #define RAFTPG_CONF_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -14,6 +15,7 @@
 #define CONF_CIDR_MAX 19   /* "255.255.255.255/32" plus NUL */
 #define CONF_CALLBACK_MAX 512 /* a callback command line, including the NUL */
 #define CONF_IFNAME_MAX 16 /* IFNAMSIZ: 15 characters plus NUL */
+#define CONF_ALLOWLIST_MAX 64 /* addresses and networks in restapi.allowlist, names resolved */
 #define CONF_SECRET_SIZE 32 /* bytes of a cluster secret; its file holds them as 64 hex digits */
 
 /* Where a value was written in the file (line and column from 1; 0 when not given), for checks
@@ -50,6 +52,19 @@ struct conf_cidr {
     char text[CONF_CIDR_MAX]; /* canonical: no leading zeros, so equal addresses compare equal */
     char host[16];            /* "10.0.0.100" */
     unsigned prefix;          /* 1..32 */
+};
+
+/* How the API treats TLS client certificates (Patroni's restapi.verify_client): none asks for
+ * none; optional verifies one that is presented (a bad one fails the handshake) and requires one
+ * for every change; required refuses the handshake to a client without a valid one. */
+enum conf_verify_client { CONF_VERIFY_NONE = 0, CONF_VERIFY_OPTIONAL, CONF_VERIFY_REQUIRED };
+
+/* An IPv4 or IPv6 network: the address with its host bits cleared, and the prefix length. A host
+ * address is a network with the full prefix (32 or 128). */
+struct conf_net {
+    int family;       /* AF_INET or AF_INET6 */
+    uint8_t addr[16]; /* network byte order; the first 4 bytes for AF_INET */
+    unsigned prefix;  /* 0..32 or 0..128 */
 };
 
 /* The write VIP (DESIGN.md §8): the address the primary holds, claimed with ip and arping. */
@@ -113,12 +128,37 @@ struct conf {
          * HTTPS, verifying with cafile (default: the system's CAs) */
         char certfile[PATH_MAX];
         char keyfile[PATH_MAX];
+        char keyfile_password[256]; /* Patroni's key: decrypts keyfile; "" not encrypted */
         char cafile[PATH_MAX];
         /* Patroni's restapi.authentication: HTTP basic credentials that authorise a change
          * (as a cluster-secret signature does); "" none */
         char auth_username[CONF_NAME_MAX];
         char auth_password[128];
+        /* Patroni's restapi.verify_client: requires certfile and cafile (the CA that signs the
+         * client certificates); required also needs ctl.certfile, which the agents present to
+         * each other. Default none. */
+        enum conf_verify_client verify_client;
+        /* Patroni's restapi.allowlist: the networks changes may come from (host names are
+         * resolved at load, each address a host network); empty with allowlist_include_members
+         * false: from anywhere. An array, not a pointer: reload compares the section's bytes. */
+        struct conf_net allowlist[CONF_ALLOWLIST_MAX];
+        unsigned n_allowlist;
+        /* Patroni's restapi.allowlist_include_members: the hosts of the members' API addresses
+         * (from the cluster state) may send changes too. Default false. */
+        bool allowlist_include_members;
     } restapi;
+
+    /* Patroni's ctl section: how this node's clients (raftpg ctl -c, and the agent when it asks
+     * the other members) speak to the API. */
+    struct {
+        char certfile[PATH_MAX]; /* client certificate (PEM), with keyfile; "" none */
+        char keyfile[PATH_MAX];  /* its key; must not be accessible to others */
+        char keyfile_password[256]; /* decrypts keyfile; "" not encrypted */
+        char cacert[PATH_MAX];   /* verifies the members' certificates; "" restapi.cafile */
+        bool insecure;           /* HTTPS without verifying the server's certificate (ctl only) */
+        char auth_username[CONF_NAME_MAX]; /* basic credentials for changes; "" take restapi's */
+        char auth_password[128];
+    } ctl;
 
     struct {
         enum conf_log_level level;   /* default info */
@@ -225,6 +265,18 @@ int conf_parse_addr(const char *addr, char host[16], uint16_t *port);
  * vip.address key adds the unicast and host-part checks. host and prefix may be NULL. */
 int conf_parse_cidr(const char *cidr, char host[16], unsigned *prefix);
 
+/* Parses an allowlist entry's address form: "ADDR" (a host network) or "ADDR/PREFIX", ADDR an
+ * IPv4 dotted quad or an IPv6 address, PREFIX decimal without leading zeros, 0..32 or 0..128.
+ * Host bits set after the prefix are cleared (10.1.2.3/8 is 10.0.0.0/8). An IPv4-mapped IPv6
+ * address without a prefix (::ffff:10.0.0.1) is taken as its IPv4 address. Returns 0, or
+ * RPG_EINVAL with why (n bytes) saying what is wrong. net may be NULL to only check. */
+int conf_net_parse(const char *text, struct conf_net *net, char *why, size_t n);
+
+/* Whether the host address addr (a conf_net_parse result with the full prefix) is in net. An
+ * IPv4 address is never in an IPv6 network and the other way round, except through the mapping
+ * conf_net_parse applies. */
+bool conf_net_contains(const struct conf_net *net, const struct conf_net *addr);
+
 /* Reads the cluster secret named by raft.secret_file (with previous, raft.secret_file_previous)
  * into key. Returns 0; RPG_ENOTFOUND when that key is not set; RPG_ECONFIG with
  * "FILE:LINE:COL: raft.secret_file: ..." when the file cannot be read, is not a regular file, is
@@ -254,5 +306,8 @@ const char *conf_sync_mode_name(int mode);
 const char *conf_sync_commit_name(int commit);
 
 const char *conf_watchdog_mode_name(enum conf_watchdog_mode mode);
+
+/* "none", "optional", "required"; "unknown" for other values. */
+const char *conf_verify_client_name(enum conf_verify_client mode);
 
 #endif

@@ -27,6 +27,16 @@ struct http_request {
     size_t body_len;
     const char *authorization; /* value of the Authorization header, or NULL */
     const char *content_type;  /* or NULL */
+    /* The client presented a certificate over TLS; with http_server_set_client_ca it was
+     * verified during the handshake (a bad one never gets this far). */
+    bool client_cert;
+};
+
+/* What the server asks of TLS clients (Patroni's restapi.verify_client). */
+enum http_client_cert {
+    HTTP_CLIENT_CERT_NONE = 0, /* none asked for */
+    HTTP_CLIENT_CERT_OPTIONAL, /* asked for; one presented must verify, none is accepted */
+    HTTP_CLIENT_CERT_REQUIRED, /* the handshake fails without one that verifies */
 };
 
 struct http_conn; /* opaque: one client connection */
@@ -65,13 +75,24 @@ struct http_server {
     struct http_track *waiting_head, *waiting_tail; /* connections by request deadline */
     struct http_conn *suspended; /* requests the handler has not answered yet */
     char *tls_cert, *tls_key;    /* PEM, set by http_server_set_tls */
+    char *tls_key_password;      /* set by http_server_set_tls, or NULL */
+    char *tls_trust;             /* PEM, set by http_server_set_client_ca */
+    enum http_client_cert client_cert;
 };
 
 /* Makes the server speak HTTPS (before http_server_start) with this certificate chain and key,
- * PEM files read now. Returns 0 or RPG_EIO/RPG_EINVAL naming the file. The memory is released by
- * http_server_close (or by a failing http_server_start). */
+ * PEM files read now; key_password (copied; NULL or "": none) decrypts an encrypted key. Returns
+ * 0 or RPG_EIO/RPG_EINVAL naming the file; a key file others may read or its group may write is
+ * refused. The memory is released by http_server_close (or by a failing http_server_start). */
 int http_server_set_tls(struct http_server *s, const char *certfile, const char *keyfile,
-                        char *errmsg);
+                        const char *key_password, char *errmsg);
+
+/* After http_server_set_tls, before http_server_start: TLS clients are asked for a certificate
+ * (mode OPTIONAL or REQUIRED), verified during the handshake against the CAs in cafile (PEM, read
+ * now), its key purpose allowing TLS client authentication when it names any. Returns 0 or
+ * RPG_EIO/RPG_EINVAL naming the file. */
+int http_server_set_client_ca(struct http_server *s, const char *cafile,
+                              enum http_client_cert mode, char *errmsg);
 
 /* Binds "a.b.c.d:port" (port 0 picks a free port, see http_server_port) with SO_REUSEADDR and
  * starts listening. max_conns and idle_timeout_ms may be set before (0 selects the default);
@@ -116,6 +137,14 @@ const char *http_status_text(int status);
  * server's certificate and name with cafile (NULL or "": the system's CAs) unless insecure. Call
  * before any request (not thread-safe); returns 0 or RPG_EIO naming an unreadable cafile. */
 int http_client_set_tls(bool https_default, const char *cafile, bool insecure, char *errmsg);
+
+/* The client certificate (PEM, with its key: keyfile, NULL or "" for the certificate's file, and
+ * key_password, NULL or "" for an unencrypted key; both copied) every HTTPS request of this
+ * process presents from now on; NULL or "" certfile: none. Call before any request (not
+ * thread-safe). Returns 0, or RPG_EIO naming a file that cannot be read, or RPG_EINVAL for a key
+ * file others may read or its group may write. */
+int http_client_set_cert(const char *certfile, const char *keyfile, const char *key_password,
+                         char *errmsg);
 
 /* Blocking client for the CLI: one request to "a.b.c.d:port" (or "http://a.b.c.d:port"), with a
  * total timeout. On success returns 0, sets *status, and *body (malloc'ed, NUL-terminated, caller

@@ -177,32 +177,47 @@ static void on_peers_round(struct peers *p, void *data)
     }
 }
 
-/* fence_others_stood_down over every other member of the Raft configuration, from the reports
- * asked for since this member became the ready leader. A member whose report names another Raft
- * id, or none, counts as silent. */
+/* What a member said of itself, for fence_others_stood_down: fresh when asked for after this
+ * member became the ready leader and, with id non-zero, from that Raft id. */
+static void member_report(const struct agent *a, const char *name, uint64_t id,
+                          struct fence_member_report *m)
+{
+    const struct peer_status *p = name != NULL ? peers_get(&a->peers, name) : NULL;
+    memset(m, 0, sizeof *m);
+    if (p == NULL || !p->reachable || (id != 0 && p->id != id) ||
+        p->last_polled < a->ready_since) {
+        return;
+    }
+    m->fresh = true;
+    m->term = p->term;
+    m->leads = strcmp(p->raft_role, "leader") == 0;
+    m->server_quiet = !p->has_pg || strcmp(p->pg_state, "stopped") == 0 ||
+                      strcmp(p->pg_state, "absent") == 0 ||
+                      (strcmp(p->pg_state, "running") == 0 && p->pg_in_recovery);
+}
+
+/* fence_others_stood_down over every other member of the Raft configuration and the recorded
+ * primary when it is another node outside it (a leader that removed itself keeps its server
+ * until it fences), from the reports asked for since this member became the ready leader. A
+ * member whose report names another Raft id, or none, counts as silent. */
 static bool others_stood_down(struct agent *a)
 {
     uint64_t ids[FSM_MEMBERS_MAX];
-    struct fence_member_report r[FSM_MEMBERS_MAX];
+    struct fence_member_report r[FSM_MEMBERS_MAX + 1];
     unsigned n = cons_config_ids(&a->cons, ids, FSM_MEMBERS_MAX);
     unsigned k = 0;
+    const char *primary = a->cons.state.primary.name;
+    bool primary_seen = primary[0] == '\0' || strcmp(primary, a->conf.name) == 0;
     for (unsigned i = 0; i < n && i < FSM_MEMBERS_MAX; i++) {
         if (ids[i] == a->cons.id) {
             continue;
         }
         const char *name = cons_member_name(&a->cons, ids[i]);
-        const struct peer_status *p = name != NULL ? peers_get(&a->peers, name) : NULL;
-        struct fence_member_report *m = &r[k++];
-        memset(m, 0, sizeof *m);
-        if (p == NULL || !p->reachable || p->id != ids[i] || p->last_polled < a->ready_since) {
-            continue;
-        }
-        m->fresh = true;
-        m->term = p->term;
-        m->leads = strcmp(p->raft_role, "leader") == 0;
-        m->server_quiet = !p->has_pg || strcmp(p->pg_state, "stopped") == 0 ||
-                          strcmp(p->pg_state, "absent") == 0 ||
-                          (strcmp(p->pg_state, "running") == 0 && p->pg_in_recovery);
+        primary_seen = primary_seen || (name != NULL && strcmp(name, primary) == 0);
+        member_report(a, name, ids[i], &r[k++]);
+    }
+    if (!primary_seen) {
+        member_report(a, primary, 0, &r[k++]);
     }
     return fence_others_stood_down(r, k, a->cons.term);
 }

@@ -25,6 +25,8 @@ EVENTS = {
         ("leader_elected", r"raft role candidate -> leader", "new"),
         ("own_term_barrier", r"leader ready: own-term barrier committed", "new"),
         ("lease_and_watchdog_waited", r"acting as leader in (\d+) ms", "new"),
+        # The wait above ended early (every other member shown to have stood down).
+        ("acted_early", r"acting now: every other member", "new"),
         ("recorded_primary", r"record_primary done", "new"),
         ("promoted", r"promote done", "new"),
     ],

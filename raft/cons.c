@@ -147,6 +147,8 @@ void cons_attach(struct cons *c, struct raft *raft, raft_id id, const struct con
     c->storage.segment_size = segment_size;
     c->diverged = false;
     c->write_confirmed = 0;
+    c->storage_tick_at = 0;
+    c->storage_stall_end = 0;
     c->stepdown_transfer_at = 0;
     c->n_stepdowns = 0;
     c->fsm.server = raft;
@@ -1031,8 +1033,19 @@ void cons_storage_tick(struct cons *c)
         return;
     }
     rpg_msec now = c->host.now(c);
+    rpg_msec last = c->storage_tick_at;
+    c->storage_tick_at = now;
+    if (last != 0 && now > last && now - last > c->params.election_timeout_ms) {
+        /* The loop stood still (SIGSTOP, a stalled VM): no write could be confirmed meanwhile,
+         * and the host's fence must judge the lease before this member acts on anything. The
+         * bound counts again from now. */
+        c->storage_stall_end = now;
+        return;
+    }
+    rpg_msec confirmed =
+        c->write_confirmed > c->storage_stall_end ? c->write_confirmed : c->storage_stall_end;
     enum storage_leader_action act =
-        storage_leader_decide(c->storage.failed || c->diverged, now, c->write_confirmed,
+        storage_leader_decide(c->storage.failed || c->diverged, now, confirmed,
                               c->stepdown_transfer_at, c->params.election_timeout_ms);
     const char *why = c->diverged ? "its replicated state differs from the other members'"
                       : c->storage.failed ? c->storage.error
@@ -1044,7 +1057,7 @@ void cons_storage_tick(struct cons *c)
         int rv = c->transfer_pending ? 0 : start_transfer(c, id);
         log_error("leader steps aside: %s (no write confirmed for %llu ms); handing leadership "
                   "to %s%s%s",
-                  why, (unsigned long long)(now - c->write_confirmed),
+                  why, (unsigned long long)(now - confirmed),
                   id != 0 ? member_name_by_id(c, id) : "the most up-to-date voter",
                   rv != 0 ? ": transfer refused: " : "", rv != 0 ? raft_strerror(rv) : "");
     } else if (act == STORAGE_LEADER_EXIT && !c->failed) {

@@ -194,6 +194,8 @@ struct cons {
     /* Leader side of storage faults: when it last confirmed a write (or became leader) and
      * when it handed leadership over because of one (0: not yet). */
     rpg_msec write_confirmed;
+    rpg_msec storage_tick_at;   /* the last cons_storage_tick, to see the loop stand still */
+    rpg_msec storage_stall_end; /* the end of the last such stall; the bound counts from it */
     rpg_msec stepdown_transfer_at;
     unsigned n_stepdowns;   /* leadership handed over because of storage or divergence */
 

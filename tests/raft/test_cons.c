@@ -680,6 +680,35 @@ static void test_diverged_leader_hands_over(void **state)
     assert_false(cl->cons[l].failed);
 }
 
+/* A leader whose loop stood still (SIGSTOP, a stalled VM) confirmed no write meanwhile: its first
+ * tick after the stall acts on nothing, so the host's fence judges the lease first, and the bound
+ * for a confirmed write counts from the stall's end, not from before it. */
+static void test_stalled_leader_acts_after_the_fence(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    for (unsigned k = 0; k < 10000 && (rpg_msec)cl->f.time <= 10 * ET_MS; k++) {
+        step(cl);
+    }
+    assert_int_equal(ready_leader(cl), l);
+    struct cons *c = &cl->cons[l];
+    rpg_msec now = (rpg_msec)cl->f.time;
+    assert_true(now > 10 * ET_MS);
+    c->storage_tick_at = now - 5 * ET_MS;
+    c->write_confirmed = now - 5 * ET_MS;
+    cons_storage_tick(c);
+    assert_int_equal(c->n_stepdowns, 0);
+    assert_int_equal(c->storage_stall_end, now);
+    cons_storage_tick(c);
+    assert_int_equal(c->n_stepdowns, 0);
+    /* Without a stall the same stale confirmation hands leadership over. */
+    c->storage_stall_end = 0;
+    cons_storage_tick(c);
+    assert_int_equal(c->n_stepdowns, 1);
+}
+
 static bool fenced(struct cluster *cl, void *arg)
 {
     return cl->cons[*(unsigned *)arg].wal.fenced;
@@ -963,6 +992,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leader_that_cannot_persist_hands_over, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_diverged_leader_hands_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_leader_acts_after_the_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_healthy_leader_stays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_members_holding_entries_are_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_follower_write_fences_then_restart_catches_up,

@@ -167,8 +167,6 @@ static json_t *fetch_cluster(struct ctl *c, char *errmsg)
     return NULL;
 }
 
-static json_t *leader_cluster(struct ctl *c);
-
 static json_t *find_member(json_t *cluster, const char *name)
 {
     size_t i;
@@ -274,12 +272,7 @@ static int cmd_list(struct ctl *c, enum list_format format)
     bool as_json = format == LIST_JSON;
     bool tsv = format == LIST_TSV;
     char errmsg[RPG_ERRMSG_SIZE];
-    /* The leader polls every member and holds everything committed; any member's view is the
-     * fallback while no leader answers. */
-    json_t *cluster = leader_cluster(c);
-    if (cluster == NULL) {
-        cluster = fetch_cluster(c, errmsg);
-    }
+    json_t *cluster = fetch_cluster(c, errmsg);
     if (cluster == NULL) {
         fprintf(stderr, "raftpg ctl list: %s\n", errmsg);
         return 1;

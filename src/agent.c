@@ -13,6 +13,7 @@
 #include "raftpg/agent.h"
 #include "raftpg/reload.h"
 #include "raftpg/api.h"
+#include "raftpg/fence_step.h"
 #include "raftpg/log.h"
 #include "raftpg/proof.h"
 #include "raftpg/storage.h"
@@ -533,25 +534,19 @@ static void fence_tick(struct agent *a);
 
 static void on_vip_done(struct vip *v, int rc, const char *msg, void *data)
 {
-    (void)v;
     struct agent *a = data;
-    /* A cancelled claim reports RPG_EBUSY before the release that cancelled it ends. */
-    if (rc != RPG_EBUSY || !a->vip_releasing) {
-        a->vip_claiming = false;
-    }
-    if (rc != RPG_EBUSY && !vip_busy(&a->vip)) {
-        a->vip_releasing = false;
-    }
+    rpg_msec now = cons_uv_clock_ms();
+    fence_vip_done(&a->fm,
+                   rc == RPG_EBUSY ? FENCE_VIP_DONE_CANCELLED
+                   : rc != 0       ? FENCE_VIP_DONE_FAILED
+                                   : FENCE_VIP_DONE_OK,
+                   vip_busy(v), vip_is_held(v), now);
     if (rc != 0 && rc != RPG_EBUSY) {
         snprintf(a->vip_error, sizeof a->vip_error, "%s", msg);
-        a->vip_failed_at = cons_uv_clock_ms();
         log_error("vip: %s", msg);
     } else if (rc == 0) {
         a->vip_error[0] = '\0';
-        if (vip_is_held(&a->vip)) {
-            a->vip_renewed_at = cons_uv_clock_ms();
-        }
-        log_info("vip %s %s", a->conf.vip.address.text, vip_is_held(&a->vip) ? "held" : "released");
+        log_info("vip %s %s", a->conf.vip.address.text, vip_is_held(v) ? "held" : "released");
     }
     if (a->phase == AGENT_PHASE_RUNNING) {
         fence_tick(a);
@@ -563,7 +558,7 @@ static void on_vip_renewed(struct vip *v, int rc, const char *msg, void *data)
 {
     struct agent *a = data;
     if (rc == 0 && vip_is_held(v)) {
-        a->vip_renewed_at = cons_uv_clock_ms();
+        a->fm.vip_renewed_at = cons_uv_clock_ms();
     } else if (rc == 0) {
         log_warning("vip: %s", msg);
     } else if (rc != RPG_EBUSY) {
@@ -612,178 +607,111 @@ static void watchdog_tick(struct agent *a, bool primary, bool unfenced)
     }
 }
 
-/* The old side of the lease: a node whose PostgreSQL may accept writes without a valid lease
- * fences at once. The postmaster is told to stop (SIGINT refuses new sessions and terminates
- * every session), then killed (SIGQUIT) after escalate_ms; the VIP goes at the same moment. The
- * core then restarts it as a standby. */
-/* One fence tick (fence_plan); false when it did not run. *unfenced: whether anything on the
+/* The executor of fence_step (fence_step.h) against the real world: signals to the postmaster and
+ * its children, ip and arping, the watchdog device, the log. */
+static void fence_log(void *data, enum log_level level, const char *msg)
+{
+    (void)data;
+    log_msg(level, "%s", msg);
+}
+
+static void fence_renew_now(void *data)
+{
+    struct agent *a = data;
+    cons_lease_renew_now(&a->cons);
+}
+
+static int fence_pg_signal(void *data, enum fence_pg_act act)
+{
+    struct agent *a = data;
+    int pid = pg_postmaster_pid(&a->pg);
+    switch (act) {
+    case FENCE_PG_FREEZE:
+        a->frozen_pid = pid;
+        return pg_signal_server(pid, SIGSTOP);
+    case FENCE_PG_THAW: return pg_signal_server(a->frozen_pid, SIGCONT);
+    case FENCE_PG_STOP:
+    case FENCE_PG_KILL:
+        a->fence_pid = pid;
+        kill(pid, act == FENCE_PG_STOP ? SIGINT : SIGQUIT);
+        /* This agent's soft layer, or an earlier agent's that died, may have stopped it. */
+        return pg_signal_server(pid, SIGCONT);
+    case FENCE_PG_ESCALATE:
+        kill(a->fence_pid, SIGQUIT);
+        return pg_signal_server(a->fence_pid, SIGCONT);
+    case FENCE_PG_DONE:
+    case FENCE_PG_NONE: break;
+    }
+    return 0;
+}
+
+static const char *fence_pg_target(void *data)
+{
+    struct agent *a = data;
+    return pg_is_orphan_child(pg_postmaster_pid(&a->pg)) ? "a process a killed postgresql left behind"
+                                                         : "postgresql";
+}
+
+static void fence_watchdog(void *data, bool feed, bool unfenced)
+{
+    watchdog_tick(data, feed, unfenced);
+}
+
+static int fence_vip(void *data, enum fence_vip_act act, bool cut_claim, char *errmsg)
+{
+    struct agent *a = data;
+    (void)cut_claim; /* vip_release cuts a claim short itself */
+    switch (act) {
+    case FENCE_VIP_RELEASE:
+    case FENCE_VIP_STARTUP_RELEASE: return vip_release(&a->vip, on_vip_done, a, errmsg);
+    case FENCE_VIP_CLAIM: return vip_claim(&a->vip, on_vip_done, a, errmsg);
+    case FENCE_VIP_RENEW: return vip_renew(&a->vip, on_vip_renewed, a, errmsg);
+    case FENCE_VIP_RETRY: a->vip_error[0] = '\0'; return 0;
+    case FENCE_VIP_NONE: break;
+    }
+    return 0;
+}
+
+/* One fence tick (fence_step); false when it did not run. *unfenced: whether anything on the
  * node may still need fencing, for the guard. */
 static bool fence_tick_inner(struct agent *a, bool *unfenced)
 {
     if (!a->conf.has_postgresql || !a->pg_open || a->phase == AGENT_PHASE_STOPPING) {
         return false;
     }
-    rpg_msec now = cons_uv_clock_ms();
-    bool ready = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
-    rpg_msec last_tick = a->fence_clock.last_tick;
-    bool gap;
-    bool lease_ok =
-        fence_lease_check(&a->fence, &a->fence_clock, ready, cons_lease_until(&a->cons), now, &gap);
-    if (gap) {
-        /* The loop (or the machine) stood still, and the clock may not have counted all of it. */
-        if (ready) {
-            log_warning("loop gap: no fence tick for %llu ms (bound %llu ms): the lease counts "
-                        "again once a barrier submitted from now commits",
-                        (unsigned long long)(now - last_tick), (unsigned long long)a->fence.gap_ms);
-            cons_lease_renew_now(&a->cons);
-        } else {
-            log_info("loop gap: no fence tick for %llu ms (bound %llu ms)",
-                     (unsigned long long)(now - last_tick), (unsigned long long)a->fence.gap_ms);
-        }
-    }
-    if (lease_ok != a->lease_ok) {
-        /* Why a leader's lease ran out: a renewal that does not commit (slow followers or
-         * disks) or none submitted (a stalled loop) call for different remedies. */
-        char flight[96] = "";
-        if (!lease_ok && ready) {
-            if (a->cons.lease_pending) {
-                snprintf(flight, sizeof flight, "; the last renewal has been in flight %llu ms",
-                         (unsigned long long)(now - a->cons.lease_submitted));
-            } else {
-                snprintf(flight, sizeof flight, "; no renewal in flight");
-            }
-        }
-        log_info("lease %s (until=%llu now=%llu%s)", lease_ok ? "held" : "lost",
-                 (unsigned long long)cons_lease_until(&a->cons), (unsigned long long)now, flight);
-        a->lease_ok = lease_ok;
-    }
     int pid = pg_postmaster_pid(&a->pg);
     const struct ha_pg *o = &a->pg.obs;
-    struct fence_in in = {
-        .now = now,
-        .lease_ok = lease_ok,
-        .lease_lapsed = fence_lease_lapsed(cons_lease_until(&a->cons), now),
-        .frozen = a->pg_frozen,
+    struct fence_world w = {
+        .now = cons_uv_clock_ms(),
+        .leader_ready = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready,
+        .lease_until = cons_lease_until(&a->cons),
+        .lease_pending = a->cons.lease_pending,
+        .lease_submitted = a->cons.lease_submitted,
         .writable = pg_may_accept_writes(&a->pg),
         .pg_busy = pg_busy(&a->pg),
         .postmaster = pid > 0,
+        .pid = pid,
         .primary_running = o->state == HA_PG_RUNNING && !o->in_recovery,
         .recorded_primary = strcmp(a->cons.state.primary.name, a->conf.name) == 0,
-        .fencing = a->fencing,
-        .target_gone = a->fencing && !proc_alive(a->fence_pid),
-        .escalated = a->fence_escalated,
-        .fence_started = a->fence_started,
+        .target_gone = a->fm.fencing && !proc_alive(a->fence_pid),
+        .op_name = pg_op_name(a->pg.op),
     };
     if (a->vip_open) {
-        in.vip = (struct fence_vip){
-            .open = true,
-            .held = vip_is_held(&a->vip),
-            .busy = vip_busy(&a->vip),
-            .claiming = a->vip_claiming,
-            .releasing = a->vip_releasing,
-            .startup_done = a->vip_startup_done,
-            .refused = a->vip_error[0] != '\0',
-            .failed_at = a->vip_failed_at,
-            .renewed_at = a->vip_renewed_at,
-            .renew_ms = vip_renew_interval_ms(&a->conf.vip),
-        };
+        w.vip_open = true;
+        w.vip_held = vip_is_held(&a->vip);
+        w.vip_busy = vip_busy(&a->vip);
+        w.vip_renew_ms = vip_renew_interval_ms(&a->conf.vip);
     }
-    struct fence_out out;
-    fence_plan(&a->fence, &in, &out);
-
-    switch (out.pg) {
-    case FENCE_PG_FREEZE:
-        a->pg_frozen = true;
-        a->frozen_pid = pid;
-        a->frozen_at = now;
-        a->n_freezes++;
-        log_warning("%s (until=%llu now=%llu): postgresql paused, its sessions kept, "
-                    "until the lease is renewed or ends (pid=%d processes=%d)",
-                    fence_lease_trusted(&a->fence, cons_lease_until(&a->cons),
-                                        a->fence_clock.gap_at)
-                        ? "lease ending"
-                        : "lease not trusted after a loop gap",
-                    (unsigned long long)cons_lease_until(&a->cons), (unsigned long long)now, pid,
-                    pg_signal_server(pid, SIGSTOP));
-        break;
-    case FENCE_PG_THAW:
-        pg_signal_server(a->frozen_pid, SIGCONT);
-        a->pg_frozen = false;
-        log_info("%s: postgresql resumed after %llu ms (pid=%d)",
-                 lease_ok ? "lease renewed" : "postgresql gone",
-                 (unsigned long long)(now - a->frozen_at), a->frozen_pid);
-        break;
-    case FENCE_PG_STOP:
-    case FENCE_PG_KILL:
-        if (out.pg == FENCE_PG_STOP) {
-            log_warning("fencing: postgresql may accept writes without a lease: stopping it "
-                        "(pid=%d)",
-                        pid);
-        } else {
-            log_warning("fencing during %s: killing %s (pid=%d)", pg_op_name(a->pg.op),
-                        pg_is_orphan_child(pid) ? "a process a killed postgresql left behind"
-                                                : "postgresql",
-                        pid);
-        }
-        a->fencing = true;
-        a->fence_started = now;
-        a->fence_pid = pid;
-        a->fence_escalated = out.pg == FENCE_PG_KILL;
-        a->n_fences++;
-        kill(pid, out.pg == FENCE_PG_STOP ? SIGINT : SIGQUIT);
-        /* A stopped process acts on no signal until it is continued; this agent's soft layer,
-         * or an earlier agent's that died, may have stopped it. */
-        pg_signal_server(pid, SIGCONT);
-        a->pg_frozen = false;
-        break;
-    case FENCE_PG_ESCALATE:
-        log_warning("fencing: fast stop not done after %llu ms: immediate stop (pid=%d)",
-                    (unsigned long long)(now - a->fence_started), a->fence_pid);
-        kill(a->fence_pid, SIGQUIT);
-        pg_signal_server(a->fence_pid, SIGCONT);
-        a->fence_escalated = true;
-        break;
-    case FENCE_PG_DONE:
-        log_info("fenced: postgresql stopped %llu ms after the fence began",
-                 (unsigned long long)(now - a->fence_started));
-        a->fencing = false;
-        break;
-    case FENCE_PG_NONE: break;
-    }
-    watchdog_tick(a, out.feed_watchdog, out.unfenced);
-    *unfenced = out.unfenced;
-
-    char errmsg[RPG_ERRMSG_SIZE];
-    switch (out.vip) {
-    case FENCE_VIP_RELEASE:
-    case FENCE_VIP_STARTUP_RELEASE:
-        /* A release cuts a claim short (vip.h). */
-        a->vip_startup_done = true;
-        a->vip_releasing = true;
-        a->vip_claiming = false;
-        if (vip_release(&a->vip, on_vip_done, a, errmsg) != 0) {
-            a->vip_releasing = false;
-            log_error("vip: %s", errmsg);
-        }
-        break;
-    case FENCE_VIP_CLAIM:
-        a->vip_claiming = true;
-        if (vip_claim(&a->vip, on_vip_done, a, errmsg) != 0) {
-            a->vip_claiming = false;
-            log_error("vip: %s", errmsg);
-        }
-        break;
-    case FENCE_VIP_RETRY:
-        a->vip_error[0] = '\0';
-        break;
-    case FENCE_VIP_RENEW:
-        a->vip_renewed_at = now;
-        if (vip_renew(&a->vip, on_vip_renewed, a, errmsg) != 0) {
-            log_error("vip: %s", errmsg);
-        }
-        break;
-    case FENCE_VIP_NONE: break;
-    }
+    const struct fence_exec x = {
+        .data = a,
+        .log = fence_log,
+        .lease_renew_now = fence_renew_now,
+        .pg_signal = fence_pg_signal,
+        .pg_target = fence_pg_target,
+        .watchdog = fence_watchdog,
+        .vip = fence_vip,
+    };
+    fence_step(&a->fence, &a->fm, &w, &x, unfenced);
     return true;
 }
 
@@ -1082,7 +1010,7 @@ static void ha_tick(struct agent *a)
                  "maintenance mode: the cluster is paused (raftpg ctl resume)");
         return;
     }
-    if (a->pg_frozen) {
+    if (a->fm.frozen) {
         /* The soft layer holds: the lease comes back (resume, nothing to decide) or ends (the
          * hard layer stops the server); a decision now would act on a server that cannot. */
         return;
@@ -1106,9 +1034,9 @@ static void ha_tick(struct agent *a)
             peers_poll_now(&a->peers);
         }
     }
-    bool waited = fence_may_lead(&a->fence, ready, a->lease_ok, a->cons.last_heard_leader,
+    bool waited = fence_may_lead(&a->fence, ready, a->fm.lease_ok, a->cons.last_heard_leader,
                                  a->cons.started_at, wd_ms, v.now);
-    bool shown = !waited && ready && a->lease_ok && others_stood_down(a);
+    bool shown = !waited && ready && a->fm.lease_ok && others_stood_down(a);
     v.leader = (waited || shown) && a->watchdog_ok;
     if (shown && a->watchdog_ok && a->lead_early_term != a->cons.term) {
         a->lead_early_term = a->cons.term;
@@ -1544,9 +1472,9 @@ void agent_stop(struct agent *a, int exit_code)
     if (a->fence_timer_open) {
         uv_timer_stop(&a->fence_timer);
     }
-    if (a->pg_frozen) {
+    if (a->fm.frozen) {
         pg_signal_server(a->frozen_pid, SIGCONT);
-        a->pg_frozen = false;
+        a->fm.frozen = false;
     }
     if (a->pg_open && pg_busy(&a->pg)) {
         /* The operation may be starting the server or changing its settings: let it end (cut

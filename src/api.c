@@ -187,12 +187,12 @@ json_t *agent_status_json(const struct agent *a)
         rpg_msec now = cons_uv_clock_ms();
         json_object_set_new(
             o, "fencing",
-            json_pack("{s:b, s:I, s:I, s:I, s:I, s:b, s:I, s:b, s:I, s:I}", "lease_held", a->lease_ok,
+            json_pack("{s:b, s:I, s:I, s:I, s:I, s:b, s:I, s:b, s:I, s:I}", "lease_held", a->fm.lease_ok,
                       "lease_left_ms", (json_int_t)(until > now ? until - now : 0), "lease_ms",
                       (json_int_t)a->fence.lease_ms, "renew_ms", (json_int_t)a->fence.renew_ms,
-                      "margin_ms", (json_int_t)a->fence.margin_ms, "fencing", a->fencing,
-                      "fences", (json_int_t)a->n_fences, "paused", a->pg_frozen, "pauses",
-                      (json_int_t)a->n_freezes, "loop_gaps", (json_int_t)a->fence_clock.n_gaps));
+                      "margin_ms", (json_int_t)a->fence.margin_ms, "fencing", a->fm.fencing,
+                      "fences", (json_int_t)a->fm.n_fences, "paused", a->fm.frozen, "pauses",
+                      (json_int_t)a->fm.n_freezes, "loop_gaps", (json_int_t)a->fm.clock.n_gaps));
         if (a->conf.has_vip) {
             json_object_set_new(o, "vip",
                                 json_pack("{s:s, s:s, s:b, s:s}", "address",
@@ -1681,7 +1681,7 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
                labels, seen);
         rpg_msec until = a->cons_open ? cons_lease_until(&a->cons) : 0;
         metric(f, "raftpg_lease_remaining_seconds", "gauge", "Seconds left on this member's primary lease (0 without one).",
-               labels, a->lease_ok && until > now ? (double)(until - now) / 1000.0 : 0);
+               labels, a->fm.lease_ok && until > now ? (double)(until - now) / 1000.0 : 0);
     }
     metric(f, "raftpg_sync_k", "gauge", "Recorded synchronous quorum k (ANY k of the voters).", labels,
            a->cons_open ? sst->sync.k : 0);
@@ -1731,14 +1731,14 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
     metric(f, "raftpg_raft_applied_index", "counter", "Raft index applied to the replicated state.",
            labels, (double)cons_applied_index(&a->cons));
     metric(f, "raftpg_lease_held", "gauge", "Value is 1 while this member holds the primary lease.",
-           labels, a->lease_ok);
+           labels, a->fm.lease_ok);
     metric(f, "raftpg_fences_total", "counter", "Fences of this member's PostgreSQL.", labels,
-           a->n_fences);
+           a->fm.n_fences);
     metric(f, "raftpg_fence_pauses_total", "counter", "Soft-layer pauses (SIGSTOP) of this member's PostgreSQL.",
-           labels, a->n_freezes);
+           labels, a->fm.n_freezes);
     metric(f, "raftpg_loop_gaps_total", "counter",
            "Gaps between fence ticks longer than the bound (the lease then waits for a fresh barrier).",
-           labels, a->fence_clock.n_gaps);
+           labels, a->fm.clock.n_gaps);
     struct transport_stats ts;
     transport_get_stats(&ts);
     metric(f, "raftpg_raft_transport_accepted_total", "counter", "Incoming Raft connections.",

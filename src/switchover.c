@@ -243,7 +243,7 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
         snprintf(why, sizeof why, st->paused ? "the cluster is in maintenance mode (ctl resume)"
                                              : "the cluster state is not known yet");
         status = 503;
-    } else if (a->cons.role != CONS_ROLE_LEADER || !a->cons.leader_ready || !a->lease_ok) {
+    } else if (a->cons.role != CONS_ROLE_LEADER || !a->cons.leader_ready || !a->fm.lease_ok) {
         snprintf(why, sizeof why, "this member is not the ready leader");
         status = 503;
     } else if (strcmp(st->primary.name, a->conf.name) != 0 || o->state != HA_PG_RUNNING ||

@@ -13,6 +13,7 @@
 #include "raftpg/cons_uv.h"
 #include "raftpg/core.h"
 #include "raftpg/fence.h"
+#include "raftpg/fence_step.h"
 #include "raftpg/guard.h"
 #include "raftpg/ha.h"
 #include "raftpg/history.h"
@@ -76,21 +77,13 @@ struct agent {
     struct fence_timing fence;
     uv_timer_t fence_timer;
     bool fence_timer_open;
-    bool lease_ok;             /* may act as primary now */
     uint64_t lead_wait_term;  /* the term whose wait to act as leader was logged */
     uint64_t ready_term;      /* the term in which this member became the ready leader ... */
     rpg_msec ready_since;     /* ... when (agent clock): reports asked for later count */
     uint64_t lead_early_term; /* the term in which the wait ended early (fence_others_stood_down) */
-    bool pg_frozen;            /* the fence's soft layer stopped the server (SIGSTOP) */
-    int frozen_pid;            /* ... that postmaster */
-    rpg_msec frozen_at;
-    bool fencing;              /* a fence is under way: the postmaster was told to stop */
-    rpg_msec fence_started;
-    int fence_pid;
-    bool fence_escalated;
-    unsigned n_fences;         /* for the API and metrics */
-    unsigned n_freezes;        /* soft-layer pauses, for the API */
-    struct fence_clock fence_clock; /* loop gaps seen by the fence tick (fence.h) */
+    struct fence_memory fm;    /* the fence's own state: lease, soft layer, fence, VIP (fence_step.h) */
+    int frozen_pid;            /* the postmaster the soft layer stopped */
+    int fence_pid;             /* the postmaster the fence signalled */
     struct vip vip;
     bool vip_open;
     struct guard guard;        /* fences the node if this process dies unfenced (guard.h) */
@@ -98,11 +91,6 @@ struct agent {
     bool guard_restarting;     /* a guard that died is being closed, to start another */
     bool guard_lost;           /* its replacement could not be started: tried again */
     rpg_msec guard_restarted_at;
-    bool vip_startup_done;     /* the stale-VIP removal at start-up ran */
-    bool vip_claiming;         /* a claim is under way */
-    bool vip_releasing;        /* a release is under way */
-    rpg_msec vip_failed_at;    /* when the last VIP operation failed */
-    rpg_msec vip_renewed_at;   /* when the address last got a fresh lifetime (claim or renewal) */
     char vip_error[RPG_ERRMSG_SIZE];
     struct watchdog watchdog;
     bool watchdog_ok;          /* armed when it must be, or not required */

@@ -17,6 +17,7 @@
 #include "raftpg/cons.h"
 #include "raftpg/core.h"
 #include "raftpg/fence.h"
+#include "raftpg/fence_step.h"
 #include "raftpg/fsm.h"
 #include "raftpg/ha.h"
 #include "raftpg/peers.h"
@@ -227,26 +228,14 @@ struct sim_agent {
     uint64_t tick_gen;
     uint64_t poll_gen;
     bool poll_again;     /* a poll was asked for during a round: the next starts at its end */
-    /* The fence and the VIP, as src/agent.c keeps them. They are not part of struct core: the
-     * simulation mirrors them here (README.md). The lease is raft/cons.c's (node->cons). */
-    bool lease_ok;
-    bool fencing;
-    bool fence_escalated;
-    rpg_msec fence_started;
+    /* The fence's memory (src/fence_step.c, as the agent keeps it) and what the simulated
+     * executor keeps beside it, as agent.c keeps pids. The lease is raft/cons.c's (node->cons). */
+    struct fence_memory fm;
     uint64_t fence_inc;  /* the process the fence signalled */
-    bool pg_frozen;      /* agent.c pg_frozen: the soft layer holds the server stopped */
-    struct fence_clock fence_clock; /* agent.c: loop gaps the fence tick saw */
-    uint64_t frozen_inc; /* ... that process */
-    unsigned n_fences;
-    bool vip_startup_done;
+    uint64_t frozen_inc; /* the process the soft layer stopped */
     bool vip_busy;
-    bool vip_refused;    /* the last claim found the address in use */
-    bool vip_claiming;
-    bool vip_releasing;
     unsigned vip_seq;    /* of the last claim or release started */
     unsigned vip_cancelled; /* a claim cut short by a release: its end changes nothing */
-    rpg_msec vip_failed_at;
-    rpg_msec vip_renewed_at; /* local time of the last claim or renewal (agent.c) */
     bool wd_mine;        /* this agent process armed the device (only it can disarm it) */
     bool promote_pending; /* pg.c: promotion asked for, not yet observed done */
     /* What the trace last said of Raft (--verbose). */

@@ -1181,7 +1181,7 @@ static void tick(struct sim_world *w, unsigned i)
     /* agent.c ha_tick: the lease is judged afresh before any decision; the soft layer holds
      * decisions back. */
     sim_fence_tick(w, i);
-    if (a->pg_frozen) {
+    if (a->fm.frozen) {
         return;
     }
     struct core_view v;

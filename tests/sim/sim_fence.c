@@ -55,7 +55,7 @@ bool sim_fence_may_lead(struct sim_world *w, unsigned i)
     const struct cons *c = &w->nodes[i].cons;
     struct fence_timing t = timing();
     bool ready = c->attached && c->role == CONS_ROLE_LEADER && c->leader_ready;
-    return fence_may_lead(&t, ready, a->lease_ok, c->last_heard_leader, c->started_at,
+    return fence_may_lead(&t, ready, a->fm.lease_ok, c->last_heard_leader, c->started_at,
                           w->opt->watchdog ? watchdog_ms(&t) : 0, sim_local_now(w, i));
 }
 
@@ -174,6 +174,97 @@ static void guard_event(struct sim_world *w, unsigned i, uint64_t step)
     }
 }
 
+/* The executor of fence_step (src/fence_step.c) against the simulated world. */
+struct fence_x {
+    struct sim_world *w;
+    unsigned i;
+};
+
+static void x_log(void *data, enum log_level level, const char *msg)
+{
+    struct fence_x *x = data;
+    (void)level;
+    sim_trace(x->w, (int)x->i, "%s", msg);
+}
+
+static void x_renew_now(void *data)
+{
+    struct fence_x *x = data;
+    sim_lease_renew_now(x->w, x->i);
+}
+
+static int x_pg_signal(void *data, enum fence_pg_act act)
+{
+    struct fence_x *x = data;
+    struct sim_world *w = x->w;
+    struct sim_node *n = &w->nodes[x->i];
+    struct sim_agent *a = &n->agent;
+    switch (act) {
+    case FENCE_PG_FREEZE:
+        a->frozen_inc = n->pg.inc;
+        n->pg.sigstopped = true;
+        return 1;
+    case FENCE_PG_THAW:
+        if (n->pg.inc == a->frozen_inc) {
+            n->pg.sigstopped = false;
+        }
+        return 1;
+    case FENCE_PG_STOP:
+        n->pg.sigstopped = false; /* SIGCONT with the signal */
+        sim_pg_begin_shutdown(w, x->i, sim_rng_range(&w->rng, 10, 120));
+        a->fence_inc = n->pg.inc;
+        return 1;
+    case FENCE_PG_KILL:
+        n->pg.sigstopped = false;
+        sim_pg_crash(w, x->i);
+        a->fence_inc = n->pg.inc;
+        return 1;
+    case FENCE_PG_ESCALATE:
+        sim_pg_crash(w, x->i);
+        return 1;
+    case FENCE_PG_DONE:
+    case FENCE_PG_NONE: break;
+    }
+    return 0;
+}
+
+static const char *x_pg_target(void *data)
+{
+    (void)data;
+    return "postgresql";
+}
+
+static void x_watchdog(void *data, bool feed, bool unfenced)
+{
+    struct fence_x *x = data;
+    watchdog_tick(x->w, x->i, feed, unfenced);
+}
+
+static int x_vip(void *data, enum fence_vip_act act, bool cut_claim, char *errmsg)
+{
+    struct fence_x *x = data;
+    struct sim_world *w = x->w;
+    struct sim_agent *a = &w->nodes[x->i].agent;
+    (void)errmsg;
+    switch (act) {
+    case FENCE_VIP_RELEASE:
+    case FENCE_VIP_STARTUP_RELEASE:
+        if (cut_claim) {
+            a->vip_cancelled = a->vip_seq; /* its end changes nothing */
+        }
+        vip_op(w, x->i, false);
+        return 0;
+    case FENCE_VIP_CLAIM: vip_op(w, x->i, true); return 0;
+    case FENCE_VIP_RENEW:
+        /* vip_renew: a lookup, then ip addr change; quick enough to count as instant. */
+        vip_set_lifetime(w, x->i);
+        return 0;
+    case FENCE_VIP_RETRY:
+    case FENCE_VIP_NONE: break;
+    }
+    return 0;
+}
+
 /* agent.c fence_tick_inner: false when it did not run; *unfenced for the guard. */
 static bool fence_tick_inner(struct sim_world *w, unsigned i, bool *unfenced)
 {
@@ -183,131 +274,38 @@ static bool fence_tick_inner(struct sim_world *w, unsigned i, bool *unfenced)
         return false;
     }
     struct fence_timing t = timing();
-    rpg_msec now = sim_local_now(w, i);
     const struct cons *c = &n->cons;
-    bool ready = c->attached && c->role == CONS_ROLE_LEADER && c->leader_ready;
-    /* Without the lease (--no-lease) the core alone decides: nothing fences, the VIP follows
-     * leadership. */
-    rpg_msec last_tick = a->fence_clock.last_tick;
-    bool gap = false;
-    bool lease_ok = w->opt->no_lease
-                        ? ready
-                        : fence_lease_check(&t, &a->fence_clock, ready, cons_lease_until(c), now,
-                                            &gap);
-    if (gap) {
-        sim_trace(w, (int)i, "loop gap: no fence tick for %" PRIu64 " ms", now - last_tick);
-        if (ready) {
-            sim_lease_renew_now(w, i);
-        }
-    }
-    if (lease_ok != a->lease_ok) {
-        sim_trace(w, (int)i, "lease %s", lease_ok ? "held" : "lost");
-        a->lease_ok = lease_ok;
-    }
     const struct ha_pg *o = &a->obs;
-    struct fence_in in = {
-        .now = now,
-        .lease_ok = lease_ok,
-        .lease_lapsed = w->opt->no_lease ? !ready : fence_lease_lapsed(cons_lease_until(c), now),
-        .frozen = a->pg_frozen,
+    struct fence_world fw = {
+        .now = sim_local_now(w, i),
+        .leader_ready = c->attached && c->role == CONS_ROLE_LEADER && c->leader_ready,
+        .lease_until = cons_lease_until(c),
+        .lease_pending = c->lease_pending,
+        .lease_submitted = c->lease_submitted,
+        .lease_disabled = w->opt->no_lease,
         .writable = may_accept_writes(n),
         .pg_busy = a->op_id != 0,
         .postmaster = n->pg.proc != SIM_PROC_DOWN,
         .primary_running = o->state == HA_PG_RUNNING && !o->in_recovery,
         .recorded_primary = strcmp(n->cons.state.primary.name, n->name) == 0,
-        .fencing = a->fencing,
-        .target_gone = a->fencing && (n->pg.proc == SIM_PROC_DOWN || n->pg.inc != a->fence_inc),
-        .escalated = a->fence_escalated,
-        .fence_started = a->fence_started,
-        .vip =
-            {
-                .open = true,
-                .held = n->vip_held,
-                .busy = a->vip_busy,
-                .claiming = a->vip_claiming,
-                .releasing = a->vip_releasing,
-                .startup_done = a->vip_startup_done,
-                .refused = a->vip_refused,
-                .failed_at = a->vip_failed_at,
-                .renewed_at = a->vip_renewed_at,
-                .renew_ms = VIP_LIFETIME_MS / 4,
-            },
+        .target_gone = n->pg.proc == SIM_PROC_DOWN || n->pg.inc != a->fence_inc,
+        .op_name = "an operation",
+        .vip_open = true,
+        .vip_held = n->vip_held,
+        .vip_busy = a->vip_busy,
+        .vip_renew_ms = VIP_LIFETIME_MS / 4,
     };
-    struct fence_out out;
-    fence_plan(&t, &in, &out);
-    if (w->opt->no_lease && (out.pg == FENCE_PG_STOP || out.pg == FENCE_PG_KILL ||
-                              out.pg == FENCE_PG_FREEZE)) {
-        out.pg = FENCE_PG_NONE;
-    }
-    switch (out.pg) {
-    case FENCE_PG_FREEZE:
-        sim_trace(w, (int)i, "lease ending: postgresql paused");
-        a->pg_frozen = true;
-        a->frozen_inc = n->pg.inc;
-        n->pg.sigstopped = true;
-        break;
-    case FENCE_PG_THAW:
-        sim_trace(w, (int)i, "postgresql resumed");
-        a->pg_frozen = false;
-        if (n->pg.inc == a->frozen_inc) {
-            n->pg.sigstopped = false;
-        }
-        break;
-    case FENCE_PG_STOP:
-    case FENCE_PG_KILL:
-        a->fencing = true;
-        a->fence_started = now;
-        a->n_fences++;
-        a->fence_escalated = out.pg == FENCE_PG_KILL;
-        a->pg_frozen = false;
-        n->pg.sigstopped = false; /* agent.c: SIGCONT with the signal */
-        if (out.pg == FENCE_PG_STOP) {
-            sim_trace(w, (int)i, "fencing: postgresql may accept writes without a lease");
-            sim_pg_begin_shutdown(w, i, sim_rng_range(&w->rng, 10, 120));
-        } else {
-            sim_trace(w, (int)i, "fencing during an operation: killing postgresql");
-            sim_pg_crash(w, i);
-        }
-        a->fence_inc = n->pg.inc;
-        break;
-    case FENCE_PG_ESCALATE:
-        sim_trace(w, (int)i, "fencing: fast stop not done: immediate stop");
-        sim_pg_crash(w, i);
-        a->fence_escalated = true;
-        break;
-    case FENCE_PG_DONE:
-        sim_trace(w, (int)i, "fenced: postgresql stopped %" PRIu64 " ms after the fence began",
-                  now - a->fence_started);
-        a->fencing = false;
-        break;
-    case FENCE_PG_NONE: break;
-    }
-    watchdog_tick(w, i, out.feed_watchdog, out.unfenced);
-    *unfenced = out.unfenced;
-    switch (out.vip) {
-    case FENCE_VIP_RELEASE:
-    case FENCE_VIP_STARTUP_RELEASE:
-        /* A release cuts a claim short (vip.h): the claim's end then changes nothing. */
-        if (a->vip_claiming) {
-            a->vip_cancelled = a->vip_seq;
-            a->vip_claiming = false;
-        }
-        a->vip_startup_done = true;
-        a->vip_releasing = true;
-        vip_op(w, i, false);
-        break;
-    case FENCE_VIP_CLAIM:
-        a->vip_claiming = true;
-        vip_op(w, i, true);
-        break;
-    case FENCE_VIP_RETRY: a->vip_refused = false; break;
-    case FENCE_VIP_RENEW:
-        /* vip_renew: a lookup, then ip addr change; quick enough to count as instant. */
-        a->vip_renewed_at = now;
-        vip_set_lifetime(w, i);
-        break;
-    case FENCE_VIP_NONE: break;
-    }
+    struct fence_x xd = {w, i};
+    const struct fence_exec x = {
+        .data = &xd,
+        .log = x_log,
+        .lease_renew_now = x_renew_now,
+        .pg_signal = x_pg_signal,
+        .pg_target = x_pg_target,
+        .watchdog = x_watchdog,
+        .vip = x_vip,
+    };
+    fence_step(&t, &a->fm, &fw, &x, unfenced);
     return true;
 }
 
@@ -320,7 +318,8 @@ void sim_fence_tick(struct sim_world *w, unsigned i)
     }
 }
 
-static void vip_done(struct sim_world *w, unsigned i, bool claim)
+/* The end of an ip or arping operation in the world: whether it left the address held. */
+static enum fence_vip_result vip_done(struct sim_world *w, unsigned i, bool claim)
 {
     struct sim_node *n = &w->nodes[i];
     if (!claim) {
@@ -328,22 +327,20 @@ static void vip_done(struct sim_world *w, unsigned i, bool claim)
             sim_trace(w, (int)i, "vip released");
         }
         n->vip_held = false;
-        return;
+        return FENCE_VIP_DONE_OK;
     }
     /* arping -D: another host that answers for the address makes the claim fail. Its kernel
      * answers even while its processes are stopped. */
     for (unsigned j = 0; j < w->n; j++) {
         if (j != i && w->nodes[j].exists && w->nodes[j].up && w->nodes[j].vip_held) {
-            n->agent.vip_refused = true;
-            n->agent.vip_failed_at = sim_local_now(w, i);
             sim_trace(w, (int)i, "vip claim refused: %s answers for it", w->nodes[j].name);
-            return;
+            return FENCE_VIP_DONE_FAILED;
         }
     }
     n->vip_held = true;
-    n->agent.vip_renewed_at = sim_local_now(w, i);
     vip_set_lifetime(w, i);
     sim_trace(w, (int)i, "vip held");
+    return FENCE_VIP_DONE_OK;
 }
 
 void sim_fence_event(struct sim_world *w, const struct sim_event *e)
@@ -384,13 +381,13 @@ void sim_fence_event(struct sim_world *w, const struct sim_event *e)
          * A claim's add does not: it follows a probe of about a second, and a dead agent starts
          * no next step (an add already running lasts milliseconds, and the guard's deletion
          * comes after its fence of PostgreSQL, later still). */
+        enum fence_vip_result r = FENCE_VIP_DONE_OK;
         if (n->up && (mine || !claim)) {
-            vip_done(w, i, claim);
+            r = vip_done(w, i, claim);
         }
         if (mine) {
             a->vip_busy = false;
-            a->vip_claiming = false;
-            a->vip_releasing = false;
+            fence_vip_done(&a->fm, r, false, n->vip_held, sim_local_now(w, i));
             sim_fence_tick(w, i);
         }
         return;

@@ -14,6 +14,7 @@
 #include "raftpg/reload.h"
 #include "raftpg/api.h"
 #include "raftpg/fence_step.h"
+#include "raftpg/lead.h"
 #include "raftpg/log.h"
 #include "raftpg/proof.h"
 #include "raftpg/storage.h"
@@ -178,67 +179,11 @@ static void on_peers_round(struct peers *p, void *data)
     }
 }
 
-/* What a member said of itself, for fence_others_stood_down: fresh when asked for after this
- * member became the ready leader and, with id non-zero, from that Raft id. */
-static void member_report(const struct agent *a, const char *name, uint64_t id,
-                          struct fence_member_report *m)
-{
-    const struct peer_status *p = name != NULL ? peers_get(&a->peers, name) : NULL;
-    memset(m, 0, sizeof *m);
-    if (p == NULL || !p->reachable || (id != 0 && p->id != id) ||
-        p->last_polled < a->ready_since) {
-        return;
-    }
-    m->fresh = true;
-    m->term = p->term;
-    m->leads = strcmp(p->raft_role, "leader") == 0;
-    m->server_quiet = !p->has_pg || strcmp(p->pg_state, "stopped") == 0 ||
-                      strcmp(p->pg_state, "absent") == 0 ||
-                      (strcmp(p->pg_state, "running") == 0 && p->pg_in_recovery);
-}
-
-/* fence_others_stood_down over every other member of the Raft configuration and the recorded
- * primary when it is another node outside it (a leader that removed itself keeps its server
- * until it fences), from the reports asked for since this member became the ready leader. A
- * member whose report names another Raft id, or none, counts as silent. */
-static bool others_stood_down(struct agent *a)
-{
-    uint64_t ids[FSM_MEMBERS_MAX];
-    struct fence_member_report r[FSM_MEMBERS_MAX + 1];
-    unsigned n = cons_config_ids(&a->cons, ids, FSM_MEMBERS_MAX);
-    unsigned k = 0;
-    const char *primary = a->cons.state.primary.name;
-    bool primary_seen = primary[0] == '\0' || strcmp(primary, a->conf.name) == 0;
-    for (unsigned i = 0; i < n && i < FSM_MEMBERS_MAX; i++) {
-        if (ids[i] == a->cons.id) {
-            continue;
-        }
-        const char *name = cons_member_name(&a->cons, ids[i]);
-        primary_seen = primary_seen || (name != NULL && strcmp(name, primary) == 0);
-        member_report(a, name, ids[i], &r[k++]);
-    }
-    if (!primary_seen) {
-        member_report(a, primary, 0, &r[k++]);
-    }
-    return fence_others_stood_down(r, k, a->cons.term);
-}
-
-/* A voter to hand leadership to when this one cannot: reachable, its storage persists and its
- * state agrees. 0 lets libraft pick the most up-to-date voter. */
+/* lead_pick_voter over the peers' last reports. */
 static uint64_t pick_voter(struct cons *c, void *data)
 {
     struct agent *a = data;
-    uint64_t ids[FSM_MEMBERS_MAX];
-    unsigned n = cons_config_ids(c, ids, FSM_MEMBERS_MAX);
-    for (unsigned i = 0; i < n && i < FSM_MEMBERS_MAX; i++) {
-        const char *name = cons_member_name(c, ids[i]);
-        const struct peer_status *p = name != NULL ? peers_get(&a->peers, name) : NULL;
-        if (ids[i] != c->id && cons_voting(c, ids[i]) == RAFT_VOTER && p != NULL &&
-            p->reachable && p->id == ids[i] && !p->storage_failed && !p->diverged) {
-            return ids[i];
-        }
-    }
-    return 0;
+    return lead_pick_voter(c, a->peers.results, a->peers.n_results);
 }
 
 static int start_raft(struct agent *a, uint64_t id, bool bootstrap, char *errmsg)
@@ -1021,38 +966,26 @@ static void ha_tick(struct agent *a)
     v.now = cons_uv_clock_ms();
     v.state = &a->cons.state;
     /* Acting as primary needs the lease, and a new leader also waits until the previous one
-     * has surely fenced (DESIGN.md rule 3). */
-    bool ready = a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
+     * has surely fenced (DESIGN.md rule 3): lead_gate. */
     /* Every member runs the same watchdog mode: with one, the old primary's node may still be
      * counting down to its reset. */
     rpg_msec wd_ms =
         watchdog_promote_wait_ms(&a->conf.watchdog, a->fence.lease_ms + a->fence.margin_ms);
-    if (ready && a->ready_term != a->cons.term) {
-        a->ready_term = a->cons.term;
-        a->ready_since = v.now;
-        if (a->peers_open) {
-            peers_poll_now(&a->peers);
-        }
-    }
-    bool waited = fence_may_lead(&a->fence, ready, a->fm.lease_ok, a->cons.last_heard_leader,
-                                 a->cons.started_at, wd_ms, v.now);
-    bool shown = !waited && ready && a->fm.lease_ok && others_stood_down(a);
-    v.leader = (waited || shown) && a->watchdog_ok;
-    if (shown && a->watchdog_ok && a->lead_early_term != a->cons.term) {
-        a->lead_early_term = a->cons.term;
-        log_info("leader in term %llu: acting now: every other member answered that it is in this "
-                 "term or later, does not lead and its server accepts no writes",
-                 (unsigned long long)a->cons.term);
-    }
-    if (ready && !v.leader && a->lead_wait_term != a->cons.term) {
-        rpg_msec from = fence_promote_not_before(&a->fence, a->cons.last_heard_leader,
-                                                 a->cons.started_at, wd_ms);
-        a->lead_wait_term = a->cons.term;
-        log_info("leader in term %llu: acting as leader in %llu ms, once the previous leader's "
-                 "lease and fence have surely ended%s",
-                 (unsigned long long)a->cons.term,
-                 (unsigned long long)(from > v.now ? from - v.now : 0),
-                 a->watchdog_ok ? "" : " and the watchdog works");
+    struct lead_in lin = {
+        .cons = &a->cons,
+        .self = a->conf.name,
+        .peers = a->peers_open ? a->peers.results : NULL,
+        .n_peers = a->peers_open ? a->peers.n_results : 0,
+        .lease_ok = a->fm.lease_ok,
+        .watchdog_ok = a->watchdog_ok,
+        .watchdog_ms = wd_ms,
+        .now = v.now,
+    };
+    bool poll_now = false;
+    v.leader = lead_gate(&a->fence, &a->lead, &lin, &poll_now, fence_log, a);
+    if (poll_now && a->peers_open) {
+        /* The early end counts only reports asked for from now. */
+        peers_poll_now(&a->peers);
     }
     v.state_current = cons_state_current(&a->cons);
     v.term = a->cons.term;

@@ -14,6 +14,7 @@
 #include "raftpg/core.h"
 #include "raftpg/fence.h"
 #include "raftpg/fence_step.h"
+#include "raftpg/lead.h"
 #include "raftpg/guard.h"
 #include "raftpg/ha.h"
 #include "raftpg/history.h"
@@ -77,10 +78,7 @@ struct agent {
     struct fence_timing fence;
     uv_timer_t fence_timer;
     bool fence_timer_open;
-    uint64_t lead_wait_term;  /* the term whose wait to act as leader was logged */
-    uint64_t ready_term;      /* the term in which this member became the ready leader ... */
-    rpg_msec ready_since;     /* ... when (agent clock): reports asked for later count */
-    uint64_t lead_early_term; /* the term in which the wait ended early (fence_others_stood_down) */
+    struct lead_memory lead;  /* the gate to acting as leader (lead.h) */
     struct fence_memory fm;    /* the fence's own state: lease, soft layer, fence, VIP (fence_step.h) */
     int frozen_pid;            /* the postmaster the soft layer stopped */
     int fence_pid;             /* the postmaster the fence signalled */

@@ -20,6 +20,7 @@
 #include "raftpg/fence_step.h"
 #include "raftpg/fsm.h"
 #include "raftpg/ha.h"
+#include "raftpg/lead.h"
 #include "raftpg/peers.h"
 #include "raftpg/quorum.h"
 #include "raftpg/sync.h"
@@ -231,6 +232,7 @@ struct sim_agent {
     /* The fence's memory (src/fence_step.c, as the agent keeps it) and what the simulated
      * executor keeps beside it, as agent.c keeps pids. The lease is raft/cons.c's (node->cons). */
     struct fence_memory fm;
+    struct lead_memory lead; /* agent.c's gate to acting as leader (src/lead.c) */
     uint64_t fence_inc;  /* the process the fence signalled */
     uint64_t frozen_inc; /* the process the soft layer stopped */
     bool vip_busy;
@@ -606,7 +608,7 @@ void sim_pg_became_primary(struct sim_world *w, unsigned i);
 void sim_fence_start(struct sim_world *w, unsigned i);
 void sim_fence_tick(struct sim_world *w, unsigned i);
 void sim_fence_event(struct sim_world *w, const struct sim_event *e);
-bool sim_fence_may_lead(struct sim_world *w, unsigned i);
+bool sim_lead_gate(struct sim_world *w, unsigned i, bool *poll_now);
 
 /* sim_faults.c */
 void sim_schedule_generate(const struct sim_options *opt, uint64_t seed, struct sim_schedule *s);

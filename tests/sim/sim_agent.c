@@ -333,27 +333,11 @@ static void on_raft_change(struct cons *c, void *data)
     sim_agent_schedule(w, i, 0);
 }
 
-/* agent.c pick_voter: a voter to hand leadership to when this leader cannot persist: reachable,
- * its storage persists and its state agrees, as the peers' last reports say. */
+/* agent.c pick_voter: lead_pick_voter over the peers' last reports. */
 static uint64_t pick_voter(struct cons *c, void *data)
 {
     struct sim_agent *a = data;
-    uint64_t ids[FSM_MEMBERS_MAX];
-    unsigned n = cons_config_ids(c, ids, FSM_MEMBERS_MAX);
-    for (unsigned k = 0; k < n && k < FSM_MEMBERS_MAX; k++) {
-        const char *name = cons_member_name(c, ids[k]);
-        const struct peer_status *p = NULL;
-        for (unsigned o = 0; name != NULL && o < a->n_peers; o++) {
-            if (strcmp(a->peers[o].name, name) == 0) {
-                p = &a->peers[o];
-            }
-        }
-        if (ids[k] != c->id && cons_voting(c, ids[k]) == RAFT_VOTER && p != NULL &&
-            p->reachable && !p->storage_failed && !p->diverged) {
-            return ids[k];
-        }
-    }
-    return 0;
+    return lead_pick_voter(c, a->peers, a->n_peers);
 }
 
 /* What the agent's conf gives cons_start (cons_uv.c params_of), with the fixture's ids and
@@ -1188,8 +1172,12 @@ static void tick(struct sim_world *w, unsigned i)
     memset(&v, 0, sizeof v);
     v.now = sim_local_now(w, i);
     v.state = &n->cons.state;
-    v.leader = sim_agent_leader(w, i) && !n->raft_killed &&
-               (w->opt->no_lease || sim_fence_may_lead(w, i));
+    bool poll = false;
+    bool gate = sim_lead_gate(w, i, &poll);
+    if (poll) {
+        poll_now(w, i);
+    }
+    v.leader = sim_agent_leader(w, i) && !n->raft_killed && (w->opt->no_lease || gate);
     v.state_current = state_current(w, i);
     v.term = n->cons.term;
     v.pg_ready = a->obs_valid && a->op_id == 0 && a->obs_epoch == a->epoch;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "raftpg/fence.h"
+#include "raftpg/lead.h"
 #include "raftpg/watchdog.h"
 #include "sim.h"
 
@@ -47,16 +48,33 @@ static rpg_msec watchdog_ms(const struct fence_timing *t)
     return watchdog_promote_wait_ms(&sim_watchdog, t->lease_ms + t->margin_ms);
 }
 
-/* agent.c ha_tick: acting as leader needs the lease, and a new leader waits until the previous
- * one has surely fenced. */
-bool sim_fence_may_lead(struct sim_world *w, unsigned i)
+/* The executors' data: the world and the node. */
+struct fence_x {
+    struct sim_world *w;
+    unsigned i;
+};
+
+static void x_log(void *data, enum log_level level, const char *msg);
+
+/* agent.c ha_tick: the same gate (lead_gate): acting as leader needs the lease, and a new leader
+ * waits until the previous one has surely fenced or every other member answered that it stood
+ * down. */
+bool sim_lead_gate(struct sim_world *w, unsigned i, bool *poll_now)
 {
     struct sim_agent *a = &w->nodes[i].agent;
-    const struct cons *c = &w->nodes[i].cons;
     struct fence_timing t = timing();
-    bool ready = c->attached && c->role == CONS_ROLE_LEADER && c->leader_ready;
-    return fence_may_lead(&t, ready, a->fm.lease_ok, c->last_heard_leader, c->started_at,
-                          w->opt->watchdog ? watchdog_ms(&t) : 0, sim_local_now(w, i));
+    struct lead_in in = {
+        .cons = &w->nodes[i].cons,
+        .self = w->nodes[i].name,
+        .peers = a->peers,
+        .n_peers = a->n_peers,
+        .lease_ok = a->fm.lease_ok,
+        .watchdog_ok = true,
+        .watchdog_ms = w->opt->watchdog ? watchdog_ms(&t) : 0,
+        .now = sim_local_now(w, i),
+    };
+    struct fence_x d = {w, i};
+    return lead_gate(&t, &a->lead, &in, poll_now, x_log, &d);
 }
 
 /* pg.c pg_may_accept_writes, on what the simulated node shows. */
@@ -173,12 +191,6 @@ static void guard_event(struct sim_world *w, unsigned i, uint64_t step)
         sim_pg_crash(w, i);
     }
 }
-
-/* The executor of fence_step (src/fence_step.c) against the simulated world. */
-struct fence_x {
-    struct sim_world *w;
-    unsigned i;
-};
 
 static void x_log(void *data, enum log_level level, const char *msg)
 {

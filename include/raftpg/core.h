@@ -10,9 +10,9 @@
 #include <stdint.h>
 
 #include "raftpg/err.h"
-#include "raftpg/fsm.h"
+#include "raftpg/fsm_state.h"
 #include "raftpg/ha.h"
-#include "raftpg/peers.h"
+#include "raftpg/peer_status.h"
 #include "raftpg/quorum.h"
 
 /* A peer's report older than this is not trusted. */

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "raftpg/fsm.h"
+#include "raftpg/fsm_state.h"
 
 /* What the leader knows of one member when it judges a failover. */
 struct failover_member {

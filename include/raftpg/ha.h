@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "raftpg/err.h"
-#include "raftpg/fsm.h"
+#include "raftpg/fsm_state.h"
 
 #define HA_SLOTS_MAX FSM_MEMBERS_MAX
 #define HA_WHY_MAX 256

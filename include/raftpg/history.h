@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "raftpg/err.h"
-#include "raftpg/fsm.h"
+#include "raftpg/fsm_state.h"
 
 struct history {
     uint32_t timeline; /* the timeline this member was last seen running on as primary ... */

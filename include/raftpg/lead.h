@@ -10,7 +10,7 @@
 #include "raftpg/cons.h"
 #include "raftpg/fence.h"
 #include "raftpg/log.h"
-#include "raftpg/peers.h"
+#include "raftpg/peer_status.h"
 
 /* What the gate remembers between ticks. */
 struct lead_memory {

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "raftpg/err.h"
-#include "raftpg/fsm.h"
+#include "raftpg/fsm_state.h"
 #include "raftpg/sync.h"
 
 /* A standby this far behind the primary, or less, counts as caught up. */

@@ -15,7 +15,7 @@
 #include <uv.h>
 
 #include "raftpg/err.h"
-#include "raftpg/fsm.h"
+#include "raftpg/fsm_state.h"
 
 /* Bounds of each step (README "Switchover"). */
 #define SWITCHOVER_STOP_MS 10000     /* the fast shutdown, then immediate */

@@ -50,7 +50,7 @@
 #include <stdint.h>
 
 #include "raftpg/err.h"
-#include "raftpg/fsm.h"
+#include "raftpg/fsm_state.h"
 
 #define SYNC_WHY_MAX 256
 

@@ -63,12 +63,7 @@ static void update_peer_targets(struct agent *a)
         }
     }
     /* Only replace when something changed, so the last results are kept. */
-    bool same = n == a->peers.n_targets;
-    for (unsigned i = 0; same && i < n; i++) {
-        same = strcmp(t[i].name, a->peers.targets[i].name) == 0 &&
-               strcmp(t[i].api, a->peers.targets[i].api) == 0;
-    }
-    if (!same) {
+    if (!peer_book_same_targets(&a->peers.book, t, n)) {
         peers_set_targets(&a->peers, t, n);
     }
 }
@@ -106,8 +101,8 @@ static void state_compare(struct agent *a)
     unsigned n_same = 0, n_differ = 0;
     bool leader_differs = false;
     char detail[RPG_ERRMSG_SIZE] = "";
-    for (unsigned i = 0; i < a->peers.n_results; i++) {
-        const struct peer_status *p = &a->peers.results[i];
+    for (unsigned i = 0; i < a->peers.book.n_results; i++) {
+        const struct peer_status *p = &a->peers.book.results[i];
         uint64_t mine = 0;
         if (!p->reachable || !p->state_known || p->diverged ||
             !fsm_sum_at(&c->fsm, p->state_index, &mine)) {
@@ -144,8 +139,8 @@ static void identity_check(struct agent *a)
     if (!a->cons_open || c->id == 0 || a->identity_error[0] != '\0') {
         return;
     }
-    for (unsigned i = 0; i < a->peers.n_results; i++) {
-        const struct peer_status *p = &a->peers.results[i];
+    for (unsigned i = 0; i < a->peers.book.n_results; i++) {
+        const struct peer_status *p = &a->peers.book.results[i];
         if (!p->reachable || strcmp(p->raft_role, "leader") != 0 || p->term < c->term) {
             continue;
         }
@@ -183,7 +178,7 @@ static void on_peers_round(struct peers *p, void *data)
 static uint64_t pick_voter(struct cons *c, void *data)
 {
     struct agent *a = data;
-    return lead_pick_voter(c, a->peers.results, a->peers.n_results);
+    return lead_pick_voter(c, a->peers.book.results, a->peers.book.n_results);
 }
 
 static int start_raft(struct agent *a, uint64_t id, bool bootstrap, char *errmsg)
@@ -974,8 +969,8 @@ static void ha_tick(struct agent *a)
     struct lead_in lin = {
         .cons = &a->cons,
         .self = a->conf.name,
-        .peers = a->peers_open ? a->peers.results : NULL,
-        .n_peers = a->peers_open ? a->peers.n_results : 0,
+        .peers = a->peers_open ? a->peers.book.results : NULL,
+        .n_peers = a->peers_open ? a->peers.book.n_results : 0,
         .lease_ok = a->fm.lease_ok,
         .watchdog_ok = a->watchdog_ok,
         .watchdog_ms = wd_ms,
@@ -991,8 +986,8 @@ static void ha_tick(struct agent *a)
     v.term = a->cons.term;
     v.pg_ready = a->pg.obs_valid && !pg_busy(&a->pg) && a->pg.obs_epoch == a->pg.epoch;
     v.pg = a->pg.obs;
-    v.peers = a->peers.results;
-    v.n_peers = a->peers.n_results;
+    v.peers = a->peers.book.results;
+    v.n_peers = a->peers.book.n_results;
 
     /* Synchronous replication: the settings in force, what the server runs with, its standbys
      * and who is tagged nosync. */
@@ -1019,9 +1014,9 @@ static void ha_tick(struct agent *a)
     if (a->conf.tags.nosync) {
         nosync[n_nosync++] = a->conf.name;
     }
-    for (unsigned i = 0; i < a->peers.n_results && n_nosync < FSM_MEMBERS_MAX; i++) {
-        if (a->peers.results[i].nosync) {
-            nosync[n_nosync++] = a->peers.results[i].name;
+    for (unsigned i = 0; i < a->peers.book.n_results && n_nosync < FSM_MEMBERS_MAX; i++) {
+        if (a->peers.book.results[i].nosync) {
+            nosync[n_nosync++] = a->peers.book.results[i].name;
         }
     }
     v.nosync = nosync;

@@ -108,116 +108,57 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     json_decref(o);
 }
 
-/* Keeps the answer of call c (or why there was none) for its peer, if that peer is still a
- * target at the same address. Times are the agent's clock (CLOCK_BOOTTIME, cons_uv_clock_ms),
- * which the core, failover and switchover compare them with: the loop's clock stops while the
- * machine is suspended, and after a suspend every report would look old, or asked for before
- * a leader began to lead. */
-static void keep(struct peers *p, const struct peer_call *c, rpg_msec started)
-{
-    rpg_msec now = cons_uv_clock_ms();
-    for (unsigned j = 0; j < p->n_targets; j++) {
-        struct peer_status *t = &p->targets[j];
-        if (strcmp(t->name, c->status.name) != 0 || strcmp(t->api, c->status.api) != 0) {
-            continue;
-        }
-        rpg_msec seen = t->last_seen;
-        *t = c->status;
-        t->last_seen = c->status.reachable ? now : seen;
-        /* An answer says what the peer was when asked; a failure, that it did not answer until
-         * now: a leader counts either only when it came after it began to lead, and a request
-         * that started before and timed out after is as good as a new one (which would only
-         * wait for its own time-out). */
-        t->last_polled = c->status.reachable ? started : now;
-        p->results[j] = *t;
-    }
-}
+static void ask(struct peers *p, const struct peer_status *target, bool again);
 
-static void ask(struct peers *p, const struct peer_status *target);
-
+/* Times are the agent's clock (CLOCK_BOOTTIME, cons_uv_clock_ms), which the core, failover and
+ * switchover compare them with: the loop's clock stops while the machine is suspended, and after
+ * a suspend every report would look old, or asked for before a leader began to lead. */
 static void on_answer(void *data, int rv, int status, const char *body, size_t len,
                       const char *errmsg)
 {
     struct peer_call *c = data;
-    struct peers *p = c->p;
-    c->busy = false;
+    struct peers *p = c->owner;
     if (p->closing) {
+        c->busy = false;
         return;
     }
-    /* last_polled carries the time the request started until the answer is kept. */
-    rpg_msec started = c->status.last_polled;
     read_status(&c->status, rv, status, body, len, errmsg);
-    keep(p, c, started);
-    if (c->again) {
-        c->again = false;
-        for (unsigned j = 0; j < p->n_targets; j++) {
-            if (strcmp(p->targets[j].name, c->status.name) == 0) {
-                struct peer_status t = p->targets[j];
-                ask(p, &t);
-                break;
-            }
-        }
+    struct peer_status next;
+    if (peer_book_answer(&p->book, c, cons_uv_clock_ms(), &next)) {
+        ask(p, &next, false);
     }
     if (p->round_cb != NULL) {
         p->round_cb(p, p->data);
     }
 }
 
-static struct peer_call *in_flight(struct peers *p, const char *name)
+/* Asks one peer, unless it is being asked already (with again: once more at that answer). */
+static void ask(struct peers *p, const struct peer_status *target, bool again)
 {
-    for (unsigned i = 0; i < sizeof p->calls / sizeof p->calls[0]; i++) {
-        if (p->calls[i].busy && strcmp(p->calls[i].status.name, name) == 0) {
-            return &p->calls[i];
-        }
-    }
-    return NULL;
-}
-
-/* Asks one peer, unless it is being asked already. */
-static void ask(struct peers *p, const struct peer_status *target)
-{
-    struct peer_call *c = in_flight(p, target->name);
-    if (c != NULL) {
+    struct peer_call *c = peer_book_ask(&p->book, target, again, cons_uv_clock_ms());
+    if (c == NULL) {
         return;
     }
-    for (unsigned i = 0; i < sizeof p->calls / sizeof p->calls[0] && c == NULL; i++) {
-        if (!p->calls[i].busy) {
-            c = &p->calls[i];
-        }
-    }
-    if (c == NULL) {
-        return; /* every slot waits for a time-out: the next tick tries again */
-    }
-    c->p = p;
-    c->status = *target;
-    c->status.last_polled = cons_uv_clock_ms();
-    c->again = false;
-    c->busy = true;
+    c->owner = p;
     char errmsg[RPG_ERRMSG_SIZE];
     int rv = http_client_request(&p->client, c->status.api, "GET", "/status", p->timeout_ms,
                                  on_answer, c, errmsg);
     if (rv != 0) {
-        c->busy = false;
-        rpg_msec started = c->status.last_polled;
         read_status(&c->status, rv, 0, NULL, 0, errmsg);
-        keep(p, c, started);
+        struct peer_status next;
+        peer_book_answer(&p->book, c, cons_uv_clock_ms(), &next);
     }
 }
 
-/* Asks every target not being asked; with again set, one being asked is asked again at its
- * answer. Targets are copied first: an answer's callback may replace them. */
+/* Asks every target; with again set, one being asked is asked again at its answer. Targets are
+ * copied first: an answer's callback may replace them. */
 static void ask_all(struct peers *p, bool again)
 {
     struct peer_status t[PEERS_MAX];
-    unsigned n = p->n_targets;
-    memcpy(t, p->targets, n * sizeof t[0]);
+    unsigned n = p->book.n_targets;
+    memcpy(t, p->book.targets, n * sizeof t[0]);
     for (unsigned i = 0; i < n && !p->closing; i++) {
-        struct peer_call *c = in_flight(p, t[i].name);
-        if (c != NULL) {
-            c->again = c->again || again;
-        } else {
-            ask(p, &t[i]);
-        }
+        ask(p, &t[i], again);
     }
 }
 
@@ -262,33 +203,12 @@ int peers_start(struct peers *p, uv_loop_t *loop, unsigned interval_ms, unsigned
 
 void peers_set_targets(struct peers *p, const struct peer_status *targets, unsigned n)
 {
-    struct peer_status next[PEERS_MAX];
-    if (n > PEERS_MAX) {
-        n = PEERS_MAX;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        memset(&next[i], 0, sizeof next[i]);
-        snprintf(next[i].name, sizeof next[i].name, "%s", targets[i].name);
-        snprintf(next[i].api, sizeof next[i].api, "%s", targets[i].api);
-        const struct peer_status *old = peers_get(p, targets[i].name);
-        if (old != NULL && strcmp(old->api, targets[i].api) == 0) {
-            next[i] = *old;
-        }
-    }
-    memcpy(p->targets, next, n * sizeof next[0]);
-    p->n_targets = n;
-    memcpy(p->results, p->targets, sizeof p->targets);
-    p->n_results = n;
+    peer_book_set_targets(&p->book, targets, n);
 }
 
 const struct peer_status *peers_get(const struct peers *p, const char *name)
 {
-    for (unsigned i = 0; i < p->n_results; i++) {
-        if (strcmp(p->results[i].name, name) == 0) {
-            return &p->results[i];
-        }
-    }
-    return NULL;
+    return peer_book_get(&p->book, name);
 }
 
 static void one_closed(struct peers *p)

@@ -12,30 +12,20 @@
 #include "raftpg/fsm.h"
 #include "raftpg/http.h"
 
+#include "raftpg/peer_book.h"
 #include "raftpg/peer_status.h"
 
 /* Each peer is asked on its own: an answer is kept as soon as it arrives, and a peer that does
- * not answer (its node gone) delays nobody else's news by its time-out. */
+ * not answer (its node gone) delays nobody else's news by its time-out (peer_book.h). */
 struct peers {
     uv_loop_t *loop;
     uv_timer_t timer;
     struct http_client client;
-    /* Requests in flight, one per peer at most; twice the peers, as a request to a peer that was
-     * dropped from the targets still runs until its answer or its time-out. */
-    struct peer_call {
-        struct peers *p;
-        bool busy;
-        bool again;                /* peers_poll_now while in flight: ask again at the answer */
-        struct peer_status status; /* the target as it was when asked, then its answer */
-    } calls[2 * PEERS_MAX];
+    struct peer_book book; /* targets, requests in flight, results */
     int open;              /* the timer and the client, until closed */
     bool closing;
     unsigned interval_ms;
     unsigned timeout_ms;
-    unsigned n_targets;
-    struct peer_status targets[PEERS_MAX];
-    unsigned n_results;
-    struct peer_status results[PEERS_MAX];
     void (*close_cb)(struct peers *p);
     void (*round_cb)(struct peers *p, void *data); /* after each answer kept, may be NULL */
     void *data;

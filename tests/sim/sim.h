@@ -21,7 +21,7 @@
 #include "raftpg/fsm.h"
 #include "raftpg/ha.h"
 #include "raftpg/lead.h"
-#include "raftpg/peers.h"
+#include "raftpg/peer_book.h"
 #include "raftpg/quorum.h"
 #include "raftpg/sync.h"
 
@@ -228,7 +228,6 @@ struct sim_agent {
     unsigned remove_ticks;
     uint64_t tick_gen;
     uint64_t poll_gen;
-    bool poll_again;     /* a poll was asked for during a round: the next starts at its end */
     /* The fence's memory (src/fence_step.c, as the agent keeps it) and what the simulated
      * executor keeps beside it, as agent.c keeps pids. The lease is raft/cons.c's (node->cons). */
     struct fence_memory fm;
@@ -244,13 +243,8 @@ struct sim_agent {
     int traced_role;
     bool traced_ready;
     unsigned recv_mark;  /* AppendEntries received when the agent started Raft */
-    /* The peers' reports, as src/peers.c keeps them. */
-    unsigned n_peers;
-    struct peer_status peers[PEERS_MAX];
-    bool poll_busy;
-    unsigned poll_k, n_round;
-    rpg_msec round_started;
-    struct peer_status round[PEERS_MAX];
+    /* The peer polls' bookkeeping, the agent's own (src/peer_book.c). */
+    struct peer_book book;
 };
 
 /* A crash armed by a crash-in-action fault: it fires when the agent starts the action. */

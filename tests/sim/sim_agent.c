@@ -98,34 +98,21 @@ static void update_peer_targets(struct sim_world *w, unsigned i)
             }
         }
     }
-    bool same = k == a->n_peers;
-    for (unsigned m = 0; same && m < k; m++) {
-        same = strcmp(names[m], a->peers[m].name) == 0;
-    }
-    if (same) {
-        return;
-    }
     struct peer_status next[PEERS_MAX];
     for (unsigned m = 0; m < k; m++) {
         memset(&next[m], 0, sizeof next[m]);
         sim_copy(next[m].name, sizeof next[m].name, names[m]);
-        for (unsigned o = 0; o < a->n_peers; o++) {
-            if (strcmp(a->peers[o].name, names[m]) == 0) {
-                next[m] = a->peers[o];
-            }
-        }
     }
-    memcpy(a->peers, next, k * sizeof next[0]);
-    a->n_peers = k;
+    /* agent.c: only replace when something changed, so the last results are kept. */
+    if (!peer_book_same_targets(&a->book, next, k)) {
+        peer_book_set_targets(&a->book, next, k);
+    }
 }
 
-static void poll_now(struct sim_world *w, unsigned i);
-
-/* One GET /status of a round: fills the answer (or the error) and returns how long it takes. */
-static rpg_msec poll_request(struct sim_world *w, unsigned i, unsigned k)
+/* One GET /status over the simulated network: fills the answer (or the error) as the peer is
+ * now and returns how long the request takes. */
+static rpg_msec poll_request(struct sim_world *w, unsigned i, struct peer_status *s)
 {
-    struct sim_agent *a = &w->nodes[i].agent;
-    struct peer_status *s = &a->round[k];
     int j = sim_node_by_name(w, s->name);
     rpg_msec cost = SIM_POLL_TIMEOUT_MS;
     s->reachable = false;
@@ -145,62 +132,53 @@ static rpg_msec poll_request(struct sim_world *w, unsigned i, unsigned k)
     return cost;
 }
 
-static void poll_round_done(struct sim_world *w, unsigned i)
+/* peers.c ask: the shared bookkeeping (src/peer_book.c) decides; the request's end is an
+ * EV_POLL_STEP naming its call. */
+static void poll_ask(struct sim_world *w, unsigned i, const struct peer_status *target, bool again)
 {
     struct sim_agent *a = &w->nodes[i].agent;
-    rpg_msec now = sim_local_now(w, i);
-    for (unsigned k = 0; k < a->n_round; k++) {
-        const struct peer_status *r = &a->round[k];
-        for (unsigned t = 0; t < a->n_peers; t++) {
-            struct peer_status *p = &a->peers[t];
-            if (strcmp(p->name, r->name) != 0) {
-                continue;
-            }
-            rpg_msec seen = p->last_seen;
-            *p = *r;
-            p->last_seen = r->reachable ? now : seen;
-            p->last_polled = a->round_started;
-        }
-    }
-    a->poll_busy = false;
-    update_peer_targets(w, i);
-    if (a->poll_again) {
-        a->poll_again = false;
-        poll_now(w, i);
-    }
-}
-
-static void poll_start(struct sim_world *w, unsigned i)
-{
-    struct sim_agent *a = &w->nodes[i].agent;
-    if (a->poll_busy || a->n_peers == 0) {
+    struct peer_call *c = peer_book_ask(&a->book, target, again, sim_local_now(w, i));
+    if (c == NULL) {
         return;
     }
-    a->poll_busy = true;
-    a->n_round = a->n_peers;
-    memcpy(a->round, a->peers, a->n_peers * sizeof a->peers[0]);
-    a->round_started = sim_local_now(w, i);
-    /* peers.c timer_cb: every target is asked at once, and the round ends with its slowest
-     * answer (a time-out at worst), not after the sum of them. */
-    rpg_msec longest = 0;
-    for (unsigned k = 0; k < a->n_round; k++) {
-        rpg_msec cost = poll_request(w, i, k);
-        longest = cost > longest ? cost : longest;
-    }
-    sim_push(w, sim_now(w) + longest, EV_POLL_STEP, (int)i, a->gen, 0);
+    rpg_msec cost = poll_request(w, i, &c->status);
+    sim_push(w, sim_now(w) + cost, EV_POLL_STEP, (int)i, a->gen, (uint64_t)(c - a->book.calls));
 }
 
-/* peers.c peers_poll_now: a round now (or at the end of the running one), then every
- * interval again. */
+/* peers.c ask_all. */
+static void poll_all(struct sim_world *w, unsigned i, bool again)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    struct peer_status t[PEERS_MAX];
+    unsigned n = a->book.n_targets;
+    memcpy(t, a->book.targets, n * sizeof t[0]);
+    for (unsigned k = 0; k < n; k++) {
+        poll_ask(w, i, &t[k], again);
+    }
+}
+
+/* peers.c on_answer, then agent.c on_peers_round. */
+static void poll_answer(struct sim_world *w, unsigned i, uint64_t call)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    if (call >= sizeof a->book.calls / sizeof a->book.calls[0] || !a->book.calls[call].busy) {
+        return;
+    }
+    struct peer_status next;
+    if (peer_book_answer(&a->book, &a->book.calls[call], sim_local_now(w, i), &next)) {
+        poll_ask(w, i, &next, false);
+    }
+    update_peer_targets(w, i);
+}
+
+/* peers.c peers_poll_now: every peer now (one being asked: again at its answer), then the
+ * interval timer starts over. */
 static void poll_now(struct sim_world *w, unsigned i)
 {
     struct sim_agent *a = &w->nodes[i].agent;
-    if (a->poll_busy) {
-        a->poll_again = true;
-        return;
-    }
+    poll_all(w, i, true);
     a->poll_gen++;
-    sim_push(w, sim_now(w), EV_POLL, (int)i, a->gen, a->poll_gen);
+    sim_push(w, sim_now(w) + SIM_POLL_MS, EV_POLL, (int)i, a->gen, a->poll_gen);
 }
 
 /* ---- the observer (src/pg.c observe) ------------------------------------------------------- */
@@ -337,7 +315,7 @@ static void on_raft_change(struct cons *c, void *data)
 static uint64_t pick_voter(struct cons *c, void *data)
 {
     struct sim_agent *a = data;
-    return lead_pick_voter(c, a->peers, a->n_peers);
+    return lead_pick_voter(c, a->book.results, a->book.n_results);
 }
 
 /* What the agent's conf gives cons_start (cons_uv.c params_of), with the fixture's ids and
@@ -1011,8 +989,9 @@ static int op_start(struct sim_world *w, unsigned i, enum sim_op_kind kind, enum
 static int upstream_known(struct sim_world *w, unsigned i, const char *target, char *errmsg)
 {
     const struct sim_agent *a = &w->nodes[i].agent;
-    for (unsigned k = 0; k < a->n_peers; k++) {
-        if (strcmp(a->peers[k].name, target) == 0 && a->peers[k].pg_address[0] != '\0') {
+    for (unsigned k = 0; k < a->book.n_results; k++) {
+        if (strcmp(a->book.results[k].name, target) == 0 &&
+            a->book.results[k].pg_address[0] != '\0') {
             return 0;
         }
     }
@@ -1182,8 +1161,8 @@ static void tick(struct sim_world *w, unsigned i)
     v.term = n->cons.term;
     v.pg_ready = a->obs_valid && a->op_id == 0 && a->obs_epoch == a->epoch;
     v.pg = a->obs;
-    v.peers = a->peers;
-    v.n_peers = a->n_peers;
+    v.peers = a->book.results;
+    v.n_peers = a->book.n_results;
     /* agent.c ha_tick: the synchronous settings in force (replicated, or this member's file until
      * the first leader records them), what the server runs with, its standbys. */
     const struct fsm_state *s = &n->cons.state;
@@ -1241,11 +1220,11 @@ void sim_agent_event(struct sim_world *w, const struct sim_event *e)
         if (e->sub != a->poll_gen) {
             return;
         }
-        poll_start(w, i);
+        poll_all(w, i, false);
         sim_push(w, sim_now(w) + SIM_POLL_MS, EV_POLL, (int)i, a->gen, a->poll_gen);
         return;
     case EV_POLL_STEP:
-        poll_round_done(w, i);
+        poll_answer(w, i, e->sub);
         return;
     case EV_REMOVE_TICK:
         sim_remove_tick(w, i);

@@ -66,8 +66,8 @@ bool sim_lead_gate(struct sim_world *w, unsigned i, bool *poll_now)
     struct lead_in in = {
         .cons = &w->nodes[i].cons,
         .self = w->nodes[i].name,
-        .peers = a->peers,
-        .n_peers = a->n_peers,
+        .peers = a->book.results,
+        .n_peers = a->book.n_results,
         .lease_ok = a->fm.lease_ok,
         .watchdog_ok = true,
         .watchdog_ms = w->opt->watchdog ? watchdog_ms(&t) : 0,

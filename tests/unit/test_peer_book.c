@@ -1,0 +1,107 @@
+/* peer_book: the peer polls' bookkeeping the agent's poller and the simulation share. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "raftpg/peer_book.h"
+
+static struct peer_status target(const char *name, const char *api)
+{
+    struct peer_status t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "%s", name);
+    snprintf(t.api, sizeof t.api, "%s", api);
+    return t;
+}
+
+static struct peer_book book;
+
+static void two_peers(void)
+{
+    memset(&book, 0, sizeof book);
+    struct peer_status t[2] = {target("node2", "127.0.0.1:8002"), target("node3", "127.0.0.1:8003")};
+    peer_book_set_targets(&book, t, 2);
+}
+
+/* An answer is kept at once, stamped with when it was asked; a failure with when it ended. */
+static void test_answers_are_kept_on_arrival(void **state)
+{
+    (void)state;
+    two_peers();
+    struct peer_call *c2 = peer_book_ask(&book, &book.targets[0], false, 1000);
+    struct peer_call *c3 = peer_book_ask(&book, &book.targets[1], false, 1000);
+    assert_non_null(c2);
+    assert_non_null(c3);
+    c2->status.reachable = true;
+    c2->status.term = 7;
+    struct peer_status next;
+    assert_false(peer_book_answer(&book, c2, 1003, &next));
+    const struct peer_status *p2 = peer_book_get(&book, "node2");
+    assert_true(p2->reachable);
+    assert_int_equal(p2->term, 7);
+    assert_int_equal(p2->last_polled, 1000);
+    assert_int_equal(p2->last_seen, 1003);
+    /* node3 has not answered yet: nothing known of it, node2's news did not wait. */
+    assert_int_equal(peer_book_get(&book, "node3")->last_polled, 0);
+    c3->status.reachable = false;
+    snprintf(c3->status.error, sizeof c3->status.error, "timed out");
+    assert_false(peer_book_answer(&book, c3, 1400, &next));
+    const struct peer_status *p3 = peer_book_get(&book, "node3");
+    assert_false(p3->reachable);
+    assert_int_equal(p3->last_polled, 1400);
+    assert_int_equal(p3->last_seen, 0);
+    assert_string_equal(p3->error, "timed out");
+}
+
+/* One request per peer; asked for again while in flight, it is asked again at the answer. */
+static void test_one_request_per_peer_and_again(void **state)
+{
+    (void)state;
+    two_peers();
+    struct peer_call *c = peer_book_ask(&book, &book.targets[0], false, 2000);
+    assert_non_null(c);
+    assert_null(peer_book_ask(&book, &book.targets[0], true, 2100));
+    c->status.reachable = true;
+    struct peer_status next;
+    assert_true(peer_book_answer(&book, c, 2200, &next));
+    assert_string_equal(next.name, "node2");
+    assert_non_null(peer_book_ask(&book, &next, false, 2200));
+}
+
+/* An answer for a peer no longer a target at that address is dropped; a kept target keeps its
+ * report across a change of the others. */
+static void test_answers_of_dropped_targets_are_dropped(void **state)
+{
+    (void)state;
+    two_peers();
+    struct peer_call *c = peer_book_ask(&book, &book.targets[1], false, 3000);
+    struct peer_call *d = peer_book_ask(&book, &book.targets[0], false, 3000);
+    d->status.reachable = true;
+    struct peer_status next;
+    peer_book_answer(&book, d, 3001, &next);
+    struct peer_status t[2] = {target("node2", "127.0.0.1:8002"), target("node3", "127.0.0.1:9003")};
+    assert_false(peer_book_same_targets(&book, t, 2));
+    peer_book_set_targets(&book, t, 2);
+    assert_true(peer_book_same_targets(&book, t, 2));
+    assert_true(peer_book_get(&book, "node2")->reachable);
+    c->status.reachable = true;
+    peer_book_answer(&book, c, 3005, &next);
+    assert_false(peer_book_get(&book, "node3")->reachable);
+    assert_null(peer_book_get(&book, "node4"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_answers_are_kept_on_arrival),
+        cmocka_unit_test(test_one_request_per_peer_and_again),
+        cmocka_unit_test(test_answers_of_dropped_targets_are_dropped),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -33,6 +33,7 @@ enum health_kind health_kind_of(const char *path)
         {"/asynchronous", HEALTH_ASYNC},
         {"/health", HEALTH_HEALTH},
         {"/readiness", HEALTH_READINESS},
+        {"/liveness", HEALTH_LIVENESS},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         if (strcmp(path, table[i].path) == 0) {
@@ -207,6 +208,9 @@ static uint64_t lag_of(const struct health_input *in, bool write)
 int health_status(enum health_kind kind, const struct health_input *in,
                   const struct health_query *q)
 {
+    if (kind == HEALTH_LIVENESS) {
+        return in->alive ? 200 : 503; /* a member that does not act still runs */
+    }
     if (!in->alive || !in->acting) {
         /* A member that does not act takes no traffic; /health still says whether its server
          * runs (/liveness, elsewhere, whether the agent does). */
@@ -222,7 +226,8 @@ int health_status(enum health_kind kind, const struct health_input *in,
     bool ok = false;
     bool tags_apply = true;
     switch (kind) {
-    case HEALTH_NONE: return 503;
+    case HEALTH_NONE:
+    case HEALTH_LIVENESS: return 503; /* answered above */
     case HEALTH_PRIMARY:
         ok = primary;
         tags_apply = false;

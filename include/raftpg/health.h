@@ -22,6 +22,7 @@ enum health_kind {
     HEALTH_ASYNC,            /* /async, /asynchronous */
     HEALTH_HEALTH,           /* /health: PostgreSQL runs */
     HEALTH_READINESS,        /* /readiness: the primary, or a standby caught up */
+    HEALTH_LIVENESS,         /* /liveness: the agent runs (not shutting down) */
 };
 
 /* How the recorded synchronous set counts this standby (Patroni's roles): every voter needed

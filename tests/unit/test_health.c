@@ -214,6 +214,7 @@ static void test_not_acting(void **state)
     assert_int_equal(code("/leader", "", &p), 503);
     assert_int_equal(code("/readiness", "", &p), 503);
     assert_int_equal(code("/health", "", &p), 200);
+    assert_int_equal(code("/liveness", "", &p), 200); /* the agent still runs */
     struct health_input s = standby(HEALTH_STANDBY_QUORUM);
     s.acting = false;
     assert_int_equal(code("/replica", "", &s), 503);
@@ -221,6 +222,7 @@ static void test_not_acting(void **state)
     s.alive = false;
     assert_int_equal(code("/health", "", &s), 503);
     assert_int_equal(code("/replica", "", &s), 503);
+    assert_int_equal(code("/liveness", "", &s), 503); /* shutting down */
     /* Without a PostgreSQL, the agent alone. */
     struct health_input r;
     memset(&r, 0, sizeof r);

@@ -306,9 +306,11 @@ json_t *agent_patroni_json(const struct agent *a)
                                     a->pg.replay_timestamp[0] != '\0'
                                         ? json_string(a->pg.replay_timestamp)
                                         : json_null());
-                json_object_set_new(o, "replication_state",
-                                    json_string(g->streaming ? "streaming"
-                                                             : "in archive recovery"));
+                const char *rs =
+                    health_replication_state(g->streaming, pg_restore_command(&a->conf)[0] != '\0');
+                if (rs != NULL) {
+                    json_object_set_new(o, "replication_state", json_string(rs));
+                }
             } else {
                 x = json_pack("{s:I}", "location", (json_int_t)g->wal_position);
                 json_t *reps = json_array();
@@ -1299,6 +1301,7 @@ static int health_code(const struct agent *a, enum health_kind kind, const struc
         in.running = o->state == HA_PG_RUNNING;
         in.in_recovery = o->in_recovery;
         in.streaming = o->streaming;
+        in.restore_command = pg_restore_command(&a->conf)[0] != '\0';
         in.received_position = o->wal_position;
         in.replay_position = o->replay_position;
         const struct fsm_state *st = &a->cons.state;

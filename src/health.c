@@ -43,6 +43,11 @@ enum health_kind health_kind_of(const char *path)
     return HEALTH_NONE;
 }
 
+const char *health_replication_state(bool streaming, bool restore_command)
+{
+    return streaming ? "streaming" : restore_command ? "in archive recovery" : NULL;
+}
+
 int health_parse_size(const char *text, uint64_t *out)
 {
     static const struct {
@@ -218,11 +223,11 @@ int health_status(enum health_kind kind, const struct health_input *in,
     }
     bool primary = in->has_pg && in->running && !in->in_recovery && in->ready_leader;
     bool replica_state = in->has_pg && in->running && in->in_recovery;
-    const char *state = in->streaming ? "streaming" : "in archive recovery";
+    const char *state = health_replication_state(in->streaming, in->restore_command);
     bool replica = replica_state && !in->noloadbalance &&
                    (!q->has_lag || lag_of(in, false) <= q->lag) &&
                    (q->replication_state[0] == '\0' ||
-                    strcmp(q->replication_state, state) == 0);
+                    (state != NULL && strcmp(q->replication_state, state) == 0));
     bool ok = false;
     bool tags_apply = true;
     switch (kind) {

@@ -10,6 +10,7 @@
 #   lagging   B with replay paused (pg_wal_replay_pause()) and 3 MB written on the primary
 #   stopped   B's PostgreSQL stopped by hand in maintenance mode
 #   leaderpg  the leader's PostgreSQL stopped by hand in maintenance mode
+#   orphan    A then: still the recorded sync standby, running, its WAL receiver without a primary
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_time_bound 170
@@ -19,40 +20,48 @@ for i in 1 2 3; do T_TAGS[$i]="zone: eu"; t_write_conf "$i" 3; t_start "$i"; don
 # Method * is GET, HEAD and OPTIONS, one check each. HEAD and OPTIONS on /liveness and
 # /readiness answer as GET does (Patroni answers them 503 whatever the state: README).
 CONTRACT='
-# path                                 method primary quorum sync async lagging stopped leaderpg
-/                                      *      200     503    503  503   503     503     503
-/primary                               *      200     503    503  503   503     503     503
-/master                                *      200     503    503  503   503     503     503
-/read-write                            *      200     503    503  503   503     503     503
-/primary?tag_zone=us                   *      200     503    503  503   503     503     503
-/leader                                *      200     503    503  503   503     503     200
-/standby-leader                        *      503     503    503  503   503     503     503
-/replica                               *      503     200    200  200   200     503     503
-/replica?lag=1MB                       *      503     200    200  200   503     503     503
-/replica?lag=64MB                      *      503     200    200  200   200     503     503
-/replica?replication_state=streaming   *      503     200    200  200   200     503     503
-/replica?tag_zone=eu                   *      503     200    200  200   200     503     503
-/replica?tag_zone=us                   *      503     503    503  503   503     503     503
-/read-only                             *      200     200    200  200   200     503     503
-/read-only?tag_zone=us                 *      503     503    503  503   503     503     503
-/sync                                  *      503     503    200  503   503     503     503
-/synchronous                           *      503     503    200  503   503     503     503
-/quorum                                *      503     200    503  503   503     503     503
-/async                                 *      503     503    503  200   200     503     503
-/asynchronous                          *      503     503    503  200   200     503     503
-/async?lag=1MB                         *      503     503    503  200   503     503     503
-/read-only-sync                        *      200     503    200  503   503     503     503
-/read-only-quorum                      *      200     200    503  503   503     503     503
-/health                                *      200     200    200  200   200     503     503
-/liveness                              *      200     200    200  200   200     200     200
-/readiness                             *      200     200    200  200   503     503     503
-/readiness?lag=16MB                    *      200     200    200  200   200     503     503
-/readiness?mode=write                  *      200     200    200  200   200     503     503
-/replica?colour=red                    *      400     400    400  400   400     400     400
-/replica?lag=garbage                   *      400     400    400  400   400     400     400
-/replica                               POST   405     405    405  405   405     405     405
+# path                                       method primary quorum sync async lagging stopped leaderpg orphan
+/                                            *      200     503    503  503   503     503     503      503
+/primary                                     *      200     503    503  503   503     503     503      503
+/master                                      *      200     503    503  503   503     503     503      503
+/read-write                                  *      200     503    503  503   503     503     503      503
+/primary?tag_zone=us                         *      200     503    503  503   503     503     503      503
+/leader                                      *      200     503    503  503   503     503     200      503
+/leader?tag_zone=us                          *      200     503    503  503   503     503     200      503
+/standby-leader                              *      503     503    503  503   503     503     503      503
+/standby_leader                              *      503     503    503  503   503     503     503      503
+/replica                                     *      503     200    200  200   200     503     503      200
+/replica?lag=1MB                             *      503     200    200  200   503     503     503      200
+/replica?lag=64MB                            *      503     200    200  200   200     503     503      200
+/replica?replication_state=streaming         *      503     200    200  200   200     503     503      503
+/replica?replication_state=in%20archive%20recovery * 503   503    503  503   503     503     503      503
+/replica?tag_zone=eu                         *      503     200    200  200   200     503     503      200
+/replica?tag_zone=us                         *      503     503    503  503   503     503     503      503
+/read-only                                   *      200     200    200  200   200     503     503      200
+/read-only?lag=1MB                           *      200     200    200  200   503     503     503      200
+/read-only?tag_zone=us                       *      503     503    503  503   503     503     503      503
+/sync                                        *      503     503    200  503   503     503     503      200
+/synchronous                                 *      503     503    200  503   503     503     503      200
+/quorum                                      *      503     200    503  503   503     503     503      503
+/async                                       *      503     503    503  200   200     503     503      503
+/asynchronous                                *      503     503    503  200   200     503     503      503
+/async?lag=1MB                               *      503     503    503  200   503     503     503      503
+/read-only-sync                              *      200     503    200  503   503     503     503      200
+/read-only-synchronous                       *      200     503    200  503   503     503     503      200
+/read-only-quorum                            *      200     200    503  503   503     503     503      503
+/health                                      *      200     200    200  200   200     503     503      200
+/health?tag_zone=us                          *      503     503    503  503   503     503     503      503
+/liveness                                    *      200     200    200  200   200     200     200      200
+/liveness?tag_zone=us                        *      200     200    200  200   200     200     200      200
+/readiness                                   *      200     200    200  200   503     503     503      503
+/readiness?tag_zone=us                       *      200     200    200  200   503     503     503      503
+/readiness?lag=16MB                          *      200     200    200  200   200     503     503      503
+/readiness?mode=write                        *      200     200    200  200   200     503     503      503
+/replica?colour=red                          *      400     400    400  400   400     400     400      400
+/replica?lag=garbage                         *      400     400    400  400   400     400     400      400
+/replica                                     POST   405     405    405  405   405     405     405      405
 '
-STATES=(primary quorum sync async lagging stopped leaderpg)
+STATES=(primary quorum sync async lagging stopped leaderpg orphan)
 
 # contract STATE NODE: node NODE answers every row as column STATE says.
 contract() {
@@ -72,7 +81,8 @@ contract() {
 
 # The key fields of a GET health check's body (Patroni's node document) on node I.
 body() {
-  curl -s -m 3 "http://$(t_api_addr "$1")/health" | jq -c '{state, role, replication_state,
+  curl -s -m 3 "http://$(t_api_addr "$1")/health" | jq -c '{state, role, xlog: (.xlog // {} | keys),
+    replication_state,
     paused: .xlog.paused, behind: (if .xlog.received_location == null then null
       else .xlog.received_location - .xlog.replayed_location > 2000000 end),
     sync: (.sync_standby // false), quorum: (.quorum_standby // false), pause: (.pause // false)}'
@@ -94,9 +104,9 @@ contract primary "$Pi"
 contract quorum "$A"
 contract quorum "$B"
 t_check "primary body" t_eq "$(body "$Pi")" \
-  '{"state":"running","role":"primary","replication_state":null,"paused":null,"behind":null,"sync":false,"quorum":false,"pause":false}'
+  '{"state":"running","role":"primary","xlog":["location"],"replication_state":null,"paused":null,"behind":null,"sync":false,"quorum":false,"pause":false}'
 t_check "quorum standby body" t_eq "$(body "$A")" \
-  '{"state":"running","role":"replica","replication_state":"streaming","paused":false,"behind":false,"sync":false,"quorum":true,"pause":false}'
+  '{"state":"running","role":"replica","xlog":["paused","received_location","replayed_location","replayed_timestamp"],"replication_state":"streaming","paused":false,"behind":false,"sync":false,"quorum":true,"pause":false}'
 t_check "/cluster roles: leader and two quorum standbys" \
   t_eq "$(member "$Pi" "$Pi" .role) $(member "$Pi" "$A" .role) $(member "$Pi" "$B" .role)" \
   "leader quorum_standby quorum_standby"
@@ -123,7 +133,7 @@ behind_api() { [ "$(body "$B" | jq -r .behind)" = true ]; }
 t_wait 5 "node$B's agent observed it" behind_api
 contract lagging "$B"
 t_check "lagging standby body" t_eq "$(body "$B")" \
-  '{"state":"running","role":"replica","replication_state":"streaming","paused":true,"behind":true,"sync":false,"quorum":false,"pause":false}'
+  '{"state":"running","role":"replica","xlog":["paused","received_location","replayed_location","replayed_timestamp"],"replication_state":"streaming","paused":true,"behind":true,"sync":false,"quorum":false,"pause":false}'
 lag_shown() { [ "$(member "$Pi" "$B" '[(.lag > 2000000), (.receive_lag < .replay_lag), (.replay_lag == .lag)]')" = '[true,true,true]' ]; }
 t_wait 5 "/cluster shows node$B's replay lag" lag_shown
 t_check "/cluster: node$B's lag is its replay lag, over 2 MB, above its receive lag" lag_shown
@@ -144,6 +154,16 @@ t_check "node$Pi's postmaster is gone" t_status 1 t_pg_pid "$Pi"
 t_wait 5 "node$Pi's agent sees its PostgreSQL stopped" stopped_api "$Pi"
 contract leaderpg "$Pi"
 t_check "stopped leader body" t_eq "$(body "$Pi" | jq -c '[.state, .pause]')" '["stopped",true]'
+# A's WAL receiver has no primary to stream from (and no restore_command is set).
+streams() { t_psql "$A" -c "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'"; }
+not_streaming() { [ "$(streams)" = 0 ]; }
+t_wait 10 "node$A's PostgreSQL stopped streaming" not_streaming
+orphan_api() { [ "$(body "$A" | jq -c '[.replication_state, .sync]')" = '[null,true]' ]; }
+t_wait 5 "node$A's agent sees it" orphan_api
+contract orphan "$A"
+t_check "standby without a primary: no replication_state (Patroni's without restore_command)" \
+  t_eq "$(body "$A")" \
+  '{"state":"running","role":"replica","xlog":["paused","received_location","replayed_location","replayed_timestamp"],"replication_state":null,"paused":false,"behind":false,"sync":true,"quorum":false,"pause":true}'
 t_check "a bad parameter's refusal names it" \
   t_contains "$(curl -s -m 3 "http://$(t_api_addr "$A")/replica?colour=red")" "unknown query parameter colour"
 

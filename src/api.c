@@ -1670,12 +1670,11 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
     /* Patroni 4's meaning, as the /sync and /quorum checks: every voter needed (k = n) makes
      * synchronous standbys, fewer quorum standbys. */
     const struct fsm_state *sst = &a->cons.state;
-    bool voter = a->cons_open && running && o->in_recovery && sst->sync.k > 0 &&
-                 is_sync_voter(a, a->conf.name);
+    enum health_standby kind = own_standby_kind(a);
     metric(f, "patroni_sync_standby", "gauge", "Value is 1 if this node is a synchronous standby (in the recorded set, k equal to the number of voters), 0 otherwise.",
-           labels, voter && sst->sync.k >= sst->sync.n_voters);
+           labels, kind == HEALTH_STANDBY_SYNC);
     metric(f, "patroni_quorum_standby", "gauge", "Value is 1 if this node is a quorum standby (in the recorded set, k below the number of voters), 0 otherwise.",
-           labels, voter && sst->sync.k < sst->sync.n_voters);
+           labels, kind == HEALTH_STANDBY_QUORUM);
     metric(f, "patroni_xlog_location", "counter", "Current WAL position of the primary (bytes), 0 on a standby.",
            labels, running && !o->in_recovery ? (double)o->wal_position : 0);
     metric(f, "patroni_xlog_received_location", "counter", "WAL position received or replayed by a standby (bytes), 0 on a primary.",

@@ -218,7 +218,7 @@ int health_status(enum health_kind kind, const struct health_input *in,
     }
     if (!in->alive || !in->acting) {
         /* A member that does not act takes no traffic; /health still says whether its server
-         * runs (/liveness, elsewhere, whether the agent does). */
+         * runs (/liveness, above, whether the agent does). */
         return kind == HEALTH_HEALTH && in->alive && (!in->has_pg || in->running) ? 200 : 503;
     }
     bool primary = in->has_pg && in->running && !in->in_recovery && in->ready_leader;

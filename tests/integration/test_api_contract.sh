@@ -88,6 +88,11 @@ body() {
     sync: (.sync_standby // false), quorum: (.quorum_standby // false), pause: (.pause // false)}'
 }
 member() { t_jq "$1" -c ".members[] | select(.name == \"node$2\") | $3"; }
+# patroni_sync_standby and patroni_quorum_standby in node I's /metrics.
+kind_metrics() {
+  curl -s -m 3 "http://$(t_api_addr "$1")/metrics" |
+    awk '$1 ~ /^patroni_(sync|quorum)_standby[{]/ { sub(/[{].*/, "", $1); printf "%s=%s ", $1, $2 }'
+}
 
 t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
 P=$(t_pg_primary 1); Pi=${P#node}
@@ -107,6 +112,8 @@ t_check "primary body" t_eq "$(body "$Pi")" \
   '{"state":"running","role":"primary","xlog":["location"],"replication_state":null,"paused":null,"behind":null,"sync":false,"quorum":false,"pause":false}'
 t_check "quorum standby body" t_eq "$(body "$A")" \
   '{"state":"running","role":"replica","xlog":["paused","received_location","replayed_location","replayed_timestamp"],"replication_state":"streaming","paused":false,"behind":false,"sync":false,"quorum":true,"pause":false}'
+t_check "quorum standby metrics" \
+  t_eq "$(kind_metrics "$A")" "patroni_sync_standby=0 patroni_quorum_standby=1 "
 t_check "/cluster roles: leader and two quorum standbys" \
   t_eq "$(member "$Pi" "$Pi" .role) $(member "$Pi" "$A" .role) $(member "$Pi" "$B" .role)" \
   "leader quorum_standby quorum_standby"
@@ -121,6 +128,10 @@ contract sync "$A"
 contract async "$B"
 t_check "sync standby body" t_eq "$(body "$A" | jq -c '[.role, .sync, .quorum]')" '["replica",true,false]'
 t_check "async standby body" t_eq "$(body "$B" | jq -c '[.role, .sync, .quorum]')" '["replica",false,false]'
+t_check "sync standby metrics" \
+  t_eq "$(kind_metrics "$A")" "patroni_sync_standby=1 patroni_quorum_standby=0 "
+t_check "async standby metrics" \
+  t_eq "$(kind_metrics "$B")" "patroni_sync_standby=0 patroni_quorum_standby=0 "
 t_check "/cluster roles: sync_standby and replica" \
   t_eq "$(member "$Pi" "$A" .role) $(member "$Pi" "$B" .role)" "sync_standby replica"
 

@@ -175,8 +175,10 @@ contract orphan "$A"
 t_check "standby without a primary: no replication_state (Patroni's without restore_command)" \
   t_eq "$(body "$A")" \
   '{"state":"running","role":"replica","xlog":["paused","received_location","replayed_location","replayed_timestamp"],"replication_state":null,"paused":false,"behind":false,"sync":true,"quorum":false,"pause":true}'
-t_check "a bad parameter's refusal names it" \
+t_check "an unknown parameter's refusal names it" \
   t_contains "$(curl -s -m 3 "http://$(t_api_addr "$A")/replica?colour=red")" "unknown query parameter colour"
+t_check "a malformed value's refusal names it" \
+  t_contains "$(curl -s -m 3 "http://$(t_api_addr "$A")/replica?lag=garbage")" "query parameter lag=garbage"
 
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_time_bound_stop

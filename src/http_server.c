@@ -56,6 +56,8 @@ struct http_track {
     uint64_t deadline; /* loop time (ms) */
     bool listed;
     bool evicted;
+    bool requested;                  /* a request line arrived: the handshake (if TLS) was done */
+    char peer[INET6_ADDRSTRLEN];     /* TLS only: the client's address, for the log */
 };
 
 /* One request. Lifetime: freed once MHD is done with it (completed, or the server stopped) and no
@@ -264,6 +266,34 @@ static struct {
     unsigned long skipped;
 } refusals;
 
+#define REFUSAL_UNFINISHED (UINT64_MAX - 1) /* the key of a handshake that stopped midway */
+
+/* What GnuTLS's hooks saw of a handshake, by descriptor: they know the session (MHD hands GnuTLS
+ * the socket's descriptor), not the connection. Cleared when a connection starts and read when it
+ * closes. A descriptor beyond the table is simply not watched. */
+#define TLS_MARKS 65536
+enum { TLS_HELLO = 1, TLS_FINISHED = 2, TLS_REFUSED = 4 };
+static uint8_t tls_marks[TLS_MARKS];
+
+static void tls_mark(gnutls_session_t session, uint8_t mark)
+{
+    int fd = gnutls_transport_get_int(session);
+    if (fd >= 0 && fd < TLS_MARKS)
+        tls_marks[fd] |= mark;
+}
+
+static int tls_hook(gnutls_session_t session, unsigned htype, unsigned when, unsigned incoming,
+                    const gnutls_datum_t *msg)
+{
+    (void)when;
+    (void)msg;
+    if (incoming && htype == GNUTLS_HANDSHAKE_CLIENT_HELLO)
+        tls_mark(session, TLS_HELLO);
+    else if (incoming && htype == GNUTLS_HANDSHAKE_FINISHED)
+        tls_mark(session, TLS_FINISHED); /* the client's Finished: it accepted the handshake */
+    return 0;
+}
+
 static uint64_t monotonic_ms(void)
 {
     struct timespec ts;
@@ -271,12 +301,11 @@ static uint64_t monotonic_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
 }
 
-/* The client's address from the session's socket (MHD hands GnuTLS the descriptor). */
-static void session_peer(gnutls_session_t session, char *out, size_t size)
+/* A connected socket's client address. */
+static void fd_peer(int fd, char *out, size_t size)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    int fd = gnutls_transport_get_int(session);
     snprintf(out, size, "unknown address");
     if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
         return;
@@ -286,10 +315,8 @@ static void session_peer(gnutls_session_t session, char *out, size_t size)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)size);
 }
 
-static void log_refusal(gnutls_session_t session, uint64_t reason, const char *why)
+static void log_refusal(const char *peer, uint64_t reason, const char *why)
 {
-    char peer[INET6_ADDRSTRLEN];
-    session_peer(session, peer, sizeof peer);
     uint64_t now = monotonic_ms();
     if (now - refusals.window_start >= REFUSAL_WINDOW_MS) {
         refusals.window_start = now;
@@ -347,9 +374,13 @@ static int verify_client(gnutls_session_t session, bool required)
 {
     unsigned n = 0, status = 0;
     if (gnutls_certificate_get_peers(session, &n) == NULL || n == 0) {
-        if (required)
-            log_refusal(session, REFUSAL_NO_CERT,
+        if (required) {
+            char peer[INET6_ADDRSTRLEN];
+            fd_peer(gnutls_transport_get_int(session), peer, sizeof peer);
+            tls_mark(session, TLS_REFUSED);
+            log_refusal(peer, REFUSAL_NO_CERT,
                         "no client certificate (restapi.verify_client: required)");
+        }
         return required ? GNUTLS_E_NO_CERTIFICATE_FOUND : 0;
     }
     gnutls_typed_vdata_st purpose = {.type = GNUTLS_DT_KEY_PURPOSE_OID,
@@ -371,7 +402,10 @@ static int verify_client(gnutls_session_t session, bool required)
             snprintf(why, sizeof why, "client certificate \"%s\" refused: %s", subject,
                      rc != 0 ? gnutls_strerror(rc) : "not verified");
         gnutls_free(text.data);
-        log_refusal(session, rc != 0 ? (uint64_t)(unsigned)-rc << 32 : status, why);
+        char peer[INET6_ADDRSTRLEN];
+        fd_peer(gnutls_transport_get_int(session), peer, sizeof peer);
+        tls_mark(session, TLS_REFUSED);
+        log_refusal(peer, rc != 0 ? (uint64_t)(unsigned)-rc << 32 : status, why);
         return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
     }
     return 0;
@@ -403,6 +437,39 @@ static void ask_client_cert(struct http_server *s, struct MHD_Connection *mc)
                                        required ? verify_client_required : verify_client_optional);
 }
 
+/* A TLS connection starts: its handshake is watched (tls_hook) from the first message. */
+static void watch_handshake(struct MHD_Connection *mc, struct http_track *t)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (t->fd < 0 || ci == NULL || ci->tls_session == NULL)
+        return;
+    if (t->fd < TLS_MARKS)
+        tls_marks[t->fd] = 0;
+    fd_peer(t->fd, t->peer, sizeof t->peer);
+    gnutls_handshake_set_hook_function(ci->tls_session, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_POST,
+                                       tls_hook);
+}
+
+/* A TLS connection closes. A client that said hello but never finished the handshake, and was
+ * neither refused for its certificate (logged then) nor cut by the request deadline, is logged:
+ * GnuTLS and MHD keep the exact error to themselves. A connection closed before any hello (a
+ * TCP probe, or plain HTTP sent to the HTTPS port) cannot be told apart here and is not. */
+static void handshake_closed(struct http_server *s, struct http_track *t)
+{
+    if (t->fd < 0 || t->fd >= TLS_MARKS)
+        return;
+    uint8_t m = tls_marks[t->fd];
+    tls_marks[t->fd] = 0;
+    if (s->closing || t->requested || t->evicted || (m & TLS_HELLO) == 0 ||
+        (m & (TLS_FINISHED | TLS_REFUSED)) != 0)
+        return;
+    log_refusal(t->peer, REFUSAL_UNFINISHED,
+                "the handshake stopped after the client's hello (no common TLS version or "
+                "cipher suite, the client does not trust this server's certificate, or it went "
+                "away)");
+}
+
 static bool has_client_cert(struct http_server *s, struct MHD_Connection *mc)
 {
     if (s->tls_cert == NULL)
@@ -432,6 +499,8 @@ static void notify_connection(void *cls, struct MHD_Connection *mc, void **socke
         }
         t->mc = mc;
         t->fd = ci != NULL ? ci->connect_fd : -1;
+        if (s->tls_cert != NULL)
+            watch_handshake(mc, t);
         s->n_conns++;
         track_wait(s, t);
         if (s->n_conns > s->max_conns && s->waiting_head != NULL)
@@ -442,6 +511,8 @@ static void notify_connection(void *cls, struct MHD_Connection *mc, void **socke
     *socket_context = NULL;
     if (t == NULL)
         return;
+    if (s->tls_cert != NULL)
+        handshake_closed(s, t);
     track_unlist(s, t);
     s->n_conns--;
     free(t);
@@ -495,6 +566,9 @@ static int reject(struct http_conn *c, int status, const char *fmt, ...)
 static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *mc)
 {
     struct http_server *s = cls;
+    struct http_track *t = track_of(mc);
+    if (t != NULL)
+        t->requested = true;
     struct http_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;

@@ -97,6 +97,9 @@ t_check "20 more refusals from the same address add no line" \
 code --interface 127.0.0.2 "$U/liveness" >/dev/null
 t_check "another address gets a line of its own" \
   t_eq "$(refusals 127.0.0.2 'no client certificate')" 1
+code --cacert "$P/stray.pem" "${ADM[@]}" --interface 127.0.0.3 "$U/liveness" >/dev/null
+t_check "a client that does not trust this server's certificate: logged as stopped after its hello" \
+  t_eq "$(refusals 127.0.0.3 "the handshake stopped after the client's hello")" 1
 "$T_BIN" ctl --api "$U" --cacert "$P/ca.pem" list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl without --cert fails" t_eq "$rc" 1
 t_check "... suggesting why ($(cat "$T_DIR/out"))" \

@@ -397,10 +397,10 @@ static int verify_client(gnutls_session_t session, bool required)
                 len--;
             snprintf(why, sizeof why, "client certificate \"%s\" refused: %.*s", subject, len,
                      (const char *)text.data);
-        }
-        else
+        } else {
             snprintf(why, sizeof why, "client certificate \"%s\" refused: %s", subject,
                      rc != 0 ? gnutls_strerror(rc) : "not verified");
+        }
         gnutls_free(text.data);
         char peer[INET6_ADDRSTRLEN];
         fd_peer(gnutls_transport_get_int(session), peer, sizeof peer);

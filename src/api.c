@@ -326,8 +326,8 @@ json_t *agent_patroni_json(const struct agent *a)
             /* Patroni sets these only when true: what /sync and /quorum answer 200 on. */
             enum health_standby kind = own_standby_kind(a);
             if (kind != HEALTH_STANDBY_ASYNC) {
-                json_object_set_new(o, kind == HEALTH_STANDBY_SYNC ? "sync_standby"
-                                                                   : "quorum_standby",
+                json_object_set_new(o,
+                                    kind == HEALTH_STANDBY_SYNC ? "sync_standby" : "quorum_standby",
                                     json_true());
             }
             json_object_set_new(o, "pending_restart", json_boolean(a->pg.pending_restart));
@@ -1671,9 +1671,13 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
      * synchronous standbys, fewer quorum standbys. */
     const struct fsm_state *sst = &a->cons.state;
     enum health_standby kind = own_standby_kind(a);
-    metric(f, "patroni_sync_standby", "gauge", "Value is 1 if this node is a synchronous standby (in the recorded set, k equal to the number of voters), 0 otherwise.",
+    metric(f, "patroni_sync_standby", "gauge",
+           "Value is 1 if this node is a synchronous standby (in the recorded set, k equal to the "
+           "number of voters), 0 otherwise.",
            labels, kind == HEALTH_STANDBY_SYNC);
-    metric(f, "patroni_quorum_standby", "gauge", "Value is 1 if this node is a quorum standby (in the recorded set, k below the number of voters), 0 otherwise.",
+    metric(f, "patroni_quorum_standby", "gauge",
+           "Value is 1 if this node is a quorum standby (in the recorded set, k below the number "
+           "of voters), 0 otherwise.",
            labels, kind == HEALTH_STANDBY_QUORUM);
     metric(f, "patroni_xlog_location", "counter", "Current WAL position of the primary (bytes), 0 on a standby.",
            labels, running && !o->in_recovery ? (double)o->wal_position : 0);

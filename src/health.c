@@ -232,7 +232,8 @@ int health_status(enum health_kind kind, const struct health_input *in,
     bool tags_apply = true;
     switch (kind) {
     case HEALTH_NONE:
-    case HEALTH_LIVENESS: return 503; /* answered above */
+    case HEALTH_LIVENESS:
+        return 503; /* answered above */
     case HEALTH_PRIMARY:
         ok = primary;
         tags_apply = false;

@@ -56,8 +56,8 @@ struct http_track {
     uint64_t deadline; /* loop time (ms) */
     bool listed;
     bool evicted;
-    bool requested;                  /* a request line arrived: the handshake (if TLS) was done */
-    char peer[INET6_ADDRSTRLEN];     /* TLS only: the client's address, for the log */
+    bool requested;              /* a request line arrived: the handshake (if TLS) was done */
+    char peer[INET6_ADDRSTRLEN]; /* TLS only: the client's address, for the log */
 };
 
 /* One request. Lifetime: freed once MHD is done with it (completed, or the server stopped) and no

@@ -56,7 +56,7 @@ struct health_input {
     bool running;             /* its PostgreSQL accepts connections */
     bool in_recovery;
     bool streaming;           /* a standby's WAL receiver streams */
-    bool restore_command;     /* one is configured: a standby not streaming is in archive recovery */
+    bool restore_command;     /* one is set: not streaming is "in archive recovery" */
     bool ready_leader;        /* Raft leader past its own-term barrier */
     bool raft_leader;         /* Raft leader */
     bool acting;              /* not stopped for a diverged state or a mismatched identity */

@@ -18,6 +18,7 @@
 #include "raftpg/transport.h"
 
 static bool is_sync_voter(const struct agent *a, const char *name);
+static enum health_standby own_standby_kind(const struct agent *a);
 static void config_in_force(const struct agent *a, int *mode, unsigned *k, int *commit,
                             bool *recorded);
 
@@ -305,9 +306,11 @@ json_t *agent_patroni_json(const struct agent *a)
                                     a->pg.replay_timestamp[0] != '\0'
                                         ? json_string(a->pg.replay_timestamp)
                                         : json_null());
-                json_object_set_new(o, "replication_state",
-                                    json_string(g->streaming ? "streaming"
-                                                             : "in archive recovery"));
+                const char *rs =
+                    health_replication_state(g->streaming, pg_restore_command(&a->conf)[0] != '\0');
+                if (rs != NULL) {
+                    json_object_set_new(o, "replication_state", json_string(rs));
+                }
             } else {
                 x = json_pack("{s:I}", "location", (json_int_t)g->wal_position);
                 json_t *reps = json_array();
@@ -320,6 +323,13 @@ json_t *agent_patroni_json(const struct agent *a)
                 json_object_set_new(o, "replication", reps);
             }
             json_object_set_new(o, "xlog", x);
+            /* Patroni sets these only when true: what /sync and /quorum answer 200 on. */
+            enum health_standby kind = own_standby_kind(a);
+            if (kind != HEALTH_STANDBY_ASYNC) {
+                json_object_set_new(o,
+                                    kind == HEALTH_STANDBY_SYNC ? "sync_standby" : "quorum_standby",
+                                    json_true());
+            }
             json_object_set_new(o, "pending_restart", json_boolean(a->pg.pending_restart));
         }
         if (g->timeline != 0) {
@@ -1084,6 +1094,19 @@ static void member_remove(struct agent *a, struct http_conn *conn, const char *n
     log_info("member remove requested: %s leaves the synchronous set first", name);
 }
 
+/* How the recorded synchronous set counts this member's running standby (Patroni's roles):
+ * every voter needed (k = n) makes a synchronous standby, fewer a quorum standby. */
+static enum health_standby own_standby_kind(const struct agent *a)
+{
+    const struct fsm_state *st = &a->cons.state;
+    bool standby = a->conf.has_postgresql && a->pg_open && a->pg.obs.state == HA_PG_RUNNING &&
+                   a->pg.obs.in_recovery;
+    if (!standby || !a->cons_open || st->sync.k == 0 || !is_sync_voter(a, a->conf.name)) {
+        return HEALTH_STANDBY_ASYNC;
+    }
+    return st->sync.k >= st->sync.n_voters ? HEALTH_STANDBY_SYNC : HEALTH_STANDBY_QUORUM;
+}
+
 static bool is_sync_voter(const struct agent *a, const char *name)
 {
     const struct fsm_state *s = &a->cons.state;
@@ -1278,13 +1301,11 @@ static int health_code(const struct agent *a, enum health_kind kind, const struc
         in.running = o->state == HA_PG_RUNNING;
         in.in_recovery = o->in_recovery;
         in.streaming = o->streaming;
+        in.restore_command = pg_restore_command(&a->conf)[0] != '\0';
         in.received_position = o->wal_position;
         in.replay_position = o->replay_position;
         const struct fsm_state *st = &a->cons.state;
-        if (a->cons_open && st->sync.k > 0 && is_sync_voter(a, a->conf.name)) {
-            in.standby = st->sync.k >= st->sync.n_voters ? HEALTH_STANDBY_SYNC
-                                                         : HEALTH_STANDBY_QUORUM;
-        }
+        in.standby = own_standby_kind(a);
         struct pg_view prim;
         const char *pname = a->cons_open ? st->primary.name : "";
         if (pname[0] != '\0' && strcmp(pname, a->conf.name) != 0 &&
@@ -1324,6 +1345,8 @@ static void respond_health(struct agent *a, struct http_conn *conn, const struct
     int code = health_code(a, kind, &q);
     if (req->method == HTTP_M_OPTIONS) {
         http_respond(conn, code, "text/plain; charset=utf-8", "", 0);
+    } else if (kind == HEALTH_LIVENESS) {
+        respond_json(conn, code, json_pack("{s:s}", "state", agent_phase_name(a->phase)));
     } else {
         respond_json(conn, code, agent_patroni_json(a));
     }
@@ -1647,12 +1670,15 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
     /* Patroni 4's meaning, as the /sync and /quorum checks: every voter needed (k = n) makes
      * synchronous standbys, fewer quorum standbys. */
     const struct fsm_state *sst = &a->cons.state;
-    bool voter = a->cons_open && running && o->in_recovery && sst->sync.k > 0 &&
-                 is_sync_voter(a, a->conf.name);
-    metric(f, "patroni_sync_standby", "gauge", "Value is 1 if this node is a synchronous standby (in the recorded set, k equal to the number of voters), 0 otherwise.",
-           labels, voter && sst->sync.k >= sst->sync.n_voters);
-    metric(f, "patroni_quorum_standby", "gauge", "Value is 1 if this node is a quorum standby (in the recorded set, k below the number of voters), 0 otherwise.",
-           labels, voter && sst->sync.k < sst->sync.n_voters);
+    enum health_standby kind = own_standby_kind(a);
+    metric(f, "patroni_sync_standby", "gauge",
+           "Value is 1 if this node is a synchronous standby (in the recorded set, k equal to the "
+           "number of voters), 0 otherwise.",
+           labels, kind == HEALTH_STANDBY_SYNC);
+    metric(f, "patroni_quorum_standby", "gauge",
+           "Value is 1 if this node is a quorum standby (in the recorded set, k below the number "
+           "of voters), 0 otherwise.",
+           labels, kind == HEALTH_STANDBY_QUORUM);
     metric(f, "patroni_xlog_location", "counter", "Current WAL position of the primary (bytes), 0 on a standby.",
            labels, running && !o->in_recovery ? (double)o->wal_position : 0);
     metric(f, "patroni_xlog_received_location", "counter", "WAL position received or replayed by a standby (bytes), 0 on a primary.",
@@ -1833,13 +1859,6 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             return;
         }
         respond_json(conn, 200, agent_status_json(a));
-    } else if (strcmp(path, "/liveness") == 0) {
-        if (!get) {
-            respond_error(conn, 405, "method not allowed");
-            return;
-        }
-        bool ok = a->phase != AGENT_PHASE_STOPPING;
-        respond_json(conn, ok ? 200 : 503, json_pack("{s:s}", "state", agent_phase_name(a->phase)));
     } else if (strcmp(path, "/config") == 0) {
         if (get) {
             respond_json(conn, 200, config_json(a));

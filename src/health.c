@@ -33,6 +33,7 @@ enum health_kind health_kind_of(const char *path)
         {"/asynchronous", HEALTH_ASYNC},
         {"/health", HEALTH_HEALTH},
         {"/readiness", HEALTH_READINESS},
+        {"/liveness", HEALTH_LIVENESS},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         if (strcmp(path, table[i].path) == 0) {
@@ -40,6 +41,11 @@ enum health_kind health_kind_of(const char *path)
         }
     }
     return HEALTH_NONE;
+}
+
+const char *health_replication_state(bool streaming, bool restore_command)
+{
+    return streaming ? "streaming" : restore_command ? "in archive recovery" : NULL;
 }
 
 int health_parse_size(const char *text, uint64_t *out)
@@ -207,22 +213,27 @@ static uint64_t lag_of(const struct health_input *in, bool write)
 int health_status(enum health_kind kind, const struct health_input *in,
                   const struct health_query *q)
 {
+    if (kind == HEALTH_LIVENESS) {
+        return in->alive ? 200 : 503; /* a member that does not act still runs */
+    }
     if (!in->alive || !in->acting) {
         /* A member that does not act takes no traffic; /health still says whether its server
-         * runs (/liveness, elsewhere, whether the agent does). */
+         * runs (/liveness, above, whether the agent does). */
         return kind == HEALTH_HEALTH && in->alive && (!in->has_pg || in->running) ? 200 : 503;
     }
     bool primary = in->has_pg && in->running && !in->in_recovery && in->ready_leader;
     bool replica_state = in->has_pg && in->running && in->in_recovery;
-    const char *state = in->streaming ? "streaming" : "in archive recovery";
+    const char *state = health_replication_state(in->streaming, in->restore_command);
     bool replica = replica_state && !in->noloadbalance &&
                    (!q->has_lag || lag_of(in, false) <= q->lag) &&
                    (q->replication_state[0] == '\0' ||
-                    strcmp(q->replication_state, state) == 0);
+                    (state != NULL && strcmp(q->replication_state, state) == 0));
     bool ok = false;
     bool tags_apply = true;
     switch (kind) {
-    case HEALTH_NONE: return 503;
+    case HEALTH_NONE:
+    case HEALTH_LIVENESS:
+        return 503; /* answered above */
     case HEALTH_PRIMARY:
         ok = primary;
         tags_apply = false;

@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
@@ -30,6 +31,7 @@
 #include <microhttpd.h>
 
 #include "http_internal.h"
+#include "raftpg/log.h"
 
 #define AUTH_MAX 2048
 #define CTYPE_MAX 256
@@ -54,6 +56,8 @@ struct http_track {
     uint64_t deadline; /* loop time (ms) */
     bool listed;
     bool evicted;
+    bool requested;              /* a request line arrived: the handshake (if TLS) was done */
+    char peer[INET6_ADDRSTRLEN]; /* TLS only: the client's address, for the log */
 };
 
 /* One request. Lifetime: freed once MHD is done with it (completed, or the server stopped) and no
@@ -241,18 +245,169 @@ static void deadline_cb(uv_timer_t *timer)
     deadline_rearm(s);
 }
 
+/* Refused handshakes are logged once per client address and reason within REFUSAL_WINDOW_MS,
+ * and at most REFUSAL_LINES lines per window in all, so that a scanner (one address many times,
+ * or many addresses) floods nothing; what was left out is counted in the next line. The state is
+ * process-wide: the handshake's verify function has no other context, and every server of the
+ * process runs on the one loop thread. */
+#define REFUSAL_WINDOW_MS 60000
+#define REFUSAL_LINES 10
+#define REFUSAL_SLOTS 64
+#define REFUSAL_NO_CERT UINT64_MAX /* the reason key of a missing certificate */
+
+static struct {
+    struct {
+        char peer[INET6_ADDRSTRLEN];
+        uint64_t reason; /* gnutls verification status bits, a negative error, or NO_CERT */
+        uint64_t at;     /* monotonic ms; 0 free */
+    } slot[REFUSAL_SLOTS];
+    uint64_t window_start;
+    unsigned lines;
+    unsigned long skipped;
+} refusals;
+
+#define REFUSAL_UNFINISHED (UINT64_MAX - 1) /* the key of a handshake that stopped midway */
+
+/* What GnuTLS's hooks saw of a handshake, by descriptor: they know the session (MHD hands GnuTLS
+ * the socket's descriptor), not the connection. Cleared when a connection starts and read when it
+ * closes. A descriptor beyond the table is simply not watched. */
+#define TLS_MARKS 65536
+enum { TLS_HELLO = 1, TLS_FINISHED = 2, TLS_REFUSED = 4 };
+static uint8_t tls_marks[TLS_MARKS];
+
+static void tls_mark(gnutls_session_t session, uint8_t mark)
+{
+    int fd = gnutls_transport_get_int(session);
+    if (fd >= 0 && fd < TLS_MARKS)
+        tls_marks[fd] |= mark;
+}
+
+static int tls_hook(gnutls_session_t session, unsigned htype, unsigned when, unsigned incoming,
+                    const gnutls_datum_t *msg)
+{
+    (void)when;
+    (void)msg;
+    if (incoming && htype == GNUTLS_HANDSHAKE_CLIENT_HELLO)
+        tls_mark(session, TLS_HELLO);
+    else if (incoming && htype == GNUTLS_HANDSHAKE_FINISHED)
+        tls_mark(session, TLS_FINISHED); /* the client's Finished: it accepted the handshake */
+    return 0;
+}
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
+}
+
+/* A connected socket's client address. */
+static void fd_peer(int fd, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    snprintf(out, size, "unknown address");
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)size);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)size);
+}
+
+static void log_refusal(const char *peer, uint64_t reason, const char *why)
+{
+    uint64_t now = monotonic_ms();
+    if (now - refusals.window_start >= REFUSAL_WINDOW_MS) {
+        refusals.window_start = now;
+        refusals.lines = 0;
+    }
+    unsigned use = 0;
+    for (unsigned i = 0; i < REFUSAL_SLOTS; i++) {
+        bool live = refusals.slot[i].at != 0 && now - refusals.slot[i].at < REFUSAL_WINDOW_MS;
+        if (live && refusals.slot[i].reason == reason && strcmp(refusals.slot[i].peer, peer) == 0) {
+            refusals.skipped++;
+            return;
+        }
+        if (refusals.slot[i].at < refusals.slot[use].at)
+            use = i; /* the oldest (or a free) slot is reused */
+    }
+    if (refusals.lines >= REFUSAL_LINES) {
+        refusals.skipped++;
+        return;
+    }
+    refusals.lines++;
+    snprintf(refusals.slot[use].peer, sizeof refusals.slot[use].peer, "%s", peer);
+    refusals.slot[use].reason = reason;
+    refusals.slot[use].at = now;
+    if (refusals.skipped > 0)
+        log_warning("api: refused TLS handshake from %s: %s (and %lu refusals not logged before "
+                    "it: at most one a minute per address and reason, %d in all)",
+                    peer, why, refusals.skipped, REFUSAL_LINES);
+    else
+        log_warning("api: refused TLS handshake from %s: %s", peer, why);
+    refusals.skipped = 0;
+}
+
+/* The subject of the client's first certificate, for the log ("" when it does not parse). */
+static void peer_subject(gnutls_session_t session, char *out, size_t size)
+{
+    unsigned n = 0;
+    const gnutls_datum_t *der = gnutls_certificate_get_peers(session, &n);
+    gnutls_x509_crt_t crt;
+    gnutls_datum_t dn = {NULL, 0};
+    out[0] = '\0';
+    if (der == NULL || n == 0 || gnutls_x509_crt_init(&crt) != 0)
+        return;
+    if (gnutls_x509_crt_import(crt, &der[0], GNUTLS_X509_FMT_DER) == 0 &&
+        gnutls_x509_crt_get_dn3(crt, &dn, 0) == 0)
+        snprintf(out, size, "%.*s", (int)dn.size, (const char *)dn.data);
+    gnutls_free(dn.data);
+    gnutls_x509_crt_deinit(crt);
+}
+
 /* Client certificates, checked inside the handshake so that a refused client gets no service at
  * all (as Patroni's ssl.CERT_REQUIRED and CERT_OPTIONAL do): a presented certificate must chain
- * to the configured CAs and, when it names key purposes, allow TLS client authentication. */
+ * to the configured CAs and, when it names key purposes, allow TLS client authentication. Each
+ * refusal is logged with its reason (log_refusal bounds how often). */
 static int verify_client(gnutls_session_t session, bool required)
 {
     unsigned n = 0, status = 0;
-    if (gnutls_certificate_get_peers(session, &n) == NULL || n == 0)
+    if (gnutls_certificate_get_peers(session, &n) == NULL || n == 0) {
+        if (required) {
+            char peer[INET6_ADDRSTRLEN];
+            fd_peer(gnutls_transport_get_int(session), peer, sizeof peer);
+            tls_mark(session, TLS_REFUSED);
+            log_refusal(peer, REFUSAL_NO_CERT,
+                        "no client certificate (restapi.verify_client: required)");
+        }
         return required ? GNUTLS_E_NO_CERTIFICATE_FOUND : 0;
+    }
     gnutls_typed_vdata_st purpose = {.type = GNUTLS_DT_KEY_PURPOSE_OID,
                                      .data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT};
-    if (gnutls_certificate_verify_peers(session, &purpose, 1, &status) != 0 || status != 0)
+    int rc = gnutls_certificate_verify_peers(session, &purpose, 1, &status);
+    if (rc != 0 || status != 0) {
+        char subject[256], why[768];
+        gnutls_datum_t text = {NULL, 0};
+        peer_subject(session, subject, sizeof subject);
+        if (rc == 0 &&
+            gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0) {
+            int len = (int)text.size;
+            while (len > 0 && (text.data[len - 1] == ' ' || text.data[len - 1] == '\0'))
+                len--;
+            snprintf(why, sizeof why, "client certificate \"%s\" refused: %.*s", subject, len,
+                     (const char *)text.data);
+        } else {
+            snprintf(why, sizeof why, "client certificate \"%s\" refused: %s", subject,
+                     rc != 0 ? gnutls_strerror(rc) : "not verified");
+        }
+        gnutls_free(text.data);
+        char peer[INET6_ADDRSTRLEN];
+        fd_peer(gnutls_transport_get_int(session), peer, sizeof peer);
+        tls_mark(session, TLS_REFUSED);
+        log_refusal(peer, rc != 0 ? (uint64_t)(unsigned)-rc << 32 : status, why);
         return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
+    }
     return 0;
 }
 
@@ -275,10 +430,44 @@ static void ask_client_cert(struct http_server *s, struct MHD_Connection *mc)
         return;
     gnutls_session_t session = ci->tls_session;
     bool required = s->client_cert == HTTP_CLIENT_CERT_REQUIRED;
-    gnutls_certificate_server_set_request(session,
-                                          required ? GNUTLS_CERT_REQUIRE : GNUTLS_CERT_REQUEST);
+    /* Asked for, not required by GnuTLS itself: it would refuse a client without one before the
+     * verify function runs, and that refusal would go unlogged. The verify function refuses it. */
+    gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST);
     gnutls_session_set_verify_function(session,
                                        required ? verify_client_required : verify_client_optional);
+}
+
+/* A TLS connection starts: its handshake is watched (tls_hook) from the first message. */
+static void watch_handshake(struct MHD_Connection *mc, struct http_track *t)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (t->fd < 0 || ci == NULL || ci->tls_session == NULL)
+        return;
+    if (t->fd < TLS_MARKS)
+        tls_marks[t->fd] = 0;
+    fd_peer(t->fd, t->peer, sizeof t->peer);
+    gnutls_handshake_set_hook_function(ci->tls_session, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_POST,
+                                       tls_hook);
+}
+
+/* A TLS connection closes. A client that said hello but never finished the handshake, and was
+ * neither refused for its certificate (logged then) nor cut by the request deadline, is logged:
+ * GnuTLS and MHD keep the exact error to themselves. A connection closed before any hello (a
+ * TCP probe, or plain HTTP sent to the HTTPS port) cannot be told apart here and is not. */
+static void handshake_closed(struct http_server *s, struct http_track *t)
+{
+    if (t->fd < 0 || t->fd >= TLS_MARKS)
+        return;
+    uint8_t m = tls_marks[t->fd];
+    tls_marks[t->fd] = 0;
+    if (s->closing || t->requested || t->evicted || (m & TLS_HELLO) == 0 ||
+        (m & (TLS_FINISHED | TLS_REFUSED)) != 0)
+        return;
+    log_refusal(t->peer, REFUSAL_UNFINISHED,
+                "the handshake stopped after the client's hello (no common TLS version or "
+                "cipher suite, the client does not trust this server's certificate, or it went "
+                "away)");
 }
 
 static bool has_client_cert(struct http_server *s, struct MHD_Connection *mc)
@@ -310,6 +499,8 @@ static void notify_connection(void *cls, struct MHD_Connection *mc, void **socke
         }
         t->mc = mc;
         t->fd = ci != NULL ? ci->connect_fd : -1;
+        if (s->tls_cert != NULL)
+            watch_handshake(mc, t);
         s->n_conns++;
         track_wait(s, t);
         if (s->n_conns > s->max_conns && s->waiting_head != NULL)
@@ -320,6 +511,8 @@ static void notify_connection(void *cls, struct MHD_Connection *mc, void **socke
     *socket_context = NULL;
     if (t == NULL)
         return;
+    if (s->tls_cert != NULL)
+        handshake_closed(s, t);
     track_unlist(s, t);
     s->n_conns--;
     free(t);
@@ -373,6 +566,9 @@ static int reject(struct http_conn *c, int status, const char *fmt, ...)
 static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *mc)
 {
     struct http_server *s = cls;
+    struct http_track *t = track_of(mc);
+    if (t != NULL)
+        t->requested = true;
     struct http_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;

@@ -22,6 +22,7 @@ enum health_kind {
     HEALTH_ASYNC,            /* /async, /asynchronous */
     HEALTH_HEALTH,           /* /health: PostgreSQL runs */
     HEALTH_READINESS,        /* /readiness: the primary, or a standby caught up */
+    HEALTH_LIVENESS,         /* /liveness: the agent runs (not shutting down) */
 };
 
 /* How the recorded synchronous set counts this standby (Patroni's roles): every voter needed
@@ -55,6 +56,7 @@ struct health_input {
     bool running;             /* its PostgreSQL accepts connections */
     bool in_recovery;
     bool streaming;           /* a standby's WAL receiver streams */
+    bool restore_command;     /* one is set: not streaming is "in archive recovery" */
     bool ready_leader;        /* Raft leader past its own-term barrier */
     bool raft_leader;         /* Raft leader */
     bool acting;              /* not stopped for a diverged state or a mismatched identity */
@@ -67,6 +69,10 @@ struct health_input {
     const struct health_tag *tags;
     bool noloadbalance;
 };
+
+/* A running standby's replication_state as Patroni words it: "streaming" while its WAL
+ * receiver streams, else "in archive recovery" when a restore_command is set, else NULL (none). */
+const char *health_replication_state(bool streaming, bool restore_command);
 
 /* The kind of a path, HEALTH_NONE when it is no health check. */
 enum health_kind health_kind_of(const char *path);

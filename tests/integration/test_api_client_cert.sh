@@ -7,7 +7,8 @@
 # from 127.0.0.2 gets 403 naming the allowlist, from 127.0.0.1 it is done; health checks and
 # reads answer from either address. Then verify_client: optional with allowlist_include_members
 # on a member of its own: reads without a certificate, changes only with one and only from the
-# member's host. Keys readable by others are refused by the agent and ctl.
+# member's host. Keys readable by others are refused by the agent and ctl. Refused handshakes
+# are logged with their reason, once per address and reason.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
@@ -82,6 +83,23 @@ t_check "with another CA's certificate neither" \
   t_eq "$(code --cert "$P/intruder.pem" --key "$P/intruder.key" "$U/liveness")" 000
 t_check "nor with a server certificate (not for client authentication)" \
   t_eq "$(code --cert "$P/api.pem" --key "$P/api.key" "$U/liveness")" 000
+# Each refused handshake is logged with its reason, once per client address and reason a minute.
+refusals() { grep -cE "api: refused TLS handshake from $1: $2" "$T_DIR/node2.log" || true; }
+t_check "the refusal without a certificate is logged once (TLS 1.3 and 1.2)" \
+  t_eq "$(refusals 127.0.0.1 'no client certificate \(restapi.verify_client: required\)')" 1
+t_check "... another CA's certificate's too, naming it and the reason" \
+  t_eq "$(refusals 127.0.0.1 'client certificate "CN=intruder" refused: .*issuer is unknown')" 1
+t_check "... and the server certificate's (not for client authentication)" \
+  t_eq "$(refusals 127.0.0.1 'client certificate "CN=api" refused: .*intended purpose')" 1
+for _ in $(seq 1 20); do code "$U/liveness" >/dev/null; done
+t_check "20 more refusals from the same address add no line" \
+  t_eq "$(refusals 127.0.0.1 'no client certificate')" 1
+code --interface 127.0.0.2 "$U/liveness" >/dev/null
+t_check "another address gets a line of its own" \
+  t_eq "$(refusals 127.0.0.2 'no client certificate')" 1
+code --cacert "$P/stray.pem" "${ADM[@]}" --interface 127.0.0.3 "$U/liveness" >/dev/null
+t_check "a client that does not trust this server's certificate: logged as stopped after its hello" \
+  t_eq "$(refusals 127.0.0.3 "the handshake stopped after the client's hello")" 1
 "$T_BIN" ctl --api "$U" --cacert "$P/ca.pem" list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl without --cert fails" t_eq "$rc" 1
 t_check "... suggesting why ($(cat "$T_DIR/out"))" \

@@ -159,6 +159,16 @@ static void test_standby_kinds(void **state)
     assert_int_equal(code("/replica", "", &a), 503);
     assert_int_equal(code("/read-only", "", &a), 503);
     assert_int_equal(code("/health", "", &a), 200);
+    /* Not streaming: "in archive recovery" only with a restore_command (Patroni), else none. */
+    a = standby(HEALTH_STANDBY_ASYNC);
+    a.streaming = false;
+    assert_int_equal(code("/replica", "replication_state=streaming", &a), 503);
+    assert_int_equal(code("/replica", "replication_state=in%20archive%20recovery", &a), 503);
+    assert_int_equal(code("/replica", "", &a), 200);
+    a.restore_command = true;
+    assert_int_equal(code("/replica", "replication_state=in+archive+recovery", &a), 200);
+    assert_string_equal(health_replication_state(true, false), "streaming");
+    assert_null(health_replication_state(false, false));
     a = standby(HEALTH_STANDBY_ASYNC);
     a.running = false;
     assert_int_equal(code("/replica", "", &a), 503);
@@ -191,6 +201,8 @@ static void test_lag(void **state)
     s.streaming = false;
     assert_int_equal(code("/readiness", "", &s), 503);
     assert_int_equal(code("/replica", "replication_state=streaming", &s), 503);
+    assert_int_equal(code("/replica", "replication_state=in%20archive%20recovery", &s), 503);
+    s.restore_command = true; /* Patroni's "in archive recovery" needs one */
     assert_int_equal(code("/replica", "replication_state=in%20archive%20recovery", &s), 200);
 }
 
@@ -214,6 +226,7 @@ static void test_not_acting(void **state)
     assert_int_equal(code("/leader", "", &p), 503);
     assert_int_equal(code("/readiness", "", &p), 503);
     assert_int_equal(code("/health", "", &p), 200);
+    assert_int_equal(code("/liveness", "", &p), 200); /* the agent still runs */
     struct health_input s = standby(HEALTH_STANDBY_QUORUM);
     s.acting = false;
     assert_int_equal(code("/replica", "", &s), 503);
@@ -221,6 +234,7 @@ static void test_not_acting(void **state)
     s.alive = false;
     assert_int_equal(code("/health", "", &s), 503);
     assert_int_equal(code("/replica", "", &s), 503);
+    assert_int_equal(code("/liveness", "", &s), 503); /* shutting down */
     /* Without a PostgreSQL, the agent alone. */
     struct health_input r;
     memset(&r, 0, sizeof r);

@@ -8,7 +8,8 @@
 # reads answer from either address. Then verify_client: optional with allowlist_include_members
 # on a member of its own: reads without a certificate, changes only with one and only from the
 # member's host. Keys readable by others are refused by the agent and ctl. Refused handshakes
-# are logged with their reason, once per address and reason.
+# are logged with their reason, once per address and reason. A real haproxy checks the primary
+# over TLS with a client certificate, and marks every member down without one.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
@@ -151,6 +152,71 @@ t_check "ctl -c switchover succeeds ($(tr '\n' ' ' <"$T_DIR/out"))" t_eq "$rc" 0
 is_primary() { [ "$(primary)" = "$1" ]; }
 t_check "$NEW is the primary" t_wait 30 "$NEW primary" is_primary "$NEW"
 t_check "and $OLD streams from it, all three polled" t_wait 60 "healthy again" healthy
+
+# A real load balancer against these checks: haproxy with Patroni's check (OPTIONS /primary) over
+# TLS, verifying the API's certificate and presenting the admin one, sends writes to the primary;
+# the same check without a client certificate gets no answer from any member, so haproxy marks
+# every server down, the primary too.
+RW=$((T_BASE + 31)) RW2=$((T_BASE + 32))
+cat "$P/admin.pem" "$P/admin.key" >"$P/admin-bundle.pem"
+chmod 600 "$P/admin-bundle.pem"
+servers() {
+  local i a
+  for i in 1 2 3; do
+    a=$(t_api_addr "$i")
+    echo "    server node$i $(t_pg_addr "$i") check port ${a##*:}"
+  done
+}
+cat >"$T_DIR/haproxy.cfg" <<EOF
+global
+    maxconn 100
+defaults
+    mode tcp
+    timeout client 1m
+    timeout connect 2s
+    timeout server 1m
+    timeout check 2s
+listen primary
+    bind 127.0.0.1:$RW
+    option httpchk OPTIONS /primary
+    http-check expect status 200
+    default-server inter 300ms fall 2 rise 1 check-ssl verify required ca-file $P/ca.pem crt $P/admin-bundle.pem
+$(servers)
+listen nocert
+    bind 127.0.0.1:$RW2
+    option httpchk OPTIONS /primary
+    http-check expect status 200
+    default-server inter 300ms fall 2 rise 1 check-ssl verify required ca-file $P/ca.pem
+$(servers)
+EOF
+if haproxy -c -q -f "$T_DIR/haproxy.cfg" >"$T_DIR/haproxy.check" 2>&1; then
+  haproxy -db -f "$T_DIR/haproxy.cfg" >"$T_DIR/haproxy.log" 2>&1 &
+  HAPROXY=$!
+  t_before_rm() { kill "$HAPROXY" 2>/dev/null; wait "$HAPROXY" 2>/dev/null; }
+  via() { PGCONNECT_TIMEOUT=2 timeout -s KILL 5 psql -X -q -A -t -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2" 2>/dev/null; }
+  NEWi=${NEW#node}
+  # haproxy starts every server as up; two failed checks (fall 2) take one out.
+  marked() {
+    local i
+    for i in 1 2 3; do
+      grep -q "Server nocert/node$i is DOWN" "$T_DIR/haproxy.log" || return 1
+      [ "$i" = "$NEWi" ] || grep -q "Server primary/node$i is DOWN" "$T_DIR/haproxy.log" || return 1
+    done
+  }
+  t_wait 15 "haproxy's checks to mark the servers" marked
+  t_check "with the client certificate haproxy keeps $NEW and takes the standbys out" \
+    t_status 1 grep -q "Server primary/$NEW is DOWN" "$T_DIR/haproxy.log"
+  t_check "writes through it reach the primary" t_eq "$(via "$RW" 'SELECT pg_is_in_recovery()')" f
+  t_check "without one every server is marked down, $NEW too" \
+    grep -q "Server nocert/$NEW is DOWN" "$T_DIR/haproxy.log"
+  t_check "and nothing goes through that listener" \
+    t_eq "$(via "$RW2" 'SELECT pg_is_in_recovery()' || echo refused)" refused
+  kill "$HAPROXY" 2>/dev/null
+  wait "$HAPROXY" 2>/dev/null || true
+  unset -f t_before_rm
+else
+  t_fail "haproxy rejects its configuration: $(cat "$T_DIR/haproxy.check")"
+fi
 
 # Keys others may read: refused, naming the file.
 cp "$P/admin.key" "$P/open.key"

@@ -1205,6 +1205,9 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
         rv = http_server_set_tls(&a->api, a->conf.restapi.certfile, a->conf.restapi.keyfile,
                                  a->conf.restapi.keyfile_password, errmsg);
         if (rv == 0) {
+            rv = http_server_set_tls_priorities(&a->api, a->conf.restapi.ciphers, errmsg);
+        }
+        if (rv == 0) {
             static const enum http_client_cert modes[] = {
                 [CONF_VERIFY_NONE] = HTTP_CLIENT_CERT_NONE,
                 [CONF_VERIFY_OPTIONAL] = HTTP_CLIENT_CERT_OPTIONAL,

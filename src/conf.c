@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include <gnutls/gnutls.h>
 #include <sodium.h>
 
 /* A configuration file is a few kilobytes; the cap keeps a wrong path (a disk image, a log) from
@@ -123,6 +124,7 @@ static const struct conf_key restapi_keys[] = {
     {"keyfile", KEY_PATH, FIELD(restapi.keyfile)},
     {"keyfile_password", KEY_STRING, FIELD(restapi.keyfile_password), .min = 1},
     {"cafile", KEY_PATH, FIELD(restapi.cafile)},
+    {"ciphers", KEY_STRING, FIELD(restapi.ciphers), .min = 1},
     {"authentication", KEY_SECTION, .sub = restapi_auth_keys},
     {"verify_client", KEY_ENUM, FIELD(restapi.verify_client), .def = "none",
      .names = verify_client_names},
@@ -1349,6 +1351,21 @@ static int finish(struct parser *p)
         const char *given = c->ctl.certfile[0] != '\0' ? "ctl.certfile" : "ctl.keyfile";
         const char *missing = c->ctl.certfile[0] != '\0' ? "ctl.keyfile" : "ctl.certfile";
         return fail_at(p, where_first(p, given, NULL), missing, "required with %s", given);
+    }
+    if (c->restapi.ciphers[0] != '\0') {
+        struct mark cm = where_first(p, "restapi.ciphers", NULL);
+        if (c->restapi.certfile[0] == '\0')
+            return fail_at(p, cm, "restapi.ciphers", "requires restapi.certfile and restapi.keyfile");
+        /* GnuTLS speaks TLS here: Patroni's OpenSSL cipher lists mean nothing to it. */
+        gnutls_priority_t prio;
+        const char *bad = NULL;
+        if (gnutls_priority_init(&prio, c->restapi.ciphers, &bad) != 0)
+            return fail_at(p, cm, "restapi.ciphers",
+                           "not a GnuTLS priority string (at \"%.40s\"): write one such as "
+                           "\"NORMAL:-VERS-TLS1.0:-VERS-TLS1.1\" or \"SECURE256\" (an OpenSSL "
+                           "cipher list, as Patroni takes, is not understood)",
+                           bad != NULL ? bad : c->restapi.ciphers);
+        gnutls_priority_deinit(prio);
     }
     if (c->restapi.keyfile_password[0] != '\0' && c->restapi.keyfile[0] == '\0')
         return fail_at(p, where_first(p, "restapi.keyfile_password", NULL),

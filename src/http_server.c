@@ -993,6 +993,24 @@ int http_server_set_tls(struct http_server *s, const char *certfile, const char 
     return 0;
 }
 
+int http_server_set_tls_priorities(struct http_server *s, const char *priorities, char *errmsg)
+{
+    free(s->tls_priorities);
+    s->tls_priorities = NULL;
+    if (priorities == NULL || priorities[0] == '\0')
+        return 0;
+    gnutls_priority_t prio;
+    const char *bad = NULL;
+    if (gnutls_priority_init(&prio, priorities, &bad) != 0)
+        return rpg_err(errmsg, RPG_EINVAL, "TLS priority string %s: wrong at \"%.40s\"",
+                       priorities, bad != NULL ? bad : "");
+    gnutls_priority_deinit(prio);
+    s->tls_priorities = strdup(priorities);
+    if (s->tls_priorities == NULL)
+        return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+    return 0;
+}
+
 int http_server_set_client_ca(struct http_server *s, const char *cafile,
                               enum http_client_cert mode, char *errmsg)
 {
@@ -1014,6 +1032,8 @@ static void tls_free(struct http_server *s)
     free_secret(&s->tls_key_password);
     free(s->tls_trust);
     s->tls_trust = NULL;
+    free(s->tls_priorities);
+    s->tls_priorities = NULL;
     free(s->tls_cert);
     if (s->tls_key != NULL)
         memset(s->tls_key, 0, strlen(s->tls_key));
@@ -1160,7 +1180,10 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)SOMAXCONN, MHD_OPTION_END);
+        (unsigned)SOMAXCONN,
+        /* Last: without priorities the list ends here, and GnuTLS's defaults apply. */
+        tls && s->tls_priorities != NULL ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END,
+        s->tls_priorities, MHD_OPTION_END);
     if (s->mhd == NULL) {
         bool trust = s->tls_trust != NULL, password = s->tls_key_password != NULL;
         close(fd);

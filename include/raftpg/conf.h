@@ -130,6 +130,8 @@ struct conf {
         char keyfile[PATH_MAX];
         char keyfile_password[256]; /* Patroni's key: decrypts keyfile; "" not encrypted */
         char cafile[PATH_MAX];
+        /* Patroni's restapi.ciphers, as a GnuTLS priority string ("" GnuTLS's defaults) */
+        char ciphers[512];
         /* Patroni's restapi.authentication: HTTP basic credentials that authorise a change
          * (as a cluster-secret signature does); "" none */
         char auth_username[CONF_NAME_MAX];

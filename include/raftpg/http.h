@@ -77,6 +77,7 @@ struct http_server {
     char *tls_cert, *tls_key;    /* PEM, set by http_server_set_tls */
     char *tls_key_password;      /* set by http_server_set_tls, or NULL */
     char *tls_trust;             /* PEM, set by http_server_set_client_ca */
+    char *tls_priorities;        /* GnuTLS priority string, set by http_server_set_tls */
     enum http_client_cert client_cert;
 };
 
@@ -86,6 +87,10 @@ struct http_server {
  * refused. The memory is released by http_server_close (or by a failing http_server_start). */
 int http_server_set_tls(struct http_server *s, const char *certfile, const char *keyfile,
                         const char *key_password, char *errmsg);
+
+/* After http_server_set_tls: the protocol versions and cipher suites offered, as a GnuTLS
+ * priority string (copied; NULL or "": GnuTLS's defaults). RPG_EINVAL names where it is wrong. */
+int http_server_set_tls_priorities(struct http_server *s, const char *priorities, char *errmsg);
 
 /* After http_server_set_tls, before http_server_start: TLS clients are asked for a certificate
  * (mode OPTIONAL or REQUIRED), verified during the handshake against the CAs in cafile (PEM, read

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The API over TLS (restapi.certfile, keyfile, cafile) with a CA made here: the agents poll each
 # other over HTTPS and verify each other's certificates, curl and ctl reach the API only with the
-# CA (or --insecure), and plain HTTP gets nothing.
+# CA (or --insecure), and plain HTTP gets nothing. restapi.ciphers (a GnuTLS priority string)
+# takes TLS 1.3 away from node3; an OpenSSL cipher list there is refused.
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
 
@@ -26,7 +27,10 @@ for i in 1 2 3; do
   sed -i "s|^  listen: $(t_api_addr "$i")\$|&\n  certfile: $P/api.pem\n  keyfile: $P/api.key\n  cafile: $P/ca.pem|" \
     "$T_DIR/node$i.yaml"
 done
+# node3 offers TLS 1.2 only (restapi.ciphers, a GnuTLS priority string).
+sed -i "s|^  cafile: $P/ca.pem\$|&\n  ciphers: \"NORMAL:-VERS-TLS1.3\"|" "$T_DIR/node3.yaml"
 t_check "the configuration has the TLS keys" grep -q "certfile: $P/api.pem" "$T_DIR/node1.yaml"
+t_check "node3's has restapi.ciphers" grep -q 'ciphers: "NORMAL:-VERS-TLS1.3"' "$T_DIR/node3.yaml"
 for i in 1 2 3; do t_start "$i"; done
 
 cluster() { curl -s -m 2 --cacert "$P/ca.pem" "https://$(t_api_addr 1)/cluster"; }
@@ -59,6 +63,12 @@ curl -s -o /dev/null -m 2 --cacert "$P/stray.pem" "https://$(t_api_addr 1)/liven
 t_check "with another CA too" t_eq "$rc" 60
 code=$(curl -s -o /dev/null -w '%{http_code}' -m 2 "http://$(t_api_addr 1)/liveness" || true)
 t_check "plain HTTP gets no answer" t_eq "$code" 000
+tls_code() { curl -s -o /dev/null -w '%{http_code}' -m 2 --cacert "$P/ca.pem" "$@" || true; }
+t_check "node1 speaks TLS 1.3" t_eq "$(tls_code --tlsv1.3 "https://$(t_api_addr 1)/liveness")" 200
+t_check "node3 (restapi.ciphers without TLS 1.3) refuses it" \
+  t_eq "$(tls_code --tlsv1.3 "https://$(t_api_addr 3)/liveness")" 000
+t_check "and answers over TLS 1.2" \
+  t_eq "$(tls_code --tls-max 1.2 "https://$(t_api_addr 3)/liveness")" 200
 
 "$T_BIN" ctl -c "$T_DIR/node1.yaml" list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl -c lists the members over HTTPS" t_eq "$rc" 0
@@ -89,4 +99,11 @@ sed -i "/^  certfile:/d" "$T_DIR/bad.yaml"
 "$T_BIN" check-config "$T_DIR/bad.yaml" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "a keyfile without certfile is refused" t_eq "$rc" 1
 t_check "naming what is missing" grep -q "restapi.certfile" "$T_DIR/out"
+# Patroni's restapi.ciphers takes an OpenSSL cipher list; here GnuTLS speaks TLS.
+sed "s|^  cafile: $P/ca.pem\$|&\n  ciphers: \"ECDHE-RSA-AES128-GCM-SHA256:!SSLv3\"|" \
+  "$T_DIR/node1.yaml" >"$T_DIR/bad.yaml"
+"$T_BIN" check-config "$T_DIR/bad.yaml" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "an OpenSSL cipher list in restapi.ciphers is refused" t_eq "$rc" 1
+t_check "naming the key and where it is wrong ($(head -c 300 "$T_DIR/out"))" \
+  grep -q 'restapi.ciphers.*not a GnuTLS priority string (at "ECDHE-RSA' "$T_DIR/out"
 t_done

@@ -239,6 +239,13 @@ static void test_full_access_configuration(void **state)
     assert_string_equal(c.ctl.auth_password, "pw");
 }
 
+static void test_ciphers_take_a_gnutls_priority_string(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL TLS "  ciphers: \"NORMAL:-VERS-TLS1.0:-VERS-TLS1.1\"\n"), 0);
+    assert_string_equal(c.restapi.ciphers, "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1");
+}
+
 static void test_optional_needs_no_ctl_certificate(void **state)
 {
     (void)state;
@@ -249,6 +256,13 @@ static void test_optional_needs_no_ctl_certificate(void **state)
 static const struct {
     const char *text, *error;
 } conf_bad[] = {
+    {MINIMAL TLS "  ciphers: \"ECDHE-RSA-AES128-GCM-SHA256:!SSLv3\"\n",
+     "t.yaml:13:12: restapi.ciphers: not a GnuTLS priority string (at \"ECDHE-RSA-AES128-GCM-"
+     "SHA256:!SSLv3\"): write one such as \"NORMAL:-VERS-TLS1.0:-VERS-TLS1.1\" or \"SECURE256\" "
+     "(an OpenSSL cipher list, as Patroni takes, is not understood)"},
+    {MINIMAL "restapi:\n"
+             "  ciphers: NORMAL\n",
+     "t.yaml:10:12: restapi.ciphers: requires restapi.certfile and restapi.keyfile"},
     {MINIMAL TLS "  verify_client: sometimes\n",
      "t.yaml:13:18: restapi.verify_client: expected one of none|optional|required, got "
      "\"sometimes\""},
@@ -352,6 +366,7 @@ int main(void)
         cmocka_unit_test_teardown(test_full_access_configuration, teardown),
         cmocka_unit_test_teardown(test_optional_needs_no_ctl_certificate, teardown),
         cmocka_unit_test_teardown(test_bad_configurations_are_named, teardown),
+        cmocka_unit_test_teardown(test_ciphers_take_a_gnutls_priority_string, teardown),
         cmocka_unit_test_teardown(test_allowlist_is_capped, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

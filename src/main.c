@@ -14,6 +14,7 @@
 #include "raftpg/fence.h"
 #include "raftpg/guard.h"
 #include "raftpg/log.h"
+#include "raftpg/loopwatch.h"
 #include "raftpg/vip.h"
 #include "raftpg/watchdog.h"
 
@@ -185,11 +186,20 @@ static int cmd_run(int argc, char **argv)
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    int rv = agent_start(&a, &loop, errmsg);
+    /* Names what holds the loop longer than the lease can stand (loopwatch.h); it never keeps
+     * the loop alive, and is closed once the agent's handles are. */
+    static struct loopwatch watch;
+    int rv = loopwatch_start(&watch, &loop);
+    if (rv != 0) {
+        log_warning("loop-stall detector not started: %s", uv_strerror(rv));
+    }
+    rv = agent_start(&a, &loop, errmsg);
     if (rv != 0) {
         log_error("cannot start: %s", errmsg);
         agent_stop(&a, 1);
     }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    loopwatch_close(&watch, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     int code = a.exit_code;
     if (uv_loop_close(&loop) != 0) {

@@ -211,6 +211,10 @@ static int cmd_run(int argc, char **argv)
     log_info("raftpg %s starting (scope=%s config=%s)", RAFTPG_VERSION, a.conf.scope, path);
 
     sched_keep_for_loop();
+    /* Programs are spawned in libuv's thread pool (proc.h), beside libraft's and the storage
+     * probe's disk work, which a hung disk can hold for good: libuv's default of 4 threads would
+     * leave a fence's `ip addr del` waiting behind them. Read once, at the pool's first use. */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
     uv_loop_t loop;
     uv_loop_init(&loop);
     /* Names what holds the loop longer than the lease can stand (loopwatch.h); it never keeps

@@ -25,9 +25,9 @@
 
 #include <uv.h>
 
-#define LOOPWATCH_BOUND_MS 50         /* a phase holding the loop longer is reported */
+#define LOOPWATCH_BOUND_MS 50          /* a phase holding the loop longer is reported */
 #define LOOPWATCH_LOG_INTERVAL_MS 1000 /* at most one report a second; the rest are counted */
-#define LOOPWATCH_SPANS 3             /* named callbacks kept per phase, the longest first */
+#define LOOPWATCH_SPANS 3              /* named callbacks kept per phase, the longest first */
 
 enum loopwatch_phase {
     LOOPWATCH_PHASE_TIMERS = 0, /* check -> prepare: timers, check and close callbacks */
@@ -38,10 +38,10 @@ const char *loopwatch_phase_name(enum loopwatch_phase phase);
 
 /* The loop thread's clocks at one cut. */
 struct loopwatch_mark {
-    uint64_t wall_ns;  /* CLOCK_MONOTONIC (uv_hrtime) */
-    bool sched_known;  /* schedstat could be read: the two below are meaningful */
-    uint64_t cpu_ns;   /* time on a CPU so far */
-    uint64_t runq_ns;  /* time runnable, waiting for a CPU, so far */
+    uint64_t wall_ns; /* CLOCK_MONOTONIC (uv_hrtime) */
+    bool sched_known; /* schedstat could be read: the two below are meaningful */
+    uint64_t cpu_ns;  /* time on a CPU so far */
+    uint64_t runq_ns; /* time runnable, waiting for a CPU, so far */
 };
 
 /* One named callback's time within a phase. */
@@ -53,13 +53,14 @@ struct loopwatch_span {
 /* What a phase cost beyond its planned wait. */
 struct loopwatch_stall {
     enum loopwatch_phase phase;
-    uint64_t held_ns;     /* wall time minus the planned wait */
-    uint64_t late_ns;     /* POLL: how much longer than planned the poll was idle (a late wake-up) */
+    uint64_t held_ns; /* wall time minus the planned wait */
+    uint64_t late_ns; /* POLL: how much longer than planned the poll was idle (a late wake-up) */
     bool sched_known;
-    uint64_t cpu_ns;      /* of held_ns: running */
-    uint64_t runq_ns;     /* of held_ns: runnable, waiting for a CPU */
-    uint64_t blocked_ns;  /* of held_ns: the rest (a blocking system call, a stopped process) */
-    struct loopwatch_span spans[LOOPWATCH_SPANS]; /* the longest named callbacks, name NULL unused */
+    uint64_t cpu_ns;     /* of held_ns: running */
+    uint64_t runq_ns;    /* of held_ns: runnable, waiting for a CPU */
+    uint64_t blocked_ns; /* of held_ns: the rest (a blocking system call, a stopped process) */
+    struct loopwatch_span
+        spans[LOOPWATCH_SPANS]; /* the longest named callbacks, name NULL unused */
 };
 
 /* Judges one phase between two marks. planned_ns is the wait libuv planned for the poll (-1:
@@ -80,7 +81,7 @@ bool loopwatch_parse_schedstat(const char *text, uint64_t *cpu_ns, uint64_t *run
 /* The rate limit: whether a stall seen at now_ns is reported. When it is, *suppressed and
  * *longest_suppressed_ns say what was left out since the last report; when not, it is counted. */
 struct loopwatch_limit {
-    uint64_t last_ns;       /* 0: never reported */
+    uint64_t last_ns; /* 0: never reported */
     unsigned suppressed;
     uint64_t longest_ns;
 };
@@ -94,10 +95,10 @@ void loopwatch_format(const struct loopwatch_stall *s, unsigned suppressed,
 /* ---- the watcher on a real loop ---------------------------------------------------------- */
 
 struct loopwatch {
-    uv_loop_t *loop;   /* borrowed */
+    uv_loop_t *loop; /* borrowed */
     uv_prepare_t prepare;
     uv_check_t check;
-    int sched_fd;      /* the loop thread's schedstat, -1 when it cannot be read */
+    int sched_fd; /* the loop thread's schedstat, -1 when it cannot be read */
     bool started;
     unsigned n_closing;
     void (*close_cb)(struct loopwatch *w);
@@ -107,8 +108,8 @@ struct loopwatch {
     uint64_t idle_at_prepare;
     struct loopwatch_span spans[LOOPWATCH_SPANS]; /* of the phase under way */
     struct loopwatch_limit limit;
-    uint64_t n_stalls;   /* phases over the bound since start */
-    uint64_t max_ns;     /* the longest one */
+    uint64_t n_stalls; /* phases over the bound since start */
+    uint64_t max_ns;   /* the longest one */
     uint64_t bound_ns;
 };
 

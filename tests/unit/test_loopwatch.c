@@ -14,8 +14,10 @@
 
 static struct loopwatch_mark at(uint64_t wall_ms, uint64_t cpu_ms, uint64_t runq_ms)
 {
-    return (struct loopwatch_mark){
-        .wall_ns = wall_ms * MS, .sched_known = true, .cpu_ns = cpu_ms * MS, .runq_ns = runq_ms * MS};
+    return (struct loopwatch_mark){.wall_ns = wall_ms * MS,
+                                   .sched_known = true,
+                                   .cpu_ns = cpu_ms * MS,
+                                   .runq_ns = runq_ms * MS};
 }
 
 /* A timer callback that ran 80 ms, 20 of them on a CPU and 30 waiting for one. */
@@ -157,18 +159,20 @@ static void test_format_names_phase_split_and_callbacks(void **state)
     s.blocked_ns = 11 * MS;
     char buf[512];
     loopwatch_format(&s, 0, 0, buf, sizeof buf);
-    assert_string_equal(buf, "loop stall: poll and i/o callbacks held the loop 292 ms (bound 50 ms): "
-                             "on a cpu 1 ms, waiting for a cpu 280 ms, blocked or stopped 11 ms; "
-                             "the poll woke 290 ms late; no named callback ran");
+    assert_string_equal(buf,
+                        "loop stall: poll and i/o callbacks held the loop 292 ms (bound 50 ms): "
+                        "on a cpu 1 ms, waiting for a cpu 280 ms, blocked or stopped 11 ms; "
+                        "the poll woke 290 ms late; no named callback ran");
     s.phase = LOOPWATCH_PHASE_TIMERS;
     s.late_ns = 0;
     s.sched_known = false;
     s.spans[0] = (struct loopwatch_span){"ha tick", 120 * MS};
     s.spans[1] = (struct loopwatch_span){"log write", 118 * MS};
     loopwatch_format(&s, 3, 75 * MS, buf, sizeof buf);
-    assert_string_equal(buf, "loop stall: timers and check callbacks held the loop 292 ms (bound 50 "
-                             "ms); longest named callbacks: ha tick 120 ms, log write 118 ms; 3 "
-                             "more since the last report, the longest 75 ms");
+    assert_string_equal(buf,
+                        "loop stall: timers and check callbacks held the loop 292 ms (bound 50 "
+                        "ms); longest named callbacks: ha tick 120 ms, log write 118 ms; 3 "
+                        "more since the last report, the longest 75 ms");
     /* A short buffer is cut, never overrun. */
     char small[16];
     loopwatch_format(&s, 0, 0, small, sizeof small);

@@ -17,6 +17,7 @@
 #include "raftpg/log.h"
 #include "raftpg/storage.h"
 #include "raftpg/transport.h"
+#include "raftpg/loopwatch.h"
 
 #define IDENTITY_MAGIC "raftpg-identity 1"
 #define RECONCILE_INTERVAL_MS 100
@@ -296,14 +297,12 @@ static void pending_record(struct cons *c)
 
 static void monitor_cb(uv_check_t *h)
 {
-    cons_observe(h->data);
-    pending_record(h->data);
+    LOOPWATCH_SPAN("raft monitor", cons_observe(h->data); pending_record(h->data));
 }
 
 static void reconcile_cb(uv_timer_t *t)
 {
-    cons_reconcile(t->data);
-    cons_storage_tick(t->data);
+    LOOPWATCH_SPAN("raft reconcile", cons_reconcile(t->data); cons_storage_tick(t->data));
 }
 
 static void cons_finish(struct cons *c);
@@ -402,14 +401,15 @@ static void storage_timer_cb(uv_timer_t *t)
 
 static void lease_timer_cb(uv_timer_t *t)
 {
-    cons_lease_renew(t->data);
+    LOOPWATCH_SPAN("lease renewal", cons_lease_renew(t->data));
 }
 
 static void start_timer_cb(uv_timer_t *t)
 {
     struct cons *c = t->data;
     struct cons_uv *u = c->uv;
-    int rv = raft_start(&u->raft);
+    int rv;
+    LOOPWATCH_SPAN("raft start", rv = raft_start(&u->raft));
     if (rv != 0) {
         c->failed = true;
         rpg_err(c->error, rv == RAFT_CORRUPT ? RPG_ECORRUPT : RPG_ERAFT,

@@ -16,6 +16,7 @@
 #include "raftpg/fence_step.h"
 #include "raftpg/lead.h"
 #include "raftpg/log.h"
+#include "raftpg/loopwatch.h"
 #include "raftpg/proof.h"
 #include "raftpg/storage.h"
 
@@ -714,7 +715,7 @@ static void fence_tick(struct agent *a)
 
 static void on_fence_timer(uv_timer_t *t)
 {
-    fence_tick(t->data);
+    LOOPWATCH_SPAN("fence tick", fence_tick(t->data));
 }
 
 static int start_fencing(struct agent *a, char *errmsg)
@@ -1034,7 +1035,7 @@ static void ha_tick(struct agent *a)
 
 static void on_ha_timer(uv_timer_t *t)
 {
-    ha_tick(t->data);
+    LOOPWATCH_SPAN("ha tick", ha_tick(t->data));
 }
 
 static void ha_schedule(struct agent *a, unsigned delay_ms)

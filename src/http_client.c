@@ -1,5 +1,6 @@
 /* Blocking HTTP client for the CLI and the agent, on libcurl's easy interface. */
 #include "raftpg/http.h"
+#include "raftpg/loopwatch.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -437,7 +438,7 @@ static void check_done(struct http_client *c)
     }
 }
 
-static void on_sock(uv_poll_t *p, int status, int events)
+static void sock_step(uv_poll_t *p, int status, int events)
 {
     struct sock_watch *w = p->data;
     struct http_client *c = w->c;
@@ -450,6 +451,11 @@ static void on_sock(uv_poll_t *p, int status, int events)
         flags |= CURL_CSELECT_OUT;
     curl_multi_socket_action(c->multi, w->fd, flags, &running);
     check_done(c);
+}
+
+static void on_sock(uv_poll_t *p, int status, int events)
+{
+    LOOPWATCH_SPAN("api client", sock_step(p, status, events));
 }
 
 static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)

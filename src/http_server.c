@@ -10,6 +10,7 @@
  * each new connection shuts down the oldest one still waiting for its request, so slow or idle
  * clients can never keep a health check out. */
 #include "raftpg/http.h"
+#include "raftpg/loopwatch.h"
 
 #include <arpa/inet.h>
 #include <limits.h>
@@ -1045,14 +1046,14 @@ static void tls_free(struct http_server *s)
 
 static void mhd_timer_cb(uv_timer_t *t)
 {
-    server_run(t->data);
+    LOOPWATCH_SPAN("api server", server_run(t->data));
 }
 
 static void poll_cb(uv_poll_t *p, int status, int events)
 {
     (void)status;
     (void)events;
-    server_run(p->data);
+    LOOPWATCH_SPAN("api server", server_run(p->data));
 }
 
 static void server_run(struct http_server *s)

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "raftpg/log.h"
+#include "raftpg/loopwatch.h"
 
 static struct {
     char member[64];
@@ -133,6 +134,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
     size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(when + n, sizeof when - n, ".%03ldZ", ts.tv_nsec / 1000000);
 
+    /* stderr is often a file on the node's busiest disk: a write can wait for its writeback. */
+    uint64_t begun = loopwatch_span_begin();
     if (g_log.json) {
         json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "ts", when, "level",
                               log_level_name(level), "member", g_log.member, "term",
@@ -147,4 +150,5 @@ void log_msg(enum log_level level, const char *fmt, ...)
         fprintf(stderr, "%s %s %s term=%llu role=%s: %s\n", when, log_level_name(level),
                 g_log.member, (unsigned long long)g_log.term, g_log.role, msg);
     }
+    loopwatch_span_end("log write", begun);
 }

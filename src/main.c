@@ -1,8 +1,11 @@
 /* raftpg: the agent ("run"), the configuration checker and the client ("ctl"), in one binary. */
+#include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -14,6 +17,7 @@
 #include "raftpg/fence.h"
 #include "raftpg/guard.h"
 #include "raftpg/log.h"
+#include "raftpg/loopwatch.h"
 #include "raftpg/vip.h"
 #include "raftpg/watchdog.h"
 
@@ -138,6 +142,29 @@ static int cmd_gen_secret(int argc, char **argv)
     return 0;
 }
 
+/* The loop keeps the lease, and on a loaded machine it mostly waits for a CPU (README, "Loop
+ * stalls"): the unit may start the agent with a raised priority (Nice=). Only the loop thread
+ * keeps it: the threads it creates and the programs they start (PostgreSQL, ip, the guard) get
+ * the default back (SCHED_RESET_ON_FORK resets a negative nice in every new task). Before any
+ * thread exists. */
+static void sched_keep_for_loop(void)
+{
+    struct sched_param sp;
+    int policy = sched_getscheduler(0);
+    if (policy < 0 || sched_getparam(0, &sp) != 0 ||
+        sched_setscheduler(0, policy | SCHED_RESET_ON_FORK, &sp) != 0) {
+        log_warning("cannot keep the agent's priority to its loop (SCHED_RESET_ON_FORK: %s): "
+                    "programs it starts inherit it",
+                    strerror(errno));
+        return;
+    }
+    errno = 0;
+    int nice_value = getpriority(PRIO_PROCESS, 0);
+    if (errno == 0 && nice_value < 0) {
+        log_info("event loop at nice %d; threads and programs it starts at nice 0", nice_value);
+    }
+}
+
 static int cmd_run(int argc, char **argv)
 {
     const char *path = NULL;
@@ -183,13 +210,27 @@ static int cmd_run(int argc, char **argv)
     log_setup(a.conf.name, (enum log_level)a.conf.log.level, a.conf.log.format == CONF_LOG_JSON);
     log_info("raftpg %s starting (scope=%s config=%s)", RAFTPG_VERSION, a.conf.scope, path);
 
+    sched_keep_for_loop();
+    /* Programs are spawned in libuv's thread pool (proc.h), beside libraft's and the storage
+     * probe's disk work, which a hung disk can hold for good: libuv's default of 4 threads would
+     * leave a fence's `ip addr del` waiting behind them. Read once, at the pool's first use. */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
     uv_loop_t loop;
     uv_loop_init(&loop);
-    int rv = agent_start(&a, &loop, errmsg);
+    /* Names what holds the loop longer than the lease can stand (loopwatch.h); it never keeps
+     * the loop alive, and is closed once the agent's handles are. */
+    static struct loopwatch watch;
+    int rv = loopwatch_start(&watch, &loop);
+    if (rv != 0) {
+        log_warning("loop-stall detector not started: %s", uv_strerror(rv));
+    }
+    rv = agent_start(&a, &loop, errmsg);
     if (rv != 0) {
         log_error("cannot start: %s", errmsg);
         agent_stop(&a, 1);
     }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    loopwatch_close(&watch, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     int code = a.exit_code;
     if (uv_loop_close(&loop) != 0) {

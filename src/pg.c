@@ -15,6 +15,7 @@
 #include "raftpg/fence.h"
 #include "raftpg/log.h"
 #include "raftpg/pg.h"
+#include "raftpg/loopwatch.h"
 
 /* snprintf whose truncation is accepted: messages and bounded paths may be cut short. */
 static void fmt_str(char *buf, size_t size, const char *fmt, ...)
@@ -1188,7 +1189,7 @@ static void on_result(struct pg *p, int kind)
     }
 }
 
-static void on_poll(uv_poll_t *h, int status, int events)
+static void poll_step(uv_poll_t *h, int status, int events)
 {
     struct pg *p = h->data;
     if (status < 0) {
@@ -1737,7 +1738,12 @@ static void observe(struct pg *p)
 
 static void on_tick(uv_timer_t *t)
 {
-    observe(t->data);
+    LOOPWATCH_SPAN("postgresql observe", observe(t->data));
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    LOOPWATCH_SPAN("postgresql connection", poll_step(h, status, events));
 }
 
 /* ---- control operations ---------------------------------------------------------------------- */
@@ -1833,7 +1839,7 @@ static void op_finish(struct pg *p, int rc, const char *msg)
     }
 }
 
-static void on_proc(struct proc *pr, const struct proc_result *res, void *data)
+static void proc_step(struct proc *pr, const struct proc_result *res, void *data)
 {
     struct pg *p = data;
     if (p->closing) {
@@ -1869,6 +1875,11 @@ static void on_proc(struct proc *pr, const struct proc_result *res, void *data)
         }
     }
     op_step(p, res->timed_out ? RPG_ETIMEDOUT : RPG_EIO, why);
+}
+
+static void on_proc(struct proc *pr, const struct proc_result *res, void *data)
+{
+    LOOPWATCH_SPAN("postgresql program exit", proc_step(pr, res, data));
 }
 
 static int run(struct pg *p, char *const argv[], unsigned timeout_ms)

@@ -1,13 +1,21 @@
-#include <errno.h>
-/* External programs on the loop: uv_spawn, a timeout with SIGTERM then SIGKILL to the process
- * group, and the tail of the output kept in a ring. */
+/* External programs on the loop: spawned off the loop, a timeout with SIGTERM then SIGKILL to the
+ * process group, and the tail of the output kept in a ring. */
 #include <assert.h>
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 #include "raftpg/proc.h"
 
@@ -61,9 +69,8 @@ static void proc_output_finish(struct proc *p)
 
 /* The last handle is closed: report. Nothing touches p after the callback, which may reuse or
  * free it. */
-static void proc_on_close(uv_handle_t *h)
+static void proc_release(struct proc *p)
 {
-    struct proc *p = h->data;
     assert(p->n_open > 0);
     if (--p->n_open > 0)
         return;
@@ -83,6 +90,11 @@ static void proc_on_close(uv_handle_t *h)
     cb(p, &res, data);
 }
 
+static void proc_on_close(uv_handle_t *h)
+{
+    proc_release(h->data);
+}
+
 static void proc_on_timer(uv_timer_t *t)
 {
     struct proc *p = t->data;
@@ -94,20 +106,45 @@ static void proc_on_timer(uv_timer_t *t)
     }
     if (!p->timed_out) {
         p->timed_out = true;
-        uv_kill(-p->process.pid, SIGTERM);
+        if (p->pid <= 0)
+            return; /* still spawning: the spawn's end sends SIGTERM and starts the grace */
+        uv_kill(-p->pid, SIGTERM);
         uv_timer_start(&p->timer, proc_on_timer, p->kill_grace_ms, 0);
         return;
     }
-    uv_kill(-p->process.pid, SIGKILL);
+    uv_kill(-p->pid, SIGKILL);
 }
 
-static void proc_on_exit(uv_process_t *process, int64_t exit_status, int term_signal)
+static void exit_poll_closed(uv_handle_t *h)
 {
-    struct proc *p = process->data;
+    struct proc *p = h->data;
+    close(p->pidfd);
+    p->pidfd = -1;
+    proc_release(p);
+}
+
+/* The pidfd is readable once the program has exited: reap it. */
+static void proc_on_exit(uv_poll_t *h, int status, int events)
+{
+    struct proc *p = h->data;
+    (void)events;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    (void)status; /* an error on the pidfd: waitid says what became of the program */
+    if (syscall(SYS_waitid, P_PIDFD, p->pidfd, &si, WEXITED | WNOHANG, NULL) != 0) {
+        if (errno == EINTR)
+            return;
+        /* Nothing to reap (ECHILD): it is gone; say so rather than wait for ever. */
+        si.si_code = CLD_KILLED;
+        si.si_status = SIGKILL;
+        si.si_pid = p->pid;
+    }
+    if (si.si_pid == 0)
+        return; /* not yet */
     p->exited = true;
-    p->exit_status = exit_status;
-    p->term_signal = term_signal;
-    proc_close((uv_handle_t *)&p->process);
+    p->exit_status = si.si_code == CLD_EXITED ? si.si_status : 0;
+    p->term_signal = si.si_code == CLD_EXITED ? 0 : si.si_status;
+    uv_close((uv_handle_t *)&p->exit_poll, exit_poll_closed);
     uv_timer_stop(&p->timer);
     if (uv_is_closing((uv_handle_t *)&p->out))
         proc_close((uv_handle_t *)&p->timer);
@@ -201,6 +238,137 @@ static char **env_merge(char *const env[])
     return out;
 }
 
+/* A NULL-terminated copy of v, strings included, in one block (free() frees it); NULL when out
+ * of memory. */
+static char **strv_copy(char *const v[])
+{
+    size_t n = 0, bytes = 0;
+    while (v[n] != NULL)
+        bytes += strlen(v[n++]) + 1;
+    char **out = malloc((n + 1) * sizeof *out + bytes);
+    if (out == NULL)
+        return NULL;
+    char *at = (char *)(out + n + 1);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(v[i]) + 1;
+        memcpy(at, v[i], len);
+        out[i] = at;
+        at += len;
+    }
+    out[n] = NULL;
+    return out;
+}
+
+static void strv_free(char **v)
+{
+    free(v);
+}
+
+/* Worker thread: starts the program in a new session with default signal dispositions and an
+ * empty mask, stdin from /dev/null, stdout and stderr into the pipe; opens its pidfd. The
+ * parent waits here, not on the loop, until the child has executed the program. */
+static void spawn_work(uv_work_t *w)
+{
+    struct proc *p = w->data;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t fa;
+    sigset_t defaults, none;
+    sigemptyset(&defaults);
+    for (int sig = 1; sig < SIGRTMIN; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaddset(&defaults, sig);
+    }
+    sigemptyset(&none);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF |
+                                        POSIX_SPAWN_SETSIGMASK);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, p->spawn_out, 1);
+    posix_spawn_file_actions_adddup2(&fa, p->spawn_out, 2);
+    pid_t pid = 0;
+    char *const *argv = p->spawn_argv;
+    /* As execvp: a name without '/' is looked up in PATH. */
+    int rc = strchr(argv[0], '/') != NULL
+                 ? posix_spawn(&pid, argv[0], &fa, &attr, argv, p->spawn_env)
+                 : posix_spawnp(&pid, argv[0], &fa, &attr, argv, p->spawn_env);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(p->spawn_out);
+    p->spawn_out = -1;
+    p->spawn_rc = -rc;
+    p->spawn_pid = 0;
+    p->spawn_pidfd = -1;
+    if (rc != 0)
+        return;
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) {
+        /* Without a way to see its exit it cannot be run: end it. */
+        p->spawn_rc = -errno;
+        kill(-pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return;
+    }
+    p->spawn_pid = pid;
+    p->spawn_pidfd = pidfd;
+}
+
+/* Back on the loop: watch the exit, or report the spawn's failure. */
+static void spawn_done(uv_work_t *w, int status)
+{
+    struct proc *p = w->data;
+    strv_free(p->spawn_argv);
+    strv_free(p->spawn_env);
+    p->spawn_argv = p->spawn_env = NULL;
+    p->spawn_error = status != 0 ? status : p->spawn_rc;
+    p->pid = p->spawn_pid;
+    p->pidfd = p->spawn_pidfd;
+    if (p->spawn_error != 0 && p->pidfd >= 0) {
+        /* Cancelled after it started (status only says the work ran late): end it. */
+        kill(-p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+        close(p->pidfd);
+        p->pidfd = -1;
+        p->pid = 0;
+    }
+    if (p->spawn_error == 0) {
+        int rc = uv_poll_init(p->loop, &p->exit_poll, p->pidfd);
+        if (rc == 0) {
+            p->exit_poll.data = p;
+            rc = uv_poll_start(&p->exit_poll, UV_READABLE, proc_on_exit);
+            if (rc != 0) {
+                uv_close((uv_handle_t *)&p->exit_poll, NULL);
+            }
+        }
+        if (rc != 0) {
+            kill(-p->pid, SIGKILL);
+            waitpid(p->pid, NULL, 0);
+            close(p->pidfd);
+            p->pidfd = -1;
+            p->pid = 0;
+            p->spawn_error = rc;
+        }
+    }
+    if (p->spawn_error != 0) {
+        /* The pipe's write end is closed: its read side ends by itself. */
+        p->exited = true;
+        uv_timer_stop(&p->timer);
+        if (uv_is_closing((uv_handle_t *)&p->out))
+            proc_close((uv_handle_t *)&p->timer);
+        proc_release(p);
+        return;
+    }
+    if (p->timed_out) {
+        /* The timeout came while spawning. */
+        uv_kill(-p->pid, SIGTERM);
+        uv_timer_start(&p->timer, proc_on_timer, p->kill_grace_ms, 0);
+    } else if (p->kill_pending != 0) {
+        uv_kill(-p->pid, p->kill_pending);
+    }
+}
+
 int proc_run(struct proc *p, uv_loop_t *loop, char *const argv[], char *const env[],
              unsigned timeout_ms, proc_cb cb, void *data, char *errmsg)
 {
@@ -235,6 +403,14 @@ int proc_run(struct proc *p, uv_loop_t *loop, char *const argv[], char *const en
 
     /* output[] is left alone: a callback that reruns p may still be reading the last result. */
     p->loop = loop;
+    p->pid = 0;
+    p->pidfd = -1;
+    p->kill_pending = 0;
+    p->spawn_rc = 0;
+    p->spawn_pid = 0;
+    p->spawn_pidfd = -1;
+    p->spawn_argv = NULL;
+    p->spawn_env = NULL;
     p->timer.data = p;
     p->n_open = 1;
     p->running = true;
@@ -266,49 +442,36 @@ int proc_run(struct proc *p, uv_loop_t *loop, char *const argv[], char *const en
         goto err;
     }
 
-    uv_stdio_container_t stdio[3];
-    stdio[0].flags = UV_IGNORE; /* libuv opens /dev/null for it */
-    stdio[1].flags = UV_INHERIT_FD;
-    stdio[1].data.fd = fds[1];
-    stdio[2].flags = UV_INHERIT_FD;
-    stdio[2].data.fd = fds[1];
-
-    uv_process_options_t opts;
-    memset(&opts, 0, sizeof opts);
-    opts.exit_cb = proc_on_exit;
-    opts.file = argv[0];
-    opts.args = (char **)argv;
-    opts.env = envp;
-    /* A new session, hence a new process group: a timeout kills the program's children too. */
-    opts.flags = UV_PROCESS_DETACHED;
-    opts.stdio_count = 3;
-    opts.stdio = stdio;
-
-    /* uv_spawn initializes the handle even when it fails, so it is closed on both paths. */
-    rc = uv_spawn(loop, &p->process, &opts);
-    p->process.data = p;
-    p->n_open++;
-    close(fds[1]);
+    p->spawn_out = fds[1];
+    p->spawn_argv = strv_copy(argv);
+    p->spawn_env = strv_copy(envp);
     free(envp);
     envp = NULL;
-    if (rc != 0)
+    if (p->spawn_argv == NULL || p->spawn_env == NULL) {
+        rc = UV_ENOMEM;
+        close(fds[1]);
         goto err;
-
+    }
     rc = uv_read_start((uv_stream_t *)&p->out, proc_on_alloc, proc_on_read);
     if (rc != 0)
         proc_close((uv_handle_t *)&p->out); /* run on without output rather than fail */
-    if (timeout_ms > 0) {
-        /* The loop's cached time predates the spawn; count the timeout from start_ms. */
-        uint64_t spent = proc_now_ms(loop) - p->start_ms;
-        uv_timer_start(&p->timer, proc_on_timer, spent < timeout_ms ? timeout_ms - spent : 0, 0);
+    p->spawn.data = p;
+    rc = uv_queue_work(loop, &p->spawn, spawn_work, spawn_done);
+    if (rc != 0) {
+        close(fds[1]);
+        goto err;
     }
+    p->n_open++; /* the spawn, then the exit watch */
+    if (timeout_ms > 0)
+        uv_timer_start(&p->timer, proc_on_timer, timeout_ms, 0);
     return 0;
 
 err:
     free(envp);
+    strv_free(p->spawn_argv);
+    strv_free(p->spawn_env);
+    p->spawn_argv = p->spawn_env = NULL;
     p->spawn_error = rc;
-    if (p->n_open == 3)
-        proc_close((uv_handle_t *)&p->process);
     if (p->n_open >= 2)
         proc_close((uv_handle_t *)&p->out);
     proc_close((uv_handle_t *)&p->timer);
@@ -343,9 +506,13 @@ size_t proc_output_peek(const struct proc *p, char *buf, size_t size)
 void proc_kill(struct proc *p, int sig)
 {
     /* After the exit the group may hold only children the program left behind on purpose. */
-    if (!p->running || p->exited || p->spawn_error != 0 || p->process.pid <= 0)
+    if (!p->running || p->exited || p->spawn_error != 0)
         return;
-    uv_kill(-p->process.pid, sig);
+    if (p->pid <= 0) {
+        p->kill_pending = sig; /* still spawning: sent once it runs */
+        return;
+    }
+    uv_kill(-p->pid, sig);
 }
 
 /* The last line of out with any text, without surrounding white space. */

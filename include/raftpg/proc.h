@@ -1,4 +1,4 @@
-/* External programs on the loop: spawned by argv (no shell) with uv_spawn, bounded by a timeout,
+/* External programs on the loop: spawned by argv (no shell) off the loop, bounded by a timeout,
  * their output kept for error messages. The exit is an event like any other (DESIGN.md §1). */
 #ifndef RAFTPG_PROC_H
 #define RAFTPG_PROC_H
@@ -22,7 +22,7 @@ struct proc;
 
 /* Outcome of a finished program. exit_status is valid when term_signal is 0 (-1 after a spawn
  * error). timed_out: the program ran past its timeout and was killed (SIGTERM, then SIGKILL
- * after kill_grace_ms). spawn_error: uv_spawn itself failed (e.g. no such file); proc_describe
+ * after kill_grace_ms). spawn_error: the spawn itself failed (e.g. no such file); proc_describe
  * then says why. output is the tail of what the program printed, NUL-terminated, trailing
  * newlines removed (borrowed, valid during the callback only). */
 struct proc_result {
@@ -42,7 +42,20 @@ typedef void (*proc_cb)(struct proc *p, const struct proc_result *res, void *dat
  * kill_grace_ms, which the caller may set (0 means PROC_KILL_GRACE_MS). */
 struct proc {
     uv_loop_t *loop;
-    uv_process_t process;
+    /* The spawn runs in libuv's thread pool: creating a process waits until the child has
+     * executed the program, tens of milliseconds on a loaded machine, which the loop (and the
+     * lease it keeps) cannot spend. The exit is watched through a pidfd. */
+    uv_work_t spawn;
+    char **spawn_argv;  /* deep copies for the worker, freed when the spawn is done */
+    char **spawn_env;
+    int spawn_out;      /* the child's end of the output pipe, closed by the worker */
+    int spawn_rc;       /* the worker's results, read once it is done */
+    int spawn_pid;
+    int spawn_pidfd;
+    int pid;            /* 0 until the spawn is done */
+    int pidfd;          /* -1 when none */
+    int kill_pending;   /* a proc_kill signal that came while spawning */
+    uv_poll_t exit_poll;
     uv_pipe_t out;
     uv_timer_t timer;
     int n_open; /* handles not closed yet */
@@ -71,7 +84,7 @@ struct proc {
  * end of file, or 100 ms after the exit if a child it left behind holds the output open. argv
  * and env are borrowed until return. Returns 0 and will call cb once; or, with errmsg and cb not
  * called, RPG_EBUSY if p is running, RPG_EINVAL if argv is empty, RPG_ENOMEM, or RPG_EIO if the
- * output pipe could not be created. A failed uv_spawn (missing binary) is reported through cb
+ * output pipe could not be created. A failed spawn (missing binary) is reported through cb
  * with spawn_error set, so callers handle one path. */
 int proc_run(struct proc *p, uv_loop_t *loop, char *const argv[], char *const env[],
              unsigned timeout_ms, proc_cb cb, void *data, char *errmsg);

@@ -9,7 +9,14 @@ source "$(dirname "$0")/lib.sh"
 LOAD_S=${LOAD_S:-600}
 command -v stress-ng >/dev/null || { echo "load_fence: stress-ng is missing (apt-get install stress-ng)"; exit 1; }
 t_pick_ports
-for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
+# LOAD_AGENT_NICE=-5: each agent's loop thread runs that much above the load and PostgreSQL (as
+# the unit's Nice= does: the agent gives its threads and programs the default back).
+for i in 1 2 3; do
+  t_write_conf "$i" 3; t_start "$i"
+  if [ -n "${LOAD_AGENT_NICE:-}" ]; then
+    renice -n $(( $(ps -o ni= -p "${T_PIDS[$i]}") + LOAD_AGENT_NICE )) -p "${T_PIDS[$i]}" >/dev/null
+  fi
+done
 t_wait 90 "a primary and two streaming standbys" t_pg_healthy 1 2 3
 P=$(t_pg_primary 1); Pi=${P#node}
 PM=$(t_pg_pid "$Pi")

@@ -35,7 +35,7 @@ for line in Type=notify User=postgres KillMode=process ProtectSystem=strict \
             "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW" \
             "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW" NoNewPrivileges=yes \
             "ExecStart=$T_BIN run -c /etc/raftpg/raftpg.yaml" StateDirectory=raftpg \
-            Restart=on-failure WatchdogSec=10 SystemCallFilter=@system-service; do
+            Restart=on-failure WatchdogSec=10 SystemCallFilter=@system-service Nice=-10; do
   t_check "the unit has $line" has "$line"
 done
 
@@ -47,11 +47,23 @@ python3 "$(dirname "$0")/notify_listen.py" "$T_DIR/notify" 120 >"$T_DIR/notify.o
 T_PIDS[listener]=$!
 t_wait 10 "the notification socket" grep -q listening "$T_DIR/notify.out"
 chmod 666 "$T_DIR/notify"
+# As root, at the unit's Nice=-10 (absolute, whatever this test's own nice).
+if [ ${#T_RUNAS[@]} -gt 0 ]; then
+  T_RUNAS=(nice -n $(( -10 - $(nice) )) "${T_RUNAS[@]}")
+fi
 NOTIFY_SOCKET="$T_DIR/notify" WATCHDOG_USEC=400000 t_start 1
 agent=${T_PIDS[1]}
 t_wait 10 "READY=1" grep -q " READY=1\$" "$T_DIR/notify.out"
 # PostgreSQL itself says it is a primary: it ran with the agent's environment.
 t_wait 90 "a primary PostgreSQL" bash -c "[ \"\$(PGCONNECT_TIMEOUT=3 psql -X -q -A -t -h 127.0.0.1 -p $(t_pg_port 1) -U postgres -d postgres -c 'select pg_is_in_recovery()')\" = f ]"
+if [ ${#T_RUNAS[@]} -gt 0 ]; then
+  # The loop thread keeps the priority; what the agent starts runs at nice 0 (SCHED_RESET_ON_FORK).
+  nice_of() { ps -o ni= -p "$1" | tr -d ' '; }
+  t_check "the agent's loop thread runs at nice -10" t_eq "$(nice_of "$agent")" -10
+  t_check "its PostgreSQL runs at nice 0" t_eq "$(nice_of "$(t_pg_pid 1)")" 0
+  guard=$(pgrep -P "$agent" -f ' guard ' | head -1)
+  t_check "its guard runs at nice 0" t_eq "$(nice_of "${guard:-0}")" 0
+fi
 watchdog_pings() { [ "$(grep -c " WATCHDOG=1\$" "$T_DIR/notify.out")" -ge "$1" ]; }
 t_wait 10 "ten watchdog pings" watchdog_pings 10
 t_kill 1 TERM

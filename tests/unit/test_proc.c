@@ -54,7 +54,7 @@ static void on_done(struct proc *p, const struct proc_result *res, void *data)
         snprintf(s->output, sizeof s->output, "%s", res->output);
         s->res.output = s->output;
         proc_describe(p, res, s->describe, sizeof s->describe);
-        s->pid = p->process.pid;
+        s->pid = p->pid;
     }
     f->calls++;
 

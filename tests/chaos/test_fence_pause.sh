@@ -67,12 +67,12 @@ cl_stop_writer
 cl_stop_watch
 cl_save_ids "$tag" "$NP" || true
 
-# What the agent logged after SIGCONT, up to its first action. Observations (role, lease, loop gap and
-# leader changes, waiting) are not actions; everything else it logs is one (an HA action and its
-# completion, a VIP operation, a fence).
+# What the agent logged after SIGCONT, up to its first action. Observations (role, lease, loop gap,
+# loop stall and leader changes, waiting) are not actions; everything else it logs is one (an HA
+# action and its completion, a VIP operation, a fence).
 after=$CL_DIR/$P.after-resume.log
 tail -c +$((log_at_stop + 1)) "$CL_DIR/$P.log" | grep -v '^[[:space:]]' >"$after" || true
-observation=': (raft role |raft leader is now |lease (held|lost) |loop gap: |waiting: |leader barrier failed)'
+observation=': (raft role |raft leader is now |lease (held|lost) |loop gap: |loop stall: |waiting: |leader barrier failed)'
 first_action=$(grep -vE "$observation" "$after" | head -n 1)
 echo "# $P's log after SIGCONT, up to its first action:"
 awk -v a="$first_action" '{print "#   " $0} $0 == a {exit}' "$after" | head -n 20

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config clang
+  build-essential cmake pkg-config clang clang-format
   libuv1-dev libraft-dev libpq-dev libyaml-dev libjansson-dev libcmocka-dev
   libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libsystemd-dev libsodium-dev
   postgresql-15 postgresql-client-15

@@ -737,8 +737,7 @@ void cons_wal_expect(struct cons *c, const struct storage_pending *p)
     c->wal.from_record = true;
     log_warning("raft storage: the previous run ended with a storage failure pending (%s; stored "
                 "up to index %llu, held up to %llu): the directory is checked as raft loads it",
-                p->why, (unsigned long long)p->acked,
-                (unsigned long long)(p->first + p->n - 1));
+                p->why, (unsigned long long)p->acked, (unsigned long long)(p->first + p->n - 1));
 }
 
 void cons_restart_reset(struct cons *c)
@@ -783,8 +782,8 @@ void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg,
             c->storage.probe_errno = ENOSPC;
             snprintf(c->storage.probe_error, sizeof c->storage.probe_error,
                      "%s: %llu bytes free, less than one open segment (%zu bytes) (errno=%d)",
-                     c->storage.dir != NULL ? c->storage.dir : "?",
-                     (unsigned long long)free_bytes, seg, ENOSPC);
+                     c->storage.dir != NULL ? c->storage.dir : "?", (unsigned long long)free_bytes,
+                     seg, ENOSPC);
         }
         bool low = free_bytes < (uint64_t)seg * STORAGE_SEGMENTS_LOW;
         if (low && !c->storage.low) {
@@ -794,8 +793,7 @@ void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg,
                         c->storage.dir != NULL ? c->storage.dir : "?", STORAGE_SEGMENTS_LOW, seg);
         } else if (!low && c->storage.low) {
             log_info("raft storage space recovered: %llu bytes free in %s",
-                     (unsigned long long)free_bytes,
-                     c->storage.dir != NULL ? c->storage.dir : "?");
+                     (unsigned long long)free_bytes, c->storage.dir != NULL ? c->storage.dir : "?");
         }
         c->storage.low = low;
     }
@@ -811,8 +809,7 @@ void cons_storage_report(struct cons *c, int rc, int err_no, const char *errmsg,
             char what[RPG_ERRMSG_SIZE];
             snprintf(what, sizeof what,
                      "entries %llu..%llu received but not persisted while: %.150s",
-                     (unsigned long long)stored + 1, (unsigned long long)last,
-                     c->storage.error);
+                     (unsigned long long)stored + 1, (unsigned long long)last, c->storage.error);
             storage_lost_writes(c, what);
         }
         c->storage.lag_stored = stored;
@@ -1005,8 +1002,7 @@ static void lease_submit(struct cons *c)
 
 void cons_lease_renew(struct cons *c)
 {
-    if (!live(c) || raft_state(c->raft) != RAFT_LEADER || !c->leader_ready ||
-        c->lease_pending) {
+    if (!live(c) || raft_state(c->raft) != RAFT_LEADER || !c->leader_ready || c->lease_pending) {
         return;
     }
     lease_submit(c);
@@ -1042,12 +1038,12 @@ void cons_storage_tick(struct cons *c)
         c->storage_stall_end = now;
         return;
     }
-    rpg_msec confirmed =
-        c->write_confirmed > c->storage_stall_end ? c->write_confirmed : c->storage_stall_end;
-    enum storage_leader_action act =
-        storage_leader_decide(c->storage.failed || c->diverged, now, confirmed,
-                              c->stepdown_transfer_at, c->params.election_timeout_ms);
-    const char *why = c->diverged ? "its replicated state differs from the other members'"
+    rpg_msec confirmed = c->write_confirmed > c->storage_stall_end ? c->write_confirmed
+                                                                   : c->storage_stall_end;
+    enum storage_leader_action act = storage_leader_decide(c->storage.failed || c->diverged, now,
+                                                           confirmed, c->stepdown_transfer_at,
+                                                           c->params.election_timeout_ms);
+    const char *why = c->diverged         ? "its replicated state differs from the other members'"
                       : c->storage.failed ? c->storage.error
                                           : "no write confirmed";
     if (act == STORAGE_LEADER_TRANSFER) {
@@ -1097,8 +1093,7 @@ static void submit_done(struct raft_apply *req, int status, void *result)
     int rc = 0;
     char msg[RPG_ERRMSG_SIZE] = "";
     if (status != 0) {
-        rc = status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST ? RPG_ENOTLEADER
-                                                                       : RPG_ERAFT;
+        rc = status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST ? RPG_ENOTLEADER : RPG_ERAFT;
         snprintf(msg, sizeof msg, "%s not committed: %s", fsm_cmd_type_name(type),
                  raft_strerror(status));
     } else {
@@ -1135,8 +1130,8 @@ int cons_submit(struct cons *c, const struct fsm_cmd *cmd, cons_submit_cb cb, vo
     if (rv != 0) {
         raft_free(buf.base);
         req_free(q);
-        return rpg_err(errmsg, rv == RAFT_NOTLEADER ? RPG_ENOTLEADER : RPG_ERAFT,
-                       "raft apply: %s", raft_strerror(rv));
+        return rpg_err(errmsg, rv == RAFT_NOTLEADER ? RPG_ENOTLEADER : RPG_ERAFT, "raft apply: %s",
+                       raft_strerror(rv));
     }
     return 0;
 }
@@ -1365,8 +1360,8 @@ static void transfer_done(struct raft_transfer *req)
     if (id == c->id) {
         c->n_transfers_failed++;
     }
-    log_info("leadership transfer finished (leader=%s)", id != 0 ? member_name_by_id(c, id)
-                                                                 : "none");
+    log_info("leadership transfer finished (leader=%s)",
+             id != 0 ? member_name_by_id(c, id) : "none");
 }
 
 static int start_transfer(struct cons *c, uint64_t id)
@@ -1465,7 +1460,8 @@ void cons_reconcile(struct cons *c)
         }
         c->promote_next = i + 1;
         snprintf(c->change_what, sizeof c->change_what,
-                 "promote %s (id=%llu) to voter after catch-up", m->name, (unsigned long long)m->id);
+                 "promote %s (id=%llu) to voter after catch-up", m->name,
+                 (unsigned long long)m->id);
         rv = raft_assign(c->raft, &q->u.change, m->id, RAFT_VOTER, change_done);
         goto submitted;
     }
@@ -1502,13 +1498,12 @@ int cons_transfer(struct cons *c, uint64_t id, char *errmsg)
     }
     const struct raft_server *s = config_server(c, id);
     if (s == NULL || s->role != RAFT_VOTER) {
-        return rpg_err(errmsg, RPG_EINVAL, "server id=%llu is not a voter",
-                       (unsigned long long)id);
+        return rpg_err(errmsg, RPG_EINVAL, "server id=%llu is not a voter", (unsigned long long)id);
     }
     int rv = start_transfer(c, id);
     if (rv != 0) {
-        return rpg_err(errmsg, RPG_ERAFT, "leadership transfer to %s: %s",
-                       member_name_by_id(c, id), raft_strerror(rv));
+        return rpg_err(errmsg, RPG_ERAFT, "leadership transfer to %s: %s", member_name_by_id(c, id),
+                       raft_strerror(rv));
     }
     return 0;
 }

@@ -67,8 +67,8 @@ static int dir_has_entries(const char *dir, bool skip_identity, bool *has, char 
          * it before Raft writes anything). */
         if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, STORAGE_PROBE_FILE) == 0 ||
             strcmp(n, STORAGE_PENDING_FILE) == 0 ||
-            (skip_identity && (strcmp(n, CONS_IDENTITY_FILE) == 0 ||
-                               strcmp(n, CONS_IDENTITY_FILE ".tmp") == 0))) {
+            (skip_identity &&
+             (strcmp(n, CONS_IDENTITY_FILE) == 0 || strcmp(n, CONS_IDENTITY_FILE ".tmp") == 0))) {
             continue;
         }
         *has = true;
@@ -204,35 +204,35 @@ int cons_identity_write(const char *dir, const char *scope, const char *name, ui
 
 struct cons_uv {
     struct cons *c;
-    uv_loop_t *loop;          /* borrowed */
-    const struct conf *conf;  /* borrowed */
+    uv_loop_t *loop;         /* borrowed */
+    const struct conf *conf; /* borrowed */
     struct raft_uv_transport transport;
-    bool authenticated;       /* transport.h's transport, else libraft's plain TCP one */
+    bool authenticated; /* transport.h's transport, else libraft's plain TCP one */
     struct raft_io io;
     struct raft raft;
-    bool raft_open;           /* raft_init succeeded and raft_close has not finished */
-    bool restarting;          /* Raft closes to open again on the directory (cons.h, wal) */
-    bool clear_pending;       /* remove STORAGE_FAULT_FILE: a restart found the log intact */
-    uv_check_t monitor;       /* observes after every loop iteration */
+    bool raft_open;     /* raft_init succeeded and raft_close has not finished */
+    bool restarting;    /* Raft closes to open again on the directory (cons.h, wal) */
+    bool clear_pending; /* remove STORAGE_FAULT_FILE: a restart found the log intact */
+    uv_check_t monitor; /* observes after every loop iteration */
     uv_timer_t reconcile_timer;
     uv_timer_t lease_timer;
     uv_timer_t start_timer;
     uv_timer_t storage_timer;
-    uv_work_t probe_work;     /* the directory probe, off the loop: a hung disk must not stall it */
+    uv_work_t probe_work; /* the directory probe, off the loop: a hung disk must not stall it */
     bool probe_busy;
-    uint64_t probe_last;      /* loop time the last probe began */
+    uint64_t probe_last; /* loop time the last probe began */
     int probe_rc;
     int probe_errno;
     bool probe_measured;
     uint64_t probe_free;
     char probe_error[RPG_ERRMSG_SIZE];
-    int pending_fd;           /* STORAGE_PENDING_FILE, reserved at start; -1 when it could not be */
-    unsigned rec_written;     /* c->wal.rec_seq last written to it */
-    bool rec_sync;            /* written since its last fsync: the next probe syncs it */
+    int pending_fd;       /* STORAGE_PENDING_FILE, reserved at start; -1 when it could not be */
+    unsigned rec_written; /* c->wal.rec_seq last written to it */
+    bool rec_sync;        /* written since its last fsync: the next probe syncs it */
     int rec_sync_rc;
     char rec_sync_error[RPG_ERRMSG_SIZE];
-    bool rec_cleared;         /* zeros written: nothing pending after a verified start */
-    bool mark_pending;        /* write STORAGE_FAULT_FILE with mark_what in this probe */
+    bool rec_cleared;  /* zeros written: nothing pending after a verified start */
+    bool mark_pending; /* write STORAGE_FAULT_FILE with mark_what in this probe */
     char mark_what[RPG_ERRMSG_SIZE];
     int mark_rc;
     char mark_error[RPG_ERRMSG_SIZE];
@@ -446,8 +446,7 @@ static void start_timer_cb(uv_timer_t *t)
         }
     }
     uv_check_start(&u->monitor, monitor_cb);
-    uv_timer_start(&u->reconcile_timer, reconcile_cb, RECONCILE_INTERVAL_MS,
-                   RECONCILE_INTERVAL_MS);
+    uv_timer_start(&u->reconcile_timer, reconcile_cb, RECONCILE_INTERVAL_MS, RECONCILE_INTERVAL_MS);
     struct fence_timing timing;
     fence_timing_init(&timing, u->conf->raft.election_timeout_ms);
     uv_timer_start(&u->lease_timer, lease_timer_cb, timing.renew_ms, timing.renew_ms);
@@ -546,8 +545,7 @@ int cons_has_raft_state(const char *dir, bool *has, char *errmsg)
     return dir_has_entries(dir, true, has, errmsg);
 }
 
-int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_bytes,
-                       char *errmsg)
+int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_bytes, char *errmsg)
 {
     /* A log that may have a gap, or leftover open segments, would be loaded at the wrong
      * indexes (storage.h). */

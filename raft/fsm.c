@@ -11,10 +11,9 @@
  *   string   = u16 length, bytes (no NUL inside, length < the field's buffer size)
  *   member   = u64 id, string name, raft_address, api_address, pg_address, u32 tags,
  *              i32 failover_priority (two's complement)
- *   history  = u32 timeline, u32 prev_timeline, u64 lsn, u64 time_ms (two's complement), u64 term, u8 reason,
- *              string primary
- *   padding  = zero bytes up to a multiple of 8 (libraft 0.15 corrupts its log otherwise,
- *              RAFT-NOTES.md); decoders insist the padding is there and zero.
+ *   history  = u32 timeline, u32 prev_timeline, u64 lsn, u64 time_ms (two's complement), u64 term,
+ * u8 reason, string primary padding  = zero bytes up to a multiple of 8 (libraft 0.15 corrupts its
+ * log otherwise, RAFT-NOTES.md); decoders insist the padding is there and zero.
  */
 #include <assert.h>
 #include <stdarg.h>
@@ -316,30 +315,18 @@ static bool member_equal(const struct fsm_member *a, const struct fsm_member *b)
 const char *fsm_cmd_type_name(enum fsm_cmd_type type)
 {
     switch (type) {
-    case FSM_CMD_INIT:
-        return "init";
-    case FSM_CMD_MEMBER_ADD:
-        return "member_add";
-    case FSM_CMD_MEMBER_REMOVE:
-        return "member_remove";
-    case FSM_CMD_SET_PRIMARY:
-        return "set_primary";
-    case FSM_CMD_SET_SYNC:
-        return "set_sync";
-    case FSM_CMD_SET_PAUSE:
-        return "set_pause";
-    case FSM_CMD_SET_SYSTEM_ID:
-        return "set_system_id";
-    case FSM_CMD_SET_CONFIG:
-        return "set_config";
-    case FSM_CMD_SET_WAL_BOUND:
-        return "set_wal_bound";
-    case FSM_CMD_MEMBER_SEEN:
-        return "member_seen";
-    case FSM_CMD_ADD_HISTORY:
-        return "add_history";
-    case FSM_CMD_TYPE_MAX:
-        break;
+    case FSM_CMD_INIT: return "init";
+    case FSM_CMD_MEMBER_ADD: return "member_add";
+    case FSM_CMD_MEMBER_REMOVE: return "member_remove";
+    case FSM_CMD_SET_PRIMARY: return "set_primary";
+    case FSM_CMD_SET_SYNC: return "set_sync";
+    case FSM_CMD_SET_PAUSE: return "set_pause";
+    case FSM_CMD_SET_SYSTEM_ID: return "set_system_id";
+    case FSM_CMD_SET_CONFIG: return "set_config";
+    case FSM_CMD_SET_WAL_BOUND: return "set_wal_bound";
+    case FSM_CMD_MEMBER_SEEN: return "member_seen";
+    case FSM_CMD_ADD_HISTORY: return "add_history";
+    case FSM_CMD_TYPE_MAX: break;
     }
     return "unknown";
 }
@@ -390,8 +377,8 @@ static void history_get(struct dec *d, struct fsm_history_entry *h)
 
 static bool history_equal(const struct fsm_history_entry *a, const struct fsm_history_entry *b)
 {
-    return a->timeline == b->timeline && a->prev_timeline == b->prev_timeline && a->lsn == b->lsn && a->time_ms == b->time_ms &&
-           a->term == b->term && a->reason == b->reason &&
+    return a->timeline == b->timeline && a->prev_timeline == b->prev_timeline && a->lsn == b->lsn &&
+           a->time_ms == b->time_ms && a->term == b->term && a->reason == b->reason &&
            strncmp(a->primary, b->primary, FSM_NAME_MAX) == 0;
 }
 
@@ -401,8 +388,9 @@ static int config_check(unsigned mode, uint32_t count, unsigned commit, char *er
         return rpg_err(errmsg, RPG_EINVAL, "set_config: sync mode %u out of range 0..2", mode);
     }
     if (count < 1 || count > FSM_MEMBERS_MAX) {
-        return rpg_err(errmsg, RPG_EINVAL, "set_config: synchronous_node_count %u out of range 1..%d",
-                       (unsigned)count, FSM_MEMBERS_MAX);
+        return rpg_err(errmsg, RPG_EINVAL,
+                       "set_config: synchronous_node_count %u out of range 1..%d", (unsigned)count,
+                       FSM_MEMBERS_MAX);
     }
     if (commit > FSM_SYNC_COMMIT_LOCAL) {
         return rpg_err(errmsg, RPG_EINVAL, "set_config: synchronous_commit %u out of range 0..3",
@@ -462,8 +450,7 @@ static int cmd_check(const struct fsm_cmd *cmd, char *errmsg)
     case FSM_CMD_SET_PAUSE:
     case FSM_CMD_SET_SYSTEM_ID:
     case FSM_CMD_SET_WAL_BOUND:
-    case FSM_CMD_MEMBER_SEEN:
-        return 0;
+    case FSM_CMD_MEMBER_SEEN: return 0;
     case FSM_CMD_ADD_HISTORY:
         if (!str_ok(cmd->u.add_history.primary, FSM_NAME_MAX)) {
             return rpg_err(errmsg, RPG_EINVAL, "%s: primary is too long", tn);
@@ -472,8 +459,7 @@ static int cmd_check(const struct fsm_cmd *cmd, char *errmsg)
     case FSM_CMD_SET_CONFIG:
         return config_check(cmd->u.set_config.sync_mode, cmd->u.set_config.sync_node_count,
                             cmd->u.set_config.sync_commit, errmsg);
-    case FSM_CMD_TYPE_MAX:
-        break;
+    case FSM_CMD_TYPE_MAX: break;
     }
     return rpg_err(errmsg, RPG_EINVAL, "unknown command type %d", (int)cmd->type);
 }
@@ -490,12 +476,8 @@ static void cmd_put(struct enc *e, const struct fsm_cmd *cmd)
             member_put(e, &cmd->u.init.members[i]);
         }
         break;
-    case FSM_CMD_MEMBER_ADD:
-        member_put(e, &cmd->u.member_add);
-        break;
-    case FSM_CMD_MEMBER_REMOVE:
-        put_str(e, cmd->u.member_remove.name);
-        break;
+    case FSM_CMD_MEMBER_ADD: member_put(e, &cmd->u.member_add); break;
+    case FSM_CMD_MEMBER_REMOVE: put_str(e, cmd->u.member_remove.name); break;
     case FSM_CMD_SET_PRIMARY:
         put_str(e, cmd->u.set_primary.name);
         put_u64(e, cmd->u.set_primary.term);
@@ -508,12 +490,8 @@ static void cmd_put(struct enc *e, const struct fsm_cmd *cmd)
             put_str(e, cmd->u.set_sync.voters[i]);
         }
         break;
-    case FSM_CMD_SET_PAUSE:
-        put_u8(e, cmd->u.set_pause.paused ? 1 : 0);
-        break;
-    case FSM_CMD_SET_SYSTEM_ID:
-        put_u64(e, cmd->u.set_system_id.system_id);
-        break;
+    case FSM_CMD_SET_PAUSE: put_u8(e, cmd->u.set_pause.paused ? 1 : 0); break;
+    case FSM_CMD_SET_SYSTEM_ID: put_u64(e, cmd->u.set_system_id.system_id); break;
     case FSM_CMD_SET_CONFIG:
         put_u8(e, cmd->u.set_config.sync_mode);
         put_u8(e, cmd->u.set_config.sync_commit);
@@ -523,15 +501,9 @@ static void cmd_put(struct enc *e, const struct fsm_cmd *cmd)
         put_u64(e, cmd->u.set_wal_bound.position);
         put_u32(e, cmd->u.set_wal_bound.timeline);
         break;
-    case FSM_CMD_MEMBER_SEEN:
-        put_u64(e, cmd->u.member_seen.id);
-        break;
-    case FSM_CMD_ADD_HISTORY:
-        history_put(e, &cmd->u.add_history);
-        break;
-    case FSM_CMD_TYPE_MAX:
-        assert(false);
-        break;
+    case FSM_CMD_MEMBER_SEEN: put_u64(e, cmd->u.member_seen.id); break;
+    case FSM_CMD_ADD_HISTORY: history_put(e, &cmd->u.add_history); break;
+    case FSM_CMD_TYPE_MAX: assert(false); break;
     }
 }
 
@@ -579,8 +551,8 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
     unsigned version = p[0];
     unsigned type = p[1];
     unsigned reserved = (unsigned)p[2] | ((unsigned)p[3] << 8);
-    uint64_t payload =
-        (uint64_t)p[4] | ((uint64_t)p[5] << 8) | ((uint64_t)p[6] << 16) | ((uint64_t)p[7] << 24);
+    uint64_t payload = (uint64_t)p[4] | ((uint64_t)p[5] << 8) | ((uint64_t)p[6] << 16) |
+                       ((uint64_t)p[7] << 24);
 
     if (version == 0 || version > FSM_VERSION) {
         return rpg_err(errmsg, RPG_EPROTO, "unsupported command version %u (supported=1..%d)",
@@ -623,9 +595,7 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
             member_get(&d, &c.u.init.members[i]);
         }
         break;
-    case FSM_CMD_MEMBER_ADD:
-        member_get(&d, &c.u.member_add);
-        break;
+    case FSM_CMD_MEMBER_ADD: member_get(&d, &c.u.member_add); break;
     case FSM_CMD_MEMBER_REMOVE:
         get_str(&d, c.u.member_remove.name, sizeof c.u.member_remove.name, "member_remove.name");
         break;
@@ -641,12 +611,8 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
             get_str(&d, c.u.set_sync.voters[i], FSM_NAME_MAX, "set_sync.voters");
         }
         break;
-    case FSM_CMD_SET_PAUSE:
-        c.u.set_pause.paused = get_bool(&d, "set_pause.paused");
-        break;
-    case FSM_CMD_SET_SYSTEM_ID:
-        c.u.set_system_id.system_id = get_u64(&d);
-        break;
+    case FSM_CMD_SET_PAUSE: c.u.set_pause.paused = get_bool(&d, "set_pause.paused"); break;
+    case FSM_CMD_SET_SYSTEM_ID: c.u.set_system_id.system_id = get_u64(&d); break;
     case FSM_CMD_SET_CONFIG:
         c.u.set_config.sync_mode = get_u8(&d);
         c.u.set_config.sync_commit = get_u8(&d);
@@ -656,15 +622,9 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
         c.u.set_wal_bound.position = get_u64(&d);
         c.u.set_wal_bound.timeline = get_u32(&d);
         break;
-    case FSM_CMD_MEMBER_SEEN:
-        c.u.member_seen.id = get_u64(&d);
-        break;
-    case FSM_CMD_ADD_HISTORY:
-        history_get(&d, &c.u.add_history);
-        break;
-    case FSM_CMD_TYPE_MAX:
-        assert(false);
-        break;
+    case FSM_CMD_MEMBER_SEEN: c.u.member_seen.id = get_u64(&d); break;
+    case FSM_CMD_ADD_HISTORY: history_get(&d, &c.u.add_history); break;
+    case FSM_CMD_TYPE_MAX: assert(false); break;
     }
     dec_finish(&d, total);
     if (d.rc != 0) {
@@ -1020,8 +980,8 @@ static int history_entry_check(const struct fsm_history_entry *h,
         return rpg_err(msg, RPG_EINVAL, "history primary is empty (timeline=%u)", h->timeline);
     }
     if (h->reason >= FSM_HISTORY_REASON_MAX) {
-        return rpg_err(msg, RPG_EINVAL, "history reason %u out of range 0..%d",
-                       (unsigned)h->reason, FSM_HISTORY_REASON_MAX - 1);
+        return rpg_err(msg, RPG_EINVAL, "history reason %u out of range 0..%d", (unsigned)h->reason,
+                       FSM_HISTORY_REASON_MAX - 1);
     }
     if (h->timeline == 0) {
         return rpg_err(msg, RPG_EINVAL, "history timeline is 0 (primary=%s)", h->primary);
@@ -1075,28 +1035,16 @@ int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg
         rc = rpg_err(msg, RPG_EINVAL, "cluster not initialized");
     } else {
         switch (cmd->type) {
-        case FSM_CMD_INIT:
-            rc = apply_init(s, cmd, msg);
-            break;
-        case FSM_CMD_MEMBER_ADD:
-            rc = apply_member_add(s, cmd, msg);
-            break;
-        case FSM_CMD_MEMBER_REMOVE:
-            rc = apply_member_remove(s, cmd, msg);
-            break;
-        case FSM_CMD_SET_PRIMARY:
-            rc = apply_set_primary(s, cmd, msg);
-            break;
-        case FSM_CMD_SET_SYNC:
-            rc = apply_set_sync(s, cmd, msg);
-            break;
+        case FSM_CMD_INIT: rc = apply_init(s, cmd, msg); break;
+        case FSM_CMD_MEMBER_ADD: rc = apply_member_add(s, cmd, msg); break;
+        case FSM_CMD_MEMBER_REMOVE: rc = apply_member_remove(s, cmd, msg); break;
+        case FSM_CMD_SET_PRIMARY: rc = apply_set_primary(s, cmd, msg); break;
+        case FSM_CMD_SET_SYNC: rc = apply_set_sync(s, cmd, msg); break;
         case FSM_CMD_SET_PAUSE:
             s->paused = cmd->u.set_pause.paused;
             rc = 0;
             break;
-        case FSM_CMD_SET_SYSTEM_ID:
-            rc = apply_set_system_id(s, cmd, msg);
-            break;
+        case FSM_CMD_SET_SYSTEM_ID: rc = apply_set_system_id(s, cmd, msg); break;
         case FSM_CMD_SET_CONFIG:
             rc = config_check(cmd->u.set_config.sync_mode, cmd->u.set_config.sync_node_count,
                               cmd->u.set_config.sync_commit, msg);
@@ -1107,18 +1055,10 @@ int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg
                 s->config.sync_commit = cmd->u.set_config.sync_commit;
             }
             break;
-        case FSM_CMD_SET_WAL_BOUND:
-            rc = apply_set_wal_bound(s, cmd, msg);
-            break;
-        case FSM_CMD_MEMBER_SEEN:
-            rc = apply_member_seen(s, cmd, msg);
-            break;
-        case FSM_CMD_ADD_HISTORY:
-            rc = apply_add_history(s, cmd, msg);
-            break;
-        default:
-            rc = RPG_EINVAL;
-            break; /* unreachable: type checked above */
+        case FSM_CMD_SET_WAL_BOUND: rc = apply_set_wal_bound(s, cmd, msg); break;
+        case FSM_CMD_MEMBER_SEEN: rc = apply_member_seen(s, cmd, msg); break;
+        case FSM_CMD_ADD_HISTORY: rc = apply_add_history(s, cmd, msg); break;
+        default: rc = RPG_EINVAL; break; /* unreachable: type checked above */
         }
     }
     if (rc != 0) {
@@ -1253,8 +1193,7 @@ int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *e
     }
     for (unsigned i = 0; i < s->n_history; i++) {
         if (!str_ok(s->history[i].primary, FSM_NAME_MAX)) {
-            return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: history entry %u is malformed",
-                           i);
+            return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: history entry %u is malformed", i);
         }
     }
 

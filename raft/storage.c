@@ -278,12 +278,9 @@ err:
 const char *storage_leader_action_name(enum storage_leader_action a)
 {
     switch (a) {
-    case STORAGE_LEADER_STAY:
-        return "stay";
-    case STORAGE_LEADER_TRANSFER:
-        return "transfer";
-    case STORAGE_LEADER_EXIT:
-        return "exit";
+    case STORAGE_LEADER_STAY: return "stay";
+    case STORAGE_LEADER_TRANSFER: return "transfer";
+    case STORAGE_LEADER_EXIT: return "exit";
     }
     return "unknown";
 }
@@ -384,10 +381,9 @@ int storage_pending_read(const char *dir, struct storage_pending *p, char *errms
     snprintf(path, sizeof path, "%s/%s", dir, STORAGE_PENDING_FILE);
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        return errno == ENOENT
-                   ? 0
-                   : rpg_err(errmsg, RPG_EIO, "read %s: %s (errno=%d)", path, strerror(errno),
-                             errno);
+        return errno == ENOENT ? 0
+                               : rpg_err(errmsg, RPG_EIO, "read %s: %s (errno=%d)", path,
+                                         strerror(errno), errno);
     }
     int c = fgetc(f);
     if (c == EOF || c == 0) {
@@ -422,11 +418,11 @@ int storage_pending_read(const char *dir, struct storage_pending *p, char *errms
         p->e[i].sum = sum;
     }
     if (overflow) {
-        rv = rpg_err(errmsg, RPG_ECORRUPT,
-                     "raft directory %s: its last run ended with more than %u entries held past "
-                     "the stored index %llu after a failed write (%s), too many to check; "
-                     STORAGE_REMEDY,
-                     dir, STORAGE_PENDING_MAX, acked, STORAGE_PENDING_FILE);
+        rv = rpg_err(
+            errmsg, RPG_ECORRUPT,
+            "raft directory %s: its last run ended with more than %u entries held past "
+            "the stored index %llu after a failed write (%s), too many to check; " STORAGE_REMEDY,
+            dir, STORAGE_PENDING_MAX, acked, STORAGE_PENDING_FILE);
         goto out;
     }
     p->present = true;

@@ -42,36 +42,21 @@ void transport_get_stats(struct transport_stats *out)
 const char *transport_fail_name(enum transport_fail why)
 {
     switch (why) {
-    case TRANSPORT_FAIL_NONE:
-        return "none";
-    case TRANSPORT_FAIL_MAGIC:
-        return "not the raftpg transport protocol";
-    case TRANSPORT_FAIL_VERSION:
-        return "unsupported protocol version";
-    case TRANSPORT_FAIL_ROLE:
-        return "hello from the wrong side";
-    case TRANSPORT_FAIL_SCOPE:
-        return "another cluster scope";
-    case TRANSPORT_FAIL_KEY:
-        return "invalid key exchange";
-    case TRANSPORT_FAIL_AUTH:
-        return "authentication failed (wrong secret or replayed handshake)";
-    case TRANSPORT_FAIL_IDENTITY:
-        return "malformed member identity";
-    case TRANSPORT_FAIL_PEER_ID:
-        return "peer is another member than the one asked for";
-    case TRANSPORT_FAIL_REJECTED:
-        return "peer refused our secret";
-    case TRANSPORT_FAIL_TRUNCATED:
-        return "connection closed inside the handshake or a frame";
-    case TRANSPORT_FAIL_TIMEOUT:
-        return "handshake timed out";
-    case TRANSPORT_FAIL_FRAME_SIZE:
-        return "frame length out of bounds";
-    case TRANSPORT_FAIL_DECRYPT:
-        return "frame does not authenticate";
-    case TRANSPORT_FAIL_BUSY:
-        return "too many connections in handshake";
+    case TRANSPORT_FAIL_NONE: return "none";
+    case TRANSPORT_FAIL_MAGIC: return "not the raftpg transport protocol";
+    case TRANSPORT_FAIL_VERSION: return "unsupported protocol version";
+    case TRANSPORT_FAIL_ROLE: return "hello from the wrong side";
+    case TRANSPORT_FAIL_SCOPE: return "another cluster scope";
+    case TRANSPORT_FAIL_KEY: return "invalid key exchange";
+    case TRANSPORT_FAIL_AUTH: return "authentication failed (wrong secret or replayed handshake)";
+    case TRANSPORT_FAIL_IDENTITY: return "malformed member identity";
+    case TRANSPORT_FAIL_PEER_ID: return "peer is another member than the one asked for";
+    case TRANSPORT_FAIL_REJECTED: return "peer refused our secret";
+    case TRANSPORT_FAIL_TRUNCATED: return "connection closed inside the handshake or a frame";
+    case TRANSPORT_FAIL_TIMEOUT: return "handshake timed out";
+    case TRANSPORT_FAIL_FRAME_SIZE: return "frame length out of bounds";
+    case TRANSPORT_FAIL_DECRYPT: return "frame does not authenticate";
+    case TRANSPORT_FAIL_BUSY: return "too many connections in handshake";
     }
     return "unknown";
 }
@@ -79,18 +64,12 @@ const char *transport_fail_name(enum transport_fail why)
 const char *transport_hs_state_name(enum transport_hs_state state)
 {
     switch (state) {
-    case TRANSPORT_HS_CLIENT_WAIT_HELLO:
-        return "client_wait_hello";
-    case TRANSPORT_HS_CLIENT_WAIT_AUTH:
-        return "client_wait_auth";
-    case TRANSPORT_HS_SERVER_WAIT_HELLO:
-        return "server_wait_hello";
-    case TRANSPORT_HS_SERVER_WAIT_AUTH:
-        return "server_wait_auth";
-    case TRANSPORT_HS_DONE:
-        return "done";
-    case TRANSPORT_HS_FAILED:
-        return "failed";
+    case TRANSPORT_HS_CLIENT_WAIT_HELLO: return "client_wait_hello";
+    case TRANSPORT_HS_CLIENT_WAIT_AUTH: return "client_wait_auth";
+    case TRANSPORT_HS_SERVER_WAIT_HELLO: return "server_wait_hello";
+    case TRANSPORT_HS_SERVER_WAIT_AUTH: return "server_wait_auth";
+    case TRANSPORT_HS_DONE: return "done";
+    case TRANSPORT_HS_FAILED: return "failed";
     }
     return "unknown";
 }
@@ -343,15 +322,11 @@ static size_t expected_size(enum transport_hs_state state)
 {
     switch (state) {
     case TRANSPORT_HS_CLIENT_WAIT_HELLO:
-    case TRANSPORT_HS_SERVER_WAIT_HELLO:
-        return TRANSPORT_HELLO_SIZE;
-    case TRANSPORT_HS_CLIENT_WAIT_AUTH:
-        return TRANSPORT_AUTH_S_SIZE;
-    case TRANSPORT_HS_SERVER_WAIT_AUTH:
-        return TRANSPORT_AUTH_C_SIZE;
+    case TRANSPORT_HS_SERVER_WAIT_HELLO: return TRANSPORT_HELLO_SIZE;
+    case TRANSPORT_HS_CLIENT_WAIT_AUTH: return TRANSPORT_AUTH_S_SIZE;
+    case TRANSPORT_HS_SERVER_WAIT_AUTH: return TRANSPORT_AUTH_C_SIZE;
     case TRANSPORT_HS_DONE:
-    case TRANSPORT_HS_FAILED:
-        break;
+    case TRANSPORT_HS_FAILED: break;
     }
     return 0;
 }
@@ -374,21 +349,12 @@ enum transport_hs_state transport_hs_feed(struct transport_hs *hs, const uint8_t
         }
         hs->in_len = 0;
         switch (hs->state) {
-        case TRANSPORT_HS_CLIENT_WAIT_HELLO:
-            client_on_hello(hs);
-            break;
-        case TRANSPORT_HS_CLIENT_WAIT_AUTH:
-            client_on_auth(hs);
-            break;
-        case TRANSPORT_HS_SERVER_WAIT_HELLO:
-            server_on_hello(hs);
-            break;
-        case TRANSPORT_HS_SERVER_WAIT_AUTH:
-            server_on_auth(hs);
-            break;
+        case TRANSPORT_HS_CLIENT_WAIT_HELLO: client_on_hello(hs); break;
+        case TRANSPORT_HS_CLIENT_WAIT_AUTH: client_on_auth(hs); break;
+        case TRANSPORT_HS_SERVER_WAIT_HELLO: server_on_hello(hs); break;
+        case TRANSPORT_HS_SERVER_WAIT_AUTH: server_on_auth(hs); break;
         case TRANSPORT_HS_DONE:
-        case TRANSPORT_HS_FAILED:
-            break;
+        case TRANSPORT_HS_FAILED: break;
         }
     }
     return hs->state;

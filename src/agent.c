@@ -154,9 +154,8 @@ static void identity_check(struct agent *a)
                      "this agent runs as raft id %llu, the cluster (leader %s, term %llu) lists "
                      "%s as id %llu: stop this agent, move its raft.data_dir aside and start it "
                      "again (it joins as id %llu)",
-                     (unsigned long long)c->id, p->name, (unsigned long long)p->term,
-                     a->conf.name, (unsigned long long)p->members[j].id,
-                     (unsigned long long)p->members[j].id);
+                     (unsigned long long)c->id, p->name, (unsigned long long)p->term, a->conf.name,
+                     (unsigned long long)p->members[j].id, (unsigned long long)p->members[j].id);
             log_error("identity mismatch: %s; until then this member takes no action",
                       a->identity_error);
             return;
@@ -208,9 +207,9 @@ struct join_work {
     char raft[CONF_ADDR_MAX];
     char api[CONF_ADDR_MAX];
     char scope[CONF_NAME_MAX];
-    bool initial;        /* a configured initial member: it may bootstrap a cluster not yet there */
-    uint64_t id;         /* the id the cluster lists this member under */
-    bool bootstrap;      /* no cluster exists yet: bootstrap it (initial members only) */
+    bool initial;   /* a configured initial member: it may bootstrap a cluster not yet there */
+    uint64_t id;    /* the id the cluster lists this member under */
+    bool bootstrap; /* no cluster exists yet: bootstrap it (initial members only) */
     bool fatal;
     char status[2 * RPG_ERRMSG_SIZE];
     /* With a cluster secret only answers proven with it count (proof.h). */
@@ -257,8 +256,8 @@ static json_t *ask_member(const struct join_work *j, const char *api, char *why,
     json_t *doc = NULL;
     if (answer != NULL &&
         (proof_check(j->secret, j->scope, nonce, answer, strlen(answer), proof) ||
-         (j->has_secret_previous && proof_check(j->secret_previous, j->scope, nonce, answer,
-                                                strlen(answer), proof)))) {
+         (j->has_secret_previous &&
+          proof_check(j->secret_previous, j->scope, nonce, answer, strlen(answer), proof)))) {
         doc = json_loads(answer, 0, &jerr);
     } else {
         snprintf(why, why_size,
@@ -300,8 +299,8 @@ static void join_lookup(uv_work_t *w)
             continue;
         }
         if (strcmp(scope, j->scope) != 0) {
-            snprintf(j->status, sizeof j->status,
-                     "%s belongs to cluster \"%s\", not \"%s\"", j->apis[i], scope, j->scope);
+            snprintf(j->status, sizeof j->status, "%s belongs to cluster \"%s\", not \"%s\"",
+                     j->apis[i], scope, j->scope);
             j->fatal = true;
             json_decref(o);
             return;
@@ -322,8 +321,7 @@ static void join_lookup(uv_work_t *w)
         }
         size_t k;
         json_t *m;
-        json_array_foreach(members, k, m)
-        {
+        json_array_foreach(members, k, m) {
             const char *name = json_string_value(json_object_get(m, "name"));
             const char *raft = json_string_value(json_object_get(m, "raft_address"));
             if (name == NULL || strcmp(name, j->name) != 0) {
@@ -472,7 +470,6 @@ static void join_try(uv_timer_t *t)
 
 static void fence_tick(struct agent *a);
 
-
 static void on_vip_done(struct vip *v, int rc, const char *msg, void *data)
 {
     struct agent *a = data;
@@ -567,9 +564,7 @@ static int fence_pg_signal(void *data, enum fence_pg_act act)
     struct agent *a = data;
     int pid = pg_postmaster_pid(&a->pg);
     switch (act) {
-    case FENCE_PG_FREEZE:
-        a->frozen_pid = pid;
-        return pg_signal_server(pid, SIGSTOP);
+    case FENCE_PG_FREEZE: a->frozen_pid = pid; return pg_signal_server(pid, SIGSTOP);
     case FENCE_PG_THAW: return pg_signal_server(a->frozen_pid, SIGCONT);
     case FENCE_PG_STOP:
     case FENCE_PG_KILL:
@@ -589,8 +584,9 @@ static int fence_pg_signal(void *data, enum fence_pg_act act)
 static const char *fence_pg_target(void *data)
 {
     struct agent *a = data;
-    return pg_is_orphan_child(pg_postmaster_pid(&a->pg)) ? "a process a killed postgresql left behind"
-                                                         : "postgresql";
+    return pg_is_orphan_child(pg_postmaster_pid(&a->pg))
+               ? "a process a killed postgresql left behind"
+               : "postgresql";
 }
 
 static void fence_watchdog(void *data, bool feed, bool unfenced)
@@ -863,7 +859,8 @@ static int io_pg_clone(void *data, const char *target, bool remove_first, char *
     if (rv != 0) {
         return rv;
     }
-    rv = remove_first ? pg_reinit(&a->pg, &up, on_pg_done, a) : pg_clone(&a->pg, &up, on_pg_done, a);
+    rv = remove_first ? pg_reinit(&a->pg, &up, on_pg_done, a)
+                      : pg_clone(&a->pg, &up, on_pg_done, a);
     return busy_err(rv, errmsg);
 }
 
@@ -1191,10 +1188,9 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
     /* With TLS the members' APIs all speak HTTPS: the agent asks them so, verifying them with
      * ctl.cacert or restapi.cafile and presenting ctl.certfile (Patroni's choice of keys). */
     bool tls = a->conf.restapi.certfile[0] != '\0';
-    rv = http_client_set_tls(tls,
-                             a->conf.ctl.cacert[0] != '\0' ? a->conf.ctl.cacert
-                                                           : a->conf.restapi.cafile,
-                             false, errmsg);
+    rv = http_client_set_tls(
+        tls, a->conf.ctl.cacert[0] != '\0' ? a->conf.ctl.cacert : a->conf.restapi.cafile, false,
+        errmsg);
     if (rv == 0) {
         rv = http_client_set_cert(a->conf.ctl.certfile, a->conf.ctl.keyfile,
                                   a->conf.ctl.keyfile_password, errmsg);

@@ -64,8 +64,7 @@ static json_t *own_tags_json(const struct agent *a)
                           a->conf.tags.nosync, "noloadbalance", a->conf.tags.noloadbalance,
                           "failover_priority", a->conf.tags.failover_priority);
     for (unsigned i = 0; t != NULL && i < a->conf.tags.n_user; i++) {
-        json_object_set_new(t, a->conf.tags.user[i].key,
-                            json_string(a->conf.tags.user[i].value));
+        json_object_set_new(t, a->conf.tags.user[i].key, json_string(a->conf.tags.user[i].value));
     }
     return t;
 }
@@ -89,8 +88,8 @@ static void host_of(const char *addr, char *host, size_t size)
 static const char *pg_detail(const struct agent *a)
 {
     return a->core.last.action == HA_ACT_REFUSE ? a->core.last.why
-           : a->core.error[0] != '\0'          ? a->core.error
-                                               : a->pg.state_detail;
+           : a->core.error[0] != '\0'           ? a->core.error
+                                                : a->pg.state_detail;
 }
 
 /* The rejoin pipeline (pg.h enum pg_rejoin_stage): the stage, whether it is under way, how long
@@ -106,10 +105,10 @@ static json_t *rejoin_json(const struct agent *a)
     if (o != NULL && a->pg.obs.rewind_retries > 0) {
         /* Rewinds that stopped before changing anything, and the back-off before the next. */
         json_object_set_new(o, "retries", json_integer((json_int_t)a->pg.obs.rewind_retries));
-        json_object_set_new(o, "next_retry_ms",
-                            json_integer((json_int_t)(a->pg.rewind_retry_at > now
-                                                          ? a->pg.rewind_retry_at - now
-                                                          : 0)));
+        json_object_set_new(
+            o, "next_retry_ms",
+            json_integer(
+                (json_int_t)(a->pg.rewind_retry_at > now ? a->pg.rewind_retry_at - now : 0)));
     }
     if (o != NULL && r->stage == PG_REJOIN_CLONE) {
         json_object_set_new(o, "done_kb", json_integer((json_int_t)r->done_kb));
@@ -126,18 +125,18 @@ static json_t *pg_json(const struct agent *a)
     char sysid[24];
     snprintf(sysid, sizeof sysid, "%llu", (unsigned long long)o->system_id);
     const char *detail = pg_detail(a);
-    json_t *o_json = json_pack("{s:s, s:b, s:s, s:I, s:I, s:I, s:b, s:I, s:s, s:s, s:s, s:s, s:s}",
-                     "state", ha_pg_state_name(a->pg_open ? o->state : HA_PG_UNKNOWN),
-                     "in_recovery", o->in_recovery, "system_id", sysid, "timeline",
-                     (json_int_t)o->timeline, "checkpoint_timeline",
-                     (json_int_t)o->checkpoint_timeline,
-                     "wal_position", (json_int_t)o->wal_position, "streaming", o->streaming,
-                     "start_failures", (json_int_t)o->start_failures, "address",
-                     a->conf.postgresql.connect_address, "upstream", o->upstream, "detail",
-                     detail, "action", ha_action_name(a->core.last.action), "why", a->core.last.why);
+    json_t *o_json = json_pack(
+        "{s:s, s:b, s:s, s:I, s:I, s:I, s:b, s:I, s:s, s:s, s:s, s:s, s:s}", "state",
+        ha_pg_state_name(a->pg_open ? o->state : HA_PG_UNKNOWN), "in_recovery", o->in_recovery,
+        "system_id", sysid, "timeline", (json_int_t)o->timeline, "checkpoint_timeline",
+        (json_int_t)o->checkpoint_timeline, "wal_position", (json_int_t)o->wal_position,
+        "streaming", o->streaming, "start_failures", (json_int_t)o->start_failures, "address",
+        a->conf.postgresql.connect_address, "upstream", o->upstream, "detail", detail, "action",
+        ha_action_name(a->core.last.action), "why", a->core.last.why);
     if (o_json != NULL) {
         json_object_set_new(o_json, "synchronous_standby_names", json_string(a->pg.sync_seen));
-        json_object_set_new(o_json, "replay_position", json_integer((json_int_t)o->replay_position));
+        json_object_set_new(o_json, "replay_position",
+                            json_integer((json_int_t)o->replay_position));
         json_object_set_new(o_json, "receiver", json_string(o->receiver));
         json_object_set_new(o_json, "conninfo", json_string(o->conninfo));
         /* The rejoin pipeline's stage: the operation under way, and why the data directory
@@ -161,8 +160,8 @@ json_t *agent_status_json(const struct agent *a)
     }
     const char *leader = leader_id != 0 ? member_name_of(a, leader_id) : NULL;
     json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:I, s:s, s:s}", "name", a->conf.name, "scope",
-                          a->conf.scope, "id", (json_int_t)(a->cons_open ? a->cons.id : 0),
-                          "phase", agent_phase_name(a->phase), "term",
+                          a->conf.scope, "id", (json_int_t)(a->cons_open ? a->cons.id : 0), "phase",
+                          agent_phase_name(a->phase), "term",
                           (json_int_t)(a->cons_open ? a->cons.term : 0), "raft_role",
                           cons_role_name(a->cons_open ? a->cons.role : CONS_ROLE_UNAVAILABLE),
                           "leader", leader != NULL ? leader : "");
@@ -188,25 +187,24 @@ json_t *agent_status_json(const struct agent *a)
         rpg_msec now = cons_uv_clock_ms();
         json_object_set_new(
             o, "fencing",
-            json_pack("{s:b, s:I, s:I, s:I, s:I, s:b, s:I, s:b, s:I, s:I}", "lease_held", a->fm.lease_ok,
-                      "lease_left_ms", (json_int_t)(until > now ? until - now : 0), "lease_ms",
-                      (json_int_t)a->fence.lease_ms, "renew_ms", (json_int_t)a->fence.renew_ms,
-                      "margin_ms", (json_int_t)a->fence.margin_ms, "fencing", a->fm.fencing,
-                      "fences", (json_int_t)a->fm.n_fences, "paused", a->fm.frozen, "pauses",
-                      (json_int_t)a->fm.n_freezes, "loop_gaps", (json_int_t)a->fm.clock.n_gaps));
+            json_pack("{s:b, s:I, s:I, s:I, s:I, s:b, s:I, s:b, s:I, s:I}", "lease_held",
+                      a->fm.lease_ok, "lease_left_ms", (json_int_t)(until > now ? until - now : 0),
+                      "lease_ms", (json_int_t)a->fence.lease_ms, "renew_ms",
+                      (json_int_t)a->fence.renew_ms, "margin_ms", (json_int_t)a->fence.margin_ms,
+                      "fencing", a->fm.fencing, "fences", (json_int_t)a->fm.n_fences, "paused",
+                      a->fm.frozen, "pauses", (json_int_t)a->fm.n_freezes, "loop_gaps",
+                      (json_int_t)a->fm.clock.n_gaps));
         if (a->conf.has_vip) {
-            json_object_set_new(o, "vip",
-                                json_pack("{s:s, s:s, s:b, s:s}", "address",
-                                          a->conf.vip.address.text, "interface",
-                                          a->conf.vip.interface, "held",
-                                          a->vip_open && vip_is_held(&a->vip), "error",
-                                          a->vip_error));
+            json_object_set_new(
+                o, "vip",
+                json_pack("{s:s, s:s, s:b, s:s}", "address", a->conf.vip.address.text, "interface",
+                          a->conf.vip.interface, "held", a->vip_open && vip_is_held(&a->vip),
+                          "error", a->vip_error));
         }
         json_object_set_new(o, "watchdog",
                             json_pack("{s:s, s:b, s:s}", "mode",
                                       conf_watchdog_mode_name(a->conf.watchdog.mode), "armed",
-                                      watchdog_is_armed(&a->watchdog), "error",
-                                      a->watchdog_error));
+                                      watchdog_is_armed(&a->watchdog), "error", a->watchdog_error));
     }
     if (a->cons_open) {
         /* Raft storage health and the state checksum peers compare (storage.h). */
@@ -219,9 +217,9 @@ json_t *agent_status_json(const struct agent *a)
             (json_int_t)(c->storage.failed && now > c->storage.since ? now - c->storage.since : 0),
             "low_space", c->storage.low, "segment_size", (json_int_t)c->storage.segment_size,
             "write_errors", (json_int_t)c->storage.n_raft_errors);
-        json_object_set_new(rs, "free_bytes", c->storage.measured
-                                                  ? json_integer((json_int_t)c->storage.free_bytes)
-                                                  : json_null());
+        json_object_set_new(rs, "free_bytes",
+                            c->storage.measured ? json_integer((json_int_t)c->storage.free_bytes)
+                                                : json_null());
         json_object_set_new(o, "raft_storage", rs);
         struct fsm_sum sum;
         char hex[24] = "";
@@ -252,12 +250,11 @@ json_t *agent_status_json(const struct agent *a)
     json_object_set_new(o, "reinit",
                         json_pack("{s:b, s:s}", "running", a->reinit.phase != REINIT_IDLE, "last",
                                   a->reinit.last));
-    json_object_set_new(o, "switchover",
-                        json_pack("{s:s, s:s, s:s, s:s, s:I}", "phase",
-                                  switchover_phase_name(a->switchover.phase), "to",
-                                  a->switchover.to, "last", a->switchover.last, "handed_to",
-                                  a->switchover.handed_to, "handed_term",
-                                  (json_int_t)a->switchover.handed_term));
+    json_object_set_new(
+        o, "switchover",
+        json_pack("{s:s, s:s, s:s, s:s, s:I}", "phase", switchover_phase_name(a->switchover.phase),
+                  "to", a->switchover.to, "last", a->switchover.last, "handed_to",
+                  a->switchover.handed_to, "handed_term", (json_int_t)a->switchover.handed_term));
     /* The newest replicated-state version this agent reads: the leader records what older
      * agents would reject (the history) only once every member reads it. */
     json_object_set_new(o, "state_version", json_integer(FSM_VERSION));
@@ -286,12 +283,12 @@ json_t *agent_patroni_json(const struct agent *a)
     if (a->conf.has_postgresql && a->pg_open) {
         const struct ha_pg *g = &a->pg.obs;
         bool running = g->state == HA_PG_RUNNING;
-        const char *state = running                        ? "running"
-                            : g->state == HA_PG_STARTING   ? "starting"
-                            : g->state == HA_PG_UNKNOWN    ? "unknown"
-                            : a->pg.op == PG_OP_REWIND     ? "rewinding"
-                            : a->pg.op == PG_OP_CLONE      ? "creating replica"
-                                                           : "stopped";
+        const char *state = running                      ? "running"
+                            : g->state == HA_PG_STARTING ? "starting"
+                            : g->state == HA_PG_UNKNOWN  ? "unknown"
+                            : a->pg.op == PG_OP_REWIND   ? "rewinding"
+                            : a->pg.op == PG_OP_CLONE    ? "creating replica"
+                                                         : "stopped";
         json_object_set_new(o, "state", json_string(state));
         if (running) {
             json_object_set_new(o, "postmaster_start_time", json_string(a->pg.start_time));
@@ -299,9 +296,9 @@ json_t *agent_patroni_json(const struct agent *a)
             json_object_set_new(o, "server_version", json_integer(a->pg.server_version));
             json_t *x;
             if (g->in_recovery) {
-                x = json_pack("{s:I, s:I, s:b}", "received_location",
-                              (json_int_t)g->wal_position, "replayed_location",
-                              (json_int_t)g->replay_position, "paused", a->pg.replay_paused);
+                x = json_pack("{s:I, s:I, s:b}", "received_location", (json_int_t)g->wal_position,
+                              "replayed_location", (json_int_t)g->replay_position, "paused",
+                              a->pg.replay_paused);
                 json_object_set_new(x, "replayed_timestamp",
                                     a->pg.replay_timestamp[0] != '\0'
                                         ? json_string(a->pg.replay_timestamp)
@@ -317,8 +314,8 @@ json_t *agent_patroni_json(const struct agent *a)
                 for (unsigned i = 0; i < a->pg.n_replicas; i++) {
                     const struct pg_replica *r = &a->pg.replicas[i];
                     json_array_append_new(reps, json_pack("{s:s, s:s, s:s}", "application_name",
-                                                          r->name, "state", r->state,
-                                                          "sync_state", r->sync_state));
+                                                          r->name, "state", r->state, "sync_state",
+                                                          r->sync_state));
                 }
                 json_object_set_new(o, "replication", reps);
             }
@@ -349,10 +346,10 @@ json_t *agent_patroni_json(const struct agent *a)
         if (a->cons.role == CONS_ROLE_LEADER) {
             json_object_set_new(o, "dcs_last_seen", json_integer((json_int_t)wall));
         } else if (a->cons.last_heard_leader != 0 && now >= a->cons.last_heard_leader) {
-            json_object_set_new(o, "dcs_last_seen",
-                                json_integer((json_int_t)(wall - (time_t)((now -
-                                                                      a->cons.last_heard_leader) /
-                                                                     1000))));
+            json_object_set_new(
+                o, "dcs_last_seen",
+                json_integer(
+                    (json_int_t)(wall - (time_t)((now - a->cons.last_heard_leader) / 1000))));
         }
     }
     if (known && st->paused) {
@@ -454,9 +451,7 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
         state = agent_phase_name(a->phase);
         term = a->cons_open ? a->cons.term : 0;
         if (a->cons_open) {
-            storage = a->cons.diverged        ? "diverged"
-                      : a->cons.storage.failed ? "failing"
-                                               : "ok";
+            storage = a->cons.diverged ? "diverged" : a->cons.storage.failed ? "failing" : "ok";
             storage_error = a->cons.diverged ? a->diverged_detail : a->cons.storage.error;
         }
     } else {
@@ -487,13 +482,12 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
         /* Patroni's names: every voter needed (k = n) is a sync standby, else a quorum one. */
         role = st->sync.k >= st->sync.n_voters ? "sync_standby" : "quorum_standby";
     }
-    json_t *m = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "name", name,
-                          "id", (json_int_t)id, "role", role, "state", state, "api_url", url,
-                          "host", host, "raft_address", raft_address, "raft_role", raft_role,
-                          "voting",
-                          cons_voting_name(a->cons_open ? cons_voting(&a->cons, id)
-                                                        : CONS_VOTING_NONE),
-                          "term", (json_int_t)term);
+    json_t *m =
+        json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "name", name, "id",
+                  (json_int_t)id, "role", role, "state", state, "api_url", url, "host", host,
+                  "raft_address", raft_address, "raft_role", raft_role, "voting",
+                  cons_voting_name(a->cons_open ? cons_voting(&a->cons, id) : CONS_VOTING_NONE),
+                  "term", (json_int_t)term);
     /* Whether its Raft log has held replicated entries: such a member that comes back empty has
      * lost its log and vote (agent.c refuses to start it under this id). */
     const struct fsm_member *fm =
@@ -521,10 +515,10 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
         uint16_t port = 0;
         conf_parse_addr(pv.address, NULL, &port);
         host_of(pv.address, pghost, sizeof pghost);
-        const char *pg_state = !pv.known                      ? "unknown"
-                               : pv.state != HA_PG_RUNNING    ? ha_pg_state_name(pv.state)
+        const char *pg_state = !pv.known                        ? "unknown"
+                               : pv.state != HA_PG_RUNNING      ? ha_pg_state_name(pv.state)
                                : pv.in_recovery && pv.streaming ? "streaming"
-                                                              : "running";
+                                                                : "running";
         if (strcmp(state, "unreachable") != 0) {
             json_object_set_new(m, "state", json_string(pg_state));
         }
@@ -565,9 +559,8 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
     }
     /* Its tags, as its own configuration says (this member) or its last report (others). */
     const struct peer_status *tp = self ? NULL : peers_get(&a->peers, name);
-    json_t *reported = tp != NULL && tp->tags_json[0] != '\0'
-                           ? json_loads(tp->tags_json, 0, NULL)
-                           : NULL;
+    json_t *reported = tp != NULL && tp->tags_json[0] != '\0' ? json_loads(tp->tags_json, 0, NULL)
+                                                              : NULL;
     if (self) {
         json_object_set_new(m, "tags", own_tags_json(a));
     } else if (json_is_object(reported)) {
@@ -590,8 +583,8 @@ json_t *agent_cluster_json(const struct agent *a)
     if (known) {
         for (unsigned i = 0; i < s->n_members; i++) {
             const struct fsm_member *m = &s->members[i];
-            json_array_append_new(members, member_json(a, m->id, m->name, m->raft_address,
-                                                       m->api_address));
+            json_array_append_new(members,
+                                  member_json(a, m->id, m->name, m->raft_address, m->api_address));
         }
     } else {
         for (unsigned i = 0; i < a->conf.raft.n_members; i++) {
@@ -609,23 +602,23 @@ json_t *agent_cluster_json(const struct agent *a)
         cons_leader(&a->cons, &leader_id, &leader_address);
     }
     const char *leader = leader_id != 0 ? member_name_of(a, leader_id) : NULL;
-    json_t *raft = json_pack(
-        "{s:I, s:s?, s:I, s:I, s:I, s:I, s:s, s:s, s:b}", "term",
-        (json_int_t)(a->cons_open ? a->cons.term : 0), "leader", leader, "leader_id",
-        (json_int_t)leader_id, "commit_index", (json_int_t)cons_commit_index(&a->cons),
-        "applied_index", (json_int_t)cons_applied_index(&a->cons), "last_index",
-        (json_int_t)cons_last_index(&a->cons), "member", a->conf.name, "role",
-        cons_role_name(a->cons_open ? a->cons.role : CONS_ROLE_UNAVAILABLE), "state_known",
-        known);
+    json_t *raft = json_pack("{s:I, s:s?, s:I, s:I, s:I, s:I, s:s, s:s, s:b}", "term",
+                             (json_int_t)(a->cons_open ? a->cons.term : 0), "leader", leader,
+                             "leader_id", (json_int_t)leader_id, "commit_index",
+                             (json_int_t)cons_commit_index(&a->cons), "applied_index",
+                             (json_int_t)cons_applied_index(&a->cons), "last_index",
+                             (json_int_t)cons_last_index(&a->cons), "member", a->conf.name, "role",
+                             cons_role_name(a->cons_open ? a->cons.role : CONS_ROLE_UNAVAILABLE),
+                             "state_known", known);
     /* No cluster history: no Raft state at all, or a running log that holds nothing past the
      * bootstrap configuration (index 1). A member restarting from its directory is not fresh:
      * it knows no cluster state only until a leader is back. A member without state may
      * bootstrap a new cluster only on such an answer (agent.c join_lookup). */
-    bool fresh = a->raft_fresh || (a->cons_open && a->cons.running && !known &&
-                                   cons_last_index(&a->cons) <= 1);
+    bool fresh = a->raft_fresh ||
+                 (a->cons_open && a->cons.running && !known && cons_last_index(&a->cons) <= 1);
     json_object_set_new(raft, "fresh", json_boolean(fresh));
-    json_t *o = json_pack("{s:s, s:o, s:o}", "scope", a->conf.scope, "members", members, "raft",
-                          raft);
+    json_t *o =
+        json_pack("{s:s, s:o, s:o}", "scope", a->conf.scope, "members", members, "raft", raft);
     if (known && s->system_id != 0) {
         char sysid[24];
         snprintf(sysid, sizeof sysid, "%llu", (unsigned long long)s->system_id);
@@ -701,8 +694,9 @@ static void leave_tick(uv_timer_t *t)
     }
     if (a->phase != AGENT_PHASE_RUNNING) {
         /* Answered even when the server is closing: answering is what frees the connection. */
-        respond_error(p->conn, 503, "agent stopping before the raft configuration dropped the "
-                                    "member: it may still count as a voter");
+        respond_error(p->conn, 503,
+                      "agent stopping before the raft configuration dropped the "
+                      "member: it may still count as a voter");
     } else if (gone) {
         respond_json(p->conn, 200,
                      json_pack("{s:s, s:s}", "member", p->name, "result",
@@ -763,17 +757,16 @@ static bool require_leader(struct agent *a, struct http_conn *conn)
 static void restart_request(struct agent *a, struct http_conn *conn, const struct http_request *req)
 {
     json_error_t jerr;
-    json_t *o = req->body_len > 0 ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
-                                               &jerr)
-                                  : json_object();
+    json_t *o = req->body_len > 0
+                    ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr)
+                    : json_object();
     char msg[RPG_ERRMSG_SIZE] = "";
     const char *key;
     json_t *v;
     if (!json_is_object(o)) {
         snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
     } else {
-        json_object_foreach(o, key, v)
-        {
+        json_object_foreach(o, key, v) {
             if (strcmp(key, "role") == 0) {
                 const char *r = json_string_value(v);
                 if (r == NULL || (strcmp(r, "primary") != 0 && strcmp(r, "replica") != 0 &&
@@ -813,29 +806,28 @@ static void switchover_request(struct agent *a, struct http_conn *conn,
                                const struct http_request *req)
 {
     json_error_t jerr;
-    json_t *o = req->body_len > 0 ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
-                                               &jerr)
-                                  : json_object();
+    json_t *o = req->body_len > 0
+                    ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr)
+                    : json_object();
     char msg[RPG_ERRMSG_SIZE] = "";
     const char *key;
     json_t *v;
     if (!json_is_object(o)) {
         snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
     } else {
-        json_object_foreach(o, key, v)
-        {
+        json_object_foreach(o, key, v) {
             if (strcmp(key, "leader") == 0 || strcmp(key, "candidate") == 0) {
                 if (!json_is_string(v) || api_check_name(json_string_value(v)) != 0) {
                     snprintf(msg, sizeof msg, "%s: expected a member name", key);
                     break;
                 }
             } else if (strcmp(key, "scheduled_at") == 0) {
-                snprintf(msg, sizeof msg, "scheduled_at: scheduled switchovers are not supported "
-                                          "yet; ask again at the time");
+                snprintf(msg, sizeof msg,
+                         "scheduled_at: scheduled switchovers are not supported "
+                         "yet; ask again at the time");
                 break;
             } else {
-                snprintf(msg, sizeof msg,
-                         "unknown key \"%.64s\" (leader, candidate)", key);
+                snprintf(msg, sizeof msg, "unknown key \"%.64s\" (leader, candidate)", key);
                 break;
             }
         }
@@ -867,16 +859,16 @@ static void failover_request(struct agent *a, struct http_conn *conn,
     if (!json_is_object(o)) {
         snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
     } else {
-        json_object_foreach(o, key, v)
-        {
+        json_object_foreach(o, key, v) {
             if (strcmp(key, "leader") == 0 || strcmp(key, "candidate") == 0) {
                 if (!json_is_string(v) || api_check_name(json_string_value(v)) != 0) {
                     snprintf(msg, sizeof msg, "%s: expected a member name", key);
                     break;
                 }
             } else if (strcmp(key, "scheduled_at") == 0) {
-                snprintf(msg, sizeof msg, "scheduled_at: a failover cannot be scheduled (use "
-                                          "POST /switchover)");
+                snprintf(msg, sizeof msg,
+                         "scheduled_at: a failover cannot be scheduled (use "
+                         "POST /switchover)");
                 break;
             } else {
                 snprintf(msg, sizeof msg, "unknown key \"%.64s\" (candidate, leader)", key);
@@ -935,8 +927,7 @@ static void member_add(struct agent *a, struct http_conn *conn, const struct htt
     }
     const char *key;
     json_t *v;
-    json_object_foreach(o, key, v)
-    {
+    json_object_foreach(o, key, v) {
         if (strcmp(key, "name") != 0 && strcmp(key, "raft") != 0 && strcmp(key, "api") != 0) {
             snprintf(msg, sizeof msg, "request body: unknown key \"%.64s\"", key);
             json_decref(o);
@@ -947,8 +938,8 @@ static void member_add(struct agent *a, struct http_conn *conn, const struct htt
     char host[16];
     uint16_t port;
     if (api_check_name(vals[0]) != 0) {
-        snprintf(msg, sizeof msg, "name: expected 1..63 characters of [A-Za-z0-9_.-], got \"%.64s\"",
-                 vals[0]);
+        snprintf(msg, sizeof msg,
+                 "name: expected 1..63 characters of [A-Za-z0-9_.-], got \"%.64s\"", vals[0]);
     } else if (conf_parse_addr(vals[1], host, &port) != 0) {
         snprintf(msg, sizeof msg, "raft: expected IPv4 address:port, got \"%.64s\"", vals[1]);
     } else if (conf_parse_addr(vals[2], host, &port) != 0) {
@@ -1232,8 +1223,7 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
         submit_config(a, conn, &cmd);
         return;
     }
-    json_object_foreach(o, key, v)
-    {
+    json_object_foreach(o, key, v) {
         if (strcmp(key, "synchronous_mode") == 0) {
             mode = json_is_string(v) ? name_index(json_string_value(v), conf_sync_mode_name, 3)
                                      : -1;
@@ -1255,8 +1245,9 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
                          "synchronous_commit: expected on, remote_write, remote_apply or local");
             }
         } else {
-            snprintf(msg, sizeof msg, "unknown key \"%.64s\" (settable: synchronous_mode, "
-                                      "synchronous_node_count, synchronous_commit, pause)",
+            snprintf(msg, sizeof msg,
+                     "unknown key \"%.64s\" (settable: synchronous_mode, "
+                     "synchronous_node_count, synchronous_commit, pause)",
                      key);
         }
         if (msg[0] != '\0') {
@@ -1308,9 +1299,8 @@ static int health_code(const struct agent *a, enum health_kind kind, const struc
         in.standby = own_standby_kind(a);
         struct pg_view prim;
         const char *pname = a->cons_open ? st->primary.name : "";
-        if (pname[0] != '\0' && strcmp(pname, a->conf.name) != 0 &&
-            pg_view_of(a, pname, &prim) && prim.known && prim.state == HA_PG_RUNNING &&
-            !prim.in_recovery) {
+        if (pname[0] != '\0' && strcmp(pname, a->conf.name) != 0 && pg_view_of(a, pname, &prim) &&
+            prim.known && prim.state == HA_PG_RUNNING && !prim.in_recovery) {
             in.primary_position = prim.wal_position;
         }
     }
@@ -1526,13 +1516,12 @@ static bool signed_request(struct agent *a, struct http_conn *conn, const struct
     memcpy(keys[0], a->secret, CONF_SECRET_SIZE);
     memcpy(keys[1], a->secret_previous, CONF_SECRET_SIZE);
     char path[2 * HTTP_PATH_MAX + 2], nonce[PROOF_NONCE_HEX + 1], why[160], msg[400];
-    snprintf(path, sizeof path, "%s%s%s", req->path, req->query[0] != '\0' ? "?" : "",
-             req->query);
+    snprintf(path, sizeof path, "%s%s%s", req->path, req->query[0] != '\0' ? "?" : "", req->query);
     int64_t now = wall_ms();
     bool ok = proof_check_request((const uint8_t(*)[CONF_SECRET_SIZE])keys,
-                                  a->has_secret_previous ? 2 : 1, a->conf.scope,
-                                  req->authorization, method_name(req->method), path, req->body,
-                                  now, nonce, why, sizeof why);
+                                  a->has_secret_previous ? 2 : 1, a->conf.scope, req->authorization,
+                                  method_name(req->method), path, req->body, now, nonce, why,
+                                  sizeof why);
     sodium_memzero(keys, sizeof keys);
     unsigned free_slot = 0;
     for (unsigned i = 0; ok && i < SEEN_NONCES; i++) {
@@ -1588,14 +1577,37 @@ static double dir_free_bytes(const char *dir)
 /* Paths as they are counted; anything else (scanners' guesses, say) is "other", so that the
  * label set stays bounded whatever clients send. */
 static const char *const api_endpoints[API_ENDPOINTS] = {
-    "/",           "/primary",        "/master",          "/read-write",
-    "/leader",     "/standby-leader", "/replica",         "/read-only",
-    "/sync",       "/read-only-sync", "/quorum",          "/read-only-quorum",
-    "/async",      "/health",         "/readiness",       "/liveness",
-    "/patroni",    "/cluster",        "/status",          "/metrics",
-    "/config",     "/members",        "/switchover",      "/restart",
-    "/reinitialize", "/raftpg/bootstrap", "/synchronous", "/asynchronous",
-    "/history",    "/failover",       "/reload",
+    "/",
+    "/primary",
+    "/master",
+    "/read-write",
+    "/leader",
+    "/standby-leader",
+    "/replica",
+    "/read-only",
+    "/sync",
+    "/read-only-sync",
+    "/quorum",
+    "/read-only-quorum",
+    "/async",
+    "/health",
+    "/readiness",
+    "/liveness",
+    "/patroni",
+    "/cluster",
+    "/status",
+    "/metrics",
+    "/config",
+    "/members",
+    "/switchover",
+    "/restart",
+    "/reinitialize",
+    "/raftpg/bootstrap",
+    "/synchronous",
+    "/asynchronous",
+    "/history",
+    "/failover",
+    "/reload",
 };
 static const int api_statuses[API_STATUSES] = {200, 201, 202, 400, 401, 404, 405,
                                                409, 412, 413, 415, 500, 503, 504};
@@ -1636,8 +1648,8 @@ static void api_answers_metric(const struct agent *a, FILE *f, const char *label
             } else {
                 snprintf(status, sizeof status, "other");
             }
-            fprintf(f, "raftpg_api_requests_total{%s,endpoint=\"%s\",status=\"%s\"} %llu\n",
-                    labels, e < API_ENDPOINTS ? api_endpoints[e] : "other", status,
+            fprintf(f, "raftpg_api_requests_total{%s,endpoint=\"%s\",status=\"%s\"} %llu\n", labels,
+                    e < API_ENDPOINTS ? api_endpoints[e] : "other", status,
                     (unsigned long long)a->api_answers[e][s]);
         }
     }
@@ -1661,12 +1673,14 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
     bool pg = a->conf.has_postgresql && a->pg_open;
     bool running = pg && o->state == HA_PG_RUNNING;
     bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
-    metric(f, "patroni_postgres_running", "gauge", "Value is 1 if PostgreSQL is running, 0 otherwise.",
-           labels, running);
-    metric(f, "patroni_primary", "gauge", "Value is 1 if this node is the leader and its PostgreSQL is a primary, 0 otherwise.",
+    metric(f, "patroni_postgres_running", "gauge",
+           "Value is 1 if PostgreSQL is running, 0 otherwise.", labels, running);
+    metric(f, "patroni_primary", "gauge",
+           "Value is 1 if this node is the leader and its PostgreSQL is a primary, 0 otherwise.",
            labels, leader && running && !o->in_recovery);
-    metric(f, "patroni_replica", "gauge", "Value is 1 if PostgreSQL runs as a standby, 0 otherwise.",
-           labels, running && o->in_recovery);
+    metric(f, "patroni_replica", "gauge",
+           "Value is 1 if PostgreSQL runs as a standby, 0 otherwise.", labels,
+           running && o->in_recovery);
     /* Patroni 4's meaning, as the /sync and /quorum checks: every voter needed (k = n) makes
      * synchronous standbys, fewer quorum standbys. */
     const struct fsm_state *sst = &a->cons.state;
@@ -1679,20 +1693,26 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            "Value is 1 if this node is a quorum standby (in the recorded set, k below the number "
            "of voters), 0 otherwise.",
            labels, kind == HEALTH_STANDBY_QUORUM);
-    metric(f, "patroni_xlog_location", "counter", "Current WAL position of the primary (bytes), 0 on a standby.",
-           labels, running && !o->in_recovery ? (double)o->wal_position : 0);
-    metric(f, "patroni_xlog_received_location", "counter", "WAL position received or replayed by a standby (bytes), 0 on a primary.",
-           labels, running && o->in_recovery ? (double)o->wal_position : 0);
-    metric(f, "patroni_xlog_replayed_location", "counter", "WAL position replayed by a standby (bytes), 0 on a primary.",
-           labels, running && o->in_recovery ? (double)o->replay_position : 0);
+    metric(f, "patroni_xlog_location", "counter",
+           "Current WAL position of the primary (bytes), 0 on a standby.", labels,
+           running && !o->in_recovery ? (double)o->wal_position : 0);
+    metric(f, "patroni_xlog_received_location", "counter",
+           "WAL position received or replayed by a standby (bytes), 0 on a primary.", labels,
+           running && o->in_recovery ? (double)o->wal_position : 0);
+    metric(f, "patroni_xlog_replayed_location", "counter",
+           "WAL position replayed by a standby (bytes), 0 on a primary.", labels,
+           running && o->in_recovery ? (double)o->replay_position : 0);
     metric(f, "patroni_postgres_timeline", "counter", "PostgreSQL timeline.", labels,
            pg ? o->timeline : 0);
-    metric(f, "patroni_xlog_paused", "gauge", "Value is 1 if WAL replay is paused on this standby, 0 otherwise.",
-           labels, running && o->in_recovery && a->pg.replay_paused);
-    metric(f, "patroni_pending_restart", "gauge", "Value is 1 if PostgreSQL has a setting waiting for a restart, 0 otherwise.",
-           labels, running && a->pg.pending_restart);
-    metric(f, "patroni_is_paused", "gauge", "Value is 1 if the cluster is in maintenance (paused), 0 otherwise.",
-           labels, a->cons_open && sst->initialized && sst->paused);
+    metric(f, "patroni_xlog_paused", "gauge",
+           "Value is 1 if WAL replay is paused on this standby, 0 otherwise.", labels,
+           running && o->in_recovery && a->pg.replay_paused);
+    metric(f, "patroni_pending_restart", "gauge",
+           "Value is 1 if PostgreSQL has a setting waiting for a restart, 0 otherwise.", labels,
+           running && a->pg.pending_restart);
+    metric(f, "patroni_is_paused", "gauge",
+           "Value is 1 if the cluster is in maintenance (paused), 0 otherwise.", labels,
+           a->cons_open && sst->initialized && sst->paused);
     {
         /* Patroni's "last contact with the DCS": here, with the Raft leader (Unix time). */
         rpg_msec now = cons_uv_clock_ms();
@@ -1703,14 +1723,15 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
                    now >= a->cons.last_heard_leader) {
             seen = (double)time(NULL) - (double)(now - a->cons.last_heard_leader) / 1000.0;
         }
-        metric(f, "patroni_dcs_last_seen", "gauge", "Unix time of the last contact with the Raft leader (0 never).",
-               labels, seen);
+        metric(f, "patroni_dcs_last_seen", "gauge",
+               "Unix time of the last contact with the Raft leader (0 never).", labels, seen);
         rpg_msec until = a->cons_open ? cons_lease_until(&a->cons) : 0;
-        metric(f, "raftpg_lease_remaining_seconds", "gauge", "Seconds left on this member's primary lease (0 without one).",
-               labels, a->fm.lease_ok && until > now ? (double)(until - now) / 1000.0 : 0);
+        metric(f, "raftpg_lease_remaining_seconds", "gauge",
+               "Seconds left on this member's primary lease (0 without one).", labels,
+               a->fm.lease_ok && until > now ? (double)(until - now) / 1000.0 : 0);
     }
-    metric(f, "raftpg_sync_k", "gauge", "Recorded synchronous quorum k (ANY k of the voters).", labels,
-           a->cons_open ? sst->sync.k : 0);
+    metric(f, "raftpg_sync_k", "gauge", "Recorded synchronous quorum k (ANY k of the voters).",
+           labels, a->cons_open ? sst->sync.k : 0);
     metric(f, "raftpg_sync_voters", "gauge", "Members in the recorded synchronous set.", labels,
            a->cons_open ? sst->sync.n_voters : 0);
     {
@@ -1718,21 +1739,25 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
         unsigned want;
         bool recorded;
         config_in_force(a, &mode, &want, &commit, &recorded);
-        metric(f, "raftpg_sync_degraded", "gauge", "Value is 1 while synchronous replication is wanted but recorded as k=0 (asynchronous).",
-               labels, a->cons_open && sst->initialized && mode != FSM_SYNC_MODE_OFF &&
-                           sst->sync.k == 0);
+        metric(f, "raftpg_sync_degraded", "gauge",
+               "Value is 1 while synchronous replication is wanted but recorded as k=0 "
+               "(asynchronous).",
+               labels,
+               a->cons_open && sst->initialized && mode != FSM_SYNC_MODE_OFF && sst->sync.k == 0);
     }
-    metric(f, "raftpg_vip_held", "gauge", "Value is 1 while this member holds the write VIP.", labels,
-           a->conf.has_vip && a->vip_open && vip_is_held(&a->vip));
+    metric(f, "raftpg_vip_held", "gauge", "Value is 1 while this member holds the write VIP.",
+           labels, a->conf.has_vip && a->vip_open && vip_is_held(&a->vip));
     if (a->callbacks_open) {
         metric(f, "raftpg_callbacks_total", "counter", "postgresql.callbacks run to their end.",
                labels, a->callbacks.n_runs);
-        metric(f, "raftpg_callbacks_failed_total", "counter", "postgresql.callbacks that failed, timed out or were killed.",
-               labels, a->callbacks.n_failed);
+        metric(f, "raftpg_callbacks_failed_total", "counter",
+               "postgresql.callbacks that failed, timed out or were killed.", labels,
+               a->callbacks.n_failed);
     }
     if (running && !o->in_recovery && a->pg.n_replicas > 0) {
         /* Per standby, from pg_stat_replication on this primary: bytes not yet replayed. */
-        fprintf(f, "# HELP raftpg_standby_replay_lag_bytes WAL bytes a connected standby has not replayed yet.\n"
+        fprintf(f, "# HELP raftpg_standby_replay_lag_bytes WAL bytes a connected standby has not "
+                   "replayed yet.\n"
                    "# TYPE raftpg_standby_replay_lag_bytes gauge\n");
         for (unsigned i = 0; i < a->pg.n_replicas; i++) {
             const struct pg_replica *r = &a->pg.replicas[i];
@@ -1746,10 +1771,11 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
                         : 0.0);
         }
     }
-    metric(f, "patroni_cluster_unlocked", "gauge", "Value is 1 if no member is recorded as primary, 0 otherwise.",
-           labels, a->cons_open && a->cons.state.primary.name[0] == '\0');
-    metric(f, "raftpg_raft_leader", "gauge", "Value is 1 if this member is the Raft leader.", labels,
-           leader);
+    metric(f, "patroni_cluster_unlocked", "gauge",
+           "Value is 1 if no member is recorded as primary, 0 otherwise.", labels,
+           a->cons_open && a->cons.state.primary.name[0] == '\0');
+    metric(f, "raftpg_raft_leader", "gauge", "Value is 1 if this member is the Raft leader.",
+           labels, leader);
     metric(f, "raftpg_raft_term", "counter", "Current Raft term.", labels,
            a->cons_open ? (double)a->cons.term : 0);
     metric(f, "raftpg_raft_commit_index", "counter", "Raft commit index.", labels,
@@ -1760,37 +1786,45 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            labels, a->fm.lease_ok);
     metric(f, "raftpg_fences_total", "counter", "Fences of this member's PostgreSQL.", labels,
            a->fm.n_fences);
-    metric(f, "raftpg_fence_pauses_total", "counter", "Soft-layer pauses (SIGSTOP) of this member's PostgreSQL.",
-           labels, a->fm.n_freezes);
+    metric(f, "raftpg_fence_pauses_total", "counter",
+           "Soft-layer pauses (SIGSTOP) of this member's PostgreSQL.", labels, a->fm.n_freezes);
     metric(f, "raftpg_loop_gaps_total", "counter",
-           "Gaps between fence ticks longer than the bound (the lease then waits for a fresh barrier).",
+           "Gaps between fence ticks longer than the bound (the lease then waits for a fresh "
+           "barrier).",
            labels, a->fm.clock.n_gaps);
     struct transport_stats ts;
     transport_get_stats(&ts);
     metric(f, "raftpg_raft_transport_accepted_total", "counter", "Incoming Raft connections.",
            labels, (double)ts.accepted);
-    metric(f, "raftpg_raft_transport_authenticated_total", "counter", "Raft handshakes that succeeded.",
-           labels, (double)ts.authenticated);
-    metric(f, "raftpg_raft_transport_refused_total", "counter", "Incoming Raft connections closed by a failed handshake or frame.",
-           labels, (double)ts.rejected);
-    metric(f, "raftpg_raft_transport_timed_out_total", "counter", "Incoming Raft connections closed for an unfinished handshake.",
-           labels, (double)ts.timed_out);
-    metric(f, "raftpg_raft_storage_failing", "gauge", "Value is 1 while the Raft directory cannot persist.",
-           labels, a->cons_open && a->cons.storage.failed);
-    metric(f, "raftpg_raft_state_diverged", "gauge", "Value is 1 when this member's replicated state differs from the others'.",
-           labels, a->cons_open && a->cons.diverged);
-    metric(f, "raftpg_raft_dir_free_bytes", "gauge", "Free bytes in the Raft directory's file system (-1 unknown).",
-           labels, dir_free_bytes(a->conf.raft.data_dir));
+    metric(f, "raftpg_raft_transport_authenticated_total", "counter",
+           "Raft handshakes that succeeded.", labels, (double)ts.authenticated);
+    metric(f, "raftpg_raft_transport_refused_total", "counter",
+           "Incoming Raft connections closed by a failed handshake or frame.", labels,
+           (double)ts.rejected);
+    metric(f, "raftpg_raft_transport_timed_out_total", "counter",
+           "Incoming Raft connections closed for an unfinished handshake.", labels,
+           (double)ts.timed_out);
+    metric(f, "raftpg_raft_storage_failing", "gauge",
+           "Value is 1 while the Raft directory cannot persist.", labels,
+           a->cons_open && a->cons.storage.failed);
+    metric(f, "raftpg_raft_state_diverged", "gauge",
+           "Value is 1 when this member's replicated state differs from the others'.", labels,
+           a->cons_open && a->cons.diverged);
+    metric(f, "raftpg_raft_dir_free_bytes", "gauge",
+           "Free bytes in the Raft directory's file system (-1 unknown).", labels,
+           dir_free_bytes(a->conf.raft.data_dir));
     api_answers_metric(a, f, labels);
     if (a->conf.has_postgresql) {
         char wal[PATH_MAX + 16];
         snprintf(wal, sizeof wal, "%s/pg_wal", a->conf.postgresql.data_dir);
-        metric(f, "raftpg_data_dir_free_bytes", "gauge", "Free bytes in the data directory's file system (-1 unknown).",
-               labels, dir_free_bytes(a->conf.postgresql.data_dir));
-        metric(f, "raftpg_wal_dir_free_bytes", "gauge", "Free bytes in pg_wal's file system (-1 unknown).",
-               labels, dir_free_bytes(wal));
-        metric(f, "raftpg_postgres_unwritable", "gauge", "Value is 1 while PostgreSQL cannot write (see /status unwritable).",
-               labels, pg && o->unwritable[0] != '\0');
+        metric(f, "raftpg_data_dir_free_bytes", "gauge",
+               "Free bytes in the data directory's file system (-1 unknown).", labels,
+               dir_free_bytes(a->conf.postgresql.data_dir));
+        metric(f, "raftpg_wal_dir_free_bytes", "gauge",
+               "Free bytes in pg_wal's file system (-1 unknown).", labels, dir_free_bytes(wal));
+        metric(f, "raftpg_postgres_unwritable", "gauge",
+               "Value is 1 while PostgreSQL cannot write (see /status unwritable).", labels,
+               pg && o->unwritable[0] != '\0');
     }
     fclose(f);
     if (buf == NULL) {

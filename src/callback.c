@@ -142,8 +142,7 @@ static void start(struct callbacks *cb, enum callback_action action, const char 
     char e_name[CONF_NAME_MAX + 16], e_scope[CONF_NAME_MAX + 16], e_addr[CONF_ADDR_MAX + 24];
     snprintf(e_name, sizeof e_name, "RAFTPG_NAME=%s", cb->conf->name);
     snprintf(e_scope, sizeof e_scope, "RAFTPG_SCOPE=%s", cb->conf->scope);
-    snprintf(e_addr, sizeof e_addr, "RAFTPG_PG_ADDRESS=%s",
-             cb->conf->postgresql.connect_address);
+    snprintf(e_addr, sizeof e_addr, "RAFTPG_PG_ADDRESS=%s", cb->conf->postgresql.connect_address);
     char *const env[] = {e_name, e_scope, e_addr, NULL};
     char errmsg[RPG_ERRMSG_SIZE];
     cb->current = action;

@@ -269,10 +269,8 @@ static const struct conf_key root_keys[] = {
     {"vip", KEY_SECTION, .sub = vip_keys},
     {"watchdog", KEY_SECTION, .sub = watchdog_keys},
     {"synchronous_mode", KEY_ENUM, FIELD(sync.mode), .def = "quorum", .names = sync_mode_names},
-    {"synchronous_node_count", KEY_UINT, FIELD(sync.node_count), .min = 1, .max = 16,
-     .def = "1"},
-    {"synchronous_commit", KEY_ENUM, FIELD(sync.commit), .def = "on",
-     .names = sync_commit_names},
+    {"synchronous_node_count", KEY_UINT, FIELD(sync.node_count), .min = 1, .max = 16, .def = "1"},
+    {"synchronous_commit", KEY_ENUM, FIELD(sync.commit), .def = "on", .names = sync_commit_names},
     {.key = NULL},
 };
 
@@ -324,8 +322,9 @@ __attribute__((format(printf, 4, 5))) static int fail_at(struct parser *p, struc
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    if (key[0] == '\0')
+    if (key[0] == '\0') {
         return rpg_err(p->errmsg, RPG_ECONFIG, "%s:%lu:%lu: %s", p->file, m.line, m.col, what);
+    }
     return rpg_err(p->errmsg, RPG_ECONFIG, "%s:%lu:%lu: %s: %s", p->file, m.line, m.col, key, what);
 }
 
@@ -346,8 +345,9 @@ __attribute__((format(printf, 2, 3))) static size_t path_push(struct parser *p, 
     va_list ap;
     int n;
 
-    if (fmt[0] == '.' && old == 0)
+    if (fmt[0] == '.' && old == 0) {
         fmt++;
+    }
     va_start(ap, fmt);
     n = vsnprintf(p->path + old, room, fmt, ap);
     va_end(ap);
@@ -365,8 +365,9 @@ static void path_pop(struct parser *p, size_t len)
 
 static void where_add(struct parser *p, struct mark m)
 {
-    if (p->n_where == WHERE_MAX || p->path_len >= sizeof p->where[0].path)
+    if (p->n_where == WHERE_MAX || p->path_len >= sizeof p->where[0].path) {
         return;
+    }
     memcpy(p->where[p->n_where].path, p->path, p->path_len + 1);
     p->where[p->n_where].mark = m;
     p->n_where++;
@@ -376,8 +377,9 @@ static bool where_find(const struct parser *p, const char *path, struct mark *m)
 {
     for (unsigned i = 0; i < p->n_where; i++) {
         if (strcmp(p->where[i].path, path) == 0) {
-            if (m != NULL)
+            if (m != NULL) {
                 *m = p->where[i].mark;
+            }
             return true;
         }
     }
@@ -389,8 +391,9 @@ static struct mark where_first(const struct parser *p, const char *a, const char
 {
     struct mark m = {1, 1};
 
-    if (!where_find(p, a, &m) && b != NULL)
+    if (!where_find(p, a, &m) && b != NULL) {
         where_find(p, b, &m);
+    }
     return m;
 }
 
@@ -404,8 +407,9 @@ static const char *quote(const char *s, char out[48])
         return out;
     }
     n = 40;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
         n--;
+    }
     snprintf(out, 48, "\"%.*s...\"", (int)n, s);
     return out;
 }
@@ -413,14 +417,10 @@ static const char *quote(const char *s, char out[48])
 static const char *kind(const yaml_event_t *ev)
 {
     switch (ev->type) {
-    case YAML_SCALAR_EVENT:
-        return "a scalar";
-    case YAML_SEQUENCE_START_EVENT:
-        return "a sequence";
-    case YAML_MAPPING_START_EVENT:
-        return "a mapping";
-    default:
-        return "no value";
+    case YAML_SCALAR_EVENT: return "a scalar";
+    case YAML_SEQUENCE_START_EVENT: return "a sequence";
+    case YAML_MAPPING_START_EVENT: return "a mapping";
+    default: return "no value";
     }
 }
 
@@ -429,17 +429,19 @@ static int syntax_error(struct parser *p)
     const char *problem = p->yaml.problem != NULL ? p->yaml.problem : "unknown error";
     struct mark m = mark_of(p->yaml.problem_mark);
 
-    if (p->yaml.error == YAML_MEMORY_ERROR)
+    if (p->yaml.error == YAML_MEMORY_ERROR) {
         return fail_nomem(p);
+    }
     if (p->yaml.error == YAML_READER_ERROR) {
         /* The reader reports a byte offset only; columns count characters, as libyaml's do. */
         size_t end = p->yaml.problem_offset < p->len ? p->yaml.problem_offset : p->len;
         m = (struct mark){1, 1};
         for (size_t i = 0; i < end; i++) {
-            if (p->text[i] == '\n')
+            if (p->text[i] == '\n') {
                 m = (struct mark){m.line + 1, 1};
-            else if (((unsigned char)p->text[i] & 0xC0) != 0x80)
+            } else if (((unsigned char)p->text[i] & 0xC0) != 0x80) {
                 m.col++;
+            }
         }
     }
     return fail_at(p, m, "", "invalid YAML: %s", problem);
@@ -453,11 +455,13 @@ static int next(struct parser *p)
         yaml_event_delete(&p->ev);
         p->have_ev = false;
     }
-    if (!yaml_parser_parse(&p->yaml, &p->ev))
+    if (!yaml_parser_parse(&p->yaml, &p->ev)) {
         return syntax_error(p);
+    }
     p->have_ev = true;
-    if (p->ev.type == YAML_ALIAS_EVENT)
+    if (p->ev.type == YAML_ALIAS_EVENT) {
         return fail(p, "aliases are not supported");
+    }
     return 0;
 }
 
@@ -468,8 +472,9 @@ static int scalar_text(struct parser *p, const char **out)
     const unsigned char *s = p->ev.data.scalar.value;
 
     for (size_t i = 0; i < p->ev.data.scalar.length; i++) {
-        if ((s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7F)
+        if ((s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7F) {
             return fail(p, "expected text without control characters");
+        }
     }
     *out = (const char *)s;
     return 0;
@@ -477,8 +482,9 @@ static int scalar_text(struct parser *p, const char **out)
 
 static int expect(struct parser *p, yaml_event_type_t type, const char *what)
 {
-    if (p->ev.type != type)
+    if (p->ev.type != type) {
         return fail(p, "expected %s, got %s", what, kind(&p->ev));
+    }
     return 0;
 }
 
@@ -490,13 +496,15 @@ static const char *scan_decimal(const char *s, int max_digits, unsigned long *v)
 
     *v = 0;
     while (s[n] >= '0' && s[n] <= '9') {
-        if (n == max_digits)
+        if (n == max_digits) {
             return NULL;
+        }
         *v = *v * 10 + (unsigned long)(s[n] - '0');
         n++;
     }
-    if (n == 0 || (n > 1 && s[0] == '0'))
+    if (n == 0 || (n > 1 && s[0] == '0')) {
         return NULL;
+    }
     return s + n;
 }
 
@@ -505,28 +513,34 @@ int conf_parse_addr(const char *addr, char host[16], uint16_t *port)
     const char *s = addr;
     unsigned long v;
 
-    if (addr == NULL)
+    if (addr == NULL) {
         return RPG_EINVAL;
-    for (int i = 0; i < 4; i++) {
-        if (i > 0 && *s++ != '.')
-            return RPG_EINVAL;
-        s = scan_decimal(s, 3, &v);
-        if (s == NULL || v > 255)
-            return RPG_EINVAL;
     }
-    if (*s != ':')
+    for (int i = 0; i < 4; i++) {
+        if (i > 0 && *s++ != '.') {
+            return RPG_EINVAL;
+        }
+        s = scan_decimal(s, 3, &v);
+        if (s == NULL || v > 255) {
+            return RPG_EINVAL;
+        }
+    }
+    if (*s != ':') {
         return RPG_EINVAL;
+    }
     /* At most 4 * 3 digits + 3 dots, so the host fits in 16 bytes. */
     size_t host_len = (size_t)(s - addr);
     s = scan_decimal(s + 1, 5, &v);
-    if (s == NULL || *s != '\0' || v < 1 || v > 65535)
+    if (s == NULL || *s != '\0' || v < 1 || v > 65535) {
         return RPG_EINVAL;
+    }
     if (host != NULL) {
         memcpy(host, addr, host_len);
         host[host_len] = '\0';
     }
-    if (port != NULL)
+    if (port != NULL) {
         *port = (uint16_t)v;
+    }
     return 0;
 }
 
@@ -536,11 +550,13 @@ static const char *scan_ipv4(const char *s)
     unsigned long v;
 
     for (int i = 0; i < 4; i++) {
-        if (i > 0 && *s++ != '.')
+        if (i > 0 && *s++ != '.') {
             return NULL;
+        }
         s = scan_decimal(s, 3, &v);
-        if (s == NULL || v > 255)
+        if (s == NULL || v > 255) {
             return NULL;
+        }
     }
     return s;
 }
@@ -550,18 +566,21 @@ int conf_parse_cidr(const char *cidr, char host[16], unsigned *prefix)
     const char *s = NULL;
     unsigned long v;
 
-    if (cidr == NULL || (s = scan_ipv4(cidr)) == NULL || *s != '/')
+    if (cidr == NULL || (s = scan_ipv4(cidr)) == NULL || *s != '/') {
         return RPG_EINVAL;
+    }
     size_t host_len = (size_t)(s - cidr);
     s = scan_decimal(s + 1, 2, &v);
-    if (s == NULL || *s != '\0' || v < 1 || v > 32)
+    if (s == NULL || *s != '\0' || v < 1 || v > 32) {
         return RPG_EINVAL;
+    }
     if (host != NULL) {
         memcpy(host, cidr, host_len);
         host[host_len] = '\0';
     }
-    if (prefix != NULL)
+    if (prefix != NULL) {
         *prefix = (unsigned)v;
+    }
     return 0;
 }
 
@@ -586,12 +605,15 @@ static const char *cidr_not_host(const char *cidr, unsigned prefix)
     uint32_t a = ipv4_value(cidr);
     uint32_t host_mask = prefix == 32 ? 0 : UINT32_MAX >> prefix;
 
-    if ((a >> 24) == 0 || (a >> 24) == 127 || (a >> 24) >= 224)
+    if ((a >> 24) == 0 || (a >> 24) == 127 || (a >> 24) >= 224) {
         return "a unicast host address";
-    if (prefix <= 30 && (a & host_mask) == 0)
+    }
+    if (prefix <= 30 && (a & host_mask) == 0) {
         return "a host address, not the network address of its prefix";
-    if (prefix <= 30 && (a & host_mask) == host_mask)
+    }
+    if (prefix <= 30 && (a & host_mask) == host_mask) {
         return "a host address, not the broadcast address of its prefix";
+    }
     return NULL;
 }
 
@@ -604,13 +626,15 @@ static bool is_name(const char *s, size_t max_len)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > max_len)
+    if (n == 0 || n > max_len) {
         return false;
+    }
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '.' || ch == '-'))
+              ch == '_' || ch == '.' || ch == '-')) {
             return false;
+        }
     }
     return true;
 }
@@ -627,12 +651,14 @@ static bool is_ifname(const char *s)
 /* A PostgreSQL setting name: plain or "extension.name" (GUC names are case-insensitive). */
 static bool is_param_name(const char *s)
 {
-    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_'))
+    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') || s[0] == '_')) {
         return false;
+    }
     for (s++; *s != '\0'; s++) {
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '.'))
+              *s == '_' || *s == '.')) {
             return false;
+        }
     }
     return true;
 }
@@ -714,10 +740,11 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
             snprintf(why, n, "expected an integer %ld..%ld, got %s", k->min, k->max, quote(s, q));
             return false;
         }
-        if (k->type == KEY_UINT)
+        if (k->type == KEY_UINT) {
             *(unsigned *)f = (unsigned)v;
-        else
+        } else {
             *(int *)f = (int)v;
+        }
         return true;
     }
     case KEY_BOOL:
@@ -734,8 +761,9 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
                 memcpy(f, &i, sizeof i);
                 return true;
             }
-            if (i > 0)
+            if (i > 0) {
                 strncat(list, "|", sizeof list - strlen(list) - 1);
+            }
             strncat(list, k->names[i], sizeof list - strlen(list) - 1);
         }
         snprintf(why, n, "expected one of %s, got %s", list, quote(s, q));
@@ -750,10 +778,11 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
         if (conf_parse_cidr(s, cidr->host, &prefix) != 0) {
             /* A well-formed address with a prefix length outside 1..32 gets its own message. */
             if (end != NULL && *end == '/' && (end = scan_decimal(end + 1, 3, &v)) != NULL &&
-                *end == '\0')
+                *end == '\0') {
                 snprintf(why, n, "expected a prefix length 1..32, got %s", quote(s, q));
-            else
+            } else {
                 snprintf(why, n, "expected IPv4 address/prefix, got %s", quote(s, q));
+            }
             return false;
         }
         if ((what = cidr_not_host(s, prefix)) != NULL) {
@@ -787,8 +816,7 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
     case KEY_PARAMS:
     case KEY_STRLIST:
     case KEY_NETLIST:
-    case KEY_OTHER:
-        break;
+    case KEY_OTHER: break;
     }
     assert(!"convert called on a container key");
     return false;
@@ -817,10 +845,12 @@ static int parse_scalar(struct parser *p, const struct conf_key *k, void *base)
     const char *s = NULL;
     int rv;
 
-    if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 || (rv = scalar_text(p, &s)) != 0)
+    if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 || (rv = scalar_text(p, &s)) != 0) {
         return rv;
-    if (!convert(k, base, s, why, sizeof why))
+    }
+    if (!convert(k, base, s, why, sizeof why)) {
         return fail(p, "%s", why);
+    }
     return 0;
 }
 
@@ -841,8 +871,9 @@ static int check_member(struct parser *p, const struct conf_member *members, uns
     for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
         const char *mine = (const char *)&members[i] + fields[f].off;
         for (unsigned j = 0; j < i; j++) {
-            if (strcmp(mine, (const char *)&members[j] + fields[f].off) != 0)
+            if (strcmp(mine, (const char *)&members[j] + fields[f].off) != 0) {
                 continue;
+            }
             struct mark m = where_first(p, p->path, NULL); /* the entry, then the field */
             path_push(p, ".%s", fields[f].key);
             where_find(p, p->path, &m);
@@ -860,27 +891,34 @@ static int parse_members(struct parser *p, const struct conf_key *k, void *base)
     int rv;
 
     assert(k->size == sizeof *members);
-    if ((rv = expect(p, YAML_SEQUENCE_START_EVENT, "a sequence")) != 0)
+    if ((rv = expect(p, YAML_SEQUENCE_START_EVENT, "a sequence")) != 0) {
         return rv;
+    }
     for (;;) {
-        if ((rv = next(p)) != 0)
+        if ((rv = next(p)) != 0) {
             return rv;
-        if (p->ev.type == YAML_SEQUENCE_END_EVENT)
+        }
+        if (p->ev.type == YAML_SEQUENCE_END_EVENT) {
             break;
-        if (*n == (unsigned)k->max)
+        }
+        if (*n == (unsigned)k->max) {
             return fail(p, "expected %ld..%ld members, got more", k->min, k->max);
+        }
         size_t saved = path_push(p, "[%u]", *n);
         where_add(p, ev_mark(p));
         if ((rv = expect(p, YAML_MAPPING_START_EVENT, "a mapping")) != 0 ||
-            (rv = parse_mapping(p, k->sub, &members[*n])) != 0)
+            (rv = parse_mapping(p, k->sub, &members[*n])) != 0) {
             return rv;
+        }
         (*n)++;
-        if ((rv = check_member(p, members, *n - 1)) != 0)
+        if ((rv = check_member(p, members, *n - 1)) != 0) {
             return rv;
+        }
         path_pop(p, saved);
     }
-    if (*n < (unsigned)k->min)
+    if (*n < (unsigned)k->min) {
         return fail_at(p, start, p->path, "expected %ld..%ld members, got %u", k->min, k->max, *n);
+    }
     return 0;
 }
 
@@ -894,29 +932,37 @@ static int parse_params(struct parser *p, const struct conf_key *k, void *base)
     const char *s = NULL;
     int rv;
 
-    if ((rv = expect(p, YAML_MAPPING_START_EVENT, "a mapping")) != 0)
+    if ((rv = expect(p, YAML_MAPPING_START_EVENT, "a mapping")) != 0) {
         return rv;
+    }
     for (;;) {
-        if ((rv = next(p)) != 0)
+        if ((rv = next(p)) != 0) {
             return rv;
-        if (p->ev.type == YAML_MAPPING_END_EVENT)
+        }
+        if (p->ev.type == YAML_MAPPING_END_EVENT) {
             return 0;
+        }
         if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar key")) != 0 ||
-            (rv = scalar_text(p, &s)) != 0)
+            (rv = scalar_text(p, &s)) != 0) {
             return rv;
-        if (!is_param_name(s))
+        }
+        if (!is_param_name(s)) {
             return fail(p, "expected a parameter name, got %s", quote(s, q));
-        if (*n == CONF_LIST_MAX)
+        }
+        if (*n == CONF_LIST_MAX) {
             return fail(p, "expected at most %d parameters", CONF_LIST_MAX);
+        }
         size_t saved = path_push(p, ".%s", s);
         for (unsigned i = 0; i < *n; i++) {
             /* PostgreSQL reads Work_Mem and work_mem as one setting. */
-            if (strcasecmp((*kv)[i].key, s) == 0)
+            if (strcasecmp((*kv)[i].key, s) == 0) {
                 return fail(p, "duplicate key");
+            }
         }
         char *key = strdup(s);
-        if (key == NULL)
+        if (key == NULL) {
             return fail_nomem(p);
+        }
         if ((rv = next(p)) != 0 || (rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 ||
             (rv = scalar_text(p, &s)) != 0) {
             free(key);
@@ -944,14 +990,16 @@ static int parse_other(struct parser *p, const struct conf_key *k, void *base, c
     unsigned *n = (unsigned *)((char *)base + k->count_off);
     const char *s = NULL;
     int rv;
-    if (*n == CONF_USER_TAGS_MAX)
+    if (*n == CONF_USER_TAGS_MAX) {
         return fail(p, "expected at most %d user tags", CONF_USER_TAGS_MAX);
+    }
     if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar (a user tag's value)")) != 0 ||
-        (rv = scalar_text(p, &s)) != 0)
+        (rv = scalar_text(p, &s)) != 0) {
         return rv;
+    }
     char *key = strdup(name), *value = strdup(s);
-    struct conf_kv *grown =
-        key != NULL && value != NULL ? realloc(*kv, (*n + 1) * sizeof **kv) : NULL;
+    struct conf_kv *grown = key != NULL && value != NULL ? realloc(*kv, (*n + 1) * sizeof **kv)
+                                                         : NULL;
     if (grown == NULL) {
         free(key);
         free(value);
@@ -969,18 +1017,24 @@ static int parse_strlist(struct parser *p, const struct conf_key *k, void *base)
     const char *s = NULL;
     int rv;
 
-    if ((rv = expect(p, YAML_SEQUENCE_START_EVENT, "a sequence")) != 0)
+    if ((rv = expect(p, YAML_SEQUENCE_START_EVENT, "a sequence")) != 0) {
         return rv;
+    }
     for (;;) {
-        if ((rv = next(p)) != 0)
+        if ((rv = next(p)) != 0) {
             return rv;
-        if (p->ev.type == YAML_SEQUENCE_END_EVENT)
+        }
+        if (p->ev.type == YAML_SEQUENCE_END_EVENT) {
             return 0;
-        if (*n == CONF_LIST_MAX)
+        }
+        if (*n == CONF_LIST_MAX) {
             return fail(p, "expected at most %d entries", CONF_LIST_MAX);
+        }
         size_t saved = path_push(p, "[%u]", *n);
-        if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 || (rv = scalar_text(p, &s)) != 0)
+        if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 ||
+            (rv = scalar_text(p, &s)) != 0) {
             return rv;
+        }
         char *copy = strdup(s);
         char **grown = copy != NULL ? realloc(*list, (*n + 1) * sizeof **list) : NULL;
         if (grown == NULL) {
@@ -997,17 +1051,20 @@ static int parse_strlist(struct parser *p, const struct conf_key *k, void *base)
 static bool is_hostname(const char *s)
 {
     size_t len = strlen(s), label = 0;
-    if (len == 0 || len > 253)
+    if (len == 0 || len > 253) {
         return false;
+    }
     for (const char *c = s; *c != '\0'; c++) {
         if (*c == '.') {
-            if (label == 0)
+            if (label == 0) {
                 return false;
+            }
             label = 0;
         } else if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
                    (*c >= '0' && *c <= '9') || *c == '-') {
-            if (++label > 63)
+            if (++label > 63) {
                 return false;
+            }
         } else {
             return false;
         }
@@ -1025,16 +1082,21 @@ static int parse_netlist(struct parser *p, const struct conf_key *k, void *base)
     const char *s = NULL;
     int rv;
 
-    if ((rv = expect(p, YAML_SEQUENCE_START_EVENT, "a sequence")) != 0)
+    if ((rv = expect(p, YAML_SEQUENCE_START_EVENT, "a sequence")) != 0) {
         return rv;
+    }
     for (unsigned entry = 0;; entry++) {
-        if ((rv = next(p)) != 0)
+        if ((rv = next(p)) != 0) {
             return rv;
-        if (p->ev.type == YAML_SEQUENCE_END_EVENT)
+        }
+        if (p->ev.type == YAML_SEQUENCE_END_EVENT) {
             return 0;
+        }
         size_t saved = path_push(p, "[%u]", entry);
-        if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 || (rv = scalar_text(p, &s)) != 0)
+        if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0 ||
+            (rv = scalar_text(p, &s)) != 0) {
             return rv;
+        }
         struct conf_net nets[16];
         unsigned got = 0;
         if (conf_net_parse(s, &nets[0], why, sizeof why) == 0) {
@@ -1044,9 +1106,10 @@ static int parse_netlist(struct parser *p, const struct conf_key *k, void *base)
         } else {
             struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
             int gai = getaddrinfo(s, NULL, &hints, &res);
-            if (gai != 0)
+            if (gai != 0) {
                 return fail(p, "cannot resolve the host name %s: %s", quote(s, q),
                             gai_strerror(gai));
+            }
             for (struct addrinfo *ai = res; ai != NULL && got < 16; ai = ai->ai_next) {
                 char text[INET6_ADDRSTRLEN];
                 const void *a =
@@ -1055,21 +1118,26 @@ static int parse_netlist(struct parser *p, const struct conf_key *k, void *base)
                         : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
                 if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
                     inet_ntop(ai->ai_family, a, text, sizeof text) == NULL ||
-                    conf_net_parse(text, &nets[got], why, sizeof why) != 0)
+                    conf_net_parse(text, &nets[got], why, sizeof why) != 0) {
                     continue;
+                }
                 bool dup = false;
-                for (unsigned i = 0; i < got && !dup; i++)
+                for (unsigned i = 0; i < got && !dup; i++) {
                     dup = memcmp(&nets[i], &nets[got], sizeof nets[i]) == 0;
+                }
                 got += dup ? 0 : 1;
             }
             freeaddrinfo(res);
-            if (got == 0)
+            if (got == 0) {
                 return fail(p, "the host name %s has no IPv4 or IPv6 address", quote(s, q));
+            }
         }
-        if (*n + got > CONF_ALLOWLIST_MAX)
-            return fail(p, "expected at most %d addresses and networks (host names count as many "
-                           "as they resolve to)",
+        if (*n + got > CONF_ALLOWLIST_MAX) {
+            return fail(p,
+                        "expected at most %d addresses and networks (host names count as many "
+                        "as they resolve to)",
                         CONF_ALLOWLIST_MAX);
+        }
         memcpy(list + *n, nets, got * sizeof nets[0]);
         *n += got;
         path_pop(p, saved);
@@ -1083,16 +1151,11 @@ static int parse_value(struct parser *p, const struct conf_key *k, void *base)
         int rv = expect(p, YAML_MAPPING_START_EVENT, "a mapping");
         return rv != 0 ? rv : parse_mapping(p, k->sub, base);
     }
-    case KEY_MEMBERS:
-        return parse_members(p, k, base);
-    case KEY_PARAMS:
-        return parse_params(p, k, base);
-    case KEY_STRLIST:
-        return parse_strlist(p, k, base);
-    case KEY_NETLIST:
-        return parse_netlist(p, k, base);
-    default:
-        return parse_scalar(p, k, base);
+    case KEY_MEMBERS: return parse_members(p, k, base);
+    case KEY_PARAMS: return parse_params(p, k, base);
+    case KEY_STRLIST: return parse_strlist(p, k, base);
+    case KEY_NETLIST: return parse_netlist(p, k, base);
+    default: return parse_scalar(p, k, base);
     }
 }
 
@@ -1106,13 +1169,16 @@ static int parse_mapping(struct parser *p, const struct conf_key *table, void *b
     int rv;
 
     for (;;) {
-        if ((rv = next(p)) != 0)
+        if ((rv = next(p)) != 0) {
             return rv;
-        if (p->ev.type == YAML_MAPPING_END_EVENT)
+        }
+        if (p->ev.type == YAML_MAPPING_END_EVENT) {
             break;
+        }
         if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar key")) != 0 ||
-            (rv = scalar_text(p, &s)) != 0)
+            (rv = scalar_text(p, &s)) != 0) {
             return rv;
+        }
         const struct conf_key *k = table, *other = NULL;
         while (k->key != NULL && strcmp(k->key, s) != 0) {
             other = strcmp(k->key, "*") == 0 ? k : other;
@@ -1121,20 +1187,24 @@ static int parse_mapping(struct parser *p, const struct conf_key *table, void *b
         if (k->key == NULL && other != NULL) {
             char name[64];
             size_t saved = path_push(p, ".%.40s", s);
-            if (!is_param_name(s) || strlen(s) >= sizeof name)
+            if (!is_param_name(s) || strlen(s) >= sizeof name) {
                 return fail(p, "expected a key of 1..63 characters from [A-Za-z0-9_.] (a user "
                                "tag) or one of the known keys");
+            }
             const struct conf_kv *kv = *(struct conf_kv **)((char *)base + other->off);
             for (unsigned i = 0; i < *(unsigned *)((char *)base + other->count_off); i++) {
-                if (strcmp(kv[i].key, s) == 0)
+                if (strcmp(kv[i].key, s) == 0) {
                     return fail(p, "duplicate key");
+                }
             }
             snprintf(name, sizeof name, "%s", s);
-            if ((rv = next(p)) != 0)
+            if ((rv = next(p)) != 0) {
                 return rv;
+            }
             where_add(p, ev_mark(p));
-            if ((rv = parse_other(p, other, base, name)) != 0)
+            if ((rv = parse_other(p, other, base, name)) != 0) {
                 return rv;
+            }
             path_pop(p, saved);
             continue;
         }
@@ -1145,14 +1215,17 @@ static int parse_mapping(struct parser *p, const struct conf_key *table, void *b
         size_t bit = (size_t)(k - table);
         assert(bit < 64 && "a key table has more than 64 rows");
         size_t saved = path_push(p, ".%s", k->key);
-        if (seen & (UINT64_C(1) << bit))
+        if (seen & (UINT64_C(1) << bit)) {
             return fail(p, "duplicate key");
+        }
         seen |= UINT64_C(1) << bit;
-        if ((rv = next(p)) != 0)
+        if ((rv = next(p)) != 0) {
             return rv;
+        }
         where_add(p, ev_mark(p));
-        if ((rv = parse_value(p, k, base)) != 0)
+        if ((rv = parse_value(p, k, base)) != 0) {
             return rv;
+        }
         path_pop(p, saved);
     }
     for (const struct conf_key *k = table; k->key != NULL; k++) {
@@ -1170,8 +1243,9 @@ static int default_connect(struct parser *p, char *connect, const char *listen, 
 {
     char key[64], listen_key[64];
 
-    if (connect[0] != '\0')
+    if (connect[0] != '\0') {
         return 0;
+    }
     if (is_wildcard(listen)) {
         snprintf(key, sizeof key, "%s.connect_address", section);
         snprintf(listen_key, sizeof listen_key, "%s.listen", section);
@@ -1194,8 +1268,9 @@ static int check_vip(struct parser *p)
         const char *addrs[2] = {m->raft, m->api};
         for (int j = 0; j < 2; j++) {
             conf_parse_addr(addrs[j], host, NULL);
-            if (strcmp(host, c->vip.address.host) != 0)
+            if (strcmp(host, c->vip.address.host) != 0) {
                 continue;
+            }
             snprintf(key, sizeof key, "raft.members[%u].%s", i, j == 0 ? "raft" : "api");
             return fail_at(p, where_first(p, "vip.address", NULL), "vip.address",
                            "must not be a member's own address (address=%s %s=%s)",
@@ -1213,13 +1288,15 @@ static int check_vip(struct parser *p)
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
         /* Only the primary holds the VIP: a standby could not bind it, and a fence would take
          * the member's API or PostgreSQL off the network. */
-        if (own[i].addr[0] == '\0')
+        if (own[i].addr[0] == '\0') {
             continue;
+        }
         conf_parse_addr(own[i].addr, host, NULL);
-        if (strcmp(host, c->vip.address.host) == 0)
+        if (strcmp(host, c->vip.address.host) == 0) {
             return fail_at(p, where_first(p, "vip.address", NULL), "vip.address",
                            "must not be this member's own address (address=%s %s=%s)",
                            c->vip.address.text, own[i].key, own[i].addr);
+        }
     }
     return 0;
 }
@@ -1229,13 +1306,15 @@ bool conf_rate_valid(const char *s)
 {
     unsigned long long v = 0;
     size_t i = 0;
-    for (; s[i] >= '0' && s[i] <= '9' && i < 10; i++)
+    for (; s[i] >= '0' && s[i] <= '9' && i < 10; i++) {
         v = v * 10 + (unsigned long long)(s[i] - '0');
-    if (i == 0)
+    }
+    if (i == 0) {
         return false;
-    if (s[i] == 'k' && s[i + 1] == '\0')
+    }
+    if (s[i] == 'k' && s[i + 1] == '\0') {
         i++;
-    else if (s[i] == 'M' && s[i + 1] == '\0') {
+    } else if (s[i] == 'M' && s[i + 1] == '\0') {
         v *= 1024;
         i++;
     }
@@ -1254,43 +1333,45 @@ static int finish(struct parser *p)
     /* A follower must hear a heartbeat within every election timeout even when one is late or
      * lost, or it deposes a healthy leader (Raft paper §5.6: broadcast time << election
      * timeout); raftpg asks for a margin of two heartbeats. */
-    if (2UL * c->raft.heartbeat_timeout_ms >= c->raft.election_timeout_ms)
+    if (2UL * c->raft.heartbeat_timeout_ms >= c->raft.election_timeout_ms) {
         return fail_at(p, where_first(p, "raft.heartbeat_timeout", "raft.election_timeout"),
                        "raft.heartbeat_timeout",
                        "must be less than half of raft.election_timeout "
                        "(heartbeat_timeout=%u election_timeout=%u)",
                        c->raft.heartbeat_timeout_ms, c->raft.election_timeout_ms);
+    }
 
     /* A claim refreshes the address's lifetime once an announcement round: rounds further apart
      * than the lifetime would let it lapse in between. */
     if (c->has_vip && c->vip.announce_repeats > 1 &&
-        c->vip.announce_interval_ms >= c->vip.lifetime_s * 1000UL)
+        c->vip.announce_interval_ms >= c->vip.lifetime_s * 1000UL) {
         return fail_at(p, where_first(p, "vip.announce_interval", "vip.lifetime"),
                        "vip.announce_interval",
                        "must be shorter than vip.lifetime (announce_interval=%u ms lifetime=%u s)",
                        c->vip.announce_interval_ms, c->vip.lifetime_s);
+    }
 
     struct mark m;
     if (c->postgresql.basebackup_max_rate[0] != '\0' &&
-        !conf_rate_valid(c->postgresql.basebackup_max_rate))
+        !conf_rate_valid(c->postgresql.basebackup_max_rate)) {
         return fail_at(p, where_first(p, "postgresql.basebackup.max-rate", NULL),
                        "postgresql.basebackup.max-rate",
                        "expected 32 to 1048576 kB/s written N, Nk or NM (as pg_basebackup "
                        "--max-rate takes it), got \"%s\"",
                        c->postgresql.basebackup_max_rate);
+    }
     if ((c->restapi.auth_username[0] != '\0') != (c->restapi.auth_password[0] != '\0') ||
-        strchr(c->restapi.auth_username, ':') != NULL)
-        return fail_at(p, where_first(p, "restapi.authentication", NULL),
-                       "restapi.authentication",
+        strchr(c->restapi.auth_username, ':') != NULL) {
+        return fail_at(p, where_first(p, "restapi.authentication", NULL), "restapi.authentication",
                        "expected both username and password, and no ':' in the username");
+    }
     static const struct {
         const char *key;
         size_t off;
     } callbacks[] = {
         {"postgresql.callbacks.on_start", offsetof(struct conf, postgresql.callbacks.on_start)},
         {"postgresql.callbacks.on_stop", offsetof(struct conf, postgresql.callbacks.on_stop)},
-        {"postgresql.callbacks.on_restart",
-         offsetof(struct conf, postgresql.callbacks.on_restart)},
+        {"postgresql.callbacks.on_restart", offsetof(struct conf, postgresql.callbacks.on_restart)},
         {"postgresql.callbacks.on_reload", offsetof(struct conf, postgresql.callbacks.on_reload)},
         {"postgresql.callbacks.on_role_change",
          offsetof(struct conf, postgresql.callbacks.on_role_change)},
@@ -1298,53 +1379,64 @@ static int finish(struct parser *p)
     for (size_t i = 0; i < sizeof callbacks / sizeof callbacks[0]; i++) {
         const char *cmd = (const char *)c + callbacks[i].off;
         /* No shell and no PATH search: what runs is what the file names. */
-        if (cmd[0] != '\0' && cmd[0] != '/')
+        if (cmd[0] != '\0' && cmd[0] != '/') {
             return fail_at(p, where_first(p, callbacks[i].key, NULL), callbacks[i].key,
                            "expected an absolute path to a program, then its arguments "
                            "(no shell), got \"%s\"",
                            cmd);
+        }
     }
-    if (where_find(p, "raft.secret_file", &m))
+    if (where_find(p, "raft.secret_file", &m)) {
         c->raft.secret_file_pos = (struct conf_pos){(unsigned)m.line, (unsigned)m.col};
+    }
     if (where_find(p, "raft.secret_file_previous", &m)) {
         c->raft.secret_file_previous_pos = (struct conf_pos){(unsigned)m.line, (unsigned)m.col};
         /* Peers are always asked to prove the primary secret first: a previous one alone would
          * leave nothing to rotate to. */
-        if (c->raft.secret_file[0] == '\0')
+        if (c->raft.secret_file[0] == '\0') {
             return fail_at(p, m, "raft.secret_file_previous", "requires raft.secret_file");
-        if (strcmp(c->raft.secret_file, c->raft.secret_file_previous) == 0)
+        }
+        if (strcmp(c->raft.secret_file, c->raft.secret_file_previous) == 0) {
             return fail_at(p, m, "raft.secret_file_previous",
                            "must name another file than raft.secret_file (file=%s)",
                            c->raft.secret_file);
+        }
     }
 
     if (self != NULL) {
         /* libraft binds to the address it gives the other members, so the two cannot differ. */
-        if (c->raft.listen[0] == '\0')
+        if (c->raft.listen[0] == '\0') {
             memcpy(c->raft.listen, self->raft, sizeof c->raft.listen);
-        else if (strcmp(c->raft.listen, self->raft) != 0)
+        } else if (strcmp(c->raft.listen, self->raft) != 0) {
             return fail_at(p, where_first(p, "raft.listen", NULL), "raft.listen",
                            "must equal this member's address raft.members[%u].raft "
                            "(listen=%s raft=%s)",
                            (unsigned)(self - c->raft.members), c->raft.listen, self->raft);
-        if (c->restapi.listen[0] == '\0')
+        }
+        if (c->restapi.listen[0] == '\0') {
             memcpy(c->restapi.listen, self->api, sizeof c->restapi.listen);
-        if (c->restapi.connect_address[0] == '\0')
+        }
+        if (c->restapi.connect_address[0] == '\0') {
             memcpy(c->restapi.connect_address, self->api, sizeof c->restapi.connect_address);
+        }
     } else {
-        if (c->raft.listen[0] == '\0')
+        if (c->raft.listen[0] == '\0') {
             return fail_at(p, where_first(p, "raft", NULL), "raft.listen",
                            "required when name is not in raft.members (name=%s)", c->name);
-        if (c->restapi.listen[0] == '\0')
+        }
+        if (c->restapi.listen[0] == '\0') {
             return fail_at(p, where_first(p, "restapi", ""), "restapi.listen",
                            "required when name is not in raft.members (name=%s)", c->name);
+        }
         rv = default_connect(p, c->restapi.connect_address, c->restapi.listen, "restapi");
-        if (rv != 0)
+        if (rv != 0) {
             return rv;
+        }
     }
     if ((c->restapi.certfile[0] != '\0') != (c->restapi.keyfile[0] != '\0')) {
         const char *given = c->restapi.certfile[0] != '\0' ? "restapi.certfile" : "restapi.keyfile";
-        const char *missing = c->restapi.certfile[0] != '\0' ? "restapi.keyfile" : "restapi.certfile";
+        const char *missing = c->restapi.certfile[0] != '\0' ? "restapi.keyfile"
+                                                             : "restapi.certfile";
         return fail_at(p, where_first(p, given, NULL), missing, "required with %s", given);
     }
     if ((c->ctl.certfile[0] != '\0') != (c->ctl.keyfile[0] != '\0')) {
@@ -1354,55 +1446,66 @@ static int finish(struct parser *p)
     }
     if (c->restapi.ciphers[0] != '\0') {
         struct mark cm = where_first(p, "restapi.ciphers", NULL);
-        if (c->restapi.certfile[0] == '\0')
-            return fail_at(p, cm, "restapi.ciphers", "requires restapi.certfile and restapi.keyfile");
+        if (c->restapi.certfile[0] == '\0') {
+            return fail_at(p, cm, "restapi.ciphers",
+                           "requires restapi.certfile and restapi.keyfile");
+        }
         /* GnuTLS speaks TLS here: Patroni's OpenSSL cipher lists mean nothing to it. */
         gnutls_priority_t prio;
         const char *bad = NULL;
-        if (gnutls_priority_init(&prio, c->restapi.ciphers, &bad) != 0)
+        if (gnutls_priority_init(&prio, c->restapi.ciphers, &bad) != 0) {
             return fail_at(p, cm, "restapi.ciphers",
                            "not a GnuTLS priority string (at \"%.40s\"): write one such as "
                            "\"NORMAL:-VERS-TLS1.0:-VERS-TLS1.1\" or \"SECURE256\" (an OpenSSL "
                            "cipher list, as Patroni takes, is not understood)",
                            bad != NULL ? bad : c->restapi.ciphers);
+        }
         gnutls_priority_deinit(prio);
     }
-    if (c->restapi.keyfile_password[0] != '\0' && c->restapi.keyfile[0] == '\0')
+    if (c->restapi.keyfile_password[0] != '\0' && c->restapi.keyfile[0] == '\0') {
         return fail_at(p, where_first(p, "restapi.keyfile_password", NULL),
                        "restapi.keyfile_password", "requires restapi.keyfile");
-    if (c->ctl.keyfile_password[0] != '\0' && c->ctl.keyfile[0] == '\0')
+    }
+    if (c->ctl.keyfile_password[0] != '\0' && c->ctl.keyfile[0] == '\0') {
         return fail_at(p, where_first(p, "ctl.keyfile_password", NULL), "ctl.keyfile_password",
                        "requires ctl.keyfile");
+    }
     if ((c->ctl.auth_username[0] != '\0') != (c->ctl.auth_password[0] != '\0') ||
-        strchr(c->ctl.auth_username, ':') != NULL)
+        strchr(c->ctl.auth_username, ':') != NULL) {
         return fail_at(p, where_first(p, "ctl.authentication", NULL), "ctl.authentication",
                        "expected both username and password, and no ':' in the username");
+    }
     if (c->restapi.verify_client != CONF_VERIFY_NONE) {
         struct mark vm = where_first(p, "restapi.verify_client", NULL);
         const char *mode = verify_client_names[c->restapi.verify_client];
-        if (c->restapi.certfile[0] == '\0')
+        if (c->restapi.certfile[0] == '\0') {
             return fail_at(p, vm, "restapi.verify_client",
                            "%s requires restapi.certfile and restapi.keyfile: client certificates "
                            "exist only over TLS",
                            mode);
-        if (c->restapi.cafile[0] == '\0')
+        }
+        if (c->restapi.cafile[0] == '\0') {
             return fail_at(p, vm, "restapi.verify_client",
                            "%s requires restapi.cafile, the CA that signs the client certificates",
                            mode);
+        }
         /* The agents poll each other's API; refused handshakes would leave every other member
          * unreachable to this one (Patroni's documentation asks for the same). */
-        if (c->restapi.verify_client == CONF_VERIFY_REQUIRED && c->ctl.certfile[0] == '\0')
+        if (c->restapi.verify_client == CONF_VERIFY_REQUIRED && c->ctl.certfile[0] == '\0') {
             return fail_at(p, vm, "restapi.verify_client",
                            "required needs ctl.certfile and ctl.keyfile: the agents present that "
                            "certificate when they ask the other members");
+        }
     }
     if (c->has_postgresql) {
         rv = default_connect(p, c->postgresql.connect_address, c->postgresql.listen, "postgresql");
-        if (rv != 0)
+        if (rv != 0) {
             return rv;
+        }
     }
-    if (c->has_vip)
+    if (c->has_vip) {
         return check_vip(p);
+    }
     return 0;
 }
 
@@ -1410,28 +1513,38 @@ static int parse_document(struct parser *p)
 {
     int rv;
 
-    if ((rv = next(p)) != 0) /* STREAM-START */
+    if ((rv = next(p)) != 0) { /* STREAM-START */
         return rv;
-    if ((rv = next(p)) != 0)
+    }
+    if ((rv = next(p)) != 0) {
         return rv;
-    if (p->ev.type == YAML_STREAM_END_EVENT)
+    }
+    if (p->ev.type == YAML_STREAM_END_EVENT) {
         return fail_at(p, (struct mark){1, 1}, "", "empty configuration, expected a mapping");
+    }
     assert(p->ev.type == YAML_DOCUMENT_START_EVENT);
-    if ((rv = next(p)) != 0)
+    if ((rv = next(p)) != 0) {
         return rv;
-    if (p->ev.type == YAML_SCALAR_EVENT && p->ev.data.scalar.length == 0)
+    }
+    if (p->ev.type == YAML_SCALAR_EVENT && p->ev.data.scalar.length == 0) {
         return fail_at(p, (struct mark){1, 1}, "", "empty configuration, expected a mapping");
-    if (p->ev.type != YAML_MAPPING_START_EVENT)
+    }
+    if (p->ev.type != YAML_MAPPING_START_EVENT) {
         return fail(p, "expected a mapping at the top level, got %s", kind(&p->ev));
+    }
     where_add(p, ev_mark(p));
-    if ((rv = parse_mapping(p, root_keys, p->c)) != 0)
+    if ((rv = parse_mapping(p, root_keys, p->c)) != 0) {
         return rv;
-    if ((rv = next(p)) != 0) /* DOCUMENT-END */
+    }
+    if ((rv = next(p)) != 0) { /* DOCUMENT-END */
         return rv;
-    if ((rv = next(p)) != 0)
+    }
+    if ((rv = next(p)) != 0) {
         return rv;
-    if (p->ev.type != YAML_STREAM_END_EVENT)
+    }
+    if (p->ev.type != YAML_STREAM_END_EVENT) {
         return fail(p, "expected one YAML document, got more");
+    }
     return finish(p);
 }
 
@@ -1443,8 +1556,9 @@ static int check_syntax(struct parser *p)
     yaml_event_type_t type;
 
     do {
-        if (!yaml_parser_parse(&p->yaml, &p->ev))
+        if (!yaml_parser_parse(&p->yaml, &p->ev)) {
             return syntax_error(p);
+        }
         type = p->ev.type;
         yaml_event_delete(&p->ev);
     } while (type != YAML_STREAM_END_EVENT);
@@ -1463,8 +1577,9 @@ static int run_pass(struct parser *p, int (*pass)(struct parser *))
 {
     int rv;
 
-    if (!yaml_parser_initialize(&p->yaml))
+    if (!yaml_parser_initialize(&p->yaml)) {
         return fail_nomem(p);
+    }
     yaml_parser_set_input_string(&p->yaml, (const unsigned char *)p->text, p->len);
     rv = pass(p);
     if (p->have_ev) {
@@ -1490,22 +1605,26 @@ static int load(const char *file, const char *text, size_t len, struct conf *c, 
     p->errmsg = errmsg;
     p->c = c;
     rv = run_pass(p, check_syntax);
-    if (rv == 0)
+    if (rv == 0) {
         rv = run_pass(p, parse_document);
+    }
     free(p);
 out:
-    if (rv != 0)
+    if (rv != 0) {
         conf_free(c);
+    }
     return rv;
 }
 
 int conf_load_string(const char *name, const char *text, struct conf *c, char *errmsg)
 {
-    if (name == NULL)
+    if (name == NULL) {
         name = "<string>";
+    }
     conf_init(c, name);
-    if (text == NULL)
+    if (text == NULL) {
         return rpg_err(errmsg, RPG_EINVAL, "%s: no configuration text", name);
+    }
     return load(name, text, strlen(text), c, errmsg);
 }
 
@@ -1518,15 +1637,18 @@ int conf_load(const char *path, struct conf *c, char *errmsg)
     int rv;
 
     memset(c, 0, sizeof *c);
-    if (path == NULL)
+    if (path == NULL) {
         return rpg_err(errmsg, RPG_EINVAL, "conf_load: no path");
-    if (strlen(path) >= sizeof c->path)
+    }
+    if (strlen(path) >= sizeof c->path) {
         return rpg_err(errmsg, RPG_ECONFIG, "%s: cannot read: path too long", path);
+    }
     conf_init(c, path);
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
         goto err_errno;
+    }
     /* One byte past the cap tells a file of exactly CONF_FILE_MAX bytes from a larger one. */
     text = malloc(CONF_FILE_MAX + 1);
     if (text == NULL) {
@@ -1535,16 +1657,18 @@ int conf_load(const char *path, struct conf *c, char *errmsg)
     }
     while (len <= CONF_FILE_MAX) {
         got = read(fd, text + len, CONF_FILE_MAX + 1 - len);
-        if (got < 0 && errno == EINTR)
+        if (got < 0 && errno == EINTR) {
             continue;
+        }
         if (got < 0) {
             int saved = errno;
             close(fd);
             errno = saved;
             goto err_errno;
         }
-        if (got == 0)
+        if (got == 0) {
             break;
+        }
         len += (size_t)got;
     }
     close(fd);
@@ -1572,8 +1696,9 @@ void conf_free(struct conf *c)
         free(c->postgresql.parameters[i].value);
     }
     free(c->postgresql.parameters);
-    for (unsigned i = 0; i < c->postgresql.n_pg_hba; i++)
+    for (unsigned i = 0; i < c->postgresql.n_pg_hba; i++) {
         free(c->postgresql.pg_hba[i]);
+    }
     free(c->postgresql.pg_hba);
     for (unsigned i = 0; i < c->tags.n_user; i++) {
         free(c->tags.user[i].key);
@@ -1589,8 +1714,9 @@ void conf_free(struct conf *c)
 
 const char *conf_verify_client_name(enum conf_verify_client mode)
 {
-    if ((unsigned)mode < sizeof verify_client_names / sizeof verify_client_names[0] - 1)
+    if ((unsigned)mode < sizeof verify_client_names / sizeof verify_client_names[0] - 1) {
         return verify_client_names[mode];
+    }
     return "unknown";
 }
 
@@ -1602,8 +1728,9 @@ int conf_net_parse(const char *text, struct conf_net *net, char *why, size_t n)
     size_t alen = slash != NULL ? (size_t)(slash - text) : strlen(text);
 
     memset(&r, 0, sizeof r);
-    if (alen == 0 || alen >= sizeof addr)
+    if (alen == 0 || alen >= sizeof addr) {
         goto bad;
+    }
     memcpy(addr, text, alen);
     addr[alen] = '\0';
     if (inet_pton(AF_INET, addr, r.addr) == 1) {
@@ -1626,11 +1753,13 @@ int conf_net_parse(const char *text, struct conf_net *net, char *why, size_t n)
         const char *d = slash + 1;
         unsigned long v = 0;
         size_t digits = strspn(d, "0123456789");
-        if (digits == 0 || digits > 3 || d[digits] != '\0' || (digits > 1 && d[0] == '0'))
+        if (digits == 0 || digits > 3 || d[digits] != '\0' || (digits > 1 && d[0] == '0')) {
             goto bad_prefix;
+        }
         v = strtoul(d, NULL, 10);
-        if (v > r.prefix)
+        if (v > r.prefix) {
             goto bad_prefix;
+        }
         r.prefix = (unsigned)v;
     }
     /* Clear the host bits, as Patroni's ip_network(strict=False) does. */
@@ -1639,32 +1768,38 @@ int conf_net_parse(const char *text, struct conf_net *net, char *why, size_t n)
         unsigned keep = r.prefix >= 8 * (i + 1) ? 8 : r.prefix > 8 * i ? r.prefix - 8 * i : 0;
         r.addr[i] &= (uint8_t)(0xff00u >> keep);
     }
-    if (net != NULL)
+    if (net != NULL) {
         *net = r;
+    }
     return 0;
 bad_prefix:
-    if (why != NULL)
+    if (why != NULL) {
         snprintf(why, n, "expected a prefix length 0..%u after the address, got %s",
                  r.family == AF_INET ? 32u : 128u, quote(text, q));
+    }
     return RPG_EINVAL;
 bad:
-    if (why != NULL)
+    if (why != NULL) {
         snprintf(why, n,
                  "expected an IPv4 or IPv6 address, a network ADDRESS/PREFIX or a host name, "
                  "got %s",
                  quote(text, q));
+    }
     return RPG_EINVAL;
 }
 
 bool conf_net_contains(const struct conf_net *net, const struct conf_net *addr)
 {
-    if (net->family != addr->family)
+    if (net->family != addr->family) {
         return false;
+    }
     unsigned full = net->prefix / 8, rest = net->prefix % 8;
-    if (memcmp(net->addr, addr->addr, full) != 0)
+    if (memcmp(net->addr, addr->addr, full) != 0) {
         return false;
-    if (rest == 0)
+    }
+    if (rest == 0) {
         return true;
+    }
     uint8_t mask = (uint8_t)(0xff00u >> rest);
     return (net->addr[full] & mask) == (addr->addr[full] & mask);
 }
@@ -1672,23 +1807,26 @@ bool conf_net_contains(const struct conf_net *net, const struct conf_net *addr)
 const struct conf_member *conf_self(const struct conf *c)
 {
     for (unsigned i = 0; i < c->raft.n_members && i < CONF_MEMBERS_MAX; i++) {
-        if (strcmp(c->raft.members[i].name, c->name) == 0)
+        if (strcmp(c->raft.members[i].name, c->name) == 0) {
             return &c->raft.members[i];
+        }
     }
     return NULL;
 }
 
 const char *conf_log_level_name(enum conf_log_level level)
 {
-    if ((unsigned)level < sizeof log_level_names / sizeof log_level_names[0] - 1)
+    if ((unsigned)level < sizeof log_level_names / sizeof log_level_names[0] - 1) {
         return log_level_names[level];
+    }
     return "unknown";
 }
 
 const char *conf_log_format_name(enum conf_log_format format)
 {
-    if ((unsigned)format < sizeof log_format_names / sizeof log_format_names[0] - 1)
+    if ((unsigned)format < sizeof log_format_names / sizeof log_format_names[0] - 1) {
         return log_format_names[format];
+    }
     return "unknown";
 }
 
@@ -1704,8 +1842,9 @@ const char *conf_sync_commit_name(int commit)
 
 const char *conf_watchdog_mode_name(enum conf_watchdog_mode mode)
 {
-    if ((unsigned)mode < sizeof watchdog_mode_names / sizeof watchdog_mode_names[0] - 1)
+    if ((unsigned)mode < sizeof watchdog_mode_names / sizeof watchdog_mode_names[0] - 1) {
         return watchdog_mode_names[mode];
+    }
     return "unknown";
 }
 
@@ -1715,12 +1854,15 @@ const char *conf_watchdog_mode_name(enum conf_watchdog_mode mode)
 
 static int hex_value(int ch)
 {
-    if (ch >= '0' && ch <= '9')
+    if (ch >= '0' && ch <= '9') {
         return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
+    }
+    if (ch >= 'a' && ch <= 'f') {
         return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
+    }
+    if (ch >= 'A' && ch <= 'F') {
         return ch - 'A' + 10;
+    }
     return -1;
 }
 
@@ -1729,16 +1871,19 @@ static const char *secret_parse(const char *text, size_t len, uint8_t key[CONF_S
 {
     size_t i = 0, n = 0;
 
-    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) {
         i++;
+    }
     for (; i + 1 < len && n < CONF_SECRET_SIZE; i += 2, n++) {
         int hi = hex_value((unsigned char)text[i]), lo = hex_value((unsigned char)text[i + 1]);
-        if (hi < 0 || lo < 0)
+        if (hi < 0 || lo < 0) {
             break;
+        }
         key[n] = (uint8_t)(hi * 16 + lo);
     }
-    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) {
         i++;
+    }
     if (n != CONF_SECRET_SIZE || i != len) {
         sodium_memzero(key, CONF_SECRET_SIZE);
         return "expected exactly 64 hex digits (raftpg gen-secret FILE writes one)";
@@ -1758,15 +1903,17 @@ int conf_secret_read(const struct conf *c, bool previous, bool any_owner,
     ssize_t got;
     int rv = RPG_ECONFIG;
 
-    if (path[0] == '\0')
+    if (path[0] == '\0') {
         return RPG_ENOTFOUND;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
+    if (fd < 0) {
         return rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: cannot read %s: %s", c->path, pos.line,
                        pos.col, name, path, strerror(errno));
+    }
     if (fstat(fd, &st) != 0) {
-        rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: cannot stat %s: %s", c->path, pos.line,
-                pos.col, name, path, strerror(errno));
+        rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: cannot stat %s: %s", c->path, pos.line, pos.col,
+                name, path, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -1789,15 +1936,15 @@ int conf_secret_read(const struct conf *c, bool previous, bool any_owner,
     }
     got = read(fd, text, sizeof text);
     if (got < 0) {
-        rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: cannot read %s: %s", c->path, pos.line,
-                pos.col, name, path, strerror(errno));
+        rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: cannot read %s: %s", c->path, pos.line, pos.col,
+                name, path, strerror(errno));
         goto out;
     }
     why = (size_t)got == sizeof text ? "expected exactly 64 hex digits, the file is too long"
                                      : secret_parse(text, (size_t)got, key);
     if (why != NULL) {
-        rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: %s: %s", c->path, pos.line, pos.col, name,
-                path, why);
+        rpg_err(errmsg, RPG_ECONFIG, "%s:%u:%u: %s: %s: %s", c->path, pos.line, pos.col, name, path,
+                why);
         goto out;
     }
     rv = 0;
@@ -1813,12 +1960,14 @@ int conf_secret_generate(const char *path, char *errmsg)
     char hex[2 * CONF_SECRET_SIZE + 2];
     int rv = 0;
 
-    if (sodium_init() < 0)
+    if (sodium_init() < 0) {
         return rpg_err(errmsg, RPG_EIO, "cannot initialise libsodium");
+    }
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
+    if (fd < 0) {
         return rpg_err(errmsg, errno == EEXIST ? RPG_EEXIST : RPG_EIO, "create %s: %s%s", path,
                        strerror(errno), errno == EEXIST ? " (refusing to overwrite a secret)" : "");
+    }
     randombytes_buf(key, sizeof key);
     sodium_bin2hex(hex, sizeof hex, key, sizeof key);
     size_t n = strlen(hex);

@@ -249,8 +249,8 @@ static bool quorum_tick(struct core *c, const struct core_view *v)
     if (rv != 0) {
         c->busy = false;
         c->quorum_running = false;
-        (void)rpg_err(c->error, 0, "synchronous quorum %s failed: %s",
-                      quorum_action_name(d.action), errmsg);
+        (void)rpg_err(c->error, 0, "synchronous quorum %s failed: %s", quorum_action_name(d.action),
+                      errmsg);
         log_error("%s", c->error);
         c->retry_after = v->now + CORE_RETRY_MS;
         c->backoff = HA_ACT_WAIT; /* the driver's step, not a decision's */
@@ -386,7 +386,7 @@ void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now)
         c->step = 2;
         rc = c->running == HA_ACT_PROMOTE
                  ? c->io->pg_promote(c->io->data, c->promote_timeline, errmsg)
-                                          : c->io->pg_start(c->io->data, false, "", errmsg);
+                 : c->io->pg_start(c->io->data, false, "", errmsg);
         if (rc == 0) {
             return;
         }

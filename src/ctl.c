@@ -25,9 +25,9 @@ struct ctl {
     unsigned timeout_ms;
     uint8_t key[CONF_SECRET_SIZE]; /* signs changes (proof.h) when has_key */
     bool has_key;
-    char scope[CONF_NAME_MAX];     /* the cluster's, from its document */
-    bool https;                    /* an https:// endpoint, or a configuration with TLS */
-    char basic[512];               /* "Basic ..." for restapi.authentication, or "" */
+    char scope[CONF_NAME_MAX]; /* the cluster's, from its document */
+    bool https;                /* an https:// endpoint, or a configuration with TLS */
+    char basic[512];           /* "Basic ..." for restapi.authentication, or "" */
 };
 
 /* "Basic base64(user:password)" into c->basic; false if they do not fit. */
@@ -171,8 +171,7 @@ static json_t *find_member(json_t *cluster, const char *name)
 {
     size_t i;
     json_t *m;
-    json_array_foreach(json_object_get(cluster, "members"), i, m)
-    {
+    json_array_foreach(json_object_get(cluster, "members"), i, m) {
         const char *n = json_string_value(json_object_get(m, "name"));
         if (n != NULL && strcmp(n, name) == 0) {
             return m;
@@ -184,8 +183,8 @@ static json_t *find_member(json_t *cluster, const char *name)
 /* The leader's API address as the cluster document names it, copied into out. */
 static int leader_api(json_t *cluster, char *out, size_t size)
 {
-    const char *leader = json_string_value(json_object_get(json_object_get(cluster, "raft"),
-                                                           "leader"));
+    const char *leader =
+        json_string_value(json_object_get(json_object_get(cluster, "raft"), "leader"));
     json_t *m = leader != NULL ? find_member(cluster, leader) : NULL;
     const char *url = json_string_value(json_object_get(m, "api_url"));
     if (url == NULL) {
@@ -213,8 +212,8 @@ static const char *str_or(json_t *o, const char *key, const char *dflt)
 /* The Authorization value for a change: a signature with the cluster secret when ctl has it
  * (it also stops replays; made into buf), else restapi.authentication's credentials (HTTP
  * basic), else none (NULL). */
-static const char *auth_for(struct ctl *c, const char *method, const char *path,
-                            const char *body, char *buf, size_t size)
+static const char *auth_for(struct ctl *c, const char *method, const char *path, const char *body,
+                            char *buf, size_t size)
 {
     if (c->has_key) {
         struct timespec ts;
@@ -231,7 +230,8 @@ static void print_summary(json_t *cluster)
 {
     json_t *raft = json_object_get(cluster, "raft");
     printf("Cluster: %s (term %lld, leader %s, commit index %lld, answered by %s)\n",
-           str_or(cluster, "scope", "?"), (long long)json_integer_value(json_object_get(raft, "term")),
+           str_or(cluster, "scope", "?"),
+           (long long)json_integer_value(json_object_get(raft, "term")),
            str_or(raft, "leader", "none"),
            (long long)json_integer_value(json_object_get(raft, "commit_index")),
            str_or(raft, "member", "?"));
@@ -253,8 +253,9 @@ static void print_summary(json_t *cluster)
                (long long)json_integer_value(json_object_get(sync, "wanted")),
                str_or(sync, "commit", "?"));
         if (k == 0) {
-            printf("asynchronous%s\n",
-                   json_is_true(json_object_get(sync, "degraded")) ? " (degraded: too few healthy standbys)" : "");
+            printf("asynchronous%s\n", json_is_true(json_object_get(sync, "degraded"))
+                                           ? " (degraded: too few healthy standbys)"
+                                           : "");
         } else {
             printf("ANY %lld (", k);
             for (size_t v = 0; v < json_array_size(voters); v++) {
@@ -288,8 +289,8 @@ static int cmd_list(struct ctl *c, enum list_format format)
         /* Tab-separated output is the table alone, for scripts. */
         print_summary(cluster);
     }
-    const char *hdr[] = {"Member", "Id", "Host", "Role", "State", "TL", "Lag", "Voting", "Term",
-                         "Raft", "Storage"};
+    const char *hdr[] = {"Member", "Id",     "Host", "Role", "State",  "TL",
+                         "Lag",    "Voting", "Term", "Raft", "Storage"};
     enum { NCOL = 11 };
     size_t width[NCOL];
     for (int i = 0; i < NCOL; i++) {
@@ -326,7 +327,8 @@ static int cmd_list(struct ctl *c, enum list_format format)
             snprintf(cells[r][6], 80, "unknown");
         }
         snprintf(cells[r][7], 80, "%s", str_or(m, "voting", ""));
-        snprintf(cells[r][8], 80, "%lld", (long long)json_integer_value(json_object_get(m, "term")));
+        snprintf(cells[r][8], 80, "%lld",
+                 (long long)json_integer_value(json_object_get(m, "term")));
         snprintf(cells[r][9], 80, "%s", str_or(m, "raft_address", ""));
         snprintf(cells[r][10], 80, "%s", str_or(m, "raft_storage", ""));
         for (int i = 0; i < NCOL; i++) {
@@ -431,8 +433,8 @@ static int send_to_leader(struct ctl *c, const char *method, const char *path, c
 }
 
 /* Polls the cluster document until done() says so or the deadline passes. */
-static int wait_for(struct ctl *c, const char *name, bool (*done)(json_t *cluster, const char *name),
-                    const char *what)
+static int wait_for(struct ctl *c, const char *name,
+                    bool (*done)(json_t *cluster, const char *name), const char *what)
 {
     double deadline = now_s() + (double)c->timeout_ms * 30 / 1000.0;
     char errmsg[RPG_ERRMSG_SIZE];
@@ -494,7 +496,8 @@ static json_t *leader_cluster(struct ctl *c)
 /* After a request whose answer was lost (the leader died or changed under it), what did the
  * cluster commit? 1: done() holds in a leader's state, 0: it does not, -1: no leader answered
  * in time. */
-static int committed(struct ctl *c, const char *name, bool (*done)(json_t *cluster, const char *name))
+static int committed(struct ctl *c, const char *name,
+                     bool (*done)(json_t *cluster, const char *name))
 {
     double deadline = now_s() + (double)c->timeout_ms * 10 / 1000.0;
     while (now_s() < deadline) {
@@ -520,8 +523,10 @@ static int cmd_member_add(struct ctl *c, const char *name, const char *raft, con
     char host[16];
     uint16_t port;
     if (api_check_name(name) != 0) {
-        fprintf(stderr, "raftpg ctl member add: NAME: expected 1..63 characters of "
-                        "[A-Za-z0-9_.-], got \"%s\"\n", name);
+        fprintf(stderr,
+                "raftpg ctl member add: NAME: expected 1..63 characters of "
+                "[A-Za-z0-9_.-], got \"%s\"\n",
+                name);
         return 2;
     }
     if (raft == NULL || conf_parse_addr(raft, host, &port) != 0) {
@@ -582,8 +587,10 @@ static int cmd_member_add(struct ctl *c, const char *name, const char *raft, con
 static int cmd_member_remove(struct ctl *c, const char *name, bool wait)
 {
     if (api_check_name(name) != 0) {
-        fprintf(stderr, "raftpg ctl member remove: NAME: expected 1..63 characters of "
-                        "[A-Za-z0-9_.-], got \"%s\"\n", name);
+        fprintf(stderr,
+                "raftpg ctl member remove: NAME: expected 1..63 characters of "
+                "[A-Za-z0-9_.-], got \"%s\"\n",
+                name);
         return 2;
     }
     char path[FSM_NAME_MAX + 16];
@@ -662,8 +669,8 @@ static int cmd_show_config(struct ctl *c)
         int status = 0;
         char *body = NULL;
         size_t len = 0;
-        if (http_request_sync(c->endpoints[i], "GET", "/config", NULL, NULL, c->timeout_ms,
-                              &status, &body, &len, errmsg) != 0) {
+        if (http_request_sync(c->endpoints[i], "GET", "/config", NULL, NULL, c->timeout_ms, &status,
+                              &body, &len, errmsg) != 0) {
             continue;
         }
         json_error_t jerr;
@@ -694,8 +701,8 @@ static int cmd_edit_config(struct ctl *c, char **pairs, int n)
         snprintf(key, sizeof key, "%.*s", (int)(eq - pairs[i]), pairs[i]);
         char *end = NULL;
         long long v = strtoll(eq + 1, &end, 10);
-        json_object_set_new(o, key, eq[1] != '\0' && *end == '\0' ? json_integer(v)
-                                                                    : json_string(eq + 1));
+        json_object_set_new(o, key,
+                            eq[1] != '\0' && *end == '\0' ? json_integer(v) : json_string(eq + 1));
     }
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -769,8 +776,7 @@ static bool all_paused(struct ctl *c, bool want, char *lagging, size_t size)
     bool ok = true;
     size_t i;
     json_t *m;
-    json_array_foreach(json_object_get(cluster, "members"), i, m)
-    {
+    json_array_foreach(json_object_get(cluster, "members"), i, m) {
         json_t *st = member_get(c, m, "/status", errmsg);
         json_t *p = json_object_get(st, "pause");
         if (!json_is_boolean(p) || json_is_true(p) != want) {
@@ -798,8 +804,7 @@ static int cmd_version(struct ctl *c)
     }
     size_t i;
     json_t *m;
-    json_array_foreach(json_object_get(cluster, "members"), i, m)
-    {
+    json_array_foreach(json_object_get(cluster, "members"), i, m) {
         json_t *doc = member_get(c, m, "/patroni", errmsg);
         json_t *p = json_object_get(doc, "patroni");
         json_t *pg = json_object_get(doc, "server_version");
@@ -834,8 +839,7 @@ static int cmd_topology(struct ctl *c)
     size_t i;
     json_t *m;
     printf("Cluster: %s\n", str_or(cluster, "scope", "?"));
-    json_array_foreach(members, i, m)
-    {
+    json_array_foreach(members, i, m) {
         if (strcmp(str_or(m, "name", ""), primary) == 0) {
             printf("%s  [%s, %s, timeline %lld]\n", primary, str_or(m, "role", "?"),
                    str_or(m, "state", "?"),
@@ -845,8 +849,7 @@ static int cmd_topology(struct ctl *c)
     if (primary[0] == '\0') {
         printf("(no primary recorded)\n");
     }
-    json_array_foreach(members, i, m)
-    {
+    json_array_foreach(members, i, m) {
         const char *name = str_or(m, "name", "?");
         if (strcmp(name, primary) == 0) {
             continue;
@@ -962,8 +965,7 @@ static int cmd_restart(struct ctl *c, char **names, int n, const char *role, boo
     for (int pass = 0; pass < 2; pass++) {
         size_t i;
         json_t *m;
-        json_array_foreach(json_object_get(cluster, "members"), i, m)
-        {
+        json_array_foreach(json_object_get(cluster, "members"), i, m) {
             const char *name = str_or(m, "name", "?");
             bool primary = strcmp(str_or(m, "pg_role", ""), "primary") == 0;
             if (primary != (pass == 1)) {
@@ -1106,8 +1108,7 @@ static int cmd_reload(struct ctl *c, char **names, int n)
     int failed = 0;
     size_t i;
     json_t *m;
-    json_array_foreach(json_object_get(cluster, "members"), i, m)
-    {
+    json_array_foreach(json_object_get(cluster, "members"), i, m) {
         const char *name = str_or(m, "name", "?");
         bool wanted = n == 0;
         for (int k = 0; k < n && !wanted; k++) {
@@ -1170,8 +1171,7 @@ static int cmd_history(struct ctl *c, bool json)
         printf("%-4s %-19s %-12s %-29s %s\n", "TL", "LSN", "Reason", "Timestamp", "New Leader");
         size_t k;
         json_t *e;
-        json_array_foreach(o, k, e)
-        {
+        json_array_foreach(o, k, e) {
             uint64_t lsn = (uint64_t)json_integer_value(json_array_get(e, 1));
             char lsn_text[40];
             snprintf(lsn_text, sizeof lsn_text, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
@@ -1269,8 +1269,10 @@ int ctl_main(int argc, char **argv)
             char *end = NULL;
             long v = strtol(argv[++i], &end, 10);
             if (end == argv[i] || *end != '\0' || v < 10 || v > 600000) {
-                fprintf(stderr, "raftpg ctl: --timeout: expected milliseconds 10..600000, "
-                                "got \"%s\"\n", argv[i]);
+                fprintf(stderr,
+                        "raftpg ctl: --timeout: expected milliseconds 10..600000, "
+                        "got \"%s\"\n",
+                        argv[i]);
                 return 2;
             }
             c.timeout_ms = (unsigned)v;
@@ -1320,8 +1322,7 @@ int ctl_main(int argc, char **argv)
             }
         }
         bool ctl_auth = conf.ctl.auth_username[0] != '\0';
-        if (username == NULL &&
-            (ctl_auth || conf.restapi.auth_username[0] != '\0') &&
+        if (username == NULL && (ctl_auth || conf.restapi.auth_username[0] != '\0') &&
             !set_basic(&c, ctl_auth ? conf.ctl.auth_username : conf.restapi.auth_username,
                        ctl_auth ? conf.ctl.auth_password : conf.restapi.auth_password)) {
             fprintf(stderr, "raftpg ctl: %s.authentication of %s is too long\n",
@@ -1431,8 +1432,10 @@ int ctl_main(int argc, char **argv)
                 } else if (strcmp(f, "tsv") == 0) {
                     format = LIST_TSV;
                 } else {
-                    fprintf(stderr, "raftpg ctl %s: --format: expected pretty, json or tsv, got "
-                                    "\"%s\"\n", cmd, f);
+                    fprintf(stderr,
+                            "raftpg ctl %s: --format: expected pretty, json or tsv, got "
+                            "\"%s\"\n",
+                            cmd, f);
                     return 2;
                 }
             } else if ((strcmp(argv[i], "--watch") == 0 || strcmp(argv[i], "-w") == 0) &&
@@ -1440,8 +1443,10 @@ int ctl_main(int argc, char **argv)
                 char *end = NULL;
                 watch = strtod(argv[++i], &end);
                 if (end == argv[i] || *end != '\0' || watch < 0.1 || watch > 3600) {
-                    fprintf(stderr, "raftpg ctl %s: --watch: expected seconds 0.1..3600, got "
-                                    "\"%s\"\n", cmd, argv[i]);
+                    fprintf(stderr,
+                            "raftpg ctl %s: --watch: expected seconds 0.1..3600, got "
+                            "\"%s\"\n",
+                            cmd, argv[i]);
                     return 2;
                 }
             } else if (strcmp(argv[i], "-W") == 0) {
@@ -1532,8 +1537,10 @@ int ctl_main(int argc, char **argv)
                 }
                 if (strcmp(role, "primary") != 0 && strcmp(role, "replica") != 0 &&
                     strcmp(role, "any") != 0) {
-                    fprintf(stderr, "raftpg ctl restart: --role: expected primary, replica or "
-                                    "any, got \"%s\"\n", role);
+                    fprintf(stderr,
+                            "raftpg ctl restart: --role: expected primary, replica or "
+                            "any, got \"%s\"\n",
+                            role);
                     return 2;
                 }
                 if (strcmp(role, "any") == 0) {
@@ -1632,8 +1639,10 @@ int ctl_main(int argc, char **argv)
             } else if (strcmp(argv[i], "--json") == 0) {
                 json = true;
             } else {
-                fprintf(stderr, "raftpg ctl history: unexpected argument \"%s\" (--format "
-                                "pretty|json)\n", argv[i]);
+                fprintf(stderr,
+                        "raftpg ctl history: unexpected argument \"%s\" (--format "
+                        "pretty|json)\n",
+                        argv[i]);
                 return 2;
             }
         }
@@ -1669,8 +1678,7 @@ int ctl_main(int argc, char **argv)
             } else if (argv[i][0] != '-' && name == NULL) {
                 name = argv[i];
             } else {
-                fprintf(stderr, "raftpg ctl member %s: unexpected argument \"%s\"\n", sub,
-                        argv[i]);
+                fprintf(stderr, "raftpg ctl member %s: unexpected argument \"%s\"\n", sub, argv[i]);
                 return 2;
             }
         }

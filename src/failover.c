@@ -176,8 +176,8 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
         f->heard = p->reachable && p->has_pg && now - p->last_seen <= CORE_PEER_FRESH_MS;
         f->running = strcmp(p->pg_state, "running") == 0;
         f->standby = p->pg_in_recovery;
-        f->promotable =
-            !p->nofailover && p->failover_priority > 0 && !p->storage_failed && !p->diverged;
+        f->promotable = !p->nofailover && p->failover_priority > 0 && !p->storage_failed &&
+                        !p->diverged;
         f->system_id = p->pg_system_id;
         f->timeline = p->pg_timeline;
         f->wal_position = p->pg_wal_position;

@@ -123,8 +123,7 @@ bool fence_others_stood_down(const struct fence_member_report *r, unsigned n, ui
     return true;
 }
 
-bool fence_pg_writable(bool postmaster, bool promoting, bool observed_primary,
-                       bool standby_signal)
+bool fence_pg_writable(bool postmaster, bool promoting, bool observed_primary, bool standby_signal)
 {
     if (!postmaster) {
         return false;

@@ -83,7 +83,8 @@ static void act_pg(const struct fence_timing *t, struct fence_memory *m,
         x->pg_signal(x->data, act);
         m->frozen = false;
         say(x, LOG_INFO, "%s: postgresql resumed after %llu ms",
-            lease_ok ? "lease renewed" : "postgresql gone", (unsigned long long)(now - m->frozen_at));
+            lease_ok ? "lease renewed" : "postgresql gone",
+            (unsigned long long)(now - m->frozen_at));
         break;
     case FENCE_PG_STOP:
     case FENCE_PG_KILL:
@@ -93,8 +94,7 @@ static void act_pg(const struct fence_timing *t, struct fence_memory *m,
                 w->pid);
         } else {
             say(x, LOG_WARNING, "fencing during %s: killing %s (pid=%d)",
-                w->op_name != NULL ? w->op_name : "an operation",
-                x->pg_target(x->data), w->pid);
+                w->op_name != NULL ? w->op_name : "an operation", x->pg_target(x->data), w->pid);
         }
         m->fencing = true;
         m->fence_started = now;
@@ -119,8 +119,8 @@ static void act_pg(const struct fence_timing *t, struct fence_memory *m,
     }
 }
 
-static void act_vip(struct fence_memory *m, const struct fence_world *w,
-                    const struct fence_exec *x, enum fence_vip_act act)
+static void act_vip(struct fence_memory *m, const struct fence_world *w, const struct fence_exec *x,
+                    enum fence_vip_act act)
 {
     char errmsg[RPG_ERRMSG_SIZE] = "";
     switch (act) {

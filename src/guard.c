@@ -188,8 +188,9 @@ static void fence_postgresql(const struct conf *c)
 
 static void release_vip(const struct conf *c)
 {
-    char *argv[] = {(char *)c->vip.ip_bin, "-4", "addr", "del", (char *)c->vip.address.text,
-                    "dev", (char *)c->vip.interface, NULL};
+    char *argv[] = {
+        (char *)c->vip.ip_bin,    "-4", "addr", "del", (char *)c->vip.address.text, "dev",
+        (char *)c->vip.interface, NULL};
     char *env[] = {"LC_ALL=C", NULL};
     pid_t pid = fork();
     if (pid < 0) {
@@ -218,7 +219,8 @@ static void release_vip(const struct conf *c)
     }
     /* "Address not found" (exit 2) means it was already gone. */
     log_info("guard: vip %s %s", c->vip.address.text,
-             WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "released" : "was not on the interface");
+             WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "released"
+                                                           : "was not on the interface");
 }
 
 int guard_main(int argc, char **argv)

@@ -112,10 +112,10 @@ void ha_slot_name(uint64_t member_id, char *buf, size_t size)
     snprintf(buf, size, "raftpg_%" PRIu64, member_id);
 }
 
-static void set(struct ha_decision *out, enum ha_action action, const char *target,
-                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void set(struct ha_decision *out, enum ha_action action, const char *target,
-                const char *fmt, ...)
+static void set(struct ha_decision *out, enum ha_action action, const char *target, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+static void set(struct ha_decision *out, enum ha_action action, const char *target, const char *fmt,
+                ...)
 {
     out->action = action;
     snprintf(out->target, sizeof out->target, "%s", target != NULL ? target : "");
@@ -265,9 +265,9 @@ const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, b
             const char *reason = NULL;
             bool ahead = p->timeline > best_tl ||
                          (p->timeline == best_tl && p->wal_position > best_wal);
-            if (!p->reachable || !p->polled || p->pg_state != HA_PG_RUNNING ||
-                !p->in_recovery || p->system_id != s->system_id || !ahead ||
-                !sync_set_contains(&recorded, p->name) || peer_promotable(in, p, &reason)) {
+            if (!p->reachable || !p->polled || p->pg_state != HA_PG_RUNNING || !p->in_recovery ||
+                p->system_id != s->system_id || !ahead || !sync_set_contains(&recorded, p->name) ||
+                peer_promotable(in, p, &reason)) {
                 continue;
             }
             *wait = true;
@@ -358,8 +358,7 @@ static bool unwritable_primary(const struct ha_input *in, struct ha_decision *ou
     snprintf(reason, sizeof reason, "postgresql cannot write for %u s: %.200s",
              (unsigned)(pg->unwritable_ms / 1000), pg->unwritable);
     if (sole_holder(in)) {
-        set(out, HA_ACT_WAIT, NULL, "%s; no other member holds every acknowledged commit",
-            reason);
+        set(out, HA_ACT_WAIT, NULL, "%s; no other member holds every acknowledged commit", reason);
     } else {
         hand_over(in, out, reason);
     }
@@ -490,8 +489,7 @@ static void decide_bootstrap(const struct ha_input *in, struct ha_decision *out)
         set(out, HA_ACT_START_STANDBY, NULL,
             "new cluster: starting the existing data directory read-only to compare its WAL");
         return;
-    default:
-        break;
+    default: break;
     }
     if (pg->system_id == 0) {
         set(out, HA_ACT_WAIT, NULL, "waiting for the system identifier");
@@ -535,8 +533,8 @@ static bool address_of_standby(const struct ha_input *in, const char *addr)
  * stopped, or runs without a WAL receiver, or its receiver streams from self_addr or from a
  * standby, as the PostgreSQL servers reported after this member became leader. What it was told
  * to follow counts for nothing. */
-static bool peer_detached(const struct ha_input *in, const struct ha_peer *p,
-                          const char *self_addr, char *why, size_t why_size)
+static bool peer_detached(const struct ha_input *in, const struct ha_peer *p, const char *self_addr,
+                          char *why, size_t why_size)
 {
     if (!p->reachable || !p->polled) {
         snprintf(why, why_size, "no report from %s since this member became leader", p->name);
@@ -544,15 +542,15 @@ static bool peer_detached(const struct ha_input *in, const struct ha_peer *p,
     }
     switch (p->pg_state) {
     case HA_PG_STOPPED:
-    case HA_PG_ABSENT:
-        return true;
+    case HA_PG_ABSENT: return true;
     case HA_PG_STARTING:
     case HA_PG_UNKNOWN:
-        snprintf(why, why_size, "postgresql of %s is starting: where it will stream from is not "
-                 "known", p->name);
+        snprintf(why, why_size,
+                 "postgresql of %s is starting: where it will stream from is not "
+                 "known",
+                 p->name);
         return false;
-    case HA_PG_RUNNING:
-        break;
+    case HA_PG_RUNNING: break;
     }
     if (!p->in_recovery) {
         return true;
@@ -565,9 +563,8 @@ static bool peer_detached(const struct ha_input *in, const struct ha_peer *p,
             address_of_standby(in, p->conninfo)) {
             return true;
         }
-        snprintf(why, why_size,
-                 "the WAL receiver of %s is not running and would reconnect to %s", p->name,
-                 p->conninfo);
+        snprintf(why, why_size, "the WAL receiver of %s is not running and would reconnect to %s",
+                 p->name, p->conninfo);
         return false;
     }
     if ((self_addr[0] != '\0' && strcmp(p->receiver, self_addr) == 0) ||
@@ -589,8 +586,8 @@ static bool peer_detached(const struct ha_input *in, const struct ha_peer *p,
  * previous primary could still send them: the others are verifiably detached. This member's own
  * receiver may stream until the promotion ends it; what it acknowledged, it holds. Returns false
  * and names the member waited for otherwise. */
-static bool voters_detached(const struct ha_input *in, char *target, size_t target_size,
-                            char *why, size_t why_size)
+static bool voters_detached(const struct ha_input *in, char *target, size_t target_size, char *why,
+                            size_t why_size)
 {
     const struct fsm_state *s = in->state;
     struct sync_set recorded;
@@ -757,9 +754,7 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
                 set(out, HA_ACT_START_PRIMARY, NULL, "primary is stopped");
             }
             return;
-        case HA_PG_ABSENT:
-            hand_over(in, out, "the primary's data directory is missing");
-            return;
+        case HA_PG_ABSENT: hand_over(in, out, "the primary's data directory is missing"); return;
         case HA_PG_STARTING:
         case HA_PG_UNKNOWN:
             set(out, HA_ACT_WAIT, NULL, "waiting for postgresql to accept connections");
@@ -790,11 +785,9 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
     }
     /* Start failures do not disqualify the only member that can prove it holds every
      * acknowledged commit: nobody else may take over, so it keeps trying. */
-    bool may_promote = self_may_promote(in) ||
-                       (recorded_me && !in->nofailover && in->failover_priority > 0 &&
-                        sole_holder(in));
-    bool usable = pg->state != HA_PG_ABSENT && !pg->rewind_failed && may_promote &&
-                  !unreadable(pg);
+    bool may_promote = self_may_promote(in) || (recorded_me && !in->nofailover &&
+                                                in->failover_priority > 0 && sole_holder(in));
+    bool usable = pg->state != HA_PG_ABSENT && !pg->rewind_failed && may_promote && !unreadable(pg);
     if (usable && pg->state == HA_PG_STOPPED) {
         /* Its WAL position is known only once it runs; it replays what it has first. */
         set(out, HA_ACT_START_STANDBY, NULL, "starting as a standby to learn the wal position");
@@ -954,8 +947,7 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
         if (unreadable(pg)) {
             if (usable) {
                 set(out, HA_ACT_REINIT, primary,
-                    "no readable control file (an interrupted copy): re-cloning from %s",
-                    primary);
+                    "no readable control file (an interrupted copy): re-cloning from %s", primary);
             } else {
                 set(out, HA_ACT_WAIT, primary,
                     "no readable control file: waiting for primary %s to re-clone", primary);
@@ -966,8 +958,7 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
             if (usable) {
                 set(out, HA_ACT_REINIT, primary, "pg_rewind failed: re-cloning from %s", primary);
             } else {
-                set(out, HA_ACT_WAIT, primary, "pg_rewind failed: waiting for primary %s",
-                    primary);
+                set(out, HA_ACT_WAIT, primary, "pg_rewind failed: waiting for primary %s", primary);
             }
             return;
         }
@@ -1018,8 +1009,7 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
         set(out, HA_ACT_START_STANDBY, primary, "starting as a standby of %s", primary);
         return;
     }
-    case HA_PG_RUNNING:
-        break;
+    case HA_PG_RUNNING: break;
     }
     /* The recorded primary may still be a standby about to promote: streaming from it already
      * (cascading) stops this standby from acknowledging the previous primary's commits. */

@@ -173,8 +173,7 @@ int health_parse_query(const char *query, struct health_query *q, char *errmsg, 
             q->n_tags++;
         } else {
             snprintf(errmsg, size,
-                     "unknown query parameter %s (lag, mode, replication_state or tag_<key>)",
-                     key);
+                     "unknown query parameter %s (lag, mode, replication_state or tag_<key>)", key);
             return RPG_EINVAL;
         }
         p += len;
@@ -232,8 +231,7 @@ int health_status(enum health_kind kind, const struct health_input *in,
     bool tags_apply = true;
     switch (kind) {
     case HEALTH_NONE:
-    case HEALTH_LIVENESS:
-        return 503; /* answered above */
+    case HEALTH_LIVENESS: return 503; /* answered above */
     case HEALTH_PRIMARY:
         ok = primary;
         tags_apply = false;

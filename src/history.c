@@ -181,8 +181,8 @@ void history_tick(struct agent *a)
         }
         const struct peer_status *prev =
             h->prev_primary[0] != '\0' ? peers_get(&a->peers, h->prev_primary) : NULL;
-        bool handed =
-            prev != NULL && strcmp(prev->handed_to, self) == 0 && prev->handed_term == h->prev_term;
+        bool handed = prev != NULL && strcmp(prev->handed_to, self) == 0 &&
+                      prev->handed_term == h->prev_term;
         e->reason = handed ? FSM_HISTORY_SWITCHOVER : FSM_HISTORY_FAILOVER;
     }
     if (cons_submit(&a->cons, &cmd, on_recorded, a, errmsg) != 0) {

@@ -35,9 +35,10 @@ int http_client_set_tls(bool https_default, const char *cafile, bool insecure, c
     g_cafile[0] = '\0';
     if (cafile != NULL && cafile[0] != '\0') {
         FILE *f = fopen(cafile, "r");
-        if (f == NULL)
+        if (f == NULL) {
             return rpg_err(errmsg, RPG_EIO, "CA file %s: %s", cafile,
                            uv_strerror(uv_translate_sys_error(errno)));
+        }
         fclose(f);
         snprintf(g_cafile, sizeof g_cafile, "%s", cafile);
     }
@@ -49,38 +50,45 @@ int http_client_set_cert(const char *certfile, const char *keyfile, const char *
 {
     g_certfile[0] = g_keyfile[0] = '\0';
     memset(g_keypass, 0, sizeof g_keypass);
-    if (certfile == NULL || certfile[0] == '\0')
+    if (certfile == NULL || certfile[0] == '\0') {
         return 0;
-    if (key_password != NULL && strlen(key_password) >= sizeof g_keypass)
+    }
+    if (key_password != NULL && strlen(key_password) >= sizeof g_keypass) {
         return rpg_err(errmsg, RPG_EINVAL, "the key file's password is longer than %zu bytes",
                        sizeof g_keypass - 1);
+    }
     FILE *f = fopen(certfile, "r");
-    if (f == NULL)
+    if (f == NULL) {
         return rpg_err(errmsg, RPG_EIO, "client certificate file %s: %s", certfile,
                        uv_strerror(uv_translate_sys_error(errno)));
+    }
     fclose(f);
     const char *key = keyfile != NULL && keyfile[0] != '\0' ? keyfile : certfile;
     f = fopen(key, "r");
-    if (f == NULL)
+    if (f == NULL) {
         return rpg_err(errmsg, RPG_EIO, "client key file %s: %s", key,
                        uv_strerror(uv_translate_sys_error(errno)));
+    }
     struct stat st;
     int rv = fstat(fileno(f), &st);
     int err = errno;
     fclose(f);
-    if (rv != 0)
+    if (rv != 0) {
         return rpg_err(errmsg, RPG_EIO, "client key file %s: %s", key,
                        uv_strerror(uv_translate_sys_error(err)));
+    }
     /* As for the server's key: a group may read it, others may not touch it. */
-    if ((st.st_mode & (S_IRWXO | S_IWGRP)) != 0)
+    if ((st.st_mode & (S_IRWXO | S_IWGRP)) != 0) {
         return rpg_err(errmsg, RPG_EINVAL,
                        "client key file %s is accessible to others (mode %04o): chmod 600 it "
                        "(or 640 for a group)",
                        key, (unsigned)(st.st_mode & 07777));
+    }
     snprintf(g_certfile, sizeof g_certfile, "%s", certfile);
     snprintf(g_keyfile, sizeof g_keyfile, "%s", key);
-    if (key_password != NULL)
+    if (key_password != NULL) {
         snprintf(g_keypass, sizeof g_keypass, "%s", key_password);
+    }
     return 0;
 }
 
@@ -106,8 +114,9 @@ static size_t on_data(char *data, size_t size, size_t n, void *arg)
     }
     if (k->len + len + 1 > k->cap) {
         size_t cap = k->cap > 0 ? k->cap : 4096;
-        while (cap < k->len + len + 1)
+        while (cap < k->len + len + 1) {
             cap *= 2;
+        }
         char *nb = realloc(k->body, cap);
         if (nb == NULL) {
             k->too_large = true;
@@ -123,17 +132,21 @@ static size_t on_data(char *data, size_t size, size_t n, void *arg)
 
 static bool has_ctl_or_space(const char *s)
 {
-    for (; *s != '\0'; s++)
-        if ((unsigned char)*s <= ' ' || *s == 0x7f)
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s <= ' ' || *s == 0x7f) {
             return true;
+        }
+    }
     return false;
 }
 
 static bool has_ctl(const char *s)
 {
-    for (; *s != '\0'; s++)
-        if (((unsigned char)*s < ' ' && *s != '\t') || *s == 0x7f)
+    for (; *s != '\0'; s++) {
+        if (((unsigned char)*s < ' ' && *s != '\t') || *s == 0x7f) {
             return true;
+        }
+    }
     return false;
 }
 
@@ -165,31 +178,29 @@ static int client_error(CURL *h, CURLcode cc, const struct sink *k, const char *
     case CURLE_COULDNT_CONNECT:
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
-        if (os_errno != 0)
+        if (os_errno != 0) {
             return rpg_err(errmsg, RPG_ECONN, "%s: %s%s", name,
                            uv_strerror(uv_translate_sys_error((int)os_errno)), hint);
+        }
         return rpg_err(errmsg, RPG_ECONN, "%s: %s%s", name, why, hint);
     case CURLE_SSL_CONNECT_ERROR:
         return rpg_err(errmsg, RPG_ECONN, "%s: TLS: %s%s", name, why, hint);
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM:
-        return rpg_err(errmsg, RPG_ECONN, "%s: TLS: %s", name, why);
+    case CURLE_SSL_CERTPROBLEM: return rpg_err(errmsg, RPG_ECONN, "%s: TLS: %s", name, why);
     case CURLE_GOT_NOTHING:
         return rpg_err(errmsg, RPG_ECONN, "%s: connection closed before a complete response%s",
                        name, hint);
     case CURLE_PARTIAL_FILE:
-        return rpg_err(errmsg, RPG_ECONN, "%s: connection closed before a complete response",
-                       name);
+        return rpg_err(errmsg, RPG_ECONN, "%s: connection closed before a complete response", name);
     case CURLE_WRITE_ERROR:
-        if (k->too_large)
+        if (k->too_large) {
             return rpg_err(errmsg, RPG_EPROTO, "%s: response body exceeds %d bytes", name,
                            CLIENT_BODY_MAX);
+        }
         return rpg_err(errmsg, RPG_ENOMEM, "%s: out of memory", name);
-    case CURLE_OUT_OF_MEMORY:
-        return rpg_err(errmsg, RPG_ENOMEM, "%s: out of memory", name);
-    default:
-        return rpg_err(errmsg, RPG_EPROTO, "%s: malformed response: %s", name, why);
+    case CURLE_OUT_OF_MEMORY: return rpg_err(errmsg, RPG_ENOMEM, "%s: out of memory", name);
+    default: return rpg_err(errmsg, RPG_EPROTO, "%s: malformed response: %s", name, why);
     }
 }
 
@@ -207,8 +218,9 @@ struct xfer {
 
 static void xfer_free(struct xfer *x)
 {
-    if (x->h != NULL)
+    if (x->h != NULL) {
         curl_easy_cleanup(x->h);
+    }
     curl_slist_free_all(x->headers);
     free(x->url);
     free(x->auth_header);
@@ -219,8 +231,9 @@ static void xfer_free(struct xfer *x)
 static bool add_header(struct xfer *x, const char *h)
 {
     struct curl_slist *l = curl_slist_append(x->headers, h);
-    if (l == NULL)
+    if (l == NULL) {
         return false;
+    }
     x->headers = l;
     return true;
 }
@@ -242,33 +255,41 @@ static int xfer_prepare(struct xfer *x, const char *addr, const char *method, co
         https = true;
     }
     size_t alen = strlen(a);
-    if (alen > 0 && a[alen - 1] == '/')
+    if (alen > 0 && a[alen - 1] == '/') {
         alen--; /* tolerate "http://host:port/" */
-    if (alen >= sizeof x->name)
+    }
+    if (alen >= sizeof x->name) {
         return rpg_err(errmsg, RPG_EINVAL, "invalid address \"%s\": expected a.b.c.d:port", addr);
+    }
     memcpy(x->name, a, alen);
     x->name[alen] = '\0';
     const char *name = x->name;
-    if (http_parse_ipv4_port(name, &sa, false) != 0)
+    if (http_parse_ipv4_port(name, &sa, false) != 0) {
         return rpg_err(errmsg, RPG_EINVAL, "invalid address \"%s\": expected a.b.c.d:port", addr);
-    if (has_ctl_or_space(method) || method[0] == '\0' || has_ctl_or_space(path) || path[0] != '/')
+    }
+    if (has_ctl_or_space(method) || method[0] == '\0' || has_ctl_or_space(path) || path[0] != '/') {
         return rpg_err(errmsg, RPG_EINVAL, "%s: invalid request line \"%s %s\"", name, method,
                        path);
-    if (authorization != NULL && has_ctl(authorization))
+    }
+    if (authorization != NULL && has_ctl(authorization)) {
         return rpg_err(errmsg, RPG_EINVAL, "%s: invalid Authorization value", name);
-    if (timeout_ms == 0)
+    }
+    if (timeout_ms == 0) {
         return rpg_err(errmsg, RPG_EINVAL, "%s: timeout must be positive", name);
+    }
     x->timeout_ms = timeout_ms;
 
     pthread_once(&g_curl_once, curl_init_once);
-    if (g_curl_init != CURLE_OK)
+    if (g_curl_init != CURLE_OK) {
         return rpg_err(errmsg, RPG_EIO, "%s: cannot initialise libcurl: %s", name,
                        curl_easy_strerror(g_curl_init));
+    }
     x->h = curl_easy_init();
     size_t url_len = strlen(name) + strlen(path) + 16;
     x->url = malloc(url_len);
-    if (authorization != NULL)
+    if (authorization != NULL) {
         x->auth_header = malloc(strlen(authorization) + 32);
+    }
     if (x->h == NULL || x->url == NULL || (authorization != NULL && x->auth_header == NULL)) {
         xfer_free(x);
         return rpg_err(errmsg, RPG_ENOMEM, "%s: out of memory", name);
@@ -278,21 +299,24 @@ static int xfer_prepare(struct xfer *x, const char *addr, const char *method, co
     CURL *h = x->h;
     bool ok = add_header(x, "Accept: application/json") && add_header(x, "Connection: close") &&
               add_header(x, "Expect:"); /* no 100-continue round trip */
-    if (body != NULL)
+    if (body != NULL) {
         ok = ok && add_header(x, "Content-Type: application/json");
+    }
     if (authorization != NULL) {
         sprintf(x->auth_header, "Authorization: %s", authorization);
         ok = ok && add_header(x, x->auth_header);
     }
     ok = ok && curl_easy_setopt(h, CURLOPT_URL, x->url) == CURLE_OK;
     ok = ok && curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, https ? "https" : "http") == CURLE_OK;
-    if (https && g_cafile[0] != '\0')
+    if (https && g_cafile[0] != '\0') {
         ok = ok && curl_easy_setopt(h, CURLOPT_CAINFO, g_cafile) == CURLE_OK;
+    }
     if (https && g_certfile[0] != '\0') {
         ok = ok && curl_easy_setopt(h, CURLOPT_SSLCERT, g_certfile) == CURLE_OK;
         ok = ok && curl_easy_setopt(h, CURLOPT_SSLKEY, g_keyfile) == CURLE_OK;
-        if (g_keypass[0] != '\0')
+        if (g_keypass[0] != '\0') {
             ok = ok && curl_easy_setopt(h, CURLOPT_KEYPASSWD, g_keypass) == CURLE_OK;
+        }
     }
     if (https && g_insecure) {
         ok = ok && curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L) == CURLE_OK;
@@ -315,8 +339,9 @@ static int xfer_prepare(struct xfer *x, const char *addr, const char *method, co
             ok = ok && curl_easy_setopt(h, CURLOPT_POSTFIELDS, body) == CURLE_OK;
             ok = ok && curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body)) == CURLE_OK;
         }
-        if (strcmp(method, body != NULL ? "POST" : "GET") != 0)
+        if (strcmp(method, body != NULL ? "POST" : "GET") != 0) {
             ok = ok && curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK;
+        }
     }
     if (!ok) {
         xfer_free(x);
@@ -326,17 +351,19 @@ static int xfer_prepare(struct xfer *x, const char *addr, const char *method, co
 }
 
 /* The outcome of a finished transfer; on success the body moves to the caller. */
-static int xfer_result(struct xfer *x, CURLcode cc, int *status, char **body_out,
-                       size_t *body_len, char *errmsg)
+static int xfer_result(struct xfer *x, CURLcode cc, int *status, char **body_out, size_t *body_len,
+                       char *errmsg)
 {
-    if (cc != CURLE_OK)
+    if (cc != CURLE_OK) {
         return client_error(x->h, cc, &x->k, x->name, x->timeout_ms, x->detail, errmsg);
+    }
     long code = 0;
     curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
     if (x->k.body == NULL) {
         x->k.body = malloc(1);
-        if (x->k.body == NULL)
+        if (x->k.body == NULL) {
             return rpg_err(errmsg, RPG_ENOMEM, "%s: out of memory", x->name);
+        }
     }
     x->k.body[x->k.len] = '\0';
     *status = (int)code;
@@ -347,8 +374,8 @@ static int xfer_result(struct xfer *x, CURLcode cc, int *status, char **body_out
 }
 
 int http_request_sync(const char *addr, const char *method, const char *path, const char *body,
-                      const char *authorization, unsigned timeout_ms, int *status,
-                      char **body_out, size_t *body_len, char *errmsg)
+                      const char *authorization, unsigned timeout_ms, int *status, char **body_out,
+                      size_t *body_len, char *errmsg)
 {
     struct xfer x;
     memset(&x, 0, sizeof x);
@@ -356,8 +383,9 @@ int http_request_sync(const char *addr, const char *method, const char *path, co
     *body_len = 0;
     *status = 0;
     int rc = xfer_prepare(&x, addr, method, path, body, authorization, timeout_ms, errmsg);
-    if (rc != 0)
+    if (rc != 0) {
         return rc;
+    }
     rc = xfer_result(&x, curl_easy_perform(x.h), status, body_out, body_len, errmsg);
     xfer_free(&x);
     return rc;
@@ -382,16 +410,18 @@ struct sock_watch {
 
 static void client_maybe_closed(struct http_client *c)
 {
-    if (!c->closing || c->open_handles > 0)
+    if (!c->closing || c->open_handles > 0) {
         return;
+    }
     if (c->multi != NULL) {
         curl_multi_cleanup(c->multi);
         c->multi = NULL;
     }
     void (*cb)(struct http_client *) = c->close_cb;
     c->close_cb = NULL;
-    if (cb != NULL)
+    if (cb != NULL) {
         cb(c);
+    }
 }
 
 static void watch_closed(uv_handle_t *h)
@@ -406,12 +436,14 @@ static void watch_closed(uv_handle_t *h)
 static void call_unlink(struct http_call *call)
 {
     struct http_client *c = call->c;
-    if (call->prev != NULL)
+    if (call->prev != NULL) {
         call->prev->next = call->next;
-    else
+    } else {
         c->calls = call->next;
-    if (call->next != NULL)
+    }
+    if (call->next != NULL) {
         call->next->prev = call->prev;
+    }
 }
 
 static void check_done(struct http_client *c)
@@ -419,8 +451,9 @@ static void check_done(struct http_client *c)
     CURLMsg *m;
     int left;
     while ((m = curl_multi_info_read(c->multi, &left)) != NULL) {
-        if (m->msg != CURLMSG_DONE)
+        if (m->msg != CURLMSG_DONE) {
             continue;
+        }
         struct http_call *call = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
         CURLcode cc = m->data.result;
@@ -443,12 +476,15 @@ static void sock_step(uv_poll_t *p, int status, int events)
     struct sock_watch *w = p->data;
     struct http_client *c = w->c;
     int flags = 0, running;
-    if (status < 0)
+    if (status < 0) {
         flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
+    }
+    if (events & UV_READABLE) {
         flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
+    }
+    if (events & UV_WRITABLE) {
         flags |= CURL_CSELECT_OUT;
+    }
     curl_multi_socket_action(c->multi, w->fd, flags, &running);
     check_done(c);
 }
@@ -474,8 +510,9 @@ static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     }
     if (w == NULL) {
         w = calloc(1, sizeof *w);
-        if (w == NULL)
+        if (w == NULL) {
             return -1;
+        }
         if (uv_poll_init_socket(c->loop, &w->poll, fd) != 0) {
             free(w);
             return -1;
@@ -487,10 +524,12 @@ static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         curl_multi_assign(c->multi, fd, w);
     }
     int events = 0;
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) {
         events |= UV_READABLE;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+    }
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) {
         events |= UV_WRITABLE;
+    }
     uv_poll_start(&w->poll, events, on_sock);
     return 0;
 }
@@ -507,13 +546,15 @@ static int timer_fn(CURLM *multi, long timeout_ms, void *userp)
 {
     struct http_client *c = userp;
     (void)multi;
-    if (c->closing)
+    if (c->closing) {
         return 0;
+    }
     /* Never act from inside curl: a zero time-out runs on the next loop turn. */
-    if (timeout_ms < 0)
+    if (timeout_ms < 0) {
         uv_timer_stop(&c->timer);
-    else
+    } else {
         uv_timer_start(&c->timer, on_timeout, (uint64_t)timeout_ms, 0);
+    }
     return 0;
 }
 
@@ -529,12 +570,14 @@ int http_client_init(struct http_client *c, uv_loop_t *loop, char *errmsg)
     memset(c, 0, sizeof *c);
     c->loop = loop;
     pthread_once(&g_curl_once, curl_init_once);
-    if (g_curl_init != CURLE_OK)
+    if (g_curl_init != CURLE_OK) {
         return rpg_err(errmsg, RPG_EIO, "cannot initialise libcurl: %s",
                        curl_easy_strerror(g_curl_init));
+    }
     c->multi = curl_multi_init();
-    if (c->multi == NULL)
+    if (c->multi == NULL) {
         return rpg_err(errmsg, RPG_ENOMEM, "cannot initialise libcurl: out of memory");
+    }
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
@@ -549,11 +592,13 @@ int http_client_request(struct http_client *c, const char *addr, const char *met
                         const char *path, unsigned timeout_ms, http_done_cb cb, void *data,
                         char *errmsg)
 {
-    if (c->closing)
+    if (c->closing) {
         return rpg_err(errmsg, RPG_EINVAL, "%s: the client is closing", addr);
+    }
     struct http_call *call = calloc(1, sizeof *call);
-    if (call == NULL)
+    if (call == NULL) {
         return rpg_err(errmsg, RPG_ENOMEM, "%s: out of memory", addr);
+    }
     int rc = xfer_prepare(&call->x, addr, method, path, NULL, NULL, timeout_ms, errmsg);
     if (rc != 0) {
         free(call);
@@ -570,26 +615,30 @@ int http_client_request(struct http_client *c, const char *addr, const char *met
         return rc;
     }
     call->next = c->calls;
-    if (c->calls != NULL)
+    if (c->calls != NULL) {
         c->calls->prev = call;
+    }
     c->calls = call;
     return 0;
 }
 
 void http_client_close(struct http_client *c, void (*cb)(struct http_client *c))
 {
-    if (c->closing)
+    if (c->closing) {
         return;
+    }
     c->closing = 1;
     c->close_cb = cb;
     if (c->open_handles == 0) {
         /* Never initialised: nothing to close. */
         c->close_cb = NULL;
-        if (c->multi != NULL)
+        if (c->multi != NULL) {
             curl_multi_cleanup(c->multi);
+        }
         c->multi = NULL;
-        if (cb != NULL)
+        if (cb != NULL) {
             cb(c);
+        }
         return;
     }
     /* Requests in flight are dropped without their callbacks; removing them makes curl ask to

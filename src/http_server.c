@@ -64,8 +64,8 @@ struct http_track {
 /* One request. Lifetime: freed once MHD is done with it (completed, or the server stopped) and no
  * response is owed; the handler may hold it after MHD is done, so http_respond then frees it. */
 struct http_conn {
-    struct http_server *s;     /* NULL once MHD is done with the request */
-    struct MHD_Connection *mc; /* likewise */
+    struct http_server *s;           /* NULL once MHD is done with the request */
+    struct MHD_Connection *mc;       /* likewise */
     struct http_conn *sprev, *snext; /* on s->suspended while suspended */
     struct http_request req;
     char peer[INET6_ADDRSTRLEN];
@@ -93,25 +93,30 @@ static void server_finish_close(struct http_server *s);
 int http_parse_ipv4_port(const char *addr, struct sockaddr_in *sa, bool allow_port0)
 {
     const char *colon = strrchr(addr, ':');
-    if (colon == NULL || colon == addr || colon[1] == '\0')
+    if (colon == NULL || colon == addr || colon[1] == '\0') {
         return -1;
+    }
     size_t hlen = (size_t)(colon - addr);
     char host[INET_ADDRSTRLEN];
-    if (hlen >= sizeof host)
+    if (hlen >= sizeof host) {
         return -1;
+    }
     memcpy(host, addr, hlen);
     host[hlen] = '\0';
     unsigned long port = 0;
     const char *p = colon + 1;
     for (int n = 0; *p != '\0'; p++, n++) {
-        if (*p < '0' || *p > '9' || n >= 5)
+        if (*p < '0' || *p > '9' || n >= 5) {
             return -1;
+        }
         port = port * 10 + (unsigned long)(*p - '0');
     }
-    if (port > 65535 || (port == 0 && !allow_port0))
+    if (port > 65535 || (port == 0 && !allow_port0)) {
         return -1;
-    if (uv_ip4_addr(host, (int)port, sa) != 0)
+    }
+    if (uv_ip4_addr(host, (int)port, sa) != 0) {
         return -1;
+    }
     return 0;
 }
 
@@ -180,16 +185,19 @@ const char *http_status_text(int status)
 
 static void track_unlist(struct http_server *s, struct http_track *t)
 {
-    if (!t->listed)
+    if (!t->listed) {
         return;
-    if (t->prev != NULL)
+    }
+    if (t->prev != NULL) {
         t->prev->next = t->next;
-    else
+    } else {
         s->waiting_head = t->next;
-    if (t->next != NULL)
+    }
+    if (t->next != NULL) {
         t->next->prev = t->prev;
-    else
+    } else {
         s->waiting_tail = t->prev;
+    }
     t->prev = t->next = NULL;
     t->listed = false;
 }
@@ -198,8 +206,9 @@ static void deadline_cb(uv_timer_t *timer);
 
 static void deadline_rearm(struct http_server *s)
 {
-    if (s->closing)
+    if (s->closing) {
         return;
+    }
     if (s->waiting_head == NULL) {
         uv_timer_stop(&s->deadline_timer);
         return;
@@ -214,18 +223,21 @@ static void deadline_rearm(struct http_server *s)
 static void track_wait(struct http_server *s, struct http_track *t)
 {
     track_unlist(s, t);
-    if (t->evicted)
+    if (t->evicted) {
         return;
+    }
     t->deadline = uv_now(s->loop) + s->idle_timeout_ms;
     t->prev = s->waiting_tail;
-    if (s->waiting_tail != NULL)
+    if (s->waiting_tail != NULL) {
         s->waiting_tail->next = t;
-    else
+    } else {
         s->waiting_head = t;
+    }
     s->waiting_tail = t;
     t->listed = true;
-    if (t->prev == NULL)
+    if (t->prev == NULL) {
         deadline_rearm(s);
+    }
 }
 
 /* Ends a connection that has not delivered its request: MHD reads the end of input at its next
@@ -241,8 +253,9 @@ static void deadline_cb(uv_timer_t *timer)
 {
     struct http_server *s = timer->data;
     uint64_t now = uv_now(s->loop);
-    while (s->waiting_head != NULL && s->waiting_head->deadline <= now)
+    while (s->waiting_head != NULL && s->waiting_head->deadline <= now) {
         track_evict(s, s->waiting_head);
+    }
     deadline_rearm(s);
 }
 
@@ -279,8 +292,9 @@ static uint8_t tls_marks[TLS_MARKS];
 static void tls_mark(gnutls_session_t session, uint8_t mark)
 {
     int fd = gnutls_transport_get_int(session);
-    if (fd >= 0 && fd < TLS_MARKS)
+    if (fd >= 0 && fd < TLS_MARKS) {
         tls_marks[fd] |= mark;
+    }
 }
 
 static int tls_hook(gnutls_session_t session, unsigned htype, unsigned when, unsigned incoming,
@@ -288,10 +302,11 @@ static int tls_hook(gnutls_session_t session, unsigned htype, unsigned when, uns
 {
     (void)when;
     (void)msg;
-    if (incoming && htype == GNUTLS_HANDSHAKE_CLIENT_HELLO)
+    if (incoming && htype == GNUTLS_HANDSHAKE_CLIENT_HELLO) {
         tls_mark(session, TLS_HELLO);
-    else if (incoming && htype == GNUTLS_HANDSHAKE_FINISHED)
+    } else if (incoming && htype == GNUTLS_HANDSHAKE_FINISHED) {
         tls_mark(session, TLS_FINISHED); /* the client's Finished: it accepted the handshake */
+    }
     return 0;
 }
 
@@ -308,12 +323,14 @@ static void fd_peer(int fd, char *out, size_t size)
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     snprintf(out, size, "unknown address");
-    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0) {
         return;
-    if (ss.ss_family == AF_INET)
+    }
+    if (ss.ss_family == AF_INET) {
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)size);
-    else if (ss.ss_family == AF_INET6)
+    } else if (ss.ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)size);
+    }
 }
 
 static void log_refusal(const char *peer, uint64_t reason, const char *why)
@@ -330,8 +347,9 @@ static void log_refusal(const char *peer, uint64_t reason, const char *why)
             refusals.skipped++;
             return;
         }
-        if (refusals.slot[i].at < refusals.slot[use].at)
+        if (refusals.slot[i].at < refusals.slot[use].at) {
             use = i; /* the oldest (or a free) slot is reused */
+        }
     }
     if (refusals.lines >= REFUSAL_LINES) {
         refusals.skipped++;
@@ -341,12 +359,13 @@ static void log_refusal(const char *peer, uint64_t reason, const char *why)
     snprintf(refusals.slot[use].peer, sizeof refusals.slot[use].peer, "%s", peer);
     refusals.slot[use].reason = reason;
     refusals.slot[use].at = now;
-    if (refusals.skipped > 0)
+    if (refusals.skipped > 0) {
         log_warning("api: refused TLS handshake from %s: %s (and %lu refusals not logged before "
                     "it: at most one a minute per address and reason, %d in all)",
                     peer, why, refusals.skipped, REFUSAL_LINES);
-    else
+    } else {
         log_warning("api: refused TLS handshake from %s: %s", peer, why);
+    }
     refusals.skipped = 0;
 }
 
@@ -358,11 +377,13 @@ static void peer_subject(gnutls_session_t session, char *out, size_t size)
     gnutls_x509_crt_t crt;
     gnutls_datum_t dn = {NULL, 0};
     out[0] = '\0';
-    if (der == NULL || n == 0 || gnutls_x509_crt_init(&crt) != 0)
+    if (der == NULL || n == 0 || gnutls_x509_crt_init(&crt) != 0) {
         return;
+    }
     if (gnutls_x509_crt_import(crt, &der[0], GNUTLS_X509_FMT_DER) == 0 &&
-        gnutls_x509_crt_get_dn3(crt, &dn, 0) == 0)
+        gnutls_x509_crt_get_dn3(crt, &dn, 0) == 0) {
         snprintf(out, size, "%.*s", (int)dn.size, (const char *)dn.data);
+    }
     gnutls_free(dn.data);
     gnutls_x509_crt_deinit(crt);
 }
@@ -394,8 +415,9 @@ static int verify_client(gnutls_session_t session, bool required)
         if (rc == 0 &&
             gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0) {
             int len = (int)text.size;
-            while (len > 0 && (text.data[len - 1] == ' ' || text.data[len - 1] == '\0'))
+            while (len > 0 && (text.data[len - 1] == ' ' || text.data[len - 1] == '\0')) {
                 len--;
+            }
             snprintf(why, sizeof why, "client certificate \"%s\" refused: %.*s", subject, len,
                      (const char *)text.data);
         } else {
@@ -427,8 +449,9 @@ static void ask_client_cert(struct http_server *s, struct MHD_Connection *mc)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(mc, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-    if (ci == NULL || ci->tls_session == NULL)
+    if (ci == NULL || ci->tls_session == NULL) {
         return;
+    }
     gnutls_session_t session = ci->tls_session;
     bool required = s->client_cert == HTTP_CLIENT_CERT_REQUIRED;
     /* Asked for, not required by GnuTLS itself: it would refuse a client without one before the
@@ -443,10 +466,12 @@ static void watch_handshake(struct MHD_Connection *mc, struct http_track *t)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(mc, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-    if (t->fd < 0 || ci == NULL || ci->tls_session == NULL)
+    if (t->fd < 0 || ci == NULL || ci->tls_session == NULL) {
         return;
-    if (t->fd < TLS_MARKS)
+    }
+    if (t->fd < TLS_MARKS) {
         tls_marks[t->fd] = 0;
+    }
     fd_peer(t->fd, t->peer, sizeof t->peer);
     gnutls_handshake_set_hook_function(ci->tls_session, GNUTLS_HANDSHAKE_ANY, GNUTLS_HOOK_POST,
                                        tls_hook);
@@ -458,13 +483,15 @@ static void watch_handshake(struct MHD_Connection *mc, struct http_track *t)
  * TCP probe, or plain HTTP sent to the HTTPS port) cannot be told apart here and is not. */
 static void handshake_closed(struct http_server *s, struct http_track *t)
 {
-    if (t->fd < 0 || t->fd >= TLS_MARKS)
+    if (t->fd < 0 || t->fd >= TLS_MARKS) {
         return;
+    }
     uint8_t m = tls_marks[t->fd];
     tls_marks[t->fd] = 0;
     if (s->closing || t->requested || t->evicted || (m & TLS_HELLO) == 0 ||
-        (m & (TLS_FINISHED | TLS_REFUSED)) != 0)
+        (m & (TLS_FINISHED | TLS_REFUSED)) != 0) {
         return;
+    }
     log_refusal(t->peer, REFUSAL_UNFINISHED,
                 "the handshake stopped after the client's hello (no common TLS version or "
                 "cipher suite, the client does not trust this server's certificate, or it went "
@@ -473,8 +500,9 @@ static void handshake_closed(struct http_server *s, struct http_track *t)
 
 static bool has_client_cert(struct http_server *s, struct MHD_Connection *mc)
 {
-    if (s->tls_cert == NULL)
+    if (s->tls_cert == NULL) {
         return false;
+    }
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(mc, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     unsigned n = 0;
@@ -487,33 +515,39 @@ static void notify_connection(void *cls, struct MHD_Connection *mc, void **socke
 {
     struct http_server *s = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        if (s->tls_cert != NULL && s->client_cert != HTTP_CLIENT_CERT_NONE)
+        if (s->tls_cert != NULL && s->client_cert != HTTP_CLIENT_CERT_NONE) {
             ask_client_cert(s, mc);
+        }
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct http_track *t = calloc(1, sizeof *t);
         *socket_context = t;
         if (t == NULL) {
-            if (ci != NULL)
+            if (ci != NULL) {
                 shutdown(ci->connect_fd, SHUT_RDWR);
+            }
             return;
         }
         t->mc = mc;
         t->fd = ci != NULL ? ci->connect_fd : -1;
-        if (s->tls_cert != NULL)
+        if (s->tls_cert != NULL) {
             watch_handshake(mc, t);
+        }
         s->n_conns++;
         track_wait(s, t);
-        if (s->n_conns > s->max_conns && s->waiting_head != NULL)
+        if (s->n_conns > s->max_conns && s->waiting_head != NULL) {
             track_evict(s, s->waiting_head);
+        }
         return;
     }
     struct http_track *t = *socket_context;
     *socket_context = NULL;
-    if (t == NULL)
+    if (t == NULL) {
         return;
-    if (s->tls_cert != NULL)
+    }
+    if (s->tls_cert != NULL) {
         handshake_closed(s, t);
+    }
     track_unlist(s, t);
     s->n_conns--;
     free(t);
@@ -530,23 +564,27 @@ static struct http_track *track_of(struct MHD_Connection *mc)
 
 static void conn_free(struct http_conn *c)
 {
-    if (c->resp != NULL)
+    if (c->resp != NULL) {
         MHD_destroy_response(c->resp);
+    }
     free(c->body);
     free(c);
 }
 
 static void suspended_remove(struct http_server *s, struct http_conn *c)
 {
-    if (!c->suspended)
+    if (!c->suspended) {
         return;
+    }
     c->suspended = false;
-    if (c->sprev != NULL)
+    if (c->sprev != NULL) {
         c->sprev->snext = c->snext;
-    else
+    } else {
         s->suspended = c->snext;
-    if (c->snext != NULL)
+    }
+    if (c->snext != NULL) {
         c->snext->sprev = c->sprev;
+    }
     c->sprev = c->snext = NULL;
 }
 
@@ -568,15 +606,18 @@ static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *mc)
 {
     struct http_server *s = cls;
     struct http_track *t = track_of(mc);
-    if (t != NULL)
+    if (t != NULL) {
         t->requested = true;
+    }
     struct http_conn *c = calloc(1, sizeof *c);
-    if (c == NULL)
+    if (c == NULL) {
         return NULL;
+    }
     c->s = s;
     c->mc = mc;
-    if (uri == NULL)
+    if (uri == NULL) {
         uri = "";
+    }
     const char *q = strchr(uri, '?');
     size_t plen = q != NULL ? (size_t)(q - uri) : strlen(uri);
     if (plen == 0 || uri[0] != '/') {
@@ -599,13 +640,15 @@ static enum http_method method_of(const char *m)
         const char *name;
         enum http_method m;
     } methods[] = {
-        {"GET", HTTP_M_GET},       {"HEAD", HTTP_M_HEAD},     {"POST", HTTP_M_POST},
-        {"PUT", HTTP_M_PUT},       {"PATCH", HTTP_M_PATCH},   {"DELETE", HTTP_M_DELETE},
+        {"GET", HTTP_M_GET},         {"HEAD", HTTP_M_HEAD},   {"POST", HTTP_M_POST},
+        {"PUT", HTTP_M_PUT},         {"PATCH", HTTP_M_PATCH}, {"DELETE", HTTP_M_DELETE},
         {"OPTIONS", HTTP_M_OPTIONS},
     };
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-        if (strcmp(m, methods[i].name) == 0)
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        if (strcmp(m, methods[i].name) == 0) {
             return methods[i].m;
+        }
+    }
     return HTTP_M_OTHER;
 }
 
@@ -617,13 +660,16 @@ struct header_scan {
 
 static bool copy_trimmed(char *dst, size_t cap, const char *v)
 {
-    while (*v == ' ' || *v == '\t')
+    while (*v == ' ' || *v == '\t') {
         v++;
+    }
     size_t n = strlen(v);
-    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) {
         n--;
-    if (n >= cap)
+    }
+    if (n >= cap) {
         return false;
+    }
     memcpy(dst, v, n);
     dst[n] = '\0';
     return true;
@@ -635,23 +681,27 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
     struct header_scan *h = cls;
     struct http_conn *c = h->c;
     (void)kind;
-    if (value == NULL)
+    if (value == NULL) {
         value = "";
+    }
     h->bytes += strlen(key) + strlen(value) + 4;
-    if (c->reject_status != 0)
+    if (c->reject_status != 0) {
         return MHD_YES;
+    }
     if (strcasecmp(key, "Authorization") == 0) {
         c->has_auth = true;
-        if (++h->n_auth > 1)
+        if (++h->n_auth > 1) {
             reject(c, 400, "duplicate Authorization header");
-        else if (!copy_trimmed(c->auth, sizeof c->auth, value))
+        } else if (!copy_trimmed(c->auth, sizeof c->auth, value)) {
             reject(c, 431, "Authorization header exceeds %zu bytes", sizeof c->auth - 1);
+        }
     } else if (strcasecmp(key, "Content-Type") == 0) {
         c->has_ctype = true;
-        if (++h->n_ctype > 1)
+        if (++h->n_ctype > 1) {
             reject(c, 400, "duplicate Content-Type header");
-        else if (!copy_trimmed(c->ctype, sizeof c->ctype, value))
+        } else if (!copy_trimmed(c->ctype, sizeof c->ctype, value)) {
             reject(c, 431, "Content-Type header exceeds %zu bytes", sizeof c->ctype - 1);
+        }
     }
     return MHD_YES;
 }
@@ -660,11 +710,13 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 static bool is_json_type(const char *ct)
 {
     static const char want[] = "application/json";
-    if (strncasecmp(ct, want, sizeof want - 1) != 0)
+    if (strncasecmp(ct, want, sizeof want - 1) != 0) {
         return false;
+    }
     const char *rest = ct + sizeof want - 1;
-    while (*rest == ' ' || *rest == '\t')
+    while (*rest == ' ' || *rest == '\t') {
         rest++;
+    }
     return *rest == '\0' || *rest == ';';
 }
 
@@ -682,8 +734,9 @@ static void check_headers(struct http_conn *c)
         reject(c, 431, "request header block exceeds %d bytes", HTTP_HEADERS_MAX);
         return;
     }
-    if (c->reject_status != 0)
+    if (c->reject_status != 0) {
         return;
+    }
     const char *cl = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Content-Length");
     const char *te = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Transfer-Encoding");
     unsigned long long len = cl != NULL ? strtoull(cl, NULL, 10) : 0;
@@ -705,10 +758,12 @@ static struct MHD_Response *make_response(const char *content_type, const char *
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(
         body != NULL ? body_len : 0, (void *)(body != NULL ? body : ""), MHD_RESPMEM_MUST_COPY);
-    if (r == NULL)
+    if (r == NULL) {
         return NULL;
-    if (content_type == NULL)
+    }
+    if (content_type == NULL) {
         content_type = "application/json";
+    }
     if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
         /* Only an absurd content type gets here: answer something well-formed instead. */
         MHD_destroy_response(r);
@@ -723,8 +778,9 @@ static enum MHD_Result queue(struct MHD_Connection *mc, unsigned status, struct 
         static const char oom[] = "{\"error\":\"cannot build the response\"}";
         r = make_response(NULL, oom, sizeof oom - 1);
         status = 500;
-        if (r == NULL)
+        if (r == NULL) {
             return MHD_NO;
+        }
     }
     enum MHD_Result rc = MHD_queue_response(mc, status, r);
     MHD_destroy_response(r);
@@ -740,8 +796,9 @@ static enum MHD_Result answer_reject(struct http_conn *c)
     n += 2;
     struct MHD_Response *r = make_response(NULL, body, n);
     /* The rest of the input is not read: close after this answer. */
-    if (r != NULL)
+    if (r != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    }
     return queue(c->mc, (unsigned)c->reject_status, r);
 }
 
@@ -750,35 +807,40 @@ static void peer_of(struct http_conn *c)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c->mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     strcpy(c->peer, "?");
-    if (ci == NULL || ci->client_addr == NULL)
+    if (ci == NULL || ci->client_addr == NULL) {
         return;
-    if (ci->client_addr->sa_family == AF_INET)
+    }
+    if (ci->client_addr->sa_family == AF_INET) {
         uv_ip4_name((const struct sockaddr_in *)ci->client_addr, c->peer, sizeof c->peer);
-    else if (ci->client_addr->sa_family == AF_INET6)
+    } else if (ci->client_addr->sa_family == AF_INET6) {
         uv_ip6_name((const struct sockaddr_in6 *)ci->client_addr, c->peer, sizeof c->peer);
+    }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     struct http_server *s = cls;
     struct http_conn *c = *req_cls;
     (void)url;
     (void)version;
-    if (c == NULL)
+    if (c == NULL) {
         return MHD_NO; /* out of memory in uri_logger */
-    if (s->closing)
+    }
+    if (s->closing) {
         return MHD_NO;
+    }
 
     if (!c->headers_seen) {
         c->headers_seen = true;
         c->req.method = method_of(method);
-        if (c->reject_status == 0)
+        if (c->reject_status == 0) {
             check_headers(c);
-        if (c->reject_status != 0)
+        }
+        if (c->reject_status != 0) {
             return answer_reject(c);
+        }
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -792,11 +854,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         }
         if (c->body_len + len + 1 > c->body_cap) {
             size_t cap = c->body_cap > 0 ? c->body_cap : 1024;
-            while (cap < c->body_len + len + 1)
+            while (cap < c->body_len + len + 1) {
                 cap *= 2;
+            }
             char *nb = realloc(c->body, cap);
-            if (nb == NULL)
+            if (nb == NULL) {
                 return MHD_NO;
+            }
             c->body = nb;
             c->body_cap = cap;
         }
@@ -810,8 +874,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->resp = NULL;
         return queue(mc, c->resp_status, r);
     }
-    if (c->dispatched)
+    if (c->dispatched) {
         return MHD_YES; /* a spurious call while suspended */
+    }
     if (c->too_large) {
         reject(c, 413, "request body exceeds %d bytes", HTTP_BODY_MAX);
         return answer_reject(c);
@@ -820,12 +885,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     /* The request is complete: no deadline while the handler has it. */
     c->dispatched = true;
     struct http_track *t = track_of(mc);
-    if (t != NULL)
+    if (t != NULL) {
         track_unlist(s, t);
+    }
     peer_of(c);
     c->req.body = c->body != NULL ? c->body : "";
-    if (c->body != NULL)
+    if (c->body != NULL) {
         c->body[c->body_len] = '\0';
+    }
     c->req.body_len = c->body_len;
     c->req.authorization = c->has_auth ? c->auth : NULL;
     c->req.content_type = c->has_ctype ? c->ctype : NULL;
@@ -834,8 +901,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     c->response_owed = true;
     s->handler(c, &c->req, s->data);
     if (!c->response_owed) {
-        if (c->resp == NULL)
+        if (c->resp == NULL) {
             return MHD_NO; /* answered while the server closes */
+        }
         struct MHD_Response *r = c->resp;
         c->resp = NULL;
         return queue(mc, c->resp_status, r);
@@ -845,8 +913,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     c->suspended = true;
     c->snext = s->suspended;
     c->sprev = NULL;
-    if (s->suspended != NULL)
+    if (s->suspended != NULL) {
         s->suspended->sprev = c;
+    }
     s->suspended = c;
     return MHD_YES;
 }
@@ -861,13 +930,15 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
         suspended_remove(s, c);
         c->s = NULL;
         c->mc = NULL;
-        if (!c->response_owed)
+        if (!c->response_owed) {
             conn_free(c);
+        }
     }
     /* Keep-alive: the next request has its own deadline. */
     struct http_track *t = track_of(mc);
-    if (t != NULL && code == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+    if (t != NULL && code == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
         track_wait(s, t);
+    }
 }
 
 void http_respond(struct http_conn *conn, int status, const char *content_type, const char *body,
@@ -879,8 +950,9 @@ void http_respond(struct http_conn *conn, int status, const char *content_type, 
 void http_respond_header(struct http_conn *conn, int status, const char *content_type,
                          const char *body, size_t body_len, const char *header, const char *value)
 {
-    if (conn == NULL || !conn->response_owed)
+    if (conn == NULL || !conn->response_owed) {
         return;
+    }
     conn->response_owed = false;
     struct http_server *s = conn->s;
     if (s == NULL) {
@@ -888,8 +960,9 @@ void http_respond_header(struct http_conn *conn, int status, const char *content
         conn_free(conn);
         return;
     }
-    if (s->closing)
+    if (s->closing) {
         return; /* dropped; freed when MHD reports the request terminated */
+    }
     conn->resp = make_response(content_type, body, body_len);
     if (conn->resp == NULL) {
         static const char bad[] = "{\"error\":\"invalid response content type\"}";
@@ -908,8 +981,9 @@ void http_respond_header(struct http_conn *conn, int status, const char *content
         MHD_resume_connection(conn->mc);
         /* MHD's wake-up descriptor is in its epoll set, so the uv_poll fires; run now anyway
          * when not inside MHD already, to answer without an extra loop turn. */
-        if (!s->in_run)
+        if (!s->in_run) {
             server_run(s);
+        }
     }
 }
 
@@ -961,8 +1035,9 @@ static char *read_pem(const char *path, const char *what, bool private, char *er
 
 static void free_secret(char **p)
 {
-    if (*p != NULL)
+    if (*p != NULL) {
         memset(*p, 0, strlen(*p));
+    }
     free(*p);
     *p = NULL;
 }
@@ -971,15 +1046,18 @@ int http_server_set_tls(struct http_server *s, const char *certfile, const char 
                         const char *key_password, char *errmsg)
 {
     int rc = 0;
-    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
         return rpg_err(errmsg, RPG_EINVAL, "this libmicrohttpd has no TLS support");
+    }
     free_secret(&s->tls_key_password);
     if (key_password != NULL && key_password[0] != '\0') {
-        if (MHD_is_feature_supported(MHD_FEATURE_HTTPS_KEY_PASSWORD) != MHD_YES)
+        if (MHD_is_feature_supported(MHD_FEATURE_HTTPS_KEY_PASSWORD) != MHD_YES) {
             return rpg_err(errmsg, RPG_EINVAL, "this libmicrohttpd cannot decrypt a key file");
+        }
         s->tls_key_password = strdup(key_password);
-        if (s->tls_key_password == NULL)
+        if (s->tls_key_password == NULL) {
             return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+        }
     }
     free(s->tls_cert);
     free(s->tls_key);
@@ -998,32 +1076,37 @@ int http_server_set_tls_priorities(struct http_server *s, const char *priorities
 {
     free(s->tls_priorities);
     s->tls_priorities = NULL;
-    if (priorities == NULL || priorities[0] == '\0')
+    if (priorities == NULL || priorities[0] == '\0') {
         return 0;
+    }
     gnutls_priority_t prio;
     const char *bad = NULL;
-    if (gnutls_priority_init(&prio, priorities, &bad) != 0)
-        return rpg_err(errmsg, RPG_EINVAL, "TLS priority string %s: wrong at \"%.40s\"",
-                       priorities, bad != NULL ? bad : "");
+    if (gnutls_priority_init(&prio, priorities, &bad) != 0) {
+        return rpg_err(errmsg, RPG_EINVAL, "TLS priority string %s: wrong at \"%.40s\"", priorities,
+                       bad != NULL ? bad : "");
+    }
     gnutls_priority_deinit(prio);
     s->tls_priorities = strdup(priorities);
-    if (s->tls_priorities == NULL)
+    if (s->tls_priorities == NULL) {
         return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+    }
     return 0;
 }
 
-int http_server_set_client_ca(struct http_server *s, const char *cafile,
-                              enum http_client_cert mode, char *errmsg)
+int http_server_set_client_ca(struct http_server *s, const char *cafile, enum http_client_cert mode,
+                              char *errmsg)
 {
     int rc = 0;
     free(s->tls_trust);
     s->tls_trust = NULL;
     s->client_cert = HTTP_CLIENT_CERT_NONE;
-    if (mode == HTTP_CLIENT_CERT_NONE)
+    if (mode == HTTP_CLIENT_CERT_NONE) {
         return 0;
+    }
     s->tls_trust = read_pem(cafile, "client CA file", false, errmsg, &rc);
-    if (s->tls_trust == NULL)
+    if (s->tls_trust == NULL) {
         return rc;
+    }
     s->client_cert = mode;
     return 0;
 }
@@ -1036,8 +1119,9 @@ static void tls_free(struct http_server *s)
     free(s->tls_priorities);
     s->tls_priorities = NULL;
     free(s->tls_cert);
-    if (s->tls_key != NULL)
+    if (s->tls_key != NULL) {
         memset(s->tls_key, 0, strlen(s->tls_key));
+    }
     free(s->tls_key);
     s->tls_cert = s->tls_key = NULL;
 }
@@ -1058,8 +1142,9 @@ static void poll_cb(uv_poll_t *p, int status, int events)
 
 static void server_run(struct http_server *s)
 {
-    if (s->closing || s->mhd == NULL)
+    if (s->closing || s->mhd == NULL) {
         return;
+    }
     s->in_run = 1;
     MHD_run(s->mhd);
     s->in_run = 0;
@@ -1080,10 +1165,12 @@ static void server_run(struct http_server *s)
      * time-out again (runs the poll handle starts do not reset this, or a stream of input
      * would keep the spin going). */
     if (ms == 0) {
-        if (s->zero_runs > 0)
+        if (s->zero_runs > 0) {
             ms = 1u << (s->zero_runs - 1 < 5 ? s->zero_runs - 1 : 5);
-        if (s->zero_runs < 16)
+        }
+        if (s->zero_runs < 16) {
             s->zero_runs++;
+        }
     } else {
         s->zero_runs = 0;
     }
@@ -1093,13 +1180,15 @@ static void server_run(struct http_server *s)
 static void handle_closed(uv_handle_t *h)
 {
     struct http_server *s = h->data;
-    if (--s->open_handles > 0)
+    if (--s->open_handles > 0) {
         return;
+    }
     void (*cb)(struct http_server *) = s->close_cb;
     s->close_cb = NULL;
     /* s may be freed by cb: nothing touches it afterwards. */
-    if (cb != NULL)
+    if (cb != NULL) {
         cb(s);
+    }
 }
 
 /* Descriptors for max_conns connections: raise the soft limit towards the hard one, and take
@@ -1107,14 +1196,16 @@ static void handle_closed(uv_handle_t *h)
 static unsigned fit_fd_limit(unsigned want)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
         return want;
+    }
     rlim_t need = (rlim_t)want + HARD_LIMIT_SLACK + FD_RESERVE;
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
         rlim_t cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
         struct rlimit nrl = {.rlim_cur = cur, .rlim_max = rl.rlim_max};
-        if (setrlimit(RLIMIT_NOFILE, &nrl) == 0)
+        if (setrlimit(RLIMIT_NOFILE, &nrl) == 0) {
             rl.rlim_cur = cur;
+        }
     }
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
         rlim_t room = rl.rlim_cur > HARD_LIMIT_SLACK + FD_RESERVE + 16
@@ -1131,9 +1222,10 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
     struct sockaddr_in sa;
     int fd = -1, rc;
 
-    if (http_parse_ipv4_port(addr, &sa, true) != 0)
+    if (http_parse_ipv4_port(addr, &sa, true) != 0) {
         return rpg_err(errmsg, RPG_EINVAL, "invalid listen address \"%s\": expected a.b.c.d:port",
                        addr);
+    }
 
     s->loop = loop;
     s->handler = handler;
@@ -1149,23 +1241,29 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
     s->waiting_head = s->waiting_tail = NULL;
     s->suspended = NULL;
     s->fd = -1;
-    if (s->max_conns == 0)
+    if (s->max_conns == 0) {
         s->max_conns = DEFAULT_MAX_CONNS;
-    if (s->idle_timeout_ms == 0)
+    }
+    if (s->idle_timeout_ms == 0) {
         s->idle_timeout_ms = DEFAULT_IDLE_MS;
+    }
     s->max_conns = fit_fd_limit(s->max_conns);
 
     /* Bound and listening before MHD sees it, for exact errors ("address already in use"). */
     fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    if (fd < 0) {
         goto sys_err;
+    }
     int on = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0)
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) {
         goto sys_err;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         goto sys_err;
-    if (listen(fd, SOMAXCONN) != 0)
+    }
+    if (listen(fd, SOMAXCONN) != 0) {
         goto sys_err;
+    }
 
     /* MHD's own time-out (whole seconds, inactivity) covers a client that stops reading a
      * response; the request deadline above is ours. */
@@ -1175,13 +1273,12 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | (tls ? MHD_USE_TLS : 0), 0, NULL, NULL,
         on_request, s, MHD_OPTION_HTTPS_MEM_CERT, tls ? s->tls_cert : NULL,
         MHD_OPTION_HTTPS_MEM_KEY, tls ? s->tls_key : NULL, MHD_OPTION_HTTPS_KEY_PASSWORD,
-        tls ? s->tls_key_password : NULL, MHD_OPTION_HTTPS_MEM_TRUST,
-        tls ? s->tls_trust : NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-        s->max_conns + HARD_LIMIT_SLACK, MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION,
-        notify_connection, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned)SOMAXCONN,
+        tls ? s->tls_key_password : NULL, MHD_OPTION_HTTPS_MEM_TRUST, tls ? s->tls_trust : NULL,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, s->max_conns + HARD_LIMIT_SLACK,
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)SOMAXCONN,
         /* Last: without priorities the list ends here, and GnuTLS's defaults apply. */
         tls && s->tls_priorities != NULL ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END,
         s->tls_priorities, MHD_OPTION_END);
@@ -1189,8 +1286,9 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
         bool trust = s->tls_trust != NULL, password = s->tls_key_password != NULL;
         close(fd);
         tls_free(s);
-        if (!tls)
+        if (!tls) {
             return rpg_err(errmsg, RPG_EIO, "listen %s: cannot start the HTTP server", addr);
+        }
         return rpg_err(errmsg, RPG_EIO,
                        "listen %s: cannot start the HTTP server (is the key the certificate's, "
                        "both PEM%s%s?)",
@@ -1216,8 +1314,9 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
 
 sys_err:
     rc = uv_translate_sys_error(errno);
-    if (fd >= 0)
+    if (fd >= 0) {
         close(fd);
+    }
     return rpg_err(errmsg, RPG_EIO, "listen %s: %s", addr, uv_strerror(rc));
 }
 
@@ -1225,14 +1324,18 @@ int http_server_port(const struct http_server *s)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (s->fd < 0)
+    if (s->fd < 0) {
         return UV_EBADF;
-    if (getsockname(s->fd, (struct sockaddr *)&ss, &len) != 0)
+    }
+    if (getsockname(s->fd, (struct sockaddr *)&ss, &len) != 0) {
         return uv_translate_sys_error(errno);
-    if (ss.ss_family == AF_INET)
+    }
+    if (ss.ss_family == AF_INET) {
         return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6)
+    }
+    if (ss.ss_family == AF_INET6) {
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
     return UV_EINVAL;
 }
 
@@ -1263,20 +1366,23 @@ static void server_finish_close(struct http_server *s)
 
 void http_server_close(struct http_server *s, void (*cb)(struct http_server *s))
 {
-    if (s->closing)
+    if (s->closing) {
         return;
+    }
     s->closing = 1;
     s->close_cb = cb;
     if (s->open_handles == 0) {
         /* Never started (or failed to): nothing to close. */
         tls_free(s);
         s->close_cb = NULL;
-        if (cb != NULL)
+        if (cb != NULL) {
             cb(s);
+        }
         return;
     }
     /* Stop watching now; the epoll descriptor closes with MHD. */
     uv_poll_stop(&s->poll);
-    if (!s->in_run)
+    if (!s->in_run) {
         server_finish_close(s);
+    }
 }

@@ -4,8 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const struct peer_status *lead_peer(const struct peer_status *peers, unsigned n,
-                                    const char *name)
+const struct peer_status *lead_peer(const struct peer_status *peers, unsigned n, const char *name)
 {
     for (unsigned k = 0; name != NULL && k < n; k++) {
         if (strcmp(peers[k].name, name) == 0) {
@@ -60,8 +59,8 @@ uint64_t lead_pick_voter(const struct cons *c, const struct peer_status *peers, 
     unsigned n_ids = cons_config_ids(c, ids, FSM_MEMBERS_MAX);
     for (unsigned i = 0; i < n_ids && i < FSM_MEMBERS_MAX; i++) {
         const struct peer_status *p = lead_peer(peers, n, cons_member_name(c, ids[i]));
-        if (ids[i] != c->id && cons_voting(c, ids[i]) == RAFT_VOTER && p != NULL &&
-            p->reachable && p->id == ids[i] && !p->storage_failed && !p->diverged) {
+        if (ids[i] != c->id && cons_voting(c, ids[i]) == RAFT_VOTER && p != NULL && p->reachable &&
+            p->id == ids[i] && !p->storage_failed && !p->diverged) {
             return ids[i];
         }
     }

@@ -16,10 +16,8 @@ static struct loopwatch *g_current;
 const char *loopwatch_phase_name(enum loopwatch_phase phase)
 {
     switch (phase) {
-    case LOOPWATCH_PHASE_TIMERS:
-        return "timers and check callbacks";
-    case LOOPWATCH_PHASE_POLL:
-        return "poll and i/o callbacks";
+    case LOOPWATCH_PHASE_TIMERS: return "timers and check callbacks";
+    case LOOPWATCH_PHASE_POLL: return "poll and i/o callbacks";
     }
     return "unknown";
 }

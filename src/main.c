@@ -77,8 +77,8 @@ static int cmd_check_config(int argc, char **argv)
                         : "joining member (waits for 'ctl member add')");
     printf("raft: listen=%s data_dir=%s election_timeout=%ums heartbeat_timeout=%ums "
            "pre_vote=%s members=%u\n",
-           c.raft.listen, c.raft.data_dir, c.raft.election_timeout_ms,
-           c.raft.heartbeat_timeout_ms, c.raft.pre_vote ? "on" : "off", c.raft.n_members);
+           c.raft.listen, c.raft.data_dir, c.raft.election_timeout_ms, c.raft.heartbeat_timeout_ms,
+           c.raft.pre_vote ? "on" : "off", c.raft.n_members);
     for (unsigned i = 0; i < c.raft.n_members; i++) {
         printf("  member %s id=%u raft=%s api=%s\n", c.raft.members[i].name, i + 1,
                c.raft.members[i].raft, c.raft.members[i].api);
@@ -90,8 +90,7 @@ static int cmd_check_config(int argc, char **argv)
     } else {
         printf("raft transport: UNAUTHENTICATED (raft.secret_file is not set)\n");
     }
-    printf("restapi: listen=%s connect_address=%s\n", c.restapi.listen,
-           c.restapi.connect_address);
+    printf("restapi: listen=%s connect_address=%s\n", c.restapi.listen, c.restapi.connect_address);
     if (c.has_postgresql) {
         printf("postgresql: bin_dir=%s data_dir=%s listen=%s connect_address=%s\n",
                c.postgresql.bin_dir, c.postgresql.data_dir, c.postgresql.listen,

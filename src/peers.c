@@ -49,12 +49,10 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
         s->pg_timeline = (uint32_t)json_integer_value(json_object_get(pg, "timeline"));
         s->pg_checkpoint_timeline =
             (uint32_t)json_integer_value(json_object_get(pg, "checkpoint_timeline"));
-        s->pg_wal_position =
-            (uint64_t)json_integer_value(json_object_get(pg, "wal_position"));
+        s->pg_wal_position = (uint64_t)json_integer_value(json_object_get(pg, "wal_position"));
         s->pg_replay_position =
             (uint64_t)json_integer_value(json_object_get(pg, "replay_position"));
-        s->pg_start_failures =
-            (unsigned)json_integer_value(json_object_get(pg, "start_failures"));
+        s->pg_start_failures = (unsigned)json_integer_value(json_object_get(pg, "start_failures"));
         const char *unwritable = json_string_value(json_object_get(pg, "unwritable"));
         s->pg_unwritable = unwritable != NULL && unwritable[0] != '\0';
         copy_str(s->pg_address, sizeof s->pg_address, pg, "address");
@@ -94,8 +92,7 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     s->n_members = 0;
     const char *mname;
     json_t *mid;
-    json_object_foreach(json_object_get(st, "members"), mname, mid)
-    {
+    json_object_foreach(json_object_get(st, "members"), mname, mid) {
         if (s->n_members < FSM_MEMBERS_MAX && json_is_integer(mid) &&
             strlen(mname) < FSM_NAME_MAX) {
             snprintf(s->members[s->n_members].name, FSM_NAME_MAX, "%s", mname);

@@ -348,9 +348,10 @@ int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeli
     /* A primary writes "in production", "shutting down" and "shut down"; a server started without
      * a standby or recovery signal replays as "in crash recovery". A standby's states are "in
      * archive recovery" and "shut down in recovery". */
-    *was_primary = strncmp(v, "in production", 13) == 0 || strncmp(v, "shutting down", 13) == 0 ||
-                   strncmp(v, "in crash recovery", 17) == 0 ||
-                   (strncmp(v, "shut down", 9) == 0 && strncmp(v, "shut down in recovery", 21) != 0);
+    *was_primary =
+        strncmp(v, "in production", 13) == 0 || strncmp(v, "shutting down", 13) == 0 ||
+        strncmp(v, "in crash recovery", 17) == 0 ||
+        (strncmp(v, "shut down", 9) == 0 && strncmp(v, "shut down in recovery", 21) != 0);
     return 0;
 }
 
@@ -584,8 +585,8 @@ static int conninfo_for(const struct pg *p, const struct pg_upstream *up, bool r
     uint16_t port = 0;
     conf_parse_addr(up->address, host, &port);
     const char *user = replication ? c->postgresql.replication_name : c->postgresql.superuser_name;
-    const char *password =
-        replication ? c->postgresql.replication_password : c->postgresql.superuser_password;
+    const char *password = replication ? c->postgresql.replication_password
+                                       : c->postgresql.superuser_password;
     char quser[2 * CONF_NAME_MAX + 3], qapp[2 * FSM_NAME_MAX + 3];
     char own[PATH_MAX + 16], qpassfile[2 * (PATH_MAX + 16) + 3];
     const char *passfile = c->postgresql.passfile;
@@ -1273,7 +1274,8 @@ static void on_controldata(struct proc *pr, const struct proc_result *res, void 
             /* Permission denied, an I/O error, anything else: reported (the member's detail
              * says it), never repaired by removing the directory. */
             if (!p->controldata_reported) {
-                log_error("pg_controldata: %s: the data directory is left as it is", p->state_detail);
+                log_error("pg_controldata: %s: the data directory is left as it is",
+                          p->state_detail);
                 p->controldata_reported = true;
             }
         }
@@ -1497,8 +1499,7 @@ static int pid_working_in(const char *data_dir)
     while (found == 0 && (e = readdir(d)) != NULL) {
         char *end = NULL;
         long pid = strtol(e->d_name, &end, 10);
-        if (pid > 0 && pid <= INT32_MAX && *end == '\0' && works_in(pid, dir) &&
-            is_postgres(pid)) {
+        if (pid > 0 && pid <= INT32_MAX && *end == '\0' && works_in(pid, dir) && is_postgres(pid)) {
             found = (int)pid;
         }
     }
@@ -1615,8 +1616,10 @@ static void storage_check(const char *dir, char *why, size_t size)
             return;
         }
         if (avail < PG_MIN_FREE_BYTES) {
-            fmt_str(why, size, "the file system of %s has %llu bytes free (less than one WAL "
-                    "segment)", paths[i], avail);
+            fmt_str(why, size,
+                    "the file system of %s has %llu bytes free (less than one WAL "
+                    "segment)",
+                    paths[i], avail);
             return;
         }
         if (access(paths[i], W_OK) != 0) {
@@ -1701,8 +1704,8 @@ static void observe(struct pg *p)
             fmt_str(bin, sizeof bin, "%s/pg_controldata", p->conf->postgresql.bin_dir);
             char *argv[] = {bin, "-D", (char *)p->conf->postgresql.data_dir, NULL};
             char *env[] = {"LC_ALL=C", NULL};
-            if (proc_run(&p->controldata, p->loop, argv, env, 10000, on_controldata, p,
-                         errmsg) == 0) {
+            if (proc_run(&p->controldata, p->loop, argv, env, 10000, on_controldata, p, errmsg) ==
+                0) {
                 p->controldata_running = true;
                 p->query_epoch = p->epoch;
             }
@@ -2052,8 +2055,9 @@ static int pg_ctl_start(struct pg *p)
     bin_path(p, "pg_ctl", bin, sizeof bin);
     fmt_str(logf, sizeof logf, "%s.log", p->conf->postgresql.data_dir);
     fmt_str(t, sizeof t, "%d", START_TIMEOUT_S);
-    char *argv[] = {bin, "start", "-D", (char *)p->conf->postgresql.data_dir, "-l", logf,
-                    "-w", "-t", t, "-s", NULL};
+    char *argv[] = {bin,  "start", "-D", (char *)p->conf->postgresql.data_dir,
+                    "-l", logf,    "-w", "-t",
+                    t,    "-s",    NULL};
     int rv = run(p, argv, (START_TIMEOUT_S + 10) * 1000u);
     p->proc_launches = rv == 0;
     return rv;
@@ -2087,9 +2091,10 @@ static char *slots_sql(const struct pg *p)
     char *buf = NULL;
     size_t len = 0, cap = 0;
     char name[FSM_NAME_MAX];
-    append(&buf, &len, &cap, "SELECT pg_drop_replication_slot(slot_name) FROM "
-                             "pg_replication_slots WHERE slot_name LIKE 'raftpg\\_%%' AND NOT "
-                             "active AND slot_name NOT IN (''");
+    append(&buf, &len, &cap,
+           "SELECT pg_drop_replication_slot(slot_name) FROM "
+           "pg_replication_slots WHERE slot_name LIKE 'raftpg\\_%%' AND NOT "
+           "active AND slot_name NOT IN (''");
     for (unsigned i = 0; i < p->n_slot_ids; i++) {
         ha_slot_name(p->slot_ids[i], name, sizeof name);
         append(&buf, &len, &cap, ", '%s'", name);
@@ -2143,8 +2148,8 @@ static int move_aside(struct pg *p, char *errmsg)
         return rv;
     }
     if (rename(dir, aside) != 0) {
-        return rpg_err(errmsg, RPG_EIO, "cannot move data directory %s aside to %s: %s", dir,
-                       aside, strerror(errno));
+        return rpg_err(errmsg, RPG_EIO, "cannot move data directory %s aside to %s: %s", dir, aside,
+                       strerror(errno));
     }
     log_warning("reinit: data directory %s moved aside to %s (reason in %s)", dir, aside,
                 reason_path);
@@ -2204,8 +2209,8 @@ static int run_on_source(struct pg *p, const char *sql, unsigned timeout_ms, cha
         return rv;
     }
     bin_path(p, "psql", bin, sizeof bin);
-    char *argv[] = {bin, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", ci, "-c",
-                    (char *)sql, NULL};
+    char *argv[] = {bin,  "-X", "-q", "-A",        "-t", "-v", "ON_ERROR_STOP=1",
+                    "-d", ci,   "-c", (char *)sql, NULL};
     if (run(p, argv, timeout_ms) != 0) {
         return rpg_err(errmsg, RPG_EIO, "%s", p->op_error);
     }
@@ -2261,8 +2266,11 @@ static int rewind_step(struct pg *p, char *errmsg)
                          "not shut down cleanly: postgres --single replays its WAL, keeping every "
                          "segment");
             bin_path(p, "postgres", bin, sizeof bin);
-            char *argv[] = {bin, "--single", "-D", dd, "-c", "archive_mode=on", "-c",
-                            "archive_command=false", "template1", NULL};
+            char *argv[] = {bin,         "--single",
+                            "-D",        dd,
+                            "-c",        "archive_mode=on",
+                            "-c",        "archive_command=false",
+                            "template1", NULL};
             if (run(p, argv, REWIND_TIMEOUT_MS) != 0) {
                 return rpg_err(errmsg, RPG_EIO, "%s", p->op_error);
             }
@@ -2270,8 +2278,7 @@ static int rewind_step(struct pg *p, char *errmsg)
         }
         return (rv = start_checkpoint_source(p, errmsg)) != 0 ? rv : 1;
     }
-    case PG_REJOIN_CRASH_RECOVER:
-        return (rv = start_checkpoint_source(p, errmsg)) != 0 ? rv : 1;
+    case PG_REJOIN_CRASH_RECOVER: return (rv = start_checkpoint_source(p, errmsg)) != 0 ? rv : 1;
     case PG_REJOIN_CHECKPOINT_SOURCE:
         if (!p->rejoin.checkpoint_asked) {
             unsigned tl = 0, ckpt = 0;
@@ -2411,8 +2418,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
         if (p->op == PG_OP_STOP && step == 1) {
             /* Fast shutdown did not finish within its bound: escalate. */
             bin_path(p, "pg_ctl", bin, sizeof bin);
-            char *argv[] = {bin, "stop", "-D", dd, "-m", "immediate", "-w", "-t", "30", "-s",
-                            NULL};
+            char *argv[] = {bin, "stop", "-D", dd, "-m", "immediate", "-w", "-t", "30", "-s", NULL};
             log_warning("fast shutdown failed (%s): stopping postgresql immediately", msg);
             if (run(p, argv, 40000) == 0) {
                 return;
@@ -2442,9 +2448,16 @@ static void op_step(struct pg *p, int rc, const char *msg)
             char user[CONF_NAME_MAX + 16], pwarg[PATH_MAX + 16];
             fmt_str(user, sizeof user, "--username=%s", c->postgresql.superuser_name);
             fmt_str(pwarg, sizeof pwarg, "--pwfile=%s", pwfile);
-            char *argv[] = {bin,        "-D", dd, user, "--data-checksums", "--encoding=UTF8",
-                            "--locale=C.UTF-8", "--auth=trust",
-                            c->postgresql.superuser_password[0] != '\0' ? pwarg : NULL, NULL};
+            char *argv[] = {bin,
+                            "-D",
+                            dd,
+                            user,
+                            "--data-checksums",
+                            "--encoding=UTF8",
+                            "--locale=C.UTF-8",
+                            "--auth=trust",
+                            c->postgresql.superuser_password[0] != '\0' ? pwarg : NULL,
+                            NULL};
             log_info("bootstrap: running initdb in %s", dd);
             if (run(p, argv, 600000) == 0) {
                 return;
@@ -2606,8 +2619,8 @@ static void op_step(struct pg *p, int rc, const char *msg)
             argv[argc] = NULL;
             bool throttled = c->postgresql.basebackup_max_rate[0] != '\0';
             rejoin_stage(p, PG_REJOIN_CLONE, "pg_basebackup from %s", p->upstream.name);
-            log_info("clone: pg_basebackup from %s (%s)%s%s", p->upstream.name,
-                     p->upstream.address, throttled ? " --max-rate=" : "",
+            log_info("clone: pg_basebackup from %s (%s)%s%s", p->upstream.name, p->upstream.address,
+                     throttled ? " --max-rate=" : "",
                      throttled ? c->postgresql.basebackup_max_rate : "");
             if (run(p, argv, CLONE_TIMEOUT_MS) == 0) {
                 return;
@@ -2670,8 +2683,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
         }
         op_finish(p, 0, NULL);
         return;
-    case PG_OP_NONE:
-        return;
+    case PG_OP_NONE: return;
     }
     if (rv != 0) {
         fmt_str(p->op_error, sizeof p->op_error, "%s", errmsg);

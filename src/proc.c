@@ -37,8 +37,9 @@ static void proc_on_close(uv_handle_t *h);
 
 static void proc_close(uv_handle_t *h)
 {
-    if (!uv_is_closing(h))
+    if (!uv_is_closing(h)) {
         uv_close(h, proc_on_close);
+    }
 }
 
 static void reverse(char *s, size_t len)
@@ -61,8 +62,9 @@ static void proc_output_finish(struct proc *p)
         reverse(p->output, PROC_RING_SIZE);
         len = PROC_RING_SIZE;
     }
-    while (len > 0 && (p->output[len - 1] == '\n' || p->output[len - 1] == '\r'))
+    while (len > 0 && (p->output[len - 1] == '\n' || p->output[len - 1] == '\r')) {
         len--;
+    }
     p->output[len] = '\0';
     p->output_len = len;
 }
@@ -72,8 +74,9 @@ static void proc_output_finish(struct proc *p)
 static void proc_release(struct proc *p)
 {
     assert(p->n_open > 0);
-    if (--p->n_open > 0)
+    if (--p->n_open > 0) {
         return;
+    }
 
     proc_output_finish(p);
     struct proc_result res = {
@@ -106,8 +109,9 @@ static void proc_on_timer(uv_timer_t *t)
     }
     if (!p->timed_out) {
         p->timed_out = true;
-        if (p->pid <= 0)
+        if (p->pid <= 0) {
             return; /* still spawning: the spawn's end sends SIGTERM and starts the grace */
+        }
         uv_kill(-p->pid, SIGTERM);
         uv_timer_start(&p->timer, proc_on_timer, p->kill_grace_ms, 0);
         return;
@@ -132,24 +136,27 @@ static void proc_on_exit(uv_poll_t *h, int status, int events)
     memset(&si, 0, sizeof si);
     (void)status; /* an error on the pidfd: waitid says what became of the program */
     if (syscall(SYS_waitid, P_PIDFD, p->pidfd, &si, WEXITED | WNOHANG, NULL) != 0) {
-        if (errno == EINTR)
+        if (errno == EINTR) {
             return;
+        }
         /* Nothing to reap (ECHILD): it is gone; say so rather than wait for ever. */
         si.si_code = CLD_KILLED;
         si.si_status = SIGKILL;
         si.si_pid = p->pid;
     }
-    if (si.si_pid == 0)
+    if (si.si_pid == 0) {
         return; /* not yet */
+    }
     p->exited = true;
     p->exit_status = si.si_code == CLD_EXITED ? si.si_status : 0;
     p->term_signal = si.si_code == CLD_EXITED ? 0 : si.si_status;
     uv_close((uv_handle_t *)&p->exit_poll, exit_poll_closed);
     uv_timer_stop(&p->timer);
-    if (uv_is_closing((uv_handle_t *)&p->out))
+    if (uv_is_closing((uv_handle_t *)&p->out)) {
         proc_close((uv_handle_t *)&p->timer);
-    else
+    } else {
         uv_timer_start(&p->timer, proc_on_timer, PROC_DRAIN_MS, 0);
+    }
 }
 
 static void proc_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -173,12 +180,14 @@ static void proc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
         return;
     }
-    if (nread == 0)
+    if (nread == 0) {
         return;
+    }
     /* End of file, or a read error: either way no more output for this run. */
     proc_close((uv_handle_t *)&p->out);
-    if (p->exited)
+    if (p->exited) {
         proc_close((uv_handle_t *)&p->timer);
+    }
 }
 
 static size_t env_key_len(const char *entry)
@@ -191,8 +200,9 @@ static bool env_overrides(char *const env[], const char *entry)
 {
     size_t n = env_key_len(entry);
     for (size_t i = 0; env[i] != NULL; i++) {
-        if (env_key_len(env[i]) == n && strncmp(env[i], entry, n) == 0)
+        if (env_key_len(env[i]) == n && strncmp(env[i], entry, n) == 0) {
             return true;
+        }
     }
     return false;
 }
@@ -205,8 +215,9 @@ static bool env_service_manager(const char *entry)
                                        "LISTEN_FDS",    "LISTEN_PID",    "LISTEN_FDNAMES"};
     size_t n = env_key_len(entry);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        if (strlen(keys[i]) == n && strncmp(keys[i], entry, n) == 0)
+        if (strlen(keys[i]) == n && strncmp(keys[i], entry, n) == 0) {
             return true;
+        }
     }
     return false;
 }
@@ -216,24 +227,30 @@ static bool env_service_manager(const char *entry)
 static char **env_merge(char *const env[])
 {
     static char *const none[] = {NULL};
-    if (env == NULL)
+    if (env == NULL) {
         env = none;
+    }
     size_t n_inherited = 0, n_extra = 0;
-    while (environ[n_inherited] != NULL)
+    while (environ[n_inherited] != NULL) {
         n_inherited++;
-    while (env[n_extra] != NULL)
+    }
+    while (env[n_extra] != NULL) {
         n_extra++;
+    }
 
     char **out = malloc((n_inherited + n_extra + 1) * sizeof *out);
-    if (out == NULL)
+    if (out == NULL) {
         return NULL;
+    }
     size_t n = 0;
     for (size_t i = 0; i < n_inherited; i++) {
-        if (!env_overrides(env, environ[i]) && !env_service_manager(environ[i]))
+        if (!env_overrides(env, environ[i]) && !env_service_manager(environ[i])) {
             out[n++] = environ[i];
+        }
     }
-    for (size_t i = 0; i < n_extra; i++)
+    for (size_t i = 0; i < n_extra; i++) {
         out[n++] = env[i];
+    }
     out[n] = NULL;
     return out;
 }
@@ -243,11 +260,13 @@ static char **env_merge(char *const env[])
 static char **strv_copy(char *const v[])
 {
     size_t n = 0, bytes = 0;
-    while (v[n] != NULL)
+    while (v[n] != NULL) {
         bytes += strlen(v[n++]) + 1;
+    }
     char **out = malloc((n + 1) * sizeof *out + bytes);
-    if (out == NULL)
+    if (out == NULL) {
         return NULL;
+    }
     char *at = (char *)(out + n + 1);
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(v[i]) + 1;
@@ -275,15 +294,16 @@ static void spawn_work(uv_work_t *w)
     sigset_t defaults, none;
     sigemptyset(&defaults);
     for (int sig = 1; sig < SIGRTMIN; sig++) {
-        if (sig != SIGKILL && sig != SIGSTOP)
+        if (sig != SIGKILL && sig != SIGSTOP) {
             sigaddset(&defaults, sig);
+        }
     }
     sigemptyset(&none);
     posix_spawnattr_init(&attr);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, p->spawn_out, 1);
@@ -301,8 +321,9 @@ static void spawn_work(uv_work_t *w)
     p->spawn_rc = -rc;
     p->spawn_pid = 0;
     p->spawn_pidfd = -1;
-    if (rc != 0)
+    if (rc != 0) {
         return;
+    }
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pidfd < 0) {
         /* Without a way to see its exit it cannot be run: end it. */
@@ -355,8 +376,9 @@ static void spawn_done(uv_work_t *w, int status)
         /* The pipe's write end is closed: its read side ends by itself. */
         p->exited = true;
         uv_timer_stop(&p->timer);
-        if (uv_is_closing((uv_handle_t *)&p->out))
+        if (uv_is_closing((uv_handle_t *)&p->out)) {
             proc_close((uv_handle_t *)&p->timer);
+        }
         proc_release(p);
         return;
     }
@@ -372,17 +394,20 @@ static void spawn_done(uv_work_t *w, int status)
 int proc_run(struct proc *p, uv_loop_t *loop, char *const argv[], char *const env[],
              unsigned timeout_ms, proc_cb cb, void *data, char *errmsg)
 {
-    if (argv == NULL || argv[0] == NULL || argv[0][0] == '\0')
+    if (argv == NULL || argv[0] == NULL || argv[0][0] == '\0') {
         return rpg_err(errmsg, RPG_EINVAL, "cannot run program: empty argument list");
-    if (p->running)
+    }
+    if (p->running) {
         return rpg_err(errmsg, RPG_EBUSY, "cannot run %s: %s is still running", argv[0], p->name);
+    }
 
     const char *base = strrchr(argv[0], '/');
     base = base != NULL && base[1] != '\0' ? base + 1 : argv[0];
 
     char **envp = env_merge(env);
-    if (envp == NULL)
+    if (envp == NULL) {
         return rpg_err(errmsg, RPG_ENOMEM, "cannot run %s: out of memory", base);
+    }
 
     /* The write end goes to the child as both stdout and stderr; it must block there. */
     uv_file fds[2];
@@ -421,8 +446,9 @@ int proc_run(struct proc *p, uv_loop_t *loop, char *const argv[], char *const en
     p->spawn_error = 0;
     p->start_ms = proc_now_ms(loop);
     p->timeout_ms = timeout_ms;
-    if (p->kill_grace_ms == 0)
+    if (p->kill_grace_ms == 0) {
         p->kill_grace_ms = PROC_KILL_GRACE_MS;
+    }
     p->output_len = 0;
     p->output_wrapped = false;
     snprintf(p->name, sizeof p->name, "%s", base);
@@ -453,8 +479,9 @@ int proc_run(struct proc *p, uv_loop_t *loop, char *const argv[], char *const en
         goto err;
     }
     rc = uv_read_start((uv_stream_t *)&p->out, proc_on_alloc, proc_on_read);
-    if (rc != 0)
+    if (rc != 0) {
         proc_close((uv_handle_t *)&p->out); /* run on without output rather than fail */
+    }
     p->spawn.data = p;
     rc = uv_queue_work(loop, &p->spawn, spawn_work, spawn_done);
     if (rc != 0) {
@@ -462,8 +489,9 @@ int proc_run(struct proc *p, uv_loop_t *loop, char *const argv[], char *const en
         goto err;
     }
     p->n_open++; /* the spawn, then the exit watch */
-    if (timeout_ms > 0)
+    if (timeout_ms > 0) {
         uv_timer_start(&p->timer, proc_on_timer, timeout_ms, 0);
+    }
     return 0;
 
 err:
@@ -472,8 +500,9 @@ err:
     strv_free(p->spawn_env);
     p->spawn_argv = p->spawn_env = NULL;
     p->spawn_error = rc;
-    if (p->n_open >= 2)
+    if (p->n_open >= 2) {
         proc_close((uv_handle_t *)&p->out);
+    }
     proc_close((uv_handle_t *)&p->timer);
     return 0;
 }
@@ -506,8 +535,9 @@ size_t proc_output_peek(const struct proc *p, char *buf, size_t size)
 void proc_kill(struct proc *p, int sig)
 {
     /* After the exit the group may hold only children the program left behind on purpose. */
-    if (!p->running || p->exited || p->spawn_error != 0)
+    if (!p->running || p->exited || p->spawn_error != 0) {
         return;
+    }
     if (p->pid <= 0) {
         p->kill_pending = sig; /* still spawning: sent once it runs */
         return;
@@ -519,13 +549,16 @@ void proc_kill(struct proc *p, int sig)
 static const char *last_line(const char *out, int *len)
 {
     size_t end = strlen(out);
-    while (end > 0 && isspace((unsigned char)out[end - 1]))
+    while (end > 0 && isspace((unsigned char)out[end - 1])) {
         end--;
+    }
     size_t start = end;
-    while (start > 0 && out[start - 1] != '\n')
+    while (start > 0 && out[start - 1] != '\n') {
         start--;
-    while (start < end && isspace((unsigned char)out[start]))
+    }
+    while (start < end && isspace((unsigned char)out[start])) {
         start++;
+    }
     *len = (int)(end - start);
     return out + start;
 }
@@ -538,19 +571,21 @@ void proc_describe(const struct proc *p, const struct proc_result *res, char *bu
     }
 
     char what[128];
-    if (res->timed_out)
+    if (res->timed_out) {
         snprintf(what, sizeof what, "%s timed out after %u ms", p->name, p->timeout_ms);
-    else if (res->term_signal != 0)
+    } else if (res->term_signal != 0) {
         snprintf(what, sizeof what, "%s killed by signal %d", p->name, res->term_signal);
-    else
+    } else {
         snprintf(what, sizeof what, "%s exited %d", p->name, res->exit_status);
+    }
 
     int len;
     const char *line = last_line(res->output != NULL ? res->output : "", &len);
-    if (len > 0)
+    if (len > 0) {
         snprintf(buf, size, "%s: %.*s", what, len, line);
-    else
+    } else {
         snprintf(buf, size, "%s", what);
+    }
 }
 
 bool proc_alive(int pid)

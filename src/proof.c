@@ -20,7 +20,8 @@ bool proof_nonce_valid(const char *s)
 {
     size_t n = 0;
     for (; s[n] != '\0'; n++) {
-        if (n >= PROOF_NONCE_HEX || !((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f'))) {
+        if (n >= PROOF_NONCE_HEX ||
+            !((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f'))) {
             return false;
         }
     }
@@ -92,7 +93,8 @@ void proof_sign_request(const uint8_t key[CONF_SECRET_SIZE], const char *scope, 
 static bool field(const char *s, const char *key, char *buf, size_t size)
 {
     size_t klen = strlen(key);
-    for (const char *p = s; p != NULL && *p != '\0'; p = strchr(p, ',') != NULL ? strchr(p, ',') + 1 : NULL) {
+    for (const char *p = s; p != NULL && *p != '\0';
+         p = strchr(p, ',') != NULL ? strchr(p, ',') + 1 : NULL) {
         if (strncmp(p, key, klen) == 0 && p[klen] == '=') {
             const char *v = p + klen + 1;
             size_t n = strcspn(v, ",");

@@ -247,11 +247,8 @@ int quorum_decide(const struct quorum_view *v, struct quorum_tracker *t,
     case SYNC_STEP_CONFIGURE:
         out->action = QUORUM_CONFIGURE;
         return sync_set_format(&d.set, out->value, sizeof out->value, errmsg);
-    case SYNC_STEP_WAIT:
-        out->action = QUORUM_WAIT;
-        return 0;
-    case SYNC_STEP_NONE:
-        break;
+    case SYNC_STEP_WAIT: out->action = QUORUM_WAIT; return 0;
+    case SYNC_STEP_NONE: break;
     }
     /* The set is settled; a value this driver did not write, or synchronous_commit, may still
      * differ from what is in force. */

@@ -78,8 +78,9 @@ void reinit_start(struct agent *a, struct http_conn *conn)
         snprintf(why, sizeof why, "an operation on this member's postgresql is under way");
         status = 409;
     } else if (strcmp(primary, a->conf.name) == 0 || a->cons.role == CONS_ROLE_LEADER) {
-        snprintf(why, sizeof why, "this member is the primary (or the raft leader): reinitialize "
-                                  "runs on a standby");
+        snprintf(why, sizeof why,
+                 "this member is the primary (or the raft leader): reinitialize "
+                 "runs on a standby");
     } else if (p == NULL || !p->reachable || strcmp(p->pg_state, "running") != 0 ||
                p->pg_in_recovery || p->pg_address[0] == '\0') {
         snprintf(why, sizeof why, "no running primary to clone from (recorded: %s)",

@@ -94,7 +94,8 @@ static void tick(uv_timer_t *t)
         log_info("restart: %s", msg);
         end(a, 200, "message", msg);
     } else if (now - r->started_ms > RESTART_STOP_MS + RESTART_WAIT_MS) {
-        end(a, 503, "error", "postgresql does not accept connections again yet: see raftpg ctl list");
+        end(a, 503, "error",
+            "postgresql does not accept connections again yet: see raftpg ctl list");
     }
 }
 
@@ -112,15 +113,19 @@ void restart_start(struct agent *a, struct http_conn *conn, const char *role, bo
         snprintf(why, sizeof why, "an operation on this member's postgresql is under way");
         status = 409;
     } else if (a->cons_open && a->cons.state.initialized && a->cons.state.paused) {
-        snprintf(why, sizeof why, "the cluster is in maintenance mode: the agent would not start "
-                                  "postgresql again (ctl resume first)");
+        snprintf(why, sizeof why,
+                 "the cluster is in maintenance mode: the agent would not start "
+                 "postgresql again (ctl resume first)");
     } else if (role != NULL && strcmp(role, is) != 0) {
-        snprintf(why, sizeof why, "restart conditions are not satisfied: this member is a %s, "
-                                  "not a %s", is, role);
+        snprintf(why, sizeof why,
+                 "restart conditions are not satisfied: this member is a %s, "
+                 "not a %s",
+                 is, role);
         status = 412;
     } else if (pending && !a->pg.pending_restart) {
-        snprintf(why, sizeof why, "restart conditions are not satisfied: no setting waits for a "
-                                  "restart");
+        snprintf(why, sizeof why,
+                 "restart conditions are not satisfied: no setting waits for a "
+                 "restart");
         status = 412;
     }
     if (why[0] != '\0') {

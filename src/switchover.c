@@ -74,8 +74,9 @@ int switchover_choose(const struct switchover_peer *peers, unsigned n, const cha
             snprintf(why, why_size, "%s is not another member of this cluster", wanted);
             return RPG_EINVAL;
         }
-        snprintf(why, why_size, "no standby can take over: none streams from this primary and may "
-                                "be promoted");
+        snprintf(why, why_size,
+                 "no standby can take over: none streams from this primary and may "
+                 "be promoted");
         return RPG_ENOTFOUND;
     }
     snprintf(chosen, chosen_size, "%s", best->name);
@@ -240,8 +241,9 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
     } else if (!a->conf.has_postgresql || !a->pg_open) {
         snprintf(why, sizeof why, "this member manages no postgresql");
     } else if (!st->initialized || st->paused) {
-        snprintf(why, sizeof why, st->paused ? "the cluster is in maintenance mode (ctl resume)"
-                                             : "the cluster state is not known yet");
+        snprintf(why, sizeof why,
+                 st->paused ? "the cluster is in maintenance mode (ctl resume)"
+                            : "the cluster state is not known yet");
         status = 503;
     } else if (a->cons.role != CONS_ROLE_LEADER || !a->cons.leader_ready || !a->fm.lease_ok) {
         snprintf(why, sizeof why, "this member is not the ready leader");
@@ -276,9 +278,8 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
             }
             sp->reachable = p->reachable && p->last_seen != 0 && now - p->last_seen <= 2000;
             sp->running_standby = strcmp(p->pg_state, "running") == 0 && p->pg_in_recovery;
-            sp->streams_from_us =
-                p->pg_streaming &&
-                strcmp(p->pg_receiver, a->conf.postgresql.connect_address) == 0;
+            sp->streams_from_us = p->pg_streaming &&
+                                  strcmp(p->pg_receiver, a->conf.postgresql.connect_address) == 0;
             /* On this primary's timeline already: one still crossing to it is not settled. */
             sp->streams_from_us = sp->streams_from_us && p->pg_timeline == o->timeline;
             sp->eligible = !p->nofailover && p->failover_priority > 0 && !p->storage_failed &&

@@ -662,8 +662,7 @@ void sync_settings_in_force(const struct fsm_state *state, int file_mode, unsign
     out->commit = out->recorded ? state->config.sync_commit : file_commit;
 }
 
-bool sync_member_in_sets(const struct fsm_state *state, const char *configured,
-                         const char *name)
+bool sync_member_in_sets(const struct fsm_state *state, const char *configured, const char *name)
 {
     for (unsigned i = 0; i < state->sync.n_voters; i++) {
         if (strcmp(state->sync.voters[i], name) == 0) {

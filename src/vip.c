@@ -44,16 +44,11 @@ static void start_release(struct vip *v);
 const char *vip_op_name(enum vip_op op)
 {
     switch (op) {
-    case VIP_OP_NONE:
-        return "none";
-    case VIP_OP_CLAIM:
-        return "claim";
-    case VIP_OP_RELEASE:
-        return "release";
-    case VIP_OP_CHECK:
-        return "check";
-    case VIP_OP_RENEW:
-        return "renew";
+    case VIP_OP_NONE: return "none";
+    case VIP_OP_CLAIM: return "claim";
+    case VIP_OP_RELEASE: return "release";
+    case VIP_OP_CHECK: return "check";
+    case VIP_OP_RENEW: return "renew";
     }
     return "unknown";
 }
@@ -87,8 +82,9 @@ static void op_done(struct vip *v, int rc, const char *msg)
     v->cb = NULL;
     v->data = NULL;
     cb(v, rc, msg, data);
-    if (v->release_pending && v->op == VIP_OP_NONE && !v->closing)
+    if (v->release_pending && v->op == VIP_OP_NONE && !v->closing) {
         start_release(v);
+    }
 }
 
 /* Ends the current operation with "<op> vip A/P on IF: why". */
@@ -129,11 +125,13 @@ static void run(struct vip *v, enum vip_step step, char *const argv[], unsigned 
     char errmsg[RPG_ERRMSG_SIZE];
 
     v->step = step;
-    if (v->timeout_ms != 0)
+    if (v->timeout_ms != 0) {
         timeout_ms = v->timeout_ms;
+    }
     int rv = proc_run(&v->proc, v->loop, argv, env_c, timeout_ms, on_proc, v, errmsg);
-    if (rv != 0)
+    if (rv != 0) {
         op_fail(v, rv, "%s", errmsg);
+    }
 }
 
 /* Fires the callbacks of what has not finished, for vip_close. */
@@ -160,21 +158,24 @@ static void cancel_all(struct vip *v, const char *why)
 
 static void close_maybe_done(struct vip *v)
 {
-    if (!v->timer_closed || v->proc.running)
+    if (!v->timer_closed || v->proc.running) {
         return;
+    }
     cancel_all(v, "vip closing");
     void (*cb)(struct vip *) = v->close_cb;
     v->close_cb = NULL;
-    if (cb != NULL)
+    if (cb != NULL) {
         cb(v);
+    }
 }
 
 /* A claim or a renewal stops at the first step boundary after a release was asked for: the
  * release matters more (DESIGN.md rule 2). Returns true when it did. */
 static bool claim_cancelled(struct vip *v)
 {
-    if ((v->op != VIP_OP_CLAIM && v->op != VIP_OP_RENEW) || !v->release_pending)
+    if ((v->op != VIP_OP_CLAIM && v->op != VIP_OP_RENEW) || !v->release_pending) {
         return false;
+    }
     op_fail(v, RPG_EBUSY, "cancelled by a release");
     return true;
 }
@@ -197,8 +198,9 @@ static void parse_lookup(struct vip *v, const char *out)
             continue;
         }
         s += 5;
-        while (*s == ' ')
+        while (*s == ' ') {
             s++;
+        }
         size_t n = strcspn(s, " \t\n\\");
         if (n < sizeof v->found && n > host_len && strncmp(s, host, host_len) == 0 &&
             s[host_len] == '/') {
@@ -224,8 +226,9 @@ static bool found_exact(const struct vip *v)
 static bool is_mac(const char *s)
 {
     for (int i = 0; i < 17; i++) {
-        if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i]))
+        if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i])) {
             return false;
+        }
     }
     return s[17] == '\0' || isspace((unsigned char)s[17]);
 }
@@ -235,18 +238,21 @@ static void parse_mac(const char *out, char mac[18])
 {
     mac[0] = '\0';
     for (const char *line = out; *line != '\0';) {
-        while (isspace((unsigned char)*line))
+        while (isspace((unsigned char)*line)) {
             line++;
+        }
         if (is_mac(line)) {
             memcpy(mac, line, 17);
             mac[17] = '\0';
-            for (int i = 0; i < 17; i++)
+            for (int i = 0; i < 17; i++) {
                 mac[i] = (char)tolower((unsigned char)mac[i]);
+            }
             return;
         }
         line = strchr(line, '\n');
-        if (line == NULL)
+        if (line == NULL) {
             return;
+        }
     }
 }
 
@@ -371,12 +377,14 @@ static void claim_done(struct vip *v)
 /* The address is on the interface: announce it, or finish when no rounds are asked for. */
 static void claim_announce_or_finish(struct vip *v)
 {
-    if (claim_cancelled(v))
+    if (claim_cancelled(v)) {
         return;
-    if (v->announced < v->conf.announce_repeats)
+    }
+    if (v->announced < v->conf.announce_repeats) {
         step_announce(v);
-    else
+    } else {
         claim_done(v);
+    }
 }
 
 static void start_release(struct vip *v)
@@ -396,8 +404,9 @@ static void start_release(struct vip *v)
 
 static void after_probe(struct vip *v, const struct proc_result *res)
 {
-    if (claim_cancelled(v))
+    if (claim_cancelled(v)) {
         return;
+    }
     if (proc_ok(res)) {
         parse_mac(res->output, v->holder_mac);
         op_fail(v, RPG_EEXIST, "refusing: another host answers for %s (mac=%s)",
@@ -414,14 +423,16 @@ static void after_probe(struct vip *v, const struct proc_result *res)
 static void after_claim_lookup(struct vip *v, const struct proc_result *res)
 {
     if (!proc_ok(res)) {
-        if (!claim_cancelled(v))
+        if (!claim_cancelled(v)) {
             op_fail_proc(v, "ip addr show", res);
+        }
         return;
     }
     parse_lookup(v, res->output);
     v->held = found_exact(v);
-    if (claim_cancelled(v))
+    if (claim_cancelled(v)) {
         return;
+    }
     if (v->held) {
         v->already_held = true;
         claim_announce_or_finish(v);
@@ -446,8 +457,9 @@ static void after_add(struct vip *v, const struct proc_result *res)
     char desc[RPG_ERRMSG_SIZE];
     proc_describe(&v->proc, res, desc, sizeof desc);
     fmt_msg(v->step_error, sizeof v->step_error, "ip addr add: %s", desc);
-    if (claim_cancelled(v))
+    if (claim_cancelled(v)) {
         return;
+    }
     if (res->timed_out) {
         op_fail(v, RPG_ETIMEDOUT, "%s", v->step_error);
         return;
@@ -461,18 +473,21 @@ static void after_add_lookup(struct vip *v, const struct proc_result *res)
         parse_lookup(v, res->output);
         v->held = found_exact(v);
     }
-    if (claim_cancelled(v))
+    if (claim_cancelled(v)) {
         return;
-    if (v->held)
+    }
+    if (v->held) {
         claim_announce_or_finish(v);
-    else
+    } else {
         op_fail(v, RPG_EIO, "%s", v->step_error);
+    }
 }
 
 static void after_announce(struct vip *v, const struct proc_result *res)
 {
-    if (claim_cancelled(v))
+    if (claim_cancelled(v)) {
         return;
+    }
     if (!arping_quiet_exit(res)) {
         char desc[RPG_ERRMSG_SIZE];
         v->announce_failures++;
@@ -492,8 +507,9 @@ static void after_announce(struct vip *v, const struct proc_result *res)
 
 static void after_refresh(struct vip *v, const struct proc_result *res)
 {
-    if (claim_cancelled(v))
+    if (claim_cancelled(v)) {
         return;
+    }
     if (!proc_ok(res)) {
         op_fail_proc(v, "ip addr change", res);
         return;
@@ -515,13 +531,14 @@ static void after_check_lookup(struct vip *v, const struct proc_result *res)
     }
     parse_lookup(v, res->output);
     v->held = found_exact(v);
-    if (v->held)
+    if (v->held) {
         fmt_msg(msg, sizeof msg, "vip %s is on %s", v->conf.address.text, v->conf.interface);
-    else if (v->found[0] != '\0')
+    } else if (v->found[0] != '\0') {
         fmt_msg(msg, sizeof msg, "vip %s is not on %s (it has %s)", v->conf.address.text,
                 v->conf.interface, v->found);
-    else
+    } else {
         fmt_msg(msg, sizeof msg, "vip %s is not on %s", v->conf.address.text, v->conf.interface);
+    }
     op_done(v, 0, msg);
 }
 
@@ -530,14 +547,16 @@ static void after_renew_lookup(struct vip *v, const struct proc_result *res)
     char msg[RPG_ERRMSG_SIZE];
 
     if (!proc_ok(res)) {
-        if (!claim_cancelled(v))
+        if (!claim_cancelled(v)) {
             op_fail_proc(v, "ip addr show", res);
+        }
         return;
     }
     parse_lookup(v, res->output);
     v->held = found_exact(v);
-    if (claim_cancelled(v))
+    if (claim_cancelled(v)) {
         return;
+    }
     if (!v->held) {
         fmt_msg(msg, sizeof msg, "vip %s is no longer on %s: not renewed", v->conf.address.text,
                 v->conf.interface);
@@ -565,8 +584,9 @@ static void after_delete(struct vip *v, const struct proc_result *res)
     if (proc_ok(res)) {
         v->deleted = true;
         v->step_error[0] = '\0';
-        if (strcmp(v->target, v->conf.address.text) == 0)
+        if (strcmp(v->target, v->conf.address.text) == 0) {
             v->held = false;
+        }
     } else {
         char desc[RPG_ERRMSG_SIZE];
         proc_describe(&v->proc, res, desc, sizeof desc);
@@ -582,21 +602,23 @@ static void after_delete_lookup(struct vip *v, const struct proc_result *res)
     char msg[RPG_ERRMSG_SIZE];
 
     if (!proc_ok(res)) {
-        if (v->step_error[0] != '\0')
+        if (v->step_error[0] != '\0') {
             op_fail(v, res->timed_out ? RPG_ETIMEDOUT : RPG_EIO, "%s", v->step_error);
-        else
+        } else {
             op_fail_proc(v, "ip addr show", res);
+        }
         return;
     }
     parse_lookup(v, res->output);
     v->held = found_exact(v);
     if (v->found[0] == '\0') {
-        if (v->deleted)
+        if (v->deleted) {
             fmt_msg(msg, sizeof msg, "released vip %s from %s", v->conf.address.text,
                     v->conf.interface);
-        else
+        } else {
             fmt_msg(msg, sizeof msg, "vip %s was not on %s", v->conf.address.text,
                     v->conf.interface);
+        }
         op_done(v, 0, msg);
         return;
     }
@@ -621,42 +643,26 @@ static void on_proc(struct proc *p, const struct proc_result *res, void *data)
         return;
     }
     switch ((enum vip_step)v->step) {
-    case STEP_PROBE:
-        after_probe(v, res);
-        return;
+    case STEP_PROBE: after_probe(v, res); return;
     case STEP_LOOKUP:
-        if (v->op == VIP_OP_CHECK)
+        if (v->op == VIP_OP_CHECK) {
             after_check_lookup(v, res);
-        else if (v->op == VIP_OP_RENEW)
+        } else if (v->op == VIP_OP_RENEW) {
             after_renew_lookup(v, res);
-        else
+        } else {
             after_claim_lookup(v, res);
+        }
         return;
-    case STEP_RENEW:
-        after_renew(v, res);
-        return;
-    case STEP_REFRESH:
-        after_refresh(v, res);
-        return;
-    case STEP_ADD:
-        after_add(v, res);
-        return;
-    case STEP_ADD_LOOKUP:
-        after_add_lookup(v, res);
-        return;
-    case STEP_ANNOUNCE:
-        after_announce(v, res);
-        return;
-    case STEP_DELETE:
-        after_delete(v, res);
-        return;
-    case STEP_DELETE_LOOKUP:
-        after_delete_lookup(v, res);
-        return;
+    case STEP_RENEW: after_renew(v, res); return;
+    case STEP_REFRESH: after_refresh(v, res); return;
+    case STEP_ADD: after_add(v, res); return;
+    case STEP_ADD_LOOKUP: after_add_lookup(v, res); return;
+    case STEP_ANNOUNCE: after_announce(v, res); return;
+    case STEP_DELETE: after_delete(v, res); return;
+    case STEP_DELETE_LOOKUP: after_delete_lookup(v, res); return;
     case STEP_NONE:
     case STEP_START:
-    case STEP_ANNOUNCE_WAIT:
-        break;
+    case STEP_ANNOUNCE_WAIT: break;
     }
     assert(!"program finished in a step that runs none");
 }
@@ -665,26 +671,20 @@ static void on_timer(uv_timer_t *t)
 {
     struct vip *v = t->data;
 
-    if (claim_cancelled(v))
+    if (claim_cancelled(v)) {
         return;
+    }
     if (v->step == STEP_ANNOUNCE_WAIT) {
         step_announce(v);
         return;
     }
     assert(v->step == STEP_START);
     switch (v->op) {
-    case VIP_OP_CLAIM:
-        step_probe(v);
-        return;
+    case VIP_OP_CLAIM: step_probe(v); return;
     case VIP_OP_CHECK:
-    case VIP_OP_RENEW:
-        step_lookup(v, STEP_LOOKUP);
-        return;
-    case VIP_OP_RELEASE:
-        step_delete(v, v->conf.address.text);
-        return;
-    case VIP_OP_NONE:
-        break;
+    case VIP_OP_RENEW: step_lookup(v, STEP_LOOKUP); return;
+    case VIP_OP_RELEASE: step_delete(v, v->conf.address.text); return;
+    case VIP_OP_NONE: break;
     }
     assert(!"operation start without an operation");
 }
@@ -703,28 +703,33 @@ int vip_init(struct vip *v, uv_loop_t *loop, const struct conf_vip *conf, char *
 {
     memset(v, 0, sizeof *v);
     if (conf_parse_cidr(conf->address.text, NULL, NULL) != 0 || conf->interface[0] == '\0' ||
-        conf->ip_bin[0] == '\0' || conf->arping_bin[0] == '\0')
+        conf->ip_bin[0] == '\0' || conf->arping_bin[0] == '\0') {
         return rpg_err(errmsg, RPG_EINVAL,
                        "vip: incomplete configuration (address=%s interface=%s)",
                        conf->address.text, conf->interface);
-    if (conf->lifetime_s == 0)
+    }
+    if (conf->lifetime_s == 0) {
         return rpg_err(errmsg, RPG_EINVAL, "vip: lifetime must be at least 1 s");
+    }
     v->loop = loop;
     v->conf = *conf;
     int rc = uv_timer_init(loop, &v->timer);
-    if (rc != 0)
+    if (rc != 0) {
         return rpg_err(errmsg, RPG_EIO, "vip: cannot create timer: %s", uv_strerror(rc));
+    }
     v->timer.data = v;
     return 0;
 }
 
 static int refuse_busy(const struct vip *v, const char *what, char *errmsg)
 {
-    if (v->closing)
+    if (v->closing) {
         return rpg_err(errmsg, RPG_EBUSY, "cannot %s vip %s: closing", what, v->conf.address.text);
-    if (v->op != VIP_OP_NONE)
+    }
+    if (v->op != VIP_OP_NONE) {
         return rpg_err(errmsg, RPG_EBUSY, "cannot %s vip %s: a %s is in progress", what,
                        v->conf.address.text, vip_op_name(v->op));
+    }
     return rpg_err(errmsg, RPG_EBUSY, "cannot %s vip %s: a release is waiting", what,
                    v->conf.address.text);
 }
@@ -739,8 +744,9 @@ static void op_start(struct vip *v, enum vip_op op, vip_cb cb, void *data)
 
 int vip_claim(struct vip *v, vip_cb cb, void *data, char *errmsg)
 {
-    if (v->closing || v->op != VIP_OP_NONE || v->release_pending)
+    if (v->closing || v->op != VIP_OP_NONE || v->release_pending) {
         return refuse_busy(v, "claim", errmsg);
+    }
     op_start(v, VIP_OP_CLAIM, cb, data);
     v->announced = 0;
     v->already_held = false;
@@ -751,8 +757,9 @@ int vip_claim(struct vip *v, vip_cb cb, void *data, char *errmsg)
 
 int vip_check(struct vip *v, vip_cb cb, void *data, char *errmsg)
 {
-    if (v->closing || v->op != VIP_OP_NONE || v->release_pending)
+    if (v->closing || v->op != VIP_OP_NONE || v->release_pending) {
         return refuse_busy(v, "check", errmsg);
+    }
     op_start(v, VIP_OP_CHECK, cb, data);
     defer_start(v);
     return 0;
@@ -760,8 +767,9 @@ int vip_check(struct vip *v, vip_cb cb, void *data, char *errmsg)
 
 int vip_renew(struct vip *v, vip_cb cb, void *data, char *errmsg)
 {
-    if (v->closing || v->op != VIP_OP_NONE || v->release_pending)
+    if (v->closing || v->op != VIP_OP_NONE || v->release_pending) {
         return refuse_busy(v, "renew", errmsg);
+    }
     op_start(v, VIP_OP_RENEW, cb, data);
     defer_start(v);
     return 0;
@@ -769,8 +777,9 @@ int vip_renew(struct vip *v, vip_cb cb, void *data, char *errmsg)
 
 int vip_release(struct vip *v, vip_cb cb, void *data, char *errmsg)
 {
-    if (v->closing || v->op == VIP_OP_RELEASE || v->release_pending)
+    if (v->closing || v->op == VIP_OP_RELEASE || v->release_pending) {
         return refuse_busy(v, "release", errmsg);
+    }
     v->release_pending = true;
     v->release_cb = cb;
     v->release_data = data;
@@ -778,8 +787,9 @@ int vip_release(struct vip *v, vip_cb cb, void *data, char *errmsg)
         start_release(v);
         return 0;
     }
-    if (v->op != VIP_OP_CLAIM)
+    if (v->op != VIP_OP_CLAIM) {
         return 0; /* a check ends soon on its own; a renewal stops at its next step */
+    }
     switch ((enum vip_step)v->step) {
     case STEP_PROBE:
     case STEP_ANNOUNCE:
@@ -810,12 +820,14 @@ bool vip_busy(const struct vip *v)
 
 void vip_close(struct vip *v, void (*cb)(struct vip *v))
 {
-    if (v->closing)
+    if (v->closing) {
         return;
+    }
     v->closing = true;
     v->close_cb = cb;
     uv_timer_stop(&v->timer);
-    if (v->proc.running)
+    if (v->proc.running) {
         proc_kill(&v->proc, SIGTERM);
+    }
     uv_close((uv_handle_t *)&v->timer, on_timer_closed);
 }

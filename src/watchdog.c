@@ -32,16 +32,19 @@ static int device_check(void *impl, const char *device, char *errmsg)
 
     (void)impl;
     if (stat(device, &st) != 0) {
-        if (errno == ENOENT || errno == ENOTDIR)
+        if (errno == ENOENT || errno == ENOTDIR) {
             return rpg_err(errmsg, RPG_ENOTFOUND, "watchdog device %s does not exist", device);
+        }
         return rpg_err(errmsg, RPG_EIO, "cannot stat watchdog device %s: %s", device,
                        strerror(errno));
     }
-    if (!S_ISCHR(st.st_mode))
+    if (!S_ISCHR(st.st_mode)) {
         return rpg_err(errmsg, RPG_EIO, "watchdog device %s is not a character device", device);
-    if (access(device, W_OK) != 0)
+    }
+    if (access(device, W_OK) != 0) {
         return rpg_err(errmsg, RPG_EIO, "cannot write watchdog device %s: %s", device,
                        strerror(errno));
+    }
     return 0;
 }
 
@@ -53,8 +56,9 @@ static int device_open(void *impl, const char *device, char *errmsg)
     d->fd = open(device, O_WRONLY | O_CLOEXEC);
     if (d->fd < 0) {
         int e = errno;
-        if (e == ENOENT || e == ENOTDIR)
+        if (e == ENOENT || e == ENOTDIR) {
             return rpg_err(errmsg, RPG_ENOTFOUND, "watchdog device %s does not exist", device);
+        }
         /* One opener at a time: systemd (RuntimeWatchdogSec=) or a watchdog daemon may hold it. */
         return rpg_err(errmsg, RPG_EIO, "cannot open watchdog device %s: %s%s", device, strerror(e),
                        e == EBUSY ? " (another process, such as systemd with "
@@ -77,13 +81,15 @@ static int device_set_timeout(void *impl, int *timeout_s, char *errmsg)
     struct watchdog_device *d = impl;
     int t = *timeout_s;
 
-    if (ioctl(d->fd, WDIOC_SETTIMEOUT, &t) != 0)
+    if (ioctl(d->fd, WDIOC_SETTIMEOUT, &t) != 0) {
         return rpg_err(errmsg, RPG_EIO, "cannot set the watchdog timeout to %d s: %s", *timeout_s,
                        strerror(errno));
+    }
     /* SETTIMEOUT writes back what the driver took; GETTIMEOUT confirms it where supported. */
     int got = t;
-    if (ioctl(d->fd, WDIOC_GETTIMEOUT, &got) == 0)
+    if (ioctl(d->fd, WDIOC_GETTIMEOUT, &got) == 0) {
         t = got;
+    }
     *timeout_s = t;
     return 0;
 }
@@ -93,13 +99,16 @@ static int device_keepalive(void *impl, char *errmsg)
     struct watchdog_device *d = impl;
     int dummy = 0;
 
-    if (ioctl(d->fd, WDIOC_KEEPALIVE, &dummy) == 0)
+    if (ioctl(d->fd, WDIOC_KEEPALIVE, &dummy) == 0) {
         return 0;
-    if (errno != ENOTTY && errno != EINVAL && errno != EOPNOTSUPP)
+    }
+    if (errno != ENOTTY && errno != EINVAL && errno != EOPNOTSUPP) {
         return rpg_err(errmsg, RPG_EIO, "cannot feed the watchdog: %s", strerror(errno));
+    }
     /* Any write restarts the timer; it must not contain 'V', which would arm the magic close. */
-    if (write(d->fd, "1", 1) != 1)
+    if (write(d->fd, "1", 1) != 1) {
         return rpg_err(errmsg, RPG_EIO, "cannot feed the watchdog: %s", strerror(errno));
+    }
     return 0;
 }
 
@@ -108,12 +117,14 @@ static int device_disarm(void *impl, char *errmsg)
     struct watchdog_device *d = impl;
     int rv = 0;
 
-    if (write(d->fd, "V", 1) != 1)
+    if (write(d->fd, "V", 1) != 1) {
         rv = rpg_err(errmsg, RPG_EIO, "cannot disarm the watchdog: magic close failed: %s",
                      strerror(errno));
-    if (close(d->fd) != 0 && rv == 0)
+    }
+    if (close(d->fd) != 0 && rv == 0) {
         rv = rpg_err(errmsg, RPG_EIO, "cannot disarm the watchdog: close failed: %s",
                      strerror(errno));
+    }
     d->fd = -1;
     return rv;
 }
@@ -146,10 +157,12 @@ void watchdog_set_ops(struct watchdog *w, const struct watchdog_ops *ops, void *
 
 int watchdog_check(const struct watchdog *w, char *errmsg)
 {
-    if (w->armed)
+    if (w->armed) {
         return 0;
-    if (w->mode == CONF_WATCHDOG_OFF)
+    }
+    if (w->mode == CONF_WATCHDOG_OFF) {
         return rpg_err(errmsg, RPG_EINVAL, "watchdog mode is off");
+    }
     return w->ops->check(w->impl, w->device, errmsg);
 }
 
@@ -157,8 +170,9 @@ int watchdog_check(const struct watchdog *w, char *errmsg)
  * error. */
 static int arm_failed(struct watchdog *w, int rc, const char *why, char *errmsg)
 {
-    if (w->mode == CONF_WATCHDOG_REQUIRED)
+    if (w->mode == CONF_WATCHDOG_REQUIRED) {
         return rpg_err(errmsg, rc, "watchdog required but unusable: %s", why);
+    }
     fmt_msg(errmsg, RPG_ERRMSG_SIZE, "running without the watchdog (mode=automatic): %s", why);
     return 0;
 }
@@ -169,15 +183,18 @@ int watchdog_arm(struct watchdog *w, unsigned timeout_s, char *errmsg)
     int rc;
 
     errmsg[0] = '\0';
-    if (w->mode == CONF_WATCHDOG_OFF)
+    if (w->mode == CONF_WATCHDOG_OFF) {
         return 0;
-    if (timeout_s == 0 || timeout_s > INT_MAX)
+    }
+    if (timeout_s == 0 || timeout_s > INT_MAX) {
         return rpg_err(errmsg, RPG_EINVAL, "watchdog timeout must be 1..%d s, got %u", INT_MAX,
                        timeout_s);
+    }
     if (!w->armed) {
         rc = w->ops->open(w->impl, w->device, why);
-        if (rc != 0)
+        if (rc != 0) {
             return arm_failed(w, rc, why, errmsg);
+        }
         w->armed = true;
     }
     int took = (int)timeout_s;
@@ -208,15 +225,17 @@ int watchdog_arm(struct watchdog *w, unsigned timeout_s, char *errmsg)
 
 int watchdog_keepalive(struct watchdog *w, char *errmsg)
 {
-    if (!w->armed)
+    if (!w->armed) {
         return 0;
+    }
     return w->ops->keepalive(w->impl, errmsg);
 }
 
 int watchdog_disarm(struct watchdog *w, char *errmsg)
 {
-    if (!w->armed)
+    if (!w->armed) {
         return 0;
+    }
     w->armed = false;
     w->timeout_s = 0;
     return w->ops->disarm(w->impl, errmsg);
@@ -235,11 +254,12 @@ unsigned watchdog_timeout_s(const struct watchdog *w)
 int watchdog_timeout_for_lease(rpg_msec lease_ms, unsigned safety_margin_ms, unsigned *timeout_s,
                                char *errmsg)
 {
-    if (lease_ms < (rpg_msec)safety_margin_ms + 1000)
+    if (lease_ms < (rpg_msec)safety_margin_ms + 1000) {
         return rpg_err(errmsg, RPG_EINVAL,
                        "lease too short for the watchdog: lease=%llu ms less safety_margin=%u ms "
                        "leaves under the device's 1 s resolution",
                        (unsigned long long)lease_ms, safety_margin_ms);
+    }
     rpg_msec s = (lease_ms - safety_margin_ms) / 1000;
     *timeout_s = s > INT_MAX ? INT_MAX : (unsigned)s;
     return 0;
@@ -249,15 +269,17 @@ unsigned watchdog_lease_timeout_s(const struct conf_watchdog *conf, rpg_msec lea
 {
     unsigned timeout_s = 0;
     char errmsg[RPG_ERRMSG_SIZE];
-    if (watchdog_timeout_for_lease(lease_ms, conf->safety_margin_ms, &timeout_s, errmsg) != 0)
+    if (watchdog_timeout_for_lease(lease_ms, conf->safety_margin_ms, &timeout_s, errmsg) != 0) {
         timeout_s = 1;
+    }
     return timeout_s;
 }
 
 rpg_msec watchdog_promote_wait_ms(const struct conf_watchdog *conf, rpg_msec lease_ms)
 {
-    if (conf->mode == CONF_WATCHDOG_OFF)
+    if (conf->mode == CONF_WATCHDOG_OFF) {
         return 0;
+    }
     return (rpg_msec)watchdog_lease_timeout_s(conf, lease_ms) * 1000u;
 }
 
@@ -266,14 +288,10 @@ rpg_msec watchdog_promote_wait_ms(const struct conf_watchdog *conf, rpg_msec lea
 const char *watchdog_event_kind_name(enum watchdog_event_kind kind)
 {
     switch (kind) {
-    case WATCHDOG_EVENT_OPEN:
-        return "open";
-    case WATCHDOG_EVENT_SET_TIMEOUT:
-        return "set_timeout";
-    case WATCHDOG_EVENT_FEED:
-        return "feed";
-    case WATCHDOG_EVENT_DISARM:
-        return "disarm";
+    case WATCHDOG_EVENT_OPEN: return "open";
+    case WATCHDOG_EVENT_SET_TIMEOUT: return "set_timeout";
+    case WATCHDOG_EVENT_FEED: return "feed";
+    case WATCHDOG_EVENT_DISARM: return "disarm";
     }
     return "unknown";
 }
@@ -295,12 +313,14 @@ static void recorder_event(struct watchdog_recorder *r, enum watchdog_event_kind
 {
     if (r->open) {
         rpg_msec gap = r->now_ms - r->last_restart_ms;
-        if (gap > r->longest_gap_ms)
+        if (gap > r->longest_gap_ms) {
             r->longest_gap_ms = gap;
+        }
         watchdog_recorder_starved(r);
     }
-    if (r->n_events < WATCHDOG_RECORDER_EVENTS)
+    if (r->n_events < WATCHDOG_RECORDER_EVENTS) {
         r->events[r->n_events] = (struct watchdog_event){kind, r->now_ms, t};
+    }
     r->n_events++;
 }
 
@@ -308,8 +328,9 @@ static int recorder_check(void *impl, const char *device, char *errmsg)
 {
     struct watchdog_recorder *r = impl;
 
-    if (!r->present)
+    if (!r->present) {
         return rpg_err(errmsg, RPG_ENOTFOUND, "watchdog device %s does not exist", device);
+    }
     return 0;
 }
 
@@ -317,11 +338,13 @@ static int recorder_open(void *impl, const char *device, char *errmsg)
 {
     struct watchdog_recorder *r = impl;
 
-    if (!r->present)
+    if (!r->present) {
         return rpg_err(errmsg, RPG_ENOTFOUND, "watchdog device %s does not exist", device);
-    if (r->refuse_open || r->open)
+    }
+    if (r->refuse_open || r->open) {
         return rpg_err(errmsg, RPG_EIO, "cannot open watchdog device %s: %s", device,
                        strerror(EBUSY));
+    }
     recorder_event(r, WATCHDOG_EVENT_OPEN, 0);
     r->open = true;
     r->timeout_s = r->default_timeout_s != 0 ? r->default_timeout_s : 60;
@@ -334,13 +357,16 @@ static int recorder_set_timeout(void *impl, int *timeout_s, char *errmsg)
     struct watchdog_recorder *r = impl;
     int t = *timeout_s;
 
-    if (r->refuse_timeout)
+    if (r->refuse_timeout) {
         return rpg_err(errmsg, RPG_EIO, "cannot set the watchdog timeout to %d s: %s", t,
                        strerror(EINVAL));
-    if (r->min_timeout_s != 0 && t < r->min_timeout_s)
+    }
+    if (r->min_timeout_s != 0 && t < r->min_timeout_s) {
         t = r->min_timeout_s;
-    if (r->max_timeout_s != 0 && t > r->max_timeout_s)
+    }
+    if (r->max_timeout_s != 0 && t > r->max_timeout_s) {
         t = r->max_timeout_s;
+    }
     recorder_event(r, WATCHDOG_EVENT_SET_TIMEOUT, t);
     r->timeout_s = t;
     r->last_restart_ms = r->now_ms;
@@ -352,8 +378,9 @@ static int recorder_keepalive(void *impl, char *errmsg)
 {
     struct watchdog_recorder *r = impl;
 
-    if (r->refuse_feed)
+    if (r->refuse_feed) {
         return rpg_err(errmsg, RPG_EIO, "cannot feed the watchdog: %s", strerror(EIO));
+    }
     recorder_event(r, WATCHDOG_EVENT_FEED, 0);
     r->last_restart_ms = r->now_ms;
     return 0;

@@ -66,33 +66,34 @@ struct agent {
     bool callbacks_open;
     uv_timer_t ha_timer;
     bool ha_timer_open;
-    struct core core;             /* decisions and the action in flight */
+    struct core core; /* decisions and the action in flight */
     struct core_io io;
     bool stopping_pg;
-    bool stop_pg_when_idle;       /* shutdown came while an operation ran: stop once it ends */
+    bool stop_pg_when_idle;      /* shutdown came while an operation ran: stop once it ends */
     char removing[FSM_NAME_MAX]; /* a member whose removal waits for the synchronous set */
-    uv_timer_t notify_timer;      /* systemd watchdog pings */
+    uv_timer_t notify_timer;     /* systemd watchdog pings */
     bool notify_timer_open;
 
     /* Fencing (DESIGN.md rules 2, 3, 5): checked on every loop turn and every few ms. */
     struct fence_timing fence;
     uv_timer_t fence_timer;
     bool fence_timer_open;
-    struct lead_memory lead;  /* the gate to acting as leader (lead.h) */
-    struct fence_memory fm;    /* the fence's own state: lease, soft layer, fence, VIP (fence_step.h) */
-    int frozen_pid;            /* the postmaster the soft layer stopped */
-    int fence_pid;             /* the postmaster the fence signalled */
+    struct lead_memory lead; /* the gate to acting as leader (lead.h) */
+    struct fence_memory
+        fm;         /* the fence's own state: lease, soft layer, fence, VIP (fence_step.h) */
+    int frozen_pid; /* the postmaster the soft layer stopped */
+    int fence_pid;  /* the postmaster the fence signalled */
     struct vip vip;
     bool vip_open;
-    struct guard guard;        /* fences the node if this process dies unfenced (guard.h) */
+    struct guard guard; /* fences the node if this process dies unfenced (guard.h) */
     bool guard_open;
-    bool guard_restarting;     /* a guard that died is being closed, to start another */
-    bool guard_lost;           /* its replacement could not be started: tried again */
+    bool guard_restarting; /* a guard that died is being closed, to start another */
+    bool guard_lost;       /* its replacement could not be started: tried again */
     rpg_msec guard_restarted_at;
     char vip_error[RPG_ERRMSG_SIZE];
     struct watchdog watchdog;
-    bool watchdog_ok;          /* armed when it must be, or not required */
-    char watchdog_error[RPG_ERRMSG_SIZE];             /* shutdown waits for PostgreSQL to stop */
+    bool watchdog_ok;                     /* armed when it must be, or not required */
+    char watchdog_error[RPG_ERRMSG_SIZE]; /* shutdown waits for PostgreSQL to stop */
     /* The state-checksum comparison with the peers (storage.h): why this member is held to have
      * diverged (cons.diverged), for the log and the API. */
     char diverged_detail[RPG_ERRMSG_SIZE];

@@ -25,10 +25,10 @@ const char *callback_action_name(enum callback_action a);
 
 /* What the server was last seen doing, to turn observations into events. Pure. */
 struct callback_tracker {
-    bool known;      /* a first observation was made: it is the baseline, no event */
-    bool running;    /* accepting connections */
-    bool primary;    /* running (or last ran) as primary */
-    bool ever_ran;   /* it ran at least once since the baseline or in it */
+    bool known;    /* a first observation was made: it is the baseline, no event */
+    bool running;  /* accepting connections */
+    bool primary;  /* running (or last ran) as primary */
+    bool ever_ran; /* it ran at least once since the baseline or in it */
 };
 
 /* Feeds one observation (running: accepts connections; known: the observer has a result at

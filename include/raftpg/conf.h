@@ -9,14 +9,14 @@
 
 #include "raftpg/err.h"
 
-#define CONF_NAME_MAX 64   /* member and scope names, including the NUL */
-#define CONF_ADDR_MAX 24   /* "255.255.255.255:65535" plus NUL */
-#define CONF_MEMBERS_MAX 9 /* initial Raft members */
-#define CONF_CIDR_MAX 19   /* "255.255.255.255/32" plus NUL */
+#define CONF_NAME_MAX 64      /* member and scope names, including the NUL */
+#define CONF_ADDR_MAX 24      /* "255.255.255.255:65535" plus NUL */
+#define CONF_MEMBERS_MAX 9    /* initial Raft members */
+#define CONF_CIDR_MAX 19      /* "255.255.255.255/32" plus NUL */
 #define CONF_CALLBACK_MAX 512 /* a callback command line, including the NUL */
-#define CONF_IFNAME_MAX 16 /* IFNAMSIZ: 15 characters plus NUL */
+#define CONF_IFNAME_MAX 16    /* IFNAMSIZ: 15 characters plus NUL */
 #define CONF_ALLOWLIST_MAX 64 /* addresses and networks in restapi.allowlist, names resolved */
-#define CONF_SECRET_SIZE 32 /* bytes of a cluster secret; its file holds them as 64 hex digits */
+#define CONF_SECRET_SIZE 32   /* bytes of a cluster secret; its file holds them as 64 hex digits */
 
 /* Where a value was written in the file (line and column from 1; 0 when not given), for checks
  * made after loading, such as the mode of a secret file, which only the agent's user can read. */
@@ -80,8 +80,8 @@ struct conf_vip {
     /* Seconds the kernel keeps the address without a renewal (valid_lft): a VIP whose agent
      * died goes away by itself. Default 2, range 1..3600. */
     unsigned lifetime_s;
-    char ip_bin[PATH_MAX];           /* default /usr/sbin/ip */
-    char arping_bin[PATH_MAX];       /* Thomas Habets' arping; default /usr/sbin/arping */
+    char ip_bin[PATH_MAX];     /* default /usr/sbin/ip */
+    char arping_bin[PATH_MAX]; /* Thomas Habets' arping; default /usr/sbin/arping */
 };
 
 struct conf_watchdog {
@@ -121,7 +121,7 @@ struct conf {
         /* default: this member's api address, else listen; never 0.0.0.0 */
         char connect_address[CONF_ADDR_MAX];
         /* above it, a new connection closes the oldest one still waiting for its request */
-        unsigned max_connections;   /* default 1000 */
+        unsigned max_connections; /* default 1000 */
         /* a complete request must arrive within this of the accept or the previous response */
         unsigned request_timeout_s; /* default 5 */
         /* TLS (both or neither): the API speaks HTTPS, and the agents ask each other over
@@ -153,11 +153,11 @@ struct conf {
     /* Patroni's ctl section: how this node's clients (raftpg ctl -c, and the agent when it asks
      * the other members) speak to the API. */
     struct {
-        char certfile[PATH_MAX]; /* client certificate (PEM), with keyfile; "" none */
-        char keyfile[PATH_MAX];  /* its key; must not be accessible to others */
+        char certfile[PATH_MAX];    /* client certificate (PEM), with keyfile; "" none */
+        char keyfile[PATH_MAX];     /* its key; must not be accessible to others */
         char keyfile_password[256]; /* decrypts keyfile; "" not encrypted */
-        char cacert[PATH_MAX];   /* verifies the members' certificates; "" restapi.cafile */
-        bool insecure;           /* HTTPS without verifying the server's certificate (ctl only) */
+        char cacert[PATH_MAX];      /* verifies the members' certificates; "" restapi.cafile */
+        bool insecure; /* HTTPS without verifying the server's certificate (ctl only) */
         char auth_username[CONF_NAME_MAX]; /* basic credentials for changes; "" take restapi's */
         char auth_password[128];
     } ctl;
@@ -224,7 +224,7 @@ struct conf {
     struct {
         int mode;            /* FSM_SYNC_MODE_*: off, quorum (default), strict */
         unsigned node_count; /* k of ANY k (...); default 1, range 1..16 */
-        int commit;          /* FSM_SYNC_COMMIT_*: on (default), remote_write, remote_apply, local */
+        int commit; /* FSM_SYNC_COMMIT_*: on (default), remote_write, remote_apply, local */
     } sync;
 
     struct {

@@ -3,7 +3,8 @@
  * membership reconciliation. It owns no I/O: the agent runs it on its raft_uv instance
  * (cons_uv.h) and the simulation on raft_fixture servers (tests/sim), each calling the tick
  * functions below from its own loop and supplying the node's clock. Every libraft call and read
- * of a struct raft field lives in raft/ (RAFT-NOTES.md), so a libraft upgrade touches raft/ only. */
+ * of a struct raft field lives in raft/ (RAFT-NOTES.md), so a libraft upgrade touches raft/ only.
+ */
 #ifndef RAFTPG_CONS_H
 #define RAFTPG_CONS_H
 
@@ -16,8 +17,12 @@
 #include "raftpg/fsm.h"
 #include "raftpg/storage.h"
 
-enum cons_role { CONS_ROLE_UNAVAILABLE = 0, CONS_ROLE_FOLLOWER, CONS_ROLE_CANDIDATE,
-                 CONS_ROLE_LEADER };
+enum cons_role {
+    CONS_ROLE_UNAVAILABLE = 0,
+    CONS_ROLE_FOLLOWER,
+    CONS_ROLE_CANDIDATE,
+    CONS_ROLE_LEADER
+};
 
 /* "unavailable", "follower", "candidate", "leader". */
 const char *cons_role_name(enum cons_role role);
@@ -67,14 +72,14 @@ struct cons_host {
 struct cons {
     struct raft *raft; /* borrowed: the agent's raft_uv server or a raft_fixture server */
     raft_id id;
-    bool attached;     /* between cons_attach and cons_detach */
-    bool running;      /* raft_start succeeded (cons_set_running) */
-    uint64_t gen;      /* bumped at attach and detach: older requests complete silently */
+    bool attached; /* between cons_attach and cons_detach */
+    bool running;  /* raft_start succeeded (cons_set_running) */
+    uint64_t gen;  /* bumped at attach and detach: older requests complete silently */
     struct fsm fsm;
     struct fsm_state state; /* the replicated cluster state, read-only outside fsm */
     struct cons_params params;
     struct cons_host host;
-    struct cons_req *reqs;  /* requests libraft still holds */
+    struct cons_req *reqs; /* requests libraft still holds */
 
     /* Observed after every step of the host's loop (0.15 has no state callback). */
     enum cons_role role;
@@ -93,7 +98,7 @@ struct cons {
     bool config_pending;
     bool seen_pending;
     bool change_pending;
-    unsigned promote_next;  /* the member index the next promotion of a spare starts from */
+    unsigned promote_next; /* the member index the next promotion of a spare starts from */
     char change_what[RPG_ERRMSG_SIZE];
     bool transfer_pending;
     /* Transfers that ended with this member still leader (libraft gives up after ET when the
@@ -122,20 +127,20 @@ struct cons {
         bool probe_failed;           /* the host's write probe failed */
         char probe_error[RPG_ERRMSG_SIZE];
         int probe_errno;
-        bool raft_failing;           /* libraft reported a failed write since the last success */
+        bool raft_failing; /* libraft reported a failed write since the last success */
         char raft_error[RPG_ERRMSG_SIZE];
         unsigned n_raft_errors;
-        bool low;                    /* free space below STORAGE_SEGMENTS_LOW segments */
-        bool measured;               /* free_bytes is known */
+        bool low;      /* free space below STORAGE_SEGMENTS_LOW segments */
+        bool measured; /* free_bytes is known */
         uint64_t free_bytes;
         size_t segment_size;
-        const char *dir;             /* borrowed */
+        const char *dir; /* borrowed */
         /* libraft received entries it could not persist (a failed write, or entries held in
          * memory past last_stored while the directory fails): the log on disk may have a gap
          * that a restart would load shifted. Recorded in STORAGE_FAULT_FILE by the host. */
         bool lost_writes;
         char lost_what[RPG_ERRMSG_SIZE];
-        bool lost_recorded;          /* the host wrote the record */
+        bool lost_recorded; /* the host wrote the record */
         bool lag_seen;
         uint64_t lag_stored;
     } storage;
@@ -155,7 +160,7 @@ struct cons {
                     struct raft_snapshot **snapshot, raft_index *start_index,
                     struct raft_entry *entries[], size_t *n_entries);
         void (*close)(struct raft_io *io, raft_io_close_cb cb);
-        raft_io_close_cb close_cb; /* libraft's, while the io closes */
+        raft_io_close_cb close_cb;       /* libraft's, while the io closes */
         struct cons_wal_append *pending; /* appends passed down, with libraft's callbacks */
         unsigned n_pending, cap_pending;
         /* A leader's configuration entry whose write was refused at submission: accepted and
@@ -163,10 +168,10 @@ struct cons {
         struct cons_wal_append *held;
         unsigned n_held, cap_held;
         unsigned n_held_total; /* since the server was wrapped */
-        bool fenced;          /* a write failed: nothing more is written */
-        raft_index stored;    /* libraft's last stored index when it failed */
-        rpg_msec fenced_at;   /* node clock when it failed (kept after the restart) */
-        rpg_msec probe_began; /* node clock when the host began its last probe */
+        bool fenced;           /* a write failed: nothing more is written */
+        raft_index stored;     /* libraft's last stored index when it failed */
+        rpg_msec fenced_at;    /* node clock when it failed (kept after the restart) */
+        rpg_msec probe_began;  /* node clock when the host began its last probe */
         char why[RPG_ERRMSG_SIZE];
         unsigned ok_probes;  /* directory probes that succeeded since */
         bool restart_wanted; /* the host restarts Raft from the directory */
@@ -180,7 +185,7 @@ struct cons {
         raft_index first; /* index of sums[0] */
         struct cons_wal_sum *sums;
         size_t n_sums;
-        bool verified; /* the last load was checked and matched */
+        bool verified;    /* the last load was checked and matched */
         bool from_record; /* the check came from the record of an earlier run (cons_wal_expect) */
         unsigned n_restarts;
         /* What the next run checks the directory against if this one ends with the fence closed
@@ -197,7 +202,7 @@ struct cons {
     rpg_msec storage_tick_at;   /* the last cons_storage_tick, to see the loop stand still */
     rpg_msec storage_stall_end; /* the end of the last such stall; the bound counts from it */
     rpg_msec stepdown_transfer_at;
-    unsigned n_stepdowns;   /* leadership handed over because of storage or divergence */
+    unsigned n_stepdowns; /* leadership handed over because of storage or divergence */
 
     /* Set by the host when Raft cannot start (a corrupt log, say); on_change then fires. */
     bool failed;

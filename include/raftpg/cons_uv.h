@@ -40,8 +40,7 @@ int cons_has_raft_state(const char *dir, bool *has, char *errmsg);
  * raft log, with *segment_size the open-segment size that fits (storage_segment_size) in
  * *free_bytes (open segments included). RPG_ECORRUPT or RPG_EIO with a message naming the
  * directory, the files or the sizes, and the remedy. */
-int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_bytes,
-                       char *errmsg);
+int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_bytes, char *errmsg);
 
 /* Starts Raft as server id. With bootstrap (a configured initial member of a cluster that does
  * not exist yet), bootstraps the configured members as voters first unless the directory already

@@ -1,8 +1,8 @@
 /* The agent's core: turns what the world looks like (replicated state, Raft role, the local
  * PostgreSQL, the peers' reports, the clock) into one action at a time through the pure decision
  * function, and hands the action to an I/O interface. The real agent plugs in libuv, libpq and
- * processes; tests/sim plugs in a simulated clock, network and PostgreSQL. Beyond log lines, nothing
- * here does I/O. */
+ * processes; tests/sim plugs in a simulated clock, network and PostgreSQL. Beyond log lines,
+ * nothing here does I/O. */
 #ifndef RAFTPG_CORE_H
 #define RAFTPG_CORE_H
 
@@ -50,61 +50,61 @@ struct core_io {
 
 /* What the world looks like now. Everything is borrowed for the duration of core_tick. */
 struct core_view {
-    rpg_msec now;                  /* monotonic loop time */
+    rpg_msec now; /* monotonic loop time */
     const struct fsm_state *state;
-    bool leader;                   /* Raft leader with its own-term barrier committed */
-    bool state_current;            /* see cons_state_current() */
+    bool leader;        /* Raft leader with its own-term barrier committed */
+    bool state_current; /* see cons_state_current() */
     uint64_t term;
-    bool pg_ready;                 /* pg observed since its last operation ended, and idle */
+    bool pg_ready; /* pg observed since its last operation ended, and idle */
     struct ha_pg pg;
     unsigned n_peers;
     const struct peer_status *peers; /* the peers' last reports */
 
     /* Synchronous replication, for the primary's quorum driver (quorum.h). */
-    int sync_mode;                   /* in force: FSM_SYNC_MODE_* */
+    int sync_mode; /* in force: FSM_SYNC_MODE_* */
     unsigned sync_k;
     int sync_commit;                 /* FSM_SYNC_COMMIT_* */
     const char *sync_configured;     /* the server's synchronous_standby_names; NULL: unknown */
     const char *sync_commit_written; /* synchronous_commit the agent last wrote ("" none) */
     unsigned n_replicas;             /* the primary's pg_stat_replication */
     const struct quorum_replica *replicas;
-    unsigned n_nosync;               /* members tagged nosync */
+    unsigned n_nosync; /* members tagged nosync */
     const char *const *nosync;
-    const char *removing;            /* a member on its way out of the cluster, or NULL */
-    unsigned transfers_failed;       /* cons.h n_transfers_failed: a change ends the backoff of
-                                        the transfer it ended */
+    const char *removing;      /* a member on its way out of the cluster, or NULL */
+    unsigned transfers_failed; /* cons.h n_transfers_failed: a change ends the backoff of
+                                  the transfer it ended */
 };
 
 struct core {
-    const struct core_io *io;   /* borrowed */
-    const char *self;           /* borrowed: this member's name */
-    char pg_address[FSM_ADDR_MAX]; /* this member's PostgreSQL address as standbys stream from it
-                                      (set by the caller after core_init) */
+    const struct core_io *io;        /* borrowed */
+    const char *self;                /* borrowed: this member's name */
+    char pg_address[FSM_ADDR_MAX];   /* this member's PostgreSQL address as standbys stream from it
+                                        (set by the caller after core_init) */
     char prev_primary[FSM_NAME_MAX]; /* whom this member's last "primary = me" replaced ... */
     uint64_t prev_primary_term;      /* ... in this term */
     bool nofailover;
     int failover_priority;
-    bool no_pg_rewind;          /* postgresql.use_pg_rewind off (set by the caller after core_init) */
+    bool no_pg_rewind; /* postgresql.use_pg_rewind off (set by the caller after core_init) */
 
-    bool busy;                  /* an asynchronous action is in flight */
+    bool busy; /* an asynchronous action is in flight */
     enum ha_action running;
-    int step;                   /* of a multi-step action (record_bootstrap, promote) */
+    int step;                      /* of a multi-step action (record_bootstrap, promote) */
     const struct fsm_state *state; /* borrowed from the view of the tick that began the action;
                                       the caller keeps it alive (it is the replicated state) */
-    struct ha_decision last;    /* the last decision */
-    bool last_changed;          /* the last tick decided something new (for logging) */
-    rpg_msec leader_since;      /* when this member became a ready leader, 0 if it is not */
+    struct ha_decision last;       /* the last decision */
+    bool last_changed;             /* the last tick decided something new (for logging) */
+    rpg_msec leader_since;         /* when this member became a ready leader, 0 if it is not */
     rpg_msec retry_after;
-    enum ha_action backoff;     /* the action retry_after holds back */
-    unsigned transfers_failed;  /* core_view's, as of the last tick */
-    uint64_t term;              /* of the tick that started the action */
-    uint32_t timeline;          /* of the tick that started the action */
-    uint32_t promote_timeline;  /* the timeline a promotion in flight creates */
+    enum ha_action backoff;      /* the action retry_after holds back */
+    unsigned transfers_failed;   /* core_view's, as of the last tick */
+    uint64_t term;               /* of the tick that started the action */
+    uint32_t timeline;           /* of the tick that started the action */
+    uint32_t promote_timeline;   /* the timeline a promotion in flight creates */
     char error[RPG_ERRMSG_SIZE]; /* the last failed action and why, "" if it succeeded */
 
     /* The quorum driver: runs while this member is the primary in its own term. */
     struct quorum_tracker quorum;
-    bool quorum_running;         /* the action in flight is the driver's, not the decision's */
+    bool quorum_running; /* the action in flight is the driver's, not the decision's */
     struct quorum_decision quorum_last;
 };
 

@@ -13,19 +13,19 @@ typedef uint64_t rpg_msec;
 /* Fallible functions return 0 or one of these (negative) codes. */
 enum {
     RPG_OK = 0,
-    RPG_ENOMEM = -1,    /* out of memory */
-    RPG_EINVAL = -2,    /* invalid argument or input */
-    RPG_EIO = -3,       /* I/O error */
-    RPG_ECONFIG = -4,   /* configuration error */
-    RPG_ENOTFOUND = -5, /* no such object */
-    RPG_EEXIST = -6,    /* object already exists */
-    RPG_EPROTO = -7,    /* malformed message or unsupported version */
-    RPG_ENOTLEADER = -8,/* this node is not the Raft leader */
-    RPG_EBUSY = -9,     /* another operation is in progress */
-    RPG_ETIMEDOUT = -10,/* operation timed out */
-    RPG_ECORRUPT = -11, /* on-disk data is corrupt or belongs elsewhere */
-    RPG_ERAFT = -12,    /* libraft reported an error */
-    RPG_ECONN = -13,    /* could not connect or connection lost */
+    RPG_ENOMEM = -1,     /* out of memory */
+    RPG_EINVAL = -2,     /* invalid argument or input */
+    RPG_EIO = -3,        /* I/O error */
+    RPG_ECONFIG = -4,    /* configuration error */
+    RPG_ENOTFOUND = -5,  /* no such object */
+    RPG_EEXIST = -6,     /* object already exists */
+    RPG_EPROTO = -7,     /* malformed message or unsupported version */
+    RPG_ENOTLEADER = -8, /* this node is not the Raft leader */
+    RPG_EBUSY = -9,      /* another operation is in progress */
+    RPG_ETIMEDOUT = -10, /* operation timed out */
+    RPG_ECORRUPT = -11,  /* on-disk data is corrupt or belongs elsewhere */
+    RPG_ERAFT = -12,     /* libraft reported an error */
+    RPG_ECONN = -13,     /* could not connect or connection lost */
 };
 
 /* Static description of an RPG_E* code; never NULL. */

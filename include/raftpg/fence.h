@@ -76,13 +76,14 @@ bool fence_lease_check(const struct fence_timing *t, struct fence_clock *k, bool
                        rpg_msec lease_until, rpg_msec now, bool *gap);
 
 /* True when a successor could exist, as far as this node can tell: it holds no lease of its term
- * any more (lease_until 0: not the ready leader) or the lease has ended. The hard layer's trigger. */
+ * any more (lease_until 0: not the ready leader) or the lease has ended. The hard layer's trigger.
+ */
 bool fence_lease_lapsed(rpg_msec lease_until, rpg_msec now);
 
 /* The earliest loop time a new leader may promote: last contact with the previous leader (0: none
  * since this process started, then its start counts, as the previous leader may have been heard
- * just before a restart) + lease + margin + hard, + watchdog_ms when the nodes run a watchdog: an old
- * primary whose agent died or hung feeds its device at the latest until its lease ends, and the
+ * just before a restart) + lease + margin + hard, + watchdog_ms when the nodes run a watchdog: an
+ * old primary whose agent died or hung feeds its device at the latest until its lease ends, and the
  * device resets the node watchdog_ms (its timeout) after the last feed. */
 rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_heard_leader,
                                   rpg_msec started_at, rpg_msec watchdog_ms);
@@ -116,8 +117,7 @@ bool fence_may_lead(const struct fence_timing *t, bool leader_ready, bool lease_
  * was asked for and not yet observed done (it may take effect at any moment), or the server was
  * last observed as a primary, or it has no standby.signal (not observed yet, or promoted since:
  * PostgreSQL removes the file when a promotion completes, before the observer notices). */
-bool fence_pg_writable(bool postmaster, bool promoting, bool observed_primary,
-                       bool standby_signal);
+bool fence_pg_writable(bool postmaster, bool promoting, bool observed_primary, bool standby_signal);
 
 /* ---- one fence tick: what the old side does, decided without I/O --------------------------
  * The agent (src/agent.c) runs it every 10 ms and before every decision, the simulation
@@ -134,22 +134,22 @@ struct fence_vip {
     bool refused;       /* the last claim failed (another host answered, or an error) */
     rpg_msec failed_at; /* when it failed */
     rpg_msec renewed_at;
-    rpg_msec renew_ms;  /* vip_renew_interval_ms */
+    rpg_msec renew_ms; /* vip_renew_interval_ms */
 };
 
 struct fence_in {
     rpg_msec now;
-    bool lease_ok;          /* fence_lease_ok and fence_lease_trusted, judged by the caller */
-    bool lease_lapsed;      /* fence_lease_lapsed: a successor could exist */
-    bool frozen;            /* the soft layer stopped the server's processes (SIGSTOP) */
-    bool writable;          /* pg_may_accept_writes */
-    bool pg_busy;           /* a control operation runs */
-    bool postmaster;        /* a postmaster runs: the fence has a target */
-    bool primary_running;   /* observed running and out of recovery */
-    bool recorded_primary;  /* the replicated state names this member as primary */
-    bool fencing;           /* a fence began and its postmaster is still there */
-    bool target_gone;       /* ... no longer: that postmaster has exited */
-    bool escalated;         /* the fence sent SIGQUIT already */
+    bool lease_ok;         /* fence_lease_ok and fence_lease_trusted, judged by the caller */
+    bool lease_lapsed;     /* fence_lease_lapsed: a successor could exist */
+    bool frozen;           /* the soft layer stopped the server's processes (SIGSTOP) */
+    bool writable;         /* pg_may_accept_writes */
+    bool pg_busy;          /* a control operation runs */
+    bool postmaster;       /* a postmaster runs: the fence has a target */
+    bool primary_running;  /* observed running and out of recovery */
+    bool recorded_primary; /* the replicated state names this member as primary */
+    bool fencing;          /* a fence began and its postmaster is still there */
+    bool target_gone;      /* ... no longer: that postmaster has exited */
+    bool escalated;        /* the fence sent SIGQUIT already */
     rpg_msec fence_started;
     struct fence_vip vip;
 };
@@ -169,7 +169,7 @@ enum fence_vip_act {
     FENCE_VIP_RELEASE,         /* not wanted: release (cutting a claim short) */
     FENCE_VIP_STARTUP_RELEASE, /* the first tick: remove a VIP a crash left */
     FENCE_VIP_CLAIM,
-    FENCE_VIP_RETRY,           /* a refusal is old enough: forget it, claim next tick */
+    FENCE_VIP_RETRY, /* a refusal is old enough: forget it, claim next tick */
     FENCE_VIP_RENEW,
 };
 

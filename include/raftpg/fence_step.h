@@ -23,38 +23,38 @@ struct fence_memory {
     bool frozen;              /* the soft layer stopped the server's processes (SIGSTOP) */
     rpg_msec frozen_at;
     unsigned n_freezes;
-    bool fencing;             /* a fence began and its postmaster had not exited when last seen */
+    bool fencing; /* a fence began and its postmaster had not exited when last seen */
     rpg_msec fence_started;
-    bool escalated;           /* the fence sent SIGQUIT already */
+    bool escalated; /* the fence sent SIGQUIT already */
     unsigned n_fences;
-    bool vip_startup_done;    /* the start-up release of a VIP a crash left ran */
-    bool vip_claiming;        /* a claim is under way */
-    bool vip_releasing;       /* a release is under way */
-    bool vip_refused;         /* the last claim or release failed (another host answered, say) */
+    bool vip_startup_done; /* the start-up release of a VIP a crash left ran */
+    bool vip_claiming;     /* a claim is under way */
+    bool vip_releasing;    /* a release is under way */
+    bool vip_refused;      /* the last claim or release failed (another host answered, say) */
     rpg_msec vip_failed_at;
-    rpg_msec vip_renewed_at;  /* when the address last got a fresh lifetime (claim or renewal) */
+    rpg_msec vip_renewed_at; /* when the address last got a fresh lifetime (claim or renewal) */
 };
 
 /* What the executor observed for this tick. */
 struct fence_world {
-    rpg_msec now;            /* the agent's clock (CLOCK_BOOTTIME; the node's own in the simulation) */
-    bool leader_ready;       /* Raft leader with a barrier of its term committed */
-    rpg_msec lease_until;    /* cons_lease_until */
-    bool lease_pending;      /* a renewal is in flight ... */
+    rpg_msec now;         /* the agent's clock (CLOCK_BOOTTIME; the node's own in the simulation) */
+    bool leader_ready;    /* Raft leader with a barrier of its term committed */
+    rpg_msec lease_until; /* cons_lease_until */
+    bool lease_pending;   /* a renewal is in flight ... */
     rpg_msec lease_submitted; /* ... since then (for the log line of a lost lease) */
-    bool lease_disabled;     /* the simulation's --no-lease: leadership alone, nothing fenced */
-    bool writable;           /* pg_may_accept_writes */
-    bool pg_busy;            /* a control operation runs */
-    bool postmaster;         /* a postmaster runs: the fence has a target */
-    int pid;                 /* ... its pid, for the log */
-    bool primary_running;    /* observed running and out of recovery */
-    bool recorded_primary;   /* the replicated state names this member as primary */
-    bool target_gone;        /* the postmaster the fence signalled has exited */
-    const char *op_name;     /* the operation that runs, for the log */
-    bool vip_open;           /* a vip section is configured */
-    bool vip_held;           /* the address is on the interface */
-    bool vip_busy;           /* an ip or arping operation runs */
-    rpg_msec vip_renew_ms;   /* vip_renew_interval_ms */
+    bool lease_disabled;      /* the simulation's --no-lease: leadership alone, nothing fenced */
+    bool writable;            /* pg_may_accept_writes */
+    bool pg_busy;             /* a control operation runs */
+    bool postmaster;          /* a postmaster runs: the fence has a target */
+    int pid;                  /* ... its pid, for the log */
+    bool primary_running;     /* observed running and out of recovery */
+    bool recorded_primary;    /* the replicated state names this member as primary */
+    bool target_gone;         /* the postmaster the fence signalled has exited */
+    const char *op_name;      /* the operation that runs, for the log */
+    bool vip_open;            /* a vip section is configured */
+    bool vip_held;            /* the address is on the interface */
+    bool vip_busy;            /* an ip or arping operation runs */
+    rpg_msec vip_renew_ms;    /* vip_renew_interval_ms */
 };
 
 /* The executor's hooks. data is passed back to each. */

@@ -37,8 +37,8 @@ struct fsm_sum {
  * command still counts as applied, and *result carries the code as (void *)(intptr_t)rc, 0 on
  * success; read it with fsm_result_code(). snapshot/restore use fsm_state_encode/decode. */
 struct fsm {
-    struct raft_fsm raft;     /* must be first: libraft hands back &raft */
-    struct fsm_state *state;  /* borrowed */
+    struct raft_fsm raft;             /* must be first: libraft hands back &raft */
+    struct fsm_state *state;          /* borrowed */
     char last_error[RPG_ERRMSG_SIZE]; /* last rejected command, or failed snapshot/restore */
     /* The server applying entries (set by its owner, may be NULL): each apply records the
      * checksum at the entry's index (libraft advances last_applied after apply returns). */

@@ -27,8 +27,8 @@
 #define FSM_HISTORY_MAX 32
 
 enum fsm_history_reason {
-    FSM_HISTORY_BOOTSTRAP = 0, /* the first primary of the cluster */
-    FSM_HISTORY_FAILOVER = 1,  /* the previous primary was lost, or an operator's failover */
+    FSM_HISTORY_BOOTSTRAP = 0,  /* the first primary of the cluster */
+    FSM_HISTORY_FAILOVER = 1,   /* the previous primary was lost, or an operator's failover */
     FSM_HISTORY_SWITCHOVER = 2, /* a planned handover from a running primary */
     FSM_HISTORY_REASON_MAX
 };
@@ -37,12 +37,12 @@ const char *fsm_history_reason_name(int reason);
 
 /* One promotion: the primary that began a timeline. */
 struct fsm_history_entry {
-    uint32_t timeline;   /* the timeline the promotion began */
+    uint32_t timeline;      /* the timeline the promotion began */
     uint32_t prev_timeline; /* the timeline it branched from (0 for a bootstrap) */
-    uint64_t lsn;        /* where the previous timeline ended; 0 for a bootstrap */
-    int64_t time_ms;     /* wall-clock time of the promotion, ms since the Unix epoch */
-    uint64_t term;       /* Raft term in which the new primary was chosen */
-    uint8_t reason;      /* enum fsm_history_reason */
+    uint64_t lsn;           /* where the previous timeline ended; 0 for a bootstrap */
+    int64_t time_ms;        /* wall-clock time of the promotion, ms since the Unix epoch */
+    uint64_t term;          /* Raft term in which the new primary was chosen */
+    uint8_t reason;         /* enum fsm_history_reason */
     char primary[FSM_NAME_MAX];
 };
 
@@ -52,8 +52,12 @@ struct fsm_history_entry {
 enum { FSM_TAG_NOFAILOVER = 1u << 0, FSM_TAG_NOSYNC = 1u << 1, FSM_TAG_RAFT_STATE = 1u << 2 };
 
 enum { FSM_SYNC_MODE_OFF = 0, FSM_SYNC_MODE_QUORUM = 1, FSM_SYNC_MODE_STRICT = 2 };
-enum { FSM_SYNC_COMMIT_ON = 0, FSM_SYNC_COMMIT_REMOTE_WRITE = 1, FSM_SYNC_COMMIT_REMOTE_APPLY = 2,
-       FSM_SYNC_COMMIT_LOCAL = 3 };
+enum {
+    FSM_SYNC_COMMIT_ON = 0,
+    FSM_SYNC_COMMIT_REMOTE_WRITE = 1,
+    FSM_SYNC_COMMIT_REMOTE_APPLY = 2,
+    FSM_SYNC_COMMIT_LOCAL = 3
+};
 
 struct fsm_member {
     uint64_t id; /* Raft server id, unique, never reused within a cluster */
@@ -66,10 +70,10 @@ struct fsm_member {
 };
 
 struct fsm_state {
-    bool initialized;          /* set by the first FSM_CMD_INIT */
+    bool initialized; /* set by the first FSM_CMD_INIT */
     char scope[FSM_NAME_MAX];
-    uint64_t system_id;        /* PostgreSQL system identifier, 0 until bootstrap */
-    uint64_t next_id;          /* the id the next added member gets; ids are never reused */
+    uint64_t system_id; /* PostgreSQL system identifier, 0 until bootstrap */
+    uint64_t next_id;   /* the id the next added member gets; ids are never reused */
     unsigned n_members;
     struct fsm_member members[FSM_MEMBERS_MAX];
     struct {
@@ -86,9 +90,9 @@ struct fsm_state {
     /* Dynamic configuration (SET_CONFIG); until set, each agent uses its file's values. */
     struct {
         bool set;
-        uint8_t sync_mode;         /* FSM_SYNC_MODE_* */
-        uint32_t sync_node_count;  /* k wanted, 1..FSM_MEMBERS_MAX */
-        uint8_t sync_commit;       /* FSM_SYNC_COMMIT_* */
+        uint8_t sync_mode;        /* FSM_SYNC_MODE_* */
+        uint32_t sync_node_count; /* k wanted, 1..FSM_MEMBERS_MAX */
+        uint8_t sync_commit;      /* FSM_SYNC_COMMIT_* */
     } config;
     /* The WAL position that the synchronous quorum confirmed (SET_WAL_BOUND): every commit
      * acknowledged up to there is on a quorum standby; a new primary must have reached it. */
@@ -102,17 +106,17 @@ struct fsm_state {
 };
 
 enum fsm_cmd_type {
-    FSM_CMD_INIT = 1,        /* scope and the initial members; ids come with the members */
-    FSM_CMD_MEMBER_ADD,      /* one member */
-    FSM_CMD_MEMBER_REMOVE,   /* by name */
-    FSM_CMD_SET_PRIMARY,     /* primary name, term, timeline */
-    FSM_CMD_SET_SYNC,        /* k and voters */
-    FSM_CMD_SET_PAUSE,       /* paused flag */
-    FSM_CMD_SET_SYSTEM_ID,   /* system identifier; only once */
-    FSM_CMD_SET_CONFIG,      /* dynamic configuration (version 2) */
-    FSM_CMD_SET_WAL_BOUND,   /* acknowledged-WAL bound; never moves back (version 2) */
-    FSM_CMD_MEMBER_SEEN,     /* member id: its Raft log holds replicated entries (version 3) */
-    FSM_CMD_ADD_HISTORY,     /* one promotion, appended to the history (version 4) */
+    FSM_CMD_INIT = 1,      /* scope and the initial members; ids come with the members */
+    FSM_CMD_MEMBER_ADD,    /* one member */
+    FSM_CMD_MEMBER_REMOVE, /* by name */
+    FSM_CMD_SET_PRIMARY,   /* primary name, term, timeline */
+    FSM_CMD_SET_SYNC,      /* k and voters */
+    FSM_CMD_SET_PAUSE,     /* paused flag */
+    FSM_CMD_SET_SYSTEM_ID, /* system identifier; only once */
+    FSM_CMD_SET_CONFIG,    /* dynamic configuration (version 2) */
+    FSM_CMD_SET_WAL_BOUND, /* acknowledged-WAL bound; never moves back (version 2) */
+    FSM_CMD_MEMBER_SEEN,   /* member id: its Raft log holds replicated entries (version 3) */
+    FSM_CMD_ADD_HISTORY,   /* one promotion, appended to the history (version 4) */
     FSM_CMD_TYPE_MAX
 };
 

@@ -25,10 +25,10 @@ struct guard {
     uv_loop_t *loop;
     uv_process_t process;
     uv_pipe_t pipe;
-    bool running;     /* the process handle is open */
+    bool running; /* the process handle is open */
     bool pipe_open;
-    bool exited;      /* the guard process is gone */
-    char last;        /* last byte sent, 0 before the first */
+    bool exited; /* the guard process is gone */
+    char last;   /* last byte sent, 0 before the first */
     int n_open;
     void (*close_cb)(struct guard *g);
 };

@@ -27,16 +27,16 @@ const char *ha_pg_state_name(enum ha_pg_state s);
 
 struct ha_pg {
     enum ha_pg_state state;
-    bool in_recovery;      /* running as a standby */
-    uint64_t system_id;    /* 0: unknown */
-    uint32_t timeline;     /* current (running) or last checkpoint's (stopped); 0: unknown */
-    bool was_primary;      /* stopped: the control file says it last ran as a primary */
-    uint64_t wal_position; /* primary: current insert LSN; standby: max(received, replayed) */
-    uint64_t replay_position; /* primary: as wal_position; standby: replayed (what reads see) */
-    bool streaming;        /* standby: the WAL receiver is streaming */
+    bool in_recovery;          /* running as a standby */
+    uint64_t system_id;        /* 0: unknown */
+    uint32_t timeline;         /* current (running) or last checkpoint's (stopped); 0: unknown */
+    bool was_primary;          /* stopped: the control file says it last ran as a primary */
+    uint64_t wal_position;     /* primary: current insert LSN; standby: max(received, replayed) */
+    uint64_t replay_position;  /* primary: as wal_position; standby: replayed (what reads see) */
+    bool streaming;            /* standby: the WAL receiver is streaming */
     rpg_msec not_streaming_ms; /* standby: for how long it has not been streaming (0: it is) */
     uint32_t checkpoint_timeline; /* timeline of the last checkpoint; pg_rewind reads this one */
-    char upstream[FSM_NAME_MAX]; /* standby: the member it was configured to follow ("" none) */
+    char upstream[FSM_NAME_MAX];  /* standby: the member it was configured to follow ("" none) */
     /* standby: where its WAL receiver streams from, as pg_stat_wal_receiver says
      * (sender_host:sender_port); "" when no receiver runs, HA_RECEIVER_UNKNOWN while one runs
      * without a known sender yet. The configuration (upstream) says where it should stream;
@@ -45,10 +45,10 @@ struct ha_pg {
     /* standby: where its primary_conninfo, as the server has loaded it, points (host:port; ""
      * none): where a receiver that is not running now will connect when it starts again */
     char conninfo[FSM_ADDR_MAX];
-    rpg_msec receiver_ms;  /* how long receiver has been what it is now, counted afresh from
-                              every re-point (so a follow gets the full bound to take effect) */
-    bool promoting;        /* a promotion was asked for and is not observed done yet */
-    unsigned n_slots;      /* primary: raftpg's replication slots present */
+    rpg_msec receiver_ms; /* how long receiver has been what it is now, counted afresh from
+                             every re-point (so a follow gets the full bound to take effect) */
+    bool promoting;       /* a promotion was asked for and is not observed done yet */
+    unsigned n_slots;     /* primary: raftpg's replication slots present */
     char slots[HA_SLOTS_MAX][FSM_NAME_MAX];
     unsigned start_failures; /* consecutive failed starts (reset on a successful start) */
     /* standby: the newest timeline history its server holds says timeline `timeline` ended at
@@ -59,7 +59,7 @@ struct ha_pg {
     rpg_msec past_fork_ms;
     uint32_t fork_timeline;
     uint64_t fork_lsn;
-    bool rewind_failed;      /* the last pg_rewind failed: re-clone instead */
+    bool rewind_failed; /* the last pg_rewind failed: re-clone instead */
     /* Rewinds in a row that stopped before changing the directory (the source not ready, say),
      * and how long until the next may start: retries back off instead of running every tick. */
     unsigned rewind_retries;
@@ -88,12 +88,12 @@ struct ha_peer {
     char conninfo[FSM_ADDR_MAX];   /* where its primary_conninfo points (struct ha_pg) */
     char pg_address[FSM_ADDR_MAX]; /* its PostgreSQL address as it reports it ("" unknown) */
     unsigned start_failures;
-    bool unwritable; /* it reports that its server cannot write */
+    bool unwritable;        /* it reports that its server cannot write */
     bool identity_mismatch; /* its agent answers under another Raft id than the cluster lists */
     bool nofailover;
     int failover_priority;
-    bool storage_failed;           /* its Raft directory cannot persist */
-    bool diverged;                 /* its replicated state differs from the others' */
+    bool storage_failed; /* its Raft directory cannot persist */
+    bool diverged;       /* its replicated state differs from the others' */
 };
 
 struct ha_input {
@@ -119,23 +119,23 @@ struct ha_input {
 };
 
 enum ha_action {
-    HA_ACT_WAIT = 0,        /* nothing to do now; why says what it waits for */
-    HA_ACT_BOOTSTRAP,       /* initdb, start as primary, create the roles */
-    HA_ACT_START_PRIMARY,   /* start the existing data directory as a primary */
-    HA_ACT_RECORD_BOOTSTRAP,/* commit the system identifier, then "primary = me" */
-    HA_ACT_RECORD_PRIMARY,  /* commit "primary = me, term T, timeline"; on taking over, the
-                             * timeline its promotion will create */
-    HA_ACT_PROMOTE,         /* pg_promote the local standby */
-    HA_ACT_SYNC_SLOTS,      /* create/drop replication slots to match the members */
-    HA_ACT_CHECKPOINT,      /* CHECKPOINT, so that the new timeline is in the control file */
-    HA_ACT_TRANSFER,        /* hand Raft leadership to target */
-    HA_ACT_DEMOTE,          /* stop the local PostgreSQL (fast, then immediate) */
-    HA_ACT_CLONE,           /* pg_basebackup from the primary (target), start as its standby */
-    HA_ACT_REINIT,          /* remove the local data directory, then clone */
-    HA_ACT_REWIND,          /* pg_rewind from the primary (target), start as its standby */
-    HA_ACT_START_STANDBY,   /* start as a standby of target ("" none yet) */
-    HA_ACT_FOLLOW,          /* re-point the running standby at target and reload */
-    HA_ACT_REFUSE,          /* the data directory cannot be used; why says why; no action */
+    HA_ACT_WAIT = 0,         /* nothing to do now; why says what it waits for */
+    HA_ACT_BOOTSTRAP,        /* initdb, start as primary, create the roles */
+    HA_ACT_START_PRIMARY,    /* start the existing data directory as a primary */
+    HA_ACT_RECORD_BOOTSTRAP, /* commit the system identifier, then "primary = me" */
+    HA_ACT_RECORD_PRIMARY,   /* commit "primary = me, term T, timeline"; on taking over, the
+                              * timeline its promotion will create */
+    HA_ACT_PROMOTE,          /* pg_promote the local standby */
+    HA_ACT_SYNC_SLOTS,       /* create/drop replication slots to match the members */
+    HA_ACT_CHECKPOINT,       /* CHECKPOINT, so that the new timeline is in the control file */
+    HA_ACT_TRANSFER,         /* hand Raft leadership to target */
+    HA_ACT_DEMOTE,           /* stop the local PostgreSQL (fast, then immediate) */
+    HA_ACT_CLONE,            /* pg_basebackup from the primary (target), start as its standby */
+    HA_ACT_REINIT,           /* remove the local data directory, then clone */
+    HA_ACT_REWIND,           /* pg_rewind from the primary (target), start as its standby */
+    HA_ACT_START_STANDBY,    /* start as a standby of target ("" none yet) */
+    HA_ACT_FOLLOW,           /* re-point the running standby at target and reload */
+    HA_ACT_REFUSE,           /* the data directory cannot be used; why says why; no action */
 };
 const char *ha_action_name(enum ha_action a);
 
@@ -178,10 +178,10 @@ void ha_decide(const struct ha_input *in, struct ha_decision *out);
  * peers that can be promoted (reachable, a running standby of the cluster's system, so that its
  * WAL position is known; not nofailover, priority > 0, fewer than HA_START_FAILURES_MAX start
  * failures), the one with the highest (timeline, WAL position); ties go to the higher
- * failover_priority, then to self, then to the lowest name. self_eligible says whether this member may be promoted. Returns the chosen
- * member's name (borrowed from in), or NULL when no member may be promoted, and explains in
- * why. A member of the replicated state that has not been polled since leadership began makes
- * the choice wait (NULL, *wait = true). */
+ * failover_priority, then to self, then to the lowest name. self_eligible says whether this member
+ * may be promoted. Returns the chosen member's name (borrowed from in), or NULL when no member may
+ * be promoted, and explains in why. A member of the replicated state that has not been polled since
+ * leadership began makes the choice wait (NULL, *wait = true). */
 const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, bool *wait,
                                 char *why, size_t why_size);
 

@@ -34,10 +34,10 @@ enum health_standby { HEALTH_STANDBY_ASYNC = 0, HEALTH_STANDBY_SYNC, HEALTH_STAN
 
 struct health_query {
     bool has_lag;
-    uint64_t lag;             /* ?lag=: bytes, or with a unit (16kB, 64MB, 1GB) */
-    bool lag_write;           /* ?mode=write (readiness): count received WAL, not replayed */
+    uint64_t lag;               /* ?lag=: bytes, or with a unit (16kB, 64MB, 1GB) */
+    bool lag_write;             /* ?mode=write (readiness): count received WAL, not replayed */
     char replication_state[32]; /* ?replication_state=: "" any */
-    unsigned n_tags;          /* ?tag_<key>=<value> */
+    unsigned n_tags;            /* ?tag_<key>=<value> */
     struct {
         char key[HEALTH_TAG_MAX];
         char value[HEALTH_TAG_MAX];
@@ -51,20 +51,20 @@ struct health_tag {
 };
 
 struct health_input {
-    bool alive;               /* the agent is not shutting down */
-    bool has_pg;              /* it manages a PostgreSQL */
-    bool running;             /* its PostgreSQL accepts connections */
+    bool alive;   /* the agent is not shutting down */
+    bool has_pg;  /* it manages a PostgreSQL */
+    bool running; /* its PostgreSQL accepts connections */
     bool in_recovery;
-    bool streaming;           /* a standby's WAL receiver streams */
-    bool restore_command;     /* one is set: not streaming is "in archive recovery" */
-    bool ready_leader;        /* Raft leader past its own-term barrier */
-    bool raft_leader;         /* Raft leader */
-    bool acting;              /* not stopped for a diverged state or a mismatched identity */
+    bool streaming;       /* a standby's WAL receiver streams */
+    bool restore_command; /* one is set: not streaming is "in archive recovery" */
+    bool ready_leader;    /* Raft leader past its own-term barrier */
+    bool raft_leader;     /* Raft leader */
+    bool acting;          /* not stopped for a diverged state or a mismatched identity */
     enum health_standby standby;
     uint64_t primary_position; /* the primary's WAL position as last heard (0: unknown) */
     uint64_t received_position;
     uint64_t replay_position;
-    uint64_t default_lag;     /* readiness without ?lag= */
+    uint64_t default_lag; /* readiness without ?lag= */
     unsigned n_tags;
     const struct health_tag *tags;
     bool noloadbalance;

@@ -12,11 +12,19 @@
 #include "raftpg/err.h"
 
 #define HTTP_PATH_MAX 512
-#define HTTP_BODY_MAX (64 * 1024)  /* larger request bodies get 413 */
+#define HTTP_BODY_MAX (64 * 1024)    /* larger request bodies get 413 */
 #define HTTP_HEADERS_MAX (16 * 1024) /* larger header blocks get 431 */
 
-enum http_method { HTTP_M_OTHER = 0, HTTP_M_GET, HTTP_M_HEAD, HTTP_M_POST, HTTP_M_PUT,
-                   HTTP_M_PATCH, HTTP_M_DELETE, HTTP_M_OPTIONS };
+enum http_method {
+    HTTP_M_OTHER = 0,
+    HTTP_M_GET,
+    HTTP_M_HEAD,
+    HTTP_M_POST,
+    HTTP_M_PUT,
+    HTTP_M_PATCH,
+    HTTP_M_DELETE,
+    HTTP_M_OPTIONS
+};
 
 /* A parsed request; valid only during the handler call. */
 struct http_request {
@@ -48,13 +56,13 @@ typedef void (*http_handler_cb)(struct http_conn *conn, const struct http_reques
 struct http_track;
 
 struct http_server {
-    uv_loop_t *loop;        /* borrowed */
+    uv_loop_t *loop; /* borrowed */
     http_handler_cb handler;
     void *data;
-    unsigned n_conns;       /* open connections */
-    unsigned max_conns;     /* default 1000: above it, each new connection closes the oldest one
-                             * still waiting for a complete request (lowered to fit the
-                             * process's descriptor limit, which is raised when allowed) */
+    unsigned n_conns;         /* open connections */
+    unsigned max_conns;       /* default 1000: above it, each new connection closes the oldest one
+                               * still waiting for a complete request (lowered to fit the
+                               * process's descriptor limit, which is raised when allowed) */
     uint64_t idle_timeout_ms; /* default 5000: a connection without a complete request that long
                                * after its accept or its previous response is closed */
     int closing;
@@ -63,21 +71,21 @@ struct http_server {
      * or after http_server_start. */
     void (*answered)(void *data, const struct http_request *req, int status);
     /* internal */
-    int listening;          /* the loop handles are open */
-    void *mhd;              /* struct MHD_Daemon */
-    int fd;                 /* listening socket */
-    uv_poll_t poll;         /* on MHD's epoll descriptor */
-    uv_timer_t mhd_timer;   /* MHD_get_timeout */
+    int listening;        /* the loop handles are open */
+    void *mhd;            /* struct MHD_Daemon */
+    int fd;               /* listening socket */
+    uv_poll_t poll;       /* on MHD's epoll descriptor */
+    uv_timer_t mhd_timer; /* MHD_get_timeout */
     uv_timer_t deadline_timer;
     int open_handles;
-    int in_run;             /* inside MHD_run: stopping MHD is deferred */
-    unsigned zero_runs;     /* runs in a row MHD asked to run again at once */
+    int in_run;         /* inside MHD_run: stopping MHD is deferred */
+    unsigned zero_runs; /* runs in a row MHD asked to run again at once */
     struct http_track *waiting_head, *waiting_tail; /* connections by request deadline */
-    struct http_conn *suspended; /* requests the handler has not answered yet */
-    char *tls_cert, *tls_key;    /* PEM, set by http_server_set_tls */
-    char *tls_key_password;      /* set by http_server_set_tls, or NULL */
-    char *tls_trust;             /* PEM, set by http_server_set_client_ca */
-    char *tls_priorities;        /* GnuTLS priority string, set by http_server_set_tls */
+    struct http_conn *suspended;                    /* requests the handler has not answered yet */
+    char *tls_cert, *tls_key;                       /* PEM, set by http_server_set_tls */
+    char *tls_key_password;                         /* set by http_server_set_tls, or NULL */
+    char *tls_trust;                                /* PEM, set by http_server_set_client_ca */
+    char *tls_priorities; /* GnuTLS priority string, set by http_server_set_tls */
     enum http_client_cert client_cert;
 };
 
@@ -96,8 +104,8 @@ int http_server_set_tls_priorities(struct http_server *s, const char *priorities
  * (mode OPTIONAL or REQUIRED), verified during the handshake against the CAs in cafile (PEM, read
  * now), its key purpose allowing TLS client authentication when it names any. Returns 0 or
  * RPG_EIO/RPG_EINVAL naming the file. */
-int http_server_set_client_ca(struct http_server *s, const char *cafile,
-                              enum http_client_cert mode, char *errmsg);
+int http_server_set_client_ca(struct http_server *s, const char *cafile, enum http_client_cert mode,
+                              char *errmsg);
 
 /* Binds "a.b.c.d:port" (port 0 picks a free port, see http_server_port) with SO_REUSEADDR and
  * starts listening. max_conns and idle_timeout_ms may be set before (0 selects the default);
@@ -161,9 +169,9 @@ int http_client_set_cert(const char *certfile, const char *keyfile, const char *
  * the close, up to 16 MiB. timeout_ms must be positive and covers connect, send and receive.
  * Messages: "127.0.0.1:8001: connection refused", "127.0.0.1:8001: timed out after 2000 ms".
  * On error *body is NULL. */
-int http_request_sync(const char *addr, const char *method, const char *path,
-                      const char *body, const char *authorization, unsigned timeout_ms,
-                      int *status, char **body_out, size_t *body_len, char *errmsg);
+int http_request_sync(const char *addr, const char *method, const char *path, const char *body,
+                      const char *authorization, unsigned timeout_ms, int *status, char **body_out,
+                      size_t *body_len, char *errmsg);
 
 /* Requests from the loop thread, without blocking it: libcurl's multi interface, its sockets
  * watched with uv_poll and its time-outs with a uv_timer. */
@@ -175,10 +183,10 @@ typedef void (*http_done_cb)(void *data, int rc, int status, const char *body, s
                              const char *errmsg);
 
 struct http_client {
-    uv_loop_t *loop;       /* borrowed */
-    void *multi;           /* CURLM */
+    uv_loop_t *loop; /* borrowed */
+    void *multi;     /* CURLM */
     uv_timer_t timer;
-    int open_handles;      /* the timer and one uv_poll per socket */
+    int open_handles; /* the timer and one uv_poll per socket */
     int closing;
     struct http_call *calls;
     void (*close_cb)(struct http_client *c);

@@ -25,15 +25,14 @@ struct lead_in {
     const char *self;                /* this member's name */
     const struct peer_status *peers; /* the peers' last reports */
     unsigned n_peers;
-    bool lease_ok;                   /* fence_step's judgement this tick */
-    bool watchdog_ok;                /* armed when it must be, or not required */
-    rpg_msec watchdog_ms;            /* watchdog_promote_wait_ms: 0 without a watchdog */
+    bool lease_ok;        /* fence_step's judgement this tick */
+    bool watchdog_ok;     /* armed when it must be, or not required */
+    rpg_msec watchdog_ms; /* watchdog_promote_wait_ms: 0 without a watchdog */
     rpg_msec now;
 };
 
 /* The report of the named peer among n, NULL when there is none. */
-const struct peer_status *lead_peer(const struct peer_status *peers, unsigned n,
-                                    const char *name);
+const struct peer_status *lead_peer(const struct peer_status *peers, unsigned n, const char *name);
 
 /* fence_others_stood_down over every other member of the Raft configuration and the recorded
  * primary when it is another node outside it (a leader that removed itself keeps its server

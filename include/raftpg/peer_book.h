@@ -1,7 +1,8 @@
 /* The bookkeeping of the peer polls, shared by the agent's poller (src/peers.c, over libcurl on
  * the loop) and the simulation's (over the simulated network): which peer to ask now, one
  * request per peer at most, an answer kept the moment it arrives, and the times a leader compares
- * with its own start (last_polled). Pure: the executor sends the requests and reports their ends. */
+ * with its own start (last_polled). Pure: the executor sends the requests and reports their ends.
+ */
 #ifndef RAFTPG_PEER_BOOK_H
 #define RAFTPG_PEER_BOOK_H
 

@@ -14,8 +14,8 @@
 struct peer_status {
     char name[FSM_NAME_MAX];
     char api[FSM_ADDR_MAX];
-    bool reachable;         /* the last poll got a valid answer */
-    rpg_msec last_seen;     /* agent clock (cons_uv_clock_ms) of the last valid answer, 0 never */
+    bool reachable;     /* the last poll got a valid answer */
+    rpg_msec last_seen; /* agent clock (cons_uv_clock_ms) of the last valid answer, 0 never */
     char error[RPG_ERRMSG_SIZE]; /* why the last poll failed */
     /* What the peer reported about itself. */
     uint64_t id;
@@ -23,11 +23,11 @@ struct peer_status {
     uint64_t term;
     char leader[FSM_NAME_MAX];
     char phase[16];
-    rpg_msec last_polled;   /* agent clock: when the last completed poll started if answered, or
-                             * ended if not (peers.c keep()) */
+    rpg_msec last_polled; /* agent clock: when the last completed poll started if answered, or
+                           * ended if not (peers.c keep()) */
     /* Its PostgreSQL, when it manages one (has_pg). */
     bool has_pg;
-    char pg_state[16];      /* ha_pg_state_name() */
+    char pg_state[16]; /* ha_pg_state_name() */
     bool pg_in_recovery;
     bool pg_streaming;
     uint64_t pg_system_id;

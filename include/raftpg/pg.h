@@ -100,7 +100,7 @@ struct pg {
 
     /* What the observer last saw, in the decision function's terms, plus details. */
     struct ha_pg obs;
-    bool obs_valid;          /* one full observation completed */
+    bool obs_valid; /* one full observation completed */
     /* Every control operation's end starts a new epoch; obs_epoch is the epoch in which the
      * current observation began. Decisions wait until the two agree, so they never act on
      * what PostgreSQL looked like before the last operation. */
@@ -111,10 +111,10 @@ struct pg {
     struct pg_replica replicas[FSM_MEMBERS_MAX];
     char state_detail[RPG_ERRMSG_SIZE]; /* why it is not running, the last failure, ... */
     /* For the API only (Patroni's status document), from the last observation. */
-    int server_version;       /* server_version_num */
-    char start_time[48];      /* pg_postmaster_start_time() */
-    bool pending_restart;     /* a changed setting waits for a restart */
-    bool replay_paused;       /* standby: pg_is_wal_replay_paused() */
+    int server_version;        /* server_version_num */
+    char start_time[48];       /* pg_postmaster_start_time() */
+    bool pending_restart;      /* a changed setting waits for a restart */
+    bool replay_paused;        /* standby: pg_is_wal_replay_paused() */
     char replay_timestamp[48]; /* standby: pg_last_xact_replay_timestamp(), "" none */
     /* Stopped: the control file's latest checkpoint and whether a primary shut down cleanly
      * there (its WAL ends with that checkpoint's record). */
@@ -123,39 +123,39 @@ struct pg {
     /* The running server's start time and the highest timeline it reported in that run. */
     char run_started[48];
     uint32_t run_timeline;
-    int postmaster_pid;      /* 0 when none */
+    int postmaster_pid;           /* 0 when none */
     rpg_msec not_streaming_since; /* loop time a running standby stopped streaming, 0: it is */
 
     /* Observer: one libpq connection, polled on the loop. */
     uv_timer_t tick;
     uv_timer_t deadline;
-    uv_poll_t *poll;         /* the connection's socket watch, NULL: none (heap: see pg.c) */
+    uv_poll_t *poll; /* the connection's socket watch, NULL: none (heap: see pg.c) */
     PGconn *conn;
     int conn_fd;
-    int conn_phase;           /* internal */
-    char *pending_sql;        /* a control statement waiting for the connection (owned) */
+    int conn_phase;    /* internal */
+    char *pending_sql; /* a control statement waiting for the connection (owned) */
     void (*pending_cb)(struct pg *p, int rc, const char *msg);
-    uv_timer_t sql_timer;     /* bounds how long a control statement waits for a connection */
-    int busy_kind;            /* internal: what the busy connection runs */
-    bool controldata_valid;   /* cached pg_controldata of the stopped data directory */
+    uv_timer_t sql_timer;   /* bounds how long a control statement waits for a connection */
+    int busy_kind;          /* internal: what the busy connection runs */
+    bool controldata_valid; /* cached pg_controldata of the stopped data directory */
     struct proc controldata;
     bool controldata_running;
-    bool reinit_remove;       /* the running reinit deletes the directory (operator's ctl reinit) */
-    bool controldata_reported;    /* its current error was logged once */
-    bool promote_pending;         /* promotion asked for, not yet observed done (or failed) */
-    rpg_msec promote_asked_at;    /* when pg_ctl promote returned */
-    rpg_msec receiver_since;      /* ha_pg_track_receiver's bookkeeping */
-    rpg_msec unwritable_since;    /* ha_pg_track_unwritable's bookkeeping */
-    uint32_t promote_timeline;    /* the id the promotion in flight must create, 0: any */
+    bool reinit_remove; /* the running reinit deletes the directory (operator's ctl reinit) */
+    bool controldata_reported; /* its current error was logged once */
+    bool promote_pending;      /* promotion asked for, not yet observed done (or failed) */
+    rpg_msec promote_asked_at; /* when pg_ctl promote returned */
+    rpg_msec receiver_since;   /* ha_pg_track_receiver's bookkeeping */
+    rpg_msec unwritable_since; /* ha_pg_track_unwritable's bookkeeping */
+    uint32_t promote_timeline; /* the id the promotion in flight must create, 0: any */
 
     /* Control: one operation at a time. */
     enum pg_op op;
     int step;
     struct proc proc;
-    bool rewind_retryable;        /* the last pg_rewind failed before changing the target */
-    rpg_msec rewind_retry_at;     /* loop time before which no rewind starts again (back-off) */
-    rpg_msec past_fork_since;     /* since when the standby has been seen past a fork (0: not) */
-    bool proc_launches;           /* proc is pg_ctl start: killing it would orphan a server */
+    bool rewind_retryable;    /* the last pg_rewind failed before changing the target */
+    rpg_msec rewind_retry_at; /* loop time before which no rewind starts again (back-off) */
+    rpg_msec past_fork_since; /* since when the standby has been seen past a fork (0: not) */
+    bool proc_launches;       /* proc is pg_ctl start: killing it would orphan a server */
     pg_done_cb done_cb;
     void *done_data;
     struct pg_upstream upstream;
@@ -165,9 +165,9 @@ struct pg {
     char rejoin_error[RPG_ERRMSG_SIZE]; /* why the data directory must be cloned again */
     struct pg_rejoin rejoin;
     /* The synchronous settings raftpg.conf gets (every start, follow and set_sync). */
-    char sync_names[1024];      /* synchronous_standby_names to write; "" = asynchronous */
-    char sync_commit[16];       /* synchronous_commit to write; "" = PostgreSQL's default */
-    char sync_seen[1024];       /* the server's current synchronous_standby_names (observed) */
+    char sync_names[1024]; /* synchronous_standby_names to write; "" = asynchronous */
+    char sync_commit[16];  /* synchronous_commit to write; "" = PostgreSQL's default */
+    char sync_seen[1024];  /* the server's current synchronous_standby_names (observed) */
     uint64_t slot_ids[FSM_MEMBERS_MAX]; /* SYNC_SLOTS: the wanted slots */
     unsigned n_slot_ids;
 
@@ -189,7 +189,8 @@ bool pg_busy(const struct pg *p);
 
 /* Cuts the running operation short where that is safe: a program that only copies or prepares
  * files (pg_basebackup, pg_rewind, initdb) gets SIGTERM and the callback fires with an error. A
- * start or a stop is left to finish, since killing pg_ctl would leave its server unaccounted for. */
+ * start or a stop is left to finish, since killing pg_ctl would leave its server unaccounted for.
+ */
 void pg_cancel(struct pg *p);
 
 /* Control operations. Each returns RPG_EBUSY when another runs, else 0 and calls cb once. */
@@ -203,7 +204,8 @@ int pg_stop(struct pg *p, unsigned bound_ms, pg_done_cb cb, void *data);
 /* Asks a standby to promote (pg_ctl promote, no wait); the observer sees it finish. timeline
  * (0: any) is the id the promotion must create: PostgreSQL takes the first id after its own
  * timeline that has no history file, so the ids in between that this server does not know get a
- * reservation (a history file of comments only, never a valid parent; removed at the next start). */
+ * reservation (a history file of comments only, never a valid parent; removed at the next start).
+ */
 int pg_promote(struct pg *p, uint32_t timeline, pg_done_cb cb, void *data);
 
 /* The reservation's first line; pg_reserve_timelines writes it, starts remove such files. */

@@ -46,15 +46,15 @@ struct proc {
      * executed the program, tens of milliseconds on a loaded machine, which the loop (and the
      * lease it keeps) cannot spend. The exit is watched through a pidfd. */
     uv_work_t spawn;
-    char **spawn_argv;  /* deep copies for the worker, freed when the spawn is done */
+    char **spawn_argv; /* deep copies for the worker, freed when the spawn is done */
     char **spawn_env;
-    int spawn_out;      /* the child's end of the output pipe, closed by the worker */
-    int spawn_rc;       /* the worker's results, read once it is done */
+    int spawn_out; /* the child's end of the output pipe, closed by the worker */
+    int spawn_rc;  /* the worker's results, read once it is done */
     int spawn_pid;
     int spawn_pidfd;
-    int pid;            /* 0 until the spawn is done */
-    int pidfd;          /* -1 when none */
-    int kill_pending;   /* a proc_kill signal that came while spawning */
+    int pid;          /* 0 until the spawn is done */
+    int pidfd;        /* -1 when none */
+    int kill_pending; /* a proc_kill signal that came while spawning */
     uv_poll_t exit_poll;
     uv_pipe_t out;
     uv_timer_t timer;

@@ -18,7 +18,8 @@
 /* A new random nonce as PROOF_NONCE_HEX hex digits and a NUL. */
 void proof_nonce(char out[PROOF_NONCE_HEX + 1]);
 
-/* Whether s is a nonce as proof_nonce makes them (exactly PROOF_NONCE_HEX lower-case hex digits). */
+/* Whether s is a nonce as proof_nonce makes them (exactly PROOF_NONCE_HEX lower-case hex digits).
+ */
 bool proof_nonce_valid(const char *s);
 
 /* The proof of answer (len bytes) to nonce within scope, as PROOF_HEX hex digits and a NUL. */

@@ -43,24 +43,24 @@ struct quorum_view {
     uint64_t primary_flush;        /* the primary's WAL position */
     unsigned n_replicas;
     const struct quorum_replica *replicas;
-    unsigned n_nosync;             /* members tagged nosync */
+    unsigned n_nosync; /* members tagged nosync */
     const char *const *nosync;
-    const char *removing;          /* a member on its way out, kept out of the set; or NULL */
-    unsigned n_down;               /* members known to be down (their agents say their server is
-                                    * not running): no degrade grace for them */
+    const char *removing; /* a member on its way out, kept out of the set; or NULL */
+    unsigned n_down;      /* members known to be down (their agents say their server is
+                           * not running): no degrade grace for them */
     const char *const *down;
 };
 
 /* What the driver remembers between calls: when PostgreSQL took on its current value. */
 struct quorum_tracker {
-    uint64_t term;             /* the primary's term these facts belong to (reset on change) */
-    rpg_msec term_seen_at;     /* when this driver first ran in that term */
+    uint64_t term;         /* the primary's term these facts belong to (reset on change) */
+    rpg_msec term_seen_at; /* when this driver first ran in that term */
     char streamed[FSM_MEMBERS_MAX][FSM_NAME_MAX];
     rpg_msec streamed_at[FSM_MEMBERS_MAX]; /* when each last streamed */
     unsigned n_streamed;
     char seen_value[SYNC_VALUE_MAX];
     bool seen;
-    uint64_t seen_since;       /* the primary's position when that value was first seen */
+    uint64_t seen_since; /* the primary's position when that value was first seen */
     rpg_msec bound_recorded_at;
     bool bound_recorded;
 };
@@ -76,11 +76,11 @@ const char *quorum_action_name(enum quorum_action a);
 
 struct quorum_decision {
     enum quorum_action action;
-    struct fsm_cmd cmd;             /* RECORD, RECORD_BOUND */
-    char value[SYNC_VALUE_MAX];     /* CONFIGURE: synchronous_standby_names */
-    const char *commit;             /* CONFIGURE: synchronous_commit (synchronous_commit = local
-                                     * counts as asynchronous for the record) */
-    bool degraded;                  /* fewer healthy standbys than wanted */
+    struct fsm_cmd cmd;         /* RECORD, RECORD_BOUND */
+    char value[SYNC_VALUE_MAX]; /* CONFIGURE: synchronous_standby_names */
+    const char *commit;         /* CONFIGURE: synchronous_commit (synchronous_commit = local
+                                 * counts as asynchronous for the record) */
+    bool degraded;              /* fewer healthy standbys than wanted */
     char why[SYNC_WHY_MAX];
 };
 

@@ -10,10 +10,10 @@
 
 #include <uv.h>
 
-#define RESTART_STOP_MS 10000  /* fast, then immediate */
-#define RESTART_WAIT_MS 60000  /* until it accepts connections again */
+#define RESTART_STOP_MS 10000 /* fast, then immediate */
+#define RESTART_WAIT_MS 60000 /* until it accepts connections again */
 
-#define RESTART_BUSY_MS 5000  /* an operation under way (a reload of the synchronous set) ends */
+#define RESTART_BUSY_MS 5000 /* an operation under way (a reload of the synchronous set) ends */
 
 enum restart_phase { RESTART_IDLE = 0, RESTART_WAITING, RESTART_STOPPING, RESTART_STARTING };
 
@@ -21,7 +21,7 @@ struct restart {
     enum restart_phase phase;
     struct http_conn *conn; /* answered when it runs again, NULL once answered */
     uint64_t started_ms;
-    uint64_t epoch;         /* the pg epoch after the stop: a later observation counts */
+    uint64_t epoch; /* the pg epoch after the stop: a later observation counts */
     uv_timer_t timer;
     bool timer_open;
     char last[256];

@@ -18,10 +18,10 @@
 #include "raftpg/fsm_state.h"
 
 /* Bounds of each step (README "Switchover"). */
-#define SWITCHOVER_STOP_MS 10000     /* the fast shutdown, then immediate */
-#define SWITCHOVER_CATCHUP_MS 5000   /* the candidate reports WAL past the final checkpoint */
-#define SWITCHOVER_TRANSFER_MS 5000  /* Raft leadership moves */
-#define SWITCHOVER_PRIMARY_MS 20000  /* the candidate runs as primary */
+#define SWITCHOVER_STOP_MS 10000    /* the fast shutdown, then immediate */
+#define SWITCHOVER_CATCHUP_MS 5000  /* the candidate reports WAL past the final checkpoint */
+#define SWITCHOVER_TRANSFER_MS 5000 /* Raft leadership moves */
+#define SWITCHOVER_PRIMARY_MS 20000 /* the candidate runs as primary */
 
 /* What the leader knows of a possible candidate, from the candidate's own report. */
 struct switchover_peer {
@@ -59,12 +59,12 @@ struct switchover {
     char from[FSM_NAME_MAX];
     char to[FSM_NAME_MAX];
     uint64_t to_id;
-    uint64_t final_lsn;   /* the stopped primary's last checkpoint */
-    uint64_t started_ms;  /* loop time of the request */
-    uint64_t phase_ms;    /* loop time the phase began */
+    uint64_t final_lsn;  /* the stopped primary's last checkpoint */
+    uint64_t started_ms; /* loop time of the request */
+    uint64_t phase_ms;   /* loop time the phase began */
     uv_timer_t timer;
     bool timer_open;
-    char last[256];       /* the last switchover's outcome, for /status */
+    char last[256]; /* the last switchover's outcome, for /status */
     /* The last handover of Raft leadership: to whom, in which term (this member's term as
      * leader). Peers read it to record the new primary's promotion as a switchover. */
     char handed_to[FSM_NAME_MAX];

@@ -241,18 +241,17 @@ void sync_settings_in_force(const struct fsm_state *state, int file_mode, unsign
 /* Whether member name is still in a synchronous set: a recorded voter, or named in configured,
  * the synchronous_standby_names the primary runs with (NULL: unknown). A member leaves both
  * before its removal is committed (rule 7). */
-bool sync_member_in_sets(const struct fsm_state *state, const char *configured,
-                         const char *name);
+bool sync_member_in_sets(const struct fsm_state *state, const char *configured, const char *name);
 
 /* The wait of a member removal for the member to leave the synchronous sets: one tick every
  * SYNC_LEAVE_TICK_MS, at most SYNC_LEAVE_MAX_TICKS (30 s). */
 #define SYNC_LEAVE_TICK_MS 100
 #define SYNC_LEAVE_MAX_TICKS 300
 enum sync_leave {
-    SYNC_LEAVE_WAIT = 0,     /* still in a set: tick again */
-    SYNC_LEAVE_REMOVE,       /* out of every set: commit the removal now */
-    SYNC_LEAVE_NOT_LEADER,   /* leadership changed: give up (the caller answers 503) */
-    SYNC_LEAVE_TIMEOUT,      /* still in a set after the last tick: give up */
+    SYNC_LEAVE_WAIT = 0,   /* still in a set: tick again */
+    SYNC_LEAVE_REMOVE,     /* out of every set: commit the removal now */
+    SYNC_LEAVE_NOT_LEADER, /* leadership changed: give up (the caller answers 503) */
+    SYNC_LEAVE_TIMEOUT,    /* still in a set after the last tick: give up */
 };
 /* One tick; *ticks counts them (start at 0). */
 enum sync_leave sync_leave_tick(bool leader, bool in_sets, unsigned *ticks);

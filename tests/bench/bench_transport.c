@@ -70,8 +70,9 @@ static void summarise(void)
 {
     qsort(latencies, count, sizeof *latencies, cmp);
     double sum = 0;
-    for (unsigned i = 0; i < count; i++)
+    for (unsigned i = 0; i < count; i++) {
         sum += (double)latencies[i];
+    }
     snprintf(report[phase], sizeof report[phase],
              "{\"count\": %u, \"mean_us\": %.0f, \"p50_us\": %.0f, \"p99_us\": %.0f, "
              "\"cpu_us_per_commit\": %.1f}",
@@ -84,10 +85,11 @@ static void closed_cb(struct raft *r)
     for (int i = 0; i < N; i++) {
         if (&servers[i].raft == r) {
             raft_uv_close(&servers[i].io);
-            if (secured)
+            if (secured) {
                 transport_close(&servers[i].transport);
-            else
+            } else {
                 raft_uv_tcp_close(&servers[i].transport);
+            }
             servers[i].closed = true;
         }
     }
@@ -96,8 +98,9 @@ static void closed_cb(struct raft *r)
 static void close_all(uv_timer_t *t)
 {
     uv_close((uv_handle_t *)t, NULL);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i++) {
         raft_close(&servers[i].raft, closed_cb);
+    }
 }
 
 static void finish(void)
@@ -185,10 +188,12 @@ int main(int argc, char **argv)
     }
     secured = strcmp(argv[1], "secret") == 0;
     int base = atoi(argv[3]);
-    if (argc > 4)
+    if (argc > 4) {
         count = (unsigned)atoi(argv[4]);
-    if (argc > 5)
+    }
+    if (argc > 5) {
         size = (size_t)atoi(argv[5]) / 8 * 8; /* libraft 0.15 wants multiples of 8 */
+    }
     latencies = calloc(count, sizeof *latencies);
     uv_loop_init(&loop);
     struct transport_secrets secrets;

@@ -42,8 +42,9 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     int rc;
 
-    if (argc != 3)
+    if (argc != 3) {
         return usage();
+    }
     if (conf_load(argv[1], &c, errmsg) != 0) {
         fprintf(stderr, "raftpg_vip_probe: %s\n", errmsg);
         return 2;
@@ -58,33 +59,37 @@ int main(int argc, char **argv)
         conf_free(&c);
         return 1;
     }
-    if (strcmp(argv[2], "claim") == 0)
+    if (strcmp(argv[2], "claim") == 0) {
         rc = vip_claim(&v, on_done, &r, errmsg);
-    else if (strcmp(argv[2], "release") == 0)
+    } else if (strcmp(argv[2], "release") == 0) {
         rc = vip_release(&v, on_done, &r, errmsg);
-    else if (strcmp(argv[2], "check") == 0)
+    } else if (strcmp(argv[2], "check") == 0) {
         rc = vip_check(&v, on_done, &r, errmsg);
-    else if (strcmp(argv[2], "renew") == 0)
+    } else if (strcmp(argv[2], "renew") == 0) {
         rc = vip_renew(&v, on_done, &r, errmsg);
-    else
+    } else {
         rc = usage();
+    }
     if (rc == 0) {
-        while (!r.done)
+        while (!r.done) {
             uv_run(&loop, UV_RUN_ONCE);
+        }
     }
     vip_close(&v, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     conf_free(&c);
-    if (rc == 2)
+    if (rc == 2) {
         return 2;
+    }
     if (rc != 0) {
         fprintf(stderr, "raftpg_vip_probe: %s\n", errmsg);
         return 1;
     }
     printf("%s: rc=%s held=%s: %s\n", argv[2], r.rc == 0 ? "ok" : rpg_strerror(r.rc),
            r.held ? "yes" : "no", r.msg);
-    if (r.rc == RPG_EEXIST)
+    if (r.rc == RPG_EEXIST) {
         return 3;
+    }
     return r.rc == 0 ? 0 : 1;
 }

@@ -65,8 +65,9 @@ static double now_ms(void)
 
 static void sleep_ms(double ms)
 {
-    if (ms <= 0)
+    if (ms <= 0) {
         return;
+    }
     struct timespec ts = {.tv_sec = (time_t)(ms / 1000.0),
                           .tv_nsec = (long)((ms - (double)(time_t)(ms / 1000.0) * 1000.0) * 1e6)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !g_stop) {
@@ -76,18 +77,20 @@ static void sleep_ms(double ms)
 static int enter_netns(const char *ns)
 {
     char path[256];
-    if (strchr(ns, '/') != NULL)
+    if (strchr(ns, '/') != NULL) {
         snprintf(path, sizeof path, "%s", ns);
-    else
+    } else {
         snprintf(path, sizeof path, "/run/netns/%s", ns);
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         fprintf(stderr, "raftpg_chaos_vipwatch: open %s: %s\n", path, strerror(errno));
         return -1;
     }
     int rv = setns(fd, CLONE_NEWNET);
-    if (rv != 0)
+    if (rv != 0) {
         fprintf(stderr, "raftpg_chaos_vipwatch: setns %s: %s\n", path, strerror(errno));
+    }
     close(fd);
     return rv;
 }
@@ -97,20 +100,23 @@ static int if_info(const char *ifname, unsigned char mac[6], struct in_addr *add
 {
     struct ifreq ifr;
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    if (fd < 0) {
         return -1;
+    }
     memset(&ifr, 0, sizeof ifr);
     snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
     int rv = ioctl(fd, SIOCGIFHWADDR, &ifr);
-    if (rv == 0)
+    if (rv == 0) {
         memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+    }
     if (rv == 0 && addr != NULL) {
         memset(&ifr, 0, sizeof ifr);
         snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
         ifr.ifr_addr.sa_family = AF_INET;
         rv = ioctl(fd, SIOCGIFADDR, &ifr);
-        if (rv == 0)
+        if (rv == 0) {
             *addr = ((struct sockaddr_in *)(void *)&ifr.ifr_addr)->sin_addr;
+        }
     }
     close(fd);
     return rv;
@@ -135,30 +141,37 @@ static int holds_vip(int nl, struct in_addr vip)
     req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     req.nh.nlmsg_seq = ++seq;
     req.ifa.ifa_family = AF_INET;
-    if (send(nl, &req, req.nh.nlmsg_len, 0) < 0)
+    if (send(nl, &req, req.nh.nlmsg_len, 0) < 0) {
         return -1;
+    }
     int found = 0;
     for (;;) {
         static char buf[32768] __attribute__((aligned(NLMSG_ALIGNTO)));
         ssize_t len = recv(nl, buf, sizeof buf, 0);
-        if (len < 0)
+        if (len < 0) {
             return -1;
+        }
         for (struct nlmsghdr *nh = (struct nlmsghdr *)(void *)buf; NLMSG_OK(nh, (size_t)len);
              nh = NLMSG_NEXT(nh, len)) {
-            if (nh->nlmsg_seq != seq)
+            if (nh->nlmsg_seq != seq) {
                 continue;
-            if (nh->nlmsg_type == NLMSG_DONE)
+            }
+            if (nh->nlmsg_type == NLMSG_DONE) {
                 return found;
-            if (nh->nlmsg_type == NLMSG_ERROR)
+            }
+            if (nh->nlmsg_type == NLMSG_ERROR) {
                 return -1;
-            if (nh->nlmsg_type != RTM_NEWADDR)
+            }
+            if (nh->nlmsg_type != RTM_NEWADDR) {
                 continue;
+            }
             struct ifaddrmsg *ifa = NLMSG_DATA(nh);
             int rtl = (int)IFA_PAYLOAD(nh);
             for (struct rtattr *rta = IFA_RTA(ifa); RTA_OK(rta, rtl); rta = RTA_NEXT(rta, rtl)) {
                 if ((rta->rta_type == IFA_LOCAL || rta->rta_type == IFA_ADDRESS) &&
-                    RTA_PAYLOAD(rta) == 4 && memcmp(RTA_DATA(rta), &vip, 4) == 0)
+                    RTA_PAYLOAD(rta) == 4 && memcmp(RTA_DATA(rta), &vip, 4) == 0) {
                     found = 1;
+                }
             }
         }
     }
@@ -168,10 +181,12 @@ static int holds_vip(int nl, struct in_addr vip)
 static void list_add(char *list, size_t size, const char *item, const char *suffix)
 {
     size_t used = strlen(list), len = strlen(item), slen = strlen(suffix);
-    if (used + 1 + len + slen >= size)
+    if (used + 1 + len + slen >= size) {
         return;
-    if (used > 0)
+    }
+    if (used > 0) {
         list[used++] = ',';
+    }
     memcpy(list + used, item, len);
     memcpy(list + used + len, suffix, slen + 1);
 }
@@ -193,22 +208,26 @@ int main(int argc, char **argv)
     for (; i + 1 < argc && argv[i][0] == '-'; i += 2) {
         char *end;
         long v = strtol(argv[i + 1], &end, 10);
-        if (*end != '\0' || v <= 0 || v > 86400)
+        if (*end != '\0' || v <= 0 || v > 86400) {
             return usage();
-        if (strcmp(argv[i], "-i") == 0)
+        }
+        if (strcmp(argv[i], "-i") == 0) {
             interval_ms = v;
-        else if (strcmp(argv[i], "-w") == 0)
+        } else if (strcmp(argv[i], "-w") == 0) {
             wait_ms = v;
-        else if (strcmp(argv[i], "-d") == 0)
+        } else if (strcmp(argv[i], "-d") == 0) {
             duration_s = v;
-        else
+        } else {
             return usage();
+        }
     }
-    if (argc - i < 4)
+    if (argc - i < 4) {
         return usage();
+    }
     struct in_addr vip;
-    if (inet_pton(AF_INET, argv[i], &vip) != 1)
+    if (inet_pton(AF_INET, argv[i], &vip) != 1) {
         return usage();
+    }
     const char *ifname = argv[i + 1];
     const char *client_ns = argv[i + 2];
 
@@ -220,12 +239,14 @@ int main(int argc, char **argv)
     for (int k = i + 3; k < argc; k++) {
         const char *eq = strchr(argv[k], '=');
         if (eq == NULL || eq == argv[k] || (size_t)(eq - argv[k]) >= sizeof nodes[0].name ||
-            n == NODES_MAX)
+            n == NODES_MAX) {
             return usage();
+        }
         struct node *nd = &nodes[n++];
         memcpy(nd->name, argv[k], (size_t)(eq - argv[k]));
-        if (enter_netns(eq + 1) != 0)
+        if (enter_netns(eq + 1) != 0) {
             return 1;
+        }
         nd->nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
         if (nd->nl < 0 || if_info(ifname, nd->mac, NULL) != 0) {
             fprintf(stderr, "raftpg_chaos_vipwatch: %s: netlink socket or %s: %s\n", nd->name,
@@ -237,8 +258,9 @@ int main(int argc, char **argv)
     }
 
     /* The ARP side, in the client's namespace. */
-    if (enter_netns(client_ns) != 0)
+    if (enter_netns(client_ns) != 0) {
         return 1;
+    }
     unsigned char cmac[6];
     struct in_addr cip;
     unsigned ifindex = if_nametoindex(ifname);
@@ -295,8 +317,9 @@ int main(int argc, char **argv)
         char addr[256] = "", arp[512] = "";
         for (unsigned k = 0; k < n; k++) {
             int h = holds_vip(nodes[k].nl, vip);
-            if (h != 0)
+            if (h != 0) {
                 list_add(addr, sizeof addr, nodes[k].name, h < 0 ? "?" : "");
+            }
         }
         /* Drain what arrived since the last poll, then ask. */
         char junk[256];
@@ -304,27 +327,33 @@ int main(int argc, char **argv)
         }
         unsigned char seen[NODES_MAX * 2][6];
         unsigned n_seen = 0;
-        if (sendto(pk, &req, sizeof req, 0, (struct sockaddr *)&to, sizeof to) < 0)
+        if (sendto(pk, &req, sizeof req, 0, (struct sockaddr *)&to, sizeof to) < 0) {
             list_add(arp, sizeof arp, "error:", strerror(errno));
+        }
         for (double left = (double)wait_ms; left > 0; left = t0 + (double)wait_ms - now_ms()) {
             struct pollfd pfd = {.fd = pk, .events = POLLIN};
-            if (poll(&pfd, 1, (int)left + 1) <= 0)
+            if (poll(&pfd, 1, (int)left + 1) <= 0) {
                 continue;
+            }
             struct ether_arp rep;
             ssize_t len;
             while ((len = recv(pk, &rep, sizeof rep, 0)) >= (ssize_t)sizeof rep) {
-                if (ntohs(rep.arp_op) != ARPOP_REPLY || memcmp(rep.arp_spa, &vip, 4) != 0)
+                if (ntohs(rep.arp_op) != ARPOP_REPLY || memcmp(rep.arp_spa, &vip, 4) != 0) {
                     continue;
+                }
                 bool dup = false;
-                for (unsigned s = 0; s < n_seen; s++)
+                for (unsigned s = 0; s < n_seen; s++) {
                     dup = dup || memcmp(seen[s], rep.arp_sha, 6) == 0;
-                if (dup || n_seen == sizeof seen / sizeof seen[0])
+                }
+                if (dup || n_seen == sizeof seen / sizeof seen[0]) {
                     continue;
+                }
                 memcpy(seen[n_seen++], rep.arp_sha, 6);
                 const char *who = NULL;
                 for (unsigned k = 0; k < n; k++) {
-                    if (memcmp(nodes[k].mac, rep.arp_sha, 6) == 0)
+                    if (memcmp(nodes[k].mac, rep.arp_sha, 6) == 0) {
                         who = nodes[k].name;
+                    }
                 }
                 char m[18];
                 fmt_mac(rep.arp_sha, m, sizeof m);

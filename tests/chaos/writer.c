@@ -87,14 +87,17 @@ static void note(struct target *t, const char *what)
     snprintf(buf, sizeof buf, "%s", what);
     /* libpq messages end with a newline and may span lines: keep one line. */
     for (char *p = buf; *p; p++) {
-        if (*p == '\n' || *p == '\r')
+        if (*p == '\n' || *p == '\r') {
             *p = ' ';
+        }
     }
     size_t n = strlen(buf);
-    while (n > 0 && buf[n - 1] == ' ')
+    while (n > 0 && buf[n - 1] == ' ') {
         buf[--n] = '\0';
-    if (strcmp(buf, t->last_msg) == 0)
+    }
+    if (strcmp(buf, t->last_msg) == 0) {
         return;
+    }
     snprintf(t->last_msg, sizeof t->last_msg, "%s", buf);
     fprintf(stderr, "# %.3f %s %s\n", now_ms(), t->name, buf);
 }
@@ -105,8 +108,9 @@ static void drop(struct target *t, const char *why)
     char msg[200];
     snprintf(msg, sizeof msg, "dropped: %s", why);
     note(t, msg);
-    if (t->conn != NULL)
+    if (t->conn != NULL) {
         PQfinish(t->conn);
+    }
     t->conn = NULL;
     t->phase = PHASE_IDLE;
     t->next_ms = now_ms() + RETRY_PAUSE_MS;
@@ -163,8 +167,9 @@ static void start_insert(struct target *t, int64_t id, unsigned timeout_ms)
     t->node[0] = '\0';
     t->phase = PHASE_BUSY;
     t->deadline_ms = now_ms() + timeout_ms;
-    if (PQflush(t->conn) < 0)
+    if (PQflush(t->conn) < 0) {
         drop(t, PQerrorMessage(t->conn));
+    }
 }
 
 /* Reads what arrived. The INSERT goes by the extended protocol, whose implicit transaction
@@ -221,8 +226,9 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
     char *end;
     errno = 0;
     unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v > max)
+    if (errno != 0 || end == s || *end != '\0' || v > max) {
         return false;
+    }
     *out = v;
     return true;
 }
@@ -238,8 +244,9 @@ int main(int argc, char **argv)
         printf("%.3f\n", now_ms());
         return 0;
     }
-    if (argc < 3 || strcmp(argv[1], "write") != 0)
+    if (argc < 3 || strcmp(argv[1], "write") != 0) {
         return usage();
+    }
     for (int i = 2; i < argc; i++) {
         unsigned long *opt = NULL;
         unsigned long max = 0;
@@ -260,21 +267,24 @@ int main(int argc, char **argv)
             max = 1UL << 52;
         }
         if (opt != NULL) {
-            if (i + 1 >= argc || !parse_uint(argv[i + 1], max, opt))
+            if (i + 1 >= argc || !parse_uint(argv[i + 1], max, opt)) {
                 return usage();
+            }
             i++;
             continue;
         }
         const char *eq = strchr(argv[i], '=');
         if (eq == NULL || eq == argv[i] || (size_t)(eq - argv[i]) >= sizeof targets[0].name ||
-            n == TARGETS_MAX)
+            n == TARGETS_MAX) {
             return usage();
+        }
         memcpy(targets[n].name, argv[i], (size_t)(eq - argv[i]));
         targets[n].conninfo = eq + 1;
         n++;
     }
-    if (n == 0 || timeout_ms == 0 || connect_ms == 0)
+    if (n == 0 || timeout_ms == 0 || connect_ms == 0) {
         return usage();
+    }
 
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
@@ -298,26 +308,32 @@ int main(int argc, char **argv)
                 t->timeouts++;
                 drop(t, t->phase == PHASE_BUSY ? "statement timed out" : "connect timed out");
             }
-            if (t->phase == PHASE_IDLE && now >= t->next_ms)
+            if (t->phase == PHASE_IDLE && now >= t->next_ms) {
                 start_connect(t, (unsigned)connect_ms);
-            if (t->phase == PHASE_READY && now >= t->next_ms)
+            }
+            if (t->phase == PHASE_READY && now >= t->next_ms) {
                 start_insert(t, next_id++, (unsigned)timeout_ms);
+            }
             switch (t->phase) {
             case PHASE_IDLE:
             case PHASE_READY:
-                if (t->next_ms < wake)
+                if (t->next_ms < wake) {
                     wake = t->next_ms;
+                }
                 break;
             case PHASE_CONNECTING:
             case PHASE_BUSY:
-                if (t->deadline_ms < wake)
+                if (t->deadline_ms < wake) {
                     wake = t->deadline_ms;
+                }
                 pfd[nfds].fd = PQsocket(t->conn);
                 pfd[nfds].events = POLLIN;
-                if (t->phase == PHASE_CONNECTING && t->poll_want == PGRES_POLLING_WRITING)
+                if (t->phase == PHASE_CONNECTING && t->poll_want == PGRES_POLLING_WRITING) {
                     pfd[nfds].events = POLLOUT;
-                if (t->phase == PHASE_BUSY && PQisnonblocking(t->conn) && PQflush(t->conn) == 1)
+                }
+                if (t->phase == PHASE_BUSY && PQisnonblocking(t->conn) && PQflush(t->conn) == 1) {
                     pfd[nfds].events |= POLLOUT;
+                }
                 pfd[nfds].revents = 0;
                 slot[i] = (int)nfds++;
                 break;
@@ -331,20 +347,23 @@ int main(int argc, char **argv)
         }
         for (unsigned i = 0; i < n; i++) {
             struct target *t = &targets[i];
-            if (slot[i] < 0 || pfd[slot[i]].revents == 0)
+            if (slot[i] < 0 || pfd[slot[i]].revents == 0) {
                 continue;
-            if (t->phase == PHASE_CONNECTING)
+            }
+            if (t->phase == PHASE_CONNECTING) {
                 continue_connect(t);
-            else if (t->phase == PHASE_BUSY)
+            } else if (t->phase == PHASE_BUSY) {
                 continue_insert(t, (unsigned)interval_ms);
+            }
         }
     }
     for (unsigned i = 0; i < n; i++) {
         struct target *t = &targets[i];
         fprintf(stderr, "# %.3f %s summary acks=%lu errors=%lu timeouts=%lu connects=%lu\n",
                 now_ms(), t->name, t->acks, t->errors, t->timeouts, t->connects);
-        if (t->conn != NULL)
+        if (t->conn != NULL) {
             PQfinish(t->conn);
+        }
     }
     return 0;
 }

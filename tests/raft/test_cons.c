@@ -83,8 +83,8 @@ static void attach(struct cluster *cl, unsigned i)
     struct cons_params p;
     params_of(cl, &p);
     p.initial_self = i < N_INITIAL;
-    struct cons_host host = {.now = fx_now, .raft_time = fx_raft_time, .on_change = on_change,
-                             .data = cl};
+    struct cons_host host = {
+        .now = fx_now, .raft_time = fx_raft_time, .on_change = on_change, .data = cl};
     cons_attach(&cl->cons[i], raft_fixture_get(&cl->f, i), i + 1, &p, &host);
     cons_set_running(&cl->cons[i]);
 }
@@ -656,8 +656,10 @@ static void test_leader_that_cannot_persist_hands_over(void **state)
     assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
     int l = ready_leader(cl);
     assert_true(l >= 0);
-    cons_storage_report(&cl->cons[l], RPG_EIO, 28, "write /raft/raftpg.probe: No space left "
-                        "on device (errno=28)", true, 0);
+    cons_storage_report(&cl->cons[l], RPG_EIO, 28,
+                        "write /raft/raftpg.probe: No space left "
+                        "on device (errno=28)",
+                        true, 0);
     assert_true(cl->cons[l].storage.failed);
     rpg_msec t0 = (rpg_msec)cl->f.time;
     assert_true(run_until(cl, leader_is_not, &l, 3 * ET_MS));
@@ -1000,8 +1002,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_refuses_a_directory_that_differs, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refused_configuration_write_is_held, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_next_start_checks_against_the_record, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_next_start_checks_against_the_record, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -136,14 +136,17 @@ static void stream_closed(uv_handle_t *h)
 /* Closes what "libraft" holds, then both transports, and runs the loop dry. */
 static void stop(void)
 {
-    if (accepted != NULL)
+    if (accepted != NULL) {
         uv_close((uv_handle_t *)accepted, stream_closed);
-    if (connected != NULL)
+    }
+    if (connected != NULL) {
         uv_close((uv_handle_t *)connected, stream_closed);
+    }
     server_t.close(&server_t, transport_closed);
     client_t.close(&client_t, transport_closed);
-    for (int i = 0; i < 1000 && closed_transports < 2; i++)
+    for (int i = 0; i < 1000 && closed_transports < 2; i++) {
         uv_run(&loop, UV_RUN_ONCE);
+    }
     assert_int_equal(closed_transports, 2);
     transport_close(&server_t);
     transport_close(&client_t);
@@ -254,8 +257,9 @@ static void raw_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)s;
     (void)buf;
-    if (nread < 0)
+    if (nread < 0) {
         raw_closed_by_peer = true;
+    }
 }
 
 static void raw_connect_cb(uv_connect_t *r, int status)
@@ -336,13 +340,15 @@ static void test_closing_cancels_a_pending_connect(void **state)
     assert_int_equal(client_t.connect(&client_t, &req, 1, server_addr, connect_cb), 0);
     /* Closed before the handshake could finish: the request completes, cancelled. */
     client_t.close(&client_t, transport_closed);
-    for (int i = 0; i < 1000 && !connect_done; i++)
+    for (int i = 0; i < 1000 && !connect_done; i++) {
         uv_run(&loop, UV_RUN_ONCE);
+    }
     assert_true(connect_done);
     assert_int_equal(connect_status, RAFT_CANCELED);
     server_t.close(&server_t, transport_closed);
-    for (int i = 0; i < 1000 && closed_transports < 2; i++)
+    for (int i = 0; i < 1000 && closed_transports < 2; i++) {
         uv_run(&loop, UV_RUN_ONCE);
+    }
     assert_int_equal(closed_transports, 2);
     transport_close(&server_t);
     transport_close(&client_t);

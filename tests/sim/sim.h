@@ -140,8 +140,8 @@ enum sim_proc { SIM_PROC_DOWN = 0, SIM_PROC_STARTING, SIM_PROC_RUNNING, SIM_PROC
 
 struct sim_pg {
     /* The data directory. */
-    bool data;           /* PG_VERSION present */
-    bool broken;         /* a copy interrupted midway: no usable control file, cannot start */
+    bool data;   /* PG_VERSION present */
+    bool broken; /* a copy interrupted midway: no usable control file, cannot start */
     uint64_t system_id;
     struct sim_seg *segs;
     unsigned n_segs, cap_segs;
@@ -153,22 +153,22 @@ struct sim_pg {
                           * the next id above it and the segments' */
     bool was_primary;    /* pg_control says in production or shut down (not in recovery) */
     bool standby_signal;
-    char conf_upstream[FSM_NAME_MAX]; /* raftpg.conf: the member primary_conninfo points at */
-    uint64_t slot_id;                 /* primary_slot_name raftpg_<id>, 0: none */
+    char conf_upstream[FSM_NAME_MAX];     /* raftpg.conf: the member primary_conninfo points at */
+    uint64_t slot_id;                     /* primary_slot_name raftpg_<id>, 0: none */
     char conf_sync_names[SYNC_VALUE_MAX]; /* raftpg.conf: synchronous_standby_names */
     char conf_sync_commit[16];            /* raftpg.conf: synchronous_commit ("" not set) */
     unsigned n_slots;
-    uint64_t slots[FSM_MEMBERS_MAX];  /* replication slots on this server */
+    uint64_t slots[FSM_MEMBERS_MAX]; /* replication slots on this server */
     /* The server process. */
     enum sim_proc proc;
-    uint64_t inc;        /* process incarnation: bumped by every start, stop and crash */
+    uint64_t inc; /* process incarnation: bumped by every start, stop and crash */
     bool in_recovery;
     bool promote_pending;
     uint32_t reserved_tl; /* pg.c reserve_timelines: the highest id reserved, 0: none */
     bool streaming;
-    int streaming_from;  /* node index, -1 */
-    uint64_t mark;       /* end at the previous replication round: what a standby may have */
-    uint64_t acked;      /* primary: records below it are acknowledged or not this process's */
+    int streaming_from; /* node index, -1 */
+    uint64_t mark;      /* end at the previous replication round: what a standby may have */
+    uint64_t acked;     /* primary: records below it are acknowledged or not this process's */
     char sync_names[SYNC_VALUE_MAX]; /* in force: loaded at start and at every reload */
     char sync_commit[16];
     uint64_t diverged_inc; /* incarnation for which a divergence was reported */
@@ -177,37 +177,56 @@ struct sim_pg {
 /* ---- the agent ------------------------------------------------------------------------------- */
 
 enum sim_op_kind {
-    SOP_NONE = 0, SOP_BOOTSTRAP, SOP_START, SOP_STOP, SOP_PROMOTE, SOP_CHECKPOINT, SOP_CLONE,
-    SOP_REWIND, SOP_FOLLOW, SOP_SLOTS, SOP_SET_SYNC,
+    SOP_NONE = 0,
+    SOP_BOOTSTRAP,
+    SOP_START,
+    SOP_STOP,
+    SOP_PROMOTE,
+    SOP_CHECKPOINT,
+    SOP_CLONE,
+    SOP_REWIND,
+    SOP_FOLLOW,
+    SOP_SLOTS,
+    SOP_SET_SYNC,
 };
 enum sim_step {
-    ST_INITDB = 0, ST_START, ST_ROLES, ST_STOP, ST_PROMOTE, ST_CHECKPOINT, ST_REMOVE,
-    ST_BASEBACKUP, ST_REWIND, ST_FOLLOW, ST_SLOTS, ST_SET_SYNC,
+    ST_INITDB = 0,
+    ST_START,
+    ST_ROLES,
+    ST_STOP,
+    ST_PROMOTE,
+    ST_CHECKPOINT,
+    ST_REMOVE,
+    ST_BASEBACKUP,
+    ST_REWIND,
+    ST_FOLLOW,
+    ST_SLOTS,
+    ST_SET_SYNC,
 };
 
 /* A control operation as pg.c runs it: a sequence of programs or statements. Programs are
  * detached (proc.c), so one that is running when the agent dies still finishes; what the agent
  * would have done next does not happen. */
 struct sim_op {
-    uint64_t id;         /* 0: free slot */
-    uint64_t owner;      /* agent generation that started it */
+    uint64_t id;    /* 0: free slot */
+    uint64_t owner; /* agent generation that started it */
     enum sim_op_kind kind;
     enum sim_step step;
     bool standby;
     bool remove_first;
     char target[FSM_NAME_MAX];
     uint64_t slot_id;
-    uint32_t timeline;   /* promote: the id it must create, 0: any */
+    uint32_t timeline; /* promote: the id it must create, 0: any */
     unsigned n_ids;
     uint64_t ids[FSM_MEMBERS_MAX];
-    uint64_t pg_inc;     /* process incarnation the step acts on */
+    uint64_t pg_inc; /* process incarnation the step acts on */
 };
 
 struct sim_agent {
     struct sim_world *w; /* the io data pointer is the agent: these find the rest */
     unsigned idx;
     bool alive;
-    uint64_t gen;        /* bumped at every start and crash: stale events are dropped */
+    uint64_t gen; /* bumped at every start and crash: stale events are dropped */
     struct core core;
     struct core_io io;
     /* The observer, as src/pg.c keeps it. */
@@ -216,7 +235,7 @@ struct sim_agent {
     uint64_t epoch, obs_epoch;
     rpg_msec not_streaming_since;
     rpg_msec receiver_since;
-    uint64_t op_id;      /* the control operation in flight, 0: none */
+    uint64_t op_id; /* the control operation in flight, 0: none */
     /* Synchronous replication, as pg.c keeps it: what this agent writes into raftpg.conf on every
      * start, follow and set_sync, what the server was last seen running with, its standbys. */
     char sync_names[SYNC_VALUE_MAX];
@@ -232,17 +251,17 @@ struct sim_agent {
      * executor keeps beside it, as agent.c keeps pids. The lease is raft/cons.c's (node->cons). */
     struct fence_memory fm;
     struct lead_memory lead; /* agent.c's gate to acting as leader (src/lead.c) */
-    uint64_t fence_inc;  /* the process the fence signalled */
-    uint64_t frozen_inc; /* the process the soft layer stopped */
+    uint64_t fence_inc;      /* the process the fence signalled */
+    uint64_t frozen_inc;     /* the process the soft layer stopped */
     bool vip_busy;
-    unsigned vip_seq;    /* of the last claim or release started */
+    unsigned vip_seq;       /* of the last claim or release started */
     unsigned vip_cancelled; /* a claim cut short by a release: its end changes nothing */
-    bool wd_mine;        /* this agent process armed the device (only it can disarm it) */
-    bool promote_pending; /* pg.c: promotion asked for, not yet observed done */
+    bool wd_mine;           /* this agent process armed the device (only it can disarm it) */
+    bool promote_pending;   /* pg.c: promotion asked for, not yet observed done */
     /* What the trace last said of Raft (--verbose). */
     int traced_role;
     bool traced_ready;
-    unsigned recv_mark;  /* AppendEntries received when the agent started Raft */
+    unsigned recv_mark; /* AppendEntries received when the agent started Raft */
     /* The peer polls' bookkeeping, the agent's own (src/peer_book.c). */
     struct peer_book book;
 };
@@ -251,21 +270,21 @@ struct sim_agent {
 struct sim_trigger {
     bool armed;
     enum ha_action action;
-    unsigned what;       /* 0: PostgreSQL, 1: the node, 2: the agent */
+    unsigned what; /* 0: PostgreSQL, 1: the node, 2: the agent */
     unsigned delay_ms;
     rpg_msec until;
     int fault;
-    bool unguarded;      /* fire even where the CI constraints would skip it */
+    bool unguarded; /* fire even where the CI constraints would skip it */
 };
 
 struct sim_node {
     char name[FSM_NAME_MAX];
-    unsigned fx;         /* raft_fixture index; the raft id and member id are fx + 1 */
+    unsigned fx; /* raft_fixture index; the raft id and member id are fx + 1 */
     bool exists;
-    bool member;         /* has been in the replicated member list */
-    bool removed;        /* decommissioned after a membership change */
-    struct cons cons;    /* raft/cons.c on this node's fixture server: its fsm and state live as
-                          * long as the server, the logic is attached per agent run */
+    bool member;      /* has been in the replicated member list */
+    bool removed;     /* decommissioned after a membership change */
+    struct cons cons; /* raft/cons.c on this node's fixture server: its fsm and state live as
+                       * long as the server, the logic is attached per agent run */
     struct sim_pg pg;
     struct sim_agent agent;
     bool up;             /* the machine runs (a node crash takes it down) */
@@ -280,12 +299,12 @@ struct sim_node {
     bool raft_killed;
     int64_t clock_offset; /* the node's monotonic clock: global time + offset, drift applied */
     int32_t drift_ppm;
-    unsigned latency;    /* ms, for everything the node sends */
-    bool vip_held;       /* the write VIP is on this machine's interface */
-    uint64_t vip_gen;    /* bumped by every add or renewal: an older expiry event is void */
-    bool guard_unfenced; /* the last word the agent gave its guard (guard.h) */
+    unsigned latency;      /* ms, for everything the node sends */
+    bool vip_held;         /* the write VIP is on this machine's interface */
+    uint64_t vip_gen;      /* bumped by every add or renewal: an older expiry event is void */
+    bool guard_unfenced;   /* the last word the agent gave its guard (guard.h) */
     uint64_t guard_pg_inc; /* the server incarnation the guard is fencing */
-    bool wd_armed;       /* the watchdog device is open and armed (the kernel's, not the agent's) */
+    bool wd_armed; /* the watchdog device is open and armed (the kernel's, not the agent's) */
     uint64_t wd_gen;
     rpg_msec wd_deadline; /* global time the node resets unless fed */
     rpg_msec reset_until; /* a reset node is down until then */
@@ -296,37 +315,37 @@ struct sim_node {
 /* ---- faults and schedules -------------------------------------------------------------------- */
 
 enum sim_fault_kind {
-    F_PG_CRASH = 0,      /* kill -9 of PostgreSQL; the agent restarts it */
-    F_NODE_CRASH,        /* agent and PostgreSQL die together; the node restarts after dur */
-    F_AGENT_CRASH,       /* the agent of a node whose PostgreSQL is not primary dies */
-    F_PAUSE,             /* a node that is not the primary's freezes (SIGSTOP of everything) */
-    F_PARTITION,         /* cut links; the primary and the leader keep a majority */
-    F_LOSS,              /* links drop and recover at random; same constraint */
-    F_DELAY,             /* a node's messages take 20-60 ms */
-    F_CLOCK,             /* a node's monotonic clock jumps forward, its rate drifts */
-    F_SWITCHOVER,        /* the leader of a healthy cluster hands leadership to a standby */
-    F_CRASH_IN_ACTION,   /* PostgreSQL, node or agent crash when the agent starts an action */
-    F_MEMBER,            /* a new member is added, then a standby member removed */
-    F_SWITCHOVER_ANY,    /* raft_transfer at any moment, even while a promotion is under way */
+    F_PG_CRASH = 0,        /* kill -9 of PostgreSQL; the agent restarts it */
+    F_NODE_CRASH,          /* agent and PostgreSQL die together; the node restarts after dur */
+    F_AGENT_CRASH,         /* the agent of a node whose PostgreSQL is not primary dies */
+    F_PAUSE,               /* a node that is not the primary's freezes (SIGSTOP of everything) */
+    F_PARTITION,           /* cut links; the primary and the leader keep a majority */
+    F_LOSS,                /* links drop and recover at random; same constraint */
+    F_DELAY,               /* a node's messages take 20-60 ms */
+    F_CLOCK,               /* a node's monotonic clock jumps forward, its rate drifts */
+    F_SWITCHOVER,          /* the leader of a healthy cluster hands leadership to a standby */
+    F_CRASH_IN_ACTION,     /* PostgreSQL, node or agent crash when the agent starts an action */
+    F_MEMBER,              /* a new member is added, then a standby member removed */
+    F_SWITCHOVER_ANY,      /* raft_transfer at any moment, even while a promotion is under way */
     F_AGENT_CRASH_PRIMARY, /* the agent of the primary's node dies, PostgreSQL runs on */
-    F_PAUSE_PRIMARY,     /* the primary's node freezes */
-    F_PARTITION_PRIMARY, /* the primary's node (or the leader) is cut off from the majority */
-    F_LOSS_PRIMARY,      /* the primary's links become lossy */
-    F_CRASH_NEW_PRIMARY, /* the next promoted node crashes before any other knows its timeline */
-    F_SLOW_LINK,         /* a node's messages take 100-150 ms */
-    F_AGENT_STOP_PRIMARY, /* the primary's agent is stopped (SIGSTOP): its PostgreSQL runs on and
-                          * its guard, whose pipe stays open, does nothing */
-    F_VM_PAUSE_PRIMARY,  /* the primary's node paused by its hypervisor: its clocks stop too, so
-                          * once resumed it cannot tell that time passed */
-    F_RECEIVER_LAG,      /* while it lasts, a re-pointed standby's WAL receiver stays with its
-                          * old upstream (paused replay, a recovery conflict) until its server
-                          * restarts: the configuration says one thing, the receiver another */
-    F_RAFT_DISK_FULL,    /* a node's Raft directory is full: libraft's writes fail (RAFT_NOSPACE),
-                          * the agent's probe finds no space */
-    F_RAFT_READ_ONLY,    /* a node's Raft directory is read-only: writes fail (RAFT_IOERR), the
-                          * probe gets EROFS */
-    F_VM_PAUSE,          /* a node that is not the primary's paused by its hypervisor, clocks
-                          * and all (as F_PAUSE, but its clocks do not count the pause) */
+    F_PAUSE_PRIMARY,       /* the primary's node freezes */
+    F_PARTITION_PRIMARY,   /* the primary's node (or the leader) is cut off from the majority */
+    F_LOSS_PRIMARY,        /* the primary's links become lossy */
+    F_CRASH_NEW_PRIMARY,   /* the next promoted node crashes before any other knows its timeline */
+    F_SLOW_LINK,           /* a node's messages take 100-150 ms */
+    F_AGENT_STOP_PRIMARY,  /* the primary's agent is stopped (SIGSTOP): its PostgreSQL runs on and
+                            * its guard, whose pipe stays open, does nothing */
+    F_VM_PAUSE_PRIMARY,    /* the primary's node paused by its hypervisor: its clocks stop too, so
+                            * once resumed it cannot tell that time passed */
+    F_RECEIVER_LAG,        /* while it lasts, a re-pointed standby's WAL receiver stays with its
+                            * old upstream (paused replay, a recovery conflict) until its server
+                            * restarts: the configuration says one thing, the receiver another */
+    F_RAFT_DISK_FULL,      /* a node's Raft directory is full: libraft's writes fail (RAFT_NOSPACE),
+                            * the agent's probe finds no space */
+    F_RAFT_READ_ONLY,      /* a node's Raft directory is read-only: writes fail (RAFT_IOERR), the
+                            * probe gets EROFS */
+    F_VM_PAUSE,            /* a node that is not the primary's paused by its hypervisor, clocks
+                            * and all (as F_PAUSE, but its clocks do not count the pause) */
     F_KIND_N,
 };
 const char *sim_fault_name(enum sim_fault_kind k);
@@ -344,26 +363,26 @@ uint32_t sim_fault_mask(const char *list);
 #define SIM_FAULTS_VM ((1u << F_VM_PAUSE_PRIMARY) | (1u << F_VM_PAUSE))
 #define SIM_FAULTS_STORAGE ((1u << F_RAFT_DISK_FULL) | (1u << F_RAFT_READ_ONLY))
 #define SIM_FAULTS_KNOWN                                                                           \
-    (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW | SIM_FAULTS_VM |                \
+    (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW | SIM_FAULTS_VM |                 \
      SIM_FAULTS_STORAGE)
 #define SIM_FAULTS_ALL ((1u << F_KIND_N) - 1)
 #define SIM_FAULTS_CI (SIM_FAULTS_ALL & ~SIM_FAULTS_KNOWN)
 
 struct sim_fault {
     enum sim_fault_kind kind;
-    rpg_msec at;         /* offset from the start of the fault window */
+    rpg_msec at; /* offset from the start of the fault window */
     rpg_msec dur;
-    uint64_t r;          /* the fault's own randomness: targets and shapes are drawn at run time */
+    uint64_t r; /* the fault's own randomness: targets and shapes are drawn at run time */
 };
 
 /* What an applied fault changed, to undo it. */
 struct sim_fault_state {
     bool active;
     int node;
-    unsigned crashed;   /* nodes a triggered crash took down, restarted when the fault ends */
+    unsigned crashed; /* nodes a triggered crash took down, restarted when the fault ends */
     bool links[SIM_NODES_MAX][SIM_NODES_MAX]; /* directed links it cuts or makes lossy */
-    bool dropping;      /* loss: the links drop right now */
-    struct sim_rng rng; /* draws made while the fault runs */
+    bool dropping;                            /* loss: the links drop right now */
+    struct sim_rng rng;                       /* draws made while the fault runs */
 };
 
 struct sim_schedule {
@@ -382,8 +401,8 @@ struct sim_schedule {
 struct sim_shim_append {
     struct raft_io_append *req;
     raft_io_append_cb cb;
-    int status;          /* the write failed (the node's storage fault when it was submitted) */
-    unsigned n;          /* entries */
+    int status; /* the write failed (the node's storage fault when it was submitted) */
+    unsigned n; /* entries */
 };
 struct sim_shim_truncate {
     raft_index index;
@@ -399,8 +418,8 @@ struct sim_shim_send {
 };
 struct sim_shim {
     struct raft_io *io;
-    int (*append)(struct raft_io *io, struct raft_io_append *req,
-                  const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+    int (*append)(struct raft_io *io, struct raft_io_append *req, const struct raft_entry entries[],
+                  unsigned n, raft_io_append_cb cb);
     int (*truncate)(struct raft_io *io, raft_index index);
     int (*send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *message,
                 raft_io_send_cb cb);
@@ -411,23 +430,23 @@ struct sim_shim {
     unsigned n_sends, cap_sends;
     struct sim_shim_truncate deferred[16];
     unsigned n_deferred;
-    raft_index stored;   /* entries the fixture holds: its "directory" */
-    int fail;            /* appends submitted now fail with this status (a storage fault) */
+    raft_index stored; /* entries the fixture holds: its "directory" */
+    int fail;          /* appends submitted now fail with this status (a storage fault) */
 };
 
 /* ---- options, results ------------------------------------------------------------------------ */
 
 struct sim_options {
     unsigned nodes;
-    int sync_mode;       /* synchronous_mode (FSM_SYNC_MODE_*): the agent's default is quorum */
-    unsigned sync_k;     /* synchronous_node_count */
-    uint32_t faults;     /* mask of enum sim_fault_kind */
+    int sync_mode;   /* synchronous_mode (FSM_SYNC_MODE_*): the agent's default is quorum */
+    unsigned sync_k; /* synchronous_node_count */
+    uint32_t faults; /* mask of enum sim_fault_kind */
     unsigned max_faults;
-    rpg_msec window;     /* faults start within this long after warm-up */
-    rpg_msec quiet;      /* after every fault healed, how long the cluster runs */
-    rpg_msec budget;     /* I4: a primary within this long after a majority is healthy */
-    bool no_lease;       /* run the core without the agent's lease, fence and start delay */
-    bool watchdog;       /* watchdog.mode automatic with a device (the agent's default is off) */
+    rpg_msec window; /* faults start within this long after warm-up */
+    rpg_msec quiet;  /* after every fault healed, how long the cluster runs */
+    rpg_msec budget; /* I4: a primary within this long after a majority is healthy */
+    bool no_lease;   /* run the core without the agent's lease, fence and start delay */
+    bool watchdog;   /* watchdog.mode automatic with a device (the agent's default is off) */
     bool verbose;
 };
 
@@ -454,18 +473,18 @@ struct sim_result {
     struct sim_violation v[SIM_VIOLATIONS_MAX];
     rpg_msec virtual_ms;
     unsigned faults_applied, faults_skipped;
-    unsigned failovers;       /* promotions after the warm-up */
-    rpg_msec max_gap;         /* longest time without a primary while a majority was healthy */
+    unsigned failovers; /* promotions after the warm-up */
+    rpg_msec max_gap;   /* longest time without a primary while a majority was healthy */
     unsigned n_gaps;
-    rpg_msec gaps[64];        /* each such time, when it ended (failover times) */
-    uint64_t acked;           /* commits acknowledged to the client */
-    uint64_t lost_unchecked;  /* acknowledged commits missing at the end with synchronous mode
-                               * off (not covered by I2) */
-    uint64_t acked_async;     /* commits acknowledged asynchronously */
-    rpg_msec waived_ms;       /* time a healthy majority had no primary because none of its
-                               * members could prove it held every acknowledged commit (rule 6) */
-    unsigned raft_restarts;   /* Raft restarted from a node's directory (the write fence) */
-    unsigned held_changes;    /* leader writes of a configuration entry the fence held */
+    rpg_msec gaps[64];       /* each such time, when it ended (failover times) */
+    uint64_t acked;          /* commits acknowledged to the client */
+    uint64_t lost_unchecked; /* acknowledged commits missing at the end with synchronous mode
+                              * off (not covered by I2) */
+    uint64_t acked_async;    /* commits acknowledged asynchronously */
+    rpg_msec waived_ms;      /* time a healthy majority had no primary because none of its
+                              * members could prove it held every acknowledged commit (rule 6) */
+    unsigned raft_restarts;  /* Raft restarted from a node's directory (the write fence) */
+    unsigned held_changes;   /* leader writes of a configuration entry the fence held */
     char fault_log[SIM_FAULTS_MAX][96]; /* what each applied fault did, for the report */
 };
 
@@ -485,10 +504,10 @@ struct sim_world {
     uint64_t seed;
     struct sim_rng rng;
     struct sim_queue q;
-    unsigned n;             /* nodes created so far */
+    unsigned n; /* nodes created so far */
     unsigned n_initial;
     struct sim_node nodes[SIM_NODES_MAX];
-    bool cut[SIM_NODES_MAX][SIM_NODES_MAX]; /* messages from i to j are dropped */
+    bool cut[SIM_NODES_MAX][SIM_NODES_MAX];   /* messages from i to j are dropped */
     bool lossy[SIM_NODES_MAX][SIM_NODES_MAX]; /* a lossy link: counted as cut by the checks */
     struct sim_fault_state fs[SIM_FAULTS_MAX];
     struct sim_shim shims[RAFT_FIXTURE_MAX_SERVERS];
@@ -505,11 +524,11 @@ struct sim_world {
     bool i1_open, i3_open;
     rpg_msec gap_start;
     bool i4_reported;
-    bool waived_open;           /* I4 is waived by rule 6 right now */
+    bool waived_open; /* I4 is waived by rule 6 right now */
     int last_primary;
     int crash_new_primary; /* fault index of an armed crash-new-primary, -1 */
     rpg_msec crash_new_primary_until;
-    int receiver_lag;    /* F_RECEIVER_LAG faults in force */
+    int receiver_lag; /* F_RECEIVER_LAG faults in force */
     struct sim_result *res;
 };
 
@@ -584,8 +603,7 @@ int sim_transfer(struct sim_world *w, unsigned i, uint64_t id, char *errmsg);
 int sim_member_add(struct sim_world *w, unsigned leader, unsigned newcomer, char *errmsg);
 int sim_member_remove(struct sim_world *w, unsigned leader, const char *name, char *errmsg);
 /* api.c member_remove: a member in the synchronous set leaves it first. */
-int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *name,
-                              char *errmsg);
+int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *name, char *errmsg);
 void sim_remove_tick(struct sim_world *w, unsigned leader);
 
 /* sim_pgctl.c: PostgreSQL-level events and faults. */

@@ -77,7 +77,8 @@ static void report_of(struct sim_world *w, unsigned j, struct peer_status *s)
     s->diverged = c->diverged;
 }
 
-/* ---- the peer poller (src/peers.c, agent.c update_peer_targets) ------------------------------- */
+/* ---- the peer poller (src/peers.c, agent.c update_peer_targets) -------------------------------
+ */
 
 static void update_peer_targets(struct sim_world *w, unsigned i)
 {
@@ -252,8 +253,8 @@ static void observe(struct sim_world *w, unsigned i)
         a->n_replicas = 0;
         for (unsigned j = 0; j < w->n && !o->in_recovery; j++) {
             const struct sim_pg *s = &w->nodes[j].pg;
-            if (j != i && s->proc == SIM_PROC_RUNNING && s->streaming && s->streaming_from == (int)i &&
-                a->n_replicas < FSM_MEMBERS_MAX) {
+            if (j != i && s->proc == SIM_PROC_RUNNING && s->streaming &&
+                s->streaming_from == (int)i && a->n_replicas < FSM_MEMBERS_MAX) {
                 struct quorum_replica *r = &a->replicas[a->n_replicas++];
                 sim_copy(r->name, sizeof r->name, w->nodes[j].name);
                 r->streaming = true;
@@ -265,7 +266,8 @@ static void observe(struct sim_world *w, unsigned i)
     a->obs_epoch = a->epoch;
 }
 
-/* ---- Raft: raft/cons.c itself, on this node's fixture server ---------------------------------- */
+/* ---- Raft: raft/cons.c itself, on this node's fixture server ----------------------------------
+ */
 
 static struct cons *cons_of(struct sim_world *w, unsigned i)
 {
@@ -451,7 +453,8 @@ static void action_done(void *data, int rc, const char *msg)
     struct sim_agent *a = data;
     struct sim_world *w = a->w;
     unsigned i = a->idx;
-    sim_trace(w, (int)i, "%s %s%s%s", a->core.quorum_running ? "quorum" : ha_action_name(a->core.running),
+    sim_trace(w, (int)i, "%s %s%s%s",
+              a->core.quorum_running ? "quorum" : ha_action_name(a->core.running),
               rc == 0 ? "done" : "failed", rc == 0 ? "" : ": ", msg);
     core_action_done(&a->core, rc, msg, sim_local_now(w, i));
     sim_agent_schedule(w, i, 0);
@@ -496,8 +499,7 @@ static bool in_sync_sets(const struct sim_world *w, unsigned leader, const char 
                                name);
 }
 
-int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *name,
-                              char *errmsg)
+int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *name, char *errmsg)
 {
     struct sim_agent *a = &w->nodes[leader].agent;
     if (!in_sync_sets(w, leader, name)) {
@@ -510,8 +512,7 @@ int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *
     sim_copy(a->removing, sizeof a->removing, name);
     a->remove_ticks = 0;
     sim_push(w, sim_now(w) + SYNC_LEAVE_TICK_MS, EV_REMOVE_TICK, (int)leader, a->gen, 0);
-    sim_trace(w, (int)leader, "member remove requested: %s leaves the synchronous set first",
-              name);
+    sim_trace(w, (int)leader, "member remove requested: %s leaves the synchronous set first", name);
     return 0;
 }
 
@@ -523,7 +524,9 @@ void sim_remove_tick(struct sim_world *w, unsigned leader)
     enum sync_leave step = sync_leave_tick(sim_agent_leader(w, leader),
                                            in_sync_sets(w, leader, a->removing), &a->remove_ticks);
     switch (step) {
-    case SYNC_LEAVE_NOT_LEADER: sim_trace(w, (int)leader, "member remove: leadership changed"); break;
+    case SYNC_LEAVE_NOT_LEADER:
+        sim_trace(w, (int)leader, "member remove: leadership changed");
+        break;
     case SYNC_LEAVE_REMOVE:
         if (sim_member_remove(w, leader, a->removing, errmsg) != 0) {
             sim_trace(w, (int)leader, "member remove: %s", errmsg);
@@ -569,7 +572,8 @@ static int target_node(struct sim_world *w, unsigned i, const char *target)
         return -1;
     }
     const struct sim_node *n = &w->nodes[t];
-    if (!n->up || sim_pg_halted(n) || !sim_link(w, i, (unsigned)t) || n->pg.proc != SIM_PROC_RUNNING) {
+    if (!n->up || sim_pg_halted(n) || !sim_link(w, i, (unsigned)t) ||
+        n->pg.proc != SIM_PROC_RUNNING) {
         return -1;
     }
     return t;
@@ -787,8 +791,8 @@ static int op_end_step(struct sim_world *w, unsigned i, struct sim_op *op, enum 
         }
         if (!slot) {
             sim_pg_clear_data(p);
-            snprintf(msg, size, "pg_basebackup: replication slot \"raftpg_%" PRIu64
-                                "\" does not exist",
+            snprintf(msg, size,
+                     "pg_basebackup: replication slot \"raftpg_%" PRIu64 "\" does not exist",
                      op->slot_id);
             return RPG_EIO;
         }
@@ -917,7 +921,8 @@ void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id)
     }
     op_free(n, op);
     a->epoch++;
-    sim_trace(w, (int)i, "%s %s%s%s", a->core.quorum_running ? "quorum step" : ha_action_name(a->core.running),
+    sim_trace(w, (int)i, "%s %s%s%s",
+              a->core.quorum_running ? "quorum step" : ha_action_name(a->core.running),
               rc == 0 ? "done" : "failed", rc == 0 ? "" : ": ", msg);
     core_action_done(&a->core, rc, msg, sim_local_now(w, i));
     sim_agent_schedule(w, i, 0);
@@ -1223,12 +1228,8 @@ void sim_agent_event(struct sim_world *w, const struct sim_event *e)
         poll_all(w, i, false);
         sim_push(w, sim_now(w) + SIM_POLL_MS, EV_POLL, (int)i, a->gen, a->poll_gen);
         return;
-    case EV_POLL_STEP:
-        poll_answer(w, i, e->sub);
-        return;
-    case EV_REMOVE_TICK:
-        sim_remove_tick(w, i);
-        return;
+    case EV_POLL_STEP: poll_answer(w, i, e->sub); return;
+    case EV_REMOVE_TICK: sim_remove_tick(w, i); return;
     case EV_RECONCILE:
         if (raft_up(w, i)) {
             cons_reconcile(cons_of(w, i));
@@ -1247,7 +1248,7 @@ void sim_agent_event(struct sim_world *w, const struct sim_event *e)
  * of the Raft directory, whose answers the world gives here; then agent.c on_raft_change: a
  * leader still leading long after it handed leadership over leaves (cons.failed: agent_stop with
  * exit 1, which stops PostgreSQL). True when the agent left. */
-#define STORAGE_PROBE_MS 1000 /* cons_uv.c STORAGE_PROBE_INTERVAL_MS */
+#define STORAGE_PROBE_MS 1000       /* cons_uv.c STORAGE_PROBE_INTERVAL_MS */
 #define STORAGE_PROBE_FENCED_MS 250 /* cons_uv.c STORAGE_PROBE_FENCED_MS */
 #define STORAGE_FREE_BYTES (1ull << 30)
 
@@ -1354,7 +1355,7 @@ void sim_agent_crash(struct sim_world *w, unsigned i)
     }
     a->alive = false;
     a->gen++;
-    a->op_id = 0; /* its programs finish on their own (sim_op_step_done) */
+    a->op_id = 0;                        /* its programs finish on their own (sim_op_step_done) */
     w->nodes[i].raft_restarting = false; /* the next agent restarts it if still fenced */
     cons_detach(cons_of(w, i));
     sim_raft_kill(w, i);

@@ -362,8 +362,9 @@ void sim_check_periodic(struct sim_world *w)
     }
     if (waived && !primary) {
         if (!w->waived_open) {
-            sim_trace(w, -1, "I4 waived: no healthy majority can prove it holds every "
-                             "acknowledged commit (rule 6)");
+            sim_trace(w, -1,
+                      "I4 waived: no healthy majority can prove it holds every "
+                      "acknowledged commit (rule 6)");
         }
         w->waived_open = true;
         w->res->waived_ms += SIM_CHECK_MS;
@@ -396,8 +397,7 @@ void sim_check_periodic(struct sim_world *w)
             const struct sim_agent *a = &w->nodes[i].agent;
             if (a->alive && w->nodes[i].cons.role == CONS_ROLE_LEADER) {
                 sim_fmt(why, sizeof why, "; leader %s: %s %s: %s", w->nodes[i].name,
-                         ha_action_name(a->core.last.action), a->core.last.target,
-                         a->core.last.why);
+                        ha_action_name(a->core.last.action), a->core.last.target, a->core.last.why);
             }
         }
         sim_violation(w, CHK_I4,
@@ -413,14 +413,14 @@ static void describe(const struct sim_world *w, unsigned i, char *buf, size_t si
     const struct sim_pg *p = &n->pg;
     static const char *const procs[] = {"down", "starting", "running", "stopping"};
     sim_fmt(buf, size,
-             "%s: postgresql %s%s%s tl=%u end=%" PRIu64 " upstream=%s streaming=%d; agent %s: "
-             "%s %s: %s%s%s",
-             n->name, p->data ? (p->broken ? "broken " : "") : "absent ", procs[p->proc],
-             p->in_recovery ? " standby" : "", sim_pg_tl(p), p->end,
-             p->conf_upstream[0] ? p->conf_upstream : "-", p->streaming,
-             n->agent.alive ? "up" : "down", ha_action_name(n->agent.core.last.action),
-             n->agent.core.last.target, n->agent.core.last.why,
-             n->agent.core.error[0] ? "; last error: " : "", n->agent.core.error);
+            "%s: postgresql %s%s%s tl=%u end=%" PRIu64 " upstream=%s streaming=%d; agent %s: "
+            "%s %s: %s%s%s",
+            n->name, p->data ? (p->broken ? "broken " : "") : "absent ", procs[p->proc],
+            p->in_recovery ? " standby" : "", sim_pg_tl(p), p->end,
+            p->conf_upstream[0] ? p->conf_upstream : "-", p->streaming,
+            n->agent.alive ? "up" : "down", ha_action_name(n->agent.core.last.action),
+            n->agent.core.last.target, n->agent.core.last.why,
+            n->agent.core.error[0] ? "; last error: " : "", n->agent.core.error);
 }
 
 void sim_check_end(struct sim_world *w)
@@ -467,7 +467,8 @@ void sim_check_end(struct sim_world *w)
         }
         char what[300];
         describe(w, i, what, sizeof what);
-        sim_violation(w, CHK_REJOIN, "not a streaming standby of %s %" PRIu64 " s after healing: %s",
+        sim_violation(w, CHK_REJOIN,
+                      "not a streaming standby of %s %" PRIu64 " s after healing: %s",
                       w->nodes[p].name, w->opt->quiet / 1000, what);
     }
 }

@@ -71,7 +71,8 @@ uint32_t sim_fault_mask(const char *list)
         } else if (strcmp(t, "known") == 0) {
             m = SIM_FAULTS_KNOWN;
         } else if (strcmp(t, "all") == 0) {
-            m = SIM_FAULTS_ALL;        } else {
+            m = SIM_FAULTS_ALL;
+        } else {
             for (unsigned k = 0; k < F_KIND_N; k++) {
                 if (strcmp(t, kind_names[k]) == 0) {
                     m = 1u << k;
@@ -106,8 +107,8 @@ void sim_schedule_generate(const struct sim_options *opt, uint64_t seed, struct 
     if (n_kinds == 0 || opt->max_faults == 0) {
         return;
     }
-    s->n = 1 + sim_rng_below(&rng, opt->max_faults < SIM_FAULTS_MAX ? opt->max_faults
-                                                                     : SIM_FAULTS_MAX);
+    s->n = 1 +
+           sim_rng_below(&rng, opt->max_faults < SIM_FAULTS_MAX ? opt->max_faults : SIM_FAULTS_MAX);
     for (unsigned k = 0; k < s->n; k++) {
         struct sim_fault *f = &s->f[k];
         f->kind = kinds[sim_rng_below(&rng, n_kinds)];
@@ -323,10 +324,8 @@ static void skip(struct sim_world *w, unsigned k, const char *why)
 }
 
 /* A random usable node for which accept() holds, or -1. */
-static int pick(struct sim_world *w, struct sim_rng *rng, bool (*accept)(struct sim_world *w,
-                                                                            unsigned i,
-                                                                            void *arg),
-                void *arg)
+static int pick(struct sim_world *w, struct sim_rng *rng,
+                bool (*accept)(struct sim_world *w, unsigned i, void *arg), void *arg)
 {
     unsigned cand[SIM_NODES_MAX], n = 0;
     for (unsigned i = 0; i < w->n; i++) {
@@ -417,7 +416,7 @@ static void node_crash(struct sim_world *w, unsigned i)
     n->frozen = false;
     n->agent_frozen = false;
     n->vm_paused = false;
-    n->vip_held = false; /* the address goes with the machine */
+    n->vip_held = false;       /* the address goes with the machine */
     n->guard_unfenced = false; /* and so does the guard */
     n->wd_armed = false;
     n->wd_gen++;
@@ -494,9 +493,9 @@ void sim_decommission(struct sim_world *w, const char *name)
 /* ---- crash-in-action ------------------------------------------------------------------------- */
 
 static const enum ha_action trigger_actions[] = {
-    HA_ACT_PROMOTE,       HA_ACT_START_PRIMARY, HA_ACT_START_STANDBY, HA_ACT_REWIND,
-    HA_ACT_CLONE,         HA_ACT_REINIT,        HA_ACT_FOLLOW,        HA_ACT_DEMOTE,
-    HA_ACT_CHECKPOINT,    HA_ACT_RECORD_PRIMARY, HA_ACT_SYNC_SLOTS,
+    HA_ACT_PROMOTE,    HA_ACT_START_PRIMARY,  HA_ACT_START_STANDBY, HA_ACT_REWIND,
+    HA_ACT_CLONE,      HA_ACT_REINIT,         HA_ACT_FOLLOW,        HA_ACT_DEMOTE,
+    HA_ACT_CHECKPOINT, HA_ACT_RECORD_PRIMARY, HA_ACT_SYNC_SLOTS,
 };
 
 void sim_trigger_action(struct sim_world *w, unsigned i, enum ha_action a)
@@ -543,9 +542,10 @@ void sim_trigger_fire(struct sim_world *w, unsigned i)
     }
     bool pg_too = t->what == 1;
     if (!t->unguarded && !accept_agent_down(w, i, &pg_too)) {
-        skip(w, k, lone_timeline(w, i)
-                       ? "the others would not know the newest timeline (see crash-new-primary)"
-                       : "would leave the primary without a majority");
+        skip(w, k,
+             lone_timeline(w, i)
+                 ? "the others would not know the newest timeline (see crash-new-primary)"
+                 : "would leave the primary without a majority");
         return;
     }
     rpg_msec down = sim_rng_range(&fs->rng, 200, 4000);
@@ -597,9 +597,9 @@ static void draw_shape(struct sim_world *w, struct sim_rng *rng, int must_isolat
             }
             if (2 * small > n) {
                 for (unsigned k = 0; k < n; k++) {
-                    side[nodes[k]] = nodes[k] == (unsigned)must_isolate ||
-                                     (side[nodes[k]] != side[must_isolate] ? false
-                                                                             : sim_rng_below(rng, 3) == 0);
+                    side[nodes[k]] =
+                        nodes[k] == (unsigned)must_isolate ||
+                        (side[nodes[k]] != side[must_isolate] ? false : sim_rng_below(rng, 3) == 0);
                 }
                 side[must_isolate] = true;
             }
@@ -754,8 +754,8 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
             skip(w, k, "every node's loss would leave the primary without a majority");
             return;
         }
-        note(w, k, "%s of %s down for %" PRIu64 " ms", pg_too ? "node" : "agent",
-             w->nodes[i].name, f->dur);
+        note(w, k, "%s of %s down for %" PRIu64 " ms", pg_too ? "node" : "agent", w->nodes[i].name,
+             f->dur);
         if (pg_too) {
             node_crash(w, (unsigned)i);
         } else {
@@ -798,13 +798,9 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
         freeze(w, (unsigned)i, f->dur);
         break;
     case F_PARTITION:
-    case F_PARTITION_PRIMARY:
-        begin_links(w, k, false, f->kind == F_PARTITION_PRIMARY);
-        return;
+    case F_PARTITION_PRIMARY: begin_links(w, k, false, f->kind == F_PARTITION_PRIMARY); return;
     case F_LOSS:
-    case F_LOSS_PRIMARY:
-        begin_links(w, k, true, f->kind == F_LOSS_PRIMARY);
-        return;
+    case F_LOSS_PRIMARY: begin_links(w, k, true, f->kind == F_LOSS_PRIMARY); return;
     case F_DELAY:
     case F_SLOW_LINK:
         i = pick(w, &fs->rng, NULL, NULL);
@@ -912,8 +908,9 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
     case F_MEMBER: {
         int l = leader_node(w);
         if (w->n >= SIM_NODES_MAX || l < 0 || !sim_agent_leader(w, (unsigned)l)) {
-            skip(w, k, w->n >= SIM_NODES_MAX ? "no room for another server in raft_fixture"
-                                             : "no ready leader");
+            skip(w, k,
+                 w->n >= SIM_NODES_MAX ? "no room for another server in raft_fixture"
+                                       : "no ready leader");
             return;
         }
         unsigned j = w->n;
@@ -939,8 +936,7 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
             skip(w, k, "no primary with a running agent");
             return;
         }
-        note(w, k, "agent of the primary %s stopped for %" PRIu64 " ms", w->nodes[i].name,
-             f->dur);
+        note(w, k, "agent of the primary %s stopped for %" PRIu64 " ms", w->nodes[i].name, f->dur);
         w->nodes[i].agent_frozen = true;
         sim_raft_kill(w, (unsigned)i); /* Raft runs in the agent */
         break;
@@ -951,7 +947,8 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
         pg_too = true;
         i = pick(w, &fs->rng, accept_storage_fault, &pg_too);
         if (i < 0) {
-            skip(w, k, "no node's raft storage can fail without leaving the rest without a majority");
+            skip(w, k,
+                 "no node's raft storage can fail without leaving the rest without a majority");
             return;
         }
         note(w, k, "%s's raft directory %s for %" PRIu64 " ms", w->nodes[i].name,
@@ -1072,8 +1069,7 @@ void sim_fault_end(struct sim_world *w, unsigned k)
         int victim = pick(w, &fs->rng, accept_removable, &newcomer);
         if (l < 0 || !sim_agent_leader(w, (unsigned)l) || victim < 0) {
             sim_trace(w, -1, "fault %u member: no standby can be removed now", k);
-        } else if (sim_member_remove_request(w, (unsigned)l, w->nodes[victim].name, errmsg) !=
-                   0) {
+        } else if (sim_member_remove_request(w, (unsigned)l, w->nodes[victim].name, errmsg) != 0) {
             sim_trace(w, -1, "fault %u member: remove %s: %s", k, w->nodes[victim].name, errmsg);
         } else {
             size_t len = strlen(w->res->fault_log[k]);

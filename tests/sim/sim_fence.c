@@ -14,10 +14,10 @@
 #include "raftpg/watchdog.h"
 #include "sim.h"
 
-#define FENCE_TICK_MS 10       /* agent.c */
-#define VIP_LIFETIME_MS 2000   /* conf.c: vip.lifetime; vip.c renews every quarter of it */
+#define FENCE_TICK_MS 10        /* agent.c */
+#define VIP_LIFETIME_MS 2000    /* conf.c: vip.lifetime; vip.c renews every quarter of it */
 #define WATCHDOG_SAFETY_MS 1000 /* conf.c: watchdog.safety_margin */
-#define REBOOT_MIN_MS 3000     /* a node reset by its watchdog is back after this long */
+#define REBOOT_MIN_MS 3000      /* a node reset by its watchdog is back after this long */
 #define REBOOT_MAX_MS 8000
 
 static struct fence_timing timing(void)
@@ -146,7 +146,6 @@ static void vip_set_lifetime(struct sim_world *w, unsigned i)
              (int)i, n->vip_gen, 0);
 }
 
-
 /* agent.c may_write_soon: before a bootstrap, a start as primary or a promotion, the guard hears
  * of it and the watchdog is armed at once. */
 void sim_guard_unfenced(struct sim_world *w, unsigned i)
@@ -231,9 +230,7 @@ static int x_pg_signal(void *data, enum fence_pg_act act)
         sim_pg_crash(w, x->i);
         a->fence_inc = n->pg.inc;
         return 1;
-    case FENCE_PG_ESCALATE:
-        sim_pg_crash(w, x->i);
-        return 1;
+    case FENCE_PG_ESCALATE: sim_pg_crash(w, x->i); return 1;
     case FENCE_PG_DONE:
     case FENCE_PG_NONE: break;
     }
@@ -416,9 +413,7 @@ void sim_fence_event(struct sim_world *w, const struct sim_event *e)
         sim_lease_renew(w, i);
         sim_push(w, sim_now(w) + t.renew_ms, EV_LEASE, (int)i, a->gen, 0);
         return;
-    case EV_RAFT_START:
-        sim_raft_started(w, i);
-        return;
+    case EV_RAFT_START: sim_raft_started(w, i); return;
     default: return;
     }
 }

@@ -307,8 +307,8 @@ static int cmp_msec(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static bool fails_with(const struct sim_options *opt, uint64_t seed,
-                       const struct sim_schedule *s, enum sim_check c, struct sim_result *r)
+static bool fails_with(const struct sim_options *opt, uint64_t seed, const struct sim_schedule *s,
+                       enum sim_check c, struct sim_result *r)
 {
     if (sim_run(opt, seed, s, r) != 0) {
         return false;
@@ -339,8 +339,7 @@ static void shrink(const struct sim_options *opt, uint64_t seed, struct sim_sche
     while (n >= 2 && *runs < SHRINK_RUNS_MAX) {
         bool reduced = false;
         unsigned chunk = (n + parts - 1) / parts;
-        for (unsigned start = 0; start < n && !reduced && *runs < SHRINK_RUNS_MAX;
-             start += chunk) {
+        for (unsigned start = 0; start < n && !reduced && *runs < SHRINK_RUNS_MAX; start += chunk) {
             struct sim_schedule t = *s;
             for (unsigned k = start; k < start + chunk && k < n; k++) {
                 t.keep[idx[k]] = false;
@@ -374,7 +373,9 @@ static void shrink(const struct sim_options *opt, uint64_t seed, struct sim_sche
 static void print_nodes_faults(const struct args *a, unsigned nodes, char *buf, size_t size)
 {
     snprintf(buf, size, "--nodes %u --faults %s%s", nodes, a->faults,
-             a->opt.no_lease ? " --no-lease" : a->opt.watchdog ? " --watchdog" : "");
+             a->opt.no_lease   ? " --no-lease"
+             : a->opt.watchdog ? " --watchdog"
+                               : "");
     static const char *const modes[] = {"off", "quorum", "strict"};
     if (a->opt.sync_mode != FSM_SYNC_MODE_QUORUM || a->opt.sync_k != 1) {
         size_t l = strlen(buf);
@@ -388,11 +389,10 @@ static void report_failure(const struct args *a, const struct sim_options *opt, 
 {
     char common[640]; /* --faults takes up to 511 characters (sim_fault_mask) */
     print_nodes_faults(a, opt->nodes, common, sizeof common);
-    printf("FAIL seed=%" PRIu64 " nodes=%u: %u violation(s)\n", seed, opt->nodes,
-           r->n_violations);
+    printf("FAIL seed=%" PRIu64 " nodes=%u: %u violation(s)\n", seed, opt->nodes, r->n_violations);
     for (unsigned v = 0; v < r->n_violations && v < SIM_VIOLATIONS_MAX; v++) {
-        printf("  %s at %.3f s: %s\n", sim_check_name(r->v[v].check),
-               (double)r->v[v].at / 1000.0, r->v[v].what);
+        printf("  %s at %.3f s: %s\n", sim_check_name(r->v[v].check), (double)r->v[v].at / 1000.0,
+               r->v[v].what);
     }
     enum sim_check c = r->v[0].check;
     unsigned runs = 0;
@@ -416,8 +416,8 @@ static void report_failure(const struct args *a, const struct sim_options *opt, 
             after++;
         }
     }
-    printf("  shortest schedule (%u of %u faults, %u shrinking runs), still failing %s:\n",
-           after, before, runs, sim_check_name(c));
+    printf("  shortest schedule (%u of %u faults, %u shrinking runs), still failing %s:\n", after,
+           before, runs, sim_check_name(c));
     if (after == 0) {
         printf("    (no fault at all)\n");
     }
@@ -440,8 +440,8 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
 {
     printf("schedules: %u  seconds: %.1f  schedules/s: %.1f  virtual time: %.0f s  "
            "faults: %u applied, %u skipped\n",
-           t->schedules, secs, secs > 0 ? t->schedules / secs : 0.0,
-           (double)t->virtual_ms / 1000.0, t->faults_applied, t->faults_skipped);
+           t->schedules, secs, secs > 0 ? t->schedules / secs : 0.0, (double)t->virtual_ms / 1000.0,
+           t->faults_applied, t->faults_skipped);
     printf("failovers: %u  acknowledged commits: %" PRIu64 "\n", t->failovers, t->acked);
     if (t->n_gaps > 0) {
         qsort(t->gaps, t->n_gaps, sizeof t->gaps[0], cmp_msec);

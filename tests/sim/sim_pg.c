@@ -260,8 +260,9 @@ int sim_pg_rewind(struct sim_pg *target, const struct sim_pg *source, bool *chan
         i++;
     }
     if (i == 0) {
-        snprintf(why, size, "could not find common ancestor of the source and target cluster's "
-                            "timelines");
+        snprintf(why, size,
+                 "could not find common ancestor of the source and target cluster's "
+                 "timelines");
         return -1;
     }
     i--;

@@ -147,9 +147,9 @@ void sim_pg_event(struct sim_world *w, const struct sim_event *e)
         p->was_primary = true;
         sim_trace(w, (int)i, "postgresql promoted to timeline %u at %" PRIu64, sim_pg_tl(p),
                   p->end);
-        sim_push(w,
-                 sim_now(w) + sim_rng_range(&w->rng, LAZY_CHECKPOINT_MIN_MS, LAZY_CHECKPOINT_MAX_MS),
-                 EV_PG_CHECKPOINT, (int)i, p->inc, 0);
+        sim_push(
+            w, sim_now(w) + sim_rng_range(&w->rng, LAZY_CHECKPOINT_MIN_MS, LAZY_CHECKPOINT_MAX_MS),
+            EV_PG_CHECKPOINT, (int)i, p->inc, 0);
         sim_pg_became_primary(w, i);
         return;
     case EV_PG_CHECKPOINT:
@@ -285,8 +285,7 @@ static void acknowledge(struct sim_world *w, unsigned i)
             w->acked = c;
             w->cap_acked = cap;
         }
-        w->acked[w->n_acked++] =
-            (struct sim_commit){.lsn = lsn, .uid = sim_pg_uid_at(p, lsn)};
+        w->acked[w->n_acked++] = (struct sim_commit){.lsn = lsn, .uid = sim_pg_uid_at(p, lsn)};
         w->res->acked++;
         w->res->acked_async += k == 0;
     }

@@ -294,7 +294,8 @@ static void shim_append_done(struct raft_io_append *req, int status)
             raft_index stored = s->stored;
             unsigned n = s->pending[k].n;
             status = status == 0 ? s->pending[k].status : status;
-            memmove(&s->pending[k], &s->pending[k + 1], (s->n_pending - k - 1) * sizeof s->pending[0]);
+            memmove(&s->pending[k], &s->pending[k + 1],
+                    (s->n_pending - k - 1) * sizeof s->pending[0]);
             s->n_pending--;
             if (status != 0) {
                 /* A storage fault: nothing of it reaches the directory (the fixture stored the
@@ -304,8 +305,8 @@ static void shim_append_done(struct raft_io_append *req, int status)
                     abort(); /* the fixture holds stored + n entries: truncation cannot fail */
                 }
                 for (unsigned q = 0; q < s->n_pending; q++) {
-                    s->pending[q].status =
-                        s->pending[q].status != 0 ? s->pending[q].status : status;
+                    s->pending[q].status = s->pending[q].status != 0 ? s->pending[q].status
+                                                                     : status;
                 }
             } else {
                 s->stored = stored + n;
@@ -318,7 +319,8 @@ static void shim_append_done(struct raft_io_append *req, int status)
             }
             while (s->n_deferred > 0 && s->deferred[0].ahead == 0) {
                 raft_index index = s->deferred[0].index;
-                memmove(&s->deferred[0], &s->deferred[1], (s->n_deferred - 1) * sizeof s->deferred[0]);
+                memmove(&s->deferred[0], &s->deferred[1],
+                        (s->n_deferred - 1) * sizeof s->deferred[0]);
                 s->n_deferred--;
                 shim_truncate_now(s, index);
             }
@@ -641,7 +643,7 @@ static bool node_event(enum sim_ev_type t)
     case EV_RAFT_START:
     case EV_VIP_DONE:
     case EV_GUARD: return true;
-    case EV_WATCHDOG: return false; /* the kernel's: it fires on a paused node */
+    case EV_WATCHDOG: return false;   /* the kernel's: it fires on a paused node */
     case EV_VIP_EXPIRE: return false; /* the kernel's too */
     default: return false;
     }
@@ -696,8 +698,7 @@ static void dispatch(struct sim_world *w, const struct sim_event *e)
     rpg_msec now = sim_now(w);
     switch (e->type) {
     case EV_AGENT_START:
-        if (w->nodes[e->node].up && !w->nodes[e->node].agent.alive &&
-            !w->nodes[e->node].removed) {
+        if (w->nodes[e->node].up && !w->nodes[e->node].agent.alive && !w->nodes[e->node].removed) {
             sim_agent_start(w, (unsigned)e->node);
         }
         return;

@@ -83,13 +83,15 @@ static void test_net_parse_accepts_and_clears_host_bits(void **state)
         struct conf_net net;
         char why[200] = "", text[INET6_ADDRSTRLEN];
         int rv = conf_net_parse(parse_ok[i].text, &net, why, sizeof why);
-        if (rv != 0)
+        if (rv != 0) {
             fail_msg("%s: %s", parse_ok[i].text, why);
+        }
         assert_int_equal(net.family, parse_ok[i].family);
         assert_int_equal(net.prefix, parse_ok[i].prefix);
         assert_non_null(inet_ntop(net.family, net.addr, text, sizeof text));
-        if (strcmp(text, parse_ok[i].network) != 0)
+        if (strcmp(text, parse_ok[i].network) != 0) {
             fail_msg("%s: network %s, expected %s", parse_ok[i].text, text, parse_ok[i].network);
+        }
     }
 }
 
@@ -127,10 +129,12 @@ static void test_net_parse_refuses_with_reason(void **state)
     for (size_t i = 0; i < sizeof parse_bad / sizeof parse_bad[0]; i++) {
         struct conf_net net;
         char why[200] = "";
-        if (conf_net_parse(parse_bad[i].text, &net, why, sizeof why) != RPG_EINVAL)
+        if (conf_net_parse(parse_bad[i].text, &net, why, sizeof why) != RPG_EINVAL) {
             fail_msg("\"%s\" was accepted", parse_bad[i].text);
-        if (strcmp(why, parse_bad[i].why) != 0)
+        }
+        if (strcmp(why, parse_bad[i].why) != 0) {
             fail_msg("\"%s\": got [%s], expected [%s]", parse_bad[i].text, why, parse_bad[i].why);
+        }
     }
 }
 
@@ -181,9 +185,10 @@ static void test_net_contains_tables(void **state)
         struct conf_net net, addr;
         assert_int_equal(conf_net_parse(contains[i].net, &net, NULL, 0), 0);
         assert_int_equal(conf_net_parse(contains[i].addr, &addr, NULL, 0), 0);
-        if (conf_net_contains(&net, &addr) != contains[i].in)
+        if (conf_net_contains(&net, &addr) != contains[i].in) {
             fail_msg("%s in %s: expected %s", contains[i].addr, contains[i].net,
                      contains[i].in ? "true" : "false");
+        }
     }
 }
 
@@ -227,8 +232,9 @@ static void test_full_access_configuration(void **state)
     assert_true(conf_net_contains(&c.restapi.allowlist[2], &probe));
     assert_int_equal(conf_net_parse("127.0.0.1", &probe, NULL, 0), 0);
     bool resolved = false;
-    for (unsigned i = 3; i < c.restapi.n_allowlist; i++)
+    for (unsigned i = 3; i < c.restapi.n_allowlist; i++) {
         resolved = resolved || conf_net_contains(&c.restapi.allowlist[i], &probe);
+    }
     assert_true(resolved);
     assert_string_equal(c.ctl.certfile, "/etc/raftpg/client.pem");
     assert_string_equal(c.ctl.keyfile, "/etc/raftpg/client.key");
@@ -331,8 +337,9 @@ static void test_bad_configurations_are_named(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof conf_bad / sizeof conf_bad[0]; i++) {
-        if (load(conf_bad[i].text) != RPG_ECONFIG)
+        if (load(conf_bad[i].text) != RPG_ECONFIG) {
             fail_msg("case %zu was accepted", i);
+        }
         if (strcmp(errmsg, conf_bad[i].error) != 0) {
             fail_msg("case %zu: got [%s], expected [%s]", i, errmsg, conf_bad[i].error);
         }
@@ -345,8 +352,9 @@ static void test_allowlist_is_capped(void **state)
     (void)state;
     char text[8192];
     size_t n = (size_t)snprintf(text, sizeof text, MINIMAL "restapi:\n  allowlist:\n");
-    for (unsigned i = 0; i <= CONF_ALLOWLIST_MAX; i++)
+    for (unsigned i = 0; i <= CONF_ALLOWLIST_MAX; i++) {
         n += (size_t)snprintf(text + n, sizeof text - n, "    - 10.0.%u.0/24\n", i);
+    }
     assert_int_equal(load(text), RPG_ECONFIG);
     char want[200];
     snprintf(want, sizeof want,

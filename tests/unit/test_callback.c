@@ -62,9 +62,8 @@ static void test_argv(void **state)
     (void)state;
     char buf[128];
     char *argv[16];
-    assert_int_equal(callback_argv("/usr/bin/hook  --ini /etc/x.ini\t-d app", buf, sizeof buf,
-                                   argv, 16),
-                     5);
+    assert_int_equal(
+        callback_argv("/usr/bin/hook  --ini /etc/x.ini\t-d app", buf, sizeof buf, argv, 16), 5);
     assert_string_equal(argv[0], "/usr/bin/hook");
     assert_string_equal(argv[1], "--ini");
     assert_string_equal(argv[2], "/etc/x.ini");

@@ -193,8 +193,8 @@ static void test_secret_file_of_another_user_is_refused_unless_any_owner(void **
 static void test_secret_file_must_hold_64_hex_digits(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"", "abc", SECRET_HEX "0", SECRET_HEX "00",
-                                      "x" SECRET_HEX, SECRET_HEX " x"};
+    static const char *const bad[] = {
+        "", "abc", SECRET_HEX "0", SECRET_HEX "00", "x" SECRET_HEX, SECRET_HEX " x"};
     char path[64], text[512], expected[512];
     uint8_t key[CONF_SECRET_SIZE];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -229,10 +229,10 @@ static void test_previous_secret_needs_a_primary_one(void **state)
     (void)state;
     assert_conf_error(HEAD "  secret_file_previous: /etc/raftpg/old\n" MEMBERS,
                       "t.yaml:5:25: raft.secret_file_previous: requires raft.secret_file");
-    assert_conf_error(HEAD "  secret_file: /etc/raftpg/s\n  secret_file_previous: /etc/raftpg/s\n"
-                           MEMBERS,
-                      "t.yaml:6:25: raft.secret_file_previous: must name another file than "
-                      "raft.secret_file (file=/etc/raftpg/s)");
+    assert_conf_error(
+        HEAD "  secret_file: /etc/raftpg/s\n  secret_file_previous: /etc/raftpg/s\n" MEMBERS,
+        "t.yaml:6:25: raft.secret_file_previous: must name another file than "
+        "raft.secret_file (file=/etc/raftpg/s)");
 }
 
 static void test_generated_secret_is_private_and_never_overwritten(void **state)
@@ -421,8 +421,8 @@ static void test_basebackup_max_rate(void **state)
     assert_non_null(strstr(errmsg, "postgresql.basebackup.max-rate: expected 32 to 1048576 kB/s"));
     assert_non_null(strstr(errmsg, "got \"fast\""));
     static const char *const good[] = {"32", "1048576", "32k", "1024M", "500k", NULL};
-    static const char *const bad[] = {"", "31", "1048577", "1025M", "10G", "5kB", "-1", "1e3",
-                                      "k", "99999999999", NULL};
+    static const char *const bad[] = {"",   "31",  "1048577", "1025M",       "10G", "5kB",
+                                      "-1", "1e3", "k",       "99999999999", NULL};
     for (unsigned i = 0; good[i] != NULL; i++) {
         assert_true(conf_rate_valid(good[i]));
     }
@@ -514,10 +514,11 @@ static void test_nine_members_are_accepted(void **state)
     (void)state;
     char text[2048];
     size_t n = (size_t)snprintf(text, sizeof text, HEAD "  members:\n");
-    for (int i = 1; i <= 9; i++)
+    for (int i = 1; i <= 9; i++) {
         n += (size_t)snprintf(text + n, sizeof text - n,
                               "    - {name: node%d, raft: 127.0.0.1:700%d, api: 127.0.0.1:800%d}\n",
                               i, i, i);
+    }
     assert_int_equal(load(text), 0);
     assert_int_equal(c.raft.n_members, 9);
     assert_string_equal(c.raft.members[8].name, "node9");
@@ -1352,10 +1353,11 @@ static void test_ten_members_are_rejected(void **state)
     (void)state;
     char text[2048];
     size_t n = (size_t)snprintf(text, sizeof text, HEAD "  members:\n");
-    for (int i = 1; i <= 10; i++)
+    for (int i = 1; i <= 10; i++) {
         n += (size_t)snprintf(text + n, sizeof text - n,
                               "    - {name: n%d, raft: 127.0.0.1:70%02d, api: 127.0.0.1:80%02d}\n",
                               i, i, i);
+    }
     assert_conf_error(text, "t.yaml:15:7: raft.members: expected 1..9 members, got more");
 }
 
@@ -1491,8 +1493,9 @@ static void test_parameters_are_capped_at_1000(void **state)
     char *text = malloc(size);
     assert_non_null(text);
     size_t n = (size_t)snprintf(text, size, "%s", head);
-    for (int i = 0; i < 1001; i++)
+    for (int i = 0; i < 1001; i++) {
         n += (size_t)snprintf(text + n, size - n, "    p%d: %d\n", i, i);
+    }
     int rv = load(text);
     free(text);
     assert_int_equal(rv, RPG_ECONFIG);
@@ -1732,8 +1735,9 @@ static void test_parse_addr_rejects_malformed(void **state)
     char host[16] = "unchanged";
     uint16_t port = 7;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (conf_parse_addr(bad[i], host, &port) != RPG_EINVAL)
+        if (conf_parse_addr(bad[i], host, &port) != RPG_EINVAL) {
             fail_msg("accepted \"%s\"", bad[i]);
+        }
     }
     assert_int_equal(conf_parse_addr(NULL, host, &port), RPG_EINVAL);
     assert_string_equal(host, "unchanged");
@@ -1778,8 +1782,9 @@ static void test_parse_cidr_rejects_malformed(void **state)
     char host[16] = "unchanged";
     unsigned prefix = 7;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (conf_parse_cidr(bad[i], host, &prefix) != RPG_EINVAL)
+        if (conf_parse_cidr(bad[i], host, &prefix) != RPG_EINVAL) {
             fail_msg("accepted \"%s\"", bad[i]);
+        }
     }
     assert_int_equal(conf_parse_cidr(NULL, host, &prefix), RPG_EINVAL);
     assert_string_equal(host, "unchanged");
@@ -1811,8 +1816,9 @@ static void test_shipped_examples_load(void **state)
     for (int i = 1; i <= 3; i++) {
         char path[PATH_MAX], want[64];
         snprintf(path, sizeof path, "%s/conf/node%d.yaml", RAFTPG_SOURCE_DIR, i);
-        if (conf_load(path, &c, errmsg) != 0)
+        if (conf_load(path, &c, errmsg) != 0) {
             fail_msg("%s", errmsg);
+        }
         snprintf(want, sizeof want, "node%d", i);
         assert_string_equal(c.name, want);
         assert_string_equal(c.scope, "demo");
@@ -1846,10 +1852,12 @@ static void check_outcome(int rv)
         conf_free(&c);
         return;
     }
-    if (rv != RPG_ECONFIG)
+    if (rv != RPG_ECONFIG) {
         fail_msg("rv=%d errmsg=%s", rv, errmsg);
-    if (strncmp(errmsg, "t.yaml:", 7) != 0)
+    }
+    if (strncmp(errmsg, "t.yaml:", 7) != 0) {
         fail_msg("errmsg=%s", errmsg);
+    }
     assert_int_equal(c.postgresql.n_parameters, 0);
     assert_null(c.postgresql.parameters);
 }

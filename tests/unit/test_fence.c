@@ -150,8 +150,8 @@ static void test_no_postmaster_nothing_to_fence(void **state)
     assert_int_equal(plan(&in).pg, FENCE_PG_NONE);
 }
 
-static void test_the_fast_stop_escalates_after_its_bound_and_ends_when_the_server_is_gone(
-    void **state)
+static void
+test_the_fast_stop_escalates_after_its_bound_and_ends_when_the_server_is_gone(void **state)
 {
     (void)state;
     struct fence_in in = primary();
@@ -294,12 +294,12 @@ static void test_a_loop_gap_is_a_gap_longer_than_its_bound(void **state)
     (void)state;
     fence_timing_init(&t, 500);
     assert_int_equal(t.gap_ms, 250);
-    assert_false(fence_loop_gap(&t, 0, 5000));     /* the first tick */
-    assert_false(fence_loop_gap(&t, 5000, 5010));  /* the usual 10 ms */
-    assert_false(fence_loop_gap(&t, 5000, 5130));  /* a stall of a loaded machine */
-    assert_false(fence_loop_gap(&t, 5000, 5250));  /* at the bound */
+    assert_false(fence_loop_gap(&t, 0, 5000));    /* the first tick */
+    assert_false(fence_loop_gap(&t, 5000, 5010)); /* the usual 10 ms */
+    assert_false(fence_loop_gap(&t, 5000, 5130)); /* a stall of a loaded machine */
+    assert_false(fence_loop_gap(&t, 5000, 5250)); /* at the bound */
     assert_true(fence_loop_gap(&t, 5000, 5251));
-    assert_false(fence_loop_gap(&t, 5000, 4990));  /* never backwards */
+    assert_false(fence_loop_gap(&t, 5000, 4990)); /* never backwards */
 }
 
 static void test_after_a_gap_only_a_fresh_barrier_grants_the_lease(void **state)
@@ -315,8 +315,8 @@ static void test_after_a_gap_only_a_fresh_barrier_grants_the_lease(void **state)
     assert_false(fence_lease_trusted(&t, 0, 10150));
 }
 
-static void test_a_short_stall_keeps_the_lease_and_a_long_one_pauses_until_a_fresh_barrier(
-    void **state)
+static void
+test_a_short_stall_keeps_the_lease_and_a_long_one_pauses_until_a_fresh_barrier(void **state)
 {
     (void)state;
     fence_timing_init(&t, 500);
@@ -375,7 +375,9 @@ static void test_a_new_leader_acts_at_once_only_when_every_other_member_stood_do
         {"no other member", quiet, 0, false},
         {"a report asked for before the leadership", {.term = 7, .server_quiet = true}, 2, false},
         {"an earlier term", {.fresh = true, .term = 6, .server_quiet = true}, 2, false},
-        {"it still leads", {.fresh = true, .term = 7, .leads = true, .server_quiet = true}, 2,
+        {"it still leads",
+         {.fresh = true, .term = 7, .leads = true, .server_quiet = true},
+         2,
          false},
         {"its server may accept writes", {.fresh = true, .term = 7}, 2, false},
     };

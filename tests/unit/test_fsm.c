@@ -1305,7 +1305,6 @@ static void test_state_equal_detects_each_difference(void **state)
     assert_true(fsm_state_equal(&a, &b));
 }
 
-
 /* ---- History (version 4) ---- */
 
 static void make_add_history(struct fsm_cmd *c, uint32_t timeline, uint64_t lsn, int reason,

@@ -2409,7 +2409,8 @@ static void test_promotion_goes_ahead_once_the_voter_streams_from_the_candidate(
 
 /* A voter without a WAL receiver now (reconnecting) starts one where its primary_conninfo points:
  * at the old primary, it could still acknowledge its commits. */
-static void test_promotion_waits_for_a_reconnecting_voter_configured_for_the_old_primary(void **state)
+static void
+test_promotion_waits_for_a_reconnecting_voter_configured_for_the_old_primary(void **state)
 {
     (void)state;
     struct world w;
@@ -2632,7 +2633,8 @@ int main(void)
         cmocka_unit_test(test_promotion_goes_ahead_once_the_voter_streams_from_the_candidate),
         cmocka_unit_test(test_promotion_goes_ahead_when_the_voter_has_no_receiver_or_is_stopped),
         cmocka_unit_test(test_promotion_goes_ahead_when_the_voter_streams_from_a_standby),
-        cmocka_unit_test(test_promotion_waits_for_a_reconnecting_voter_configured_for_the_old_primary),
+        cmocka_unit_test(
+            test_promotion_waits_for_a_reconnecting_voter_configured_for_the_old_primary),
         cmocka_unit_test(test_promotion_waits_for_an_unreachable_voter),
         cmocka_unit_test(test_promotion_waits_for_a_starting_voter),
         cmocka_unit_test(test_promotion_needs_no_detach_when_the_previous_primary_cannot_write),
@@ -2736,7 +2738,8 @@ int main(void)
         cmocka_unit_test(test_takeover_waits_for_failing_recorded_primary),
         cmocka_unit_test(test_follower_named_primary_does_not_start_former_primary_data),
         cmocka_unit_test(test_takeover_hands_over_to_recorded_primary_on_newer_timeline),
-        cmocka_unit_test(test_takeover_proceeds_when_recorded_primary_on_newer_timeline_unreachable),
+        cmocka_unit_test(
+            test_takeover_proceeds_when_recorded_primary_on_newer_timeline_unreachable),
         cmocka_unit_test(test_takeover_of_candidate_on_recorded_timeline_does_not_hand_back),
         cmocka_unit_test(test_core_promotion_creates_slots_before_promoting),
         cmocka_unit_test(test_core_backoff_holds_the_failed_action),

@@ -11,9 +11,10 @@
 #include "raftpg/err.h"
 #include "raftpg/health.h"
 
-static const struct health_tag TAGS[] = {
-    {"nofailover", "false"}, {"nosync", "false"}, {"noloadbalance", "false"},
-    {"failover_priority", "1"}};
+static const struct health_tag TAGS[] = {{"nofailover", "false"},
+                                         {"nosync", "false"},
+                                         {"noloadbalance", "false"},
+                                         {"failover_priority", "1"}};
 
 static struct health_input primary(void)
 {
@@ -62,8 +63,8 @@ static void test_sizes(void **state)
     assert_int_equal(v, 1073741824);
     assert_int_equal(health_parse_size("16mb", &v), 0);
     assert_int_equal(v, 16777216);
-    static const char *const bad[] = {"", "garbage", "-1", "1.5MB", "10 MB", "1PB",
-                                      "99999999999999999999", "17179869184GB"};
+    static const char *const bad[] = {
+        "", "garbage", "-1", "1.5MB", "10 MB", "1PB", "99999999999999999999", "17179869184GB"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(health_parse_size(bad[i], &v), RPG_EINVAL);
     }
@@ -112,9 +113,9 @@ static void test_primary_and_leader(void **state)
 {
     (void)state;
     struct health_input p = primary();
-    static const char *const writable[] = {"/", "/primary", "/master", "/read-write", "/leader",
-                                           "/read-only", "/read-only-sync", "/read-only-quorum",
-                                           "/health", "/readiness"};
+    static const char *const writable[] = {
+        "/",          "/primary",        "/master",           "/read-write", "/leader",
+        "/read-only", "/read-only-sync", "/read-only-quorum", "/health",     "/readiness"};
     for (size_t i = 0; i < sizeof writable / sizeof writable[0]; i++) {
         assert_int_equal(code(writable[i], "", &p), 200);
     }
@@ -249,9 +250,12 @@ static void test_not_acting(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes),         cmocka_unit_test(test_queries),
-        cmocka_unit_test(test_primary_and_leader), cmocka_unit_test(test_standby_kinds),
-        cmocka_unit_test(test_lag),           cmocka_unit_test(test_tags),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_queries),
+        cmocka_unit_test(test_primary_and_leader),
+        cmocka_unit_test(test_standby_kinds),
+        cmocka_unit_test(test_lag),
+        cmocka_unit_test(test_tags),
         cmocka_unit_test(test_not_acting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -92,7 +92,7 @@ static int echo_body(char *buf, size_t cap, const char *path, const char *query,
 struct resp {
     int status;
     char ctype[128];
-    long clen; /* -1: no Content-Length */
+    long clen;  /* -1: no Content-Length */
     bool close; /* Connection: close */
     char body[4096];
 };
@@ -104,13 +104,15 @@ static size_t parse_response(const char *raw, size_t len, bool head, struct resp
     memset(r, 0, sizeof *r);
     r->clen = -1;
     const char *end = NULL;
-    for (size_t i = 0; i + 3 < len; i++)
+    for (size_t i = 0; i + 3 < len; i++) {
         if (memcmp(raw + i, "\r\n\r\n", 4) == 0) {
             end = raw + i;
             break;
         }
-    if (end == NULL || len < 12 || strncmp(raw, "HTTP/1.1 ", 9) != 0)
+    }
+    if (end == NULL || len < 12 || strncmp(raw, "HTTP/1.1 ", 9) != 0) {
         return 0;
+    }
     r->status = atoi(raw + 9);
     const char *line = strstr(raw, "\r\n") + 2;
     while (line < end + 2) {
@@ -119,22 +121,25 @@ static size_t parse_response(const char *raw, size_t len, bool head, struct resp
         if (colon != NULL) {
             size_t nlen = (size_t)(colon - line);
             const char *v = colon + 1;
-            while (*v == ' ')
+            while (*v == ' ') {
                 v++;
+            }
             int vlen = (int)(eol - v);
-            if (nlen == 12 && strncasecmp(line, "Content-Type", 12) == 0)
+            if (nlen == 12 && strncasecmp(line, "Content-Type", 12) == 0) {
                 snprintf(r->ctype, sizeof r->ctype, "%.*s", vlen, v);
-            else if (nlen == 14 && strncasecmp(line, "Content-Length", 14) == 0)
+            } else if (nlen == 14 && strncasecmp(line, "Content-Length", 14) == 0) {
                 r->clen = atol(v);
-            else if (nlen == 10 && strncasecmp(line, "Connection", 10) == 0)
+            } else if (nlen == 10 && strncasecmp(line, "Connection", 10) == 0) {
                 r->close = strncasecmp(v, "close", 5) == 0;
+            }
         }
         line = eol + 2;
     }
     size_t hlen = (size_t)(end + 4 - raw);
     size_t blen = head || r->clen < 0 ? 0 : (size_t)r->clen;
-    if (len - hlen < blen || blen >= sizeof r->body)
+    if (len - hlen < blen || blen >= sizeof r->body) {
         return 0;
+    }
     memcpy(r->body, end + 4, blen);
     r->body[blen] = '\0';
     return hlen + blen;
@@ -142,13 +147,13 @@ static size_t parse_response(const char *raw, size_t len, bool head, struct resp
 
 /* Checks the response at raw + *off is a JSON one with this status, body and Connection, and
  * moves *off past it. */
-static void assert_response(const char *raw, size_t *off, int status, const char *body,
-                            bool close)
+static void assert_response(const char *raw, size_t *off, int status, const char *body, bool close)
 {
     struct resp r;
     size_t n = parse_response(raw + *off, strlen(raw + *off), false, &r);
-    if (n == 0)
+    if (n == 0) {
         fail_msg("no complete response in \"%s\"", raw + *off);
+    }
     assert_int_equal(r.status, status);
     assert_string_equal(r.ctype, "application/json");
     assert_int_equal(r.clen, (long)strlen(body));
@@ -194,23 +199,24 @@ static void handler(struct http_conn *conn, const struct http_request *req, void
         memcpy(s->body, req->body, req->body_len + 1);
         s->body_len = req->body_len;
         s->has_auth = req->authorization != NULL;
-        if (s->has_auth)
+        if (s->has_auth) {
             snprintf(s->auth, sizeof s->auth, "%s", req->authorization);
+        }
         s->has_ctype = req->content_type != NULL;
-        if (s->has_ctype)
+        if (s->has_ctype) {
             snprintf(s->ctype, sizeof s->ctype, "%s", req->content_type);
+        }
         snprintf(s->peer, sizeof s->peer, "%s", http_conn_peer(conn));
     }
     f->n_seen++;
-    if (strcmp(req->path, "/slow") == 0)
+    if (strcmp(req->path, "/slow") == 0) {
         f->n_slow++;
+    }
 
     char body[2048];
     echo_body(body, sizeof body, req->path, req->query, req->body_len);
     switch (f->mode) {
-    case MODE_ECHO:
-        http_respond(conn, 200, NULL, body, strlen(body));
-        break;
+    case MODE_ECHO: http_respond(conn, 200, NULL, body, strlen(body)); break;
     case MODE_ASYNC:
         f->pending = conn;
         memcpy(f->pending_body, body, sizeof body);
@@ -260,8 +266,9 @@ static int fx_setup(void **state)
 static int fx_teardown(void **state)
 {
     struct fx *f = *state;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4; i++) {
         free(f->seen[i].body);
+    }
     free(f->body);
     free(f);
     return 0;
@@ -291,8 +298,8 @@ static void fx_addr(const struct fx *f, char *buf, size_t cap)
 static int raw_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct timeval tv = { .tv_sec = 5 };
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    struct timeval tv = {.tv_sec = 5};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
@@ -306,8 +313,9 @@ static void raw_send(int fd, const char *data, size_t len)
 {
     while (len > 0) {
         ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n <= 0)
+        if (n <= 0) {
             return;
+        }
         data += n;
         len -= (size_t)n;
     }
@@ -319,8 +327,9 @@ static size_t raw_read_n(int fd, char *buf, size_t n)
     size_t got = 0;
     while (got < n) {
         ssize_t r = recv(fd, buf + got, n - got, 0);
-        if (r <= 0)
+        if (r <= 0) {
             break;
+        }
         got += (size_t)r;
     }
     buf[got] = '\0';
@@ -340,8 +349,9 @@ static size_t raw_read_response(int fd, char *buf, size_t cap)
     buf[0] = '\0';
     while (got < cap - 1 && parse_response(buf, got, false, &r) == 0) {
         ssize_t n = recv(fd, buf + got, cap - 1 - got, 0);
-        if (n <= 0)
+        if (n <= 0) {
             break;
+        }
         got += (size_t)n;
         buf[got] = '\0';
     }
@@ -352,8 +362,9 @@ static size_t raw_read_response(int fd, char *buf, size_t cap)
 static void raw_exchange(struct fx *f, const char *req, size_t len)
 {
     int fd = raw_connect(f->port);
-    if (fd < 0)
+    if (fd < 0) {
         return;
+    }
     raw_send(fd, req, len);
     f->raw_len = raw_read_eof(fd, f->raw, sizeof f->raw);
     close(fd);
@@ -418,8 +429,9 @@ static void test_post_body_delivered_exactly(void **state)
 static char *pattern(size_t len)
 {
     char *s = malloc(len + 1);
-    for (size_t i = 0; i < len; i++)
+    for (size_t i = 0; i < len; i++) {
         s[i] = (char)('a' + i % 26);
+    }
     s[len] = '\0';
     return s;
 }
@@ -453,8 +465,9 @@ static void test_post_body_at_limit_is_accepted(void **state)
 static void client_keepalive(struct fx *f)
 {
     int fd = raw_connect(f->port);
-    if (fd < 0)
+    if (fd < 0) {
         return;
+    }
     const char *r1 = "GET /one HTTP/1.1\r\nHost: a\r\n\r\n";
     const char *r2 = "GET /two?n=2 HTTP/1.1\r\nHost: a\r\n\r\n";
     raw_send(fd, r1, strlen(r1));
@@ -481,8 +494,9 @@ static void test_keepalive_serves_two_requests_on_one_socket(void **state)
 static void client_pipelined(struct fx *f)
 {
     int fd = raw_connect(f->port);
-    if (fd < 0)
+    if (fd < 0) {
         return;
+    }
     const char *reqs = "POST /first HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
                        "Content-Type: application/json\r\n\r\nabc"
                        "GET /second HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -588,7 +602,8 @@ static void test_huge_header_block_gets_431(void **state)
     fx_run(f, client_huge_headers);
 
     size_t off = 0;
-    assert_response(f->raw, &off, 431, "{\"error\":\"request header block exceeds 16384 bytes\"}", true);
+    assert_response(f->raw, &off, 431, "{\"error\":\"request header block exceeds 16384 bytes\"}",
+                    true);
     assert_int_equal(off, f->raw_len);
     assert_int_equal(f->n_seen, 0);
 }
@@ -727,8 +742,9 @@ static void client_idle(struct fx *f)
 {
     long t0 = now_ms();
     int fd = raw_connect(f->port);
-    if (fd < 0)
+    if (fd < 0) {
         return;
+    }
     f->raw_len = raw_read_eof(fd, f->raw, sizeof f->raw);
     f->elapsed_ms = now_ms() - t0;
     close(fd);
@@ -748,8 +764,9 @@ static void test_idle_connection_is_closed(void **state)
 static void client_two_conns(struct fx *f)
 {
     int fd1 = raw_connect(f->port);
-    if (fd1 < 0)
+    if (fd1 < 0) {
         return;
+    }
     usleep(100 * 1000); /* the server has accepted fd1 */
     int fd2 = raw_connect(f->port);
     if (fd2 < 0) {
@@ -800,8 +817,9 @@ static void client_text_bodies(struct fx *f)
     size_t n = 0;
     for (size_t i = 0; i < 4; i++) {
         int fd = raw_connect(f->port);
-        if (fd < 0)
+        if (fd < 0) {
             return;
+        }
         raw_send(fd, reqs[i], strlen(reqs[i]));
         n += raw_read_eof(fd, f->raw + n, sizeof f->raw - n);
         close(fd);
@@ -809,8 +827,9 @@ static void client_text_bodies(struct fx *f)
     f->raw_len = n;
     const char *del = "DELETE /members/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     int fd = raw_connect(f->port);
-    if (fd < 0)
+    if (fd < 0) {
         return;
+    }
     raw_send(fd, del, strlen(del));
     f->raw2_len = raw_read_eof(fd, f->raw2, sizeof f->raw2);
     close(fd);
@@ -824,8 +843,9 @@ static void test_mutating_body_must_be_json(void **state)
     const char *want = "{\"error\":\"a request body must be sent as Content-Type: "
                        "application/json\"}";
     size_t off = 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4; i++) {
         assert_response(f->raw, &off, 415, want, true);
+    }
     assert_int_equal(off, f->raw_len);
     off = 0;
     assert_response(f->raw2, &off, 200, "{\"path\":\"/members/x\",\"query\":\"\",\"len\":0}", true);
@@ -878,8 +898,9 @@ static void client_slowloris(struct fx *f)
                 if (n != 1 || r >= 0) {
                     /* Closed by the server (EOF or reset). */
                     long lived = now_ms() - opened[i];
-                    if (lived > lived_longest)
+                    if (lived > lived_longest) {
                         lived_longest = lived;
+                    }
                     closed++;
                     close(fds[i]);
                     fds[i] = -1;
@@ -898,17 +919,21 @@ static void client_slowloris(struct fx *f)
             long took = now_ms() - p0;
             free(body);
             probes++;
-            if (rc != 0 || status != 200)
+            if (rc != 0 || status != 200) {
                 probe_fail++;
-            if (took > probe_worst)
+            }
+            if (took > probe_worst) {
                 probe_worst = took;
+            }
             next_probe = p0 + 100;
         }
         usleep(10 * 1000);
     }
-    for (int i = 0; i < SLOW_N; i++)
-        if (fds[i] >= 0)
+    for (int i = 0; i < SLOW_N; i++) {
+        if (fds[i] >= 0) {
             close(fds[i]);
+        }
+    }
     f->status = probes;
     f->rc = probe_fail;
     f->elapsed_ms = probe_worst;
@@ -933,10 +958,10 @@ static void test_slow_clients_do_not_starve_health_checks(void **state)
     f->server.idle_timeout_ms = SLOW_IDLE_MS;
     fx_run(f, client_slowloris);
 
-    assert_true(f->status >= 30);  /* health checks made */
-    assert_int_equal(f->rc, 0);    /* none failed */
+    assert_true(f->status >= 30); /* health checks made */
+    assert_int_equal(f->rc, 0);   /* none failed */
     assert_true(f->elapsed_ms < PROBE_MAX_MS);
-    assert_true(f->raw_len >= SLOW_N);       /* every slow connection was cut at least once */
+    assert_true(f->raw_len >= SLOW_N); /* every slow connection was cut at least once */
     /* Cut at the deadline (or earlier, when evicted), seen at the next step. */
     assert_true(f->raw2_len <= SLOW_IDLE_MS + 2 * SLOW_STEP_MS + 500);
     assert_int_equal(f->body_len, 0);
@@ -978,7 +1003,7 @@ static void test_server_start_rejects_bad_address(void **state)
 {
     (void)state;
     uv_loop_t loop;
-    struct http_server s = { 0 };
+    struct http_server s = {0};
     char errmsg[RPG_ERRMSG_SIZE];
     assert_int_equal(uv_loop_init(&loop), 0);
 
@@ -999,7 +1024,7 @@ static void test_server_start_reports_address_in_use(void **state)
 {
     (void)state;
     uv_loop_t loop;
-    struct http_server a = { 0 }, b = { 0 };
+    struct http_server a = {0}, b = {0};
     char errmsg[RPG_ERRMSG_SIZE], addr[64], want[RPG_ERRMSG_SIZE];
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(http_server_start(&a, &loop, "127.0.0.1:0", handler, NULL, errmsg), 0);
@@ -1020,7 +1045,7 @@ static void test_server_start_reports_address_in_use(void **state)
 static int listen_socket(int *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET };
+    struct sockaddr_in sa = {.sin_family = AF_INET};
     socklen_t len = sizeof sa;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
@@ -1100,25 +1125,28 @@ static void canned_main(void *arg)
     int fd = accept(c->fd, NULL, NULL);
     char buf[4096];
     size_t got = 0;
-    if (fd < 0)
+    if (fd < 0) {
         return;
+    }
     while (got < sizeof buf - 1) {
         ssize_t n = recv(fd, buf + got, sizeof buf - 1 - got, 0);
-        if (n <= 0)
+        if (n <= 0) {
             break;
+        }
         got += (size_t)n;
         buf[got] = '\0';
-        if (strstr(buf, "\r\n\r\n") != NULL)
+        if (strstr(buf, "\r\n\r\n") != NULL) {
             break;
+        }
     }
     send(fd, c->response, strlen(c->response), MSG_NOSIGNAL);
     close(fd);
 }
 
-static int canned_request(const char *response, int *status, char **body, size_t *len,
-                          char *errmsg, int *port)
+static int canned_request(const char *response, int *status, char **body, size_t *len, char *errmsg,
+                          int *port)
 {
-    struct canned c = { .response = response };
+    struct canned c = {.response = response};
     char addr[64];
     c.fd = listen_socket(port);
     assert_int_equal(uv_thread_create(&c.thread, canned_main, &c), 0);
@@ -1183,8 +1211,7 @@ static void test_client_reports_truncated_response(void **state)
     int rc = canned_request("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", &status, &body,
                             &len, errmsg, &port);
     assert_int_equal(rc, RPG_ECONN);
-    snprintf(want, sizeof want, "127.0.0.1:%d: connection closed before a complete response",
-             port);
+    snprintf(want, sizeof want, "127.0.0.1:%d: connection closed before a complete response", port);
     assert_string_equal(errmsg, want);
 }
 
@@ -1260,8 +1287,8 @@ static void test_loop_client_answers_without_blocking(void **state)
     assert_int_equal(http_client_request(&l.client, refused, "GET", "/", 2000,
                                          on_loop_answer_counted, &l.answers[1], errmsg),
                      0);
-    assert_int_equal(http_client_request(&l.client, silent, "GET", "/", 300,
-                                         on_loop_answer_counted, &l.answers[2], errmsg),
+    assert_int_equal(http_client_request(&l.client, silent, "GET", "/", 300, on_loop_answer_counted,
+                                         &l.answers[2], errmsg),
                      0);
     assert_int_equal(http_client_request(&l.client, "localhost:1", "GET", "/", 300,
                                          on_loop_answer_counted, &l.answers[2], errmsg),

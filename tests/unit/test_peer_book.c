@@ -25,7 +25,8 @@ static struct peer_book book;
 static void two_peers(void)
 {
     memset(&book, 0, sizeof book);
-    struct peer_status t[2] = {target("node2", "127.0.0.1:8002"), target("node3", "127.0.0.1:8003")};
+    struct peer_status t[2] = {target("node2", "127.0.0.1:8002"),
+                               target("node3", "127.0.0.1:8003")};
     peer_book_set_targets(&book, t, 2);
 }
 
@@ -85,7 +86,8 @@ static void test_answers_of_dropped_targets_are_dropped(void **state)
     d->status.reachable = true;
     struct peer_status next;
     peer_book_answer(&book, d, 3001, &next);
-    struct peer_status t[2] = {target("node2", "127.0.0.1:8002"), target("node3", "127.0.0.1:9003")};
+    struct peer_status t[2] = {target("node2", "127.0.0.1:8002"),
+                               target("node3", "127.0.0.1:9003")};
     assert_false(peer_book_same_targets(&book, t, 2));
     peer_book_set_targets(&book, t, 2);
     assert_true(peer_book_same_targets(&book, t, 2));

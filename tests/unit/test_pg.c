@@ -388,9 +388,9 @@ static void test_rewind_failures_are_classified(void **state)
         "database system is starting up\n"));
     assert_true(pg_rewind_retryable("pg_rewind: error: source server must not be in recovery "
                                     "mode\n"));
-    assert_false(pg_rewind_retryable(
-        "pg_rewind: servers diverged at WAL location 0/3000050 on timeline 2\n"
-        "pg_rewind: error: could not find previous WAL record at 0/3000050\n"));
+    assert_false(
+        pg_rewind_retryable("pg_rewind: servers diverged at WAL location 0/3000050 on timeline 2\n"
+                            "pg_rewind: error: could not find previous WAL record at 0/3000050\n"));
     /* The connection lost after copying began: the directory is no longer consistent. */
     assert_false(pg_rewind_retryable(
         "pg_rewind: error: error running query (SELECT path, begin) in source server: server "
@@ -430,14 +430,12 @@ static void test_rewind_failures_are_classified(void **state)
 }
 
 /* A PostgreSQL 15 initdb without --data-checksums, running (the lines pg_rewind's check reads). */
-static const char NO_CHECKSUMS_NO_HINTS[] =
-    "Database cluster state:               in production\n"
-    "wal_log_hints setting:                off\n"
-    "Data page checksum version:           0\n";
-static const char NO_CHECKSUMS_HINTS_ON[] =
-    "Database cluster state:               shut down\n"
-    "wal_log_hints setting:                on\n"
-    "Data page checksum version:           0\n";
+static const char NO_CHECKSUMS_NO_HINTS[] = "Database cluster state:               in production\n"
+                                            "wal_log_hints setting:                off\n"
+                                            "Data page checksum version:           0\n";
+static const char NO_CHECKSUMS_HINTS_ON[] = "Database cluster state:               shut down\n"
+                                            "wal_log_hints setting:                on\n"
+                                            "Data page checksum version:           0\n";
 
 static void test_controldata_clean_shutdown_is_told_from_a_crash(void **state)
 {
@@ -500,12 +498,11 @@ static void test_rewind_args_restore_target_wal_only_with_restore_command(void *
 
 /* pg_basebackup --max-rate=10M --progress of a new cluster, captured from PostgreSQL 15 (stderr
  * not a terminal: one report a line). */
-static const char BASEBACKUP_PROGRESS[] =
-    "waiting for checkpoint\n"
-    "10293/22942 kB (44%), 0/1 tablespace\n"
-    "20968/22942 kB (91%), 0/1 tablespace\n"
-    "22953/22953 kB (100%), 0/1 tablespace\n"
-    "22953/22953 kB (100%), 1/1 tablespace";
+static const char BASEBACKUP_PROGRESS[] = "waiting for checkpoint\n"
+                                          "10293/22942 kB (44%), 0/1 tablespace\n"
+                                          "20968/22942 kB (91%), 0/1 tablespace\n"
+                                          "22953/22953 kB (100%), 0/1 tablespace\n"
+                                          "22953/22953 kB (100%), 1/1 tablespace";
 
 static void test_basebackup_progress_takes_the_last_report(void **state)
 {

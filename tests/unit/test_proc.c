@@ -69,8 +69,9 @@ static int count_fds(void)
 {
     int n = 0;
     for (int fd = 0; fd < 1024; fd++) {
-        if (fcntl(fd, F_GETFD) != -1)
+        if (fcntl(fd, F_GETFD) != -1) {
             n++;
+        }
     }
     return n;
 }
@@ -119,12 +120,14 @@ static void run(struct fx *f, char *const argv[], char *const env[], unsigned ti
 static bool pid_dead(int pid)
 {
     char path[64], buf[256];
-    if (kill(pid, 0) != 0 && errno == ESRCH)
+    if (kill(pid, 0) != 0 && errno == ESRCH) {
         return true;
+    }
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *fp = fopen(path, "r");
-    if (fp == NULL)
+    if (fp == NULL) {
         return true;
+    }
     size_t n = fread(buf, 1, sizeof buf - 1, fp);
     fclose(fp);
     buf[n] = '\0';
@@ -136,8 +139,9 @@ static bool wait_dead(int pid, long deadline_ms)
 {
     long until = now_ms() + deadline_ms;
     while (!pid_dead(pid)) {
-        if (now_ms() > until)
+        if (now_ms() > until) {
             return false;
+        }
         struct timespec ts = {0, 10 * 1000000};
         nanosleep(&ts, NULL);
     }
@@ -261,8 +265,9 @@ static void test_timeout_kills_after_grace_when_term_ignored(void **state)
     char *end;
     long pid = strtol(s->output, &end, 10);
     bool killed = pid > 1 && *end == '\0' && wait_dead((int)pid, 2000);
-    if (pid > 1 && *end == '\0' && !killed)
+    if (pid > 1 && *end == '\0' && !killed) {
         kill((pid_t)pid, SIGKILL);
+    }
 
     assert_int_equal(f->calls, 1);
     assert_true(s->res.timed_out);
@@ -285,10 +290,11 @@ static void test_child_holding_output_does_not_block_completion(void **state)
     /* Kill the grandchild first so a failed assertion does not leave it behind. */
     char *end;
     long pid = strtol(s->output, &end, 10);
-    if (pid > 1 && *end == '\0')
+    if (pid > 1 && *end == '\0') {
         kill((pid_t)pid, SIGKILL);
-    else if (s->pid > 1)
+    } else if (s->pid > 1) {
         kill(-s->pid, SIGKILL);
+    }
     assert_true(pid > 1);
     assert_int_equal(*end, '\0');
     assert_true(wait_dead((int)pid, 5000));
@@ -327,8 +333,9 @@ static void test_long_output_keeps_tail(void **state)
 
     static char all[65536];
     size_t len = 0;
-    for (int i = 0; i < 4000; i++)
+    for (int i = 0; i < 4000; i++) {
         len += (size_t)snprintf(all + len, sizeof all - len, "line %d\n", i);
+    }
     assert_true(len > PROC_OUTPUT_MAX);
     /* The last PROC_OUTPUT_MAX - 1 bytes, then without the final newline. */
     const char *tail = all + len - (PROC_OUTPUT_MAX - 1);

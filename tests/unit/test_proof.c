@@ -96,18 +96,18 @@ static void test_signed_requests(void **state)
     const char *body = "{\"name\":\"node4\"}";
     int64_t t = 1765000000000;
     proof_sign_request(k2[0], "demo", "POST", "/members", body, t, auth, sizeof auth);
-    assert_true(proof_check_request(k2, 1, "demo", auth, "POST", "/members", body, t + 5000,
-                                    nonce, why, sizeof why));
+    assert_true(proof_check_request(k2, 1, "demo", auth, "POST", "/members", body, t + 5000, nonce,
+                                    why, sizeof why));
     assert_true(proof_nonce_valid(nonce));
     /* Each covered part changed: method, path, body, scope. */
-    assert_false(proof_check_request(k2, 1, "demo", auth, "DELETE", "/members", body, t, nonce,
-                                     why, sizeof why));
-    assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members/x", body, t, nonce,
-                                     why, sizeof why));
-    assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members", "{}", t, nonce,
-                                     why, sizeof why));
-    assert_false(proof_check_request(k2, 1, "other", auth, "POST", "/members", body, t, nonce,
-                                     why, sizeof why));
+    assert_false(proof_check_request(k2, 1, "demo", auth, "DELETE", "/members", body, t, nonce, why,
+                                     sizeof why));
+    assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members/x", body, t, nonce, why,
+                                     sizeof why));
+    assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members", "{}", t, nonce, why,
+                                     sizeof why));
+    assert_false(proof_check_request(k2, 1, "other", auth, "POST", "/members", body, t, nonce, why,
+                                     sizeof why));
     assert_string_equal(why, "the request is not signed with the cluster secret");
     /* Too old or from the future. */
     assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members", body,
@@ -117,18 +117,22 @@ static void test_signed_requests(void **state)
                                      t - PROOF_SKEW_MS - 1, nonce, why, sizeof why));
     /* Signed with the previous secret during a rotation: accepted only when it is offered. */
     proof_sign_request(k2[1], "demo", "POST", "/members", body, t, auth, sizeof auth);
-    assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members", body, t, nonce,
-                                     why, sizeof why));
-    assert_true(proof_check_request(k2, 2, "demo", auth, "POST", "/members", body, t, nonce,
-                                    why, sizeof why));
+    assert_false(proof_check_request(k2, 1, "demo", auth, "POST", "/members", body, t, nonce, why,
+                                     sizeof why));
+    assert_true(proof_check_request(k2, 2, "demo", auth, "POST", "/members", body, t, nonce, why,
+                                    sizeof why));
     /* Malformed values. */
     static const char *const bad[] = {
-        NULL, "", "Basic dXNlcjpwdw==", "Raftpg-MAC ", "Raftpg-MAC t=1,n=2,m=3",
+        NULL,
+        "",
+        "Basic dXNlcjpwdw==",
+        "Raftpg-MAC ",
+        "Raftpg-MAC t=1,n=2,m=3",
         "Raftpg-MAC t=x,n=0000000000000000000000000000000000000000000000000000000000000000,m=00",
     };
     for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_false(proof_check_request(k2, 2, "demo", bad[i], "POST", "/members", body, t,
-                                         nonce, why, sizeof why));
+        assert_false(proof_check_request(k2, 2, "demo", bad[i], "POST", "/members", body, t, nonce,
+                                         why, sizeof why));
     }
 }
 

@@ -19,7 +19,7 @@
 
 #define FLUSH 0x3000000ull /* every position starts here unless a test moves it */
 #define TIMELINE 3
-#define START_MS 1000000   /* a monotonic clock never reads 0 */
+#define START_MS 1000000 /* a monotonic clock never reads 0 */
 
 static void set_str(char *dst, size_t size, const char *src)
 {
@@ -207,16 +207,13 @@ static void effect(struct fixture *f)
 {
     switch (f->d.action) {
     case QUORUM_RECORD:
-    case QUORUM_RECORD_BOUND:
-        apply_ok(&f->state, &f->d.cmd);
-        break;
+    case QUORUM_RECORD_BOUND: apply_ok(&f->state, &f->d.cmd); break;
     case QUORUM_CONFIGURE:
         set_str(f->value, sizeof f->value, f->d.value);
         set_str(f->commit, sizeof f->commit, f->d.commit);
         break;
     case QUORUM_NONE:
-    case QUORUM_WAIT:
-        break;
+    case QUORUM_WAIT: break;
     }
 }
 
@@ -809,7 +806,6 @@ static void test_initial_local_commit_is_empty(void **state)
     assert_string_equal(initial(&f), "");
 }
 
-
 static void test_initial_quorum_with_only_nosync_members_is_empty(void **state)
 {
     (void)state;
@@ -852,7 +848,7 @@ struct sim {
     uint64_t rng;
     uint64_t commits[SIM_STEPS]; /* positions of written commits, in order */
     unsigned n_commits;
-    unsigned n_acked;            /* commits[0..n_acked) are acknowledged to clients */
+    unsigned n_acked; /* commits[0..n_acked) are acknowledged to clients */
     unsigned seed;
     unsigned step;
 };
@@ -955,7 +951,8 @@ static void sim_check(struct sim *s)
                      recorded(st), (unsigned)st->sync.k);
         }
     }
-    if (sync_set_from_state(st, &rec, errmsg) != 0 || sync_set_parse(s->f.value, &conf, errmsg) != 0) {
+    if (sync_set_from_state(st, &rec, errmsg) != 0 ||
+        sync_set_parse(s->f.value, &conf, errmsg) != 0) {
         fail_msg("seed %u step %u: %s", s->seed, s->step, errmsg);
     }
     if (!sync_set_covers(&rec, &conf)) {
@@ -990,8 +987,7 @@ static void sim_events(struct sim *s)
         f->v.removing = f->v.removing == NULL ? names[sim_below(s, 3)] : NULL;
     }
     if (sim_below(s, 50) == 0) {
-        static const int modes[] = {FSM_SYNC_MODE_OFF, FSM_SYNC_MODE_QUORUM,
-                                    FSM_SYNC_MODE_STRICT};
+        static const int modes[] = {FSM_SYNC_MODE_OFF, FSM_SYNC_MODE_QUORUM, FSM_SYNC_MODE_STRICT};
         f->v.mode = modes[sim_below(s, 3)];
         f->v.k_wanted = 1 + (unsigned)sim_below(s, 3);
     }

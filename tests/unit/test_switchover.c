@@ -13,8 +13,12 @@
 
 static struct switchover_peer fit(const char *name, uint64_t pos, int prio)
 {
-    struct switchover_peer p = {.name = name, .reachable = true, .running_standby = true,
-                                .streams_from_us = true, .eligible = true, .wal_position = pos,
+    struct switchover_peer p = {.name = name,
+                                .reachable = true,
+                                .running_standby = true,
+                                .streams_from_us = true,
+                                .eligible = true,
+                                .wal_position = pos,
                                 .priority = prio};
     return p;
 }
@@ -24,7 +28,8 @@ static void test_named(void **state)
     (void)state;
     struct switchover_peer peers[] = {fit("node2", 100, 1), fit("node3", 200, 1)};
     char chosen[FSM_NAME_MAX], why[256];
-    assert_int_equal(switchover_choose(peers, 2, "node2", chosen, sizeof chosen, why, sizeof why), 0);
+    assert_int_equal(switchover_choose(peers, 2, "node2", chosen, sizeof chosen, why, sizeof why),
+                     0);
     assert_string_equal(chosen, "node2");
     assert_int_equal(switchover_choose(peers, 2, "node9", chosen, sizeof chosen, why, sizeof why),
                      RPG_EINVAL);

@@ -150,16 +150,13 @@ static void decide(struct leader *l)
 static void apply_step(struct leader *l)
 {
     switch (l->d.step) {
-    case SYNC_STEP_RECORD:
-        l->recorded = l->d.set;
-        break;
+    case SYNC_STEP_RECORD: l->recorded = l->d.set; break;
     case SYNC_STEP_CONFIGURE:
         l->configured = l->d.set;
         l->since = l->w.in.primary_flush_position;
         break;
     case SYNC_STEP_NONE:
-    case SYNC_STEP_WAIT:
-        break;
+    case SYNC_STEP_WAIT: break;
     }
 }
 

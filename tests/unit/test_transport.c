@@ -54,22 +54,27 @@ static void start_pair(const struct transport_secrets *cs, bool use_previous, co
     assert_int_equal(transport_hs_start(&client, TRANSPORT_CLIENT, cs, use_previous, cscope, 2,
                                         "127.0.0.1:7002", 1),
                      0);
-    assert_int_equal(
-        transport_hs_start(&server, TRANSPORT_SERVER, ss, false, sscope, 1, "127.0.0.1:7001", 0),
-        0);
+    assert_int_equal(transport_hs_start(&server, TRANSPORT_SERVER, ss, false, sscope, 1,
+                                        "127.0.0.1:7001", 0),
+                     0);
 }
 
 /* Runs the handshake to its end; returns the server's state after AUTH_C. */
 static enum transport_hs_state run(void)
 {
     assert_int_equal(client.out_len, TRANSPORT_HELLO_SIZE);
-    if (pass(&client, &server, sent_by_client, &n_sent_by_client) != TRANSPORT_HS_SERVER_WAIT_AUTH)
+    if (pass(&client, &server, sent_by_client, &n_sent_by_client) !=
+        TRANSPORT_HS_SERVER_WAIT_AUTH) {
         return server.state;
-    if (pass(&server, &client, sent_by_server, &n_sent_by_server) != TRANSPORT_HS_CLIENT_WAIT_AUTH)
+    }
+    if (pass(&server, &client, sent_by_server, &n_sent_by_server) !=
+        TRANSPORT_HS_CLIENT_WAIT_AUTH) {
         return server.state;
+    }
     assert_int_equal(client.out_len, TRANSPORT_AUTH_C_SIZE);
-    if (pass(&client, &server, sent_by_client, &n_sent_by_client) != TRANSPORT_HS_DONE)
+    if (pass(&client, &server, sent_by_client, &n_sent_by_client) != TRANSPORT_HS_DONE) {
         return server.state;
+    }
     assert_int_equal(server.out_len, TRANSPORT_AUTH_S_SIZE);
     pass(&server, &client, sent_by_server, &n_sent_by_server);
     return server.state;
@@ -80,8 +85,9 @@ static void check_frame(struct transport_channel *tx, struct transport_channel *
 {
     static uint8_t msg[TRANSPORT_FRAME_MAX], out[TRANSPORT_FRAME_MAX + 64],
         got[TRANSPORT_FRAME_MAX];
-    for (size_t i = 0; i < len; i++)
+    for (size_t i = 0; i < len; i++) {
         msg[i] = (uint8_t)(i * 7);
+    }
     size_t n = transport_frame_seal(tx, msg, len, out);
     assert_int_equal(n, len + TRANSPORT_FRAME_LEN_SIZE + TRANSPORT_FRAME_OVERHEAD);
     size_t used = 0, got_len = 0;
@@ -313,9 +319,9 @@ static void test_malformed_identity_is_refused(void **state)
     char longer[TRANSPORT_ADDR_MAX + 1];
     memset(longer, '1', sizeof longer - 1);
     longer[sizeof longer - 1] = '\0';
-    assert_int_equal(
-        transport_hs_start(&client, TRANSPORT_CLIENT, &secrets_a, false, "demo", 2, longer, 1),
-        RPG_EINVAL);
+    assert_int_equal(transport_hs_start(&client, TRANSPORT_CLIENT, &secrets_a, false, "demo", 2,
+                                        longer, 1),
+                     RPG_EINVAL);
 }
 
 static void test_frame_lengths_out_of_bounds_are_refused_before_reading(void **state)
@@ -361,11 +367,13 @@ static void test_altered_or_replayed_frame_is_refused(void **state)
 static void test_names_are_complete(void **state)
 {
     (void)state;
-    for (int i = TRANSPORT_FAIL_NONE; i <= TRANSPORT_FAIL_BUSY; i++)
+    for (int i = TRANSPORT_FAIL_NONE; i <= TRANSPORT_FAIL_BUSY; i++) {
         assert_string_not_equal(transport_fail_name((enum transport_fail)i), "unknown");
+    }
     assert_string_equal(transport_fail_name((enum transport_fail)99), "unknown");
-    for (int i = TRANSPORT_HS_CLIENT_WAIT_HELLO; i <= TRANSPORT_HS_FAILED; i++)
+    for (int i = TRANSPORT_HS_CLIENT_WAIT_HELLO; i <= TRANSPORT_HS_FAILED; i++) {
         assert_string_not_equal(transport_hs_state_name((enum transport_hs_state)i), "unknown");
+    }
 }
 
 int main(void)

@@ -131,8 +131,9 @@ static const char *contents(struct fx *f, const char *name)
     snprintf(path, sizeof path, "%s/%s", f->dir, name);
     buf[0] = '\0';
     FILE *fp = fopen(path, "r");
-    if (fp == NULL)
+    if (fp == NULL) {
         return buf;
+    }
     size_t n = fread(buf, 1, sizeof buf - 1, fp);
     buf[n] = '\0';
     fclose(fp);
@@ -176,8 +177,9 @@ static int fx_teardown(void **state)
         vip_close(&f->vip, on_closed);
         uv_run(&f->loop, UV_RUN_DEFAULT);
     }
-    if (f->started)
+    if (f->started) {
         assert_true(f->closed);
+    }
     assert_int_equal(uv_loop_close(&f->loop), 0);
 
     DIR *d = opendir(f->dir);
@@ -185,8 +187,9 @@ static int fx_teardown(void **state)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         char path[512];
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
             continue;
+        }
         snprintf(path, sizeof path, "%s/%s", f->dir, e->d_name);
         assert_int_equal(unlink(path), 0);
     }
@@ -246,8 +249,9 @@ static void renew(struct fx *f)
 /* Runs the loop until nothing but the vip's idle timer is left, i.e. every operation ended. */
 static void run_ops(struct fx *f)
 {
-    while (vip_busy(&f->vip))
+    while (vip_busy(&f->vip)) {
         uv_run(&f->loop, UV_RUN_ONCE);
+    }
 }
 
 /* Runs the loop until DIR/name exists; a stand-in creates it. Bounded to 10 s. */
@@ -410,9 +414,10 @@ static void test_announcements_are_spaced_by_the_interval(void **state)
     uint64_t elapsed = loop_now(f) - t0;
     assert_int_equal(f->claim.rc, 0);
     /* Three rounds, start to start 150 ms apart. */
-    if (elapsed < 300)
+    if (elapsed < 300) {
         fail_msg("three announcements took %llu ms, want at least 300",
                  (unsigned long long)elapsed);
+    }
 }
 
 static void test_failing_ip_names_the_command_and_its_output(void **state)
@@ -660,10 +665,12 @@ static void test_release_during_announce_wait_cancels_at_once(void **state)
     start(f);
     uint64_t t0 = loop_now(f);
     claim(f);
-    for (int i = 0; i < 1000 && strstr(contents(f, "log"), ANNOUNCE) == NULL; i++)
+    for (int i = 0; i < 1000 && strstr(contents(f, "log"), ANNOUNCE) == NULL; i++) {
         uv_run(&f->loop, UV_RUN_ONCE);
-    while (f->vip.proc.running)
+    }
+    while (f->vip.proc.running) {
         uv_run(&f->loop, UV_RUN_ONCE);
+    }
     release(f);
     run_ops(f);
     assert_true(loop_now(f) - t0 < 5000);

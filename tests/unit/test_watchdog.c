@@ -367,8 +367,9 @@ static int count_fds(void)
 {
     int n = 0;
     for (int fd = 0; fd < 1024; fd++) {
-        if (fcntl(fd, F_GETFD) != -1)
+        if (fcntl(fd, F_GETFD) != -1) {
             n++;
+        }
     }
     return n;
 }

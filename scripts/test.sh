@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is needed, checks that the Release build compiles, builds
-# twice (plain, then with AddressSanitizer + UndefinedBehaviorSanitizer) and runs every CTest
-# tier in both.
+# The whole test suite: installs what is needed, checks the code style, checks that the Release
+# build compiles, builds twice (plain, then with AddressSanitizer + UndefinedBehaviorSanitizer)
+# and runs every CTest tier in both.
 # Usage: scripts/test.sh [ctest arguments, e.g. -L unit]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+
+# The code style first: a few seconds, and a mismatch fails the run before half an hour of tests.
+echo "=== code style (.clang-format) ==="
+if ! scripts/format.sh --check; then
+  echo "TESTS FAILED: code style; run scripts/format.sh, review with git diff and commit"
+  exit 1
+fi
 
 status=0
 # The product as packagers and most users build it, warnings as errors: GCC's Release (-O3, where

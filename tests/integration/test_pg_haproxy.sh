@@ -134,6 +134,12 @@ t_check "/patroni on the primary: role, location, two standbys, system identifie
   '["primary",true,2,true,false,true]'
 t_check "GET /replica's body is the /patroni document" \
   t_eq "$(curl -s -m 3 "http://$(t_api_addr "$S")/replica" | jq -r '.role')" replica
+# The commit that made the lag was acknowledged by one voter of ANY 1, perhaps the other standby:
+# node$S receives it on its own time, and /cluster shows that up to a poll later.
+received() {
+  t_cluster "$P2i" | jq -e ".members[] | select(.name == \"node$S\") | .receive_lag < .replay_lag" >/dev/null
+}
+t_wait 10 "/cluster on $P2 shows node$S received what it has not replayed" received
 m=$(t_cluster "$P2i" | jq -c ".members[] | select(.name == \"node$S\")")
 t_check "/cluster: node$S's receive_lag is below its replay_lag, tags shown" \
   t_eq "$(jq -c '[(.receive_lag < .replay_lag), .tags.nofailover, .tags.noloadbalance]' <<<"$m")" '[true,false,false]'

@@ -184,6 +184,7 @@ static uint64_t pick_voter(struct cons *c, void *data)
 static int start_raft(struct agent *a, uint64_t id, bool bootstrap, char *errmsg)
 {
     a->raft_fresh = false; /* from here on the directory holds Raft state (or is refused) */
+    a->raft_bootstrapped = bootstrap;
     int rv = cons_start(&a->cons, a->loop, &a->conf, id, bootstrap, on_raft_change, a, errmsg);
     if (rv != 0) {
         return rv;

@@ -613,9 +613,11 @@ json_t *agent_cluster_json(const struct agent *a)
     /* No cluster history: no Raft state at all, or a running log that holds nothing past the
      * bootstrap configuration (index 1). A member restarting from its directory is not fresh:
      * it knows no cluster state only until a leader is back. A member without state may
-     * bootstrap a new cluster only on such an answer (agent.c join_lookup). */
-    bool fresh = a->raft_fresh ||
-                 (a->cons_open && a->cons.running && !known && cons_last_index(&a->cons) <= 1);
+     * bootstrap a new cluster only on such an answer (agent.c join_lookup). One that has just
+     * bootstrapped is fresh before raft_start too (its log is loaded only then): otherwise the
+     * other initial members would wait a retry for nothing. */
+    bool fresh = a->raft_fresh || (a->cons_open && (a->cons.running || a->raft_bootstrapped) &&
+                                   !known && cons_last_index(&a->cons) <= 1);
     json_object_set_new(raft, "fresh", json_boolean(fresh));
     json_t *o =
         json_pack("{s:s, s:o, s:o}", "scope", a->conf.scope, "members", members, "raft", raft);

@@ -52,6 +52,9 @@ struct agent {
     int exit_code;
     char join_status[2 * RPG_ERRMSG_SIZE]; /* why the agent is still joining, for the API */
     bool raft_fresh; /* started without Raft state and has not started Raft yet */
+    /* This process bootstrapped an empty directory: until raft_start loads it (ET later), the
+     * log holds the bootstrap configuration and nothing else. */
+    bool raft_bootstrapped;
     /* The cluster secret(s), for proving and checking answers to the bootstrap question
      * (proof.h); none without raft.secret_file. */
     uint8_t secret[CONF_SECRET_SIZE];

@@ -48,6 +48,10 @@ t_check "every acknowledged row is on the new primary" \
   t_eq "$(t_psql "$NPi" -c 'SELECT count(*) FROM adopt')" "$acked"
 t_check "node$S1 led the new cluster and handed over" \
   grep -q "new cluster: node[0-9] is further ahead .*: handing over" "$T_DIR/node$S1.log"
+# A member that has just bootstrapped answers that it has no cluster history even before its
+# Raft starts (one election time-out later), so no initial member waits a retry for it.
+t_check "no initial member waited for another's just-bootstrapped raft state" \
+  t_absent 'has raft state but knows no cluster state yet' "$T_DIR"/node*.log
 t_check "the existing directories ran read-only first" \
   grep -q "starting the existing data directory read-only" "$T_DIR/node$S1.log"
 t_check "no initdb over existing data" \

@@ -13,6 +13,7 @@
 #include "raftpg/failover.h"
 #include "raftpg/health.h"
 #include "raftpg/log.h"
+#include "raftpg/loopwatch.h"
 #include "raftpg/proof.h"
 #include "raftpg/reload.h"
 #include "raftpg/transport.h"
@@ -1657,6 +1658,41 @@ static void api_answers_metric(const struct agent *a, FILE *f, const char *label
     }
 }
 
+/* The loop-stall detector's counters (loopwatch.h): how often the loop thread was held past the
+ * bound, in which phase, and where the held time went. Absent without a watcher. */
+static void loop_stall_metrics(FILE *f, const char *labels)
+{
+    const struct loopwatch *w = loopwatch_current();
+    if (w == NULL) {
+        return;
+    }
+    fprintf(f,
+            "# HELP raftpg_loop_stalls_total Loop phases that held the loop thread longer than "
+            "%d ms, by phase.\n# TYPE raftpg_loop_stalls_total counter\n",
+            LOOPWATCH_BOUND_MS);
+    fprintf(f, "raftpg_loop_stalls_total{%s,phase=\"timers\"} %llu\n", labels,
+            (unsigned long long)w->n_stalls_phase[LOOPWATCH_PHASE_TIMERS]);
+    fprintf(f, "raftpg_loop_stalls_total{%s,phase=\"poll\"} %llu\n", labels,
+            (unsigned long long)w->n_stalls_phase[LOOPWATCH_PHASE_POLL]);
+    const struct {
+        const char *cause;
+        uint64_t ns;
+    } held[] = {{"cpu", w->held.cpu_ns},
+                {"runqueue", w->held.runq_ns},
+                {"blocked", w->held.blocked_ns},
+                {"unknown", w->held.unknown_ns}};
+    fprintf(f, "# HELP raftpg_loop_stall_seconds_total Time those phases held the loop thread, by "
+               "where it went: running, waiting for a CPU, blocked or stopped.\n"
+               "# TYPE raftpg_loop_stall_seconds_total counter\n");
+    for (size_t i = 0; i < sizeof held / sizeof held[0]; i++) {
+        fprintf(f, "raftpg_loop_stall_seconds_total{%s,cause=\"%s\"} %.17g\n", labels,
+                held[i].cause, (double)held[i].ns / 1e9);
+    }
+    metric(f, "raftpg_loop_stall_max_seconds", "gauge",
+           "The longest time one loop phase held the loop thread since the agent started.", labels,
+           (double)w->max_ns / 1e9);
+}
+
 /* Patroni's names where Patroni has one (dashboards and alerts carry over), raftpg_* for the
  * rest. Every value is this member's own view. */
 static void respond_metrics(struct agent *a, struct http_conn *conn)
@@ -1794,6 +1830,7 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            "Gaps between fence ticks longer than the bound (the lease then waits for a fresh "
            "barrier).",
            labels, a->fm.clock.n_gaps);
+    loop_stall_metrics(f, labels);
     struct transport_stats ts;
     transport_get_stats(&ts);
     metric(f, "raftpg_raft_transport_accepted_total", "counter", "Incoming Raft connections.",

@@ -182,6 +182,17 @@ static void mark(const struct loopwatch *w, struct loopwatch_mark *m)
     }
 }
 
+void loopwatch_totals_add(struct loopwatch_totals *t, const struct loopwatch_stall *s)
+{
+    if (!s->sched_known) {
+        t->unknown_ns += s->held_ns;
+        return;
+    }
+    t->cpu_ns += s->cpu_ns;
+    t->runq_ns += s->runq_ns;
+    t->blocked_ns += s->blocked_ns;
+}
+
 /* Judges the phase that ended at *to and starts the next one. */
 static void phase_end(struct loopwatch *w, enum loopwatch_phase phase,
                       const struct loopwatch_mark *from, const struct loopwatch_mark *to,
@@ -198,7 +209,9 @@ static void phase_end(struct loopwatch *w, enum loopwatch_phase phase,
         return;
     }
     w->n_stalls++;
+    w->n_stalls_phase[phase == LOOPWATCH_PHASE_POLL]++;
     w->max_ns = s.held_ns > w->max_ns ? s.held_ns : w->max_ns;
+    loopwatch_totals_add(&w->held, &s);
     unsigned suppressed;
     uint64_t longest;
     if (!loopwatch_limit_allows(&w->limit, to->wall_ns, s.held_ns, &suppressed, &longest)) {

@@ -108,8 +108,16 @@ struct loopwatch {
     uint64_t idle_at_prepare;
     struct loopwatch_span spans[LOOPWATCH_SPANS]; /* of the phase under way */
     struct loopwatch_limit limit;
-    uint64_t n_stalls; /* phases over the bound since start */
-    uint64_t max_ns;   /* the longest one */
+    uint64_t n_stalls;          /* phases over the bound since start */
+    uint64_t max_ns;            /* the longest one */
+    uint64_t n_stalls_phase[2]; /* by enum loopwatch_phase */
+    /* The stalls' held time added up by where it went (for /metrics). */
+    struct loopwatch_totals {
+        uint64_t cpu_ns;
+        uint64_t runq_ns;
+        uint64_t blocked_ns;
+        uint64_t unknown_ns; /* schedstat could not be read */
+    } held;
     uint64_t bound_ns;
 };
 
@@ -134,6 +142,9 @@ void loopwatch_span_end(const char *name, uint64_t begun);
         stmt;                                                                                      \
         loopwatch_span_end(name, loopwatch_begun_);                                                \
     } while (0)
+
+/* Adds a stall's held time to totals, split as it was judged. */
+void loopwatch_totals_add(struct loopwatch_totals *t, const struct loopwatch_stall *s);
 
 /* The watcher of this process, or NULL: for counters on the API. */
 const struct loopwatch *loopwatch_current(void);

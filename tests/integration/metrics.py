@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Reads an agent's GET /metrics with Prometheus's own Python client parser (a malformed
-exposition raises) and prints one "NAME VALUE" line per sample, labels checked on the way.
+exposition raises) and prints one "NAME VALUE" line per sample, labels checked on the way; a
+sample with labels beyond scope and name is printed as NAME{KEY=VALUE,...}, keys sorted.
 
 usage: metrics.py HOST:PORT SCOPE NAME
 """
@@ -21,8 +22,12 @@ def main():
         for s in family.samples:
             if s.labels.get("scope") != scope or s.labels.get("name") != name:
                 sys.exit("%s: labels %r" % (s.name, s.labels))
-            # The parser names a counter's sample NAME_total; print it under the exposed name.
+            # The parser names a counter's sample NAME_total and its family NAME without _total:
+            # print the family's name (the exposed one, less a trailing _total).
             shown = family.name if s.name in (family.name, family.name + "_total") else s.name
+            extra = sorted((k, v) for k, v in s.labels.items() if k not in ("scope", "name"))
+            if extra:
+                shown += "{%s}" % ",".join("%s=%s" % kv for kv in extra)
             print("%s %r" % (shown, s.value))
 
 

@@ -116,6 +116,8 @@ watch_clone() {
   done
 }
 : >"$T_DIR/clone.status"; : >"$T_DIR/clone.list"; : >"$T_DIR/clone.list.primary"
+# Stopped for at least 300 ms: the agent's loop-stall detector counts it on /metrics.
+sleep 0.3
 kill -CONT "${T_PIDS[$OS]}"
 watch_clone &
 WATCH=$!
@@ -130,6 +132,16 @@ t_check "ctl list on the primary showed it as node$OS reported it" \
 t_check "the re-clone's stages ended in streaming" t_eq "$(tail -n 1 "$T_DIR/clone.status" | jq -r .stage)" streaming
 t_log "re-clone progress seen: $(jq -r 'select(.stage == "clone") | "\(.done_kb)/\(.total_kb)"' "$T_DIR/clone.status" | uniq | tr '\n' ' ')"
 t_check "the re-cloned standby has every row" rows_on "$OS" 3000
+stall_counted() {
+  local m
+  m=$(/usr/bin/python3 "$(dirname "$0")/metrics.py" "$(t_api_addr "$OS")" itest "node$OS" | grep loop_stall)
+  awk '$1 == "raftpg_loop_stall_max_seconds" && $2 >= 0.3 {m=1}
+       $1 ~ /^raftpg_loop_stalls[{]phase=/ {n += $2}
+       $1 ~ /^raftpg_loop_stall_seconds[{]cause=/ {s += $2}
+       END {exit !(m && n >= 1 && s >= 0.3)}' <<<"$m" && return 0
+  echo "$m" | sed 's/^/    /'; grep "loop stall" "$T_DIR/node$OS.log" | tail -n 3; return 1
+}
+t_check "node$OS's /metrics counts the stop as a loop stall of 0.3 s or more" stall_counted
 t_check "the re-clone went through pg_basebackup" \
   t_eq "$(grep -c "clone: pg_basebackup from $NP" "$T_DIR/node$OS.log")" 1
 

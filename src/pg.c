@@ -3,12 +3,14 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1507,12 +1509,88 @@ static int pid_working_in(const char *data_dir)
     return found;
 }
 
+/* The postmaster last confirmed through postmaster.pid and the process table, held by a pidfd.
+ * While that process has not exited and postmaster.pid is still the same file (removed,
+ * replaced or reached through a moved directory, it is not), the process is still this
+ * directory's postmaster: a postmaster never leaves its data directory and no second one starts
+ * beside it. The fence asks every 10 ms, so this saves some thirty system calls a question
+ * (realpath, the file, /proc) for two. One entry: an agent has one data directory. */
+static struct {
+    char data_dir[PATH_MAX];
+    dev_t dev;
+    ino_t ino;
+    int pid;
+    int pidfd; /* -1: nothing confirmed */
+} confirmed = {.pidfd = -1};
+
+static void confirmed_forget(void)
+{
+    if (confirmed.pidfd >= 0) {
+        close(confirmed.pidfd);
+    }
+    confirmed.pidfd = -1;
+    confirmed.pid = 0;
+}
+
+/* The confirmed postmaster of data_dir, 0 when there is none or it must be looked up again. */
+static int confirmed_pid(const char *data_dir, const char *pid_file)
+{
+    struct stat st;
+    if (confirmed.pidfd < 0 || strcmp(confirmed.data_dir, data_dir) != 0 ||
+        stat(pid_file, &st) != 0 || st.st_dev != confirmed.dev || st.st_ino != confirmed.ino) {
+        return 0;
+    }
+    /* A pidfd polls readable once its process has exited (a zombie included). */
+    struct pollfd pfd = {.fd = confirmed.pidfd, .events = POLLIN};
+    if (poll(&pfd, 1, 0) != 0) {
+        confirmed_forget();
+        return 0;
+    }
+    return confirmed.pid;
+}
+
+static void confirm(const char *data_dir, const char *pid_file, int pid)
+{
+    confirmed_forget();
+    struct stat st;
+    if (strlen(data_dir) >= sizeof confirmed.data_dir || stat(pid_file, &st) != 0) {
+        return;
+    }
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) {
+        return; /* exited meanwhile, or no pidfd: every question looks it up */
+    }
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fmt_str(confirmed.data_dir, sizeof confirmed.data_dir, "%s", data_dir);
+    confirmed.dev = st.st_dev;
+    confirmed.ino = st.st_ino;
+    confirmed.pid = pid;
+    confirmed.pidfd = fd;
+}
+
+/* Line 8 of postmaster.pid (the server's status) from buf into status. */
+static void status_line(const char *buf, char *status, size_t size)
+{
+    const char *line = buf;
+    for (int i = 1; i < 8 && line != NULL; i++) {
+        line = strchr(line, '\n');
+        line = line != NULL ? line + 1 : NULL;
+    }
+    if (line != NULL && size > 0) {
+        fmt_str(status, size, "%.*s", (int)strcspn(line, " \n"), line);
+    }
+}
+
 int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size)
 {
     char path[PATH_MAX + 32], buf[1024];
     fmt_str(path, sizeof path, "%s/postmaster.pid", data_dir);
     if (size > 0) {
         status[0] = '\0';
+    }
+    int known = confirmed_pid(data_dir, path);
+    if (known > 0 && size == 0) {
+        return known;
     }
     FILE *f = fopen(path, "r");
     if (f == NULL) {
@@ -1522,22 +1600,21 @@ int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size)
     fclose(f);
     buf[n] = '\0';
     long pid = strtol(buf, NULL, 10);
+    if (known > 0 && pid == known) {
+        status_line(buf, status, size);
+        return known;
+    }
     /* The file only names a number; whether that is this directory's postmaster the process
      * table says (a killed server's number may belong to any program by now, and the fence
      * signals what this returns). */
     char dir[PATH_MAX];
     if (pid <= 0 || pid > INT32_MAX || !proc_alive((int)pid) || realpath(data_dir, dir) == NULL ||
         !works_in(pid, dir) || !is_postgres(pid)) {
+        confirmed_forget();
         return find_postmaster(data_dir);
     }
-    char *line = buf;
-    for (int i = 1; i < 8 && line != NULL; i++) {
-        line = strchr(line, '\n');
-        line = line != NULL ? line + 1 : NULL;
-    }
-    if (line != NULL && size > 0) {
-        fmt_str(status, size, "%.*s", (int)strcspn(line, " \n"), line);
-    }
+    confirm(data_dir, path, (int)pid);
+    status_line(buf, status, size);
     return (int)pid;
 }
 
@@ -1548,8 +1625,7 @@ static int postmaster_alive(const struct pg *p, char *status, size_t size)
 
 int pg_postmaster_pid(const struct pg *p)
 {
-    char status[32];
-    return postmaster_alive(p, status, sizeof status);
+    return postmaster_alive(p, NULL, 0);
 }
 
 bool pg_is_orphan_child(int pid)

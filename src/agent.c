@@ -38,35 +38,15 @@ const char *agent_phase_name(enum agent_phase phase)
  * known, the configured initial members. */
 static void update_peer_targets(struct agent *a)
 {
-    struct peer_status t[PEERS_MAX];
-    unsigned n = 0;
-    const struct fsm_state *s = &a->cons.state;
-    if (a->cons_open && s->initialized) {
-        for (unsigned i = 0; i < s->n_members && n < PEERS_MAX; i++) {
-            if (strcmp(s->members[i].name, a->conf.name) == 0) {
-                continue;
-            }
-            memset(&t[n], 0, sizeof t[n]);
-            snprintf(t[n].name, sizeof t[n].name, "%s", s->members[i].name);
-            snprintf(t[n].api, sizeof t[n].api, "%s", s->members[i].api_address);
-            n++;
-        }
-    } else {
-        for (unsigned i = 0; i < a->conf.raft.n_members && n < PEERS_MAX; i++) {
-            const struct conf_member *m = &a->conf.raft.members[i];
-            if (strcmp(m->name, a->conf.name) == 0) {
-                continue;
-            }
-            memset(&t[n], 0, sizeof t[n]);
-            snprintf(t[n].name, sizeof t[n].name, "%s", m->name);
-            snprintf(t[n].api, sizeof t[n].api, "%s", m->api);
-            n++;
-        }
+    struct peer_status initial[CONF_MEMBERS_MAX];
+    unsigned n = a->conf.raft.n_members < CONF_MEMBERS_MAX ? a->conf.raft.n_members
+                                                           : CONF_MEMBERS_MAX;
+    for (unsigned i = 0; i < n; i++) {
+        snprintf(initial[i].name, sizeof initial[i].name, "%s", a->conf.raft.members[i].name);
+        snprintf(initial[i].api, sizeof initial[i].api, "%s", a->conf.raft.members[i].api);
     }
-    /* Only replace when something changed, so the last results are kept. */
-    if (!peer_book_same_targets(&a->peers.book, t, n)) {
-        peers_set_targets(&a->peers, t, n);
-    }
+    peer_book_update_targets(&a->peers.book, a->cons_open ? &a->cons.state : NULL, a->conf.name,
+                             initial, n);
 }
 
 static void ha_schedule(struct agent *a, unsigned delay_ms);

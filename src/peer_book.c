@@ -36,6 +36,31 @@ bool peer_book_same_targets(const struct peer_book *b, const struct peer_status 
     return same;
 }
 
+bool peer_book_update_targets(struct peer_book *b, const struct fsm_state *s, const char *self,
+                              const struct peer_status *initial, unsigned n_initial)
+{
+    struct peer_status t[PEERS_MAX];
+    unsigned n = 0;
+    bool known = s != NULL && s->initialized;
+    unsigned total = known ? s->n_members : n_initial;
+    for (unsigned i = 0; i < total && n < PEERS_MAX; i++) {
+        const char *name = known ? s->members[i].name : initial[i].name;
+        if (strcmp(name, self) == 0) {
+            continue;
+        }
+        memset(&t[n], 0, sizeof t[n]);
+        snprintf(t[n].name, sizeof t[n].name, "%s", name);
+        snprintf(t[n].api, sizeof t[n].api, "%s",
+                 known ? s->members[i].api_address : initial[i].api);
+        n++;
+    }
+    if (peer_book_same_targets(b, t, n)) {
+        return false;
+    }
+    peer_book_set_targets(b, t, n);
+    return true;
+}
+
 const struct peer_status *peer_book_get(const struct peer_book *b, const char *name)
 {
     for (unsigned i = 0; name != NULL && i < b->n_results; i++) {

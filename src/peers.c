@@ -198,11 +198,6 @@ int peers_start(struct peers *p, uv_loop_t *loop, unsigned interval_ms, unsigned
     return 0;
 }
 
-void peers_set_targets(struct peers *p, const struct peer_status *targets, unsigned n)
-{
-    peer_book_set_targets(&p->book, targets, n);
-}
-
 const struct peer_status *peers_get(const struct peers *p, const char *name)
 {
     return peer_book_get(&p->book, name);

@@ -37,6 +37,12 @@ void peer_book_set_targets(struct peer_book *b, const struct peer_status *target
 bool peer_book_same_targets(const struct peer_book *b, const struct peer_status *targets,
                             unsigned n);
 
+/* Points the polls at every member of s but self, in s's order; before s is known (NULL or not
+ * initialized), at the initial members (name and API address) but self. The targets are replaced
+ * only when they changed, so that the last reports are kept. Returns whether they changed. */
+bool peer_book_update_targets(struct peer_book *b, const struct fsm_state *s, const char *self,
+                              const struct peer_status *initial, unsigned n_initial);
+
 /* The last report of the named peer, NULL when it is no target. */
 const struct peer_status *peer_book_get(const struct peer_book *b, const char *name);
 

@@ -35,9 +35,6 @@ struct peers {
 int peers_start(struct peers *p, uv_loop_t *loop, unsigned interval_ms, unsigned timeout_ms,
                 char *errmsg);
 
-/* Replaces the set of peers to poll (name and API address are copied). */
-void peers_set_targets(struct peers *p, const struct peer_status *targets, unsigned n);
-
 /* Asks every peer now (one still being asked: again at its answer), then every interval_ms. */
 void peers_poll_now(struct peers *p);
 

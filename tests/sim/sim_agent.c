@@ -83,31 +83,15 @@ static void report_of(struct sim_world *w, unsigned j, struct peer_status *s)
 static void update_peer_targets(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
-    struct sim_agent *a = &n->agent;
-    char names[PEERS_MAX][FSM_NAME_MAX];
+    struct peer_status initial[PEERS_MAX];
     unsigned k = 0;
-    if (n->cons.state.initialized) {
-        for (unsigned m = 0; m < n->cons.state.n_members && k < PEERS_MAX; m++) {
-            if (strcmp(n->cons.state.members[m].name, n->name) != 0) {
-                sim_copy(names[k++], FSM_NAME_MAX, n->cons.state.members[m].name);
-            }
-        }
-    } else {
-        for (unsigned m = 0; m < w->n_initial && k < PEERS_MAX; m++) {
-            if (m != i) {
-                sim_copy(names[k++], FSM_NAME_MAX, w->nodes[m].name);
-            }
-        }
+    for (unsigned m = 0; m < w->n_initial && k < PEERS_MAX; m++) {
+        memset(&initial[k], 0, sizeof initial[k]);
+        sim_copy(initial[k].name, FSM_NAME_MAX, w->nodes[m].name);
+        /* The address the cluster state records (member_of), as a configuration gives both. */
+        snprintf(initial[k++].api, sizeof initial[0].api, "10.0.0.%u:8008", m + 1);
     }
-    struct peer_status next[PEERS_MAX];
-    for (unsigned m = 0; m < k; m++) {
-        memset(&next[m], 0, sizeof next[m]);
-        sim_copy(next[m].name, sizeof next[m].name, names[m]);
-    }
-    /* agent.c: only replace when something changed, so the last results are kept. */
-    if (!peer_book_same_targets(&a->book, next, k)) {
-        peer_book_set_targets(&a->book, next, k);
-    }
+    peer_book_update_targets(&n->agent.book, &n->cons.state, n->name, initial, k);
 }
 
 /* One GET /status over the simulated network: fills the answer (or the error) as the peer is

@@ -98,12 +98,62 @@ static void test_answers_of_dropped_targets_are_dropped(void **state)
     assert_null(peer_book_get(&book, "node4"));
 }
 
+static void add_member(struct fsm_state *s, const char *name, const char *api)
+{
+    struct fsm_member *m = &s->members[s->n_members++];
+    snprintf(m->name, sizeof m->name, "%s", name);
+    snprintf(m->api_address, sizeof m->api_address, "%s", api);
+}
+
+/* Before the cluster state is known the initial members are asked, after it its members; self
+ * never; a report survives an update that changes nothing, not a new address. */
+static void test_targets_follow_the_state(void **state)
+{
+    (void)state;
+    memset(&book, 0, sizeof book);
+    struct peer_status initial[3] = {target("node1", "127.0.0.1:8001"),
+                                     target("node2", "127.0.0.1:8002"),
+                                     target("node3", "127.0.0.1:8003")};
+    assert_true(peer_book_update_targets(&book, NULL, "node2", initial, 3));
+    assert_int_equal(book.n_targets, 2);
+    assert_string_equal(book.targets[0].name, "node1");
+    assert_string_equal(book.targets[1].api, "127.0.0.1:8003");
+    assert_null(peer_book_get(&book, "node2"));
+
+    struct fsm_state s;
+    memset(&s, 0, sizeof s);
+    add_member(&s, "node1", "127.0.0.1:8001");
+    add_member(&s, "node2", "127.0.0.1:8002");
+    add_member(&s, "node3", "127.0.0.1:8003");
+    add_member(&s, "node4", "127.0.0.1:8004");
+    /* Not initialized: still the initial members. */
+    assert_false(peer_book_update_targets(&book, &s, "node2", initial, 3));
+    s.initialized = true;
+    struct peer_call *c = peer_book_ask(&book, &book.targets[0], false, 1000);
+    assert_non_null(c);
+    c->status.reachable = true;
+    c->status.term = 3;
+    struct peer_status next;
+    assert_false(peer_book_answer(&book, c, 1002, &next));
+    assert_true(peer_book_update_targets(&book, &s, "node2", initial, 3));
+    assert_int_equal(book.n_targets, 3);
+    assert_string_equal(book.targets[2].name, "node4");
+    assert_int_equal(peer_book_get(&book, "node1")->term, 3);
+    assert_false(peer_book_update_targets(&book, &s, "node2", initial, 3));
+    assert_int_equal(peer_book_get(&book, "node1")->term, 3);
+    snprintf(s.members[0].api_address, sizeof s.members[0].api_address, "127.0.0.1:9001");
+    assert_true(peer_book_update_targets(&book, &s, "node2", initial, 3));
+    assert_string_equal(peer_book_get(&book, "node1")->api, "127.0.0.1:9001");
+    assert_int_equal(peer_book_get(&book, "node1")->term, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_answers_are_kept_on_arrival),
         cmocka_unit_test(test_one_request_per_peer_and_again),
         cmocka_unit_test(test_answers_of_dropped_targets_are_dropped),
+        cmocka_unit_test(test_targets_follow_the_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

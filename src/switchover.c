@@ -387,12 +387,16 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
         s->timer_open = true;
     }
     uv_timer_start(&s->timer, tick, 50, 50);
-    set_phase(a, SWITCHOVER_HOOK);
+    /* Logged only if a callback runs; a run that cannot start calls on_hook_done at once. */
+    s->phase = SWITCHOVER_HOOK;
+    s->phase_ms = cons_uv_clock_ms();
     s->hook_ran = true;
     int rv = a->callbacks_open ? callbacks_fire_wait(&a->callbacks, CALLBACK_ON_SWITCHOVER,
                                                      "primary", on_hook_done, a)
                                : RPG_ENOTFOUND;
-    if (rv == RPG_ENOTFOUND) {
+    if (rv == 0 && s->phase == SWITCHOVER_HOOK) {
+        set_phase(a, SWITCHOVER_HOOK);
+    } else if (rv == RPG_ENOTFOUND) {
         s->hook_ran = false; /* none configured */
         stop_primary(a);
     } else if (rv != 0) {

@@ -16,6 +16,8 @@ const char *callback_action_name(enum callback_action a)
     case CALLBACK_ON_RESTART: return "on_restart";
     case CALLBACK_ON_RELOAD: return "on_reload";
     case CALLBACK_ON_ROLE_CHANGE: return "on_role_change";
+    case CALLBACK_ON_SWITCHOVER: return "on_switchover";
+    case CALLBACK_ON_SWITCHOVER_ABANDONED: return "on_switchover_abandoned";
     }
     return "unknown";
 }
@@ -75,6 +77,8 @@ static const char *command_of(const struct conf *c, enum callback_action a)
     case CALLBACK_ON_RESTART: return c->postgresql.callbacks.on_restart;
     case CALLBACK_ON_RELOAD: return c->postgresql.callbacks.on_reload;
     case CALLBACK_ON_ROLE_CHANGE: return c->postgresql.callbacks.on_role_change;
+    case CALLBACK_ON_SWITCHOVER: return c->postgresql.callbacks.on_switchover;
+    case CALLBACK_ON_SWITCHOVER_ABANDONED: return c->postgresql.callbacks.on_switchover_abandoned;
     case CALLBACK_NONE: break;
     }
     return "";
@@ -87,6 +91,21 @@ void callbacks_init(struct callbacks *cb, uv_loop_t *loop, const struct conf *co
     cb->conf = conf;
     cb->current = CALLBACK_NONE;
     cb->pending = CALLBACK_NONE;
+    cb->wait_action = CALLBACK_NONE;
+}
+
+/* Ends the wait: the waiter learns how its run ended (it may fire callbacks itself). */
+static void wait_end(struct callbacks *cb, bool ok, const char *what)
+{
+    void (*fn)(void *, bool, const char *) = cb->wait_cb;
+    void *data = cb->wait_data;
+    cb->wait_cb = NULL;
+    cb->wait_data = NULL;
+    cb->wait_action = CALLBACK_NONE;
+    cb->wait_started = false;
+    if (fn != NULL) {
+        fn(data, ok, what);
+    }
 }
 
 static void start(struct callbacks *cb, enum callback_action action, const char *role);
@@ -99,6 +118,8 @@ static void done(struct proc *p, const struct proc_result *res, void *data)
     cb->running = false;
     cb->n_runs++;
     const char *name = callback_action_name(cb->current);
+    /* The waited run ends here; its waiter is told after the queue moved on. */
+    bool waited = cb->wait_cb != NULL && cb->wait_started;
     if (proc_ok(res)) {
         snprintf(cb->last, sizeof cb->last, "%s %s: done in %llu ms", name, cb->current_role,
                  (unsigned long long)res->elapsed_ms);
@@ -112,6 +133,7 @@ static void done(struct proc *p, const struct proc_result *res, void *data)
                     res->output[0] != '\0' ? "; output: " : "", res->output);
     }
     if (cb->closing) {
+        cb->wait_cb = NULL;
         if (cb->close_cb != NULL) {
             void (*close_cb)(struct callbacks *) = cb->close_cb;
             cb->close_cb = NULL;
@@ -123,6 +145,9 @@ static void done(struct proc *p, const struct proc_result *res, void *data)
         cb->has_pending = false;
         start(cb, cb->pending, cb->pending_role);
     }
+    if (waited) {
+        wait_end(cb, proc_ok(res), what);
+    }
 }
 
 static void start(struct callbacks *cb, enum callback_action action, const char *role)
@@ -131,7 +156,11 @@ static void start(struct callbacks *cb, enum callback_action action, const char 
     char buf[CONF_CALLBACK_MAX];
     char *argv[32];
     int n = callback_argv(command, buf, sizeof buf, argv, 32);
+    bool waited = cb->wait_cb != NULL && !cb->wait_started && action == cb->wait_action;
     if (n == 0) {
+        if (waited) {
+            wait_end(cb, false, "the command has too many words");
+        }
         return;
     }
     argv[n++] = (char *)callback_action_name(action);
@@ -153,8 +182,12 @@ static void start(struct callbacks *cb, enum callback_action action, const char 
         snprintf(cb->last, sizeof cb->last, "%s %s: %s", callback_action_name(action), role,
                  errmsg);
         log_warning("callback %s %s: %s", callback_action_name(action), role, errmsg);
+        if (waited) {
+            wait_end(cb, false, errmsg);
+        }
         return;
     }
+    cb->wait_started = cb->wait_started || waited;
     cb->running = true;
     log_info("callback %s %s started: %s", callback_action_name(action), role, command);
 }
@@ -170,12 +203,35 @@ void callbacks_fire(struct callbacks *cb, enum callback_action action, const cha
                     callback_action_name(cb->current), cb->current_role,
                     callback_action_name(action), role);
         proc_kill(&cb->proc, SIGKILL);
+        bool dropped = cb->has_pending && cb->wait_cb != NULL && !cb->wait_started &&
+                       cb->pending == cb->wait_action;
         cb->has_pending = true;
         cb->pending = action;
         snprintf(cb->pending_role, sizeof cb->pending_role, "%s", role);
+        if (dropped) {
+            /* The waited run had not started yet: it never will. */
+            wait_end(cb, false, "replaced by a newer event before it started");
+        }
         return;
     }
     start(cb, action, role);
+}
+
+int callbacks_fire_wait(struct callbacks *cb, enum callback_action action, const char *role,
+                        void (*on_done)(void *data, bool ok, const char *what), void *data)
+{
+    if (cb->closing || action == CALLBACK_NONE || command_of(cb->conf, action)[0] == '\0') {
+        return RPG_ENOTFOUND;
+    }
+    if (cb->wait_cb != NULL) {
+        return RPG_EBUSY;
+    }
+    cb->wait_cb = on_done;
+    cb->wait_data = data;
+    cb->wait_action = action;
+    cb->wait_started = false;
+    callbacks_fire(cb, action, role);
+    return 0;
 }
 
 void callbacks_observe(struct callbacks *cb, bool known, bool running, bool in_recovery)
@@ -198,6 +254,7 @@ void callbacks_close(struct callbacks *cb, void (*close_cb)(struct callbacks *cb
 {
     cb->closing = true;
     cb->has_pending = false;
+    cb->wait_cb = NULL;
     if (!cb->running) {
         close_cb(cb);
         return;

@@ -193,6 +193,8 @@ static const struct conf_key callbacks_keys[] = {
     {"on_restart", KEY_STRING, FIELD(postgresql.callbacks.on_restart)},
     {"on_reload", KEY_STRING, FIELD(postgresql.callbacks.on_reload)},
     {"on_role_change", KEY_STRING, FIELD(postgresql.callbacks.on_role_change)},
+    {"on_switchover", KEY_STRING, FIELD(postgresql.callbacks.on_switchover)},
+    {"on_switchover_abandoned", KEY_STRING, FIELD(postgresql.callbacks.on_switchover_abandoned)},
     {.key = NULL},
 };
 
@@ -1375,6 +1377,10 @@ static int finish(struct parser *p)
         {"postgresql.callbacks.on_reload", offsetof(struct conf, postgresql.callbacks.on_reload)},
         {"postgresql.callbacks.on_role_change",
          offsetof(struct conf, postgresql.callbacks.on_role_change)},
+        {"postgresql.callbacks.on_switchover",
+         offsetof(struct conf, postgresql.callbacks.on_switchover)},
+        {"postgresql.callbacks.on_switchover_abandoned",
+         offsetof(struct conf, postgresql.callbacks.on_switchover_abandoned)},
     };
     for (size_t i = 0; i < sizeof callbacks / sizeof callbacks[0]; i++) {
         const char *cmd = (const char *)c + callbacks[i].off;

@@ -1029,8 +1029,9 @@ static int cmd_switchover(struct ctl *c, const char *leader, const char *candida
     json_decref(cluster);
     int status = 0;
     json_t *answer = NULL;
-    /* Each step has its own bound on the agent (switchover.h); their sum, and some. */
-    unsigned timeout = c->timeout_ms > 60000 ? c->timeout_ms : 60000;
+    /* Each step has its own bound on the agent (switchover.h), and on_switchover its
+     * callback_timeout (30 s by default): their sum, and some. */
+    unsigned timeout = c->timeout_ms > 90000 ? c->timeout_ms : 90000;
     int rv = post_member(c, api, "/switchover", body, timeout, &status, &answer, errmsg);
     free(body);
     if (rv != 0) {

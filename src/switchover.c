@@ -15,6 +15,7 @@ const char *switchover_phase_name(enum switchover_phase p)
 {
     switch (p) {
     case SWITCHOVER_IDLE: return "idle";
+    case SWITCHOVER_HOOK: return "running the on_switchover callback";
     case SWITCHOVER_STOPPING: return "stopping the primary";
     case SWITCHOVER_CATCHUP: return "waiting for the candidate to receive the last WAL";
     case SWITCHOVER_TRANSFER: return "handing over raft leadership";
@@ -129,6 +130,14 @@ static void give_up(struct agent *a, int status, const char *why)
            switchover_phase_name(s->phase), why);
     s->phase = SWITCHOVER_IDLE;
     uv_timer_stop(&s->timer);
+    if (s->hook_ran) {
+        /* Whatever on_switchover did (a pgbouncer PAUSE) must be undone, whichever step failed;
+         * a later on_start of the restarted primary does no harm. */
+        s->hook_ran = false;
+        if (a->callbacks_open) {
+            callbacks_fire(&a->callbacks, CALLBACK_ON_SWITCHOVER_ABANDONED, "primary");
+        }
+    }
 }
 
 static void on_stopped(struct pg *p, int rc, const char *msg, void *data)
@@ -145,6 +154,39 @@ static void on_stopped(struct pg *p, int rc, const char *msg, void *data)
     set_phase(a, SWITCHOVER_CATCHUP);
 }
 
+static void stop_primary(struct agent *a)
+{
+    set_phase(a, SWITCHOVER_STOPPING);
+    /* Fast shutdown: sessions end, walsenders send the shutdown checkpoint to the standbys. */
+    if (pg_stop(&a->pg, SWITCHOVER_STOP_MS, on_stopped, a) != 0) {
+        give_up(a, 503, "another operation on postgresql is under way");
+    }
+}
+
+/* on_switchover ended: stop the primary, if it still is the settled, leading one. */
+static void on_hook_done(void *data, bool ok, const char *what)
+{
+    struct agent *a = data;
+    struct switchover *s = &a->switchover;
+    if (s->phase != SWITCHOVER_HOOK) {
+        return;
+    }
+    if (!ok) {
+        char why[RPG_ERRMSG_SIZE + 64];
+        snprintf(why, sizeof why, "the on_switchover callback failed: %s", what);
+        give_up(a, 503, why);
+        return;
+    }
+    const struct ha_pg *o = &a->pg.obs;
+    if (a->cons.role != CONS_ROLE_LEADER || !a->cons.leader_ready || !a->fm.lease_ok ||
+        strcmp(a->cons.state.primary.name, a->conf.name) != 0 || o->state != HA_PG_RUNNING ||
+        o->in_recovery || pg_busy(&a->pg)) {
+        give_up(a, 503, "this member no longer runs as the settled, leading primary");
+        return;
+    }
+    stop_primary(a);
+}
+
 static void tick(uv_timer_t *t)
 {
     struct agent *a = t->data;
@@ -153,6 +195,12 @@ static void tick(uv_timer_t *t)
     rpg_msec in_phase = now - s->phase_ms;
     switch (s->phase) {
     case SWITCHOVER_IDLE: uv_timer_stop(t); return;
+    case SWITCHOVER_HOOK:
+        /* The callback's own time-out ends it first; this is the backstop. */
+        if (in_phase > a->conf.postgresql.callback_timeout_s * 1000ULL + 5000) {
+            give_up(a, 503, "the on_switchover callback did not end");
+        }
+        return;
     case SWITCHOVER_STOPPING:
         if (in_phase > SWITCHOVER_STOP_MS + 5000) {
             give_up(a, 503, "the primary did not stop");
@@ -211,6 +259,7 @@ static void tick(uv_timer_t *t)
             answer(s, 200, "message", "switched over from %s to %s in %llu ms", s->from, s->to,
                    (unsigned long long)(now - s->started_ms));
             s->phase = SWITCHOVER_IDLE;
+            s->hook_ran = false;
             uv_timer_stop(t);
         } else if (in_phase > SWITCHOVER_PRIMARY_MS) {
             /* Leadership moved: the cluster decides as after any leader change. */
@@ -218,7 +267,9 @@ static void tick(uv_timer_t *t)
                    "raft leadership moved to %s, which does not run as primary yet: see raftpg "
                    "ctl list",
                    s->to);
+            /* Not abandoned: whoever runs as primary next fires on_start or on_role_change. */
             s->phase = SWITCHOVER_IDLE;
+            s->hook_ran = false;
             uv_timer_stop(t);
         }
         return;
@@ -335,14 +386,23 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
         s->timer.data = a;
         s->timer_open = true;
     }
-    set_phase(a, SWITCHOVER_STOPPING);
-    /* Fast shutdown: sessions end, walsenders send the shutdown checkpoint to the standbys. */
-    int rv = pg_stop(&a->pg, SWITCHOVER_STOP_MS, on_stopped, a);
-    if (rv != 0) {
-        give_up(a, 503, "another operation on postgresql is under way");
-        return;
-    }
     uv_timer_start(&s->timer, tick, 50, 50);
+    /* Logged only if a callback runs; a run that cannot start calls on_hook_done at once. */
+    s->phase = SWITCHOVER_HOOK;
+    s->phase_ms = cons_uv_clock_ms();
+    s->hook_ran = true;
+    int rv = a->callbacks_open ? callbacks_fire_wait(&a->callbacks, CALLBACK_ON_SWITCHOVER,
+                                                     "primary", on_hook_done, a)
+                               : RPG_ENOTFOUND;
+    if (rv == 0 && s->phase == SWITCHOVER_HOOK) {
+        set_phase(a, SWITCHOVER_HOOK);
+    } else if (rv == RPG_ENOTFOUND) {
+        s->hook_ran = false; /* none configured */
+        stop_primary(a);
+    } else if (rv != 0) {
+        s->hook_ran = false;
+        give_up(a, 503, "the on_switchover callback is already running");
+    }
 }
 
 bool switchover_holds(const struct agent *a)

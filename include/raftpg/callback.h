@@ -20,6 +20,9 @@ enum callback_action {
     CALLBACK_ON_RESTART,
     CALLBACK_ON_RELOAD,
     CALLBACK_ON_ROLE_CHANGE,
+    /* raftpg's own, fired by a switchover on its primary (never from observation). */
+    CALLBACK_ON_SWITCHOVER,
+    CALLBACK_ON_SWITCHOVER_ABANDONED,
 };
 const char *callback_action_name(enum callback_action a);
 
@@ -61,12 +64,25 @@ struct callbacks {
     struct callback_tracker tracker;
     /* A restart the operator asked for runs: its stop makes no on_stop, its start on_restart. */
     bool restarting;
+    /* One run someone waits for (callbacks_fire_wait): its action, and whether it started. */
+    void (*wait_cb)(void *data, bool ok, const char *what);
+    void *wait_data;
+    enum callback_action wait_action;
+    bool wait_started;
 };
 
 void callbacks_init(struct callbacks *cb, uv_loop_t *loop, const struct conf *conf);
 
 /* Runs the command configured for action (nothing if none), now or after the running one. */
 void callbacks_fire(struct callbacks *cb, enum callback_action action, const char *role);
+
+/* As callbacks_fire, and calls on_done exactly once when that run ends: ok if it exited 0; not ok
+ * if it failed, timed out, could not start, or was killed or replaced by a newer event. Returns
+ * RPG_ENOTFOUND (on_done is never called) if no command is configured for action or the callbacks
+ * are closing, RPG_EBUSY if a waited run is already under way. Closing drops the waiter without
+ * calling it. */
+int callbacks_fire_wait(struct callbacks *cb, enum callback_action action, const char *role,
+                        void (*on_done)(void *data, bool ok, const char *what), void *data);
 
 /* Feeds an observation to the tracker and fires the event it makes. */
 void callbacks_observe(struct callbacks *cb, bool known, bool running, bool in_recovery);

@@ -202,13 +202,16 @@ struct conf {
         char restore_command[1024];
         /* Patroni's postgresql.callbacks: a command (an absolute path, then arguments split on
          * blanks, no shell) run as COMMAND... ACTION ROLE SCOPE when this member's PostgreSQL
-         * starts, stops or changes role; "" none. */
+         * starts, stops or changes role; "" none. raftpg's own: on_switchover (run on the primary
+         * before a switchover stops it, waited for) and on_switchover_abandoned. */
         struct {
             char on_start[CONF_CALLBACK_MAX];
             char on_stop[CONF_CALLBACK_MAX];
             char on_restart[CONF_CALLBACK_MAX];
             char on_reload[CONF_CALLBACK_MAX];
             char on_role_change[CONF_CALLBACK_MAX];
+            char on_switchover[CONF_CALLBACK_MAX];
+            char on_switchover_abandoned[CONF_CALLBACK_MAX];
         } callbacks;
         unsigned callback_timeout_s; /* a callback still running after this is killed; 30 */
     } postgresql;

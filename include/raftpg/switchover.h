@@ -4,7 +4,10 @@
  * reads the final checkpoint from its control file, waits until the candidate's own report says
  * it received WAL past it, then hands Raft leadership to the candidate, which promotes it as in
  * any failover (with every acknowledged commit, by construction). If any step fails in time, the
- * old primary starts again as primary and the request gets the reason. */
+ * old primary starts again as primary and the request gets the reason. Before the stop, the
+ * on_switchover callback runs (when configured) and the stop waits for it: a pgbouncer hook
+ * pauses its clients there; a failed one abandons the switchover, and an abandoned switchover
+ * fires on_switchover_abandoned so that the hook resumes them. */
 #ifndef RAFTPG_SWITCHOVER_H
 #define RAFTPG_SWITCHOVER_H
 
@@ -43,6 +46,7 @@ int switchover_choose(const struct switchover_peer *peers, unsigned n, const cha
 
 enum switchover_phase {
     SWITCHOVER_IDLE = 0,
+    SWITCHOVER_HOOK,      /* the on_switchover callback runs; postgresql untouched */
     SWITCHOVER_STOPPING,  /* fast shutdown of this primary */
     SWITCHOVER_CATCHUP,   /* waiting for the candidate to report the final WAL */
     SWITCHOVER_TRANSFER,  /* Raft leadership handed over */
@@ -62,6 +66,7 @@ struct switchover {
     uint64_t final_lsn;  /* the stopped primary's last checkpoint */
     uint64_t started_ms; /* loop time of the request */
     uint64_t phase_ms;   /* loop time the phase began */
+    bool hook_ran;       /* on_switchover was started: abandoning fires on_switchover_abandoned */
     uv_timer_t timer;
     bool timer_open;
     char last[256]; /* the last switchover's outcome, for /status */

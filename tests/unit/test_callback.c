@@ -4,9 +4,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+#include <uv.h>
 
 #include "raftpg/callback.h"
 
@@ -80,12 +85,147 @@ static void test_argv(void **state)
     assert_int_equal(callback_argv(longcmd, buf, sizeof buf, argv, 8), 0);
 }
 
+/* callbacks_fire_wait with real programs on a real loop. */
+struct waited {
+    int calls;
+    bool ok;
+    char what[256];
+};
+
+static void on_waited(void *data, bool ok, const char *what)
+{
+    struct waited *w = data;
+    w->calls++;
+    w->ok = ok;
+    snprintf(w->what, sizeof w->what, "%s", what);
+}
+
+static void run_until(uv_loop_t *loop, const struct waited *w, const struct callbacks *cb)
+{
+    /* Bounded: each program here ends (or is killed) well within a second. */
+    for (int i = 0; i < 2000 && (w->calls == 0 || cb->running); i++) {
+        uv_run(loop, UV_RUN_ONCE);
+    }
+}
+
+static struct conf wait_conf;
+static int closed;
+
+static void on_closed(struct callbacks *cb)
+{
+    (void)cb;
+    closed++;
+}
+
+static void test_fire_wait(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct conf *c = &wait_conf;
+    memset(c, 0, sizeof *c);
+    snprintf(c->scope, sizeof c->scope, "s");
+    snprintf(c->name, sizeof c->name, "n1");
+    c->postgresql.callback_timeout_s = 10;
+    struct callbacks cb;
+    callbacks_init(&cb, &loop, c);
+    struct waited w = {0};
+    /* A callback that runs until killed (sleep itself would refuse ACTION ROLE SCOPE). */
+    char hang[] = "/tmp/raftpg-test-callback-XXXXXX";
+    int fd = mkstemp(hang);
+    assert_true(fd >= 0);
+    static const char script[] = "#!/bin/sh\nexec sleep 5\n";
+    assert_int_equal(write(fd, script, sizeof script - 1), (ssize_t)(sizeof script - 1));
+    assert_int_equal(fchmod(fd, 0755), 0);
+    assert_int_equal(close(fd), 0);
+
+    /* None configured: the caller goes on at once, never called back. */
+    assert_int_equal(callbacks_fire_wait(&cb, CALLBACK_ON_SWITCHOVER, "primary", on_waited, &w),
+                     RPG_ENOTFOUND);
+    assert_int_equal(w.calls, 0);
+
+    /* Exit 0: ok. */
+    snprintf(c->postgresql.callbacks.on_switchover, CONF_CALLBACK_MAX, "/bin/true");
+    assert_int_equal(callbacks_fire_wait(&cb, CALLBACK_ON_SWITCHOVER, "primary", on_waited, &w), 0);
+    assert_int_equal(callbacks_fire_wait(&cb, CALLBACK_ON_SWITCHOVER, "primary", on_waited, &w),
+                     RPG_EBUSY);
+    run_until(&loop, &w, &cb);
+    assert_int_equal(w.calls, 1);
+    assert_true(w.ok);
+
+    /* Exit 1: not ok, with what happened. */
+    memset(&w, 0, sizeof w);
+    snprintf(c->postgresql.callbacks.on_switchover, CONF_CALLBACK_MAX, "/bin/false");
+    assert_int_equal(callbacks_fire_wait(&cb, CALLBACK_ON_SWITCHOVER, "primary", on_waited, &w), 0);
+    run_until(&loop, &w, &cb);
+    assert_int_equal(w.calls, 1);
+    assert_false(w.ok);
+    assert_non_null(strstr(w.what, "exited 1"));
+
+    /* Killed by a newer event: not ok, once; the newer event still runs. */
+    memset(&w, 0, sizeof w);
+    snprintf(c->postgresql.callbacks.on_switchover, CONF_CALLBACK_MAX, "%s", hang);
+    snprintf(c->postgresql.callbacks.on_stop, CONF_CALLBACK_MAX, "/bin/true");
+    assert_int_equal(callbacks_fire_wait(&cb, CALLBACK_ON_SWITCHOVER, "primary", on_waited, &w), 0);
+    for (int i = 0; i < 2000 && !cb.running; i++) {
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    assert_true(cb.running);
+    unsigned runs = cb.n_runs;
+    callbacks_fire(&cb, CALLBACK_ON_STOP, "primary");
+    run_until(&loop, &w, &cb);
+    assert_int_equal(w.calls, 1);
+    assert_false(w.ok);
+    assert_non_null(strstr(w.what, "killed by signal 9"));
+    assert_int_equal(cb.n_runs, runs + 2);
+    assert_int_equal(cb.current, CALLBACK_ON_STOP);
+
+    /* Fired while another callback runs: that one is killed (its news is stale), then it runs. */
+    memset(&w, 0, sizeof w);
+    snprintf(c->postgresql.callbacks.on_start, CONF_CALLBACK_MAX, "%s", hang);
+    snprintf(c->postgresql.callbacks.on_switchover, CONF_CALLBACK_MAX, "/bin/true");
+    callbacks_fire(&cb, CALLBACK_ON_START, "primary");
+    assert_int_equal(callbacks_fire_wait(&cb, CALLBACK_ON_SWITCHOVER, "primary", on_waited, &w), 0);
+    run_until(&loop, &w, &cb);
+    assert_int_equal(w.calls, 1);
+    assert_true(w.ok);
+    assert_int_equal(cb.current, CALLBACK_ON_SWITCHOVER);
+
+    /* Queued, then replaced by a newer event before it started: not ok, at once. */
+    memset(&w, 0, sizeof w);
+    callbacks_fire(&cb, CALLBACK_ON_START, "primary");
+    assert_int_equal(callbacks_fire_wait(&cb, CALLBACK_ON_SWITCHOVER, "primary", on_waited, &w), 0);
+    assert_int_equal(w.calls, 0);
+    callbacks_fire(&cb, CALLBACK_ON_STOP, "primary");
+    assert_int_equal(w.calls, 1);
+    assert_false(w.ok);
+    assert_non_null(strstr(w.what, "replaced"));
+
+    /* Closing drops a waiter without calling it. */
+    struct waited w2 = {0};
+    snprintf(c->postgresql.callbacks.on_switchover, CONF_CALLBACK_MAX, "%s", hang);
+    run_until(&loop, &w, &cb);
+    assert_int_equal(callbacks_fire_wait(&cb, CALLBACK_ON_SWITCHOVER, "primary", on_waited, &w2),
+                     0);
+    callbacks_close(&cb, on_closed);
+    for (int i = 0; i < 2000 && cb.running; i++) {
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    assert_false(cb.running);
+    assert_int_equal(closed, 1);
+    assert_int_equal(w2.calls, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    unlink(hang);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_events),
         cmocka_unit_test(test_first_start),
         cmocka_unit_test(test_argv),
+        cmocka_unit_test(test_fire_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

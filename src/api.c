@@ -1064,14 +1064,18 @@ static void member_remove(struct agent *a, struct http_conn *conn, const char *n
         respond_error(conn, 409, "refusing to remove the last member");
         return;
     }
-    if (!a->conf.has_postgresql || !in_sync_sets(a, name)) {
-        submit_remove(a, conn, name);
-        return;
-    }
-    if (a->removing[0] != '\0' && strcmp(a->removing, name) != 0) {
+    switch (sync_remove_start(a->removing, name, a->conf.has_postgresql && in_sync_sets(a, name))) {
+    case SYNC_REMOVE_NOW: submit_remove(a, conn, name); return;
+    case SYNC_REMOVE_BUSY:
         snprintf(msg, sizeof msg, "member %s is being removed: one removal at a time", a->removing);
         respond_error(conn, 409, msg);
         return;
+    case SYNC_REMOVE_ALREADY:
+        snprintf(msg, sizeof msg,
+                 "member %s is being removed already: it is leaving the synchronous set", name);
+        respond_error(conn, 409, msg);
+        return;
+    case SYNC_REMOVE_LEAVE_FIRST: break;
     }
     struct pending_remove *p = calloc(1, sizeof *p);
     if (p == NULL) {

@@ -693,3 +693,15 @@ enum sync_leave sync_leave_tick(bool leader, bool in_sets, unsigned *ticks)
     }
     return ++*ticks >= SYNC_LEAVE_MAX_TICKS ? SYNC_LEAVE_TIMEOUT : SYNC_LEAVE_WAIT;
 }
+
+enum sync_remove_start sync_remove_start(const char *removing, const char *name, bool in_sets)
+{
+    /* Out of every set, no wait is needed, whichever removal waits meanwhile. */
+    if (!in_sets) {
+        return SYNC_REMOVE_NOW;
+    }
+    if (removing[0] != '\0') {
+        return strcmp(removing, name) == 0 ? SYNC_REMOVE_ALREADY : SYNC_REMOVE_BUSY;
+    }
+    return SYNC_REMOVE_LEAVE_FIRST;
+}

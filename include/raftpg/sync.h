@@ -256,4 +256,14 @@ enum sync_leave {
 /* One tick; *ticks counts them (start at 0). */
 enum sync_leave sync_leave_tick(bool leader, bool in_sets, unsigned *ticks);
 
+/* How the leader begins a removal of name (the agent's API and the simulation's operator):
+ * removing is the removal waiting for its member to leave the synchronous sets ("" none). */
+enum sync_remove_start {
+    SYNC_REMOVE_NOW = 0,     /* in no set: commit the removal at once */
+    SYNC_REMOVE_LEAVE_FIRST, /* wait for it to leave the sets first (sync_leave_tick) */
+    SYNC_REMOVE_BUSY,        /* another member's removal waits already: one at a time */
+    SYNC_REMOVE_ALREADY,     /* this member's removal waits already */
+};
+enum sync_remove_start sync_remove_start(const char *removing, const char *name, bool in_sets);
+
 #endif

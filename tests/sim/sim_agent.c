@@ -486,12 +486,13 @@ static bool in_sync_sets(const struct sim_world *w, unsigned leader, const char 
 int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *name, char *errmsg)
 {
     struct sim_agent *a = &w->nodes[leader].agent;
-    if (!in_sync_sets(w, leader, name)) {
-        return sim_member_remove(w, leader, name, errmsg);
-    }
-    if (a->removing[0] != '\0') {
+    switch (sync_remove_start(a->removing, name, in_sync_sets(w, leader, name))) {
+    case SYNC_REMOVE_NOW: return sim_member_remove(w, leader, name, errmsg);
+    case SYNC_REMOVE_BUSY:
+    case SYNC_REMOVE_ALREADY:
         return rpg_err(errmsg, RPG_EBUSY, "member %s is being removed: one removal at a time",
                        a->removing);
+    case SYNC_REMOVE_LEAVE_FIRST: break;
     }
     sim_copy(a->removing, sizeof a->removing, name);
     a->remove_ticks = 0;

@@ -1465,6 +1465,17 @@ static void test_leave_waits_then_removes_or_gives_up(void **state)
     assert_int_equal(sync_leave_tick(true, true, &ticks), SYNC_LEAVE_TIMEOUT);
 }
 
+/* A member in no set goes at once; one in a set leaves it first, one removal waiting at a time. */
+static void test_remove_start(void **state)
+{
+    (void)state;
+    assert_int_equal(sync_remove_start("", "node3", false), SYNC_REMOVE_NOW);
+    assert_int_equal(sync_remove_start("node2", "node3", false), SYNC_REMOVE_NOW);
+    assert_int_equal(sync_remove_start("", "node3", true), SYNC_REMOVE_LEAVE_FIRST);
+    assert_int_equal(sync_remove_start("node2", "node3", true), SYNC_REMOVE_BUSY);
+    assert_int_equal(sync_remove_start("node3", "node3", true), SYNC_REMOVE_ALREADY);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1553,6 +1564,7 @@ int main(void)
         cmocka_unit_test(test_settings_in_force_file_until_recorded),
         cmocka_unit_test(test_member_in_sets_recorded_or_configured),
         cmocka_unit_test(test_leave_waits_then_removes_or_gives_up),
+        cmocka_unit_test(test_remove_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,3 +34,11 @@ int rpg_err(char *errmsg, int code, const char *fmt, ...)
     }
     return code;
 }
+
+void rpg_fmt(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+}

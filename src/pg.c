@@ -19,17 +19,6 @@
 #include "raftpg/pg.h"
 #include "raftpg/loopwatch.h"
 
-/* snprintf whose truncation is accepted: messages and bounded paths may be cut short. */
-static void fmt_str(char *buf, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fmt_str(char *buf, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, size, fmt, ap);
-    va_end(ap);
-}
-
 /* Observer connection phases. */
 enum { CONN_NONE = 0, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
 /* What the busy connection is running. */
@@ -308,7 +297,7 @@ bool pg_basebackup_progress(const char *output, uint64_t *done_kb, uint64_t *tot
         unsigned long long d = 0, t = 0;
         char unit[4] = "", one[128];
         /* Without a terminal pg_basebackup ends each report with a newline, with one with \r. */
-        fmt_str(one, sizeof one, "%.*s", (int)(n < sizeof one ? n : sizeof one - 1), line);
+        rpg_fmt(one, sizeof one, "%.*s", (int)(n < sizeof one ? n : sizeof one - 1), line);
         if (n > 0 && sscanf(one, " %llu/%llu %3s", &d, &t, unit) == 3 && strcmp(unit, "kB") == 0) {
             *done_kb = d;
             *total_kb = t;
@@ -391,7 +380,7 @@ int pg_parse_checkpoint(const char *text, uint64_t *lsn, bool *shut_down)
 
 static void path_in(const struct pg *p, const char *file, char *buf, size_t size)
 {
-    fmt_str(buf, size, "%s/%s", p->conf->postgresql.data_dir, file);
+    rpg_fmt(buf, size, "%s/%s", p->conf->postgresql.data_dir, file);
 }
 
 static bool file_exists(const char *path)
@@ -408,7 +397,7 @@ static char storage_error[HA_WHY_MAX];
 static int write_failed(const char *what, const char *path, int e, char *errmsg)
 {
     if (e == ENOSPC || e == EROFS || e == EACCES || e == EPERM || e == EIO || e == EDQUOT) {
-        fmt_str(storage_error, sizeof storage_error, "the agent cannot %s %s: %s", what, path,
+        rpg_fmt(storage_error, sizeof storage_error, "the agent cannot %s %s: %s", what, path,
                 strerror(e));
     }
     return rpg_err(errmsg, RPG_EIO, "cannot %s %s: %s", what, path, strerror(e));
@@ -419,7 +408,7 @@ static int write_failed(const char *what, const char *path, int e, char *errmsg)
 static int write_file(const char *path, const char *text, mode_t mode, char *errmsg)
 {
     char tmp[PATH_MAX + 8];
-    fmt_str(tmp, sizeof tmp, "%s.tmp", path);
+    rpg_fmt(tmp, sizeof tmp, "%s.tmp", path);
     /* Created afresh with mode, never through a link or over a file another user prepared: some
      * of these files hold passwords. */
     unlink(tmp);
@@ -476,7 +465,7 @@ static void read_tail(const char *path, char *buf, size_t size)
 static void log_reason(const struct pg *p, char *buf, size_t size)
 {
     char path[PATH_MAX + 8], tail[4096];
-    fmt_str(path, sizeof path, "%s.log", p->conf->postgresql.data_dir);
+    rpg_fmt(path, sizeof path, "%s.log", p->conf->postgresql.data_dir);
     read_tail(path, tail, sizeof tail);
     buf[0] = '\0';
     char *save = NULL;
@@ -484,7 +473,7 @@ static void log_reason(const struct pg *p, char *buf, size_t size)
          line = strtok_r(NULL, "\n", &save)) {
         if (strstr(line, "FATAL") != NULL || strstr(line, "ERROR") != NULL ||
             strstr(line, "PANIC") != NULL) {
-            fmt_str(buf, size, "%s", line);
+            rpg_fmt(buf, size, "%s", line);
         }
     }
 }
@@ -492,7 +481,7 @@ static void log_reason(const struct pg *p, char *buf, size_t size)
 static int mkdir_parent(const char *path, char *errmsg)
 {
     char dir[PATH_MAX];
-    fmt_str(dir, sizeof dir, "%s", path);
+    rpg_fmt(dir, sizeof dir, "%s", path);
     for (char *s = dir + 1; *s != '\0'; s++) {
         if (*s != '/') {
             continue;
@@ -524,7 +513,7 @@ static bool param_given(const struct pg *p, const char *key)
  * directory (whose contents tell a lost Raft log from a new member). */
 static void passfile_path(const struct pg *p, char *buf, size_t size)
 {
-    fmt_str(buf, size, "%s.pgpass", p->conf->postgresql.data_dir);
+    rpg_fmt(buf, size, "%s.pgpass", p->conf->postgresql.data_dir);
 }
 
 /* One password file line for user's password; database "replication" matches the physical
@@ -606,11 +595,11 @@ static int conninfo_for(const struct pg *p, const struct pg_upstream *up, bool r
                      host, (unsigned)port, quser, qapp);
     if (passfile[0] != '\0' && n > 0 && (size_t)n < size) {
         pg_conninfo_quote(passfile, qpassfile, sizeof qpassfile);
-        fmt_str(buf + n, size - (size_t)n, " passfile=%s", qpassfile);
+        rpg_fmt(buf + n, size - (size_t)n, " passfile=%s", qpassfile);
     }
     if (!replication && n > 0 && (size_t)n < size) {
         size_t l = strlen(buf);
-        fmt_str(buf + l, size - l, " dbname=postgres");
+        rpg_fmt(buf + l, size - l, " dbname=postgres");
     }
     return 0;
 }
@@ -643,7 +632,7 @@ static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
  * exist or be writable). */
 static void socket_dir(const struct pg *p, char *buf, size_t size)
 {
-    fmt_str(buf, size, "%s", p->conf->postgresql.data_dir);
+    rpg_fmt(buf, size, "%s", p->conf->postgresql.data_dir);
     char *slash = strrchr(buf, '/');
     if (slash != NULL && slash != buf) {
         *slash = '\0';
@@ -834,7 +823,7 @@ static int write_config(struct pg *p, bool standby, const struct pg_upstream *up
         rv = rpg_err(errmsg, RPG_EIO, "cannot remove %s: %s", path, strerror(errno));
         goto out;
     }
-    fmt_str(p->obs.upstream, sizeof p->obs.upstream, "%s", standby && up != NULL ? up->name : "");
+    rpg_fmt(p->obs.upstream, sizeof p->obs.upstream, "%s", standby && up != NULL ? up->name : "");
 out:
     free(buf);
     return rv;
@@ -854,7 +843,7 @@ static void read_upstream(struct pg *p)
         if (strncmp(line, UPSTREAM_MARK, strlen(UPSTREAM_MARK)) == 0) {
             char *v = line + strlen(UPSTREAM_MARK);
             v[strcspn(v, "\r\n")] = '\0';
-            fmt_str(p->obs.upstream, sizeof p->obs.upstream, "%s", v);
+            rpg_fmt(p->obs.upstream, sizeof p->obs.upstream, "%s", v);
             break;
         }
     }
@@ -934,7 +923,7 @@ static void conn_drop(struct pg *p, const char *why)
     p->conn_fd = -1;
     if (why != NULL && p->obs.state == HA_PG_RUNNING) {
         p->obs.state = HA_PG_STARTING;
-        fmt_str(p->state_detail, sizeof p->state_detail, "%s", why);
+        rpg_fmt(p->state_detail, sizeof p->state_detail, "%s", why);
     }
     if (p->pending_cb != NULL && p->conn_phase == CONN_NONE && why != NULL &&
         p->pending_sql == NULL) {
@@ -957,7 +946,7 @@ static void conn_start(struct pg *p)
     char host[16] = "", port[8];
     uint16_t pnum = 0;
     conf_parse_addr(c->postgresql.connect_address, host, &pnum);
-    fmt_str(port, sizeof port, "%u", (unsigned)pnum);
+    rpg_fmt(port, sizeof port, "%u", (unsigned)pnum);
     const char *keys[10], *vals[10];
     int n = 0;
     keys[n] = "host", vals[n++] = host;
@@ -988,7 +977,7 @@ static void send_query(struct pg *p, const char *sql)
 {
     if (PQsendQuery(p->conn, sql) != 1) {
         char why[RPG_ERRMSG_SIZE];
-        fmt_str(why, sizeof why, "query failed: %s", PQerrorMessage(p->conn));
+        rpg_fmt(why, sizeof why, "query failed: %s", PQerrorMessage(p->conn));
         why[strcspn(why, "\n")] = '\0';
         conn_drop(p, why);
         return;
@@ -1003,7 +992,7 @@ static void parse_replicas(struct pg *p, const char *list)
 {
     p->n_replicas = 0;
     char buf[4096];
-    fmt_str(buf, sizeof buf, "%s", list);
+    rpg_fmt(buf, sizeof buf, "%s", list);
     char *save = NULL;
     for (char *item = strtok_r(buf, ",", &save); item != NULL && p->n_replicas < FSM_MEMBERS_MAX;
          item = strtok_r(NULL, ",", &save)) {
@@ -1011,9 +1000,9 @@ static void parse_replicas(struct pg *p, const char *list)
         unsigned long long flush = 0, replay = 0;
         char name[FSM_NAME_MAX], state[16], sync[16];
         if (sscanf(item, "%63s %15s %15s %llu %llu", name, state, sync, &flush, &replay) == 5) {
-            fmt_str(r->name, sizeof r->name, "%s", name);
-            fmt_str(r->state, sizeof r->state, "%s", state);
-            fmt_str(r->sync_state, sizeof r->sync_state, "%s", sync);
+            rpg_fmt(r->name, sizeof r->name, "%s", name);
+            rpg_fmt(r->state, sizeof r->state, "%s", state);
+            rpg_fmt(r->sync_state, sizeof r->sync_state, "%s", sync);
             r->flush_position = flush;
             r->replay_position = replay;
             p->n_replicas++;
@@ -1033,7 +1022,7 @@ static void conninfo_target(const char *conninfo, char *buf, size_t size)
     PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
     if (opts == NULL) {
         PQfreemem(err);
-        fmt_str(buf, size, "%s", HA_RECEIVER_UNKNOWN);
+        rpg_fmt(buf, size, "%s", HA_RECEIVER_UNKNOWN);
         return;
     }
     const char *host = NULL, *hostaddr = NULL, *port = NULL;
@@ -1049,9 +1038,9 @@ static void conninfo_target(const char *conninfo, char *buf, size_t size)
     }
     host = host != NULL ? host : hostaddr;
     if (host != NULL) {
-        fmt_str(buf, size, "%s:%s", host, port != NULL ? port : "5432");
+        rpg_fmt(buf, size, "%s:%s", host, port != NULL ? port : "5432");
     } else {
-        fmt_str(buf, size, "%s", HA_RECEIVER_UNKNOWN);
+        rpg_fmt(buf, size, "%s", HA_RECEIVER_UNKNOWN);
     }
     PQconninfoFree(opts);
 }
@@ -1069,7 +1058,7 @@ static enum ha_fork_reading fork_reading(struct pg *p)
     /* The newest history a few timelines ahead; each names every ancestor's end. */
     for (uint32_t t = o->timeline + 32; t > o->timeline; t--) {
         char path[PATH_MAX + 64];
-        fmt_str(path, sizeof path, "%s/pg_wal/%08X.history", p->conf->postgresql.data_dir, t);
+        rpg_fmt(path, sizeof path, "%s/pg_wal/%08X.history", p->conf->postgresql.data_dir, t);
         FILE *f = fopen(path, "r");
         if (f == NULL) {
             continue;
@@ -1121,18 +1110,18 @@ static void take_observation(struct pg *p, PGresult *res)
     if (o->in_recovery && strcmp(started, p->run_started) == 0 && p->run_timeline > o->timeline) {
         o->timeline = p->run_timeline;
     }
-    fmt_str(p->run_started, sizeof p->run_started, "%s", started);
+    rpg_fmt(p->run_started, sizeof p->run_started, "%s", started);
     p->run_timeline = o->timeline;
     o->wal_position = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
     o->replay_position = strtoull(PQgetvalue(res, 0, 11), NULL, 10);
     p->server_version = atoi(PQgetvalue(res, 0, 12));
-    fmt_str(p->start_time, sizeof p->start_time, "%s", PQgetvalue(res, 0, 13));
+    rpg_fmt(p->start_time, sizeof p->start_time, "%s", PQgetvalue(res, 0, 13));
     p->pending_restart = strcmp(PQgetvalue(res, 0, 14), "t") == 0;
     p->replay_paused = strcmp(PQgetvalue(res, 0, 15), "t") == 0;
-    fmt_str(p->replay_timestamp, sizeof p->replay_timestamp, "%s", PQgetvalue(res, 0, 16));
+    rpg_fmt(p->replay_timestamp, sizeof p->replay_timestamp, "%s", PQgetvalue(res, 0, 16));
     o->streaming = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
     o->checkpoint_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 7), NULL, 10);
-    fmt_str(p->sync_seen, sizeof p->sync_seen, "%s", PQgetvalue(res, 0, 8));
+    rpg_fmt(p->sync_seen, sizeof p->sync_seen, "%s", PQgetvalue(res, 0, 8));
     ha_pg_track_streaming(o, &p->not_streaming_since, now);
     if (p->rejoin.running && p->rejoin.stage == PG_REJOIN_START_STANDBY && p->op == PG_OP_NONE &&
         o->in_recovery && o->streaming) {
@@ -1145,11 +1134,11 @@ static void take_observation(struct pg *p, PGresult *res)
     o->was_primary = !o->in_recovery;
     o->n_slots = 0;
     char slots[2048];
-    fmt_str(slots, sizeof slots, "%s", PQgetvalue(res, 0, 5));
+    rpg_fmt(slots, sizeof slots, "%s", PQgetvalue(res, 0, 5));
     char *save = NULL;
     for (char *s = strtok_r(slots, ",", &save); s != NULL && o->n_slots < HA_SLOTS_MAX;
          s = strtok_r(NULL, ",", &save)) {
-        fmt_str(o->slots[o->n_slots++], FSM_NAME_MAX, "%s", s);
+        rpg_fmt(o->slots[o->n_slots++], FSM_NAME_MAX, "%s", s);
     }
     parse_replicas(p, o->in_recovery ? "" : PQgetvalue(res, 0, 6));
     p->state_detail[0] = '\0';
@@ -1167,7 +1156,7 @@ static void on_result(struct pg *p, int kind)
             const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
             /* 42710 duplicate_object: the role or slot exists already, which is the goal. */
             if (kind != QUERY_CONTROL || state == NULL || strcmp(state, "42710") != 0) {
-                fmt_str(err, sizeof err, "%s", PQresultErrorMessage(res));
+                rpg_fmt(err, sizeof err, "%s", PQresultErrorMessage(res));
                 err[strcspn(err, "\n")] = '\0';
             }
         } else if (st == PGRES_TUPLES_OK && kind == QUERY_OBSERVE) {
@@ -1187,7 +1176,7 @@ static void on_result(struct pg *p, int kind)
     } else if (kind == QUERY_OBSERVE && err[0] != '\0') {
         /* A standby that is still starting answers with an error ("starting up"). */
         p->obs.state = HA_PG_STARTING;
-        fmt_str(p->state_detail, sizeof p->state_detail, "%s", err);
+        rpg_fmt(p->state_detail, sizeof p->state_detail, "%s", err);
         p->obs_epoch = p->query_epoch;
     }
 }
@@ -1211,10 +1200,10 @@ static void poll_step(uv_poll_t *h, int status, int events)
             return;
         default: {
             char why[RPG_ERRMSG_SIZE];
-            fmt_str(why, sizeof why, "cannot connect to postgresql: %s", PQerrorMessage(p->conn));
+            rpg_fmt(why, sizeof why, "cannot connect to postgresql: %s", PQerrorMessage(p->conn));
             why[strcspn(why, "\n")] = '\0';
             if (p->obs.state != HA_PG_RUNNING) {
-                fmt_str(p->state_detail, sizeof p->state_detail, "%s", why);
+                rpg_fmt(p->state_detail, sizeof p->state_detail, "%s", why);
             }
             conn_drop(p, why);
             return;
@@ -1237,7 +1226,7 @@ static void poll_step(uv_poll_t *h, int status, int events)
     if (events & UV_READABLE) {
         if (PQconsumeInput(p->conn) != 1) {
             char why[RPG_ERRMSG_SIZE];
-            fmt_str(why, sizeof why, "postgresql connection lost: %s", PQerrorMessage(p->conn));
+            rpg_fmt(why, sizeof why, "postgresql connection lost: %s", PQerrorMessage(p->conn));
             why[strcspn(why, "\n")] = '\0';
             conn_drop(p, why);
             return;
@@ -1271,7 +1260,7 @@ static void on_controldata(struct proc *pr, const struct proc_result *res, void 
             p->obs.system_id = 0;
             p->obs_valid = true;
             p->obs_epoch = p->query_epoch;
-            fmt_str(p->rejoin_error, sizeof p->rejoin_error, "%s", p->state_detail);
+            rpg_fmt(p->rejoin_error, sizeof p->rejoin_error, "%s", p->state_detail);
         } else if (ran) {
             /* Permission denied, an I/O error, anything else: reported (the member's detail
              * says it), never repaired by removing the directory. */
@@ -1288,7 +1277,7 @@ static void on_controldata(struct proc *pr, const struct proc_result *res, void 
     uint32_t tl = 0;
     bool was_primary = false;
     if (pg_parse_controldata(res->output, &sysid, &tl, &was_primary, errmsg) != 0) {
-        fmt_str(p->state_detail, sizeof p->state_detail, "%s", errmsg);
+        rpg_fmt(p->state_detail, sizeof p->state_detail, "%s", errmsg);
         return;
     }
     p->obs.system_id = sysid;
@@ -1458,7 +1447,7 @@ static int find_postmaster(const char *data_dir)
     if (same && last_pid == 0 && now - last_scan < PG_SCAN_INTERVAL_MS) {
         return 0;
     }
-    fmt_str(last_dir, sizeof last_dir, "%s", dir);
+    rpg_fmt(last_dir, sizeof last_dir, "%s", dir);
     last_scan = now;
     last_pid = 0;
     DIR *d = opendir("/proc");
@@ -1561,7 +1550,7 @@ static void confirm(const char *data_dir, const char *pid_file, int pid)
         return; /* exited meanwhile, or no pidfd: every question looks it up */
     }
     (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-    fmt_str(confirmed.data_dir, sizeof confirmed.data_dir, "%s", data_dir);
+    rpg_fmt(confirmed.data_dir, sizeof confirmed.data_dir, "%s", data_dir);
     confirmed.dev = st.st_dev;
     confirmed.ino = st.st_ino;
     confirmed.pid = pid;
@@ -1577,14 +1566,14 @@ static void status_line(const char *buf, char *status, size_t size)
         line = line != NULL ? line + 1 : NULL;
     }
     if (line != NULL && size > 0) {
-        fmt_str(status, size, "%.*s", (int)strcspn(line, " \n"), line);
+        rpg_fmt(status, size, "%.*s", (int)strcspn(line, " \n"), line);
     }
 }
 
 int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size)
 {
     char path[PATH_MAX + 32], buf[1024];
-    fmt_str(path, sizeof path, "%s/postmaster.pid", data_dir);
+    rpg_fmt(path, sizeof path, "%s/postmaster.pid", data_dir);
     if (size > 0) {
         status[0] = '\0';
     }
@@ -1679,7 +1668,7 @@ static void set_not_running(struct pg *p, enum ha_pg_state state)
 static void storage_check(const char *dir, char *why, size_t size)
 {
     char wal[PATH_MAX + 16];
-    fmt_str(wal, sizeof wal, "%s/pg_wal", dir);
+    rpg_fmt(wal, sizeof wal, "%s/pg_wal", dir);
     const char *paths[] = {dir, wal};
     for (unsigned i = 0; i < 2; i++) {
         struct statvfs st;
@@ -1688,22 +1677,22 @@ static void storage_check(const char *dir, char *why, size_t size)
         }
         unsigned long long avail = (unsigned long long)st.f_bavail * st.f_frsize;
         if ((st.f_flag & ST_RDONLY) != 0) {
-            fmt_str(why, size, "the file system of %s is read-only", paths[i]);
+            rpg_fmt(why, size, "the file system of %s is read-only", paths[i]);
             return;
         }
         if (avail < PG_MIN_FREE_BYTES) {
-            fmt_str(why, size,
+            rpg_fmt(why, size,
                     "the file system of %s has %llu bytes free (less than one WAL "
                     "segment)",
                     paths[i], avail);
             return;
         }
         if (access(paths[i], W_OK) != 0) {
-            fmt_str(why, size, "%s is not writable: %s", paths[i], strerror(errno));
+            rpg_fmt(why, size, "%s is not writable: %s", paths[i], strerror(errno));
             return;
         }
     }
-    fmt_str(why, size, "%s", storage_error);
+    rpg_fmt(why, size, "%s", storage_error);
 }
 
 /* The back-off after a rewind that stopped before changing anything: 1 s, doubling, 30 s at
@@ -1777,7 +1766,7 @@ static void observe(struct pg *p)
             p->obs_epoch = p->epoch;
         } else if (!p->controldata_running && p->op == PG_OP_NONE) {
             char bin[PATH_MAX + 32], errmsg[RPG_ERRMSG_SIZE];
-            fmt_str(bin, sizeof bin, "%s/pg_controldata", p->conf->postgresql.bin_dir);
+            rpg_fmt(bin, sizeof bin, "%s/pg_controldata", p->conf->postgresql.bin_dir);
             char *argv[] = {bin, "-D", (char *)p->conf->postgresql.data_dir, NULL};
             char *env[] = {"LC_ALL=C", NULL};
             if (proc_run(&p->controldata, p->loop, argv, env, 10000, on_controldata, p, errmsg) ==
@@ -1862,7 +1851,7 @@ static void rejoin_failed(struct pg *p, const char *msg)
         return;
     }
     p->rejoin.running = false;
-    fmt_str(p->rejoin.error, sizeof p->rejoin.error, "%s", msg);
+    rpg_fmt(p->rejoin.error, sizeof p->rejoin.error, "%s", msg);
     log_warning("rejoin: %s failed after %llu ms: %s", pg_rejoin_stage_name(p->rejoin.stage),
                 (unsigned long long)(uv_now(p->loop) - p->rejoin.since), msg);
 }
@@ -1906,7 +1895,7 @@ static void op_finish(struct pg *p, int rc, const char *msg)
             rewind_retry_left(p);
         }
         if (op == PG_OP_REWIND && msg != NULL) {
-            fmt_str(p->rejoin_error, sizeof p->rejoin_error, "%s failed: %s",
+            rpg_fmt(p->rejoin_error, sizeof p->rejoin_error, "%s failed: %s",
                     p->rejoin.stage == PG_REJOIN_REWIND ? "pg_rewind"
                                                         : pg_rejoin_stage_name(p->rejoin.stage),
                     msg);
@@ -1968,14 +1957,14 @@ static int run(struct pg *p, char *const argv[], unsigned timeout_ms)
     p->proc_launches = false;
     int rv = proc_run(&p->proc, p->loop, argv, env, timeout_ms, on_proc, p, errmsg);
     if (rv != 0) {
-        fmt_str(p->op_error, sizeof p->op_error, "%s", errmsg);
+        rpg_fmt(p->op_error, sizeof p->op_error, "%s", errmsg);
     }
     return rv;
 }
 
 static void bin_path(const struct pg *p, const char *prog, char *buf, size_t size)
 {
-    fmt_str(buf, size, "%s/%s", p->conf->postgresql.bin_dir, prog);
+    rpg_fmt(buf, size, "%s/%s", p->conf->postgresql.bin_dir, prog);
 }
 
 static void on_control_sql(struct pg *p, int rc, const char *msg)
@@ -2056,7 +2045,7 @@ static void drop_stale_locks(struct pg *p)
         conf_parse_addr(p->conf->postgresql.listen, NULL, &port) == 0) {
         char parent[PATH_MAX];
         socket_dir(p, parent, sizeof parent);
-        fmt_str(path, sizeof path, "%s/.s.PGSQL.%u.lock", parent, (unsigned)port);
+        rpg_fmt(path, sizeof path, "%s/.s.PGSQL.%u.lock", parent, (unsigned)port);
         drop_stale_lock(path, p->conf->postgresql.data_dir);
     }
 }
@@ -2081,12 +2070,12 @@ int pg_reserve_timelines(const char *data_dir, uint32_t current, uint32_t target
     }
     for (uint32_t tli = current + 1; tli < target; tli++) {
         char path[PATH_MAX + 64];
-        fmt_str(path, sizeof path, "%s/pg_wal/%08X.history", data_dir, (unsigned)tli);
+        rpg_fmt(path, sizeof path, "%s/pg_wal/%08X.history", data_dir, (unsigned)tli);
         if (file_exists(path)) {
             continue;
         }
         char text[256];
-        fmt_str(text, sizeof text,
+        rpg_fmt(text, sizeof text,
                 "%s: a primary that was lost may have created timeline %u, so it is never "
                 "created again\n",
                 PG_RESERVED_TIMELINE_MARK, (unsigned)tli);
@@ -2103,7 +2092,7 @@ int pg_reserve_timelines(const char *data_dir, uint32_t current, uint32_t target
 void pg_drop_reservations(const char *data_dir)
 {
     char dir[PATH_MAX + 16];
-    fmt_str(dir, sizeof dir, "%s/pg_wal", data_dir);
+    rpg_fmt(dir, sizeof dir, "%s/pg_wal", data_dir);
     DIR *d = opendir(dir);
     if (d == NULL) {
         return;
@@ -2115,7 +2104,7 @@ void pg_drop_reservations(const char *data_dir)
             continue;
         }
         char path[PATH_MAX + 64];
-        fmt_str(path, sizeof path, "%s/%s", dir, e->d_name);
+        rpg_fmt(path, sizeof path, "%s/%s", dir, e->d_name);
         if (is_reservation(path)) {
             unlink(path);
         }
@@ -2129,8 +2118,8 @@ static int pg_ctl_start(struct pg *p)
     pg_drop_reservations(p->conf->postgresql.data_dir);
     char bin[PATH_MAX + 32], logf[PATH_MAX + 8], t[16];
     bin_path(p, "pg_ctl", bin, sizeof bin);
-    fmt_str(logf, sizeof logf, "%s.log", p->conf->postgresql.data_dir);
-    fmt_str(t, sizeof t, "%d", START_TIMEOUT_S);
+    rpg_fmt(logf, sizeof logf, "%s.log", p->conf->postgresql.data_dir);
+    rpg_fmt(t, sizeof t, "%d", START_TIMEOUT_S);
     char *argv[] = {bin,  "start", "-D", (char *)p->conf->postgresql.data_dir,
                     "-l", logf,    "-w", "-t",
                     t,    "-s",    NULL};
@@ -2193,8 +2182,8 @@ static int move_aside(struct pg *p, char *errmsg)
 {
     const char *dir = p->conf->postgresql.data_dir;
     char aside[PATH_MAX + 16], reason_path[PATH_MAX + 32], text[2 * RPG_ERRMSG_SIZE + 256];
-    fmt_str(aside, sizeof aside, "%s.aside", dir);
-    fmt_str(reason_path, sizeof reason_path, "%s.aside.reason", dir);
+    rpg_fmt(aside, sizeof aside, "%s.aside", dir);
+    rpg_fmt(reason_path, sizeof reason_path, "%s.aside.reason", dir);
     int running = pg_postmaster_pid(p);
     if (running != 0) {
         return rpg_err(errmsg, RPG_EBUSY,
@@ -2215,7 +2204,7 @@ static int move_aside(struct pg *p, char *errmsg)
     if (gmtime_r(&now, &tm) != NULL) {
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
-    fmt_str(text, sizeof text,
+    rpg_fmt(text, sizeof text,
             "moved aside by raftpg at %s before cloning from %s again\nreason: %s\n", when,
             p->upstream.name[0] ? p->upstream.name : "the primary",
             p->rejoin_error[0] ? p->rejoin_error : "its data directory could not be used");
@@ -2237,13 +2226,13 @@ static int remove_data_dir(struct pg *p)
 {
     const char *dir = p->conf->postgresql.data_dir;
     if (dir[0] != '/' || strcmp(dir, "/") == 0) {
-        fmt_str(p->op_error, sizeof p->op_error, "refusing to remove data directory %s", dir);
+        rpg_fmt(p->op_error, sizeof p->op_error, "refusing to remove data directory %s", dir);
         return RPG_EINVAL;
     }
     int running = pg_postmaster_pid(p);
     if (running != 0) {
         /* Nothing is deleted under a running server (rule 10). */
-        fmt_str(p->op_error, sizeof p->op_error,
+        rpg_fmt(p->op_error, sizeof p->op_error,
                 "refusing to remove data directory %s: a postmaster runs in it (pid=%d)", dir,
                 running);
         return RPG_EBUSY;
@@ -2259,7 +2248,7 @@ static int reload(struct pg *p, char *errmsg)
     bin_path(p, "pg_ctl", bin, sizeof bin);
     char *argv[] = {bin, "reload", "-D", (char *)p->conf->postgresql.data_dir, "-s", NULL};
     if (run(p, argv, 10000) != 0) {
-        fmt_str(errmsg, RPG_ERRMSG_SIZE, "%s", p->op_error);
+        rpg_fmt(errmsg, RPG_ERRMSG_SIZE, "%s", p->op_error);
         return RPG_EIO;
     }
     return 0;
@@ -2380,7 +2369,7 @@ static int rewind_step(struct pg *p, char *errmsg)
             if ((rv = conninfo_for(p, &p->upstream, false, ci, sizeof ci, errmsg)) != 0) {
                 return rv;
             }
-            fmt_str(src, sizeof src, "--source-server=%s", ci);
+            rpg_fmt(src, sizeof src, "--source-server=%s", ci);
             bin_path(p, "pg_rewind", bin, sizeof bin);
             pg_rewind_args(c, bin, src, argv);
             rejoin_stage(p, PG_REJOIN_REWIND, "pg_rewind from %s (%s) on timeline %u%s",
@@ -2481,14 +2470,14 @@ static void op_step(struct pg *p, int rc, const char *msg)
             log_reason(p, reason, sizeof reason);
             p->obs.start_failures++;
             if (reason[0] != '\0') {
-                fmt_str(buf, sizeof buf, "%s (server log: %s)", msg, reason);
+                rpg_fmt(buf, sizeof buf, "%s (server log: %s)", msg, reason);
                 msg = buf;
             }
         }
         if (p->op == PG_OP_BOOTSTRAP && step == 1) {
             /* initdb failed: its password file goes too. */
             char pwfile[PATH_MAX + 16];
-            fmt_str(pwfile, sizeof pwfile, "%s.pwfile", dd);
+            rpg_fmt(pwfile, sizeof pwfile, "%s.pwfile", dd);
             unlink(pwfile);
         }
         if (p->op == PG_OP_STOP && step == 1) {
@@ -2501,7 +2490,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
             }
             msg = p->op_error;
         }
-        fmt_str(p->op_error, sizeof p->op_error, "%s", msg);
+        rpg_fmt(p->op_error, sizeof p->op_error, "%s", msg);
         op_finish(p, rc, msg);
         return;
     }
@@ -2514,16 +2503,16 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 break;
             }
             char pwfile[PATH_MAX + 16];
-            fmt_str(pwfile, sizeof pwfile, "%s.pwfile", dd);
-            fmt_str(buf, sizeof buf, "%s\n", c->postgresql.superuser_password);
+            rpg_fmt(pwfile, sizeof pwfile, "%s.pwfile", dd);
+            rpg_fmt(buf, sizeof buf, "%s\n", c->postgresql.superuser_password);
             if (c->postgresql.superuser_password[0] != '\0' &&
                 (rv = write_file(pwfile, buf, 0600, errmsg)) != 0) {
                 break;
             }
             bin_path(p, "initdb", bin, sizeof bin);
             char user[CONF_NAME_MAX + 16], pwarg[PATH_MAX + 16];
-            fmt_str(user, sizeof user, "--username=%s", c->postgresql.superuser_name);
-            fmt_str(pwarg, sizeof pwarg, "--pwfile=%s", pwfile);
+            rpg_fmt(user, sizeof user, "--username=%s", c->postgresql.superuser_name);
+            rpg_fmt(pwarg, sizeof pwarg, "--pwfile=%s", pwfile);
             char *argv[] = {bin,
                             "-D",
                             dd,
@@ -2539,12 +2528,12 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 return;
             }
             rv = RPG_EIO;
-            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            rpg_fmt(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
         }
         case 1: {
             char pwfile[PATH_MAX + 16];
-            fmt_str(pwfile, sizeof pwfile, "%s.pwfile", dd);
+            rpg_fmt(pwfile, sizeof pwfile, "%s.pwfile", dd);
             unlink(pwfile);
             if ((rv = write_config(p, false, NULL, errmsg)) != 0) {
                 break;
@@ -2552,7 +2541,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
             log_info("bootstrap: starting postgresql as primary");
             if (pg_ctl_start(p) != 0) {
                 rv = RPG_EIO;
-                fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+                rpg_fmt(errmsg, sizeof errmsg, "%s", p->op_error);
                 break;
             }
             return;
@@ -2581,7 +2570,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
                     return;
                 }
                 rv = RPG_EIO;
-                fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+                rpg_fmt(errmsg, sizeof errmsg, "%s", p->op_error);
             }
             break;
         }
@@ -2592,13 +2581,13 @@ static void op_step(struct pg *p, int rc, const char *msg)
         if (step == 0) {
             bin_path(p, "pg_ctl", bin, sizeof bin);
             char t[16];
-            fmt_str(t, sizeof t, "%u", (p->stop_bound_ms + 999) / 1000);
+            rpg_fmt(t, sizeof t, "%u", (p->stop_bound_ms + 999) / 1000);
             char *argv[] = {bin, "stop", "-D", dd, "-m", "fast", "-w", "-t", t, "-s", NULL};
             if (run(p, argv, p->stop_bound_ms + 2000) == 0) {
                 return;
             }
             rv = RPG_EIO;
-            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            rpg_fmt(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
         }
         op_finish(p, 0, NULL);
@@ -2615,7 +2604,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 return;
             }
             rv = RPG_EIO;
-            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            rpg_fmt(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
         }
         op_finish(p, 0, NULL);
@@ -2631,14 +2620,14 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 return;
             }
             rv = RPG_EIO;
-            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            rpg_fmt(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
         }
         /* Without pg_rewind a former primary is cloned again: it may have diverged, and nothing
          * here can tell, so the diverged-timelines key decides too. */
         bool unrewound = !p->conf->postgresql.use_pg_rewind && p->obs.was_primary;
         if (step == 0 && unrewound && !p->obs.rewind_failed) {
-            fmt_str(p->rejoin_error, sizeof p->rejoin_error,
+            rpg_fmt(p->rejoin_error, sizeof p->rejoin_error,
                     "last ran as primary and postgresql.use_pg_rewind is off");
         }
         if (step == 0 && (p->conf->postgresql.remove_data_directory_on_rewind_failure ||
@@ -2654,7 +2643,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 return;
             }
             rv = RPG_EIO;
-            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            rpg_fmt(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
         }
         if (step == 0) {
@@ -2681,7 +2670,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
             bin_path(p, "pg_basebackup", bin, sizeof bin);
             ha_slot_name(p->upstream.slot_id, slot, sizeof slot);
             char rate[48];
-            fmt_str(rate, sizeof rate, "--max-rate=%s", c->postgresql.basebackup_max_rate);
+            rpg_fmt(rate, sizeof rate, "--max-rate=%s", c->postgresql.basebackup_max_rate);
             /* --progress: bytes copied and the total, read while it runs (pg_rejoin.done_kb). */
             char *argv[16] = {bin, "-D", dd, "-X", "stream", "-c", "fast", "--progress", "-d", ci};
             unsigned argc = 10;
@@ -2702,7 +2691,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 return;
             }
             rv = RPG_EIO;
-            fmt_str(errmsg, sizeof errmsg, "%s", p->op_error);
+            rpg_fmt(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
         }
         pg_basebackup_progress(p->proc.output, &p->rejoin.done_kb, &p->rejoin.total_kb);
@@ -2762,7 +2751,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
     case PG_OP_NONE: return;
     }
     if (rv != 0) {
-        fmt_str(p->op_error, sizeof p->op_error, "%s", errmsg);
+        rpg_fmt(p->op_error, sizeof p->op_error, "%s", errmsg);
         op_finish(p, rv, errmsg);
     }
 }
@@ -2872,8 +2861,8 @@ int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb 
     if (p->op != PG_OP_NONE) {
         return RPG_EBUSY;
     }
-    fmt_str(p->sync_names, sizeof p->sync_names, "%s", names);
-    fmt_str(p->sync_commit, sizeof p->sync_commit, "%s", commit != NULL ? commit : "");
+    rpg_fmt(p->sync_names, sizeof p->sync_names, "%s", names);
+    rpg_fmt(p->sync_commit, sizeof p->sync_commit, "%s", commit != NULL ? commit : "");
     return op_begin(p, PG_OP_SET_SYNC, NULL, cb, data);
 }
 

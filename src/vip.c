@@ -26,17 +26,6 @@ enum vip_step {
 
 static char *const env_c[] = {"LC_ALL=C", NULL};
 
-/* snprintf whose truncation is accepted: a message cut short still says what failed first. */
-__attribute__((format(printf, 3, 4))) static void fmt_msg(char *buf, size_t size, const char *fmt,
-                                                          ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, size, fmt, ap);
-    va_end(ap);
-}
-
 static void on_proc(struct proc *p, const struct proc_result *res, void *data);
 static void on_timer(uv_timer_t *t);
 static void start_release(struct vip *v);
@@ -97,7 +86,7 @@ __attribute__((format(printf, 3, 4))) static void op_fail(struct vip *v, int rc,
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    fmt_msg(msg, sizeof msg, "%s vip %s on %s: %s", vip_op_name(v->op), v->conf.address.text,
+    rpg_fmt(msg, sizeof msg, "%s vip %s on %s: %s", vip_op_name(v->op), v->conf.address.text,
             v->conf.interface, why);
     op_done(v, rc, msg);
 }
@@ -140,7 +129,7 @@ static void cancel_all(struct vip *v, const char *why)
     char msg[RPG_ERRMSG_SIZE];
 
     if (v->op != VIP_OP_NONE) {
-        fmt_msg(msg, sizeof msg, "%s vip %s on %s cancelled: %s", vip_op_name(v->op),
+        rpg_fmt(msg, sizeof msg, "%s vip %s on %s cancelled: %s", vip_op_name(v->op),
                 v->conf.address.text, v->conf.interface, why);
         op_done(v, RPG_EBUSY, msg);
     }
@@ -150,7 +139,7 @@ static void cancel_all(struct vip *v, const char *why)
         v->release_pending = false;
         v->release_cb = NULL;
         v->release_data = NULL;
-        fmt_msg(msg, sizeof msg, "release vip %s on %s cancelled: %s", v->conf.address.text,
+        rpg_fmt(msg, sizeof msg, "release vip %s on %s cancelled: %s", v->conf.address.text,
                 v->conf.interface, why);
         cb(v, RPG_EBUSY, msg, data);
     }
@@ -359,7 +348,7 @@ static void step_announce(struct vip *v)
 
 static void step_delete(struct vip *v, const char *cidr)
 {
-    fmt_msg(v->target, sizeof v->target, "%s", cidr);
+    rpg_fmt(v->target, sizeof v->target, "%s", cidr);
     v->delete_rounds++;
     char *argv[] = {v->conf.ip_bin, "-4", "addr", "del", v->target, "dev", v->conf.interface, NULL};
     run(v, STEP_DELETE, argv, VIP_IP_TIMEOUT_MS);
@@ -369,7 +358,7 @@ static void claim_done(struct vip *v)
 {
     char msg[RPG_ERRMSG_SIZE];
 
-    fmt_msg(msg, sizeof msg, "claimed vip %s on %s (%sannounced=%u)", v->conf.address.text,
+    rpg_fmt(msg, sizeof msg, "claimed vip %s on %s (%sannounced=%u)", v->conf.address.text,
             v->conf.interface, v->already_held ? "already present, " : "", v->announced);
     op_done(v, 0, msg);
 }
@@ -456,7 +445,7 @@ static void after_add(struct vip *v, const struct proc_result *res)
     /* Another process may have added it meanwhile ("Address already assigned"): look. */
     char desc[RPG_ERRMSG_SIZE];
     proc_describe(&v->proc, res, desc, sizeof desc);
-    fmt_msg(v->step_error, sizeof v->step_error, "ip addr add: %s", desc);
+    rpg_fmt(v->step_error, sizeof v->step_error, "ip addr add: %s", desc);
     if (claim_cancelled(v)) {
         return;
     }
@@ -532,12 +521,12 @@ static void after_check_lookup(struct vip *v, const struct proc_result *res)
     parse_lookup(v, res->output);
     v->held = found_exact(v);
     if (v->held) {
-        fmt_msg(msg, sizeof msg, "vip %s is on %s", v->conf.address.text, v->conf.interface);
+        rpg_fmt(msg, sizeof msg, "vip %s is on %s", v->conf.address.text, v->conf.interface);
     } else if (v->found[0] != '\0') {
-        fmt_msg(msg, sizeof msg, "vip %s is not on %s (it has %s)", v->conf.address.text,
+        rpg_fmt(msg, sizeof msg, "vip %s is not on %s (it has %s)", v->conf.address.text,
                 v->conf.interface, v->found);
     } else {
-        fmt_msg(msg, sizeof msg, "vip %s is not on %s", v->conf.address.text, v->conf.interface);
+        rpg_fmt(msg, sizeof msg, "vip %s is not on %s", v->conf.address.text, v->conf.interface);
     }
     op_done(v, 0, msg);
 }
@@ -558,7 +547,7 @@ static void after_renew_lookup(struct vip *v, const struct proc_result *res)
         return;
     }
     if (!v->held) {
-        fmt_msg(msg, sizeof msg, "vip %s is no longer on %s: not renewed", v->conf.address.text,
+        rpg_fmt(msg, sizeof msg, "vip %s is no longer on %s: not renewed", v->conf.address.text,
                 v->conf.interface);
         op_done(v, 0, msg);
         return;
@@ -574,7 +563,7 @@ static void after_renew(struct vip *v, const struct proc_result *res)
         op_fail_proc(v, "ip addr change", res);
         return;
     }
-    fmt_msg(msg, sizeof msg, "renewed vip %s on %s for %u s", v->conf.address.text,
+    rpg_fmt(msg, sizeof msg, "renewed vip %s on %s for %u s", v->conf.address.text,
             v->conf.interface, v->conf.lifetime_s);
     op_done(v, 0, msg);
 }
@@ -590,7 +579,7 @@ static void after_delete(struct vip *v, const struct proc_result *res)
     } else {
         char desc[RPG_ERRMSG_SIZE];
         proc_describe(&v->proc, res, desc, sizeof desc);
-        fmt_msg(v->step_error, sizeof v->step_error, "ip addr del %s: %s", v->target, desc);
+        rpg_fmt(v->step_error, sizeof v->step_error, "ip addr del %s: %s", v->target, desc);
     }
     /* Whatever the deletion said, the lookup decides: "Address not found" is a success, and a
      * deletion that worked may have left the address under another prefix. */
@@ -613,10 +602,10 @@ static void after_delete_lookup(struct vip *v, const struct proc_result *res)
     v->held = found_exact(v);
     if (v->found[0] == '\0') {
         if (v->deleted) {
-            fmt_msg(msg, sizeof msg, "released vip %s from %s", v->conf.address.text,
+            rpg_fmt(msg, sizeof msg, "released vip %s from %s", v->conf.address.text,
                     v->conf.interface);
         } else {
-            fmt_msg(msg, sizeof msg, "vip %s was not on %s", v->conf.address.text,
+            rpg_fmt(msg, sizeof msg, "vip %s was not on %s", v->conf.address.text,
                     v->conf.interface);
         }
         op_done(v, 0, msg);

@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -12,17 +11,6 @@
 #include <unistd.h>
 
 #include <linux/watchdog.h>
-
-/* snprintf whose truncation is accepted: a message cut short still says what failed first. */
-__attribute__((format(printf, 3, 4))) static void fmt_msg(char *buf, size_t size, const char *fmt,
-                                                          ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, size, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- the real backend ----------------------------------------------------------------------- */
 
@@ -173,7 +161,7 @@ static int arm_failed(struct watchdog *w, int rc, const char *why, char *errmsg)
     if (w->mode == CONF_WATCHDOG_REQUIRED) {
         return rpg_err(errmsg, rc, "watchdog required but unusable: %s", why);
     }
-    fmt_msg(errmsg, RPG_ERRMSG_SIZE, "running without the watchdog (mode=automatic): %s", why);
+    rpg_fmt(errmsg, RPG_ERRMSG_SIZE, "running without the watchdog (mode=automatic): %s", why);
     return 0;
 }
 
@@ -209,7 +197,7 @@ int watchdog_arm(struct watchdog *w, unsigned timeout_s, char *errmsg)
     }
     w->timeout_s = (unsigned)took;
     if (took > (int)timeout_s) {
-        fmt_msg(why, sizeof why, "device %s took a timeout of %d s, longer than the %u s asked",
+        rpg_fmt(why, sizeof why, "device %s took a timeout of %d s, longer than the %u s asked",
                 w->device, took, timeout_s);
         if (w->mode == CONF_WATCHDOG_REQUIRED) {
             char ignored[RPG_ERRMSG_SIZE];
@@ -218,7 +206,7 @@ int watchdog_arm(struct watchdog *w, unsigned timeout_s, char *errmsg)
             w->timeout_s = 0;
             return rpg_err(errmsg, RPG_EINVAL, "watchdog required but unusable: %s", why);
         }
-        fmt_msg(errmsg, RPG_ERRMSG_SIZE, "watchdog fires late (mode=automatic): %s", why);
+        rpg_fmt(errmsg, RPG_ERRMSG_SIZE, "watchdog fires late (mode=automatic): %s", why);
     }
     return 0;
 }

@@ -2,6 +2,7 @@
 #ifndef RAFTPG_ERR_H
 #define RAFTPG_ERR_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Milliseconds, on the monotonic clock unless a name says otherwise. */
@@ -33,5 +34,9 @@ const char *rpg_strerror(int code);
 
 /* Formats into errmsg (RPG_ERRMSG_SIZE bytes) and returns code, for `return rpg_err(...)`. */
 int rpg_err(char *errmsg, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* snprintf into buf whose truncation is accepted: a message or a bounded path cut short still
+ * says what came first. The one home of that habit (no return value to ignore). */
+void rpg_fmt(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

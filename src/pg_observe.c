@@ -1,0 +1,996 @@
+/* pg: the observer, its connection and what it reads from PostgreSQL, the control file and the
+ * process table (pg_int.h). Close to 1000 lines: the connection, the parsing of the observation
+ * query's answer and the process-table lookups are three parts it could still be split into. */
+#include "pg_int.h"
+
+static const char OBSERVE_SQL[] =
+    "SELECT pg_is_in_recovery(),"
+    " (SELECT system_identifier FROM pg_control_system())::text,"
+    " CASE WHEN pg_is_in_recovery() THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver"
+    "   WHERE received_tli > 0), (SELECT timeline_id FROM pg_control_checkpoint()))"
+    "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,"
+    " CASE WHEN pg_is_in_recovery() THEN coalesce(pg_wal_lsn_diff(greatest("
+    "   pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')::bigint, 0)"
+    "  ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END,"
+    " coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver LIMIT 1), false),"
+    " (SELECT coalesce(string_agg(slot_name, ',' ORDER BY slot_name), '')"
+    "   FROM pg_replication_slots WHERE slot_name LIKE 'raftpg\\_%'),"
+    " (SELECT coalesce(string_agg(concat_ws(' ', application_name, state, sync_state,"
+    "   coalesce(pg_wal_lsn_diff(flush_lsn, '0/0')::bigint, 0),"
+    "   coalesce(pg_wal_lsn_diff(replay_lsn, '0/0')::bigint, 0)), ',' ORDER BY application_name),"
+    "   '') FROM pg_stat_replication WHERE application_name <> ''),"
+    " (SELECT timeline_id FROM pg_control_checkpoint()),"
+    " current_setting('synchronous_standby_names'),"
+    /* Where the WAL receiver really streams from (rule 4); no row when none runs. */
+    " (SELECT CASE WHEN sender_host IS NULL OR sender_port IS NULL THEN '" HA_RECEIVER_UNKNOWN "'"
+    "   ELSE sender_host || ':' || sender_port END FROM pg_stat_wal_receiver LIMIT 1),"
+    " current_setting('primary_conninfo'),"
+    " CASE WHEN pg_is_in_recovery() THEN coalesce(pg_wal_lsn_diff(pg_last_wal_replay_lsn(),"
+    "   '0/0')::bigint, 0) ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END,"
+    /* For the status document only. */
+    " current_setting('server_version_num'), pg_postmaster_start_time()::text,"
+    " EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart),"
+    " CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END,"
+    " CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_xact_replay_timestamp()::text, '')"
+    "  ELSE '' END";
+
+/* ---- the observer's connection --------------------------------------------------------------- */
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static void poll_closed(uv_handle_t *h)
+{
+    struct pg *p = h->data;
+    free(h);
+    p->n_open--;
+    if (p->closing && p->n_open == 0 && p->close_cb != NULL) {
+        p->close_cb(p);
+    }
+}
+
+void pg_handle_closed(uv_handle_t *h)
+{
+    struct pg *p = h->data;
+    p->n_open--;
+    if (p->closing && p->n_open == 0 && p->close_cb != NULL) {
+        p->close_cb(p);
+    }
+}
+
+/* Each poll handle watches one socket and lives on the heap until its close callback: a new
+ * connection (or libpq switching sockets while connecting) gets a new handle, never a handle that
+ * is still closing (libuv asserts on that). */
+static void poll_release(struct pg *p)
+{
+    if (p->poll != NULL) {
+        uv_poll_stop(p->poll);
+        uv_close((uv_handle_t *)p->poll, poll_closed);
+        p->poll = NULL;
+    }
+}
+
+static void poll_for(struct pg *p, int events)
+{
+    int fd = PQsocket(p->conn);
+    if (p->poll != NULL && fd != p->conn_fd) {
+        poll_release(p);
+    }
+    if (p->poll == NULL) {
+        uv_poll_t *h = malloc(sizeof *h);
+        if (h == NULL || fd < 0 || uv_poll_init(p->loop, h, fd) != 0) {
+            free(h);
+            pg_conn_drop(p, "cannot watch the postgresql connection");
+            return;
+        }
+        h->data = p;
+        p->n_open++;
+        p->poll = h;
+        p->conn_fd = fd;
+    }
+    uv_poll_start(p->poll, events, on_poll);
+}
+
+/* Releases the connection. The poll handle is closed before the socket (libuv requires it). */
+void pg_conn_drop(struct pg *p, const char *why)
+{
+    uv_timer_stop(&p->deadline);
+    poll_release(p);
+    if (p->conn != NULL) {
+        PQfinish(p->conn);
+        p->conn = NULL;
+    }
+    p->conn_phase = CONN_NONE;
+    p->conn_fd = -1;
+    if (why != NULL && p->obs.state == HA_PG_RUNNING) {
+        p->obs.state = HA_PG_STARTING;
+        rpg_fmt(p->state_detail, sizeof p->state_detail, "%s", why);
+    }
+    if (p->pending_cb != NULL && p->conn_phase == CONN_NONE && why != NULL &&
+        p->pending_sql == NULL) {
+        /* A control statement was on the wire: it failed with the connection. */
+        void (*cb)(struct pg *, int, const char *) = p->pending_cb;
+        p->pending_cb = NULL;
+        cb(p, RPG_ECONN, why);
+    }
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct pg *p = t->data;
+    pg_conn_drop(p, "postgresql did not answer in time");
+}
+
+static void conn_start(struct pg *p)
+{
+    const struct conf *c = p->conf;
+    char host[16] = "", port[8];
+    uint16_t pnum = 0;
+    conf_parse_addr(c->postgresql.connect_address, host, &pnum);
+    rpg_fmt(port, sizeof port, "%u", (unsigned)pnum);
+    const char *keys[10], *vals[10];
+    int n = 0;
+    keys[n] = "host", vals[n++] = host;
+    keys[n] = "port", vals[n++] = port;
+    keys[n] = "user", vals[n++] = c->postgresql.superuser_name;
+    keys[n] = "dbname", vals[n++] = "postgres";
+    keys[n] = "application_name", vals[n++] = "raftpg";
+    keys[n] = "connect_timeout", vals[n++] = "2";
+    if (c->postgresql.superuser_password[0] != '\0') {
+        keys[n] = "password", vals[n++] = c->postgresql.superuser_password;
+    }
+    if (c->postgresql.passfile[0] != '\0') {
+        keys[n] = "passfile", vals[n++] = c->postgresql.passfile;
+    }
+    keys[n] = NULL, vals[n] = NULL;
+    p->conn = PQconnectStartParams(keys, vals, 0);
+    if (p->conn == NULL || PQstatus(p->conn) == CONNECTION_BAD) {
+        pg_conn_drop(p, "cannot connect to postgresql");
+        return;
+    }
+    PQsetnonblocking(p->conn, 1);
+    p->conn_phase = CONN_CONNECTING;
+    uv_timer_start(&p->deadline, on_deadline, PG_QUERY_TIMEOUT_MS, 0);
+    poll_for(p, UV_WRITABLE);
+}
+
+static void send_query(struct pg *p, const char *sql)
+{
+    if (PQsendQuery(p->conn, sql) != 1) {
+        char why[RPG_ERRMSG_SIZE];
+        rpg_fmt(why, sizeof why, "query failed: %s", PQerrorMessage(p->conn));
+        why[strcspn(why, "\n")] = '\0';
+        pg_conn_drop(p, why);
+        return;
+    }
+    p->conn_phase = CONN_BUSY;
+    p->query_epoch = p->epoch;
+    uv_timer_start(&p->deadline, on_deadline, PG_QUERY_TIMEOUT_MS, 0);
+    poll_for(p, PQflush(p->conn) == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+}
+
+static void parse_replicas(struct pg *p, const char *list)
+{
+    p->n_replicas = 0;
+    char buf[4096];
+    rpg_fmt(buf, sizeof buf, "%s", list);
+    char *save = NULL;
+    for (char *item = strtok_r(buf, ",", &save); item != NULL && p->n_replicas < FSM_MEMBERS_MAX;
+         item = strtok_r(NULL, ",", &save)) {
+        struct pg_replica *r = &p->replicas[p->n_replicas];
+        unsigned long long flush = 0, replay = 0;
+        char name[FSM_NAME_MAX], state[16], sync[16];
+        if (sscanf(item, "%63s %15s %15s %llu %llu", name, state, sync, &flush, &replay) == 5) {
+            rpg_fmt(r->name, sizeof r->name, "%s", name);
+            rpg_fmt(r->state, sizeof r->state, "%s", state);
+            rpg_fmt(r->sync_state, sizeof r->sync_state, "%s", sync);
+            r->flush_position = flush;
+            r->replay_position = replay;
+            p->n_replicas++;
+        }
+    }
+}
+
+/* host:port of a primary_conninfo ("" when it names no host). A host list is shown as given: it
+ * matches no member's address, which only makes the promotion wait. */
+static void conninfo_target(const char *conninfo, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    if (conninfo[0] == '\0') {
+        return;
+    }
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    if (opts == NULL) {
+        PQfreemem(err);
+        rpg_fmt(buf, size, "%s", HA_RECEIVER_UNKNOWN);
+        return;
+    }
+    const char *host = NULL, *hostaddr = NULL, *port = NULL;
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        const char *v = o->val != NULL && o->val[0] != '\0' ? o->val : NULL;
+        if (strcmp(o->keyword, "host") == 0) {
+            host = v;
+        } else if (strcmp(o->keyword, "hostaddr") == 0) {
+            hostaddr = v;
+        } else if (strcmp(o->keyword, "port") == 0) {
+            port = v;
+        }
+    }
+    host = host != NULL ? host : hostaddr;
+    if (host != NULL) {
+        rpg_fmt(buf, size, "%s:%s", host, port != NULL ? port : "5432");
+    } else {
+        rpg_fmt(buf, size, "%s", HA_RECEIVER_UNKNOWN);
+    }
+    PQconninfoFree(opts);
+}
+
+/* Whether the standby replayed its timeline past the point where a newer one forked from it,
+ * as the newest timeline history file in its pg_wal (fetched by its WAL receiver from the
+ * primary) says. Only while a receiver runs is the observed timeline the one it replays. */
+static enum ha_fork_reading fork_reading(struct pg *p)
+{
+    struct ha_pg *o = &p->obs;
+    if (o->receiver[0] == '\0' || strcmp(o->receiver, HA_RECEIVER_UNKNOWN) == 0 ||
+        o->timeline == 0) {
+        return HA_FORK_UNKNOWN;
+    }
+    /* The newest history a few timelines ahead; each names every ancestor's end. */
+    for (uint32_t t = o->timeline + 32; t > o->timeline; t--) {
+        char path[PATH_MAX + 64];
+        rpg_fmt(path, sizeof path, "%s/pg_wal/%08X.history", p->conf->postgresql.data_dir, t);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+            continue;
+        }
+        /* A line per ancestor: 64 KiB holds a thousand timelines. */
+        size_t cap = 64 * 1024;
+        char *text = malloc(cap);
+        size_t n = text != NULL ? fread(text, 1, cap - 1, f) : 0;
+        fclose(f);
+        if (text == NULL) {
+            return HA_FORK_UNKNOWN;
+        }
+        text[n] = '\0';
+        uint64_t lsn = 0;
+        int found = pg_history_switchpoint(text, o->timeline, &lsn);
+        free(text);
+        if (found != 0) {
+            return HA_FORK_CLEAR;
+        }
+        o->fork_timeline = t;
+        o->fork_lsn = lsn;
+        return o->replay_position > lsn ? HA_FORK_PAST : HA_FORK_CLEAR;
+    }
+    return HA_FORK_CLEAR;
+}
+
+static void take_observation(struct pg *p, PGresult *res)
+{
+    if (PQntuples(res) != 1 || PQnfields(res) != 17) {
+        return;
+    }
+    struct ha_pg *o = &p->obs;
+    o->state = HA_PG_RUNNING;
+    o->in_recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    rpg_msec now = uv_now(p->loop);
+    if (!o->in_recovery ||
+        (p->promote_pending && now - p->promote_asked_at >= PG_PROMOTE_BOUND_MS)) {
+        /* Done; or not taken up at all (the request file is gone): it may be asked again. */
+        p->promote_pending = false;
+    }
+    o->promoting = p->promote_pending;
+    o->system_id = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+    o->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
+    /* A standby's timeline is its WAL receiver's while one runs, else its last restartpoint's,
+     * which lags: one that followed a promotion and lost its sender (the new primary stopping
+     * for a switchover, say) would look a timeline behind. Within one run of the server, the
+     * timeline it replays never goes back, so the highest it reported in this run still holds. */
+    const char *started = PQgetvalue(res, 0, 13);
+    if (o->in_recovery && strcmp(started, p->run_started) == 0 && p->run_timeline > o->timeline) {
+        o->timeline = p->run_timeline;
+    }
+    rpg_fmt(p->run_started, sizeof p->run_started, "%s", started);
+    p->run_timeline = o->timeline;
+    o->wal_position = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
+    o->replay_position = strtoull(PQgetvalue(res, 0, 11), NULL, 10);
+    p->server_version = atoi(PQgetvalue(res, 0, 12));
+    rpg_fmt(p->start_time, sizeof p->start_time, "%s", PQgetvalue(res, 0, 13));
+    p->pending_restart = strcmp(PQgetvalue(res, 0, 14), "t") == 0;
+    p->replay_paused = strcmp(PQgetvalue(res, 0, 15), "t") == 0;
+    rpg_fmt(p->replay_timestamp, sizeof p->replay_timestamp, "%s", PQgetvalue(res, 0, 16));
+    o->streaming = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+    o->checkpoint_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 7), NULL, 10);
+    rpg_fmt(p->sync_seen, sizeof p->sync_seen, "%s", PQgetvalue(res, 0, 8));
+    ha_pg_track_streaming(o, &p->not_streaming_since, now);
+    if (p->rejoin.running && p->rejoin.stage == PG_REJOIN_START_STANDBY && p->op == PG_OP_NONE &&
+        o->in_recovery && o->streaming) {
+        pg_rejoin_set_stage(p, PG_REJOIN_STREAMING, "streaming from %s",
+                            o->upstream[0] ? o->upstream : "the primary");
+    }
+    ha_pg_track_receiver(o, o->in_recovery ? PQgetvalue(res, 0, 9) : "", &p->receiver_since, now);
+    ha_pg_track_fork(o, o->in_recovery ? fork_reading(p) : HA_FORK_CLEAR, &p->past_fork_since, now);
+    conninfo_target(o->in_recovery ? PQgetvalue(res, 0, 10) : "", o->conninfo, sizeof o->conninfo);
+    o->was_primary = !o->in_recovery;
+    o->n_slots = 0;
+    char slots[2048];
+    rpg_fmt(slots, sizeof slots, "%s", PQgetvalue(res, 0, 5));
+    char *save = NULL;
+    for (char *s = strtok_r(slots, ",", &save); s != NULL && o->n_slots < HA_SLOTS_MAX;
+         s = strtok_r(NULL, ",", &save)) {
+        rpg_fmt(o->slots[o->n_slots++], FSM_NAME_MAX, "%s", s);
+    }
+    parse_replicas(p, o->in_recovery ? "" : PQgetvalue(res, 0, 6));
+    p->state_detail[0] = '\0';
+    p->obs_valid = true;
+    p->obs_epoch = p->query_epoch;
+}
+
+static void on_result(struct pg *p, int kind)
+{
+    PGresult *res;
+    char err[RPG_ERRMSG_SIZE] = "";
+    while ((res = PQgetResult(p->conn)) != NULL) {
+        ExecStatusType st = PQresultStatus(res);
+        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && err[0] == '\0') {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            /* 42710 duplicate_object: the role or slot exists already, which is the goal. */
+            if (kind != QUERY_CONTROL || state == NULL || strcmp(state, "42710") != 0) {
+                rpg_fmt(err, sizeof err, "%s", PQresultErrorMessage(res));
+                err[strcspn(err, "\n")] = '\0';
+            }
+        } else if (st == PGRES_TUPLES_OK && kind == QUERY_OBSERVE) {
+            take_observation(p, res);
+        }
+        PQclear(res);
+    }
+    uv_timer_stop(&p->deadline);
+    p->conn_phase = CONN_IDLE;
+    if (p->poll != NULL) {
+        uv_poll_stop(p->poll);
+    }
+    if (kind == QUERY_CONTROL && p->pending_cb != NULL) {
+        void (*cb)(struct pg *, int, const char *) = p->pending_cb;
+        p->pending_cb = NULL;
+        cb(p, err[0] != '\0' ? RPG_EIO : 0, err);
+    } else if (kind == QUERY_OBSERVE && err[0] != '\0') {
+        /* A standby that is still starting answers with an error ("starting up"). */
+        p->obs.state = HA_PG_STARTING;
+        rpg_fmt(p->state_detail, sizeof p->state_detail, "%s", err);
+        p->obs_epoch = p->query_epoch;
+    }
+}
+
+static void poll_step(uv_poll_t *h, int status, int events)
+{
+    struct pg *p = h->data;
+    if (status < 0) {
+        pg_conn_drop(p, "postgresql connection error");
+        return;
+    }
+    if (p->conn_phase == CONN_CONNECTING) {
+        switch (PQconnectPoll(p->conn)) {
+        case PGRES_POLLING_READING: poll_for(p, UV_READABLE); return;
+        case PGRES_POLLING_WRITING: poll_for(p, UV_WRITABLE); return;
+        case PGRES_POLLING_OK:
+            uv_timer_stop(&p->deadline);
+            p->conn_phase = CONN_IDLE;
+            uv_poll_stop(p->poll);
+            pg_observe(p);
+            return;
+        default: {
+            char why[RPG_ERRMSG_SIZE];
+            rpg_fmt(why, sizeof why, "cannot connect to postgresql: %s", PQerrorMessage(p->conn));
+            why[strcspn(why, "\n")] = '\0';
+            if (p->obs.state != HA_PG_RUNNING) {
+                rpg_fmt(p->state_detail, sizeof p->state_detail, "%s", why);
+            }
+            pg_conn_drop(p, why);
+            return;
+        }
+        }
+    }
+    if (p->conn_phase != CONN_BUSY) {
+        return;
+    }
+    if (events & UV_WRITABLE) {
+        int f = PQflush(p->conn);
+        if (f < 0) {
+            pg_conn_drop(p, "postgresql connection lost");
+            return;
+        }
+        if (f == 0) {
+            poll_for(p, UV_READABLE);
+        }
+    }
+    if (events & UV_READABLE) {
+        if (PQconsumeInput(p->conn) != 1) {
+            char why[RPG_ERRMSG_SIZE];
+            rpg_fmt(why, sizeof why, "postgresql connection lost: %s", PQerrorMessage(p->conn));
+            why[strcspn(why, "\n")] = '\0';
+            pg_conn_drop(p, why);
+            return;
+        }
+        if (!PQisBusy(p->conn)) {
+            on_result(p, p->busy_kind);
+        }
+    }
+}
+
+/* ---- observation ----------------------------------------------------------------------------- */
+
+static void on_controldata(struct proc *pr, const struct proc_result *res, void *data)
+{
+    (void)pr;
+    struct pg *p = data;
+    p->controldata_running = false;
+    if (p->closing) {
+        return;
+    }
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (!proc_ok(res)) {
+        proc_describe(&p->controldata, res, p->state_detail, sizeof p->state_detail);
+        /* Only a control file that pg_controldata ran and could not read makes the directory
+         * "unreadable" (a copy cut short): the decision function re-clones it. A program that
+         * did not run (wrong bin_dir, time-out) says nothing about the data, and must never
+         * lead to its removal: the observation stays incomplete and nothing is decided. */
+        bool ran = res->spawn_error == 0 && !res->timed_out && res->term_signal == 0;
+        if (ran && pg_controldata_cut_short(res->output)) {
+            p->obs.state = HA_PG_STOPPED;
+            p->obs.system_id = 0;
+            p->obs_valid = true;
+            p->obs_epoch = p->query_epoch;
+            rpg_fmt(p->rejoin_error, sizeof p->rejoin_error, "%s", p->state_detail);
+        } else if (ran) {
+            /* Permission denied, an I/O error, anything else: reported (the member's detail
+             * says it), never repaired by removing the directory. */
+            if (!p->controldata_reported) {
+                log_error("pg_controldata: %s: the data directory is left as it is",
+                          p->state_detail);
+                p->controldata_reported = true;
+            }
+        }
+        return;
+    }
+    p->controldata_reported = false;
+    uint64_t sysid = 0;
+    uint32_t tl = 0;
+    bool was_primary = false;
+    if (pg_parse_controldata(res->output, &sysid, &tl, &was_primary, errmsg) != 0) {
+        rpg_fmt(p->state_detail, sizeof p->state_detail, "%s", errmsg);
+        return;
+    }
+    p->obs.system_id = sysid;
+    p->obs.timeline = tl;
+    p->obs.was_primary = was_primary;
+    if (pg_parse_checkpoint(res->output, &p->checkpoint_lsn, &p->clean_shutdown) != 0) {
+        p->checkpoint_lsn = 0;
+        p->clean_shutdown = false;
+    }
+    p->controldata_valid = true;
+    p->obs_valid = true;
+    p->obs_epoch = p->query_epoch;
+}
+
+int pg_signal_server(int postmaster_pid, int sig)
+{
+    if (postmaster_pid <= 0 || kill(postmaster_pid, sig) != 0) {
+        return 0;
+    }
+    int n = 1;
+    DIR *d = opendir("/proc");
+    if (d == NULL) {
+        return n;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end = NULL;
+        long pid = strtol(e->d_name, &end, 10);
+        if (pid <= 0 || *end != '\0' || pid == postmaster_pid) {
+            continue;
+        }
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+            continue;
+        }
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        /* pid (comm) state ppid ...: comm may hold spaces and parentheses, so from the last ')'. */
+        const char *rp = strrchr(buf, ')');
+        int ppid = 0;
+        char state = 0;
+        if (rp != NULL && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == postmaster_pid &&
+            kill((pid_t)pid, sig) == 0) {
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* Whether process pid is a PostgreSQL server process (its command name; a shell that changed to
+ * the data directory is not). */
+bool pg_is_postgres(long pid)
+{
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    bool ok = fgets(comm, sizeof comm, f) != NULL && strcmp(comm, "postgres\n") == 0;
+    fclose(f);
+    return ok;
+}
+
+/* Whether process pid works in directory dir (a resolved path): PostgreSQL's postmaster and every
+ * child of it change to the data directory. */
+static bool works_in(long pid, const char *dir)
+{
+    char link[64], cwd[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/%ld/cwd", pid);
+    ssize_t n = readlink(link, cwd, sizeof cwd - 1);
+    if (n <= 0) {
+        return false;
+    }
+    cwd[n] = '\0';
+    return strcmp(cwd, dir) == 0;
+}
+
+/* Whether pid is a standalone backend (postgres --single, as pg_rewind runs one for crash
+ * recovery): it works in the data directory like a postmaster but accepts no connection, so
+ * it is no server to fence or to wait for. Its postmaster.pid line holds the negated pid. */
+static bool is_single_user(long pid)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
+        buf[n] = '\0';
+        if (strcmp(buf + i, "--single") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether pid is on its way out: an exiting process has released its memory (its command line
+ * reads empty) while it still shows its name and working directory for a moment. A standalone
+ * backend ending its crash recovery looks like a postmaster then, and no exiting process can
+ * accept a write. */
+static bool exiting(long pid)
+{
+    char path[64], c;
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return true;
+    }
+    size_t n = fread(&c, 1, 1, f);
+    fclose(f);
+    return n == 0;
+}
+
+long pg_parent_of(long pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    const char *rp = strrchr(buf, ')');
+    char state = 0;
+    long ppid = 0;
+    if (rp == NULL || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2 || state == 'Z' ||
+        state == 'X') {
+        return 0;
+    }
+    return ppid;
+}
+
+/* How often the process table is searched for a postmaster whose postmaster.pid is gone. */
+#define PG_SCAN_INTERVAL_MS 250
+
+/* The postmaster of data_dir from the process table, for a server whose postmaster.pid was
+ * removed or overwritten (rule 10: the process table knows, the file may not): a process working
+ * in the data directory whose parent does not. 0 when there is none. A search that found nothing
+ * is not repeated for PG_SCAN_INTERVAL_MS (the fence asks every 10 ms). */
+static int find_postmaster(const char *data_dir)
+{
+    static char last_dir[PATH_MAX];
+    static int last_pid;
+    static rpg_msec last_scan;
+    char dir[PATH_MAX];
+    if (realpath(data_dir, dir) == NULL) {
+        return 0;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    rpg_msec now = (rpg_msec)ts.tv_sec * 1000 + (rpg_msec)(ts.tv_nsec / 1000000);
+    bool same = strcmp(dir, last_dir) == 0;
+    if (same && last_pid > 0 && pg_parent_of(last_pid) > 0 && works_in(last_pid, dir) &&
+        pg_is_postgres(last_pid) && !exiting(last_pid)) {
+        return last_pid;
+    }
+    if (same && last_pid == 0 && now - last_scan < PG_SCAN_INTERVAL_MS) {
+        return 0;
+    }
+    rpg_fmt(last_dir, sizeof last_dir, "%s", dir);
+    last_scan = now;
+    last_pid = 0;
+    DIR *d = opendir("/proc");
+    if (d == NULL) {
+        return 0;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end = NULL;
+        long pid = strtol(e->d_name, &end, 10);
+        if (pid <= 0 || pid > INT32_MAX || *end != '\0' || !works_in(pid, dir) ||
+            !pg_is_postgres(pid)) {
+            continue;
+        }
+        long ppid = pg_parent_of(pid);
+        if (ppid > 0 && !(works_in(ppid, dir) && pg_is_postgres(ppid)) && !is_single_user(pid) &&
+            !exiting(pid)) {
+            last_pid = (int)pid;
+            break;
+        }
+    }
+    closedir(d);
+    return last_pid;
+}
+
+/* Any PostgreSQL process working in data_dir (a backend a killed postmaster left behind holds its
+ * shared memory until it notices, and single-user mode refuses to run beside it). 0 when none. */
+int pg_pid_working_in(const char *data_dir)
+{
+    char dir[PATH_MAX];
+    if (realpath(data_dir, dir) == NULL) {
+        return 0;
+    }
+    DIR *d = opendir("/proc");
+    if (d == NULL) {
+        return 0;
+    }
+    int found = 0;
+    struct dirent *e;
+    while (found == 0 && (e = readdir(d)) != NULL) {
+        char *end = NULL;
+        long pid = strtol(e->d_name, &end, 10);
+        if (pid > 0 && pid <= INT32_MAX && *end == '\0' && works_in(pid, dir) &&
+            pg_is_postgres(pid)) {
+            found = (int)pid;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* The postmaster last confirmed through postmaster.pid and the process table, held by a pidfd.
+ * While that process has not exited and postmaster.pid is still the same file (removed,
+ * replaced or reached through a moved directory, it is not), the process is still this
+ * directory's postmaster: a postmaster never leaves its data directory and no second one starts
+ * beside it. The fence asks every 10 ms, so this saves some thirty system calls a question
+ * (realpath, the file, /proc) for two. One entry: an agent has one data directory. */
+static struct {
+    char data_dir[PATH_MAX];
+    dev_t dev;
+    ino_t ino;
+    int pid;
+    int pidfd; /* -1: nothing confirmed */
+} confirmed = {.pidfd = -1};
+
+static void confirmed_forget(void)
+{
+    if (confirmed.pidfd >= 0) {
+        close(confirmed.pidfd);
+    }
+    confirmed.pidfd = -1;
+    confirmed.pid = 0;
+}
+
+/* The confirmed postmaster of data_dir, 0 when there is none or it must be looked up again. */
+static int confirmed_pid(const char *data_dir, const char *pid_file)
+{
+    struct stat st;
+    if (confirmed.pidfd < 0 || strcmp(confirmed.data_dir, data_dir) != 0 ||
+        stat(pid_file, &st) != 0 || st.st_dev != confirmed.dev || st.st_ino != confirmed.ino) {
+        return 0;
+    }
+    /* A pidfd polls readable once its process has exited (a zombie included). */
+    struct pollfd pfd = {.fd = confirmed.pidfd, .events = POLLIN};
+    if (poll(&pfd, 1, 0) != 0) {
+        confirmed_forget();
+        return 0;
+    }
+    return confirmed.pid;
+}
+
+static void confirm(const char *data_dir, const char *pid_file, int pid)
+{
+    confirmed_forget();
+    struct stat st;
+    if (strlen(data_dir) >= sizeof confirmed.data_dir || stat(pid_file, &st) != 0) {
+        return;
+    }
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) {
+        return; /* exited meanwhile, or no pidfd: every question looks it up */
+    }
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    rpg_fmt(confirmed.data_dir, sizeof confirmed.data_dir, "%s", data_dir);
+    confirmed.dev = st.st_dev;
+    confirmed.ino = st.st_ino;
+    confirmed.pid = pid;
+    confirmed.pidfd = fd;
+}
+
+/* Line 8 of postmaster.pid (the server's status) from buf into status. */
+static void status_line(const char *buf, char *status, size_t size)
+{
+    const char *line = buf;
+    for (int i = 1; i < 8 && line != NULL; i++) {
+        line = strchr(line, '\n');
+        line = line != NULL ? line + 1 : NULL;
+    }
+    if (line != NULL && size > 0) {
+        rpg_fmt(status, size, "%.*s", (int)strcspn(line, " \n"), line);
+    }
+}
+
+int pg_postmaster_pid_in(const char *data_dir, char *status, size_t size)
+{
+    char path[PATH_MAX + 32], buf[1024];
+    rpg_fmt(path, sizeof path, "%s/postmaster.pid", data_dir);
+    if (size > 0) {
+        status[0] = '\0';
+    }
+    int known = confirmed_pid(data_dir, path);
+    if (known > 0 && size == 0) {
+        return known;
+    }
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return find_postmaster(data_dir);
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    long pid = strtol(buf, NULL, 10);
+    if (known > 0 && pid == known) {
+        status_line(buf, status, size);
+        return known;
+    }
+    /* The file only names a number; whether that is this directory's postmaster the process
+     * table says (a killed server's number may belong to any program by now, and the fence
+     * signals what this returns). */
+    char dir[PATH_MAX];
+    if (pid <= 0 || pid > INT32_MAX || !proc_alive((int)pid) || realpath(data_dir, dir) == NULL ||
+        !works_in(pid, dir) || !pg_is_postgres(pid)) {
+        confirmed_forget();
+        return find_postmaster(data_dir);
+    }
+    confirm(data_dir, path, (int)pid);
+    status_line(buf, status, size);
+    return (int)pid;
+}
+
+static int postmaster_alive(const struct pg *p, char *status, size_t size)
+{
+    return pg_postmaster_pid_in(p->conf->postgresql.data_dir, status, size);
+}
+
+int pg_postmaster_pid(const struct pg *p)
+{
+    return postmaster_alive(p, NULL, 0);
+}
+
+bool pg_is_orphan_child(int pid)
+{
+    char path[64], buf[16] = "";
+    snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* A postmaster keeps the arguments it was started with; its children retitle themselves
+     * "postgres: ...". */
+    return strncmp(buf, "postgres: ", 10) == 0;
+}
+
+bool pg_may_accept_writes(const struct pg *p)
+{
+    bool postmaster = pg_postmaster_pid(p) != 0;
+    bool promoting = p->op == PG_OP_PROMOTE || p->promote_pending;
+    bool primary = p->obs.state == HA_PG_RUNNING && !p->obs.in_recovery;
+    /* The file is looked at only when it decides (every fence tick runs this). */
+    bool signal = true;
+    if (postmaster && !promoting && !primary) {
+        char path[PATH_MAX + 32];
+        pg_path_in(p, "standby.signal", path, sizeof path);
+        signal = pg_file_exists(path);
+    }
+    return fence_pg_writable(postmaster, promoting, primary, signal);
+}
+
+static void set_not_running(struct pg *p, enum ha_pg_state state)
+{
+    p->promote_pending = false;
+    p->receiver_since = 0;
+    p->past_fork_since = 0;
+    p->obs.past_fork_ms = 0;
+    ha_pg_set_not_running(&p->obs, state, &p->not_streaming_since);
+    p->n_replicas = 0;
+}
+
+/* Below this many free bytes PostgreSQL cannot add a WAL segment (16 MiB by default), and a
+ * primary soon PANICs on its next one. */
+#define PG_MIN_FREE_BYTES (16ULL << 20)
+
+/* Why a server in dir cannot write, asked of the kernel ("" when it can): the file system of the
+ * data directory or of pg_wal (often a mount of its own) read-only or nearly full, the directory
+ * not writable for the agent's (the server's) user. */
+static void storage_check(const char *dir, char *why, size_t size)
+{
+    char wal[PATH_MAX + 16];
+    rpg_fmt(wal, sizeof wal, "%s/pg_wal", dir);
+    const char *paths[] = {dir, wal};
+    for (unsigned i = 0; i < 2; i++) {
+        struct statvfs st;
+        if (statvfs(paths[i], &st) != 0) {
+            continue; /* a directory not there yet is another observation's business */
+        }
+        unsigned long long avail = (unsigned long long)st.f_bavail * st.f_frsize;
+        if ((st.f_flag & ST_RDONLY) != 0) {
+            rpg_fmt(why, size, "the file system of %s is read-only", paths[i]);
+            return;
+        }
+        if (avail < PG_MIN_FREE_BYTES) {
+            rpg_fmt(why, size,
+                    "the file system of %s has %llu bytes free (less than one WAL "
+                    "segment)",
+                    paths[i], avail);
+            return;
+        }
+        if (access(paths[i], W_OK) != 0) {
+            rpg_fmt(why, size, "%s is not writable: %s", paths[i], strerror(errno));
+            return;
+        }
+    }
+    rpg_fmt(why, size, "%s", pg_storage_error);
+}
+
+/* The back-off after a rewind that stopped before changing anything: 1 s, doubling, 30 s at
+ * most, so that a source that stays unusable (a wrong password, say) is asked twice a minute,
+ * not ten times a second; the count shows on /status until a rejoin succeeds. */
+#define REWIND_RETRY_FIRST_MS 1000
+#define REWIND_RETRY_MAX_MS 30000
+
+rpg_msec pg_rewind_retry_delay(unsigned retries)
+{
+    rpg_msec d = REWIND_RETRY_FIRST_MS;
+    for (unsigned i = 1; i < retries && d < REWIND_RETRY_MAX_MS; i++) {
+        d *= 2;
+    }
+    return d < REWIND_RETRY_MAX_MS ? d : REWIND_RETRY_MAX_MS;
+}
+
+void pg_rewind_retry_left(struct pg *p)
+{
+    rpg_msec now = uv_now(p->loop);
+    p->obs.rewind_retry_ms = p->rewind_retry_at > now ? p->rewind_retry_at - now : 0;
+}
+
+void pg_observe(struct pg *p)
+{
+    if (p->closing) {
+        return;
+    }
+    pg_rewind_retry_left(p);
+    char path[PATH_MAX + 32], status[32];
+    char unwritable[HA_WHY_MAX] = "";
+    if (p->rejoin.stage == PG_REJOIN_CLONE && p->proc.running) {
+        /* pg_basebackup reports at most once a second: the latest report is in the last lines. */
+        char tail[1024];
+        proc_output_peek(&p->proc, tail, sizeof tail);
+        pg_basebackup_progress(tail, &p->rejoin.done_kb, &p->rejoin.total_kb);
+    }
+    storage_check(p->conf->postgresql.data_dir, unwritable, sizeof unwritable);
+    /* Logged when it starts and ends, not for every change of the free bytes. */
+    if ((unwritable[0] == '\0') != (p->obs.unwritable[0] == '\0')) {
+        if (unwritable[0] != '\0') {
+            log_warning("postgresql cannot write: %s", unwritable);
+        } else {
+            log_info("postgresql can write again");
+        }
+    }
+    ha_pg_track_unwritable(&p->obs, unwritable, &p->unwritable_since, uv_now(p->loop));
+    pg_path_in(p, "PG_VERSION", path, sizeof path);
+    if (!pg_file_exists(path)) {
+        if (p->conn != NULL) {
+            pg_conn_drop(p, NULL);
+        }
+        set_not_running(p, HA_PG_ABSENT);
+        p->obs.system_id = 0;
+        p->obs.timeline = 0;
+        p->obs.was_primary = false;
+        p->controldata_valid = false;
+        p->postmaster_pid = 0;
+        p->obs_valid = true;
+        p->obs_epoch = p->epoch;
+        return;
+    }
+    p->postmaster_pid = postmaster_alive(p, status, sizeof status);
+    if (p->postmaster_pid == 0) {
+        if (p->conn != NULL) {
+            pg_conn_drop(p, NULL);
+        }
+        set_not_running(p, HA_PG_STOPPED);
+        if (p->controldata_valid) {
+            p->obs_valid = true;
+            p->obs_epoch = p->epoch;
+        } else if (!p->controldata_running && p->op == PG_OP_NONE) {
+            char bin[PATH_MAX + 32], errmsg[RPG_ERRMSG_SIZE];
+            rpg_fmt(bin, sizeof bin, "%s/pg_controldata", p->conf->postgresql.bin_dir);
+            char *argv[] = {bin, "-D", (char *)p->conf->postgresql.data_dir, NULL};
+            char *env[] = {"LC_ALL=C", NULL};
+            if (proc_run(&p->controldata, p->loop, argv, env, 10000, on_controldata, p, errmsg) ==
+                0) {
+                p->controldata_running = true;
+                p->query_epoch = p->epoch;
+            }
+        }
+        return;
+    }
+    p->controldata_valid = false;
+    if (p->obs.state != HA_PG_RUNNING) {
+        /* Up but not answering yet: that much is a complete observation. */
+        p->obs.state = HA_PG_STARTING;
+        p->obs_valid = true;
+        if (p->conn_phase == CONN_NONE) {
+            p->obs_epoch = p->epoch;
+        }
+    }
+    switch (p->conn_phase) {
+    case CONN_NONE: conn_start(p); break;
+    case CONN_IDLE:
+        if (p->pending_sql != NULL) {
+            char *sql = p->pending_sql;
+            p->pending_sql = NULL;
+            p->busy_kind = QUERY_CONTROL;
+            send_query(p, sql);
+            free(sql);
+        } else {
+            p->busy_kind = QUERY_OBSERVE;
+            send_query(p, OBSERVE_SQL);
+        }
+        break;
+    default: break;
+    }
+}
+
+void pg_on_tick(uv_timer_t *t)
+{
+    LOOPWATCH_SPAN("postgresql observe", pg_observe(t->data));
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    LOOPWATCH_SPAN("postgresql connection", poll_step(h, status, events));
+}

@@ -1,0 +1,279 @@
+/* pg: quoting and parsing, pure (pg_int.h). */
+#include "pg_int.h"
+
+/* ---- quoting and parsing (pure) -------------------------------------------------------------- */
+
+static bool quote_with(const char *s, char *buf, size_t size, bool conf)
+{
+    size_t n = 0;
+    if (size < 3) {
+        if (size > 0) {
+            buf[0] = '\0';
+        }
+        return false;
+    }
+    buf[n++] = '\'';
+    for (; *s != '\0'; s++) {
+        char esc = 0;
+        if (*s == '\'') {
+            esc = conf ? '\'' : '\\';
+        } else if (*s == '\\') {
+            esc = '\\';
+        }
+        /* A raw line break ends a postgresql.conf line: the file would not parse. */
+        char ch = *s;
+        if (conf && (ch == '\n' || ch == '\r')) {
+            esc = '\\';
+            ch = ch == '\n' ? 'n' : 'r';
+        }
+        if (n + (esc ? 2 : 1) + 2 > size) {
+            buf[0] = '\0';
+            return false;
+        }
+        if (esc) {
+            buf[n++] = esc;
+        }
+        buf[n++] = ch;
+    }
+    buf[n++] = '\'';
+    buf[n] = '\0';
+    return true;
+}
+
+bool pg_conninfo_quote(const char *s, char *buf, size_t size)
+{
+    return quote_with(s, buf, size, false);
+}
+
+bool pg_conf_quote(const char *s, char *buf, size_t size)
+{
+    return quote_with(s, buf, size, true);
+}
+
+bool pg_passfile_escape(const char *s, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (; *s != '\0'; s++) {
+        if (*s == '\n' || *s == '\r') {
+            goto err;
+        }
+        bool esc = *s == ':' || *s == '\\';
+        if (n + (esc ? 2 : 1) + 1 > size) {
+            goto err;
+        }
+        if (esc) {
+            buf[n++] = '\\';
+        }
+        buf[n++] = *s;
+    }
+    if (n + 1 > size) {
+        goto err;
+    }
+    buf[n] = '\0';
+    return true;
+err:
+    if (size > 0) {
+        buf[0] = '\0';
+    }
+    return false;
+}
+
+static const char *field_after(const char *text, const char *label)
+{
+    const char *at = strstr(text, label);
+    if (at == NULL) {
+        return NULL;
+    }
+    at += strlen(label);
+    while (*at == ' ' || *at == '\t') {
+        at++;
+    }
+    return at;
+}
+
+bool pg_controldata_cut_short(const char *output)
+{
+    if (strstr(output, "pg_control") == NULL) {
+        return false;
+    }
+    /* Missing (a copy that never got that far) or shorter than it must be (cut off mid-write). */
+    return strstr(output, "No such file or directory") != NULL ||
+           (strstr(output, "could not read file") != NULL && strstr(output, ": read ") != NULL);
+}
+
+bool pg_rewind_retryable(const char *output)
+{
+    /* Failures before pg_rewind changed anything in the target: the source was not ready or not
+     * reachable, or the single-user crash recovery met leftovers of the killed server. A failure
+     * after it began copying is not among them: that directory is no longer consistent. */
+    static const char *const before_copy[] = {
+        "could not connect to server",
+        "connection to server at",
+        "connection to server on socket",
+        "the database system is starting up",
+        "the database system is shutting down",
+        "the database system is in recovery mode",
+        "the database system is not yet accepting connections",
+        "source server must not be in recovery mode",
+        "pre-existing shared memory block",
+        "lock file \"postmaster.pid\" already exists",
+    };
+    /* With --progress pg_rewind says "need to copy" right before its point of no return. */
+    if (strstr(output, "need to copy ") != NULL) {
+        return false;
+    }
+    /* Its progress lines show how far it got: still reading, the source went away (stopped by
+     * its own fence, say) before anything in the target changed. Without them (a tail cut
+     * short) nothing shows how far it got. */
+    if (strstr(output, "reading source file list") != NULL &&
+        (strstr(output, "server closed the connection unexpectedly") != NULL ||
+         strstr(output, "terminating connection due to") != NULL ||
+         strstr(output, "could not fetch file list") != NULL)) {
+        return true;
+    }
+    if (strstr(output, "error running query") != NULL ||
+        strstr(output, "could not fetch") != NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < sizeof before_copy / sizeof before_copy[0]; i++) {
+        if (strstr(output, before_copy[i]) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool pg_controldata_clean(const char *output)
+{
+    const char *v = field_after(output, "Database cluster state:");
+    return v != NULL && strncmp(v, "shut down", 9) == 0;
+}
+
+bool pg_controldata_rewindable(const char *output)
+{
+    const char *hints = field_after(output, "wal_log_hints setting:");
+    const char *sums = field_after(output, "Data page checksum version:");
+    return (hints != NULL && strncmp(hints, "on", 2) == 0) ||
+           (sums != NULL && *sums >= '1' && *sums <= '9');
+}
+
+const char *pg_restore_command(const struct conf *c)
+{
+    if (c->postgresql.restore_command[0] != '\0') {
+        return c->postgresql.restore_command;
+    }
+    for (unsigned i = 0; i < c->postgresql.n_parameters; i++) {
+        if (strcmp(c->postgresql.parameters[i].key, "restore_command") == 0) {
+            return c->postgresql.parameters[i].value;
+        }
+    }
+    return "";
+}
+
+unsigned pg_rewind_args(const struct conf *c, const char *bin, const char *source, char **argv)
+{
+    unsigned n = 0;
+    argv[n++] = (char *)bin;
+    /* pg_rewind reads the target's restore_command with postgres -C, which sees raftpg.conf
+     * through postgresql.conf in the data directory: WAL the old primary recycled since the fork
+     * comes back from the archive instead of ending the rewind. */
+    if (pg_restore_command(c)[0] != '\0') {
+        argv[n++] = "--restore-target-wal";
+    }
+    /* Its progress lines tell a failure before its point of no return from one after
+     * (pg_rewind_retryable). */
+    argv[n++] = "--progress";
+    argv[n++] = "-D";
+    argv[n++] = (char *)c->postgresql.data_dir;
+    argv[n++] = (char *)source;
+    argv[n] = NULL;
+    return n;
+}
+
+bool pg_basebackup_progress(const char *output, uint64_t *done_kb, uint64_t *total_kb)
+{
+    bool found = false;
+    const char *line = output;
+    while (*line != '\0') {
+        size_t n = strcspn(line, "\r\n");
+        unsigned long long d = 0, t = 0;
+        char unit[4] = "", one[128];
+        /* Without a terminal pg_basebackup ends each report with a newline, with one with \r. */
+        rpg_fmt(one, sizeof one, "%.*s", (int)(n < sizeof one ? n : sizeof one - 1), line);
+        if (n > 0 && sscanf(one, " %llu/%llu %3s", &d, &t, unit) == 3 && strcmp(unit, "kB") == 0) {
+            *done_kb = d;
+            *total_kb = t;
+            found = true;
+        }
+        line += n;
+        while (*line == '\r' || *line == '\n') {
+            line++;
+        }
+    }
+    return found;
+}
+
+int pg_parse_controldata(const char *text, uint64_t *system_id, uint32_t *timeline,
+                         bool *was_primary, char *errmsg)
+{
+    const char *v = field_after(text, "Database system identifier:");
+    if (v == NULL || *v < '0' || *v > '9') {
+        return rpg_err(errmsg, RPG_EPROTO, "pg_controldata: no database system identifier");
+    }
+    *system_id = strtoull(v, NULL, 10);
+    v = field_after(text, "Latest checkpoint's TimeLineID:");
+    if (v == NULL || *v < '0' || *v > '9') {
+        return rpg_err(errmsg, RPG_EPROTO, "pg_controldata: no latest checkpoint timeline");
+    }
+    *timeline = (uint32_t)strtoul(v, NULL, 10);
+    /* A standby's minimum recovery point can be on a newer timeline than its last restartpoint. */
+    v = field_after(text, "Min recovery ending loc's timeline:");
+    if (v != NULL && *v >= '0' && *v <= '9') {
+        uint32_t t = (uint32_t)strtoul(v, NULL, 10);
+        if (t > *timeline) {
+            *timeline = t;
+        }
+    }
+    v = field_after(text, "Database cluster state:");
+    if (v == NULL) {
+        return rpg_err(errmsg, RPG_EPROTO, "pg_controldata: no database cluster state");
+    }
+    /* A primary writes "in production", "shutting down" and "shut down"; a server started without
+     * a standby or recovery signal replays as "in crash recovery". A standby's states are "in
+     * archive recovery" and "shut down in recovery". */
+    *was_primary =
+        strncmp(v, "in production", 13) == 0 || strncmp(v, "shutting down", 13) == 0 ||
+        strncmp(v, "in crash recovery", 17) == 0 ||
+        (strncmp(v, "shut down", 9) == 0 && strncmp(v, "shut down in recovery", 21) != 0);
+    return 0;
+}
+
+int pg_history_switchpoint(const char *text, uint32_t timeline, uint64_t *lsn)
+{
+    const char *line = text;
+    while (line != NULL && *line != '\0') {
+        unsigned tli = 0, hi = 0, lo = 0;
+        if (*line != '#' && sscanf(line, "%u %X/%X", &tli, &hi, &lo) == 3 && tli == timeline) {
+            *lsn = ((uint64_t)hi << 32) | lo;
+            return 0;
+        }
+        line = strchr(line, '\n');
+        line = line != NULL ? line + 1 : NULL;
+    }
+    return -1;
+}
+
+int pg_parse_checkpoint(const char *text, uint64_t *lsn, bool *shut_down)
+{
+    const char *v = field_after(text, "Latest checkpoint location:");
+    unsigned hi = 0, lo = 0;
+    char tail = '\0';
+    if (v == NULL || sscanf(v, "%X/%X%c", &hi, &lo, &tail) < 2 || (tail != '\0' && tail != '\n')) {
+        return RPG_EPROTO;
+    }
+    *lsn = ((uint64_t)hi << 32) | lo;
+    v = field_after(text, "Database cluster state:");
+    *shut_down = v != NULL && strncmp(v, "shut down", 9) == 0 &&
+                 strncmp(v, "shut down in recovery", 21) != 0;
+    return 0;
+}

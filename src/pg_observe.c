@@ -489,21 +489,9 @@ int pg_signal_server(int postmaster_pid, int sig)
         if (pid <= 0 || *end != '\0' || pid == postmaster_pid) {
             continue;
         }
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        FILE *f = fopen(path, "r");
-        if (f == NULL) {
-            continue;
-        }
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        /* pid (comm) state ppid ...: comm may hold spaces and parentheses, so from the last ')'. */
-        const char *rp = strrchr(buf, ')');
-        int ppid = 0;
-        char state = 0;
-        if (rp != NULL && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == postmaster_pid &&
-            kill((pid_t)pid, sig) == 0) {
+        char state;
+        long ppid;
+        if (proc_stat(pid, &state, &ppid) && ppid == postmaster_pid && kill((pid_t)pid, sig) == 0) {
             n++;
         }
     }
@@ -581,20 +569,9 @@ static bool exiting(long pid)
 
 long pg_parent_of(long pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return 0;
-    }
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    const char *rp = strrchr(buf, ')');
-    char state = 0;
-    long ppid = 0;
-    if (rp == NULL || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2 || state == 'Z' ||
-        state == 'X') {
+    char state;
+    long ppid;
+    if (!proc_stat(pid, &state, &ppid) || state == 'Z' || state == 'X') {
         return 0;
     }
     return ppid;

@@ -588,21 +588,28 @@ void proc_describe(const struct proc *p, const struct proc_result *res, char *bu
     }
 }
 
+bool proc_stat(long pid, char *state, long *ppid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return rp != NULL && sscanf(rp + 1, " %c %ld", state, ppid) == 2;
+}
+
 bool proc_alive(int pid)
 {
     if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) {
         return false;
     }
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return true;
-    }
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* The state follows the command name, which is in parentheses and may hold spaces. */
-    const char *paren = strrchr(buf, ')');
-    return paren == NULL || paren[1] != ' ' || (paren[2] != 'Z' && paren[2] != 'X');
+    char state;
+    long ppid;
+    /* Unreadable, it still answered the signal: it runs. */
+    return !proc_stat(pid, &state, &ppid) || (state != 'Z' && state != 'X');
 }

@@ -104,6 +104,11 @@ void proc_describe(const struct proc *p, const struct proc_result *res, char *bu
  * postmaster after pg_ctl) stays a zombie until init reaps it, which can take a while. */
 bool proc_alive(int pid);
 
+/* The state letter and the parent of process pid, from /proc/PID/stat (its command name, in
+ * parentheses, may hold spaces and parentheses: read from the last ')'). False when it is gone
+ * or the file does not read as expected. */
+bool proc_stat(long pid, char *state, long *ppid);
+
 /* True when the result is a clean exit 0. */
 static inline bool proc_ok(const struct proc_result *res)
 {

@@ -1615,12 +1615,6 @@ static int finish(struct parser *p)
                            "means nothing with ctl.insecure, which checks no certificate");
         }
     }
-    if (c->restapi_headers.n_https > 0 && c->restapi.certfile[0] == '\0') {
-        return fail_at(p, where_first(p, "restapi.https_extra_headers", NULL),
-                       "restapi.https_extra_headers",
-                       "requires restapi.certfile and restapi.keyfile: these headers are sent "
-                       "only over TLS");
-    }
     if (c->has_postgresql) {
         rv = default_connect(p, c->postgresql.connect_address, c->postgresql.listen, "postgresql");
         if (rv != 0) {

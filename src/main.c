@@ -112,9 +112,12 @@ static int cmd_check_config(int argc, char **argv)
     }
     printf("restapi: listen=%s connect_address=%s\n", c.restapi.listen, c.restapi.connect_address);
     const char *server = conf_server_header(c.restapi.server_tokens);
-    printf("restapi: server_tokens=%s (Server: %s) extra headers: %u http, %u https%s%s\n",
+    printf("restapi: server_tokens=%s (Server: %s) extra headers: %u http, %u https%s%s%s\n",
            conf_server_tokens_name(c.restapi.server_tokens), server != NULL ? server : "none",
            c.restapi_headers.n_http, c.restapi_headers.n_https,
+           c.restapi_headers.n_https > 0 && c.restapi.certfile[0] == '\0'
+               ? " (not sent: no restapi.certfile)"
+               : "",
            c.restapi.crlfile[0] != '\0' ? " crlfile=" : "", c.restapi.crlfile);
     if (c.has_postgresql) {
         printf("postgresql: bin_dir=%s data_dir=%s listen=%s connect_address=%s\n",

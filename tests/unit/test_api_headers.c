@@ -207,6 +207,18 @@ static const struct {
      "raftpg/" RAFTPG_VERSION},
 };
 
+/* As Patroni: https_extra_headers without TLS are kept (and not sent), not refused, so that a
+ * file written for Patroni loads. */
+static void test_https_headers_without_tls_load(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL
+                          "restapi:\n"
+                          "  https_extra_headers: {Strict-Transport-Security: max-age=1}\n"),
+                     0);
+    assert_int_equal(c.restapi_headers.n_https, 1);
+}
+
 static void test_server_tokens_as_patroni_spells_them(void **state)
 {
     (void)state;
@@ -297,10 +309,6 @@ static const struct {
     {MINIMAL TLS "  http_extra_headers: [X-A]\n",
      "t.yaml:13:23: restapi.http_extra_headers: expected a mapping of header names to values, got "
      "a sequence"},
-    {MINIMAL "restapi:\n"
-             "  https_extra_headers: {Strict-Transport-Security: max-age=1}\n",
-     "t.yaml:10:24: restapi.https_extra_headers: requires restapi.certfile and restapi.keyfile: "
-     "these headers are sent only over TLS"},
     {MINIMAL TLS "  server_tokens: Full\n",
      "t.yaml:13:18: restapi.server_tokens: expected one of Original|ProductOnly|Minimal, got "
      "\"Full\""},
@@ -622,6 +630,7 @@ int main(void)
         cmocka_unit_test_teardown(test_defaults_add_nothing, teardown),
         cmocka_unit_test_teardown(test_patroni_example_loads, teardown),
         cmocka_unit_test_teardown(test_server_tokens_as_patroni_spells_them, teardown),
+        cmocka_unit_test_teardown(test_https_headers_without_tls_load, teardown),
         cmocka_unit_test_teardown(test_client_lists_follow_the_client_ca, teardown),
         cmocka_unit_test_teardown(test_bad_configurations_are_named, teardown),
         cmocka_unit_test_teardown(test_headers_are_capped, teardown),

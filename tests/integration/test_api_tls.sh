@@ -192,6 +192,9 @@ t_check "saying it is revoked ($(head -c 200 "$T_DIR/out"))" \
 "$T_BIN" ctl --api "https://$(t_api_addr 1)" --cacert "$P/ca.pem" --crlfile "$P/crl.pem" list \
   >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "and reaches node1 with it" t_eq "$rc" 0
+"$T_BIN" ctl -c "$T_DIR/node2.yaml" list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl -c with node2's configuration (its restapi.crlfile) lists through node2" \
+  t_eq "$rc:$(grep -c 'answered by node2' "$T_DIR/out")" 0:1
 
 "$T_BIN" ctl -c "$T_DIR/node1.yaml" list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl -c lists the members over HTTPS" t_eq "$rc" 0

@@ -1413,14 +1413,19 @@ int ctl_main(int argc, char **argv)
         fprintf(stderr, "raftpg ctl: --key needs --cert\n");
         return 2;
     }
+    /* Lists from the configuration mean nothing once --insecure or ctl.insecure checks no
+     * certificate; a --crlfile given with them is a mistake worth saying. */
+    bool crl_given = strcmp(crl_key, "--crlfile") == 0;
+    if (crlfile[0] != '\0' && insecure && !crl_given) {
+        crlfile[0] = '\0';
+    }
     if (crlfile[0] != '\0' && (cacert[0] == '\0' || insecure)) {
         fprintf(stderr,
-                "raftpg ctl: %s needs --cacert (or ctl.cacert, restapi.cafile) and no "
-                "--insecure: the lists are checked against that CA\n",
-                crl_key);
+                "raftpg ctl: --crlfile needs --cacert (or ctl.cacert, restapi.cafile) and no "
+                "--insecure: the lists are checked against that CA\n");
         return 2;
     }
-    if (!insecure && http_client_set_crl(crlfile, crl_key, cacert, cacert_key, tls_err) != 0) {
+    if (http_client_set_crl(crlfile, crl_key, cacert, cacert_key, tls_err) != 0) {
         fprintf(stderr, "raftpg ctl: %s\n", tls_err);
         return 2;
     }

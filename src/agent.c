@@ -1228,7 +1228,6 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
             rv = http_server_set_crl(&a->api, a->conf.restapi.crlfile, "restapi.crlfile",
                                      a->conf.restapi.cafile, "restapi.cafile", errmsg);
         }
-
         if (rv != 0) {
             return rv;
         }

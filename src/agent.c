@@ -1176,6 +1176,13 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
         rv = http_client_set_cert(a->conf.ctl.certfile, a->conf.ctl.keyfile,
                                   a->conf.ctl.keyfile_password, errmsg);
     }
+    if (rv == 0) {
+        const char *crl = conf_client_crlfile(&a->conf);
+        rv = http_client_set_crl(
+            crl, a->conf.ctl.crlfile[0] != '\0' ? "ctl.crlfile" : "restapi.crlfile",
+            a->conf.ctl.cacert[0] != '\0' ? a->conf.ctl.cacert : a->conf.restapi.cafile,
+            a->conf.ctl.cacert[0] != '\0' ? "ctl.cacert" : "restapi.cafile", errmsg);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -1194,9 +1201,33 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
             rv = http_server_set_client_ca(&a->api, a->conf.restapi.cafile,
                                            modes[a->conf.restapi.verify_client], errmsg);
         }
+        /* Without client certificates there is nothing for the server to check them against
+         * (the clients may still use them, above). */
+        if (rv == 0 && a->conf.restapi.crlfile[0] != '\0' &&
+            a->conf.restapi.verify_client != CONF_VERIFY_NONE) {
+            rv = http_server_set_crl(&a->api, a->conf.restapi.crlfile, "restapi.crlfile",
+                                     a->conf.restapi.cafile, "restapi.cafile", errmsg);
+        }
         if (rv != 0) {
             return rv;
         }
+    }
+    /* Patroni's order: the http headers, then over TLS the https ones, which replace a header
+     * of the same name. */
+    for (unsigned i = 0; rv == 0 && i < a->conf.restapi_headers.n_http; i++) {
+        rv = http_server_add_header(&a->api, a->conf.restapi_headers.http[i].key,
+                                    a->conf.restapi_headers.http[i].value, errmsg);
+    }
+    for (unsigned i = 0; rv == 0 && tls && i < a->conf.restapi_headers.n_https; i++) {
+        rv = http_server_add_header(&a->api, a->conf.restapi_headers.https[i].key,
+                                    a->conf.restapi_headers.https[i].value, errmsg);
+    }
+    const char *server = conf_server_header(a->conf.restapi.server_tokens);
+    if (rv == 0 && server != NULL) {
+        rv = http_server_add_header(&a->api, "Server", server, errmsg);
+    }
+    if (rv != 0) {
+        return rv;
     }
     a->api.max_conns = a->conf.restapi.max_connections;
     a->api.idle_timeout_ms = (uint64_t)a->conf.restapi.request_timeout_s * 1000;

@@ -48,6 +48,7 @@ enum key_type {
     KEY_CIDR,    /* IPv4 unicast host address/prefix into a struct conf_cidr */
     KEY_IFNAME,  /* a Linux network interface name */
     KEY_OTHER,   /* key "*": any key no other row names, a scalar into a struct conf_kv array */
+    KEY_HEADERS, /* a mapping of HTTP header names to values into a struct conf_kv array */
 };
 
 /* One row of a key table. Offsets are from the base the table is walked with: struct conf for
@@ -77,11 +78,15 @@ _Static_assert(sizeof(enum conf_watchdog_mode) == sizeof(int),
                "enum conf_watchdog_mode is not int-sized");
 _Static_assert(sizeof(enum conf_verify_client) == sizeof(int),
                "enum conf_verify_client is not int-sized");
+_Static_assert(sizeof(enum conf_server_tokens) == sizeof(int),
+               "enum conf_server_tokens is not int-sized");
 
 static const char *const log_level_names[] = {"debug", "info", "warning", "error", NULL};
 static const char *const log_format_names[] = {"text", "json", NULL};
 static const char *const watchdog_mode_names[] = {"off", "automatic", "required", NULL};
 static const char *const verify_client_names[] = {"none", "optional", "required", NULL};
+/* Indexed like CONF_SERVER_TOKENS_*; compared without regard to case, as Patroni does. */
+static const char *const server_tokens_names[] = {"Original", "ProductOnly", "Minimal", NULL};
 
 static const struct conf_key member_keys[] = {
     {"name", KEY_NAME, MEMBER_FIELD(name), .required = true},
@@ -132,6 +137,13 @@ static const struct conf_key restapi_keys[] = {
      .count_off = offsetof(struct conf, restapi.n_allowlist)},
     {"allowlist_include_members", KEY_BOOL, FIELD(restapi.allowlist_include_members),
      .def = "false"},
+    {"http_extra_headers", KEY_HEADERS, .off = offsetof(struct conf, restapi_headers.http),
+     .count_off = offsetof(struct conf, restapi_headers.n_http)},
+    {"https_extra_headers", KEY_HEADERS, .off = offsetof(struct conf, restapi_headers.https),
+     .count_off = offsetof(struct conf, restapi_headers.n_https)},
+    {"server_tokens", KEY_ENUM, FIELD(restapi.server_tokens), .def = "Original",
+     .names = server_tokens_names},
+    {"crlfile", KEY_PATH, FIELD(restapi.crlfile)},
     {.key = NULL},
 };
 
@@ -146,6 +158,7 @@ static const struct conf_key ctl_keys[] = {
     {"keyfile", KEY_PATH, FIELD(ctl.keyfile)},
     {"keyfile_password", KEY_STRING, FIELD(ctl.keyfile_password), .min = 1},
     {"cacert", KEY_PATH, FIELD(ctl.cacert)},
+    {"crlfile", KEY_PATH, FIELD(ctl.crlfile)},
     {"insecure", KEY_BOOL, FIELD(ctl.insecure), .def = "false"},
     {"authentication", KEY_SECTION, .sub = ctl_auth_keys},
     {.key = NULL},
@@ -818,6 +831,7 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
     case KEY_PARAMS:
     case KEY_STRLIST:
     case KEY_NETLIST:
+    case KEY_HEADERS:
     case KEY_OTHER: break;
     }
     assert(!"convert called on a container key");
@@ -969,6 +983,89 @@ static int parse_params(struct parser *p, const struct conf_key *k, void *base)
             (rv = scalar_text(p, &s)) != 0) {
             free(key);
             return rv;
+        }
+        char *value = strdup(s);
+        struct conf_kv *grown = value != NULL ? realloc(*kv, (*n + 1) * sizeof **kv) : NULL;
+        if (grown == NULL) {
+            free(key);
+            free(value);
+            return fail_nomem(p);
+        }
+        *kv = grown;
+        grown[*n] = (struct conf_kv){key, value};
+        (*n)++;
+        path_pop(p, saved);
+    }
+}
+
+/* The characters of an HTTP token (RFC 9110 §5.6.2), which a header name is. */
+#define HEADER_TCHARS                                                                              \
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~"
+
+/* restapi.http_extra_headers and https_extra_headers: names and values checked by
+ * conf_header_check, a name given twice (in any case: HTTP names are case-insensitive) refused. */
+static int parse_headers(struct parser *p, const struct conf_key *k, void *base)
+{
+    struct conf_kv **kv = (struct conf_kv **)((char *)base + k->off);
+    unsigned *n = (unsigned *)((char *)base + k->count_off);
+    char why[RPG_ERRMSG_SIZE];
+    const char *s = NULL;
+    int rv;
+
+    if ((rv = expect(p, YAML_MAPPING_START_EVENT, "a mapping of header names to values")) != 0) {
+        return rv;
+    }
+    for (;;) {
+        if ((rv = next(p)) != 0) {
+            return rv;
+        }
+        if (p->ev.type == YAML_MAPPING_END_EVENT) {
+            return 0;
+        }
+        /* Raw text, not scalar_text: conf_header_check says why a control character is
+         * refused here (an embedded NUL counts as one). */
+        if ((rv = expect(p, YAML_SCALAR_EVENT, "a header name")) != 0) {
+            return rv;
+        }
+        s = (const char *)p->ev.data.scalar.value;
+        if (strlen(s) != p->ev.data.scalar.length) {
+            return fail(p, "expected a header name, got one with a NUL byte (at offset %zu)",
+                        strlen(s));
+        }
+        if (*n == CONF_HEADERS_MAX) {
+            return fail(p, "expected at most %d headers", CONF_HEADERS_MAX);
+        }
+        /* A name is part of the key in messages once it is known to be a token. */
+        size_t len = strlen(s);
+        bool token = len > 0 && len < CONF_HEADER_NAME_MAX && strspn(s, HEADER_TCHARS) == len;
+        size_t saved = token ? path_push(p, ".%s", s) : p->path_len;
+        if (!conf_header_check(s, "x", why, sizeof why)) {
+            return fail(p, "%s", why);
+        }
+        for (unsigned i = 0; i < *n; i++) {
+            if (strcasecmp((*kv)[i].key, s) == 0) {
+                return fail(p, "duplicate header (names are compared without regard to case)");
+            }
+        }
+        char *key = strdup(s);
+        if (key == NULL) {
+            return fail_nomem(p);
+        }
+        if ((rv = next(p)) != 0 || (rv = expect(p, YAML_SCALAR_EVENT, "a scalar")) != 0) {
+            free(key);
+            return rv;
+        }
+        s = (const char *)p->ev.data.scalar.value;
+        if (strlen(s) != p->ev.data.scalar.length) {
+            free(key);
+            return fail(p,
+                        "the value has a control character (a NUL byte at offset %zu): a CR or LF "
+                        "would let it write headers of its own",
+                        strlen(s));
+        }
+        if (!conf_header_check(key, s, why, sizeof why)) {
+            free(key);
+            return fail(p, "%s", why);
         }
         char *value = strdup(s);
         struct conf_kv *grown = value != NULL ? realloc(*kv, (*n + 1) * sizeof **kv) : NULL;
@@ -1155,6 +1252,7 @@ static int parse_value(struct parser *p, const struct conf_key *k, void *base)
     }
     case KEY_MEMBERS: return parse_members(p, k, base);
     case KEY_PARAMS: return parse_params(p, k, base);
+    case KEY_HEADERS: return parse_headers(p, k, base);
     case KEY_STRLIST: return parse_strlist(p, k, base);
     case KEY_NETLIST: return parse_netlist(p, k, base);
     default: return parse_scalar(p, k, base);
@@ -1503,6 +1601,26 @@ static int finish(struct parser *p)
                            "certificate when they ask the other members");
         }
     }
+    if (c->restapi.crlfile[0] != '\0') {
+        struct mark xm = where_first(p, "restapi.crlfile", NULL);
+        if (c->restapi.certfile[0] == '\0' || c->restapi.cafile[0] == '\0') {
+            return fail_at(p, xm, "restapi.crlfile",
+                           "requires restapi.certfile, restapi.keyfile and restapi.cafile: it "
+                           "lists certificates that restapi.cafile's CA revoked");
+        }
+    }
+    if (c->ctl.crlfile[0] != '\0') {
+        struct mark xm = where_first(p, "ctl.crlfile", NULL);
+        if (c->ctl.cacert[0] == '\0' && c->restapi.cafile[0] == '\0') {
+            return fail_at(p, xm, "ctl.crlfile",
+                           "requires ctl.cacert or restapi.cafile: it lists certificates that "
+                           "CA revoked");
+        }
+        if (c->ctl.insecure) {
+            return fail_at(p, xm, "ctl.crlfile",
+                           "means nothing with ctl.insecure, which checks no certificate");
+        }
+    }
     if (c->has_postgresql) {
         rv = default_connect(p, c->postgresql.connect_address, c->postgresql.listen, "postgresql");
         if (rv != 0) {
@@ -1711,6 +1829,15 @@ void conf_free(struct conf *c)
         free(c->tags.user[i].value);
     }
     free(c->tags.user);
+    struct conf_kv *lists[] = {c->restapi_headers.http, c->restapi_headers.https};
+    unsigned counts[] = {c->restapi_headers.n_http, c->restapi_headers.n_https};
+    for (int l = 0; l < 2; l++) {
+        for (unsigned i = 0; i < counts[l]; i++) {
+            free(lists[l][i].key);
+            free(lists[l][i].value);
+        }
+        free(lists[l]);
+    }
     sodium_memzero(c->restapi.auth_password, sizeof c->restapi.auth_password);
     sodium_memzero(c->ctl.auth_password, sizeof c->ctl.auth_password);
     sodium_memzero(c->restapi.keyfile_password, sizeof c->restapi.keyfile_password);
@@ -1724,6 +1851,101 @@ const char *conf_verify_client_name(enum conf_verify_client mode)
         return verify_client_names[mode];
     }
     return "unknown";
+}
+
+const char *conf_server_tokens_name(enum conf_server_tokens tokens)
+{
+    if ((unsigned)tokens < sizeof server_tokens_names / sizeof server_tokens_names[0] - 1) {
+        return server_tokens_names[tokens];
+    }
+    return "unknown";
+}
+
+const char *conf_server_header(enum conf_server_tokens tokens)
+{
+    switch (tokens) {
+    case CONF_SERVER_TOKENS_PRODUCT_ONLY: return "raftpg";
+    case CONF_SERVER_TOKENS_MINIMAL: return "raftpg/" RAFTPG_VERSION;
+    case CONF_SERVER_TOKENS_ORIGINAL: break;
+    }
+    return NULL;
+}
+
+/* Headers the server writes itself, and why an extra header may not name them. */
+static const struct {
+    const char *name, *why;
+} managed_headers[] = {
+    {"Content-Length", "frames every answer (libmicrohttpd writes it)"},
+    {"Transfer-Encoding", "frames every answer (libmicrohttpd writes it)"},
+    {"Connection", "frames every answer (libmicrohttpd writes it)"},
+    {"Keep-Alive", "frames every answer (libmicrohttpd writes it)"},
+    {"Upgrade", "frames every answer (libmicrohttpd writes it)"},
+    {"Trailer", "frames every answer (libmicrohttpd writes it)"},
+    {"Content-Type", "describes each answer's body (the agent writes it)"},
+    {"Content-Encoding", "describes each answer's body (the agent writes it)"},
+    {"Date", "libmicrohttpd writes it"},
+    {"Server", "restapi.server_tokens sets it"},
+    {"WWW-Authenticate", "the agent writes it on each 401 answer"},
+};
+
+bool conf_header_check(const char *name, const char *value, char *why, size_t n)
+{
+    char q[48];
+    size_t len = strlen(name);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch < 0x20 || ch == 0x7F) {
+            /* Not echoed: the message goes to a terminal or a log. */
+            snprintf(why, n,
+                     "expected a header name, got one with a control character (byte "
+                     "0x%02X at offset %zu)",
+                     ch, i);
+            return false;
+        }
+    }
+    if (len == 0 || len >= CONF_HEADER_NAME_MAX || strspn(name, HEADER_TCHARS) != len) {
+        snprintf(why, n,
+                 "expected a header name of 1..%d characters from letters, digits and "
+                 "!#$%%&'*+-.^_`|~ (an HTTP token), got %s",
+                 CONF_HEADER_NAME_MAX - 1, quote(name, q));
+        return false;
+    }
+    for (size_t i = 0; i < sizeof managed_headers / sizeof managed_headers[0]; i++) {
+        if (strcasecmp(name, managed_headers[i].name) == 0) {
+            snprintf(why, n, "%s cannot be an extra header: %s", managed_headers[i].name,
+                     managed_headers[i].why);
+            return false;
+        }
+    }
+    size_t vlen = strlen(value);
+    for (size_t i = 0; i < vlen; i++) {
+        unsigned char ch = (unsigned char)value[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7F) {
+            snprintf(why, n,
+                     "the value has a control character (byte 0x%02X at offset %zu): a CR or LF "
+                     "would let it write headers of its own",
+                     ch, i);
+            return false;
+        }
+    }
+    if (vlen == 0 || vlen >= CONF_HEADER_VALUE_MAX) {
+        snprintf(why, n, "expected a value of 1..%d bytes, got %zu", CONF_HEADER_VALUE_MAX - 1,
+                 vlen);
+        return false;
+    }
+    if (value[0] == ' ' || value[0] == '\t' || value[vlen - 1] == ' ' || value[vlen - 1] == '\t') {
+        snprintf(why, n, "the value begins or ends with white space, which HTTP drops");
+        return false;
+    }
+    return true;
+}
+
+const char *conf_client_crlfile(const struct conf *c)
+{
+    if (c->ctl.crlfile[0] != '\0') {
+        return c->ctl.crlfile;
+    }
+    return c->ctl.cacert[0] == '\0' ? c->restapi.crlfile : "";
 }
 
 int conf_net_parse(const char *text, struct conf_net *net, char *why, size_t n)

@@ -95,6 +95,9 @@ static const char *ctl_usage =
     "                      restapi.cafile); HTTPS is used for https:// addresses and with -c\n"
     "                      when the configuration has restapi.certfile\n"
     "  --insecure          HTTPS without verifying the API's certificate (with -c: ctl.insecure)\n"
+    "  --crlfile FILE      refuse an API whose certificate these revocation lists (PEM, signed\n"
+    "                      by the --cacert CA) revoke (with -c: ctl.crlfile, else\n"
+    "                      restapi.crlfile when ctl.cacert and --cacert are not given)\n"
     "  --cert FILE         present this client certificate (PEM) over HTTPS, for\n"
     "                      restapi.verify_client (with -c: ctl.certfile)\n"
     "  --key FILE          its key (PEM; default: in the --cert file; with -c: ctl.keyfile)\n"
@@ -1240,7 +1243,9 @@ int ctl_main(int argc, char **argv)
     const char *secret_file = getenv("RAFTPG_SECRET_FILE");
     const char *username = NULL, *password_file = NULL;
     char cacert[PATH_MAX] = "", certfile[PATH_MAX] = "", keyfile[PATH_MAX] = "";
-    char keypass[256] = "";
+    char crlfile[PATH_MAX] = "", keypass[256] = "";
+    /* Which keys the CA and the lists came from, for messages. */
+    const char *cacert_key = "--cacert", *crl_key = "--crlfile";
     bool insecure = false;
     int i = 1;
     for (; i < argc; i++) {
@@ -1262,6 +1267,8 @@ int ctl_main(int argc, char **argv)
             snprintf(cacert, sizeof cacert, "%s", argv[++i]);
         } else if (strcmp(a, "--insecure") == 0) {
             insecure = true;
+        } else if (strcmp(a, "--crlfile") == 0 && i + 1 < argc) {
+            snprintf(crlfile, sizeof crlfile, "%s", argv[++i]);
         } else if (strcmp(a, "--cert") == 0 && i + 1 < argc) {
             snprintf(certfile, sizeof certfile, "%s", argv[++i]);
         } else if (strcmp(a, "--key") == 0 && i + 1 < argc) {
@@ -1313,6 +1320,12 @@ int ctl_main(int argc, char **argv)
         if (cacert[0] == '\0') {
             snprintf(cacert, sizeof cacert, "%s",
                      conf.ctl.cacert[0] != '\0' ? conf.ctl.cacert : conf.restapi.cafile);
+            cacert_key = conf.ctl.cacert[0] != '\0' ? "ctl.cacert" : "restapi.cafile";
+            /* The lists belong to that CA: another --cacert takes none of them. */
+            if (crlfile[0] == '\0' && conf_client_crlfile(&conf)[0] != '\0') {
+                snprintf(crlfile, sizeof crlfile, "%s", conf_client_crlfile(&conf));
+                crl_key = conf.ctl.crlfile[0] != '\0' ? "ctl.crlfile" : "restapi.crlfile";
+            }
         }
         insecure = insecure || conf.ctl.insecure;
         if (certfile[0] == '\0' && conf.ctl.certfile[0] != '\0') {
@@ -1399,6 +1412,22 @@ int ctl_main(int argc, char **argv)
     }
     if (keyfile[0] != '\0' && certfile[0] == '\0') {
         fprintf(stderr, "raftpg ctl: --key needs --cert\n");
+        return 2;
+    }
+    /* Lists from the configuration mean nothing once --insecure or ctl.insecure checks no
+     * certificate; a --crlfile given with them is a mistake worth saying. */
+    bool crl_given = strcmp(crl_key, "--crlfile") == 0;
+    if (crlfile[0] != '\0' && insecure && !crl_given) {
+        crlfile[0] = '\0';
+    }
+    if (crlfile[0] != '\0' && (cacert[0] == '\0' || insecure)) {
+        fprintf(stderr,
+                "raftpg ctl: --crlfile needs --cacert (or ctl.cacert, restapi.cafile) and no "
+                "--insecure: the lists are checked against that CA\n");
+        return 2;
+    }
+    if (http_client_set_crl(crlfile, crl_key, cacert, cacert_key, tls_err) != 0) {
+        fprintf(stderr, "raftpg ctl: %s\n", tls_err);
         return 2;
     }
     int cert_rv = http_client_set_cert(certfile, keyfile, keypass, tls_err);

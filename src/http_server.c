@@ -33,6 +33,7 @@
 
 #include "http_internal.h"
 #include "raftpg/log.h"
+#include "raftpg/tls_crl.h"
 
 #define AUTH_MAX 2048
 #define CTYPE_MAX 256
@@ -282,6 +283,11 @@ static struct {
 
 #define REFUSAL_UNFINISHED (UINT64_MAX - 1) /* the key of a handshake that stopped midway */
 
+/* http_server_set_crl's lists, process-wide for the same reason as the refusals. */
+static struct tls_crl server_crl_lists;
+static const struct tls_crl *server_crl;
+static char server_crl_key[64];
+
 /* What GnuTLS's hooks saw of a handshake, by descriptor: they know the session (MHD hands GnuTLS
  * the socket's descriptor), not the connection. Cleared when a connection starts and read when it
  * closes. A descriptor beyond the table is simply not watched. */
@@ -369,18 +375,19 @@ static void log_refusal(const char *peer, uint64_t reason, const char *why)
     refusals.skipped = 0;
 }
 
-/* The subject of the client's first certificate, for the log ("" when it does not parse). */
-static void peer_subject(gnutls_session_t session, char *out, size_t size)
+/* The subject of the client's certificate at index i of its chain (0: its own), for the log (""
+ * when it does not parse). */
+static void peer_subject(gnutls_session_t session, unsigned i, char *out, size_t size)
 {
     unsigned n = 0;
     const gnutls_datum_t *der = gnutls_certificate_get_peers(session, &n);
     gnutls_x509_crt_t crt;
     gnutls_datum_t dn = {NULL, 0};
     out[0] = '\0';
-    if (der == NULL || n == 0 || gnutls_x509_crt_init(&crt) != 0) {
+    if (der == NULL || i >= n || gnutls_x509_crt_init(&crt) != 0) {
         return;
     }
-    if (gnutls_x509_crt_import(crt, &der[0], GNUTLS_X509_FMT_DER) == 0 &&
+    if (gnutls_x509_crt_import(crt, &der[i], GNUTLS_X509_FMT_DER) == 0 &&
         gnutls_x509_crt_get_dn3(crt, &dn, 0) == 0) {
         snprintf(out, size, "%.*s", (int)dn.size, (const char *)dn.data);
     }
@@ -411,7 +418,7 @@ static int verify_client(gnutls_session_t session, bool required)
     if (rc != 0 || status != 0) {
         char subject[256], why[768];
         gnutls_datum_t text = {NULL, 0};
-        peer_subject(session, subject, sizeof subject);
+        peer_subject(session, 0, subject, sizeof subject);
         if (rc == 0 &&
             gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0) {
             int len = (int)text.size;
@@ -429,6 +436,26 @@ static int verify_client(gnutls_session_t session, bool required)
         fd_peer(gnutls_transport_get_int(session), peer, sizeof peer);
         tls_mark(session, TLS_REFUSED);
         log_refusal(peer, rc != 0 ? (uint64_t)(unsigned)-rc << 32 : status, why);
+        return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
+    }
+    /* The chain verified; now the revocation lists, which MHD's credentials do not hold. */
+    unsigned which = 0;
+    const gnutls_datum_t *chain = gnutls_certificate_get_peers(session, &n);
+    if (tls_crl_revokes(server_crl, chain, n, &which)) {
+        char subject[256], revoked[256], why[768], peer[INET6_ADDRSTRLEN];
+        peer_subject(session, 0, subject, sizeof subject);
+        if (which == 0) {
+            snprintf(why, sizeof why, "client certificate \"%s\" refused: revoked (%s)", subject,
+                     server_crl_key);
+        } else {
+            peer_subject(session, which, revoked, sizeof revoked);
+            snprintf(why, sizeof why,
+                     "client certificate \"%s\" refused: its CA \"%s\" is revoked (%s)", subject,
+                     revoked, server_crl_key);
+        }
+        fd_peer(gnutls_transport_get_int(session), peer, sizeof peer);
+        tls_mark(session, TLS_REFUSED);
+        log_refusal(peer, GNUTLS_CERT_INVALID | GNUTLS_CERT_REVOKED, why);
         return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
     }
     return 0;
@@ -753,8 +780,8 @@ static void check_headers(struct http_conn *c)
     }
 }
 
-static struct MHD_Response *make_response(const char *content_type, const char *body,
-                                          size_t body_len)
+static struct MHD_Response *make_response(const struct http_server *s, const char *content_type,
+                                          const char *body, size_t body_len)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(
         body != NULL ? body_len : 0, (void *)(body != NULL ? body : ""), MHD_RESPMEM_MUST_COPY);
@@ -769,14 +796,19 @@ static struct MHD_Response *make_response(const char *content_type, const char *
         MHD_destroy_response(r);
         return NULL;
     }
+    /* Checked when added: MHD takes them all. */
+    for (unsigned i = 0; s != NULL && i < s->n_extra; i++) {
+        MHD_add_response_header(r, s->extra[i].name, s->extra[i].value);
+    }
     return r;
 }
 
-static enum MHD_Result queue(struct MHD_Connection *mc, unsigned status, struct MHD_Response *r)
+static enum MHD_Result queue(const struct http_server *s, struct MHD_Connection *mc,
+                             unsigned status, struct MHD_Response *r)
 {
     if (r == NULL) {
         static const char oom[] = "{\"error\":\"cannot build the response\"}";
-        r = make_response(NULL, oom, sizeof oom - 1);
+        r = make_response(s, NULL, oom, sizeof oom - 1);
         status = 500;
         if (r == NULL) {
             return MHD_NO;
@@ -794,12 +826,12 @@ static enum MHD_Result answer_reject(struct http_conn *c)
     n += json_escape(body + n, sizeof body - n - 3, c->reject_msg);
     memcpy(body + n, "\"}", 3);
     n += 2;
-    struct MHD_Response *r = make_response(NULL, body, n);
+    struct MHD_Response *r = make_response(c->s, NULL, body, n);
     /* The rest of the input is not read: close after this answer. */
     if (r != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     }
-    return queue(c->mc, (unsigned)c->reject_status, r);
+    return queue(c->s, c->mc, (unsigned)c->reject_status, r);
 }
 
 static void peer_of(struct http_conn *c)
@@ -872,7 +904,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         /* Called again after a resume: the answer is ready. */
         struct MHD_Response *r = c->resp;
         c->resp = NULL;
-        return queue(mc, c->resp_status, r);
+        return queue(s, mc, c->resp_status, r);
     }
     if (c->dispatched) {
         return MHD_YES; /* a spurious call while suspended */
@@ -906,7 +938,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         }
         struct MHD_Response *r = c->resp;
         c->resp = NULL;
-        return queue(mc, c->resp_status, r);
+        return queue(s, mc, c->resp_status, r);
     }
     /* Answered later from the loop. */
     MHD_suspend_connection(mc);
@@ -963,10 +995,10 @@ void http_respond_header(struct http_conn *conn, int status, const char *content
     if (s->closing) {
         return; /* dropped; freed when MHD reports the request terminated */
     }
-    conn->resp = make_response(content_type, body, body_len);
+    conn->resp = make_response(s, content_type, body, body_len);
     if (conn->resp == NULL) {
         static const char bad[] = "{\"error\":\"invalid response content type\"}";
-        conn->resp = make_response(NULL, bad, sizeof bad - 1);
+        conn->resp = make_response(s, NULL, bad, sizeof bad - 1);
         status = 500;
     }
     if (header != NULL && value != NULL) {
@@ -1111,8 +1143,71 @@ int http_server_set_client_ca(struct http_server *s, const char *cafile, enum ht
     return 0;
 }
 
-static void tls_free(struct http_server *s)
+int http_server_set_crl(struct http_server *s, const char *crlfile, const char *key,
+                        const char *cafile, const char *ca_key, char *errmsg)
 {
+    struct tls_crl lists;
+    int rc = tls_crl_load(&lists, key, crlfile, ca_key, cafile, false, errmsg);
+    if (rc != 0) {
+        return rc;
+    }
+    if (server_crl != NULL) {
+        tls_crl_free(&server_crl_lists);
+    }
+    server_crl_lists = lists;
+    server_crl = &server_crl_lists;
+    snprintf(server_crl_key, sizeof server_crl_key, "%s", key);
+    s->crl = &server_crl_lists;
+    return 0;
+}
+
+int http_server_add_header(struct http_server *s, const char *name, const char *value, char *errmsg)
+{
+    if (name[0] == '\0' || strpbrk(name, "\t\r\n :") != NULL || strpbrk(value, "\r\n") != NULL) {
+        return rpg_err(errmsg, RPG_EINVAL,
+                       "header \"%.64s\" cannot be sent: a control character, "
+                       "':' or white space in its name, or a line break in its value",
+                       name);
+    }
+    for (unsigned i = 0; i < s->n_extra; i++) {
+        if (strcasecmp(s->extra[i].name, name) == 0) {
+            char *v = strdup(value);
+            if (v == NULL) {
+                return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+            }
+            free(s->extra[i].value);
+            s->extra[i].value = v;
+            return 0;
+        }
+    }
+    char *n = strdup(name), *v = strdup(value);
+    struct http_header *grown =
+        n != NULL && v != NULL ? realloc(s->extra, (s->n_extra + 1) * sizeof *grown) : NULL;
+    if (grown == NULL) {
+        free(n);
+        free(v);
+        return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+    }
+    s->extra = grown;
+    s->extra[s->n_extra++] = (struct http_header){n, v};
+    return 0;
+}
+
+/* What the set functions and http_server_add_header gave the server. */
+static void settings_free(struct http_server *s)
+{
+    for (unsigned i = 0; i < s->n_extra; i++) {
+        free(s->extra[i].name);
+        free(s->extra[i].value);
+    }
+    free(s->extra);
+    s->extra = NULL;
+    s->n_extra = 0;
+    if (s->crl != NULL && s->crl == server_crl) {
+        tls_crl_free(&server_crl_lists);
+        server_crl = NULL;
+    }
+    s->crl = NULL;
     free_secret(&s->tls_key_password);
     free(s->tls_trust);
     s->tls_trust = NULL;
@@ -1285,7 +1380,7 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
     if (s->mhd == NULL) {
         bool trust = s->tls_trust != NULL, password = s->tls_key_password != NULL;
         close(fd);
-        tls_free(s);
+        settings_free(s);
         if (!tls) {
             return rpg_err(errmsg, RPG_EIO, "listen %s: cannot start the HTTP server", addr);
         }
@@ -1300,7 +1395,7 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
     if (di == NULL || uv_poll_init(loop, &s->poll, di->epoll_fd) != 0) {
         MHD_stop_daemon(s->mhd);
         s->mhd = NULL;
-        tls_free(s);
+        settings_free(s);
         return rpg_err(errmsg, RPG_EIO, "listen %s: cannot watch the HTTP server", addr);
     }
     uv_timer_init(loop, &s->mhd_timer); /* cannot fail */
@@ -1354,7 +1449,7 @@ static void server_finish_close(struct http_server *s)
         s->mhd = NULL;
         MHD_stop_daemon(d); /* closes the listening socket too */
         s->fd = -1;
-        tls_free(s);
+        settings_free(s);
     }
     if (s->listening) {
         s->listening = 0;
@@ -1373,7 +1468,7 @@ void http_server_close(struct http_server *s, void (*cb)(struct http_server *s))
     s->close_cb = cb;
     if (s->open_handles == 0) {
         /* Never started (or failed to): nothing to close. */
-        tls_free(s);
+        settings_free(s);
         s->close_cb = NULL;
         if (cb != NULL) {
             cb(s);

@@ -14,6 +14,7 @@
 #include "raftpg/agent.h"
 #include "raftpg/conf.h"
 #include "raftpg/ctl.h"
+#include "raftpg/tls_crl.h"
 #include "raftpg/fence.h"
 #include "raftpg/guard.h"
 #include "raftpg/log.h"
@@ -45,6 +46,25 @@ static int check_secrets(const struct conf *c, bool any_owner, char *errmsg)
     return rv == RPG_ENOTFOUND ? 0 : rv;
 }
 
+/* Reads the revocation lists the agent will use (the server's and its clients'), for their
+ * checks: readable, lists, signed by their CA. */
+static int check_crls(const struct conf *c, char *errmsg)
+{
+    int rv = 0;
+    if (c->restapi.crlfile[0] != '\0') {
+        rv = tls_crl_load(NULL, "restapi.crlfile", c->restapi.crlfile, "restapi.cafile",
+                          c->restapi.cafile, false, errmsg);
+    }
+    const char *client = conf_client_crlfile(c);
+    if (rv == 0 && client[0] != '\0') {
+        bool own = c->ctl.crlfile[0] != '\0', own_ca = c->ctl.cacert[0] != '\0';
+        rv = tls_crl_load(NULL, own ? "ctl.crlfile" : "restapi.crlfile (for ctl and the agents)",
+                          client, own_ca ? "ctl.cacert" : "restapi.cafile",
+                          own_ca ? c->ctl.cacert : c->restapi.cafile, true, errmsg);
+    }
+    return rv;
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
     if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
@@ -65,7 +85,7 @@ static int cmd_check_config(int argc, char **argv)
         return 1;
     }
     /* Run by root, the check is for the agent's user, whoever owns the file. */
-    if (check_secrets(&c, geteuid() == 0, errmsg) != 0) {
+    if (check_secrets(&c, geteuid() == 0, errmsg) != 0 || check_crls(&c, errmsg) != 0) {
         fprintf(stderr, "%s\n", errmsg);
         conf_free(&c);
         return 1;
@@ -91,6 +111,14 @@ static int cmd_check_config(int argc, char **argv)
         printf("raft transport: UNAUTHENTICATED (raft.secret_file is not set)\n");
     }
     printf("restapi: listen=%s connect_address=%s\n", c.restapi.listen, c.restapi.connect_address);
+    const char *server = conf_server_header(c.restapi.server_tokens);
+    printf("restapi: server_tokens=%s (Server: %s) extra headers: %u http, %u https%s%s%s\n",
+           conf_server_tokens_name(c.restapi.server_tokens), server != NULL ? server : "none",
+           c.restapi_headers.n_http, c.restapi_headers.n_https,
+           c.restapi_headers.n_https > 0 && c.restapi.certfile[0] == '\0'
+               ? " (not sent: no restapi.certfile)"
+               : "",
+           c.restapi.crlfile[0] != '\0' ? " crlfile=" : "", c.restapi.crlfile);
     if (c.has_postgresql) {
         printf("postgresql: bin_dir=%s data_dir=%s listen=%s connect_address=%s\n",
                c.postgresql.bin_dir, c.postgresql.data_dir, c.postgresql.listen,

@@ -108,6 +108,15 @@ void reload_apply(struct conf *cur, struct conf *next, char *applied, size_t app
     if (!hba_same) {
         list_add(restart, restart_size, "postgresql.pg_hba");
     }
+    /* Read when the API starts, as the rest of the restapi section. */
+    if (!kv_equal(cur->restapi_headers.http, cur->restapi_headers.n_http,
+                  next->restapi_headers.http, next->restapi_headers.n_http)) {
+        list_add(restart, restart_size, "restapi.http_extra_headers");
+    }
+    if (!kv_equal(cur->restapi_headers.https, cur->restapi_headers.n_https,
+                  next->restapi_headers.https, next->restapi_headers.n_https)) {
+        list_add(restart, restart_size, "restapi.https_extra_headers");
+    }
 
     /* Applied: swapped, so that each structure still owns what it points to. */
     if (cur->tags.nofailover != next->tags.nofailover || cur->tags.nosync != next->tags.nosync ||

@@ -59,6 +59,18 @@ struct conf_cidr {
  * for every change; required refuses the handshake to a client without a valid one. */
 enum conf_verify_client { CONF_VERIFY_NONE = 0, CONF_VERIFY_OPTIONAL, CONF_VERIFY_REQUIRED };
 
+/* The API's Server header (Patroni's restapi.server_tokens): original sends what the HTTP
+ * library sends (libmicrohttpd sends none), product_only "raftpg", minimal "raftpg/VERSION". */
+enum conf_server_tokens {
+    CONF_SERVER_TOKENS_ORIGINAL = 0,
+    CONF_SERVER_TOKENS_PRODUCT_ONLY,
+    CONF_SERVER_TOKENS_MINIMAL
+};
+
+#define CONF_HEADERS_MAX 32        /* entries in each of restapi.http(s)_extra_headers */
+#define CONF_HEADER_NAME_MAX 64    /* a header name, including the NUL */
+#define CONF_HEADER_VALUE_MAX 1024 /* a header value, including the NUL */
+
 /* An IPv4 or IPv6 network: the address with its host bits cleared, and the prefix length. A host
  * address is a network with the full prefix (32 or 128). */
 struct conf_net {
@@ -148,7 +160,24 @@ struct conf {
         /* Patroni's restapi.allowlist_include_members: the hosts of the members' API addresses
          * (from the cluster state) may send changes too. Default false. */
         bool allowlist_include_members;
+        enum conf_server_tokens server_tokens; /* default original */
+        /* Certificate revocation lists (PEM or DER) signed by a CA of cafile: a client
+         * certificate they revoke is refused in the handshake; also the agents' and ctl's list
+         * for the members' certificates when ctl.cacert is not set. "" none. */
+        char crlfile[PATH_MAX];
     } restapi;
+
+    /* Patroni's restapi.http_extra_headers and https_extra_headers: sent on every API answer
+     * (https: only when the API speaks TLS, replacing a same-named http one). Names are HTTP
+     * tokens, none the server sets itself (conf_header_check); values have no control
+     * characters. Owned arrays, apart from restapi because reload compares that section's
+     * bytes. */
+    struct {
+        struct conf_kv *http;
+        unsigned n_http;
+        struct conf_kv *https;
+        unsigned n_https;
+    } restapi_headers;
 
     /* Patroni's ctl section: how this node's clients (raftpg ctl -c, and the agent when it asks
      * the other members) speak to the API. */
@@ -157,6 +186,9 @@ struct conf {
         char keyfile[PATH_MAX];     /* its key; must not be accessible to others */
         char keyfile_password[256]; /* decrypts keyfile; "" not encrypted */
         char cacert[PATH_MAX];      /* verifies the members' certificates; "" restapi.cafile */
+        /* revocation lists (PEM: libcurl reads no other) for the members' certificates, signed
+         * by a CA of cacert (else restapi.cafile); "" restapi.crlfile when cacert is not set */
+        char crlfile[PATH_MAX];
         bool insecure; /* HTTPS without verifying the server's certificate (ctl only) */
         char auth_username[CONF_NAME_MAX]; /* basic credentials for changes; "" take restapi's */
         char auth_password[128];
@@ -314,5 +346,23 @@ const char *conf_watchdog_mode_name(enum conf_watchdog_mode mode);
 
 /* "none", "optional", "required"; "unknown" for other values. */
 const char *conf_verify_client_name(enum conf_verify_client mode);
+
+/* "Original", "ProductOnly", "Minimal" (as Patroni writes them); "unknown" for other values. */
+const char *conf_server_tokens_name(enum conf_server_tokens tokens);
+
+/* The Server header restapi.server_tokens asks for ("raftpg", "raftpg/0.1.0"), or NULL for
+ * original (none added). */
+const char *conf_server_header(enum conf_server_tokens tokens);
+
+/* Whether name: value may be an extra header of the API's answers: name an HTTP token (RFC 9110
+ * tchar) of 1..CONF_HEADER_NAME_MAX-1 bytes, not one the server sets itself (framing, body
+ * description, Date, Server, WWW-Authenticate); value 1..CONF_HEADER_VALUE_MAX-1 bytes without
+ * control characters other than a tab (a CR or LF would write headers of its own) and without
+ * white space at either end. Returns true, or false with why (n bytes). */
+bool conf_header_check(const char *name, const char *value, char *why, size_t n);
+
+/* The client side's revocation list file: ctl.crlfile, else restapi.crlfile when ctl.cacert is
+ * not set (the members are then verified with restapi.cafile); "" none. Borrowed. */
+const char *conf_client_crlfile(const struct conf *c);
 
 #endif

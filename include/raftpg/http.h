@@ -55,6 +55,11 @@ typedef void (*http_handler_cb)(struct http_conn *conn, const struct http_reques
 
 struct http_track;
 
+/* A header every answer carries (http_server_add_header). */
+struct http_header {
+    char *name, *value; /* owned */
+};
+
 struct http_server {
     uv_loop_t *loop; /* borrowed */
     http_handler_cb handler;
@@ -87,6 +92,9 @@ struct http_server {
     char *tls_trust;                                /* PEM, set by http_server_set_client_ca */
     char *tls_priorities; /* GnuTLS priority string, set by http_server_set_tls */
     enum http_client_cert client_cert;
+    void *crl;                 /* struct tls_crl, set by http_server_set_crl */
+    struct http_header *extra; /* set by http_server_add_header */
+    unsigned n_extra;
 };
 
 /* Makes the server speak HTTPS (before http_server_start) with this certificate chain and key,
@@ -106,6 +114,22 @@ int http_server_set_tls_priorities(struct http_server *s, const char *priorities
  * RPG_EIO/RPG_EINVAL naming the file. */
 int http_server_set_client_ca(struct http_server *s, const char *cafile, enum http_client_cert mode,
                               char *errmsg);
+
+/* After http_server_set_client_ca: the certificate revocation lists in crlfile (PEM or DER,
+ * each signed by a CA of cafile; key and ca_key name the configuration keys in messages, see
+ * tls_crl_load). A client whose certificate, or a CA certificate of its chain, a list revokes is
+ * refused in the handshake and logged as other refusals are ("client certificate \"CN=x\"
+ * refused: revoked (restapi.crlfile)"). Process-wide, as the refusal log: the last server given
+ * lists checks with them (one API per process). Returns 0 or RPG_EIO/RPG_EINVAL. */
+int http_server_set_crl(struct http_server *s, const char *crlfile, const char *key,
+                        const char *cafile, const char *ca_key, char *errmsg);
+
+/* Adds name: value (copied) to every answer from now on, the refusals made before the handler
+ * too; a later header of the same name (in any case) replaces the earlier one. Returns 0,
+ * RPG_EINVAL (a name or value libmicrohttpd would not send: a control character, ':' or white
+ * space in the name) or RPG_ENOMEM. Released by http_server_close. */
+int http_server_add_header(struct http_server *s, const char *name, const char *value,
+                           char *errmsg);
 
 /* Binds "a.b.c.d:port" (port 0 picks a free port, see http_server_port) with SO_REUSEADDR and
  * starts listening. max_conns and idle_timeout_ms may be set before (0 selects the default);
@@ -150,6 +174,16 @@ const char *http_status_text(int status);
  * server's certificate and name with cafile (NULL or "": the system's CAs) unless insecure. Call
  * before any request (not thread-safe); returns 0 or RPG_EIO naming an unreadable cafile. */
 int http_client_set_tls(bool https_default, const char *cafile, bool insecure, char *errmsg);
+
+/* Revocation lists (PEM: libcurl reads no other) every verified HTTPS request of this process
+ * checks the server's certificate chain against from now on; NULL or "": none. The file is
+ * checked now (tls_crl_load: each list signed by a CA of cafile; key and ca_key name the
+ * configuration keys in messages). A revoked server fails as a TLS error ("127.0.0.1:8003: TLS:
+ * SSL certificate problem: certificate revoked"). With OpenSSL's libcurl every CA of the chain
+ * needs its list in the file, and a list past its next update fails every request. Call before
+ * any request (not thread-safe). Returns 0 or RPG_EIO/RPG_EINVAL. */
+int http_client_set_crl(const char *crlfile, const char *key, const char *cafile,
+                        const char *ca_key, char *errmsg);
 
 /* The client certificate (PEM, with its key: keyfile, NULL or "" for the certificate's file, and
  * key_password, NULL or "" for an unencrypted key; both copied) every HTTPS request of this

@@ -3,6 +3,11 @@
 # other over HTTPS and verify each other's certificates, curl and ctl reach the API only with the
 # CA (or --insecure), and plain HTTP gets nothing. restapi.ciphers (a GnuTLS priority string)
 # takes TLS 1.3 away from node3; an OpenSSL cipher list there is refused.
+# Answer headers: restapi.http_extra_headers on every answer, https_extra_headers only over TLS
+# (replacing a same-named http one), restapi.server_tokens in the Server header. Revocation:
+# node2 (verify_client: optional, restapi.crlfile) refuses a revoked client certificate in the
+# handshake and logs it once, takes a valid one, and its polls refuse node3, whose server
+# certificate the list revokes; ctl with that list refuses node3 too.
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
 
@@ -19,7 +24,40 @@ openssl x509 -req -in "$P/api.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreates
 # Another CA, which signed nothing here.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=stray CA" \
   -keyout "$P/stray.key" -out "$P/stray.pem" 2>/dev/null
-chmod 600 "$P/api.key"
+# node3's own server certificate, and two client certificates (EC keys: quick to make); the CA
+# then revokes node3's and one client's, in a list made with openssl ca.
+ec_cert() { # NAME CN EXTENSION
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$2" \
+    -keyout "$P/$1.key" -out "$P/$1.csr" 2>/dev/null
+  printf '%s\n' "$3" >"$P/$1.ext"
+  openssl x509 -req -in "$P/$1.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial -days 2 \
+    -extfile "$P/$1.ext" -out "$P/$1.pem" 2>/dev/null
+}
+ec_cert api3 127.0.0.1 "subjectAltName=IP:127.0.0.1"
+ec_cert client "valid client" "extendedKeyUsage=clientAuth"
+ec_cert revoked "revoked client" "extendedKeyUsage=clientAuth"
+ca_conf() { # DIR-PREFIX: a minimal openssl ca configuration keeping its state beside the CA
+  printf '[ca]\ndefault_ca=d\n[d]\ndatabase=%s.index\ncrlnumber=%s.crlnumber\n' "$1" "$1"
+  printf 'default_md=sha256\ndefault_crl_days=2\n'
+}
+ca_conf "$P/ca" >"$P/ca.cnf"
+ca_conf "$P/stray" >"$P/stray.cnf"
+: >"$P/ca.index"
+: >"$P/stray.index"
+echo 01 >"$P/ca.crlnumber"
+echo 01 >"$P/stray.crlnumber"
+for c in api3 revoked; do
+  openssl ca -config "$P/ca.cnf" -keyfile "$P/ca.key" -cert "$P/ca.pem" -revoke "$P/$c.pem" \
+    2>/dev/null
+done
+openssl ca -config "$P/ca.cnf" -keyfile "$P/ca.key" -cert "$P/ca.pem" -gencrl \
+  -out "$P/crl.pem" 2>/dev/null
+t_check "the list revokes two certificates" \
+  t_eq "$(openssl crl -in "$P/crl.pem" -noout -text | grep -c 'Serial Number')" 2
+# A list the stray CA signed.
+openssl ca -config "$P/stray.cnf" -keyfile "$P/stray.key" -cert "$P/stray.pem" -gencrl \
+  -out "$P/stray-crl.pem" 2>/dev/null
+chmod 600 "$P/api.key" "$P/api3.key" "$P/client.key" "$P/revoked.key"
 [ "$(id -u)" -ne 0 ] || chown -R postgres:postgres "$P"
 
 for i in 1 2 3; do
@@ -27,8 +65,27 @@ for i in 1 2 3; do
   sed -i "s|^  listen: $(t_api_addr "$i")\$|&\n  certfile: $P/api.pem\n  keyfile: $P/api.key\n  cafile: $P/ca.pem|" \
     "$T_DIR/node$i.yaml"
 done
-# node3 offers TLS 1.2 only (restapi.ciphers, a GnuTLS priority string).
-sed -i "s|^  cafile: $P/ca.pem\$|&\n  ciphers: \"NORMAL:-VERS-TLS1.3\"|" "$T_DIR/node3.yaml"
+# node3 offers TLS 1.2 only (restapi.ciphers, a GnuTLS priority string), with a certificate of
+# its own, and leaves server_tokens at Original.
+sed -i "s|^  cafile: $P/ca.pem\$|&\n  ciphers: \"NORMAL:-VERS-TLS1.3\"|; s|/api\.pem\$|/api3.pem|;
+  s|/api\.key\$|/api3.key|" "$T_DIR/node3.yaml"
+# node1: Patroni's example headers, one of them replaced over TLS; the product alone.
+cat >>"$T_DIR/node1.yaml" <<'EOF'
+  http_extra_headers:
+    'X-Frame-Options': 'SAMEORIGIN'
+    'X-Content-Type-Options': 'nosniff'
+  https_extra_headers:
+    'Strict-Transport-Security': 'max-age=31536000; includeSubDomains'
+    'X-Frame-Options': 'DENY'
+  server_tokens: ProductOnly
+EOF
+# node2: client certificates optional, checked against the list; the product and version.
+printf '  verify_client: optional\n  crlfile: %s\n  server_tokens: Minimal\n' "$P/crl.pem" \
+  >>"$T_DIR/node2.yaml"
+config_ok() { "$T_BIN" check-config "$1" >"$T_DIR/out" 2>&1 || { cat "$T_DIR/out"; false; }; }
+t_check "node1's configuration is valid" config_ok "$T_DIR/node1.yaml"
+t_check "node2's too (its list read)" config_ok "$T_DIR/node2.yaml"
+t_check "node3 presents its own certificate" grep -q "certfile: $P/api3.pem" "$T_DIR/node3.yaml"
 t_check "the configuration has the TLS keys" grep -q "certfile: $P/api.pem" "$T_DIR/node1.yaml"
 t_check "node3's has restapi.ciphers" grep -q 'ciphers: "NORMAL:-VERS-TLS1.3"' "$T_DIR/node3.yaml"
 for i in 1 2 3; do t_start "$i"; done
@@ -70,6 +127,78 @@ t_check "node3 (restapi.ciphers without TLS 1.3) refuses it" \
 t_check "and answers over TLS 1.2" \
   t_eq "$(tls_code --tls-max 1.2 "https://$(t_api_addr 3)/liveness")" 200
 
+# Answer headers, as curl receives them (names compared without regard to case).
+head_of() { # ADDR PATH [CURL ARGS]: the response's header block, CRs removed
+  local addr=$1 path=$2
+  shift 2
+  curl -s -m 2 -D - -o /dev/null --cacert "$P/ca.pem" "$@" "https://$addr$path" | tr -d '\r'
+}
+h=$(head_of "$(t_api_addr 1)" /liveness)
+t_check "node1: Strict-Transport-Security over TLS" \
+  grep -qix 'Strict-Transport-Security: max-age=31536000; includeSubDomains' <<<"$h"
+t_check "node1: X-Frame-Options once, the https one" \
+  t_eq "$(grep -ic '^X-Frame-Options:' <<<"$h") $(grep -i '^X-Frame-Options:' <<<"$h")" \
+  "1 X-Frame-Options: DENY"
+t_check "node1: the other http one too" grep -qix 'X-Content-Type-Options: nosniff' <<<"$h"
+t_check "node1 (ProductOnly): Server: raftpg" t_eq "$(grep -i '^Server:' <<<"$h")" "Server: raftpg"
+h=$(head_of "$(t_api_addr 1)" /reload -X POST -H 'Content-Type: text/plain' -d x)
+t_check "node1: a refusal made before the handler (415) carries them too" \
+  t_eq "$(head -1 <<<"$h" | cut -d' ' -f2) $(grep -ic '^Strict-Transport-Security:' <<<"$h")" \
+  "415 1"
+h=$(head_of "$(t_api_addr 2)" /liveness)
+version=$("$T_BIN" version | cut -d' ' -f2)
+t_check "node2 (Minimal): Server: raftpg/$version" \
+  t_eq "$(grep -i '^Server:' <<<"$h")" "Server: raftpg/$version"
+t_check "node2 sends no extra header" t_eq "$(grep -ic '^X-\|^Strict' <<<"$h")" 0
+h=$(head_of "$(t_api_addr 3)" /liveness --tls-max 1.2)
+t_check "node3 (Original): 200 and no Server header, as libmicrohttpd sends none" \
+  t_eq "$(head -1 <<<"$h" | cut -d' ' -f2) $(grep -ic '^Server:' <<<"$h")" "200 0"
+
+# Revocation on node2's server side: a revoked client certificate gets no answer, and the
+# refusal is logged once however often it comes back; a valid one is served.
+cert_code() { # ADDR NAME: the status code with that client certificate (000: no answer)
+  curl -s -o /dev/null -w '%{http_code}' -m 2 --cacert "$P/ca.pem" --cert "$P/$2.pem" \
+    --key "$P/$2.key" "https://$1/liveness" || true
+}
+t_check "node2 serves a valid client certificate" t_eq "$(cert_code "$(t_api_addr 2)" client)" 200
+for n in 1 2 3 4 5; do
+  t_check "node2 refuses the revoked one (try $n)" \
+    t_eq "$(cert_code "$(t_api_addr 2)" revoked)" 000
+done
+t_check "node1 (no list) serves it" t_eq "$(cert_code "$(t_api_addr 1)" revoked)" 200
+revoked_line='api: refused TLS handshake from 127.0.0.1: client certificate "CN=revoked client" '
+revoked_line+='refused: revoked (restapi.crlfile)'
+t_check "the refusal is logged" t_wait 5 "the log line" grep -qF "$revoked_line" "$T_DIR/node2.log"
+t_check "once (at most one a minute per address and reason)" \
+  t_eq "$(grep -cF "$revoked_line" "$T_DIR/node2.log")" 1
+t_check "and no other refusal" t_eq "$(grep -c 'refused TLS handshake' "$T_DIR/node2.log")" 1
+
+# Revocation on the client side: node2's polls refuse node3 (its certificate is revoked) while
+# node1's, without a list, reach it; ctl with the list refuses it, saying why.
+member_state() { # ASKED MEMBER
+  curl -s -m 2 --cacert "$P/ca.pem" "https://$(t_api_addr "$1")/cluster" |
+    jq -r --arg m "node$2" '.members[] | select(.name == $m) | .state'
+}
+node3_unreachable_from_2() { [ "$(member_state 2 3)" = unreachable ]; }
+t_check "node2's polls refuse node3" t_wait 10 "node3 unreachable from node2" \
+  node3_unreachable_from_2
+t_check "node2 still reaches node1" t_ne "$(member_state 2 1)" unreachable
+t_check "node1 reaches node3" t_ne "$(member_state 1 3)" unreachable
+"$T_BIN" ctl --api "https://$(t_api_addr 3)" --cacert "$P/ca.pem" --crlfile "$P/crl.pem" list \
+  >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl --crlfile refuses node3" t_eq "$rc" 1
+t_check "saying it is revoked ($(head -c 200 "$T_DIR/out"))" \
+  grep -q "$(t_api_addr 3): TLS: .*revoked" "$T_DIR/out"
+"$T_BIN" ctl --api "https://$(t_api_addr 1)" --cacert "$P/ca.pem" --crlfile "$P/crl.pem" list \
+  >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "and reaches node1 with it" t_eq "$rc" 0
+"$T_BIN" ctl -c "$T_DIR/node2.yaml" list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl -c with node2's configuration (its restapi.crlfile) lists through node2" \
+  t_eq "$rc:$(grep -c 'answered by node2' "$T_DIR/out")" 0:1
+"$T_BIN" ctl -c "$T_DIR/node2.yaml" --insecure list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "and with --insecure, which leaves the lists aside ($(head -c 200 "$T_DIR/out"))" \
+  t_eq "$rc" 0
+
 "$T_BIN" ctl -c "$T_DIR/node1.yaml" list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl -c lists the members over HTTPS" t_eq "$rc" 0
 t_check "all three" t_eq "$(grep -cE '^\| node[123] ' "$T_DIR/out")" 3
@@ -86,6 +215,44 @@ t_check "ctl --insecure works" t_eq "$rc" 0
 t_check "ctl over plain HTTP to a TLS API fails" t_eq "$rc" 1
 
 for i in 1 2 3; do t_kill "$i" TERM; done
+
+# node1 again, over plain HTTP: the http headers, not the https ones.
+sed "/^  certfile:/d; /^  keyfile:/d; /^  cafile:/d" "$T_DIR/node1.yaml" >"$T_DIR/plain.yaml"
+"$T_BIN" check-config "$T_DIR/plain.yaml" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "a plain node1 with https_extra_headers loads" t_eq "$rc" 0
+t_check "check-config says they are not sent" grep -q "(not sent: no restapi.certfile)" \
+  "$T_DIR/out"
+cp "$T_DIR/node1.yaml" "$T_DIR/tls.yaml"
+cp "$T_DIR/plain.yaml" "$T_DIR/node1.yaml"
+t_start 1
+plain_head() { curl -s -m 1 -D - -o /dev/null "http://$(t_api_addr 1)/liveness" | tr -d '\r'; }
+plain_up() { plain_head | grep -q '^HTTP/1.1 200'; }
+t_check "node1 answers over HTTP" t_wait 10 "plain HTTP" plain_up
+h=$(plain_head)
+t_check "HTTP: X-Frame-Options is the http one" grep -qix 'X-Frame-Options: SAMEORIGIN' <<<"$h"
+t_check "HTTP: X-Content-Type-Options too" grep -qix 'X-Content-Type-Options: nosniff' <<<"$h"
+t_check "HTTP: no Strict-Transport-Security" \
+  t_eq "$(grep -ic '^Strict-Transport-Security:' <<<"$h")" 0
+t_check "HTTP: Server: raftpg" t_eq "$(grep -i '^Server:' <<<"$h")" "Server: raftpg"
+t_kill 1 TERM
+cp "$T_DIR/tls.yaml" "$T_DIR/node1.yaml"
+
+# Load errors of the lists name the key: a list the stray CA signed, a missing one.
+sed "s|^  crlfile: .*|  crlfile: $P/stray-crl.pem|" "$T_DIR/node2.yaml" >"$T_DIR/bad.yaml"
+"$T_BIN" check-config "$T_DIR/bad.yaml" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "a list the stray CA signed is refused" t_eq "$rc" 1
+t_check "naming the key and why ($(head -c 300 "$T_DIR/out"))" grep -q \
+  "^restapi.crlfile: $P/stray-crl.pem: the list of \"CN=stray CA\" is not signed by a CA of restapi.cafile" \
+  "$T_DIR/out"
+[ "$(id -u)" -ne 0 ] || chown postgres:postgres "$T_DIR/bad.yaml"
+timeout 20 "${T_RUNAS[@]}" "$T_BIN" run -c "$T_DIR/bad.yaml" >"$T_DIR/bad.log" 2>&1 && rc=0 ||
+  rc=$?
+t_check "the agent refuses to start with it" t_eq "$rc" 1
+t_check "saying why" grep -q "restapi.crlfile: $P/stray-crl.pem: the list of" "$T_DIR/bad.log"
+sed "s|^  crlfile: .*|  crlfile: $P/missing.pem|" "$T_DIR/node2.yaml" >"$T_DIR/bad.yaml"
+"$T_BIN" check-config "$T_DIR/bad.yaml" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "a missing list is refused, named ($(head -c 200 "$T_DIR/out"))" grep -q \
+  "^restapi.crlfile: $P/missing.pem: cannot read: No such file or directory" "$T_DIR/out"
 
 # A key that is not the certificate's: the agent refuses to start, saying so.
 sed "s|keyfile: $P/api.key|keyfile: $P/stray.key|" "$T_DIR/node1.yaml" >"$T_DIR/bad.yaml"

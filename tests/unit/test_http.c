@@ -558,6 +558,58 @@ static void test_declared_oversized_body_gets_413(void **state)
     assert_int_equal(f->n_seen, 0);
 }
 
+static void client_get_then_oversized(struct fx *f)
+{
+    const char *get = "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    raw_exchange(f, get, strlen(get));
+    memcpy(f->raw2, f->raw, f->raw_len + 1);
+    client_oversized_length(f);
+}
+
+/* How many times line (a whole header line) is in the head of a raw response. */
+static int count_line(const char *raw, const char *line)
+{
+    const char *end = strstr(raw, "\r\n\r\n");
+    size_t n = strlen(line);
+    int count = 0;
+    for (const char *p = raw; (p = strstr(p, line)) != NULL && (end == NULL || p < end); p += n) {
+        count += p > raw && p[-1] == '\n' && (p[n] == '\r');
+    }
+    return count;
+}
+
+static void test_added_headers_are_on_every_answer(void **state)
+{
+    struct fx *f = *state;
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(http_server_add_header(&f->server, "X-Frame-Options", "SAMEORIGIN", errmsg),
+                     0);
+    assert_int_equal(http_server_add_header(&f->server, "Server", "raftpg/" RAFTPG_VERSION, errmsg),
+                     0);
+    /* A later header of the same name replaces the earlier one (https over http). */
+    assert_int_equal(http_server_add_header(&f->server, "x-frame-options", "DENY", errmsg), 0);
+    assert_int_equal(f->server.n_extra, 2);
+    /* What libmicrohttpd would refuse is refused here, naming it. */
+    assert_int_equal(http_server_add_header(&f->server, "X-A", "a\r\nSet-Cookie: b", errmsg),
+                     RPG_EINVAL);
+    assert_string_equal(errmsg, "header \"X-A\" cannot be sent: a control character, ':' or "
+                                "white space in its name, or a line break in its value");
+    assert_int_equal(http_server_add_header(&f->server, "X A", "a", errmsg), RPG_EINVAL);
+    assert_int_equal(f->server.n_extra, 2);
+    fx_run(f, client_get_then_oversized);
+
+    /* The handler's answer and a refusal made before the handler both carry them, once. */
+    const char *raws[] = {f->raw2, f->raw};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(count_line(raws[i], "X-Frame-Options: DENY"), 1);
+        assert_int_equal(count_line(raws[i], "Server: raftpg/" RAFTPG_VERSION), 1);
+        assert_null(strstr(raws[i], "SAMEORIGIN"));
+    }
+    assert_non_null(strstr(f->raw2, "HTTP/1.1 200 "));
+    assert_non_null(strstr(f->raw, "HTTP/1.1 413 "));
+    assert_int_equal(f->n_seen, 1);
+}
+
 static void client_oversized_chunked(struct fx *f)
 {
     /* Two chunks of 40000 bytes: the second crosses the limit while still being sent. */
@@ -1359,6 +1411,7 @@ int main(void)
         FX_TEST(test_pipelined_requests_are_answered_in_order),
         FX_TEST(test_garbage_gets_400_and_close),
         FX_TEST(test_declared_oversized_body_gets_413),
+        FX_TEST(test_added_headers_are_on_every_answer),
         FX_TEST(test_chunked_body_over_limit_gets_413),
         FX_TEST(test_huge_header_block_gets_431),
         FX_TEST(test_header_names_are_case_insensitive),

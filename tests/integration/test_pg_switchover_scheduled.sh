@@ -19,7 +19,7 @@ is_pg_primary() { [ "$(in_recovery "$1")" = f ]; }
 # The member whose PostgreSQL says it is not in recovery, asked of all three (one, or nothing;
 # the answers go to stderr then).
 pg_primary() {
-  local i found="" n=0 answers=""
+  local i a found="" n=0 answers=""
   for i in 1 2 3; do
     a=$(in_recovery "$i") || true
     answers+="node$i=${a:-none} "
@@ -119,6 +119,9 @@ t_check "... saying one is scheduled" t_contains "$out" "a switchover is already
 t_wait 60 "settled before the immediate switchover" settled
 ctl switchover --candidate "$A" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "an immediate switchover to $A ($(cat "$T_DIR/out"))" t_eq "$rc" 0
+# The old primary restarts as a standby meanwhile: ask until one server answers as primary.
+sole_primary() { [ "$(pg_primary)" = "$1" ]; }
+t_wait 5 "$A's PostgreSQL the only primary" sole_primary "$A"
 t_check "$A's PostgreSQL is the primary" t_eq "$(pg_primary)" "$A"
 sees_leader() { [ "$(t_jq "${A#node}" -r '.raft.leader')" = "$A" ]; }
 t_wait 10 "$A leads Raft" sees_leader

@@ -930,11 +930,10 @@ static void switchover_schedule(struct agent *a, struct http_conn *conn, const c
         /* An agent that reads fewer versions would reject the entry and its state differ. */
         for (unsigned i = 0; i < s->n_members && msg[0] == '\0'; i++) {
             const char *name = s->members[i].name;
-            const struct peer_status *p =
-                strcmp(name, a->conf.name) != 0 ? peers_get(&a->peers, name) : NULL;
             if (strcmp(name, a->conf.name) == 0) {
                 continue;
             }
+            const struct peer_status *p = peers_get(&a->peers, name);
             if (p == NULL || p->last_seen == 0) {
                 snprintf(msg, sizeof msg,
                          "no report from %s yet: every member must read state version 5", name);

@@ -4,8 +4,9 @@
 # one is refused; DELETE /switchover and ctl flush switchover cancel it (the primary then stays
 # when the time passes); a schedule survives a leader change (an immediate switchover to another
 # member) and the new leader runs it at, not before, its time; a schedule whose primary no longer
-# is the primary at its time is dropped with a log line, as in Patroni. Who is primary is asked of
-# PostgreSQL (pg_is_in_recovery).
+# is the primary at its time is dropped with a log line, as in Patroni; one refused at its time (the
+# candidate does not answer) is cleared and not tried again. Who is primary is asked of PostgreSQL
+# (pg_is_in_recovery).
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_time_bound 240
@@ -158,6 +159,23 @@ t_wait $(((T4 - $(now_ms)) / 1000 + 10)) "$A drops the schedule" dropped
 t_check "$A logged the drop" dropped
 t_check "no schedule left" t_eq "$(sched_at "${A#node}")" none
 t_check "$A is still the primary (asked of PostgreSQL)" t_eq "$(pg_primary)" "$A"
+
+# A schedule refused at its time (its candidate's agent stopped answering) is cleared and not
+# tried again once the candidate is back.
+T5=$(($(now_ms) + 5000))
+ctl switchover --candidate "$B" --scheduled "$(iso "$T5")" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "a schedule to $B ($(cat "$T_DIR/out"))" t_eq "$rc" 0
+sleep "$(awk -v d=$((T5 - 3000 - $(now_ms))) 'BEGIN { printf "%.3f", (d > 0 ? d : 0) / 1000 }')"
+kill -STOP "${T_PIDS[${B#node}]}"
+not_done() { grep -q "scheduled switchover at $(iso "$T5") not done: $B does not answer" "$T_DIR/$A.log"; }
+t_wait 15 "$A refuses the switchover to $B at its time" not_done
+kill -CONT "${T_PIDS[${B#node}]}"
+t_check "$A logged why it was not done" not_done
+t_check "no schedule left" t_eq "$(sched_at "${A#node}")" none
+t_poll 3 false || true
+t_check "3 s later $A is still the primary (asked of PostgreSQL)" t_eq "$(pg_primary)" "$A"
+t_check "... and it was started once only" \
+  t_eq "$(grep -c "scheduled switchover at $(iso "$T5"): starting" "$T_DIR/$A.log")" 1
 
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

@@ -178,4 +178,5 @@ t_check "... and it was started once only" \
   t_eq "$(grep -c "scheduled switchover at $(iso "$T5"): starting" "$T_DIR/$A.log")" 1
 
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
+t_time_bound_stop
 t_done

@@ -326,6 +326,8 @@ const char *fsm_cmd_type_name(enum fsm_cmd_type type)
     case FSM_CMD_SET_WAL_BOUND: return "set_wal_bound";
     case FSM_CMD_MEMBER_SEEN: return "member_seen";
     case FSM_CMD_ADD_HISTORY: return "add_history";
+    case FSM_CMD_SCHEDULE_SWITCHOVER: return "schedule_switchover";
+    case FSM_CMD_CLEAR_SWITCHOVER: return "clear_switchover";
     case FSM_CMD_TYPE_MAX: break;
     }
     return "unknown";
@@ -339,7 +341,12 @@ static bool cmd_type_known(unsigned type)
 /* The version a command of this type is written with (FSM_VERSION_BASE unless it needs more). */
 static unsigned cmd_version(unsigned type)
 {
-    return type == FSM_CMD_ADD_HISTORY ? 4 : FSM_VERSION_BASE;
+    switch (type) {
+    case FSM_CMD_ADD_HISTORY: return 4;
+    case FSM_CMD_SCHEDULE_SWITCHOVER:
+    case FSM_CMD_CLEAR_SWITCHOVER: return 5;
+    default: return FSM_VERSION_BASE;
+    }
 }
 
 const char *fsm_history_reason_name(int reason)
@@ -373,6 +380,31 @@ static void history_get(struct dec *d, struct fsm_history_entry *h)
     h->term = get_u64(d);
     h->reason = get_u8(d);
     get_str(d, h->primary, sizeof h->primary, "history.primary");
+}
+
+static void switchover_put(struct enc *e, const struct fsm_switchover *w)
+{
+    put_u64(e, (uint64_t)w->at_ms);
+    put_str(e, w->from);
+    put_str(e, w->to);
+}
+
+static int64_t i64_of(uint64_t t)
+{
+    return t <= INT64_MAX ? (int64_t)t : -(int64_t)(UINT64_MAX - t) - 1;
+}
+
+static void switchover_get(struct dec *d, struct fsm_switchover *w)
+{
+    w->at_ms = i64_of(get_u64(d));
+    get_str(d, w->from, sizeof w->from, "switchover.from");
+    get_str(d, w->to, sizeof w->to, "switchover.to");
+}
+
+static bool switchover_equal(const struct fsm_switchover *a, const struct fsm_switchover *b)
+{
+    return a->at_ms == b->at_ms && strncmp(a->from, b->from, FSM_NAME_MAX) == 0 &&
+           strncmp(a->to, b->to, FSM_NAME_MAX) == 0;
 }
 
 static bool history_equal(const struct fsm_history_entry *a, const struct fsm_history_entry *b)
@@ -459,6 +491,13 @@ static int cmd_check(const struct fsm_cmd *cmd, char *errmsg)
     case FSM_CMD_SET_CONFIG:
         return config_check(cmd->u.set_config.sync_mode, cmd->u.set_config.sync_node_count,
                             cmd->u.set_config.sync_commit, errmsg);
+    case FSM_CMD_SCHEDULE_SWITCHOVER:
+        if (!str_ok(cmd->u.schedule_switchover.from, FSM_NAME_MAX) ||
+            !str_ok(cmd->u.schedule_switchover.to, FSM_NAME_MAX)) {
+            return rpg_err(errmsg, RPG_EINVAL, "%s: member name is too long", tn);
+        }
+        return 0;
+    case FSM_CMD_CLEAR_SWITCHOVER: return 0;
     case FSM_CMD_TYPE_MAX: break;
     }
     return rpg_err(errmsg, RPG_EINVAL, "unknown command type %d", (int)cmd->type);
@@ -503,6 +542,8 @@ static void cmd_put(struct enc *e, const struct fsm_cmd *cmd)
         break;
     case FSM_CMD_MEMBER_SEEN: put_u64(e, cmd->u.member_seen.id); break;
     case FSM_CMD_ADD_HISTORY: history_put(e, &cmd->u.add_history); break;
+    case FSM_CMD_SCHEDULE_SWITCHOVER: switchover_put(e, &cmd->u.schedule_switchover); break;
+    case FSM_CMD_CLEAR_SWITCHOVER: put_u64(e, (uint64_t)cmd->u.clear_switchover.at_ms); break;
     case FSM_CMD_TYPE_MAX: assert(false); break;
     }
 }
@@ -561,9 +602,9 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
     if (!cmd_type_known(type)) {
         return rpg_err(errmsg, RPG_EPROTO, "unknown command type %u", type);
     }
-    if (type == FSM_CMD_ADD_HISTORY && version < 4) {
-        return rpg_err(errmsg, RPG_EPROTO, "command type %u needs version 4, got %u", type,
-                       version);
+    if (version < cmd_version(type) && cmd_version(type) > FSM_VERSION_BASE) {
+        return rpg_err(errmsg, RPG_EPROTO, "command type %u needs version %u, got %u", type,
+                       cmd_version(type), version);
     }
     if (reserved != 0) {
         return rpg_err(errmsg, RPG_EPROTO, "command reserved header field is %u, expected 0",
@@ -624,6 +665,8 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
         break;
     case FSM_CMD_MEMBER_SEEN: c.u.member_seen.id = get_u64(&d); break;
     case FSM_CMD_ADD_HISTORY: history_get(&d, &c.u.add_history); break;
+    case FSM_CMD_SCHEDULE_SWITCHOVER: switchover_get(&d, &c.u.schedule_switchover); break;
+    case FSM_CMD_CLEAR_SWITCHOVER: c.u.clear_switchover.at_ms = i64_of(get_u64(&d)); break;
     case FSM_CMD_TYPE_MAX: assert(false); break;
     }
     dec_finish(&d, total);
@@ -1023,6 +1066,60 @@ static int apply_add_history(struct fsm_state *s, const struct fsm_cmd *cmd, cha
     return 0;
 }
 
+/* A scheduled switchover's fields, whatever the state (also for snapshots): a time when and
+ * only when something is scheduled, and distinct members. */
+static int switchover_check(const struct fsm_switchover *w, char *msg)
+{
+    if (w->at_ms <= 0) {
+        return rpg_err(msg, RPG_EINVAL, "switchover time %lld is not after the epoch",
+                       (long long)w->at_ms);
+    }
+    if (w->from[0] != '\0' && strncmp(w->from, w->to, FSM_NAME_MAX) == 0) {
+        return rpg_err(msg, RPG_EINVAL, "switchover from and to are the same member (%s)", w->from);
+    }
+    return 0;
+}
+
+/* Records a switchover to run at a time; one at a time, so a second is refused until the first
+ * is cleared (run, abandoned or cancelled). */
+static int apply_schedule_switchover(struct fsm_state *s, const struct fsm_cmd *cmd, char *msg)
+{
+    const struct fsm_switchover *w = &cmd->u.schedule_switchover;
+    int rc = switchover_check(w, msg);
+    if (rc != 0) {
+        return rc;
+    }
+    if (w->from[0] != '\0' && fsm_state_member(s, w->from) == NULL) {
+        return rpg_err(msg, RPG_ENOTFOUND, "from: %s is not a member", w->from);
+    }
+    if (w->to[0] != '\0' && fsm_state_member(s, w->to) == NULL) {
+        return rpg_err(msg, RPG_ENOTFOUND, "to: %s is not a member", w->to);
+    }
+    if (s->switchover.at_ms != 0) {
+        return rpg_err(msg, RPG_EEXIST, "a switchover is already scheduled (at_ms=%lld)",
+                       (long long)s->switchover.at_ms);
+    }
+    memset(&s->switchover, 0, sizeof s->switchover);
+    s->switchover.at_ms = w->at_ms;
+    str_copy(s->switchover.from, w->from, sizeof s->switchover.from);
+    str_copy(s->switchover.to, w->to, sizeof s->switchover.to);
+    return 0;
+}
+
+static int apply_clear_switchover(struct fsm_state *s, const struct fsm_cmd *cmd, char *msg)
+{
+    int64_t at = cmd->u.clear_switchover.at_ms;
+    if (s->switchover.at_ms == 0) {
+        return rpg_err(msg, RPG_ENOTFOUND, "no switchover is scheduled");
+    }
+    if (s->switchover.at_ms != at) {
+        return rpg_err(msg, RPG_ENOTFOUND, "the scheduled switchover is at_ms=%lld, not at_ms=%lld",
+                       (long long)s->switchover.at_ms, (long long)at);
+    }
+    memset(&s->switchover, 0, sizeof s->switchover);
+    return 0;
+}
+
 int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg)
 {
     char msg[RPG_ERRMSG_SIZE] = "";
@@ -1058,6 +1155,8 @@ int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg
         case FSM_CMD_SET_WAL_BOUND: rc = apply_set_wal_bound(s, cmd, msg); break;
         case FSM_CMD_MEMBER_SEEN: rc = apply_member_seen(s, cmd, msg); break;
         case FSM_CMD_ADD_HISTORY: rc = apply_add_history(s, cmd, msg); break;
+        case FSM_CMD_SCHEDULE_SWITCHOVER: rc = apply_schedule_switchover(s, cmd, msg); break;
+        case FSM_CMD_CLEAR_SWITCHOVER: rc = apply_clear_switchover(s, cmd, msg); break;
         default: rc = RPG_EINVAL; break; /* unreachable: type checked above */
         }
     }
@@ -1124,6 +1223,12 @@ static int state_check(const struct fsm_state *s, char *errmsg)
             return rpg_err(errmsg, RPG_EPROTO, "snapshot history entry %u: %s", i, msg);
         }
     }
+    if (s->switchover.at_ms != 0 || s->switchover.from[0] != '\0' || s->switchover.to[0] != '\0') {
+        char msg[RPG_ERRMSG_SIZE];
+        if (switchover_check(&s->switchover, msg) != 0) {
+            return rpg_err(errmsg, RPG_EPROTO, "snapshot scheduled switchover: %s", msg);
+        }
+    }
     if (s->n_rejected > s->n_applied) {
         return rpg_err(errmsg, RPG_EPROTO, "snapshot n_rejected=%llu exceeds n_applied=%llu",
                        (unsigned long long)s->n_rejected, (unsigned long long)s->n_applied);
@@ -1131,10 +1236,13 @@ static int state_check(const struct fsm_state *s, char *errmsg)
     return 0;
 }
 
-/* The version a snapshot of s is written with: a state without history keeps the layout an
- * agent of the previous release loads. */
+/* The version a snapshot of s is written with: a state without history and without a
+ * scheduled switchover keeps the layout an agent of an earlier release loads. */
 static unsigned state_version(const struct fsm_state *s)
 {
+    if (s->switchover.at_ms != 0) {
+        return 5;
+    }
     return s->n_history > 0 ? 4 : FSM_VERSION_BASE;
 }
 
@@ -1172,13 +1280,17 @@ static void state_put(struct enc *e, const struct fsm_state *s)
             history_put(e, &s->history[i]);
         }
     }
+    if (state_version(s) >= 5) {
+        switchover_put(e, &s->switchover);
+    }
 }
 
 int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *errmsg)
 {
     if (s->n_members > FSM_MEMBERS_MAX || s->sync.n_voters > FSM_MEMBERS_MAX ||
         !str_ok(s->scope, sizeof s->scope) || !str_ok(s->primary.name, FSM_NAME_MAX) ||
-        s->n_history > FSM_HISTORY_MAX) {
+        s->n_history > FSM_HISTORY_MAX || !str_ok(s->switchover.from, FSM_NAME_MAX) ||
+        !str_ok(s->switchover.to, FSM_NAME_MAX)) {
         return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: state is malformed");
     }
     for (unsigned i = 0; i < s->n_members; i++) {
@@ -1298,6 +1410,9 @@ int fsm_state_decode(const void *buf, size_t len, struct fsm_state *s, char *err
             history_get(&d, &t.history[i]);
         }
     }
+    if (version >= 5) {
+        switchover_get(&d, &t.switchover);
+    }
     dec_finish(&d, total);
     if (d.rc != 0) {
         return d.rc;
@@ -1325,7 +1440,8 @@ bool fsm_state_equal(const struct fsm_state *a, const struct fsm_state *b)
         a->config.set != b->config.set || a->config.sync_mode != b->config.sync_mode ||
         a->config.sync_commit != b->config.sync_commit ||
         a->config.sync_node_count != b->config.sync_node_count || a->wal_bound != b->wal_bound ||
-        a->wal_bound_timeline != b->wal_bound_timeline || a->n_history != b->n_history) {
+        a->wal_bound_timeline != b->wal_bound_timeline || a->n_history != b->n_history ||
+        !switchover_equal(&a->switchover, &b->switchover)) {
         return false;
     }
     if (a->n_history > FSM_HISTORY_MAX) {

@@ -152,6 +152,8 @@ static json_t *pg_json(const struct agent *a)
     return o_json;
 }
 
+static json_t *scheduled_switchover_json(const struct fsm_state *s);
+
 json_t *agent_status_json(const struct agent *a)
 {
     uint64_t leader_id = 0;
@@ -260,6 +262,11 @@ json_t *agent_status_json(const struct agent *a)
      * agents would reject (the history) only once every member reads it. */
     json_object_set_new(o, "state_version", json_integer(FSM_VERSION));
     json_object_set_new(o, "history_waiting", json_string(a->history.waiting));
+    /* The scheduled switchover as this member's replicated state has it, and why a due one
+     * waits on this (leading) member. */
+    json_t *sched = a->cons_open ? scheduled_switchover_json(&a->cons.state) : NULL;
+    json_object_set_new(o, "scheduled_switchover", sched != NULL ? sched : json_null());
+    json_object_set_new(o, "schedule_waiting", json_string(a->schedule.waiting));
     if (a->callbacks_open) {
         const struct callbacks *cb = &a->callbacks;
         json_object_set_new(o, "callbacks",
@@ -653,6 +660,10 @@ json_t *agent_cluster_json(const struct agent *a)
                                       (json_int_t)s->primary.term, "timeline",
                                       (json_int_t)s->primary.timeline));
     }
+    json_t *w = known ? scheduled_switchover_json(s) : NULL;
+    if (w != NULL) {
+        json_object_set_new(o, "scheduled_switchover", w);
+    }
     if (a->phase == AGENT_PHASE_JOINING) {
         json_object_set_new(o, "join_status", json_string(a->join_status));
     }
@@ -804,7 +815,177 @@ static void restart_request(struct agent *a, struct http_conn *conn, const struc
     json_decref(o);
 }
 
-/* POST /switchover {"leader", "candidate"} (Patroni's body; both optional here). */
+/* ---- scheduled switchover (schedule.h) ------------------------------------------------------ */
+
+static int64_t wall_ms(void);
+
+/* Patroni's "scheduled_switchover" of GET /cluster: {at, from, to}, from and to when named;
+ * NULL when none is scheduled. */
+static json_t *scheduled_switchover_json(const struct fsm_state *s)
+{
+    if (!s->initialized || s->switchover.at_ms == 0) {
+        return NULL;
+    }
+    char at[48];
+    schedule_format_time(s->switchover.at_ms, at, sizeof at);
+    json_t *o = json_pack("{s:s, s:I}", "at", at, "at_ms", (json_int_t)s->switchover.at_ms);
+    if (s->switchover.from[0] != '\0') {
+        json_object_set_new(o, "from", json_string(s->switchover.from));
+    }
+    if (s->switchover.to[0] != '\0') {
+        json_object_set_new(o, "to", json_string(s->switchover.to));
+    }
+    return o;
+}
+
+struct pending_schedule {
+    struct http_conn *conn;
+    struct agent *a;
+    bool cancel;
+};
+
+static void schedule_committed(void *data, int rc, const char *msg)
+{
+    struct pending_schedule *p = data;
+    const struct fsm_state *s = &p->a->cons.state;
+    if (rc == 0 && p->cancel) {
+        log_info("scheduled switchover deleted");
+        respond_json(p->conn, 200, json_pack("{s:s}", "message", "scheduled switchover deleted"));
+    } else if (rc == 0) {
+        json_t *o = json_pack("{s:s}", "message", "Switchover scheduled");
+        json_t *w = scheduled_switchover_json(s);
+        if (w != NULL) {
+            json_object_set_new(o, "scheduled_switchover", w);
+        }
+        respond_json(p->conn, 202, o);
+    } else {
+        int status = rc == RPG_ENOTLEADER               ? 503
+                     : rc == RPG_ERAFT                  ? 500
+                     : rc == RPG_ENOTFOUND && p->cancel ? 404
+                     : rc == RPG_EEXIST                 ? 409
+                                                        : 412;
+        respond_error(p->conn, status, msg);
+    }
+    free(p);
+}
+
+static void submit_schedule(struct agent *a, struct http_conn *conn, const struct fsm_cmd *cmd,
+                            bool cancel)
+{
+    char msg[RPG_ERRMSG_SIZE];
+    struct pending_schedule *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    p->conn = conn;
+    p->a = a;
+    p->cancel = cancel;
+    int rv = cons_submit(&a->cons, cmd, schedule_committed, p, msg);
+    if (rv != 0) {
+        free(p);
+        respond_error(conn, rv == RPG_ENOTLEADER ? 503 : 400, msg);
+    }
+}
+
+/* POST /switchover with scheduled_at, on the leader: checks what it can now (the members named,
+ * the primary, the time, maintenance mode, one schedule at a time), then records it in Raft. */
+static void switchover_schedule(struct agent *a, struct http_conn *conn, const char *leader,
+                                const char *candidate, int64_t at_ms)
+{
+    const struct fsm_state *s = &a->cons.state;
+    const struct fsm_member *m;
+    char msg[RPG_ERRMSG_SIZE] = "", at[48], now_s[48];
+    int status = 412;
+    int64_t now = wall_ms();
+    schedule_format_time(at_ms, at, sizeof at);
+    schedule_format_time(now, now_s, sizeof now_s);
+    if (!s->initialized || s->primary.name[0] == '\0') {
+        snprintf(msg, sizeof msg, "the cluster has no primary recorded yet");
+        status = 503;
+    } else if (s->paused) {
+        snprintf(msg, sizeof msg,
+                 "scheduled_at: cannot schedule a switchover in maintenance mode (ctl resume)");
+    } else if (at_ms <= now) {
+        snprintf(msg, sizeof msg, "scheduled_at: %s is in the past (now %s)", at, now_s);
+    } else if (leader != NULL && fsm_state_member(s, leader) == NULL) {
+        snprintf(msg, sizeof msg, "leader: %s is not a member of this cluster", leader);
+    } else if (leader != NULL && strcmp(leader, s->primary.name) != 0) {
+        snprintf(msg, sizeof msg, "leader: %s is not the primary (%s is)", leader, s->primary.name);
+    } else if (candidate != NULL && (m = fsm_state_member(s, candidate)) == NULL) {
+        snprintf(msg, sizeof msg, "candidate: %s is not a member of this cluster", candidate);
+    } else if (candidate != NULL && (m->tags & FSM_TAG_NOFAILOVER) != 0) {
+        snprintf(msg, sizeof msg, "candidate: %s is tagged nofailover", candidate);
+    } else if (candidate != NULL && strcmp(candidate, s->primary.name) == 0) {
+        snprintf(msg, sizeof msg, "candidate: %s is the primary already", candidate);
+    } else if (s->switchover.at_ms != 0) {
+        char other[48];
+        schedule_format_time(s->switchover.at_ms, other, sizeof other);
+        snprintf(msg, sizeof msg,
+                 "a switchover is already scheduled at %s: cancel it first (DELETE /switchover, "
+                 "raftpg ctl flush switchover)",
+                 other);
+        status = 409;
+    } else {
+        /* An agent that reads fewer versions would reject the entry and its state differ. */
+        for (unsigned i = 0; i < s->n_members && msg[0] == '\0'; i++) {
+            const char *name = s->members[i].name;
+            if (strcmp(name, a->conf.name) == 0) {
+                continue;
+            }
+            const struct peer_status *p = peers_get(&a->peers, name);
+            if (p == NULL || p->last_seen == 0) {
+                snprintf(msg, sizeof msg,
+                         "no report from %s yet: every member must read state version 5", name);
+                status = 503;
+            } else if (p->state_version < 5) {
+                snprintf(msg, sizeof msg,
+                         "%s runs an agent that cannot read a scheduled switchover (state "
+                         "version %u): upgrade it first",
+                         name, p->state_version);
+                status = 503;
+            }
+        }
+    }
+    if (msg[0] != '\0') {
+        log_info("scheduled switchover refused: %s", msg);
+        respond_error(conn, status, msg);
+        return;
+    }
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_SCHEDULE_SWITCHOVER;
+    cmd.term = a->cons.term;
+    cmd.u.schedule_switchover.at_ms = at_ms;
+    snprintf(cmd.u.schedule_switchover.from, FSM_NAME_MAX, "%s", leader != NULL ? leader : "");
+    snprintf(cmd.u.schedule_switchover.to, FSM_NAME_MAX, "%s", candidate != NULL ? candidate : "");
+    log_info("switchover scheduled at %s requested (from=%s to=%s)", at,
+             leader != NULL ? leader : "(the primary then)",
+             candidate != NULL ? candidate : "(the best standby then)");
+    submit_schedule(a, conn, &cmd, false);
+}
+
+/* DELETE /switchover: cancels the scheduled switchover (Patroni: 200, or 404 when none). */
+static void switchover_cancel(struct agent *a, struct http_conn *conn)
+{
+    if (!require_leader(a, conn)) {
+        return;
+    }
+    const struct fsm_state *s = &a->cons.state;
+    if (s->switchover.at_ms == 0) {
+        respond_error(conn, 404, "no switchover is scheduled");
+        return;
+    }
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_CLEAR_SWITCHOVER;
+    cmd.term = a->cons.term;
+    cmd.u.clear_switchover.at_ms = s->switchover.at_ms;
+    submit_schedule(a, conn, &cmd, true);
+}
+
+/* POST /switchover {"leader", "candidate", "scheduled_at"} (Patroni's body; all optional here:
+ * without scheduled_at it runs now and answers when it is over). */
 static void switchover_request(struct agent *a, struct http_conn *conn,
                                const struct http_request *req)
 {
@@ -815,6 +996,8 @@ static void switchover_request(struct agent *a, struct http_conn *conn,
     char msg[RPG_ERRMSG_SIZE] = "";
     const char *key;
     json_t *v;
+    int64_t at_ms = 0;
+    bool scheduled = false;
     if (!json_is_object(o)) {
         snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
     } else {
@@ -825,14 +1008,29 @@ static void switchover_request(struct agent *a, struct http_conn *conn,
                     break;
                 }
             } else if (strcmp(key, "scheduled_at") == 0) {
-                snprintf(msg, sizeof msg,
-                         "scheduled_at: scheduled switchovers are not supported "
-                         "yet; ask again at the time");
-                break;
+                char why[RPG_ERRMSG_SIZE];
+                if (json_is_null(v)) {
+                    continue; /* Patroni: null means now */
+                }
+                if (!json_is_string(v)) {
+                    snprintf(msg, sizeof msg, "scheduled_at: expected an ISO 8601 time string");
+                    break;
+                }
+                if (schedule_parse_time(json_string_value(v), false, &at_ms, why) != 0) {
+                    snprintf(msg, sizeof msg, "scheduled_at: %.200s", why);
+                    break;
+                }
+                scheduled = true;
             } else {
-                snprintf(msg, sizeof msg, "unknown key \"%.64s\" (leader, candidate)", key);
+                snprintf(msg, sizeof msg, "unknown key \"%.64s\" (leader, candidate, scheduled_at)",
+                         key);
                 break;
             }
+        }
+        const char *l = json_string_value(json_object_get(o, "leader"));
+        const char *c = json_string_value(json_object_get(o, "candidate"));
+        if (msg[0] == '\0' && l != NULL && c != NULL && strcmp(l, c) == 0) {
+            snprintf(msg, sizeof msg, "candidate: %s is the leader named too", c);
         }
     }
     if (msg[0] != '\0') {
@@ -844,8 +1042,13 @@ static void switchover_request(struct agent *a, struct http_conn *conn,
         json_decref(o);
         return;
     }
-    switchover_start(a, conn, json_string_value(json_object_get(o, "leader")),
-                     json_string_value(json_object_get(o, "candidate")));
+    if (scheduled) {
+        switchover_schedule(a, conn, json_string_value(json_object_get(o, "leader")),
+                            json_string_value(json_object_get(o, "candidate")), at_ms);
+    } else {
+        switchover_start(a, conn, json_string_value(json_object_get(o, "leader")),
+                         json_string_value(json_object_get(o, "candidate")));
+    }
     json_decref(o);
 }
 
@@ -1957,8 +2160,13 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         }
         reinit_start(a, conn);
     } else if (strcmp(path, "/switchover") == 0) {
+        if (req->method == HTTP_M_DELETE) {
+            switchover_cancel(a, conn);
+            return;
+        }
         if (req->method != HTTP_M_POST) {
-            respond_error(conn, 405, "method not allowed (use POST)");
+            respond_error(conn, 405,
+                          "method not allowed (POST, or DELETE to cancel a scheduled switchover)");
             return;
         }
         switchover_request(a, conn, req);

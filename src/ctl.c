@@ -13,6 +13,7 @@
 #include "raftpg/fsm.h"
 #include "raftpg/http.h"
 #include "raftpg/proof.h"
+#include "raftpg/schedule.h"
 
 /* Where ctl finds this node's configuration when given no address (patronictl's habit). */
 #define CTL_DEFAULT_CONFIG "/etc/raftpg/raftpg.yaml"
@@ -66,9 +67,12 @@ static const char *ctl_usage =
     "  edit-config -s KEY=VALUE [-s KEY=VALUE ...]     change them (synchronous_mode,\n"
     "                                                  synchronous_node_count,\n"
     "                                                  synchronous_commit)\n"
-    "  switchover [--leader N] [--candidate N] [--force]\n"
+    "  switchover [--leader N] [--candidate N] [--scheduled TIME] [--force]\n"
     "                                                  move the primary to a caught-up standby\n"
-    "                                                  (the best one without --candidate)\n"
+    "                                                  (the best one without --candidate); at\n"
+    "                                                  TIME (ISO 8601, local time without a\n"
+    "                                                  zone; now: at once) when scheduled\n"
+    "  flush switchover                                cancel the scheduled switchover\n"
     "  failover --candidate N [--force]                promote N: a switchover to it while the\n"
     "                                                  primary is healthy; without one, only if\n"
     "                                                  N holds every acknowledged commit\n"
@@ -248,6 +252,17 @@ static void print_summary(json_t *cluster)
     }
     if (json_is_true(json_object_get(cluster, "pause"))) {
         printf("Maintenance mode: on\n");
+    }
+    /* patronictl's lines for a scheduled switchover. */
+    json_t *sched = json_object_get(cluster, "scheduled_switchover");
+    if (json_is_object(sched)) {
+        printf("Switchover scheduled at: %s\n", str_or(sched, "at", "?"));
+        if (json_object_get(sched, "from") != NULL) {
+            printf("%24s: %s\n", "from", str_or(sched, "from", "?"));
+        }
+        if (json_object_get(sched, "to") != NULL) {
+            printf("%24s: %s\n", "to", str_or(sched, "to", "?"));
+        }
     }
     if (json_is_object(sync)) {
         json_t *voters = json_object_get(sync, "voters");
@@ -1004,9 +1019,58 @@ static int cmd_restart(struct ctl *c, char **names, int n, const char *role, boo
     return failed > 0 ? 1 : 0;
 }
 
+/* A scheduled switchover (scheduled_at): recorded by the leader, answered at once. */
+static int schedule_switchover(struct ctl *c, const char *body)
+{
+    int status = 0;
+    json_t *answer = NULL;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (send_to_leader(c, "POST", "/switchover", body, &status, &answer, errmsg) != 0) {
+        fprintf(stderr, "raftpg ctl switchover: %s\n", errmsg);
+        return 1;
+    }
+    if (status != 202) {
+        fprintf(stderr, "raftpg ctl switchover: refused (http %d): %s\n", status,
+                str_or(answer, "error", "?"));
+        json_decref(answer);
+        return 1;
+    }
+    json_t *w = json_object_get(answer, "scheduled_switchover");
+    printf("%s at %s (from %s to %s)\n", str_or(answer, "message", "Switchover scheduled"),
+           str_or(w, "at", "?"), str_or(w, "from", "the primary then"),
+           str_or(w, "to", "the best standby then"));
+    json_decref(answer);
+    return 0;
+}
+
+/* patronictl flush switchover: DELETE /switchover through the leader. */
+static int cmd_flush_switchover(struct ctl *c)
+{
+    int status = 0;
+    json_t *answer = NULL;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (send_to_leader(c, "DELETE", "/switchover", NULL, &status, &answer, errmsg) != 0) {
+        fprintf(stderr, "raftpg ctl flush: %s\n", errmsg);
+        return 1;
+    }
+    int rc = 0;
+    if (status == 200) {
+        printf("Success: %s\n", str_or(answer, "message", "scheduled switchover deleted"));
+    } else if (status == 404) {
+        printf("No pending scheduled switchover\n");
+    } else {
+        fprintf(stderr, "raftpg ctl flush: failed (http %d): %s\n", status,
+                str_or(answer, "error", "?"));
+        rc = 1;
+    }
+    json_decref(answer);
+    return rc;
+}
+
 /* A planned switchover, asked of the leader once (never retried: a second request while the
- * first runs would only be refused). */
-static int cmd_switchover(struct ctl *c, const char *leader, const char *candidate)
+ * first runs would only be refused). scheduled: NULL or "now" for at once. */
+static int cmd_switchover(struct ctl *c, const char *leader, const char *candidate,
+                          const char *scheduled)
 {
     json_t *o = json_object();
     if (leader != NULL) {
@@ -1014,6 +1078,22 @@ static int cmd_switchover(struct ctl *c, const char *leader, const char *candida
     }
     if (candidate != NULL) {
         json_object_set_new(o, "candidate", json_string(candidate));
+    }
+    if (scheduled != NULL && strcmp(scheduled, "now") != 0) {
+        int64_t at_ms;
+        char when[48], errmsg[RPG_ERRMSG_SIZE];
+        if (schedule_parse_time(scheduled, true, &at_ms, errmsg) != 0) {
+            fprintf(stderr, "raftpg ctl switchover: --scheduled: %s\n", errmsg);
+            json_decref(o);
+            return 2;
+        }
+        schedule_format_time(at_ms, when, sizeof when);
+        json_object_set_new(o, "scheduled_at", json_string(when));
+        char *body = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        int rc = body != NULL ? schedule_switchover(c, body) : 1;
+        free(body);
+        return rc;
     }
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -1614,7 +1694,7 @@ int ctl_main(int argc, char **argv)
         return cmd_reinit(&c, name, wait);
     }
     if (strcmp(cmd, "switchover") == 0) {
-        const char *leader = NULL, *candidate = NULL;
+        const char *leader = NULL, *candidate = NULL, *scheduled = NULL;
         for (; i < argc; i++) {
             if ((strcmp(argv[i], "--leader") == 0 || strcmp(argv[i], "--primary") == 0) &&
                 i + 1 < argc) {
@@ -1623,15 +1703,22 @@ int ctl_main(int argc, char **argv)
                 candidate = argv[++i];
             } else if (strcmp(argv[i], "--force") == 0) {
                 /* patronictl's "do not ask": raftpg ctl never asks. */
-            } else if (strcmp(argv[i], "--scheduled") == 0) {
-                fprintf(stderr, "raftpg ctl switchover: --scheduled is not supported yet\n");
-                return 2;
+            } else if (strcmp(argv[i], "--scheduled") == 0 && i + 1 < argc) {
+                scheduled = argv[++i];
             } else {
                 fprintf(stderr, "raftpg ctl switchover: unexpected argument \"%s\"\n", argv[i]);
                 return 2;
             }
         }
-        return cmd_switchover(&c, leader, candidate);
+        return cmd_switchover(&c, leader, candidate, scheduled);
+    }
+    if (strcmp(cmd, "flush") == 0) {
+        if (i + 1 != argc || strcmp(argv[i], "switchover") != 0) {
+            fprintf(stderr, "raftpg ctl flush: expected \"switchover\" (the scheduled switchover "
+                            "is the only thing to flush)\n");
+            return 2;
+        }
+        return cmd_flush_switchover(&c);
     }
     if (strcmp(cmd, "failover") == 0) {
         const char *candidate = NULL;

@@ -277,34 +277,38 @@ static void tick(uv_timer_t *t)
     }
 }
 
-void switchover_start(struct agent *a, struct http_conn *conn, const char *leader,
-                      const char *candidate)
+static void begin(struct agent *a, struct http_conn *conn);
+
+/* Checks that a switchover from leader (NULL: this primary) to candidate (NULL: the best) may
+ * start now and fills s->from and s->to. Returns 0, or the HTTP status of the refusal with the
+ * reason in why. */
+static int prepare(struct agent *a, const char *leader, const char *candidate, char *why,
+                   size_t why_size)
 {
     struct switchover *s = &a->switchover;
-    char why[256];
     const struct fsm_state *st = &a->cons.state;
     const struct ha_pg *o = &a->pg.obs;
     int status = 412;
     if (s->phase != SWITCHOVER_IDLE) {
-        snprintf(why, sizeof why, "a switchover to %s is under way (%s)", s->to,
+        snprintf(why, why_size, "a switchover to %s is under way (%s)", s->to,
                  switchover_phase_name(s->phase));
         status = 409;
     } else if (!a->conf.has_postgresql || !a->pg_open) {
-        snprintf(why, sizeof why, "this member manages no postgresql");
+        snprintf(why, why_size, "this member manages no postgresql");
     } else if (!st->initialized || st->paused) {
-        snprintf(why, sizeof why,
+        snprintf(why, why_size,
                  st->paused ? "the cluster is in maintenance mode (ctl resume)"
                             : "the cluster state is not known yet");
         status = 503;
     } else if (a->cons.role != CONS_ROLE_LEADER || !a->cons.leader_ready || !a->fm.lease_ok) {
-        snprintf(why, sizeof why, "this member is not the ready leader");
+        snprintf(why, why_size, "this member is not the ready leader");
         status = 503;
     } else if (strcmp(st->primary.name, a->conf.name) != 0 || o->state != HA_PG_RUNNING ||
                o->in_recovery || pg_busy(&a->pg)) {
-        snprintf(why, sizeof why, "this member does not run as a settled primary");
+        snprintf(why, why_size, "this member does not run as a settled primary");
         status = 503;
     } else if (leader != NULL && strcmp(leader, a->conf.name) != 0) {
-        snprintf(why, sizeof why, "%s is not the primary (%s is)", leader, a->conf.name);
+        snprintf(why, why_size, "%s is not the primary (%s is)", leader, a->conf.name);
     } else {
         why[0] = '\0';
     }
@@ -339,7 +343,7 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
             sp->wal_position = p->pg_wal_position;
             sp->priority = p->failover_priority;
         }
-        int rv = switchover_choose(peers, n, candidate, s->to, sizeof s->to, why, sizeof why);
+        int rv = switchover_choose(peers, n, candidate, s->to, sizeof s->to, why, why_size);
         if (rv != 0) {
             status = 412;
         } else if (st->sync.k > 0) {
@@ -357,7 +361,7 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
             }
             unsigned need = st->sync.n_voters - st->sync.k + 1;
             if (heard < need) {
-                snprintf(why, sizeof why,
+                snprintf(why, why_size,
                          "%u of the %u synchronous standbys stream from this primary, %u needed "
                          "for a new primary to be sure it has every commit: try again once they "
                          "stream",
@@ -366,7 +370,15 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
             }
         }
     }
-    if (why[0] != '\0') {
+    return why[0] != '\0' ? status : 0;
+}
+
+void switchover_start(struct agent *a, struct http_conn *conn, const char *leader,
+                      const char *candidate)
+{
+    char why[256];
+    int status = prepare(a, leader, candidate, why, sizeof why);
+    if (status != 0) {
         log_info("switchover refused: %s", why);
         json_t *o2 = json_pack("{s:s}", "error", why);
         char *body = o2 != NULL ? json_dumps(o2, JSON_COMPACT) : NULL;
@@ -376,6 +388,27 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
         free(body);
         return;
     }
+    begin(a, conn);
+}
+
+int switchover_start_scheduled(struct agent *a, const char *leader, const char *candidate,
+                               char *why, size_t why_size)
+{
+    if (prepare(a, leader, candidate, why, why_size) != 0) {
+        snprintf(a->switchover.last, sizeof a->switchover.last, "scheduled switchover refused: %s",
+                 why);
+        return RPG_EINVAL;
+    }
+    /* No request to answer: the outcome is logged and kept for /status (answer()). */
+    begin(a, NULL);
+    return 0;
+}
+
+/* Stops this primary and follows the switchover's steps (tick), answering conn (NULL: none). */
+static void begin(struct agent *a, struct http_conn *conn)
+{
+    struct switchover *s = &a->switchover;
+    const struct fsm_state *st = &a->cons.state;
     const struct fsm_member *target = fsm_state_member(st, s->to);
     s->to_id = target != NULL ? target->id : 0;
     s->conn = conn;

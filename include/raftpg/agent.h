@@ -22,6 +22,7 @@
 #include "raftpg/peers.h"
 #include "raftpg/reinit.h"
 #include "raftpg/restart.h"
+#include "raftpg/schedule.h"
 #include "raftpg/switchover.h"
 #include "raftpg/pg.h"
 #include "raftpg/vip.h"
@@ -107,7 +108,8 @@ struct agent {
     struct switchover switchover;
     struct reinit reinit;
     struct restart restart;
-    struct history history; /* recording this member's promotions */
+    struct history history;   /* recording this member's promotions */
+    struct schedule schedule; /* running the scheduled switchover when it is due */
     /* API answers by endpoint (API_ENDPOINTS, the last for any other path) and status. */
     uint64_t api_answers[API_ENDPOINTS + 1][API_STATUSES + 1];
 };

@@ -16,11 +16,12 @@
 
 /* Decoders accept 1..FSM_VERSION. Version 2 adds the dynamic configuration and the
  * acknowledged-WAL bound; a version-1 snapshot reads with their defaults. Version 3 adds
- * MEMBER_SEEN (the RAFT_STATE tag). Version 4 adds ADD_HISTORY and the history.
+ * MEMBER_SEEN (the RAFT_STATE tag). Version 4 adds ADD_HISTORY and the history. Version 5
+ * adds SCHEDULE_SWITCHOVER, CLEAR_SWITCHOVER and the scheduled switchover.
  * A command or snapshot is written with the lowest version that holds it, never below
  * FSM_VERSION_BASE: an agent of the previous release (which reads 1..3) keeps decoding every
  * command it knows from a newer leader, and loads every snapshot without a history. */
-#define FSM_VERSION 4
+#define FSM_VERSION 5
 #define FSM_VERSION_BASE 3
 
 /* Promotions kept in the history (the oldest is dropped first). */
@@ -44,6 +45,13 @@ struct fsm_history_entry {
     uint64_t term;          /* Raft term in which the new primary was chosen */
     uint8_t reason;         /* enum fsm_history_reason */
     char primary[FSM_NAME_MAX];
+};
+
+/* A switchover planned for a wall-clock time: the leader at that time runs it (schedule.h). */
+struct fsm_switchover {
+    int64_t at_ms;           /* ms since the Unix epoch, > 0; 0: nothing scheduled */
+    char from[FSM_NAME_MAX]; /* the primary it must move from; empty: whichever runs then */
+    char to[FSM_NAME_MAX];   /* the candidate; empty: the best standby then */
 };
 
 /* FSM_TAG_RAFT_STATE: the member's Raft log has held replicated entries (MEMBER_SEEN). A member
@@ -101,22 +109,26 @@ struct fsm_state {
     /* Promotions, oldest first, timelines increasing (ADD_HISTORY); at most FSM_HISTORY_MAX. */
     unsigned n_history;
     struct fsm_history_entry history[FSM_HISTORY_MAX];
+    /* The scheduled switchover (SCHEDULE_SWITCHOVER, CLEAR_SWITCHOVER): at_ms 0 when none. */
+    struct fsm_switchover switchover;
     uint64_t n_applied; /* commands applied (accepted or rejected) */
     uint64_t n_rejected;
 };
 
 enum fsm_cmd_type {
-    FSM_CMD_INIT = 1,      /* scope and the initial members; ids come with the members */
-    FSM_CMD_MEMBER_ADD,    /* one member */
-    FSM_CMD_MEMBER_REMOVE, /* by name */
-    FSM_CMD_SET_PRIMARY,   /* primary name, term, timeline */
-    FSM_CMD_SET_SYNC,      /* k and voters */
-    FSM_CMD_SET_PAUSE,     /* paused flag */
-    FSM_CMD_SET_SYSTEM_ID, /* system identifier; only once */
-    FSM_CMD_SET_CONFIG,    /* dynamic configuration (version 2) */
-    FSM_CMD_SET_WAL_BOUND, /* acknowledged-WAL bound; never moves back (version 2) */
-    FSM_CMD_MEMBER_SEEN,   /* member id: its Raft log holds replicated entries (version 3) */
-    FSM_CMD_ADD_HISTORY,   /* one promotion, appended to the history (version 4) */
+    FSM_CMD_INIT = 1,            /* scope and the initial members; ids come with the members */
+    FSM_CMD_MEMBER_ADD,          /* one member */
+    FSM_CMD_MEMBER_REMOVE,       /* by name */
+    FSM_CMD_SET_PRIMARY,         /* primary name, term, timeline */
+    FSM_CMD_SET_SYNC,            /* k and voters */
+    FSM_CMD_SET_PAUSE,           /* paused flag */
+    FSM_CMD_SET_SYSTEM_ID,       /* system identifier; only once */
+    FSM_CMD_SET_CONFIG,          /* dynamic configuration (version 2) */
+    FSM_CMD_SET_WAL_BOUND,       /* acknowledged-WAL bound; never moves back (version 2) */
+    FSM_CMD_MEMBER_SEEN,         /* member id: its Raft log holds replicated entries (version 3) */
+    FSM_CMD_ADD_HISTORY,         /* one promotion, appended to the history (version 4) */
+    FSM_CMD_SCHEDULE_SWITCHOVER, /* time, from, to: a switchover to run then (version 5) */
+    FSM_CMD_CLEAR_SWITCHOVER,    /* the time of the scheduled one it drops (version 5) */
     FSM_CMD_TYPE_MAX
 };
 
@@ -163,6 +175,10 @@ struct fsm_cmd {
             uint64_t id;
         } member_seen;
         struct fsm_history_entry add_history;
+        struct fsm_switchover schedule_switchover;
+        struct {
+            int64_t at_ms;
+        } clear_switchover;
     } u;
 };
 
@@ -184,7 +200,11 @@ void fsm_state_init(struct fsm_state *s);
  * drops it from the voters and lowers k by one (the removed voter may have held acknowledged
  * commits the others lack); of the primary, it clears primary.name but keeps primary.term.
  * ADD_HISTORY needs a known reason, a primary name and a timeline above the last entry's (so a
- * repeated proposal is rejected); a full history drops its oldest entry. */
+ * repeated proposal is rejected); a full history drops its oldest entry. SCHEDULE_SWITCHOVER
+ * needs a time above 0, a from that is empty or a member, a to that is empty or a member other
+ * than from, and no switchover scheduled already (RPG_EEXIST); CLEAR_SWITCHOVER drops the
+ * scheduled one only if its time is at_ms (RPG_ENOTFOUND otherwise), so a late clear never drops
+ * a newer schedule. */
 int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg);
 
 /* Finds a member by name or id; NULL if absent. */

@@ -81,6 +81,12 @@ struct switchover {
 void switchover_start(struct agent *a, struct http_conn *conn, const char *leader,
                       const char *candidate);
 
+/* Starts a scheduled switchover (schedule.h) on this (leading) agent: the same checks and steps
+ * as switchover_start, with no request to answer; the outcome is logged and kept in last.
+ * Returns 0 when it started, or RPG_EINVAL with the refusal in why. */
+int switchover_start_scheduled(struct agent *a, const char *leader, const char *candidate,
+                               char *why, size_t why_size);
+
 /* True while this agent's decisions must wait: between stopping its primary and losing
  * leadership (or giving up). */
 bool switchover_holds(const struct agent *a);

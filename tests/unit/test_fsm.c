@@ -417,7 +417,7 @@ static void test_cmd_decode_rejects_version_0(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = 0;
-    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..4)");
+    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..5)");
     test_free(buf);
 }
 
@@ -429,7 +429,7 @@ static void test_cmd_decode_rejects_future_version(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = FSM_VERSION + 1;
-    assert_decode_fails(buf, len, "unsupported command version 5 (supported=1..4)");
+    assert_decode_fails(buf, len, "unsupported command version 6 (supported=1..5)");
     test_free(buf);
 }
 
@@ -443,7 +443,7 @@ static void test_cmd_decode_rejects_unknown_type(void **state)
     buf[1] = 0;
     assert_decode_fails(buf, len, "unknown command type 0");
     buf[1] = FSM_CMD_TYPE_MAX;
-    assert_decode_fails(buf, len, "unknown command type 12");
+    assert_decode_fails(buf, len, "unknown command type 14");
     buf[1] = 255;
     assert_decode_fails(buf, len, "unknown command type 255");
     test_free(buf);
@@ -645,7 +645,7 @@ static void test_cmd_encode_rejects_unknown_type(void **state)
     make_set_pause(&c, true);
     c.type = FSM_CMD_TYPE_MAX;
     assert_int_equal(fsm_cmd_encode(&c, &buf, errmsg), RPG_EINVAL);
-    assert_string_equal(errmsg, "unknown command type 12");
+    assert_string_equal(errmsg, "unknown command type 14");
     assert_null(buf.base);
 }
 
@@ -1419,6 +1419,224 @@ static void test_history_snapshot_versions(void **state)
     assert_false(fsm_state_equal(&a, &b));
 }
 
+/* ---- Scheduled switchover (version 5) ---- */
+
+static void make_schedule(struct fsm_cmd *c, int64_t at_ms, const char *from, const char *to)
+{
+    memset(c, 0, sizeof *c);
+    c->type = FSM_CMD_SCHEDULE_SWITCHOVER;
+    c->term = 8;
+    c->u.schedule_switchover.at_ms = at_ms;
+    set_str(c->u.schedule_switchover.from, FSM_NAME_MAX, from);
+    set_str(c->u.schedule_switchover.to, FSM_NAME_MAX, to);
+}
+
+static void make_clear(struct fsm_cmd *c, int64_t at_ms)
+{
+    memset(c, 0, sizeof *c);
+    c->type = FSM_CMD_CLEAR_SWITCHOVER;
+    c->term = 8;
+    c->u.clear_switchover.at_ms = at_ms;
+}
+
+/* Both commands carry version 5 and decode back to what was encoded; a lower version on them
+ * is malformed (an agent that reads up to 4 rejects them without harm). */
+static void test_switchover_cmd_roundtrip_and_versions(void **state)
+{
+    (void)state;
+    struct fsm_cmd c, out;
+    size_t len;
+    char errmsg[RPG_ERRMSG_SIZE];
+    make_schedule(&c, 1796000000123, "node1", "node2");
+    uint8_t *buf = encode_copy(&c, &len);
+    assert_int_equal(buf[0], 5);
+    assert_int_equal(buf[1], FSM_CMD_SCHEDULE_SWITCHOVER);
+    assert_int_equal(fsm_cmd_decode(buf, len, &out, errmsg), 0);
+    assert_int_equal(out.type, FSM_CMD_SCHEDULE_SWITCHOVER);
+    assert_int_equal(out.term, 8);
+    assert_int_equal(out.u.schedule_switchover.at_ms, 1796000000123);
+    assert_string_equal(out.u.schedule_switchover.from, "node1");
+    assert_string_equal(out.u.schedule_switchover.to, "node2");
+    buf[0] = 4;
+    assert_decode_fails(buf, len, "command type 12 needs version 5, got 4");
+    test_free(buf);
+
+    /* Empty names (whichever primary, the best standby) travel as empty strings. */
+    make_schedule(&c, 5, "", "");
+    buf = encode_copy(&c, &len);
+    assert_int_equal(fsm_cmd_decode(buf, len, &out, errmsg), 0);
+    assert_string_equal(out.u.schedule_switchover.from, "");
+    assert_string_equal(out.u.schedule_switchover.to, "");
+    test_free(buf);
+
+    make_clear(&c, -3);
+    buf = encode_copy(&c, &len);
+    assert_int_equal(buf[0], 5);
+    assert_int_equal(fsm_cmd_decode(buf, len, &out, errmsg), 0);
+    assert_int_equal(out.type, FSM_CMD_CLEAR_SWITCHOVER);
+    assert_int_equal(out.u.clear_switchover.at_ms, -3);
+    buf[0] = 3;
+    assert_decode_fails(buf, len, "command type 13 needs version 5, got 3");
+    test_free(buf);
+
+    /* A name without its terminator cannot be encoded. */
+    make_schedule(&c, 5, "node1", "node2");
+    memset(c.u.schedule_switchover.to, 'x', FSM_NAME_MAX);
+    struct raft_buffer rb;
+    assert_int_equal(fsm_cmd_encode(&c, &rb, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "schedule_switchover: member name is too long");
+}
+
+/* A truncated or padded schedule command is refused with the byte where it breaks. */
+static void test_switchover_cmd_decode_rejects_truncation(void **state)
+{
+    (void)state;
+    struct fsm_cmd c, out, before;
+    size_t len;
+    char errmsg[RPG_ERRMSG_SIZE];
+    make_schedule(&c, 1796000000123, "node1", "node2");
+    uint8_t *buf = encode_copy(&c, &len);
+    memset(&before, 0x5a, sizeof before);
+    for (size_t n = 0; n < len; n++) {
+        out = before;
+        assert_int_equal(fsm_cmd_decode(buf, n, &out, errmsg), RPG_EPROTO);
+        assert_memory_equal(&out, &before, sizeof out);
+    }
+    test_free(buf);
+}
+
+static void test_switchover_apply_rules(void **state)
+{
+    (void)state;
+    struct fsm_state s, before;
+    struct fsm_cmd c;
+    char errmsg[RPG_ERRMSG_SIZE];
+    state_three(&s);
+
+    make_schedule(&c, 0, "node1", "node2");
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg,
+                        "schedule_switchover rejected: switchover time 0 is not after the epoch");
+    make_schedule(&c, 1000, "node1", "node1");
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "schedule_switchover rejected: switchover from and to are the "
+                                "same member (node1)");
+    make_schedule(&c, 1000, "node9", "node2");
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_ENOTFOUND);
+    assert_string_equal(errmsg, "schedule_switchover rejected: from: node9 is not a member");
+    make_schedule(&c, 1000, "node1", "node9");
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_ENOTFOUND);
+    assert_string_equal(errmsg, "schedule_switchover rejected: to: node9 is not a member");
+    assert_int_equal(s.switchover.at_ms, 0);
+    assert_int_equal(s.n_rejected, 4);
+
+    make_clear(&c, 1000);
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_ENOTFOUND);
+    assert_string_equal(errmsg, "clear_switchover rejected: no switchover is scheduled");
+
+    make_schedule(&c, 1796000000123, "node1", "node2");
+    apply_ok(&s, &c);
+    assert_int_equal(s.switchover.at_ms, 1796000000123);
+    assert_string_equal(s.switchover.from, "node1");
+    assert_string_equal(s.switchover.to, "node2");
+
+    /* One at a time: a second is refused and the first stays. */
+    before = s;
+    make_schedule(&c, 1796000009999, "", "node3");
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EEXIST);
+    assert_string_equal(errmsg, "schedule_switchover rejected: a switchover is already "
+                                "scheduled (at_ms=1796000000123)");
+    assert_int_equal(s.switchover.at_ms, 1796000000123);
+    assert_string_equal(s.switchover.to, "node2");
+    assert_int_equal(s.n_applied, before.n_applied + 1);
+
+    /* A clear for another time (a late one, for an older schedule) leaves this one. */
+    make_clear(&c, 1796000000124);
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_ENOTFOUND);
+    assert_string_equal(errmsg, "clear_switchover rejected: the scheduled switchover is "
+                                "at_ms=1796000000123, not at_ms=1796000000124");
+    assert_int_equal(s.switchover.at_ms, 1796000000123);
+    make_clear(&c, 1796000000123);
+    apply_ok(&s, &c);
+    assert_int_equal(s.switchover.at_ms, 0);
+    assert_string_equal(s.switchover.from, "");
+    assert_string_equal(s.switchover.to, "");
+
+    /* Without from and to: the primary and the best standby at that time. */
+    make_schedule(&c, 1796000009999, "", "");
+    apply_ok(&s, &c);
+    assert_int_equal(s.switchover.at_ms, 1796000009999);
+}
+
+/* A state without a schedule keeps the earlier layouts (3 or 4); one with a schedule is written
+ * as version 5 and reads back equal; a schedule broken in a snapshot is refused. */
+static void test_switchover_snapshot_versions(void **state)
+{
+    (void)state;
+    struct fsm_state a, b;
+    struct fsm_cmd c;
+    struct raft_buffer buf;
+    char errmsg[RPG_ERRMSG_SIZE];
+    state_populated(&a);
+    make_schedule(&c, 1796000000123, "node1", "node2");
+    apply_ok(&a, &c);
+    assert_int_equal(fsm_state_encode(&a, &buf, errmsg), 0);
+    assert_int_equal(((uint8_t *)buf.base)[4], 5);
+    fsm_state_init(&b);
+    assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), 0);
+    raft_free(buf.base);
+    assert_true(fsm_state_equal(&a, &b));
+    assert_int_equal(b.switchover.at_ms, 1796000000123);
+    assert_string_equal(b.switchover.from, "node1");
+    assert_string_equal(b.switchover.to, "node2");
+    assert_int_equal(fsm_state_checksum(&a), fsm_state_checksum(&b));
+
+    /* Cleared: back to version 3 (no history here), which an agent of an earlier release loads. */
+    make_clear(&c, 1796000000123);
+    apply_ok(&a, &c);
+    assert_false(fsm_state_equal(&a, &b));
+    assert_int_not_equal(fsm_state_checksum(&a), fsm_state_checksum(&b));
+    assert_int_equal(fsm_state_encode(&a, &buf, errmsg), 0);
+    assert_int_equal(((uint8_t *)buf.base)[4], 3);
+    raft_free(buf.base);
+
+    /* With history and a schedule, both survive. */
+    struct fsm_cmd h;
+    memset(&h, 0, sizeof h);
+    h.type = FSM_CMD_ADD_HISTORY;
+    h.u.add_history.timeline = 1;
+    h.u.add_history.time_ms = 1700000000000;
+    set_str(h.u.add_history.primary, FSM_NAME_MAX, "node1");
+    apply_ok(&a, &h);
+    make_schedule(&c, 1796000000500, "", "node4");
+    apply_ok(&a, &c);
+    assert_int_equal(fsm_state_encode(&a, &buf, errmsg), 0);
+    assert_int_equal(((uint8_t *)buf.base)[4], 5);
+    fsm_state_init(&b);
+    assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), 0);
+    raft_free(buf.base);
+    assert_true(fsm_state_equal(&a, &b));
+    assert_int_equal(b.n_history, 1);
+    assert_string_equal(b.switchover.to, "node4");
+
+    /* from == to is no state apply could reach. */
+    set_str(b.switchover.from, FSM_NAME_MAX, "node4");
+    assert_int_equal(fsm_state_encode(&b, &buf, errmsg), 0);
+    fsm_state_init(&a);
+    assert_int_equal(fsm_state_decode(buf.base, buf.len, &a, errmsg), RPG_EPROTO);
+    assert_string_equal(errmsg, "snapshot scheduled switchover: switchover from and to are the "
+                                "same member (node4)");
+    raft_free(buf.base);
+    /* Neither is a negative time. */
+    set_str(b.switchover.from, FSM_NAME_MAX, "");
+    b.switchover.at_ms = -1;
+    assert_int_equal(fsm_state_encode(&b, &buf, errmsg), 0);
+    assert_int_equal(fsm_state_decode(buf.base, buf.len, &a, errmsg), RPG_EPROTO);
+    assert_string_equal(errmsg, "snapshot scheduled switchover: switchover time -1 is not after "
+                                "the epoch");
+    raft_free(buf.base);
+}
+
 /* ---- Snapshot ---- */
 
 static void test_snapshot_roundtrip_populated_state(void **state)
@@ -1506,10 +1724,10 @@ static void test_snapshot_decode_rejects_future_version(void **state)
     ((uint8_t *)buf.base)[4] = FSM_VERSION + 1;
     fsm_state_init(&b);
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 5 (supported=1..4)");
+    assert_string_equal(errmsg, "unsupported snapshot version 6 (supported=1..5)");
     ((uint8_t *)buf.base)[4] = 0;
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..4)");
+    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..5)");
     raft_free(buf.base);
 }
 
@@ -1629,7 +1847,7 @@ static void test_raft_apply_malformed_counts_as_rejected(void **state)
     struct raft_buffer buf = {bytes, sizeof bytes};
     assert_int_equal(f.raft.apply(&f.raft, &buf, &result), 0);
     assert_int_equal(fsm_result_code(result), RPG_EPROTO);
-    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..4)");
+    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..5)");
     assert_int_equal(s.n_applied, 2);
     assert_int_equal(s.n_rejected, 1);
 }
@@ -1996,6 +2214,10 @@ int main(void)
         cmocka_unit_test(test_history_cmd_versions),
         cmocka_unit_test(test_history_apply_rules_and_bound),
         cmocka_unit_test(test_history_snapshot_versions),
+        cmocka_unit_test(test_switchover_cmd_roundtrip_and_versions),
+        cmocka_unit_test(test_switchover_cmd_decode_rejects_truncation),
+        cmocka_unit_test(test_switchover_apply_rules),
+        cmocka_unit_test(test_switchover_snapshot_versions),
         cmocka_unit_test(test_snapshot_decode_rejects_nonzero_padding),
         cmocka_unit_test(test_snapshot_decode_rejects_broken_invariant),
         cmocka_unit_test(test_fsm_init_is_version_1),

@@ -1,0 +1,59 @@
+/* Scheduled switchovers (Patroni's POST /switchover {"scheduled_at"}): the time, the primary to
+ * move from and the candidate are a Raft entry (fsm_state.h SCHEDULE_SWITCHOVER), so whichever
+ * member leads at that time runs it, and every member shows it. At the time the leader first
+ * clears the entry (CLEAR_SWITCHOVER names the time it clears, so a late one never drops a newer
+ * schedule), then runs the ordinary switchover (switchover.h): whatever the outcome, it runs
+ * once. As in Patroni, a schedule is left alone during maintenance mode, and dropped with a log
+ * line when its primary is no longer the primary, when its candidate already is, or when it is
+ * found more than SCHEDULE_STALE_MS late. */
+#ifndef RAFTPG_SCHEDULE_H
+#define RAFTPG_SCHEDULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raftpg/err.h"
+#include "raftpg/fsm_state.h"
+
+/* A schedule found this late is stale (Patroni: 1.5 loop_wait, 15 s by default). */
+#define SCHEDULE_STALE_MS 15000
+
+/* Parses an ISO 8601 time: YYYY-MM-DD, then T or a space, HH:MM, optional :SS and fraction,
+ * then a zone: Z, +HH, +HHMM or +HH:MM (or -). Without a zone: RPG_EINVAL, unless local is true
+ * (the local time zone then, as patronictl). Returns 0 with *ms since the Unix epoch, or
+ * RPG_EINVAL with errmsg saying what is wrong and where. */
+int schedule_parse_time(const char *text, bool local, int64_t *ms, char *errmsg);
+
+/* Writes ms (since the epoch) as ISO 8601 in UTC: "2026-12-06T17:30:00.000+00:00". */
+void schedule_format_time(int64_t ms, char *buf, size_t size);
+
+enum schedule_verdict {
+    SCHEDULE_NONE = 0,     /* nothing is scheduled */
+    SCHEDULE_WAIT,         /* not yet, or maintenance mode */
+    SCHEDULE_RUN,          /* due: clear it and switch over */
+    SCHEDULE_DROP_STALE,   /* found too late: clear it without switching over */
+    SCHEDULE_DROP_LEADER,  /* its primary no longer is: clear it */
+    SCHEDULE_DROP_ALREADY, /* its candidate is the primary already: clear it */
+};
+const char *schedule_verdict_name(enum schedule_verdict v);
+
+/* What the leader does with s's schedule at wall-clock now_ms, with the reason in why. */
+enum schedule_verdict schedule_decide(const struct fsm_state *s, int64_t now_ms, char *why,
+                                      size_t why_size);
+
+struct schedule {
+    bool clearing;                 /* a CLEAR_SWITCHOVER is on its way through Raft */
+    enum schedule_verdict verdict; /* what follows once it is committed */
+    struct fsm_switchover entry;   /* the schedule being cleared */
+    char waiting[RPG_ERRMSG_SIZE]; /* why a due switchover waits ("" none), logged once */
+};
+
+struct agent;
+
+/* On the ready leader, from the agent's HA tick (not in maintenance mode): acts on the verdict
+ * above. A due switchover waits while this member does not run as a settled primary (a leader
+ * just elected, say), up to SCHEDULE_STALE_MS. */
+void schedule_tick(struct agent *a);
+
+#endif

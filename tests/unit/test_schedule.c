@@ -1,0 +1,199 @@
+/* Scheduled switchovers (schedule.h): the ISO 8601 times an operator types, and what the leader
+ * does with a schedule at a given time, every verdict with its reason. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "raftpg/err.h"
+#include "raftpg/schedule.h"
+
+/* 2026-12-06T17:30:00Z */
+#define T0 1796578200000LL
+
+static void parses(const char *text, int64_t want)
+{
+    int64_t ms = -1;
+    char errmsg[RPG_ERRMSG_SIZE] = "";
+    int rc = schedule_parse_time(text, false, &ms, errmsg);
+    if (rc != 0 || ms != want) {
+        fail_msg("\"%s\": rc=%d ms=%lld want %lld (%s)", text, rc, (long long)ms, (long long)want,
+                 errmsg);
+    }
+}
+
+static void refused(const char *text, const char *message)
+{
+    int64_t ms = 42;
+    char errmsg[RPG_ERRMSG_SIZE] = "";
+    assert_int_equal(schedule_parse_time(text, false, &ms, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, message);
+    assert_int_equal(ms, 42);
+}
+
+static void test_parse_zones_and_fractions(void **state)
+{
+    (void)state;
+    parses("2026-12-06T17:30:00Z", T0);
+    parses("2026-12-06T17:30:00+00:00", T0);
+    parses("2026-12-06 17:30:00z", T0);
+    parses("2026-12-06T17:30Z", T0);
+    parses("2026-12-06T18:30:00+01:00", T0);
+    parses("2026-12-06T18:30:00+0100", T0);
+    parses("2026-12-06T18:30+01", T0);
+    parses("2026-12-06T12:00:00-05:30", T0);
+    parses("2026-12-06T17:30:00.5Z", T0 + 500);
+    parses("2026-12-06T17:30:00.123456+00:00", T0 + 123);
+    parses("2026-12-06T17:30:00,07Z", T0 + 70);
+    parses("1970-01-01T00:00:00Z", 0);
+    parses("2024-02-29T00:00:00Z", 1709164800000LL);
+}
+
+static void test_parse_refusals_name_what_and_where(void **state)
+{
+    (void)state;
+    refused("2026-12-06T17:30:00",
+            "\"2026-12-06T17:30:00\": a time zone is required (Z, or an offset such as +01:00)");
+    refused("tomorrow", "\"tomorrow\": expected ISO 8601 (e.g. 2026-01-14T10:09:57+00:00): a date "
+                        "YYYY-MM-DD at character 1");
+    refused("2026-12-06",
+            "\"2026-12-06\": expected ISO 8601 (e.g. 2026-01-14T10:09:57+00:00): T or "
+            "a space, then a time HH:MM at character 11");
+    refused("2026-12-06T17:30:00Zjunk", "\"2026-12-06T17:30:00Zjunk\": expected ISO 8601 (e.g. "
+                                        "2026-01-14T10:09:57+00:00): the end after the time zone "
+                                        "at character 21");
+    refused("2026-12-06T17:30:0Z", "\"2026-12-06T17:30:0Z\": expected ISO 8601 (e.g. "
+                                   "2026-01-14T10:09:57+00:00): seconds SS at character 18");
+    refused("2026-12-06T17:30:00.Z", "\"2026-12-06T17:30:00.Z\": expected ISO 8601 (e.g. "
+                                     "2026-01-14T10:09:57+00:00): a fraction of a second at "
+                                     "character 21");
+    refused("2026-12-06T17:30:00+1", "\"2026-12-06T17:30:00+1\": expected ISO 8601 (e.g. "
+                                     "2026-01-14T10:09:57+00:00): a zone +HH, +HHMM or +HH:MM at "
+                                     "character 21");
+    refused("2026-02-29T00:00:00Z", "\"2026-02-29T00:00:00Z\": no such date or time");
+    refused("2026-13-01T00:00:00Z", "\"2026-13-01T00:00:00Z\": no such date or time");
+    refused("2026-12-06T24:00:00Z", "\"2026-12-06T24:00:00Z\": no such date or time");
+    refused("2026-12-06T17:30:00+24:00", "\"2026-12-06T17:30:00+24:00\": zone offset out of range");
+    refused("", "\"\": expected ISO 8601 (e.g. 2026-01-14T10:09:57+00:00): a date YYYY-MM-DD at "
+                "character 1");
+}
+
+/* Without a zone, patronictl reads local time: so does ctl (local = true). */
+static void test_parse_local_time(void **state)
+{
+    (void)state;
+    char errmsg[RPG_ERRMSG_SIZE];
+    int64_t ms = 0;
+    setenv("TZ", "UTC+02", 1); /* POSIX: two hours west of UTC */
+    tzset();
+    assert_int_equal(schedule_parse_time("2026-12-06T15:30:00", true, &ms, errmsg), 0);
+    assert_int_equal(ms, T0);
+    /* A zone, when given, wins over the local one. */
+    assert_int_equal(schedule_parse_time("2026-12-06T17:30:00Z", true, &ms, errmsg), 0);
+    assert_int_equal(ms, T0);
+    unsetenv("TZ");
+    tzset();
+}
+
+static void test_format_roundtrips(void **state)
+{
+    (void)state;
+    char buf[48];
+    schedule_format_time(T0 + 7, buf, sizeof buf);
+    assert_string_equal(buf, "2026-12-06T17:30:00.007+00:00");
+    parses(buf, T0 + 7);
+    schedule_format_time(0, buf, sizeof buf);
+    assert_string_equal(buf, "1970-01-01T00:00:00.000+00:00");
+}
+
+static void state_with(struct fsm_state *s, const char *primary, int64_t at, const char *from,
+                       const char *to)
+{
+    fsm_state_init(s);
+    s->initialized = true;
+    snprintf(s->primary.name, sizeof s->primary.name, "%s", primary);
+    s->switchover.at_ms = at;
+    snprintf(s->switchover.from, sizeof s->switchover.from, "%s", from);
+    snprintf(s->switchover.to, sizeof s->switchover.to, "%s", to);
+}
+
+static void decides(const struct fsm_state *s, int64_t now, enum schedule_verdict want,
+                    const char *why_want)
+{
+    char why[RPG_ERRMSG_SIZE];
+    enum schedule_verdict v = schedule_decide(s, now, why, sizeof why);
+    if (v != want || strcmp(why, why_want) != 0) {
+        fail_msg("verdict %s (%s), want %s (%s)", schedule_verdict_name(v), why,
+                 schedule_verdict_name(want), why_want);
+    }
+}
+
+static void test_decide_every_verdict(void **state)
+{
+    (void)state;
+    struct fsm_state s;
+    state_with(&s, "node1", 0, "", "");
+    decides(&s, T0, SCHEDULE_NONE, "no switchover is scheduled");
+
+    state_with(&s, "node1", T0, "node1", "node2");
+    decides(&s, T0 - 1500, SCHEDULE_WAIT,
+            "the switchover is scheduled at 2026-12-06T17:30:00.000+00:00, in 1500 ms");
+    /* Not one millisecond early. */
+    decides(&s, T0 - 1, SCHEDULE_WAIT,
+            "the switchover is scheduled at 2026-12-06T17:30:00.000+00:00, in 1 ms");
+    decides(&s, T0, SCHEDULE_RUN,
+            "the switchover scheduled at 2026-12-06T17:30:00.000+00:00 is due");
+    decides(&s, T0 + SCHEDULE_STALE_MS, SCHEDULE_RUN,
+            "the switchover scheduled at 2026-12-06T17:30:00.000+00:00 is due");
+    decides(&s, T0 + SCHEDULE_STALE_MS + 1, SCHEDULE_DROP_STALE,
+            "the switchover scheduled at 2026-12-06T17:30:00.000+00:00 is stale (15001 ms late, "
+            "more than 15000): dropped");
+
+    /* Maintenance mode: left alone, whatever the time (Patroni). */
+    s.paused = true;
+    decides(&s, T0 + 1, SCHEDULE_WAIT,
+            "maintenance mode: the switchover at 2026-12-06T17:30:00.000+00:00 waits");
+    decides(&s, T0 + SCHEDULE_STALE_MS * 10, SCHEDULE_WAIT,
+            "maintenance mode: the switchover at 2026-12-06T17:30:00.000+00:00 waits");
+    s.paused = false;
+
+    /* Its primary is no longer the primary: dropped (Patroni: "leader name does not match"). */
+    state_with(&s, "node3", T0, "node1", "node2");
+    decides(&s, T0 + 5, SCHEDULE_DROP_LEADER,
+            "the switchover scheduled at 2026-12-06T17:30:00.000+00:00 is from node1, which is "
+            "not the primary (node3 is): dropped");
+    state_with(&s, "", T0, "node1", "node2");
+    decides(&s, T0 + 5, SCHEDULE_DROP_LEADER,
+            "the switchover scheduled at 2026-12-06T17:30:00.000+00:00 is from node1, which is "
+            "not the primary (none is): dropped");
+    /* Its candidate is the primary already. */
+    state_with(&s, "node2", T0, "", "node2");
+    decides(&s, T0 + 5, SCHEDULE_DROP_ALREADY,
+            "the switchover scheduled at 2026-12-06T17:30:00.000+00:00 is to node2, which is the "
+            "primary already: dropped");
+    /* Without from, whichever member is primary then runs it. */
+    state_with(&s, "node2", T0, "", "node3");
+    decides(&s, T0 + 5, SCHEDULE_RUN,
+            "the switchover scheduled at 2026-12-06T17:30:00.000+00:00 is due");
+    state_with(&s, "node2", T0, "", "");
+    decides(&s, T0, SCHEDULE_RUN,
+            "the switchover scheduled at 2026-12-06T17:30:00.000+00:00 is due");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_zones_and_fractions),
+        cmocka_unit_test(test_parse_refusals_name_what_and_where),
+        cmocka_unit_test(test_parse_local_time),
+        cmocka_unit_test(test_format_roundtrips),
+        cmocka_unit_test(test_decide_every_verdict),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

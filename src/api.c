@@ -1900,6 +1900,34 @@ static void loop_stall_metrics(FILE *f, const char *labels)
            (double)w->max_ns / 1e9);
 }
 
+/* The least round trip of each peer's last polls, and whether it is too long for the election
+ * timeout (peer_book.h). A peer not answered yet is left out. */
+static void peer_rtt_metrics(const struct agent *a, FILE *f, const char *labels)
+{
+    if (!a->peers_open) {
+        return;
+    }
+    const struct peer_book *b = &a->peers.book;
+    fprintf(f,
+            "# HELP raftpg_peer_rtt_seconds The least round trip of the last %d answered polls "
+            "of each peer.\n# TYPE raftpg_peer_rtt_seconds gauge\n",
+            PEER_RTT_SAMPLES);
+    for (unsigned i = 0; i < b->n_results; i++) {
+        if (b->results[i].rtt_n > 0) {
+            fprintf(f, "raftpg_peer_rtt_seconds{%s,peer=\"%s\"} %.17g\n", labels,
+                    b->results[i].name, (double)b->results[i].rtt_min_ms / 1000.0);
+        }
+    }
+    fprintf(f, "# HELP raftpg_peer_rtt_slow Value is 1 while that round trip is above a sixth of "
+               "the election timeout.\n# TYPE raftpg_peer_rtt_slow gauge\n");
+    for (unsigned i = 0; i < b->n_results; i++) {
+        if (b->results[i].rtt_n > 0) {
+            fprintf(f, "raftpg_peer_rtt_slow{%s,peer=\"%s\"} %d\n", labels, b->results[i].name,
+                    b->results[i].rtt_slow ? 1 : 0);
+        }
+    }
+}
+
 /* Patroni's names where Patroni has one (dashboards and alerts carry over), raftpg_* for the
  * rest. Every value is this member's own view. */
 static void respond_metrics(struct agent *a, struct http_conn *conn)
@@ -2038,6 +2066,7 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            "barrier).",
            labels, a->fm.clock.n_gaps);
     loop_stall_metrics(f, labels);
+    peer_rtt_metrics(a, f, labels);
     struct transport_stats ts;
     transport_get_stats(&ts);
     metric(f, "raftpg_raft_transport_accepted_total", "counter", "Incoming Raft connections.",

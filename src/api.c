@@ -424,11 +424,7 @@ static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *
         return false;
     }
     v->known = p->reachable;
-    for (int s = HA_PG_UNKNOWN; s <= HA_PG_RUNNING; s++) {
-        if (strcmp(p->pg_state, ha_pg_state_name((enum ha_pg_state)s)) == 0) {
-            v->state = (enum ha_pg_state)s;
-        }
-    }
+    v->state = p->pg_state;
     v->in_recovery = p->pg_in_recovery;
     v->streaming = p->pg_streaming;
     v->timeline = p->pg_timeline;

@@ -174,7 +174,7 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
             continue;
         }
         f->heard = p->reachable && p->has_pg && now - p->last_seen <= CORE_PEER_FRESH_MS;
-        f->running = strcmp(p->pg_state, "running") == 0;
+        f->running = p->pg_state == HA_PG_RUNNING;
         f->standby = p->pg_in_recovery;
         f->promotable = !p->nofailover && p->failover_priority > 0 && !p->storage_failed &&
                         !p->diverged;

@@ -18,6 +18,16 @@ const char *ha_pg_state_name(enum ha_pg_state s)
     return "invalid";
 }
 
+enum ha_pg_state ha_pg_state_parse(const char *name)
+{
+    for (int s = HA_PG_UNKNOWN; name != NULL && s <= HA_PG_RUNNING; s++) {
+        if (strcmp(name, ha_pg_state_name((enum ha_pg_state)s)) == 0) {
+            return (enum ha_pg_state)s;
+        }
+    }
+    return HA_PG_UNKNOWN;
+}
+
 const char *ha_action_name(enum ha_action a)
 {
     switch (a) {

@@ -42,7 +42,7 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     json_t *pg = json_object_get(o, "postgresql");
     s->has_pg = json_is_object(pg);
     if (s->has_pg) {
-        copy_str(s->pg_state, sizeof s->pg_state, pg, "state");
+        s->pg_state = ha_pg_state_parse(json_string_value(json_object_get(pg, "state")));
         s->pg_in_recovery = json_is_true(json_object_get(pg, "in_recovery"));
         s->pg_streaming = json_is_true(json_object_get(pg, "streaming"));
         const char *sysid = json_string_value(json_object_get(pg, "system_id"));

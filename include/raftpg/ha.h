@@ -11,19 +11,10 @@
 
 #include "raftpg/err.h"
 #include "raftpg/fsm_state.h"
+#include "raftpg/pg_state.h"
 
 #define HA_SLOTS_MAX FSM_MEMBERS_MAX
 #define HA_WHY_MAX 256
-
-/* What the local PostgreSQL is doing, as the pg module last saw it. */
-enum ha_pg_state {
-    HA_PG_UNKNOWN = 0, /* not observed yet */
-    HA_PG_ABSENT,      /* no data directory (or an empty one) */
-    HA_PG_STOPPED,     /* a data directory, no postmaster */
-    HA_PG_STARTING,    /* postmaster up, not accepting connections yet */
-    HA_PG_RUNNING,     /* accepts connections */
-};
-const char *ha_pg_state_name(enum ha_pg_state s);
 
 struct ha_pg {
     enum ha_pg_state state;

@@ -8,6 +8,7 @@
 
 #include "raftpg/err.h"
 #include "raftpg/fsm_state.h"
+#include "raftpg/pg_state.h"
 
 #define PEERS_MAX FSM_MEMBERS_MAX
 #define PEER_RTT_SAMPLES 8 /* answered polls whose round trips are kept per peer */
@@ -28,7 +29,7 @@ struct peer_status {
                            * ended if not (peers.c keep()) */
     /* Its PostgreSQL, when it manages one (has_pg). */
     bool has_pg;
-    char pg_state[16]; /* ha_pg_state_name() */
+    enum ha_pg_state pg_state; /* as reported; HA_PG_UNKNOWN for a word this agent does not know */
     bool pg_in_recovery;
     bool pg_streaming;
     uint64_t pg_system_id;

@@ -645,8 +645,8 @@ json_t *agent_cluster_json(const struct agent *a)
             o, "sync",
             json_pack("{s:s, s:I, s:o, s:b, s:I, s:s, s:s}", "mode", conf_sync_mode_name(mode), "k",
                       (json_int_t)s->sync.k, "voters", voters, "degraded",
-                      mode != FSM_SYNC_MODE_OFF && s->sync.k == 0, "wanted", (json_int_t)k,
-                      "commit", conf_sync_commit_name(commit), "wal_bound", bound));
+                      mode != SYNC_MODE_OFF && s->sync.k == 0, "wanted", (json_int_t)k, "commit",
+                      conf_sync_commit_name(commit), "wal_bound", bound));
         json_object_set_new(o, "pause", json_boolean(s->paused));
     }
     if (known) {
@@ -2012,7 +2012,7 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
                "Value is 1 while synchronous replication is wanted but recorded as k=0 "
                "(asynchronous).",
                labels,
-               a->cons_open && sst->initialized && mode != FSM_SYNC_MODE_OFF && sst->sync.k == 0);
+               a->cons_open && sst->initialized && mode != SYNC_MODE_OFF && sst->sync.k == 0);
     }
     metric(f, "raftpg_vip_held", "gauge", "Value is 1 while this member holds the write VIP.",
            labels, a->conf.has_vip && a->vip_open && vip_is_held(&a->vip));

@@ -188,7 +188,7 @@ static bool sync_quorum_heard(const struct ha_input *in, char *why, size_t why_s
         snprintf(why, why_size, "%s", errmsg);
         return false;
     }
-    if (recorded.k == 0 && recorded.n == 0 && in->sync_mode == FSM_SYNC_MODE_OFF) {
+    if (recorded.k == 0 && recorded.n == 0 && in->sync_mode == SYNC_MODE_OFF) {
         return true;
     }
     /* Heard means its WAL position is known: its server runs. A voter that answers while its
@@ -209,7 +209,7 @@ static bool sync_quorum_heard(const struct ha_input *in, char *why, size_t why_s
     if (sync_candidate_ok(&recorded, heard, n, why, why_size)) {
         return true;
     }
-    return recorded.k == 0 && in->sync_mode == FSM_SYNC_MODE_OFF;
+    return recorded.k == 0 && in->sync_mode == SYNC_MODE_OFF;
 }
 
 const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, bool *wait,

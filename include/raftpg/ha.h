@@ -103,7 +103,7 @@ struct ha_input {
     unsigned n_peers;
     const struct ha_peer *peers; /* borrowed, n_peers entries: every other member */
     rpg_msec leader_ms;          /* how long this member has been the ready leader */
-    int sync_mode;               /* FSM_SYNC_MODE_* in force: with it off, a record that proves
+    enum sync_mode sync_mode;    /* in force: with it off, a record that proves
                                   * nothing (k = 0) does not stop a failover */
     bool no_pg_rewind;           /* postgresql.use_pg_rewind is off: a directory that last ran
                                   * as a primary is cloned again, never rewound */

@@ -1929,16 +1929,16 @@ static void test_set_config_roundtrip_and_apply(void **state)
     struct fsm_cmd in, out;
     struct fsm_state s;
     char errmsg[RPG_ERRMSG_SIZE];
-    make_set_config(&in, FSM_SYNC_MODE_STRICT, 2, FSM_SYNC_COMMIT_REMOTE_APPLY);
+    make_set_config(&in, SYNC_MODE_STRICT, 2, FSM_SYNC_COMMIT_REMOTE_APPLY);
     roundtrip(&in, &out);
-    assert_int_equal(out.u.set_config.sync_mode, FSM_SYNC_MODE_STRICT);
+    assert_int_equal(out.u.set_config.sync_mode, SYNC_MODE_STRICT);
     assert_int_equal(out.u.set_config.sync_node_count, 2);
     assert_int_equal(out.u.set_config.sync_commit, FSM_SYNC_COMMIT_REMOTE_APPLY);
     init_state3(&s);
     assert_false(s.config.set);
     assert_int_equal(fsm_state_apply(&s, &out, errmsg), 0);
     assert_true(s.config.set);
-    assert_int_equal(s.config.sync_mode, FSM_SYNC_MODE_STRICT);
+    assert_int_equal(s.config.sync_mode, SYNC_MODE_STRICT);
     assert_int_equal(s.config.sync_node_count, 2);
     assert_int_equal(s.config.sync_commit, FSM_SYNC_COMMIT_REMOTE_APPLY);
 }
@@ -1996,7 +1996,7 @@ static void test_snapshot_v2_roundtrip_keeps_config_and_bound(void **state)
     struct raft_buffer buf;
     char errmsg[RPG_ERRMSG_SIZE];
     init_state3(&a);
-    make_set_config(&c, FSM_SYNC_MODE_QUORUM, 1, FSM_SYNC_COMMIT_ON);
+    make_set_config(&c, SYNC_MODE_QUORUM, 1, FSM_SYNC_COMMIT_ON);
     assert_int_equal(fsm_state_apply(&a, &c, errmsg), 0);
     make_set_wal_bound(&c, 123456, 3);
     assert_int_equal(fsm_state_apply(&a, &c, errmsg), 0);

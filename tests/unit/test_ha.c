@@ -1914,7 +1914,7 @@ static void record_sync(struct world *w, uint32_t k, const char *const *voters)
         c.u.set_sync.n_voters++;
     }
     apply_ok(&w->state, &c);
-    w->in.sync_mode = FSM_SYNC_MODE_QUORUM;
+    w->in.sync_mode = SYNC_MODE_QUORUM;
 }
 
 /* node1 took leadership from node2 in a switchover while node3, the other synchronous voter, was
@@ -2294,7 +2294,7 @@ static void test_takeover_waits_for_the_recorded_quorum(void **state)
     (void)state;
     struct world w;
     world_takeover(&w);
-    w.in.sync_mode = FSM_SYNC_MODE_QUORUM;
+    w.in.sync_mode = SYNC_MODE_QUORUM;
     record_sync(&w, 1, (const char *const[]){"node1", "node3", NULL});
     peer(&w, "node2")->reachable = false;
     peer(&w, "node3")->reachable = false;
@@ -2308,7 +2308,7 @@ static void test_takeover_proceeds_when_the_quorum_is_heard(void **state)
     (void)state;
     struct world w;
     world_takeover(&w);
-    w.in.sync_mode = FSM_SYNC_MODE_QUORUM;
+    w.in.sync_mode = SYNC_MODE_QUORUM;
     record_sync(&w, 1, (const char *const[]){"node1", "node3", NULL});
     peer(&w, "node2")->reachable = false;
     decide(&w);
@@ -2322,7 +2322,7 @@ static void test_takeover_waits_when_degraded_in_quorum_mode(void **state)
     (void)state;
     struct world w;
     world_takeover(&w);
-    w.in.sync_mode = FSM_SYNC_MODE_QUORUM;
+    w.in.sync_mode = SYNC_MODE_QUORUM;
     record_sync(&w, 0, (const char *const[]){"node1", "node3", NULL});
     peer(&w, "node2")->reachable = false;
     decide(&w);
@@ -2334,7 +2334,7 @@ static void test_takeover_in_mode_off_ignores_an_empty_record(void **state)
     (void)state;
     struct world w;
     world_takeover(&w);
-    w.in.sync_mode = FSM_SYNC_MODE_OFF;
+    w.in.sync_mode = SYNC_MODE_OFF;
     decide(&w);
     assert_decision(&w, HA_ACT_RECORD_PRIMARY, "");
 }

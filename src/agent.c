@@ -936,6 +936,7 @@ static void ha_tick(struct agent *a)
     }
     history_tick(a);
     schedule_tick(a);
+    restart_schedule_tick(a);
     struct core_view v;
     memset(&v, 0, sizeof v);
     v.now = cons_uv_clock_ms();

@@ -46,7 +46,8 @@ struct peer_status {
     bool pg_rejoin_running;   /* ... whether under way, and a clone's progress in kB */
     uint64_t pg_rejoin_done_kb;
     uint64_t pg_rejoin_total_kb;
-    char tags_json[2048]; /* its "tags" object as it reported it, user tags included */
+    char tags_json[2048];        /* its "tags" object as it reported it, user tags included */
+    char scheduled_restart[256]; /* its "scheduled_restart" object as it reported it, or "" */
     bool nofailover;
     bool nosync;
     bool noloadbalance;

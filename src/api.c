@@ -900,9 +900,9 @@ static void restart_request(struct agent *a, struct http_conn *conn, const struc
     /* A restart before the time makes it moot (restart_schedule_decide). */
     bool running = a->pg_open && a->pg.obs_valid && a->pg.obs.state == HA_PG_RUNNING;
     snprintf(sc->start_time, sizeof sc->start_time, "%s", running ? a->pg.start_time : "");
-    json_decref(o);
     log_info("restart scheduled at %s (role %s%s)", at, role != NULL ? role : "any",
              pending ? ", only if a setting waits for it" : "");
+    json_decref(o);
     json_t *ans = json_pack("{s:s}", "message", "Restart scheduled");
     json_t *w = restart_schedule_json(sc);
     if (ans != NULL && w != NULL) {

@@ -267,6 +267,14 @@ json_t *agent_status_json(const struct agent *a)
     json_t *sched = a->cons_open ? scheduled_switchover_json(&a->cons.state) : NULL;
     json_object_set_new(o, "scheduled_switchover", sched != NULL ? sched : json_null());
     json_object_set_new(o, "schedule_waiting", json_string(a->schedule.waiting));
+    /* A failover granted while paused, for its candidate to adopt (failover.h). */
+    const struct failover_permit *fp = &a->failover_permit;
+    rpg_msec fp_now = cons_uv_clock_ms();
+    if (fp->to[0] != '\0' && fp_now < fp->until) {
+        json_object_set_new(o, "failover_permit",
+                            json_pack("{s:s, s:s, s:I}", "to", fp->to, "from", fp->from, "ms_left",
+                                      (json_int_t)(fp->until - fp_now)));
+    }
     /* This member's own scheduled restart: the others read it here for their /cluster. */
     json_t *rs = restart_schedule_json(&a->restart.sched);
     json_object_set_new(o, "scheduled_restart", rs != NULL ? rs : json_null());

@@ -94,6 +94,9 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     json_t *sw = json_object_get(o, "switchover");
     copy_str(s->handed_to, sizeof s->handed_to, sw, "handed_to");
     s->handed_term = (uint64_t)json_integer_value(json_object_get(sw, "handed_term"));
+    json_t *fp = json_object_get(o, "failover_permit");
+    copy_str(s->permit_to, sizeof s->permit_to, fp, "to");
+    s->permit_ms_left = (uint64_t)json_integer_value(json_object_get(fp, "ms_left"));
     s->n_members = 0;
     const char *mname;
     json_t *mid;

@@ -62,6 +62,8 @@ struct peer_status {
     unsigned state_version; /* the newest replicated-state version it reads (0: older agent) */
     char handed_to[FSM_NAME_MAX]; /* its last switchover handed leadership to ... */
     uint64_t handed_term;         /* ... in this term (switchover.h) */
+    char permit_to[FSM_NAME_MAX]; /* a failover it granted while paused, to ... (failover.h) */
+    uint64_t permit_ms_left;      /* ... for this long from its report */
     /* The members its replicated state lists, name and Raft id (n_members 0: not reported). */
     unsigned n_members;
     struct {

@@ -991,6 +991,17 @@ static int cmd_restart(struct ctl *c, char **names, int n, const char *role, boo
                        const char *version, const char *scheduled)
 {
     char errmsg[RPG_ERRMSG_SIZE];
+    bool later = scheduled != NULL && strcmp(scheduled, "now") != 0;
+    char when[48] = "";
+    if (later) {
+        /* patronictl's reading: a time without a zone is local time. */
+        int64_t at_ms;
+        if (schedule_parse_time(scheduled, true, &at_ms, errmsg) != 0) {
+            fprintf(stderr, "raftpg ctl restart: --scheduled: %s\n", errmsg);
+            return 2;
+        }
+        schedule_format_time(at_ms, when, sizeof when);
+    }
     json_t *cluster = fetch_cluster(c, errmsg);
     if (cluster == NULL) {
         fprintf(stderr, "raftpg ctl restart: %s\n", errmsg);
@@ -1015,18 +1026,7 @@ static int cmd_restart(struct ctl *c, char **names, int n, const char *role, boo
     if (version != NULL) {
         json_object_set_new(body, "postgres_version", json_string(version));
     }
-    bool later = scheduled != NULL && strcmp(scheduled, "now") != 0;
     if (later) {
-        /* patronictl's reading: a time without a zone is local time. */
-        int64_t at_ms;
-        if (schedule_parse_time(scheduled, true, &at_ms, errmsg) != 0) {
-            fprintf(stderr, "raftpg ctl restart: --scheduled: %s\n", errmsg);
-            json_decref(body);
-            json_decref(cluster);
-            return 2;
-        }
-        char when[48];
-        schedule_format_time(at_ms, when, sizeof when);
         json_object_set_new(body, "schedule", json_string(when));
     }
     char *text = json_dumps(body, JSON_COMPACT);

@@ -196,6 +196,8 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
     if (strcmp(candidate, self) != 0) {
         char errmsg[RPG_ERRMSG_SIZE];
         if (cons_transfer(&a->cons, target->id, errmsg) != 0) {
+            /* Refused: no permit stays behind for a later leadership of the candidate. */
+            memset(&a->failover_permit, 0, sizeof a->failover_permit);
             answer(conn, 503, "error", errmsg, candidate);
             return;
         }

@@ -911,6 +911,7 @@ static void ha_tick(struct agent *a)
     bool paused = a->cons.state.initialized && a->cons.state.paused;
     if (paused != a->maintenance) {
         a->maintenance = paused;
+        snprintf(a->pause_primary, sizeof a->pause_primary, "%s", a->cons.state.primary.name);
         log_info("maintenance mode %s: %s", paused ? "on" : "off",
                  paused ? "no failover, no start, stop, promotion or re-point of postgresql; the "
                           "fence still runs"
@@ -920,7 +921,8 @@ static void ha_tick(struct agent *a)
         /* Its primary is being stopped and handed over: restarting it now would undo that. */
         return;
     }
-    if (paused) {
+    unsigned allowed = paused ? failover_paused_allows(a, a->pause_primary) : 0;
+    if (paused && allowed == 0) {
         /* The operator owns PostgreSQL now. Only what keeps two primaries apart still acts: the
          * lease, the fence and the VIP (fence_tick above). */
         memset(&a->core.last, 0, sizeof a->core.last);
@@ -936,6 +938,7 @@ static void ha_tick(struct agent *a)
     }
     history_tick(a);
     schedule_tick(a);
+    restart_schedule_tick(a);
     struct core_view v;
     memset(&v, 0, sizeof v);
     v.now = cons_uv_clock_ms();
@@ -1003,6 +1006,8 @@ static void ha_tick(struct agent *a)
     v.n_nosync = n_nosync;
     v.removing = a->removing[0] != '\0' ? a->removing : NULL;
     v.transfers_failed = a->cons.n_transfers_failed;
+    /* Maintenance mode: only a failover the operator asked for, and the re-point to it. */
+    v.allowed = allowed;
     rpg_msec leading = a->core.leader_since;
     core_tick(&a->core, &v);
     /* The core trusts only reports asked for once it acts as leader, after the previous lease

@@ -267,6 +267,17 @@ json_t *agent_status_json(const struct agent *a)
     json_t *sched = a->cons_open ? scheduled_switchover_json(&a->cons.state) : NULL;
     json_object_set_new(o, "scheduled_switchover", sched != NULL ? sched : json_null());
     json_object_set_new(o, "schedule_waiting", json_string(a->schedule.waiting));
+    /* A failover granted while paused, for its candidate to adopt (failover.h). */
+    const struct failover_permit *fp = &a->failover_permit;
+    rpg_msec fp_now = cons_uv_clock_ms();
+    if (fp->to[0] != '\0' && fp_now < fp->until) {
+        json_object_set_new(o, "failover_permit",
+                            json_pack("{s:s, s:s, s:I}", "to", fp->to, "from", fp->from, "ms_left",
+                                      (json_int_t)(fp->until - fp_now)));
+    }
+    /* This member's own scheduled restart: the others read it here for their /cluster. */
+    json_t *rs = restart_schedule_json(&a->restart.sched);
+    json_object_set_new(o, "scheduled_restart", rs != NULL ? rs : json_null());
     if (a->callbacks_open) {
         const struct callbacks *cb = &a->callbacks;
         json_object_set_new(o, "callbacks",
@@ -345,6 +356,10 @@ json_t *agent_patroni_json(const struct agent *a)
             snprintf(sysid, sizeof sysid, "%llu", (unsigned long long)g->system_id);
             json_object_set_new(o, "database_system_identifier", json_string(sysid));
         }
+    }
+    json_t *sr = restart_schedule_json(&a->restart.sched);
+    if (sr != NULL) {
+        json_object_set_new(o, "scheduled_restart", sr);
     }
     json_object_set_new(o, "cluster_unlocked", json_boolean(!known || st->primary.name[0] == '\0'));
     /* The last contact with the Raft leader (Patroni: with the DCS), as Unix time. */
@@ -576,6 +591,18 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
                                       "failover_priority", tp->failover_priority));
     }
     json_decref(reported);
+    /* Its scheduled restart (Patroni's per-member field): its own, or its last report's. */
+    json_t *sr = NULL;
+    if (self) {
+        sr = restart_schedule_json(&a->restart.sched);
+    } else if (tp != NULL && tp->scheduled_restart[0] != '\0') {
+        sr = json_loads(tp->scheduled_restart, 0, NULL);
+    }
+    if (json_is_object(sr)) {
+        json_object_set_new(m, "scheduled_restart", sr);
+    } else {
+        json_decref(sr);
+    }
     return m;
 }
 
@@ -763,7 +790,11 @@ static bool require_leader(struct agent *a, struct http_conn *conn)
     return false;
 }
 
-/* POST /restart {"role", "restart_pending"} (Patroni's conditions; both optional). */
+static int64_t wall_ms(void);
+
+/* POST /restart {"role", "restart_pending", "postgres_version", "schedule"} (Patroni's body; all
+ * optional). With schedule, the restart is kept by this member and run at that time
+ * (schedule.h restart_schedule_tick); answered 202 at once. */
 static void restart_request(struct agent *a, struct http_conn *conn, const struct http_request *req)
 {
     json_error_t jerr;
@@ -771,8 +802,11 @@ static void restart_request(struct agent *a, struct http_conn *conn, const struc
                     ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr)
                     : json_object();
     char msg[RPG_ERRMSG_SIZE] = "";
+    char why[RPG_ERRMSG_SIZE];
     const char *key;
     json_t *v;
+    int below_version = 0;
+    int64_t at_ms = 0;
     if (!json_is_object(o)) {
         snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
     } else {
@@ -789,11 +823,29 @@ static void restart_request(struct agent *a, struct http_conn *conn, const struc
                     snprintf(msg, sizeof msg, "restart_pending: expected true or false");
                     break;
                 }
+            } else if (strcmp(key, "postgres_version") == 0) {
+                if (!json_is_string(v)) {
+                    snprintf(msg, sizeof msg, "postgres_version: expected a string as \"15.4\"");
+                    break;
+                }
+                if (schedule_parse_pg_version(json_string_value(v), &below_version, why) != 0) {
+                    snprintf(msg, sizeof msg, "postgres_version: %.200s", why);
+                    break;
+                }
             } else if (strcmp(key, "schedule") == 0) {
-                snprintf(msg, sizeof msg, "schedule: scheduled restarts are not supported yet");
-                break;
+                if (!json_is_string(v)) {
+                    snprintf(msg, sizeof msg, "schedule: expected an ISO 8601 time string");
+                    break;
+                }
+                if (schedule_parse_time(json_string_value(v), false, &at_ms, why) != 0) {
+                    snprintf(msg, sizeof msg, "schedule: %.200s", why);
+                    break;
+                }
             } else {
-                snprintf(msg, sizeof msg, "unknown key \"%.64s\" (role, restart_pending)", key);
+                snprintf(msg, sizeof msg,
+                         "unknown key \"%.64s\" (role, restart_pending, postgres_version, "
+                         "schedule)",
+                         key);
                 break;
             }
         }
@@ -807,13 +859,80 @@ static void restart_request(struct agent *a, struct http_conn *conn, const struc
     if (role != NULL && strcmp(role, "master") == 0) {
         role = "primary";
     }
-    restart_start(a, conn, role, json_is_true(json_object_get(o, "restart_pending")));
+    bool pending = json_is_true(json_object_get(o, "restart_pending"));
+    if (at_ms == 0) {
+        restart_start(a, conn, role, pending, below_version);
+        json_decref(o);
+        return;
+    }
+    struct restart_schedule *sc = &a->restart.sched;
+    char at[48], now_s[48];
+    int64_t now = wall_ms();
+    schedule_format_time(at_ms, at, sizeof at);
+    schedule_format_time(now, now_s, sizeof now_s);
+    int status = 0;
+    if (!a->conf.has_postgresql) {
+        snprintf(msg, sizeof msg, "this member runs no postgresql");
+        status = 400;
+    } else if (a->cons_open && a->cons.state.initialized && a->cons.state.paused) {
+        snprintf(msg, sizeof msg,
+                 "schedule: cannot schedule a restart in maintenance mode (ctl resume)");
+        status = 400;
+    } else if (at_ms < now) {
+        snprintf(msg, sizeof msg, "schedule: %s is in the past (now %s)", at, now_s);
+        status = 422;
+    } else if (sc->at_ms != 0) {
+        char other[48];
+        schedule_format_time(sc->at_ms, other, sizeof other);
+        snprintf(msg, sizeof msg,
+                 "another restart is already scheduled at %s: cancel it first (DELETE /restart, "
+                 "raftpg ctl flush restart)",
+                 other);
+        status = 409;
+    }
+    if (status != 0) {
+        json_decref(o);
+        log_info("scheduled restart refused: %s", msg);
+        respond_error(conn, status, msg);
+        return;
+    }
+    memset(sc, 0, sizeof *sc);
+    sc->at_ms = at_ms;
+    snprintf(sc->role, sizeof sc->role, "%s", role != NULL ? role : "");
+    sc->pending = pending;
+    sc->below_version = below_version;
+    /* A restart before the time makes it moot (restart_schedule_decide). */
+    bool running = a->pg_open && a->pg.obs_valid && a->pg.obs.state == HA_PG_RUNNING;
+    snprintf(sc->start_time, sizeof sc->start_time, "%s", running ? a->pg.start_time : "");
+    log_info("restart scheduled at %s (role %s%s)", at, role != NULL ? role : "any",
+             pending ? ", only if a setting waits for it" : "");
     json_decref(o);
+    json_t *ans = json_pack("{s:s}", "message", "Restart scheduled");
+    json_t *w = restart_schedule_json(sc);
+    if (ans != NULL && w != NULL) {
+        json_object_set_new(ans, "scheduled_restart", w);
+    } else {
+        json_decref(w);
+    }
+    respond_json(conn, 202, ans);
+}
+
+/* DELETE /restart: cancels this member's scheduled restart (Patroni: 200, or 404 when none). */
+static void restart_cancel(struct agent *a, struct http_conn *conn)
+{
+    struct restart_schedule *sc = &a->restart.sched;
+    if (sc->at_ms == 0) {
+        respond_error(conn, 404, "no restarts are scheduled");
+        return;
+    }
+    char at[48];
+    schedule_format_time(sc->at_ms, at, sizeof at);
+    memset(sc, 0, sizeof *sc);
+    log_info("scheduled restart at %s deleted", at);
+    respond_json(conn, 200, json_pack("{s:s}", "message", "scheduled restart deleted"));
 }
 
 /* ---- scheduled switchover (schedule.h) ------------------------------------------------------ */
-
-static int64_t wall_ms(void);
 
 /* Patroni's "scheduled_switchover" of GET /cluster: {at, from, to}, from and to when named;
  * NULL when none is scheduled. */
@@ -2173,8 +2292,13 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             respond_error(conn, 405, "method not allowed (GET, or PATCH to change)");
         }
     } else if (strcmp(path, "/restart") == 0) {
+        if (req->method == HTTP_M_DELETE) {
+            restart_cancel(a, conn);
+            return;
+        }
         if (req->method != HTTP_M_POST) {
-            respond_error(conn, 405, "method not allowed (use POST)");
+            respond_error(conn, 405,
+                          "method not allowed (POST, or DELETE to cancel a scheduled restart)");
             return;
         }
         restart_request(a, conn, req);

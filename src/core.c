@@ -294,6 +294,16 @@ bool core_tick(struct core *c, const struct core_view *v)
     if (d.action == HA_ACT_WAIT && quorum_applies(c, v) && quorum_tick(c, v)) {
         return true;
     }
+    if (v->allowed != 0 && d.action != HA_ACT_WAIT && d.action != HA_ACT_REFUSE &&
+        (v->allowed & (1u << d.action)) == 0) {
+        /* Maintenance mode lets only some actions through (a failover the operator asked for,
+         * the standbys' re-point to its primary): the others wait for resume. */
+        if (c->last_changed) {
+            log_info("maintenance mode: %s%s%s held back until resume: %s",
+                     ha_action_name(d.action), d.target[0] ? " " : "", d.target, d.why);
+        }
+        return false;
+    }
     if (d.action == HA_ACT_WAIT || d.action == HA_ACT_REFUSE) {
         if (c->last_changed) {
             if (d.action == HA_ACT_REFUSE) {

@@ -73,6 +73,8 @@ static const char *ctl_usage =
     "                                                  TIME (ISO 8601, local time without a\n"
     "                                                  zone; now: at once) when scheduled\n"
     "  flush switchover                                cancel the scheduled switchover\n"
+    "  flush restart [MEMBER...]                       cancel the members' scheduled restarts\n"
+    "                                                  (all without MEMBER)\n"
     "  failover --candidate N [--force]                promote N: a switchover to it while the\n"
     "                                                  primary is healthy; without one, only if\n"
     "                                                  N holds every acknowledged commit\n"
@@ -81,8 +83,11 @@ static const char *ctl_usage =
     "                                                  (all without MEMBER); says what needs a\n"
     "                                                  restart of the agent\n"
     "  reinit MEMBER [--no-wait] [--force]             clone a standby again from the primary\n"
-    "  restart [MEMBER...] [--role primary|replica|any] [--pending] [--force]\n"
-    "                                                  restart postgresql, standbys first\n"
+    "  restart [MEMBER...] [--role primary|replica|any] [--pending] [--pg-version V]\n"
+    "          [--scheduled TIME] [--force]\n"
+    "                                                  restart postgresql, standbys first; at\n"
+    "                                                  TIME (ISO 8601, local time without a\n"
+    "                                                  zone; now: at once) when scheduled\n"
     "  pause [--wait]                                  maintenance mode: no failover, no\n"
     "                                                  start, stop or promotion (--wait: until\n"
     "                                                  every member has applied it)\n"
@@ -307,15 +312,22 @@ static int cmd_list(struct ctl *c, enum list_format format)
         /* Tab-separated output is the table alone, for scripts. */
         print_summary(cluster);
     }
-    const char *hdr[] = {"Member", "Id",     "Host", "Role", "State",  "TL",
-                         "Lag",    "Voting", "Term", "Raft", "Storage"};
-    enum { NCOL = 11 };
+    const char *hdr[] = {"Member", "Id",     "Host", "Role", "State",   "TL",
+                         "Lag",    "Voting", "Term", "Raft", "Storage", "Scheduled restart"};
+    enum { NCOL = 12 };
+    json_t *members = json_object_get(cluster, "members");
+    size_t n = json_array_size(members);
+    /* patronictl's "Scheduled restart" column, only when a member has one. */
+    int ncol = NCOL - 1;
+    for (size_t r = 0; r < n; r++) {
+        if (json_is_object(json_object_get(json_array_get(members, r), "scheduled_restart"))) {
+            ncol = NCOL;
+        }
+    }
     size_t width[NCOL];
     for (int i = 0; i < NCOL; i++) {
         width[i] = strlen(hdr[i]);
     }
-    json_t *members = json_object_get(cluster, "members");
-    size_t n = json_array_size(members);
     char(*cells)[NCOL][80] = calloc(n > 0 ? n : 1, sizeof *cells);
     if (cells == NULL) {
         json_decref(cluster);
@@ -349,6 +361,8 @@ static int cmd_list(struct ctl *c, enum list_format format)
                  (long long)json_integer_value(json_object_get(m, "term")));
         snprintf(cells[r][9], 80, "%s", str_or(m, "raft_address", ""));
         snprintf(cells[r][10], 80, "%s", str_or(m, "raft_storage", ""));
+        snprintf(cells[r][11], 80, "%s",
+                 str_or(json_object_get(m, "scheduled_restart"), "schedule", ""));
         for (int i = 0; i < NCOL; i++) {
             size_t l = strlen(cells[r][i]);
             width[i] = l > width[i] ? l : width[i];
@@ -356,7 +370,7 @@ static int cmd_list(struct ctl *c, enum list_format format)
     }
     if (tsv) {
         for (size_t r = 0; r <= n; r++) {
-            for (int i = 0; i < NCOL; i++) {
+            for (int i = 0; i < ncol; i++) {
                 printf("%s%s", i ? "\t" : "", r == 0 ? hdr[i] : cells[r - 1][i]);
             }
             printf("\n");
@@ -365,11 +379,11 @@ static int cmd_list(struct ctl *c, enum list_format format)
         json_decref(cluster);
         return 0;
     }
-    for (int i = 0; i < NCOL; i++) {
+    for (int i = 0; i < ncol; i++) {
         printf("%s%-*s", i ? " | " : "| ", (int)width[i], hdr[i]);
     }
     printf(" |\n");
-    for (int i = 0; i < NCOL; i++) {
+    for (int i = 0; i < ncol; i++) {
         printf("%s", i ? "-+-" : "+-");
         for (size_t k = 0; k < width[i]; k++) {
             putchar('-');
@@ -377,7 +391,7 @@ static int cmd_list(struct ctl *c, enum list_format format)
     }
     printf("-+\n");
     for (size_t r = 0; r < n; r++) {
-        for (int i = 0; i < NCOL; i++) {
+        for (int i = 0; i < ncol; i++) {
             printf("%s%-*s", i ? " | " : "| ", (int)width[i], cells[r][i]);
         }
         printf(" |\n");
@@ -902,6 +916,25 @@ static int post_member(struct ctl *c, const char *api, const char *path, const c
     return 0;
 }
 
+/* A signed request with any method to one member's API (DELETE /restart, say). */
+static int call_member(struct ctl *c, const char *method, const char *api, const char *path,
+                       int *status, json_t **answer, char *errmsg)
+{
+    char auth[PROOF_AUTH_MAX] = "";
+    char *resp = NULL;
+    size_t len = 0;
+    int rv = http_request_sync(api, method, path, NULL,
+                               auth_for(c, method, path, NULL, auth, sizeof auth), c->timeout_ms,
+                               status, &resp, &len, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    json_error_t jerr;
+    *answer = json_loadb(resp, len, 0, &jerr);
+    free(resp);
+    return 0;
+}
+
 static bool is_streaming(json_t *cluster, const char *name)
 {
     json_t *m = find_member(cluster, name);
@@ -952,10 +985,23 @@ static int cmd_reinit(struct ctl *c, const char *name, bool wait)
 }
 
 /* patronictl restart: one member at a time, standbys first, the primary last; each answers once
- * its server accepts connections again. */
-static int cmd_restart(struct ctl *c, char **names, int n, const char *role, bool pending)
+ * its server accepts connections again. With scheduled (and not "now"), every member named (or
+ * all) records the restart at that time and answers at once. */
+static int cmd_restart(struct ctl *c, char **names, int n, const char *role, bool pending,
+                       const char *version, const char *scheduled)
 {
     char errmsg[RPG_ERRMSG_SIZE];
+    bool later = scheduled != NULL && strcmp(scheduled, "now") != 0;
+    char when[48] = "";
+    if (later) {
+        /* patronictl's reading: a time without a zone is local time. */
+        int64_t at_ms;
+        if (schedule_parse_time(scheduled, true, &at_ms, errmsg) != 0) {
+            fprintf(stderr, "raftpg ctl restart: --scheduled: %s\n", errmsg);
+            return 2;
+        }
+        schedule_format_time(at_ms, when, sizeof when);
+    }
     json_t *cluster = fetch_cluster(c, errmsg);
     if (cluster == NULL) {
         fprintf(stderr, "raftpg ctl restart: %s\n", errmsg);
@@ -976,6 +1022,12 @@ static int cmd_restart(struct ctl *c, char **names, int n, const char *role, boo
     }
     if (pending) {
         json_object_set_new(body, "restart_pending", json_true());
+    }
+    if (version != NULL) {
+        json_object_set_new(body, "postgres_version", json_string(version));
+    }
+    if (later) {
+        json_object_set_new(body, "schedule", json_string(when));
     }
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
@@ -1003,6 +1055,9 @@ static int cmd_restart(struct ctl *c, char **names, int n, const char *role, boo
             if (post_member(c, api, "/restart", text, 80000, &status, &answer, errmsg) != 0) {
                 printf("%s: %s\n", name, errmsg);
                 failed++;
+            } else if (later && status == 202) {
+                printf("%s: %s at %s\n", name, str_or(answer, "message", "Restart scheduled"),
+                       str_or(json_object_get(answer, "scheduled_restart"), "schedule", "?"));
             } else if (status == 200) {
                 printf("%s: %s\n", name, str_or(answer, "message", "restarted"));
             } else if (status == 412) {
@@ -1015,6 +1070,57 @@ static int cmd_restart(struct ctl *c, char **names, int n, const char *role, boo
         }
     }
     free(text);
+    json_decref(cluster);
+    return failed > 0 ? 1 : 0;
+}
+
+/* patronictl flush restart: DELETE /restart on every member named (or all). */
+static int cmd_flush_restart(struct ctl *c, char **names, int n)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl flush: %s\n", errmsg);
+        return 1;
+    }
+    for (int k = 0; k < n; k++) {
+        if (find_member(cluster, names[k]) == NULL) {
+            fprintf(stderr, "raftpg ctl flush: %s is not a member of the cluster\n", names[k]);
+            json_decref(cluster);
+            return 1;
+        }
+    }
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    int failed = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(cluster, "members"), i, m) {
+        const char *name = str_or(m, "name", "?");
+        bool wanted = n == 0;
+        for (int k = 0; k < n && !wanted; k++) {
+            wanted = strcmp(names[k], name) == 0;
+        }
+        if (!wanted) {
+            continue;
+        }
+        char api[FSM_ADDR_MAX];
+        api_of(m, api, sizeof api);
+        int status = 0;
+        json_t *answer = NULL;
+        if (call_member(c, "DELETE", api, "/restart", &status, &answer, errmsg) != 0) {
+            printf("%s: %s\n", name, errmsg);
+            failed++;
+        } else if (status == 200) {
+            printf("Success: flush scheduled restart for member %s\n", name);
+        } else if (status == 404) {
+            printf("%s: no scheduled restart\n", name);
+        } else {
+            printf("%s: failed (http %d): %s\n", name, status, str_or(answer, "error", "?"));
+            failed++;
+        }
+        json_decref(answer);
+    }
     json_decref(cluster);
     return failed > 0 ? 1 : 0;
 }
@@ -1637,7 +1743,7 @@ int ctl_main(int argc, char **argv)
     if (strcmp(cmd, "restart") == 0) {
         char *names[CTL_MAX_ENDPOINTS];
         int n = 0;
-        const char *role = NULL;
+        const char *role = NULL, *scheduled = NULL, *version = NULL;
         bool pending = false;
         for (; i < argc; i++) {
             if (strcmp(argv[i], "--role") == 0 && i + 1 < argc) {
@@ -1660,9 +1766,10 @@ int ctl_main(int argc, char **argv)
                 pending = true;
             } else if (strcmp(argv[i], "--force") == 0) {
                 /* patronictl's "do not ask": raftpg ctl never asks. */
-            } else if (strcmp(argv[i], "--scheduled") == 0) {
-                fprintf(stderr, "raftpg ctl restart: --scheduled is not supported yet\n");
-                return 2;
+            } else if (strcmp(argv[i], "--scheduled") == 0 && i + 1 < argc) {
+                scheduled = argv[++i];
+            } else if (strcmp(argv[i], "--pg-version") == 0 && i + 1 < argc) {
+                version = argv[++i];
             } else if (argv[i][0] != '-' && n < CTL_MAX_ENDPOINTS) {
                 names[n++] = argv[i];
             } else {
@@ -1670,7 +1777,7 @@ int ctl_main(int argc, char **argv)
                 return 2;
             }
         }
-        return cmd_restart(&c, names, n, role, pending);
+        return cmd_restart(&c, names, n, role, pending, version, scheduled);
     }
     if (strcmp(cmd, "reinit") == 0) {
         const char *name = NULL;
@@ -1713,9 +1820,25 @@ int ctl_main(int argc, char **argv)
         return cmd_switchover(&c, leader, candidate, scheduled);
     }
     if (strcmp(cmd, "flush") == 0) {
+        if (i < argc && strcmp(argv[i], "restart") == 0) {
+            char *names[CTL_MAX_ENDPOINTS];
+            int n = 0;
+            for (i++; i < argc; i++) {
+                if (strcmp(argv[i], "--force") == 0) {
+                    /* patronictl's "do not ask": raftpg ctl never asks. */
+                } else if (argv[i][0] != '-' && n < CTL_MAX_ENDPOINTS) {
+                    names[n++] = argv[i];
+                } else {
+                    fprintf(stderr, "raftpg ctl flush restart: unexpected argument \"%s\"\n",
+                            argv[i]);
+                    return 2;
+                }
+            }
+            return cmd_flush_restart(&c, names, n);
+        }
         if (i + 1 != argc || strcmp(argv[i], "switchover") != 0) {
-            fprintf(stderr, "raftpg ctl flush: expected \"switchover\" (the scheduled switchover "
-                            "is the only thing to flush)\n");
+            fprintf(stderr, "raftpg ctl flush: expected \"restart [MEMBER...]\" or "
+                            "\"switchover\"\n");
             return 2;
         }
         return cmd_flush_switchover(&c);

@@ -145,13 +145,6 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
         switchover_start(a, conn, NULL, candidate);
         return;
     }
-    if (s->paused) {
-        answer(conn, 412, "error",
-               "maintenance mode: agents do not promote while the cluster is paused (raftpg ctl "
-               "resume first)",
-               candidate);
-        return;
-    }
     struct failover_member m[FSM_MEMBERS_MAX];
     unsigned n = 0;
     rpg_msec now = cons_uv_clock_ms();
@@ -192,16 +185,59 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
         return;
     }
     const struct fsm_member *target = fsm_state_member(s, candidate);
+    if (s->paused) {
+        /* Patroni's manual failover in pause: only the candidate may take over, and the
+         * cluster stays paused. Granted before the hand-over, so that the candidate finds it
+         * in this member's report as soon as it leads. */
+        struct failover_permit *fp = &a->failover_permit;
+        snprintf(fp->to, sizeof fp->to, "%s", candidate);
+        snprintf(fp->from, sizeof fp->from, "%s", self);
+        fp->until = now + FAILOVER_PERMIT_MS;
+    }
     if (strcmp(candidate, self) != 0) {
         char errmsg[RPG_ERRMSG_SIZE];
         if (cons_transfer(&a->cons, target->id, errmsg) != 0) {
+            /* Refused: no permit stays behind for a later leadership of the candidate. */
+            memset(&a->failover_permit, 0, sizeof a->failover_permit);
             answer(conn, 503, "error", errmsg, candidate);
             return;
         }
     }
-    log_info("failover to %s: %s; %s", candidate, why,
+    log_info("failover to %s%s: %s; %s", candidate, s->paused ? " in maintenance mode" : "", why,
              strcmp(candidate, self) != 0 ? "raft leadership handed to it" : "it leads already");
-    char msg[RPG_ERRMSG_SIZE + 64];
-    snprintf(msg, sizeof msg, "%s; it promotes itself as leader (see raftpg ctl list)", why);
+    char msg[RPG_ERRMSG_SIZE + 160];
+    snprintf(msg, sizeof msg, "%s; it promotes itself as leader%s (see raftpg ctl list)", why,
+             s->paused ? " within 30 s, and the cluster stays in maintenance mode" : "");
     answer(conn, 202, "message", msg, candidate);
+}
+
+unsigned failover_paused_allows(struct agent *a, const char *pause_primary)
+{
+    struct failover_permit *fp = &a->failover_permit;
+    const char *self = a->conf.name;
+    rpg_msec now = cons_uv_clock_ms();
+    bool held = fp->to[0] != '\0' && strcmp(fp->to, self) == 0 && now < fp->until;
+    for (unsigned i = 0; !held && a->peers_open && i < a->peers.book.n_results; i++) {
+        const struct peer_status *p = &a->peers.book.results[i];
+        rpg_msec age = now - p->last_seen;
+        if (p->reachable && p->last_seen != 0 && age <= CORE_PEER_FRESH_MS &&
+            strcmp(p->permit_to, self) == 0 && p->permit_ms_left > age) {
+            snprintf(fp->to, sizeof fp->to, "%s", self);
+            snprintf(fp->from, sizeof fp->from, "%s", p->name);
+            fp->until = now + (p->permit_ms_left - age);
+            held = true;
+            log_info("maintenance mode: %s granted a failover to this member: it may take over "
+                     "for %llu ms",
+                     p->name, (unsigned long long)(p->permit_ms_left - age));
+        }
+    }
+    if (held) {
+        return 1u << HA_ACT_RECORD_PRIMARY | 1u << HA_ACT_PROMOTE | 1u << HA_ACT_CHECKPOINT |
+               1u << HA_ACT_SYNC_SLOTS;
+    }
+    const struct fsm_state *s = &a->cons.state;
+    if (s->primary.name[0] != '\0' && strcmp(s->primary.name, pause_primary) != 0) {
+        return 1u << HA_ACT_FOLLOW;
+    }
+    return 0;
 }

@@ -72,6 +72,11 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     snprintf(s->tags_json, sizeof s->tags_json, "%s",
              tags_text != NULL && strlen(tags_text) < sizeof s->tags_json ? tags_text : "");
     free(tags_text);
+    json_t *sr = json_object_get(o, "scheduled_restart");
+    char *sr_text = json_is_object(sr) ? json_dumps(sr, JSON_COMPACT) : NULL;
+    snprintf(s->scheduled_restart, sizeof s->scheduled_restart, "%s",
+             sr_text != NULL && strlen(sr_text) < sizeof s->scheduled_restart ? sr_text : "");
+    free(sr_text);
     s->nofailover = json_is_true(json_object_get(tags, "nofailover"));
     s->nosync = json_is_true(json_object_get(tags, "nosync"));
     s->noloadbalance = json_is_true(json_object_get(tags, "noloadbalance"));
@@ -90,6 +95,9 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     json_t *sw = json_object_get(o, "switchover");
     copy_str(s->handed_to, sizeof s->handed_to, sw, "handed_to");
     s->handed_term = (uint64_t)json_integer_value(json_object_get(sw, "handed_term"));
+    json_t *fp = json_object_get(o, "failover_permit");
+    copy_str(s->permit_to, sizeof s->permit_to, fp, "to");
+    s->permit_ms_left = (uint64_t)json_integer_value(json_object_get(fp, "ms_left"));
     s->n_members = 0;
     const char *mname;
     json_t *mid;

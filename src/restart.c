@@ -99,7 +99,8 @@ static void tick(uv_timer_t *t)
     }
 }
 
-void restart_start(struct agent *a, struct http_conn *conn, const char *role, bool pending)
+void restart_start(struct agent *a, struct http_conn *conn, const char *role, bool pending,
+                   int below_version)
 {
     struct restart *r = &a->restart;
     const struct ha_pg *o = &a->pg.obs;
@@ -127,6 +128,12 @@ void restart_start(struct agent *a, struct http_conn *conn, const char *role, bo
                  "restart conditions are not satisfied: no setting waits for a "
                  "restart");
         status = 412;
+    } else if (below_version > 0 && a->pg.server_version >= below_version) {
+        snprintf(why, sizeof why,
+                 "restart conditions are not satisfied: the server's version %d is not below "
+                 "%d",
+                 a->pg.server_version, below_version);
+        status = 412;
     }
     if (why[0] != '\0') {
         struct http_conn *saved = r->conn;
@@ -149,6 +156,36 @@ void restart_start(struct agent *a, struct http_conn *conn, const char *role, bo
         return;
     }
     stop_now(a);
+}
+
+json_t *restart_schedule_json(const struct restart_schedule *s)
+{
+    if (s->at_ms == 0) {
+        return NULL;
+    }
+    char at[48];
+    schedule_format_time(s->at_ms, at, sizeof at);
+    json_t *o = json_pack("{s:s}", "schedule", at);
+    if (o == NULL) {
+        return NULL;
+    }
+    if (s->role[0] != '\0') {
+        json_object_set_new(o, "role", json_string(s->role));
+    }
+    if (s->pending) {
+        json_object_set_new(o, "restart_pending", json_true());
+    }
+    if (s->below_version > 0) {
+        char v[32];
+        if (s->below_version >= 100000) {
+            snprintf(v, sizeof v, "%d.%d", s->below_version / 10000, s->below_version % 10000);
+        } else {
+            snprintf(v, sizeof v, "%d.%d.%d", s->below_version / 10000,
+                     s->below_version / 100 % 100, s->below_version % 100);
+        }
+        json_object_set_new(o, "postgres_version", json_string(v));
+    }
+    return o;
 }
 
 bool restart_holds(const struct agent *a)

@@ -162,6 +162,7 @@ const char *schedule_verdict_name(enum schedule_verdict v)
     case SCHEDULE_DROP_STALE: return "drop: stale";
     case SCHEDULE_DROP_LEADER: return "drop: leader does not match";
     case SCHEDULE_DROP_ALREADY: return "drop: candidate already primary";
+    case SCHEDULE_DROP_RESTARTED: return "drop: restarted since";
     }
     return "unknown";
 }
@@ -207,6 +208,76 @@ enum schedule_verdict schedule_decide(const struct fsm_state *s, int64_t now_ms,
     }
     snprintf(why, why_size, "the switchover scheduled at %s is due", at);
     return SCHEDULE_RUN;
+}
+
+enum schedule_verdict restart_schedule_decide(const struct restart_schedule *r, int64_t now_ms,
+                                              bool paused, const char *start_time, char *why,
+                                              size_t why_size)
+{
+    char at[48];
+    if (r->at_ms == 0) {
+        snprintf(why, why_size, "no restart is scheduled");
+        return SCHEDULE_NONE;
+    }
+    schedule_format_time(r->at_ms, at, sizeof at);
+    /* Patroni's check comes first: a restart since makes the schedule moot, paused or not. */
+    if (r->start_time[0] != '\0' && start_time[0] != '\0' &&
+        strcmp(r->start_time, start_time) != 0) {
+        snprintf(why, why_size,
+                 "the restart scheduled at %s is moot: postgresql was started again at %s since "
+                 "(it ran since %s when scheduled): dropped",
+                 at, start_time, r->start_time);
+        return SCHEDULE_DROP_RESTARTED;
+    }
+    if (paused) {
+        snprintf(why, why_size, "maintenance mode: the restart at %s waits", at);
+        return SCHEDULE_WAIT;
+    }
+    if (now_ms < r->at_ms) {
+        snprintf(why, why_size, "the restart is scheduled at %s, in %lld ms", at,
+                 (long long)(r->at_ms - now_ms));
+        return SCHEDULE_WAIT;
+    }
+    if (now_ms - r->at_ms > SCHEDULE_STALE_MS) {
+        snprintf(why, why_size,
+                 "the restart scheduled at %s is stale (%lld ms late, more than %d): dropped", at,
+                 (long long)(now_ms - r->at_ms), SCHEDULE_STALE_MS);
+        return SCHEDULE_DROP_STALE;
+    }
+    snprintf(why, why_size, "the restart scheduled at %s is due", at);
+    return SCHEDULE_RUN;
+}
+
+int schedule_parse_pg_version(const char *text, int *num, char *errmsg)
+{
+    unsigned part[3] = {0, 0, 0};
+    int n = 0;
+    const char *p = text;
+    while (n < 3) {
+        if (!isdigit((unsigned char)*p)) {
+            break;
+        }
+        unsigned v = 0;
+        while (isdigit((unsigned char)*p) && v < 100000) {
+            v = v * 10 + (unsigned)(*p++ - '0');
+        }
+        part[n++] = v;
+        if (*p != '.') {
+            break;
+        }
+        p++;
+    }
+    bool ok = *p == '\0' &&
+              ((n == 2 && part[0] >= 10 && part[0] < 1000 && part[1] < 10000) ||
+               (n == 3 && part[0] < 10 && part[0] > 0 && part[1] < 100 && part[2] < 100));
+    if (!ok) {
+        return rpg_err(errmsg, RPG_EINVAL,
+                       "\"%.64s\" is not a PostgreSQL version (MAJOR.MINOR as 15.4, or 9.X.Y)",
+                       text);
+    }
+    *num = n == 2 ? (int)(part[0] * 10000 + part[1])
+                  : (int)(part[0] * 10000 + part[1] * 100 + part[2]);
+    return 0;
 }
 
 /* ---- the leader's side ----------------------------------------------------------------------- */
@@ -291,5 +362,36 @@ void schedule_tick(struct agent *a)
         log_info("%s: clearing it, then switching over", why);
     } else {
         log_warning("%s", why);
+    }
+}
+
+/* ---- a member's scheduled restart ----------------------------------------------------------- */
+
+void restart_schedule_tick(struct agent *a)
+{
+    struct restart *r = &a->restart;
+    if (r->sched.at_ms == 0 || r->phase != RESTART_IDLE) {
+        return;
+    }
+    const struct ha_pg *o = &a->pg.obs;
+    bool running = a->pg.obs_valid && o->state == HA_PG_RUNNING;
+    char why[RPG_ERRMSG_SIZE];
+    enum schedule_verdict v =
+        restart_schedule_decide(&r->sched, wall_now_ms(), a->cons.state.paused,
+                                running ? a->pg.start_time : "", why, sizeof why);
+    if (v == SCHEDULE_NONE || v == SCHEDULE_WAIT) {
+        return;
+    }
+    /* Whatever follows, it runs once (Patroni deletes it in any case). */
+    struct restart_schedule due = r->sched;
+    memset(&r->sched, 0, sizeof r->sched);
+    if (v != SCHEDULE_RUN) {
+        log_warning("%s", why);
+        return;
+    }
+    log_info("%s: restarting postgresql", why);
+    restart_start(a, NULL, due.role[0] != '\0' ? due.role : NULL, due.pending, due.below_version);
+    if (r->phase == RESTART_IDLE) {
+        log_warning("the scheduled restart did not run: %s", r->last);
     }
 }

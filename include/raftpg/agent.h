@@ -13,6 +13,7 @@
 #include "raftpg/cons_uv.h"
 #include "raftpg/core.h"
 #include "raftpg/fence.h"
+#include "raftpg/failover.h"
 #include "raftpg/fence_step.h"
 #include "raftpg/lead.h"
 #include "raftpg/guard.h"
@@ -105,6 +106,8 @@ struct agent {
      * again while this agent kept running. Sticky: it does not act until restarted afresh. */
     char identity_error[2 * RPG_ERRMSG_SIZE];
     bool maintenance; /* the replicated state says paused, as last seen by ha_tick */
+    char pause_primary[FSM_NAME_MAX];       /* the recorded primary when the pause began */
+    struct failover_permit failover_permit; /* a failover asked for while paused (failover.h) */
     struct switchover switchover;
     struct reinit reinit;
     struct restart restart;

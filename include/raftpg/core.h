@@ -73,6 +73,8 @@ struct core_view {
     const char *removing;      /* a member on its way out of the cluster, or NULL */
     unsigned transfers_failed; /* cons.h n_transfers_failed: a change ends the backoff of
                                   the transfer it ended */
+    unsigned allowed;          /* 0: any action; else the mask (1u << HA_ACT_*) of the actions
+                                  it may start (maintenance mode, failover.h); others wait */
 };
 
 struct core {

@@ -11,6 +11,8 @@
 
 #include "raftpg/fsm_state.h"
 
+struct agent;
+
 /* What the leader knows of one member when it judges a failover. */
 struct failover_member {
     char name[FSM_NAME_MAX];
@@ -33,11 +35,34 @@ int failover_check(const struct fsm_state *s, enum sync_mode sync_mode,
                    const struct failover_member *m, unsigned n, const char *candidate, char *why,
                    size_t why_size);
 
+/* How long a failover asked for in maintenance mode lets its candidate act: it becomes leader,
+ * waits out the previous lease (rule 3), records itself, promotes and sets its synchronous
+ * quorum within this; a permit that runs out leaves the cluster paused as it is. */
+#define FAILOVER_PERMIT_MS 30000
+
+/* A failover asked for while paused (Patroni allows one to a named candidate): the leader that
+ * checked it grants it, and reports it in /status ("failover_permit"); the candidate adopts it
+ * from that report (or holds it when it was the leader itself). */
+struct failover_permit {
+    char to[FSM_NAME_MAX]; /* "" none */
+    uint64_t until;        /* loop clock (cons_uv_clock_ms) */
+    char from[FSM_NAME_MAX];
+};
+
+/* The actions maintenance mode lets through on this member (core_view allowed, 0: none): while
+ * it holds a permit for itself, what a takeover needs (record, promote, checkpoint, slots);
+ * once the recorded primary changed during the pause, a standby's re-point to it (Patroni: the
+ * replicas switch to the manually promoted primary). pause_primary is the recorded primary when
+ * the pause began. */
+unsigned failover_paused_allows(struct agent *a, const char *pause_primary);
+
 struct agent;
 struct http_conn;
 
 /* Handles POST /failover on the leader: answers conn (200 through the switchover, 202 once
- * leadership was handed to the candidate, 412 with the reason on refusal). */
+ * leadership was handed to the candidate, 412 with the reason on refusal). In maintenance mode,
+ * without a healthy primary, a candidate that passes failover_check gets a permit to promote
+ * (the cluster stays paused); with a healthy primary it is a switchover, which pause refuses. */
 void failover_start(struct agent *a, struct http_conn *conn, const char *candidate);
 
 #endif

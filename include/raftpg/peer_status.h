@@ -48,7 +48,8 @@ struct peer_status {
     bool pg_rejoin_running;   /* ... whether under way, and a clone's progress in kB */
     uint64_t pg_rejoin_done_kb;
     uint64_t pg_rejoin_total_kb;
-    char tags_json[2048]; /* its "tags" object as it reported it, user tags included */
+    char tags_json[2048];        /* its "tags" object as it reported it, user tags included */
+    char scheduled_restart[256]; /* its "scheduled_restart" object as it reported it, or "" */
     bool nofailover;
     bool nosync;
     bool noloadbalance;
@@ -69,6 +70,8 @@ struct peer_status {
     unsigned rtt_n;
     rpg_msec rtt_min_ms;
     bool rtt_slow;
+    char permit_to[FSM_NAME_MAX]; /* a failover it granted while paused, to ... (failover.h) */
+    uint64_t permit_ms_left;      /* ... for this long from its report */
     /* The members its replicated state lists, name and Raft id (n_members 0: not reported). */
     unsigned n_members;
     struct {

@@ -8,7 +8,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <uv.h>
+
+#include "raftpg/schedule.h"
 
 #define RESTART_STOP_MS 10000 /* fast, then immediate */
 #define RESTART_WAIT_MS 60000 /* until it accepts connections again */
@@ -25,13 +28,21 @@ struct restart {
     uv_timer_t timer;
     bool timer_open;
     char last[256];
+    struct restart_schedule sched; /* its scheduled restart (at_ms 0: none), schedule.h */
 };
 
 struct agent;
 struct http_conn;
 
-/* role: NULL, "primary" or "replica"; pending: only if a setting waits for a restart. */
-void restart_start(struct agent *a, struct http_conn *conn, const char *role, bool pending);
+/* role: NULL, "primary" or "replica"; pending: only if a setting waits for a restart;
+ * below_version: only if the server's version number is below it (0: any). conn NULL: a
+ * scheduled restart, whose outcome is logged and kept in last. */
+void restart_start(struct agent *a, struct http_conn *conn, const char *role, bool pending,
+                   int below_version);
+
+/* The scheduled restart as Patroni shows it ({"schedule", "role", "restart_pending",
+ * "postgres_version"}, the conditions when given), or NULL when none is scheduled. */
+json_t *restart_schedule_json(const struct restart_schedule *s);
 
 /* True while it waits for an operation to end and while the stop runs: the agent's decisions
  * wait (they start the server again after). */

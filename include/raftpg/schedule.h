@@ -29,12 +29,13 @@ int schedule_parse_time(const char *text, bool local, int64_t *ms, char *errmsg)
 void schedule_format_time(int64_t ms, char *buf, size_t size);
 
 enum schedule_verdict {
-    SCHEDULE_NONE = 0,     /* nothing is scheduled */
-    SCHEDULE_WAIT,         /* not yet, or maintenance mode */
-    SCHEDULE_RUN,          /* due: clear it and switch over */
-    SCHEDULE_DROP_STALE,   /* found too late: clear it without switching over */
-    SCHEDULE_DROP_LEADER,  /* its primary no longer is: clear it */
-    SCHEDULE_DROP_ALREADY, /* its candidate is the primary already: clear it */
+    SCHEDULE_NONE = 0,       /* nothing is scheduled */
+    SCHEDULE_WAIT,           /* not yet, or maintenance mode */
+    SCHEDULE_RUN,            /* due: clear it and switch over */
+    SCHEDULE_DROP_STALE,     /* found too late: clear it without switching over */
+    SCHEDULE_DROP_LEADER,    /* its primary no longer is: clear it */
+    SCHEDULE_DROP_ALREADY,   /* its candidate is the primary already: clear it */
+    SCHEDULE_DROP_RESTARTED, /* a restart: the server was started again since: clear it */
 };
 const char *schedule_verdict_name(enum schedule_verdict v);
 
@@ -49,11 +50,40 @@ struct schedule {
     char waiting[RPG_ERRMSG_SIZE]; /* why a due switchover waits ("" none), logged once */
 };
 
+/* A member's scheduled restart (Patroni's POST /restart {"schedule"}): kept by that member's
+ * agent in memory, shown in its status report (which every member polls, so every /cluster and
+ * `ctl list` shows it), run through the ordinary restart (restart.h) at its time with its
+ * conditions checked then, and lost if the agent restarts (as Patroni's). */
+struct restart_schedule {
+    int64_t at_ms;       /* wall clock, since the epoch; 0: none */
+    char role[16];       /* "" any, "primary" or "replica" */
+    bool pending;        /* only if a setting waits for a restart */
+    int below_version;   /* only if the server's version number is below it; 0: any */
+    char start_time[48]; /* pg_postmaster_start_time() when it was scheduled ("" unknown) */
+};
+
+/* What the member does with its scheduled restart at wall-clock now_ms: as for a switchover
+ * (nothing while paused, run once due, drop when more than SCHEDULE_STALE_MS late), and
+ * SCHEDULE_DROP_RESTARTED when the server runs with another start time than when it was
+ * scheduled (start_time, "" when not running: not compared). Why says so. */
+enum schedule_verdict restart_schedule_decide(const struct restart_schedule *r, int64_t now_ms,
+                                              bool paused, const char *start_time, char *why,
+                                              size_t why_size);
+
+/* Patroni's postgres_version: "MAJOR.MINOR" (10 and later) or "9.X.Y", into PostgreSQL's
+ * server_version_num (150004, 90624). Returns 0, or RPG_EINVAL with errmsg saying what is
+ * wrong. */
+int schedule_parse_pg_version(const char *text, int *num, char *errmsg);
+
 struct agent;
 
 /* On the ready leader, from the agent's HA tick (not in maintenance mode): acts on the verdict
  * above. A due switchover waits while this member does not run as a settled primary (a leader
  * just elected, say), up to SCHEDULE_STALE_MS. */
 void schedule_tick(struct agent *a);
+
+/* On every member, from the agent's HA tick (not in maintenance mode): runs or drops its own
+ * scheduled restart (a->restart.sched) per restart_schedule_decide. */
+void restart_schedule_tick(struct agent *a);
 
 #endif

@@ -46,7 +46,9 @@ t_check "... naming the formats" grep -q "expected pretty, json or tsv" "$T_DIR/
 t_check "ctl list --watch 0 is a usage error" t_eq "$(run ctl --api 127.0.0.1:1 list --watch 0)" 2
 t_check "ctl switchover --scheduled with a time that is not ISO 8601 exits 2" t_eq "$(run ctl --api 127.0.0.1:1 switchover --scheduled 10:00)" 2
 t_check "... naming the time and what is wrong" grep -qF -- '--scheduled: "10:00": expected ISO 8601' "$T_DIR/out"
-t_check "ctl flush without switchover exits 2" t_eq "$(run ctl --api 127.0.0.1:1 flush restart)" 2
+t_check "ctl flush of something else than switchover or restart exits 2" t_eq "$(run ctl --api 127.0.0.1:1 flush reload)" 2
+t_check "ctl restart --scheduled with a time that is not ISO 8601 exits 2" t_eq "$(run ctl --api 127.0.0.1:1 restart --scheduled 10:00)" 2
+t_check "... naming the time and what is wrong" grep -qF -- '--scheduled: "10:00": expected ISO 8601' "$T_DIR/out"
 t_check "ctl pause with an extra argument exits 2" t_eq "$(run ctl --api 127.0.0.1:1 pause now)" 2
 t_check "ctl against a closed port exits 1" t_eq "$(run ctl --api 127.0.0.1:1 list)" 1
 t_check "ctl names the refused address" grep -q "127.0.0.1:1: connection refused" "$T_DIR/out"

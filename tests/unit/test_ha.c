@@ -1779,6 +1779,55 @@ static void test_core_backoff_holds_the_failed_action(void **state)
     assert_int_equal(f.promotes, 2);
 }
 
+/* Maintenance mode (v.allowed): an action outside the mask waits, one inside runs; a failover
+ * permit lets the promotion through, the standbys' re-point mask does not, nor a demotion. */
+static void test_core_allowed_mask_holds_other_actions(void **state)
+{
+    (void)state;
+    struct world w;
+    struct fake_io f;
+    struct core_io io;
+    struct core c;
+    struct core_view v;
+    world_primary(&w);
+    w.in.pg.in_recovery = true;
+    memset(&f, 0, sizeof f);
+    memset(&io, 0, sizeof io);
+    io.data = &f;
+    io.pg_promote = fake_promote;
+    io.pg_stop = fake_stop;
+    core_init(&c, &io, "node1", false, 100);
+    log_setup("node1", (enum log_level)(LOG_ERROR + 1), 0);
+    memset(&v, 0, sizeof v);
+    v.now = 1000;
+    v.state = &w.state;
+    v.leader = true;
+    v.state_current = true;
+    v.term = TERM;
+    v.pg_ready = true;
+    v.pg = w.in.pg;
+    v.allowed = 1u << HA_ACT_FOLLOW;
+    assert_false(core_tick(&c, &v));
+    assert_int_equal(f.promotes, 0);
+    assert_int_equal(c.last.action, HA_ACT_PROMOTE);
+    assert_false(c.busy);
+    v.allowed = 1u << HA_ACT_RECORD_PRIMARY | 1u << HA_ACT_PROMOTE;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(f.promotes, 1);
+    core_action_done(&c, 0, NULL, 1010);
+    /* Running as primary without leadership: the demotion waits for resume (the fence, which
+     * runs whatever the mode, is what stops its writes). */
+    v.now = 1100;
+    v.leader = false;
+    v.pg.in_recovery = false;
+    assert_false(core_tick(&c, &v));
+    assert_int_equal(c.last.action, HA_ACT_DEMOTE);
+    assert_int_equal(f.stops, 0);
+    v.allowed = 0;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(f.stops, 1);
+}
+
 /* A promote request made on an observation older than the promotion fails; if leadership is
  * lost meanwhile, the demotion must not wait out that failure's backoff: until it runs, two
  * servers accept writes (seed 1982 of raftpg_sim --nodes 5). */
@@ -2759,6 +2808,7 @@ int main(void)
         cmocka_unit_test(test_takeover_of_candidate_on_recorded_timeline_does_not_hand_back),
         cmocka_unit_test(test_core_promotion_creates_slots_before_promoting),
         cmocka_unit_test(test_core_backoff_holds_the_failed_action),
+        cmocka_unit_test(test_core_allowed_mask_holds_other_actions),
         cmocka_unit_test(test_core_demotes_at_once_after_another_action_failed),
         cmocka_unit_test(test_core_failed_demotion_backs_off),
         cmocka_unit_test(test_core_retries_a_failed_transfer_at_once),

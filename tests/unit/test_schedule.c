@@ -186,6 +186,79 @@ static void test_decide_every_verdict(void **state)
             "the switchover scheduled at 2026-12-06T17:30:00.000+00:00 is due");
 }
 
+static void restart_decides(const struct restart_schedule *r, int64_t now, bool paused,
+                            const char *start_time, enum schedule_verdict want,
+                            const char *why_want)
+{
+    char why[RPG_ERRMSG_SIZE];
+    enum schedule_verdict v = restart_schedule_decide(r, now, paused, start_time, why, sizeof why);
+    if (v != want || strcmp(why, why_want) != 0) {
+        fail_msg("verdict %s (%s), want %s (%s)", schedule_verdict_name(v), why,
+                 schedule_verdict_name(want), why_want);
+    }
+}
+
+/* A member's scheduled restart: not early, not while paused, dropped when stale or when the
+ * server was started again in between (Patroni's postmaster_start_time check). */
+static void test_restart_decide_every_verdict(void **state)
+{
+    (void)state;
+    const char *started = "2026-12-06 17:00:00.123456+00";
+    struct restart_schedule r;
+    memset(&r, 0, sizeof r);
+    restart_decides(&r, T0, false, started, SCHEDULE_NONE, "no restart is scheduled");
+
+    r.at_ms = T0;
+    snprintf(r.start_time, sizeof r.start_time, "%s", started);
+    restart_decides(&r, T0 - 1, false, started, SCHEDULE_WAIT,
+                    "the restart is scheduled at 2026-12-06T17:30:00.000+00:00, in 1 ms");
+    restart_decides(&r, T0, false, started, SCHEDULE_RUN,
+                    "the restart scheduled at 2026-12-06T17:30:00.000+00:00 is due");
+    restart_decides(&r, T0 + SCHEDULE_STALE_MS, false, started, SCHEDULE_RUN,
+                    "the restart scheduled at 2026-12-06T17:30:00.000+00:00 is due");
+    restart_decides(&r, T0 + SCHEDULE_STALE_MS + 1, false, started, SCHEDULE_DROP_STALE,
+                    "the restart scheduled at 2026-12-06T17:30:00.000+00:00 is stale (15001 ms "
+                    "late, more than 15000): dropped");
+    /* Maintenance mode: it waits, due or not. */
+    restart_decides(&r, T0 + 1, true, started, SCHEDULE_WAIT,
+                    "maintenance mode: the restart at 2026-12-06T17:30:00.000+00:00 waits");
+    /* A server that is not running now says nothing about a restart (compared later). */
+    restart_decides(&r, T0, false, "", SCHEDULE_RUN,
+                    "the restart scheduled at 2026-12-06T17:30:00.000+00:00 is due");
+    /* Started again since it was scheduled: moot, before its time and while paused too. */
+    const char *again = "2026-12-06 17:10:00.5+00";
+    const char *moot = "the restart scheduled at 2026-12-06T17:30:00.000+00:00 is moot: "
+                       "postgresql was started again at 2026-12-06 17:10:00.5+00 since (it ran "
+                       "since 2026-12-06 17:00:00.123456+00 when scheduled): dropped";
+    restart_decides(&r, T0 - 60000, false, again, SCHEDULE_DROP_RESTARTED, moot);
+    restart_decides(&r, T0 - 60000, true, again, SCHEDULE_DROP_RESTARTED, moot);
+    /* Scheduled while the server did not run: no start time to compare with. */
+    r.start_time[0] = '\0';
+    restart_decides(&r, T0, false, again, SCHEDULE_RUN,
+                    "the restart scheduled at 2026-12-06T17:30:00.000+00:00 is due");
+}
+
+static void test_pg_version(void **state)
+{
+    (void)state;
+    int v = -1;
+    char errmsg[RPG_ERRMSG_SIZE] = "";
+    assert_int_equal(schedule_parse_pg_version("15.4", &v, errmsg), 0);
+    assert_int_equal(v, 150004);
+    assert_int_equal(schedule_parse_pg_version("10.23", &v, errmsg), 0);
+    assert_int_equal(v, 100023);
+    assert_int_equal(schedule_parse_pg_version("9.6.24", &v, errmsg), 0);
+    assert_int_equal(v, 90624);
+    const char *bad[] = {"", "15", "15.", "15.4.1", "9.6", "x15.4", "15.4 ", "15,4", "0.1.2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errmsg[0] = '\0';
+        if (schedule_parse_pg_version(bad[i], &v, errmsg) != RPG_EINVAL ||
+            strstr(errmsg, "is not a PostgreSQL version") == NULL) {
+            fail_msg("\"%s\" accepted or without a reason (%s)", bad[i], errmsg);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +267,8 @@ int main(void)
         cmocka_unit_test(test_parse_local_time),
         cmocka_unit_test(test_format_roundtrips),
         cmocka_unit_test(test_decide_every_verdict),
+        cmocka_unit_test(test_restart_decide_every_verdict),
+        cmocka_unit_test(test_pg_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -885,6 +885,39 @@ static int io_raft_transfer(void *data, uint64_t id, char *errmsg)
     return cons_transfer(&a->cons, id, errmsg);
 }
 
+static void on_params_done(struct pg *p, int rc, const char *msg, void *data)
+{
+    struct agent *a = data;
+    if (rc == 0) {
+        log_info("dynamic parameters written (count=%u)%s", p->n_params,
+                 pg_postmaster_pid(p) != 0 ? " and reloaded" : "");
+    } else {
+        log_error("dynamic parameters not applied: %s", msg != NULL ? msg : "");
+        a->params_retry_at = cons_uv_clock_ms() + 5000;
+    }
+    if (a->stop_pg_when_idle) {
+        a->stop_pg_when_idle = false;
+        shutdown_stop_pg(a);
+    }
+}
+
+/* The replicated PostgreSQL parameters: raftpg.conf rewritten and the server reloaded when they
+ * change, between actions so that it never holds one up. Also in maintenance mode: a reload
+ * neither starts, stops nor promotes. */
+static void params_tick(struct agent *a)
+{
+    const struct fsm_state *s = &a->cons.state;
+    if (!s->initialized || a->core.busy || pg_busy(&a->pg) || !a->pg.obs_valid ||
+        !pg_params_stale(&a->pg, s->config.params, s->config.n_params) ||
+        (a->pg.params_failed && cons_uv_clock_ms() < a->params_retry_at)) {
+        return;
+    }
+    int rv = pg_set_params(&a->pg, s->config.params, s->config.n_params, on_params_done, a);
+    if (rv != 0) {
+        log_error("dynamic parameters not applied: %s", rpg_strerror(rv));
+    }
+}
+
 static void ha_tick(struct agent *a)
 {
     if (a->phase != AGENT_PHASE_RUNNING || !a->conf.has_postgresql || !a->pg_open ||
@@ -920,6 +953,7 @@ static void ha_tick(struct agent *a)
         /* Its primary is being stopped and handed over: restarting it now would undo that. */
         return;
     }
+    params_tick(a);
     if (paused) {
         /* The operator owns PostgreSQL now. Only what keeps two primaries apart still acts: the
          * lease, the fence and the VIP (fence_tick above). */

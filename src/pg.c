@@ -18,6 +18,7 @@ const char *pg_op_name(enum pg_op op)
     case PG_OP_SYNC_SLOTS: return "sync_slots";
     case PG_OP_CHECKPOINT: return "checkpoint";
     case PG_OP_SET_SYNC: return "set_sync";
+    case PG_OP_SET_PARAMS: return "set_params";
     }
     return "unknown";
 }
@@ -101,6 +102,9 @@ static void op_finish(struct pg *p, int rc, const char *msg)
     p->epoch++;
     pg_done_cb cb = p->done_cb;
     p->done_cb = NULL;
+    if (op == PG_OP_SET_PARAMS) {
+        p->params_failed = rc != 0;
+    }
     if (rc != 0) {
         log_debug("%s failed: %s", pg_op_name(op), msg);
         if (op == PG_OP_REWIND && p->rewind_retryable) {
@@ -963,6 +967,20 @@ static void op_step(struct pg *p, int rc, const char *msg)
         }
         op_finish(p, 0, NULL);
         return;
+    case PG_OP_SET_PARAMS:
+        if (step == 0) {
+            if (pg_postmaster_pid(p) == 0) {
+                /* Not running: the next start writes them. */
+                op_finish(p, 0, NULL);
+                return;
+            }
+            if ((rv = pg_write_params(p, errmsg)) != 0 || (rv = reload(p, errmsg)) != 0) {
+                break;
+            }
+            return;
+        }
+        op_finish(p, 0, NULL);
+        return;
     case PG_OP_CHECKPOINT:
         if (step == 0) {
             control_sql(p, strdup("CHECKPOINT"));
@@ -1093,6 +1111,31 @@ int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb 
     rpg_fmt(p->sync_names, sizeof p->sync_names, "%s", names);
     rpg_fmt(p->sync_commit, sizeof p->sync_commit, "%s", commit != NULL ? commit : "");
     return op_begin(p, PG_OP_SET_SYNC, NULL, cb, data);
+}
+
+int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n, pg_done_cb cb, void *data)
+{
+    if (p->op != PG_OP_NONE) {
+        return RPG_EBUSY;
+    }
+    p->n_params = n < FSM_PARAMS_MAX ? n : FSM_PARAMS_MAX;
+    memset(p->params, 0, sizeof p->params);
+    memcpy(p->params, ps, p->n_params * sizeof *ps);
+    return op_begin(p, PG_OP_SET_PARAMS, NULL, cb, data);
+}
+
+bool pg_params_stale(const struct pg *p, const struct fsm_param *ps, unsigned n)
+{
+    if (p->params_failed || n != p->n_params) {
+        return true;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (strcmp(ps[i].name, p->params[i].name) != 0 ||
+            strcmp(ps[i].value, p->params[i].value) != 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 int pg_checkpoint(struct pg *p, pg_done_cb cb, void *data)

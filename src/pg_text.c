@@ -277,3 +277,116 @@ int pg_parse_checkpoint(const char *text, uint64_t *lsn, bool *shut_down)
                  strncmp(v, "shut down in recovery", 21) != 0;
     return 0;
 }
+
+/* ---- the dynamic parameters (pure) ----------------------------------------------------------- */
+
+struct owned_param {
+    const char *name; /* exact name, or a prefix when it ends in '*' */
+    const char *why;
+};
+
+/* What raftpg writes itself, or what its agent, fence and streaming depend on. */
+static const struct owned_param OWNED[] = {
+    {"listen_addresses", "raftpg writes it from postgresql.listen"},
+    {"port", "raftpg writes it from postgresql.listen"},
+    {"cluster_name", "raftpg writes it from scope"},
+    {"hot_standby", "raftpg keeps it on: the agent observes its standbys with queries"},
+    {"unix_socket_directories",
+     "the agent connects through it: set it in each member's postgresql.parameters"},
+    {"primary_conninfo", "raftpg points each standby at its upstream"},
+    {"primary_slot_name", "raftpg names each standby's replication slot"},
+    {"synchronous_standby_names",
+     "raftpg manages it (synchronous_mode and synchronous_node_count)"},
+    {"synchronous_commit", "set it with the synchronous_commit key of the dynamic configuration"},
+    {"recovery_target_timeline", "raftpg sets it to latest"},
+    {"recovery_target*", "a recovery target would stop a standby's replay"},
+    {"restore_command", "set it in each member's postgresql.recovery_conf"},
+    {"promote_trigger_file", "raftpg promotes standbys itself"},
+    {"default_transaction_read_only", "raftpg's fence sets it on a primary that must stop writes"},
+    {"data_directory", "a file location: set it in each member's configuration"},
+    {"config_file", "a file location: set it in each member's configuration"},
+    {"hba_file", "a file location: set it in each member's configuration"},
+    {"ident_file", "a file location: set it in each member's configuration"},
+    {"include", "a directive, not a parameter"},
+    {"include_dir", "a directive, not a parameter"},
+    {"include_if_exists", "a directive, not a parameter"},
+};
+
+const char *pg_param_owned(const char *name)
+{
+    for (size_t i = 0; i < sizeof OWNED / sizeof OWNED[0]; i++) {
+        size_t n = strlen(OWNED[i].name);
+        bool prefix = OWNED[i].name[n - 1] == '*';
+        if (prefix ? strncasecmp(name, OWNED[i].name, n - 1) == 0
+                   : strcasecmp(name, OWNED[i].name) == 0) {
+            return OWNED[i].why;
+        }
+    }
+    return NULL;
+}
+
+/* Patroni's list of the settings it passes on the command line from the dynamic configuration,
+ * less those raftpg owns: a standby cannot run with less than its primary has of the first
+ * ones, and the WAL settings must agree for streaming and pg_rewind. */
+static const char *const CLUSTER_WIDE[] = {
+    "max_connections",
+    "max_locks_per_transaction",
+    "max_prepared_transactions",
+    "max_replication_slots",
+    "max_wal_senders",
+    "max_worker_processes",
+    "track_commit_timestamp",
+    "wal_keep_size",
+    "wal_level",
+    "wal_log_hints",
+};
+
+bool pg_param_cluster_wide(const char *name)
+{
+    for (size_t i = 0; i < sizeof CLUSTER_WIDE / sizeof CLUSTER_WIDE[0]; i++) {
+        if (strcasecmp(name, CLUSTER_WIDE[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool local_param(const struct conf *c, const char *name)
+{
+    for (unsigned i = 0; i < c->postgresql.n_parameters; i++) {
+        if (strcasecmp(c->postgresql.parameters[i].key, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool pg_params_block(const struct conf *c, const struct fsm_param *ps, unsigned n, char *buf,
+                     size_t size)
+{
+    size_t len = 0;
+    int w = snprintf(buf, size, "%s", PG_PARAMS_BEGIN);
+    if (w < 0 || (size_t)w >= size) {
+        return false;
+    }
+    len = (size_t)w;
+    for (unsigned i = 0; i < n; i++) {
+        char q[2 * FSM_PARAM_VALUE_MAX + 3];
+        if (!pg_conf_quote(ps[i].value, q, sizeof q)) {
+            return false;
+        }
+        if (local_param(c, ps[i].name) && !pg_param_cluster_wide(ps[i].name)) {
+            w = snprintf(buf + len, size - len,
+                         "# %s: set by this member's postgresql.parameters, which win\n",
+                         ps[i].name);
+        } else {
+            w = snprintf(buf + len, size - len, "%s = %s\n", ps[i].name, q);
+        }
+        if (w < 0 || (size_t)w >= size - len) {
+            return false;
+        }
+        len += (size_t)w;
+    }
+    w = snprintf(buf + len, size - len, "%s", PG_PARAMS_END);
+    return w >= 0 && (size_t)w < size - len;
+}

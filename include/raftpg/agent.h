@@ -104,7 +104,8 @@ struct agent {
     /* The cluster's leader lists this member's name under another Raft id: removed and added
      * again while this agent kept running. Sticky: it does not act until restarted afresh. */
     char identity_error[2 * RPG_ERRMSG_SIZE];
-    bool maintenance; /* the replicated state says paused, as last seen by ha_tick */
+    bool maintenance;         /* the replicated state says paused, as last seen by ha_tick */
+    rpg_msec params_retry_at; /* after a failed write of the dynamic parameters */
     struct switchover switchover;
     struct reinit reinit;
     struct restart restart;

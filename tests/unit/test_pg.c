@@ -1064,6 +1064,96 @@ static void test_reservation_in_a_missing_directory_says_where(void **state)
     pg_drop_reservations("/nonexistent/raftpg"); /* nothing to do, and no crash */
 }
 
+/* ---- the dynamic parameters ---------------------------------------------------------------- */
+
+static void test_param_owned_names_what_raftpg_writes(void **state)
+{
+    (void)state;
+    const char *owned[] = {"listen_addresses",
+                           "port",
+                           "cluster_name",
+                           "hot_standby",
+                           "primary_conninfo",
+                           "primary_slot_name",
+                           "synchronous_standby_names",
+                           "synchronous_commit",
+                           "recovery_target_timeline",
+                           "recovery_target_lsn",
+                           "restore_command",
+                           "default_transaction_read_only",
+                           "unix_socket_directories",
+                           "include_dir",
+                           "PRIMARY_CONNINFO"};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {
+        assert_non_null(pg_param_owned(owned[i]));
+    }
+    assert_string_equal(pg_param_owned("synchronous_standby_names"),
+                        "raftpg manages it (synchronous_mode and synchronous_node_count)");
+    const char *free_names[] = {"work_mem",
+                                "shared_buffers",
+                                "max_wal_senders",
+                                "recovery",
+                                "portal",
+                                "wal_retrieve_retry_interval",
+                                "pg_stat_statements.max"};
+    for (size_t i = 0; i < sizeof free_names / sizeof free_names[0]; i++) {
+        assert_null(pg_param_owned(free_names[i]));
+    }
+}
+
+static void test_param_cluster_wide(void **state)
+{
+    (void)state;
+    assert_true(pg_param_cluster_wide("max_connections"));
+    assert_true(pg_param_cluster_wide("MAX_WAL_SENDERS"));
+    assert_true(pg_param_cluster_wide("wal_level"));
+    assert_false(pg_param_cluster_wide("work_mem"));
+    assert_false(pg_param_cluster_wide("shared_buffers"));
+}
+
+/* The member's own postgresql.parameters win over a dynamic value, except a cluster-wide one;
+ * values are quoted. */
+static void test_params_block_precedence_and_quoting(void **state)
+{
+    (void)state;
+    static struct conf c;
+    struct conf_kv local[2] = {{"shared_buffers", "16MB"}, {"max_wal_senders", "10"}};
+    memset(&c, 0, sizeof c);
+    c.postgresql.parameters = local;
+    c.postgresql.n_parameters = 2;
+    struct fsm_param ps[4];
+    memset(ps, 0, sizeof ps);
+    snprintf(ps[0].name, sizeof ps[0].name, "log_line_prefix");
+    snprintf(ps[0].value, sizeof ps[0].value, "%%m [%%p] it's ");
+    snprintf(ps[1].name, sizeof ps[1].name, "max_wal_senders");
+    snprintf(ps[1].value, sizeof ps[1].value, "12");
+    snprintf(ps[2].name, sizeof ps[2].name, "shared_buffers");
+    snprintf(ps[2].value, sizeof ps[2].value, "32MB");
+    snprintf(ps[3].name, sizeof ps[3].name, "work_mem");
+    snprintf(ps[3].value, sizeof ps[3].value, "8MB");
+    char buf[PG_PARAMS_BLOCK_MAX];
+    assert_true(pg_params_block(&c, ps, 4, buf, sizeof buf));
+    assert_string_equal(buf, "# raftpg dynamic parameters\n"
+                             "log_line_prefix = '%m [%p] it''s '\n"
+                             "max_wal_senders = '12'\n"
+                             "# shared_buffers: set by this member's postgresql.parameters, which "
+                             "win\n"
+                             "work_mem = '8MB'\n"
+                             "# end of raftpg dynamic parameters\n");
+    assert_true(pg_params_block(&c, ps, 0, buf, sizeof buf));
+    assert_string_equal(buf, PG_PARAMS_BEGIN PG_PARAMS_END);
+    assert_false(pg_params_block(&c, ps, 4, buf, 60));
+
+    /* The largest set fits the bound. */
+    static struct fsm_param big[FSM_PARAMS_MAX];
+    for (unsigned i = 0; i < FSM_PARAMS_MAX; i++) {
+        memset(big[i].name, 'a', FSM_PARAM_NAME_MAX - 1);
+        memset(big[i].value, '\'', FSM_PARAM_VALUE_MAX - 1);
+    }
+    static char large[PG_PARAMS_BLOCK_MAX];
+    assert_true(pg_params_block(&c, big, FSM_PARAMS_MAX, large, sizeof large));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1110,6 +1200,9 @@ int main(void)
         cmocka_unit_test(test_conninfo_quote_empty_string_fits_exactly_and_not_one_byte_less),
         cmocka_unit_test(test_conf_quote_plain_value),
         cmocka_unit_test(test_conf_quote_doubles_single_quote),
+        cmocka_unit_test(test_param_owned_names_what_raftpg_writes),
+        cmocka_unit_test(test_param_cluster_wide),
+        cmocka_unit_test(test_params_block_precedence_and_quoting),
         cmocka_unit_test(test_conf_quote_escapes_backslash),
         cmocka_unit_test(test_conf_quote_of_quoted_conninfo_escapes_both_layers),
         cmocka_unit_test(test_conf_quote_empty_string),

@@ -1341,10 +1341,17 @@ static json_t *config_json(const struct agent *a)
     unsigned k;
     bool recorded;
     config_in_force(a, &mode, &k, &commit, &recorded);
-    return json_pack("{s:s, s:I, s:s, s:b, s:b}", "synchronous_mode", conf_sync_mode_name(mode),
-                     "synchronous_node_count", (json_int_t)k, "synchronous_commit",
-                     conf_sync_commit_name(commit), "recorded", recorded, "pause",
-                     a->cons_open && a->cons.state.initialized && a->cons.state.paused);
+    json_t *params = json_object();
+    const struct fsm_state *s = &a->cons.state;
+    for (unsigned i = 0; a->cons_open && s->initialized && i < s->config.n_params; i++) {
+        json_object_set_new(params, s->config.params[i].name,
+                            json_string(s->config.params[i].value));
+    }
+    return json_pack("{s:s, s:I, s:s, s:b, s:b, s:{s:o}}", "synchronous_mode",
+                     conf_sync_mode_name(mode), "synchronous_node_count", (json_int_t)k,
+                     "synchronous_commit", conf_sync_commit_name(commit), "recorded", recorded,
+                     "pause", a->cons_open && a->cons.state.initialized && a->cons.state.paused,
+                     "postgresql", "parameters", params);
 }
 
 struct pending_config {
@@ -1395,7 +1402,196 @@ static void submit_config(struct agent *a, struct http_conn *conn, const struct 
     }
 }
 
-static void config_patch(struct agent *a, struct http_conn *conn, const struct http_request *req)
+/* The dynamic PostgreSQL parameters being edited: a sorted set, as the state keeps it. */
+struct param_set {
+    unsigned n;
+    struct fsm_param p[FSM_PARAMS_MAX];
+};
+
+static bool param_set_equal(const struct param_set *a, const struct fsm_param *ps, unsigned n)
+{
+    if (a->n != n) {
+        return false;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (strcmp(a->p[i].name, ps[i].name) != 0 || strcmp(a->p[i].value, ps[i].value) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Sets (value non-NULL) or removes (NULL) name, keeping the names sorted. */
+static int param_set_put(struct param_set *set, const char *name, const char *value, char *msg)
+{
+    unsigned i = 0;
+    while (i < set->n && strcmp(set->p[i].name, name) < 0) {
+        i++;
+    }
+    bool found = i < set->n && strcmp(set->p[i].name, name) == 0;
+    if (value == NULL) {
+        if (found) {
+            memmove(&set->p[i], &set->p[i + 1], (set->n - i - 1) * sizeof set->p[0]);
+            set->n--;
+            memset(&set->p[set->n], 0, sizeof set->p[0]);
+        }
+        return 0;
+    }
+    if (!found) {
+        if (set->n == FSM_PARAMS_MAX) {
+            return rpg_err(msg, RPG_EINVAL,
+                           "postgresql.parameters: at most %d parameters in the dynamic "
+                           "configuration (adding %s)",
+                           FSM_PARAMS_MAX, name);
+        }
+        memmove(&set->p[i + 1], &set->p[i], (set->n - i) * sizeof set->p[0]);
+        set->n++;
+    }
+    memset(&set->p[i], 0, sizeof set->p[i]);
+    rpg_fmt(set->p[i].name, sizeof set->p[i].name, "%s", name);
+    rpg_fmt(set->p[i].value, sizeof set->p[i].value, "%s", value);
+    return 0;
+}
+
+/* Applies {"name": value or null, ...} to set: a string, a number or a boolean (written as on or
+ * off) sets it, null removes it. Each name is checked here, before anything is committed:
+ * syntax and bounds (fsm_param_check) and what raftpg owns (pg_param_owned). */
+static int param_set_apply(struct param_set *set, json_t *o, char *msg)
+{
+    if (!json_is_object(o)) {
+        return rpg_err(msg, RPG_EINVAL, "postgresql.parameters: expected an object");
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        char name[FSM_PARAM_NAME_MAX + 1], value[FSM_PARAM_VALUE_MAX + 1];
+        size_t n = strlen(key);
+        if (n >= sizeof name) {
+            return rpg_err(msg, RPG_EINVAL,
+                           "postgresql.parameters.%.64s...: name is longer than %d bytes", key,
+                           FSM_PARAM_NAME_MAX - 1);
+        }
+        /* PostgreSQL folds names to lower case. */
+        for (size_t i = 0; i <= n; i++) {
+            name[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] - 'A' + 'a' : key[i]);
+        }
+        const char *why = pg_param_owned(name);
+        if (why != NULL) {
+            return rpg_err(msg, RPG_EINVAL, "postgresql.parameters.%s: not settable here: %s", name,
+                           why);
+        }
+        char why_bad[RPG_ERRMSG_SIZE];
+        if (json_is_null(v)) {
+            int rc = fsm_param_check(name, "", why_bad);
+            if (rc != 0) {
+                return rpg_err(msg, rc, "postgresql.parameters: %s", why_bad);
+            }
+            param_set_put(set, name, NULL, msg);
+            continue;
+        }
+        int w;
+        if (json_is_string(v)) {
+            if (strlen(json_string_value(v)) != json_string_length(v)) {
+                return rpg_err(msg, RPG_EINVAL, "postgresql.parameters.%s: value holds a NUL byte",
+                               name);
+            }
+            w = snprintf(value, sizeof value, "%s", json_string_value(v));
+        } else if (json_is_integer(v)) {
+            w = snprintf(value, sizeof value, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        } else if (json_is_real(v)) {
+            w = snprintf(value, sizeof value, "%.17g", json_real_value(v));
+        } else if (json_is_boolean(v)) {
+            w = snprintf(value, sizeof value, "%s", json_is_true(v) ? "on" : "off");
+        } else {
+            return rpg_err(msg, RPG_EINVAL,
+                           "postgresql.parameters.%s: expected a string, a number, a boolean or "
+                           "null (to remove it)",
+                           name);
+        }
+        if (w < 0 || (size_t)w >= FSM_PARAM_VALUE_MAX) {
+            return rpg_err(msg, RPG_EINVAL,
+                           "postgresql.parameters.%s: value is longer than %d bytes", name,
+                           FSM_PARAM_VALUE_MAX - 1);
+        }
+        int rc = fsm_param_check(name, value, why_bad);
+        if (rc != 0) {
+            return rpg_err(msg, rc, "postgresql.parameters: %s", why_bad);
+        }
+        if ((rc = param_set_put(set, name, value, msg)) != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* The "postgresql" key of PATCH or PUT: {"parameters": {...} or null}; null removes them all. */
+static int postgresql_apply(struct param_set *set, json_t *v, char *msg)
+{
+    if (json_is_null(v)) {
+        memset(set, 0, sizeof *set);
+        return 0;
+    }
+    if (!json_is_object(v)) {
+        return rpg_err(msg, RPG_EINVAL, "postgresql: expected an object");
+    }
+    const char *key;
+    json_t *sub;
+    json_object_foreach(v, key, sub) {
+        if (strcmp(key, "parameters") == 0) {
+            if (json_is_null(sub)) {
+                memset(set, 0, sizeof *set);
+                continue;
+            }
+            int rc = param_set_apply(set, sub, msg);
+            if (rc != 0) {
+                return rc;
+            }
+        } else if (strcmp(key, "pg_hba") == 0) {
+            return rpg_err(msg, RPG_EINVAL,
+                           "postgresql.pg_hba: not in the dynamic configuration yet (set it in "
+                           "each member's postgresql.pg_hba)");
+        } else {
+            return rpg_err(msg, RPG_EINVAL,
+                           "postgresql.%.64s: unknown key (settable: postgresql.parameters)", key);
+        }
+    }
+    return 0;
+}
+
+/* A SET_DYNAMIC entry is read only by agents of state version 6: every other member must have
+ * reported one, or its state would part from the others'. */
+static int members_read_dynamic(const struct agent *a, char *msg, int *status)
+{
+    const struct fsm_state *s = &a->cons.state;
+    for (unsigned i = 0; i < s->n_members; i++) {
+        const char *name = s->members[i].name;
+        if (strcmp(name, a->conf.name) == 0) {
+            continue;
+        }
+        const struct peer_status *p = peers_get(&a->peers, name);
+        if (p == NULL || p->last_seen == 0) {
+            *status = 503;
+            return rpg_err(msg, RPG_EBUSY,
+                           "postgresql.parameters: no report from %s yet: every member must read "
+                           "state version 6",
+                           name);
+        }
+        if (p->state_version < 6) {
+            *status = 503;
+            return rpg_err(msg, RPG_EBUSY,
+                           "postgresql.parameters: %s runs an agent that cannot read them (state "
+                           "version %u): upgrade it first",
+                           name, p->state_version);
+        }
+    }
+    return 0;
+}
+
+/* PATCH /config changes the keys it names (a null parameter is removed); PUT /config replaces
+ * the whole dynamic configuration: a synchronous key it leaves out takes this member's file
+ * value, and the parameters it leaves out are removed. */
+static void config_change(struct agent *a, struct http_conn *conn, const struct http_request *req,
+                          bool replace)
 {
     json_error_t jerr;
     json_t *o = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
@@ -1410,25 +1606,43 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
     unsigned k;
     bool recorded;
     config_in_force(a, &mode, &k, &commit, &recorded);
+    const struct fsm_state *s = &a->cons.state;
+    bool paused = a->cons_open && s->initialized && s->paused;
+    struct param_set *set = calloc(1, sizeof *set);
+    if (set == NULL) {
+        json_decref(o);
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    if (replace) {
+        mode = a->conf.sync.mode;
+        k = a->conf.sync.node_count;
+        commit = a->conf.sync.commit;
+    } else if (a->cons_open && s->initialized) {
+        set->n = s->config.n_params;
+        memcpy(set->p, s->config.params, sizeof set->p);
+    }
     const char *key;
     json_t *v;
     msg[0] = '\0';
     /* Maintenance mode (Patroni's {"pause": true}) is its own Raft entry: changed alone. */
     json_t *pause = json_object_get(o, "pause");
-    if (pause != NULL && (!json_is_boolean(pause) || json_object_size(o) != 1)) {
+    if (pause != NULL && !replace && (!json_is_boolean(pause) || json_object_size(o) != 1)) {
         respond_error(conn, 400,
                       json_is_boolean(pause)
                           ? "pause: change it alone ({\"pause\": true} or {\"pause\": false})"
                           : "pause: expected true or false");
         json_decref(o);
+        free(set);
         return;
     }
-    if (pause != NULL) {
+    if (pause != NULL && !replace) {
         struct fsm_cmd cmd;
         memset(&cmd, 0, sizeof cmd);
         cmd.type = FSM_CMD_SET_PAUSE;
         cmd.u.set_pause.paused = json_is_true(pause);
         json_decref(o);
+        free(set);
         log_info("maintenance mode %s requested", cmd.u.set_pause.paused ? "on" : "off");
         submit_config(a, conn, &cmd);
         return;
@@ -1454,10 +1668,21 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
                 snprintf(msg, sizeof msg,
                          "synchronous_commit: expected on, remote_write, remote_apply or local");
             }
+        } else if (strcmp(key, "postgresql") == 0) {
+            (void)postgresql_apply(set, v, msg);
+        } else if (replace && strcmp(key, "pause") == 0) {
+            /* GET's document put back as it is: maintenance mode changes only with PATCH. */
+            if (!json_is_boolean(pause) || json_is_true(pause) != paused) {
+                snprintf(msg, sizeof msg,
+                         "pause: change it alone with PATCH ({\"pause\": true} or {\"pause\": "
+                         "false})");
+            }
+        } else if (replace && strcmp(key, "recorded") == 0) {
+            /* GET's report of where the settings come from: nothing to set. */
         } else {
             snprintf(msg, sizeof msg,
                      "unknown key \"%.64s\" (settable: synchronous_mode, "
-                     "synchronous_node_count, synchronous_commit, pause)",
+                     "synchronous_node_count, synchronous_commit, postgresql.parameters, pause)",
                      key);
         }
         if (msg[0] != '\0') {
@@ -1466,19 +1691,47 @@ static void config_patch(struct agent *a, struct http_conn *conn, const struct h
     }
     json_decref(o);
     if (msg[0] != '\0') {
+        free(set);
         respond_error(conn, 400, msg);
         return;
     }
-    struct fsm_cmd cmd;
-    memset(&cmd, 0, sizeof cmd);
-    cmd.type = FSM_CMD_SET_CONFIG;
-    cmd.u.set_config.sync_mode = (uint8_t)mode;
-    cmd.u.set_config.sync_node_count = k;
-    cmd.u.set_config.sync_commit = (uint8_t)commit;
+    struct fsm_cmd *cmd = calloc(1, sizeof *cmd);
+    if (cmd == NULL) {
+        free(set);
+        respond_error(conn, 500, "out of memory");
+        return;
+    }
+    bool same_params = a->cons_open && s->initialized &&
+                       param_set_equal(set, s->config.params, s->config.n_params);
+    if (same_params) {
+        /* The parameters stay: the entry every release reads. */
+        cmd->type = FSM_CMD_SET_CONFIG;
+        cmd->u.set_config.sync_mode = (uint8_t)mode;
+        cmd->u.set_config.sync_node_count = k;
+        cmd->u.set_config.sync_commit = (uint8_t)commit;
+    } else {
+        int status = 400;
+        if (a->cons_open && s->initialized && members_read_dynamic(a, msg, &status) != 0) {
+            free(set);
+            free(cmd);
+            log_info("configuration change refused: %s", msg);
+            respond_error(conn, status, msg);
+            return;
+        }
+        cmd->type = FSM_CMD_SET_DYNAMIC;
+        cmd->u.set_dynamic.sync_mode = (uint8_t)mode;
+        cmd->u.set_dynamic.sync_node_count = k;
+        cmd->u.set_dynamic.sync_commit = (uint8_t)commit;
+        cmd->u.set_dynamic.n_params = set->n;
+        memcpy(cmd->u.set_dynamic.params, set->p, sizeof set->p);
+    }
     log_info("configuration change requested: synchronous_mode=%s synchronous_node_count=%u "
-             "synchronous_commit=%s",
-             conf_sync_mode_name(mode), k, conf_sync_commit_name(commit));
-    submit_config(a, conn, &cmd);
+             "synchronous_commit=%s parameters=%u%s",
+             conf_sync_mode_name(mode), k, conf_sync_commit_name(commit), set->n,
+             same_params ? " (unchanged)" : "");
+    free(set);
+    submit_config(a, conn, cmd);
+    free(cmd);
 }
 
 /* ---- health checks (Patroni's paths, for haproxy, probes and scripts) --------------------- */
@@ -2142,10 +2395,10 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
     } else if (strcmp(path, "/config") == 0) {
         if (get) {
             respond_json(conn, 200, config_json(a));
-        } else if (req->method == HTTP_M_PATCH) {
-            config_patch(a, conn, req);
+        } else if (req->method == HTTP_M_PATCH || req->method == HTTP_M_PUT) {
+            config_change(a, conn, req, req->method == HTTP_M_PUT);
         } else {
-            respond_error(conn, 405, "method not allowed (GET, or PATCH to change)");
+            respond_error(conn, 405, "method not allowed (GET, PATCH or PUT to change)");
         }
     } else if (strcmp(path, "/restart") == 0) {
         if (req->method != HTTP_M_POST) {

@@ -1558,6 +1558,32 @@ static int postgresql_apply(struct param_set *set, json_t *v, char *msg)
     return 0;
 }
 
+/* Each parameter set anew or changed must be one this member's PostgreSQL knows (pg_settings, as
+ * read once per run of the server): an unknown name in the configuration file would stop every
+ * member's server from starting again. Names with a dot are an extension's, which PostgreSQL
+ * takes as placeholders; without a list (no server observed running here) nothing is checked. */
+static int params_known(const struct agent *a, const struct param_set *set, char *msg)
+{
+    const struct fsm_state *s = &a->cons.state;
+    for (unsigned i = 0; i < set->n; i++) {
+        const struct fsm_param *p = &set->p[i];
+        bool same = false;
+        for (unsigned j = 0; a->cons_open && s->initialized && j < s->config.n_params; j++) {
+            same = same || (strcmp(s->config.params[j].name, p->name) == 0 &&
+                            strcmp(s->config.params[j].value, p->value) == 0);
+        }
+        char context[32];
+        if (!same && strchr(p->name, '.') == NULL &&
+            pg_setting_context(&a->pg, p->name, context, sizeof context) == 0) {
+            return rpg_err(msg, RPG_EINVAL,
+                           "postgresql.parameters.%s: unrecognized configuration parameter (the "
+                           "PostgreSQL server of %s has no such setting)",
+                           p->name, a->conf.name);
+        }
+    }
+    return 0;
+}
+
 /* A SET_DYNAMIC entry is read only by agents of state version 6: every other member must have
  * reported one, or its state would part from the others'. */
 static int members_read_dynamic(const struct agent *a, char *msg, int *status)
@@ -1691,6 +1717,11 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
     }
     json_decref(o);
     if (msg[0] != '\0') {
+        free(set);
+        respond_error(conn, 400, msg);
+        return;
+    }
+    if (params_known(a, set, msg) != 0) {
         free(set);
         respond_error(conn, 400, msg);
         return;

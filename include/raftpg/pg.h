@@ -123,6 +123,10 @@ struct pg {
     bool clean_shutdown;
     /* The running server's start time and the highest timeline it reported in that run. */
     char run_started[48];
+    /* Its settings as pg_settings lists them ("name context,..." by name; owned, NULL until
+     * read), read once per run: settings_run is the run they were read in. */
+    char *settings;
+    char settings_run[48];
     uint32_t run_timeline;
     int postmaster_pid;           /* 0 when none */
     rpg_msec not_streaming_since; /* loop time a running standby stopped streaming, 0: it is */
@@ -271,6 +275,10 @@ int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb 
  * server, rewrites their block and reloads (a parameter of context postmaster then shows as
  * pending_restart in pg_settings); else the next start writes them. */
 int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n, pg_done_cb cb, void *data);
+/* Looks name up in the running server's pg_settings (as last read, once per run of the server):
+ * 1 with its context ("postmaster", "sighup", "user", ...) in context, 0 when the server has no
+ * such setting, -1 when the list is not known (no server observed running). */
+int pg_setting_context(const struct pg *p, const char *name, char *context, size_t size);
 /* Whether the dynamic parameters raftpg.conf should hold differ from ps, or their last write
  * failed. */
 bool pg_params_stale(const struct pg *p, const struct fsm_param *ps, unsigned n);

@@ -2,8 +2,9 @@
 # PostgreSQL parameters through the dynamic configuration (ctl edit-config -p, PATCH and PUT
 # /config): a reload parameter is in force on every member within seconds; a member's own
 # postgresql.parameters win over a dynamic value, except for a cluster-wide parameter; a
-# restart parameter shows as pending until ctl restart --pending; parameters raftpg owns, bad
-# names and values with a line break are refused and change nothing; null removes one.
+# restart parameter shows as pending until ctl restart --pending; parameters raftpg owns, names
+# PostgreSQL does not know, bad names and values with a line break are refused and change
+# nothing; null removes one; PUT replaces the set.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
@@ -41,6 +42,8 @@ refused() { # refused WHAT EXPECTED ARGS...
 t_check "synchronous_standby_names is refused" refused sync \
   "postgresql.parameters.synchronous_standby_names: not settable here: raftpg manages it" -p "synchronous_standby_names=*"
 t_check "primary_conninfo is refused" refused conninfo "postgresql.parameters.primary_conninfo: not settable here" -p primary_conninfo=x
+t_check "a name PostgreSQL does not know is refused" refused unknown \
+  "postgresql.parameters.work_mme: unrecognized configuration parameter" -p work_mme=8MB
 t_check "a name with a space is refused" refused name 'parameter "work mem": name is not a lower-case identifier' -p "work mem=1MB"
 t_check "a value with a line break is refused" refused newline \
   "parameter work_mem: value holds a control character (byte 3 is 0x0a)" -p "work_mem=1MB

@@ -1558,10 +1558,11 @@ static int postgresql_apply(struct param_set *set, json_t *v, char *msg)
     return 0;
 }
 
-/* Each parameter set anew or changed must be one this member's PostgreSQL knows (pg_settings, as
- * read once per run of the server): an unknown name in the configuration file would stop every
- * member's server from starting again. Names with a dot are an extension's, which PostgreSQL
- * takes as placeholders; without a list (no server observed running here) nothing is checked. */
+/* Each parameter set anew or changed must be one this member's PostgreSQL knows, with a value
+ * that reads as its type (pg_settings, as read once per run of the server): an unknown name or
+ * an unreadable value in the configuration file would stop every member's server from starting
+ * again. Names with a dot are an extension's, which PostgreSQL takes as placeholders; without a
+ * list (no server observed running here) nothing is checked. */
 static int params_known(const struct agent *a, const struct param_set *set, char *msg)
 {
     const struct fsm_state *s = &a->cons.state;
@@ -1572,13 +1573,20 @@ static int params_known(const struct agent *a, const struct param_set *set, char
             same = same || (strcmp(s->config.params[j].name, p->name) == 0 &&
                             strcmp(s->config.params[j].value, p->value) == 0);
         }
-        char context[32];
-        if (!same && strchr(p->name, '.') == NULL &&
-            pg_setting_context(&a->pg, p->name, context, sizeof context) == 0) {
+        char context[32], why[RPG_ERRMSG_SIZE];
+        if (same || strchr(p->name, '.') != NULL) {
+            continue;
+        }
+        int rc = pg_setting_check(a->pg.settings, p->name, p->value, context, sizeof context, why,
+                                  sizeof why);
+        if (rc == 0) {
             return rpg_err(msg, RPG_EINVAL,
                            "postgresql.parameters.%s: unrecognized configuration parameter (the "
                            "PostgreSQL server of %s has no such setting)",
                            p->name, a->conf.name);
+        }
+        if (rc == RPG_EINVAL) {
+            return rpg_err(msg, RPG_EINVAL, "postgresql.parameters.%s: %s", p->name, why);
         }
     }
     return 0;

@@ -1124,24 +1124,6 @@ int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n, pg_done_
     return op_begin(p, PG_OP_SET_PARAMS, NULL, cb, data);
 }
 
-int pg_setting_context(const struct pg *p, const char *name, char *context, size_t size)
-{
-    if (p->settings == NULL) {
-        return -1;
-    }
-    size_t n = strlen(name);
-    for (const char *e = p->settings; *e != '\0';) {
-        const char *end = strchr(e, ',');
-        size_t len = end != NULL ? (size_t)(end - e) : strlen(e);
-        if (len > n && strncmp(e, name, n) == 0 && e[n] == ' ') {
-            rpg_fmt(context, size, "%.*s", (int)(len - n - 1), e + n + 1);
-            return 1;
-        }
-        e += len + (end != NULL ? 1 : 0);
-    }
-    return 0;
-}
-
 bool pg_params_stale(const struct pg *p, const struct fsm_param *ps, unsigned n)
 {
     if (p->params_failed || n != p->n_params) {

@@ -37,7 +37,8 @@ static const char OBSERVE_SQL[] =
  * settings, which the leader checks dynamic parameters against. */
 static const char OBSERVE_NO_SETTINGS[] = ", NULL::text";
 static const char OBSERVE_SETTINGS[] =
-    ", (SELECT string_agg(name || ' ' || context, ',' ORDER BY name) FROM pg_settings)";
+    ", (SELECT string_agg(concat_ws(' ', name, context, vartype, coalesce(unit, '-'),"
+    "   array_to_string(enumvals, '|')), E'\\n' ORDER BY name) FROM pg_settings)";
 
 /* ---- the observer's connection --------------------------------------------------------------- */
 

@@ -390,3 +390,129 @@ bool pg_params_block(const struct conf *c, const struct fsm_param *ps, unsigned 
     w = snprintf(buf + len, size - len, "%s", PG_PARAMS_END);
     return w >= 0 && (size_t)w < size - len;
 }
+
+/* PostgreSQL's parse_bool: a unique prefix of true, false, yes, no, on (two letters), off (two
+ * letters), or 1 or 0, without case, surrounding blanks allowed. */
+static bool setting_bool(const char *v)
+{
+    while (*v == ' ' || *v == '\t') {
+        v++;
+    }
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) {
+        n--;
+    }
+    if (n == 0) {
+        return false;
+    }
+    static const char *const words[] = {"true", "false", "yes", "no"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (n <= strlen(words[i]) && strncasecmp(v, words[i], n) == 0) {
+            return true;
+        }
+    }
+    if (n >= 2 &&
+        ((n <= 2 && strncasecmp(v, "on", n) == 0) || (n <= 3 && strncasecmp(v, "off", n) == 0))) {
+        return true;
+    }
+    return n == 1 && (v[0] == '1' || v[0] == '0');
+}
+
+/* A number and an optional unit of the setting's kind (PostgreSQL's parse_int and parse_real:
+ * strtol with base 0, else strtod; memory units B kB MB GB TB, time units us ms s min h d). */
+static bool setting_number(const char *v, bool integer, const char *unit)
+{
+    char *end = NULL;
+    errno = 0;
+    (void)strtol(v, &end, 0);
+    if (end == v || errno == ERANGE || !integer || (*end == '.' || *end == 'e' || *end == 'E')) {
+        errno = 0;
+        (void)strtod(v, &end);
+        if (end == v || errno == ERANGE) {
+            return false;
+        }
+    }
+    while (*end == ' ' || *end == '\t') {
+        end++;
+    }
+    if (*end == '\0') {
+        return true;
+    }
+    static const char *const memory[] = {"B", "kB", "MB", "GB", "TB"};
+    static const char *const time[] = {"us", "ms", "s", "min", "h", "d"};
+    bool is_memory = strchr(unit, 'B') != NULL;
+    bool is_time = !is_memory && strcmp(unit, "-") != 0;
+    const char *const *units = is_memory ? memory : time;
+    size_t n_units = is_memory ? 5 : 6;
+    if (!is_memory && !is_time) {
+        return false;
+    }
+    size_t len = strcspn(end, " \t");
+    for (size_t i = 0; i < n_units; i++) {
+        if (strlen(units[i]) == len && strncmp(end, units[i], len) == 0) {
+            end += len;
+            while (*end == ' ' || *end == '\t') {
+                end++;
+            }
+            return *end == '\0';
+        }
+    }
+    return false;
+}
+
+int pg_setting_check(const char *settings, const char *name, const char *value, char *context,
+                     size_t context_size, char *why, size_t why_size)
+{
+    if (settings == NULL) {
+        return -1;
+    }
+    size_t n = strlen(name);
+    for (const char *e = settings; *e != '\0';) {
+        const char *eol = strchr(e, '\n');
+        size_t len = eol != NULL ? (size_t)(eol - e) : strlen(e);
+        if (len > n && strncmp(e, name, n) == 0 && e[n] == ' ') {
+            char line[4096], *save = NULL;
+            rpg_fmt(line, sizeof line, "%.*s", (int)len, e);
+            (void)strtok_r(line, " ", &save);
+            const char *ctx = strtok_r(NULL, " ", &save);
+            const char *type = strtok_r(NULL, " ", &save);
+            const char *unit = strtok_r(NULL, " ", &save);
+            const char *enumvals = save != NULL ? save : "";
+            if (ctx == NULL || type == NULL || unit == NULL) {
+                return 0;
+            }
+            rpg_fmt(context, context_size, "%s", ctx);
+            bool ok = true;
+            if (strcmp(type, "bool") == 0) {
+                ok = setting_bool(value);
+            } else if (strcmp(type, "integer") == 0 || strcmp(type, "real") == 0) {
+                ok = setting_number(value, type[0] == 'i', unit);
+            } else if (strcmp(type, "enum") == 0) {
+                ok = false;
+                char vals[4096], *s2 = NULL;
+                rpg_fmt(vals, sizeof vals, "%s", enumvals);
+                for (char *t = strtok_r(vals, "|", &s2); t != NULL && !ok;
+                     t = strtok_r(NULL, "|", &s2)) {
+                    ok = strcasecmp(t, value) == 0;
+                }
+            }
+            if (!ok) {
+                if (strcmp(type, "enum") == 0) {
+                    rpg_fmt(why, why_size, "invalid value \"%s\" (expected one of: %s)", value,
+                            enumvals);
+                } else {
+                    rpg_fmt(why, why_size, "invalid value \"%s\": expected %s%s%s", value,
+                            strcmp(type, "bool") == 0      ? "a boolean"
+                            : strcmp(type, "integer") == 0 ? "an integer"
+                                                           : "a number",
+                            strcmp(unit, "-") != 0 ? " in units of " : "",
+                            strcmp(unit, "-") != 0 ? unit : "");
+                }
+                return RPG_EINVAL;
+            }
+            return 1;
+        }
+        e += len + (eol != NULL ? 1 : 0);
+    }
+    return 0;
+}

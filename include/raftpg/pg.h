@@ -123,7 +123,7 @@ struct pg {
     bool clean_shutdown;
     /* The running server's start time and the highest timeline it reported in that run. */
     char run_started[48];
-    /* Its settings as pg_settings lists them ("name context,..." by name; owned, NULL until
+    /* Its settings as pg_settings lists them (pg_setting_check's format; owned, NULL until
      * read), read once per run: settings_run is the run they were read in. */
     char *settings;
     char settings_run[48];
@@ -275,10 +275,6 @@ int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb 
  * server, rewrites their block and reloads (a parameter of context postmaster then shows as
  * pending_restart in pg_settings); else the next start writes them. */
 int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n, pg_done_cb cb, void *data);
-/* Looks name up in the running server's pg_settings (as last read, once per run of the server):
- * 1 with its context ("postmaster", "sighup", "user", ...) in context, 0 when the server has no
- * such setting, -1 when the list is not known (no server observed running). */
-int pg_setting_context(const struct pg *p, const char *name, char *context, size_t size);
 /* Whether the dynamic parameters raftpg.conf should hold differ from ps, or their last write
  * failed. */
 bool pg_params_stale(const struct pg *p, const struct fsm_param *ps, unsigned n);
@@ -300,6 +296,14 @@ const char *pg_param_owned(const char *name);
 /* Whether a parameter must be the same on every member (Patroni's list): its dynamic value wins
  * over a member's postgresql.parameters. For any other, the member's file wins. */
 bool pg_param_cluster_wide(const char *name);
+/* Checks name = value against settings, a server's pg_settings as the observer reads it (one
+ * line per setting, by name: name, context, vartype, unit or "-", then the enum values joined by
+ * '|'). Returns 1 when the server knows name and value reads as its type does (a boolean, an
+ * integer or real number with a unit of the setting's kind, one of the enum values; no range
+ * check), with the context ("postmaster", "sighup", ...) in context; 0 when it has no such
+ * setting; RPG_EINVAL with why when the value does not read; -1 when settings is NULL. */
+int pg_setting_check(const char *settings, const char *name, const char *value, char *context,
+                     size_t context_size, char *why, size_t why_size);
 /* The block of raftpg.conf that holds the dynamic parameters, from PG_PARAMS_BEGIN to
  * PG_PARAMS_END: "name = 'value'" for each, or a comment for one the member's own
  * postgresql.parameters set (they win, unless the parameter is cluster-wide). false if buf is

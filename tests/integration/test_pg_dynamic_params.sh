@@ -3,8 +3,8 @@
 # /config): a reload parameter is in force on every member within seconds; a member's own
 # postgresql.parameters win over a dynamic value, except for a cluster-wide parameter; a
 # restart parameter shows as pending until ctl restart --pending; parameters raftpg owns, names
-# PostgreSQL does not know, bad names and values with a line break are refused and change
-# nothing; null removes one; PUT replaces the set.
+# PostgreSQL does not know, values it would not read, bad names and values with a line break
+# are refused and change nothing; null removes one; PUT replaces the set.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
@@ -44,6 +44,10 @@ t_check "synchronous_standby_names is refused" refused sync \
 t_check "primary_conninfo is refused" refused conninfo "postgresql.parameters.primary_conninfo: not settable here" -p primary_conninfo=x
 t_check "a name PostgreSQL does not know is refused" refused unknown \
   "postgresql.parameters.work_mme: unrecognized configuration parameter" -p work_mme=8MB
+t_check "a value PostgreSQL would not read is refused" refused value \
+  'postgresql.parameters.work_mem: invalid value "8 apples": expected an integer in units of kB' -p "work_mem=8 apples"
+t_check "an enum value PostgreSQL does not have is refused" refused enum \
+  'postgresql.parameters.wal_level: invalid value "full" (expected one of: minimal|replica|logical)' -p wal_level=full
 t_check "a name with a space is refused" refused name 'parameter "work mem": name is not a lower-case identifier' -p "work mem=1MB"
 t_check "a value with a line break is refused" refused newline \
   "parameter work_mem: value holds a control character (byte 3 is 0x0a)" -p "work_mem=1MB

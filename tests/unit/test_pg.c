@@ -1154,6 +1154,82 @@ static void test_params_block_precedence_and_quoting(void **state)
     assert_true(pg_params_block(&c, big, FSM_PARAMS_MAX, large, sizeof large));
 }
 
+/* pg_settings as the observer reads it. */
+static const char SETTINGS[] = "checkpoint_completion_target sighup real - \n"
+                               "checkpoint_timeout sighup integer s\n"
+                               "default_transaction_isolation user enum - serializable|repeatable "
+                               "read|read committed|read uncommitted\n"
+                               "fsync sighup bool -\n"
+                               "max_wal_senders postmaster integer -\n"
+                               "search_path user string -\n"
+                               "shared_buffers postmaster integer 8kB\n"
+                               "work_mem user integer kB";
+
+static void test_setting_check_names_and_types(void **state)
+{
+    (void)state;
+    char ctx[32], why[RPG_ERRMSG_SIZE];
+    assert_int_equal(pg_setting_check(NULL, "work_mem", "8MB", ctx, sizeof ctx, why, sizeof why),
+                     -1);
+    assert_int_equal(
+        pg_setting_check(SETTINGS, "work_mme", "8MB", ctx, sizeof ctx, why, sizeof why), 0);
+    assert_int_equal(pg_setting_check(SETTINGS, "work", "8MB", ctx, sizeof ctx, why, sizeof why),
+                     0);
+    struct {
+        const char *name, *value;
+        int rc;
+    } cases[] = {
+        {"work_mem", "8MB", 1},
+        {"work_mem", "8192", 1},
+        {"work_mem", " 8 MB ", 1},
+        {"work_mem", "0x10", 1},
+        {"work_mem", "1.5GB", 1},
+        {"work_mem", "8Mb", RPG_EINVAL},
+        {"work_mem", "8ms", RPG_EINVAL},
+        {"work_mem", "abc", RPG_EINVAL},
+        {"work_mem", "", RPG_EINVAL},
+        {"shared_buffers", "128MB", 1},
+        {"max_wal_senders", "12", 1},
+        {"max_wal_senders", "12kB", RPG_EINVAL},
+        {"checkpoint_timeout", "5min", 1},
+        {"checkpoint_timeout", "300", 1},
+        {"checkpoint_timeout", "5MB", RPG_EINVAL},
+        {"checkpoint_completion_target", "0.9", 1},
+        {"checkpoint_completion_target", "1e-1", 1},
+        {"checkpoint_completion_target", "high", RPG_EINVAL},
+        {"fsync", "on", 1},
+        {"fsync", "OFF", 1},
+        {"fsync", "of", 1},
+        {"fsync", "t", 1},
+        {"fsync", "0", 1},
+        {"fsync", "o", RPG_EINVAL},
+        {"fsync", "maybe", RPG_EINVAL},
+        {"default_transaction_isolation", "Read Committed", 1},
+        {"default_transaction_isolation", "snapshot", RPG_EINVAL},
+        {"search_path", "\"$user\", public", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = pg_setting_check(SETTINGS, cases[i].name, cases[i].value, ctx, sizeof ctx, why,
+                                  sizeof why);
+        if (rc != cases[i].rc) {
+            fail_msg("%s = '%s': got %d, expected %d", cases[i].name, cases[i].value, rc,
+                     cases[i].rc);
+        }
+    }
+    assert_int_equal(
+        pg_setting_check(SETTINGS, "shared_buffers", "1GB", ctx, sizeof ctx, why, sizeof why), 1);
+    assert_string_equal(ctx, "postmaster");
+    assert_int_equal(pg_setting_check(SETTINGS, "work_mem", "abc", ctx, sizeof ctx, why,
+                                      sizeof why),
+                     RPG_EINVAL);
+    assert_string_equal(why, "invalid value \"abc\": expected an integer in units of kB");
+    assert_int_equal(pg_setting_check(SETTINGS, "default_transaction_isolation", "snapshot", ctx,
+                                      sizeof ctx, why, sizeof why),
+                     RPG_EINVAL);
+    assert_string_equal(why, "invalid value \"snapshot\" (expected one of: serializable|repeatable "
+                             "read|read committed|read uncommitted)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1203,6 +1279,7 @@ int main(void)
         cmocka_unit_test(test_param_owned_names_what_raftpg_writes),
         cmocka_unit_test(test_param_cluster_wide),
         cmocka_unit_test(test_params_block_precedence_and_quoting),
+        cmocka_unit_test(test_setting_check_names_and_types),
         cmocka_unit_test(test_conf_quote_escapes_backslash),
         cmocka_unit_test(test_conf_quote_of_quoted_conninfo_escapes_both_layers),
         cmocka_unit_test(test_conf_quote_empty_string),

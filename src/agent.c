@@ -792,10 +792,23 @@ static void may_write_soon(struct agent *a)
     watchdog_tick(a, true, true);
 }
 
+/* A server about to be written a configuration and (re)started or re-pointed gets the replicated
+ * parameters in force now, not those of the last reload: a standby must not start with less of
+ * a cluster-wide setting than its primary runs. Not while an operation runs (its write is done
+ * or to come with what it has; params_tick catches up). */
+static void params_for_start(struct agent *a)
+{
+    const struct fsm_state *s = &a->cons.state;
+    if (s->initialized && !pg_busy(&a->pg)) {
+        pg_params_store(&a->pg, s->config.params, s->config.n_params);
+    }
+}
+
 static int io_pg_bootstrap(void *data, char *errmsg)
 {
     struct agent *a = data;
     may_write_soon(a);
+    params_for_start(a);
     return busy_err(pg_bootstrap(&a->pg, on_pg_done, a), errmsg);
 }
 
@@ -806,6 +819,7 @@ static int io_pg_start(void *data, bool standby, const char *target, char *errms
     if (!standby) {
         may_write_soon(a);
     }
+    params_for_start(a);
     if (target[0] == '\0') {
         return busy_err(pg_start(&a->pg, standby, NULL, on_pg_done, a), errmsg);
     }
@@ -840,6 +854,7 @@ static int io_pg_clone(void *data, const char *target, bool remove_first, char *
     if (rv != 0) {
         return rv;
     }
+    params_for_start(a);
     rv = remove_first ? pg_reinit(&a->pg, &up, on_pg_done, a)
                       : pg_clone(&a->pg, &up, on_pg_done, a);
     return busy_err(rv, errmsg);
@@ -850,6 +865,9 @@ static int io_pg_rewind(void *data, const char *target, char *errmsg)
     struct agent *a = data;
     struct pg_upstream up;
     int rv = upstream_of(a, target, &up, errmsg);
+    if (rv == 0) {
+        params_for_start(a);
+    }
     return rv != 0 ? rv : busy_err(pg_rewind(&a->pg, &up, on_pg_done, a), errmsg);
 }
 
@@ -858,6 +876,9 @@ static int io_pg_follow(void *data, const char *target, char *errmsg)
     struct agent *a = data;
     struct pg_upstream up;
     int rv = upstream_of(a, target, &up, errmsg);
+    if (rv == 0) {
+        params_for_start(a);
+    }
     return rv != 0 ? rv : busy_err(pg_follow(&a->pg, &up, on_pg_done, a), errmsg);
 }
 

@@ -1113,14 +1113,20 @@ int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb 
     return op_begin(p, PG_OP_SET_SYNC, NULL, cb, data);
 }
 
+void pg_params_store(struct pg *p, const struct fsm_param *ps, unsigned n)
+{
+    p->n_params = n < FSM_PARAMS_MAX ? n : FSM_PARAMS_MAX;
+    memset(p->params, 0, sizeof p->params);
+    memcpy(p->params, ps, p->n_params * sizeof *ps);
+    p->params_failed = false;
+}
+
 int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n, pg_done_cb cb, void *data)
 {
     if (p->op != PG_OP_NONE) {
         return RPG_EBUSY;
     }
-    p->n_params = n < FSM_PARAMS_MAX ? n : FSM_PARAMS_MAX;
-    memset(p->params, 0, sizeof p->params);
-    memcpy(p->params, ps, p->n_params * sizeof *ps);
+    pg_params_store(p, ps, n);
     return op_begin(p, PG_OP_SET_PARAMS, NULL, cb, data);
 }
 

@@ -275,6 +275,9 @@ int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb 
  * server, rewrites their block and reloads (a parameter of context postmaster then shows as
  * pending_restart in pg_settings); else the next start writes them. */
 int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n, pg_done_cb cb, void *data);
+/* Sets the dynamic parameters the next configuration write carries (a start, a follow), without
+ * writing anything now: for an operation about to write it anyway. */
+void pg_params_store(struct pg *p, const struct fsm_param *ps, unsigned n);
 /* Whether the dynamic parameters raftpg.conf should hold differ from ps, or their last write
  * failed. */
 bool pg_params_stale(const struct pg *p, const struct fsm_param *ps, unsigned n);

@@ -75,6 +75,14 @@ t_check "ctl restart --pending restarts every member ($(tr '\n' ';' <"$T_DIR/out
 t_check "max_wal_senders is 12 on every member" all_show max_wal_senders 12
 t_wait 30 "a primary and two streaming standbys after the restart" t_pg_healthy 1 2 3
 t_check "work_mem is still 8MB after the restart" all_show work_mem 8MB
+# A standby whose agent stops (and stops its server) starts again with the cluster's values.
+S=$(( Pi % 3 + 1 ))
+t_kill "$S" TERM
+t_check "node$S's server stopped with its agent" t_pg_port_free "$S"
+t_start "$S"
+t_wait 30 "node$S streams again" t_pg_healthy 1 2 3
+t_check "node$S started with max_wal_senders 12, nothing pending" \
+  t_eq "$(t_psql "$S" -c "SELECT setting || ' ' || pending_restart FROM pg_settings WHERE name = 'max_wal_senders'"):$(show "$S" work_mem)" "12 false:8MB"
 
 # null removes: PostgreSQL's value comes back.
 ctl edit-config -p work_mem=null >"$T_DIR/out" 2>&1 && rc=0 || rc=$?

@@ -520,7 +520,7 @@ static bool history_equal(const struct fsm_history_entry *a, const struct fsm_hi
 
 static int config_check(unsigned mode, uint32_t count, unsigned commit, char *errmsg)
 {
-    if (mode > FSM_SYNC_MODE_STRICT) {
+    if (mode > SYNC_MODE_STRICT) {
         return rpg_err(errmsg, RPG_EINVAL, "set_config: sync mode %u out of range 0..2", mode);
     }
     if (count < 1 || count > FSM_MEMBERS_MAX) {

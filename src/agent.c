@@ -1299,6 +1299,9 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
     }
     a->peers.round_cb = on_peers_round;
     a->peers.data = a;
+    /* README "Choosing the election timeout": a round trip above ET/6 starves the lease. */
+    a->peers.election_timeout_ms = a->conf.raft.election_timeout_ms;
+    a->peers.book.rtt_bound_ms = a->conf.raft.election_timeout_ms / 6;
     a->peers_open = true;
     update_peer_targets(a);
     log_info("api listening on %s", a->conf.restapi.listen);

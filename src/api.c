@@ -424,11 +424,7 @@ static bool pg_view_of(const struct agent *a, const char *name, struct pg_view *
         return false;
     }
     v->known = p->reachable;
-    for (int s = HA_PG_UNKNOWN; s <= HA_PG_RUNNING; s++) {
-        if (strcmp(p->pg_state, ha_pg_state_name((enum ha_pg_state)s)) == 0) {
-            v->state = (enum ha_pg_state)s;
-        }
-    }
+    v->state = p->pg_state;
     v->in_recovery = p->pg_in_recovery;
     v->streaming = p->pg_streaming;
     v->timeline = p->pg_timeline;
@@ -649,8 +645,8 @@ json_t *agent_cluster_json(const struct agent *a)
             o, "sync",
             json_pack("{s:s, s:I, s:o, s:b, s:I, s:s, s:s}", "mode", conf_sync_mode_name(mode), "k",
                       (json_int_t)s->sync.k, "voters", voters, "degraded",
-                      mode != FSM_SYNC_MODE_OFF && s->sync.k == 0, "wanted", (json_int_t)k,
-                      "commit", conf_sync_commit_name(commit), "wal_bound", bound));
+                      mode != SYNC_MODE_OFF && s->sync.k == 0, "wanted", (json_int_t)k, "commit",
+                      conf_sync_commit_name(commit), "wal_bound", bound));
         json_object_set_new(o, "pause", json_boolean(s->paused));
     }
     if (known) {
@@ -2192,6 +2188,34 @@ static void loop_stall_metrics(FILE *f, const char *labels)
            (double)w->max_ns / 1e9);
 }
 
+/* The least round trip of each peer's last polls, and whether it is too long for the election
+ * timeout (peer_book.h). A peer not answered yet is left out. */
+static void peer_rtt_metrics(const struct agent *a, FILE *f, const char *labels)
+{
+    if (!a->peers_open) {
+        return;
+    }
+    const struct peer_book *b = &a->peers.book;
+    fprintf(f,
+            "# HELP raftpg_peer_rtt_seconds The least round trip of the last %d answered polls "
+            "of each peer.\n# TYPE raftpg_peer_rtt_seconds gauge\n",
+            PEER_RTT_SAMPLES);
+    for (unsigned i = 0; i < b->n_results; i++) {
+        if (b->results[i].rtt_n > 0) {
+            fprintf(f, "raftpg_peer_rtt_seconds{%s,peer=\"%s\"} %.17g\n", labels,
+                    b->results[i].name, (double)b->results[i].rtt_min_ms / 1000.0);
+        }
+    }
+    fprintf(f, "# HELP raftpg_peer_rtt_slow Value is 1 while that round trip is above a sixth of "
+               "the election timeout.\n# TYPE raftpg_peer_rtt_slow gauge\n");
+    for (unsigned i = 0; i < b->n_results; i++) {
+        if (b->results[i].rtt_n > 0) {
+            fprintf(f, "raftpg_peer_rtt_slow{%s,peer=\"%s\"} %d\n", labels, b->results[i].name,
+                    b->results[i].rtt_slow ? 1 : 0);
+        }
+    }
+}
+
 /* Patroni's names where Patroni has one (dashboards and alerts carry over), raftpg_* for the
  * rest. Every value is this member's own view. */
 static void respond_metrics(struct agent *a, struct http_conn *conn)
@@ -2280,7 +2304,7 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
                "Value is 1 while synchronous replication is wanted but recorded as k=0 "
                "(asynchronous).",
                labels,
-               a->cons_open && sst->initialized && mode != FSM_SYNC_MODE_OFF && sst->sync.k == 0);
+               a->cons_open && sst->initialized && mode != SYNC_MODE_OFF && sst->sync.k == 0);
     }
     metric(f, "raftpg_vip_held", "gauge", "Value is 1 while this member holds the write VIP.",
            labels, a->conf.has_vip && a->vip_open && vip_is_held(&a->vip));
@@ -2330,6 +2354,7 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            "barrier).",
            labels, a->fm.clock.n_gaps);
     loop_stall_metrics(f, labels);
+    peer_rtt_metrics(a, f, labels);
     struct transport_stats ts;
     transport_get_stats(&ts);
     metric(f, "raftpg_raft_transport_accepted_total", "counter", "Incoming Raft connections.",

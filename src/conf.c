@@ -267,7 +267,7 @@ static const struct conf_key watchdog_keys[] = {
     {.key = NULL},
 };
 
-/* Indexed like FSM_SYNC_MODE_* and FSM_SYNC_COMMIT_*. */
+/* Indexed like SYNC_MODE_* and FSM_SYNC_COMMIT_*. */
 static const char *const sync_mode_names[] = {"off", "quorum", "strict", NULL};
 static const char *const sync_commit_names[] = {"on", "remote_write", "remote_apply", "local",
                                                 NULL};

@@ -15,16 +15,6 @@ void core_init(struct core *c, const struct core_io *io, const char *self, bool 
     c->failover_priority = failover_priority;
 }
 
-static enum ha_pg_state pg_state_from_name(const char *name)
-{
-    for (int s = HA_PG_UNKNOWN; s <= HA_PG_RUNNING; s++) {
-        if (strcmp(name, ha_pg_state_name((enum ha_pg_state)s)) == 0) {
-            return (enum ha_pg_state)s;
-        }
-    }
-    return HA_PG_UNKNOWN;
-}
-
 static const struct peer_status *report_of(const struct core_view *v, const char *name)
 {
     for (unsigned i = 0; i < v->n_peers; i++) {
@@ -61,7 +51,7 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         if (!h->reachable) {
             continue;
         }
-        h->pg_state = pg_state_from_name(p->pg_state);
+        h->pg_state = p->pg_state;
         h->in_recovery = p->pg_in_recovery;
         h->system_id = p->pg_system_id;
         h->timeline = p->pg_timeline;
@@ -183,7 +173,7 @@ static void quorum_view_of(const struct core *c, const struct core_view *v, stru
     memset(q, 0, sizeof *q);
     for (unsigned i = 0; i < v->n_peers && q->n_down < FSM_MEMBERS_MAX; i++) {
         const struct peer_status *p = &v->peers[i];
-        enum ha_pg_state st = pg_state_from_name(p->pg_state);
+        enum ha_pg_state st = p->pg_state;
         if (p->reachable && p->has_pg && p->last_polled != 0 &&
             v->now - p->last_seen <= CORE_PEER_FRESH_MS &&
             (st == HA_PG_STOPPED || st == HA_PG_ABSENT)) {

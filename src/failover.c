@@ -29,8 +29,9 @@ static bool ahead_of(const struct failover_member *p, const struct failover_memb
            (p->timeline == c->timeline && p->wal_position > c->wal_position);
 }
 
-int failover_check(const struct fsm_state *s, int sync_mode, const struct failover_member *m,
-                   unsigned n, const char *candidate, char *why, size_t why_size)
+int failover_check(const struct fsm_state *s, enum sync_mode sync_mode,
+                   const struct failover_member *m, unsigned n, const char *candidate, char *why,
+                   size_t why_size)
 {
     const struct failover_member *c = find(m, n, candidate);
     if (fsm_state_member(s, candidate) == NULL || c == NULL) {
@@ -80,7 +81,7 @@ int failover_check(const struct fsm_state *s, int sync_mode, const struct failov
     }
     char quorum_why[RPG_ERRMSG_SIZE] = "";
     if (!sync_candidate_ok(&recorded, heard, n_heard, quorum_why, sizeof quorum_why) &&
-        !(recorded.k == 0 && sync_mode == FSM_SYNC_MODE_OFF)) {
+        !(recorded.k == 0 && sync_mode == SYNC_MODE_OFF)) {
         snprintf(why, why_size, "cannot tell whether %s holds every acknowledged commit: %s",
                  candidate, quorum_why);
         return RPG_EINVAL;
@@ -174,7 +175,7 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
             continue;
         }
         f->heard = p->reachable && p->has_pg && now - p->last_seen <= CORE_PEER_FRESH_MS;
-        f->running = strcmp(p->pg_state, "running") == 0;
+        f->running = p->pg_state == HA_PG_RUNNING;
         f->standby = p->pg_in_recovery;
         f->promotable = !p->nofailover && p->failover_priority > 0 && !p->storage_failed &&
                         !p->diverged;

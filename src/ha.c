@@ -18,6 +18,16 @@ const char *ha_pg_state_name(enum ha_pg_state s)
     return "invalid";
 }
 
+enum ha_pg_state ha_pg_state_parse(const char *name)
+{
+    for (int s = HA_PG_UNKNOWN; name != NULL && s <= HA_PG_RUNNING; s++) {
+        if (strcmp(name, ha_pg_state_name((enum ha_pg_state)s)) == 0) {
+            return (enum ha_pg_state)s;
+        }
+    }
+    return HA_PG_UNKNOWN;
+}
+
 const char *ha_action_name(enum ha_action a)
 {
     switch (a) {
@@ -178,7 +188,7 @@ static bool sync_quorum_heard(const struct ha_input *in, char *why, size_t why_s
         snprintf(why, why_size, "%s", errmsg);
         return false;
     }
-    if (recorded.k == 0 && recorded.n == 0 && in->sync_mode == FSM_SYNC_MODE_OFF) {
+    if (recorded.k == 0 && recorded.n == 0 && in->sync_mode == SYNC_MODE_OFF) {
         return true;
     }
     /* Heard means its WAL position is known: its server runs. A voter that answers while its
@@ -199,7 +209,7 @@ static bool sync_quorum_heard(const struct ha_input *in, char *why, size_t why_s
     if (sync_candidate_ok(&recorded, heard, n, why, why_size)) {
         return true;
     }
-    return recorded.k == 0 && in->sync_mode == FSM_SYNC_MODE_OFF;
+    return recorded.k == 0 && in->sync_mode == SYNC_MODE_OFF;
 }
 
 const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, bool *wait,

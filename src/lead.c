@@ -25,9 +25,8 @@ static void member_report(const struct lead_in *in, const char *name, uint64_t i
     m->fresh = true;
     m->term = p->term;
     m->leads = strcmp(p->raft_role, "leader") == 0;
-    m->server_quiet = !p->has_pg || strcmp(p->pg_state, "stopped") == 0 ||
-                      strcmp(p->pg_state, "absent") == 0 ||
-                      (strcmp(p->pg_state, "running") == 0 && p->pg_in_recovery);
+    m->server_quiet = !p->has_pg || p->pg_state == HA_PG_STOPPED || p->pg_state == HA_PG_ABSENT ||
+                      (p->pg_state == HA_PG_RUNNING && p->pg_in_recovery);
 }
 
 bool lead_others_stood_down(const struct lead_in *in, rpg_msec ready_since)

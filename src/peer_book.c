@@ -104,17 +104,45 @@ struct peer_call *peer_book_ask(struct peer_book *b, const struct peer_status *t
     return c;
 }
 
+bool peer_rtt_judge(rpg_msec min, rpg_msec bound, bool was_slow)
+{
+    return was_slow ? min >= bound / 2 : min > bound;
+}
+
 bool peer_book_answer(struct peer_book *b, struct peer_call *c, rpg_msec now,
                       struct peer_status *next)
 {
     c->busy = false;
+    c->rtt_changed = false;
     for (unsigned j = 0; j < b->n_targets; j++) {
         struct peer_status *t = &b->targets[j];
         if (strcmp(t->name, c->status.name) != 0 || strcmp(t->api, c->status.api) != 0) {
             continue;
         }
         rpg_msec seen = t->last_seen;
+        /* The samples are the book's: the executor's answer does not carry them. */
+        rpg_msec samples[PEER_RTT_SAMPLES];
+        memcpy(samples, t->rtt_samples, sizeof samples);
+        unsigned n = t->rtt_n;
+        bool was_slow = t->rtt_slow;
         *t = c->status;
+        memcpy(t->rtt_samples, samples, sizeof samples);
+        t->rtt_n = n;
+        t->rtt_slow = was_slow;
+        if (c->status.reachable) {
+            t->rtt_samples[t->rtt_n % PEER_RTT_SAMPLES] = now - c->started;
+            t->rtt_n++;
+            unsigned held = t->rtt_n < PEER_RTT_SAMPLES ? t->rtt_n : PEER_RTT_SAMPLES;
+            t->rtt_min_ms = t->rtt_samples[0];
+            for (unsigned k = 1; k < held; k++) {
+                t->rtt_min_ms = t->rtt_samples[k] < t->rtt_min_ms ? t->rtt_samples[k]
+                                                                  : t->rtt_min_ms;
+            }
+            if (b->rtt_bound_ms > 0) {
+                t->rtt_slow = peer_rtt_judge(t->rtt_min_ms, b->rtt_bound_ms, was_slow);
+                c->rtt_changed = t->rtt_slow != was_slow;
+            }
+        }
         t->last_seen = c->status.reachable ? now : seen;
         /* An answer says what the peer was when asked; a failure, that it did not answer until
          * now: a leader counts either only when it came after it began to lead, and a request

@@ -7,6 +7,7 @@
 
 #include "raftpg/cons_uv.h"
 #include "raftpg/http.h"
+#include "raftpg/log.h"
 #include "raftpg/peers.h"
 
 static void copy_str(char *dst, size_t size, json_t *obj, const char *key)
@@ -41,7 +42,7 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     json_t *pg = json_object_get(o, "postgresql");
     s->has_pg = json_is_object(pg);
     if (s->has_pg) {
-        copy_str(s->pg_state, sizeof s->pg_state, pg, "state");
+        s->pg_state = ha_pg_state_parse(json_string_value(json_object_get(pg, "state")));
         s->pg_in_recovery = json_is_true(json_object_get(pg, "in_recovery"));
         s->pg_streaming = json_is_true(json_object_get(pg, "streaming"));
         const char *sysid = json_string_value(json_object_get(pg, "system_id"));
@@ -107,6 +108,27 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
 
 static void ask(struct peers *p, const struct peer_status *target, bool again);
 
+/* Once when a peer's least round trip becomes too long for the election timeout, once when it
+ * is back (peer_book.h rtt_bound_ms). */
+static void rtt_report(const struct peers *p, const struct peer_status *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    if (t->rtt_slow) {
+        log_warning("round trip to %s: the least of its last %d polls took %llu ms, more than a "
+                    "sixth of the election timeout (%llu ms): lease renewals may not commit in "
+                    "time and the primary may fence itself; raise raft.election_timeout to at "
+                    "least %llu ms (README: choosing the election timeout)",
+                    t->name, PEER_RTT_SAMPLES, (unsigned long long)t->rtt_min_ms,
+                    (unsigned long long)p->election_timeout_ms,
+                    (unsigned long long)t->rtt_min_ms * 6);
+    } else {
+        log_info("round trip to %s back to %llu ms (bound %llu ms)", t->name,
+                 (unsigned long long)t->rtt_min_ms, (unsigned long long)p->book.rtt_bound_ms);
+    }
+}
+
 /* Times are the agent's clock (CLOCK_BOOTTIME, cons_uv_clock_ms), which the core, failover and
  * switchover compare them with: the loop's clock stops while the machine is suspended, and after
  * a suspend every report would look old, or asked for before a leader began to lead. */
@@ -121,7 +143,11 @@ static void on_answer(void *data, int rv, int status, const char *body, size_t l
     }
     read_status(&c->status, rv, status, body, len, errmsg);
     struct peer_status next;
-    if (peer_book_answer(&p->book, c, cons_uv_clock_ms(), &next)) {
+    bool again = peer_book_answer(&p->book, c, cons_uv_clock_ms(), &next);
+    if (c->rtt_changed) {
+        rtt_report(p, peer_book_get(&p->book, c->status.name));
+    }
+    if (again) {
         ask(p, &next, false);
     }
     if (p->round_cb != NULL) {

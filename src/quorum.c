@@ -43,14 +43,9 @@ static const struct quorum_replica *replica_of(const struct quorum_view *v, cons
 }
 
 /* synchronous_commit = local acknowledges without any standby: for the record it is async. */
-static enum sync_mode mode_of(int mode, int commit)
+static enum sync_mode mode_of(enum sync_mode mode, int commit)
 {
-    if (commit == FSM_SYNC_COMMIT_LOCAL) {
-        return SYNC_MODE_OFF;
-    }
-    return mode == FSM_SYNC_MODE_STRICT   ? SYNC_MODE_STRICT
-           : mode == FSM_SYNC_MODE_QUORUM ? SYNC_MODE_QUORUM
-                                          : SYNC_MODE_OFF;
+    return commit == FSM_SYNC_COMMIT_LOCAL ? SYNC_MODE_OFF : mode;
 }
 
 /* When name last streamed in this primary's term (0: never), updated from what is seen now. */
@@ -125,7 +120,7 @@ static void fill_input(const struct quorum_view *v, struct quorum_tracker *t,
 int quorum_initial_value(const struct quorum_view *v, char *value, size_t size, char *errmsg)
 {
     value[0] = '\0';
-    if (v->mode == FSM_SYNC_MODE_OFF || v->commit == FSM_SYNC_COMMIT_LOCAL) {
+    if (v->mode == SYNC_MODE_OFF || v->commit == FSM_SYNC_COMMIT_LOCAL) {
         return 0;
     }
     /* Only recorded voters: a commit acknowledged before the driver's first record must be on k
@@ -143,7 +138,7 @@ int quorum_initial_value(const struct quorum_view *v, char *value, size_t size, 
         }
     }
     uint32_t k = recorded.k;
-    if (v->mode == FSM_SYNC_MODE_STRICT) {
+    if (v->mode == SYNC_MODE_STRICT) {
         /* Strict never acknowledges alone: with no other voter the primary's own name keeps
          * writes blocked, as it never streams from itself. */
         if (set.n == 0 && (rv = sync_set_add(&set, v->self, errmsg)) != 0) {

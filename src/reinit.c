@@ -81,8 +81,8 @@ void reinit_start(struct agent *a, struct http_conn *conn)
         snprintf(why, sizeof why,
                  "this member is the primary (or the raft leader): reinitialize "
                  "runs on a standby");
-    } else if (p == NULL || !p->reachable || strcmp(p->pg_state, "running") != 0 ||
-               p->pg_in_recovery || p->pg_address[0] == '\0') {
+    } else if (p == NULL || !p->reachable || p->pg_state != HA_PG_RUNNING || p->pg_in_recovery ||
+               p->pg_address[0] == '\0') {
         snprintf(why, sizeof why, "no running primary to clone from (recorded: %s)",
                  primary[0] != '\0' ? primary : "none");
         status = 503;

@@ -253,7 +253,7 @@ static void tick(uv_timer_t *t)
     case SWITCHOVER_PROMOTING: {
         const struct peer_status *p = peers_get(&a->peers, s->to);
         if (strcmp(a->cons.state.primary.name, s->to) == 0 && p != NULL && p->reachable &&
-            strcmp(p->pg_state, "running") == 0 && !p->pg_in_recovery) {
+            p->pg_state == HA_PG_RUNNING && !p->pg_in_recovery) {
             log_info("switchover %s -> %s done in %llu ms", s->from, s->to,
                      (unsigned long long)(now - s->started_ms));
             answer(s, 200, "message", "switched over from %s to %s in %llu ms", s->from, s->to,
@@ -332,7 +332,7 @@ static int prepare(struct agent *a, const char *leader, const char *candidate, c
                 continue;
             }
             sp->reachable = p->reachable && p->last_seen != 0 && now - p->last_seen <= 2000;
-            sp->running_standby = strcmp(p->pg_state, "running") == 0 && p->pg_in_recovery;
+            sp->running_standby = p->pg_state == HA_PG_RUNNING && p->pg_in_recovery;
             sp->streams_from_us = p->pg_streaming &&
                                   strcmp(p->pg_receiver, a->conf.postgresql.connect_address) == 0;
             /* On this primary's timeline already: one still crossing to it is not settled. */

@@ -257,7 +257,7 @@ struct conf {
     /* Synchronous replication: defaults for the cluster-wide settings kept in the replicated
      * state (the first leader records them; `ctl edit-config` changes them later). */
     struct {
-        int mode;            /* FSM_SYNC_MODE_*: off, quorum (default), strict */
+        int mode; /* enum sync_mode (int-sized for the key table): off, quorum (default), strict */
         unsigned node_count; /* k of ANY k (...); default 1, range 1..16 */
         int commit; /* FSM_SYNC_COMMIT_*: on (default), remote_write, remote_apply, local */
     } sync;

@@ -61,7 +61,7 @@ struct core_view {
     const struct peer_status *peers; /* the peers' last reports */
 
     /* Synchronous replication, for the primary's quorum driver (quorum.h). */
-    int sync_mode; /* in force: FSM_SYNC_MODE_* */
+    enum sync_mode sync_mode; /* in force */
     unsigned sync_k;
     int sync_commit;                 /* FSM_SYNC_COMMIT_* */
     const char *sync_configured;     /* the server's synchronous_standby_names; NULL: unknown */

@@ -29,8 +29,9 @@ struct failover_member {
  * proves nothing passes only with sync_mode off) and none of the heard ones is ahead of it; and
  * no other promotable standby is ahead of it (the automatic choice would take that one).
  * Returns 0 with why saying so, or RPG_EINVAL with why naming the reason. */
-int failover_check(const struct fsm_state *s, int sync_mode, const struct failover_member *m,
-                   unsigned n, const char *candidate, char *why, size_t why_size);
+int failover_check(const struct fsm_state *s, enum sync_mode sync_mode,
+                   const struct failover_member *m, unsigned n, const char *candidate, char *why,
+                   size_t why_size);
 
 struct agent;
 struct http_conn;

@@ -76,7 +76,14 @@ struct fsm_switchover {
  * may not rejoin under the same id. */
 enum { FSM_TAG_NOFAILOVER = 1u << 0, FSM_TAG_NOSYNC = 1u << 1, FSM_TAG_RAFT_STATE = 1u << 2 };
 
-enum { FSM_SYNC_MODE_OFF = 0, FSM_SYNC_MODE_QUORUM = 1, FSM_SYNC_MODE_STRICT = 2 };
+/* How the primary waits for standbys (synchronous_mode): the one type from the configuration
+ * file and the replicated state (where the numbers are stored: never renumber) to the
+ * deciders. */
+enum sync_mode {
+    SYNC_MODE_OFF = 0,    /* asynchronous replication; failover may lose recent commits */
+    SYNC_MODE_QUORUM = 1, /* ANY k over the healthy standbys; asynchronous (recorded) when none */
+    SYNC_MODE_STRICT = 2, /* ANY k, and writes block rather than go asynchronous */
+};
 enum {
     FSM_SYNC_COMMIT_ON = 0,
     FSM_SYNC_COMMIT_REMOTE_WRITE = 1,
@@ -115,7 +122,7 @@ struct fsm_state {
     /* Dynamic configuration (SET_CONFIG); until set, each agent uses its file's values. */
     struct {
         bool set;
-        uint8_t sync_mode;        /* FSM_SYNC_MODE_* */
+        uint8_t sync_mode;        /* enum sync_mode */
         uint32_t sync_node_count; /* k wanted, 1..FSM_MEMBERS_MAX */
         uint8_t sync_commit;      /* FSM_SYNC_COMMIT_* */
         /* PostgreSQL parameters (SET_DYNAMIC), names strictly increasing. */
@@ -190,7 +197,7 @@ struct fsm_cmd {
             uint8_t sync_commit;
         } set_config;
         struct {
-            uint8_t sync_mode;
+            uint8_t sync_mode; /* enum sync_mode */
             uint32_t sync_node_count;
             uint8_t sync_commit;
             unsigned n_params;

@@ -11,19 +11,10 @@
 
 #include "raftpg/err.h"
 #include "raftpg/fsm_state.h"
+#include "raftpg/pg_state.h"
 
 #define HA_SLOTS_MAX FSM_MEMBERS_MAX
 #define HA_WHY_MAX 256
-
-/* What the local PostgreSQL is doing, as the pg module last saw it. */
-enum ha_pg_state {
-    HA_PG_UNKNOWN = 0, /* not observed yet */
-    HA_PG_ABSENT,      /* no data directory (or an empty one) */
-    HA_PG_STOPPED,     /* a data directory, no postmaster */
-    HA_PG_STARTING,    /* postmaster up, not accepting connections yet */
-    HA_PG_RUNNING,     /* accepts connections */
-};
-const char *ha_pg_state_name(enum ha_pg_state s);
 
 struct ha_pg {
     enum ha_pg_state state;
@@ -112,7 +103,7 @@ struct ha_input {
     unsigned n_peers;
     const struct ha_peer *peers; /* borrowed, n_peers entries: every other member */
     rpg_msec leader_ms;          /* how long this member has been the ready leader */
-    int sync_mode;               /* FSM_SYNC_MODE_* in force: with it off, a record that proves
+    enum sync_mode sync_mode;    /* in force: with it off, a record that proves
                                   * nothing (k = 0) does not stop a failover */
     bool no_pg_rewind;           /* postgresql.use_pg_rewind is off: a directory that last ran
                                   * as a primary is cloned again, never rewound */

@@ -18,6 +18,7 @@ struct peer_call {
     rpg_msec started;          /* when it was sent */
     struct peer_status status; /* the target as it was when asked; the executor writes the answer */
     void *owner;               /* the executor's, for its callbacks */
+    bool rtt_changed;          /* set by peer_book_answer: the peer's rtt_slow changed */
 };
 
 struct peer_book {
@@ -28,7 +29,14 @@ struct peer_book {
     /* Twice the peers: a request to a peer dropped from the targets still runs until its answer
      * or its time-out. */
     struct peer_call calls[2 * PEERS_MAX];
+    /* A peer whose least round trip exceeds this is slow for the election timeout (0: not
+     * judged). The executor sets it: ET/6, README "Choosing the election timeout". */
+    rpg_msec rtt_bound_ms;
 };
+
+/* Whether a least round trip of min is slow against bound: above it; once slow, until it is
+ * back under half of it (so that a round trip near the bound does not flap). */
+bool peer_rtt_judge(rpg_msec min, rpg_msec bound, bool was_slow);
 
 /* Replaces the targets; a target kept at the same address keeps its last report. */
 void peer_book_set_targets(struct peer_book *b, const struct peer_status *targets, unsigned n);
@@ -53,8 +61,9 @@ struct peer_call *peer_book_ask(struct peer_book *b, const struct peer_status *t
                                 rpg_msec now);
 
 /* The request of c ended at now, its answer (reachable) or failure (error) in c->status: kept
- * for its peer if that peer is still a target at the same address. Frees the call. Returns the
- * target to ask again (into *next) when it was asked for again meanwhile. */
+ * for its peer if that peer is still a target at the same address, an answer's round trip
+ * (now - started) among its samples (c->rtt_changed says whether rtt_slow changed). Frees the
+ * call. Returns the target to ask again (into *next) when it was asked for again meanwhile. */
 bool peer_book_answer(struct peer_book *b, struct peer_call *c, rpg_msec now,
                       struct peer_status *next);
 

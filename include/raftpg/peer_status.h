@@ -8,8 +8,10 @@
 
 #include "raftpg/err.h"
 #include "raftpg/fsm_state.h"
+#include "raftpg/pg_state.h"
 
 #define PEERS_MAX FSM_MEMBERS_MAX
+#define PEER_RTT_SAMPLES 8 /* answered polls whose round trips are kept per peer */
 
 struct peer_status {
     char name[FSM_NAME_MAX];
@@ -27,7 +29,7 @@ struct peer_status {
                            * ended if not (peers.c keep()) */
     /* Its PostgreSQL, when it manages one (has_pg). */
     bool has_pg;
-    char pg_state[16]; /* ha_pg_state_name() */
+    enum ha_pg_state pg_state; /* as reported; HA_PG_UNKNOWN for a word this agent does not know */
     bool pg_in_recovery;
     bool pg_streaming;
     uint64_t pg_system_id;
@@ -61,6 +63,12 @@ struct peer_status {
     unsigned state_version; /* the newest replicated-state version it reads (0: older agent) */
     char handed_to[FSM_NAME_MAX]; /* its last switchover handed leadership to ... */
     uint64_t handed_term;         /* ... in this term (switchover.h) */
+    /* The round trips of its last answered polls (the poller's own measure, peer_book.h): the
+     * least of them, and whether that is too long for the election timeout. */
+    rpg_msec rtt_samples[PEER_RTT_SAMPLES];
+    unsigned rtt_n;
+    rpg_msec rtt_min_ms;
+    bool rtt_slow;
     /* The members its replicated state lists, name and Raft id (n_members 0: not reported). */
     unsigned n_members;
     struct {

@@ -28,6 +28,7 @@ struct peers {
     unsigned timeout_ms;
     void (*close_cb)(struct peers *p);
     void (*round_cb)(struct peers *p, void *data); /* after each answer kept, may be NULL */
+    unsigned election_timeout_ms; /* for the round-trip warning (book.rtt_bound_ms is a sixth) */
     void *data;
 };
 

@@ -34,7 +34,7 @@ struct quorum_view {
     rpg_msec now;
     const struct fsm_state *state; /* borrowed: members, sync record, settings, bound */
     const char *self;              /* the primary */
-    int mode;                      /* in force: FSM_SYNC_MODE_* */
+    enum sync_mode mode;           /* in force */
     unsigned k_wanted;
     int commit;                    /* FSM_SYNC_COMMIT_* */
     bool configured_known;         /* PostgreSQL was observed running as this primary */

@@ -58,13 +58,6 @@
  * name quoted with each character doubled, separated by ", ". */
 #define SYNC_VALUE_MAX (32 + FSM_MEMBERS_MAX * (2 * FSM_NAME_MAX + 4))
 
-/* How the primary waits for standbys (the cluster's sync mode setting). */
-enum sync_mode {
-    SYNC_MODE_OFF = 0, /* asynchronous replication; failover may lose recent commits */
-    SYNC_MODE_QUORUM,  /* ANY k over the healthy standbys; asynchronous (recorded) when none */
-    SYNC_MODE_STRICT,  /* ANY k, and writes block rather than go asynchronous */
-};
-
 /* "off", "quorum", "strict"; "invalid" otherwise. */
 const char *sync_mode_name(enum sync_mode mode);
 
@@ -227,10 +220,10 @@ bool sync_candidate_ok(const struct sync_set *recorded, const char *const *heard
                        char *why, size_t why_size);
 
 /* The cluster-wide synchronous settings in force: the replicated ones once a leader recorded
- * them (recorded), this member's file defaults (file_*) until then. Modes and commit levels are
- * FSM_SYNC_MODE_* and FSM_SYNC_COMMIT_*. */
+ * them (recorded), this member's file defaults (file_*) until then. Commit levels are
+ * FSM_SYNC_COMMIT_*. */
 struct sync_settings {
-    int mode;
+    enum sync_mode mode;
     unsigned k;
     int commit;
     bool recorded;

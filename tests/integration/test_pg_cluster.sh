@@ -36,6 +36,14 @@ t_check "patroni_primary is 1 on the primary only" \
 t_check "patroni_replica is 1 on the standbys" \
   t_eq "$(metric_of "$S1" patroni_replica) $(metric_of "$S2" patroni_replica)" "1.0 1.0"
 t_check "the primary's WAL position is exported" test "$(metric_of "$Pi" patroni_xlog_location | cut -d. -f1)" -gt 0
+# Each peer's least poll round trip on loopback: measured (a sample), well under ET/6, not slow.
+peer_rtts() {
+  /usr/bin/python3 "$(dirname "$0")/metrics.py" "$(t_api_addr "$Pi")" itest "node$Pi" |
+    awk '$1 ~ /^raftpg_peer_rtt_seconds[{]peer=/ && $2 < 0.05 {n++}
+         $1 ~ /^raftpg_peer_rtt_slow[{]peer=/ && $2 == 0 {f++}
+         END {print n + 0, f + 0}'
+}
+t_check "the primary's /metrics has both peers' round trips, short and not slow" t_eq "$(peer_rtts)" "2 2"
 t_check "free space of the data directory is exported" \
   test "$(metric_of "$S1" raftpg_data_dir_free_bytes | cut -d. -f1)" -gt 0
 t_check "the cluster records the system identifier" \

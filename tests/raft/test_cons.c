@@ -73,7 +73,7 @@ static void params_of(struct cluster *cl, struct cons_params *p)
     }
     p->n_initial = N_INITIAL;
     p->initial_self = true;
-    p->sync_mode = FSM_SYNC_MODE_QUORUM;
+    p->sync_mode = SYNC_MODE_QUORUM;
     p->sync_node_count = 1;
     p->sync_commit = FSM_SYNC_COMMIT_ON;
 }
@@ -361,7 +361,7 @@ static void test_first_leader_records_members_and_settings(void **state)
         assert_int_equal(s->n_members, N_INITIAL);
         assert_int_equal(s->next_id, N_INITIAL + 1);
         assert_string_equal(cons_member_name(&cl->cons[i], 2), "node2");
-        assert_int_equal(s->config.sync_mode, FSM_SYNC_MODE_QUORUM);
+        assert_int_equal(s->config.sync_mode, SYNC_MODE_QUORUM);
         assert_int_equal(s->config.sync_node_count, 1);
     }
 }

@@ -438,9 +438,9 @@ struct sim_shim {
 
 struct sim_options {
     unsigned nodes;
-    int sync_mode;   /* synchronous_mode (FSM_SYNC_MODE_*): the agent's default is quorum */
-    unsigned sync_k; /* synchronous_node_count */
-    uint32_t faults; /* mask of enum sim_fault_kind */
+    enum sync_mode sync_mode; /* synchronous_mode: the agent's default is quorum */
+    unsigned sync_k;          /* synchronous_node_count */
+    uint32_t faults;          /* mask of enum sim_fault_kind */
     unsigned max_faults;
     rpg_msec window; /* faults start within this long after warm-up */
     rpg_msec quiet;  /* after every fault healed, how long the cluster runs */

@@ -58,7 +58,7 @@ static void report_of(struct sim_world *w, unsigned j, struct peer_status *s)
              l >= 0 && (unsigned)l < w->n ? w->nodes[l].name : "");
     snprintf(s->phase, sizeof s->phase, "running");
     s->has_pg = true;
-    sim_copy(s->pg_state, sizeof s->pg_state, ha_pg_state_name(a->obs.state));
+    s->pg_state = a->obs.state;
     s->pg_in_recovery = a->obs.in_recovery;
     s->pg_streaming = a->obs.streaming;
     s->pg_system_id = a->obs.system_id;

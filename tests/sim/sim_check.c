@@ -122,7 +122,7 @@ void sim_check_commits(struct sim_world *w, unsigned i, const char *when)
             first = first == NULL ? c : first;
         }
     }
-    if (missing == 0 || w->opt->sync_mode == FSM_SYNC_MODE_OFF) {
+    if (missing == 0 || w->opt->sync_mode == SYNC_MODE_OFF) {
         return;
     }
     sim_violation(w, CHK_I2,
@@ -210,7 +210,7 @@ static bool set_may_fail_over(const struct sim_world *w, unsigned set, const str
     if (sync_candidate_ok(&recorded, heard, n, why, sizeof why)) {
         return true;
     }
-    return recorded.k == 0 && w->opt->sync_mode == FSM_SYNC_MODE_OFF;
+    return recorded.k == 0 && w->opt->sync_mode == SYNC_MODE_OFF;
 }
 
 /* Whether some majority of the voters is healthy (up, running an agent, not paused) with every
@@ -450,7 +450,7 @@ void sim_check_end(struct sim_world *w)
     for (size_t k = 0; k < w->n_acked; k++) {
         const struct sim_commit *c = &w->acked[k];
         bool lost = pg->end <= c->lsn || sim_pg_uid_at(pg, c->lsn) != c->uid;
-        w->res->lost_unchecked += lost && w->opt->sync_mode == FSM_SYNC_MODE_OFF;
+        w->res->lost_unchecked += lost && w->opt->sync_mode == SYNC_MODE_OFF;
     }
     /* DESIGN.md rule 9: every member rejoined as a streaming standby of the primary. A node whose
      * addition never committed (its leader died with it) is no member: it waits to be added. */

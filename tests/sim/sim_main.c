@@ -144,7 +144,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 {
     memset(a, 0, sizeof *a);
     a->opt.nodes = 3;
-    a->opt.sync_mode = FSM_SYNC_MODE_QUORUM; /* conf.c defaults */
+    a->opt.sync_mode = SYNC_MODE_QUORUM; /* conf.c defaults */
     a->opt.sync_k = 1;
     a->opt.faults = SIM_FAULTS_CI;
     a->opt.max_faults = 6;
@@ -216,11 +216,11 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->opt.sync_k = (unsigned)n;
         } else if (strcmp(o, "--sync-mode") == 0) {
             if (strcmp(v, "off") == 0) {
-                a->opt.sync_mode = FSM_SYNC_MODE_OFF;
+                a->opt.sync_mode = SYNC_MODE_OFF;
             } else if (strcmp(v, "quorum") == 0) {
-                a->opt.sync_mode = FSM_SYNC_MODE_QUORUM;
+                a->opt.sync_mode = SYNC_MODE_QUORUM;
             } else if (strcmp(v, "strict") == 0) {
-                a->opt.sync_mode = FSM_SYNC_MODE_STRICT;
+                a->opt.sync_mode = SYNC_MODE_STRICT;
             } else {
                 fprintf(stderr, "raftpg_sim: --sync-mode: expected off, quorum or strict\n");
                 return -1;
@@ -377,7 +377,7 @@ static void print_nodes_faults(const struct args *a, unsigned nodes, char *buf, 
              : a->opt.watchdog ? " --watchdog"
                                : "");
     static const char *const modes[] = {"off", "quorum", "strict"};
-    if (a->opt.sync_mode != FSM_SYNC_MODE_QUORUM || a->opt.sync_k != 1) {
+    if (a->opt.sync_mode != SYNC_MODE_QUORUM || a->opt.sync_k != 1) {
         size_t l = strlen(buf);
         snprintf(buf + l, size - l, " --sync-mode %s --sync %u", modes[a->opt.sync_mode],
                  a->opt.sync_k);
@@ -462,7 +462,7 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
     printf("violations: %u schedule(s) failed;", t->failed);
     for (unsigned c = 0; c < CHK_N; c++) {
         printf(" %s=%u%s", sim_check_name(c), t->counts[c],
-               c == CHK_I2 && a->opt.sync_mode == FSM_SYNC_MODE_OFF ? " (unchecked)" : "");
+               c == CHK_I2 && a->opt.sync_mode == SYNC_MODE_OFF ? " (unchecked)" : "");
         printf(c + 1 < CHK_N ? "," : "\n");
     }
 }

@@ -954,7 +954,7 @@ static void test_sync_settings_default_to_quorum_one_on(void **state)
 {
     (void)state;
     assert_int_equal(load(MINIMAL), 0);
-    assert_int_equal(c.sync.mode, FSM_SYNC_MODE_QUORUM);
+    assert_int_equal(c.sync.mode, SYNC_MODE_QUORUM);
     assert_int_equal(c.sync.node_count, 1);
     assert_int_equal(c.sync.commit, FSM_SYNC_COMMIT_ON);
 }
@@ -965,7 +965,7 @@ static void test_sync_settings_are_read(void **state)
     assert_int_equal(load(MINIMAL "synchronous_mode: strict\nsynchronous_node_count: 2\n"
                                   "synchronous_commit: remote_apply\n"),
                      0);
-    assert_int_equal(c.sync.mode, FSM_SYNC_MODE_STRICT);
+    assert_int_equal(c.sync.mode, SYNC_MODE_STRICT);
     assert_int_equal(c.sync.node_count, 2);
     assert_int_equal(c.sync.commit, FSM_SYNC_COMMIT_REMOTE_APPLY);
 }

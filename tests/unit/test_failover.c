@@ -80,7 +80,7 @@ static void assert_refused(const struct fsm_state *s, const struct failover_memb
                            const char *candidate, const char *why_expected)
 {
     char why[RPG_ERRMSG_SIZE];
-    assert_int_equal(failover_check(s, FSM_SYNC_MODE_QUORUM, m, 3, candidate, why, sizeof why),
+    assert_int_equal(failover_check(s, SYNC_MODE_QUORUM, m, 3, candidate, why, sizeof why),
                      RPG_EINVAL);
     assert_string_equal(why, why_expected);
 }
@@ -93,7 +93,7 @@ static void test_candidate_with_every_commit_passes(void **state)
     char why[RPG_ERRMSG_SIZE];
     cluster(&s, 1);
     members(m, 5000, 5000);
-    assert_int_equal(failover_check(&s, FSM_SYNC_MODE_QUORUM, m, 3, "node3", why, sizeof why), 0);
+    assert_int_equal(failover_check(&s, SYNC_MODE_QUORUM, m, 3, "node3", why, sizeof why), 0);
     assert_string_equal(why, "node3 holds every acknowledged commit (timeline 1 position 5000)");
 }
 
@@ -126,14 +126,14 @@ static void test_too_few_voters_heard_is_refused(void **state)
     /* ANY 1 of 2 voters: the other voter, unheard, may hold the only copy of a commit. */
     m[1].heard = false;
     char why[RPG_ERRMSG_SIZE];
-    assert_int_equal(failover_check(&s, FSM_SYNC_MODE_QUORUM, m, 3, "node3", why, sizeof why),
+    assert_int_equal(failover_check(&s, SYNC_MODE_QUORUM, m, 3, "node3", why, sizeof why),
                      RPG_EINVAL);
     assert_non_null(strstr(why, "cannot tell whether node3 holds every acknowledged commit: "));
     /* A record that proves nothing (k = 0) passes only with synchronous mode off. */
     cluster(&s, 0);
-    assert_int_equal(failover_check(&s, FSM_SYNC_MODE_QUORUM, m, 3, "node3", why, sizeof why),
+    assert_int_equal(failover_check(&s, SYNC_MODE_QUORUM, m, 3, "node3", why, sizeof why),
                      RPG_EINVAL);
-    assert_int_equal(failover_check(&s, FSM_SYNC_MODE_OFF, m, 3, "node3", why, sizeof why), 0);
+    assert_int_equal(failover_check(&s, SYNC_MODE_OFF, m, 3, "node3", why, sizeof why), 0);
 }
 
 static void test_candidate_itself_unfit_is_refused(void **state)

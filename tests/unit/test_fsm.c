@@ -1645,7 +1645,7 @@ static void make_dynamic(struct fsm_cmd *c, unsigned n, const char *const *kv)
     memset(c, 0, sizeof *c);
     c->type = FSM_CMD_SET_DYNAMIC;
     c->term = 9;
-    c->u.set_dynamic.sync_mode = FSM_SYNC_MODE_QUORUM;
+    c->u.set_dynamic.sync_mode = SYNC_MODE_QUORUM;
     c->u.set_dynamic.sync_node_count = 1;
     c->u.set_dynamic.sync_commit = FSM_SYNC_COMMIT_ON;
     c->u.set_dynamic.n_params = n;
@@ -1696,7 +1696,7 @@ static void test_dynamic_cmd_roundtrip_and_versions(void **state)
     size_t len;
     char errmsg[RPG_ERRMSG_SIZE];
     make_dynamic(&c, 2, kv);
-    c.u.set_dynamic.sync_mode = FSM_SYNC_MODE_STRICT;
+    c.u.set_dynamic.sync_mode = SYNC_MODE_STRICT;
     c.u.set_dynamic.sync_node_count = 2;
     c.u.set_dynamic.sync_commit = FSM_SYNC_COMMIT_REMOTE_APPLY;
     uint8_t *buf = encode_copy(&c, &len);
@@ -1705,7 +1705,7 @@ static void test_dynamic_cmd_roundtrip_and_versions(void **state)
     assert_int_equal(fsm_cmd_decode(buf, len, &out, errmsg), 0);
     assert_int_equal(out.type, FSM_CMD_SET_DYNAMIC);
     assert_int_equal(out.term, 9);
-    assert_int_equal(out.u.set_dynamic.sync_mode, FSM_SYNC_MODE_STRICT);
+    assert_int_equal(out.u.set_dynamic.sync_mode, SYNC_MODE_STRICT);
     assert_int_equal(out.u.set_dynamic.sync_node_count, 2);
     assert_int_equal(out.u.set_dynamic.sync_commit, FSM_SYNC_COMMIT_REMOTE_APPLY);
     assert_int_equal(out.u.set_dynamic.n_params, 2);
@@ -1761,7 +1761,7 @@ static void test_dynamic_apply_rules(void **state)
     make_dynamic(&c, 2, kv);
     apply_ok(&s, &c);
     assert_true(s.config.set);
-    assert_int_equal(s.config.sync_mode, FSM_SYNC_MODE_QUORUM);
+    assert_int_equal(s.config.sync_mode, SYNC_MODE_QUORUM);
     assert_int_equal(s.config.n_params, 2);
     assert_string_equal(s.config.params[0].name, "max_wal_senders");
     assert_string_equal(s.config.params[1].value, "8MB");
@@ -1770,10 +1770,10 @@ static void test_dynamic_apply_rules(void **state)
     struct fsm_cmd sc;
     memset(&sc, 0, sizeof sc);
     sc.type = FSM_CMD_SET_CONFIG;
-    sc.u.set_config.sync_mode = FSM_SYNC_MODE_OFF;
+    sc.u.set_config.sync_mode = SYNC_MODE_OFF;
     sc.u.set_config.sync_node_count = 2;
     apply_ok(&s, &sc);
-    assert_int_equal(s.config.sync_mode, FSM_SYNC_MODE_OFF);
+    assert_int_equal(s.config.sync_mode, SYNC_MODE_OFF);
     assert_int_equal(s.config.n_params, 2);
 
     /* Refused whole, the state untouched: out of order, duplicate, bad name, bad value. */
@@ -2174,16 +2174,16 @@ static void test_set_config_roundtrip_and_apply(void **state)
     struct fsm_cmd in, out;
     struct fsm_state s;
     char errmsg[RPG_ERRMSG_SIZE];
-    make_set_config(&in, FSM_SYNC_MODE_STRICT, 2, FSM_SYNC_COMMIT_REMOTE_APPLY);
+    make_set_config(&in, SYNC_MODE_STRICT, 2, FSM_SYNC_COMMIT_REMOTE_APPLY);
     roundtrip(&in, &out);
-    assert_int_equal(out.u.set_config.sync_mode, FSM_SYNC_MODE_STRICT);
+    assert_int_equal(out.u.set_config.sync_mode, SYNC_MODE_STRICT);
     assert_int_equal(out.u.set_config.sync_node_count, 2);
     assert_int_equal(out.u.set_config.sync_commit, FSM_SYNC_COMMIT_REMOTE_APPLY);
     init_state3(&s);
     assert_false(s.config.set);
     assert_int_equal(fsm_state_apply(&s, &out, errmsg), 0);
     assert_true(s.config.set);
-    assert_int_equal(s.config.sync_mode, FSM_SYNC_MODE_STRICT);
+    assert_int_equal(s.config.sync_mode, SYNC_MODE_STRICT);
     assert_int_equal(s.config.sync_node_count, 2);
     assert_int_equal(s.config.sync_commit, FSM_SYNC_COMMIT_REMOTE_APPLY);
 }
@@ -2241,7 +2241,7 @@ static void test_snapshot_v2_roundtrip_keeps_config_and_bound(void **state)
     struct raft_buffer buf;
     char errmsg[RPG_ERRMSG_SIZE];
     init_state3(&a);
-    make_set_config(&c, FSM_SYNC_MODE_QUORUM, 1, FSM_SYNC_COMMIT_ON);
+    make_set_config(&c, SYNC_MODE_QUORUM, 1, FSM_SYNC_COMMIT_ON);
     assert_int_equal(fsm_state_apply(&a, &c, errmsg), 0);
     make_set_wal_bound(&c, 123456, 3);
     assert_int_equal(fsm_state_apply(&a, &c, errmsg), 0);

@@ -1857,7 +1857,7 @@ static void test_core_retries_a_failed_transfer_at_once(void **state)
         r->has_pg = true;
         r->last_seen = 1000;
         r->last_polled = 1000;
-        set_str(r->pg_state, sizeof r->pg_state, ha_pg_state_name(HA_PG_RUNNING));
+        r->pg_state = HA_PG_RUNNING;
         r->pg_in_recovery = true;
         r->pg_system_id = SYSID;
         r->pg_timeline = 1;
@@ -1914,7 +1914,7 @@ static void record_sync(struct world *w, uint32_t k, const char *const *voters)
         c.u.set_sync.n_voters++;
     }
     apply_ok(&w->state, &c);
-    w->in.sync_mode = FSM_SYNC_MODE_QUORUM;
+    w->in.sync_mode = SYNC_MODE_QUORUM;
 }
 
 /* node1 took leadership from node2 in a switchover while node3, the other synchronous voter, was
@@ -2294,7 +2294,7 @@ static void test_takeover_waits_for_the_recorded_quorum(void **state)
     (void)state;
     struct world w;
     world_takeover(&w);
-    w.in.sync_mode = FSM_SYNC_MODE_QUORUM;
+    w.in.sync_mode = SYNC_MODE_QUORUM;
     record_sync(&w, 1, (const char *const[]){"node1", "node3", NULL});
     peer(&w, "node2")->reachable = false;
     peer(&w, "node3")->reachable = false;
@@ -2308,7 +2308,7 @@ static void test_takeover_proceeds_when_the_quorum_is_heard(void **state)
     (void)state;
     struct world w;
     world_takeover(&w);
-    w.in.sync_mode = FSM_SYNC_MODE_QUORUM;
+    w.in.sync_mode = SYNC_MODE_QUORUM;
     record_sync(&w, 1, (const char *const[]){"node1", "node3", NULL});
     peer(&w, "node2")->reachable = false;
     decide(&w);
@@ -2322,7 +2322,7 @@ static void test_takeover_waits_when_degraded_in_quorum_mode(void **state)
     (void)state;
     struct world w;
     world_takeover(&w);
-    w.in.sync_mode = FSM_SYNC_MODE_QUORUM;
+    w.in.sync_mode = SYNC_MODE_QUORUM;
     record_sync(&w, 0, (const char *const[]){"node1", "node3", NULL});
     peer(&w, "node2")->reachable = false;
     decide(&w);
@@ -2334,7 +2334,7 @@ static void test_takeover_in_mode_off_ignores_an_empty_record(void **state)
     (void)state;
     struct world w;
     world_takeover(&w);
-    w.in.sync_mode = FSM_SYNC_MODE_OFF;
+    w.in.sync_mode = SYNC_MODE_OFF;
     decide(&w);
     assert_decision(&w, HA_ACT_RECORD_PRIMARY, "");
 }
@@ -2621,6 +2621,21 @@ static void test_observer_tracks_how_long_a_standby_has_not_streamed(void **stat
     assert_int_equal(o.n_slots, 0);
 }
 
+/* A peer's reported state word is parsed once, at the JSON boundary: every name round-trips,
+ * anything else (a newer agent's word, none at all) is unknown. */
+static void test_pg_state_names_parse_back(void **state)
+{
+    (void)state;
+    for (int st = HA_PG_UNKNOWN; st <= HA_PG_RUNNING; st++) {
+        assert_int_equal(ha_pg_state_parse(ha_pg_state_name((enum ha_pg_state)st)), st);
+    }
+    assert_string_equal(ha_pg_state_name(HA_PG_RUNNING), "running");
+    assert_int_equal(ha_pg_state_parse("Running"), HA_PG_UNKNOWN);
+    assert_int_equal(ha_pg_state_parse("promoting"), HA_PG_UNKNOWN);
+    assert_int_equal(ha_pg_state_parse(""), HA_PG_UNKNOWN);
+    assert_int_equal(ha_pg_state_parse(NULL), HA_PG_UNKNOWN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2643,6 +2658,7 @@ int main(void)
         cmocka_unit_test(test_follower_restarts_when_its_receiver_stays_on_the_old_primary),
         cmocka_unit_test(test_observer_counts_the_receiver_afresh_from_a_repoint),
         cmocka_unit_test(test_follower_follows_a_recorded_primary_still_in_recovery),
+        cmocka_unit_test(test_pg_state_names_parse_back),
         cmocka_unit_test(test_slot_name_is_raftpg_and_member_id),
         cmocka_unit_test(test_slot_name_of_largest_id),
         cmocka_unit_test(test_decide_waits_when_state_not_initialised),

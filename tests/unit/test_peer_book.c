@@ -147,6 +147,83 @@ static void test_targets_follow_the_state(void **state)
     assert_int_equal(peer_book_get(&book, "node1")->term, 0);
 }
 
+/* The least of the last PEER_RTT_SAMPLES answered round trips is kept; failures add none; the
+ * judge says slow above the bound and fine again only under half of it, once per change. */
+static void test_round_trips_are_judged(void **state)
+{
+    (void)state;
+    two_peers();
+    book.rtt_bound_ms = 100;
+    rpg_msec now = 1000;
+    struct peer_status next;
+    /* Answers of 150 ms: slow from the first (the least so far is 150). */
+    struct peer_call *c = peer_book_ask(&book, &book.targets[0], false, now);
+    c->status.reachable = true;
+    assert_false(peer_book_answer(&book, c, now + 150, &next));
+    assert_true(c->rtt_changed);
+    assert_int_equal(peer_book_get(&book, "node2")->rtt_min_ms, 150);
+    assert_true(peer_book_get(&book, "node2")->rtt_slow);
+    for (int k = 0; k < 3; k++) {
+        now += 1000;
+        c = peer_book_ask(&book, &book.targets[0], false, now);
+        c->status.reachable = true;
+        peer_book_answer(&book, c, now + 120, &next);
+        assert_false(c->rtt_changed);
+    }
+    assert_int_equal(peer_book_get(&book, "node2")->rtt_min_ms, 120);
+    /* A time-out is no sample. */
+    now += 1000;
+    c = peer_book_ask(&book, &book.targets[0], false, now);
+    c->status.reachable = false;
+    peer_book_answer(&book, c, now + 400, &next);
+    assert_int_equal(peer_book_get(&book, "node2")->rtt_n, 4);
+    assert_true(peer_book_get(&book, "node2")->rtt_slow);
+    /* 70 ms is under the bound but not under half of it: still slow. */
+    now += 1000;
+    c = peer_book_ask(&book, &book.targets[0], false, now);
+    c->status.reachable = true;
+    peer_book_answer(&book, c, now + 70, &next);
+    assert_false(c->rtt_changed);
+    assert_true(peer_book_get(&book, "node2")->rtt_slow);
+    now += 1000;
+    c = peer_book_ask(&book, &book.targets[0], false, now);
+    c->status.reachable = true;
+    peer_book_answer(&book, c, now + 10, &next);
+    assert_true(c->rtt_changed);
+    assert_false(peer_book_get(&book, "node2")->rtt_slow);
+    assert_int_equal(peer_book_get(&book, "node2")->rtt_min_ms, 10);
+    /* The 10 ms sample ages out after PEER_RTT_SAMPLES more: the least is then theirs. */
+    for (int k = 0; k < PEER_RTT_SAMPLES; k++) {
+        now += 1000;
+        c = peer_book_ask(&book, &book.targets[0], false, now);
+        c->status.reachable = true;
+        peer_book_answer(&book, c, now + 30 + (rpg_msec)k, &next);
+    }
+    assert_int_equal(peer_book_get(&book, "node2")->rtt_min_ms, 30);
+    assert_false(peer_book_get(&book, "node2")->rtt_slow);
+    /* The samples survive an update of the targets that keeps the peer's address. */
+    struct peer_status t[2] = {target("node2", "127.0.0.1:8002"),
+                               target("node4", "127.0.0.1:8004")};
+    peer_book_set_targets(&book, t, 2);
+    assert_int_equal(peer_book_get(&book, "node2")->rtt_min_ms, 30);
+    /* Not judged without a bound: the simulation's polls. */
+    two_peers();
+    c = peer_book_ask(&book, &book.targets[1], false, now);
+    c->status.reachable = true;
+    peer_book_answer(&book, c, now + 500, &next);
+    assert_false(c->rtt_changed);
+    assert_false(peer_book_get(&book, "node3")->rtt_slow);
+}
+
+static void test_rtt_judge(void **state)
+{
+    (void)state;
+    assert_false(peer_rtt_judge(100, 100, false));
+    assert_true(peer_rtt_judge(101, 100, false));
+    assert_true(peer_rtt_judge(50, 100, true));
+    assert_false(peer_rtt_judge(49, 100, true));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -154,6 +231,8 @@ int main(void)
         cmocka_unit_test(test_one_request_per_peer_and_again),
         cmocka_unit_test(test_answers_of_dropped_targets_are_dropped),
         cmocka_unit_test(test_targets_follow_the_state),
+        cmocka_unit_test(test_round_trips_are_judged),
+        cmocka_unit_test(test_rtt_judge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../assert.sh
 source "$SRC/tests/assert.sh"
 CC=${CC:-cc}
-pure=(fsm_state ha sync quorum failover history schedule core fence fence_step peer_status peer_book storage health
+pure=(fsm_state pg_state ha sync quorum failover history schedule core fence fence_step peer_status peer_book storage health
       err log)
 for h in "${pure[@]}"; do
   rc=0

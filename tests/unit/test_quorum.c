@@ -156,7 +156,7 @@ static void fixture_init(struct fixture *f, unsigned n_members)
     f->v.now = START_MS;
     f->v.state = &f->state;
     f->v.self = "node1";
-    f->v.mode = FSM_SYNC_MODE_QUORUM;
+    f->v.mode = SYNC_MODE_QUORUM;
     f->v.k_wanted = 1;
     f->v.commit = FSM_SYNC_COMMIT_ON;
     f->v.configured_known = true;
@@ -409,7 +409,7 @@ static void test_decide_mode_off_records_k0_configures_empty_then_drops_voters(v
     (void)state;
     struct fixture f;
     fixture_settled(&f);
-    f.v.mode = FSM_SYNC_MODE_OFF;
+    f.v.mode = SYNC_MODE_OFF;
 
     decide(&f);
     assert_record(&f, "k=0 (node2 node3)");
@@ -433,7 +433,7 @@ static void test_decide_strict_keeps_the_set_when_no_standby_is_healthy(void **s
     (void)state;
     struct fixture f;
     fixture_settled(&f);
-    f.v.mode = FSM_SYNC_MODE_STRICT;
+    f.v.mode = SYNC_MODE_STRICT;
     replica(&f, "node2")->streaming = false;
     replica(&f, "node3")->streaming = false;
 
@@ -449,7 +449,7 @@ static void test_decide_strict_from_asynchronous_without_healthy_standby_blocks(
     struct fixture f;
     fixture_init(&f, 3);
     state_bound(&f.state, FLUSH);
-    f.v.mode = FSM_SYNC_MODE_STRICT;
+    f.v.mode = SYNC_MODE_STRICT;
     replica(&f, "node2")->streaming = false;
     replica(&f, "node3")->streaming = false;
 
@@ -476,7 +476,7 @@ static void test_decide_strict_with_only_nosync_standbys_configures_the_primary(
     (void)state;
     struct fixture f;
     fixture_init(&f, 3);
-    f.v.mode = FSM_SYNC_MODE_STRICT;
+    f.v.mode = SYNC_MODE_STRICT;
     add_nosync(&f, "node2");
     add_nosync(&f, "node3");
 
@@ -574,7 +574,7 @@ static void test_decide_unparsable_value_is_replaced_when_mode_is_off(void **sta
     (void)state;
     struct fixture f;
     fixture_init(&f, 3);
-    f.v.mode = FSM_SYNC_MODE_OFF;
+    f.v.mode = SYNC_MODE_OFF;
     set_str(f.value, sizeof f.value, "*");
 
     decide(&f);
@@ -659,7 +659,7 @@ static void test_bound_not_recorded_when_asynchronous(void **state)
     struct fixture f;
     fixture_init(&f, 3);
     state_record(&f.state, 0, "");
-    f.v.mode = FSM_SYNC_MODE_OFF;
+    f.v.mode = SYNC_MODE_OFF;
     f.v.primary_flush = FLUSH + 8192;
     replica(&f, "node2")->flush_position = FLUSH + 8192;
     replica(&f, "node3")->flush_position = FLUSH + 8192;
@@ -726,7 +726,7 @@ static void test_initial_off_is_empty(void **state)
     (void)state;
     struct fixture f;
     fixture_init(&f, 3);
-    f.v.mode = FSM_SYNC_MODE_OFF;
+    f.v.mode = SYNC_MODE_OFF;
 
     assert_string_equal(initial(&f), "");
 }
@@ -778,7 +778,7 @@ static void test_initial_strict_keeps_the_recorded_k(void **state)
     (void)state;
     struct fixture f;
     fixture_init(&f, 3);
-    f.v.mode = FSM_SYNC_MODE_STRICT;
+    f.v.mode = SYNC_MODE_STRICT;
     state_record(&f.state, 2, "node2 node3");
 
     assert_string_equal(initial(&f), "ANY 2 (\"node2\", \"node3\")");
@@ -789,7 +789,7 @@ static void test_initial_strict_with_no_other_voter_names_the_primary(void **sta
     (void)state;
     struct fixture f;
     fixture_init(&f, 3);
-    f.v.mode = FSM_SYNC_MODE_STRICT;
+    f.v.mode = SYNC_MODE_STRICT;
     f.v.k_wanted = 1;
 
     assert_string_equal(initial(&f), "ANY 1 (\"node1\")");
@@ -822,7 +822,7 @@ static void test_initial_strict_alone_names_the_primary(void **state)
     (void)state;
     struct fixture f;
     fixture_init(&f, 1);
-    f.v.mode = FSM_SYNC_MODE_STRICT;
+    f.v.mode = SYNC_MODE_STRICT;
 
     assert_string_equal(initial(&f), "ANY 1 (\"node1\")");
 }
@@ -987,7 +987,7 @@ static void sim_events(struct sim *s)
         f->v.removing = f->v.removing == NULL ? names[sim_below(s, 3)] : NULL;
     }
     if (sim_below(s, 50) == 0) {
-        static const int modes[] = {FSM_SYNC_MODE_OFF, FSM_SYNC_MODE_QUORUM, FSM_SYNC_MODE_STRICT};
+        static const int modes[] = {SYNC_MODE_OFF, SYNC_MODE_QUORUM, SYNC_MODE_STRICT};
         f->v.mode = modes[sim_below(s, 3)];
         f->v.k_wanted = 1 + (unsigned)sim_below(s, 3);
     }

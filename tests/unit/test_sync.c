@@ -1418,20 +1418,20 @@ static void test_settings_in_force_file_until_recorded(void **state)
     struct fsm_state s;
     fsm_state_init(&s);
     struct sync_settings in;
-    sync_settings_in_force(&s, FSM_SYNC_MODE_STRICT, 2, FSM_SYNC_COMMIT_ON, &in);
+    sync_settings_in_force(&s, SYNC_MODE_STRICT, 2, FSM_SYNC_COMMIT_ON, &in);
     assert_false(in.recorded);
-    assert_int_equal(in.mode, FSM_SYNC_MODE_STRICT);
+    assert_int_equal(in.mode, SYNC_MODE_STRICT);
     assert_int_equal(in.k, 2);
-    sync_settings_in_force(NULL, FSM_SYNC_MODE_OFF, 1, FSM_SYNC_COMMIT_ON, &in);
+    sync_settings_in_force(NULL, SYNC_MODE_OFF, 1, FSM_SYNC_COMMIT_ON, &in);
     assert_false(in.recorded);
-    assert_int_equal(in.mode, FSM_SYNC_MODE_OFF);
+    assert_int_equal(in.mode, SYNC_MODE_OFF);
     s.config.set = true;
-    s.config.sync_mode = FSM_SYNC_MODE_QUORUM;
+    s.config.sync_mode = SYNC_MODE_QUORUM;
     s.config.sync_node_count = 1;
     s.config.sync_commit = FSM_SYNC_COMMIT_ON;
-    sync_settings_in_force(&s, FSM_SYNC_MODE_STRICT, 2, FSM_SYNC_COMMIT_ON, &in);
+    sync_settings_in_force(&s, SYNC_MODE_STRICT, 2, FSM_SYNC_COMMIT_ON, &in);
     assert_true(in.recorded);
-    assert_int_equal(in.mode, FSM_SYNC_MODE_QUORUM);
+    assert_int_equal(in.mode, SYNC_MODE_QUORUM);
     assert_int_equal(in.k, 1);
 }
 

@@ -56,6 +56,15 @@ body='{"postgresql":{"pg_hba":["host all all 0.0.0.0/0 trust"]}}'
 code=$(curl -s -o "$T_DIR/body" -m 3 -w '%{http_code}' -X PATCH -H 'Content-Type: application/json' \
   -H "Authorization: $("$T_BIN" ctl --api "$(t_api_addr "$Pi")" sign PATCH /config "$body")" -d "$body" "http://$(t_api_addr "$Pi")/config")
 t_check "postgresql.pg_hba is refused (400: $(cat "$T_DIR/body"))" t_eq "$code" 400
+patch() { # patch BODY: the status of a signed PATCH /config to the primary's agent, body in $T_DIR/body
+  curl -s -o "$T_DIR/body" -m 3 -w '%{http_code}' -X PATCH -H 'Content-Type: application/json' \
+    -H "Authorization: $("$T_BIN" ctl --api "$(t_api_addr "$Pi")" sign PATCH /config "$1")" -d "$1" "http://$(t_api_addr "$Pi")/config"
+}
+many=$(jq -cn '{postgresql: {parameters: ([range(33)] | map({key: "ext.p\(.)", value: "1"}) | from_entries)}}')
+code=$(patch "$many")
+t_check "33 more parameters are refused (400: $(cat "$T_DIR/body"))" \
+  t_eq "$code:$(jq -r .error "$T_DIR/body" | cut -d'(' -f1)" \
+  "400:postgresql.parameters: at most 32 parameters in the dynamic configuration "
 for i in 1 2 3; do
   t_check "node$i: still work_mem 8MB in /config and in PostgreSQL" t_eq "$(param_of "$i" work_mem):$(show "$i" work_mem)" 8MB:8MB
 done

@@ -448,6 +448,72 @@ int fsm_param_check(const char *name, const char *value, char *errmsg)
     return 0;
 }
 
+int fsm_hba_check(unsigned index, const char *line, char *errmsg)
+{
+    size_t n = strnlen(line, FSM_HBA_LINE_MAX);
+    if (n == 0 || n >= FSM_HBA_LINE_MAX) {
+        return rpg_err(errmsg, RPG_EINVAL, "pg_hba line %u must be 1..%d bytes long", index,
+                       FSM_HBA_LINE_MAX - 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return rpg_err(errmsg, RPG_EINVAL,
+                           "pg_hba line %u holds a control character (byte %zu is 0x%02x)", index,
+                           i, c);
+        }
+    }
+    return 0;
+}
+
+static int hba_check(const char (*lines)[FSM_HBA_LINE_MAX], unsigned n, char *errmsg)
+{
+    if (n > FSM_HBA_MAX) {
+        return rpg_err(errmsg, RPG_EINVAL, "%u pg_hba lines, at most %d", n, FSM_HBA_MAX);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (!str_ok(lines[i], FSM_HBA_LINE_MAX)) {
+            return rpg_err(errmsg, RPG_EINVAL, "pg_hba line %u is not terminated", i);
+        }
+        int rc = fsm_hba_check(i, lines[i], errmsg);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void hba_put(struct enc *e, const char (*lines)[FSM_HBA_LINE_MAX], unsigned n)
+{
+    put_u16(e, (uint16_t)n);
+    for (unsigned i = 0; i < n; i++) {
+        put_str(e, lines[i]);
+    }
+}
+
+static unsigned hba_get(struct dec *d, char (*lines)[FSM_HBA_LINE_MAX])
+{
+    unsigned n = get_count(d, FSM_HBA_MAX, "n_hba");
+    for (unsigned i = 0; i < n && d->rc == 0; i++) {
+        get_str(d, lines[i], FSM_HBA_LINE_MAX, "hba");
+    }
+    return d->rc == 0 ? n : 0;
+}
+
+static bool hba_equal(const char (*a)[FSM_HBA_LINE_MAX], unsigned na,
+                      const char (*b)[FSM_HBA_LINE_MAX], unsigned nb)
+{
+    if (na != nb || na > FSM_HBA_MAX) {
+        return false;
+    }
+    for (unsigned i = 0; i < na; i++) {
+        if (strncmp(a[i], b[i], FSM_HBA_LINE_MAX) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* A set of parameters: each valid, names strictly increasing (so each at most once). */
 static int params_check(const struct fsm_param *ps, unsigned n, char *errmsg)
 {
@@ -615,6 +681,15 @@ static int cmd_check(const struct fsm_cmd *cmd, char *errmsg)
                 rc = rpg_err(errmsg, RPG_EINVAL, "%s: parameter %u is too long", tn, i);
             }
         }
+        if (rc == 0 && cmd->u.set_dynamic.n_hba > FSM_HBA_MAX) {
+            rc = rpg_err(errmsg, RPG_EINVAL, "%s: %u pg_hba lines, at most %d", tn,
+                         cmd->u.set_dynamic.n_hba, FSM_HBA_MAX);
+        }
+        for (unsigned i = 0; rc == 0 && i < cmd->u.set_dynamic.n_hba; i++) {
+            if (!str_ok(cmd->u.set_dynamic.hba[i], FSM_HBA_LINE_MAX)) {
+                rc = rpg_err(errmsg, RPG_EINVAL, "%s: pg_hba line %u is too long", tn, i);
+            }
+        }
         return rc;
     }
     case FSM_CMD_TYPE_MAX: break;
@@ -668,6 +743,7 @@ static void cmd_put(struct enc *e, const struct fsm_cmd *cmd)
         put_u8(e, cmd->u.set_dynamic.sync_commit);
         put_u32(e, cmd->u.set_dynamic.sync_node_count);
         params_put(e, cmd->u.set_dynamic.params, cmd->u.set_dynamic.n_params);
+        hba_put(e, cmd->u.set_dynamic.hba, cmd->u.set_dynamic.n_hba);
         break;
     case FSM_CMD_TYPE_MAX: assert(false); break;
     }
@@ -797,6 +873,7 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
         c.u.set_dynamic.sync_commit = get_u8(&d);
         c.u.set_dynamic.sync_node_count = get_u32(&d);
         c.u.set_dynamic.n_params = params_get(&d, c.u.set_dynamic.params);
+        c.u.set_dynamic.n_hba = hba_get(&d, c.u.set_dynamic.hba);
         break;
     case FSM_CMD_TYPE_MAX: assert(false); break;
     }
@@ -1262,6 +1339,9 @@ static int apply_set_dynamic(struct fsm_state *s, const struct fsm_cmd *cmd, cha
     if (rc == 0) {
         rc = params_check(ps, n, msg);
     }
+    if (rc == 0) {
+        rc = hba_check(cmd->u.set_dynamic.hba, cmd->u.set_dynamic.n_hba, msg);
+    }
     if (rc != 0) {
         return rc;
     }
@@ -1274,6 +1354,11 @@ static int apply_set_dynamic(struct fsm_state *s, const struct fsm_cmd *cmd, cha
     for (unsigned i = 0; i < n; i++) {
         str_copy(s->config.params[i].name, ps[i].name, FSM_PARAM_NAME_MAX);
         str_copy(s->config.params[i].value, ps[i].value, FSM_PARAM_VALUE_MAX);
+    }
+    memset(s->config.hba, 0, sizeof s->config.hba);
+    s->config.n_hba = cmd->u.set_dynamic.n_hba;
+    for (unsigned i = 0; i < s->config.n_hba; i++) {
+        str_copy(s->config.hba[i], cmd->u.set_dynamic.hba[i], FSM_HBA_LINE_MAX);
     }
     return 0;
 }
@@ -1393,6 +1478,9 @@ static int state_check(const struct fsm_state *s, char *errmsg)
         if (params_check(s->config.params, s->config.n_params, msg) != 0) {
             return rpg_err(errmsg, RPG_EPROTO, "snapshot parameters: %s", msg);
         }
+        if (hba_check(s->config.hba, s->config.n_hba, msg) != 0) {
+            return rpg_err(errmsg, RPG_EPROTO, "snapshot pg_hba: %s", msg);
+        }
     }
     if (s->n_rejected > s->n_applied) {
         return rpg_err(errmsg, RPG_EPROTO, "snapshot n_rejected=%llu exceeds n_applied=%llu",
@@ -1405,7 +1493,7 @@ static int state_check(const struct fsm_state *s, char *errmsg)
  * scheduled switchover keeps the layout an agent of an earlier release loads. */
 static unsigned state_version(const struct fsm_state *s)
 {
-    if (s->config.n_params > 0) {
+    if (s->config.n_params > 0 || s->config.n_hba > 0) {
         return 6;
     }
     if (s->switchover.at_ms != 0) {
@@ -1453,6 +1541,7 @@ static void state_put(struct enc *e, const struct fsm_state *s)
     }
     if (state_version(s) >= 6) {
         params_put(e, s->config.params, s->config.n_params);
+        hba_put(e, s->config.hba, s->config.n_hba);
     }
 }
 
@@ -1461,7 +1550,8 @@ int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *e
     if (s->n_members > FSM_MEMBERS_MAX || s->sync.n_voters > FSM_MEMBERS_MAX ||
         !str_ok(s->scope, sizeof s->scope) || !str_ok(s->primary.name, FSM_NAME_MAX) ||
         s->n_history > FSM_HISTORY_MAX || !str_ok(s->switchover.from, FSM_NAME_MAX) ||
-        !str_ok(s->switchover.to, FSM_NAME_MAX) || s->config.n_params > FSM_PARAMS_MAX) {
+        !str_ok(s->switchover.to, FSM_NAME_MAX) || s->config.n_params > FSM_PARAMS_MAX ||
+        s->config.n_hba > FSM_HBA_MAX) {
         return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: state is malformed");
     }
     for (unsigned i = 0; i < s->n_members; i++) {
@@ -1483,6 +1573,11 @@ int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *e
         if (!str_ok(s->config.params[i].name, FSM_PARAM_NAME_MAX) ||
             !str_ok(s->config.params[i].value, FSM_PARAM_VALUE_MAX)) {
             return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: parameter %u is malformed", i);
+        }
+    }
+    for (unsigned i = 0; i < s->config.n_hba; i++) {
+        if (!str_ok(s->config.hba[i], FSM_HBA_LINE_MAX)) {
+            return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: pg_hba line %u is malformed", i);
         }
     }
 
@@ -1592,6 +1687,7 @@ int fsm_state_decode(const void *buf, size_t len, struct fsm_state *s, char *err
     }
     if (version >= 6) {
         t.config.n_params = params_get(&d, t.config.params);
+        t.config.n_hba = hba_get(&d, t.config.hba);
     }
     dec_finish(&d, total);
     if (d.rc != 0) {
@@ -1622,7 +1718,8 @@ bool fsm_state_equal(const struct fsm_state *a, const struct fsm_state *b)
         a->config.sync_node_count != b->config.sync_node_count || a->wal_bound != b->wal_bound ||
         a->wal_bound_timeline != b->wal_bound_timeline || a->n_history != b->n_history ||
         !switchover_equal(&a->switchover, &b->switchover) ||
-        !params_equal(a->config.params, a->config.n_params, b->config.params, b->config.n_params)) {
+        !params_equal(a->config.params, a->config.n_params, b->config.params, b->config.n_params) ||
+        !hba_equal(a->config.hba, a->config.n_hba, b->config.hba, b->config.n_hba)) {
         return false;
     }
     if (a->n_history > FSM_HISTORY_MAX) {

@@ -55,6 +55,10 @@ struct fsm_history_entry {
 #define FSM_PARAM_NAME_MAX 64
 #define FSM_PARAM_VALUE_MAX 256
 
+/* pg_hba.conf lines of the dynamic configuration: printable text (tabs allowed), 1..255 bytes. */
+#define FSM_HBA_MAX 32
+#define FSM_HBA_LINE_MAX 256
+
 struct fsm_param {
     char name[FSM_PARAM_NAME_MAX];   /* lower case, as PostgreSQL folds it */
     char value[FSM_PARAM_VALUE_MAX]; /* as written after "name = " (quoted when written) */
@@ -63,6 +67,8 @@ struct fsm_param {
 /* Checks one parameter's syntax: 0, or RPG_EINVAL with a message naming it ("parameter
  * \"work mem\": name is not an identifier"). What raftpg itself owns is the API's to refuse. */
 int fsm_param_check(const char *name, const char *value, char *errmsg);
+/* Checks one pg_hba line: 0, or RPG_EINVAL naming its index and what is wrong. */
+int fsm_hba_check(unsigned index, const char *line, char *errmsg);
 
 /* A switchover planned for a wall-clock time: the leader at that time runs it (schedule.h). */
 struct fsm_switchover {
@@ -128,6 +134,9 @@ struct fsm_state {
         /* PostgreSQL parameters (SET_DYNAMIC), names strictly increasing. */
         unsigned n_params;
         struct fsm_param params[FSM_PARAMS_MAX];
+        /* pg_hba.conf lines (SET_DYNAMIC); none: each member's own file. */
+        unsigned n_hba;
+        char hba[FSM_HBA_MAX][FSM_HBA_LINE_MAX];
     } config;
     /* The WAL position that the synchronous quorum confirmed (SET_WAL_BOUND): every commit
      * acknowledged up to there is on a quorum standby; a new primary must have reached it. */
@@ -202,6 +211,8 @@ struct fsm_cmd {
             uint8_t sync_commit;
             unsigned n_params;
             struct fsm_param params[FSM_PARAMS_MAX];
+            unsigned n_hba;
+            char hba[FSM_HBA_MAX][FSM_HBA_LINE_MAX];
         } set_dynamic;
         struct {
             uint64_t position;
@@ -240,9 +251,9 @@ void fsm_state_init(struct fsm_state *s);
  * needs a time above 0, a from that is empty or a member, a to that is empty or a member other
  * than from, and no switchover scheduled already (RPG_EEXIST); CLEAR_SWITCHOVER drops the
  * scheduled one only if its time is at_ms (RPG_ENOTFOUND otherwise), so a late clear never drops
- * a newer schedule. SET_DYNAMIC sets what SET_CONFIG sets and replaces the parameters: each
- * passes fsm_param_check and the names are strictly increasing (so unique); SET_CONFIG leaves
- * the parameters as they are. */
+ * a newer schedule. SET_DYNAMIC sets what SET_CONFIG sets and replaces the parameters and the
+ * pg_hba lines: each parameter passes fsm_param_check and the names are strictly increasing (so
+ * unique), each line passes fsm_hba_check; SET_CONFIG leaves both as they are. */
 int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg);
 
 /* Finds a member by name or id; NULL if absent. */

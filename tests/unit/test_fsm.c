@@ -1882,6 +1882,74 @@ static void test_dynamic_snapshot_versions(void **state)
     assert_true(fsm_state_equal(&a, &b));
 }
 
+/* pg_hba lines travel with the parameters in SET_DYNAMIC and in a version-6 snapshot. */
+static void test_dynamic_hba(void **state)
+{
+    (void)state;
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(fsm_hba_check(0, "host\tall all 127.0.0.1/32 scram-sha-256", errmsg), 0);
+    assert_int_equal(fsm_hba_check(2, "", errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "pg_hba line 2 must be 1..255 bytes long");
+    assert_int_equal(fsm_hba_check(1, "local all all trust\nhost all all 0.0.0.0/0 trust", errmsg),
+                     RPG_EINVAL);
+    assert_string_equal(errmsg, "pg_hba line 1 holds a control character (byte 19 is 0x0a)");
+
+    struct fsm_cmd c, out;
+    make_dynamic(&c, 0, NULL);
+    c.u.set_dynamic.n_hba = 2;
+    set_str(c.u.set_dynamic.hba[0], FSM_HBA_LINE_MAX, "local all all trust");
+    set_str(c.u.set_dynamic.hba[1], FSM_HBA_LINE_MAX, "host all all 127.0.0.1/32 reject");
+    roundtrip(&c, &out);
+    assert_int_equal(out.u.set_dynamic.n_hba, 2);
+    assert_string_equal(out.u.set_dynamic.hba[1], "host all all 127.0.0.1/32 reject");
+    size_t len;
+    uint8_t *buf = encode_copy(&c, &len);
+    struct fsm_cmd before;
+    memset(&before, 0x5a, sizeof before);
+    for (size_t n = 0; n < len; n++) {
+        out = before;
+        assert_int_equal(fsm_cmd_decode(buf, n, &out, errmsg), RPG_EPROTO);
+    }
+    test_free(buf);
+
+    struct fsm_state a, b;
+    state_populated(&a);
+    apply_ok(&a, &c);
+    assert_int_equal(a.config.n_hba, 2);
+    assert_int_equal(a.config.n_params, 0);
+    struct raft_buffer rb;
+    assert_int_equal(fsm_state_encode(&a, &rb, errmsg), 0);
+    assert_int_equal(((uint8_t *)rb.base)[4], 6);
+    fsm_state_init(&b);
+    assert_int_equal(fsm_state_decode(rb.base, rb.len, &b, errmsg), 0);
+    raft_free(rb.base);
+    assert_true(fsm_state_equal(&a, &b));
+    assert_string_equal(b.config.hba[0], "local all all trust");
+    set_str(b.config.hba[0], FSM_HBA_LINE_MAX, "local all all peer");
+    assert_false(fsm_state_equal(&a, &b));
+
+    /* A bad line refuses the whole entry; too many lines cannot be encoded. */
+    struct fsm_state keep = a;
+    set_str(c.u.set_dynamic.hba[1], FSM_HBA_LINE_MAX, "host all all\r127.0.0.1/32 trust");
+    assert_int_equal(fsm_state_apply(&a, &c, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "set_dynamic rejected: pg_hba line 1 holds a control character "
+                                "(byte 12 is 0x0d)");
+    keep.n_applied = a.n_applied;
+    keep.n_rejected = a.n_rejected;
+    assert_true(fsm_state_equal(&a, &keep));
+    c.u.set_dynamic.n_hba = FSM_HBA_MAX + 1;
+    assert_int_equal(fsm_cmd_encode(&c, &rb, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "set_dynamic: 33 pg_hba lines, at most 32");
+
+    /* An empty list: back to each member's own file, and to version 3. */
+    make_dynamic(&c, 0, NULL);
+    apply_ok(&a, &c);
+    assert_int_equal(a.config.n_hba, 0);
+    assert_int_equal(fsm_state_encode(&a, &rb, errmsg), 0);
+    assert_int_equal(((uint8_t *)rb.base)[4], 3);
+    raft_free(rb.base);
+}
+
 /* ---- Snapshot ---- */
 
 static void test_snapshot_roundtrip_populated_state(void **state)
@@ -2467,6 +2535,7 @@ int main(void)
         cmocka_unit_test(test_dynamic_cmd_roundtrip_and_versions),
         cmocka_unit_test(test_dynamic_apply_rules),
         cmocka_unit_test(test_dynamic_snapshot_versions),
+        cmocka_unit_test(test_dynamic_hba),
         cmocka_unit_test(test_snapshot_decode_rejects_nonzero_padding),
         cmocka_unit_test(test_snapshot_decode_rejects_broken_invariant),
         cmocka_unit_test(test_fsm_init_is_version_1),

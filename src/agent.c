@@ -800,7 +800,8 @@ static void params_for_start(struct agent *a)
 {
     const struct fsm_state *s = &a->cons.state;
     if (s->initialized && !pg_busy(&a->pg)) {
-        pg_params_store(&a->pg, s->config.params, s->config.n_params);
+        pg_params_store(&a->pg, s->config.params, s->config.n_params, s->config.hba,
+                        s->config.n_hba);
     }
 }
 
@@ -910,7 +911,7 @@ static void on_params_done(struct pg *p, int rc, const char *msg, void *data)
 {
     struct agent *a = data;
     if (rc == 0) {
-        log_info("dynamic parameters written (count=%u)%s", p->n_params,
+        log_info("dynamic parameters written (count=%u pg_hba_lines=%u)%s", p->n_params, p->n_hba,
                  pg_postmaster_pid(p) != 0 ? " and reloaded" : "");
     } else {
         log_error("dynamic parameters not applied: %s", msg != NULL ? msg : "");
@@ -929,11 +930,13 @@ static void params_tick(struct agent *a)
 {
     const struct fsm_state *s = &a->cons.state;
     if (!s->initialized || a->core.busy || pg_busy(&a->pg) || !a->pg.obs_valid ||
-        !pg_params_stale(&a->pg, s->config.params, s->config.n_params) ||
+        !pg_params_stale(&a->pg, s->config.params, s->config.n_params, s->config.hba,
+                         s->config.n_hba) ||
         (a->pg.params_failed && cons_uv_clock_ms() < a->params_retry_at)) {
         return;
     }
-    int rv = pg_set_params(&a->pg, s->config.params, s->config.n_params, on_params_done, a);
+    int rv = pg_set_params(&a->pg, s->config.params, s->config.n_params, s->config.hba,
+                           s->config.n_hba, on_params_done, a);
     if (rv != 0) {
         log_error("dynamic parameters not applied: %s", rpg_strerror(rv));
     }

@@ -1343,11 +1343,19 @@ static json_t *config_json(const struct agent *a)
         json_object_set_new(params, s->config.params[i].name,
                             json_string(s->config.params[i].value));
     }
-    return json_pack("{s:s, s:I, s:s, s:b, s:b, s:{s:o}}", "synchronous_mode",
+    json_t *pgsec = json_pack("{s:o}", "parameters", params);
+    if (a->cons_open && s->initialized && s->config.n_hba > 0) {
+        json_t *hba = json_array();
+        for (unsigned i = 0; i < s->config.n_hba; i++) {
+            json_array_append_new(hba, json_string(s->config.hba[i]));
+        }
+        json_object_set_new(pgsec, "pg_hba", hba);
+    }
+    return json_pack("{s:s, s:I, s:s, s:b, s:b, s:o}", "synchronous_mode",
                      conf_sync_mode_name(mode), "synchronous_node_count", (json_int_t)k,
                      "synchronous_commit", conf_sync_commit_name(commit), "recorded", recorded,
                      "pause", a->cons_open && a->cons.state.initialized && a->cons.state.paused,
-                     "postgresql", "parameters", params);
+                     "postgresql", pgsec);
 }
 
 struct pending_config {
@@ -1398,16 +1406,26 @@ static void submit_config(struct agent *a, struct http_conn *conn, const struct 
     }
 }
 
-/* The dynamic PostgreSQL parameters being edited: a sorted set, as the state keeps it. */
+/* The dynamic PostgreSQL parameters being edited, a sorted set as the state keeps it, and the
+ * pg_hba lines. */
 struct param_set {
     unsigned n;
     struct fsm_param p[FSM_PARAMS_MAX];
+    unsigned n_hba;
+    char hba[FSM_HBA_MAX][FSM_HBA_LINE_MAX];
 };
 
-static bool param_set_equal(const struct param_set *a, const struct fsm_param *ps, unsigned n)
+static bool param_set_equal(const struct param_set *a, const struct fsm_state *s)
 {
-    if (a->n != n) {
+    const struct fsm_param *ps = s->config.params;
+    unsigned n = s->config.n_params;
+    if (a->n != n || a->n_hba != s->config.n_hba) {
         return false;
+    }
+    for (unsigned i = 0; i < a->n_hba; i++) {
+        if (strcmp(a->hba[i], s->config.hba[i]) != 0) {
+            return false;
+        }
     }
     for (unsigned i = 0; i < n; i++) {
         if (strcmp(a->p[i].name, ps[i].name) != 0 || strcmp(a->p[i].value, ps[i].value) != 0) {
@@ -1520,7 +1538,58 @@ static int param_set_apply(struct param_set *set, json_t *o, char *msg)
     return 0;
 }
 
-/* The "postgresql" key of PATCH or PUT: {"parameters": {...} or null}; null removes them all. */
+/* The "pg_hba" key: a list of pg_hba.conf lines that replaces the current one, or null (each
+ * member's own file again). A line must begin with a connection type: a comment or an include
+ * could leave the file without a rule. */
+static int hba_apply(struct param_set *set, json_t *v, char *msg)
+{
+    if (json_is_null(v)) {
+        set->n_hba = 0;
+        memset(set->hba, 0, sizeof set->hba);
+        return 0;
+    }
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        return rpg_err(msg, RPG_EINVAL,
+                       "postgresql.pg_hba: expected a non-empty list of lines, or null");
+    }
+    if (json_array_size(v) > FSM_HBA_MAX) {
+        return rpg_err(msg, RPG_EINVAL, "postgresql.pg_hba: %zu lines, at most %d",
+                       json_array_size(v), FSM_HBA_MAX);
+    }
+    static const char *const types[] = {"local",     "host",       "hostssl",
+                                        "hostnossl", "hostgssenc", "hostnogssenc"};
+    size_t i;
+    json_t *line;
+    memset(set->hba, 0, sizeof set->hba);
+    json_array_foreach(v, i, line) {
+        const char *text = json_string_value(line);
+        char why[RPG_ERRMSG_SIZE];
+        if (text == NULL || strlen(text) != json_string_length(line)) {
+            return rpg_err(msg, RPG_EINVAL, "postgresql.pg_hba[%zu]: expected a string", i);
+        }
+        if (fsm_hba_check((unsigned)i, text, why) != 0) {
+            return rpg_err(msg, RPG_EINVAL, "postgresql.pg_hba: %s", why);
+        }
+        size_t skip = strspn(text, " \t"), word = strcspn(text + skip, " \t");
+        bool known = false;
+        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+            known = known ||
+                    (strlen(types[t]) == word && strncmp(text + skip, types[t], word) == 0);
+        }
+        if (!known) {
+            return rpg_err(msg, RPG_EINVAL,
+                           "postgresql.pg_hba[%zu]: a line begins with local, host, hostssl, "
+                           "hostnossl, hostgssenc or hostnogssenc, got \"%.*s\"",
+                           i, (int)(word < 32 ? word : 32), text + skip);
+        }
+        rpg_fmt(set->hba[i], FSM_HBA_LINE_MAX, "%s", text);
+    }
+    set->n_hba = (unsigned)json_array_size(v);
+    return 0;
+}
+
+/* The "postgresql" key of PATCH or PUT: {"parameters": {...} or null, "pg_hba": [...] or null};
+ * null removes them all. */
 static int postgresql_apply(struct param_set *set, json_t *v, char *msg)
 {
     if (json_is_null(v)) {
@@ -1530,12 +1599,14 @@ static int postgresql_apply(struct param_set *set, json_t *v, char *msg)
     if (!json_is_object(v)) {
         return rpg_err(msg, RPG_EINVAL, "postgresql: expected an object");
     }
+    int hrc = 0;
     const char *key;
     json_t *sub;
     json_object_foreach(v, key, sub) {
         if (strcmp(key, "parameters") == 0) {
             if (json_is_null(sub)) {
-                memset(set, 0, sizeof *set);
+                set->n = 0;
+                memset(set->p, 0, sizeof set->p);
                 continue;
             }
             int rc = param_set_apply(set, sub, msg);
@@ -1543,12 +1614,14 @@ static int postgresql_apply(struct param_set *set, json_t *v, char *msg)
                 return rc;
             }
         } else if (strcmp(key, "pg_hba") == 0) {
-            return rpg_err(msg, RPG_EINVAL,
-                           "postgresql.pg_hba: not in the dynamic configuration yet (set it in "
-                           "each member's postgresql.pg_hba)");
+            if ((hrc = hba_apply(set, sub, msg)) != 0) {
+                return hrc;
+            }
         } else {
             return rpg_err(msg, RPG_EINVAL,
-                           "postgresql.%.64s: unknown key (settable: postgresql.parameters)", key);
+                           "postgresql.%.64s: unknown key (settable: postgresql.parameters, "
+                           "postgresql.pg_hba)",
+                           key);
         }
     }
     return 0;
@@ -1602,15 +1675,15 @@ static int members_read_dynamic(const struct agent *a, char *msg, int *status)
         if (p == NULL || p->last_seen == 0) {
             *status = 503;
             return rpg_err(msg, RPG_EBUSY,
-                           "postgresql.parameters: no report from %s yet: every member must read "
-                           "state version 6",
+                           "postgresql: no report from %s yet: every member must read state "
+                           "version 6",
                            name);
         }
         if (p->state_version < 6) {
             *status = 503;
             return rpg_err(msg, RPG_EBUSY,
-                           "postgresql.parameters: %s runs an agent that cannot read them (state "
-                           "version %u): upgrade it first",
+                           "postgresql: %s runs an agent that cannot read parameters or pg_hba "
+                           "lines (state version %u): upgrade it first",
                            name, p->state_version);
         }
     }
@@ -1651,6 +1724,8 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
     } else if (a->cons_open && s->initialized) {
         set->n = s->config.n_params;
         memcpy(set->p, s->config.params, sizeof set->p);
+        set->n_hba = s->config.n_hba;
+        memcpy(set->hba, s->config.hba, sizeof set->hba);
     }
     const char *key;
     json_t *v;
@@ -1712,7 +1787,8 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
         } else {
             snprintf(msg, sizeof msg,
                      "unknown key \"%.64s\" (settable: synchronous_mode, "
-                     "synchronous_node_count, synchronous_commit, postgresql.parameters, pause)",
+                     "synchronous_node_count, synchronous_commit, postgresql.parameters, "
+                     "postgresql.pg_hba, pause)",
                      key);
         }
         if (msg[0] != '\0') {
@@ -1736,8 +1812,7 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
         respond_error(conn, 500, "out of memory");
         return;
     }
-    bool same_params = a->cons_open && s->initialized &&
-                       param_set_equal(set, s->config.params, s->config.n_params);
+    bool same_params = a->cons_open && s->initialized && param_set_equal(set, s);
     if (same_params) {
         /* The parameters stay: the entry every release reads. */
         cmd->type = FSM_CMD_SET_CONFIG;
@@ -1759,10 +1834,12 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
         cmd->u.set_dynamic.sync_commit = (uint8_t)commit;
         cmd->u.set_dynamic.n_params = set->n;
         memcpy(cmd->u.set_dynamic.params, set->p, sizeof set->p);
+        cmd->u.set_dynamic.n_hba = set->n_hba;
+        memcpy(cmd->u.set_dynamic.hba, set->hba, sizeof set->hba);
     }
     log_info("configuration change requested: synchronous_mode=%s synchronous_node_count=%u "
-             "synchronous_commit=%s parameters=%u%s",
-             conf_sync_mode_name(mode), k, conf_sync_commit_name(commit), set->n,
+             "synchronous_commit=%s parameters=%u pg_hba_lines=%u%s",
+             conf_sync_mode_name(mode), k, conf_sync_commit_name(commit), set->n, set->n_hba,
              same_params ? " (unchanged)" : "");
     free(set);
     submit_config(a, conn, cmd);

@@ -705,13 +705,27 @@ static void print_config(json_t *o)
            (long long)json_integer_value(json_object_get(o, "synchronous_node_count")),
            str_or(o, "synchronous_commit", "?"));
     json_t *params = json_object_get(json_object_get(o, "postgresql"), "parameters");
+    json_t *hba = json_object_get(json_object_get(o, "postgresql"), "pg_hba");
+    if (json_object_size(params) > 0 || json_array_size(hba) > 0) {
+        printf("postgresql:\n");
+    }
     if (json_object_size(params) > 0) {
         const char *name;
         json_t *v;
-        printf("postgresql:\n  parameters:\n");
+        printf("  parameters:\n");
         json_object_foreach(params, name, v) {
             printf("    %s: ", name);
             print_yaml_scalar(json_is_string(v) ? json_string_value(v) : "?");
+            putchar('\n');
+        }
+    }
+    if (json_array_size(hba) > 0) {
+        size_t i;
+        json_t *line;
+        printf("  pg_hba:\n");
+        json_array_foreach(hba, i, line) {
+            printf("  - ");
+            print_yaml_scalar(json_is_string(line) ? json_string_value(line) : "?");
             putchar('\n');
         }
     }

@@ -1113,27 +1113,38 @@ int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb 
     return op_begin(p, PG_OP_SET_SYNC, NULL, cb, data);
 }
 
-void pg_params_store(struct pg *p, const struct fsm_param *ps, unsigned n)
+void pg_params_store(struct pg *p, const struct fsm_param *ps, unsigned n,
+                     const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba)
 {
     p->n_params = n < FSM_PARAMS_MAX ? n : FSM_PARAMS_MAX;
     memset(p->params, 0, sizeof p->params);
     memcpy(p->params, ps, p->n_params * sizeof *ps);
+    p->n_hba = n_hba < FSM_HBA_MAX ? n_hba : FSM_HBA_MAX;
+    memset(p->hba, 0, sizeof p->hba);
+    memcpy(p->hba, hba, p->n_hba * sizeof *hba);
     p->params_failed = false;
 }
 
-int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n, pg_done_cb cb, void *data)
+int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n,
+                  const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba, pg_done_cb cb, void *data)
 {
     if (p->op != PG_OP_NONE) {
         return RPG_EBUSY;
     }
-    pg_params_store(p, ps, n);
+    pg_params_store(p, ps, n, hba, n_hba);
     return op_begin(p, PG_OP_SET_PARAMS, NULL, cb, data);
 }
 
-bool pg_params_stale(const struct pg *p, const struct fsm_param *ps, unsigned n)
+bool pg_params_stale(const struct pg *p, const struct fsm_param *ps, unsigned n,
+                     const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba)
 {
-    if (p->params_failed || n != p->n_params) {
+    if (p->params_failed || n != p->n_params || n_hba != p->n_hba) {
         return true;
+    }
+    for (unsigned i = 0; i < n_hba; i++) {
+        if (strcmp(hba[i], p->hba[i]) != 0) {
+            return true;
+        }
     }
     for (unsigned i = 0; i < n; i++) {
         if (strcmp(ps[i].name, p->params[i].name) != 0 ||

@@ -335,6 +335,8 @@ int pg_write_sync_settings(struct pg *p, char *errmsg)
     return rv;
 }
 
+static int write_hba(struct pg *p, char *errmsg);
+
 int pg_write_params(struct pg *p, char *errmsg)
 {
     char *block = malloc(PG_PARAMS_BLOCK_MAX);
@@ -345,6 +347,38 @@ int pg_write_params(struct pg *p, char *errmsg)
                  ? rewrite_block(p, PG_PARAMS_BEGIN, PG_PARAMS_END, block, errmsg)
                  : rpg_err(errmsg, RPG_EINVAL, "dynamic parameters too long");
     free(block);
+    return rv != 0 ? rv : write_hba(p, errmsg);
+}
+
+/* pg_hba.conf from the member's own postgresql.pg_hba, else from the dynamic configuration's;
+ * with neither, the file is left as it is. */
+static int write_hba(struct pg *p, char *errmsg)
+{
+    const struct conf *c = p->conf;
+    char path[PATH_MAX + 32];
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (c->postgresql.n_pg_hba > 0) {
+        pg_append(&buf, &len, &cap, "# written by raftpg from postgresql.pg_hba: edits are lost\n");
+        for (unsigned i = 0; i < c->postgresql.n_pg_hba; i++) {
+            pg_append(&buf, &len, &cap, "%s\n", c->postgresql.pg_hba[i]);
+        }
+    } else if (p->n_hba > 0) {
+        pg_append(&buf, &len, &cap,
+                  "# written by raftpg from the dynamic configuration's postgresql.pg_hba: "
+                  "edits are lost\n");
+        for (unsigned i = 0; i < p->n_hba; i++) {
+            pg_append(&buf, &len, &cap, "%s\n", p->hba[i]);
+        }
+    } else {
+        return 0;
+    }
+    if (buf == NULL) {
+        return rpg_err(errmsg, RPG_ENOMEM, "out of memory writing pg_hba.conf");
+    }
+    pg_path_in(p, "pg_hba.conf", path, sizeof path);
+    int rv = pg_write_file(path, buf, 0600, errmsg);
+    free(buf);
     return rv;
 }
 
@@ -466,16 +500,8 @@ int pg_write_config(struct pg *p, bool standby, const struct pg_upstream *up, ch
         }
     }
 
-    if (c->postgresql.n_pg_hba > 0) {
-        len = 0;
-        pg_append(&buf, &len, &cap, "# written by raftpg from postgresql.pg_hba: edits are lost\n");
-        for (unsigned i = 0; i < c->postgresql.n_pg_hba; i++) {
-            pg_append(&buf, &len, &cap, "%s\n", c->postgresql.pg_hba[i]);
-        }
-        pg_path_in(p, "pg_hba.conf", path, sizeof path);
-        if ((rv = pg_write_file(path, buf, 0600, errmsg)) != 0) {
-            goto out;
-        }
+    if ((rv = write_hba(p, errmsg)) != 0) {
+        goto out;
     }
 
     pg_path_in(p, "standby.signal", path, sizeof path);

@@ -176,6 +176,8 @@ struct pg {
     /* The dynamic parameters raftpg.conf gets (every start, follow and set_params). */
     struct fsm_param params[FSM_PARAMS_MAX];
     unsigned n_params;
+    char hba[FSM_HBA_MAX][FSM_HBA_LINE_MAX]; /* and pg_hba lines (none: the member's own) */
+    unsigned n_hba;
     bool params_failed; /* their last write or reload failed: pg_params_stale says so */
     uint64_t slot_ids[FSM_MEMBERS_MAX]; /* SYNC_SLOTS: the wanted slots */
     unsigned n_slot_ids;
@@ -271,16 +273,20 @@ bool pg_is_orphan_child(int pid);
  * server applies it at once, a later start reads it. names is PostgreSQL's syntax, "" for none. */
 int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb cb, void *data);
 
-/* Sets the dynamic parameters (fsm_state config.params, copied) in raftpg.conf: on a running
- * server, rewrites their block and reloads (a parameter of context postmaster then shows as
- * pending_restart in pg_settings); else the next start writes them. */
-int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n, pg_done_cb cb, void *data);
+/* Sets the dynamic parameters (fsm_state config.params, copied) in raftpg.conf and the dynamic
+ * pg_hba lines (config.hba, copied) in pg_hba.conf, unless the member's own postgresql.pg_hba
+ * writes that file: on a running server, rewrites them and reloads (a parameter of context
+ * postmaster then shows as pending_restart in pg_settings); else the next start writes them. */
+int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n,
+                  const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba, pg_done_cb cb, void *data);
 /* Sets the dynamic parameters the next configuration write carries (a start, a follow), without
  * writing anything now: for an operation about to write it anyway. */
-void pg_params_store(struct pg *p, const struct fsm_param *ps, unsigned n);
+void pg_params_store(struct pg *p, const struct fsm_param *ps, unsigned n,
+                     const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba);
 /* Whether the dynamic parameters raftpg.conf should hold differ from ps, or their last write
  * failed. */
-bool pg_params_stale(const struct pg *p, const struct fsm_param *ps, unsigned n);
+bool pg_params_stale(const struct pg *p, const struct fsm_param *ps, unsigned n,
+                     const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba);
 
 /* CHECKPOINT on the running server (after a promotion, so pg_rewind sees the new timeline). */
 int pg_checkpoint(struct pg *p, pg_done_cb cb, void *data);

@@ -4,8 +4,11 @@
 # postgresql.parameters win over a dynamic value, except for a cluster-wide parameter; a
 # restart parameter shows as pending until ctl restart --pending; parameters raftpg owns, names
 # PostgreSQL does not know, values it would not read, bad names and values with a line break
-# are refused and change nothing; null removes one; PUT replaces the set.
+# are refused and change nothing; null removes one; PUT replaces the set. A pg_hba list replaces
+# pg_hba.conf on every member whose file has none: a role it rejects is refused by each server.
 T_PG=1
+# No postgresql.pg_hba in the members' files: the dynamic configuration's applies.
+T_NO_PG_HBA=1
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
@@ -52,10 +55,6 @@ t_check "a name with a space is refused" refused name 'parameter "work mem": nam
 t_check "a value with a line break is refused" refused newline \
   "parameter work_mem: value holds a control character (byte 3 is 0x0a)" -p "work_mem=1MB
 port = 1"
-body='{"postgresql":{"pg_hba":["host all all 0.0.0.0/0 trust"]}}'
-code=$(curl -s -o "$T_DIR/body" -m 3 -w '%{http_code}' -X PATCH -H 'Content-Type: application/json' \
-  -H "Authorization: $("$T_BIN" ctl --api "$(t_api_addr "$Pi")" sign PATCH /config "$body")" -d "$body" "http://$(t_api_addr "$Pi")/config")
-t_check "postgresql.pg_hba is refused (400: $(cat "$T_DIR/body"))" t_eq "$code" 400
 patch() { # patch BODY: the status of a signed PATCH /config to the primary's agent, body in $T_DIR/body
   curl -s -o "$T_DIR/body" -m 3 -w '%{http_code}' -X PATCH -H 'Content-Type: application/json' \
     -H "Authorization: $("$T_BIN" ctl --api "$(t_api_addr "$Pi")" sign PATCH /config "$1")" -d "$1" "http://$(t_api_addr "$Pi")/config"
@@ -99,6 +98,26 @@ t_check "ctl edit-config -p work_mem=null succeeds ($(tr '\n' ';' <"$T_DIR/out")
 t_wait 10 "SHOW work_mem is back to 4MB on every member" all_show work_mem 4MB
 t_check "GET /config no longer has work_mem" t_eq "$(param_of 1 work_mem)" "(none)"
 
+# pg_hba through the cluster: every server refuses the role the new list rejects.
+t_psql "$Pi" -c "CREATE ROLE app LOGIN" >/dev/null
+as_app() { PGCONNECT_TIMEOUT=3 psql -X -q -A -t -h 127.0.0.1 -p "$(t_pg_port "$1")" -U app -d postgres -c 'SELECT 1' 2>&1 || true; }
+app_everywhere() { local i; for i in 1 2 3; do [ "$(as_app "$i")" = 1 ] || return 1; done; }
+rejects_app() { local i; for i in 1 2 3; do grep -q 'pg_hba.conf rejects connection' <<<"$(as_app "$i")" || return 1; done; }
+t_wait 10 "role app connects to every member under initdb's pg_hba.conf" app_everywhere
+code=$(patch '{"postgresql":{"pg_hba":["hosts all all 0.0.0.0/0 trust"]}}')
+t_check "a pg_hba line without a connection type is refused (400: $(cat "$T_DIR/body"))" \
+  t_eq "$code:$(jq -r .error "$T_DIR/body")" \
+  '400:postgresql.pg_hba[0]: a line begins with local, host, hostssl, hostnossl, hostgssenc or hostnogssenc, got "hosts"'
+t_check "role app still connects everywhere" app_everywhere
+hba='{"postgresql":{"pg_hba":["local all all trust","host all postgres 127.0.0.1/32 trust","host replication all 127.0.0.1/32 trust","host all app 127.0.0.1/32 reject"]}}'
+code=$(patch "$hba")
+t_check "PATCH /config with a pg_hba list is 200 ($(cat "$T_DIR/body"))" t_eq "$code" 200
+t_wait 10 "every member's server rejects role app" rejects_app
+t_check "the superuser still connects to every member" all_show max_wal_senders 12
+"$T_BIN" ctl --api "$(t_api_addr 3)" show-config >"$T_DIR/out" 2>&1 || true
+t_check "ctl show-config lists the pg_hba lines" grep -qx "  - 'host all app 127.0.0.1/32 reject'" "$T_DIR/out"
+t_wait 30 "the standbys still stream" t_pg_healthy 1 2 3
+
 # PUT replaces the whole set: shared_buffers goes, effective_cache_size comes.
 body='{"synchronous_mode":"quorum","postgresql":{"parameters":{"max_wal_senders":12,"effective_cache_size":"200MB"}}}'
 code=$(curl -s -o "$T_DIR/body" -m 3 -w '%{http_code}' -X PUT -H 'Content-Type: application/json' \
@@ -110,5 +129,6 @@ for i in 1 2 3; do
     params_are "$i" '{"effective_cache_size":"200MB","max_wal_senders":"12"}'
 done
 t_wait 10 "SHOW effective_cache_size is 200MB on every member" all_show effective_cache_size 200MB
+t_check "PUT without pg_hba leaves every pg_hba.conf as last written (app still rejected)" rejects_app
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

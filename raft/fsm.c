@@ -328,6 +328,7 @@ const char *fsm_cmd_type_name(enum fsm_cmd_type type)
     case FSM_CMD_ADD_HISTORY: return "add_history";
     case FSM_CMD_SCHEDULE_SWITCHOVER: return "schedule_switchover";
     case FSM_CMD_CLEAR_SWITCHOVER: return "clear_switchover";
+    case FSM_CMD_SET_DYNAMIC: return "set_dynamic";
     case FSM_CMD_TYPE_MAX: break;
     }
     return "unknown";
@@ -345,6 +346,7 @@ static unsigned cmd_version(unsigned type)
     case FSM_CMD_ADD_HISTORY: return 4;
     case FSM_CMD_SCHEDULE_SWITCHOVER:
     case FSM_CMD_CLEAR_SWITCHOVER: return 5;
+    case FSM_CMD_SET_DYNAMIC: return 6;
     default: return FSM_VERSION_BASE;
     }
 }
@@ -399,6 +401,174 @@ static void switchover_get(struct dec *d, struct fsm_switchover *w)
     w->at_ms = i64_of(get_u64(d));
     get_str(d, w->from, sizeof w->from, "switchover.from");
     get_str(d, w->to, sizeof w->to, "switchover.to");
+}
+
+/* ---- PostgreSQL parameters ---- */
+
+static bool name_char(char c, bool first)
+{
+    return (c >= 'a' && c <= 'z') || c == '_' || (!first && ((c >= '0' && c <= '9') || c == '$'));
+}
+
+int fsm_param_check(const char *name, const char *value, char *errmsg)
+{
+    size_t n = strnlen(name, FSM_PARAM_NAME_MAX);
+    if (n == 0 || n >= FSM_PARAM_NAME_MAX) {
+        return rpg_err(errmsg, RPG_EINVAL, "parameter name must be 1..%d bytes long",
+                       FSM_PARAM_NAME_MAX - 1);
+    }
+    /* Words of [a-z_][a-z0-9_$]*, joined by single dots (an extension's "ext.setting"). */
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] == '.' && !first && i + 1 < n) {
+            first = true;
+            continue;
+        }
+        if (!name_char(name[i], first)) {
+            return rpg_err(errmsg, RPG_EINVAL,
+                           "parameter \"%.63s\": name is not a lower-case identifier "
+                           "([a-z_][a-z0-9_$]*, words joined by '.')",
+                           name);
+        }
+        first = false;
+    }
+    size_t m = strnlen(value, FSM_PARAM_VALUE_MAX);
+    if (m >= FSM_PARAM_VALUE_MAX) {
+        return rpg_err(errmsg, RPG_EINVAL, "parameter %s: value is longer than %d bytes", name,
+                       FSM_PARAM_VALUE_MAX - 1);
+    }
+    for (size_t i = 0; i < m; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c < 0x20 || c == 0x7f) {
+            return rpg_err(errmsg, RPG_EINVAL,
+                           "parameter %s: value holds a control character (byte %zu is 0x%02x)",
+                           name, i, c);
+        }
+    }
+    return 0;
+}
+
+int fsm_hba_check(unsigned index, const char *line, char *errmsg)
+{
+    size_t n = strnlen(line, FSM_HBA_LINE_MAX);
+    if (n == 0 || n >= FSM_HBA_LINE_MAX) {
+        return rpg_err(errmsg, RPG_EINVAL, "pg_hba line %u must be 1..%d bytes long", index,
+                       FSM_HBA_LINE_MAX - 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return rpg_err(errmsg, RPG_EINVAL,
+                           "pg_hba line %u holds a control character (byte %zu is 0x%02x)", index,
+                           i, c);
+        }
+    }
+    return 0;
+}
+
+static int hba_check(const char (*lines)[FSM_HBA_LINE_MAX], unsigned n, char *errmsg)
+{
+    if (n > FSM_HBA_MAX) {
+        return rpg_err(errmsg, RPG_EINVAL, "%u pg_hba lines, at most %d", n, FSM_HBA_MAX);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (!str_ok(lines[i], FSM_HBA_LINE_MAX)) {
+            return rpg_err(errmsg, RPG_EINVAL, "pg_hba line %u is not terminated", i);
+        }
+        int rc = fsm_hba_check(i, lines[i], errmsg);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void hba_put(struct enc *e, const char (*lines)[FSM_HBA_LINE_MAX], unsigned n)
+{
+    put_u16(e, (uint16_t)n);
+    for (unsigned i = 0; i < n; i++) {
+        put_str(e, lines[i]);
+    }
+}
+
+static unsigned hba_get(struct dec *d, char (*lines)[FSM_HBA_LINE_MAX])
+{
+    unsigned n = get_count(d, FSM_HBA_MAX, "n_hba");
+    for (unsigned i = 0; i < n && d->rc == 0; i++) {
+        get_str(d, lines[i], FSM_HBA_LINE_MAX, "hba");
+    }
+    return d->rc == 0 ? n : 0;
+}
+
+static bool hba_equal(const char (*a)[FSM_HBA_LINE_MAX], unsigned na,
+                      const char (*b)[FSM_HBA_LINE_MAX], unsigned nb)
+{
+    if (na != nb || na > FSM_HBA_MAX) {
+        return false;
+    }
+    for (unsigned i = 0; i < na; i++) {
+        if (strncmp(a[i], b[i], FSM_HBA_LINE_MAX) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A set of parameters: each valid, names strictly increasing (so each at most once). */
+static int params_check(const struct fsm_param *ps, unsigned n, char *errmsg)
+{
+    if (n > FSM_PARAMS_MAX) {
+        return rpg_err(errmsg, RPG_EINVAL, "%u parameters, at most %d", n, FSM_PARAMS_MAX);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (!str_ok(ps[i].name, FSM_PARAM_NAME_MAX) || !str_ok(ps[i].value, FSM_PARAM_VALUE_MAX)) {
+            return rpg_err(errmsg, RPG_EINVAL, "parameter %u is not terminated", i);
+        }
+        int rc = fsm_param_check(ps[i].name, ps[i].value, errmsg);
+        if (rc != 0) {
+            return rc;
+        }
+        if (i > 0 && strcmp(ps[i - 1].name, ps[i].name) >= 0) {
+            return rpg_err(errmsg, RPG_EINVAL,
+                           "parameters not in strictly increasing order (%s after %s)", ps[i].name,
+                           ps[i - 1].name);
+        }
+    }
+    return 0;
+}
+
+static void params_put(struct enc *e, const struct fsm_param *ps, unsigned n)
+{
+    put_u16(e, (uint16_t)n);
+    for (unsigned i = 0; i < n; i++) {
+        put_str(e, ps[i].name);
+        put_str(e, ps[i].value);
+    }
+}
+
+static unsigned params_get(struct dec *d, struct fsm_param *ps)
+{
+    unsigned n = get_count(d, FSM_PARAMS_MAX, "n_params");
+    for (unsigned i = 0; i < n && d->rc == 0; i++) {
+        get_str(d, ps[i].name, FSM_PARAM_NAME_MAX, "param.name");
+        get_str(d, ps[i].value, FSM_PARAM_VALUE_MAX, "param.value");
+    }
+    return d->rc == 0 ? n : 0;
+}
+
+static bool params_equal(const struct fsm_param *a, unsigned na, const struct fsm_param *b,
+                         unsigned nb)
+{
+    if (na != nb || na > FSM_PARAMS_MAX) {
+        return false;
+    }
+    for (unsigned i = 0; i < na; i++) {
+        if (strncmp(a[i].name, b[i].name, FSM_PARAM_NAME_MAX) != 0 ||
+            strncmp(a[i].value, b[i].value, FSM_PARAM_VALUE_MAX) != 0) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static bool switchover_equal(const struct fsm_switchover *a, const struct fsm_switchover *b)
@@ -498,6 +668,30 @@ static int cmd_check(const struct fsm_cmd *cmd, char *errmsg)
         }
         return 0;
     case FSM_CMD_CLEAR_SWITCHOVER: return 0;
+    case FSM_CMD_SET_DYNAMIC: {
+        int rc = config_check(cmd->u.set_dynamic.sync_mode, cmd->u.set_dynamic.sync_node_count,
+                              cmd->u.set_dynamic.sync_commit, errmsg);
+        if (rc == 0 && cmd->u.set_dynamic.n_params > FSM_PARAMS_MAX) {
+            rc = rpg_err(errmsg, RPG_EINVAL, "%s: %u parameters, at most %d", tn,
+                         cmd->u.set_dynamic.n_params, FSM_PARAMS_MAX);
+        }
+        for (unsigned i = 0; rc == 0 && i < cmd->u.set_dynamic.n_params; i++) {
+            if (!str_ok(cmd->u.set_dynamic.params[i].name, FSM_PARAM_NAME_MAX) ||
+                !str_ok(cmd->u.set_dynamic.params[i].value, FSM_PARAM_VALUE_MAX)) {
+                rc = rpg_err(errmsg, RPG_EINVAL, "%s: parameter %u is too long", tn, i);
+            }
+        }
+        if (rc == 0 && cmd->u.set_dynamic.n_hba > FSM_HBA_MAX) {
+            rc = rpg_err(errmsg, RPG_EINVAL, "%s: %u pg_hba lines, at most %d", tn,
+                         cmd->u.set_dynamic.n_hba, FSM_HBA_MAX);
+        }
+        for (unsigned i = 0; rc == 0 && i < cmd->u.set_dynamic.n_hba; i++) {
+            if (!str_ok(cmd->u.set_dynamic.hba[i], FSM_HBA_LINE_MAX)) {
+                rc = rpg_err(errmsg, RPG_EINVAL, "%s: pg_hba line %u is too long", tn, i);
+            }
+        }
+        return rc;
+    }
     case FSM_CMD_TYPE_MAX: break;
     }
     return rpg_err(errmsg, RPG_EINVAL, "unknown command type %d", (int)cmd->type);
@@ -544,6 +738,13 @@ static void cmd_put(struct enc *e, const struct fsm_cmd *cmd)
     case FSM_CMD_ADD_HISTORY: history_put(e, &cmd->u.add_history); break;
     case FSM_CMD_SCHEDULE_SWITCHOVER: switchover_put(e, &cmd->u.schedule_switchover); break;
     case FSM_CMD_CLEAR_SWITCHOVER: put_u64(e, (uint64_t)cmd->u.clear_switchover.at_ms); break;
+    case FSM_CMD_SET_DYNAMIC:
+        put_u8(e, cmd->u.set_dynamic.sync_mode);
+        put_u8(e, cmd->u.set_dynamic.sync_commit);
+        put_u32(e, cmd->u.set_dynamic.sync_node_count);
+        params_put(e, cmd->u.set_dynamic.params, cmd->u.set_dynamic.n_params);
+        hba_put(e, cmd->u.set_dynamic.hba, cmd->u.set_dynamic.n_hba);
+        break;
     case FSM_CMD_TYPE_MAX: assert(false); break;
     }
 }
@@ -667,6 +868,13 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
     case FSM_CMD_ADD_HISTORY: history_get(&d, &c.u.add_history); break;
     case FSM_CMD_SCHEDULE_SWITCHOVER: switchover_get(&d, &c.u.schedule_switchover); break;
     case FSM_CMD_CLEAR_SWITCHOVER: c.u.clear_switchover.at_ms = i64_of(get_u64(&d)); break;
+    case FSM_CMD_SET_DYNAMIC:
+        c.u.set_dynamic.sync_mode = get_u8(&d);
+        c.u.set_dynamic.sync_commit = get_u8(&d);
+        c.u.set_dynamic.sync_node_count = get_u32(&d);
+        c.u.set_dynamic.n_params = params_get(&d, c.u.set_dynamic.params);
+        c.u.set_dynamic.n_hba = hba_get(&d, c.u.set_dynamic.hba);
+        break;
     case FSM_CMD_TYPE_MAX: assert(false); break;
     }
     dec_finish(&d, total);
@@ -1120,6 +1328,41 @@ static int apply_clear_switchover(struct fsm_state *s, const struct fsm_cmd *cmd
     return 0;
 }
 
+/* The whole dynamic configuration: the synchronous settings and the parameters, replaced
+ * together so that one PATCH is one entry. */
+static int apply_set_dynamic(struct fsm_state *s, const struct fsm_cmd *cmd, char *msg)
+{
+    const struct fsm_param *ps = cmd->u.set_dynamic.params;
+    unsigned n = cmd->u.set_dynamic.n_params;
+    int rc = config_check(cmd->u.set_dynamic.sync_mode, cmd->u.set_dynamic.sync_node_count,
+                          cmd->u.set_dynamic.sync_commit, msg);
+    if (rc == 0) {
+        rc = params_check(ps, n, msg);
+    }
+    if (rc == 0) {
+        rc = hba_check(cmd->u.set_dynamic.hba, cmd->u.set_dynamic.n_hba, msg);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    s->config.set = true;
+    s->config.sync_mode = cmd->u.set_dynamic.sync_mode;
+    s->config.sync_node_count = cmd->u.set_dynamic.sync_node_count;
+    s->config.sync_commit = cmd->u.set_dynamic.sync_commit;
+    memset(s->config.params, 0, sizeof s->config.params);
+    s->config.n_params = n;
+    for (unsigned i = 0; i < n; i++) {
+        str_copy(s->config.params[i].name, ps[i].name, FSM_PARAM_NAME_MAX);
+        str_copy(s->config.params[i].value, ps[i].value, FSM_PARAM_VALUE_MAX);
+    }
+    memset(s->config.hba, 0, sizeof s->config.hba);
+    s->config.n_hba = cmd->u.set_dynamic.n_hba;
+    for (unsigned i = 0; i < s->config.n_hba; i++) {
+        str_copy(s->config.hba[i], cmd->u.set_dynamic.hba[i], FSM_HBA_LINE_MAX);
+    }
+    return 0;
+}
+
 int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg)
 {
     char msg[RPG_ERRMSG_SIZE] = "";
@@ -1157,6 +1400,7 @@ int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg
         case FSM_CMD_ADD_HISTORY: rc = apply_add_history(s, cmd, msg); break;
         case FSM_CMD_SCHEDULE_SWITCHOVER: rc = apply_schedule_switchover(s, cmd, msg); break;
         case FSM_CMD_CLEAR_SWITCHOVER: rc = apply_clear_switchover(s, cmd, msg); break;
+        case FSM_CMD_SET_DYNAMIC: rc = apply_set_dynamic(s, cmd, msg); break;
         default: rc = RPG_EINVAL; break; /* unreachable: type checked above */
         }
     }
@@ -1229,6 +1473,15 @@ static int state_check(const struct fsm_state *s, char *errmsg)
             return rpg_err(errmsg, RPG_EPROTO, "snapshot scheduled switchover: %s", msg);
         }
     }
+    {
+        char msg[RPG_ERRMSG_SIZE];
+        if (params_check(s->config.params, s->config.n_params, msg) != 0) {
+            return rpg_err(errmsg, RPG_EPROTO, "snapshot parameters: %s", msg);
+        }
+        if (hba_check(s->config.hba, s->config.n_hba, msg) != 0) {
+            return rpg_err(errmsg, RPG_EPROTO, "snapshot pg_hba: %s", msg);
+        }
+    }
     if (s->n_rejected > s->n_applied) {
         return rpg_err(errmsg, RPG_EPROTO, "snapshot n_rejected=%llu exceeds n_applied=%llu",
                        (unsigned long long)s->n_rejected, (unsigned long long)s->n_applied);
@@ -1240,6 +1493,9 @@ static int state_check(const struct fsm_state *s, char *errmsg)
  * scheduled switchover keeps the layout an agent of an earlier release loads. */
 static unsigned state_version(const struct fsm_state *s)
 {
+    if (s->config.n_params > 0 || s->config.n_hba > 0) {
+        return 6;
+    }
     if (s->switchover.at_ms != 0) {
         return 5;
     }
@@ -1283,6 +1539,10 @@ static void state_put(struct enc *e, const struct fsm_state *s)
     if (state_version(s) >= 5) {
         switchover_put(e, &s->switchover);
     }
+    if (state_version(s) >= 6) {
+        params_put(e, s->config.params, s->config.n_params);
+        hba_put(e, s->config.hba, s->config.n_hba);
+    }
 }
 
 int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *errmsg)
@@ -1290,7 +1550,8 @@ int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *e
     if (s->n_members > FSM_MEMBERS_MAX || s->sync.n_voters > FSM_MEMBERS_MAX ||
         !str_ok(s->scope, sizeof s->scope) || !str_ok(s->primary.name, FSM_NAME_MAX) ||
         s->n_history > FSM_HISTORY_MAX || !str_ok(s->switchover.from, FSM_NAME_MAX) ||
-        !str_ok(s->switchover.to, FSM_NAME_MAX)) {
+        !str_ok(s->switchover.to, FSM_NAME_MAX) || s->config.n_params > FSM_PARAMS_MAX ||
+        s->config.n_hba > FSM_HBA_MAX) {
         return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: state is malformed");
     }
     for (unsigned i = 0; i < s->n_members; i++) {
@@ -1306,6 +1567,17 @@ int fsm_state_encode(const struct fsm_state *s, struct raft_buffer *out, char *e
     for (unsigned i = 0; i < s->n_history; i++) {
         if (!str_ok(s->history[i].primary, FSM_NAME_MAX)) {
             return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: history entry %u is malformed", i);
+        }
+    }
+    for (unsigned i = 0; i < s->config.n_params; i++) {
+        if (!str_ok(s->config.params[i].name, FSM_PARAM_NAME_MAX) ||
+            !str_ok(s->config.params[i].value, FSM_PARAM_VALUE_MAX)) {
+            return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: parameter %u is malformed", i);
+        }
+    }
+    for (unsigned i = 0; i < s->config.n_hba; i++) {
+        if (!str_ok(s->config.hba[i], FSM_HBA_LINE_MAX)) {
+            return rpg_err(errmsg, RPG_EINVAL, "encode snapshot: pg_hba line %u is malformed", i);
         }
     }
 
@@ -1413,6 +1685,10 @@ int fsm_state_decode(const void *buf, size_t len, struct fsm_state *s, char *err
     if (version >= 5) {
         switchover_get(&d, &t.switchover);
     }
+    if (version >= 6) {
+        t.config.n_params = params_get(&d, t.config.params);
+        t.config.n_hba = hba_get(&d, t.config.hba);
+    }
     dec_finish(&d, total);
     if (d.rc != 0) {
         return d.rc;
@@ -1441,7 +1717,9 @@ bool fsm_state_equal(const struct fsm_state *a, const struct fsm_state *b)
         a->config.sync_commit != b->config.sync_commit ||
         a->config.sync_node_count != b->config.sync_node_count || a->wal_bound != b->wal_bound ||
         a->wal_bound_timeline != b->wal_bound_timeline || a->n_history != b->n_history ||
-        !switchover_equal(&a->switchover, &b->switchover)) {
+        !switchover_equal(&a->switchover, &b->switchover) ||
+        !params_equal(a->config.params, a->config.n_params, b->config.params, b->config.n_params) ||
+        !hba_equal(a->config.hba, a->config.n_hba, b->config.hba, b->config.n_hba)) {
         return false;
     }
     if (a->n_history > FSM_HISTORY_MAX) {

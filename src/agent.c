@@ -792,10 +792,24 @@ static void may_write_soon(struct agent *a)
     watchdog_tick(a, true, true);
 }
 
+/* A server about to be written a configuration and (re)started or re-pointed gets the replicated
+ * parameters in force now, not those of the last reload: a standby must not start with less of
+ * a cluster-wide setting than its primary runs. Not while an operation runs (its write is done
+ * or to come with what it has; params_tick catches up). */
+static void params_for_start(struct agent *a)
+{
+    const struct fsm_state *s = &a->cons.state;
+    if (s->initialized && !pg_busy(&a->pg)) {
+        pg_params_store(&a->pg, s->config.params, s->config.n_params, s->config.hba,
+                        s->config.n_hba);
+    }
+}
+
 static int io_pg_bootstrap(void *data, char *errmsg)
 {
     struct agent *a = data;
     may_write_soon(a);
+    params_for_start(a);
     return busy_err(pg_bootstrap(&a->pg, on_pg_done, a), errmsg);
 }
 
@@ -806,6 +820,7 @@ static int io_pg_start(void *data, bool standby, const char *target, char *errms
     if (!standby) {
         may_write_soon(a);
     }
+    params_for_start(a);
     if (target[0] == '\0') {
         return busy_err(pg_start(&a->pg, standby, NULL, on_pg_done, a), errmsg);
     }
@@ -840,6 +855,7 @@ static int io_pg_clone(void *data, const char *target, bool remove_first, char *
     if (rv != 0) {
         return rv;
     }
+    params_for_start(a);
     rv = remove_first ? pg_reinit(&a->pg, &up, on_pg_done, a)
                       : pg_clone(&a->pg, &up, on_pg_done, a);
     return busy_err(rv, errmsg);
@@ -850,6 +866,9 @@ static int io_pg_rewind(void *data, const char *target, char *errmsg)
     struct agent *a = data;
     struct pg_upstream up;
     int rv = upstream_of(a, target, &up, errmsg);
+    if (rv == 0) {
+        params_for_start(a);
+    }
     return rv != 0 ? rv : busy_err(pg_rewind(&a->pg, &up, on_pg_done, a), errmsg);
 }
 
@@ -858,6 +877,9 @@ static int io_pg_follow(void *data, const char *target, char *errmsg)
     struct agent *a = data;
     struct pg_upstream up;
     int rv = upstream_of(a, target, &up, errmsg);
+    if (rv == 0) {
+        params_for_start(a);
+    }
     return rv != 0 ? rv : busy_err(pg_follow(&a->pg, &up, on_pg_done, a), errmsg);
 }
 
@@ -883,6 +905,41 @@ static int io_raft_transfer(void *data, uint64_t id, char *errmsg)
 {
     struct agent *a = data;
     return cons_transfer(&a->cons, id, errmsg);
+}
+
+static void on_params_done(struct pg *p, int rc, const char *msg, void *data)
+{
+    struct agent *a = data;
+    if (rc == 0) {
+        log_info("dynamic parameters written (count=%u pg_hba_lines=%u)%s", p->n_params, p->n_hba,
+                 pg_postmaster_pid(p) != 0 ? " and reloaded" : "");
+    } else {
+        log_error("dynamic parameters not applied: %s", msg != NULL ? msg : "");
+        a->params_retry_at = cons_uv_clock_ms() + 5000;
+    }
+    if (a->stop_pg_when_idle) {
+        a->stop_pg_when_idle = false;
+        shutdown_stop_pg(a);
+    }
+}
+
+/* The replicated PostgreSQL parameters: raftpg.conf rewritten and the server reloaded when they
+ * change, between actions so that it never holds one up. Also in maintenance mode: a reload
+ * neither starts, stops nor promotes. */
+static void params_tick(struct agent *a)
+{
+    const struct fsm_state *s = &a->cons.state;
+    if (!s->initialized || a->core.busy || pg_busy(&a->pg) || !a->pg.obs_valid ||
+        !pg_params_stale(&a->pg, s->config.params, s->config.n_params, s->config.hba,
+                         s->config.n_hba) ||
+        (a->pg.params_failed && cons_uv_clock_ms() < a->params_retry_at)) {
+        return;
+    }
+    int rv = pg_set_params(&a->pg, s->config.params, s->config.n_params, s->config.hba,
+                           s->config.n_hba, on_params_done, a);
+    if (rv != 0) {
+        log_error("dynamic parameters not applied: %s", rpg_strerror(rv));
+    }
 }
 
 static void ha_tick(struct agent *a)
@@ -921,6 +978,7 @@ static void ha_tick(struct agent *a)
         /* Its primary is being stopped and handed over: restarting it now would undo that. */
         return;
     }
+    params_tick(a);
     unsigned allowed = paused ? failover_paused_allows(a, a->pause_primary) : 0;
     if (paused && allowed == 0) {
         /* The operator owns PostgreSQL now. Only what keeps two primaries apart still acts: the

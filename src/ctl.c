@@ -64,9 +64,12 @@ static const char *ctl_usage =
     "  show-config                                     the cluster-wide settings\n"
     "  sign METHOD PATH [BODY]                         print an Authorization value that\n"
     "                                                  signs this request (for curl)\n"
-    "  edit-config -s KEY=VALUE [-s KEY=VALUE ...]     change them (synchronous_mode,\n"
+    "  edit-config [-s KEY=VALUE ...] [-p NAME=VALUE ...]\n"
+    "                                                  change them: -s synchronous_mode,\n"
     "                                                  synchronous_node_count,\n"
-    "                                                  synchronous_commit)\n"
+    "                                                  synchronous_commit; -p (--pg) a\n"
+    "                                                  PostgreSQL parameter (VALUE null\n"
+    "                                                  removes it)\n"
     "  switchover [--leader N] [--candidate N] [--scheduled TIME] [--force]\n"
     "                                                  move the primary to a caught-up standby\n"
     "                                                  (the best one without --candidate); at\n"
@@ -686,12 +689,60 @@ static int cmd_member_remove(struct ctl *c, const char *name, bool wait)
     return rv;
 }
 
+/* A YAML scalar: plain when it reads back as the same string, else single-quoted. */
+static void print_yaml_scalar(const char *v)
+{
+    bool plain = v[0] != '\0' && strcmp(v, "null") != 0 && strcmp(v, "true") != 0 &&
+                 strcmp(v, "false") != 0 && strcmp(v, "on") != 0 && strcmp(v, "off") != 0;
+    for (const char *p = v; *p != '\0' && plain; p++) {
+        plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                *p == '_' || *p == '.' || *p == '/' || *p == '-';
+    }
+    if (plain) {
+        fputs(v, stdout);
+        return;
+    }
+    putchar('\'');
+    for (const char *p = v; *p != '\0'; p++) {
+        if (*p == '\'') {
+            putchar('\'');
+        }
+        putchar(*p);
+    }
+    putchar('\'');
+}
+
 static void print_config(json_t *o)
 {
     printf("synchronous_mode: %s\nsynchronous_node_count: %lld\nsynchronous_commit: %s\n",
            str_or(o, "synchronous_mode", "?"),
            (long long)json_integer_value(json_object_get(o, "synchronous_node_count")),
            str_or(o, "synchronous_commit", "?"));
+    json_t *params = json_object_get(json_object_get(o, "postgresql"), "parameters");
+    json_t *hba = json_object_get(json_object_get(o, "postgresql"), "pg_hba");
+    if (json_object_size(params) > 0 || json_array_size(hba) > 0) {
+        printf("postgresql:\n");
+    }
+    if (json_object_size(params) > 0) {
+        const char *name;
+        json_t *v;
+        printf("  parameters:\n");
+        json_object_foreach(params, name, v) {
+            printf("    %s: ", name);
+            print_yaml_scalar(json_is_string(v) ? json_string_value(v) : "?");
+            putchar('\n');
+        }
+    }
+    if (json_array_size(hba) > 0) {
+        size_t i;
+        json_t *line;
+        printf("  pg_hba:\n");
+        json_array_foreach(hba, i, line) {
+            printf("  - ");
+            print_yaml_scalar(json_is_string(line) ? json_string_value(line) : "?");
+            putchar('\n');
+        }
+    }
 }
 
 static int cmd_show_config(struct ctl *c)
@@ -718,23 +769,44 @@ static int cmd_show_config(struct ctl *c)
     return 1;
 }
 
-/* KEY=VALUE pairs become one JSON object; numbers stay numbers. */
-static int cmd_edit_config(struct ctl *c, char **pairs, int n)
+#define PARAMS_PREFIX "postgresql.parameters."
+
+/* KEY=VALUE pairs become one JSON object; numbers stay numbers. A -p NAME=VALUE pair (pg set),
+ * or -s postgresql.parameters.NAME=VALUE, goes into {"postgresql": {"parameters": {...}}} as a
+ * string, null when VALUE is null (Patroni's way to remove one). */
+static int cmd_edit_config(struct ctl *c, char **pairs, const bool *pg, int n)
 {
     json_t *o = json_object();
+    json_t *params = json_object();
     for (int i = 0; i < n; i++) {
         const char *eq = strchr(pairs[i], '=');
         if (eq == NULL || eq == pairs[i]) {
-            fprintf(stderr, "raftpg ctl edit-config: expected KEY=VALUE, got \"%s\"\n", pairs[i]);
+            fprintf(stderr, "raftpg ctl edit-config: expected %s=VALUE, got \"%s\"\n",
+                    pg[i] ? "NAME" : "KEY", pairs[i]);
             json_decref(o);
+            json_decref(params);
             return 2;
         }
-        char key[64];
+        char key[128];
         snprintf(key, sizeof key, "%.*s", (int)(eq - pairs[i]), pairs[i]);
+        const char *name = pg[i] ? key : NULL;
+        if (!pg[i] && strncmp(key, PARAMS_PREFIX, strlen(PARAMS_PREFIX)) == 0) {
+            name = key + strlen(PARAMS_PREFIX);
+        }
+        if (name != NULL) {
+            json_object_set_new(params, name,
+                                strcmp(eq + 1, "null") == 0 ? json_null() : json_string(eq + 1));
+            continue;
+        }
         char *end = NULL;
         long long v = strtoll(eq + 1, &end, 10);
         json_object_set_new(o, key,
                             eq[1] != '\0' && *end == '\0' ? json_integer(v) : json_string(eq + 1));
+    }
+    if (json_object_size(params) > 0) {
+        json_object_set_new(o, "postgresql", json_pack("{s:o}", "parameters", params));
+    } else {
+        json_decref(params);
     }
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -1723,11 +1795,14 @@ int ctl_main(int argc, char **argv)
         return cmd_show_config(&c);
     }
     if (strcmp(cmd, "edit-config") == 0) {
-        char *pairs[16];
+        char *pairs[48];
+        bool pg[48];
         int n = 0;
         for (; i < argc; i++) {
-            if ((strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--set") == 0) && i + 1 < argc &&
-                n < 16) {
+            bool set = strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--set") == 0;
+            bool param = strcmp(argv[i], "-p") == 0 || strcmp(argv[i], "--pg") == 0;
+            if ((set || param) && i + 1 < argc && n < 48) {
+                pg[n] = param;
                 pairs[n++] = argv[++i];
             } else {
                 fprintf(stderr, "raftpg ctl edit-config: unexpected argument \"%s\"\n", argv[i]);
@@ -1735,10 +1810,11 @@ int ctl_main(int argc, char **argv)
             }
         }
         if (n == 0) {
-            fprintf(stderr, "raftpg ctl edit-config: give at least one -s KEY=VALUE\n");
+            fprintf(stderr,
+                    "raftpg ctl edit-config: give at least one -s KEY=VALUE or -p NAME=VALUE\n");
             return 2;
         }
-        return cmd_edit_config(&c, pairs, n);
+        return cmd_edit_config(&c, pairs, pg, n);
     }
     if (strcmp(cmd, "restart") == 0) {
         char *names[CTL_MAX_ENDPOINTS];

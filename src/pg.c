@@ -18,6 +18,7 @@ const char *pg_op_name(enum pg_op op)
     case PG_OP_SYNC_SLOTS: return "sync_slots";
     case PG_OP_CHECKPOINT: return "checkpoint";
     case PG_OP_SET_SYNC: return "set_sync";
+    case PG_OP_SET_PARAMS: return "set_params";
     }
     return "unknown";
 }
@@ -101,6 +102,9 @@ static void op_finish(struct pg *p, int rc, const char *msg)
     p->epoch++;
     pg_done_cb cb = p->done_cb;
     p->done_cb = NULL;
+    if (op == PG_OP_SET_PARAMS) {
+        p->params_failed = rc != 0;
+    }
     if (rc != 0) {
         log_debug("%s failed: %s", pg_op_name(op), msg);
         if (op == PG_OP_REWIND && p->rewind_retryable) {
@@ -963,6 +967,20 @@ static void op_step(struct pg *p, int rc, const char *msg)
         }
         op_finish(p, 0, NULL);
         return;
+    case PG_OP_SET_PARAMS:
+        if (step == 0) {
+            if (pg_postmaster_pid(p) == 0) {
+                /* Not running: the next start writes them. */
+                op_finish(p, 0, NULL);
+                return;
+            }
+            if ((rv = pg_write_params(p, errmsg)) != 0 || (rv = reload(p, errmsg)) != 0) {
+                break;
+            }
+            return;
+        }
+        op_finish(p, 0, NULL);
+        return;
     case PG_OP_CHECKPOINT:
         if (step == 0) {
             control_sql(p, strdup("CHECKPOINT"));
@@ -1095,6 +1113,48 @@ int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb 
     return op_begin(p, PG_OP_SET_SYNC, NULL, cb, data);
 }
 
+void pg_params_store(struct pg *p, const struct fsm_param *ps, unsigned n,
+                     const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba)
+{
+    p->n_params = n < FSM_PARAMS_MAX ? n : FSM_PARAMS_MAX;
+    memset(p->params, 0, sizeof p->params);
+    memcpy(p->params, ps, p->n_params * sizeof *ps);
+    p->n_hba = n_hba < FSM_HBA_MAX ? n_hba : FSM_HBA_MAX;
+    memset(p->hba, 0, sizeof p->hba);
+    memcpy(p->hba, hba, p->n_hba * sizeof *hba);
+    p->params_failed = false;
+}
+
+int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n,
+                  const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba, pg_done_cb cb, void *data)
+{
+    if (p->op != PG_OP_NONE) {
+        return RPG_EBUSY;
+    }
+    pg_params_store(p, ps, n, hba, n_hba);
+    return op_begin(p, PG_OP_SET_PARAMS, NULL, cb, data);
+}
+
+bool pg_params_stale(const struct pg *p, const struct fsm_param *ps, unsigned n,
+                     const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba)
+{
+    if (p->params_failed || n != p->n_params || n_hba != p->n_hba) {
+        return true;
+    }
+    for (unsigned i = 0; i < n_hba; i++) {
+        if (strcmp(hba[i], p->hba[i]) != 0) {
+            return true;
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (strcmp(ps[i].name, p->params[i].name) != 0 ||
+            strcmp(ps[i].value, p->params[i].value) != 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int pg_checkpoint(struct pg *p, pg_done_cb cb, void *data)
 {
     return op_begin(p, PG_OP_CHECKPOINT, NULL, cb, data);
@@ -1151,6 +1211,8 @@ static void finish_close(struct pg *p)
     pg_conn_drop(p, NULL);
     free(p->pending_sql);
     p->pending_sql = NULL;
+    free(p->settings);
+    p->settings = NULL;
     p->pending_cb = NULL;
     uv_close((uv_handle_t *)&p->tick, pg_handle_closed);
     uv_close((uv_handle_t *)&p->deadline, pg_handle_closed);

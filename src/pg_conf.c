@@ -283,11 +283,12 @@ static int append_sync_block(struct pg *p, char **buf, size_t *len, size_t *cap,
     return 0;
 }
 
-/* Replaces the synchronous settings of raftpg.conf and leaves every other line as it is: what a
- * running server streams from and whether it is a standby are its own to say (rule 10), not
- * this process's memory of what it wrote. A file without the block gets it at the end (the last
- * setting wins). */
-int pg_write_sync_settings(struct pg *p, char *errmsg)
+/* Replaces the block from begin to end of raftpg.conf with block (which carries its own
+ * markers) and leaves every other line as it is: what a running server streams from and whether
+ * it is a standby are its own to say (rule 10), not this process's memory of what it wrote. A
+ * file without the block gets it at the end (the last setting wins). */
+static int rewrite_block(struct pg *p, const char *begin, const char *end, const char *block,
+                         char *errmsg)
 {
     char path[PATH_MAX + 32], line[8192];
     pg_path_in(p, CONF_FILE, path, sizeof path);
@@ -299,22 +300,84 @@ int pg_write_sync_settings(struct pg *p, char *errmsg)
     size_t len = 0, cap = 0;
     bool in_block = false;
     while (fgets(line, sizeof line, f) != NULL) {
-        if (strcmp(line, SYNC_BLOCK_BEGIN) == 0) {
+        if (strcmp(line, begin) == 0) {
             in_block = true;
         } else if (in_block) {
-            in_block = strcmp(line, SYNC_BLOCK_END) != 0;
+            in_block = strcmp(line, end) != 0;
         } else {
             pg_append(&buf, &len, &cap, "%s", line);
         }
     }
     bool failed = ferror(f) != 0;
     fclose(f);
-    int rv = failed ? rpg_err(errmsg, RPG_EIO, "cannot read %s", path)
-                    : append_sync_block(p, &buf, &len, &cap, errmsg);
-    if (rv == 0) {
+    int rv = 0;
+    if (failed) {
+        rv = rpg_err(errmsg, RPG_EIO, "cannot read %s", path);
+    } else {
+        pg_append(&buf, &len, &cap, "%s", block);
         rv = buf != NULL ? pg_write_file(path, buf, 0600, errmsg)
                          : rpg_err(errmsg, RPG_ENOMEM, "out of memory writing %s", CONF_FILE);
     }
+    free(buf);
+    return rv;
+}
+
+int pg_write_sync_settings(struct pg *p, char *errmsg)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rv = append_sync_block(p, &buf, &len, &cap, errmsg);
+    if (rv == 0) {
+        rv = buf != NULL ? rewrite_block(p, SYNC_BLOCK_BEGIN, SYNC_BLOCK_END, buf, errmsg)
+                         : rpg_err(errmsg, RPG_ENOMEM, "out of memory writing %s", CONF_FILE);
+    }
+    free(buf);
+    return rv;
+}
+
+static int write_hba(struct pg *p, char *errmsg);
+
+int pg_write_params(struct pg *p, char *errmsg)
+{
+    char *block = malloc(PG_PARAMS_BLOCK_MAX);
+    if (block == NULL) {
+        return rpg_err(errmsg, RPG_ENOMEM, "out of memory writing %s", CONF_FILE);
+    }
+    int rv = pg_params_block(p->conf, p->params, p->n_params, block, PG_PARAMS_BLOCK_MAX)
+                 ? rewrite_block(p, PG_PARAMS_BEGIN, PG_PARAMS_END, block, errmsg)
+                 : rpg_err(errmsg, RPG_EINVAL, "dynamic parameters too long");
+    free(block);
+    return rv != 0 ? rv : write_hba(p, errmsg);
+}
+
+/* pg_hba.conf from the member's own postgresql.pg_hba, else from the dynamic configuration's;
+ * with neither, the file is left as it is. */
+static int write_hba(struct pg *p, char *errmsg)
+{
+    const struct conf *c = p->conf;
+    char path[PATH_MAX + 32];
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (c->postgresql.n_pg_hba > 0) {
+        pg_append(&buf, &len, &cap, "# written by raftpg from postgresql.pg_hba: edits are lost\n");
+        for (unsigned i = 0; i < c->postgresql.n_pg_hba; i++) {
+            pg_append(&buf, &len, &cap, "%s\n", c->postgresql.pg_hba[i]);
+        }
+    } else if (p->n_hba > 0) {
+        pg_append(&buf, &len, &cap,
+                  "# written by raftpg from the dynamic configuration's postgresql.pg_hba: "
+                  "edits are lost\n");
+        for (unsigned i = 0; i < p->n_hba; i++) {
+            pg_append(&buf, &len, &cap, "%s\n", p->hba[i]);
+        }
+    } else {
+        return 0;
+    }
+    if (buf == NULL) {
+        return rpg_err(errmsg, RPG_ENOMEM, "out of memory writing pg_hba.conf");
+    }
+    pg_path_in(p, "pg_hba.conf", path, sizeof path);
+    int rv = pg_write_file(path, buf, 0600, errmsg);
     free(buf);
     return rv;
 }
@@ -359,6 +422,19 @@ int pg_write_config(struct pg *p, bool standby, const struct pg_upstream *up, ch
             goto out;
         }
         pg_append(&buf, &len, &cap, "%s = %s\n", c->postgresql.parameters[i].key, qv);
+    }
+    {
+        /* After the member's own parameters, which win unless the parameter is cluster-wide
+         * (pg_params_block leaves them out). */
+        char *block = malloc(PG_PARAMS_BLOCK_MAX);
+        if (block == NULL ||
+            !pg_params_block(c, p->params, p->n_params, block, PG_PARAMS_BLOCK_MAX)) {
+            free(block);
+            rv = rpg_err(errmsg, RPG_EINVAL, "dynamic parameters too long");
+            goto out;
+        }
+        pg_append(&buf, &len, &cap, "%s", block);
+        free(block);
     }
     if (c->postgresql.restore_command[0] != '\0') {
         /* postgresql.recovery_conf.restore_command: after the parameters, so it wins. */
@@ -424,16 +500,8 @@ int pg_write_config(struct pg *p, bool standby, const struct pg_upstream *up, ch
         }
     }
 
-    if (c->postgresql.n_pg_hba > 0) {
-        len = 0;
-        pg_append(&buf, &len, &cap, "# written by raftpg from postgresql.pg_hba: edits are lost\n");
-        for (unsigned i = 0; i < c->postgresql.n_pg_hba; i++) {
-            pg_append(&buf, &len, &cap, "%s\n", c->postgresql.pg_hba[i]);
-        }
-        pg_path_in(p, "pg_hba.conf", path, sizeof path);
-        if ((rv = pg_write_file(path, buf, 0600, errmsg)) != 0) {
-            goto out;
-        }
+    if ((rv = write_hba(p, errmsg)) != 0) {
+        goto out;
     }
 
     pg_path_in(p, "standby.signal", path, sizeof path);

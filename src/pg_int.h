@@ -52,6 +52,7 @@ void pg_append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void pg_socket_dir(const struct pg *p, char *buf, size_t size);
 int pg_write_sync_settings(struct pg *p, char *errmsg);
+int pg_write_params(struct pg *p, char *errmsg);
 int pg_write_config(struct pg *p, bool standby, const struct pg_upstream *up, char *errmsg);
 void pg_read_upstream(struct pg *p);
 void pg_handle_closed(uv_handle_t *h);

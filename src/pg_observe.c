@@ -33,6 +33,12 @@ static const char OBSERVE_SQL[] =
     " CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END,"
     " CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_xact_replay_timestamp()::text, '')"
     "  ELSE '' END";
+/* The last column: nothing, or, once per run of the server, the names and contexts of its
+ * settings, which the leader checks dynamic parameters against. */
+static const char OBSERVE_NO_SETTINGS[] = ", NULL::text";
+static const char OBSERVE_SETTINGS[] =
+    ", (SELECT string_agg(concat_ws(' ', name, context, vartype, coalesce(unit, '-'),"
+    "   array_to_string(enumvals, '|')), E'\\n' ORDER BY name) FROM pg_settings)";
 
 /* ---- the observer's connection --------------------------------------------------------------- */
 
@@ -267,7 +273,7 @@ static enum ha_fork_reading fork_reading(struct pg *p)
 
 static void take_observation(struct pg *p, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) != 17) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 18) {
         return;
     }
     struct ha_pg *o = &p->obs;
@@ -296,6 +302,14 @@ static void take_observation(struct pg *p, PGresult *res)
     o->replay_position = strtoull(PQgetvalue(res, 0, 11), NULL, 10);
     p->server_version = atoi(PQgetvalue(res, 0, 12));
     rpg_fmt(p->start_time, sizeof p->start_time, "%s", PQgetvalue(res, 0, 13));
+    if (!PQgetisnull(res, 0, 17)) {
+        char *names = strdup(PQgetvalue(res, 0, 17));
+        if (names != NULL) {
+            free(p->settings);
+            p->settings = names;
+            rpg_fmt(p->settings_run, sizeof p->settings_run, "%s", started);
+        }
+    }
     p->pending_restart = strcmp(PQgetvalue(res, 0, 14), "t") == 0;
     p->replay_paused = strcmp(PQgetvalue(res, 0, 15), "t") == 0;
     rpg_fmt(p->replay_timestamp, sizeof p->replay_timestamp, "%s", PQgetvalue(res, 0, 16));
@@ -954,8 +968,15 @@ void pg_observe(struct pg *p)
             send_query(p, sql);
             free(sql);
         } else {
+            static char plain[sizeof OBSERVE_SQL + sizeof OBSERVE_NO_SETTINGS];
+            static char settings[sizeof OBSERVE_SQL + sizeof OBSERVE_SETTINGS];
+            if (plain[0] == '\0') {
+                rpg_fmt(plain, sizeof plain, "%s%s", OBSERVE_SQL, OBSERVE_NO_SETTINGS);
+                rpg_fmt(settings, sizeof settings, "%s%s", OBSERVE_SQL, OBSERVE_SETTINGS);
+            }
+            bool stale = p->settings == NULL || strcmp(p->settings_run, p->run_started) != 0;
             p->busy_kind = QUERY_OBSERVE;
-            send_query(p, OBSERVE_SQL);
+            send_query(p, stale ? settings : plain);
         }
         break;
     default: break;

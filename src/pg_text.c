@@ -277,3 +277,242 @@ int pg_parse_checkpoint(const char *text, uint64_t *lsn, bool *shut_down)
                  strncmp(v, "shut down in recovery", 21) != 0;
     return 0;
 }
+
+/* ---- the dynamic parameters (pure) ----------------------------------------------------------- */
+
+struct owned_param {
+    const char *name; /* exact name, or a prefix when it ends in '*' */
+    const char *why;
+};
+
+/* What raftpg writes itself, or what its agent, fence and streaming depend on. */
+static const struct owned_param OWNED[] = {
+    {"listen_addresses", "raftpg writes it from postgresql.listen"},
+    {"port", "raftpg writes it from postgresql.listen"},
+    {"cluster_name", "raftpg writes it from scope"},
+    {"hot_standby", "raftpg keeps it on: the agent observes its standbys with queries"},
+    {"unix_socket_directories",
+     "the agent connects through it: set it in each member's postgresql.parameters"},
+    {"primary_conninfo", "raftpg points each standby at its upstream"},
+    {"primary_slot_name", "raftpg names each standby's replication slot"},
+    {"synchronous_standby_names",
+     "raftpg manages it (synchronous_mode and synchronous_node_count)"},
+    {"synchronous_commit", "set it with the synchronous_commit key of the dynamic configuration"},
+    {"recovery_target_timeline", "raftpg sets it to latest"},
+    {"recovery_target*", "a recovery target would stop a standby's replay"},
+    {"restore_command", "set it in each member's postgresql.recovery_conf"},
+    {"promote_trigger_file", "raftpg promotes standbys itself"},
+    {"default_transaction_read_only", "raftpg's fence sets it on a primary that must stop writes"},
+    {"data_directory", "a file location: set it in each member's configuration"},
+    {"config_file", "a file location: set it in each member's configuration"},
+    {"hba_file", "a file location: set it in each member's configuration"},
+    {"ident_file", "a file location: set it in each member's configuration"},
+    {"include", "a directive, not a parameter"},
+    {"include_dir", "a directive, not a parameter"},
+    {"include_if_exists", "a directive, not a parameter"},
+};
+
+const char *pg_param_owned(const char *name)
+{
+    for (size_t i = 0; i < sizeof OWNED / sizeof OWNED[0]; i++) {
+        size_t n = strlen(OWNED[i].name);
+        bool prefix = OWNED[i].name[n - 1] == '*';
+        if (prefix ? strncasecmp(name, OWNED[i].name, n - 1) == 0
+                   : strcasecmp(name, OWNED[i].name) == 0) {
+            return OWNED[i].why;
+        }
+    }
+    return NULL;
+}
+
+/* Patroni's list of the settings it passes on the command line from the dynamic configuration,
+ * less those raftpg owns: a standby cannot run with less than its primary has of the first
+ * ones, and the WAL settings must agree for streaming and pg_rewind. */
+static const char *const CLUSTER_WIDE[] = {
+    "max_connections",
+    "max_locks_per_transaction",
+    "max_prepared_transactions",
+    "max_replication_slots",
+    "max_wal_senders",
+    "max_worker_processes",
+    "track_commit_timestamp",
+    "wal_keep_size",
+    "wal_level",
+    "wal_log_hints",
+};
+
+bool pg_param_cluster_wide(const char *name)
+{
+    for (size_t i = 0; i < sizeof CLUSTER_WIDE / sizeof CLUSTER_WIDE[0]; i++) {
+        if (strcasecmp(name, CLUSTER_WIDE[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool local_param(const struct conf *c, const char *name)
+{
+    for (unsigned i = 0; i < c->postgresql.n_parameters; i++) {
+        if (strcasecmp(c->postgresql.parameters[i].key, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool pg_params_block(const struct conf *c, const struct fsm_param *ps, unsigned n, char *buf,
+                     size_t size)
+{
+    size_t len = 0;
+    int w = snprintf(buf, size, "%s", PG_PARAMS_BEGIN);
+    if (w < 0 || (size_t)w >= size) {
+        return false;
+    }
+    len = (size_t)w;
+    for (unsigned i = 0; i < n; i++) {
+        char q[2 * FSM_PARAM_VALUE_MAX + 3];
+        if (!pg_conf_quote(ps[i].value, q, sizeof q)) {
+            return false;
+        }
+        if (local_param(c, ps[i].name) && !pg_param_cluster_wide(ps[i].name)) {
+            w = snprintf(buf + len, size - len,
+                         "# %s: set by this member's postgresql.parameters, which win\n",
+                         ps[i].name);
+        } else {
+            w = snprintf(buf + len, size - len, "%s = %s\n", ps[i].name, q);
+        }
+        if (w < 0 || (size_t)w >= size - len) {
+            return false;
+        }
+        len += (size_t)w;
+    }
+    w = snprintf(buf + len, size - len, "%s", PG_PARAMS_END);
+    return w >= 0 && (size_t)w < size - len;
+}
+
+/* PostgreSQL's parse_bool: a unique prefix of true, false, yes, no, on (two letters), off (two
+ * letters), or 1 or 0, without case, surrounding blanks allowed. */
+static bool setting_bool(const char *v)
+{
+    while (*v == ' ' || *v == '\t') {
+        v++;
+    }
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) {
+        n--;
+    }
+    if (n == 0) {
+        return false;
+    }
+    static const char *const words[] = {"true", "false", "yes", "no"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (n <= strlen(words[i]) && strncasecmp(v, words[i], n) == 0) {
+            return true;
+        }
+    }
+    if (n >= 2 &&
+        ((n <= 2 && strncasecmp(v, "on", n) == 0) || (n <= 3 && strncasecmp(v, "off", n) == 0))) {
+        return true;
+    }
+    return n == 1 && (v[0] == '1' || v[0] == '0');
+}
+
+/* A number and an optional unit of the setting's kind (PostgreSQL's parse_int and parse_real:
+ * strtol with base 0, else strtod; memory units B kB MB GB TB, time units us ms s min h d). */
+static bool setting_number(const char *v, bool integer, const char *unit)
+{
+    char *end = NULL;
+    errno = 0;
+    (void)strtol(v, &end, 0);
+    if (end == v || errno == ERANGE || !integer || (*end == '.' || *end == 'e' || *end == 'E')) {
+        errno = 0;
+        (void)strtod(v, &end);
+        if (end == v || errno == ERANGE) {
+            return false;
+        }
+    }
+    while (*end == ' ' || *end == '\t') {
+        end++;
+    }
+    if (*end == '\0') {
+        return true;
+    }
+    static const char *const memory[] = {"B", "kB", "MB", "GB", "TB"};
+    static const char *const time[] = {"us", "ms", "s", "min", "h", "d"};
+    bool is_memory = strchr(unit, 'B') != NULL;
+    bool is_time = !is_memory && strcmp(unit, "-") != 0;
+    const char *const *units = is_memory ? memory : time;
+    size_t n_units = is_memory ? 5 : 6;
+    if (!is_memory && !is_time) {
+        return false;
+    }
+    size_t len = strcspn(end, " \t");
+    for (size_t i = 0; i < n_units; i++) {
+        if (strlen(units[i]) == len && strncmp(end, units[i], len) == 0) {
+            end += len;
+            while (*end == ' ' || *end == '\t') {
+                end++;
+            }
+            return *end == '\0';
+        }
+    }
+    return false;
+}
+
+int pg_setting_check(const char *settings, const char *name, const char *value, char *context,
+                     size_t context_size, char *why, size_t why_size)
+{
+    if (settings == NULL) {
+        return -1;
+    }
+    size_t n = strlen(name);
+    for (const char *e = settings; *e != '\0';) {
+        const char *eol = strchr(e, '\n');
+        size_t len = eol != NULL ? (size_t)(eol - e) : strlen(e);
+        if (len > n && strncmp(e, name, n) == 0 && e[n] == ' ') {
+            char line[4096], *save = NULL;
+            rpg_fmt(line, sizeof line, "%.*s", (int)len, e);
+            (void)strtok_r(line, " ", &save);
+            const char *ctx = strtok_r(NULL, " ", &save);
+            const char *type = strtok_r(NULL, " ", &save);
+            const char *unit = strtok_r(NULL, " ", &save);
+            const char *enumvals = save != NULL ? save : "";
+            if (ctx == NULL || type == NULL || unit == NULL) {
+                return 0;
+            }
+            rpg_fmt(context, context_size, "%s", ctx);
+            bool ok = true;
+            if (strcmp(type, "bool") == 0) {
+                ok = setting_bool(value);
+            } else if (strcmp(type, "integer") == 0 || strcmp(type, "real") == 0) {
+                ok = setting_number(value, type[0] == 'i', unit);
+            } else if (strcmp(type, "enum") == 0) {
+                ok = false;
+                char vals[4096], *s2 = NULL;
+                rpg_fmt(vals, sizeof vals, "%s", enumvals);
+                for (char *t = strtok_r(vals, "|", &s2); t != NULL && !ok;
+                     t = strtok_r(NULL, "|", &s2)) {
+                    ok = strcasecmp(t, value) == 0;
+                }
+            }
+            if (!ok) {
+                if (strcmp(type, "enum") == 0) {
+                    rpg_fmt(why, why_size, "invalid value \"%s\" (expected one of: %s)", value,
+                            enumvals);
+                } else {
+                    rpg_fmt(why, why_size, "invalid value \"%s\": expected %s%s%s", value,
+                            strcmp(type, "bool") == 0      ? "a boolean"
+                            : strcmp(type, "integer") == 0 ? "an integer"
+                                                           : "a number",
+                            strcmp(unit, "-") != 0 ? " in units of " : "",
+                            strcmp(unit, "-") != 0 ? unit : "");
+                }
+                return RPG_EINVAL;
+            }
+            return 1;
+        }
+        e += len + (eol != NULL ? 1 : 0);
+    }
+    return 0;
+}

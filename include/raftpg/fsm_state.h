@@ -17,11 +17,12 @@
 /* Decoders accept 1..FSM_VERSION. Version 2 adds the dynamic configuration and the
  * acknowledged-WAL bound; a version-1 snapshot reads with their defaults. Version 3 adds
  * MEMBER_SEEN (the RAFT_STATE tag). Version 4 adds ADD_HISTORY and the history. Version 5
- * adds SCHEDULE_SWITCHOVER, CLEAR_SWITCHOVER and the scheduled switchover.
+ * adds SCHEDULE_SWITCHOVER, CLEAR_SWITCHOVER and the scheduled switchover. Version 6 adds
+ * SET_DYNAMIC and the PostgreSQL parameters of the dynamic configuration.
  * A command or snapshot is written with the lowest version that holds it, never below
  * FSM_VERSION_BASE: an agent of the previous release (which reads 1..3) keeps decoding every
  * command it knows from a newer leader, and loads every snapshot without a history. */
-#define FSM_VERSION 5
+#define FSM_VERSION 6
 #define FSM_VERSION_BASE 3
 
 /* Promotions kept in the history (the oldest is dropped first). */
@@ -46,6 +47,28 @@ struct fsm_history_entry {
     uint8_t reason;         /* enum fsm_history_reason */
     char primary[FSM_NAME_MAX];
 };
+
+/* PostgreSQL parameters of the dynamic configuration: bounded so that a command and a snapshot
+ * stay small. A name is a PostgreSQL identifier (letters, digits, '_', '.' between words, at most
+ * NAMEDATALEN - 1 bytes); a value is printable text without a line break. */
+#define FSM_PARAMS_MAX 32
+#define FSM_PARAM_NAME_MAX 64
+#define FSM_PARAM_VALUE_MAX 256
+
+/* pg_hba.conf lines of the dynamic configuration: printable text (tabs allowed), 1..255 bytes. */
+#define FSM_HBA_MAX 32
+#define FSM_HBA_LINE_MAX 256
+
+struct fsm_param {
+    char name[FSM_PARAM_NAME_MAX];   /* lower case, as PostgreSQL folds it */
+    char value[FSM_PARAM_VALUE_MAX]; /* as written after "name = " (quoted when written) */
+};
+
+/* Checks one parameter's syntax: 0, or RPG_EINVAL with a message naming it ("parameter
+ * \"work mem\": name is not an identifier"). What raftpg itself owns is the API's to refuse. */
+int fsm_param_check(const char *name, const char *value, char *errmsg);
+/* Checks one pg_hba line: 0, or RPG_EINVAL naming its index and what is wrong. */
+int fsm_hba_check(unsigned index, const char *line, char *errmsg);
 
 /* A switchover planned for a wall-clock time: the leader at that time runs it (schedule.h). */
 struct fsm_switchover {
@@ -108,6 +131,12 @@ struct fsm_state {
         uint8_t sync_mode;        /* enum sync_mode */
         uint32_t sync_node_count; /* k wanted, 1..FSM_MEMBERS_MAX */
         uint8_t sync_commit;      /* FSM_SYNC_COMMIT_* */
+        /* PostgreSQL parameters (SET_DYNAMIC), names strictly increasing. */
+        unsigned n_params;
+        struct fsm_param params[FSM_PARAMS_MAX];
+        /* pg_hba.conf lines (SET_DYNAMIC); none: each member's own file. */
+        unsigned n_hba;
+        char hba[FSM_HBA_MAX][FSM_HBA_LINE_MAX];
     } config;
     /* The WAL position that the synchronous quorum confirmed (SET_WAL_BOUND): every commit
      * acknowledged up to there is on a quorum standby; a new primary must have reached it. */
@@ -136,6 +165,8 @@ enum fsm_cmd_type {
     FSM_CMD_ADD_HISTORY,         /* one promotion, appended to the history (version 4) */
     FSM_CMD_SCHEDULE_SWITCHOVER, /* time, from, to: a switchover to run then (version 5) */
     FSM_CMD_CLEAR_SWITCHOVER,    /* the time of the scheduled one it drops (version 5) */
+    FSM_CMD_SET_DYNAMIC,         /* SET_CONFIG's settings and the PostgreSQL parameters, the
+                                    whole set (version 6) */
     FSM_CMD_TYPE_MAX
 };
 
@@ -175,6 +206,15 @@ struct fsm_cmd {
             uint8_t sync_commit;
         } set_config;
         struct {
+            uint8_t sync_mode; /* enum sync_mode */
+            uint32_t sync_node_count;
+            uint8_t sync_commit;
+            unsigned n_params;
+            struct fsm_param params[FSM_PARAMS_MAX];
+            unsigned n_hba;
+            char hba[FSM_HBA_MAX][FSM_HBA_LINE_MAX];
+        } set_dynamic;
+        struct {
             uint64_t position;
             uint32_t timeline;
         } set_wal_bound;
@@ -211,7 +251,9 @@ void fsm_state_init(struct fsm_state *s);
  * needs a time above 0, a from that is empty or a member, a to that is empty or a member other
  * than from, and no switchover scheduled already (RPG_EEXIST); CLEAR_SWITCHOVER drops the
  * scheduled one only if its time is at_ms (RPG_ENOTFOUND otherwise), so a late clear never drops
- * a newer schedule. */
+ * a newer schedule. SET_DYNAMIC sets what SET_CONFIG sets and replaces the parameters and the
+ * pg_hba lines: each parameter passes fsm_param_check and the names are strictly increasing (so
+ * unique), each line passes fsm_hba_check; SET_CONFIG leaves both as they are. */
 int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg);
 
 /* Finds a member by name or id; NULL if absent. */

@@ -54,6 +54,7 @@ enum pg_op {
     PG_OP_SYNC_SLOTS,
     PG_OP_CHECKPOINT,
     PG_OP_SET_SYNC,
+    PG_OP_SET_PARAMS,
 };
 const char *pg_op_name(enum pg_op op);
 
@@ -122,6 +123,10 @@ struct pg {
     bool clean_shutdown;
     /* The running server's start time and the highest timeline it reported in that run. */
     char run_started[48];
+    /* Its settings as pg_settings lists them (pg_setting_check's format; owned, NULL until
+     * read), read once per run: settings_run is the run they were read in. */
+    char *settings;
+    char settings_run[48];
     uint32_t run_timeline;
     int postmaster_pid;           /* 0 when none */
     rpg_msec not_streaming_since; /* loop time a running standby stopped streaming, 0: it is */
@@ -168,6 +173,12 @@ struct pg {
     char sync_names[1024]; /* synchronous_standby_names to write; "" = asynchronous */
     char sync_commit[16];  /* synchronous_commit to write; "" = PostgreSQL's default */
     char sync_seen[1024];  /* the server's current synchronous_standby_names (observed) */
+    /* The dynamic parameters raftpg.conf gets (every start, follow and set_params). */
+    struct fsm_param params[FSM_PARAMS_MAX];
+    unsigned n_params;
+    char hba[FSM_HBA_MAX][FSM_HBA_LINE_MAX]; /* and pg_hba lines (none: the member's own) */
+    unsigned n_hba;
+    bool params_failed; /* their last write or reload failed: pg_params_stale says so */
     uint64_t slot_ids[FSM_MEMBERS_MAX]; /* SYNC_SLOTS: the wanted slots */
     unsigned n_slot_ids;
 
@@ -262,6 +273,21 @@ bool pg_is_orphan_child(int pid);
  * server applies it at once, a later start reads it. names is PostgreSQL's syntax, "" for none. */
 int pg_set_sync(struct pg *p, const char *names, const char *commit, pg_done_cb cb, void *data);
 
+/* Sets the dynamic parameters (fsm_state config.params, copied) in raftpg.conf and the dynamic
+ * pg_hba lines (config.hba, copied) in pg_hba.conf, unless the member's own postgresql.pg_hba
+ * writes that file: on a running server, rewrites them and reloads (a parameter of context
+ * postmaster then shows as pending_restart in pg_settings); else the next start writes them. */
+int pg_set_params(struct pg *p, const struct fsm_param *ps, unsigned n,
+                  const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba, pg_done_cb cb, void *data);
+/* Sets the dynamic parameters the next configuration write carries (a start, a follow), without
+ * writing anything now: for an operation about to write it anyway. */
+void pg_params_store(struct pg *p, const struct fsm_param *ps, unsigned n,
+                     const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba);
+/* Whether the dynamic parameters raftpg.conf should hold differ from ps, or their last write
+ * failed. */
+bool pg_params_stale(const struct pg *p, const struct fsm_param *ps, unsigned n,
+                     const char (*hba)[FSM_HBA_LINE_MAX], unsigned n_hba);
+
 /* CHECKPOINT on the running server (after a promotion, so pg_rewind sees the new timeline). */
 int pg_checkpoint(struct pg *p, pg_done_cb cb, void *data);
 
@@ -272,6 +298,31 @@ bool pg_conf_quote(const char *s, char *buf, size_t size);
 /* Escapes s as one field of a libpq password file (':' and '\' preceded by '\') into buf; false
  * if too long or if s holds a line break, which no password file line can carry. */
 bool pg_passfile_escape(const char *s, char *buf, size_t size);
+
+/* Why the dynamic configuration may not set a parameter (raftpg writes it, or its agent, fence
+ * or streaming depends on it; compared without case); NULL when it may. */
+const char *pg_param_owned(const char *name);
+/* Whether a parameter must be the same on every member (Patroni's list): its dynamic value wins
+ * over a member's postgresql.parameters. For any other, the member's file wins. */
+bool pg_param_cluster_wide(const char *name);
+/* Checks name = value against settings, a server's pg_settings as the observer reads it (one
+ * line per setting, by name: name, context, vartype, unit or "-", then the enum values joined by
+ * '|'). Returns 1 when the server knows name and value reads as its type does (a boolean, an
+ * integer or real number with a unit of the setting's kind, one of the enum values; no range
+ * check), with the context ("postmaster", "sighup", ...) in context; 0 when it has no such
+ * setting; RPG_EINVAL with why when the value does not read; -1 when settings is NULL. */
+int pg_setting_check(const char *settings, const char *name, const char *value, char *context,
+                     size_t context_size, char *why, size_t why_size);
+/* The block of raftpg.conf that holds the dynamic parameters, from PG_PARAMS_BEGIN to
+ * PG_PARAMS_END: "name = 'value'" for each, or a comment for one the member's own
+ * postgresql.parameters set (they win, unless the parameter is cluster-wide). false if buf is
+ * too small (PG_PARAMS_BLOCK_MAX always holds it). */
+#define PG_PARAMS_BEGIN "# raftpg dynamic parameters\n"
+#define PG_PARAMS_END "# end of raftpg dynamic parameters\n"
+#define PG_PARAMS_BLOCK_MAX                                                                        \
+    (FSM_PARAMS_MAX * (FSM_PARAM_NAME_MAX * 2 + FSM_PARAM_VALUE_MAX * 2 + 64) + 128)
+bool pg_params_block(const struct conf *c, const struct fsm_param *ps, unsigned n, char *buf,
+                     size_t size);
 
 /* Whether a failed pg_controldata's output says the control file is missing or short: a copy cut
  * short, which cloning again repairs. Any other error (permission denied, an I/O error) is not

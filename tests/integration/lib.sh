@@ -120,10 +120,13 @@ t_write_conf() {
       echo "  listen: $(t_pg_addr "$i")"
       echo "  parameters: {shared_buffers: 16MB, max_connections: 30, max_wal_senders: 10,"
       echo "               max_replication_slots: 10, wal_keep_size: 64MB, fsync: \"${T_PG_FSYNC:-off}\"}"
-      echo "  pg_hba:"
-      echo "    - local all all scram-sha-256"
-      echo "    - host all all 127.0.0.1/32 scram-sha-256"
-      echo "    - host replication all 127.0.0.1/32 scram-sha-256"
+      # T_NO_PG_HBA=1: no postgresql.pg_hba (initdb's trust file, or the dynamic configuration's).
+      if [ -z "${T_NO_PG_HBA:-}" ]; then
+        echo "  pg_hba:"
+        echo "    - local all all scram-sha-256"
+        echo "    - host all all 127.0.0.1/32 scram-sha-256"
+        echo "    - host replication all 127.0.0.1/32 scram-sha-256"
+      fi
       [ -z "${T_MAX_RATE:-}" ] || echo "  basebackup: {max-rate: $T_MAX_RATE}"
       [ -z "${T_REMOVE_DIVERGED:-}" ] || echo "  remove_data_directory_on_diverged_timelines: true"
       [ -z "${T_NO_REWIND:-}" ] || echo "  use_pg_rewind: false"

@@ -417,7 +417,7 @@ static void test_cmd_decode_rejects_version_0(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = 0;
-    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..5)");
+    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..6)");
     test_free(buf);
 }
 
@@ -429,7 +429,7 @@ static void test_cmd_decode_rejects_future_version(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = FSM_VERSION + 1;
-    assert_decode_fails(buf, len, "unsupported command version 6 (supported=1..5)");
+    assert_decode_fails(buf, len, "unsupported command version 7 (supported=1..6)");
     test_free(buf);
 }
 
@@ -443,7 +443,7 @@ static void test_cmd_decode_rejects_unknown_type(void **state)
     buf[1] = 0;
     assert_decode_fails(buf, len, "unknown command type 0");
     buf[1] = FSM_CMD_TYPE_MAX;
-    assert_decode_fails(buf, len, "unknown command type 14");
+    assert_decode_fails(buf, len, "unknown command type 15");
     buf[1] = 255;
     assert_decode_fails(buf, len, "unknown command type 255");
     test_free(buf);
@@ -645,7 +645,7 @@ static void test_cmd_encode_rejects_unknown_type(void **state)
     make_set_pause(&c, true);
     c.type = FSM_CMD_TYPE_MAX;
     assert_int_equal(fsm_cmd_encode(&c, &buf, errmsg), RPG_EINVAL);
-    assert_string_equal(errmsg, "unknown command type 14");
+    assert_string_equal(errmsg, "unknown command type 15");
     assert_null(buf.base);
 }
 
@@ -1637,6 +1637,319 @@ static void test_switchover_snapshot_versions(void **state)
     raft_free(buf.base);
 }
 
+/* ---- Dynamic PostgreSQL parameters (version 6) ---- */
+
+/* SET_DYNAMIC with quorum mode, k 1, commit on, and the given name=value pairs. */
+static void make_dynamic(struct fsm_cmd *c, unsigned n, const char *const *kv)
+{
+    memset(c, 0, sizeof *c);
+    c->type = FSM_CMD_SET_DYNAMIC;
+    c->term = 9;
+    c->u.set_dynamic.sync_mode = SYNC_MODE_QUORUM;
+    c->u.set_dynamic.sync_node_count = 1;
+    c->u.set_dynamic.sync_commit = FSM_SYNC_COMMIT_ON;
+    c->u.set_dynamic.n_params = n;
+    for (unsigned i = 0; i < n; i++) {
+        set_str(c->u.set_dynamic.params[i].name, FSM_PARAM_NAME_MAX, kv[2 * i]);
+        set_str(c->u.set_dynamic.params[i].value, FSM_PARAM_VALUE_MAX, kv[2 * i + 1]);
+    }
+}
+
+static void test_param_check(void **state)
+{
+    (void)state;
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(fsm_param_check("work_mem", "8MB", errmsg), 0);
+    assert_int_equal(fsm_param_check("pg_stat_statements.max", "", errmsg), 0);
+    assert_int_equal(fsm_param_check("_x$1", "it's ok", errmsg), 0);
+    assert_int_equal(fsm_param_check("", "1", errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "parameter name must be 1..63 bytes long");
+    const char *bad[] = {"Work_mem", "work mem", "1abc", "a..b", ".a", "a.", "a-b", "a.1b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(fsm_param_check(bad[i], "1", errmsg), RPG_EINVAL);
+    }
+    assert_string_equal(errmsg, "parameter \"a.1b\": name is not a lower-case identifier "
+                                "([a-z_][a-z0-9_$]*, words joined by '.')");
+    char longname[FSM_PARAM_NAME_MAX + 1];
+    memset(longname, 'a', FSM_PARAM_NAME_MAX);
+    longname[FSM_PARAM_NAME_MAX] = '\0';
+    assert_int_equal(fsm_param_check(longname, "1", errmsg), RPG_EINVAL);
+    longname[FSM_PARAM_NAME_MAX - 1] = '\0';
+    assert_int_equal(fsm_param_check(longname, "1", errmsg), 0);
+    assert_int_equal(fsm_param_check("work_mem", "8MB\nport = 1", errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg,
+                        "parameter work_mem: value holds a control character (byte 3 is 0x0a)");
+    assert_int_equal(fsm_param_check("work_mem", "a\rb", errmsg), RPG_EINVAL);
+    char longvalue[FSM_PARAM_VALUE_MAX + 1];
+    memset(longvalue, 'v', FSM_PARAM_VALUE_MAX);
+    longvalue[FSM_PARAM_VALUE_MAX] = '\0';
+    assert_int_equal(fsm_param_check("work_mem", longvalue, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "parameter work_mem: value is longer than 255 bytes");
+}
+
+/* SET_DYNAMIC is written as version 6 and decodes back; below 6 it is malformed. */
+static void test_dynamic_cmd_roundtrip_and_versions(void **state)
+{
+    (void)state;
+    const char *kv[] = {"max_wal_senders", "12", "work_mem", "8MB"};
+    struct fsm_cmd c, out;
+    size_t len;
+    char errmsg[RPG_ERRMSG_SIZE];
+    make_dynamic(&c, 2, kv);
+    c.u.set_dynamic.sync_mode = SYNC_MODE_STRICT;
+    c.u.set_dynamic.sync_node_count = 2;
+    c.u.set_dynamic.sync_commit = FSM_SYNC_COMMIT_REMOTE_APPLY;
+    uint8_t *buf = encode_copy(&c, &len);
+    assert_int_equal(buf[0], 6);
+    assert_int_equal(buf[1], FSM_CMD_SET_DYNAMIC);
+    assert_int_equal(fsm_cmd_decode(buf, len, &out, errmsg), 0);
+    assert_int_equal(out.type, FSM_CMD_SET_DYNAMIC);
+    assert_int_equal(out.term, 9);
+    assert_int_equal(out.u.set_dynamic.sync_mode, SYNC_MODE_STRICT);
+    assert_int_equal(out.u.set_dynamic.sync_node_count, 2);
+    assert_int_equal(out.u.set_dynamic.sync_commit, FSM_SYNC_COMMIT_REMOTE_APPLY);
+    assert_int_equal(out.u.set_dynamic.n_params, 2);
+    assert_string_equal(out.u.set_dynamic.params[0].name, "max_wal_senders");
+    assert_string_equal(out.u.set_dynamic.params[0].value, "12");
+    assert_string_equal(out.u.set_dynamic.params[1].name, "work_mem");
+    assert_string_equal(out.u.set_dynamic.params[1].value, "8MB");
+    assert_string_equal(fsm_cmd_type_name(FSM_CMD_SET_DYNAMIC), "set_dynamic");
+    buf[0] = 5;
+    assert_decode_fails(buf, len, "command type 14 needs version 6, got 5");
+    test_free(buf);
+
+    /* Every truncation is refused and leaves the output untouched. */
+    buf = encode_copy(&c, &len);
+    struct fsm_cmd before;
+    memset(&before, 0x5a, sizeof before);
+    for (size_t n = 0; n < len; n++) {
+        out = before;
+        assert_int_equal(fsm_cmd_decode(buf, n, &out, errmsg), RPG_EPROTO);
+        assert_memory_equal(&out, &before, sizeof out);
+    }
+    test_free(buf);
+
+    /* No parameters at all is a valid command (every one removed). */
+    make_dynamic(&c, 0, NULL);
+    roundtrip(&c, &out);
+    assert_int_equal(out.u.set_dynamic.n_params, 0);
+
+    /* Bounds: count and lengths are refused at encoding. */
+    struct raft_buffer rb;
+    make_dynamic(&c, 2, kv);
+    c.u.set_dynamic.n_params = FSM_PARAMS_MAX + 1;
+    assert_int_equal(fsm_cmd_encode(&c, &rb, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "set_dynamic: 33 parameters, at most 32");
+    make_dynamic(&c, 2, kv);
+    memset(c.u.set_dynamic.params[1].value, 'x', FSM_PARAM_VALUE_MAX);
+    assert_int_equal(fsm_cmd_encode(&c, &rb, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "set_dynamic: parameter 1 is too long");
+    make_dynamic(&c, 2, kv);
+    c.u.set_dynamic.sync_node_count = 0;
+    assert_int_equal(fsm_cmd_encode(&c, &rb, errmsg), RPG_EINVAL);
+}
+
+static void test_dynamic_apply_rules(void **state)
+{
+    (void)state;
+    struct fsm_state s, before;
+    struct fsm_cmd c;
+    char errmsg[RPG_ERRMSG_SIZE];
+    state_three(&s);
+
+    const char *kv[] = {"max_wal_senders", "12", "work_mem", "8MB"};
+    make_dynamic(&c, 2, kv);
+    apply_ok(&s, &c);
+    assert_true(s.config.set);
+    assert_int_equal(s.config.sync_mode, SYNC_MODE_QUORUM);
+    assert_int_equal(s.config.n_params, 2);
+    assert_string_equal(s.config.params[0].name, "max_wal_senders");
+    assert_string_equal(s.config.params[1].value, "8MB");
+
+    /* SET_CONFIG changes the synchronous settings and keeps the parameters. */
+    struct fsm_cmd sc;
+    memset(&sc, 0, sizeof sc);
+    sc.type = FSM_CMD_SET_CONFIG;
+    sc.u.set_config.sync_mode = SYNC_MODE_OFF;
+    sc.u.set_config.sync_node_count = 2;
+    apply_ok(&s, &sc);
+    assert_int_equal(s.config.sync_mode, SYNC_MODE_OFF);
+    assert_int_equal(s.config.n_params, 2);
+
+    /* Refused whole, the state untouched: out of order, duplicate, bad name, bad value. */
+    before = s;
+    const char *unordered[] = {"work_mem", "1MB", "max_wal_senders", "12"};
+    make_dynamic(&c, 2, unordered);
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "set_dynamic rejected: parameters not in strictly increasing "
+                                "order (max_wal_senders after work_mem)");
+    const char *dup[] = {"work_mem", "1MB", "work_mem", "2MB"};
+    make_dynamic(&c, 2, dup);
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "set_dynamic rejected: parameters not in strictly increasing "
+                                "order (work_mem after work_mem)");
+    const char *badname[] = {"work mem", "1MB"};
+    make_dynamic(&c, 1, badname);
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EINVAL);
+    const char *badvalue[] = {"work_mem", "1MB\n"};
+    make_dynamic(&c, 1, badvalue);
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "set_dynamic rejected: parameter work_mem: value holds a control "
+                                "character (byte 3 is 0x0a)");
+    make_dynamic(&c, 2, kv);
+    c.u.set_dynamic.sync_mode = 7;
+    assert_int_equal(fsm_state_apply(&s, &c, errmsg), RPG_EINVAL);
+    assert_int_equal(s.n_rejected, before.n_rejected + 5);
+    before.n_applied = s.n_applied;
+    before.n_rejected = s.n_rejected;
+    assert_true(fsm_state_equal(&s, &before));
+
+    /* The whole set is replaced: an empty one removes every parameter. */
+    make_dynamic(&c, 0, NULL);
+    apply_ok(&s, &c);
+    assert_int_equal(s.config.n_params, 0);
+    assert_string_equal(s.config.params[0].name, "");
+
+    /* The most parameters, the longest strings. */
+    make_dynamic(&c, 0, NULL);
+    c.u.set_dynamic.n_params = FSM_PARAMS_MAX;
+    for (unsigned i = 0; i < FSM_PARAMS_MAX; i++) {
+        memset(c.u.set_dynamic.params[i].name, 'a', FSM_PARAM_NAME_MAX - 3);
+        snprintf(c.u.set_dynamic.params[i].name + FSM_PARAM_NAME_MAX - 3, 3, "%02u", i);
+        memset(c.u.set_dynamic.params[i].value, 'v', FSM_PARAM_VALUE_MAX - 1);
+    }
+    struct fsm_cmd out;
+    roundtrip(&c, &out);
+    apply_ok(&s, &out);
+    assert_int_equal(s.config.n_params, FSM_PARAMS_MAX);
+}
+
+/* Parameters make a snapshot version 6 (with the schedule and history of version 5); without
+ * them it keeps the earlier layouts; a broken set in a snapshot is refused. */
+static void test_dynamic_snapshot_versions(void **state)
+{
+    (void)state;
+    struct fsm_state a, b;
+    struct fsm_cmd c;
+    struct raft_buffer buf;
+    char errmsg[RPG_ERRMSG_SIZE];
+    state_populated(&a);
+    const char *kv[] = {"shared_buffers", "256MB", "work_mem", "8MB"};
+    make_dynamic(&c, 2, kv);
+    apply_ok(&a, &c);
+    struct fsm_cmd w;
+    memset(&w, 0, sizeof w);
+    w.type = FSM_CMD_SCHEDULE_SWITCHOVER;
+    w.u.schedule_switchover.at_ms = 1796000000123;
+    apply_ok(&a, &w);
+    assert_int_equal(fsm_state_encode(&a, &buf, errmsg), 0);
+    assert_int_equal(((uint8_t *)buf.base)[4], 6);
+    fsm_state_init(&b);
+    assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), 0);
+    raft_free(buf.base);
+    assert_true(fsm_state_equal(&a, &b));
+    assert_int_equal(b.config.n_params, 2);
+    assert_string_equal(b.config.params[0].name, "shared_buffers");
+    assert_string_equal(b.config.params[1].value, "8MB");
+    assert_int_equal(b.switchover.at_ms, 1796000000123);
+    assert_int_equal(fsm_state_checksum(&a), fsm_state_checksum(&b));
+
+    /* A different value is a different state and checksum. */
+    set_str(b.config.params[1].value, FSM_PARAM_VALUE_MAX, "9MB");
+    assert_false(fsm_state_equal(&a, &b));
+    assert_int_not_equal(fsm_state_checksum(&a), fsm_state_checksum(&b));
+
+    /* A duplicate name is no state apply could reach. */
+    set_str(b.config.params[1].name, FSM_PARAM_NAME_MAX, "shared_buffers");
+    assert_int_equal(fsm_state_encode(&b, &buf, errmsg), 0);
+    fsm_state_init(&a);
+    assert_int_equal(fsm_state_decode(buf.base, buf.len, &a, errmsg), RPG_EPROTO);
+    assert_string_equal(errmsg, "snapshot parameters: parameters not in strictly increasing "
+                                "order (shared_buffers after shared_buffers)");
+    raft_free(buf.base);
+
+    /* All removed: back to version 3, which an agent of an earlier release loads. */
+    state_populated(&a);
+    make_dynamic(&c, 2, kv);
+    apply_ok(&a, &c);
+    make_dynamic(&c, 0, NULL);
+    apply_ok(&a, &c);
+    assert_int_equal(fsm_state_encode(&a, &buf, errmsg), 0);
+    assert_int_equal(((uint8_t *)buf.base)[4], 3);
+    fsm_state_init(&b);
+    assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), 0);
+    raft_free(buf.base);
+    assert_true(fsm_state_equal(&a, &b));
+}
+
+/* pg_hba lines travel with the parameters in SET_DYNAMIC and in a version-6 snapshot. */
+static void test_dynamic_hba(void **state)
+{
+    (void)state;
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(fsm_hba_check(0, "host\tall all 127.0.0.1/32 scram-sha-256", errmsg), 0);
+    assert_int_equal(fsm_hba_check(2, "", errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "pg_hba line 2 must be 1..255 bytes long");
+    assert_int_equal(fsm_hba_check(1, "local all all trust\nhost all all 0.0.0.0/0 trust", errmsg),
+                     RPG_EINVAL);
+    assert_string_equal(errmsg, "pg_hba line 1 holds a control character (byte 19 is 0x0a)");
+
+    struct fsm_cmd c, out;
+    make_dynamic(&c, 0, NULL);
+    c.u.set_dynamic.n_hba = 2;
+    set_str(c.u.set_dynamic.hba[0], FSM_HBA_LINE_MAX, "local all all trust");
+    set_str(c.u.set_dynamic.hba[1], FSM_HBA_LINE_MAX, "host all all 127.0.0.1/32 reject");
+    roundtrip(&c, &out);
+    assert_int_equal(out.u.set_dynamic.n_hba, 2);
+    assert_string_equal(out.u.set_dynamic.hba[1], "host all all 127.0.0.1/32 reject");
+    size_t len;
+    uint8_t *buf = encode_copy(&c, &len);
+    struct fsm_cmd before;
+    memset(&before, 0x5a, sizeof before);
+    for (size_t n = 0; n < len; n++) {
+        out = before;
+        assert_int_equal(fsm_cmd_decode(buf, n, &out, errmsg), RPG_EPROTO);
+    }
+    test_free(buf);
+
+    struct fsm_state a, b;
+    state_populated(&a);
+    apply_ok(&a, &c);
+    assert_int_equal(a.config.n_hba, 2);
+    assert_int_equal(a.config.n_params, 0);
+    struct raft_buffer rb;
+    assert_int_equal(fsm_state_encode(&a, &rb, errmsg), 0);
+    assert_int_equal(((uint8_t *)rb.base)[4], 6);
+    fsm_state_init(&b);
+    assert_int_equal(fsm_state_decode(rb.base, rb.len, &b, errmsg), 0);
+    raft_free(rb.base);
+    assert_true(fsm_state_equal(&a, &b));
+    assert_string_equal(b.config.hba[0], "local all all trust");
+    set_str(b.config.hba[0], FSM_HBA_LINE_MAX, "local all all peer");
+    assert_false(fsm_state_equal(&a, &b));
+
+    /* A bad line refuses the whole entry; too many lines cannot be encoded. */
+    struct fsm_state keep = a;
+    set_str(c.u.set_dynamic.hba[1], FSM_HBA_LINE_MAX, "host all all\r127.0.0.1/32 trust");
+    assert_int_equal(fsm_state_apply(&a, &c, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "set_dynamic rejected: pg_hba line 1 holds a control character "
+                                "(byte 12 is 0x0d)");
+    keep.n_applied = a.n_applied;
+    keep.n_rejected = a.n_rejected;
+    assert_true(fsm_state_equal(&a, &keep));
+    c.u.set_dynamic.n_hba = FSM_HBA_MAX + 1;
+    assert_int_equal(fsm_cmd_encode(&c, &rb, errmsg), RPG_EINVAL);
+    assert_string_equal(errmsg, "set_dynamic: 33 pg_hba lines, at most 32");
+
+    /* An empty list: back to each member's own file, and to version 3. */
+    make_dynamic(&c, 0, NULL);
+    apply_ok(&a, &c);
+    assert_int_equal(a.config.n_hba, 0);
+    assert_int_equal(fsm_state_encode(&a, &rb, errmsg), 0);
+    assert_int_equal(((uint8_t *)rb.base)[4], 3);
+    raft_free(rb.base);
+}
+
 /* ---- Snapshot ---- */
 
 static void test_snapshot_roundtrip_populated_state(void **state)
@@ -1724,10 +2037,10 @@ static void test_snapshot_decode_rejects_future_version(void **state)
     ((uint8_t *)buf.base)[4] = FSM_VERSION + 1;
     fsm_state_init(&b);
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 6 (supported=1..5)");
+    assert_string_equal(errmsg, "unsupported snapshot version 7 (supported=1..6)");
     ((uint8_t *)buf.base)[4] = 0;
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..5)");
+    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..6)");
     raft_free(buf.base);
 }
 
@@ -1847,7 +2160,7 @@ static void test_raft_apply_malformed_counts_as_rejected(void **state)
     struct raft_buffer buf = {bytes, sizeof bytes};
     assert_int_equal(f.raft.apply(&f.raft, &buf, &result), 0);
     assert_int_equal(fsm_result_code(result), RPG_EPROTO);
-    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..5)");
+    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..6)");
     assert_int_equal(s.n_applied, 2);
     assert_int_equal(s.n_rejected, 1);
 }
@@ -2218,6 +2531,11 @@ int main(void)
         cmocka_unit_test(test_switchover_cmd_decode_rejects_truncation),
         cmocka_unit_test(test_switchover_apply_rules),
         cmocka_unit_test(test_switchover_snapshot_versions),
+        cmocka_unit_test(test_param_check),
+        cmocka_unit_test(test_dynamic_cmd_roundtrip_and_versions),
+        cmocka_unit_test(test_dynamic_apply_rules),
+        cmocka_unit_test(test_dynamic_snapshot_versions),
+        cmocka_unit_test(test_dynamic_hba),
         cmocka_unit_test(test_snapshot_decode_rejects_nonzero_padding),
         cmocka_unit_test(test_snapshot_decode_rejects_broken_invariant),
         cmocka_unit_test(test_fsm_init_is_version_1),

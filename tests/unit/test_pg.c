@@ -1064,6 +1064,172 @@ static void test_reservation_in_a_missing_directory_says_where(void **state)
     pg_drop_reservations("/nonexistent/raftpg"); /* nothing to do, and no crash */
 }
 
+/* ---- the dynamic parameters ---------------------------------------------------------------- */
+
+static void test_param_owned_names_what_raftpg_writes(void **state)
+{
+    (void)state;
+    const char *owned[] = {"listen_addresses",
+                           "port",
+                           "cluster_name",
+                           "hot_standby",
+                           "primary_conninfo",
+                           "primary_slot_name",
+                           "synchronous_standby_names",
+                           "synchronous_commit",
+                           "recovery_target_timeline",
+                           "recovery_target_lsn",
+                           "restore_command",
+                           "default_transaction_read_only",
+                           "unix_socket_directories",
+                           "include_dir",
+                           "PRIMARY_CONNINFO"};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {
+        assert_non_null(pg_param_owned(owned[i]));
+    }
+    assert_string_equal(pg_param_owned("synchronous_standby_names"),
+                        "raftpg manages it (synchronous_mode and synchronous_node_count)");
+    const char *free_names[] = {"work_mem",
+                                "shared_buffers",
+                                "max_wal_senders",
+                                "recovery",
+                                "portal",
+                                "wal_retrieve_retry_interval",
+                                "pg_stat_statements.max"};
+    for (size_t i = 0; i < sizeof free_names / sizeof free_names[0]; i++) {
+        assert_null(pg_param_owned(free_names[i]));
+    }
+}
+
+static void test_param_cluster_wide(void **state)
+{
+    (void)state;
+    assert_true(pg_param_cluster_wide("max_connections"));
+    assert_true(pg_param_cluster_wide("MAX_WAL_SENDERS"));
+    assert_true(pg_param_cluster_wide("wal_level"));
+    assert_false(pg_param_cluster_wide("work_mem"));
+    assert_false(pg_param_cluster_wide("shared_buffers"));
+}
+
+/* The member's own postgresql.parameters win over a dynamic value, except a cluster-wide one;
+ * values are quoted. */
+static void test_params_block_precedence_and_quoting(void **state)
+{
+    (void)state;
+    static struct conf c;
+    struct conf_kv local[2] = {{"shared_buffers", "16MB"}, {"max_wal_senders", "10"}};
+    memset(&c, 0, sizeof c);
+    c.postgresql.parameters = local;
+    c.postgresql.n_parameters = 2;
+    struct fsm_param ps[4];
+    memset(ps, 0, sizeof ps);
+    snprintf(ps[0].name, sizeof ps[0].name, "log_line_prefix");
+    snprintf(ps[0].value, sizeof ps[0].value, "%%m [%%p] it's ");
+    snprintf(ps[1].name, sizeof ps[1].name, "max_wal_senders");
+    snprintf(ps[1].value, sizeof ps[1].value, "12");
+    snprintf(ps[2].name, sizeof ps[2].name, "shared_buffers");
+    snprintf(ps[2].value, sizeof ps[2].value, "32MB");
+    snprintf(ps[3].name, sizeof ps[3].name, "work_mem");
+    snprintf(ps[3].value, sizeof ps[3].value, "8MB");
+    char buf[PG_PARAMS_BLOCK_MAX];
+    assert_true(pg_params_block(&c, ps, 4, buf, sizeof buf));
+    assert_string_equal(buf, "# raftpg dynamic parameters\n"
+                             "log_line_prefix = '%m [%p] it''s '\n"
+                             "max_wal_senders = '12'\n"
+                             "# shared_buffers: set by this member's postgresql.parameters, which "
+                             "win\n"
+                             "work_mem = '8MB'\n"
+                             "# end of raftpg dynamic parameters\n");
+    assert_true(pg_params_block(&c, ps, 0, buf, sizeof buf));
+    assert_string_equal(buf, PG_PARAMS_BEGIN PG_PARAMS_END);
+    assert_false(pg_params_block(&c, ps, 4, buf, 60));
+
+    /* The largest set fits the bound. */
+    static struct fsm_param big[FSM_PARAMS_MAX];
+    for (unsigned i = 0; i < FSM_PARAMS_MAX; i++) {
+        memset(big[i].name, 'a', FSM_PARAM_NAME_MAX - 1);
+        memset(big[i].value, '\'', FSM_PARAM_VALUE_MAX - 1);
+    }
+    static char large[PG_PARAMS_BLOCK_MAX];
+    assert_true(pg_params_block(&c, big, FSM_PARAMS_MAX, large, sizeof large));
+}
+
+/* pg_settings as the observer reads it. */
+static const char SETTINGS[] = "checkpoint_completion_target sighup real - \n"
+                               "checkpoint_timeout sighup integer s\n"
+                               "default_transaction_isolation user enum - serializable|repeatable "
+                               "read|read committed|read uncommitted\n"
+                               "fsync sighup bool -\n"
+                               "max_wal_senders postmaster integer -\n"
+                               "search_path user string -\n"
+                               "shared_buffers postmaster integer 8kB\n"
+                               "work_mem user integer kB";
+
+static void test_setting_check_names_and_types(void **state)
+{
+    (void)state;
+    char ctx[32], why[RPG_ERRMSG_SIZE];
+    assert_int_equal(pg_setting_check(NULL, "work_mem", "8MB", ctx, sizeof ctx, why, sizeof why),
+                     -1);
+    assert_int_equal(
+        pg_setting_check(SETTINGS, "work_mme", "8MB", ctx, sizeof ctx, why, sizeof why), 0);
+    assert_int_equal(pg_setting_check(SETTINGS, "work", "8MB", ctx, sizeof ctx, why, sizeof why),
+                     0);
+    struct {
+        const char *name, *value;
+        int rc;
+    } cases[] = {
+        {"work_mem", "8MB", 1},
+        {"work_mem", "8192", 1},
+        {"work_mem", " 8 MB ", 1},
+        {"work_mem", "0x10", 1},
+        {"work_mem", "1.5GB", 1},
+        {"work_mem", "8Mb", RPG_EINVAL},
+        {"work_mem", "8ms", RPG_EINVAL},
+        {"work_mem", "abc", RPG_EINVAL},
+        {"work_mem", "", RPG_EINVAL},
+        {"shared_buffers", "128MB", 1},
+        {"max_wal_senders", "12", 1},
+        {"max_wal_senders", "12kB", RPG_EINVAL},
+        {"checkpoint_timeout", "5min", 1},
+        {"checkpoint_timeout", "300", 1},
+        {"checkpoint_timeout", "5MB", RPG_EINVAL},
+        {"checkpoint_completion_target", "0.9", 1},
+        {"checkpoint_completion_target", "1e-1", 1},
+        {"checkpoint_completion_target", "high", RPG_EINVAL},
+        {"fsync", "on", 1},
+        {"fsync", "OFF", 1},
+        {"fsync", "of", 1},
+        {"fsync", "t", 1},
+        {"fsync", "0", 1},
+        {"fsync", "o", RPG_EINVAL},
+        {"fsync", "maybe", RPG_EINVAL},
+        {"default_transaction_isolation", "Read Committed", 1},
+        {"default_transaction_isolation", "snapshot", RPG_EINVAL},
+        {"search_path", "\"$user\", public", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = pg_setting_check(SETTINGS, cases[i].name, cases[i].value, ctx, sizeof ctx, why,
+                                  sizeof why);
+        if (rc != cases[i].rc) {
+            fail_msg("%s = '%s': got %d, expected %d", cases[i].name, cases[i].value, rc,
+                     cases[i].rc);
+        }
+    }
+    assert_int_equal(
+        pg_setting_check(SETTINGS, "shared_buffers", "1GB", ctx, sizeof ctx, why, sizeof why), 1);
+    assert_string_equal(ctx, "postmaster");
+    assert_int_equal(pg_setting_check(SETTINGS, "work_mem", "abc", ctx, sizeof ctx, why,
+                                      sizeof why),
+                     RPG_EINVAL);
+    assert_string_equal(why, "invalid value \"abc\": expected an integer in units of kB");
+    assert_int_equal(pg_setting_check(SETTINGS, "default_transaction_isolation", "snapshot", ctx,
+                                      sizeof ctx, why, sizeof why),
+                     RPG_EINVAL);
+    assert_string_equal(why, "invalid value \"snapshot\" (expected one of: serializable|repeatable "
+                             "read|read committed|read uncommitted)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1110,6 +1276,10 @@ int main(void)
         cmocka_unit_test(test_conninfo_quote_empty_string_fits_exactly_and_not_one_byte_less),
         cmocka_unit_test(test_conf_quote_plain_value),
         cmocka_unit_test(test_conf_quote_doubles_single_quote),
+        cmocka_unit_test(test_param_owned_names_what_raftpg_writes),
+        cmocka_unit_test(test_param_cluster_wide),
+        cmocka_unit_test(test_params_block_precedence_and_quoting),
+        cmocka_unit_test(test_setting_check_names_and_types),
         cmocka_unit_test(test_conf_quote_escapes_backslash),
         cmocka_unit_test(test_conf_quote_of_quoted_conninfo_escapes_both_layers),
         cmocka_unit_test(test_conf_quote_empty_string),

@@ -108,7 +108,7 @@ struct agent {
     bool maintenance; /* the replicated state says paused, as last seen by ha_tick */
     char pause_primary[FSM_NAME_MAX];       /* the recorded primary when the pause began */
     struct failover_permit failover_permit; /* a failover asked for while paused (failover.h) */
-    rpg_msec params_retry_at; /* after a failed write of the dynamic parameters */
+    rpg_msec params_retry_at;               /* after a failed write of the dynamic parameters */
     struct switchover switchover;
     struct reinit reinit;
     struct restart restart;

@@ -136,6 +136,8 @@ static json_t *pg_json(const struct agent *a)
         ha_action_name(a->core.last.action), "why", a->core.last.why);
     if (o_json != NULL) {
         json_object_set_new(o_json, "synchronous_standby_names", json_string(a->pg.sync_seen));
+        /* pg_settings says a changed setting waits for a restart (the others' /cluster). */
+        json_object_set_new(o_json, "pending_restart", json_boolean(a->pg.pending_restart));
         json_object_set_new(o_json, "replay_position",
                             json_integer((json_int_t)o->replay_position));
         json_object_set_new(o_json, "receiver", json_string(o->receiver));
@@ -591,6 +593,10 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
                                       "failover_priority", tp->failover_priority));
     }
     json_decref(reported);
+    /* Patroni's per-member flag, only when true: a setting waits for a restart. */
+    if (self ? a->pg_open && a->pg.pending_restart : tp != NULL && tp->pg_pending_restart) {
+        json_object_set_new(m, "pending_restart", json_true());
+    }
     /* Its scheduled restart (Patroni's per-member field): its own, or its last report's. */
     json_t *sr = NULL;
     if (self) {

@@ -315,17 +315,34 @@ static int cmd_list(struct ctl *c, enum list_format format)
         /* Tab-separated output is the table alone, for scripts. */
         print_summary(cluster);
     }
-    const char *hdr[] = {"Member", "Id",     "Host", "Role", "State",   "TL",
-                         "Lag",    "Voting", "Term", "Raft", "Storage", "Scheduled restart"};
-    enum { NCOL = 12 };
+    const char *hdr[] = {"Member",
+                         "Id",
+                         "Host",
+                         "Role",
+                         "State",
+                         "TL",
+                         "Lag",
+                         "Voting",
+                         "Term",
+                         "Raft",
+                         "Storage",
+                         "Pending restart",
+                         "Scheduled restart"};
+    enum { NCOL = 13, COL_PENDING = 11, COL_SCHEDULED = 12 };
     json_t *members = json_object_get(cluster, "members");
     size_t n = json_array_size(members);
-    /* patronictl's "Scheduled restart" column, only when a member has one. */
-    int ncol = NCOL - 1;
+    /* patronictl's "Pending restart" and "Scheduled restart" columns, only when a member has
+     * one: the table stays the same for scripts otherwise. */
+    bool show[NCOL];
+    for (int i = 0; i < NCOL; i++) {
+        show[i] = i < COL_PENDING;
+    }
     for (size_t r = 0; r < n; r++) {
-        if (json_is_object(json_object_get(json_array_get(members, r), "scheduled_restart"))) {
-            ncol = NCOL;
-        }
+        json_t *m = json_array_get(members, r);
+        show[COL_PENDING] = show[COL_PENDING] ||
+                            json_is_true(json_object_get(m, "pending_restart"));
+        show[COL_SCHEDULED] = show[COL_SCHEDULED] ||
+                              json_is_object(json_object_get(m, "scheduled_restart"));
     }
     size_t width[NCOL];
     for (int i = 0; i < NCOL; i++) {
@@ -364,7 +381,9 @@ static int cmd_list(struct ctl *c, enum list_format format)
                  (long long)json_integer_value(json_object_get(m, "term")));
         snprintf(cells[r][9], 80, "%s", str_or(m, "raft_address", ""));
         snprintf(cells[r][10], 80, "%s", str_or(m, "raft_storage", ""));
-        snprintf(cells[r][11], 80, "%s",
+        snprintf(cells[r][COL_PENDING], 80, "%s",
+                 json_is_true(json_object_get(m, "pending_restart")) ? "*" : "");
+        snprintf(cells[r][COL_SCHEDULED], 80, "%s",
                  str_or(json_object_get(m, "scheduled_restart"), "schedule", ""));
         for (int i = 0; i < NCOL; i++) {
             size_t l = strlen(cells[r][i]);
@@ -373,8 +392,12 @@ static int cmd_list(struct ctl *c, enum list_format format)
     }
     if (tsv) {
         for (size_t r = 0; r <= n; r++) {
-            for (int i = 0; i < ncol; i++) {
-                printf("%s%s", i ? "\t" : "", r == 0 ? hdr[i] : cells[r - 1][i]);
+            const char *sep = "";
+            for (int i = 0; i < NCOL; i++) {
+                if (show[i]) {
+                    printf("%s%s", sep, r == 0 ? hdr[i] : cells[r - 1][i]);
+                    sep = "\t";
+                }
             }
             printf("\n");
         }
@@ -382,20 +405,26 @@ static int cmd_list(struct ctl *c, enum list_format format)
         json_decref(cluster);
         return 0;
     }
-    for (int i = 0; i < ncol; i++) {
-        printf("%s%-*s", i ? " | " : "| ", (int)width[i], hdr[i]);
+    for (int i = 0; i < NCOL; i++) {
+        if (show[i]) {
+            printf("%s%-*s", i ? " | " : "| ", (int)width[i], hdr[i]);
+        }
     }
     printf(" |\n");
-    for (int i = 0; i < ncol; i++) {
-        printf("%s", i ? "-+-" : "+-");
-        for (size_t k = 0; k < width[i]; k++) {
-            putchar('-');
+    for (int i = 0; i < NCOL; i++) {
+        if (show[i]) {
+            printf("%s", i ? "-+-" : "+-");
+            for (size_t k = 0; k < width[i]; k++) {
+                putchar('-');
+            }
         }
     }
     printf("-+\n");
     for (size_t r = 0; r < n; r++) {
-        for (int i = 0; i < ncol; i++) {
-            printf("%s%-*s", i ? " | " : "| ", (int)width[i], cells[r][i]);
+        for (int i = 0; i < NCOL; i++) {
+            if (show[i]) {
+                printf("%s%-*s", i ? " | " : "| ", (int)width[i], cells[r][i]);
+            }
         }
         printf(" |\n");
     }

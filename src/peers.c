@@ -44,6 +44,7 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     if (s->has_pg) {
         s->pg_state = ha_pg_state_parse(json_string_value(json_object_get(pg, "state")));
         s->pg_in_recovery = json_is_true(json_object_get(pg, "in_recovery"));
+        s->pg_pending_restart = json_is_true(json_object_get(pg, "pending_restart"));
         s->pg_streaming = json_is_true(json_object_get(pg, "streaming"));
         const char *sysid = json_string_value(json_object_get(pg, "system_id"));
         s->pg_system_id = sysid != NULL ? strtoull(sysid, NULL, 10) : 0;

@@ -38,7 +38,8 @@ struct peer_status {
     uint64_t pg_wal_position;
     uint64_t pg_replay_position;
     unsigned pg_start_failures;
-    bool pg_unwritable; /* it says its server cannot write (ha_pg.unwritable) */
+    bool pg_unwritable;      /* it says its server cannot write (ha_pg.unwritable) */
+    bool pg_pending_restart; /* a changed setting waits for a restart (pg_settings) */
     char pg_address[FSM_ADDR_MAX];
     char pg_upstream[FSM_NAME_MAX];
     char pg_receiver[FSM_ADDR_MAX]; /* where its WAL receiver streams from (ha_pg.receiver) */

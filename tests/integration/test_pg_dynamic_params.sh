@@ -77,12 +77,26 @@ for i in 1 2 3; do
   t_wait 10 "node$i: max_wal_senders pending a restart in pg_settings" pending "$i"
   t_wait 10 "node$i's agent reports pending_restart" agent_sees_pending "$i"
 done
+# Every member's view shows every member pending (Patroni's /cluster flag and list column).
+cluster_pending() { [ "$(t_jq "$1" -c '[.members[] | .pending_restart == true] | all')" = true ]; }
+for i in 1 2 3; do
+  t_wait 5 "node$i's /cluster shows every member pending a restart" cluster_pending "$i"
+done
+list_pending() {
+  ctl list -f tsv >"$T_DIR/list" 2>&1 &&
+    [ "$(awk -F'\t' 'NR == 1 { for (c = 1; c <= NF; c++) if ($c == "Pending restart") col = c }
+                     NR > 1 && col && $col == "*" { n++ } END { print n + 0 }' "$T_DIR/list")" = 3 ]
+}
+t_check "ctl list has a Pending restart column with * on all three members" list_pending
 ctl restart --pending >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl restart --pending restarts every member ($(tr '\n' ';' <"$T_DIR/out"))" \
   t_eq "$rc:$(grep -c 'restarted in' "$T_DIR/out")" 0:3
 t_check "max_wal_senders is 12 on every member" all_show max_wal_senders 12
 t_wait 30 "a primary and two streaming standbys after the restart" t_pg_healthy 1 2 3
 t_check "work_mem is still 8MB after the restart" all_show work_mem 8MB
+no_pending_column() { ctl list -f tsv >"$T_DIR/list" 2>&1 && ! head -n 1 "$T_DIR/list" | grep -q "Pending restart"; }
+t_wait 10 "ctl list without a Pending restart column once nothing waits" no_pending_column
+t_check "ctl list has no Pending restart column once nothing waits" no_pending_column
 # A standby whose agent stops (and stops its server) starts again with the cluster's values.
 S=$(( Pi % 3 + 1 ))
 t_kill "$S" TERM

@@ -526,6 +526,10 @@ static json_t *member_json(const struct agent *a, uint64_t id, const char *name,
                  (unsigned long long)ps->id, (unsigned long long)id, (unsigned long long)id);
         json_object_set_new(m, "identity_error", json_string(why));
     }
+    /* Why this member's last poll of it failed (a time-out, a refused certificate, ...). */
+    if (ps != NULL && !ps->reachable && ps->error[0] != '\0') {
+        json_object_set_new(m, "poll_error", json_string(ps->error));
+    }
     /* "ok", "failing" (its Raft directory cannot persist), "diverged" or "unknown". */
     json_object_set_new(m, "raft_storage", json_string(storage));
     if (storage_error[0] != '\0') {

@@ -441,6 +441,10 @@ static int cmd_list(struct ctl *c, enum list_format format)
         if (rejoin[0] != '\0') {
             printf("%s: rejoining: %s\n", str_or(m, "name", "?"), rejoin);
         }
+        const char *poll = str_or(m, "poll_error", "");
+        if (poll[0] != '\0') {
+            printf("%s: unreachable: %s\n", str_or(m, "name", "?"), poll);
+        }
         const char *ident = str_or(m, "identity_error", "");
         if (ident[0] != '\0') {
             printf("%s: identity: %s\n", str_or(m, "name", "?"), ident);

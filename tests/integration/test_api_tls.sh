@@ -182,7 +182,14 @@ member_state() { # ASKED MEMBER
 node3_unreachable_from_2() { [ "$(member_state 2 3)" = unreachable ]; }
 t_check "node2's polls refuse node3" t_wait 10 "node3 unreachable from node2" \
   node3_unreachable_from_2
+poll_error_of() { # ASKED MEMBER
+  curl -s -m 2 --cacert "$P/ca.pem" "https://$(t_api_addr "$1")/cluster" |
+    jq -r --arg m "node$2" '.members[] | select(.name == $m) | .poll_error // ""'
+}
+t_check "node2's /cluster says why: revoked ($(poll_error_of 2 3))" \
+  t_contains "$(poll_error_of 2 3)" "revoked"
 t_check "node2 still reaches node1" t_ne "$(member_state 2 1)" unreachable
+t_check "and says nothing of a poll error for node1" t_eq "$(poll_error_of 2 1)" ""
 t_check "node1 reaches node3" t_ne "$(member_state 1 3)" unreachable
 "$T_BIN" ctl --api "https://$(t_api_addr 3)" --cacert "$P/ca.pem" --crlfile "$P/crl.pem" list \
   >"$T_DIR/out" 2>&1 && rc=0 || rc=$?

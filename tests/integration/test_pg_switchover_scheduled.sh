@@ -14,16 +14,23 @@ t_pick_ports
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
 t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
 ctl() { "$T_BIN" ctl --api "$(t_api_addr 1)" --api "$(t_api_addr 2)" --api "$(t_api_addr 3)" "$@"; }
-# in_recovery I: node I's PostgreSQL's own answer (t or f).
-in_recovery() { t_psql "$1" -c 'SELECT pg_is_in_recovery()' 2>/dev/null; }
+# in_recovery I: node I's PostgreSQL's own answer (t or f); psql's error goes to
+# $T_DIR/psql_error.I.
+in_recovery() { t_psql "$1" -c 'SELECT pg_is_in_recovery()' 2>"$T_DIR/psql_error.$1"; }
 is_pg_primary() { [ "$(in_recovery "$1")" = f ]; }
 # The member whose PostgreSQL says it is not in recovery, asked of all three (one, or nothing;
-# the answers go to stderr then).
+# the answers go to stderr then). A server that does not answer says nothing either way, so it is
+# asked up to three times, 0.2 s apart, and its last error is shown.
 pg_primary() {
-  local i a found="" n=0 answers=""
+  local i a try found="" n=0 answers=""
   for i in 1 2 3; do
-    a=$(in_recovery "$i") || true
-    answers+="node$i=${a:-none} "
+    for try in 1 2 3; do
+      a=$(in_recovery "$i") || true
+      [ -z "$a" ] || break
+      [ "$try" = 3 ] || sleep 0.2
+    done
+    if [ -n "$a" ]; then answers+="node$i=$a "
+    else answers+="node$i=none ($(tr '\n' ' ' <"$T_DIR/psql_error.$i")) "; fi
     if [ "$a" = f ]; then found=node$i; n=$((n + 1)); fi
   done
   # Two at once is I1 broken, whatever a wait around this makes of it: kept for the last check.

@@ -38,7 +38,8 @@ static const char OBSERVE_SQL[] =
 static const char OBSERVE_NO_SETTINGS[] = ", NULL::text";
 static const char OBSERVE_SETTINGS[] =
     ", (SELECT string_agg(concat_ws(' ', name, context, vartype, coalesce(unit, '-'),"
-    "   array_to_string(enumvals, '|')), E'\\n' ORDER BY name) FROM pg_settings)";
+    "   coalesce(min_val, '-'), coalesce(max_val, '-'), array_to_string(enumvals, '|')),"
+    "   E'\\n' ORDER BY name) FROM pg_settings)";
 
 /* ---- the observer's connection --------------------------------------------------------------- */
 

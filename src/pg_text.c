@@ -1,4 +1,6 @@
 /* pg: quoting and parsing, pure (pg_int.h). */
+#include <math.h>
+
 #include "pg_int.h"
 
 /* ---- quoting and parsing (pure) -------------------------------------------------------------- */
@@ -418,16 +420,60 @@ static bool setting_bool(const char *v)
     return n == 1 && (v[0] == '1' || v[0] == '0');
 }
 
+/* Units PostgreSQL's GUC code accepts, by the size of each in the kind's smallest unit. */
+struct setting_unit {
+    const char *name;
+    double size;
+};
+static const struct setting_unit memory_units[] = {
+    {"B", 1.0},
+    {"kB", 1024.0},
+    {"MB", 1024.0 * 1024},
+    {"GB", 1024.0 * 1024 * 1024},
+    {"TB", 1024.0 * 1024 * 1024 * 1024},
+};
+static const struct setting_unit time_units[] = {
+    {"us", 1.0}, {"ms", 1e3}, {"s", 1e6}, {"min", 60e6}, {"h", 3600e6}, {"d", 86400e6},
+};
+
+/* The size of one of a setting's units ("8kB", "16MB", "ms", ...; pg_settings.unit) in its
+ * kind's smallest unit, with that kind's table; 0 when it has no unit or one not known here. */
+static double setting_unit_size(const char *unit, const struct setting_unit **table, size_t *n)
+{
+    char *end = NULL;
+    double mult = 1.0;
+    if (unit[0] >= '0' && unit[0] <= '9') {
+        mult = strtod(unit, &end);
+        unit = end;
+    }
+    for (size_t i = 0; i < sizeof memory_units / sizeof memory_units[0]; i++) {
+        if (strcmp(unit, memory_units[i].name) == 0) {
+            *table = memory_units;
+            *n = sizeof memory_units / sizeof memory_units[0];
+            return mult * memory_units[i].size;
+        }
+    }
+    for (size_t i = 0; i < sizeof time_units / sizeof time_units[0]; i++) {
+        if (strcmp(unit, time_units[i].name) == 0) {
+            *table = time_units;
+            *n = sizeof time_units / sizeof time_units[0];
+            return mult * time_units[i].size;
+        }
+    }
+    return 0.0;
+}
+
 /* A number and an optional unit of the setting's kind (PostgreSQL's parse_int and parse_real:
- * strtol with base 0, else strtod; memory units B kB MB GB TB, time units us ms s min h d). */
-static bool setting_number(const char *v, bool integer, const char *unit)
+ * strtol with base 0, else strtod; memory units B kB MB GB TB, time units us ms s min h d), read
+ * into *out in the setting's own unit (an integer setting's rounded as PostgreSQL does). */
+static bool setting_number(const char *v, bool integer, const char *unit, double *out)
 {
     char *end = NULL;
     errno = 0;
-    (void)strtol(v, &end, 0);
+    double num = (double)strtol(v, &end, 0);
     if (end == v || errno == ERANGE || !integer || (*end == '.' || *end == 'e' || *end == 'E')) {
         errno = 0;
-        (void)strtod(v, &end);
+        num = strtod(v, &end);
         if (end == v || errno == ERANGE) {
             return false;
         }
@@ -436,23 +482,25 @@ static bool setting_number(const char *v, bool integer, const char *unit)
         end++;
     }
     if (*end == '\0') {
+        *out = integer ? rint(num) : num;
         return true;
     }
-    static const char *const memory[] = {"B", "kB", "MB", "GB", "TB"};
-    static const char *const time[] = {"us", "ms", "s", "min", "h", "d"};
-    bool is_memory = strchr(unit, 'B') != NULL;
-    bool is_time = !is_memory && strcmp(unit, "-") != 0;
-    const char *const *units = is_memory ? memory : time;
-    size_t n_units = is_memory ? 5 : 6;
-    if (!is_memory && !is_time) {
+    const struct setting_unit *units = NULL;
+    size_t n_units = 0;
+    double base = strcmp(unit, "-") != 0 ? setting_unit_size(unit, &units, &n_units) : 0.0;
+    if (base == 0.0) {
         return false;
     }
     size_t len = strcspn(end, " \t");
     for (size_t i = 0; i < n_units; i++) {
-        if (strlen(units[i]) == len && strncmp(end, units[i], len) == 0) {
+        if (strlen(units[i].name) == len && strncmp(end, units[i].name, len) == 0) {
             end += len;
             while (*end == ' ' || *end == '\t') {
                 end++;
+            }
+            *out = num * units[i].size / base;
+            if (integer) {
+                *out = rint(*out);
             }
             return *end == '\0';
         }
@@ -477,8 +525,10 @@ int pg_setting_check(const char *settings, const char *name, const char *value, 
             const char *ctx = strtok_r(NULL, " ", &save);
             const char *type = strtok_r(NULL, " ", &save);
             const char *unit = strtok_r(NULL, " ", &save);
+            const char *min = strtok_r(NULL, " ", &save);
+            const char *max = strtok_r(NULL, " ", &save);
             const char *enumvals = save != NULL ? save : "";
-            if (ctx == NULL || type == NULL || unit == NULL) {
+            if (ctx == NULL || type == NULL || unit == NULL || min == NULL || max == NULL) {
                 return 0;
             }
             rpg_fmt(context, context_size, "%s", ctx);
@@ -486,7 +536,20 @@ int pg_setting_check(const char *settings, const char *name, const char *value, 
             if (strcmp(type, "bool") == 0) {
                 ok = setting_bool(value);
             } else if (strcmp(type, "integer") == 0 || strcmp(type, "real") == 0) {
-                ok = setting_number(value, type[0] == 'i', unit);
+                double num = 0.0;
+                ok = setting_number(value, type[0] == 'i', unit, &num);
+                /* PostgreSQL refuses the whole file when one value is out of range, so a value
+                 * that reads but does not fit would stop every member's server from starting. */
+                if (ok && strcmp(min, "-") != 0 && strcmp(max, "-") != 0 &&
+                    (num < strtod(min, NULL) || num > strtod(max, NULL))) {
+                    rpg_fmt(
+                        why, why_size,
+                        "invalid value \"%s\": %.15g%s%s is outside the valid range %s .. %s%s%s",
+                        value, num, strcmp(unit, "-") != 0 ? " " : "",
+                        strcmp(unit, "-") != 0 ? unit : "", min, max,
+                        strcmp(unit, "-") != 0 ? " " : "", strcmp(unit, "-") != 0 ? unit : "");
+                    return RPG_EINVAL;
+                }
             } else if (strcmp(type, "enum") == 0) {
                 ok = false;
                 char vals[4096], *s2 = NULL;

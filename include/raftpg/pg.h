@@ -306,11 +306,12 @@ const char *pg_param_owned(const char *name);
  * over a member's postgresql.parameters. For any other, the member's file wins. */
 bool pg_param_cluster_wide(const char *name);
 /* Checks name = value against settings, a server's pg_settings as the observer reads it (one
- * line per setting, by name: name, context, vartype, unit or "-", then the enum values joined by
- * '|'). Returns 1 when the server knows name and value reads as its type does (a boolean, an
- * integer or real number with a unit of the setting's kind, one of the enum values; no range
- * check), with the context ("postmaster", "sighup", ...) in context; 0 when it has no such
- * setting; RPG_EINVAL with why when the value does not read; -1 when settings is NULL. */
+ * line per setting, by name: name, context, vartype, unit, min_val and max_val, each "-" when
+ * null, then the enum values joined by '|'). Returns 1 when the server knows name and value reads
+ * as its type does (a boolean, an integer or real number with a unit of the setting's kind within
+ * the setting's range, one of the enum values), with the context ("postmaster", "sighup", ...) in
+ * context; 0 when it has no such setting; RPG_EINVAL with why when the value does not read or is
+ * out of range; -1 when settings is NULL. */
 int pg_setting_check(const char *settings, const char *name, const char *value, char *context,
                      size_t context_size, char *why, size_t why_size);
 /* The block of raftpg.conf that holds the dynamic parameters, from PG_PARAMS_BEGIN to

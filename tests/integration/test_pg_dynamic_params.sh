@@ -51,6 +51,10 @@ t_check "a value PostgreSQL would not read is refused" refused value \
   'postgresql.parameters.work_mem: invalid value "8 apples": expected an integer in units of kB' -p "work_mem=8 apples"
 t_check "an enum value PostgreSQL does not have is refused" refused enum \
   'postgresql.parameters.wal_level: invalid value "full" (expected one of: minimal|replica|logical)' -p wal_level=full
+t_check "a value below the setting's minimum is refused" refused min \
+  'postgresql.parameters.work_mem: invalid value "32kB": 32 kB is outside the valid range 64 .. 2147483647 kB' -p work_mem=32kB
+t_check "a value above the setting's maximum is refused" refused max \
+  'postgresql.parameters.checkpoint_timeout: invalid value "2d": 172800 s is outside the valid range 30 .. 86400 s' -p checkpoint_timeout=2d
 t_check "a name with a space is refused" refused name 'parameter "work mem": name is not a lower-case identifier' -p "work mem=1MB"
 t_check "a value with a line break is refused" refused newline \
   "parameter work_mem: value holds a control character (byte 3 is 0x0a)" -p "work_mem=1MB

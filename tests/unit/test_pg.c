@@ -1155,15 +1155,15 @@ static void test_params_block_precedence_and_quoting(void **state)
 }
 
 /* pg_settings as the observer reads it. */
-static const char SETTINGS[] = "checkpoint_completion_target sighup real - \n"
-                               "checkpoint_timeout sighup integer s\n"
-                               "default_transaction_isolation user enum - serializable|repeatable "
-                               "read|read committed|read uncommitted\n"
-                               "fsync sighup bool -\n"
-                               "max_wal_senders postmaster integer -\n"
-                               "search_path user string -\n"
-                               "shared_buffers postmaster integer 8kB\n"
-                               "work_mem user integer kB";
+static const char SETTINGS[] = "checkpoint_completion_target sighup real - 0 1\n"
+                               "checkpoint_timeout sighup integer s 30 86400\n"
+                               "default_transaction_isolation user enum - - - serializable|"
+                               "repeatable read|read committed|read uncommitted\n"
+                               "fsync sighup bool - - -\n"
+                               "max_wal_senders postmaster integer - 0 262143\n"
+                               "search_path user string - - -\n"
+                               "shared_buffers postmaster integer 8kB 16 1073741823\n"
+                               "work_mem user integer kB 64 2147483647";
 
 static void test_setting_check_names_and_types(void **state)
 {
@@ -1182,7 +1182,8 @@ static void test_setting_check_names_and_types(void **state)
         {"work_mem", "8MB", 1},
         {"work_mem", "8192", 1},
         {"work_mem", " 8 MB ", 1},
-        {"work_mem", "0x10", 1},
+        {"work_mem", "0x100", 1},
+        {"work_mem", "0x10", RPG_EINVAL},
         {"work_mem", "1.5GB", 1},
         {"work_mem", "8Mb", RPG_EINVAL},
         {"work_mem", "8ms", RPG_EINVAL},
@@ -1207,6 +1208,26 @@ static void test_setting_check_names_and_types(void **state)
         {"default_transaction_isolation", "Read Committed", 1},
         {"default_transaction_isolation", "snapshot", RPG_EINVAL},
         {"search_path", "\"$user\", public", 1},
+        /* Ranges, in the setting's own unit after conversion. */
+        {"work_mem", "64kB", 1},
+        {"work_mem", "63kB", RPG_EINVAL},
+        {"work_mem", "32", RPG_EINVAL},
+        {"work_mem", "1TB", 1},
+        {"work_mem", "2TB", RPG_EINVAL},
+        {"shared_buffers", "128kB", 1},
+        {"shared_buffers", "64kB", RPG_EINVAL},
+        {"shared_buffers", "15", RPG_EINVAL},
+        {"checkpoint_timeout", "30s", 1},
+        {"checkpoint_timeout", "29999ms", 1},
+        {"checkpoint_timeout", "29ms", RPG_EINVAL},
+        {"checkpoint_timeout", "1d", 1},
+        {"checkpoint_timeout", "2d", RPG_EINVAL},
+        {"checkpoint_completion_target", "1", 1},
+        {"checkpoint_completion_target", "1.5", RPG_EINVAL},
+        {"checkpoint_completion_target", "-0.1", RPG_EINVAL},
+        {"max_wal_senders", "262143", 1},
+        {"max_wal_senders", "262144", RPG_EINVAL},
+        {"max_wal_senders", "-1", RPG_EINVAL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = pg_setting_check(SETTINGS, cases[i].name, cases[i].value, ctx, sizeof ctx, why,
@@ -1223,6 +1244,15 @@ static void test_setting_check_names_and_types(void **state)
                                       sizeof why),
                      RPG_EINVAL);
     assert_string_equal(why, "invalid value \"abc\": expected an integer in units of kB");
+    assert_int_equal(pg_setting_check(SETTINGS, "shared_buffers", "64kB", ctx, sizeof ctx, why,
+                                      sizeof why),
+                     RPG_EINVAL);
+    assert_string_equal(why, "invalid value \"64kB\": 8 8kB is outside the valid range 16 .. "
+                             "1073741823 8kB");
+    assert_int_equal(pg_setting_check(SETTINGS, "max_wal_senders", "-1", ctx, sizeof ctx, why,
+                                      sizeof why),
+                     RPG_EINVAL);
+    assert_string_equal(why, "invalid value \"-1\": -1 is outside the valid range 0 .. 262143");
     assert_int_equal(pg_setting_check(SETTINGS, "default_transaction_isolation", "snapshot", ctx,
                                       sizeof ctx, why, sizeof why),
                      RPG_EINVAL);

@@ -979,7 +979,8 @@ static void ha_tick(struct agent *a)
         return;
     }
     params_tick(a);
-    unsigned allowed = paused ? failover_paused_allows(a, a->pause_primary) : 0;
+    unsigned allowed =
+        paused ? failover_paused_allows(a, a->pause_primary) | switchover_paused_allows(a) : 0;
     if (paused && allowed == 0) {
         /* The operator owns PostgreSQL now. Only what keeps two primaries apart still acts: the
          * lease, the fence and the VIP (fence_tick above). */

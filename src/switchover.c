@@ -157,6 +157,7 @@ static void on_stopped(struct pg *p, int rc, const char *msg, void *data)
 static void stop_primary(struct agent *a)
 {
     set_phase(a, SWITCHOVER_STOPPING);
+    a->switchover.paused_stop = a->cons.state.initialized && a->cons.state.paused;
     /* Fast shutdown: sessions end, walsenders send the shutdown checkpoint to the standbys. */
     if (pg_stop(&a->pg, SWITCHOVER_STOP_MS, on_stopped, a) != 0) {
         give_up(a, 503, "another operation on postgresql is under way");
@@ -227,7 +228,17 @@ static void tick(uv_timer_t *t)
             set_phase(a, SWITCHOVER_TRANSFER);
             snprintf(s->handed_to, sizeof s->handed_to, "%s", s->to);
             s->handed_term = a->cons.term;
+            if (a->cons.state.paused) {
+                /* Maintenance mode holds every member's decisions: the candidate may take
+                 * over (record, promote) by the same permit as a failover in pause, granted
+                 * before the hand-over so that it finds it as soon as it leads. */
+                struct failover_permit *fp = &a->failover_permit;
+                snprintf(fp->to, sizeof fp->to, "%s", s->to);
+                snprintf(fp->from, sizeof fp->from, "%s", a->conf.name);
+                fp->until = now + FAILOVER_PERMIT_MS;
+            }
             if (cons_transfer(&a->cons, s->to_id, errmsg) != 0) {
+                memset(&a->failover_permit, 0, sizeof a->failover_permit);
                 give_up(a, 503, errmsg);
             }
             return;
@@ -282,8 +293,8 @@ static void begin(struct agent *a, struct http_conn *conn);
 /* Checks that a switchover from leader (NULL: this primary) to candidate (NULL: the best) may
  * start now and fills s->from and s->to. Returns 0, or the HTTP status of the refusal with the
  * reason in why. */
-static int prepare(struct agent *a, const char *leader, const char *candidate, char *why,
-                   size_t why_size)
+static int prepare(struct agent *a, const char *leader, const char *candidate, bool scheduled,
+                   char *why, size_t why_size)
 {
     struct switchover *s = &a->switchover;
     const struct fsm_state *st = &a->cons.state;
@@ -295,11 +306,17 @@ static int prepare(struct agent *a, const char *leader, const char *candidate, c
         status = 409;
     } else if (!a->conf.has_postgresql || !a->pg_open) {
         snprintf(why, why_size, "this member manages no postgresql");
-    } else if (!st->initialized || st->paused) {
-        snprintf(why, why_size,
-                 st->paused ? "the cluster is in maintenance mode (ctl resume)"
-                            : "the cluster state is not known yet");
+    } else if (!st->initialized) {
+        snprintf(why, why_size, "the cluster state is not known yet");
         status = 503;
+    } else if (st->paused && (scheduled || candidate == NULL)) {
+        /* Patroni: in pause no scheduled action runs, and a switchover needs its candidate. */
+        snprintf(why, why_size,
+                 scheduled ? "the cluster is in maintenance mode: no scheduled switchover runs "
+                             "(ctl resume)"
+                           : "the cluster is in maintenance mode: a switchover needs a candidate "
+                             "(--candidate), or ctl resume");
+        status = scheduled ? 503 : 412;
     } else if (a->cons.role != CONS_ROLE_LEADER || !a->cons.leader_ready || !a->fm.lease_ok) {
         snprintf(why, why_size, "this member is not the ready leader");
         status = 503;
@@ -377,7 +394,7 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
                       const char *candidate)
 {
     char why[256];
-    int status = prepare(a, leader, candidate, why, sizeof why);
+    int status = prepare(a, leader, candidate, false, why, sizeof why);
     if (status != 0) {
         log_info("switchover refused: %s", why);
         json_t *o2 = json_pack("{s:s}", "error", why);
@@ -394,7 +411,7 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
 int switchover_start_scheduled(struct agent *a, const char *leader, const char *candidate,
                                char *why, size_t why_size)
 {
-    if (prepare(a, leader, candidate, why, why_size) != 0) {
+    if (prepare(a, leader, candidate, true, why, why_size) != 0) {
         snprintf(a->switchover.last, sizeof a->switchover.last, "scheduled switchover refused: %s",
                  why);
         return RPG_EINVAL;
@@ -436,6 +453,26 @@ static void begin(struct agent *a, struct http_conn *conn)
         s->hook_ran = false;
         give_up(a, 503, "the on_switchover callback is already running");
     }
+}
+
+unsigned switchover_paused_allows(struct agent *a)
+{
+    struct switchover *s = &a->switchover;
+    const struct fsm_state *st = &a->cons.state;
+    if (!s->paused_stop) {
+        return 0;
+    }
+    /* Asked of the server: once it runs, in whichever role, the operator owns it again. */
+    if (!st->paused || (a->pg.obs_valid && a->pg.obs.state == HA_PG_RUNNING)) {
+        s->paused_stop = false;
+        return 0;
+    }
+    if (strcmp(st->primary.name, a->conf.name) == 0) {
+        return 1u << HA_ACT_START_PRIMARY;
+    }
+    /* The rejoin pipeline (rewind checks, then a standby start); never a clone or a reinit,
+     * which would remove a directory the operator may want. */
+    return 1u << HA_ACT_REWIND | 1u << HA_ACT_START_STANDBY;
 }
 
 bool switchover_holds(const struct agent *a)

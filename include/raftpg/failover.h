@@ -62,7 +62,8 @@ struct http_conn;
 /* Handles POST /failover on the leader: answers conn (200 through the switchover, 202 once
  * leadership was handed to the candidate, 412 with the reason on refusal). In maintenance mode,
  * without a healthy primary, a candidate that passes failover_check gets a permit to promote
- * (the cluster stays paused); with a healthy primary it is a switchover, which pause refuses. */
+ * (the cluster stays paused); with a healthy primary it is a switchover to it (allowed in pause,
+ * as a switchover to a named candidate is). */
 void failover_start(struct agent *a, struct http_conn *conn, const char *candidate);
 
 #endif

@@ -74,6 +74,10 @@ struct switchover {
      * leader). Peers read it to record the new primary's promotion as a switchover. */
     char handed_to[FSM_NAME_MAX];
     uint64_t handed_term;
+    /* This primary was stopped by a switchover in maintenance mode: until its server runs again
+     * (or the pause ends), maintenance mode lets this agent start it again, as the primary it
+     * still is after an abandon, or as a standby of the new one (switchover_paused_allows). */
+    bool paused_stop;
 };
 
 /* Starts a switchover on this (leading) agent, answering conn when it is over. leader: the
@@ -86,6 +90,12 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
  * Returns 0 when it started, or RPG_EINVAL with the refusal in why. */
 int switchover_start_scheduled(struct agent *a, const char *leader, const char *candidate,
                                char *why, size_t why_size);
+
+/* The actions maintenance mode lets through for a primary this agent stopped for a switchover
+ * (core_view allowed bits, 0: none): starting it again as primary while it is still the
+ * recorded one, or its rejoin as a standby once another member is (Patroni's demote in a
+ * manual switchover while paused). Ends once its server runs or the pause ends. */
+unsigned switchover_paused_allows(struct agent *a);
 
 /* True while this agent's decisions must wait: between stopping its primary and losing
  * leadership (or giving up). */

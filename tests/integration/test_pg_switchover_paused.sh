@@ -3,7 +3,8 @@
 # without a candidate it is refused and nothing moves; `ctl switchover --candidate` makes that
 # standby the primary (asked of PostgreSQL) with every acknowledged row, the old primary comes
 # back as a standby of it and the other standby re-points, a synchronous write is acknowledged,
-# and the cluster stays paused; a scheduled one is refused in pause. A failover to a named
+# and the cluster stays paused; a scheduled one is refused in pause, and one scheduled before the
+# pause does not run at its time. A failover to a named
 # standby with a healthy primary is that switchover. An abandoned switchover in
 # pause (the candidate's agent stopped) starts the old primary again as the primary. Never two
 # servers answer as primary at once.
@@ -36,6 +37,13 @@ t_check "one primary and two standbys (asked of PostgreSQL)" test -n "$P" -a -n 
 t_log "primary node$P, standbys node$A and node$B"
 t_psql "$P" -c "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)"
 
+# A switchover scheduled before the pause, due during it: it must wait for resume (no scheduled
+# action runs while paused), also while the leader holds a takeover permit.
+now_ms() { date +%s%3N; }
+iso() { date -u -d "@$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))" +%Y-%m-%dT%H:%M:%S.%3N+00:00; }
+T1=$(($(now_ms) + 9000))
+ctl switchover --candidate "node$B" --scheduled "$(iso "$T1")" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "a switchover to node$B scheduled 9 s ahead ($(cat "$T_DIR/out"))" t_eq "$rc" 0
 ctl pause --wait >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl pause --wait ($(tail -1 "$T_DIR/out"))" t_eq "$rc" 0
 sample_start
@@ -72,6 +80,14 @@ t_wait 10 "node$P has the new row" has_row "$P"
 t_check "node$P has the new row" has_row "$P"
 t_check "the cluster is still paused" bash -c "'$T_BIN' ctl --api $(t_api_addr "$A") list | grep -q '^Maintenance mode: on'"
 t_check "node$P's agent logged its rejoin in maintenance mode" grep -q "rejoin: streaming" "$T_DIR/node$P.log"
+wait_ms=$((T1 + 2000 - $(now_ms)))
+[ "$wait_ms" -le 0 ] || sleep "$(awk -v d="$wait_ms" 'BEGIN { printf "%.3f", d / 1000 }')"
+t_check "2 s after the scheduled time node$A is still the only primary (asked of PostgreSQL)" \
+  t_eq "$(primaries)" "$A"
+t_check "... and the schedule is still recorded ($(t_jq "$A" -c '.scheduled_switchover'))" \
+  t_eq "$(t_jq "$A" -r '.scheduled_switchover.at_ms // "none"')" "$T1"
+ctl flush switchover >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl flush switchover cancels it ($(cat "$T_DIR/out"))" t_eq "$rc" 0
 
 # An abandoned switchover in pause: the candidate's agent is stopped, so it never reports the
 # final WAL; the old primary (now node$A) starts again as the primary.

@@ -643,14 +643,17 @@ json_t *agent_cluster_json(const struct agent *a)
         cons_leader(&a->cons, &leader_id, &leader_address);
     }
     const char *leader = leader_id != 0 ? member_name_of(a, leader_id) : NULL;
-    json_t *raft = json_pack("{s:I, s:s?, s:I, s:I, s:I, s:I, s:s, s:s, s:b}", "term",
+    /* A leader past its own-term barrier has applied every entry of the terms before it: only
+     * its state says for sure whether a change was committed (ctl committed()). */
+    bool ready = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
+    json_t *raft = json_pack("{s:I, s:s?, s:I, s:I, s:I, s:I, s:s, s:s, s:b, s:b}", "term",
                              (json_int_t)(a->cons_open ? a->cons.term : 0), "leader", leader,
                              "leader_id", (json_int_t)leader_id, "commit_index",
                              (json_int_t)cons_commit_index(&a->cons), "applied_index",
                              (json_int_t)cons_applied_index(&a->cons), "last_index",
                              (json_int_t)cons_last_index(&a->cons), "member", a->conf.name, "role",
                              cons_role_name(a->cons_open ? a->cons.role : CONS_ROLE_UNAVAILABLE),
-                             "state_known", known);
+                             "state_known", known, "leader_ready", ready);
     /* No cluster history: no Raft state at all, or a running log that holds nothing past the
      * bootstrap configuration (index 1). A member restarting from its directory is not fresh:
      * it knows no cluster state only until a leader is back. A member without state may

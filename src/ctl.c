@@ -551,9 +551,14 @@ static json_t *leader_cluster(struct ctl *c)
     json_error_t jerr;
     json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
     free(body);
+    /* A leader that has not committed its own-term barrier may not have applied the previous
+     * term's entries yet: it would call a change that commits a moment later not done. An agent
+     * without leader_ready (older) is taken at its state_known. */
     json_t *r = json_object_get(o, "raft");
+    json_t *ready = json_object_get(r, "leader_ready");
     bool is_leader = strcmp(str_or(r, "role", ""), "leader") == 0 &&
-                     json_is_true(json_object_get(r, "state_known"));
+                     json_is_true(json_object_get(r, "state_known")) &&
+                     (ready == NULL || json_is_true(ready));
     if (!is_leader) {
         json_decref(o);
         return NULL;

@@ -19,12 +19,13 @@ t_wait 20 "four voters" voters 1 4
 # ctl against every member's API, so that it can find the next leader.
 ctl() { "$T_BIN" ctl --api "$(t_api_addr 1)" --api "$(t_api_addr 2)" --api "$(t_api_addr 3)" \
           --api "$(t_api_addr 4)" --timeout 1000 "$@"; }
-# listed_by_leader NAME: 0 when a leader (state known) lists NAME, 1 when it does not.
+# leader_view: the cluster document of a leader past its own-term barrier (its state holds every
+# committed change; a newer leader's before that may not), or 1 when none answers.
 leader_view() {
   local i l
-  for i in 1 2 3 4; do
+  for i in 1 2 3 4 5; do
     t_alive "$i" || continue
-    l=$(t_jq "$i" 'select(.raft.state_known and .raft.role == "leader") | .raft.member')
+    l=$(t_jq "$i" 'select(.raft.state_known and .raft.leader_ready and .raft.role == "leader") | .raft.member')
     [ -n "$l" ] && { t_cluster "$i"; return 0; }
   done
   return 1
@@ -77,27 +78,33 @@ t_start "$Li"
 t_wait 20 "the killed member back" have_leader "$Li"
 
 # node5 kept running: remove it and add it again under a new id while it runs under the old.
-if [ "$listed" = 1 ]; then
-  old_id=$(leader_view | jq -r '.members[] | select(.name == "node5") | .id')
-  ctl member remove node5 >/dev/null 2>&1 || true
+# When the add above was not committed, it is added now, so that this part always runs.
+if [ "$listed" != 1 ]; then
   ctl member add node5 --raft "$(t_raft_addr 5)" --api "$(t_api_addr 5)" --no-wait >/dev/null 2>&1 || true
-  flagged() { leader_view | jq -e '.members[] | select(.name == "node5") | .identity_error // empty' >/dev/null; }
-  t_wait 20 "node5 flagged for running under its old id ($old_id)" flagged
-  # ctl list shows the view of the first member that answers (node1), which polls node5 on its
-  # own schedule.
-  listed_flag() {
-    "$T_BIN" ctl --api "$(t_api_addr 1)" --api "$(t_api_addr 2)" --api "$(t_api_addr 3)" list |
-      grep -q "node5: identity: its agent runs as raft id $old_id.*move its raft.data_dir aside"
-  }
-  t_wait 10 "ctl list flagging node5" listed_flag
-  t_check "the flag names the remedy" listed_flag
-  # The agent itself learns it from the leader, stops acting and takes no traffic.
-  self_flagged() { curl -s -m 2 "http://$(t_api_addr 5)/status" | jq -e '.identity_error | test("move its raft.data_dir aside")' >/dev/null; }
-  t_wait 10 "node5 itself says it runs under its old id" self_flagged
-  t_check "node5's own status names the remedy" self_flagged
-  t_check "node5 logs the mismatch" grep -q "identity mismatch: this agent runs as raft id $old_id" "$T_DIR/node5.log"
-  t_check "node5's /readiness is 503 while it does not act" \
-    t_eq "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$(t_api_addr 5)/readiness")" 503
+  node5_listed() { [ "$(leader_view | jq -r '[.members[] | select(.name == "node5")] | length')" = 1 ]; }
+  t_wait 20 "node5 added" node5_listed
 fi
+t_check "node5 is listed before its re-add" \
+  t_eq "$(leader_view | jq -r '[.members[] | select(.name == "node5")] | length')" 1
+old_id=$(leader_view | jq -r '.members[] | select(.name == "node5") | .id')
+ctl member remove node5 >/dev/null 2>&1 || true
+ctl member add node5 --raft "$(t_raft_addr 5)" --api "$(t_api_addr 5)" --no-wait >/dev/null 2>&1 || true
+flagged() { leader_view | jq -e '.members[] | select(.name == "node5") | .identity_error // empty' >/dev/null; }
+t_wait 20 "node5 flagged for running under its old id ($old_id)" flagged
+# ctl list shows the view of the first member that answers (node1), which polls node5 on its
+# own schedule.
+listed_flag() {
+  "$T_BIN" ctl --api "$(t_api_addr 1)" --api "$(t_api_addr 2)" --api "$(t_api_addr 3)" list |
+    grep -q "node5: identity: its agent runs as raft id $old_id.*move its raft.data_dir aside"
+}
+t_wait 10 "ctl list flagging node5" listed_flag
+t_check "the flag names the remedy" listed_flag
+# The agent itself learns it from the leader, stops acting and takes no traffic.
+self_flagged() { curl -s -m 2 "http://$(t_api_addr 5)/status" | jq -e '.identity_error | test("move its raft.data_dir aside")' >/dev/null; }
+t_wait 10 "node5 itself says it runs under its old id" self_flagged
+t_check "node5's own status names the remedy" self_flagged
+t_check "node5 logs the mismatch" grep -q "identity mismatch: this agent runs as raft id $old_id" "$T_DIR/node5.log"
+t_check "node5's /readiness is 503 while it does not act" \
+  t_eq "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$(t_api_addr 5)/readiness")" 503
 for i in 1 2 3 4 5; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

@@ -1442,6 +1442,90 @@ static int cmd_reinit(struct ctl *c, const char *name, bool wait)
     return 0;
 }
 
+/* What a command does with one member (api: its API address): prints the member's line;
+ * returns true when it failed. */
+typedef bool (*member_action)(struct ctl *c, const char *name, const char *api, void *arg);
+
+/* patronictl's loop over the members a command names (every member without names), in the
+ * cluster's order, the primary last when primary_last (a rolling restart). A name the cluster
+ * does not list stops the command before any member is asked. Returns the command's exit status:
+ * 1 when no member answered, a name is unknown or an action failed; verb names the command in
+ * errors. */
+static int each_member(struct ctl *c, const char *verb, char **names, int n, bool primary_last,
+                       member_action act, void *arg)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl %s: %s\n", verb, errmsg);
+        return 1;
+    }
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    for (int k = 0; k < n; k++) {
+        if (find_member(cluster, names[k]) == NULL) {
+            fprintf(stderr, "raftpg ctl %s: %s is not a member of the cluster\n", verb, names[k]);
+            json_decref(cluster);
+            return 1;
+        }
+    }
+    int failed = 0;
+    /* Pass 0: every member but the primary; pass 1: the primary (or everyone, in one pass). */
+    for (int pass = primary_last ? 0 : 1; pass < 2; pass++) {
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(cluster, "members"), i, m) {
+            const char *name = str_or(m, "name", "?");
+            bool primary = strcmp(str_or(m, "pg_role", ""), "primary") == 0;
+            if (primary_last && primary != (pass == 1)) {
+                continue;
+            }
+            bool wanted = n == 0;
+            for (int k = 0; k < n && !wanted; k++) {
+                wanted = strcmp(names[k], name) == 0;
+            }
+            if (!wanted) {
+                continue;
+            }
+            char api[FSM_ADDR_MAX];
+            api_of(m, api, sizeof api);
+            failed += act(c, name, api, arg) ? 1 : 0;
+        }
+    }
+    json_decref(cluster);
+    return failed > 0 ? 1 : 0;
+}
+
+struct restart_request {
+    const char *body;
+    bool later;
+};
+
+static bool restart_member(struct ctl *c, const char *name, const char *api, void *arg)
+{
+    const struct restart_request *r = arg;
+    char errmsg[RPG_ERRMSG_SIZE];
+    int status = 0;
+    json_t *answer = NULL;
+    bool failed = false;
+    if (post_member(c, api, "/restart", r->body, 80000, &status, &answer, errmsg) != 0) {
+        printf("%s: %s\n", name, errmsg);
+        failed = true;
+    } else if (r->later && status == 202) {
+        printf("%s: %s at %s\n", name, str_or(answer, "message", "Restart scheduled"),
+               str_or(json_object_get(answer, "scheduled_restart"), "schedule", "?"));
+    } else if (status == 200) {
+        printf("%s: %s\n", name, str_or(answer, "message", "restarted"));
+    } else if (status == 412) {
+        printf("%s: skipped: %s\n", name, str_or(answer, "error", "?"));
+    } else {
+        printf("%s: failed (http %d): %s\n", name, status, str_or(answer, "error", "?"));
+        failed = true;
+    }
+    json_decref(answer);
+    return failed;
+}
+
 /* patronictl restart: one member at a time, standbys first, the primary last; each answers once
  * its server accepts connections again. With scheduled (and not "now"), every member named (or
  * all) records the restart at that time and answers at once. */
@@ -1460,20 +1544,6 @@ static int cmd_restart(struct ctl *c, char **names, int n, const char *role, boo
         }
         schedule_format_time(at_ms, when, sizeof when);
     }
-    json_t *cluster = fetch_cluster(c, errmsg);
-    if (cluster == NULL) {
-        fprintf(stderr, "raftpg ctl restart: %s\n", errmsg);
-        return 1;
-    }
-    const char *scope = json_string_value(json_object_get(cluster, "scope"));
-    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
-    for (int k = 0; k < n; k++) {
-        if (find_member(cluster, names[k]) == NULL) {
-            fprintf(stderr, "raftpg ctl restart: %s is not a member of the cluster\n", names[k]);
-            json_decref(cluster);
-            return 1;
-        }
-    }
     json_t *body = json_object();
     if (role != NULL) {
         json_object_set_new(body, "role", json_string(role));
@@ -1487,100 +1557,39 @@ static int cmd_restart(struct ctl *c, char **names, int n, const char *role, boo
     if (later) {
         json_object_set_new(body, "schedule", json_string(when));
     }
-    char *text = json_dumps(body, JSON_COMPACT);
+    struct restart_request r = {.body = json_dumps(body, JSON_COMPACT), .later = later};
     json_decref(body);
-    int failed = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t i;
-        json_t *m;
-        json_array_foreach(json_object_get(cluster, "members"), i, m) {
-            const char *name = str_or(m, "name", "?");
-            bool primary = strcmp(str_or(m, "pg_role", ""), "primary") == 0;
-            if (primary != (pass == 1)) {
-                continue;
-            }
-            bool wanted = n == 0;
-            for (int k = 0; k < n && !wanted; k++) {
-                wanted = strcmp(names[k], name) == 0;
-            }
-            if (!wanted) {
-                continue;
-            }
-            char api[FSM_ADDR_MAX];
-            api_of(m, api, sizeof api);
-            int status = 0;
-            json_t *answer = NULL;
-            if (post_member(c, api, "/restart", text, 80000, &status, &answer, errmsg) != 0) {
-                printf("%s: %s\n", name, errmsg);
-                failed++;
-            } else if (later && status == 202) {
-                printf("%s: %s at %s\n", name, str_or(answer, "message", "Restart scheduled"),
-                       str_or(json_object_get(answer, "scheduled_restart"), "schedule", "?"));
-            } else if (status == 200) {
-                printf("%s: %s\n", name, str_or(answer, "message", "restarted"));
-            } else if (status == 412) {
-                printf("%s: skipped: %s\n", name, str_or(answer, "error", "?"));
-            } else {
-                printf("%s: failed (http %d): %s\n", name, status, str_or(answer, "error", "?"));
-                failed++;
-            }
-            json_decref(answer);
-        }
+    int rc = each_member(c, "restart", names, n, true, restart_member, &r);
+    free((char *)r.body);
+    return rc;
+}
+
+static bool flush_restart_member(struct ctl *c, const char *name, const char *api, void *arg)
+{
+    (void)arg;
+    char errmsg[RPG_ERRMSG_SIZE];
+    int status = 0;
+    json_t *answer = NULL;
+    bool failed = false;
+    if (call_member(c, "DELETE", api, "/restart", &status, &answer, errmsg) != 0) {
+        printf("%s: %s\n", name, errmsg);
+        failed = true;
+    } else if (status == 200) {
+        printf("Success: flush scheduled restart for member %s\n", name);
+    } else if (status == 404) {
+        printf("%s: no scheduled restart\n", name);
+    } else {
+        printf("%s: failed (http %d): %s\n", name, status, str_or(answer, "error", "?"));
+        failed = true;
     }
-    free(text);
-    json_decref(cluster);
-    return failed > 0 ? 1 : 0;
+    json_decref(answer);
+    return failed;
 }
 
 /* patronictl flush restart: DELETE /restart on every member named (or all). */
 static int cmd_flush_restart(struct ctl *c, char **names, int n)
 {
-    char errmsg[RPG_ERRMSG_SIZE];
-    json_t *cluster = fetch_cluster(c, errmsg);
-    if (cluster == NULL) {
-        fprintf(stderr, "raftpg ctl flush: %s\n", errmsg);
-        return 1;
-    }
-    for (int k = 0; k < n; k++) {
-        if (find_member(cluster, names[k]) == NULL) {
-            fprintf(stderr, "raftpg ctl flush: %s is not a member of the cluster\n", names[k]);
-            json_decref(cluster);
-            return 1;
-        }
-    }
-    const char *scope = json_string_value(json_object_get(cluster, "scope"));
-    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
-    int failed = 0;
-    size_t i;
-    json_t *m;
-    json_array_foreach(json_object_get(cluster, "members"), i, m) {
-        const char *name = str_or(m, "name", "?");
-        bool wanted = n == 0;
-        for (int k = 0; k < n && !wanted; k++) {
-            wanted = strcmp(names[k], name) == 0;
-        }
-        if (!wanted) {
-            continue;
-        }
-        char api[FSM_ADDR_MAX];
-        api_of(m, api, sizeof api);
-        int status = 0;
-        json_t *answer = NULL;
-        if (call_member(c, "DELETE", api, "/restart", &status, &answer, errmsg) != 0) {
-            printf("%s: %s\n", name, errmsg);
-            failed++;
-        } else if (status == 200) {
-            printf("Success: flush scheduled restart for member %s\n", name);
-        } else if (status == 404) {
-            printf("%s: no scheduled restart\n", name);
-        } else {
-            printf("%s: failed (http %d): %s\n", name, status, str_or(answer, "error", "?"));
-            failed++;
-        }
-        json_decref(answer);
-    }
-    json_decref(cluster);
-    return failed > 0 ? 1 : 0;
+    return each_member(c, "flush", names, n, false, flush_restart_member, NULL);
 }
 
 /* A scheduled switchover (scheduled_at): recorded by the leader, answered at once. */
@@ -1735,57 +1744,33 @@ static int cmd_failover(struct ctl *c, const char *candidate)
     return 0;
 }
 
+static bool reload_member(struct ctl *c, const char *name, const char *api, void *arg)
+{
+    (void)arg;
+    char errmsg[RPG_ERRMSG_SIZE];
+    int status = 0;
+    json_t *answer = NULL;
+    bool failed = false;
+    if (post_member(c, api, "/reload", "{}", c->timeout_ms, &status, &answer, errmsg) != 0) {
+        printf("%s: %s\n", name, errmsg);
+        failed = true;
+    } else if (status == 200) {
+        const char *applied = str_or(answer, "applied", "");
+        const char *restart = str_or(answer, "restart_needed", "");
+        printf("%s: reloaded; applied: %s; needs a restart of the agent: %s\n", name,
+               applied[0] != '\0' ? applied : "nothing", restart[0] != '\0' ? restart : "nothing");
+    } else {
+        printf("%s: failed (http %d): %s\n", name, status, str_or(answer, "error", "?"));
+        failed = true;
+    }
+    json_decref(answer);
+    return failed;
+}
+
 /* patronictl reload: POST /reload to each member named (every member without names). */
 static int cmd_reload(struct ctl *c, char **names, int n)
 {
-    char errmsg[RPG_ERRMSG_SIZE];
-    json_t *cluster = fetch_cluster(c, errmsg);
-    if (cluster == NULL) {
-        fprintf(stderr, "raftpg ctl reload: %s\n", errmsg);
-        return 1;
-    }
-    const char *scope = json_string_value(json_object_get(cluster, "scope"));
-    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
-    for (int k = 0; k < n; k++) {
-        if (find_member(cluster, names[k]) == NULL) {
-            fprintf(stderr, "raftpg ctl reload: %s is not a member of the cluster\n", names[k]);
-            json_decref(cluster);
-            return 1;
-        }
-    }
-    int failed = 0;
-    size_t i;
-    json_t *m;
-    json_array_foreach(json_object_get(cluster, "members"), i, m) {
-        const char *name = str_or(m, "name", "?");
-        bool wanted = n == 0;
-        for (int k = 0; k < n && !wanted; k++) {
-            wanted = strcmp(names[k], name) == 0;
-        }
-        if (!wanted) {
-            continue;
-        }
-        char api[FSM_ADDR_MAX];
-        api_of(m, api, sizeof api);
-        int status = 0;
-        json_t *answer = NULL;
-        if (post_member(c, api, "/reload", "{}", c->timeout_ms, &status, &answer, errmsg) != 0) {
-            printf("%s: %s\n", name, errmsg);
-            failed++;
-        } else if (status == 200) {
-            const char *applied = str_or(answer, "applied", "");
-            const char *restart = str_or(answer, "restart_needed", "");
-            printf("%s: reloaded; applied: %s; needs a restart of the agent: %s\n", name,
-                   applied[0] != '\0' ? applied : "nothing",
-                   restart[0] != '\0' ? restart : "nothing");
-        } else {
-            printf("%s: failed (http %d): %s\n", name, status, str_or(answer, "error", "?"));
-            failed++;
-        }
-        json_decref(answer);
-    }
-    json_decref(cluster);
-    return failed > 0 ? 1 : 0;
+    return each_member(c, "reload", names, n, false, reload_member, NULL);
 }
 
 /* patronictl history: GET /history from the first member that answers, as a table. */

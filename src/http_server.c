@@ -1433,6 +1433,7 @@ int http_server_reload_tls(struct http_server *s, const char *certfile, const ch
     tls_expiry_check(s, true);
     return 0;
 fail:
+    creds_free(c);
     free(cert);
     if (key != NULL) {
         memset(key, 0, strlen(key));

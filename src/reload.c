@@ -171,7 +171,7 @@ int reload_run(struct agent *a, char *applied, size_t applied_size, char *restar
      * in force (a new path is a restapi change, which needs a restart): renewed files take
      * effect without one. */
     const __typeof__(a->conf.restapi) *r = &a->conf.restapi;
-    if (r->certfile[0] != '\0') {
+    if (r->certfile[0] != '\0' && a->api.mhd != NULL) {
         int rv =
             http_server_reload_tls(&a->api, r->certfile, r->keyfile, r->cafile, r->crlfile, why);
         if (rv != 0) {

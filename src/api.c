@@ -2586,6 +2586,19 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            "Free bytes in the Raft directory's file system (-1 unknown).", labels,
            dir_free_bytes(a->conf.raft.data_dir));
     api_answers_metric(a, f, labels);
+    int64_t cert_not_after, crl_next_update;
+    http_server_tls_times(&a->api, &cert_not_after, &crl_next_update);
+    if (cert_not_after >= 0) {
+        metric(f, "raftpg_tls_certificate_expiry_timestamp_seconds", "gauge",
+               "When the API's server certificate (restapi.certfile) expires, in Unix time.",
+               labels, (double)cert_not_after);
+    }
+    if (crl_next_update >= 0) {
+        metric(f, "raftpg_tls_crl_next_update_timestamp_seconds", "gauge",
+               "The least nextUpdate of the API's revocation lists in force (restapi.crlfile), in "
+               "Unix time.",
+               labels, (double)crl_next_update);
+    }
     if (a->conf.has_postgresql) {
         char wal[PATH_MAX + 16];
         snprintf(wal, sizeof wal, "%s/pg_wal", a->conf.postgresql.data_dir);

@@ -167,6 +167,25 @@ int reload_run(struct agent *a, char *applied, size_t applied_size, char *restar
     log_info("configuration reloaded from %s: applied: %s; needs a restart of the agent: %s",
              a->conf.path, applied[0] != '\0' ? applied : "nothing",
              restart[0] != '\0' ? restart : "nothing");
+    /* The API's certificate, key, client CAs and revocation lists are read again from the paths
+     * in force (a new path is a restapi change, which needs a restart): renewed files take
+     * effect without one. */
+    const __typeof__(a->conf.restapi) *r = &a->conf.restapi;
+    if (r->certfile[0] != '\0' && a->api.mhd != NULL) {
+        int rv =
+            http_server_reload_tls(&a->api, r->certfile, r->keyfile, r->cafile, r->crlfile, why);
+        if (rv != 0) {
+            log_error("reload: the API's TLS files were not read again (the ones in force are "
+                      "kept): %s",
+                      why);
+            return rpg_err(errmsg, rv,
+                           "the API's TLS files were not read again (the ones in force are "
+                           "kept): %s",
+                           why);
+        }
+        log_info("reload: the API's TLS files were read again (%s%s%s)", r->certfile,
+                 a->api.crl != NULL ? ", " : "", a->api.crl != NULL ? r->crlfile : "");
+    }
     return 0;
 }
 
@@ -176,7 +195,9 @@ void reload_request(struct agent *a, struct http_conn *conn)
     json_t *o;
     int status = 200;
     if (reload_run(a, applied, sizeof applied, restart, sizeof restart, errmsg) != 0) {
-        o = json_pack("{s:s}", "error", errmsg);
+        /* The configuration may have been applied all the same (applied says what). */
+        o = json_pack("{s:s, s:s, s:s}", "error", errmsg, "applied", applied, "restart_needed",
+                      restart);
         status = 400;
     } else {
         o = json_pack("{s:s, s:s, s:s}", "message",

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
@@ -93,6 +94,12 @@ int tls_crl_load(struct tls_crl *crl, const char *key, const char *file, const c
     for (unsigned i = 0; i < n; i++) {
         unsigned status = 0;
         grc = gnutls_x509_crl_verify(list[i], cas, ncas, 0, &status);
+        if (status == (GNUTLS_CERT_INVALID | GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED)) {
+            /* Only past its nextUpdate (GnuTLS marks that invalid too, and has no flag to leave
+             * the time out): the list still names what it revoked, so it is kept, and warned
+             * about (tls_expiry_state), rather than leaving every certificate unchecked. */
+            status = 0;
+        }
         if (grc < 0 || status != 0) {
             gnutls_datum_t dn = {NULL, 0}, text = {NULL, 0};
             gnutls_x509_crl_get_issuer_dn3(list[i], &dn, 0);
@@ -162,4 +169,55 @@ void tls_crl_free(struct tls_crl *crl)
     free_crls(crl->list, crl->n);
     crl->list = NULL;
     crl->n = 0;
+}
+
+int64_t tls_crl_next_update(const struct tls_crl *crl)
+{
+    const gnutls_x509_crl_t *list = crl != NULL ? crl->list : NULL;
+    int64_t least = -1;
+    for (unsigned i = 0; list != NULL && i < crl->n; i++) {
+        time_t t = gnutls_x509_crl_get_next_update(list[i]);
+        if (t != (time_t)-1 && (least < 0 || (int64_t)t < least)) {
+            least = (int64_t)t;
+        }
+    }
+    return least;
+}
+
+int64_t tls_cert_not_after(const char *pem)
+{
+    gnutls_datum_t data = {(unsigned char *)pem, pem != NULL ? (unsigned)strlen(pem) : 0};
+    gnutls_x509_crt_t crt;
+    int64_t t = -1;
+    if (pem == NULL || gnutls_x509_crt_init(&crt) != 0) {
+        return -1;
+    }
+    /* The first certificate of the file is the server's own; the rest is its chain. */
+    if (gnutls_x509_crt_import(crt, &data, GNUTLS_X509_FMT_PEM) == 0) {
+        time_t e = gnutls_x509_crt_get_expiration_time(crt);
+        t = e == (time_t)-1 ? -1 : (int64_t)e;
+    }
+    gnutls_x509_crt_deinit(crt);
+    return t;
+}
+
+enum tls_expiry tls_expiry_state(int64_t now, int64_t at, int64_t soon_s)
+{
+    if (at < 0) {
+        return TLS_EXPIRY_OK;
+    }
+    if (now >= at) {
+        return TLS_EXPIRY_PAST;
+    }
+    return at - now <= soon_s ? TLS_EXPIRY_SOON : TLS_EXPIRY_OK;
+}
+
+bool tls_warn_due(int64_t now, int64_t *last, bool loaded)
+{
+    /* A clock set back must not silence the warning for as long. */
+    if (loaded || *last == 0 || now - *last >= TLS_WARN_INTERVAL_S || now < *last) {
+        *last = now;
+        return true;
+    }
+    return false;
 }

@@ -92,8 +92,13 @@ struct http_server {
     char *tls_trust;                                /* PEM, set by http_server_set_client_ca */
     char *tls_priorities; /* GnuTLS priority string, set by http_server_set_tls */
     enum http_client_cert client_cert;
-    void *crl;                 /* struct tls_crl, set by http_server_set_crl */
-    struct http_header *extra; /* set by http_server_add_header */
+    void *crl;                       /* struct tls_crl, set by http_server_set_crl */
+    void *tls_creds;                 /* struct tls_creds in force for new connections */
+    void *tls_retired;               /* replaced ones, freed once no connection uses them */
+    int64_t cert_not_after;          /* the server certificate's notAfter, -1 unknown */
+    int64_t warned_cert, warned_crl; /* last expiry warnings (Unix time, 0 never) */
+    char tls_certfile[4096], tls_crlfile[4096]; /* their paths, for the warnings */
+    struct http_header *extra;                  /* set by http_server_add_header */
     unsigned n_extra;
 };
 
@@ -123,6 +128,23 @@ int http_server_set_client_ca(struct http_server *s, const char *cafile, enum ht
  * lists checks with them (one API per process). Returns 0 or RPG_EIO/RPG_EINVAL. */
 int http_server_set_crl(struct http_server *s, const char *crlfile, const char *key,
                         const char *cafile, const char *ca_key, char *errmsg);
+
+/* On a running TLS server: reads certfile, keyfile (decrypted with the password given to
+ * http_server_set_tls), the client CA file when client certificates are asked for, and crlfile
+ * (when not NULL or "", and client certificates are asked for) again, and uses them for every
+ * connection from now on; connections already open keep what they started with. All or
+ * nothing: on an error (RPG_EIO/RPG_EINVAL, the message naming the key and file) the files in
+ * force stay. Then warns as on a first load
+ * (http_server_tls_times). Nothing to do (0) without TLS. */
+int http_server_reload_tls(struct http_server *s, const char *certfile, const char *keyfile,
+                           const char *cafile, const char *crlfile, char *errmsg);
+
+/* The server certificate's notAfter and the least nextUpdate of the revocation lists in force
+ * (Unix times; -1: no TLS, no list, or none given). Each is logged as a warning when the
+ * certificate expires within TLS_CERT_SOON_S (or has) or the list is past its nextUpdate: on
+ * each load, then at most once a day. */
+void http_server_tls_times(const struct http_server *s, int64_t *cert_not_after,
+                           int64_t *crl_next_update);
 
 /* Adds name: value (copied) to every answer from now on, the refusals made before the handler
  * too; a later header of the same name (in any case) replaces the earlier one. Returns 0,

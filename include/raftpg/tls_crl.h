@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "raftpg/err.h"
 
@@ -30,5 +31,23 @@ bool tls_crl_revokes(const struct tls_crl *crl, const void *chain, unsigned n, u
 
 /* Releases the lists; safe on a zeroed struct, leaves it zeroed. */
 void tls_crl_free(struct tls_crl *crl);
+
+/* The least nextUpdate (Unix time) of the lists, -1 when none has one (or there is none). */
+int64_t tls_crl_next_update(const struct tls_crl *crl);
+
+/* The notAfter (Unix time) of the first certificate of a PEM text, -1 when none parses. */
+int64_t tls_cert_not_after(const char *pem);
+
+/* Where a time limit at (Unix time, -1: none) stands at now: passed, within soon_s, or not. */
+enum tls_expiry { TLS_EXPIRY_OK, TLS_EXPIRY_SOON, TLS_EXPIRY_PAST };
+enum tls_expiry tls_expiry_state(int64_t now, int64_t at, int64_t soon_s);
+
+/* The server certificate is warned about from this long before it expires. */
+#define TLS_CERT_SOON_S (14 * 86400)
+#define TLS_WARN_INTERVAL_S 86400
+
+/* Whether an expiry warning is to be logged now: always when the files were just loaded, else
+ * once a TLS_WARN_INTERVAL_S since the last one (*last, 0: never; set to now when due). */
+bool tls_warn_due(int64_t now, int64_t *last, bool loaded);
 
 #endif

@@ -14,12 +14,12 @@ t_pick_ports
 # A CA, and one certificate for 127.0.0.1 that every member presents.
 P="$T_DIR/pki"
 mkdir -p "$P"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=raftpg test CA" \
+openssl req -x509 -newkey rsa:2048 -nodes -days 60 -subj "/CN=raftpg test CA" \
   -keyout "$P/ca.key" -out "$P/ca.pem" 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
   -keyout "$P/api.key" -out "$P/api.csr" 2>/dev/null
 printf 'subjectAltName=IP:127.0.0.1\n' >"$P/ext"
-openssl x509 -req -in "$P/api.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial -days 2 \
+openssl x509 -req -in "$P/api.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial -days 30 \
   -extfile "$P/ext" -out "$P/api.pem" 2>/dev/null
 # Another CA, which signed nothing here.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=stray CA" \
@@ -30,12 +30,13 @@ ec_cert() { # NAME CN EXTENSION
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$2" \
     -keyout "$P/$1.key" -out "$P/$1.csr" 2>/dev/null
   printf '%s\n' "$3" >"$P/$1.ext"
-  openssl x509 -req -in "$P/$1.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial -days 2 \
+  openssl x509 -req -in "$P/$1.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial -days 30 \
     -extfile "$P/$1.ext" -out "$P/$1.pem" 2>/dev/null
 }
 ec_cert api3 127.0.0.1 "subjectAltName=IP:127.0.0.1"
 ec_cert client "valid client" "extendedKeyUsage=clientAuth"
 ec_cert revoked "revoked client" "extendedKeyUsage=clientAuth"
+ec_cert admin "admin client" "extendedKeyUsage=clientAuth"
 ca_conf() { # DIR-PREFIX: a minimal openssl ca configuration keeping its state beside the CA
   printf '[ca]\ndefault_ca=d\n[d]\ndatabase=%s.index\ncrlnumber=%s.crlnumber\n' "$1" "$1"
   printf 'default_md=sha256\ndefault_crl_days=2\n'
@@ -57,7 +58,7 @@ t_check "the list revokes two certificates" \
 # A list the stray CA signed.
 openssl ca -config "$P/stray.cnf" -keyfile "$P/stray.key" -cert "$P/stray.pem" -gencrl \
   -out "$P/stray-crl.pem" 2>/dev/null
-chmod 600 "$P/api.key" "$P/api3.key" "$P/client.key" "$P/revoked.key"
+chmod 600 "$P/api.key" "$P/api3.key" "$P/client.key" "$P/revoked.key" "$P/admin.key"
 [ "$(id -u)" -ne 0 ] || chown -R postgres:postgres "$P"
 
 for i in 1 2 3; do
@@ -156,9 +157,11 @@ t_check "node3 (Original): 200 and no Server header, as libmicrohttpd sends none
 
 # Revocation on node2's server side: a revoked client certificate gets no answer, and the
 # refusal is logged once however often it comes back; a valid one is served.
-cert_code() { # ADDR NAME: the status code with that client certificate (000: no answer)
-  curl -s -o /dev/null -w '%{http_code}' -m 2 --cacert "$P/ca.pem" --cert "$P/$2.pem" \
-    --key "$P/$2.key" "https://$1/liveness" || true
+cert_code() { # ADDR NAME [CURL ARGS]: the status code with that client certificate (000: none)
+  local addr=$1 name=$2
+  shift 2
+  curl -s -o /dev/null -w '%{http_code}' -m 2 --cacert "$P/ca.pem" --cert "$P/$name.pem" \
+    --key "$P/$name.key" "$@" "https://$addr/liveness" || true
 }
 t_check "node2 serves a valid client certificate" t_eq "$(cert_code "$(t_api_addr 2)" client)" 200
 for n in 1 2 3 4 5; do
@@ -189,7 +192,13 @@ poll_error_of() { # ASKED MEMBER
 t_check "node2's /cluster says why: revoked ($(poll_error_of 2 3))" \
   t_contains "$(poll_error_of 2 3)" "revoked"
 t_check "node2 still reaches node1" t_ne "$(member_state 2 1)" unreachable
-t_check "and says nothing of a poll error for node1" t_eq "$(poll_error_of 2 1)" ""
+# The member itself must be there, without the field (or with null): an empty answer fails.
+poll_errors_of() { # ASKED MEMBER: [poll_error] of each member of that name, as JSON
+  curl -s -m 2 --cacert "$P/ca.pem" "https://$(t_api_addr "$1")/cluster" |
+    jq -c --arg m "node$2" '[.members[] | select(.name == $m) | .poll_error]'
+}
+t_check "and says nothing of a poll error for node1 ($(poll_errors_of 2 1))" \
+  t_eq "$(poll_errors_of 2 1)" "[null]"
 t_check "node1 reaches node3" t_ne "$(member_state 1 3)" unreachable
 "$T_BIN" ctl --api "https://$(t_api_addr 3)" --cacert "$P/ca.pem" --crlfile "$P/crl.pem" list \
   >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
@@ -220,6 +229,141 @@ t_check "saying it is TLS, naming the address" grep -q "$(t_api_addr 2): TLS: " 
 t_check "ctl --insecure works" t_eq "$rc" 0
 "$T_BIN" ctl --api "$(t_api_addr 3)" list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl over plain HTTP to a TLS API fails" t_eq "$rc" 1
+
+# Connections that never reach a handshake are logged, once a minute per address and reason:
+# one that sends nothing, and plain HTTP sent to the HTTPS port.
+closed_line="api: TLS connection closed before its handshake from 127.0.0.1: "
+no_hello="$closed_line""the client sent nothing (no TLS client hello"
+plain="$closed_line"'the client spoke plain HTTP ("GET /liveness HT...") to this HTTPS port'
+t_check "node2 has logged neither yet" \
+  t_eq "$(grep -cF "$closed_line" "$T_DIR/node2.log")" 0
+no_hello_close() { # PORT: connect, send nothing, close
+  python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 2).close()' "$1"
+}
+api2_port=$(t_api_addr 2 | cut -d: -f2)
+for n in 1 2 3; do no_hello_close "$api2_port"; done
+for n in 1 2 3; do curl -s -o /dev/null -m 2 "http://$(t_api_addr 2)/liveness" || true; done
+t_check "a connection closed without a hello is logged" \
+  t_wait 5 "the line" grep -qF "$no_hello" "$T_DIR/node2.log"
+t_check "plain HTTP to the TLS port is logged, naming the request line" \
+  t_wait 5 "the line" grep -qF "$plain" "$T_DIR/node2.log"
+sleep 1
+t_check "each once for three tries" \
+  t_eq "$(grep -cF "$no_hello" "$T_DIR/node2.log") $(grep -cF "$plain" "$T_DIR/node2.log")" "1 1"
+
+# Revocation lists read again on SIGHUP: a list that also revokes the valid client certificate
+# takes effect without a restart; a corrupt one is refused and the list in force stays.
+crl_gen() { # OUT [openssl ca options]
+  local out=$1
+  shift
+  openssl ca -config "$P/ca.cnf" -keyfile "$P/ca.key" -cert "$P/ca.pem" -gencrl -out "$out" "$@" \
+    2>/dev/null
+  [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$out"
+}
+cp "$P/crl.pem" "$P/crl-first.pem"
+openssl ca -config "$P/ca.cnf" -keyfile "$P/ca.key" -cert "$P/ca.pem" -revoke "$P/client.pem" \
+  2>/dev/null
+crl_gen "$P/crl-new.pem"
+t_check "the new list revokes three certificates" \
+  t_eq "$(openssl crl -in "$P/crl-new.pem" -noout -text | grep -c 'Serial Number')" 3
+t_check "before the reload node2 serves the client certificate" \
+  t_eq "$(cert_code "$(t_api_addr 2)" client)" 200
+cp "$P/crl-new.pem" "$P/crl.pem"
+kill -HUP "${T_PIDS[2]}"
+t_check "the reload reads the TLS files again" \
+  t_wait 5 "the line" grep -qF "reload: the API's TLS files were read again ($P/api.pem, $P/crl.pem)" \
+  "$T_DIR/node2.log"
+# From 127.0.0.2: a revocation from 127.0.0.1 was logged less than a minute ago.
+t_check "after SIGHUP node2 refuses the newly revoked client certificate" \
+  t_eq "$(cert_code "$(t_api_addr 2)" client --interface 127.0.0.2)" 000
+client_line='api: refused TLS handshake from 127.0.0.2: client certificate "CN=valid client" '
+client_line+='refused: revoked (restapi.crlfile)'
+t_check "logged as revoked" t_wait 5 "the line" grep -qF "$client_line" "$T_DIR/node2.log"
+t_check "node2 is the same process" kill -0 "${T_PIDS[2]}"
+printf 'not a list\n' >"$P/crl.pem"
+kill -HUP "${T_PIDS[2]}"
+bad_line="reload: the API's TLS files were not read again (the ones in force are kept): "
+bad_line+="restapi.crlfile: $P/crl.pem: not a certificate revocation list"
+t_check "a corrupt list is refused, naming the file" \
+  t_wait 5 "the line" grep -qF "$bad_line" "$T_DIR/node2.log"
+t_check "the list in force stays: the client certificate is still refused" \
+  t_eq "$(cert_code "$(t_api_addr 2)" client)" 000
+t_check "and the revoked one too" t_eq "$(cert_code "$(t_api_addr 2)" revoked)" 000
+# node2 takes changes from a client certificate only (verify_client: optional).
+reload2() {
+  "$T_BIN" ctl --api "https://$(t_api_addr 2)" --cacert "$P/ca.pem" --cert "$P/admin.pem" \
+    --key "$P/admin.key" reload node2 >"$T_DIR/out" 2>&1
+}
+reload2 && rc=0 || rc=$?
+t_check "ctl reload (POST /reload) fails, saying why ($(head -c 300 "$T_DIR/out"))" \
+  t_eq "$rc:$(grep -c "node2: failed (http 400): the API's TLS files were not read again.*restapi.crlfile: $P/crl.pem: not a certificate revocation list" "$T_DIR/out")" 1:1
+
+# A list past its nextUpdate: still used, warned about, and on /metrics.
+crl_gen "$P/crl-stale.pem" -crlsec 1
+sleep 2
+cp "$P/crl-stale.pem" "$P/crl.pem"
+reload2 && rc=0 || rc=$?
+t_check "ctl reload with it succeeds ($(head -c 300 "$T_DIR/out"))" t_eq "$rc" 0
+stale_line="api: restapi.crlfile $P/crl.pem is past its nextUpdate"
+t_check "node2 warns that the list is past its nextUpdate" \
+  t_wait 5 "the line" grep -qF "$stale_line" "$T_DIR/node2.log"
+t_check "the stale list is used: the client certificate is refused" \
+  t_eq "$(cert_code "$(t_api_addr 2)" client)" 000
+next_update=$(date -d "$(openssl crl -in "$P/crl-stale.pem" -noout -nextupdate | cut -d= -f2)" +%s)
+metrics_of() { # I: node I's /metrics through Prometheus's parser, "NAME VALUE" lines
+  curl -s -m 3 --cacert "$P/ca.pem" "https://$(t_api_addr "$1")/metrics" |
+    /usr/bin/python3 -c '
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(sys.stdin.read()):
+    for s in f.samples:
+        print("%s %d" % (s.name, s.value))'
+}
+metrics_of 2 >"$T_DIR/metrics2"
+t_check "node2's /metrics parses and has the list's nextUpdate ($next_update)" \
+  t_eq "$(grep '^raftpg_tls_crl_next_update_timestamp_seconds ' "$T_DIR/metrics2")" \
+  "raftpg_tls_crl_next_update_timestamp_seconds $next_update"
+t_check "which is in the past" test "$next_update" -lt "$(date +%s)"
+not_after=$(date -d "$(openssl x509 -in "$P/api.pem" -noout -enddate | cut -d= -f2)" +%s)
+t_check "and the certificate's expiry" \
+  t_eq "$(grep '^raftpg_tls_certificate_expiry_timestamp_seconds ' "$T_DIR/metrics2")" \
+  "raftpg_tls_certificate_expiry_timestamp_seconds $not_after"
+metrics_of 1 >"$T_DIR/metrics1"
+t_check "node1 (no list) has no list metric" \
+  t_eq "$(grep -c '^raftpg_tls_crl_next_update' "$T_DIR/metrics1")" 0
+cp "$P/crl-first.pem" "$P/crl.pem"
+
+# The server certificate read again on SIGHUP: one expiring within 14 days is served and warned
+# about; one whose key is not the certificate's is refused and the one in force stays.
+t_check "no expiry warning so far (30-day certificates)" \
+  t_eq "$(grep -c 'the server certificate .* expires' "$T_DIR/node1.log")" 0
+served_serial() { # I
+  openssl s_client -connect "$(t_api_addr "$1")" -CAfile "$P/ca.pem" </dev/null 2>/dev/null |
+    openssl x509 -noout -serial
+}
+first_serial=$(served_serial 1)
+cp "$P/api.pem" "$P/api-first.pem"
+openssl x509 -req -in "$P/api.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial -days 5 \
+  -extfile "$P/ext" -out "$P/api-soon.pem" 2>/dev/null
+cp "$P/api-soon.pem" "$P/api.pem"
+kill -HUP "${T_PIDS[1]}"
+soon_line="api: the server certificate ($P/api.pem) expires on "
+t_check "node1 warns that its new certificate expires soon" \
+  t_wait 5 "the line" grep -qF "$soon_line" "$T_DIR/node1.log"
+t_check "within 5 days" grep -qE 'expires on .* in [45] days: replace it and reload' \
+  "$T_DIR/node1.log"
+t_check "and serves it ($first_serial before)" \
+  t_eq "$(served_serial 1)" "$(openssl x509 -in "$P/api-soon.pem" -noout -serial)"
+t_check "which clients still accept" \
+  t_eq "$(tls_code "https://$(t_api_addr 1)/liveness")" 200
+cp "$P/stray.pem" "$P/api.pem"
+kill -HUP "${T_PIDS[1]}"
+t_check "a certificate that is not the key's is refused on reload, naming the files" \
+  t_wait 5 "the line" grep -qF "not read again (the ones in force are kept): certificate file $P/api.pem with key file $P/api.key:" \
+  "$T_DIR/node1.log"
+t_check "and the one in force is still served" \
+  t_eq "$(served_serial 1)" "$(openssl x509 -in "$P/api-soon.pem" -noout -serial)"
+cp "$P/api-first.pem" "$P/api.pem"
 
 for i in 1 2 3; do t_kill "$i" TERM; done
 

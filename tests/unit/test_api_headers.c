@@ -1,9 +1,10 @@
 /* Unit tests for the API's answer headers and revocation lists: conf_header_check (names,
  * values, the headers the server keeps to itself), the configuration of
  * restapi.http_extra_headers, https_extra_headers, server_tokens, restapi.crlfile and
- * ctl.crlfile with their exact messages, what a reload says of them, and tls_crl_load and
- * tls_crl_revokes on a CA, certificates and lists made here with GnuTLS (in a temporary
- * directory, removed at the end). */
+ * ctl.crlfile with their exact messages, what a reload says of them, and tls_crl_load,
+ * tls_crl_revokes, tls_crl_next_update and tls_cert_not_after on a CA, certificates and lists
+ * made here with GnuTLS (in a temporary directory, removed at the end); the expiry warnings'
+ * timing (tls_expiry_state, tls_warn_due). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -398,7 +399,8 @@ static void test_reload_names_header_changes_for_a_restart(void **state)
 
 static char dir[64];
 static char path_ca[128], path_stray[128], path_crl[128], path_crl_der[128], path_stray_crl[128],
-    path_not_crl[128], path_empty[128];
+    path_not_crl[128], path_empty[128], path_stale_crl[128], path_stray_stale_crl[128];
+static time_t stale_next_update; /* of the stale lists */
 static gnutls_datum_t der_good, der_bad;
 
 static void write_datum(const char *path, const gnutls_datum_t *d)
@@ -445,21 +447,27 @@ static gnutls_x509_crt_t new_crt(const char *cn, unsigned char serial, gnutls_x5
     return crt;
 }
 
-/* A list by ca revoking the certificates of revoked (n of them). */
-static gnutls_x509_crl_t new_crl(gnutls_x509_crt_t ca, gnutls_x509_privkey_t ca_key,
-                                 gnutls_x509_crt_t *revoked, unsigned n)
+/* A list by ca revoking the certificates of revoked (n of them), due again at next_update. */
+static gnutls_x509_crl_t new_crl_due(gnutls_x509_crt_t ca, gnutls_x509_privkey_t ca_key,
+                                     gnutls_x509_crt_t *revoked, unsigned n, time_t next_update)
 {
     gnutls_x509_crl_t crl;
     time_t now = time(NULL);
     assert_int_equal(gnutls_x509_crl_init(&crl), 0);
     assert_int_equal(gnutls_x509_crl_set_version(crl, 2), 0);
-    assert_int_equal(gnutls_x509_crl_set_this_update(crl, now - 60), 0);
-    assert_int_equal(gnutls_x509_crl_set_next_update(crl, now + 86400), 0);
+    assert_int_equal(gnutls_x509_crl_set_this_update(crl, now - 7200), 0);
+    assert_int_equal(gnutls_x509_crl_set_next_update(crl, next_update), 0);
     for (unsigned i = 0; i < n; i++) {
         assert_int_equal(gnutls_x509_crl_set_crt(crl, revoked[i], now - 30), 0);
     }
     assert_int_equal(gnutls_x509_crl_sign2(crl, ca, ca_key, GNUTLS_DIG_SHA256, 0), 0);
     return crl;
+}
+
+static gnutls_x509_crl_t new_crl(gnutls_x509_crt_t ca, gnutls_x509_privkey_t ca_key,
+                                 gnutls_x509_crt_t *revoked, unsigned n)
+{
+    return new_crl_due(ca, ca_key, revoked, n, time(NULL) + 86400);
 }
 
 static int pki_setup(void **state)
@@ -475,6 +483,8 @@ static int pki_setup(void **state)
     snprintf(path_stray_crl, sizeof path_stray_crl, "%s/stray-crl.pem", dir);
     snprintf(path_not_crl, sizeof path_not_crl, "%s/not.pem", dir);
     snprintf(path_empty, sizeof path_empty, "%s/empty.pem", dir);
+    snprintf(path_stale_crl, sizeof path_stale_crl, "%s/stale-crl.pem", dir);
+    snprintf(path_stray_stale_crl, sizeof path_stray_stale_crl, "%s/stray-stale-crl.pem", dir);
 
     gnutls_x509_privkey_t ca_key = new_key(), stray_key = new_key(), key = new_key();
     gnutls_x509_crt_t ca = new_crt("test CA", 1, ca_key, NULL, NULL);
@@ -502,6 +512,18 @@ static int pki_setup(void **state)
     assert_int_equal(gnutls_x509_crl_export2(stray_crl, GNUTLS_X509_FMT_PEM, &d), 0);
     write_datum(path_stray_crl, &d);
     gnutls_free(d.data);
+    /* Lists past their nextUpdate, by the CA and by the stray one. */
+    stale_next_update = time(NULL) - 3600;
+    gnutls_x509_crl_t stale = new_crl_due(ca, ca_key, &bad, 1, stale_next_update);
+    assert_int_equal(gnutls_x509_crl_export2(stale, GNUTLS_X509_FMT_PEM, &d), 0);
+    write_datum(path_stale_crl, &d);
+    gnutls_free(d.data);
+    gnutls_x509_crl_deinit(stale);
+    stale = new_crl_due(stray, stray_key, &stray_good, 1, stale_next_update);
+    assert_int_equal(gnutls_x509_crl_export2(stale, GNUTLS_X509_FMT_PEM, &d), 0);
+    write_datum(path_stray_stale_crl, &d);
+    gnutls_free(d.data);
+    gnutls_x509_crl_deinit(stale);
     d = (gnutls_datum_t){(unsigned char *)"", 0};
     write_datum(path_empty, &d);
     assert_int_equal(gnutls_x509_crt_export2(good, GNUTLS_X509_FMT_DER, &der_good), 0);
@@ -523,8 +545,9 @@ static int pki_setup(void **state)
 static int pki_teardown(void **state)
 {
     (void)state;
-    const char *paths[] = {path_ca,        path_stray,   path_crl,  path_crl_der,
-                           path_stray_crl, path_not_crl, path_empty};
+    const char *paths[] = {path_ca,      path_stray,     path_crl,
+                           path_crl_der, path_stray_crl, path_not_crl,
+                           path_empty,   path_stale_crl, path_stray_stale_crl};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         unlink(paths[i]);
     }
@@ -622,6 +645,84 @@ static void test_crl_load_errors_name_the_key(void **state)
     assert_memory_equal(errmsg, want, strlen(want));
 }
 
+/* A list past its nextUpdate is still used (and its time told); a stale one from another CA is
+ * still refused. */
+static void test_stale_crl_loads_with_its_time(void **state)
+{
+    (void)state;
+    struct tls_crl crl;
+    assert_int_equal(tls_crl_load(&crl, "restapi.crlfile", path_stale_crl, "restapi.cafile",
+                                  path_ca, false, errmsg),
+                     0);
+    assert_true(tls_crl_revokes(&crl, &der_bad, 1, NULL));
+    assert_int_equal(tls_crl_next_update(&crl), (int64_t)stale_next_update);
+    assert_int_equal(tls_expiry_state((int64_t)time(NULL), tls_crl_next_update(&crl), 0),
+                     TLS_EXPIRY_PAST);
+    tls_crl_free(&crl);
+    assert_int_equal(tls_crl_next_update(&crl), -1);
+    assert_int_equal(tls_crl_next_update(NULL), -1);
+    assert_int_equal(tls_crl_load(NULL, "restapi.crlfile", path_stray_stale_crl, "restapi.cafile",
+                                  path_ca, false, errmsg),
+                     RPG_EINVAL);
+    assert_non_null(strstr(errmsg, "is not signed by a CA of restapi.cafile"));
+    /* A fresh one: its nextUpdate a day ahead. */
+    assert_int_equal(tls_crl_load(&crl, "restapi.crlfile", path_crl, "restapi.cafile", path_ca,
+                                  false, errmsg),
+                     0);
+    int64_t next = tls_crl_next_update(&crl), now = (int64_t)time(NULL);
+    assert_true(next > now + 86000 && next <= now + 86400);
+    tls_crl_free(&crl);
+}
+
+static void test_cert_not_after(void **state)
+{
+    (void)state;
+    FILE *f = fopen(path_ca, "r");
+    assert_non_null(f);
+    char pem[8192];
+    size_t n = fread(pem, 1, sizeof pem - 1, f);
+    fclose(f);
+    pem[n] = '\0';
+    int64_t at = tls_cert_not_after(pem), now = (int64_t)time(NULL);
+    assert_true(at > now + 86000 && at <= now + 86400);
+    assert_int_equal(tls_cert_not_after("not a certificate"), -1);
+    assert_int_equal(tls_cert_not_after(NULL), -1);
+}
+
+static void test_expiry_state(void **state)
+{
+    (void)state;
+    const int64_t now = 1800000000, soon = TLS_CERT_SOON_S;
+    assert_int_equal(tls_expiry_state(now, -1, soon), TLS_EXPIRY_OK); /* none */
+    assert_int_equal(tls_expiry_state(now, now + soon + 1, soon), TLS_EXPIRY_OK);
+    assert_int_equal(tls_expiry_state(now, now + soon, soon), TLS_EXPIRY_SOON);
+    assert_int_equal(tls_expiry_state(now, now + 1, soon), TLS_EXPIRY_SOON);
+    assert_int_equal(tls_expiry_state(now, now, soon), TLS_EXPIRY_PAST);
+    assert_int_equal(tls_expiry_state(now, now - 86400, soon), TLS_EXPIRY_PAST);
+    /* A list: only past counts. */
+    assert_int_equal(tls_expiry_state(now, now + 1, 0), TLS_EXPIRY_OK);
+    assert_int_equal(tls_expiry_state(now, now - 1, 0), TLS_EXPIRY_PAST);
+}
+
+static void test_warn_due_once_a_day_and_on_each_load(void **state)
+{
+    (void)state;
+    const int64_t t0 = 1800000000;
+    int64_t last = 0;
+    assert_true(tls_warn_due(t0, &last, false)); /* never warned yet */
+    assert_int_equal(last, t0);
+    assert_false(tls_warn_due(t0 + 3600, &last, false));
+    assert_false(tls_warn_due(t0 + TLS_WARN_INTERVAL_S - 1, &last, false));
+    assert_true(tls_warn_due(t0 + 3600, &last, true)); /* a load: at once */
+    assert_int_equal(last, t0 + 3600);
+    assert_false(tls_warn_due(t0 + TLS_WARN_INTERVAL_S, &last, false));
+    assert_true(tls_warn_due(t0 + 3600 + TLS_WARN_INTERVAL_S, &last, false));
+    assert_int_equal(last, t0 + 3600 + TLS_WARN_INTERVAL_S);
+    /* A clock set back does not silence it for a day. */
+    assert_true(tls_warn_due(t0, &last, false));
+    assert_int_equal(last, t0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -637,6 +738,11 @@ int main(void)
         cmocka_unit_test(test_reload_names_header_changes_for_a_restart),
         cmocka_unit_test_setup_teardown(test_crl_revokes_what_it_lists, pki_setup, pki_teardown),
         cmocka_unit_test_setup_teardown(test_crl_load_errors_name_the_key, pki_setup, pki_teardown),
+        cmocka_unit_test_setup_teardown(test_stale_crl_loads_with_its_time, pki_setup,
+                                        pki_teardown),
+        cmocka_unit_test_setup_teardown(test_cert_not_after, pki_setup, pki_teardown),
+        cmocka_unit_test(test_expiry_state),
+        cmocka_unit_test(test_warn_due_once_a_day_and_on_each_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -223,6 +223,20 @@ t_alive() { [ -n "${T_PIDS[$1]:-}" ] && kill -0 "${T_PIDS[$1]}" 2>/dev/null; }
 # JSON of GET /cluster from node I, or nothing.
 t_cluster() { "$T_BIN" ctl --api "$(t_api_addr "$1")" --timeout 500 list --json 2>/dev/null || true; }
 
+# t_now_ms: the wall clock in milliseconds since the epoch; t_iso MS: that time in ISO 8601,
+# UTC, with milliseconds (the form scheduled actions take).
+t_now_ms() { date +%s%3N; }
+t_iso() { date -u -d "@$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))" +%Y-%m-%dT%H:%M:%S.%3N+00:00; }
+
+# t_api I METHOD PATH [BODY]: node I's answer to a request signed with the cluster secret, as
+# "STATUS BODY".
+t_api() {
+  local auth
+  auth=$("$T_BIN" ctl --api "$(t_api_addr "$1")" sign "$2" "$3" "${4:-}")
+  curl -s -m 5 -X "$2" -H "Authorization: $auth" ${4:+-H 'Content-Type: application/json' -d "$4"} \
+    -w ' %{http_code}' "http://$(t_api_addr "$1")$3" | awk '{ code = $NF; $NF = ""; print code, $0 }'
+}
+
 # t_jq I [jq options] FILTER: FILTER over node I's GET /cluster; fails, printing nothing, when the
 # node does not answer or FILTER yields nothing (t_jqs).
 t_jq() { local i=$1; shift; t_jqs "$(t_cluster "$i")" "$@"; }

@@ -39,10 +39,8 @@ t_psql "$P" -c "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1,
 
 # A switchover scheduled before the pause, due during it: it must wait for resume (no scheduled
 # action runs while paused), also while the leader holds a takeover permit.
-now_ms() { date +%s%3N; }
-iso() { date -u -d "@$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))" +%Y-%m-%dT%H:%M:%S.%3N+00:00; }
-T1=$(($(now_ms) + 9000))
-ctl switchover --candidate "node$B" --scheduled "$(iso "$T1")" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+T1=$(($(t_now_ms) + 9000))
+ctl switchover --candidate "node$B" --scheduled "$(t_iso "$T1")" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "a switchover to node$B scheduled 9 s ahead ($(cat "$T_DIR/out"))" t_eq "$rc" 0
 ctl pause --wait >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl pause --wait ($(tail -1 "$T_DIR/out"))" t_eq "$rc" 0
@@ -80,7 +78,7 @@ t_wait 10 "node$P has the new row" has_row "$P"
 t_check "node$P has the new row" has_row "$P"
 t_check "the cluster is still paused" bash -c "'$T_BIN' ctl --api $(t_api_addr "$A") list | grep -q '^Maintenance mode: on'"
 t_check "node$P's agent logged its rejoin in maintenance mode" grep -q "rejoin: streaming" "$T_DIR/node$P.log"
-wait_ms=$((T1 + 2000 - $(now_ms)))
+wait_ms=$((T1 + 2000 - $(t_now_ms)))
 [ "$wait_ms" -le 0 ] || sleep "$(awk -v d="$wait_ms" 'BEGIN { printf "%.3f", d / 1000 }')"
 t_check "2 s after the scheduled time node$A is still the only primary (asked of PostgreSQL)" \
   t_eq "$(primaries)" "$A"

@@ -865,3 +865,93 @@ void cons_close(struct cons *c, void (*cb)(struct cons *c))
         cons_finish(c);
     }
 }
+
+/* ---- recovery from a lost majority ------------------------------------------------------------
+ */
+
+struct recover_ctx {
+    bool closed;
+};
+
+static void recover_closed(struct raft *r)
+{
+    ((struct recover_ctx *)r->data)->closed = true;
+}
+
+/* raft_init needs a state machine; raft_recover never applies anything through it. */
+static int recover_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    (void)fsm;
+    (void)buf;
+    *result = NULL;
+    return RAFT_INVALID;
+}
+
+int cons_recover(const struct conf *conf, uint64_t id, char *errmsg)
+{
+    const char *dir = conf->raft.data_dir;
+    size_t segment_size = 0;
+    uint64_t free_bytes = 0;
+    int rv = cons_storage_check(dir, &segment_size, &free_bytes, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) {
+        return rpg_err(errmsg, RPG_ENOMEM, "cannot create an event loop");
+    }
+    struct raft_uv_transport transport;
+    struct raft_io io;
+    struct raft raft;
+    struct raft_fsm fsm = {.version = 1, .apply = recover_apply};
+    struct recover_ctx ctx = {.closed = false};
+    memset(&transport, 0, sizeof transport);
+    memset(&io, 0, sizeof io);
+    memset(&raft, 0, sizeof raft);
+    /* The transport never listens here: raft_uv only needs one to be set. */
+    rv = raft_uv_tcp_init(&transport, &loop);
+    if (rv != 0) {
+        uv_loop_close(&loop);
+        return rpg_err(errmsg, RPG_ERAFT, "raft transport: %s", raft_strerror(rv));
+    }
+    rv = raft_uv_init(&io, &loop, dir, &transport);
+    if (rv != 0) {
+        rpg_err(errmsg, RPG_ERAFT, "raft storage %s: %s", dir, io.errmsg);
+        raft_uv_tcp_close(&transport);
+        uv_loop_close(&loop);
+        return RPG_ERAFT;
+    }
+    raft_uv_set_auto_recovery(&io, false);
+    raft_uv_set_segment_size(&io, segment_size);
+    rv = raft_init(&raft, &io, &fsm, id, conf->raft.listen);
+    if (rv != 0) {
+        rpg_err(errmsg, RPG_ERAFT, "raft init: %s", raft_errmsg(&raft));
+        raft_uv_close(&io);
+        raft_uv_tcp_close(&transport);
+        uv_loop_close(&loop);
+        return RPG_ERAFT;
+    }
+    raft.data = &ctx;
+    struct raft_configuration configuration;
+    raft_configuration_init(&configuration);
+    rv = raft_configuration_add(&configuration, id, conf->raft.listen, RAFT_VOTER);
+    if (rv == 0) {
+        rv = raft_recover(&raft, &configuration);
+        if (rv != 0) {
+            rpg_err(errmsg, RPG_ERAFT, "raft recover in %s: %s (%s)", dir, raft_strerror(rv),
+                    raft_errmsg(&raft));
+        }
+    } else {
+        rpg_err(errmsg, RPG_ERAFT, "raft configuration: %s", raft_strerror(rv));
+    }
+    raft_configuration_close(&configuration);
+    raft_close(&raft, recover_closed);
+    for (int i = 0; i < 10000 && !ctx.closed; i++) {
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    raft_uv_close(&io);
+    raft_uv_tcp_close(&transport);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return rv != 0 ? RPG_ERAFT : 0;
+}

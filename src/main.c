@@ -5,7 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -13,6 +17,7 @@
 
 #include "raftpg/agent.h"
 #include "raftpg/conf.h"
+#include "raftpg/cons_uv.h"
 #include "raftpg/ctl.h"
 #include "raftpg/tls_crl.h"
 #include "raftpg/fence.h"
@@ -31,6 +36,8 @@ static const char *usage =
     "  ctl [OPTIONS] CMD ...  query and change the cluster through its API (ctl --help)\n"
     "  guard -c FILE          started by the agent: fences the node if the agent dies\n"
     "  gen-secret FILE        write a new cluster secret (raft.secret_file) to FILE, mode 0600\n"
+    "  recover -c FILE --force  after the loss of a majority: make this member's Raft log\n"
+    "                         a cluster of this member alone (its agent stopped)\n"
     "  version                print the version\n";
 
 /* Reads the configured secret files once, for their checks (conf_secret_read), and forgets
@@ -169,6 +176,97 @@ static int cmd_gen_secret(int argc, char **argv)
     return 0;
 }
 
+/* Whether something listens on the TCP address addr (host:port): a bind there fails with
+ * EADDRINUSE even with SO_REUSEADDR. */
+static bool addr_in_use(const char *addr)
+{
+    char host[16];
+    uint16_t port = 0;
+    if (conf_parse_addr(addr, host, &port) != 0) {
+        return false;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return false;
+    }
+    /* SO_REUSEADDR: connections of a stopped agent left in TIME_WAIT are not a listener. */
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    bool used = inet_pton(AF_INET, host, &sa.sin_addr) == 1 &&
+                bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno == EADDRINUSE;
+    close(fd);
+    return used;
+}
+
+static int cmd_recover(int argc, char **argv)
+{
+    const char *file = NULL;
+    bool force = false, help = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            file = argv[++i];
+        } else if (strcmp(argv[i], "--force") == 0) {
+            force = true;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            help = true;
+        } else {
+            fprintf(stderr, "raftpg recover: unknown argument \"%s\"\n", argv[i]);
+            file = NULL;
+            break;
+        }
+    }
+    if (help || file == NULL || !force) {
+        fprintf(
+            help ? stdout : stderr,
+            "usage: raftpg recover -c FILE --force\n"
+            "After the loss of a majority of the members' Raft directories (or hosts), makes\n"
+            "this member's Raft log a cluster of this member alone, so that it leads again with\n"
+            "every entry it holds; run it on the member with the longest log, with its agent\n"
+            "stopped, as the agent's user. Then start its agent, and bring each other member\n"
+            "back with an empty raft.data_dir: raftpg ctl member remove NAME, start its agent,\n"
+            "raftpg ctl member add NAME --raft ADDR --api ADDR (README, \"The Raft group\").\n");
+        return help ? 0 : 2;
+    }
+    struct conf c;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (conf_load(file, &c, errmsg) != 0) {
+        fprintf(stderr, "raftpg recover: %s\n", errmsg);
+        conf_free(&c);
+        return 1;
+    }
+    int rc = 1;
+    uint64_t id = 0;
+    struct stat st;
+    const char *dir = c.raft.data_dir;
+    if (cons_identity_read(dir, c.scope, c.name, &id, errmsg) != 0) {
+        fprintf(stderr, "raftpg recover: %s: no Raft log to recover from here (%s)\n", dir, errmsg);
+    } else if (stat(dir, &st) != 0 || st.st_uid != geteuid()) {
+        /* Files written as another user would lock the agent out of its own directory. */
+        fprintf(stderr,
+                "raftpg recover: %s belongs to uid %u: run this as that user (the agent's), e.g. "
+                "runuser -u postgres -- raftpg recover -c %s --force\n",
+                dir, (unsigned)st.st_uid, file);
+    } else if (addr_in_use(c.raft.listen) || addr_in_use(c.restapi.listen)) {
+        fprintf(stderr,
+                "raftpg recover: something listens on raft.listen %s or restapi.listen %s: stop "
+                "this member's agent first\n",
+                c.raft.listen, c.restapi.listen);
+    } else if (cons_recover(&c, id, errmsg) != 0) {
+        fprintf(stderr, "raftpg recover: %s\n", errmsg);
+    } else {
+        printf("recovered: the Raft log in %s now ends with a configuration of %s (id %llu) "
+               "alone.\nStart this member's agent: it elects itself and keeps every entry its log "
+               "holds.\nThen, for each other member: move its raft.data_dir aside, raftpg ctl "
+               "member remove NAME,\nstart its agent, raftpg ctl member add NAME --raft ADDR "
+               "--api ADDR.\n",
+               dir, c.name, (unsigned long long)id);
+        rc = 0;
+    }
+    conf_free(&c);
+    return rc;
+}
+
 /* The loop keeps the lease, and on a loaded machine it mostly waits for a CPU (README, "Loop
  * stalls"): the unit may start the agent with a raised priority (Nice=). Only the loop thread
  * keeps it: the threads it creates and the programs they start (PostgreSQL, ip, the guard) get
@@ -296,6 +394,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "guard") == 0) {
         return guard_main(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "recover") == 0) {
+        return cmd_recover(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "ctl") == 0) {
         return ctl_main(argc - 1, argv + 1);

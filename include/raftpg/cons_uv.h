@@ -50,6 +50,12 @@ int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_byt
 int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_t id,
                bool bootstrap, cons_change_cb on_change, void *data, char *errmsg);
 
+/* Recovery from a lost majority, offline (no agent may run on dir): appends to this member's
+ * Raft log a configuration of this member alone as voter (libraft's raft_recover), so that it
+ * elects itself with the log it holds. Returns 0, or RPG_ECORRUPT/RPG_EIO/RPG_ERAFT with a
+ * message naming the directory and the problem. */
+int cons_recover(const struct conf *conf, uint64_t id, char *errmsg);
+
 /* Stops Raft and closes every handle; cb fires when done. Safe if cons_start never succeeded. */
 void cons_close(struct cons *c, void (*cb)(struct cons *c));
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A corrupt or foreign Raft data directory stops the agent with a clear message; it is never
 # silently re-bootstrapped or repaired. A clean directory restarts fine afterwards. A lost one is
-# refused too, until the member is removed and added again under a new id.
+# refused too, until the member is removed and added again under a new id. After two members
+# lost theirs, `raftpg recover` on the third makes its log a cluster of itself alone, and the
+# other two come back under new ids.
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
@@ -125,5 +127,52 @@ sleep 3
 t_check "nor once it is back" \
   t_absent 'bootstrapped raft|bootstrapping as initial member' "$T_DIR/node1.log" "$T_DIR/node2.log"
 t_check "node3 kept its log" test -n "$(ls "$T_DIR/node3/raft" | grep -E '^(open|[0-9])' || true)"
+t_check "node1 and node2 still wait: no cluster without a majority" \
+  bash -c "! grep -q 'raft leader is now' '$T_DIR/node1.log' '$T_DIR/node2.log'"
+
+# The way back after the loss of a majority: raftpg recover on the member that holds the log
+# (its agent stopped) makes its log a cluster of itself alone; it leads with every entry, and
+# the others come back under new ids.
+for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
+"${T_RUNAS[@]}" "$T_BIN" recover -c "$T_DIR/node3.yaml" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "raftpg recover without --force is refused" \
+  t_status 2 "${T_RUNAS[@]}" "$T_BIN" recover -c "$T_DIR/node3.yaml"
+t_start 3
+sleep 1
+"${T_RUNAS[@]}" "$T_BIN" recover -c "$T_DIR/node3.yaml" --force >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "raftpg recover refuses while the agent runs ($(head -1 "$T_DIR/out"))" \
+  grep -q "stop this member's agent first" "$T_DIR/out"
+t_kill 3 TERM
+if [ "$(id -u)" = 0 ]; then
+  "$T_BIN" recover -c "$T_DIR/node3.yaml" --force >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+  t_check "raftpg recover refuses another user than the directory's ($(head -1 "$T_DIR/out"))" \
+    grep -q "run this as that user" "$T_DIR/out"
+fi
+"${T_RUNAS[@]}" "$T_BIN" recover -c "$T_DIR/node3.yaml" --force >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "raftpg recover on node3 exits 0 ($(head -1 "$T_DIR/out"))" t_eq "$rc" 0
+: >"$T_DIR/node3.log"
+t_start 3
+leads_alone() { [ "$(t_jq 3 'select(.raft.leader_ready) | .raft.leader')" = node3 ]; }
+t_wait 20 "node3 leads alone" leads_alone
+t_check "node3 leads alone with its log" leads_alone
+t_check "its state kept node1's record from before (id 4)" \
+  t_eq "$(t_jq 3 '.members[] | select(.name == "node1") | .id')" 4
+t_check "it bootstrapped nothing" t_absent 'bootstrapped raft|bootstrapping' "$T_DIR/node3.log"
+for i in 1 2; do
+  "$T_BIN" ctl --api "$(t_api_addr 3)" --timeout 1000 member remove "node$i" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+  t_check "ctl member remove node$i after the recovery ($(tail -1 "$T_DIR/out"))" t_eq "$rc" 0
+done
+for i in 1 2; do rm -rf "$T_DIR/node$i/raft"; : >"$T_DIR/node$i.log"; t_start "$i"; done
+for i in 1 2; do
+  "$T_BIN" ctl --api "$(t_api_addr 3)" --timeout 1000 member add "node$i" \
+    --raft "$(t_raft_addr "$i")" --api "$(t_api_addr "$i")" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+  t_check "ctl member add node$i ($(tail -1 "$T_DIR/out"))" t_eq "$rc" 0
+done
+three_voters_at() { [ "$(t_jq "$1" '[.members[] | select(.voting == "voter")] | length')" = 3 ]; }
+t_wait 30 "three voters after the recovery" three_voters_at 3
+t_check "three voters after the recovery" three_voters_at 3
+t_check "node1 and node2 joined under new ids" \
+  t_eq "$(t_jq 3 -c '[.members[] | select(.name != "node3") | .id] | sort')" "[5,6]"
+t_check "node1 follows node3" t_eq "$(t_jq 1 '.raft.leader')" node3
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

@@ -1645,6 +1645,42 @@ static int cmd_flush_switchover(struct ctl *c)
     return rc;
 }
 
+/* POSTs body (NULL: out of memory) to path on the Raft leader, waiting at least min_timeout_ms
+ * (the agent bounds each step itself), and prints its message (done_text without one); 200 and
+ * 202 are success. Returns ctl's exit code. */
+static int post_to_leader(struct ctl *c, const char *verb, const char *path, const char *body,
+                          unsigned min_timeout_ms, const char *done_text)
+{
+    char errmsg[RPG_ERRMSG_SIZE] = "out of memory";
+    json_t *cluster = body != NULL ? fetch_cluster(c, errmsg) : NULL;
+    char api[FSM_ADDR_MAX];
+    if (cluster == NULL || leader_api(cluster, api, sizeof api) != 0) {
+        fprintf(stderr, "raftpg ctl %s: %s\n", verb,
+                cluster == NULL ? errmsg : "the cluster has no raft leader right now");
+        json_decref(cluster);
+        return 1;
+    }
+    const char *scope = json_string_value(json_object_get(cluster, "scope"));
+    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
+    json_decref(cluster);
+    int status = 0;
+    json_t *answer = NULL;
+    unsigned timeout = c->timeout_ms > min_timeout_ms ? c->timeout_ms : min_timeout_ms;
+    if (post_member(c, api, path, body, timeout, &status, &answer, errmsg) != 0) {
+        fprintf(stderr, "raftpg ctl %s: %s (see raftpg ctl list)\n", verb, errmsg);
+        return 1;
+    }
+    if (status != 200 && status != 202) {
+        fprintf(stderr, "raftpg ctl %s: refused (http %d): %s\n", verb, status,
+                str_or(answer, "error", "?"));
+        json_decref(answer);
+        return 1;
+    }
+    printf("%s\n", str_or(answer, "message", done_text));
+    json_decref(answer);
+    return 0;
+}
+
 /* A planned switchover, asked of the leader once (never retried: a second request while the
  * first runs would only be refused). scheduled: NULL or "now" for at once. */
 static int cmd_switchover(struct ctl *c, const char *leader, const char *candidate,
@@ -1675,39 +1711,11 @@ static int cmd_switchover(struct ctl *c, const char *leader, const char *candida
     }
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    char errmsg[RPG_ERRMSG_SIZE];
-    json_t *cluster = body != NULL ? fetch_cluster(c, errmsg) : NULL;
-    char api[FSM_ADDR_MAX];
-    if (cluster == NULL || leader_api(cluster, api, sizeof api) != 0) {
-        fprintf(stderr, "raftpg ctl switchover: %s\n",
-                cluster == NULL ? errmsg : "the cluster has no leader right now");
-        json_decref(cluster);
-        free(body);
-        return 1;
-    }
-    const char *scope = json_string_value(json_object_get(cluster, "scope"));
-    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
-    json_decref(cluster);
-    int status = 0;
-    json_t *answer = NULL;
     /* Each step has its own bound on the agent (switchover.h), and on_switchover its
      * callback_timeout (30 s by default): their sum, and some. */
-    unsigned timeout = c->timeout_ms > 90000 ? c->timeout_ms : 90000;
-    int rv = post_member(c, api, "/switchover", body, timeout, &status, &answer, errmsg);
+    int rc = post_to_leader(c, "switchover", "/switchover", body, 90000, "switched over");
     free(body);
-    if (rv != 0) {
-        fprintf(stderr, "raftpg ctl switchover: %s (see raftpg ctl list)\n", errmsg);
-        return 1;
-    }
-    if (status != 200) {
-        fprintf(stderr, "raftpg ctl switchover: refused (http %d): %s\n", status,
-                str_or(answer, "error", "?"));
-        json_decref(answer);
-        return 1;
-    }
-    printf("%s\n", str_or(answer, "message", "switched over"));
-    json_decref(answer);
-    return 0;
+    return rc;
 }
 
 /* patronictl failover: POST /failover {"candidate"} through the leader. */
@@ -1716,37 +1724,9 @@ static int cmd_failover(struct ctl *c, const char *candidate)
     json_t *o = json_pack("{s:s}", "candidate", candidate);
     char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    char errmsg[RPG_ERRMSG_SIZE] = "out of memory";
-    json_t *cluster = body != NULL ? fetch_cluster(c, errmsg) : NULL;
-    char api[FSM_ADDR_MAX];
-    if (cluster == NULL || leader_api(cluster, api, sizeof api) != 0) {
-        fprintf(stderr, "raftpg ctl failover: %s\n",
-                cluster == NULL ? errmsg : "the cluster has no raft leader right now");
-        json_decref(cluster);
-        free(body);
-        return 1;
-    }
-    const char *scope = json_string_value(json_object_get(cluster, "scope"));
-    snprintf(c->scope, sizeof c->scope, "%s", scope != NULL ? scope : "");
-    json_decref(cluster);
-    int status = 0;
-    json_t *answer = NULL;
-    unsigned timeout = c->timeout_ms > 60000 ? c->timeout_ms : 60000;
-    int rv = post_member(c, api, "/failover", body, timeout, &status, &answer, errmsg);
+    int rc = post_to_leader(c, "failover", "/failover", body, 60000, "failed over");
     free(body);
-    if (rv != 0) {
-        fprintf(stderr, "raftpg ctl failover: %s (see raftpg ctl list)\n", errmsg);
-        return 1;
-    }
-    if (status != 200 && status != 202) {
-        fprintf(stderr, "raftpg ctl failover: refused (http %d): %s\n", status,
-                str_or(answer, "error", "?"));
-        json_decref(answer);
-        return 1;
-    }
-    printf("%s\n", str_or(answer, "message", "failed over"));
-    json_decref(answer);
-    return 0;
+    return rc;
 }
 
 static bool reload_member(struct ctl *c, const char *name, const char *api, void *arg)

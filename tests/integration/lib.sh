@@ -287,7 +287,7 @@ t_state_of() {
 # are at the same applied index (entries keep being applied between rounds), not 0.
 declare -A T_STATE=()
 t_same_index() {
-  local i first=
+  local i first=''
   for i in "$@"; do T_STATE[$i]=$(t_state_of "$i"); done
   for i in "$@"; do
     [ -n "${T_STATE[$i]}" ] || return 1
@@ -300,7 +300,7 @@ t_same_index() {
 # t_check_states I...: checks that nodes I... reach the same applied index (within 30 s) with the
 # same state checksum, none reports a divergence and no agent logged one.
 t_check_states() {
-  local i same=yes div= shown=
+  local i same=yes div='' shown=''
   t_wait 30 "all members at the same applied index" t_same_index "$@" || true
   for i in "$@"; do
     shown+="node$i [${T_STATE[$i]:-}] "

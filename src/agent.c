@@ -24,6 +24,26 @@
 #define PEER_POLL_TIMEOUT_MS 400
 #define JOIN_RETRY_MS 1000
 
+bool agent_acting(const struct agent *a, char *why, size_t size)
+{
+    if (a->cons_open && a->cons.diverged) {
+        snprintf(why, size,
+                 "this member takes no action: its replicated state diverged (%s); move its "
+                 "raft.data_dir aside, then remove and re-add the member",
+                 a->diverged_detail);
+        return false;
+    }
+    if (a->identity_error[0] != '\0') {
+        snprintf(why, size, "this member takes no action: identity mismatch: %s",
+                 a->identity_error);
+        return false;
+    }
+    if (size > 0) {
+        why[0] = '\0';
+    }
+    return true;
+}
+
 const char *agent_phase_name(enum agent_phase phase)
 {
     switch (phase) {

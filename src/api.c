@@ -1988,7 +1988,9 @@ static int health_code(const struct agent *a, enum health_kind kind, const struc
     struct health_input in;
     memset(&in, 0, sizeof in);
     in.alive = a->phase != AGENT_PHASE_STOPPING;
-    in.acting = !(a->cons_open && a->cons.diverged) && a->identity_error[0] == '\0';
+    char why[8];
+    in.acting = agent_acting(a, why, sizeof why);
+    in.storage_failing = a->cons_open && a->cons.storage.failed;
     in.raft_leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
     in.ready_leader = in.raft_leader && a->cons.leader_ready;
     in.has_pg = a->conf.has_postgresql && a->pg_open;

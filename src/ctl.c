@@ -509,22 +509,51 @@ static int send_to_leader(struct ctl *c, const char *method, const char *path, c
     return RPG_ETIMEDOUT;
 }
 
-/* Polls the cluster document until done() says so or the deadline passes. */
+/* How long a member's identity_error must stay before a wait gives up on it: the flag comes from
+ * the answering member's own poll of it, which can lag a restart by a poll or two. */
+#define CTL_IDENTITY_GIVE_UP_S 3.0
+
+/* Polls the cluster document until done() says so or the deadline passes. A member whose agent
+ * runs under another Raft id than the cluster lists (identity_error) cannot get there until
+ * restarted afresh: that ends the wait, printing the flag with its remedy; hint (or NULL) is
+ * printed after a time-out otherwise. */
 static int wait_for(struct ctl *c, const char *name,
-                    bool (*done)(json_t *cluster, const char *name), const char *what)
+                    bool (*done)(json_t *cluster, const char *name), const char *what,
+                    const char *hint)
 {
     double deadline = now_s() + (double)c->timeout_ms * 30 / 1000.0;
     char errmsg[RPG_ERRMSG_SIZE];
+    char identity[1024] = "";
+    double identity_since = 0;
     while (now_s() < deadline) {
         json_t *cluster = fetch_cluster(c, errmsg);
         bool ok = cluster != NULL && done(cluster, name);
+        json_t *m = cluster != NULL ? find_member(cluster, name) : NULL;
+        const char *ident = m != NULL ? str_or(m, "identity_error", "") : "";
+        if (cluster != NULL && ident[0] == '\0') {
+            identity[0] = '\0';
+        } else if (ident[0] != '\0') {
+            if (identity[0] == '\0') {
+                identity_since = now_s();
+            }
+            snprintf(identity, sizeof identity, "%s", ident);
+        }
         json_decref(cluster);
         if (ok) {
             return 0;
         }
+        if (identity[0] != '\0' && now_s() - identity_since >= CTL_IDENTITY_GIVE_UP_S) {
+            break;
+        }
         sleep_ms(200);
     }
-    fprintf(stderr, "raftpg ctl: timed out waiting for %s %s\n", name, what);
+    if (identity[0] != '\0') {
+        fprintf(stderr, "raftpg ctl: stopped waiting for %s %s: identity: %s\n", name, what,
+                identity);
+    } else {
+        fprintf(stderr, "raftpg ctl: timed out waiting for %s %s%s%s\n", name, what,
+                hint != NULL ? " " : "", hint != NULL ? hint : "");
+    }
     return 1;
 }
 
@@ -659,7 +688,7 @@ static int cmd_member_add(struct ctl *c, const char *name, const char *raft, con
     }
     printf("waiting for it to catch up and become a voter...\n");
     fflush(stdout);
-    rv = wait_for(c, name, is_voter, "to become a voter (is its agent running?)");
+    rv = wait_for(c, name, is_voter, "to become a voter", "(is its agent running?)");
     if (rv == 0) {
         printf("member %s is a voter\n", name);
     }
@@ -729,7 +758,7 @@ static int cmd_member_remove(struct ctl *c, const char *name, bool wait)
     if (!wait) {
         return 0;
     }
-    rv = wait_for(c, name, is_gone, "to leave");
+    rv = wait_for(c, name, is_gone, "to leave", NULL);
     if (rv == 0) {
         printf("member %s has left\n", name);
     }
@@ -1440,7 +1469,7 @@ static int cmd_reinit(struct ctl *c, const char *name, bool wait)
     }
     /* The member leaves streaming first (its server stops), then streams again. */
     sleep_ms(500);
-    if (wait_for(c, name, is_streaming, "to stream again") != 0) {
+    if (wait_for(c, name, is_streaming, "to stream again", NULL) != 0) {
         return 1;
     }
     printf("%s streams again\n", name);

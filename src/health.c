@@ -215,9 +215,11 @@ int health_status(enum health_kind kind, const struct health_input *in,
     if (kind == HEALTH_LIVENESS) {
         return in->alive ? 200 : 503; /* a member that does not act still runs */
     }
-    if (!in->alive || !in->acting) {
+    if (!in->alive || !in->acting || in->storage_failing) {
         /* A member that does not act takes no traffic; /health still says whether its server
-         * runs (/liveness, above, whether the agent does). */
+         * runs (/liveness, above, whether the agent does). One whose Raft storage fails cannot
+         * be elected, commits nothing and, as leader, is handing leadership over while its lease
+         * runs out: neither /leader nor /primary nor a read path may count on it. */
         return kind == HEALTH_HEALTH && in->alive && (!in->has_pg || in->running) ? 200 : 503;
     }
     bool primary = in->has_pg && in->running && !in->in_recovery && in->ready_leader;

@@ -65,11 +65,15 @@ void reinit_start(struct agent *a, struct http_conn *conn)
 {
     struct reinit *r = &a->reinit;
     const struct fsm_state *st = &a->cons.state;
-    char why[256] = "";
+    char why[3 * RPG_ERRMSG_SIZE] = "";
     int status = 412;
     const char *primary = st->primary.name;
     const struct peer_status *p = primary[0] != '\0' ? peers_get(&a->peers, primary) : NULL;
-    if (!a->conf.has_postgresql || !a->pg_open) {
+    if (!agent_acting(a, why, sizeof why)) {
+        /* Its agent would not start or follow the clone (ha_tick decides nothing): the cause is
+         * what the operator must fix first. */
+        status = 503;
+    } else if (!a->conf.has_postgresql || !a->pg_open) {
         snprintf(why, sizeof why, "this member manages no postgresql");
     } else if (!a->cons_open || !st->initialized) {
         snprintf(why, sizeof why, "the cluster state is not known yet");

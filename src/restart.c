@@ -104,11 +104,14 @@ void restart_start(struct agent *a, struct http_conn *conn, const char *role, bo
 {
     struct restart *r = &a->restart;
     const struct ha_pg *o = &a->pg.obs;
-    char why[256] = "";
+    char why[3 * RPG_ERRMSG_SIZE] = "";
     int status = 503;
     bool running = a->conf.has_postgresql && a->pg_open && o->state == HA_PG_RUNNING;
     const char *is = o->in_recovery ? "replica" : "primary";
-    if (!running) {
+    if (!agent_acting(a, why, sizeof why)) {
+        /* Its agent would not start the server again (ha_tick decides nothing): the cause is
+         * what the operator must fix first. */
+    } else if (!running) {
         snprintf(why, sizeof why, "postgresql is not running here");
     } else if (r->phase != RESTART_IDLE || reinit_holds(a) || switchover_holds(a)) {
         snprintf(why, sizeof why, "an operation on this member's postgresql is under way");

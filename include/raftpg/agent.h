@@ -123,6 +123,10 @@ struct agent {
  * still runs agent_stop and the loop to release what was opened. */
 int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg);
 
+/* Whether this member acts (ha_tick decides and records): false for a diverged replicated state
+ * or a mismatched identity, with why (for an operator refused on the API) in why. */
+bool agent_acting(const struct agent *a, char *why, size_t size);
+
 /* Begins an orderly shutdown; the loop ends when every handle is closed. */
 void agent_stop(struct agent *a, int exit_code);
 

@@ -60,6 +60,7 @@ struct health_input {
     bool ready_leader;    /* Raft leader past its own-term barrier */
     bool raft_leader;     /* Raft leader */
     bool acting;          /* not stopped for a diverged state or a mismatched identity */
+    bool storage_failing; /* its Raft directory cannot persist (raft_storage.ok false) */
     enum health_standby standby;
     uint64_t primary_position; /* the primary's WAL position as last heard (0: unknown) */
     uint64_t received_position;

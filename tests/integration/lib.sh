@@ -290,3 +290,47 @@ t_pg_healthy() {
   # member provably holds every acknowledged commit and a failover would wait (rule 6).
   [ "$(t_jq "$1" 'if (.sync.mode // "off") == "off" or .sync.k > 0 then "yes" else "no" end')" = yes ]
 }
+
+# Replicated state of node I as "applied_index checksum diverged" (GET /status), or nothing.
+t_state_of() {
+  curl -s -m 2 "http://$(t_api_addr "$1")/status" |
+    jq -r '"\(.state.applied_index) \(.state.checksum) \(.state.diverged)"' 2>/dev/null || true
+}
+
+# t_same_index I...: reads the states of nodes I... in one round into T_STATE[I]; true when all
+# are at the same applied index (entries keep being applied between rounds), not 0.
+declare -A T_STATE=()
+t_same_index() {
+  local i first=''
+  for i in "$@"; do T_STATE[$i]=$(t_state_of "$i"); done
+  for i in "$@"; do
+    [ -n "${T_STATE[$i]}" ] || return 1
+    [ -n "$first" ] || first=${T_STATE[$i]%% *}
+    [ "${T_STATE[$i]%% *}" = "$first" ] || return 1
+  done
+  [ -n "$first" ] && [ "$first" != 0 ] && [ "$first" != null ]
+}
+
+# t_check_states I...: checks that nodes I... reach the same applied index (within 30 s) with the
+# same state checksum, none reports a divergence and no agent logged one.
+t_check_states() {
+  local i same=yes div='' shown=''
+  t_wait 30 "all members at the same applied index" t_same_index "$@" || true
+  for i in "$@"; do
+    shown+="node$i [${T_STATE[$i]:-}] "
+    [ -n "${T_STATE[$i]:-}" ] && [ "${T_STATE[$i]}" = "${T_STATE[$1]}" ] || same=no
+    div+="${T_STATE[$i]##* }"
+  done
+  t_log "states: $shown"
+  t_check "all members' state checksums equal" t_eq "$same" yes
+  t_check "no member reports a divergence" t_eq "$div" "$(for i in "$@"; do printf false; done)"
+  t_check "no member logged a divergence" \
+    t_eq "$(cat "$T_DIR"/node*.log | grep -c 'replicated state diverged' || true)" 0
+}
+
+# t_metric I NAME: the value of metric NAME (whatever its labels) on node I's GET /metrics, or
+# nothing.
+t_metric() {
+  curl -s -m 2 "http://$(t_api_addr "$1")/metrics" |
+    awk -v n="$2" 'index($0, n "{") == 1 || $1 == n { print $NF; exit }' || true
+}

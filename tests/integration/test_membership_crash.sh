@@ -106,5 +106,20 @@ t_check "node5's own status names the remedy" self_flagged
 t_check "node5 logs the mismatch" grep -q "identity mismatch: this agent runs as raft id $old_id" "$T_DIR/node5.log"
 t_check "node5's /readiness is 503 while it does not act" \
   t_eq "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$(t_api_addr 5)/readiness")" 503
+# Operator actions on a member that does not act are refused, naming why.
+out=$(ctl reinit node5 --force 2>&1) && rc=0 || rc=$?
+t_check "reinit of node5 is refused (503) naming the identity mismatch" \
+  t_contains "$out" "refused (http 503): this member takes no action: identity mismatch: this agent runs as raft id $old_id"
+out=$(ctl restart node5 --force 2>&1) || true
+t_check "restart of node5 is refused (503) naming the identity mismatch" \
+  t_contains "$out" "node5: failed (http 503): this member takes no action: identity mismatch"
+# The waiting form of member add ends saying why node5 does not become a voter, with the remedy.
+ctl member remove node5 >/dev/null 2>&1 || true
+t0=$SECONDS
+ctl member add node5 --raft "$(t_raft_addr 5)" --api "$(t_api_addr 5)" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_log "member add (waiting) exited $rc after $((SECONDS - t0)) s: $(tail -n 1 "$T_DIR/out")"
+t_check "the waiting member add fails" t_eq "$rc" 1
+t_check "... naming the identity mismatch and its remedy, not a time-out" \
+  grep -qE "stopped waiting for node5 to become a voter: identity: its agent runs as raft id $old_id, .*move its raft.data_dir aside" "$T_DIR/out"
 for i in 1 2 3 4 5; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

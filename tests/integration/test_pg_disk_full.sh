@@ -56,6 +56,11 @@ fill_kb=$((avail_kb - 4096))
 "${T_RUNAS[@]}" dd if=/dev/zero of="$D/filler" bs=1024 count="$fill_kb" status=none || true
 filled_at=$(date +%s%N)
 t_log "filled $D: $(df -k --output=avail "$D" | tail -n 1 | tr -d ' ') KiB left"
+unwritable() { [ "$(t_metric "$Pi" raftpg_postgres_unwritable)" = 1 ]; }
+t_poll 15 unwritable || true
+t_check "$P's metric raftpg_postgres_unwritable is 1 during the fault" unwritable
+t_check "... while the standbys' is 0" t_eq "$(for i in 1 2 3; do
+  [ "$i" = "$Pi" ] || t_metric "$i" raftpg_postgres_unwritable; done | tr -d '\n')" 00
 new_primary() { local p; p=$(t_pg_primary "$1"); [ -n "$p" ] && [ "$p" != "$P" ] && echo "$p"; }
 O=1; [ "$O" = "$Pi" ] && O=2
 t_wait 60 "a new primary after $P's disk filled" new_primary "$O"
@@ -77,5 +82,8 @@ acked_now=$(sort -n "$ACKED" | tr '\n' ',' | sed 's/,$//')
 missing=$(t_psql "$NPi" -c "SELECT string_agg(a::text, ',') FROM unnest(ARRAY[${acked_now:-0}]::bigint[]) a WHERE a <> 0 AND NOT EXISTS (SELECT 1 FROM fill WHERE id = a)")
 t_check "no acknowledged row lost ($(wc -l <"$ACKED") acknowledged)" t_eq "$missing" ""
 t_check "it can write again" grep -q "postgresql can write again" "$T_DIR/$P.log"
+t_check "its raftpg_postgres_unwritable is back to 0" \
+  t_eq "$(t_metric "$Pi" raftpg_postgres_unwritable)" 0
+t_check_states 1 2 3
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

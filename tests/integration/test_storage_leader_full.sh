@@ -86,6 +86,19 @@ t_check "the full node logged the failure with its path and errno" \
 t_check "... once" t_eq "$(grep -c 'raft storage cannot persist' "$T_DIR/$P.log")" 1
 t_check "it handed leadership over" grep -q "leader steps aside" "$T_DIR/$P.log"
 if t_alive "$Pi"; then
+  t_check "its metric raftpg_raft_storage_failing is 1" \
+    t_eq "$(t_metric "$Pi" raftpg_raft_storage_failing)" 1
+  t_check "the new primary's raftpg_raft_storage_failing is 0" \
+    t_eq "$(t_metric "$NPi" raftpg_raft_storage_failing)" 0
+  # It cannot be elected and commits nothing: no traffic as primary, leader or replica; its
+  # agent and server still run.
+  t_api_codes <<EOF2
+$Pi GET /primary 503 storage failing
+$Pi GET /leader 503 storage failing
+$Pi GET /replica 503 storage failing
+$Pi GET /readiness 503 storage failing
+$Pi GET /liveness 200 the agent runs
+EOF2
   st=$(curl -s "http://$(t_api_addr "$Pi")/status")
   t_check "its /status says the storage fails" t_eq "$(jq -r '.raft_storage.ok' <<<"$st")" false
   t_check "ctl list shows it failing" \
@@ -107,6 +120,12 @@ t_check "no acknowledged row lost" t_eq "$missing" ""
 rm -f "$T_DIR/$P/raft/fill"
 if t_alive "$Pi"; then
   t_wait 20 "$P's storage recovered" grep -q "raft storage persists again" "$T_DIR/$P.log"
+  storage_metric_0() { [ "$(t_metric "$Pi" raftpg_raft_storage_failing)" = 0 ]; }
+  t_wait 10 "$P's raftpg_raft_storage_failing back to 0" storage_metric_0
 fi
+# Every member still running agrees on the replicated state (one that left the group is gone).
+alive=()
+for i in 1 2 3; do if t_alive "$i"; then alive+=("$i"); fi; done
+t_check_states "${alive[@]}"
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

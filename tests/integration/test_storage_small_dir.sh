@@ -38,6 +38,10 @@ t_check "node3 chose 256 KiB segments for its 3 MiB directory" \
 st=$(curl -s "http://$(t_api_addr 3)/status")
 t_check "node3's /status: storage ok" t_eq "$(jq -r '.raft_storage.ok' <<<"$st")" true
 t_check "node3's /status: the segment size" t_eq "$(jq -r '.raft_storage.segment_size' <<<"$st")" 262144
+t_check "node3's metric raftpg_raft_storage_failing is 0 (its directory persists)" \
+  t_eq "$(t_metric 3 raftpg_raft_storage_failing)" 0
+t_check "node3's /readiness is 200 (its storage is healthy)" \
+  t_eq "$(t_api_code 3 GET /readiness)" 200
 t_check "node3 wrote closed segments or a used open segment" \
   test -n "$(find "$T_DIR/node3/raft" -name '[0-9]*-[0-9]*' -o -name 'open-*' -size +0 | head -1)"
 
@@ -53,8 +57,12 @@ L=$Pi; [ "$L" = "$S" ] && L=3
 commit0=$(t_jq "$L" '.raft.commit_index')
 t0=$(date +%s%N)
 ok=0
+ACKED="$T_DIR/acked"
+: >"$ACKED"
 for id in $(seq 1 40); do
-  if t_psql "$Pi" -c "INSERT INTO w VALUES ($id)" >/dev/null 2>&1; then ok=$((ok + 1)); fi
+  if t_psql "$Pi" -c "INSERT INTO w VALUES ($id)" >/dev/null 2>&1; then
+    ok=$((ok + 1)); echo "$id" >>"$ACKED"
+  fi
   sleep 0.25
 done
 t_log "with node$S stopped: $ok of 40 writes acknowledged over $(( ($(date +%s%N) - t0) / 1000000 )) ms"
@@ -63,9 +71,23 @@ committed() { [ "$(t_jq "$L" '.raft.commit_index')" -gt "$commit0" ]; }
 t_wait 10 "the raft commit index advances with node$S stopped" committed
 t_check "node$Pi still primary" t_eq "$(t_pg_primary "$L")" "$P"
 
-# A directory too small for even the smallest segment (8 x 64 KiB): refused, naming it.
+t_check "node3's metric raftpg_raft_storage_failing is still 0" \
+  t_eq "$(t_metric 3 raftpg_raft_storage_failing)" 0
+
 t_start "$S"
 t_wait 60 "node$S back" t_pg_healthy 1 2 3
+# Every acknowledged row on every member, and the same replicated state everywhere.
+acked_now=$(sort -n "$ACKED" | tr '\n' ',' | sed 's/,$//')
+missing_on() { # I: acknowledged ids node I lacks
+  t_psql "$1" -c "SELECT count(*) FROM unnest(ARRAY[${acked_now:-0}]::bigint[]) a WHERE NOT EXISTS (SELECT 1 FROM w WHERE id = a)"
+}
+has_all() { [ "$(missing_on "$1")" = 0 ]; }
+for i in 1 2 3; do t_poll 20 has_all "$i" || true; done # standbys replay what they received
+t_check "no acknowledged row lost ($(wc -l <"$ACKED") acknowledged; missing on node1..3)" \
+  t_eq "$(missing_on 1) $(missing_on 2) $(missing_on 3)" "0 0 0"
+t_check_states 1 2 3
+
+# A directory too small for even the smallest segment (8 x 64 KiB): refused, naming it.
 t_kill 3 TERM
 umount "$T_DIR/node3/raft"
 mount_tmpfs "$T_DIR/node3/raft" 256k

@@ -247,6 +247,54 @@ static void test_not_acting(void **state)
     assert_int_equal(health_kind_of("/primary/"), HEALTH_NONE);
 }
 
+static void test_storage_failing(void **state)
+{
+    (void)state;
+    /* A leader whose Raft directory cannot persist commits nothing and hands leadership over
+     * while its lease runs out: it claims neither leadership nor writes. */
+    struct health_input p = primary();
+    p.storage_failing = true;
+    static const char *const none[] = {"/",          "/primary",         "/read-write",
+                                       "/leader",    "/read-only",       "/read-only-sync",
+                                       "/readiness", "/read-only-quorum"};
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        assert_int_equal(code(none[i], "", &p), 503);
+    }
+    assert_int_equal(code("/health", "", &p), 200);   /* its server still runs */
+    assert_int_equal(code("/liveness", "", &p), 200); /* and so does the agent */
+    /* A standby that cannot persist cannot be elected: no read traffic as if healthy. */
+    static const char *const replica_paths[] = {"/replica",   "/read-only",     "/sync",
+                                                "/quorum",    "/async",         "/read-only-quorum",
+                                                "/readiness", "/read-only-sync"};
+    static const enum health_standby kinds[] = {HEALTH_STANDBY_ASYNC, HEALTH_STANDBY_SYNC,
+                                                HEALTH_STANDBY_QUORUM};
+    for (size_t k = 0; k < 3; k++) {
+        struct health_input s = standby(kinds[k]);
+        s.storage_failing = true;
+        for (size_t i = 0; i < sizeof replica_paths / sizeof replica_paths[0]; i++) {
+            assert_int_equal(code(replica_paths[i], "", &s), 503);
+        }
+        assert_int_equal(code("/health", "", &s), 200);
+        assert_int_equal(code("/liveness", "", &s), 200);
+        /* The same standby with its storage healthy takes its traffic again. */
+        s.storage_failing = false;
+        assert_int_equal(code("/replica", "", &s), 200);
+        assert_int_equal(code("/readiness", "", &s), 200);
+    }
+    /* A stopped server stays 503 on /health, failing storage or not. */
+    struct health_input s = standby(HEALTH_STANDBY_ASYNC);
+    s.storage_failing = true;
+    s.running = false;
+    assert_int_equal(code("/health", "", &s), 503);
+    /* Without a PostgreSQL: not ready while it cannot persist. */
+    struct health_input r;
+    memset(&r, 0, sizeof r);
+    r.alive = r.acting = r.storage_failing = true;
+    assert_int_equal(code("/readiness", "", &r), 503);
+    assert_int_equal(code("/health", "", &r), 200);
+    assert_int_equal(code("/liveness", "", &r), 200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_lag),
         cmocka_unit_test(test_tags),
         cmocka_unit_test(test_not_acting),
+        cmocka_unit_test(test_storage_failing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

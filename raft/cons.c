@@ -140,6 +140,8 @@ void cons_attach(struct cons *c, struct raft *raft, raft_id id, const struct con
     c->lease_submitted = 0;
     c->lease_until = 0;
     c->last_heard_leader = 0;
+    c->candidate_since = 0;
+    c->candidate_warned = 0;
     const char *dir = c->storage.dir;
     size_t segment_size = c->storage.segment_size;
     memset(&c->storage, 0, sizeof c->storage);
@@ -842,6 +844,43 @@ static rpg_msec lease_length(const struct cons *c)
     return t.lease_ms;
 }
 
+/* A candidate that never wins (a minority side, peers that refuse its pre-votes) leaves the
+ * cluster without this voter and, if it was needed, without a leader: said every
+ * CONS_CANDIDATE_WARN_ETS election timeouts while it lasts, and once when it ends. */
+static void candidate_watch(struct cons *c, enum cons_role role, raft_term term)
+{
+    rpg_msec now = c->host.now(c);
+    if (role == CONS_ROLE_CANDIDATE) {
+        if (c->candidate_since == 0) {
+            c->candidate_since = now != 0 ? now : 1;
+            c->candidate_warned = 0;
+        }
+        rpg_msec every = (rpg_msec)CONS_CANDIDATE_WARN_ETS * c->params.election_timeout_ms;
+        rpg_msec last = c->candidate_warned != 0 ? c->candidate_warned : c->candidate_since;
+        if (now - last >= every) {
+            c->candidate_warned = now;
+            c->n_candidate_warnings++;
+            log_warning("candidate for %llu ms without winning an election (term=%llu, election "
+                        "timeout %u ms): no majority grants it a vote",
+                        (unsigned long long)(now - c->candidate_since), (unsigned long long)term,
+                        c->params.election_timeout_ms);
+        }
+    } else if (c->candidate_since != 0) {
+        if (c->candidate_warned != 0) {
+            log_info("no longer candidate after %llu ms: now %s (term=%llu)",
+                     (unsigned long long)(now - c->candidate_since), cons_role_name(role),
+                     (unsigned long long)term);
+        }
+        c->candidate_since = 0;
+        c->candidate_warned = 0;
+    }
+}
+
+rpg_msec cons_candidate_for(const struct cons *c, rpg_msec now)
+{
+    return c->candidate_since != 0 && now > c->candidate_since ? now - c->candidate_since : 0;
+}
+
 void cons_observe(struct cons *c)
 {
     if (!live(c)) {
@@ -859,6 +898,7 @@ void cons_observe(struct cons *c)
     if (role != CONS_ROLE_LEADER || term != c->lease_term) {
         c->lease_until = 0;
     }
+    candidate_watch(c, role, term);
     if (c->fsm.restored) {
         /* A snapshot was restored and libraft has now set the applied index to its own. */
         fsm_sum_record(&c->fsm, raft_last_applied(c->raft));
@@ -957,6 +997,55 @@ static void barrier_cb(struct raft_barrier *req, int status)
 
 /* ---- the lease ----------------------------------------------------------------------------- */
 
+const unsigned cons_lease_bucket_ms[CONS_LEASE_BUCKETS] = {1,   2,   5,   10,  20,  50,
+                                                           100, 150, 200, 300, 500, 1000};
+
+/* Rolls the recent-maximum windows forward to now (read-only callers roll a copy). */
+static void lease_max_roll(rpg_msec *max_ms, rpg_msec *prev_max_ms, rpg_msec *start, rpg_msec now)
+{
+    if (now - *start < CONS_LEASE_MAX_WINDOW_MS) {
+        return;
+    }
+    /* A window with nothing in it leaves nothing to carry over either. */
+    *prev_max_ms = now - *start < 2 * CONS_LEASE_MAX_WINDOW_MS ? *max_ms : 0;
+    *max_ms = 0;
+    *start = now;
+}
+
+/* How long the barrier submitted at submitted took to commit: how close a renewal came to the
+ * end of the lease (renewed every ET/4, the lease lasts 0.8 ET). */
+static void lease_record(struct cons *c, rpg_msec submitted)
+{
+    rpg_msec now = c->host.now(c);
+    rpg_msec took = now > submitted ? now - submitted : 0;
+    unsigned i = 0;
+    while (i < CONS_LEASE_BUCKETS && took > cons_lease_bucket_ms[i]) {
+        i++;
+    }
+    c->lease_stats.bucket[i]++;
+    c->lease_stats.count++;
+    c->lease_stats.sum_ms += took;
+    if (c->lease_stats.window_start == 0) {
+        c->lease_stats.window_start = now;
+    }
+    lease_max_roll(&c->lease_stats.max_ms, &c->lease_stats.prev_max_ms,
+                   &c->lease_stats.window_start, now);
+    if (took > c->lease_stats.max_ms) {
+        c->lease_stats.max_ms = took;
+    }
+}
+
+rpg_msec cons_lease_renewal_max(const struct cons *c, rpg_msec now)
+{
+    rpg_msec max_ms = c->lease_stats.max_ms, prev = c->lease_stats.prev_max_ms;
+    rpg_msec start = c->lease_stats.window_start;
+    if (start == 0) {
+        return 0;
+    }
+    lease_max_roll(&max_ms, &prev, &start, now);
+    return max_ms > prev ? max_ms : prev;
+}
+
 static void lease_cb(struct raft_barrier *req, int status)
 {
     struct cons_req *q = req->data;
@@ -974,6 +1063,7 @@ static void lease_cb(struct raft_barrier *req, int status)
         c->raft->current_term != term || term != c->lease_term) {
         return;
     }
+    lease_record(c, submitted);
     rpg_msec until = submitted + lease_length(c);
     if (until > c->lease_until) {
         c->lease_until = until;

@@ -2556,6 +2556,37 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
            labels, (double)cons_applied_index(&a->cons));
     metric(f, "raftpg_lease_held", "gauge", "Value is 1 while this member holds the primary lease.",
            labels, a->fm.lease_ok);
+    {
+        /* Submit to commit of the barriers that renew the lease (every ET/4; the lease is
+         * 0.8 ET from the submission): how much of it a renewal uses. */
+        const struct cons *c = &a->cons;
+        fprintf(f, "# HELP raftpg_lease_renewal_seconds Time from submitting a lease barrier to "
+                   "its commit (millisecond resolution).\n"
+                   "# TYPE raftpg_lease_renewal_seconds histogram\n");
+        uint64_t cum = 0;
+        for (unsigned i = 0; i < CONS_LEASE_BUCKETS; i++) {
+            cum += c->lease_stats.bucket[i];
+            fprintf(f, "raftpg_lease_renewal_seconds_bucket{%s,le=\"%g\"} %llu\n", labels,
+                    cons_lease_bucket_ms[i] / 1000.0, (unsigned long long)cum);
+        }
+        fprintf(f, "raftpg_lease_renewal_seconds_bucket{%s,le=\"+Inf\"} %llu\n", labels,
+                (unsigned long long)c->lease_stats.count);
+        fprintf(f, "raftpg_lease_renewal_seconds_sum{%s} %.17g\n", labels,
+                (double)c->lease_stats.sum_ms / 1000.0);
+        fprintf(f, "raftpg_lease_renewal_seconds_count{%s} %llu\n", labels,
+                (unsigned long long)c->lease_stats.count);
+        rpg_msec now = cons_uv_clock_ms();
+        metric(f, "raftpg_lease_renewal_max_seconds", "gauge",
+               "Longest lease barrier commit of the last one to two minutes.", labels,
+               (double)cons_lease_renewal_max(c, now) / 1000.0);
+        metric(f, "raftpg_raft_candidate_seconds", "gauge",
+               "How long this member has been a Raft candidate without winning (0 when it is "
+               "not one).",
+               labels, a->cons_open ? (double)cons_candidate_for(c, now) / 1000.0 : 0);
+        metric(f, "raftpg_raft_candidate_warnings_total", "counter",
+               "Warnings of a member that stayed candidate (one per 10 election timeouts).", labels,
+               c->n_candidate_warnings);
+    }
     metric(f, "raftpg_fences_total", "counter", "Fences of this member's PostgreSQL.", labels,
            a->fm.n_fences);
     metric(f, "raftpg_fence_pauses_total", "counter",

@@ -5,9 +5,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +18,12 @@
 #include "raftpg/log.h"
 #include "raftpg/pg.h"
 #include "raftpg/proc.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+extern char **environ;
 
 #define GUARD_IP_TIMEOUT_MS 5000
 #define GUARD_POLL_MS 5
@@ -38,71 +46,198 @@ static void on_handle_closed(uv_handle_t *h)
     maybe_closed(g);
 }
 
-static void on_guard_exit(uv_process_t *p, int64_t status, int signal)
+static void exit_poll_closed(uv_handle_t *h)
 {
-    struct guard *g = p->data;
+    struct guard *g = h->data;
+    if (g->pidfd >= 0) {
+        close(g->pidfd);
+        g->pidfd = -1;
+    }
+    on_handle_closed(h);
+}
+
+/* The pidfd is readable once the guard has exited: reap it. */
+static void on_guard_exit(uv_poll_t *h, int status, int events)
+{
+    struct guard *g = h->data;
+    (void)status;
+    (void)events;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (syscall(SYS_waitid, P_PIDFD, g->pidfd, &si, WEXITED | WNOHANG, NULL) != 0) {
+        if (errno == EINTR) {
+            return;
+        }
+        si.si_code = CLD_KILLED; /* nothing to reap (ECHILD): it is gone */
+        si.si_status = SIGKILL;
+        si.si_pid = g->pid;
+    }
+    if (si.si_pid == 0) {
+        return; /* not yet */
+    }
     g->exited = true;
     if (g->close_cb == NULL) {
-        log_error("guard exited (status %lld, signal %d): nothing fences this node if the agent "
+        log_error("guard exited (status %d, signal %d): nothing fences this node if the agent "
                   "dies now",
-                  (long long)status, signal);
+                  si.si_code == CLD_EXITED ? si.si_status : 0,
+                  si.si_code == CLD_EXITED ? 0 : si.si_status);
     }
+    if (g->running) {
+        g->running = false;
+        uv_close((uv_handle_t *)&g->exit_poll, exit_poll_closed);
+    }
+}
+
+/* Worker thread: starts the guard in its own session (a terminal's Ctrl-C goes to the agent,
+ * which fences on its own) with default signal dispositions and an empty mask, the pipe's read
+ * end as its stdin, the agent's stdout and stderr; opens its pidfd. */
+static void guard_spawn_work(uv_work_t *w)
+{
+    struct guard *g = w->data;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t fa;
+    sigset_t defaults, none;
+    sigemptyset(&defaults);
+    for (int sig = 1; sig < SIGRTMIN; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) {
+            sigaddset(&defaults, sig);
+        }
+    }
+    sigemptyset(&none);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    posix_spawn_file_actions_init(&fa);
+    /* The read end is close-on-exec (no other child may hold it): dup2 clears that on fd 0. */
+    posix_spawn_file_actions_adddup2(&fa, g->read_fd, 0);
+    char *argv[] = {g->exe, "guard", "-c", g->config, NULL};
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, g->exe, &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    /* The guard holds its end now (or nobody will): a write after it is gone fails (EPIPE). */
+    close(g->read_fd);
+    g->read_fd = -1;
+    g->spawn_rc = rc;
+    g->spawn_pid = 0;
+    g->spawn_pidfd = -1;
+    if (rc != 0) {
+        return;
+    }
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) {
+        /* Without a way to see its exit it cannot be watched: end it, the agent starts another. */
+        g->spawn_rc = errno;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return;
+    }
+    g->spawn_pid = pid;
+    g->spawn_pidfd = pidfd;
+}
+
+/* Back on the loop: watch the guard's exit, or say it could not be started. */
+static void guard_spawn_done(uv_work_t *w, int status)
+{
+    struct guard *g = w->data;
+    g->spawning = false;
+    g->n_open--;
+    g->pid = g->spawn_pid;
+    g->pidfd = g->spawn_pidfd;
+    int rc = status != 0 ? -status : g->spawn_rc;
+    if (rc == 0 && g->close_cb == NULL) {
+        int urc = uv_poll_init(g->loop, &g->exit_poll, g->pidfd);
+        if (urc == 0) {
+            g->exit_poll.data = g;
+            g->running = true;
+            g->n_open++;
+            urc = uv_poll_start(&g->exit_poll, UV_READABLE, on_guard_exit);
+            if (urc != 0) {
+                g->running = false;
+                uv_close((uv_handle_t *)&g->exit_poll, exit_poll_closed);
+                g->pid = 0; /* the close callback closes the pidfd; the guard ends at EOF */
+            }
+        } else {
+            close(g->pidfd);
+            g->pidfd = -1;
+        }
+        if (urc != 0) {
+            g->exited = true;
+            log_error("guard: cannot watch pid %d: %s: nothing fences this node if the agent "
+                      "dies now",
+                      g->spawn_pid, uv_strerror(urc));
+        } else {
+            log_info("guard started (pid=%d)", g->pid);
+        }
+    } else if (rc == 0) {
+        /* Closed while it started: it has seen or will see the end of the pipe and act on the
+         * last byte; it is not watched. */
+        close(g->pidfd);
+        g->pidfd = -1;
+        waitpid(g->pid, NULL, WNOHANG);
+    } else {
+        g->exited = true;
+        log_error("guard: cannot start %s: %s: nothing fences this node if the agent dies now",
+                  g->exe, strerror(rc));
+    }
+    maybe_closed(g);
 }
 
 int guard_start(struct guard *g, uv_loop_t *loop, const char *config_path, char *errmsg)
 {
     memset(g, 0, sizeof *g);
     g->loop = loop;
-    char exe[PATH_MAX];
-    size_t size = sizeof exe;
-    int rc = uv_exepath(exe, &size);
+    g->read_fd = -1;
+    g->pidfd = -1;
+    size_t size = sizeof g->exe;
+    int rc = uv_exepath(g->exe, &size);
     if (rc != 0) {
         return rpg_err(errmsg, RPG_EIO, "guard: cannot find this executable: %s", uv_strerror(rc));
     }
+    if (strlen(config_path) >= sizeof g->config) {
+        return rpg_err(errmsg, RPG_EINVAL, "guard: configuration path too long: %s", config_path);
+    }
+    snprintf(g->config, sizeof g->config, "%s", config_path);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        return rpg_err(errmsg, RPG_EIO, "guard: pipe: %s", strerror(errno));
+    }
     rc = uv_pipe_init(loop, &g->pipe, 0);
+    if (rc == 0) {
+        rc = uv_pipe_open(&g->pipe, fds[1]); /* makes it non-blocking */
+        if (rc != 0) {
+            uv_close((uv_handle_t *)&g->pipe, NULL); /* g is not reused before the next turn */
+        }
+    }
     if (rc != 0) {
+        close(fds[0]);
+        close(fds[1]);
         return rpg_err(errmsg, RPG_EIO, "guard: pipe: %s", uv_strerror(rc));
     }
     g->pipe.data = g;
     g->pipe_open = true;
     g->n_open = 1;
-
-    char *args[] = {exe, "guard", "-c", (char *)config_path, NULL};
-    uv_stdio_container_t stdio[3];
-    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-    stdio[0].data.stream = (uv_stream_t *)&g->pipe;
-    stdio[1].flags = UV_INHERIT_FD;
-    stdio[1].data.fd = 1;
-    stdio[2].flags = UV_INHERIT_FD;
-    stdio[2].data.fd = 2;
-    uv_process_options_t opt;
-    memset(&opt, 0, sizeof opt);
-    opt.file = exe;
-    opt.args = args;
-    opt.exit_cb = on_guard_exit;
-    opt.stdio_count = 3;
-    opt.stdio = stdio;
-    /* Its own session: a terminal's Ctrl-C goes to the agent, which fences on its own. */
-    opt.flags = UV_PROCESS_DETACHED;
-    g->process.data = g;
-    rc = uv_spawn(loop, &g->process, &opt);
+    g->read_fd = fds[0];
+    g->spawn.data = g;
+    rc = uv_queue_work(loop, &g->spawn, guard_spawn_work, guard_spawn_done);
     if (rc != 0) {
-        /* Both handles are counted until closed: g is reused only once n_open is 0. */
-        g->n_open = 2;
-        uv_close((uv_handle_t *)&g->process, on_handle_closed);
+        close(g->read_fd);
+        g->read_fd = -1;
         g->pipe_open = false;
         uv_close((uv_handle_t *)&g->pipe, on_handle_closed);
-        return rpg_err(errmsg, RPG_EIO, "guard: cannot start %s: %s", exe, uv_strerror(rc));
+        return rpg_err(errmsg, RPG_EIO, "guard: cannot start %s: %s", g->exe, uv_strerror(rc));
     }
-    g->running = true;
-    g->n_open = 2;
-    log_info("guard started (pid=%d)", g->process.pid);
+    g->spawning = true;
+    g->n_open++;
     return 0;
 }
 
 bool guard_set(struct guard *g, bool unfenced)
 {
-    if (!g->running || g->exited || !g->pipe_open) {
+    /* While it starts, the byte waits in the pipe. */
+    if (g->exited || !g->pipe_open || (!g->running && !g->spawning)) {
         return false;
     }
     char c = unfenced ? 'U' : 'F';
@@ -132,9 +267,14 @@ void guard_close(struct guard *g, void (*cb)(struct guard *g))
     }
     if (g->running) {
         g->running = false;
-        /* The process lives on until it has read the end of the pipe; only the handle goes. */
-        uv_close((uv_handle_t *)&g->process, on_handle_closed);
+        /* The process lives on until it has read the end of the pipe; only the watch goes (it
+         * is reaped here if it is gone already). */
+        if (g->exited || waitpid(g->pid, NULL, WNOHANG) == g->pid) {
+            g->exited = true;
+        }
+        uv_close((uv_handle_t *)&g->exit_poll, exit_poll_closed);
     }
+    /* A spawn still pending ends in guard_spawn_done, which calls back. */
 }
 
 /* ---- the guard process ----------------------------------------------------------------------- */

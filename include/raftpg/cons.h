@@ -31,6 +31,14 @@ const char *cons_role_name(enum cons_role role);
 const char *cons_voting_name(int voting);
 #define CONS_VOTING_NONE (-1)
 
+/* Upper bounds (ms) of the lease renewal histogram (cons lease_stats). */
+#define CONS_LEASE_BUCKETS 12
+extern const unsigned cons_lease_bucket_ms[CONS_LEASE_BUCKETS];
+/* The recent maximum covers the last one to two such windows. */
+#define CONS_LEASE_MAX_WINDOW_MS 60000u
+/* A candidate is reported every this many election timeouts while it stays one. */
+#define CONS_CANDIDATE_WARN_ETS 10u
+
 struct cons;
 struct cons_req;
 struct cons_wal_append;
@@ -112,6 +120,22 @@ struct cons {
     raft_term lease_term;
     rpg_msec lease_submitted;
     rpg_msec lease_until; /* node clock; 0: no lease */
+    /* Submit-to-commit time of the lease barriers that committed (the own-term barrier is not
+     * one), on the node clock (millisecond resolution), for /metrics: counts per upper bound of
+     * cons_lease_bucket_ms (cumulative only when read), and the largest of the last one or two
+     * windows of CONS_LEASE_MAX_WINDOW_MS. Kept over attaches: a process's figures. */
+    struct {
+        uint64_t bucket[CONS_LEASE_BUCKETS + 1]; /* the last: above every bound */
+        uint64_t count;
+        uint64_t sum_ms;
+        rpg_msec max_ms, prev_max_ms, window_start;
+    } lease_stats;
+
+    /* A node that stays candidate (pre-vote included) cannot win an election: since when (node
+     * clock, 0 while not candidate), and when it last said so (cons_observe). */
+    rpg_msec candidate_since;
+    rpg_msec candidate_warned;
+    unsigned n_candidate_warnings;
 
     /* Follower side: when this node last heard from a leader (0: never since attach). */
     rpg_msec last_heard_leader;
@@ -272,6 +296,13 @@ int cons_transfer(struct cons *c, uint64_t id, char *errmsg);
 /* The end of this leader's lease on the node clock, 0 when it holds none (not leader, or no
  * majority confirmed it recently). */
 rpg_msec cons_lease_until(const struct cons *c);
+
+/* The largest lease renewal time (submit to commit, ms) seen in the last one to two
+ * CONS_LEASE_MAX_WINDOW_MS windows up to now (node clock), 0 when none. */
+rpg_msec cons_lease_renewal_max(const struct cons *c, rpg_msec now);
+
+/* How long this node has been candidate at now (node clock), 0 when it is not one. */
+rpg_msec cons_candidate_for(const struct cons *c, rpg_msec now);
 
 /* The host's probe of the Raft directory: rc 0 or the failure (errmsg with the path, err_no);
  * free_bytes of the file system (measured false when statvfs failed). Updates c->storage and

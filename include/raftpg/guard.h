@@ -13,6 +13,7 @@
 #ifndef RAFTPG_GUARD_H
 #define RAFTPG_GUARD_H
 
+#include <limits.h>
 #include <stdbool.h>
 
 #include <uv.h>
@@ -20,21 +21,35 @@
 #include "raftpg/conf.h"
 #include "raftpg/err.h"
 
-/* The agent's side. */
+/* The agent's side. The process is created in libuv's thread pool, as proc.c does (a spawn waits
+ * until the child has executed the program, tens of milliseconds on a loaded machine, which the
+ * loop and the lease it keeps cannot spend); its exit is watched through a pidfd. */
 struct guard {
     uv_loop_t *loop;
-    uv_process_t process;
-    uv_pipe_t pipe;
-    bool running; /* the process handle is open */
+    uv_work_t spawn;
+    uv_pipe_t pipe;      /* the write end, the agent's only */
+    uv_poll_t exit_poll; /* on the pidfd */
+    char exe[PATH_MAX];
+    char config[PATH_MAX];
+    int read_fd;  /* the guard's end until the worker has handed it over and closed it */
+    int spawn_rc; /* the worker's results, read once it is done */
+    int spawn_pid;
+    int spawn_pidfd;
+    int pid;       /* 0 until the spawn is done */
+    int pidfd;     /* -1 when none */
+    bool spawning; /* the worker has not reported yet */
+    bool running;  /* the exit is watched */
     bool pipe_open;
-    bool exited; /* the guard process is gone */
+    bool exited; /* the guard process is gone, or could not be started */
     char last;   /* last byte sent, 0 before the first */
-    int n_open;
+    int n_open;  /* handles not closed yet, and the spawn while pending */
     void (*close_cb)(struct guard *g);
 };
 
-/* Starts `SELF guard -c CONFIG` (SELF: this executable) with the pipe on its stdin. Returns 0, or
- * an RPG_E* code with errmsg. */
+/* Starts `SELF guard -c CONFIG` (SELF: this executable) with the pipe on its stdin, off the loop.
+ * Returns 0, or an RPG_E* code with errmsg when the pipe or the work cannot be set up. A spawn
+ * that fails later is logged and the guard counts as exited (guard_set then returns false);
+ * bytes sent before the guard runs wait in the pipe. */
 int guard_start(struct guard *g, uv_loop_t *loop, const char *config_path, char *errmsg);
 
 /* Tells the guard whether the node is fenced; sends a byte only on a change (and again after a

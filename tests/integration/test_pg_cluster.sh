@@ -44,6 +44,30 @@ peer_rtts() {
          END {print n + 0, f + 0}'
 }
 t_check "the primary's /metrics has both peers' round trips, short and not slow" t_eq "$(peer_rtts)" "2 2"
+# The lease renewals' submit-to-commit histogram: 12 bounds and +Inf in increasing order, counts
+# cumulative, +Inf equal to _count; prints _count, or "bad: WHY".
+lease_hist() {
+  /usr/bin/python3 "$(dirname "$0")/metrics.py" "$(t_api_addr "$Pi")" itest "node$Pi" |
+    awk '$1 ~ /^raftpg_lease_renewal_seconds_bucket[{]le=/ {
+           le = $1; sub(/.*le=/, "", le); sub(/[}]$/, "", le)
+           if (le == "+Inf") { inf = $2; ninf++ } else {
+             if (n > 0 && le + 0 <= last_le) bad = bad " bound " le " not increasing"
+             last_le = le + 0 }
+           if (n > 0 && $2 + 0 < last_c) bad = bad " count at " le " below the one before"
+           last_c = $2 + 0; n++ }
+         $1 == "raftpg_lease_renewal_seconds_count" { cnt = $2; nc++ }
+         $1 == "raftpg_lease_renewal_seconds_sum" { ns++ }
+         END { if (n != 13 || ninf != 1 || nc != 1 || ns != 1) bad = bad " samples " n "/" ninf "/" nc "/" ns
+               if (inf != cnt) bad = bad " +Inf " inf " != _count " cnt
+               if (bad != "") print "bad:" bad; else print int(cnt) }'
+}
+h1=$(lease_hist)
+t_check "the primary's lease renewal histogram is well formed and counts renewals ($h1)" \
+  test "${h1#bad}" = "$h1" -a "${h1:-0}" -gt 0
+sleep 2
+h2=$(lease_hist)
+t_check "its _count grows as the lease is renewed ($h1 -> $h2)" test "${h2#bad}" = "$h2" -a "${h2:-0}" -gt "${h1:-0}"
+t_check "a healthy member is not candidate" t_eq "$(metric_of "$S1" raftpg_raft_candidate_seconds)" "0.0"
 t_check "free space of the data directory is exported" \
   test "$(metric_of "$S1" raftpg_data_dir_free_bytes | cut -d. -f1)" -gt 0
 t_check "the cluster records the system identifier" \

@@ -396,10 +396,68 @@ static void test_lease_renewed_then_lost_when_cut_off(void **state)
             break;
         }
     }
+    /* Every renewal that committed was counted once, none later than the lease is long. */
+    const struct cons *lc = &cl->cons[l];
+    uint64_t in_buckets = 0;
+    for (unsigned i = 0; i <= CONS_LEASE_BUCKETS; i++) {
+        in_buckets += lc->lease_stats.bucket[i];
+    }
+    assert_true(lc->lease_stats.count >= 20 * 50 / (ET_MS / 4) - 1);
+    assert_int_equal(in_buckets, lc->lease_stats.count);
+    assert_true(lc->lease_stats.sum_ms <= lc->lease_stats.count * LEASE_MS);
+    assert_true(cons_lease_renewal_max(lc, cut) <= LEASE_MS);
+    assert_int_equal(cons_lease_renewal_max(lc, cut + 3 * CONS_LEASE_MAX_WINDOW_MS), 0);
     assert_true(lost > 0);
     assert_true(lost - cut <= LEASE_MS + HEARTBEAT_MS);
     assert_true(has_ready_leader_other_than(cl, &l));
     assert_true(lost <= (rpg_msec)cl->f.time);
+    assert_int_equal(cl->overlaps, 0);
+}
+
+static bool not_candidate(struct cluster *cl, void *arg)
+{
+    return cl->cons[*(unsigned *)arg].candidate_since == 0;
+}
+
+/* A follower cut off from everyone stays candidate: it is reported every 10 ET while that lasts
+ * (not before), and the report ends once it rejoins. */
+static void test_long_candidate_is_reported(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    unsigned f = l == 0 ? 1 : 0;
+    struct cons *c = &cl->cons[f];
+    for (unsigned i = 0; i < cl->n; i++) {
+        if (i != f) {
+            raft_fixture_saturate(&cl->f, f, i);
+            raft_fixture_saturate(&cl->f, i, f);
+        }
+    }
+    rpg_msec cut = (rpg_msec)cl->f.time;
+    run_for(cl, 3 * ET_MS);
+    assert_int_equal(c->role, CONS_ROLE_CANDIDATE);
+    rpg_msec since = c->candidate_since;
+    assert_true(since > cut && since <= cut + 3 * ET_MS);
+    run_for(cl, (unsigned)(since + CONS_CANDIDATE_WARN_ETS * ET_MS - 3 * HEARTBEAT_MS -
+                           (rpg_msec)cl->f.time));
+    assert_int_equal(c->n_candidate_warnings, 0);
+    run_for(cl, 5 * HEARTBEAT_MS);
+    assert_int_equal(c->n_candidate_warnings, 1);
+    assert_int_equal(c->candidate_since, since);
+    assert_true(cons_candidate_for(c, (rpg_msec)cl->f.time) >= CONS_CANDIDATE_WARN_ETS * ET_MS);
+    run_for(cl, CONS_CANDIDATE_WARN_ETS * ET_MS);
+    assert_int_equal(c->n_candidate_warnings, 2);
+    for (unsigned i = 0; i < cl->n; i++) {
+        if (i != f) {
+            raft_fixture_desaturate(&cl->f, f, i);
+            raft_fixture_desaturate(&cl->f, i, f);
+        }
+    }
+    assert_true(run_until(cl, not_candidate, &f, WAIT_MS));
+    assert_int_equal(cons_candidate_for(c, (rpg_msec)cl->f.time), 0);
+    assert_int_equal(c->n_candidate_warnings, 2);
     assert_int_equal(cl->overlaps, 0);
 }
 
@@ -984,6 +1042,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_first_leader_records_members_and_settings, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lease_renewed_then_lost_when_cut_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_candidate_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_added_as_spare_then_voter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_added_behind_a_spare_that_never_catches_up,
                                         setup, teardown),

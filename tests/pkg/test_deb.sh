@@ -31,9 +31,11 @@ t_log "package built in $((SECONDS - t0)) s"
 contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
 for f in ./usr/bin/raftpg ./lib/systemd/system/raftpg.service ./usr/share/man/man8/raftpg.8.gz \
          ./usr/share/bash-completion/completions/raftpg ./etc/raftpg/raftpg.yaml.example \
-         ./usr/share/doc/raftpg/copyright; do
+         ./usr/share/doc/raftpg/copyright ./usr/share/raftpg/pgbouncer-hook; do
   t_check "the package holds $f" t_contains "$contents" "$f"
 done
+t_check "the pgbouncer hook is installed executable (rwxr-xr-x)" \
+  t_eq "$(dpkg-deb -c "$deb" | awk '$6 == "./usr/share/raftpg/pgbouncer-hook" {print $1}')" -rwxr-xr-x
 depends=$(dpkg-deb -f "$deb" Depends)
 for d in postgresql-15 libraft2 libuv1 libpq5 libsodium23 libsystemd0; do
   t_check "it depends on $d" t_contains "$depends" "$d"

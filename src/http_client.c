@@ -318,7 +318,10 @@ static int xfer_prepare(struct xfer *x, const char *addr, const char *method, co
     CURL *h = x->h;
     bool ok = add_header(x, "Accept: application/json") && add_header(x, "Connection: close") &&
               add_header(x, "Expect:"); /* no 100-continue round trip */
-    if (body != NULL) {
+    /* The server refuses a mutating call without it, body or not (a guard against forms). */
+    bool mutating = body != NULL || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+                    strcmp(method, "PATCH") == 0 || strcmp(method, "DELETE") == 0;
+    if (mutating) {
         ok = ok && add_header(x, "Content-Type: application/json");
     }
     if (authorization != NULL) {

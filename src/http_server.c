@@ -899,17 +899,18 @@ static void check_headers(struct http_conn *c)
         return;
     }
     const char *cl = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Content-Length");
-    const char *te = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Transfer-Encoding");
     unsigned long long len = cl != NULL ? strtoull(cl, NULL, 10) : 0;
     if (len > HTTP_BODY_MAX) {
         reject(c, 413, "request body exceeds %d bytes", HTTP_BODY_MAX);
         return;
     }
-    /* A body that changes something must say it is JSON: a web page cannot make a browser send
-     * that to another origin without the server's consent (CORS), while text/plain it can. */
-    bool has_body = len > 0 || te != NULL;
-    if (has_body && is_mutating(c->req.method) && !is_json_type(c->ctype)) {
-        reject(c, 415, "a request body must be sent as Content-Type: application/json");
+    /* A call that changes something must say it is JSON, with a body or without: a web page
+     * cannot make a browser send that to another origin without the server's consent (CORS),
+     * while a form POST (even an empty one, read as {}) it can. */
+    if (is_mutating(c->req.method) && !is_json_type(c->ctype)) {
+        reject(c, 415,
+               "a request that changes something must be sent as Content-Type: "
+               "application/json");
         return;
     }
 }

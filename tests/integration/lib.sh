@@ -233,7 +233,7 @@ t_iso() { date -u -d "@$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))" +%Y-%m-%d
 t_api() {
   local auth
   auth=$("$T_BIN" ctl --api "$(t_api_addr "$1")" sign "$2" "$3" "${4:-}")
-  curl -s -m 5 -X "$2" -H "Authorization: $auth" ${4:+-H 'Content-Type: application/json' -d "$4"} \
+  curl -s -m 5 -X "$2" -H "Authorization: $auth" -H 'Content-Type: application/json' ${4:+-d "$4"} \
     -w ' %{http_code}' "http://$(t_api_addr "$1")$3" | awk '{ code = $NF; $NF = ""; print code, $0 }'
 }
 
@@ -241,11 +241,13 @@ t_api() {
 # node does not answer or FILTER yields nothing (t_jqs).
 t_jq() { local i=$1; shift; t_jqs "$(t_cluster "$i")" "$@"; }
 
-# t_api_code I METHOD PATH: the HTTP status node I's API answers (000 when none).
+# t_api_code I METHOD PATH: the HTTP status node I's API answers (000 when none); a POST, PUT,
+# PATCH or DELETE says it is JSON, as the API requires of them.
 t_api_code() {
-  local opt=-X$2
-  [ "$2" != HEAD ] || opt=-I
-  curl -s -o /dev/null -m 3 -w '%{http_code}' "$opt" "http://$(t_api_addr "$1")$3"
+  local opt=(-X"$2")
+  [ "$2" != HEAD ] || opt=(-I)
+  case $2 in POST | PUT | PATCH | DELETE) opt+=(-H 'Content-Type: application/json') ;; esac
+  curl -s -o /dev/null -m 3 -w '%{http_code}' "${opt[@]}" "http://$(t_api_addr "$1")$3"
 }
 
 # t_api_codes: one check per line of stdin, "I METHOD PATH STATUS [WHY]": node I's API answers

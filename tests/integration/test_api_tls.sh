@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The API over TLS (restapi.certfile, keyfile, cafile) with a CA made here: the agents poll each
 # other over HTTPS and verify each other's certificates, curl and ctl reach the API only with the
-# CA (or --insecure), and plain HTTP gets nothing. restapi.ciphers (a GnuTLS priority string)
+# CA (or --insecure; for ctl also ctl.cacert and ctl.insecure in the file given with -c), and
+# plain HTTP gets nothing. restapi.ciphers (a GnuTLS priority string)
 # takes TLS 1.3 away from node3; an OpenSSL cipher list there is refused.
 # Answer headers: restapi.http_extra_headers on every answer, https_extra_headers only over TLS
 # (replacing a same-named http one), restapi.server_tokens in the Server header. Revocation:
@@ -218,6 +219,31 @@ t_check "and with --insecure, which leaves the lists aside ($(head -c 200 "$T_DI
 "$T_BIN" ctl -c "$T_DIR/node1.yaml" list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl -c lists the members over HTTPS" t_eq "$rc" 0
 t_check "all three" t_eq "$(grep -cE '^\| node[123] ' "$T_DIR/out")" 3
+# ctl.cacert and ctl.insecure read from the file given with -c: copies of node1's configuration
+# with a ctl section; "nocafile" without restapi.cafile, so that nothing else can verify.
+ctl_with() { # ctl_with NAME [restapi.cafile kept: yes|no] CTL_SECTION_LINES...
+  local f="$T_DIR/ctl-$1.yaml" keep=$2
+  shift 2
+  cp "$T_DIR/node1.yaml" "$f"
+  [ "$keep" = yes ] || sed -i "\|^  cafile: $P/ca.pem\$|d" "$f"
+  printf 'ctl:\n' >>"$f"
+  printf '  %s\n' "$@" >>"$f"
+  "$T_BIN" ctl -c "$f" list >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+  [ "$rc" = 0 ] && [ "$(grep -cE '^\| node[123] ' "$T_DIR/out")" = 3 ] && echo listed || echo "failed $rc"
+}
+t_check "ctl -c: ctl.cacert (another CA) is used before restapi.cafile, and fails" \
+  t_eq "$(ctl_with stray yes "cacert: $P/stray.pem")" "failed 1"
+t_check "... saying it is TLS, naming a member's address ($(head -c 200 "$T_DIR/out"))" \
+  grep -qE "127\.0\.0\.1:($((T_BASE + 21))|$((T_BASE + 22))|$((T_BASE + 23))): TLS: SSL certificate problem" "$T_DIR/out"
+t_check "ctl -c: without restapi.cafile nor ctl.cacert, the certificate does not verify" \
+  t_eq "$(ctl_with none no "insecure: false")" "failed 1"
+t_check "ctl -c: ctl.cacert alone verifies it" t_eq "$(ctl_with cacert no "cacert: $P/ca.pem")" listed
+t_check "ctl -c: ctl.insecure: true alone lists without verifying" \
+  t_eq "$(ctl_with insecure no "insecure: true")" listed
+t_check "ctl -c: ctl.insecure: true even with another CA in ctl.cacert" \
+  t_eq "$(ctl_with both yes "cacert: $P/stray.pem" "insecure: true")" listed
+t_check "ctl -c: --cacert overrides ctl.cacert" \
+  bash -c '"$1" ctl -c "$2" --cacert "$3" list >/dev/null 2>&1' _ "$T_BIN" "$T_DIR/ctl-stray.yaml" "$P/ca.pem"
 "$T_BIN" ctl --api "https://$(t_api_addr 2)" --cacert "$P/ca.pem" list >"$T_DIR/out" 2>&1 &&
   rc=0 || rc=$?
 t_check "ctl --api https:// --cacert works" t_eq "$rc" 0

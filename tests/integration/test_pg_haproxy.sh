@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The health checks as load balancers use them: a real haproxy with the checks Patroni's own
-# template sends (`option httpchk` = OPTIONS /, and OPTIONS /replica) routes writes to the
-# primary and reads to the standbys, before and after a kill -9 of the primary's node, with no
-# acknowledged write lost. Then Patroni's query filters on a standby whose replay is paused:
-# ?lag= answers from replayed WAL, /cluster shows the lag, malformed queries are refused.
+# The health checks as load balancers use them, through a real haproxy with three listeners:
+# - template: Patroni's template verbatim (`option httpchk OPTIONS /master`, `http-check expect
+#   status 200`, `default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions`);
+# - primary: `option httpchk` with no path (OPTIONS /), checks scaled down to 300 ms, fall 2, rise 1;
+# - replicas: `option httpchk OPTIONS /replica`, the same fast checks.
+# Writes go to the primary through both write listeners and reads to the standbys, before and
+# after a kill -9 of the primary's node, with no acknowledged write lost and no write refused as
+# read-only (SQLSTATE 25006, a standby behind the listener) through either write listener. Then
+# Patroni's query filters on a standby whose replay is paused: ?lag= answers from replayed WAL,
+# /cluster shows the lag, malformed queries are refused.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 command -v haproxy >/dev/null || { echo "FAIL: haproxy is not installed (scripts/install-deps.sh)"; exit 1; }
 t_pick_ports
-RW=$((T_BASE + 31)) RO=$((T_BASE + 32))
+RW=$((T_BASE + 31)) RO=$((T_BASE + 32)) TPL=$((T_BASE + 33))
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
 t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
 P=$(t_pg_primary 1); Pi=${P#node}
@@ -30,6 +35,12 @@ defaults
     timeout connect 2s
     timeout server 30m
     timeout check 2s
+listen template
+    bind 127.0.0.1:$TPL
+    option httpchk OPTIONS /master
+    http-check expect status 200
+    default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions
+$(servers)
 listen primary
     bind 127.0.0.1:$RW
     option httpchk
@@ -47,12 +58,17 @@ EOF
 haproxy -c -q -f "$T_DIR/haproxy.cfg" || { t_fail "haproxy rejects its configuration"; t_done; }
 haproxy -db -f "$T_DIR/haproxy.cfg" >"$T_DIR/haproxy.log" 2>&1 &
 HAPROXY=$!
-t_before_rm() { kill "$HAPROXY" 2>/dev/null; wait "$HAPROXY" 2>/dev/null; }
+WRITERS=()
+t_before_rm() {
+  touch "$T_DIR/stop"
+  kill "$HAPROXY" "${WRITERS[@]}" 2>/dev/null
+  wait "$HAPROXY" "${WRITERS[@]}" 2>/dev/null
+}
 
 via() { PGCONNECT_TIMEOUT=2 timeout -s KILL 5 psql -X -q -A -t -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2" 2>/dev/null; }
-rw_is_primary() { [ "$(via "$RW" 'SELECT pg_is_in_recovery()')" = f ]; }
-# haproxy starts every server as up and needs two failed checks (fall 2) to take one out: wait
-# until its own log says the standbys left the write listener and the primary the read one.
+rw_is_primary() { [ "$(via "${1:-$RW}" 'SELECT pg_is_in_recovery()')" = f ]; }
+# haproxy starts every server as up, to be taken out by its first failed check: wait until its
+# own log says the standbys left both write listeners and the primary the read one.
 checked() {
   local i
   for i in 1 2 3; do
@@ -60,12 +76,14 @@ checked() {
       grep -q "Server replicas/node$i is DOWN" "$T_DIR/haproxy.log" || return 1
     else
       grep -q "Server primary/node$i is DOWN" "$T_DIR/haproxy.log" || return 1
+      grep -q "Server template/node$i is DOWN" "$T_DIR/haproxy.log" || return 1
     fi
   done
 }
-t_wait 15 "haproxy's checks took the standbys out of the write listener" checked
+t_wait 20 "haproxy's checks took the standbys out of the write listeners" checked
 t_wait 15 "haproxy routes writes to the primary" rw_is_primary
 t_check "writes through haproxy reach the primary" rw_is_primary
+t_check "writes through Patroni's template reach the primary" rw_is_primary "$TPL"
 t_check "reads through haproxy reach a standby" t_eq "$(via "$RO" 'SELECT pg_is_in_recovery()')" t
 S=$(( Pi % 3 + 1 ))
 t_api_codes <<EOF
@@ -75,31 +93,69 @@ $S  GET     /        503 a standby
 $S  HEAD    /replica 200 a standby
 EOF
 
-# Numbered writes through haproxy's write port while the primary's node dies.
+# Numbered writes through both write listeners while the primary's node dies: ids from 1 through
+# the no-path listener, from 1000001 through the template's. Every failure's error is kept, with
+# its SQLSTATE (VERBOSITY verbose), in ERRS; 25006 is a write that reached a standby.
 via "$RW" 'CREATE TABLE t (id int PRIMARY KEY)' >/dev/null
-ACKED="$T_DIR/acked"; : >"$ACKED"
-writer() {
-  local n=0 deadline=$((SECONDS + 40))
-  while [ $n -lt 100000 ] && [ $SECONDS -lt $deadline ] && [ ! -f "$T_DIR/stop" ]; do
+ACKED="$T_DIR/acked"; : >"$ACKED"; ERRS="$T_DIR/write-errors"; : >"$ERRS"
+ACKED_T="$T_DIR/acked-template"; : >"$ACKED_T"; ERRS_T="$T_DIR/write-errors-template"; : >"$ERRS_T"
+insert() { # insert PORT ID: succeeds, or fails printing the error on one line
+  local err
+  err=$(PGCONNECT_TIMEOUT=2 timeout -s KILL 5 psql -X -q -A -t -h 127.0.0.1 -p "$1" -U postgres \
+          -d postgres -c '\set VERBOSITY verbose' -c "INSERT INTO t VALUES ($2)" 2>&1 >/dev/null) ||
+    { echo "${err//$'\n'/ }"; return 1; }
+}
+# The count below can see a write that reached a standby: one sent to a standby directly.
+replayed_t() { [ "$(via "$(t_pg_port "$S")" "SELECT to_regclass('t') IS NOT NULL")" = t ]; }
+t_wait 10 "table t on the standby node$S" replayed_t
+t_check "a write sent to a standby is refused with SQLSTATE 25006" \
+  t_contains "$(insert "$(t_pg_port "$S")" 0)" " 25006: "
+writer() { # writer PORT FIRST_ID ACKED ERRS
+  local n=$2 deadline=$((SECONDS + 120)) err
+  while [ $n -lt $(($2 + 100000)) ] && [ $SECONDS -lt $deadline ] && [ ! -f "$T_DIR/stop" ]; do
     n=$((n + 1))
-    if via "$RW" "INSERT INTO t VALUES ($n)" >/dev/null; then echo "$n" >>"$ACKED"; fi
+    if err=$(insert "$1" "$n"); then
+      echo "$n" >>"$3"
+    else
+      echo "$n $err" >>"$4"
+    fi
   done
 }
-writer & WRITER=$!
-acked() { [ "$(wc -l <"$ACKED")" -ge "$1" ]; }
-t_wait 10 "writes acknowledged through haproxy before the kill" acked 20
+writer "$RW" 0 "$ACKED" "$ERRS" & WRITER=$!
+writer "$TPL" 1000000 "$ACKED_T" "$ERRS_T" & WRITER_T=$!
+WRITERS=("$WRITER" "$WRITER_T")
+acked() { [ "$(wc -l <"${2:-$ACKED}")" -ge "$1" ]; }
+t_wait 30 "writes acknowledged through haproxy before the kill" acked 20
+t_wait 30 "writes acknowledged through Patroni's template before the kill" acked 20 "$ACKED_T"
 t_log "kill -9 of $P's agent and PostgreSQL"
 t_kill "$Pi" KILL; t_kill_pg "$Pi"
 new_primary() { local i; for i in 1 2 3; do [ "$i" = "$Pi" ] && continue; p=$(t_pg_primary "$i"); [ -n "$p" ] && [ "$p" != "$P" ] && return 0; done; return 1; }
 t_wait 30 "a new primary" new_primary
-before=$(wc -l <"$ACKED")
+t_promoted=$SECONDS
+before=$(wc -l <"$ACKED") before_t=$(wc -l <"$ACKED_T")
 acked_after() { [ "$(wc -l <"$ACKED")" -gt $((before + 20)) ]; }
-t_wait 20 "writes acknowledged through haproxy after the failover" acked_after
-touch "$T_DIR/stop"; wait "$WRITER"
+acked_after_t() { [ "$(wc -l <"$ACKED_T")" -gt $((before_t + 20)) ]; }
+t_wait 30 "writes acknowledged through haproxy after the failover" acked_after
+# inter 3s, rise 2: the new primary is taken in two checks after its agent calls it primary;
+# the dead one leaves after three failed checks (fall 3).
+first_t() { [ "$(wc -l <"$ACKED_T")" -gt "$before_t" ]; }
+t_wait 30 "a write acknowledged through Patroni's template after the failover" first_t
+t_log "writes resumed through the template $((SECONDS - t_promoted)) s after the new primary was seen"
+t_wait 30 "writes acknowledged through Patroni's template after the failover" acked_after_t
+t_log "20 more acknowledged through the template $((SECONDS - t_promoted)) s after it"
+touch "$T_DIR/stop"; wait "$WRITER" "$WRITER_T"
 t_check "writes go on through haproxy after the failover ($(wc -l <"$ACKED") acknowledged)" acked_after
+t_check "writes go on through Patroni's template after the failover ($(wc -l <"$ACKED_T") acknowledged)" acked_after_t
 t_check "haproxy's write port reaches the new primary" rw_is_primary
-lost=$(via "$RW" "SELECT count(*) FROM unnest(ARRAY[$(paste -sd, "$ACKED")]::int[]) a(id) WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.id = a.id)")
-t_check "no acknowledged write lost (of $(wc -l <"$ACKED"))" t_eq "$lost" 0
+t_check "Patroni's template reaches the new primary" rw_is_primary "$TPL"
+ro=$(grep -c ' 25006: ' "$ERRS" || true)
+t_check "no write through option httpchk (OPTIONS /) reached a standby: 0 of $(($(wc -l <"$ERRS") + $(wc -l <"$ACKED"))) refused as read-only (SQLSTATE 25006)" t_eq "$ro" 0
+ro_t=$(grep -c ' 25006: ' "$ERRS_T" || true)
+t_check "no write through Patroni's template reached a standby: 0 of $(($(wc -l <"$ERRS_T") + $(wc -l <"$ACKED_T"))) refused as read-only (SQLSTATE 25006)" t_eq "$ro_t" 0
+[ "$ro" = 0 ] && [ "$ro_t" = 0 ] || grep ' 25006: ' "$ERRS" "$ERRS_T" | head -n 5
+t_log "failed writes: $(wc -l <"$ERRS") through OPTIONS /, $(wc -l <"$ERRS_T") through the template (connections cut or refused during the failover)"
+lost=$(via "$RW" "SELECT count(*) FROM unnest(ARRAY[$(cat "$ACKED" "$ACKED_T" | paste -sd,)]::int[]) a(id) WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.id = a.id)")
+t_check "no acknowledged write lost (of $(cat "$ACKED" "$ACKED_T" | wc -l))" t_eq "$lost" 0
 t_start "$Pi"
 t_wait 60 "the old primary back as a standby" t_pg_healthy 1 2 3
 P2=$(t_pg_primary "$Pi"); P2i=${P2#node}

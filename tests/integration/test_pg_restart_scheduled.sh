@@ -34,7 +34,7 @@ t_check "a time without a zone is refused with 400 ($out)" t_eq "${out%% *}" 400
 t_check "... saying a zone is required" t_contains "$out" "a time zone is required"
 out=$(t_api "$A" POST /restart '{"schedule":"2099-01-01T10:00:00Z","postgres_version":"fifteen"}')
 t_check "a bad postgres_version is refused with 400 ($out)" t_contains "$out" "postgres_version: "
-code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -X DELETE "http://$(t_api_addr "$A")/restart")
+code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -X DELETE -H 'Content-Type: application/json' "http://$(t_api_addr "$A")/restart")
 t_check "an unsigned DELETE is refused (401)" t_eq "$code" 401
 out=$(t_api "$A" DELETE /restart)
 t_check "DELETE /restart with none scheduled is 404 ($out)" t_eq "${out%% *}" 404

@@ -65,7 +65,7 @@ out=$(t_api "$Pi" POST /switchover "{\"candidate\":\"$P\",\"scheduled_at\":\"209
 t_check "the primary as candidate is refused ($out)" t_contains "$out" "candidate: $P is the primary already"
 code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -X POST -H 'Content-Type: application/json' -d '{"scheduled_at":"2099-01-01T10:00:00Z"}' "http://$(t_api_addr "$Pi")/switchover")
 t_check "an unsigned request is refused (401)" t_eq "$code" 401
-code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -X DELETE "http://$(t_api_addr "$Pi")/switchover")
+code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -X DELETE -H 'Content-Type: application/json' "http://$(t_api_addr "$Pi")/switchover")
 t_check "an unsigned DELETE is refused (401)" t_eq "$code" 401
 t_check "nothing was recorded" t_eq "$(sched_at "$Pi")" none
 out=$(t_api "$Pi" DELETE /switchover)

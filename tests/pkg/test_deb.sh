@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The Debian package, end to end (root only):
 # 1. scripts/build-deb.sh: dpkg-buildpackage -us -uc -b and lintian clean;
-# 2. its contents and dependencies;
+# 2. its contents (the pgbouncer hook too, executable) and dependencies;
 # 3. a clean Debian 12 root (mmdebstrap, minbase, from Debian's repositories) where apt installs
-#    the package and resolves its dependencies, plus systemd;
+#    the package and resolves its dependencies, plus systemd; the installed hook runs there;
 # 4. the root booted with systemd-nspawn --boot (private network): raftpg.service, configured
 #    from the example (one member, addresses on the container's loopback), starts, becomes a
 #    running primary under the unit's sandbox (user postgres, only CAP_NET_ADMIN/CAP_NET_RAW);
@@ -31,9 +31,11 @@ t_log "package built in $((SECONDS - t0)) s"
 contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
 for f in ./usr/bin/raftpg ./lib/systemd/system/raftpg.service ./usr/share/man/man8/raftpg.8.gz \
          ./usr/share/bash-completion/completions/raftpg ./etc/raftpg/raftpg.yaml.example \
-         ./usr/share/doc/raftpg/copyright; do
+         ./usr/share/doc/raftpg/copyright ./usr/share/raftpg/pgbouncer-hook; do
   t_check "the package holds $f" t_contains "$contents" "$f"
 done
+t_check "the pgbouncer hook is installed executable (rwxr-xr-x)" \
+  t_eq "$(dpkg-deb -c "$deb" | awk '$6 == "./usr/share/raftpg/pgbouncer-hook" {print $1}')" -rwxr-xr-x
 depends=$(dpkg-deb -f "$deb" Depends)
 for d in postgresql-15 libraft2 libuv1 libpq5 libsodium23 libsystemd0; do
   t_check "it depends on $d" t_contains "$depends" "$d"
@@ -67,6 +69,13 @@ t_check "dpkg says raftpg is installed" \
 t_check "raftpg version runs against the installed libraries" \
   t_eq "$(in_root raftpg version)" "raftpg $(dpkg-deb -f "$deb" Version)"
 t_check "raftpg.service is enabled" test -L "$root/etc/systemd/system/multi-user.target.wants/raftpg.service"
+# The hook README configures runs where the package put it (bash and psql come with the package's
+# dependencies): its usage without arguments, nothing to do for a replica event.
+in_root /usr/share/raftpg/pgbouncer-hook >"$T_DIR/hook.out" 2>&1 && rc=0 || rc=$?
+t_check "the installed pgbouncer hook runs: usage, exit 2 ($(head -c 120 "$T_DIR/hook.out"))" \
+  t_eq "$rc:$(grep -c '^usage: /usr/share/raftpg/pgbouncer-hook --ini FILE' "$T_DIR/hook.out")" 2:1
+t_check "and does nothing for a replica event" in_root /usr/share/raftpg/pgbouncer-hook \
+  --ini /etc/pgbouncer/pgbouncer.ini --database app on_start replica itest
 
 # The example as an operator would start from it: the secret, then check-config, as postgres.
 in_root raftpg gen-secret /etc/raftpg/raft.secret >/dev/null

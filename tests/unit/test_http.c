@@ -865,9 +865,13 @@ static void client_text_bodies(struct fx *f)
         "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
         "DELETE /m HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\n"
         "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        /* What a cross-site form can send: no body at all, or an empty one. */
+        "POST /restart HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        "Content-Length: 0\r\nConnection: close\r\n\r\n",
+        "DELETE /members/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     };
     size_t n = 0;
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < 6; i++) {
         int fd = raw_connect(f->port);
         if (fd < 0) {
             return;
@@ -877,7 +881,8 @@ static void client_text_bodies(struct fx *f)
         close(fd);
     }
     f->raw_len = n;
-    const char *del = "DELETE /members/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    const char *del = "DELETE /members/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                      "Connection: close\r\n\r\n";
     int fd = raw_connect(f->port);
     if (fd < 0) {
         return;
@@ -887,15 +892,15 @@ static void client_text_bodies(struct fx *f)
     close(fd);
 }
 
-static void test_mutating_body_must_be_json(void **state)
+static void test_mutating_call_must_be_json(void **state)
 {
     struct fx *f = *state;
     fx_run(f, client_text_bodies);
 
-    const char *want = "{\"error\":\"a request body must be sent as Content-Type: "
-                       "application/json\"}";
+    const char *want = "{\"error\":\"a request that changes something must be sent as "
+                       "Content-Type: application/json\"}";
     size_t off = 0;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         assert_response(f->raw, &off, 415, want, true);
     }
     assert_int_equal(off, f->raw_len);
@@ -903,6 +908,29 @@ static void test_mutating_body_must_be_json(void **state)
     assert_response(f->raw2, &off, 200, "{\"path\":\"/members/x\",\"query\":\"\",\"len\":0}", true);
     assert_int_equal(f->n_seen, 1);
     assert_int_equal(f->seen[0].method, HTTP_M_DELETE);
+}
+
+static void client_bodiless_delete(struct fx *f)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "http://127.0.0.1:%d", f->port);
+    f->rc = http_request_sync(addr, "DELETE", "/switchover", NULL, NULL, 2000, &f->status, &f->body,
+                              &f->body_len, f->errmsg);
+}
+
+/* The client says JSON on a mutating call even without a body, as the server requires. */
+static void test_client_bodiless_delete_says_json(void **state)
+{
+    struct fx *f = *state;
+    fx_run(f, client_bodiless_delete);
+
+    assert_int_equal(f->rc, 0);
+    assert_int_equal(f->status, 200);
+    assert_int_equal(f->n_seen, 1);
+    assert_int_equal(f->seen[0].method, HTTP_M_DELETE);
+    assert_true(f->seen[0].has_ctype);
+    assert_string_equal(f->seen[0].ctype, "application/json");
+    assert_string_equal(f->seen[0].body, "");
 }
 
 /* Slowloris: SLOW_N connections, each sending a request one byte every SLOW_STEP_MS and
@@ -1422,7 +1450,8 @@ int main(void)
         FX_TEST(test_pending_request_is_not_cut_by_idle_timeout),
         FX_TEST(test_idle_connection_is_closed),
         FX_TEST(test_connection_over_max_closes_oldest_waiting),
-        FX_TEST(test_mutating_body_must_be_json),
+        FX_TEST(test_mutating_call_must_be_json),
+        FX_TEST(test_client_bodiless_delete_says_json),
         FX_TEST(test_slow_clients_do_not_starve_health_checks),
         FX_TEST(test_server_close_drops_pending_request),
         FX_TEST(test_respond_while_closing_sends_nothing),

@@ -2653,8 +2653,9 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
         }
     }
     metric(f, "patroni_cluster_unlocked", "gauge",
-           "Value is 1 if no member is recorded as primary, 0 otherwise.", labels,
-           a->cons_open && a->cons.state.primary.name[0] == '\0');
+           "Value is 1 if no member is recorded as primary (or the state is not known yet), 0 "
+           "otherwise.",
+           labels, !(a->cons_open && sst->initialized) || sst->primary.name[0] == '\0');
     metric(f, "raftpg_raft_leader", "gauge", "Value is 1 if this member is the Raft leader.",
            labels, leader);
     metric(f, "raftpg_raft_term", "counter", "Current Raft term.", labels,

@@ -762,10 +762,25 @@ static void action_done(struct agent *a, int rc, const char *msg)
 
 static void shutdown_stop_pg(struct agent *a);
 
+/* on_reload after each pg_ctl reload the agent ran (follow, synchronous set, parameters). */
+static void reload_callback(struct agent *a)
+{
+    if (a->pg.n_reloads == a->reloads_seen) {
+        return;
+    }
+    a->reloads_seen = a->pg.n_reloads;
+    if (a->callbacks_open) {
+        callbacks_fire(&a->callbacks, CALLBACK_ON_RELOAD,
+                       a->pg.obs.state == HA_PG_RUNNING && !a->pg.obs.in_recovery ? "primary"
+                                                                                  : "replica");
+    }
+}
+
 static void on_pg_done(struct pg *p, int rc, const char *msg, void *data)
 {
     (void)p;
     struct agent *a = data;
+    reload_callback(a);
     if (!a->stopping_pg) {
         action_done(a, rc, msg);
     }
@@ -930,6 +945,7 @@ static int io_raft_transfer(void *data, uint64_t id, char *errmsg)
 static void on_params_done(struct pg *p, int rc, const char *msg, void *data)
 {
     struct agent *a = data;
+    reload_callback(a);
     if (rc == 0) {
         log_info("dynamic parameters written (count=%u pg_hba_lines=%u)%s", p->n_params, p->n_hba,
                  pg_postmaster_pid(p) != 0 ? " and reloaded" : "");

@@ -58,6 +58,23 @@ static void respond_error(struct http_conn *conn, int status, const char *msg)
     respond_json(conn, status, json_pack("{s:s}", "error", msg));
 }
 
+/* 405 with the Allow header RFC 9110 requires: the methods the path accepts. */
+static void respond_405(struct http_conn *conn, const char *allow)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "method not allowed (%s)", allow);
+    json_t *o = json_pack("{s:s}", "error", msg);
+    char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (body == NULL) {
+        const char *fallback = "{\"error\":\"out of memory\"}";
+        http_respond(conn, 500, NULL, fallback, strlen(fallback));
+        return;
+    }
+    http_respond_header(conn, 405, NULL, body, strlen(body), "Allow", allow);
+    free(body);
+}
+
 /* This member's tags: the known ones typed, user tags (conf.h) as the text written. */
 static json_t *own_tags_json(const struct agent *a)
 {
@@ -2317,9 +2334,11 @@ static const char *const api_endpoints[API_ENDPOINTS] = {
     "/history",
     "/failover",
     "/reload",
+    "/standby_leader",
+    "/read-only-synchronous",
 };
-static const int api_statuses[API_STATUSES] = {200, 201, 202, 400, 401, 404, 405,
-                                               409, 412, 413, 415, 500, 503, 504};
+static const int api_statuses[API_STATUSES] = {200, 201, 202, 400, 401, 403, 404, 405, 409,
+                                               412, 413, 414, 415, 422, 431, 500, 503, 504};
 
 void api_answered(void *data, const struct http_request *req, int status)
 {
@@ -2427,6 +2446,61 @@ static void peer_rtt_metrics(const struct agent *a, FILE *f, const char *labels)
     }
 }
 
+/* A timestamptz as PostgreSQL writes it in the ISO style ("2026-01-02 03:04:05.678+01",
+ * "...+05:30"), in Unix seconds; 0 for "" or anything else. */
+static double pg_time_epoch(const char *text)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    double sec = 0;
+    int n = 0;
+    if (sscanf(text, "%d-%d-%d %d:%d:%lf%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &sec, &n) != 6 ||
+        (text[n] != '+' && text[n] != '-')) {
+        return 0;
+    }
+    int sign = text[n] == '-' ? -1 : 1;
+    int oh = 0, om = 0, os = 0;
+    if (sscanf(text + n + 1, "%d:%d:%d", &oh, &om, &os) < 1) {
+        return 0;
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    tm.tm_sec = 0;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1) {
+        return 0;
+    }
+    return (double)t + sec - sign * (double)(oh * 3600 + om * 60 + os);
+}
+
+/* "1.2.3" as Patroni's patroni_version writes a version: two digits a part (010203). */
+static double padded_version(const char *v)
+{
+    unsigned major = 0, minor = 0, patch = 0;
+    (void)sscanf(v, "%u.%u.%u", &major, &minor, &patch);
+    return (double)(major % 100) * 10000 + (double)(minor % 100) * 100 + (double)(patch % 100);
+}
+
+/* Adds this member's promotions the replicated history recorded since the last count. */
+static void promotions_count(struct agent *a)
+{
+    const struct fsm_state *s = &a->cons.state;
+    if (!a->cons_open) {
+        return;
+    }
+    for (unsigned i = 0; i < s->n_history; i++) {
+        const struct fsm_history_entry *e = &s->history[i];
+        if (e->timeline <= a->promotions_timeline) {
+            continue;
+        }
+        a->promotions_timeline = e->timeline;
+        if (strcmp(e->primary, a->conf.name) == 0 && e->reason < FSM_HISTORY_REASON_MAX) {
+            a->promotions[e->reason]++;
+        }
+    }
+}
+
 /* Patroni's names where Patroni has one (dashboards and alerts carry over), raftpg_* for the
  * rest. Every value is this member's own view. */
 static void respond_metrics(struct agent *a, struct http_conn *conn)
@@ -2445,8 +2519,45 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
     bool pg = a->conf.has_postgresql && a->pg_open;
     bool running = pg && o->state == HA_PG_RUNNING;
     bool leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
+    metric(f, "patroni_version", "gauge",
+           "raftpg's version, two digits a part without periods (0.1.0 is 000100).", labels,
+           padded_version(RAFTPG_VERSION));
     metric(f, "patroni_postgres_running", "gauge",
            "Value is 1 if PostgreSQL is running, 0 otherwise.", labels, running);
+    metric(f, "patroni_postmaster_start_time", "gauge",
+           "Unix time PostgreSQL's postmaster started (0 if not running).", labels,
+           running ? pg_time_epoch(a->pg.start_time) : 0);
+    metric(f, "patroni_postgres_server_version", "gauge",
+           "PostgreSQL's server_version_num if running, 0 otherwise.", labels,
+           running ? a->pg.server_version : 0);
+    /* raftpg runs no standby cluster: never a standby leader. */
+    metric(f, "patroni_standby_leader", "gauge",
+           "Value is 1 if this node is a standby leader (raftpg has none), 0 otherwise.", labels,
+           0);
+    {
+        bool standby = running && o->in_recovery;
+        const char *rs =
+            health_replication_state(o->streaming, pg_restore_command(&a->conf)[0] != '\0');
+        metric(f, "patroni_postgres_streaming", "gauge",
+               "Value is 1 if this standby streams WAL from its upstream, 0 otherwise.", labels,
+               standby && rs != NULL && strcmp(rs, "streaming") == 0);
+        metric(f, "patroni_postgres_in_archive_recovery", "gauge",
+               "Value is 1 if this standby does not stream and replays from the archive "
+               "(restore_command), 0 otherwise.",
+               labels, standby && rs != NULL && strcmp(rs, "in archive recovery") == 0);
+        metric(f, "patroni_xlog_replayed_timestamp", "gauge",
+               "Unix time of the last transaction this standby replayed (0 on a primary or "
+               "none).",
+               labels, standby ? pg_time_epoch(a->pg.replay_timestamp) : 0);
+    }
+    promotions_count(a);
+    fprintf(f, "# HELP raftpg_promotions_total Promotions of this member's PostgreSQL the "
+               "cluster's history recorded, by reason.\n"
+               "# TYPE raftpg_promotions_total counter\n");
+    for (int r = 0; r < FSM_HISTORY_REASON_MAX; r++) {
+        fprintf(f, "raftpg_promotions_total{%s,reason=\"%s\"} %llu\n", labels,
+                fsm_history_reason_name(r), (unsigned long long)a->promotions[r]);
+    }
     metric(f, "patroni_primary", "gauge",
            "Value is 1 if this node is the leader and its PostgreSQL is a primary, 0 otherwise.",
            labels, leader && running && !o->in_recovery);
@@ -2544,8 +2655,9 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
         }
     }
     metric(f, "patroni_cluster_unlocked", "gauge",
-           "Value is 1 if no member is recorded as primary, 0 otherwise.", labels,
-           a->cons_open && a->cons.state.primary.name[0] == '\0');
+           "Value is 1 if no member is recorded as primary (or the state is not known yet), 0 "
+           "otherwise.",
+           labels, !(a->cons_open && sst->initialized) || sst->primary.name[0] == '\0');
     metric(f, "raftpg_raft_leader", "gauge", "Value is 1 if this member is the Raft leader.",
            labels, leader);
     metric(f, "raftpg_raft_term", "counter", "Current Raft term.", labels,
@@ -2664,7 +2776,7 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
     enum health_kind hk = health_kind_of(path);
     if (hk != HEALTH_NONE) {
         if (!get && req->method != HTTP_M_OPTIONS) {
-            respond_error(conn, 405, "method not allowed (GET, HEAD or OPTIONS)");
+            respond_405(conn, "GET, HEAD, OPTIONS");
         } else {
             respond_health(a, conn, req, hk);
         }
@@ -2677,37 +2789,37 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
 
     if (strcmp(path, "/cluster") == 0) {
         if (!get) {
-            respond_error(conn, 405, "method not allowed");
+            respond_405(conn, "GET, HEAD");
             return;
         }
         respond_json(conn, 200, agent_cluster_json(a));
     } else if (strcmp(path, "/patroni") == 0) {
         if (!get) {
-            respond_error(conn, 405, "method not allowed");
+            respond_405(conn, "GET, HEAD");
             return;
         }
         respond_json(conn, 200, agent_patroni_json(a));
     } else if (strcmp(path, "/metrics") == 0) {
         if (!get) {
-            respond_error(conn, 405, "method not allowed");
+            respond_405(conn, "GET, HEAD");
             return;
         }
         respond_metrics(a, conn);
     } else if (strcmp(path, "/history") == 0) {
         if (!get) {
-            respond_error(conn, 405, "method not allowed");
+            respond_405(conn, "GET, HEAD");
             return;
         }
         respond_json(conn, 200, history_json(&a->cons.state));
     } else if (strcmp(path, "/raftpg/bootstrap") == 0) {
         if (!get) {
-            respond_error(conn, 405, "method not allowed");
+            respond_405(conn, "GET, HEAD");
             return;
         }
         respond_bootstrap(a, conn, req->query);
     } else if (strcmp(path, "/status") == 0) {
         if (!get) {
-            respond_error(conn, 405, "method not allowed");
+            respond_405(conn, "GET, HEAD");
             return;
         }
         respond_json(conn, 200, agent_status_json(a));
@@ -2717,7 +2829,7 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         } else if (req->method == HTTP_M_PATCH || req->method == HTTP_M_PUT) {
             config_change(a, conn, req, req->method == HTTP_M_PUT);
         } else {
-            respond_error(conn, 405, "method not allowed (GET, PATCH or PUT to change)");
+            respond_405(conn, "GET, HEAD, PATCH, PUT");
         }
     } else if (strcmp(path, "/restart") == 0) {
         if (req->method == HTTP_M_DELETE) {
@@ -2725,14 +2837,13 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             return;
         }
         if (req->method != HTTP_M_POST) {
-            respond_error(conn, 405,
-                          "method not allowed (POST, or DELETE to cancel a scheduled restart)");
+            respond_405(conn, "POST, DELETE");
             return;
         }
         restart_request(a, conn, req);
     } else if (strcmp(path, "/reinitialize") == 0) {
         if (req->method != HTTP_M_POST) {
-            respond_error(conn, 405, "method not allowed (use POST)");
+            respond_405(conn, "POST");
             return;
         }
         reinit_start(a, conn);
@@ -2742,32 +2853,31 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
             return;
         }
         if (req->method != HTTP_M_POST) {
-            respond_error(conn, 405,
-                          "method not allowed (POST, or DELETE to cancel a scheduled switchover)");
+            respond_405(conn, "POST, DELETE");
             return;
         }
         switchover_request(a, conn, req);
     } else if (strcmp(path, "/reload") == 0) {
         if (req->method != HTTP_M_POST) {
-            respond_error(conn, 405, "method not allowed (use POST)");
+            respond_405(conn, "POST");
             return;
         }
         reload_request(a, conn);
     } else if (strcmp(path, "/failover") == 0) {
         if (req->method != HTTP_M_POST) {
-            respond_error(conn, 405, "method not allowed (use POST)");
+            respond_405(conn, "POST");
             return;
         }
         failover_request(a, conn, req);
     } else if (strcmp(path, "/members") == 0) {
         if (req->method != HTTP_M_POST) {
-            respond_error(conn, 405, "method not allowed (use POST to add a member)");
+            respond_405(conn, "POST");
             return;
         }
         member_add(a, conn, req);
     } else if (strncmp(path, "/members/", 9) == 0) {
         if (req->method != HTTP_M_DELETE) {
-            respond_error(conn, 405, "method not allowed (use DELETE to remove a member)");
+            respond_405(conn, "DELETE");
             return;
         }
         member_remove(a, conn, path + 9);

@@ -197,6 +197,16 @@ void callbacks_fire(struct callbacks *cb, enum callback_action action, const cha
     if (cb->closing || action == CALLBACK_NONE || command_of(cb->conf, action)[0] == '\0') {
         return;
     }
+    if (cb->running && action == CALLBACK_ON_RELOAD) {
+        /* A reload's news does not make the running one stale (an on_role_change must finish):
+         * it runs after, unless another event already waits. */
+        if (!cb->has_pending) {
+            cb->has_pending = true;
+            cb->pending = action;
+            snprintf(cb->pending_role, sizeof cb->pending_role, "%s", role);
+        }
+        return;
+    }
     if (cb->running) {
         /* Its news is stale: the newer event runs as soon as it is gone. */
         log_warning("callback %s %s still running when %s %s happened: killing it",

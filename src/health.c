@@ -154,8 +154,12 @@ int health_parse_query(const char *query, struct health_query *q, char *errmsg, 
             }
             q->lag_write = strcmp(value, "write") == 0;
         } else if (strcmp(key, "replication_state") == 0) {
-            if (strlen(value) >= sizeof q->replication_state) {
-                snprintf(errmsg, size, "query parameter replication_state: too long");
+            /* The states health_replication_state names; anything else could never match. */
+            if (strcmp(value, "streaming") != 0 && strcmp(value, "in archive recovery") != 0) {
+                snprintf(errmsg, size,
+                         "query parameter replication_state=%s: expected streaming or in archive "
+                         "recovery",
+                         value);
                 return RPG_EINVAL;
             }
             memcpy(q->replication_state, value, strlen(value) + 1);

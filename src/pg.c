@@ -951,6 +951,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
             }
             return;
         }
+        p->n_reloads++;
         op_finish(p, 0, NULL);
         return;
     case PG_OP_SET_SYNC:
@@ -965,6 +966,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
             }
             return;
         }
+        p->n_reloads++;
         op_finish(p, 0, NULL);
         return;
     case PG_OP_SET_PARAMS:
@@ -979,6 +981,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
             }
             return;
         }
+        p->n_reloads++;
         op_finish(p, 0, NULL);
         return;
     case PG_OP_CHECKPOINT:

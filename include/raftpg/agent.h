@@ -69,6 +69,7 @@ struct agent {
     bool pg_open;
     struct callbacks callbacks; /* postgresql.callbacks */
     bool callbacks_open;
+    uint64_t reloads_seen; /* pg.n_reloads on_reload was last fired for */
     uv_timer_t ha_timer;
     bool ha_timer_open;
     struct core core; /* decisions and the action in flight */
@@ -116,6 +117,11 @@ struct agent {
     struct schedule schedule; /* running the scheduled switchover when it is due */
     /* API answers by endpoint (API_ENDPOINTS, the last for any other path) and status. */
     uint64_t api_answers[API_ENDPOINTS + 1][API_STATUSES + 1];
+    /* This member's promotions by history reason (fsm_history_reason), counted from the
+     * replicated history up to timeline promotions_timeline: they only grow, though the history
+     * drops its oldest entries. */
+    uint64_t promotions[FSM_HISTORY_REASON_MAX];
+    uint32_t promotions_timeline;
 };
 
 /* Loads nothing: conf must already be loaded into a->conf. Starts the API, peer polling and

@@ -5,8 +5,8 @@
 #include "raftpg/http.h"
 
 /* Endpoints and statuses the request counters tell apart (api.c). */
-#define API_ENDPOINTS 31
-#define API_STATUSES 14
+#define API_ENDPOINTS 33
+#define API_STATUSES 18
 
 /* http_handler_cb for the agent's server; data is the struct agent. */
 void api_handle(struct http_conn *conn, const struct http_request *req, void *data);

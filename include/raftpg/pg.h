@@ -179,6 +179,7 @@ struct pg {
     char hba[FSM_HBA_MAX][FSM_HBA_LINE_MAX]; /* and pg_hba lines (none: the member's own) */
     unsigned n_hba;
     bool params_failed; /* their last write or reload failed: pg_params_stale says so */
+    uint64_t n_reloads; /* pg_ctl reload runs that succeeded (on_reload follows them) */
     uint64_t slot_ids[FSM_MEMBERS_MAX]; /* SYNC_SLOTS: the wanted slots */
     unsigned n_slot_ids;
 

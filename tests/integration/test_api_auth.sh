@@ -23,6 +23,14 @@ t_check "reads stay open (GET /cluster 200)" \
   t_eq "$(curl -s -o /dev/null -m 3 -w '%{http_code}' "http://$(t_api_addr 1)/cluster")" 200
 t_check "health checks stay open (/liveness 200)" \
   t_eq "$(curl -s -o /dev/null -m 3 -w '%{http_code}' "http://$(t_api_addr 1)/liveness")" 200
+# Without postgresql no member is ever recorded as primary: unlocked, as Patroni words it.
+unlocked() { # unlocked I: node I's patroni_cluster_unlocked and /patroni cluster_unlocked
+  echo "$(curl -s -m 3 "http://$(t_api_addr "$1")/metrics" | awk 'index($1, "patroni_cluster_unlocked{") == 1 { print $2 }')" \
+    "$(curl -s -m 3 "http://$(t_api_addr "$1")/patroni" | jq -r .cluster_unlocked)"
+}
+for i in 1 2 3; do
+  t_check "node$i: recorded primary in /cluster: $(t_jq "$i" '.primary.name // "none"'), patroni_cluster_unlocked 1" t_eq "$(unlocked "$i")" "1 true"
+done
 t_check "the refusal is logged" grep -q "refused PATCH /config from 127.0.0.1: no valid credentials" "$T_DIR/$L.log"
 
 ctl() { "$T_BIN" ctl "$@" >"$T_DIR/out" 2>&1 && echo 0 || echo $?; }

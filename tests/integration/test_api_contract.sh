@@ -59,6 +59,7 @@ CONTRACT='
 /readiness?mode=write                        *      200     200    200  200   200     503     503      503
 /replica?colour=red                          *      400     400    400  400   400     400     400      400
 /replica?lag=garbage                         *      400     400    400  400   400     400     400      400
+/replica?replication_state=recovering       *      400     400    400  400   400     400     400      400
 /replica                                     POST   405     405    405  405   405     405     405      405
 '
 STATES=(primary quorum sync async lagging stopped leaderpg orphan)
@@ -89,6 +90,13 @@ body() {
 }
 member() { t_jq "$1" -c ".members[] | select(.name == \"node$2\") | $3"; }
 # patroni_sync_standby and patroni_quorum_standby in node I's /metrics.
+# metric_vals I NAME...: node I's values of the metrics NAME, space-separated, in that order.
+metric_vals() {
+  local m n out=""
+  m=$(curl -s -m 3 "http://$(t_api_addr "$1")/metrics"); shift
+  for n in "$@"; do out+="$(awk -v n="$n" 'index($1, n "{") == 1 { print $2 }' <<<"$m") "; done
+  echo "${out% }"
+}
 kind_metrics() {
   curl -s -m 3 "http://$(t_api_addr "$1")/metrics" |
     awk '$1 ~ /^patroni_(sync|quorum)_standby[{]/ { sub(/[{].*/, "", $1); printf "%s=%s ", $1, $2 }'
@@ -149,6 +157,13 @@ lag_shown() { [ "$(member "$Pi" "$B" '[(.lag > 2000000), (.receive_lag < .replay
 t_wait 5 "/cluster shows node$B's replay lag" lag_shown
 t_check "/cluster: node$B's lag is its replay lag, over 2 MB, above its receive lag" lag_shown
 
+# A restart scheduled in the past: 422, counted as such (raftpg_api_requests_total).
+PAST=$(t_iso $(($(t_now_ms) - 3600000)))
+t_check "POST /restart scheduled an hour ago is 422" \
+  t_eq "$(t_api "$B" POST /restart "{\"schedule\":\"$PAST\"}" | cut -d' ' -f1)" 422
+t_check "raftpg_api_requests_total counts it as 422" \
+  bash -c "curl -s -m 3 'http://$(t_api_addr "$B")/metrics' | grep -qF 'endpoint=\"/restart\",status=\"422\"} 1'"
+
 # Maintenance mode: what the operator stops stays stopped.
 "$T_BIN" ctl --api "$(t_api_addr "$Pi")" pause --wait >"$T_DIR/pause.out" 2>&1 ||
   t_fail "ctl pause --wait: $(cat "$T_DIR/pause.out")"
@@ -159,6 +174,8 @@ t_check "node$B's postmaster is gone" t_status 1 t_pg_pid "$B"
 t_wait 5 "node$B's agent sees its PostgreSQL stopped" stopped_api "$B"
 contract stopped "$B"
 t_check "stopped standby body" t_eq "$(body "$B" | jq -c '[.state, .pause]')" '["stopped",true]'
+t_check "stopped standby metrics: not running, no start time, version, streaming or replay time" \
+  t_eq "$(metric_vals "$B" patroni_postgres_running patroni_postmaster_start_time patroni_postgres_server_version patroni_postgres_streaming patroni_xlog_replayed_timestamp)" "0 0 0 0 0"
 t_check "/cluster: node$B stopped, no lag" t_eq "$(member "$Pi" "$B" '[.state, .lag]')" '["stopped",null]'
 pg_stop "$Pi"
 t_check "node$Pi's postmaster is gone" t_status 1 t_pg_pid "$Pi"
@@ -175,6 +192,37 @@ contract orphan "$A"
 t_check "standby without a primary: no replication_state (Patroni's without restore_command)" \
   t_eq "$(body "$A")" \
   '{"state":"running","role":"replica","xlog":["paused","received_location","replayed_location","replayed_timestamp"],"replication_state":null,"paused":false,"behind":false,"sync":true,"quorum":false,"pause":true}'
+t_check "standby without a primary: patroni_postgres_streaming and _in_archive_recovery 0, still running" \
+  t_eq "$(metric_vals "$A" patroni_postgres_streaming patroni_postgres_in_archive_recovery patroni_postgres_running)" "0 0 1"
+t_check "an unknown replication_state's refusal names it" \
+  t_contains "$(curl -s -m 3 "http://$(t_api_addr "$A")/replica?replication_state=recovering")" "replication_state=recovering"
+# A 405 names the methods the path takes (RFC 9110's Allow), signed or not as the path needs.
+allow_of() { # allow_of METHOD PATH [signed]: "STATUS ALLOW" of node A's answer
+  local auth=()
+  [ -z "${3:-}" ] || auth=(-H "Authorization: $("$T_BIN" ctl --api "$(t_api_addr "$A")" sign "$1" "$2" "")")
+  curl -s -m 3 -o /dev/null -D - -X "$1" "${auth[@]}" "http://$(t_api_addr "$A")$2" |
+    awk 'NR == 1 { s = $2 } tolower($1) == "allow:" { sub(/^[^:]*: */, ""); sub(/\r$/, ""); a = $0 } END { print s, a }'
+}
+while IFS='|' read -r m path signed want; do
+  [ -n "$m" ] || continue
+  t_check "$m $path answers $want" t_eq "$(allow_of "$m" "$path" "$signed")" "$want"
+done <<'ALLOW'
+POST|/replica||405 GET, HEAD, OPTIONS
+DELETE|/health||405 GET, HEAD, OPTIONS
+OPTIONS|/cluster||405 GET, HEAD
+POST|/metrics|signed|405 GET, HEAD
+DELETE|/config|signed|405 GET, HEAD, PATCH, PUT
+GET|/switchover||405 POST, DELETE
+GET|/restart||405 POST, DELETE
+GET|/reload||405 POST
+GET|/members/node1||405 DELETE
+ALLOW
+# raftpg_api_requests_total: the aliases and these statuses apart, not "other".
+counted() { curl -s -m 3 "http://$(t_api_addr "$A")/metrics" | grep '^raftpg_api_requests_total{' | grep -qF "$1"; }
+for c in 'endpoint="/standby_leader",status="503"}' 'endpoint="/read-only-synchronous",status="200"}' \
+  'endpoint="/replica",status="405"}' 'endpoint="/replica",status="400"}'; do
+  t_check "raftpg_api_requests_total has $c" counted "$c"
+done
 t_check "an unknown parameter's refusal names it" \
   t_contains "$(curl -s -m 3 "http://$(t_api_addr "$A")/replica?colour=red")" "unknown query parameter colour"
 t_check "a malformed value's refusal names it" \

@@ -89,6 +89,151 @@ t_check "rows written on the primary reach both standbys" rows_on "$S2" 1000
 t_check "a standby refuses writes (SQLSTATE 25006, read-only transaction)" \
   t_psql_refused "$S1" 25006 'INSERT INTO t VALUES (0)'
 
+# /metrics and /patroni against what PostgreSQL itself answers on each member. The agent observes
+# its server every so often, and a loaded machine may move the primary meanwhile: each comparison
+# takes the member's role from PostgreSQL and is retried until a scrape falls between two equal
+# reads of PostgreSQL.
+snap() { /usr/bin/python3 "$(dirname "$0")/metrics.py" "$(t_api_addr "$1")" itest "node$1" >"$T_DIR/metrics.$1"; }
+mval() { awk -v m="$2" '$1 == m {print $2}' "$T_DIR/metrics.$1"; }
+near() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= t) }'; }
+q() { t_psql "$1" -c "$2" 2>/dev/null; }
+# within SECONDS COMMAND...: COMMAND, tried every 0.2 s until it holds or SECONDS passed (the last
+# attempt's output is shown).
+within() {
+  local end=$((SECONDS + $1)) out
+  shift
+  while :; do
+    out=$("$@") && return 0
+    [ $SECONDS -lt $end ] || { echo "$out"; return 1; }
+    sleep 0.2
+  done
+}
+VERSION=$("$T_BIN" --version | awk '{print $2}')
+PADDED=$(awk -v v="$VERSION" 'BEGIN { split(v, p, "."); printf "%d.0", p[1] * 10000 + p[2] * 100 + p[3] }')
+# sync_of I: "K N" of node I's synchronous_standby_names (ANY K (N names)), nothing if not so.
+sync_of() { q "$1" 'SHOW synchronous_standby_names' | sed -nE 's/^ANY ([0-9]+) \((.*)\)$/\1 \2/p' | awk -F, '{ split($1, a, " "); print a[1], NF }'; }
+pg_primary() { local i; for i in 1 2 3; do [ "$(q "$i" 'SELECT pg_is_in_recovery()')" = f ] && { echo "$i"; return 0; }; done; return 1; }
+t_check "the primary runs a quorum commit ($(q "$Pi" 'SHOW synchronous_standby_names'))" test -n "$(sync_of "$Pi")"
+# world I: node I's PostgreSQL as "name value" lines in metrics.py's form, for the metrics that
+# mirror it (its role is PostgreSQL's; the synchronous set is the running primary's).
+world() {
+  local i=$1 sync rec
+  rec=$(q "$i" 'SELECT pg_is_in_recovery()')
+  sync=$(sync_of "$(pg_primary)")
+  echo "role $rec"
+  echo "patroni_version $PADDED"
+  echo "patroni_postgres_running 1.0"
+  echo "patroni_postgres_server_version $(q "$i" 'SHOW server_version_num').0"
+  echo "patroni_standby_leader 0.0"
+  echo "patroni_postgres_in_archive_recovery 0.0"
+  echo "patroni_cluster_unlocked 0.0"
+  echo "patroni_pending_restart $(q "$i" 'SELECT (count(*) > 0)::int FROM pg_settings WHERE pending_restart').0"
+  echo "raftpg_sync_k ${sync%% *}.0"
+  echo "raftpg_sync_voters ${sync##* }.0"
+  echo "raftpg_sync_degraded 0.0"
+  if [ "$rec" = f ]; then
+    echo "patroni_primary 1.0"
+    echo "patroni_postgres_timeline $(q "$i" "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int").0"
+    echo "patroni_xlog_location $(q "$i" "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").0"
+    echo "patroni_xlog_received_location 0.0"
+    echo "patroni_xlog_replayed_location 0.0"
+    echo "patroni_xlog_replayed_timestamp 0.0"
+    echo "patroni_postgres_streaming 0.0"
+  else
+    echo "patroni_replica 1.0"
+    echo "patroni_postgres_timeline $(q "$i" 'SELECT received_tli FROM pg_stat_wal_receiver').0"
+    echo "patroni_xlog_location 0.0"
+    echo "patroni_xlog_received_location $(q "$i" "SELECT pg_wal_lsn_diff(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0')").0"
+    echo "patroni_xlog_replayed_location $(q "$i" "SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')").0"
+    echo "patroni_postgres_streaming $(q "$i" "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'").0"
+  fi
+}
+# mirrors I: every mirrored metric of node I equals PostgreSQL's answer, read just before and just
+# after the scrape; the start and replay times agree to a millisecond.
+mirrors() {
+  local i=$1 w1 w2 got bad=0 name want
+  w1=$(world "$i"); snap "$i" || return 1; w2=$(world "$i")
+  [ "$w1" = "$w2" ] || { echo "    node$i's PostgreSQL changed between the reads"; return 1; }
+  while read -r name want; do
+    [ "$name" != role ] || continue
+    got=$(mval "$i" "$name")
+    [ "$got" = "$want" ] || { echo "    node$i $name: $got, PostgreSQL: $want"; bad=1; }
+  done <<<"$w1"
+  near "$(mval "$i" patroni_postmaster_start_time)" "$(q "$i" 'SELECT extract(epoch FROM pg_postmaster_start_time())')" 0.001 ||
+    { echo "    node$i patroni_postmaster_start_time $(mval "$i" patroni_postmaster_start_time)"; bad=1; }
+  if grep -qx "role t" <<<"$w1"; then
+    near "$(mval "$i" patroni_xlog_replayed_timestamp)" "$(q "$i" 'SELECT extract(epoch FROM pg_last_xact_replay_timestamp())')" 0.001 ||
+      { echo "    node$i patroni_xlog_replayed_timestamp $(mval "$i" patroni_xlog_replayed_timestamp)"; bad=1; }
+  fi
+  return $bad
+}
+for i in 1 2 3; do
+  t_check "node$i's /metrics (role, xlog, timeline, server version, start time, streaming, sync) agree with its PostgreSQL" within 15 mirrors "$i"
+done
+# The Raft view: one term and one leader, which runs the primary and alone holds the lease (within
+# its bound); each member's applied index within its commit index, within the leader's (scraped
+# last); contact with the leader within the last seconds; then every follower applies what the
+# leader had committed.
+raft_agree() {
+  local i now l="" terms="" c p
+  now=$(date +%s)
+  for i in 1 2 3; do
+    snap "$i" || return 1
+    terms+=" $(mval "$i" raftpg_raft_term)"
+    [ "$(mval "$i" raftpg_raft_leader)" != 1.0 ] || l+="$i"
+    near "$(mval "$i" patroni_dcs_last_seen)" "$now" 3 || { echo "    node$i patroni_dcs_last_seen $(mval "$i" patroni_dcs_last_seen) at $now"; return 1; }
+    near "$(curl -s -m 3 "http://$(t_api_addr "$i")/patroni" | jq -r .dcs_last_seen)" "$now" 3 || { echo "    node$i /patroni dcs_last_seen"; return 1; }
+  done
+  [ ${#l} = 1 ] || { echo "    raft leaders: [$l]"; return 1; }
+  p=$(pg_primary) && [ "$p" = "$l" ] || { echo "    raft leader node$l, PostgreSQL primary node$p"; return 1; }
+  snap "$l" || return 1
+  c=$(mval "$l" raftpg_raft_commit_index)
+  for i in 1 2 3; do
+    awk -v a="$(mval "$i" raftpg_raft_applied_index)" -v f="$(mval "$i" raftpg_raft_commit_index)" -v c="$c" \
+      'BEGIN { exit !(a > 0 && a <= f && f <= c) }' || { echo "    node$i applied $(mval "$i" raftpg_raft_applied_index) commit $(mval "$i" raftpg_raft_commit_index), leader's $c"; return 1; }
+    if [ "$i" = "$l" ]; then
+      awk -v r="$(mval "$i" raftpg_lease_remaining_seconds)" 'BEGIN { exit !(r > 0 && r <= 10) }'
+    else
+      t_eq "$(mval "$i" raftpg_lease_remaining_seconds)" 0.0
+    fi || { echo "    node$i raftpg_lease_remaining_seconds $(mval "$i" raftpg_lease_remaining_seconds)"; return 1; }
+  done
+  [ "$(tr ' ' '\n' <<<"$terms" | sort -u | grep -c .)" = 1 ] && awk -v t="${terms# }" 'BEGIN { exit !(t >= 1) }' ||
+    { echo "    terms:$terms"; return 1; }
+  echo "$l $c" >"$T_DIR/leader_commit"
+}
+t_check "raftpg_raft_term/commit/applied/leader and lease_remaining agree across members and with the primary, dcs_last_seen recent" within 15 raft_agree
+applied_all() {
+  local i l c
+  read -r l c <"$T_DIR/leader_commit"
+  for i in 1 2 3; do
+    [ "$i" = "$l" ] && continue
+    snap "$i" && awk -v a="$(mval "$i" raftpg_raft_applied_index)" -v c="$c" 'BEGIN { exit !(a >= c) }' ||
+      { echo "    node$i applied $(mval "$i" raftpg_raft_applied_index) < $c"; return 1; }
+  done
+}
+t_check "the followers apply what the leader had committed (raftpg_raft_applied_index)" within 5 applied_all
+patroni_doc() { # patroni_doc I: node I's /patroni fields against the binary, its name and PostgreSQL
+  local d
+  d=$(curl -s -m 3 "http://$(t_api_addr "$1")/patroni")
+  t_eq "$(jq -r '[.patroni.version, .patroni.name] | @tsv' <<<"$d")" "$(printf '%s\tnode%s' "$VERSION" "$1")" &&
+    t_eq "$(jq -r .timeline <<<"$d")" "$(q "$1" "SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver) ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END")" &&
+    t_eq "$(q "$1" "SELECT extract(epoch FROM '$(jq -r .postmaster_start_time <<<"$d")'::timestamptz) = extract(epoch FROM pg_postmaster_start_time())")" t
+}
+for i in 1 2 3; do t_check "node$i's /patroni: patroni.version, patroni.name, timeline, postmaster_start_time" within 5 patroni_doc "$i"; done
+# raftpg_promotions_total{reason}: each member's count is what GET /history records for it.
+promotions_match() { # promotions_match I
+  local h want=""
+  h=$(curl -s -m 3 "http://$(t_api_addr "$1")/history") || return 1
+  snap "$1" || return 1
+  for r in bootstrap failover switchover; do
+    want+="$(jq --arg n "node$1" --arg r "$r" '[.[] | select(.[2] == $r and .[4] == $n)] | length' <<<"$h").0 "
+  done
+  t_eq "$(mval "$1" 'raftpg_promotions{reason=bootstrap}') $(mval "$1" 'raftpg_promotions{reason=failover}') $(mval "$1" 'raftpg_promotions{reason=switchover}') " "$want"
+}
+t_check "the first primary counts its bootstrap (raftpg_promotions_total, as /history)" \
+  t_eq "$(snap "$Pi"; mval "$Pi" 'raftpg_promotions{reason=bootstrap}')" 1.0
+for i in 1 2 3; do t_check "node$i's raftpg_promotions_total matches /history" within 5 promotions_match "$i"; done
+
 # Node loss: the agent and PostgreSQL of the primary die together.
 t_log "killing node$Pi (agent and postgresql)"
 t_kill "$Pi" KILL
@@ -109,6 +254,10 @@ t_wait 30 "node$OS follows the new primary" following "$NPi" "$OS" 2000
 t_check "the other standby streams from the new primary" \
   t_eq "$(t_psql "$NPi" -c "SELECT application_name FROM pg_stat_replication")" "node$OS"
 t_check "the new timeline is recorded" t_eq "$(t_jq "$NPi" '.primary.timeline')" 2
+promoted() { snap "$NPi" && t_eq "$(mval "$NPi" 'raftpg_promotions{reason=failover}') $(mval "$NPi" patroni_postgres_timeline)" "1.0 2.0"; }
+t_check "the new primary counts its failover (raftpg_promotions_total) on timeline 2" within 10 promoted
+t_check "node$NPi's raftpg_promotions_total matches /history" within 5 promotions_match "$NPi"
+t_check "the new primary's /metrics agree with its PostgreSQL" within 15 mirrors "$NPi"
 
 # The old primary returns: it must come back as a standby, through pg_rewind.
 t_start "$Pi"

@@ -81,6 +81,8 @@ for i in 1 2 3; do
   t_wait 10 "node$i: max_wal_senders pending a restart in pg_settings" pending "$i"
   t_wait 10 "node$i's agent reports pending_restart" agent_sees_pending "$i"
 done
+pending_metric() { curl -s -m 3 "http://$(t_api_addr "$1")/metrics" | awk 'index($1, "patroni_pending_restart{") == 1 { print $2 }'; }
+for i in 1 2 3; do t_check "node$i's patroni_pending_restart is 1" t_eq "$(pending_metric "$i")" 1; done
 # Every member's view shows every member pending (Patroni's /cluster flag and list column).
 cluster_pending() { [ "$(t_jq "$1" -c '[.members[] | .pending_restart == true] | all')" = true ]; }
 for i in 1 2 3; do
@@ -101,6 +103,10 @@ t_check "work_mem is still 8MB after the restart" all_show work_mem 8MB
 no_pending_column() { ctl list -f tsv >"$T_DIR/list" 2>&1 && ! head -n 1 "$T_DIR/list" | grep -q "Pending restart"; }
 t_wait 10 "ctl list without a Pending restart column once nothing waits" no_pending_column
 t_check "ctl list has no Pending restart column once nothing waits" no_pending_column
+for i in 1 2 3; do
+  t_check "node$i's patroni_pending_restart is 0, as pg_settings has" \
+    t_eq "$(pending_metric "$i") $(t_psql "$i" -c 'SELECT count(*) FROM pg_settings WHERE pending_restart')" "0 0"
+done
 # A standby whose agent stops (and stops its server) starts again with the cluster's values.
 S=$(( Pi % 3 + 1 ))
 t_kill "$S" TERM

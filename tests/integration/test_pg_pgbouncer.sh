@@ -3,7 +3,8 @@
 # pgbouncer in front of the cluster: the hook points pgbouncer at the primary when the cluster
 # comes up, and at the new primary after a kill -9 of the primary's node, so that writes through
 # pgbouncer resume with no acknowledged write lost and no hand edit. A hanging callback (on_restart
-# after ctl restart) is killed at callback_timeout and reported; the agent goes on.
+# after ctl restart) is killed at callback_timeout and reported; the agent goes on. on_reload runs
+# on every member after a parameter change reloads its server.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 command -v pgbouncer >/dev/null || { echo "FAIL: pgbouncer is not installed (scripts/install-deps.sh)"; exit 1; }
@@ -11,7 +12,9 @@ t_pick_ports
 PGB=$((T_BASE + 35))
 cp "$(dirname "$0")/../../scripts/pgbouncer-hook" "$T_DIR/pgbouncer-hook"
 printf '#!/bin/sh\nexec sleep 60\n' >"$T_DIR/hang-hook"
-chmod 755 "$T_DIR/pgbouncer-hook" "$T_DIR/hang-hook"
+mkdir "$T_DIR/reloads"
+printf '#!/bin/sh\necho "$1 $2 $3 $(date +%%s.%%N)" >>"%s/reloads/$RAFTPG_NAME"\n' "$T_DIR" >"$T_DIR/reload-hook"
+chmod 755 "$T_DIR/pgbouncer-hook" "$T_DIR/hang-hook" "$T_DIR/reload-hook"
 
 # pgbouncer starts pointed nowhere: the hook must set it.
 cat >"$T_DIR/pgbouncer.ini" <<EOF2
@@ -32,13 +35,14 @@ logfile = $T_DIR/pgbouncer.log
 EOF2
 echo '"postgres" ""' >"$T_DIR/pgbouncer.users"
 chmod 600 "$T_DIR/pgbouncer.ini" "$T_DIR/pgbouncer.users"
-chown postgres:postgres "$T_DIR/pgbouncer.ini" "$T_DIR/pgbouncer.users" "$T_DIR/pgbouncer-hook" "$T_DIR/hang-hook" 2>/dev/null || true
+chown postgres:postgres "$T_DIR/pgbouncer.ini" "$T_DIR/pgbouncer.users" "$T_DIR/pgbouncer-hook" "$T_DIR/hang-hook" \
+  "$T_DIR/reload-hook" "$T_DIR/reloads" 2>/dev/null || true
 "${T_RUNAS[@]}" pgbouncer "$T_DIR/pgbouncer.ini" >/dev/null 2>&1 &
 PGBOUNCER=$!
 t_before_rm() { kill "$PGBOUNCER" 2>/dev/null; wait "$PGBOUNCER" 2>/dev/null; }
 
 HOOK="$T_DIR/pgbouncer-hook --ini $T_DIR/pgbouncer.ini --database appdb --admin 127.0.0.1:$PGB --admin-user postgres"
-T_CALLBACKS="{on_start: \"$HOOK\", on_role_change: \"$HOOK\", on_restart: \"$T_DIR/hang-hook\"}"
+T_CALLBACKS="{on_start: \"$HOOK\", on_role_change: \"$HOOK\", on_restart: \"$T_DIR/hang-hook\", on_reload: \"$T_DIR/reload-hook\"}"
 T_CALLBACK_TIMEOUT=2
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
 t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
@@ -51,6 +55,20 @@ t_wait 15 "the hook pointed pgbouncer at $P" points_at "$Pi"
 t_check "on_start primary pointed pgbouncer's appdb at $P" points_at "$Pi"
 t_check "writes through pgbouncer reach the primary" t_eq "$(via 'SELECT pg_is_in_recovery()')" f
 t_check "$P logged the callback" grep -q "callback on_start primary done" "$T_DIR/$P.log"
+
+# A parameter change reloads every server: each runs on_reload with its role, after the reload.
+edit_at=$(date +%s.%N)
+"$T_BIN" ctl --api "$(t_api_addr "$Pi")" edit-config -p work_mem=7MB >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl edit-config -p work_mem=7MB ($(tr '\n' ';' <"$T_DIR/out"))" t_eq "$rc" 0
+reloaded() { # reloaded I ROLE: node I ran on_reload ROLE itest after edit_at, with work_mem in force
+  awk -v k="$edit_at" -v r="$2" '$1 == "on_reload" && $2 == r && $3 == "itest" && $4 > k { f = 1 } END { exit !f }' \
+    "$T_DIR/reloads/node$1" 2>/dev/null && [ "$(t_psql "$1" -c 'SHOW work_mem' 2>/dev/null)" = 7MB ]
+}
+for i in 1 2 3; do
+  role=replica; [ "$i" = "$Pi" ] && role=primary
+  t_wait 15 "node$i's on_reload $role" reloaded "$i" "$role"
+  t_check "node$i reloaded work_mem=7MB and ran on_reload $role itest" reloaded "$i" "$role"
+done
 
 via 'CREATE TABLE t (id int PRIMARY KEY)' >/dev/null
 ACKED="$T_DIR/acked"; : >"$ACKED"

@@ -76,6 +76,18 @@ for run in $(seq 1 "$RUNS"); do
   pauses+=("$(gap "$t0" "$(date +%s.%N)")")
   t_log "switchover $run: $P -> $N, longest write pause ${pauses[-1]} s"
 done
+# raftpg_promotions_total{reason}: summed over the members, one switchover per run, no failover.
+promotions() {
+  local i r out=""
+  for r in switchover failover; do
+    out+="$(for i in 1 2 3; do curl -s -m 3 "http://$(t_api_addr "$i")/metrics"; done |
+      awk -v r="$r" 'index($1, "raftpg_promotions_total{") == 1 && index($1, "reason=\"" r "\"") { n += $2 } END { print n + 0 }') "
+  done
+  echo "$out"
+}
+switchovers_counted() { [ "$(promotions)" = "$RUNS 0 " ]; }
+t_wait 10 "every switchover counted" switchovers_counted
+t_check "raftpg_promotions_total counts $RUNS switchovers and no failover over the members" t_eq "$(promotions)" "$RUNS 0 "
 t_check "no rejoin needed a clone (only the two initial ones)" \
   t_eq "$(cat "$T_DIR"/node*.log | grep -c 'clone: pg_basebackup')" 2
 

@@ -96,11 +96,17 @@ t_check "quorum mode: writes go through once degraded" write 4
 t_wait 30 "the degradation recorded" want_recorded "0 "
 t_check "the degradation is recorded (k=0)" t_eq "$(t_jq "$Pi" '.sync.k')" 0
 t_check "the cluster reports itself degraded" t_eq "$(t_jq "$Pi" '.sync.degraded')" true
+sync_metrics() { curl -s -m 3 "http://$(t_api_addr "$Pi")/metrics" | awk '$1 ~ /^raftpg_sync_(k|degraded)[{]/ { sub(/[{].*/, "", $1); printf "%s=%s ", $1, $2 }'; }
+t_check "/metrics: raftpg_sync_k 0 and raftpg_sync_degraded 1 while synchronous_standby_names is '$(ssn)'" \
+  t_eq "$(sync_metrics)" "raftpg_sync_k=0 raftpg_sync_degraded=1 "
 
 # b comes back and catches up: synchronous again.
 pg_heal "$B"
 t_wait 60 "sync re-enabled with node$B" want_ssn "ANY 1 (\"node$B\")"
 t_check "sync is re-enabled when a standby is back" t_eq "$(ssn)" "ANY 1 (\"node$B\")"
+sync_back() { [ "$(sync_metrics)" = "raftpg_sync_k=1 raftpg_sync_degraded=0 " ]; }
+t_wait 10 "raftpg_sync_degraded back to 0" sync_back
+t_check "/metrics: raftpg_sync_k 1 and raftpg_sync_degraded 0 again" t_eq "$(sync_metrics)" "raftpg_sync_k=1 raftpg_sync_degraded=0 "
 pg_heal "$C"
 t_wait 60 "both standbys in the set again" want_ssn "ANY 1 (\"node$B\", \"node$C\")"
 

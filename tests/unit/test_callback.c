@@ -138,6 +138,15 @@ static void test_fire_wait(void **state)
     assert_int_equal(write(fd, script, sizeof script - 1), (ssize_t)(sizeof script - 1));
     assert_int_equal(fchmod(fd, 0755), 0);
     assert_int_equal(close(fd), 0);
+    /* One that ends by itself after a while. */
+    char slow[] = "/tmp/raftpg-test-callback-XXXXXX";
+    fd = mkstemp(slow);
+    assert_true(fd >= 0);
+    static const char slow_script[] = "#!/bin/sh\nexec sleep 0.3\n";
+    assert_int_equal(write(fd, slow_script, sizeof slow_script - 1),
+                     (ssize_t)(sizeof slow_script - 1));
+    assert_int_equal(fchmod(fd, 0755), 0);
+    assert_int_equal(close(fd), 0);
 
     /* None configured: the caller goes on at once, never called back. */
     assert_int_equal(callbacks_fire_wait(&cb, CALLBACK_ON_SWITCHOVER, "primary", on_waited, &w),
@@ -191,6 +200,23 @@ static void test_fire_wait(void **state)
     assert_true(w.ok);
     assert_int_equal(cb.current, CALLBACK_ON_SWITCHOVER);
 
+    /* on_reload while another callback runs: the running one finishes (a reload makes no news
+     * stale), then on_reload runs. */
+    memset(&w, 0, sizeof w);
+    snprintf(c->postgresql.callbacks.on_role_change, CONF_CALLBACK_MAX, "%s", slow);
+    snprintf(c->postgresql.callbacks.on_reload, CONF_CALLBACK_MAX, "/bin/true");
+    assert_int_equal(callbacks_fire_wait(&cb, CALLBACK_ON_ROLE_CHANGE, "primary", on_waited, &w),
+                     0);
+    runs = cb.n_runs;
+    callbacks_fire(&cb, CALLBACK_ON_RELOAD, "primary");
+    callbacks_fire(&cb, CALLBACK_ON_RELOAD, "primary");
+    run_until(&loop, &w, &cb);
+    assert_int_equal(w.calls, 1);
+    assert_true(w.ok);
+    assert_int_equal(cb.n_runs, runs + 2);
+    assert_int_equal(cb.current, CALLBACK_ON_RELOAD);
+    assert_string_equal(cb.current_role, "primary");
+
     /* Queued, then replaced by a newer event before it started: not ok, at once. */
     memset(&w, 0, sizeof w);
     callbacks_fire(&cb, CALLBACK_ON_START, "primary");
@@ -217,6 +243,7 @@ static void test_fire_wait(void **state)
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
     unlink(hang);
+    unlink(slow);
 }
 
 int main(void)

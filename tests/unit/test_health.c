@@ -92,6 +92,11 @@ static void test_queries(void **state)
     assert_non_null(strstr(err, "lag=garbage"));
     assert_int_equal(health_parse_query("mode=fast", &q, err, sizeof err), RPG_EINVAL);
     assert_non_null(strstr(err, "mode=fast"));
+    assert_int_equal(health_parse_query("replication_state=recovering", &q, err, sizeof err),
+                     RPG_EINVAL);
+    assert_non_null(strstr(err, "replication_state=recovering"));
+    assert_int_equal(
+        health_parse_query("replication_state=in+archive+recovery", &q, err, sizeof err), 0);
     assert_int_equal(health_parse_query("colour=red", &q, err, sizeof err), RPG_EINVAL);
     assert_non_null(strstr(err, "colour"));
     assert_int_equal(health_parse_query("lag", &q, err, sizeof err), RPG_EINVAL);

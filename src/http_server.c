@@ -966,6 +966,10 @@ static enum MHD_Result answer_reject(struct http_conn *c)
     if (r != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     }
+    /* Counted as the handler's answers are (raftpg_api_requests_total). */
+    if (c->s->answered != NULL) {
+        c->s->answered(c->s->data, &c->req, c->reject_status);
+    }
     return queue(c->s, c->mc, (unsigned)c->reject_status, r);
 }
 

@@ -110,6 +110,10 @@ t_check "the configuration was not reloaded" bash -c '! grep -q "configuration r
 t_check "a body over 64 KiB gets 413" \
   t_eq "$(bad 'POST /members HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n')" 413
 t_check "the agent still answers" live
+# Refusals made before the handler are counted like its answers.
+counted() { curl -s -m 3 "http://$API/metrics" | grep -E "^raftpg_api_requests_total\{.*status=\"$1\"\} [1-9]" >/dev/null; }
+t_check "/metrics counts the 415 refusals" counted 415
+t_check "/metrics counts the 413 refusal" counted 413
 conns() { [ "$(ss -Htn state established "( sport = :${API#*:} )" | wc -l)" -le 2 ]; }
 t_check "its connections are gone within the deadline" t_wait 5 "connections closed" conns
 t_kill 1 TERM

@@ -136,6 +136,7 @@ BAD_LOGS=0
 # the rejoin (then it must never have diverged: checked for every run anyway).
 REWOUND=0
 SUPERSEDED=0
+CLONED=0
 DIVERGED=0
 BAD_ELECTIONS=0
 BAD_PROMOTES=0
@@ -263,6 +264,13 @@ for run in $(seq 1 "$RUNS"); do
   if [ "$heard" = 0 ]; then
     BAD_ELECTIONS=$((BAD_ELECTIONS + 1)); t_log "run $run: no survivor logged why it started an election"
   fi
+  if tail -n +"$log_from" "$T_DIR/node$Pi.log" | grep -qE 'clone: pg_basebackup|reinit:|moved aside'; then
+    # Neither rewound nor superseded: counted against both checks below, with its decisions.
+    CLONED=$((CLONED + 1))
+    t_log "run $run: node$Pi was cloned again; /status showed: $(tr '\n' ' ' <"$T_DIR/stages.$run"); its decisions:"
+    decisions_before_start "$Pi" "$log_from"
+    continue
+  fi
   if ! tail -n +"$log_from" "$T_DIR/node$Pi.log" | grep -q 'rewind: done'; then
     # Superseded: the decisions that led to the plain start say why; on_primary_history above
     # showed that it never diverged (no rewind was needed).
@@ -297,7 +305,7 @@ t_wait 90 "the last killed node back as a standby" t_pg_healthy 1 2 3
 [ "$rejoin_from" -gt 0 ] && REJOIN_MS+=($(( ($(date +%s%N) - rejoin_from) / 1000000 )))
 t_check "acknowledged rows lost over $RUNS failovers" t_eq "$lost_total" 0
 t_check "every rejoin's stages on /status went in order and ended in streaming" t_eq "$BAD_POLLS" 0
-t_check "every old primary rejoined: by pg_rewind ($REWOUND), or by a plain start that superseded the rejoin and never diverged ($SUPERSEDED)" \
+t_check "every old primary rejoined: by pg_rewind ($REWOUND), or by a plain start that superseded the rejoin and never diverged ($SUPERSEDED); cloned: $CLONED" \
   t_eq "$((REWOUND + SUPERSEDED))" "$RUNS"
 t_check "every old primary streams on the new primary's timeline with every acknowledged row" \
   t_eq "$DIVERGED" 0

@@ -141,11 +141,14 @@ DIVERGED=0
 BAD_ELECTIONS=0
 BAD_PROMOTES=0
 PROMOTE_ERRORS=0
+# Node $1's log since line $2 has a line matching $3. grep reads to the end: with pipefail, a
+# grep -q that stops early would fail the pipeline through tail's SIGPIPE, a match or not.
+logged_since() { tail -n +"$2" "$T_DIR/node$1.log" | grep -E "$3" >/dev/null; }
 # The decisions node $1 logged since line $2, up to and including its first plain start.
 decisions_before_start() {
   tail -n +"$2" "$T_DIR/node$1.log" |
     grep -E 'role=[a-z-]+: ([a-z_]+( node[0-9]+)?: |waiting: |rejoin: [a-z-]+ failed|rejoin: stopped)' |
-    awk '{print} / start_standby: /{exit}' | tail -n 12 | cut -c1-300
+    awk 'done {next} {print} / start_standby: / {done = 1}' | tail -n 12 | cut -c1-300
 }
 # The timeline the current primary (as node $1 names it) writes on, from its WAL file name.
 primary_timeline() {
@@ -243,7 +246,8 @@ for run in $(seq 1 "$RUNS"); do
   fi
   # The new primary: no ERROR from its promotion to the end of this run.
   run_end=$(wc -l <"$T_DIR/node$NPi.log")
-  promoted=$(sed -n "${kill_from[$NPi]},${run_end}p" "$T_DIR/node$NPi.log" | grep -n ' promote done$' | head -n 1 | cut -d: -f1)
+  promoted=$(sed -n "${kill_from[$NPi]},${run_end}p" "$T_DIR/node$NPi.log" |
+               awk '/ promote done$/ && !n {n = NR} END {if (n) print n}')
   if [ -z "$promoted" ]; then
     BAD_PROMOTES=$((BAD_PROMOTES + 1)); t_log "run $run: $NP logged no \"promote done\" after the kill"
   else
@@ -257,21 +261,21 @@ for run in $(seq 1 "$RUNS"); do
   heard=0
   for i in 1 2 3; do
     [ "$i" = "$Pi" ] && continue
-    tail -n +"${kill_from[$i]}" "$T_DIR/node$i.log" |
-      grep -qE "no message from leader $P for [0-9]+ ms \(election timeout [0-9]+ ms\): starting an election" &&
+    logged_since "$i" "${kill_from[$i]}" \
+      "no message from leader $P for [0-9]+ ms \(election timeout [0-9]+ ms\): starting an election" &&
       heard=$((heard + 1))
   done
   if [ "$heard" = 0 ]; then
     BAD_ELECTIONS=$((BAD_ELECTIONS + 1)); t_log "run $run: no survivor logged why it started an election"
   fi
-  if tail -n +"$log_from" "$T_DIR/node$Pi.log" | grep -qE 'clone: pg_basebackup|reinit:|moved aside'; then
+  if logged_since "$Pi" "$log_from" 'clone: pg_basebackup|reinit:|moved aside'; then
     # Neither rewound nor superseded: counted against both checks below, with its decisions.
     CLONED=$((CLONED + 1))
     t_log "run $run: node$Pi was cloned again; /status showed: $(tr '\n' ' ' <"$T_DIR/stages.$run"); its decisions:"
     decisions_before_start "$Pi" "$log_from"
     continue
   fi
-  if ! tail -n +"$log_from" "$T_DIR/node$Pi.log" | grep -q 'rewind: done'; then
+  if ! logged_since "$Pi" "$log_from" 'rewind: done'; then
     # Superseded: the decisions that led to the plain start say why; on_primary_history above
     # showed that it never diverged (no rewind was needed).
     SUPERSEDED=$((SUPERSEDED + 1))
@@ -295,7 +299,7 @@ for run in $(seq 1 "$RUNS"); do
   # after a crash (odd runs) one attempt crash-recovered.
   logged=$(logged_stages "$Pi" "$log_from")
   if ! grep -qxE "$REJOIN_RE" <<<"$logged" ||
-     { [ $((run % 2)) = 1 ] && ! tail -n +"$log_from" "$T_DIR/node$Pi.log" | grep -q 'rejoin: crash-recover ('; }; then
+     { [ $((run % 2)) = 1 ] && ! logged_since "$Pi" "$log_from" 'rejoin: crash-recover \('; }; then
     BAD_LOGS=$((BAD_LOGS + 1)); t_log "run $run: node$Pi logged the stages: $logged"
   fi
   t_log "run $run: node$Pi rejoined; /status showed: $(tr '\n' ' ' <"$T_DIR/stages.$run")"

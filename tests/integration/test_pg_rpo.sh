@@ -9,12 +9,15 @@
 # Each rejoin is watched on the restarted node's GET /status (postgresql.rejoin.stage, polled every
 # 50 ms) and in its log: the stages must come in the pipeline's order and end in streaming.
 # Every run is judged on its own, from the killed node's log since its restart: it logged
-# "rewind: done", or a plain start superseded the rejoin (a rejoin that stopped before changing
-# anything, in its back-off, when the node became the Raft leader and started its directory as a
-# standby to learn its WAL position; or a rewind whose start failed). A superseded run prints the
-# decisions before the plain start and must show that the node never diverged: it streams on the
-# new primary's timeline (PostgreSQL refuses a timeline that forked before its own end of WAL) and
-# holds every acknowledged row. No share of the runs is allowed to skip these checks.
+# "rewind: done" (a rewind whose start failed and that a plain start followed counts, with its
+# decisions printed), or a plain start superseded the rejoin: a rejoin that stopped before
+# changing anything, in its back-off, when the node became the Raft leader and started its
+# directory as a standby to learn its WAL position, or a follower whose directory is a standby's
+# while the primary is briefly unusable. A superseded run prints the decisions before the plain
+# start and must show that the node never diverged: it streams on the primary's timeline
+# (PostgreSQL refuses a timeline that forked before its own end of WAL) and holds every
+# acknowledged row, which every run must show. A clone fails the run. No share of the runs is
+# let off these checks.
 # Every failover is logged: a survivor says it stopped hearing the killed leader and starts an
 # election, and the new primary's log has no ERROR line from its "promote done" line to the end
 # of the run (the old primary streaming again).

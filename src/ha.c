@@ -89,6 +89,19 @@ void ha_pg_track_streaming(struct ha_pg *o, rpg_msec *since, rpg_msec now)
     o->not_streaming_ms = now - *since;
 }
 
+bool ha_pg_track_rewind_retries(struct ha_pg *o, rpg_msec *retry_at)
+{
+    /* A standby past a fork also looks streaming between its receiver's restarts. */
+    if (o->state != HA_PG_RUNNING || !o->in_recovery || !o->streaming || o->past_fork_ms > 0 ||
+        (o->rewind_retries == 0 && o->rewind_retry_ms == 0 && *retry_at == 0)) {
+        return false;
+    }
+    o->rewind_retries = 0;
+    o->rewind_retry_ms = 0;
+    *retry_at = 0;
+    return true;
+}
+
 void ha_pg_track_fork(struct ha_pg *o, enum ha_fork_reading r, rpg_msec *since, rpg_msec now)
 {
     if (r == HA_FORK_CLEAR || !o->in_recovery) {
@@ -799,7 +812,11 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
                                                 in->failover_priority > 0 && sole_holder(in));
     bool usable = pg->state != HA_PG_ABSENT && !pg->rewind_failed && may_promote && !unreadable(pg);
     if (usable && pg->state == HA_PG_STOPPED) {
-        /* Its WAL position is known only once it runs; it replays what it has first. */
+        /* Its WAL position is known only once it runs; it replays what it has first. Also for a
+         * directory that last ran as primary, even while its pg_rewind backs off: a standby of
+         * nobody, never a primary. A member on a newer timeline wins the choice below, and
+         * PostgreSQL refuses to stream a timeline that forked before its end of WAL, so WAL past
+         * the fork is found as a follower (past-fork, cannot-follow) and rewound then. */
         set(out, HA_ACT_START_STANDBY, NULL, "starting as a standby to learn the wal position");
         return;
     }

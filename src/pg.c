@@ -712,6 +712,15 @@ static void op_step(struct pg *p, int rc, const char *msg)
             rpg_fmt(pwfile, sizeof pwfile, "%s.pwfile", dd);
             unlink(pwfile);
         }
+        if (p->op == PG_OP_STOP && (step == 1 || step == 2) && pg_postmaster_pid(p) == 0 &&
+            pg_pid_working_in(dd) == 0) {
+            /* Stopped meanwhile (the fence stops a primary whose lease ends while a demotion
+             * begins): pg_ctl finds no server ("Is server running?"), which is what the stop
+             * was for. The process table says so, not pg_ctl. */
+            log_info("stop: postgresql no longer runs in %s (%s): stopped", dd, msg);
+            op_finish(p, 0, NULL);
+            return;
+        }
         if (p->op == PG_OP_STOP && step == 1) {
             /* Fast shutdown did not finish within its bound: escalate. */
             bin_path(p, "pg_ctl", bin, sizeof bin);

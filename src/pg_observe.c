@@ -326,6 +326,12 @@ static void take_observation(struct pg *p, PGresult *res)
     ha_pg_track_receiver(o, o->in_recovery ? PQgetvalue(res, 0, 9) : "", &p->receiver_since, now);
     ha_pg_track_fork(o, o->in_recovery ? fork_reading(p) : HA_FORK_CLEAR, &p->past_fork_since, now);
     conninfo_target(o->in_recovery ? PQgetvalue(res, 0, 10) : "", o->conninfo, sizeof o->conninfo);
+    unsigned retries = o->rewind_retries;
+    if (ha_pg_track_rewind_retries(o, &p->rewind_retry_at)) {
+        log_info("rejoin: streaming as a standby: pg_rewind's back-off (%u attempt%s stopped "
+                 "before changing anything) is over",
+                 retries, retries == 1 ? "" : "s");
+    }
     o->was_primary = !o->in_recovery;
     o->n_slots = 0;
     char slots[2048];

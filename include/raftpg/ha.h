@@ -183,6 +183,10 @@ void ha_pg_set_not_running(struct ha_pg *o, enum ha_pg_state state, rpg_msec *no
 /* For a running server: how long a standby has not been streaming, from *since (the first
  * observation without streaming, 0 while it streams or is a primary). */
 void ha_pg_track_streaming(struct ha_pg *o, rpg_msec *since, rpg_msec now);
+/* A server that streams as a standby again, however it got there (a plain start may supersede a
+ * rejoin), ends pg_rewind's back-off: o->rewind_retries, o->rewind_retry_ms and *retry_at go to 0,
+ * so the next failover's rewind starts afresh. Returns whether a back-off was cleared. */
+bool ha_pg_track_rewind_retries(struct ha_pg *o, rpg_msec *retry_at);
 /* Sets o->unwritable to why ("" when the server can write) and o->unwritable_ms to how long it
  * has been so, *since holding when that began. */
 void ha_pg_track_unwritable(struct ha_pg *o, const char *why, rpg_msec *since, rpg_msec now);

@@ -2670,6 +2670,91 @@ static void test_observer_tracks_how_long_a_standby_has_not_streamed(void **stat
     assert_int_equal(o.n_slots, 0);
 }
 
+/* node1, the killed primary restarted, became the Raft leader while its pg_rewind was backing off
+ * (it stopped before changing anything); node2, recorded primary on timeline 2, stopped accepting
+ * writes once it lost the leadership and runs as a standby. node1's directory last ran as primary
+ * on timeline 1 and may hold WAL past the fork. */
+static void world_leader_in_rewind_back_off(struct world *w)
+{
+    world_takeover(w);
+    record_primary(w, "node2", TERM, 2);
+    peer(w, "node2")->timeline = 2;
+    peer(w, "node3")->timeline = 2;
+    w->in.pg.state = HA_PG_STOPPED;
+    w->in.pg.in_recovery = false;
+    w->in.pg.streaming = false;
+    w->in.pg.was_primary = true;
+    w->in.pg.timeline = 1;
+    w->in.pg.wal_position = 0;
+    w->in.pg.rewind_retries = 1;
+    w->in.pg.rewind_retry_ms = 800;
+}
+
+/* It starts as a standby of nobody to learn its WAL position, never as a primary: started so it
+ * replays its own WAL, and PostgreSQL refuses to stream a timeline that forked before its end of
+ * WAL, so what went past the fork is found (past-fork or cannot-follow) and rewound later. */
+static void test_leader_in_rewind_back_off_starts_former_primary_as_standby(void **state)
+{
+    (void)state;
+    struct world w;
+    world_leader_in_rewind_back_off(&w);
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_STANDBY, "");
+    assert_why(&w, "to learn the wal position");
+}
+
+/* Running, with more WAL than anyone on its old timeline, it is not promoted: a member on the
+ * recorded primary's newer timeline wins the choice (WAL past a fork is history the new primary
+ * never had), so no acknowledged commit of timeline 2 is lost. */
+static void test_leader_with_wal_past_the_fork_hands_over_to_newer_timeline(void **state)
+{
+    (void)state;
+    struct world w;
+    world_leader_in_rewind_back_off(&w);
+    w.in.pg.state = HA_PG_RUNNING;
+    w.in.pg.in_recovery = true;
+    w.in.pg.wal_position = 5000;
+    decide(&w);
+    assert_int_not_equal(w.out.action, HA_ACT_RECORD_PRIMARY);
+    assert_int_not_equal(w.out.action, HA_ACT_PROMOTE);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+}
+
+/* pg_rewind's back-off ends when the server streams as a standby again, also after a plain start
+ * that superseded the rejoin; not while it only starts, replays alone or sits past a fork. */
+static void test_streaming_standby_ends_the_rewind_back_off(void **state)
+{
+    (void)state;
+    struct ha_pg o;
+    memset(&o, 0, sizeof o);
+    rpg_msec retry_at = 5000;
+    o.rewind_retries = 3;
+    o.rewind_retry_ms = 4000;
+    o.state = HA_PG_STARTING;
+    assert_false(ha_pg_track_rewind_retries(&o, &retry_at));
+    o.state = HA_PG_RUNNING;
+    o.in_recovery = true;
+    o.streaming = false; /* replaying its own WAL, no primary yet */
+    assert_false(ha_pg_track_rewind_retries(&o, &retry_at));
+    o.streaming = true;
+    o.past_fork_ms = 400; /* its receiver streams up to the fork and starts again */
+    assert_false(ha_pg_track_rewind_retries(&o, &retry_at));
+    assert_int_equal(o.rewind_retries, 3);
+    assert_int_equal(retry_at, 5000);
+    o.in_recovery = false; /* a primary */
+    o.streaming = false;
+    o.past_fork_ms = 0;
+    assert_false(ha_pg_track_rewind_retries(&o, &retry_at));
+    o.in_recovery = true;
+    o.streaming = true;
+    assert_true(ha_pg_track_rewind_retries(&o, &retry_at));
+    assert_int_equal(o.rewind_retries, 0);
+    assert_int_equal(o.rewind_retry_ms, 0);
+    assert_int_equal(retry_at, 0);
+    /* Nothing left to clear: nothing to report. */
+    assert_false(ha_pg_track_rewind_retries(&o, &retry_at));
+}
+
 /* A peer's reported state word is parsed once, at the JSON boundary: every name round-trips,
  * anything else (a newer agent's word, none at all) is unknown. */
 static void test_pg_state_names_parse_back(void **state)
@@ -2832,6 +2917,9 @@ int main(void)
         cmocka_unit_test(test_failing_sole_holder_starts_in_a_later_term),
         cmocka_unit_test(test_core_other_sync_setting_failure_backs_off),
         cmocka_unit_test(test_observer_tracks_how_long_a_standby_has_not_streamed),
+        cmocka_unit_test(test_streaming_standby_ends_the_rewind_back_off),
+        cmocka_unit_test(test_leader_in_rewind_back_off_starts_former_primary_as_standby),
+        cmocka_unit_test(test_leader_with_wal_past_the_fork_hands_over_to_newer_timeline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

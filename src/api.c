@@ -2585,7 +2585,8 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
     metric(f, "patroni_xlog_replayed_location", "counter",
            "WAL position replayed by a standby (bytes), 0 on a primary.", labels,
            running && o->in_recovery ? (double)o->replay_position : 0);
-    metric(f, "patroni_postgres_timeline", "counter", "PostgreSQL timeline.", labels,
+    metric(f, "patroni_postgres_timeline", "gauge",
+           "Postgres timeline of this node (if running), 0 otherwise.", labels,
            pg ? o->timeline : 0);
     metric(f, "patroni_xlog_paused", "gauge",
            "Value is 1 if WAL replay is paused on this standby, 0 otherwise.", labels,

@@ -695,7 +695,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
     int step = p->step++;
 
     if (rc != 0) {
-        if (p->op == PG_OP_START || (p->op == PG_OP_BOOTSTRAP && step == 2) ||
+        if (p->op == PG_OP_START || (p->op == PG_OP_BOOTSTRAP && step == 3) ||
             ((p->op == PG_OP_CLONE || p->op == PG_OP_REINIT || p->op == PG_OP_REWIND) &&
              p->standby && step >= 10)) {
             char reason[RPG_ERRMSG_SIZE];
@@ -779,6 +779,22 @@ static void op_step(struct pg *p, int rc, const char *msg)
             if ((rv = pg_write_config(p, false, NULL, errmsg)) != 0) {
                 break;
             }
+            /* initdb's control file records its own postgresql.conf's max_connections (100) and
+             * the like until a server runs with raftpg.conf. Should the start as primary fail,
+             * the directory is next started read-only, and a standby below those values refuses
+             * to start ("recovery aborted because of insufficient parameter settings") every
+             * time. A single-user run records the configured values first. */
+            bin_path(p, "postgres", bin, sizeof bin);
+            char *argv[] = {bin, "--single", "-D", dd, "template1", NULL};
+            log_info("bootstrap: recording the configured parameters in the control file");
+            if (run(p, argv, START_TIMEOUT_S * 1000u) == 0) {
+                return;
+            }
+            rv = RPG_EIO;
+            rpg_fmt(errmsg, sizeof errmsg, "%s", p->op_error);
+            break;
+        }
+        case 2:
             log_info("bootstrap: starting postgresql as primary");
             if (pg_ctl_start(p) != 0) {
                 rv = RPG_EIO;
@@ -786,8 +802,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 break;
             }
             return;
-        }
-        case 2:
+        case 3:
             p->obs.start_failures = 0;
             control_sql(p, roles_sql(p));
             return;

@@ -381,11 +381,37 @@ static char *roles_sql(const struct pg *p)
     return buf;
 }
 
+/* The replication role, created when missing: a bootstrap whose first start as primary failed
+ * never reached its roles step, and its directory may become the primary later by another way
+ * (started read-only, then promoted); standbys would then fail to clone for good. Run with the
+ * slots, which every primary sets before it serves standbys. "" when nothing is needed (the
+ * superuser replicates) or the statement cannot be quoted safely. */
+static void ensure_role_sql(const struct pg *p, char **buf, size_t *len, size_t *cap)
+{
+    const struct conf *c = p->conf;
+    if (strcmp(c->postgresql.replication_name, c->postgresql.superuser_name) == 0) {
+        return;
+    }
+    char *create = roles_sql(p);
+    if (create == NULL || strstr(create, "$raftpg$") != NULL) {
+        free(create);
+        return;
+    }
+    pg_append(buf, len, cap,
+              "DO $raftpg$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '");
+    for (const char *s = c->postgresql.replication_name; *s; s++) {
+        pg_append(buf, len, cap, *s == '\'' ? "''" : "%c", *s);
+    }
+    pg_append(buf, len, cap, "') THEN %s; END IF; END $raftpg$;", create);
+    free(create);
+}
+
 static char *slots_sql(const struct pg *p)
 {
     char *buf = NULL;
     size_t len = 0, cap = 0;
     char name[FSM_NAME_MAX];
+    ensure_role_sql(p, &buf, &len, &cap);
     pg_append(&buf, &len, &cap,
               "SELECT pg_drop_replication_slot(slot_name) FROM "
               "pg_replication_slots WHERE slot_name LIKE 'raftpg\\_%%' AND NOT "

@@ -4,7 +4,8 @@
 # max_connections (100); the directory is started read-only next, and a standby with the
 # configured 30 used to refuse that start for good ("recovery aborted because of insufficient
 # parameter settings"). Once the ports are free the directory initdb made must run as primary,
-# and its control file must record the configured max_connections.
+# and its control file must record the configured max_connections; the replication role its
+# bootstrap did not create is created with the primary's slots, so the others clone from it.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
@@ -46,5 +47,11 @@ recorded() { # the max_connections node B's control file records
   "$T_PG_BIN/pg_controldata" "$T_DIR/$B/pgdata" | sed -n 's/^max_connections setting: *//p'
 }
 t_check "$B's control file records the configured max_connections (30)" t_eq "$(recorded)" 30
+# Its bootstrap never reached the roles step: the primary creates the replication role with its
+# slots, and the other members clone from it.
+t_wait 120 "a primary and two streaming standbys" t_pg_healthy 1 2 3
+t_check "the replication role exists on the primary" \
+  t_eq "$(t_psql "$Bi" -c "SELECT count(*) FROM pg_roles WHERE rolname = 'replicator' AND rolreplication")" 1
+t_check "a primary and two streaming standbys" t_pg_healthy 1 2 3
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

@@ -65,7 +65,7 @@ t_pick_ports() {
     # Below the kernel's ephemeral range (32768 and up by default), so no outgoing connection
     # can hold one of these ports when an agent binds it.
     T_BASE=$((20000 + (RANDOM % 1200) * 10))
-    if ! ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qE ":($T_BASE|$((T_BASE + 1))[0-9]|$((T_BASE + 2))[0-9]|$((T_BASE + 3))[0-9])\$"; then
+    if ! ss -ltnH 2>/dev/null | awk '{print $4}' | grep -E ":($T_BASE|$((T_BASE + 1))[0-9]|$((T_BASE + 2))[0-9]|$((T_BASE + 3))[0-9])\$" >/dev/null; then
       return 0
     fi
     tries=$((tries + 1))
@@ -189,7 +189,7 @@ t_kill_pg() {
   while t_pid_running "$pid" && [ $n -lt 100 ]; do sleep 0.05; n=$((n + 1)); done
   # Backends of a killed postmaster exit on their own; wait for the port to be free.
   n=0
-  while ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qx "$(t_pg_addr "$1")" && [ $n -lt 100 ]; do
+  while ss -ltnH 2>/dev/null | awk '{print $4}' | grep -x "$(t_pg_addr "$1")" >/dev/null && [ $n -lt 100 ]; do
     sleep 0.05; n=$((n + 1))
   done
 }
@@ -212,7 +212,7 @@ t_psql() {
 t_pg_port_free() {
   local out
   out=$(ss -ltnH 2>&1) || { echo "  ss failed: $out"; return 1; }
-  if awk '{print $4}' <<<"$out" | grep -qxF "$(t_pg_addr "$1")"; then
+  if awk '{print $4}' <<<"$out" | grep -xF "$(t_pg_addr "$1")" >/dev/null; then
     echo "  something listens on $(t_pg_addr "$1")"
     return 1
   fi

@@ -200,7 +200,7 @@ t_check "an unknown replication_state's refusal names it" \
 allow_of() { # allow_of METHOD PATH [signed]: "STATUS ALLOW" of node A's answer
   local auth=()
   [ -z "${3:-}" ] || auth=(-H "Authorization: $("$T_BIN" ctl --api "$(t_api_addr "$A")" sign "$1" "$2" "")")
-  curl -s -m 3 -o /dev/null -D - -X "$1" "${auth[@]}" "http://$(t_api_addr "$A")$2" |
+  curl -s -m 3 -o /dev/null -D - -X "$1" "${auth[@]}" -H "Content-Type: application/json" "http://$(t_api_addr "$A")$2" |
     awk 'NR == 1 { s = $2 } tolower($1) == "allow:" { sub(/^[^:]*: */, ""); sub(/\r$/, ""); a = $0 } END { print s, a }'
 }
 while IFS='|' read -r m path signed want; do
@@ -218,7 +218,7 @@ GET|/reload||405 POST
 GET|/members/node1||405 DELETE
 ALLOW
 # raftpg_api_requests_total: the aliases and these statuses apart, not "other".
-counted() { curl -s -m 3 "http://$(t_api_addr "$A")/metrics" | grep '^raftpg_api_requests_total{' | grep -qF "$1"; }
+counted() { curl -s -m 3 "http://$(t_api_addr "$A")/metrics" | grep '^raftpg_api_requests_total{' | grep -F "$1" >/dev/null; }
 for c in 'endpoint="/standby_leader",status="503"}' 'endpoint="/read-only-synchronous",status="200"}' \
   'endpoint="/replica",status="405"}' 'endpoint="/replica",status="400"}'; do
   t_check "raftpg_api_requests_total has $c" counted "$c"

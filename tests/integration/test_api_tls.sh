@@ -403,7 +403,7 @@ cp "$T_DIR/node1.yaml" "$T_DIR/tls.yaml"
 cp "$T_DIR/plain.yaml" "$T_DIR/node1.yaml"
 t_start 1
 plain_head() { curl -s -m 1 -D - -o /dev/null "http://$(t_api_addr 1)/liveness" | tr -d '\r'; }
-plain_up() { plain_head | grep -q '^HTTP/1.1 200'; }
+plain_up() { plain_head | grep '^HTTP/1.1 200' >/dev/null; }
 t_check "node1 answers over HTTP" t_wait 10 "plain HTTP" plain_up
 h=$(plain_head)
 t_check "HTTP: X-Frame-Options is the http one" grep -qix 'X-Frame-Options: SAMEORIGIN' <<<"$h"

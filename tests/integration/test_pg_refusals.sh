@@ -49,11 +49,11 @@ rm -rf "$T_DIR/node$F/pgdata"
 foreign_id=$("${T_RUNAS[@]}" "$T_PG_BIN/pg_controldata" -D "$T_DIR/node$F/pgdata" | awk -F: '/system identifier/ {gsub(/ /, "", $2); print $2}')
 t_start "$F"
 detail_of() { t_jq "$1" --arg n "node$2" '.members[] | select(.name == $n) | .detail // empty'; }
-refused() { detail_of "$F" "$F" | grep -q "belongs to another cluster"; }
+refused() { detail_of "$F" "$F" | grep "belongs to another cluster" >/dev/null; }
 t_wait 30 "node$F reports the foreign data directory" refused
 t_check "the refusal names both system identifiers" t_contains "$(detail_of "$F" "$F")" \
   "system identifier $foreign_id, the cluster's is $(t_jq "$NPi" '.system_id')"
-seen_by_primary() { detail_of "$NPi" "$F" | grep -q "belongs to another cluster"; }
+seen_by_primary() { detail_of "$NPi" "$F" | grep "belongs to another cluster" >/dev/null; }
 t_wait 10 "the primary's view of node$F shows the refusal" seen_by_primary
 t_check "other members show the refusal too" t_contains "$(detail_of "$NPi" "$F")" \
   "belongs to another cluster"
@@ -118,7 +118,7 @@ t_kill "$S" KILL; t_kill_pg "$S"
 chmod 000 "$T_DIR/node$S/pgdata/global/pg_control"
 LINES=$(wc -l <"$T_DIR/node$S.log")
 t_start "$S"
-reported() { tail -n +$((LINES + 1)) "$T_DIR/node$S.log" | grep -q "Permission denied: the data directory is left as it is"; }
+reported() { tail -n +$((LINES + 1)) "$T_DIR/node$S.log" | grep "Permission denied: the data directory is left as it is" >/dev/null; }
 t_wait 20 "the permission error reported" reported
 sleep 2
 t_check "the unreadable data directory is left in place" test -f "$T_DIR/node$S/pgdata/PG_VERSION"

@@ -84,7 +84,8 @@ for _ in $(seq 1 50); do
 done
 t_check "a guard killed with kill -9 is replaced" \
   bash -c "[ -n \"\$1\" ] && [ \"\$1\" != \"\$2\" ]" _ "$NG" "$OG"
-t_check "the agent says it restarted its guard" grep -q "guard restarted" "$T_DIR/node$S1.log"
+t_check "the agent says it restarted its guard" \
+  t_wait 5 "the restart line" grep -q "guard restarted" "$T_DIR/node$S1.log"
 
 mapfile -t guards < <(for i in 1 2 3; do guard_pid "$i"; done)
 t_check "three guards before the shutdown" t_eq "${#guards[@]}" 3

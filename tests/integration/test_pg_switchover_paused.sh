@@ -77,7 +77,9 @@ has_row() { [ "$(t_psql "$1" -c 'SELECT count(*) FROM t WHERE id = 101')" = 1 ];
 t_wait 10 "node$P has the new row" has_row "$P"
 t_check "node$P has the new row" has_row "$P"
 t_check "the cluster is still paused" bash -c "'$T_BIN' ctl --api $(t_api_addr "$A") list | grep -q '^Maintenance mode: on'"
-t_check "node$P's agent logged its rejoin in maintenance mode" grep -q "rejoin: streaming" "$T_DIR/node$P.log"
+# PostgreSQL streams before the agent's next look sees it: wait for the line.
+t_check "node$P's agent logged its rejoin in maintenance mode" \
+  t_wait 10 "the rejoin line" grep -q "rejoin: streaming" "$T_DIR/node$P.log"
 wait_ms=$((T1 + 2000 - $(t_now_ms)))
 [ "$wait_ms" -le 0 ] || sleep "$(awk -v d="$wait_ms" 'BEGIN { printf "%.3f", d / 1000 }')"
 t_check "2 s after the scheduled time node$A is still the only primary (asked of PostgreSQL)" \

@@ -54,7 +54,7 @@ points_at() { grep -q "^appdb = host=127.0.0.1 port=$(t_pg_port "$1") " "$T_DIR/
 t_wait 15 "the hook pointed pgbouncer at $P" points_at "$Pi"
 t_check "on_start primary pointed pgbouncer's appdb at $P" points_at "$Pi"
 t_check "writes through pgbouncer reach the primary" t_eq "$(via 'SELECT pg_is_in_recovery()')" f
-t_check "$P logged the callback" grep -q "callback on_start primary done" "$T_DIR/$P.log"
+t_check "$P logged the callback" t_wait 10 "the line" grep -q "callback on_start primary done" "$T_DIR/$P.log"
 
 # A parameter change reloads every server: each runs on_reload with its role, after the reload.
 edit_at=$(date +%s.%N)

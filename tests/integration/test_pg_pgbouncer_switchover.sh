@@ -98,9 +98,9 @@ t_wait 10 "pgbouncer resumed" not_paused
 t_check "pgbouncer is not paused after the switchover" not_paused
 n0=$(wc -l <"$ACKED")
 t_wait 10 "writes acknowledged after the switchover" acked $((n0 + 20))
-t_check "$P ran on_switchover and pgbouncer paused" grep -q "callback on_switchover primary done.*appdb paused" "$T_DIR/$P.log"
+t_check "$P ran on_switchover and pgbouncer paused" t_wait 10 "the line" grep -q "callback on_switchover primary done.*appdb paused" "$T_DIR/$P.log"
 t_check "$C ran on_role_change primary and resumed pgbouncer" \
-  grep -q "callback on_role_change primary done.*reloaded and resumed" "$T_DIR/$C.log"
+  t_wait 10 "the line" grep -q "callback on_role_change primary done.*reloaded and resumed" "$T_DIR/$C.log"
 t_log "switchover $P -> $C: longest write pause through pgbouncer $(gap "$t0") s"
 t_check "no client error through pgbouncer ($(head -3 "$ERRORS" | tr '\n' ';'))" t_eq "$(wc -l <"$ERRORS")" 0
 

@@ -372,11 +372,7 @@ static char *roles_sql(const struct pg *p)
     }
     pg_append(&buf, &len, &cap, "\" WITH REPLICATION LOGIN");
     if (c->postgresql.replication_password[0] != '\0') {
-        pg_append(&buf, &len, &cap, " PASSWORD '");
-        for (const char *s = c->postgresql.replication_password; *s; s++) {
-            pg_append(&buf, &len, &cap, *s == '\'' ? "''" : "%c", *s);
-        }
-        pg_append(&buf, &len, &cap, "'");
+        pg_append(&buf, &len, &cap, " PASSWORD '%s'", PASSWORD_MARK);
     }
     return buf;
 }

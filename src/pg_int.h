@@ -38,6 +38,9 @@ enum { QUERY_OBSERVE = 1, QUERY_CONTROL };
 #define CONTROL_SQL_WAIT_MS 60000
 #define CONF_FILE "raftpg.conf"
 #define UPSTREAM_MARK "# raftpg upstream: "
+/* Stands for the replication password in control SQL until it is sent: the statement then
+ * carries the SCRAM verifier made here, so the server (and its log) never sees the password. */
+#define PASSWORD_MARK "\x01raftpg-password\x01"
 
 void pg_path_in(const struct pg *p, const char *file, char *buf, size_t size);
 bool pg_file_exists(const char *path);

@@ -175,6 +175,38 @@ static void send_query(struct pg *p, const char *sql)
     poll_for(p, PQflush(p->conn) == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
 }
 
+/* sql with PASSWORD_MARK replaced by the replication role's SCRAM verifier (made locally, with
+ * a fresh salt), or NULL with why set. Asking for the algorithm by name keeps libpq from
+ * querying the server on this busy connection; a SCRAM verifier also serves md5 in pg_hba. */
+static char *with_password(struct pg *p, const char *sql, char *why, size_t size)
+{
+    const char *mark = strstr(sql, PASSWORD_MARK);
+    if (mark == NULL) {
+        return strdup(sql);
+    }
+    const struct conf *c = p->conf;
+    char *verifier = PQencryptPasswordConn(p->conn, c->postgresql.replication_password,
+                                           c->postgresql.replication_name, "scram-sha-256");
+    if (verifier == NULL) {
+        rpg_fmt(why, size, "cannot make the replication password's SCRAM verifier: %s",
+                PQerrorMessage(p->conn));
+        why[strcspn(why, "\n")] = '\0';
+        return NULL;
+    }
+    size_t head = (size_t)(mark - sql), vlen = strlen(verifier);
+    const char *tail = mark + strlen(PASSWORD_MARK);
+    char *out = malloc(head + vlen + strlen(tail) + 1);
+    if (out != NULL) {
+        memcpy(out, sql, head);
+        memcpy(out + head, verifier, vlen);
+        strcpy(out + head + vlen, tail);
+    } else {
+        rpg_fmt(why, size, "out of memory");
+    }
+    PQfreemem(verifier);
+    return out;
+}
+
 static void parse_replicas(struct pg *p, const char *list)
 {
     p->n_replicas = 0;
@@ -969,8 +1001,18 @@ void pg_observe(struct pg *p)
     case CONN_NONE: conn_start(p); break;
     case CONN_IDLE:
         if (p->pending_sql != NULL) {
-            char *sql = p->pending_sql;
+            char why[RPG_ERRMSG_SIZE] = "";
+            char *sql = with_password(p, p->pending_sql, why, sizeof why);
+            free(p->pending_sql);
             p->pending_sql = NULL;
+            if (sql == NULL) {
+                if (p->pending_cb != NULL) {
+                    void (*cb)(struct pg *, int, const char *) = p->pending_cb;
+                    p->pending_cb = NULL;
+                    cb(p, RPG_EIO, why);
+                }
+                break;
+            }
             p->busy_kind = QUERY_CONTROL;
             send_query(p, sql);
             free(sql);

@@ -119,7 +119,8 @@ t_write_conf() {
       echo "  data_dir: $T_DIR/node$i/pgdata"
       echo "  listen: $(t_pg_addr "$i")"
       echo "  parameters: {shared_buffers: 16MB, max_connections: 30, max_wal_senders: 10,"
-      echo "               max_replication_slots: 10, wal_keep_size: 64MB, fsync: \"${T_PG_FSYNC:-off}\"}"
+      # T_PG_PARAMS: more parameters, as flow-mapping entries ("log_statement: all").
+      echo "               max_replication_slots: 10, wal_keep_size: 64MB, fsync: \"${T_PG_FSYNC:-off}\"${T_PG_PARAMS:+, $T_PG_PARAMS}}"
       # T_NO_PG_HBA=1: no postgresql.pg_hba (initdb's trust file, or the dynamic configuration's).
       if [ -z "${T_NO_PG_HBA:-}" ]; then
         echo "  pg_hba:"

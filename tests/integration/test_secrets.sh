@@ -5,6 +5,8 @@
 # another local user is not let in, neither over TCP without a password nor through the socket
 # directory.
 T_PG=1
+# Every statement the agents send is in the servers' logs: none may carry a password.
+T_PG_PARAMS="log_statement: all"
 source "$(dirname "$0")/lib.sh"
 t_pick_ports
 
@@ -105,6 +107,10 @@ t_check "no conninfo in the process table names a password" \
 logs=("$T_DIR"/node*.log "$T_DIR"/node*/pgdata.log)
 t_check "no password in the agents' or the servers' logs" \
   t_status 1 grep -lF -f "$PATTERNS" "${logs[@]}"
+t_check "the replication role's password is stored as a SCRAM verifier" \
+  t_contains "$(t_psql "$NPi" -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'replicator'")" 'SCRAM-SHA-256$'
+t_check "the servers logged the agents' statements (log_statement = all)" \
+  grep -q "statement: .*pg_replication_slots" "$T_DIR"/node*/pgdata.log
 t_check "no password in raftpg.conf (primary_conninfo)" \
   t_status 1 grep -lF -f "$PATTERNS" "$T_DIR"/node*/pgdata/raftpg.conf
 t_check "a standby's primary_conninfo names the password file" \

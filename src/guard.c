@@ -94,46 +94,18 @@ static void on_guard_exit(uv_poll_t *h, int status, int events)
 static void guard_spawn_work(uv_work_t *w)
 {
     struct guard *g = w->data;
-    posix_spawnattr_t attr;
     posix_spawn_file_actions_t fa;
-    sigset_t defaults, none;
-    sigemptyset(&defaults);
-    for (int sig = 1; sig < SIGRTMIN; sig++) {
-        if (sig != SIGKILL && sig != SIGSTOP) {
-            sigaddset(&defaults, sig);
-        }
-    }
-    sigemptyset(&none);
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     posix_spawn_file_actions_init(&fa);
     /* The read end is close-on-exec (no other child may hold it): dup2 clears that on fd 0. */
     posix_spawn_file_actions_adddup2(&fa, g->read_fd, 0);
     char *argv[] = {g->exe, "guard", "-c", g->config, NULL};
     pid_t pid = 0;
-    int rc = posix_spawn(&pid, g->exe, &fa, &attr, argv, environ);
+    int pidfd = -1;
+    g->spawn_rc = proc_spawn_session(argv, environ, &fa, &pid, &pidfd);
     posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
     /* The guard holds its end now (or nobody will): a write after it is gone fails (EPIPE). */
     close(g->read_fd);
     g->read_fd = -1;
-    g->spawn_rc = rc;
-    g->spawn_pid = 0;
-    g->spawn_pidfd = -1;
-    if (rc != 0) {
-        return;
-    }
-    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (pidfd < 0) {
-        /* Without a way to see its exit it cannot be watched: end it, the agent starts another. */
-        g->spawn_rc = errno;
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return;
-    }
     g->spawn_pid = pid;
     g->spawn_pidfd = pidfd;
 }

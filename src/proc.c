@@ -283,14 +283,10 @@ static void strv_free(char **v)
     free(v);
 }
 
-/* Worker thread: starts the program in a new session with default signal dispositions and an
- * empty mask, stdin from /dev/null, stdout and stderr into the pipe; opens its pidfd. The
- * parent waits here, not on the loop, until the child has executed the program. */
-static void spawn_work(uv_work_t *w)
+int proc_spawn_session(char *const argv[], char *const env[], const posix_spawn_file_actions_t *fa,
+                       pid_t *pid, int *pidfd)
 {
-    struct proc *p = w->data;
     posix_spawnattr_t attr;
-    posix_spawn_file_actions_t fa;
     sigset_t defaults, none;
     sigemptyset(&defaults);
     for (int sig = 1; sig < SIGRTMIN; sig++) {
@@ -304,34 +300,45 @@ static void spawn_work(uv_work_t *w)
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setflags(&attr,
                              POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    *pid = 0;
+    *pidfd = -1;
+    int rc = strchr(argv[0], '/') != NULL ? posix_spawn(pid, argv[0], fa, &attr, argv, env)
+                                          : posix_spawnp(pid, argv[0], fa, &attr, argv, env);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+        *pid = 0;
+        return rc;
+    }
+    int fd = (int)syscall(SYS_pidfd_open, *pid, 0);
+    if (fd < 0) {
+        /* Without a way to see its exit it cannot be watched: end it (its session's group). */
+        rc = errno;
+        kill(-*pid, SIGKILL);
+        waitpid(*pid, NULL, 0);
+        *pid = 0;
+        return rc;
+    }
+    *pidfd = fd;
+    return 0;
+}
+
+/* Worker thread: starts the program with stdin from /dev/null, stdout and stderr into the pipe.
+ * The parent waits here, not on the loop, until the child has executed the program. */
+static void spawn_work(uv_work_t *w)
+{
+    struct proc *p = w->data;
+    posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, p->spawn_out, 1);
     posix_spawn_file_actions_adddup2(&fa, p->spawn_out, 2);
     pid_t pid = 0;
-    char *const *argv = p->spawn_argv;
-    /* As execvp: a name without '/' is looked up in PATH. */
-    int rc = strchr(argv[0], '/') != NULL
-                 ? posix_spawn(&pid, argv[0], &fa, &attr, argv, p->spawn_env)
-                 : posix_spawnp(&pid, argv[0], &fa, &attr, argv, p->spawn_env);
+    int pidfd = -1;
+    int rc = proc_spawn_session(p->spawn_argv, p->spawn_env, &fa, &pid, &pidfd);
     posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
     close(p->spawn_out);
     p->spawn_out = -1;
     p->spawn_rc = -rc;
-    p->spawn_pid = 0;
-    p->spawn_pidfd = -1;
-    if (rc != 0) {
-        return;
-    }
-    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (pidfd < 0) {
-        /* Without a way to see its exit it cannot be run: end it. */
-        p->spawn_rc = -errno;
-        kill(-pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return;
-    }
     p->spawn_pid = pid;
     p->spawn_pidfd = pidfd;
 }

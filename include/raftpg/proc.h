@@ -3,8 +3,10 @@
 #ifndef RAFTPG_PROC_H
 #define RAFTPG_PROC_H
 
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <uv.h>
 
@@ -103,6 +105,13 @@ void proc_describe(const struct proc *p, const struct proc_result *res, char *bu
 /* Whether process pid runs: it exists and is not a zombie. A daemon that is not our child (the
  * postmaster after pg_ctl) stays a zombie until init reaps it, which can take a while. */
 bool proc_alive(int pid);
+
+/* For a worker thread: starts argv[0] (looked up in PATH when it has no '/', as execvp) in a new
+ * session with default signal dispositions and an empty mask, with the caller's file actions, and
+ * opens its pidfd. 0 with *pid and *pidfd set, or an errno value (a child that started but cannot
+ * be watched is killed and reaped). */
+int proc_spawn_session(char *const argv[], char *const env[], const posix_spawn_file_actions_t *fa,
+                       pid_t *pid, int *pidfd);
 
 /* The state letter and the parent of process pid, from /proc/PID/stat (its command name, in
  * parentheses, may hold spaces and parentheses: read from the last ')'). False when it is gone

@@ -166,6 +166,26 @@ t_kill() {
   fi
 }
 
+# t_stop_during LOG LINE I OUT CMD...: runs CMD in the background (output to OUT), stops node I's
+# agent with SIGSTOP as soon as LOG gains a line matching LINE (within 10 s), waits for CMD, then
+# lets the agent go on (SIGCONT). Returns CMD's status. A switchover whose candidate stops
+# answering right after the primary began to stop is the case it was written for.
+t_stop_during() {
+  local log=$1 line=$2 i=$3 out=$4 n0 cpid rc=0
+  shift 4
+  n0=$(grep -c -- "$line" "$log" || true)
+  "$@" >"$out" 2>&1 &
+  cpid=$!
+  for _ in $(seq 1 2000); do
+    [ "$(grep -c -- "$line" "$log" || true)" -gt "$n0" ] && break
+    sleep 0.005
+  done
+  kill -STOP "${T_PIDS[$i]}"
+  wait "$cpid" || rc=$?
+  kill -CONT "${T_PIDS[$i]}"
+  return $rc
+}
+
 # True while PID runs: a zombie (killed, not yet reaped by its parent) does not.
 t_pid_running() {
   local st

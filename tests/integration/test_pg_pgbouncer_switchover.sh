@@ -143,15 +143,8 @@ t_check "no client error through pgbouncer in both switchovers ($(head -3 "$ERRO
 t_wait 60 "the cluster settled" settled
 Di=$(( Ci % 3 + 1 ))
 e0=$(wc -l <"$ERRORS")
-n0=$(grep -c "switchover $C -> node$Di: stopping the primary" "$T_DIR/$C.log" || true)
-ctl switchover --candidate "node$Di" >"$T_DIR/out" 2>&1 & CPID=$!
-for _ in $(seq 1 2000); do
-  [ "$(grep -c "switchover $C -> node$Di: stopping the primary" "$T_DIR/$C.log" || true)" -gt "$n0" ] && break
-  sleep 0.005
-done
-kill -STOP "${T_PIDS[$Di]}"
-wait "$CPID" && rc=0 || rc=$?
-kill -CONT "${T_PIDS[$Di]}"
+t_stop_during "$T_DIR/$C.log" "switchover $C -> node$Di: stopping the primary" "$Di" "$T_DIR/out" \
+  ctl switchover --candidate "node$Di" && rc=0 || rc=$?
 t_check "a switchover whose candidate stops answering is abandoned ($(cat "$T_DIR/out"))" \
   grep -q "abandoned (waiting for the candidate to receive the last WAL)" "$T_DIR/out"
 abandoned_twice() { [ "$(grep -c "callback on_switchover_abandoned primary done" "$T_DIR/$C.log")" = 2 ]; }

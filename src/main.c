@@ -241,7 +241,9 @@ static int cmd_recover(int argc, char **argv)
     const char *dir = c.raft.data_dir;
     if (cons_identity_read(dir, c.scope, c.name, &id, errmsg) != 0) {
         fprintf(stderr, "raftpg recover: %s: no Raft log to recover from here (%s)\n", dir, errmsg);
-    } else if (stat(dir, &st) != 0 || st.st_uid != geteuid()) {
+    } else if (stat(dir, &st) != 0) {
+        fprintf(stderr, "raftpg recover: %s: %s\n", dir, strerror(errno));
+    } else if (st.st_uid != geteuid()) {
         /* Files written as another user would lock the agent out of its own directory. */
         fprintf(stderr,
                 "raftpg recover: %s belongs to uid %u: run this as that user (the agent's), e.g. "

@@ -303,11 +303,18 @@ static void pending_record(struct cons *c)
     }
     u->rec_sync = true;
     u->rec_cleared = false;
-    log_warning("raft storage: recorded in %s%s%s%s that a write failed (stored up to index "
-                "%llu): a start after this run ends checks the directory against it",
-                in_dir ? dir : "", in_dir ? "/" STORAGE_PENDING_FILE : "",
-                in_dir && beside ? " and " : "", beside ? side : "",
-                (unsigned long long)c->wal.rec->acked);
+    if (in_dir) {
+        log_warning("raft storage: recorded in %s/%s that a write failed (stored up to index "
+                    "%llu): a start after this run ends checks the directory against it",
+                    dir, STORAGE_PENDING_FILE, (unsigned long long)c->wal.rec->acked);
+    }
+    if (beside) {
+        log_warning("raft storage: recorded in %s that a write failed (stored up to index "
+                    "%llu)%s",
+                    side, (unsigned long long)c->wal.rec->acked,
+                    in_dir ? ", a copy beside the directory"
+                           : ": a start after this run ends checks the directory against it");
+    }
 }
 
 static void monitor_cb(uv_check_t *h)

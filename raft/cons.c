@@ -369,8 +369,9 @@ static void wal_fence(struct cons *c, int status, const char *what)
 /* A leader's write that failed when it completed is held, not reported: libraft 0.15's
  * appendLeaderCb then looks up the request at the write's first index as a command (getRequest
  * with RAFT_COMMAND), and when that index holds a barrier (the lease renewal's) it calls the
- * barrier's request as a raft_apply, whose callback is not where it looks: a crash (seen with a
- * leader's file system gone read-only, test_storage_leader_readonly). Held, the write is one
+ * barrier's request as a raft_apply, whose callback is not where it looks: the likely cause of
+ * the crash in libraft that a leader whose file system went read-only met within a second
+ * (test_storage_leader_readonly, plain and ASan), gone since. Held, the write is one
  * that never completes, as wal_hold_change holds a configuration entry's: the entries stay in
  * memory, unstored, the fence is closed, and the write fails with RAFT_CANCELED as the io closes,
  * when libraft is no longer leader and only drops them from its log. */

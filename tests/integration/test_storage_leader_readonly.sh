@@ -130,6 +130,16 @@ if grep -q "raft directory checked against the storage failure its previous run 
     t_api "$(t_jq 2 '.raft.leader' | sed 's/node//')" PATCH /config '{"synchronous_node_count": 1}' >/dev/null || true
   done
   t_check_states 1 2 3
+  # A record beside the directory written by another server (a directory moved aside since and
+  # started afresh under a new id) must not be applied to this one: ignored and cleared.
+  t_kill 1 TERM
+  { printf 'raftpg storage-pending 2 id=99 acked=1000000 first=1000001 n=0 overflow=0\nplanted\n'
+    head -c 65000 /dev/zero; } >"$SIDE"
+  t_start 1
+  ignored() { grep -q "records a failure of server id 99, not of this one" "$T_DIR/node1.log"; }
+  t_wait 10 "node1 ignoring a record of another server beside its directory" ignored
+  t_wait 10 "that record cleared" cleared
+  t_check "node1 runs on its directory" t_alive 1
 else
   # The directory lacked an acknowledged entry or held another at its index: refused.
   dead() { ! t_alive 1; }

@@ -227,6 +227,8 @@ struct cons_uv {
     uint64_t probe_free;
     char probe_error[RPG_ERRMSG_SIZE];
     int pending_fd;       /* STORAGE_PENDING_FILE, reserved at start; -1 when it could not be */
+    int side_fd;          /* the same beside the directory (STORAGE_PENDING_SIDE_SUFFIX), or -1 */
+    uint64_t id;          /* this server's Raft id, in every record */
     unsigned rec_written; /* c->wal.rec_seq last written to it */
     bool rec_sync;        /* written since its last fsync: the next probe syncs it */
     int rec_sync_rc;
@@ -273,26 +275,46 @@ static void pending_record(struct cons *c)
         return;
     }
     u->rec_written = c->wal.rec_seq;
+    c->wal.rec->id = u->id;
     const char *dir = u->conf->raft.data_dir;
-    char errmsg[RPG_ERRMSG_SIZE];
+    char errmsg[RPG_ERRMSG_SIZE], side[PATH_MAX];
+    storage_pending_side_path(dir, side, sizeof side);
+    bool in_dir = false, beside = false;
     if (u->pending_fd < 0) {
-        log_error("raft storage: this failure cannot be recorded (%s/%s was not reserved at "
-                  "start): if this agent ends before raft restarts, its next start cannot check "
-                  "the directory",
+        log_error("raft storage: this failure cannot be recorded in the directory (%s/%s was "
+                  "not reserved at start)",
                   dir, STORAGE_PENDING_FILE);
-        return;
+    } else if (storage_pending_write(u->pending_fd, c->wal.rec, errmsg) != 0) {
+        log_error("raft storage: recording this failure in the directory: %s", errmsg);
+    } else {
+        in_dir = true;
     }
-    if (storage_pending_write(u->pending_fd, c->wal.rec, errmsg) != 0) {
-        log_error("raft storage: recording this failure: %s: if this agent ends before raft "
-                  "restarts, its next start cannot check the directory",
-                  errmsg);
+    /* Beside the directory too: a file system gone read-only takes nothing in it. */
+    if (u->side_fd >= 0 && storage_pending_write(u->side_fd, c->wal.rec, errmsg) == 0) {
+        beside = true;
+    } else if (u->side_fd >= 0) {
+        log_error("raft storage: recording this failure in %s: %s", side, errmsg);
+    }
+    if (!in_dir && !beside) {
+        log_error("raft storage: this failure is recorded nowhere: if this agent ends before "
+                  "raft restarts, its next start cannot check the directory %s (%s)",
+                  dir, STORAGE_REMEDY);
         return;
     }
     u->rec_sync = true;
     u->rec_cleared = false;
-    log_warning("raft storage: recorded in %s/%s that a write failed (stored up to index %llu): "
-                "a start after this run ends checks the directory against it",
-                dir, STORAGE_PENDING_FILE, (unsigned long long)c->wal.rec->acked);
+    if (in_dir) {
+        log_warning("raft storage: recorded in %s/%s that a write failed (stored up to index "
+                    "%llu): a start after this run ends checks the directory against it",
+                    dir, STORAGE_PENDING_FILE, (unsigned long long)c->wal.rec->acked);
+    }
+    if (beside) {
+        log_warning("raft storage: recorded in %s that a write failed (stored up to index "
+                    "%llu)%s",
+                    side, (unsigned long long)c->wal.rec->acked,
+                    in_dir ? ", a copy beside the directory"
+                           : ": a start after this run ends checks the directory against it");
+    }
 }
 
 static void monitor_cb(uv_check_t *h)
@@ -328,8 +350,20 @@ static void probe_work_cb(uv_work_t *w)
     if (u->mark_pending && u->probe_rc == 0) {
         u->mark_rc = storage_mark_fault(dir, u->mark_what, u->mark_error);
     }
-    if (u->rec_sync && u->pending_fd >= 0) {
-        u->rec_sync_rc = storage_pending_sync(u->pending_fd, u->rec_sync_error);
+    if (u->rec_sync) {
+        /* Synced when either copy is: one on a read-only file system never will be. */
+        int rc_dir = -1, rc_side = -1;
+        char side_error[RPG_ERRMSG_SIZE];
+        if (u->pending_fd >= 0) {
+            rc_dir = storage_pending_sync(u->pending_fd, u->rec_sync_error);
+        }
+        if (u->side_fd >= 0) {
+            rc_side = storage_pending_sync(u->side_fd, side_error);
+        }
+        u->rec_sync_rc = rc_dir == 0 || rc_side == 0 ? 0 : RPG_EIO;
+        if (u->pending_fd < 0 && u->side_fd >= 0) {
+            snprintf(u->rec_sync_error, sizeof u->rec_sync_error, "%s", side_error);
+        }
     }
 }
 
@@ -436,12 +470,19 @@ static void start_timer_cb(uv_timer_t *t)
         /* Nothing pending any more: the directory holds the log this server held. In the loop,
          * so that a record of a later failure cannot be overwritten by this clearing. */
         char errmsg[RPG_ERRMSG_SIZE];
-        if (u->pending_fd >= 0 && c->wal.rec_seq == u->rec_written) {
-            if (storage_pending_write(u->pending_fd, NULL, errmsg) == 0) {
-                u->rec_sync = true;
-                u->rec_cleared = true;
-            } else {
-                log_warning("raft storage: clearing the record of the failure: %s", errmsg);
+        if (c->wal.rec_seq == u->rec_written) {
+            int fds[2] = {u->pending_fd, u->side_fd};
+            for (unsigned k = 0; k < 2; k++) {
+                if (fds[k] < 0) {
+                    continue;
+                }
+                if (storage_pending_write(fds[k], NULL, errmsg) == 0) {
+                    u->rec_sync = true;
+                    u->rec_cleared = true;
+                } else {
+                    log_warning("raft storage: clearing the record of the failure%s: %s",
+                                k == 1 ? " beside the directory" : "", errmsg);
+                }
             }
         }
     }
@@ -556,8 +597,13 @@ int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_byt
     if (rv == 0) {
         /* A record of a pending failure that cannot be checked (cons_start reads it again). */
         struct storage_pending *p = malloc(sizeof *p);
+        char side[PATH_MAX];
+        storage_pending_side_path(dir, side, sizeof side);
         rv = p != NULL ? storage_pending_read(dir, p, errmsg)
                        : rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+        if (rv == 0) {
+            rv = storage_pending_read_path(dir, side, p, errmsg);
+        }
         free(p);
     }
     if (rv != 0) {
@@ -584,6 +630,67 @@ int cons_storage_check(const char *dir, size_t *segment_size, uint64_t *free_byt
     return 0;
 }
 
+/* The record of a failure the previous run had pending: the one in the directory, else the one
+ * beside it (written there when the directory took nothing), unless that one was written by
+ * another server (a directory since moved aside and started afresh under a new id). */
+static int pending_read_start(const char *dir, uint64_t id, struct storage_pending *p, char *errmsg)
+{
+    int rv = storage_pending_read(dir, p, errmsg);
+    if (rv != 0 || p->present) {
+        return rv;
+    }
+    char side[PATH_MAX];
+    storage_pending_side_path(dir, side, sizeof side);
+    rv = storage_pending_read_path(dir, side, p, errmsg);
+    if (rv != 0 || !p->present) {
+        return rv;
+    }
+    if (p->id != id) {
+        log_info("raft storage: %s records a failure of server id %llu, not of this one (id "
+                 "%llu): a directory moved aside since; ignored, and cleared",
+                 side, (unsigned long long)p->id, (unsigned long long)id);
+        p->present = false;
+        return 0;
+    }
+    log_warning("raft storage: the previous run recorded its pending failure beside the "
+                "directory (%s), not in it: the directory took no writes then",
+                side);
+    return 0;
+}
+
+/* Reserves both records (storage.h): a start that checked or ignored them overwrites them with
+ * zeros once raft started (start_timer_cb), or here for the one beside a directory it ignored. */
+static void pending_reserve(struct cons_uv *u, const char *dir)
+{
+    char why[RPG_ERRMSG_SIZE], side[PATH_MAX];
+    if (storage_pending_open(dir, &u->pending_fd, why) != 0) {
+        log_warning("raft storage: %s: a storage failure of this run cannot be recorded in the "
+                    "directory for the next start",
+                    why);
+    }
+    storage_pending_side_path(dir, side, sizeof side);
+    if (storage_pending_open_path(side, &u->side_fd, why) != 0) {
+        log_warning("raft storage: %s: a storage failure that makes the directory read-only "
+                    "cannot be recorded for the next start",
+                    why);
+        return;
+    }
+    struct stat d, p;
+    if (stat(dir, &d) == 0 && fstat(u->side_fd, &p) == 0 && d.st_dev == p.st_dev) {
+        log_info("raft storage: %s is on the file system of the directory: a failure that makes "
+                 "it read-only cannot be recorded for the next start (README \"Storage "
+                 "faults\")",
+                 side);
+    }
+    struct storage_pending *rec = malloc(sizeof *rec);
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (rec != NULL && storage_pending_read_path(dir, side, rec, errmsg) == 0 && rec->present &&
+        rec->id != u->id && storage_pending_write(u->side_fd, NULL, errmsg) == 0) {
+        storage_pending_sync(u->side_fd, errmsg);
+    }
+    free(rec);
+}
+
 int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_t id,
                bool bootstrap, cons_change_cb on_change, void *data, char *errmsg)
 {
@@ -608,7 +715,7 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     if (pending == NULL) {
         return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
     }
-    rv = storage_pending_read(dir, pending, errmsg);
+    rv = pending_read_start(dir, id, pending, errmsg);
     if (rv != 0) {
         free(pending);
         return rv;
@@ -619,14 +726,9 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
         return rpg_err(errmsg, RPG_ENOMEM, "out of memory");
     }
     u->pending_fd = -1;
-    {
-        char why[RPG_ERRMSG_SIZE];
-        if (storage_pending_open(dir, &u->pending_fd, why) != 0) {
-            log_warning("raft storage: %s: a storage failure of this run cannot be recorded for "
-                        "the next start",
-                        why);
-        }
-    }
+    u->side_fd = -1;
+    u->id = id;
+    pending_reserve(u, dir);
     u->c = c;
     u->loop = loop;
     u->conf = conf;
@@ -734,6 +836,9 @@ err_free:
     if (u->pending_fd >= 0) {
         close(u->pending_fd);
     }
+    if (u->side_fd >= 0) {
+        close(u->side_fd);
+    }
     free(u);
     free(pending);
     return rv;
@@ -749,6 +854,9 @@ static void cons_finish(struct cons *c)
         c->uv = NULL;
         if (u->pending_fd >= 0) {
             close(u->pending_fd);
+        }
+        if (u->side_fd >= 0) {
+            close(u->side_fd);
         }
         free(u);
         cb(c);

@@ -307,10 +307,40 @@ bool storage_state_diverged(unsigned n_same, unsigned n_differ, bool leader_diff
     return n_differ > own_side || (n_differ > 0 && n_differ == own_side && leader_differs);
 }
 
+void storage_pending_side_path(const char *dir, char *path, size_t size)
+{
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/') {
+        len--;
+    }
+    snprintf(path, size, "%.*s%s", (int)len, dir, STORAGE_PENDING_SIDE_SUFFIX);
+}
+
+/* The directory holding path, for the fsync that makes its creation durable. */
+static void parent_of(const char *path, char *parent, size_t size)
+{
+    snprintf(parent, size, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash == parent) {
+        slash[1] = '\0';
+    } else if (slash != NULL) {
+        *slash = '\0';
+    } else {
+        snprintf(parent, size, ".");
+    }
+}
+
 int storage_pending_open(const char *dir, int *fd, char *errmsg)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, STORAGE_PENDING_FILE);
+    return storage_pending_open_path(path, fd, errmsg);
+}
+
+int storage_pending_open_path(const char *path, int *fd, char *errmsg)
+{
+    char dir[PATH_MAX];
+    parent_of(path, dir, sizeof dir);
     *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (*fd < 0) {
         return rpg_err(errmsg, RPG_EIO, "create %s: %s (errno=%d)", path, strerror(errno), errno);
@@ -349,9 +379,9 @@ int storage_pending_write(int fd, const struct storage_pending *p, char *errmsg)
     memset(buf, 0, sizeof buf);
     if (p != NULL) {
         size_t len = (size_t)snprintf(buf, sizeof buf,
-                                      "raftpg storage-pending 1 acked=%" PRIu64 " first=%" PRIu64
-                                      " n=%zu overflow=%d\n%.150s\n",
-                                      p->acked, p->first, p->overflow ? 0 : p->n,
+                                      "raftpg storage-pending 2 id=%" PRIu64 " acked=%" PRIu64
+                                      " first=%" PRIu64 " n=%zu overflow=%d\n%.150s\n",
+                                      p->id, p->acked, p->first, p->overflow ? 0 : p->n,
                                       p->overflow ? 1 : 0, p->why);
         for (size_t i = 0; !p->overflow && i < p->n && len + 40 < sizeof buf; i++) {
             len += (size_t)snprintf(buf + len, sizeof buf - len, "%" PRIu64 " %016" PRIx64 "\n",
@@ -376,9 +406,18 @@ int storage_pending_sync(int fd, char *errmsg)
 
 int storage_pending_read(const char *dir, struct storage_pending *p, char *errmsg)
 {
-    memset(p, 0, sizeof *p);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, STORAGE_PENDING_FILE);
+    return storage_pending_read_path(dir, path, p, errmsg);
+}
+
+int storage_pending_read_path(const char *dir, const char *path, struct storage_pending *p,
+                              char *errmsg)
+{
+    memset(p, 0, sizeof *p);
+    /* The file's name alone when it is in dir: the message must keep room for the remedy. */
+    size_t dlen = strlen(dir);
+    const char *shown = strncmp(path, dir, dlen) == 0 && path[dlen] == '/' ? path + dlen + 1 : path;
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         return errno == ENOENT ? 0
@@ -391,19 +430,24 @@ int storage_pending_read(const char *dir, struct storage_pending *p, char *errms
         return 0; /* nothing pending */
     }
     ungetc(c, f);
-    unsigned long long acked = 0, first = 0;
+    unsigned long long id = 0, acked = 0, first = 0;
     size_t n = 0;
     int overflow = 0;
     int rv = 0;
-    if (fscanf(f, "raftpg storage-pending 1 acked=%llu first=%llu n=%zu overflow=%d\n", &acked,
-               &first, &n, &overflow) != 4 ||
-        n > STORAGE_PENDING_MAX || fgets(p->why, sizeof p->why, f) == NULL) {
+    unsigned version = 0;
+    /* Version 1 (no id) is what earlier releases wrote in the directory. */
+    bool header =
+        fscanf(f, "raftpg storage-pending %u ", &version) == 1 &&
+        (version == 1 || (version == 2 && fscanf(f, "id=%llu ", &id) == 1)) &&
+        fscanf(f, "acked=%llu first=%llu n=%zu overflow=%d\n", &acked, &first, &n, &overflow) == 4;
+    if (!header || n > STORAGE_PENDING_MAX || fgets(p->why, sizeof p->why, f) == NULL) {
         rv = rpg_err(errmsg, RPG_ECORRUPT,
                      "raft directory %s: %s cannot be read back: the failure its last run had "
                      "pending cannot be checked; " STORAGE_REMEDY,
-                     dir, STORAGE_PENDING_FILE);
+                     dir, shown);
         goto out;
     }
+    p->id = id;
     p->why[strcspn(p->why, "\n")] = '\0';
     for (size_t i = 0; i < n; i++) {
         unsigned long long term = 0, sum = 0;
@@ -411,7 +455,7 @@ int storage_pending_read(const char *dir, struct storage_pending *p, char *errms
             rv = rpg_err(errmsg, RPG_ECORRUPT,
                          "raft directory %s: %s holds %zu of its %zu entries: the failure its "
                          "last run had pending cannot be checked; " STORAGE_REMEDY,
-                         dir, STORAGE_PENDING_FILE, i, n);
+                         dir, shown, i, n);
             goto out;
         }
         p->e[i].term = term;
@@ -422,7 +466,7 @@ int storage_pending_read(const char *dir, struct storage_pending *p, char *errms
             errmsg, RPG_ECORRUPT,
             "raft directory %s: its last run ended with more than %u entries held past "
             "the stored index %llu after a failed write (%s), too many to check; " STORAGE_REMEDY,
-            dir, STORAGE_PENDING_MAX, acked, STORAGE_PENDING_FILE);
+            dir, STORAGE_PENDING_MAX, acked, shown);
         goto out;
     }
     p->present = true;

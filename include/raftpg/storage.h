@@ -41,10 +41,19 @@
 #define STORAGE_PENDING_MAX 1024
 #define STORAGE_PENDING_SIZE (64u << 10)
 
+/* The same record beside the directory, at "<dir>.storage-pending": a file system that went
+ * read-only takes no record in the directory, and a run that then ends (a leader leaving the
+ * group, the operator unmounting to repair it) would leave the next start nothing to check. It
+ * helps only when the directory's parent is on another file system (a mount of its own). */
+#define STORAGE_PENDING_SIDE_SUFFIX ".storage-pending"
+
 /* A storage failure pending at the end of a run: the last index stored (acknowledged), and the
- * term and checksum of each entry the log held in memory from first on. */
+ * term and checksum of each entry the log held in memory from first on; id is the Raft id of the
+ * server that wrote it (0 in records of version 1), so that a record beside a directory that was
+ * since moved aside is not applied to its successor. */
 struct storage_pending {
     bool present;
+    uint64_t id;
     bool overflow; /* more than STORAGE_PENDING_MAX entries were pending */
     uint64_t acked;
     uint64_t first;
@@ -59,6 +68,10 @@ struct storage_pending {
 /* Creates STORAGE_PENDING_FILE in dir if needed, writes it to its full size (keeping what it
  * holds) and returns its open descriptor in *fd. */
 int storage_pending_open(const char *dir, int *fd, char *errmsg);
+/* The same for a record at path (the one beside the directory). */
+int storage_pending_open_path(const char *path, int *fd, char *errmsg);
+/* The path of the record beside dir (STORAGE_PENDING_SIDE_SUFFIX). */
+void storage_pending_side_path(const char *dir, char *path, size_t size);
 /* Writes p (present) over the reserved file, or zeros when p is NULL; no fsync (the caller
  * syncs off its loop, storage_pending_sync): a process that ends still leaves it to the kernel. */
 int storage_pending_write(int fd, const struct storage_pending *p, char *errmsg);
@@ -66,6 +79,9 @@ int storage_pending_sync(int fd, char *errmsg);
 /* Reads dir's record: p->present false when the file is absent or all zeros; RPG_ECORRUPT,
  * with the remedy, when it cannot be read back or was too large to check. */
 int storage_pending_read(const char *dir, struct storage_pending *p, char *errmsg);
+/* The same for the record at path; errors name dir and path. */
+int storage_pending_read_path(const char *dir, const char *path, struct storage_pending *p,
+                              char *errmsg);
 
 /* The remedy every refusal of a Raft directory gives: the member comes back with an empty log
  * under a new id, so that nothing it might have lost counts towards a majority. */

@@ -83,7 +83,7 @@ recorded() { grep -q "recorded in $D/raftpg.storage-pending that a write failed"
 t_wait 5 "node3 recording the pending failure" recorded
 grep -E "raft log write|recorded in|recording this failure" "$T_DIR/node3.log" | sed 's/^/  /'
 t_check "the record is in the file, on a full file system" \
-  grep -qa "^raftpg storage-pending 1 acked=" "$D/raftpg.storage-pending"
+  grep -qa "^raftpg storage-pending 2 id=3 acked=" "$D/raftpg.storage-pending"
 t_check "node3 did not restart raft yet (its directory is still full)" \
   bash -c "! grep -q 'restarting raft from its directory' '$T_DIR/node3.log'"
 

@@ -457,6 +457,7 @@ enum sim_check {
     CHK_I4,      /* a primary within the budget once a majority is healthy */
     CHK_REJOIN,  /* rule 9: every member is a streaming standby of the primary at the end */
     CHK_DIVERGE, /* rule 9: no standby streams WAL that diverged from its upstream's */
+    CHK_STATE,   /* issue 18: every member's state checksum is the same at the same applied index */
     CHK_N,
 };
 const char *sim_check_name(enum sim_check c);
@@ -524,7 +525,8 @@ struct sim_world {
     bool i1_open, i3_open;
     rpg_msec gap_start;
     bool i4_reported;
-    bool waived_open; /* I4 is waived by rule 6 right now */
+    bool state_reported; /* CHK_STATE reported (once per run: it would repeat every check) */
+    bool waived_open;    /* I4 is waived by rule 6 right now */
     int last_primary;
     int crash_new_primary; /* fault index of an armed crash-new-primary, -1 */
     rpg_msec crash_new_primary_until;

@@ -23,6 +23,7 @@ const char *sim_check_name(enum sim_check c)
     case CHK_I4: return "I4 liveness";
     case CHK_REJOIN: return "R rejoin";
     case CHK_DIVERGE: return "D divergent WAL";
+    case CHK_STATE: return "S state checksums";
     case CHK_N: break;
     }
     return "?";
@@ -309,9 +310,38 @@ static void start_faults(struct sim_world *w)
 
 /* I4: whenever a majority of voters is up and connected, a server in it accepts writes again
  * within the budget. */
+/* The replicated state never diverges: any two members that both applied an index hold the same
+ * state checksum there (each state machine keeps the checksums of its last FSM_SUMS_MAX applied
+ * entries, so members at different indexes are compared where they overlap). Every member counts,
+ * whatever its agent or storage does: one whose log was loaded at wrong indexes differs here. */
+static void check_states(struct sim_world *w)
+{
+    for (unsigned i = 0; i < w->n && !w->state_reported; i++) {
+        if (!w->nodes[i].exists) {
+            continue;
+        }
+        const struct fsm *fi = &w->nodes[i].cons.fsm;
+        for (unsigned k = 0; k < fi->n_sums && !w->state_reported; k++) {
+            const struct fsm_sum *s = &fi->sums[k];
+            for (unsigned j = i + 1; j < w->n && !w->state_reported; j++) {
+                uint64_t other = 0;
+                if (w->nodes[j].exists && fsm_sum_at(&w->nodes[j].cons.fsm, s->index, &other) &&
+                    other != s->sum) {
+                    w->state_reported = true;
+                    sim_violation(w, CHK_STATE,
+                                  "state checksums differ at applied index %" PRIu64
+                                  ": %s %016" PRIx64 ", %s %016" PRIx64,
+                                  s->index, w->nodes[i].name, s->sum, w->nodes[j].name, other);
+                }
+            }
+        }
+    }
+}
+
 void sim_check_periodic(struct sim_world *w)
 {
     rpg_msec now = sim_now(w);
+    check_states(w);
     if (w->phase == SIM_WARMUP) {
         int p;
         if (sim_cluster_healthy(w, &p)) {
@@ -425,6 +455,7 @@ static void describe(const struct sim_world *w, unsigned i, char *buf, size_t si
 
 void sim_check_end(struct sim_world *w)
 {
+    check_states(w);
     for (unsigned i = 0; i < w->n; i++) {
         if (w->nodes[i].exists) {
             w->res->raft_restarts += w->nodes[i].cons.wal.n_restarts;

@@ -196,6 +196,7 @@ static void test_pending_record_round_trip(void **state)
     assert_false(q.present);
     memset(&p, 0, sizeof p);
     p.present = true;
+    p.id = 7;
     p.acked = 41;
     p.first = 42;
     p.n = STORAGE_PENDING_MAX;
@@ -210,6 +211,7 @@ static void test_pending_record_round_trip(void **state)
     assert_int_equal(st.st_size, STORAGE_PENDING_SIZE);
     assert_int_equal(storage_pending_read(dir, &q, errmsg), 0);
     assert_true(q.present);
+    assert_int_equal(q.id, 7);
     assert_int_equal(q.acked, 41);
     assert_int_equal(q.first, 42);
     assert_int_equal(q.n, STORAGE_PENDING_MAX);
@@ -223,7 +225,39 @@ static void test_pending_record_round_trip(void **state)
     assert_int_equal(storage_pending_write(fd, NULL, errmsg), 0);
     assert_int_equal(storage_pending_read(dir, &q, errmsg), 0);
     assert_false(q.present);
+    /* A version 1 record (no id), as earlier releases wrote it, still reads. */
+    static const char v1[] = "raftpg storage-pending 1 acked=5 first=6 n=1 overflow=0\nwhy\n3 "
+                             "00000000000000ff\n";
+    assert_int_equal(pwrite(fd, v1, sizeof v1 - 1, 0), (ssize_t)sizeof v1 - 1);
+    assert_int_equal(storage_pending_read(dir, &q, errmsg), 0);
+    assert_true(q.present);
+    assert_int_equal(q.id, 0);
+    assert_int_equal(q.acked, 5);
+    assert_int_equal(q.n, 1);
+    assert_int_equal(q.e[0].sum, 0xff);
     close(fd);
+    /* The record beside the directory: its own file, read through the path. */
+    char side[600];
+    storage_pending_side_path(dir, side, sizeof side);
+    char want[600];
+    snprintf(want, sizeof want, "%s%s", dir, STORAGE_PENDING_SIDE_SUFFIX);
+    assert_string_equal(side, want);
+    char slashed[600];
+    snprintf(slashed, sizeof slashed, "%s//", dir);
+    storage_pending_side_path(slashed, side, sizeof side);
+    assert_string_equal(side, want);
+    assert_int_equal(storage_pending_open_path(side, &fd, errmsg), 0);
+    assert_int_equal(storage_pending_read_path(dir, side, &q, errmsg), 0);
+    assert_false(q.present);
+    p.overflow = false;
+    p.n = 2;
+    assert_int_equal(storage_pending_write(fd, &p, errmsg), 0);
+    assert_int_equal(storage_pending_read_path(dir, side, &q, errmsg), 0);
+    assert_true(q.present);
+    assert_int_equal(q.id, 7);
+    assert_int_equal(q.n, 2);
+    close(fd);
+    unlink(side);
     remove_dir(dir);
 }
 

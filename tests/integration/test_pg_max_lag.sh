@@ -41,6 +41,16 @@ t_check "PATCH synchronous_mode off and maximum_lag_on_failover 16 MiB ($out)" t
 for i in 1 2 3; do
   t_wait 10 "node$i's GET /config has maximum_lag_on_failover 16777216" eval '[ "$(lag_of '"$i"')" = 16777216 ]'
 done
+# PUT /config with GET's document keeps it; the same document without it removes it.
+doc=$(curl -s -m 3 "http://$(t_api_addr "$P")/config")
+out=$(t_api "$P" PUT /config "$(jq -c 'del(.maximum_lag_on_failover)' <<<"$doc")")
+t_check "PUT /config without maximum_lag_on_failover ($out)" t_eq "${out%% *}" 200
+t_check "... removes it" t_eq "$(jq -r '.maximum_lag_on_failover // "none"' <<<"${out#* }")" none
+out=$(t_api "$P" PUT /config "$doc")
+t_check "PUT /config with GET's document ($out)" t_eq "${out%% *}" 200
+for i in 1 2 3; do
+  t_wait 10 "node$i's GET /config has it again" eval '[ "$(lag_of '"$i"')" = 16777216 ]'
+done
 t_check "ctl show-config prints it" bash -c "'$T_BIN' ctl --api $(t_api_addr "$B") show-config | grep -qx 'maximum_lag_on_failover: 16777216'"
 no_sync_set() { [ "$(t_jq "$P" -r '"\(.sync.k) \(.sync.voters | length)"')" = "0 0" ]; }
 t_wait 10 "no synchronous set recorded" no_sync_set

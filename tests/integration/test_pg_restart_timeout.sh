@@ -40,6 +40,14 @@ out=$(restart "$A" '{"timeout":"30s"}')
 t_check "a standby restarted with timeout 30s answers 200 ($out)" t_eq "${out%% *}" 200
 t_check "... restarted as a standby" t_contains "$out" "as a standby"
 t_wait 30 "the cluster is healthy again" t_pg_healthy 1 2 3
+# A scheduled restart keeps its timeout (ctl sends it), shown with the schedule; then cancelled.
+"$T_BIN" ctl --api "$(t_api_addr "$B")" restart "node$B" --scheduled "$(t_iso $(($(t_now_ms) + 600000)))" --timeout 2min >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "ctl restart --scheduled --timeout 2min ($(cat "$T_DIR/out"))" t_eq "$rc" 0
+t_wait 5 "node$A's /cluster shows node$B's schedule with timeout 120" \
+  eval '[ "$(t_jq '"$A"' -r ".members[] | select(.name == \"node'"$B"'\") | .scheduled_restart.timeout")" = 120 ]'
+"$T_BIN" ctl --api "$(t_api_addr "$B")" flush restart "node$B" >/dev/null 2>&1
+t_wait 5 "the schedule is gone" \
+  eval '[ "$(t_jq '"$A"' -r ".members[] | select(.name == \"node'"$B"'\") | .scheduled_restart.schedule // \"none\"")" = none ]'
 
 t_psql "$P" -c "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000)"
 # Read at the next start only: the server starts, but every session waits 60 s to begin.

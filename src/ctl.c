@@ -1542,6 +1542,7 @@ static int each_member(struct ctl *c, const char *verb, char **names, int n, boo
 struct restart_request {
     const char *body;
     bool later;
+    unsigned wait_ms; /* the agent answers within its stop bound and the timeout (or its 60 s) */
 };
 
 static bool restart_member(struct ctl *c, const char *name, const char *api, void *arg)
@@ -1551,7 +1552,7 @@ static bool restart_member(struct ctl *c, const char *name, const char *api, voi
     int status = 0;
     json_t *answer = NULL;
     bool failed = false;
-    if (post_member(c, api, "/restart", r->body, 80000, &status, &answer, errmsg) != 0) {
+    if (post_member(c, api, "/restart", r->body, r->wait_ms, &status, &answer, errmsg) != 0) {
         printf("%s: %s\n", name, errmsg);
         failed = true;
     } else if (r->later && status == 202) {
@@ -1608,7 +1609,10 @@ static int cmd_restart(struct ctl *c, char **names, int n, const char *role, boo
     if (timeout_s > 0) {
         json_object_set_new(body, "timeout", json_integer((json_int_t)timeout_s));
     }
-    struct restart_request r = {.body = json_dumps(body, JSON_COMPACT), .later = later};
+    /* 10 s of stop, the wait, and some. */
+    unsigned wait_ms = timeout_s > 60 ? timeout_s * 1000 + 20000 : 80000;
+    struct restart_request r = {
+        .body = json_dumps(body, JSON_COMPACT), .later = later, .wait_ms = wait_ms};
     json_decref(body);
     int rc = each_member(c, "restart", names, n, true, restart_member, &r);
     free((char *)r.body);

@@ -2054,7 +2054,7 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
 
 /* ---- health checks (Patroni's paths, for haproxy, probes and scripts) --------------------- */
 
-/* Readiness without ?lag=: Patroni's default maximum_lag_on_failover. */
+/* Readiness without ?lag= and without maximum_lag_on_failover: Patroni's default for it. */
 #define HEALTH_DEFAULT_LAG (1024 * 1024)
 
 static int health_code(const struct agent *a, enum health_kind kind, const struct health_query *q)
@@ -2068,7 +2068,10 @@ static int health_code(const struct agent *a, enum health_kind kind, const struc
     in.raft_leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
     in.ready_leader = in.raft_leader && a->cons.leader_ready;
     in.has_pg = a->conf.has_postgresql && a->pg_open;
-    in.default_lag = HEALTH_DEFAULT_LAG;
+    /* As Patroni: readiness without ?lag= takes maximum_lag_on_failover. */
+    const struct fsm_state *cs = &a->cons.state;
+    in.default_lag = a->cons_open && cs->initialized && cs->config.max_lag_set ? cs->config.max_lag
+                                                                               : HEALTH_DEFAULT_LAG;
     in.noloadbalance = a->conf.tags.noloadbalance;
     if (in.has_pg) {
         const struct ha_pg *o = &a->pg.obs;

@@ -76,6 +76,17 @@ plsn=$(t_psql "$P" -c "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
 blsn=$(t_psql "$B" -c "SELECT COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) - '0/0'::pg_lsn")
 t_log "primary at $plsn, node$B received up to $blsn: $((plsn - blsn)) bytes behind"
 t_check "node$B is more than 16 MiB behind the primary" test $((plsn - blsn)) -gt 16777216
+# /readiness without ?lag= takes the limit, as Patroni's: node B is not ready with 16 MiB, is
+# with 1 GiB (each asked with the limit in force on node B).
+ready() { curl -s -o /dev/null -m 3 -w '%{http_code}' "http://$(t_api_addr "$B")/readiness"; }
+t_wait 5 "node$B's /readiness is 503 (lag past 16 MiB)" eval '[ "$(ready)" = 503 ]'
+out=$(t_api "$P" PATCH /config '{"maximum_lag_on_failover":1073741824}')
+t_check "PATCH maximum_lag_on_failover 1 GiB ($out)" t_eq "${out%% *}" 200
+t_wait 5 "node$B's /readiness is 200 with the limit at 1 GiB" eval '[ "$(ready)" = 200 ]'
+out=$(t_api "$P" PATCH /config '{"maximum_lag_on_failover":16777216}')
+t_check "PATCH maximum_lag_on_failover back to 16 MiB ($out)" t_eq "${out%% *}" 200
+t_wait 5 "node$B applied it" eval '[ "$(lag_of '"$B"')" = 16777216 ]'
+t_check "node$B's /readiness is 503 again" t_eq "$(ready)" 503
 # The members poll every 250 ms: let them see the primary's position.
 sleep 1.5
 

@@ -329,6 +329,7 @@ const char *fsm_cmd_type_name(enum fsm_cmd_type type)
     case FSM_CMD_SCHEDULE_SWITCHOVER: return "schedule_switchover";
     case FSM_CMD_CLEAR_SWITCHOVER: return "clear_switchover";
     case FSM_CMD_SET_DYNAMIC: return "set_dynamic";
+    case FSM_CMD_SET_DYNAMIC_LAG: return "set_dynamic_lag";
     case FSM_CMD_TYPE_MAX: break;
     }
     return "unknown";
@@ -347,6 +348,7 @@ static unsigned cmd_version(unsigned type)
     case FSM_CMD_SCHEDULE_SWITCHOVER:
     case FSM_CMD_CLEAR_SWITCHOVER: return 5;
     case FSM_CMD_SET_DYNAMIC: return 6;
+    case FSM_CMD_SET_DYNAMIC_LAG: return 7;
     default: return FSM_VERSION_BASE;
     }
 }
@@ -668,7 +670,8 @@ static int cmd_check(const struct fsm_cmd *cmd, char *errmsg)
         }
         return 0;
     case FSM_CMD_CLEAR_SWITCHOVER: return 0;
-    case FSM_CMD_SET_DYNAMIC: {
+    case FSM_CMD_SET_DYNAMIC:
+    case FSM_CMD_SET_DYNAMIC_LAG: {
         int rc = config_check(cmd->u.set_dynamic.sync_mode, cmd->u.set_dynamic.sync_node_count,
                               cmd->u.set_dynamic.sync_commit, errmsg);
         if (rc == 0 && cmd->u.set_dynamic.n_params > FSM_PARAMS_MAX) {
@@ -739,11 +742,16 @@ static void cmd_put(struct enc *e, const struct fsm_cmd *cmd)
     case FSM_CMD_SCHEDULE_SWITCHOVER: switchover_put(e, &cmd->u.schedule_switchover); break;
     case FSM_CMD_CLEAR_SWITCHOVER: put_u64(e, (uint64_t)cmd->u.clear_switchover.at_ms); break;
     case FSM_CMD_SET_DYNAMIC:
+    case FSM_CMD_SET_DYNAMIC_LAG:
         put_u8(e, cmd->u.set_dynamic.sync_mode);
         put_u8(e, cmd->u.set_dynamic.sync_commit);
         put_u32(e, cmd->u.set_dynamic.sync_node_count);
         params_put(e, cmd->u.set_dynamic.params, cmd->u.set_dynamic.n_params);
         hba_put(e, cmd->u.set_dynamic.hba, cmd->u.set_dynamic.n_hba);
+        if (cmd->type == FSM_CMD_SET_DYNAMIC_LAG) {
+            put_u8(e, cmd->u.set_dynamic.max_lag_set ? 1 : 0);
+            put_u64(e, cmd->u.set_dynamic.max_lag);
+        }
         break;
     case FSM_CMD_TYPE_MAX: assert(false); break;
     }
@@ -869,11 +877,16 @@ int fsm_cmd_decode(const void *buf, size_t len, struct fsm_cmd *cmd, char *errms
     case FSM_CMD_SCHEDULE_SWITCHOVER: switchover_get(&d, &c.u.schedule_switchover); break;
     case FSM_CMD_CLEAR_SWITCHOVER: c.u.clear_switchover.at_ms = i64_of(get_u64(&d)); break;
     case FSM_CMD_SET_DYNAMIC:
+    case FSM_CMD_SET_DYNAMIC_LAG:
         c.u.set_dynamic.sync_mode = get_u8(&d);
         c.u.set_dynamic.sync_commit = get_u8(&d);
         c.u.set_dynamic.sync_node_count = get_u32(&d);
         c.u.set_dynamic.n_params = params_get(&d, c.u.set_dynamic.params);
         c.u.set_dynamic.n_hba = hba_get(&d, c.u.set_dynamic.hba);
+        if (c.type == FSM_CMD_SET_DYNAMIC_LAG) {
+            c.u.set_dynamic.max_lag_set = get_bool(&d, "set_dynamic_lag.max_lag_set");
+            c.u.set_dynamic.max_lag = get_u64(&d);
+        }
         break;
     case FSM_CMD_TYPE_MAX: assert(false); break;
     }
@@ -1360,6 +1373,11 @@ static int apply_set_dynamic(struct fsm_state *s, const struct fsm_cmd *cmd, cha
     for (unsigned i = 0; i < s->config.n_hba; i++) {
         str_copy(s->config.hba[i], cmd->u.set_dynamic.hba[i], FSM_HBA_LINE_MAX);
     }
+    /* SET_DYNAMIC leaves the limit as it is: an agent that does not know it keeps it. */
+    if (cmd->type == FSM_CMD_SET_DYNAMIC_LAG) {
+        s->config.max_lag_set = cmd->u.set_dynamic.max_lag_set;
+        s->config.max_lag = cmd->u.set_dynamic.max_lag_set ? cmd->u.set_dynamic.max_lag : 0;
+    }
     return 0;
 }
 
@@ -1400,7 +1418,8 @@ int fsm_state_apply(struct fsm_state *s, const struct fsm_cmd *cmd, char *errmsg
         case FSM_CMD_ADD_HISTORY: rc = apply_add_history(s, cmd, msg); break;
         case FSM_CMD_SCHEDULE_SWITCHOVER: rc = apply_schedule_switchover(s, cmd, msg); break;
         case FSM_CMD_CLEAR_SWITCHOVER: rc = apply_clear_switchover(s, cmd, msg); break;
-        case FSM_CMD_SET_DYNAMIC: rc = apply_set_dynamic(s, cmd, msg); break;
+        case FSM_CMD_SET_DYNAMIC:
+        case FSM_CMD_SET_DYNAMIC_LAG: rc = apply_set_dynamic(s, cmd, msg); break;
         default: rc = RPG_EINVAL; break; /* unreachable: type checked above */
         }
     }
@@ -1493,6 +1512,9 @@ static int state_check(const struct fsm_state *s, char *errmsg)
  * scheduled switchover keeps the layout an agent of an earlier release loads. */
 static unsigned state_version(const struct fsm_state *s)
 {
+    if (s->config.max_lag_set) {
+        return 7;
+    }
     if (s->config.n_params > 0 || s->config.n_hba > 0) {
         return 6;
     }
@@ -1542,6 +1564,10 @@ static void state_put(struct enc *e, const struct fsm_state *s)
     if (state_version(s) >= 6) {
         params_put(e, s->config.params, s->config.n_params);
         hba_put(e, s->config.hba, s->config.n_hba);
+    }
+    if (state_version(s) >= 7) {
+        put_u8(e, s->config.max_lag_set ? 1 : 0);
+        put_u64(e, s->config.max_lag);
     }
 }
 
@@ -1689,6 +1715,10 @@ int fsm_state_decode(const void *buf, size_t len, struct fsm_state *s, char *err
         t.config.n_params = params_get(&d, t.config.params);
         t.config.n_hba = hba_get(&d, t.config.hba);
     }
+    if (version >= 7) {
+        t.config.max_lag_set = get_bool(&d, "config.max_lag_set");
+        t.config.max_lag = get_u64(&d);
+    }
     dec_finish(&d, total);
     if (d.rc != 0) {
         return d.rc;
@@ -1719,7 +1749,8 @@ bool fsm_state_equal(const struct fsm_state *a, const struct fsm_state *b)
         a->wal_bound_timeline != b->wal_bound_timeline || a->n_history != b->n_history ||
         !switchover_equal(&a->switchover, &b->switchover) ||
         !params_equal(a->config.params, a->config.n_params, b->config.params, b->config.n_params) ||
-        !hba_equal(a->config.hba, a->config.n_hba, b->config.hba, b->config.n_hba)) {
+        !hba_equal(a->config.hba, a->config.n_hba, b->config.hba, b->config.n_hba) ||
+        a->config.max_lag_set != b->config.max_lag_set || a->config.max_lag != b->config.max_lag) {
         return false;
     }
     if (a->n_history > FSM_HISTORY_MAX) {

@@ -1064,6 +1064,7 @@ static void ha_tick(struct agent *a)
     v.term = a->cons.term;
     v.pg_ready = a->pg.obs_valid && !pg_busy(&a->pg) && a->pg.obs_epoch == a->pg.epoch;
     v.pg = a->pg.obs;
+    v.pg.start_timed_out = restart_start_timed_out(a);
     v.peers = a->peers.book.results;
     v.n_peers = a->peers.book.n_results;
 

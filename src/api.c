@@ -10,6 +10,7 @@
 
 #include "raftpg/agent.h"
 #include "raftpg/api.h"
+#include "raftpg/cfgdoc.h"
 #include "raftpg/failover.h"
 #include "raftpg/health.h"
 #include "raftpg/log.h"
@@ -836,6 +837,7 @@ static void restart_request(struct agent *a, struct http_conn *conn, const struc
     const char *key;
     json_t *v;
     int below_version = 0;
+    unsigned timeout_s = 0;
     int64_t at_ms = 0;
     if (!json_is_object(o)) {
         snprintf(msg, sizeof msg, "request body: %s", o == NULL ? jerr.text : "expected an object");
@@ -862,6 +864,18 @@ static void restart_request(struct agent *a, struct http_conn *conn, const struc
                     snprintf(msg, sizeof msg, "postgres_version: %.200s", why);
                     break;
                 }
+            } else if (strcmp(key, "timeout") == 0) {
+                char text[32];
+                if (json_is_integer(v)) {
+                    snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+                } else {
+                    snprintf(text, sizeof text, "%s",
+                             json_is_string(v) ? json_string_value(v) : "(not a number)");
+                }
+                if (schedule_parse_timeout(text, &timeout_s, why) != 0) {
+                    snprintf(msg, sizeof msg, "timeout: %.200s", why);
+                    break;
+                }
             } else if (strcmp(key, "schedule") == 0) {
                 if (!json_is_string(v)) {
                     snprintf(msg, sizeof msg, "schedule: expected an ISO 8601 time string");
@@ -874,7 +888,7 @@ static void restart_request(struct agent *a, struct http_conn *conn, const struc
             } else {
                 snprintf(msg, sizeof msg,
                          "unknown key \"%.64s\" (role, restart_pending, postgres_version, "
-                         "schedule)",
+                         "timeout, schedule)",
                          key);
                 break;
             }
@@ -891,6 +905,7 @@ static void restart_request(struct agent *a, struct http_conn *conn, const struc
     }
     bool pending = json_is_true(json_object_get(o, "restart_pending"));
     if (at_ms == 0) {
+        restart_set_timeout(a, timeout_s);
         restart_start(a, conn, role, pending, below_version);
         json_decref(o);
         return;
@@ -931,6 +946,7 @@ static void restart_request(struct agent *a, struct http_conn *conn, const struc
     snprintf(sc->role, sizeof sc->role, "%s", role != NULL ? role : "");
     sc->pending = pending;
     sc->below_version = below_version;
+    sc->timeout_s = timeout_s;
     /* A restart before the time makes it moot (restart_schedule_decide). */
     bool running = a->pg_open && a->pg.obs_valid && a->pg.obs.state == HA_PG_RUNNING;
     snprintf(sc->start_time, sizeof sc->start_time, "%s", running ? a->pg.start_time : "");
@@ -1500,11 +1516,17 @@ static json_t *config_json(const struct agent *a)
         }
         json_object_set_new(pgsec, "pg_hba", hba);
     }
-    return json_pack("{s:s, s:I, s:s, s:b, s:b, s:o}", "synchronous_mode",
-                     conf_sync_mode_name(mode), "synchronous_node_count", (json_int_t)k,
-                     "synchronous_commit", conf_sync_commit_name(commit), "recorded", recorded,
-                     "pause", a->cons_open && a->cons.state.initialized && a->cons.state.paused,
-                     "postgresql", pgsec);
+    json_t *o = json_pack("{s:s, s:I, s:s, s:b, s:b, s:o}", "synchronous_mode",
+                          conf_sync_mode_name(mode), "synchronous_node_count", (json_int_t)k,
+                          "synchronous_commit", conf_sync_commit_name(commit), "recorded", recorded,
+                          "pause",
+                          a->cons_open && a->cons.state.initialized && a->cons.state.paused,
+                          "postgresql", pgsec);
+    if (o != NULL && a->cons_open && s->initialized && s->config.max_lag_set) {
+        json_object_set_new(o, "maximum_lag_on_failover",
+                            json_integer((json_int_t)s->config.max_lag));
+    }
+    return o;
 }
 
 struct pending_config {
@@ -1810,9 +1832,9 @@ static int params_known(const struct agent *a, const struct param_set *set, char
     return 0;
 }
 
-/* A SET_DYNAMIC entry is read only by agents of state version 6: every other member must have
- * reported one, or its state would part from the others'. */
-static int members_read_dynamic(const struct agent *a, char *msg, int *status)
+/* A SET_DYNAMIC entry is read only by agents of state version 6, SET_DYNAMIC_LAG by version 7:
+ * every other member must have reported one, or its state would part from the others'. */
+static int members_read_dynamic(const struct agent *a, unsigned need, char *msg, int *status)
 {
     const struct fsm_state *s = &a->cons.state;
     for (unsigned i = 0; i < s->n_members; i++) {
@@ -1824,16 +1846,17 @@ static int members_read_dynamic(const struct agent *a, char *msg, int *status)
         if (p == NULL || p->last_seen == 0) {
             *status = 503;
             return rpg_err(msg, RPG_EBUSY,
-                           "postgresql: no report from %s yet: every member must read state "
-                           "version 6",
-                           name);
+                           "%s: no report from %s yet: every member must read state "
+                           "version %u",
+                           need >= 7 ? "maximum_lag_on_failover" : "postgresql", name, need);
         }
-        if (p->state_version < 6) {
+        if (p->state_version < need) {
             *status = 503;
             return rpg_err(msg, RPG_EBUSY,
-                           "postgresql: %s runs an agent that cannot read parameters or pg_hba "
-                           "lines (state version %u): upgrade it first",
-                           name, p->state_version);
+                           "%s: %s runs an agent that cannot read %s (state version %u): "
+                           "upgrade it first",
+                           need >= 7 ? "maximum_lag_on_failover" : "postgresql", name,
+                           need >= 7 ? "it" : "parameters or pg_hba lines", p->state_version);
         }
     }
     return 0;
@@ -1866,7 +1889,12 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
         respond_error(conn, 500, "out of memory");
         return;
     }
+    bool lag_set = a->cons_open && s->initialized && s->config.max_lag_set;
+    uint64_t lag = lag_set ? s->config.max_lag : 0;
+    int status = 400;
     if (replace) {
+        lag_set = false;
+        lag = 0;
         mode = a->conf.sync.mode;
         k = a->conf.sync.node_count;
         commit = a->conf.sync.commit;
@@ -1922,6 +1950,11 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
                 snprintf(msg, sizeof msg,
                          "synchronous_commit: expected on, remote_write, remote_apply or local");
             }
+        } else if (strcmp(key, "maximum_lag_on_failover") == 0) {
+            (void)cfgdoc_max_lag(v, &lag_set, &lag, msg);
+        } else if (cfgdoc_interval_refusal(key) != NULL) {
+            status = 422;
+            snprintf(msg, sizeof msg, "%s", cfgdoc_interval_refusal(key));
         } else if (strcmp(key, "postgresql") == 0) {
             (void)postgresql_apply(set, v, msg);
         } else if (replace && strcmp(key, "pause") == 0) {
@@ -1936,8 +1969,8 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
         } else {
             snprintf(msg, sizeof msg,
                      "unknown key \"%.64s\" (settable: synchronous_mode, "
-                     "synchronous_node_count, synchronous_commit, postgresql.parameters, "
-                     "postgresql.pg_hba, pause)",
+                     "synchronous_node_count, synchronous_commit, maximum_lag_on_failover, "
+                     "postgresql.parameters, postgresql.pg_hba, pause)",
                      key);
         }
         if (msg[0] != '\0') {
@@ -1947,7 +1980,7 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
     json_decref(o);
     if (msg[0] != '\0') {
         free(set);
-        respond_error(conn, 400, msg);
+        respond_error(conn, status, msg);
         return;
     }
     if (params_known(a, set, msg) != 0) {
@@ -1962,15 +1995,35 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
         return;
     }
     bool same_params = a->cons_open && s->initialized && param_set_equal(set, s);
-    if (same_params) {
+    bool had_lag = a->cons_open && s->initialized && s->config.max_lag_set;
+    bool lag_changed = lag_set != had_lag || (lag_set && lag != s->config.max_lag);
+    if (lag_changed) {
+        /* The whole set and the limit in one entry, which only version-7 agents read. */
+        if (a->cons_open && s->initialized && members_read_dynamic(a, 7, msg, &status) != 0) {
+            free(set);
+            free(cmd);
+            log_info("configuration change refused: %s", msg);
+            respond_error(conn, status, msg);
+            return;
+        }
+        cmd->type = FSM_CMD_SET_DYNAMIC_LAG;
+        cmd->u.set_dynamic.sync_mode = (uint8_t)mode;
+        cmd->u.set_dynamic.sync_node_count = k;
+        cmd->u.set_dynamic.sync_commit = (uint8_t)commit;
+        cmd->u.set_dynamic.n_params = set->n;
+        memcpy(cmd->u.set_dynamic.params, set->p, sizeof set->p);
+        cmd->u.set_dynamic.n_hba = set->n_hba;
+        memcpy(cmd->u.set_dynamic.hba, set->hba, sizeof set->hba);
+        cmd->u.set_dynamic.max_lag_set = lag_set;
+        cmd->u.set_dynamic.max_lag = lag;
+    } else if (same_params) {
         /* The parameters stay: the entry every release reads. */
         cmd->type = FSM_CMD_SET_CONFIG;
         cmd->u.set_config.sync_mode = (uint8_t)mode;
         cmd->u.set_config.sync_node_count = k;
         cmd->u.set_config.sync_commit = (uint8_t)commit;
     } else {
-        int status = 400;
-        if (a->cons_open && s->initialized && members_read_dynamic(a, msg, &status) != 0) {
+        if (a->cons_open && s->initialized && members_read_dynamic(a, 6, msg, &status) != 0) {
             free(set);
             free(cmd);
             log_info("configuration change refused: %s", msg);
@@ -1986,10 +2039,14 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
         cmd->u.set_dynamic.n_hba = set->n_hba;
         memcpy(cmd->u.set_dynamic.hba, set->hba, sizeof set->hba);
     }
+    char lag_text[32] = "none";
+    if (lag_set) {
+        snprintf(lag_text, sizeof lag_text, "%llu", (unsigned long long)lag);
+    }
     log_info("configuration change requested: synchronous_mode=%s synchronous_node_count=%u "
-             "synchronous_commit=%s parameters=%u pg_hba_lines=%u%s",
-             conf_sync_mode_name(mode), k, conf_sync_commit_name(commit), set->n, set->n_hba,
-             same_params ? " (unchanged)" : "");
+             "synchronous_commit=%s maximum_lag_on_failover=%s parameters=%u pg_hba_lines=%u%s",
+             conf_sync_mode_name(mode), k, conf_sync_commit_name(commit), lag_text, set->n,
+             set->n_hba, same_params && !lag_changed ? " (unchanged)" : "");
     free(set);
     submit_config(a, conn, cmd);
     free(cmd);
@@ -1997,7 +2054,7 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
 
 /* ---- health checks (Patroni's paths, for haproxy, probes and scripts) --------------------- */
 
-/* Readiness without ?lag=: Patroni's default maximum_lag_on_failover. */
+/* Readiness without ?lag= and without maximum_lag_on_failover: Patroni's default for it. */
 #define HEALTH_DEFAULT_LAG (1024 * 1024)
 
 static int health_code(const struct agent *a, enum health_kind kind, const struct health_query *q)
@@ -2011,7 +2068,10 @@ static int health_code(const struct agent *a, enum health_kind kind, const struc
     in.raft_leader = a->cons_open && a->cons.role == CONS_ROLE_LEADER;
     in.ready_leader = in.raft_leader && a->cons.leader_ready;
     in.has_pg = a->conf.has_postgresql && a->pg_open;
-    in.default_lag = HEALTH_DEFAULT_LAG;
+    /* As Patroni: readiness without ?lag= takes maximum_lag_on_failover. */
+    const struct fsm_state *cs = &a->cons.state;
+    in.default_lag = a->cons_open && cs->initialized && cs->config.max_lag_set ? cs->config.max_lag
+                                                                               : HEALTH_DEFAULT_LAG;
     in.noloadbalance = a->conf.tags.noloadbalance;
     if (in.has_pg) {
         const struct ha_pg *o = &a->pg.obs;

@@ -567,3 +567,43 @@ out:
     free(lcs);
     return rc;
 }
+
+int cfgdoc_max_lag(const json_t *v, bool *set, uint64_t *lag, char *errmsg)
+{
+    /* Bytes, as Patroni's; null removes the limit. */
+    if (json_is_null(v)) {
+        *set = false;
+        *lag = 0;
+        return 0;
+    }
+    if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+        json_integer_value(v) <= CFGDOC_MAX_LAG_MAX) {
+        *set = true;
+        *lag = (uint64_t)json_integer_value(v);
+        return 0;
+    }
+    return rpg_err(errmsg, RPG_EINVAL,
+                   "maximum_lag_on_failover: expected a number of bytes 0..%lld, or null (no "
+                   "limit)",
+                   (long long)CFGDOC_MAX_LAG_MAX);
+}
+
+/* raftpg has no loop, leader key or store retries these could set (cfgdoc.h). */
+const char *cfgdoc_interval_refusal(const char *key)
+{
+    if (strcmp(key, "loop_wait") == 0) {
+        return "loop_wait: not settable: raftpg has no loop to slow down: each agent decides every "
+               "100 ms and on every change; its timing is raft.election_timeout and "
+               "raft.heartbeat_timeout in each member's file";
+    }
+    if (strcmp(key, "ttl") == 0) {
+        return "ttl: not settable: raftpg has no leader key with a time to live: the primary's "
+               "lease is Raft leadership, which ends after raft.election_timeout (each member's "
+               "file)";
+    }
+    if (strcmp(key, "retry_timeout") == 0) {
+        return "retry_timeout: not settable: raftpg retries no store: a primary that loses its "
+               "Raft lease (raft.election_timeout in each member's file) is fenced at once";
+    }
+    return NULL;
+}

@@ -72,6 +72,35 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
     return n;
 }
 
+/* Keeps the furthest position the recorded primary reported while it ran as primary; a new
+ * record (another member or timeline) starts again from nothing. */
+static void primary_wal_seen(struct core *c, const struct core_view *v)
+{
+    const struct fsm_state *s = v->state;
+    if (strcmp(c->lag_primary, s->primary.name) != 0 || c->lag_timeline != s->primary.timeline) {
+        snprintf(c->lag_primary, sizeof c->lag_primary, "%s", s->primary.name);
+        c->lag_timeline = s->primary.timeline;
+        c->lag_wal = 0;
+    }
+    uint64_t pos = 0;
+    if (s->primary.name[0] == '\0') {
+        return;
+    }
+    if (strcmp(s->primary.name, c->self) == 0) {
+        if (v->pg.state == HA_PG_RUNNING && !v->pg.in_recovery) {
+            pos = v->pg.wal_position;
+        }
+    } else {
+        const struct peer_status *p = report_of(v, s->primary.name);
+        if (p != NULL && p->has_pg && p->pg_state == HA_PG_RUNNING && !p->pg_in_recovery) {
+            pos = p->pg_wal_position;
+        }
+    }
+    if (pos > c->lag_wal) {
+        c->lag_wal = pos;
+    }
+}
+
 static void set_primary_cmd(const struct core *c, struct fsm_cmd *cmd, uint64_t term,
                             uint32_t timeline)
 {
@@ -285,6 +314,8 @@ bool core_tick(struct core *c, const struct core_view *v)
     in.n_peers = core_peers(c, v, peers, FSM_MEMBERS_MAX);
     in.sync_mode = v->sync_mode;
     in.leader_ms = c->leader_since != 0 ? v->now - c->leader_since : 0;
+    primary_wal_seen(c, v);
+    in.primary_wal = c->lag_wal;
 
     struct ha_decision d;
     ha_decide(&in, &d);

@@ -72,7 +72,9 @@ static const char *ctl_usage =
     "              [--force] [-q | --quiet]\n"
     "                                                  change them: -s synchronous_mode,\n"
     "                                                  synchronous_node_count,\n"
-    "                                                  synchronous_commit; -p (--pg) a\n"
+    "                                                  synchronous_commit,\n"
+    "                                                  maximum_lag_on_failover (VALUE null\n"
+    "                                                  removes it); -p (--pg) a\n"
     "                                                  PostgreSQL parameter (VALUE null\n"
     "                                                  removes it); -s and -p alone apply at\n"
     "                                                  once; else in $EDITOR, or --apply FILE\n"
@@ -96,10 +98,12 @@ static const char *ctl_usage =
     "                                                  restart of the agent\n"
     "  reinit MEMBER [--no-wait] [--force]             clone a standby again from the primary\n"
     "  restart [MEMBER...] [--role primary|replica|any] [--pending] [--pg-version V]\n"
-    "          [--scheduled TIME] [--force]\n"
+    "          [--scheduled TIME] [--timeout SECONDS] [--force]\n"
     "                                                  restart postgresql, standbys first; at\n"
     "                                                  TIME (ISO 8601, local time without a\n"
-    "                                                  zone; now: at once) when scheduled\n"
+    "                                                  zone; now: at once) when scheduled; a\n"
+    "                                                  primary not started within SECONDS is\n"
+    "                                                  failed over\n"
     "  pause [--wait]                                  maintenance mode: no failover, no\n"
     "                                                  start, stop or promotion (--wait: until\n"
     "                                                  every member has applied it)\n"
@@ -853,6 +857,11 @@ static json_t *pairs_to_json(char **pairs, const bool *pg, int n)
         }
         char *end = NULL;
         long long v = strtoll(eq + 1, &end, 10);
+        if (strcmp(eq + 1, "null") == 0) {
+            /* Patroni's way to remove a key (maximum_lag_on_failover=null: no limit). */
+            json_object_set_new(o, key, json_null());
+            continue;
+        }
         json_object_set_new(o, key,
                             eq[1] != '\0' && *end == '\0' ? json_integer(v) : json_string(eq + 1));
     }
@@ -1533,6 +1542,7 @@ static int each_member(struct ctl *c, const char *verb, char **names, int n, boo
 struct restart_request {
     const char *body;
     bool later;
+    unsigned wait_ms; /* the agent answers within its stop bound and the timeout (or its 60 s) */
 };
 
 static bool restart_member(struct ctl *c, const char *name, const char *api, void *arg)
@@ -1542,7 +1552,7 @@ static bool restart_member(struct ctl *c, const char *name, const char *api, voi
     int status = 0;
     json_t *answer = NULL;
     bool failed = false;
-    if (post_member(c, api, "/restart", r->body, 80000, &status, &answer, errmsg) != 0) {
+    if (post_member(c, api, "/restart", r->body, r->wait_ms, &status, &answer, errmsg) != 0) {
         printf("%s: %s\n", name, errmsg);
         failed = true;
     } else if (r->later && status == 202) {
@@ -1564,9 +1574,14 @@ static bool restart_member(struct ctl *c, const char *name, const char *api, voi
  * its server accepts connections again. With scheduled (and not "now"), every member named (or
  * all) records the restart at that time and answers at once. */
 static int cmd_restart(struct ctl *c, char **names, int n, const char *role, bool pending,
-                       const char *version, const char *scheduled)
+                       const char *version, const char *scheduled, const char *timeout)
 {
     char errmsg[RPG_ERRMSG_SIZE];
+    unsigned timeout_s = 0;
+    if (timeout != NULL && schedule_parse_timeout(timeout, &timeout_s, errmsg) != 0) {
+        fprintf(stderr, "raftpg ctl restart: --timeout: %s\n", errmsg);
+        return 2;
+    }
     bool later = scheduled != NULL && strcmp(scheduled, "now") != 0;
     char when[48] = "";
     if (later) {
@@ -1591,7 +1606,13 @@ static int cmd_restart(struct ctl *c, char **names, int n, const char *role, boo
     if (later) {
         json_object_set_new(body, "schedule", json_string(when));
     }
-    struct restart_request r = {.body = json_dumps(body, JSON_COMPACT), .later = later};
+    if (timeout_s > 0) {
+        json_object_set_new(body, "timeout", json_integer((json_int_t)timeout_s));
+    }
+    /* 10 s of stop, the wait, and some. */
+    unsigned wait_ms = timeout_s > 60 ? timeout_s * 1000 + 20000 : 80000;
+    struct restart_request r = {
+        .body = json_dumps(body, JSON_COMPACT), .later = later, .wait_ms = wait_ms};
     json_decref(body);
     int rc = each_member(c, "restart", names, n, true, restart_member, &r);
     free((char *)r.body);
@@ -2207,7 +2228,7 @@ int ctl_main(int argc, char **argv)
     if (strcmp(cmd, "restart") == 0) {
         char *names[CTL_MAX_ENDPOINTS];
         int n = 0;
-        const char *role = NULL, *scheduled = NULL, *version = NULL;
+        const char *role = NULL, *scheduled = NULL, *version = NULL, *timeout = NULL;
         bool pending = false;
         for (; i < argc; i++) {
             if (strcmp(argv[i], "--role") == 0 && i + 1 < argc) {
@@ -2234,6 +2255,8 @@ int ctl_main(int argc, char **argv)
                 scheduled = argv[++i];
             } else if (strcmp(argv[i], "--pg-version") == 0 && i + 1 < argc) {
                 version = argv[++i];
+            } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+                timeout = argv[++i];
             } else if (argv[i][0] != '-' && n < CTL_MAX_ENDPOINTS) {
                 names[n++] = argv[i];
             } else {
@@ -2241,7 +2264,7 @@ int ctl_main(int argc, char **argv)
                 return 2;
             }
         }
-        return cmd_restart(&c, names, n, role, pending, version, scheduled);
+        return cmd_restart(&c, names, n, role, pending, version, scheduled, timeout);
     }
     if (strcmp(cmd, "reinit") == 0) {
         const char *name = NULL;

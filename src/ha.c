@@ -302,6 +302,19 @@ const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, b
             return NULL;
         }
     }
+    /* maximum_lag_on_failover only holds a failover back, after rule 6: the member chosen is
+     * the furthest ahead, so when it lags too far every other member does too. */
+    uint64_t ref = in->primary_wal > s->wal_bound ? in->primary_wal : s->wal_bound;
+    if (s->config.max_lag_set && ref > best_wal && ref - best_wal > s->config.max_lag) {
+        *wait = true;
+        snprintf(why, why_size,
+                 "%s, the member furthest ahead, lags %" PRIu64 " bytes behind the last position "
+                 "of primary %s (%" PRIu64 "), more than maximum_lag_on_failover (%" PRIu64
+                 "): not promoted",
+                 best, ref - best_wal, s->primary.name[0] != '\0' ? s->primary.name : "(none)", ref,
+                 s->config.max_lag);
+        return NULL;
+    }
     snprintf(why, why_size,
              "%s is furthest ahead (timeline %u, wal position %" PRIu64 ", priority %d)", best,
              best_tl, best_wal, best_prio);
@@ -384,6 +397,33 @@ static bool unwritable_primary(const struct ha_input *in, struct ha_decision *ou
         set(out, HA_ACT_WAIT, NULL, "%s; no other member holds every acknowledged commit", reason);
     } else {
         hand_over(in, out, reason);
+    }
+    return true;
+}
+
+/* The primary's restart timed out (POST /restart timeout, Patroni's meaning): as long as a
+ * member may take over without risking acknowledged commits, the server still starting is
+ * stopped, then leadership is handed to that member. Otherwise false: the primary goes on
+ * starting, as Patroni keeps waiting when no failover is possible. */
+static bool restart_handover(const struct ha_input *in, struct ha_decision *out, bool starting)
+{
+    bool wait = false;
+    char why[HA_WHY_MAX];
+    if (sole_holder(in)) {
+        return false;
+    }
+    const char *c = ha_choose_candidate(in, false, &wait, why, sizeof why);
+    if (c == NULL) {
+        return false;
+    }
+    if (starting) {
+        set(out, HA_ACT_DEMOTE, NULL,
+            "postgresql did not start within the restart's timeout: stopping it so that %s "
+            "takes over",
+            c);
+    } else {
+        set(out, HA_ACT_TRANSFER, c, "postgresql did not start within the restart's timeout; %s",
+            why);
     }
     return true;
 }
@@ -762,6 +802,9 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
             }
             return;
         case HA_PG_STOPPED:
+            if (pg->start_timed_out && restart_handover(in, out, false)) {
+                return;
+            }
             if (pg->start_failures >= HA_START_FAILURES_MAX && !sole_holder(in)) {
                 hand_over(in, out, "postgresql fails to start");
             } else if (!pg->was_primary) {
@@ -780,6 +823,9 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         case HA_PG_ABSENT: hand_over(in, out, "the primary's data directory is missing"); return;
         case HA_PG_STARTING:
         case HA_PG_UNKNOWN:
+            if (pg->start_timed_out && restart_handover(in, out, true)) {
+                return;
+            }
             set(out, HA_ACT_WAIT, NULL, "waiting for postgresql to accept connections");
             return;
         }

@@ -30,6 +30,7 @@ static void end(struct agent *a, int status, const char *key, const char *msg)
     struct restart *r = &a->restart;
     respond(r, status, key, msg);
     r->phase = RESTART_IDLE;
+    r->timeout_ms = 0;
     if (status != 200) {
         /* Done, the callbacks turn the start they observe into on_restart and clear it; this
          * tick may have seen the server run before they did. */
@@ -54,6 +55,7 @@ static void stopped(struct pg *p, int rc, const char *msg, void *data)
     /* The agent's decisions start it again, in its role; this waits to see it run. */
     r->phase = RESTART_STARTING;
     r->epoch = p->epoch;
+    r->stopped_ms = cons_uv_clock_ms();
     log_info("restart: postgresql stopped, starting it again");
 }
 
@@ -93,7 +95,25 @@ static void tick(uv_timer_t *t)
                  pg->obs.in_recovery ? "a standby" : "the primary");
         log_info("restart: %s", msg);
         end(a, 200, "message", msg);
-    } else if (now - r->started_ms > RESTART_STOP_MS + RESTART_WAIT_MS) {
+    } else if (r->phase == RESTART_STARTING && r->timeout_ms > 0 &&
+               now - r->stopped_ms > r->timeout_ms) {
+        char msg[256];
+        if (r->was_primary) {
+            r->handover_until = now + RESTART_HANDOVER_MS;
+            snprintf(msg, sizeof msg,
+                     "postgresql did not accept connections within the timeout (%llu s): the "
+                     "primary is handed over to a standby if one may take over (see raftpg ctl "
+                     "list)",
+                     (unsigned long long)(r->timeout_ms / 1000));
+        } else {
+            snprintf(msg, sizeof msg,
+                     "postgresql did not accept connections within the timeout (%llu s): it is "
+                     "still starting (see raftpg ctl list)",
+                     (unsigned long long)(r->timeout_ms / 1000));
+        }
+        log_warning("restart: %s", msg);
+        end(a, 503, "error", msg);
+    } else if (r->timeout_ms == 0 && now - r->started_ms > RESTART_STOP_MS + RESTART_WAIT_MS) {
         end(a, 503, "error",
             "postgresql does not accept connections again yet: see raftpg ctl list");
     }
@@ -139,6 +159,9 @@ void restart_start(struct agent *a, struct http_conn *conn, const char *role, bo
         status = 412;
     }
     if (why[0] != '\0') {
+        if (r->phase == RESTART_IDLE) {
+            r->timeout_ms = 0;
+        }
         struct http_conn *saved = r->conn;
         r->conn = conn;
         respond(r, status, "error", why);
@@ -152,6 +175,9 @@ void restart_start(struct agent *a, struct http_conn *conn, const char *role, bo
     }
     r->conn = conn;
     r->started_ms = cons_uv_clock_ms();
+    r->stopped_ms = r->started_ms;
+    r->was_primary = !o->in_recovery;
+    r->handover_until = 0;
     log_info("restart requested (%s)", is);
     uv_timer_start(&r->timer, tick, 100, 100);
     if (pg_busy(&a->pg)) {
@@ -159,6 +185,20 @@ void restart_start(struct agent *a, struct http_conn *conn, const char *role, bo
         return;
     }
     stop_now(a);
+}
+
+void restart_set_timeout(struct agent *a, unsigned timeout_s)
+{
+    if (a->restart.phase == RESTART_IDLE) {
+        a->restart.timeout_ms = (uint64_t)timeout_s * 1000;
+    }
+}
+
+bool restart_start_timed_out(const struct agent *a)
+{
+    const struct restart *r = &a->restart;
+    return r->handover_until != 0 && cons_uv_clock_ms() < r->handover_until &&
+           !(a->pg.obs.state == HA_PG_RUNNING && a->pg_open);
 }
 
 json_t *restart_schedule_json(const struct restart_schedule *s)
@@ -177,6 +217,9 @@ json_t *restart_schedule_json(const struct restart_schedule *s)
     }
     if (s->pending) {
         json_object_set_new(o, "restart_pending", json_true());
+    }
+    if (s->timeout_s > 0) {
+        json_object_set_new(o, "timeout", json_integer((json_int_t)s->timeout_s));
     }
     if (s->below_version > 0) {
         char v[32];

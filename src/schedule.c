@@ -280,6 +280,36 @@ int schedule_parse_pg_version(const char *text, int *num, char *errmsg)
     return 0;
 }
 
+int schedule_parse_timeout(const char *text, unsigned *seconds, char *errmsg)
+{
+    static const struct {
+        const char *unit;
+        unsigned factor;
+    } units[] = {{"", 1}, {"s", 1}, {"min", 60}, {"h", 3600}};
+    const char *p = text;
+    unsigned long long v = 0;
+    for (; isdigit((unsigned char)*p); p++) {
+        /* Saturates past the bound: still out of range, never wraps. */
+        v = v > SCHEDULE_TIMEOUT_MAX_S ? v : v * 10 + (unsigned)(*p - '0');
+    }
+    bool digits = p != text && !isdigit((unsigned char)*p);
+    for (size_t i = 0; digits && i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(p, units[i].unit) == 0) {
+            v *= units[i].factor;
+            if (v < 1 || v > SCHEDULE_TIMEOUT_MAX_S) {
+                return rpg_err(errmsg, RPG_EINVAL, "\"%.64s\" is out of range: 1..%d seconds", text,
+                               SCHEDULE_TIMEOUT_MAX_S);
+            }
+            *seconds = (unsigned)v;
+            return 0;
+        }
+    }
+    return rpg_err(errmsg, RPG_EINVAL,
+                   "\"%.64s\" is not a positive number of seconds (30, \"30s\", \"2min\" or "
+                   "\"1h\")",
+                   text);
+}
+
 /* ---- the leader's side ----------------------------------------------------------------------- */
 
 static int64_t wall_now_ms(void)
@@ -390,6 +420,7 @@ void restart_schedule_tick(struct agent *a)
         return;
     }
     log_info("%s: restarting postgresql", why);
+    restart_set_timeout(a, due.timeout_s);
     restart_start(a, NULL, due.role[0] != '\0' ? due.role : NULL, due.pending, due.below_version);
     if (r->phase == RESTART_IDLE) {
         log_warning("the scheduled restart did not run: %s", r->last);

@@ -5,7 +5,9 @@
 #ifndef RAFTPG_CFGDOC_H
 #define RAFTPG_CFGDOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -34,5 +36,17 @@ void cfgdoc_merge(json_t *dst, json_t *patch);
  * to after, compared line by line; nothing when they are equal. Returns 0, or RPG_ENOMEM. */
 int cfgdoc_diff(FILE *f, const char *before, const char *after, const char *label_before,
                 const char *label_after);
+
+/* The largest maximum_lag_on_failover taken: 2^62 bytes, past any WAL a cluster writes. */
+#define CFGDOC_MAX_LAG_MAX ((json_int_t)1 << 62)
+
+/* maximum_lag_on_failover as PATCH or PUT /config carry it: a number of bytes
+ * 0..CFGDOC_MAX_LAG_MAX (*set true), or null (no limit, *set false). Returns 0, or RPG_EINVAL
+ * with errmsg naming the key. */
+int cfgdoc_max_lag(const json_t *v, bool *set, uint64_t *lag, char *errmsg);
+
+/* Patroni's interval keys (loop_wait, ttl, retry_timeout), which raftpg refuses: the reason,
+ * naming the key and what stands in its place; NULL for any other key. */
+const char *cfgdoc_interval_refusal(const char *key);
 
 #endif

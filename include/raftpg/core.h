@@ -104,6 +104,12 @@ struct core {
     uint32_t promote_timeline;   /* the timeline a promotion in flight creates */
     char error[RPG_ERRMSG_SIZE]; /* the last failed action and why, "" if it succeeded */
 
+    /* The furthest WAL position the recorded primary (name, timeline) reported as a running
+     * primary: the reference of maximum_lag_on_failover once it is gone. */
+    char lag_primary[FSM_NAME_MAX];
+    uint32_t lag_timeline;
+    uint64_t lag_wal;
+
     /* The quorum driver: runs while this member is the primary in its own term. */
     struct quorum_tracker quorum;
     bool quorum_running; /* the action in flight is the driver's, not the decision's */

@@ -18,11 +18,12 @@
  * acknowledged-WAL bound; a version-1 snapshot reads with their defaults. Version 3 adds
  * MEMBER_SEEN (the RAFT_STATE tag). Version 4 adds ADD_HISTORY and the history. Version 5
  * adds SCHEDULE_SWITCHOVER, CLEAR_SWITCHOVER and the scheduled switchover. Version 6 adds
- * SET_DYNAMIC and the PostgreSQL parameters of the dynamic configuration.
+ * SET_DYNAMIC and the PostgreSQL parameters of the dynamic configuration. Version 7 adds
+ * SET_DYNAMIC_LAG and maximum_lag_on_failover.
  * A command or snapshot is written with the lowest version that holds it, never below
  * FSM_VERSION_BASE: an agent of the previous release (which reads 1..3) keeps decoding every
  * command it knows from a newer leader, and loads every snapshot without a history. */
-#define FSM_VERSION 6
+#define FSM_VERSION 7
 #define FSM_VERSION_BASE 3
 
 /* Promotions kept in the history (the oldest is dropped first). */
@@ -137,6 +138,10 @@ struct fsm_state {
         /* pg_hba.conf lines (SET_DYNAMIC); none: each member's own file. */
         unsigned n_hba;
         char hba[FSM_HBA_MAX][FSM_HBA_LINE_MAX];
+        /* maximum_lag_on_failover (SET_DYNAMIC_LAG): a standby further behind than this many
+         * bytes is not promoted by a failover; unset: no limit. */
+        bool max_lag_set;
+        uint64_t max_lag;
     } config;
     /* The WAL position that the synchronous quorum confirmed (SET_WAL_BOUND): every commit
      * acknowledged up to there is on a quorum standby; a new primary must have reached it. */
@@ -167,6 +172,7 @@ enum fsm_cmd_type {
     FSM_CMD_CLEAR_SWITCHOVER,    /* the time of the scheduled one it drops (version 5) */
     FSM_CMD_SET_DYNAMIC,         /* SET_CONFIG's settings and the PostgreSQL parameters, the
                                     whole set (version 6) */
+    FSM_CMD_SET_DYNAMIC_LAG,     /* SET_DYNAMIC's payload and maximum_lag_on_failover (version 7) */
     FSM_CMD_TYPE_MAX
 };
 
@@ -213,6 +219,9 @@ struct fsm_cmd {
             struct fsm_param params[FSM_PARAMS_MAX];
             unsigned n_hba;
             char hba[FSM_HBA_MAX][FSM_HBA_LINE_MAX];
+            /* SET_DYNAMIC_LAG only. */
+            bool max_lag_set;
+            uint64_t max_lag;
         } set_dynamic;
         struct {
             uint64_t position;

@@ -59,6 +59,9 @@ struct ha_pg {
      * writable, the agent's own writes there failing; "" when it can), and for how long. */
     char unwritable[HA_WHY_MAX];
     rpg_msec unwritable_ms;
+    /* A restart of this primary with a timeout (POST /restart) saw the server not accept
+     * connections within it: stop it and hand over, when another member may take over. */
+    bool start_timed_out;
 };
 
 /* What another member's agent last reported about itself. */
@@ -107,6 +110,9 @@ struct ha_input {
                                   * nothing (k = 0) does not stop a failover */
     bool no_pg_rewind;           /* postgresql.use_pg_rewind is off: a directory that last ran
                                   * as a primary is cloned again, never rewound */
+    uint64_t primary_wal;        /* the furthest WAL position the recorded primary reported
+                                  * while running as primary (0: none seen): what
+                                  * maximum_lag_on_failover measures a candidate against */
 };
 
 enum ha_action {

@@ -28,6 +28,12 @@ struct restart {
     uv_timer_t timer;
     bool timer_open;
     char last[256];
+    uint64_t timeout_ms; /* POST /restart "timeout" (0: RESTART_WAIT_MS, no hand-over) */
+    uint64_t stopped_ms; /* when the stop ended: the timeout counts from there */
+    bool was_primary;    /* the server ran as primary when the restart began */
+    /* Until then, this primary's server did not start within the timeout: the agent's
+     * decisions stop it and hand the primary over to a standby (struct ha_pg start_timed_out) */
+    uint64_t handover_until;
     struct restart_schedule sched; /* its scheduled restart (at_ms 0: none), schedule.h */
 };
 
@@ -39,6 +45,17 @@ struct http_conn;
  * scheduled restart, whose outcome is logged and kept in last. */
 void restart_start(struct agent *a, struct http_conn *conn, const char *role, bool pending,
                    int below_version);
+
+/* timeout_s > 0: Patroni's restart timeout. A primary whose server does not accept connections
+ * within it after the stop is stopped and handed over to a standby, when one may take over; the
+ * request gets 503 then. Set before restart_start, for that request only. */
+void restart_set_timeout(struct agent *a, unsigned timeout_s);
+
+/* True while a primary's restart timed out and no server of it runs yet (see handover_until). */
+bool restart_start_timed_out(const struct agent *a);
+
+/* How long a timed-out primary keeps asking for a hand-over. */
+#define RESTART_HANDOVER_MS 60000
 
 /* The scheduled restart as Patroni shows it ({"schedule", "role", "restart_pending",
  * "postgres_version"}, the conditions when given), or NULL when none is scheduled. */

@@ -59,6 +59,7 @@ struct restart_schedule {
     char role[16];       /* "" any, "primary" or "replica" */
     bool pending;        /* only if a setting waits for a restart */
     int below_version;   /* only if the server's version number is below it; 0: any */
+    unsigned timeout_s;  /* the restart's timeout (0: none) */
     char start_time[48]; /* pg_postmaster_start_time() when it was scheduled ("" unknown) */
 };
 
@@ -74,6 +75,12 @@ enum schedule_verdict restart_schedule_decide(const struct restart_schedule *r, 
  * server_version_num (150004, 90624). Returns 0, or RPG_EINVAL with errmsg saying what is
  * wrong. */
 int schedule_parse_pg_version(const char *text, int *num, char *errmsg);
+
+/* Patroni's restart timeout: a whole number of seconds, as a number or a string with an
+ * optional unit ("30", "30s", "2min", "1h"), 1..SCHEDULE_TIMEOUT_MAX_S. Returns 0, or RPG_EINVAL
+ * with errmsg saying what is wrong. */
+#define SCHEDULE_TIMEOUT_MAX_S 86400
+int schedule_parse_timeout(const char *text, unsigned *seconds, char *errmsg);
 
 struct agent;
 

@@ -149,7 +149,7 @@ t_check "a parameter raftpg owns: the refusal names it" matches owned \
   "^raftpg ctl edit-config: refused \\(http 400\\): postgresql\\.parameters\\.synchronous_standby_names: not settable here: raftpg manages it"
 EDIT_SED='s/^synchronous_mode: quorum$/synchronous_mod: strict/' run unknown --force
 t_check "an unknown key from the editor: refused with the key" has unknown \
-  'raftpg ctl edit-config: refused (http 400): unknown key "synchronous_mod" (settable: synchronous_mode, synchronous_node_count, synchronous_commit, postgresql.parameters, postgresql.pg_hba, pause)'
+  'raftpg ctl edit-config: refused (http 400): unknown key "synchronous_mod" (settable: synchronous_mode, synchronous_node_count, synchronous_commit, maximum_lag_on_failover, postgresql.parameters, postgresql.pg_hba, pause)'
 for i in 1 2 3; do
   t_check "node$i: configuration unchanged after the refusals" t_eq "$(config_of "$i")" "$before"
 done

@@ -172,6 +172,53 @@ static void test_cfgdoc_diff_is_unified_with_three_lines_of_context(void **state
     free(d);
 }
 
+/* maximum_lag_on_failover: bytes or null; anything else is refused naming the key. */
+static void test_cfgdoc_max_lag(void **state)
+{
+    (void)state;
+    char errmsg[RPG_ERRMSG_SIZE];
+    bool set = false;
+    uint64_t lag = 7;
+    json_t *v = json_integer(1048576);
+    assert_int_equal(cfgdoc_max_lag(v, &set, &lag, errmsg), 0);
+    assert_true(set);
+    assert_int_equal(lag, 1048576);
+    json_decref(v);
+    v = json_integer(0);
+    assert_int_equal(cfgdoc_max_lag(v, &set, &lag, errmsg), 0);
+    assert_true(set);
+    assert_int_equal(lag, 0);
+    json_decref(v);
+    v = json_null();
+    assert_int_equal(cfgdoc_max_lag(v, &set, &lag, errmsg), 0);
+    assert_false(set);
+    json_t *bad[] = {json_integer(-1),   json_integer(CFGDOC_MAX_LAG_MAX + 1),
+                     json_string("1MB"), json_real(1.5),
+                     json_true(),        json_array()};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        set = true;
+        assert_int_equal(cfgdoc_max_lag(bad[i], &set, &lag, errmsg), RPG_EINVAL);
+        assert_string_equal(errmsg, "maximum_lag_on_failover: expected a number of bytes "
+                                    "0..4611686018427387904, or null (no limit)");
+        json_decref(bad[i]);
+    }
+}
+
+static void test_cfgdoc_interval_keys_refused(void **state)
+{
+    (void)state;
+    const char *keys[] = {"loop_wait", "ttl", "retry_timeout"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *why = cfgdoc_interval_refusal(keys[i]);
+        assert_non_null(why);
+        assert_int_equal(strncmp(why, keys[i], strlen(keys[i])), 0);
+        assert_non_null(strstr(why, ": not settable: "));
+        assert_non_null(strstr(why, "raft.election_timeout"));
+    }
+    assert_null(cfgdoc_interval_refusal("maximum_lag_on_failover"));
+    assert_null(cfgdoc_interval_refusal("ttl2"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +227,8 @@ int main(void)
         cmocka_unit_test(test_cfgdoc_print_is_show_config),
         cmocka_unit_test(test_cfgdoc_merge_is_patronis_patch_config),
         cmocka_unit_test(test_cfgdoc_diff_is_unified_with_three_lines_of_context),
+        cmocka_unit_test(test_cfgdoc_max_lag),
+        cmocka_unit_test(test_cfgdoc_interval_keys_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -417,7 +417,7 @@ static void test_cmd_decode_rejects_version_0(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = 0;
-    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..6)");
+    assert_decode_fails(buf, len, "unsupported command version 0 (supported=1..7)");
     test_free(buf);
 }
 
@@ -429,7 +429,7 @@ static void test_cmd_decode_rejects_future_version(void **state)
     make_set_pause(&c, true);
     uint8_t *buf = encode_copy(&c, &len);
     buf[0] = FSM_VERSION + 1;
-    assert_decode_fails(buf, len, "unsupported command version 7 (supported=1..6)");
+    assert_decode_fails(buf, len, "unsupported command version 8 (supported=1..7)");
     test_free(buf);
 }
 
@@ -443,7 +443,7 @@ static void test_cmd_decode_rejects_unknown_type(void **state)
     buf[1] = 0;
     assert_decode_fails(buf, len, "unknown command type 0");
     buf[1] = FSM_CMD_TYPE_MAX;
-    assert_decode_fails(buf, len, "unknown command type 15");
+    assert_decode_fails(buf, len, "unknown command type 16");
     buf[1] = 255;
     assert_decode_fails(buf, len, "unknown command type 255");
     test_free(buf);
@@ -645,7 +645,7 @@ static void test_cmd_encode_rejects_unknown_type(void **state)
     make_set_pause(&c, true);
     c.type = FSM_CMD_TYPE_MAX;
     assert_int_equal(fsm_cmd_encode(&c, &buf, errmsg), RPG_EINVAL);
-    assert_string_equal(errmsg, "unknown command type 15");
+    assert_string_equal(errmsg, "unknown command type 16");
     assert_null(buf.base);
 }
 
@@ -1882,6 +1882,86 @@ static void test_dynamic_snapshot_versions(void **state)
     assert_true(fsm_state_equal(&a, &b));
 }
 
+/* SET_DYNAMIC_LAG (version 7): the whole set and maximum_lag_on_failover in one entry; the
+ * limit survives SET_DYNAMIC and SET_CONFIG, and a snapshot holding it is version 7. */
+static void test_dynamic_lag(void **state)
+{
+    (void)state;
+    const char *kv[] = {"work_mem", "8MB"};
+    struct fsm_cmd c, out;
+    size_t len;
+    char errmsg[RPG_ERRMSG_SIZE];
+    make_dynamic(&c, 1, kv);
+    c.type = FSM_CMD_SET_DYNAMIC_LAG;
+    c.u.set_dynamic.max_lag_set = true;
+    c.u.set_dynamic.max_lag = 4194304;
+    uint8_t *buf = encode_copy(&c, &len);
+    assert_int_equal(buf[0], 7);
+    assert_int_equal(buf[1], FSM_CMD_SET_DYNAMIC_LAG);
+    assert_int_equal(fsm_cmd_decode(buf, len, &out, errmsg), 0);
+    assert_int_equal(out.type, FSM_CMD_SET_DYNAMIC_LAG);
+    assert_true(out.u.set_dynamic.max_lag_set);
+    assert_int_equal(out.u.set_dynamic.max_lag, 4194304);
+    assert_int_equal(out.u.set_dynamic.n_params, 1);
+    assert_string_equal(fsm_cmd_type_name(FSM_CMD_SET_DYNAMIC_LAG), "set_dynamic_lag");
+    buf[0] = 6;
+    assert_decode_fails(buf, len, "command type 15 needs version 7, got 6");
+    test_free(buf);
+    /* SET_DYNAMIC carries no limit: its encoding is unchanged (version 6). */
+    make_dynamic(&c, 1, kv);
+    c.u.set_dynamic.max_lag_set = true;
+    c.u.set_dynamic.max_lag = 1;
+    roundtrip(&c, &out);
+    assert_false(out.u.set_dynamic.max_lag_set);
+
+    struct fsm_state a, b;
+    state_populated(&a);
+    make_dynamic(&c, 1, kv);
+    c.type = FSM_CMD_SET_DYNAMIC_LAG;
+    c.u.set_dynamic.max_lag_set = true;
+    c.u.set_dynamic.max_lag = 1048576;
+    apply_ok(&a, &c);
+    assert_true(a.config.max_lag_set);
+    assert_int_equal(a.config.max_lag, 1048576);
+    assert_int_equal(a.config.n_params, 1);
+    /* SET_DYNAMIC (an agent of version 6 edits the parameters) and SET_CONFIG keep it. */
+    make_dynamic(&c, 0, NULL);
+    apply_ok(&a, &c);
+    struct fsm_cmd sc;
+    memset(&sc, 0, sizeof sc);
+    sc.type = FSM_CMD_SET_CONFIG;
+    sc.u.set_config.sync_mode = SYNC_MODE_OFF;
+    sc.u.set_config.sync_node_count = 1;
+    apply_ok(&a, &sc);
+    assert_true(a.config.max_lag_set);
+    assert_int_equal(a.config.max_lag, 1048576);
+    assert_int_equal(a.config.n_params, 0);
+
+    struct raft_buffer rb;
+    assert_int_equal(fsm_state_encode(&a, &rb, errmsg), 0);
+    assert_int_equal(((uint8_t *)rb.base)[4], 7);
+    fsm_state_init(&b);
+    assert_int_equal(fsm_state_decode(rb.base, rb.len, &b, errmsg), 0);
+    raft_free(rb.base);
+    assert_true(fsm_state_equal(&a, &b));
+    assert_true(b.config.max_lag_set);
+    assert_int_equal(b.config.max_lag, 1048576);
+    assert_int_equal(fsm_state_checksum(&a), fsm_state_checksum(&b));
+    b.config.max_lag = 1048577;
+    assert_false(fsm_state_equal(&a, &b));
+    assert_int_not_equal(fsm_state_checksum(&a), fsm_state_checksum(&b));
+
+    /* Removed (null): the snapshot is back to the layout an earlier release loads. */
+    make_dynamic(&c, 0, NULL);
+    c.type = FSM_CMD_SET_DYNAMIC_LAG;
+    apply_ok(&a, &c);
+    assert_false(a.config.max_lag_set);
+    assert_int_equal(a.config.max_lag, 0);
+    assert_int_equal(fsm_state_encode(&a, &rb, errmsg), 0);
+    assert_true(((uint8_t *)rb.base)[4] < 7);
+    raft_free(rb.base);
+}
+
 /* pg_hba lines travel with the parameters in SET_DYNAMIC and in a version-6 snapshot. */
 static void test_dynamic_hba(void **state)
 {
@@ -2037,10 +2117,10 @@ static void test_snapshot_decode_rejects_future_version(void **state)
     ((uint8_t *)buf.base)[4] = FSM_VERSION + 1;
     fsm_state_init(&b);
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 7 (supported=1..6)");
+    assert_string_equal(errmsg, "unsupported snapshot version 8 (supported=1..7)");
     ((uint8_t *)buf.base)[4] = 0;
     assert_int_equal(fsm_state_decode(buf.base, buf.len, &b, errmsg), RPG_EPROTO);
-    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..6)");
+    assert_string_equal(errmsg, "unsupported snapshot version 0 (supported=1..7)");
     raft_free(buf.base);
 }
 
@@ -2160,7 +2240,7 @@ static void test_raft_apply_malformed_counts_as_rejected(void **state)
     struct raft_buffer buf = {bytes, sizeof bytes};
     assert_int_equal(f.raft.apply(&f.raft, &buf, &result), 0);
     assert_int_equal(fsm_result_code(result), RPG_EPROTO);
-    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..6)");
+    assert_string_equal(f.last_error, "unsupported command version 9 (supported=1..7)");
     assert_int_equal(s.n_applied, 2);
     assert_int_equal(s.n_rejected, 1);
 }
@@ -2536,6 +2616,7 @@ int main(void)
         cmocka_unit_test(test_dynamic_apply_rules),
         cmocka_unit_test(test_dynamic_snapshot_versions),
         cmocka_unit_test(test_dynamic_hba),
+        cmocka_unit_test(test_dynamic_lag),
         cmocka_unit_test(test_snapshot_decode_rejects_nonzero_padding),
         cmocka_unit_test(test_snapshot_decode_rejects_broken_invariant),
         cmocka_unit_test(test_fsm_init_is_version_1),

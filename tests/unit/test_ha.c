@@ -1023,6 +1023,82 @@ static void assert_chosen(const struct choice *c, const char *name)
     assert_false(c->wait);
 }
 
+/* maximum_lag_on_failover: the member furthest ahead lags the recorded primary's last reported
+ * position by more than the limit: nobody is chosen, the leader waits and says why. */
+static void test_candidate_max_lag(void **state)
+{
+    (void)state;
+    struct world w;
+    struct choice c;
+    world_takeover(&w);
+    peer(&w, "node3")->wal_position = 2000;
+    w.in.primary_wal = 10000;
+    choose(&w, true, &c);
+    assert_chosen(&c, "node3"); /* no limit set */
+    w.state.config.max_lag_set = true;
+    w.state.config.max_lag = 5000;
+    choose(&w, true, &c);
+    assert_null(c.chosen);
+    assert_true(c.wait);
+    assert_string_equal(c.why, "node3, the member furthest ahead, lags 8000 bytes behind the last "
+                               "position of primary node2 (10000), more than "
+                               "maximum_lag_on_failover (5000): not promoted");
+    w.state.config.max_lag = 8000; /* at the limit: may be promoted */
+    choose(&w, true, &c);
+    assert_chosen(&c, "node3");
+    /* The acknowledged-WAL bound counts as a position of the primary too. */
+    w.in.primary_wal = 0;
+    w.state.config.max_lag = 0;
+    choose(&w, true, &c);
+    assert_chosen(&c, "node3");
+    w.state.wal_bound = 1500;
+    w.state.wal_bound_timeline = 1;
+    w.state.config.max_lag = 0;
+    choose(&w, true, &c);
+    assert_chosen(&c, "node3"); /* node3 is past the bound: no lag */
+    /* The decision of the leader waits as well, naming the limit. */
+    w.in.primary_wal = 10000;
+    w.state.config.max_lag = 100;
+    w.in.leader_ms = 60000;
+    decide(&w);
+    assert_int_equal(w.out.action, HA_ACT_WAIT);
+    assert_why(&w, "maximum_lag_on_failover (100)");
+}
+
+/* POST /restart timeout on the primary: a server still starting after the timeout is stopped,
+ * then leadership goes to the best standby; with nobody to take over it goes on starting. */
+static void test_restart_timeout_hands_over(void **state)
+{
+    (void)state;
+    struct world w;
+    world_primary(&w);
+    w.in.pg.state = HA_PG_STARTING;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    w.in.pg.start_timed_out = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_DEMOTE, "");
+    assert_why(&w, "did not start within the restart's timeout: stopping it so that node2 takes "
+                   "over");
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.was_primary = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+    w.in.pg.start_timed_out = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_PRIMARY, "");
+    /* Nobody may take over: the primary starts again, as without a timeout. */
+    w.in.pg.start_timed_out = true;
+    peer(&w, "node2")->nofailover = true;
+    peer(&w, "node3")->nofailover = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_PRIMARY, "");
+    w.in.pg.state = HA_PG_STARTING;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "waiting for postgresql to accept connections");
+}
+
 static void test_candidate_tie_goes_to_higher_priority(void **state)
 {
     (void)state;
@@ -2850,6 +2926,8 @@ int main(void)
         cmocka_unit_test(test_follower_stopped_starts_standby_of_primary),
         cmocka_unit_test(test_follower_with_other_upstream_follows_primary),
         cmocka_unit_test(test_follower_streaming_waits),
+        cmocka_unit_test(test_candidate_max_lag),
+        cmocka_unit_test(test_restart_timeout_hands_over),
         cmocka_unit_test(test_candidate_tie_goes_to_higher_priority),
         cmocka_unit_test(test_candidate_tie_at_equal_priority_goes_to_self),
         cmocka_unit_test(test_candidate_tie_goes_to_lowest_name),

@@ -259,6 +259,35 @@ static void test_pg_version(void **state)
     }
 }
 
+/* Patroni's restart timeout: seconds, with an optional unit, 1..SCHEDULE_TIMEOUT_MAX_S. */
+static void test_restart_timeout(void **state)
+{
+    (void)state;
+    char errmsg[RPG_ERRMSG_SIZE];
+    unsigned s = 0;
+    assert_int_equal(schedule_parse_timeout("30", &s, errmsg), 0);
+    assert_int_equal(s, 30);
+    assert_int_equal(schedule_parse_timeout("45s", &s, errmsg), 0);
+    assert_int_equal(s, 45);
+    assert_int_equal(schedule_parse_timeout("2min", &s, errmsg), 0);
+    assert_int_equal(s, 120);
+    assert_int_equal(schedule_parse_timeout("1h", &s, errmsg), 0);
+    assert_int_equal(s, 3600);
+    assert_int_equal(schedule_parse_timeout("86400", &s, errmsg), 0);
+    assert_int_equal(s, 86400);
+    const char *range[] = {"0", "0s", "86401", "25h", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof range / sizeof range[0]; i++) {
+        assert_int_equal(schedule_parse_timeout(range[i], &s, errmsg), RPG_EINVAL);
+    }
+    assert_string_equal(errmsg, "\"99999999999999999999\" is out of range: 1..86400 seconds");
+    const char *bad[] = {"", "-5", "5 s", "5x", "s", "1.5", "(not a number)"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(schedule_parse_timeout(bad[i], &s, errmsg), RPG_EINVAL);
+    }
+    assert_string_equal(errmsg, "\"(not a number)\" is not a positive number of seconds (30, "
+                                "\"30s\", \"2min\" or \"1h\")");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_decide_every_verdict),
         cmocka_unit_test(test_restart_decide_every_verdict),
         cmocka_unit_test(test_pg_version),
+        cmocka_unit_test(test_restart_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,8 @@ t_log() { printf '%s [%s] %s\n' "$(date +%T.%3N)" "$T_NAME" "$*"; }
 
 t_cleanup() {
   local rc=$?
+  # A time bound left running would hold the test's output open (ctest waits for it).
+  t_time_bound_stop
   for n in "${!T_PIDS[@]}"; do
     kill -KILL "${T_PIDS[$n]}" 2>/dev/null || true
   done

@@ -1173,6 +1173,21 @@ void cons_echo_yes(struct cons *c, uint64_t id, uint64_t seq)
     }
 }
 
+unsigned cons_echo_targets(const struct cons *c, uint64_t *ids, unsigned max)
+{
+    unsigned n = 0;
+    if (!live(c)) {
+        return 0;
+    }
+    const struct raft_configuration *rc = &c->raft->configuration;
+    for (unsigned i = 0; i < rc->n && n < max; i++) {
+        if (rc->servers[i].role == RAFT_VOTER && rc->servers[i].id != c->id) {
+            ids[n++] = rc->servers[i].id;
+        }
+    }
+    return n;
+}
+
 rpg_msec cons_echo_clock(const struct cons *c)
 {
     return c->raft != NULL ? (rpg_msec)c->raft->io->time(c->raft->io) : 0;

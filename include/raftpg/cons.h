@@ -301,6 +301,10 @@ bool cons_echo_begin(struct cons *c, uint64_t *seq, raft_term *term);
  * after leadership changed are ignored. */
 void cons_echo_yes(struct cons *c, uint64_t id, uint64_t seq);
 
+/* Lease echo, leader side: the voters of the Raft configuration other than this server (at most
+ * max ids), the ones a probe goes to. */
+unsigned cons_echo_targets(const struct cons *c, uint64_t *ids, unsigned max);
+
 /* Lease echo, follower side: the Raft clock now, the arrival mark of a probe. */
 rpg_msec cons_echo_clock(const struct cons *c);
 

@@ -1180,6 +1180,41 @@ static void test_cut_off_leader_gets_no_echo(void **state)
     assert_int_equal(cl->overlaps, 0);
 }
 
+/* A probe extends the lease only with a majority of the voters of the configuration: the leader
+ * counts itself once, an id outside the configuration and a repeated answer count nothing, and
+ * answers to a probe that is no longer kept, or of an earlier term, are ignored. */
+static void test_echo_counts_each_voter_once(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    struct cons *c = &cl->cons[l];
+    uint64_t f1 = (uint64_t)((l + 1) % 3) + 1, f2 = (uint64_t)((l + 2) % 3) + 1;
+    uint64_t seq, old_seq;
+    raft_term term;
+    assert_true(cons_echo_begin(c, &old_seq, &term));
+    for (unsigned i = 0; i < CONS_ECHO_PROBES; i++) {
+        assert_true(cons_echo_begin(c, &seq, &term));
+    }
+    /* The first probe's slot now holds a later one. */
+    cons_echo_yes(c, f1, old_seq);
+    assert_int_equal(c->lease_stats.via_echo, 0);
+    cons_echo_yes(c, c->id, seq);
+    cons_echo_yes(c, 9, seq);
+    assert_int_equal(c->lease_stats.via_echo, 0);
+    cons_echo_yes(c, f1, seq);
+    assert_int_equal(c->lease_stats.via_echo, 1);
+    /* Counted once per probe, however many more say yes. */
+    cons_echo_yes(c, f2, seq);
+    cons_echo_yes(c, f1, seq);
+    assert_int_equal(c->lease_stats.via_echo, 1);
+    uint64_t n = cons_echo_targets(c, (uint64_t[FSM_MEMBERS_MAX]){0}, FSM_MEMBERS_MAX);
+    assert_int_equal(n, 2);
+    /* A follower begins no probe. */
+    assert_false(cons_echo_begin(&cl->cons[f1 - 1], &seq, &term));
+}
+
 static void test_healthy_leader_stays(void **state)
 {
     struct cluster *cl = *state;
@@ -1215,6 +1250,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_slow_disks_keep_an_echoed_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cut_off_leader_gets_no_echo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_echo_counts_each_voter_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_members_holding_entries_are_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_follower_write_fences_then_restart_catches_up,
                                         setup, teardown),

@@ -159,11 +159,28 @@ void lease_echo_handle(struct agent *a, struct http_conn *conn, const struct htt
 static void call_failed(struct agent *a, struct lease_echo_call *k, const char *why)
 {
     a->echo.n_failed++;
-    if (!a->echo.failing) {
-        a->echo.failing = true;
+    unsigned free_slot = FSM_MEMBERS_MAX;
+    for (unsigned i = 0; i < FSM_MEMBERS_MAX; i++) {
+        if (a->echo.failing[i] == k->id) {
+            return;
+        }
+        free_slot = a->echo.failing[i] == 0 && free_slot == FSM_MEMBERS_MAX ? i : free_slot;
+    }
+    if (free_slot < FSM_MEMBERS_MAX) {
+        a->echo.failing[free_slot] = k->id;
         const struct fsm_member *m = fsm_state_member_by_id(&a->cons.state, k->id);
         log_warning("lease echo from %s failed: %s (the lease barrier still renews the lease)",
                     m != NULL ? m->name : "a voter", why);
+    }
+}
+
+/* The voter answered: a later failure is said again. */
+static void call_answered(struct agent *a, const struct lease_echo_call *k)
+{
+    for (unsigned i = 0; i < FSM_MEMBERS_MAX; i++) {
+        if (a->echo.failing[i] == k->id) {
+            a->echo.failing[i] = 0;
+        }
     }
 }
 
@@ -199,12 +216,12 @@ static void on_answer(void *data, int rc, int status, const char *body, size_t l
         call_failed(a, k, why);
     } else if (strcmp(echo, "yes") != 0) {
         a->echo.n_no++;
-        a->echo.failing = false;
+        call_answered(a, k);
     } else if (!proof_ok(a, k, json_string_value(json_object_get(o, "proof")))) {
         call_failed(a, k, "its proof does not verify under the cluster secret");
     } else {
         a->echo.n_yes++;
-        a->echo.failing = false;
+        call_answered(a, k);
         cons_echo_yes(&a->cons, k->id, k->seq);
     }
     json_decref(o);

@@ -13,6 +13,7 @@
 
 #include "raftpg/err.h"
 #include "raftpg/fence.h"
+#include "raftpg/fsm_state.h"
 #include "raftpg/http.h"
 #include "raftpg/proof.h"
 
@@ -48,7 +49,8 @@ struct lease_echo {
     /* Leader side: probes sent to a voter, answered yes (with a valid proof), answered no,
      * failed (no answer, an error status, or a proof that does not verify). */
     uint64_t n_sent, n_yes, n_no, n_failed;
-    bool failing; /* the last answer failed: said once per episode */
+    /* Voters whose last answer failed: said once per voter and episode. */
+    uint64_t failing[FSM_MEMBERS_MAX];
 };
 
 /* Starts the timer that sends probes when this member leads and answers the ones it holds. */

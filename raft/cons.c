@@ -139,6 +139,8 @@ void cons_attach(struct cons *c, struct raft *raft, raft_id id, const struct con
     c->lease_term = 0;
     c->lease_submitted = 0;
     c->lease_until = 0;
+    /* The sequence goes on: an answer to a probe of an earlier attach matches none. */
+    memset(c->echo.probes, 0, sizeof c->echo.probes);
     c->last_heard_leader = 0;
     c->candidate_since = 0;
     c->candidate_warned = 0;
@@ -1095,6 +1097,7 @@ static void lease_cb(struct raft_barrier *req, int status)
         return;
     }
     lease_record(c, submitted);
+    c->lease_stats.via_barrier++;
     rpg_msec until = submitted + lease_length(c);
     if (until > c->lease_until) {
         c->lease_until = until;
@@ -1140,6 +1143,104 @@ void cons_lease_renew_now(struct cons *c)
         return;
     }
     lease_submit(c);
+}
+
+/* ---- the lease echo (fence.h fence_echo_decide) -------------------------------------------- */
+
+bool cons_echo_begin(struct cons *c, uint64_t *seq, raft_term *term)
+{
+    if (!live(c) || raft_state(c->raft) != RAFT_LEADER || !c->leader_ready ||
+        c->raft->current_term != c->lease_term) {
+        return false;
+    }
+    struct cons_echo_probe *p = &c->echo.probes[++c->echo.seq % CONS_ECHO_PROBES];
+    memset(p, 0, sizeof *p);
+    p->seq = c->echo.seq;
+    p->term = c->raft->current_term;
+    p->sent = c->host.now(c);
+    *seq = p->seq;
+    *term = p->term;
+    return true;
+}
+
+void cons_echo_yes(struct cons *c, uint64_t id, uint64_t seq)
+{
+    struct cons_echo_probe *p = &c->echo.probes[seq % CONS_ECHO_PROBES];
+    if (seq == 0 || p->seq != seq || p->granted || !live(c) || raft_state(c->raft) != RAFT_LEADER ||
+        !c->leader_ready || c->raft->current_term != p->term || p->term != c->lease_term ||
+        id == c->id) {
+        return;
+    }
+    const struct raft_configuration *rc = &c->raft->configuration;
+    unsigned voters = 0, yes = 0;
+    bool counted = false;
+    for (unsigned i = 0; i < p->n_yes; i++) {
+        counted = counted || p->yes[i] == id;
+    }
+    if (!counted && p->n_yes < FSM_MEMBERS_MAX) {
+        p->yes[p->n_yes++] = id;
+    }
+    /* The configuration now, not at the probe: single-server changes keep every majority of the
+     * old and the new configuration overlapping. */
+    for (unsigned i = 0; i < rc->n; i++) {
+        if (rc->servers[i].role != RAFT_VOTER) {
+            continue;
+        }
+        voters++;
+        bool said = rc->servers[i].id == c->id;
+        for (unsigned k = 0; !said && k < p->n_yes; k++) {
+            said = p->yes[k] == rc->servers[i].id;
+        }
+        yes += said;
+    }
+    if (voters == 0 || yes <= voters / 2) {
+        return;
+    }
+    p->granted = true;
+    c->lease_stats.via_echo++;
+    rpg_msec until = p->sent + lease_length(c);
+    if (until > c->lease_until) {
+        c->lease_until = until;
+    }
+}
+
+unsigned cons_echo_targets(const struct cons *c, uint64_t *ids, unsigned max)
+{
+    unsigned n = 0;
+    if (!live(c)) {
+        return 0;
+    }
+    const struct raft_configuration *rc = &c->raft->configuration;
+    for (unsigned i = 0; i < rc->n && n < max; i++) {
+        if (rc->servers[i].role == RAFT_VOTER && rc->servers[i].id != c->id) {
+            ids[n++] = rc->servers[i].id;
+        }
+    }
+    return n;
+}
+
+rpg_msec cons_echo_clock(const struct cons *c)
+{
+    return c->raft != NULL ? (rpg_msec)c->raft->io->time(c->raft->io) : 0;
+}
+
+enum fence_echo cons_echo_answer(const struct cons *c, uint64_t leader_id, raft_term term,
+                                 rpg_msec arrived, rpg_msec wait_ms)
+{
+    if (!live(c)) {
+        return FENCE_ECHO_NO;
+    }
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(c->raft, &lid, &laddr);
+    struct fence_echo_view v = {
+        .follower = raft_state(c->raft) == RAFT_FOLLOWER,
+        .term = c->raft->current_term,
+        .leader_id = lid,
+        /* libraft's own clock (raft_io time), the one the probe's arrival is marked on. */
+        .timer_start = (rpg_msec)c->raft->election_timer_start,
+    };
+    return fence_echo_decide(&v, leader_id, term, arrived, cons_echo_clock(c), wait_ms);
 }
 
 static int start_transfer(struct cons *c, uint64_t id);

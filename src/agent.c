@@ -1349,6 +1349,7 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
     a->peers.election_timeout_ms = a->conf.raft.election_timeout_ms;
     a->peers.book.rtt_bound_ms = a->conf.raft.election_timeout_ms / 6;
     a->peers_open = true;
+    lease_echo_start(a);
     update_peer_targets(a);
     log_info("api listening on %s", a->conf.restapi.listen);
     rv = start_pg(a, errmsg);
@@ -1377,7 +1378,8 @@ static void maybe_exit(struct agent *a)
 {
     if (a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
         a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open ||
-        a->callbacks_open || a->switchover.timer_open || a->restart.timer_open) {
+        a->callbacks_open || a->switchover.timer_open || a->restart.timer_open ||
+        a->echo.timer_open) {
         return;
     }
     uv_close((uv_handle_t *)&a->sig_int, NULL);
@@ -1559,6 +1561,13 @@ static void fence_timer_closed(uv_handle_t *h)
     maybe_exit(a);
 }
 
+static void echo_timer_closed(uv_handle_t *h)
+{
+    struct agent *a = h->data;
+    a->echo.timer_open = false;
+    maybe_exit(a);
+}
+
 static void guard_closed(struct guard *g)
 {
     struct agent *a = (struct agent *)((char *)g - offsetof(struct agent, guard));
@@ -1602,7 +1611,9 @@ static void close_rest(struct agent *a)
     }
     bool any = a->cons_open || a->api_open || a->peers_open || a->pg_open || a->ha_timer_open ||
                a->fence_timer_open || a->vip_open || a->notify_timer_open || a->guard_open ||
-               a->callbacks_open || a->switchover.timer_open || a->restart.timer_open;
+               a->callbacks_open || a->switchover.timer_open || a->restart.timer_open ||
+               a->echo.timer_open;
+    lease_echo_close(a, echo_timer_closed);
     switchover_close(a, switchover_timer_closed);
     restart_close(a, restart_timer_closed);
     if (a->callbacks_open && !a->callbacks.closing) {

@@ -2396,6 +2396,7 @@ static const char *const api_endpoints[API_ENDPOINTS] = {
     "/reload",
     "/standby_leader",
     "/read-only-synchronous",
+    LEASE_ECHO_PATH,
 };
 static const int api_statuses[API_STATUSES] = {200, 201, 202, 400, 401, 403, 404, 405, 409,
                                                412, 413, 414, 415, 422, 431, 500, 503, 504};
@@ -2734,7 +2735,8 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
          * 0.8 ET from the submission): how much of it a renewal uses. */
         const struct cons *c = &a->cons;
         fprintf(f, "# HELP raftpg_lease_renewal_seconds Time from submitting a lease barrier to "
-                   "its commit (millisecond resolution).\n"
+                   "its commit (millisecond resolution; the barrier path only, see "
+                   "raftpg_lease_renewals_total).\n"
                    "# TYPE raftpg_lease_renewal_seconds histogram\n");
         uint64_t cum = 0;
         for (unsigned i = 0; i < CONS_LEASE_BUCKETS; i++) {
@@ -2748,6 +2750,25 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
                 (double)c->lease_stats.sum_ms / 1000.0);
         fprintf(f, "raftpg_lease_renewal_seconds_count{%s} %llu\n", labels,
                 (unsigned long long)c->lease_stats.count);
+        fprintf(f,
+                "# HELP raftpg_lease_renewals_total Renewals that extended the lease: a lease "
+                "barrier committed (via=barrier) or a majority of voters answered a lease echo "
+                "(via=echo).\n"
+                "# TYPE raftpg_lease_renewals_total counter\n"
+                "raftpg_lease_renewals_total{%s,via=\"barrier\"} %llu\n"
+                "raftpg_lease_renewals_total{%s,via=\"echo\"} %llu\n",
+                labels, (unsigned long long)c->lease_stats.via_barrier, labels,
+                (unsigned long long)c->lease_stats.via_echo);
+        fprintf(f,
+                "# HELP raftpg_lease_echoes_total Lease echo probes this member sent as leader, "
+                "by answer (yes, no, failed: no answer, an error, or a proof that does not "
+                "verify).\n"
+                "# TYPE raftpg_lease_echoes_total counter\n"
+                "raftpg_lease_echoes_total{%s,answer=\"yes\"} %llu\n"
+                "raftpg_lease_echoes_total{%s,answer=\"no\"} %llu\n"
+                "raftpg_lease_echoes_total{%s,answer=\"failed\"} %llu\n",
+                labels, (unsigned long long)a->echo.n_yes, labels, (unsigned long long)a->echo.n_no,
+                labels, (unsigned long long)a->echo.n_failed);
         rpg_msec now = cons_uv_clock_ms();
         metric(f, "raftpg_lease_renewal_max_seconds", "gauge",
                "Longest lease barrier commit of the last one to two minutes.", labels,
@@ -2841,6 +2862,11 @@ void api_handle(struct http_conn *conn, const struct http_request *req, void *da
         } else {
             respond_health(a, conn, req, hk);
         }
+        return;
+    }
+    /* Members only: the answer carries a proof under the cluster secret (lease_echo.h). */
+    if (strcmp(path, LEASE_ECHO_PATH) == 0) {
+        lease_echo_handle(a, conn, req);
         return;
     }
     if (!get && req->method != HTTP_M_OPTIONS &&

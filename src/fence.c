@@ -9,6 +9,20 @@ void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms)
     t->hard_ms = et / 4 > 0 ? et / 4 : 1;
     t->escalate_ms = t->margin_ms / 2 > 0 ? t->margin_ms / 2 : 1;
     t->gap_ms = et / 2 > 0 ? et / 2 : 1;
+    t->echo_wait_ms = et / 2 > 0 ? et / 2 : 1;
+}
+
+enum fence_echo fence_echo_decide(const struct fence_echo_view *v, uint64_t leader_id,
+                                  uint64_t term, rpg_msec arrived, rpg_msec now, rpg_msec wait_ms)
+{
+    if (v->follower && v->term == term && leader_id != 0 && v->leader_id == leader_id &&
+        v->timer_start > arrived) {
+        return FENCE_ECHO_YES;
+    }
+    if (v->term > term || now >= arrived + wait_ms) {
+        return FENCE_ECHO_NO;
+    }
+    return FENCE_ECHO_WAIT;
 }
 
 bool fence_loop_gap(const struct fence_timing *t, rpg_msec last_tick, rpg_msec now)

@@ -16,6 +16,7 @@
 #include "raftpg/failover.h"
 #include "raftpg/fence_step.h"
 #include "raftpg/lead.h"
+#include "raftpg/lease_echo.h"
 #include "raftpg/guard.h"
 #include "raftpg/ha.h"
 #include "raftpg/history.h"
@@ -85,6 +86,7 @@ struct agent {
     uv_timer_t fence_timer;
     bool fence_timer_open;
     struct lead_memory lead; /* the gate to acting as leader (lead.h) */
+    struct lease_echo echo;  /* lease renewals that wait for no disk (lease_echo.h) */
     struct fence_memory
         fm;         /* the fence's own state: lease, soft layer, fence, VIP (fence_step.h) */
     int frozen_pid; /* the postmaster the soft layer stopped */

@@ -5,7 +5,7 @@
 #include "raftpg/http.h"
 
 /* Endpoints and statuses the request counters tell apart (api.c). */
-#define API_ENDPOINTS 33
+#define API_ENDPOINTS 34
 #define API_STATUSES 18
 
 /* http_handler_cb for the agent's server; data is the struct agent. */

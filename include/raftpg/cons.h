@@ -14,6 +14,7 @@
 #include <raft.h>
 
 #include "raftpg/err.h"
+#include "raftpg/fence.h"
 #include "raftpg/fsm.h"
 #include "raftpg/storage.h"
 
@@ -36,6 +37,8 @@ const char *cons_voting_name(int voting);
 extern const unsigned cons_lease_bucket_ms[CONS_LEASE_BUCKETS];
 /* The recent maximum covers the last one to two such windows. */
 #define CONS_LEASE_MAX_WINDOW_MS 60000u
+/* Lease echo probes a leader keeps track of: answers to older ones are ignored. */
+#define CONS_ECHO_PROBES 8
 /* A candidate is reported every this many election timeouts while it stays one. */
 #define CONS_CANDIDATE_WARN_ETS 10u
 
@@ -129,7 +132,24 @@ struct cons {
         uint64_t count;
         uint64_t sum_ms;
         rpg_msec max_ms, prev_max_ms, window_start;
+        uint64_t via_barrier; /* renewals that extended the lease: a lease barrier committed */
+        uint64_t via_echo;    /* a majority answered a lease echo (cons_echo_yes) */
     } lease_stats;
+
+    /* Lease echo, leader side (fence.h fence_echo_decide): the last CONS_ECHO_PROBES probes with
+     * their send time (node clock) and the voters that said yes. A majority of voters, this one
+     * counted, extends the lease to sent + lease_ms, as a barrier submitted then would. */
+    struct {
+        uint64_t seq; /* of the last probe begun (0: none) */
+        struct cons_echo_probe {
+            uint64_t seq;
+            raft_term term;
+            rpg_msec sent;
+            uint64_t yes[FSM_MEMBERS_MAX];
+            unsigned n_yes;
+            bool granted; /* a majority answered: counted once */
+        } probes[CONS_ECHO_PROBES];
+    } echo;
 
     /* A node that stays candidate (pre-vote included) cannot win an election: since when (node
      * clock, 0 while not candidate), and when it last said so (cons_observe). */
@@ -269,6 +289,29 @@ void cons_lease_renew(struct cons *c);
 /* Leader only: submits a lease barrier at once, even while an older one is pending (after a loop
  * gap only a barrier submitted from now on counts: fence_lease_trusted). */
 void cons_lease_renew_now(struct cons *c);
+
+/* Lease echo, leader side: begins a probe when this node is the ready leader of its term, noting
+ * the node clock now as its send time; *seq and *term go to every other voter. False otherwise.
+ * Call every ET/4 (with the lease barrier, which stays: it grants the first lease of a term). */
+bool cons_echo_begin(struct cons *c, uint64_t *seq, raft_term *term);
+
+/* Lease echo, leader side: voter id answered yes to probe seq (its answer proven by the caller).
+ * Once a majority of the voters, this one counted, did, the lease ends no earlier than the
+ * probe's send time + lease_ms. Answers from non-voters, to unknown or older-term probes, or
+ * after leadership changed are ignored. */
+void cons_echo_yes(struct cons *c, uint64_t id, uint64_t seq);
+
+/* Lease echo, leader side: the voters of the Raft configuration other than this server (at most
+ * max ids), the ones a probe goes to. */
+unsigned cons_echo_targets(const struct cons *c, uint64_t *ids, unsigned max);
+
+/* Lease echo, follower side: the Raft clock now, the arrival mark of a probe. */
+rpg_msec cons_echo_clock(const struct cons *c);
+
+/* Lease echo, follower side: fence_echo_decide on this server's Raft state for a probe of
+ * leader_id in term that arrived at arrived (cons_echo_clock); no when not running. */
+enum fence_echo cons_echo_answer(const struct cons *c, uint64_t leader_id, raft_term term,
+                                 rpg_msec arrived, rpg_msec wait_ms);
 
 /* Submits a command through the leader. RPG_ENOTLEADER if this node is not a ready leader. The
  * callback fires exactly once unless submit itself fails or the logic is detached first. */

@@ -38,12 +38,13 @@
  *   A scheduling stall therefore costs clients a pause, never their sessions. What no gap shows:
  *   a pause that the guest's clocks did not count at all (README.md, "Fencing"). */
 struct fence_timing {
-    rpg_msec lease_ms;    /* 0.8 ET */
-    rpg_msec renew_ms;    /* ET / 4: how often the leader renews */
-    rpg_msec margin_ms;   /* 0.2 ET: the soft layer starts this long before the lease ends */
-    rpg_msec hard_ms;     /* ET / 4: what a new leader waits for the old side's hard layer */
-    rpg_msec escalate_ms; /* margin / 2: fast stop, then immediate */
-    rpg_msec gap_ms;      /* ET / 2: a longer gap between fence ticks distrusts the lease */
+    rpg_msec lease_ms;     /* 0.8 ET */
+    rpg_msec renew_ms;     /* ET / 4: how often the leader renews */
+    rpg_msec margin_ms;    /* 0.2 ET: the soft layer starts this long before the lease ends */
+    rpg_msec hard_ms;      /* ET / 4: what a new leader waits for the old side's hard layer */
+    rpg_msec escalate_ms;  /* margin / 2: fast stop, then immediate */
+    rpg_msec gap_ms;       /* ET / 2: a longer gap between fence ticks distrusts the lease */
+    rpg_msec echo_wait_ms; /* ET / 2: how long a follower holds a lease echo before "no" */
 };
 
 void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms);
@@ -52,6 +53,31 @@ void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms);
  * than margin_ms left. */
 bool fence_lease_ok(const struct fence_timing *t, bool leader_ready, rpg_msec lease_until,
                     rpg_msec now);
+
+/* Lease echo, the follower's side (README.md, "Fencing"). The leader sends each voter a probe
+ * (its id, its term) about every renew_ms over the API and notes when it sent it, t. The
+ * follower says yes only once its election timer restarted strictly after the probe arrived
+ * (both on its Raft clock), while it is a follower of that leader in that term: libraft 0.15
+ * restarts the timer when it accepts an AppendEntries from its leader, before any disk write,
+ * and a follower that knows a leader refuses votes and pre-votes until the timer runs out. A
+ * majority of yes (the leader counting itself) therefore proves that no other leader can exist
+ * before t + ET, as a committed barrier does, without waiting for fsync. Strictly after: the
+ * Raft clock is read once per loop turn, so an equal reading may come from a message handled in
+ * the same turn as the probe but sent before t. */
+enum fence_echo { FENCE_ECHO_WAIT = 0, FENCE_ECHO_YES, FENCE_ECHO_NO };
+
+struct fence_echo_view {
+    bool follower;        /* the Raft role is follower */
+    uint64_t term;        /* its current term */
+    uint64_t leader_id;   /* the leader it knows, 0: none */
+    rpg_msec timer_start; /* its election timer's last restart (Raft clock) */
+};
+
+/* The answer to a probe of leader_id in term that arrived at arrived (Raft clock), at now: yes
+ * as above; no when this node is in a later term or wait_ms have passed; otherwise wait (the
+ * next heartbeat is due). */
+enum fence_echo fence_echo_decide(const struct fence_echo_view *v, uint64_t leader_id,
+                                  uint64_t term, rpg_msec arrived, rpg_msec now, rpg_msec wait_ms);
 
 /* A gap between two fence ticks (last_tick 0: none yet) longer than gap_ms: the loop or the
  * machine stood still, and the clock may not have counted all of it. */

@@ -30,6 +30,18 @@ struct cluster {
     /* Lease safety, checked after every step: two nodes never hold a lease at the same time. */
     unsigned overlaps;
     unsigned changes[N_MAX]; /* on_change calls */
+    /* The lease echo (fence.h), its side channel modelled here: a probe reaches each voter at
+     * once unless echo_cut, which answers it as its Raft state says. */
+    bool echo;
+    bool echo_cut;
+    struct {
+        bool used;
+        unsigned from, to;
+        uint64_t seq;
+        raft_term term;
+        rpg_msec arrived; /* on the receiver's Raft clock */
+    } probes[64];
+    unsigned echo_yes, echo_no;
 };
 
 static struct cluster *cluster_of(struct cons *c, unsigned *idx)
@@ -225,6 +237,54 @@ static int teardown(void **state)
     return 0;
 }
 
+static void echo_send(struct cluster *cl, unsigned from)
+{
+    uint64_t seq;
+    raft_term term;
+    if (!cons_echo_begin(&cl->cons[from], &seq, &term)) {
+        return;
+    }
+    for (unsigned to = 0; to < cl->n; to++) {
+        if (to == from || cl->echo_cut) {
+            continue;
+        }
+        for (unsigned k = 0; k < 64; k++) {
+            if (!cl->probes[k].used) {
+                cl->probes[k].used = true;
+                cl->probes[k].from = from;
+                cl->probes[k].to = to;
+                cl->probes[k].seq = seq;
+                cl->probes[k].term = term;
+                cl->probes[k].arrived = cons_echo_clock(&cl->cons[to]);
+                break;
+            }
+        }
+    }
+}
+
+/* Each held probe answered once its receiver's state says yes or no (at most ET/2 later). */
+static void echo_poll(struct cluster *cl)
+{
+    for (unsigned k = 0; k < 64; k++) {
+        if (!cl->probes[k].used) {
+            continue;
+        }
+        unsigned from = cl->probes[k].from, to = cl->probes[k].to;
+        enum fence_echo ans = cons_echo_answer(&cl->cons[to], from + 1, cl->probes[k].term,
+                                               cl->probes[k].arrived, ET_MS / 2);
+        if (ans == FENCE_ECHO_WAIT) {
+            continue;
+        }
+        cl->probes[k].used = false;
+        if (ans == FENCE_ECHO_YES && !cl->echo_cut) {
+            cl->echo_yes++;
+            cons_echo_yes(&cl->cons[from], to + 1, cl->probes[k].seq);
+        } else {
+            cl->echo_no++;
+        }
+    }
+}
+
 /* One fixture step, then what cons_uv.c's handles would run by now. */
 static void step(struct cluster *cl)
 {
@@ -236,9 +296,13 @@ static void step(struct cluster *cl)
     if (now >= cl->next_lease) {
         for (unsigned i = 0; i < cl->n; i++) {
             cons_lease_renew(&cl->cons[i]);
+            if (cl->echo) {
+                echo_send(cl, i);
+            }
         }
         cl->next_lease = now + ET_MS / 4;
     }
+    echo_poll(cl);
     if (now >= cl->next_reconcile) {
         for (unsigned i = 0; i < cl->n; i++) {
             cons_reconcile(&cl->cons[i]);
@@ -1024,6 +1088,133 @@ static void test_next_start_checks_against_the_record(void **state)
 }
 
 /* A healthy leader stays. */
+/* Every disk takes 2 ET per write (1.3 s renewals were seen with ET 1 s under load): the lease
+ * barriers commit far later than the lease lasts, so barriers alone let the lease of a healthy
+ * leader lapse, while the echo, which waits for no disk, keeps it. Below the storage bound
+ * (STORAGE_LEADER_BOUND_ET), past which a leader that confirms no write steps aside anyway. */
+static void slow_disks_run(struct cluster *cl, bool echo, rpg_msec *lapsed, int *leader)
+{
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    cl->echo = echo;
+    run_for(cl, 2 * ET_MS);
+    for (unsigned i = 0; i < cl->n; i++) {
+        raft_fixture_set_disk_latency(&cl->f, i, 2 * ET_MS);
+    }
+    rpg_msec from = (rpg_msec)cl->f.time;
+    *lapsed = 0;
+    while ((rpg_msec)cl->f.time < from + 6 * ET_MS) {
+        step(cl);
+        if (*lapsed == 0 && cons_lease_until(&cl->cons[l]) <= (rpg_msec)cl->f.time) {
+            *lapsed = (rpg_msec)cl->f.time;
+        }
+    }
+    *leader = l;
+}
+
+static void test_slow_disks_lapse_a_barrier_only_lease(void **state)
+{
+    struct cluster *cl = *state;
+    rpg_msec lapsed;
+    int l;
+    slow_disks_run(cl, false, &lapsed, &l);
+    assert_true(lapsed > 0);
+    assert_int_equal(cl->cons[l].lease_stats.via_echo, 0);
+    assert_int_equal(cl->overlaps, 0);
+}
+
+static void test_slow_disks_keep_an_echoed_lease(void **state)
+{
+    struct cluster *cl = *state;
+    rpg_msec lapsed;
+    int l;
+    slow_disks_run(cl, true, &lapsed, &l);
+    assert_int_equal(lapsed, 0);
+    assert_int_equal(ready_leader(cl), l);
+    /* Each renewal about ET/4: well over a dozen in 6 ET. */
+    assert_true(cl->cons[l].lease_stats.via_echo >= 6 * 4 - 4);
+    assert_int_equal(cl->overlaps, 0);
+}
+
+/* The leader cut off from the other voters while the echo's side channel still reaches them:
+ * no timer restarts after the cut, so no probe sent after it gets a majority; the lease ends at
+ * the latest LEASE_MS after the cut, before any other node leads. */
+static void test_cut_off_leader_gets_no_echo(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    cl->echo = true;
+    run_for(cl, 2 * ET_MS);
+    uint64_t granted = cl->cons[l].lease_stats.via_echo;
+    assert_true(granted > 0);
+    rpg_msec cut = (rpg_msec)cl->f.time;
+    for (unsigned i = 0; i < cl->n; i++) {
+        if ((int)i != l) {
+            raft_fixture_saturate(&cl->f, (unsigned)l, i);
+            raft_fixture_saturate(&cl->f, i, (unsigned)l);
+        }
+    }
+    rpg_msec lost = 0, other = 0, max_until = 0;
+    unsigned no_before = cl->echo_no;
+    while ((rpg_msec)cl->f.time < cut + 10 * ET_MS && other == 0) {
+        step(cl);
+        rpg_msec until = cons_lease_until(&cl->cons[l]);
+        max_until = until > max_until ? until : max_until;
+        if (lost == 0 && until <= (rpg_msec)cl->f.time) {
+            lost = (rpg_msec)cl->f.time;
+        }
+        for (unsigned i = 0; i < cl->n; i++) {
+            if ((int)i != l && raft_state(raft_fixture_get(&cl->f, i)) == RAFT_LEADER) {
+                other = (rpg_msec)cl->f.time;
+            }
+        }
+    }
+    assert_true(lost > 0);
+    assert_true(other > 0);
+    assert_true(max_until <= cut + LEASE_MS);
+    assert_true(lost < other);
+    assert_true(cl->echo_no > no_before);
+    assert_int_equal(cl->overlaps, 0);
+}
+
+/* A probe extends the lease only with a majority of the voters of the configuration: the leader
+ * counts itself once, an id outside the configuration and a repeated answer count nothing, and
+ * answers to a probe that is no longer kept, or of an earlier term, are ignored. */
+static void test_echo_counts_each_voter_once(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    struct cons *c = &cl->cons[l];
+    uint64_t f1 = (uint64_t)((l + 1) % 3) + 1, f2 = (uint64_t)((l + 2) % 3) + 1;
+    uint64_t seq, old_seq;
+    raft_term term;
+    assert_true(cons_echo_begin(c, &old_seq, &term));
+    for (unsigned i = 0; i < CONS_ECHO_PROBES; i++) {
+        assert_true(cons_echo_begin(c, &seq, &term));
+    }
+    /* The first probe's slot now holds a later one. */
+    cons_echo_yes(c, f1, old_seq);
+    assert_int_equal(c->lease_stats.via_echo, 0);
+    cons_echo_yes(c, c->id, seq);
+    cons_echo_yes(c, 9, seq);
+    assert_int_equal(c->lease_stats.via_echo, 0);
+    cons_echo_yes(c, f1, seq);
+    assert_int_equal(c->lease_stats.via_echo, 1);
+    /* Counted once per probe, however many more say yes. */
+    cons_echo_yes(c, f2, seq);
+    cons_echo_yes(c, f1, seq);
+    assert_int_equal(c->lease_stats.via_echo, 1);
+    uint64_t n = cons_echo_targets(c, (uint64_t[FSM_MEMBERS_MAX]){0}, FSM_MEMBERS_MAX);
+    assert_int_equal(n, 2);
+    /* A follower begins no probe. */
+    assert_false(cons_echo_begin(&cl->cons[f1 - 1], &seq, &term));
+}
+
 static void test_healthy_leader_stays(void **state)
 {
     struct cluster *cl = *state;
@@ -1055,6 +1246,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_diverged_leader_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_leader_acts_after_the_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_healthy_leader_stays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_disks_lapse_a_barrier_only_lease, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_slow_disks_keep_an_echoed_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cut_off_leader_gets_no_echo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_echo_counts_each_voter_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_members_holding_entries_are_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_follower_write_fences_then_restart_catches_up,
                                         setup, teardown),

@@ -446,6 +446,7 @@ struct sim_options {
     rpg_msec quiet;  /* after every fault healed, how long the cluster runs */
     rpg_msec budget; /* I4: a primary within this long after a majority is healthy */
     bool no_lease;   /* run the core without the agent's lease, fence and start delay */
+    bool no_echo;    /* renew the lease with barriers alone (the agent without a secret) */
     bool watchdog;   /* watchdog.mode automatic with a device (the agent's default is off) */
     bool verbose;
 };
@@ -531,6 +532,16 @@ struct sim_world {
     int crash_new_primary; /* fault index of an armed crash-new-primary, -1 */
     rpg_msec crash_new_primary_until;
     int receiver_lag; /* F_RECEIVER_LAG faults in force */
+    /* Lease echo probes held by their receivers (lease_echo.c over the network's links). */
+    struct sim_echo {
+        bool used;
+        unsigned from, to;
+        uint64_t gen; /* the sender's agent */
+        uint64_t seq;
+        uint64_t term;
+        rpg_msec arrived; /* the receiver's Raft clock */
+        rpg_msec expires; /* the sender's clock: its request times out */
+    } echo[64];
     struct sim_result *res;
 };
 

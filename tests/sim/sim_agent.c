@@ -363,6 +363,8 @@ static void raft_reopened(struct sim_world *w, unsigned i)
              EV_RAFT_START, (int)i, a->gen, 0);
 }
 
+static void echo_settle(struct sim_world *w, unsigned k);
+
 void sim_raft_monitor(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
@@ -372,6 +374,11 @@ void sim_raft_monitor(struct sim_world *w, unsigned i)
     }
     if (raft_up(w, i)) {
         cons_observe(cons_of(w, i));
+        for (unsigned k = 0; k < sizeof w->echo / sizeof w->echo[0]; k++) {
+            if (w->echo[k].used && w->echo[k].to == i) {
+                echo_settle(w, k);
+            }
+        }
     }
 }
 
@@ -401,10 +408,71 @@ void sim_raft_started(struct sim_world *w, unsigned i)
     sim_raft_monitor(w, i);
 }
 
+/* A held probe answered when its receiver's state says so (lease_echo.c settle); a yes reaches
+ * the sender over a working link while its agent and Raft still run. */
+static void echo_settle(struct sim_world *w, unsigned k)
+{
+    struct sim_echo *e = &w->echo[k];
+    if (!raft_up(w, e->to) || !raft_up(w, e->from) || w->nodes[e->from].agent.gen != e->gen ||
+        sim_local_now(w, e->from) >= e->expires) {
+        e->used = false;
+        return;
+    }
+    struct fence_timing t;
+    fence_timing_init(&t, SIM_ELECTION_TIMEOUT_MS);
+    enum fence_echo ans = cons_echo_answer(cons_of(w, e->to), w->nodes[e->from].fx + 1, e->term,
+                                           e->arrived, t.echo_wait_ms);
+    if (ans == FENCE_ECHO_WAIT) {
+        return;
+    }
+    e->used = false;
+    if (ans == FENCE_ECHO_YES && sim_link(w, e->from, e->to)) {
+        cons_echo_yes(cons_of(w, e->from), w->nodes[e->to].fx + 1, e->seq);
+    }
+}
+
+static void echo_send(struct sim_world *w, unsigned i)
+{
+    uint64_t seq;
+    raft_term term;
+    if (w->opt->no_echo || w->opt->no_lease || !cons_echo_begin(cons_of(w, i), &seq, &term)) {
+        return;
+    }
+    struct fence_timing t;
+    fence_timing_init(&t, SIM_ELECTION_TIMEOUT_MS);
+    for (unsigned j = 0; j < w->n; j++) {
+        if (j == i || !w->nodes[j].exists || !raft_up(w, j) || !sim_link(w, i, j)) {
+            continue;
+        }
+        for (unsigned k = 0; k < sizeof w->echo / sizeof w->echo[0]; k++) {
+            if (!w->echo[k].used) {
+                w->echo[k] = (struct sim_echo){
+                    .used = true,
+                    .from = i,
+                    .to = j,
+                    .gen = w->nodes[i].agent.gen,
+                    .seq = seq,
+                    .term = term,
+                    .arrived = cons_echo_clock(cons_of(w, j)),
+                    .expires = sim_local_now(w, i) + t.echo_wait_ms + t.renew_ms,
+                };
+                echo_settle(w, k);
+                break;
+            }
+        }
+    }
+}
+
 void sim_lease_renew(struct sim_world *w, unsigned i)
 {
     if (raft_up(w, i)) {
         cons_lease_renew(cons_of(w, i));
+        echo_send(w, i);
+    }
+    for (unsigned k = 0; k < sizeof w->echo / sizeof w->echo[0]; k++) {
+        if (w->echo[k].used) {
+            echo_settle(w, k);
+        }
     }
 }
 

@@ -124,6 +124,7 @@ static void usage(FILE *out)
             "  --keep LIST       apply only these faults of the schedule (replay of a shrunk one)\n"
             "  --watchdog        watchdog.mode automatic with a device (the agent's default: off)\n"
             "  --no-lease        the core alone: no lease, fence or Raft start delay\n"
+            "  --no-echo         the lease renewed by barriers alone (no lease echo)\n"
             "  --no-shrink       do not shrink failing schedules\n"
             "  --verbose         trace every step of the simulation on stderr\n");
 }
@@ -176,6 +177,9 @@ static int parse_args(int argc, char **argv, struct args *a)
             takes = false;
         } else if (strcmp(o, "--no-lease") == 0) {
             a->opt.no_lease = true;
+            takes = false;
+        } else if (strcmp(o, "--no-echo") == 0) {
+            a->opt.no_echo = true;
             takes = false;
         } else if (strcmp(o, "--no-shrink") == 0) {
             a->shrink = false;
@@ -376,6 +380,10 @@ static void print_nodes_faults(const struct args *a, unsigned nodes, char *buf, 
              a->opt.no_lease   ? " --no-lease"
              : a->opt.watchdog ? " --watchdog"
                                : "");
+    if (a->opt.no_echo && !a->opt.no_lease) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, size - l, " --no-echo");
+    }
     static const char *const modes[] = {"off", "quorum", "strict"};
     if (a->opt.sync_mode != SYNC_MODE_QUORUM || a->opt.sync_k != 1) {
         size_t l = strlen(buf);

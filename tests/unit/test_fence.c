@@ -390,6 +390,40 @@ static void test_a_new_leader_acts_at_once_only_when_every_other_member_stood_do
     }
 }
 
+/* The follower's answer to a lease echo: yes only for its own leader in its own term once its
+ * election timer restarted strictly after the probe arrived; no for an older term or once the
+ * wait ran out; otherwise it waits for the next heartbeat. */
+static void test_a_lease_echo_is_yes_only_after_a_timer_restart_from_that_leader(void **state)
+{
+    (void)state;
+    struct fence_timing ft;
+    fence_timing_init(&ft, 1000);
+    assert_int_equal(ft.echo_wait_ms, 500);
+    struct fence_echo_view v = {.follower = true, .term = 7, .leader_id = 2, .timer_start = 1000};
+    /* The heartbeat that restarted the timer was handled before the probe, or in its turn. */
+    assert_int_equal(fence_echo_decide(&v, 2, 7, 1000, 1000, ft.echo_wait_ms), FENCE_ECHO_WAIT);
+    assert_int_equal(fence_echo_decide(&v, 2, 7, 1001, 1050, ft.echo_wait_ms), FENCE_ECHO_WAIT);
+    /* One handled in a later turn. */
+    assert_int_equal(fence_echo_decide(&v, 2, 7, 999, 1000, ft.echo_wait_ms), FENCE_ECHO_YES);
+    /* Another leader, another term, no leader, not a follower. */
+    assert_int_equal(fence_echo_decide(&v, 3, 7, 999, 1000, ft.echo_wait_ms), FENCE_ECHO_WAIT);
+    assert_int_equal(fence_echo_decide(&v, 2, 8, 999, 1000, ft.echo_wait_ms), FENCE_ECHO_WAIT);
+    assert_int_equal(fence_echo_decide(&v, 2, 6, 999, 1000, ft.echo_wait_ms), FENCE_ECHO_NO);
+    assert_int_equal(fence_echo_decide(&v, 0, 7, 999, 1000, ft.echo_wait_ms), FENCE_ECHO_WAIT);
+    struct fence_echo_view lost = v;
+    lost.leader_id = 0;
+    assert_int_equal(fence_echo_decide(&lost, 2, 7, 999, 1000, ft.echo_wait_ms), FENCE_ECHO_WAIT);
+    struct fence_echo_view cand = v;
+    cand.follower = false;
+    assert_int_equal(fence_echo_decide(&cand, 2, 7, 999, 1000, ft.echo_wait_ms), FENCE_ECHO_WAIT);
+    /* The wait is bounded: no at arrival + echo_wait_ms, not before. */
+    assert_int_equal(fence_echo_decide(&cand, 2, 7, 999, 999 + 499, ft.echo_wait_ms),
+                     FENCE_ECHO_WAIT);
+    assert_int_equal(fence_echo_decide(&cand, 2, 7, 999, 999 + 500, ft.echo_wait_ms),
+                     FENCE_ECHO_NO);
+    assert_int_equal(fence_echo_decide(&v, 2, 7, 1000, 1500, ft.echo_wait_ms), FENCE_ECHO_NO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_after_a_gap_only_a_fresh_barrier_grants_the_lease),
         cmocka_unit_test(
             test_a_short_stall_keeps_the_lease_and_a_long_one_pauses_until_a_fresh_barrier),
+        cmocka_unit_test(test_a_lease_echo_is_yes_only_after_a_timer_restart_from_that_leader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

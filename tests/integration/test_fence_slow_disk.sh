@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A slow Raft disk does not cost a healthy primary its lease (issue 10): each node's Raft
-# directory is an ext4 file system on a loop device of its own, and each agent runs in a blkio
-# cgroup that lets it write SLOW_WIOPS (default 2) times a second to that device, so every Raft
+# directory is an ext4 file system on a loop device of its own, and each agent runs in a cgroup
+# (v1 blkio or v2 io) that lets it write SLOW_WIOPS (default 2) times a second to that device, so every Raft
 # log write (the lease barriers included) takes about half a second or more, longer than the
 # lease (0.8 ET = 400 ms). Heartbeats need no disk, so the lease echo keeps the lease: for
 # SLOW_S seconds (default 30) under a client session writing through the primary, no hard
@@ -13,8 +13,22 @@ source "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "FAIL: needs root (loop devices, cgroups)"; exit 1; }
 WIOPS=${SLOW_WIOPS:-2}
 SLOW_S=${SLOW_S:-30}
-BLKIO=/sys/fs/cgroup/blkio
-[ -w "$BLKIO/cgroup.procs" ] || { echo "FAIL: no cgroup v1 blkio controller at $BLKIO"; exit 1; }
+# The write limit: cgroup v1's blkio controller, or v2's io controller (io.max).
+IO_ENABLED=
+if [ -w /sys/fs/cgroup/blkio/cgroup.procs ]; then
+  CG_ROOT=/sys/fs/cgroup/blkio
+  cg_limit() { echo "$2 $WIOPS" >"$1/blkio.throttle.write_iops_device"; }
+elif grep -qw io /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+  CG_ROOT=/sys/fs/cgroup
+  if ! grep -qw io "$CG_ROOT/cgroup.subtree_control"; then
+    echo +io >"$CG_ROOT/cgroup.subtree_control"
+    IO_ENABLED=1
+  fi
+  cg_limit() { echo "$2 wiops=$WIOPS" >"$1/io.max"; }
+else
+  echo "SKIP: $T_NAME: no cgroup controller to limit writes (neither v1 blkio at /sys/fs/cgroup/blkio nor v2 io in /sys/fs/cgroup/cgroup.controllers)"
+  exit 77
+fi
 t_pick_ports
 
 LOOPS=() MOUNTS=() CGROUPS=()
@@ -26,6 +40,7 @@ t_before_rm() {
   for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
   # Every process that was in them is gone (t_cleanup killed and reaped them first).
   for g in "${CGROUPS[@]}"; do rmdir "$g" 2>/dev/null || true; done
+  [ -z "$IO_ENABLED" ] || echo -io >"$CG_ROOT/cgroup.subtree_control" 2>/dev/null || true
 }
 trap '[ -z "$SESSION" ] || kill "$SESSION" 2>/dev/null || true; stop_session; t_cleanup' EXIT
 
@@ -38,8 +53,8 @@ for i in 1 2 3; do
   # An empty directory, as the agent expects of a first start.
   rmdir "$T_DIR/node$i/raft/lost+found"
   chown postgres:postgres "$T_DIR/node$i/raft"; chmod 0700 "$T_DIR/node$i/raft"
-  g="$BLKIO/raftpg-$T_NAME-$$-node$i"; mkdir "$g"; CGROUPS+=("$g")
-  echo "$(cat "/sys/block/$(basename "$l")/dev") $WIOPS" >"$g/blkio.throttle.write_iops_device"
+  g="$CG_ROOT/raftpg-$T_NAME-$$-node$i"; mkdir "$g"; CGROUPS+=("$g")
+  cg_limit "$g" "$(cat "/sys/block/$(basename "$l")/dev")"
 done
 
 for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
@@ -120,6 +135,6 @@ t_check "no leader stepped aside for its disk" \
   t_eq "$(cat "$T_DIR"/node*.log | grep -c 'leader steps aside' || true)" 0
 stop_session
 # The cgroups let go of the agents before they stop (their last writes would crawl).
-for i in 1 2 3; do echo "${T_PIDS[$i]}" >"$BLKIO/cgroup.procs"; done
+for i in 1 2 3; do echo "${T_PIDS[$i]}" >"$CG_ROOT/cgroup.procs"; done
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

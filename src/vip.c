@@ -409,6 +409,10 @@ static void after_probe(struct vip *v, const struct proc_result *res)
     if (claim_cancelled(v)) {
         return;
     }
+    if (v->op == VIP_OP_PROBE && v->probe_stale) {
+        op_fail(v, RPG_EBUSY, "forgotten: the lease or the primary record went meanwhile");
+        return;
+    }
     if (proc_ok(res)) {
         parse_mac(res->output, v->holder_mac);
         op_fail(v, RPG_EEXIST, "refusing: another host answers for %s (mac=%s)",
@@ -697,7 +701,13 @@ static void on_timer(uv_timer_t *t)
             step_probe(v);
         }
         return;
-    case VIP_OP_PROBE: step_probe(v); return;
+    case VIP_OP_PROBE:
+        if (v->probe_stale) {
+            op_fail(v, RPG_EBUSY, "forgotten: the lease or the primary record went meanwhile");
+        } else {
+            step_probe(v);
+        }
+        return;
     case VIP_OP_CHECK:
     case VIP_OP_RENEW: step_lookup(v, STEP_LOOKUP); return;
     case VIP_OP_RELEASE: step_delete(v, v->conf.address.text); return;
@@ -766,7 +776,7 @@ static bool probe_fresh(const struct vip *v)
 
 int vip_claim(struct vip *v, vip_cb cb, void *data, char *errmsg)
 {
-    bool take_over = v->op == VIP_OP_PROBE && !v->closing && !v->release_pending;
+    bool take_over = v->op == VIP_OP_PROBE && !v->probe_stale && !v->closing && !v->release_pending;
     if (!take_over && (v->closing || v->op != VIP_OP_NONE || v->release_pending)) {
         return refuse_busy(v, "claim", errmsg);
     }
@@ -796,6 +806,7 @@ int vip_probe(struct vip *v, vip_cb cb, void *data, char *errmsg)
         return refuse_busy(v, "probe", errmsg);
     }
     op_start(v, VIP_OP_PROBE, cb, data);
+    v->probe_stale = false;
     v->holder_mac[0] = '\0';
     defer_start(v);
     return 0;
@@ -818,6 +829,13 @@ bool vip_probing(const struct vip *v)
 void vip_probe_forget(struct vip *v)
 {
     v->probe_clean = false;
+    if (v->op == VIP_OP_PROBE && !v->probe_stale) {
+        /* What it would show began under the lease that went: it stands for nothing now. */
+        v->probe_stale = true;
+        if (v->step == STEP_PROBE && v->proc.running) {
+            proc_kill(&v->proc, SIGTERM);
+        }
+    }
 }
 
 int vip_check(struct vip *v, vip_cb cb, void *data, char *errmsg)

@@ -95,6 +95,7 @@ struct vip {
     bool already_held;    /* claim: the address was there before the claim added it */
     bool skip_probe;      /* claim: a fresh probe that nobody answered stands in for its own */
     bool early_probe;     /* claim: ... or it took over a running vip_probe */
+    bool probe_stale;     /* the running vip_probe was forgotten: it ends without a result */
     bool probe_clean;     /* the last probe ended with no answer ... */
     uint64_t probe_ended; /* ... at this loop time (0: no probe yet) */
     bool deleted;         /* release: some deletion succeeded */
@@ -143,7 +144,8 @@ bool vip_probe_due(const struct vip *v);
 bool vip_probing(const struct vip *v);
 
 /* Forgets a probe nobody answered: what it showed holds only while this node stays the leader
- * with its lease that asked for it. */
+ * with its lease that asked for it. A running vip_probe is killed and ends with RPG_EBUSY; no
+ * claim takes it over meanwhile. */
 void vip_probe_forget(struct vip *v);
 
 /* Releases the VIP: deletes the address, then looks again and deletes it under any other prefix

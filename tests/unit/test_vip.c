@@ -1010,6 +1010,33 @@ static void test_forgotten_probe_is_not_used(void **state)
     assert_string_equal(contents(f, "log"), PROBE PROBE LOOKUP ADD);
 }
 
+static void test_forgetting_a_running_probe_ends_it_without_a_result(void **state)
+{
+    struct fx *f = *state;
+    char errmsg[RPG_ERRMSG_SIZE];
+    set(f, "arping.hang.probe", "");
+    f->conf.announce_repeats = 0;
+    start(f);
+    uint64_t t0 = loop_now(f);
+    probe(f);
+    run_until_file(f, "arping.pid");
+    vip_probe_forget(&f->vip);
+    assert_int_equal(vip_claim(&f->vip, on_op, &f->claim, errmsg), RPG_EBUSY);
+    assert_string_equal(errmsg, "cannot claim vip 10.231.0.100/24: a probe is in progress");
+    run_ops(f);
+    assert_true(loop_now(f) - t0 < 1500);
+    assert_int_equal(f->probe.rc, RPG_EBUSY);
+    assert_string_equal(f->probe.msg, "probe vip 10.231.0.100/24 on eth0: forgotten: the lease or "
+                                      "the primary record went meanwhile");
+    assert_int_equal(f->claim.calls, 0);
+    /* The next claim probes for itself. */
+    unlink_path(f, "arping.hang.probe");
+    claim(f);
+    run_ops(f);
+    assert_int_equal(f->claim.rc, 0);
+    assert_string_equal(contents(f, "log"), PROBE PROBE LOOKUP ADD);
+}
+
 static void test_release_during_probe_cancels_it(void **state)
 {
     struct fx *f = *state;
@@ -1089,6 +1116,7 @@ int main(void)
         T(test_claim_takes_over_a_running_probe),
         T(test_claim_taking_over_an_answered_probe_is_refused),
         T(test_forgotten_probe_is_not_used),
+        T(test_forgetting_a_running_probe_ends_it_without_a_result),
         T(test_release_during_probe_cancels_it),
         T(test_op_names),
     };

@@ -174,7 +174,7 @@ enum fence_vip_act {
     FENCE_VIP_CLAIM,
     FENCE_VIP_RETRY, /* a refusal is old enough: forget it, claim next tick */
     FENCE_VIP_RENEW,
-    FENCE_VIP_PROBE, /* promoting: probe now, so that the claim after it need not */
+    FENCE_VIP_PROBE, /* recorded as primary, not yet promoted: probe ahead of the claim */
 };
 
 #define FENCE_VIP_RETRY_MS 2000

@@ -595,6 +595,24 @@ static void fence_watchdog(void *data, bool feed, bool unfenced)
     watchdog_tick(data, feed, unfenced);
 }
 
+/* A probe before a promotion: a claim follows, so only what it found is worth a line (an
+ * answer once, not each retry). */
+static void on_vip_probed(struct vip *v, int rc, const char *msg, void *data)
+{
+    struct agent *a = data;
+    (void)v;
+    if (rc == 0) {
+        log_info("vip: %s", msg);
+        a->vip_probe_answered = false;
+    } else if (rc != RPG_EBUSY && !a->vip_probe_answered) {
+        log_warning("vip: %s", msg);
+        a->vip_probe_answered = true;
+    }
+    if (a->phase == AGENT_PHASE_RUNNING) {
+        fence_tick(a);
+    }
+}
+
 static int fence_vip(void *data, enum fence_vip_act act, bool cut_claim, char *errmsg)
 {
     struct agent *a = data;
@@ -604,6 +622,7 @@ static int fence_vip(void *data, enum fence_vip_act act, bool cut_claim, char *e
     case FENCE_VIP_STARTUP_RELEASE: return vip_release(&a->vip, on_vip_done, a, errmsg);
     case FENCE_VIP_CLAIM: return vip_claim(&a->vip, on_vip_done, a, errmsg);
     case FENCE_VIP_RENEW: return vip_renew(&a->vip, on_vip_renewed, a, errmsg);
+    case FENCE_VIP_PROBE: return vip_probe(&a->vip, on_vip_probed, a, errmsg);
     case FENCE_VIP_RETRY: a->vip_error[0] = '\0'; return 0;
     case FENCE_VIP_NONE: break;
     }
@@ -637,8 +656,11 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
     if (a->vip_open) {
         w.vip_open = true;
         w.vip_held = vip_is_held(&a->vip);
-        w.vip_busy = vip_busy(&a->vip);
+        /* A claim takes a probe over: the fence may ask for one while it runs. */
+        w.vip_busy = vip_busy(&a->vip) && !vip_probing(&a->vip);
         w.vip_renew_ms = vip_renew_interval_ms(&a->conf.vip);
+        w.vip_probe_due = vip_probe_due(&a->vip) && w.leader_ready &&
+                          a->lead_acting_term == a->cons.term;
     }
     const struct fence_exec x = {
         .data = a,
@@ -650,6 +672,11 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
         .vip = fence_vip,
     };
     fence_step(&a->fence, &a->fm, &w, &x, unfenced);
+    if (a->vip_open && (!a->fm.lease_ok || !w.recorded_primary)) {
+        /* What a probe showed stands only under the lease it was taken under. */
+        vip_probe_forget(&a->vip);
+        a->vip_probe_answered = false;
+    }
     return true;
 }
 
@@ -1056,6 +1083,7 @@ static void ha_tick(struct agent *a)
     };
     bool poll_now = false;
     v.leader = lead_gate(&a->fence, &a->lead, &lin, &poll_now, fence_log, a);
+    a->lead_acting_term = v.leader ? a->cons.term : 0;
     if (poll_now && a->peers_open) {
         /* The early end counts only reports asked for from now. */
         peers_poll_now(&a->peers);

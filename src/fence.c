@@ -106,6 +106,12 @@ void fence_plan(const struct fence_timing *t, const struct fence_in *in, struct 
         /* Only under a valid lease: an agent that dies or hangs stops renewing, and the kernel
          * drops the address within its lifetime. */
         out->vip = FENCE_VIP_RENEW;
+    } else if (v->probe_due && !v->held && !v->refused && in->lease_ok && !fencing &&
+               in->recorded_primary && !in->primary_running) {
+        /* A promotion is near: this node is recorded as primary and acts as leader under its
+         * lease, the previous leader's lease and fence surely over (probe_due). The probe sends
+         * only ARP requests from 0.0.0.0; the address is added once the server is primary. */
+        out->vip = FENCE_VIP_PROBE;
     }
 }
 

@@ -149,6 +149,11 @@ static void act_vip(struct fence_memory *m, const struct fence_world *w, const s
         m->vip_refused = false;
         x->vip(x->data, act, false, errmsg);
         break;
+    case FENCE_VIP_PROBE:
+        if (x->vip(x->data, act, false, errmsg) != 0) {
+            say(x, LOG_ERROR, "vip: %s", errmsg);
+        }
+        break;
     case FENCE_VIP_RENEW:
         m->vip_renewed_at = w->now;
         if (x->vip(x->data, act, false, errmsg) != 0) {
@@ -191,6 +196,7 @@ void fence_step(const struct fence_timing *t, struct fence_memory *m, const stru
             .failed_at = m->vip_failed_at,
             .renewed_at = m->vip_renewed_at,
             .renew_ms = w->vip_renew_ms,
+            .probe_due = w->vip_probe_due,
         };
     }
     struct fence_out out;

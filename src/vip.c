@@ -38,6 +38,7 @@ const char *vip_op_name(enum vip_op op)
     case VIP_OP_RELEASE: return "release";
     case VIP_OP_CHECK: return "check";
     case VIP_OP_RENEW: return "renew";
+    case VIP_OP_PROBE: return "probe";
     }
     return "unknown";
 }
@@ -162,7 +163,8 @@ static void close_maybe_done(struct vip *v)
  * release matters more (DESIGN.md rule 2). Returns true when it did. */
 static bool claim_cancelled(struct vip *v)
 {
-    if ((v->op != VIP_OP_CLAIM && v->op != VIP_OP_RENEW) || !v->release_pending) {
+    if ((v->op != VIP_OP_CLAIM && v->op != VIP_OP_RENEW && v->op != VIP_OP_PROBE) ||
+        !v->release_pending) {
         return false;
     }
     op_fail(v, RPG_EBUSY, "cancelled by a release");
@@ -358,8 +360,9 @@ static void claim_done(struct vip *v)
 {
     char msg[RPG_ERRMSG_SIZE];
 
-    rpg_fmt(msg, sizeof msg, "claimed vip %s on %s (%sannounced=%u)", v->conf.address.text,
-            v->conf.interface, v->already_held ? "already present, " : "", v->announced);
+    rpg_fmt(msg, sizeof msg, "claimed vip %s on %s (%s%sannounced=%u)", v->conf.address.text,
+            v->conf.interface, v->already_held ? "already present, " : "",
+            v->early_probe ? "probed before the promotion, " : "", v->announced);
     op_done(v, 0, msg);
 }
 
@@ -387,13 +390,27 @@ static void start_release(struct vip *v)
     v->release_data = NULL;
     v->deleted = false;
     v->delete_rounds = 0;
+    v->probe_clean = false;
     v->step_error[0] = '\0';
     defer_start(v);
 }
 
+/* What a probe showed, for vip_probe_due and a claim that follows. */
+static void probe_record(struct vip *v, bool clean)
+{
+    uv_update_time(v->loop);
+    v->probe_ended = uv_now(v->loop);
+    v->probe_clean = clean;
+}
+
 static void after_probe(struct vip *v, const struct proc_result *res)
 {
+    probe_record(v, false);
     if (claim_cancelled(v)) {
+        return;
+    }
+    if (v->op == VIP_OP_PROBE && v->probe_stale) {
+        op_fail(v, RPG_EBUSY, "forgotten: the lease or the primary record went meanwhile");
         return;
     }
     if (proc_ok(res)) {
@@ -404,6 +421,14 @@ static void after_probe(struct vip *v, const struct proc_result *res)
     }
     if (!arping_quiet_exit(res)) {
         op_fail_proc(v, "arping probe", res);
+        return;
+    }
+    if (v->op == VIP_OP_PROBE) {
+        char msg[RPG_ERRMSG_SIZE];
+        probe_record(v, true);
+        rpg_fmt(msg, sizeof msg, "probe vip %s on %s: no other host answers", v->conf.address.text,
+                v->conf.interface);
+        op_done(v, 0, msg);
         return;
     }
     step_lookup(v, STEP_LOOKUP);
@@ -669,7 +694,20 @@ static void on_timer(uv_timer_t *t)
     }
     assert(v->step == STEP_START);
     switch (v->op) {
-    case VIP_OP_CLAIM: step_probe(v); return;
+    case VIP_OP_CLAIM:
+        if (v->skip_probe) {
+            step_lookup(v, STEP_LOOKUP);
+        } else {
+            step_probe(v);
+        }
+        return;
+    case VIP_OP_PROBE:
+        if (v->probe_stale) {
+            op_fail(v, RPG_EBUSY, "forgotten: the lease or the primary record went meanwhile");
+        } else {
+            step_probe(v);
+        }
+        return;
     case VIP_OP_CHECK:
     case VIP_OP_RENEW: step_lookup(v, STEP_LOOKUP); return;
     case VIP_OP_RELEASE: step_delete(v, v->conf.address.text); return;
@@ -731,17 +769,73 @@ static void op_start(struct vip *v, enum vip_op op, vip_cb cb, void *data)
     v->step_error[0] = '\0';
 }
 
+static bool probe_fresh(const struct vip *v)
+{
+    return v->probe_clean && uv_now(v->loop) - v->probe_ended < VIP_PROBE_FRESH_MS;
+}
+
 int vip_claim(struct vip *v, vip_cb cb, void *data, char *errmsg)
 {
-    if (v->closing || v->op != VIP_OP_NONE || v->release_pending) {
+    bool take_over = v->op == VIP_OP_PROBE && !v->probe_stale && !v->closing && !v->release_pending;
+    if (!take_over && (v->closing || v->op != VIP_OP_NONE || v->release_pending)) {
         return refuse_busy(v, "claim", errmsg);
     }
-    op_start(v, VIP_OP_CLAIM, cb, data);
+    uv_update_time(v->loop);
+    v->skip_probe = !take_over && probe_fresh(v);
+    v->early_probe = take_over || v->skip_probe;
+    /* One probe stands in for one claim only. */
+    v->probe_clean = false;
     v->announced = 0;
     v->already_held = false;
+    if (take_over) {
+        /* The running probe goes on as this claim's own (after_probe). */
+        v->op = VIP_OP_CLAIM;
+        v->cb = cb;
+        v->data = data;
+        return 0;
+    }
+    op_start(v, VIP_OP_CLAIM, cb, data);
     v->holder_mac[0] = '\0';
     defer_start(v);
     return 0;
+}
+
+int vip_probe(struct vip *v, vip_cb cb, void *data, char *errmsg)
+{
+    if (v->closing || v->op != VIP_OP_NONE || v->release_pending) {
+        return refuse_busy(v, "probe", errmsg);
+    }
+    op_start(v, VIP_OP_PROBE, cb, data);
+    v->probe_stale = false;
+    v->holder_mac[0] = '\0';
+    defer_start(v);
+    return 0;
+}
+
+bool vip_probe_due(const struct vip *v)
+{
+    if (v->closing || v->op != VIP_OP_NONE || v->release_pending || probe_fresh(v)) {
+        return false;
+    }
+    return v->probe_clean || v->probe_ended == 0 ||
+           uv_now(v->loop) - v->probe_ended >= VIP_PROBE_RETRY_MS;
+}
+
+bool vip_probing(const struct vip *v)
+{
+    return v->op == VIP_OP_PROBE;
+}
+
+void vip_probe_forget(struct vip *v)
+{
+    v->probe_clean = false;
+    if (v->op == VIP_OP_PROBE && !v->probe_stale) {
+        /* What it would show began under the lease that went: it stands for nothing now. */
+        v->probe_stale = true;
+        if (v->step == STEP_PROBE && v->proc.running) {
+            proc_kill(&v->proc, SIGTERM);
+        }
+    }
 }
 
 int vip_check(struct vip *v, vip_cb cb, void *data, char *errmsg)
@@ -776,7 +870,7 @@ int vip_release(struct vip *v, vip_cb cb, void *data, char *errmsg)
         start_release(v);
         return 0;
     }
-    if (v->op != VIP_OP_CLAIM) {
+    if (v->op != VIP_OP_CLAIM && v->op != VIP_OP_PROBE) {
         return 0; /* a check ends soon on its own; a renewal stops at its next step */
     }
     switch ((enum vip_step)v->step) {

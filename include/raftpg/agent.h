@@ -99,6 +99,8 @@ struct agent {
     bool guard_lost;       /* its replacement could not be started: tried again */
     rpg_msec guard_restarted_at;
     char vip_error[RPG_ERRMSG_SIZE];
+    bool vip_probe_answered;   /* a probe before this promotion found the address answered */
+    uint64_t lead_acting_term; /* the term lead_gate last let this node act as leader in, or 0 */
     struct watchdog watchdog;
     bool watchdog_ok;                     /* armed when it must be, or not required */
     char watchdog_error[RPG_ERRMSG_SIZE]; /* shutdown waits for PostgreSQL to stop */

@@ -161,6 +161,9 @@ struct fence_vip {
     rpg_msec failed_at; /* when it failed */
     rpg_msec renewed_at;
     rpg_msec renew_ms; /* vip_renew_interval_ms */
+    /* vip_probe_due (no probe runs, none fresh enough for a claim), and the node acts as the
+     * leader (lead_gate): no other node may hold the address by right any more. */
+    bool probe_due;
 };
 
 struct fence_in {
@@ -197,6 +200,7 @@ enum fence_vip_act {
     FENCE_VIP_CLAIM,
     FENCE_VIP_RETRY, /* a refusal is old enough: forget it, claim next tick */
     FENCE_VIP_RENEW,
+    FENCE_VIP_PROBE, /* recorded as primary, not yet promoted: probe ahead of the claim */
 };
 
 #define FENCE_VIP_RETRY_MS 2000

@@ -55,6 +55,7 @@ struct fence_world {
     bool vip_held;            /* the address is on the interface */
     bool vip_busy;            /* an ip or arping operation runs */
     rpg_msec vip_renew_ms;    /* vip_renew_interval_ms */
+    bool vip_probe_due;       /* vip_probe_due, and acting as leader (fence_vip.probe_due) */
 };
 
 /* The executor's hooks. data is passed back to each. */
@@ -73,8 +74,10 @@ struct fence_exec {
     /* watchdog_plan's input: feed (may accept writes under the lease) and unfenced. */
     void (*watchdog)(void *data, bool feed, bool unfenced);
     /* FENCE_VIP_RELEASE and _STARTUP_RELEASE (cut_claim: a claim under way is cut short),
-     * FENCE_VIP_CLAIM, FENCE_VIP_RENEW, FENCE_VIP_RETRY (forget the last refusal). Its end is
-     * reported to fence_vip_done. Non-zero with errmsg when it could not begin. */
+     * FENCE_VIP_CLAIM, FENCE_VIP_RENEW, FENCE_VIP_RETRY (forget the last refusal),
+     * FENCE_VIP_PROBE (a probe only; busy stays false meanwhile, a claim takes it over). Its end
+     * is reported to fence_vip_done, except a probe's. Non-zero with errmsg when it could not
+     * begin. */
     int (*vip)(void *data, enum fence_vip_act act, bool cut_claim, char *errmsg);
 };
 

@@ -40,12 +40,23 @@
 #define VIP_ANNOUNCE_WAIT_MS 200
 /* What an arping run may take beyond its own deadline before it counts as hung. */
 #define VIP_ARPING_SLACK_MS 2000
+/* How long a probe that nobody answered stands in for a claim's own probe (vip_probe). */
+#define VIP_PROBE_FRESH_MS 3000
+/* After a probe that someone answered or that failed, the next one waits this long. */
+#define VIP_PROBE_RETRY_MS 200
 /* Release deletes the address under every prefix it is found with, at most this many times. */
 #define VIP_DELETE_ROUNDS_MAX 4
 
-enum vip_op { VIP_OP_NONE = 0, VIP_OP_CLAIM, VIP_OP_RELEASE, VIP_OP_CHECK, VIP_OP_RENEW };
+enum vip_op {
+    VIP_OP_NONE = 0,
+    VIP_OP_CLAIM,
+    VIP_OP_RELEASE,
+    VIP_OP_CHECK,
+    VIP_OP_RENEW,
+    VIP_OP_PROBE,
+};
 
-/* "none", "claim", "release", "check", "renew"; "unknown" for other values. */
+/* "none", "claim", "release", "check", "renew", "probe"; "unknown" for other values. */
 const char *vip_op_name(enum vip_op op);
 
 /* How often the holder renews the address: a quarter of its lifetime, so that three renewals in
@@ -82,6 +93,11 @@ struct vip {
     unsigned announced;   /* claim: rounds sent */
     uint64_t round_start; /* claim: loop time the current round started */
     bool already_held;    /* claim: the address was there before the claim added it */
+    bool skip_probe;      /* claim: a fresh probe that nobody answered stands in for its own */
+    bool early_probe;     /* claim: ... or it took over a running vip_probe */
+    bool probe_stale;     /* the running vip_probe was forgotten: it ends without a result */
+    bool probe_clean;     /* the last probe ended with no answer ... */
+    uint64_t probe_ended; /* ... at this loop time (0: no probe yet) */
     bool deleted;         /* release: some deletion succeeded */
     unsigned delete_rounds;
     char target[CONF_CIDR_MAX]; /* release: what the running deletion removes */
@@ -109,6 +125,28 @@ int vip_init(struct vip *v, uv_loop_t *loop, const struct conf_vip *conf, char *
  * requested meanwhile cancels the claim at once: cb fires with RPG_EBUSY, then the release runs.
  * Returns 0, or RPG_EBUSY with errmsg when another operation runs or a release waits. */
 int vip_claim(struct vip *v, vip_cb cb, void *data, char *errmsg);
+
+/* Probes only, as a claim would, changing nothing on the interface: before PostgreSQL promotes,
+ * so that the claim that follows the promotion can add the address at once. rc 0 when nobody
+ * answered, RPG_EEXIST when a host did (holder_mac), RPG_ETIMEDOUT or RPG_EIO when arping
+ * failed. A claim asked for while the probe runs takes it over (its cb fires, the probe's does
+ * not) and goes on to the lookup and the add only when nobody answered; a claim asked for
+ * within VIP_PROBE_FRESH_MS after a probe nobody answered skips its own probe, once. A release
+ * kills the probe (cb gets RPG_EBUSY). Returns 0, or RPG_EBUSY with errmsg when another
+ * operation runs or a release waits. */
+int vip_probe(struct vip *v, vip_cb cb, void *data, char *errmsg);
+
+/* Whether a vip_probe is worth starting now: nothing runs, and no probe nobody answered is
+ * fresh enough for a claim to use; after an answered or failed probe, VIP_PROBE_RETRY_MS later. */
+bool vip_probe_due(const struct vip *v);
+
+/* Whether the operation that runs is a vip_probe (which a claim may take over). */
+bool vip_probing(const struct vip *v);
+
+/* Forgets a probe nobody answered: what it showed holds only while this node stays the leader
+ * with its lease that asked for it. A running vip_probe is killed and ends with RPG_EBUSY; no
+ * claim takes it over meanwhile. */
+void vip_probe_forget(struct vip *v);
 
 /* Releases the VIP: deletes the address, then looks again and deletes it under any other prefix
  * it is still found with, so that a fence leaves nothing behind. rc 0 when the address is gone

@@ -269,6 +269,7 @@ static int x_vip(void *data, enum fence_vip_act act, bool cut_claim, char *errms
         vip_set_lifetime(w, x->i);
         return 0;
     case FENCE_VIP_RETRY:
+    case FENCE_VIP_PROBE: /* never due here: vip_probe_due stays false */
     case FENCE_VIP_NONE: break;
     }
     return 0;

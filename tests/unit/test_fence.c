@@ -195,6 +195,43 @@ static void test_a_release_cuts_a_claim_short(void **state)
     assert_int_equal(plan(&in).vip, FENCE_VIP_NONE); /* asked once */
 }
 
+/* Recorded as primary and acting as leader, not yet promoted: probe ahead of the claim, never add.
+ */
+static void test_probe_ahead_of_the_promotion(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.primary_running = false;
+    in.vip.held = false;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE); /* not due: not acting as leader yet */
+    in.vip.probe_due = true;
+    struct fence_out out = plan(&in);
+    assert_false(out.want_vip);
+    assert_int_equal(out.vip, FENCE_VIP_PROBE);
+    /* Once the server is primary the claim comes instead (and takes a running probe over). */
+    in.primary_running = true;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_CLAIM);
+    /* Never without the lease, during a fence, for another primary, or after a refusal. */
+    in = primary();
+    in.primary_running = false;
+    in.vip.held = false;
+    in.vip.probe_due = true;
+    in.lease_ok = false;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE);
+    in.lease_ok = true;
+    in.fencing = true;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE);
+    in.fencing = false;
+    in.recorded_primary = false;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE);
+    in.recorded_primary = true;
+    in.vip.refused = true;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE);
+    in.vip.refused = false;
+    in.vip.busy = true;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE);
+}
+
 static void test_claim_retry_and_renewal(void **state)
 {
     (void)state;
@@ -439,6 +476,7 @@ int main(void)
             test_the_fast_stop_escalates_after_its_bound_and_ends_when_the_server_is_gone),
         cmocka_unit_test(test_a_fence_in_progress_never_claims),
         cmocka_unit_test(test_a_release_cuts_a_claim_short),
+        cmocka_unit_test(test_probe_ahead_of_the_promotion),
         cmocka_unit_test(test_claim_retry_and_renewal),
         cmocka_unit_test(test_a_standby_releases_a_stale_vip_once_at_start_up),
         cmocka_unit_test(test_without_a_vip_section_only_the_server_counts),

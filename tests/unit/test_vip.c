@@ -101,7 +101,7 @@ struct fx {
     bool closed;
     char dir[64];
     int seq;
-    struct outcome claim, release, check, renew;
+    struct outcome claim, release, check, renew, probe;
 };
 
 static void on_op(struct vip *v, int rc, const char *msg, void *data);
@@ -121,6 +121,13 @@ static void write_file(struct fx *f, const char *name, const char *text, mode_t 
 static void set(struct fx *f, const char *name, const char *text)
 {
     write_file(f, name, text, 0644);
+}
+
+static void unlink_path(struct fx *f, const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", f->dir, name);
+    assert_int_equal(unlink(path), 0);
 }
 
 /* The contents of DIR/name, "" when it does not exist (static buffer). */
@@ -244,6 +251,12 @@ static void renew(struct fx *f)
 {
     char errmsg[RPG_ERRMSG_SIZE];
     assert_int_equal(vip_renew(&f->vip, on_op, &f->renew, errmsg), 0);
+}
+
+static void probe(struct fx *f)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(vip_probe(&f->vip, on_op, &f->probe, errmsg), 0);
 }
 
 /* Runs the loop until nothing but the vip's idle timer is left, i.e. every operation ended. */
@@ -881,6 +894,168 @@ static void test_renew_interval_is_a_quarter_of_the_lifetime(void **state)
     assert_int_equal(vip_renew_interval_ms(&f->conf), 250);
 }
 
+/* ---- probe during a promotion ---------------------------------------------------------------- */
+
+static void test_probe_nobody_answers_then_claim_skips_its_probe_once(void **state)
+{
+    struct fx *f = *state;
+    start(f);
+    assert_true(vip_probe_due(&f->vip));
+    probe(f);
+    assert_false(vip_probe_due(&f->vip));
+    assert_true(vip_probing(&f->vip));
+    run_ops(f);
+    assert_int_equal(f->probe.calls, 1);
+    assert_int_equal(f->probe.rc, 0);
+    assert_string_equal(f->probe.msg, "probe vip 10.231.0.100/24 on eth0: no other host answers");
+    assert_false(f->probe.held);
+    assert_string_equal(contents(f, "log"), PROBE);
+    assert_string_equal(contents(f, "addrs"), "");
+    assert_false(vip_probe_due(&f->vip)); /* fresh: a claim may use it */
+
+    claim(f);
+    run_ops(f);
+    assert_int_equal(f->claim.rc, 0);
+    assert_string_equal(
+        f->claim.msg,
+        "claimed vip 10.231.0.100/24 on eth0 (probed before the promotion, announced=3)");
+    assert_string_equal(contents(f, "log"),
+                        PROBE LOOKUP ADD ANNOUNCE CHANGE ANNOUNCE CHANGE ANNOUNCE);
+
+    /* Used once: the next claim, after a release, probes again. */
+    release(f);
+    run_ops(f);
+    set(f, "log", "");
+    claim(f);
+    run_ops(f);
+    assert_int_equal(f->claim.rc, 0);
+    assert_string_equal(contents(f, "log"),
+                        PROBE LOOKUP ADD ANNOUNCE CHANGE ANNOUNCE CHANGE ANNOUNCE);
+}
+
+static void test_answered_probe_leaves_the_claim_its_own_probe(void **state)
+{
+    struct fx *f = *state;
+    set(f, "arping.answer", "ea:a7:f0:09:03:05\n");
+    start(f);
+    uint64_t t0 = loop_now(f);
+    probe(f);
+    run_ops(f);
+    assert_int_equal(f->probe.rc, RPG_EEXIST);
+    assert_string_equal(f->probe.msg,
+                        "probe vip 10.231.0.100/24 on eth0: refusing: another host answers for "
+                        "10.231.0.100 (mac=ea:a7:f0:09:03:05)");
+    /* Not again at once: the retry waits. */
+    if (loop_now(f) - t0 < VIP_PROBE_RETRY_MS) {
+        assert_false(vip_probe_due(&f->vip));
+    }
+    usleep(VIP_PROBE_RETRY_MS * 1000);
+    uv_update_time(&f->loop);
+    assert_true(vip_probe_due(&f->vip));
+
+    unlink_path(f, "arping.answer");
+    claim(f);
+    run_ops(f);
+    assert_int_equal(f->claim.rc, 0);
+    assert_string_equal(contents(f, "log"),
+                        PROBE PROBE LOOKUP ADD ANNOUNCE CHANGE ANNOUNCE CHANGE ANNOUNCE);
+}
+
+static void test_claim_takes_over_a_running_probe(void **state)
+{
+    struct fx *f = *state;
+    f->conf.announce_repeats = 1;
+    start(f);
+    probe(f);
+    assert_true(vip_probing(&f->vip));
+    claim(f);
+    assert_false(vip_probing(&f->vip));
+    run_ops(f);
+    assert_int_equal(f->probe.calls, 0);
+    assert_int_equal(f->claim.calls, 1);
+    assert_int_equal(f->claim.rc, 0);
+    assert_string_equal(f->claim.msg,
+                        "claimed vip 10.231.0.100/24 on eth0 (probed before the promotion, "
+                        "announced=1)");
+    assert_string_equal(contents(f, "log"), PROBE LOOKUP ADD ANNOUNCE);
+    assert_string_equal(contents(f, "addrs"), "10.231.0.100/24\n");
+}
+
+static void test_claim_taking_over_an_answered_probe_is_refused(void **state)
+{
+    struct fx *f = *state;
+    set(f, "arping.answer", "ea:a7:f0:09:03:05\n");
+    start(f);
+    probe(f);
+    claim(f);
+    run_ops(f);
+    assert_int_equal(f->probe.calls, 0);
+    assert_int_equal(f->claim.rc, RPG_EEXIST);
+    assert_string_equal(contents(f, "log"), PROBE);
+    assert_string_equal(contents(f, "addrs"), "");
+}
+
+static void test_forgotten_probe_is_not_used(void **state)
+{
+    struct fx *f = *state;
+    f->conf.announce_repeats = 0;
+    start(f);
+    probe(f);
+    run_ops(f);
+    assert_int_equal(f->probe.rc, 0);
+    vip_probe_forget(&f->vip);
+    claim(f);
+    run_ops(f);
+    assert_int_equal(f->claim.rc, 0);
+    assert_string_equal(contents(f, "log"), PROBE PROBE LOOKUP ADD);
+}
+
+static void test_forgetting_a_running_probe_ends_it_without_a_result(void **state)
+{
+    struct fx *f = *state;
+    char errmsg[RPG_ERRMSG_SIZE];
+    set(f, "arping.hang.probe", "");
+    f->conf.announce_repeats = 0;
+    start(f);
+    uint64_t t0 = loop_now(f);
+    probe(f);
+    run_until_file(f, "arping.pid");
+    vip_probe_forget(&f->vip);
+    assert_int_equal(vip_claim(&f->vip, on_op, &f->claim, errmsg), RPG_EBUSY);
+    assert_string_equal(errmsg, "cannot claim vip 10.231.0.100/24: a probe is in progress");
+    run_ops(f);
+    assert_true(loop_now(f) - t0 < 1500);
+    assert_int_equal(f->probe.rc, RPG_EBUSY);
+    assert_string_equal(f->probe.msg, "probe vip 10.231.0.100/24 on eth0: forgotten: the lease or "
+                                      "the primary record went meanwhile");
+    assert_int_equal(f->claim.calls, 0);
+    /* The next claim probes for itself. */
+    unlink_path(f, "arping.hang.probe");
+    claim(f);
+    run_ops(f);
+    assert_int_equal(f->claim.rc, 0);
+    assert_string_equal(contents(f, "log"), PROBE PROBE LOOKUP ADD);
+}
+
+static void test_release_during_probe_cancels_it(void **state)
+{
+    struct fx *f = *state;
+    set(f, "arping.hang.probe", "");
+    start(f);
+    uint64_t t0 = loop_now(f);
+    probe(f);
+    run_until_file(f, "arping.pid");
+    release(f);
+    run_ops(f);
+    assert_true(loop_now(f) - t0 < 1500);
+    assert_int_equal(f->probe.calls, 1);
+    assert_int_equal(f->probe.rc, RPG_EBUSY);
+    assert_string_equal(f->probe.msg, "probe vip 10.231.0.100/24 on eth0: cancelled by a release");
+    assert_int_equal(f->release.rc, 0);
+    assert_string_equal(contents(f, "log"), PROBE DEL LOOKUP);
+    assert_false(vip_probing(&f->vip));
+}
+
 static void test_op_names(void **state)
 {
     (void)state;
@@ -889,6 +1064,7 @@ static void test_op_names(void **state)
     assert_string_equal(vip_op_name(VIP_OP_RELEASE), "release");
     assert_string_equal(vip_op_name(VIP_OP_CHECK), "check");
     assert_string_equal(vip_op_name(VIP_OP_RENEW), "renew");
+    assert_string_equal(vip_op_name(VIP_OP_PROBE), "probe");
     assert_string_equal(vip_op_name((enum vip_op)42), "unknown");
 }
 
@@ -935,6 +1111,13 @@ int main(void)
         T(test_failing_renewal_names_the_command),
         T(test_release_cancels_a_renewal),
         T(test_renew_interval_is_a_quarter_of_the_lifetime),
+        T(test_probe_nobody_answers_then_claim_skips_its_probe_once),
+        T(test_answered_probe_leaves_the_claim_its_own_probe),
+        T(test_claim_takes_over_a_running_probe),
+        T(test_claim_taking_over_an_answered_probe_is_refused),
+        T(test_forgotten_probe_is_not_used),
+        T(test_forgetting_a_running_probe_ends_it_without_a_result),
+        T(test_release_during_probe_cancels_it),
         T(test_op_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

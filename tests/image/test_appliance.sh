@@ -201,7 +201,7 @@ mac_of() { # I: the MAC of node I's interface on the bridge
     echo "52:54:00:09:00:1$1"
   fi
 }
-boot_vm() { # I: boots node I's VM (its overlay disk, its seed through fw_cfg, its tap)
+boot_vm() { # I: boots node I's VM from its overlay disk (BIOS, GRUB), its seed through fw_cfg, its tap
   local i=$1 accel=(-accel kvm -cpu host)
   [ "$MODE" = kvm ] || accel=(-accel tcg)
   # cache=unsafe: a killed QEMU loses nothing the guest wrote (it is in the host's page cache);
@@ -209,8 +209,6 @@ boot_vm() { # I: boots node I's VM (its overlay disk, its seed through fw_cfg, i
   nice -n 10 qemu-system-x86_64 "${accel[@]}" -name "rpg$$-node$i" -smp 1 -m 1024 \
     -nodefaults -display none -serial "file:$T_DIR/console$i.log" \
     -monitor "tcp:127.0.0.1:$((T_BASE + i)),server=on,wait=off" \
-    -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=10" \
     -drive "file=$T_DIR/n$i.qcow2,format=qcow2,if=virtio,cache=unsafe" \
     -netdev "tap,id=net0,ifname=${BR}t$i,script=no,downscript=no" \
     -device "virtio-net-pci,netdev=net0,mac=$(mac_of "$i")" \

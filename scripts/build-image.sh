@@ -33,6 +33,8 @@ rm -rf "$out/rootfs"
 mmdebstrap --variant=minbase \
   --include="$deb" \
   --include=systemd,systemd-sysv,dbus,udev,kmod,linux-image-amd64,grub-pc-bin,iproute2,arping,procps,less \
+  --essential-hook='mkdir -p "$1/etc/modprobe.d"' \
+  --essential-hook="copy-in $src/image/raftpg-fw_cfg.conf /etc/modprobe.d/" \
   --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
   --customize-hook="copy-in $src/image/raftpg-firstboot /usr/local/sbin/" \
   --customize-hook="copy-in $src/image/raftpg-firstboot.service /etc/systemd/system/" \

@@ -276,10 +276,24 @@ first_conf() {
   if [ "$MODE" = nspawn ]; then
     [ -f "$T_DIR/n$1/merged/etc/raftpg/raftpg.yaml" ] && [ ! -e "$T_DIR/n$1/merged/etc/raftpg/seed" ]
   else
-    # The seed stays in fw_cfg (QEMU's, readable by the guest's root only); the agent answering
-    # as node I at the seed's address shows that it was turned into the configuration.
+    # The agent answering as node I at the seed's address shows that the seed was turned into
+    # the configuration.
     api_up "$1"
   fi
+}
+# fw_cfg_gone I: node I's guest no longer shows QEMU's fw_cfg (where its seed is), asked of its
+# kernel through PostgreSQL (superuser: pg_stat_file, NULL for a missing path): neither the sysfs
+# directory nor the driver's module; /sys/firmware itself must be seen, or nothing is shown.
+# Waits for an answer (a slow guest), then checks it.
+fw_cfg_ask() {
+  nsql "$1" "select (pg_stat_file('/sys/firmware', true)).isdir
+    and (pg_stat_file('/sys/firmware/qemu_fw_cfg', true)).size is null
+    and (pg_stat_file('/sys/module/qemu_fw_cfg', true)).size is null" >"$T_DIR/fw_cfg$1"
+  [ -s "$T_DIR/fw_cfg$1" ]
+}
+fw_cfg_gone() {
+  t_wait $((20 * SLOW)) "node$1's PostgreSQL answering" fw_cfg_ask "$1" || return 1
+  t_eq "$(cat "$T_DIR/fw_cfg$1")" t
 }
 for i in 1 2 3; do
   t_check "node$i's first boot wrote its configuration from the seed" first_conf "$i"
@@ -318,6 +332,11 @@ export PGPASSWORD=$SU_PW PGCONNECT_TIMEOUT=2
 vsql() { psql -X -q -A -t -h "$VIP" -U postgres -d postgres -c "$1" 2>/dev/null; }
 nsql() { local i=$1; shift; psql -X -q -A -t -h "$NET.1$i" -U postgres -d postgres -c "$1" 2>/dev/null; }
 t_check "a table through the VIP" t_eq "$(vsql 'create table drill (id bigint primary key); select 1')" 1
+if [ "$MODE" != nspawn ]; then
+  for i in 1 2 3; do
+    t_check "node$i's guest no longer shows fw_cfg (its seed) after the first boot" fw_cfg_gone "$i"
+  done
+fi
 
 # The writer: numbered INSERTs through the VIP, one connection each; a line "ID NODE HOST_MS" in
 # ACKED only once the commit returned. Killed, never cancelled: a cancelled synchronous-replication
@@ -373,6 +392,8 @@ t_wait $((240 * SLOW)) "$old back as a streaming standby" healthy 1 2 3
 t_check "$new is still the primary" t_eq "$(primary_of 1)" "$new"
 t_check "the VIP stayed on $new" vip_only_on "$ni"
 t_log "$old rejoined $((SECONDS - t3)) s after its boot"
+[ "$MODE" = nspawn ] ||
+  t_check "$old's guest does not show fw_cfg on its second boot either" fw_cfg_gone "$oi"
 
 if [ "$MODE" != nspawn ]; then
   # ---- The frozen VM: the primary's VM stopped through the QEMU monitor, then resumed. ----

@@ -3,16 +3,18 @@
 # about 3 minutes). Boots three instances of the image built by scripts/build-image.sh on a
 # private bridge in 10.231.9.0/24, each with its own seed, and checks under numbered writes
 # through the VIP (one INSERT per connection, an id counted as acknowledged only when its commit
-# returned): the first boot turns the seeds into configurations, one primary and two streaming
-# standbys in the synchronous set, the VIP on the primary alone (ARP from the host is answered by
-# the primary's MAC only); then the primary's whole node killed: a new primary, the VIP moved to
-# it, writes through the VIP again, no acknowledged row lost; the killed node booted again rejoins
-# as a streaming standby.
+# returned): the first boot turns the seeds into configurations (under QEMU the guests then show
+# no fw_cfg, where the seed was, nor does the killed node on its second boot), one primary and
+# two streaming standbys in the synchronous set, the VIP on the primary alone (ARP from the host
+# is answered by the primary's MAC only); then the primary's whole node killed: a new primary,
+# the VIP moved to it, writes through the VIP again, no acknowledged row lost; the killed node
+# booted again rejoins as a streaming standby.
 #
 # Nodes run as
 #   --kvm     QEMU/KVM virtual machines (qemu-system-x86_64 -accel kvm, one qcow2 overlay each on
-#             the image's raftpg.img, the seed through fw_cfg, a tap each on the bridge); the node
-#             kill is kill -9 of its QEMU process. Adds the frozen VM: the primary's VM stopped
+#             the image's raftpg.img, booted by SeaBIOS and the disk's GRUB, the seed through
+#             fw_cfg, a tap each on the bridge); the node kill is kill -9 of its QEMU process.
+#             Adds the frozen VM: the primary's VM stopped
 #             through the QEMU monitor (`stop`) for FREEZE_S seconds (default 5, or twice the
 #             election timeout if longer: the lease is 0.8 of it) and resumed
 #             (`cont`), under the VIP writer, direct writes to every node, ARP probes of the VIP
@@ -130,27 +132,40 @@ if [ "$MODE" != nspawn ]; then
   done
 fi
 
-init_of() { ps -o pid= --ppid "$1" 2>/dev/null | head -n1 | tr -d ' ' || true; }
+# init_of NSPAWN_PID: the container's init, the child of systemd-nspawn in a PID namespace of its
+# own. Not just any child: for a moment after its start, systemd-nspawn has another child in our
+# namespace (it sets up the container's mounts and exits), and a PID taken from it names a
+# process that is gone, or later another one.
+SELF_PIDNS=$(readlink /proc/self/ns/pid)
+init_of() {
+  local c ns kids=()
+  read -r -a kids 2>/dev/null <"/proc/$1/task/$1/children" || true
+  for c in "${kids[@]}"; do
+    ns=$(readlink "/proc/$c/ns/pid" 2>/dev/null) || continue
+    [ "$ns" = "$SELF_PIDNS" ] || { echo "$c"; return 0; }
+  done
+}
 BG=()
 stop_bg() { local p; for p in "${BG[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; BG=(); }
 t_before_rm() {
   local i n
   stop_bg
   if [ "$MODE" = nspawn ]; then
-    # SIGRTMIN+4 asks the container's systemd to power off; a container that does not within
-    # 60 s loses its init (SIGKILL), which ends every process in it.
+    # The overlays are thrown away: no clean shutdown needed. SIGKILL of a container's init ends
+    # every process in its PID namespace at once, and systemd-nspawn then exits; its init is
+    # looked up again (the PID must still be its child in another namespace). All containers
+    # share one bounded wait.
     for i in 1 2 3; do
       [ -n "${NS[$i]:-}" ] || continue
-      [ -n "${INIT[$i]:-}" ] || INIT[$i]=$(init_of "${NS[$i]}")
-      [ -z "${INIT[$i]}" ] || kill -s SIGRTMIN+4 "${INIT[$i]}" 2>/dev/null || true
+      INIT[$i]=$(init_of "${NS[$i]}")
+      [ -z "${INIT[$i]}" ] || kill -KILL "${INIT[$i]}" 2>/dev/null || true
     done
+    n=0
     for i in 1 2 3; do
       [ -n "${NS[$i]:-}" ] || continue
-      n=0
-      while kill -0 "${NS[$i]}" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+      while kill -0 "${NS[$i]}" 2>/dev/null && [ $n -lt 200 ]; do sleep 0.1; n=$((n + 1)); done
       if kill -0 "${NS[$i]}" 2>/dev/null; then
-        [ -n "${INIT[$i]}" ] || INIT[$i]=$(init_of "${NS[$i]}")
-        [ -z "${INIT[$i]}" ] || kill -KILL "${INIT[$i]}" 2>/dev/null || true
+        t_log "node$i's systemd-nspawn (PID ${NS[$i]}) still runs 20 s after its init's SIGKILL: killed"
         kill -KILL "${NS[$i]}" 2>/dev/null || true
       fi
       wait "${NS[$i]}" 2>/dev/null || true

@@ -9,7 +9,7 @@ PACKAGES=(
   postgresql-15 postgresql-client-15
   iproute2 arping jq procps util-linux curl
   nftables iputils-ping python3 python3-prometheus-client haproxy pgbouncer
-  systemd systemd-container debhelper dpkg-dev fakeroot lintian mmdebstrap bash-completion
+  systemd systemd-container debhelper dpkg-dev fakeroot lintian mmdebstrap fdisk bash-completion
 )
 
 missing=()

@@ -3,16 +3,18 @@
 # about 3 minutes). Boots three instances of the image built by scripts/build-image.sh on a
 # private bridge in 10.231.9.0/24, each with its own seed, and checks under numbered writes
 # through the VIP (one INSERT per connection, an id counted as acknowledged only when its commit
-# returned): the first boot turns the seeds into configurations, one primary and two streaming
-# standbys in the synchronous set, the VIP on the primary alone (ARP from the host is answered by
-# the primary's MAC only); then the primary's whole node killed: a new primary, the VIP moved to
-# it, writes through the VIP again, no acknowledged row lost; the killed node booted again rejoins
-# as a streaming standby.
+# returned): the first boot turns the seeds into configurations (under QEMU the guests then show
+# no fw_cfg, where the seed was, nor does the killed node on its second boot), one primary and
+# two streaming standbys in the synchronous set, the VIP on the primary alone (ARP from the host
+# is answered by the primary's MAC only); then the primary's whole node killed: a new primary,
+# the VIP moved to it, writes through the VIP again, no acknowledged row lost; the killed node
+# booted again rejoins as a streaming standby.
 #
 # Nodes run as
 #   --kvm     QEMU/KVM virtual machines (qemu-system-x86_64 -accel kvm, one qcow2 overlay each on
-#             the image's raftpg.img, the seed through fw_cfg, a tap each on the bridge); the node
-#             kill is kill -9 of its QEMU process. Adds the frozen VM: the primary's VM stopped
+#             the image's raftpg.img, booted by SeaBIOS and the disk's GRUB, the seed through
+#             fw_cfg, a tap each on the bridge); the node kill is kill -9 of its QEMU process.
+#             Adds the frozen VM: the primary's VM stopped
 #             through the QEMU monitor (`stop`) for FREEZE_S seconds (default 5, or twice the
 #             election timeout if longer: the lease is 0.8 of it) and resumed
 #             (`cont`), under the VIP writer, direct writes to every node, ARP probes of the VIP
@@ -130,27 +132,40 @@ if [ "$MODE" != nspawn ]; then
   done
 fi
 
-init_of() { ps -o pid= --ppid "$1" 2>/dev/null | head -n1 | tr -d ' ' || true; }
+# init_of NSPAWN_PID: the container's init, the child of systemd-nspawn in a PID namespace of its
+# own. Not just any child: for a moment after its start, systemd-nspawn has another child in our
+# namespace (it sets up the container's mounts and exits), and a PID taken from it names a
+# process that is gone, or later another one.
+SELF_PIDNS=$(readlink /proc/self/ns/pid)
+init_of() {
+  local c ns kids=()
+  read -r -a kids 2>/dev/null <"/proc/$1/task/$1/children" || true
+  for c in "${kids[@]}"; do
+    ns=$(readlink "/proc/$c/ns/pid" 2>/dev/null) || continue
+    [ "$ns" = "$SELF_PIDNS" ] || { echo "$c"; return 0; }
+  done
+}
 BG=()
 stop_bg() { local p; for p in "${BG[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; BG=(); }
 t_before_rm() {
   local i n
   stop_bg
   if [ "$MODE" = nspawn ]; then
-    # SIGRTMIN+4 asks the container's systemd to power off; a container that does not within
-    # 60 s loses its init (SIGKILL), which ends every process in it.
+    # The overlays are thrown away: no clean shutdown needed. SIGKILL of a container's init ends
+    # every process in its PID namespace at once, and systemd-nspawn then exits; its init is
+    # looked up again (the PID must still be its child in another namespace). All containers
+    # share one bounded wait.
     for i in 1 2 3; do
       [ -n "${NS[$i]:-}" ] || continue
-      [ -n "${INIT[$i]:-}" ] || INIT[$i]=$(init_of "${NS[$i]}")
-      [ -z "${INIT[$i]}" ] || kill -s SIGRTMIN+4 "${INIT[$i]}" 2>/dev/null || true
+      INIT[$i]=$(init_of "${NS[$i]}")
+      [ -z "${INIT[$i]}" ] || kill -KILL "${INIT[$i]}" 2>/dev/null || true
     done
+    n=0
     for i in 1 2 3; do
       [ -n "${NS[$i]:-}" ] || continue
-      n=0
-      while kill -0 "${NS[$i]}" 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+      while kill -0 "${NS[$i]}" 2>/dev/null && [ $n -lt 200 ]; do sleep 0.1; n=$((n + 1)); done
       if kill -0 "${NS[$i]}" 2>/dev/null; then
-        [ -n "${INIT[$i]}" ] || INIT[$i]=$(init_of "${NS[$i]}")
-        [ -z "${INIT[$i]}" ] || kill -KILL "${INIT[$i]}" 2>/dev/null || true
+        t_log "node$i's systemd-nspawn (PID ${NS[$i]}) still runs 20 s after its init's SIGKILL: killed"
         kill -KILL "${NS[$i]}" 2>/dev/null || true
       fi
       wait "${NS[$i]}" 2>/dev/null || true
@@ -201,7 +216,7 @@ mac_of() { # I: the MAC of node I's interface on the bridge
     echo "52:54:00:09:00:1$1"
   fi
 }
-boot_vm() { # I: boots node I's VM (its overlay disk, its seed through fw_cfg, its tap)
+boot_vm() { # I: boots node I's VM from its overlay disk (BIOS, GRUB), its seed through fw_cfg, its tap
   local i=$1 accel=(-accel kvm -cpu host)
   [ "$MODE" = kvm ] || accel=(-accel tcg)
   # cache=unsafe: a killed QEMU loses nothing the guest wrote (it is in the host's page cache);
@@ -209,8 +224,6 @@ boot_vm() { # I: boots node I's VM (its overlay disk, its seed through fw_cfg, i
   nice -n 10 qemu-system-x86_64 "${accel[@]}" -name "rpg$$-node$i" -smp 1 -m 1024 \
     -nodefaults -display none -serial "file:$T_DIR/console$i.log" \
     -monitor "tcp:127.0.0.1:$((T_BASE + i)),server=on,wait=off" \
-    -kernel "$IMG/vmlinuz" -initrd "$IMG/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=10" \
     -drive "file=$T_DIR/n$i.qcow2,format=qcow2,if=virtio,cache=unsafe" \
     -netdev "tap,id=net0,ifname=${BR}t$i,script=no,downscript=no" \
     -device "virtio-net-pci,netdev=net0,mac=$(mac_of "$i")" \
@@ -278,10 +291,24 @@ first_conf() {
   if [ "$MODE" = nspawn ]; then
     [ -f "$T_DIR/n$1/merged/etc/raftpg/raftpg.yaml" ] && [ ! -e "$T_DIR/n$1/merged/etc/raftpg/seed" ]
   else
-    # The seed stays in fw_cfg (QEMU's, readable by the guest's root only); the agent answering
-    # as node I at the seed's address shows that it was turned into the configuration.
+    # The agent answering as node I at the seed's address shows that the seed was turned into
+    # the configuration.
     api_up "$1"
   fi
+}
+# fw_cfg_gone I: node I's guest no longer shows QEMU's fw_cfg (where its seed is), asked of its
+# kernel through PostgreSQL (superuser: pg_stat_file, NULL for a missing path): neither the sysfs
+# directory nor the driver's module; /sys/firmware itself must be seen, or nothing is shown.
+# Waits for an answer (a slow guest), then checks it.
+fw_cfg_ask() {
+  nsql "$1" "select (pg_stat_file('/sys/firmware', true)).isdir
+    and (pg_stat_file('/sys/firmware/qemu_fw_cfg', true)).size is null
+    and (pg_stat_file('/sys/module/qemu_fw_cfg', true)).size is null" >"$T_DIR/fw_cfg$1"
+  [ -s "$T_DIR/fw_cfg$1" ]
+}
+fw_cfg_gone() {
+  t_wait $((20 * SLOW)) "node$1's PostgreSQL answering" fw_cfg_ask "$1" || return 1
+  t_eq "$(cat "$T_DIR/fw_cfg$1")" t
 }
 for i in 1 2 3; do
   t_check "node$i's first boot wrote its configuration from the seed" first_conf "$i"
@@ -320,6 +347,11 @@ export PGPASSWORD=$SU_PW PGCONNECT_TIMEOUT=2
 vsql() { psql -X -q -A -t -h "$VIP" -U postgres -d postgres -c "$1" 2>/dev/null; }
 nsql() { local i=$1; shift; psql -X -q -A -t -h "$NET.1$i" -U postgres -d postgres -c "$1" 2>/dev/null; }
 t_check "a table through the VIP" t_eq "$(vsql 'create table drill (id bigint primary key); select 1')" 1
+if [ "$MODE" != nspawn ]; then
+  for i in 1 2 3; do
+    t_check "node$i's guest no longer shows fw_cfg (its seed) after the first boot" fw_cfg_gone "$i"
+  done
+fi
 
 # The writer: numbered INSERTs through the VIP, one connection each; a line "ID NODE HOST_MS" in
 # ACKED only once the commit returned. Killed, never cancelled: a cancelled synchronous-replication
@@ -375,6 +407,8 @@ t_wait $((240 * SLOW)) "$old back as a streaming standby" healthy 1 2 3
 t_check "$new is still the primary" t_eq "$(primary_of 1)" "$new"
 t_check "the VIP stayed on $new" vip_only_on "$ni"
 t_log "$old rejoined $((SECONDS - t3)) s after its boot"
+[ "$MODE" = nspawn ] ||
+  t_check "$old's guest does not show fw_cfg on its second boot either" fw_cfg_gone "$oi"
 
 if [ "$MODE" != nspawn ]; then
   # ---- The frozen VM: the primary's VM stopped through the QEMU monitor, then resumed. ----

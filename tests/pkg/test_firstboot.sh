@@ -75,6 +75,53 @@ t_check "ELECTION_TIMEOUT=4000 becomes raft.election_timeout" grep -qx "  electi
 et_out=$("$T_BIN" check-config "$T_DIR/et.yaml" 2>&1) || true
 t_check "that configuration passes raftpg check-config" t_contains "$et_out" "$T_DIR/et.yaml: ok"
 
+# A seed through QEMU's fw_cfg, with a stand-in sysfs directory (RAFTPG_FW_CFG) and stand-ins for
+# modprobe and rmmod that load (create it with the seed) and unload (remove it) the driver and log
+# their calls: the seed is read once, then the driver is unloaded, a refused seed included, and
+# an unload that fails is reported. (The image's real driver: tests/image/test_appliance.sh.)
+mkdir -p "$T_DIR/stub"
+cat >"$T_DIR/stub/modprobe" <<'STUB'
+#!/bin/bash
+echo "modprobe $*" >>"$FW_LOG"
+case "$*" in
+  "--ignore-install qemu_fw_cfg")
+    mkdir -p "$FW_DIR/by_name/opt/raftpg/seed" && cp "$FW_SEED" "$FW_DIR/by_name/opt/raftpg/seed/raw" ;;
+  "-r --ignore-remove qemu_fw_cfg") [ -n "${FW_STUCK:-}" ] && exit 1; rm -rf "$FW_DIR" ;;
+  *) exit 1 ;;
+esac
+STUB
+printf '#!/bin/bash\necho "rmmod $*" >>"$FW_LOG"\nexit 1\n' >"$T_DIR/stub/rmmod"
+chmod 0755 "$T_DIR/stub/modprobe" "$T_DIR/stub/rmmod"
+fw_run() { # DIR [VAR=VALUE...]: firstboot under DIR with the seed DIR/fw.seed in the stand-in fw_cfg
+  local d=$1
+  shift
+  mkdir -p "$d"
+  : >"$d/fw.log"
+  env PATH="$T_DIR/stub:$PATH" FW_LOG="$d/fw.log" FW_DIR="$d/fw_cfg" FW_SEED="$d/fw.seed" "$@" \
+    RAFTPG_ROOT="$d" RAFTPG_FW_CFG="$d/fw_cfg" "$FB" 2>&1
+}
+mkdir -p "$T_DIR/fw"
+seed 2 >"$T_DIR/fw/fw.seed"
+fw_out=$(fw_run "$T_DIR/fw") || true
+t_check "a seed from fw_cfg is accepted" t_contains "$fw_out" "node2 (10.231.9.12 on eth0) configured for cluster appliance"
+t_check "the fw_cfg seed's secret is the node's" t_eq "$(cat "$T_DIR/fw/etc/raftpg/raft.secret" 2>/dev/null)" "$secret"
+t_check "fw_cfg's driver is loaded past its block, then unloaded" t_eq "$(cat "$T_DIR/fw/fw.log")" \
+  "modprobe --ignore-install qemu_fw_cfg"$'\n'"modprobe -r --ignore-remove qemu_fw_cfg"
+t_check "no fw_cfg directory is left after the first boot" test ! -e "$T_DIR/fw/fw_cfg"
+mkdir -p "$T_DIR/fwbad"
+seed 2 "COLOUR=blue" >"$T_DIR/fwbad/fw.seed"
+fw_out=$(fw_run "$T_DIR/fwbad") || true
+t_check "a refused fw_cfg seed is named" t_contains "$fw_out" "unknown key COLOUR"
+t_check "a refused fw_cfg seed is unloaded too" test ! -e "$T_DIR/fwbad/fw_cfg" -a ! -e "$T_DIR/fwbad/etc/raftpg/raftpg.yaml"
+mkdir -p "$T_DIR/fwstuck"
+seed 2 >"$T_DIR/fwstuck/fw.seed"
+fw_out=$(fw_run "$T_DIR/fwstuck" FW_STUCK=1) || true
+t_check "an unload that fails is reported" \
+  t_contains "$fw_out" "warning: qemu_fw_cfg could not be unloaded: the seed stays readable under $T_DIR/fwstuck/fw_cfg"
+mkdir -p "$T_DIR/fwnone"
+fw_out=$(fw_run "$T_DIR/fwnone") && fw_rc=0 || fw_rc=$?
+t_check "no seed anywhere is refused" t_contains "$fw_rc $fw_out" "1 raftpg-firstboot: no seed: neither /etc/raftpg/seed nor QEMU fw_cfg"
+
 unit="$T_DIR/raftpg-firstboot.service"
 sed "s|^ExecStart=.*|ExecStart=$FB|" "$SRC/image/raftpg-firstboot.service" >"$unit"
 verify() { local o; o=$(systemd-analyze verify --man=no "$unit" 2>&1) && [ -z "$o" ] || { echo "$o"; return 1; }; }

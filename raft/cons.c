@@ -368,6 +368,23 @@ static void wal_fence(struct cons *c, int status, const char *what)
     storage_update(c);
 }
 
+/* Keeps a leader's write that must not complete now (wal_hold_failed, wal_hold_change): it fails
+ * with RAFT_CANCELED as the io closes. False when there is no memory to keep it. */
+static bool wal_hold(struct cons *c, struct raft_io_append *req, raft_io_append_cb cb)
+{
+    if (c->wal.n_held == c->wal.cap_held) {
+        unsigned cap = c->wal.cap_held != 0 ? 2 * c->wal.cap_held : 4;
+        struct cons_wal_append *p = realloc(c->wal.held, cap * sizeof *p);
+        if (p == NULL) {
+            return false;
+        }
+        c->wal.held = p;
+        c->wal.cap_held = cap;
+    }
+    c->wal.held[c->wal.n_held++] = (struct cons_wal_append){req, cb};
+    return true;
+}
+
 /* A leader's write that failed when it completed is held, not reported: libraft 0.15's
  * appendLeaderCb then looks up the request at the write's first index as a command (getRequest
  * with RAFT_COMMAND), and when that index holds a barrier (the lease renewal's) it calls the
@@ -383,17 +400,7 @@ static bool wal_hold_failed(struct cons *c, struct raft_io_append *req, raft_io_
     if (io == NULL || io->data == NULL || raft_state(io->data) != RAFT_LEADER) {
         return false;
     }
-    if (c->wal.n_held == c->wal.cap_held) {
-        unsigned cap = c->wal.cap_held != 0 ? 2 * c->wal.cap_held : 4;
-        struct cons_wal_append *p = realloc(c->wal.held, cap * sizeof *p);
-        if (p == NULL) {
-            return false;
-        }
-        c->wal.held = p;
-        c->wal.cap_held = cap;
-    }
-    c->wal.held[c->wal.n_held++] = (struct cons_wal_append){req, cb};
-    return true;
+    return wal_hold(c, req, cb);
 }
 
 static void wal_append_done(struct raft_io_append *req, int status)
@@ -463,21 +470,12 @@ static bool wal_hold_change(struct cons *c, struct raft_io *io, struct raft_io_a
     for (unsigned k = 0; k < n; k++) {
         change = change || entries[k].type == RAFT_CHANGE;
     }
-    if (!change || io->data == NULL || raft_state(io->data) != RAFT_LEADER) {
+    if (!change || io->data == NULL || raft_state(io->data) != RAFT_LEADER ||
+        !wal_hold(c, req, cb)) {
         return false;
-    }
-    if (c->wal.n_held == c->wal.cap_held) {
-        unsigned cap = c->wal.cap_held != 0 ? 2 * c->wal.cap_held : 4;
-        struct cons_wal_append *p = realloc(c->wal.held, cap * sizeof *p);
-        if (p == NULL) {
-            return false;
-        }
-        c->wal.held = p;
-        c->wal.cap_held = cap;
     }
     /* An entry never written: the ones after it must not be written either (their indexes). */
     wal_fence(c, status, "refused");
-    c->wal.held[c->wal.n_held++] = (struct cons_wal_append){req, cb};
     c->wal.n_held_total++;
     log_warning("raft log write of a configuration entry held unwritten until raft restarts "
                 "(%s; libraft 0.15 cannot take a refused one, dir=%s)",

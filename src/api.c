@@ -1997,40 +1997,24 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
     bool same_params = a->cons_open && s->initialized && param_set_equal(set, s);
     bool had_lag = a->cons_open && s->initialized && s->config.max_lag_set;
     bool lag_changed = lag_set != had_lag || (lag_set && lag != s->config.max_lag);
-    if (lag_changed) {
-        /* The whole set and the limit in one entry, which only version-7 agents read. */
-        if (a->cons_open && s->initialized && members_read_dynamic(a, 7, msg, &status) != 0) {
-            free(set);
-            free(cmd);
-            log_info("configuration change refused: %s", msg);
-            respond_error(conn, status, msg);
-            return;
-        }
-        cmd->type = FSM_CMD_SET_DYNAMIC_LAG;
-        cmd->u.set_dynamic.sync_mode = (uint8_t)mode;
-        cmd->u.set_dynamic.sync_node_count = k;
-        cmd->u.set_dynamic.sync_commit = (uint8_t)commit;
-        cmd->u.set_dynamic.n_params = set->n;
-        memcpy(cmd->u.set_dynamic.params, set->p, sizeof set->p);
-        cmd->u.set_dynamic.n_hba = set->n_hba;
-        memcpy(cmd->u.set_dynamic.hba, set->hba, sizeof set->hba);
-        cmd->u.set_dynamic.max_lag_set = lag_set;
-        cmd->u.set_dynamic.max_lag = lag;
-    } else if (same_params) {
+    if (same_params && !lag_changed) {
         /* The parameters stay: the entry every release reads. */
         cmd->type = FSM_CMD_SET_CONFIG;
         cmd->u.set_config.sync_mode = (uint8_t)mode;
         cmd->u.set_config.sync_node_count = k;
         cmd->u.set_config.sync_commit = (uint8_t)commit;
     } else {
-        if (a->cons_open && s->initialized && members_read_dynamic(a, 6, msg, &status) != 0) {
+        /* With the limit changed, the whole set and the limit in one entry, which only
+         * version-7 agents read; otherwise the whole set, which version 6 reads. */
+        unsigned need = lag_changed ? 7 : 6;
+        if (a->cons_open && s->initialized && members_read_dynamic(a, need, msg, &status) != 0) {
             free(set);
             free(cmd);
             log_info("configuration change refused: %s", msg);
             respond_error(conn, status, msg);
             return;
         }
-        cmd->type = FSM_CMD_SET_DYNAMIC;
+        cmd->type = lag_changed ? FSM_CMD_SET_DYNAMIC_LAG : FSM_CMD_SET_DYNAMIC;
         cmd->u.set_dynamic.sync_mode = (uint8_t)mode;
         cmd->u.set_dynamic.sync_node_count = k;
         cmd->u.set_dynamic.sync_commit = (uint8_t)commit;
@@ -2038,6 +2022,10 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
         memcpy(cmd->u.set_dynamic.params, set->p, sizeof set->p);
         cmd->u.set_dynamic.n_hba = set->n_hba;
         memcpy(cmd->u.set_dynamic.hba, set->hba, sizeof set->hba);
+        if (lag_changed) {
+            cmd->u.set_dynamic.max_lag_set = lag_set;
+            cmd->u.set_dynamic.max_lag = lag;
+        }
     }
     char lag_text[32] = "none";
     if (lag_set) {

@@ -36,6 +36,8 @@ t_cleanup() {
   local rc=$?
   # A time bound left running would hold the test's output open (ctest waits for it).
   t_time_bound_stop
+  [ -z "$T_SESSION" ] || kill "$T_SESSION" 2>/dev/null || true
+  t_session_stop
   for n in "${!T_PIDS[@]}"; do
     kill -KILL "${T_PIDS[$n]}" 2>/dev/null || true
   done
@@ -229,6 +231,34 @@ t_kill_all_pg() {
 t_psql() {
   local i=$1; shift
   PGCONNECT_TIMEOUT=3 psql -X -q -A -t -h 127.0.0.1 -p "$(t_pg_port "$i")" -U postgres -d postgres "$@"
+}
+
+# One long-lived client session to node I's PostgreSQL, fed through a FIFO on fd 3; its answers
+# go to $T_DIR/session.out. It stops at the first error; t_session_send then fails instead of
+# killing the test (SIGPIPE ignored). t_cleanup ends it.
+T_SESSION=
+t_session_start() {
+  trap '' PIPE
+  mkfifo "$T_DIR/session.in"
+  psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$(t_pg_port "$1")" -U postgres -d postgres \
+    <"$T_DIR/session.in" >"$T_DIR/session.out" 2>&1 &
+  T_SESSION=$!
+  exec 3>"$T_DIR/session.in"
+  t_session_send "SELECT 'backend ' || pg_backend_pid();"
+  t_wait 10 "the session's first answer" grep -q '^backend ' "$T_DIR/session.out"
+}
+t_session_send() { echo "$1" >&3 2>/dev/null; }
+# The session's backend as first answered (first) or as last asked (last).
+t_session_backend() {
+  local b; b=$(grep '^backend ' "$T_DIR/session.out" 2>/dev/null) || return 0
+  if [ "$1" = first ]; then head -n 1 <<<"$b"; else tail -n 1 <<<"$b"; fi
+}
+# Ends the session at its input's end (after what was sent is answered).
+t_session_stop() {
+  [ -n "$T_SESSION" ] || return 0
+  exec 3>&- 2>/dev/null || true
+  wait "$T_SESSION" 2>/dev/null || true
+  T_SESSION=
 }
 
 # Nothing listens on node I's PostgreSQL port: ss ran, and does not list it.

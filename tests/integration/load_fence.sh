@@ -42,13 +42,7 @@ lease_max_sample() {
   local m; m=$(lease_max) || return 0
   LEASE_MAX=$(awk -v a="$LEASE_MAX" -v b="${m:-0}" 'BEGIN { print (b > a ? b : a) }')
 }
-trap '' PIPE
-mkfifo "$T_DIR/session.in"
-psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$(t_pg_port "$Pi")" -U postgres -d postgres \
-  <"$T_DIR/session.in" >"$T_DIR/session.out" 2>&1 &
-SESSION=$!
-exec 3>"$T_DIR/session.in"
-echo "SELECT 'backend ' || pg_backend_pid();" >&3
+t_session_start "$Pi"
 ACKED="$T_DIR/acked"; : >"$ACKED"
 ERRORS="$T_DIR/errors"; : >"$ERRORS"
 writer() {
@@ -63,13 +57,13 @@ writer() {
   done
 }
 writer & WPID=$!
-trap 'touch "$T_DIR/stop"; wait "$WPID" 2>/dev/null || true; kill "$LOADPID" 2>/dev/null || true; exec 3>&- 2>/dev/null || true; kill "$SESSION" 2>/dev/null || true; t_cleanup' EXIT
+trap 'touch "$T_DIR/stop"; wait "$WPID" 2>/dev/null || true; kill "$LOADPID" 2>/dev/null || true; t_cleanup' EXIT
 stress-ng --cpu 2 --io 2 --hdd 1 --hdd-bytes 64M --timeout "${LOAD_S}s" --quiet &
 LOADPID=$!
 t_log "primary $P under stress-ng (cpu 2, io 2, hdd 1) for $LOAD_S s"
 n=0
 while kill -0 "$LOADPID" 2>/dev/null && [ $n -lt $((LOAD_S * 2 + 120)) ]; do
-  echo "INSERT INTO load VALUES (-$((n + 1)));" >&3 2>/dev/null || true
+  t_session_send "INSERT INTO load VALUES (-$((n + 1)));" || true
   sleep 0.5
   n=$((n + 1))
   # The recent maximum covers one to two minutes: sampled twice a minute.
@@ -94,10 +88,10 @@ LEASE_FIG=$(paste -d' ' <(echo "$LEASE0") <(lease_buckets) | awk '
         printf "\"lease_renewals\":%d,\"lease_renewal_p50_ms\":%.2f,\"lease_renewal_p99_ms\":%.2f,\"lease_renewal_buckets\":\"%s\"", c[n], q(0.5), q(0.99), b }')
 wait "$LOADPID" 2>/dev/null || true
 touch "$T_DIR/stop"; wait "$WPID" 2>/dev/null || true
-echo "SELECT 'backend ' || pg_backend_pid();" >&3 2>/dev/null || true
+t_session_send "SELECT 'backend ' || pg_backend_pid();" || true
 sleep 1
-b1=$(grep '^backend ' "$T_DIR/session.out" | head -1)
-b2=$(grep '^backend ' "$T_DIR/session.out" | tail -1)
+b1=$(t_session_backend first)
+b2=$(t_session_backend last)
 now() { cat "$T_DIR"/node*.log | grep -c "$1" || true; }
 printf '{"load_s":%s,"hard_fences":%s,"failovers":%s,"elections_started":%s,"soft_pauses":%s,"session_survived":%s,"postmaster_restarted":%s,"primary_changed":%s,"writer_acks":%s,"writer_errors":%s,%s,"lease_renewal_max_ms":%s}\n' \
   "$LOAD_S" "$(( $(now 'fencing: postgresql may accept writes without a lease') - HARD0 ))" \

@@ -17,19 +17,8 @@ t_psql "$Pi" -c "CREATE TABLE blip (id bigint PRIMARY KEY, at timestamptz DEFAUL
 PM=$(t_pg_pid "$Pi")
 t_log "primary $P, postmaster $PM; $RUNS blips of $BLIP_MS ms, 2 s apart"
 
-# One long-lived session, fed through a FIFO; it stops at the first error (then writes to the FIFO
-# fail instead of killing this script).
-trap '' PIPE
-mkfifo "$T_DIR/session.in"
-psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$(t_pg_port "$Pi")" -U postgres -d postgres \
-  <"$T_DIR/session.in" >"$T_DIR/session.out" 2>&1 &
-SESSION=$!
-exec 3>"$T_DIR/session.in"
-stop_session() { exec 3>&- 2>/dev/null || true; wait "$SESSION" 2>/dev/null || true; }
-trap 'kill "$SESSION" 2>/dev/null || true; stop_session; t_cleanup' EXIT
-echo "SELECT 'backend ' || pg_backend_pid();" >&3
-t_wait 10 "the session's first answer" grep -q '^backend ' "$T_DIR/session.out"
-BACKEND=$(grep '^backend ' "$T_DIR/session.out" | head -1)
+t_session_start "$Pi"
+BACKEND=$(t_session_backend first)
 
 id=0
 for run in $(seq 1 "$RUNS"); do
@@ -38,21 +27,21 @@ for run in $(seq 1 "$RUNS"); do
   kill -CONT "${T_PIDS[$Pi]}"
   for _ in $(seq 1 18); do
     id=$((id + 1))
-    echo "INSERT INTO blip (id) VALUES ($id);" >&3 2>/dev/null || break
+    t_session_send "INSERT INTO blip (id) VALUES ($id);" || break
     sleep 0.1
   done
-  t_pid_running "$SESSION" || { t_log "the session ended during blip $run"; break; }
+  t_pid_running "$T_SESSION" || { t_log "the session ended during blip $run"; break; }
 done
-echo "SELECT 'backend ' || pg_backend_pid();" >&3 2>/dev/null || true
-echo "SELECT 'rows ' || count(*) FROM blip;" >&3 2>/dev/null || true
+t_session_send "SELECT 'backend ' || pg_backend_pid();" || true
+t_session_send "SELECT 'rows ' || count(*) FROM blip;" || true
 t_wait 10 "the session's last answer" grep -q '^rows ' "$T_DIR/session.out" || true
 
-t_check "the client session survived every blip" t_eq "$(grep '^backend ' "$T_DIR/session.out" | tail -1)" "$BACKEND"
+t_check "the client session survived every blip" t_eq "$(t_session_backend last)" "$BACKEND"
 t_check "every insert was acknowledged" t_eq "$(grep '^rows ' "$T_DIR/session.out")" "rows $id"
 t_check "the postmaster never restarted" t_eq "$(t_pg_pid "$Pi")" "$PM"
 t_check "the primary never changed" t_eq "$(t_pg_primary 1)" "$P"
 t_check "no hard fence on the primary" t_eq "$(grep -c 'fencing: postgresql may accept writes without a lease' "$T_DIR/$P.log")" 0
 t_log "soft-layer pauses on $P: $(grep -c 'postgresql paused' "$T_DIR/$P.log"); resumes: $(grep -c 'postgresql resumed' "$T_DIR/$P.log")"
-stop_session
+t_session_stop
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
 t_done

@@ -32,8 +32,6 @@ fi
 t_pick_ports
 
 LOOPS=() MOUNTS=() CGROUPS=()
-SESSION=
-stop_session() { exec 3>&- 2>/dev/null || true; [ -z "$SESSION" ] || wait "$SESSION" 2>/dev/null || true; }
 t_before_rm() {
   local m l g
   for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
@@ -42,7 +40,6 @@ t_before_rm() {
   for g in "${CGROUPS[@]}"; do rmdir "$g" 2>/dev/null || true; done
   [ -z "$IO_ENABLED" ] || echo -io >"$CG_ROOT/cgroup.subtree_control" 2>/dev/null || true
 }
-trap '[ -z "$SESSION" ] || kill "$SESSION" 2>/dev/null || true; stop_session; t_cleanup' EXIT
 
 for i in 1 2 3; do
   mkdir -p "$T_DIR/node$i/raft"; chown postgres:postgres "$T_DIR/node$i"
@@ -91,15 +88,8 @@ code=$(probe "http://$(t_api_addr "$S")/raftpg/lease-echo?leader=$S&term=1&seq=1
 t_check "a probe for another leader: 200, no" t_eq "$code $(jq -r .echo "$T_DIR/probe.out")" "200 no"
 
 # One long-lived session through the primary (as test_fence_blip).
-trap '' PIPE
-mkfifo "$T_DIR/session.in"
-psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$(t_pg_port "$Pi")" -U postgres -d postgres \
-  <"$T_DIR/session.in" >"$T_DIR/session.out" 2>&1 &
-SESSION=$!
-exec 3>"$T_DIR/session.in"
-echo "SELECT 'backend ' || pg_backend_pid();" >&3
-t_wait 10 "the session's first answer" grep -q '^backend ' "$T_DIR/session.out"
-BACKEND=$(grep '^backend ' "$T_DIR/session.out" | head -1)
+t_session_start "$Pi"
+BACKEND=$(t_session_backend first)
 
 # Every agent (its threads and what it starts from now on) into its node's throttled cgroup.
 for i in 1 2 3; do echo "${T_PIDS[$i]}" >"${CGROUPS[$((i - 1))]}/cgroup.procs"; done
@@ -108,12 +98,12 @@ id=0
 end=$((SECONDS + SLOW_S))
 while [ $SECONDS -lt $end ]; do
   id=$((id + 1))
-  echo "INSERT INTO slow (id) VALUES ($id);" >&3 2>/dev/null || break
+  t_session_send "INSERT INTO slow (id) VALUES ($id);" || break
   sleep 0.1
-  t_pid_running "$SESSION" || { t_log "the session ended after $id inserts"; break; }
+  t_pid_running "$T_SESSION" || { t_log "the session ended after $id inserts"; break; }
 done
-echo "SELECT 'backend ' || pg_backend_pid();" >&3 2>/dev/null || true
-echo "SELECT 'rows ' || count(*) FROM slow;" >&3 2>/dev/null || true
+t_session_send "SELECT 'backend ' || pg_backend_pid();" || true
+t_session_send "SELECT 'rows ' || count(*) FROM slow;" || true
 t_wait 10 "the session's last answer" grep -q '^rows ' "$T_DIR/session.out" || true
 
 echo1=$(echo_renewals "$Pi")
@@ -125,7 +115,7 @@ t_check "the barriers were slower than the lease (the disk was slow for real)" \
   test "$barrier_max_ms" -gt 400
 t_check "echoes renewed the lease meanwhile (about 8 a second)" \
   test "$((echo1 - echo0))" -ge $((SLOW_S * 4))
-t_check "the client session survived" t_eq "$(grep '^backend ' "$T_DIR/session.out" | tail -1)" "$BACKEND"
+t_check "the client session survived" t_eq "$(t_session_backend last)" "$BACKEND"
 t_check "every insert was acknowledged" t_eq "$(grep '^rows ' "$T_DIR/session.out")" "rows $id"
 t_check "the postmaster never restarted" t_eq "$(t_pg_pid "$Pi")" "$PM"
 t_check "the primary never changed" t_eq "$(t_pg_primary 1)" "$P"
@@ -133,7 +123,7 @@ t_check "no hard fence on the primary" \
   t_eq "$(grep -c 'fencing: postgresql may accept writes without a lease' "$T_DIR/$P.log" || true)" 0
 t_check "no leader stepped aside for its disk" \
   t_eq "$(cat "$T_DIR"/node*.log | grep -c 'leader steps aside' || true)" 0
-stop_session
+t_session_stop
 # The cgroups let go of the agents before they stop (their last writes would crawl).
 for i in 1 2 3; do echo "${T_PIDS[$i]}" >"$CG_ROOT/cgroup.procs"; done
 for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done

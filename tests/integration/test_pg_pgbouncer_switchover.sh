@@ -8,8 +8,12 @@
 # primary is touched, and pgbouncer is resumed: the client again sees no error. Last, a
 # switchover abandoned after the primary stopped (its candidate's agent SIGSTOPped) leaves
 # pgbouncer resumed and pointed at the old primary, which takes writes again.
+# PGB_SWITCHOVERS=N (default 1) repeats the first switchover N times, each to the next node, and
+# prints the pauses as JSON (scripts/bench-pgbouncer.sh); PGB_ONLY_SWITCHOVERS=1 stops there.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
+RUNS=${PGB_SWITCHOVERS:-1}
+[[ "$RUNS" =~ ^[1-9][0-9]?$ ]] || { echo "FAIL: PGB_SWITCHOVERS must be 1..99, got \"$RUNS\""; exit 1; }
 command -v pgbouncer >/dev/null || { echo "FAIL: pgbouncer is not installed (scripts/install-deps.sh)"; exit 1; }
 t_pick_ports
 PGB=$((T_BASE + 35))
@@ -69,7 +73,7 @@ via -c 'CREATE TABLE t (id int PRIMARY KEY)'
 # read before the next statement is sent. Anything but the row's own number is an error.
 ACKED="$T_DIR/acked" ERRORS="$T_DIR/errors"; : >"$ACKED"; : >"$ERRORS"
 writer() {
-  local n=0 line deadline=$((SECONDS + 60))
+  local n=0 line deadline=$((SECONDS + 60 + RUNS * 30))
   coproc W { PGCONNECT_TIMEOUT=2 psql -X -q -A -t -v VERBOSITY=terse -h 127.0.0.1 -p "$PGB" -U postgres -d appdb 2>&1; }
   while [ $n -lt 1000000 ] && [ $SECONDS -lt $deadline ] && [ ! -f "$T_DIR/stop" ]; do
     n=$((n + 1))
@@ -86,31 +90,55 @@ t_wait 10 "writes acknowledged through pgbouncer" acked 20
 # Longest gap between two consecutive acknowledgements after FROM (seconds).
 gap() { awk -v a="$1" '$2 >= a { if (p) { d = $2 - p; if (d > m) m = d } p = $2 } END { printf "%.2f", m }' "$ACKED"; }
 
-# 1. A switchover: pgbouncer paused before the old primary stops, resumed by the new primary.
-C=node$(( Pi % 3 + 1 )); Ci=${C#node}
-t0=$(date +%s.%N)
-ctl switchover --leader "$P" --candidate "$C" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
-t_check "switchover $P -> $C ($(cat "$T_DIR/out"))" t_eq "$rc" 0
-t_check "$C's server is out of recovery" t_eq "$(t_psql "$Ci" -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" f
-t_wait 10 "pgbouncer points at $C" points_at "$Ci"
-t_check "pgbouncer's SHOW DATABASES points appdb at $C" points_at "$Ci"
-t_wait 10 "pgbouncer resumed" not_paused
-t_check "pgbouncer is not paused after the switchover" not_paused
-n0=$(wc -l <"$ACKED")
-t_wait 10 "writes acknowledged after the switchover" acked $((n0 + 20))
-t_check "$P ran on_switchover and pgbouncer paused" t_wait 10 "the line" grep -q "callback on_switchover primary done.*appdb paused" "$T_DIR/$P.log"
-t_check "$C ran on_role_change primary and resumed pgbouncer" \
-  t_wait 10 "the line" grep -q "callback on_role_change primary done.*reloaded and resumed" "$T_DIR/$C.log"
-t_log "switchover $P -> $C: longest write pause through pgbouncer $(gap "$t0") s"
-t_check "no client error through pgbouncer ($(head -3 "$ERRORS" | tr '\n' ';'))" t_eq "$(wc -l <"$ERRORS")" 0
-
-# 2. A transaction through pgbouncer outlives --pause-timeout (2 s): PAUSE cannot finish, the hook
-# resumes pgbouncer and fails, the switchover is abandoned and the primary never stopped.
 # Settled: both standbys stream on the primary's timeline (a switchover is refused before).
 settled() {
   t_pg_healthy 1 2 3 || return 1
   [ "$(t_jq 1 '[.members[].timeline] | unique | length')" = 1 ]
 }
+
+# 1. A switchover: pgbouncer paused before the old primary stops, resumed by the new primary.
+PAUSES=()
+for run in $(seq 1 "$RUNS"); do
+  [ "$run" = 1 ] || { t_wait 60 "the cluster settled ($P streams again)" settled; P=$C; Pi=$Ci; }
+  C=node$(( Pi % 3 + 1 )); Ci=${C#node}
+  # This run's lines: each node's log has one more of them than before.
+  SW_LINE="callback on_switchover primary done.*appdb paused"
+  RC_LINE="callback on_role_change primary done.*reloaded and resumed"
+  sw0=$(grep -c "$SW_LINE" "$T_DIR/$P.log" || true); rc0=$(grep -c "$RC_LINE" "$T_DIR/$C.log" || true)
+  t0=$(date +%s.%N)
+  ctl switchover --leader "$P" --candidate "$C" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+  t_check "switchover $P -> $C ($(cat "$T_DIR/out"))" t_eq "$rc" 0
+  t_check "$C's server is out of recovery" t_eq "$(t_psql "$Ci" -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" f
+  t_wait 10 "pgbouncer points at $C" points_at "$Ci"
+  t_check "pgbouncer's SHOW DATABASES points appdb at $C" points_at "$Ci"
+  t_wait 10 "pgbouncer resumed" not_paused
+  t_check "pgbouncer is not paused after the switchover" not_paused
+  n0=$(wc -l <"$ACKED")
+  t_wait 10 "writes acknowledged after the switchover" acked $((n0 + 20))
+  ran() { [ "$(grep -c "$1" "$2" || true)" -gt "$3" ]; }
+  t_check "$P ran on_switchover and pgbouncer paused" t_wait 10 "the line" ran "$SW_LINE" "$T_DIR/$P.log" "$sw0"
+  t_check "$C ran on_role_change primary and resumed pgbouncer" \
+    t_wait 10 "the line" ran "$RC_LINE" "$T_DIR/$C.log" "$rc0"
+  PAUSES+=("$(gap "$t0")")
+  t_log "switchover $run $P -> $C: longest write pause through pgbouncer ${PAUSES[-1]} s"
+  t_check "no client error through pgbouncer ($(head -3 "$ERRORS" | tr '\n' ';'))" t_eq "$(wc -l <"$ERRORS")" 0
+done
+if [ "$RUNS" -gt 1 ] || [ -n "${PGB_ONLY_SWITCHOVERS:-}" ]; then
+  printf '%s\n' "${PAUSES[@]}" | sort -n | awk -v errs="$(wc -l <"$ERRORS")" \
+    '{ p[NR] = $1 } END { m = (NR % 2) ? p[(NR + 1) / 2] : (p[NR / 2] + p[NR / 2 + 1]) / 2
+       printf "{\"switchovers\":%d,\"pause_median_s\":%.2f,\"pause_max_s\":%.2f,\"client_errors\":%d}\n", NR, m, p[NR], errs }'
+fi
+if [ -n "${PGB_ONLY_SWITCHOVERS:-}" ]; then
+  touch "$T_DIR/stop"; wait "$WRITER"; WRITER=""
+  lost=$(t_psql "$Ci" -c "SELECT count(*) FROM unnest(ARRAY[$(cut -d' ' -f1 "$ACKED" | paste -sd,)]::int[]) a(id) WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.id = a.id)")
+  t_check "no acknowledged row missing on $C (of $(wc -l <"$ACKED"))" t_eq "$lost" 0
+  for i in 1 2 3; do t_alive "$i" && t_kill "$i" TERM; done
+  t_done
+  exit
+fi
+
+# 2. A transaction through pgbouncer outlives --pause-timeout (2 s): PAUSE cannot finish, the hook
+# resumes pgbouncer and fails, the switchover is abandoned and the primary never stopped.
 t_wait 60 "the cluster settled ($P streams again)" settled
 pm=$(t_pg_pid "$Ci")
 PGCONNECT_TIMEOUT=2 timeout -s KILL 20 psql -X -q -A -t -h 127.0.0.1 -p "$PGB" -U postgres -d appdb \

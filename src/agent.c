@@ -171,6 +171,14 @@ static void on_peers_round(struct peers *p, void *data)
         update_peer_targets(a);
         state_compare(a);
         identity_check(a);
+        switchover_on_report(a);
+        /* A leader that does not run the primary yet decides on the members' reports: each new
+         * one is acted on at once, not at the next tick (a switchover's or failover's pause). */
+        if (a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->conf.has_postgresql &&
+            (strcmp(a->cons.state.primary.name, a->conf.name) != 0 ||
+             a->pg.obs.state != HA_PG_RUNNING || a->pg.obs.in_recovery)) {
+            ha_schedule(a, 0);
+        }
     }
 }
 
@@ -803,6 +811,18 @@ static void reload_callback(struct agent *a)
     }
 }
 
+/* Callbacks follow the server as observed: at once, not at the next HA tick (a new primary's
+ * on_role_change is what points pgbouncer's clients at it). */
+static void on_pg_observed(struct pg *p, void *data)
+{
+    struct agent *a = data;
+    if (a->phase != AGENT_PHASE_RUNNING || !a->callbacks_open) {
+        return;
+    }
+    callbacks_observe(&a->callbacks, p->obs.state != HA_PG_UNKNOWN, p->obs.state == HA_PG_RUNNING,
+                      p->obs.in_recovery);
+}
+
 static void on_pg_done(struct pg *p, int rc, const char *msg, void *data)
 {
     (void)p;
@@ -1186,6 +1206,8 @@ static int start_pg(struct agent *a, char *errmsg)
     a->pg_open = true;
     callbacks_init(&a->callbacks, a->loop, &a->conf);
     a->callbacks_open = true;
+    a->pg.observed_cb = on_pg_observed;
+    a->pg.observed_data = a;
     rv = start_fencing(a, errmsg);
     if (rv != 0) {
         return rv;

@@ -225,6 +225,25 @@ static bool sync_quorum_heard(const struct ha_input *in, char *why, size_t why_s
     return recorded.k == 0 && in->sync_mode == SYNC_MODE_OFF;
 }
 
+/* A recorded synchronous voter that answered before this member became leader and whose answer
+ * to a poll made since is still on its way (bounded by the poll's time-out, after which it is
+ * polled and unreachable): its name, else NULL. */
+static const char *sync_voter_pending(const struct ha_input *in)
+{
+    struct sync_set recorded;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (sync_set_from_state(in->state, &recorded, errmsg) != 0) {
+        return NULL;
+    }
+    for (unsigned i = 0; i < recorded.n; i++) {
+        const struct ha_peer *p = peer_of(in, recorded.names[i]);
+        if (p != NULL && p->reachable && !p->polled) {
+            return p->name;
+        }
+    }
+    return NULL;
+}
+
 const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, bool *wait,
                                 char *why, size_t why_size)
 {
@@ -914,6 +933,13 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
                 "(%s)",
                 qwhy);
             out->timeline = next_timeline(in);
+        } else if ((rec_stopped || rec_standby) && sync_voter_pending(in) != NULL) {
+            /* A leadership that just moved here (a switchover) has the answers on their way:
+             * handing it straight back would undo the move. */
+            set(out, HA_ACT_WAIT, NULL,
+                "cannot promote yet: %s; waiting for %s's report before handing over to the "
+                "recorded primary %s",
+                qwhy, sync_voter_pending(in), rec->name);
         } else if (rec_stopped || rec_standby) {
             /* Stopped, or started again as a standby of its own data to learn its position
              * (by a leadership it lost since): either way its data is the primary's. */

@@ -93,6 +93,9 @@ static void op_finish(struct pg *p, int rc, const char *msg)
         p->promote_pending = rc == 0;
         p->promote_asked_at = uv_now(p->loop);
         p->obs.promoting = p->promote_pending;
+        if (p->promote_pending) {
+            uv_timer_start(&p->tick, pg_on_tick, PG_PROMOTE_POLL_MS, PG_OBSERVE_INTERVAL_MS);
+        }
     }
     if (op == PG_OP_FOLLOW || op == PG_OP_START) {
         /* The detach bound counts from the re-point. */

@@ -188,6 +188,69 @@ static void on_hook_done(void *data, bool ok, const char *what)
     stop_primary(a);
 }
 
+/* The candidate's report against the final WAL position: hands Raft leadership over once the
+ * candidate holds all of it, gives up past the bound. True when the phase ended either way. */
+static bool catchup_check(struct agent *a, rpg_msec now, rpg_msec in_phase)
+{
+    struct switchover *s = &a->switchover;
+    /* The final WAL position comes from the stopped server's own control file, observed
+     * after the stop; the candidate's from its own report. */
+    const struct pg *pg = &a->pg;
+    if (s->final_lsn == 0 && pg->obs_epoch == pg->epoch && pg->obs.state == HA_PG_STOPPED &&
+        pg->controldata_valid && pg->checkpoint_lsn != 0) {
+        if (!pg->clean_shutdown) {
+            give_up(a, 503, "the primary did not shut down cleanly");
+            return true;
+        }
+        s->final_lsn = pg->checkpoint_lsn;
+        log_info("switchover %s -> %s: final checkpoint at %llu, waiting for %s to report it",
+                 s->from, s->to, (unsigned long long)s->final_lsn, s->to);
+    }
+    const struct peer_status *p = peers_get(&a->peers, s->to);
+    if (s->final_lsn != 0 && p != NULL && p->reachable && p->pg_wal_position > s->final_lsn) {
+        char errmsg[RPG_ERRMSG_SIZE];
+        set_phase(a, SWITCHOVER_TRANSFER);
+        snprintf(s->handed_to, sizeof s->handed_to, "%s", s->to);
+        s->handed_term = a->cons.term;
+        if (a->cons.state.paused) {
+            /* Maintenance mode holds every member's decisions: the candidate may take
+             * over (record, promote) by the same permit as a failover in pause, granted
+             * before the hand-over so that it finds it as soon as it leads. */
+            struct failover_permit *fp = &a->failover_permit;
+            snprintf(fp->to, sizeof fp->to, "%s", s->to);
+            snprintf(fp->from, sizeof fp->from, "%s", a->conf.name);
+            fp->until = now + FAILOVER_PERMIT_MS;
+        }
+        if (cons_transfer(&a->cons, s->to_id, errmsg) != 0) {
+            memset(&a->failover_permit, 0, sizeof a->failover_permit);
+            give_up(a, 503, errmsg);
+        }
+        return true;
+    }
+    if (in_phase > SWITCHOVER_CATCHUP_MS) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "%s did not report WAL past the final checkpoint (%llu) within %d ms "
+                 "(last reported %llu)",
+                 s->to, (unsigned long long)s->final_lsn, SWITCHOVER_CATCHUP_MS,
+                 (unsigned long long)(p != NULL ? p->pg_wal_position : 0));
+        give_up(a, 503, why);
+        return true;
+    }
+    return false;
+}
+
+/* A member's report came in: a candidate catching up is looked at at once, not at the next tick
+ * (clients wait through this phase). */
+void switchover_on_report(struct agent *a)
+{
+    struct switchover *s = &a->switchover;
+    if (s->phase == SWITCHOVER_CATCHUP) {
+        rpg_msec now = cons_uv_clock_ms();
+        (void)catchup_check(a, now, now - s->phase_ms);
+    }
+}
+
 static void tick(uv_timer_t *t)
 {
     struct agent *a = t->data;
@@ -207,53 +270,11 @@ static void tick(uv_timer_t *t)
             give_up(a, 503, "the primary did not stop");
         }
         return;
-    case SWITCHOVER_CATCHUP: {
-        /* The final WAL position comes from the stopped server's own control file, observed
-         * after the stop; the candidate's from its own report. */
-        const struct pg *pg = &a->pg;
-        if (s->final_lsn == 0 && pg->obs_epoch == pg->epoch && pg->obs.state == HA_PG_STOPPED &&
-            pg->controldata_valid && pg->checkpoint_lsn != 0) {
-            if (!pg->clean_shutdown) {
-                give_up(a, 503, "the primary did not shut down cleanly");
-                return;
-            }
-            s->final_lsn = pg->checkpoint_lsn;
-            log_info("switchover %s -> %s: final checkpoint at %llu, waiting for %s to report it",
-                     s->from, s->to, (unsigned long long)s->final_lsn, s->to);
-        }
-        peers_poll_now(&a->peers);
-        const struct peer_status *p = peers_get(&a->peers, s->to);
-        if (s->final_lsn != 0 && p != NULL && p->reachable && p->pg_wal_position > s->final_lsn) {
-            char errmsg[RPG_ERRMSG_SIZE];
-            set_phase(a, SWITCHOVER_TRANSFER);
-            snprintf(s->handed_to, sizeof s->handed_to, "%s", s->to);
-            s->handed_term = a->cons.term;
-            if (a->cons.state.paused) {
-                /* Maintenance mode holds every member's decisions: the candidate may take
-                 * over (record, promote) by the same permit as a failover in pause, granted
-                 * before the hand-over so that it finds it as soon as it leads. */
-                struct failover_permit *fp = &a->failover_permit;
-                snprintf(fp->to, sizeof fp->to, "%s", s->to);
-                snprintf(fp->from, sizeof fp->from, "%s", a->conf.name);
-                fp->until = now + FAILOVER_PERMIT_MS;
-            }
-            if (cons_transfer(&a->cons, s->to_id, errmsg) != 0) {
-                memset(&a->failover_permit, 0, sizeof a->failover_permit);
-                give_up(a, 503, errmsg);
-            }
-            return;
-        }
-        if (in_phase > SWITCHOVER_CATCHUP_MS) {
-            char why[160];
-            snprintf(why, sizeof why,
-                     "%s did not report WAL past the final checkpoint (%llu) within %d ms "
-                     "(last reported %llu)",
-                     s->to, (unsigned long long)s->final_lsn, SWITCHOVER_CATCHUP_MS,
-                     (unsigned long long)(p != NULL ? p->pg_wal_position : 0));
-            give_up(a, 503, why);
+    case SWITCHOVER_CATCHUP:
+        if (!catchup_check(a, now, in_phase)) {
+            peers_poll_now(&a->peers);
         }
         return;
-    }
     case SWITCHOVER_TRANSFER:
         if (a->cons.role != CONS_ROLE_LEADER) {
             set_phase(a, SWITCHOVER_PROMOTING);

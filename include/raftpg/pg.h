@@ -20,6 +20,9 @@
 #define PG_QUERY_TIMEOUT_MS 2000
 /* A promotion asked for and still not observed done after this may be asked for again. */
 #define PG_PROMOTE_BOUND_MS 10000
+/* While a promotion is asked for and not yet observed done: its end is news that clients wait
+ * for (the on_role_change callback points them at the new primary). */
+#define PG_PROMOTE_POLL_MS 20
 
 /* Where a standby streams from: a member's name and its PostgreSQL address. */
 struct pg_upstream {
@@ -134,6 +137,9 @@ struct pg {
     /* Observer: one libpq connection, polled on the loop. */
     uv_timer_t tick;
     uv_timer_t deadline;
+    /* Called after each observation of a running server (optional). */
+    void (*observed_cb)(struct pg *p, void *data);
+    void *observed_data;
     uv_poll_t *poll; /* the connection's socket watch, NULL: none (heap: see pg.c) */
     PGconn *conn;
     int conn_fd;

@@ -91,6 +91,10 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
 int switchover_start_scheduled(struct agent *a, const char *leader, const char *candidate,
                                char *why, size_t why_size);
 
+/* Called with each member's report: a switchover waiting for its candidate to catch up looks at
+ * it at once. */
+void switchover_on_report(struct agent *a);
+
 /* The actions maintenance mode lets through for a primary this agent stopped for a switchover
  * (core_view allowed bits, 0: none): starting it again as primary while it is still the
  * recorded one, or its rejoin as a standby once another member is (Patroni's demote in a

@@ -2066,6 +2066,27 @@ static void test_takeover_without_voters_hands_back_to_recorded_primary(void **s
     assert_why(&w, "the recorded primary node2 holds them");
 }
 
+/* Leadership just moved here in a switchover: node3 answered before, its answer to the new
+ * leader's poll is on its way. Handing leadership straight back to node2 would undo the
+ * switchover; once node3's answer is in (or its poll failed), the choice is made on it. */
+static void test_takeover_waits_for_a_voter_report_on_its_way(void **state)
+{
+    (void)state;
+    struct world w;
+    world_switchover_with_voter_away(&w);
+    peer(&w, "node3")->reachable = true;
+    peer(&w, "node3")->polled = false;
+    peer(&w, "node3")->pg_state = HA_PG_RUNNING;
+    peer(&w, "node3")->in_recovery = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "waiting for node3's report before handing over to the recorded primary node2");
+    peer(&w, "node3")->reachable = false;
+    peer(&w, "node3")->polled = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+}
+
 /* Started again as a standby of its own data by a leadership it lost since, it still holds all
  * (seed 83 of raftpg_sim --faults timeline). */
 static void test_takeover_without_voters_hands_back_to_recorded_primary_as_standby(void **state)
@@ -2976,6 +2997,7 @@ int main(void)
         cmocka_unit_test(test_core_failed_demotion_backs_off),
         cmocka_unit_test(test_core_retries_a_failed_transfer_at_once),
         cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary),
+        cmocka_unit_test(test_takeover_waits_for_a_voter_report_on_its_way),
         cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary_as_standby),
         cmocka_unit_test(test_takeover_without_voters_waits_for_unreachable_recorded_primary),
         cmocka_unit_test(test_degraded_takeover_hands_back_to_recorded_primary),

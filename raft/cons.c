@@ -1464,23 +1464,39 @@ static void config_done(void *data, int rc, const char *msg)
     if (rc != 0) {
         log_warning("recording the dynamic configuration failed: %s", msg);
     } else {
+        char lag[32] = "none";
+        if (c->state.config.max_lag_set) {
+            snprintf(lag, sizeof lag, "%llu", (unsigned long long)c->state.config.max_lag);
+        }
         log_info("dynamic configuration recorded from this member's file: synchronous_mode=%s "
-                 "synchronous_node_count=%u synchronous_commit=%s",
+                 "synchronous_node_count=%u synchronous_commit=%s maximum_lag_on_failover=%s",
                  conf_sync_mode_name(c->state.config.sync_mode), c->state.config.sync_node_count,
-                 conf_sync_commit_name(c->state.config.sync_commit));
+                 conf_sync_commit_name(c->state.config.sync_commit), lag);
     }
 }
 
 /* The first ready leader records its file's defaults of the cluster-wide settings; from then on
- * the replicated values rule, and change only through the API. */
+ * the replicated values rule, and change only through the API. A file with
+ * maximum_lag_on_failover records it too, in the entry that carries it (SET_DYNAMIC_LAG, state
+ * version 7, with no parameters and no pg_hba lines yet); without one, the entry every release
+ * reads. */
 static void submit_config(struct cons *c)
 {
     struct fsm_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
-    cmd.type = FSM_CMD_SET_CONFIG;
-    cmd.u.set_config.sync_mode = c->params.sync_mode;
-    cmd.u.set_config.sync_node_count = c->params.sync_node_count;
-    cmd.u.set_config.sync_commit = c->params.sync_commit;
+    if (c->params.max_lag_set) {
+        cmd.type = FSM_CMD_SET_DYNAMIC_LAG;
+        cmd.u.set_dynamic.sync_mode = c->params.sync_mode;
+        cmd.u.set_dynamic.sync_node_count = c->params.sync_node_count;
+        cmd.u.set_dynamic.sync_commit = c->params.sync_commit;
+        cmd.u.set_dynamic.max_lag_set = true;
+        cmd.u.set_dynamic.max_lag = c->params.max_lag;
+    } else {
+        cmd.type = FSM_CMD_SET_CONFIG;
+        cmd.u.set_config.sync_mode = c->params.sync_mode;
+        cmd.u.set_config.sync_node_count = c->params.sync_node_count;
+        cmd.u.set_config.sync_commit = c->params.sync_commit;
+    }
     char errmsg[RPG_ERRMSG_SIZE];
     if (cons_submit(c, &cmd, config_done, c, errmsg) == 0) {
         c->config_pending = true;

@@ -513,6 +513,8 @@ static void params_of(const struct conf *conf, struct cons_params *p)
     p->sync_mode = (uint8_t)conf->sync.mode;
     p->sync_node_count = conf->sync.node_count;
     p->sync_commit = (uint8_t)conf->sync.commit;
+    p->max_lag_set = conf->max_lag.set;
+    p->max_lag = conf->max_lag.bytes;
 }
 
 static void raft_closed(struct raft *r);

@@ -1123,6 +1123,9 @@ static void ha_tick(struct agent *a)
     sync_settings_in_force(s, a->conf.sync.mode, a->conf.sync.node_count, a->conf.sync.commit,
                            &in_force);
     v.sync_mode = in_force.mode;
+    sync_max_lag_in_force(s, a->conf.max_lag.set, a->conf.max_lag.bytes, &v.max_lag_set,
+                          &v.max_lag);
+    v.lag_waived_for = failover_permit_held(a) ? a->conf.name : NULL;
     v.sync_k = in_force.k;
     v.sync_commit = in_force.commit;
     bool observed = a->pg.obs.state == HA_PG_RUNNING && !a->pg.obs.in_recovery;

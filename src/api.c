@@ -287,7 +287,7 @@ json_t *agent_status_json(const struct agent *a)
     json_t *sched = a->cons_open ? scheduled_switchover_json(&a->cons.state) : NULL;
     json_object_set_new(o, "scheduled_switchover", sched != NULL ? sched : json_null());
     json_object_set_new(o, "schedule_waiting", json_string(a->schedule.waiting));
-    /* A failover granted while paused, for its candidate to adopt (failover.h). */
+    /* A failover granted, for its candidate to adopt (failover.h). */
     const struct failover_permit *fp = &a->failover_permit;
     rpg_msec fp_now = cons_uv_clock_ms();
     if (fp->to[0] != '\0' && fp_now < fp->until) {
@@ -1522,9 +1522,12 @@ static json_t *config_json(const struct agent *a)
                           "pause",
                           a->cons_open && a->cons.state.initialized && a->cons.state.paused,
                           "postgresql", pgsec);
-    if (o != NULL && a->cons_open && s->initialized && s->config.max_lag_set) {
-        json_object_set_new(o, "maximum_lag_on_failover",
-                            json_integer((json_int_t)s->config.max_lag));
+    bool lag_set;
+    uint64_t lag;
+    sync_max_lag_in_force(a->cons_open ? s : NULL, a->conf.max_lag.set, a->conf.max_lag.bytes,
+                          &lag_set, &lag);
+    if (o != NULL && lag_set) {
+        json_object_set_new(o, "maximum_lag_on_failover", json_integer((json_int_t)lag));
     }
     return o;
 }
@@ -1889,8 +1892,12 @@ static void config_change(struct agent *a, struct http_conn *conn, const struct 
         respond_error(conn, 500, "out of memory");
         return;
     }
-    bool lag_set = a->cons_open && s->initialized && s->config.max_lag_set;
-    uint64_t lag = lag_set ? s->config.max_lag : 0;
+    /* Until the configuration is recorded, the file's limit is in force: a change starts from
+     * it, so that the first entry records it (lag_changed below compares with the entry's). */
+    bool lag_set;
+    uint64_t lag;
+    sync_max_lag_in_force(a->cons_open ? s : NULL, a->conf.max_lag.set, a->conf.max_lag.bytes,
+                          &lag_set, &lag);
     int status = 400;
     if (replace) {
         lag_set = false;
@@ -2057,9 +2064,11 @@ static int health_code(const struct agent *a, enum health_kind kind, const struc
     in.ready_leader = in.raft_leader && a->cons.leader_ready;
     in.has_pg = a->conf.has_postgresql && a->pg_open;
     /* As Patroni: readiness without ?lag= takes maximum_lag_on_failover. */
-    const struct fsm_state *cs = &a->cons.state;
-    in.default_lag = a->cons_open && cs->initialized && cs->config.max_lag_set ? cs->config.max_lag
-                                                                               : HEALTH_DEFAULT_LAG;
+    bool lag_set;
+    uint64_t lag;
+    sync_max_lag_in_force(a->cons_open ? &a->cons.state : NULL, a->conf.max_lag.set,
+                          a->conf.max_lag.bytes, &lag_set, &lag);
+    in.default_lag = lag_set ? lag : HEALTH_DEFAULT_LAG;
     in.noloadbalance = a->conf.tags.noloadbalance;
     if (in.has_pg) {
         const struct ha_pg *o = &a->pg.obs;

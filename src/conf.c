@@ -49,6 +49,7 @@ enum key_type {
     KEY_IFNAME,  /* a Linux network interface name */
     KEY_OTHER,   /* key "*": any key no other row names, a scalar into a struct conf_kv array */
     KEY_HEADERS, /* a mapping of HTTP header names to values into a struct conf_kv array */
+    KEY_MAX_LAG, /* a number of bytes 0..CONF_MAX_LAG_MAX, or null, into a struct conf_max_lag */
 };
 
 /* One row of a key table. Offsets are from the base the table is walked with: struct conf for
@@ -286,6 +287,7 @@ static const struct conf_key root_keys[] = {
     {"synchronous_mode", KEY_ENUM, FIELD(sync.mode), .def = "quorum", .names = sync_mode_names},
     {"synchronous_node_count", KEY_UINT, FIELD(sync.node_count), .min = 1, .max = 16, .def = "1"},
     {"synchronous_commit", KEY_ENUM, FIELD(sync.commit), .def = "on", .names = sync_commit_names},
+    {"maximum_lag_on_failover", KEY_MAX_LAG, FIELD(max_lag)},
     {.key = NULL},
 };
 
@@ -826,6 +828,31 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
         }
         memcpy(f, s, len + 1);
         return true;
+    case KEY_MAX_LAG: {
+        struct conf_max_lag *ml = (struct conf_max_lag *)f;
+        assert(k->size == sizeof *ml);
+        /* YAML's null (Patroni's way to say no limit). */
+        if (strcmp(s, "null") == 0 || strcmp(s, "~") == 0 || strcmp(s, "Null") == 0 ||
+            strcmp(s, "NULL") == 0) {
+            ml->set = false;
+            ml->bytes = 0;
+            return true;
+        }
+        uint64_t bytes = 0;
+        bool ok = len > 0 && len <= 19;
+        for (size_t i = 0; ok && i < len; i++) {
+            ok = s[i] >= '0' && s[i] <= '9';
+            bytes = bytes * 10 + (uint64_t)(s[i] - '0');
+        }
+        if (!ok || bytes > CONF_MAX_LAG_MAX) {
+            snprintf(why, n, "expected a number of bytes 0..%llu, or null (no limit), got %s",
+                     (unsigned long long)CONF_MAX_LAG_MAX, quote(s, q));
+            return false;
+        }
+        ml->set = true;
+        ml->bytes = bytes;
+        return true;
+    }
     case KEY_SECTION:
     case KEY_MEMBERS:
     case KEY_PARAMS:

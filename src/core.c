@@ -313,6 +313,9 @@ bool core_tick(struct core *c, const struct core_view *v)
     in.peers = peers;
     in.n_peers = core_peers(c, v, peers, FSM_MEMBERS_MAX);
     in.sync_mode = v->sync_mode;
+    in.max_lag_set = v->max_lag_set;
+    in.max_lag = v->max_lag;
+    in.lag_waived_for = v->lag_waived_for;
     in.leader_ms = c->leader_since != 0 ? v->now - c->leader_since : 0;
     primary_wal_seen(c, v);
     in.primary_wal = c->lag_wal;

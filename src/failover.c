@@ -185,14 +185,29 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
         return;
     }
     const struct fsm_member *target = fsm_state_member(s, candidate);
-    if (s->paused) {
-        /* Patroni's manual failover in pause: only the candidate may take over, and the
-         * cluster stays paused. Granted before the hand-over, so that the candidate finds it
-         * in this member's report as soon as it leads. */
-        struct failover_permit *fp = &a->failover_permit;
-        snprintf(fp->to, sizeof fp->to, "%s", candidate);
-        snprintf(fp->from, sizeof fp->from, "%s", self);
-        fp->until = now + FAILOVER_PERMIT_MS;
+    /* The permit: in pause, only the candidate may take over and the cluster stays paused;
+     * either way, maximum_lag_on_failover does not hold it back (Patroni's manual failover
+     * without a leader promotes its candidate whatever its lag). Granted before the hand-over,
+     * so that the candidate finds it in this member's report as soon as it leads. */
+    struct failover_permit *fp = &a->failover_permit;
+    snprintf(fp->to, sizeof fp->to, "%s", candidate);
+    snprintf(fp->from, sizeof fp->from, "%s", self);
+    fp->until = now + FAILOVER_PERMIT_MS;
+    char lag_note[320] = "";
+    const struct failover_member *c = NULL;
+    for (unsigned i = 0; i < n && c == NULL; i++) {
+        c = strcmp(m[i].name, candidate) == 0 ? &m[i] : NULL;
+    }
+    bool lag_set;
+    uint64_t max_lag;
+    sync_max_lag_in_force(s, a->conf.max_lag.set, a->conf.max_lag.bytes, &lag_set, &max_lag);
+    uint64_t ref = a->core.lag_wal > s->wal_bound ? a->core.lag_wal : s->wal_bound;
+    if (lag_set && c != NULL && ref > c->wal_position && ref - c->wal_position > max_lag) {
+        snprintf(lag_note, sizeof lag_note,
+                 "; it lags %" PRIu64 " bytes behind the last position of primary %s (%" PRIu64
+                 "), more than maximum_lag_on_failover (%" PRIu64 "): promoted as asked",
+                 ref - c->wal_position, s->primary.name[0] != '\0' ? s->primary.name : "(none)",
+                 ref, max_lag);
     }
     if (strcmp(candidate, self) != 0) {
         char errmsg[RPG_ERRMSG_SIZE];
@@ -203,15 +218,16 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
             return;
         }
     }
-    log_info("failover to %s%s: %s; %s", candidate, s->paused ? " in maintenance mode" : "", why,
+    log_info("failover to %s%s: %s%s; %s", candidate, s->paused ? " in maintenance mode" : "", why,
+             lag_note,
              strcmp(candidate, self) != 0 ? "raft leadership handed to it" : "it leads already");
-    char msg[RPG_ERRMSG_SIZE + 160];
-    snprintf(msg, sizeof msg, "%s; it promotes itself as leader%s (see raftpg ctl list)", why,
-             s->paused ? " within 30 s, and the cluster stays in maintenance mode" : "");
+    char msg[RPG_ERRMSG_SIZE + 480];
+    snprintf(msg, sizeof msg, "%s%s; it promotes itself as leader%s (see raftpg ctl list)", why,
+             lag_note, s->paused ? " within 30 s, and the cluster stays in maintenance mode" : "");
     answer(conn, 202, "message", msg, candidate);
 }
 
-unsigned failover_paused_allows(struct agent *a, const char *pause_primary)
+bool failover_permit_held(struct agent *a)
 {
     struct failover_permit *fp = &a->failover_permit;
     const char *self = a->conf.name;
@@ -226,12 +242,16 @@ unsigned failover_paused_allows(struct agent *a, const char *pause_primary)
             snprintf(fp->from, sizeof fp->from, "%s", p->name);
             fp->until = now + (p->permit_ms_left - age);
             held = true;
-            log_info("maintenance mode: %s granted a failover to this member: it may take over "
-                     "for %llu ms",
-                     p->name, (unsigned long long)(p->permit_ms_left - age));
+            log_info("%s granted a failover to this member: it may take over for %llu ms", p->name,
+                     (unsigned long long)(p->permit_ms_left - age));
         }
     }
-    if (held) {
+    return held;
+}
+
+unsigned failover_paused_allows(struct agent *a, const char *pause_primary)
+{
+    if (failover_permit_held(a)) {
         return 1u << HA_ACT_RECORD_PRIMARY | 1u << HA_ACT_PROMOTE | 1u << HA_ACT_CHECKPOINT |
                1u << HA_ACT_SYNC_SLOTS;
     }

@@ -324,14 +324,15 @@ const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, b
     /* maximum_lag_on_failover only holds a failover back, after rule 6: the member chosen is
      * the furthest ahead, so when it lags too far every other member does too. */
     uint64_t ref = in->primary_wal > s->wal_bound ? in->primary_wal : s->wal_bound;
-    if (s->config.max_lag_set && ref > best_wal && ref - best_wal > s->config.max_lag) {
+    bool waived = in->lag_waived_for != NULL && strcmp(in->lag_waived_for, best) == 0;
+    if (in->max_lag_set && !waived && ref > best_wal && ref - best_wal > in->max_lag) {
         *wait = true;
         snprintf(why, why_size,
                  "%s, the member furthest ahead, lags %" PRIu64 " bytes behind the last position "
                  "of primary %s (%" PRIu64 "), more than maximum_lag_on_failover (%" PRIu64
                  "): not promoted",
                  best, ref - best_wal, s->primary.name[0] != '\0' ? s->primary.name : "(none)", ref,
-                 s->config.max_lag);
+                 in->max_lag);
         return NULL;
     }
     snprintf(why, why_size,

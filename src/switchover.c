@@ -1,6 +1,7 @@
 /* Switchover (switchover.h). */
 #include "raftpg/switchover.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +25,12 @@ const char *switchover_phase_name(enum switchover_phase p)
     return "unknown";
 }
 
-static bool fits(const struct switchover_peer *p, char *why, size_t why_size)
+static bool fits(const struct switchover_peer *p, const struct switchover_limit *limit, char *why,
+                 size_t why_size)
 {
+    uint64_t lag = limit != NULL && limit->primary_wal > p->wal_position
+                       ? limit->primary_wal - p->wal_position
+                       : 0;
     if (!p->reachable) {
         snprintf(why, why_size, "%s does not answer", p->name);
     } else if (!p->running_standby) {
@@ -37,6 +42,11 @@ static bool fits(const struct switchover_peer *p, char *why, size_t why_size)
                  "%s may not be promoted (nofailover, priority 0, or its raft storage, state or "
                  "identity is not sound)",
                  p->name);
+    } else if (limit != NULL && lag > limit->max_lag) {
+        snprintf(why, why_size,
+                 "%s lags %" PRIu64 " bytes behind primary %s (wal position %" PRIu64
+                 " against %" PRIu64 "), more than maximum_lag_on_failover (%" PRIu64 ")",
+                 p->name, lag, limit->primary, p->wal_position, limit->primary_wal, limit->max_lag);
     } else {
         return true;
     }
@@ -44,23 +54,30 @@ static bool fits(const struct switchover_peer *p, char *why, size_t why_size)
 }
 
 int switchover_choose(const struct switchover_peer *peers, unsigned n, const char *wanted,
-                      char *chosen, size_t chosen_size, char *why, size_t why_size)
+                      const struct switchover_limit *limit, char *chosen, size_t chosen_size,
+                      char *why, size_t why_size)
 {
     const struct switchover_peer *best = NULL;
+    /* Without wanted: the member furthest ahead that only the limit kept out, to name it. */
+    const struct switchover_peer *lagging = NULL;
     for (unsigned i = 0; i < n; i++) {
         const struct switchover_peer *p = &peers[i];
         if (wanted != NULL) {
             if (strcmp(p->name, wanted) != 0) {
                 continue;
             }
-            if (!fits(p, why, why_size)) {
+            if (!fits(p, limit, why, why_size)) {
                 return RPG_EINVAL;
             }
             best = p;
             break;
         }
-        char ignored[128];
-        if (!fits(p, ignored, sizeof ignored)) {
+        char ignored[256];
+        if (!fits(p, limit, ignored, sizeof ignored)) {
+            if (fits(p, NULL, ignored, sizeof ignored) &&
+                (lagging == NULL || p->wal_position > lagging->wal_position)) {
+                lagging = p;
+            }
             continue;
         }
         if (best == NULL || p->wal_position > best->wal_position ||
@@ -74,6 +91,13 @@ int switchover_choose(const struct switchover_peer *peers, unsigned n, const cha
         if (wanted != NULL) {
             snprintf(why, why_size, "%s is not another member of this cluster", wanted);
             return RPG_EINVAL;
+        }
+        if (lagging != NULL) {
+            char lag_why[256];
+            (void)fits(lagging, limit, lag_why, sizeof lag_why);
+            snprintf(why, why_size, "no standby can take over: the one furthest ahead, %s",
+                     lag_why);
+            return RPG_ENOTFOUND;
         }
         snprintf(why, why_size,
                  "no standby can take over: none streams from this primary and may "
@@ -381,7 +405,14 @@ static int prepare(struct agent *a, const char *leader, const char *candidate, b
             sp->wal_position = p->pg_wal_position;
             sp->priority = p->failover_priority;
         }
-        int rv = switchover_choose(peers, n, candidate, s->to, sizeof s->to, why, why_size);
+        /* Patroni refuses a switchover to a candidate that lags more than the limit behind
+         * the primary (its leader's is_failover_possible): so does raftpg, at once. */
+        bool lag_set;
+        struct switchover_limit limit = {.primary = a->conf.name, .primary_wal = o->wal_position};
+        sync_max_lag_in_force(st, a->conf.max_lag.set, a->conf.max_lag.bytes, &lag_set,
+                              &limit.max_lag);
+        int rv = switchover_choose(peers, n, candidate, lag_set ? &limit : NULL, s->to,
+                                   sizeof s->to, why, why_size);
         if (rv != 0) {
             status = 412;
         } else if (st->sync.k > 0) {
@@ -414,7 +445,7 @@ static int prepare(struct agent *a, const char *leader, const char *candidate, b
 void switchover_start(struct agent *a, struct http_conn *conn, const char *leader,
                       const char *candidate)
 {
-    char why[256];
+    char why[512];
     int status = prepare(a, leader, candidate, false, why, sizeof why);
     if (status != 0) {
         log_info("switchover refused: %s", why);

@@ -662,6 +662,14 @@ void sync_settings_in_force(const struct fsm_state *state, int file_mode, unsign
     out->commit = out->recorded ? state->config.sync_commit : file_commit;
 }
 
+void sync_max_lag_in_force(const struct fsm_state *state, bool file_set, uint64_t file_lag,
+                           bool *set, uint64_t *lag)
+{
+    bool recorded = state != NULL && state->initialized && state->config.set;
+    *set = recorded ? state->config.max_lag_set : file_set;
+    *lag = *set ? (recorded ? state->config.max_lag : file_lag) : 0;
+}
+
 bool sync_member_in_sets(const struct fsm_state *state, const char *configured, const char *name)
 {
     for (unsigned i = 0; i < state->sync.n_voters; i++) {

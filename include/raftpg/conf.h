@@ -103,6 +103,9 @@ struct conf_watchdog {
                                      default 1000, range 100..60000 */
 };
 
+/* The largest maximum_lag_on_failover taken: 2^62 bytes (cfgdoc.h CFGDOC_MAX_LAG_MAX). */
+#define CONF_MAX_LAG_MAX ((uint64_t)1 << 62)
+
 struct conf {
     char path[PATH_MAX]; /* the file this came from */
     char scope[CONF_NAME_MAX];
@@ -261,6 +264,13 @@ struct conf {
         unsigned node_count; /* k of ANY k (...); default 1, range 1..16 */
         int commit; /* FSM_SYNC_COMMIT_*: on (default), remote_write, remote_apply, local */
     } sync;
+
+    /* maximum_lag_on_failover: in force while the replicated configuration is not recorded,
+     * and the value its first recording starts from. Absent or null: no limit. */
+    struct conf_max_lag {
+        bool set;
+        uint64_t bytes; /* 0..CONF_MAX_LAG_MAX */
+    } max_lag;
 
     struct {
         bool nofailover;       /* default false */

@@ -66,6 +66,8 @@ struct cons_params {
     uint8_t sync_mode;
     unsigned sync_node_count;
     uint8_t sync_commit;
+    bool max_lag_set; /* maximum_lag_on_failover (false: no limit) */
+    uint64_t max_lag;
 };
 
 /* The node's side: its monotonic clock, and libraft's io time converted to it (the same clock

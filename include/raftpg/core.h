@@ -62,6 +62,9 @@ struct core_view {
 
     /* Synchronous replication, for the primary's quorum driver (quorum.h). */
     enum sync_mode sync_mode; /* in force */
+    bool max_lag_set;         /* maximum_lag_on_failover in force (sync_max_lag_in_force) */
+    uint64_t max_lag;
+    const char *lag_waived_for; /* a member granted a failover (failover.h): no limit for it */
     unsigned sync_k;
     int sync_commit;                 /* FSM_SYNC_COMMIT_* */
     const char *sync_configured;     /* the server's synchronous_standby_names; NULL: unknown */

@@ -40,7 +40,7 @@ int failover_check(const struct fsm_state *s, enum sync_mode sync_mode,
  * quorum within this; a permit that runs out leaves the cluster paused as it is. */
 #define FAILOVER_PERMIT_MS 30000
 
-/* A failover asked for while paused (Patroni allows one to a named candidate): the leader that
+/* A failover asked for (in pause, Patroni allows one to a named candidate): the leader that
  * checked it grants it, and reports it in /status ("failover_permit"); the candidate adopts it
  * from that report (or holds it when it was the leader itself). */
 struct failover_permit {
@@ -55,6 +55,11 @@ struct failover_permit {
  * replicas switch to the manually promoted primary). pause_primary is the recorded primary when
  * the pause began. */
 unsigned failover_paused_allows(struct agent *a, const char *pause_primary);
+
+/* Whether this member holds a failover permit for itself (its own, or adopted from the fresh
+ * report of the member that granted it). Outside maintenance mode the permit only waives
+ * maximum_lag_on_failover for it: the operator chose it. */
+bool failover_permit_held(struct agent *a);
 
 struct agent;
 struct http_conn;

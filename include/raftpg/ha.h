@@ -113,6 +113,10 @@ struct ha_input {
     uint64_t primary_wal;        /* the furthest WAL position the recorded primary reported
                                   * while running as primary (0: none seen): what
                                   * maximum_lag_on_failover measures a candidate against */
+    bool max_lag_set;            /* maximum_lag_on_failover in force (false: no limit) */
+    uint64_t max_lag;
+    const char *lag_waived_for; /* the candidate of an operator's failover (NULL: none): as
+                                 * Patroni's manual failover, the limit does not hold it back */
 };
 
 enum ha_action {

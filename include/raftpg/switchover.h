@@ -37,12 +37,23 @@ struct switchover_peer {
     int priority;
 };
 
+/* maximum_lag_on_failover as a switchover applies it: as Patroni's, a candidate further than
+ * max_lag bytes behind the primary's current WAL position may not take over. */
+struct switchover_limit {
+    const char *primary;  /* its name, for messages */
+    uint64_t primary_wal; /* its current WAL position */
+    uint64_t max_lag;
+};
+
 /* Chooses the candidate: wanted (NULL: the best) must be among peers, reachable, a running
- * standby streaming from this primary and eligible; without wanted, the eligible streaming
- * standby furthest ahead, then of higher priority, then first by name. Returns 0 with its name
- * in chosen, or RPG_EINVAL (wanted unknown or unfit) / RPG_ENOTFOUND (none fit), with why. */
+ * standby streaming from this primary, eligible and, with a limit (NULL: none), no further
+ * behind the primary than it; without wanted, the fitting standby furthest ahead, then of
+ * higher priority, then first by name. Returns 0 with its name in chosen, or RPG_EINVAL (wanted
+ * unknown or unfit) / RPG_ENOTFOUND (none fit), with why (naming the lag and the limit when the
+ * limit is what refuses). */
 int switchover_choose(const struct switchover_peer *peers, unsigned n, const char *wanted,
-                      char *chosen, size_t chosen_size, char *why, size_t why_size);
+                      const struct switchover_limit *limit, char *chosen, size_t chosen_size,
+                      char *why, size_t why_size);
 
 enum switchover_phase {
     SWITCHOVER_IDLE = 0,

@@ -228,6 +228,11 @@ struct sync_settings {
     int commit;
     bool recorded;
 };
+/* maximum_lag_on_failover in force, as the synchronous settings: the recorded configuration's
+ * once it is recorded (state->config.set), this member's file value (file_set, file_lag) until
+ * then. *set false: no limit. */
+void sync_max_lag_in_force(const struct fsm_state *state, bool file_set, uint64_t file_lag,
+                           bool *set, uint64_t *lag);
 void sync_settings_in_force(const struct fsm_state *state, int file_mode, unsigned file_k,
                             int file_commit, struct sync_settings *out);
 

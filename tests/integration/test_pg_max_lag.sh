@@ -1,25 +1,44 @@
 #!/usr/bin/env bash
-# maximum_lag_on_failover and Patroni's interval keys in the dynamic configuration: validated
-# (each refusal names its key), replicated, shown by GET /config on every member and by ctl
-# show-config. A standby whose WAL receiver was stopped (SIGSTOP) falls tens of MB behind; when
-# the primary dies, it is not promoted (the other standby is tagged nofailover): PostgreSQL on
-# both stays in recovery and the leader says why. Once the limit is removed, that standby is
-# promoted: the limit was what held it back.
+# maximum_lag_on_failover and Patroni's interval keys in the dynamic configuration: the first
+# leader records its file's value (a bad one stops check-config, naming file, line and key);
+# validated (each refusal names its key),
+# replicated, shown by GET /config on every member and by ctl show-config. A standby whose WAL
+# receiver was stopped (SIGSTOP) falls tens of MB behind: a switchover to it is refused, naming
+# its lag and the limit, and nothing moves; when the primary dies, it is not promoted (the other
+# standby is tagged nofailover): PostgreSQL on both stays in recovery and the leader says why.
+# Once the limit is removed, that standby is promoted: the limit was what held it back.
 T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_time_bound 240
 t_pick_ports
-for i in 1 2 3; do t_write_conf "$i" 3; t_start "$i"; done
+# The limit in each member's file (Patroni: bootstrap.dcs.maximum_lag_on_failover).
+write_conf() { t_write_conf "$1" 3; echo "maximum_lag_on_failover: 16777216" >>"$T_DIR/node$1.yaml"; }
+for i in 1 2 3; do write_conf "$i"; t_start "$i"; done
 t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
 ctl() { "$T_BIN" ctl --api "$(t_api_addr 1)" --api "$(t_api_addr 2)" --api "$(t_api_addr 3)" "$@"; }
 in_recovery() { t_psql "$1" -c 'SELECT pg_is_in_recovery()' 2>/dev/null; }
 lag_of() { curl -s -m 3 "http://$(t_api_addr "$1")/config" | jq -r '.maximum_lag_on_failover // "none"'; }
+recorded_of() { curl -s -m 3 "http://$(t_api_addr "$1")/config" | jq -r '.recorded'; }
 P="" A="" B=""
 for i in 1 2 3; do
   if [ "$(in_recovery "$i")" = f ]; then P=$i; elif [ -z "$A" ]; then A=$i; else B=$i; fi
 done
 t_check "one primary and two standbys (asked of PostgreSQL)" test -n "$P" -a -n "$A" -a -n "$B"
 t_log "primary node$P, standbys node$A (to be tagged nofailover) and node$B (to lag)"
+for i in 1 2 3; do
+  t_wait 10 "node$i's GET /config has the file's maximum_lag_on_failover, recorded" \
+    eval '[ "$(lag_of '"$i"') $(recorded_of '"$i"')" = "16777216 true" ]'
+done
+t_check "the first leader logged the recording" \
+  grep -q "dynamic configuration recorded from this member's file: .* maximum_lag_on_failover=16777216" \
+  "$T_DIR/node1.log" "$T_DIR/node2.log" "$T_DIR/node3.log"
+# A bad value in a file is refused with the file, the position and the key.
+cp -p "$T_DIR/node1.yaml" "$T_DIR/bad.yaml"
+sed -i 's/^maximum_lag_on_failover: .*/maximum_lag_on_failover: 16MB/' "$T_DIR/bad.yaml"
+"${T_RUNAS[@]}" "$T_BIN" check-config "$T_DIR/bad.yaml" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "check-config of a file with maximum_lag_on_failover: 16MB fails ($(cat "$T_DIR/out"))" t_eq "$rc" 1
+t_check "... naming the file, line, key and what it expects" grep -Eq \
+  "^$T_DIR/bad.yaml:[0-9]+:26: maximum_lag_on_failover: expected a number of bytes 0..4611686018427387904, or null \(no limit\), got \"16MB\"$" "$T_DIR/out"
 
 # Refusals, each naming its key; nothing changes.
 for body in '{"maximum_lag_on_failover":-1}' '{"maximum_lag_on_failover":"1MB"}' \
@@ -33,14 +52,12 @@ for key in loop_wait ttl retry_timeout; do
   t_check "$key is refused with 422 ($out)" t_eq "${out%% *}" 422
   t_check "... naming $key and why" t_contains "$out" "$key: not settable: "
 done
-t_check "nothing was set" t_eq "$(lag_of "$A")" none
+t_check "nothing changed" t_eq "$(lag_of "$A")" 16777216
 
-# Asynchronous replication, so that no synchronous rule holds the failover; and the limit.
-out=$(t_api "$P" PATCH /config '{"synchronous_mode":"off","maximum_lag_on_failover":16777216}')
-t_check "PATCH synchronous_mode off and maximum_lag_on_failover 16 MiB ($out)" t_eq "${out%% *}" 200
-for i in 1 2 3; do
-  t_wait 10 "node$i's GET /config has maximum_lag_on_failover 16777216" eval '[ "$(lag_of '"$i"')" = 16777216 ]'
-done
+# Asynchronous replication, so that no synchronous rule holds the failover; the limit stays.
+out=$(t_api "$P" PATCH /config '{"synchronous_mode":"off"}')
+t_check "PATCH synchronous_mode off alone ($out)" t_eq "${out%% *}" 200
+t_check "... keeps the limit" t_eq "$(jq -r '.maximum_lag_on_failover' <<<"${out#* }")" 16777216
 # PUT /config with GET's document keeps it; the same document without it removes it.
 doc=$(curl -s -m 3 "http://$(t_api_addr "$P")/config")
 out=$(t_api "$P" PUT /config "$(jq -c 'del(.maximum_lag_on_failover)' <<<"$doc")")
@@ -59,7 +76,7 @@ t_wait 10 "no synchronous standby on the primary" \
 
 # node A may not be promoted (tags reload at once).
 T_NOFAILOVER[$A]=true
-t_write_conf "$A" 3
+write_conf "$A"
 ctl reload "node$A" >"$T_DIR/out" 2>&1 || true
 t_wait 10 "node$A is tagged nofailover in /cluster" \
   eval '[ "$(t_jq '"$P"' -r ".members[] | select(.name == \"node'"$A"'\") | .tags.nofailover // false")" = true ]'
@@ -87,6 +104,33 @@ out=$(t_api "$P" PATCH /config '{"maximum_lag_on_failover":16777216}')
 t_check "PATCH maximum_lag_on_failover back to 16 MiB ($out)" t_eq "${out%% *}" 200
 t_wait 5 "node$B applied it" eval '[ "$(lag_of '"$B"')" = 16777216 ]'
 t_check "node$B's /readiness is 503 again" t_eq "$(ready)" 503
+rlag() { t_jq "$P" -r ".members[] | select(.name == \"node$B\") | .receive_lag // 0"; }
+t_wait 5 "node$P's /cluster has node$B more than 16 MiB behind" eval '[ "$(rlag)" -gt 16777216 ]'
+
+# As Patroni's, a switchover to a standby further behind than the limit is refused at once,
+# naming the candidate, its lag and the limit; without a candidate too (node A is nofailover).
+pstart=$(t_psql "$P" -c "SELECT pg_postmaster_start_time()")
+ctl switchover --candidate "node$B" --force >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_log "$(cat "$T_DIR/out")"
+t_check "ctl switchover --candidate node$B fails" test "$rc" -ne 0
+t_check "... with http 412" t_contains "$(cat "$T_DIR/out")" "refused (http 412)"
+t_check "... naming node$B's lag and the limit" \
+  grep -Eq "node$B lags [0-9]+ bytes behind primary node$P .*more than maximum_lag_on_failover \(16777216\)" "$T_DIR/out"
+ctl switchover --force >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_log "$(cat "$T_DIR/out")"
+t_check "ctl switchover without a candidate fails" test "$rc" -ne 0
+t_check "... naming node$B's lag and the limit" \
+  grep -Eq "no standby can take over: the one furthest ahead, node$B lags [0-9]+ bytes .*maximum_lag_on_failover \(16777216\)" "$T_DIR/out"
+ctl failover --candidate "node$B" --force >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_log "$(cat "$T_DIR/out")"
+t_check "ctl failover --candidate node$B with a healthy primary (a switchover) fails" test "$rc" -ne 0
+t_check "... naming node$B's lag and the limit" \
+  grep -Eq "node$B lags [0-9]+ bytes .*maximum_lag_on_failover \(16777216\)" "$T_DIR/out"
+out=$(t_api "$P" POST /switchover "{\"candidate\":\"node$B\"}")
+t_check "POST /switchover to node$B is 412 ($out)" t_eq "${out%% *}" 412
+t_check "nothing moved: node$P still runs as primary, not restarted" \
+  t_eq "$(in_recovery "$P") $(t_psql "$P" -c "SELECT pg_postmaster_start_time()")" "f $pstart"
+t_check "node$A and node$B are still standbys" t_eq "$(in_recovery "$A")$(in_recovery "$B")" tt
 # The members poll every 250 ms: let them see the primary's position.
 sleep 1.5
 

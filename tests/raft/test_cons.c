@@ -427,6 +427,26 @@ static void test_first_leader_records_members_and_settings(void **state)
         assert_string_equal(cons_member_name(&cl->cons[i], 2), "node2");
         assert_int_equal(s->config.sync_mode, SYNC_MODE_QUORUM);
         assert_int_equal(s->config.sync_node_count, 1);
+        assert_false(s->config.max_lag_set);
+    }
+}
+
+/* A file with maximum_lag_on_failover: the first leader records it with the synchronous
+ * settings, in one entry; without one, no limit is recorded (the test above). */
+static void test_first_leader_records_max_lag(void **state)
+{
+    struct cluster *cl = *state;
+    for (unsigned i = 0; i < cl->n; i++) {
+        cl->cons[i].params.max_lag_set = true;
+        cl->cons[i].params.max_lag = 16777216;
+    }
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    for (unsigned i = 0; i < N_INITIAL; i++) {
+        const struct fsm_state *s = &cl->cons[i].state;
+        assert_int_equal(s->config.sync_mode, SYNC_MODE_QUORUM);
+        assert_int_equal(s->config.sync_node_count, 1);
+        assert_true(s->config.max_lag_set);
+        assert_int_equal(s->config.max_lag, 16777216);
     }
 }
 
@@ -1232,6 +1252,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_leader_ready_after_own_term_barrier, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_leader_records_members_and_settings, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_first_leader_records_max_lag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_renewed_then_lost_when_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_candidate_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_added_as_spare_then_voter, setup, teardown),

@@ -983,6 +983,47 @@ static void test_sync_wrong_values_are_rejected(void **state)
                       "on|remote_write|remote_apply|local, got \"off\"");
 }
 
+/* maximum_lag_on_failover: the value in force until the replicated configuration is recorded. */
+static void test_max_lag_is_read(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL), 0);
+    assert_false(c.max_lag.set); /* absent: no limit */
+    assert_int_equal(load(MINIMAL "maximum_lag_on_failover: 1048576\n"), 0);
+    assert_true(c.max_lag.set);
+    assert_int_equal(c.max_lag.bytes, 1048576);
+    assert_int_equal(load(MINIMAL "maximum_lag_on_failover: 0\n"), 0);
+    assert_true(c.max_lag.set);
+    assert_int_equal(c.max_lag.bytes, 0);
+    assert_int_equal(load(MINIMAL "maximum_lag_on_failover: 4611686018427387904\n"), 0);
+    assert_int_equal(c.max_lag.bytes, (uint64_t)1 << 62);
+    assert_int_equal(load(MINIMAL "maximum_lag_on_failover: null\n"), 0);
+    assert_false(c.max_lag.set);
+    assert_int_equal(load(MINIMAL "maximum_lag_on_failover: ~\n"), 0);
+    assert_false(c.max_lag.set);
+}
+
+static void test_max_lag_wrong_values_are_rejected(void **state)
+{
+    (void)state;
+    const char *bad[] = {"1MB",  "-1",  "1.5", "4611686018427387905", "99999999999999999999",
+                         "\"\"", "0x10"};
+    const char *shown[] = {
+        "\"1MB\"", "\"-1\"",  "\"1.5\"", "\"4611686018427387905\"", "\"99999999999999999999\"",
+        "\"\"",    "\"0x10\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512], want[256];
+        snprintf(text, sizeof text, MINIMAL "maximum_lag_on_failover: %s\n", bad[i]);
+        snprintf(want, sizeof want,
+                 "t.yaml:9:26: maximum_lag_on_failover: expected a number of bytes "
+                 "0..4611686018427387904, or null (no limit), got %s",
+                 shown[i]);
+        assert_conf_error(text, want);
+    }
+    assert_conf_error(MINIMAL "maximum_lag_on_failover: [1]\n",
+                      "t.yaml:9:26: maximum_lag_on_failover: expected a scalar, got a sequence");
+}
+
 static void test_watchdog_wrong_mode_is_rejected(void **state)
 {
     (void)state;
@@ -1925,6 +1966,8 @@ int main(void)
         cmocka_unit_test_teardown(test_sync_settings_default_to_quorum_one_on, teardown),
         cmocka_unit_test_teardown(test_sync_settings_are_read, teardown),
         cmocka_unit_test_teardown(test_sync_wrong_values_are_rejected, teardown),
+        cmocka_unit_test_teardown(test_max_lag_is_read, teardown),
+        cmocka_unit_test_teardown(test_max_lag_wrong_values_are_rejected, teardown),
         cmocka_unit_test_teardown(test_vip_prefix_31_and_32_take_any_host, teardown),
         cmocka_unit_test_teardown(test_vip_interface_of_15_characters_is_accepted, teardown),
         cmocka_unit_test_teardown(test_unknown_key_is_rejected, teardown),

@@ -1035,34 +1035,43 @@ static void test_candidate_max_lag(void **state)
     w.in.primary_wal = 10000;
     choose(&w, true, &c);
     assert_chosen(&c, "node3"); /* no limit set */
-    w.state.config.max_lag_set = true;
-    w.state.config.max_lag = 5000;
+    w.in.max_lag_set = true;
+    w.in.max_lag = 5000;
     choose(&w, true, &c);
     assert_null(c.chosen);
     assert_true(c.wait);
     assert_string_equal(c.why, "node3, the member furthest ahead, lags 8000 bytes behind the last "
                                "position of primary node2 (10000), more than "
                                "maximum_lag_on_failover (5000): not promoted");
-    w.state.config.max_lag = 8000; /* at the limit: may be promoted */
+    w.in.max_lag = 8000; /* at the limit: may be promoted */
     choose(&w, true, &c);
     assert_chosen(&c, "node3");
     /* The acknowledged-WAL bound counts as a position of the primary too. */
     w.in.primary_wal = 0;
-    w.state.config.max_lag = 0;
+    w.in.max_lag = 0;
     choose(&w, true, &c);
     assert_chosen(&c, "node3");
     w.state.wal_bound = 1500;
     w.state.wal_bound_timeline = 1;
-    w.state.config.max_lag = 0;
+    w.in.max_lag = 0;
     choose(&w, true, &c);
     assert_chosen(&c, "node3"); /* node3 is past the bound: no lag */
     /* The decision of the leader waits as well, naming the limit. */
     w.in.primary_wal = 10000;
-    w.state.config.max_lag = 100;
+    w.in.max_lag = 100;
     w.in.leader_ms = 60000;
     decide(&w);
     assert_int_equal(w.out.action, HA_ACT_WAIT);
     assert_why(&w, "maximum_lag_on_failover (100)");
+    /* The candidate of an operator's failover is not held back (Patroni's manual failover
+     * without a leader); another member named does not waive it for node3. */
+    w.in.lag_waived_for = "node1";
+    choose(&w, true, &c);
+    assert_null(c.chosen);
+    assert_true(c.wait);
+    w.in.lag_waived_for = "node3";
+    choose(&w, true, &c);
+    assert_chosen(&c, "node3");
 }
 
 /* POST /restart timeout on the primary: a server still starting after the timeout is stopped,

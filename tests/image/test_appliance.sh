@@ -102,8 +102,8 @@ fi
 FREEZE_S=${FREEZE_S:-$(( ${ET:-500} * 2 / 1000 > 5 ? ${ET:-500} * 2 / 1000 : 5 ))}
 # Waits are SLOW times longer under TCG, where a guest boots in about 3 minutes and a base
 # backup takes minutes.
-# Writers pause PACE s between connections (each costs the guest a SCRAM authentication, heavy
-# when emulated).
+# Writers pause PACE s between connections and give each SLOW times their bound (each costs the
+# guest a SCRAM authentication, heavy when emulated).
 SLOW=1 PACE=0.05
 [ "$MODE" != tcg ] || SLOW=4 PACE=0.5
 t_log "mode: $MODE${ET:+, election timeout $ET ms}"
@@ -362,7 +362,7 @@ now_ms() { date +%s%3N; }
 writer() { # FILE HOST FIRST_ID
   local out=$1 host=$2 id=$3 deadline=$((SECONDS + 1800)) r
   while [ $SECONDS -lt $deadline ]; do
-    if r=$(timeout -s KILL 4 psql -X -q -A -t -h "$host" -U postgres -d postgres \
+    if r=$(timeout -s KILL $((4 * SLOW)) psql -X -q -A -t -h "$host" -U postgres -d postgres \
              -c "insert into drill values ($id) returning pg_read_file('/etc/hostname')" 2>/dev/null); then
       echo "$id ${r%%$'\n'*} $(now_ms)" >>"$out"
     fi
@@ -432,7 +432,7 @@ if [ "$MODE" != nspawn ]; then
       id=$((i * 1000000)) deadline=$((SECONDS + 600))
       while [ $SECONDS -lt $deadline ]; do
         s=$(now_ms)
-        r=$(timeout -s KILL 3 psql -X -q -A -t -h "$NET.1$i" -U postgres -d postgres \
+        r=$(timeout -s KILL $((3 * SLOW)) psql -X -q -A -t -h "$NET.1$i" -U postgres -d postgres \
               -c "select pg_is_in_recovery()::text || ' vip=' || (position('$VIP' in pg_read_file('/proc/net/fib_trie')) > 0)::text" \
               -c "insert into drill values ($id) returning 'acked'" 2>/dev/null | tr '\n' ' ') || true
         echo "$s $(now_ms) ${r:-no answer}" >>"$T_DIR/direct$i"

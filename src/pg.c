@@ -723,6 +723,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
             char reason[RPG_ERRMSG_SIZE];
             pg_log_reason(p, reason, sizeof reason);
             p->obs.start_failures++;
+            ha_crash_note(&p->crash_log, uv_now(p->loop));
             if (reason[0] != '\0') {
                 rpg_fmt(buf, sizeof buf, "%s (server log: %s)", msg, reason);
                 msg = buf;
@@ -1060,6 +1061,9 @@ static int op_begin(struct pg *p, enum pg_op op, const struct pg_upstream *up, p
     }
     p->op = op;
     p->step = 0;
+    if (op == PG_OP_STOP || op == PG_OP_REWIND || op == PG_OP_CLONE || op == PG_OP_REINIT) {
+        pg_crash_forget(p); /* the server's end is this operation's doing */
+    }
     if (op == PG_OP_REWIND || op == PG_OP_CLONE || op == PG_OP_REINIT) {
         rejoin_begin(p);
     } else if (op == PG_OP_START || op == PG_OP_STOP || op == PG_OP_PROMOTE ||
@@ -1077,6 +1081,11 @@ static int op_begin(struct pg *p, enum pg_op op, const struct pg_upstream *up, p
     }
     op_step(p, 0, NULL);
     return 0;
+}
+
+void pg_crash_forget(struct pg *p)
+{
+    p->primary_pid = 0;
 }
 
 bool pg_busy(const struct pg *p)

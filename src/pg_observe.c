@@ -319,6 +319,10 @@ static void take_observation(struct pg *p, PGresult *res)
         p->promote_pending = false;
     }
     o->promoting = p->promote_pending;
+    if (!o->in_recovery && p->op != PG_OP_STOP && p->op != PG_OP_REWIND && p->op != PG_OP_CLONE &&
+        p->op != PG_OP_REINIT) {
+        p->primary_pid = p->postmaster_pid;
+    }
     o->system_id = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
     o->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
     /* A standby's timeline is its WAL receiver's while one runs, else its last restartpoint's,
@@ -927,6 +931,23 @@ void pg_rewind_retry_left(struct pg *p)
     p->obs.rewind_retry_ms = p->rewind_retry_at > now ? p->rewind_retry_at - now : 0;
 }
 
+/* A postmaster that served as a primary and is gone or replaced, while no operation of the
+ * agent stopped it (those forget it first), crashed: the process table says so, whatever
+ * restarted it since. */
+static void track_crash(struct pg *p)
+{
+    rpg_msec now = uv_now(p->loop);
+    if (p->primary_pid != 0 && p->postmaster_pid != p->primary_pid) {
+        ha_crash_note(&p->crash_log, now);
+        log_warning("postgresql crashed: the postmaster (pid=%d) that ran as primary is %s (%u "
+                    "crashes or failed starts within %u s)",
+                    p->primary_pid, p->postmaster_pid == 0 ? "gone" : "replaced",
+                    ha_crash_count(&p->crash_log, now), (unsigned)(HA_CRASH_WINDOW_MS / 1000));
+        p->primary_pid = 0;
+    }
+    p->obs.crashes = ha_crash_count(&p->crash_log, now);
+}
+
 void pg_observe(struct pg *p)
 {
     if (p->closing) {
@@ -967,6 +988,7 @@ void pg_observe(struct pg *p)
         return;
     }
     p->postmaster_pid = postmaster_alive(p, status, sizeof status);
+    track_crash(p);
     if (p->postmaster_pid == 0) {
         if (p->conn != NULL) {
             pg_conn_drop(p, NULL);

@@ -854,6 +854,10 @@ static void op_step(struct pg *p, int rc, const char *msg)
             break;
         }
         p->obs.start_failures = 0;
+        if (!p->standby) {
+            /* Serving as primary from here: a kill before the next observation is a crash. */
+            p->primary_pid = pg_postmaster_pid(p);
+        }
         op_finish(p, 0, NULL);
         return;
     case PG_OP_STOP:

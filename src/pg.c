@@ -857,6 +857,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
         if (!p->standby) {
             /* Serving as primary from here: a kill before the next observation is a crash. */
             p->primary_pid = pg_postmaster_pid(p);
+            p->primary_checkpointer = 0;
         }
         op_finish(p, 0, NULL);
         return;
@@ -1090,6 +1091,7 @@ static int op_begin(struct pg *p, enum pg_op op, const struct pg_upstream *up, p
 void pg_crash_forget(struct pg *p)
 {
     p->primary_pid = 0;
+    p->primary_checkpointer = 0;
 }
 
 bool pg_busy(const struct pg *p)

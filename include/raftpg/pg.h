@@ -154,6 +154,7 @@ struct pg {
     /* The postmaster last seen serving as a primary (0: none, or the agent stops it): should it
      * be gone or replaced at the next observation, the server crashed. */
     int primary_pid;
+    int primary_checkpointer;      /* and its checkpointer's PID (0: unknown) */
     struct ha_crash_log crash_log; /* crashes and failed starts, for obs.crashes */
     uint32_t promote_timeline;     /* the id the promotion in flight must create, 0: any */
 

@@ -578,10 +578,12 @@ static int fence_pg_signal(void *data, enum fence_pg_act act)
     case FENCE_PG_STOP:
     case FENCE_PG_KILL:
         a->fence_pid = pid;
+        pg_crash_forget(&a->pg); /* the fence's stop is no crash */
         kill(pid, act == FENCE_PG_STOP ? SIGINT : SIGQUIT);
         /* This agent's soft layer, or an earlier agent's that died, may have stopped it. */
         return pg_signal_server(pid, SIGCONT);
     case FENCE_PG_ESCALATE:
+        pg_crash_forget(&a->pg);
         kill(a->fence_pid, SIGQUIT);
         return pg_signal_server(a->fence_pid, SIGCONT);
     case FENCE_PG_DONE:

@@ -168,6 +168,8 @@ static json_t *pg_json(const struct agent *a)
         /* Why the server cannot write, and since when (storage faults): "" when it can. */
         json_object_set_new(o_json, "unwritable", json_string(o->unwritable));
         json_object_set_new(o_json, "unwritable_ms", json_integer((json_int_t)o->unwritable_ms));
+        /* Crashes and failed starts within the crash window (HA_CRASH_WINDOW_MS). */
+        json_object_set_new(o_json, "crashes", json_integer((json_int_t)o->crashes));
     }
     return o_json;
 }
@@ -2834,6 +2836,10 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
         metric(f, "raftpg_postgres_unwritable", "gauge",
                "Value is 1 while PostgreSQL cannot write (see /status unwritable).", labels,
                pg && o->unwritable[0] != '\0');
+        metric(f, "raftpg_postgres_crashes", "gauge",
+               "Crashes of PostgreSQL as primary and failed starts in the last 60 s (see /status "
+               "crashes).",
+               labels, pg ? o->crashes : 0);
     }
     fclose(f);
     if (buf == NULL) {

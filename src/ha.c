@@ -130,6 +130,25 @@ void ha_pg_track_unwritable(struct ha_pg *o, const char *why, rpg_msec *since, r
     o->unwritable_ms = now - *since;
 }
 
+void ha_crash_note(struct ha_crash_log *l, rpg_msec now)
+{
+    l->at[l->n % HA_CRASHES_MAX] = now;
+    l->n++;
+}
+
+unsigned ha_crash_count(const struct ha_crash_log *l, rpg_msec now)
+{
+    unsigned count = 0;
+    unsigned kept = l->n < HA_CRASHES_MAX ? l->n : HA_CRASHES_MAX;
+    for (unsigned i = 0; i < kept; i++) {
+        /* Times come from one monotonic clock; one from the future counts as now. */
+        if (l->at[i] >= now || now - l->at[i] < HA_CRASH_WINDOW_MS) {
+            count++;
+        }
+    }
+    return count;
+}
+
 void ha_slot_name(uint64_t member_id, char *buf, size_t size)
 {
     snprintf(buf, size, "raftpg_%" PRIu64, member_id);
@@ -418,6 +437,26 @@ static bool unwritable_primary(const struct ha_input *in, struct ha_decision *ou
     } else {
         hand_over(in, out, reason);
     }
+    return true;
+}
+
+/* The recorded primary in its term whose server keeps crashing or failing to start: leadership
+ * goes to a member that may take over without losing an acknowledged commit (rule 6). With
+ * none, false: restarting is then the only way back to a primary. */
+static bool crashing_primary(const struct ha_input *in, struct ha_decision *out)
+{
+    if (in->pg.crashes < HA_CRASHES_MAX || sole_holder(in)) {
+        return false;
+    }
+    bool wait = false;
+    char why[HA_WHY_MAX];
+    const char *c = ha_choose_candidate(in, false, &wait, why, sizeof why);
+    if (c == NULL) {
+        return false;
+    }
+    set(out, HA_ACT_TRANSFER, c,
+        "postgresql crashed or failed to start %u times within %u s; %.180s", in->pg.crashes,
+        (unsigned)(HA_CRASH_WINDOW_MS / 1000), why);
     return true;
 }
 
@@ -779,7 +818,8 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         return;
     }
     if (recorded_me && s->primary.term == in->term) {
-        if (pg->state != HA_PG_ABSENT && unwritable_primary(in, out)) {
+        if (pg->state != HA_PG_ABSENT &&
+            (unwritable_primary(in, out) || crashing_primary(in, out))) {
             return;
         }
         switch (pg->state) {

@@ -726,6 +726,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
             char reason[RPG_ERRMSG_SIZE];
             pg_log_reason(p, reason, sizeof reason);
             p->obs.start_failures++;
+            ha_crash_note(&p->crash_log, uv_now(p->loop));
             if (reason[0] != '\0') {
                 rpg_fmt(buf, sizeof buf, "%s (server log: %s)", msg, reason);
                 msg = buf;
@@ -856,6 +857,11 @@ static void op_step(struct pg *p, int rc, const char *msg)
             break;
         }
         p->obs.start_failures = 0;
+        if (!p->standby) {
+            /* Serving as primary from here: a kill before the next observation is a crash. */
+            p->primary_pid = pg_postmaster_pid(p);
+            p->primary_checkpointer = 0;
+        }
         op_finish(p, 0, NULL);
         return;
     case PG_OP_STOP:
@@ -1063,6 +1069,9 @@ static int op_begin(struct pg *p, enum pg_op op, const struct pg_upstream *up, p
     }
     p->op = op;
     p->step = 0;
+    if (op == PG_OP_STOP || op == PG_OP_REWIND || op == PG_OP_CLONE || op == PG_OP_REINIT) {
+        pg_crash_forget(p); /* the server's end is this operation's doing */
+    }
     if (op == PG_OP_REWIND || op == PG_OP_CLONE || op == PG_OP_REINIT) {
         rejoin_begin(p);
     } else if (op == PG_OP_START || op == PG_OP_STOP || op == PG_OP_PROMOTE ||
@@ -1080,6 +1089,12 @@ static int op_begin(struct pg *p, enum pg_op op, const struct pg_upstream *up, p
     }
     op_step(p, 0, NULL);
     return 0;
+}
+
+void pg_crash_forget(struct pg *p)
+{
+    p->primary_pid = 0;
+    p->primary_checkpointer = 0;
 }
 
 bool pg_busy(const struct pg *p)

@@ -32,7 +32,10 @@ static const char OBSERVE_SQL[] =
     " EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart),"
     " CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END,"
     " CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_xact_replay_timestamp()::text, '')"
-    "  ELSE '' END";
+    "  ELSE '' END,"
+    /* A postmaster that reinitializes after a crash (restart_after_crash) starts a new
+     * checkpointer: a crash the postmaster's own PID does not show. */
+    " coalesce((SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer' LIMIT 1), 0)";
 /* The last column: nothing, or, once per run of the server, the names and contexts of its
  * settings, which the leader checks dynamic parameters against. */
 static const char OBSERVE_NO_SETTINGS[] = ", NULL::text";
@@ -306,7 +309,7 @@ static enum ha_fork_reading fork_reading(struct pg *p)
 
 static void take_observation(struct pg *p, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) != 18) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 19) {
         return;
     }
     struct ha_pg *o = &p->obs;
@@ -319,6 +322,23 @@ static void take_observation(struct pg *p, PGresult *res)
         p->promote_pending = false;
     }
     o->promoting = p->promote_pending;
+    int checkpointer = atoi(PQgetvalue(res, 0, 17));
+    if (!o->in_recovery && p->op != PG_OP_STOP && p->op != PG_OP_REWIND && p->op != PG_OP_CLONE &&
+        p->op != PG_OP_REINIT) {
+        if (p->primary_pid != 0 && p->primary_pid == p->postmaster_pid &&
+            p->primary_checkpointer != 0 && checkpointer != 0 &&
+            checkpointer != p->primary_checkpointer) {
+            ha_crash_note(&p->crash_log, now);
+            o->crashes = ha_crash_count(&p->crash_log, now);
+            log_warning("postgresql crashed: the postmaster (pid=%d) that ran as primary "
+                        "reinitialized (checkpointer pid=%d, before pid=%d) (%u crashes or failed "
+                        "starts within %u s)",
+                        p->postmaster_pid, checkpointer, p->primary_checkpointer, o->crashes,
+                        (unsigned)(HA_CRASH_WINDOW_MS / 1000));
+        }
+        p->primary_pid = p->postmaster_pid;
+        p->primary_checkpointer = checkpointer;
+    }
     o->system_id = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
     o->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 2), NULL, 10);
     /* A standby's timeline is its WAL receiver's while one runs, else its last restartpoint's,
@@ -335,8 +355,8 @@ static void take_observation(struct pg *p, PGresult *res)
     o->replay_position = strtoull(PQgetvalue(res, 0, 11), NULL, 10);
     p->server_version = atoi(PQgetvalue(res, 0, 12));
     rpg_fmt(p->start_time, sizeof p->start_time, "%s", PQgetvalue(res, 0, 13));
-    if (!PQgetisnull(res, 0, 17)) {
-        char *names = strdup(PQgetvalue(res, 0, 17));
+    if (!PQgetisnull(res, 0, 18)) {
+        char *names = strdup(PQgetvalue(res, 0, 18));
         if (names != NULL) {
             free(p->settings);
             p->settings = names;
@@ -933,6 +953,23 @@ void pg_rewind_retry_left(struct pg *p)
     p->obs.rewind_retry_ms = p->rewind_retry_at > now ? p->rewind_retry_at - now : 0;
 }
 
+/* A postmaster that served as a primary and is gone or replaced, while no operation of the
+ * agent stopped it (those forget it first), crashed: the process table says so, whatever
+ * restarted it since. */
+static void track_crash(struct pg *p)
+{
+    rpg_msec now = uv_now(p->loop);
+    if (p->primary_pid != 0 && p->postmaster_pid != p->primary_pid) {
+        ha_crash_note(&p->crash_log, now);
+        log_warning("postgresql crashed: the postmaster (pid=%d) that ran as primary is %s (%u "
+                    "crashes or failed starts within %u s)",
+                    p->primary_pid, p->postmaster_pid == 0 ? "gone" : "replaced",
+                    ha_crash_count(&p->crash_log, now), (unsigned)(HA_CRASH_WINDOW_MS / 1000));
+        p->primary_pid = 0;
+    }
+    p->obs.crashes = ha_crash_count(&p->crash_log, now);
+}
+
 void pg_observe(struct pg *p)
 {
     if (p->closing) {
@@ -973,6 +1010,7 @@ void pg_observe(struct pg *p)
         return;
     }
     p->postmaster_pid = postmaster_alive(p, status, sizeof status);
+    track_crash(p);
     if (p->postmaster_pid == 0) {
         if (p->conn != NULL) {
             pg_conn_drop(p, NULL);

@@ -62,6 +62,9 @@ struct ha_pg {
     /* A restart of this primary with a timeout (POST /restart) saw the server not accept
      * connections within it: stop it and hand over, when another member may take over. */
     bool start_timed_out;
+    /* Crashes of this server while it ran as a primary (its postmaster gone or replaced without
+     * the agent stopping it) and failed starts, within the last HA_CRASH_WINDOW_MS. */
+    unsigned crashes;
 };
 
 /* What another member's agent last reported about itself. */
@@ -171,6 +174,23 @@ struct ha_decision {
  * acknowledged commit; an unwritable standby is not promoted. Long enough for a log rotation or
  * a cleanup to free space, short against the minutes an operator needs. */
 #define HA_UNWRITABLE_BOUND_MS 10000
+
+/* A primary whose server crashed or failed to start HA_CRASHES_MAX times within
+ * HA_CRASH_WINDOW_MS (a PANIC loop, a postmaster killed again and again) hands over to a standby
+ * that holds every acknowledged commit, when one may take over; otherwise it is restarted again.
+ * A single crash only gets a restart. */
+#define HA_CRASHES_MAX 3
+#define HA_CRASH_WINDOW_MS 60000
+
+/* The observer's record of crashes and failed starts: the latest HA_CRASHES_MAX times. */
+struct ha_crash_log {
+    rpg_msec at[HA_CRASHES_MAX];
+    unsigned n; /* how many were noted in all */
+};
+/* Notes a crash or a failed start at now. */
+void ha_crash_note(struct ha_crash_log *l, rpg_msec now);
+/* How many of the noted ones lie within HA_CRASH_WINDOW_MS before now (at most HA_CRASHES_MAX). */
+unsigned ha_crash_count(const struct ha_crash_log *l, rpg_msec now);
 
 /* The decision. Never fails: an input it cannot act on gives WAIT or REFUSE with a reason. */
 void ha_decide(const struct ha_input *in, struct ha_decision *out);

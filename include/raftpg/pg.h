@@ -157,7 +157,12 @@ struct pg {
     rpg_msec promote_asked_at; /* when pg_ctl promote returned */
     rpg_msec receiver_since;   /* ha_pg_track_receiver's bookkeeping */
     rpg_msec unwritable_since; /* ha_pg_track_unwritable's bookkeeping */
-    uint32_t promote_timeline; /* the id the promotion in flight must create, 0: any */
+    /* The postmaster last seen serving as a primary (0: none, or the agent stops it): should it
+     * be gone or replaced at the next observation, the server crashed. */
+    int primary_pid;
+    int primary_checkpointer;      /* and its checkpointer's PID (0: unknown) */
+    struct ha_crash_log crash_log; /* crashes and failed starts, for obs.crashes */
+    uint32_t promote_timeline;     /* the id the promotion in flight must create, 0: any */
 
     /* Control: one operation at a time. */
     enum pg_op op;
@@ -201,6 +206,9 @@ int pg_init(struct pg *p, uv_loop_t *loop, const struct conf *conf, const char *
 /* Stops observing, waits for a running program (it is killed) and closes every handle; cb fires
  * when done. It does not stop PostgreSQL (pg_stop does). */
 void pg_close(struct pg *p, void (*cb)(struct pg *p));
+
+/* The agent itself stops the server (its fence): its end is no crash. */
+void pg_crash_forget(struct pg *p);
 
 /* True while a control operation runs. */
 bool pg_busy(const struct pg *p);

@@ -2343,6 +2343,90 @@ static void test_unwritable_members_are_not_promoted(void **state)
     assert_int_not_equal(w.out.action, HA_ACT_RECORD_PRIMARY);
 }
 
+/* The crash window: only the latest HA_CRASHES_MAX times are kept, and only those within
+ * HA_CRASH_WINDOW_MS before now count. */
+static void test_crash_log_window(void **state)
+{
+    (void)state;
+    struct ha_crash_log l;
+    memset(&l, 0, sizeof l);
+    assert_int_equal(ha_crash_count(&l, 1000), 0);
+    ha_crash_note(&l, 1000);
+    assert_int_equal(ha_crash_count(&l, 1000), 1);
+    assert_int_equal(ha_crash_count(&l, 1000 + HA_CRASH_WINDOW_MS - 1), 1);
+    assert_int_equal(ha_crash_count(&l, 1000 + HA_CRASH_WINDOW_MS), 0);
+    ha_crash_note(&l, 20000);
+    ha_crash_note(&l, 40000);
+    assert_int_equal(ha_crash_count(&l, 40000), 3);
+    /* Spread over more than the window: the oldest has left it. */
+    assert_int_equal(ha_crash_count(&l, 61000), 2);
+    /* A fourth replaces the oldest. */
+    ha_crash_note(&l, 70000);
+    assert_int_equal(l.n, 4);
+    assert_int_equal(ha_crash_count(&l, 70000), 3);
+    assert_int_equal(ha_crash_count(&l, 70000 + HA_CRASH_WINDOW_MS), 0);
+    /* Many crashes long ago count for nothing; one now counts once. */
+    for (unsigned i = 0; i < 10; i++) {
+        ha_crash_note(&l, 100000 + i);
+    }
+    assert_int_equal(ha_crash_count(&l, 100009), 3);
+    ha_crash_note(&l, 300000);
+    assert_int_equal(ha_crash_count(&l, 300000), 1);
+}
+
+/* A primary that keeps crashing hands over once HA_CRASHES_MAX crashes fall in the window, in
+ * whatever state its server is; one crash fewer only gets a restart. */
+static void test_crashing_primary_hands_over(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {"node2", "node3", NULL};
+    static const enum ha_pg_state states[] = {HA_PG_STOPPED, HA_PG_RUNNING, HA_PG_STARTING};
+    for (unsigned i = 0; i < 3; i++) {
+        struct world w;
+        world_primary(&w);
+        record_sync(&w, 1, voters);
+        w.in.pg.state = states[i];
+        w.in.pg.was_primary = true;
+        w.in.pg.crashes = HA_CRASHES_MAX - 1;
+        decide(&w);
+        assert_int_not_equal(w.out.action, HA_ACT_TRANSFER);
+        if (states[i] == HA_PG_STOPPED) {
+            assert_decision(&w, HA_ACT_START_PRIMARY, "");
+        }
+        w.in.pg.crashes = HA_CRASHES_MAX;
+        decide(&w);
+        assert_decision(&w, HA_ACT_TRANSFER, "node2");
+        assert_why(&w, "postgresql crashed or failed to start 3 times within 60 s");
+    }
+}
+
+/* Nobody else may take over (k = 0 recorded), or no standby can be promoted: restarting is the
+ * only way back to a primary, so the crashing primary is started again. */
+static void test_crashing_primary_restarts_when_nobody_may_take_over(void **state)
+{
+    (void)state;
+    static const char *const none[] = {NULL};
+    static const char *const voters[] = {"node2", "node3", NULL};
+    struct world w;
+    world_primary(&w);
+    record_sync(&w, 0, none);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.was_primary = true;
+    w.in.pg.crashes = HA_CRASHES_MAX;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_PRIMARY, "");
+
+    world_primary(&w);
+    record_sync(&w, 1, voters);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.was_primary = true;
+    w.in.pg.crashes = HA_CRASHES_MAX;
+    peer(&w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node3")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_PRIMARY, "");
+}
+
 /* A member whose agent answers under another Raft id than the cluster lists for its name (it
  * kept running through a remove and add) is not promoted. */
 static void test_member_with_another_identity_is_not_promoted(void **state)
@@ -3020,6 +3104,9 @@ int main(void)
         cmocka_unit_test(test_unwritable_sole_holder_waits),
         cmocka_unit_test(test_unwritable_members_are_not_promoted),
         cmocka_unit_test(test_unwritable_tracking),
+        cmocka_unit_test(test_crash_log_window),
+        cmocka_unit_test(test_crashing_primary_hands_over),
+        cmocka_unit_test(test_crashing_primary_restarts_when_nobody_may_take_over),
         cmocka_unit_test(test_member_with_another_identity_is_not_promoted),
         cmocka_unit_test(test_primary_failing_to_start_hands_over_when_voters_are_heard),
         cmocka_unit_test(test_takeover_hands_back_to_failing_sole_holder),

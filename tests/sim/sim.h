@@ -295,6 +295,7 @@ struct sim_node {
     bool storage_exited; /* its agent left the Raft group over it (cons.failed): back at the end */
     rpg_msec probe_at;   /* cons_uv.c's storage probe: when it last ran */
     bool raft_restarting; /* cons_uv.c restart_raft: the server closes once its requests end */
+    bool raft_reload;     /* its agent died: the server starts again from its directory alone */
     rpg_msec frozen_until;
     bool raft_killed;
     int64_t clock_offset; /* the node's monotonic clock: global time + offset, drift applied */
@@ -603,6 +604,7 @@ void sim_raft_started(struct sim_world *w, unsigned i);
  * fixture's log (its directory) once no request of it is left in the fixture. */
 void sim_raft_restart(struct sim_world *w, unsigned i);
 bool sim_raft_reopen_maybe(struct sim_world *w, unsigned i);
+bool sim_raft_reload_maybe(struct sim_world *w, unsigned i);
 bool sim_shim_idle(struct sim_world *w, unsigned fx);
 /* EV_LEASE: the lease renewal, every ET/4 (cons_uv.c). */
 void sim_lease_renew(struct sim_world *w, unsigned i);

@@ -620,6 +620,50 @@ bool sim_raft_reopen_maybe(struct sim_world *w, unsigned i)
     return true;
 }
 
+/* A dead agent's Raft server, on node i: the next process starts from what the directory holds
+ * (the fixture's term, vote and log, which the shim keeps to what was written) and from nothing of
+ * the dead one's memory (its role, its volatile state, a leadership transfer under way). It is
+ * reopened once the fixture holds no request of the old server (the writes the dead process had
+ * handed to the kernel complete first). A server whose
+ * libraft freed its installed configuration (cons.c config_freed, out of memory only) cannot
+ * close and keeps its memory. True when it reloaded. */
+bool sim_raft_reload_maybe(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    if (!n->raft_reload || !sim_shim_idle(w, n->fx)) {
+        return false;
+    }
+    n->raft_reload = false;
+    struct cons *c = &n->cons;
+    if (c->wal.config_freed) {
+        return false;
+    }
+    struct raft_fixture_server *srv = &w->fx.servers[n->fx];
+    struct raft *r = &srv->raft;
+    raft_close(r, NULL);
+    cons_restart_reset(c);
+    /* A new process holds no log to check the directory against (the record of a pending
+     * failure, README.md of tests/sim, is not modelled). */
+    free(c->wal.sums);
+    c->wal.sums = NULL;
+    c->wal.n_sums = 0;
+    c->wal.verify = false;
+    c->wal.verified = false;
+    c->wal.from_record = false;
+    int rv = raft_init(r, &srv->io, &c->fsm.raft, srv->id, srv->address);
+    if (rv == 0) {
+        r->data = c;
+        configure(r);
+        rv = raft_start(r);
+    }
+    if (rv != 0) {
+        fprintf(stderr, "raftpg_sim: %s: raft reload failed: %s: %s\n", n->name, raft_strerror(rv),
+                raft_errmsg(r));
+        abort();
+    }
+    return true;
+}
+
 /* ---- the loop -------------------------------------------------------------------------------- */
 
 static bool node_event(enum sim_ev_type t)

@@ -425,6 +425,10 @@ struct sim_shim {
     int (*send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *message,
                 raft_io_send_cb cb);
     int (*bootstrap)(struct raft_io *io, const struct raft_configuration *conf);
+    int (*set_term)(struct raft_io *io, raft_term term);
+    int (*set_vote)(struct raft_io *io, raft_id server_id);
+    int (*snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                        const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
     struct sim_shim_append *pending;
     unsigned n_pending, cap_pending;
     struct sim_shim_send *sends;

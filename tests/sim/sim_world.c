@@ -426,6 +426,29 @@ static int shim_bootstrap(struct raft_io *io, const struct raft_configuration *c
     return rv;
 }
 
+/* raft_uv rewrites its metadata files in place (uvMetadataStore): a full directory takes the
+ * term and the vote, a read-only one refuses them. */
+static int shim_set_term(struct raft_io *io, raft_term term)
+{
+    struct sim_shim *s = shim_of(io);
+    return s->fail == RAFT_IOERR ? RAFT_IOERR : s->set_term(io, term);
+}
+
+static int shim_set_vote(struct raft_io *io, raft_id server_id)
+{
+    struct sim_shim *s = shim_of(io);
+    return s->fail == RAFT_IOERR ? RAFT_IOERR : s->set_vote(io, server_id);
+}
+
+/* A snapshot is new files: neither directory takes it. */
+static int shim_snapshot_put(struct raft_io *io, unsigned trailing,
+                             struct raft_io_snapshot_put *req, const struct raft_snapshot *snapshot,
+                             raft_io_snapshot_put_cb cb)
+{
+    struct sim_shim *s = shim_of(io);
+    return s->fail != 0 ? s->fail : s->snapshot_put(io, trailing, req, snapshot, cb);
+}
+
 static void shim_install(struct sim_world *w, unsigned fx)
 {
     struct raft_io *io = &w->fx.servers[fx].io;
@@ -440,6 +463,12 @@ static void shim_install(struct sim_world *w, unsigned fx)
     io->truncate = shim_truncate;
     io->send = shim_send;
     io->bootstrap = shim_bootstrap;
+    s->set_term = io->set_term;
+    s->set_vote = io->set_vote;
+    s->snapshot_put = io->snapshot_put;
+    io->set_term = shim_set_term;
+    io->set_vote = shim_set_vote;
+    io->snapshot_put = shim_snapshot_put;
 }
 
 /* The fixture holds no request of server fx's libraft: it may close. */

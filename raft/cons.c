@@ -555,6 +555,16 @@ static int wal_set_term(struct raft_io *io, raft_term term)
 {
     struct cons *c = wal_of_io(io);
     int rv = c->wal.set_term(io, term);
+    if (rv != 0 && io->data != NULL && raft_state(io->data) == RAFT_CANDIDATE) {
+        /* libraft 0.15's convertToCandidate, when the election it starts cannot write its term
+         * (a TimeoutNow from a leader handing over, which skips the pre-vote), frees the votes
+         * and sets the state to follower over the candidate's half of the state union; the
+         * unavailable state that follows then frees the follower's leader address, which
+         * overlays the candidate's disrupt_leader and in_pre_vote flags: free(0x1). Nothing
+         * reads those flags after a failed term write, so the overlaid address is cleared. */
+        struct raft *r = io->data;
+        r->follower_state.current_leader.address = NULL;
+    }
     if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
         wal_fence(c, rv, "raft term write refused");
     } else if (rv == 0) {

@@ -862,6 +862,28 @@ static void test_refused_term_write_fences(void **state)
     assert_true(c->storage.failed);
 }
 
+/* A leader hands over to a member whose directory refuses its term (read-only): the member's
+ * election, started by the leader's TimeoutNow without a pre-vote, cannot write its term, and
+ * libraft 0.15's error path then freed an address overlaid on the candidate's flags (free(0x1),
+ * wal_set_term). The member turns unavailable behind its fence instead; the others lead on. */
+static void test_handover_to_unwritable_term(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    unsigned t = ((unsigned)l + 1) % cl->n;
+    cl->cons[t].wal.set_term = refuse_term;
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(cons_transfer(&cl->cons[l], t + 1, errmsg), 0);
+    run_for(cl, 3 * ET_MS);
+    assert_int_equal(raft_state(raft_fixture_get(&cl->f, t)), RAFT_UNAVAILABLE);
+    assert_true(cl->cons[t].wal.fenced);
+    assert_non_null(strstr(cl->cons[t].wal.why, "raft term write refused"));
+    int ti = (int)t;
+    assert_true(run_until(cl, has_ready_leader_other_than, &ti, WAIT_MS));
+}
+
 /* So does a leader whose replicated state diverged. */
 static void test_diverged_leader_hands_over(void **state)
 {
@@ -1319,6 +1341,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_healthy_leader_stays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_vote_per_term, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_term_write_fences, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handover_to_unwritable_term, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_disks_lapse_a_barrier_only_lease, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_slow_disks_keep_an_echoed_lease, setup, teardown),

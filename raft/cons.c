@@ -340,6 +340,7 @@ static void wal_record(struct cons *c, raft_index last)
     c->wal.rec_seq++;
 }
 
+/* what: the write that failed ("raft log write failed"). */
 static void wal_fence(struct cons *c, int status, const char *what)
 {
     if (c->wal.fenced) {
@@ -351,7 +352,7 @@ static void wal_fence(struct cons *c, int status, const char *what)
     c->wal.stored = c->raft != NULL ? c->raft->last_stored : 0;
     raft_index last = c->raft != NULL ? raft_last_index(c->raft) : 0;
     /* libraft 0.15's raft_strerror has no text for RAFT_NOSPACE. */
-    snprintf(c->wal.why, sizeof c->wal.why, "raft log write %s: %s", what,
+    snprintf(c->wal.why, sizeof c->wal.why, "%s: %s", what,
              status == RAFT_NOSPACE ? "not enough space on disk" : raft_strerror(status));
     log_error("%s: this server writes nothing more to its log until raft restarts from its "
               "directory, once that takes writes again (stored up to index %llu, held up to "
@@ -418,7 +419,7 @@ static void wal_append_done(struct raft_io_append *req, int status)
              * leader told otherwise drops the entries from memory, not from the directory). If
              * raft_uv put it where failed entries belonged, the restart's load finds out. */
             if (status != 0) {
-                wal_fence(c, status, "failed");
+                wal_fence(c, status, "raft log write failed");
                 if (wal_hold_failed(c, req, cb)) {
                     return;
                 }
@@ -475,7 +476,7 @@ static bool wal_hold_change(struct cons *c, struct raft_io *io, struct raft_io_a
         return false;
     }
     /* An entry never written: the ones after it must not be written either (their indexes). */
-    wal_fence(c, status, "refused");
+    wal_fence(c, status, "raft log write refused");
     c->wal.n_held_total++;
     log_warning("raft log write of a configuration entry held unwritten until raft restarts "
                 "(%s; libraft 0.15 cannot take a refused one, dir=%s)",
@@ -534,7 +535,7 @@ static int wal_append(struct raft_io *io, struct raft_io_append *req,
     int rv = c->wal.append(io, req, entries, n, wal_append_done);
     if (rv != 0) {
         if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
-            wal_fence(c, rv, "refused");
+            wal_fence(c, rv, "raft log write refused");
         }
         if (wal_hold_change(c, io, req, entries, n, cb, rv)) {
             return 0;
@@ -543,6 +544,61 @@ static int wal_append(struct raft_io *io, struct raft_io_append *req,
     }
     c->wal.pending[c->wal.n_pending++] = (struct cons_wal_append){req, cb};
     return 0;
+}
+
+/* A term or a vote the directory refuses (raft_uv rewrites its metadata files in place: a
+ * read-only file system refuses them, a full one takes them): libraft 0.15 keeps its old term or
+ * vote, turns unavailable (recvCb, tickCb) and stays so, and nothing else would restart it. The
+ * fence closes as for a failed log write, so Raft restarts from its directory once that takes
+ * writes again. */
+static int wal_set_term(struct raft_io *io, raft_term term)
+{
+    struct cons *c = wal_of_io(io);
+    int rv = c->wal.set_term(io, term);
+    if (rv != 0 && io->data != NULL && raft_state(io->data) == RAFT_CANDIDATE) {
+        /* libraft 0.15's convertToCandidate, when the election it starts cannot write its term
+         * (a TimeoutNow from a leader handing over, which skips the pre-vote), frees the votes
+         * and sets the state to follower over the candidate's half of the state union; the
+         * unavailable state that follows then frees the follower's leader address, which
+         * overlays the candidate's disrupt_leader and in_pre_vote flags: free(0x1). Nothing
+         * reads those flags after a failed term write, so the overlaid address is cleared. */
+        struct raft *r = io->data;
+        r->follower_state.current_leader.address = NULL;
+    }
+    if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
+        wal_fence(c, rv, "raft term write refused");
+    } else if (rv == 0) {
+        c->wal.meta_term = term;
+        c->wal.meta_vote = 0;
+    }
+    return rv;
+}
+
+/* One vote per term, whatever libraft 0.15 asks: its electionVote grants the target of this
+ * server's own leadership transfer a vote even when it already voted in that term, and it keeps
+ * the transfer for up to an election timeout after it stopped leading (a deposed leader that was
+ * handing over votes for the transferee after voting for another candidate of the same term:
+ * two leaders). A second vote is refused with RAFT_NOCONNECTION, which libraft's recvMessage
+ * ignores: no vote is granted and no reply sent, as if the request were lost. */
+static int wal_set_vote(struct raft_io *io, raft_id server_id)
+{
+    struct cons *c = wal_of_io(io);
+    if (c->wal.meta_vote != 0 && c->wal.meta_vote != server_id) {
+        c->wal.n_votes_refused++;
+        log_warning("raft vote for %llu in term %llu refused: this server voted for %llu in that "
+                    "term (libraft 0.15 grants a second vote to the target of its own "
+                    "leadership transfer)",
+                    (unsigned long long)server_id, (unsigned long long)c->wal.meta_term,
+                    (unsigned long long)c->wal.meta_vote);
+        return RAFT_NOCONNECTION;
+    }
+    int rv = c->wal.set_vote(io, server_id);
+    if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
+        wal_fence(c, rv, "raft vote write refused");
+    } else if (rv == 0) {
+        c->wal.meta_vote = server_id;
+    }
+    return rv;
 }
 
 /* FNV-1a 64 of an entry's type and payload. */
@@ -642,6 +698,10 @@ static int wal_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
 {
     struct cons *c = wal_of_io(io);
     int rv = c->wal.load(io, term, voted_for, snapshot, start_index, entries, n_entries);
+    if (rv == 0) {
+        c->wal.meta_term = *term;
+        c->wal.meta_vote = *voted_for;
+    }
     if (rv != 0 || !c->wal.verify) {
         return rv;
     }
@@ -689,9 +749,13 @@ void cons_wal_wrap(struct cons *c, struct raft_io *io)
         c->wal.append = io->append;
         c->wal.load = io->load;
         c->wal.close = io->close;
+        c->wal.set_term = io->set_term;
+        c->wal.set_vote = io->set_vote;
         io->append = wal_append;
         io->load = wal_load;
         io->close = wal_close;
+        io->set_term = wal_set_term;
+        io->set_vote = wal_set_vote;
     }
 }
 

@@ -206,7 +206,14 @@ struct cons {
                     struct raft_snapshot **snapshot, raft_index *start_index,
                     struct raft_entry *entries[], size_t *n_entries);
         void (*close)(struct raft_io *io, raft_io_close_cb cb);
-        raft_io_close_cb close_cb;       /* libraft's, while the io closes */
+        int (*set_term)(struct raft_io *io, raft_term term);
+        int (*set_vote)(struct raft_io *io, raft_id server_id);
+        raft_io_close_cb close_cb; /* libraft's, while the io closes */
+        /* The term and vote the directory holds (loaded, then each one written): a second vote in
+         * one term is never written (wal_set_vote). */
+        raft_term meta_term;
+        raft_id meta_vote;
+        unsigned n_votes_refused;
         struct cons_wal_append *pending; /* appends passed down, with libraft's callbacks */
         unsigned n_pending, cap_pending;
         /* A leader's configuration entry whose write was refused at submission: accepted and

@@ -811,6 +811,99 @@ static void test_leader_that_cannot_persist_hands_over(void **state)
     assert_int_equal(cl->overlaps, 0);
 }
 
+/* The term and vote the fixture server i's directory holds, read back as a start would. */
+static void load_meta(struct cluster *cl, unsigned i, raft_term *term, raft_id *vote)
+{
+    struct raft_io *io = &cl->f.servers[i].io;
+    struct raft_snapshot *snapshot = NULL;
+    raft_index start = 0;
+    struct raft_entry *entries = NULL;
+    size_t n = 0;
+    assert_int_equal(io->load(io, term, vote, &snapshot, &start, &entries, &n), 0);
+    assert_null(snapshot);
+    if (n > 0) {
+        raft_free(entries[0].batch);
+    }
+    raft_free(entries);
+}
+
+/* A server never writes a second vote in one term (wal_set_vote): libraft 0.15 asks for one
+ * when the candidate is the target of its own leadership transfer, even after it stopped
+ * leading. The refusal is RAFT_NOCONNECTION, which libraft takes for a lost request, and the
+ * directory keeps the first vote. */
+static void test_one_vote_per_term(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    raft_fixture_kill(&cl->f, 2); /* its libraft acts no more: the test writes for it */
+    struct raft_io *io = &cl->f.servers[2].io;
+    raft_term t = raft_fixture_get(&cl->f, 2)->current_term + 10;
+    assert_int_equal(io->set_term(io, t), 0);
+    assert_int_equal(io->set_vote(io, 1), 0);
+    assert_int_equal(io->set_vote(io, 1), 0);
+    assert_int_equal(io->set_vote(io, 2), RAFT_NOCONNECTION);
+    assert_int_equal(cl->cons[2].wal.n_votes_refused, 1);
+    raft_term term = 0;
+    raft_id vote = 0;
+    load_meta(cl, 2, &term, &vote);
+    assert_int_equal(term, t);
+    assert_int_equal(vote, 1);
+    /* A new term takes any vote. */
+    assert_int_equal(io->set_term(io, t + 1), 0);
+    assert_int_equal(io->set_vote(io, 2), 0);
+    load_meta(cl, 2, &term, &vote);
+    assert_int_equal(term, t + 1);
+    assert_int_equal(vote, 2);
+    assert_int_equal(cl->cons[2].wal.n_votes_refused, 1);
+}
+
+static int refuse_term(struct raft_io *io, raft_term term)
+{
+    (void)io;
+    (void)term;
+    return RAFT_IOERR;
+}
+
+/* A term the directory refuses (raft_uv on a read-only file system) closes the fence as a
+ * failed log write does: libraft turns unavailable and only the restart from the directory
+ * brings it back. */
+static void test_refused_term_write_fences(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    raft_fixture_kill(&cl->f, 2);
+    struct cons *c = &cl->cons[2];
+    assert_false(c->wal.fenced);
+    c->wal.set_term = refuse_term;
+    struct raft_io *io = &cl->f.servers[2].io;
+    assert_int_equal(io->set_term(io, raft_fixture_get(&cl->f, 2)->current_term + 1), RAFT_IOERR);
+    assert_true(c->wal.fenced);
+    assert_non_null(strstr(c->wal.why, "raft term write refused"));
+    assert_true(c->storage.failed);
+}
+
+/* A leader hands over to a member whose directory refuses its term (read-only): the member's
+ * election, started by the leader's TimeoutNow without a pre-vote, cannot write its term, and
+ * libraft 0.15's error path then freed an address overlaid on the candidate's flags (free(0x1),
+ * wal_set_term). The member turns unavailable behind its fence instead; the others lead on. */
+static void test_handover_to_unwritable_term(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    unsigned t = ((unsigned)l + 1) % cl->n;
+    cl->cons[t].wal.set_term = refuse_term;
+    char errmsg[RPG_ERRMSG_SIZE];
+    assert_int_equal(cons_transfer(&cl->cons[l], t + 1, errmsg), 0);
+    run_for(cl, 3 * ET_MS);
+    assert_int_equal(raft_state(raft_fixture_get(&cl->f, t)), RAFT_UNAVAILABLE);
+    assert_true(cl->cons[t].wal.fenced);
+    assert_non_null(strstr(cl->cons[t].wal.why, "raft term write refused"));
+    int ti = (int)t;
+    assert_true(run_until(cl, has_ready_leader_other_than, &ti, WAIT_MS));
+}
+
 /* So does a leader whose replicated state diverged. */
 static void test_diverged_leader_hands_over(void **state)
 {
@@ -1267,6 +1360,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_diverged_leader_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_leader_acts_after_the_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_healthy_leader_stays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_vote_per_term, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_term_write_fences, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handover_to_unwritable_term, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_disks_lapse_a_barrier_only_lease, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_slow_disks_keep_an_echoed_lease, setup, teardown),

@@ -295,6 +295,7 @@ struct sim_node {
     bool storage_exited; /* its agent left the Raft group over it (cons.failed): back at the end */
     rpg_msec probe_at;   /* cons_uv.c's storage probe: when it last ran */
     bool raft_restarting; /* cons_uv.c restart_raft: the server closes once its requests end */
+    bool raft_reload;     /* its agent died: the server starts again from its directory alone */
     rpg_msec frozen_until;
     bool raft_killed;
     int64_t clock_offset; /* the node's monotonic clock: global time + offset, drift applied */
@@ -424,6 +425,10 @@ struct sim_shim {
     int (*send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *message,
                 raft_io_send_cb cb);
     int (*bootstrap)(struct raft_io *io, const struct raft_configuration *conf);
+    int (*set_term)(struct raft_io *io, raft_term term);
+    int (*set_vote)(struct raft_io *io, raft_id server_id);
+    int (*snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                        const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
     struct sim_shim_append *pending;
     unsigned n_pending, cap_pending;
     struct sim_shim_send *sends;
@@ -603,6 +608,7 @@ void sim_raft_started(struct sim_world *w, unsigned i);
  * fixture's log (its directory) once no request of it is left in the fixture. */
 void sim_raft_restart(struct sim_world *w, unsigned i);
 bool sim_raft_reopen_maybe(struct sim_world *w, unsigned i);
+bool sim_raft_reload_maybe(struct sim_world *w, unsigned i);
 bool sim_shim_idle(struct sim_world *w, unsigned fx);
 /* EV_LEASE: the lease renewal, every ET/4 (cons_uv.c). */
 void sim_lease_renew(struct sim_world *w, unsigned i);

@@ -368,6 +368,9 @@ static void echo_settle(struct sim_world *w, unsigned k);
 void sim_raft_monitor(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
+    if (n->raft_reload && sim_raft_reload_maybe(w, i)) {
+        return;
+    }
     if (n->raft_restarting && n->agent.alive && sim_raft_reopen_maybe(w, i)) {
         raft_reopened(w, i);
         return;
@@ -401,6 +404,11 @@ void sim_raft_restart(struct sim_world *w, unsigned i)
 void sim_raft_started(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
+    if (n->raft_reload && !sim_raft_reload_maybe(w, i) && n->raft_reload) {
+        /* The old server's requests still run: load the directory once they end. */
+        sim_push(w, sim_now(w) + 10, EV_RAFT_START, (int)i, n->agent.gen, 0);
+        return;
+    }
     cons_set_running(cons_of(w, i));
     sim_raft_revive(w, i);
     n->agent.recv_mark = raft_fixture_n_recv(&w->fx, n->fx, RAFT_IO_APPEND_ENTRIES);
@@ -1412,5 +1420,8 @@ void sim_agent_crash(struct sim_world *w, unsigned i)
     w->nodes[i].raft_restarting = false; /* the next agent restarts it if still fenced */
     cons_detach(cons_of(w, i));
     sim_raft_kill(w, i);
+    /* The process and its memory are gone: the server reloads from its directory. */
+    w->nodes[i].raft_reload = true;
+    sim_raft_reload_maybe(w, i);
     sim_trace(w, (int)i, "agent died");
 }

@@ -426,6 +426,29 @@ static int shim_bootstrap(struct raft_io *io, const struct raft_configuration *c
     return rv;
 }
 
+/* raft_uv rewrites its metadata files in place (uvMetadataStore): a full directory takes the
+ * term and the vote, a read-only one refuses them. */
+static int shim_set_term(struct raft_io *io, raft_term term)
+{
+    struct sim_shim *s = shim_of(io);
+    return s->fail == RAFT_IOERR ? RAFT_IOERR : s->set_term(io, term);
+}
+
+static int shim_set_vote(struct raft_io *io, raft_id server_id)
+{
+    struct sim_shim *s = shim_of(io);
+    return s->fail == RAFT_IOERR ? RAFT_IOERR : s->set_vote(io, server_id);
+}
+
+/* A snapshot is new files: neither directory takes it. */
+static int shim_snapshot_put(struct raft_io *io, unsigned trailing,
+                             struct raft_io_snapshot_put *req, const struct raft_snapshot *snapshot,
+                             raft_io_snapshot_put_cb cb)
+{
+    struct sim_shim *s = shim_of(io);
+    return s->fail != 0 ? s->fail : s->snapshot_put(io, trailing, req, snapshot, cb);
+}
+
 static void shim_install(struct sim_world *w, unsigned fx)
 {
     struct raft_io *io = &w->fx.servers[fx].io;
@@ -440,6 +463,12 @@ static void shim_install(struct sim_world *w, unsigned fx)
     io->truncate = shim_truncate;
     io->send = shim_send;
     io->bootstrap = shim_bootstrap;
+    s->set_term = io->set_term;
+    s->set_vote = io->set_vote;
+    s->snapshot_put = io->snapshot_put;
+    io->set_term = shim_set_term;
+    io->set_vote = shim_set_vote;
+    io->snapshot_put = shim_snapshot_put;
 }
 
 /* The fixture holds no request of server fx's libraft: it may close. */
@@ -614,6 +643,50 @@ bool sim_raft_reopen_maybe(struct sim_world *w, unsigned i)
     }
     if (rv != 0) {
         fprintf(stderr, "raftpg_sim: %s: raft restart failed: %s: %s\n", n->name, raft_strerror(rv),
+                raft_errmsg(r));
+        abort();
+    }
+    return true;
+}
+
+/* A dead agent's Raft server, on node i: the next process starts from what the directory holds
+ * (the fixture's term, vote and log, which the shim keeps to what was written) and from nothing of
+ * the dead one's memory (its role, its volatile state, a leadership transfer under way). It is
+ * reopened once the fixture holds no request of the old server (the writes the dead process had
+ * handed to the kernel complete first). A server whose
+ * libraft freed its installed configuration (cons.c config_freed, out of memory only) cannot
+ * close and keeps its memory. True when it reloaded. */
+bool sim_raft_reload_maybe(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    if (!n->raft_reload || !sim_shim_idle(w, n->fx)) {
+        return false;
+    }
+    n->raft_reload = false;
+    struct cons *c = &n->cons;
+    if (c->wal.config_freed) {
+        return false;
+    }
+    struct raft_fixture_server *srv = &w->fx.servers[n->fx];
+    struct raft *r = &srv->raft;
+    raft_close(r, NULL);
+    cons_restart_reset(c);
+    /* A new process holds no log to check the directory against (the record of a pending
+     * failure, README.md of tests/sim, is not modelled). */
+    free(c->wal.sums);
+    c->wal.sums = NULL;
+    c->wal.n_sums = 0;
+    c->wal.verify = false;
+    c->wal.verified = false;
+    c->wal.from_record = false;
+    int rv = raft_init(r, &srv->io, &c->fsm.raft, srv->id, srv->address);
+    if (rv == 0) {
+        r->data = c;
+        configure(r);
+        rv = raft_start(r);
+    }
+    if (rv != 0) {
+        fprintf(stderr, "raftpg_sim: %s: raft reload failed: %s: %s\n", n->name, raft_strerror(rv),
                 raft_errmsg(r));
         abort();
     }

@@ -1077,18 +1077,12 @@ rpg_msec cons_lease_renewal_max(const struct cons *c, rpg_msec now)
     return max_ms > prev ? max_ms : prev;
 }
 
-static bool flap_leading(const struct cons *c);
-
-/* A renewal: the lease ends no earlier than until. A lapse it ends is noted first
- * (fence_flap_note): between two fence ticks, a lapse may last less than one. */
+/* A renewal: the lease ends no earlier than until. */
 static void lease_extend(struct cons *c, rpg_msec until)
 {
-    rpg_msec now = c->host.now(c);
-    fence_flap_note(&c->flap, flap_leading(c), c->lease_until, now);
     if (until > c->lease_until) {
         c->lease_until = until;
     }
-    fence_flap_note(&c->flap, flap_leading(c), c->lease_until, now);
 }
 
 static void lease_cb(struct raft_barrier *req, int status)
@@ -1267,7 +1261,7 @@ static void flap_tick(struct cons *c)
     struct fence_timing t;
     fence_timing_init(&t, c->params.election_timeout_ms);
     rpg_msec now = c->host.now(c);
-    if (!fence_flap_tick(&t, &c->flap, flap_leading(c), c->lease_until, now)) {
+    if (!fence_flap_tick(&t, &c->flap, flap_leading(c), now)) {
         return;
     }
     uint64_t id = c->host.pick_voter != NULL ? c->host.pick_voter(c, c->host.data) : 0;
@@ -1335,6 +1329,13 @@ void cons_storage_tick(struct cons *c)
 rpg_msec cons_lease_until(const struct cons *c)
 {
     return live(c) && c->role == CONS_ROLE_LEADER && c->leader_ready ? c->lease_until : 0;
+}
+
+rpg_msec cons_lease_fence(struct cons *c, rpg_msec now)
+{
+    rpg_msec until = cons_lease_until(c);
+    fence_flap_note(&c->flap, flap_leading(c), until, now);
+    return until;
 }
 
 /* ---- command submission ------------------------------------------------------------------ */

@@ -35,9 +35,8 @@ void fence_flap_note(struct fence_flap *f, bool leader_ready, rpg_msec lease_unt
 }
 
 bool fence_flap_tick(const struct fence_timing *t, struct fence_flap *f, bool leader_ready,
-                     rpg_msec lease_until, rpg_msec now)
+                     rpg_msec now)
 {
-    fence_flap_note(f, leader_ready, lease_until, now);
     /* A lapse not yet answered that follows another within the window; or, still leading and
      * lapsed, a transfer that did not take (libraft gives up after ET). */
     bool repeated = f->prev_lapse != 0 && f->last_lapse - f->prev_lapse <= t->flap_window_ms;

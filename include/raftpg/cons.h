@@ -343,6 +343,10 @@ int cons_transfer(struct cons *c, uint64_t id, char *errmsg);
  * majority confirmed it recently). */
 rpg_msec cons_lease_until(const struct cons *c);
 
+/* cons_lease_until for the fence's tick at now, which notes it (fence.h fence_flap_note): the
+ * lapses that count are the ones the fence sees, and acts on. */
+rpg_msec cons_lease_fence(struct cons *c, rpg_msec now);
+
 /* Whether this leader's lease is steady after a lapse (fence.h fence_flap_steady); true without
  * a recent lapse. */
 bool cons_lease_steady(const struct cons *c, rpg_msec now);

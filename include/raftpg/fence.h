@@ -118,15 +118,16 @@ rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_he
 
 /* A leader whose lease keeps lapsing (a lossy link that lets a renewal through now and then):
  * each lapse is a hard fence, each renewal would start PostgreSQL again, and the healthy majority
- * has no primary while this leader holds on. Two rules, kept by fence_flap_tick from one tick of
- * the leader's loop (cons_storage_tick) to the next, across terms:
+ * has no primary while this leader holds on. Two rules, over the lapses the fence tick notes
+ * (fence_flap_note) and kept across terms:
  * - Steady before acting: after a lapse, the lease must have been held without a lapse for
  *   steady_ms (ET: four renewals in a row) before the leader acts as leader again
  *   (fence_flap_steady, lead_gate), so one renewal that gets through starts nothing.
- * - Hand over when it repeats: a second lapse within window_ms (20 ET) of the previous one
- *   hands leadership to a healthy voter, and so does every later one within the window, at most
- *   once per retry_ms (ET: libraft gives a transfer up after ET). One lapse alone (a stall that
- *   outlived the lease) never does. */
+ * - Hand over when it repeats: a second lapse within flap_window_ms (20 ET) of the previous one
+ *   hands leadership to a healthy voter (fence_flap_tick, from cons_storage_tick), and so does
+ *   every later one within the window; while still leader and lapsed, again every steady_ms
+ *   (libraft gives a transfer up after ET). One lapse alone (a stall that outlived the lease)
+ *   never does. */
 #define FENCE_FLAP_WINDOW_ET 20
 
 struct fence_flap {
@@ -140,13 +141,16 @@ struct fence_flap {
     unsigned n_handovers;
 };
 
-/* Notes what the leader's lease is at now: leader_ready (the ready Raft leader), its lease's end.
- * Called at every tick and around every renewal, so that a lapse shorter than a tick is seen. */
+/* Notes what the leader's lease is at now, at every fence tick: leader_ready (the ready Raft
+ * leader), its lease's end. A lapse is what the fence sees lapsed (and fences hard); a renewal
+ * that ends one between two ticks had its probe sent before the lease ended, so the lease it
+ * grants joins the old one without a gap, and nothing was fenced. */
 void fence_flap_note(struct fence_flap *f, bool leader_ready, rpg_msec lease_until, rpg_msec now);
 
-/* One tick: fence_flap_note, then true when the leader should hand leadership over now. */
+/* One tick of the leader's loop (leader_ready as above) after the notes: true when the leader
+ * should hand leadership over now. */
 bool fence_flap_tick(const struct fence_timing *t, struct fence_flap *f, bool leader_ready,
-                     rpg_msec lease_until, rpg_msec now);
+                     rpg_msec now);
 
 /* Whether the leader's lease has been steady long enough after a lapse (true with no lapse in
  * the window). */

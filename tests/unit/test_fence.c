@@ -461,6 +461,14 @@ static void test_a_lease_echo_is_yes_only_after_a_timer_restart_from_that_leader
     assert_int_equal(fence_echo_decide(&v, 2, 7, 1000, 1500, ft.echo_wait_ms), FENCE_ECHO_NO);
 }
 
+/* One fence tick as the executors run it: the note, then the leader loop's decision. */
+static bool flap(const struct fence_timing *ft, struct fence_flap *f, bool leader, rpg_msec until,
+                 rpg_msec now)
+{
+    fence_flap_note(f, leader, until, now);
+    return fence_flap_tick(ft, f, leader, now);
+}
+
 /* A single lapse (a stall that outlived the lease) never hands over; once the lease is held
  * again it must be held for steady_ms before the leader acts. */
 static void test_one_lapse_needs_a_steady_lease_but_never_hands_over(void **state)
@@ -472,65 +480,69 @@ static void test_one_lapse_needs_a_steady_lease_but_never_hands_over(void **stat
     assert_int_equal(ft.flap_window_ms, 20000);
     struct fence_flap f = {0};
     /* A leader holding its lease: steady, nothing to do. */
-    assert_false(fence_flap_tick(&ft, &f, true, 5800, 5000));
+    assert_false(flap(&ft, &f, true, 5800, 5000));
     assert_true(fence_flap_steady(&ft, &f, 5000));
     /* It lapses: no hand-over, not steady. */
-    assert_false(fence_flap_tick(&ft, &f, true, 5800, 5800));
+    assert_false(flap(&ft, &f, true, 5800, 5800));
     assert_int_equal(f.n_lapses, 1);
     assert_false(fence_flap_steady(&ft, &f, 5800));
-    /* Renewed at 5850 (a note around the renewal): steady only from 6850. */
-    fence_flap_note(&f, true, 6650, 5850);
+    /* Renewed, seen at the tick of 5850: steady only from 6850. */
+    assert_false(flap(&ft, &f, true, 6650, 5850));
     assert_false(fence_flap_steady(&ft, &f, 5900));
-    assert_false(fence_flap_tick(&ft, &f, true, 7000, 6849));
+    assert_false(flap(&ft, &f, true, 7000, 6849));
     assert_false(fence_flap_steady(&ft, &f, 6849));
-    assert_false(fence_flap_tick(&ft, &f, true, 7600, 6850));
+    assert_false(flap(&ft, &f, true, 7600, 6850));
     assert_true(fence_flap_steady(&ft, &f, 6850));
     /* Held for the rest of the window and beyond: never a hand-over. */
-    for (rpg_msec now = 6900; now < 40000; now += 100) {
-        assert_false(fence_flap_tick(&ft, &f, true, now + 700, now));
+    for (rpg_msec now = 6900; now < 40000; now += 10) {
+        assert_false(flap(&ft, &f, true, now + 700, now));
     }
+    assert_int_equal(f.n_lapses, 1);
     assert_int_equal(f.n_handovers, 0);
     assert_true(fence_flap_steady(&ft, &f, 40000));
+    /* A lapse no tick saw (renewed in between) is none. */
+    assert_false(flap(&ft, &f, true, 40800, 40790));
+    assert_false(flap(&ft, &f, true, 41600, 40810));
+    assert_int_equal(f.n_lapses, 1);
 }
 
 /* A lease that keeps lapsing: the second lapse within the window hands over, once; a transfer
- * that did not take is asked again after steady_ms while still lapsed; a lapse seen only around
- * a renewal (shorter than a tick) counts; lapses further apart than the window do not. */
+ * that did not take is asked again after steady_ms while still lapsed; back as leader in the
+ * window, one lapse hands over at once; lapses further apart than the window do not. */
 static void test_a_lease_that_lapses_again_hands_over(void **state)
 {
     (void)state;
     struct fence_timing ft;
     fence_timing_init(&ft, 1000);
     struct fence_flap f = {0};
-    assert_false(fence_flap_tick(&ft, &f, true, 1800, 1000));
-    assert_false(fence_flap_tick(&ft, &f, true, 1800, 1800)); /* lapse 1 */
-    fence_flap_note(&f, true, 1800, 1850);                    /* before a renewal */
-    fence_flap_note(&f, true, 2600, 1850);                    /* after it */
-    assert_false(fence_flap_tick(&ft, &f, true, 2600, 1900));
-    /* Lapse 2, 50 ms long between two ticks: seen around the renewal that ends it. */
-    fence_flap_note(&f, true, 2600, 2620);
+    assert_false(flap(&ft, &f, true, 1800, 1000));
+    assert_false(flap(&ft, &f, true, 1800, 1800)); /* lapse 1 */
+    assert_false(flap(&ft, &f, true, 2600, 1850)); /* renewed */
+    assert_false(flap(&ft, &f, true, 2600, 1900));
+    /* Lapse 2, one tick long, then renewed: the leader loop's next tick hands over. */
+    fence_flap_note(&f, true, 2600, 2610);
     fence_flap_note(&f, true, 3400, 2620);
     assert_int_equal(f.n_lapses, 2);
     assert_false(fence_flap_steady(&ft, &f, 2700));
-    assert_true(fence_flap_tick(&ft, &f, true, 3400, 2700));
-    assert_false(fence_flap_tick(&ft, &f, true, 3400, 2800)); /* answered once */
+    assert_true(fence_flap_tick(&ft, &f, true, 2700));
+    assert_false(flap(&ft, &f, true, 3400, 2800)); /* answered once */
     /* Still leader, lapsed again: asked at once (a new lapse), then every steady_ms. */
-    assert_true(fence_flap_tick(&ft, &f, true, 3400, 3400));
-    assert_false(fence_flap_tick(&ft, &f, true, 3400, 4399));
-    assert_true(fence_flap_tick(&ft, &f, true, 3400, 4400));
+    assert_true(flap(&ft, &f, true, 3400, 3400));
+    assert_false(flap(&ft, &f, true, 3400, 4399));
+    assert_true(flap(&ft, &f, true, 3400, 4400));
     assert_int_equal(f.n_handovers, 3);
-    /* No longer leader: nothing; leading again in a later term inside the window, one lapse
-     * hands over at once, and the lease must be steady first. */
-    assert_false(fence_flap_tick(&ft, &f, false, 0, 5000));
-    assert_false(fence_flap_tick(&ft, &f, true, 9800, 9000));
+    /* No longer leader: nothing; leading again in a later term inside the window, the lease
+     * must be steady first, and one lapse hands over at once. */
+    assert_false(flap(&ft, &f, false, 0, 5000));
+    assert_false(flap(&ft, &f, true, 9800, 9000));
     assert_false(fence_flap_steady(&ft, &f, 9500));
-    assert_false(fence_flap_steady(&ft, &f, 9999));
-    assert_true(fence_flap_tick(&ft, &f, true, 9800, 9800));
+    assert_false(fence_flap_steady(&ft, &f, 9790));
+    assert_true(flap(&ft, &f, true, 9800, 9800));
     /* Far apart: two lapses 20.1 s apart hand nothing over. */
     struct fence_flap g = {0};
-    assert_false(fence_flap_tick(&ft, &g, true, 1000, 1000));
-    assert_false(fence_flap_tick(&ft, &g, true, 21900, 1100));
-    assert_false(fence_flap_tick(&ft, &g, true, 21100, 21100));
+    assert_false(flap(&ft, &g, true, 1000, 1000));
+    assert_false(flap(&ft, &g, true, 21900, 1100));
+    assert_false(flap(&ft, &g, true, 21100, 21100));
     assert_int_equal(g.n_lapses, 2);
     assert_int_equal(g.n_handovers, 0);
 }

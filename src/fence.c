@@ -27,6 +27,9 @@ void fence_flap_note(struct fence_flap *f, bool leader_ready, rpg_msec lease_unt
         f->last_lapse = now;
         f->n_lapses++;
     }
+    if (!f->leading) {
+        f->lead_since = now;
+    }
     if (!lapsed && (f->lapsed || !f->leading)) {
         f->held_since = now;
     }
@@ -37,12 +40,15 @@ void fence_flap_note(struct fence_flap *f, bool leader_ready, rpg_msec lease_unt
 bool fence_flap_tick(const struct fence_timing *t, struct fence_flap *f, bool leader_ready,
                      rpg_msec now)
 {
-    /* A lapse not yet answered that follows another within the window; or, still leading and
-     * lapsed, a transfer that did not take (libraft gives up after ET). */
-    bool repeated = f->prev_lapse != 0 && f->last_lapse - f->prev_lapse <= t->flap_window_ms;
-    bool unanswered = f->last_lapse > f->handed_at;
-    bool retry = f->lapsed && now - f->handed_at >= t->steady_ms;
-    if (!leader_ready || !repeated || (!unanswered && !retry)) {
+    /* Only with the lease held again: no other leader exists then, so the target is in this
+     * term (a leader that resumed stale would ask a node of a later term to stand, and libraft
+     * 0.15 lets a transfer skip vote refusal); a leader that never renews is stepped down by
+     * libraft and needs no hand-over. */
+    bool repeated = f->prev_lapse != 0 && f->last_lapse >= f->lead_since &&
+                    f->last_lapse - f->prev_lapse <= t->flap_window_ms &&
+                    now - f->last_lapse <= t->flap_window_ms;
+    bool due = f->handed_at < f->last_lapse || now - f->handed_at >= t->steady_ms;
+    if (!leader_ready || !f->leading || f->lapsed || !repeated || !due) {
         return false;
     }
     f->handed_at = now;

@@ -123,11 +123,14 @@ rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_he
  * - Steady before acting: after a lapse, the lease must have been held without a lapse for
  *   steady_ms (ET: four renewals in a row) before the leader acts as leader again
  *   (fence_flap_steady, lead_gate), so one renewal that gets through starts nothing.
- * - Hand over when it repeats: a second lapse within flap_window_ms (20 ET) of the previous one
- *   hands leadership to a healthy voter (fence_flap_tick, from cons_storage_tick), and so does
- *   every later one within the window; while still leader and lapsed, again every steady_ms
- *   (libraft gives a transfer up after ET). One lapse alone (a stall that outlived the lease)
- *   never does. */
+ * - Hand over when it repeats: after a second lapse within flap_window_ms (20 ET) of the
+ *   previous one, the leader hands leadership to a healthy voter (fence_flap_tick, from
+ *   cons_storage_tick) as soon as it holds its lease again, and again every steady_ms while it
+ *   still leads within the window (libraft gives a transfer up after ET); a node that leads again
+ *   within the window does so at its first lapse (the second may have been in an earlier term),
+ *   not at once: the others may need it (it holds commits). Never while lapsed: a
+ *   leader that resumed stale would ask a node of a later term to stand, and a transfer skips
+ *   vote refusal. One lapse alone (a stall that outlived the lease) never hands over. */
 #define FENCE_FLAP_WINDOW_ET 20
 
 struct fence_flap {
@@ -135,6 +138,7 @@ struct fence_flap {
     bool lapsed;         /* ... with its lease lapsed */
     rpg_msec last_lapse; /* the last lapse began (0: none) */
     rpg_msec prev_lapse; /* the one before it */
+    rpg_msec lead_since; /* this node has been the ready leader since */
     rpg_msec held_since; /* the lease has been held without a lapse since */
     rpg_msec handed_at;  /* the last hand-over this caused */
     unsigned n_lapses;

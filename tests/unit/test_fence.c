@@ -506,9 +506,10 @@ static void test_one_lapse_needs_a_steady_lease_but_never_hands_over(void **stat
     assert_int_equal(f.n_lapses, 1);
 }
 
-/* A lease that keeps lapsing: the second lapse within the window hands over, once; a transfer
- * that did not take is asked again after steady_ms while still lapsed; back as leader in the
- * window, one lapse hands over at once; lapses further apart than the window do not. */
+/* A lease that keeps lapsing: after the second lapse within the window the leader hands over
+ * once it holds its lease again (never while lapsed: it may be a stale leader), then every
+ * steady_ms while it leads; back as leader in the window, at its first lapse; lapses further
+ * apart than the window hand nothing over. */
 static void test_a_lease_that_lapses_again_hands_over(void **state)
 {
     (void)state;
@@ -519,30 +520,41 @@ static void test_a_lease_that_lapses_again_hands_over(void **state)
     assert_false(flap(&ft, &f, true, 1800, 1800)); /* lapse 1 */
     assert_false(flap(&ft, &f, true, 2600, 1850)); /* renewed */
     assert_false(flap(&ft, &f, true, 2600, 1900));
-    /* Lapse 2, one tick long, then renewed: the leader loop's next tick hands over. */
-    fence_flap_note(&f, true, 2600, 2610);
-    fence_flap_note(&f, true, 3400, 2620);
+    /* Lapse 2: not while lapsed, however long. */
+    assert_false(flap(&ft, &f, true, 2600, 2600));
+    assert_false(flap(&ft, &f, true, 2600, 4000));
     assert_int_equal(f.n_lapses, 2);
-    assert_false(fence_flap_steady(&ft, &f, 2700));
-    assert_true(fence_flap_tick(&ft, &f, true, 2700));
-    assert_false(flap(&ft, &f, true, 3400, 2800)); /* answered once */
-    /* Still leader, lapsed again: asked at once (a new lapse), then every steady_ms. */
-    assert_true(flap(&ft, &f, true, 3400, 3400));
-    assert_false(flap(&ft, &f, true, 3400, 4399));
-    assert_true(flap(&ft, &f, true, 3400, 4400));
+    /* Renewed: at once, then not before steady_ms. */
+    assert_true(flap(&ft, &f, true, 4700, 4000 + 10));
+    assert_false(fence_flap_steady(&ft, &f, 4100));
+    assert_false(flap(&ft, &f, true, 4700, 4500));
+    assert_false(flap(&ft, &f, true, 5700, 5009));
+    assert_true(flap(&ft, &f, true, 5700, 5010));
+    /* A new lapse and a renewal: at once again. */
+    assert_false(flap(&ft, &f, true, 5700, 5700));
+    assert_true(flap(&ft, &f, true, 6500, 5720));
     assert_int_equal(f.n_handovers, 3);
-    /* No longer leader: nothing; leading again in a later term inside the window, the lease
-     * must be steady first, and one lapse hands over at once. */
-    assert_false(flap(&ft, &f, false, 0, 5000));
+    /* No longer leader: nothing. Leading again in a later term inside the window: the lease must
+     * be steady first, and nothing is handed over until it lapses once in this term. */
+    assert_false(flap(&ft, &f, false, 0, 6000));
     assert_false(flap(&ft, &f, true, 9800, 9000));
     assert_false(fence_flap_steady(&ft, &f, 9500));
-    assert_false(fence_flap_steady(&ft, &f, 9790));
-    assert_true(flap(&ft, &f, true, 9800, 9800));
+    assert_false(flap(&ft, &f, true, 9800, 9500));
+    assert_false(flap(&ft, &f, true, 9800, 9800)); /* its first lapse here */
+    assert_true(flap(&ft, &f, true, 10600, 9810));
+    /* The window ends 20 s after the last lapse: nothing more. */
+    for (rpg_msec now = 10900; now < 40000; now += 10) {
+        bool handed = flap(&ft, &f, true, now + 700, now);
+        assert_true(!handed || now - 9800 <= ft.flap_window_ms);
+    }
+    assert_false(flap(&ft, &f, true, 40700, 40000));
+    assert_true(fence_flap_steady(&ft, &f, 40000));
     /* Far apart: two lapses 20.1 s apart hand nothing over. */
     struct fence_flap g = {0};
     assert_false(flap(&ft, &g, true, 1000, 1000));
     assert_false(flap(&ft, &g, true, 21900, 1100));
     assert_false(flap(&ft, &g, true, 21100, 21100));
+    assert_false(flap(&ft, &g, true, 21900, 21110));
     assert_int_equal(g.n_lapses, 2);
     assert_int_equal(g.n_handovers, 0);
 }

@@ -1141,6 +1141,14 @@ rpg_msec cons_lease_renewal_max(const struct cons *c, rpg_msec now)
     return max_ms > prev ? max_ms : prev;
 }
 
+/* A renewal: the lease ends no earlier than until. */
+static void lease_extend(struct cons *c, rpg_msec until)
+{
+    if (until > c->lease_until) {
+        c->lease_until = until;
+    }
+}
+
 static void lease_cb(struct raft_barrier *req, int status)
 {
     struct cons_req *q = req->data;
@@ -1160,10 +1168,7 @@ static void lease_cb(struct raft_barrier *req, int status)
     }
     lease_record(c, submitted);
     c->lease_stats.via_barrier++;
-    rpg_msec until = submitted + lease_length(c);
-    if (until > c->lease_until) {
-        c->lease_until = until;
-    }
+    lease_extend(c, submitted + lease_length(c));
 }
 
 static void lease_submit(struct cons *c)
@@ -1260,10 +1265,7 @@ void cons_echo_yes(struct cons *c, uint64_t id, uint64_t seq)
     }
     p->granted = true;
     c->lease_stats.via_echo++;
-    rpg_msec until = p->sent + lease_length(c);
-    if (until > c->lease_until) {
-        c->lease_until = until;
-    }
+    lease_extend(c, p->sent + lease_length(c));
 }
 
 unsigned cons_echo_targets(const struct cons *c, uint64_t *ids, unsigned max)
@@ -1307,8 +1309,45 @@ enum fence_echo cons_echo_answer(const struct cons *c, uint64_t leader_id, raft_
 
 static int start_transfer(struct cons *c, uint64_t id);
 
+static rpg_msec lease_length(const struct cons *c);
+
+/* fence_flap_tick: a leader whose lease lapses again within the window hands leadership to a
+ * healthy voter (lead_pick_voter, through the host) instead of starting its server between two
+ * lapses. */
+static bool flap_leading(const struct cons *c)
+{
+    return live(c) && raft_state(c->raft) == RAFT_LEADER && c->role == CONS_ROLE_LEADER &&
+           c->leader_ready;
+}
+
+static void flap_tick(struct cons *c)
+{
+    struct fence_timing t;
+    fence_timing_init(&t, c->params.election_timeout_ms);
+    rpg_msec now = c->host.now(c);
+    if (!fence_flap_tick(&t, &c->flap, flap_leading(c), now)) {
+        return;
+    }
+    uint64_t id = c->host.pick_voter != NULL ? c->host.pick_voter(c, c->host.data) : 0;
+    int rv = c->transfer_pending ? 0 : start_transfer(c, id);
+    log_error("leader steps aside: its lease lapsed again %llu ms after the previous lapse "
+              "(lapses within %llu ms hand over); handing leadership to %s%s%s",
+              (unsigned long long)(c->flap.last_lapse - c->flap.prev_lapse),
+              (unsigned long long)t.flap_window_ms,
+              id != 0 ? member_name_by_id(c, id) : "the most up-to-date voter",
+              rv != 0 ? ": transfer refused: " : "", rv != 0 ? raft_strerror(rv) : "");
+}
+
+bool cons_lease_steady(const struct cons *c, rpg_msec now)
+{
+    struct fence_timing t;
+    fence_timing_init(&t, c->params.election_timeout_ms);
+    return fence_flap_steady(&t, &c->flap, now);
+}
+
 void cons_storage_tick(struct cons *c)
 {
+    flap_tick(c);
     if (!live(c) || raft_state(c->raft) != RAFT_LEADER) {
         return;
     }
@@ -1354,6 +1393,13 @@ void cons_storage_tick(struct cons *c)
 rpg_msec cons_lease_until(const struct cons *c)
 {
     return live(c) && c->role == CONS_ROLE_LEADER && c->leader_ready ? c->lease_until : 0;
+}
+
+rpg_msec cons_lease_fence(struct cons *c, rpg_msec now)
+{
+    rpg_msec until = cons_lease_until(c);
+    fence_flap_note(&c->flap, flap_leading(c), until, now);
+    return until;
 }
 
 /* ---- command submission ------------------------------------------------------------------ */

@@ -648,10 +648,11 @@ static bool fence_tick_inner(struct agent *a, bool *unfenced)
     }
     int pid = pg_postmaster_pid(&a->pg);
     const struct ha_pg *o = &a->pg.obs;
+    rpg_msec now = cons_uv_clock_ms();
     struct fence_world w = {
-        .now = cons_uv_clock_ms(),
+        .now = now,
         .leader_ready = a->cons_open && a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready,
-        .lease_until = cons_lease_until(&a->cons),
+        .lease_until = cons_lease_fence(&a->cons, now),
         .lease_pending = a->cons.lease_pending,
         .lease_submitted = a->cons.lease_submitted,
         .writable = pg_may_accept_writes(&a->pg),

@@ -2768,6 +2768,10 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
                 "raftpg_lease_echoes_total{%s,answer=\"failed\"} %llu\n",
                 labels, (unsigned long long)a->echo.n_yes, labels, (unsigned long long)a->echo.n_no,
                 labels, (unsigned long long)a->echo.n_failed);
+        metric(f, "raftpg_lease_echoes_refused_total", "counter",
+               "Lease echo probes this member refused as a voter: unsigned, a proof that does not "
+               "verify, or not newer than one taken (a replay).",
+               labels, (double)a->echo.n_refused);
         rpg_msec now = cons_uv_clock_ms();
         metric(f, "raftpg_lease_renewal_max_seconds", "gauge",
                "Longest lease barrier commit of the last one to two minutes.", labels,

@@ -10,6 +10,58 @@ void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms)
     t->escalate_ms = t->margin_ms / 2 > 0 ? t->margin_ms / 2 : 1;
     t->gap_ms = et / 2 > 0 ? et / 2 : 1;
     t->echo_wait_ms = et / 2 > 0 ? et / 2 : 1;
+    t->steady_ms = et > 0 ? et : 1;
+    t->flap_window_ms = FENCE_FLAP_WINDOW_ET * t->steady_ms;
+}
+
+void fence_flap_note(struct fence_flap *f, bool leader_ready, rpg_msec lease_until, rpg_msec now)
+{
+    if (!leader_ready) {
+        f->leading = false;
+        f->lapsed = false;
+        return;
+    }
+    bool lapsed = fence_lease_lapsed(lease_until, now);
+    if (lapsed && !f->lapsed) {
+        f->prev_lapse = f->last_lapse;
+        f->last_lapse = now;
+        f->n_lapses++;
+    }
+    if (!f->leading) {
+        f->lead_since = now;
+    }
+    if (!lapsed && (f->lapsed || !f->leading)) {
+        f->held_since = now;
+    }
+    f->leading = true;
+    f->lapsed = lapsed;
+}
+
+bool fence_flap_tick(const struct fence_timing *t, struct fence_flap *f, bool leader_ready,
+                     rpg_msec now)
+{
+    /* Only with the lease held again: no other leader exists then, so the target is in this
+     * term (a leader that resumed stale would ask a node of a later term to stand, and libraft
+     * 0.15 lets a transfer skip vote refusal); a leader that never renews is stepped down by
+     * libraft and needs no hand-over. */
+    bool repeated = f->prev_lapse != 0 && f->last_lapse >= f->lead_since &&
+                    f->last_lapse - f->prev_lapse <= t->flap_window_ms &&
+                    now - f->last_lapse <= t->flap_window_ms;
+    bool due = f->handed_at < f->last_lapse || now - f->handed_at >= t->steady_ms;
+    if (!leader_ready || !f->leading || f->lapsed || !repeated || !due) {
+        return false;
+    }
+    f->handed_at = now;
+    f->n_handovers++;
+    return true;
+}
+
+bool fence_flap_steady(const struct fence_timing *t, const struct fence_flap *f, rpg_msec now)
+{
+    if (f->last_lapse == 0 || now - f->last_lapse > t->flap_window_ms) {
+        return true;
+    }
+    return f->leading && !f->lapsed && now - f->held_since >= t->steady_ms;
 }
 
 enum fence_echo fence_echo_decide(const struct fence_echo_view *v, uint64_t leader_id,

@@ -617,6 +617,13 @@ int http_client_request(struct http_client *c, const char *addr, const char *met
                         const char *path, unsigned timeout_ms, http_done_cb cb, void *data,
                         char *errmsg)
 {
+    return http_client_request_auth(c, addr, method, path, NULL, timeout_ms, cb, data, errmsg);
+}
+
+int http_client_request_auth(struct http_client *c, const char *addr, const char *method,
+                             const char *path, const char *authorization, unsigned timeout_ms,
+                             http_done_cb cb, void *data, char *errmsg)
+{
     if (c->closing) {
         return rpg_err(errmsg, RPG_EINVAL, "%s: the client is closing", addr);
     }
@@ -624,7 +631,7 @@ int http_client_request(struct http_client *c, const char *addr, const char *met
     if (call == NULL) {
         return rpg_err(errmsg, RPG_ENOMEM, "%s: out of memory", addr);
     }
-    int rc = xfer_prepare(&call->x, addr, method, path, NULL, NULL, timeout_ms, errmsg);
+    int rc = xfer_prepare(&call->x, addr, method, path, NULL, authorization, timeout_ms, errmsg);
     if (rc != 0) {
         free(call);
         return rc;

@@ -79,9 +79,12 @@ bool lead_gate(const struct fence_timing *t, struct lead_memory *m, const struct
         m->ready_since = in->now;
         *poll_now = true;
     }
-    bool waited = fence_may_lead(t, ready, in->lease_ok, c->last_heard_leader, c->started_at,
+    /* After a lapse, only a lease held steadily again (cons_lease_steady): a renewal that a
+     * lossy link let through starts nothing that the next lapse would fence. */
+    bool lease_ok = in->lease_ok && cons_lease_steady(c, in->now);
+    bool waited = fence_may_lead(t, ready, lease_ok, c->last_heard_leader, c->started_at,
                                  in->watchdog_ms, in->now);
-    bool shown = !waited && ready && in->lease_ok && lead_others_stood_down(in, m->ready_since);
+    bool shown = !waited && ready && lease_ok && lead_others_stood_down(in, m->ready_since);
     bool leader = (waited || shown) && in->watchdog_ok;
     if (shown && in->watchdog_ok && m->early_term != c->term) {
         m->early_term = c->term;

@@ -3,8 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "raftpg/agent.h"
 #include "raftpg/lease_echo.h"
@@ -114,6 +116,62 @@ static bool query_nonce(const char *query, char out[PROOF_NONCE_HEX + 1], char *
     return false;
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The probe's signature, by the cluster secret or during a rotation the previous one. */
+static bool probe_signed(const struct agent *a, const struct http_request *req, char *why,
+                         size_t size)
+{
+    uint8_t keys[2][CONF_SECRET_SIZE];
+    memcpy(keys[0], a->secret, CONF_SECRET_SIZE);
+    memcpy(keys[1], a->secret_previous, CONF_SECRET_SIZE);
+    char path[2 * HTTP_PATH_MAX + 2], nonce[PROOF_NONCE_HEX + 1];
+    snprintf(path, sizeof path, "%s%s%s", req->path, req->query[0] != '\0' ? "?" : "", req->query);
+    bool ok = proof_check_request((const uint8_t(*)[CONF_SECRET_SIZE])keys,
+                                  a->has_secret_previous ? 2 : 1, a->conf.scope, req->authorization,
+                                  "GET", path, "", wall_ms(), nonce, why, size);
+    sodium_memzero(keys, sizeof keys);
+    return ok;
+}
+
+/* Takes the probe (leader, term, seq) when it is newer than the last taken from that leader:
+ * a signed probe is good once. */
+static bool probe_newer(struct lease_echo *e, const struct lease_echo_wait *w)
+{
+    unsigned slot = 0;
+    for (unsigned i = 0; i < FSM_MEMBERS_MAX; i++) {
+        if (e->taken[i].leader == w->leader) {
+            if (w->term < e->taken[i].term ||
+                (w->term == e->taken[i].term && w->seq <= e->taken[i].seq)) {
+                return false;
+            }
+            slot = i;
+            break;
+        }
+        slot = e->taken[i].term < e->taken[slot].term ? i : slot;
+    }
+    e->taken[slot].leader = w->leader;
+    e->taken[slot].term = w->term;
+    e->taken[slot].seq = w->seq;
+    return true;
+}
+
+static void refuse(struct agent *a, struct http_conn *conn, const char *why)
+{
+    a->echo.n_refused++;
+    char msg[320];
+    snprintf(msg, sizeof msg,
+             "lease echo refused: %s (a probe comes from the leader, signed under the cluster "
+             "secret)",
+             why);
+    respond_json_error(conn, 401, msg);
+}
+
 void lease_echo_handle(struct agent *a, struct http_conn *conn, const struct http_request *req)
 {
     if (req->method != HTTP_M_GET) {
@@ -125,6 +183,11 @@ void lease_echo_handle(struct agent *a, struct http_conn *conn, const struct htt
         respond_json_error(conn, 403,
                            "the lease echo needs the cluster secret (raft.secret_file): "
                            "without it the leader renews its lease with barriers alone");
+        return;
+    }
+    char sig_why[160];
+    if (!probe_signed(a, req, sig_why, sizeof sig_why)) {
+        refuse(a, conn, sig_why);
         return;
     }
     struct lease_echo_wait w = {.used = true, .conn = conn};
@@ -139,6 +202,10 @@ void lease_echo_handle(struct agent *a, struct http_conn *conn, const struct htt
     }
     if (!a->cons_open || !a->echo.timer_open) {
         respond_json_error(conn, 503, "raft is not running on this member");
+        return;
+    }
+    if (!probe_newer(&a->echo, &w)) {
+        refuse(a, conn, "not newer than a probe of that leader already taken (a replay)");
         return;
     }
     struct lease_echo_wait *slot = NULL;
@@ -253,13 +320,14 @@ static void send_probes(struct agent *a)
         k->term = term;
         k->seq = seq;
         proof_nonce(k->nonce);
-        char path[HTTP_PATH_MAX], errmsg[RPG_ERRMSG_SIZE];
+        char path[HTTP_PATH_MAX], errmsg[RPG_ERRMSG_SIZE], auth[PROOF_AUTH_MAX];
         snprintf(path, sizeof path,
                  "%s?leader=%" PRIu64 "&term=%" PRIu64 "&seq=%" PRIu64 "&nonce=%s", LEASE_ECHO_PATH,
                  (uint64_t)a->cons.id, (uint64_t)term, seq, k->nonce);
+        proof_sign_request(a->secret, a->conf.scope, "GET", path, "", wall_ms(), auth, sizeof auth);
         a->echo.n_sent++;
-        if (http_client_request(&a->peers.client, m->api_address, "GET", path, timeout, on_answer,
-                                k, errmsg) != 0) {
+        if (http_client_request_auth(&a->peers.client, m->api_address, "GET", path, auth, timeout,
+                                     on_answer, k, errmsg) != 0) {
             k->busy = false;
             call_failed(a, k, errmsg);
         }

@@ -256,6 +256,9 @@ struct cons {
     rpg_msec storage_stall_end; /* the end of the last such stall; the bound counts from it */
     rpg_msec stepdown_transfer_at;
     unsigned n_stepdowns; /* leadership handed over because of storage or divergence */
+    /* A leader whose lease keeps lapsing (fence.h fence_flap_tick), kept over terms and
+     * attaches: a process's history. */
+    struct fence_flap flap;
 
     /* Set by the host when Raft cannot start (a corrupt log, say); on_change then fires. */
     bool failed;
@@ -348,6 +351,14 @@ int cons_transfer(struct cons *c, uint64_t id, char *errmsg);
 /* The end of this leader's lease on the node clock, 0 when it holds none (not leader, or no
  * majority confirmed it recently). */
 rpg_msec cons_lease_until(const struct cons *c);
+
+/* cons_lease_until for the fence's tick at now, which notes it (fence.h fence_flap_note): the
+ * lapses that count are the ones the fence sees, and acts on. */
+rpg_msec cons_lease_fence(struct cons *c, rpg_msec now);
+
+/* Whether this leader's lease is steady after a lapse (fence.h fence_flap_steady); true without
+ * a recent lapse. */
+bool cons_lease_steady(const struct cons *c, rpg_msec now);
 
 /* The largest lease renewal time (submit to commit, ms) seen in the last one to two
  * CONS_LEASE_MAX_WINDOW_MS windows up to now (node clock), 0 when none. */

@@ -38,13 +38,15 @@
  *   A scheduling stall therefore costs clients a pause, never their sessions. What no gap shows:
  *   a pause that the guest's clocks did not count at all (README.md, "Fencing"). */
 struct fence_timing {
-    rpg_msec lease_ms;     /* 0.8 ET */
-    rpg_msec renew_ms;     /* ET / 4: how often the leader renews */
-    rpg_msec margin_ms;    /* 0.2 ET: the soft layer starts this long before the lease ends */
-    rpg_msec hard_ms;      /* ET / 4: what a new leader waits for the old side's hard layer */
-    rpg_msec escalate_ms;  /* margin / 2: fast stop, then immediate */
-    rpg_msec gap_ms;       /* ET / 2: a longer gap between fence ticks distrusts the lease */
-    rpg_msec echo_wait_ms; /* ET / 2: how long a follower holds a lease echo before "no" */
+    rpg_msec lease_ms;       /* 0.8 ET */
+    rpg_msec renew_ms;       /* ET / 4: how often the leader renews */
+    rpg_msec margin_ms;      /* 0.2 ET: the soft layer starts this long before the lease ends */
+    rpg_msec hard_ms;        /* ET / 4: what a new leader waits for the old side's hard layer */
+    rpg_msec escalate_ms;    /* margin / 2: fast stop, then immediate */
+    rpg_msec gap_ms;         /* ET / 2: a longer gap between fence ticks distrusts the lease */
+    rpg_msec echo_wait_ms;   /* ET / 2: how long a follower holds a lease echo before "no" */
+    rpg_msec steady_ms;      /* ET: a lease held this long after a lapse is steady again */
+    rpg_msec flap_window_ms; /* FENCE_FLAP_WINDOW_ET x ET: two lapses within it hand over */
 };
 
 void fence_timing_init(struct fence_timing *t, unsigned election_timeout_ms);
@@ -113,6 +115,50 @@ bool fence_lease_lapsed(rpg_msec lease_until, rpg_msec now);
  * device resets the node watchdog_ms (its timeout) after the last feed. */
 rpg_msec fence_promote_not_before(const struct fence_timing *t, rpg_msec last_heard_leader,
                                   rpg_msec started_at, rpg_msec watchdog_ms);
+
+/* A leader whose lease keeps lapsing (a lossy link that lets a renewal through now and then):
+ * each lapse is a hard fence, each renewal would start PostgreSQL again, and the healthy majority
+ * has no primary while this leader holds on. Two rules, over the lapses the fence tick notes
+ * (fence_flap_note) and kept across terms:
+ * - Steady before acting: after a lapse, the lease must have been held without a lapse for
+ *   steady_ms (ET: four renewals in a row) before the leader acts as leader again
+ *   (fence_flap_steady, lead_gate), so one renewal that gets through starts nothing.
+ * - Hand over when it repeats: after a second lapse within flap_window_ms (20 ET) of the
+ *   previous one, the leader hands leadership to a healthy voter (fence_flap_tick, from
+ *   cons_storage_tick) as soon as it holds its lease again, and again every steady_ms while it
+ *   still leads within the window (libraft gives a transfer up after ET); a node that leads again
+ *   within the window does so at its first lapse (the second may have been in an earlier term),
+ *   not at once: the others may need it (it holds commits). Never while lapsed: a
+ *   leader that resumed stale would ask a node of a later term to stand, and a transfer skips
+ *   vote refusal. One lapse alone (a stall that outlived the lease) never hands over. */
+#define FENCE_FLAP_WINDOW_ET 20
+
+struct fence_flap {
+    bool leading;        /* the last tick saw this node as the ready leader */
+    bool lapsed;         /* ... with its lease lapsed */
+    rpg_msec last_lapse; /* the last lapse began (0: none) */
+    rpg_msec prev_lapse; /* the one before it */
+    rpg_msec lead_since; /* this node has been the ready leader since */
+    rpg_msec held_since; /* the lease has been held without a lapse since */
+    rpg_msec handed_at;  /* the last hand-over this caused */
+    unsigned n_lapses;
+    unsigned n_handovers;
+};
+
+/* Notes what the leader's lease is at now, at every fence tick: leader_ready (the ready Raft
+ * leader), its lease's end. A lapse is what the fence sees lapsed (and fences hard); a renewal
+ * that ends one between two ticks had its probe sent before the lease ended, so the lease it
+ * grants joins the old one without a gap, and nothing was fenced. */
+void fence_flap_note(struct fence_flap *f, bool leader_ready, rpg_msec lease_until, rpg_msec now);
+
+/* One tick of the leader's loop (leader_ready as above) after the notes: true when the leader
+ * should hand leadership over now. */
+bool fence_flap_tick(const struct fence_timing *t, struct fence_flap *f, bool leader_ready,
+                     rpg_msec now);
+
+/* Whether the leader's lease has been steady long enough after a lapse (true with no lapse in
+ * the window). */
+bool fence_flap_steady(const struct fence_timing *t, const struct fence_flap *f, rpg_msec now);
 
 /* What another member of the Raft configuration said of itself, for fence_others_stood_down. */
 struct fence_member_report {

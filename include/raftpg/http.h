@@ -257,6 +257,11 @@ int http_client_request(struct http_client *c, const char *addr, const char *met
                         const char *path, unsigned timeout_ms, http_done_cb cb, void *data,
                         char *errmsg);
 
+/* The same with an Authorization header (NULL: none). */
+int http_client_request_auth(struct http_client *c, const char *addr, const char *method,
+                             const char *path, const char *authorization, unsigned timeout_ms,
+                             http_done_cb cb, void *data, char *errmsg);
+
 /* Drops the requests in flight (their callbacks never run) and closes; cb (may be NULL) fires
  * once every handle is closed. */
 void http_client_close(struct http_client *c, void (*cb)(struct http_client *c));

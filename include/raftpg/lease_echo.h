@@ -2,7 +2,11 @@
  * every other voter about every ET/4, GET /raftpg/lease-echo?leader=&term=&seq=&nonce=; a voter
  * holds the request until its Raft state says yes or no (at most ET/2) and answers with a proof
  * under the cluster secret over its id, the probe and the leader's nonce, so that no one without
- * the secret can extend a lease. Without a cluster secret there is no echo: barriers alone. */
+ * the secret can extend a lease. The probe itself is signed as a change is (proof.h
+ * proof_sign_request: "Authorization: Raftpg-MAC ..."), and each leader's probes must go forward
+ * ((term, seq) above the last one taken): a stranger, or a replay, is refused with 401 before it
+ * holds one of the LEASE_ECHO_WAITS slots. Without a cluster secret there is no echo: barriers
+ * alone. */
 #ifndef RAFTPG_LEASE_ECHO_H
 #define RAFTPG_LEASE_ECHO_H
 
@@ -49,6 +53,12 @@ struct lease_echo {
     /* Leader side: probes sent to a voter, answered yes (with a valid proof), answered no,
      * failed (no answer, an error status, or a proof that does not verify). */
     uint64_t n_sent, n_yes, n_no, n_failed;
+    /* Voter side: the last probe taken from each leader (its id, term and seq), so that a
+     * signed probe is taken once; with more leaders than entries, the oldest term goes. */
+    struct {
+        uint64_t leader, term, seq;
+    } taken[FSM_MEMBERS_MAX];
+    uint64_t n_refused; /* probes refused: unsigned, a wrong proof, or not newer */
     /* Voters whose last answer failed: said once per voter and episode. */
     uint64_t failing[FSM_MEMBERS_MAX];
 };

@@ -68,24 +68,57 @@ echo_seen() { [ "$(echo_renewals "$Pi")" -gt 0 ] 2>/dev/null; }
 t_wait 10 "echo renewals on $P" echo_seen
 echo0=$(echo_renewals "$Pi")
 
-# Bad probes get a clear 4xx (the leader's own probes are checked by the renewals above).
+# Bad probes get a clear 4xx (the leader's own probes are checked by the renewals above). A
+# probe holds one of the voter's 32 slots for up to ET/2, so it must be signed under the cluster
+# secret, and each signed probe is taken once.
 S=$(( Pi % 3 + 1 ))
 probe() { curl -s -m 5 -o "$T_DIR/probe.out" -w '%{http_code}' "$@"; }
+sign() { "$T_BIN" ctl --api "$(t_api_addr "$S")" sign GET "$1"; }
+sprobe() { probe -H "Authorization: $(sign "$1")" "http://$(t_api_addr "$S")$1"; }
 NONCE=$(printf '%064d' 0)
-code=$(probe "http://$(t_api_addr "$S")/raftpg/lease-echo?leader=$Pi&term=1&nonce=$NONCE")
+code=$(probe "http://$(t_api_addr "$S")/raftpg/lease-echo?leader=$S&term=1&seq=1&nonce=$NONCE")
+t_check "an unsigned probe: 401 naming why" t_eq "$code $(jq -r .error "$T_DIR/probe.out")" \
+  "401 lease echo refused: no Raftpg-MAC authorization (a probe comes from the leader, signed under the cluster secret)"
+code=$(probe -H "Authorization: $(sign "/raftpg/lease-echo?leader=$S&term=1&seq=1&nonce=$NONCE")" \
+  "http://$(t_api_addr "$S")/raftpg/lease-echo?leader=$S&term=1&seq=2&nonce=$NONCE")
+t_check "a probe signed for another query: 401" t_eq "$code" 401
+code=$(sprobe "/raftpg/lease-echo?leader=$Pi&term=1&nonce=$NONCE")
 t_check "a probe without seq: 400 naming it" t_eq "$code $(jq -r .error "$T_DIR/probe.out")" \
   "400 bad lease echo: seq is missing (in the query of /raftpg/lease-echo)"
-code=$(probe "http://$(t_api_addr "$S")/raftpg/lease-echo?leader=$Pi&term=x&seq=1&nonce=$NONCE")
+code=$(sprobe "/raftpg/lease-echo?leader=$Pi&term=x&seq=1&nonce=$NONCE")
 t_check "a probe with a bad term: 400 naming it" t_eq "$code $(jq -r .error "$T_DIR/probe.out")" \
   "400 bad lease echo: term must be a positive number (in the query of /raftpg/lease-echo)"
-code=$(probe "http://$(t_api_addr "$S")/raftpg/lease-echo?leader=$Pi&term=1&seq=1&nonce=abc")
+code=$(sprobe "/raftpg/lease-echo?leader=$Pi&term=1&seq=1&nonce=abc")
 t_check "a probe with a bad nonce: 400" t_eq "$code" 400
 code=$(probe -X POST -H "Content-Type: application/json" -d "{}" \
   "http://$(t_api_addr "$S")/raftpg/lease-echo")
 t_check "a POST: 405" t_eq "$code" 405
-# A stranger's probe of a leader that is not this member's gets no after ET/2, with a proof.
-code=$(probe "http://$(t_api_addr "$S")/raftpg/lease-echo?leader=$S&term=1&seq=1&nonce=$NONCE")
+# A member's probe of a leader that is not this member's gets no after ET/2, with a proof; the
+# same request again is a replay.
+Q="/raftpg/lease-echo?leader=$S&term=1&seq=1&nonce=$NONCE"
+AUTH=$(sign "$Q")
+code=$(probe -H "Authorization: $AUTH" "http://$(t_api_addr "$S")$Q")
 t_check "a probe for another leader: 200, no" t_eq "$code $(jq -r .echo "$T_DIR/probe.out")" "200 no"
+code=$(probe -H "Authorization: $AUTH" "http://$(t_api_addr "$S")$Q")
+t_check "the same signed probe again: 401" t_eq "$code" 401
+# Strangers cannot fill the slots: 40 unsigned probes at once (more than the 32 slots; each would
+# be held ET/2 if taken) are refused at once, and a signed probe sent among them is answered.
+SPIDS=()
+for n in $(seq 1 40); do
+  curl -s -m 5 -o /dev/null -w '%{http_code}\n' \
+    "http://$(t_api_addr "$S")/raftpg/lease-echo?leader=$S&term=1&seq=$((n + 10))&nonce=$NONCE" \
+    >"$T_DIR/stranger.$n" &
+  SPIDS+=($!)
+done
+Q="/raftpg/lease-echo?leader=$S&term=1&seq=2&nonce=$NONCE"
+code=$(probe -H "Authorization: $(sign "$Q")" "http://$(t_api_addr "$S")$Q")
+for p in "${SPIDS[@]}"; do wait "$p" || true; done
+t_check "every stranger's probe was refused (401)" \
+  t_eq "$(cat "$T_DIR"/stranger.* | sort | uniq -c | awk '{ print $1, $2 }')" "40 401"
+t_check "the member's probe among them was answered: 200, no" \
+  t_eq "$code $(jq -r .echo "$T_DIR/probe.out")" "200 no"
+t_check "the voter counted the refusals" \
+  test "$(t_metric "$S" raftpg_lease_echoes_refused_total)" -ge 42
 
 # One long-lived session through the primary (as test_fence_blip).
 t_session_start "$Pi"

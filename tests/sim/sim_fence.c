@@ -289,7 +289,7 @@ static bool fence_tick_inner(struct sim_world *w, unsigned i, bool *unfenced)
     struct fence_world fw = {
         .now = sim_local_now(w, i),
         .leader_ready = c->attached && c->role == CONS_ROLE_LEADER && c->leader_ready,
-        .lease_until = cons_lease_until(c),
+        .lease_until = cons_lease_fence(&n->cons, sim_local_now(w, i)),
         .lease_pending = c->lease_pending,
         .lease_submitted = c->lease_submitted,
         .lease_disabled = w->opt->no_lease,

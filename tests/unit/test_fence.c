@@ -461,6 +461,104 @@ static void test_a_lease_echo_is_yes_only_after_a_timer_restart_from_that_leader
     assert_int_equal(fence_echo_decide(&v, 2, 7, 1000, 1500, ft.echo_wait_ms), FENCE_ECHO_NO);
 }
 
+/* One fence tick as the executors run it: the note, then the leader loop's decision. */
+static bool flap(const struct fence_timing *ft, struct fence_flap *f, bool leader, rpg_msec until,
+                 rpg_msec now)
+{
+    fence_flap_note(f, leader, until, now);
+    return fence_flap_tick(ft, f, leader, now);
+}
+
+/* A single lapse (a stall that outlived the lease) never hands over; once the lease is held
+ * again it must be held for steady_ms before the leader acts. */
+static void test_one_lapse_needs_a_steady_lease_but_never_hands_over(void **state)
+{
+    (void)state;
+    struct fence_timing ft;
+    fence_timing_init(&ft, 1000);
+    assert_int_equal(ft.steady_ms, 1000);
+    assert_int_equal(ft.flap_window_ms, 20000);
+    struct fence_flap f = {0};
+    /* A leader holding its lease: steady, nothing to do. */
+    assert_false(flap(&ft, &f, true, 5800, 5000));
+    assert_true(fence_flap_steady(&ft, &f, 5000));
+    /* It lapses: no hand-over, not steady. */
+    assert_false(flap(&ft, &f, true, 5800, 5800));
+    assert_int_equal(f.n_lapses, 1);
+    assert_false(fence_flap_steady(&ft, &f, 5800));
+    /* Renewed, seen at the tick of 5850: steady only from 6850. */
+    assert_false(flap(&ft, &f, true, 6650, 5850));
+    assert_false(fence_flap_steady(&ft, &f, 5900));
+    assert_false(flap(&ft, &f, true, 7000, 6849));
+    assert_false(fence_flap_steady(&ft, &f, 6849));
+    assert_false(flap(&ft, &f, true, 7600, 6850));
+    assert_true(fence_flap_steady(&ft, &f, 6850));
+    /* Held for the rest of the window and beyond: never a hand-over. */
+    for (rpg_msec now = 6900; now < 40000; now += 10) {
+        assert_false(flap(&ft, &f, true, now + 700, now));
+    }
+    assert_int_equal(f.n_lapses, 1);
+    assert_int_equal(f.n_handovers, 0);
+    assert_true(fence_flap_steady(&ft, &f, 40000));
+    /* A lapse no tick saw (renewed in between) is none. */
+    assert_false(flap(&ft, &f, true, 40800, 40790));
+    assert_false(flap(&ft, &f, true, 41600, 40810));
+    assert_int_equal(f.n_lapses, 1);
+}
+
+/* A lease that keeps lapsing: after the second lapse within the window the leader hands over
+ * once it holds its lease again (never while lapsed: it may be a stale leader), then every
+ * steady_ms while it leads; back as leader in the window, at its first lapse; lapses further
+ * apart than the window hand nothing over. */
+static void test_a_lease_that_lapses_again_hands_over(void **state)
+{
+    (void)state;
+    struct fence_timing ft;
+    fence_timing_init(&ft, 1000);
+    struct fence_flap f = {0};
+    assert_false(flap(&ft, &f, true, 1800, 1000));
+    assert_false(flap(&ft, &f, true, 1800, 1800)); /* lapse 1 */
+    assert_false(flap(&ft, &f, true, 2600, 1850)); /* renewed */
+    assert_false(flap(&ft, &f, true, 2600, 1900));
+    /* Lapse 2: not while lapsed, however long. */
+    assert_false(flap(&ft, &f, true, 2600, 2600));
+    assert_false(flap(&ft, &f, true, 2600, 4000));
+    assert_int_equal(f.n_lapses, 2);
+    /* Renewed: at once, then not before steady_ms. */
+    assert_true(flap(&ft, &f, true, 4700, 4000 + 10));
+    assert_false(fence_flap_steady(&ft, &f, 4100));
+    assert_false(flap(&ft, &f, true, 4700, 4500));
+    assert_false(flap(&ft, &f, true, 5700, 5009));
+    assert_true(flap(&ft, &f, true, 5700, 5010));
+    /* A new lapse and a renewal: at once again. */
+    assert_false(flap(&ft, &f, true, 5700, 5700));
+    assert_true(flap(&ft, &f, true, 6500, 5720));
+    assert_int_equal(f.n_handovers, 3);
+    /* No longer leader: nothing. Leading again in a later term inside the window: the lease must
+     * be steady first, and nothing is handed over until it lapses once in this term. */
+    assert_false(flap(&ft, &f, false, 0, 6000));
+    assert_false(flap(&ft, &f, true, 9800, 9000));
+    assert_false(fence_flap_steady(&ft, &f, 9500));
+    assert_false(flap(&ft, &f, true, 9800, 9500));
+    assert_false(flap(&ft, &f, true, 9800, 9800)); /* its first lapse here */
+    assert_true(flap(&ft, &f, true, 10600, 9810));
+    /* The window ends 20 s after the last lapse: nothing more. */
+    for (rpg_msec now = 10900; now < 40000; now += 10) {
+        bool handed = flap(&ft, &f, true, now + 700, now);
+        assert_true(!handed || now - 9800 <= ft.flap_window_ms);
+    }
+    assert_false(flap(&ft, &f, true, 40700, 40000));
+    assert_true(fence_flap_steady(&ft, &f, 40000));
+    /* Far apart: two lapses 20.1 s apart hand nothing over. */
+    struct fence_flap g = {0};
+    assert_false(flap(&ft, &g, true, 1000, 1000));
+    assert_false(flap(&ft, &g, true, 21900, 1100));
+    assert_false(flap(&ft, &g, true, 21100, 21100));
+    assert_false(flap(&ft, &g, true, 21900, 21110));
+    assert_int_equal(g.n_lapses, 2);
+    assert_int_equal(g.n_handovers, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -488,6 +586,8 @@ int main(void)
         cmocka_unit_test(
             test_a_short_stall_keeps_the_lease_and_a_long_one_pauses_until_a_fresh_barrier),
         cmocka_unit_test(test_a_lease_echo_is_yes_only_after_a_timer_restart_from_that_leader),
+        cmocka_unit_test(test_one_lapse_needs_a_steady_lease_but_never_hands_over),
+        cmocka_unit_test(test_a_lease_that_lapses_again_hands_over),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

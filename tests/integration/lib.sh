@@ -233,6 +233,25 @@ t_psql() {
   PGCONNECT_TIMEOUT=3 psql -X -q -A -t -h 127.0.0.1 -p "$(t_pg_port "$i")" -U postgres -d postgres "$@"
 }
 
+# Numbered writes into TABLE (one bigint column) for at most SECONDS, until $T_DIR/stop exists:
+# one INSERT per psql call against whichever node accepts it; an id goes to $T_DIR/acked only once
+# its commit was acknowledged. Run it in the background.
+t_writer() {
+  local table=$1 id=1 deadline=$((SECONDS + $2)) i
+  while [ $SECONDS -lt $deadline ] && [ ! -f "$T_DIR/stop" ]; do
+    for i in 1 2 3; do
+      if PGCONNECT_TIMEOUT=1 timeout -s KILL 4 psql -X -q -A -t -h 127.0.0.1 \
+           -p "$(t_pg_port "$i")" -U postgres -d postgres \
+           -c "INSERT INTO $table VALUES ($id)" >/dev/null 2>&1; then
+        echo "$id" >>"$T_DIR/acked"
+        break
+      fi
+    done
+    id=$((id + 1))
+    sleep 0.01
+  done
+}
+
 # One long-lived client session to node I's PostgreSQL, fed through a FIFO on fd 3; its answers
 # go to $T_DIR/session.out. It stops at the first error; t_session_send then fails instead of
 # killing the test (SIGPIPE ignored). t_cleanup ends it.

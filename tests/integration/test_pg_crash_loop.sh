@@ -18,22 +18,7 @@ t_psql "$Pi" -c "CREATE TABLE crash (id bigint PRIMARY KEY)"
 
 ACKED="$T_DIR/acked"
 : >"$ACKED"
-writer() {
-  local id=1 deadline=$((SECONDS + 300)) i
-  while [ $SECONDS -lt $deadline ] && [ ! -f "$T_DIR/stop" ]; do
-    for i in 1 2 3; do
-      if PGCONNECT_TIMEOUT=1 timeout -s KILL 4 psql -X -q -A -t -h 127.0.0.1 \
-           -p "$(t_pg_port "$i")" -U postgres -d postgres \
-           -c "INSERT INTO crash VALUES ($id)" >/dev/null 2>&1; then
-        echo "$id" >>"$ACKED"
-        break
-      fi
-    done
-    id=$((id + 1))
-    sleep 0.01
-  done
-}
-writer &
+t_writer crash 300 &
 WPID=$!
 acked_more() { [ "$(wc -l <"$ACKED")" -gt "$1" ]; }
 t_wait 30 "writes acknowledged" acked_more 20

@@ -168,6 +168,9 @@ lagging() { [ "$(t_api_code "$S" GET '/replica?lag=1MB')" = 503 ]; }
 t_wait 10 "node$S lags 1 MB by replay" lagging ||
   curl -s -m 3 "http://$(t_api_addr "$S")/status" | jq -c '.postgresql | {wal_position, replay_position}'
 t_check "/replica?lag=1MB is 503 with replay paused 3 MB behind" lagging
+# The primary's position may be newer than node$S's own observation of what it received (200 ms).
+received_all() { [ "$(t_api_code "$S" GET '/readiness?mode=write')" = 200 ]; }
+t_wait 5 "node$S's observation shows the WAL received" received_all || true
 t_api_codes <<EOF
 $S GET /replica                 200 no lag asked: still up
 $S GET /replica?lag=64MB        200

@@ -35,6 +35,7 @@
  * agent.c (HA_TICK_MS, PEER_POLL_INTERVAL_MS, PEER_POLL_TIMEOUT_MS), pg.c (PG_OBSERVE_INTERVAL_MS)
  * and cons.c (RECONCILE_INTERVAL_MS), which keep them private. */
 #define SIM_ELECTION_TIMEOUT_MS 500
+#define SIM_VM_RESUME_WINDOW_MS (2 * SIM_ELECTION_TIMEOUT_MS)
 #define SIM_HEARTBEAT_MS 100
 #define SIM_HA_TICK_MS 100
 #define SIM_OBSERVE_MS 200
@@ -297,6 +298,11 @@ struct sim_node {
     bool raft_restarting; /* cons_uv.c restart_raft: the server closes once its requests end */
     bool raft_reload;     /* its agent died: the server starts again from its directory alone */
     rpg_msec frozen_until;
+    rpg_msec frozen_at;      /* when its pause began */
+    rpg_msec vm_resumed_at;  /* when its hypervisor last resumed it (0: never paused so) */
+    uint64_t vm_resume_inc;  /* its server's incarnation then */
+    bool vm_resume_writable; /* its server accepted writes then */
+    bool vm_resume_vip;      /* it held the VIP then, and has held it since */
     bool raft_killed;
     int64_t clock_offset; /* the node's monotonic clock: global time + offset, drift applied */
     int32_t drift_ppm;
@@ -483,15 +489,18 @@ struct sim_result {
     unsigned failovers; /* promotions after the warm-up */
     rpg_msec max_gap;   /* longest time without a primary while a majority was healthy */
     unsigned n_gaps;
-    rpg_msec gaps[64];       /* each such time, when it ended (failover times) */
-    uint64_t acked;          /* commits acknowledged to the client */
-    uint64_t lost_unchecked; /* acknowledged commits missing at the end with synchronous mode
-                              * off (not covered by I2) */
-    uint64_t acked_async;    /* commits acknowledged asynchronously */
-    rpg_msec waived_ms;      /* time a healthy majority had no primary because none of its
-                              * members could prove it held every acknowledged commit (rule 6) */
-    unsigned raft_restarts;  /* Raft restarted from a node's directory (the write fence) */
-    unsigned held_changes;   /* leader writes of a configuration entry the fence held */
+    rpg_msec gaps[64];           /* each such time, when it ended (failover times) */
+    uint64_t acked;              /* commits acknowledged to the client */
+    uint64_t lost_unchecked;     /* acknowledged commits missing at the end with synchronous mode
+                                  * off (not covered by I2) */
+    uint64_t acked_async;        /* commits acknowledged asynchronously */
+    rpg_msec waived_ms;          /* time a healthy majority had no primary because none of its
+                                  * members could prove it held every acknowledged commit (rule 6) */
+    unsigned raft_restarts;      /* Raft restarted from a node's directory (the write fence) */
+    unsigned held_changes;       /* leader writes of a configuration entry the fence held */
+    unsigned resume_overlaps;    /* I1 or I3 broken only by a guest resumed from a clock-stopped
+                                  * pause, within SIM_VM_RESUME_WINDOW_MS (not guaranteed) */
+    rpg_msec resume_overlap_max; /* the latest such instant after its resume */
     char fault_log[SIM_FAULTS_MAX][96]; /* what each applied fault did, for the report */
 };
 
@@ -528,7 +537,7 @@ struct sim_world {
     struct sim_commit *acked;
     size_t n_acked, cap_acked;
     /* Check state. */
-    bool i1_open, i3_open;
+    bool i1_open, i3_open, resume_overlap_open;
     rpg_msec gap_start;
     bool i4_reported;
     bool state_reported; /* CHK_STATE reported (once per run: it would repeat every check) */
@@ -660,6 +669,7 @@ void sim_decommission(struct sim_world *w, const char *name);
 void sim_violation(struct sim_world *w, enum sim_check c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void sim_check_instant(struct sim_world *w);
+void sim_check_ack(struct sim_world *w, unsigned i);
 void sim_check_periodic(struct sim_world *w);
 void sim_check_commits(struct sim_world *w, unsigned i, const char *when);
 void sim_check_end(struct sim_world *w);

@@ -452,6 +452,7 @@ static void freeze(struct sim_world *w, unsigned i, rpg_msec dur)
     struct sim_node *n = &w->nodes[i];
     n->frozen = true;
     n->frozen_until = sim_now(w) + dur;
+    n->frozen_at = sim_now(w);
     sim_raft_kill(w, i);
     sim_trace(w, (int)i, "node paused");
 }
@@ -1032,7 +1033,11 @@ void sim_fault_end(struct sim_world *w, unsigned k)
         w->nodes[i].vm_paused = false;
         if (w->nodes[i].frozen) {
             /* The guest's clocks did not count the pause. */
-            w->nodes[i].clock_offset -= (int64_t)(sim_now(w) - (w->nodes[i].frozen_until - f->dur));
+            w->nodes[i].clock_offset -= (int64_t)(sim_now(w) - w->nodes[i].frozen_at);
+            w->nodes[i].vm_resumed_at = sim_now(w);
+            w->nodes[i].vm_resume_inc = w->nodes[i].pg.inc;
+            w->nodes[i].vm_resume_writable = sim_pg_writable(&w->nodes[i].pg);
+            w->nodes[i].vm_resume_vip = w->nodes[i].vip_held;
         }
         sim_unfreeze(w, (unsigned)i);
         break;

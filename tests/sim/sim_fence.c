@@ -340,9 +340,10 @@ static enum fence_vip_result vip_done(struct sim_world *w, unsigned i, bool clai
         return FENCE_VIP_DONE_OK;
     }
     /* arping -D: another host that answers for the address makes the claim fail. Its kernel
-     * answers even while its processes are stopped. */
+     * answers even while its processes are stopped, but not while its hypervisor pauses it. */
     for (unsigned j = 0; j < w->n; j++) {
-        if (j != i && w->nodes[j].exists && w->nodes[j].up && w->nodes[j].vip_held) {
+        if (j != i && w->nodes[j].exists && w->nodes[j].up && w->nodes[j].vip_held &&
+            !w->nodes[j].vm_paused) {
             sim_trace(w, (int)i, "vip claim refused: %s answers for it", w->nodes[j].name);
             return FENCE_VIP_DONE_FAILED;
         }

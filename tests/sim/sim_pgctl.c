@@ -186,6 +186,12 @@ static void stream_one(struct sim_world *w, unsigned i)
     int u = s->stale_receiver && s->streaming_from >= 0 ? s->streaming_from
                                                         : sim_node_by_name(w, s->conf_upstream);
     char why[RPG_ERRMSG_SIZE];
+    if (s->streaming && s->streaming_from == u && u >= 0 && w->nodes[u].up &&
+        sim_pg_halted(&w->nodes[u]) && sim_link(w, i, (unsigned)u)) {
+        /* A stopped or paused upstream keeps its connections open and sends nothing: the
+         * receiver waits (wal_receiver_timeout, 60 s) and goes on when it continues. */
+        return;
+    }
     bool ok = u >= 0 && (unsigned)u != i && w->nodes[u].up && !sim_pg_halted(&w->nodes[u]) &&
               sim_link(w, i, (unsigned)u) && w->nodes[u].pg.proc == SIM_PROC_RUNNING &&
               w->nodes[u].pg.system_id == s->system_id &&
@@ -290,6 +296,7 @@ static void acknowledge(struct sim_world *w, unsigned i)
         w->res->acked_async += k == 0;
     }
     if (upto > p->acked) {
+        sim_check_ack(w, i);
         p->acked = upto;
     }
 }

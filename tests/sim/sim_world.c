@@ -752,8 +752,11 @@ static void dispatch(struct sim_world *w, const struct sim_event *e)
     }
     if ((e->type == EV_WATCHDOG || e->type == EV_VIP_EXPIRE) && e->node >= 0 &&
         w->nodes[e->node].vm_paused) {
-        /* A paused guest's kernel counts nothing: its watchdog and address lifetimes wait. */
-        sim_push(w, w->nodes[e->node].frozen_until, e->type, e->node, e->gen, e->sub);
+        /* A paused guest's kernel counts nothing: its watchdog and address lifetimes run on
+         * from where they stood when the pause began. */
+        const struct sim_node *n = &w->nodes[e->node];
+        sim_push(w, n->frozen_until + (sim_now(w) - n->frozen_at), e->type, e->node, e->gen,
+                 e->sub);
         return;
     }
     if (node_event(e->type) && w->nodes[e->node].frozen) {

@@ -1330,6 +1330,10 @@ static void flap_tick(struct cons *c)
     }
     uint64_t id = c->host.pick_voter != NULL ? c->host.pick_voter(c, c->host.data) : 0;
     int rv = c->transfer_pending ? 0 : start_transfer(c, id);
+    if (rv != 0 && c->flap_refused_lapse == c->flap.last_lapse) {
+        return; /* tried again every ET (a single voter has none to hand to): said once */
+    }
+    c->flap_refused_lapse = rv != 0 ? c->flap.last_lapse : 0;
     log_error("leader steps aside: its lease lapsed again %llu ms after the previous lapse "
               "(lapses within %llu ms hand over); handing leadership to %s%s%s",
               (unsigned long long)(c->flap.last_lapse - c->flap.prev_lapse),

@@ -259,6 +259,7 @@ struct cons {
     /* A leader whose lease keeps lapsing (fence.h fence_flap_tick), kept over terms and
      * attaches: a process's history. */
     struct fence_flap flap;
+    rpg_msec flap_refused_lapse; /* the lapse whose hand-over refusal was logged */
 
     /* Set by the host when Raft cannot start (a corrupt log, say); on_change then fires. */
     bool failed;

@@ -73,6 +73,28 @@ view3_all() { [ "$(view3)" = 3 ]; }
 t_check "node3 knows every member's state too (its polls present ctl.certfile)" \
   t_wait 10 "node3's view" view3_all
 
+# The lease echo goes over the same HTTPS, with the member's client certificate: the leader's
+# renewals by echo and the voters' yes answers grow, and no probe fails (README, "Fencing").
+LEADER=$(primary)
+LI=${LEADER#node}
+# lm REGEX: the value of the leader's first metric line that matches (0 when none does).
+lm() {
+  curl -s -m 3 --cacert "$P/ca.pem" "${ADM[@]}" "https://$(t_api_addr "$LI")/metrics" |
+    awk -v re="$1" '$0 ~ re { print int($2); found = 1; exit } END { if (!found) print 0 }'
+}
+YES='^raftpg_lease_echoes_total[{].*answer="yes"'
+VIA='^raftpg_lease_renewals_total[{].*via="echo"'
+FAILED='^raftpg_lease_echoes_total[{].*answer="failed"'
+YES0=$(lm "$YES")
+ECHO0=$(lm "$VIA")
+FAILED0=$(lm "$FAILED")
+echo_grew() { [ "$(lm "$YES")" -gt "$YES0" ]; }
+t_check "the leader $LEADER's lease echoes are answered yes over HTTPS ($YES0 so far)" \
+  t_wait 10 "more yes answers to $LEADER's echoes" echo_grew
+ECHO1=$(lm "$VIA")
+t_check "... and renew its lease (renewals by echo $ECHO0 -> $ECHO1)" test "$ECHO1" -gt "$ECHO0"
+t_check "no echo probe of $LEADER failed meanwhile" t_eq "$(lm "$FAILED")" "$FAILED0"
+
 # The handshake itself: no certificate, another CA's, or one not meant for clients.
 U="https://$(t_api_addr 2)"
 code() { curl -s -o /dev/null -w '%{http_code}' -m 3 --cacert "$P/ca.pem" "$@" || true; }

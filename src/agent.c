@@ -1067,13 +1067,9 @@ static void ha_tick(struct agent *a)
     params_tick(a);
     unsigned allowed =
         paused ? failover_paused_allows(a, a->pause_primary) | switchover_paused_allows(a) : 0;
-    if (paused && allowed == 0) {
+    if (core_paused(&a->core, &a->cons.state, allowed)) {
         /* The operator owns PostgreSQL now. Only what keeps two primaries apart still acts: the
          * lease, the fence and the VIP (fence_tick above). */
-        memset(&a->core.last, 0, sizeof a->core.last);
-        a->core.last.action = HA_ACT_WAIT;
-        snprintf(a->core.last.why, sizeof a->core.last.why,
-                 "maintenance mode: the cluster is paused (raftpg ctl resume)");
         return;
     }
     if (a->fm.frozen) {

@@ -278,6 +278,18 @@ static bool quorum_tick(struct core *c, const struct core_view *v)
     return true;
 }
 
+bool core_paused(struct core *c, const struct fsm_state *s, unsigned allowed)
+{
+    if (!s->initialized || !s->paused || allowed != 0) {
+        return false;
+    }
+    memset(&c->last, 0, sizeof c->last);
+    c->last.action = HA_ACT_WAIT;
+    snprintf(c->last.why, sizeof c->last.why,
+             "maintenance mode: the cluster is paused (raftpg ctl resume)");
+    return true;
+}
+
 bool core_tick(struct core *c, const struct core_view *v)
 {
     if (c->busy || !v->pg_ready) {

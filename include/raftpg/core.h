@@ -126,6 +126,12 @@ void core_init(struct core *c, const struct core_io *io, const char *self, bool 
  * true when it started one. */
 bool core_tick(struct core *c, const struct core_view *v);
 
+/* Maintenance mode (the replicated pause, `ctl pause`): the operator owns PostgreSQL, and a tick
+ * decides nothing unless `allowed` names actions it may still start (an operator's failover and
+ * the re-point to it, failover.h). True when this tick must decide nothing; c->last says why.
+ * The fence runs before and whatever this says. */
+bool core_paused(struct core *c, const struct fsm_state *s, unsigned allowed);
+
 /* Ends the asynchronous action in flight: rc 0 or a negative code with msg. now is loop time. */
 void core_action_done(struct core *c, int rc, const char *msg, rpg_msec now);
 

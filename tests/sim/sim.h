@@ -262,7 +262,9 @@ struct sim_agent {
     /* What the trace last said of Raft (--verbose). */
     int traced_role;
     bool traced_ready;
-    unsigned recv_mark; /* AppendEntries received when the agent started Raft */
+    bool maintenance;    /* agent.c a->maintenance: the pause it last logged */
+    bool in_action_done; /* core_action_done runs: a step it starts continues a plan */
+    unsigned recv_mark;  /* AppendEntries received when the agent started Raft */
     /* The peer polls' bookkeeping, the agent's own (src/peer_book.c). */
     struct peer_book book;
 };
@@ -353,6 +355,8 @@ enum sim_fault_kind {
                             * probe gets EROFS */
     F_VM_PAUSE,            /* a node that is not the primary's paused by its hypervisor, clocks
                             * and all (as F_PAUSE, but its clocks do not count the pause) */
+    F_MAINTENANCE, /* an operator's `ctl pause` for dur, then `ctl resume` (retried until the
+                    * cluster has it): no failover, start, stop or promotion meanwhile */
     F_KIND_N,
 };
 const char *sim_fault_name(enum sim_fault_kind k);
@@ -369,9 +373,10 @@ uint32_t sim_fault_mask(const char *list);
 #define SIM_FAULTS_SLOW (1u << F_SLOW_LINK)
 #define SIM_FAULTS_VM ((1u << F_VM_PAUSE_PRIMARY) | (1u << F_VM_PAUSE))
 #define SIM_FAULTS_STORAGE ((1u << F_RAFT_DISK_FULL) | (1u << F_RAFT_READ_ONLY))
+#define SIM_FAULTS_OPERATOR (1u << F_MAINTENANCE)
 #define SIM_FAULTS_KNOWN                                                                           \
     (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW | SIM_FAULTS_VM |                 \
-     SIM_FAULTS_STORAGE)
+     SIM_FAULTS_STORAGE | SIM_FAULTS_OPERATOR)
 #define SIM_FAULTS_ALL ((1u << F_KIND_N) - 1)
 #define SIM_FAULTS_CI (SIM_FAULTS_ALL & ~SIM_FAULTS_KNOWN)
 
@@ -470,6 +475,7 @@ enum sim_check {
     CHK_REJOIN,  /* rule 9: every member is a streaming standby of the primary at the end */
     CHK_DIVERGE, /* rule 9: no standby streams WAL that diverged from its upstream's */
     CHK_STATE,   /* issue 18: every member's state checksum is the same at the same applied index */
+    CHK_PAUSE,   /* maintenance mode: an agent that applied the pause starts no new action */
     CHK_N,
 };
 const char *sim_check_name(enum sim_check c);
@@ -501,6 +507,7 @@ struct sim_result {
     unsigned resume_overlaps;    /* I1 or I3 broken only by a guest resumed from a clock-stopped
                                   * pause, within SIM_VM_RESUME_WINDOW_MS (not guaranteed) */
     rpg_msec resume_overlap_max; /* the latest such instant after its resume */
+    rpg_msec paused_ms;          /* time the committed state was paused (I4 owes no primary) */
     char fault_log[SIM_FAULTS_MAX][96]; /* what each applied fault did, for the report */
 };
 
@@ -540,8 +547,11 @@ struct sim_world {
     bool i1_open, i3_open, resume_overlap_open;
     rpg_msec gap_start;
     bool i4_reported;
-    bool state_reported; /* CHK_STATE reported (once per run: it would repeat every check) */
-    bool waived_open;    /* I4 is waived by rule 6 right now */
+    bool state_reported;   /* CHK_STATE reported (once per run: it would repeat every check) */
+    bool waived_open;      /* I4 is waived by rule 6 right now */
+    bool paused_open;      /* the committed state is paused: no primary is owed (I4) */
+    unsigned pause_wanted; /* maintenance faults in force: the operator wants the pause on */
+    rpg_msec pause_try_at; /* the operator's last pause or resume request */
     int last_primary;
     int crash_new_primary; /* fault index of an armed crash-new-primary, -1 */
     rpg_msec crash_new_primary_until;
@@ -670,6 +680,9 @@ void sim_violation(struct sim_world *w, enum sim_check c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void sim_check_instant(struct sim_world *w);
 void sim_check_ack(struct sim_world *w, unsigned i);
+/* The operator: makes the cluster's pause what the maintenance faults want (EV_CHECK). */
+void sim_operator_tick(struct sim_world *w);
+int sim_set_pause(struct sim_world *w, unsigned leader, bool paused, char *errmsg);
 void sim_check_periodic(struct sim_world *w);
 void sim_check_commits(struct sim_world *w, unsigned i, const char *when);
 void sim_check_end(struct sim_world *w);

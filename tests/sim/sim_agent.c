@@ -516,7 +516,9 @@ static void action_done(void *data, int rc, const char *msg)
     sim_trace(w, (int)i, "%s %s%s%s",
               a->core.quorum_running ? "quorum" : ha_action_name(a->core.running),
               rc == 0 ? "done" : "failed", rc == 0 ? "" : ": ", msg);
+    a->in_action_done = true;
     core_action_done(&a->core, rc, msg, sim_local_now(w, i));
+    a->in_action_done = false;
     sim_agent_schedule(w, i, 0);
 }
 
@@ -527,6 +529,16 @@ static int submit(struct sim_world *w, unsigned i, const struct fsm_cmd *cmd, co
         return rpg_err(errmsg, RPG_ENOTLEADER, "this member is not the ready raft leader");
     }
     return cons_submit(cons_of(w, i), cmd, cb, data, errmsg);
+}
+
+/* api.c PATCH /config {"pause": ...}: the leader submits the replicated pause. */
+int sim_set_pause(struct sim_world *w, unsigned leader, bool paused, char *errmsg)
+{
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_SET_PAUSE;
+    cmd.u.set_pause.paused = paused;
+    return submit(w, leader, &cmd, NULL, NULL, errmsg);
 }
 
 int sim_transfer(struct sim_world *w, unsigned i, uint64_t id, char *errmsg)
@@ -1009,6 +1021,37 @@ void sim_ops_kill(struct sim_world *w, unsigned i)
 
 /* Claims an operation slot like pg.c op_begin (one operation at a time). The caller fills the
  * parameters and calls op_go. */
+static const char *const op_kind_names[] = {
+    [SOP_NONE] = "nothing",
+    [SOP_BOOTSTRAP] = "a bootstrap",
+    [SOP_START] = "a start",
+    [SOP_STOP] = "a stop",
+    [SOP_PROMOTE] = "a promotion",
+    [SOP_CHECKPOINT] = "a checkpoint",
+    [SOP_CLONE] = "a clone",
+    [SOP_REWIND] = "a rewind",
+    [SOP_FOLLOW] = "a re-point",
+    [SOP_SLOTS] = "slot changes",
+    [SOP_SET_SYNC] = "a synchronous-set change",
+};
+
+/* Maintenance mode: an agent that applied the pause starts nothing new (a plan under way may
+ * finish its steps: they start from core_action_done). */
+static void paused_check(struct sim_world *w, unsigned i, const char *what)
+{
+    const struct sim_node *n = &w->nodes[i];
+    if (n->cons.state.initialized && n->cons.state.paused && !n->agent.in_action_done) {
+        sim_violation(w, CHK_PAUSE, "%s started %s in maintenance mode", n->name, what);
+    }
+}
+
+#define PAUSED_CHECK_IO(data, what)                                                                \
+    do {                                                                                           \
+        unsigned pi_;                                                                              \
+        struct sim_world *pw_ = world_of_agent(data, &pi_);                                        \
+        paused_check(pw_, pi_, what);                                                              \
+    } while (0)
+
 static struct sim_op *op_prepare(struct sim_world *w, unsigned i, enum sim_op_kind kind,
                                  enum sim_step step, const char *target, char *errmsg)
 {
@@ -1018,6 +1061,7 @@ static struct sim_op *op_prepare(struct sim_world *w, unsigned i, enum sim_op_ki
         (void)rpg_err(errmsg, RPG_EBUSY, "another postgresql operation is running");
         return NULL;
     }
+    paused_check(w, i, op_kind_names[kind]);
     struct sim_op *op = NULL;
     for (unsigned k = 0; k < SIM_OPS_MAX && op == NULL; k++) {
         op = n->ops[k].id == 0 ? &n->ops[k] : NULL;
@@ -1179,6 +1223,7 @@ static int io_pg_set_sync(void *data, const char *names, const char *commit, cha
 
 static int io_raft_submit(void *data, const struct fsm_cmd *cmd, char *errmsg)
 {
+    PAUSED_CHECK_IO(data, "a raft submission");
     unsigned i;
     struct sim_world *w = world_of_agent(data, &i);
     return submit(w, i, cmd, action_done, data, errmsg);
@@ -1186,6 +1231,7 @@ static int io_raft_submit(void *data, const struct fsm_cmd *cmd, char *errmsg)
 
 static int io_raft_transfer(void *data, uint64_t id, char *errmsg)
 {
+    PAUSED_CHECK_IO(data, "a leadership transfer");
     unsigned i;
     struct sim_world *w = world_of_agent(data, &i);
     return sim_transfer(w, i, id, errmsg);
@@ -1210,6 +1256,15 @@ static void tick(struct sim_world *w, unsigned i)
     /* agent.c ha_tick: the lease is judged afresh before any decision; the soft layer holds
      * decisions back. */
     sim_fence_tick(w, i);
+    bool paused = n->cons.state.initialized && n->cons.state.paused;
+    if (paused != a->maintenance) {
+        a->maintenance = paused;
+        sim_trace(w, (int)i, "maintenance mode %s", paused ? "on" : "off");
+    }
+    /* agent.c ha_tick: no operator failover here, so nothing is allowed while paused. */
+    if (core_paused(&a->core, &n->cons.state, 0)) {
+        return;
+    }
     if (a->fm.frozen) {
         return;
     }

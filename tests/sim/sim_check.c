@@ -24,6 +24,7 @@ const char *sim_check_name(enum sim_check c)
     case CHK_REJOIN: return "R rejoin";
     case CHK_DIVERGE: return "D divergent WAL";
     case CHK_STATE: return "S state checksums";
+    case CHK_PAUSE: return "M maintenance";
     case CHK_N: break;
     }
     return "?";
@@ -496,7 +497,20 @@ void sim_check_periodic(struct sim_world *w)
     } else {
         w->waived_open = false;
     }
-    if (!majority || primary) {
+    /* Maintenance mode: the operator owns PostgreSQL and no failover is owed; the budget starts
+     * again at the resume. */
+    const struct fsm_state *cs = committed_state(w);
+    bool paused = cs != NULL && cs->initialized && cs->paused;
+    if (paused) {
+        if (!w->paused_open) {
+            sim_trace(w, -1, "I4 not owed: the cluster is in maintenance mode");
+        }
+        w->paused_open = true;
+        w->res->paused_ms += SIM_CHECK_MS;
+    } else {
+        w->paused_open = false;
+    }
+    if (!majority || primary || paused) {
         if (w->gap_start != 0 && primary) {
             rpg_msec gap = now - w->gap_start;
             w->res->max_gap = gap > w->res->max_gap ? gap : w->res->max_gap;

@@ -41,6 +41,7 @@ static const char *const kind_names[F_KIND_N] = {
     [F_RAFT_DISK_FULL] = "raft-disk-full",
     [F_RAFT_READ_ONLY] = "raft-read-only",
     [F_VM_PAUSE] = "vm-pause",
+    [F_MAINTENANCE] = "maintenance",
 };
 
 const char *sim_fault_name(enum sim_fault_kind k)
@@ -68,6 +69,8 @@ uint32_t sim_fault_mask(const char *list)
             m = SIM_FAULTS_VM;
         } else if (strcmp(t, "storage") == 0) {
             m = SIM_FAULTS_STORAGE;
+        } else if (strcmp(t, "operator") == 0) {
+            m = SIM_FAULTS_OPERATOR;
         } else if (strcmp(t, "known") == 0) {
             m = SIM_FAULTS_KNOWN;
         } else if (strcmp(t, "all") == 0) {
@@ -968,6 +971,23 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
         w->nodes[i].vm_paused = true;
         freeze(w, (unsigned)i, f->dur);
         break;
+    case F_MAINTENANCE:
+        /* Any moment, a failover under way included: `ctl pause` asks the leader, which must be
+         * there to take it (ctl says so otherwise). */
+        i = leader_node(w);
+        if (i < 0 || !sim_agent_leader(w, (unsigned)i)) {
+            skip(w, k, "no ready leader to take the pause");
+            return;
+        }
+        if (sim_set_pause(w, (unsigned)i, true, errmsg) != 0) {
+            skip(w, k, errmsg);
+            return;
+        }
+        w->pause_wanted++;
+        w->pause_try_at = sim_now(w);
+        note(w, k, "maintenance mode on for %" PRIu64 " ms (ctl pause, asked of %s)", f->dur,
+             w->nodes[i].name);
+        break;
     case F_RECEIVER_LAG:
         w->receiver_lag++;
         note(w, k, "re-pointed WAL receivers stay with their old upstream for %" PRIu64 " ms",
@@ -1060,6 +1080,11 @@ void sim_fault_end(struct sim_world *w, unsigned k)
         }
         sim_trace(w, i, "agent continued");
         break;
+    case F_MAINTENANCE:
+        if (--w->pause_wanted == 0) {
+            w->pause_try_at = 0; /* sim_operator_tick asks for the resume */
+        }
+        break;
     case F_RECEIVER_LAG:
         if (--w->receiver_lag == 0) {
             /* Replay resumes: each receiver restarts with what its configuration says. */
@@ -1086,6 +1111,28 @@ void sim_fault_end(struct sim_world *w, unsigned k)
     default: break;
     }
     fs->active = false;
+}
+
+/* The operator repeats `ctl pause` or `ctl resume` (every 300 ms, as a script would) until the
+ * leader's state has what the maintenance faults want: a leader change can drop a request. */
+void sim_operator_tick(struct sim_world *w)
+{
+    int l = leader_node(w);
+    if (l < 0 || !sim_agent_leader(w, (unsigned)l) || !w->nodes[l].cons.state.initialized) {
+        return;
+    }
+    bool wanted = w->pause_wanted > 0;
+    if (w->nodes[l].cons.state.paused == wanted ||
+        (w->pause_try_at != 0 && sim_now(w) - w->pause_try_at < 300)) {
+        return;
+    }
+    char errmsg[RPG_ERRMSG_SIZE];
+    w->pause_try_at = sim_now(w);
+    if (sim_set_pause(w, (unsigned)l, wanted, errmsg) != 0) {
+        sim_trace(w, l, "ctl %s: %s", wanted ? "pause" : "resume", errmsg);
+    } else {
+        sim_trace(w, l, "ctl %s asked of %s", wanted ? "pause" : "resume", w->nodes[l].name);
+    }
 }
 
 /* Everything ends: nodes restart and resume, links heal, delays go. */

@@ -85,6 +85,7 @@ struct totals {
     unsigned raft_restarts, held_changes;
     unsigned resume_overlaps;
     rpg_msec resume_overlap_max;
+    rpg_msec paused_ms;
     rpg_msec waived_ms;
     unsigned waived_schedules;
     rpg_msec *gaps;
@@ -292,6 +293,7 @@ static void add(struct totals *t, const struct sim_result *r)
     t->raft_restarts += r->raft_restarts;
     t->held_changes += r->held_changes;
     t->resume_overlaps += r->resume_overlaps;
+    t->paused_ms += r->paused_ms;
     if (r->resume_overlap_max > t->resume_overlap_max) {
         t->resume_overlap_max = r->resume_overlap_max;
     }
@@ -473,6 +475,9 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
     printf("I1/I3 broken only at a clock-stopped resume (not guaranteed, README \"Fencing\"): "
            "%u time(s), ended at most %" PRIu64 " ms after the resume (bound %d ms)\n",
            t->resume_overlaps, t->resume_overlap_max, SIM_VM_RESUME_WINDOW_MS);
+    if (t->paused_ms > 0) {
+        printf("maintenance mode (no primary owed): %" PRIu64 " ms\n", t->paused_ms);
+    }
     printf("I4 waived by rule 6 (no healthy majority could prove it held every acknowledged "
            "commit): %" PRIu64 " ms in %u schedule(s)\n",
            t->waived_ms, t->waived_schedules);

@@ -806,6 +806,7 @@ static void dispatch(struct sim_world *w, const struct sim_event *e)
         sim_push(w, now + CLIENT_MS, EV_CLIENT, -1, 0, 0);
         return;
     case EV_CHECK:
+        sim_operator_tick(w);
         sim_check_periodic(w);
         if (!w->done) {
             sim_push(w, now + SIM_CHECK_MS, EV_CHECK, -1, 0, 0);

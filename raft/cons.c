@@ -1583,27 +1583,33 @@ static void config_done(void *data, int rc, const char *msg)
             snprintf(lag, sizeof lag, "%llu", (unsigned long long)c->state.config.max_lag);
         }
         log_info("dynamic configuration recorded from this member's file: synchronous_mode=%s "
-                 "synchronous_node_count=%u synchronous_commit=%s maximum_lag_on_failover=%s",
+                 "synchronous_node_count=%u synchronous_commit=%s maximum_lag_on_failover=%s "
+                 "parameters=%u pg_hba_lines=%u",
                  conf_sync_mode_name(c->state.config.sync_mode), c->state.config.sync_node_count,
-                 conf_sync_commit_name(c->state.config.sync_commit), lag);
+                 conf_sync_commit_name(c->state.config.sync_commit), lag, c->state.config.n_params,
+                 c->state.config.n_hba);
     }
 }
 
 /* The first ready leader records its file's defaults of the cluster-wide settings; from then on
  * the replicated values rule, and change only through the API. A file with
  * maximum_lag_on_failover records it too, in the entry that carries it (SET_DYNAMIC_LAG, state
- * version 7, with no parameters and no pg_hba lines yet); without one, the entry every release
- * reads. */
+ * version 7, with bootstrap.dcs's parameters and pg_hba lines); with only parameters or lines,
+ * SET_DYNAMIC (version 6); with neither, the entry every release reads. */
 static void submit_config(struct cons *c)
 {
     struct fsm_cmd cmd;
     memset(&cmd, 0, sizeof cmd);
-    if (c->params.max_lag_set) {
-        cmd.type = FSM_CMD_SET_DYNAMIC_LAG;
+    if (c->params.max_lag_set || c->params.n_params > 0 || c->params.n_hba > 0) {
+        cmd.type = c->params.max_lag_set ? FSM_CMD_SET_DYNAMIC_LAG : FSM_CMD_SET_DYNAMIC;
+        cmd.u.set_dynamic.n_params = c->params.n_params;
+        memcpy(cmd.u.set_dynamic.params, c->params.params, sizeof cmd.u.set_dynamic.params);
+        cmd.u.set_dynamic.n_hba = c->params.n_hba;
+        memcpy(cmd.u.set_dynamic.hba, c->params.hba, sizeof cmd.u.set_dynamic.hba);
         cmd.u.set_dynamic.sync_mode = c->params.sync_mode;
         cmd.u.set_dynamic.sync_node_count = c->params.sync_node_count;
         cmd.u.set_dynamic.sync_commit = c->params.sync_commit;
-        cmd.u.set_dynamic.max_lag_set = true;
+        cmd.u.set_dynamic.max_lag_set = c->params.max_lag_set;
         cmd.u.set_dynamic.max_lag = c->params.max_lag;
     } else {
         cmd.type = FSM_CMD_SET_CONFIG;

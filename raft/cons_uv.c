@@ -515,6 +515,16 @@ static void params_of(const struct conf *conf, struct cons_params *p)
     p->sync_commit = (uint8_t)conf->sync.commit;
     p->max_lag_set = conf->max_lag.set;
     p->max_lag = conf->max_lag.bytes;
+    /* conf_load checked their number and sizes. */
+    for (unsigned i = 0; i < conf->dcs.n_parameters && i < FSM_PARAMS_MAX; i++) {
+        rpg_fmt(p->params[i].name, sizeof p->params[i].name, "%s", conf->dcs.parameters[i].key);
+        rpg_fmt(p->params[i].value, sizeof p->params[i].value, "%s", conf->dcs.parameters[i].value);
+        p->n_params++;
+    }
+    for (unsigned i = 0; i < conf->dcs.n_pg_hba && i < FSM_HBA_MAX; i++) {
+        rpg_fmt(p->hba[i], sizeof p->hba[i], "%s", conf->dcs.pg_hba[i]);
+        p->n_hba++;
+    }
 }
 
 static void raft_closed(struct raft *r);

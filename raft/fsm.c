@@ -468,6 +468,19 @@ int fsm_hba_check(unsigned index, const char *line, char *errmsg)
     return 0;
 }
 
+bool fsm_hba_type_known(const char *line)
+{
+    static const char *const types[] = {"local",     "host",       "hostssl",
+                                        "hostnossl", "hostgssenc", "hostnogssenc"};
+    size_t skip = strspn(line, " \t"), word = strcspn(line + skip, " \t");
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        if (strlen(types[t]) == word && strncmp(line + skip, types[t], word) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int hba_check(const char (*lines)[FSM_HBA_LINE_MAX], unsigned n, char *errmsg)
 {
     if (n > FSM_HBA_MAX) {

@@ -1732,8 +1732,6 @@ static int hba_apply(struct param_set *set, json_t *v, char *msg)
         return rpg_err(msg, RPG_EINVAL, "postgresql.pg_hba: %zu lines, at most %d",
                        json_array_size(v), FSM_HBA_MAX);
     }
-    static const char *const types[] = {"local",     "host",       "hostssl",
-                                        "hostnossl", "hostgssenc", "hostnogssenc"};
     size_t i;
     json_t *line;
     memset(set->hba, 0, sizeof set->hba);
@@ -1747,12 +1745,7 @@ static int hba_apply(struct param_set *set, json_t *v, char *msg)
             return rpg_err(msg, RPG_EINVAL, "postgresql.pg_hba: %s", why);
         }
         size_t skip = strspn(text, " \t"), word = strcspn(text + skip, " \t");
-        bool known = false;
-        for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
-            known = known ||
-                    (strlen(types[t]) == word && strncmp(text + skip, types[t], word) == 0);
-        }
-        if (!known) {
+        if (!fsm_hba_type_known(text)) {
             return rpg_err(msg, RPG_EINVAL,
                            "postgresql.pg_hba[%zu]: a line begins with local, host, hostssl, "
                            "hostnossl, hostgssenc or hostnogssenc, got \"%.*s\"",

@@ -21,6 +21,9 @@
 #include <gnutls/gnutls.h>
 #include <sodium.h>
 
+#include "raftpg/fsm_state.h"
+#include "raftpg/pg.h"
+
 /* A configuration file is a few kilobytes; the cap keeps a wrong path (a disk image, a log) from
  * being read into memory. */
 #define CONF_FILE_MAX (1024 * 1024)
@@ -50,6 +53,9 @@ enum key_type {
     KEY_OTHER,   /* key "*": any key no other row names, a scalar into a struct conf_kv array */
     KEY_HEADERS, /* a mapping of HTTP header names to values into a struct conf_kv array */
     KEY_MAX_LAG, /* a number of bytes 0..CONF_MAX_LAG_MAX, or null, into a struct conf_max_lag */
+    KEY_SYNC_MODE, /* off/quorum/strict, or Patroni's on/true (quorum) and false (off), int-sized */
+    KEY_IGNORED,   /* a Patroni key without effect here: any value, a warning saying why */
+    KEY_REFUSED,   /* a Patroni key raftpg cannot honour: an error saying why */
 };
 
 /* One row of a key table. Offsets are from the base the table is walked with: struct conf for
@@ -65,6 +71,7 @@ struct conf_key {
     bool required;
     const struct conf_key *sub; /* KEY_SECTION, KEY_MEMBERS */
     const char *const *names;   /* KEY_ENUM, NULL-terminated, indexed by value */
+    const char *why;            /* KEY_IGNORED, KEY_REFUSED: what stands in its place */
 };
 
 #define FIELD(f) .off = offsetof(struct conf, f), .size = sizeof(((struct conf *)0)->f)
@@ -273,6 +280,75 @@ static const char *const sync_mode_names[] = {"off", "quorum", "strict", NULL};
 static const char *const sync_commit_names[] = {"on", "remote_write", "remote_apply", "local",
                                                 NULL};
 
+/* Patroni's bootstrap.dcs.postgresql. The first three are each member's own keys here
+ * (postgresql.*), which this section sets when the member's postgresql section does not. */
+static const struct conf_key dcs_postgresql_keys[] = {
+    {"parameters", KEY_PARAMS, .off = offsetof(struct conf, dcs.parameters),
+     .count_off = offsetof(struct conf, dcs.n_parameters)},
+    {"pg_hba", KEY_STRLIST, .off = offsetof(struct conf, dcs.pg_hba),
+     .count_off = offsetof(struct conf, dcs.n_pg_hba)},
+    {"use_pg_rewind", KEY_BOOL, FIELD(dcs.use_pg_rewind)},
+    {"remove_data_directory_on_rewind_failure", KEY_BOOL,
+     FIELD(dcs.remove_data_directory_on_rewind_failure)},
+    {"remove_data_directory_on_diverged_timelines", KEY_BOOL,
+     FIELD(dcs.remove_data_directory_on_diverged_timelines)},
+    {"use_slots", KEY_IGNORED, .why = "raftpg always keeps one replication slot per member"},
+    {"recovery_conf", KEY_REFUSED,
+     .why = "give restore_command under postgresql.recovery_conf of each member's file; raftpg "
+            "writes the other recovery settings itself"},
+    {"pg_ident", KEY_REFUSED,
+     .why = "raftpg does not write pg_ident.conf: keep the file in each data directory"},
+    {"parameters_primary", KEY_REFUSED, .why = "role-specific parameters are not supported"},
+    {"parameters_replica", KEY_REFUSED, .why = "role-specific parameters are not supported"},
+    {"parameters_standby_leader", KEY_REFUSED, .why = "raftpg runs no standby clusters"},
+    {"pg_hba_primary", KEY_REFUSED, .why = "role-specific pg_hba lines are not supported"},
+    {"pg_hba_replica", KEY_REFUSED, .why = "role-specific pg_hba lines are not supported"},
+    {"pg_hba_standby_leader", KEY_REFUSED, .why = "raftpg runs no standby clusters"},
+    {.key = NULL},
+};
+
+/* Patroni's bootstrap.dcs: the dynamic configuration the first leader records (README
+ * "Configuration" has the table). */
+static const struct conf_key dcs_keys[] = {
+    {"synchronous_mode", KEY_SYNC_MODE, FIELD(dcs.sync_mode)},
+    {"synchronous_mode_strict", KEY_BOOL, FIELD(dcs.sync_strict)},
+    {"synchronous_node_count", KEY_UINT, FIELD(dcs.sync_node_count), .min = 1, .max = 16},
+    {"synchronous_commit", KEY_ENUM, FIELD(dcs.sync_commit), .names = sync_commit_names},
+    {"maximum_lag_on_failover", KEY_MAX_LAG, FIELD(dcs.max_lag)},
+    {"postgresql", KEY_SECTION, .sub = dcs_postgresql_keys},
+    {"ttl", KEY_IGNORED,
+     .why = "raftpg has no leader key with a time to live: the primary's lease is Raft "
+            "leadership, set by raft.election_timeout in each member's file"},
+    {"loop_wait", KEY_IGNORED,
+     .why = "no loop sleeps here: each agent decides every 100 ms and on every change"},
+    {"retry_timeout", KEY_IGNORED,
+     .why = "no store is retried here: a primary that loses a Raft majority for "
+            "raft.election_timeout is fenced"},
+    {"failsafe_mode", KEY_IGNORED,
+     .why = "the members are the store: a primary that keeps a Raft majority is never demoted "
+            "for want of it"},
+    {"maximum_lag_on_syncnode", KEY_IGNORED,
+     .why = "a standby more than 16 MiB behind leaves the synchronous set"},
+    {"max_timelines_history", KEY_IGNORED, .why = "the history keeps the last 32 promotions"},
+    {"primary_start_timeout", KEY_IGNORED,
+     .why = "a primary whose server crashes or cannot start hands over by raftpg's crash count"},
+    {"primary_stop_timeout", KEY_IGNORED, .why = "a stop turns immediate after raftpg's own bound"},
+    {"primary_race_backoff", KEY_IGNORED,
+     .why = "a new leader hands over to the member furthest ahead instead"},
+    {"standby_cluster", KEY_REFUSED,
+     .why = "raftpg runs no standby clusters: this file would bootstrap a new primary"},
+    {"slots", KEY_REFUSED, .why = "permanent replication slots are not supported"},
+    {.key = NULL},
+};
+
+static const struct conf_key bootstrap_keys[] = {
+    {"dcs", KEY_SECTION, .sub = dcs_keys},
+    {"initdb", KEY_IGNORED,
+     .why = "raftpg runs initdb with --data-checksums --encoding=UTF8 and its own "
+            "authentication"},
+    {.key = NULL},
+};
+
 static const struct conf_key root_keys[] = {
     {"scope", KEY_NAME, FIELD(scope), .required = true},
     {"name", KEY_NAME, FIELD(name), .required = true},
@@ -288,6 +364,7 @@ static const struct conf_key root_keys[] = {
     {"synchronous_node_count", KEY_UINT, FIELD(sync.node_count), .min = 1, .max = 16, .def = "1"},
     {"synchronous_commit", KEY_ENUM, FIELD(sync.commit), .def = "on", .names = sync_commit_names},
     {"maximum_lag_on_failover", KEY_MAX_LAG, FIELD(max_lag)},
+    {"bootstrap", KEY_SECTION, .sub = bootstrap_keys},
     {.key = NULL},
 };
 
@@ -296,9 +373,10 @@ struct mark {
     unsigned long line, col;
 };
 
-/* Upper bound on the table keys, sections and members[i] entries one file can set (about 70
- * today); positions past it are not kept and finish() falls back to an enclosing mapping. */
-#define WHERE_MAX 128
+/* Upper bound on the table keys, sections, members[i] entries, user tags and bootstrap.dcs list
+ * entries (at most 2 * 32 kept) one file can set (under 300 today, all of them set at once);
+ * positions past it are not kept and finish() falls back to an enclosing mapping. */
+#define WHERE_MAX 384
 
 struct parser {
     yaml_parser_t yaml;
@@ -314,7 +392,7 @@ struct parser {
     /* Where each table key's value (and each section) started, for checks that run after the
      * whole file is read. */
     struct {
-        char path[64];
+        char path[96]; /* the longest key path a table holds fits, with room */
         struct mark mark;
     } where[WHERE_MAX];
     unsigned n_where;
@@ -388,6 +466,15 @@ static void where_add(struct parser *p, struct mark m)
     memcpy(p->where[p->n_where].path, p->path, p->path_len + 1);
     p->where[p->n_where].mark = m;
     p->n_where++;
+}
+
+/* The position of entry i of a bootstrap.dcs list, for finish()'s checks of what it holds;
+ * past the number it may hold, the checks name the list. */
+static void where_add_dcs_entry(struct parser *p, unsigned i)
+{
+    if (i < 32 && strncmp(p->path, "bootstrap.dcs.", 14) == 0) {
+        where_add(p, ev_mark(p));
+    }
 }
 
 static bool where_find(const struct parser *p, const char *path, struct mark *m)
@@ -853,13 +940,34 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
         ml->bytes = bytes;
         return true;
     }
+    case KEY_SYNC_MODE: {
+        /* Patroni's synchronous_mode is on, off or quorum (YAML 1.1 reads on as true): its
+         * non-strict modes degrade to asynchronous as raftpg's quorum does. */
+        static const struct {
+            const char *word;
+            int mode;
+        } words[] = {{"off", 0}, {"false", 0}, {"no", 0},  {"quorum", 1},
+                     {"on", 1},  {"true", 1},  {"yes", 1}, {"strict", 2}};
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+            if (strcasecmp(s, words[i].word) == 0) {
+                memcpy(f, &words[i].mode, sizeof words[i].mode);
+                return true;
+            }
+        }
+        snprintf(why, n,
+                 "expected off, quorum or strict (or Patroni's on/true, read as quorum), got %s",
+                 quote(s, q));
+        return false;
+    }
     case KEY_SECTION:
     case KEY_MEMBERS:
     case KEY_PARAMS:
     case KEY_STRLIST:
     case KEY_NETLIST:
     case KEY_HEADERS:
-    case KEY_OTHER: break;
+    case KEY_OTHER:
+    case KEY_IGNORED:
+    case KEY_REFUSED: break;
     }
     assert(!"convert called on a container key");
     return false;
@@ -1011,6 +1119,7 @@ static int parse_params(struct parser *p, const struct conf_key *k, void *base)
             free(key);
             return rv;
         }
+        where_add_dcs_entry(p, *n);
         char *value = strdup(s);
         struct conf_kv *grown = value != NULL ? realloc(*kv, (*n + 1) * sizeof **kv) : NULL;
         if (grown == NULL) {
@@ -1161,6 +1270,7 @@ static int parse_strlist(struct parser *p, const struct conf_key *k, void *base)
             (rv = scalar_text(p, &s)) != 0) {
             return rv;
         }
+        where_add_dcs_entry(p, *n);
         char *copy = strdup(s);
         char **grown = copy != NULL ? realloc(*list, (*n + 1) * sizeof **list) : NULL;
         if (grown == NULL) {
@@ -1270,9 +1380,41 @@ static int parse_netlist(struct parser *p, const struct conf_key *k, void *base)
     }
 }
 
+/* Skips the value that starts at the current event, however deep. */
+static int skip_value(struct parser *p)
+{
+    int depth = 0, rv;
+    do {
+        if (p->ev.type == YAML_MAPPING_START_EVENT || p->ev.type == YAML_SEQUENCE_START_EVENT) {
+            depth++;
+        } else if (p->ev.type == YAML_MAPPING_END_EVENT || p->ev.type == YAML_SEQUENCE_END_EVENT) {
+            depth--;
+        }
+        if (depth > 0 && (rv = next(p)) != 0) {
+            return rv;
+        }
+    } while (depth > 0);
+    return 0;
+}
+
+/* A key that is read but has no effect: noted for the log and check-config. */
+static int ignore_value(struct parser *p, const struct conf_key *k)
+{
+    struct conf *c = p->c;
+    struct mark m = ev_mark(p);
+    if (c->n_warnings < CONF_WARNINGS_MAX) {
+        rpg_fmt(c->warnings[c->n_warnings], sizeof c->warnings[0], "%s:%lu:%lu: %s: ignored: %s",
+                p->file, m.line, m.col, p->path, k->why);
+    }
+    c->n_warnings++;
+    return skip_value(p);
+}
+
 static int parse_value(struct parser *p, const struct conf_key *k, void *base)
 {
     switch (k->type) {
+    case KEY_IGNORED: return ignore_value(p, k);
+    case KEY_REFUSED: return fail(p, "not supported: %s", k->why);
     case KEY_SECTION: {
         int rv = expect(p, YAML_MAPPING_START_EVENT, "a mapping");
         return rv != 0 ? rv : parse_mapping(p, k->sub, base);
@@ -1448,6 +1590,160 @@ bool conf_rate_valid(const char *s)
     return s[i] == '\0' && v >= 32 && v <= 1048576;
 }
 
+/* A value of a key bootstrap.dcs shares with the rest of the file, as the file writes it. */
+static const char *dcs_value_text(enum key_type type, const void *f, const char *const *names,
+                                  char *buf, size_t n)
+{
+    switch (type) {
+    case KEY_ENUM: return names[*(const int *)f];
+    case KEY_UINT: snprintf(buf, n, "%u", *(const unsigned *)f); return buf;
+    case KEY_BOOL: return *(const bool *)f ? "true" : "false";
+    case KEY_MAX_LAG: {
+        const struct conf_max_lag *ml = f;
+        if (!ml->set) {
+            return "null";
+        }
+        snprintf(buf, n, "%llu", (unsigned long long)ml->bytes);
+        return buf;
+    }
+    default: break;
+    }
+    assert(!"no text for this key type");
+    return "?";
+}
+
+static int cmp_kv(const void *a, const void *b)
+{
+    return strcmp(((const struct conf_kv *)a)->key, ((const struct conf_kv *)b)->key);
+}
+
+/* bootstrap.dcs: Patroni writes it into the DCS once, when it initialises the cluster; raftpg's
+ * first leader records it in the Raft log the same way. A key that raftpg also takes elsewhere in
+ * the file is folded into that key, and refused when the two places disagree. */
+static int finish_dcs(struct parser *p)
+{
+    static const struct {
+        const char *top, *dcs;
+        enum key_type type;
+        size_t top_off, dcs_off;
+        const char *const *names;
+    } pairs[] = {
+        {"synchronous_mode", "bootstrap.dcs.synchronous_mode", KEY_ENUM,
+         offsetof(struct conf, sync.mode), offsetof(struct conf, dcs.sync_mode), sync_mode_names},
+        {"synchronous_node_count", "bootstrap.dcs.synchronous_node_count", KEY_UINT,
+         offsetof(struct conf, sync.node_count), offsetof(struct conf, dcs.sync_node_count), NULL},
+        {"synchronous_commit", "bootstrap.dcs.synchronous_commit", KEY_ENUM,
+         offsetof(struct conf, sync.commit), offsetof(struct conf, dcs.sync_commit),
+         sync_commit_names},
+        {"maximum_lag_on_failover", "bootstrap.dcs.maximum_lag_on_failover", KEY_MAX_LAG,
+         offsetof(struct conf, max_lag), offsetof(struct conf, dcs.max_lag), NULL},
+        {"postgresql.use_pg_rewind", "bootstrap.dcs.postgresql.use_pg_rewind", KEY_BOOL,
+         offsetof(struct conf, postgresql.use_pg_rewind), offsetof(struct conf, dcs.use_pg_rewind),
+         NULL},
+        {"postgresql.remove_data_directory_on_rewind_failure",
+         "bootstrap.dcs.postgresql.remove_data_directory_on_rewind_failure", KEY_BOOL,
+         offsetof(struct conf, postgresql.remove_data_directory_on_rewind_failure),
+         offsetof(struct conf, dcs.remove_data_directory_on_rewind_failure), NULL},
+        {"postgresql.remove_data_directory_on_diverged_timelines",
+         "bootstrap.dcs.postgresql.remove_data_directory_on_diverged_timelines", KEY_BOOL,
+         offsetof(struct conf, postgresql.remove_data_directory_on_diverged_timelines),
+         offsetof(struct conf, dcs.remove_data_directory_on_diverged_timelines), NULL},
+    };
+    static const size_t sizes[] = {[KEY_ENUM] = sizeof(int),
+                                   [KEY_UINT] = sizeof(unsigned),
+                                   [KEY_BOOL] = sizeof(bool),
+                                   [KEY_MAX_LAG] = sizeof(struct conf_max_lag)};
+    struct conf *c = p->c;
+    struct mark dm, tm;
+
+    /* Patroni's synchronous_mode_strict: only with a synchronous mode on. */
+    if (where_find(p, "bootstrap.dcs.synchronous_mode_strict", &dm) && c->dcs.sync_strict) {
+        if (!where_find(p, "bootstrap.dcs.synchronous_mode", NULL) || c->dcs.sync_mode == 0) {
+            return fail_at(p, dm, "bootstrap.dcs.synchronous_mode_strict",
+                           "requires bootstrap.dcs.synchronous_mode on (or quorum): strict "
+                           "means nothing with asynchronous replication");
+        }
+        c->dcs.sync_mode = 2;
+    }
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        if (!where_find(p, pairs[i].dcs, &dm)) {
+            continue;
+        }
+        void *top = (char *)c + pairs[i].top_off;
+        const void *dcs = (const char *)c + pairs[i].dcs_off;
+        size_t size = sizes[pairs[i].type];
+        bool same = size == sizeof(struct conf_max_lag)
+                        ? ((const struct conf_max_lag *)top)->set ==
+                                  ((const struct conf_max_lag *)dcs)->set &&
+                              ((const struct conf_max_lag *)top)->bytes ==
+                                  ((const struct conf_max_lag *)dcs)->bytes
+                        : memcmp(top, dcs, size) == 0;
+        if (where_find(p, pairs[i].top, &tm) && !same) {
+            char a[32], b[32];
+            return fail_at(p, dm, pairs[i].dcs,
+                           "%s differs from %s at %s:%lu:%lu (%s): give it in one place",
+                           dcs_value_text(pairs[i].type, dcs, pairs[i].names, a, sizeof a),
+                           pairs[i].top, p->file, tm.line, tm.col,
+                           dcs_value_text(pairs[i].type, top, pairs[i].names, b, sizeof b));
+        }
+        memcpy(top, dcs, size);
+    }
+
+    /* The parameters as PATCH /config takes them: folded to lower case (PostgreSQL's names),
+     * each checked, raftpg's own refused; sorted, as the replicated state keeps them. */
+    struct conf_kv *kv = c->dcs.parameters;
+    char q[48];
+    if (c->dcs.n_parameters > FSM_PARAMS_MAX) {
+        return fail_at(p, where_first(p, "bootstrap.dcs.postgresql.parameters", NULL),
+                       "bootstrap.dcs.postgresql.parameters", "%u parameters, at most %d",
+                       c->dcs.n_parameters, FSM_PARAMS_MAX);
+    }
+    for (unsigned i = 0; i < c->dcs.n_parameters; i++) {
+        char key[128], why[RPG_ERRMSG_SIZE];
+        snprintf(key, sizeof key, "bootstrap.dcs.postgresql.parameters.%.60s", kv[i].key);
+        struct mark m = where_first(p, key, "bootstrap.dcs.postgresql.parameters");
+        for (char *ch = kv[i].key; *ch != '\0'; ch++) {
+            *ch = (char)(*ch >= 'A' && *ch <= 'Z' ? *ch - 'A' + 'a' : *ch);
+        }
+        snprintf(key, sizeof key, "bootstrap.dcs.postgresql.parameters.%.60s", kv[i].key);
+        const char *owned = pg_param_owned(kv[i].key);
+        if (owned != NULL) {
+            return fail_at(p, m, key, "not settable here: %s", owned);
+        }
+        if (strlen(kv[i].key) >= FSM_PARAM_NAME_MAX || strlen(kv[i].value) >= FSM_PARAM_VALUE_MAX) {
+            return fail_at(p, m, key,
+                           "expected a name of at most %d bytes and a value of at most %d",
+                           FSM_PARAM_NAME_MAX - 1, FSM_PARAM_VALUE_MAX - 1);
+        }
+        if (fsm_param_check(kv[i].key, kv[i].value, why) != 0) {
+            return fail_at(p, m, key, "%s", why);
+        }
+    }
+    if (c->dcs.n_parameters > 1) {
+        qsort(kv, c->dcs.n_parameters, sizeof kv[0], cmp_kv);
+    }
+    if (c->dcs.n_pg_hba > FSM_HBA_MAX) {
+        return fail_at(p, where_first(p, "bootstrap.dcs.postgresql.pg_hba", NULL),
+                       "bootstrap.dcs.postgresql.pg_hba", "%u lines, at most %d", c->dcs.n_pg_hba,
+                       FSM_HBA_MAX);
+    }
+    for (unsigned i = 0; i < c->dcs.n_pg_hba; i++) {
+        char key[64], why[RPG_ERRMSG_SIZE];
+        snprintf(key, sizeof key, "bootstrap.dcs.postgresql.pg_hba[%u]", i);
+        struct mark m = where_first(p, key, "bootstrap.dcs.postgresql.pg_hba");
+        if (fsm_hba_check(i, c->dcs.pg_hba[i], why) != 0) {
+            return fail_at(p, m, key, "%s", why);
+        }
+        if (!fsm_hba_type_known(c->dcs.pg_hba[i])) {
+            return fail_at(p, m, key,
+                           "expected a line beginning with local, host, hostssl, hostnossl, "
+                           "hostgssenc or hostnogssenc, got %s",
+                           quote(c->dcs.pg_hba[i], q));
+        }
+    }
+    return 0;
+}
+
 static int finish(struct parser *p)
 {
     struct conf *c = p->c;
@@ -1456,6 +1752,9 @@ static int finish(struct parser *p)
 
     c->has_postgresql = where_find(p, "postgresql", NULL);
     c->has_vip = where_find(p, "vip", NULL);
+    if ((rv = finish_dcs(p)) != 0) {
+        return rv;
+    }
 
     /* A follower must hear a heartbeat within every election timeout even when one is late or
      * lost, or it deposes a healthy leader (Raft paper §5.6: broadcast time << election
@@ -1851,6 +2150,15 @@ void conf_free(struct conf *c)
         free(c->postgresql.pg_hba[i]);
     }
     free(c->postgresql.pg_hba);
+    for (unsigned i = 0; i < c->dcs.n_parameters; i++) {
+        free(c->dcs.parameters[i].key);
+        free(c->dcs.parameters[i].value);
+    }
+    free(c->dcs.parameters);
+    for (unsigned i = 0; i < c->dcs.n_pg_hba; i++) {
+        free(c->dcs.pg_hba[i]);
+    }
+    free(c->dcs.pg_hba);
     for (unsigned i = 0; i < c->tags.n_user; i++) {
         free(c->tags.user[i].key);
         free(c->tags.user[i].value);

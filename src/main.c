@@ -99,6 +99,12 @@ static int cmd_check_config(int argc, char **argv)
     }
     const struct conf_member *self = conf_self(&c);
     printf("%s: ok\n", argv[1]);
+    for (unsigned i = 0; i < c.n_warnings && i < CONF_WARNINGS_MAX; i++) {
+        printf("warning: %s\n", c.warnings[i]);
+    }
+    if (c.n_warnings > CONF_WARNINGS_MAX) {
+        printf("warning: %u more keys ignored\n", c.n_warnings - CONF_WARNINGS_MAX);
+    }
     printf("scope=%s name=%s mode=%s\n", c.scope, c.name,
            self != NULL ? "initial member (bootstraps on first start)"
                         : "joining member (waits for 'ctl member add')");
@@ -150,6 +156,15 @@ static int cmd_check_config(int argc, char **argv)
                c.vip.address.text, c.vip.interface, c.vip.arping_count, c.vip.announce_repeats,
                c.vip.announce_interval_ms, c.vip.lifetime_s, vip_renew_interval_ms(&c.vip));
     }
+    char lag[32] = "none";
+    if (c.max_lag.set) {
+        snprintf(lag, sizeof lag, "%llu", (unsigned long long)c.max_lag.bytes);
+    }
+    printf("dynamic configuration (the first leader records it): synchronous_mode=%s "
+           "synchronous_node_count=%u synchronous_commit=%s maximum_lag_on_failover=%s "
+           "parameters=%u pg_hba_lines=%u\n",
+           conf_sync_mode_name(c.sync.mode), c.sync.node_count,
+           conf_sync_commit_name(c.sync.commit), lag, c.dcs.n_parameters, c.dcs.n_pg_hba);
     printf("watchdog: mode=%s device=%s safety_margin=%ums\n",
            conf_watchdog_mode_name(c.watchdog.mode), c.watchdog.device,
            c.watchdog.safety_margin_ms);
@@ -336,6 +351,9 @@ static int cmd_run(int argc, char **argv)
     }
     log_setup(a.conf.name, (enum log_level)a.conf.log.level, a.conf.log.format == CONF_LOG_JSON);
     log_info("raftpg %s starting (scope=%s config=%s)", RAFTPG_VERSION, a.conf.scope, path);
+    for (unsigned i = 0; i < a.conf.n_warnings && i < CONF_WARNINGS_MAX; i++) {
+        log_warning("%s", a.conf.warnings[i]);
+    }
 
     sched_keep_for_loop();
     /* Programs are spawned in libuv's thread pool (proc.h), beside libraft's and the storage

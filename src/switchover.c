@@ -28,9 +28,10 @@ const char *switchover_phase_name(enum switchover_phase p)
 static bool fits(const struct switchover_peer *p, const struct switchover_limit *limit, char *why,
                  size_t why_size)
 {
-    uint64_t lag = limit != NULL && limit->primary_wal > p->wal_position
-                       ? limit->primary_wal - p->wal_position
-                       : 0;
+    /* A report polled from the candidate is up to a poll and an observation older than the
+     * primary's position: under heavy writes that alone would count as lag. */
+    uint64_t pos = p->seen_by_primary ? p->flush_position : p->wal_position;
+    uint64_t lag = limit != NULL && limit->primary_wal > pos ? limit->primary_wal - pos : 0;
     if (!p->reachable) {
         snprintf(why, why_size, "%s does not answer", p->name);
     } else if (!p->running_standby) {
@@ -42,6 +43,12 @@ static bool fits(const struct switchover_peer *p, const struct switchover_limit 
                  "%s may not be promoted (nofailover, priority 0, or its raft storage, state or "
                  "identity is not sound)",
                  p->name);
+    } else if (limit != NULL && lag > limit->max_lag && p->seen_by_primary) {
+        snprintf(why, why_size,
+                 "%s lags %" PRIu64 " bytes behind primary %s (flushed %" PRIu64
+                 " when the primary was at %" PRIu64
+                 "), more than maximum_lag_on_failover (%" PRIu64 ")",
+                 p->name, lag, limit->primary, pos, limit->primary_wal, limit->max_lag);
     } else if (limit != NULL && lag > limit->max_lag) {
         snprintf(why, why_size,
                  "%s lags %" PRIu64 " bytes behind primary %s (wal position %" PRIu64
@@ -404,6 +411,15 @@ static int prepare(struct agent *a, const char *leader, const char *candidate, b
                            p->pg_system_id == st->system_id;
             sp->wal_position = p->pg_wal_position;
             sp->priority = p->failover_priority;
+            /* The flush position the primary saw in the observation that gave o->wal_position;
+             * a walsender that has had no reply yet shows none. */
+            for (unsigned r = 0; r < a->pg.n_replicas && r < FSM_MEMBERS_MAX; r++) {
+                if (strcmp(a->pg.replicas[r].name, m->name) == 0 &&
+                    a->pg.replicas[r].flush_position > 0) {
+                    sp->seen_by_primary = true;
+                    sp->flush_position = a->pg.replicas[r].flush_position;
+                }
+            }
         }
         /* Patroni refuses a switchover to a candidate that lags more than the limit behind
          * the primary (its leader's is_failover_possible): so does raftpg, at once. */

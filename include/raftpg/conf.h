@@ -33,6 +33,7 @@ struct conf_member {
 };
 
 #define CONF_USER_TAGS_MAX 32
+#define CONF_WARNINGS_MAX 16 /* messages about ignored keys kept */
 
 struct conf_kv {
     char *key;   /* owned */
@@ -271,6 +272,33 @@ struct conf {
         bool set;
         uint64_t bytes; /* 0..CONF_MAX_LAG_MAX */
     } max_lag;
+
+    /* Patroni's bootstrap.dcs: the dynamic configuration the first leader records (README
+     * "Configuration"). finish() folds the keys raftpg also takes elsewhere in the file into
+     * those fields (sync, max_lag, postgresql.use_pg_rewind, ...), refusing a key given in both
+     * places with different values; the parameters and pg_hba lines seed the replicated ones. */
+    struct {
+        int sync_mode; /* enum sync_mode; Patroni's on/true read as quorum */
+        bool sync_strict;
+        unsigned sync_node_count;
+        int sync_commit;
+        struct conf_max_lag max_lag;
+        bool use_pg_rewind;
+        bool remove_data_directory_on_rewind_failure;
+        bool remove_data_directory_on_diverged_timelines;
+        /* Checked as PATCH /config checks them (syntax, raftpg's own parameters refused), names
+         * folded to lower case and sorted, as the replicated state keeps them. Owned. */
+        struct conf_kv *parameters;
+        unsigned n_parameters;
+        char **pg_hba; /* owned */
+        unsigned n_pg_hba;
+    } dcs;
+
+    /* Keys read but without effect (Patroni's ttl, loop_wait, ...), one message each
+     * ("FILE:LINE:COL: KEY: ignored: why"), for the agent's log and check-config; n_warnings
+     * counts them all, the first CONF_WARNINGS_MAX are kept. */
+    char warnings[CONF_WARNINGS_MAX][RPG_ERRMSG_SIZE];
+    unsigned n_warnings;
 
     struct {
         bool nofailover;       /* default false */

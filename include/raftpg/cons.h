@@ -68,6 +68,11 @@ struct cons_params {
     uint8_t sync_commit;
     bool max_lag_set; /* maximum_lag_on_failover (false: no limit) */
     uint64_t max_lag;
+    /* bootstrap.dcs.postgresql: parameters (checked, sorted by name) and pg_hba lines. */
+    unsigned n_params;
+    struct fsm_param params[FSM_PARAMS_MAX];
+    unsigned n_hba;
+    char hba[FSM_HBA_MAX][FSM_HBA_LINE_MAX];
 };
 
 /* The node's side: its monotonic clock, and libraft's io time converted to it (the same clock

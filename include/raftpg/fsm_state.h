@@ -70,6 +70,9 @@ struct fsm_param {
 int fsm_param_check(const char *name, const char *value, char *errmsg);
 /* Checks one pg_hba line: 0, or RPG_EINVAL naming its index and what is wrong. */
 int fsm_hba_check(unsigned index, const char *line, char *errmsg);
+/* Whether line begins with a connection type (local, host, hostssl, hostnossl, hostgssenc,
+ * hostnogssenc): a comment or an include could leave pg_hba.conf without a rule. */
+bool fsm_hba_type_known(const char *line);
 
 /* A switchover planned for a wall-clock time: the leader at that time runs it (schedule.h). */
 struct fsm_switchover {

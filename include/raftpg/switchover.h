@@ -33,15 +33,23 @@ struct switchover_peer {
     bool running_standby; /* its PostgreSQL accepts connections in recovery */
     bool streams_from_us; /* its WAL receiver streams from this primary (pg_stat_wal_receiver) */
     bool eligible;        /* not nofailover, priority > 0, storage, state and identity sound */
-    uint64_t wal_position;
+    uint64_t
+        wal_position; /* its report: received or replayed, up to a poll and an observation old */
     int priority;
+    /* What this primary's last observation showed of it (pg_stat_replication), read in the same
+     * query as switchover_limit.primary_wal: the two are positions of one moment. */
+    bool seen_by_primary;
+    uint64_t flush_position;
 };
 
 /* maximum_lag_on_failover as a switchover applies it: as Patroni's, a candidate further than
- * max_lag bytes behind the primary's current WAL position may not take over. */
+ * max_lag bytes behind the primary's WAL position may not take over. The lag is measured like
+ * with like: primary_wal against the flush position the same observation showed for the
+ * candidate, or, when it showed none, against the candidate's report (older than primary_wal,
+ * so it can only overstate the lag). */
 struct switchover_limit {
     const char *primary;  /* its name, for messages */
-    uint64_t primary_wal; /* its current WAL position */
+    uint64_t primary_wal; /* its WAL position at its last observation */
     uint64_t max_lag;
 };
 

@@ -11,8 +11,20 @@ T_PG=1
 source "$(dirname "$0")/lib.sh"
 t_time_bound 240
 t_pick_ports
-# The limit in each member's file (Patroni: bootstrap.dcs.maximum_lag_on_failover).
-write_conf() { t_write_conf "$1" 3; echo "maximum_lag_on_failover: 16777216" >>"$T_DIR/node$1.yaml"; }
+# The limit in each member's file: as Patroni writes it, under bootstrap.dcs with the keys raftpg
+# has no use for and a dynamic parameter, on node1 and node2; at the top level on node3, with the
+# parameter under bootstrap.dcs. Whichever member leads first records the same configuration.
+write_conf() {
+  t_write_conf "$1" 3
+  if [ "$1" -lt 3 ]; then
+    printf '%s\n' "bootstrap:" "  dcs:" "    ttl: 30" "    loop_wait: 10" "    retry_timeout: 10" \
+      "    maximum_lag_on_failover: 16777216" "    postgresql:" "      use_pg_rewind: true" \
+      "      parameters: {Work_Mem: 7MB}" >>"$T_DIR/node$1.yaml"
+  else
+    printf '%s\n' "maximum_lag_on_failover: 16777216" "bootstrap:" \
+      "  dcs: {postgresql: {parameters: {work_mem: 7MB}}}" >>"$T_DIR/node$1.yaml"
+  fi
+}
 for i in 1 2 3; do write_conf "$i"; t_start "$i"; done
 t_wait 60 "a primary and two streaming standbys" t_pg_healthy 1 2 3
 ctl() { "$T_BIN" ctl --api "$(t_api_addr 1)" --api "$(t_api_addr 2)" --api "$(t_api_addr 3)" "$@"; }
@@ -30,10 +42,37 @@ for i in 1 2 3; do
     eval '[ "$(lag_of '"$i"') $(recorded_of '"$i"')" = "16777216 true" ]'
 done
 t_check "the first leader logged the recording" \
-  grep -q "dynamic configuration recorded from this member's file: .* maximum_lag_on_failover=16777216" \
+  grep -q "dynamic configuration recorded from this member's file: .* maximum_lag_on_failover=16777216 parameters=1 pg_hba_lines=0" \
   "$T_DIR/node1.log" "$T_DIR/node2.log" "$T_DIR/node3.log"
+for i in 1 2 3; do
+  t_check "node$i's GET /config has bootstrap.dcs's work_mem" t_eq \
+    "$(curl -s -m 3 "http://$(t_api_addr "$i")/config" | jq -r '.postgresql.parameters.work_mem')" 7MB
+  t_wait 10 "node$i's PostgreSQL runs with it (SHOW work_mem)" \
+    eval '[ "$(t_psql '"$i"' -c "SHOW work_mem" 2>/dev/null)" = 7MB ]'
+done
+t_check "node1 logged bootstrap.dcs.ttl as ignored, with its position and why" grep -q \
+  "WARNING .*node1.yaml:[0-9]*:10: bootstrap.dcs.ttl: ignored: raftpg has no leader key with a time to live" \
+  "$T_DIR/node1.log"
+# check-config: the keys without effect are named with their positions; a value given in both
+# places must agree, else both places are named.
+"${T_RUNAS[@]}" "$T_BIN" check-config "$T_DIR/node2.yaml" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "check-config of node2's Patroni-style file passes ($rc)" t_eq "$rc" 0
+t_check "... warning about loop_wait and retry_timeout" bash -c \
+  "grep -q '^warning: .*node2.yaml:[0-9]*:16: bootstrap.dcs.loop_wait: ignored: ' '$T_DIR/out' &&
+   grep -q '^warning: .*node2.yaml:[0-9]*:20: bootstrap.dcs.retry_timeout: ignored: ' '$T_DIR/out'"
+t_check "... and printing the dynamic configuration it seeds" grep -q \
+  "^dynamic configuration (the first leader records it): synchronous_mode=quorum synchronous_node_count=1 synchronous_commit=on maximum_lag_on_failover=16777216 parameters=1 pg_hba_lines=0$" \
+  "$T_DIR/out"
+cp -p "$T_DIR/node3.yaml" "$T_DIR/both.yaml"
+printf '%s\n' "  dcs: {maximum_lag_on_failover: 1048576}" >>"$T_DIR/both.yaml"
+sed -i '/^  dcs: {postgresql/d' "$T_DIR/both.yaml"
+"${T_RUNAS[@]}" "$T_BIN" check-config "$T_DIR/both.yaml" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
+t_check "check-config of a file with two different limits fails ($(cat "$T_DIR/out"))" t_eq "$rc" 1
+t_check "... naming both places" grep -Eq \
+  "^$T_DIR/both.yaml:[0-9]+:34: bootstrap.dcs.maximum_lag_on_failover: 1048576 differs from maximum_lag_on_failover at $T_DIR/both.yaml:[0-9]+:26 \(16777216\): give it in one place$" \
+  "$T_DIR/out"
 # A bad value in a file is refused with the file, the position and the key.
-cp -p "$T_DIR/node1.yaml" "$T_DIR/bad.yaml"
+cp -p "$T_DIR/node3.yaml" "$T_DIR/bad.yaml" # the limit at the top level
 sed -i 's/^maximum_lag_on_failover: .*/maximum_lag_on_failover: 16MB/' "$T_DIR/bad.yaml"
 "${T_RUNAS[@]}" "$T_BIN" check-config "$T_DIR/bad.yaml" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "check-config of a file with maximum_lag_on_failover: 16MB fails ($(cat "$T_DIR/out"))" t_eq "$rc" 1
@@ -134,8 +173,16 @@ t_check "node$A and node$B are still standbys" t_eq "$(in_recovery "$A")$(in_rec
 # The members poll every 250 ms: let them see the primary's position.
 sleep 1.5
 
+# The primary's walsenders can outlive its postmaster (a guard's fast stop has them send all
+# they have first): one still running would feed the resumed receiver the WAL it must lack.
+# They die with it, as in a crash of the host.
+senders=$(ps -o pid=,args= --ppid "$(t_pg_pid "$P")" | awk '/walsender/ { print $1 }')
+t_check "node$P has walsenders to kill" test -n "$senders"
 t_kill "$P" KILL
 t_kill_pg "$P"
+for s in $senders; do kill -KILL "$s" 2>/dev/null || true; done
+senders_gone() { for s in $senders; do ! t_pid_running "$s" || return 1; done; }
+t_wait 5 "node$P's walsenders are gone" senders_gone
 # The receiver may still read what its socket holds; that is less than the lag.
 kill -CONT "$wr" 2>/dev/null || true
 T0=$SECONDS

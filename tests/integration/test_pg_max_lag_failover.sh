@@ -53,8 +53,17 @@ t_wait 5 "node$P's /cluster has node$B more than 16 MiB behind" eval '[ "$(rlag)
 # The members poll every 250 ms: let them see the primary's position.
 sleep 1.5
 
+# The primary's walsenders can outlive its postmaster (a guard's fast stop has them send all
+# they have first): one still running would feed the resumed receiver the WAL it must lack.
+# They die with it, as in a crash of the host.
+senders=$(ps -o pid=,args= --ppid "$(t_pg_pid "$P")" | awk '/walsender/ { print $1 }')
+t_check "node$P has walsenders to kill" test -n "$senders"
 t_kill "$P" KILL
 t_kill_pg "$P"
+for s in $senders; do kill -KILL "$s" 2>/dev/null || true; done
+senders_gone() { for s in $senders; do ! t_pid_running "$s" || return 1; done; }
+t_wait 5 "node$P's walsenders are gone" senders_gone
+# The receiver may still read what its socket holds; that is less than the lag.
 kill -CONT "$wr" 2>/dev/null || true
 T0=$SECONDS
 held() { grep -h "more than maximum_lag_on_failover (16777216)" "$T_DIR/node$A.log" "$T_DIR/node$B.log" | grep -q "node$B, the member furthest ahead"; }

@@ -450,6 +450,56 @@ static void test_first_leader_records_max_lag(void **state)
     }
 }
 
+/* bootstrap.dcs's parameters and pg_hba lines: the first leader records them with the
+ * synchronous settings in one entry, with the limit (SET_DYNAMIC_LAG) and without (SET_DYNAMIC). */
+static void seed_params(struct cluster *cl, bool lag)
+{
+    for (unsigned i = 0; i < cl->n; i++) {
+        struct cons_params *p = &cl->cons[i].params;
+        p->max_lag_set = lag;
+        p->max_lag = lag ? 1048576 : 0;
+        p->n_params = 2;
+        snprintf(p->params[0].name, sizeof p->params[0].name, "max_connections");
+        snprintf(p->params[0].value, sizeof p->params[0].value, "200");
+        snprintf(p->params[1].name, sizeof p->params[1].name, "work_mem");
+        snprintf(p->params[1].value, sizeof p->params[1].value, "8MB");
+        p->n_hba = 1;
+        snprintf(p->hba[0], sizeof p->hba[0], "local all all peer");
+    }
+}
+
+static void check_params(struct cluster *cl, bool lag)
+{
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    for (unsigned i = 0; i < N_INITIAL; i++) {
+        const struct fsm_state *s = &cl->cons[i].state;
+        assert_int_equal(s->config.sync_mode, SYNC_MODE_QUORUM);
+        assert_int_equal(s->config.max_lag_set, lag);
+        assert_int_equal(s->config.n_params, 2);
+        assert_string_equal(s->config.params[0].name, "max_connections");
+        assert_string_equal(s->config.params[0].value, "200");
+        assert_string_equal(s->config.params[1].name, "work_mem");
+        assert_string_equal(s->config.params[1].value, "8MB");
+        assert_int_equal(s->config.n_hba, 1);
+        assert_string_equal(s->config.hba[0], "local all all peer");
+    }
+}
+
+static void test_first_leader_records_bootstrap_parameters(void **state)
+{
+    struct cluster *cl = *state;
+    seed_params(cl, false);
+    check_params(cl, false);
+}
+
+static void test_first_leader_records_bootstrap_parameters_and_max_lag(void **state)
+{
+    struct cluster *cl = *state;
+    seed_params(cl, true);
+    check_params(cl, true);
+    assert_int_equal(cl->cons[0].state.config.max_lag, 1048576);
+}
+
 /* While the leader renews, its lease stays ahead of the clock. Cut off from both followers it
  * loses the lease within one lease length, before any other node leads, and never two hold one. */
 static void test_lease_renewed_then_lost_when_cut_off(void **state)
@@ -1346,6 +1396,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_first_leader_records_members_and_settings, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_first_leader_records_max_lag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_leader_records_bootstrap_parameters, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_first_leader_records_bootstrap_parameters_and_max_lag,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_lease_renewed_then_lost_when_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_candidate_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_added_as_spare_then_voter, setup, teardown),

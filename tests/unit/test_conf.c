@@ -671,9 +671,10 @@ static void test_unknown_key_is_rejected(void **state)
 static void test_unknown_top_level_key_is_rejected(void **state)
 {
     (void)state;
-    assert_conf_error(MINIMAL "bootstrap:\n"
-                              "  dcs: {}\n",
-                      "t.yaml:9:1: bootstrap: unknown key");
+    /* Patroni's store sections mean nothing here: the members are the store. */
+    assert_conf_error(MINIMAL "etcd3:\n"
+                              "  hosts: 10.0.0.1:2379\n",
+                      "t.yaml:9:1: etcd3: unknown key");
 }
 
 static void test_unknown_member_key_is_rejected(void **state)
@@ -1022,6 +1023,206 @@ static void test_max_lag_wrong_values_are_rejected(void **state)
     }
     assert_conf_error(MINIMAL "maximum_lag_on_failover: [1]\n",
                       "t.yaml:9:26: maximum_lag_on_failover: expected a scalar, got a sequence");
+}
+
+/* Patroni's bootstrap.dcs: the dynamic keys raftpg records seed its settings, the parameters
+ * and pg_hba lines are kept (checked, folded, sorted) for the first leader to record, and keys
+ * with no meaning here are noted with their position and what stands in their place. */
+static const char patroni_dcs[] = MINIMAL "bootstrap:\n"
+                                          "  dcs:\n"
+                                          "    ttl: 30\n"
+                                          "    loop_wait: 10\n"
+                                          "    retry_timeout: 10\n"
+                                          "    maximum_lag_on_failover: 1048576\n"
+                                          "    synchronous_mode: true\n"
+                                          "    synchronous_node_count: 2\n"
+                                          "    postgresql:\n"
+                                          "      use_pg_rewind: false\n"
+                                          "      use_slots: true\n"
+                                          "      parameters:\n"
+                                          "        Work_Mem: 8MB\n"
+                                          "        max_connections: 200\n"
+                                          "        wal_log_hints: on\n"
+                                          "      pg_hba:\n"
+                                          "        - host replication replicator 127.0.0.1/32 md5\n"
+                                          "  initdb:\n"
+                                          "    - encoding: UTF8\n"
+                                          "    - data-checksums\n";
+
+static void test_bootstrap_dcs_seeds_the_dynamic_settings(void **state)
+{
+    (void)state;
+    assert_int_equal(load(patroni_dcs), 0);
+    assert_true(c.max_lag.set);
+    assert_int_equal(c.max_lag.bytes, 1048576);
+    assert_int_equal(c.sync.mode, 1); /* Patroni's true: quorum */
+    assert_int_equal(c.sync.node_count, 2);
+    assert_int_equal(c.sync.commit, 0); /* not given: the default */
+    assert_false(c.postgresql.use_pg_rewind);
+    assert_int_equal(c.dcs.n_parameters, 3);
+    assert_string_equal(c.dcs.parameters[0].key, "max_connections");
+    assert_string_equal(c.dcs.parameters[0].value, "200");
+    assert_string_equal(c.dcs.parameters[1].key, "wal_log_hints");
+    assert_string_equal(c.dcs.parameters[1].value, "on");
+    assert_string_equal(c.dcs.parameters[2].key, "work_mem");
+    assert_string_equal(c.dcs.parameters[2].value, "8MB");
+    assert_int_equal(c.dcs.n_pg_hba, 1);
+    assert_string_equal(c.dcs.pg_hba[0], "host replication replicator 127.0.0.1/32 md5");
+    /* The member's own postgresql.parameters stay its own. */
+    assert_int_equal(c.postgresql.n_parameters, 0);
+    assert_int_equal(c.n_warnings, 5);
+    assert_string_equal(c.warnings[0],
+                        "t.yaml:11:10: bootstrap.dcs.ttl: ignored: raftpg has no leader key with "
+                        "a time to live: the primary's lease is Raft leadership, set by "
+                        "raft.election_timeout in each member's file");
+    assert_string_equal(c.warnings[1], "t.yaml:12:16: bootstrap.dcs.loop_wait: ignored: no loop "
+                                       "sleeps here: each agent decides every 100 ms and on "
+                                       "every change");
+    assert_string_equal(c.warnings[2],
+                        "t.yaml:13:20: bootstrap.dcs.retry_timeout: ignored: no store is retried "
+                        "here: a primary that loses a Raft majority for raft.election_timeout is "
+                        "fenced");
+    assert_string_equal(c.warnings[3], "t.yaml:19:18: bootstrap.dcs.postgresql.use_slots: ignored: "
+                                       "raftpg always keeps one replication slot per member");
+    assert_string_equal(c.warnings[4],
+                        "t.yaml:27:5: bootstrap.initdb: ignored: raftpg runs initdb with "
+                        "--data-checksums --encoding=UTF8 and its own authentication");
+    /* Without bootstrap.dcs, nothing to seed and nothing to say. */
+    conf_free(&c);
+    assert_int_equal(load(MINIMAL), 0);
+    assert_int_equal(c.dcs.n_parameters, 0);
+    assert_int_equal(c.n_warnings, 0);
+}
+
+/* A key in both places: the same value is fine, different ones are refused naming both. */
+static void test_bootstrap_dcs_and_top_level_must_agree(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "maximum_lag_on_failover: 1048576\n"
+                                  "bootstrap:\n"
+                                  "  dcs:\n"
+                                  "    maximum_lag_on_failover: 1048576\n"),
+                     0);
+    assert_int_equal(c.max_lag.bytes, 1048576);
+    assert_conf_error(MINIMAL "maximum_lag_on_failover: 16777216\n"
+                              "bootstrap:\n"
+                              "  dcs:\n"
+                              "    maximum_lag_on_failover: 1048576\n",
+                      "t.yaml:12:30: bootstrap.dcs.maximum_lag_on_failover: 1048576 differs from "
+                      "maximum_lag_on_failover at t.yaml:9:26 (16777216): give it in one place");
+    assert_conf_error(MINIMAL "maximum_lag_on_failover: null\n"
+                              "bootstrap:\n"
+                              "  dcs:\n"
+                              "    maximum_lag_on_failover: 0\n",
+                      "t.yaml:12:30: bootstrap.dcs.maximum_lag_on_failover: 0 differs from "
+                      "maximum_lag_on_failover at t.yaml:9:26 (null): give it in one place");
+    assert_conf_error(MINIMAL "synchronous_mode: strict\n"
+                              "bootstrap:\n"
+                              "  dcs: {synchronous_mode: on}\n",
+                      "t.yaml:11:27: bootstrap.dcs.synchronous_mode: quorum differs from "
+                      "synchronous_mode at t.yaml:9:19 (strict): give it in one place");
+    assert_conf_error(MINIMAL "synchronous_node_count: 1\n"
+                              "bootstrap:\n"
+                              "  dcs:\n"
+                              "    synchronous_node_count: 2\n",
+                      "t.yaml:12:29: bootstrap.dcs.synchronous_node_count: 2 differs from "
+                      "synchronous_node_count at t.yaml:9:25 (1): give it in one place");
+    assert_conf_error(MINIMAL "postgresql:\n"
+                              "  data_dir: /srv/pg\n"
+                              "  listen: 127.0.0.1:5432\n"
+                              "  use_pg_rewind: true\n"
+                              "bootstrap:\n"
+                              "  dcs:\n"
+                              "    postgresql: {use_pg_rewind: false}\n",
+                      "t.yaml:15:33: bootstrap.dcs.postgresql.use_pg_rewind: false differs from "
+                      "postgresql.use_pg_rewind at t.yaml:12:18 (true): give it in one place");
+    /* The member's own keys under postgresql, the longest paths a file can hold. */
+    assert_int_equal(load(MINIMAL "bootstrap:\n"
+                                  "  dcs:\n"
+                                  "    postgresql:\n"
+                                  "      remove_data_directory_on_rewind_failure: true\n"
+                                  "      remove_data_directory_on_diverged_timelines: true\n"),
+                     0);
+    assert_true(c.postgresql.remove_data_directory_on_rewind_failure);
+    assert_true(c.postgresql.remove_data_directory_on_diverged_timelines);
+    assert_conf_error(MINIMAL "postgresql:\n"
+                              "  data_dir: /srv/pg\n"
+                              "  listen: 127.0.0.1:5432\n"
+                              "  remove_data_directory_on_diverged_timelines: false\n"
+                              "bootstrap:\n"
+                              "  dcs:\n"
+                              "    postgresql:\n"
+                              "      remove_data_directory_on_diverged_timelines: true\n",
+                      "t.yaml:16:52: bootstrap.dcs.postgresql.remove_data_directory_on_diverged_"
+                      "timelines: true differs from postgresql.remove_data_directory_on_diverged_"
+                      "timelines at t.yaml:12:48 (false): give it in one place");
+    /* Patroni's strict flag makes the mode strict, and needs a mode that is on. */
+    assert_int_equal(load(MINIMAL "bootstrap:\n"
+                                  "  dcs: {synchronous_mode: on, synchronous_mode_strict: true}\n"),
+                     0);
+    assert_int_equal(c.sync.mode, 2);
+    assert_int_equal(load(MINIMAL
+                          "bootstrap:\n"
+                          "  dcs: {synchronous_mode: on, synchronous_mode_strict: false}\n"),
+                     0);
+    assert_int_equal(c.sync.mode, 1);
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  dcs: {synchronous_mode_strict: true}\n",
+                      "t.yaml:10:34: bootstrap.dcs.synchronous_mode_strict: requires "
+                      "bootstrap.dcs.synchronous_mode on (or quorum): strict means nothing with "
+                      "asynchronous replication");
+}
+
+static void test_bootstrap_dcs_wrong_values_are_rejected(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  dcs:\n"
+                              "    standby_cluster:\n"
+                              "      host: 10.0.0.1\n",
+                      "t.yaml:12:7: bootstrap.dcs.standby_cluster: not supported: raftpg runs no "
+                      "standby clusters: this file would bootstrap a new primary");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  dcs:\n"
+                              "    check_timelines: true\n",
+                      "t.yaml:11:5: bootstrap.dcs.check_timelines: unknown key");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  method: wal_e\n",
+                      "t.yaml:10:3: bootstrap.method: unknown key");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  dcs:\n"
+                              "    synchronous_mode: maybe\n",
+                      "t.yaml:11:23: bootstrap.dcs.synchronous_mode: expected off, quorum or "
+                      "strict (or Patroni's on/true, read as quorum), got \"maybe\"");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  dcs:\n"
+                              "    maximum_lag_on_failover: 1MB\n",
+                      "t.yaml:11:30: bootstrap.dcs.maximum_lag_on_failover: expected a number of "
+                      "bytes 0..4611686018427387904, or null (no limit), got \"1MB\"");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  dcs:\n"
+                              "    postgresql:\n"
+                              "      parameters:\n"
+                              "        work_mem: 8MB\n"
+                              "        Synchronous_Standby_Names: '*'\n",
+                      "t.yaml:14:36: bootstrap.dcs.postgresql.parameters.synchronous_standby_names:"
+                      " not settable here: raftpg manages it (synchronous_mode and "
+                      "synchronous_node_count)");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  dcs:\n"
+                              "    postgresql:\n"
+                              "      pg_hba:\n"
+                              "        - local all all peer\n"
+                              "        - include_dir hba.d\n",
+                      "t.yaml:14:11: bootstrap.dcs.postgresql.pg_hba[1]: expected a line "
+                      "beginning with local, host, hostssl, hostnossl, hostgssenc or "
+                      "hostnogssenc, got \"include_dir hba.d\"");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  dcs:\n"
+                              "    postgresql:\n"
+                              "      pg_ident: ['m1 s1 u1']\n",
+                      "t.yaml:12:17: bootstrap.dcs.postgresql.pg_ident: not supported: raftpg "
+                      "does not write pg_ident.conf: keep the file in each data directory");
 }
 
 static void test_watchdog_wrong_mode_is_rejected(void **state)
@@ -1968,6 +2169,9 @@ int main(void)
         cmocka_unit_test_teardown(test_sync_wrong_values_are_rejected, teardown),
         cmocka_unit_test_teardown(test_max_lag_is_read, teardown),
         cmocka_unit_test_teardown(test_max_lag_wrong_values_are_rejected, teardown),
+        cmocka_unit_test_teardown(test_bootstrap_dcs_seeds_the_dynamic_settings, teardown),
+        cmocka_unit_test_teardown(test_bootstrap_dcs_and_top_level_must_agree, teardown),
+        cmocka_unit_test_teardown(test_bootstrap_dcs_wrong_values_are_rejected, teardown),
         cmocka_unit_test_teardown(test_vip_prefix_31_and_32_take_any_host, teardown),
         cmocka_unit_test_teardown(test_vip_interface_of_15_characters_is_accepted, teardown),
         cmocka_unit_test_teardown(test_unknown_key_is_rejected, teardown),

@@ -137,12 +137,61 @@ static void test_max_lag(void **state)
         switchover_choose(peers, 2, "node3", NULL, chosen, sizeof chosen, why, sizeof why), 0);
 }
 
+/* The lag is measured like with like: the primary's WAL position against the flush position
+ * that the same observation of pg_stat_replication showed for the candidate. A report that
+ * lags only because it is older than the primary's position passes; one truly behind does not,
+ * whatever its own (older or newer) report says. */
+static void test_max_lag_same_moment(void **state)
+{
+    (void)state;
+    char chosen[FSM_NAME_MAX], why[512];
+    struct switchover_limit limit = {
+        .primary = "node1", .primary_wal = 100000000, .max_lag = 1048576};
+    /* Its report is 20 MB behind (taken while 20 MB were written), but the primary saw it
+     * flushed to within 64 kB of its position. */
+    struct switchover_peer peers[] = {fit("node2", 80000000, 1)};
+    peers[0].seen_by_primary = true;
+    peers[0].flush_position = 100000000 - 65536;
+    assert_int_equal(
+        switchover_choose(peers, 1, "node2", &limit, chosen, sizeof chosen, why, sizeof why), 0);
+    assert_string_equal(chosen, "node2");
+    assert_int_equal(
+        switchover_choose(peers, 1, NULL, &limit, chosen, sizeof chosen, why, sizeof why), 0);
+    assert_string_equal(chosen, "node2");
+    /* Truly behind: the primary saw it 20 MB back, whatever its own report says. */
+    peers[0] = fit("node2", 100000000, 1);
+    peers[0].seen_by_primary = true;
+    peers[0].flush_position = 80000000;
+    assert_int_equal(switchover_choose(peers, 1, "node2", &limit, chosen, sizeof chosen, why,
+                                       sizeof why),
+                     RPG_EINVAL);
+    assert_string_equal(why, "node2 lags 20000000 bytes behind primary node1 (flushed 80000000 "
+                             "when the primary was at 100000000), more than "
+                             "maximum_lag_on_failover (1048576)");
+    assert_int_equal(switchover_choose(peers, 1, NULL, &limit, chosen, sizeof chosen, why,
+                                       sizeof why),
+                     RPG_ENOTFOUND);
+    assert_string_equal(why, "no standby can take over: the one furthest ahead, node2 lags "
+                             "20000000 bytes behind primary node1 (flushed 80000000 when the "
+                             "primary was at 100000000), more than maximum_lag_on_failover "
+                             "(1048576)");
+    /* Not in the primary's observation: its report is all there is, and it counts. */
+    peers[0] = fit("node2", 80000000, 1);
+    assert_int_equal(switchover_choose(peers, 1, "node2", &limit, chosen, sizeof chosen, why,
+                                       sizeof why),
+                     RPG_EINVAL);
+    assert_string_equal(why, "node2 lags 20000000 bytes behind primary node1 (wal position "
+                             "80000000 against 100000000), more than maximum_lag_on_failover "
+                             "(1048576)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_named),
         cmocka_unit_test(test_best),
         cmocka_unit_test(test_max_lag),
+        cmocka_unit_test(test_max_lag_same_moment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

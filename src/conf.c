@@ -288,6 +288,10 @@ static const struct conf_key root_keys[] = {
     {"synchronous_node_count", KEY_UINT, FIELD(sync.node_count), .min = 1, .max = 16, .def = "1"},
     {"synchronous_commit", KEY_ENUM, FIELD(sync.commit), .def = "on", .names = sync_commit_names},
     {"maximum_lag_on_failover", KEY_MAX_LAG, FIELD(max_lag)},
+    {"primary_start_timeout", KEY_UINT, FIELD(primary_start_timeout_s), .min = 0, .max = 86400,
+     .def = "300"},
+    /* Patroni's old name; finish() refuses a file with both. */
+    {"master_start_timeout", KEY_UINT, FIELD(primary_start_timeout_s), .min = 0, .max = 86400},
     {.key = NULL},
 };
 
@@ -1466,6 +1470,13 @@ static int finish(struct parser *p)
                        "must be less than half of raft.election_timeout "
                        "(heartbeat_timeout=%u election_timeout=%u)",
                        c->raft.heartbeat_timeout_ms, c->raft.election_timeout_ms);
+    }
+
+    struct mark m0;
+    if (where_find(p, "primary_start_timeout", NULL) &&
+        where_find(p, "master_start_timeout", &m0)) {
+        return fail_at(p, m0, "master_start_timeout",
+                       "is primary_start_timeout's old name: set only one of them");
     }
 
     /* A claim refreshes the address's lifetime once an announcement round: rounds further apart

@@ -272,6 +272,10 @@ struct conf {
         uint64_t bytes; /* 0..CONF_MAX_LAG_MAX */
     } max_lag;
 
+    /* primary_start_timeout (Patroni's; master_start_timeout, its old name, too): seconds the
+     * primary's PostgreSQL may be down before its leader hands over; 0 at once. Default 300. */
+    unsigned primary_start_timeout_s;
+
     struct {
         bool nofailover;       /* default false */
         bool nosync;           /* default false */

@@ -1024,6 +1024,33 @@ static void test_max_lag_wrong_values_are_rejected(void **state)
                       "t.yaml:9:26: maximum_lag_on_failover: expected a scalar, got a sequence");
 }
 
+/* primary_start_timeout (Patroni's; master_start_timeout, its old name): seconds, 300 by default,
+ * 0 allowed; a bad value or both names in one file are refused with the file, line and key. */
+static void test_primary_start_timeout(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL), 0);
+    assert_int_equal(c.primary_start_timeout_s, 300);
+    assert_int_equal(load(MINIMAL "primary_start_timeout: 5\n"), 0);
+    assert_int_equal(c.primary_start_timeout_s, 5);
+    assert_int_equal(load(MINIMAL "primary_start_timeout: 0\n"), 0);
+    assert_int_equal(c.primary_start_timeout_s, 0);
+    assert_int_equal(load(MINIMAL "master_start_timeout: 30\n"), 0);
+    assert_int_equal(c.primary_start_timeout_s, 30);
+    assert_conf_error(
+        MINIMAL "primary_start_timeout: 5m\n",
+        "t.yaml:9:24: primary_start_timeout: expected an integer 0..86400, got \"5m\"");
+    assert_conf_error(
+        MINIMAL "primary_start_timeout: -1\n",
+        "t.yaml:9:24: primary_start_timeout: expected an integer 0..86400, got \"-1\"");
+    assert_conf_error(MINIMAL "primary_start_timeout: 86401\n",
+                      "t.yaml:9:24: primary_start_timeout: expected an integer 0..86400, got "
+                      "\"86401\"");
+    assert_conf_error(MINIMAL "primary_start_timeout: 5\nmaster_start_timeout: 5\n",
+                      "t.yaml:10:23: master_start_timeout: is primary_start_timeout's old name: "
+                      "set only one of them");
+}
+
 static void test_watchdog_wrong_mode_is_rejected(void **state)
 {
     (void)state;
@@ -1968,6 +1995,7 @@ int main(void)
         cmocka_unit_test_teardown(test_sync_wrong_values_are_rejected, teardown),
         cmocka_unit_test_teardown(test_max_lag_is_read, teardown),
         cmocka_unit_test_teardown(test_max_lag_wrong_values_are_rejected, teardown),
+        cmocka_unit_test_teardown(test_primary_start_timeout, teardown),
         cmocka_unit_test_teardown(test_vip_prefix_31_and_32_take_any_host, teardown),
         cmocka_unit_test_teardown(test_vip_interface_of_15_characters_is_accepted, teardown),
         cmocka_unit_test_teardown(test_unknown_key_is_rejected, teardown),

@@ -1028,6 +1028,22 @@ static void params_tick(struct agent *a)
     }
 }
 
+/* primary_start_timeout's clock (ha_pg_track_down), on the observation itself so that /status
+ * shows it. Logged when the count begins. */
+static void track_primary_down(struct agent *a, bool counting)
+{
+    bool was_down = a->pg.obs.down;
+    ha_pg_track_down(&a->pg.obs, counting, &a->pg_down, cons_uv_clock_ms());
+    if (a->pg.obs.down && !was_down) {
+        log_warning("postgresql does not run as a primary that accepts connections (%s): "
+                    "another member takes over after primary_start_timeout (%u s)",
+                    ha_pg_state_name(a->pg.obs.state), a->conf.primary_start_timeout_s);
+    } else if (!a->pg.obs.down && was_down && a->pg.obs.state == HA_PG_RUNNING &&
+               !a->pg.obs.in_recovery) {
+        log_info("postgresql runs as a primary that accepts connections again");
+    }
+}
+
 static void ha_tick(struct agent *a)
 {
     if (a->phase != AGENT_PHASE_RUNNING || !a->conf.has_postgresql || !a->pg_open ||
@@ -1044,9 +1060,11 @@ static void ha_tick(struct agent *a)
     if (a->cons.diverged) {
         /* Its replicated state cannot be trusted: no decision, no record; the fence still runs
          * and leadership is handed away (cons_storage_tick). */
+        track_primary_down(a, false); /* counted only once nothing holds the server */
         return;
     }
     if (a->identity_error[0] != '\0') {
+        track_primary_down(a, false);
         /* Its state stopped when the cluster removed its id: acting on it would follow or
          * promote on a history it no longer receives. The fence still runs. */
         return;
@@ -1062,6 +1080,7 @@ static void ha_tick(struct agent *a)
     }
     if (switchover_holds(a) || reinit_holds(a) || restart_holds(a)) {
         /* Its primary is being stopped and handed over: restarting it now would undo that. */
+        track_primary_down(a, false); /* counted only once nothing holds the server */
         return;
     }
     params_tick(a);
@@ -1070,11 +1089,13 @@ static void ha_tick(struct agent *a)
     if (core_paused(&a->core, &a->cons.state, allowed)) {
         /* The operator owns PostgreSQL now. Only what keeps two primaries apart still acts: the
          * lease, the fence and the VIP (fence_tick above). */
+        track_primary_down(a, false); /* counted only once nothing holds the server */
         return;
     }
     if (a->fm.frozen) {
         /* The soft layer holds: the lease comes back (resume, nothing to decide) or ends (the
          * hard layer stops the server); a decision now would act on a server that cannot. */
+        track_primary_down(a, false); /* counted only once nothing holds the server */
         return;
     }
     history_tick(a);
@@ -1110,6 +1131,12 @@ static void ha_tick(struct agent *a)
     v.state_current = cons_state_current(&a->cons);
     v.term = a->cons.term;
     v.pg_ready = a->pg.obs_valid && !pg_busy(&a->pg) && a->pg.obs_epoch == a->pg.epoch;
+    /* Maintenance mode's operator-granted failover leaves the server to the operator. */
+    bool down_counted = v.leader && !paused && a->cons.state.initialized &&
+                        strcmp(a->cons.state.primary.name, a->conf.name) == 0 &&
+                        a->cons.state.primary.term == a->cons.term;
+    track_primary_down(a, down_counted);
+    v.primary_start_timeout_ms = (rpg_msec)a->conf.primary_start_timeout_s * 1000;
     v.pg = a->pg.obs;
     v.pg.start_timed_out = restart_start_timed_out(a);
     v.peers = a->peers.book.results;
@@ -1155,7 +1182,10 @@ static void ha_tick(struct agent *a)
     /* Maintenance mode: only a failover the operator asked for, and the re-point to it. */
     v.allowed = allowed;
     rpg_msec leading = a->core.leader_since;
-    core_tick(&a->core, &v);
+    if (core_tick(&a->core, &v) && a->core.running == HA_ACT_TRANSFER && v.pg.down &&
+        v.pg.down_ms >= v.primary_start_timeout_ms) {
+        a->n_start_timeouts++;
+    }
     /* The core trusts only reports asked for once it acts as leader, after the previous lease
      * and fence surely ended: the round asked for when Raft leadership came is too early. */
     if (leading == 0 && a->core.leader_since != 0 && a->peers_open) {

@@ -170,6 +170,14 @@ static json_t *pg_json(const struct agent *a)
         json_object_set_new(o_json, "unwritable_ms", json_integer((json_int_t)o->unwritable_ms));
         /* Crashes and failed starts within the crash window (HA_CRASH_WINDOW_MS). */
         json_object_set_new(o_json, "crashes", json_integer((json_int_t)o->crashes));
+        /* The primary's server not running as a primary that accepts connections, for how
+         * long, and the bound after which another member takes over (primary_start_timeout). */
+        json_object_set_new(o_json, "down", json_boolean(o->down));
+        json_object_set_new(o_json, "down_ms", json_integer((json_int_t)o->down_ms));
+        json_object_set_new(o_json, "primary_start_timeout",
+                            json_integer((json_int_t)a->conf.primary_start_timeout_s));
+        json_object_set_new(o_json, "start_timeout_handovers",
+                            json_integer((json_int_t)a->n_start_timeouts));
     }
     return o_json;
 }
@@ -2837,6 +2845,18 @@ static void respond_metrics(struct agent *a, struct http_conn *conn)
                "Crashes of PostgreSQL as primary and failed starts in the last 60 s (see /status "
                "crashes).",
                labels, pg ? o->crashes : 0);
+        metric(f, "raftpg_postgres_down_seconds", "gauge",
+               "How long the primary's PostgreSQL has not run as a primary that accepts "
+               "connections (0: it does; see /status down_ms).",
+               labels, pg && o->down ? (double)o->down_ms / 1000.0 : 0);
+        metric(f, "raftpg_primary_start_timeout_seconds", "gauge",
+               "primary_start_timeout: how long the primary's PostgreSQL may be down before "
+               "another member takes over.",
+               labels, (double)a->conf.primary_start_timeout_s);
+        metric(f, "raftpg_primary_start_timeout_handovers_total", "counter",
+               "Hand-overs this agent began because its PostgreSQL was down past "
+               "primary_start_timeout.",
+               labels, (double)a->n_start_timeouts);
     }
     fclose(f);
     if (buf == NULL) {

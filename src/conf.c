@@ -330,8 +330,9 @@ static const struct conf_key dcs_keys[] = {
     {"maximum_lag_on_syncnode", KEY_IGNORED,
      .why = "a standby more than 16 MiB behind leaves the synchronous set"},
     {"max_timelines_history", KEY_IGNORED, .why = "the history keeps the last 32 promotions"},
-    {"primary_start_timeout", KEY_IGNORED,
-     .why = "a primary whose server crashes or cannot start hands over by raftpg's crash count"},
+    /* Each member's own here (not replicated): folded into the top-level key by finish_dcs. */
+    {"primary_start_timeout", KEY_UINT, FIELD(dcs.primary_start_timeout_s), .min = 0, .max = 86400},
+    {"master_start_timeout", KEY_UINT, FIELD(dcs.primary_start_timeout_s), .min = 0, .max = 86400},
     {"primary_stop_timeout", KEY_IGNORED, .why = "a stop turns immediate after raftpg's own bound"},
     {"primary_race_backoff", KEY_IGNORED,
      .why = "a new leader hands over to the member furthest ahead instead"},
@@ -365,6 +366,10 @@ static const struct conf_key root_keys[] = {
     {"synchronous_commit", KEY_ENUM, FIELD(sync.commit), .def = "on", .names = sync_commit_names},
     {"maximum_lag_on_failover", KEY_MAX_LAG, FIELD(max_lag)},
     {"bootstrap", KEY_SECTION, .sub = bootstrap_keys},
+    {"primary_start_timeout", KEY_UINT, FIELD(primary_start_timeout_s), .min = 0, .max = 86400,
+     .def = "300"},
+    /* Patroni's old name; finish() refuses a file with both. */
+    {"master_start_timeout", KEY_UINT, FIELD(primary_start_timeout_s), .min = 0, .max = 86400},
     {.key = NULL},
 };
 
@@ -1637,6 +1642,12 @@ static int finish_dcs(struct parser *p)
          sync_commit_names},
         {"maximum_lag_on_failover", "bootstrap.dcs.maximum_lag_on_failover", KEY_MAX_LAG,
          offsetof(struct conf, max_lag), offsetof(struct conf, dcs.max_lag), NULL},
+        {"primary_start_timeout", "bootstrap.dcs.primary_start_timeout", KEY_UINT,
+         offsetof(struct conf, primary_start_timeout_s),
+         offsetof(struct conf, dcs.primary_start_timeout_s), NULL},
+        {"primary_start_timeout", "bootstrap.dcs.master_start_timeout", KEY_UINT,
+         offsetof(struct conf, primary_start_timeout_s),
+         offsetof(struct conf, dcs.primary_start_timeout_s), NULL},
         {"postgresql.use_pg_rewind", "bootstrap.dcs.postgresql.use_pg_rewind", KEY_BOOL,
          offsetof(struct conf, postgresql.use_pg_rewind), offsetof(struct conf, dcs.use_pg_rewind),
          NULL},
@@ -1765,6 +1776,13 @@ static int finish(struct parser *p)
                        "must be less than half of raft.election_timeout "
                        "(heartbeat_timeout=%u election_timeout=%u)",
                        c->raft.heartbeat_timeout_ms, c->raft.election_timeout_ms);
+    }
+
+    struct mark m0;
+    if (where_find(p, "primary_start_timeout", NULL) &&
+        where_find(p, "master_start_timeout", &m0)) {
+        return fail_at(p, m0, "master_start_timeout",
+                       "is primary_start_timeout's old name: set only one of them");
     }
 
     /* A claim refreshes the address's lifetime once an announcement round: rounds further apart

@@ -62,6 +62,7 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         snprintf(h->conninfo, sizeof h->conninfo, "%s", p->pg_conninfo);
         h->wal_position = p->pg_wal_position;
         h->start_failures = p->pg_start_failures;
+        h->crashes = p->pg_crashes;
         h->unwritable = p->pg_unwritable;
         h->identity_mismatch = p->id != 0 && m->id != 0 && p->id != m->id;
         h->nofailover = p->nofailover;
@@ -328,6 +329,7 @@ bool core_tick(struct core *c, const struct core_view *v)
     in.max_lag_set = v->max_lag_set;
     in.max_lag = v->max_lag;
     in.lag_waived_for = v->lag_waived_for;
+    in.primary_start_timeout_ms = v->primary_start_timeout_ms;
     in.leader_ms = c->leader_since != 0 ? v->now - c->leader_since : 0;
     primary_wal_seen(c, v);
     in.primary_wal = c->lag_wal;

@@ -130,6 +130,33 @@ void ha_pg_track_unwritable(struct ha_pg *o, const char *why, rpg_msec *since, r
     o->unwritable_ms = now - *since;
 }
 
+void ha_pg_track_down(struct ha_pg *o, bool counting, struct ha_down_clock *c, rpg_msec now)
+{
+    o->down = false;
+    o->down_ms = 0;
+    if (!counting) {
+        c->armed = false;
+        c->since = 0;
+        return;
+    }
+    if (o->state == HA_PG_RUNNING && !o->in_recovery) {
+        /* A primary that answers resets the clock. */
+        c->armed = true;
+        c->since = 0;
+        return;
+    }
+    if (!c->armed) {
+        /* Not seen as a primary in this leadership yet (a promotion under way): no failure to
+         * recover from. */
+        return;
+    }
+    if (c->since == 0) {
+        c->since = now;
+    }
+    o->down = true;
+    o->down_ms = now > c->since ? now - c->since : 0;
+}
+
 void ha_crash_note(struct ha_crash_log *l, rpg_msec now)
 {
     l->at[l->n % HA_CRASHES_MAX] = now;
@@ -271,6 +298,7 @@ const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, b
     uint32_t best_tl = 0;
     uint64_t best_wal = 0;
     int best_prio = 0;
+    bool best_crashing = false;
     *wait = false;
     snprintf(why, why_size, "no member can be promoted");
     if (self_eligible) {
@@ -278,6 +306,7 @@ const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, b
         best_tl = in->pg.timeline;
         best_wal = in->pg.wal_position;
         best_prio = in->failover_priority;
+        best_crashing = in->pg.crashes >= HA_CRASHES_MAX;
     }
     for (unsigned i = 0; i < s->n_members; i++) {
         const char *name = s->members[i].name;
@@ -296,18 +325,23 @@ const char *ha_choose_candidate(const struct ha_input *in, bool self_eligible, b
             continue;
         }
         /* A higher timeline wins over a higher position: WAL past a fork on an older timeline
-         * is history the newer primary never had. */
+         * is history the newer primary never had. Among members as far ahead, one whose server
+         * keeps crashing comes last: it would likely crash again as primary. */
         bool same = p->timeline == best_tl && p->wal_position == best_wal;
+        bool crashing = p->crashes >= HA_CRASHES_MAX;
+        bool same_health = crashing == best_crashing;
         bool better = best == NULL || p->timeline > best_tl ||
                       (p->timeline == best_tl && p->wal_position > best_wal) ||
-                      (same && p->failover_priority > best_prio) ||
-                      (same && p->failover_priority == best_prio && best != in->self &&
-                       strcmp(name, best) < 0);
+                      (same && !crashing && best_crashing) ||
+                      (same && same_health && p->failover_priority > best_prio) ||
+                      (same && same_health && p->failover_priority == best_prio &&
+                       best != in->self && strcmp(name, best) < 0);
         if (better) {
             best = name;
             best_tl = p->timeline;
             best_wal = p->wal_position;
             best_prio = p->failover_priority;
+            best_crashing = crashing;
         }
     }
     if (best == NULL) {
@@ -457,6 +491,31 @@ static bool crashing_primary(const struct ha_input *in, struct ha_decision *out)
     set(out, HA_ACT_TRANSFER, c,
         "postgresql crashed or failed to start %u times within %u s; %.180s", in->pg.crashes,
         (unsigned)(HA_CRASH_WINDOW_MS / 1000), why);
+    return true;
+}
+
+/* Patroni's primary_start_timeout: the recorded primary in its term whose server has not run as a
+ * primary that accepts connections for the bound (stopped, hung, stopped by a signal, in a long
+ * crash recovery, up in recovery) hands leadership to a member that may take over without losing
+ * an acknowledged commit (rule 6). The old side's fence stops whatever runs there before the new
+ * leader promotes (rules 2-3). With no such member, false: restarting is then the only way back
+ * to a primary. */
+static bool down_primary(const struct ha_input *in, struct ha_decision *out)
+{
+    if (!in->pg.down || in->pg.down_ms < in->primary_start_timeout_ms || sole_holder(in)) {
+        return false;
+    }
+    bool wait = false;
+    char why[HA_WHY_MAX];
+    const char *c = ha_choose_candidate(in, false, &wait, why, sizeof why);
+    if (c == NULL) {
+        return false;
+    }
+    set(out, HA_ACT_TRANSFER, c,
+        "postgresql has not run as a primary that accepts connections for %u.%u s, "
+        "primary_start_timeout is %u s; %.150s",
+        (unsigned)(in->pg.down_ms / 1000), (unsigned)(in->pg.down_ms % 1000 / 100),
+        (unsigned)(in->primary_start_timeout_ms / 1000), why);
     return true;
 }
 
@@ -819,7 +878,7 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
     }
     if (recorded_me && s->primary.term == in->term) {
         if (pg->state != HA_PG_ABSENT &&
-            (unwritable_primary(in, out) || crashing_primary(in, out))) {
+            (unwritable_primary(in, out) || crashing_primary(in, out) || down_primary(in, out))) {
             return;
         }
         switch (pg->state) {

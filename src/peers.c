@@ -55,6 +55,7 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
         s->pg_replay_position =
             (uint64_t)json_integer_value(json_object_get(pg, "replay_position"));
         s->pg_start_failures = (unsigned)json_integer_value(json_object_get(pg, "start_failures"));
+        s->pg_crashes = (unsigned)json_integer_value(json_object_get(pg, "crashes"));
         const char *unwritable = json_string_value(json_object_get(pg, "unwritable"));
         s->pg_unwritable = unwritable != NULL && unwritable[0] != '\0';
         copy_str(s->pg_address, sizeof s->pg_address, pg, "address");

@@ -128,6 +128,11 @@ void reload_apply(struct conf *cur, struct conf *next, char *applied, size_t app
         cur->tags = next->tags;
         next->tags = t;
     }
+    if (cur->primary_start_timeout_s != next->primary_start_timeout_s) {
+        /* Read by every decision: in force from the next one. */
+        list_add(applied, applied_size, "primary_start_timeout");
+        cur->primary_start_timeout_s = next->primary_start_timeout_s;
+    }
     if (cur->log.level != next->log.level) {
         list_add(applied, applied_size, "log.level");
         __typeof__(cur->log.level) l = cur->log.level;

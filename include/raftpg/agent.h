@@ -91,6 +91,10 @@ struct agent {
         fm;         /* the fence's own state: lease, soft layer, fence, VIP (fence_step.h) */
     int frozen_pid; /* the postmaster the soft layer stopped */
     int fence_pid;  /* the postmaster the fence signalled */
+    /* primary_start_timeout: how long the primary's server has been down (ha_pg_track_down),
+     * and the hand-overs begun because it was down past the bound. */
+    struct ha_down_clock pg_down;
+    uint64_t n_start_timeouts;
     struct vip vip;
     bool vip_open;
     struct guard guard; /* fences the node if this process dies unfenced (guard.h) */

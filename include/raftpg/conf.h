@@ -284,6 +284,7 @@ struct conf {
         int sync_commit;
         struct conf_max_lag max_lag;
         bool use_pg_rewind;
+        unsigned primary_start_timeout_s; /* each member's own, as the top-level key */
         bool remove_data_directory_on_rewind_failure;
         bool remove_data_directory_on_diverged_timelines;
         /* Checked as PATCH /config checks them (syntax, raftpg's own parameters refused), names
@@ -299,6 +300,10 @@ struct conf {
      * counts them all, the first CONF_WARNINGS_MAX are kept. */
     char warnings[CONF_WARNINGS_MAX][RPG_ERRMSG_SIZE];
     unsigned n_warnings;
+
+    /* primary_start_timeout (Patroni's; master_start_timeout, its old name, too): seconds the
+     * primary's PostgreSQL may be down before its leader hands over; 0 at once. Default 300. */
+    unsigned primary_start_timeout_s;
 
     struct {
         bool nofailover;       /* default false */

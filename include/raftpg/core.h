@@ -65,6 +65,7 @@ struct core_view {
     bool max_lag_set;         /* maximum_lag_on_failover in force (sync_max_lag_in_force) */
     uint64_t max_lag;
     const char *lag_waived_for; /* a member granted a failover (failover.h): no limit for it */
+    rpg_msec primary_start_timeout_ms; /* primary_start_timeout (struct ha_input) */
     unsigned sync_k;
     int sync_commit;                 /* FSM_SYNC_COMMIT_* */
     const char *sync_configured;     /* the server's synchronous_standby_names; NULL: unknown */

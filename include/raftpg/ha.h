@@ -65,6 +65,11 @@ struct ha_pg {
     /* Crashes of this server while it ran as a primary (its postmaster gone or replaced without
      * the agent stopping it) and failed starts, within the last HA_CRASH_WINDOW_MS. */
     unsigned crashes;
+    /* This member is the recorded primary, leads in its term and saw its server run as a primary
+     * that accepts connections, and the server does not now (stopped, not answering, in
+     * recovery); for how long (ha_pg_track_down). Patroni's primary_start_timeout bounds it. */
+    bool down;
+    rpg_msec down_ms;
 };
 
 /* What another member's agent last reported about itself. */
@@ -91,6 +96,7 @@ struct ha_peer {
     int failover_priority;
     bool storage_failed; /* its Raft directory cannot persist */
     bool diverged;       /* its replicated state differs from the others' */
+    unsigned crashes;    /* its crashes and failed starts within HA_CRASH_WINDOW_MS */
 };
 
 struct ha_input {
@@ -118,8 +124,10 @@ struct ha_input {
                                   * maximum_lag_on_failover measures a candidate against */
     bool max_lag_set;            /* maximum_lag_on_failover in force (false: no limit) */
     uint64_t max_lag;
-    const char *lag_waived_for; /* the candidate of an operator's failover (NULL: none): as
-                                 * Patroni's manual failover, the limit does not hold it back */
+    const char *lag_waived_for;        /* the candidate of an operator's failover (NULL: none): as
+                                        * Patroni's manual failover, the limit does not hold it back */
+    rpg_msec primary_start_timeout_ms; /* Patroni's primary_start_timeout: how long pg.down may
+                                        * last before leadership goes to another member */
 };
 
 enum ha_action {
@@ -182,6 +190,21 @@ struct ha_decision {
 #define HA_CRASHES_MAX 3
 #define HA_CRASH_WINDOW_MS 60000
 
+/* The default of primary_start_timeout, as Patroni's: 300 s. */
+#define HA_PRIMARY_START_TIMEOUT_MS 300000
+
+/* The bookkeeping of ha_pg_track_down, kept by the caller between ticks. */
+struct ha_down_clock {
+    bool armed;     /* the server ran as a primary that accepts connections since counting began */
+    rpg_msec since; /* when it was first seen down after that (0: it is not down) */
+};
+/* Sets o->down and o->down_ms. counting: this member is the recorded primary and the ready
+ * leader in the primary's term, and nothing of its own holds the server (a restart, a
+ * switchover, maintenance mode, the fence's pause); otherwise the clock is cleared. A server
+ * seen running as a primary (o->state running, not in recovery) arms it and clears the count;
+ * once armed, any other observation counts from the first such one. */
+void ha_pg_track_down(struct ha_pg *o, bool counting, struct ha_down_clock *c, rpg_msec now);
+
 /* The observer's record of crashes and failed starts: the latest HA_CRASHES_MAX times. */
 struct ha_crash_log {
     rpg_msec at[HA_CRASHES_MAX];
@@ -198,8 +221,9 @@ void ha_decide(const struct ha_input *in, struct ha_decision *out);
 /* Candidate choice (DESIGN.md rule 6, before synchronous replication): among this member and the
  * peers that can be promoted (reachable, a running standby of the cluster's system, so that its
  * WAL position is known; not nofailover, priority > 0, fewer than HA_START_FAILURES_MAX start
- * failures), the one with the highest (timeline, WAL position); ties go to the higher
- * failover_priority, then to self, then to the lowest name. self_eligible says whether this member
+ * failures), the one with the highest (timeline, WAL position); ties go to a member with fewer
+ * than HA_CRASHES_MAX crashes within HA_CRASH_WINDOW_MS, then to the higher failover_priority,
+ * then to self, then to the lowest name. self_eligible says whether this member
  * may be promoted. Returns the chosen member's name (borrowed from in), or NULL when no member may
  * be promoted, and explains in why. A member of the replicated state that has not been polled since
  * leadership began makes the choice wait (NULL, *wait = true). */

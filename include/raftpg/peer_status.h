@@ -38,6 +38,7 @@ struct peer_status {
     uint64_t pg_wal_position;
     uint64_t pg_replay_position;
     unsigned pg_start_failures;
+    unsigned pg_crashes;     /* its crashes and failed starts within the crash window */
     bool pg_unwritable;      /* it says its server cannot write (ha_pg.unwritable) */
     bool pg_pending_restart; /* a changed setting waits for a restart (pg_settings) */
     char pg_address[FSM_ADDR_MAX];

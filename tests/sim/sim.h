@@ -251,9 +251,10 @@ struct sim_agent {
     /* The fence's memory (src/fence_step.c, as the agent keeps it) and what the simulated
      * executor keeps beside it, as agent.c keeps pids. The lease is raft/cons.c's (node->cons). */
     struct fence_memory fm;
-    struct lead_memory lead; /* agent.c's gate to acting as leader (src/lead.c) */
-    uint64_t fence_inc;      /* the process the fence signalled */
-    uint64_t frozen_inc;     /* the process the soft layer stopped */
+    struct lead_memory lead;   /* agent.c's gate to acting as leader (src/lead.c) */
+    uint64_t fence_inc;        /* the process the fence signalled */
+    uint64_t frozen_inc;       /* the process the soft layer stopped */
+    struct ha_down_clock down; /* primary_start_timeout's clock, as agent.c keeps it */
     bool vip_busy;
     unsigned vip_seq;       /* of the last claim or release started */
     unsigned vip_cancelled; /* a claim cut short by a release: its end changes nothing */
@@ -464,6 +465,7 @@ struct sim_options {
     bool no_lease;   /* run the core without the agent's lease, fence and start delay */
     bool no_echo;    /* renew the lease with barriers alone (the agent without a secret) */
     bool watchdog;   /* watchdog.mode automatic with a device (the agent's default is off) */
+    rpg_msec primary_start_timeout; /* primary_start_timeout (the agent's default: 300 s) */
     bool verbose;
 };
 

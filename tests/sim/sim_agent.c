@@ -1266,6 +1266,7 @@ static void tick(struct sim_world *w, unsigned i)
         return;
     }
     if (a->fm.frozen) {
+        ha_pg_track_down(&a->obs, false, &a->down, sim_local_now(w, i));
         return;
     }
     struct core_view v;
@@ -1281,6 +1282,12 @@ static void tick(struct sim_world *w, unsigned i)
     v.state_current = state_current(w, i);
     v.term = n->cons.term;
     v.pg_ready = a->obs_valid && a->op_id == 0 && a->obs_epoch == a->epoch;
+    /* agent.c ha_tick: primary_start_timeout's clock, on the recorded primary's ready leader. */
+    const struct fsm_state *st = &n->cons.state;
+    bool counting = v.leader && st->initialized && strcmp(st->primary.name, a->core.self) == 0 &&
+                    st->primary.term == n->cons.term;
+    ha_pg_track_down(&a->obs, counting, &a->down, v.now);
+    v.primary_start_timeout_ms = w->opt->primary_start_timeout;
     v.pg = a->obs;
     v.peers = a->book.results;
     v.n_peers = a->book.n_results;

@@ -124,6 +124,8 @@ static void usage(FILE *out)
             "  --window MS       faults start within MS after warm-up (default 20000)\n"
             "  --quiet MS        the cluster runs MS after healing (default 25000)\n"
             "  --budget MS       I4: a primary within MS of a healthy majority (default 8000)\n"
+            "  --primary-start-timeout MS\n"
+            "                    primary_start_timeout (default 300000, the agent's)\n"
             "  --keep LIST       apply only these faults of the schedule (replay of a shrunk one)\n"
             "  --watchdog        watchdog.mode automatic with a device (the agent's default: off)\n"
             "  --no-lease        the core alone: no lease, fence or Raft start delay\n"
@@ -155,6 +157,7 @@ static int parse_args(int argc, char **argv, struct args *a)
     a->opt.window = 20000;
     a->opt.quiet = 25000;
     a->opt.budget = 8000;
+    a->opt.primary_start_timeout = HA_PRIMARY_START_TIMEOUT_MS;
     a->from = 1;
     a->schedules = 200;
     a->faults = "ci";
@@ -240,6 +243,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->opt.quiet = n;
         } else if (strcmp(o, "--budget") == 0 && parse_u64(v, &n)) {
             a->opt.budget = n;
+        } else if (strcmp(o, "--primary-start-timeout") == 0 && parse_u64(v, &n)) {
+            a->opt.primary_start_timeout = n;
         } else if (strcmp(o, "--keep") == 0) {
             a->keep = v;
         } else {
@@ -391,6 +396,11 @@ static void print_nodes_faults(const struct args *a, unsigned nodes, char *buf, 
     if (a->opt.no_echo && !a->opt.no_lease) {
         size_t l = strlen(buf);
         snprintf(buf + l, size - l, " --no-echo");
+    }
+    if (a->opt.primary_start_timeout != HA_PRIMARY_START_TIMEOUT_MS) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, size - l, " --primary-start-timeout %llu",
+                 (unsigned long long)a->opt.primary_start_timeout);
     }
     static const char *const modes[] = {"off", "quorum", "strict"};
     if (a->opt.sync_mode != SYNC_MODE_QUORUM || a->opt.sync_k != 1) {

@@ -1225,6 +1225,42 @@ static void test_bootstrap_dcs_wrong_values_are_rejected(void **state)
                       "does not write pg_ident.conf: keep the file in each data directory");
 }
 
+/* primary_start_timeout (Patroni's; master_start_timeout, its old name): seconds, 300 by default,
+ * 0 allowed; a bad value or both names in one file are refused with the file, line and key. */
+static void test_primary_start_timeout(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL), 0);
+    assert_int_equal(c.primary_start_timeout_s, 300);
+    assert_int_equal(load(MINIMAL "primary_start_timeout: 5\n"), 0);
+    assert_int_equal(c.primary_start_timeout_s, 5);
+    assert_int_equal(load(MINIMAL "primary_start_timeout: 0\n"), 0);
+    assert_int_equal(c.primary_start_timeout_s, 0);
+    assert_int_equal(load(MINIMAL "master_start_timeout: 30\n"), 0);
+    assert_int_equal(c.primary_start_timeout_s, 30);
+    assert_conf_error(
+        MINIMAL "primary_start_timeout: 5m\n",
+        "t.yaml:9:24: primary_start_timeout: expected an integer 0..86400, got \"5m\"");
+    assert_conf_error(
+        MINIMAL "primary_start_timeout: -1\n",
+        "t.yaml:9:24: primary_start_timeout: expected an integer 0..86400, got \"-1\"");
+    assert_conf_error(MINIMAL "primary_start_timeout: 86401\n",
+                      "t.yaml:9:24: primary_start_timeout: expected an integer 0..86400, got "
+                      "\"86401\"");
+    /* Patroni keeps it in bootstrap.dcs: each member's own here, as the top-level key. */
+    assert_int_equal(load(MINIMAL "bootstrap:\n  dcs:\n    primary_start_timeout: 20\n"), 0);
+    assert_int_equal(c.primary_start_timeout_s, 20);
+    assert_int_equal(load(MINIMAL "bootstrap:\n  dcs:\n    master_start_timeout: 40\n"), 0);
+    assert_int_equal(c.primary_start_timeout_s, 40);
+    assert_conf_error(MINIMAL "primary_start_timeout: 5\n"
+                              "bootstrap:\n  dcs:\n    primary_start_timeout: 20\n",
+                      "t.yaml:12:28: bootstrap.dcs.primary_start_timeout: 20 differs from "
+                      "primary_start_timeout at t.yaml:9:24 (5): give it in one place");
+    assert_conf_error(MINIMAL "primary_start_timeout: 5\nmaster_start_timeout: 5\n",
+                      "t.yaml:10:23: master_start_timeout: is primary_start_timeout's old name: "
+                      "set only one of them");
+}
+
 static void test_watchdog_wrong_mode_is_rejected(void **state)
 {
     (void)state;
@@ -2172,6 +2208,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bootstrap_dcs_seeds_the_dynamic_settings, teardown),
         cmocka_unit_test_teardown(test_bootstrap_dcs_and_top_level_must_agree, teardown),
         cmocka_unit_test_teardown(test_bootstrap_dcs_wrong_values_are_rejected, teardown),
+        cmocka_unit_test_teardown(test_primary_start_timeout, teardown),
         cmocka_unit_test_teardown(test_vip_prefix_31_and_32_take_any_host, teardown),
         cmocka_unit_test_teardown(test_vip_interface_of_15_characters_is_accepted, teardown),
         cmocka_unit_test_teardown(test_unknown_key_is_rejected, teardown),

@@ -2427,6 +2427,189 @@ static void test_crashing_primary_restarts_when_nobody_may_take_over(void **stat
     assert_decision(&w, HA_ACT_START_PRIMARY, "");
 }
 
+/* primary_start_timeout's clock: armed by a primary that answers, counting from the first
+ * observation after that in which the server is not one (stopped, not answering, in recovery),
+ * reset by a primary that answers again and cleared whenever it may not count. */
+static void test_down_clock(void **state)
+{
+    (void)state;
+    struct ha_pg o;
+    struct ha_down_clock c;
+    memset(&o, 0, sizeof o);
+    memset(&c, 0, sizeof c);
+    /* Not seen as a primary yet (a promotion under way): nothing counts. */
+    o.state = HA_PG_RUNNING;
+    o.in_recovery = true;
+    ha_pg_track_down(&o, true, &c, 1000);
+    assert_false(o.down);
+    assert_int_equal(o.down_ms, 0);
+    o.in_recovery = false;
+    ha_pg_track_down(&o, true, &c, 1100);
+    assert_false(o.down);
+    assert_true(c.armed);
+    /* Stops answering (SIGSTOP, a hang): counts from the first such observation. */
+    o.state = HA_PG_STARTING;
+    ha_pg_track_down(&o, true, &c, 2000);
+    assert_true(o.down);
+    assert_int_equal(o.down_ms, 0);
+    o.state = HA_PG_STOPPED;
+    ha_pg_track_down(&o, true, &c, 7000);
+    assert_true(o.down);
+    assert_int_equal(o.down_ms, 5000);
+    /* Up again, but in recovery: still down, the same count. */
+    o.state = HA_PG_RUNNING;
+    o.in_recovery = true;
+    ha_pg_track_down(&o, true, &c, 9000);
+    assert_true(o.down);
+    assert_int_equal(o.down_ms, 7000);
+    /* A primary that answers resets it. */
+    o.in_recovery = false;
+    ha_pg_track_down(&o, true, &c, 9100);
+    assert_false(o.down);
+    assert_int_equal(o.down_ms, 0);
+    o.state = HA_PG_STARTING;
+    ha_pg_track_down(&o, true, &c, 9200);
+    ha_pg_track_down(&o, true, &c, 9700);
+    assert_true(o.down);
+    assert_int_equal(o.down_ms, 500);
+    /* Not counting (no longer the leader, a restart of its own, maintenance): cleared and
+     * disarmed, so a server that never answered since does not count afterwards. */
+    ha_pg_track_down(&o, false, &c, 9800);
+    assert_false(o.down);
+    assert_int_equal(o.down_ms, 0);
+    assert_false(c.armed);
+    ha_pg_track_down(&o, true, &c, 20000);
+    assert_false(o.down);
+    assert_int_equal(o.down_ms, 0);
+}
+
+/* The recorded primary whose server has been down for primary_start_timeout hands over to a
+ * standby that holds every acknowledged commit, whatever state its server is in; a moment less
+ * only gets the usual restart or wait. */
+static void test_down_primary_hands_over_after_the_bound(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {"node2", "node3", NULL};
+    static const enum ha_pg_state states[] = {HA_PG_STOPPED, HA_PG_STARTING, HA_PG_RUNNING};
+    for (unsigned i = 0; i < 3; i++) {
+        struct world w;
+        world_primary(&w);
+        record_sync(&w, 1, voters);
+        w.in.primary_start_timeout_ms = 5000;
+        w.in.pg.state = states[i];
+        w.in.pg.in_recovery = states[i] == HA_PG_RUNNING;
+        w.in.pg.was_primary = true;
+        w.in.pg.down = true;
+        w.in.pg.down_ms = 4999;
+        decide(&w);
+        assert_int_not_equal(w.out.action, HA_ACT_TRANSFER);
+        if (states[i] == HA_PG_STOPPED) {
+            assert_decision(&w, HA_ACT_START_PRIMARY, "");
+        } else if (states[i] == HA_PG_STARTING) {
+            assert_decision(&w, HA_ACT_WAIT, "");
+        }
+        w.in.pg.down_ms = 5000;
+        decide(&w);
+        assert_decision(&w, HA_ACT_TRANSFER, "node2");
+        assert_why(&w, "postgresql has not run as a primary that accepts connections for 5.0 s, "
+                       "primary_start_timeout is 5 s; node2 is furthest ahead");
+    }
+}
+
+/* primary_start_timeout 0: at once, when another member may take over. */
+static void test_down_primary_zero_bound_hands_over_at_once(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {"node2", "node3", NULL};
+    struct world w;
+    world_primary(&w);
+    record_sync(&w, 1, voters);
+    w.in.primary_start_timeout_ms = 0;
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.was_primary = true;
+    w.in.pg.down = false; /* a primary that answers: nothing to hand over */
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_PRIMARY, "");
+    w.in.pg.down = true;
+    w.in.pg.down_ms = 0;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+}
+
+/* Past the bound but nobody else may take over (k = 0 recorded, or no standby can be promoted):
+ * the primary is started again or waited for, as without the bound. */
+static void test_down_primary_stays_when_nobody_may_take_over(void **state)
+{
+    (void)state;
+    static const char *const none[] = {NULL};
+    static const char *const voters[] = {"node2", "node3", NULL};
+    struct world w;
+    world_primary(&w);
+    record_sync(&w, 0, none);
+    w.in.primary_start_timeout_ms = 5000;
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.was_primary = true;
+    w.in.pg.down = true;
+    w.in.pg.down_ms = 60000;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_PRIMARY, "");
+
+    world_primary(&w);
+    record_sync(&w, 1, voters);
+    w.in.primary_start_timeout_ms = 5000;
+    w.in.pg.state = HA_PG_STARTING;
+    w.in.pg.was_primary = true;
+    w.in.pg.down = true;
+    w.in.pg.down_ms = 60000;
+    peer(&w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node3")->reachable = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+}
+
+/* Candidate choice: among members as far ahead, one whose server crashed HA_CRASHES_MAX times
+ * within the window is passed over, whatever its priority or name; one further ahead is still
+ * chosen (it may hold commits the others lack), and below HA_CRASHES_MAX it counts for nothing. */
+static void test_candidate_passes_over_a_crashing_member(void **state)
+{
+    (void)state;
+    struct world w;
+    bool wait = false;
+    char why[HA_WHY_MAX];
+    world_takeover(&w);
+    peer(&w, "node2")->failover_priority = 200;
+    peer(&w, "node2")->crashes = HA_CRASHES_MAX;
+    const char *c = ha_choose_candidate(&w.in, false, &wait, why, sizeof why);
+    assert_non_null(c);
+    assert_string_equal(c, "node3");
+    /* Self as good and not crashing wins over a crashing peer too. */
+    c = ha_choose_candidate(&w.in, true, &wait, why, sizeof why);
+    assert_non_null(c);
+    assert_string_equal(c, "node1");
+    /* Self crashing, the peers as good: a peer that is not. */
+    w.in.pg.crashes = HA_CRASHES_MAX;
+    c = ha_choose_candidate(&w.in, true, &wait, why, sizeof why);
+    assert_non_null(c);
+    assert_string_equal(c, "node3");
+    /* Ahead of the others: chosen all the same. */
+    peer(&w, "node2")->wal_position = 2000;
+    c = ha_choose_candidate(&w.in, false, &wait, why, sizeof why);
+    assert_non_null(c);
+    assert_string_equal(c, "node2");
+    /* One crash fewer: the priority decides again. */
+    peer(&w, "node2")->wal_position = 1000;
+    peer(&w, "node2")->crashes = HA_CRASHES_MAX - 1;
+    c = ha_choose_candidate(&w.in, false, &wait, why, sizeof why);
+    assert_non_null(c);
+    assert_string_equal(c, "node2");
+    /* Both crashing: as without crashes. */
+    peer(&w, "node2")->crashes = HA_CRASHES_MAX;
+    peer(&w, "node3")->crashes = HA_CRASHES_MAX;
+    c = ha_choose_candidate(&w.in, false, &wait, why, sizeof why);
+    assert_non_null(c);
+    assert_string_equal(c, "node2");
+}
+
 /* A member whose agent answers under another Raft id than the cluster lists for its name (it
  * kept running through a remove and add) is not promoted. */
 static void test_member_with_another_identity_is_not_promoted(void **state)
@@ -3106,6 +3289,11 @@ int main(void)
         cmocka_unit_test(test_unwritable_tracking),
         cmocka_unit_test(test_crash_log_window),
         cmocka_unit_test(test_crashing_primary_hands_over),
+        cmocka_unit_test(test_down_clock),
+        cmocka_unit_test(test_down_primary_hands_over_after_the_bound),
+        cmocka_unit_test(test_down_primary_zero_bound_hands_over_at_once),
+        cmocka_unit_test(test_down_primary_stays_when_nobody_may_take_over),
+        cmocka_unit_test(test_candidate_passes_over_a_crashing_member),
         cmocka_unit_test(test_crashing_primary_restarts_when_nobody_may_take_over),
         cmocka_unit_test(test_member_with_another_identity_is_not_promoted),
         cmocka_unit_test(test_primary_failing_to_start_hands_over_when_voters_are_heard),

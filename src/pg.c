@@ -641,6 +641,17 @@ static int rewind_step(struct pg *p, char *errmsg)
         /* pg_rewind changed the directory: what fails from here is no reason to try again. */
         p->rewind_retryable = false;
         p->rejoin.no_rewind_needed = strstr(out, "no rewind required") != NULL;
+        {
+            uint64_t copy_mb = 0, total_mb = 0;
+            if (pg_rewind_copy_size(out, &copy_mb, &total_mb)) {
+                log_info("rewind: pg_rewind copied %" PRIu64 " MB (the source directory is %" PRIu64
+                         " MB)",
+                         copy_mb, total_mb);
+            } else if (p->rejoin.no_rewind_needed) {
+                log_info("rewind: pg_rewind found no rewind required (the directory's WAL does not "
+                         "go past the fork)");
+            }
+        }
         pg_rejoin_set_stage(p, PG_REJOIN_VERIFY_TIMELINE, "is %s on timeline %u now?", dd,
                             p->rejoin.source_timeline);
         if (run_controldata(p) != 0) {

@@ -34,6 +34,7 @@ rm "$T_DIR/pgbin/pg_rewind"
 cat >"$T_DIR/pgbin/pg_rewind" <<EOF
 #!/bin/sh
 [ -f "$T_DIR/rewind.real" ] && exec "$T_PG_BIN/pg_rewind" "\$@"
+echo "pg_rewind: a first line of the stand-in's output" >&2
 echo "pg_rewind: error: connection to server at \"127.0.0.1\", port 1 failed: FATAL:  the database system is starting up" >&2
 exit 1
 EOF
@@ -94,6 +95,10 @@ since_has() { since | grep -E "$1" >/dev/null; }
 backing_off() { since | grep -q 'pg_rewind stopped before changing anything [0-9]* times\? in a row: trying again'; }
 t_wait 60 "$P's pg_rewind backing off" backing_off
 t_check "$P logged the stop before changing anything" since_has "rejoin: stopped at rewind before changing"
+# The failed program's whole output, not its last line alone.
+t_check "$P logged pg_rewind's whole output" \
+  since_has "rewind failed; its whole output follows \(stage rewind, pg_rewind\)"
+t_check "its first line too" since_has "  pg_rewind: pg_rewind: a first line of the stand-in's output$"
 
 # 3. NP's node dies: P, backing off, wins the election and, leader, starts its directory as a
 # standby of nobody: the plain start that supersedes the rejoin. First node3's log falls behind.

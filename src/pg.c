@@ -447,11 +447,12 @@ static int move_aside(struct pg *p, char *errmsg)
     }
     struct stat st;
     if (lstat(aside, &st) == 0) {
+        /* What to do first: an error message is cut at RPG_ERRMSG_SIZE, and paths are long. */
         return rpg_err(errmsg, RPG_EEXIST,
-                       "data directory %s must be cloned again, but the one moved aside earlier "
-                       "is still at %s (%s): look at it and remove it, or set "
-                       "postgresql.remove_data_directory_on_rewind_failure",
-                       dir, aside, reason_path);
+                       "must clone again, but a data directory moved aside earlier is still "
+                       "there: look at it and remove it (and its .reason file), or set "
+                       "postgresql.remove_data_directory_on_rewind_failure: %s",
+                       aside);
     }
     time_t now = time(NULL);
     struct tm tm;

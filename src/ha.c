@@ -1060,7 +1060,19 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         const struct ha_peer *p = strcmp(c, in->self) == 0 ? NULL : peer_of(in, c);
         chosen_tl = p != NULL ? p->timeline : pg->timeline;
     }
-    bool rec_startable = !wait && rec_stopped;
+    /* A choice held back only because a member has not reported yet may still find that member
+     * ahead. Held back for any other reason (a synchronous voter ahead that cannot be promoted,
+     * maximum_lag_on_failover), the stopped recorded primary may still start: its data holds
+     * every commit it acknowledged, and no member on its timeline received WAL it did not have.
+     * A leader that superseded its own rejoin (a start as a standby of nobody) with a
+     * nofailover voter ahead waited for ever here (test_pg_rejoin_superseded). */
+    bool reports_pending = false;
+    for (unsigned i = 0; i < s->n_members && !reports_pending; i++) {
+        const char *name = s->members[i].name;
+        const struct ha_peer *m = strcmp(name, in->self) == 0 ? NULL : peer_of(in, name);
+        reports_pending = strcmp(name, in->self) != 0 && (m == NULL || !m->polled);
+    }
+    bool rec_startable = (!wait || !reports_pending) && rec_stopped;
     if (rec_startable && c == NULL) {
         /* The recorded primary's data holds every commit recorded so far, but stopped it is no
          * candidate, and as a follower it never starts its former primary's data on its own:

@@ -447,11 +447,12 @@ static int move_aside(struct pg *p, char *errmsg)
     }
     struct stat st;
     if (lstat(aside, &st) == 0) {
+        /* What to do first: an error message is cut at RPG_ERRMSG_SIZE, and paths are long. */
         return rpg_err(errmsg, RPG_EEXIST,
-                       "data directory %s must be cloned again, but the one moved aside earlier "
-                       "is still at %s (%s): look at it and remove it, or set "
-                       "postgresql.remove_data_directory_on_rewind_failure",
-                       dir, aside, reason_path);
+                       "must clone again, but a data directory moved aside earlier is still "
+                       "there: look at it and remove it (and its .reason file), or set "
+                       "postgresql.remove_data_directory_on_rewind_failure: %s",
+                       aside);
     }
     time_t now = time(NULL);
     struct tm tm;
@@ -641,6 +642,17 @@ static int rewind_step(struct pg *p, char *errmsg)
         /* pg_rewind changed the directory: what fails from here is no reason to try again. */
         p->rewind_retryable = false;
         p->rejoin.no_rewind_needed = strstr(out, "no rewind required") != NULL;
+        {
+            uint64_t copy_mb = 0, total_mb = 0;
+            if (pg_rewind_copy_size(out, &copy_mb, &total_mb)) {
+                log_info("rewind: pg_rewind copied %" PRIu64 " MB (the source directory is %" PRIu64
+                         " MB)",
+                         copy_mb, total_mb);
+            } else if (p->rejoin.no_rewind_needed) {
+                log_info("rewind: pg_rewind found no rewind required (the directory's WAL does not "
+                         "go past the fork)");
+            }
+        }
         pg_rejoin_set_stage(p, PG_REJOIN_VERIFY_TIMELINE, "is %s on timeline %u now?", dd,
                             p->rejoin.source_timeline);
         if (run_controldata(p) != 0) {

@@ -192,6 +192,19 @@ unsigned pg_rewind_args(const struct conf *c, const char *bin, const char *sourc
     return n;
 }
 
+bool pg_rewind_copy_size(const char *output, uint64_t *copy_mb, uint64_t *total_mb)
+{
+    const char *at = strstr(output, "need to copy ");
+    unsigned long long n = 0, m = 0;
+    if (at == NULL ||
+        sscanf(at, "need to copy %llu MB (total source directory size is %llu MB)", &n, &m) != 2) {
+        return false;
+    }
+    *copy_mb = n;
+    *total_mb = m;
+    return true;
+}
+
 bool pg_basebackup_progress(const char *output, uint64_t *done_kb, uint64_t *total_kb)
 {
     bool found = false;

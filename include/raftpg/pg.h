@@ -372,6 +372,12 @@ const char *pg_restore_command(const struct conf *c);
  * with NULL. */
 unsigned pg_rewind_args(const struct conf *c, const char *bin, const char *source, char **argv);
 
+/* From a successful pg_rewind --progress output, its "need to copy N MB (total source directory
+ * size is M MB)" line: true with both figures in MB, false without that line (nothing to rewind,
+ * or a tail cut short). PostgreSQL 15 copies every WAL segment in the source's pg_wal in full,
+ * whatever the divergence point, so N has a floor of that directory's size. */
+bool pg_rewind_copy_size(const char *output, uint64_t *copy_mb, uint64_t *total_mb);
+
 /* Parses the last progress report in pg_basebackup --progress output ("12345/67890 kB (18%), 0/1
  * tablespace"): true with done and total in kB, false if there is none yet. */
 bool pg_basebackup_progress(const char *output, uint64_t *done_kb, uint64_t *total_kb);

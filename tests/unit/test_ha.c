@@ -3093,6 +3093,36 @@ static void test_leader_with_wal_past_the_fork_hands_over_to_newer_timeline(void
     assert_decision(&w, HA_ACT_TRANSFER, "node2");
 }
 
+/* The same leader once its start as a standby of nobody ran, with the recorded primary node2
+ * back and stopped (its node was killed) and node3, the synchronous voter, ahead of node1 but
+ * tagged nofailover: nobody may be promoted, and node2's data holds every acknowledged commit:
+ * leadership goes to node2 so that it starts again (the cluster waited for ever without a
+ * primary). While a member has not reported yet it waits. */
+static void test_leader_superseded_rejoin_hands_to_stopped_recorded_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    world_leader_in_rewind_back_off(&w);
+    static const char *const voters[] = {"node3", NULL};
+    record_sync(&w, 1, voters);
+    w.in.pg.state = HA_PG_RUNNING;
+    w.in.pg.in_recovery = true;
+    w.in.pg.wal_position = 900;
+    peer(&w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node2")->in_recovery = false;
+    peer(&w, "node3")->nofailover = true;
+    peer(&w, "node3")->wal_position = 2000;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+    assert_why(&w, "synchronous voter node3 is further ahead");
+    assert_why(&w, "the recorded primary node2 is stopped: handing over");
+    /* node3 not heard yet: its report could show anything. */
+    peer(&w, "node3")->polled = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "node3's report");
+}
+
 /* pg_rewind's back-off ends when the server streams as a standby again, also after a plain start
  * that superseded the rejoin; not while it only starts, replays alone or sits past a fork. */
 static void test_streaming_standby_ends_the_rewind_back_off(void **state)
@@ -3304,6 +3334,7 @@ int main(void)
         cmocka_unit_test(test_streaming_standby_ends_the_rewind_back_off),
         cmocka_unit_test(test_leader_in_rewind_back_off_starts_former_primary_as_standby),
         cmocka_unit_test(test_leader_with_wal_past_the_fork_hands_over_to_newer_timeline),
+        cmocka_unit_test(test_leader_superseded_rejoin_hands_to_stopped_recorded_primary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

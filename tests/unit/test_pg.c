@@ -527,6 +527,34 @@ static void test_basebackup_progress_takes_the_last_report(void **state)
     assert_false(pg_basebackup_progress("12/34 MB\n", &done, &total));
 }
 
+/* pg_rewind --progress after a kill of the primary, in the form PostgreSQL 15 prints it:
+ * the figures of its "need to copy" line. */
+static void test_rewind_copy_size(void **state)
+{
+    (void)state;
+    uint64_t copy = 0, total = 0;
+    assert_true(pg_rewind_copy_size(
+        "pg_rewind: servers diverged at WAL location 0/5000000 on timeline 1\n"
+        "pg_rewind: rewinding from last common checkpoint at 0/3000060 on timeline 1\n"
+        "pg_rewind: reading source file list\n"
+        "pg_rewind: reading target file list\n"
+        "pg_rewind: reading WAL in target\n"
+        "pg_rewind: need to copy 51 MB (total source directory size is 70 MB)\n"
+        "52224/52224 kB (100%) copied\n"
+        "pg_rewind: creating backup label and updating control file\n"
+        "pg_rewind: syncing target data directory\n"
+        "pg_rewind: Done!\n",
+        &copy, &total));
+    assert_int_equal(copy, 51);
+    assert_int_equal(total, 70);
+    copy = total = 7;
+    assert_false(pg_rewind_copy_size("pg_rewind: no rewind required\n", &copy, &total));
+    assert_false(pg_rewind_copy_size("pg_rewind: need to copy 51 MB\n", &copy, &total));
+    assert_false(pg_rewind_copy_size("", &copy, &total));
+    assert_int_equal(copy, 7);
+    assert_int_equal(total, 7);
+}
+
 static void test_rejoin_stage_names(void **state)
 {
     (void)state;
@@ -1272,6 +1300,7 @@ int main(void)
         cmocka_unit_test(test_controldata_rewind_prerequisites),
         cmocka_unit_test(test_rewind_args_restore_target_wal_only_with_restore_command),
         cmocka_unit_test(test_basebackup_progress_takes_the_last_report),
+        cmocka_unit_test(test_rewind_copy_size),
         cmocka_unit_test(test_rejoin_stage_names),
         cmocka_unit_test(test_reservations_fill_the_ids_between_and_go_at_the_next_start),
         cmocka_unit_test(test_reservation_in_a_missing_directory_says_where),

@@ -1077,9 +1077,10 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         /* The recorded primary's data holds every commit recorded so far, but stopped it is no
          * candidate, and as a follower it never starts its former primary's data on its own:
          * without this the cluster waits for ever. As leader it starts and takes over. */
+        /* The hand-over first: the reason why no one else may be chosen can be long. */
         set(out, HA_ACT_TRANSFER, rec->name,
-            "%s; the recorded primary %s is stopped: handing over so that it starts again", why,
-            rec->name);
+            "the recorded primary %s is stopped: handing over so that it starts again (%s)",
+            rec->name, why);
     } else if (rec_startable && chosen_tl < s->primary.timeline) {
         /* The recorded primary may have written on its timeline (it is recorded before the
          * promotion that creates it) and the member chosen does not know that timeline:

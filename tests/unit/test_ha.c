@@ -3115,7 +3115,7 @@ static void test_leader_superseded_rejoin_hands_to_stopped_recorded_primary(void
     decide(&w);
     assert_decision(&w, HA_ACT_TRANSFER, "node2");
     assert_why(&w, "synchronous voter node3 is further ahead");
-    assert_why(&w, "the recorded primary node2 is stopped: handing over");
+    assert_why(&w, "the recorded primary node2 is stopped: handing over so that it starts again (");
     /* node3 not heard yet: its report could show anything. */
     peer(&w, "node3")->polled = false;
     decide(&w);

@@ -1642,6 +1642,13 @@ static int finish_dcs(struct parser *p)
          sync_commit_names},
         {"maximum_lag_on_failover", "bootstrap.dcs.maximum_lag_on_failover", KEY_MAX_LAG,
          offsetof(struct conf, max_lag), offsetof(struct conf, dcs.max_lag), NULL},
+        /* The top level may use the old name too. */
+        {"master_start_timeout", "bootstrap.dcs.primary_start_timeout", KEY_UINT,
+         offsetof(struct conf, primary_start_timeout_s),
+         offsetof(struct conf, dcs.primary_start_timeout_s), NULL},
+        {"master_start_timeout", "bootstrap.dcs.master_start_timeout", KEY_UINT,
+         offsetof(struct conf, primary_start_timeout_s),
+         offsetof(struct conf, dcs.primary_start_timeout_s), NULL},
         {"primary_start_timeout", "bootstrap.dcs.primary_start_timeout", KEY_UINT,
          offsetof(struct conf, primary_start_timeout_s),
          offsetof(struct conf, dcs.primary_start_timeout_s), NULL},
@@ -1666,6 +1673,13 @@ static int finish_dcs(struct parser *p)
                                    [KEY_MAX_LAG] = sizeof(struct conf_max_lag)};
     struct conf *c = p->c;
     struct mark dm, tm;
+
+    /* Both names would write one value: the later would win unseen. */
+    if (where_find(p, "bootstrap.dcs.primary_start_timeout", NULL) &&
+        where_find(p, "bootstrap.dcs.master_start_timeout", &dm)) {
+        return fail_at(p, dm, "bootstrap.dcs.master_start_timeout",
+                       "is primary_start_timeout's old name: set only one of them");
+    }
 
     /* Patroni's synchronous_mode_strict: only with a synchronous mode on. */
     if (where_find(p, "bootstrap.dcs.synchronous_mode_strict", &dm) && c->dcs.sync_strict) {
@@ -1697,7 +1711,14 @@ static int finish_dcs(struct parser *p)
                            pairs[i].top, p->file, tm.line, tm.col,
                            dcs_value_text(pairs[i].type, top, pairs[i].names, b, sizeof b));
         }
-        memcpy(top, dcs, size);
+    }
+    /* Copied once every pair is compared: two pairs may share a field (the old and new names of
+     * one key). */
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        if (where_find(p, pairs[i].dcs, NULL)) {
+            memcpy((char *)c + pairs[i].top_off, (const char *)c + pairs[i].dcs_off,
+                   sizes[pairs[i].type]);
+        }
     }
 
     /* The parameters as PATCH /config takes them: folded to lower case (PostgreSQL's names),

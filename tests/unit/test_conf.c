@@ -1256,6 +1256,14 @@ static void test_primary_start_timeout(void **state)
                               "bootstrap:\n  dcs:\n    primary_start_timeout: 20\n",
                       "t.yaml:12:28: bootstrap.dcs.primary_start_timeout: 20 differs from "
                       "primary_start_timeout at t.yaml:9:24 (5): give it in one place");
+    assert_conf_error(MINIMAL "bootstrap:\n  dcs:\n    primary_start_timeout: 20\n"
+                              "    master_start_timeout: 30\n",
+                      "t.yaml:12:27: bootstrap.dcs.master_start_timeout: is "
+                      "primary_start_timeout's old name: set only one of them");
+    assert_conf_error(MINIMAL "master_start_timeout: 5\n"
+                              "bootstrap:\n  dcs:\n    primary_start_timeout: 20\n",
+                      "t.yaml:12:28: bootstrap.dcs.primary_start_timeout: 20 differs from "
+                      "master_start_timeout at t.yaml:9:23 (5): give it in one place");
     assert_conf_error(MINIMAL "primary_start_timeout: 5\nmaster_start_timeout: 5\n",
                       "t.yaml:10:23: master_start_timeout: is primary_start_timeout's old name: "
                       "set only one of them");

@@ -252,6 +252,20 @@ t_writer() {
   done
 }
 
+# t_writer_missing I TABLE: the ids in $T_DIR/acked that TABLE on node I lacks, comma-separated
+# ("" when none). A query that fails fails the call: an empty answer never passes for "none".
+t_writer_missing() {
+  local ids
+  ids=$(sort -n "$T_DIR/acked" | tr '\n' ',' | sed 's/,$//')
+  t_psql "$1" -v ON_ERROR_STOP=1 -c "SELECT string_agg(a::text, ',') FROM unnest(ARRAY[${ids:-0}]::bigint[]) a WHERE a <> 0 AND NOT EXISTS (SELECT 1 FROM $2 WHERE id = a)"
+}
+# t_writer_complete I TABLE: node I's TABLE holds every acknowledged id (a failed query: no).
+t_writer_complete() {
+  local m
+  m=$(t_writer_missing "$1" "$2" 2>/dev/null) || return 1
+  [ -z "$m" ]
+}
+
 # One long-lived client session to node I's PostgreSQL, fed through a FIFO on fd 3; its answers
 # go to $T_DIR/session.out. It stops at the first error; t_session_send then fails instead of
 # killing the test (SIGPIPE ignored). t_cleanup ends it.

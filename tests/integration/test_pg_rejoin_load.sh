@@ -37,13 +37,7 @@ trap 'stop_writer; t_cleanup' EXIT
 acked() { wc -l <"$T_DIR/acked"; }
 acked_after() { [ "$(acked)" -gt "$1" ]; }
 t_wait 30 "writes acknowledged" acked_after 10
-# Every id acknowledged so far is on node $1; prints the missing ones otherwise.
-missing_on() {
-  local ids
-  ids=$(sort -n "$T_DIR/acked" | tr '\n' ',' | sed 's/,$//')
-  t_psql "$1" -c "SELECT string_agg(a::text, ',') FROM unnest(ARRAY[${ids:-0}]::bigint[]) a WHERE NOT EXISTS (SELECT 1 FROM w WHERE id = a)"
-}
-has_every_row() { [ -z "$(missing_on "$1" 2>/dev/null || echo error)" ]; }
+has_every_row() { t_writer_complete "$1" w; }
 
 # 1. kill -9 of the primary node, then its rewind: the server first, then the agent (before its
 # guard could stop the server cleanly), so that the directory's crash recovery writes WAL past the

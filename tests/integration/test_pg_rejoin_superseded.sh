@@ -59,12 +59,7 @@ trap 'stop_bg; t_cleanup' EXIT
 acked() { wc -l <"$T_DIR/acked"; }
 acked_after() { [ "$(acked)" -gt "$1" ]; }
 t_wait 30 "writes acknowledged" acked_after 10
-missing_on() {
-  local ids
-  ids=$(sort -n "$T_DIR/acked" | tr '\n' ',' | sed 's/,$//')
-  t_psql "$1" -c "SELECT string_agg(a::text, ',') FROM unnest(ARRAY[${ids:-0}]::bigint[]) a WHERE NOT EXISTS (SELECT 1 FROM w WHERE id = a)"
-}
-has_every_row() { [ -z "$(missing_on "$1" 2>/dev/null || echo error)" ]; }
+has_every_row() { t_writer_complete "$1" w; }
 # Kills node $1's server, then its agent (before its guard could stop the server cleanly). The
 # agent is stopped first for 200 ms: the Raft entries it sent reach both others, so that neither
 # survivor's log is ahead of the other's (a voter refuses a candidate whose log is behind).

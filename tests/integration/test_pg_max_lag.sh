@@ -206,6 +206,11 @@ for i in "$A" "$B"; do
   t_wait 5 "node$i's GET /config has no limit any more" eval '[ "$(lag_of '"$i"')" = none ]'
 done
 t_wait 30 "node$B is promoted" eval '[ "$(in_recovery '"$B"')" = f ]'
-t_wait 30 "node$A runs as a standby (of node$B)" eval '[ "$(in_recovery '"$A"')" = t ]'
+# Asked of node A's server: in recovery already held while it followed node P, so wait for its
+# WAL receiver to stream from node B (it may restart to get there).
+streams_from_b() {
+  [ "$(t_psql "$A" -c "SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'" 2>/dev/null)" = "$(t_pg_port "$B")" ]
+}
+t_wait 30 "node$A streams from node$B" streams_from_b
 t_check "node$B is the only primary" t_eq "$(in_recovery "$A")$(in_recovery "$B")" tf
 t_done

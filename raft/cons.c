@@ -283,11 +283,6 @@ static void storage_raft_result(struct cons *c, int status, const char *what)
 
 /* ---- the write fence ---------------------------------------------------------------------- */
 
-struct cons_wal_append {
-    struct raft_io_append *req;
-    raft_io_append_cb cb;
-};
-
 struct cons_wal_sum {
     raft_term term;
     uint64_t sum;
@@ -382,7 +377,7 @@ static bool wal_hold(struct cons *c, struct raft_io_append *req, raft_io_append_
         c->wal.held = p;
         c->wal.cap_held = cap;
     }
-    c->wal.held[c->wal.n_held++] = (struct cons_wal_append){req, cb};
+    c->wal.held[c->wal.n_held++] = (struct cons_wal_append){req, cb, c->host.now(c)};
     return true;
 }
 
@@ -542,7 +537,7 @@ static int wal_append(struct raft_io *io, struct raft_io_append *req,
         }
         return rv;
     }
-    c->wal.pending[c->wal.n_pending++] = (struct cons_wal_append){req, cb};
+    c->wal.pending[c->wal.n_pending++] = (struct cons_wal_append){req, cb, c->host.now(c)};
     return 0;
 }
 
@@ -1367,12 +1362,17 @@ void cons_storage_tick(struct cons *c)
     }
     rpg_msec confirmed = c->write_confirmed > c->storage_stall_end ? c->write_confirmed
                                                                    : c->storage_stall_end;
+    /* Stuck on its own disk means a log write of its own held that long: with none held (or the
+     * oldest held one younger), commits wait on the followers' disks or links, and another
+     * leader would wait on the same ones (libraft steps down one cut off from its majority). */
+    rpg_msec own = c->wal.n_pending == 0 ? now : c->wal.pending[0].at;
+    confirmed = own > confirmed ? own : confirmed;
     enum storage_leader_action act = storage_leader_decide(c->storage.failed || c->diverged, now,
                                                            confirmed, c->stepdown_transfer_at,
                                                            c->params.election_timeout_ms);
     const char *why = c->diverged         ? "its replicated state differs from the other members'"
                       : c->storage.failed ? c->storage.error
-                                          : "no write confirmed";
+                                          : "a raft log write of its own is still pending";
     if (act == STORAGE_LEADER_TRANSFER) {
         c->stepdown_transfer_at = now;
         c->n_stepdowns++;

@@ -44,7 +44,12 @@ extern const unsigned cons_lease_bucket_ms[CONS_LEASE_BUCKETS];
 
 struct cons;
 struct cons_req;
-struct cons_wal_append;
+/* An append the write fence passed down (or holds), with libraft's callback. */
+struct cons_wal_append {
+    struct raft_io_append *req;
+    raft_io_append_cb cb;
+    rpg_msec at; /* passed down (pending ones): the oldest shows how long the disk has held one */
+};
 struct cons_wal_sum;
 struct cons_uv;
 /* Completion of a submitted command: rc is 0 when committed and applied, the fsm's rejection

@@ -981,10 +981,17 @@ static void test_stalled_leader_acts_after_the_fence(void **state)
     }
     assert_int_equal(ready_leader(cl), l);
     struct cons *c = &cl->cons[l];
+    /* A log write of its own held by its disk (the next lease barrier's). */
+    raft_fixture_set_disk_latency(&cl->f, (unsigned)l, 100 * ET_MS);
+    for (unsigned k = 0; k < 10000 && c->wal.n_pending == 0; k++) {
+        step(cl);
+    }
+    assert_true(c->wal.n_pending > 0);
     rpg_msec now = (rpg_msec)cl->f.time;
     assert_true(now > 10 * ET_MS);
     c->storage_tick_at = now - 5 * ET_MS;
     c->write_confirmed = now - 5 * ET_MS;
+    c->wal.pending[0].at = now - 5 * ET_MS;
     cons_storage_tick(c);
     assert_int_equal(c->n_stepdowns, 0);
     assert_int_equal(c->storage_stall_end, now);
@@ -1300,6 +1307,51 @@ static void test_slow_disks_keep_an_echoed_lease(void **state)
     assert_int_equal(cl->overlaps, 0);
 }
 
+/* Only the followers' disks are slow, slower than the storage bound: nothing commits for 4 ET
+ * at a time, but the leader's own log writes complete, so it is not stuck on its disk and stays
+ * (a new leader would wait on the same disks); the echo keeps its lease. */
+static void test_slow_follower_disks_keep_the_leader(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    cl->echo = true;
+    run_for(cl, 2 * ET_MS);
+    for (unsigned i = 0; i < cl->n; i++) {
+        if ((int)i != l) {
+            raft_fixture_set_disk_latency(&cl->f, i, (STORAGE_LEADER_BOUND_ET + 1) * ET_MS);
+        }
+    }
+    run_for(cl, 4 * (STORAGE_LEADER_BOUND_ET + 1) * ET_MS);
+    assert_int_equal(ready_leader(cl), l);
+    assert_int_equal(cl->cons[l].n_stepdowns, 0);
+    assert_true(cons_lease_until(&cl->cons[l]) > (rpg_msec)cl->f.time);
+    assert_int_equal(cl->overlaps, 0);
+}
+
+/* Every disk slower than the bound, the leader's too: neither a commit nor a write of its own
+ * for 4 ET, so it hands leadership over. */
+static void test_leader_on_a_stuck_disk_hands_over(void **state)
+{
+    struct cluster *cl = *state;
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    cl->echo = true;
+    run_for(cl, 2 * ET_MS);
+    for (unsigned i = 0; i < cl->n; i++) {
+        raft_fixture_set_disk_latency(&cl->f, i, (STORAGE_LEADER_BOUND_ET + 1) * ET_MS);
+    }
+    for (unsigned k = 0; k < 100000 && cl->cons[l].n_stepdowns == 0 &&
+                         (rpg_msec)cl->f.time < 20 * (STORAGE_LEADER_BOUND_ET + 1) * ET_MS;
+         k++) {
+        step(cl);
+    }
+    assert_int_equal(cl->cons[l].n_stepdowns, 1);
+    assert_int_equal(cl->overlaps, 0);
+}
+
 /* The leader cut off from the other voters while the echo's side channel still reaches them:
  * no timer restarts after the cut, so no probe sent after it gets a majority; the lease ends at
  * the latest LEASE_MS after the cut, before any other node leads. */
@@ -1414,6 +1466,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_diverged_leader_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_leader_acts_after_the_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_healthy_leader_stays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_follower_disks_keep_the_leader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_on_a_stuck_disk_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_vote_per_term, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_term_write_fences, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handover_to_unwritable_term, setup, teardown),

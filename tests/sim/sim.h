@@ -55,10 +55,7 @@
  * object as dst, which snprintf must not be given. */
 static inline void sim_copy(char *dst, size_t size, const char *src)
 {
-    size_t n = 0;
-    while (n + 1 < size && src[n] != '\0') {
-        n++;
-    }
+    size_t n = size > 0 ? strnlen(src, size - 1) : 0;
     memmove(dst, src, n);
     memset(dst + n, 0, size - n);
 }

@@ -1,3 +1,4 @@
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,26 +17,52 @@ static void copy_str(char *dst, size_t size, json_t *obj, const char *key)
     snprintf(dst, size, "%s", v != NULL ? v : "");
 }
 
-/* What one peer answered to GET /status (or why it did not), into s. */
-static void read_status(struct peer_status *s, int rv, int status, const char *body, size_t len,
-                        const char *errmsg)
+/* A number a member reports: absent or null is 0 (an older member may not send it); anything
+ * else but an integer from 0 to max makes the whole answer bad, with the field named. */
+struct num_reader {
+    const char *api;
+    bool bad;
+    char *error;
+    size_t error_size;
+};
+
+static uint64_t num(struct num_reader *r, json_t *obj, const char *where, const char *key,
+                    uint64_t max)
+{
+    json_t *v = json_object_get(obj, key);
+    if (r->bad || v == NULL || json_is_null(v)) {
+        return 0;
+    }
+    if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+        (uint64_t)json_integer_value(v) <= max) {
+        return (uint64_t)json_integer_value(v);
+    }
+    r->bad = true;
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    snprintf(r->error, r->error_size,
+             "%s: bad /status answer: %s%s%s is %.40s, not an integer from 0 to %llu", r->api,
+             where, where[0] != '\0' ? "." : "", key, text != NULL ? text : "?",
+             (unsigned long long)max);
+    free(text);
+    return 0;
+}
+
+int peers_read_status(struct peer_status *s, int status, const char *body, size_t len)
 {
     s->reachable = false;
-    if (rv != 0) {
-        snprintf(s->error, sizeof s->error, "%s", errmsg);
-        return;
-    }
+    char api[FSM_ADDR_MAX];
+    memcpy(api, s->api, sizeof api);
+    api[sizeof api - 1] = '\0';
     json_error_t jerr;
     json_t *o = status == 200 ? json_loadb(body, len, 0, &jerr) : NULL;
     if (!json_is_object(o)) {
-        char api[FSM_ADDR_MAX];
-        memcpy(api, s->api, sizeof api);
         snprintf(s->error, sizeof s->error, "%s: bad /status answer (http %d)", api, status);
         json_decref(o);
-        return;
+        return -1;
     }
-    s->id = (uint64_t)json_integer_value(json_object_get(o, "id"));
-    s->term = (uint64_t)json_integer_value(json_object_get(o, "term"));
+    struct num_reader r = {.api = api, .error = s->error, .error_size = sizeof s->error};
+    s->id = num(&r, o, "", "id", UINT64_MAX >> 1);
+    s->term = num(&r, o, "", "term", UINT64_MAX >> 1);
     copy_str(s->raft_role, sizeof s->raft_role, o, "raft_role");
     copy_str(s->leader, sizeof s->leader, o, "leader");
     copy_str(s->phase, sizeof s->phase, o, "phase");
@@ -48,14 +75,13 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
         s->pg_streaming = json_is_true(json_object_get(pg, "streaming"));
         const char *sysid = json_string_value(json_object_get(pg, "system_id"));
         s->pg_system_id = sysid != NULL ? strtoull(sysid, NULL, 10) : 0;
-        s->pg_timeline = (uint32_t)json_integer_value(json_object_get(pg, "timeline"));
+        s->pg_timeline = (uint32_t)num(&r, pg, "postgresql", "timeline", UINT32_MAX);
         s->pg_checkpoint_timeline =
-            (uint32_t)json_integer_value(json_object_get(pg, "checkpoint_timeline"));
-        s->pg_wal_position = (uint64_t)json_integer_value(json_object_get(pg, "wal_position"));
-        s->pg_replay_position =
-            (uint64_t)json_integer_value(json_object_get(pg, "replay_position"));
-        s->pg_start_failures = (unsigned)json_integer_value(json_object_get(pg, "start_failures"));
-        s->pg_crashes = (unsigned)json_integer_value(json_object_get(pg, "crashes"));
+            (uint32_t)num(&r, pg, "postgresql", "checkpoint_timeline", UINT32_MAX);
+        s->pg_wal_position = num(&r, pg, "postgresql", "wal_position", UINT64_MAX >> 1);
+        s->pg_replay_position = num(&r, pg, "postgresql", "replay_position", UINT64_MAX >> 1);
+        s->pg_start_failures = (unsigned)num(&r, pg, "postgresql", "start_failures", UINT32_MAX);
+        s->pg_crashes = (unsigned)num(&r, pg, "postgresql", "crashes", UINT32_MAX);
         const char *unwritable = json_string_value(json_object_get(pg, "unwritable"));
         s->pg_unwritable = unwritable != NULL && unwritable[0] != '\0';
         copy_str(s->pg_address, sizeof s->pg_address, pg, "address");
@@ -66,8 +92,8 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
         json_t *rj = json_object_get(pg, "rejoin");
         copy_str(s->pg_rejoin_stage, sizeof s->pg_rejoin_stage, rj, "stage");
         s->pg_rejoin_running = json_is_true(json_object_get(rj, "running"));
-        s->pg_rejoin_done_kb = (uint64_t)json_integer_value(json_object_get(rj, "done_kb"));
-        s->pg_rejoin_total_kb = (uint64_t)json_integer_value(json_object_get(rj, "total_kb"));
+        s->pg_rejoin_done_kb = num(&r, rj, "postgresql.rejoin", "done_kb", UINT64_MAX >> 1);
+        s->pg_rejoin_total_kb = num(&r, rj, "postgresql.rejoin", "total_kb", UINT64_MAX >> 1);
     }
     json_t *tags = json_object_get(o, "tags");
     char *tags_text = json_is_object(tags) ? json_dumps(tags, JSON_COMPACT) : NULL;
@@ -83,37 +109,55 @@ static void read_status(struct peer_status *s, int rv, int status, const char *b
     s->nosync = json_is_true(json_object_get(tags, "nosync"));
     s->noloadbalance = json_is_true(json_object_get(tags, "noloadbalance"));
     json_t *prio = json_object_get(tags, "failover_priority");
-    s->failover_priority = json_is_integer(prio) ? (int)json_integer_value(prio) : 1;
+    s->failover_priority = prio == NULL ? 1
+                                        : (int)num(&r, tags, "tags", "failover_priority", INT_MAX);
     json_t *rs = json_object_get(o, "raft_storage");
     s->storage_failed = json_is_object(rs) && json_is_false(json_object_get(rs, "ok"));
     copy_str(s->storage_error, sizeof s->storage_error, rs, "error");
     json_t *st = json_object_get(o, "state");
     const char *sum = json_string_value(json_object_get(st, "checksum"));
     s->state_known = sum != NULL && sum[0] != '\0';
-    s->state_index = (uint64_t)json_integer_value(json_object_get(st, "applied_index"));
+    s->state_index = num(&r, st, "state", "applied_index", UINT64_MAX >> 1);
     s->state_sum = s->state_known ? strtoull(sum, NULL, 16) : 0;
     s->diverged = json_is_true(json_object_get(st, "diverged"));
-    s->state_version = (unsigned)json_integer_value(json_object_get(o, "state_version"));
+    s->state_version = (unsigned)num(&r, o, "", "state_version", UINT32_MAX);
     json_t *sw = json_object_get(o, "switchover");
     copy_str(s->handed_to, sizeof s->handed_to, sw, "handed_to");
-    s->handed_term = (uint64_t)json_integer_value(json_object_get(sw, "handed_term"));
+    s->handed_term = num(&r, sw, "switchover", "handed_term", UINT64_MAX >> 1);
     json_t *fp = json_object_get(o, "failover_permit");
     copy_str(s->permit_to, sizeof s->permit_to, fp, "to");
-    s->permit_ms_left = (uint64_t)json_integer_value(json_object_get(fp, "ms_left"));
+    s->permit_ms_left = num(&r, fp, "failover_permit", "ms_left", UINT64_MAX >> 1);
     s->n_members = 0;
     const char *mname;
     json_t *mid;
     json_object_foreach(json_object_get(st, "members"), mname, mid) {
-        if (s->n_members < FSM_MEMBERS_MAX && json_is_integer(mid) &&
-            strlen(mname) < FSM_NAME_MAX) {
+        uint64_t id =
+            num(&r, json_object_get(st, "members"), "state.members", mname, UINT64_MAX >> 1);
+        if (s->n_members < FSM_MEMBERS_MAX && !r.bad && strlen(mname) < FSM_NAME_MAX) {
             snprintf(s->members[s->n_members].name, FSM_NAME_MAX, "%s", mname);
-            s->members[s->n_members].id = (uint64_t)json_integer_value(mid);
+            s->members[s->n_members].id = id;
             s->n_members++;
         }
     }
+    json_decref(o);
+    if (r.bad) {
+        return -1;
+    }
     s->reachable = true;
     s->error[0] = '\0';
-    json_decref(o);
+    return 0;
+}
+
+/* What one peer answered to GET /status (or why it did not), into s. */
+static void read_status(struct peer_status *s, int rv, int status, const char *body, size_t len,
+                        const char *errmsg)
+{
+    if (rv != 0) {
+        s->reachable = false;
+        snprintf(s->error, sizeof s->error, "%s", errmsg);
+        return;
+    }
+    peers_read_status(s, status, body, len);
 }
 
 static void ask(struct peers *p, const struct peer_status *target, bool again);

@@ -42,6 +42,10 @@ void peers_poll_now(struct peers *p);
 /* The last known status of a peer by name, or NULL. */
 const struct peer_status *peers_get(const struct peers *p, const char *name);
 
+/* Reads one answer to GET /status (http status, body) into s: 0 and s->reachable, or -1 with
+ * s->error naming what was wrong (a number out of range names its field). Pure. */
+int peers_read_status(struct peer_status *s, int status, const char *body, size_t len);
+
 /* Stops polling (requests in flight are dropped); cb fires once everything is closed. */
 void peers_close(struct peers *p, void (*cb)(struct peers *p));
 

@@ -1,4 +1,4 @@
-/* The REST API (api.h): the dispatch and the health checks. The answers
+/* The REST API (api.h): the route table and its dispatch, and the health checks. The answers
  * live by concept in api_view.c, api_action.c, api_config.c, api_auth.c and api_metrics.c
  * (api_int.h). */
 #include "api_int.h"
@@ -153,126 +153,215 @@ static void respond_bootstrap(struct agent *a, struct http_conn *conn,
 
 /* ---- routing ----------------------------------------------------------------------------- */
 
+/* How a route's path is matched against the request's. */
+enum api_match {
+    API_MATCH_EXACT,  /* the path itself */
+    API_MATCH_PREFIX, /* the path and a remainder (a member's name) */
+    API_MATCH_HEALTH, /* any of Patroni's health-check paths (health_kind_of) */
+    API_MATCH_ANY,    /* anything: the last row, answering 404 */
+};
+
+/* Who may send a route's requests. */
+enum api_access {
+    API_ACCESS_OPEN,   /* anyone, with any method: the handler checks what it needs */
+    API_ACCESS_CHANGE, /* a method other than GET, HEAD and OPTIONS needs change_permitted and
+                          signed_request first, before the method is checked */
+};
+
+/* A set of methods: API_METHOD(HTTP_M_GET) | ... */
+#define API_METHOD(m) (1u << (m))
+#define API_GET (API_METHOD(HTTP_M_GET) | API_METHOD(HTTP_M_HEAD))
+/* Every enum http_method, HTTP_M_OTHER too (HTTP_M_OPTIONS is the last). */
+#define API_ANY_METHOD 0xffu
+_Static_assert(HTTP_M_OPTIONS == 7, "API_ANY_METHOD covers enum http_method");
+
+/* DELETE /members/NAME: the rest of the path names the member. */
+#define API_MEMBERS_PREFIX "/members/"
+
+typedef void api_handler(struct agent *a, struct http_conn *conn, const struct http_request *req);
+
+struct api_route {
+    const char *path;
+    enum api_match match;
+    unsigned methods; /* any other answers 405, its Allow header listing these */
+    enum api_access access;
+    api_handler *handler;
+};
+
+static void route_health(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    respond_health(a, conn, req, health_kind_of(req->path));
+}
+
+static void route_cluster(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    (void)req;
+    api_respond_json(conn, 200, agent_cluster_json(a));
+}
+
+static void route_patroni(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    (void)req;
+    api_respond_json(conn, 200, agent_patroni_json(a));
+}
+
+static void route_metrics(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    (void)req;
+    api_respond_metrics(a, conn);
+}
+
+static void route_history(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    (void)req;
+    api_respond_json(conn, 200, history_json(&a->cons.state));
+}
+
+static void route_status(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    (void)req;
+    api_respond_json(conn, 200, agent_status_json(a));
+}
+
+static void route_config(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    if (req->method == HTTP_M_GET || req->method == HTTP_M_HEAD) {
+        api_respond_json(conn, 200, api_config_json(a));
+    } else {
+        api_config_change(a, conn, req, req->method == HTTP_M_PUT);
+    }
+}
+
+static void route_restart(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    if (req->method == HTTP_M_DELETE) {
+        api_restart_cancel(a, conn);
+    } else {
+        api_restart_request(a, conn, req);
+    }
+}
+
+static void route_reinitialize(struct agent *a, struct http_conn *conn,
+                               const struct http_request *req)
+{
+    (void)req;
+    reinit_start(a, conn);
+}
+
+static void route_switchover(struct agent *a, struct http_conn *conn,
+                             const struct http_request *req)
+{
+    if (req->method == HTTP_M_DELETE) {
+        api_switchover_cancel(a, conn);
+    } else {
+        api_switchover_request(a, conn, req);
+    }
+}
+
+static void route_reload(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    (void)req;
+    reload_request(a, conn);
+}
+
+static void route_member_remove(struct agent *a, struct http_conn *conn,
+                                const struct http_request *req)
+{
+    api_member_remove(a, conn, req->path + strlen(API_MEMBERS_PREFIX));
+}
+
+static void route_not_found(struct agent *a, struct http_conn *conn, const struct http_request *req)
+{
+    (void)a;
+    (void)req;
+    api_respond_error(conn, 404, "no such endpoint");
+}
+
+/* The first row that matches a request's path answers it. */
+static const struct api_route api_routes[] = {
+    /* Health checks change nothing: any client may ask, with the methods load balancers use. */
+    {"", API_MATCH_HEALTH, API_GET | API_METHOD(HTTP_M_OPTIONS), API_ACCESS_OPEN, route_health},
+    /* Members only: the answer carries a proof under the cluster secret (lease_echo.h). */
+    {LEASE_ECHO_PATH, API_MATCH_EXACT, API_ANY_METHOD, API_ACCESS_OPEN, lease_echo_handle},
+    {"/cluster", API_MATCH_EXACT, API_GET, API_ACCESS_CHANGE, route_cluster},
+    {"/patroni", API_MATCH_EXACT, API_GET, API_ACCESS_CHANGE, route_patroni},
+    {"/metrics", API_MATCH_EXACT, API_GET, API_ACCESS_CHANGE, route_metrics},
+    {"/history", API_MATCH_EXACT, API_GET, API_ACCESS_CHANGE, route_history},
+    {"/raftpg/bootstrap", API_MATCH_EXACT, API_GET, API_ACCESS_CHANGE, respond_bootstrap},
+    {"/status", API_MATCH_EXACT, API_GET, API_ACCESS_CHANGE, route_status},
+    {"/config", API_MATCH_EXACT, API_GET | API_METHOD(HTTP_M_PATCH) | API_METHOD(HTTP_M_PUT),
+     API_ACCESS_CHANGE, route_config},
+    {"/restart", API_MATCH_EXACT, API_METHOD(HTTP_M_POST) | API_METHOD(HTTP_M_DELETE),
+     API_ACCESS_CHANGE, route_restart},
+    {"/reinitialize", API_MATCH_EXACT, API_METHOD(HTTP_M_POST), API_ACCESS_CHANGE,
+     route_reinitialize},
+    {"/switchover", API_MATCH_EXACT, API_METHOD(HTTP_M_POST) | API_METHOD(HTTP_M_DELETE),
+     API_ACCESS_CHANGE, route_switchover},
+    {"/reload", API_MATCH_EXACT, API_METHOD(HTTP_M_POST), API_ACCESS_CHANGE, route_reload},
+    {"/failover", API_MATCH_EXACT, API_METHOD(HTTP_M_POST), API_ACCESS_CHANGE,
+     api_failover_request},
+    {"/members", API_MATCH_EXACT, API_METHOD(HTTP_M_POST), API_ACCESS_CHANGE, api_member_add},
+    {API_MEMBERS_PREFIX, API_MATCH_PREFIX, API_METHOD(HTTP_M_DELETE), API_ACCESS_CHANGE,
+     route_member_remove},
+    /* An unknown path: a change to it is authorized first, as to any other, then 404. */
+    {"", API_MATCH_ANY, API_ANY_METHOD, API_ACCESS_CHANGE, route_not_found},
+};
+
+static const struct api_route *route_find(const char *path)
+{
+    size_t n = sizeof api_routes / sizeof api_routes[0];
+    for (size_t i = 0; i < n; i++) {
+        const struct api_route *r = &api_routes[i];
+        bool hit = false;
+        switch (r->match) {
+        case API_MATCH_EXACT: hit = strcmp(path, r->path) == 0; break;
+        case API_MATCH_PREFIX: hit = strncmp(path, r->path, strlen(r->path)) == 0; break;
+        case API_MATCH_HEALTH: hit = health_kind_of(path) != HEALTH_NONE; break;
+        case API_MATCH_ANY: hit = true; break;
+        }
+        if (hit) {
+            return r;
+        }
+    }
+    return &api_routes[n - 1];
+}
+
+/* The Allow header of a route's 405 ("GET, HEAD, PATCH, PUT"), in a fixed order. */
+static void route_allow(unsigned methods, char *buf, size_t size)
+{
+    static const struct {
+        enum http_method m;
+        const char *name;
+    } order[] = {
+        {HTTP_M_GET, "GET"},       {HTTP_M_HEAD, "HEAD"},   {HTTP_M_OPTIONS, "OPTIONS"},
+        {HTTP_M_POST, "POST"},     {HTTP_M_PATCH, "PATCH"}, {HTTP_M_PUT, "PUT"},
+        {HTTP_M_DELETE, "DELETE"},
+    };
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        if ((methods & API_METHOD(order[i].m)) != 0 && len < size) {
+            int n = snprintf(buf + len, size - len, "%s%s", len > 0 ? ", " : "", order[i].name);
+            len += n > 0 ? (size_t)n : 0;
+        }
+    }
+}
+
 void api_handle(struct http_conn *conn, const struct http_request *req, void *data)
 {
     struct agent *a = data;
-    const char *path = req->path;
-    bool get = req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
-    /* Health checks change nothing: any client may ask, with the methods load balancers use. */
-    enum health_kind hk = health_kind_of(path);
-    if (hk != HEALTH_NONE) {
-        if (!get && req->method != HTTP_M_OPTIONS) {
-            respond_405(conn, "GET, HEAD, OPTIONS");
-        } else {
-            respond_health(a, conn, req, hk);
-        }
-        return;
-    }
-    /* Members only: the answer carries a proof under the cluster secret (lease_echo.h). */
-    if (strcmp(path, LEASE_ECHO_PATH) == 0) {
-        lease_echo_handle(a, conn, req);
-        return;
-    }
-    if (!get && req->method != HTTP_M_OPTIONS &&
+    const struct api_route *r = route_find(req->path);
+    bool change = req->method != HTTP_M_GET && req->method != HTTP_M_HEAD &&
+                  req->method != HTTP_M_OPTIONS;
+    if (r->access == API_ACCESS_CHANGE && change &&
         (!api_change_permitted(a, conn, req) || !api_signed_request(a, conn, req))) {
         return;
     }
-
-    if (strcmp(path, "/cluster") == 0) {
-        if (!get) {
-            respond_405(conn, "GET, HEAD");
-            return;
-        }
-        api_respond_json(conn, 200, agent_cluster_json(a));
-    } else if (strcmp(path, "/patroni") == 0) {
-        if (!get) {
-            respond_405(conn, "GET, HEAD");
-            return;
-        }
-        api_respond_json(conn, 200, agent_patroni_json(a));
-    } else if (strcmp(path, "/metrics") == 0) {
-        if (!get) {
-            respond_405(conn, "GET, HEAD");
-            return;
-        }
-        api_respond_metrics(a, conn);
-    } else if (strcmp(path, "/history") == 0) {
-        if (!get) {
-            respond_405(conn, "GET, HEAD");
-            return;
-        }
-        api_respond_json(conn, 200, history_json(&a->cons.state));
-    } else if (strcmp(path, "/raftpg/bootstrap") == 0) {
-        if (!get) {
-            respond_405(conn, "GET, HEAD");
-            return;
-        }
-        respond_bootstrap(a, conn, req);
-    } else if (strcmp(path, "/status") == 0) {
-        if (!get) {
-            respond_405(conn, "GET, HEAD");
-            return;
-        }
-        api_respond_json(conn, 200, agent_status_json(a));
-    } else if (strcmp(path, "/config") == 0) {
-        if (get) {
-            api_respond_json(conn, 200, api_config_json(a));
-        } else if (req->method == HTTP_M_PATCH || req->method == HTTP_M_PUT) {
-            api_config_change(a, conn, req, req->method == HTTP_M_PUT);
-        } else {
-            respond_405(conn, "GET, HEAD, PATCH, PUT");
-        }
-    } else if (strcmp(path, "/restart") == 0) {
-        if (req->method == HTTP_M_DELETE) {
-            api_restart_cancel(a, conn);
-            return;
-        }
-        if (req->method != HTTP_M_POST) {
-            respond_405(conn, "POST, DELETE");
-            return;
-        }
-        api_restart_request(a, conn, req);
-    } else if (strcmp(path, "/reinitialize") == 0) {
-        if (req->method != HTTP_M_POST) {
-            respond_405(conn, "POST");
-            return;
-        }
-        reinit_start(a, conn);
-    } else if (strcmp(path, "/switchover") == 0) {
-        if (req->method == HTTP_M_DELETE) {
-            api_switchover_cancel(a, conn);
-            return;
-        }
-        if (req->method != HTTP_M_POST) {
-            respond_405(conn, "POST, DELETE");
-            return;
-        }
-        api_switchover_request(a, conn, req);
-    } else if (strcmp(path, "/reload") == 0) {
-        if (req->method != HTTP_M_POST) {
-            respond_405(conn, "POST");
-            return;
-        }
-        reload_request(a, conn);
-    } else if (strcmp(path, "/failover") == 0) {
-        if (req->method != HTTP_M_POST) {
-            respond_405(conn, "POST");
-            return;
-        }
-        api_failover_request(a, conn, req);
-    } else if (strcmp(path, "/members") == 0) {
-        if (req->method != HTTP_M_POST) {
-            respond_405(conn, "POST");
-            return;
-        }
-        api_member_add(a, conn, req);
-    } else if (strncmp(path, "/members/", 9) == 0) {
-        if (req->method != HTTP_M_DELETE) {
-            respond_405(conn, "DELETE");
-            return;
-        }
-        api_member_remove(a, conn, path + 9);
-    } else {
-        api_respond_error(conn, 404, "no such endpoint");
+    if ((r->methods & API_METHOD(req->method)) == 0) {
+        char allow[64];
+        route_allow(r->methods, allow, sizeof allow);
+        respond_405(conn, allow);
+        return;
     }
+    r->handler(a, conn, req);
 }

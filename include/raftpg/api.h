@@ -4,7 +4,7 @@
 
 #include "raftpg/http.h"
 
-/* Endpoints and statuses the request counters tell apart (api.c). */
+/* Endpoints and statuses the request counters tell apart (api_metrics.c). */
 #define API_ENDPOINTS 34
 #define API_STATUSES 18
 

@@ -270,12 +270,12 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
         answer(conn, 412, "error", plan.why, candidate);
         return;
     }
-    a->failover_permit = plan.permit;
+    failover_permit_grant(&a->failover_permit, &plan.permit);
     if (plan.transfer_to != 0) {
         char errmsg[RPG_ERRMSG_SIZE];
         if (cons_transfer(&a->cons, plan.transfer_to, errmsg) != 0) {
             /* Refused: no permit stays behind for a later leadership of the candidate. */
-            memset(&a->failover_permit, 0, sizeof a->failover_permit);
+            failover_permit_grant(&a->failover_permit, NULL);
             answer(conn, 503, "error", errmsg, candidate);
             return;
         }
@@ -290,18 +290,30 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
     answer(conn, 202, "message", msg, candidate);
 }
 
+void failover_permit_grant(struct failover_permit *fp, const struct failover_permit *grant)
+{
+    memset(fp->to, 0, sizeof fp->to);
+    memset(fp->from, 0, sizeof fp->from);
+    fp->until = 0;
+    if (grant != NULL) {
+        snprintf(fp->to, sizeof fp->to, "%s", grant->to);
+        snprintf(fp->from, sizeof fp->from, "%s", grant->from);
+        fp->until = grant->until;
+    }
+}
+
 bool failover_permit_take(struct failover_permit *fp, const char *self,
                           const struct peer_book *book, rpg_msec now)
 {
-    bool held = fp->to[0] != '\0' && strcmp(fp->to, self) == 0 && now < fp->until;
+    bool held = (fp->to[0] != '\0' && strcmp(fp->to, self) == 0 && now < fp->until) ||
+                (fp->held_from[0] != '\0' && now < fp->held_until);
     for (unsigned i = 0; !held && book != NULL && i < book->n_results; i++) {
         const struct peer_status *p = &book->results[i];
         rpg_msec age = now - p->last_seen;
         if (p->reachable && p->last_seen != 0 && age <= CORE_PEER_FRESH_MS &&
             strcmp(p->permit_to, self) == 0 && p->permit_ms_left > age) {
-            snprintf(fp->to, sizeof fp->to, "%s", self);
-            snprintf(fp->from, sizeof fp->from, "%s", p->name);
-            fp->until = now + (p->permit_ms_left - age);
+            snprintf(fp->held_from, sizeof fp->held_from, "%s", p->name);
+            fp->held_until = now + (p->permit_ms_left - age);
             held = true;
             log_info("%s granted a failover to this member: it may take over for %llu ms", p->name,
                      (unsigned long long)(p->permit_ms_left - age));

@@ -62,12 +62,21 @@ int failover_check(const struct fsm_state *s, enum sync_mode sync_mode,
 
 /* A failover asked for (in pause, Patroni allows one to a named candidate): the leader that
  * checked it grants it, and reports it in /status ("failover_permit"); the candidate adopts it
- * from that report (or holds it when it was the leader itself). */
+ * from that report (or holds it when it was the leader itself). The grant and the adopted permit
+ * are kept apart: a member that took over by one permit and then, as leader, grants the next
+ * failover must go on reporting that grant while the first granter still reports its own. */
 struct failover_permit {
-    char to[FSM_NAME_MAX]; /* "" none */
+    char to[FSM_NAME_MAX]; /* the grant this member made: "" none */
     uint64_t until;        /* loop clock (cons_uv_clock_ms) */
     char from[FSM_NAME_MAX];
+    char held_from[FSM_NAME_MAX]; /* a permit for this member adopted from this member's report:
+                                   * "" none */
+    uint64_t held_until;          /* loop clock */
 };
+
+/* Makes grant (a plan's permit) the grant of permit, or with NULL, clears that grant; the permit
+ * adopted from another member stays as it is. */
+void failover_permit_grant(struct failover_permit *permit, const struct failover_permit *grant);
 
 /* The actions maintenance mode lets through on this member (core_view allowed, 0: none): while
  * it holds a permit for itself, what a takeover needs (record, promote, checkpoint, slots);
@@ -130,8 +139,9 @@ struct failover_plan {
 void failover_decide(const struct failover_input *in, struct failover_plan *out);
 
 /* failover_permit_held without the agent: whether permit (this member's, updated in place) is a
- * permit for self, its own or adopted now from a fresh report in book (NULL: none) of the member
- * that granted it. Logs the adoption. */
+ * permit for self: its own grant to itself, or one adopted (now, from a fresh report in book,
+ * NULL: none, of the member that granted it, or earlier). Adopting leaves the grant as it is.
+ * Logs the adoption. */
 bool failover_permit_take(struct failover_permit *permit, const char *self,
                           const struct peer_book *book, rpg_msec now);
 

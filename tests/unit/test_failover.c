@@ -393,12 +393,49 @@ static void test_permit_take(void **state)
     assert_false(failover_permit_take(&fp, "node3", &book, NOW));
     book.results[0].last_seen = NOW - 300;
     assert_true(failover_permit_take(&fp, "node3", &book, NOW));
-    assert_string_equal(fp.to, "node3");
-    assert_string_equal(fp.from, "node1");
-    assert_int_equal(fp.until, NOW + 20000 - 300);
+    assert_string_equal(fp.held_from, "node1");
+    assert_int_equal(fp.held_until, NOW + 20000 - 300);
+    assert_string_equal(fp.to, "");
     /* Held on its own now, until it runs out. */
     assert_true(failover_permit_take(&fp, "node3", NULL, NOW + 19000));
     assert_false(failover_permit_take(&fp, "node3", NULL, NOW + 19700));
+}
+
+/* A member that took over by node1's permit and, as leader, granted the next failover to node2
+ * goes on reporting that grant while node1 still reports its own: adopting never drops it. */
+static void test_permit_take_keeps_the_grant(void **state)
+{
+    (void)state;
+    struct failover_permit fp;
+    struct failover_permit grant;
+    struct peer_book book;
+    memset(&fp, 0, sizeof fp);
+    memset(&grant, 0, sizeof grant);
+    memset(&book, 0, sizeof book);
+    book.n_results = 1;
+    report(&book.results[0], "node1", 0);
+    snprintf(book.results[0].permit_to, FSM_NAME_MAX, "node3");
+    book.results[0].permit_ms_left = 20000;
+    snprintf(grant.to, sizeof grant.to, "node2");
+    snprintf(grant.from, sizeof grant.from, "node3");
+    grant.until = NOW + FAILOVER_PERMIT_MS;
+    failover_permit_grant(&fp, &grant);
+    assert_true(failover_permit_take(&fp, "node3", &book, NOW));
+    assert_string_equal(fp.to, "node2");
+    assert_string_equal(fp.from, "node3");
+    assert_int_equal(fp.until, NOW + FAILOVER_PERMIT_MS);
+    assert_string_equal(fp.held_from, "node1");
+    /* A hand-over refused takes the grant back, not the permit adopted. */
+    failover_permit_grant(&fp, NULL);
+    assert_string_equal(fp.to, "");
+    assert_int_equal(fp.until, 0);
+    assert_true(failover_permit_take(&fp, "node3", NULL, NOW + 1000));
+    /* Its own grant to itself (the leader asked for a failover to itself) is held too. */
+    memset(&fp, 0, sizeof fp);
+    snprintf(grant.to, sizeof grant.to, "node3");
+    failover_permit_grant(&fp, &grant);
+    assert_true(failover_permit_take(&fp, "node3", NULL, NOW));
+    assert_string_equal(fp.held_from, "");
 }
 
 static void test_paused_mask(void **state)
@@ -431,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_decide_healthy_primary_is_a_switchover),
         cmocka_unit_test(test_decide_to_self_and_the_lag_note),
         cmocka_unit_test(test_permit_take),
+        cmocka_unit_test(test_permit_take_keeps_the_grant),
         cmocka_unit_test(test_paused_mask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

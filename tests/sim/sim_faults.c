@@ -729,7 +729,27 @@ void sim_fault_flap(struct sim_world *w, unsigned k)
     sim_push(w, sim_now(w) + sim_rng_range(&fs->rng, 30, 300), EV_FLAP, (int)k, 0, 0);
 }
 
-/* ---- the operator's failover ----------------------------------------------------------------- */
+/* ---- the operator ---------------------------------------------------------------------------- */
+
+/* `ctl pause` for fault k: asked of the leader, which must be there to take it (ctl says so
+ * otherwise); the operator then wants the pause on until the fault ends (sim_operator_tick).
+ * Returns the leader asked, or -1 when the fault is skipped. */
+static int operator_pause(struct sim_world *w, unsigned k)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    int i = leader_node(w);
+    if (i < 0 || !sim_agent_leader(w, (unsigned)i)) {
+        skip(w, k, "no ready leader to take the pause");
+        return -1;
+    }
+    if (sim_set_pause(w, (unsigned)i, true, errmsg) != 0) {
+        skip(w, k, errmsg);
+        return -1;
+    }
+    w->pause_wanted++;
+    w->pause_try_at = sim_now(w);
+    return i;
+}
 
 /* How a failover fault runs: the request alone at a random moment (with or without a healthy
  * primary, as the schedule left the cluster), or a drill that first kills the primary's
@@ -1125,19 +1145,11 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
         }
         if (fs->drill == DRILL_PAUSED_KILL || fs->drill == DRILL_LAG_KILL) {
             /* `ctl pause` first, as the documented drill does (nothing restarts the killed
-             * server then, from which a lagging standby would catch up); asked of the leader as
-             * below. */
-            i = leader_node(w);
-            if (i < 0 || !sim_agent_leader(w, (unsigned)i)) {
-                skip(w, k, "no ready leader to take the pause");
+             * server then, from which a lagging standby would catch up). */
+            i = operator_pause(w, k);
+            if (i < 0) {
                 return;
             }
-            if (sim_set_pause(w, (unsigned)i, true, errmsg) != 0) {
-                skip(w, k, errmsg);
-                return;
-            }
-            w->pause_wanted++;
-            w->pause_try_at = sim_now(w);
             fs->pause_held = true;
             if (fs->node >= 0) {
                 struct sim_node *c = &w->nodes[fs->node];
@@ -1158,19 +1170,11 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
         i = fs->node;
         break;
     case F_MAINTENANCE:
-        /* Any moment, a failover under way included: `ctl pause` asks the leader, which must be
-         * there to take it (ctl says so otherwise). */
-        i = leader_node(w);
-        if (i < 0 || !sim_agent_leader(w, (unsigned)i)) {
-            skip(w, k, "no ready leader to take the pause");
+        /* Any moment, a failover under way included. */
+        i = operator_pause(w, k);
+        if (i < 0) {
             return;
         }
-        if (sim_set_pause(w, (unsigned)i, true, errmsg) != 0) {
-            skip(w, k, errmsg);
-            return;
-        }
-        w->pause_wanted++;
-        w->pause_try_at = sim_now(w);
         note(w, k, "maintenance mode on for %" PRIu64 " ms (ctl pause, asked of %s)", f->dur,
              w->nodes[i].name);
         break;

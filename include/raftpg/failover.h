@@ -126,8 +126,9 @@ struct failover_plan {
     enum failover_reason reason; /* FAILOVER_REFUSED: why in a word */
     char why[RPG_ERRMSG_SIZE];   /* the refusal, or what the candidate holds */
     char lag_note[320]; /* granted beyond maximum_lag_on_failover: "; it lags ..." (else "") */
-    /* FAILOVER_GRANTED: the permit to hold before leadership is handed over, and the candidate's
-     * Raft id to hand it to (0: the candidate is this member, which leads already). */
+    /* FAILOVER_GRANTED: the grant to make (failover_permit_grant) before leadership is handed
+     * over, and the candidate's Raft id to hand it to (0: the candidate is this member, which
+     * leads already). */
     struct failover_permit permit;
     uint64_t transfer_to;
 };

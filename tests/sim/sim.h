@@ -16,6 +16,7 @@
 
 #include "raftpg/cons.h"
 #include "raftpg/core.h"
+#include "raftpg/failover.h"
 #include "raftpg/fence.h"
 #include "raftpg/fence_step.h"
 #include "raftpg/fsm.h"
@@ -102,6 +103,7 @@ enum sim_ev_type {
     EV_CHECK,           /* periodic checks (I4, end of warm-up) */
     EV_FAULT,           /* a fault of the schedule begins (node: fault index) */
     EV_FAULT_END,       /* a fault with a duration ends */
+    EV_OPERATOR,        /* a step of an operator's failover drill (node: fault index, sub: step) */
     EV_FLAP,            /* a lossy link changes state */
     EV_HEAL,            /* every fault ends */
     EV_END,
@@ -260,9 +262,11 @@ struct sim_agent {
     /* What the trace last said of Raft (--verbose). */
     int traced_role;
     bool traced_ready;
-    bool maintenance;    /* agent.c a->maintenance: the pause it last logged */
-    bool in_action_done; /* core_action_done runs: a step it starts continues a plan */
-    unsigned recv_mark;  /* AppendEntries received when the agent started Raft */
+    bool maintenance;                 /* agent.c a->maintenance: the pause it last logged */
+    bool in_action_done;              /* core_action_done runs: a step it starts continues a plan */
+    char pause_primary[FSM_NAME_MAX]; /* agent.c: the recorded primary when the pause began */
+    struct failover_permit permit;    /* agent.c a->failover_permit (failover.h) */
+    unsigned recv_mark;               /* AppendEntries received when the agent started Raft */
     /* The peer polls' bookkeeping, the agent's own (src/peer_book.c). */
     struct peer_book book;
 };
@@ -315,6 +319,12 @@ struct sim_node {
     uint64_t wd_gen;
     rpg_msec wd_deadline; /* global time the node resets unless fed */
     rpg_msec reset_until; /* a reset node is down until then */
+    /* Check M: the primary its state recorded when it applied the pause (its standbys may follow
+     * a primary recorded since), and its own clock when an operator's failover to it was granted
+     * (its takeover may go on while the permit runs; 0: none). */
+    bool pause_seen;
+    char pause_seen_primary[FSM_NAME_MAX];
+    rpg_msec permit_granted_local;
     struct sim_op ops[SIM_OPS_MAX];
     struct sim_trigger trigger;
 };
@@ -355,6 +365,9 @@ enum sim_fault_kind {
                             * and all (as F_PAUSE, but its clocks do not count the pause) */
     F_MAINTENANCE, /* an operator's `ctl pause` for dur, then `ctl resume` (retried until the
                     * cluster has it): no failover, start, stop or promotion meanwhile */
+    F_FAILOVER,    /* an operator's `ctl failover --candidate N` (POST /failover through the
+                    * leader), at once, after a kill of the primary's PostgreSQL, or in a pause
+                    * (for dur) after that kill */
     F_KIND_N,
 };
 const char *sim_fault_name(enum sim_fault_kind k);
@@ -371,7 +384,7 @@ uint32_t sim_fault_mask(const char *list);
 #define SIM_FAULTS_SLOW (1u << F_SLOW_LINK)
 #define SIM_FAULTS_VM ((1u << F_VM_PAUSE_PRIMARY) | (1u << F_VM_PAUSE))
 #define SIM_FAULTS_STORAGE ((1u << F_RAFT_DISK_FULL) | (1u << F_RAFT_READ_ONLY))
-#define SIM_FAULTS_OPERATOR (1u << F_MAINTENANCE)
+#define SIM_FAULTS_OPERATOR ((1u << F_MAINTENANCE) | (1u << F_FAILOVER))
 #define SIM_FAULTS_KNOWN                                                                           \
     (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW | SIM_FAULTS_VM |                 \
      SIM_FAULTS_STORAGE | SIM_FAULTS_OPERATOR)
@@ -392,6 +405,8 @@ struct sim_fault_state {
     unsigned crashed; /* nodes a triggered crash took down, restarted when the fault ends */
     bool links[SIM_NODES_MAX][SIM_NODES_MAX]; /* directed links it cuts or makes lossy */
     bool dropping;                            /* loss: the links drop right now */
+    unsigned drill;                           /* failover: which drill (sim_faults.c) */
+    bool pause_held;                          /* failover: it wants the pause on */
     struct sim_rng rng;                       /* draws made while the fault runs */
 };
 
@@ -507,7 +522,16 @@ struct sim_result {
                                   * pause, within SIM_VM_RESUME_WINDOW_MS (not guaranteed) */
     rpg_msec resume_overlap_max; /* the latest such instant after its resume */
     rpg_msec paused_ms;          /* time the committed state was paused (I4 owes no primary) */
-    char fault_log[SIM_FAULTS_MAX][96]; /* what each applied fault did, for the report */
+    /* The operator's failovers (F_FAILOVER) and their answers. */
+    unsigned fo_asked;
+    unsigned fo_granted, fo_granted_paused; /* 202, and of those asked in maintenance mode */
+    unsigned fo_took_over;                  /* the candidate became primary within the permit */
+    unsigned fo_took_over_paused;           /* ... with the cluster still paused */
+    unsigned fo_switchover;                 /* 200: a healthy primary, a switchover (not run) */
+    unsigned fo_no_leader;                  /* 503: the member asked does not lead, or none */
+    unsigned fo_transfer_refused;           /* 503: the hand-over was refused */
+    unsigned fo_refused[FAILOVER_REASON_N]; /* 412, by reason */
+    char fault_log[SIM_FAULTS_MAX][96];     /* what each applied fault did, for the report */
 };
 
 /* ---- the world ------------------------------------------------------------------------------- */
@@ -637,6 +661,12 @@ void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id);
 void sim_ops_kill(struct sim_world *w, unsigned i);
 bool sim_agent_leader(const struct sim_world *w, unsigned i);
 int sim_transfer(struct sim_world *w, unsigned i, uint64_t id, char *errmsg);
+/* api.c POST /failover on node l, failover.c failover_start: the shared decision (plan), then
+ * the permit and the hand-over. Returns the HTTP status: 503 when l is not the ready leader or
+ * the hand-over is refused (errmsg), 412 refused (plan->why), 202 granted, 200 when the healthy
+ * primary makes it a switchover (switchover.c, not simulated: nothing is done). */
+int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate,
+                         struct failover_plan *plan, char *errmsg);
 int sim_member_add(struct sim_world *w, unsigned leader, unsigned newcomer, char *errmsg);
 int sim_member_remove(struct sim_world *w, unsigned leader, const char *name, char *errmsg);
 /* api.c member_remove: a member in the synchronous set leaves it first. */
@@ -664,6 +694,8 @@ void sim_schedule_generate(const struct sim_options *opt, uint64_t seed, struct 
 void sim_fault_begin(struct sim_world *w, unsigned k);
 void sim_fault_end(struct sim_world *w, unsigned k);
 void sim_fault_flap(struct sim_world *w, unsigned k);
+/* EV_OPERATOR: the next step of failover fault k. */
+void sim_fault_step(struct sim_world *w, unsigned k, unsigned step);
 void sim_heal_all(struct sim_world *w);
 void sim_node_restart(struct sim_world *w, unsigned i);
 /* The node goes down now (power loss, a watchdog reset) and comes back after down_ms. */

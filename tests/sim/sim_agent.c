@@ -75,6 +75,11 @@ static void report_of(struct sim_world *w, unsigned j, struct peer_status *s)
     /* api.c: raft_storage.ok, state.diverged */
     s->storage_failed = c->storage.failed;
     s->diverged = c->diverged;
+    /* api.c: a failover granted, for its candidate to adopt (failover_permit {to, ms_left}). */
+    rpg_msec now = sim_local_now(w, j);
+    bool permit = a->permit.to[0] != '\0' && now < a->permit.until;
+    sim_copy(s->permit_to, sizeof s->permit_to, permit ? a->permit.to : "");
+    s->permit_ms_left = permit ? a->permit.until - now : 0;
 }
 
 /* ---- the peer poller (src/peers.c, agent.c update_peer_targets) -------------------------------
@@ -549,6 +554,50 @@ int sim_transfer(struct sim_world *w, unsigned i, uint64_t id, char *errmsg)
     return cons_transfer(cons_of(w, i), id, errmsg);
 }
 
+int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate,
+                         struct failover_plan *plan, char *errmsg)
+{
+    struct sim_node *n = &w->nodes[l];
+    struct sim_agent *a = &n->agent;
+    memset(plan, 0, sizeof *plan);
+    /* api.c require_leader */
+    if (!sim_agent_leader(w, l) || !raft_up(w, l)) {
+        (void)rpg_err(errmsg, RPG_ENOTLEADER, "this member is not the raft leader");
+        return 503;
+    }
+    /* failover_start: every member runs untagged, priority 1 (core_init in sim_agent_start). */
+    struct failover_input in = {
+        .state = &n->cons.state,
+        .self = n->name,
+        .candidate = candidate,
+        .pg_observed = a->obs_valid,
+        .pg = &a->obs,
+        .promotable = !n->cons.storage.failed && !n->cons.diverged,
+        .book = &a->book,
+        .now = sim_local_now(w, l),
+        .sync_mode = (int)w->opt->sync_mode,
+        .sync_node_count = w->opt->sync_k,
+        .sync_commit = FSM_SYNC_COMMIT_ON,
+        .max_lag_set = false,
+        .max_lag = 0,
+        .primary_wal = a->core.lag_wal,
+    };
+    failover_decide(&in, plan);
+    if (plan->verdict == FAILOVER_SWITCHOVER) {
+        return 200;
+    }
+    if (plan->verdict == FAILOVER_REFUSED) {
+        return 412;
+    }
+    failover_permit_grant(&a->permit, &plan->permit);
+    if (plan->transfer_to != 0 && sim_transfer(w, l, plan->transfer_to, errmsg) != 0) {
+        /* Refused: no permit stays behind for a later leadership of the candidate. */
+        failover_permit_grant(&a->permit, NULL);
+        return 503;
+    }
+    return 202;
+}
+
 int sim_member_add(struct sim_world *w, unsigned leader, unsigned newcomer, char *errmsg)
 {
     struct fsm_member m;
@@ -997,7 +1046,10 @@ void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id)
     sim_trace(w, (int)i, "%s %s%s%s",
               a->core.quorum_running ? "quorum step" : ha_action_name(a->core.running),
               rc == 0 ? "done" : "failed", rc == 0 ? "" : ": ", msg);
+    /* A step it starts continues the plan under way (check M), as from a Raft submission's end. */
+    a->in_action_done = true;
     core_action_done(&a->core, rc, msg, sim_local_now(w, i));
+    a->in_action_done = false;
     sim_agent_schedule(w, i, 0);
 }
 
@@ -1035,21 +1087,44 @@ static const char *const op_kind_names[] = {
     [SOP_SET_SYNC] = "a synchronous-set change",
 };
 
+/* How long after the grant (on the candidate's clock) check M lets its takeover through: the
+ * permit, plus the report's way to the candidate (a poll takes at most SIM_POLL_TIMEOUT_MS) and
+ * clock drift. */
+#define PERMIT_CHECK_MS (FAILOVER_PERMIT_MS + SIM_POLL_TIMEOUT_MS + 100)
+
+/* What an agent starts in maintenance mode, as README.md ("Maintenance mode") lets it: a
+ * takeover step of the candidate of an operator's failover (record, promote, checkpoint, slots,
+ * its synchronous quorum), a re-point to a primary recorded during the pause, anything else. */
+enum paused_what { PAUSED_TAKEOVER, PAUSED_FOLLOW, PAUSED_OTHER };
+
 /* Maintenance mode: an agent that applied the pause starts nothing new (a plan under way may
- * finish its steps: they start from core_action_done). */
-static void paused_check(struct sim_world *w, unsigned i, const char *what)
+ * finish its steps: they start from core_action_done), but what the operator's failover asks for:
+ * the candidate's takeover while its permit runs, the others' re-point to the primary recorded
+ * since they applied the pause. */
+static void paused_check(struct sim_world *w, unsigned i, enum paused_what kind, const char *target,
+                         const char *what)
 {
     const struct sim_node *n = &w->nodes[i];
-    if (n->cons.state.initialized && n->cons.state.paused && !n->agent.in_action_done) {
-        sim_violation(w, CHK_PAUSE, "%s started %s in maintenance mode", n->name, what);
+    if (!n->cons.state.initialized || !n->cons.state.paused || n->agent.in_action_done) {
+        return;
     }
+    if (kind == PAUSED_TAKEOVER && n->permit_granted_local != 0 &&
+        sim_local_now(w, i) - n->permit_granted_local <= PERMIT_CHECK_MS) {
+        return;
+    }
+    const char *primary = n->cons.state.primary.name;
+    if (kind == PAUSED_FOLLOW && target != NULL && strcmp(target, primary) == 0 && n->pause_seen &&
+        strcmp(primary, n->pause_seen_primary) != 0) {
+        return;
+    }
+    sim_violation(w, CHK_PAUSE, "%s started %s in maintenance mode", n->name, what);
 }
 
-#define PAUSED_CHECK_IO(data, what)                                                                \
+#define PAUSED_CHECK_IO(data, kind, what)                                                          \
     do {                                                                                           \
         unsigned pi_;                                                                              \
         struct sim_world *pw_ = world_of_agent(data, &pi_);                                        \
-        paused_check(pw_, pi_, what);                                                              \
+        paused_check(pw_, pi_, kind, NULL, what);                                                  \
     } while (0)
 
 static struct sim_op *op_prepare(struct sim_world *w, unsigned i, enum sim_op_kind kind,
@@ -1061,7 +1136,13 @@ static struct sim_op *op_prepare(struct sim_world *w, unsigned i, enum sim_op_ki
         (void)rpg_err(errmsg, RPG_EBUSY, "another postgresql operation is running");
         return NULL;
     }
-    paused_check(w, i, op_kind_names[kind]);
+    paused_check(w, i,
+                 kind == SOP_PROMOTE || kind == SOP_CHECKPOINT || kind == SOP_SLOTS ||
+                         kind == SOP_SET_SYNC
+                     ? PAUSED_TAKEOVER
+                 : kind == SOP_FOLLOW ? PAUSED_FOLLOW
+                                      : PAUSED_OTHER,
+                 target, op_kind_names[kind]);
     struct sim_op *op = NULL;
     for (unsigned k = 0; k < SIM_OPS_MAX && op == NULL; k++) {
         op = n->ops[k].id == 0 ? &n->ops[k] : NULL;
@@ -1223,7 +1304,7 @@ static int io_pg_set_sync(void *data, const char *names, const char *commit, cha
 
 static int io_raft_submit(void *data, const struct fsm_cmd *cmd, char *errmsg)
 {
-    PAUSED_CHECK_IO(data, "a raft submission");
+    PAUSED_CHECK_IO(data, PAUSED_TAKEOVER, "a raft submission");
     unsigned i;
     struct sim_world *w = world_of_agent(data, &i);
     return submit(w, i, cmd, action_done, data, errmsg);
@@ -1231,7 +1312,7 @@ static int io_raft_submit(void *data, const struct fsm_cmd *cmd, char *errmsg)
 
 static int io_raft_transfer(void *data, uint64_t id, char *errmsg)
 {
-    PAUSED_CHECK_IO(data, "a leadership transfer");
+    PAUSED_CHECK_IO(data, PAUSED_OTHER, "a leadership transfer");
     unsigned i;
     struct sim_world *w = world_of_agent(data, &i);
     return sim_transfer(w, i, id, errmsg);
@@ -1249,6 +1330,20 @@ void sim_agent_schedule(struct sim_world *w, unsigned i, rpg_msec delay)
     sim_push(w, sim_now(w) + delay, EV_TICK, (int)i, a->gen, a->tick_gen);
 }
 
+/* agent.c failover_permit_held: the permit this agent holds or adopts from a fresh report. */
+static bool permit_held(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    uint64_t until = a->permit.held_until;
+    bool held = failover_permit_take(&a->permit, w->nodes[i].name, &a->book, sim_local_now(w, i));
+    if (held && a->permit.held_until != until) {
+        sim_trace(w, (int)i,
+                  "%s granted a failover to this member: it may take over for %" PRIu64 " ms",
+                  a->permit.held_from, a->permit.held_until - sim_local_now(w, i));
+    }
+    return held;
+}
+
 static void tick(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
@@ -1259,10 +1354,14 @@ static void tick(struct sim_world *w, unsigned i)
     bool paused = n->cons.state.initialized && n->cons.state.paused;
     if (paused != a->maintenance) {
         a->maintenance = paused;
+        sim_copy(a->pause_primary, sizeof a->pause_primary, n->cons.state.primary.name);
         sim_trace(w, (int)i, "maintenance mode %s", paused ? "on" : "off");
     }
-    /* agent.c ha_tick: no operator failover here, so nothing is allowed while paused. */
-    if (core_paused(&a->core, &n->cons.state, 0)) {
+    /* agent.c ha_tick: what an operator's failover lets through the pause (failover.h); no
+     * switchover runs here (switchover.c is not simulated), so switchover_paused_allows is 0. */
+    unsigned allowed =
+        paused ? failover_paused_mask(permit_held(w, i), &n->cons.state, a->pause_primary) : 0;
+    if (core_paused(&a->core, &n->cons.state, allowed)) {
         return;
     }
     if (a->fm.frozen) {
@@ -1284,8 +1383,8 @@ static void tick(struct sim_world *w, unsigned i)
     v.pg_ready = a->obs_valid && a->op_id == 0 && a->obs_epoch == a->epoch;
     /* agent.c ha_tick: primary_start_timeout's clock, on the recorded primary's ready leader. */
     const struct fsm_state *st = &n->cons.state;
-    bool counting = v.leader && st->initialized && strcmp(st->primary.name, a->core.self) == 0 &&
-                    st->primary.term == n->cons.term;
+    bool counting = v.leader && !paused && st->initialized &&
+                    strcmp(st->primary.name, a->core.self) == 0 && st->primary.term == n->cons.term;
     ha_pg_track_down(&a->obs, counting, &a->down, v.now);
     v.primary_start_timeout_ms = w->opt->primary_start_timeout;
     v.pg = a->obs;
@@ -1308,6 +1407,10 @@ static void tick(struct sim_world *w, unsigned i)
     v.n_nosync = 0;
     v.removing = a->removing[0] != '\0' ? a->removing : NULL;
     v.transfers_failed = w->nodes[i].cons.n_transfers_failed;
+    /* agent.c ha_tick: an operator's failover waives maximum_lag_on_failover for its candidate
+     * (never set here), and lets only what it allows through the pause. */
+    v.lag_waived_for = permit_held(w, i) ? a->core.self : NULL;
+    v.allowed = allowed;
     bool decides = !a->core.busy && v.pg_ready;
     rpg_msec leading = a->core.leader_since;
     bool started = core_tick(&a->core, &v);

@@ -178,8 +178,23 @@ void sim_check_ack(struct sim_world *w, unsigned i)
 }
 
 /* I1: at no instant do two servers accept writes. */
+/* Check M's record: the primary each member's state named when it applied the pause. */
+static void note_pauses(struct sim_world *w)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        struct sim_node *n = &w->nodes[i];
+        const struct fsm_state *st = &n->cons.state;
+        bool paused = n->exists && st->initialized && st->paused;
+        if (paused && !n->pause_seen) {
+            sim_copy(n->pause_seen_primary, sizeof n->pause_seen_primary, st->primary.name);
+        }
+        n->pause_seen = paused;
+    }
+}
+
 void sim_check_instant(struct sim_world *w)
 {
+    note_pauses(w);
     bool overlap = check_vip(w);
     unsigned n = 0, strict = 0;
     char names[128] = "";

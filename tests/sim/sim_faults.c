@@ -42,6 +42,7 @@ static const char *const kind_names[F_KIND_N] = {
     [F_RAFT_READ_ONLY] = "raft-read-only",
     [F_VM_PAUSE] = "vm-pause",
     [F_MAINTENANCE] = "maintenance",
+    [F_FAILOVER] = "failover",
 };
 
 const char *sim_fault_name(enum sim_fault_kind k)
@@ -728,6 +729,166 @@ void sim_fault_flap(struct sim_world *w, unsigned k)
     sim_push(w, sim_now(w) + sim_rng_range(&fs->rng, 30, 300), EV_FLAP, (int)k, 0, 0);
 }
 
+/* ---- the operator ---------------------------------------------------------------------------- */
+
+/* `ctl pause` for fault k: asked of the leader, which must be there to take it (ctl says so
+ * otherwise); the operator then wants the pause on until the fault ends (sim_operator_tick).
+ * Returns the leader asked, or -1 when the fault is skipped. */
+static int operator_pause(struct sim_world *w, unsigned k)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    int i = leader_node(w);
+    if (i < 0 || !sim_agent_leader(w, (unsigned)i)) {
+        skip(w, k, "no ready leader to take the pause");
+        return -1;
+    }
+    if (sim_set_pause(w, (unsigned)i, true, errmsg) != 0) {
+        skip(w, k, errmsg);
+        return -1;
+    }
+    w->pause_wanted++;
+    w->pause_try_at = sim_now(w);
+    return i;
+}
+
+/* How a failover fault runs: the request alone at a random moment (with or without a healthy
+ * primary, as the schedule left the cluster), or a drill that first kills the primary's
+ * PostgreSQL (the leader then has no healthy primary until its agent starts it again), or the
+ * documented drill in maintenance mode: pause, kill, failover, resume at the fault's end; or the
+ * same drill to a standby on a slow link (40..60 ms: its WAL arrives a replication round after
+ * the other standbys', which acknowledge without it, so it may lack the last of them). */
+enum sim_failover_drill { DRILL_ASK = 0, DRILL_KILL, DRILL_PAUSED_KILL, DRILL_LAG_KILL, DRILL_N };
+static const char *const drill_names[DRILL_N] = {"", "kill, ", "pause, kill, ",
+                                                 "pause, lag, kill, "};
+
+/* The steps of a drill (EV_OPERATOR's sub). */
+enum sim_operator_step { OP_WAIT_PAUSE = 0, OP_KILL, OP_ASK };
+
+/* `raftpg ctl failover --candidate N`: ctl asks the member its configuration names (any member
+ * whose agent answers) which member leads, and posts to that one (ctl.c post_to_leader); the
+ * candidate is one of the members `ctl list` shows. */
+static void operator_failover(struct sim_world *w, unsigned k)
+{
+    struct sim_fault_state *fs = &w->fs[k];
+    struct sim_result *res = w->res;
+    const char *drill = drill_names[fs->drill];
+    res->fo_asked++;
+    int asked = pick(w, &fs->rng, accept_any_up, NULL);
+    if (asked < 0 || w->nodes[asked].agent_frozen) {
+        res->fo_no_leader++;
+        note(w, k, "%sctl failover: no member answers", drill);
+        return;
+    }
+    const struct sim_node *a = &w->nodes[asked];
+    /* Raft ids are fixture indexes + 1, and node i is fixture server i + 1. */
+    int l = a->cons.leader_id >= 2 ? (int)a->cons.leader_id - 2 : -1;
+    if (l < 0 || (unsigned)l >= w->n || !usable(w, (unsigned)l) || !w->nodes[l].agent.alive ||
+        w->nodes[l].frozen || w->nodes[l].agent_frozen) {
+        res->fo_no_leader++;
+        note(w, k, "%sctl failover (through %s): no raft leader answers", drill, a->name);
+        return;
+    }
+    const struct fsm_state *st = &w->nodes[l].cons.state;
+    if (st->n_members == 0) {
+        res->fo_no_leader++;
+        note(w, k, "%sctl failover (through %s): no member listed", drill, a->name);
+        return;
+    }
+    char candidate[FSM_NAME_MAX];
+    sim_copy(candidate, sizeof candidate,
+             fs->drill == DRILL_LAG_KILL && fs->node >= 0
+                 ? w->nodes[fs->node].name
+                 : st->members[sim_rng_below(&fs->rng, st->n_members)].name);
+    bool paused = st->initialized && st->paused;
+    struct failover_plan plan;
+    char errmsg[RPG_ERRMSG_SIZE] = "";
+    int status = sim_failover_request(w, (unsigned)l, candidate, &plan, errmsg);
+    const char *word = "";
+    switch (status) {
+    case 202: {
+        res->fo_granted++;
+        res->fo_granted_paused += paused;
+        int c = sim_node_by_name(w, candidate);
+        if (c >= 0) {
+            w->nodes[c].permit_granted_local = sim_local_now(w, (unsigned)c);
+        }
+        word = "granted";
+        sim_trace(w, l, "failover to %s%s: %s%s; %s", candidate,
+                  paused ? " in maintenance mode" : "", plan.why, plan.lag_note,
+                  plan.transfer_to != 0 ? "raft leadership handed to it" : "it leads already");
+        break;
+    }
+    case 200:
+        res->fo_switchover++;
+        word = "a switchover (not simulated)";
+        sim_trace(w, l, "failover to %s: the primary is healthy, a switchover (not simulated)",
+                  candidate);
+        break;
+    case 412:
+        res->fo_refused[plan.reason]++;
+        word = failover_reason_name(plan.reason);
+        sim_trace(w, l, "failover to %s refused: %s", candidate, plan.why);
+        break;
+    default:
+        if (sim_agent_leader(w, (unsigned)l)) {
+            res->fo_transfer_refused++;
+        } else {
+            res->fo_no_leader++;
+        }
+        word = errmsg;
+        sim_trace(w, l, "failover to %s: %s", candidate, errmsg);
+        break;
+    }
+    note(w, k, "%s%s asked of %s: %d %s", drill, candidate, w->nodes[l].name, status, word);
+}
+
+/* A running standby other than the primary's node. */
+static bool accept_standby(struct sim_world *w, unsigned i, void *arg)
+{
+    (void)arg;
+    const struct sim_pg *p = &w->nodes[i].pg;
+    return w->nodes[i].agent.alive && !w->nodes[i].frozen && p->proc == SIM_PROC_RUNNING &&
+           p->in_recovery && !pg_protected(w, i);
+}
+
+void sim_fault_step(struct sim_world *w, unsigned k, unsigned step)
+{
+    struct sim_fault_state *fs = &w->fs[k];
+    /* The pause is waited for while the fault lasts; a kill or a request once under way is
+     * carried out even after it (not after every fault healed). */
+    if ((!fs->active && step == OP_WAIT_PAUSE) || w->phase != SIM_FAULTS) {
+        return;
+    }
+    int p;
+    switch ((enum sim_operator_step)step) {
+    case OP_WAIT_PAUSE: {
+        /* The kill waits until the leader's state has the pause (the operator's `ctl pause
+         * --wait`). */
+        int l = leader_node(w);
+        bool paused = l >= 0 && w->nodes[l].cons.state.paused;
+        sim_push(w, sim_now(w) + (paused ? 0 : SIM_CHECK_MS), EV_OPERATOR, (int)k, 0,
+                 paused ? OP_KILL : OP_WAIT_PAUSE);
+        return;
+    }
+    case OP_KILL:
+        if (fs->drill == DRILL_LAG_KILL && fs->node >= 0) {
+            /* The lag is what it is now: the link is fast again when the candidate leads. */
+            w->nodes[fs->node].latency = SIM_BASE_LATENCY_MS;
+            sim_net_sync(w);
+        }
+        p = primary_node(w);
+        if (p >= 0 && w->nodes[p].pg.proc != SIM_PROC_DOWN && !w->nodes[p].frozen) {
+            sim_trace(w, -1, "fault %u failover: postgresql of the primary %s killed", k,
+                      w->nodes[p].name);
+            sim_pg_crash(w, (unsigned)p);
+        }
+        /* The operator asks within the next 0.6 s: before the agent starts it again, or not. */
+        sim_push(w, sim_now(w) + sim_rng_below(&fs->rng, 600), EV_OPERATOR, (int)k, 0, OP_ASK);
+        return;
+    case OP_ASK: operator_failover(w, k); return;
+    }
+}
+
 /* ---- applying and ending faults -------------------------------------------------------------- */
 
 void sim_fault_begin(struct sim_world *w, unsigned k)
@@ -971,20 +1132,49 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
         w->nodes[i].vm_paused = true;
         freeze(w, (unsigned)i, f->dur);
         break;
+    case F_FAILOVER:
+        fs->drill = sim_rng_below(&fs->rng, DRILL_N);
+        fs->node = -1;
+        if (fs->drill == DRILL_LAG_KILL) {
+            i = pick(w, &fs->rng, accept_standby, NULL);
+            if (i < 0) {
+                skip(w, k, "no running standby to slow down");
+                return;
+            }
+            fs->node = i;
+        }
+        if (fs->drill == DRILL_PAUSED_KILL || fs->drill == DRILL_LAG_KILL) {
+            /* `ctl pause` first, as the documented drill does (nothing restarts the killed
+             * server then, from which a lagging standby would catch up). */
+            i = operator_pause(w, k);
+            if (i < 0) {
+                return;
+            }
+            fs->pause_held = true;
+            if (fs->node >= 0) {
+                struct sim_node *c = &w->nodes[fs->node];
+                c->latency = sim_rng_range(&fs->rng, 40, 60);
+                sim_net_sync(w);
+                note(w, k,
+                     "drill: ctl pause (asked of %s) for %" PRIu64 " ms, %s's messages take %u ms",
+                     w->nodes[i].name, f->dur, c->name, c->latency);
+            } else {
+                note(w, k, "drill: ctl pause (asked of %s) for %" PRIu64 " ms", w->nodes[i].name,
+                     f->dur);
+            }
+            sim_push(w, sim_now(w) + SIM_CHECK_MS, EV_OPERATOR, (int)k, 0, OP_WAIT_PAUSE);
+        } else {
+            sim_push(w, sim_now(w), EV_OPERATOR, (int)k, 0,
+                     fs->drill == DRILL_KILL ? OP_KILL : OP_ASK);
+        }
+        i = fs->node;
+        break;
     case F_MAINTENANCE:
-        /* Any moment, a failover under way included: `ctl pause` asks the leader, which must be
-         * there to take it (ctl says so otherwise). */
-        i = leader_node(w);
-        if (i < 0 || !sim_agent_leader(w, (unsigned)i)) {
-            skip(w, k, "no ready leader to take the pause");
+        /* Any moment, a failover under way included. */
+        i = operator_pause(w, k);
+        if (i < 0) {
             return;
         }
-        if (sim_set_pause(w, (unsigned)i, true, errmsg) != 0) {
-            skip(w, k, errmsg);
-            return;
-        }
-        w->pause_wanted++;
-        w->pause_try_at = sim_now(w);
         note(w, k, "maintenance mode on for %" PRIu64 " ms (ctl pause, asked of %s)", f->dur,
              w->nodes[i].name);
         break;
@@ -1083,6 +1273,16 @@ void sim_fault_end(struct sim_world *w, unsigned k)
     case F_MAINTENANCE:
         if (--w->pause_wanted == 0) {
             w->pause_try_at = 0; /* sim_operator_tick asks for the resume */
+        }
+        break;
+    case F_FAILOVER:
+        if (fs->pause_held && --w->pause_wanted == 0) {
+            w->pause_try_at = 0;
+        }
+        fs->pause_held = false;
+        if (fs->drill == DRILL_LAG_KILL && i >= 0) {
+            w->nodes[i].latency = SIM_BASE_LATENCY_MS;
+            sim_net_sync(w);
         }
         break;
     case F_RECEIVER_LAG:

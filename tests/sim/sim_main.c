@@ -86,6 +86,9 @@ struct totals {
     unsigned resume_overlaps;
     rpg_msec resume_overlap_max;
     rpg_msec paused_ms;
+    unsigned fo_asked, fo_granted, fo_granted_paused, fo_took_over, fo_took_over_paused,
+        fo_switchover, fo_no_leader, fo_transfer_refused;
+    unsigned fo_refused[FAILOVER_REASON_N];
     rpg_msec waived_ms;
     unsigned waived_schedules;
     rpg_msec *gaps;
@@ -109,14 +112,14 @@ static void usage(FILE *out)
             "  --nodes LIST      3, 5, or 3,5 to alternate (default 3)\n"
             "  --soak            random seeds until interrupted or --seconds T\n"
             "  --seconds T       bound of --soak, in wall-clock seconds\n"
-            "  --faults LIST     ci (default), watchdog, timeline, slow, vm, storage, known\n"
-            "                    (every group but ci),\n"
+            "  --faults LIST     ci (default), watchdog, timeline, slow, vm, storage, operator,\n"
+            "                    known (every group but ci),\n"
             "                    all, or kinds: pg-crash, node-crash, agent-crash, pause,\n"
             "                    partition, loss, delay, clock, switchover, crash-in-action,\n"
             "                    member, switchover-any, agent-crash-primary, pause-primary,\n"
             "                    partition-primary, loss-primary, crash-new-primary, slow-link,\n"
             "                    agent-stop-primary, vm-pause-primary, receiver-lag, vm-pause,\n"
-            "                    raft-disk-full, raft-read-only\n"
+            "                    raft-disk-full, raft-read-only, maintenance, failover\n"
             "  --sync-mode M     synchronous_mode off, quorum (default) or strict; I2 is\n"
             "                    checked unless off\n"
             "  --sync K          synchronous_node_count (default 1)\n"
@@ -299,6 +302,17 @@ static void add(struct totals *t, const struct sim_result *r)
     t->held_changes += r->held_changes;
     t->resume_overlaps += r->resume_overlaps;
     t->paused_ms += r->paused_ms;
+    t->fo_asked += r->fo_asked;
+    t->fo_granted += r->fo_granted;
+    t->fo_granted_paused += r->fo_granted_paused;
+    t->fo_took_over += r->fo_took_over;
+    t->fo_took_over_paused += r->fo_took_over_paused;
+    t->fo_switchover += r->fo_switchover;
+    t->fo_no_leader += r->fo_no_leader;
+    t->fo_transfer_refused += r->fo_transfer_refused;
+    for (unsigned k = 0; k < FAILOVER_REASON_N; k++) {
+        t->fo_refused[k] += r->fo_refused[k];
+    }
     if (r->resume_overlap_max > t->resume_overlap_max) {
         t->resume_overlap_max = r->resume_overlap_max;
     }
@@ -487,6 +501,27 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
            t->resume_overlaps, t->resume_overlap_max, SIM_VM_RESUME_WINDOW_MS);
     if (t->paused_ms > 0) {
         printf("maintenance mode (no primary owed): %" PRIu64 " ms\n", t->paused_ms);
+    }
+    if (t->fo_asked > 0) {
+        unsigned refused = 0;
+        for (unsigned k = 0; k < FAILOVER_REASON_N; k++) {
+            refused += t->fo_refused[k];
+        }
+        printf("operator failovers: %u asked; %u granted (%u in maintenance mode), %u candidates "
+               "primary within the permit (%u still paused); %u switchovers (healthy primary, not "
+               "simulated); %u not the leader or none; %u hand-overs refused; %u refused:",
+               t->fo_asked, t->fo_granted, t->fo_granted_paused, t->fo_took_over,
+               t->fo_took_over_paused, t->fo_switchover, t->fo_no_leader, t->fo_transfer_refused,
+               refused);
+        const char *sep = " ";
+        for (unsigned k = 0; k < FAILOVER_REASON_N; k++) {
+            if (t->fo_refused[k] > 0) {
+                printf("%s%s %u", sep, failover_reason_name((enum failover_reason)k),
+                       t->fo_refused[k]);
+                sep = ", ";
+            }
+        }
+        printf("\n");
     }
     printf("I4 waived by rule 6 (no healthy majority could prove it held every acknowledged "
            "commit): %" PRIu64 " ms in %u schedule(s)\n",

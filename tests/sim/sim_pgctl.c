@@ -90,6 +90,12 @@ void sim_pg_became_primary(struct sim_world *w, unsigned i)
     p->acked = p->end;
     if (w->phase != SIM_WARMUP) {
         w->res->failovers += w->last_primary != (int)i;
+        /* The candidate of an operator's failover took over while its permit ran. */
+        rpg_msec granted = w->nodes[i].permit_granted_local;
+        bool took_over = w->last_primary != (int)i && granted != 0 &&
+                         sim_local_now(w, i) - granted <= FAILOVER_PERMIT_MS;
+        w->res->fo_took_over += took_over;
+        w->res->fo_took_over_paused += took_over && w->nodes[i].cons.state.paused;
     }
     w->last_primary = (int)i;
     sim_check_commits(w, i, "became primary");

@@ -814,6 +814,7 @@ static void dispatch(struct sim_world *w, const struct sim_event *e)
         return;
     case EV_FAULT: sim_fault_begin(w, (unsigned)e->node); return;
     case EV_FAULT_END: sim_fault_end(w, (unsigned)e->node); return;
+    case EV_OPERATOR: sim_fault_step(w, (unsigned)e->node, (unsigned)e->sub); return;
     case EV_FLAP: sim_fault_flap(w, (unsigned)e->node); return;
     case EV_HEAL: sim_heal_all(w); return;
     case EV_NODE_BACK: sim_node_restart(w, (unsigned)e->node); return;

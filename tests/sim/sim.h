@@ -97,15 +97,15 @@ enum sim_ev_type {
     EV_VIP_EXPIRE,      /* the kernel drops a VIP nobody renewed (gen: lifetime generation) */
     EV_GUARD,           /* the guard of a dead agent fences (sub: 0 begin, 1 escalate) */
     EV_NODE_BACK,       /* a node reset by its watchdog is up again */
-    EV_REMOVE_TICK,     /* api.c: a removal waits for the member to leave the synchronous set */
-    EV_REPL,            /* WAL streaming and synchronous acknowledgements, every node */
-    EV_CLIENT,          /* the client writes to every node that accepts writes */
-    EV_CHECK,           /* periodic checks (I4, end of warm-up) */
-    EV_FAULT,           /* a fault of the schedule begins (node: fault index) */
-    EV_FAULT_END,       /* a fault with a duration ends */
-    EV_OPERATOR,        /* a step of an operator's failover drill (node: fault index, sub: step) */
-    EV_FLAP,            /* a lossy link changes state */
-    EV_HEAL,            /* every fault ends */
+    EV_REMOVE_TICK, /* api_action.c: a removal waits for the member to leave the synchronous set */
+    EV_REPL,        /* WAL streaming and synchronous acknowledgements, every node */
+    EV_CLIENT,      /* the client writes to every node that accepts writes */
+    EV_CHECK,       /* periodic checks (I4, end of warm-up) */
+    EV_FAULT,       /* a fault of the schedule begins (node: fault index) */
+    EV_FAULT_END,   /* a fault with a duration ends */
+    EV_OPERATOR,    /* a step of an operator's failover drill (node: fault index, sub: step) */
+    EV_FLAP,        /* a lossy link changes state */
+    EV_HEAL,        /* every fault ends */
     EV_END,
 };
 
@@ -243,7 +243,8 @@ struct sim_agent {
     char sync_seen[SYNC_VALUE_MAX];
     unsigned n_replicas;
     struct quorum_replica replicas[FSM_MEMBERS_MAX];
-    char removing[FSM_NAME_MAX]; /* api.c: a member leaving the synchronous set before removal */
+    char removing[FSM_NAME_MAX]; /* api_action.c: a member leaving the synchronous set before
+                                    removal */
     unsigned remove_ticks;
     uint64_t tick_gen;
     uint64_t poll_gen;
@@ -661,15 +662,15 @@ void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id);
 void sim_ops_kill(struct sim_world *w, unsigned i);
 bool sim_agent_leader(const struct sim_world *w, unsigned i);
 int sim_transfer(struct sim_world *w, unsigned i, uint64_t id, char *errmsg);
-/* api.c POST /failover on node l, failover.c failover_start: the shared decision (plan), then
- * the permit and the hand-over. Returns the HTTP status: 503 when l is not the ready leader or
+/* api_action.c POST /failover on node l, failover.c failover_start: the shared decision (plan),
+ * then the permit and the hand-over. Returns the HTTP status: 503 when l is not the ready leader or
  * the hand-over is refused (errmsg), 412 refused (plan->why), 202 granted, 200 when the healthy
  * primary makes it a switchover (switchover.c, not simulated: nothing is done). */
 int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate,
                          struct failover_plan *plan, char *errmsg);
 int sim_member_add(struct sim_world *w, unsigned leader, unsigned newcomer, char *errmsg);
 int sim_member_remove(struct sim_world *w, unsigned leader, const char *name, char *errmsg);
-/* api.c member_remove: a member in the synchronous set leaves it first. */
+/* api_action.c member_remove: a member in the synchronous set leaves it first. */
 int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *name, char *errmsg);
 void sim_remove_tick(struct sim_world *w, unsigned leader);
 

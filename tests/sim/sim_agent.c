@@ -72,10 +72,11 @@ static void report_of(struct sim_world *w, unsigned j, struct peer_status *s)
     sim_copy(s->pg_conninfo, sizeof s->pg_conninfo, a->obs.conninfo);
     s->nofailover = false;
     s->failover_priority = 1;
-    /* api.c: raft_storage.ok, state.diverged */
+    /* api_view.c: raft_storage.ok, state.diverged */
     s->storage_failed = c->storage.failed;
     s->diverged = c->diverged;
-    /* api.c: a failover granted, for its candidate to adopt (failover_permit {to, ms_left}). */
+    /* api_view.c: a failover granted, for its candidate to adopt (failover_permit {to, ms_left}).
+     */
     rpg_msec now = sim_local_now(w, j);
     bool permit = a->permit.to[0] != '\0' && now < a->permit.until;
     sim_copy(s->permit_to, sizeof s->permit_to, permit ? a->permit.to : "");
@@ -536,7 +537,7 @@ static int submit(struct sim_world *w, unsigned i, const struct fsm_cmd *cmd, co
     return cons_submit(cons_of(w, i), cmd, cb, data, errmsg);
 }
 
-/* api.c PATCH /config {"pause": ...}: the leader submits the replicated pause. */
+/* api_config.c PATCH /config {"pause": ...}: the leader submits the replicated pause. */
 int sim_set_pause(struct sim_world *w, unsigned leader, bool paused, char *errmsg)
 {
     struct fsm_cmd cmd;
@@ -560,7 +561,7 @@ int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate,
     struct sim_node *n = &w->nodes[l];
     struct sim_agent *a = &n->agent;
     memset(plan, 0, sizeof *plan);
-    /* api.c require_leader */
+    /* api_action.c require_leader */
     if (!sim_agent_leader(w, l) || !raft_up(w, l)) {
         (void)rpg_err(errmsg, RPG_ENOTLEADER, "this member is not the raft leader");
         return 503;
@@ -613,7 +614,7 @@ int sim_member_add(struct sim_world *w, unsigned leader, unsigned newcomer, char
     return submit(w, leader, &cmd, NULL, NULL, errmsg);
 }
 
-/* api.c in_sync_sets. */
+/* api_action.c in_sync_sets. */
 static bool in_sync_sets(const struct sim_world *w, unsigned leader, const char *name)
 {
     return sync_member_in_sets(&w->nodes[leader].cons.state, w->nodes[leader].agent.sync_seen,
@@ -638,7 +639,7 @@ int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *
     return 0;
 }
 
-/* api.c pending_remove_tick. */
+/* api_action.c pending_remove_tick. */
 void sim_remove_tick(struct sim_world *w, unsigned leader)
 {
     struct sim_agent *a = &w->nodes[leader].agent;

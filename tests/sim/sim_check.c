@@ -465,10 +465,10 @@ void sim_check_periodic(struct sim_world *w)
         return;
     }
     /* The operator stops a member once its removal is done: the leader's state no longer lists
-     * it and its Raft configuration no longer has it (api.c answers `member remove` only then),
-     * whoever submitted the removal. The operator asks the leader of the newest term whose agent
-     * answers: a paused node still believes it leads, with a state that may lack a member added
-     * since (its list says nothing about a removal). */
+     * it and its Raft configuration no longer has it (api_action.c answers `member remove` only
+     * then), whoever submitted the removal. The operator asks the leader of the newest term whose
+     * agent answers: a paused node still believes it leads, with a state that may lack a member
+     * added since (its list says nothing about a removal). */
     int newest = -1;
     for (unsigned l = 0; l < w->n; l++) {
         if (sim_agent_leader(w, l) && !w->nodes[l].frozen && !w->nodes[l].agent_frozen &&

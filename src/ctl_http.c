@@ -73,8 +73,9 @@ int ctl_leader_api(json_t *cluster, char *out, size_t size)
     return 0;
 }
 
-void ctl_sign(const struct ctl *c, const char *scope, const char *method, const char *path,
-              const char *body, char *buf, size_t size)
+/* A signature of the request with the cluster secret and this scope at the current time. */
+static void sign(const struct ctl *c, const char *scope, const char *method, const char *path,
+                 const char *body, char *buf, size_t size)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -89,7 +90,7 @@ static const char *auth_for(struct ctl *c, const char *method, const char *path,
                             char *buf, size_t size)
 {
     if (c->has_key) {
-        ctl_sign(c, c->scope, method, path, body, buf, size);
+        sign(c, c->scope, method, path, body, buf, size);
         return buf;
     }
     return c->basic[0] != '\0' ? c->basic : NULL;
@@ -341,7 +342,7 @@ int ctl_run_sign(struct ctl *c, int argc, char **argv)
         json_decref(cluster);
         return 1;
     }
-    ctl_sign(c, scope, argv[0], argv[1], argc > 2 ? argv[2] : "", auth, sizeof auth);
+    sign(c, scope, argv[0], argv[1], argc > 2 ? argv[2] : "", auth, sizeof auth);
     json_decref(cluster);
     printf("%s\n", auth);
     return 0;

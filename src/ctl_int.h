@@ -56,10 +56,6 @@ void ctl_api_of(json_t *m, char *out, size_t size);
  * without one. */
 int ctl_leader_api(json_t *cluster, char *out, size_t size);
 
-/* A signature of the request with the cluster secret and this scope at the current time. */
-void ctl_sign(const struct ctl *c, const char *scope, const char *method, const char *path,
-              const char *body, char *buf, size_t size);
-
 /* GET path from the first endpoint that answers 200 with JSON of type want (new reference), or
  * NULL with errmsg. */
 json_t *ctl_get_first(struct ctl *c, const char *path, json_type want, char *errmsg);

@@ -1,0 +1,451 @@
+/* What ctl prints about the cluster without changing it: list (the member table), topology,
+ * version, history and show-config, with list's and topology's --watch loop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl_int.h"
+#include "raftpg/cfgdoc.h"
+
+/* The lines above the member table: cluster, leader, primary, synchronous set, maintenance. */
+static void print_summary(json_t *cluster)
+{
+    json_t *raft = json_object_get(cluster, "raft");
+    printf("Cluster: %s (term %lld, leader %s, commit index %lld, answered by %s)\n",
+           ctl_str_or(cluster, "scope", "?"),
+           (long long)json_integer_value(json_object_get(raft, "term")),
+           ctl_str_or(raft, "leader", "none"),
+           (long long)json_integer_value(json_object_get(raft, "commit_index")),
+           ctl_str_or(raft, "member", "?"));
+    json_t *primary = json_object_get(cluster, "primary");
+    json_t *sync = json_object_get(cluster, "sync");
+    if (json_object_get(cluster, "system_id") != NULL) {
+        printf("PostgreSQL: system %s, primary %s (term %lld, timeline %lld)\n",
+               ctl_str_or(cluster, "system_id", "?"), ctl_str_or(primary, "name", "none"),
+               (long long)json_integer_value(json_object_get(primary, "term")),
+               (long long)json_integer_value(json_object_get(primary, "timeline")));
+    }
+    if (json_is_true(json_object_get(cluster, "pause"))) {
+        printf("Maintenance mode: on\n");
+    }
+    /* patronictl's lines for a scheduled switchover. */
+    json_t *sched = json_object_get(cluster, "scheduled_switchover");
+    if (json_is_object(sched)) {
+        printf("Switchover scheduled at: %s\n", ctl_str_or(sched, "at", "?"));
+        if (json_object_get(sched, "from") != NULL) {
+            printf("%24s: %s\n", "from", ctl_str_or(sched, "from", "?"));
+        }
+        if (json_object_get(sched, "to") != NULL) {
+            printf("%24s: %s\n", "to", ctl_str_or(sched, "to", "?"));
+        }
+    }
+    if (json_is_object(sync)) {
+        json_t *voters = json_object_get(sync, "voters");
+        long long k = (long long)json_integer_value(json_object_get(sync, "k"));
+        printf("Synchronous: mode %s, node count %lld, commit %s: ", ctl_str_or(sync, "mode", "?"),
+               (long long)json_integer_value(json_object_get(sync, "wanted")),
+               ctl_str_or(sync, "commit", "?"));
+        if (k == 0) {
+            printf("asynchronous%s\n", json_is_true(json_object_get(sync, "degraded"))
+                                           ? " (degraded: too few healthy standbys)"
+                                           : "");
+        } else {
+            printf("ANY %lld (", k);
+            for (size_t v = 0; v < json_array_size(voters); v++) {
+                printf("%s\"%s\"", v ? ", " : "", json_string_value(json_array_get(voters, v)));
+            }
+            printf(")\n");
+        }
+    }
+}
+
+enum list_format { LIST_PRETTY, LIST_JSON, LIST_TSV };
+
+static int cmd_list(struct ctl *c, enum list_format format)
+{
+    bool as_json = format == LIST_JSON;
+    bool tsv = format == LIST_TSV;
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = ctl_fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl list: %s\n", errmsg);
+        return 1;
+    }
+    if (as_json) {
+        char *s = json_dumps(cluster, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", s != NULL ? s : "{}");
+        free(s);
+        json_decref(cluster);
+        return 0;
+    }
+    if (!tsv) {
+        /* Tab-separated output is the table alone, for scripts. */
+        print_summary(cluster);
+    }
+    const char *hdr[] = {"Member",
+                         "Id",
+                         "Host",
+                         "Role",
+                         "State",
+                         "TL",
+                         "Lag",
+                         "Voting",
+                         "Term",
+                         "Raft",
+                         "Storage",
+                         "Pending restart",
+                         "Scheduled restart"};
+    enum { NCOL = 13, COL_PENDING = 11, COL_SCHEDULED = 12 };
+    json_t *members = json_object_get(cluster, "members");
+    size_t n = json_array_size(members);
+    /* patronictl's "Pending restart" and "Scheduled restart" columns, only when a member has
+     * one: the table stays the same for scripts otherwise. */
+    bool show[NCOL];
+    for (int i = 0; i < NCOL; i++) {
+        show[i] = i < COL_PENDING;
+    }
+    for (size_t r = 0; r < n; r++) {
+        json_t *m = json_array_get(members, r);
+        show[COL_PENDING] = show[COL_PENDING] ||
+                            json_is_true(json_object_get(m, "pending_restart"));
+        show[COL_SCHEDULED] = show[COL_SCHEDULED] ||
+                              json_is_object(json_object_get(m, "scheduled_restart"));
+    }
+    size_t width[NCOL];
+    for (int i = 0; i < NCOL; i++) {
+        width[i] = strlen(hdr[i]);
+    }
+    char(*cells)[NCOL][80] = calloc(n > 0 ? n : 1, sizeof *cells);
+    if (cells == NULL) {
+        json_decref(cluster);
+        return 1;
+    }
+    for (size_t r = 0; r < n; r++) {
+        json_t *m = json_array_get(members, r);
+        snprintf(cells[r][0], 80, "%s", ctl_str_or(m, "name", "?"));
+        snprintf(cells[r][1], 80, "%lld", (long long)json_integer_value(json_object_get(m, "id")));
+        json_t *port = json_object_get(m, "port");
+        if (json_is_integer(port)) {
+            snprintf(cells[r][2], 80, "%s:%lld", ctl_str_or(m, "host", ""),
+                     (long long)json_integer_value(port));
+        } else {
+            snprintf(cells[r][2], 80, "%s", ctl_str_or(m, "host", ""));
+        }
+        snprintf(cells[r][3], 80, "%s", ctl_str_or(m, "role", ""));
+        snprintf(cells[r][4], 80, "%s", ctl_str_or(m, "state", ""));
+        json_t *tl = json_object_get(m, "timeline");
+        json_t *lag = json_object_get(m, "lag");
+        if (json_is_integer(tl)) {
+            snprintf(cells[r][5], 80, "%lld", (long long)json_integer_value(tl));
+        }
+        if (json_is_integer(lag)) {
+            snprintf(cells[r][6], 80, "%lld", (long long)json_integer_value(lag));
+        } else if (json_object_get(m, "lag") != NULL) {
+            snprintf(cells[r][6], 80, "unknown");
+        }
+        snprintf(cells[r][7], 80, "%s", ctl_str_or(m, "voting", ""));
+        snprintf(cells[r][8], 80, "%lld",
+                 (long long)json_integer_value(json_object_get(m, "term")));
+        snprintf(cells[r][9], 80, "%s", ctl_str_or(m, "raft_address", ""));
+        snprintf(cells[r][10], 80, "%s", ctl_str_or(m, "raft_storage", ""));
+        snprintf(cells[r][COL_PENDING], 80, "%s",
+                 json_is_true(json_object_get(m, "pending_restart")) ? "*" : "");
+        snprintf(cells[r][COL_SCHEDULED], 80, "%s",
+                 ctl_str_or(json_object_get(m, "scheduled_restart"), "schedule", ""));
+        for (int i = 0; i < NCOL; i++) {
+            size_t l = strlen(cells[r][i]);
+            width[i] = l > width[i] ? l : width[i];
+        }
+    }
+    if (tsv) {
+        for (size_t r = 0; r <= n; r++) {
+            const char *sep = "";
+            for (int i = 0; i < NCOL; i++) {
+                if (show[i]) {
+                    printf("%s%s", sep, r == 0 ? hdr[i] : cells[r - 1][i]);
+                    sep = "\t";
+                }
+            }
+            printf("\n");
+        }
+        free(cells);
+        json_decref(cluster);
+        return 0;
+    }
+    for (int i = 0; i < NCOL; i++) {
+        if (show[i]) {
+            printf("%s%-*s", i ? " | " : "| ", (int)width[i], hdr[i]);
+        }
+    }
+    printf(" |\n");
+    for (int i = 0; i < NCOL; i++) {
+        if (show[i]) {
+            printf("%s", i ? "-+-" : "+-");
+            for (size_t k = 0; k < width[i]; k++) {
+                putchar('-');
+            }
+        }
+    }
+    printf("-+\n");
+    for (size_t r = 0; r < n; r++) {
+        for (int i = 0; i < NCOL; i++) {
+            if (show[i]) {
+                printf("%s%-*s", i ? " | " : "| ", (int)width[i], cells[r][i]);
+            }
+        }
+        printf(" |\n");
+    }
+    /* A member that cannot persist its Raft log, or whose state diverged, says why. */
+    for (size_t r = 0; r < n; r++) {
+        json_t *m = json_array_get(members, r);
+        const char *err = ctl_str_or(m, "raft_storage_error", "");
+        if (err[0] != '\0') {
+            printf("%s: raft storage %s: %s\n", ctl_str_or(m, "name", "?"),
+                   ctl_str_or(m, "raft_storage", "?"), err);
+        }
+        /* A member whose PostgreSQL is rejoining: the pipeline's stage (a clone's progress). */
+        const char *rejoin = ctl_str_or(m, "rejoin", "");
+        if (rejoin[0] != '\0') {
+            printf("%s: rejoining: %s\n", ctl_str_or(m, "name", "?"), rejoin);
+        }
+        const char *poll = ctl_str_or(m, "poll_error", "");
+        if (poll[0] != '\0') {
+            printf("%s: unreachable: %s\n", ctl_str_or(m, "name", "?"), poll);
+        }
+        const char *ident = ctl_str_or(m, "identity_error", "");
+        if (ident[0] != '\0') {
+            printf("%s: identity: %s\n", ctl_str_or(m, "name", "?"), ident);
+        }
+    }
+    free(cells);
+    json_decref(cluster);
+    return 0;
+}
+
+/* patronictl version: this program's, then each member's as its /patroni document says. */
+static int cmd_version(struct ctl *c)
+{
+    printf("raftpg ctl version %s\n", RAFTPG_VERSION);
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = ctl_fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl version: %s\n", errmsg);
+        return 1;
+    }
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(cluster, "members"), i, m) {
+        json_t *doc = ctl_member_get(c, m, "/patroni", errmsg);
+        json_t *p = json_object_get(doc, "patroni");
+        json_t *pg = json_object_get(doc, "server_version");
+        if (p != NULL) {
+            printf("%s: raftpg %s", ctl_str_or(m, "name", "?"), ctl_str_or(p, "version", "?"));
+            if (json_is_integer(pg)) {
+                long long v = (long long)json_integer_value(pg);
+                printf(" PostgreSQL %lld.%lld", v / 10000, v % 10000);
+            }
+            printf("\n");
+        } else {
+            printf("%s: no answer (%s)\n", ctl_str_or(m, "name", "?"), errmsg);
+        }
+        json_decref(doc);
+    }
+    json_decref(cluster);
+    return 0;
+}
+
+/* Who streams from whom: the primary, then the other members beneath it (raftpg runs no
+ * cascading replication: every standby streams from the primary). */
+static int cmd_topology(struct ctl *c)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *cluster = ctl_fetch_cluster(c, errmsg);
+    if (cluster == NULL) {
+        fprintf(stderr, "raftpg ctl topology: %s\n", errmsg);
+        return 1;
+    }
+    json_t *members = json_object_get(cluster, "members");
+    const char *primary = ctl_str_or(json_object_get(cluster, "primary"), "name", "");
+    size_t i;
+    json_t *m;
+    printf("Cluster: %s\n", ctl_str_or(cluster, "scope", "?"));
+    json_array_foreach(members, i, m) {
+        if (strcmp(ctl_str_or(m, "name", ""), primary) == 0) {
+            printf("%s  [%s, %s, timeline %lld]\n", primary, ctl_str_or(m, "role", "?"),
+                   ctl_str_or(m, "state", "?"),
+                   (long long)json_integer_value(json_object_get(m, "timeline")));
+        }
+    }
+    if (primary[0] == '\0') {
+        printf("(no primary recorded)\n");
+    }
+    json_array_foreach(members, i, m) {
+        const char *name = ctl_str_or(m, "name", "?");
+        if (strcmp(name, primary) == 0) {
+            continue;
+        }
+        json_t *lag = json_object_get(m, "lag");
+        printf("+ %s  [%s, %s", name, ctl_str_or(m, "role", "?"), ctl_str_or(m, "state", "?"));
+        if (json_is_integer(lag)) {
+            printf(", lag %lld bytes", (long long)json_integer_value(lag));
+        }
+        printf("]\n");
+    }
+    json_decref(cluster);
+    return 0;
+}
+
+/* patronictl history: GET /history from the first member that answers, as a table. */
+static int cmd_history(struct ctl *c, bool json)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *o = ctl_get_first(c, "/history", JSON_ARRAY, errmsg);
+    if (o == NULL) {
+        fprintf(stderr, "raftpg ctl history: no member answered: %s\n", errmsg);
+        return 1;
+    }
+    if (json) {
+        char *out = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", out != NULL ? out : "[]");
+        free(out);
+        json_decref(o);
+        return 0;
+    }
+    printf("%-4s %-19s %-12s %-29s %s\n", "TL", "LSN", "Reason", "Timestamp", "New Leader");
+    size_t k;
+    json_t *e;
+    json_array_foreach(o, k, e) {
+        uint64_t lsn = (uint64_t)json_integer_value(json_array_get(e, 1));
+        char lsn_text[40];
+        snprintf(lsn_text, sizeof lsn_text, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+        printf("%-4lld %-19s %-12s %-29s %s\n", (long long)json_integer_value(json_array_get(e, 0)),
+               lsn_text,
+               json_string_value(json_array_get(e, 2)) != NULL
+                   ? json_string_value(json_array_get(e, 2))
+                   : "?",
+               json_string_value(json_array_get(e, 3)) != NULL
+                   ? json_string_value(json_array_get(e, 3))
+                   : "?",
+               json_string_value(json_array_get(e, 4)) != NULL
+                   ? json_string_value(json_array_get(e, 4))
+                   : "?");
+    }
+    json_decref(o);
+    return 0;
+}
+
+static int cmd_show_config(struct ctl *c)
+{
+    char errmsg[RPG_ERRMSG_SIZE];
+    json_t *o = ctl_get_first(c, "/config", JSON_OBJECT, errmsg);
+    if (o == NULL) {
+        fprintf(stderr, "raftpg ctl show-config: no member answered: %s\n", errmsg);
+        return 1;
+    }
+    cfgdoc_print(stdout, o);
+    json_decref(o);
+    return 0;
+}
+
+/* list and topology: --format, --json, --watch; topology takes the format and ignores it. */
+static int run_watch(struct ctl *c, const char *cmd, bool topo, int argc, char **argv)
+{
+    enum list_format format = LIST_PRETTY;
+    double watch = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            format = LIST_JSON;
+        } else if ((strcmp(argv[i], "--format") == 0 || strcmp(argv[i], "-f") == 0) &&
+                   i + 1 < argc) {
+            const char *f = argv[++i];
+            if (strcmp(f, "pretty") == 0) {
+                format = LIST_PRETTY;
+            } else if (strcmp(f, "json") == 0) {
+                format = LIST_JSON;
+            } else if (strcmp(f, "tsv") == 0) {
+                format = LIST_TSV;
+            } else {
+                fprintf(stderr,
+                        "raftpg ctl %s: --format: expected pretty, json or tsv, got "
+                        "\"%s\"\n",
+                        cmd, f);
+                return 2;
+            }
+        } else if ((strcmp(argv[i], "--watch") == 0 || strcmp(argv[i], "-w") == 0) &&
+                   i + 1 < argc) {
+            char *end = NULL;
+            watch = strtod(argv[++i], &end);
+            if (end == argv[i] || *end != '\0' || watch < 0.1 || watch > 3600) {
+                fprintf(stderr,
+                        "raftpg ctl %s: --watch: expected seconds 0.1..3600, got "
+                        "\"%s\"\n",
+                        cmd, argv[i]);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "-W") == 0) {
+            watch = 2;
+        } else {
+            fprintf(stderr, "raftpg ctl %s: unexpected argument \"%s\"\n", cmd, argv[i]);
+            return 2;
+        }
+    }
+    for (;;) {
+        int rv = topo ? cmd_topology(c) : cmd_list(c, format);
+        if (watch == 0) {
+            return rv;
+        }
+        fflush(stdout);
+        ctl_sleep_ms((unsigned)(watch * 1000));
+        printf("\n");
+    }
+}
+
+int ctl_run_list(struct ctl *c, int argc, char **argv)
+{
+    return run_watch(c, "list", false, argc, argv);
+}
+
+int ctl_run_topology(struct ctl *c, int argc, char **argv)
+{
+    return run_watch(c, "topology", true, argc, argv);
+}
+
+/* Commands that take no argument. */
+static int no_args(const char *cmd, int argc, char **argv)
+{
+    if (argc > 0) {
+        fprintf(stderr, "raftpg ctl %s: unexpected argument \"%s\"\n", cmd, argv[0]);
+        return 2;
+    }
+    return 0;
+}
+
+int ctl_run_version(struct ctl *c, int argc, char **argv)
+{
+    return no_args("version", argc, argv) != 0 ? 2 : cmd_version(c);
+}
+
+int ctl_run_show_config(struct ctl *c, int argc, char **argv)
+{
+    return no_args("show-config", argc, argv) != 0 ? 2 : cmd_show_config(c);
+}
+
+int ctl_run_history(struct ctl *c, int argc, char **argv)
+{
+    bool json = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--format") == 0 && i + 1 < argc &&
+            (strcmp(argv[i + 1], "json") == 0 || strcmp(argv[i + 1], "pretty") == 0)) {
+            json = strcmp(argv[++i], "json") == 0;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else {
+            fprintf(stderr,
+                    "raftpg ctl history: unexpected argument \"%s\" (--format "
+                    "pretty|json)\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    return cmd_history(c, json);
+}

@@ -307,7 +307,9 @@ struct sim_node {
     rpg_msec vm_resumed_at;  /* when its hypervisor last resumed it (0: never paused so) */
     uint64_t vm_resume_inc;  /* its server's incarnation then */
     bool vm_resume_writable; /* its server accepted writes then */
-    bool vm_resume_vip;      /* it held the VIP then, and has held it since */
+    bool vm_resume_pending; /* a start as primary or a promotion of its server was under way then */
+    bool vm_resume_started; /* that completed within the window, and is yet to be checked (I2) */
+    bool vm_resume_vip;     /* it held the VIP then, and has held it since */
     bool raft_killed;
     int64_t clock_offset; /* the node's monotonic clock: global time + offset, drift applied */
     int32_t drift_ppm;
@@ -522,6 +524,8 @@ struct sim_result {
     unsigned resume_overlaps;    /* I1 or I3 broken only by a guest resumed from a clock-stopped
                                   * pause, within SIM_VM_RESUME_WINDOW_MS (not guaranteed) */
     rpg_msec resume_overlap_max; /* the latest such instant after its resume */
+    unsigned resume_starts;      /* a start or promotion under way at such a pause that completed
+                                  * within the window: a writer the guest resumed with */
     rpg_msec paused_ms;          /* time the committed state was paused (I4 owes no primary) */
     /* The operator's failovers (F_FAILOVER) and their answers. */
     unsigned fo_asked;
@@ -626,6 +630,9 @@ void sim_pg_push(struct sim_pg *p, uint32_t tl, uint32_t uid, uint64_t begin);
 void sim_pg_copy_data(struct sim_pg *dst, const struct sim_pg *src);
 void sim_pg_clear_data(struct sim_pg *p);
 bool sim_pg_writable(const struct sim_pg *p);
+/* A start as a primary or a promotion is under way: the server accepts writes once it completes. */
+bool sim_pg_pending_primary(const struct sim_pg *p);
+bool sim_resumed_start(struct sim_world *w, unsigned i);
 /* Nothing of node n's PostgreSQL runs: the node is paused, or the fence stopped the server. */
 bool sim_pg_halted(const struct sim_node *n);
 bool sim_pg_prefix_of(const struct sim_pg *s, const struct sim_pg *p, uint64_t *diverge_at);

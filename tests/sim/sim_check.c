@@ -76,6 +76,44 @@ static bool resumed_writer(const struct sim_world *w, unsigned i)
     return resume_window(w, i) && n->vm_resume_writable && n->pg.inc == n->vm_resume_inc;
 }
 
+/* Server i starts accepting writes now. A start as a primary or a promotion that was under way
+ * when its guest was paused with its clocks stopped and completes within the resume window is
+ * a writer the guest resumed with: its process was already running, and the guest cannot tell
+ * the pause from no pause at all. It is checked as one (no commit acknowledged while another
+ * accepts writes, the overlap ended within the window), and if it still accepts writes after the
+ * window its WAL is checked then (I2). True when that is the case. */
+bool sim_resumed_start(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    if (!resume_window(w, i) || !n->vm_resume_pending || n->pg.inc != n->vm_resume_inc) {
+        return false;
+    }
+    n->vm_resume_pending = false;
+    n->vm_resume_writable = true;
+    n->vm_resume_started = true;
+    w->res->resume_starts++;
+    sim_trace(w, (int)i,
+              "a start or promotion under way at the pause completed %" PRIu64
+              " ms after the resume",
+              sim_now(w) - n->vm_resumed_at);
+    return true;
+}
+
+/* A resumed start (above) that outlived its window is checked as any new writer. */
+static void check_resumed_starts(struct sim_world *w)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        struct sim_node *n = &w->nodes[i];
+        if (!n->vm_resume_started || resume_window(w, i)) {
+            continue;
+        }
+        n->vm_resume_started = false;
+        if (n->pg.inc == n->vm_resume_inc && accepts_writes(w, i)) {
+            sim_check_commits(w, i, "accepts writes past its resume window");
+        }
+    }
+}
+
 static bool resumed_holder(struct sim_world *w, unsigned i)
 {
     struct sim_node *n = &w->nodes[i];
@@ -195,6 +233,7 @@ static void note_pauses(struct sim_world *w)
 void sim_check_instant(struct sim_world *w)
 {
     note_pauses(w);
+    check_resumed_starts(w);
     bool overlap = check_vip(w);
     unsigned n = 0, strict = 0;
     char names[128] = "";

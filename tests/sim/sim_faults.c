@@ -1247,6 +1247,8 @@ void sim_fault_end(struct sim_world *w, unsigned k)
             w->nodes[i].vm_resumed_at = sim_now(w);
             w->nodes[i].vm_resume_inc = w->nodes[i].pg.inc;
             w->nodes[i].vm_resume_writable = sim_pg_writable(&w->nodes[i].pg);
+            w->nodes[i].vm_resume_pending = sim_pg_pending_primary(&w->nodes[i].pg);
+            w->nodes[i].vm_resume_started = false;
             w->nodes[i].vm_resume_vip = w->nodes[i].vip_held;
         }
         sim_unfreeze(w, (unsigned)i);

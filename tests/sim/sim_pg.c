@@ -123,6 +123,12 @@ bool sim_pg_writable(const struct sim_pg *p)
     return p->proc == SIM_PROC_RUNNING && !p->in_recovery;
 }
 
+bool sim_pg_pending_primary(const struct sim_pg *p)
+{
+    return (p->proc == SIM_PROC_STARTING && !p->standby_signal) ||
+           (p->proc == SIM_PROC_RUNNING && p->in_recovery && p->promote_pending);
+}
+
 /* What pg_controldata reports as the timeline of a stopped server: the last checkpoint's, or
  * for a standby the minimum recovery point's when newer (pg_parse_controldata). A primary that
  * crashed after a promotion and before its first checkpoint still shows the old timeline. */

@@ -98,7 +98,9 @@ void sim_pg_became_primary(struct sim_world *w, unsigned i)
         w->res->fo_took_over_paused += took_over && w->nodes[i].cons.state.paused;
     }
     w->last_primary = (int)i;
-    sim_check_commits(w, i, "became primary");
+    if (!sim_resumed_start(w, i)) {
+        sim_check_commits(w, i, "became primary");
+    }
     sim_new_primary(w, i);
 }
 

@@ -18,12 +18,9 @@
 #include "raftpg/storage.h"
 #include "raftpg/transport.h"
 #include "raftpg/loopwatch.h"
+#include "raftpg/timing.h"
 
 #define IDENTITY_MAGIC "raftpg-identity 1"
-#define RECONCILE_INTERVAL_MS 100
-#define STORAGE_PROBE_INTERVAL_MS 1000
-/* While the write fence is closed (cons.h, wal): the restart follows the first good probe. */
-#define STORAGE_PROBE_FENCED_MS 250
 
 /* ---- identity ---------------------------------------------------------------------------- */
 
@@ -415,8 +412,8 @@ static void storage_timer_cb(uv_timer_t *t)
         return; /* a probe that hangs is itself the symptom: the next one waits for it */
     }
     uint64_t now = uv_now(u->loop);
-    if (u->probe_last != 0 && now - u->probe_last < STORAGE_PROBE_INTERVAL_MS &&
-        !(c->wal.fenced && now - u->probe_last >= STORAGE_PROBE_FENCED_MS)) {
+    if (u->probe_last != 0 && now - u->probe_last < TIMING_STORAGE_PROBE_INTERVAL_MS &&
+        !(c->wal.fenced && now - u->probe_last >= TIMING_STORAGE_PROBE_FENCED_MS)) {
         return;
     }
     u->probe_last = now;
@@ -487,7 +484,8 @@ static void start_timer_cb(uv_timer_t *t)
         }
     }
     uv_check_start(&u->monitor, monitor_cb);
-    uv_timer_start(&u->reconcile_timer, reconcile_cb, RECONCILE_INTERVAL_MS, RECONCILE_INTERVAL_MS);
+    uv_timer_start(&u->reconcile_timer, reconcile_cb, TIMING_RECONCILE_INTERVAL_MS,
+                   TIMING_RECONCILE_INTERVAL_MS);
     struct fence_timing timing;
     fence_timing_init(&timing, u->conf->raft.election_timeout_ms);
     uv_timer_start(&u->lease_timer, lease_timer_cb, timing.renew_ms, timing.renew_ms);
@@ -827,7 +825,7 @@ int cons_start(struct cons *c, uv_loop_t *loop, const struct conf *conf, uint64_
     uv_timer_init(loop, &u->storage_timer);
     u->storage_timer.data = c;
     u->n_handles_open = 5;
-    uv_timer_start(&u->storage_timer, storage_timer_cb, 0, STORAGE_PROBE_FENCED_MS);
+    uv_timer_start(&u->storage_timer, storage_timer_cb, 0, TIMING_STORAGE_PROBE_FENCED_MS);
     /* raft_start runs ET after the process starts: a restarted node could otherwise vote at once
      * for a candidate while the leader it acknowledged just before the restart still holds its
      * lease (RAFT-NOTES, "Holes to close"). */

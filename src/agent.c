@@ -19,9 +19,8 @@
 #include "raftpg/loopwatch.h"
 #include "raftpg/proof.h"
 #include "raftpg/storage.h"
+#include "raftpg/timing.h"
 
-#define PEER_POLL_INTERVAL_MS 250
-#define PEER_POLL_TIMEOUT_MS 400
 #define JOIN_RETRY_MS 1000
 
 bool agent_acting(const struct agent *a, char *why, size_t size)
@@ -474,7 +473,6 @@ static void join_try(uv_timer_t *t)
 
 /* ---- fencing, the write VIP and the watchdog (DESIGN.md rules 2, 3, 5) ------------------- */
 
-#define FENCE_TICK_MS 10
 #define GUARD_RESTART_MS 1000
 
 static void fence_tick(struct agent *a);
@@ -779,13 +777,12 @@ static int start_fencing(struct agent *a, char *errmsg)
     uv_timer_init(a->loop, &a->fence_timer);
     a->fence_timer.data = a;
     a->fence_timer_open = true;
-    uv_timer_start(&a->fence_timer, on_fence_timer, FENCE_TICK_MS, FENCE_TICK_MS);
+    uv_timer_start(&a->fence_timer, on_fence_timer, TIMING_FENCE_TICK_MS, TIMING_FENCE_TICK_MS);
     return 0;
 }
 
 /* ---- PostgreSQL under the core (the real I/O side of struct core_io) -------------------- */
 
-#define HA_TICK_MS 100
 #define SHUTDOWN_STOP_BOUND_MS 10000
 
 static void ha_schedule(struct agent *a, unsigned delay_ms);
@@ -1201,7 +1198,7 @@ static void on_ha_timer(uv_timer_t *t)
 static void ha_schedule(struct agent *a, unsigned delay_ms)
 {
     if (a->ha_timer_open && a->phase == AGENT_PHASE_RUNNING) {
-        uv_timer_start(&a->ha_timer, on_ha_timer, delay_ms, HA_TICK_MS);
+        uv_timer_start(&a->ha_timer, on_ha_timer, delay_ms, TIMING_HA_TICK_MS);
     }
 }
 
@@ -1247,7 +1244,7 @@ static int start_pg(struct agent *a, char *errmsg)
     uv_timer_init(a->loop, &a->ha_timer);
     a->ha_timer.data = a;
     a->ha_timer_open = true;
-    ha_schedule(a, HA_TICK_MS);
+    ha_schedule(a, TIMING_HA_TICK_MS);
     return 0;
 }
 
@@ -1421,7 +1418,8 @@ int agent_start(struct agent *a, uv_loop_t *loop, char *errmsg)
         return rv;
     }
     a->api_open = true;
-    rv = peers_start(&a->peers, loop, PEER_POLL_INTERVAL_MS, PEER_POLL_TIMEOUT_MS, errmsg);
+    rv = peers_start(&a->peers, loop, TIMING_PEER_POLL_INTERVAL_MS, TIMING_PEER_POLL_TIMEOUT_MS,
+                     errmsg);
     if (rv != 0) {
         return rv;
     }

@@ -94,7 +94,7 @@ static void op_finish(struct pg *p, int rc, const char *msg)
         p->promote_asked_at = uv_now(p->loop);
         p->obs.promoting = p->promote_pending;
         if (p->promote_pending) {
-            uv_timer_start(&p->tick, pg_on_tick, PG_PROMOTE_POLL_MS, PG_OBSERVE_INTERVAL_MS);
+            uv_timer_start(&p->tick, pg_on_tick, PG_PROMOTE_POLL_MS, TIMING_PG_OBSERVE_INTERVAL_MS);
         }
     }
     if (op == PG_OP_FOLLOW || op == PG_OP_START) {
@@ -1268,7 +1268,7 @@ int pg_init(struct pg *p, uv_loop_t *loop, const struct conf *conf, const char *
     p->sql_timer.data = p;
     p->n_open = 3;
     pg_read_upstream(p);
-    uv_timer_start(&p->tick, pg_on_tick, 0, PG_OBSERVE_INTERVAL_MS);
+    uv_timer_start(&p->tick, pg_on_tick, 0, TIMING_PG_OBSERVE_INTERVAL_MS);
     return 0;
 }
 

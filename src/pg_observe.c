@@ -398,7 +398,7 @@ static void take_observation(struct pg *p, PGresult *res)
     p->obs_valid = true;
     p->obs_epoch = p->query_epoch;
     if (p->promote_pending) {
-        uv_timer_start(&p->tick, pg_on_tick, PG_PROMOTE_POLL_MS, PG_OBSERVE_INTERVAL_MS);
+        uv_timer_start(&p->tick, pg_on_tick, PG_PROMOTE_POLL_MS, TIMING_PG_OBSERVE_INTERVAL_MS);
     }
     if (p->observed_cb != NULL) {
         p->observed_cb(p, p->observed_data);

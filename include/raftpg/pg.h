@@ -14,9 +14,10 @@
 #include "raftpg/err.h"
 #include "raftpg/ha.h"
 #include "raftpg/proc.h"
+#include "raftpg/timing.h"
 
-/* How often the observer looks, and the bound on one connection attempt or query. */
-#define PG_OBSERVE_INTERVAL_MS 200
+/* The bound on one connection attempt or query (the observer looks every
+ * TIMING_PG_OBSERVE_INTERVAL_MS). */
 #define PG_QUERY_TIMEOUT_MS 2000
 /* A promotion asked for and still not observed done after this may be asked for again. */
 #define PG_PROMOTE_BOUND_MS 10000

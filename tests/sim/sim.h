@@ -25,6 +25,7 @@
 #include "raftpg/peer_book.h"
 #include "raftpg/quorum.h"
 #include "raftpg/sync.h"
+#include "raftpg/timing.h"
 
 /* raft_fixture holds RAFT_FIXTURE_MAX_SERVERS servers; server 0 is the clock (below). */
 #define SIM_NODES_MAX (RAFT_FIXTURE_MAX_SERVERS - 1)
@@ -32,17 +33,16 @@
 #define SIM_OPS_MAX 4
 #define SIM_VIOLATIONS_MAX 8
 
-/* The agent's defaults and periods. They mirror conf.c (election and heartbeat timeouts, pre-vote),
- * agent.c (HA_TICK_MS, PEER_POLL_INTERVAL_MS, PEER_POLL_TIMEOUT_MS), pg.c (PG_OBSERVE_INTERVAL_MS)
- * and cons.c (RECONCILE_INTERVAL_MS), which keep them private. */
+/* The agent's defaults and periods: the election and heartbeat timeouts mirror conf.c's defaults;
+ * the loop cadences are the agent's own (raftpg/timing.h, raftpg/pg.h). */
 #define SIM_ELECTION_TIMEOUT_MS 500
 #define SIM_VM_RESUME_WINDOW_MS (2 * SIM_ELECTION_TIMEOUT_MS)
 #define SIM_HEARTBEAT_MS 100
-#define SIM_HA_TICK_MS 100
-#define SIM_OBSERVE_MS 200
-#define SIM_POLL_MS 250
-#define SIM_POLL_TIMEOUT_MS 400
-#define SIM_RECONCILE_MS 100
+#define SIM_HA_TICK_MS TIMING_HA_TICK_MS
+#define SIM_OBSERVE_MS TIMING_PG_OBSERVE_INTERVAL_MS
+#define SIM_POLL_MS TIMING_PEER_POLL_INTERVAL_MS
+#define SIM_POLL_TIMEOUT_MS TIMING_PEER_POLL_TIMEOUT_MS
+#define SIM_RECONCILE_MS TIMING_RECONCILE_INTERVAL_MS
 /* One-way latency of every message on a healthy link. */
 #define SIM_BASE_LATENCY_MS 5
 /* Period of the checks that are not made after every event (I4, decommissioning). */
@@ -88,7 +88,7 @@ enum sim_ev_type {
     EV_PG_PROMOTED,     /* the promotion requested earlier takes effect */
     EV_PG_CHECKPOINT,   /* the lazy checkpoint after a promotion ends */
     EV_CRASH_ARMED,     /* a crash triggered by an action fires */
-    EV_FENCE,           /* the agent's fence timer (agent.c FENCE_TICK_MS) */
+    EV_FENCE,           /* the agent's fence timer (TIMING_FENCE_TICK_MS) */
     EV_LEASE,           /* the agent's lease renewal timer (cons.c, every ET / 4) */
     EV_RAFT_START,      /* the agent starts Raft, one election timeout after it started */
     EV_PG_SHUTDOWN,     /* a fast shutdown ends (gen: process incarnation) */

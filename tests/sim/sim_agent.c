@@ -1475,8 +1475,6 @@ void sim_agent_event(struct sim_world *w, const struct sim_event *e)
  * of the Raft directory, whose answers the world gives here; then agent.c on_raft_change: a
  * leader still leading long after it handed leadership over leaves (cons.failed: agent_stop with
  * exit 1, which stops PostgreSQL). True when the agent left. */
-#define STORAGE_PROBE_MS 1000       /* cons_uv.c STORAGE_PROBE_INTERVAL_MS */
-#define STORAGE_PROBE_FENCED_MS 250 /* cons_uv.c STORAGE_PROBE_FENCED_MS */
 #define STORAGE_FREE_BYTES (1ull << 30)
 
 static bool sim_storage_probe(struct sim_world *w, unsigned i)
@@ -1484,8 +1482,8 @@ static bool sim_storage_probe(struct sim_world *w, unsigned i)
     struct sim_node *n = &w->nodes[i];
     struct cons *c = cons_of(w, i);
     rpg_msec now = sim_now(w);
-    if (n->probe_at == 0 || now - n->probe_at >= STORAGE_PROBE_MS ||
-        (c->wal.fenced && now - n->probe_at >= STORAGE_PROBE_FENCED_MS)) {
+    if (n->probe_at == 0 || now - n->probe_at >= TIMING_STORAGE_PROBE_INTERVAL_MS ||
+        (c->wal.fenced && now - n->probe_at >= TIMING_STORAGE_PROBE_FENCED_MS)) {
         n->probe_at = now;
         cons_storage_probe_begin(c);
         char msg[RPG_ERRMSG_SIZE] = "";

@@ -14,7 +14,6 @@
 #include "raftpg/watchdog.h"
 #include "sim.h"
 
-#define FENCE_TICK_MS 10        /* agent.c */
 #define VIP_LIFETIME_MS 2000    /* conf.c: vip.lifetime; vip.c renews every quarter of it */
 #define WATCHDOG_SAFETY_MS 1000 /* conf.c: watchdog.safety_margin */
 #define REBOOT_MIN_MS 3000      /* a node reset by its watchdog is back after this long */
@@ -31,7 +30,7 @@ void sim_fence_start(struct sim_world *w, unsigned i)
 {
     struct sim_agent *a = &w->nodes[i].agent;
     struct fence_timing t = timing();
-    sim_push(w, sim_now(w) + FENCE_TICK_MS, EV_FENCE, (int)i, a->gen, 0);
+    sim_push(w, sim_now(w) + TIMING_FENCE_TICK_MS, EV_FENCE, (int)i, a->gen, 0);
     sim_push(w, sim_now(w) + t.renew_ms, EV_LEASE, (int)i, a->gen, 0);
     /* cons.c: raft_start one election timeout after the agent started, so that a restarted
      * member cannot vote for a new leader while the old one may still hold a lease it granted. */
@@ -409,7 +408,7 @@ void sim_fence_event(struct sim_world *w, const struct sim_event *e)
     switch (e->type) {
     case EV_FENCE:
         sim_fence_tick(w, i);
-        sim_push(w, sim_now(w) + FENCE_TICK_MS, EV_FENCE, (int)i, a->gen, 0);
+        sim_push(w, sim_now(w) + TIMING_FENCE_TICK_MS, EV_FENCE, (int)i, a->gen, 0);
         return;
     case EV_LEASE:
         sim_lease_renew(w, i);

@@ -106,7 +106,8 @@ ctl reinit "node$S" >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl reinit node$S ($(tr '\n' ';' <"$T_DIR/out"))" t_eq "$rc" 0
 wait "$WATCH" || true
 t_wait 120 "a healthy cluster after the re-clone" t_pg_healthy 1 2 3
-t_check "node$S logged the re-clone" grep -q "reinit: cloned from $NP" "$T_DIR/node$S.log"
+# Logged when the clone's start completes, which can come just after the cluster looks healthy.
+t_check "node$S logged the re-clone" t_wait 10 "node$S's re-clone line" grep -q "reinit: cloned from $NP" "$T_DIR/node$S.log"
 t_check "pg_basebackup ran with --max-rate=${RATE_MB}M (the process table: $(head -n 1 "$T_DIR/clone.cmdline" | cut -c1-200))" \
   grep -q -- "--max-rate=${RATE_MB}M" "$T_DIR/clone.cmdline"
 # Progress: several reports part way, growing; ctl list on the primary showed it too.

@@ -218,7 +218,18 @@ struct cons {
         void (*close)(struct raft_io *io, raft_io_close_cb cb);
         int (*set_term)(struct raft_io *io, raft_term term);
         int (*set_vote)(struct raft_io *io, raft_id server_id);
+        int (*start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                     raft_io_recv_cb recv);
+        int (*send)(struct raft_io *io, struct raft_io_send *req,
+                    const struct raft_message *message, raft_io_send_cb cb);
+        raft_io_recv_cb recv;      /* libraft's */
         raft_io_close_cb close_cb; /* libraft's, while the io closes */
+        /* The follower's answer to an AppendEntries (wal_recv): while libraft handles one, the
+         * index it reaches (prev_log_index + n_entries); an answer it sends meanwhile claims no
+         * more than that. */
+        bool ae_active;
+        raft_index ae_upto;
+        unsigned n_ae_capped; /* answers and commit indexes capped so far */
         /* The term and vote the directory holds (loaded, then each one written): a second vote in
          * one term is never written (wal_set_vote). */
         raft_term meta_term;

@@ -1441,9 +1441,118 @@ static void test_healthy_leader_stays(void **state)
     assert_int_equal(cl->cons[l].n_stepdowns, 0);
 }
 
+/* A bare raft_io below the write fence, standing for what libraft hands it and sends through it. */
+static struct {
+    raft_io_recv_cb recv; /* what libraft was told to call: the fence's */
+    struct raft_message sent;
+    unsigned n_sent;
+    raft_index commit_seen; /* leader_commit as the follower read it */
+    raft_index claims;      /* the follower's own last stored index */
+} fake;
+
+static int fake_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                      raft_io_recv_cb recv)
+{
+    (void)io, (void)msecs, (void)tick;
+    fake.recv = recv;
+    return 0;
+}
+
+static int fake_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+                     raft_io_send_cb cb)
+{
+    (void)io, (void)req, (void)cb;
+    fake.sent = *m;
+    fake.n_sent++;
+    return 0;
+}
+
+/* libraft 0.15's follower: it answers a matching AppendEntries at once with its own last index. */
+static void follower_recv(struct raft_io *io, struct raft_message *m)
+{
+    fake.commit_seen = m->append_entries.leader_commit;
+    struct raft_message r;
+    memset(&r, 0, sizeof r);
+    r.type = RAFT_IO_APPEND_ENTRIES_RESULT;
+    r.append_entries_result.term = m->append_entries.term;
+    r.append_entries_result.rejected = m->append_entries.prev_log_term == 2 ? 0 : 161;
+    r.append_entries_result.last_log_index = fake.claims;
+    struct raft_io_send req;
+    assert_int_equal(io->send(io, &req, &r, NULL), 0);
+}
+
+static void deliver(struct raft_io *io, raft_index prev, raft_term prev_term, unsigned n,
+                    raft_index commit)
+{
+    struct raft_entry entries[2];
+    memset(entries, 0, sizeof entries);
+    struct raft_message m;
+    memset(&m, 0, sizeof m);
+    m.type = RAFT_IO_APPEND_ENTRIES;
+    m.append_entries.term = 3;
+    m.append_entries.prev_log_index = prev;
+    m.append_entries.prev_log_term = prev_term;
+    m.append_entries.leader_commit = commit;
+    m.append_entries.entries = n > 0 ? entries : NULL;
+    m.append_entries.n_entries = n;
+    fake.recv(io, &m);
+}
+
+/* A follower holding entry 162 of a cut-off leader's term answers the new leader's empty
+ * AppendEntries (prev 161): libraft 0.15 claims 162, which the leader would count as its own entry
+ * 162. The fence bounds the answer and the commit by what the message verified. */
+static void test_follower_answer_claims_only_what_was_verified(void **state)
+{
+    (void)state;
+    memset(&fake, 0, sizeof fake);
+    struct cons c;
+    cons_setup(&c);
+    struct raft_io io;
+    memset(&io, 0, sizeof io);
+    io.start = fake_start;
+    io.send = fake_send;
+    cons_wal_wrap(&c, &io);
+    assert_int_equal(io.start(&io, 100, NULL, follower_recv), 0);
+
+    fake.claims = 162;
+    deliver(&io, 161, 2, 0, 162);
+    assert_int_equal(fake.n_sent, 1);
+    assert_int_equal(fake.sent.append_entries_result.rejected, 0);
+    assert_int_equal(fake.sent.append_entries_result.last_log_index, 161);
+    assert_int_equal(fake.commit_seen, 161);
+
+    /* With an entry: verified up to 162. */
+    fake.claims = 163;
+    deliver(&io, 161, 2, 1, 170);
+    assert_int_equal(fake.sent.append_entries_result.last_log_index, 162);
+    assert_int_equal(fake.commit_seen, 162);
+
+    /* A refusal's index is a hint for the leader, left as it is. */
+    fake.claims = 162;
+    deliver(&io, 161, 3, 0, 162);
+    assert_int_equal(fake.sent.append_entries_result.rejected, 161);
+    assert_int_equal(fake.sent.append_entries_result.last_log_index, 162);
+
+    /* An answer sent after a write (not while a message is handled) is left as it is: the entries
+     * written end the log. So is a commit below what was verified. */
+    struct raft_message later = fake.sent;
+    later.append_entries_result.rejected = 0;
+    later.append_entries_result.last_log_index = 170;
+    struct raft_io_send req;
+    assert_int_equal(io.send(&io, &req, &later, NULL), 0);
+    assert_int_equal(fake.sent.append_entries_result.last_log_index, 170);
+    fake.claims = 161;
+    deliver(&io, 161, 2, 0, 150);
+    assert_int_equal(fake.commit_seen, 150);
+    assert_int_equal(fake.sent.append_entries_result.last_log_index, 161);
+    assert_int_equal(c.wal.n_ae_capped, 2);
+    cons_wal_unwrap(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_follower_answer_claims_only_what_was_verified),
         cmocka_unit_test_setup_teardown(test_leader_ready_after_own_term_barrier, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_leader_records_members_and_settings, setup,
                                         teardown),

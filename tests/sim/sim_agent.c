@@ -856,10 +856,8 @@ static int op_end_step(struct sim_world *w, unsigned i, struct sim_op *op, enum 
         }
         return 0;
     case ST_STOP:
-        if (op->pg_inc == 0 && p->proc == SIM_PROC_DOWN) {
-            snprintf(msg, size, "pg_ctl stop: no server running");
-            return RPG_EIO;
-        }
+        /* A server already gone (pg_ctl stop: "Is server running?") is stopped: pg.c asks the
+         * process table then, and finds no postmaster and no process in the directory. */
         if (p->proc == SIM_PROC_STOPPING) {
             /* pg_ctl -w looks again a little later. */
             *next = ST_STOP;

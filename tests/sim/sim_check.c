@@ -25,6 +25,7 @@ const char *sim_check_name(enum sim_check c)
     case CHK_DIVERGE: return "D divergent WAL";
     case CHK_STATE: return "S state checksums";
     case CHK_PAUSE: return "M maintenance";
+    case CHK_KEEP: return "N no failover";
     case CHK_N: break;
     }
     return "?";

@@ -402,8 +402,8 @@ uint32_t sim_fault_mask(const char *list);
 #define SIM_FAULTS_STORAGE ((1u << F_RAFT_DISK_FULL) | (1u << F_RAFT_READ_ONLY))
 #define SIM_FAULTS_OPERATOR ((1u << F_MAINTENANCE) | (1u << F_FAILOVER) | (1u << F_RESTART))
 /* PostgreSQL stopped beside a live agent; kept out of "ci" so that sim_ci's seeds keep their
- * schedules (sim_ci_operator runs pg-stop). A server that cannot start breaks I4 now and then
- * when other stops come with it (README.md). */
+ * schedules (sim_ci_operator runs pg-stop). Two servers in a row that cannot start take longer
+ * than I4's budget now and then: each costs HA_START_FAILURES_MAX failed starts (README.md). */
 #define SIM_FAULTS_PG_STOP ((1u << F_PG_STOP) | (1u << F_PG_NO_START))
 #define SIM_FAULTS_CRASH ((1u << F_PG_CRASH) | (1u << F_PG_STOP))
 #define SIM_FAULTS_KNOWN                                                                           \
@@ -593,7 +593,8 @@ struct sim_world {
     struct sim_shim shims[RAFT_FIXTURE_MAX_SERVERS];
     uint32_t next_uid;
     uint64_t next_op;
-    unsigned faults_begun; /* faults of the schedule begun so far (check N) */
+    unsigned faults_begun;            /* faults of the schedule begun so far (check N) */
+    rpg_msec fault_at, prev_fault_at; /* when the last two faults began (check N) */
     enum sim_phase phase;
     rpg_msec t0, t_heal, t_end;
     bool done;

@@ -878,10 +878,12 @@ static bool other_fault_in_force(const struct sim_world *w, unsigned k)
 
 /* Before a restart or a stop of node i's server: the check holds for it when node i is the
  * primary of a healthy cluster, its agent the ready Raft leader that recorded it, settled (no
- * operation under way, no failed start counted: three hand over), and no other fault is in
- * force. Then, as long as no other fault begins, the same leader starts the server
- * again as primary in the same term and nobody is promoted (README.md: a restart is no failover;
- * a stopped primary is started again in place within primary_start_timeout). */
+ * operation under way, no failed start counted: three hand over; no leadership transfer under
+ * way), no other fault is in force and none began in the last WATCH_AFTER_MS (an instant one,
+ * a switchover, may still be taking effect). Then, as long as no other fault begins, the same
+ * leader starts the server again as primary in the same term and nobody is promoted (README.md: a
+ * restart is no failover; a stopped primary is started again in place within
+ * primary_start_timeout). */
 static void watch_begin(struct sim_world *w, unsigned k, unsigned i)
 {
     struct sim_fault_state *fs = &w->fs[k];
@@ -890,8 +892,9 @@ static void watch_begin(struct sim_world *w, unsigned k, unsigned i)
     fs->watch = false;
     if (w->phase != SIM_FAULTS || other_fault_in_force(w, k) || !sim_cluster_healthy(w, &p) ||
         p != (int)i || leader_node(w) != (int)i || !sim_agent_leader(w, i) || n->agent.op_id != 0 ||
-        n->agent.obs.start_failures != 0 || !n->cons.state.initialized ||
-        strcmp(n->cons.state.primary.name, n->name) != 0) {
+        n->agent.obs.start_failures != 0 || n->cons.transfer_pending ||
+        (w->prev_fault_at != 0 && sim_now(w) - w->prev_fault_at < WATCH_AFTER_MS) ||
+        !n->cons.state.initialized || strcmp(n->cons.state.primary.name, n->name) != 0) {
         return;
     }
     fs->watch = true;
@@ -1097,6 +1100,8 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
     int i = -1;
     bool pg_too;
     w->faults_begun++;
+    w->prev_fault_at = w->fault_at;
+    w->fault_at = sim_now(w);
     switch (f->kind) {
     case F_RESTART: operator_restart(w, k); return;
     case F_PG_STOP:

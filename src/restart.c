@@ -126,37 +126,23 @@ void restart_start(struct agent *a, struct http_conn *conn, const char *role, bo
     const struct ha_pg *o = &a->pg.obs;
     char why[3 * RPG_ERRMSG_SIZE] = "";
     int status = 503;
-    bool running = a->conf.has_postgresql && a->pg_open && o->state == HA_PG_RUNNING;
     const char *is = o->in_recovery ? "replica" : "primary";
     if (!agent_acting(a, why, sizeof why)) {
         /* Its agent would not start the server again (ha_tick decides nothing): the cause is
          * what the operator must fix first. */
-    } else if (!running) {
-        snprintf(why, sizeof why, "postgresql is not running here");
-    } else if (r->phase != RESTART_IDLE || reinit_holds(a) || switchover_holds(a)) {
-        snprintf(why, sizeof why, "an operation on this member's postgresql is under way");
-        status = 409;
-    } else if (a->cons_open && a->cons.state.initialized && a->cons.state.paused) {
-        snprintf(why, sizeof why,
-                 "the cluster is in maintenance mode: the agent would not start "
-                 "postgresql again (ctl resume first)");
-    } else if (role != NULL && strcmp(role, is) != 0) {
-        snprintf(why, sizeof why,
-                 "restart conditions are not satisfied: this member is a %s, "
-                 "not a %s",
-                 is, role);
-        status = 412;
-    } else if (pending && !a->pg.pending_restart) {
-        snprintf(why, sizeof why,
-                 "restart conditions are not satisfied: no setting waits for a "
-                 "restart");
-        status = 412;
-    } else if (below_version > 0 && a->pg.server_version >= below_version) {
-        snprintf(why, sizeof why,
-                 "restart conditions are not satisfied: the server's version %d is not below "
-                 "%d",
-                 a->pg.server_version, below_version);
-        status = 412;
+    } else {
+        struct restart_check_in in = {
+            .running = a->conf.has_postgresql && a->pg_open && o->state == HA_PG_RUNNING,
+            .in_recovery = o->in_recovery,
+            .busy = r->phase != RESTART_IDLE || reinit_holds(a) || switchover_holds(a),
+            .paused = a->cons_open && a->cons.state.initialized && a->cons.state.paused,
+            .role = role,
+            .pending = pending,
+            .pending_restart = a->pg.pending_restart,
+            .below_version = below_version,
+            .server_version = a->pg.server_version,
+        };
+        status = restart_check(&in, why, sizeof why);
     }
     if (why[0] != '\0') {
         if (r->phase == RESTART_IDLE) {

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "raftpg/restart_check.h"
 #include "raftpg/schedule.h"
 
 #define RESTART_STOP_MS 10000 /* fast, then immediate */

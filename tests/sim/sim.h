@@ -24,6 +24,7 @@
 #include "raftpg/lead.h"
 #include "raftpg/peer_book.h"
 #include "raftpg/quorum.h"
+#include "raftpg/restart.h"
 #include "raftpg/sync.h"
 #include "raftpg/timing.h"
 
@@ -171,7 +172,8 @@ struct sim_pg {
     uint64_t acked;     /* primary: records below it are acknowledged or not this process's */
     char sync_names[SYNC_VALUE_MAX]; /* in force: loaded at start and at every reload */
     char sync_commit[16];
-    uint64_t diverged_inc; /* incarnation for which a divergence was reported */
+    uint64_t diverged_inc;   /* incarnation for which a divergence was reported */
+    rpg_msec no_start_until; /* pg-stop: a start exits at once until then (a broken setting) */
 };
 
 /* ---- the agent ------------------------------------------------------------------------------- */
@@ -220,6 +222,8 @@ struct sim_op {
     unsigned n_ids;
     uint64_t ids[FSM_MEMBERS_MAX];
     uint64_t pg_inc; /* process incarnation the step acts on */
+    bool restart;    /* restart.c's stop: its end goes to the restart, not to the core */
+    bool no_start;   /* the start's server exited at once (sim_pg no_start_until) */
 };
 
 struct sim_agent {
@@ -270,6 +274,11 @@ struct sim_agent {
     unsigned recv_mark;               /* AppendEntries received when the agent started Raft */
     /* The peer polls' bookkeeping, the agent's own (src/peer_book.c). */
     struct peer_book book;
+    /* restart.c's request under way (POST /restart), as struct restart keeps it. */
+    enum restart_phase restart_phase;
+    rpg_msec restart_started; /* its own clock */
+    uint64_t restart_epoch;   /* the epoch after the stop: a later observation counts */
+    int restart_status;       /* the answer, once given (0: none yet) */
 };
 
 /* A crash armed by a crash-in-action fault: it fires when the agent starts the action. */
@@ -371,6 +380,12 @@ enum sim_fault_kind {
     F_FAILOVER,    /* an operator's `ctl failover --candidate N` (POST /failover through the
                     * leader), at once, after a kill of the primary's PostgreSQL, or in a pause
                     * (for dur) after that kill */
+    F_RESTART,     /* an operator's `ctl restart MEMBER` (POST /restart to that member): a fast
+                    * stop, after which its agent starts the server again in its role */
+    F_PG_STOP,     /* PostgreSQL stopped from outside (pg_ctl stop -m fast, or a kill -9) while
+                    * its agent runs on: the agent notices and starts it again */
+    F_PG_NO_START, /* as F_PG_STOP's fast shutdown, and every start fails for dur (a broken
+                    * setting): the primary's agent hands over after HA_START_FAILURES_MAX */
     F_KIND_N,
 };
 const char *sim_fault_name(enum sim_fault_kind k);
@@ -387,10 +402,15 @@ uint32_t sim_fault_mask(const char *list);
 #define SIM_FAULTS_SLOW (1u << F_SLOW_LINK)
 #define SIM_FAULTS_VM ((1u << F_VM_PAUSE_PRIMARY) | (1u << F_VM_PAUSE))
 #define SIM_FAULTS_STORAGE ((1u << F_RAFT_DISK_FULL) | (1u << F_RAFT_READ_ONLY))
-#define SIM_FAULTS_OPERATOR ((1u << F_MAINTENANCE) | (1u << F_FAILOVER))
+#define SIM_FAULTS_OPERATOR ((1u << F_MAINTENANCE) | (1u << F_FAILOVER) | (1u << F_RESTART))
+/* PostgreSQL stopped beside a live agent; kept out of "ci" so that sim_ci's seeds keep their
+ * schedules (sim_ci_operator runs pg-stop). Two servers in a row that cannot start take longer
+ * than I4's budget now and then: each costs HA_START_FAILURES_MAX failed starts (README.md). */
+#define SIM_FAULTS_PG_STOP ((1u << F_PG_STOP) | (1u << F_PG_NO_START))
+#define SIM_FAULTS_CRASH ((1u << F_PG_CRASH) | (1u << F_PG_STOP))
 #define SIM_FAULTS_KNOWN                                                                           \
     (SIM_FAULTS_WATCHDOG | SIM_FAULTS_TIMELINE | SIM_FAULTS_SLOW | SIM_FAULTS_VM |                 \
-     SIM_FAULTS_STORAGE | SIM_FAULTS_OPERATOR)
+     SIM_FAULTS_STORAGE | SIM_FAULTS_OPERATOR | SIM_FAULTS_PG_STOP)
 #define SIM_FAULTS_ALL ((1u << F_KIND_N) - 1)
 #define SIM_FAULTS_CI (SIM_FAULTS_ALL & ~SIM_FAULTS_KNOWN)
 
@@ -410,7 +430,16 @@ struct sim_fault_state {
     bool dropping;                            /* loss: the links drop right now */
     unsigned drill;                           /* failover: which drill (sim_faults.c) */
     bool pause_held;                          /* failover: it wants the pause on */
-    struct sim_rng rng;                       /* draws made while the fault runs */
+    /* restart, pg-stop of a healthy primary with no other fault in force (check N): what the
+     * cluster was when it began, and how many faults had begun then. */
+    bool watch;
+    bool watch_back; /* its server accepts writes again (and a restart answered) */
+    rpg_msec watch_from;
+    int watch_leader;
+    uint64_t watch_term;
+    unsigned watch_failovers;
+    unsigned watch_begun;
+    struct sim_rng rng; /* draws made while the fault runs */
 };
 
 struct sim_schedule {
@@ -493,6 +522,7 @@ enum sim_check {
     CHK_DIVERGE, /* rule 9: no standby streams WAL that diverged from its upstream's */
     CHK_STATE,   /* issue 18: every member's state checksum is the same at the same applied index */
     CHK_PAUSE,   /* maintenance mode: an agent that applied the pause starts no new action */
+    CHK_KEEP,    /* a stop or restart of a healthy primary's server alone causes no failover */
     CHK_N,
 };
 const char *sim_check_name(enum sim_check c);
@@ -536,7 +566,10 @@ struct sim_result {
     unsigned fo_no_leader;                  /* 503: the member asked does not lead, or none */
     unsigned fo_transfer_refused;           /* 503: the hand-over was refused */
     unsigned fo_refused[FAILOVER_REASON_N]; /* 412, by reason */
-    char fault_log[SIM_FAULTS_MAX][96];     /* what each applied fault did, for the report */
+    /* The operator's restarts (F_RESTART) and the primaries stopped alone (check N). */
+    unsigned rs_asked, rs_done, rs_refused, rs_failed; /* 200 once running, refused, failed later */
+    unsigned keep_checked; /* primaries stopped or restarted with no other fault: checked */
+    char fault_log[SIM_FAULTS_MAX][96]; /* what each applied fault did, for the report */
 };
 
 /* ---- the world ------------------------------------------------------------------------------- */
@@ -564,6 +597,8 @@ struct sim_world {
     struct sim_shim shims[RAFT_FIXTURE_MAX_SERVERS];
     uint32_t next_uid;
     uint64_t next_op;
+    unsigned faults_begun;            /* faults of the schedule begun so far (check N) */
+    rpg_msec fault_at, prev_fault_at; /* when the last two faults began (check N) */
     enum sim_phase phase;
     rpg_msec t0, t_heal, t_end;
     bool done;
@@ -680,6 +715,10 @@ int sim_member_remove(struct sim_world *w, unsigned leader, const char *name, ch
 /* api_action.c member_remove: a member in the synchronous set leaves it first. */
 int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *name, char *errmsg);
 void sim_remove_tick(struct sim_world *w, unsigned leader);
+/* POST /restart to node i (restart.c restart_start): the shared conditions (restart_check), then
+ * a fast stop once no operation runs, after which the agent's own decisions start the server
+ * again. 0 when accepted (the answer comes later: restart_status), else the status with why. */
+int sim_restart_request(struct sim_world *w, unsigned i, const char *role, char *why, size_t size);
 
 /* sim_pgctl.c: PostgreSQL-level events and faults. */
 void sim_pg_event(struct sim_world *w, const struct sim_event *e);

@@ -740,6 +740,12 @@ static void op_begin_step(struct sim_world *w, unsigned i, struct sim_op *op)
             op_schedule(w, i, op, dur(w, 20, 60));
             return;
         }
+        if (sim_now(w) < p->no_start_until) {
+            /* The postmaster reads its settings and exits: pg_ctl -w sees it gone. */
+            op->no_start = true;
+            op_schedule(w, i, op, dur(w, 50, 200));
+            return;
+        }
         /* write_config: the upstream mark, standby.signal, primary_slot_name. */
         int t = op->standby && op->target[0] ? sim_node_by_name(w, op->target) : -1;
         sim_copy(p->conf_upstream, sizeof p->conf_upstream, t >= 0 ? op->target : "");
@@ -843,6 +849,10 @@ static int op_end_step(struct sim_world *w, unsigned i, struct sim_op *op, enum 
         }
         if (!p->data || p->broken) {
             snprintf(msg, size, "pg_ctl start: no usable data directory");
+        } else if (op->no_start) {
+            snprintf(msg, size,
+                     "pg_ctl start: server did not start (FATAL: configuration file contains "
+                     "errors)");
         } else if (op->pg_inc == 0 || p->inc != op->pg_inc) {
             snprintf(msg, size, "pg_ctl start: another server might be running, or it exited");
         } else {
@@ -856,10 +866,8 @@ static int op_end_step(struct sim_world *w, unsigned i, struct sim_op *op, enum 
         }
         return 0;
     case ST_STOP:
-        if (op->pg_inc == 0 && p->proc == SIM_PROC_DOWN) {
-            snprintf(msg, size, "pg_ctl stop: no server running");
-            return RPG_EIO;
-        }
+        /* A server already gone (pg_ctl stop: "Is server running?") is stopped: pg.c asks the
+         * process table then, and finds no postmaster and no process in the directory. */
         if (p->proc == SIM_PROC_STOPPING) {
             /* pg_ctl -w looks again a little later. */
             *next = ST_STOP;
@@ -985,6 +993,8 @@ static int op_end_step(struct sim_world *w, unsigned i, struct sim_op *op, enum 
     return 0;
 }
 
+static void restart_stopped(struct sim_world *w, unsigned i, int rc, const char *msg);
+
 static void op_free(struct sim_node *n, struct sim_op *op)
 {
     if (n->agent.op_id == op->id) {
@@ -1042,8 +1052,13 @@ void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id)
     if (op->kind == SOP_FOLLOW || op->kind == SOP_START) {
         a->receiver_since = 0; /* pg.c op_finish: the detach bound counts from the re-point */
     }
+    bool restart = op->restart;
     op_free(n, op);
     a->epoch++;
+    if (restart) {
+        restart_stopped(w, i, rc, msg);
+        return;
+    }
     sim_trace(w, (int)i, "%s %s%s%s",
               a->core.quorum_running ? "quorum step" : ha_action_name(a->core.running),
               rc == 0 ? "done" : "failed", rc == 0 ? "" : ": ", msg);
@@ -1128,8 +1143,10 @@ static void paused_check(struct sim_world *w, unsigned i, enum paused_what kind,
         paused_check(pw_, pi_, kind, NULL, what);                                                  \
     } while (0)
 
-static struct sim_op *op_prepare(struct sim_world *w, unsigned i, enum sim_op_kind kind,
-                                 enum sim_step step, const char *target, char *errmsg)
+/* pg.c op_begin: claims the slot. Operations the agent's decisions start go through op_prepare
+ * (check M); an operator's restart comes here directly. */
+static struct sim_op *op_claim(struct sim_world *w, unsigned i, enum sim_op_kind kind,
+                               enum sim_step step, const char *target, char *errmsg)
 {
     struct sim_node *n = &w->nodes[i];
     struct sim_agent *a = &n->agent;
@@ -1137,13 +1154,6 @@ static struct sim_op *op_prepare(struct sim_world *w, unsigned i, enum sim_op_ki
         (void)rpg_err(errmsg, RPG_EBUSY, "another postgresql operation is running");
         return NULL;
     }
-    paused_check(w, i,
-                 kind == SOP_PROMOTE || kind == SOP_CHECKPOINT || kind == SOP_SLOTS ||
-                         kind == SOP_SET_SYNC
-                     ? PAUSED_TAKEOVER
-                 : kind == SOP_FOLLOW ? PAUSED_FOLLOW
-                                      : PAUSED_OTHER,
-                 target, op_kind_names[kind]);
     struct sim_op *op = NULL;
     for (unsigned k = 0; k < SIM_OPS_MAX && op == NULL; k++) {
         op = n->ops[k].id == 0 ? &n->ops[k] : NULL;
@@ -1163,6 +1173,21 @@ static struct sim_op *op_prepare(struct sim_world *w, unsigned i, enum sim_op_ki
     return op;
 }
 
+static struct sim_op *op_prepare(struct sim_world *w, unsigned i, enum sim_op_kind kind,
+                                 enum sim_step step, const char *target, char *errmsg)
+{
+    if (w->nodes[i].agent.op_id == 0) {
+        paused_check(w, i,
+                     kind == SOP_PROMOTE || kind == SOP_CHECKPOINT || kind == SOP_SLOTS ||
+                             kind == SOP_SET_SYNC
+                         ? PAUSED_TAKEOVER
+                     : kind == SOP_FOLLOW ? PAUSED_FOLLOW
+                                          : PAUSED_OTHER,
+                     target, op_kind_names[kind]);
+    }
+    return op_claim(w, i, kind, step, target, errmsg);
+}
+
 static int op_go(struct sim_world *w, unsigned i, struct sim_op *op)
 {
     w->nodes[i].agent.op_id = op->id;
@@ -1175,6 +1200,114 @@ static int op_start(struct sim_world *w, unsigned i, enum sim_op_kind kind, enum
 {
     struct sim_op *op = op_prepare(w, i, kind, step, target, errmsg);
     return op == NULL ? RPG_EBUSY : op_go(w, i, op);
+}
+
+/* ---- POST /restart (src/restart.c) ---------------------------------------------------------- */
+
+/* restart.c end: the answer. */
+static void restart_end(struct sim_world *w, unsigned i, int status, const char *msg)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    a->restart_phase = RESTART_IDLE;
+    a->restart_status = status;
+    if (status == 200) {
+        w->res->rs_done++;
+    } else {
+        w->res->rs_failed++;
+    }
+    sim_trace(w, (int)i, "restart: %d %s", status, msg);
+}
+
+/* restart.c stop_now: a fast stop (pg_stop), after which the agent's decisions start it again. */
+static void restart_stop_now(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    char errmsg[RPG_ERRMSG_SIZE];
+    a->restart_phase = RESTART_STOPPING;
+    sim_trace(w, (int)i, "restart: stopping postgresql (%s) to start it again",
+              a->obs.in_recovery ? "a standby" : "the primary");
+    struct sim_op *op = op_claim(w, i, SOP_STOP, ST_STOP, NULL, errmsg);
+    if (op == NULL) {
+        restart_end(w, i, 409, "another operation on postgresql is under way");
+        return;
+    }
+    op->restart = true;
+    (void)op_go(w, i, op);
+}
+
+/* restart.c stopped */
+static void restart_stopped(struct sim_world *w, unsigned i, int rc, const char *msg)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    if (a->restart_phase != RESTART_STOPPING) {
+        return;
+    }
+    if (rc != 0) {
+        char why[RPG_ERRMSG_SIZE + 32];
+        sim_fmt(why, sizeof why, "the stop failed: %s", msg);
+        restart_end(w, i, 503, why);
+        return;
+    }
+    a->restart_phase = RESTART_STARTING;
+    a->restart_epoch = a->epoch;
+    sim_trace(w, (int)i, "restart: postgresql stopped, starting it again");
+    sim_agent_schedule(w, i, 0);
+}
+
+/* restart.c tick, every 100 ms (no timeout asked: RESTART_WAIT_MS after the stop's bound). */
+static void restart_tick(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    rpg_msec now = sim_local_now(w, i);
+    if (a->restart_phase == RESTART_WAITING) {
+        if (a->op_id == 0) {
+            restart_stop_now(w, i);
+        } else if (now - a->restart_started > RESTART_BUSY_MS) {
+            restart_end(w, i, 409, "another operation on postgresql is still under way");
+        }
+        return;
+    }
+    if (a->restart_phase == RESTART_STARTING && a->epoch > a->restart_epoch &&
+        a->obs_epoch == a->epoch && a->obs.state == HA_PG_RUNNING) {
+        char msg[96];
+        sim_fmt(msg, sizeof msg, "restarted in %" PRIu64 " ms as %s", now - a->restart_started,
+                a->obs.in_recovery ? "a standby" : "the primary");
+        restart_end(w, i, 200, msg);
+    } else if (a->restart_phase == RESTART_STARTING &&
+               now - a->restart_started > RESTART_STOP_MS + RESTART_WAIT_MS) {
+        restart_end(w, i, 503, "postgresql does not accept connections again yet");
+    }
+}
+
+int sim_restart_request(struct sim_world *w, unsigned i, const char *role, char *why, size_t size)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    /* agent.c agent_acting: a member whose replicated state diverged takes no action. */
+    if (n->cons.diverged) {
+        sim_fmt(why, size, "this member takes no action: its replicated state diverged");
+        return 503;
+    }
+    struct restart_check_in in = {
+        .running = a->obs_valid && a->obs.state == HA_PG_RUNNING,
+        .in_recovery = a->obs.in_recovery,
+        .busy = a->restart_phase != RESTART_IDLE,
+        .paused = n->cons.state.initialized && n->cons.state.paused,
+        .role = role,
+    };
+    int status = restart_check(&in, why, size);
+    if (status != 0) {
+        return status;
+    }
+    a->restart_started = sim_local_now(w, i);
+    a->restart_status = 0;
+    sim_trace(w, (int)i, "restart requested (%s)", in.in_recovery ? "replica" : "primary");
+    if (a->op_id != 0) {
+        a->restart_phase = RESTART_WAITING;
+        return 0;
+    }
+    restart_stop_now(w, i);
+    return 0;
 }
 
 /* agent.c upstream_of: following a member needs its PostgreSQL address from its report. */
@@ -1358,6 +1491,12 @@ static void tick(struct sim_world *w, unsigned i)
         sim_copy(a->pause_primary, sizeof a->pause_primary, n->cons.state.primary.name);
         sim_trace(w, (int)i, "maintenance mode %s", paused ? "on" : "off");
     }
+    /* agent.c ha_tick: restart_holds, while the restart waits for an operation and while its
+     * stop runs: the decisions would start the server again. */
+    if (a->restart_phase == RESTART_WAITING || a->restart_phase == RESTART_STOPPING) {
+        ha_pg_track_down(&a->obs, false, &a->down, sim_local_now(w, i));
+        return;
+    }
     /* agent.c ha_tick: what an operator's failover lets through the pause (failover.h); no
      * switchover runs here (switchover.c is not simulated), so switchover_paused_allows is 0. */
     unsigned allowed =
@@ -1439,6 +1578,11 @@ void sim_agent_event(struct sim_world *w, const struct sim_event *e)
     switch (e->type) {
     case EV_TICK:
         if (e->sub != a->tick_gen) {
+            return;
+        }
+        /* restart.c's own timer, every 100 ms like this one. */
+        restart_tick(w, i);
+        if (!a->alive || a->gen != e->gen) {
             return;
         }
         tick(w, i);

@@ -25,6 +25,7 @@ const char *sim_check_name(enum sim_check c)
     case CHK_DIVERGE: return "D divergent WAL";
     case CHK_STATE: return "S state checksums";
     case CHK_PAUSE: return "M maintenance";
+    case CHK_KEEP: return "N no failover";
     case CHK_N: break;
     }
     return "?";
@@ -302,9 +303,11 @@ static bool is_voter(const struct sim_world *w, unsigned i)
 static bool node_healthy(const struct sim_world *w, unsigned i)
 {
     const struct sim_node *n = &w->nodes[i];
-    /* A voter whose Raft directory cannot be written is no part of a working majority. */
+    /* A voter whose Raft directory cannot be written is no part of a working majority; nor is
+     * one whose server cannot start (pg-no-start): it may hold the only proof of the
+     * acknowledged commits, and it can neither stream nor be promoted. */
     return n->exists && !n->removed && n->up && !n->frozen && n->agent.alive &&
-           n->storage_fault == 0 && is_voter(w, i);
+           n->storage_fault == 0 && sim_now(w) >= n->pg.no_start_until && is_voter(w, i);
 }
 
 static bool linked(const struct sim_world *w, unsigned i, unsigned j)

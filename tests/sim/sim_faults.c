@@ -43,6 +43,9 @@ static const char *const kind_names[F_KIND_N] = {
     [F_VM_PAUSE] = "vm-pause",
     [F_MAINTENANCE] = "maintenance",
     [F_FAILOVER] = "failover",
+    [F_RESTART] = "restart",
+    [F_PG_STOP] = "pg-stop",
+    [F_PG_NO_START] = "pg-no-start",
 };
 
 const char *sim_fault_name(enum sim_fault_kind k)
@@ -72,6 +75,8 @@ uint32_t sim_fault_mask(const char *list)
             m = SIM_FAULTS_STORAGE;
         } else if (strcmp(t, "operator") == 0) {
             m = SIM_FAULTS_OPERATOR;
+        } else if (strcmp(t, "crash") == 0) {
+            m = SIM_FAULTS_CRASH;
         } else if (strcmp(t, "known") == 0) {
             m = SIM_FAULTS_KNOWN;
         } else if (strcmp(t, "all") == 0) {
@@ -93,7 +98,8 @@ uint32_t sim_fault_mask(const char *list)
 
 static bool has_duration(enum sim_fault_kind k)
 {
-    return k != F_PG_CRASH && k != F_CLOCK && k != F_SWITCHOVER && k != F_SWITCHOVER_ANY;
+    return k != F_PG_CRASH && k != F_CLOCK && k != F_SWITCHOVER && k != F_SWITCHOVER_ANY &&
+           k != F_RESTART && k != F_PG_STOP;
 }
 
 void sim_schedule_generate(const struct sim_options *opt, uint64_t seed, struct sim_schedule *s)
@@ -762,7 +768,7 @@ static const char *const drill_names[DRILL_N] = {"", "kill, ", "pause, kill, ",
                                                  "pause, lag, kill, "};
 
 /* The steps of a drill (EV_OPERATOR's sub). */
-enum sim_operator_step { OP_WAIT_PAUSE = 0, OP_KILL, OP_ASK };
+enum sim_operator_step { OP_WAIT_PAUSE = 0, OP_KILL, OP_ASK, OP_WATCH, OP_WATCH_END };
 
 /* `raftpg ctl failover --candidate N`: ctl asks the member its configuration names (any member
  * whose agent answers) which member leads, and posts to that one (ctl.c post_to_leader); the
@@ -851,8 +857,198 @@ static bool accept_standby(struct sim_world *w, unsigned i, void *arg)
            p->in_recovery && !pg_protected(w, i);
 }
 
+/* ---- a healthy primary's server stopped alone (check N) ----------------------------------------
+ */
+
+/* How long after the server accepts writes again the cluster is still watched: a failover the
+ * stop caused would come within a few election timeouts (a lapsed lease, a hand-over). */
+#define WATCH_AFTER_MS 2000
+/* Longer than this without the server back is a failure of its own. */
+#define WATCH_MAX_MS 20000
+
+static bool other_fault_in_force(const struct sim_world *w, unsigned k)
+{
+    for (unsigned j = 0; j < w->sched->n; j++) {
+        if (j != k && w->fs[j].active && has_duration(w->sched->f[j].kind)) {
+            return true;
+        }
+    }
+    return w->pause_wanted > 0 || w->receiver_lag > 0;
+}
+
+/* Before a restart or a stop of node i's server: the check holds for it when node i is the
+ * primary of a healthy cluster, its agent the ready Raft leader that recorded it, settled (no
+ * operation under way, no failed start counted: three hand over; no leadership transfer under
+ * way), no other fault is in force and none began in the last WATCH_AFTER_MS (an instant one,
+ * a switchover, may still be taking effect). Then, as long as no other fault begins, the same
+ * leader starts the server again as primary in the same term and nobody is promoted (README.md: a
+ * restart is no failover; a stopped primary is started again in place within
+ * primary_start_timeout). */
+static void watch_begin(struct sim_world *w, unsigned k, unsigned i)
+{
+    struct sim_fault_state *fs = &w->fs[k];
+    int p;
+    const struct sim_node *n = &w->nodes[i];
+    fs->watch = false;
+    if (w->phase != SIM_FAULTS || other_fault_in_force(w, k) || !sim_cluster_healthy(w, &p) ||
+        p != (int)i || leader_node(w) != (int)i || !sim_agent_leader(w, i) || n->agent.op_id != 0 ||
+        n->agent.obs.start_failures != 0 || n->cons.transfer_pending ||
+        (w->prev_fault_at != 0 && sim_now(w) - w->prev_fault_at < WATCH_AFTER_MS) ||
+        !n->cons.state.initialized || strcmp(n->cons.state.primary.name, n->name) != 0) {
+        return;
+    }
+    fs->watch = true;
+    fs->watch_back = false;
+    fs->watch_from = sim_now(w);
+    fs->watch_leader = (int)i;
+    fs->watch_term = n->cons.term;
+    fs->watch_failovers = w->res->failovers;
+    fs->watch_begun = w->faults_begun;
+    sim_push(w, sim_now(w) + SIM_CHECK_MS, EV_OPERATOR, (int)k, 0, OP_WATCH);
+}
+
+static void watch_step(struct sim_world *w, unsigned k, unsigned step)
+{
+    struct sim_fault_state *fs = &w->fs[k];
+    if (!fs->watch) {
+        return;
+    }
+    if (w->faults_begun != fs->watch_begun || w->phase != SIM_FAULTS) {
+        /* Another fault (or the heal) came: the outcome is no longer the stop's alone. */
+        fs->watch = false;
+        return;
+    }
+    unsigned i = (unsigned)fs->watch_leader;
+    const struct sim_node *n = &w->nodes[i];
+    const char *what = w->sched->f[k].kind == F_RESTART ? "restart" : "stop";
+    bool moved = leader_node(w) != (int)i || n->cons.term != fs->watch_term ||
+                 w->res->failovers != fs->watch_failovers;
+    if (moved) {
+        int l = leader_node(w);
+        fs->watch = false;
+        w->res->keep_checked++;
+        sim_violation(w, CHK_KEEP,
+                      "the %s of the primary %s's server alone moved the primary: leader %s term "
+                      "%" PRIu64 " -> leader %s term %" PRIu64 ", %u promotion(s)",
+                      what, n->name, n->name, fs->watch_term, l >= 0 ? w->nodes[l].name : "none",
+                      (uint64_t)n->cons.term, w->res->failovers - fs->watch_failovers);
+        return;
+    }
+    if (step == OP_WATCH_END) {
+        fs->watch = false;
+        w->res->keep_checked++;
+        return;
+    }
+    bool answered = w->sched->f[k].kind != F_RESTART || n->agent.restart_phase == RESTART_IDLE;
+    if (sim_pg_writable(&n->pg) && answered) {
+        if (!fs->watch_back) {
+            fs->watch_back = true;
+            sim_push(w, sim_now(w) + WATCH_AFTER_MS, EV_OPERATOR, (int)k, 0, OP_WATCH_END);
+        }
+    } else if (sim_now(w) - fs->watch_from > WATCH_MAX_MS) {
+        fs->watch = false;
+        w->res->keep_checked++;
+        sim_violation(w, CHK_KEEP,
+                      "the %s of the primary %s's server alone: not accepting writes again after "
+                      "%d ms",
+                      what, n->name, WATCH_MAX_MS);
+        return;
+    }
+    if (!fs->watch_back || step == OP_WATCH) {
+        sim_push(w, sim_now(w) + SIM_CHECK_MS, EV_OPERATOR, (int)k, 0, OP_WATCH);
+    }
+}
+
+/* A member `ctl restart` can reach: its agent answers. */
+static bool accept_restartable(struct sim_world *w, unsigned i, void *arg)
+{
+    (void)arg;
+    return w->nodes[i].agent.alive && !w->nodes[i].frozen && !w->nodes[i].agent_frozen;
+}
+
+/* `raftpg ctl restart MEMBER [--role R]`: the primary's member half the time, else any member;
+ * now and then with a role condition, which the member checks itself. */
+static void operator_restart(struct sim_world *w, unsigned k)
+{
+    struct sim_fault_state *fs = &w->fs[k];
+    int p = primary_node(w);
+    int i = p >= 0 && sim_rng_chance(&fs->rng, 500) ? p : pick(w, &fs->rng, NULL, NULL);
+    w->res->rs_asked++;
+    if (i < 0 || !accept_restartable(w, (unsigned)i, NULL)) {
+        w->res->rs_refused++;
+        skip(w, k, i < 0 ? "no member" : "the member's agent does not answer");
+        return;
+    }
+    static const char *const roles[] = {NULL, NULL, NULL, NULL, "primary", "replica"};
+    const char *role = roles[sim_rng_below(&fs->rng, 6)];
+    watch_begin(w, k, (unsigned)i);
+    char why[3 * RPG_ERRMSG_SIZE];
+    int status = sim_restart_request(w, (unsigned)i, role, why, sizeof why);
+    if (status != 0) {
+        fs->watch = false;
+        w->res->rs_refused++;
+        note(w, k, "ctl restart %s%s%s: %d %s", w->nodes[i].name, role != NULL ? " --role " : "",
+             role != NULL ? role : "", status, why);
+        return;
+    }
+    note(w, k, "ctl restart %s%s%s: accepted%s", w->nodes[i].name, role != NULL ? " --role " : "",
+         role != NULL ? role : "", fs->watch ? " (the primary of a healthy cluster: checked)" : "");
+    fs->node = i;
+    w->res->faults_applied++;
+}
+
+/* PostgreSQL stopped from outside its agent: pg_ctl stop -m fast (a clean shutdown), or killed.
+ * The primary's server half the time. */
+static void outside_stop(struct sim_world *w, unsigned k)
+{
+    struct sim_fault_state *fs = &w->fs[k];
+    int p = primary_node(w);
+    int i = p >= 0 && accept_pg_running(w, (unsigned)p, NULL) && w->nodes[p].agent.alive &&
+                    sim_rng_chance(&fs->rng, 500)
+                ? p
+                : pick(w, &fs->rng, accept_pg_running, NULL);
+    if (i < 0 || !w->nodes[i].agent.alive) {
+        skip(w, k, i < 0 ? "no postgresql runs" : "its agent is not running");
+        return;
+    }
+    bool clean = sim_rng_chance(&fs->rng, 600);
+    if (w->sched->f[k].kind == F_PG_NO_START) {
+        /* Stopped with a setting that keeps it from starting until the fault ends: not N's case
+         * (the primary's agent hands over after its failed starts). */
+        rpg_msec d = sim_rng_range(&fs->rng, 30, 300);
+        note(w, k,
+             "postgresql of %s stopped from outside (fast shutdown, %" PRIu64
+             " ms); it cannot start for %" PRIu64 " ms",
+             w->nodes[i].name, d, w->sched->f[k].dur);
+        w->nodes[i].pg.no_start_until = sim_now(w) + w->sched->f[k].dur;
+        sim_pg_begin_shutdown(w, (unsigned)i, d);
+        fs->node = i;
+        fs->active = true;
+        w->res->faults_applied++;
+        sim_push(w, sim_now(w) + w->sched->f[k].dur, EV_FAULT_END, (int)k, 0, 0);
+        return;
+    }
+    watch_begin(w, k, (unsigned)i);
+    if (clean) {
+        rpg_msec d = sim_rng_range(&fs->rng, 30, 300);
+        note(w, k, "postgresql of %s stopped from outside (fast shutdown, %" PRIu64 " ms)%s",
+             w->nodes[i].name, d, fs->watch ? "; the primary of a healthy cluster: checked" : "");
+        sim_pg_begin_shutdown(w, (unsigned)i, d);
+    } else {
+        note(w, k, "postgresql of %s killed from outside%s", w->nodes[i].name,
+             fs->watch ? "; the primary of a healthy cluster: checked" : "");
+        sim_pg_crash(w, (unsigned)i);
+    }
+    fs->node = i;
+    w->res->faults_applied++;
+}
+
 void sim_fault_step(struct sim_world *w, unsigned k, unsigned step)
 {
+    if (step == OP_WATCH || step == OP_WATCH_END) {
+        watch_step(w, k, step);
+        return;
+    }
     struct sim_fault_state *fs = &w->fs[k];
     /* The pause is waited for while the fault lasts; a kill or a request once under way is
      * carried out even after it (not after every fault healed). */
@@ -886,6 +1082,8 @@ void sim_fault_step(struct sim_world *w, unsigned k, unsigned step)
         sim_push(w, sim_now(w) + sim_rng_below(&fs->rng, 600), EV_OPERATOR, (int)k, 0, OP_ASK);
         return;
     case OP_ASK: operator_failover(w, k); return;
+    case OP_WATCH:
+    case OP_WATCH_END: return;
     }
 }
 
@@ -901,7 +1099,13 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
     char errmsg[RPG_ERRMSG_SIZE];
     int i = -1;
     bool pg_too;
+    w->faults_begun++;
+    w->prev_fault_at = w->fault_at;
+    w->fault_at = sim_now(w);
     switch (f->kind) {
+    case F_RESTART: operator_restart(w, k); return;
+    case F_PG_STOP:
+    case F_PG_NO_START: outside_stop(w, k); return;
     case F_PG_CRASH:
         i = pick(w, &fs->rng, accept_pg_running, NULL);
         if (i < 0) {
@@ -1287,6 +1491,7 @@ void sim_fault_end(struct sim_world *w, unsigned k)
             sim_net_sync(w);
         }
         break;
+    case F_PG_NO_START: w->nodes[i].pg.no_start_until = 0; break;
     case F_RECEIVER_LAG:
         if (--w->receiver_lag == 0) {
             /* Replay resumes: each receiver restarts with what its configuration says. */

@@ -90,6 +90,7 @@ struct totals {
     unsigned fo_asked, fo_granted, fo_granted_paused, fo_took_over, fo_took_over_paused,
         fo_switchover, fo_no_leader, fo_transfer_refused;
     unsigned fo_refused[FAILOVER_REASON_N];
+    unsigned rs_asked, rs_done, rs_refused, rs_failed, keep_checked;
     rpg_msec waived_ms;
     unsigned waived_schedules;
     rpg_msec *gaps;
@@ -114,13 +115,14 @@ static void usage(FILE *out)
             "  --soak            random seeds until interrupted or --seconds T\n"
             "  --seconds T       bound of --soak, in wall-clock seconds\n"
             "  --faults LIST     ci (default), watchdog, timeline, slow, vm, storage, operator,\n"
-            "                    known (every group but ci),\n"
+            "                    crash (pg-crash, pg-stop), known (every group but ci),\n"
             "                    all, or kinds: pg-crash, node-crash, agent-crash, pause,\n"
             "                    partition, loss, delay, clock, switchover, crash-in-action,\n"
             "                    member, switchover-any, agent-crash-primary, pause-primary,\n"
             "                    partition-primary, loss-primary, crash-new-primary, slow-link,\n"
             "                    agent-stop-primary, vm-pause-primary, receiver-lag, vm-pause,\n"
-            "                    raft-disk-full, raft-read-only, maintenance, failover\n"
+            "                    raft-disk-full, raft-read-only, maintenance, failover,\n"
+            "                    restart, pg-stop, pg-no-start\n"
             "  --sync-mode M     synchronous_mode off, quorum (default) or strict; I2 is\n"
             "                    checked unless off\n"
             "  --sync K          synchronous_node_count (default 1)\n"
@@ -315,6 +317,11 @@ static void add(struct totals *t, const struct sim_result *r)
     for (unsigned k = 0; k < FAILOVER_REASON_N; k++) {
         t->fo_refused[k] += r->fo_refused[k];
     }
+    t->rs_asked += r->rs_asked;
+    t->rs_done += r->rs_done;
+    t->rs_refused += r->rs_refused;
+    t->rs_failed += r->rs_failed;
+    t->keep_checked += r->keep_checked;
     if (r->resume_overlap_max > t->resume_overlap_max) {
         t->resume_overlap_max = r->resume_overlap_max;
     }
@@ -529,6 +536,12 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
             }
         }
         printf("\n");
+    }
+    if (t->rs_asked > 0 || t->keep_checked > 0) {
+        printf("operator restarts: %u asked; %u restarted (200), %u refused at once (or no "
+               "answer), %u failed later; healthy primaries stopped or restarted with no other "
+               "fault, checked for no failover (N): %u\n",
+               t->rs_asked, t->rs_done, t->rs_refused, t->rs_failed, t->keep_checked);
     }
     printf("I4 waived by rule 6 (no healthy majority could prove it held every acknowledged "
            "commit): %" PRIu64 " ms in %u schedule(s)\n",

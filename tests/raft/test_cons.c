@@ -1307,22 +1307,35 @@ static void test_slow_disks_keep_an_echoed_lease(void **state)
     assert_int_equal(cl->overlaps, 0);
 }
 
+/* The ready leader once the echo (fence.h) has renewed its lease for 2 ET. */
+static int echoed_leader(struct cluster *cl)
+{
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    cl->echo = true;
+    run_for(cl, 2 * ET_MS);
+    return l;
+}
+
+/* Every disk but server spared's (-1: none) completes its writes only after the storage bound. */
+static void disks_past_the_bound(struct cluster *cl, int spared)
+{
+    for (unsigned i = 0; i < cl->n; i++) {
+        if ((int)i != spared) {
+            raft_fixture_set_disk_latency(&cl->f, i, (STORAGE_LEADER_BOUND_ET + 1) * ET_MS);
+        }
+    }
+}
+
 /* Only the followers' disks are slow, slower than the storage bound: nothing commits for 4 ET
  * at a time, but the leader's own log writes complete, so it is not stuck on its disk and stays
  * (a new leader would wait on the same disks); the echo keeps its lease. */
 static void test_slow_follower_disks_keep_the_leader(void **state)
 {
     struct cluster *cl = *state;
-    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
-    int l = ready_leader(cl);
-    assert_true(l >= 0);
-    cl->echo = true;
-    run_for(cl, 2 * ET_MS);
-    for (unsigned i = 0; i < cl->n; i++) {
-        if ((int)i != l) {
-            raft_fixture_set_disk_latency(&cl->f, i, (STORAGE_LEADER_BOUND_ET + 1) * ET_MS);
-        }
-    }
+    int l = echoed_leader(cl);
+    disks_past_the_bound(cl, l);
     run_for(cl, 4 * (STORAGE_LEADER_BOUND_ET + 1) * ET_MS);
     assert_int_equal(ready_leader(cl), l);
     assert_int_equal(cl->cons[l].n_stepdowns, 0);
@@ -1335,14 +1348,8 @@ static void test_slow_follower_disks_keep_the_leader(void **state)
 static void test_leader_on_a_stuck_disk_hands_over(void **state)
 {
     struct cluster *cl = *state;
-    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
-    int l = ready_leader(cl);
-    assert_true(l >= 0);
-    cl->echo = true;
-    run_for(cl, 2 * ET_MS);
-    for (unsigned i = 0; i < cl->n; i++) {
-        raft_fixture_set_disk_latency(&cl->f, i, (STORAGE_LEADER_BOUND_ET + 1) * ET_MS);
-    }
+    int l = echoed_leader(cl);
+    disks_past_the_bound(cl, -1);
     for (unsigned k = 0; k < 100000 && cl->cons[l].n_stepdowns == 0 &&
                          (rpg_msec)cl->f.time < 20 * (STORAGE_LEADER_BOUND_ET + 1) * ET_MS;
          k++) {
@@ -1358,11 +1365,7 @@ static void test_leader_on_a_stuck_disk_hands_over(void **state)
 static void test_cut_off_leader_gets_no_echo(void **state)
 {
     struct cluster *cl = *state;
-    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
-    int l = ready_leader(cl);
-    assert_true(l >= 0);
-    cl->echo = true;
-    run_for(cl, 2 * ET_MS);
+    int l = echoed_leader(cl);
     uint64_t granted = cl->cons[l].lease_stats.via_echo;
     assert_true(granted > 0);
     rpg_msec cut = (rpg_msec)cl->f.time;

@@ -77,8 +77,8 @@ struct ctl_command {
 static const struct ctl_command ctl_commands[] = {
     {"list", NULL, "[--format pretty|json|tsv] [--json] [-W | --watch SECONDS]",
      "members, roles and raft state", ctl_run_list},
-    {"topology", NULL, "[-W | --watch SECONDS]", "the primary and who streams from it",
-     ctl_run_topology},
+    {"topology", NULL, "[--format pretty|json|tsv] [--json] [-W | --watch SECONDS]",
+     "the primary and who streams from it", ctl_run_topology},
     {"version", NULL, NULL, "this program's and each member's version", ctl_run_version},
     {"member", "add", "NAME --raft HOST:PORT --api HOST:PORT [--no-wait]",
      "add a member (spare, then voter)", ctl_run_member_add},

@@ -159,6 +159,13 @@ void cons_attach(struct cons *c, struct raft *raft, raft_id id, const struct con
     c->failed = false;
     c->error[0] = '\0';
     c->started_at = c->host.now(c);
+    /* A write passed down before the host's clock was there (host_now) has held the disk since
+     * this attach at the earliest, as far as the storage bound can tell. */
+    for (unsigned k = 0; k < c->wal.n_pending; k++) {
+        if (c->wal.pending[k].at == 0) {
+            c->wal.pending[k].at = c->started_at;
+        }
+    }
 }
 
 void cons_set_running(struct cons *c)
@@ -173,6 +180,14 @@ void cons_detach(struct cons *c)
     c->gen++;
     c->leader_ready = false;
     c->lease_until = 0;
+}
+
+/* The host's clock, or 0 before the first cons_attach: cons_wal_wrap comes first (cons_uv.c
+ * bootstraps in between), and nothing keeps libraft from writing or the probe from reporting in
+ * that gap. */
+static rpg_msec host_now(struct cons *c)
+{
+    return c->host.now != NULL ? c->host.now(c) : 0;
 }
 
 static bool live(const struct cons *c)
@@ -216,7 +231,7 @@ static void storage_update(struct cons *c)
 {
     bool failed = c->storage.probe_failed || c->storage.raft_failing || c->wal.fenced;
     if (failed && !c->storage.failed) {
-        c->storage.since = c->host.now(c);
+        c->storage.since = host_now(c);
         if (c->storage.probe_failed) {
             snprintf(c->storage.error, sizeof c->storage.error, "%s", c->storage.probe_error);
             c->storage.err_no = c->storage.probe_errno;
@@ -231,7 +246,7 @@ static void storage_update(struct cons *c)
                   c->storage.dir != NULL ? c->storage.dir : "?", cons_role_name(c->role));
     } else if (!failed && c->storage.failed) {
         log_info("raft storage persists again after %llu ms (dir=%s)",
-                 (unsigned long long)(c->host.now(c) - c->storage.since),
+                 (unsigned long long)(host_now(c) - c->storage.since),
                  c->storage.dir != NULL ? c->storage.dir : "?");
         c->storage.error[0] = '\0';
         c->storage.err_no = 0;
@@ -273,7 +288,7 @@ static void storage_raft_result(struct cons *c, int status, const char *what)
         storage_raft_refused(c, status, what);
         storage_lost_writes(c, c->storage.raft_error);
     } else if (status == 0) {
-        c->write_confirmed = c->host.now(c);
+        c->write_confirmed = host_now(c);
         if (c->storage.raft_failing) {
             c->storage.raft_failing = false;
             storage_update(c);
@@ -342,7 +357,7 @@ static void wal_fence(struct cons *c, int status, const char *what)
         return;
     }
     c->wal.fenced = true;
-    c->wal.fenced_at = c->host.now != NULL ? c->host.now(c) : 0;
+    c->wal.fenced_at = host_now(c);
     c->wal.ok_probes = 0;
     c->wal.stored = c->raft != NULL ? c->raft->last_stored : 0;
     raft_index last = c->raft != NULL ? raft_last_index(c->raft) : 0;
@@ -377,7 +392,7 @@ static bool wal_hold(struct cons *c, struct raft_io_append *req, raft_io_append_
         c->wal.held = p;
         c->wal.cap_held = cap;
     }
-    c->wal.held[c->wal.n_held++] = (struct cons_wal_append){req, cb, c->host.now(c)};
+    c->wal.held[c->wal.n_held++] = (struct cons_wal_append){req, cb, host_now(c)};
     return true;
 }
 
@@ -537,7 +552,7 @@ static int wal_append(struct raft_io *io, struct raft_io_append *req,
         }
         return rv;
     }
-    c->wal.pending[c->wal.n_pending++] = (struct cons_wal_append){req, cb, c->host.now(c)};
+    c->wal.pending[c->wal.n_pending++] = (struct cons_wal_append){req, cb, host_now(c)};
     return 0;
 }
 
@@ -905,12 +920,12 @@ void cons_restart_reset(struct cons *c)
 
 void cons_storage_probe_begin(struct cons *c)
 {
-    c->wal.probe_began = c->host.now != NULL ? c->host.now(c) : 0;
+    c->wal.probe_began = host_now(c);
 }
 
 rpg_msec cons_restart_start_delay(struct cons *c)
 {
-    rpg_msec now = c->host.now(c);
+    rpg_msec now = host_now(c);
     rpg_msec until = c->wal.fenced_at + c->params.election_timeout_ms;
     return c->wal.fenced_at != 0 && until > now ? until - now
            : c->wal.fenced_at != 0              ? 0

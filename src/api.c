@@ -326,6 +326,95 @@ static const struct api_route *route_find(const char *path)
     return &api_routes[n - 1];
 }
 
+/* ---- the request counters' endpoints ---------------------------------------------------- */
+
+/* raftpg_api_requests_total's endpoints, derived from api_routes at the first use: an exact
+ * row's path, each path of the health-check row (health_path), and a prefix row's path without
+ * its trailing '/' (DELETE /members/NAME counts with POST /members); the catch-all row's requests
+ * are "other" (API_ENDPOINTS). */
+#define API_ENDPOINT_NAME_MAX 32
+static struct {
+    bool built;
+    unsigned n; /* named by the table, counted on past API_ENDPOINTS */
+    char name[API_ENDPOINTS][API_ENDPOINT_NAME_MAX];
+} endpoints;
+
+/* The length of the part of a route's path that names its endpoint (exact and prefix rows). */
+static size_t endpoint_len(const struct api_route *r)
+{
+    size_t len = strlen(r->path);
+    return r->match == API_MATCH_PREFIX && len > 1 && r->path[len - 1] == '/' ? len - 1 : len;
+}
+
+static unsigned endpoint_find(const char *name, size_t len)
+{
+    unsigned n = endpoints.n < API_ENDPOINTS ? endpoints.n : API_ENDPOINTS;
+    for (unsigned k = 0; k < n; k++) {
+        if (strlen(endpoints.name[k]) == len && strncmp(endpoints.name[k], name, len) == 0) {
+            return k;
+        }
+    }
+    return API_ENDPOINTS;
+}
+
+static void endpoint_add(const char *name, size_t len)
+{
+    if (endpoint_find(name, len) != API_ENDPOINTS) {
+        return;
+    }
+    if (endpoints.n < API_ENDPOINTS) {
+        snprintf(endpoints.name[endpoints.n], API_ENDPOINT_NAME_MAX, "%.*s", (int)len, name);
+    }
+    endpoints.n++;
+}
+
+static void endpoints_build(void)
+{
+    if (endpoints.built) {
+        return;
+    }
+    endpoints.built = true;
+    for (size_t i = 0; i < sizeof api_routes / sizeof api_routes[0]; i++) {
+        const struct api_route *r = &api_routes[i];
+        switch (r->match) {
+        case API_MATCH_EXACT:
+        case API_MATCH_PREFIX: endpoint_add(r->path, endpoint_len(r)); break;
+        case API_MATCH_HEALTH:
+            for (unsigned k = 0; health_path(k) != NULL; k++) {
+                endpoint_add(health_path(k), strlen(health_path(k)));
+            }
+            break;
+        case API_MATCH_ANY: break;
+        }
+    }
+}
+
+unsigned api_endpoint_of(const char *path)
+{
+    endpoints_build();
+    /* The row that answers the request is the one it counts under. */
+    const struct api_route *r = route_find(path);
+    switch (r->match) {
+    case API_MATCH_EXACT:
+    case API_MATCH_PREFIX: return endpoint_find(r->path, endpoint_len(r));
+    case API_MATCH_HEALTH: return endpoint_find(path, strlen(path));
+    case API_MATCH_ANY: break;
+    }
+    return API_ENDPOINTS;
+}
+
+const char *api_endpoint_name(unsigned e)
+{
+    endpoints_build();
+    return e < endpoints.n && e < API_ENDPOINTS ? endpoints.name[e] : "other";
+}
+
+unsigned api_endpoints_named(void)
+{
+    endpoints_build();
+    return endpoints.n;
+}
+
 /* The Allow header of a route's 405 ("GET, HEAD, PATCH, PUT"), in a fixed order. */
 static void route_allow(unsigned methods, char *buf, size_t size)
 {

@@ -26,59 +26,15 @@ static double dir_free_bytes(const char *dir)
 
 /* ---- request counters -------------------------------------------------------------------- */
 
-/* Paths as they are counted; anything else (scanners' guesses, say) is "other", so that the
- * label set stays bounded whatever clients send. */
-static const char *const api_endpoints[API_ENDPOINTS] = {
-    "/",
-    "/primary",
-    "/master",
-    "/read-write",
-    "/leader",
-    "/standby-leader",
-    "/replica",
-    "/read-only",
-    "/sync",
-    "/read-only-sync",
-    "/quorum",
-    "/read-only-quorum",
-    "/async",
-    "/health",
-    "/readiness",
-    "/liveness",
-    "/patroni",
-    "/cluster",
-    "/status",
-    "/metrics",
-    "/config",
-    "/members",
-    "/switchover",
-    "/restart",
-    "/reinitialize",
-    "/raftpg/bootstrap",
-    "/synchronous",
-    "/asynchronous",
-    "/history",
-    "/failover",
-    "/reload",
-    "/standby_leader",
-    "/read-only-synchronous",
-    LEASE_ECHO_PATH,
-};
 static const int api_statuses[API_STATUSES] = {200, 201, 202, 400, 401, 403, 404, 405, 409,
                                                412, 413, 414, 415, 422, 431, 500, 503, 504};
 
 void api_answered(void *data, const struct http_request *req, int status)
 {
     struct agent *a = data;
-    unsigned e = API_ENDPOINTS, s = API_STATUSES;
-    for (unsigned i = 0; i < API_ENDPOINTS; i++) {
-        if (strcmp(req->path, api_endpoints[i]) == 0 ||
-            (strcmp(api_endpoints[i], "/members") == 0 &&
-             strncmp(req->path, "/members/", 9) == 0)) {
-            e = i;
-            break;
-        }
-    }
+    /* Paths outside the route table's (scanners' guesses, say) are "other", so that the label
+     * set stays bounded whatever clients send. */
+    unsigned e = api_endpoint_of(req->path), s = API_STATUSES;
     for (unsigned i = 0; i < API_STATUSES; i++) {
         if (api_statuses[i] == status) {
             s = i;
@@ -104,8 +60,7 @@ static void api_answers_metric(const struct agent *a, FILE *f, const char *label
                 snprintf(status, sizeof status, "other");
             }
             fprintf(f, "raftpg_api_requests_total{%s,endpoint=\"%s\",status=\"%s\"} %llu\n", labels,
-                    e < API_ENDPOINTS ? api_endpoints[e] : "other", status,
-                    (unsigned long long)a->api_answers[e][s]);
+                    api_endpoint_name(e), status, (unsigned long long)a->api_answers[e][s]);
         }
     }
 }

@@ -77,8 +77,8 @@ struct ctl_command {
 static const struct ctl_command ctl_commands[] = {
     {"list", NULL, "[--format pretty|json|tsv] [--json] [-W | --watch SECONDS]",
      "members, roles and raft state", ctl_run_list},
-    {"topology", NULL, "[-W | --watch SECONDS]", "the primary and who streams from it",
-     ctl_run_topology},
+    {"topology", NULL, "[--format pretty|json|tsv] [--json] [-W | --watch SECONDS]",
+     "the primary and who streams from it", ctl_run_topology},
     {"version", NULL, NULL, "this program's and each member's version", ctl_run_version},
     {"member", "add", "NAME --raft HOST:PORT --api HOST:PORT [--no-wait]",
      "add a member (spare, then voter)", ctl_run_member_add},
@@ -202,7 +202,7 @@ static void print_command(FILE *f, const struct ctl_command *k)
     fputc('\n', f);
 }
 
-static void print_usage(FILE *f)
+void ctl_print_usage(FILE *f)
 {
     fputs("usage: raftpg ctl [-c FILE | --api HOST:PORT] [--timeout MS] COMMAND\n"
           "\n"
@@ -238,6 +238,23 @@ static const struct ctl_command *find_command(const char *cmd, int argc, char **
     return NULL;
 }
 
+bool ctl_command_row(unsigned i, struct ctl_command_row *row)
+{
+    if (i >= sizeof ctl_commands / sizeof ctl_commands[0]) {
+        return false;
+    }
+    const struct ctl_command *k = &ctl_commands[i];
+    *row = (struct ctl_command_row){k->name, k->sub, k->args, k->help, k->run != NULL};
+    return true;
+}
+
+int ctl_command_lookup(const char *cmd, int argc, char **argv)
+{
+    int words;
+    const struct ctl_command *k = find_command(cmd, argc, argv, &words);
+    return k != NULL ? (int)(k - ctl_commands) : -1;
+}
+
 int ctl_main(int argc, char **argv)
 {
     struct ctl c;
@@ -255,7 +272,7 @@ int ctl_main(int argc, char **argv)
     for (; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            print_usage(stdout);
+            ctl_print_usage(stdout);
             return 0;
         } else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
             config = argv[++i];
@@ -290,7 +307,7 @@ int ctl_main(int argc, char **argv)
             c.timeout_ms = (unsigned)v;
         } else if (a[0] == '-') {
             fprintf(stderr, "raftpg ctl: unknown or incomplete option \"%s\"\n", a);
-            print_usage(stderr);
+            ctl_print_usage(stderr);
             return 2;
         } else {
             break;
@@ -443,7 +460,7 @@ int ctl_main(int argc, char **argv)
     }
     if (i >= argc) {
         fprintf(stderr, "raftpg ctl: a command is required\n");
-        print_usage(stderr);
+        ctl_print_usage(stderr);
         return 2;
     }
     if (c.n_endpoints == 0) {
@@ -456,7 +473,7 @@ int ctl_main(int argc, char **argv)
     const struct ctl_command *k = find_command(cmd, argc - i, argv + i, &words);
     if (k == NULL) {
         fprintf(stderr, "raftpg ctl: unknown command \"%s\"\n", cmd);
-        print_usage(stderr);
+        ctl_print_usage(stderr);
         return 2;
     }
     i += words - 1;

@@ -255,8 +255,90 @@ static int cmd_version(struct ctl *c)
 }
 
 /* Who streams from whom: the primary, then the other members beneath it (raftpg runs no
- * cascading replication: every standby streams from the primary). */
-static int cmd_topology(struct ctl *c)
+ * cascading replication: every standby streams from the primary). One row per member in that
+ * order, {name, upstream (null for the primary, or with none recorded), role, state, timeline,
+ * lag}, the last two only when the cluster document has them; every format prints these rows. */
+static json_t *topology_rows(json_t *cluster, const char *primary)
+{
+    json_t *rows = json_array();
+    json_t *members = json_object_get(cluster, "members");
+    for (int pass = 0; pass < 2; pass++) {
+        size_t i;
+        json_t *m;
+        json_array_foreach(members, i, m) {
+            const char *name = ctl_str_or(m, "name", "?");
+            bool is_primary = primary[0] != '\0' && strcmp(name, primary) == 0;
+            if (is_primary != (pass == 0)) {
+                continue;
+            }
+            json_t *row =
+                json_pack("{s:s, s:o, s:s, s:s}", "name", name, "upstream",
+                          is_primary || primary[0] == '\0' ? json_null() : json_string(primary),
+                          "role", ctl_str_or(m, "role", "?"), "state", ctl_str_or(m, "state", "?"));
+            json_t *tl = json_object_get(m, "timeline");
+            if (is_primary && json_is_integer(tl)) {
+                json_object_set(row, "timeline", tl);
+            }
+            json_t *lag = json_object_get(m, "lag");
+            if (!is_primary && lag != NULL) {
+                json_object_set(row, "lag", lag);
+            }
+            json_array_append_new(rows, row);
+        }
+    }
+    return rows;
+}
+
+static void print_topology_pretty(const char *scope, const char *primary, json_t *rows)
+{
+    printf("Cluster: %s\n", scope);
+    if (primary[0] == '\0') {
+        printf("(no primary recorded)\n");
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r) {
+        if (primary[0] != '\0' && strcmp(ctl_str_or(r, "name", ""), primary) == 0) {
+            printf("%s  [%s, %s, timeline %lld]\n", primary, ctl_str_or(r, "role", "?"),
+                   ctl_str_or(r, "state", "?"),
+                   (long long)json_integer_value(json_object_get(r, "timeline")));
+            continue;
+        }
+        json_t *lag = json_object_get(r, "lag");
+        printf("+ %s  [%s, %s", ctl_str_or(r, "name", "?"), ctl_str_or(r, "role", "?"),
+               ctl_str_or(r, "state", "?"));
+        if (json_is_integer(lag)) {
+            printf(", lag %lld bytes", (long long)json_integer_value(lag));
+        }
+        printf("]\n");
+    }
+}
+
+/* Tab-separated, a header row then one row per member: for scripts, as list's. */
+static void print_topology_tsv(json_t *rows)
+{
+    printf("Member\tUpstream\tRole\tState\tTL\tLag\n");
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r) {
+        json_t *tl = json_object_get(r, "timeline");
+        json_t *lag = json_object_get(r, "lag");
+        printf("%s\t%s\t%s\t%s\t", ctl_str_or(r, "name", "?"), ctl_str_or(r, "upstream", ""),
+               ctl_str_or(r, "role", "?"), ctl_str_or(r, "state", "?"));
+        if (json_is_integer(tl)) {
+            printf("%lld", (long long)json_integer_value(tl));
+        }
+        printf("\t");
+        if (json_is_integer(lag)) {
+            printf("%lld", (long long)json_integer_value(lag));
+        } else if (lag != NULL) {
+            printf("unknown");
+        }
+        printf("\n");
+    }
+}
+
+static int cmd_topology(struct ctl *c, enum list_format format)
 {
     char errmsg[RPG_ERRMSG_SIZE];
     json_t *cluster = ctl_fetch_cluster(c, errmsg);
@@ -264,33 +346,23 @@ static int cmd_topology(struct ctl *c)
         fprintf(stderr, "raftpg ctl topology: %s\n", errmsg);
         return 1;
     }
-    json_t *members = json_object_get(cluster, "members");
+    const char *scope = ctl_str_or(cluster, "scope", "?");
     const char *primary = ctl_str_or(json_object_get(cluster, "primary"), "name", "");
-    size_t i;
-    json_t *m;
-    printf("Cluster: %s\n", ctl_str_or(cluster, "scope", "?"));
-    json_array_foreach(members, i, m) {
-        if (strcmp(ctl_str_or(m, "name", ""), primary) == 0) {
-            printf("%s  [%s, %s, timeline %lld]\n", primary, ctl_str_or(m, "role", "?"),
-                   ctl_str_or(m, "state", "?"),
-                   (long long)json_integer_value(json_object_get(m, "timeline")));
-        }
+    json_t *rows = topology_rows(cluster, primary);
+    if (format == LIST_JSON) {
+        json_t *o = json_pack("{s:s, s:o, s:O}", "scope", scope, "primary",
+                              primary[0] != '\0' ? json_string(primary) : json_null(), "members",
+                              rows);
+        char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", text != NULL ? text : "{}");
+        free(text);
+        json_decref(o);
+    } else if (format == LIST_TSV) {
+        print_topology_tsv(rows);
+    } else {
+        print_topology_pretty(scope, primary, rows);
     }
-    if (primary[0] == '\0') {
-        printf("(no primary recorded)\n");
-    }
-    json_array_foreach(members, i, m) {
-        const char *name = ctl_str_or(m, "name", "?");
-        if (strcmp(name, primary) == 0) {
-            continue;
-        }
-        json_t *lag = json_object_get(m, "lag");
-        printf("+ %s  [%s, %s", name, ctl_str_or(m, "role", "?"), ctl_str_or(m, "state", "?"));
-        if (json_is_integer(lag)) {
-            printf(", lag %lld bytes", (long long)json_integer_value(lag));
-        }
-        printf("]\n");
-    }
+    json_decref(rows);
     json_decref(cluster);
     return 0;
 }
@@ -347,7 +419,7 @@ static int cmd_show_config(struct ctl *c)
     return 0;
 }
 
-/* list and topology: --format, --json, --watch; topology takes the format and ignores it. */
+/* list and topology: --format, --json, --watch. */
 static int run_watch(struct ctl *c, const char *cmd, bool topo, int argc, char **argv)
 {
     enum list_format format = LIST_PRETTY;
@@ -390,7 +462,7 @@ static int run_watch(struct ctl *c, const char *cmd, bool topo, int argc, char *
         }
     }
     for (;;) {
-        int rv = topo ? cmd_topology(c) : cmd_list(c, format);
+        int rv = topo ? cmd_topology(c, format) : cmd_list(c, format);
         if (watch == 0) {
             return rv;
         }

@@ -8,39 +8,46 @@
 
 #include "raftpg/err.h"
 
+/* Patroni's health-check paths, the aliases each on its own row. */
+static const struct {
+    const char *path;
+    enum health_kind kind;
+} health_paths[] = {
+    {"/", HEALTH_PRIMARY},
+    {"/primary", HEALTH_PRIMARY},
+    {"/master", HEALTH_PRIMARY},
+    {"/read-write", HEALTH_PRIMARY},
+    {"/leader", HEALTH_LEADER},
+    {"/standby-leader", HEALTH_STANDBY_LEADER},
+    {"/standby_leader", HEALTH_STANDBY_LEADER},
+    {"/replica", HEALTH_REPLICA},
+    {"/read-only", HEALTH_READ_ONLY},
+    {"/sync", HEALTH_SYNC},
+    {"/synchronous", HEALTH_SYNC},
+    {"/read-only-sync", HEALTH_READ_ONLY_SYNC},
+    {"/read-only-synchronous", HEALTH_READ_ONLY_SYNC},
+    {"/quorum", HEALTH_QUORUM},
+    {"/read-only-quorum", HEALTH_READ_ONLY_QUORUM},
+    {"/async", HEALTH_ASYNC},
+    {"/asynchronous", HEALTH_ASYNC},
+    {"/health", HEALTH_HEALTH},
+    {"/readiness", HEALTH_READINESS},
+    {"/liveness", HEALTH_LIVENESS},
+};
+
 enum health_kind health_kind_of(const char *path)
 {
-    static const struct {
-        const char *path;
-        enum health_kind kind;
-    } table[] = {
-        {"/", HEALTH_PRIMARY},
-        {"/primary", HEALTH_PRIMARY},
-        {"/master", HEALTH_PRIMARY},
-        {"/read-write", HEALTH_PRIMARY},
-        {"/leader", HEALTH_LEADER},
-        {"/standby-leader", HEALTH_STANDBY_LEADER},
-        {"/standby_leader", HEALTH_STANDBY_LEADER},
-        {"/replica", HEALTH_REPLICA},
-        {"/read-only", HEALTH_READ_ONLY},
-        {"/sync", HEALTH_SYNC},
-        {"/synchronous", HEALTH_SYNC},
-        {"/read-only-sync", HEALTH_READ_ONLY_SYNC},
-        {"/read-only-synchronous", HEALTH_READ_ONLY_SYNC},
-        {"/quorum", HEALTH_QUORUM},
-        {"/read-only-quorum", HEALTH_READ_ONLY_QUORUM},
-        {"/async", HEALTH_ASYNC},
-        {"/asynchronous", HEALTH_ASYNC},
-        {"/health", HEALTH_HEALTH},
-        {"/readiness", HEALTH_READINESS},
-        {"/liveness", HEALTH_LIVENESS},
-    };
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
-        if (strcmp(path, table[i].path) == 0) {
-            return table[i].kind;
+    for (size_t i = 0; i < sizeof health_paths / sizeof health_paths[0]; i++) {
+        if (strcmp(path, health_paths[i].path) == 0) {
+            return health_paths[i].kind;
         }
     }
     return HEALTH_NONE;
+}
+
+const char *health_path(unsigned i)
+{
+    return i < sizeof health_paths / sizeof health_paths[0] ? health_paths[i].path : NULL;
 }
 
 const char *health_replication_state(bool streaming, bool restore_command)

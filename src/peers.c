@@ -108,9 +108,11 @@ int peers_read_status(struct peer_status *s, int status, const char *body, size_
     s->nofailover = json_is_true(json_object_get(tags, "nofailover"));
     s->nosync = json_is_true(json_object_get(tags, "nosync"));
     s->noloadbalance = json_is_true(json_object_get(tags, "noloadbalance"));
+    /* Absent or null is Patroni's default, 1; 0 means never a failover candidate. */
     json_t *prio = json_object_get(tags, "failover_priority");
-    s->failover_priority = prio == NULL ? 1
-                                        : (int)num(&r, tags, "tags", "failover_priority", INT_MAX);
+    s->failover_priority = prio == NULL || json_is_null(prio)
+                               ? 1
+                               : (int)num(&r, tags, "tags", "failover_priority", INT_MAX);
     json_t *rs = json_object_get(o, "raft_storage");
     s->storage_failed = json_is_object(rs) && json_is_false(json_object_get(rs, "ok"));
     copy_str(s->storage_error, sizeof s->storage_error, rs, "error");

@@ -243,17 +243,22 @@ static bool catchup_check(struct agent *a, rpg_msec now, rpg_msec in_phase)
         set_phase(a, SWITCHOVER_TRANSFER);
         snprintf(s->handed_to, sizeof s->handed_to, "%s", s->to);
         s->handed_term = a->cons.term;
+        struct failover_permit before = a->failover_permit;
         if (a->cons.state.paused) {
             /* Maintenance mode holds every member's decisions: the candidate may take
              * over (record, promote) by the same permit as a failover in pause, granted
              * before the hand-over so that it finds it as soon as it leads. */
-            struct failover_permit *fp = &a->failover_permit;
-            snprintf(fp->to, sizeof fp->to, "%s", s->to);
-            snprintf(fp->from, sizeof fp->from, "%s", a->conf.name);
-            fp->until = now + FAILOVER_PERMIT_MS;
+            struct failover_permit grant;
+            memset(&grant, 0, sizeof grant);
+            snprintf(grant.to, sizeof grant.to, "%s", s->to);
+            snprintf(grant.from, sizeof grant.from, "%s", a->conf.name);
+            grant.until = now + FAILOVER_PERMIT_MS;
+            failover_permit_grant(&a->failover_permit, &grant);
         }
         if (cons_transfer(&a->cons, s->to_id, errmsg) != 0) {
-            memset(&a->failover_permit, 0, sizeof a->failover_permit);
+            /* Refused: the grant goes back to what it was; a permit this member adopted (it
+             * took over by one in this pause) is not the switchover's to drop. */
+            failover_permit_grant(&a->failover_permit, &before);
             give_up(a, 503, errmsg);
         }
         return true;

@@ -78,6 +78,9 @@ const char *health_replication_state(bool streaming, bool restore_command);
 /* The kind of a path, HEALTH_NONE when it is no health check. */
 enum health_kind health_kind_of(const char *path);
 
+/* The i-th path health_kind_of knows (from 0, aliases included), NULL past the last. */
+const char *health_path(unsigned i);
+
 /* A size as Patroni's lag takes it: digits, then nothing, B, kB, MB, GB or TB (1024-based).
  * 0 or RPG_EINVAL. */
 int health_parse_size(const char *text, uint64_t *out);

@@ -20,6 +20,16 @@ t_check "ctl list --format tsv: a header and three rows of eleven fields" \
   t_eq "$(ctl list --format tsv | awk -F'\t' 'NF == 11' | wc -l)" 4
 t_check "ctl topology puts the primary first" t_eq "$(ctl topology | sed -n 2p | cut -d' ' -f1)" "$P"
 t_check "ctl topology lists both standbys beneath it" t_eq "$(ctl topology | grep -c '^+ node')" 2
+standbys=$(for i in 1 2 3; do [ "node$i" = "$P" ] || echo "node$i"; done)
+topo=$(ctl topology --format json)
+t_check "ctl topology --format json: the primary first, streaming from nobody" \
+  t_eq "$(jq -r '.primary + " " + .members[0].name + " " + (.members[0].upstream | tostring)' <<<"$topo")" "$P $P null"
+t_check "ctl topology --format json: the two standbys beneath it, streaming from it" \
+  t_eq "$(jq -r --arg p "$P" '.members[1:][] | select(.upstream == $p) | .name' <<<"$topo" | sort)" "$standbys"
+t_check "ctl topology --format tsv: a header and three rows of six fields, the primary first" \
+  t_eq "$(ctl topology --format tsv | awk -F'\t' 'NF == 6 { n++ } NR == 2 { p = $1 } END { print n, p }')" "4 $P"
+ctl topology --format yaml >/dev/null 2>&1 && rc=0 || rc=$?
+t_check "ctl topology --format yaml is a usage error" t_eq "$rc" 2
 
 ctl pause --wait >"$T_DIR/out" 2>&1 && rc=0 || rc=$?
 t_check "ctl pause --wait succeeds ($(cat "$T_DIR/out"))" t_eq "$rc" 0

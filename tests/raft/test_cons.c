@@ -1307,22 +1307,35 @@ static void test_slow_disks_keep_an_echoed_lease(void **state)
     assert_int_equal(cl->overlaps, 0);
 }
 
+/* The ready leader once the echo (fence.h) has renewed its lease for 2 ET. */
+static int echoed_leader(struct cluster *cl)
+{
+    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
+    int l = ready_leader(cl);
+    assert_true(l >= 0);
+    cl->echo = true;
+    run_for(cl, 2 * ET_MS);
+    return l;
+}
+
+/* Every disk but server spared's (-1: none) completes its writes only after the storage bound. */
+static void disks_past_the_bound(struct cluster *cl, int spared)
+{
+    for (unsigned i = 0; i < cl->n; i++) {
+        if ((int)i != spared) {
+            raft_fixture_set_disk_latency(&cl->f, i, (STORAGE_LEADER_BOUND_ET + 1) * ET_MS);
+        }
+    }
+}
+
 /* Only the followers' disks are slow, slower than the storage bound: nothing commits for 4 ET
  * at a time, but the leader's own log writes complete, so it is not stuck on its disk and stays
  * (a new leader would wait on the same disks); the echo keeps its lease. */
 static void test_slow_follower_disks_keep_the_leader(void **state)
 {
     struct cluster *cl = *state;
-    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
-    int l = ready_leader(cl);
-    assert_true(l >= 0);
-    cl->echo = true;
-    run_for(cl, 2 * ET_MS);
-    for (unsigned i = 0; i < cl->n; i++) {
-        if ((int)i != l) {
-            raft_fixture_set_disk_latency(&cl->f, i, (STORAGE_LEADER_BOUND_ET + 1) * ET_MS);
-        }
-    }
+    int l = echoed_leader(cl);
+    disks_past_the_bound(cl, l);
     run_for(cl, 4 * (STORAGE_LEADER_BOUND_ET + 1) * ET_MS);
     assert_int_equal(ready_leader(cl), l);
     assert_int_equal(cl->cons[l].n_stepdowns, 0);
@@ -1335,14 +1348,8 @@ static void test_slow_follower_disks_keep_the_leader(void **state)
 static void test_leader_on_a_stuck_disk_hands_over(void **state)
 {
     struct cluster *cl = *state;
-    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
-    int l = ready_leader(cl);
-    assert_true(l >= 0);
-    cl->echo = true;
-    run_for(cl, 2 * ET_MS);
-    for (unsigned i = 0; i < cl->n; i++) {
-        raft_fixture_set_disk_latency(&cl->f, i, (STORAGE_LEADER_BOUND_ET + 1) * ET_MS);
-    }
+    int l = echoed_leader(cl);
+    disks_past_the_bound(cl, -1);
     for (unsigned k = 0; k < 100000 && cl->cons[l].n_stepdowns == 0 &&
                          (rpg_msec)cl->f.time < 20 * (STORAGE_LEADER_BOUND_ET + 1) * ET_MS;
          k++) {
@@ -1358,11 +1365,7 @@ static void test_leader_on_a_stuck_disk_hands_over(void **state)
 static void test_cut_off_leader_gets_no_echo(void **state)
 {
     struct cluster *cl = *state;
-    assert_true(run_until(cl, initialised_with_config, NULL, WAIT_MS));
-    int l = ready_leader(cl);
-    assert_true(l >= 0);
-    cl->echo = true;
-    run_for(cl, 2 * ET_MS);
+    int l = echoed_leader(cl);
     uint64_t granted = cl->cons[l].lease_stats.via_echo;
     assert_true(granted > 0);
     rpg_msec cut = (rpg_msec)cl->f.time;
@@ -1428,6 +1431,117 @@ static void test_echo_counts_each_voter_once(void **state)
     assert_int_equal(n, 2);
     /* A follower begins no probe. */
     assert_false(cons_echo_begin(&cl->cons[f1 - 1], &seq, &term));
+}
+
+/* A directory below the fence of a server no cons_attach has reached yet (cons_uv.c wraps the
+ * io, bootstraps, then attaches): a write is taken, or refused with bare_refuse. */
+static int bare_refuse;
+static struct raft_io_append *bare_req;
+static raft_io_append_cb bare_cb;
+static int bare_status;
+
+static int bare_append(struct raft_io *io, struct raft_io_append *req,
+                       const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    (void)io;
+    (void)entries;
+    (void)n;
+    if (bare_refuse != 0) {
+        return bare_refuse;
+    }
+    bare_req = req;
+    bare_cb = cb;
+    return 0;
+}
+
+static void bare_done(struct raft_io_append *req, int status)
+{
+    (void)req;
+    bare_status = status;
+}
+
+static struct cons *bare_wrap(struct raft_io *io)
+{
+    struct cons *c = test_malloc(sizeof *c);
+    cons_setup(c);
+    memset(io, 0, sizeof *io);
+    io->append = bare_append;
+    bare_refuse = 0;
+    bare_req = NULL;
+    bare_cb = NULL;
+    bare_status = -1;
+    cons_wal_wrap(c, io);
+    return c;
+}
+
+/* The fence and the storage report work on the host's clock, which is not there before
+ * cons_attach: a write that fails then closes the fence instead of crashing. */
+static void test_failed_write_before_attach_fences(void **state)
+{
+    (void)state;
+    struct raft_io io;
+    struct cons *c = bare_wrap(&io);
+    struct raft_entry e = {.term = 1, .type = RAFT_COMMAND};
+    struct raft_io_append req;
+    assert_int_equal(io.append(&io, &req, &e, 1, bare_done), 0);
+    assert_int_equal(c->wal.n_pending, 1);
+    assert_non_null(bare_cb);
+    bare_cb(bare_req, RAFT_IOERR);
+    assert_int_equal(bare_status, RAFT_IOERR);
+    assert_true(c->wal.fenced);
+    assert_true(c->storage.failed);
+    assert_int_equal(c->wal.n_pending, 0);
+    cons_wal_unwrap(c);
+    test_free(c);
+}
+
+static rpg_msec bare_now(struct cons *c)
+{
+    (void)c;
+    return 7000;
+}
+
+/* A write still pending at the attach counts towards the storage bound from the attach, not
+ * from the clock's zero. */
+static void test_write_pending_at_attach_counts_from_it(void **state)
+{
+    (void)state;
+    struct raft_io io;
+    struct cons *c = bare_wrap(&io);
+    struct raft_entry e = {.term = 1, .type = RAFT_COMMAND};
+    struct raft_io_append req;
+    assert_int_equal(io.append(&io, &req, &e, 1, bare_done), 0);
+    assert_int_equal(c->wal.pending[0].at, 0);
+    struct cons_params p;
+    memset(&p, 0, sizeof p);
+    p.election_timeout_ms = ET_MS;
+    struct cons_host host = {.now = bare_now};
+    cons_attach(c, NULL, 1, &p, &host);
+    assert_int_equal(c->wal.pending[0].at, 7000);
+    bare_cb(bare_req, 0);
+    assert_int_equal(bare_status, 0);
+    assert_int_equal(c->wal.n_pending, 0);
+    cons_detach(c);
+    cons_wal_unwrap(c);
+    test_free(c);
+}
+
+static void test_refused_write_and_probe_before_attach(void **state)
+{
+    (void)state;
+    struct raft_io io;
+    struct cons *c = bare_wrap(&io);
+    cons_storage_probe_begin(c);
+    cons_storage_report(c, -1, 5, "raft: read-only file system", false, 0);
+    assert_true(c->storage.failed);
+    bare_refuse = RAFT_IOERR;
+    struct raft_entry e = {.term = 1, .type = RAFT_COMMAND};
+    struct raft_io_append req;
+    assert_int_equal(io.append(&io, &req, &e, 1, bare_done), RAFT_IOERR);
+    assert_true(c->wal.fenced);
+    assert_int_equal(bare_status, -1);
+    cons_wal_unwrap(c);
+    test_free(c);
 }
 
 static void test_healthy_leader_stays(void **state)
@@ -1575,6 +1689,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_diverged_leader_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_leader_acts_after_the_fence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_healthy_leader_stays, setup, teardown),
+        cmocka_unit_test(test_failed_write_before_attach_fences),
+        cmocka_unit_test(test_refused_write_and_probe_before_attach),
+        cmocka_unit_test(test_write_pending_at_attach_counts_from_it),
         cmocka_unit_test_setup_teardown(test_slow_follower_disks_keep_the_leader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_on_a_stuck_disk_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_vote_per_term, setup, teardown),

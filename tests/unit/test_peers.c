@@ -60,6 +60,17 @@ static void test_absent_and_null_fields(void **state)
     assert_int_equal(st.failover_priority, 1);
 }
 
+/* A null failover_priority is not 0 (never a candidate) but the default, as an absent one. */
+static void test_null_failover_priority_reads_as_the_default(void **state)
+{
+    (void)state;
+    assert_int_equal(answer("{\"id\": 2, \"tags\": {\"failover_priority\": null}}"), 0);
+    assert_true(st.reachable);
+    assert_int_equal(st.failover_priority, 1);
+    assert_int_equal(answer("{\"id\": 2, \"tags\": {\"failover_priority\": 0}}"), 0);
+    assert_int_equal(st.failover_priority, 0);
+}
+
 static void test_a_negative_count_is_refused(void **state)
 {
     (void)state;
@@ -101,6 +112,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_full_answer),
         cmocka_unit_test(test_absent_and_null_fields),
+        cmocka_unit_test(test_null_failover_priority_reads_as_the_default),
         cmocka_unit_test(test_a_negative_count_is_refused),
         cmocka_unit_test(test_wrong_types_are_refused),
         cmocka_unit_test(test_not_json),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# An agent stopped while its bootstrap.post_bootstrap script runs: its directory ran as primary
+# An agent killed while its bootstrap.post_bootstrap script runs: its directory ran as primary
 # and was never recorded. At its next start the agent must undo that bootstrap (server stopped,
 # directory moved aside) instead of adopting a directory whose script never finished; another
 # member bootstraps and runs the script, and the first one clones from it.
@@ -9,7 +9,7 @@ t_pick_ports
 t_time_bound 120
 
 # post.sh URL: appends "nodeI" to $T_DIR/calls; with $T_DIR/slow-once its first run waits (up
-# to 60 s) for its agent to stop, otherwise it creates a role.
+# to 60 s, its PID in $T_DIR/post.pid) for its agent to be killed, otherwise it creates a role.
 cat >"$T_DIR/post.sh" <<EOF
 #!/usr/bin/env bash
 set -euo pipefail
@@ -18,7 +18,8 @@ port=\${url##*:}; port=\${port%%/*}
 echo "node\$((port - $T_BASE - 10))" >>"$T_DIR/calls"
 if [ -e "$T_DIR/slow-once" ]; then
   rm -f "$T_DIR/slow-once"
-  sleep 60
+  echo \$\$ >"$T_DIR/post.pid"
+  exec sleep 60
 fi
 psql -X -q -v ON_ERROR_STOP=1 "\$url" -c 'CREATE ROLE app_owner LOGIN'
 EOF
@@ -36,8 +37,12 @@ for i in 1 2 3; do t_start "$i"; done
 t_wait 60 "the script running on the member that initialises the cluster" running
 F=$(head -n1 "$T_DIR/calls"); Fi=${F#node}
 t_check "$F's bootstrap is in progress" test -f "$T_DIR/$F/pgdata.bootstrapping"
-t_kill "$Fi" TERM
-t_log "$F's agent stopped during its script"
+# Killed: a clean stop undoes the bootstrap itself (its script killed with it); a kill leaves it
+# to the next start. The script, left running, is ended by its PID.
+t_kill "$Fi" KILL
+t_wait 10 "the script's PID" test -s "$T_DIR/post.pid"
+kill "$(cat "$T_DIR/post.pid")" 2>/dev/null || true
+t_log "$F's agent killed during its script"
 t_check "nothing was recorded" t_eq "$(t_jq "$(( Fi % 3 + 1 ))" '.system_id // "none"')" none
 t_start "$Fi"
 t_wait 90 "a primary and two streaming standbys" t_pg_healthy 1 2 3

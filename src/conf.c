@@ -56,6 +56,8 @@ enum key_type {
     KEY_SYNC_MODE, /* off/quorum/strict, or Patroni's on/true (quorum) and false (off), int-sized */
     KEY_IGNORED,   /* a Patroni key without effect here: any value, a warning saying why */
     KEY_REFUSED,   /* a Patroni key raftpg cannot honour: an error saying why */
+    KEY_METHOD,    /* key "*" under bootstrap: a custom method's mapping into methods[] */
+    KEY_ARGS,      /* key "*" in a custom method: a scalar passed as --key=value */
 };
 
 /* One row of a key table. Offsets are from the base the table is walked with: struct conf for
@@ -342,11 +344,42 @@ static const struct conf_key dcs_keys[] = {
     {.key = NULL},
 };
 
+#define METHOD_FIELD(f)                                                                            \
+    .off = offsetof(struct conf_boot_method, f), .size = sizeof(((struct conf_boot_method *)0)->f)
+
+/* A custom bootstrap method (Patroni's bootstrap.<method>), walked with a struct
+ * conf_boot_method as base. */
+static const struct conf_key method_keys[] = {
+    {"command", KEY_STRING, METHOD_FIELD(command), .min = 1, .required = true},
+    {"no_params", KEY_BOOL, METHOD_FIELD(no_params), .def = "false"},
+    {"keep_existing_recovery_conf", KEY_BOOL, METHOD_FIELD(keep_existing_recovery_conf),
+     .def = "false"},
+    {"recovery_conf", KEY_REFUSED,
+     .why = "raftpg starts the directory the command leaves as a primary, without recovery "
+            "settings: have the command recover it to its target and promote it"},
+    {"scope", KEY_IGNORED, .why = "raftpg passes --scope itself unless no_params is true"},
+    {"datadir", KEY_IGNORED, .why = "raftpg passes --datadir itself unless no_params is true"},
+    {"*", KEY_ARGS, .off = offsetof(struct conf_boot_method, args),
+     .count_off = offsetof(struct conf_boot_method, n_args)},
+    {.key = NULL},
+};
+
 static const struct conf_key bootstrap_keys[] = {
     {"dcs", KEY_SECTION, .sub = dcs_keys},
     {"initdb", KEY_IGNORED,
      .why = "raftpg runs initdb with --data-checksums --encoding=UTF8 and its own "
             "authentication"},
+    {"method", KEY_NAME, FIELD(bootstrap.method)},
+    {"post_bootstrap", KEY_STRING, FIELD(bootstrap.post_bootstrap), .min = 1},
+    {"post_init", KEY_STRING, FIELD(bootstrap.post_init), .min = 1},
+    {"post_bootstrap_timeout", KEY_UINT, FIELD(bootstrap.post_bootstrap_timeout_s), .min = 1,
+     .max = 86400, .def = "600"},
+    {"users", KEY_REFUSED,
+     .why = "Patroni 4 removed it: create the roles in a bootstrap.post_bootstrap script, which "
+            "runs once as the superuser when the cluster is new"},
+    {"*", KEY_METHOD, .off = offsetof(struct conf, bootstrap.methods),
+     .size = sizeof(struct conf_boot_method),
+     .count_off = offsetof(struct conf, bootstrap.n_methods), .max = CONF_BOOT_METHODS_MAX},
     {.key = NULL},
 };
 
@@ -972,7 +1005,9 @@ static bool convert(const struct conf_key *k, void *base, const char *s, char *w
     case KEY_HEADERS:
     case KEY_OTHER:
     case KEY_IGNORED:
-    case KEY_REFUSED: break;
+    case KEY_REFUSED:
+    case KEY_METHOD:
+    case KEY_ARGS: break;
     }
     assert(!"convert called on a container key");
     return false;
@@ -1230,10 +1265,14 @@ static int parse_other(struct parser *p, const struct conf_key *k, void *base, c
     unsigned *n = (unsigned *)((char *)base + k->count_off);
     const char *s = NULL;
     int rv;
+    bool arg = k->type == KEY_ARGS;
     if (*n == CONF_USER_TAGS_MAX) {
-        return fail(p, "expected at most %d user tags", CONF_USER_TAGS_MAX);
+        return fail(p, "expected at most %d %s", CONF_USER_TAGS_MAX,
+                    arg ? "arguments" : "user tags");
     }
-    if ((rv = expect(p, YAML_SCALAR_EVENT, "a scalar (a user tag's value)")) != 0 ||
+    if ((rv = expect(p, YAML_SCALAR_EVENT,
+                     arg ? "a scalar (an argument's value)" : "a scalar (a user tag's value)")) !=
+            0 ||
         (rv = scalar_text(p, &s)) != 0) {
         return rv;
     }
@@ -1415,6 +1454,61 @@ static int ignore_value(struct parser *p, const struct conf_key *k)
     return skip_value(p);
 }
 
+static int parse_mapping(struct parser *p, const struct conf_key *table, void *base);
+
+/* Patroni passes any other key of a custom bootstrap method as --key=value; a dash is common
+ * there (barman-server). */
+static bool is_arg_name(const char *s)
+{
+    if (s[0] == '\0' || s[0] == '-') {
+        return false;
+    }
+    for (; *s != '\0'; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '.' || *s == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A key of bootstrap that no row names: a custom method's section (Patroni's
+ * bootstrap.<method>), whose value the current event after the key starts. */
+static int parse_method(struct parser *p, const struct conf_key *k, void *base, const char *key)
+{
+    struct conf_boot_method *m = (struct conf_boot_method *)((char *)base + k->off);
+    unsigned *n = (unsigned *)((char *)base + k->count_off);
+    char name[CONF_NAME_MAX];
+    int rv;
+    /* key lives in the current event, which next() frees. */
+    snprintf(name, sizeof name, "%s", key);
+    if (strlen(key) >= sizeof m->name || !is_arg_name(key)) {
+        return fail(p, "unknown key (a custom bootstrap method's name is 1..63 characters from "
+                       "[A-Za-z0-9_.-])");
+    }
+    for (unsigned i = 0; i < *n; i++) {
+        if (strcmp(m[i].name, name) == 0) {
+            return fail(p, "duplicate key");
+        }
+    }
+    if ((rv = next(p)) != 0) {
+        return rv;
+    }
+    if (p->ev.type != YAML_MAPPING_START_EVENT) {
+        return fail(p,
+                    "unknown key (a custom bootstrap method, which bootstrap.method names, is "
+                    "a mapping with a command; got %s)",
+                    kind(&p->ev));
+    }
+    if (*n == (unsigned)k->max) {
+        return fail(p, "expected at most %ld custom bootstrap methods", k->max);
+    }
+    where_add(p, ev_mark(p));
+    snprintf(m[*n].name, sizeof m[*n].name, "%s", name);
+    (*n)++;
+    return parse_mapping(p, method_keys, &m[*n - 1]);
+}
+
 static int parse_value(struct parser *p, const struct conf_key *k, void *base)
 {
     switch (k->type) {
@@ -1457,6 +1551,39 @@ static int parse_mapping(struct parser *p, const struct conf_key *table, void *b
         while (k->key != NULL && strcmp(k->key, s) != 0) {
             other = strcmp(k->key, "*") == 0 ? k : other;
             k++;
+        }
+        if (k->key == NULL && other != NULL && other->type == KEY_METHOD) {
+            size_t saved = path_push(p, ".%.40s", s);
+            if ((rv = parse_method(p, other, base, s)) != 0) {
+                return rv;
+            }
+            path_pop(p, saved);
+            continue;
+        }
+        if (k->key == NULL && other != NULL && other->type == KEY_ARGS) {
+            char name[64];
+            size_t saved = path_push(p, ".%.40s", s);
+            if (!is_arg_name(s) || strlen(s) >= sizeof name) {
+                return fail(p, "expected an argument name of 1..63 characters from "
+                               "[A-Za-z0-9_.-] (passed to command as --name=value) or one of "
+                               "command, no_params, keep_existing_recovery_conf");
+            }
+            const struct conf_kv *kv = *(struct conf_kv **)((char *)base + other->off);
+            for (unsigned i = 0; i < *(unsigned *)((char *)base + other->count_off); i++) {
+                if (strcmp(kv[i].key, s) == 0) {
+                    return fail(p, "duplicate key");
+                }
+            }
+            snprintf(name, sizeof name, "%s", s);
+            if ((rv = next(p)) != 0) {
+                return rv;
+            }
+            where_add(p, ev_mark(p));
+            if ((rv = parse_other(p, other, base, name)) != 0) {
+                return rv;
+            }
+            path_pop(p, saved);
+            continue;
         }
         if (k->key == NULL && other != NULL) {
             char name[64];
@@ -1571,6 +1698,59 @@ static int check_vip(struct parser *p)
                            "must not be this member's own address (address=%s %s=%s)",
                            c->vip.address.text, own[i].key, own[i].addr);
         }
+    }
+    return 0;
+}
+
+/* bootstrap.method names one of the custom method sections (or initdb); post_init is
+ * post_bootstrap's older name, and one file gives at most one of the two. */
+static int finish_bootstrap(struct parser *p)
+{
+    struct conf *c = p->c;
+    struct mark m;
+    if (where_find(p, "bootstrap.post_bootstrap", NULL) &&
+        where_find(p, "bootstrap.post_init", &m)) {
+        return fail_at(p, m, "bootstrap.post_init",
+                       "given with bootstrap.post_bootstrap, which is the same key: keep one");
+    }
+    if (c->bootstrap.post_init[0] != '\0') {
+        memcpy(c->bootstrap.post_bootstrap, c->bootstrap.post_init,
+               sizeof c->bootstrap.post_bootstrap);
+    }
+    const char *method = c->bootstrap.method;
+    bool found = method[0] == '\0' || strcmp(method, "initdb") == 0;
+    for (unsigned i = 0; i < c->bootstrap.n_methods; i++) {
+        const struct conf_boot_method *bm = &c->bootstrap.methods[i];
+        char key[96];
+        snprintf(key, sizeof key, "bootstrap.%s", bm->name);
+        if (strcmp(bm->name, method) != 0) {
+            /* Patroni reads only the section bootstrap.method names. */
+            if (c->n_warnings < CONF_WARNINGS_MAX) {
+                m = where_first(p, key, "bootstrap");
+                rpg_fmt(c->warnings[c->n_warnings], sizeof c->warnings[0],
+                        "%s:%lu:%lu: %s: ignored: bootstrap.method names %s", p->file, m.line,
+                        m.col, key, method[0] != '\0' ? method : "no custom method (initdb)");
+            }
+            c->n_warnings++;
+            continue;
+        }
+        found = true;
+        c->bootstrap.custom = true;
+        c->bootstrap.custom_index = i;
+        if (bm->keep_existing_recovery_conf) {
+            char kkey[128];
+            snprintf(kkey, sizeof kkey, "%s.keep_existing_recovery_conf", key);
+            return fail_at(p, where_first(p, kkey, key), kkey,
+                           "true is not supported: raftpg starts the directory the command "
+                           "leaves as a primary, without recovery settings (have the command "
+                           "recover it to its target and promote it)");
+        }
+    }
+    if (!found) {
+        return fail_at(p, where_first(p, "bootstrap.method", "bootstrap"), "bootstrap.method",
+                       "names no custom method: add a section bootstrap.%s with a command, or "
+                       "use initdb",
+                       method);
     }
     return 0;
 }
@@ -1785,6 +1965,9 @@ static int finish(struct parser *p)
     c->has_postgresql = where_find(p, "postgresql", NULL);
     c->has_vip = where_find(p, "vip", NULL);
     if ((rv = finish_dcs(p)) != 0) {
+        return rv;
+    }
+    if ((rv = finish_bootstrap(p)) != 0) {
         return rv;
     }
 
@@ -2203,6 +2386,14 @@ void conf_free(struct conf *c)
         free(c->tags.user[i].value);
     }
     free(c->tags.user);
+    for (unsigned m = 0; m < c->bootstrap.n_methods; m++) {
+        struct conf_boot_method *bm = &c->bootstrap.methods[m];
+        for (unsigned i = 0; i < bm->n_args; i++) {
+            free(bm->args[i].key);
+            free(bm->args[i].value);
+        }
+        free(bm->args);
+    }
     struct conf_kv *lists[] = {c->restapi_headers.http, c->restapi_headers.https};
     unsigned counts[] = {c->restapi_headers.n_http, c->restapi_headers.n_https};
     for (int l = 0; l < 2; l++) {

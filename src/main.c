@@ -165,6 +165,23 @@ static int cmd_check_config(int argc, char **argv)
            "parameters=%u pg_hba_lines=%u\n",
            conf_sync_mode_name(c.sync.mode), c.sync.node_count,
            conf_sync_commit_name(c.sync.commit), lag, c.dcs.n_parameters, c.dcs.n_pg_hba);
+    if (c.has_postgresql) {
+        /* What the member that initialises the cluster runs (README "bootstrap.method and
+         * post_bootstrap"). */
+        if (c.bootstrap.custom) {
+            const struct conf_boot_method *m = &c.bootstrap.methods[c.bootstrap.custom_index];
+            printf("bootstrap: method=%s command=\"%s\"%s arguments=%u", m->name, m->command,
+                   m->no_params ? " no_params" : "", m->n_args);
+        } else {
+            printf("bootstrap: method=initdb");
+        }
+        if (c.bootstrap.post_bootstrap[0] != '\0') {
+            printf(" post_bootstrap=\"%s\" post_bootstrap_timeout=%us\n",
+                   c.bootstrap.post_bootstrap, c.bootstrap.post_bootstrap_timeout_s);
+        } else {
+            printf(" post_bootstrap=none\n");
+        }
+    }
     printf("watchdog: mode=%s device=%s safety_margin=%ums\n",
            conf_watchdog_mode_name(c.watchdog.mode), c.watchdog.device,
            c.watchdog.safety_margin_ms);

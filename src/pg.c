@@ -3,6 +3,8 @@
  * named plans is what takes them apart. */
 #include "pg_int.h"
 
+#include "raftpg/callback.h"
+
 const char *pg_op_name(enum pg_op op)
 {
     switch (op) {
@@ -183,16 +185,21 @@ static void on_proc(struct proc *pr, const struct proc_result *res, void *data)
     LOOPWATCH_SPAN("postgresql program exit", proc_step(pr, res, data));
 }
 
-static int run(struct pg *p, char *const argv[], unsigned timeout_ms)
+static int run_env(struct pg *p, char *const argv[], char *const env[], unsigned timeout_ms)
 {
     char errmsg[RPG_ERRMSG_SIZE];
-    char *env[] = {"LC_ALL=C", NULL};
     p->proc_launches = false;
     int rv = proc_run(&p->proc, p->loop, argv, env, timeout_ms, on_proc, p, errmsg);
     if (rv != 0) {
         rpg_fmt(p->op_error, sizeof p->op_error, "%s", errmsg);
     }
     return rv;
+}
+
+static int run(struct pg *p, char *const argv[], unsigned timeout_ms)
+{
+    char *env[] = {"LC_ALL=C", NULL};
+    return run_env(p, argv, env, timeout_ms);
 }
 
 static void bin_path(const struct pg *p, const char *prog, char *buf, size_t size)
@@ -721,6 +728,180 @@ static int rewind_step(struct pg *p, char *errmsg)
     }
 }
 
+/* The steps of a bootstrap; a step that starts something returns, and its completion runs the
+ * next. The BOOT_FAIL_* steps undo a bootstrap that must not become the cluster. */
+enum boot_step {
+    BOOT_CREATE = 0, /* initdb, or the custom method's command */
+    BOOT_CONFIGURE,  /* configuration files, the control file's parameters */
+    BOOT_START,      /* start as primary */
+    BOOT_ROLES,      /* the replication role */
+    BOOT_POST,       /* bootstrap.post_bootstrap, when given */
+    BOOT_DONE,
+    BOOT_FAIL_STOPPED, /* the server is stopped (or was not running) */
+    BOOT_FAIL_CLEARED, /* an older failed directory is removed */
+};
+
+/* A bootstrap that ran bootstrap.method's command or has a post_bootstrap script is all or
+ * nothing, as in Patroni: a directory whose command or script failed never becomes the
+ * cluster (the next decision would start and record it as it is). */
+static bool boot_all_or_nothing(const struct pg *p)
+{
+    return p->conf->bootstrap.custom || p->conf->bootstrap.post_bootstrap[0] != '\0';
+}
+
+static void boot_failed_path(const struct pg *p, char *buf, size_t size)
+{
+    rpg_fmt(buf, size, "%s.bootstrap-failed", p->conf->postgresql.data_dir);
+}
+
+/* DATA_DIR.bootstrapping exists from before an all-or-nothing bootstrap makes the directory
+ * until it is complete or undone: beside the directory (nothing is written into a running
+ * server's), so that an agent stopped or killed in between undoes it at its next start
+ * instead of adopting a directory whose command or script never finished. */
+static void boot_marker_path(const struct pg *p, char *buf, size_t size)
+{
+    rpg_fmt(buf, size, "%s.bootstrapping", p->conf->postgresql.data_dir);
+}
+
+static void boot_marker_drop(const struct pg *p)
+{
+    char path[PATH_MAX + 32];
+    boot_marker_path(p, path, sizeof path);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        log_warning("bootstrap: cannot remove %s: %s", path, strerror(errno));
+    }
+}
+
+/* Undoes a failed bootstrap (why: what failed): stops the server at once, moves the data
+ * directory aside to DATA_DIR.bootstrap-failed (replacing an older one: a bootstrap that fails
+ * again leaves one directory, not one per attempt), and counts the member's starts as failed
+ * so that it hands the bootstrap to another member (Patroni gives up its initialize key and
+ * exits) until its agent restarts. */
+static void boot_fail(struct pg *p, const char *why)
+{
+    char bin[PATH_MAX + 32];
+    rpg_fmt(p->boot_error, sizeof p->boot_error, "%s", why);
+    /* why is logged once, with the operation's failure. */
+    log_warning("bootstrap: failed; stopping postgresql and moving the data directory aside");
+    /* From now: the decisions meanwhile hand over instead of recording this server. */
+    p->obs.start_failures = HA_START_FAILURES_MAX;
+    p->step = BOOT_FAIL_STOPPED;
+    if (pg_postmaster_pid(p) != 0) {
+        bin_path(p, "pg_ctl", bin, sizeof bin);
+        char *argv[] = {bin,  "stop",      "-D", (char *)p->conf->postgresql.data_dir,
+                        "-m", "immediate", "-w", "-t",
+                        "30", "-s",        NULL};
+        if (run(p, argv, 40000) == 0) {
+            return;
+        }
+    }
+    op_step(p, 0, NULL);
+}
+
+static void boot_fail_step(struct pg *p, int step)
+{
+    char aside[PATH_MAX + 32];
+    const char *dd = p->conf->postgresql.data_dir;
+    boot_failed_path(p, aside, sizeof aside);
+    struct stat st;
+    if (step == BOOT_FAIL_STOPPED && lstat(aside, &st) == 0 && lstat(dd, &st) == 0) {
+        char *argv[] = {"/bin/rm", "-rf", "--", aside, NULL};
+        log_info("bootstrap: removing %s, left by an earlier failed bootstrap", aside);
+        if (run(p, argv, 600000) == 0) {
+            return;
+        }
+    }
+    int running = pg_postmaster_pid(p);
+    if (running != 0) {
+        log_error("bootstrap: cannot move %s aside: a postmaster still runs in it (pid=%d)", dd,
+                  running);
+    } else if (lstat(dd, &st) == 0) {
+        if (rename(dd, aside) == 0) {
+            log_warning("bootstrap: data directory %s moved aside to %s", dd, aside);
+        } else {
+            log_error("bootstrap: cannot move %s aside to %s: %s", dd, aside, strerror(errno));
+        }
+    }
+    if (running == 0) {
+        boot_marker_drop(p);
+    }
+    char msg[RPG_ERRMSG_SIZE];
+    rpg_fmt(msg, sizeof msg, "%s", p->boot_error);
+    rpg_fmt(p->op_error, sizeof p->op_error, "%s", msg);
+    op_finish(p, RPG_EIO, msg);
+}
+
+/* Starts the custom method's command: COMMAND [--scope=S --datadir=D] [--key=value ...]. */
+static int boot_run_command(struct pg *p, char *errmsg)
+{
+    const struct conf *c = p->conf;
+    const struct conf_boot_method *m = &c->bootstrap.methods[c->bootstrap.custom_index];
+    char words[CONF_CALLBACK_MAX], scope[CONF_NAME_MAX + 16], datadir[PATH_MAX + 16];
+    char *argv[32 + 2 + CONF_USER_TAGS_MAX + 1];
+    char *args[CONF_USER_TAGS_MAX];
+    int n = callback_argv(m->command, words, sizeof words, argv, 32);
+    int rv = 0;
+    unsigned n_args = 0;
+    if (n == 0) {
+        return rpg_err(errmsg, RPG_EINVAL, "bootstrap.%s.command: no program to run", m->name);
+    }
+    if (!m->no_params) {
+        rpg_fmt(scope, sizeof scope, "--scope=%s", c->scope);
+        rpg_fmt(datadir, sizeof datadir, "--datadir=%s", c->postgresql.data_dir);
+        argv[n++] = scope;
+        argv[n++] = datadir;
+    }
+    for (; n_args < m->n_args; n_args++) {
+        size_t len = strlen(m->args[n_args].key) + strlen(m->args[n_args].value) + 4;
+        if ((args[n_args] = malloc(len)) == NULL) {
+            rv = rpg_err(errmsg, RPG_ENOMEM, "out of memory");
+            goto out;
+        }
+        snprintf(args[n_args], len, "--%s=%s", m->args[n_args].key, m->args[n_args].value);
+        argv[n++] = args[n_args];
+    }
+    argv[n] = NULL;
+    log_info("bootstrap: running bootstrap.%s.command in place of initdb: %s", m->name, m->command);
+    /* proc_run copies argv. */
+    if (run(p, argv, CLONE_TIMEOUT_MS) != 0) {
+        rv = rpg_err(errmsg, RPG_EIO, "bootstrap.%s.command %s failed: %s", m->name, m->command,
+                     p->op_error);
+    }
+out:
+    for (unsigned i = 0; i < n_args; i++) {
+        free(args[i]);
+    }
+    return rv;
+}
+
+/* Starts bootstrap.post_bootstrap with the superuser's URL, as Patroni does: the password in a
+ * password file (PGPASSFILE), synchronous_commit local (no standby streams yet). */
+static int boot_run_post(struct pg *p, char *errmsg)
+{
+    const struct conf *c = p->conf;
+    char words[CONF_CALLBACK_MAX], url[256], passfile[PATH_MAX + 16], penv[PATH_MAX + 32];
+    char *argv[32];
+    int rv = pg_superuser_url(p, url, sizeof url, passfile, sizeof passfile, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    int n = callback_argv(c->bootstrap.post_bootstrap, words, sizeof words, argv, 32);
+    if (n == 0) {
+        return rpg_err(errmsg, RPG_EINVAL, "bootstrap.post_bootstrap: no program to run");
+    }
+    argv[n++] = url;
+    argv[n] = NULL;
+    rpg_fmt(penv, sizeof penv, "PGPASSFILE=%s", passfile);
+    char *env[] = {"PGOPTIONS=-c synchronous_commit=local -c statement_timeout=0",
+                   passfile[0] != '\0' ? penv : NULL, NULL};
+    log_info("bootstrap: running bootstrap.post_bootstrap: %s %s", c->bootstrap.post_bootstrap,
+             url);
+    if (run_env(p, argv, env, c->bootstrap.post_bootstrap_timeout_s * 1000u) != 0) {
+        return rpg_err(errmsg, RPG_EIO, "%s", p->op_error);
+    }
+    return 0;
+}
+
 /* Each operation is a short sequence of steps; a step that starts something returns and the
  * completion calls op_step again with the outcome. */
 static void op_step(struct pg *p, int rc, const char *msg)
@@ -731,8 +912,52 @@ static void op_step(struct pg *p, int rc, const char *msg)
     int rv = 0;
     int step = p->step++;
 
+    if (p->op == PG_OP_BOOTSTRAP && step >= BOOT_FAIL_STOPPED) {
+        if (rc != 0) {
+            log_warning("bootstrap: undoing: %s", msg != NULL ? msg : "failed");
+        }
+        boot_fail_step(p, step);
+        return;
+    }
+    if (rc != 0 && p->op == PG_OP_BOOTSTRAP && boot_all_or_nothing(p) && step > BOOT_CREATE) {
+        /* What failed, indexed by the step its completion arrives at. */
+        static const char *const what[] = {
+            [BOOT_CONFIGURE] = "bootstrap.method's command",
+            [BOOT_START] = "the configured parameters' single-user run",
+            [BOOT_ROLES] = "the start as primary",
+            [BOOT_POST] = "creating the replication role",
+            [BOOT_DONE] = "bootstrap.post_bootstrap",
+        };
+        char why[RPG_ERRMSG_SIZE];
+        if (step == BOOT_CONFIGURE && !p->conf->bootstrap.custom) {
+            rpg_fmt(why, sizeof why, "initdb failed: %s", msg);
+        } else if (step == BOOT_DONE) {
+            rpg_fmt(why, sizeof why, "bootstrap.post_bootstrap script %s failed: %s",
+                    p->conf->bootstrap.post_bootstrap, msg);
+        } else if (step == BOOT_CONFIGURE) {
+            rpg_fmt(why, sizeof why, "bootstrap.%s.command %s failed: %s",
+                    c->bootstrap.methods[c->bootstrap.custom_index].name,
+                    c->bootstrap.methods[c->bootstrap.custom_index].command, msg);
+        } else if (step == BOOT_ROLES) {
+            char reason[RPG_ERRMSG_SIZE];
+            pg_log_reason(p, reason, sizeof reason);
+            rpg_fmt(why, sizeof why, "%s failed: %s%s%s%s", what[step], msg,
+                    reason[0] != '\0' ? " (server log: " : "", reason,
+                    reason[0] != '\0' ? ")" : "");
+        } else {
+            rpg_fmt(why, sizeof why, "%s failed: %s", what[step], msg);
+        }
+        if (step == BOOT_CONFIGURE) {
+            char pwfile[PATH_MAX + 16];
+            rpg_fmt(pwfile, sizeof pwfile, "%s.pwfile", dd);
+            unlink(pwfile);
+        }
+        boot_fail(p, why);
+        return;
+    }
+
     if (rc != 0) {
-        if (p->op == PG_OP_START || (p->op == PG_OP_BOOTSTRAP && step == 3) ||
+        if (p->op == PG_OP_START || (p->op == PG_OP_BOOTSTRAP && step == BOOT_ROLES) ||
             ((p->op == PG_OP_CLONE || p->op == PG_OP_REINIT || p->op == PG_OP_REWIND) &&
              p->standby && step >= 10)) {
             char reason[RPG_ERRMSG_SIZE];
@@ -744,7 +969,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 msg = buf;
             }
         }
-        if (p->op == PG_OP_BOOTSTRAP && step == 1) {
+        if (p->op == PG_OP_BOOTSTRAP && step == BOOT_CONFIGURE) {
             /* initdb failed: its password file goes too. */
             char pwfile[PATH_MAX + 16];
             rpg_fmt(pwfile, sizeof pwfile, "%s.pwfile", dd);
@@ -777,9 +1002,25 @@ static void op_step(struct pg *p, int rc, const char *msg)
     switch (p->op) {
     case PG_OP_BOOTSTRAP:
         switch (step) {
-        case 0: {
+        case BOOT_CREATE: {
             if ((rv = pg_mkdir_parent(dd, errmsg)) != 0) {
                 break;
+            }
+            if (boot_all_or_nothing(p)) {
+                char marker[PATH_MAX + 32];
+                boot_marker_path(p, marker, sizeof marker);
+                if ((rv = pg_write_file(marker,
+                                        "a bootstrap runs; an agent that finds this file undoes "
+                                        "it\n",
+                                        0600, errmsg)) != 0) {
+                    break;
+                }
+            }
+            if (c->bootstrap.custom) {
+                if (boot_run_command(p, errmsg) != 0) {
+                    boot_fail(p, errmsg);
+                }
+                return;
             }
             char pwfile[PATH_MAX + 16];
             rpg_fmt(pwfile, sizeof pwfile, "%s.pwfile", dd);
@@ -810,10 +1051,32 @@ static void op_step(struct pg *p, int rc, const char *msg)
             rpg_fmt(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
         }
-        case 1: {
+        case BOOT_CONFIGURE: {
             char pwfile[PATH_MAX + 16];
             rpg_fmt(pwfile, sizeof pwfile, "%s.pwfile", dd);
             unlink(pwfile);
+            if (c->bootstrap.custom) {
+                char path[PATH_MAX + 32];
+                pg_path_in(p, "PG_VERSION", path, sizeof path);
+                if (!pg_file_exists(path)) {
+                    rpg_fmt(buf, sizeof buf,
+                            "bootstrap.%s.command %s exited 0 but left no data directory in %s "
+                            "(no PG_VERSION)",
+                            c->bootstrap.methods[c->bootstrap.custom_index].name,
+                            c->bootstrap.methods[c->bootstrap.custom_index].command, dd);
+                    boot_fail(p, buf);
+                    return;
+                }
+                /* keep_existing_recovery_conf false (Patroni's default): the directory starts
+                 * as a primary, not as a standby or a recovery of the command's choosing. */
+                const char *signals[] = {"standby.signal", "recovery.signal"};
+                for (unsigned i = 0; i < 2; i++) {
+                    pg_path_in(p, signals[i], path, sizeof path);
+                    if (unlink(path) == 0) {
+                        log_info("bootstrap: removed %s left by the command", signals[i]);
+                    }
+                }
+            }
             if ((rv = pg_write_config(p, false, NULL, errmsg)) != 0) {
                 break;
             }
@@ -832,7 +1095,7 @@ static void op_step(struct pg *p, int rc, const char *msg)
             rpg_fmt(errmsg, sizeof errmsg, "%s", p->op_error);
             break;
         }
-        case 2:
+        case BOOT_START:
             log_info("bootstrap: starting postgresql as primary");
             if (pg_ctl_start(p) != 0) {
                 rv = RPG_EIO;
@@ -840,12 +1103,37 @@ static void op_step(struct pg *p, int rc, const char *msg)
                 break;
             }
             return;
-        case 3:
+        case BOOT_ROLES:
             p->obs.start_failures = 0;
+            if (c->bootstrap.custom) {
+                /* The command's directory may hold the role already. */
+                char *sql = NULL;
+                size_t len = 0, cap = 0;
+                ensure_role_sql(p, &sql, &len, &cap);
+                control_sql(p, sql != NULL ? sql : strdup("SELECT 1"));
+                return;
+            }
             control_sql(p, roles_sql(p));
             return;
-        default:
+        case BOOT_POST:
             log_info("bootstrap: roles created");
+            if (c->bootstrap.post_bootstrap[0] == '\0') {
+                boot_marker_drop(p);
+                op_finish(p, 0, NULL);
+                return;
+            }
+            if ((rv = boot_run_post(p, errmsg)) == 0) {
+                return;
+            }
+            /* Not started: as a failed script, the bootstrap is undone. */
+            rpg_fmt(buf, sizeof buf, "bootstrap.post_bootstrap script %s failed: %s",
+                    c->bootstrap.post_bootstrap, errmsg);
+            boot_fail(p, buf);
+            return;
+        default:
+            log_info("bootstrap: bootstrap.post_bootstrap script %s done",
+                     c->bootstrap.post_bootstrap);
+            boot_marker_drop(p);
             op_finish(p, 0, NULL);
             return;
         }
@@ -1269,6 +1557,15 @@ int pg_init(struct pg *p, uv_loop_t *loop, const struct conf *conf, const char *
     p->n_open = 3;
     pg_read_upstream(p);
     uv_timer_start(&p->tick, pg_on_tick, 0, TIMING_PG_OBSERVE_INTERVAL_MS);
+    char marker[PATH_MAX + 32];
+    boot_marker_path(p, marker, sizeof marker);
+    if (pg_file_exists(marker)) {
+        log_warning("bootstrap: %s exists: this member's last bootstrap did not complete (its "
+                    "agent stopped during it)",
+                    marker);
+        p->op = PG_OP_BOOTSTRAP;
+        boot_fail(p, "an earlier bootstrap of this member did not complete");
+    }
     return 0;
 }
 

@@ -230,6 +230,36 @@ int pg_conninfo_for(const struct pg *p, const struct pg_upstream *up, bool repli
     return 0;
 }
 
+int pg_superuser_url(const struct pg *p, char *url, size_t size, char *passfile, size_t psize,
+                     char *errmsg)
+{
+    const struct conf *c = p->conf;
+    char host[16] = "", user[3 * CONF_NAME_MAX + 1];
+    uint16_t port = 0;
+    conf_parse_addr(c->postgresql.connect_address, host, &port);
+    /* RFC 3986 userinfo: unreserved characters as they are, the rest percent-encoded. */
+    size_t n = 0;
+    for (const unsigned char *s = (const unsigned char *)c->postgresql.superuser_name; *s; s++) {
+        if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+            *s == '-' || *s == '.' || *s == '_' || *s == '~') {
+            user[n++] = (char)*s;
+        } else {
+            n += (size_t)snprintf(user + n, sizeof user - n, "%%%02X", *s);
+        }
+    }
+    user[n] = '\0';
+    rpg_fmt(url, size, "postgresql://%s@%s:%u/postgres", user, host, (unsigned)port);
+    rpg_fmt(passfile, psize, "%s", c->postgresql.passfile);
+    if (c->postgresql.superuser_password[0] != '\0') {
+        int rv = write_passfile(p, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        passfile_path(p, passfile, psize);
+    }
+    return 0;
+}
+
 void pg_append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
 {
     for (;;) {

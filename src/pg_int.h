@@ -51,6 +51,11 @@ int pg_mkdir_parent(const char *path, char *errmsg);
 bool pg_param_given(const struct pg *p, const char *key);
 int pg_conninfo_for(const struct pg *p, const struct pg_upstream *up, bool replication, char *buf,
                     size_t size, char *errmsg);
+/* Patroni's post_bootstrap argument: postgresql://SUPERUSER@HOST:PORT/postgres for this member's
+ * server (no password in it); passfile gets the password file that holds the superuser's
+ * password ("" when none is configured). */
+int pg_superuser_url(const struct pg *p, char *url, size_t size, char *passfile, size_t psize,
+                     char *errmsg);
 void pg_append(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void pg_socket_dir(const struct pg *p, char *buf, size_t size);

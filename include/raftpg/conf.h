@@ -33,7 +33,8 @@ struct conf_member {
 };
 
 #define CONF_USER_TAGS_MAX 32
-#define CONF_WARNINGS_MAX 16 /* messages about ignored keys kept */
+#define CONF_WARNINGS_MAX 16    /* messages about ignored keys kept */
+#define CONF_BOOT_METHODS_MAX 4 /* custom method sections under bootstrap */
 
 struct conf_kv {
     char *key;   /* owned */
@@ -294,6 +295,29 @@ struct conf {
         char **pg_hba; /* owned */
         unsigned n_pg_hba;
     } dcs;
+
+    /* Patroni's bootstrap.method, .post_bootstrap (.post_init) and custom method sections: how
+     * the member that initialises the cluster makes its data directory, and what runs once it
+     * first serves as primary (README "bootstrap.method and post_bootstrap"). */
+    struct {
+        /* The custom method bootstrap.method names; unset (no command) means initdb. */
+        struct conf_boot_method {
+            char name[CONF_NAME_MAX];
+            char command[CONF_CALLBACK_MAX];  /* run instead of initdb, split at blanks */
+            bool no_params;                   /* leave out --scope= and --datadir= */
+            bool keep_existing_recovery_conf; /* only false is accepted (finish checks) */
+            /* Any other key: passed as --key=value, in file order. Owned. */
+            struct conf_kv *args;
+            unsigned n_args;
+        } methods[CONF_BOOT_METHODS_MAX];
+        unsigned n_methods;
+        char method[CONF_NAME_MAX]; /* "" or "initdb": initdb */
+        bool custom;                /* a custom method: methods[custom_index] */
+        unsigned custom_index;
+        char post_bootstrap[CONF_CALLBACK_MAX]; /* "" when none (post_init is the same key) */
+        char post_init[CONF_CALLBACK_MAX];      /* folded into post_bootstrap by finish */
+        unsigned post_bootstrap_timeout_s;      /* default 600 */
+    } bootstrap;
 
     /* Keys read but without effect (Patroni's ttl, loop_wait, ...), one message each
      * ("FILE:LINE:COL: KEY: ignored: why"), for the agent's log and check-config; n_warnings

@@ -179,6 +179,7 @@ struct pg {
     bool standby;
     unsigned stop_bound_ms;
     char op_error[RPG_ERRMSG_SIZE];
+    char boot_error[RPG_ERRMSG_SIZE];   /* why a bootstrap is being undone (bootstrap_fail) */
     char rejoin_error[RPG_ERRMSG_SIZE]; /* why the data directory must be cloned again */
     struct pg_rejoin rejoin;
     /* The synchronous settings raftpg.conf gets (every start, follow and set_sync). */

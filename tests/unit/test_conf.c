@@ -1173,6 +1173,159 @@ static void test_bootstrap_dcs_and_top_level_must_agree(void **state)
                       "asynchronous replication");
 }
 
+/* Patroni's post_bootstrap and its older name post_init: one script, given once. */
+static void test_bootstrap_post_bootstrap_and_post_init(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL), 0);
+    assert_string_equal(c.bootstrap.post_bootstrap, "");
+    assert_int_equal(c.bootstrap.post_bootstrap_timeout_s, 600);
+    assert_false(c.bootstrap.custom);
+    conf_free(&c);
+    assert_int_equal(load(MINIMAL "bootstrap:\n"
+                                  "  post_bootstrap: /etc/raftpg/post.sh --verbose\n"
+                                  "  post_bootstrap_timeout: 30\n"),
+                     0);
+    assert_string_equal(c.bootstrap.post_bootstrap, "/etc/raftpg/post.sh --verbose");
+    assert_int_equal(c.bootstrap.post_bootstrap_timeout_s, 30);
+    conf_free(&c);
+    assert_int_equal(load(MINIMAL "bootstrap:\n"
+                                  "  post_init: /etc/raftpg/init.sh\n"),
+                     0);
+    assert_string_equal(c.bootstrap.post_bootstrap, "/etc/raftpg/init.sh");
+    conf_free(&c);
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  post_bootstrap: /a.sh\n"
+                              "  post_init: /b.sh\n",
+                      "t.yaml:11:14: bootstrap.post_init: given with bootstrap.post_bootstrap, "
+                      "which is the same key: keep one");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  post_bootstrap: \"\"\n",
+                      "t.yaml:10:19: bootstrap.post_bootstrap: expected 1..511 bytes, got 0");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  post_bootstrap: [/a.sh]\n",
+                      "t.yaml:10:19: bootstrap.post_bootstrap: expected a scalar, got a sequence");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  post_bootstrap_timeout: 0\n",
+                      "t.yaml:10:27: bootstrap.post_bootstrap_timeout: expected an integer "
+                      "1..86400, got \"0\"");
+}
+
+/* Patroni 4 removed bootstrap.users: an error that says where the roles go instead. */
+static void test_bootstrap_users_is_refused(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  users:\n"
+                              "    admin:\n"
+                              "      password: secret\n"
+                              "      options: [createrole, createdb]\n",
+                      "t.yaml:11:5: bootstrap.users: not supported: Patroni 4 removed it: create "
+                      "the roles in a bootstrap.post_bootstrap script, which runs once as the "
+                      "superuser when the cluster is new");
+}
+
+/* bootstrap.method names a section with a command; its other keys become --key=value. */
+static void test_bootstrap_custom_method_is_read(void **state)
+{
+    (void)state;
+    assert_int_equal(load(MINIMAL "bootstrap:\n"
+                                  "  method: barman\n"
+                                  "  barman:\n"
+                                  "    command: /usr/bin/restore --from backup\n"
+                                  "    keep_existing_recovery_conf: false\n"
+                                  "    barman-server: main\n"
+                                  "    retries: 3\n"
+                                  "    scope: other\n"
+                                  "  wal_e:\n"
+                                  "    command: /usr/bin/wal-e\n"
+                                  "    no_params: true\n"),
+                     0);
+    assert_true(c.bootstrap.custom);
+    assert_int_equal(c.bootstrap.n_methods, 2);
+    const struct conf_boot_method *m = &c.bootstrap.methods[c.bootstrap.custom_index];
+    assert_string_equal(m->name, "barman");
+    assert_string_equal(m->command, "/usr/bin/restore --from backup");
+    assert_false(m->no_params);
+    assert_int_equal(m->n_args, 2);
+    assert_string_equal(m->args[0].key, "barman-server");
+    assert_string_equal(m->args[0].value, "main");
+    assert_string_equal(m->args[1].key, "retries");
+    assert_string_equal(m->args[1].value, "3");
+    assert_true(c.bootstrap.methods[1].no_params);
+    assert_int_equal(c.n_warnings, 2);
+    assert_string_equal(c.warnings[0], "t.yaml:16:12: bootstrap.barman.scope: ignored: raftpg "
+                                       "passes --scope itself unless no_params is true");
+    assert_string_equal(c.warnings[1], "t.yaml:18:5: bootstrap.wal_e: ignored: bootstrap.method "
+                                       "names barman");
+    conf_free(&c);
+    /* initdb by name, as Patroni allows. */
+    assert_int_equal(load(MINIMAL "bootstrap:\n"
+                                  "  method: initdb\n"),
+                     0);
+    assert_false(c.bootstrap.custom);
+}
+
+static void test_bootstrap_custom_method_errors(void **state)
+{
+    (void)state;
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  method: barman\n"
+                              "  barman:\n"
+                              "    no_params: true\n",
+                      "t.yaml:12:5: bootstrap.barman.command: required key is missing");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  method: barman\n"
+                              "  barman:\n"
+                              "    command: /r\n"
+                              "    keep_existing_recovery_conf: true\n",
+                      "t.yaml:13:34: bootstrap.barman.keep_existing_recovery_conf: true is not "
+                      "supported: raftpg starts the directory the command leaves as a primary, "
+                      "without recovery settings (have the command recover it to its target and "
+                      "promote it)");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  method: barman\n"
+                              "  barman:\n"
+                              "    command: /r\n"
+                              "    recovery_conf:\n"
+                              "      recovery_target_action: promote\n",
+                      "t.yaml:14:7: bootstrap.barman.recovery_conf: not supported: raftpg starts "
+                      "the directory the command leaves as a primary, without recovery settings: "
+                      "have the command recover it to its target and promote it");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  method: barman\n"
+                              "  barman:\n"
+                              "    command: /r\n"
+                              "    \"a b\": 1\n",
+                      "t.yaml:13:5: bootstrap.barman.a b: expected an argument name of 1..63 "
+                      "characters from [A-Za-z0-9_.-] (passed to command as --name=value) or one "
+                      "of command, no_params, keep_existing_recovery_conf");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  method: barman\n"
+                              "  barman:\n"
+                              "    command: /r\n"
+                              "    opts: [a, b]\n",
+                      "t.yaml:13:11: bootstrap.barman.opts: expected a scalar (an argument's "
+                      "value), got a sequence");
+    /* A misspelt key is no method: it says what a method would be. */
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  post_bootsrap: /a.sh\n",
+                      "t.yaml:10:18: bootstrap.post_bootsrap: unknown key (a custom bootstrap "
+                      "method, which bootstrap.method names, is a mapping with a command; got a "
+                      "scalar)");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  method: bad name\n",
+                      "t.yaml:10:11: bootstrap.method: expected a name of 1..63 characters from "
+                      "[A-Za-z0-9_.-], got \"bad name\"");
+    assert_conf_error(MINIMAL "bootstrap:\n"
+                              "  a: {command: /a}\n"
+                              "  b: {command: /b}\n"
+                              "  c: {command: /c}\n"
+                              "  d: {command: /d}\n"
+                              "  e: {command: /e}\n",
+                      "t.yaml:14:6: bootstrap.e: expected at most 4 custom bootstrap methods");
+}
+
 static void test_bootstrap_dcs_wrong_values_are_rejected(void **state)
 {
     (void)state;
@@ -1188,7 +1341,8 @@ static void test_bootstrap_dcs_wrong_values_are_rejected(void **state)
                       "t.yaml:11:5: bootstrap.dcs.check_timelines: unknown key");
     assert_conf_error(MINIMAL "bootstrap:\n"
                               "  method: wal_e\n",
-                      "t.yaml:10:3: bootstrap.method: unknown key");
+                      "t.yaml:10:11: bootstrap.method: names no custom method: add a section "
+                      "bootstrap.wal_e with a command, or use initdb");
     assert_conf_error(MINIMAL "bootstrap:\n"
                               "  dcs:\n"
                               "    synchronous_mode: maybe\n",
@@ -2214,6 +2368,10 @@ int main(void)
         cmocka_unit_test_teardown(test_max_lag_is_read, teardown),
         cmocka_unit_test_teardown(test_max_lag_wrong_values_are_rejected, teardown),
         cmocka_unit_test_teardown(test_bootstrap_dcs_seeds_the_dynamic_settings, teardown),
+        cmocka_unit_test_teardown(test_bootstrap_post_bootstrap_and_post_init, teardown),
+        cmocka_unit_test_teardown(test_bootstrap_users_is_refused, teardown),
+        cmocka_unit_test_teardown(test_bootstrap_custom_method_is_read, teardown),
+        cmocka_unit_test_teardown(test_bootstrap_custom_method_errors, teardown),
         cmocka_unit_test_teardown(test_bootstrap_dcs_and_top_level_must_agree, teardown),
         cmocka_unit_test_teardown(test_bootstrap_dcs_wrong_values_are_rejected, teardown),
         cmocka_unit_test_teardown(test_primary_start_timeout, teardown),

@@ -8,7 +8,7 @@ PACKAGES=(
   libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libsystemd-dev libsodium-dev
   postgresql-15 postgresql-client-15
   iproute2 arping jq procps util-linux curl
-  nftables iputils-ping python3 python3-prometheus-client haproxy pgbouncer
+  nftables iputils-ping python3 python3-prometheus-client python3-yaml haproxy pgbouncer
   systemd systemd-container debhelper dpkg-dev fakeroot lintian mmdebstrap fdisk bash-completion
 )
 

@@ -75,9 +75,9 @@ struct ctl_command {
 /* In the usage's order. A row with a second word is found before its first word's unlisted row
  * (member, flush), which answers for a second word that names nothing. */
 static const struct ctl_command ctl_commands[] = {
-    {"list", NULL, "[--format pretty|json|tsv] [--json] [-W | --watch SECONDS]",
+    {"list", NULL, "[--format pretty|json|yaml|tsv] [--json] [-W | --watch SECONDS]",
      "members, roles and raft state", ctl_run_list},
-    {"topology", NULL, "[--format pretty|json|tsv] [--json] [-W | --watch SECONDS]",
+    {"topology", NULL, "[--format pretty|json|yaml|tsv] [--json] [-W | --watch SECONDS]",
      "the primary and who streams from it", ctl_run_topology},
     {"version", NULL, NULL, "this program's and each member's version", ctl_run_version},
     {"member", "add", "NAME --raft HOST:PORT --api HOST:PORT [--no-wait]",

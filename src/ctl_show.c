@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <yaml.h>
+
 #include "ctl_int.h"
 #include "raftpg/cfgdoc.h"
 
@@ -59,7 +61,115 @@ static void print_summary(json_t *cluster)
     }
 }
 
-enum list_format { LIST_PRETTY, LIST_JSON, LIST_TSV };
+enum list_format { LIST_PRETTY, LIST_JSON, LIST_YAML, LIST_TSV };
+
+/* Written plain only when no YAML reader can take it for anything but a string: a word that
+ * starts with a letter, of letters, digits, '_', '.' and '-', and is not one of YAML 1.1's null
+ * and boolean words. Anything else (times, addresses, numbers in text) is quoted. */
+static bool yaml_needs_quotes(const char *s)
+{
+    static const char *const special[] = {"null",  "Null",  "NULL", "true", "True", "TRUE", "false",
+                                          "False", "FALSE", "yes",  "Yes",  "YES",  "no",   "No",
+                                          "NO",    "on",    "On",   "ON",   "off",  "Off",  "OFF",
+                                          "y",     "Y",     "n",    "N"};
+    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z'))) {
+        return true;
+    }
+    for (const char *p = s; *p != '\0'; p++) {
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '_' || *p == '.' || *p == '-';
+        if (!ok) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+        if (strcmp(s, special[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int yaml_scalar(yaml_emitter_t *em, const char *text, bool is_string)
+{
+    yaml_event_t ev;
+    bool plain = !is_string || !yaml_needs_quotes(text);
+    if (!yaml_scalar_event_initialize(
+            &ev, NULL, NULL, (yaml_char_t *)text, (int)strlen(text), plain, !plain,
+            plain ? YAML_ANY_SCALAR_STYLE : YAML_DOUBLE_QUOTED_SCALAR_STYLE)) {
+        return -1;
+    }
+    return yaml_emitter_emit(em, &ev) ? 0 : -1;
+}
+
+static int yaml_value(yaml_emitter_t *em, json_t *v)
+{
+    yaml_event_t ev;
+    char num[64];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) ||
+            !yaml_emitter_emit(em, &ev)) {
+            return -1;
+        }
+        const char *key;
+        json_t *item;
+        json_object_foreach(v, key, item) {
+            if (yaml_scalar(em, key, true) != 0 || yaml_value(em, item) != 0) {
+                return -1;
+            }
+        }
+        return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev) ? 0 : -1;
+    }
+    case JSON_ARRAY: {
+        if (!yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE) ||
+            !yaml_emitter_emit(em, &ev)) {
+            return -1;
+        }
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item) {
+            if (yaml_value(em, item) != 0) {
+                return -1;
+            }
+        }
+        return yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev) ? 0 : -1;
+    }
+    case JSON_STRING: return yaml_scalar(em, json_string_value(v), true);
+    case JSON_INTEGER:
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return yaml_scalar(em, num, false);
+    case JSON_REAL:
+        snprintf(num, sizeof num, "%.17g", json_real_value(v));
+        return yaml_scalar(em, num, false);
+    case JSON_TRUE: return yaml_scalar(em, "true", false);
+    case JSON_FALSE: return yaml_scalar(em, "false", false);
+    case JSON_NULL: return yaml_scalar(em, "null", false);
+    }
+    return -1;
+}
+
+/* The document as YAML (patronictl's -f yaml), from the same JSON the json format prints. */
+static int print_yaml(json_t *doc)
+{
+    yaml_emitter_t em;
+    yaml_event_t ev;
+    if (!yaml_emitter_initialize(&em)) {
+        return -1;
+    }
+    yaml_emitter_set_output_file(&em, stdout);
+    yaml_emitter_set_unicode(&em, 1);
+    int rv = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) &&
+                     yaml_emitter_emit(&em, &ev) &&
+                     yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) &&
+                     yaml_emitter_emit(&em, &ev) && yaml_value(&em, doc) == 0 &&
+                     yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&em, &ev) &&
+                     yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&em, &ev)
+                 ? 0
+                 : -1;
+    yaml_emitter_delete(&em);
+    return rv;
+}
 
 static int cmd_list(struct ctl *c, enum list_format format)
 {
@@ -76,6 +186,15 @@ static int cmd_list(struct ctl *c, enum list_format format)
         printf("%s\n", s != NULL ? s : "{}");
         free(s);
         json_decref(cluster);
+        return 0;
+    }
+    if (format == LIST_YAML) {
+        int rv = print_yaml(cluster);
+        json_decref(cluster);
+        if (rv != 0) {
+            fprintf(stderr, "raftpg ctl list: cannot write the document as YAML\n");
+            return 1;
+        }
         return 0;
     }
     if (!tsv) {
@@ -349,13 +468,21 @@ static int cmd_topology(struct ctl *c, enum list_format format)
     const char *scope = ctl_str_or(cluster, "scope", "?");
     const char *primary = ctl_str_or(json_object_get(cluster, "primary"), "name", "");
     json_t *rows = topology_rows(cluster, primary);
-    if (format == LIST_JSON) {
+    int rv = 0;
+    if (format == LIST_JSON || format == LIST_YAML) {
         json_t *o = json_pack("{s:s, s:o, s:O}", "scope", scope, "primary",
                               primary[0] != '\0' ? json_string(primary) : json_null(), "members",
                               rows);
-        char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("%s\n", text != NULL ? text : "{}");
-        free(text);
+        if (format == LIST_YAML) {
+            if (print_yaml(o) != 0) {
+                fprintf(stderr, "raftpg ctl topology: cannot write the document as YAML\n");
+                rv = 1;
+            }
+        } else {
+            char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            printf("%s\n", text != NULL ? text : "{}");
+            free(text);
+        }
         json_decref(o);
     } else if (format == LIST_TSV) {
         print_topology_tsv(rows);
@@ -364,7 +491,7 @@ static int cmd_topology(struct ctl *c, enum list_format format)
     }
     json_decref(rows);
     json_decref(cluster);
-    return 0;
+    return rv;
 }
 
 /* patronictl history: GET /history from the first member that answers, as a table. */
@@ -434,11 +561,13 @@ static int run_watch(struct ctl *c, const char *cmd, bool topo, int argc, char *
                 format = LIST_PRETTY;
             } else if (strcmp(f, "json") == 0) {
                 format = LIST_JSON;
+            } else if (strcmp(f, "yaml") == 0) {
+                format = LIST_YAML;
             } else if (strcmp(f, "tsv") == 0) {
                 format = LIST_TSV;
             } else {
                 fprintf(stderr,
-                        "raftpg ctl %s: --format: expected pretty, json or tsv, got "
+                        "raftpg ctl %s: --format: expected pretty, json, yaml or tsv, got "
                         "\"%s\"\n",
                         cmd, f);
                 return 2;

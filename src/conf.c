@@ -1560,37 +1560,17 @@ static int parse_mapping(struct parser *p, const struct conf_key *table, void *b
             path_pop(p, saved);
             continue;
         }
-        if (k->key == NULL && other != NULL && other->type == KEY_ARGS) {
-            char name[64];
-            size_t saved = path_push(p, ".%.40s", s);
-            if (!is_arg_name(s) || strlen(s) >= sizeof name) {
-                return fail(p, "expected an argument name of 1..63 characters from "
-                               "[A-Za-z0-9_.-] (passed to command as --name=value) or one of "
-                               "command, no_params, keep_existing_recovery_conf");
-            }
-            const struct conf_kv *kv = *(struct conf_kv **)((char *)base + other->off);
-            for (unsigned i = 0; i < *(unsigned *)((char *)base + other->count_off); i++) {
-                if (strcmp(kv[i].key, s) == 0) {
-                    return fail(p, "duplicate key");
-                }
-            }
-            snprintf(name, sizeof name, "%s", s);
-            if ((rv = next(p)) != 0) {
-                return rv;
-            }
-            where_add(p, ev_mark(p));
-            if ((rv = parse_other(p, other, base, name)) != 0) {
-                return rv;
-            }
-            path_pop(p, saved);
-            continue;
-        }
         if (k->key == NULL && other != NULL) {
+            /* A custom bootstrap method's extra arguments, or user tags. */
+            bool args = other->type == KEY_ARGS;
             char name[64];
             size_t saved = path_push(p, ".%.40s", s);
-            if (!is_param_name(s) || strlen(s) >= sizeof name) {
-                return fail(p, "expected a key of 1..63 characters from [A-Za-z0-9_.] (a user "
-                               "tag) or one of the known keys");
+            if (!(args ? is_arg_name(s) : is_param_name(s)) || strlen(s) >= sizeof name) {
+                return fail(p, args ? "expected an argument name of 1..63 characters from "
+                                      "[A-Za-z0-9_.-] (passed to command as --name=value) or one "
+                                      "of command, no_params, keep_existing_recovery_conf"
+                                    : "expected a key of 1..63 characters from [A-Za-z0-9_.] (a "
+                                      "user tag) or one of the known keys");
             }
             const struct conf_kv *kv = *(struct conf_kv **)((char *)base + other->off);
             for (unsigned i = 0; i < *(unsigned *)((char *)base + other->count_off); i++) {

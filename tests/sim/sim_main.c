@@ -91,8 +91,8 @@ struct totals {
         fo_switchover, fo_no_leader, fo_transfer_refused;
     unsigned fo_refused[FAILOVER_REASON_N];
     unsigned rs_asked, rs_done, rs_refused, rs_failed, keep_checked;
-    rpg_msec waived_ms;
-    unsigned waived_schedules;
+    rpg_msec waived_ms, waived4_ms;
+    unsigned waived_schedules, waived4_schedules;
     rpg_msec *gaps;
     size_t n_gaps, cap_gaps;
 };
@@ -327,6 +327,8 @@ static void add(struct totals *t, const struct sim_result *r)
     }
     t->waived_ms += r->waived_ms;
     t->waived_schedules += r->waived_ms > 0;
+    t->waived4_ms += r->waived4_ms;
+    t->waived4_schedules += r->waived4_ms > 0;
     for (unsigned g = 0; g < r->n_gaps; g++) {
         if (t->n_gaps == t->cap_gaps) {
             size_t cap = t->cap_gaps ? 2 * t->cap_gaps : 1024;
@@ -546,6 +548,10 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
     printf("I4 waived by rule 6 (no healthy majority could prove it held every acknowledged "
            "commit): %" PRIu64 " ms in %u schedule(s)\n",
            t->waived_ms, t->waived_schedules);
+    printf("I4 waived by rule 4 (the previous primary and a synchronous voter attached to it, "
+           "as far as any healthy majority can tell, out of its sight): %" PRIu64
+           " ms in %u schedule(s)\n",
+           t->waived4_ms, t->waived4_schedules);
     printf("violations: %u schedule(s) failed;", t->failed);
     for (unsigned c = 0; c < CHK_N; c++) {
         printf(" %s=%u%s", sim_check_name(c), t->counts[c],

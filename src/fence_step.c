@@ -206,16 +206,7 @@ void fence_step(const struct fence_timing *t, struct fence_memory *m, const stru
         out.pg = FENCE_PG_NONE;
     }
     act_pg(t, m, w, x, out.pg, lease_ok);
-    /* The watchdog is fed on a renewal the others acknowledged since the last feed, not on this
-     * node's belief that its lease holds: a guest resumed from a pause with its clocks stopped
-     * believes it, and must not push its reset further out while it has not yet heard that it
-     * was deposed. Renewals land every quarter of an election timeout, well within the
-     * device's second. */
-    bool feed = out.feed_watchdog && (w->lease_disabled || w->lease_until > m->fed_lease_until);
-    if (feed) {
-        m->fed_lease_until = w->lease_until;
-    }
-    x->watchdog(x->data, feed, out.unfenced);
+    x->watchdog(x->data, out.feed_watchdog, out.unfenced);
     *unfenced = out.unfenced;
     act_vip(m, w, x, out.vip);
 }

@@ -32,8 +32,7 @@ struct fence_memory {
     bool vip_releasing;    /* a release is under way */
     bool vip_refused;      /* the last claim or release failed (another host answered, say) */
     rpg_msec vip_failed_at;
-    rpg_msec vip_renewed_at;  /* when the address last got a fresh lifetime (claim or renewal) */
-    rpg_msec fed_lease_until; /* the lease's end when the watchdog was last fed or armed */
+    rpg_msec vip_renewed_at; /* when the address last got a fresh lifetime (claim or renewal) */
 };
 
 /* What the executor observed for this tick. */

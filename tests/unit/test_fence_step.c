@@ -21,7 +21,6 @@ struct rec {
     bool cut[8];
     unsigned n_vips;
     bool fed, unfenced;
-    unsigned feeds;
     int vip_rv;
 };
 
@@ -54,7 +53,6 @@ static void r_watchdog(void *data, bool feed, bool unfenced)
 {
     struct rec *r = data;
     r->fed = feed;
-    r->feeds += feed;
     r->unfenced = unfenced;
 }
 
@@ -122,47 +120,6 @@ static void test_a_primary_under_its_lease_is_left_alone_and_feeds_the_watchdog(
     assert_true(unfenced);
     assert_non_null(strstr(rec.log, "lease held"));
     assert_int_equal(m.n_fences, 0);
-}
-
-/* The watchdog is fed once per renewal the others acknowledged, not on every tick the lease is
- * believed held: a guest resumed from a clock-stopped pause believes its lease until it hears
- * otherwise, and must not push its reset further out meanwhile. */
-static void test_the_watchdog_is_fed_once_per_renewal(void **state)
-{
-    (void)state;
-    reset();
-    struct fence_memory m = {.lease_ok = true, .vip_startup_done = true};
-    bool unfenced = false;
-    struct fence_world w = primary(30000);
-    w.lease_until = 30400;
-    for (rpg_msec now = 30000; now < 30200; now += 10) {
-        w.now = now;
-        m.vip_renewed_at = now;
-        tick(&m, &w, &unfenced);
-    }
-    assert_true(m.lease_ok);
-    assert_int_equal(rec.feeds, 1);
-    assert_false(rec.fed);
-    assert_true(rec.unfenced); /* armed and unfed: never disarmed while writable */
-    /* A renewal lands: fed again, once. */
-    w.lease_until = 30500;
-    for (rpg_msec now = 30200; now < 30300; now += 10) {
-        w.now = now;
-        m.vip_renewed_at = now;
-        tick(&m, &w, &unfenced);
-    }
-    assert_int_equal(rec.feeds, 2);
-    assert_int_equal(rec.n_signals, 0);
-    /* Without the lease (the simulation's --no-lease) leadership alone feeds it. */
-    reset();
-    struct fence_memory m2 = {.lease_ok = true, .vip_startup_done = true};
-    w.lease_disabled = true;
-    for (rpg_msec now = 30300; now < 30350; now += 10) {
-        w.now = now;
-        m2.vip_renewed_at = now;
-        tick(&m2, &w, &unfenced);
-    }
-    assert_int_equal(rec.feeds, 5);
 }
 
 /* The lease ran out with the server writable: SIGINT at once, the VIP released, the watchdog no
@@ -298,7 +255,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_primary_under_its_lease_is_left_alone_and_feeds_the_watchdog),
-        cmocka_unit_test(test_the_watchdog_is_fed_once_per_renewal),
         cmocka_unit_test(test_a_lapsed_lease_fences_releases_and_ends_when_the_server_is_gone),
         cmocka_unit_test(test_a_loop_gap_asks_for_a_renewal_and_pauses),
         cmocka_unit_test(test_vip_operations_and_their_ends),

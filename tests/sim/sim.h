@@ -153,6 +153,7 @@ struct sim_pg {
     uint32_t hist_tl;    /* highest timeline with a history file in pg_wal: a promotion picks
                           * the next id above it and the segments' */
     bool was_primary;    /* pg_control says in production or shut down (not in recovery) */
+    bool stop_in_start;  /* a shutdown began while it was still starting */
     bool standby_signal;
     char conf_upstream[FSM_NAME_MAX];     /* raftpg.conf: the member primary_conninfo points at */
     uint64_t slot_id;                     /* primary_slot_name raftpg_<id>, 0: none */

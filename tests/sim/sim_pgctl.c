@@ -54,6 +54,7 @@ void sim_pg_begin_shutdown(struct sim_world *w, unsigned i, rpg_msec dur)
     if (p->proc == SIM_PROC_DOWN || p->proc == SIM_PROC_STOPPING) {
         return;
     }
+    p->stop_in_start = p->proc == SIM_PROC_STARTING;
     p->proc = SIM_PROC_STOPPING;
     p->inc++;
     p->promote_pending = false;
@@ -75,7 +76,11 @@ static void finish_shutdown(struct sim_world *w, unsigned i)
     p->proc = SIM_PROC_DOWN;
     p->inc++;
     p->ckpt_tl = sim_pg_tl(p);
-    p->was_primary = !p->in_recovery;
+    /* A server stopped before its start ended (in_recovery is not known then) leaves pg_control
+     * as the start found it, as a crash does: a standby's start is "in archive recovery". */
+    if (!p->stop_in_start) {
+        p->was_primary = !p->in_recovery;
+    }
     p->in_recovery = false;
     p->streaming = false;
     p->streaming_from = -1;

@@ -311,22 +311,10 @@ static void begin(struct agent *a, struct http_conn *conn, const char *to)
 
 unsigned switchover_paused_allows(struct agent *a)
 {
-    struct switchover *s = &a->switchover;
     const struct fsm_state *st = &a->cons.state;
-    if (!s->paused_stop) {
-        return 0;
-    }
-    /* Asked of the server: once it runs, in whichever role, the operator owns it again. */
-    if (!st->paused || (a->pg.obs_valid && a->pg.obs.state == HA_PG_RUNNING)) {
-        s->paused_stop = false;
-        return 0;
-    }
-    if (strcmp(st->primary.name, a->conf.name) == 0) {
-        return 1u << HA_ACT_START_PRIMARY;
-    }
-    /* The rejoin pipeline (rewind checks, then a standby start); never a clone or a reinit,
-     * which would remove a directory the operator may want. */
-    return 1u << HA_ACT_REWIND | 1u << HA_ACT_START_STANDBY;
+    return switchover_paused_mask(&a->switchover.paused_stop, st->paused,
+                                  a->pg.obs_valid && a->pg.obs.state == HA_PG_RUNNING,
+                                  strcmp(st->primary.name, a->conf.name) == 0);
 }
 
 bool switchover_holds(const struct agent *a)

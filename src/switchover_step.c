@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "raftpg/ha.h"
 #include "raftpg/pg_state.h"
 
 const char *switchover_phase_name(enum switchover_phase p)
@@ -215,17 +216,20 @@ static void to_phase(struct switchover_mem *m, enum switchover_phase p, rpg_msec
     out->phase_changed = true;
 }
 
-static void give_up(struct switchover_mem *m, struct switchover_action *out, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void give_up(struct switchover_mem *m, struct switchover_action *out,
+                    enum switchover_reason r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Every give-up answers 503: the request was sound, the cluster did not follow in time. */
-static void give_up(struct switchover_mem *m, struct switchover_action *out, const char *fmt, ...)
+static void give_up(struct switchover_mem *m, struct switchover_action *out,
+                    enum switchover_reason r, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(out->msg, sizeof out->msg, fmt, ap);
     va_end(ap);
     out->kind = SWITCHOVER_ACT_GIVE_UP;
+    out->reason = r;
     out->status = 503;
     out->phase_changed = false;
     m->phase = SWITCHOVER_IDLE;
@@ -250,22 +254,26 @@ static void hook_step(struct switchover_mem *m, const struct switchover_view *v,
     case SWITCHOVER_EV_TICK:
         /* The callback's own time-out ends it first; this is the backstop. */
         if (v->now - m->phase_ms > v->hook_timeout_ms + SWITCHOVER_HOOK_BACKSTOP_MS) {
-            give_up(m, out, "the on_switchover callback did not end");
+            give_up(m, out, SWITCHOVER_REASON_HOOK_TIMEOUT,
+                    "the on_switchover callback did not end");
         }
         return;
     case SWITCHOVER_EV_HOOK_BUSY:
-        give_up(m, out, "the on_switchover callback is already running");
+        give_up(m, out, SWITCHOVER_REASON_HOOK_BUSY,
+                "the on_switchover callback is already running");
         return;
     case SWITCHOVER_EV_HOOK_DONE:
         if (!e->ok) {
-            give_up(m, out, "the on_switchover callback failed: %s", e->msg != NULL ? e->msg : "");
+            give_up(m, out, SWITCHOVER_REASON_HOOK_FAILED, "the on_switchover callback failed: %s",
+                    e->msg != NULL ? e->msg : "");
             return;
         }
         /* The callback took a while: stop the primary only if it still is the settled,
          * leading one. */
         if (!v->leading || !v->leader_ready || !v->lease_ok || !v->self_recorded ||
             !v->pg_running || v->pg_in_recovery || v->pg_busy) {
-            give_up(m, out, "this member no longer runs as the settled, leading primary");
+            give_up(m, out, SWITCHOVER_REASON_UNSETTLED,
+                    "this member no longer runs as the settled, leading primary");
             return;
         }
         break;
@@ -289,7 +297,7 @@ static void catchup_step(struct switchover_mem *m, const struct switchover_view 
      * the stop; the candidate's from its own report. */
     if (m->final_lsn == 0 && v->stopped_seen && v->checkpoint_lsn != 0) {
         if (!v->clean_shutdown) {
-            give_up(m, out, "the primary did not shut down cleanly");
+            give_up(m, out, SWITCHOVER_REASON_UNCLEAN, "the primary did not shut down cleanly");
             return;
         }
         m->final_lsn = v->checkpoint_lsn;
@@ -310,7 +318,7 @@ static void catchup_step(struct switchover_mem *m, const struct switchover_view 
         return;
     }
     if (v->now - m->phase_ms > SWITCHOVER_CATCHUP_MS) {
-        give_up(m, out,
+        give_up(m, out, SWITCHOVER_REASON_CATCHUP_TIMEOUT,
                 "%s did not report WAL past the final checkpoint (%" PRIu64 ") within %d ms "
                 "(last reported %" PRIu64 ")",
                 m->to, m->final_lsn, SWITCHOVER_CATCHUP_MS, v->cand_known ? v->cand_wal : 0);
@@ -331,23 +339,25 @@ void switchover_step(struct switchover_mem *m, const struct switchover_view *v,
     case SWITCHOVER_HOOK: hook_step(m, v, e, out); return;
     case SWITCHOVER_STOPPING:
         if (e->kind == SWITCHOVER_EV_STOPPED && !e->ok) {
-            give_up(m, out, "%s", e->msg != NULL ? e->msg : "the fast shutdown failed");
+            give_up(m, out, SWITCHOVER_REASON_STOP_FAILED, "%s",
+                    e->msg != NULL ? e->msg : "the fast shutdown failed");
         } else if (e->kind == SWITCHOVER_EV_STOPPED) {
             to_phase(m, SWITCHOVER_CATCHUP, v->now, out);
         } else if (e->kind == SWITCHOVER_EV_TICK && in_phase > SWITCHOVER_STOP_BACKSTOP_MS) {
-            give_up(m, out, "the primary did not stop");
+            give_up(m, out, SWITCHOVER_REASON_STOP_TIMEOUT, "the primary did not stop");
         }
         return;
     case SWITCHOVER_CATCHUP: catchup_step(m, v, e, out); return;
     case SWITCHOVER_TRANSFER:
         if (e->kind == SWITCHOVER_EV_TRANSFER_FAILED) {
-            give_up(m, out, "%s", e->msg != NULL ? e->msg : "the hand-over was refused");
+            give_up(m, out, SWITCHOVER_REASON_TRANSFER_REFUSED, "%s",
+                    e->msg != NULL ? e->msg : "the hand-over was refused");
         } else if (e->kind != SWITCHOVER_EV_TICK) {
             return;
         } else if (!v->leading) {
             to_phase(m, SWITCHOVER_PROMOTING, v->now, out);
         } else if (in_phase > SWITCHOVER_TRANSFER_MS) {
-            give_up(m, out, "raft leadership did not move");
+            give_up(m, out, SWITCHOVER_REASON_TRANSFER_TIMEOUT, "raft leadership did not move");
         }
         return;
     case SWITCHOVER_PROMOTING:
@@ -372,6 +382,43 @@ void switchover_step(struct switchover_mem *m, const struct switchover_view *v,
         }
         return;
     }
+}
+
+const char *switchover_reason_name(enum switchover_reason r)
+{
+    switch (r) {
+    case SWITCHOVER_REASON_NONE: return "none";
+    case SWITCHOVER_REASON_HOOK_FAILED: return "hook failed";
+    case SWITCHOVER_REASON_HOOK_BUSY: return "hook busy";
+    case SWITCHOVER_REASON_HOOK_TIMEOUT: return "hook did not end";
+    case SWITCHOVER_REASON_UNSETTLED: return "not the settled leading primary";
+    case SWITCHOVER_REASON_STOP_FAILED: return "stop failed";
+    case SWITCHOVER_REASON_STOP_TIMEOUT: return "stop did not end";
+    case SWITCHOVER_REASON_UNCLEAN: return "not shut down cleanly";
+    case SWITCHOVER_REASON_CATCHUP_TIMEOUT: return "candidate did not catch up";
+    case SWITCHOVER_REASON_TRANSFER_REFUSED: return "hand-over refused";
+    case SWITCHOVER_REASON_TRANSFER_TIMEOUT: return "leadership did not move";
+    case SWITCHOVER_REASON_N: break;
+    }
+    return "unknown";
+}
+
+unsigned switchover_paused_mask(bool *paused_stop, bool paused, bool pg_running, bool self_recorded)
+{
+    if (!*paused_stop) {
+        return 0;
+    }
+    /* Asked of the server: once it runs, in whichever role, the operator owns it again. */
+    if (!paused || pg_running) {
+        *paused_stop = false;
+        return 0;
+    }
+    if (self_recorded) {
+        return 1u << HA_ACT_START_PRIMARY;
+    }
+    /* The rejoin pipeline (rewind checks, then a standby start); never a clone or a reinit,
+     * which would remove a directory the operator may want. */
+    return 1u << HA_ACT_REWIND | 1u << HA_ACT_START_STANDBY;
 }
 
 bool switchover_phase_holds(enum switchover_phase p)

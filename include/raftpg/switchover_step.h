@@ -178,8 +178,26 @@ enum switchover_act_kind {
     SWITCHOVER_ACT_MOVED,    /* answer 503 with msg: leadership moved, no primary yet */
 };
 
+/* Why a switchover was abandoned (SWITCHOVER_ACT_GIVE_UP). */
+enum switchover_reason {
+    SWITCHOVER_REASON_NONE = 0,
+    SWITCHOVER_REASON_HOOK_FAILED,      /* on_switchover failed */
+    SWITCHOVER_REASON_HOOK_BUSY,        /* ... could not start */
+    SWITCHOVER_REASON_HOOK_TIMEOUT,     /* ... did not end */
+    SWITCHOVER_REASON_UNSETTLED,        /* after it, no longer the settled leading primary */
+    SWITCHOVER_REASON_STOP_FAILED,      /* the fast stop failed or could not start */
+    SWITCHOVER_REASON_STOP_TIMEOUT,     /* ... did not end */
+    SWITCHOVER_REASON_UNCLEAN,          /* the stopped server did not shut down cleanly */
+    SWITCHOVER_REASON_CATCHUP_TIMEOUT,  /* the candidate did not report the final WAL */
+    SWITCHOVER_REASON_TRANSFER_REFUSED, /* Raft refused the hand-over */
+    SWITCHOVER_REASON_TRANSFER_TIMEOUT, /* leadership did not move */
+    SWITCHOVER_REASON_N,
+};
+const char *switchover_reason_name(enum switchover_reason r);
+
 struct switchover_action {
     enum switchover_act_kind kind;
+    enum switchover_reason reason; /* GIVE_UP */
     bool phase_changed;        /* mem->phase is a new phase, other than idle: worth a log line */
     bool final_noted;          /* mem->final_lsn was read from the stopped server just now */
     enum switchover_phase was; /* the phase the switchover was in (GIVE_UP: the one that failed) */
@@ -198,6 +216,13 @@ void switchover_begin(struct switchover_mem *m, const char *from, const char *to
  * nothing. */
 void switchover_step(struct switchover_mem *m, const struct switchover_view *v,
                      const struct switchover_event *e, struct switchover_action *out);
+
+/* The actions maintenance mode lets through for a primary this member stopped for a
+ * switchover (core_view allowed bits, 0: none), while *paused_stop: starting it again as primary
+ * while it is still the recorded one (self_recorded), or its rejoin as a standby once another
+ * member is. *paused_stop ends once its server runs (pg_running) or the pause ends. */
+unsigned switchover_paused_mask(bool *paused_stop, bool paused, bool pg_running,
+                                bool self_recorded);
 
 /* Whether the executor's decisions must wait: between stopping its primary and losing
  * leadership (or giving up). */

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "raftpg/err.h"
+#include "raftpg/ha.h"
 #include "raftpg/switchover_step.h"
 
 #define T0 100000
@@ -135,6 +136,7 @@ static void test_hook(void **state)
     assert_int_equal(x.status, 503);
     assert_int_equal(x.was, SWITCHOVER_HOOK);
     assert_string_equal(x.msg, "the on_switchover callback failed: exit status 3");
+    assert_int_equal(x.reason, SWITCHOVER_REASON_HOOK_FAILED);
     assert_int_equal(m.phase, SWITCHOVER_IDLE);
 
     /* Already running. */
@@ -142,6 +144,7 @@ static void test_hook(void **state)
     x = run(&m, &v, SWITCHOVER_EV_HOOK_BUSY, false, NULL);
     assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
     assert_string_equal(x.msg, "the on_switchover callback is already running");
+    assert_int_equal(x.reason, SWITCHOVER_REASON_HOOK_BUSY);
 
     /* Done, but the member is no longer the settled leading primary: each condition alone. */
     for (int c = 0; c < 7; c++) {
@@ -153,6 +156,7 @@ static void test_hook(void **state)
         x = run(&m, &w, SWITCHOVER_EV_HOOK_DONE, true, NULL);
         assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
         assert_string_equal(x.msg, "this member no longer runs as the settled, leading primary");
+        assert_int_equal(x.reason, SWITCHOVER_REASON_UNSETTLED);
     }
 
     /* The backstop: the callback's own time-out plus 5 s. */
@@ -163,6 +167,7 @@ static void test_hook(void **state)
     x = run(&m, &v, SWITCHOVER_EV_TICK, true, NULL);
     assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
     assert_string_equal(x.msg, "the on_switchover callback did not end");
+    assert_int_equal(x.reason, SWITCHOVER_REASON_HOOK_TIMEOUT);
 }
 
 static void test_stopping(void **state)
@@ -180,6 +185,7 @@ static void test_stopping(void **state)
     assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
     assert_int_equal(x.was, SWITCHOVER_STOPPING);
     assert_string_equal(x.msg, "the primary did not stop");
+    assert_int_equal(x.reason, SWITCHOVER_REASON_STOP_TIMEOUT);
 
     /* A failed stop, with and without a message. */
     m = begun();
@@ -192,6 +198,7 @@ static void test_stopping(void **state)
     (void)run(&m, &v, SWITCHOVER_EV_HOOK_NONE, true, NULL);
     x = run(&m, &v, SWITCHOVER_EV_STOPPED, false, NULL);
     assert_string_equal(x.msg, "the fast shutdown failed");
+    assert_int_equal(x.reason, SWITCHOVER_REASON_STOP_FAILED);
 }
 
 static void test_catchup(void **state)
@@ -221,6 +228,7 @@ static void test_catchup(void **state)
     assert_int_equal(x.was, SWITCHOVER_CATCHUP);
     assert_string_equal(x.msg, "node2 did not report WAL past the final checkpoint (400) within "
                                "5000 ms (last reported 400)");
+    assert_int_equal(x.reason, SWITCHOVER_REASON_CATCHUP_TIMEOUT);
 
     /* Unreachable or unknown: never handed to. */
     m = stopped();
@@ -242,6 +250,7 @@ static void test_catchup(void **state)
     x = run(&m, &v, SWITCHOVER_EV_TICK, true, NULL);
     assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
     assert_string_equal(x.msg, "the primary did not shut down cleanly");
+    assert_int_equal(x.reason, SWITCHOVER_REASON_UNCLEAN);
 
     /* In maintenance mode the candidate gets the permit, granted before the hand-over. */
     m = stopped();
@@ -267,6 +276,7 @@ static void test_transfer_and_promoting(void **state)
     assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
     assert_int_equal(x.was, SWITCHOVER_TRANSFER);
     assert_string_equal(x.msg, "node2 is not a voter");
+    assert_int_equal(x.reason, SWITCHOVER_REASON_TRANSFER_REFUSED);
 
     m = stopped();
     (void)run(&m, &v, SWITCHOVER_EV_TICK, true, NULL);
@@ -276,6 +286,7 @@ static void test_transfer_and_promoting(void **state)
     x = run(&m, &v, SWITCHOVER_EV_TICK, true, NULL);
     assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
     assert_string_equal(x.msg, "raft leadership did not move");
+    assert_int_equal(x.reason, SWITCHOVER_REASON_TRANSFER_TIMEOUT);
 
     /* Leadership moved, the candidate never runs as primary: not abandoned, answered 503. */
     m = stopped();
@@ -447,6 +458,24 @@ static void test_peer_of(void **state)
     assert_false(out.reachable || out.running_standby || out.eligible);
 }
 
+static void test_paused_mask(void **state)
+{
+    (void)state;
+    bool stop = false;
+    assert_int_equal(switchover_paused_mask(&stop, true, false, true), 0);
+    stop = true;
+    assert_int_equal(switchover_paused_mask(&stop, true, false, true), 1u << HA_ACT_START_PRIMARY);
+    assert_true(stop);
+    assert_int_equal(switchover_paused_mask(&stop, true, false, false),
+                     1u << HA_ACT_REWIND | 1u << HA_ACT_START_STANDBY);
+    /* Its server runs again: the operator owns it. */
+    assert_int_equal(switchover_paused_mask(&stop, true, true, false), 0);
+    assert_false(stop);
+    stop = true;
+    assert_int_equal(switchover_paused_mask(&stop, false, false, true), 0);
+    assert_false(stop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -457,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_transfer_and_promoting),
         cmocka_unit_test(test_prepare),
         cmocka_unit_test(test_peer_of),
+        cmocka_unit_test(test_paused_mask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,6 +67,7 @@ static void view_of(const struct agent *a, struct switchover_view *v)
     v->cand_primary = strcmp(st->primary.name, s->m.to) == 0 && p != NULL && p->reachable &&
                       p->pg_state == HA_PG_RUNNING && !p->pg_in_recovery;
     v->hook_timeout_ms = a->conf.postgresql.callback_timeout_s * 1000ULL;
+    v->transfers_failed = a->cons.n_transfers_failed;
 }
 
 static void on_stopped(struct pg *p, int rc, const char *msg, void *data);
@@ -93,6 +94,10 @@ static void perform(struct agent *a, const struct switchover_action *x)
         return;
     case SWITCHOVER_ACT_TRANSFER: {
         char errmsg[RPG_ERRMSG_SIZE];
+        if (!x->phase_changed) {
+            log_info("switchover %s -> %s: raft gave the hand-over up, handing over again",
+                     s->m.from, s->m.to);
+        }
         snprintf(s->handed_to, sizeof s->handed_to, "%s", s->m.to);
         s->handed_term = a->cons.term;
         struct failover_permit before = a->failover_permit;

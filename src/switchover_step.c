@@ -306,6 +306,7 @@ static void catchup_step(struct switchover_mem *m, const struct switchover_view 
     if (m->final_lsn != 0 && v->cand_known && v->cand_reachable && v->cand_wal > m->final_lsn) {
         to_phase(m, SWITCHOVER_TRANSFER, v->now, out);
         out->kind = SWITCHOVER_ACT_TRANSFER;
+        m->transfers_failed = v->transfers_failed;
         if (v->paused) {
             /* Maintenance mode holds every member's decisions: the candidate may take over
              * (record, promote) by the same permit as a failover in pause, granted before the
@@ -358,6 +359,12 @@ void switchover_step(struct switchover_mem *m, const struct switchover_view *v,
             to_phase(m, SWITCHOVER_PROMOTING, v->now, out);
         } else if (in_phase > SWITCHOVER_TRANSFER_MS) {
             give_up(m, out, SWITCHOVER_REASON_TRANSFER_TIMEOUT, "raft leadership did not move");
+        } else if (v->transfers_failed != m->transfers_failed) {
+            /* libraft gave the hand-over up (its target had not started an election: one
+             * just resumed from a pause, say) and this member still leads: ask again within
+             * the bound, as cons_transfer's callers do. */
+            m->transfers_failed = v->transfers_failed;
+            out->kind = SWITCHOVER_ACT_TRANSFER;
         }
         return;
     case SWITCHOVER_PROMOTING:

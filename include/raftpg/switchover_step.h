@@ -123,9 +123,10 @@ struct switchover_mem {
     char from[FSM_NAME_MAX];
     char to[FSM_NAME_MAX];
     uint64_t to_id;
-    uint64_t final_lsn;  /* the stopped primary's last checkpoint */
-    rpg_msec started_ms; /* executor clock of the request */
-    rpg_msec phase_ms;   /* executor clock the phase began */
+    uint64_t final_lsn;        /* the stopped primary's last checkpoint */
+    unsigned transfers_failed; /* switchover_view.transfers_failed at the last hand-over */
+    rpg_msec started_ms;       /* executor clock of the request */
+    rpg_msec phase_ms;         /* executor clock the phase began */
 };
 
 /* What the executor observed, for one step. */
@@ -150,6 +151,9 @@ struct switchover_view {
     uint64_t cand_wal;
     bool cand_primary;
     rpg_msec hook_timeout_ms; /* the callbacks' own time-out (callback_timeout_s) */
+    /* Hand-overs that ended with this member still leader (cons.n_transfers_failed): libraft
+     * gives one up after an election timeout when its target did not start an election. */
+    unsigned transfers_failed;
 };
 
 enum switchover_event_kind {
@@ -172,7 +176,8 @@ enum switchover_act_kind {
     SWITCHOVER_ACT_NONE = 0,
     SWITCHOVER_ACT_STOP,     /* fast stop of this primary within SWITCHOVER_STOP_MS */
     SWITCHOVER_ACT_POLL,     /* ask every member for its report now */
-    SWITCHOVER_ACT_TRANSFER, /* grant the permit (when grant), then hand Raft leadership to to_id */
+    SWITCHOVER_ACT_TRANSFER, /* grant the permit (when grant), then hand Raft leadership to to_id
+                              * (again, when libraft gave the last hand-over up) */
     SWITCHOVER_ACT_GIVE_UP,  /* abandoned: answer status with why; the primary starts again */
     SWITCHOVER_ACT_DONE,     /* answer 200 with msg */
     SWITCHOVER_ACT_MOVED,    /* answer 503 with msg: leadership moved, no primary yet */

@@ -1367,6 +1367,7 @@ static void switchover_view(struct sim_world *w, unsigned i, struct switchover_v
     v->cand_wal = p != NULL ? p->pg_wal_position : 0;
     v->cand_primary = strcmp(st->primary.name, a->so.to) == 0 && p != NULL && p->reachable &&
                       p->pg_state == HA_PG_RUNNING && !p->pg_in_recovery;
+    v->transfers_failed = n->cons.n_transfers_failed;
 }
 
 /* switchover.c perform: what the step decided, on the simulated server and Raft. */
@@ -1402,6 +1403,11 @@ static void switchover_perform(struct sim_world *w, unsigned i, const struct swi
         return;
     }
     case SWITCHOVER_ACT_TRANSFER: {
+        if (!x->phase_changed) {
+            sim_trace(w, (int)i,
+                      "switchover %s -> %s: raft gave the hand-over up, handing over again",
+                      a->so.from, a->so.to);
+        }
         struct failover_permit before = a->permit;
         if (x->grant) {
             failover_permit_grant(&a->permit, &x->permit);

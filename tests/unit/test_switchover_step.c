@@ -288,6 +288,29 @@ static void test_transfer_and_promoting(void **state)
     assert_string_equal(x.msg, "raft leadership did not move");
     assert_int_equal(x.reason, SWITCHOVER_REASON_TRANSFER_TIMEOUT);
 
+    /* libraft gave the hand-over up with this member still leading: asked again, without a
+     * second grant, within the same bound. */
+    m = stopped();
+    v = down(T0 + 200);
+    v.transfers_failed = 4;
+    (void)run(&m, &v, SWITCHOVER_EV_TICK, true, NULL);
+    assert_int_equal(m.transfers_failed, 4);
+    v.now = T0 + 900;
+    assert_int_equal(run(&m, &v, SWITCHOVER_EV_TICK, true, NULL).kind, SWITCHOVER_ACT_NONE);
+    v.transfers_failed = 5;
+    x = run(&m, &v, SWITCHOVER_EV_TICK, true, NULL);
+    assert_int_equal(x.kind, SWITCHOVER_ACT_TRANSFER);
+    assert_false(x.phase_changed);
+    assert_false(x.grant);
+    assert_int_equal(m.phase, SWITCHOVER_TRANSFER);
+    assert_int_equal(m.phase_ms, T0 + 200);
+    assert_int_equal(run(&m, &v, SWITCHOVER_EV_TICK, true, NULL).kind, SWITCHOVER_ACT_NONE);
+    v.transfers_failed = 6;
+    v.now = T0 + 201 + SWITCHOVER_TRANSFER_MS;
+    x = run(&m, &v, SWITCHOVER_EV_TICK, true, NULL);
+    assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
+    assert_int_equal(x.reason, SWITCHOVER_REASON_TRANSFER_TIMEOUT);
+
     /* Leadership moved, the candidate never runs as primary: not abandoned, answered 503. */
     m = stopped();
     v = down(T0 + 200);

@@ -60,12 +60,7 @@ static void view_of(const struct agent *a, struct switchover_view *v)
                       pg->controldata_valid;
     v->clean_shutdown = pg->clean_shutdown;
     v->checkpoint_lsn = pg->checkpoint_lsn;
-    const struct peer_status *p = peers_get(&a->peers, s->m.to);
-    v->cand_known = p != NULL;
-    v->cand_reachable = p != NULL && p->reachable;
-    v->cand_wal = p != NULL ? p->pg_wal_position : 0;
-    v->cand_primary = strcmp(st->primary.name, s->m.to) == 0 && p != NULL && p->reachable &&
-                      p->pg_state == HA_PG_RUNNING && !p->pg_in_recovery;
+    switchover_view_candidate(v, st, s->m.to, peers_get(&a->peers, s->m.to));
     v->hook_timeout_ms = a->conf.postgresql.callback_timeout_s * 1000ULL;
     v->transfers_failed = a->cons.n_transfers_failed;
 }

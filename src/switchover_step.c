@@ -206,6 +206,16 @@ int switchover_prepare(const struct switchover_ask *in, char *chosen, size_t cho
     return status;
 }
 
+void switchover_view_candidate(struct switchover_view *v, const struct fsm_state *st,
+                               const char *to, const struct peer_status *p)
+{
+    v->cand_known = p != NULL;
+    v->cand_reachable = p != NULL && p->reachable;
+    v->cand_wal = p != NULL ? p->pg_wal_position : 0;
+    v->cand_primary = strcmp(st->primary.name, to) == 0 && p != NULL && p->reachable &&
+                      p->pg_state == HA_PG_RUNNING && !p->pg_in_recovery;
+}
+
 /* ---- the steps ------------------------------------------------------------------------------- */
 
 static void to_phase(struct switchover_mem *m, enum switchover_phase p, rpg_msec now,

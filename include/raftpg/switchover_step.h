@@ -156,6 +156,11 @@ struct switchover_view {
     unsigned transfers_failed;
 };
 
+/* Fills the candidate's part of v from its report p (NULL: none) and the replicated state st:
+ * known, answered, its WAL position, and whether it runs as the recorded primary. */
+void switchover_view_candidate(struct switchover_view *v, const struct fsm_state *st,
+                               const char *to, const struct peer_status *p);
+
 enum switchover_event_kind {
     SWITCHOVER_EV_TICK,            /* the executor's timer (every 50 ms) */
     SWITCHOVER_EV_REPORT,          /* a member's report came in */

@@ -1361,12 +1361,7 @@ static void switchover_view(struct sim_world *w, unsigned i, struct switchover_v
     v->stopped_seen = a->obs_epoch == a->epoch && a->obs.state == HA_PG_STOPPED && a->ctl_valid;
     v->clean_shutdown = a->ctl_clean;
     v->checkpoint_lsn = a->ctl_lsn;
-    const struct peer_status *p = peer_book_get(&a->book, a->so.to);
-    v->cand_known = p != NULL;
-    v->cand_reachable = p != NULL && p->reachable;
-    v->cand_wal = p != NULL ? p->pg_wal_position : 0;
-    v->cand_primary = strcmp(st->primary.name, a->so.to) == 0 && p != NULL && p->reachable &&
-                      p->pg_state == HA_PG_RUNNING && !p->pg_in_recovery;
+    switchover_view_candidate(v, st, a->so.to, peer_book_get(&a->book, a->so.to));
     v->transfers_failed = n->cons.n_transfers_failed;
 }
 

@@ -479,6 +479,30 @@ static void test_peer_of(void **state)
     switchover_peer_of(&self, &m, NULL, 1000, &out);
     assert_string_equal(out.name, "node2");
     assert_false(out.reachable || out.running_standby || out.eligible);
+
+    /* The candidate in the step's view: primary once recorded and running out of recovery. */
+    struct fsm_state st;
+    memset(&st, 0, sizeof st);
+    snprintf(st.primary.name, sizeof st.primary.name, "node1");
+    struct switchover_view v;
+    memset(&v, 0, sizeof v);
+    switchover_view_candidate(&v, &st, "node2", &p);
+    assert_true(v.cand_known && v.cand_reachable);
+    assert_int_equal(v.cand_wal, 900);
+    assert_false(v.cand_primary);
+    p.pg_in_recovery = false;
+    assert_false(v.cand_primary);
+    switchover_view_candidate(&v, &st, "node2", &p);
+    assert_false(v.cand_primary); /* not recorded yet */
+    snprintf(st.primary.name, sizeof st.primary.name, "node2");
+    switchover_view_candidate(&v, &st, "node2", &p);
+    assert_true(v.cand_primary);
+    p.reachable = false;
+    switchover_view_candidate(&v, &st, "node2", &p);
+    assert_false(v.cand_primary || v.cand_reachable);
+    switchover_view_candidate(&v, &st, "node2", NULL);
+    assert_false(v.cand_known || v.cand_primary);
+    assert_int_equal(v.cand_wal, 0);
 }
 
 static void test_paused_mask(void **state)

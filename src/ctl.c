@@ -121,8 +121,8 @@ static const struct ctl_command ctl_commands[] = {
      "primary is healthy; without one, only if\n"
      "N holds every acknowledged commit",
      ctl_run_failover},
-    {"history", NULL, "[--format pretty|json]", "the cluster's promotions (timelines)",
-     ctl_run_history},
+    {"history", NULL, "[--format pretty|json|yaml|tsv] [--json]",
+     "the cluster's promotions (timelines)", ctl_run_history},
     {"reload", NULL, "[MEMBER...]",
      "re-read the members' configuration files\n"
      "(all without MEMBER); says what needs a\n"

@@ -171,6 +171,22 @@ static int print_yaml(json_t *doc)
     return rv;
 }
 
+/* --format's value (patronictl's -f); 0, or -1 after saying what is wrong. */
+static int parse_format(const char *cmd, const char *f, enum list_format *format)
+{
+    static const char *const names[] = {
+        [LIST_PRETTY] = "pretty", [LIST_JSON] = "json", [LIST_YAML] = "yaml", [LIST_TSV] = "tsv"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(f, names[i]) == 0) {
+            *format = (enum list_format)i;
+            return 0;
+        }
+    }
+    fprintf(stderr, "raftpg ctl %s: --format: expected pretty, json, yaml or tsv, got \"%s\"\n",
+            cmd, f);
+    return -1;
+}
+
 static int cmd_list(struct ctl *c, enum list_format format)
 {
     bool as_json = format == LIST_JSON;
@@ -495,7 +511,15 @@ static int cmd_topology(struct ctl *c, enum list_format format)
 }
 
 /* patronictl history: GET /history from the first member that answers, as a table. */
-static int cmd_history(struct ctl *c, bool json)
+static const char *history_text(json_t *e, size_t i)
+{
+    const char *s = json_string_value(json_array_get(e, i));
+    return s != NULL ? s : "?";
+}
+
+/* patronictl's history: json, yaml and tsv hold one object (a row) per entry, with its column
+ * names and the LSN as a number; pretty shows the LSN as PostgreSQL writes it. */
+static int cmd_history(struct ctl *c, enum list_format format)
 {
     char errmsg[RPG_ERRMSG_SIZE];
     json_t *o = ctl_get_first(c, "/history", JSON_ARRAY, errmsg);
@@ -503,31 +527,51 @@ static int cmd_history(struct ctl *c, bool json)
         fprintf(stderr, "raftpg ctl history: no member answered: %s\n", errmsg);
         return 1;
     }
-    if (json) {
-        char *out = json_dumps(o, JSON_COMPACT);
-        printf("%s\n", out != NULL ? out : "[]");
-        free(out);
-        json_decref(o);
-        return 0;
-    }
-    printf("%-4s %-19s %-12s %-29s %s\n", "TL", "LSN", "Reason", "Timestamp", "New Leader");
+    static const char *const columns[] = {"TL", "LSN", "Reason", "Timestamp", "New Leader"};
+    int rv = 0;
     size_t k;
     json_t *e;
+    if (format == LIST_JSON || format == LIST_YAML) {
+        json_t *rows = json_array();
+        json_array_foreach(o, k, e) {
+            json_t *row = json_object();
+            for (size_t i = 0; i < 5; i++) {
+                json_t *v = json_array_get(e, i);
+                json_object_set(row, columns[i], v != NULL ? v : json_null());
+            }
+            json_array_append_new(rows, row);
+        }
+        if (format == LIST_YAML) {
+            rv = print_yaml(rows) != 0 ? 1 : 0;
+        } else {
+            char *out = json_dumps(rows, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            printf("%s\n", out != NULL ? out : "[]");
+            free(out);
+        }
+        json_decref(rows);
+        json_decref(o);
+        if (rv != 0) {
+            fprintf(stderr, "raftpg ctl history: cannot write YAML\n");
+        }
+        return rv;
+    }
+    if (format == LIST_TSV) {
+        printf("TL\tLSN\tReason\tTimestamp\tNew Leader\n");
+    } else {
+        printf("%-4s %-19s %-12s %-29s %s\n", "TL", "LSN", "Reason", "Timestamp", "New Leader");
+    }
     json_array_foreach(o, k, e) {
+        long long tl = (long long)json_integer_value(json_array_get(e, 0));
         uint64_t lsn = (uint64_t)json_integer_value(json_array_get(e, 1));
+        if (format == LIST_TSV) {
+            printf("%lld\t%llu\t%s\t%s\t%s\n", tl, (unsigned long long)lsn, history_text(e, 2),
+                   history_text(e, 3), history_text(e, 4));
+            continue;
+        }
         char lsn_text[40];
         snprintf(lsn_text, sizeof lsn_text, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
-        printf("%-4lld %-19s %-12s %-29s %s\n", (long long)json_integer_value(json_array_get(e, 0)),
-               lsn_text,
-               json_string_value(json_array_get(e, 2)) != NULL
-                   ? json_string_value(json_array_get(e, 2))
-                   : "?",
-               json_string_value(json_array_get(e, 3)) != NULL
-                   ? json_string_value(json_array_get(e, 3))
-                   : "?",
-               json_string_value(json_array_get(e, 4)) != NULL
-                   ? json_string_value(json_array_get(e, 4))
-                   : "?");
+        printf("%-4lld %-19s %-12s %-29s %s\n", tl, lsn_text, history_text(e, 2),
+               history_text(e, 3), history_text(e, 4));
     }
     json_decref(o);
     return 0;
@@ -556,20 +600,7 @@ static int run_watch(struct ctl *c, const char *cmd, bool topo, int argc, char *
             format = LIST_JSON;
         } else if ((strcmp(argv[i], "--format") == 0 || strcmp(argv[i], "-f") == 0) &&
                    i + 1 < argc) {
-            const char *f = argv[++i];
-            if (strcmp(f, "pretty") == 0) {
-                format = LIST_PRETTY;
-            } else if (strcmp(f, "json") == 0) {
-                format = LIST_JSON;
-            } else if (strcmp(f, "yaml") == 0) {
-                format = LIST_YAML;
-            } else if (strcmp(f, "tsv") == 0) {
-                format = LIST_TSV;
-            } else {
-                fprintf(stderr,
-                        "raftpg ctl %s: --format: expected pretty, json, yaml or tsv, got "
-                        "\"%s\"\n",
-                        cmd, f);
+            if (parse_format(cmd, argv[++i], &format) != 0) {
                 return 2;
             }
         } else if ((strcmp(argv[i], "--watch") == 0 || strcmp(argv[i], "-w") == 0) &&
@@ -633,20 +664,22 @@ int ctl_run_show_config(struct ctl *c, int argc, char **argv)
 
 int ctl_run_history(struct ctl *c, int argc, char **argv)
 {
-    bool json = false;
+    enum list_format format = LIST_PRETTY;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--format") == 0 && i + 1 < argc &&
-            (strcmp(argv[i + 1], "json") == 0 || strcmp(argv[i + 1], "pretty") == 0)) {
-            json = strcmp(argv[++i], "json") == 0;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
+        if (strcmp(argv[i], "--json") == 0) {
+            format = LIST_JSON;
+        } else if ((strcmp(argv[i], "--format") == 0 || strcmp(argv[i], "-f") == 0) &&
+                   i + 1 < argc) {
+            if (parse_format("history", argv[++i], &format) != 0) {
+                return 2;
+            }
         } else {
             fprintf(stderr,
                     "raftpg ctl history: unexpected argument \"%s\" (--format "
-                    "pretty|json)\n",
+                    "pretty|json|yaml|tsv)\n",
                     argv[i]);
             return 2;
         }
     }
-    return cmd_history(c, json);
+    return cmd_history(c, format);
 }

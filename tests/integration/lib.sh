@@ -252,12 +252,28 @@ t_writer() {
   done
 }
 
-# t_writer_missing I TABLE: the ids in $T_DIR/acked that TABLE on node I lacks, comma-separated
-# ("" when none). A query that fails fails the call: an empty answer never passes for "none".
+# t_acked_missing FILE I TABLE: the acknowledged ids in FILE (the first field of each line) that
+# TABLE (its column id) on node I lacks, comma-separated, "" when none. A query that fails, or
+# answers without its marker, fails the call: an empty answer never passes for "none".
+t_acked_missing() {
+  local ids out
+  ids=$(cut -d' ' -f1 "$1" | sort -n | paste -sd,)
+  out=$(t_psql "$2" -v ON_ERROR_STOP=1 -c "SELECT 'missing:' || coalesce(string_agg(a::text, ',' ORDER BY a), '') FROM unnest(ARRAY[${ids:-0}]::bigint[]) a WHERE a <> 0 AND NOT EXISTS (SELECT 1 FROM $3 WHERE id = a)") || return 1
+  case $out in
+  missing:*) printf '%s\n' "${out#missing:}" ;;
+  *) return 1 ;;
+  esac
+}
+# t_acked_all FILE I TABLE: node I's TABLE holds every id acknowledged in FILE; says what it lacks,
+# or that the query failed.
+t_acked_all() {
+  local m
+  m=$(t_acked_missing "$@") || { echo "  the query for the acknowledged ids failed on node $2"; return 1; }
+  [ -z "$m" ] || { echo "  node $2 lacks acknowledged ids: $(cut -c1-300 <<<"$m")"; return 1; }
+}
+# t_writer_missing I TABLE: t_acked_missing for t_writer's ids.
 t_writer_missing() {
-  local ids
-  ids=$(sort -n "$T_DIR/acked" | tr '\n' ',' | sed 's/,$//')
-  t_psql "$1" -v ON_ERROR_STOP=1 -c "SELECT string_agg(a::text, ',') FROM unnest(ARRAY[${ids:-0}]::bigint[]) a WHERE a <> 0 AND NOT EXISTS (SELECT 1 FROM $2 WHERE id = a)"
+  t_acked_missing "$T_DIR/acked" "$@"
 }
 # t_writer_complete I TABLE: node I's TABLE holds every acknowledged id (a failed query: no).
 t_writer_complete() {

@@ -43,6 +43,10 @@ t_check "ctl with RAFTPG_CONFIG asks that file's members" t_eq "$(RAFTPG_API='' 
 t_check "... naming them" grep -q "127.0.0.1:3002[1-3]: connection refused" "$T_DIR/out"
 t_check "ctl list --format xml is a usage error" t_eq "$(run ctl --api 127.0.0.1:1 list --format xml)" 2
 t_check "... naming the formats" grep -q "expected pretty, json, yaml or tsv" "$T_DIR/out"
+t_check "ctl history --format xml is a usage error" \
+  t_eq "$(run ctl --api 127.0.0.1:1 history --format xml)" 2
+t_check "... naming the command and the formats" \
+  grep -q "raftpg ctl history: --format: expected pretty, json, yaml or tsv, got \"xml\"" "$T_DIR/out"
 t_check "ctl list --watch 0 is a usage error" t_eq "$(run ctl --api 127.0.0.1:1 list --watch 0)" 2
 t_check "ctl switchover --scheduled with a time that is not ISO 8601 exits 2" t_eq "$(run ctl --api 127.0.0.1:1 switchover --scheduled 10:00)" 2
 t_check "... naming the time and what is wrong" grep -qF -- '--scheduled: "10:00": expected ISO 8601' "$T_DIR/out"

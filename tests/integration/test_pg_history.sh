@@ -92,8 +92,17 @@ t_check "the entry is the failover to $N from timeline 2 ($(jq -c '.[2]' <<<"$h"
 # The other survivor applies the entry a heartbeat later.
 t_check "the surviving members show the same history (within 10 s)" \
   t_poll 10 same_hist "${others[0]}" "${others[1]}"
+# patronictl history -f json|yaml|tsv: one row per entry, the LSN a number.
+rows=$(jq -c '[.[] | {"TL": .[0], "LSN": .[1], "Reason": .[2], "Timestamp": .[3], "New Leader": .[4]}]' <<<"$h")
 out=$(ctl history --format json 2>&1)
-t_check "ctl history --format json is /history" t_eq "$out" "$(jq -c . <<<"$h")"
+t_check "ctl history --format json is /history as patronictl's rows ($out)" t_eq "$out" "$rows"
+out=$(ctl history --format yaml 2>&1)
+back=$(python3 -c 'import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin), separators=(",", ":")))' <<<"$out" 2>&1)
+t_check "ctl history --format yaml reads back as the same rows ($back)" t_eq "$back" "$rows"
+out=$(ctl history --format tsv 2>&1)
+want=$(printf 'TL\tLSN\tReason\tTimestamp\tNew Leader\n%s' \
+  "$(jq -r '.[] | [.[0], .[1], .[2], .[3], .[4]] | @tsv' <<<"$h")")
+t_check "ctl history --format tsv is a header and the rows" t_eq "$out" "$want"
 t_start "$Ci"
 t_wait 60 "$C back as a streaming standby" t_pg_healthy 1 2 3
 t_wait 15 "$C applied the same history" same_hist "$Ci" "$Ni"

@@ -215,10 +215,12 @@ for run in $(seq 1 "$RUNS"); do
   t_wait 30 "a write acknowledged after failover $run" acked_after "$(wc -l <"$ACKED")" || break
   # Everything acknowledged up to now (including writes to the old primary) must be there.
   sleep 0.5
-  acked_now=$(sort -n "$ACKED" | tr '\n' ',' | sed 's/,$//')
-  missing=$(t_psql "$NPi" -c "SELECT string_agg(a::text, ',') FROM unnest(ARRAY[${acked_now:-0}]::bigint[]) a WHERE a <> 0 AND NOT EXISTS (SELECT 1 FROM rpo WHERE id = a)")
+  acked_now=$(sort -n "$ACKED" | paste -sd,)
   n_acked=$(wc -l <"$ACKED")
-  if [ -n "$missing" ]; then
+  if ! missing=$(t_acked_missing "$ACKED" "$NPi" rpo); then
+    missing="(the query failed)"
+    t_fail "run $run: the query for the acknowledged rows failed on $NP"
+  elif [ -n "$missing" ]; then
     lost_total=$((lost_total + $(tr ',' '\n' <<<"$missing" | wc -l)))
     t_fail "run $run: acknowledged rows missing on $NP after killing $P: $missing"
   fi

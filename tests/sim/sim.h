@@ -570,6 +570,9 @@ struct sim_result {
     uint64_t acked_async;        /* commits acknowledged asynchronously */
     rpg_msec waived_ms;          /* time a healthy majority had no primary because none of its
                                   * members could prove it held every acknowledged commit (rule 6) */
+    rpg_msec waived4_ms;         /* ... or that the previous primary, which none of them can see,
+                                  * gets no acknowledgement from a voter none of them can see
+                                  * either (rule 4) */
     unsigned raft_restarts;      /* Raft restarted from a node's directory (the write fence) */
     unsigned held_changes;       /* leader writes of a configuration entry the fence held */
     unsigned resume_overlaps;    /* I1 or I3 broken only by a guest resumed from a clock-stopped
@@ -637,9 +640,12 @@ struct sim_world {
     bool i1_open, i3_open, resume_overlap_open;
     rpg_msec gap_start;
     bool i4_reported;
-    bool state_reported;   /* CHK_STATE reported (once per run: it would repeat every check) */
-    bool waived_open;      /* I4 is waived by rule 6 right now */
-    bool paused_open;      /* the committed state is paused: no primary is owed (I4) */
+    bool state_reported; /* CHK_STATE reported (once per run: it would repeat every check) */
+    bool waived_open;    /* I4 is waived by rule 6 right now */
+    bool waived4_open;   /* ... by rule 4 */
+    char recorded[FSM_NAME_MAX];      /* the recorded primary at the last check ... */
+    char prev_recorded[FSM_NAME_MAX]; /* ... and the one it replaced (rule 4's previous primary) */
+    bool paused_open;                 /* the committed state is paused: no primary is owed (I4) */
     unsigned pause_wanted; /* maintenance faults in force: the operator wants the pause on */
     rpg_msec pause_try_at; /* the operator's last pause or resume request */
     int last_primary;

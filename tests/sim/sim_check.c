@@ -368,13 +368,71 @@ static bool set_may_fail_over(const struct sim_world *w, unsigned set, const str
     return recorded.k == 0 && w->opt->sync_mode == SYNC_MODE_OFF;
 }
 
+/* Whether node v can tell the members of set what its server does: its agent runs and answers
+ * one of them. */
+static bool observable(const struct sim_world *w, unsigned set, unsigned v)
+{
+    const struct sim_node *n = &w->nodes[v];
+    if (!n->exists || !n->up || n->frozen || !n->agent.alive) {
+        return false;
+    }
+    for (unsigned s = 0; s < w->n; s++) {
+        if (set >> s & 1 && (s == v || linked(w, s, v))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int node_named(const struct sim_world *w, const char *name)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        if (w->nodes[i].exists && strcmp(w->nodes[i].name, name) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* DESIGN.md rule 4, read on what the members of set can see: a new primary promotes only once at
+ * most k - 1 recorded voters besides itself could still acknowledge the previous primary's
+ * commits, and a voter nobody in set hears from may (a guest paused with its clocks stopped
+ * resumes streaming from a previous primary resumed with it). Nothing can prove otherwise while
+ * that previous primary is out of sight too, so a failover then waits for one of them to come
+ * back, whatever the world did to them meanwhile (src/ha.c voters_detached). */
+static bool set_may_detach(const struct sim_world *w, unsigned set, const struct fsm_state *st)
+{
+    if (st == NULL || !st->initialized) {
+        return true;
+    }
+    struct sync_set recorded;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (sync_set_from_state(st, &recorded, errmsg) != 0 || recorded.k == 0) {
+        return true;
+    }
+    int p = node_named(w, st->primary.name);
+    const char *prev = p >= 0 && !(set >> p & 1) ? st->primary.name : w->prev_recorded;
+    int o = node_named(w, prev);
+    if (o < 0 || set >> o & 1 || observable(w, set, (unsigned)o)) {
+        return true;
+    }
+    unsigned blind = 0;
+    for (unsigned v = 0; v < recorded.n; v++) {
+        int i = node_named(w, recorded.names[v]);
+        if (i >= 0 && i != o && i != p && !(set >> i & 1) && !observable(w, set, (unsigned)i)) {
+            blind++;
+        }
+    }
+    return blind < recorded.k;
+}
+
 /* Whether some majority of the voters is healthy (up, running an agent, not paused) with every
  * pair connected by links that work (not cut, not lossy), and able to fail over under rule 6
  * (*waived: such majorities exist, but none is); and whether a server accepts writes on a
  * healthy node that reaches a majority itself (an old primary cut off from the majority does not
  * count). */
 static void healthy_majority(const struct sim_world *w, unsigned majority, bool *found,
-                             bool *waived, bool *primary)
+                             bool *waived, bool *waived4, bool *primary)
 {
     unsigned healthy = 0;
     for (unsigned i = 0; i < w->n; i++) {
@@ -383,6 +441,7 @@ static void healthy_majority(const struct sim_world *w, unsigned majority, bool 
     const struct fsm_state *st = committed_state(w);
     *found = false;
     *waived = false;
+    *waived4 = false;
     for (unsigned s = healthy; s != 0 && !*found; s = (s - 1) & healthy) {
         if ((unsigned)__builtin_popcount(s) < majority) {
             continue;
@@ -397,9 +456,14 @@ static void healthy_majority(const struct sim_world *w, unsigned majority, bool 
             *waived = true;
             ok = false;
         }
+        if (ok && !set_may_detach(w, s, st)) {
+            *waived4 = true;
+            ok = false;
+        }
         *found = ok;
     }
     *waived = *waived && !*found;
+    *waived4 = *waived4 && !*found && !*waived;
     *primary = false;
     for (unsigned x = 0; x < w->n && !*primary; x++) {
         if (!(healthy >> x & 1) || !accepts_writes(w, x)) {
@@ -540,9 +604,26 @@ void sim_check_periodic(struct sim_world *w)
         }
     }
     unsigned voters = sim_voters(w);
-    bool majority = false, waived = false, primary = false;
+    const struct fsm_state *rs = committed_state(w);
+    if (rs != NULL && rs->initialized && strcmp(rs->primary.name, w->recorded) != 0) {
+        snprintf(w->prev_recorded, sizeof w->prev_recorded, "%s", w->recorded);
+        snprintf(w->recorded, sizeof w->recorded, "%s", rs->primary.name);
+    }
+    bool majority = false, waived = false, waived4 = false, primary = false;
     if (voters > 0) {
-        healthy_majority(w, voters / 2 + 1, &majority, &waived, &primary);
+        healthy_majority(w, voters / 2 + 1, &majority, &waived, &waived4, &primary);
+    }
+    if (waived4 && !primary) {
+        if (!w->waived4_open) {
+            sim_trace(w, -1,
+                      "I4 waived: no healthy majority can prove that the previous primary, out "
+                      "of its sight, gets no acknowledgement from a voter out of its sight too "
+                      "(rule 4)");
+        }
+        w->waived4_open = true;
+        w->res->waived4_ms += SIM_CHECK_MS;
+    } else {
+        w->waived4_open = false;
     }
     if (waived && !primary) {
         if (!w->waived_open) {

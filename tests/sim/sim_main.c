@@ -94,8 +94,8 @@ struct totals {
     unsigned so_asked, so_refused_409, so_refused_412, so_refused_503, so_done, so_moved, so_cut,
         so_checked;
     unsigned so_abandoned[SWITCHOVER_REASON_N];
-    rpg_msec waived_ms;
-    unsigned waived_schedules;
+    rpg_msec waived_ms, waived4_ms;
+    unsigned waived_schedules, waived4_schedules;
     rpg_msec *gaps;
     size_t n_gaps, cap_gaps;
 };
@@ -341,6 +341,8 @@ static void add(struct totals *t, const struct sim_result *r)
     }
     t->waived_ms += r->waived_ms;
     t->waived_schedules += r->waived_ms > 0;
+    t->waived4_ms += r->waived4_ms;
+    t->waived4_schedules += r->waived4_ms > 0;
     for (unsigned g = 0; g < r->n_gaps; g++) {
         if (t->n_gaps == t->cap_gaps) {
             size_t cap = t->cap_gaps ? 2 * t->cap_gaps : 1024;
@@ -581,6 +583,10 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
     printf("I4 waived by rule 6 (no healthy majority could prove it held every acknowledged "
            "commit): %" PRIu64 " ms in %u schedule(s)\n",
            t->waived_ms, t->waived_schedules);
+    printf("I4 waived by rule 4 (the previous primary and a synchronous voter attached to it, "
+           "as far as any healthy majority can tell, out of its sight): %" PRIu64
+           " ms in %u schedule(s)\n",
+           t->waived4_ms, t->waived4_schedules);
     printf("violations: %u schedule(s) failed;", t->failed);
     for (unsigned c = 0; c < CHK_N; c++) {
         printf(" %s=%u%s", sim_check_name(c), t->counts[c],

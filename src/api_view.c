@@ -236,11 +236,12 @@ json_t *agent_status_json(const struct agent *a)
     json_object_set_new(o, "reinit",
                         json_pack("{s:b, s:s}", "running", a->reinit.phase != REINIT_IDLE, "last",
                                   a->reinit.last));
-    json_object_set_new(
-        o, "switchover",
-        json_pack("{s:s, s:s, s:s, s:s, s:I}", "phase", switchover_phase_name(a->switchover.phase),
-                  "to", a->switchover.to, "last", a->switchover.last, "handed_to",
-                  a->switchover.handed_to, "handed_term", (json_int_t)a->switchover.handed_term));
+    json_object_set_new(o, "switchover",
+                        json_pack("{s:s, s:s, s:s, s:s, s:I}", "phase",
+                                  switchover_phase_name(a->switchover.m.phase), "to",
+                                  a->switchover.m.to, "last", a->switchover.last, "handed_to",
+                                  a->switchover.handed_to, "handed_term",
+                                  (json_int_t)a->switchover.handed_term));
     /* The newest replicated-state version this agent reads: the leader records what older
      * agents would reject (the history) only once every member reads it. */
     json_object_set_new(o, "state_version", json_integer(FSM_VERSION));

@@ -350,7 +350,7 @@ static bool settled_primary(const struct agent *a)
     const struct ha_pg *o = &a->pg.obs;
     return a->fm.lease_ok && strcmp(a->cons.state.primary.name, a->conf.name) == 0 &&
            a->pg.obs_valid && o->state == HA_PG_RUNNING && !o->in_recovery && !pg_busy(&a->pg) &&
-           a->switchover.phase == SWITCHOVER_IDLE;
+           a->switchover.m.phase == SWITCHOVER_IDLE;
 }
 
 void schedule_tick(struct agent *a)

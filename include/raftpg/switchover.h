@@ -19,73 +19,15 @@
 
 #include "raftpg/err.h"
 #include "raftpg/fsm_state.h"
-
-/* Bounds of each step (README "Switchover"). */
-#define SWITCHOVER_STOP_MS 10000    /* the fast shutdown, then immediate */
-#define SWITCHOVER_CATCHUP_MS 5000  /* the candidate reports WAL past the final checkpoint */
-#define SWITCHOVER_TRANSFER_MS 5000 /* Raft leadership moves */
-#define SWITCHOVER_PRIMARY_MS 20000 /* the candidate runs as primary */
-
-/* What the leader knows of a possible candidate, from the candidate's own report. */
-struct switchover_peer {
-    const char *name;
-    bool reachable;       /* its report is fresh */
-    bool running_standby; /* its PostgreSQL accepts connections in recovery */
-    bool streams_from_us; /* its WAL receiver streams from this primary (pg_stat_wal_receiver) */
-    bool eligible;        /* not nofailover, priority > 0, storage, state and identity sound */
-    uint64_t
-        wal_position; /* its report: received or replayed, up to a poll and an observation old */
-    int priority;
-    /* What this primary's last observation showed of it (pg_stat_replication), read in the same
-     * query as switchover_limit.primary_wal: the two are positions of one moment. */
-    bool seen_by_primary;
-    uint64_t flush_position;
-};
-
-/* maximum_lag_on_failover as a switchover applies it: as Patroni's, a candidate further than
- * max_lag bytes behind the primary's WAL position may not take over. The lag is measured like
- * with like: primary_wal against the flush position the same observation showed for the
- * candidate, or, when it showed none, against the candidate's report (older than primary_wal,
- * so it can only overstate the lag). */
-struct switchover_limit {
-    const char *primary;  /* its name, for messages */
-    uint64_t primary_wal; /* its WAL position at its last observation */
-    uint64_t max_lag;
-};
-
-/* Chooses the candidate: wanted (NULL: the best) must be among peers, reachable, a running
- * standby streaming from this primary, eligible and, with a limit (NULL: none), no further
- * behind the primary than it; without wanted, the fitting standby furthest ahead, then of
- * higher priority, then first by name. Returns 0 with its name in chosen, or RPG_EINVAL (wanted
- * unknown or unfit) / RPG_ENOTFOUND (none fit), with why (naming the lag and the limit when the
- * limit is what refuses). */
-int switchover_choose(const struct switchover_peer *peers, unsigned n, const char *wanted,
-                      const struct switchover_limit *limit, char *chosen, size_t chosen_size,
-                      char *why, size_t why_size);
-
-enum switchover_phase {
-    SWITCHOVER_IDLE = 0,
-    SWITCHOVER_HOOK,      /* the on_switchover callback runs; postgresql untouched */
-    SWITCHOVER_STOPPING,  /* fast shutdown of this primary */
-    SWITCHOVER_CATCHUP,   /* waiting for the candidate to report the final WAL */
-    SWITCHOVER_TRANSFER,  /* Raft leadership handed over */
-    SWITCHOVER_PROMOTING, /* waiting for the candidate to run as primary */
-};
-const char *switchover_phase_name(enum switchover_phase p);
+#include "raftpg/switchover_step.h"
 
 struct http_conn;
 struct agent;
 
 struct switchover {
-    enum switchover_phase phase;
-    struct http_conn *conn; /* the request to answer, NULL once answered */
-    char from[FSM_NAME_MAX];
-    char to[FSM_NAME_MAX];
-    uint64_t to_id;
-    uint64_t final_lsn;  /* the stopped primary's last checkpoint */
-    uint64_t started_ms; /* loop time of the request */
-    uint64_t phase_ms;   /* loop time the phase began */
-    bool hook_ran;       /* on_switchover was started: abandoning fires on_switchover_abandoned */
+    struct switchover_mem m; /* phase, from, to, ... (switchover_step.h; loop clock) */
+    struct http_conn *conn;  /* the request to answer, NULL once answered */
+    bool hook_ran; /* on_switchover was started: abandoning fires on_switchover_abandoned */
     uv_timer_t timer;
     bool timer_open;
     char last[256]; /* the last switchover's outcome, for /status */

@@ -25,6 +25,7 @@
 #include "raftpg/peer_book.h"
 #include "raftpg/quorum.h"
 #include "raftpg/restart.h"
+#include "raftpg/switchover_step.h"
 #include "raftpg/sync.h"
 #include "raftpg/timing.h"
 
@@ -173,6 +174,9 @@ struct sim_pg {
     uint64_t acked;     /* primary: records below it are acknowledged or not this process's */
     char sync_names[SYNC_VALUE_MAX]; /* in force: loaded at start and at every reload */
     char sync_commit[16];
+    bool shut_down;          /* pg_control "shut down": a primary's last stop was clean */
+    uint64_t ckpt_lsn;       /* pg_control's latest checkpoint: a clean stop's shutdown
+                              * checkpoint is the last record, end - 1 */
     uint64_t diverged_inc;   /* incarnation for which a divergence was reported */
     rpg_msec no_start_until; /* pg-stop: a start exits at once until then (a broken setting) */
 };
@@ -224,6 +228,7 @@ struct sim_op {
     uint64_t ids[FSM_MEMBERS_MAX];
     uint64_t pg_inc; /* process incarnation the step acts on */
     bool restart;    /* restart.c's stop: its end goes to the restart, not to the core */
+    bool switchover; /* switchover.c's stop: its end goes to the switchover */
     bool no_start;   /* the start's server exited at once (sim_pg no_start_until) */
 };
 
@@ -280,6 +285,15 @@ struct sim_agent {
     rpg_msec restart_started; /* its own clock */
     uint64_t restart_epoch;   /* the epoch after the stop: a later observation counts */
     int restart_status;       /* the answer, once given (0: none yet) */
+    /* pg.c's cached pg_controldata of the stopped directory (checkpoint_lsn, clean_shutdown). */
+    bool ctl_valid;
+    bool ctl_clean;
+    uint64_t ctl_lsn;
+    /* switchover.c's switchover under way (struct switchover): the shared steps' memory, the
+     * fault that asked for it (-1: none), paused_stop (switchover_paused_allows). */
+    struct switchover_mem so;
+    int so_fault;
+    bool so_paused_stop;
 };
 
 /* A crash armed by a crash-in-action fault: it fires when the agent starts the action. */
@@ -440,6 +454,12 @@ struct sim_fault_state {
     uint64_t watch_term;
     unsigned watch_failovers;
     unsigned watch_begun;
+    /* switchover, switchover-any, failover to a healthy primary (check W): begun in a healthy
+     * cluster with no other fault in force, asked of so_leader at so_from. */
+    bool so_watch;
+    unsigned so_begun;
+    rpg_msec so_from;
+    int so_leader;
     struct sim_rng rng; /* draws made while the fault runs */
 };
 
@@ -524,6 +544,7 @@ enum sim_check {
     CHK_STATE,   /* issue 18: every member's state checksum is the same at the same applied index */
     CHK_PAUSE,   /* maintenance mode: an agent that applied the pause starts no new action */
     CHK_KEEP,    /* a stop or restart of a healthy primary's server alone causes no failover */
+    CHK_SWITCH,  /* a switchover of a healthy cluster with no other fault ends as asked */
     CHK_N,
 };
 const char *sim_check_name(enum sim_check c);
@@ -566,13 +587,19 @@ struct sim_result {
     unsigned fo_granted, fo_granted_paused; /* 202, and of those asked in maintenance mode */
     unsigned fo_took_over;                  /* the candidate became primary within the permit */
     unsigned fo_took_over_paused;           /* ... with the cluster still paused */
-    unsigned fo_switchover;                 /* 200: a healthy primary, a switchover (not run) */
+    unsigned fo_switchover;                 /* a healthy primary: a switchover (so_*) */
     unsigned fo_no_leader;                  /* 503: the member asked does not lead, or none */
     unsigned fo_transfer_refused;           /* 503: the hand-over was refused */
     unsigned fo_refused[FAILOVER_REASON_N]; /* 412, by reason */
     /* The operator's restarts (F_RESTART) and the primaries stopped alone (check N). */
     unsigned rs_asked, rs_done, rs_refused, rs_failed; /* 200 once running, refused, failed later */
     unsigned keep_checked; /* primaries stopped or restarted with no other fault: checked */
+    /* Switchovers (F_SWITCHOVER, F_SWITCHOVER_ANY, F_FAILOVER to a healthy primary): refused by
+     * status, and how the accepted ones ended (switchover_step.h). */
+    unsigned so_asked, so_refused_409, so_refused_412, so_refused_503;
+    unsigned so_done, so_moved, so_cut; /* 200, 503 leadership moved, cut short by a crash */
+    unsigned so_abandoned[SWITCHOVER_REASON_N];
+    unsigned so_checked; /* begun healthy with no other fault, and none began until the end */
     char fault_log[SIM_FAULTS_MAX][96]; /* what each applied fault did, for the report */
 };
 
@@ -713,10 +740,17 @@ bool sim_agent_leader(const struct sim_world *w, unsigned i);
 int sim_transfer(struct sim_world *w, unsigned i, uint64_t id, char *errmsg);
 /* api_action.c POST /failover on node l, failover.c failover_start: the shared decision (plan),
  * then the permit and the hand-over. Returns the HTTP status: 503 when l is not the ready leader or
- * the hand-over is refused (errmsg), 412 refused (plan->why), 202 granted, 200 when the healthy
- * primary makes it a switchover (switchover.c, not simulated: nothing is done). */
-int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate,
+ * the hand-over is refused (errmsg), 412 refused (plan->why), 202 granted. When the healthy
+ * primary makes it a switchover (plan->verdict FAILOVER_SWITCHOVER), 200 once it began (its
+ * answer comes at its end, for fault), else its refusal's status with why in errmsg. */
+int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate, int fault,
                          struct failover_plan *plan, char *errmsg);
+/* POST /switchover to node l (switchover.c switchover_start): switchover_prepare over what the
+ * agent observes, then the shared steps (switchover_step) on the simulated server and Raft, with
+ * no on_switchover callback. fault: the fault that asked. Returns 0 once it began (its end comes
+ * to sim_switchover_ended), or the refusal's status with why. */
+int sim_switchover_request(struct sim_world *w, unsigned l, const char *leader,
+                           const char *candidate, int fault, char *why, size_t size);
 int sim_member_add(struct sim_world *w, unsigned leader, unsigned newcomer, char *errmsg);
 int sim_member_remove(struct sim_world *w, unsigned leader, const char *name, char *errmsg);
 /* api_action.c member_remove: a member in the synchronous set leaves it first. */
@@ -759,6 +793,9 @@ void sim_trigger_action(struct sim_world *w, unsigned i, enum ha_action a);
 void sim_trigger_fire(struct sim_world *w, unsigned i);
 void sim_new_primary(struct sim_world *w, unsigned i);
 void sim_decommission(struct sim_world *w, const char *name);
+/* A switchover that fault asked of node l ended: x is its DONE, MOVED or GIVE_UP. */
+void sim_switchover_ended(struct sim_world *w, unsigned l, int fault,
+                          const struct switchover_action *x);
 
 /* sim_check.c */
 void sim_violation(struct sim_world *w, enum sim_check c, const char *fmt, ...)

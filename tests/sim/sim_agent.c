@@ -148,6 +148,9 @@ static void poll_all(struct sim_world *w, unsigned i, bool again)
     }
 }
 
+static void switchover_event(struct sim_world *w, unsigned i, enum switchover_event_kind kind,
+                             bool ok, const char *msg);
+
 /* peers.c on_answer, then agent.c on_peers_round. */
 static void poll_answer(struct sim_world *w, unsigned i, uint64_t call)
 {
@@ -160,6 +163,10 @@ static void poll_answer(struct sim_world *w, unsigned i, uint64_t call)
         poll_ask(w, i, &next, false);
     }
     update_peer_targets(w, i);
+    /* switchover.c switchover_on_report: a candidate catching up is looked at at once. */
+    if (a->so.phase == SWITCHOVER_CATCHUP) {
+        switchover_event(w, i, SWITCHOVER_EV_REPORT, true, NULL);
+    }
 }
 
 /* peers.c peers_poll_now: every peer now (one being asked: again at its answer), then the
@@ -195,6 +202,12 @@ static void observe(struct sim_world *w, unsigned i)
         o->was_primary = false;
     } else if (p->proc == SIM_PROC_DOWN) {
         set_not_running(a, HA_PG_STOPPED);
+        /* pg.c on_controldata: a control file that cannot be read shows no checkpoint. */
+        a->ctl_valid = true;
+        a->ctl_clean = !p->broken && p->shut_down;
+        /* pg_control always names a checkpoint (initdb writes the first): 1 stands for one
+         * before any the simulation tracks. */
+        a->ctl_lsn = p->broken ? 0 : p->ckpt_lsn != 0 ? p->ckpt_lsn : 1;
         if (p->broken) {
             /* pg_controldata fails: pg.c keeps the last timeline and clears the identifier. */
             o->system_id = 0;
@@ -206,8 +219,10 @@ static void observe(struct sim_world *w, unsigned i)
     } else if (p->proc != SIM_PROC_RUNNING) {
         /* Up but refusing connections (starting, shutting down). */
         o->state = HA_PG_STARTING;
+        a->ctl_valid = false;
     } else {
         rpg_msec now = sim_local_now(w, i);
+        a->ctl_valid = false;
         o->state = HA_PG_RUNNING;
         o->in_recovery = p->in_recovery;
         if (!o->in_recovery) {
@@ -555,7 +570,7 @@ int sim_transfer(struct sim_world *w, unsigned i, uint64_t id, char *errmsg)
     return cons_transfer(cons_of(w, i), id, errmsg);
 }
 
-int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate,
+int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate, int fault,
                          struct failover_plan *plan, char *errmsg)
 {
     struct sim_node *n = &w->nodes[l];
@@ -585,7 +600,9 @@ int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate,
     };
     failover_decide(&in, plan);
     if (plan->verdict == FAILOVER_SWITCHOVER) {
-        return 200;
+        /* failover.c failover_start: switchover_start(a, conn, NULL, candidate). */
+        int status = sim_switchover_request(w, l, NULL, candidate, fault, errmsg, RPG_ERRMSG_SIZE);
+        return status == 0 ? 200 : status;
     }
     if (plan->verdict == FAILOVER_REFUSED) {
         return 412;
@@ -1053,10 +1070,16 @@ void sim_op_step_done(struct sim_world *w, unsigned i, uint64_t op_id)
         a->receiver_since = 0; /* pg.c op_finish: the detach bound counts from the re-point */
     }
     bool restart = op->restart;
+    bool switchover = op->switchover;
     op_free(n, op);
     a->epoch++;
     if (restart) {
         restart_stopped(w, i, rc, msg);
+        return;
+    }
+    if (switchover) {
+        /* switchover.c on_stopped */
+        switchover_event(w, i, SWITCHOVER_EV_STOPPED, rc == 0, rc == 0 ? NULL : msg);
         return;
     }
     sim_trace(w, (int)i, "%s %s%s%s",
@@ -1176,7 +1199,13 @@ static struct sim_op *op_claim(struct sim_world *w, unsigned i, enum sim_op_kind
 static struct sim_op *op_prepare(struct sim_world *w, unsigned i, enum sim_op_kind kind,
                                  enum sim_step step, const char *target, char *errmsg)
 {
-    if (w->nodes[i].agent.op_id == 0) {
+    /* A primary a switchover stopped in the pause: its start again (with the synchronous
+     * settings the synchronous quorum driver writes first), or its rejoin as a standby
+     * (switchover_paused_mask), is the operator's switchover still. */
+    bool so_allowed =
+        w->nodes[i].agent.so_paused_stop &&
+        (kind == SOP_START || kind == SOP_REWIND || kind == SOP_SET_SYNC || kind == SOP_SLOTS);
+    if (w->nodes[i].agent.op_id == 0 && !so_allowed) {
         paused_check(w, i,
                      kind == SOP_PROMOTE || kind == SOP_CHECKPOINT || kind == SOP_SLOTS ||
                              kind == SOP_SET_SYNC
@@ -1307,6 +1336,173 @@ int sim_restart_request(struct sim_world *w, unsigned i, const char *role, char 
         return 0;
     }
     restart_stop_now(w, i);
+    return 0;
+}
+
+/* ---- POST /switchover (src/switchover.c) ------------------------------------------------------
+ */
+
+/* switchover.c view_of: no on_switchover callback is configured here. */
+static void switchover_view(struct sim_world *w, unsigned i, struct switchover_view *v)
+{
+    const struct sim_node *n = &w->nodes[i];
+    const struct sim_agent *a = &n->agent;
+    const struct fsm_state *st = &n->cons.state;
+    memset(v, 0, sizeof *v);
+    v->now = sim_local_now(w, i);
+    v->leading = n->cons.role == CONS_ROLE_LEADER;
+    v->leader_ready = n->cons.leader_ready;
+    v->lease_ok = a->fm.lease_ok;
+    v->self_recorded = strcmp(st->primary.name, n->name) == 0;
+    v->pg_running = a->obs.state == HA_PG_RUNNING;
+    v->pg_in_recovery = a->obs.in_recovery;
+    v->pg_busy = a->op_id != 0;
+    v->paused = st->paused;
+    v->stopped_seen = a->obs_epoch == a->epoch && a->obs.state == HA_PG_STOPPED && a->ctl_valid;
+    v->clean_shutdown = a->ctl_clean;
+    v->checkpoint_lsn = a->ctl_lsn;
+    switchover_view_candidate(v, st, a->so.to, peer_book_get(&a->book, a->so.to));
+    v->transfers_failed = n->cons.n_transfers_failed;
+}
+
+/* switchover.c perform: what the step decided, on the simulated server and Raft. */
+static void switchover_perform(struct sim_world *w, unsigned i, const struct switchover_action *x)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    if (x->phase_changed) {
+        sim_trace(w, (int)i, "switchover %s -> %s: %s", a->so.from, a->so.to,
+                  switchover_phase_name(a->so.phase));
+    }
+    if (x->final_noted) {
+        sim_trace(w, (int)i,
+                  "switchover %s -> %s: final checkpoint at %" PRIu64
+                  ", waiting for %s to report it",
+                  a->so.from, a->so.to, a->so.final_lsn, a->so.to);
+    }
+    char errmsg[RPG_ERRMSG_SIZE];
+    switch (x->kind) {
+    case SWITCHOVER_ACT_NONE: return;
+    case SWITCHOVER_ACT_POLL: poll_now(w, i); return;
+    case SWITCHOVER_ACT_STOP: {
+        a->so_paused_stop = n->cons.state.initialized && n->cons.state.paused;
+        /* pg_stop, asked by the operator: not one of the decisions check M watches. */
+        struct sim_op *op = op_claim(w, i, SOP_STOP, ST_STOP, NULL, errmsg);
+        if (op == NULL) {
+            switchover_event(w, i, SWITCHOVER_EV_STOPPED, false,
+                             "another operation on postgresql is under way");
+            return;
+        }
+        op->switchover = true;
+        (void)op_go(w, i, op);
+        return;
+    }
+    case SWITCHOVER_ACT_TRANSFER: {
+        if (!x->phase_changed) {
+            sim_trace(w, (int)i,
+                      "switchover %s -> %s: raft gave the hand-over up, handing over again",
+                      a->so.from, a->so.to);
+        }
+        struct failover_permit before = a->permit;
+        if (x->grant) {
+            failover_permit_grant(&a->permit, &x->permit);
+            int c = sim_node_by_name(w, a->so.to);
+            if (c >= 0) {
+                w->nodes[c].permit_granted_local = sim_local_now(w, (unsigned)c);
+            }
+        }
+        if (sim_transfer(w, i, a->so.to_id, errmsg) != 0) {
+            failover_permit_grant(&a->permit, &before);
+            switchover_event(w, i, SWITCHOVER_EV_TRANSFER_FAILED, false, errmsg);
+        }
+        return;
+    }
+    case SWITCHOVER_ACT_GIVE_UP:
+        sim_trace(w, (int)i, "switchover %s -> %s abandoned %s: %s", a->so.from, a->so.to,
+                  switchover_phase_name(x->was), x->msg);
+        sim_switchover_ended(w, i, a->so_fault, x);
+        return;
+    case SWITCHOVER_ACT_DONE:
+    case SWITCHOVER_ACT_MOVED:
+        sim_trace(w, (int)i, "switchover: %d %s", x->status, x->msg);
+        sim_switchover_ended(w, i, a->so_fault, x);
+        return;
+    }
+}
+
+/* switchover.c step: one step of the shared decisions, carried out. */
+static void switchover_event(struct sim_world *w, unsigned i, enum switchover_event_kind kind,
+                             bool ok, const char *msg)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    struct switchover_view v;
+    switchover_view(w, i, &v);
+    struct switchover_event e = {.kind = kind, .ok = ok, .msg = msg};
+    struct switchover_action x;
+    switchover_step(&a->so, &v, &e, &x);
+    switchover_perform(w, i, &x);
+}
+
+int sim_switchover_request(struct sim_world *w, unsigned l, const char *leader,
+                           const char *candidate, int fault, char *why, size_t size)
+{
+    struct sim_node *n = &w->nodes[l];
+    struct sim_agent *a = &n->agent;
+    const struct fsm_state *st = &n->cons.state;
+    /* switchover.c prepare: every member reports untagged, priority 1 (report_of). */
+    char self_address[FSM_ADDR_MAX];
+    snprintf(self_address, sizeof self_address, "10.0.0.%u:5432", l + 1);
+    struct switchover_self self = {.name = n->name,
+                                   .connect_address = self_address,
+                                   .timeline = a->obs.timeline,
+                                   .system_id = st->system_id};
+    struct switchover_peer peers[FSM_MEMBERS_MAX];
+    unsigned np = 0;
+    rpg_msec now = sim_local_now(w, l);
+    for (unsigned m = 0; m < st->n_members && np < FSM_MEMBERS_MAX; m++) {
+        if (strcmp(st->members[m].name, n->name) == 0) {
+            continue;
+        }
+        struct switchover_peer *sp = &peers[np++];
+        switchover_peer_of(&self, &st->members[m], peer_book_get(&a->book, st->members[m].name),
+                           now, sp);
+        for (unsigned r = 0; r < a->n_replicas; r++) {
+            if (strcmp(a->replicas[r].name, st->members[m].name) == 0 &&
+                a->replicas[r].flush_position > 0) {
+                sp->seen_by_primary = true;
+                sp->flush_position = a->replicas[r].flush_position;
+            }
+        }
+    }
+    struct switchover_ask in = {
+        .phase = a->so.phase,
+        .under_way_to = a->so.to,
+        .has_pg = true,
+        .state = st,
+        .scheduled = false,
+        .self = n->name,
+        .leader = leader,
+        .candidate = candidate,
+        .leader_ready = sim_agent_leader(w, l) && raft_up(w, l),
+        .lease_ok = a->fm.lease_ok,
+        .pg_running = a->obs.state == HA_PG_RUNNING,
+        .pg_in_recovery = a->obs.in_recovery,
+        .pg_busy = a->op_id != 0,
+        .peers = peers,
+        .n_peers = np,
+        .limit = NULL, /* maximum_lag_on_failover is not set here */
+    };
+    char to[FSM_NAME_MAX];
+    int status = switchover_prepare(&in, to, sizeof to, why, size);
+    if (status != 0) {
+        sim_trace(w, (int)l, "switchover refused: %s", why);
+        return status;
+    }
+    const struct fsm_member *target = fsm_state_member(st, to);
+    switchover_begin(&a->so, n->name, to, target != NULL ? target->id : 0, now);
+    a->so_fault = fault;
+    sim_trace(w, (int)l, "switchover %s -> %s requested", n->name, to);
+    switchover_event(w, l, SWITCHOVER_EV_HOOK_NONE, true, NULL);
     return 0;
 }
 
@@ -1493,14 +1689,19 @@ static void tick(struct sim_world *w, unsigned i)
     }
     /* agent.c ha_tick: restart_holds, while the restart waits for an operation and while its
      * stop runs: the decisions would start the server again. */
-    if (a->restart_phase == RESTART_WAITING || a->restart_phase == RESTART_STOPPING) {
+    if (a->restart_phase == RESTART_WAITING || a->restart_phase == RESTART_STOPPING ||
+        switchover_phase_holds(a->so.phase)) {
         ha_pg_track_down(&a->obs, false, &a->down, sim_local_now(w, i));
         return;
     }
-    /* agent.c ha_tick: what an operator's failover lets through the pause (failover.h); no
-     * switchover runs here (switchover.c is not simulated), so switchover_paused_allows is 0. */
+    /* agent.c ha_tick: what an operator's failover lets through the pause (failover.h), and
+     * what a switchover that stopped this primary in the pause does (switchover_paused_allows). */
     unsigned allowed =
-        paused ? failover_paused_mask(permit_held(w, i), &n->cons.state, a->pause_primary) : 0;
+        paused ? failover_paused_mask(permit_held(w, i), &n->cons.state, a->pause_primary) |
+                     switchover_paused_mask(&a->so_paused_stop, paused,
+                                            a->obs_valid && a->obs.state == HA_PG_RUNNING,
+                                            strcmp(n->cons.state.primary.name, n->name) == 0)
+               : 0;
     if (core_paused(&a->core, &n->cons.state, allowed)) {
         return;
     }
@@ -1580,8 +1781,15 @@ void sim_agent_event(struct sim_world *w, const struct sim_event *e)
         if (e->sub != a->tick_gen) {
             return;
         }
-        /* restart.c's own timer, every 100 ms like this one. */
+        /* restart.c's own timer, every 100 ms like this one; switchover.c's, every 50 ms there,
+         * here at this tick too (its bounds are seconds). */
         restart_tick(w, i);
+        if (!a->alive || a->gen != e->gen) {
+            return;
+        }
+        if (a->so.phase != SWITCHOVER_IDLE) {
+            switchover_event(w, i, SWITCHOVER_EV_TICK, true, NULL);
+        }
         if (!a->alive || a->gen != e->gen) {
             return;
         }
@@ -1721,6 +1929,9 @@ void sim_agent_crash(struct sim_world *w, unsigned i)
     struct sim_agent *a = &w->nodes[i].agent;
     if (!a->alive) {
         return;
+    }
+    if (a->so.phase != SWITCHOVER_IDLE) {
+        w->res->so_cut++; /* nobody answers: the cluster decides as after any leader loss */
     }
     a->alive = false;
     a->gen++;

@@ -26,6 +26,7 @@ const char *sim_check_name(enum sim_check c)
     case CHK_STATE: return "S state checksums";
     case CHK_PAUSE: return "M maintenance";
     case CHK_KEEP: return "N no failover";
+    case CHK_SWITCH: return "W switchover";
     case CHK_N: break;
     }
     return "?";

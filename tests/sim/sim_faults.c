@@ -768,7 +768,110 @@ static const char *const drill_names[DRILL_N] = {"", "kill, ", "pause, kill, ",
                                                  "pause, lag, kill, "};
 
 /* The steps of a drill (EV_OPERATOR's sub). */
-enum sim_operator_step { OP_WAIT_PAUSE = 0, OP_KILL, OP_ASK, OP_WATCH, OP_WATCH_END };
+enum sim_operator_step { OP_WAIT_PAUSE = 0, OP_KILL, OP_ASK, OP_WATCH, OP_WATCH_END, OP_SO_END };
+
+/* ---- switchovers (switchover.c through the shared steps, switchover_step.h) -------------------
+ */
+
+/* How long after the server accepts writes again the cluster is still watched: a failover the
+ * stop caused would come within a few election timeouts (a lapsed lease, a hand-over). */
+#define WATCH_AFTER_MS 2000
+
+static bool other_fault_in_force(const struct sim_world *w, unsigned k);
+
+/* How long an accepted switchover may take at most: each step's bound, with the ticks' slack. */
+#define SO_END_MS                                                                                  \
+    (SWITCHOVER_STOP_BACKSTOP_MS + SWITCHOVER_CATCHUP_MS + SWITCHOVER_TRANSFER_MS +                \
+     SWITCHOVER_PRIMARY_MS + 1000)
+
+/* Check W holds for the switchover fault k asks of node l when l is the ready leader running the
+ * primary of a healthy cluster, no other fault is in force and none began in the last
+ * WATCH_AFTER_MS: then, as long as no other fault begins, the switchover ends within SO_END_MS,
+ * answered 200 with its candidate accepting writes. */
+static bool switchover_watch_begin(struct sim_world *w, unsigned k, int l)
+{
+    struct sim_fault_state *fs = &w->fs[k];
+    int p;
+    fs->so_watch = w->phase == SIM_FAULTS && !other_fault_in_force(w, k) &&
+                   sim_cluster_healthy(w, &p) && p == l &&
+                   (w->prev_fault_at == 0 || sim_now(w) - w->prev_fault_at >= WATCH_AFTER_MS);
+    fs->so_begun = w->faults_begun;
+    fs->so_from = sim_now(w);
+    fs->so_leader = l;
+    return fs->so_watch;
+}
+
+/* A switchover was asked of node l: status 200 or 0 begun, else refused. */
+static void switchover_asked(struct sim_world *w, unsigned k, int l, int status, bool watch)
+{
+    struct sim_result *res = w->res;
+    res->so_asked++;
+    if (status != 0 && status != 200) {
+        w->fs[k].so_watch = false;
+        res->so_refused_409 += status == 409;
+        res->so_refused_412 += status == 412;
+        res->so_refused_503 += status != 409 && status != 412;
+        return;
+    }
+    (void)l;
+    w->res->faults_applied++;
+    if (watch) {
+        sim_push(w, sim_now(w) + SO_END_MS, EV_OPERATOR, (int)k, 0, OP_SO_END);
+    }
+}
+
+void sim_switchover_ended(struct sim_world *w, unsigned l, int fault,
+                          const struct switchover_action *x)
+{
+    struct sim_result *res = w->res;
+    const struct sim_agent *a = &w->nodes[l].agent;
+    switch (x->kind) {
+    case SWITCHOVER_ACT_DONE: res->so_done++; break;
+    case SWITCHOVER_ACT_MOVED: res->so_moved++; break;
+    default: res->so_abandoned[x->reason < SWITCHOVER_REASON_N ? x->reason : 0]++; break;
+    }
+    if (fault < 0 || (unsigned)fault >= w->sched->n) {
+        return;
+    }
+    struct sim_fault_state *fs = &w->fs[fault];
+    if (!fs->so_watch || fs->so_leader != (int)l) {
+        return;
+    }
+    fs->so_watch = false;
+    if (w->faults_begun != fs->so_begun) {
+        return; /* another fault came: the outcome is not the switchover's alone */
+    }
+    res->so_checked++;
+    int c = sim_node_by_name(w, a->so.to);
+    if (x->kind != SWITCHOVER_ACT_DONE) {
+        sim_violation(
+            w, CHK_SWITCH, "switchover %s -> %s of a healthy cluster with no other fault: %d %s",
+            a->so.from, a->so.to, x->status,
+            x->kind == SWITCHOVER_ACT_GIVE_UP ? switchover_reason_name(x->reason) : x->msg);
+    } else if (c < 0 || !sim_pg_writable(&w->nodes[c].pg)) {
+        sim_violation(w, CHK_SWITCH,
+                      "switchover %s -> %s answered 200, but %s does not accept writes", a->so.from,
+                      a->so.to, a->so.to);
+    }
+}
+
+/* OP_SO_END: a checked switchover that has not ended by now. */
+static void switchover_deadline(struct sim_world *w, unsigned k)
+{
+    struct sim_fault_state *fs = &w->fs[k];
+    if (!fs->so_watch) {
+        return;
+    }
+    fs->so_watch = false;
+    if (w->faults_begun != fs->so_begun) {
+        return;
+    }
+    w->res->so_checked++;
+    const struct sim_agent *a = &w->nodes[fs->so_leader].agent;
+    sim_violation(w, CHK_SWITCH, "switchover asked of %s at %.3f s has not ended after %d ms (%s)",
+                  w->nodes[fs->so_leader].name, (double)fs->so_from / 1000, SO_END_MS,
+                  a->alive ? switchover_phase_name(a->so.phase) : "its agent died");
+}
 
 /* `raftpg ctl failover --candidate N`: ctl asks the member its configuration names (any member
  * whose agent answers) which member leads, and posts to that one (ctl.c post_to_leader); the
@@ -808,8 +911,20 @@ static void operator_failover(struct sim_world *w, unsigned k)
     bool paused = st->initialized && st->paused;
     struct failover_plan plan;
     char errmsg[RPG_ERRMSG_SIZE] = "";
-    int status = sim_failover_request(w, (unsigned)l, candidate, &plan, errmsg);
+    bool watch = switchover_watch_begin(w, k, l);
+    int status = sim_failover_request(w, (unsigned)l, candidate, (int)k, &plan, errmsg);
     const char *word = "";
+    if (plan.verdict == FAILOVER_SWITCHOVER) {
+        /* failover.c: a healthy primary makes it a switchover, answered at its end. */
+        res->fo_switchover++;
+        switchover_asked(w, k, l, status, watch);
+        sim_trace(w, l, "failover to %s: the primary is healthy, a switchover: %s", candidate,
+                  status == 200 ? "begun" : errmsg);
+        note(w, k, "%s%s asked of %s: a switchover, %s%s", drill, candidate, w->nodes[l].name,
+             status == 200 ? "begun" : "refused: ", status == 200 ? "" : errmsg);
+        return;
+    }
+    w->fs[k].so_watch = false;
     switch (status) {
     case 202: {
         res->fo_granted++;
@@ -824,12 +939,6 @@ static void operator_failover(struct sim_world *w, unsigned k)
                   plan.transfer_to != 0 ? "raft leadership handed to it" : "it leads already");
         break;
     }
-    case 200:
-        res->fo_switchover++;
-        word = "a switchover (not simulated)";
-        sim_trace(w, l, "failover to %s: the primary is healthy, a switchover (not simulated)",
-                  candidate);
-        break;
     case 412:
         res->fo_refused[plan.reason]++;
         word = failover_reason_name(plan.reason);
@@ -860,9 +969,6 @@ static bool accept_standby(struct sim_world *w, unsigned i, void *arg)
 /* ---- a healthy primary's server stopped alone (check N) ----------------------------------------
  */
 
-/* How long after the server accepts writes again the cluster is still watched: a failover the
- * stop caused would come within a few election timeouts (a lapsed lease, a hand-over). */
-#define WATCH_AFTER_MS 2000
 /* Longer than this without the server back is a failure of its own. */
 #define WATCH_MAX_MS 20000
 
@@ -1049,6 +1155,10 @@ void sim_fault_step(struct sim_world *w, unsigned k, unsigned step)
         watch_step(w, k, step);
         return;
     }
+    if (step == OP_SO_END) {
+        switchover_deadline(w, k);
+        return;
+    }
     struct sim_fault_state *fs = &w->fs[k];
     /* The pause is waited for while the fault lasts; a kill or a request once under way is
      * carried out even after it (not after every fault healed). */
@@ -1083,7 +1193,8 @@ void sim_fault_step(struct sim_world *w, unsigned k, unsigned step)
         return;
     case OP_ASK: operator_failover(w, k); return;
     case OP_WATCH:
-    case OP_WATCH_END: return;
+    case OP_WATCH_END:
+    case OP_SO_END: return;
     }
 }
 
@@ -1199,37 +1310,45 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
     }
     case F_SWITCHOVER:
     case F_SWITCHOVER_ANY: {
-        /* A bare raft_transfer: there is no switchover command yet (DESIGN.md rule 8 has the old
-         * primary stop writes first). From a healthy cluster the new leader sees the old primary
-         * writing and waits for it to stop; while a promotion is under way its report can still
-         * say "standby", and only the lease closes that window. */
+        /* `raftpg ctl switchover` asked of the Raft leader, the agent's own switchover.c steps
+         * (switchover_step.h): switchover to a healthy cluster's best standby or a named one;
+         * switchover-any at any moment, to a named member (itself, one down or not streaming
+         * too) or the best, where prepare's refusals are part of the outcome. */
         int l = leader_node(w);
         int p;
-        if (l < 0 || !sim_agent_leader(w, (unsigned)l) || !sim_pg_writable(&w->nodes[l].pg)) {
-            skip(w, k, "no ready leader running the primary");
+        if (l < 0 || !sim_agent_leader(w, (unsigned)l) || w->nodes[l].frozen ||
+            w->nodes[l].agent_frozen) {
+            skip(w, k, "no ready raft leader answers");
             return;
         }
         if (f->kind == F_SWITCHOVER && !sim_cluster_healthy(w, &p)) {
             skip(w, k, "the cluster is not healthy (a switchover would be refused)");
             return;
         }
-        i = pick(w, &fs->rng, accept_any_up, NULL);
-        if (i < 0 || i == l || !voter(w, (unsigned)i)) {
-            skip(w, k, "no other voter to hand over to");
+        const struct fsm_state *st = &w->nodes[l].cons.state;
+        const char *candidate = NULL;
+        if (st->n_members > 0 && sim_rng_chance(&fs->rng, 500)) {
+            i = (int)sim_rng_below(&fs->rng, st->n_members);
+            candidate = st->members[i].name;
+            if (f->kind == F_SWITCHOVER && strcmp(candidate, w->nodes[l].name) == 0) {
+                candidate = NULL; /* the operator names another member */
+            }
+        }
+        char cand[FSM_NAME_MAX];
+        sim_copy(cand, sizeof cand, candidate != NULL ? candidate : "");
+        bool watch = switchover_watch_begin(w, k, l);
+        char why[3 * RPG_ERRMSG_SIZE];
+        int status = sim_switchover_request(w, (unsigned)l, NULL, candidate != NULL ? cand : NULL,
+                                            (int)k, why, sizeof why);
+        switchover_asked(w, k, l, status, watch);
+        if (status != 0) {
+            note(w, k, "ctl switchover%s%s asked of %s: %d %s",
+                 candidate != NULL ? " --candidate " : "", cand, w->nodes[l].name, status, why);
             return;
         }
-        struct change none;
-        memset(&none, 0, sizeof none);
-        if (f->kind == F_SWITCHOVER && !reaches_majority(w, (unsigned)i, &none)) {
-            skip(w, k, "the target does not reach a majority (a switchover would be refused)");
-            return;
-        }
-        if (sim_transfer(w, (unsigned)l, w->nodes[i].fx + 1, errmsg) != 0) {
-            skip(w, k, errmsg);
-            return;
-        }
-        note(w, k, "%s hands leadership to %s", w->nodes[l].name, w->nodes[i].name);
-        w->res->faults_applied++;
+        note(w, k, "ctl switchover%s%s asked of %s: begun%s",
+             candidate != NULL ? " --candidate " : "", cand, w->nodes[l].name,
+             watch ? " (a healthy cluster: checked)" : "");
         return;
     }
     case F_CRASH_IN_ACTION: {

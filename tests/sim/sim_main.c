@@ -91,6 +91,9 @@ struct totals {
         fo_switchover, fo_no_leader, fo_transfer_refused;
     unsigned fo_refused[FAILOVER_REASON_N];
     unsigned rs_asked, rs_done, rs_refused, rs_failed, keep_checked;
+    unsigned so_asked, so_refused_409, so_refused_412, so_refused_503, so_done, so_moved, so_cut,
+        so_checked;
+    unsigned so_abandoned[SWITCHOVER_REASON_N];
     rpg_msec waived_ms, waived4_ms;
     unsigned waived_schedules, waived4_schedules;
     rpg_msec *gaps;
@@ -322,6 +325,17 @@ static void add(struct totals *t, const struct sim_result *r)
     t->rs_refused += r->rs_refused;
     t->rs_failed += r->rs_failed;
     t->keep_checked += r->keep_checked;
+    t->so_asked += r->so_asked;
+    t->so_refused_409 += r->so_refused_409;
+    t->so_refused_412 += r->so_refused_412;
+    t->so_refused_503 += r->so_refused_503;
+    t->so_done += r->so_done;
+    t->so_moved += r->so_moved;
+    t->so_cut += r->so_cut;
+    t->so_checked += r->so_checked;
+    for (unsigned k = 0; k < SWITCHOVER_REASON_N; k++) {
+        t->so_abandoned[k] += r->so_abandoned[k];
+    }
     if (r->resume_overlap_max > t->resume_overlap_max) {
         t->resume_overlap_max = r->resume_overlap_max;
     }
@@ -523,12 +537,13 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
         for (unsigned k = 0; k < FAILOVER_REASON_N; k++) {
             refused += t->fo_refused[k];
         }
-        printf("operator failovers: %u asked; %u granted (%u in maintenance mode), %u candidates "
-               "primary within the permit (%u still paused); %u switchovers (healthy primary, not "
-               "simulated); %u not the leader or none; %u hand-overs refused; %u refused:",
-               t->fo_asked, t->fo_granted, t->fo_granted_paused, t->fo_took_over,
-               t->fo_took_over_paused, t->fo_switchover, t->fo_no_leader, t->fo_transfer_refused,
-               refused);
+        printf(
+            "operator failovers: %u asked; %u granted (%u in maintenance mode), %u candidates "
+            "primary within the permit (%u still paused); %u switchovers (healthy primary: below); "
+            "%u not the leader or none; %u hand-overs refused; %u refused:",
+            t->fo_asked, t->fo_granted, t->fo_granted_paused, t->fo_took_over,
+            t->fo_took_over_paused, t->fo_switchover, t->fo_no_leader, t->fo_transfer_refused,
+            refused);
         const char *sep = " ";
         for (unsigned k = 0; k < FAILOVER_REASON_N; k++) {
             if (t->fo_refused[k] > 0) {
@@ -544,6 +559,26 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
                "answer), %u failed later; healthy primaries stopped or restarted with no other "
                "fault, checked for no failover (N): %u\n",
                t->rs_asked, t->rs_done, t->rs_refused, t->rs_failed, t->keep_checked);
+    }
+    if (t->so_asked > 0) {
+        unsigned abandoned = 0;
+        for (unsigned k = 0; k < SWITCHOVER_REASON_N; k++) {
+            abandoned += t->so_abandoned[k];
+        }
+        printf("switchovers: %u asked; refused at once %u (409), %u (412), %u (503); %u switched "
+               "over (200), %u leadership moved, not yet primary (503), %u cut short by the "
+               "leader's agent dying, %u abandoned:",
+               t->so_asked, t->so_refused_409, t->so_refused_412, t->so_refused_503, t->so_done,
+               t->so_moved, t->so_cut, abandoned);
+        const char *sep = " ";
+        for (unsigned k = 0; k < SWITCHOVER_REASON_N; k++) {
+            if (t->so_abandoned[k] > 0) {
+                printf("%s%s %u", sep, switchover_reason_name((enum switchover_reason)k),
+                       t->so_abandoned[k]);
+                sep = ", ";
+            }
+        }
+        printf("; of a healthy cluster with no other fault, checked (W): %u\n", t->so_checked);
     }
     printf("I4 waived by rule 6 (no healthy majority could prove it held every acknowledged "
            "commit): %" PRIu64 " ms in %u schedule(s)\n",

@@ -25,6 +25,7 @@ void sim_pg_crash(struct sim_world *w, unsigned i)
     p->was_primary = !p->in_recovery && p->proc != SIM_PROC_STARTING ? true : p->was_primary;
     p->proc = SIM_PROC_DOWN;
     p->inc++;
+    p->shut_down = false;
     p->sigstopped = false;
     p->stale_receiver = false;
     p->in_recovery = false;
@@ -40,6 +41,7 @@ void sim_pg_begin_start(struct sim_world *w, unsigned i, bool standby, rpg_msec 
     (void)standby;
     p->proc = SIM_PROC_STARTING;
     p->inc++;
+    p->shut_down = false; /* pg_control: in production, or in recovery */
     p->stale_receiver = false;
     p->reserved_tl = 0; /* pg.c drop_reservations */
     p->in_recovery = false;
@@ -81,6 +83,11 @@ static void finish_shutdown(struct sim_world *w, unsigned i)
     if (!p->stop_in_start) {
         p->was_primary = !p->in_recovery;
     }
+    /* pg_control: "shut down" after a primary's stop ("shut down in recovery" a standby's), its
+     * latest checkpoint the shutdown checkpoint, the last record: a standby that received all of
+     * the WAL reports a position past it. */
+    p->shut_down = !p->stop_in_start && p->was_primary;
+    p->ckpt_lsn = p->end > 0 ? p->end - 1 : 0;
     p->in_recovery = false;
     p->streaming = false;
     p->streaming_from = -1;
@@ -200,9 +207,12 @@ static void stream_one(struct sim_world *w, unsigned i)
                                                         : sim_node_by_name(w, s->conf_upstream);
     char why[RPG_ERRMSG_SIZE];
     if (s->streaming && s->streaming_from == u && u >= 0 && w->nodes[u].up &&
-        sim_pg_halted(&w->nodes[u]) && sim_link(w, i, (unsigned)u)) {
+        (sim_pg_halted(&w->nodes[u]) || w->nodes[u].pg.proc == SIM_PROC_STOPPING) &&
+        sim_link(w, i, (unsigned)u)) {
         /* A stopped or paused upstream keeps its connections open and sends nothing: the
-         * receiver waits (wal_receiver_timeout, 60 s) and goes on when it continues. */
+         * receiver waits (wal_receiver_timeout, 60 s) and goes on when it continues. So does
+         * one shutting down: its walsenders stay until they sent the shutdown checkpoint
+         * (finish_shutdown). */
         return;
     }
     bool ok = u >= 0 && (unsigned)u != i && w->nodes[u].up && !sim_pg_halted(&w->nodes[u]) &&

@@ -9,7 +9,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 source "$SRC/tests/assert.sh"
 CC=${CC:-cc}
 pure=(fsm_state pg_state ha sync quorum failover history schedule core fence fence_step peer_status peer_book storage health
-      err log timing restart_check)
+      err log timing restart_check switchover_step)
 for h in "${pure[@]}"; do
   rc=0
   deps=$(printf '#include "raftpg/%s.h"\n' "$h" | "$CC" -M -I "$SRC/include" -x c - 2>&1) || rc=$?

@@ -1,7 +1,8 @@
 /* The HA decision (DESIGN.md): ha_decide and its bootstrap, leader and follower branches, the
  * clocks the observation is tracked by (streaming, fork, unwritable, down, crashes) and the
  * names. The promotion's guards it consults (the candidate choice, rules 6 and 4, the next
- * timeline) are in ha_promote.c, behind ha_int.h. Pure: no libuv, no libraft. */
+ * timeline) are in ha_promote.c, behind ha_int.h. Pure: no libuv, no libraft. Still over 900
+ * lines: decide_leader and decide_follower are each one ordered list of rules, read top down. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* The replicated cluster state's wire format: the command and snapshot codecs and the checksum
- * of a state (its encoding). Checks and apply are in fsm.c.
+ * of a state (its encoding). The checks are in fsm_check.c, apply in fsm.c.
  *
  * Wire format (all integers little-endian, written byte by byte so the host layout never
  * leaks into the log):

@@ -4,11 +4,13 @@
  * resumed by http_respond.
  *
  * MHD's own connection time-out only measures inactivity, so a client sending one byte a second
- * would hold its connection for ever. Each connection therefore also gets a deadline here: a
- * complete request must arrive within idle_timeout_ms of the accept or of the previous response,
- * else the socket is shut down (MHD then sees the end of input and closes it). Above max_conns,
- * each new connection shuts down the oldest one still waiting for its request, so slow or idle
- * clients can never keep a health check out. The TLS side is in http_tls.c. */
+ * would hold its connection for ever. Each connection therefore also gets a deadline
+ * (http_deadline.c): a complete request must arrive within idle_timeout_ms of the accept or of
+ * the previous response, else the socket is shut down (MHD then sees the end of input and closes
+ * it). Above max_conns, each new connection shuts down the oldest one still waiting for its
+ * request, so slow or idle clients can never keep a health check out. The TLS side is in
+ * http_tls.c. Still over 900 lines: the request's life (headers, body, suspension, response) is
+ * one piece with MHD's callbacks. */
 #include "raftpg/http.h"
 #include "raftpg/loopwatch.h"
 
@@ -169,136 +171,6 @@ const char *http_status_text(int status)
     return "Unknown";
 }
 
-/* ---- connection deadlines ---- */
-
-static void track_unlist(struct http_server *s, struct http_track *t)
-{
-    if (!t->listed) {
-        return;
-    }
-    if (t->prev != NULL) {
-        t->prev->next = t->next;
-    } else {
-        s->waiting_head = t->next;
-    }
-    if (t->next != NULL) {
-        t->next->prev = t->prev;
-    } else {
-        s->waiting_tail = t->prev;
-    }
-    t->prev = t->next = NULL;
-    t->listed = false;
-}
-
-static void deadline_cb(uv_timer_t *timer);
-
-static void deadline_rearm(struct http_server *s)
-{
-    if (s->closing) {
-        return;
-    }
-    if (s->waiting_head == NULL) {
-        uv_timer_stop(&s->deadline_timer);
-        return;
-    }
-    uint64_t now = uv_now(s->loop);
-    uint64_t at = s->waiting_head->deadline;
-    uv_timer_start(&s->deadline_timer, deadline_cb, at > now ? at - now : 0, 0);
-}
-
-/* A connection starts (or, after a response, starts again) waiting for a complete request. The
- * time-out is the same for all, so appending keeps the list in deadline order. */
-static void track_wait(struct http_server *s, struct http_track *t)
-{
-    track_unlist(s, t);
-    if (t->evicted) {
-        return;
-    }
-    t->deadline = uv_now(s->loop) + s->idle_timeout_ms;
-    t->prev = s->waiting_tail;
-    if (s->waiting_tail != NULL) {
-        s->waiting_tail->next = t;
-    } else {
-        s->waiting_head = t;
-    }
-    s->waiting_tail = t;
-    t->listed = true;
-    if (t->prev == NULL) {
-        deadline_rearm(s);
-    }
-}
-
-/* Ends a connection that has not delivered its request: MHD reads the end of input at its next
- * run and closes it. */
-static void track_evict(struct http_server *s, struct http_track *t)
-{
-    track_unlist(s, t);
-    t->evicted = true;
-    shutdown(t->fd, SHUT_RDWR);
-}
-
-static void deadline_cb(uv_timer_t *timer)
-{
-    struct http_server *s = timer->data;
-    uint64_t now = uv_now(s->loop);
-    while (s->waiting_head != NULL && s->waiting_head->deadline <= now) {
-        track_evict(s, s->waiting_head);
-    }
-    deadline_rearm(s);
-}
-
-static void notify_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
-                              enum MHD_ConnectionNotificationCode code)
-{
-    struct http_server *s = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        if (s->tls_cert != NULL && s->client_cert != HTTP_CLIENT_CERT_NONE) {
-            http_tls_ask_client_cert(s, mc);
-        }
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
-        struct http_track *t = calloc(1, sizeof *t);
-        *socket_context = t;
-        if (t == NULL) {
-            if (ci != NULL) {
-                shutdown(ci->connect_fd, SHUT_RDWR);
-            }
-            return;
-        }
-        t->mc = mc;
-        t->fd = ci != NULL ? ci->connect_fd : -1;
-        if (s->tls_cert != NULL) {
-            http_tls_watch_handshake(mc, t);
-            http_tls_use_creds(s, mc, t);
-        }
-        s->n_conns++;
-        track_wait(s, t);
-        if (s->n_conns > s->max_conns && s->waiting_head != NULL) {
-            track_evict(s, s->waiting_head);
-        }
-        return;
-    }
-    struct http_track *t = *socket_context;
-    *socket_context = NULL;
-    if (t == NULL) {
-        return;
-    }
-    if (s->tls_cert != NULL) {
-        http_tls_handshake_closed(s, t);
-    }
-    http_tls_creds_release(s, t->creds);
-    track_unlist(s, t);
-    s->n_conns--;
-    free(t);
-}
-
-static struct http_track *track_of(struct MHD_Connection *mc)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci != NULL ? ci->socket_context : NULL;
-}
-
 /* ---- requests ---- */
 
 static void conn_free(struct http_conn *c)
@@ -344,7 +216,7 @@ static int reject(struct http_conn *c, int status, const char *fmt, ...)
 static void *uri_logger(void *cls, const char *uri, struct MHD_Connection *mc)
 {
     struct http_server *s = cls;
-    struct http_track *t = track_of(mc);
+    struct http_track *t = http_track_of(mc);
     if (t != NULL) {
         t->requested = true;
     }
@@ -633,9 +505,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 
     /* The request is complete: no deadline while the handler has it. */
     c->dispatched = true;
-    struct http_track *t = track_of(mc);
+    struct http_track *t = http_track_of(mc);
     if (t != NULL) {
-        track_unlist(s, t);
+        http_track_unlist(s, t);
     }
     peer_of(c);
     c->req.body = c->body != NULL ? c->body : "";
@@ -684,9 +556,9 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
         }
     }
     /* Keep-alive: the next request has its own deadline. */
-    struct http_track *t = track_of(mc);
+    struct http_track *t = http_track_of(mc);
     if (t != NULL && code == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
-        track_wait(s, t);
+        http_track_wait(s, t);
     }
 }
 
@@ -945,7 +817,7 @@ int http_server_start(struct http_server *s, uv_loop_t *loop, const char *addr,
         tls ? s->tls_key_password : NULL, MHD_OPTION_HTTPS_MEM_TRUST, tls ? s->tls_trust : NULL,
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, s->max_conns + HARD_LIMIT_SLACK,
         MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, s,
+        (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION, http_notify_connection, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_URI_LOG_CALLBACK, uri_logger, s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)SOMAXCONN,
         /* Last: without priorities the list ends here, and GnuTLS's defaults apply. */

@@ -1,5 +1,5 @@
-/* Internal to the HTTP server (http_server.c, http_tls.c): its connection and request records and
- * the TLS side the server calls. */
+/* Internal to the HTTP server (http_server.c, http_deadline.c, http_tls.c): its connection and
+ * request records, the connections' deadlines and the TLS side the server calls. */
 #ifndef RAFTPG_HTTP_SERVER_INT_H
 #define RAFTPG_HTTP_SERVER_INT_H
 
@@ -37,6 +37,18 @@ struct tls_creds {
     unsigned refs;          /* connections using them */
     struct tls_creds *next; /* on the retired list */
 };
+
+/* ---- connection deadlines (http_deadline.c) ---- */
+
+/* MHD's connection notification: a connection's record made (started) or freed (closed). */
+void http_notify_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                            enum MHD_ConnectionNotificationCode code);
+/* The record of MHD's connection mc (NULL: none). */
+struct http_track *http_track_of(struct MHD_Connection *mc);
+/* A connection waits for a complete request from now on (after its accept or a response). */
+void http_track_wait(struct http_server *s, struct http_track *t);
+/* A connection no longer waits: its request arrived, or it closes. */
+void http_track_unlist(struct http_server *s, struct http_track *t);
 
 /* ---- TLS (http_tls.c) ---- */
 

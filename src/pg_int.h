@@ -1,11 +1,12 @@
-/* pg's private header: what its seven files share and nothing outside pg uses. pg.c holds what
+/* pg's private header: what its eight files share and nothing outside pg uses. pg.c holds what
  * the control operations run on (their end, their programs, control SQL, stale lock files) and
  * the lifecycle; pg_op.c the operations' steps and the calls that begin them; pg_rejoin.c the
  * rejoin pipeline (its stages, the rewind's steps, moving a directory aside); pg_boot.c the
  * bootstrap's own steps (a custom method, post_bootstrap, undoing a failed one); pg_observe.c
- * the observer (its connection, the queries, the control file and the process table);
- * pg_conf.c writes the configuration (raftpg.conf, signal files, the upstream) with its small
- * file helpers; pg_text.c quotes and parses, purely. */
+ * the observer (its connection, the queries, the control file); pg_postmaster.c the process
+ * table (a data directory's postmaster, signalling a server); pg_conf.c writes the
+ * configuration (raftpg.conf, signal files, the upstream) with its small file helpers;
+ * pg_text.c quotes and parses, purely. */
 #ifndef RAFTPG_PG_INT_H
 #define RAFTPG_PG_INT_H
 

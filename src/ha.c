@@ -237,6 +237,17 @@ static bool self_may_promote(const struct ha_input *in)
            in->pg.unwritable_ms < HA_UNWRITABLE_BOUND_MS;
 }
 
+/* Whether this member is one of the recorded synchronous voters. */
+static bool recorded_voter(const struct ha_input *in)
+{
+    for (unsigned v = 0; v < in->state->sync.n_voters; v++) {
+        if (strcmp(in->state->sync.voters[v], in->self) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Rule 6 lets no member but the recorded primary take over: the record proves nothing (k = 0
  * in quorum or strict mode) or too few of its voters are heard. Handing leadership over then
  * only moves the wait elsewhere. */
@@ -607,6 +618,21 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
          * the fork is found as a follower (past-fork, cannot-follow) and rewound then. */
         set(out, HA_ACT_START_STANDBY, NULL, "starting as a standby to learn the wal position");
         return;
+    }
+    if (!usable && pg->state == HA_PG_STOPPED && !pg->rewind_failed && !unreadable(pg) &&
+        pg->start_failures >= HA_START_FAILURES_MAX && recorded_voter(in)) {
+        /* Failed starts keep it from being promoted, not from counting: a recorded voter's WAL
+         * position may be what the synchronous quorum lacks, and nobody else can supply it
+         * (raftpg_sim --seed 968969564632: the recorded primary removed, this leader waited for
+         * its own report for good). The core's back-off spaces the attempts. */
+        char qwhy[HA_WHY_MAX];
+        if (!ha_sync_quorum_heard(in, qwhy, sizeof qwhy)) {
+            set(out, HA_ACT_START_STANDBY, NULL,
+                "starting as a standby so that its wal position counts as a synchronous voter's "
+                "(%u failed starts: it may not be promoted)",
+                pg->start_failures);
+            return;
+        }
     }
     if (usable && (pg->state == HA_PG_STARTING || pg->state == HA_PG_UNKNOWN)) {
         set(out, HA_ACT_WAIT, NULL, "waiting for postgresql to accept connections");

@@ -2686,6 +2686,40 @@ static void test_failing_sole_holder_starts_in_a_later_term(void **state)
     assert_decision(&w, HA_ACT_WAIT, "");
 }
 
+/* A leader whose own server failed its starts, a recorded synchronous voter whose WAL position
+ * the quorum needs (the recorded primary gone): it starts its server as a standby all the same,
+ * so that its position counts, and may not be promoted meanwhile. Before, it stopped trying and
+ * waited for its own report for good (raftpg_sim --seed 968969564632 --nodes 3 --faults all
+ * --watchdog). Not when its position is not needed, nor when its directory cannot be used. */
+static void test_voter_failing_to_start_still_starts_for_the_quorum(void **state)
+{
+    (void)state;
+    static const char *const voters[] = {"node1", "node3", NULL};
+    struct world w;
+    world_takeover(&w);
+    record_sync(&w, 1, voters);
+    peer(&w, "node2")->reachable = false;
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.start_failures = HA_START_FAILURES_MAX;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_STANDBY, "");
+    assert_non_null(strstr(w.out.why, "synchronous voter"));
+    /* Heard without it (node2 and node3 voters): nothing to learn from it. */
+    static const char *const others[] = {"node2", "node3", NULL};
+    record_sync(&w, 1, others);
+    peer(&w, "node2")->reachable = true;
+    peer(&w, "node2")->pg_state = HA_PG_RUNNING;
+    decide(&w);
+    assert_int_not_equal(w.out.action, HA_ACT_START_STANDBY);
+    /* A directory pg_rewind failed on is not started. */
+    record_sync(&w, 1, voters);
+    peer(&w, "node2")->reachable = false;
+    w.in.pg.rewind_failed = true;
+    decide(&w);
+    assert_int_not_equal(w.out.action, HA_ACT_START_STANDBY);
+}
+
 /* Any other failure of the synchronous setting is an ordinary failure: backed off, not a stop. */
 static void test_core_other_sync_setting_failure_backs_off(void **state)
 {
@@ -3329,6 +3363,7 @@ int main(void)
         cmocka_unit_test(test_primary_failing_to_start_hands_over_when_voters_are_heard),
         cmocka_unit_test(test_takeover_hands_back_to_failing_sole_holder),
         cmocka_unit_test(test_failing_sole_holder_starts_in_a_later_term),
+        cmocka_unit_test(test_voter_failing_to_start_still_starts_for_the_quorum),
         cmocka_unit_test(test_core_other_sync_setting_failure_backs_off),
         cmocka_unit_test(test_observer_tracks_how_long_a_standby_has_not_streamed),
         cmocka_unit_test(test_streaming_standby_ends_the_rewind_back_off),

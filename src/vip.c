@@ -1,5 +1,6 @@
 /* The write VIP: one step machine over proc runs of ip and arping, and a timer that spaces the
- * announcements. */
+ * announcements. Over 900 lines because the claim, renewal, release and probe are one step
+ * machine whose steps share the run in flight; split, each part would reach into the others'. */
 #include "raftpg/vip.h"
 
 #include <assert.h>

@@ -399,7 +399,7 @@ static int node_named(const struct sim_world *w, const char *name)
  * commits, and a voter nobody in set hears from may (a guest paused with its clocks stopped
  * resumes streaming from a previous primary resumed with it). Nothing can prove otherwise while
  * that previous primary is out of sight too, so a failover then waits for one of them to come
- * back, whatever the world did to them meanwhile (src/ha.c voters_detached). */
+ * back, whatever the world did to them meanwhile (src/ha_promote.c ha_voters_detached). */
 static bool set_may_detach(const struct sim_world *w, unsigned set, const struct fsm_state *st)
 {
     if (st == NULL || !st->initialized) {

@@ -619,12 +619,17 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         set(out, HA_ACT_START_STANDBY, NULL, "starting as a standby to learn the wal position");
         return;
     }
-    if (!usable && pg->state == HA_PG_STOPPED && !pg->rewind_failed && !unreadable(pg) &&
-        pg->start_failures >= HA_START_FAILURES_MAX && recorded_voter(in)) {
-        /* Failed starts keep it from being promoted, not from counting: a recorded voter's WAL
-         * position may be what the synchronous quorum lacks, and nobody else can supply it
-         * (raftpg_sim --seed 968969564632: the recorded primary removed, this leader waited for
-         * its own report for good). The core's back-off spaces the attempts. */
+    const struct ha_peer *rec = recorded_me ? NULL : ha_peer_of(in, s->primary.name);
+    bool rec_usable = rec != NULL && rec->reachable && rec->polled &&
+                      rec->system_id == s->system_id && !rec->nofailover &&
+                      rec->failover_priority > 0;
+    if (!usable && !rec_usable && pg->state == HA_PG_STOPPED && !pg->rewind_failed &&
+        !unreadable(pg) && pg->start_failures >= HA_START_FAILURES_MAX && recorded_voter(in)) {
+        /* Failed starts keep it from being promoted, not from counting: while the recorded
+         * primary cannot take over (below, it would be handed leadership back), a recorded
+         * voter's WAL position may be what the synchronous quorum lacks, and nobody else can
+         * supply it (raftpg_sim --seed 968969564632: the recorded primary removed, this leader
+         * waited for its own report for good). The core's back-off spaces the attempts. */
         char qwhy[HA_WHY_MAX];
         if (!ha_sync_quorum_heard(in, qwhy, sizeof qwhy)) {
             set(out, HA_ACT_START_STANDBY, NULL,
@@ -643,10 +648,6 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
     bool wait = false;
     char why[HA_WHY_MAX];
     char qwhy[HA_WHY_MAX];
-    const struct ha_peer *rec = recorded_me ? NULL : ha_peer_of(in, s->primary.name);
-    bool rec_usable = rec != NULL && rec->reachable && rec->polled &&
-                      rec->system_id == s->system_id && !rec->nofailover &&
-                      rec->failover_priority > 0;
     bool rec_stopped = rec_usable && rec->pg_state == HA_PG_STOPPED &&
                        rec->start_failures < HA_START_FAILURES_MAX;
     bool rec_standby = rec_usable && rec->pg_state == HA_PG_RUNNING && rec->in_recovery;

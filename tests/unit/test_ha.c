@@ -2705,6 +2705,14 @@ static void test_voter_failing_to_start_still_starts_for_the_quorum(void **state
     decide(&w);
     assert_decision(&w, HA_ACT_START_STANDBY, "");
     assert_non_null(strstr(w.out.why, "synchronous voter"));
+    /* The recorded primary, stopped but reachable, holds every commit: it gets leadership back
+     * (raftpg_sim --seed 440864417433 --nodes 5 --faults all --watchdog). */
+    peer(&w, "node2")->reachable = true;
+    peer(&w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node2")->in_recovery = false;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node2");
+    peer(&w, "node2")->reachable = false;
     /* Heard without it (node2 and node3 voters): nothing to learn from it. */
     static const char *const others[] = {"node2", "node3", NULL};
     record_sync(&w, 1, others);

@@ -186,6 +186,31 @@ static uint64_t quorum_bound(const struct quorum_view *v, const struct sync_set 
     return pos[recorded->k - 1];
 }
 
+/* Drops from s the names that are no longer members, and one acknowledgement each: a removed
+ * member counted at most once towards k, so every commit is still on k - removed of the others,
+ * which is what the state machine recorded on the removal. Kept, such a name had to be recorded
+ * before anything else, which the state machine refuses: the record stayed degraded for good
+ * (raftpg_sim --seed 125878501489 --nodes 5 --faults all --watchdog --keep 0,1,2,4). Returns
+ * how many names were dropped. */
+static unsigned members_only(struct sync_set *s, const struct fsm_state *st)
+{
+    struct sync_set kept;
+    unsigned dropped = 0;
+    char ignored[RPG_ERRMSG_SIZE];
+    sync_set_init(&kept, 0);
+    for (unsigned i = 0; i < s->n; i++) {
+        if (fsm_state_member(st, s->names[i]) == NULL ||
+            sync_set_add(&kept, s->names[i], ignored) != 0) {
+            dropped++;
+        }
+    }
+    kept.k = s->k > dropped ? s->k - dropped : 0;
+    if (dropped > 0) {
+        *s = kept;
+    }
+    return dropped;
+}
+
 int quorum_decide(const struct quorum_view *v, struct quorum_tracker *t,
                   struct quorum_decision *out, char *errmsg)
 {
@@ -207,6 +232,7 @@ int quorum_decide(const struct quorum_view *v, struct quorum_tracker *t,
         sync_set_init(&configured, 0);
         unparsable = true;
     }
+    unsigned stale = members_only(&configured, v->state);
     if (strcmp(v->configured_commit, "local") == 0) {
         /* Running with synchronous_commit = local acknowledges without standbys. */
         configured.k = 0;
@@ -247,7 +273,7 @@ int quorum_decide(const struct quorum_view *v, struct quorum_tracker *t,
     }
     /* The set is settled; a value this driver did not write, or synchronous_commit, may still
      * differ from what is in force. */
-    if (unparsable || strcmp(v->configured_commit, out->commit) != 0) {
+    if (unparsable || stale > 0 || strcmp(v->configured_commit, out->commit) != 0) {
         out->action = QUORUM_CONFIGURE;
         if ((rv = sync_set_format(&desired, out->value, sizeof out->value, errmsg)) != 0) {
             return rv;
@@ -255,6 +281,12 @@ int quorum_decide(const struct quorum_view *v, struct quorum_tracker *t,
         if (unparsable) {
             snprintf(out->why, sizeof out->why, "replacing synchronous_standby_names \"%.64s\"",
                      v->configured_value);
+            return 0;
+        }
+        if (stale > 0) {
+            snprintf(out->why, sizeof out->why,
+                     "synchronous_standby_names \"%.64s\" names %u former member(s)",
+                     v->configured_value, stale);
             return 0;
         }
         snprintf(out->why, sizeof out->why, "synchronous_commit %s -> %s",

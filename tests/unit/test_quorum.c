@@ -528,6 +528,62 @@ static void test_decide_leaves_removing_member_out_of_the_set(void **state)
     assert_string_equal(recorded(&f.state), "k=1 (node2)");
 }
 
+static void state_remove(struct fsm_state *s, const char *name)
+{
+    struct fsm_cmd c;
+    memset(&c, 0, sizeof c);
+    c.type = FSM_CMD_MEMBER_REMOVE;
+    c.term = 2;
+    set_str(c.u.member_remove.name, FSM_NAME_MAX, name);
+    apply_ok(s, &c);
+}
+
+/* A voter removed while PostgreSQL still waits for it: the record the removal left (k - 1) is
+ * the truth, and the set is rebuilt from the members, never by recording the former member. */
+static void test_decide_removed_voter_in_the_value_does_not_block_the_record(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_settled(&f);
+    state_remove(&f.state, "node3");
+    assert_string_equal(recorded(&f.state), "k=0 (node2)");
+
+    decide(&f);
+    assert_configure(&f, "ANY 1 (\"node2\")", "on");
+    effect(&f);
+
+    decide(&f);
+    assert_record(&f, "k=1 (node2)");
+    effect(&f);
+    assert_string_equal(recorded(&f.state), "k=1 (node2)");
+    decide(&f);
+    assert_action(&f, QUORUM_NONE);
+}
+
+/* The same when the members left are already the set wanted: the value still names the former
+ * member, so it is written again without it. */
+static void test_decide_removed_voter_is_dropped_from_the_value(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_init(&f, 4);
+    state_record(&f.state, 2, "node2 node3 node4");
+    state_bound(&f.state, FLUSH);
+    set_str(f.value, sizeof f.value, "ANY 2 (\"node2\", \"node3\", \"node4\")");
+    state_remove(&f.state, "node4");
+    assert_string_equal(recorded(&f.state), "k=1 (node2 node3)");
+
+    decide(&f);
+    assert_configure(&f, "ANY 1 (\"node2\", \"node3\")", "on");
+    assert_string_equal(f.d.why, "synchronous_standby_names \"ANY 2 (\"node2\", \"node3\", "
+                                 "\"node4\")\" names 1 former member(s)");
+    effect(&f);
+
+    decide(&f);
+    assert_action(&f, QUORUM_NONE);
+    assert_string_equal(recorded(&f.state), "k=1 (node2 node3)");
+}
+
 static void test_decide_commit_change_alone_configures_same_value(void **state)
 {
     (void)state;
@@ -1111,6 +1167,8 @@ int main(void)
         cmocka_unit_test(test_decide_strict_from_asynchronous_without_healthy_standby_blocks),
         cmocka_unit_test(test_decide_strict_with_only_nosync_standbys_configures_the_primary),
         cmocka_unit_test(test_decide_leaves_nosync_member_out_of_the_set),
+        cmocka_unit_test(test_decide_removed_voter_in_the_value_does_not_block_the_record),
+        cmocka_unit_test(test_decide_removed_voter_is_dropped_from_the_value),
         cmocka_unit_test(test_decide_leaves_removing_member_out_of_the_set),
         cmocka_unit_test(test_decide_commit_change_alone_configures_same_value),
         cmocka_unit_test(test_decide_settled_set_does_nothing),

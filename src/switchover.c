@@ -216,6 +216,9 @@ static int prepare(struct agent *a, const char *leader, const char *candidate, b
     bool lag_set;
     struct switchover_limit limit = {.primary = a->conf.name, .primary_wal = o->wal_position};
     sync_max_lag_in_force(st, a->conf.max_lag.set, a->conf.max_lag.bytes, &lag_set, &limit.max_lag);
+    struct sync_settings in_force;
+    sync_settings_in_force(st, a->conf.sync.mode, a->conf.sync.node_count, a->conf.sync.commit,
+                           &in_force);
     struct switchover_ask in = {
         .phase = a->switchover.m.phase,
         .under_way_to = a->switchover.m.to,
@@ -230,6 +233,7 @@ static int prepare(struct agent *a, const char *leader, const char *candidate, b
         .pg_running = o->state == HA_PG_RUNNING,
         .pg_in_recovery = o->in_recovery,
         .pg_busy = pg_busy(&a->pg),
+        .sync_mode = in_force.mode,
         .peers = peers,
         .n_peers = n,
         .limit = lag_set ? &limit : NULL,

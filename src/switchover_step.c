@@ -139,8 +139,17 @@ void switchover_peer_of(const struct switchover_self *self, const struct fsm_mem
 static int sync_check(const struct switchover_ask *in, char *why, size_t why_size)
 {
     const struct fsm_state *st = in->state;
-    if (st->sync.k == 0) {
+    if (st->sync.k == 0 && in->sync_mode == SYNC_MODE_OFF) {
         return 0;
+    }
+    if (st->sync.k == 0) {
+        /* The candidate would find nothing that proves it holds every commit and hand
+         * leadership back, after the primary had stopped (rule 6). */
+        snprintf(why, why_size,
+                 "synchronous replication is degraded (k=0): no standby is recorded as holding "
+                 "every commit, so none may take over: try again once a standby streams and is "
+                 "recorded as synchronous");
+        return 503;
     }
     unsigned heard = 0;
     for (unsigned v = 0; v < st->sync.n_voters; v++) {

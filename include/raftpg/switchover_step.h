@@ -96,15 +96,16 @@ struct switchover_ask {
     const char *under_way_to;    /* ... its candidate */
     bool has_pg;                 /* this member manages a postgresql */
     const struct fsm_state *state;
-    bool scheduled;        /* a scheduled switchover (schedule.h), not a request */
-    const char *self;      /* this member's name */
-    const char *leader;    /* the primary the caller believes in (NULL: any) */
-    const char *candidate; /* NULL: the best */
-    bool leader_ready;     /* Raft leader, its term's barrier committed */
-    bool lease_ok;         /* fence_step's judgement */
-    bool pg_running;       /* observed running ... */
-    bool pg_in_recovery;   /* ... in recovery */
-    bool pg_busy;          /* a control operation runs */
+    bool scheduled;           /* a scheduled switchover (schedule.h), not a request */
+    const char *self;         /* this member's name */
+    const char *leader;       /* the primary the caller believes in (NULL: any) */
+    const char *candidate;    /* NULL: the best */
+    bool leader_ready;        /* Raft leader, its term's barrier committed */
+    bool lease_ok;            /* fence_step's judgement */
+    bool pg_running;          /* observed running ... */
+    bool pg_in_recovery;      /* ... in recovery */
+    bool pg_busy;             /* a control operation runs */
+    enum sync_mode sync_mode; /* in force (sync_settings_in_force) */
     /* The other members as candidates (switchover_peer_of), and maximum_lag_on_failover
      * (NULL: none). */
     const struct switchover_peer *peers;

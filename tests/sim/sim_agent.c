@@ -1474,6 +1474,8 @@ int sim_switchover_request(struct sim_world *w, unsigned l, const char *leader,
             }
         }
     }
+    struct sync_settings in_force;
+    sync_settings_in_force(st, w->opt->sync_mode, w->opt->sync_k, FSM_SYNC_COMMIT_ON, &in_force);
     struct switchover_ask in = {
         .phase = a->so.phase,
         .under_way_to = a->so.to,
@@ -1488,6 +1490,7 @@ int sim_switchover_request(struct sim_world *w, unsigned l, const char *leader,
         .pg_running = a->obs.state == HA_PG_RUNNING,
         .pg_in_recovery = a->obs.in_recovery,
         .pg_busy = a->op_id != 0,
+        .sync_mode = in_force.mode,
         .peers = peers,
         .n_peers = np,
         .limit = NULL, /* maximum_lag_on_failover is not set here */

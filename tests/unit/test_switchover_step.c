@@ -439,6 +439,15 @@ static void test_prepare(void **state)
     assert_string_equal(why, "1 of the 2 synchronous standbys stream from this primary, 2 needed "
                              "for a new primary to be sure it has every commit: try again once "
                              "they stream");
+
+    /* A degraded record proves no standby holds every commit: in quorum or strict mode the
+     * candidate could not promote, so the primary is not stopped for it. */
+    fixture_init(&f);
+    f.in.sync_mode = SYNC_MODE_QUORUM;
+    assert_int_equal(ask(&f, chosen, why), 503);
+    assert_non_null(strstr(why, "synchronous replication is degraded (k=0)"));
+    f.in.sync_mode = SYNC_MODE_OFF;
+    assert_int_equal(ask(&f, chosen, why), 0);
 }
 
 static void test_peer_of(void **state)

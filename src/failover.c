@@ -43,9 +43,15 @@ const char *failover_reason_name(enum failover_reason r)
     case FAILOVER_REASON_VOTER_AHEAD: return "synchronous voter ahead";
     case FAILOVER_REASON_MEMBER_AHEAD: return "promotable member ahead";
     case FAILOVER_REASON_ALREADY_PRIMARY: return "already the primary";
+    case FAILOVER_REASON_SWITCHOVER: return "a switchover is under way";
     case FAILOVER_REASON_N: break;
     }
     return "?";
+}
+
+int failover_refusal_status(enum failover_reason r)
+{
+    return r == FAILOVER_REASON_SWITCHOVER ? 409 : 412;
 }
 
 /* failover_check, with the reason in a word. */
@@ -161,6 +167,15 @@ void failover_decide(const struct failover_input *in, struct failover_plan *out)
     const char *self = in->self;
     const char *candidate = in->candidate;
     memset(out, 0, sizeof *out);
+    if (in->switchover_phase != NULL) {
+        /* Its primary stops on purpose: a failover now would race the switchover's own
+         * hand-over. */
+        out->verdict = FAILOVER_REFUSED;
+        out->reason = FAILOVER_REASON_SWITCHOVER;
+        snprintf(out->why, sizeof out->why, "a switchover to %s is under way (%s)",
+                 in->switchover_to != NULL ? in->switchover_to : "?", in->switchover_phase);
+        return;
+    }
     bool healthy = in->pg_observed && strcmp(s->primary.name, self) == 0 &&
                    o->state == HA_PG_RUNNING && !o->in_recovery;
     if (healthy) {
@@ -256,6 +271,10 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
         .max_lag_set = a->conf.max_lag.set,
         .max_lag = a->conf.max_lag.bytes,
         .primary_wal = a->core.lag_wal,
+        .switchover_to = a->switchover.m.to,
+        .switchover_phase = a->switchover.m.phase != SWITCHOVER_IDLE
+                                ? switchover_phase_name(a->switchover.m.phase)
+                                : NULL,
     };
     struct failover_plan plan;
     failover_decide(&in, &plan);
@@ -267,7 +286,7 @@ void failover_start(struct agent *a, struct http_conn *conn, const char *candida
         if (plan.reason != FAILOVER_REASON_ALREADY_PRIMARY) {
             log_warning("failover to %s refused: %s", candidate, plan.why);
         }
-        answer(conn, 412, "error", plan.why, candidate);
+        answer(conn, failover_refusal_status(plan.reason), "error", plan.why, candidate);
         return;
     }
     failover_permit_grant(&a->failover_permit, &plan.permit);

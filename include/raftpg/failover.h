@@ -41,9 +41,13 @@ enum failover_reason {
     FAILOVER_REASON_VOTER_AHEAD,     /* a synchronous voter is ahead of it */
     FAILOVER_REASON_MEMBER_AHEAD,    /* a promotable standby is ahead of it */
     FAILOVER_REASON_ALREADY_PRIMARY, /* it is the healthy primary already */
+    FAILOVER_REASON_SWITCHOVER,      /* a switchover asked of this member is under way */
     FAILOVER_REASON_N,
 };
 const char *failover_reason_name(enum failover_reason r);
+
+/* The HTTP status of a refusal: 409 while a switchover is under way, else 412. */
+int failover_refusal_status(enum failover_reason r);
 
 /* Whether candidate may be promoted without a healthy primary: it is a heard, running,
  * promotable standby of the cluster's system at or past the acknowledged-WAL bound; enough
@@ -112,6 +116,10 @@ struct failover_input {
     bool max_lag_set;
     uint64_t max_lag;
     uint64_t primary_wal; /* the furthest the primary was seen writing (core.h lag_wal) */
+    /* A switchover this member runs: its candidate and phase (switchover_phase_name); NULL when
+     * none. Its stopped primary must not read as a lost one. */
+    const char *switchover_to;
+    const char *switchover_phase;
 };
 
 enum failover_verdict {

@@ -597,6 +597,9 @@ int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate,
         .max_lag_set = false,
         .max_lag = 0,
         .primary_wal = a->core.lag_wal,
+        .switchover_to = a->so.to,
+        .switchover_phase = a->so.phase != SWITCHOVER_IDLE ? switchover_phase_name(a->so.phase)
+                                                           : NULL,
     };
     failover_decide(&in, plan);
     if (plan->verdict == FAILOVER_SWITCHOVER) {
@@ -605,7 +608,7 @@ int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate,
         return status == 0 ? 200 : status;
     }
     if (plan->verdict == FAILOVER_REFUSED) {
-        return 412;
+        return failover_refusal_status(plan->reason);
     }
     failover_permit_grant(&a->permit, &plan->permit);
     if (plan->transfer_to != 0 && sim_transfer(w, l, plan->transfer_to, errmsg) != 0) {

@@ -939,6 +939,7 @@ static void operator_failover(struct sim_world *w, unsigned k)
                   plan.transfer_to != 0 ? "raft leadership handed to it" : "it leads already");
         break;
     }
+    case 409:
     case 412:
         res->fo_refused[plan.reason]++;
         word = failover_reason_name(plan.reason);

@@ -285,6 +285,21 @@ static void test_decide_grants_with_the_permit(void **state)
     assert_int_equal(plan.transfer_to, 3);
 }
 
+/* The primary stopped by this member's own switchover is not a lost one. */
+static void test_decide_refuses_during_a_switchover(void **state)
+{
+    (void)state;
+    struct decide_case d;
+    decide_case(&d, 5000, 5000, "node3");
+    d.in.switchover_to = "node2";
+    d.in.switchover_phase = "waiting for the candidate to receive the last WAL";
+    assert_decided_refused(&d, FAILOVER_REASON_SWITCHOVER,
+                           "a switchover to node2 is under way (waiting for the candidate to "
+                           "receive the last WAL)");
+    assert_int_equal(failover_refusal_status(FAILOVER_REASON_SWITCHOVER), 409);
+    assert_int_equal(failover_refusal_status(FAILOVER_REASON_VOTER_AHEAD), 412);
+}
+
 static void test_decide_refuses_a_candidate_behind_a_voter(void **state)
 {
     (void)state;
@@ -466,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_decide_refuses_a_candidate_behind_the_bound),
         cmocka_unit_test(test_decide_refuses_a_candidate_not_running),
         cmocka_unit_test(test_decide_healthy_primary_is_a_switchover),
+        cmocka_unit_test(test_decide_refuses_during_a_switchover),
         cmocka_unit_test(test_decide_to_self_and_the_lag_note),
         cmocka_unit_test(test_permit_take),
         cmocka_unit_test(test_permit_take_keeps_the_grant),

@@ -84,7 +84,12 @@ bool lead_gate(const struct fence_timing *t, struct lead_memory *m, const struct
     bool lease_ok = in->lease_ok && cons_lease_steady(c, in->now);
     bool waited = fence_may_lead(t, ready, lease_ok, c->last_heard_leader, c->started_at,
                                  in->watchdog_ms, in->now);
-    bool shown = !waited && ready && lease_ok && lead_others_stood_down(in, m->ready_since);
+    /* Once every other member has answered in this term that it stood down, that stays true
+     * for the term: none can lead or write again before a later term. Asked again each tick, a
+     * member dying after the promotion made the new primary demote until the timed wait ended
+     * (test_pg_refusals). */
+    bool shown = !waited && ready && lease_ok &&
+                 (m->early_term == c->term || lead_others_stood_down(in, m->ready_since));
     bool leader = (waited || shown) && in->watchdog_ok;
     if (shown && in->watchdog_ok && m->early_term != c->term) {
         m->early_term = c->term;

@@ -365,8 +365,12 @@ bool core_tick(struct core *c, const struct core_view *v)
     /* The backoff keeps the core from repeating what just failed (or from a new transfer before
      * the last one shows). A demotion is never held back by another action's backoff: a primary
      * that must stop writing stops now, whatever failed before it (a second promote request
-     * made on an observation older than the promotion, say). */
-    if (v->now < c->retry_after && !(d.action == HA_ACT_DEMOTE && c->backoff != HA_ACT_DEMOTE)) {
+     * made on an observation older than the promotion, say). Nor is a transfer: it is the way
+     * out of what failed (the last failed start of a recorded primary), not a repeat of it, and
+     * it backs off on its own; held, the cluster stays without a primary meanwhile. */
+    bool exempt = (d.action == HA_ACT_DEMOTE || d.action == HA_ACT_TRANSFER) &&
+                  c->backoff != d.action;
+    if (v->now < c->retry_after && !exempt) {
         return false;
     }
     char errmsg[RPG_ERRMSG_SIZE] = "";

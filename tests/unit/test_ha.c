@@ -2035,6 +2035,88 @@ static void test_core_retries_a_failed_transfer_at_once(void **state)
     assert_int_equal(fake_transfers, 3);
 }
 
+static unsigned fake_starts;
+
+static int fake_start(void *data, bool standby, const char *upstream, char *errmsg)
+{
+    (void)data;
+    (void)standby;
+    (void)upstream;
+    (void)errmsg;
+    fake_starts++;
+    return 0;
+}
+
+/* The recorded primary whose server failed to start for the last time hands leadership over at
+ * once: the transfer is the way out of the failed start, not a repeat of it, so the start's
+ * backoff does not hold it (seed 370388727680 of raftpg_sim: the transfer waited 900 ms for
+ * that backoff, the primary was paused meanwhile and the outage missed the liveness budget). */
+static void test_core_hands_over_at_once_after_the_last_failed_start(void **state)
+{
+    (void)state;
+    struct world w;
+    struct core_io io;
+    struct core c;
+    struct core_view v;
+    struct peer_status reports[2];
+    world_primary(&w);
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.was_primary = true;
+    w.in.pg.start_failures = HA_START_FAILURES_MAX - 1;
+    memset(reports, 0, sizeof reports);
+    for (unsigned i = 0; i < 2; i++) {
+        struct peer_status *r = &reports[i];
+        set_str(r->name, sizeof r->name, i == 0 ? "node2" : "node3");
+        snprintf(r->pg_address, sizeof r->pg_address, "10.0.0.%u:5432", i + 2);
+        r->reachable = true;
+        r->has_pg = true;
+        r->last_seen = 1000;
+        r->last_polled = 1000;
+        r->pg_state = HA_PG_RUNNING;
+        r->pg_in_recovery = true;
+        r->pg_system_id = SYSID;
+        r->pg_timeline = 1;
+        r->pg_wal_position = i == 0 ? 2000 : 1000;
+        r->failover_priority = 100;
+    }
+    memset(&io, 0, sizeof io);
+    io.pg_start = fake_start;
+    io.raft_transfer = fake_transfer;
+    fake_starts = 0;
+    fake_transfers = 0;
+    core_init(&c, &io, "node1", false, 100);
+    log_setup("node1", (enum log_level)(LOG_ERROR + 1), 0);
+    memset(&v, 0, sizeof v);
+    v.now = 1000;
+    v.state = &w.state;
+    v.leader = true;
+    v.state_current = true;
+    v.term = TERM;
+    v.pg_ready = true;
+    v.pg = w.in.pg;
+    v.peers = reports;
+    v.n_peers = 2;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(c.running, HA_ACT_START_PRIMARY);
+    assert_int_equal(fake_starts, 1);
+    core_action_done(&c, RPG_EIO, "pg_ctl start: server did not start", 1010);
+    /* The next observation counts that failure: the start is given up for a transfer. */
+    v.now = 1100;
+    v.pg.start_failures = HA_START_FAILURES_MAX;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(c.last.action, HA_ACT_TRANSFER);
+    assert_string_equal(c.last.target, "node2");
+    assert_int_equal(fake_transfers, 1);
+    /* The transfer backs off on its own, and a start would still wait for the start's. */
+    v.now = 1200;
+    assert_false(core_tick(&c, &v));
+    assert_int_equal(fake_transfers, 1);
+    v.pg.start_failures = HA_START_FAILURES_MAX - 1;
+    assert_false(core_tick(&c, &v));
+    assert_int_equal(c.last.action, HA_ACT_START_PRIMARY);
+    assert_int_equal(fake_starts, 1);
+}
+
 /* Quorum mode, with k over the NULL-terminated voters recorded. */
 static void record_sync(struct world *w, uint32_t k, const char *const *voters)
 {
@@ -3344,6 +3426,7 @@ int main(void)
         cmocka_unit_test(test_core_demotes_at_once_after_another_action_failed),
         cmocka_unit_test(test_core_failed_demotion_backs_off),
         cmocka_unit_test(test_core_retries_a_failed_transfer_at_once),
+        cmocka_unit_test(test_core_hands_over_at_once_after_the_last_failed_start),
         cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary),
         cmocka_unit_test(test_takeover_waits_for_a_voter_report_on_its_way),
         cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary_as_standby),

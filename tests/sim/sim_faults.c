@@ -1057,12 +1057,24 @@ int sim_schedule_cleared(struct sim_world *w, unsigned l, int64_t at_ms, enum sc
     }
     w->res->sc_run++;
     w->res->so_asked++; /* as a switchover from here on */
+    /* The operator's switchover begins now, as if a fault began: what other checks watch is no
+     * longer their fault's alone. Its own watch goes on if nothing else began since. */
+    bool own = r != NULL && r->fault >= 0 && w->fs[r->fault].so_watch &&
+               w->fs[r->fault].so_begun == w->faults_begun;
+    w->faults_begun++;
+    w->prev_fault_at = w->fault_at;
+    w->fault_at = sim_now(w);
+    if (own) {
+        w->fs[r->fault].so_begun = w->faults_begun;
+    }
     if (r == NULL) {
         return -1;
     }
     if (++r->runs > 1) {
+        char at_s[48];
+        schedule_format_time(at_ms, at_s, sizeof at_s);
         sim_violation(w, CHK_SCHED,
-                      "the switchover scheduled at %" PRId64 " ran twice: on %s, then on %s", at_ms,
+                      "the switchover scheduled at %s ran more than once: on %s, then on %s", at_s,
                       w->nodes[r->ran_on].name, w->nodes[l].name);
     }
     r->ran_on = (int)l;
@@ -1206,9 +1218,16 @@ static void watch_begin(struct sim_world *w, unsigned k, unsigned i)
     int p;
     const struct sim_node *n = &w->nodes[i];
     fs->watch = false;
-    if (w->phase != SIM_FAULTS || other_fault_in_force(w, k) || !sim_cluster_healthy(w, &p) ||
-        p != (int)i || leader_node(w) != (int)i || !sim_agent_leader(w, i) || n->agent.op_id != 0 ||
-        n->agent.obs.start_failures != 0 || n->cons.transfer_pending ||
+    /* A switchover still running its on_switchover callback (--hook) stops this primary once
+     * the callback ends: not a stop alone. */
+    bool hooked = false;
+    for (unsigned j = 0; j < w->n; j++) {
+        hooked = hooked || w->nodes[j].agent.so.phase == SWITCHOVER_HOOK;
+    }
+    if (hooked || w->phase != SIM_FAULTS || other_fault_in_force(w, k) ||
+        !sim_cluster_healthy(w, &p) || p != (int)i || leader_node(w) != (int)i ||
+        !sim_agent_leader(w, i) || n->agent.op_id != 0 || n->agent.obs.start_failures != 0 ||
+        n->cons.transfer_pending ||
         (w->prev_fault_at != 0 && sim_now(w) - w->prev_fault_at < WATCH_AFTER_MS) ||
         !n->cons.state.initialized || strcmp(n->cons.state.primary.name, n->name) != 0) {
         return;

@@ -25,6 +25,7 @@
 #include "raftpg/peer_book.h"
 #include "raftpg/quorum.h"
 #include "raftpg/restart.h"
+#include "raftpg/schedule.h"
 #include "raftpg/switchover_step.h"
 #include "raftpg/sync.h"
 #include "raftpg/timing.h"
@@ -53,6 +54,13 @@
 /* Resolution of virtual time: raft_fixture advances only from one of its own events to the next,
  * so an idle server that ticks this often (the clock) bounds how late a simulated event runs. */
 #define SIM_CLOCK_TICK_MS 20
+
+/* Every node's wall clock (CLOCK_REALTIME, kept in step by NTP): this epoch plus the world's
+ * time, whatever its monotonic clock does. Scheduled switchovers are times on it. */
+#define SIM_WALL_EPOCH_MS 1796601600000LL /* 2026-12-07T00:00:00Z */
+/* postgresql.callback_timeout here (the agent's default is 30 s): the on_switchover callback
+ * (--hook) is killed after it. */
+#define SIM_CALLBACK_TIMEOUT_MS 5000
 
 /* Copies the string src into dst (size bytes, truncated, zero-padded). src may lie in the same
  * object as dst, which snprintf must not be given. */
@@ -108,6 +116,7 @@ enum sim_ev_type {
     EV_OPERATOR,    /* a step of an operator's failover drill (node: fault index, sub: step) */
     EV_FLAP,        /* a lossy link changes state */
     EV_HEAL,        /* every fault ends */
+    EV_HOOK_DONE,   /* the on_switchover callback ends (gen: agent, sub: run << 2 | outcome) */
     EV_END,
 };
 
@@ -294,6 +303,19 @@ struct sim_agent {
     struct switchover_mem so;
     int so_fault;
     bool so_paused_stop;
+    /* callback.c's wait for on_switchover (--hook): a run whose end is still to come (its
+     * waiter set: another cannot start), the last run's number, and switchover.c hook_ran. */
+    bool hook_wait;
+    uint64_t hook_run;
+    bool so_hook_ran;
+    /* What the switchover's outcome must be in a healthy cluster with no other fault (check W):
+     * SWITCHOVER_REASON_NONE done, else given up for that reason; the primary's incarnation
+     * when it began (a given-up hook leaves the server untouched). */
+    enum switchover_reason so_expect;
+    uint64_t so_pg_inc;
+    /* schedule.c's leader side (struct schedule), and why it clears the entry. */
+    struct schedule sched;
+    char sched_why[RPG_ERRMSG_SIZE];
 };
 
 /* A crash armed by a crash-in-action fault: it fires when the agent starts the action. */
@@ -401,6 +423,10 @@ enum sim_fault_kind {
                     * its agent runs on: the agent notices and starts it again */
     F_PG_NO_START, /* as F_PG_STOP's fast shutdown, and every start fails for dur (a broken
                     * setting): the primary's agent hands over after HA_START_FAILURES_MAX */
+    F_SWITCHOVER_SCHEDULED, /* an operator's `ctl switchover --scheduled` (POST /switchover
+                             * {"scheduled_at"} through the leader) 1..5 s ahead: whichever
+                             * member leads then runs it (schedule.h). Drawn from a stream of
+                             * its own and appended to the schedule (sim_schedule_generate) */
     F_KIND_N,
 };
 const char *sim_fault_name(enum sim_fault_kind k);
@@ -417,7 +443,9 @@ uint32_t sim_fault_mask(const char *list);
 #define SIM_FAULTS_SLOW (1u << F_SLOW_LINK)
 #define SIM_FAULTS_VM ((1u << F_VM_PAUSE_PRIMARY) | (1u << F_VM_PAUSE))
 #define SIM_FAULTS_STORAGE ((1u << F_RAFT_DISK_FULL) | (1u << F_RAFT_READ_ONLY))
-#define SIM_FAULTS_OPERATOR ((1u << F_MAINTENANCE) | (1u << F_FAILOVER) | (1u << F_RESTART))
+#define SIM_FAULTS_OPERATOR                                                                        \
+    ((1u << F_MAINTENANCE) | (1u << F_FAILOVER) | (1u << F_RESTART) |                              \
+     (1u << F_SWITCHOVER_SCHEDULED))
 /* PostgreSQL stopped beside a live agent; kept out of "ci" so that sim_ci's seeds keep their
  * schedules (sim_ci_operator runs pg-stop). Two servers in a row that cannot start take longer
  * than I4's budget now and then: each costs HA_START_FAILURES_MAX failed starts (README.md). */
@@ -460,6 +488,7 @@ struct sim_fault_state {
     unsigned so_begun;
     rpg_msec so_from;
     int so_leader;
+    int64_t so_at_ms;   /* switchover-scheduled: the time it asked for (0: none recorded) */
     struct sim_rng rng; /* draws made while the fault runs */
 };
 
@@ -530,6 +559,7 @@ struct sim_options {
     bool no_lease;   /* run the core without the agent's lease, fence and start delay */
     bool no_echo;    /* renew the lease with barriers alone (the agent without a secret) */
     bool watchdog;   /* watchdog.mode automatic with a device (the agent's default is off) */
+    bool hook;       /* postgresql.callbacks.on_switchover set on every member */
     rpg_msec primary_start_timeout; /* primary_start_timeout (the agent's default: 300 s) */
     bool verbose;
 };
@@ -545,6 +575,7 @@ enum sim_check {
     CHK_PAUSE,   /* maintenance mode: an agent that applied the pause starts no new action */
     CHK_KEEP,    /* a stop or restart of a healthy primary's server alone causes no failover */
     CHK_SWITCH,  /* a switchover of a healthy cluster with no other fault ends as asked */
+    CHK_SCHED,   /* a scheduled switchover runs at most once and is not left recorded */
     CHK_N,
 };
 const char *sim_check_name(enum sim_check c);
@@ -600,6 +631,13 @@ struct sim_result {
     unsigned so_done, so_moved, so_cut; /* 200, 503 leadership moved, cut short by a crash */
     unsigned so_abandoned[SWITCHOVER_REASON_N];
     unsigned so_checked; /* begun healthy with no other fault, and none began until the end */
+    /* Scheduled switchovers (F_SWITCHOVER_SCHEDULED): asked, refused at once, recorded, run by
+     * a leader (then as above), dropped by verdict (schedule.h). */
+    unsigned sc_asked, sc_refused, sc_recorded, sc_run;
+    unsigned sc_dropped[SCHEDULE_DROP_RESTARTED + 1];
+    /* on_switchover runs (--hook) by outcome: ok, failed, killed at its time-out, hung past the
+     * switchover's backstop; and on_switchover_abandoned fired. */
+    unsigned hook_ok, hook_failed, hook_killed, hook_hung, hook_abandoned;
     char fault_log[SIM_FAULTS_MAX][96]; /* what each applied fault did, for the report */
 };
 
@@ -663,6 +701,16 @@ struct sim_world {
         rpg_msec arrived; /* the receiver's Raft clock */
         rpg_msec expires; /* the sender's clock: its request times out */
     } echo[64];
+    /* Schedules recorded (F_SWITCHOVER_SCHEDULED): their time, the fault, and how many times a
+     * leader cleared one to run it (check X: at most once). */
+    struct sim_sched_rec {
+        int64_t at_ms;
+        int fault;
+        unsigned runs;
+        int ran_on;
+    } scheds[SIM_FAULTS_MAX];
+    unsigned n_scheds;
+    rpg_msec so_ended_at; /* when a switchover last ended (sim_switchover_ended) */
     struct sim_result *res;
 };
 
@@ -747,10 +795,16 @@ int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate,
                          struct failover_plan *plan, char *errmsg);
 /* POST /switchover to node l (switchover.c switchover_start): switchover_prepare over what the
  * agent observes, then the shared steps (switchover_step) on the simulated server and Raft, with
- * no on_switchover callback. fault: the fault that asked. Returns 0 once it began (its end comes
- * to sim_switchover_ended), or the refusal's status with why. */
+ * the on_switchover callback when --hook. fault: the fault that asked. Returns 0 once it began
+ * (its end comes to sim_switchover_ended), or the refusal's status with why. */
 int sim_switchover_request(struct sim_world *w, unsigned l, const char *leader,
                            const char *candidate, int fault, char *why, size_t size);
+/* POST /switchover {"scheduled_at"} to node l (api_action.c switchover_schedule): its checks,
+ * then the SCHEDULE_SWITCHOVER entry. Returns 0 once submitted, or the status with why. */
+int sim_switchover_schedule(struct sim_world *w, unsigned l, const char *leader,
+                            const char *candidate, int64_t at_ms, char *why, size_t size);
+/* The world's wall clock (SIM_WALL_EPOCH_MS). */
+int64_t sim_wall_ms(const struct sim_world *w);
 int sim_member_add(struct sim_world *w, unsigned leader, unsigned newcomer, char *errmsg);
 int sim_member_remove(struct sim_world *w, unsigned leader, const char *name, char *errmsg);
 /* api_action.c member_remove: a member in the synchronous set leaves it first. */
@@ -796,6 +850,13 @@ void sim_decommission(struct sim_world *w, const char *name);
 /* A switchover that fault asked of node l ended: x is its DONE, MOVED or GIVE_UP. */
 void sim_switchover_ended(struct sim_world *w, unsigned l, int fault,
                           const struct switchover_action *x);
+/* Node l's leader side cleared the schedule at at_ms (schedule.c on_cleared): verdict v (RUN:
+ * it starts the switchover now; a drop: why). Returns the fault that recorded it, -1 none. */
+int sim_schedule_cleared(struct sim_world *w, unsigned l, int64_t at_ms, enum schedule_verdict v,
+                         const char *why);
+/* The scheduled switchover of fault could not start on node l: prepare refused it (status,
+ * why). */
+void sim_schedule_refused(struct sim_world *w, unsigned l, int fault, int status, const char *why);
 
 /* sim_check.c */
 void sim_violation(struct sim_world *w, enum sim_check c, const char *fmt, ...)

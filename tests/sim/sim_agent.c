@@ -1345,7 +1345,7 @@ int sim_restart_request(struct sim_world *w, unsigned i, const char *role, char 
 /* ---- POST /switchover (src/switchover.c) ------------------------------------------------------
  */
 
-/* switchover.c view_of: no on_switchover callback is configured here. */
+/* switchover.c view_of. */
 static void switchover_view(struct sim_world *w, unsigned i, struct switchover_view *v)
 {
     const struct sim_node *n = &w->nodes[i];
@@ -1365,7 +1365,20 @@ static void switchover_view(struct sim_world *w, unsigned i, struct switchover_v
     v->clean_shutdown = a->ctl_clean;
     v->checkpoint_lsn = a->ctl_lsn;
     switchover_view_candidate(v, st, a->so.to, peer_book_get(&a->book, a->so.to));
+    v->hook_timeout_ms = SIM_CALLBACK_TIMEOUT_MS;
     v->transfers_failed = n->cons.n_transfers_failed;
+}
+
+/* switchover.c perform: a switchover that ran on_switchover undoes it whatever ended it. */
+static void hook_abandoned(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    if (!a->so_hook_ran) {
+        return;
+    }
+    a->so_hook_ran = false;
+    w->res->hook_abandoned++;
+    sim_trace(w, (int)i, "callback on_switchover_abandoned primary started");
 }
 
 /* switchover.c perform: what the step decided, on the simulated server and Raft. */
@@ -1423,10 +1436,13 @@ static void switchover_perform(struct sim_world *w, unsigned i, const struct swi
     case SWITCHOVER_ACT_GIVE_UP:
         sim_trace(w, (int)i, "switchover %s -> %s abandoned %s: %s", a->so.from, a->so.to,
                   switchover_phase_name(x->was), x->msg);
+        hook_abandoned(w, i);
         sim_switchover_ended(w, i, a->so_fault, x);
         return;
     case SWITCHOVER_ACT_DONE:
     case SWITCHOVER_ACT_MOVED:
+        /* Not abandoned: whoever runs as primary next fires on_start or on_role_change. */
+        a->so_hook_ran = false;
         sim_trace(w, (int)i, "switchover: %d %s", x->status, x->msg);
         sim_switchover_ended(w, i, a->so_fault, x);
         return;
@@ -1446,8 +1462,95 @@ static void switchover_event(struct sim_world *w, unsigned i, enum switchover_ev
     switchover_perform(w, i, &x);
 }
 
+/* How an on_switchover run ends (EV_HOOK_DONE's outcome). */
+enum hook_outcome { HOOK_OK = 0, HOOK_FAILS, HOOK_KILLED, HOOK_HANGS };
+
+/* switchover.c begin: callbacks_fire_wait(on_switchover), with a simulated command whose time
+ * and outcome are drawn from rng: it succeeds or fails within 3 s, runs into its time-out and is
+ * killed (a failure), or hangs past the switchover's backstop (a process in uninterruptible
+ * sleep ignores the kill) and keeps the wait, so that the next switchover finds it busy. The
+ * outcome the switchover must then have goes to so_expect (check W). */
+static void hook_begin(struct sim_world *w, unsigned l, struct sim_rng *rng)
+{
+    struct sim_agent *a = &w->nodes[l].agent;
+    a->so_hook_ran = true;
+    if (!w->opt->hook) {
+        a->so_hook_ran = false; /* none configured */
+        a->so_expect = SWITCHOVER_REASON_NONE;
+        switchover_event(w, l, SWITCHOVER_EV_HOOK_NONE, true, NULL);
+        return;
+    }
+    if (a->hook_wait) {
+        a->so_hook_ran = false;
+        a->so_expect = SWITCHOVER_REASON_HOOK_BUSY;
+        switchover_event(w, l, SWITCHOVER_EV_HOOK_BUSY, false, NULL);
+        return;
+    }
+    unsigned r = sim_rng_below(rng, 100);
+    enum hook_outcome o = r < 70   ? HOOK_OK
+                          : r < 85 ? HOOK_FAILS
+                          : r < 95 ? HOOK_KILLED
+                                   : HOOK_HANGS;
+    rpg_msec dur = o == HOOK_KILLED  ? SIM_CALLBACK_TIMEOUT_MS
+                   : o == HOOK_HANGS ? SIM_CALLBACK_TIMEOUT_MS + SWITCHOVER_HOOK_BACKSTOP_MS +
+                                           sim_rng_range(rng, 1000, 20000)
+                                     : sim_rng_range(rng, 5, 3000);
+    static const enum switchover_reason expect[] = {
+        [HOOK_OK] = SWITCHOVER_REASON_NONE,
+        [HOOK_FAILS] = SWITCHOVER_REASON_HOOK_FAILED,
+        [HOOK_KILLED] = SWITCHOVER_REASON_HOOK_FAILED,
+        [HOOK_HANGS] = SWITCHOVER_REASON_HOOK_TIMEOUT,
+    };
+    static const char *const outcome_names[] = {"succeeds", "fails", "runs into its time-out",
+                                                "hangs"};
+    a->so_expect = expect[o];
+    a->hook_wait = true;
+    a->hook_run++;
+    sim_push(w, sim_now(w) + dur, EV_HOOK_DONE, (int)l, a->gen, a->hook_run << 2 | (unsigned)o);
+    sim_trace(w, (int)l, "callback on_switchover primary started (it %s after %" PRIu64 " ms)",
+              outcome_names[o], dur);
+    if (a->so.phase == SWITCHOVER_HOOK) {
+        sim_trace(w, (int)l, "switchover %s -> %s: %s", a->so.from, a->so.to,
+                  switchover_phase_name(SWITCHOVER_HOOK));
+    }
+}
+
+/* callback.c done, wait_end: the waited run ended; switchover.c on_hook_done steps with it
+ * (nothing, once the switchover it was started for is over). */
+static void hook_done(struct sim_world *w, unsigned i, uint64_t sub)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    if (!a->hook_wait || sub >> 2 != a->hook_run) {
+        return;
+    }
+    a->hook_wait = false;
+    enum hook_outcome o = (enum hook_outcome)(sub & 3);
+    struct sim_result *res = w->res;
+    static const char *const what[] = {"", "exited with status 1", "timed out: killed",
+                                       "killed by signal 9"};
+    res->hook_ok += o == HOOK_OK;
+    res->hook_failed += o == HOOK_FAILS;
+    res->hook_killed += o == HOOK_KILLED;
+    res->hook_hung += o == HOOK_HANGS;
+    sim_trace(w, (int)i, "callback on_switchover primary %s%s",
+              o == HOOK_OK ? "done" : "failed: ", what[o]);
+    switchover_event(w, i, SWITCHOVER_EV_HOOK_DONE, o == HOOK_OK, o == HOOK_OK ? NULL : what[o]);
+}
+
+static int switchover_request(struct sim_world *w, unsigned l, const char *leader,
+                              const char *candidate, bool scheduled, int fault, char *why,
+                              size_t size);
+
 int sim_switchover_request(struct sim_world *w, unsigned l, const char *leader,
                            const char *candidate, int fault, char *why, size_t size)
+{
+    return switchover_request(w, l, leader, candidate, false, fault, why, size);
+}
+
+/* switchover.c prepare and begin; scheduled: switchover_start_scheduled's. */
+static int switchover_request(struct sim_world *w, unsigned l, const char *leader,
+                              const char *candidate, bool scheduled, int fault, char *why,
+                              size_t size)
 {
     struct sim_node *n = &w->nodes[l];
     struct sim_agent *a = &n->agent;
@@ -1484,7 +1587,7 @@ int sim_switchover_request(struct sim_world *w, unsigned l, const char *leader,
         .under_way_to = a->so.to,
         .has_pg = true,
         .state = st,
-        .scheduled = false,
+        .scheduled = scheduled,
         .self = n->name,
         .leader = leader,
         .candidate = candidate,
@@ -1507,9 +1610,168 @@ int sim_switchover_request(struct sim_world *w, unsigned l, const char *leader,
     const struct fsm_member *target = fsm_state_member(st, to);
     switchover_begin(&a->so, n->name, to, target != NULL ? target->id : 0, now);
     a->so_fault = fault;
+    a->so_pg_inc = n->pg.inc;
     sim_trace(w, (int)l, "switchover %s -> %s requested", n->name, to);
-    switchover_event(w, l, SWITCHOVER_EV_HOOK_NONE, true, NULL);
+    hook_begin(w, l, fault >= 0 && (unsigned)fault < w->sched->n ? &w->fs[fault].rng : &w->rng);
     return 0;
+}
+
+/* ---- scheduled switchovers (src/schedule.c, src/api_action.c) -------------------------------- */
+
+int64_t sim_wall_ms(const struct sim_world *w)
+{
+    return SIM_WALL_EPOCH_MS + (int64_t)sim_now(w);
+}
+
+int sim_switchover_schedule(struct sim_world *w, unsigned l, const char *leader,
+                            const char *candidate, int64_t at_ms, char *why, size_t size)
+{
+    const struct sim_node *n = &w->nodes[l];
+    const struct fsm_state *s = &n->cons.state;
+    const struct fsm_member *m;
+    char at[48], now_s[48];
+    int64_t now = sim_wall_ms(w);
+    schedule_format_time(at_ms, at, sizeof at);
+    schedule_format_time(now, now_s, sizeof now_s);
+    int status = 412;
+    why[0] = '\0';
+    /* api_require_leader, then api_action.c switchover_schedule's checks. Every member runs
+     * this agent: the state version check passes. */
+    if (!sim_agent_leader(w, l) || !raft_up(w, l)) {
+        sim_fmt(why, size, "this member is not the raft leader");
+        status = 503;
+    } else if (!s->initialized || s->primary.name[0] == '\0') {
+        sim_fmt(why, size, "the cluster has no primary recorded yet");
+        status = 503;
+    } else if (s->paused) {
+        sim_fmt(why, size,
+                "scheduled_at: cannot schedule a switchover in maintenance mode (ctl resume)");
+    } else if (at_ms <= now) {
+        sim_fmt(why, size, "scheduled_at: %s is in the past (now %s)", at, now_s);
+    } else if (leader != NULL && fsm_state_member(s, leader) == NULL) {
+        sim_fmt(why, size, "leader: %s is not a member of this cluster", leader);
+    } else if (leader != NULL && strcmp(leader, s->primary.name) != 0) {
+        sim_fmt(why, size, "leader: %s is not the primary (%s is)", leader, s->primary.name);
+    } else if (candidate != NULL && (m = fsm_state_member(s, candidate)) == NULL) {
+        sim_fmt(why, size, "candidate: %s is not a member of this cluster", candidate);
+    } else if (candidate != NULL && (m->tags & FSM_TAG_NOFAILOVER) != 0) {
+        sim_fmt(why, size, "candidate: %s is tagged nofailover", candidate);
+    } else if (candidate != NULL && strcmp(candidate, s->primary.name) == 0) {
+        sim_fmt(why, size, "candidate: %s is the primary already", candidate);
+    } else if (s->switchover.at_ms != 0) {
+        char other[48];
+        schedule_format_time(s->switchover.at_ms, other, sizeof other);
+        sim_fmt(why, size, "a switchover is already scheduled at %s: cancel it first", other);
+        status = 409;
+    }
+    if (why[0] != '\0') {
+        sim_trace(w, (int)l, "scheduled switchover refused: %s", why);
+        return status;
+    }
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_SCHEDULE_SWITCHOVER;
+    cmd.term = n->cons.term;
+    cmd.u.schedule_switchover.at_ms = at_ms;
+    sim_copy(cmd.u.schedule_switchover.from, FSM_NAME_MAX, leader != NULL ? leader : "");
+    sim_copy(cmd.u.schedule_switchover.to, FSM_NAME_MAX, candidate != NULL ? candidate : "");
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (submit(w, l, &cmd, NULL, NULL, errmsg) != 0) {
+        sim_fmt(why, size, "%s", errmsg);
+        return 503;
+    }
+    sim_trace(w, (int)l, "switchover scheduled at %s requested (from=%s to=%s)", at,
+              leader != NULL ? leader : "(the primary then)",
+              candidate != NULL ? candidate : "(the best standby then)");
+    return 0;
+}
+
+/* schedule.c on_cleared: once the entry is cleared, a due switchover starts (whatever its
+ * outcome, it ran once); a dropped one was logged when its clear was submitted. */
+static void sched_cleared(void *data, int rc, const char *msg)
+{
+    struct sim_agent *a = data;
+    struct sim_world *w = a->w;
+    unsigned i = a->idx;
+    struct schedule *sc = &a->sched;
+    const struct fsm_switchover *e = &sc->entry;
+    sc->clearing = false;
+    char at[48];
+    schedule_format_time(e->at_ms, at, sizeof at);
+    if (rc != 0) {
+        /* Still recorded: the next tick, or the next leader, decides again. */
+        sim_trace(w, (int)i, "scheduled switchover at %s: clearing it failed: %s", at, msg);
+        return;
+    }
+    int fault = sim_schedule_cleared(w, i, e->at_ms, sc->verdict, a->sched_why);
+    if (sc->verdict != SCHEDULE_RUN) {
+        return;
+    }
+    sim_trace(w, (int)i, "scheduled switchover at %s: starting (from=%s to=%s)", at,
+              e->from[0] != '\0' ? e->from : w->nodes[i].name, e->to[0] != '\0' ? e->to : "(best)");
+    char why[3 * RPG_ERRMSG_SIZE];
+    struct fsm_switchover due = *e;
+    int status = switchover_request(w, i, due.from[0] != '\0' ? due.from : NULL,
+                                    due.to[0] != '\0' ? due.to : NULL, true, fault, why,
+                                    sizeof why);
+    if (status != 0) {
+        sim_trace(w, (int)i, "scheduled switchover at %s not done: %s", at, why);
+        sim_schedule_refused(w, i, fault, status, why);
+    }
+}
+
+/* schedule.c settled_primary. */
+static bool settled_primary(struct sim_world *w, unsigned i)
+{
+    const struct sim_node *n = &w->nodes[i];
+    const struct sim_agent *a = &n->agent;
+    return a->fm.lease_ok && strcmp(n->cons.state.primary.name, n->name) == 0 && a->obs_valid &&
+           a->obs.state == HA_PG_RUNNING && !a->obs.in_recovery && a->op_id == 0 &&
+           a->so.phase == SWITCHOVER_IDLE;
+}
+
+/* schedule.c schedule_tick, from the HA tick where agent.c calls it: the shared verdict
+ * (schedule_decide) on the ready leader, at the world's wall clock. */
+static void sched_tick(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    struct sim_agent *a = &n->agent;
+    struct schedule *sc = &a->sched;
+    const struct fsm_state *s = &n->cons.state;
+    if (!s->initialized || sc->clearing || n->cons.role != CONS_ROLE_LEADER ||
+        !n->cons.leader_ready) {
+        return;
+    }
+    char why[RPG_ERRMSG_SIZE];
+    enum schedule_verdict v = schedule_decide(s, sim_wall_ms(w), why, sizeof why);
+    if (v == SCHEDULE_NONE || v == SCHEDULE_WAIT) {
+        sc->waiting[0] = '\0';
+        return;
+    }
+    if (v == SCHEDULE_RUN && !settled_primary(w, i)) {
+        if (strcmp(sc->waiting, why) != 0) {
+            sim_trace(w, (int)i, "%s: waiting for this member to run as a settled primary", why);
+            sim_copy(sc->waiting, sizeof sc->waiting, why);
+        }
+        return;
+    }
+    sc->waiting[0] = '\0';
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_CLEAR_SWITCHOVER;
+    cmd.term = n->cons.term;
+    cmd.u.clear_switchover.at_ms = s->switchover.at_ms;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (submit(w, i, &cmd, sched_cleared, a, errmsg) != 0) {
+        sim_trace(w, (int)i, "%s: clearing it failed: %s", why, errmsg);
+        return;
+    }
+    sc->clearing = true;
+    sc->verdict = v;
+    sc->entry = s->switchover;
+    sim_copy(a->sched_why, sizeof a->sched_why, why);
+    sim_trace(w, (int)i, "%s%s", why,
+              v == SCHEDULE_RUN ? ": clearing it, then switching over" : "");
 }
 
 /* agent.c upstream_of: following a member needs its PostgreSQL address from its report. */
@@ -1715,6 +1977,10 @@ static void tick(struct sim_world *w, unsigned i)
         ha_pg_track_down(&a->obs, false, &a->down, sim_local_now(w, i));
         return;
     }
+    sched_tick(w, i);
+    if (!a->alive) {
+        return;
+    }
     struct core_view v;
     memset(&v, 0, sizeof v);
     v.now = sim_local_now(w, i);
@@ -1815,6 +2081,7 @@ void sim_agent_event(struct sim_world *w, const struct sim_event *e)
         return;
     case EV_POLL_STEP: poll_answer(w, i, e->sub); return;
     case EV_REMOVE_TICK: sim_remove_tick(w, i); return;
+    case EV_HOOK_DONE: hook_done(w, i, e->sub); return;
     case EV_RECONCILE:
         if (raft_up(w, i)) {
             cons_reconcile(cons_of(w, i));

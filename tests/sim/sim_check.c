@@ -27,6 +27,7 @@ const char *sim_check_name(enum sim_check c)
     case CHK_PAUSE: return "M maintenance";
     case CHK_KEEP: return "N no failover";
     case CHK_SWITCH: return "W switchover";
+    case CHK_SCHED: return "X scheduled switchover";
     case CHK_N: break;
     }
     return "?";
@@ -701,9 +702,33 @@ static void describe(const struct sim_world *w, unsigned i, char *buf, size_t si
             n->agent.core.error[0] ? "; last error: " : "", n->agent.core.error);
 }
 
+/* Check X at the end: a ready leader, not paused, left no schedule recorded past its stale bound
+ * (schedule.h: it runs it or drops it by then). */
+static void check_schedule_end(struct sim_world *w)
+{
+    for (unsigned i = 0; i < w->n; i++) {
+        const struct sim_node *n = &w->nodes[i];
+        const struct fsm_state *st = &n->cons.state;
+        if (!n->exists || !sim_agent_leader(w, i) || n->frozen || !st->initialized || st->paused ||
+            st->switchover.at_ms == 0) {
+            continue;
+        }
+        int64_t late = sim_wall_ms(w) - st->switchover.at_ms;
+        if (late > SCHEDULE_STALE_MS + 5000) {
+            char at[48];
+            schedule_format_time(st->switchover.at_ms, at, sizeof at);
+            sim_violation(w, CHK_SCHED,
+                          "the switchover scheduled at %s is still recorded at the end, %" PRId64
+                          " ms after its time, with %s the ready leader",
+                          at, late, n->name);
+        }
+    }
+}
+
 void sim_check_end(struct sim_world *w)
 {
     check_states(w);
+    check_schedule_end(w);
     for (unsigned i = 0; i < w->n; i++) {
         if (w->nodes[i].exists) {
             w->res->raft_restarts += w->nodes[i].cons.wal.n_restarts;

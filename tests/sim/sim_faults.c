@@ -46,6 +46,7 @@ static const char *const kind_names[F_KIND_N] = {
     [F_RESTART] = "restart",
     [F_PG_STOP] = "pg-stop",
     [F_PG_NO_START] = "pg-no-start",
+    [F_SWITCHOVER_SCHEDULED] = "switchover-scheduled",
 };
 
 const char *sim_fault_name(enum sim_fault_kind k)
@@ -99,7 +100,48 @@ uint32_t sim_fault_mask(const char *list)
 static bool has_duration(enum sim_fault_kind k)
 {
     return k != F_PG_CRASH && k != F_CLOCK && k != F_SWITCHOVER && k != F_SWITCHOVER_ANY &&
-           k != F_RESTART && k != F_PG_STOP;
+           k != F_RESTART && k != F_PG_STOP && k != F_SWITCHOVER_SCHEDULED;
+}
+
+/* Scheduled switchovers come from a stream of their own, appended after the other faults: a
+ * seed's schedule of the other kinds (and its --keep lists) stays what it was before the kind
+ * existed. Each fault of the others brings one with the chance of a kind among them all; alone,
+ * 1..max_faults of them. */
+static void generate_scheduled(const struct sim_options *opt, uint64_t seed, unsigned n_kinds,
+                               struct sim_schedule *s)
+{
+    if ((opt->faults & (1u << F_SWITCHOVER_SCHEDULED)) == 0 || opt->max_faults == 0) {
+        return;
+    }
+    struct sim_rng rng;
+    sim_rng_seed(&rng, seed ^ 0x5c4ed5c4ed5c4edull);
+    unsigned max = opt->max_faults < SIM_FAULTS_MAX ? opt->max_faults : SIM_FAULTS_MAX;
+    unsigned want = 0;
+    if (n_kinds == 0) {
+        want = 1 + sim_rng_below(&rng, max);
+    } else {
+        for (unsigned k = 0; k < s->n; k++) {
+            want += sim_rng_below(&rng, n_kinds + 1) == 0;
+        }
+    }
+    unsigned first = s->n;
+    for (unsigned k = 0; k < want && s->n < SIM_FAULTS_MAX; k++) {
+        struct sim_fault *f = &s->f[s->n];
+        f->kind = F_SWITCHOVER_SCHEDULED;
+        f->at = sim_rng_below(&rng, (unsigned)opt->window);
+        f->dur = 0;
+        f->r = sim_rng_next(&rng);
+        s->keep[s->n++] = true;
+    }
+    for (unsigned a = first; a < s->n; a++) {
+        for (unsigned b = a + 1; b < s->n; b++) {
+            if (s->f[b].at < s->f[a].at) {
+                struct sim_fault t = s->f[a];
+                s->f[a] = s->f[b];
+                s->f[b] = t;
+            }
+        }
+    }
 }
 
 void sim_schedule_generate(const struct sim_options *opt, uint64_t seed, struct sim_schedule *s)
@@ -109,12 +151,13 @@ void sim_schedule_generate(const struct sim_options *opt, uint64_t seed, struct 
     enum sim_fault_kind kinds[F_KIND_N];
     unsigned n_kinds = 0;
     for (unsigned k = 0; k < F_KIND_N; k++) {
-        if (opt->faults & (1u << k)) {
+        if ((opt->faults & (1u << k)) && k != F_SWITCHOVER_SCHEDULED) {
             kinds[n_kinds++] = (enum sim_fault_kind)k;
         }
     }
     memset(s, 0, sizeof *s);
     if (n_kinds == 0 || opt->max_faults == 0) {
+        generate_scheduled(opt, seed, n_kinds, s);
         return;
     }
     s->n = 1 +
@@ -137,6 +180,7 @@ void sim_schedule_generate(const struct sim_options *opt, uint64_t seed, struct 
             }
         }
     }
+    generate_scheduled(opt, seed, n_kinds, s);
 }
 
 /* ---- the state the faults act on ------------------------------------------------------------- */
@@ -779,10 +823,16 @@ enum sim_operator_step { OP_WAIT_PAUSE = 0, OP_KILL, OP_ASK, OP_WATCH, OP_WATCH_
 
 static bool other_fault_in_force(const struct sim_world *w, unsigned k);
 
-/* How long an accepted switchover may take at most: each step's bound, with the ticks' slack. */
+/* How long an accepted switchover may take at most: each step's bound, with the ticks' slack;
+ * with on_switchover (--hook), its time-out and backstop before. */
 #define SO_END_MS                                                                                  \
     (SWITCHOVER_STOP_BACKSTOP_MS + SWITCHOVER_CATCHUP_MS + SWITCHOVER_TRANSFER_MS +                \
      SWITCHOVER_PRIMARY_MS + 1000)
+#define SO_HOOK_MS (SIM_CALLBACK_TIMEOUT_MS + SWITCHOVER_HOOK_BACKSTOP_MS)
+static rpg_msec so_end_ms(const struct sim_world *w)
+{
+    return SO_END_MS + (w->opt->hook ? SO_HOOK_MS : 0);
+}
 
 /* Check W holds for the switchover fault k asks of node l when l is the ready leader running the
  * primary of a healthy cluster, no other fault is in force and none began in the last
@@ -816,7 +866,7 @@ static void switchover_asked(struct sim_world *w, unsigned k, int l, int status,
     (void)l;
     w->res->faults_applied++;
     if (watch) {
-        sim_push(w, sim_now(w) + SO_END_MS, EV_OPERATOR, (int)k, 0, OP_SO_END);
+        sim_push(w, sim_now(w) + so_end_ms(w), EV_OPERATOR, (int)k, 0, OP_SO_END);
     }
 }
 
@@ -825,6 +875,7 @@ void sim_switchover_ended(struct sim_world *w, unsigned l, int fault,
 {
     struct sim_result *res = w->res;
     const struct sim_agent *a = &w->nodes[l].agent;
+    w->so_ended_at = sim_now(w);
     switch (x->kind) {
     case SWITCHOVER_ACT_DONE: res->so_done++; break;
     case SWITCHOVER_ACT_MOVED: res->so_moved++; break;
@@ -843,7 +894,28 @@ void sim_switchover_ended(struct sim_world *w, unsigned l, int fault,
     }
     res->so_checked++;
     int c = sim_node_by_name(w, a->so.to);
-    if (x->kind != SWITCHOVER_ACT_DONE) {
+    if (a->so_expect != SWITCHOVER_REASON_NONE) {
+        /* on_switchover failed, hung or could not start: given up for that reason, before
+         * postgresql was touched (the same server accepts writes). */
+        const struct sim_node *n = &w->nodes[l];
+        if (x->kind != SWITCHOVER_ACT_GIVE_UP || x->reason != a->so_expect) {
+            sim_violation(
+                w, CHK_SWITCH,
+                "switchover %s -> %s of a healthy cluster with no other fault, whose "
+                "on_switchover callback %s: %d %s, expected abandoned (%s)",
+                a->so.from, a->so.to,
+                a->so_expect == SWITCHOVER_REASON_HOOK_BUSY ? "could not start" : "did not succeed",
+                x->status,
+                x->kind == SWITCHOVER_ACT_GIVE_UP ? switchover_reason_name(x->reason) : x->msg,
+                switchover_reason_name(a->so_expect));
+        } else if (n->pg.inc != a->so_pg_inc || !sim_pg_writable(&n->pg)) {
+            sim_violation(w, CHK_SWITCH,
+                          "switchover %s -> %s abandoned (%s), but its server was touched (%s)",
+                          a->so.from, a->so.to, switchover_reason_name(x->reason),
+                          n->pg.inc != a->so_pg_inc ? "stopped or restarted"
+                                                    : "it does not accept writes");
+        }
+    } else if (x->kind != SWITCHOVER_ACT_DONE) {
         sim_violation(
             w, CHK_SWITCH, "switchover %s -> %s of a healthy cluster with no other fault: %d %s",
             a->so.from, a->so.to, x->status,
@@ -868,9 +940,158 @@ static void switchover_deadline(struct sim_world *w, unsigned k)
     }
     w->res->so_checked++;
     const struct sim_agent *a = &w->nodes[fs->so_leader].agent;
-    sim_violation(w, CHK_SWITCH, "switchover asked of %s at %.3f s has not ended after %d ms (%s)",
-                  w->nodes[fs->so_leader].name, (double)fs->so_from / 1000, SO_END_MS,
+    sim_violation(w, CHK_SWITCH,
+                  "%sswitchover asked of %s at %.3f s has not ended %" PRIu64 " ms after %s (%s)",
+                  fs->so_at_ms != 0 ? "scheduled " : "", w->nodes[fs->so_leader].name,
+                  (double)fs->so_from / 1000, so_end_ms(w), fs->so_at_ms != 0 ? "its time" : "it",
                   a->alive ? switchover_phase_name(a->so.phase) : "its agent died");
+}
+
+/* ---- scheduled switchovers (schedule.h) ------------------------------------------------------ */
+
+/* A leader's HA tick finds a due schedule within this long of its time (ticks, the clear's
+ * commit). */
+#define SCHED_SLACK_MS 2000
+
+/* `raftpg ctl switchover --scheduled`: through the leader, 1..5 s ahead on the world's wall
+ * clock, to the best standby then or a named other member, naming the primary to move from or
+ * not. Check W watches it as a switchover asked of that leader at that time (a healthy cluster,
+ * no other fault in force or begun until it ends): it must run, once, and end as asked. */
+static void operator_schedule(struct sim_world *w, unsigned k)
+{
+    struct sim_fault_state *fs = &w->fs[k];
+    struct sim_result *res = w->res;
+    int l = leader_node(w);
+    if (l < 0 || !sim_agent_leader(w, (unsigned)l) || w->nodes[l].frozen ||
+        w->nodes[l].agent_frozen) {
+        skip(w, k, "no ready raft leader answers");
+        return;
+    }
+    const struct fsm_state *st = &w->nodes[l].cons.state;
+    char cand[FSM_NAME_MAX] = "", from[FSM_NAME_MAX] = "";
+    if (st->n_members > 0 && sim_rng_chance(&fs->rng, 500)) {
+        sim_copy(cand, sizeof cand, st->members[sim_rng_below(&fs->rng, st->n_members)].name);
+        if (strcmp(cand, w->nodes[l].name) == 0) {
+            cand[0] = '\0'; /* the operator names another member */
+        }
+    }
+    if (sim_rng_chance(&fs->rng, 300)) {
+        sim_copy(from, sizeof from, st->primary.name);
+    }
+    int64_t at = sim_wall_ms(w) + sim_rng_range(&fs->rng, 1000, 5000);
+    char at_s[48];
+    schedule_format_time(at, at_s, sizeof at_s);
+    /* Unlike a request, a schedule is taken while a switchover runs (its on_switchover callback
+     * may take seconds), and a new primary's first operations may still be under way when it is
+     * due: watched only with none under way and none ended in the last WATCH_AFTER_MS. */
+    bool under_way = w->so_ended_at != 0 && sim_now(w) - w->so_ended_at < WATCH_AFTER_MS;
+    for (unsigned j = 0; j < w->n; j++) {
+        under_way = under_way || w->nodes[j].agent.so.phase != SWITCHOVER_IDLE;
+    }
+    bool watch = switchover_watch_begin(w, k, l) && !under_way;
+    fs->so_watch = watch;
+    char why[RPG_ERRMSG_SIZE];
+    res->sc_asked++;
+    int status = sim_switchover_schedule(w, (unsigned)l, from[0] != '\0' ? from : NULL,
+                                         cand[0] != '\0' ? cand : NULL, at, why, sizeof why);
+    if (status != 0) {
+        fs->so_watch = false;
+        res->sc_refused++;
+        note(w, k, "ctl switchover --scheduled %s%s%s%s%s asked of %s: %d %s", at_s,
+             from[0] != '\0' ? " --leader " : "", from, cand[0] != '\0' ? " --candidate " : "",
+             cand, w->nodes[l].name, status, why);
+        return;
+    }
+    res->sc_recorded++;
+    res->faults_applied++;
+    fs->so_at_ms = at;
+    if (w->n_scheds < SIM_FAULTS_MAX) {
+        w->scheds[w->n_scheds++] =
+            (struct sim_sched_rec){.at_ms = at, .fault = (int)k, .ran_on = -1};
+    }
+    if (watch) {
+        sim_push(w, sim_now(w) + (rpg_msec)(at - sim_wall_ms(w)) + SCHED_SLACK_MS + so_end_ms(w),
+                 EV_OPERATOR, (int)k, 0, OP_SO_END);
+    }
+    note(w, k, "ctl switchover --scheduled %s%s%s%s%s asked of %s: recorded%s", at_s,
+         from[0] != '\0' ? " --leader " : "", from, cand[0] != '\0' ? " --candidate " : "", cand,
+         w->nodes[l].name, watch ? " (a healthy cluster: checked)" : "");
+}
+
+/* A watched schedule that did not run as asked. */
+static void schedule_unrun(struct sim_world *w, int fault, const char *fmt, const char *why)
+{
+    if (fault < 0 || (unsigned)fault >= w->sched->n) {
+        return;
+    }
+    struct sim_fault_state *fs = &w->fs[fault];
+    if (!fs->so_watch) {
+        return;
+    }
+    fs->so_watch = false;
+    if (w->faults_begun != fs->so_begun) {
+        return;
+    }
+    w->res->so_checked++;
+    char at_s[48];
+    schedule_format_time(fs->so_at_ms, at_s, sizeof at_s);
+    sim_violation(w, CHK_SWITCH, fmt, at_s, why);
+}
+
+int sim_schedule_cleared(struct sim_world *w, unsigned l, int64_t at_ms, enum schedule_verdict v,
+                         const char *why)
+{
+    struct sim_sched_rec *r = NULL;
+    for (unsigned k = 0; k < w->n_scheds; k++) {
+        if (w->scheds[k].at_ms == at_ms) {
+            r = &w->scheds[k];
+        }
+    }
+    if (v != SCHEDULE_RUN) {
+        w->res->sc_dropped[v <= SCHEDULE_DROP_RESTARTED ? v : 0]++;
+        schedule_unrun(w, r != NULL ? r->fault : -1,
+                       "the switchover scheduled at %s of a healthy cluster with no other fault "
+                       "was dropped: %s",
+                       why);
+        return r != NULL ? r->fault : -1;
+    }
+    w->res->sc_run++;
+    w->res->so_asked++; /* as a switchover from here on */
+    /* The operator's switchover begins now, as if a fault began: what other checks watch is no
+     * longer their fault's alone. Its own watch goes on if nothing else began since. */
+    bool own = r != NULL && r->fault >= 0 && w->fs[r->fault].so_watch &&
+               w->fs[r->fault].so_begun == w->faults_begun;
+    w->faults_begun++;
+    w->prev_fault_at = w->fault_at;
+    w->fault_at = sim_now(w);
+    if (own) {
+        w->fs[r->fault].so_begun = w->faults_begun;
+    }
+    if (r == NULL) {
+        return -1;
+    }
+    if (++r->runs > 1) {
+        char at_s[48];
+        schedule_format_time(at_ms, at_s, sizeof at_s);
+        sim_violation(w, CHK_SCHED,
+                      "the switchover scheduled at %s ran more than once: on %s, then on %s", at_s,
+                      w->nodes[r->ran_on].name, w->nodes[l].name);
+    }
+    r->ran_on = (int)l;
+    return r->fault;
+}
+
+void sim_schedule_refused(struct sim_world *w, unsigned l, int fault, int status, const char *why)
+{
+    (void)l;
+    struct sim_result *res = w->res;
+    res->so_refused_409 += status == 409;
+    res->so_refused_412 += status == 412;
+    res->so_refused_503 += status != 409 && status != 412;
+    schedule_unrun(w, fault,
+                   "the switchover scheduled at %s of a healthy cluster with no other fault was "
+                   "refused when due: %s",
+                   why);
 }
 
 /* `raftpg ctl failover --candidate N`: ctl asks the member its configuration names (any member
@@ -997,9 +1218,16 @@ static void watch_begin(struct sim_world *w, unsigned k, unsigned i)
     int p;
     const struct sim_node *n = &w->nodes[i];
     fs->watch = false;
-    if (w->phase != SIM_FAULTS || other_fault_in_force(w, k) || !sim_cluster_healthy(w, &p) ||
-        p != (int)i || leader_node(w) != (int)i || !sim_agent_leader(w, i) || n->agent.op_id != 0 ||
-        n->agent.obs.start_failures != 0 || n->cons.transfer_pending ||
+    /* A switchover still running its on_switchover callback (--hook) stops this primary once
+     * the callback ends: not a stop alone. */
+    bool hooked = false;
+    for (unsigned j = 0; j < w->n; j++) {
+        hooked = hooked || w->nodes[j].agent.so.phase == SWITCHOVER_HOOK;
+    }
+    if (hooked || w->phase != SIM_FAULTS || other_fault_in_force(w, k) ||
+        !sim_cluster_healthy(w, &p) || p != (int)i || leader_node(w) != (int)i ||
+        !sim_agent_leader(w, i) || n->agent.op_id != 0 || n->agent.obs.start_failures != 0 ||
+        n->cons.transfer_pending ||
         (w->prev_fault_at != 0 && sim_now(w) - w->prev_fault_at < WATCH_AFTER_MS) ||
         !n->cons.state.initialized || strcmp(n->cons.state.primary.name, n->name) != 0) {
         return;
@@ -1216,6 +1444,7 @@ void sim_fault_begin(struct sim_world *w, unsigned k)
     w->fault_at = sim_now(w);
     switch (f->kind) {
     case F_RESTART: operator_restart(w, k); return;
+    case F_SWITCHOVER_SCHEDULED: operator_schedule(w, k); return;
     case F_PG_STOP:
     case F_PG_NO_START: outside_stop(w, k); return;
     case F_PG_CRASH:

@@ -94,6 +94,9 @@ struct totals {
     unsigned so_asked, so_refused_409, so_refused_412, so_refused_503, so_done, so_moved, so_cut,
         so_checked;
     unsigned so_abandoned[SWITCHOVER_REASON_N];
+    unsigned sc_asked, sc_refused, sc_recorded, sc_run;
+    unsigned sc_dropped[SCHEDULE_DROP_RESTARTED + 1];
+    unsigned hook_ok, hook_failed, hook_killed, hook_hung, hook_abandoned;
     rpg_msec waived_ms, waived4_ms;
     unsigned waived_schedules, waived4_schedules;
     rpg_msec *gaps;
@@ -125,7 +128,7 @@ static void usage(FILE *out)
             "                    partition-primary, loss-primary, crash-new-primary, slow-link,\n"
             "                    agent-stop-primary, vm-pause-primary, receiver-lag, vm-pause,\n"
             "                    raft-disk-full, raft-read-only, maintenance, failover,\n"
-            "                    restart, pg-stop, pg-no-start\n"
+            "                    restart, pg-stop, pg-no-start, switchover-scheduled\n"
             "  --sync-mode M     synchronous_mode off, quorum (default) or strict; I2 is\n"
             "                    checked unless off\n"
             "  --sync K          synchronous_node_count (default 1)\n"
@@ -137,6 +140,8 @@ static void usage(FILE *out)
             "                    primary_start_timeout (default 300000, the agent's)\n"
             "  --keep LIST       apply only these faults of the schedule (replay of a shrunk one)\n"
             "  --watchdog        watchdog.mode automatic with a device (the agent's default: off)\n"
+            "  --hook            an on_switchover callback on every member: each run succeeds,\n"
+            "                    fails, runs into its time-out or hangs (drawn per switchover)\n"
             "  --no-lease        the core alone: no lease, fence or Raft start delay\n"
             "  --no-echo         the lease renewed by barriers alone (no lease echo)\n"
             "  --no-shrink       do not shrink failing schedules\n"
@@ -189,6 +194,9 @@ static int parse_args(int argc, char **argv, struct args *a)
             takes = false;
         } else if (strcmp(o, "--watchdog") == 0) {
             a->opt.watchdog = true;
+            takes = false;
+        } else if (strcmp(o, "--hook") == 0) {
+            a->opt.hook = true;
             takes = false;
         } else if (strcmp(o, "--no-lease") == 0) {
             a->opt.no_lease = true;
@@ -333,6 +341,18 @@ static void add(struct totals *t, const struct sim_result *r)
     t->so_moved += r->so_moved;
     t->so_cut += r->so_cut;
     t->so_checked += r->so_checked;
+    t->sc_asked += r->sc_asked;
+    t->sc_refused += r->sc_refused;
+    t->sc_recorded += r->sc_recorded;
+    t->sc_run += r->sc_run;
+    for (unsigned k = 0; k <= SCHEDULE_DROP_RESTARTED; k++) {
+        t->sc_dropped[k] += r->sc_dropped[k];
+    }
+    t->hook_ok += r->hook_ok;
+    t->hook_failed += r->hook_failed;
+    t->hook_killed += r->hook_killed;
+    t->hook_hung += r->hook_hung;
+    t->hook_abandoned += r->hook_abandoned;
     for (unsigned k = 0; k < SWITCHOVER_REASON_N; k++) {
         t->so_abandoned[k] += r->so_abandoned[k];
     }
@@ -435,6 +455,10 @@ static void print_nodes_faults(const struct args *a, unsigned nodes, char *buf, 
     if (a->opt.no_echo && !a->opt.no_lease) {
         size_t l = strlen(buf);
         snprintf(buf + l, size - l, " --no-echo");
+    }
+    if (a->opt.hook) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, size - l, " --hook");
     }
     if (a->opt.primary_start_timeout != HA_PRIMARY_START_TIMEOUT_MS) {
         size_t l = strlen(buf);
@@ -579,6 +603,27 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
             }
         }
         printf("; of a healthy cluster with no other fault, checked (W): %u\n", t->so_checked);
+    }
+    if (t->sc_asked > 0) {
+        printf("scheduled switchovers: %u asked; %u refused at once, %u recorded; %u run by a "
+               "leader (counted above), dropped:",
+               t->sc_asked, t->sc_refused, t->sc_recorded, t->sc_run);
+        const char *sep = " ";
+        unsigned dropped = 0;
+        for (unsigned k = SCHEDULE_DROP_STALE; k <= SCHEDULE_DROP_RESTARTED; k++) {
+            if (t->sc_dropped[k] > 0) {
+                printf("%s%s %u", sep, schedule_verdict_name((enum schedule_verdict)k),
+                       t->sc_dropped[k]);
+                sep = ", ";
+                dropped += t->sc_dropped[k];
+            }
+        }
+        printf("%s\n", dropped == 0 ? " none" : "");
+    }
+    if (a->opt.hook) {
+        printf("on_switchover runs: %u succeeded, %u failed, %u killed at the time-out, %u hung "
+               "past the backstop; on_switchover_abandoned fired %u time(s)\n",
+               t->hook_ok, t->hook_failed, t->hook_killed, t->hook_hung, t->hook_abandoned);
     }
     printf("I4 waived by rule 6 (no healthy majority could prove it held every acknowledged "
            "commit): %" PRIu64 " ms in %u schedule(s)\n",

@@ -705,6 +705,7 @@ static bool node_event(enum sim_ev_type t)
     case EV_POLL_STEP:
     case EV_RECONCILE:
     case EV_REMOVE_TICK:
+    case EV_HOOK_DONE:
     case EV_OP_STEP:
     case EV_PG_UP:
     case EV_PG_PROMOTED:
@@ -734,6 +735,7 @@ static bool agent_event(enum sim_ev_type t)
     case EV_POLL_STEP:
     case EV_RECONCILE:
     case EV_REMOVE_TICK:
+    case EV_HOOK_DONE:
     case EV_OP_STEP:
     case EV_CRASH_ARMED:
     case EV_FENCE:
@@ -783,7 +785,8 @@ static void dispatch(struct sim_world *w, const struct sim_event *e)
     case EV_POLL:
     case EV_POLL_STEP:
     case EV_RECONCILE:
-    case EV_REMOVE_TICK: sim_agent_event(w, e); return;
+    case EV_REMOVE_TICK:
+    case EV_HOOK_DONE: sim_agent_event(w, e); return;
     case EV_OP_STEP: sim_op_step_done(w, (unsigned)e->node, e->gen); return;
     case EV_PG_UP:
     case EV_PG_PROMOTED:

@@ -167,10 +167,9 @@ const char *schedule_verdict_name(enum schedule_verdict v)
     return "unknown";
 }
 
-enum schedule_verdict schedule_decide(const struct fsm_state *s, int64_t now_ms, char *why,
-                                      size_t why_size)
+static enum schedule_verdict decide(const struct fsm_switchover *w, const struct fsm_state *s,
+                                    int64_t now_ms, char *why, size_t why_size)
 {
-    const struct fsm_switchover *w = &s->switchover;
     char at[48];
     if (w->at_ms == 0) {
         snprintf(why, why_size, "no switchover is scheduled");
@@ -208,6 +207,39 @@ enum schedule_verdict schedule_decide(const struct fsm_state *s, int64_t now_ms,
     }
     snprintf(why, why_size, "the switchover scheduled at %s is due", at);
     return SCHEDULE_RUN;
+}
+
+enum schedule_verdict schedule_decide(const struct fsm_state *s, int64_t now_ms, char *why,
+                                      size_t why_size)
+{
+    return decide(&s->switchover, s, now_ms, why, why_size);
+}
+
+enum schedule_verdict schedule_retry_decide(const struct fsm_switchover *due,
+                                            const struct fsm_state *s, bool leading, bool settled,
+                                            int64_t now_ms, char *why, size_t why_size)
+{
+    char at[48];
+    schedule_format_time(due->at_ms, at, sizeof at);
+    if (!leading) {
+        snprintf(why, why_size,
+                 "the switchover scheduled at %s: this member no longer leads: dropped", at);
+        return SCHEDULE_DROP_LEADER;
+    }
+    enum schedule_verdict v = decide(due, s, now_ms, why, why_size);
+    if (v == SCHEDULE_RUN && !settled) {
+        snprintf(why, why_size,
+                 "the switchover scheduled at %s is due: waiting for this member to run as a "
+                 "settled primary",
+                 at);
+        return SCHEDULE_WAIT;
+    }
+    return v;
+}
+
+bool schedule_retry_refusal(int status)
+{
+    return status == 503;
 }
 
 enum schedule_verdict restart_schedule_decide(const struct restart_schedule *r, int64_t now_ms,
@@ -319,6 +351,8 @@ static int64_t wall_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void start_due(struct agent *a);
+
 static void on_cleared(void *data, int rc, const char *msg)
 {
     struct agent *a = data;
@@ -335,13 +369,29 @@ static void on_cleared(void *data, int rc, const char *msg)
     if (sc->verdict != SCHEDULE_RUN) {
         return;
     }
-    char why[RPG_ERRMSG_SIZE];
     log_info("scheduled switchover at %s: starting (from=%s to=%s)", at,
              w->from[0] != '\0' ? w->from : a->conf.name, w->to[0] != '\0' ? w->to : "(best)");
-    if (switchover_start_scheduled(a, w->from[0] != '\0' ? w->from : NULL,
-                                   w->to[0] != '\0' ? w->to : NULL, why, sizeof why) != 0) {
-        log_warning("scheduled switchover at %s not done: %s", at, why);
+    start_due(a);
+}
+
+/* Starts the due switchover of sc->entry, or keeps it for a later tick when refused for a
+ * moment (schedule_retry_refusal): the clear can commit just as the core begins a checkpoint or
+ * a reload, and the schedule, gone from the log, was then lost. */
+static void start_due(struct agent *a)
+{
+    struct schedule *sc = &a->schedule;
+    const struct fsm_switchover *w = &sc->entry;
+    char at[48];
+    char why[RPG_ERRMSG_SIZE];
+    schedule_format_time(w->at_ms, at, sizeof at);
+    int status = switchover_start_scheduled(a, w->from[0] != '\0' ? w->from : NULL,
+                                            w->to[0] != '\0' ? w->to : NULL, why, sizeof why);
+    bool again = status != 0 && schedule_retry_refusal(status);
+    if (status != 0 && (!again || !sc->retrying)) {
+        log_warning("scheduled switchover at %s %s: %s", at,
+                    again ? "refused for now, tried again while it is due" : "not done", why);
     }
+    sc->retrying = again;
 }
 
 /* Whether this member runs as the settled primary a switchover starts from. */
@@ -357,11 +407,23 @@ void schedule_tick(struct agent *a)
 {
     struct schedule *sc = &a->schedule;
     const struct fsm_state *s = &a->cons.state;
+    char why[RPG_ERRMSG_SIZE];
+    if (sc->retrying && s->initialized && !sc->clearing) {
+        bool leading = a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
+        enum schedule_verdict rv = schedule_retry_decide(&sc->entry, s, leading, settled_primary(a),
+                                                         wall_now_ms(), why, sizeof why);
+        if (rv == SCHEDULE_RUN) {
+            start_due(a);
+        } else if (rv != SCHEDULE_WAIT) {
+            log_warning("%s", why);
+            sc->retrying = false;
+        }
+        return;
+    }
     if (!s->initialized || sc->clearing || a->cons.role != CONS_ROLE_LEADER ||
         !a->cons.leader_ready) {
         return;
     }
-    char why[RPG_ERRMSG_SIZE];
     enum schedule_verdict v = schedule_decide(s, wall_now_ms(), why, sizeof why);
     if (v == SCHEDULE_NONE || v == SCHEDULE_WAIT) {
         sc->waiting[0] = '\0';

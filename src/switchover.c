@@ -272,10 +272,11 @@ int switchover_start_scheduled(struct agent *a, const char *leader, const char *
                                char *why, size_t why_size)
 {
     char to[FSM_NAME_MAX];
-    if (prepare(a, leader, candidate, true, to, sizeof to, why, why_size) != 0) {
+    int status = prepare(a, leader, candidate, true, to, sizeof to, why, why_size);
+    if (status != 0) {
         snprintf(a->switchover.last, sizeof a->switchover.last, "scheduled switchover refused: %s",
                  why);
-        return RPG_EINVAL;
+        return status;
     }
     /* No request to answer: the outcome is logged and kept for /status (answer()). */
     begin(a, NULL, to);

@@ -43,11 +43,25 @@ const char *schedule_verdict_name(enum schedule_verdict v);
 enum schedule_verdict schedule_decide(const struct fsm_state *s, int64_t now_ms, char *why,
                                       size_t why_size);
 
+/* A due switchover whose entry was cleared, but whose start was refused for a moment (a
+ * checkpoint or reload the core began as the clear committed, a record not raised yet: 503), is
+ * started again on a later tick: SCHEDULE_RUN to try now, SCHEDULE_WAIT while this member is not
+ * the settled primary, or a drop as schedule_decide's (stale, from a member no longer primary,
+ * to the primary already), and SCHEDULE_DROP_LEADER once this member no longer leads (the entry
+ * is gone from the log: no other leader runs it). Why says so. */
+enum schedule_verdict schedule_retry_decide(const struct fsm_switchover *due,
+                                            const struct fsm_state *s, bool leading, bool settled,
+                                            int64_t now_ms, char *why, size_t why_size);
+
+/* Whether a due switchover refused with this HTTP status is tried again (503: not settled yet). */
+bool schedule_retry_refusal(int status);
+
 struct schedule {
     bool clearing;                 /* a CLEAR_SWITCHOVER is on its way through Raft */
     enum schedule_verdict verdict; /* what follows once it is committed */
     struct fsm_switchover entry;   /* the schedule being cleared */
     char waiting[RPG_ERRMSG_SIZE]; /* why a due switchover waits ("" none), logged once */
+    bool retrying;                 /* entry is cleared, due, and its start was refused (503) */
 };
 
 /* A member's scheduled restart (Patroni's POST /restart {"schedule"}): kept by that member's

@@ -48,7 +48,7 @@ void switchover_start(struct agent *a, struct http_conn *conn, const char *leade
 
 /* Starts a scheduled switchover (schedule.h) on this (leading) agent: the same checks and steps
  * as switchover_start, with no request to answer; the outcome is logged and kept in last.
- * Returns 0 when it started, or RPG_EINVAL with the refusal in why. */
+ * Returns 0 when it started, or the HTTP status of the refusal (409, 412, 503) with it in why. */
 int switchover_start_scheduled(struct agent *a, const char *leader, const char *candidate,
                                char *why, size_t why_size);
 

@@ -25,6 +25,9 @@
 #define SWITCHOVER_STOP_BACKSTOP_MS (SWITCHOVER_STOP_MS + 5000)
 /* Past the callback's own time-out, the backstop on one that never reports its end. */
 #define SWITCHOVER_HOOK_BACKSTOP_MS 5000
+/* After the callback, a control operation the core just began (a reload of the synchronous set,
+ * a checkpoint) ends before the stop; one still running after this gives the switchover up. */
+#define SWITCHOVER_SETTLE_MS 2000
 /* A candidate's report older than this does not count as reachable when choosing it. */
 #define SWITCHOVER_REPORT_FRESH_MS 2000
 
@@ -126,6 +129,7 @@ struct switchover_mem {
     uint64_t to_id;
     uint64_t final_lsn;        /* the stopped primary's last checkpoint */
     unsigned transfers_failed; /* switchover_view.transfers_failed at the last hand-over */
+    bool hook_ok;              /* the callback succeeded; the stop waits for a busy server */
     rpg_msec started_ms;       /* executor clock of the request */
     rpg_msec phase_ms;         /* executor clock the phase began */
 };

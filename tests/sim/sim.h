@@ -316,6 +316,7 @@ struct sim_agent {
     /* schedule.c's leader side (struct schedule), and why it clears the entry. */
     struct schedule sched;
     char sched_why[RPG_ERRMSG_SIZE];
+    int sched_fault; /* the operator fault that recorded the schedule being started (-1: none) */
 };
 
 /* A crash armed by a crash-in-action fault: it fires when the agent starts the action. */

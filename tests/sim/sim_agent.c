@@ -1688,6 +1688,8 @@ int sim_switchover_schedule(struct sim_world *w, unsigned l, const char *leader,
 
 /* schedule.c on_cleared: once the entry is cleared, a due switchover starts (whatever its
  * outcome, it ran once); a dropped one was logged when its clear was submitted. */
+static void sched_start_due(struct sim_world *w, unsigned i);
+
 static void sched_cleared(void *data, int rc, const char *msg)
 {
     struct sim_agent *a = data;
@@ -1709,15 +1711,32 @@ static void sched_cleared(void *data, int rc, const char *msg)
     }
     sim_trace(w, (int)i, "scheduled switchover at %s: starting (from=%s to=%s)", at,
               e->from[0] != '\0' ? e->from : w->nodes[i].name, e->to[0] != '\0' ? e->to : "(best)");
+    a->sched_fault = fault;
+    sched_start_due(w, i);
+}
+
+/* schedule.c start_due: a refusal for a moment (schedule_retry_refusal) keeps it for a later
+ * tick. */
+static void sched_start_due(struct sim_world *w, unsigned i)
+{
+    struct sim_agent *a = &w->nodes[i].agent;
+    struct schedule *sc = &a->sched;
+    struct fsm_switchover due = sc->entry;
+    char at[48];
     char why[3 * RPG_ERRMSG_SIZE];
-    struct fsm_switchover due = *e;
+    schedule_format_time(due.at_ms, at, sizeof at);
     int status = switchover_request(w, i, due.from[0] != '\0' ? due.from : NULL,
-                                    due.to[0] != '\0' ? due.to : NULL, true, fault, why,
+                                    due.to[0] != '\0' ? due.to : NULL, true, a->sched_fault, why,
                                     sizeof why);
-    if (status != 0) {
-        sim_trace(w, (int)i, "scheduled switchover at %s not done: %s", at, why);
-        sim_schedule_refused(w, i, fault, status, why);
+    bool again = status != 0 && schedule_retry_refusal(status);
+    if (status != 0 && (!again || !sc->retrying)) {
+        sim_trace(w, (int)i, "scheduled switchover at %s %s: %s", at,
+                  again ? "refused for now, tried again while it is due" : "not done", why);
     }
+    if (status != 0 && !again) {
+        sim_schedule_refused(w, i, a->sched_fault, status, why);
+    }
+    sc->retrying = again;
 }
 
 /* schedule.c settled_primary. */
@@ -1738,11 +1757,24 @@ static void sched_tick(struct sim_world *w, unsigned i)
     struct sim_agent *a = &n->agent;
     struct schedule *sc = &a->sched;
     const struct fsm_state *s = &n->cons.state;
+    char why[RPG_ERRMSG_SIZE];
+    if (sc->retrying && s->initialized && !sc->clearing) {
+        bool leading = n->cons.role == CONS_ROLE_LEADER && n->cons.leader_ready;
+        enum schedule_verdict rv = schedule_retry_decide(
+            &sc->entry, s, leading, settled_primary(w, i), sim_wall_ms(w), why, sizeof why);
+        if (rv == SCHEDULE_RUN) {
+            sched_start_due(w, i);
+        } else if (rv != SCHEDULE_WAIT) {
+            sim_trace(w, (int)i, "%s", why);
+            sim_schedule_refused(w, i, a->sched_fault, 503, why);
+            sc->retrying = false;
+        }
+        return;
+    }
     if (!s->initialized || sc->clearing || n->cons.role != CONS_ROLE_LEADER ||
         !n->cons.leader_ready) {
         return;
     }
-    char why[RPG_ERRMSG_SIZE];
     enum schedule_verdict v = schedule_decide(s, sim_wall_ms(w), why, sizeof why);
     if (v == SCHEDULE_NONE || v == SCHEDULE_WAIT) {
         sc->waiting[0] = '\0';

@@ -186,6 +186,44 @@ static void test_decide_every_verdict(void **state)
             "the switchover scheduled at 2026-12-06T17:30:00.000+00:00 is due");
 }
 
+/* A due schedule, cleared, whose start was refused for a moment: tried again while due. */
+static void test_retry_decide(void **state)
+{
+    (void)state;
+    struct fsm_state s;
+    char why[RPG_ERRMSG_SIZE];
+    state_with(&s, "node1", 0, "", ""); /* the entry is cleared */
+    struct fsm_switchover due;
+    memset(&due, 0, sizeof due);
+    due.at_ms = T0;
+    snprintf(due.from, sizeof due.from, "node1");
+    snprintf(due.to, sizeof due.to, "node2");
+
+    assert_int_equal(schedule_retry_decide(&due, &s, true, true, T0 + 50, why, sizeof why),
+                     SCHEDULE_RUN);
+    assert_int_equal(schedule_retry_decide(&due, &s, true, false, T0 + 50, why, sizeof why),
+                     SCHEDULE_WAIT);
+    assert_string_equal(why, "the switchover scheduled at 2026-12-06T17:30:00.000+00:00 is due: "
+                             "waiting for this member to run as a settled primary");
+    assert_int_equal(schedule_retry_decide(&due, &s, false, true, T0 + 50, why, sizeof why),
+                     SCHEDULE_DROP_LEADER);
+    assert_string_equal(why, "the switchover scheduled at 2026-12-06T17:30:00.000+00:00: this "
+                             "member no longer leads: dropped");
+    assert_int_equal(schedule_retry_decide(&due, &s, true, false, T0 + SCHEDULE_STALE_MS + 1, why,
+                                           sizeof why),
+                     SCHEDULE_DROP_STALE);
+    snprintf(s.primary.name, sizeof s.primary.name, "node2");
+    assert_int_equal(schedule_retry_decide(&due, &s, true, true, T0 + 50, why, sizeof why),
+                     SCHEDULE_DROP_LEADER);
+    s.paused = true;
+    assert_int_equal(schedule_retry_decide(&due, &s, true, true, T0 + 50, why, sizeof why),
+                     SCHEDULE_WAIT);
+
+    assert_true(schedule_retry_refusal(503));
+    assert_false(schedule_retry_refusal(412));
+    assert_false(schedule_retry_refusal(409));
+}
+
 static void restart_decides(const struct restart_schedule *r, int64_t now, bool paused,
                             const char *start_time, enum schedule_verdict want,
                             const char *why_want)
@@ -296,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_parse_local_time),
         cmocka_unit_test(test_format_roundtrips),
         cmocka_unit_test(test_decide_every_verdict),
+        cmocka_unit_test(test_retry_decide),
         cmocka_unit_test(test_restart_decide_every_verdict),
         cmocka_unit_test(test_pg_version),
         cmocka_unit_test(test_restart_timeout),

@@ -147,17 +147,55 @@ static void test_hook(void **state)
     assert_int_equal(x.reason, SWITCHOVER_REASON_HOOK_BUSY);
 
     /* Done, but the member is no longer the settled leading primary: each condition alone. */
-    for (int c = 0; c < 7; c++) {
+    for (int c = 0; c < 6; c++) {
         m = begun();
         struct switchover_view w = healthy(T0 + 10);
-        bool *flags[] = {&w.leading,    &w.leader_ready,   &w.lease_ok, &w.self_recorded,
-                         &w.pg_running, &w.pg_in_recovery, &w.pg_busy};
+        bool *flags[] = {&w.leading,       &w.leader_ready, &w.lease_ok,
+                         &w.self_recorded, &w.pg_running,   &w.pg_in_recovery};
         *flags[c] = !*flags[c];
         x = run(&m, &w, SWITCHOVER_EV_HOOK_DONE, true, NULL);
         assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
         assert_string_equal(x.msg, "this member no longer runs as the settled, leading primary");
         assert_int_equal(x.reason, SWITCHOVER_REASON_UNSETTLED);
     }
+
+    /* Done while a control operation runs (a reload the core just began): the stop waits for
+     * it, within SWITCHOVER_SETTLE_MS; the member must stay settled meanwhile. */
+    m = begun();
+    struct switchover_view b = healthy(T0 + 10);
+    b.pg_busy = true;
+    x = run(&m, &b, SWITCHOVER_EV_HOOK_DONE, true, NULL);
+    assert_int_equal(x.kind, SWITCHOVER_ACT_NONE);
+    assert_int_equal(m.phase, SWITCHOVER_HOOK);
+    b.now = T0 + 40;
+    assert_int_equal(run(&m, &b, SWITCHOVER_EV_TICK, true, NULL).kind, SWITCHOVER_ACT_NONE);
+    b.pg_busy = false;
+    b.now = T0 + 60;
+    x = run(&m, &b, SWITCHOVER_EV_TICK, true, NULL);
+    assert_int_equal(x.kind, SWITCHOVER_ACT_STOP);
+    assert_int_equal(m.phase, SWITCHOVER_STOPPING);
+
+    m = begun();
+    b = healthy(T0 + 10);
+    b.pg_busy = true;
+    (void)run(&m, &b, SWITCHOVER_EV_HOOK_DONE, true, NULL);
+    b.now = T0 + 10 + SWITCHOVER_SETTLE_MS;
+    assert_int_equal(run(&m, &b, SWITCHOVER_EV_TICK, true, NULL).kind, SWITCHOVER_ACT_NONE);
+    b.now++;
+    x = run(&m, &b, SWITCHOVER_EV_TICK, true, NULL);
+    assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
+    assert_int_equal(x.reason, SWITCHOVER_REASON_UNSETTLED);
+    assert_non_null(strstr(x.msg, "did not end within 2000 ms of the on_switchover callback"));
+
+    m = begun();
+    b = healthy(T0 + 10);
+    b.pg_busy = true;
+    (void)run(&m, &b, SWITCHOVER_EV_HOOK_DONE, true, NULL);
+    b.lease_ok = false;
+    b.now = T0 + 30;
+    x = run(&m, &b, SWITCHOVER_EV_TICK, true, NULL);
+    assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
+    assert_string_equal(x.msg, "this member no longer runs as the settled, leading primary");
 
     /* The backstop: the callback's own time-out plus 5 s. */
     m = begun();

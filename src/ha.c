@@ -704,6 +704,12 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         return;
     }
     const char *c = ha_choose_candidate(in, self_eligible, &wait, why, sizeof why);
+    /* The timeline the chosen member will be on: its own, or once promoted the next one. */
+    uint32_t chosen_tl = 0;
+    if (c != NULL) {
+        const struct ha_peer *p = strcmp(c, in->self) == 0 ? NULL : ha_peer_of(in, c);
+        chosen_tl = p != NULL ? p->timeline : pg->timeline;
+    }
     /* A choice held back only because a member has not reported yet may still find that member
      * ahead. Held back for any other reason (a synchronous voter ahead that cannot be promoted,
      * maximum_lag_on_failover), the stopped recorded primary may still start: its data holds
@@ -717,11 +723,6 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         reports_pending = strcmp(name, in->self) != 0 && (m == NULL || !m->polled);
     }
     bool rec_startable = (!wait || !reports_pending) && rec_stopped;
-    /* A member chosen behind a stopped recorded primary's newer timeline is promoted all the
-     * same: the quorum heard proves it holds every acknowledged commit, and its promotion skips
-     * the recorded timeline's id (ha_next_timeline). Handing back to start the recorded primary
-     * only cost a transfer, a lease wait and a start (raftpg_sim --seed 346450497860 --nodes 5
-     * --faults all --watchdog). */
     if (rec_startable && c == NULL) {
         /* The recorded primary's data holds every commit recorded so far, but stopped it is no
          * candidate, and as a follower it never starts its former primary's data on its own:
@@ -730,6 +731,18 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         set(out, HA_ACT_TRANSFER, rec->name,
             "the recorded primary %s is stopped: handing over so that it starts again (%s)",
             rec->name, why);
+    } else if (rec_startable && s->sync.k == 0 && chosen_tl < s->primary.timeline) {
+        /* The recorded primary may have written on its timeline (it is recorded before the
+         * promotion that creates it) and the member chosen does not know that timeline. Without
+         * a synchronous record (mode off) nothing proves that member holds the commits
+         * acknowledged there, and the recorded primary's data does: it starts again. With one,
+         * the quorum heard proves it, and the promotion skips the recorded timeline's id
+         * (ha_next_timeline): handing back only cost a transfer, a lease wait and a start
+         * (raftpg_sim --seed 346450497860 --nodes 5 --faults all --watchdog). */
+        set(out, HA_ACT_TRANSFER, rec->name,
+            "%s is on timeline %u but the recorded primary %s is on timeline %u and stopped: "
+            "handing over so that it starts again",
+            c, chosen_tl, rec->name, s->primary.timeline);
     } else if (c == NULL) {
         set(out, HA_ACT_WAIT, NULL, "cannot choose a new primary: %s", why);
     } else if (strcmp(c, in->self) != 0) {
@@ -737,7 +750,7 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
     } else {
         /* Recorded with the timeline its promotion is about to create, before it exists: a
          * primary that writes on it and dies before it could record it again must not leave the
-         * next leader unaware of it (ha_next_timeline). */
+         * next leader unaware of it (see above). */
         set(out, HA_ACT_RECORD_PRIMARY, NULL, "taking over as primary: %s", why);
         out->timeline = ha_next_timeline(in);
     }

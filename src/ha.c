@@ -731,11 +731,14 @@ static void decide_leader(const struct ha_input *in, struct ha_decision *out)
         set(out, HA_ACT_TRANSFER, rec->name,
             "the recorded primary %s is stopped: handing over so that it starts again (%s)",
             rec->name, why);
-    } else if (rec_startable && chosen_tl < s->primary.timeline) {
+    } else if (rec_startable && s->sync.k == 0 && chosen_tl < s->primary.timeline) {
         /* The recorded primary may have written on its timeline (it is recorded before the
-         * promotion that creates it) and the member chosen does not know that timeline:
-         * promoted, it would create the same timeline id again, and PostgreSQL, which tells
-         * histories apart by timeline ids only, would later stream one over the other. */
+         * promotion that creates it) and the member chosen does not know that timeline. Without
+         * a synchronous record (mode off) nothing proves that member holds the commits
+         * acknowledged there, and the recorded primary's data does: it starts again. With one,
+         * the quorum heard proves it, and the promotion skips the recorded timeline's id
+         * (ha_next_timeline): handing back only cost a transfer, a lease wait and a start
+         * (raftpg_sim --seed 346450497860 --nodes 5 --faults all --watchdog). */
         set(out, HA_ACT_TRANSFER, rec->name,
             "%s is on timeline %u but the recorded primary %s is on timeline %u and stopped: "
             "handing over so that it starts again",

@@ -987,6 +987,9 @@ static void operator_schedule(struct sim_world *w, unsigned k)
     bool under_way = w->so_ended_at != 0 && sim_now(w) - w->so_ended_at < WATCH_AFTER_MS;
     for (unsigned j = 0; j < w->n; j++) {
         under_way = under_way || w->nodes[j].agent.so.phase != SWITCHOVER_IDLE;
+        /* A member removal under way is a membership change, not a healthy cluster: its member
+         * may be the candidate (seed 756063540148). */
+        under_way = under_way || w->nodes[j].agent.removing[0] != '\0';
     }
     bool watch = switchover_watch_begin(w, k, l) && !under_way;
     fs->so_watch = watch;

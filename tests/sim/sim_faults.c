@@ -851,6 +851,18 @@ static bool switchover_watch_begin(struct sim_world *w, unsigned k, int l)
     return fs->so_watch;
 }
 
+/* Ends the watch of fs's switchover: whether its outcome is to be checked, that is no other
+ * fault began since (the outcome is then not the switchover's alone). */
+static bool so_watch_ends(struct sim_world *w, struct sim_fault_state *fs)
+{
+    fs->so_watch = false;
+    if (w->faults_begun != fs->so_begun) {
+        return false;
+    }
+    w->res->so_checked++;
+    return true;
+}
+
 /* A switchover was asked of node l: status 200 or 0 begun, else refused. */
 static void switchover_asked(struct sim_world *w, unsigned k, int l, int status, bool watch)
 {
@@ -888,11 +900,9 @@ void sim_switchover_ended(struct sim_world *w, unsigned l, int fault,
     if (!fs->so_watch || fs->so_leader != (int)l) {
         return;
     }
-    fs->so_watch = false;
-    if (w->faults_begun != fs->so_begun) {
-        return; /* another fault came: the outcome is not the switchover's alone */
+    if (!so_watch_ends(w, fs)) {
+        return;
     }
-    res->so_checked++;
     int c = sim_node_by_name(w, a->so.to);
     if (a->so_expect != SWITCHOVER_REASON_NONE) {
         /* on_switchover failed, hung or could not start: given up for that reason, before
@@ -934,11 +944,9 @@ static void switchover_deadline(struct sim_world *w, unsigned k)
     if (!fs->so_watch) {
         return;
     }
-    fs->so_watch = false;
-    if (w->faults_begun != fs->so_begun) {
+    if (!so_watch_ends(w, fs)) {
         return;
     }
-    w->res->so_checked++;
     const struct sim_agent *a = &w->nodes[fs->so_leader].agent;
     sim_violation(w, CHK_SWITCH,
                   "%sswitchover asked of %s at %.3f s has not ended %" PRIu64 " ms after %s (%s)",
@@ -1031,11 +1039,9 @@ static void schedule_unrun(struct sim_world *w, int fault, const char *fmt, cons
     if (!fs->so_watch) {
         return;
     }
-    fs->so_watch = false;
-    if (w->faults_begun != fs->so_begun) {
+    if (!so_watch_ends(w, fs)) {
         return;
     }
-    w->res->so_checked++;
     char at_s[48];
     schedule_format_time(fs->so_at_ms, at_s, sizeof at_s);
     sim_violation(w, CHK_SWITCH, fmt, at_s, why);

@@ -69,8 +69,31 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         h->failover_priority = p->failover_priority;
         h->storage_failed = p->storage_failed;
         h->diverged = p->diverged;
+        h->after_prev_quiet = c->prev_quiet_at != 0 && p->last_polled > c->prev_quiet_at;
     }
     return n;
+}
+
+/* Keeps when a report first showed the primary this member replaced in this term accepting no
+ * writes. Until then it may have had standbys acknowledge commits (its machine frozen with its
+ * clocks and resumed, say), and positions reported before are no proof of what they hold. */
+static void prev_quiet_seen(struct core *c, const struct core_view *v)
+{
+    const struct peer_status *p = NULL;
+    if (c->prev_primary_term == v->term && c->prev_primary[0] != '\0' &&
+        strcmp(c->prev_primary, c->self) != 0) {
+        p = report_of(v, c->prev_primary);
+    }
+    bool fresh = p != NULL && p->reachable && p->has_pg && p->last_polled != 0 &&
+                 c->leader_since != 0 && p->last_polled >= c->leader_since &&
+                 v->now - p->last_seen <= CORE_PEER_FRESH_MS;
+    bool quiet = fresh && (p->pg_state == HA_PG_STOPPED || p->pg_state == HA_PG_ABSENT ||
+                           (p->pg_state == HA_PG_RUNNING && p->pg_in_recovery));
+    if (!quiet) {
+        c->prev_quiet_at = 0;
+    } else if (c->prev_quiet_at == 0) {
+        c->prev_quiet_at = p->last_seen;
+    }
 }
 
 /* Keeps the furthest position the recorded primary reported while it ran as primary; a new
@@ -173,6 +196,7 @@ static int execute(struct core *c, const struct core_view *v, const struct ha_de
     case HA_ACT_RECORD_PRIMARY:
         snprintf(c->prev_primary, sizeof c->prev_primary, "%s", v->state->primary.name);
         c->prev_primary_term = v->term;
+        c->prev_quiet_at = 0;
         set_primary_cmd(c, &cmd, v->term, d->timeline);
         return io->raft_submit(io->data, &cmd, errmsg);
     case HA_ACT_TRANSFER: {
@@ -323,6 +347,7 @@ bool core_tick(struct core *c, const struct core_view *v)
     in.no_pg_rewind = c->no_pg_rewind;
     in.failover_priority = c->failover_priority;
     in.pg = v->pg;
+    prev_quiet_seen(c, v);
     in.peers = peers;
     in.n_peers = core_peers(c, v, peers, FSM_MEMBERS_MAX);
     in.sync_mode = v->sync_mode;

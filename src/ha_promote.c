@@ -309,17 +309,19 @@ bool ha_voters_detached(const struct ha_input *in, char *target, size_t target_s
         return true; /* no commit waits for a standby: there is no second fence to hold */
     }
     /* The fence guards against the previous primary. This member, a standby now, was it; or it
-     * verifiably accepts no writes (stopped, or a standby), as its agent said since. */
+     * verifiably accepts no writes (stopped, or a standby), as its agent said since. Then a voter
+     * needs no detaching, but its position must be reported to a poll started after that: the
+     * primary may have had it acknowledge commits until it stopped (its machine frozen with its
+     * clocks and resumed: raftpg_sim --seed 603811464079 --nodes 3 --faults all --watchdog), and
+     * the check for a member further ahead reads that position. */
     const char *prev = in->prev_primary != NULL ? in->prev_primary : "";
     if (strcmp(prev, in->self) == 0) {
         return true;
     }
     const struct ha_peer *old = prev[0] != '\0' ? ha_peer_of(in, prev) : NULL;
-    if (old != NULL && old->reachable && old->polled &&
-        (old->pg_state == HA_PG_STOPPED || old->pg_state == HA_PG_ABSENT ||
-         (old->pg_state == HA_PG_RUNNING && old->in_recovery))) {
-        return true;
-    }
+    bool old_quiet = old != NULL && old->reachable && old->polled &&
+                     (old->pg_state == HA_PG_STOPPED || old->pg_state == HA_PG_ABSENT ||
+                      (old->pg_state == HA_PG_RUNNING && old->in_recovery));
     const char *self_addr = in->pg_address != NULL ? in->pg_address : "";
     unsigned attached = 0;
     for (unsigned i = 0; i < recorded.n; i++) {
@@ -331,8 +333,15 @@ bool ha_voters_detached(const struct ha_input *in, char *target, size_t target_s
         char reason[HA_WHY_MAX];
         if (p == NULL) {
             snprintf(reason, sizeof reason, "no report from %s", name);
+        } else if (old_quiet && p->after_prev_quiet) {
+            continue;
         } else if (peer_detached(in, p, self_addr, reason, sizeof reason)) {
             continue;
+        } else if (old_quiet) {
+            snprintf(reason, sizeof reason,
+                     "no report from %s since %s stopped accepting writes (it may hold commits "
+                     "that primary acknowledged last)",
+                     name, prev);
         }
         if (attached++ == 0) {
             snprintf(target, target_size, "%s", name);

@@ -94,9 +94,11 @@ struct ha_peer {
     bool identity_mismatch; /* its agent answers under another Raft id than the cluster lists */
     bool nofailover;
     int failover_priority;
-    bool storage_failed; /* its Raft directory cannot persist */
-    bool diverged;       /* its replicated state differs from the others' */
-    unsigned crashes;    /* its crashes and failed starts within HA_CRASH_WINDOW_MS */
+    bool storage_failed;   /* its Raft directory cannot persist */
+    bool diverged;         /* its replicated state differs from the others' */
+    unsigned crashes;      /* its crashes and failed starts within HA_CRASH_WINDOW_MS */
+    bool after_prev_quiet; /* its report answers a poll started after the previous primary was
+                            * seen accepting no writes (ha_input.prev_primary) */
 };
 
 struct ha_input {

@@ -3054,8 +3054,9 @@ static void test_promotion_waits_for_a_starting_voter(void **state)
 }
 
 /* The second fence guards against the previous primary: when that was this member itself (it
- * took over again, its server now a standby), or it verifiably accepts no writes, unreachable
- * voters do not hold the promotion back. */
+ * took over again, its server now a standby), nothing holds the promotion back. When the previous
+ * primary verifiably accepts no writes, a voter needs no detaching, but its position must come
+ * from a poll started after that: until then, an unreachable voter holds the promotion back. */
 static void test_promotion_needs_no_detach_when_the_previous_primary_cannot_write(void **state)
 {
     (void)state;
@@ -3072,10 +3073,115 @@ static void test_promotion_needs_no_detach_when_the_previous_primary_cannot_writ
     peer(&w, "node2")->pg_state = HA_PG_STOPPED;
     peer(&w, "node2")->in_recovery = false;
     decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node3"); /* node3's position after node2 stopped unknown */
+    assert_why(&w, "no report from node3 since node2 stopped accepting writes");
+    peer(&w, "node3")->reachable = true;
+    set_str(peer(&w, "node3")->receiver, FSM_ADDR_MAX, "10.0.0.2:5432");
+    peer(&w, "node3")->after_prev_quiet = true;
+    decide(&w);
     assert_decision(&w, HA_ACT_PROMOTE, "");
     peer(&w, "node2")->pg_state = HA_PG_RUNNING; /* a running primary: the fence is needed */
     decide(&w);
     assert_decision(&w, HA_ACT_WAIT, "node3");
+}
+
+/* The previous primary, frozen with its clocks, resumed and had node3 acknowledge one more commit
+ * before its agent stopped it. node3's report from before holds an older position: only one to a
+ * poll started after node2 was seen stopped shows what it holds, and there it is further ahead
+ * (raftpg_sim --seed 603811464079 --nodes 3 --faults all --watchdog --keep 0,1,2). */
+static void
+test_promotion_reads_voter_positions_made_after_the_previous_primary_stopped(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_standby(&w);
+    w.in.prev_primary = "node2";
+    peer(&w, "node2")->reachable = true;
+    peer(&w, "node2")->pg_state = HA_PG_STOPPED;
+    peer(&w, "node2")->in_recovery = false;
+    set_str(peer(&w, "node3")->receiver, FSM_ADDR_MAX, "10.0.0.2:5432");
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node3");
+    assert_why(&w, "waiting before promoting: no report from node3 since node2 stopped accepting "
+                   "writes (it may hold commits that primary acknowledged last)");
+    peer(&w, "node3")->after_prev_quiet = true;
+    peer(&w, "node3")->wal_position = 1001;
+    decide(&w);
+    assert_decision(&w, HA_ACT_TRANSFER, "node3");
+    peer(&w, "node3")->wal_position = 1000;
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+    /* Detached, its report shows all it received from node2, however early it was asked. */
+    peer(&w, "node3")->after_prev_quiet = false;
+    set_str(peer(&w, "node3")->receiver, FSM_ADDR_MAX, "10.0.0.1:5432");
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+}
+
+/* The core tells which voter reports answer polls started after the previous primary was first
+ * seen accepting no writes: node3's report from before node2 stopped holds the promotion back, a
+ * later one shows the commit node2 had it acknowledge last, and node3 takes over. */
+static void test_core_reads_voters_polled_after_the_previous_primary_stopped(void **state)
+{
+    (void)state;
+    struct world w;
+    struct core_io io;
+    struct core c;
+    struct core_view v;
+    struct peer_status reports[2];
+    world_recorded_standby(&w);
+    memset(reports, 0, sizeof reports);
+    for (unsigned i = 0; i < 2; i++) {
+        struct peer_status *r = &reports[i];
+        set_str(r->name, sizeof r->name, i == 0 ? "node2" : "node3");
+        snprintf(r->pg_address, sizeof r->pg_address, "10.0.0.%u:5432", i + 2);
+        r->reachable = true;
+        r->has_pg = true;
+        r->last_polled = 990;
+        r->last_seen = 1000;
+        r->pg_system_id = SYSID;
+        r->pg_timeline = 1;
+        r->failover_priority = 100;
+    }
+    reports[0].pg_state = HA_PG_STOPPED;
+    reports[1].pg_state = HA_PG_RUNNING;
+    reports[1].pg_in_recovery = true;
+    reports[1].pg_streaming = true;
+    set_str(reports[1].pg_receiver, sizeof reports[1].pg_receiver, "10.0.0.2:5432");
+    reports[1].pg_wal_position = w.in.pg.wal_position;
+    memset(&io, 0, sizeof io);
+    io.raft_transfer = fake_transfer;
+    fake_transfers = 0;
+    core_init(&c, &io, "node1", false, 100);
+    snprintf(c.prev_primary, sizeof c.prev_primary, "node2");
+    c.prev_primary_term = TERM;
+    memset(&v, 0, sizeof v);
+    v.now = 900; /* leader since: the reports below answer polls started later */
+    v.state = &w.state;
+    v.leader = true;
+    v.state_current = true;
+    v.term = TERM;
+    v.pg_ready = true;
+    v.pg = w.in.pg;
+    v.peers = reports;
+    v.n_peers = 2;
+    (void)core_tick(&c, &v);
+    v.now = 1000;
+    (void)core_tick(&c, &v);
+    assert_int_equal(c.last.action, HA_ACT_WAIT);
+    assert_string_equal(c.last.target, "node3");
+    assert_non_null(strstr(c.last.why, "no report from node3 since node2 stopped"));
+    /* Polled again: node2 still stopped, node3 one commit further. */
+    for (unsigned i = 0; i < 2; i++) {
+        reports[i].last_polled = 1050;
+        reports[i].last_seen = 1060;
+    }
+    reports[1].pg_wal_position = w.in.pg.wal_position + 1;
+    v.now = 1060;
+    assert_true(core_tick(&c, &v));
+    assert_int_equal(c.last.action, HA_ACT_TRANSFER);
+    assert_string_equal(c.last.target, "node3");
+    assert_int_equal(fake_transfers, 1);
 }
 
 /* A promotion asked for and not observed done is not asked for again. */
@@ -3339,6 +3445,8 @@ int main(void)
         cmocka_unit_test(test_promotion_waits_for_an_unreachable_voter),
         cmocka_unit_test(test_promotion_waits_for_a_starting_voter),
         cmocka_unit_test(test_promotion_needs_no_detach_when_the_previous_primary_cannot_write),
+        cmocka_unit_test(
+            test_promotion_reads_voter_positions_made_after_the_previous_primary_stopped),
         cmocka_unit_test(test_promotion_is_asked_for_once),
         cmocka_unit_test(test_promotion_hands_over_to_a_standby_that_got_ahead),
         cmocka_unit_test(test_follower_restarts_when_its_receiver_stays_on_the_old_primary),
@@ -3452,6 +3560,7 @@ int main(void)
         cmocka_unit_test(test_core_demotes_at_once_after_another_action_failed),
         cmocka_unit_test(test_core_failed_demotion_backs_off),
         cmocka_unit_test(test_core_retries_a_failed_transfer_at_once),
+        cmocka_unit_test(test_core_reads_voters_polled_after_the_previous_primary_stopped),
         cmocka_unit_test(test_core_hands_over_at_once_after_the_last_failed_start),
         cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary),
         cmocka_unit_test(test_takeover_waits_for_a_voter_report_on_its_way),

@@ -137,13 +137,17 @@ void fence_plan(const struct fence_timing *t, const struct fence_in *in, struct 
     out->feed_watchdog = in->writable && in->lease_ok;
     const struct fence_vip *v = &in->vip;
     out->unfenced = in->writable || (v->open && (v->held || v->busy));
-    out->want_vip = in->lease_ok && !fencing && in->primary_running && in->recorded_primary;
+    /* The server's last observation can be older than a stop the fence saw finish (a machine
+     * frozen with its clocks between the two, then resumed): the postmaster is asked directly
+     * (raftpg_sim --seed 798267588073 --nodes 3 --faults all --watchdog --keep 0,1,2). */
+    bool primary = in->primary_running && in->postmaster;
+    out->want_vip = in->lease_ok && !fencing && primary && in->recorded_primary;
     if (!v->open) {
         return;
     }
     bool want = out->want_vip;
     /* The soft layer keeps the address (no successor can claim it yet), without renewing it. */
-    bool keep = want || (soft && !fencing && in->primary_running && in->recorded_primary);
+    bool keep = want || (soft && !fencing && primary && in->recorded_primary);
     if (!keep && (v->held || v->claiming) && !v->releasing) {
         out->vip = FENCE_VIP_RELEASE; /* a fence never waits for a claim to finish */
     } else if (v->busy) {

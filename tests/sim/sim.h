@@ -357,6 +357,7 @@ struct sim_node {
     bool vm_resume_pending; /* a start as primary or a promotion of its server was under way then */
     bool vm_resume_started; /* that completed within the window, and is yet to be checked (I2) */
     bool vm_resume_vip;     /* it held the VIP then, and has held it since */
+    bool vm_resume_claim;   /* a claim of the VIP was under way then */
     bool raft_killed;
     int64_t clock_offset; /* the node's monotonic clock: global time + offset, drift applied */
     int32_t drift_ppm;
@@ -613,6 +614,7 @@ struct sim_result {
     rpg_msec resume_overlap_max; /* the latest such instant after its resume */
     unsigned resume_starts;      /* a start or promotion under way at such a pause that completed
                                   * within the window: a writer the guest resumed with */
+    unsigned resume_claims;      /* the same of a VIP claim: a holder the guest resumed with */
     rpg_msec paused_ms;          /* time the committed state was paused (I4 owes no primary) */
     /* The operator's failovers (F_FAILOVER) and their answers. */
     unsigned fo_asked;
@@ -751,6 +753,8 @@ bool sim_pg_writable(const struct sim_pg *p);
 /* A start as a primary or a promotion is under way: the server accepts writes once it completes. */
 bool sim_pg_pending_primary(const struct sim_pg *p);
 bool sim_resumed_start(struct sim_world *w, unsigned i);
+/* Node i's claim of the VIP succeeds now; true when it was under way at a clock-stopped pause. */
+bool sim_resumed_claim(struct sim_world *w, unsigned i);
 /* Nothing of node n's PostgreSQL runs: the node is paused, or the fence stopped the server. */
 bool sim_pg_halted(const struct sim_node *n);
 bool sim_pg_prefix_of(const struct sim_pg *s, const struct sim_pg *p, uint64_t *diverge_at);

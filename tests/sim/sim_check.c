@@ -102,6 +102,25 @@ bool sim_resumed_start(struct sim_world *w, unsigned i)
     return true;
 }
 
+/* The same of the address: a claim (probe, add, announce) under way at the pause that completes
+ * within the window leaves a holder the guest resumed with. The probe ran before the pause, and
+ * nothing on the guest can tell the pause from no pause at all. */
+bool sim_resumed_claim(struct sim_world *w, unsigned i)
+{
+    struct sim_node *n = &w->nodes[i];
+    bool resumed = n->vm_resume_claim && resume_window(w, i);
+    n->vm_resume_claim = false;
+    if (!resumed) {
+        return false;
+    }
+    n->vm_resume_vip = true;
+    w->res->resume_claims++;
+    sim_trace(w, (int)i,
+              "a VIP claim under way at the pause completed %" PRIu64 " ms after the resume",
+              sim_now(w) - n->vm_resumed_at);
+    return true;
+}
+
 /* A resumed start (above) that outlived its window is checked as any new writer. */
 static void check_resumed_starts(struct sim_world *w)
 {

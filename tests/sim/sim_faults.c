@@ -1812,6 +1812,8 @@ void sim_fault_end(struct sim_world *w, unsigned k)
             w->nodes[i].vm_resume_pending = sim_pg_pending_primary(&w->nodes[i].pg);
             w->nodes[i].vm_resume_started = false;
             w->nodes[i].vm_resume_vip = w->nodes[i].vip_held;
+            w->nodes[i].vm_resume_claim = w->nodes[i].agent.vip_busy &&
+                                          w->nodes[i].agent.fm.vip_claiming;
         }
         sim_unfreeze(w, (unsigned)i);
         break;

@@ -130,6 +130,7 @@ static void vip_op(struct sim_world *w, unsigned i, bool claim)
     struct sim_agent *a = &w->nodes[i].agent;
     a->vip_busy = true;
     a->vip_seq++;
+    w->nodes[i].vm_resume_claim = false; /* a claim begun after the resume is no resumed one */
     /* ip addr del is quick; a claim probes with arping -D first, then adds and announces. */
     rpg_msec dur = claim ? sim_rng_range(&w->rng, 60, 200) : sim_rng_range(&w->rng, 2, 15);
     sim_push(w, sim_now(w) + dur, EV_VIP_DONE, (int)i, a->gen, (int)(a->vip_seq << 1 | claim));
@@ -350,6 +351,7 @@ static enum fence_vip_result vip_done(struct sim_world *w, unsigned i, bool clai
     n->vip_held = true;
     vip_set_lifetime(w, i);
     sim_trace(w, (int)i, "vip held");
+    (void)sim_resumed_claim(w, i);
     return FENCE_VIP_DONE_OK;
 }
 

@@ -84,7 +84,7 @@ struct totals {
     uint64_t acked, lost_unchecked, acked_async;
     unsigned raft_restarts, held_changes;
     unsigned resume_overlaps;
-    unsigned resume_starts;
+    unsigned resume_starts, resume_claims;
     rpg_msec resume_overlap_max;
     rpg_msec paused_ms;
     unsigned fo_asked, fo_granted, fo_granted_paused, fo_took_over, fo_took_over_paused,
@@ -316,6 +316,7 @@ static void add(struct totals *t, const struct sim_result *r)
     t->held_changes += r->held_changes;
     t->resume_overlaps += r->resume_overlaps;
     t->resume_starts += r->resume_starts;
+    t->resume_claims += r->resume_claims;
     t->paused_ms += r->paused_ms;
     t->fo_asked += r->fo_asked;
     t->fo_granted += r->fo_granted;
@@ -552,6 +553,11 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
         printf("of which a start or promotion under way at the pause completed at the resume: "
                "%u time(s)\n",
                t->resume_starts);
+    }
+    if (t->resume_claims > 0) {
+        printf("of which a VIP claim under way at the pause completed at the resume: %u "
+               "time(s)\n",
+               t->resume_claims);
     }
     if (t->paused_ms > 0) {
         printf("maintenance mode (no primary owed): %" PRIu64 " ms\n", t->paused_ms);

@@ -762,8 +762,12 @@ static void dispatch(struct sim_world *w, const struct sim_event *e)
         return;
     }
     if (node_event(e->type) && w->nodes[e->node].frozen) {
-        /* Nothing runs on a frozen node; its timers fire when it resumes. */
-        sim_push(w, w->nodes[e->node].frozen_until, e->type, e->node, e->gen, e->sub);
+        /* Nothing runs on a frozen node. Stopped processes find their timers due when they
+         * resume; in a guest paused with its clocks, every process and timer runs on from where
+         * it stood (a VIP probe under way still has the rest of its time to go). */
+        const struct sim_node *n = &w->nodes[e->node];
+        rpg_msec at = n->frozen_until + (n->vm_paused ? sim_now(w) - n->frozen_at : 0);
+        sim_push(w, at, e->type, e->node, e->gen, e->sub);
         return;
     }
     if ((e->type == EV_PG_UP || e->type == EV_PG_PROMOTED || e->type == EV_PG_CHECKPOINT ||

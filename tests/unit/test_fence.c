@@ -232,6 +232,24 @@ static void test_probe_ahead_of_the_promotion(void **state)
     assert_int_equal(plan(&in).vip, FENCE_VIP_NONE);
 }
 
+/* The server's observation said primary, but its postmaster is gone (the fence stopped it, then
+ * the machine froze with its clocks before the next observation): no claim, and a held address
+ * goes (raftpg_sim --seed 798267588073 claimed the VIP at the resume). */
+static void test_no_vip_without_a_postmaster(void **state)
+{
+    (void)state;
+    struct fence_in in = primary();
+    in.vip.held = false;
+    in.postmaster = false;
+    struct fence_out out = plan(&in);
+    assert_false(out.want_vip);
+    assert_int_equal(out.vip, FENCE_VIP_NONE);
+    in.vip.held = true;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_RELEASE);
+    in.postmaster = true;
+    assert_int_equal(plan(&in).vip, FENCE_VIP_NONE); /* renewed recently */
+}
+
 static void test_claim_retry_and_renewal(void **state)
 {
     (void)state;
@@ -575,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_a_fence_in_progress_never_claims),
         cmocka_unit_test(test_a_release_cuts_a_claim_short),
         cmocka_unit_test(test_probe_ahead_of_the_promotion),
+        cmocka_unit_test(test_no_vip_without_a_postmaster),
         cmocka_unit_test(test_claim_retry_and_renewal),
         cmocka_unit_test(test_a_standby_releases_a_stale_vip_once_at_start_up),
         cmocka_unit_test(test_without_a_vip_section_only_the_server_counts),

@@ -17,8 +17,11 @@
 #include "raftpg/peer_status.h"
 
 /* Bounds of each step (README "Switchover"). */
-#define SWITCHOVER_STOP_MS 10000    /* the fast shutdown, then immediate */
-#define SWITCHOVER_CATCHUP_MS 5000  /* the candidate reports WAL past the final checkpoint */
+#define SWITCHOVER_STOP_MS 10000   /* the fast shutdown, then immediate */
+#define SWITCHOVER_CATCHUP_MS 5000 /* the candidate reports WAL past the final checkpoint */
+/* ... unless it stopped answering polls for this long: its agent is gone, and the primary is
+ * better started again now than at the end of the bound. */
+#define SWITCHOVER_SILENT_MS 1500
 #define SWITCHOVER_TRANSFER_MS 5000 /* Raft leadership moves */
 #define SWITCHOVER_PRIMARY_MS 20000 /* the candidate runs as primary */
 /* Past the stop's own bound, the backstop on a stop that never reports its end. */
@@ -132,6 +135,7 @@ struct switchover_mem {
     bool hook_ok;              /* the callback succeeded; the stop waits for a busy server */
     rpg_msec started_ms;       /* executor clock of the request */
     rpg_msec phase_ms;         /* executor clock the phase began */
+    rpg_msec silent_ms;        /* since when the candidate answers no poll (catch-up), 0 it does */
 };
 
 /* What the executor observed, for one step. */
@@ -204,6 +208,7 @@ enum switchover_reason {
     SWITCHOVER_REASON_STOP_TIMEOUT,     /* ... did not end */
     SWITCHOVER_REASON_UNCLEAN,          /* the stopped server did not shut down cleanly */
     SWITCHOVER_REASON_CATCHUP_TIMEOUT,  /* the candidate did not report the final WAL */
+    SWITCHOVER_REASON_CANDIDATE_SILENT, /* ... and stopped answering polls meanwhile */
     SWITCHOVER_REASON_TRANSFER_REFUSED, /* Raft refused the hand-over */
     SWITCHOVER_REASON_TRANSFER_TIMEOUT, /* leadership did not move */
     SWITCHOVER_REASON_N,

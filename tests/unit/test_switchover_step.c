@@ -281,6 +281,30 @@ static void test_catchup(void **state)
     assert_string_equal(x.msg, "node2 did not report WAL past the final checkpoint (400) within "
                                "5000 ms (last reported 0)");
 
+    /* A candidate that stops answering (its agent died) is not waited for to the bound; one
+     * answer in between starts the count again. */
+    m = stopped();
+    v = down(T0 + 200);
+    v.cand_wal = 100;
+    v.cand_reachable = false;
+    assert_int_equal(run(&m, &v, SWITCHOVER_EV_TICK, true, NULL).kind, SWITCHOVER_ACT_POLL);
+    v.now = T0 + 200 + SWITCHOVER_SILENT_MS - 100;
+    v.cand_reachable = true;
+    assert_int_equal(run(&m, &v, SWITCHOVER_EV_REPORT, true, NULL).kind, SWITCHOVER_ACT_NONE);
+    v.cand_reachable = false;
+    v.now++;
+    assert_int_equal(run(&m, &v, SWITCHOVER_EV_TICK, true, NULL).kind, SWITCHOVER_ACT_POLL);
+    rpg_msec silent = v.now;
+    v.now = silent + SWITCHOVER_SILENT_MS;
+    assert_int_equal(run(&m, &v, SWITCHOVER_EV_TICK, true, NULL).kind, SWITCHOVER_ACT_POLL);
+    v.now++;
+    x = run(&m, &v, SWITCHOVER_EV_TICK, true, NULL);
+    assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
+    assert_int_equal(x.reason, SWITCHOVER_REASON_CANDIDATE_SILENT);
+    assert_string_equal(x.msg, "node2 answered no poll for 1500 ms while the primary waited for it "
+                               "to report WAL past the final checkpoint (400)");
+    assert_string_equal(switchover_reason_name(x.reason), "candidate stopped answering");
+
     /* A crash, not a clean shutdown. */
     m = stopped();
     v = down(T0 + 200);

@@ -705,8 +705,17 @@ void api_member_remove(struct agent *a, struct http_conn *conn, const char *name
         api_respond_error(conn, 409, "refusing to remove the last member");
         return;
     }
-    switch (sync_remove_start(a->removing, name, a->conf.has_postgresql && in_sync_sets(a, name))) {
+    const char *switchover_to = a->switchover.m.phase != SWITCHOVER_IDLE ? a->switchover.m.to
+                                                                         : NULL;
+    switch (sync_remove_start(a->removing, name, a->conf.has_postgresql && in_sync_sets(a, name),
+                              switchover_to)) {
     case SYNC_REMOVE_NOW: submit_remove(a, conn, name); return;
+    case SYNC_REMOVE_SWITCHOVER:
+        snprintf(msg, sizeof msg,
+                 "a switchover to %s is under way (%s): remove it once the switchover ends", name,
+                 switchover_phase_name(a->switchover.m.phase));
+        api_respond_error(conn, 409, msg);
+        return;
     case SYNC_REMOVE_BUSY:
         snprintf(msg, sizeof msg, "member %s is being removed: one removal at a time", a->removing);
         api_respond_error(conn, 409, msg);

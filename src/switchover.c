@@ -203,6 +203,7 @@ static int prepare(struct agent *a, const char *leader, const char *candidate, b
         }
         struct switchover_peer *sp = &peers[n++];
         switchover_peer_of(&self, m, peers_get(&a->peers, m->name), now, sp);
+        sp->leaving = strcmp(a->removing, m->name) == 0;
         /* The flush position the primary saw in the observation that gave o->wal_position; a
          * walsender that has had no reply yet shows none. */
         for (unsigned r = 0; r < a->pg.n_replicas && r < FSM_MEMBERS_MAX; r++) {

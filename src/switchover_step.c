@@ -29,7 +29,9 @@ static bool fits(const struct switchover_peer *p, const struct switchover_limit 
      * primary's position: under heavy writes that alone would count as lag. */
     uint64_t pos = p->seen_by_primary ? p->flush_position : p->wal_position;
     uint64_t lag = limit != NULL && limit->primary_wal > pos ? limit->primary_wal - pos : 0;
-    if (!p->reachable) {
+    if (p->leaving) {
+        snprintf(why, why_size, "%s is being removed from the cluster", p->name);
+    } else if (!p->reachable) {
         snprintf(why, why_size, "%s does not answer", p->name);
     } else if (!p->running_standby) {
         snprintf(why, why_size, "%s is not a running standby", p->name);

@@ -702,8 +702,14 @@ enum sync_leave sync_leave_tick(bool leader, bool in_sets, unsigned *ticks)
     return ++*ticks >= SYNC_LEAVE_MAX_TICKS ? SYNC_LEAVE_TIMEOUT : SYNC_LEAVE_WAIT;
 }
 
-enum sync_remove_start sync_remove_start(const char *removing, const char *name, bool in_sets)
+enum sync_remove_start sync_remove_start(const char *removing, const char *name, bool in_sets,
+                                         const char *switchover_to)
 {
+    /* Removed, the candidate could never take over: the switchover would stop the primary for
+     * nothing and end in its time-out. Its end comes first. */
+    if (switchover_to != NULL && strcmp(switchover_to, name) == 0) {
+        return SYNC_REMOVE_SWITCHOVER;
+    }
     /* Out of every set, no wait is needed, whichever removal waits meanwhile. */
     if (!in_sets) {
         return SYNC_REMOVE_NOW;

@@ -48,6 +48,7 @@ struct switchover_peer {
      * query as switchover_limit.primary_wal: the two are positions of one moment. */
     bool seen_by_primary;
     uint64_t flush_position;
+    bool leaving; /* its removal from the cluster is under way (set by the caller) */
 };
 
 /* maximum_lag_on_failover as a switchover applies it: as Patroni's, a candidate further than

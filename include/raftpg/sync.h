@@ -261,7 +261,10 @@ enum sync_remove_start {
     SYNC_REMOVE_LEAVE_FIRST, /* wait for it to leave the sets first (sync_leave_tick) */
     SYNC_REMOVE_BUSY,        /* another member's removal waits already: one at a time */
     SYNC_REMOVE_ALREADY,     /* this member's removal waits already */
+    SYNC_REMOVE_SWITCHOVER,  /* a switchover to this member is under way */
 };
-enum sync_remove_start sync_remove_start(const char *removing, const char *name, bool in_sets);
+/* switchover_to: the candidate of the switchover under way on this leader ("" or NULL: none). */
+enum sync_remove_start sync_remove_start(const char *removing, const char *name, bool in_sets,
+                                         const char *switchover_to);
 
 #endif

@@ -644,8 +644,11 @@ static bool in_sync_sets(const struct sim_world *w, unsigned leader, const char 
 int sim_member_remove_request(struct sim_world *w, unsigned leader, const char *name, char *errmsg)
 {
     struct sim_agent *a = &w->nodes[leader].agent;
-    switch (sync_remove_start(a->removing, name, in_sync_sets(w, leader, name))) {
+    const char *switchover_to = a->so.phase != SWITCHOVER_IDLE ? a->so.to : NULL;
+    switch (sync_remove_start(a->removing, name, in_sync_sets(w, leader, name), switchover_to)) {
     case SYNC_REMOVE_NOW: return sim_member_remove(w, leader, name, errmsg);
+    case SYNC_REMOVE_SWITCHOVER:
+        return rpg_err(errmsg, RPG_EBUSY, "a switchover to %s is under way", name);
     case SYNC_REMOVE_BUSY:
     case SYNC_REMOVE_ALREADY:
         return rpg_err(errmsg, RPG_EBUSY, "member %s is being removed: one removal at a time",
@@ -1572,6 +1575,7 @@ static int switchover_request(struct sim_world *w, unsigned l, const char *leade
         struct switchover_peer *sp = &peers[np++];
         switchover_peer_of(&self, &st->members[m], peer_book_get(&a->book, st->members[m].name),
                            now, sp);
+        sp->leaving = strcmp(a->removing, st->members[m].name) == 0;
         for (unsigned r = 0; r < a->n_replicas; r++) {
             if (strcmp(a->replicas[r].name, st->members[m].name) == 0 &&
                 a->replicas[r].flush_position > 0) {

@@ -58,6 +58,16 @@ static void test_named(void **state)
                                        sizeof why),
                      RPG_EINVAL);
     assert_non_null(strstr(why, "does not answer"));
+    /* A member whose removal is under way could never take over (raftpg_sim --seed 756534). */
+    peers[0] = fit("node2", 300, 1);
+    peers[0].leaving = true;
+    assert_int_equal(switchover_choose(peers, 2, "node2", NULL, chosen, sizeof chosen, why,
+                                       sizeof why),
+                     RPG_EINVAL);
+    assert_string_equal(why, "node2 is being removed from the cluster");
+    assert_int_equal(
+        switchover_choose(peers, 2, NULL, NULL, chosen, sizeof chosen, why, sizeof why), 0);
+    assert_string_equal(chosen, "node3"); /* furthest ahead is node2, but it leaves */
 }
 
 static void test_best(void **state)

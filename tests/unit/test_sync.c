@@ -1469,11 +1469,14 @@ static void test_leave_waits_then_removes_or_gives_up(void **state)
 static void test_remove_start(void **state)
 {
     (void)state;
-    assert_int_equal(sync_remove_start("", "node3", false), SYNC_REMOVE_NOW);
-    assert_int_equal(sync_remove_start("node2", "node3", false), SYNC_REMOVE_NOW);
-    assert_int_equal(sync_remove_start("", "node3", true), SYNC_REMOVE_LEAVE_FIRST);
-    assert_int_equal(sync_remove_start("node2", "node3", true), SYNC_REMOVE_BUSY);
-    assert_int_equal(sync_remove_start("node3", "node3", true), SYNC_REMOVE_ALREADY);
+    assert_int_equal(sync_remove_start("", "node3", false, NULL), SYNC_REMOVE_NOW);
+    assert_int_equal(sync_remove_start("node2", "node3", false, ""), SYNC_REMOVE_NOW);
+    assert_int_equal(sync_remove_start("", "node3", true, "node2"), SYNC_REMOVE_LEAVE_FIRST);
+    assert_int_equal(sync_remove_start("node2", "node3", true, NULL), SYNC_REMOVE_BUSY);
+    assert_int_equal(sync_remove_start("node3", "node3", true, NULL), SYNC_REMOVE_ALREADY);
+    /* The candidate of a switchover under way stays until the switchover ends. */
+    assert_int_equal(sync_remove_start("", "node3", true, "node3"), SYNC_REMOVE_SWITCHOVER);
+    assert_int_equal(sync_remove_start("", "node3", false, "node3"), SYNC_REMOVE_SWITCHOVER);
 }
 
 int main(void)

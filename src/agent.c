@@ -1120,6 +1120,7 @@ static void ha_tick(struct agent *a)
     };
     bool poll_now = false;
     v.leader = lead_gate(&a->fence, &a->lead, &lin, &poll_now, fence_log, a);
+    v.raft_leader = a->cons.role == CONS_ROLE_LEADER && a->cons.leader_ready;
     a->lead_acting_term = v.leader ? a->cons.term : 0;
     if (poll_now && a->peers_open) {
         /* The early end counts only reports asked for from now. */

@@ -341,6 +341,7 @@ bool core_tick(struct core *c, const struct core_view *v)
     in.pg_address = c->pg_address;
     in.prev_primary = c->prev_primary_term == v->term ? c->prev_primary : "";
     in.leader = v->leader;
+    in.leader_waiting = v->raft_leader && !v->leader;
     in.state_current = v->leader || v->state_current;
     in.term = v->term;
     in.nofailover = c->nofailover;

@@ -785,9 +785,25 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
         /* A former primary never starts without a primary to rewind from, even when the state
          * names it: a follower's state can be older than the leader's (it may have been deposed
          * since), and its WAL may have gone past the new primary's fork point. */
-        if (pg->state == HA_PG_STOPPED && !pg->rewind_failed && !pg->was_primary &&
-            !unreadable(pg)) {
+        bool startable = pg->state == HA_PG_STOPPED && !pg->rewind_failed && !unreadable(pg);
+        if (startable && !pg->was_primary) {
             set(out, HA_ACT_START_STANDBY, NULL, "no primary yet: starting as a standby");
+        } else if (startable && primary[0] != '\0' && in->leader_waiting &&
+                   s->primary.term < in->term &&
+                   (self_may_promote(in) ||
+                    (!in->nofailover && in->failover_priority > 0 && sole_holder(in)))) {
+            /* The Raft leader's state is current: nobody was recorded as primary after this
+             * member, so no newer timeline forked from its WAL. Recorded in an earlier term, what
+             * it will do first once it acts (decide_leader's take-over, which records the next
+             * timeline before promoting), a start that writes nothing, runs during the wait
+             * instead of after it. Recorded in this term, it starts as the primary it was once
+             * the gate opens (a standby now would be promoted to an unrecorded timeline:
+             * raftpg_sim --seed 41080 --nodes 3 --faults all --watchdog, D) (raftpg_sim --seed
+             * 403555103523 --nodes 3 --faults all --watchdog
+             * --keep 0,3,4,5: 8.1 s without a primary, 0.3 s of it this start). */
+            set(out, HA_ACT_START_STANDBY, NULL,
+                "leading, waiting out the previous leader's lease: starting as a standby meanwhile "
+                "to learn the wal position");
         } else {
             set(out, HA_ACT_WAIT, NULL, "waiting for a primary to be chosen");
         }

@@ -53,6 +53,7 @@ struct core_view {
     rpg_msec now; /* monotonic loop time */
     const struct fsm_state *state;
     bool leader;        /* Raft leader with its own-term barrier committed */
+    bool raft_leader;   /* ... as Raft alone says, before the leader's gate (lead.h) opens */
     bool state_current; /* see cons_state_current() */
     uint64_t term;
     bool pg_ready; /* pg observed since its last operation ended, and idle */

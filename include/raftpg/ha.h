@@ -108,6 +108,8 @@ struct ha_input {
     const char *prev_primary;      /* the primary recorded before this member recorded itself in
                                     * this term (NULL or "": not known, e.g. after a restart) */
     bool leader;                   /* Raft leader with its own-term barrier committed */
+    bool leader_waiting;           /* ... but not acting yet: the previous leader's lease and
+                                    * fence may not have ended (lead.h lead_gate) */
     bool state_current;            /* state is as current as this node can tell (a leader is
                                     * known and what is committed is applied); a leader's is */
     uint64_t term;                 /* current Raft term */

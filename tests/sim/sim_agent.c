@@ -2027,6 +2027,7 @@ static void tick(struct sim_world *w, unsigned i)
         poll_now(w, i);
     }
     v.leader = sim_agent_leader(w, i) && !n->raft_killed && (w->opt->no_lease || gate);
+    v.raft_leader = sim_agent_leader(w, i) && !n->raft_killed;
     v.state_current = state_current(w, i);
     v.term = n->cons.term;
     v.pg_ready = a->obs_valid && a->op_id == 0 && a->obs_epoch == a->epoch;

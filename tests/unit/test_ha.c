@@ -3184,6 +3184,42 @@ static void test_core_reads_voters_polled_after_the_previous_primary_stopped(voi
     assert_int_equal(fake_transfers, 1);
 }
 
+/* The recorded primary, its server stopped, leads Raft again in a later term but still waits out
+ * the previous leader's lease: it starts its server as a standby of nobody meanwhile, which
+ * writes nothing, so that it knows its WAL position when it may act. As a plain follower, or with
+ * a failed pg_rewind, it keeps waiting. */
+static void test_waiting_leader_starts_its_stopped_server_as_a_standby(void **state)
+{
+    (void)state;
+    struct world w;
+    world_init(&w, "node1", SYSID);
+    record_primary(&w, "node1", TERM, 1);
+    w.in.term = TERM + 2;
+    w.in.pg.state = HA_PG_STOPPED;
+    w.in.pg.in_recovery = false;
+    w.in.pg.was_primary = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    assert_why(&w, "waiting for a primary to be chosen");
+    w.in.leader_waiting = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_START_STANDBY, "");
+    assert_why(&w, "waiting out the previous leader's lease: starting as a standby meanwhile");
+    w.in.pg.rewind_failed = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    w.in.pg.rewind_failed = false;
+    w.in.nofailover = true; /* it will not take over: nothing to learn */
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+    /* Recorded in this term (its lease lapsed and came back): it starts as the primary it was
+     * once it acts, never as a standby that a promotion would take to an unrecorded timeline. */
+    w.in.nofailover = false;
+    w.in.term = TERM;
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "");
+}
+
 /* A promotion asked for and not observed done is not asked for again. */
 static void test_promotion_is_asked_for_once(void **state)
 {
@@ -3448,6 +3484,7 @@ int main(void)
         cmocka_unit_test(
             test_promotion_reads_voter_positions_made_after_the_previous_primary_stopped),
         cmocka_unit_test(test_promotion_is_asked_for_once),
+        cmocka_unit_test(test_waiting_leader_starts_its_stopped_server_as_a_standby),
         cmocka_unit_test(test_promotion_hands_over_to_a_standby_that_got_ahead),
         cmocka_unit_test(test_follower_restarts_when_its_receiver_stays_on_the_old_primary),
         cmocka_unit_test(test_observer_counts_the_receiver_afresh_from_a_repoint),

@@ -160,6 +160,7 @@ struct switchover_view {
     bool cand_reachable;
     uint64_t cand_wal;
     bool cand_primary;
+    bool cand_unfit; /* it reports that its Raft storage cannot persist or its state diverged */
     rpg_msec hook_timeout_ms; /* the callbacks' own time-out (callback_timeout_s) */
     /* Hand-overs that ended with this member still leader (cons.n_transfers_failed): libraft
      * gives one up after an election timeout when its target did not start an election. */
@@ -210,6 +211,7 @@ enum switchover_reason {
     SWITCHOVER_REASON_UNCLEAN,          /* the stopped server did not shut down cleanly */
     SWITCHOVER_REASON_CATCHUP_TIMEOUT,  /* the candidate did not report the final WAL */
     SWITCHOVER_REASON_CANDIDATE_SILENT, /* ... and stopped answering polls meanwhile */
+    SWITCHOVER_REASON_CANDIDATE_UNFIT,  /* it reports it cannot lead (storage, state) */
     SWITCHOVER_REASON_TRANSFER_REFUSED, /* Raft refused the hand-over */
     SWITCHOVER_REASON_TRANSFER_TIMEOUT, /* leadership did not move */
     SWITCHOVER_REASON_N,

@@ -373,6 +373,28 @@ static void test_transfer_and_promoting(void **state)
     assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
     assert_int_equal(x.reason, SWITCHOVER_REASON_TRANSFER_TIMEOUT);
 
+    /* A candidate that reports it cannot lead (its Raft directory read-only, say) is not
+     * handed leadership again and again until the bound, in either phase. */
+    m = stopped();
+    v = down(T0 + 200);
+    (void)run(&m, &v, SWITCHOVER_EV_TICK, true, NULL);
+    assert_int_equal(m.phase, SWITCHOVER_TRANSFER);
+    v.now = T0 + 800;
+    v.cand_unfit = true;
+    x = run(&m, &v, SWITCHOVER_EV_TICK, true, NULL);
+    assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
+    assert_int_equal(x.reason, SWITCHOVER_REASON_CANDIDATE_UNFIT);
+    assert_string_equal(x.msg, "node2 reports that its raft storage cannot persist or its "
+                               "replicated state differs from the others': it cannot take "
+                               "leadership");
+    m = stopped();
+    v = down(T0 + 200);
+    v.cand_unfit = true;
+    x = run(&m, &v, SWITCHOVER_EV_TICK, true, NULL);
+    assert_int_equal(x.kind, SWITCHOVER_ACT_GIVE_UP);
+    assert_int_equal(x.was, SWITCHOVER_CATCHUP);
+    assert_int_equal(x.reason, SWITCHOVER_REASON_CANDIDATE_UNFIT);
+
     /* Leadership moved, the candidate never runs as primary: not abandoned, answered 503. */
     m = stopped();
     v = down(T0 + 200);
@@ -574,6 +596,19 @@ static void test_peer_of(void **state)
     switchover_view_candidate(&v, &st, "node2", NULL);
     assert_false(v.cand_known || v.cand_primary);
     assert_int_equal(v.cand_wal, 0);
+    /* Unfit by its own report: Raft storage failing or state diverged. */
+    p.reachable = true;
+    p.storage_failed = false;
+    p.diverged = false;
+    switchover_view_candidate(&v, &st, "node2", &p);
+    assert_false(v.cand_unfit);
+    p.storage_failed = true;
+    switchover_view_candidate(&v, &st, "node2", &p);
+    assert_true(v.cand_unfit);
+    p.storage_failed = false;
+    p.diverged = true;
+    switchover_view_candidate(&v, &st, "node2", &p);
+    assert_true(v.cand_unfit);
 }
 
 static void test_paused_mask(void **state)

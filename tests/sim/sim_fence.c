@@ -124,7 +124,12 @@ static void watchdog_tick(struct sim_world *w, unsigned i, bool primary, bool un
     }
 }
 
-/* The event's sub: the operation's sequence number, and whether it claims. */
+/* The event's sub: the operation's sequence number, whether it claims, and whether the release
+ * already took effect in the world while the agent was stopped (its result in the bits above). */
+#define VIP_SUB_CLAIM 1u
+#define VIP_SUB_APPLIED 2u
+#define VIP_SUB_RESULT_SHIFT 2
+#define VIP_SUB_SEQ_SHIFT 4
 static void vip_op(struct sim_world *w, unsigned i, bool claim)
 {
     struct sim_agent *a = &w->nodes[i].agent;
@@ -133,7 +138,8 @@ static void vip_op(struct sim_world *w, unsigned i, bool claim)
     w->nodes[i].vm_resume_claim = false; /* a claim begun after the resume is no resumed one */
     /* ip addr del is quick; a claim probes with arping -D first, then adds and announces. */
     rpg_msec dur = claim ? sim_rng_range(&w->rng, 60, 200) : sim_rng_range(&w->rng, 2, 15);
-    sim_push(w, sim_now(w) + dur, EV_VIP_DONE, (int)i, a->gen, (int)(a->vip_seq << 1 | claim));
+    sim_push(w, sim_now(w) + dur, EV_VIP_DONE, (int)i, a->gen,
+             (int)(a->vip_seq << VIP_SUB_SEQ_SHIFT | (claim ? VIP_SUB_CLAIM : 0)));
 }
 
 /* ip addr add / change with valid_lft: the kernel drops the address unless renewed, checking
@@ -383,19 +389,35 @@ void sim_fence_event(struct sim_world *w, const struct sim_event *e)
         return;
     }
     if (e->type == EV_VIP_DONE) {
-        unsigned seq = (unsigned)e->sub >> 1;
-        bool claim = e->sub & 1;
+        unsigned sub = (unsigned)e->sub;
+        unsigned seq = sub >> VIP_SUB_SEQ_SHIFT;
+        bool claim = sub & VIP_SUB_CLAIM;
         bool mine = a->alive && a->gen == e->gen;
         if (claim && mine && seq == a->vip_cancelled) {
             return; /* cut short: the release that cancelled it ends the operation */
         }
-        /* ip and arping run on their own: a release in flight still happens if the agent died.
-         * A claim's add does not: it follows a probe of about a second, and a dead agent starts
-         * no next step (an add already running lasts milliseconds, and the guard's deletion
-         * comes after its fence of PostgreSQL, later still). */
+        if (claim && mine && n->agent_frozen) {
+            /* The claim's steps (probe, add, announce) are the agent's to start: a stopped
+             * agent starts none. */
+            sim_push(w, sim_now(w) + 10, e->type, e->node, e->gen, e->sub);
+            return;
+        }
+        /* ip and arping run on their own: a release in flight still happens if the agent died
+         * or is stopped. A claim's add does not: it follows a probe of about a second, and a dead
+         * agent starts no next step (an add already running lasts milliseconds, and the guard's
+         * deletion comes after its fence of PostgreSQL, later still). */
         enum fence_vip_result r = FENCE_VIP_DONE_OK;
-        if (n->up && (mine || !claim)) {
+        if (sub & VIP_SUB_APPLIED) {
+            r = (enum fence_vip_result)(sub >> VIP_SUB_RESULT_SHIFT & 3u);
+        } else if (n->up && (mine || !claim)) {
             r = vip_done(w, i, claim);
+        }
+        if (mine && n->agent_frozen) {
+            /* Done in the world; the stopped agent learns it when it continues. */
+            sim_push(w, sim_now(w) + 10, e->type, e->node, e->gen,
+                     (int)(seq << VIP_SUB_SEQ_SHIFT | VIP_SUB_APPLIED |
+                           (unsigned)r << VIP_SUB_RESULT_SHIFT));
+            return;
         }
         if (mine) {
             a->vip_busy = false;

@@ -740,8 +740,8 @@ static bool agent_event(enum sim_ev_type t)
     case EV_CRASH_ARMED:
     case EV_FENCE:
     case EV_LEASE:
-    case EV_RAFT_START:
-    case EV_VIP_DONE: return true;
+    case EV_RAFT_START: return true;
+    case EV_VIP_DONE: return false; /* its program's; sim_fence_event keeps the agent's part */
     default: return false;
     }
 }

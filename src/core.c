@@ -69,30 +69,40 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         h->failover_priority = p->failover_priority;
         h->storage_failed = p->storage_failed;
         h->diverged = p->diverged;
-        h->after_prev_quiet = c->prev_quiet_at != 0 && p->last_polled > c->prev_quiet_at;
+        h->after_prev_quiet = c->quiet_since != 0 && p->last_polled > c->quiet_since;
     }
     return n;
 }
 
-/* Keeps when a report first showed the primary this member replaced in this term accepting no
- * writes. Until then it may have had standbys acknowledge commits (its machine frozen with its
+/* Keeps since when the primary this member replaced in this term (or, before it recorded itself,
+ * the recorded primary) has shown in every report that its server accepts no writes, from before
+ * this leadership on: a run broken by a report of it writable, or by no report, starts again.
+ * Until the run begins it may have had standbys acknowledge commits (its machine frozen with its
  * clocks and resumed, say), and positions reported before are no proof of what they hold. */
-static void prev_quiet_seen(struct core *c, const struct core_view *v)
+static void quiet_seen(struct core *c, const struct core_view *v)
 {
-    const struct peer_status *p = NULL;
-    if (c->prev_primary_term == v->term && c->prev_primary[0] != '\0' &&
-        strcmp(c->prev_primary, c->self) != 0) {
-        p = report_of(v, c->prev_primary);
+    const char *name = v->state->primary.name;
+    if (c->prev_primary_term == v->term && c->prev_primary[0] != '\0') {
+        name = c->prev_primary;
     }
+    if (name[0] == '\0' || strcmp(name, c->self) == 0) {
+        c->quiet_name[0] = '\0';
+        c->quiet_since = 0;
+        return;
+    }
+    if (strcmp(c->quiet_name, name) != 0) {
+        snprintf(c->quiet_name, sizeof c->quiet_name, "%s", name);
+        c->quiet_since = 0;
+    }
+    const struct peer_status *p = report_of(v, name);
     bool fresh = p != NULL && p->reachable && p->has_pg && p->last_polled != 0 &&
-                 c->leader_since != 0 && p->last_polled >= c->leader_since &&
                  v->now - p->last_seen <= CORE_PEER_FRESH_MS;
     bool quiet = fresh && (p->pg_state == HA_PG_STOPPED || p->pg_state == HA_PG_ABSENT ||
                            (p->pg_state == HA_PG_RUNNING && p->pg_in_recovery));
     if (!quiet) {
-        c->prev_quiet_at = 0;
-    } else if (c->prev_quiet_at == 0) {
-        c->prev_quiet_at = p->last_seen;
+        c->quiet_since = 0;
+    } else if (c->quiet_since == 0) {
+        c->quiet_since = p->last_seen;
     }
 }
 
@@ -196,7 +206,6 @@ static int execute(struct core *c, const struct core_view *v, const struct ha_de
     case HA_ACT_RECORD_PRIMARY:
         snprintf(c->prev_primary, sizeof c->prev_primary, "%s", v->state->primary.name);
         c->prev_primary_term = v->term;
-        c->prev_quiet_at = 0;
         set_primary_cmd(c, &cmd, v->term, d->timeline);
         return io->raft_submit(io->data, &cmd, errmsg);
     case HA_ACT_TRANSFER: {
@@ -317,6 +326,7 @@ bool core_paused(struct core *c, const struct fsm_state *s, unsigned allowed)
 
 bool core_tick(struct core *c, const struct core_view *v)
 {
+    quiet_seen(c, v); /* every tick, busy or not: a run it misses a break in proves nothing */
     if (c->busy || !v->pg_ready) {
         return false;
     }
@@ -348,7 +358,6 @@ bool core_tick(struct core *c, const struct core_view *v)
     in.no_pg_rewind = c->no_pg_rewind;
     in.failover_priority = c->failover_priority;
     in.pg = v->pg;
-    prev_quiet_seen(c, v);
     in.peers = peers;
     in.n_peers = core_peers(c, v, peers, FSM_MEMBERS_MAX);
     in.sync_mode = v->sync_mode;

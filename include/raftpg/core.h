@@ -89,9 +89,11 @@ struct core {
                                         (set by the caller after core_init) */
     char prev_primary[FSM_NAME_MAX]; /* whom this member's last "primary = me" replaced ... */
     uint64_t prev_primary_term;      /* ... in this term */
-    rpg_msec prev_quiet_at; /* when a report first showed prev_primary accepting no writes (that
-                               report's arrival), 0 not yet: a voter's position reported to a
-                               poll started later holds whatever it acknowledged for it */
+    /* The primary recorded before (prev_primary once this member recorded itself): since when
+     * every report of it showed it accepting no writes (the arrival of the first of them), 0 not
+     * so. A voter's position reported to a poll started later holds whatever it acknowledged. */
+    char quiet_name[FSM_NAME_MAX];
+    rpg_msec quiet_since;
     bool nofailover;
     int failover_priority;
     bool no_pg_rewind; /* postgresql.use_pg_rewind off (set by the caller after core_init) */

@@ -3220,6 +3220,94 @@ static void test_waiting_leader_starts_its_stopped_server_as_a_standby(void **st
     assert_decision(&w, HA_ACT_WAIT, "");
 }
 
+/* The run of quiet reports may begin before this leadership: a voter polled after its start holds
+ * whatever the previous primary had it acknowledge. A report of that primary writable breaks the
+ * run, even one seen while an action was under way, and the next run starts afresh. */
+static void test_core_quiet_run_of_the_previous_primary(void **state)
+{
+    (void)state;
+    struct world w;
+    struct core_io io;
+    struct core c;
+    struct core_view v;
+    struct peer_status reports[2];
+    world_recorded_standby(&w);
+    memset(reports, 0, sizeof reports);
+    for (unsigned i = 0; i < 2; i++) {
+        struct peer_status *r = &reports[i];
+        set_str(r->name, sizeof r->name, i == 0 ? "node2" : "node3");
+        snprintf(r->pg_address, sizeof r->pg_address, "10.0.0.%u:5432", i + 2);
+        r->reachable = true;
+        r->has_pg = true;
+        r->pg_system_id = SYSID;
+        r->pg_timeline = 1;
+        r->failover_priority = 100;
+    }
+    reports[0].pg_state = HA_PG_STOPPED;
+    reports[0].last_polled = 490;
+    reports[0].last_seen = 500;
+    reports[1].pg_state = HA_PG_RUNNING;
+    reports[1].pg_in_recovery = true;
+    reports[1].pg_streaming = true;
+    set_str(reports[1].pg_receiver, sizeof reports[1].pg_receiver, "10.0.0.2:5432");
+    reports[1].pg_wal_position = w.in.pg.wal_position;
+    reports[1].last_polled = 700;
+    reports[1].last_seen = 710;
+    struct fake_io f;
+    memset(&f, 0, sizeof f);
+    memset(&io, 0, sizeof io);
+    io.data = &f;
+    io.pg_promote = fake_promote;
+    io.pg_set_sync = fake_set_sync;
+    io.pg_sync_slots = fake_sync_slots;
+    core_init(&c, &io, "node1", false, 100);
+    snprintf(c.prev_primary, sizeof c.prev_primary, "node2");
+    c.prev_primary_term = TERM;
+    memset(&v, 0, sizeof v);
+    v.now = 600; /* busy: the run is noted all the same */
+    v.state = &w.state;
+    v.term = TERM;
+    v.peers = reports;
+    v.n_peers = 2;
+    c.busy = true;
+    (void)core_tick(&c, &v);
+    assert_int_equal(c.quiet_since, 500);
+    c.busy = false;
+    v.now = 900;
+    v.leader = true;
+    v.state_current = true;
+    v.pg_ready = true;
+    v.pg = w.in.pg;
+    (void)core_tick(&c, &v); /* leader since 900 */
+    /* node2's current state confirmed since: node3's report from 700 is after the run began. */
+    reports[0].last_polled = 950;
+    reports[0].last_seen = 960;
+    v.now = 1000;
+    (void)core_tick(&c, &v);
+    assert_int_equal(c.quiet_since, 500);
+    assert_int_equal(c.last.action, HA_ACT_PROMOTE);
+    core_action_done(&c, 0, NULL, 1000); /* the fake's steps end at once */
+    core_action_done(&c, 0, NULL, 1000);
+    core_action_done(&c, 0, NULL, 1000);
+    /* node2 writable once: the run ends; quiet again, it starts at the new report. */
+    c.busy = true;
+    reports[0].pg_state = HA_PG_RUNNING;
+    reports[0].last_polled = 1010;
+    reports[0].last_seen = 1020;
+    v.now = 1030;
+    (void)core_tick(&c, &v);
+    assert_int_equal(c.quiet_since, 0);
+    c.busy = false;
+    reports[0].pg_state = HA_PG_STOPPED;
+    reports[0].last_polled = 1040;
+    reports[0].last_seen = 1050;
+    v.now = 1060;
+    (void)core_tick(&c, &v);
+    assert_int_equal(c.quiet_since, 1050);
+    assert_int_equal(c.last.action, HA_ACT_WAIT);
+    assert_string_equal(c.last.target, "node3");
+}
+
 /* A promotion asked for and not observed done is not asked for again. */
 static void test_promotion_is_asked_for_once(void **state)
 {
@@ -3598,6 +3686,7 @@ int main(void)
         cmocka_unit_test(test_core_failed_demotion_backs_off),
         cmocka_unit_test(test_core_retries_a_failed_transfer_at_once),
         cmocka_unit_test(test_core_reads_voters_polled_after_the_previous_primary_stopped),
+        cmocka_unit_test(test_core_quiet_run_of_the_previous_primary),
         cmocka_unit_test(test_core_hands_over_at_once_after_the_last_failed_start),
         cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary),
         cmocka_unit_test(test_takeover_waits_for_a_voter_report_on_its_way),

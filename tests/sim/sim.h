@@ -637,6 +637,8 @@ struct sim_result {
     /* Scheduled switchovers (F_SWITCHOVER_SCHEDULED): asked, refused at once, recorded, run by
      * a leader (then as above), dropped by verdict (schedule.h). */
     unsigned sc_asked, sc_refused, sc_recorded, sc_run;
+    /* ... and the operator's cancels of them: asked, committed, refused or too late. */
+    unsigned sc_cancel_asked, sc_cancelled, sc_cancel_failed;
     unsigned sc_dropped[SCHEDULE_DROP_RESTARTED + 1];
     /* on_switchover runs (--hook) by outcome: ok, failed, killed at its time-out, hung past the
      * switchover's backstop; and on_switchover_abandoned fired. */
@@ -711,8 +713,15 @@ struct sim_world {
         int fault;
         unsigned runs;
         int ran_on;
+        bool cancelled; /* the operator's cancel (DELETE /switchover) committed */
     } scheds[SIM_FAULTS_MAX];
     unsigned n_scheds;
+    /* The operator's cancels in flight: what their commit callbacks need. */
+    struct sim_cancel {
+        struct sim_world *w;
+        int64_t at_ms;
+    } cancels[SIM_FAULTS_MAX];
+    unsigned n_cancels;
     rpg_msec so_ended_at; /* when a switchover last ended (sim_switchover_ended) */
     struct sim_result *res;
 };
@@ -804,6 +813,11 @@ int sim_failover_request(struct sim_world *w, unsigned l, const char *candidate,
  * (its end comes to sim_switchover_ended), or the refusal's status with why. */
 int sim_switchover_request(struct sim_world *w, unsigned l, const char *leader,
                            const char *candidate, int fault, char *why, size_t size);
+/* api_action.c DELETE /switchover on node l: 0 submitted, or the status (404 none, 503) with
+ * why. The commit's outcome goes to sim_schedule_cancelled. */
+int sim_switchover_cancel(struct sim_world *w, unsigned l, char *why, size_t size);
+/* The cancel of the schedule at at_ms ended: committed (rc 0) or not. */
+void sim_schedule_cancelled(struct sim_world *w, int64_t at_ms, int rc, const char *msg);
 /* POST /switchover {"scheduled_at"} to node l (api_action.c switchover_schedule): its checks,
  * then the SCHEDULE_SWITCHOVER entry. Returns 0 once submitted, or the status with why. */
 int sim_switchover_schedule(struct sim_world *w, unsigned l, const char *leader,

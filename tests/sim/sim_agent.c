@@ -1627,6 +1627,48 @@ int64_t sim_wall_ms(const struct sim_world *w)
     return SIM_WALL_EPOCH_MS + (int64_t)sim_now(w);
 }
 
+static void cancel_committed(void *data, int rc, const char *msg)
+{
+    struct sim_cancel *c = data;
+    sim_schedule_cancelled(c->w, c->at_ms, rc, msg);
+}
+
+int sim_switchover_cancel(struct sim_world *w, unsigned l, char *why, size_t size)
+{
+    const struct sim_node *n = &w->nodes[l];
+    const struct fsm_state *s = &n->cons.state;
+    /* api_require_leader, then api_switchover_cancel. */
+    if (!sim_agent_leader(w, l) || !raft_up(w, l)) {
+        sim_fmt(why, size, "this member is not the raft leader");
+        return 503;
+    }
+    if (s->switchover.at_ms == 0) {
+        sim_fmt(why, size, "no switchover is scheduled");
+        return 404;
+    }
+    if (w->n_cancels >= SIM_FAULTS_MAX) {
+        sim_fmt(why, size, "too many cancels in one schedule");
+        return 503;
+    }
+    struct sim_cancel *c = &w->cancels[w->n_cancels++];
+    c->w = w;
+    c->at_ms = s->switchover.at_ms;
+    struct fsm_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = FSM_CMD_CLEAR_SWITCHOVER;
+    cmd.term = n->cons.term;
+    cmd.u.clear_switchover.at_ms = s->switchover.at_ms;
+    char errmsg[RPG_ERRMSG_SIZE];
+    if (submit(w, l, &cmd, cancel_committed, c, errmsg) != 0) {
+        sim_fmt(why, size, "%s", errmsg);
+        return 503;
+    }
+    char at[48];
+    schedule_format_time(c->at_ms, at, sizeof at);
+    sim_trace(w, (int)l, "cancel of the switchover scheduled at %s requested", at);
+    return 0;
+}
+
 int sim_switchover_schedule(struct sim_world *w, unsigned l, const char *leader,
                             const char *candidate, int64_t at_ms, char *why, size_t size)
 {

@@ -812,7 +812,15 @@ static const char *const drill_names[DRILL_N] = {"", "kill, ", "pause, kill, ",
                                                  "pause, lag, kill, "};
 
 /* The steps of a drill (EV_OPERATOR's sub). */
-enum sim_operator_step { OP_WAIT_PAUSE = 0, OP_KILL, OP_ASK, OP_WATCH, OP_WATCH_END, OP_SO_END };
+enum sim_operator_step {
+    OP_WAIT_PAUSE = 0,
+    OP_KILL,
+    OP_ASK,
+    OP_WATCH,
+    OP_WATCH_END,
+    OP_SO_END,
+    OP_SO_CANCEL
+};
 
 /* ---- switchovers (switchover.c through the shared steps, switchover_step.h) -------------------
  */
@@ -1024,9 +1032,67 @@ static void operator_schedule(struct sim_world *w, unsigned k)
         sim_push(w, sim_now(w) + (rpg_msec)(at - sim_wall_ms(w)) + SCHED_SLACK_MS + so_end_ms(w),
                  EV_OPERATOR, (int)k, 0, OP_SO_END);
     }
+    if (sim_rng_chance(&fs->rng, 300)) {
+        /* `ctl flush switchover` (DELETE /switchover) at some moment until shortly after its
+         * time: before it is due, or racing the leader's own clear. */
+        rpg_msec until = (rpg_msec)(at - sim_wall_ms(w)) + 500;
+        sim_push(w, sim_now(w) + sim_rng_below(&fs->rng, (unsigned)until), EV_OPERATOR, (int)k, 0,
+                 OP_SO_CANCEL);
+    }
     note(w, k, "ctl switchover --scheduled %s%s%s%s%s asked of %s: recorded%s", at_s,
          from[0] != '\0' ? " --leader " : "", from, cand[0] != '\0' ? " --candidate " : "", cand,
          w->nodes[l].name, watch ? " (a healthy cluster: checked)" : "");
+}
+
+/* OP_SO_CANCEL: the operator cancels the scheduled switchover through the leader of the moment. */
+static void operator_cancel(struct sim_world *w, unsigned k)
+{
+    int l = leader_node(w);
+    if (l < 0 || !sim_agent_leader(w, (unsigned)l) || w->nodes[l].frozen ||
+        w->nodes[l].agent_frozen) {
+        note(w, k, "ctl flush switchover: no ready raft leader answers");
+        return;
+    }
+    char why[RPG_ERRMSG_SIZE];
+    w->res->sc_cancel_asked++;
+    int status = sim_switchover_cancel(w, (unsigned)l, why, sizeof why);
+    if (status != 0) {
+        w->res->sc_cancel_failed++;
+        note(w, k, "ctl flush switchover asked of %s: %d %s", w->nodes[l].name, status, why);
+        return;
+    }
+    note(w, k, "ctl flush switchover asked of %s: submitted", w->nodes[l].name);
+}
+
+void sim_schedule_cancelled(struct sim_world *w, int64_t at_ms, int rc, const char *msg)
+{
+    char at_s[48];
+    schedule_format_time(at_ms, at_s, sizeof at_s);
+    if (rc != 0) {
+        /* The leader's own clear came first (it runs or dropped it), or leadership moved. */
+        w->res->sc_cancel_failed++;
+        sim_trace(w, -1, "cancel of the switchover scheduled at %s not committed: %s", at_s,
+                  msg != NULL ? msg : "");
+        return;
+    }
+    w->res->sc_cancelled++;
+    sim_trace(w, -1, "switchover scheduled at %s cancelled", at_s);
+    for (unsigned k = 0; k < w->n_scheds; k++) {
+        struct sim_sched_rec *r = &w->scheds[k];
+        if (r->at_ms != at_ms) {
+            continue;
+        }
+        r->cancelled = true;
+        if (r->runs > 0) {
+            /* The state machine clears an entry once: a cancel and a run exclude each other. */
+            sim_violation(w, CHK_SCHED,
+                          "the switchover scheduled at %s was cancelled after it ran on %s", at_s,
+                          w->nodes[r->ran_on].name);
+        }
+        if (r->fault >= 0 && (unsigned)r->fault < w->sched->n) {
+            w->fs[r->fault].so_watch = false; /* cancelled: check W owes it nothing */
+        }
+    }
 }
 
 /* A watched schedule that did not run as asked. */
@@ -1078,6 +1144,12 @@ int sim_schedule_cleared(struct sim_world *w, unsigned l, int64_t at_ms, enum sc
     }
     if (r == NULL) {
         return -1;
+    }
+    if (r->cancelled) {
+        char at_s[48];
+        schedule_format_time(at_ms, at_s, sizeof at_s);
+        sim_violation(w, CHK_SCHED, "the switchover scheduled at %s ran on %s after its cancel",
+                      at_s, w->nodes[l].name);
     }
     if (++r->runs > 1) {
         char at_s[48];
@@ -1430,6 +1502,7 @@ void sim_fault_step(struct sim_world *w, unsigned k, unsigned step)
         sim_push(w, sim_now(w) + sim_rng_below(&fs->rng, 600), EV_OPERATOR, (int)k, 0, OP_ASK);
         return;
     case OP_ASK: operator_failover(w, k); return;
+    case OP_SO_CANCEL: operator_cancel(w, k); return;
     case OP_WATCH:
     case OP_WATCH_END:
     case OP_SO_END: return;

@@ -95,6 +95,7 @@ struct totals {
         so_checked;
     unsigned so_abandoned[SWITCHOVER_REASON_N];
     unsigned sc_asked, sc_refused, sc_recorded, sc_run;
+    unsigned sc_cancel_asked, sc_cancelled, sc_cancel_failed;
     unsigned sc_dropped[SCHEDULE_DROP_RESTARTED + 1];
     unsigned hook_ok, hook_failed, hook_killed, hook_hung, hook_abandoned;
     rpg_msec waived_ms, waived4_ms;
@@ -346,6 +347,9 @@ static void add(struct totals *t, const struct sim_result *r)
     t->sc_refused += r->sc_refused;
     t->sc_recorded += r->sc_recorded;
     t->sc_run += r->sc_run;
+    t->sc_cancel_asked += r->sc_cancel_asked;
+    t->sc_cancelled += r->sc_cancelled;
+    t->sc_cancel_failed += r->sc_cancel_failed;
     for (unsigned k = 0; k <= SCHEDULE_DROP_RESTARTED; k++) {
         t->sc_dropped[k] += r->sc_dropped[k];
     }
@@ -625,6 +629,9 @@ static void print_totals(struct totals *t, double secs, const struct args *a)
             }
         }
         printf("%s\n", dropped == 0 ? " none" : "");
+        printf("cancels of scheduled switchovers (ctl flush switchover): %u asked; %u committed, "
+               "%u refused or too late (the leader's own clear came first)\n",
+               t->sc_cancel_asked, t->sc_cancelled, t->sc_cancel_failed);
     }
     if (a->opt.hook) {
         printf("on_switchover runs: %u succeeded, %u failed, %u killed at the time-out, %u hung "

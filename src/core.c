@@ -25,6 +25,80 @@ static const struct peer_status *report_of(const struct core_view *v, const char
     return NULL;
 }
 
+/* Keeps since when a member that may have written as primary has shown in every report that its
+ * server accepts no writes, from before this leadership on: a run broken by a report of it
+ * writable, or by no report, starts again. Until the run begins it may have had standbys
+ * acknowledge commits (its machine frozen with its clocks and resumed, say), and positions
+ * reported before are no proof of what they hold. */
+static void quiet_track(struct core_quiet *q, const char *name, const struct core_view *v)
+{
+    if (name[0] == '\0') {
+        q->name[0] = '\0';
+        q->since = 0;
+        return;
+    }
+    if (strcmp(q->name, name) != 0) {
+        snprintf(q->name, sizeof q->name, "%s", name);
+        q->since = 0;
+    }
+    const struct peer_status *p = report_of(v, name);
+    bool fresh = p != NULL && p->reachable && p->has_pg && p->last_polled != 0 &&
+                 v->now - p->last_seen <= CORE_PEER_FRESH_MS;
+    bool quiet = fresh && (p->pg_state == HA_PG_STOPPED || p->pg_state == HA_PG_ABSENT ||
+                           (p->pg_state == HA_PG_RUNNING && p->pg_in_recovery));
+    if (!quiet) {
+        q->since = 0;
+    } else if (q->since == 0) {
+        q->since = p->last_seen;
+    }
+}
+
+/* The primary this member replaced in this term (before it recorded itself, the recorded one),
+ * and the last member seen running as primary: a recorded primary that never promoted wrote
+ * nothing, and the one before it may be the one still writing (seed 897523280553). */
+static void quiet_seen(struct core *c, const struct core_view *v)
+{
+    if (v->pg.state == HA_PG_RUNNING && !v->pg.in_recovery) {
+        snprintf(c->last_writer, sizeof c->last_writer, "%s", c->self); /* writers before: moot */
+    }
+    for (unsigned i = 0; i < v->n_peers; i++) {
+        const struct peer_status *p = &v->peers[i];
+        if (p->reachable && p->has_pg && p->last_polled != 0 &&
+            v->now - p->last_seen <= CORE_PEER_FRESH_MS && p->pg_state == HA_PG_RUNNING &&
+            !p->pg_in_recovery && strcmp(p->name, c->self) != 0) {
+            snprintf(c->last_writer, sizeof c->last_writer, "%s", p->name);
+        }
+    }
+    const char *prev = v->state->primary.name;
+    if (c->prev_primary_term == v->term && c->prev_primary[0] != '\0') {
+        prev = c->prev_primary;
+    }
+    if (strcmp(prev, c->self) == 0) {
+        prev = "";
+    }
+    const char *last = strcmp(c->last_writer, prev) != 0 && strcmp(c->last_writer, c->self) != 0
+                           ? c->last_writer
+                           : "";
+    quiet_track(&c->quiet[0], prev, v);
+    quiet_track(&c->quiet[1], last, v);
+}
+
+/* Whether a report to a poll started at polled came after every run above began. */
+static bool after_quiet(const struct core *c, rpg_msec polled)
+{
+    bool any = false;
+    for (unsigned k = 0; k < 2; k++) {
+        if (c->quiet[k].name[0] == '\0') {
+            continue;
+        }
+        if (c->quiet[k].since == 0 || polled <= c->quiet[k].since) {
+            return false;
+        }
+        any = true;
+    }
+    return any;
+}
+
 unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_peer *out,
                     unsigned max)
 {
@@ -69,41 +143,9 @@ unsigned core_peers(const struct core *c, const struct core_view *v, struct ha_p
         h->failover_priority = p->failover_priority;
         h->storage_failed = p->storage_failed;
         h->diverged = p->diverged;
-        h->after_prev_quiet = c->quiet_since != 0 && p->last_polled > c->quiet_since;
+        h->after_prev_quiet = after_quiet(c, p->last_polled);
     }
     return n;
-}
-
-/* Keeps since when the primary this member replaced in this term (or, before it recorded itself,
- * the recorded primary) has shown in every report that its server accepts no writes, from before
- * this leadership on: a run broken by a report of it writable, or by no report, starts again.
- * Until the run begins it may have had standbys acknowledge commits (its machine frozen with its
- * clocks and resumed, say), and positions reported before are no proof of what they hold. */
-static void quiet_seen(struct core *c, const struct core_view *v)
-{
-    const char *name = v->state->primary.name;
-    if (c->prev_primary_term == v->term && c->prev_primary[0] != '\0') {
-        name = c->prev_primary;
-    }
-    if (name[0] == '\0' || strcmp(name, c->self) == 0) {
-        c->quiet_name[0] = '\0';
-        c->quiet_since = 0;
-        return;
-    }
-    if (strcmp(c->quiet_name, name) != 0) {
-        snprintf(c->quiet_name, sizeof c->quiet_name, "%s", name);
-        c->quiet_since = 0;
-    }
-    const struct peer_status *p = report_of(v, name);
-    bool fresh = p != NULL && p->reachable && p->has_pg && p->last_polled != 0 &&
-                 v->now - p->last_seen <= CORE_PEER_FRESH_MS;
-    bool quiet = fresh && (p->pg_state == HA_PG_STOPPED || p->pg_state == HA_PG_ABSENT ||
-                           (p->pg_state == HA_PG_RUNNING && p->pg_in_recovery));
-    if (!quiet) {
-        c->quiet_since = 0;
-    } else if (c->quiet_since == 0) {
-        c->quiet_since = p->last_seen;
-    }
 }
 
 /* Keeps the furthest position the recorded primary reported while it ran as primary; a new
@@ -350,6 +392,7 @@ bool core_tick(struct core *c, const struct core_view *v)
     in.self = c->self;
     in.pg_address = c->pg_address;
     in.prev_primary = c->prev_primary_term == v->term ? c->prev_primary : "";
+    in.last_writer = c->last_writer;
     in.leader = v->leader;
     in.leader_waiting = v->raft_leader && !v->leader;
     in.state_current = v->leader || v->state_current;

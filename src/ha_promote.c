@@ -290,6 +290,15 @@ static bool peer_detached(const struct ha_input *in, const struct ha_peer *p, co
     return false;
 }
 
+/* Whether member name verifiably accepts no writes, as its agent said since this member led. */
+static bool peer_quiet(const struct ha_input *in, const char *name)
+{
+    const struct ha_peer *p = ha_peer_of(in, name);
+    return p != NULL && p->reachable && p->polled &&
+           (p->pg_state == HA_PG_STOPPED || p->pg_state == HA_PG_ABSENT ||
+            (p->pg_state == HA_PG_RUNNING && p->in_recovery));
+}
+
 /* Rule 4 before a promotion: the previous primary waits for k acknowledgements from the
  * recorded voters V. Promoting is safe once at most k - 1 voters besides this member and the
  * previous primary could still send them: the others are verifiably detached. This member's own
@@ -315,13 +324,19 @@ bool ha_voters_detached(const struct ha_input *in, char *target, size_t target_s
      * clocks and resumed: raftpg_sim --seed 603811464079 --nodes 3 --faults all --watchdog), and
      * the check for a member further ahead reads that position. */
     const char *prev = in->prev_primary != NULL ? in->prev_primary : "";
-    if (strcmp(prev, in->self) == 0) {
+    bool prev_self = strcmp(prev, in->self) == 0;
+    /* So must the last member seen running as primary, when another: a recorded primary that
+     * never promoted wrote nothing, and the one before it may still write (its machine frozen:
+     * raftpg_sim --seed 897523280553 --nodes 3 --faults all --watchdog --keep 0,1, where an
+     * operator's failover in maintenance mode followed a take-over that had not promoted yet). */
+    const char *last = in->last_writer != NULL ? in->last_writer : "";
+    bool last_other = last[0] != '\0' && strcmp(last, in->self) != 0 && strcmp(last, prev) != 0;
+    if (prev_self && !last_other) {
         return true;
     }
-    const struct ha_peer *old = prev[0] != '\0' ? ha_peer_of(in, prev) : NULL;
-    bool old_quiet = old != NULL && old->reachable && old->polled &&
-                     (old->pg_state == HA_PG_STOPPED || old->pg_state == HA_PG_ABSENT ||
-                      (old->pg_state == HA_PG_RUNNING && old->in_recovery));
+    bool old_quiet = (prev_self || (prev[0] != '\0' && peer_quiet(in, prev))) &&
+                     (!last_other || peer_quiet(in, last));
+    const char *named = prev_self ? last : prev;
     const char *self_addr = in->pg_address != NULL ? in->pg_address : "";
     unsigned attached = 0;
     for (unsigned i = 0; i < recorded.n; i++) {
@@ -341,7 +356,7 @@ bool ha_voters_detached(const struct ha_input *in, char *target, size_t target_s
             snprintf(reason, sizeof reason,
                      "no report from %s since %s stopped accepting writes (it may hold commits "
                      "that primary acknowledged last)",
-                     name, prev);
+                     name, named);
         }
         if (attached++ == 0) {
             snprintf(target, target_size, "%s", name);

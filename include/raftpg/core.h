@@ -89,11 +89,16 @@ struct core {
                                         (set by the caller after core_init) */
     char prev_primary[FSM_NAME_MAX]; /* whom this member's last "primary = me" replaced ... */
     uint64_t prev_primary_term;      /* ... in this term */
-    /* The primary recorded before (prev_primary once this member recorded itself): since when
-     * every report of it showed it accepting no writes (the arrival of the first of them), 0 not
-     * so. A voter's position reported to a poll started later holds whatever it acknowledged. */
-    char quiet_name[FSM_NAME_MAX];
-    rpg_msec quiet_since;
+    /* The last other member a report showed running as primary (its server writable). */
+    char last_writer[FSM_NAME_MAX];
+    /* The primary recorded before (prev_primary once this member recorded itself), and the last
+     * writer above, when another: since when every report of each showed
+     * it accepting no writes (the arrival of the first of them), 0 not so. A voter's position
+     * reported to a poll started later than both holds whatever it acknowledged. */
+    struct core_quiet {
+        char name[FSM_NAME_MAX];
+        rpg_msec since;
+    } quiet[2];
     bool nofailover;
     int failover_priority;
     bool no_pg_rewind; /* postgresql.use_pg_rewind off (set by the caller after core_init) */

@@ -107,6 +107,8 @@ struct ha_input {
     const char *pg_address;        /* this member's PostgreSQL address (NULL or "": unknown) */
     const char *prev_primary;      /* the primary recorded before this member recorded itself in
                                     * this term (NULL or "": not known, e.g. after a restart) */
+    const char *last_writer;       /* the last other member a report showed running as primary
+                                    * (NULL or "": none seen since this agent started) */
     bool leader;                   /* Raft leader with its own-term barrier committed */
     bool leader_waiting;           /* ... but not acting yet: the previous leader's lease and
                                     * fence may not have ended (lead.h lead_gate) */

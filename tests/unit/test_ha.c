@@ -3118,6 +3118,36 @@ test_promotion_reads_voter_positions_made_after_the_previous_primary_stopped(voi
     assert_decision(&w, HA_ACT_PROMOTE, "");
 }
 
+/* The primary recorded before this member (node3) never promoted: it wrote nothing, and the last
+ * member seen running as primary (node2, frozen with its clocks) may still have node3, which
+ * streams from it, acknowledge its commits. node3's quiet state proves nothing then
+ * (raftpg_sim --seed 897523280553 --nodes 3 --faults all --watchdog --keep 0,1 lost a commit). */
+static void test_promotion_fences_the_last_writer_too(void **state)
+{
+    (void)state;
+    struct world w;
+    world_recorded_standby(&w);
+    w.in.prev_primary = "node3";
+    set_str(peer(&w, "node3")->receiver, FSM_ADDR_MAX, "10.0.0.2:5432");
+    peer(&w, "node3")->after_prev_quiet = true;
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, ""); /* nobody else seen writing */
+    w.in.last_writer = "node2";
+    decide(&w);
+    assert_decision(&w, HA_ACT_WAIT, "node3");
+    assert_why(&w, "the WAL receiver of node3 still streams from 10.0.0.2:5432");
+    /* node2 answers that it is stopped: the shortcut holds again. */
+    peer(&w, "node2")->reachable = true;
+    peer(&w, "node2")->pg_state = HA_PG_STOPPED;
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+    /* This member itself was the last writer: only prev counts. */
+    peer(&w, "node2")->reachable = false;
+    w.in.last_writer = "node1";
+    decide(&w);
+    assert_decision(&w, HA_ACT_PROMOTE, "");
+}
+
 /* The core tells which voter reports answer polls started after the previous primary was first
  * seen accepting no writes: node3's report from before node2 stopped holds the promotion back, a
  * later one shows the commit node2 had it acknowledge last, and node3 takes over. */
@@ -3271,7 +3301,7 @@ static void test_core_quiet_run_of_the_previous_primary(void **state)
     v.n_peers = 2;
     c.busy = true;
     (void)core_tick(&c, &v);
-    assert_int_equal(c.quiet_since, 500);
+    assert_int_equal(c.quiet[0].since, 500);
     c.busy = false;
     v.now = 900;
     v.leader = true;
@@ -3284,7 +3314,7 @@ static void test_core_quiet_run_of_the_previous_primary(void **state)
     reports[0].last_seen = 960;
     v.now = 1000;
     (void)core_tick(&c, &v);
-    assert_int_equal(c.quiet_since, 500);
+    assert_int_equal(c.quiet[0].since, 500);
     assert_int_equal(c.last.action, HA_ACT_PROMOTE);
     core_action_done(&c, 0, NULL, 1000); /* the fake's steps end at once */
     core_action_done(&c, 0, NULL, 1000);
@@ -3296,16 +3326,75 @@ static void test_core_quiet_run_of_the_previous_primary(void **state)
     reports[0].last_seen = 1020;
     v.now = 1030;
     (void)core_tick(&c, &v);
-    assert_int_equal(c.quiet_since, 0);
+    assert_int_equal(c.quiet[0].since, 0);
     c.busy = false;
     reports[0].pg_state = HA_PG_STOPPED;
     reports[0].last_polled = 1040;
     reports[0].last_seen = 1050;
     v.now = 1060;
     (void)core_tick(&c, &v);
-    assert_int_equal(c.quiet_since, 1050);
+    assert_int_equal(c.quiet[0].since, 1050);
     assert_int_equal(c.last.action, HA_ACT_WAIT);
     assert_string_equal(c.last.target, "node3");
+}
+
+/* The core remembers the last other member a report showed running as primary, and a voter's
+ * report must come after that member's quiet run began too. */
+static void test_core_remembers_the_last_writer(void **state)
+{
+    (void)state;
+    struct world w;
+    struct core_io io;
+    struct core c;
+    struct core_view v;
+    struct peer_status reports[2];
+    world_recorded_standby(&w);
+    memset(reports, 0, sizeof reports);
+    for (unsigned i = 0; i < 2; i++) {
+        struct peer_status *r = &reports[i];
+        set_str(r->name, sizeof r->name, i == 0 ? "node2" : "node3");
+        r->reachable = true;
+        r->has_pg = true;
+        r->pg_state = HA_PG_RUNNING;
+        r->pg_in_recovery = i == 1;
+        r->last_polled = 90;
+        r->last_seen = 100;
+    }
+    memset(&io, 0, sizeof io);
+    core_init(&c, &io, "node1", false, 100);
+    memset(&v, 0, sizeof v);
+    v.now = 100;
+    v.state = &w.state;
+    v.term = TERM;
+    v.peers = reports;
+    v.n_peers = 2;
+    (void)core_tick(&c, &v);
+    assert_string_equal(c.last_writer, "node2");
+    assert_string_equal(c.quiet[1].name, "node2");
+    assert_int_equal(c.quiet[1].since, 0);
+    /* node2 stopped: its run begins; it stays the last writer. */
+    reports[0].pg_state = HA_PG_STOPPED;
+    reports[0].last_polled = 190;
+    reports[0].last_seen = 200;
+    v.now = 200;
+    (void)core_tick(&c, &v);
+    assert_string_equal(c.last_writer, "node2");
+    assert_int_equal(c.quiet[1].since, 200);
+    /* node3 promoted: it is the last writer now. */
+    reports[1].pg_in_recovery = false;
+    reports[1].last_polled = 290;
+    reports[1].last_seen = 300;
+    v.now = 300;
+    (void)core_tick(&c, &v);
+    assert_string_equal(c.last_writer, "node3");
+    /* This member's own server running as primary makes every writer before it moot. */
+    reports[1].pg_in_recovery = true;
+    v.pg.state = HA_PG_RUNNING;
+    v.pg.in_recovery = false;
+    v.now = 400;
+    (void)core_tick(&c, &v);
+    assert_string_equal(c.last_writer, "node1");
+    assert_string_equal(c.quiet[1].name, "");
 }
 
 /* A promotion asked for and not observed done is not asked for again. */
@@ -3687,6 +3776,8 @@ int main(void)
         cmocka_unit_test(test_core_retries_a_failed_transfer_at_once),
         cmocka_unit_test(test_core_reads_voters_polled_after_the_previous_primary_stopped),
         cmocka_unit_test(test_core_quiet_run_of_the_previous_primary),
+        cmocka_unit_test(test_promotion_fences_the_last_writer_too),
+        cmocka_unit_test(test_core_remembers_the_last_writer),
         cmocka_unit_test(test_core_hands_over_at_once_after_the_last_failed_start),
         cmocka_unit_test(test_takeover_without_voters_hands_back_to_recorded_primary),
         cmocka_unit_test(test_takeover_waits_for_a_voter_report_on_its_way),

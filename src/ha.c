@@ -793,14 +793,14 @@ static void decide_follower(const struct ha_input *in, struct ha_decision *out)
                    (self_may_promote(in) ||
                     (!in->nofailover && in->failover_priority > 0 && sole_holder(in)))) {
             /* The Raft leader's state is current: nobody was recorded as primary after this
-             * member, so no newer timeline forked from its WAL. Recorded in an earlier term, what
-             * it will do first once it acts (decide_leader's take-over, which records the next
-             * timeline before promoting), a start that writes nothing, runs during the wait
-             * instead of after it. Recorded in this term, it starts as the primary it was once
-             * the gate opens (a standby now would be promoted to an unrecorded timeline:
-             * raftpg_sim --seed 41080 --nodes 3 --faults all --watchdog, D) (raftpg_sim --seed
-             * 403555103523 --nodes 3 --faults all --watchdog
-             * --keep 0,3,4,5: 8.1 s without a primary, 0.3 s of it this start). */
+             * member, so no newer timeline forked from its WAL. Recorded in an earlier term, the
+             * first thing it does once it acts (decide_leader's take-over) is this start, which
+             * writes nothing: it runs during the wait instead of after it (raftpg_sim --seed
+             * 403555103523 --nodes 3 --faults all --watchdog --keep 0,3,4,5: 8.1 s without a
+             * primary, 0.3 s of it this start). Recorded in this term, it starts again as the
+             * primary it was once the gate opens: as a standby now it would be promoted to a
+             * timeline nobody recorded (raftpg_sim --seed 41080 --nodes 3 --faults all
+             * --watchdog: divergent WAL). */
             set(out, HA_ACT_START_STANDBY, NULL,
                 "leading, waiting out the previous leader's lease: starting as a standby meanwhile "
                 "to learn the wal position");

@@ -92,9 +92,9 @@ struct core {
     /* The last other member a report showed running as primary (its server writable). */
     char last_writer[FSM_NAME_MAX];
     /* The primary recorded before (prev_primary once this member recorded itself), and the last
-     * writer above, when another: since when every report of each showed
-     * it accepting no writes (the arrival of the first of them), 0 not so. A voter's position
-     * reported to a poll started later than both holds whatever it acknowledged. */
+     * writer above when another: since when every report of each has shown it accepting no
+     * writes (the arrival of the first of them), 0 not so. A voter's position reported to a poll
+     * started later than both holds whatever it acknowledged. */
     struct core_quiet {
         char name[FSM_NAME_MAX];
         rpg_msec since;

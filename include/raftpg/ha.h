@@ -97,8 +97,9 @@ struct ha_peer {
     bool storage_failed;   /* its Raft directory cannot persist */
     bool diverged;         /* its replicated state differs from the others' */
     unsigned crashes;      /* its crashes and failed starts within HA_CRASH_WINDOW_MS */
-    bool after_prev_quiet; /* its report answers a poll started after the previous primary was
-                            * seen accepting no writes (ha_input.prev_primary) */
+    bool after_prev_quiet; /* its report answers a poll started after the previous primary and
+                            * the last writer (ha_input) began to show, in every report since,
+                            * that they accept no writes */
 };
 
 struct ha_input {

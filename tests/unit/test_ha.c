@@ -3148,6 +3148,32 @@ static void test_promotion_fences_the_last_writer_too(void **state)
     assert_decision(&w, HA_ACT_PROMOTE, "");
 }
 
+/* node2, the previous primary, stopped; node3, a voter, a running standby still streaming from
+ * node2 at node1's WAL position; both reports from a poll started at polled. */
+static void reports_after_takeover(const struct world *w, struct peer_status reports[2],
+                                   rpg_msec polled)
+{
+    memset(reports, 0, 2 * sizeof *reports);
+    for (unsigned i = 0; i < 2; i++) {
+        struct peer_status *r = &reports[i];
+        set_str(r->name, sizeof r->name, i == 0 ? "node2" : "node3");
+        snprintf(r->pg_address, sizeof r->pg_address, "10.0.0.%u:5432", i + 2);
+        r->reachable = true;
+        r->has_pg = true;
+        r->last_polled = polled;
+        r->last_seen = polled + 10;
+        r->pg_system_id = SYSID;
+        r->pg_timeline = 1;
+        r->failover_priority = 100;
+    }
+    reports[0].pg_state = HA_PG_STOPPED;
+    reports[1].pg_state = HA_PG_RUNNING;
+    reports[1].pg_in_recovery = true;
+    reports[1].pg_streaming = true;
+    set_str(reports[1].pg_receiver, sizeof reports[1].pg_receiver, "10.0.0.2:5432");
+    reports[1].pg_wal_position = w->in.pg.wal_position;
+}
+
 /* The core tells which voter reports answer polls started after the previous primary was first
  * seen accepting no writes: node3's report from before node2 stopped holds the promotion back, a
  * later one shows the commit node2 had it acknowledge last, and node3 takes over. */
@@ -3160,25 +3186,7 @@ static void test_core_reads_voters_polled_after_the_previous_primary_stopped(voi
     struct core_view v;
     struct peer_status reports[2];
     world_recorded_standby(&w);
-    memset(reports, 0, sizeof reports);
-    for (unsigned i = 0; i < 2; i++) {
-        struct peer_status *r = &reports[i];
-        set_str(r->name, sizeof r->name, i == 0 ? "node2" : "node3");
-        snprintf(r->pg_address, sizeof r->pg_address, "10.0.0.%u:5432", i + 2);
-        r->reachable = true;
-        r->has_pg = true;
-        r->last_polled = 990;
-        r->last_seen = 1000;
-        r->pg_system_id = SYSID;
-        r->pg_timeline = 1;
-        r->failover_priority = 100;
-    }
-    reports[0].pg_state = HA_PG_STOPPED;
-    reports[1].pg_state = HA_PG_RUNNING;
-    reports[1].pg_in_recovery = true;
-    reports[1].pg_streaming = true;
-    set_str(reports[1].pg_receiver, sizeof reports[1].pg_receiver, "10.0.0.2:5432");
-    reports[1].pg_wal_position = w.in.pg.wal_position;
+    reports_after_takeover(&w, reports, 990);
     memset(&io, 0, sizeof io);
     io.raft_transfer = fake_transfer;
     fake_transfers = 0;
@@ -3262,25 +3270,7 @@ static void test_core_quiet_run_of_the_previous_primary(void **state)
     struct core_view v;
     struct peer_status reports[2];
     world_recorded_standby(&w);
-    memset(reports, 0, sizeof reports);
-    for (unsigned i = 0; i < 2; i++) {
-        struct peer_status *r = &reports[i];
-        set_str(r->name, sizeof r->name, i == 0 ? "node2" : "node3");
-        snprintf(r->pg_address, sizeof r->pg_address, "10.0.0.%u:5432", i + 2);
-        r->reachable = true;
-        r->has_pg = true;
-        r->pg_system_id = SYSID;
-        r->pg_timeline = 1;
-        r->failover_priority = 100;
-    }
-    reports[0].pg_state = HA_PG_STOPPED;
-    reports[0].last_polled = 490;
-    reports[0].last_seen = 500;
-    reports[1].pg_state = HA_PG_RUNNING;
-    reports[1].pg_in_recovery = true;
-    reports[1].pg_streaming = true;
-    set_str(reports[1].pg_receiver, sizeof reports[1].pg_receiver, "10.0.0.2:5432");
-    reports[1].pg_wal_position = w.in.pg.wal_position;
+    reports_after_takeover(&w, reports, 490);
     reports[1].last_polled = 700;
     reports[1].last_seen = 710;
     struct fake_io f;
